@@ -1,0 +1,138 @@
+/**
+ * TCP session states of a FULLNAT session and their transitions.
+ *
+ * tunvs sees both halves of every connection (client ↔ LB, LB ↔ real server), so it tracks
+ * one state per session from the flags of packets in each direction. The names and default
+ * timeouts are the DPVS/Alibaba LVS ones, so operators read familiar values; the transition
+ * rules are tunvs's own and are listed in full below (no flag combination is left out).
+ *
+ *   client SYN          NONE → SYN_RECV            (a new session)
+ *   RS SYN+ACK          SYN_RECV → SYNACK
+ *   client ACK          SYNACK → ESTABLISHED
+ *   client FIN          ESTABLISHED/SYN_RECV/SYNACK → FIN_WAIT,  CLOSE_WAIT → LAST_ACK
+ *   RS FIN              ESTABLISHED/SYN_RECV/SYNACK → CLOSE_WAIT, FIN_WAIT → LAST_ACK
+ *   ACK after both FINs LAST_ACK → TIME_WAIT
+ *   RST either way      any → CLOSE
+ *
+ * UDP sessions have the single state UDP.
+ */
+
+export const S_NONE = 0;
+export const S_ESTABLISHED = 1;
+export const S_SYN_SENT = 2;
+export const S_SYN_RECV = 3;
+export const S_FIN_WAIT = 4;
+export const S_TIME_WAIT = 5;
+export const S_CLOSE = 6;
+export const S_CLOSE_WAIT = 7;
+export const S_LAST_ACK = 8;
+export const S_LISTEN = 9;
+export const S_SYNACK = 10;
+export const S_UDP = 11;
+export const STATE_COUNT = 12;
+
+export const STATE_NAMES: readonly string[] = [
+  'NONE',
+  'ESTABLISHED',
+  'SYN_SENT',
+  'SYN_RECV',
+  'FIN_WAIT',
+  'TIME_WAIT',
+  'CLOSE',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'LISTEN',
+  'SYNACK',
+  'UDP',
+];
+
+/** Timeouts in seconds, per state. Defaults are DPVS's (and Alibaba LVS's). */
+export interface TimeoutsSec {
+  none: number;
+  established: number;
+  synSent: number;
+  synRecv: number;
+  finWait: number;
+  timeWait: number;
+  close: number;
+  closeWait: number;
+  lastAck: number;
+  listen: number;
+  synack: number;
+  udp: number;
+}
+
+export const TIMEOUTS_DEFAULT_SEC: Readonly<TimeoutsSec> = {
+  none: 2,
+  established: 90,
+  synSent: 3,
+  synRecv: 30,
+  finWait: 7,
+  timeWait: 7,
+  close: 3,
+  closeWait: 7,
+  lastAck: 7,
+  listen: 120,
+  synack: 30,
+  udp: 300,
+};
+
+/** Timeouts per state in timer ticks, indexed by state. */
+export function timeoutTicks(t: TimeoutsSec, tickMs: number): Int32Array {
+  const sec = [
+    t.none,
+    t.established,
+    t.synSent,
+    t.synRecv,
+    t.finWait,
+    t.timeWait,
+    t.close,
+    t.closeWait,
+    t.lastAck,
+    t.listen,
+    t.synack,
+    t.udp,
+  ];
+  const out = new Int32Array(STATE_COUNT);
+  for (let s = 0; s < STATE_COUNT; s++) out[s] = Math.max(1, Math.ceil((sec[s]! * 1000) / tickMs));
+  return out;
+}
+
+/** Sessions in these states count as "active" (ipvsadm's ActiveConn); all others inactive. */
+export function isActiveState(state: number): boolean {
+  return state === S_ESTABLISHED;
+}
+
+const FIN = 0x01;
+const SYN = 0x02;
+const RST = 0x04;
+const ACK = 0x10;
+
+/** Next state after a packet from the client with TCP `flags`. */
+export function nextStateInbound(state: number, flags: number): number {
+  if ((flags & RST) !== 0) return S_CLOSE;
+  if ((flags & SYN) !== 0) return state === S_NONE ? S_SYN_RECV : state;
+  if ((flags & FIN) !== 0) {
+    if (state === S_ESTABLISHED || state === S_SYN_RECV || state === S_SYNACK) return S_FIN_WAIT;
+    if (state === S_CLOSE_WAIT) return S_LAST_ACK;
+    return state;
+  }
+  if ((flags & ACK) !== 0) {
+    if (state === S_SYNACK) return S_ESTABLISHED;
+    if (state === S_LAST_ACK) return S_TIME_WAIT;
+  }
+  return state;
+}
+
+/** Next state after a packet from the real server with TCP `flags`. */
+export function nextStateOutbound(state: number, flags: number): number {
+  if ((flags & RST) !== 0) return S_CLOSE;
+  if ((flags & SYN) !== 0) return state === S_SYN_RECV ? S_SYNACK : state;
+  if ((flags & FIN) !== 0) {
+    if (state === S_ESTABLISHED || state === S_SYN_RECV || state === S_SYNACK) return S_CLOSE_WAIT;
+    if (state === S_FIN_WAIT) return S_LAST_ACK;
+    return state;
+  }
+  if ((flags & ACK) !== 0 && state === S_LAST_ACK) return S_TIME_WAIT;
+  return state;
+}

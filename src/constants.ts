@@ -1,0 +1,84 @@
+/**
+ * Every fixed limit of the data plane, in one place, each with the reason for its value.
+ * The engine allocates everything from these at start-up and nothing per packet;
+ * `assertConstants()` checks how they relate and runs once when the engine is built.
+ */
+
+/** Bytes of one packet slot in a burst ring. An MTU-1500 packet plus up to 40 bytes of
+ * TCP option growth (TOA) fits; a power of two keeps slot offsets a shift away. */
+export const SLOT_SIZE_BYTES = 2048;
+
+/** Packets handled per burst: one JS call per burst amortises the native crossing; 256 keeps
+ * a burst (512 KiB of slots) inside L2 while covering a full TUN txqueue drain. */
+export const BURST_MAX = 256;
+
+/** Default TUN MTU. TOA is only inserted when the grown packet still fits. */
+export const MTU_DEFAULT = 1500;
+
+/** TCP allows at most 40 bytes of options (data offset 15 words minus the 5-word header). */
+export const TCP_OPTIONS_MAX_BYTES = 40;
+
+/** Timer-wheel resolution. Timeouts are whole seconds; 100 ms keeps expiry within 10 %
+ * of the shortest timeout (NONE, 2 s) without touching the wheel on every packet. */
+export const TIMER_TICK_MS = 100;
+
+/** Wheel slots: 4096 × 100 ms = 409.6 s, longer than every default timeout (UDP 300 s), so a
+ * session normally sits in the slot of its expiry; longer ones are re-checked on wrap. */
+export const TIMER_WHEEL_SLOTS = 4096;
+
+/** Timer work per `advance()` call, so a mass expiry (1M sessions at once) is spread over
+ * several bursts instead of stalling forwarding for hundreds of milliseconds. */
+export const TIMER_BUDGET_PER_ADVANCE = 16384;
+
+/** Local ports handed out to sessions: 1025–65535, as DPVS and LVS FULLNAT do. */
+export const LPORT_MIN = 1025;
+export const LPORT_MAX = 65535;
+
+/** Candidate ports tried per local address for one new session before moving to the next
+ * local address. Bounded so a nearly exhausted pool cannot turn each SYN into a 32k scan. */
+export const LPORT_PROBES_PER_LADDR = 256;
+
+/** Highest load factor of a session index (two entries per session). */
+export const TABLE_LOAD_MAX = 0.7;
+
+/** Default session capacity of one LB (split over the worker shards). */
+export const SESSIONS_PER_LB_DEFAULT = 1 << 20;
+
+/** Largest shard: record ids and direction share the low bits of an index entry with a hash
+ * tag in the high bits; 2^26 records leaves 5 tag bits. */
+export const SESSIONS_PER_SHARD_MAX = 1 << 26;
+
+/** Real servers known at once (ids are stable across reloads; counters are per id). */
+export const REAL_SERVERS_MAX = 4096;
+
+/** Services known at once. */
+export const SERVICES_MAX = 1024;
+
+/** Local addresses per service. */
+export const LADDRS_PER_SERVICE_MAX = 64;
+
+/** Packets the engine may generate per burst or timer advance (RSTs on expiry). */
+export const EMIT_SLOTS = 512;
+
+/** Slots of the default Maglev lookup table: prime, and > 100 × a typical pool size so each
+ * server's share is within ~1 % of its weight (Maglev paper, section 3.4). */
+export const MAGLEV_TABLE_SIZE_DEFAULT = 65537;
+
+/** Source-hash scheduler table size (prime, spreads weights finely, small to rebuild). */
+export const SH_TABLE_SIZE = 4093;
+
+function isPowerOfTwo(n: number): boolean {
+  return n > 0 && (n & (n - 1)) === 0;
+}
+
+export function assertConstants(): void {
+  if (!isPowerOfTwo(SLOT_SIZE_BYTES)) throw new Error('SLOT_SIZE_BYTES must be a power of two');
+  if (SLOT_SIZE_BYTES < MTU_DEFAULT + TCP_OPTIONS_MAX_BYTES)
+    throw new Error('a slot must hold an MTU packet plus TCP option growth');
+  if (!isPowerOfTwo(TIMER_WHEEL_SLOTS)) throw new Error('TIMER_WHEEL_SLOTS must be a power of two');
+  if (TIMER_WHEEL_SLOTS * TIMER_TICK_MS < 300_000)
+    throw new Error('the timer wheel must span the longest default timeout (UDP, 300 s)');
+  if (LPORT_MIN < 1 || LPORT_MAX > 65535 || LPORT_MIN > LPORT_MAX) throw new Error('bad local port range');
+  if (REAL_SERVERS_MAX > 0xffff || SERVICES_MAX > 0xffff)
+    throw new Error('service and real-server ids must fit 16 bits of a session record');
+}

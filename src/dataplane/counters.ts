@@ -1,0 +1,81 @@
+/**
+ * Per-worker counters in a SharedArrayBuffer: the worker is the only writer, the main
+ * thread reads them for `tunvs stats`, `tunvs list` and metrics. Float64 slots count
+ * exactly up to 2^53 and need no BigInt on the hot path.
+ *
+ *   [0, GLOBAL_COUNT)                          global counters (C_* below)
+ *   [DROPS_BASE, DROPS_BASE + DROP_REASON_COUNT) drops by reason (nat/verdict.ts)
+ *   [RS_BASE + id × RS_FIELDS, …)              per real server (RS_* fields)
+ */
+
+import { REAL_SERVERS_MAX } from '../constants.js';
+import { DROP_REASON_COUNT } from '../nat/verdict.js';
+
+export const C_RX_PACKETS = 0;
+export const C_RX_BYTES = 1;
+export const C_TX_PACKETS = 2;
+export const C_TX_BYTES = 3;
+export const C_DROPPED = 4;
+export const C_REDIRECTED = 5;
+export const C_SESSIONS_CREATED = 6;
+export const C_SESSIONS_EXPIRED = 7;
+export const C_SESSIONS_REUSED = 8;
+export const C_TOA_INSERTED = 9;
+/** TOA was due but did not fit (40 option bytes or the MTU) even after pruning. */
+export const C_TOA_NO_ROOM = 10;
+/** TOA fitted only after pruning NOPs or SACK blocks. */
+export const C_TOA_PRUNED = 11;
+/** A client-supplied TOA-like option was removed (anti-spoofing). */
+export const C_CLIENT_TOA_REMOVED = 12;
+export const C_MSS_CLAMPED = 13;
+export const C_TS_STRIPPED = 14;
+export const C_ICMP_TRANSLATED = 15;
+export const C_ICMP_ECHO_REPLIED = 16;
+export const C_RST_SENT = 17;
+/** Generated packets (RSTs) dropped because the emit ring was full. */
+export const C_EMIT_FULL = 18;
+export const C_PACKETS_IN = 19; // client → real server direction
+export const C_PACKETS_OUT = 20; // real server → client direction
+export const GLOBAL_COUNT = 21;
+
+export const GLOBAL_COUNTER_NAMES: readonly string[] = [
+  'rx_packets',
+  'rx_bytes',
+  'tx_packets',
+  'tx_bytes',
+  'dropped',
+  'redirected',
+  'sessions_created',
+  'sessions_expired',
+  'sessions_reused',
+  'toa_inserted',
+  'toa_no_room',
+  'toa_pruned',
+  'client_toa_removed',
+  'mss_clamped',
+  'timestamps_stripped',
+  'icmp_translated',
+  'icmp_echo_replied',
+  'rst_sent',
+  'emit_full',
+  'packets_in',
+  'packets_out',
+];
+
+export const DROPS_BASE = GLOBAL_COUNT;
+export const RS_BASE = DROPS_BASE + DROP_REASON_COUNT;
+
+export const RS_SESSIONS = 0;
+export const RS_PACKETS_IN = 1;
+export const RS_PACKETS_OUT = 2;
+export const RS_BYTES_IN = 3;
+export const RS_BYTES_OUT = 4;
+export const RS_FIELDS = 5;
+
+export const COUNTER_SLOTS = RS_BASE + REAL_SERVERS_MAX * RS_FIELDS;
+
+if (GLOBAL_COUNTER_NAMES.length !== GLOBAL_COUNT) throw new Error('GLOBAL_COUNTER_NAMES out of step');
+
+export function createCounters(sab?: SharedArrayBuffer): Float64Array {
+  return new Float64Array(sab ?? new SharedArrayBuffer(COUNTER_SLOTS * 8));
+}

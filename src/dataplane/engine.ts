@@ -1,0 +1,357 @@
+/**
+ * The packet engine of one worker: takes a burst of raw IP packets in ring slots, rewrites
+ * each in place for FULLNAT or drops it with a reason, and runs the shard's timers. It does
+ * no I/O: the TUN layer (or a test) fills the ring, calls processBurst, and writes back
+ * the slots whose verdict is FORWARD, then the packets the engine generated (emit ring).
+ *
+ * Per packet (handle):
+ *   parse → to a VIP service?  yes: owner = client hash  → natInbound  (fullnat_in.ts)
+ *                               no:  owner = dport        → natOutbound (fullnat_out.ts)
+ *           ICMP: owner from the quoted packet            → natIcmp     (icmp_errors.ts)
+ *   A packet owned by another worker is not touched: verdict REDIRECT, aux = owner.
+ */
+
+import {
+  assertConstants,
+  EMIT_SLOTS,
+  SESSIONS_PER_LB_DEFAULT,
+  TIMER_BUDGET_PER_ADVANCE,
+  TIMER_TICK_MS,
+  MTU_DEFAULT,
+} from '../constants.js';
+import { randomSeed } from '../conn/hash.js';
+import {
+  DIR_IN,
+  DIR_OUT,
+  FLAG_RS_ISN_KNOWN,
+  FLAG_SYNCED,
+  KEY_BLOCK_WORDS,
+  META_FLAGS_SHIFT,
+  R_CIP0,
+  R_CLI_ACK,
+  R_CLI_SEQ,
+  R_CREATED,
+  R_EXPIRE,
+  R_IN_PORTS,
+  R_LIP0,
+  R_META,
+  R_OUT_PORTS,
+  R_RIP0,
+  R_RS_ACK,
+  R_RS_ISN1,
+  R_RS_SEQ,
+  R_SEQ_DELTA,
+  R_SVC_RS,
+  R_VIP0,
+  RECORD_WORDS,
+} from '../conn/layout.js';
+import { S_ESTABLISHED, STATE_NAMES, TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
+import { SessionTable } from '../conn/table.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
+import { NatContext, type NatOptions } from '../nat/context.js';
+import { natInbound } from '../nat/fullnat_in.js';
+import { natOutbound } from '../nat/fullnat_out.js';
+import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
+import { writeRst } from '../nat/rst.js';
+import { stateOf, uncountSession } from '../nat/session.js';
+import { VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../nat/verdict.js';
+import { formatAddress } from '../service/addr.js';
+import { ConnCounts, ServiceTable, type ResolvedService } from '../service/service.js';
+import {
+  C_DROPPED,
+  C_EMIT_FULL,
+  C_REDIRECTED,
+  C_RST_SENT,
+  C_RX_BYTES,
+  C_RX_PACKETS,
+  C_SESSIONS_EXPIRED,
+  C_TX_BYTES,
+  C_TX_PACKETS,
+  createCounters,
+  DROPS_BASE,
+} from './counters.js';
+import { PacketRing } from './ring.js';
+import { clientShardHash } from './shard.js';
+
+export interface EngineOptions {
+  /** This worker's index and the number of workers (shards). */
+  worker?: number;
+  workers?: number;
+  /** Sessions this shard can hold (default: the LB default split over the workers). */
+  capacity?: number;
+  mtu?: number;
+  timeouts?: Partial<TimeoutsSec>;
+  rstOnExpire?: boolean;
+  /** Seed of the session-index hash (random by default). */
+  seed?: number;
+  /** Start time of the timer wheel (ms, same clock as processBurst's nowMs). */
+  nowMs?: number;
+}
+
+/** Marker returned by handle() for a packet owned by another worker. */
+const REDIRECT = -0x10000;
+
+/** A session as the control plane shows it (not used on the data path). */
+export interface SessionInfo {
+  id: number;
+  protocol: 'tcp' | 'udp';
+  state: string;
+  client: string;
+  cport: number;
+  vip: string;
+  vport: number;
+  laddr: string;
+  lport: number;
+  rip: string;
+  rport: number;
+  serviceId: number;
+  realServerId: number;
+  seqDelta: number;
+  rsIsnPlus1: number | undefined;
+  clientSeq: number;
+  clientAck: number;
+  rsSeq: number;
+  rsAck: number;
+  expiresInMs: number;
+  synced: boolean;
+}
+
+export class Engine {
+  readonly ctx: NatContext;
+  readonly table: SessionTable;
+  readonly services: ServiceTable;
+  readonly counters: Float64Array;
+  /** Packets the engine generated (RSTs); `emitCount` of them are waiting to be written. */
+  readonly emit = new PacketRing(EMIT_SLOTS);
+  emitCount = 0;
+  readonly worker: number;
+  readonly workers: number;
+  private redirectTo = 0;
+
+  constructor(opts: EngineOptions, services: readonly ResolvedService[]) {
+    assertConstants();
+    const workers = opts.workers ?? 1;
+    const worker = opts.worker ?? 0;
+    if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw new RangeError('workers must be 1..256');
+    if (!Number.isInteger(worker) || worker < 0 || worker >= workers)
+      throw new RangeError('worker must be 0..workers-1');
+    this.worker = worker;
+    this.workers = workers;
+    const capacity = opts.capacity ?? Math.ceil(SESSIONS_PER_LB_DEFAULT / workers);
+    const nowMs = opts.nowMs ?? 0;
+    this.table = new SessionTable(capacity, opts.seed ?? randomSeed(), TIMER_TICK_MS);
+    this.table.startTicks(Math.floor(nowMs / TIMER_TICK_MS));
+    const counts = new ConnCounts();
+    this.services = new ServiceTable(counts);
+    this.services.apply(services, worker, workers);
+    this.counters = createCounters();
+    const natOpts: NatOptions = {
+      worker,
+      workers,
+      mtu: opts.mtu ?? MTU_DEFAULT,
+      timeouts: { ...TIMEOUTS_DEFAULT_SEC, ...(opts.timeouts ?? {}) },
+      rstOnExpire: opts.rstOnExpire ?? false,
+      tickMs: TIMER_TICK_MS,
+    };
+    this.ctx = new NatContext(natOpts, this.table, this.services, counts, this.counters);
+    this.ctx.tick = this.table.tick;
+    this.ctx.nowMs = nowMs;
+  }
+
+  /** Install a new service set (reload): existing sessions keep running. */
+  applyServices(services: readonly ResolvedService[]): void {
+    this.services.apply(services, this.worker, this.workers);
+  }
+
+  get sessionCount(): number {
+    return this.table.live;
+  }
+
+  /**
+   * Rewrite or drop each of the first `count` packets of `ring` in place; set lens,
+   * verdicts and aux. Also advances the timers to `nowMs`.
+   */
+  processBurst(ring: PacketRing, count: number, nowMs: number): void {
+    const c = this.ctx;
+    this.advanceTimers(nowMs);
+    c.setRing(ring.bytes, ring.view);
+    const slotSize = ring.slotSize;
+    const lens = ring.lens;
+    const verdicts = ring.verdicts;
+    const aux = ring.aux;
+    const ctr = this.counters;
+    let rxBytes = 0;
+    let txBytes = 0;
+    let tx = 0;
+    let dropped = 0;
+    let redirected = 0;
+    for (let i = 0; i < count; i++) {
+      const off = i * slotSize;
+      const len = lens[i]!;
+      rxBytes += len;
+      c.slotEnd = off + slotSize;
+      const res = this.handle(off, len < slotSize ? len : slotSize);
+      if (res >= 0) {
+        lens[i] = res;
+        verdicts[i] = VERDICT_FORWARD;
+        aux[i] = 0;
+        txBytes += res;
+        tx++;
+      } else if (res === REDIRECT) {
+        verdicts[i] = VERDICT_REDIRECT;
+        aux[i] = this.redirectTo;
+        redirected++;
+      } else {
+        verdicts[i] = VERDICT_DROP;
+        aux[i] = -res;
+        ctr[DROPS_BASE - res] = ctr[DROPS_BASE - res]! + 1;
+        dropped++;
+      }
+    }
+    ctr[C_RX_PACKETS] = ctr[C_RX_PACKETS]! + count;
+    ctr[C_RX_BYTES] = ctr[C_RX_BYTES]! + rxBytes;
+    ctr[C_TX_PACKETS] = ctr[C_TX_PACKETS]! + tx;
+    ctr[C_TX_BYTES] = ctr[C_TX_BYTES]! + txBytes;
+    ctr[C_DROPPED] = ctr[C_DROPPED]! + dropped;
+    ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + redirected;
+  }
+
+  /** One packet at [off, off + len): new length, −reason, or REDIRECT. */
+  private handle(off: number, len: number): number {
+    const c = this.ctx;
+    const why = c.parse(off, len);
+    if (why !== 0) return -why;
+    const proto = c.pProto;
+    const workers = this.workers;
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      const svc = c.services.lookup(c.pAf, proto, c.pD0, c.pD1, c.pD2, c.pD3, c.pDport);
+      if (svc >= 0) {
+        if (workers > 1) {
+          const owner = clientShardHash(c.pS0, c.pS1, c.pS2, c.pS3, (c.pSport << 16) | c.pDport) % workers;
+          if (owner !== this.worker) return this.redirect(owner);
+        }
+        return natInbound(c, svc);
+      }
+      if (workers > 1) {
+        const owner = c.pDport % workers;
+        if (owner !== this.worker) return this.redirect(owner);
+      }
+      return natOutbound(c);
+    }
+    if (workers > 1) {
+      const owner = icmpOwner(c);
+      if (owner !== this.worker) return this.redirect(owner);
+    }
+    return natIcmp(c);
+  }
+
+  private redirect(owner: number): number {
+    this.redirectTo = owner;
+    return REDIRECT;
+  }
+
+  /** Expire what is due at `nowMs` (bounded work per call). Returns sessions expired. */
+  advanceTimers(nowMs: number): number {
+    const c = this.ctx;
+    c.nowMs = nowMs;
+    const tick = Math.floor(nowMs / TIMER_TICK_MS);
+    if (tick <= this.table.tick) {
+      c.tick = this.table.tick;
+      return 0;
+    }
+    const n = this.table.advance(tick, TIMER_BUDGET_PER_ADVANCE, this);
+    c.tick = this.table.tick;
+    return n;
+  }
+
+  /** ExpiryHandler: a session's time is up (called by the table before freeing it). */
+  onExpire(r: number): void {
+    const c = this.ctx;
+    const rec = this.table.rec;
+    const base = r * RECORD_WORDS;
+    if (c.opts.rstOnExpire && stateOf(rec, base) === S_ESTABLISHED && (rec[base + R_META]! & 0xff) === IPPROTO_TCP) {
+      const af = (rec[base + R_META]! >>> 8) & 0xff;
+      const inPorts = rec[base + R_IN_PORTS]!;
+      const outPorts = rec[base + R_OUT_PORTS]!;
+      this.emitRst(af, rec, base + R_VIP0, base + R_CIP0, inPorts & 0xffff, inPorts >>> 16, rec[base + R_CLI_ACK]!);
+      this.emitRst(af, rec, base + R_LIP0, base + R_RIP0, outPorts & 0xffff, outPorts >>> 16, rec[base + R_RS_ACK]!);
+    }
+    uncountSession(c, base);
+    this.counters[C_SESSIONS_EXPIRED] = this.counters[C_SESSIONS_EXPIRED]! + 1;
+  }
+
+  private emitRst(
+    af: number,
+    rec: Int32Array,
+    srcW: number,
+    dstW: number,
+    sport: number,
+    dport: number,
+    seq: number,
+  ): void {
+    if (this.emitCount >= this.emit.slots) {
+      this.counters[C_EMIT_FULL] = this.counters[C_EMIT_FULL]! + 1;
+      return;
+    }
+    const i = this.emitCount++;
+    const e = this.emit;
+    e.lens[i] = writeRst(e.bytes, e.view, i * e.slotSize, af, rec, srcW, dstW, sport, dport, seq);
+    e.verdicts[i] = VERDICT_FORWARD;
+    this.counters[C_RST_SENT] = this.counters[C_RST_SENT]! + 1;
+  }
+
+  /** Forget the generated packets once the I/O layer has written them. */
+  clearEmitted(): void {
+    this.emitCount = 0;
+  }
+
+  /** Record ids of live sessions (control plane; walks the whole table). */
+  *sessionIds(): Generator<number> {
+    const rec = this.table.rec;
+    for (let r = 0; r < this.table.capacity; r++) {
+      if ((rec[r * RECORD_WORDS + R_META]! & 0xffff) !== 0) yield r;
+    }
+  }
+
+  /** A readable view of session `r` (control plane). */
+  describe(r: number): SessionInfo {
+    const rec = this.table.rec;
+    const base = r * RECORD_WORDS;
+    const meta = rec[base + R_META]!;
+    const af = (meta >>> 8) & 0xff;
+    const inPorts = rec[base + R_IN_PORTS]!;
+    const outPorts = rec[base + R_OUT_PORTS]!;
+    const flags = meta >>> META_FLAGS_SHIFT;
+    const addr = (w: number): string => formatAddress(af, [rec[w]!, rec[w + 2]!, rec[w + 4]!, rec[w + 6]!]);
+    return {
+      id: r,
+      protocol: (meta & 0xff) === IPPROTO_TCP ? 'tcp' : 'udp',
+      state: STATE_NAMES[stateOf(rec, base)] ?? 'UNKNOWN',
+      client: addr(base + R_CIP0),
+      cport: inPorts >>> 16,
+      vip: addr(base + R_VIP0),
+      vport: inPorts & 0xffff,
+      laddr: addr(base + R_LIP0),
+      lport: outPorts & 0xffff,
+      rip: addr(base + R_RIP0),
+      rport: outPorts >>> 16,
+      serviceId: rec[base + R_SVC_RS]! >>> 16,
+      realServerId: rec[base + R_SVC_RS]! & 0xffff,
+      seqDelta: rec[base + R_SEQ_DELTA]!,
+      rsIsnPlus1: (flags & FLAG_RS_ISN_KNOWN) !== 0 ? rec[base + R_RS_ISN1]! >>> 0 : undefined,
+      clientSeq: rec[base + R_CLI_SEQ]! >>> 0,
+      clientAck: rec[base + R_CLI_ACK]! >>> 0,
+      rsSeq: rec[base + R_RS_SEQ]! >>> 0,
+      rsAck: rec[base + R_RS_ACK]! >>> 0,
+      expiresInMs: (rec[base + R_EXPIRE]! - this.table.tick) * TIMER_TICK_MS,
+      synced: (flags & FLAG_SYNCED) !== 0,
+    };
+  }
+
+  /** Created tick of a session (HA sync ages sessions by it). */
+  createdTick(r: number): number {
+    return this.table.rec[r * RECORD_WORDS + R_CREATED]!;
+  }
+}
+
+export { DIR_IN, DIR_OUT, KEY_BLOCK_WORDS };

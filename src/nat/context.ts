@@ -1,0 +1,212 @@
+/**
+ * The state one worker's NAT functions share: the packet views of the current ring, the
+ * parsed fields of the packet in hand, lookup-key scratch, the shard's session table, the
+ * services and the counters. Built once per worker; nothing here is allocated per packet.
+ *
+ * `parse()` validates a packet and fills the `p*` fields; the path functions in
+ * fullnat_in.ts, fullnat_out.ts and icmp_errors.ts read them.
+ */
+
+import { SessionTable } from '../conn/table.js';
+import { timeoutTicks, type TimeoutsSec } from '../conn/state.js';
+import {
+  AF_INET,
+  AF_INET6,
+  IPPROTO_FRAGMENT,
+  IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_FRAG_MF,
+  IPV4_FRAG_OFFSET_MASK,
+  TCP_ACKF,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SYN,
+} from '../packet/headers.js';
+import type { ConnCounts, ServiceTable } from '../service/service.js';
+import {
+  DROP_BAD_ICMP,
+  DROP_BAD_IP_VERSION,
+  DROP_BAD_IPV4_HEADER,
+  DROP_BAD_TCP_FLAGS,
+  DROP_BAD_TCP_HEADER,
+  DROP_BAD_UDP_HEADER,
+  DROP_IPV4_FRAGMENT,
+  DROP_IPV6_EXT_HEADER,
+  DROP_IPV6_FRAGMENT,
+  DROP_TRUNCATED,
+  DROP_UNSUPPORTED_PROTOCOL,
+} from './verdict.js';
+import { IsnGenerator } from './seq.js';
+
+export interface NatOptions {
+  worker: number;
+  workers: number;
+  mtu: number;
+  timeouts: TimeoutsSec;
+  /** Send RST to both sides when an ESTABLISHED session times out. */
+  rstOnExpire: boolean;
+  tickMs: number;
+}
+
+export class NatContext {
+  // Current ring views (set by the engine before each burst).
+  buf: Uint8Array = new Uint8Array(0);
+  dv: DataView = new DataView(new ArrayBuffer(0));
+  /** Absolute end of the current slot: a rewrite must not grow a packet past it. */
+  slotEnd = 0;
+
+  // The parsed packet.
+  pAf = 0;
+  pL3 = 0;
+  pL4 = 0;
+  pEnd = 0;
+  pProto = 0;
+  pS0 = 0;
+  pS1 = 0;
+  pS2 = 0;
+  pS3 = 0;
+  pD0 = 0;
+  pD1 = 0;
+  pD2 = 0;
+  pD3 = 0;
+  pSport = 0;
+  pDport = 0;
+  /** TCP flags byte, or the ICMP type for ICMP. */
+  pFlags = 0;
+  /** TCP header length in bytes. */
+  pThl = 0;
+
+  /** Lookup keys: layout.ts "Lookup key". */
+  readonly key = new Int32Array(10);
+  readonly okey = new Int32Array(10);
+  /** Option scratch: offsets of the options of the packet in hand, and a rebuild area. */
+  readonly optOffsets = new Int32Array(40);
+  readonly optScratch = new Uint8Array(64);
+
+  readonly timeouts: Int32Array;
+  readonly isn = new IsnGenerator();
+  /** Current tick and time, set per burst. */
+  tick = 0;
+  nowMs = 0;
+
+  constructor(
+    readonly opts: NatOptions,
+    readonly table: SessionTable,
+    public services: ServiceTable,
+    readonly counts: ConnCounts,
+    readonly counters: Float64Array,
+  ) {
+    this.timeouts = timeoutTicks(opts.timeouts, opts.tickMs);
+  }
+
+  setRing(buf: Uint8Array, dv: DataView): void {
+    this.buf = buf;
+    this.dv = dv;
+  }
+
+  /**
+   * Validate the packet at [off, off + len) and fill the p* fields.
+   * Returns 0, or a drop reason. Never throws, never reads outside [off, off + len).
+   */
+  parse(off: number, len: number): number {
+    const b = this.buf;
+    const dv = this.dv;
+    if (len < 1) return DROP_TRUNCATED;
+    const version = b[off]! >>> 4;
+    let l4: number;
+    let end: number;
+    let proto: number;
+    if (version === 4) {
+      if (len < 20) return DROP_TRUNCATED;
+      const ihl = (b[off]! & 15) << 2;
+      if (ihl < 20) return DROP_BAD_IPV4_HEADER;
+      const total = dv.getUint16(off + 2);
+      if (total < ihl) return DROP_BAD_IPV4_HEADER;
+      if (total > len) return DROP_TRUNCATED;
+      if ((dv.getUint16(off + 6) & (IPV4_FRAG_MF | IPV4_FRAG_OFFSET_MASK)) !== 0) return DROP_IPV4_FRAGMENT;
+      proto = b[off + 9]!;
+      this.pAf = AF_INET;
+      this.pS0 = dv.getInt32(off + 12);
+      this.pD0 = dv.getInt32(off + 16);
+      this.pS1 = this.pS2 = this.pS3 = 0;
+      this.pD1 = this.pD2 = this.pD3 = 0;
+      l4 = off + ihl;
+      end = off + total;
+      if (proto === IPPROTO_ICMPV6) return DROP_UNSUPPORTED_PROTOCOL;
+    } else if (version === 6) {
+      if (len < 40) return DROP_TRUNCATED;
+      end = off + 40 + dv.getUint16(off + 4);
+      if (end > off + len) return DROP_TRUNCATED;
+      proto = b[off + 6]!;
+      if (proto === IPPROTO_FRAGMENT) return DROP_IPV6_FRAGMENT;
+      if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP && proto !== IPPROTO_ICMPV6) {
+        return proto === IPPROTO_ICMP ? DROP_UNSUPPORTED_PROTOCOL : DROP_IPV6_EXT_HEADER;
+      }
+      this.pAf = AF_INET6;
+      this.pS0 = dv.getInt32(off + 8);
+      this.pS1 = dv.getInt32(off + 12);
+      this.pS2 = dv.getInt32(off + 16);
+      this.pS3 = dv.getInt32(off + 20);
+      this.pD0 = dv.getInt32(off + 24);
+      this.pD1 = dv.getInt32(off + 28);
+      this.pD2 = dv.getInt32(off + 32);
+      this.pD3 = dv.getInt32(off + 36);
+      l4 = off + 40;
+    } else {
+      return DROP_BAD_IP_VERSION;
+    }
+    this.pL3 = off;
+    this.pL4 = l4;
+    this.pEnd = end;
+    this.pProto = proto;
+    const l4len = end - l4;
+    if (proto === IPPROTO_TCP) {
+      if (l4len < 20) return DROP_TRUNCATED;
+      const thl = (b[l4 + 12]! >>> 4) << 2;
+      if (thl < 20 || thl > l4len) return DROP_BAD_TCP_HEADER;
+      const flags = b[l4 + 13]!;
+      // SYN with FIN or RST is never legitimate; a segment with no flag at all neither.
+      if ((flags & TCP_SYN) !== 0 && (flags & (TCP_FIN | TCP_RST)) !== 0) return DROP_BAD_TCP_FLAGS;
+      if ((flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACKF)) === 0) return DROP_BAD_TCP_FLAGS;
+      this.pThl = thl;
+      this.pFlags = flags;
+      this.pSport = dv.getUint16(l4);
+      this.pDport = dv.getUint16(l4 + 2);
+      return 0;
+    }
+    if (proto === IPPROTO_UDP) {
+      if (l4len < 8) return DROP_TRUNCATED;
+      if (dv.getUint16(l4 + 4) !== l4len) return DROP_BAD_UDP_HEADER;
+      this.pSport = dv.getUint16(l4);
+      this.pDport = dv.getUint16(l4 + 2);
+      this.pFlags = 0;
+      this.pThl = 8;
+      return 0;
+    }
+    if (proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6) {
+      if (l4len < 8) return DROP_BAD_ICMP;
+      this.pFlags = b[l4]!;
+      this.pSport = 0;
+      this.pDport = 0;
+      return 0;
+    }
+    return DROP_UNSUPPORTED_PROTOCOL;
+  }
+
+  /** Lookup key of the parsed packet in packet order (src, dst, sport<<16|dport). */
+  fillKey(key: Int32Array): number {
+    key[0] = (this.pAf << 8) | this.pProto;
+    key[1] = (this.pSport << 16) | this.pDport;
+    key[2] = this.pS0;
+    key[3] = this.pD0;
+    key[4] = this.pS1;
+    key[5] = this.pD1;
+    key[6] = this.pS2;
+    key[7] = this.pD2;
+    key[8] = this.pS3;
+    key[9] = this.pD3;
+    return this.pAf === AF_INET ? 3 : 9;
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * Inbound FULLNAT: client → VIP:vport becomes LIP:lport → RIP:rport.
+ *
+ * Inbound flow, in the order the functions below run:
+ *
+ *   1. natInbound      look the flow up by its IN key (client, VIP, ports); a lone SYN
+ *                      (or any UDP packet) without a session creates one; a SYN on a
+ *                      session in TIME_WAIT/CLOSE ends it and starts a new one.
+ *   2. tcpInbound      state transition and timeout; remember the client's seq/ack;
+ *                      rewrite addresses and ports; seq += delta; TCP checksum by RFC 1624.
+ *   3. inboundOptions  (toa.ts) TOA when ack == rs_isn + 1, client TOA scrubbed,
+ *                      timestamps stripped from SYNs if configured.
+ *   udpInbound         step 2 for UDP: addresses and ports only, no TOA.
+ */
+
+import {
+  DIR_IN,
+  FLAG_RS_ISN_KNOWN,
+  META_FLAGS_SHIFT,
+  R_CLI_ACK,
+  R_CLI_SEQ,
+  R_LIP0,
+  R_OUT_PORTS,
+  R_RIP0,
+  R_RS_ISN1,
+  R_SEQ_DELTA,
+  R_SVC_RS,
+  R_META,
+  RECORD_WORDS,
+} from '../conn/layout.js';
+import { nextStateInbound, S_CLOSE, S_NONE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
+import {
+  C_PACKETS_IN,
+  C_SESSIONS_EXPIRED,
+  C_SESSIONS_REUSED,
+  RS_BASE,
+  RS_BYTES_IN,
+  RS_FIELDS,
+  RS_PACKETS_IN,
+} from '../dataplane/counters.js';
+import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
+import {
+  AF_INET,
+  IPPROTO_TCP,
+  TCP_ACK,
+  TCP_ACKF,
+  TCP_CSUM,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SEQ,
+  TCP_SYN,
+  UDP_CSUM,
+} from '../packet/headers.js';
+import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
+import type { NatContext } from './context.js';
+import { rewriteAddresses, rewritePorts } from './rewrite.js';
+import { createSession, setState, stateOf, uncountSession } from './session.js';
+import { inboundOptions, scanPacketOptions } from './toa.js';
+import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
+
+/** Client → VIP packet of service `svc`. Returns the new packet length, or −reason. */
+export function natInbound(c: NatContext, svc: number): number {
+  const table = c.table;
+  const key = c.key;
+  const blockWords = c.fillKey(key);
+  const hash = table.hashKey(key, blockWords);
+  let r = table.find(key, blockWords, DIR_IN, hash);
+  const tcp = c.pProto === IPPROTO_TCP;
+  const lone = tcp && (c.pFlags & (TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN)) === TCP_SYN;
+  if (r >= 0 && lone) {
+    // A new connection on the tuple of one that is closing: end the old session and let
+    // this SYN pick a real server, a local port and an ISN afresh.
+    const st = stateOf(table.rec, r * RECORD_WORDS);
+    if (st === S_TIME_WAIT || st === S_CLOSE) {
+      uncountSession(c, r * RECORD_WORDS);
+      table.remove(r);
+      c.counters[C_SESSIONS_REUSED] = c.counters[C_SESSIONS_REUSED]! + 1;
+      c.counters[C_SESSIONS_EXPIRED] = c.counters[C_SESSIONS_EXPIRED]! + 1;
+      r = -1;
+    }
+  }
+  if (r < 0) {
+    if (tcp && !lone) return -DROP_NO_SESSION;
+    r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP);
+    if (r < 0) return r;
+  }
+  return tcp ? tcpInbound(c, r) : udpInbound(c, r);
+}
+
+function countIn(c: NatContext, rec: Int32Array, base: number, end: number): void {
+  const ctr = c.counters;
+  const rs = RS_BASE + (rec[base + R_SVC_RS]! & 0xffff) * RS_FIELDS;
+  ctr[rs + RS_PACKETS_IN] = ctr[rs + RS_PACKETS_IN]! + 1;
+  ctr[rs + RS_BYTES_IN] = ctr[rs + RS_BYTES_IN]! + (end - c.pL3);
+  ctr[C_PACKETS_IN] = ctr[C_PACKETS_IN]! + 1;
+}
+
+function tcpInbound(c: NatContext, r: number): number {
+  const n = scanPacketOptions(c);
+  if (n < 0) return -DROP_BAD_TCP_OPTIONS;
+  const table = c.table;
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const dv = c.dv;
+  const l4 = c.pL4;
+  const flags = c.pFlags;
+  const meta = rec[base + R_META]!;
+  const st = (meta >>> 16) & 0xff;
+  const ns = nextStateInbound(st, flags);
+  if (ns !== st) setState(c, base, ns);
+  table.setExpire(r, c.tick + c.timeouts[ns]!);
+
+  const seq = dv.getInt32(l4 + TCP_SEQ);
+  const ack = dv.getInt32(l4 + TCP_ACK);
+  rec[base + R_CLI_SEQ] = seq;
+  if ((flags & TCP_ACKF) !== 0) rec[base + R_CLI_ACK] = ack;
+  const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
+  const outPorts = rec[base + R_OUT_PORTS]!;
+  let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
+  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_RIP0, acc);
+  acc = rewritePorts(c, ((outPorts & 0xffff) << 16) | (outPorts >>> 16), acc);
+  dv.setInt32(l4 + TCP_SEQ, newSeq);
+  acc = csumReplace32(acc, seq, newSeq);
+  dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
+
+  const svc = rec[base + R_SVC_RS]! >>> 16;
+  const mode = c.services.toaMode[svc]!;
+  let wantToa = false;
+  if ((mode & TOA_ON) !== 0) {
+    if ((flags & TCP_SYN) !== 0) wantToa = (mode & TOA_IN_SYN) !== 0;
+    else
+      wantToa =
+        (flags & (TCP_RST | TCP_ACKF)) === TCP_ACKF &&
+        ((meta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) !== 0 &&
+        ack === rec[base + R_RS_ISN1];
+  }
+  const end = n > 0 || wantToa ? inboundOptions(c, svc, rec, base, n, wantToa) : c.pEnd;
+  countIn(c, rec, base, end);
+  return end - c.pL3;
+}
+
+function udpInbound(c: NatContext, r: number): number {
+  const table = c.table;
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const dv = c.dv;
+  const l4 = c.pL4;
+  table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  const field = dv.getUint16(l4 + UDP_CSUM);
+  const outPorts = rec[base + R_OUT_PORTS]!;
+  let acc = csumStart(field);
+  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_RIP0, acc);
+  acc = rewritePorts(c, ((outPorts & 0xffff) << 16) | (outPorts >>> 16), acc);
+  // IPv4 UDP checksum 0 means "none": keep it so. Otherwise 0 is written as 0xffff.
+  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(l4 + UDP_CSUM, csumFinish(acc) || 0xffff);
+  countIn(c, rec, base, c.pEnd);
+  return c.pEnd - c.pL3;
+}

@@ -1,0 +1,129 @@
+/**
+ * Outbound FULLNAT: RIP:rport → LIP:lport becomes VIP:vport → client.
+ *
+ * Outbound flow:
+ *
+ *   1. natOutbound      look the flow up by its OUT key (RS, LIP, ports); no session:
+ *                       name the drop (to a LIP: no session; to a VIP: no service;
+ *                       elsewhere: not local — tunvs is no open relay).
+ *   2. tcpOutbound      state transition and timeout; on SYN-ACK remember rs_isn + 1 (the
+ *                       ack that marks TOA packets); rewrite addresses and ports;
+ *                       ack −= delta; TCP checksum by RFC 1624.
+ *   3. outboundOptions  (toa.ts) SACK edges −= delta; MSS of the SYN-ACK clamped by the
+ *                       TOA length.
+ *   udpOutbound         step 2 for UDP.
+ */
+
+import {
+  DIR_OUT,
+  FLAG_RS_ISN_KNOWN,
+  META_FLAGS_SHIFT,
+  R_CIP0,
+  R_IN_PORTS,
+  R_META,
+  R_RS_ACK,
+  R_RS_ISN1,
+  R_RS_SEQ,
+  R_SEQ_DELTA,
+  R_SVC_RS,
+  R_VIP0,
+  RECORD_WORDS,
+} from '../conn/layout.js';
+import { nextStateOutbound, S_UDP } from '../conn/state.js';
+import { C_PACKETS_OUT, RS_BASE, RS_BYTES_OUT, RS_FIELDS, RS_PACKETS_OUT } from '../dataplane/counters.js';
+import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
+import { AF_INET, IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_SEQ, TCP_SYN, UDP_CSUM } from '../packet/headers.js';
+import { TOA_ON } from '../service/service.js';
+import type { NatContext } from './context.js';
+import { rewriteAddresses, rewritePorts } from './rewrite.js';
+import { setState } from './session.js';
+import { outboundOptions, scanPacketOptions, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
+import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
+
+/** RS → LIP packet (or anything not addressed to a service). Returns length or −reason. */
+export function natOutbound(c: NatContext): number {
+  const table = c.table;
+  const key = c.key;
+  const blockWords = c.fillKey(key);
+  const r = table.find(key, blockWords, DIR_OUT, table.hashKey(key, blockWords));
+  if (r < 0) return -missReason(c);
+  return c.pProto === IPPROTO_TCP ? tcpOutbound(c, r) : udpOutbound(c, r);
+}
+
+/** Why a packet that matched neither a service nor a session is dropped. */
+export function missReason(c: NatContext): number {
+  const s = c.services;
+  if (s.isLocalAddress(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3)) return DROP_NO_SESSION;
+  if (s.isVip(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3)) return DROP_NO_SERVICE;
+  return DROP_NOT_LOCAL;
+}
+
+function countOut(c: NatContext, rec: Int32Array, base: number, end: number): void {
+  const ctr = c.counters;
+  const rs = RS_BASE + (rec[base + R_SVC_RS]! & 0xffff) * RS_FIELDS;
+  ctr[rs + RS_PACKETS_OUT] = ctr[rs + RS_PACKETS_OUT]! + 1;
+  ctr[rs + RS_BYTES_OUT] = ctr[rs + RS_BYTES_OUT]! + (end - c.pL3);
+  ctr[C_PACKETS_OUT] = ctr[C_PACKETS_OUT]! + 1;
+}
+
+function tcpOutbound(c: NatContext, r: number): number {
+  const n = scanPacketOptions(c);
+  if (n < 0) return -DROP_BAD_TCP_OPTIONS;
+  const table = c.table;
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const dv = c.dv;
+  const l4 = c.pL4;
+  const flags = c.pFlags;
+  const st = (rec[base + R_META]! >>> 16) & 0xff;
+  const ns = nextStateOutbound(st, flags);
+  if (ns !== st) setState(c, base, ns);
+  table.setExpire(r, c.tick + c.timeouts[ns]!);
+
+  const seq = dv.getInt32(l4 + TCP_SEQ);
+  const ack = dv.getInt32(l4 + TCP_ACK);
+  const synAck = (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF);
+  if (synAck) {
+    rec[base + R_RS_ISN1] = (seq + 1) | 0;
+    rec[base + R_META] = rec[base + R_META]! | (FLAG_RS_ISN_KNOWN << META_FLAGS_SHIFT);
+  }
+  rec[base + R_RS_SEQ] = seq;
+  const hasAck = (flags & TCP_ACKF) !== 0;
+  const delta = rec[base + R_SEQ_DELTA]!;
+  const inPorts = rec[base + R_IN_PORTS]!;
+  let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
+  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_CIP0, acc);
+  acc = rewritePorts(c, ((inPorts & 0xffff) << 16) | (inPorts >>> 16), acc);
+  if (hasAck) {
+    rec[base + R_RS_ACK] = ack;
+    const newAck = (ack - delta) | 0;
+    dv.setInt32(l4 + TCP_ACK, newAck);
+    acc = csumReplace32(acc, ack, newAck);
+  }
+  dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
+  if (n > 0) {
+    const svc = rec[base + R_SVC_RS]! >>> 16;
+    const clampBy =
+      synAck && (c.services.toaMode[svc]! & TOA_ON) !== 0 ? (c.pAf === AF_INET ? TOA_LEN_V4 : TOA_LEN_V6) : 0;
+    outboundOptions(c, n, hasAck ? delta : 0, clampBy);
+  }
+  countOut(c, rec, base, c.pEnd);
+  return c.pEnd - c.pL3;
+}
+
+function udpOutbound(c: NatContext, r: number): number {
+  const table = c.table;
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const dv = c.dv;
+  const l4 = c.pL4;
+  table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  const field = dv.getUint16(l4 + UDP_CSUM);
+  const inPorts = rec[base + R_IN_PORTS]!;
+  let acc = csumStart(field);
+  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_CIP0, acc);
+  acc = rewritePorts(c, ((inPorts & 0xffff) << 16) | (inPorts >>> 16), acc);
+  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(l4 + UDP_CSUM, csumFinish(acc) || 0xffff);
+  countOut(c, rec, base, c.pEnd);
+  return c.pEnd - c.pL3;
+}

@@ -1,0 +1,252 @@
+/**
+ * ICMP and ICMPv6 for FULLNAT sessions.
+ *
+ * An ICMP error quotes the packet that caused it. For a session's packet to reach the
+ * sender that can act on it (lower its path MTU, give up), both the outer header and the
+ * quoted one must be translated, like the session's own packets but mirrored:
+ *
+ *   error to the VIP (about VIP → client):  outer → LIP → RIP; quoted becomes RIP → LIP,
+ *       ports rport → lport, quoted ack += delta (back into the real server's space)
+ *   error to a LIP (about LIP → RS):        outer → VIP → client; quoted becomes
+ *       client → VIP, ports cport → vport, quoted seq −= delta
+ *
+ * The quoted IPv4 header checksum is recomputed, the quoted L4 checksum updated when the
+ * quote holds it, and the ICMP checksum recomputed in full (errors are rare).
+ * Echo requests to a VIP or local address are answered in place, so `ping VIP` works as it
+ * does with LVS. Other ICMP types are dropped and counted.
+ */
+
+import {
+  DIR_IN,
+  DIR_OUT,
+  R_CIP0,
+  R_IN_PORTS,
+  R_LIP0,
+  R_OUT_PORTS,
+  R_RIP0,
+  R_SEQ_DELTA,
+  R_VIP0,
+  RECORD_WORDS,
+} from '../conn/layout.js';
+import { C_ICMP_ECHO_REPLIED, C_ICMP_TRANSLATED } from '../dataplane/counters.js';
+import { csumFinish, csumFromSum, csumReplace16, csumReplace32, csumStart, sumWords } from '../packet/checksum.js';
+import {
+  AF_INET,
+  ICMP_CSUM,
+  ICMP_DEST_UNREACH,
+  ICMP_ECHO_REPLY,
+  ICMP_ECHO_REQUEST,
+  ICMP_PARAM_PROBLEM,
+  ICMP_TIME_EXCEEDED,
+  ICMPV6_DEST_UNREACH,
+  ICMPV6_ECHO_REPLY,
+  ICMPV6_ECHO_REQUEST,
+  ICMPV6_PACKET_TOO_BIG,
+  ICMPV6_PARAM_PROBLEM,
+  ICMPV6_TIME_EXCEEDED,
+  IPPROTO_ICMPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_CSUM,
+  ORIGINATED_TTL,
+} from '../packet/headers.js';
+import { clientShardHash } from '../dataplane/shard.js';
+import type { NatContext } from './context.js';
+import { rewriteAddresses } from './rewrite.js';
+import { DROP_BAD_ICMP, DROP_ICMP_NO_SESSION, DROP_ICMP_UNSUPPORTED, DROP_NOT_LOCAL } from './verdict.js';
+
+function isError(af: number, type: number): boolean {
+  if (af === AF_INET) return type === ICMP_DEST_UNREACH || type === ICMP_TIME_EXCEEDED || type === ICMP_PARAM_PROBLEM;
+  return (
+    type === ICMPV6_DEST_UNREACH ||
+    type === ICMPV6_PACKET_TOO_BIG ||
+    type === ICMPV6_TIME_EXCEEDED ||
+    type === ICMPV6_PARAM_PROBLEM
+  );
+}
+
+/** Quoted packet of the error in hand, filled by parseQuote(). */
+class Quote {
+  l3 = 0;
+  l4 = 0;
+  proto = 0;
+  sport = 0;
+  dport = 0;
+  /** Outer destination is a VIP (error about VIP → client) rather than a LIP. */
+  toVip = false;
+}
+const q = new Quote();
+
+/** Parse the quoted header and build the session key into c.key. 0 or a drop reason. */
+function parseQuote(c: NatContext): number {
+  const b = c.buf;
+  const dv = c.dv;
+  const inner = c.pL4 + 8;
+  const end = c.pEnd;
+  let l4: number;
+  let proto: number;
+  const key = c.key;
+  if (c.pAf === AF_INET) {
+    if (inner + 20 > end || b[inner]! >>> 4 !== 4) return DROP_BAD_ICMP;
+    const ihl = (b[inner]! & 15) << 2;
+    if (ihl < 20) return DROP_BAD_ICMP;
+    l4 = inner + ihl;
+    proto = b[inner + 9]!;
+    // Key from the quoted packet reversed: its destination is the flow's source.
+    key[2] = dv.getInt32(inner + 16);
+    key[3] = dv.getInt32(inner + 12);
+    key[4] = key[5] = key[6] = key[7] = key[8] = key[9] = 0;
+  } else {
+    if (inner + 40 > end || b[inner]! >>> 4 !== 6) return DROP_BAD_ICMP;
+    l4 = inner + 40;
+    proto = b[inner + 6]!;
+    for (let k = 0; k < 4; k++) {
+      key[2 + 2 * k] = dv.getInt32(inner + 24 + 4 * k);
+      key[3 + 2 * k] = dv.getInt32(inner + 8 + 4 * k);
+    }
+  }
+  if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) return DROP_ICMP_UNSUPPORTED;
+  if (l4 + 8 > end) return DROP_BAD_ICMP;
+  q.l3 = inner;
+  q.l4 = l4;
+  q.proto = proto;
+  q.sport = dv.getUint16(l4);
+  q.dport = dv.getUint16(l4 + 2);
+  key[0] = (c.pAf << 8) | proto;
+  key[1] = (q.dport << 16) | q.sport;
+  q.toVip = c.services.isVip(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3);
+  return 0;
+}
+
+/**
+ * Owner worker of an ICMP packet (the shard of the session its quote belongs to), or the
+ * local worker when it cannot tell (the packet is then handled and dropped here).
+ */
+export function icmpOwner(c: NatContext): number {
+  const workers = c.opts.workers;
+  if (!isError(c.pAf, c.pFlags) || parseQuote(c) !== 0) return c.opts.worker;
+  const key = c.key;
+  if (q.toVip) return clientShardHash(key[2]!, key[4]!, key[6]!, key[8]!, key[1]!) % workers;
+  return q.sport % workers;
+}
+
+/** ICMP / ICMPv6 packet. Returns the new length, or −reason. */
+export function natIcmp(c: NatContext): number {
+  const type = c.pFlags;
+  const v4 = c.pAf === AF_INET;
+  if (type === (v4 ? ICMP_ECHO_REQUEST : ICMPV6_ECHO_REQUEST)) return echoReply(c);
+  if (!isError(c.pAf, type)) return -DROP_ICMP_UNSUPPORTED;
+  const why = parseQuote(c);
+  if (why !== 0) return -why;
+  const table = c.table;
+  const blockWords = v4 ? 3 : 9;
+  const dir = q.toVip ? DIR_IN : DIR_OUT;
+  const r = table.find(c.key, blockWords, dir, table.hashKey(c.key, blockWords));
+  if (r < 0) return -DROP_ICMP_NO_SESSION;
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const dv = c.dv;
+  const end = c.pEnd;
+  const delta = rec[base + R_SEQ_DELTA]!;
+
+  // Outer header (the L4 sum returned is not needed: the ICMP checksum is recomputed).
+  if (q.toVip) rewriteAddresses(c, rec, base + R_LIP0, base + R_RIP0, 0);
+  else rewriteAddresses(c, rec, base + R_VIP0, base + R_CIP0, 0);
+
+  // Quoted header: what the far side sent, as its peer saw it.
+  const ql3 = q.l3;
+  const ql4 = q.l4;
+  let acc = 0;
+  const srcW = q.toVip ? base + R_RIP0 : base + R_CIP0;
+  const dstW = q.toVip ? base + R_LIP0 : base + R_VIP0;
+  if (v4) {
+    acc = csumReplace32(acc, dv.getInt32(ql3 + 12), rec[srcW]!);
+    acc = csumReplace32(acc, dv.getInt32(ql3 + 16), rec[dstW]!);
+    dv.setInt32(ql3 + 12, rec[srcW]!);
+    dv.setInt32(ql3 + 16, rec[dstW]!);
+    const ihl = ql4 - ql3;
+    dv.setUint16(ql3 + IPV4_CSUM, 0);
+    dv.setUint16(ql3 + IPV4_CSUM, csumFromSum(sumWords(c.buf, ql3, ihl)));
+  } else {
+    for (let k = 0; k < 4; k++) {
+      acc = csumReplace32(acc, dv.getInt32(ql3 + 8 + 4 * k), rec[srcW + 2 * k]!);
+      acc = csumReplace32(acc, dv.getInt32(ql3 + 24 + 4 * k), rec[dstW + 2 * k]!);
+      dv.setInt32(ql3 + 8 + 4 * k, rec[srcW + 2 * k]!);
+      dv.setInt32(ql3 + 24 + 4 * k, rec[dstW + 2 * k]!);
+    }
+  }
+  // Quoted ports become rport → lport (the OUT key's order) or cport → vport (the IN key's).
+  const newPorts = q.toVip ? rec[base + R_OUT_PORTS]! : rec[base + R_IN_PORTS]!;
+  acc = csumReplace32(acc, (q.sport << 16) | q.dport, newPorts);
+  dv.setInt32(ql4, newPorts);
+  if (q.proto === IPPROTO_TCP) {
+    if (q.toVip) {
+      if (ql4 + 12 <= end) {
+        const ack = dv.getInt32(ql4 + 8);
+        const nack = (ack + delta) | 0;
+        dv.setInt32(ql4 + 8, nack);
+        acc = csumReplace32(acc, ack, nack);
+      }
+    } else {
+      const seq = dv.getInt32(ql4 + 4);
+      const nseq = (seq - delta) | 0;
+      dv.setInt32(ql4 + 4, nseq);
+      acc = csumReplace32(acc, seq, nseq);
+    }
+    if (ql4 + 18 <= end) dv.setUint16(ql4 + 16, csumFinish(acc + csumStart(dv.getUint16(ql4 + 16))));
+  } else if (ql4 + 8 <= end) {
+    const field = dv.getUint16(ql4 + 6);
+    if (field !== 0 || !v4) dv.setUint16(ql4 + 6, csumFinish(acc + csumStart(field)) || 0xffff);
+  }
+
+  icmpChecksum(c);
+  c.counters[C_ICMP_TRANSLATED] = c.counters[C_ICMP_TRANSLATED]! + 1;
+  return end - c.pL3;
+}
+
+/** Recompute the ICMP (IPv4) or ICMPv6 (with pseudo-header) checksum of the packet in hand. */
+function icmpChecksum(c: NatContext): void {
+  const dv = c.dv;
+  const l4 = c.pL4;
+  const len = c.pEnd - l4;
+  dv.setUint16(l4 + ICMP_CSUM, 0);
+  let sum = sumWords(c.buf, l4, len);
+  if (c.pAf !== AF_INET) {
+    sum += sumWords(c.buf, c.pL3 + 8, 32) + len + IPPROTO_ICMPV6;
+  }
+  dv.setUint16(l4 + ICMP_CSUM, csumFromSum(sum));
+}
+
+/** Answer an echo request to a VIP or local address in place. */
+function echoReply(c: NatContext): number {
+  const s = c.services;
+  const af = c.pAf;
+  if (!s.isVip(af, c.pD0, c.pD1, c.pD2, c.pD3) && !s.isLocalAddress(af, c.pD0, c.pD1, c.pD2, c.pD3)) {
+    return -DROP_NOT_LOCAL;
+  }
+  const dv = c.dv;
+  const l3 = c.pL3;
+  const l4 = c.pL4;
+  // Swapping source and destination leaves every checksum unchanged (a sum is symmetric).
+  if (af === AF_INET) {
+    dv.setInt32(l3 + 12, c.pD0);
+    dv.setInt32(l3 + 16, c.pS0);
+    const oldTtl = dv.getUint16(l3 + 8);
+    const newTtl = (ORIGINATED_TTL << 8) | (oldTtl & 0xff);
+    dv.setUint16(l3 + 8, newTtl);
+    dv.setUint16(l3 + IPV4_CSUM, csumFinish(csumReplace16(csumStart(dv.getUint16(l3 + IPV4_CSUM)), oldTtl, newTtl)));
+  } else {
+    for (let k = 0; k < 16; k += 4) {
+      const sw = dv.getInt32(l3 + 8 + k);
+      dv.setInt32(l3 + 8 + k, dv.getInt32(l3 + 24 + k));
+      dv.setInt32(l3 + 24 + k, sw);
+    }
+    c.buf[l3 + 7] = ORIGINATED_TTL;
+  }
+  const oldType = dv.getUint16(l4);
+  const newType = ((af === AF_INET ? ICMP_ECHO_REPLY : ICMPV6_ECHO_REPLY) << 8) | (oldType & 0xff);
+  dv.setUint16(l4, newType);
+  dv.setUint16(l4 + ICMP_CSUM, csumFinish(csumReplace16(csumStart(dv.getUint16(l4 + ICMP_CSUM)), oldType, newType)));
+  c.counters[C_ICMP_ECHO_REPLIED] = c.counters[C_ICMP_ECHO_REPLIED]! + 1;
+  return c.pEnd - l3;
+}

@@ -1,0 +1,78 @@
+/**
+ * Header rewrites shared by both directions: replace the IP addresses and the L4 ports of
+ * the parsed packet with those stored in a session record, keeping the IPv4 header
+ * checksum right and returning the running RFC 1624 sum for the L4 checksum (which covers
+ * the addresses through the pseudo-header and the ports directly).
+ */
+
+import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
+import { AF_INET, IPV4_CSUM } from '../packet/headers.js';
+import type { NatContext } from './context.js';
+
+/**
+ * Set source and destination address to the words of `rec` at `srcW` and `dstW`
+ * (interleaved key blocks: word k of an address is at +2k). Returns `acc` updated for
+ * the pseudo-header change.
+ */
+export function rewriteAddresses(c: NatContext, rec: Int32Array, srcW: number, dstW: number, acc: number): number {
+  const dv = c.dv;
+  const l3 = c.pL3;
+  if (c.pAf === AF_INET) {
+    const ns = rec[srcW]!;
+    const nd = rec[dstW]!;
+    dv.setInt32(l3 + 12, ns);
+    dv.setInt32(l3 + 16, nd);
+    let ip = csumStart(dv.getUint16(l3 + IPV4_CSUM));
+    ip = csumReplace32(ip, c.pS0, ns);
+    ip = csumReplace32(ip, c.pD0, nd);
+    dv.setUint16(l3 + IPV4_CSUM, csumFinish(ip));
+    acc = csumReplace32(acc, c.pS0, ns);
+    return csumReplace32(acc, c.pD0, nd);
+  }
+  let n = rec[srcW]!;
+  dv.setInt32(l3 + 8, n);
+  acc = csumReplace32(acc, c.pS0, n);
+  n = rec[srcW + 2]!;
+  dv.setInt32(l3 + 12, n);
+  acc = csumReplace32(acc, c.pS1, n);
+  n = rec[srcW + 4]!;
+  dv.setInt32(l3 + 16, n);
+  acc = csumReplace32(acc, c.pS2, n);
+  n = rec[srcW + 6]!;
+  dv.setInt32(l3 + 20, n);
+  acc = csumReplace32(acc, c.pS3, n);
+  n = rec[dstW]!;
+  dv.setInt32(l3 + 24, n);
+  acc = csumReplace32(acc, c.pD0, n);
+  n = rec[dstW + 2]!;
+  dv.setInt32(l3 + 28, n);
+  acc = csumReplace32(acc, c.pD1, n);
+  n = rec[dstW + 4]!;
+  dv.setInt32(l3 + 32, n);
+  acc = csumReplace32(acc, c.pD2, n);
+  n = rec[dstW + 6]!;
+  dv.setInt32(l3 + 36, n);
+  return csumReplace32(acc, c.pD3, n);
+}
+
+/** Set both ports (one 32-bit word: sport << 16 | dport) at the start of the L4 header. */
+export function rewritePorts(c: NatContext, ports: number, acc: number): number {
+  c.dv.setInt32(c.pL4, ports);
+  return csumReplace32(acc, (c.pSport << 16) | c.pDport, ports);
+}
+
+/** Set the IP length field (IPv4 total length / IPv6 payload length) to fit end `end`. */
+export function setIpLength(c: NatContext, end: number): void {
+  const dv = c.dv;
+  const l3 = c.pL3;
+  if (c.pAf === AF_INET) {
+    const old = dv.getUint16(l3 + 2);
+    const neu = end - l3;
+    dv.setUint16(l3 + 2, neu);
+    let ip = csumStart(dv.getUint16(l3 + IPV4_CSUM));
+    ip = ip + (0xffff - old) + neu;
+    dv.setUint16(l3 + IPV4_CSUM, csumFinish(ip));
+  } else {
+    dv.setUint16(l3 + 4, end - l3 - 40);
+  }
+}

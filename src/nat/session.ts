@@ -1,0 +1,127 @@
+/**
+ * Session life cycle on the data plane: create (schedule a real server, take a local
+ * address and port, pick the ISN), change state (keeping the real server's active and
+ * inactive counts right for lc/wlc and `tunvs list`), and end.
+ */
+
+import {
+  DIR_IN,
+  DIR_OUT,
+  FLAG_COUNTED_ACTIVE,
+  META_FLAGS_SHIFT,
+  META_STATE_SHIFT,
+  R_CREATED,
+  R_IN,
+  R_META,
+  R_OUT,
+  R_SEQ_DELTA,
+  R_SVC_RS,
+  RECORD_WORDS,
+} from '../conn/layout.js';
+import { isActiveState } from '../conn/state.js';
+import { C_SESSIONS_CREATED, RS_BASE, RS_FIELDS, RS_SESSIONS } from '../dataplane/counters.js';
+import { IPPROTO_TCP, TCP_SEQ } from '../packet/headers.js';
+import type { NatContext } from './context.js';
+import { DROP_LPORT_EXHAUSTED, DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
+
+/** Hash of the client address for sh/mh: fixed seed, so both LBs of a pair agree. */
+export function clientAddressHash(a0: number, a1: number, a2: number, a3: number): number {
+  let h = Math.imul(a0 ^ 0x3c6ef372, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ a1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16) ^ a2, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ a3, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+export function stateOf(rec: Int32Array, base: number): number {
+  return (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
+}
+
+export function flagsOf(rec: Int32Array, base: number): number {
+  return rec[base + R_META]! >>> META_FLAGS_SHIFT;
+}
+
+/**
+ * Create a session for the parsed first packet of a flow to service `svc`. `c.key` holds
+ * its IN key with hash `hashIn`. Returns the record id, or −reason.
+ * The new session is in state `state` (NONE for TCP: the SYN's own transition follows).
+ */
+export function createSession(c: NatContext, svc: number, hashIn: number, blockWords: number, state: number): number {
+  const s = c.services;
+  const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
+  if (pos < 0) return -DROP_NO_REAL_SERVER;
+  const rsId = s.pools[svc]!.ids[pos]!;
+  const table = c.table;
+  const r = table.alloc();
+  if (r < 0) return -DROP_TABLE_FULL;
+  const ok = c.okey;
+  const key = c.key;
+  const a = rsId * 4;
+  ok[0] = key[0]!;
+  ok[1] = s.rsPort[rsId]! << 16;
+  ok[2] = s.rsAddr[a]!;
+  ok[4] = s.rsAddr[a + 1]!;
+  ok[6] = s.rsAddr[a + 2]!;
+  ok[8] = s.rsAddr[a + 3]!;
+  const laddr = s.laddrs[svc]!;
+  if (laddr.acquire(table, ok, blockWords) < 0) {
+    table.release(r);
+    return -DROP_LPORT_EXHAUSTED;
+  }
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  rec[base + R_META] = key[0]! | (state << META_STATE_SHIFT);
+  for (let i = 1; i <= 9; i++) {
+    rec[base + R_IN + i - 1] = key[i]!;
+    rec[base + R_OUT + i - 1] = ok[i]!;
+  }
+  rec[base + R_SVC_RS] = (svc << 16) | rsId;
+  if (c.pProto === IPPROTO_TCP) {
+    const isn = c.isn.generate(ok, blockWords, c.nowMs);
+    rec[base + R_SEQ_DELTA] = (isn - c.dv.getInt32(c.pL4 + TCP_SEQ)) | 0;
+  }
+  rec[base + R_CREATED] = c.tick;
+  table.insert(r, DIR_IN, hashIn);
+  table.insert(r, DIR_OUT, laddr.lastHash);
+  table.schedule(r, c.tick + c.timeouts[state]!);
+  c.counts.inactive[rsId] = c.counts.inactive[rsId]! + 1;
+  c.counters[C_SESSIONS_CREATED] = c.counters[C_SESSIONS_CREATED]! + 1;
+  const rsc = RS_BASE + rsId * RS_FIELDS + RS_SESSIONS;
+  c.counters[rsc] = c.counters[rsc]! + 1;
+  return r;
+}
+
+/** Move a session to state `to`, keeping active/inactive counts right. */
+export function setState(c: NatContext, base: number, to: number): void {
+  const rec = c.table.rec;
+  const meta = rec[base + R_META]!;
+  let flags = meta >>> META_FLAGS_SHIFT;
+  const wasActive = (flags & FLAG_COUNTED_ACTIVE) !== 0;
+  const nowActive = isActiveState(to);
+  if (wasActive !== nowActive) {
+    const rsId = rec[base + R_SVC_RS]! & 0xffff;
+    const counts = c.counts;
+    if (nowActive) {
+      counts.inactive[rsId] = counts.inactive[rsId]! - 1;
+      counts.active[rsId] = counts.active[rsId]! + 1;
+      flags |= FLAG_COUNTED_ACTIVE;
+    } else {
+      counts.active[rsId] = counts.active[rsId]! - 1;
+      counts.inactive[rsId] = counts.inactive[rsId]! + 1;
+      flags &= ~FLAG_COUNTED_ACTIVE;
+    }
+  }
+  rec[base + R_META] = (meta & 0xffff) | (to << META_STATE_SHIFT) | (flags << META_FLAGS_SHIFT);
+}
+
+/** Take an ending session out of its real server's counts (before the record is freed). */
+export function uncountSession(c: NatContext, base: number): void {
+  const rec = c.table.rec;
+  const rsId = rec[base + R_SVC_RS]! & 0xffff;
+  const counts = c.counts;
+  if (((rec[base + R_META]! >>> META_FLAGS_SHIFT) & FLAG_COUNTED_ACTIVE) !== 0) {
+    counts.active[rsId] = counts.active[rsId]! - 1;
+  } else {
+    counts.inactive[rsId] = counts.inactive[rsId]! - 1;
+  }
+}

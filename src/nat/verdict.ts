@@ -1,0 +1,93 @@
+/**
+ * What the data plane decides for each packet, and why it drops one.
+ *
+ * Per-packet functions return a number: >= 0 is the length of the rewritten packet to
+ * forward; < 0 is the negated drop reason below. Every reason has a counter
+ * (`Counters.drops[reason]`), so an operator can always tell why a packet vanished —
+ * the role DPVS's EDPVS_* codes play.
+ */
+
+/** Burst slot verdicts, written by the engine for the I/O layer. */
+export const VERDICT_FORWARD = 0;
+export const VERDICT_DROP = 1;
+/** The packet belongs to another worker's shard: aux holds the owner worker index. */
+export const VERDICT_REDIRECT = 2;
+
+// Malformed input: the packet cannot be parsed safely.
+/** Shorter than its headers say, or than the minimum header. */
+export const DROP_TRUNCATED = 1;
+/** IP version nibble is neither 4 nor 6. */
+export const DROP_BAD_IP_VERSION = 2;
+/** IPv4 IHL < 5, or total length larger than what was read or smaller than the header. */
+export const DROP_BAD_IPV4_HEADER = 3;
+/** IPv4 fragments are not reassembled (FULLNAT needs the ports of every packet). */
+export const DROP_IPV4_FRAGMENT = 4;
+/** IPv6 extension header we do not walk (hop-by-hop, routing, destination options, …). */
+export const DROP_IPV6_EXT_HEADER = 5;
+/** IPv6 fragment header. */
+export const DROP_IPV6_FRAGMENT = 6;
+/** IPv6 payload length larger than what was read. */
+export const DROP_BAD_IPV6_HEADER = 7;
+/** TCP data offset < 5 or past the end of the packet. */
+export const DROP_BAD_TCP_HEADER = 8;
+/** TCP option list runs past the header or has a length < 2. */
+export const DROP_BAD_TCP_OPTIONS = 9;
+/** SYN with FIN or RST, or no flag at all. */
+export const DROP_BAD_TCP_FLAGS = 10;
+/** UDP length field disagrees with the IP length. */
+export const DROP_BAD_UDP_HEADER = 11;
+/** ICMP error too short to hold the quoted IP header and 8 bytes of transport header. */
+export const DROP_BAD_ICMP = 12;
+/** Neither TCP, UDP, ICMP nor ICMPv6. */
+export const DROP_UNSUPPORTED_PROTOCOL = 13;
+
+// Policy: well-formed packets tunvs will not forward.
+/** Destination is neither a VIP nor a local address: tunvs is no open relay. */
+export const DROP_NOT_LOCAL = 14;
+/** Destination is a VIP, but no service listens on that protocol and port. */
+export const DROP_NO_SERVICE = 15;
+/** No session, and the packet may not start one (TCP without a lone SYN). */
+export const DROP_NO_SESSION = 16;
+/** The scheduler found no real server with weight > 0. */
+export const DROP_NO_REAL_SERVER = 17;
+/** The shard's session table is full: new flows are refused, existing ones untouched. */
+export const DROP_TABLE_FULL = 18;
+/** No local address and port free toward the chosen real server (or none of that family). */
+export const DROP_LPORT_EXHAUSTED = 19;
+/** ICMP type tunvs does not translate (redirects, router adverts, …). */
+export const DROP_ICMP_UNSUPPORTED = 20;
+/** ICMP error that quotes a packet of no known session. */
+export const DROP_ICMP_NO_SESSION = 21;
+/** The packet reached a worker that does not own it and could not be handed over. */
+export const DROP_REDIRECT_FULL = 22;
+
+export const DROP_REASON_COUNT = 23;
+
+/** Names for counters, logs and `tunvs stats`, indexed by reason. */
+export const DROP_REASON_NAMES: readonly string[] = [
+  'none',
+  'truncated',
+  'bad_ip_version',
+  'bad_ipv4_header',
+  'ipv4_fragment',
+  'ipv6_ext_header',
+  'ipv6_fragment',
+  'bad_ipv6_header',
+  'bad_tcp_header',
+  'bad_tcp_options',
+  'bad_tcp_flags',
+  'bad_udp_header',
+  'bad_icmp',
+  'unsupported_protocol',
+  'not_local',
+  'no_service',
+  'no_session',
+  'no_real_server',
+  'table_full',
+  'lport_exhausted',
+  'icmp_unsupported',
+  'icmp_no_session',
+  'redirect_full',
+];
+
+if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

@@ -1,0 +1,69 @@
+/**
+ * Internet checksum (RFC 1071) and its incremental update (RFC 1624, eqn. 3).
+ *
+ * The data plane never recomputes a whole checksum on the forwarding path: every rewrite
+ * accumulates `~old + new` for each 16-bit word it changes and applies the sum once.
+ * Full sums are used only where the packet is rare (ICMP errors) or where a region moves
+ * (TCP options when TOA is inserted: the option bytes are summed before and after).
+ *
+ *   acc = csumStart(field)            ~HC
+ *   acc = csumReplace32(acc, old, new) += ~m + m'   (per changed word)
+ *   field = csumFinish(acc)           ~fold(acc)
+ */
+
+/** Fold a non-negative sum of 16-bit words (< 2^31) to 16 bits with end-around carry. */
+export function fold16(sum: number): number {
+  sum = (sum & 0xffff) + (sum >>> 16);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/**
+ * Sum of the big-endian 16-bit words of buf[off, off + len); an odd last byte counts as the
+ * high byte of a word padded with zero. Returns a folded (not complemented) 16-bit sum.
+ * `off` may be odd: words are taken from `off`, as the checksum defines them.
+ */
+export function sumWords(buf: Uint8Array, off: number, len: number): number {
+  let sum = 0;
+  let i = off;
+  const evenEnd = off + (len & ~1);
+  while (i < evenEnd) {
+    // 16384 words of at most 0xffff stay below 2^31: fold between chunks.
+    const chunkEnd = Math.min(evenEnd, i + 32768);
+    for (; i < chunkEnd; i += 2) sum += (buf[i]! << 8) | buf[i + 1]!;
+    sum = fold16(sum);
+  }
+  if ((len & 1) !== 0) sum += buf[off + len - 1]! << 8;
+  return fold16(sum);
+}
+
+/** The checksum field value for a folded sum that covers every word (pseudo-header included). */
+export function csumFromSum(sum: number): number {
+  return ~fold16(sum) & 0xffff;
+}
+
+/** Begin an incremental update of a stored checksum. */
+export function csumStart(field: number): number {
+  return ~field & 0xffff;
+}
+
+/** Account for the 16-bit word `old` being replaced by `neu`. */
+export function csumReplace16(acc: number, old: number, neu: number): number {
+  return acc + (0xffff - (old & 0xffff)) + (neu & 0xffff);
+}
+
+/** Account for the 32-bit value `old` (int32 or uint32) being replaced by `neu`. */
+export function csumReplace32(acc: number, old: number, neu: number): number {
+  return acc + (0xffff - (old >>> 16)) + (0xffff - (old & 0xffff)) + (neu >>> 16) + (neu & 0xffff);
+}
+
+/** Account for a region whose folded word sum went from `oldSum` to `newSum`. */
+export function csumReplaceSum(acc: number, oldSum: number, newSum: number): number {
+  return acc + (0xffff - fold16(oldSum)) + fold16(newSum);
+}
+
+/** Finish an incremental update: the value to store in the checksum field. */
+export function csumFinish(acc: number): number {
+  // acc stays far below 2^31 (a few dozen words per update), so two folds suffice.
+  return ~fold16(acc) & 0xffff;
+}

@@ -1,0 +1,101 @@
+/**
+ * Offsets and constants of the IPv4, IPv6, TCP, UDP, ICMP and ICMPv6 headers.
+ * The data plane reads and writes packets through a DataView at integer offsets; these
+ * names are the only place the byte positions are spelled out.
+ *
+ *  IPv4                                   IPv6
+ *   0      4      8             16   31    0     4       12      16            31
+ *  +------+------+------+------+------+   +-----+-------+-------+-------------+
+ *  | ver  | ihl  |  tos |  total len  |   | ver | class |     flow label      |
+ *  |    identification  |flg| frag off|   |   payload len   | next  | hop lim |
+ *  |  ttl |proto |    header csum     |   |        source address (16)        |
+ *  |          source address          |   |     destination address (16)      |
+ *  |        destination address       |   +-----------------------------------+
+ *  +----------------------------------+   (40 bytes, no options: extension headers)
+ */
+
+export const AF_INET = 4;
+export const AF_INET6 = 6;
+
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const IPPROTO_ICMPV6 = 58;
+export const IPPROTO_FRAGMENT = 44;
+
+export const IPV4_HEADER_MIN = 20;
+export const IPV4_TOTAL_LEN = 2;
+export const IPV4_FRAG = 6; // flags (3 bits) + fragment offset (13 bits)
+export const IPV4_FRAG_MF = 0x2000;
+export const IPV4_FRAG_OFFSET_MASK = 0x1fff;
+export const IPV4_TTL = 8;
+export const IPV4_PROTO = 9;
+export const IPV4_CSUM = 10;
+export const IPV4_SRC = 12;
+export const IPV4_DST = 16;
+
+export const IPV6_HEADER_LEN = 40;
+export const IPV6_PAYLOAD_LEN = 4;
+export const IPV6_NEXT = 6;
+export const IPV6_HOP_LIMIT = 7;
+export const IPV6_SRC = 8;
+export const IPV6_DST = 24;
+
+/*  TCP
+ *   0              16             31
+ *  +--------------+---------------+
+ *  |  source port |   dest port   |
+ *  |        sequence number       |
+ *  |     acknowledgment number    |
+ *  | doff|rsv|flags|    window    |
+ *  |   checksum   |   urgent ptr  |
+ *  |   options (0–40 bytes) ...   |
+ */
+export const TCP_HEADER_MIN = 20;
+export const TCP_SPORT = 0;
+export const TCP_DPORT = 2;
+export const TCP_SEQ = 4;
+export const TCP_ACK = 8;
+export const TCP_DOFF = 12; // high nibble: header length in 32-bit words
+export const TCP_FLAGS = 13;
+export const TCP_CSUM = 16;
+
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_PSH = 0x08;
+export const TCP_ACKF = 0x10;
+
+export const TCPOPT_EOL = 0;
+export const TCPOPT_NOP = 1;
+export const TCPOPT_MSS = 2;
+export const TCPOPT_WSCALE = 3;
+export const TCPOPT_SACK_PERM = 4;
+export const TCPOPT_SACK = 5;
+export const TCPOPT_TIMESTAMP = 8;
+export const TCPOPT_MD5 = 19;
+export const TCPOPT_AO = 29;
+export const TCPOPT_MPTCP = 30;
+export const TCPOPT_FASTOPEN = 34;
+
+export const UDP_HEADER_LEN = 8;
+export const UDP_LEN = 4;
+export const UDP_CSUM = 6;
+
+export const ICMP_HEADER_LEN = 8;
+export const ICMP_CSUM = 2;
+export const ICMP_ECHO_REPLY = 0;
+export const ICMP_DEST_UNREACH = 3;
+export const ICMP_ECHO_REQUEST = 8;
+export const ICMP_TIME_EXCEEDED = 11;
+export const ICMP_PARAM_PROBLEM = 12;
+
+export const ICMPV6_DEST_UNREACH = 1;
+export const ICMPV6_PACKET_TOO_BIG = 2;
+export const ICMPV6_TIME_EXCEEDED = 3;
+export const ICMPV6_PARAM_PROBLEM = 4;
+export const ICMPV6_ECHO_REQUEST = 128;
+export const ICMPV6_ECHO_REPLY = 129;
+
+/** Hop limit of packets tunvs originates (echo replies, RSTs). */
+export const ORIGINATED_TTL = 64;

@@ -1,0 +1,79 @@
+/**
+ * Local address (LIP) pool of one service, as seen by one worker.
+ *
+ * FULLNAT replaces the client's address by a local address and port. Ports 1025–65535 are
+ * partitioned between workers by `port % workers == worker`, so a reply from a real server
+ * (addressed to LIP:lport) can be steered to the worker owning the session from the
+ * destination port alone, with no table shared between workers (DPVS's sa_pool idea).
+ * A LIP:lport pair is reused toward different real servers: it only has to be unique per
+ * (RIP, rport), which the session table's OUT index answers directly.
+ */
+
+import { LPORT_MAX, LPORT_MIN, LPORT_PROBES_PER_LADDR } from '../constants.js';
+import { DIR_OUT } from '../conn/layout.js';
+import type { SessionTable } from '../conn/table.js';
+
+export class LocalAddressPool {
+  readonly count: number;
+  /** Addresses, 4 words each. */
+  readonly addrs: Int32Array;
+  readonly portFirst: number;
+  readonly portStep: number;
+  readonly portCount: number;
+  /** Port chosen by the last successful acquire(). */
+  lastPort = 0;
+  /** OUT-key hash of the last successful acquire(), for the index insert. */
+  lastHash = 0;
+  private readonly cursor: Int32Array;
+  private nextLaddr = 0;
+
+  constructor(addrs: readonly Int32Array[], worker: number, workers: number) {
+    this.count = addrs.length;
+    this.addrs = new Int32Array(this.count * 4);
+    addrs.forEach((a, i) => this.addrs.set(a.subarray(0, 4), i * 4));
+    this.portStep = workers;
+    this.portFirst = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
+    this.portCount = this.portFirst > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - this.portFirst) / workers) + 1;
+    this.cursor = new Int32Array(this.count);
+  }
+
+  /** The k-th port of this worker's share. */
+  portAt(k: number): number {
+    return this.portFirst + k * this.portStep;
+  }
+
+  /**
+   * Choose a local address and port for a session toward the real server already written
+   * into the OUT lookup `key` (key[0] meta, key[1] high half rport, key[2,4,6,8] RIP).
+   * Writes the LIP into key[3,5,7,9] and the port into key[1]; returns the address index,
+   * or −1 when every address tried has no free port in its probe window.
+   */
+  acquire(table: SessionTable, key: Int32Array, blockWords: number): number {
+    const probes = Math.min(LPORT_PROBES_PER_LADDR, this.portCount);
+    const rportHigh = key[1]! & ~0xffff;
+    for (let a = 0; a < this.count; a++) {
+      const li = (this.nextLaddr + a) % this.count;
+      const o = li * 4;
+      key[3] = this.addrs[o]!;
+      key[5] = this.addrs[o + 1]!;
+      key[7] = this.addrs[o + 2]!;
+      key[9] = this.addrs[o + 3]!;
+      let k = this.cursor[li]!;
+      for (let p = 0; p < probes; p++) {
+        const port = this.portFirst + k * this.portStep;
+        k = k + 1 === this.portCount ? 0 : k + 1;
+        key[1] = rportHigh | port;
+        const hash = table.hashKey(key, blockWords);
+        if (table.find(key, blockWords, DIR_OUT, hash) < 0) {
+          this.cursor[li] = k;
+          this.nextLaddr = (li + 1) % this.count;
+          this.lastPort = port;
+          this.lastHash = hash;
+          return li;
+        }
+      }
+      this.cursor[li] = k;
+    }
+    return -1;
+  }
+}

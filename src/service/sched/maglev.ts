@@ -1,0 +1,86 @@
+/**
+ * Maglev consistent hashing (Eisenbud et al., NSDI 2016, section 3.4).
+ *
+ * Each server derives a permutation of the M table slots from two hashes of its identity
+ * (offset, skip; M prime so every skip walks all slots). Servers take turns claiming their
+ * next preferred free slot until the table is full. When a server leaves, only its slots
+ * and a few others change owner, so most clients keep their server ("minimal disruption").
+ * Weights: in each round a server takes weight/gcd(weights) turns, so its share of the
+ * table follows its weight. Two LBs with the same pool build the same table.
+ */
+
+import {
+  registerScheduler,
+  type Scheduler,
+  type SchedulerOptions,
+  type ServerPool,
+  gcd,
+  hashString,
+} from './scheduler.js';
+
+export function isPrime(n: number): boolean {
+  if (n < 2 || !Number.isInteger(n)) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
+}
+
+export class Maglev implements Scheduler {
+  readonly name = 'mh' as const;
+  readonly table: Int32Array;
+  private empty = true;
+
+  constructor(
+    private readonly pool: ServerPool,
+    readonly tableSize: number,
+  ) {
+    if (!isPrime(tableSize)) throw new RangeError(`Maglev table size ${tableSize} must be prime`);
+    this.table = new Int32Array(tableSize);
+    this.update();
+  }
+
+  pick(sourceHash: number): number {
+    if (this.empty) return -1;
+    return this.table[(sourceHash >>> 0) % this.tableSize]!;
+  }
+
+  update(): void {
+    const m = this.tableSize;
+    const table = this.table;
+    table.fill(-1);
+    const live: number[] = [];
+    let g = 0;
+    for (let i = 0; i < this.pool.count; i++) {
+      const w = this.pool.weights[i]!;
+      if (w > 0) {
+        live.push(i);
+        g = gcd(g, w);
+      }
+    }
+    this.empty = live.length === 0;
+    if (this.empty) return;
+    const n = live.length;
+    const cursor = new Float64Array(n); // current slot of each server's permutation
+    const skip = new Float64Array(n);
+    const turns = new Int32Array(n);
+    for (let k = 0; k < n; k++) {
+      const key = this.pool.keys[live[k]!]!;
+      cursor[k] = hashString(key, 0x5bd1e995) % m;
+      skip[k] = (hashString(key, 0x27d4eb2f) % (m - 1)) + 1;
+      turns[k] = this.pool.weights[live[k]!]! / g;
+    }
+    let filled = 0;
+    for (;;) {
+      for (let k = 0; k < n; k++) {
+        for (let t = 0; t < turns[k]!; t++) {
+          let c = cursor[k]!;
+          while (table[c] !== -1) c = (c + skip[k]!) % m;
+          table[c] = live[k]!;
+          cursor[k] = (c + skip[k]!) % m;
+          if (++filled === m) return;
+        }
+      }
+    }
+  }
+}
+
+registerScheduler('mh', (pool: ServerPool, opts: SchedulerOptions) => new Maglev(pool, opts.maglevTableSize));

@@ -1,0 +1,26 @@
+/** Round robin: each server with weight > 0 in turn; weights only switch servers on/off. */
+
+import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+
+export class RoundRobin implements Scheduler {
+  readonly name = 'rr' as const;
+  private next = 0;
+
+  constructor(private readonly pool: ServerPool) {}
+
+  pick(): number {
+    const n = this.pool.count;
+    for (let k = 0; k < n; k++) {
+      const i = (this.next + k) % n;
+      if (this.pool.weights[i]! > 0) {
+        this.next = (i + 1) % n;
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  update(): void {}
+}
+
+registerScheduler('rr', (pool) => new RoundRobin(pool));

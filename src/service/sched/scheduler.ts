@@ -1,0 +1,73 @@
+/**
+ * The scheduler interface and the registry that names them. Each scheduler lives in its
+ * own file, fills this interface, and registers itself by name (as DPVS's do).
+ *
+ * A scheduler picks a position in its service's server list for a new session. It runs
+ * only on the first packet of a session, never per packet, and must not allocate there.
+ * Weight 0 means "drain": no new sessions; existing ones are untouched (they are in the
+ * session table, not here).
+ */
+
+/** The real servers of one service as a scheduler sees them (positions 0..count−1). */
+export interface ServerPool {
+  readonly count: number;
+  /** Weight per position; 0 = drain (or down, once health checks mark it). */
+  readonly weights: Int32Array;
+  /** Real-server id per position (index into the per-worker connection counters). */
+  readonly ids: Int32Array;
+  /** Stable text identity per position ("address|port"): Maglev and sh hash it, so two LBs
+   * with the same config build the same tables and a failover keeps affinity. */
+  readonly keys: readonly string[];
+  /** Per-worker active / inactive session counts, indexed by real-server id. */
+  readonly active: Int32Array;
+  readonly inactive: Int32Array;
+}
+
+export interface Scheduler {
+  readonly name: SchedulerName;
+  /** Position of the server for a new session, or −1 if none has weight > 0.
+   * `sourceHash` is a hash of the client address (used by sh and mh). */
+  pick(sourceHash: number): number;
+  /** Weights or the pool changed: rebuild any derived table. */
+  update(): void;
+}
+
+export type SchedulerName = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sh' | 'mh';
+
+export interface SchedulerOptions {
+  /** Maglev lookup table size (a prime). */
+  maglevTableSize: number;
+}
+
+type Factory = (pool: ServerPool, opts: SchedulerOptions) => Scheduler;
+const registry = new Map<SchedulerName, Factory>();
+
+export function registerScheduler(name: SchedulerName, factory: Factory): void {
+  registry.set(name, factory);
+}
+
+export function createScheduler(name: SchedulerName, pool: ServerPool, opts: SchedulerOptions): Scheduler {
+  const f = registry.get(name);
+  if (f === undefined) throw new Error(`unknown scheduler ${name}`);
+  return f(pool, opts);
+}
+
+export const SCHEDULER_NAMES: readonly SchedulerName[] = ['rr', 'wrr', 'lc', 'wlc', 'sh', 'mh'];
+
+/** Stable 32-bit FNV-1a hash of a string, for table-building schedulers (not per packet). */
+export function hashString(s: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d) >>> 0;
+  h ^= h >>> 12;
+  return h >>> 0;
+}
+
+export function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}

@@ -1,0 +1,33 @@
+/**
+ * Source hashing: a client address always maps to the same server while the pool is
+ * unchanged. A table of SH_TABLE_SIZE slots is filled in smooth weighted order, so each
+ * server owns a share of slots proportional to its weight; pick = table[hash % size].
+ * Unlike Maglev, a pool change reshuffles most clients: use mh when that matters.
+ */
+
+import { SH_TABLE_SIZE } from '../../constants.js';
+import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { WeightedRoundRobin } from './wrr.js';
+
+export class SourceHash implements Scheduler {
+  readonly name = 'sh' as const;
+  private readonly table = new Int32Array(SH_TABLE_SIZE);
+  private empty = true;
+
+  constructor(private readonly pool: ServerPool) {
+    this.update();
+  }
+
+  pick(sourceHash: number): number {
+    if (this.empty) return -1;
+    return this.table[(sourceHash >>> 0) % SH_TABLE_SIZE]!;
+  }
+
+  update(): void {
+    const wrr = new WeightedRoundRobin(this.pool);
+    for (let s = 0; s < SH_TABLE_SIZE; s++) this.table[s] = wrr.pick();
+    this.empty = this.table[0]! < 0;
+  }
+}
+
+registerScheduler('sh', (pool) => new SourceHash(pool));

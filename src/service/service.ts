@@ -1,0 +1,397 @@
+/**
+ * Virtual services: what the operator configures (`ServiceSpec`), the validated form with
+ * stable ids that the main thread sends to workers (`ResolvedService`), and the per-worker
+ * `ServiceTable` the data plane reads per packet.
+ *
+ * Ids: a service keeps its id for its (protocol, VIP, port) and a real server for its
+ * (service, address, port) across reloads, so sessions (which store the ids) and counters
+ * (indexed by id) stay right when the config changes under them. Ids are never reused
+ * within a process: a removed service stays as a tombstone its old sessions can still use.
+ */
+
+import { LADDRS_PER_SERVICE_MAX, MAGLEV_TABLE_SIZE_DEFAULT, REAL_SERVERS_MAX, SERVICES_MAX } from '../constants.js';
+import { ConfigError, show } from '../config/errors.js';
+import { AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
+import { metaKey } from '../conn/layout.js';
+import { parseAddress, type ParsedAddress } from './addr.js';
+import { AddrPortMap } from './addr_map.js';
+import { LocalAddressPool } from './laddr.js';
+import { isPrime } from './sched/maglev.js';
+import {
+  createScheduler,
+  SCHEDULER_NAMES,
+  type Scheduler,
+  type SchedulerName,
+  type ServerPool,
+} from './sched/index.js';
+
+export type Protocol = 'tcp' | 'udp';
+
+export interface RealServerSpec {
+  address: string;
+  port: number;
+  /** 0 drains the server: no new sessions, existing ones continue. */
+  weight: number;
+}
+
+export interface ToaSpec {
+  /** Insert the client address as a TCP option toward the real servers. */
+  enabled: boolean;
+  /** Option kind for IPv4 clients (length 8). 254 is what Huawei/DPVS/Alibaba readers expect. */
+  kind: number;
+  /** Option kind for IPv6 clients (length 20). DPVS uses 254, Alibaba's v2 used 253. */
+  kindV6: number;
+  /** Also put TOA in the SYN, for readers that use TCP_SAVED_SYN. */
+  inSyn: boolean;
+}
+
+export interface ServiceSpec {
+  name: string;
+  protocol: Protocol;
+  vip: string;
+  port: number;
+  scheduler: SchedulerName;
+  realServers: RealServerSpec[];
+  /** Local addresses (same family as the VIP) that replace the client address. */
+  localAddresses: string[];
+  toa: ToaSpec;
+  /** Replace the TCP timestamp option of client SYNs with NOPs: clients behind one local
+   * address then never trip the real server's PAWS check with unrelated timestamps. */
+  stripTimestamps: boolean;
+  /** Maglev table size for scheduler mh (prime). */
+  maglevTableSize: number;
+}
+
+export const TOA_DEFAULT: Readonly<ToaSpec> = { enabled: true, kind: 254, kindV6: 254, inSyn: false };
+
+/** A spec with defaults filled in for what the caller left out. */
+export function serviceWithDefaults(
+  s: Partial<ServiceSpec> & Pick<ServiceSpec, 'vip' | 'port' | 'realServers' | 'localAddresses'>,
+): ServiceSpec {
+  return {
+    name: s.name ?? `${s.protocol ?? 'tcp'}/${s.vip}:${s.port}`,
+    protocol: s.protocol ?? 'tcp',
+    vip: s.vip,
+    port: s.port,
+    scheduler: s.scheduler ?? 'wrr',
+    realServers: s.realServers,
+    localAddresses: s.localAddresses,
+    toa: { ...TOA_DEFAULT, ...(s.toa ?? {}) },
+    stripTimestamps: s.stripTimestamps ?? false,
+    maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
+  };
+}
+
+export interface ResolvedRealServer {
+  id: number;
+  af: number;
+  addr: Int32Array;
+  address: string;
+  port: number;
+  weight: number;
+}
+
+export interface ResolvedService {
+  id: number;
+  name: string;
+  af: number;
+  proto: number;
+  vip: Int32Array;
+  vipText: string;
+  port: number;
+  scheduler: SchedulerName;
+  maglevTableSize: number;
+  toa: ToaSpec;
+  stripTimestamps: boolean;
+  laddrs: Int32Array[];
+  realServers: ResolvedRealServer[];
+}
+
+/** Assigns stable ids to services and real servers across reloads (main thread). */
+export class IdRegistry {
+  private readonly services = new Map<string, number>();
+  private readonly servers = new Map<string, number>();
+
+  serviceId(key: string, path: string): number {
+    let id = this.services.get(key);
+    if (id === undefined) {
+      id = this.services.size;
+      if (id >= SERVICES_MAX)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_LIMIT',
+          path,
+          `more than ${SERVICES_MAX} services since start; restart tunvs to renumber`,
+        );
+      this.services.set(key, id);
+    }
+    return id;
+  }
+
+  serverId(key: string, path: string): number {
+    let id = this.servers.get(key);
+    if (id === undefined) {
+      id = this.servers.size;
+      if (id >= REAL_SERVERS_MAX)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_LIMIT',
+          path,
+          `more than ${REAL_SERVERS_MAX} real servers since start; restart tunvs to renumber`,
+        );
+      this.servers.set(key, id);
+    }
+    return id;
+  }
+}
+
+function needAddress(text: unknown, path: string): ParsedAddress {
+  const a = typeof text === 'string' ? parseAddress(text) : undefined;
+  if (a === undefined)
+    throw new ConfigError('TUNVS_ERR_CONFIG_ADDRESS', path, `${show(text)} is not an IPv4 or IPv6 address`);
+  return a;
+}
+
+function needPort(value: unknown, path: string): number {
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 65535)
+    throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', path, `${show(value)} is not a port: use an integer 1..65535`);
+  return value as number;
+}
+
+function familyName(af: number): string {
+  return af === AF_INET ? 'IPv4' : 'IPv6';
+}
+
+/** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
+export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, path = 'services'): ResolvedService[] {
+  const out: ResolvedService[] = [];
+  const seen = new Set<string>();
+  const vipAddrs = new Set<string>();
+  const lipOwners = new Map<string, string>();
+  specs.forEach((s, i) => {
+    const p = `${path}[${i}]`;
+    if (s.protocol !== 'tcp' && s.protocol !== 'udp')
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_UNKNOWN',
+        `${p}.protocol`,
+        `${show(s.protocol)} is not supported: use "tcp" or "udp"`,
+      );
+    const vip = needAddress(s.vip, `${p}.vip`);
+    const port = needPort(s.port, `${p}.port`);
+    if (!SCHEDULER_NAMES.includes(s.scheduler))
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_UNKNOWN',
+        `${p}.scheduler`,
+        `${show(s.scheduler)} is not a scheduler: use one of ${SCHEDULER_NAMES.join(', ')}`,
+      );
+    if (s.scheduler === 'mh' && !isPrime(s.maglevTableSize))
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_RANGE',
+        `${p}.maglevTableSize`,
+        `${show(s.maglevTableSize)} must be a prime (e.g. 251, 65537)`,
+      );
+    for (const [field, kind] of [
+      ['kind', s.toa.kind],
+      ['kindV6', s.toa.kindV6],
+    ] as const) {
+      if (!Number.isInteger(kind) || kind < 2 || kind > 255)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_RANGE',
+          `${p}.toa.${field}`,
+          `${show(kind)} is not a TCP option kind: use an integer 2..255 (254 is the usual TOA kind)`,
+        );
+    }
+    const key = `${s.protocol}|${vip.af}|${Array.from(vip.words).join(',')}|${port}`;
+    if (seen.has(key))
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_DUPLICATE',
+        p,
+        `service ${s.protocol} ${s.vip}:${port} is configured twice`,
+      );
+    seen.add(key);
+    vipAddrs.add(`${vip.af}|${Array.from(vip.words).join(',')}`);
+    if (s.localAddresses.length === 0)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MISSING',
+        `${p}.localAddresses`,
+        'FULLNAT needs at least one local address of the VIP family',
+      );
+    if (s.localAddresses.length > LADDRS_PER_SERVICE_MAX)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_LIMIT',
+        `${p}.localAddresses`,
+        `${s.localAddresses.length} local addresses; at most ${LADDRS_PER_SERVICE_MAX}`,
+      );
+    const laddrs = s.localAddresses.map((text, j) => {
+      const a = needAddress(text, `${p}.localAddresses[${j}]`);
+      if (a.af !== vip.af)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_FAMILY',
+          `${p}.localAddresses[${j}]`,
+          `${text} is ${familyName(a.af)} but the VIP is ${familyName(vip.af)}: use local addresses of the VIP's family`,
+        );
+      lipOwners.set(`${a.af}|${Array.from(a.words).join(',')}`, `${p}.localAddresses[${j}]`);
+      return a.words;
+    });
+    const id = ids.serviceId(key, p);
+    const rsKeys = new Set<string>();
+    const realServers = s.realServers.map((rs, j) => {
+      const rp = `${p}.realServers[${j}]`;
+      const a = needAddress(rs.address, `${rp}.address`);
+      if (a.af !== vip.af)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_FAMILY',
+          `${rp}.address`,
+          `${rs.address} is ${familyName(a.af)} but the VIP is ${familyName(vip.af)}: tunvs forwards within one family`,
+        );
+      const rport = needPort(rs.port, `${rp}.port`);
+      if (!Number.isInteger(rs.weight) || rs.weight < 0 || rs.weight > 65535)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_RANGE',
+          `${rp}.weight`,
+          `${show(rs.weight)} is not a weight: use an integer 0..65535 (0 drains)`,
+        );
+      const rkey = `${Array.from(a.words).join(',')}|${rport}`;
+      if (rsKeys.has(rkey))
+        throw new ConfigError('TUNVS_ERR_CONFIG_DUPLICATE', rp, `real server ${rs.address}:${rport} is listed twice`);
+      rsKeys.add(rkey);
+      return {
+        id: ids.serverId(`${key}|${rkey}`, rp),
+        af: a.af,
+        addr: a.words,
+        address: rs.address,
+        port: rport,
+        weight: rs.weight,
+      };
+    });
+    out.push({
+      id,
+      name: s.name,
+      af: vip.af,
+      proto: s.protocol === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP,
+      vip: vip.words,
+      vipText: s.vip,
+      port,
+      scheduler: s.scheduler,
+      maglevTableSize: s.maglevTableSize,
+      toa: { ...s.toa },
+      stripTimestamps: s.stripTimestamps,
+      laddrs,
+      realServers,
+    });
+  });
+  for (const [lip, where] of lipOwners) {
+    if (vipAddrs.has(lip))
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_DUPLICATE',
+        where,
+        'a local address must not also be a VIP: replies to it could not be told from client traffic',
+      );
+  }
+  return out;
+}
+
+/** Per-worker active/inactive session counts by real-server id (read by lc/wlc). */
+export class ConnCounts {
+  readonly active = new Int32Array(REAL_SERVERS_MAX);
+  readonly inactive = new Int32Array(REAL_SERVERS_MAX);
+}
+
+/** Map-key meta bytes for address sets kept in the same map as services. */
+const META_VIP = 0xfe;
+const META_LIP = 0xfd;
+
+/** TOA mode bits per service. */
+export const TOA_ON = 1;
+export const TOA_IN_SYN = 2;
+
+/** What one worker reads per packet about services and real servers, by id. */
+export class ServiceTable {
+  readonly alive = new Uint8Array(SERVICES_MAX);
+  readonly af = new Int32Array(SERVICES_MAX);
+  readonly proto = new Int32Array(SERVICES_MAX);
+  readonly vport = new Int32Array(SERVICES_MAX);
+  readonly vip = new Int32Array(SERVICES_MAX * 4);
+  readonly toaMode = new Int32Array(SERVICES_MAX);
+  readonly toaKindV4 = new Int32Array(SERVICES_MAX);
+  readonly toaKindV6 = new Int32Array(SERVICES_MAX);
+  readonly stripTs = new Uint8Array(SERVICES_MAX);
+  readonly names: string[] = [];
+  readonly schedulers: (Scheduler | undefined)[] = [];
+  readonly pools: (ServerPool | undefined)[] = [];
+  readonly laddrs: (LocalAddressPool | undefined)[] = [];
+  /** Real servers by id: address (4 words), port. */
+  readonly rsAddr = new Int32Array(REAL_SERVERS_MAX * 4);
+  readonly rsPort = new Int32Array(REAL_SERVERS_MAX);
+  readonly rsService = new Int32Array(REAL_SERVERS_MAX).fill(-1);
+  private map = new AddrPortMap(1);
+
+  constructor(readonly counts: ConnCounts) {}
+
+  /**
+   * Install a new set of services (start-up or reload). Services no longer listed stop
+   * matching new traffic but keep their id data, so their sessions run on until they end.
+   * Schedulers of services whose pool did not change keep their state.
+   */
+  apply(services: readonly ResolvedService[], worker: number, workers: number): void {
+    const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
+    this.alive.fill(0);
+    for (const s of services) {
+      const id = s.id;
+      this.alive[id] = 1;
+      this.af[id] = s.af;
+      this.proto[id] = s.proto;
+      this.vport[id] = s.port;
+      this.vip.set(s.vip, id * 4);
+      this.toaMode[id] = (s.toa.enabled ? TOA_ON : 0) | (s.toa.inSyn ? TOA_IN_SYN : 0);
+      this.toaKindV4[id] = s.toa.kind;
+      this.toaKindV6[id] = s.toa.kindV6;
+      this.stripTs[id] = s.stripTimestamps ? 1 : 0;
+      this.names[id] = s.name;
+      const pool: ServerPool = {
+        count: s.realServers.length,
+        weights: Int32Array.from(s.realServers, (r) => r.weight),
+        ids: Int32Array.from(s.realServers, (r) => r.id),
+        keys: s.realServers.map((r) => `${r.address}|${r.port}`),
+        active: this.counts.active,
+        inactive: this.counts.inactive,
+      };
+      for (const r of s.realServers) {
+        this.rsAddr.set(r.addr, r.id * 4);
+        this.rsPort[r.id] = r.port;
+        this.rsService[r.id] = id;
+      }
+      const old = this.pools[id];
+      const sameServers =
+        old !== undefined &&
+        old.count === pool.count &&
+        old.ids.every((v, i) => v === pool.ids[i]) &&
+        this.schedulers[id]?.name === s.scheduler;
+      if (sameServers) {
+        old.weights.set(pool.weights);
+        this.schedulers[id]!.update();
+      } else {
+        this.pools[id] = pool;
+        this.schedulers[id] = createScheduler(s.scheduler, pool, { maglevTableSize: s.maglevTableSize });
+      }
+      this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers);
+      map.set(metaKey(s.af, s.proto), s.port, s.vip, id);
+      map.set(metaKey(s.af, META_VIP), 0, s.vip, id);
+      for (const l of s.laddrs) map.set(metaKey(s.af, META_LIP), 0, l, id);
+    }
+    this.map = map;
+  }
+
+  /** Service id listening on (af, proto, address, port), or −1. */
+  lookup(af: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): number {
+    return this.map.get((af << 8) | proto, port, a0, a1, a2, a3);
+  }
+
+  isVip(af: number, a0: number, a1: number, a2: number, a3: number): boolean {
+    return this.map.get((af << 8) | META_VIP, 0, a0, a1, a2, a3) >= 0;
+  }
+
+  isLocalAddress(af: number, a0: number, a1: number, a2: number, a3: number): boolean {
+    return this.map.get((af << 8) | META_LIP, 0, a0, a1, a2, a3) >= 0;
+  }
+}
+
+export { AF_INET, AF_INET6 };

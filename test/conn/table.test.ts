@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { TIMER_WHEEL_SLOTS } from '../../src/constants.js';
+import { DIR_IN, DIR_OUT, KEY_WORDS, R_IN, R_META, R_OUT, RECORD_WORDS, RECORD_BYTES } from '../../src/conn/layout.js';
+import { SessionTable, shardGeometry } from '../../src/conn/table.js';
+
+function keyFor(i: number, dir: number): Int32Array {
+  const k = new Int32Array(KEY_WORDS);
+  k[0] = (4 << 8) | 6;
+  k[1] = ((i & 0xffff) << 16) | (dir === DIR_IN ? 80 : 8080);
+  k[2] = (0xc6120000 + i) | 0;
+  k[3] = dir === DIR_IN ? 0xc6120064 | 0 : (0xc6120201 + (i >>> 16)) | 0;
+  return k;
+}
+
+function addSession(t: SessionTable, i: number, expire: number): number {
+  const r = t.alloc();
+  if (r < 0) return r;
+  const kin = keyFor(i, DIR_IN);
+  const kout = keyFor(i, DIR_OUT);
+  const base = r * RECORD_WORDS;
+  t.rec[base + R_META] = kin[0]!;
+  for (let w = 1; w < KEY_WORDS; w++) {
+    t.rec[base + R_IN + w - 1] = kin[w]!;
+    t.rec[base + R_OUT + w - 1] = kout[w]!;
+  }
+  t.insert(r, DIR_IN, t.hashKey(kin, 3));
+  t.insert(r, DIR_OUT, t.hashKey(kout, 3));
+  t.schedule(r, expire);
+  return r;
+}
+
+const expiries: number[] = [];
+const handler = { onExpire: (r: number) => void expiries.push(r) };
+
+describe('SessionTable', () => {
+  it('record layout is 128 bytes and 1M sessions cost at most 160 B each', () => {
+    expect(RECORD_BYTES).toBe(128);
+    const g = shardGeometry(1 << 20);
+    const perSession = g.bytes / (1 << 20);
+    console.log(`memory per session at 1M: ${perSession.toFixed(1)} B (records + both index entries + wheel)`);
+    expect(perSession).toBeLessThanOrEqual(160);
+  });
+
+  it('finds both keys, deletes with backward shift, keeps every other entry findable', () => {
+    const t = new SessionTable(20000, 99, 100);
+    const ids: number[] = [];
+    for (let i = 0; i < 20000; i++) ids.push(addSession(t, i, 1000));
+    expect(t.alloc()).toBe(-1); // full
+    // Remove every third session, then check all lookups.
+    for (let i = 0; i < 20000; i += 3) t.remove(ids[i]!);
+    for (let i = 0; i < 20000; i++) {
+      for (const dir of [DIR_IN, DIR_OUT]) {
+        const k = keyFor(i, dir);
+        const found = t.find(k, 3, dir, t.hashKey(k, 3));
+        expect(found).toBe(i % 3 === 0 ? -1 : ids[i]);
+      }
+    }
+    expect(t.live).toBe(20000 - Math.ceil(20000 / 3));
+  });
+
+  it('an IN key never matches an OUT entry', () => {
+    const t = new SessionTable(16, 1, 100);
+    addSession(t, 1, 10);
+    const k = keyFor(1, DIR_IN);
+    expect(t.find(k, 3, DIR_OUT, t.hashKey(k, 3))).toBe(-1);
+  });
+
+  it('timer wheel expires at the right tick, lazily extends, and relinks on a shorter timeout', () => {
+    const t = new SessionTable(64, 5, 100);
+    t.startTicks(0);
+    const a = addSession(t, 1, 10);
+    const b = addSession(t, 2, 10);
+    const c = addSession(t, 3, 50);
+    t.setExpire(a, 30); // extended: stays linked at 10, moved when reached
+    t.setExpire(c, 5); // shortened: relinked now
+    expiries.length = 0;
+    t.advance(9, 1000, handler);
+    expect(expiries).toEqual([c]);
+    t.advance(10, 1000, handler);
+    expect(expiries).toEqual([c, b]);
+    t.advance(29, 1000, handler);
+    expect(expiries).toEqual([c, b]);
+    t.advance(30, 1000, handler);
+    expect(expiries).toEqual([c, b, a]);
+    expect(t.live).toBe(0);
+  });
+
+  it('timeouts longer than one wheel turn survive the wrap', () => {
+    const t = new SessionTable(8, 5, 100);
+    t.startTicks(0);
+    const a = addSession(t, 1, TIMER_WHEEL_SLOTS * 2 + 7);
+    expiries.length = 0;
+    t.advance(TIMER_WHEEL_SLOTS * 2 + 6, 1 << 20, handler);
+    expect(expiries).toEqual([]);
+    t.advance(TIMER_WHEEL_SLOTS * 2 + 7, 1 << 20, handler);
+    expect(expiries).toEqual([a]);
+  });
+
+  it('a budget spreads a mass expiry over several calls without losing sessions', () => {
+    const t = new SessionTable(10000, 5, 100);
+    t.startTicks(0);
+    for (let i = 0; i < 10000; i++) addSession(t, i, 20);
+    expiries.length = 0;
+    let calls = 0;
+    while (t.live > 0 && calls < 100) {
+      t.advance(25, 1000, handler);
+      calls++;
+    }
+    expect(expiries.length).toBe(10000);
+    expect(calls).toBe(10);
+  });
+});
