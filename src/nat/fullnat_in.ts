@@ -66,6 +66,9 @@ export function natInbound(c: NatContext, svc: number): number {
   const hash = table.hashKey(key, blockWords);
   let r = table.find(key, blockWords, DIR_IN, hash);
   const tcp = c.pProto === IPPROTO_TCP;
+  // Validate the options before any session work: a malformed SYN must not create one.
+  const n = tcp ? scanPacketOptions(c) : 0;
+  if (n < 0) return -DROP_BAD_TCP_OPTIONS;
   const lone = tcp && (c.pFlags & (TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN)) === TCP_SYN;
   if (r >= 0 && lone) {
     // A new connection on the tuple of one that is closing: end the old session and let
@@ -84,7 +87,7 @@ export function natInbound(c: NatContext, svc: number): number {
     r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP);
     if (r < 0) return r;
   }
-  return tcp ? tcpInbound(c, r) : udpInbound(c, r);
+  return tcp ? tcpInbound(c, r, n) : udpInbound(c, r);
 }
 
 function countIn(c: NatContext, rec: Int32Array, base: number, end: number): void {
@@ -95,9 +98,8 @@ function countIn(c: NatContext, rec: Int32Array, base: number, end: number): voi
   ctr[C_PACKETS_IN] = ctr[C_PACKETS_IN]! + 1;
 }
 
-function tcpInbound(c: NatContext, r: number): number {
-  const n = scanPacketOptions(c);
-  if (n < 0) return -DROP_BAD_TCP_OPTIONS;
+/** `n` options were scanned into c.optOffsets. */
+function tcpInbound(c: NatContext, r: number, n: number): number {
   const table = c.table;
   const rec = table.rec;
   const base = r * RECORD_WORDS;

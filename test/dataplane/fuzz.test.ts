@@ -1,0 +1,252 @@
+/**
+ * Fuzz: over a million random and mutated packets through the engine. Checks that nothing
+ * throws, that no byte outside a packet's own slot changes (canary slots sit between the
+ * packet slots), that every drop carries a known reason, and that every well-formed packet
+ * that is forwarded has valid checksums. The PRNG is seeded; a failure prints the seed.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { DROP_REASON_COUNT, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+import { labServices, V4, V6 } from '../helpers/engine.js';
+import { ACK, checksumsOk, icmp, opt, PSH, SYN, tcp, udp } from '../helpers/packets.js';
+
+const PACKETS = Number(process.env.TUNVS_FUZZ_PACKETS ?? 1_000_000);
+
+class Rng {
+  constructor(private s: number) {}
+  next(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x;
+    return x >>> 0;
+  }
+  below(n: number): number {
+    return this.next() % n;
+  }
+}
+
+function services() {
+  const base = labServices();
+  base.push(
+    serviceWithDefaults({
+      vip: V4.vip,
+      port: 443,
+      scheduler: 'mh',
+      maglevTableSize: 251,
+      realServers: [
+        { address: V4.rs1, port: 8443, weight: 1 },
+        { address: V4.rs2, port: 8443, weight: 2 },
+      ],
+      localAddresses: [V4.lip, '198.18.2.2'],
+      toa: { enabled: true, kind: 200, kindV6: 253, inSyn: true },
+      stripTimestamps: true,
+    }),
+  );
+  return resolveServices(base, new IdRegistry());
+}
+
+/** Well-formed packet templates: client SYNs and data, server replies, UDP, ICMP. */
+function templates(engine: Engine, rng: Rng): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const ring = new PacketRing(1);
+  const optionSets = [
+    [],
+    [...opt.mss(1460), ...opt.sackPerm(), ...opt.ts(1, 0), 1, ...opt.ws(7)],
+    [1, 1, ...opt.ts(5, 6)],
+    [
+      1,
+      1,
+      ...opt.sack([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+    ],
+    [...opt.toa(254, 1, '10.0.0.1')],
+    [
+      1,
+      1,
+      ...opt.ts(5, 6),
+      1,
+      1,
+      ...opt.sack([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+    ],
+  ];
+  for (let i = 0; i < 600; i++) {
+    const fam = i % 2 === 0 ? V4 : V6;
+    const port = fam === V4 && i % 4 === 0 ? 443 : 80;
+    const sport = 10000 + i;
+    const seq = rng.next();
+    const options = optionSets[rng.below(optionSets.length)]!;
+    const syn = tcp({
+      src: fam.client,
+      dst: fam.vip,
+      sport,
+      dport: port,
+      seq,
+      flags: SYN,
+      options: rng.below(2) ? options : [],
+    });
+    out.push(syn);
+    ring.put(0, syn);
+    engine.processBurst(ring, 1, 0);
+    if (ring.verdicts[0] !== VERDICT_FORWARD) continue;
+    const ids = [...engine.sessionIds()];
+    const s = engine.describe(ids[ids.length - 1]!);
+    const lb = (seq + s.seqDelta) >>> 0;
+    const rsIsn = rng.next();
+    const payload = Uint8Array.from({ length: rng.below(1200) }, () => rng.below(256));
+    out.push(
+      tcp({
+        src: s.rip,
+        dst: s.laddr,
+        sport: s.rport,
+        dport: s.lport,
+        seq: rsIsn,
+        ack: lb + 1,
+        flags: SYN | ACK,
+        options,
+      }),
+    );
+    out.push(
+      tcp({
+        src: fam.client,
+        dst: fam.vip,
+        sport,
+        dport: port,
+        seq: seq + 1,
+        ack: rsIsn + 1,
+        flags: ACK | PSH,
+        options,
+        payload,
+      }),
+    );
+    out.push(
+      tcp({
+        src: s.rip,
+        dst: s.laddr,
+        sport: s.rport,
+        dport: s.lport,
+        seq: rsIsn + 1,
+        ack: lb + 1,
+        flags: ACK,
+        options,
+        payload,
+      }),
+    );
+    const quoted = tcp({ src: s.laddr, dst: s.rip, sport: s.lport, dport: s.rport, seq: lb, flags: ACK });
+    out.push(icmp(s.rip, s.laddr, fam === V4 ? 3 : 2, fam === V4 ? 4 : 0, 1400, quoted));
+    out.push(udp({ src: fam.client, dst: fam.vip, sport, dport: 53, payload }));
+  }
+  return out;
+}
+
+describe('fuzz', () => {
+  it.each([
+    [PACKETS, 1, 0],
+    [Math.ceil(PACKETS / 5), 2, 1],
+  ])(
+    '%i random and mutated packets, %i worker(s): no throw, no write outside the slot, every drop has a reason',
+    (count, workers, worker) => {
+      const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x5eed1234) + worker;
+      const rng = new Rng(seed);
+      const engine = new Engine(
+        { capacity: 8192, seed: 77, workers, worker, rstOnExpire: true, timeouts: { established: 3 } },
+        services(),
+      );
+      const pool = templates(engine, rng);
+      const HALF = 64;
+      const ring = new PacketRing(HALF * 2);
+      const slot = ring.slotSize;
+      const CANARY = 0xa5;
+      const canaryRow = new Uint8Array(slot).fill(CANARY);
+      const wellFormed = new Uint8Array(HALF);
+      let nowMs = 0;
+      let sent = 0;
+      let forwarded = 0;
+      let dropped = 0;
+      let redirected = 0;
+      const problems: string[] = [];
+      while (sent < count) {
+        for (let k = 0; k < HALF; k++) {
+          const i = 2 * k;
+          const off = i * slot;
+          const kind = rng.below(10);
+          let len: number;
+          if (kind < 2) {
+            // Random bytes, often with a plausible version nibble.
+            len = rng.below(200);
+            for (let j = 0; j < len; j++) ring.bytes[off + j] = rng.below(256);
+            if (len > 0 && rng.below(2) === 0)
+              ring.bytes[off] = (rng.below(2) ? 0x45 : 0x60) | (ring.bytes[off]! & 0x0f);
+            wellFormed[k] = 0;
+          } else {
+            const t = pool[rng.below(pool.length)]!;
+            ring.bytes.set(t, off);
+            len = t.length;
+            wellFormed[k] = kind < 6 ? 1 : 0;
+            if (kind >= 6) {
+              // Mutate: flip bytes in the headers, or truncate, or lie about lengths.
+              const flips = 1 + rng.below(4);
+              for (let f = 0; f < flips; f++) ring.bytes[off + rng.below(Math.min(len, 80))] = rng.below(256);
+              if (rng.below(4) === 0) len = rng.below(len + 1);
+            }
+          }
+          ring.lens[i] = len;
+          // The odd neighbour is a canary slot: empty (length 0) and filled with a pattern.
+          ring.bytes.set(canaryRow, off + slot);
+          ring.lens[i + 1] = 0;
+        }
+        nowMs += 5;
+        engine.processBurst(ring, HALF * 2, nowMs);
+        engine.clearEmitted();
+        for (let k = 0; k < HALF; k++) {
+          const i = 2 * k;
+          const v = ring.verdicts[i]!;
+          if (v === VERDICT_FORWARD) {
+            forwarded++;
+            if (ring.lens[i]! > slot) problems.push(`forwarded length ${ring.lens[i]} beyond the slot`);
+            else if (wellFormed[k] === 1) {
+              const ok = checksumsOk(ring.get(i));
+              if (!ok.ip || !ok.l4)
+                problems.push(`bad checksum after rewrite: ${Buffer.from(ring.get(i)).toString('hex')}`);
+            }
+          } else if (v === VERDICT_DROP) {
+            dropped++;
+            const why = ring.aux[i]!;
+            if (why < 1 || why >= DROP_REASON_COUNT) problems.push(`drop without a known reason: ${why}`);
+          } else if (v === VERDICT_REDIRECT) redirected++;
+          else problems.push(`unknown verdict ${v}`);
+          const c = (i + 1) * slot;
+          for (let j = 0; j < slot; j++) {
+            if (ring.bytes[c + j] !== CANARY) {
+              problems.push(`slot ${i} wrote into its neighbour at byte ${j}`);
+              break;
+            }
+          }
+          if (problems.length > 5) break;
+        }
+        if (problems.length > 5) break;
+        sent += HALF;
+      }
+      console.log(
+        `fuzz seed ${seed.toString(16)}: ${sent} packets, ${forwarded} forwarded, ${dropped} dropped, ${redirected} redirected, ${engine.sessionCount} live sessions`,
+      );
+      expect(problems, `seed ${seed.toString(16)}`).toEqual([]);
+      expect(sent).toBeGreaterThanOrEqual(count);
+      // With two workers half the templates belong to the other shard and are redirected.
+      expect(forwarded).toBeGreaterThan(count / (workers > 1 ? 100 : 10));
+      expect(dropped).toBeGreaterThan(count / 10);
+      if (workers > 1) expect(redirected).toBeGreaterThan(count / 10);
+    },
+  );
+});

@@ -1,0 +1,237 @@
+/**
+ * FULLNAT rewriting, table-driven, for IPv4 and IPv6. Each case sends one packet and
+ * compares the output byte for byte with an expected packet built independently by the
+ * test builder (whose checksums are computed in full), or checks the drop reason.
+ */
+
+import { describe, expect, it } from 'vitest';
+import {
+  C_CLIENT_TOA_REMOVED,
+  C_MSS_CLAMPED,
+  C_TOA_INSERTED,
+  C_TOA_NO_ROOM,
+  C_TOA_PRUNED,
+} from '../../src/dataplane/counters.js';
+import { DROP_NO_SESSION } from '../../src/nat/verdict.js';
+import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
+import { ACK, FIN, opt, parse, PSH, RST, SYN, tcp, type TcpSpec } from '../helpers/packets.js';
+
+const CPORT = 40000;
+const CLIENT_ISN = 0xfffffff0; // wraps during the connection: exercises 32-bit arithmetic
+const RS_ISN = 0x7ffffff0;
+const SYN_OPTS = [...opt.mss(1460), ...opt.sackPerm(), ...opt.ts(111, 0), ...opt.nop(), ...opt.ws(7)];
+
+type Family = typeof V4;
+
+/** A connection through the engine with the handshake done up to `stage`. */
+function connect(fam: Family, stage: 'syn' | 'synack' | 'established' = 'established') {
+  const d = new Driver(makeEngine());
+  const c = (t: Partial<TcpSpec> & { flags: number }) =>
+    tcp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 80, ...t });
+  d.forward(c({ seq: CLIENT_ISN, flags: SYN, options: SYN_OPTS }));
+  const s = d.session();
+  const lbIsn = (CLIENT_ISN + s.seqDelta) >>> 0;
+  const r = (t: Partial<TcpSpec> & { flags: number }) =>
+    tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, ...t });
+  if (stage !== 'syn') d.forward(r({ seq: RS_ISN, ack: lbIsn + 1, flags: SYN | ACK, options: SYN_OPTS }));
+  if (stage === 'established') d.forward(c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK }));
+  const delta = s.seqDelta;
+  /** What the real server receives for a client packet. */
+  const toRs = (t: Partial<TcpSpec> & { flags: number }) =>
+    tcp({ src: fam.lip, dst: fam.rs1, sport: s.lport, dport: 8080, ...t });
+  /** What the client receives for a real-server packet. */
+  const toClient = (t: Partial<TcpSpec> & { flags: number }) =>
+    tcp({ src: fam.vip, dst: fam.client, sport: 80, dport: CPORT, ...t });
+  return { d, c, r, toRs, toClient, s, lbIsn, delta, plus: (a: number, b: number) => (a + b) >>> 0 };
+}
+
+const toaV4 = (fam: Family) => opt.toa(254, CPORT, fam.client);
+const payload = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
+
+describe.each([
+  ['IPv4', V4],
+  ['IPv6', V6],
+] as const)('FULLNAT %s', (_name, fam) => {
+  const toa = toaV4(fam);
+  const toaLen = toa.length;
+
+  it('SYN: client→VIP becomes LIP:lport→RIP:rport with the LB ISN; options untouched', () => {
+    const d = new Driver(makeEngine());
+    const out = d.forward(
+      tcp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 80, seq: CLIENT_ISN, flags: SYN, options: SYN_OPTS }),
+    );
+    const s = d.session();
+    expect(s.state).toBe('SYN_RECV');
+    expect(s.lport).toBeGreaterThanOrEqual(1025);
+    expect(out).toEqual(
+      tcp({
+        src: fam.lip,
+        dst: fam.rs1,
+        sport: s.lport,
+        dport: 8080,
+        seq: CLIENT_ISN + s.seqDelta,
+        flags: SYN,
+        options: SYN_OPTS,
+      }),
+    );
+  });
+
+  it('SYN-ACK: translated back, ack −= delta, MSS clamped by the TOA length', () => {
+    const k = connect(fam, 'syn');
+    const out = k.d.forward(k.r({ seq: RS_ISN, ack: k.lbIsn + 1, flags: SYN | ACK, options: SYN_OPTS }));
+    const clamped = [...opt.mss(1460 - toaLen), ...SYN_OPTS.slice(4)];
+    expect(out).toEqual(k.toClient({ seq: RS_ISN, ack: CLIENT_ISN + 1, flags: SYN | ACK, options: clamped }));
+    expect(k.d.engine.counters[C_MSS_CLAMPED]).toBe(1);
+    expect(k.d.session().state).toBe('SYNACK');
+    expect(k.d.session().rsIsnPlus1).toBe(RS_ISN + 1);
+  });
+
+  it('handshake ACK carries TOA first; its retransmit too', () => {
+    const k = connect(fam, 'synack');
+    const ack = k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, options: opt.ts(112, 999).concat([1, 1]) });
+    const want = k.toRs({
+      seq: k.plus(CLIENT_ISN + 1, k.delta),
+      ack: RS_ISN + 1,
+      flags: ACK,
+      options: [...toa, ...opt.ts(112, 999), 1, 1],
+    });
+    expect(k.d.forward(ack)).toEqual(want);
+    expect(k.d.forward(ack)).toEqual(want);
+    expect(k.d.engine.counters[C_TOA_INSERTED]).toBe(2);
+    expect(k.d.session().state).toBe('ESTABLISHED');
+  });
+
+  it('client data before the server answers carries TOA, payload moved intact', () => {
+    const k = connect(fam);
+    const data = payload(700);
+    const out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK | PSH, payload: data }));
+    expect(out).toEqual(
+      k.toRs({ seq: k.plus(CLIENT_ISN + 1, k.delta), ack: RS_ISN + 1, flags: ACK | PSH, options: toa, payload: data }),
+    );
+  });
+
+  it('data after the server answered has no TOA', () => {
+    const k = connect(fam);
+    const data = payload(100);
+    const out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 51, flags: ACK | PSH, payload: data }));
+    expect(out).toEqual(
+      k.toRs({ seq: k.plus(CLIENT_ISN + 1, k.delta), ack: RS_ISN + 51, flags: ACK | PSH, payload: data }),
+    );
+  });
+
+  it('server data: ack −= delta; SACK edges −= delta (both edges, every block)', () => {
+    const k = connect(fam);
+    const blocksLb: [number, number][] = [
+      [k.plus(k.lbIsn, 1001), k.plus(k.lbIsn, 2001)],
+      [k.plus(k.lbIsn, 3001), k.plus(k.lbIsn, 4001)],
+    ];
+    const blocksClient: [number, number][] = blocksLb.map(([l, r]) => [k.plus(l, -k.delta), k.plus(r, -k.delta)]);
+    const data = payload(300, 7);
+    const out = k.d.forward(
+      k.r({
+        seq: RS_ISN + 1,
+        ack: k.lbIsn + 1,
+        flags: ACK | PSH,
+        options: [1, 1, ...opt.sack(blocksLb)],
+        payload: data,
+      }),
+    );
+    expect(out).toEqual(
+      k.toClient({
+        seq: RS_ISN + 1,
+        ack: CLIENT_ISN + 1,
+        flags: ACK | PSH,
+        options: [1, 1, ...opt.sack(blocksClient)],
+        payload: data,
+      }),
+    );
+  });
+
+  it('client SACK blocks (RS sequence space) pass unchanged', () => {
+    const k = connect(fam);
+    const blocks: [number, number][] = [[RS_ISN + 1001, RS_ISN + 2001]];
+    const out = k.d.forward(
+      k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 501, flags: ACK, options: [1, 1, ...opt.sack(blocks)] }),
+    );
+    expect(out).toEqual(
+      k.toRs({
+        seq: k.plus(CLIENT_ISN + 1, k.delta),
+        ack: RS_ISN + 501,
+        flags: ACK,
+        options: [1, 1, ...opt.sack(blocks)],
+      }),
+    );
+  });
+
+  it('a forged client TOA is replaced by ours on a TOA packet and blanked otherwise', () => {
+    const k = connect(fam, 'synack');
+    const forged = opt.toa(254, 1, fam === V4 ? '10.0.0.1' : 'fd00::1');
+    const out1 = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, options: forged }));
+    expect(parse(out1).options).toEqual(toa);
+    const out2 = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 9, flags: ACK, options: forged }));
+    expect(parse(out2).options).toEqual(new Array<number>(forged.length).fill(1));
+    expect(k.d.engine.counters[C_CLIENT_TOA_REMOVED]).toBe(2);
+  });
+
+  it('no room: NOPs pruned first, then SACK; protected options kept in order', () => {
+    const k = connect(fam, 'synack');
+    // 40 bytes: NOP NOP TS(10) NOP NOP SACK 3 blocks (26) = 40
+    const blocks: [number, number][] = [
+      [RS_ISN + 100, RS_ISN + 200],
+      [RS_ISN + 300, RS_ISN + 400],
+      [RS_ISN + 500, RS_ISN + 600],
+    ];
+    const full = [1, 1, ...opt.ts(5, 6), 1, 1, ...opt.sack(blocks)];
+    expect(full.length).toBe(40);
+    const out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, options: full }));
+    const o = parse(out).options;
+    expect(o.slice(0, toaLen)).toEqual(toa);
+    // TS is never pruned; SACK goes (it alone cannot fit beside TOA and TS).
+    const rest = o.slice(toaLen).filter((b, i, a) => !(b === 1 && a.slice(i).every((x) => x === 1)));
+    expect(rest).toEqual(opt.ts(5, 6));
+    expect(k.d.engine.counters[C_TOA_PRUNED]).toBe(1);
+  });
+
+  it('no room even after pruning: forwarded without TOA and counted', () => {
+    const k = connect(fam, 'synack');
+    // 36 bytes of an option that is never pruned (MPTCP, kind 30) + TS would not leave 8 bytes.
+    const mptcp = [30, 36, ...new Array<number>(34).fill(0)];
+    const options = [...mptcp, 1, 1, 1, 1];
+    const out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, options }));
+    expect(out).toEqual(k.toRs({ seq: k.plus(CLIENT_ISN + 1, k.delta), ack: RS_ISN + 1, flags: ACK, options }));
+    expect(k.d.engine.counters[C_TOA_NO_ROOM]).toBe(1);
+  });
+
+  it('a packet that would exceed the MTU with TOA goes without it (never fragments)', () => {
+    const k = connect(fam);
+    const hdr = fam === V4 ? 40 : 60;
+    const data = payload(1500 - hdr - 4); // 4 bytes short of the MTU: TOA does not fit
+    const out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, payload: data }));
+    expect(out.length).toBe(1496);
+    expect(parse(out).options).toEqual([]);
+    expect(k.d.engine.counters[C_TOA_NO_ROOM]).toBe(1);
+  });
+
+  it('FIN both ways reaches TIME_WAIT; RST closes; packets keep being translated', () => {
+    const k = connect(fam);
+    let out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));
+    expect(out).toEqual(
+      k.toRs({ seq: k.plus(CLIENT_ISN + 1, k.delta), ack: RS_ISN + 1, flags: FIN | ACK, options: toa }),
+    );
+    expect(k.d.session().state).toBe('FIN_WAIT');
+    out = k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 2, flags: FIN | ACK }));
+    expect(out).toEqual(k.toClient({ seq: RS_ISN + 1, ack: CLIENT_ISN + 2, flags: FIN | ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    k.d.forward(k.c({ seq: CLIENT_ISN + 2, ack: RS_ISN + 2, flags: ACK }));
+    expect(k.d.session().state).toBe('TIME_WAIT');
+    const rst = k.d.forward(k.c({ seq: CLIENT_ISN + 2, flags: RST }));
+    expect(rst).toEqual(k.toRs({ seq: k.plus(CLIENT_ISN + 2, k.delta), flags: RST }));
+    expect(k.d.session().state).toBe('CLOSE');
+  });
+
+  it('a non-SYN packet without a session is dropped', () => {
+    const d = new Driver(makeEngine());
+    expect(d.drop(tcp({ src: fam.client, dst: fam.vip, sport: 1, dport: 80, flags: ACK }))).toBe(DROP_NO_SESSION);
+    expect(d.drop(tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: 2000, flags: ACK }))).toBe(DROP_NO_SESSION);
+  });
+});

@@ -1,0 +1,162 @@
+/** Session life cycle: retransmits, reuse, draining, capacity, local ports, shards. */
+
+import { describe, expect, it } from 'vitest';
+import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
+import { C_SESSIONS_REUSED } from '../../src/dataplane/counters.js';
+import {
+  DROP_LPORT_EXHAUSTED,
+  DROP_NO_REAL_SERVER,
+  DROP_TABLE_FULL,
+  VERDICT_FORWARD,
+  VERDICT_REDIRECT,
+} from '../../src/nat/verdict.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+import { Driver, labServices, makeEngine, V4 } from '../helpers/engine.js';
+import { ACK, FIN, parse, SYN, tcp } from '../helpers/packets.js';
+import { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+
+const twoServers = () => [
+  serviceWithDefaults({
+    vip: V4.vip,
+    port: 80,
+    scheduler: 'rr',
+    realServers: [
+      { address: V4.rs1, port: 8080, weight: 1 },
+      { address: V4.rs2, port: 8080, weight: 1 },
+    ],
+    localAddresses: [V4.lip],
+  }),
+];
+
+const syn = (sport: number, seq = 1) => tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq, flags: SYN });
+
+describe('sessions', () => {
+  it('a retransmitted SYN keeps its session, real server and ISN', () => {
+    const d = new Driver(makeEngine(twoServers()));
+    const a = parse(d.forward(syn(5000, 42)));
+    const b = parse(d.forward(syn(5000, 42)));
+    expect(b.dst).toBe(a.dst);
+    expect(b.sport).toBe(a.sport);
+    expect(b.seq).toBe(a.seq);
+    expect(d.engine.sessionCount).toBe(1);
+    // rr would have moved to the other server for a new session:
+    expect(parse(d.forward(syn(5001))).dst).not.toBe(a.dst);
+  });
+
+  it('a SYN on a TIME_WAIT session starts a new session', () => {
+    const d = new Driver(makeEngine());
+    d.forward(syn(5000, 100));
+    const s = d.session();
+    const toLip = (t: object) =>
+      tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, ...t, flags: (t as { flags: number }).flags });
+    d.forward(toLip({ seq: 9, ack: (101 + s.seqDelta) >>> 0, flags: SYN | ACK }));
+    const c = (t: { seq: number; ack: number; flags: number }) =>
+      tcp({ src: V4.client, dst: V4.vip, sport: 5000, dport: 80, ...t });
+    d.forward(c({ seq: 101, ack: 10, flags: ACK }));
+    d.forward(c({ seq: 101, ack: 10, flags: FIN | ACK }));
+    d.forward(toLip({ seq: 10, ack: (102 + s.seqDelta) >>> 0, flags: FIN | ACK }));
+    d.forward(c({ seq: 102, ack: 11, flags: ACK }));
+    expect(d.session().state).toBe('TIME_WAIT');
+    d.forward(syn(5000, 7777));
+    expect(d.session().state).toBe('SYN_RECV');
+    expect(d.session().clientSeq).toBe(7777);
+    expect(d.engine.counters[C_SESSIONS_REUSED]).toBe(1);
+  });
+
+  it('weight 0 drains: no new sessions, existing ones continue', () => {
+    const specs = twoServers();
+    const ids = new IdRegistry();
+    const e = new Engine({ capacity: 64, seed: 1 }, resolveServices(specs, ids));
+    const d = new Driver(e);
+    const first = parse(d.forward(syn(6000)));
+    specs[0]!.realServers[0]!.weight = 0;
+    specs[0]!.realServers[1]!.weight = 0;
+    e.applyServices(resolveServices(specs, ids));
+    expect(d.drop(syn(6001))).toBe(DROP_NO_REAL_SERVER);
+    // The existing session still forwards (retransmitted SYN keeps it).
+    expect(parse(d.forward(syn(6000))).dst).toBe(first.dst);
+  });
+
+  it('table full: new flows dropped and counted, existing sessions untouched', () => {
+    const d = new Driver(makeEngine(labServices(), { capacity: 3 }));
+    for (let p = 1; p <= 3; p++) d.forward(syn(7000 + p));
+    expect(d.drop(syn(7999))).toBe(DROP_TABLE_FULL);
+    expect(d.send(syn(7001)).verdict).toBe(VERDICT_FORWARD);
+  });
+
+  it('local ports are partitioned between workers by port % workers', () => {
+    const workers = 4;
+    const specs = twoServers();
+    for (let w = 0; w < workers; w++) {
+      const e = new Engine({ worker: w, workers, capacity: 64, seed: 3 }, resolveServices(specs, new IdRegistry()));
+      const laddr = e.services.laddrs[0]!;
+      expect(laddr.portFirst % workers).toBe(w);
+      expect(laddr.portFirst).toBeGreaterThanOrEqual(LPORT_MIN);
+      expect(laddr.portAt(laddr.portCount - 1)).toBeLessThanOrEqual(LPORT_MAX);
+      expect(laddr.portAt(laddr.portCount)).toBeGreaterThan(LPORT_MAX);
+    }
+  });
+
+  it('a local port is reused toward another server; exhaustion drops with a reason', () => {
+    // rr over two servers: each port serves one session per server, so 2 × ports fit.
+    const d = new Driver(makeEngine(twoServers(), { capacity: 140_000 }));
+    const ports = 2 * (65535 - 1025 + 1);
+    const ring = new PacketRing(256);
+    let forwarded = 0;
+    let exhausted = 0;
+    for (let base = 0; base < ports + 256; base += 256) {
+      for (let i = 0; i < 256; i++) {
+        const k = base + i;
+        ring.put(
+          i,
+          tcp({
+            src: `198.18.${100 + (k >> 16)}.${(k >> 8) & 255}`,
+            dst: V4.vip,
+            sport: 1024 + (k & 255),
+            dport: 80,
+            flags: SYN,
+          }),
+        );
+      }
+      d.engine.processBurst(ring, 256, 0);
+      for (let i = 0; i < 256; i++) {
+        if (ring.verdicts[i] === VERDICT_FORWARD) forwarded++;
+        else if (ring.aux[i] === DROP_LPORT_EXHAUSTED) exhausted++;
+      }
+    }
+    expect(forwarded).toBe(ports);
+    expect(exhausted).toBeGreaterThan(0);
+  });
+
+  it('with several workers, a packet owned by another shard is redirected untouched', () => {
+    const workers = 2;
+    const engines = [0, 1].map(
+      (w) =>
+        new Engine({ worker: w, workers, capacity: 1024, seed: 5 }, resolveServices(labServices(), new IdRegistry())),
+    );
+    const ring = new PacketRing(64);
+    let redirects = 0;
+    for (let i = 0; i < 64; i++) ring.put(i, syn(20000 + i));
+    const before = ring.bytes.slice();
+    engines[0]!.processBurst(ring, 64, 0);
+    for (let i = 0; i < 64; i++) {
+      if (ring.verdicts[i] === VERDICT_REDIRECT) {
+        redirects++;
+        expect(ring.aux[i]).toBe(1);
+        const off = i * ring.slotSize;
+        expect(ring.bytes.slice(off, off + ring.lens[i]!)).toEqual(before.slice(off, off + ring.lens[i]!));
+        // The owner accepts it, and its reply port maps back to the owner.
+        const one = new PacketRing(1);
+        one.put(0, before.slice(off, off + ring.lens[i]!));
+        engines[1]!.processBurst(one, 1, 0);
+        expect(one.verdicts[0]).toBe(VERDICT_FORWARD);
+        expect(parse(one.get(0)).sport % workers).toBe(1);
+      } else {
+        expect(parse(ring.get(i)).sport % workers).toBe(0);
+      }
+    }
+    expect(redirects).toBeGreaterThan(10);
+    expect(redirects).toBeLessThan(54);
+  });
+});

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { REAL_SERVERS_MAX } from '../../../src/constants.js';
+import { createScheduler, type ServerPool } from '../../../src/service/sched/index.js';
+import { Maglev } from '../../../src/service/sched/maglev.js';
+
+function pool(weights: number[]): ServerPool & { weights: Int32Array; active: Int32Array; inactive: Int32Array } {
+  return {
+    count: weights.length,
+    weights: Int32Array.from(weights),
+    ids: Int32Array.from(weights, (_, i) => i),
+    keys: weights.map((_, i) => `198.18.1.${10 + i}|8080`),
+    active: new Int32Array(REAL_SERVERS_MAX),
+    inactive: new Int32Array(REAL_SERVERS_MAX),
+  };
+}
+
+function tally(n: number, k: number, pick: (i: number) => number): number[] {
+  const t = new Array<number>(k).fill(0);
+  for (let i = 0; i < n; i++) {
+    const p = pick(i);
+    if (p >= 0) t[p]!++;
+  }
+  return t;
+}
+
+const OPTS = { maglevTableSize: 65537 };
+const hashOf = (i: number) => Math.imul(i + 1, 0x9e3779b1);
+
+describe('schedulers', () => {
+  it('rr cycles through servers with weight > 0', () => {
+    const s = createScheduler('rr', pool([1, 0, 5]), OPTS);
+    expect([s.pick(0), s.pick(0), s.pick(0), s.pick(0)]).toEqual([0, 2, 0, 2]);
+  });
+
+  it('wrr gives each server exactly its weight per cycle, interleaved', () => {
+    const s = createScheduler('wrr', pool([5, 1, 1]), OPTS);
+    const seq = Array.from({ length: 7 }, () => s.pick(0));
+    expect(tally(7, 3, (i) => seq[i]!)).toEqual([5, 1, 1]);
+    expect(seq).toEqual([0, 0, 1, 0, 2, 0, 0]);
+    const s2 = createScheduler('wrr', pool([3, 2, 1]), OPTS);
+    expect(tally(6000, 3, () => s2.pick(0))).toEqual([3000, 2000, 1000]);
+  });
+
+  it('lc picks the least loaded (active counts 256× inactive); wlc divides by weight', () => {
+    const p = pool([1, 1, 2]);
+    p.active.set([3, 1, 2]);
+    expect(createScheduler('lc', p, OPTS).pick(0)).toBe(1);
+    p.inactive[1] = 300; // 1×256 + 300 = 556 > 512 (server 2 has 2 active)
+    expect(createScheduler('lc', p, OPTS).pick(0)).toBe(2);
+    // wlc: loads 768/1, 556/1, 512/2 → server 2
+    expect(createScheduler('wlc', p, OPTS).pick(0)).toBe(2);
+    p.weights[2] = 0;
+    expect(createScheduler('wlc', p, OPTS).pick(0)).toBe(1);
+  });
+
+  it('sh maps a client to the same server and follows weights', () => {
+    const s = createScheduler('sh', pool([1, 3]), OPTS);
+    expect(s.pick(12345)).toBe(s.pick(12345));
+    const t = tally(40000, 2, (i) => s.pick(hashOf(i)));
+    expect(t[1]! / t[0]!).toBeGreaterThan(2.7);
+    expect(t[1]! / t[0]!).toBeLessThan(3.3);
+  });
+
+  it('every scheduler returns −1 when all weights are 0', () => {
+    for (const name of ['rr', 'wrr', 'lc', 'wlc', 'sh', 'mh'] as const) {
+      expect(createScheduler(name, pool([0, 0]), OPTS).pick(1)).toBe(-1);
+    }
+  });
+
+  it('maglev: balanced, weighted, and minimal disruption when a server leaves', () => {
+    const p = pool([1, 1, 1, 1, 1]);
+    const m = new Maglev(p, 65537);
+    const before = Int32Array.from(m.table);
+    const share = tally(65537, 5, (i) => before[i]!);
+    for (const n of share) expect(Math.abs(n - 65537 / 5) / (65537 / 5)).toBeLessThan(0.02);
+    // Server 2 leaves (drain): its slots move, others mostly stay.
+    p.weights[2] = 0;
+    m.update();
+    let moved = 0;
+    for (let i = 0; i < 65537; i++) {
+      expect(m.table[i]).not.toBe(2);
+      if (before[i] !== 2 && m.table[i] !== before[i]) moved++;
+    }
+    const movedFraction = moved / 65537;
+    console.log(`maglev: a server leaving 5 moved ${(movedFraction * 100).toFixed(2)}% of the other slots`);
+    expect(movedFraction).toBeLessThan(0.05);
+    // Weights: 1:2:3 shares.
+    const w = new Maglev(pool([1, 2, 3]), 65537);
+    const ws = tally(65537, 3, (i) => w.table[i]!);
+    expect(ws[1]! / ws[0]!).toBeCloseTo(2, 1);
+    expect(ws[2]! / ws[0]!).toBeCloseTo(3, 1);
+  });
+
+  it('maglev tables are identical on two LBs with the same pool (failover keeps affinity)', () => {
+    const a = new Maglev(pool([1, 2, 1]), 251);
+    const b = new Maglev(pool([1, 2, 1]), 251);
+    expect(a.table).toEqual(b.table);
+  });
+});
