@@ -8,24 +8,15 @@
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
-/**
- * Hash `meta` followed by `words` int32 words of `arr` starting at `off`.
- * IPv4 keys pass 3 block words, IPv6 keys 9.
- */
-export function hashKeyWords(seed: number, meta: number, arr: Int32Array, off: number, words: number): number {
-  let h = seed | 0;
-  let k = Math.imul(meta, C1);
+function mix(h: number, word: number): number {
+  let k = Math.imul(word, C1);
   k = (k << 15) | (k >>> 17);
   h ^= Math.imul(k, C2);
   h = (h << 13) | (h >>> 19);
-  h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  for (let i = 0; i < words; i++) {
-    k = Math.imul(arr[off + i]!, C1);
-    k = (k << 15) | (k >>> 17);
-    h ^= Math.imul(k, C2);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function finish(h: number, words: number): number {
   h ^= words + 1;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -33,6 +24,37 @@ export function hashKeyWords(seed: number, meta: number, arr: Int32Array, off: n
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h | 0;
+}
+
+/** Hash `meta` followed by `words` int32 words of `arr` starting at `off`. */
+export function hashKeyWords(seed: number, meta: number, arr: Int32Array, off: number, words: number): number {
+  let h = seed | 0;
+  h = mix(h, meta);
+  for (let i = 0; i < words; i++) h = mix(h, arr[off + i]!);
+  return finish(h, words);
+}
+
+/**
+ * Hash of a session key split in two runs of `arr`: 3 words at `lo`, then `hiWords` (0 or
+ * 6) at `hi`. Equal to hashKeyWords over the same 3 + hiWords words laid end to end, so a
+ * key built from a packet (contiguous) and a record's key blocks (split over two cache
+ * lines) hash alike.
+ */
+export function hashSplitKey(
+  seed: number,
+  meta: number,
+  arr: Int32Array,
+  lo: number,
+  hi: number,
+  hiWords: number,
+): number {
+  let h = seed | 0;
+  h = mix(h, meta);
+  h = mix(h, arr[lo]!);
+  h = mix(h, arr[lo + 1]!);
+  h = mix(h, arr[lo + 2]!);
+  for (let i = 0; i < hiWords; i++) h = mix(h, arr[hi + i]!);
+  return finish(h, 3 + hiWords);
 }
 
 /** A 32-bit random seed from the platform CSPRNG. */

@@ -10,63 +10,87 @@
  *   | 16 × i32  | indexSlots × i32    | WHEEL_SLOTS × i32 | capacity × RECORD_WORDS × i32 |
  *   +-----------+---------------------+-------------------+-------------------------------+
  *
- * Session record, RECORD_WORDS = 32 int32 words (128 bytes):
+ * Session record, RECORD_WORDS = 32 int32 words (128 bytes), two cache lines. Everything
+ * an IPv4 packet reads or writes on the forwarding path is in the first line, so an IPv4
+ * lookup costs one record cache miss; IPv6 address words and the rarely used timer links
+ * live in the second.
  *
+ *   line 1 (words 0–15): the hot path
  *   word  0  META        proto (bits 0–7) | af (8–15) | state (16–23) | flags (24–31)
- *   words 1–9  IN key    cport<<16|vport, cip0, vip0, cip1, vip1, cip2, vip2, cip3, vip3
- *   words 10–18 OUT key  rport<<16|lport, rip0, lip0, rip1, lip1, rip2, lip2, rip3, lip3
- *   word 19  SVC_RS      service id << 16 | real-server id
- *   word 20  SEQ_DELTA   LB ISN − client ISN: inbound seq += delta, outbound ack −= delta
- *   word 21  RS_ISN1     real server ISN + 1: the ack that marks packets that carry TOA
- *   word 22  CLI_SEQ     last seq from the client (client space)
- *   word 23  CLI_ACK     last ack from the client (RS space)
- *   word 24  RS_SEQ      last seq from the real server (RS space)
- *   word 25  RS_ACK      last ack from the real server (LB space: client seq + delta)
- *   word 26  TIMER_PREV  timer-wheel list links (record ids, −1 = none)
- *   word 27  TIMER_NEXT  (also the free-list link of a free record)
- *   word 28  EXPIRE      tick at which the session expires (extended lazily per packet)
- *   word 29  SCHED       tick of the wheel slot the record is linked in
+ *   words 1–3  IN key    cport<<16|vport, cip0, vip0
+ *   words 4–6  OUT key   rport<<16|lport, rip0, lip0
+ *   word  7  SVC_RS      service id << 16 | real-server id
+ *   word  8  SEQ_DELTA   LB ISN − client ISN: inbound seq += delta, outbound ack −= delta
+ *   word  9  RS_ISN1     real server ISN + 1: the ack that marks packets that carry TOA
+ *   word 10  CLI_SEQ     last seq from the client (client space)
+ *   word 11  CLI_ACK     last ack from the client (RS space)
+ *   word 12  RS_SEQ      last seq from the real server (RS space)
+ *   word 13  RS_ACK      last ack from the real server (LB space: client seq + delta)
+ *   word 14  EXPIRE      tick at which the session expires (moved forward lazily per packet)
+ *   word 15  SCHED       tick of the wheel slot the record is linked in
+ *
+ *   line 2 (words 16–31): IPv6 and bookkeeping
+ *   words 16–21 IN key   cip1, vip1, cip2, vip2, cip3, vip3      (IPv6 only)
+ *   words 22–27 OUT key  rip1, lip1, rip2, lip2, rip3, lip3      (IPv6 only)
+ *   word 28  TIMER_PREV  timer-wheel list links (record ids, −1 = none)
+ *   word 29  TIMER_NEXT  (also the free-list link of a free record)
  *   word 30  CREATED     tick the session was created (HA: sync only after it lived a while)
  *   word 31  SYNC        reserved for HA sync bookkeeping
  *
- * The key blocks are interleaved (src0, dst0, src1, dst1, …) so that IPv4 uses the first
- * three words of a block and IPv6 all nine, and so that a lookup key built from a packet
- * (src, dst, sport<<16|dport) compares word for word against either block.
- * IPv4 addresses sit in word 0 of their pair; words 1–3 are 0.
+ * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,
+ * dst1, src2, dst2, src3, dst3]: its words 1–3 compare with a record's low key block
+ * (IN or OUT) and words 4–9 with the matching high block. Addresses are interleaved (src,
+ * dst) so IPv4 uses key words 0–3 only. IPv4 address words 1–3 are 0.
  */
 
 export const RECORD_WORDS = 32;
 export const RECORD_BYTES = RECORD_WORDS * 4;
 
 export const R_META = 0;
-export const R_IN = 1; // IN key block start (9 words)
+export const R_IN = 1; // IN key, low block (3 words)
 export const R_IN_PORTS = 1;
 export const R_CIP0 = 2;
 export const R_VIP0 = 3;
-export const R_OUT = 10; // OUT key block start (9 words)
-export const R_OUT_PORTS = 10;
-export const R_RIP0 = 11;
-export const R_LIP0 = 12;
-export const R_SVC_RS = 19;
-export const R_SEQ_DELTA = 20;
-export const R_RS_ISN1 = 21;
-export const R_CLI_SEQ = 22;
-export const R_CLI_ACK = 23;
-export const R_RS_SEQ = 24;
-export const R_RS_ACK = 25;
-export const R_TIMER_PREV = 26;
-export const R_TIMER_NEXT = 27;
-export const R_EXPIRE = 28;
-export const R_SCHED = 29;
+export const R_OUT = 4; // OUT key, low block (3 words)
+export const R_OUT_PORTS = 4;
+export const R_RIP0 = 5;
+export const R_LIP0 = 6;
+export const R_SVC_RS = 7;
+export const R_SEQ_DELTA = 8;
+export const R_RS_ISN1 = 9;
+export const R_CLI_SEQ = 10;
+export const R_CLI_ACK = 11;
+export const R_RS_SEQ = 12;
+export const R_RS_ACK = 13;
+export const R_EXPIRE = 14;
+export const R_SCHED = 15;
+export const R_IN_HI = 16; // IN key, high block (6 words, IPv6)
+export const R_CIP1 = 16;
+export const R_VIP1 = 17;
+export const R_OUT_HI = 22; // OUT key, high block (6 words, IPv6)
+export const R_RIP1 = 22;
+export const R_LIP1 = 23;
+export const R_TIMER_PREV = 28;
+export const R_TIMER_NEXT = 29;
 export const R_CREATED = 30;
 export const R_SYNC = 31;
+/** First word of the second cache line. */
+export const R_LINE2 = 16;
 
-/** Words of a key block: ports + 4 address pairs. */
+/** Key words after META: ports + 4 address pairs. */
 export const KEY_BLOCK_WORDS = 9;
-/** Lookup key: META low 16 bits (af << 8 | proto) followed by one key block. */
+/** Key words in the low (line 1) block; the rest (IPv6) are in the high block. */
+export const KEY_LO_WORDS = 3;
+/** Lookup key: META low 16 bits (af << 8 | proto) followed by the key words. */
 export const KEY_WORDS = 1 + KEY_BLOCK_WORDS;
 /** Key words that matter for IPv4 (meta, ports, src0, dst0). */
 export const KEY_WORDS_V4 = 4;
+
+/** Record word of address word k (0–3) for an address whose word 0 is at `w0` and whose
+ * words 1–3 are at `hi`, `hi + 2`, `hi + 4` (the interleaved high block). */
+export function addrWord(w0: number, hi: number, k: number): number {
+  return k === 0 ? w0 : hi + 2 * (k - 1);
+}
 
 export const META_KEY_MASK = 0xffff;
 export const META_STATE_SHIFT = 16;

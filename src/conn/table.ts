@@ -18,7 +18,7 @@
  */
 
 import { SESSIONS_PER_SHARD_MAX, TABLE_LOAD_MAX, TIMER_WHEEL_SLOTS } from '../constants.js';
-import { hashKeyWords } from './hash.js';
+import { hashSplitKey } from './hash.js';
 import {
   DIR_OUT,
   H_CAPACITY,
@@ -31,11 +31,14 @@ import {
   H_TIMER_TICK_MS,
   HEADER_WORDS,
   KEY_BLOCK_WORDS,
+  KEY_LO_WORDS,
   META_KEY_MASK,
   R_EXPIRE,
   R_IN,
+  R_IN_HI,
   R_META,
   R_OUT,
+  R_OUT_HI,
   R_SCHED,
   R_TIMER_NEXT,
   R_TIMER_PREV,
@@ -79,6 +82,10 @@ export class SessionTable {
   readonly capacity: number;
   readonly indexMask: number;
   private readonly lowMask: number;
+  /** Mask of the record-id-and-direction bits of an index entry (for prefetching readers). */
+  get entryLowMask(): number {
+    return this.lowMask;
+  }
   private readonly wheelMask: number;
   private readonly seed: number;
 
@@ -118,17 +125,31 @@ export class SessionTable {
     return (this.index.length * 4 + this.capacity * RECORD_WORDS * 4) / this.capacity;
   }
 
-  /** Hash of a lookup key: key[0] = af << 8 | proto, key[1..] = one key block. */
+  /** Hash of a lookup key: key[0] = af << 8 | proto, key[1..] = `blockWords` key words. */
   hashKey(key: Int32Array, blockWords: number): number {
-    return hashKeyWords(this.seed, key[0]!, key, 1, blockWords);
+    return hashSplitKey(this.seed, key[0]!, key, 1, 1 + KEY_LO_WORDS, blockWords - KEY_LO_WORDS);
   }
 
   /** Hash of the IN (dir 0) or OUT (dir 1) key stored in record `r`. */
   hashRecord(r: number, dir: number): number {
     const base = r * RECORD_WORDS;
     const meta = this.rec[base + R_META]! & META_KEY_MASK;
-    const words = meta >>> 8 === 4 ? 3 : KEY_BLOCK_WORDS;
-    return hashKeyWords(this.seed, meta, this.rec, base + (dir === DIR_OUT ? R_OUT : R_IN), words);
+    const hiWords = meta >>> 8 === 4 ? 0 : KEY_BLOCK_WORDS - KEY_LO_WORDS;
+    return dir === DIR_OUT
+      ? hashSplitKey(this.seed, meta, this.rec, base + R_OUT, base + R_OUT_HI, hiWords)
+      : hashSplitKey(this.seed, meta, this.rec, base + R_IN, base + R_IN_HI, hiWords);
+  }
+
+  /** Write a lookup key's words (key[1..9]) into record `r` as its `dir` key. */
+  setKey(r: number, dir: number, key: Int32Array): void {
+    const base = r * RECORD_WORDS;
+    const lo = base + (dir === DIR_OUT ? R_OUT : R_IN);
+    const hi = base + (dir === DIR_OUT ? R_OUT_HI : R_IN_HI);
+    const rec = this.rec;
+    rec[lo] = key[1]!;
+    rec[lo + 1] = key[2]!;
+    rec[lo + 2] = key[3]!;
+    for (let i = 0; i < KEY_BLOCK_WORDS - KEY_LO_WORDS; i++) rec[hi + i] = key[4 + i]!;
   }
 
   /** Record id whose `dir` key equals `key`, or −1. `hash` is `hashKey(key, …)`. */
@@ -139,6 +160,11 @@ export class SessionTable {
     const lowMask = this.lowMask;
     const tag = hash & ~lowMask;
     const meta = key[0]!;
+    const k1 = key[1]!;
+    const k2 = key[2]!;
+    const k3 = key[3]!;
+    const loOff = dir === DIR_OUT ? R_OUT : R_IN;
+    const hiOff = dir === DIR_OUT ? R_OUT_HI : R_IN_HI;
     let slot = hash & mask;
     for (let probes = 0; probes <= mask; probes++) {
       const e = index[slot]!;
@@ -146,11 +172,18 @@ export class SessionTable {
       if ((e & ~lowMask) === tag && (e & 1) === dir) {
         const r = ((e & lowMask) >>> 1) - 1;
         const base = r * RECORD_WORDS;
-        if ((rec[base + R_META]! & META_KEY_MASK) === meta) {
-          const block = base + (dir === DIR_OUT ? R_OUT : R_IN) - 1;
-          let i = 1;
-          while (i <= blockWords && rec[block + i] === key[i]) i++;
-          if (i > blockWords) return r;
+        const lo = base + loOff;
+        if (
+          (rec[base + R_META]! & META_KEY_MASK) === meta &&
+          rec[lo] === k1 &&
+          rec[lo + 1] === k2 &&
+          rec[lo + 2] === k3
+        ) {
+          if (blockWords === KEY_LO_WORDS) return r;
+          const hi = base + hiOff;
+          let i = 0;
+          while (i < KEY_BLOCK_WORDS - KEY_LO_WORDS && rec[hi + i] === key[4 + i]) i++;
+          if (i === KEY_BLOCK_WORDS - KEY_LO_WORDS) return r;
         }
       }
       slot = (slot + 1) & mask;

@@ -4,11 +4,17 @@
  * no I/O: the TUN layer (or a test) fills the ring, calls processBurst, and writes back
  * the slots whose verdict is FORWARD, then the packets the engine generated (emit ring).
  *
- * Per packet (handle):
- *   parse → to a VIP service?  yes: owner = client hash  → natInbound  (fullnat_in.ts)
- *                               no:  owner = dport        → natOutbound (fullnat_out.ts)
- *           ICMP: owner from the quoted packet            → natIcmp     (icmp_errors.ts)
- *   A packet owned by another worker is not touched: verdict REDIRECT, aux = owner.
+ * Per window of PREFETCH_WINDOW packets:
+ *   1. classify   parse, find the service, hash the lookup key
+ *   2. touch      touch every packet's index slot, then both lines of each record
+ *   3. handle     parse → to a VIP service?  yes: owner = client hash → natInbound
+ *                                            no:  owner = dport       → natOutbound
+ *                         ICMP: owner from the quoted packet          → natIcmp
+ *                 A packet owned by another worker is not touched: REDIRECT, aux = owner.
+ *
+ * Steps 1 and 2 exist for large tables: a lookup costs two dependent cache misses (index
+ * slot, then record). Done one packet at a time they serialise; issued for a whole window
+ * first, the misses of different packets overlap. Step 3 reuses the hash from step 1.
  */
 
 import {
@@ -21,33 +27,35 @@ import {
 } from '../constants.js';
 import { randomSeed } from '../conn/hash.js';
 import {
-  DIR_IN,
-  DIR_OUT,
   FLAG_RS_ISN_KNOWN,
   FLAG_SYNCED,
-  KEY_BLOCK_WORDS,
   META_FLAGS_SHIFT,
   R_CIP0,
+  R_CIP1,
   R_CLI_ACK,
   R_CLI_SEQ,
   R_CREATED,
   R_EXPIRE,
   R_IN_PORTS,
+  R_LINE2,
   R_LIP0,
+  R_LIP1,
   R_META,
   R_OUT_PORTS,
   R_RIP0,
+  R_RIP1,
   R_RS_ACK,
   R_RS_ISN1,
   R_RS_SEQ,
   R_SEQ_DELTA,
   R_SVC_RS,
   R_VIP0,
+  R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { S_ESTABLISHED, STATE_NAMES, TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
 import { SessionTable } from '../conn/table.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
+import { AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
 import { natInbound } from '../nat/fullnat_in.js';
 import { natOutbound } from '../nat/fullnat_out.js';
@@ -91,6 +99,15 @@ export interface EngineOptions {
 /** Marker returned by handle() for a packet owned by another worker. */
 const REDIRECT = -0x10000;
 
+/** Packets whose lookups are issued together (steps 1–2): enough independent misses to
+ * overlap, few enough that the lines touched (16 × 128 B for IPv4) are still in L1 at step 3.
+ * Measured on the micro benchmark at 1M sessions: 16 beat 8, 32 and 64. */
+const PREFETCH_WINDOW = 16;
+
+/** pfSvc values besides a service id. */
+const PF_NONE = -2; // not classified in step 1 (malformed, ICMP): handle() does it all
+const PF_OUTBOUND = -1;
+
 /** A session as the control plane shows it (not used on the data path). */
 export interface SessionInfo {
   id: number;
@@ -127,6 +144,12 @@ export class Engine {
   readonly worker: number;
   readonly workers: number;
   private redirectTo = 0;
+  /** Step-1 results per window slot: service id or PF_*, and the lookup-key hash. */
+  private readonly pfSvc = new Int32Array(PREFETCH_WINDOW);
+  private readonly pfHash = new Int32Array(PREFETCH_WINDOW);
+  private readonly pfV6 = new Uint8Array(PREFETCH_WINDOW);
+  /** Sink for the prefetch loads, so the JIT cannot drop them as dead code. */
+  private pfSink = 0;
 
   constructor(opts: EngineOptions, services: readonly ResolvedService[]) {
     assertConstants();
@@ -185,27 +208,32 @@ export class Engine {
     let tx = 0;
     let dropped = 0;
     let redirected = 0;
-    for (let i = 0; i < count; i++) {
-      const off = i * slotSize;
-      const len = lens[i]!;
-      rxBytes += len;
-      c.slotEnd = off + slotSize;
-      const res = this.handle(off, len < slotSize ? len : slotSize);
-      if (res >= 0) {
-        lens[i] = res;
-        verdicts[i] = VERDICT_FORWARD;
-        aux[i] = 0;
-        txBytes += res;
-        tx++;
-      } else if (res === REDIRECT) {
-        verdicts[i] = VERDICT_REDIRECT;
-        aux[i] = this.redirectTo;
-        redirected++;
-      } else {
-        verdicts[i] = VERDICT_DROP;
-        aux[i] = -res;
-        ctr[DROPS_BASE - res] = ctr[DROPS_BASE - res]! + 1;
-        dropped++;
+    for (let w = 0; w < count; w += PREFETCH_WINDOW) {
+      const wEnd = count < w + PREFETCH_WINDOW ? count : w + PREFETCH_WINDOW;
+      if (wEnd - w > 1) this.prefetch(ring, w, wEnd);
+      else this.pfSvc[0] = PF_NONE;
+      for (let i = w; i < wEnd; i++) {
+        const off = i * slotSize;
+        const len = lens[i]!;
+        rxBytes += len;
+        c.slotEnd = off + slotSize;
+        const res = this.handle(off, len < slotSize ? len : slotSize, i - w);
+        if (res >= 0) {
+          lens[i] = res;
+          verdicts[i] = VERDICT_FORWARD;
+          aux[i] = 0;
+          txBytes += res;
+          tx++;
+        } else if (res === REDIRECT) {
+          verdicts[i] = VERDICT_REDIRECT;
+          aux[i] = this.redirectTo;
+          redirected++;
+        } else {
+          verdicts[i] = VERDICT_DROP;
+          aux[i] = -res;
+          ctr[DROPS_BASE - res] = ctr[DROPS_BASE - res]! + 1;
+          dropped++;
+        }
       }
     }
     ctr[C_RX_PACKETS] = ctr[C_RX_PACKETS]! + count;
@@ -216,27 +244,89 @@ export class Engine {
     ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + redirected;
   }
 
-  /** One packet at [off, off + len): new length, −reason, or REDIRECT. */
-  private handle(off: number, len: number): number {
+  /**
+   * Steps 1 and 2 for slots [from, to): classify and hash each packet, touching its index
+   * slot; then touch the records those slots point at. Nothing is decided here: the
+   * results only spare step 3 the service lookup and the hash.
+   */
+  private prefetch(ring: PacketRing, from: number, to: number): void {
+    const c = this.ctx;
+    const table = this.table;
+    const index = table.index;
+    const rec = table.rec;
+    const mask = table.indexMask;
+    const slotSize = ring.slotSize;
+    const lens = ring.lens;
+    let sink = 0;
+    for (let i = from; i < to; i++) {
+      const k = i - from;
+      const len = lens[i]!;
+      const proto = c.parse(i * slotSize, len < slotSize ? len : slotSize) === 0 ? c.pProto : 0;
+      if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
+        this.pfSvc[k] = PF_NONE;
+        continue;
+      }
+      const svc = c.services.lookup(c.pAf, proto, c.pD0, c.pD1, c.pD2, c.pD3, c.pDport);
+      const blockWords = c.fillKey(c.key);
+      const hash = table.hashKey(c.key, blockWords);
+      this.pfSvc[k] = svc >= 0 ? svc : PF_OUTBOUND;
+      this.pfHash[k] = hash;
+      this.pfV6[k] = c.pAf === AF_INET6 ? 1 : 0;
+    }
+    // Tight loops of independent loads: the CPU keeps many misses in flight at once.
+    for (let k = 0; k < to - from; k++) {
+      if (this.pfSvc[k] !== PF_NONE) sink ^= index[this.pfHash[k]! & mask]!;
+    }
+    const lowMask = table.entryLowMask;
+    for (let k = 0; k < to - from; k++) {
+      if (this.pfSvc[k] === PF_NONE) continue;
+      const hash = this.pfHash[k]!;
+      const tag = hash & ~lowMask;
+      // Follow the probe sequence (cached by step 1) to the first entry with this tag.
+      let slot = hash & mask;
+      for (let probes = 0; probes < 8; probes++) {
+        const e = index[slot]!;
+        if (e === 0) break;
+        if ((e & ~lowMask) === tag) {
+          const base = (((e & lowMask) >>> 1) - 1) * RECORD_WORDS;
+          // An IPv4 packet needs only the record's first cache line (layout.ts).
+          sink ^= this.pfV6[k] === 1 ? rec[base]! ^ rec[base + R_LINE2]! : rec[base]!;
+          break;
+        }
+        slot = (slot + 1) & mask;
+      }
+    }
+    this.pfSink ^= sink;
+  }
+
+  /** One packet at [off, off + len), window slot k: new length, −reason, or REDIRECT. */
+  private handle(off: number, len: number, k: number): number {
     const c = this.ctx;
     const why = c.parse(off, len);
     if (why !== 0) return -why;
     const proto = c.pProto;
     const workers = this.workers;
     if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
-      const svc = c.services.lookup(c.pAf, proto, c.pD0, c.pD1, c.pD2, c.pD3, c.pDport);
+      let svc = this.pfSvc[k]!;
+      let hash: number;
+      if (svc === PF_NONE) {
+        svc = c.services.lookup(c.pAf, proto, c.pD0, c.pD1, c.pD2, c.pD3, c.pDport);
+        hash = this.table.hashKey(c.key, c.fillKey(c.key));
+      } else {
+        hash = this.pfHash[k]!;
+      }
       if (svc >= 0) {
         if (workers > 1) {
           const owner = clientShardHash(c.pS0, c.pS1, c.pS2, c.pS3, (c.pSport << 16) | c.pDport) % workers;
           if (owner !== this.worker) return this.redirect(owner);
         }
-        return natInbound(c, svc);
+        return natInbound(c, svc, hash);
       }
       if (workers > 1) {
         const owner = c.pDport % workers;
         if (owner !== this.worker) return this.redirect(owner);
       }
-      return natOutbound(c);
+      return natOutbound(c, hash);
     }
     if (workers > 1) {
       const owner = icmpOwner(c);
@@ -273,20 +363,25 @@ export class Engine {
       const af = (rec[base + R_META]! >>> 8) & 0xff;
       const inPorts = rec[base + R_IN_PORTS]!;
       const outPorts = rec[base + R_OUT_PORTS]!;
-      this.emitRst(af, rec, base + R_VIP0, base + R_CIP0, inPorts & 0xffff, inPorts >>> 16, rec[base + R_CLI_ACK]!);
-      this.emitRst(af, rec, base + R_LIP0, base + R_RIP0, outPorts & 0xffff, outPorts >>> 16, rec[base + R_RS_ACK]!);
+      const toClient = rec[base + R_CLI_ACK]!;
+      const toRs = rec[base + R_RS_ACK]!;
+      this.emitRst(af, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, inPorts, toClient);
+      this.emitRst(af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, outPorts, toRs);
     }
     uncountSession(c, base);
     this.counters[C_SESSIONS_EXPIRED] = this.counters[C_SESSIONS_EXPIRED]! + 1;
   }
 
+  /** Queue an RST from the address at src0/srcHi to dst0/dstHi; `ports` is a key-block
+   * ports word (peer port << 16 | our port), `seq` what the receiver expects next. */
   private emitRst(
     af: number,
     rec: Int32Array,
-    srcW: number,
-    dstW: number,
-    sport: number,
-    dport: number,
+    src0: number,
+    srcHi: number,
+    dst0: number,
+    dstHi: number,
+    ports: number,
     seq: number,
   ): void {
     if (this.emitCount >= this.emit.slots) {
@@ -295,7 +390,9 @@ export class Engine {
     }
     const i = this.emitCount++;
     const e = this.emit;
-    e.lens[i] = writeRst(e.bytes, e.view, i * e.slotSize, af, rec, srcW, dstW, sport, dport, seq);
+    const sport = ports & 0xffff;
+    const dport = ports >>> 16;
+    e.lens[i] = writeRst(e.bytes, e.view, i * e.slotSize, af, rec, src0, srcHi, dst0, dstHi, sport, dport, seq);
     e.verdicts[i] = VERDICT_FORWARD;
     this.counters[C_RST_SENT] = this.counters[C_RST_SENT]! + 1;
   }
@@ -322,18 +419,19 @@ export class Engine {
     const inPorts = rec[base + R_IN_PORTS]!;
     const outPorts = rec[base + R_OUT_PORTS]!;
     const flags = meta >>> META_FLAGS_SHIFT;
-    const addr = (w: number): string => formatAddress(af, [rec[w]!, rec[w + 2]!, rec[w + 4]!, rec[w + 6]!]);
+    const addr = (w0: number, hi: number): string =>
+      formatAddress(af, [rec[base + w0]!, rec[base + hi]!, rec[base + hi + 2]!, rec[base + hi + 4]!]);
     return {
       id: r,
       protocol: (meta & 0xff) === IPPROTO_TCP ? 'tcp' : 'udp',
       state: STATE_NAMES[stateOf(rec, base)] ?? 'UNKNOWN',
-      client: addr(base + R_CIP0),
+      client: addr(R_CIP0, R_CIP1),
       cport: inPorts >>> 16,
-      vip: addr(base + R_VIP0),
+      vip: addr(R_VIP0, R_VIP1),
       vport: inPorts & 0xffff,
-      laddr: addr(base + R_LIP0),
+      laddr: addr(R_LIP0, R_LIP1),
       lport: outPorts & 0xffff,
-      rip: addr(base + R_RIP0),
+      rip: addr(R_RIP0, R_RIP1),
       rport: outPorts >>> 16,
       serviceId: rec[base + R_SVC_RS]! >>> 16,
       realServerId: rec[base + R_SVC_RS]! & 0xffff,
@@ -353,5 +451,3 @@ export class Engine {
     return this.table.rec[r * RECORD_WORDS + R_CREATED]!;
   }
 }
-
-export { DIR_IN, DIR_OUT, KEY_BLOCK_WORDS };

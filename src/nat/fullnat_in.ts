@@ -20,8 +20,10 @@ import {
   R_CLI_ACK,
   R_CLI_SEQ,
   R_LIP0,
+  R_LIP1,
   R_OUT_PORTS,
   R_RIP0,
+  R_RIP1,
   R_RS_ISN1,
   R_SEQ_DELTA,
   R_SVC_RS,
@@ -58,12 +60,14 @@ import { createSession, setState, stateOf, uncountSession } from './session.js';
 import { inboundOptions, scanPacketOptions } from './toa.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
 
-/** Client → VIP packet of service `svc`. Returns the new packet length, or −reason. */
-export function natInbound(c: NatContext, svc: number): number {
+/**
+ * Client → VIP packet of service `svc`; `hash` is the hash of its IN key (the engine
+ * computes it ahead, in its prefetch pass). Returns the new packet length, or −reason.
+ */
+export function natInbound(c: NatContext, svc: number, hash: number): number {
   const table = c.table;
   const key = c.key;
   const blockWords = c.fillKey(key);
-  const hash = table.hashKey(key, blockWords);
   let r = table.find(key, blockWords, DIR_IN, hash);
   const tcp = c.pProto === IPPROTO_TCP;
   // Validate the options before any session work: a malformed SYN must not create one.
@@ -119,7 +123,7 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
   const outPorts = rec[base + R_OUT_PORTS]!;
   let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
-  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_RIP0, acc);
+  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
   acc = rewritePorts(c, ((outPorts & 0xffff) << 16) | (outPorts >>> 16), acc);
   dv.setInt32(l4 + TCP_SEQ, newSeq);
   acc = csumReplace32(acc, seq, newSeq);
@@ -151,7 +155,7 @@ function udpInbound(c: NatContext, r: number): number {
   const field = dv.getUint16(l4 + UDP_CSUM);
   const outPorts = rec[base + R_OUT_PORTS]!;
   let acc = csumStart(field);
-  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_RIP0, acc);
+  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
   acc = rewritePorts(c, ((outPorts & 0xffff) << 16) | (outPorts >>> 16), acc);
   // IPv4 UDP checksum 0 means "none": keep it so. Otherwise 0 is written as 0xffff.
   if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(l4 + UDP_CSUM, csumFinish(acc) || 0xffff);

@@ -19,6 +19,7 @@ import {
   FLAG_RS_ISN_KNOWN,
   META_FLAGS_SHIFT,
   R_CIP0,
+  R_CIP1,
   R_IN_PORTS,
   R_META,
   R_RS_ACK,
@@ -27,6 +28,7 @@ import {
   R_SEQ_DELTA,
   R_SVC_RS,
   R_VIP0,
+  R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { nextStateOutbound, S_UDP } from '../conn/state.js';
@@ -40,12 +42,15 @@ import { setState } from './session.js';
 import { outboundOptions, scanPacketOptions, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
 
-/** RS → LIP packet (or anything not addressed to a service). Returns length or −reason. */
-export function natOutbound(c: NatContext): number {
+/**
+ * RS → LIP packet (or anything not addressed to a service); `hash` is the hash of its key.
+ * Returns the new packet length, or −reason.
+ */
+export function natOutbound(c: NatContext, hash: number): number {
   const table = c.table;
   const key = c.key;
   const blockWords = c.fillKey(key);
-  const r = table.find(key, blockWords, DIR_OUT, table.hashKey(key, blockWords));
+  const r = table.find(key, blockWords, DIR_OUT, hash);
   if (r < 0) return -missReason(c);
   return c.pProto === IPPROTO_TCP ? tcpOutbound(c, r) : udpOutbound(c, r);
 }
@@ -92,7 +97,7 @@ function tcpOutbound(c: NatContext, r: number): number {
   const delta = rec[base + R_SEQ_DELTA]!;
   const inPorts = rec[base + R_IN_PORTS]!;
   let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
-  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_CIP0, acc);
+  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
   acc = rewritePorts(c, ((inPorts & 0xffff) << 16) | (inPorts >>> 16), acc);
   if (hasAck) {
     rec[base + R_RS_ACK] = ack;
@@ -121,7 +126,7 @@ function udpOutbound(c: NatContext, r: number): number {
   const field = dv.getUint16(l4 + UDP_CSUM);
   const inPorts = rec[base + R_IN_PORTS]!;
   let acc = csumStart(field);
-  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_CIP0, acc);
+  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
   acc = rewritePorts(c, ((inPorts & 0xffff) << 16) | (inPorts >>> 16), acc);
   if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(l4 + UDP_CSUM, csumFinish(acc) || 0xffff);
   countOut(c, rec, base, c.pEnd);

@@ -17,15 +17,20 @@
  */
 
 import {
+  addrWord,
   DIR_IN,
   DIR_OUT,
   R_CIP0,
+  R_CIP1,
   R_IN_PORTS,
   R_LIP0,
+  R_LIP1,
   R_OUT_PORTS,
   R_RIP0,
+  R_RIP1,
   R_SEQ_DELTA,
   R_VIP0,
+  R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { C_ICMP_ECHO_REPLIED, C_ICMP_TRANSLATED } from '../dataplane/counters.js';
@@ -150,29 +155,33 @@ export function natIcmp(c: NatContext): number {
   const delta = rec[base + R_SEQ_DELTA]!;
 
   // Outer header (the L4 sum returned is not needed: the ICMP checksum is recomputed).
-  if (q.toVip) rewriteAddresses(c, rec, base + R_LIP0, base + R_RIP0, 0);
-  else rewriteAddresses(c, rec, base + R_VIP0, base + R_CIP0, 0);
+  if (q.toVip) rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, 0);
+  else rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, 0);
 
   // Quoted header: what the far side sent, as its peer saw it.
   const ql3 = q.l3;
   const ql4 = q.l4;
   let acc = 0;
-  const srcW = q.toVip ? base + R_RIP0 : base + R_CIP0;
-  const dstW = q.toVip ? base + R_LIP0 : base + R_VIP0;
+  const src0 = q.toVip ? base + R_RIP0 : base + R_CIP0;
+  const srcHi = q.toVip ? base + R_RIP1 : base + R_CIP1;
+  const dst0 = q.toVip ? base + R_LIP0 : base + R_VIP0;
+  const dstHi = q.toVip ? base + R_LIP1 : base + R_VIP1;
   if (v4) {
-    acc = csumReplace32(acc, dv.getInt32(ql3 + 12), rec[srcW]!);
-    acc = csumReplace32(acc, dv.getInt32(ql3 + 16), rec[dstW]!);
-    dv.setInt32(ql3 + 12, rec[srcW]!);
-    dv.setInt32(ql3 + 16, rec[dstW]!);
+    acc = csumReplace32(acc, dv.getInt32(ql3 + 12), rec[src0]!);
+    acc = csumReplace32(acc, dv.getInt32(ql3 + 16), rec[dst0]!);
+    dv.setInt32(ql3 + 12, rec[src0]!);
+    dv.setInt32(ql3 + 16, rec[dst0]!);
     const ihl = ql4 - ql3;
     dv.setUint16(ql3 + IPV4_CSUM, 0);
     dv.setUint16(ql3 + IPV4_CSUM, csumFromSum(sumWords(c.buf, ql3, ihl)));
   } else {
     for (let k = 0; k < 4; k++) {
-      acc = csumReplace32(acc, dv.getInt32(ql3 + 8 + 4 * k), rec[srcW + 2 * k]!);
-      acc = csumReplace32(acc, dv.getInt32(ql3 + 24 + 4 * k), rec[dstW + 2 * k]!);
-      dv.setInt32(ql3 + 8 + 4 * k, rec[srcW + 2 * k]!);
-      dv.setInt32(ql3 + 24 + 4 * k, rec[dstW + 2 * k]!);
+      const s = rec[addrWord(src0, srcHi, k)]!;
+      const d = rec[addrWord(dst0, dstHi, k)]!;
+      acc = csumReplace32(acc, dv.getInt32(ql3 + 8 + 4 * k), s);
+      acc = csumReplace32(acc, dv.getInt32(ql3 + 24 + 4 * k), d);
+      dv.setInt32(ql3 + 8 + 4 * k, s);
+      dv.setInt32(ql3 + 24 + 4 * k, d);
     }
   }
   // Quoted ports become rport → lport (the OUT key's order) or cport → vport (the IN key's).

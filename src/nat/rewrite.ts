@@ -10,16 +10,24 @@ import { AF_INET, IPV4_CSUM } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 
 /**
- * Set source and destination address to the words of `rec` at `srcW` and `dstW`
- * (interleaved key blocks: word k of an address is at +2k). Returns `acc` updated for
- * the pseudo-header change.
+ * Set source and destination address to the words of `rec`: word 0 of the source at
+ * `src0`, its words 1–3 at `srcHi`, `srcHi + 2`, `srcHi + 4` (layout.ts: addrWord), and
+ * likewise for the destination. Returns `acc` updated for the pseudo-header change.
  */
-export function rewriteAddresses(c: NatContext, rec: Int32Array, srcW: number, dstW: number, acc: number): number {
+export function rewriteAddresses(
+  c: NatContext,
+  rec: Int32Array,
+  src0: number,
+  srcHi: number,
+  dst0: number,
+  dstHi: number,
+  acc: number,
+): number {
   const dv = c.dv;
   const l3 = c.pL3;
   if (c.pAf === AF_INET) {
-    const ns = rec[srcW]!;
-    const nd = rec[dstW]!;
+    const ns = rec[src0]!;
+    const nd = rec[dst0]!;
     dv.setInt32(l3 + 12, ns);
     dv.setInt32(l3 + 16, nd);
     let ip = csumStart(dv.getUint16(l3 + IPV4_CSUM));
@@ -29,28 +37,28 @@ export function rewriteAddresses(c: NatContext, rec: Int32Array, srcW: number, d
     acc = csumReplace32(acc, c.pS0, ns);
     return csumReplace32(acc, c.pD0, nd);
   }
-  let n = rec[srcW]!;
+  let n = rec[src0]!;
   dv.setInt32(l3 + 8, n);
   acc = csumReplace32(acc, c.pS0, n);
-  n = rec[srcW + 2]!;
+  n = rec[srcHi]!;
   dv.setInt32(l3 + 12, n);
   acc = csumReplace32(acc, c.pS1, n);
-  n = rec[srcW + 4]!;
+  n = rec[srcHi + 2]!;
   dv.setInt32(l3 + 16, n);
   acc = csumReplace32(acc, c.pS2, n);
-  n = rec[srcW + 6]!;
+  n = rec[srcHi + 4]!;
   dv.setInt32(l3 + 20, n);
   acc = csumReplace32(acc, c.pS3, n);
-  n = rec[dstW]!;
+  n = rec[dst0]!;
   dv.setInt32(l3 + 24, n);
   acc = csumReplace32(acc, c.pD0, n);
-  n = rec[dstW + 2]!;
+  n = rec[dstHi]!;
   dv.setInt32(l3 + 28, n);
   acc = csumReplace32(acc, c.pD1, n);
-  n = rec[dstW + 4]!;
+  n = rec[dstHi + 2]!;
   dv.setInt32(l3 + 32, n);
   acc = csumReplace32(acc, c.pD2, n);
-  n = rec[dstW + 6]!;
+  n = rec[dstHi + 4]!;
   dv.setInt32(l3 + 36, n);
   return csumReplace32(acc, c.pD3, n);
 }

@@ -8,12 +8,14 @@
  *   to the real server:  LIP:lport → RIP:rport,     seq = RS_ACK  (RS's ack, LB space)
  */
 
+import { addrWord } from '../conn/layout.js';
 import { csumFromSum, sumWords } from '../packet/checksum.js';
 import { AF_INET, IPPROTO_TCP, ORIGINATED_TTL, TCP_RST } from '../packet/headers.js';
 
 /**
- * Write an RST into buf at `off`. Addresses are read from `rec` at `srcW`/`dstW`
- * (interleaved key-block words). Returns the packet length.
+ * Write an RST into buf at `off`. Addresses are read from `rec`: word 0 at `src0`/`dst0`,
+ * words 1–3 from the high blocks at `srcHi`/`dstHi` (layout.ts: addrWord).
+ * Returns the packet length.
  */
 export function writeRst(
   buf: Uint8Array,
@@ -21,8 +23,10 @@ export function writeRst(
   off: number,
   af: number,
   rec: Int32Array,
-  srcW: number,
-  dstW: number,
+  src0: number,
+  srcHi: number,
+  dst0: number,
+  dstHi: number,
   sport: number,
   dport: number,
   seq: number,
@@ -37,8 +41,8 @@ export function writeRst(
     dv.setUint16(off + 6, 0x4000); // DF
     dv.setUint8(off + 8, ORIGINATED_TTL);
     dv.setUint8(off + 9, IPPROTO_TCP);
-    dv.setInt32(off + 12, rec[srcW]!);
-    dv.setInt32(off + 16, rec[dstW]!);
+    dv.setInt32(off + 12, rec[src0]!);
+    dv.setInt32(off + 16, rec[dst0]!);
     dv.setUint16(off + 10, csumFromSum(sumWords(buf, off, 20)));
   } else {
     dv.setUint32(off, 0x60000000);
@@ -46,8 +50,8 @@ export function writeRst(
     dv.setUint8(off + 6, IPPROTO_TCP);
     dv.setUint8(off + 7, ORIGINATED_TTL);
     for (let k = 0; k < 4; k++) {
-      dv.setInt32(off + 8 + 4 * k, rec[srcW + 2 * k]!);
-      dv.setInt32(off + 24 + 4 * k, rec[dstW + 2 * k]!);
+      dv.setInt32(off + 8 + 4 * k, rec[addrWord(src0, srcHi, k)]!);
+      dv.setInt32(off + 24 + 4 * k, rec[addrWord(dst0, dstHi, k)]!);
     }
   }
   const t = off + l3len;

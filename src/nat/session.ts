@@ -11,9 +11,7 @@ import {
   META_FLAGS_SHIFT,
   META_STATE_SHIFT,
   R_CREATED,
-  R_IN,
   R_META,
-  R_OUT,
   R_SEQ_DELTA,
   R_SVC_RS,
   RECORD_WORDS,
@@ -71,10 +69,8 @@ export function createSession(c: NatContext, svc: number, hashIn: number, blockW
   const rec = table.rec;
   const base = r * RECORD_WORDS;
   rec[base + R_META] = key[0]! | (state << META_STATE_SHIFT);
-  for (let i = 1; i <= 9; i++) {
-    rec[base + R_IN + i - 1] = key[i]!;
-    rec[base + R_OUT + i - 1] = ok[i]!;
-  }
+  table.setKey(r, DIR_IN, key);
+  table.setKey(r, DIR_OUT, ok);
   rec[base + R_SVC_RS] = (svc << 16) | rsId;
   if (c.pProto === IPPROTO_TCP) {
     const isn = c.isn.generate(ok, blockWords, c.nowMs);

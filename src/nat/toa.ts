@@ -26,7 +26,7 @@
  * few packets per connection.
  */
 
-import { R_CIP0, R_IN_PORTS } from '../conn/layout.js';
+import { addrWord, R_CIP0, R_CIP1, R_IN_PORTS } from '../conn/layout.js';
 import {
   C_CLIENT_TOA_REMOVED,
   C_MSS_CLAMPED,
@@ -165,7 +165,7 @@ function insertToa(
   o2[w++] = cport >>> 8;
   o2[w++] = cport & 0xff;
   for (let k = 0; k < (v4 ? 1 : 4); k++) {
-    const word = rec[base + R_CIP0 + 2 * k]!;
+    const word = rec[addrWord(base + R_CIP0, base + R_CIP1, k)]!;
     o2[w++] = word >>> 24;
     o2[w++] = (word >>> 16) & 0xff;
     o2[w++] = (word >>> 8) & 0xff;

@@ -1,30 +1,30 @@
 import { describe, expect, it } from 'vitest';
 import { TIMER_WHEEL_SLOTS } from '../../src/constants.js';
-import { DIR_IN, DIR_OUT, KEY_WORDS, R_IN, R_META, R_OUT, RECORD_WORDS, RECORD_BYTES } from '../../src/conn/layout.js';
+import { DIR_IN, DIR_OUT, KEY_WORDS, R_META, RECORD_WORDS, RECORD_BYTES } from '../../src/conn/layout.js';
 import { SessionTable, shardGeometry } from '../../src/conn/table.js';
 
-function keyFor(i: number, dir: number): Int32Array {
+/** Session i's IN or OUT key; IPv6 keys (v6) fill all nine key words. */
+function keyFor(i: number, dir: number, v6 = false): Int32Array {
   const k = new Int32Array(KEY_WORDS);
-  k[0] = (4 << 8) | 6;
+  k[0] = ((v6 ? 6 : 4) << 8) | 6;
   k[1] = ((i & 0xffff) << 16) | (dir === DIR_IN ? 80 : 8080);
   k[2] = (0xc6120000 + i) | 0;
   k[3] = dir === DIR_IN ? 0xc6120064 | 0 : (0xc6120201 + (i >>> 16)) | 0;
+  if (v6) for (let w = 4; w < KEY_WORDS; w++) k[w] = Math.imul(i + w, 0x9e3779b1) ^ dir;
   return k;
 }
 
-function addSession(t: SessionTable, i: number, expire: number): number {
+function addSession(t: SessionTable, i: number, expire: number, v6 = false): number {
   const r = t.alloc();
   if (r < 0) return r;
-  const kin = keyFor(i, DIR_IN);
-  const kout = keyFor(i, DIR_OUT);
-  const base = r * RECORD_WORDS;
-  t.rec[base + R_META] = kin[0]!;
-  for (let w = 1; w < KEY_WORDS; w++) {
-    t.rec[base + R_IN + w - 1] = kin[w]!;
-    t.rec[base + R_OUT + w - 1] = kout[w]!;
-  }
-  t.insert(r, DIR_IN, t.hashKey(kin, 3));
-  t.insert(r, DIR_OUT, t.hashKey(kout, 3));
+  const kin = keyFor(i, DIR_IN, v6);
+  const kout = keyFor(i, DIR_OUT, v6);
+  const words = v6 ? 9 : 3;
+  t.rec[r * RECORD_WORDS + R_META] = kin[0]!;
+  t.setKey(r, DIR_IN, kin);
+  t.setKey(r, DIR_OUT, kout);
+  t.insert(r, DIR_IN, t.hashKey(kin, words));
+  t.insert(r, DIR_OUT, t.hashKey(kout, words));
   t.schedule(r, expire);
   return r;
 }
@@ -41,17 +41,23 @@ describe('SessionTable', () => {
     expect(perSession).toBeLessThanOrEqual(160);
   });
 
-  it('finds both keys, deletes with backward shift, keeps every other entry findable', () => {
+  it.each([
+    ['IPv4', false],
+    ['IPv6', true],
+  ])('%s: finds both keys, deletes with backward shift, keeps every other entry findable', (_n, v6) => {
     const t = new SessionTable(20000, 99, 100);
+    const words = v6 ? 9 : 3;
     const ids: number[] = [];
-    for (let i = 0; i < 20000; i++) ids.push(addSession(t, i, 1000));
+    for (let i = 0; i < 20000; i++) ids.push(addSession(t, i, 1000, v6));
     expect(t.alloc()).toBe(-1); // full
+    // A record's key (split over two cache lines) hashes like the packet key.
+    for (const dir of [DIR_IN, DIR_OUT]) expect(t.hashRecord(ids[7]!, dir)).toBe(t.hashKey(keyFor(7, dir, v6), words));
     // Remove every third session, then check all lookups.
     for (let i = 0; i < 20000; i += 3) t.remove(ids[i]!);
     for (let i = 0; i < 20000; i++) {
       for (const dir of [DIR_IN, DIR_OUT]) {
-        const k = keyFor(i, dir);
-        const found = t.find(k, 3, dir, t.hashKey(k, 3));
+        const k = keyFor(i, dir, v6);
+        const found = t.find(k, words, dir, t.hashKey(k, words));
         expect(found).toBe(i % 3 === 0 ? -1 : ids[i]);
       }
     }

@@ -1,0 +1,314 @@
+/**
+ * Engine micro benchmark: in-process, no syscalls. Prints a table and writes JSON to
+ * bench/results/. Not a timed test: it reports figures, targets and ratios.
+ *
+ *   established  Mpps per worker for established TCP packets, half client → RS and half
+ *                RS → client, each packet aimed at a random live session (so a 1M-session
+ *                table really misses cache), with 1k, 100k and 1M live sessions;
+ *   new          new sessions per second per worker: SYN, SYN-ACK and the ACK with TOA.
+ *
+ * Only Engine.processBurst is timed; refilling the ring between bursts is not. Each figure
+ * is measured ROUNDS times; the median and the spread (min–max) are reported.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const BURST = 256;
+const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
+const NEW_CONNECTIONS = Number(process.env.BENCH_NEW ?? 200_000);
+const RS_COUNT = 4;
+const LIP_COUNT = 8; // 4 RS × 8 LIPs × 64 511 ports ≈ 2M local tuples: room for 1M sessions
+
+const VIP = 0xc6120064; // 198.18.0.100
+const CLIENT_BASE = 0xc6130000; // 198.19.0.0/16 + higher: clients
+const RS_BASE = 0xc6120100; // 198.18.1.0
+const LIP_BASE = 0xc6120200; // 198.18.2.0
+
+function ip(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function services() {
+  return resolveServices(
+    [
+      serviceWithDefaults({
+        vip: ip(VIP),
+        port: 80,
+        scheduler: 'rr',
+        realServers: Array.from({ length: RS_COUNT }, (_, i) => ({
+          address: ip(RS_BASE + 11 + i),
+          port: 8080,
+          weight: 1,
+        })),
+        localAddresses: Array.from({ length: LIP_COUNT }, (_, i) => ip(LIP_BASE + 1 + i)),
+      }),
+    ],
+    new IdRegistry(),
+  );
+}
+
+/** Write an IPv4 TCP header pair (52 bytes with NOP NOP TS) into the ring slot. */
+function writeTcp(
+  dv: DataView,
+  off: number,
+  src: number,
+  dst: number,
+  sport: number,
+  dport: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  toaRoom: boolean,
+): number {
+  const optLen = toaRoom ? 12 : 12;
+  const len = 20 + 20 + optLen;
+  dv.setUint32(off, 0x45000000 | len);
+  dv.setUint32(off + 4, 0x00004000);
+  dv.setUint32(off + 8, 0x40060000);
+  dv.setUint32(off + 12, src >>> 0);
+  dv.setUint32(off + 16, dst >>> 0);
+  const t = off + 20;
+  dv.setUint16(t, sport);
+  dv.setUint16(t + 2, dport);
+  dv.setUint32(t + 4, seq >>> 0);
+  dv.setUint32(t + 8, ack >>> 0);
+  dv.setUint16(t + 12, (((20 + optLen) >>> 2) << 12) | flags);
+  dv.setUint16(t + 14, 502);
+  dv.setUint32(t + 16, 0);
+  dv.setUint32(t + 20, 0x0101080a); // NOP NOP TS
+  dv.setUint32(t + 24, 12345);
+  dv.setUint32(t + 28, 67890);
+  return len;
+}
+
+/** Per-session facts learned while opening them (what the outbound direction needs). */
+interface Opened {
+  client: Uint32Array;
+  cport: Uint16Array;
+  lip: Uint32Array;
+  lport: Uint16Array;
+  rip: Uint32Array;
+  lbIsn: Uint32Array;
+}
+
+function clientOf(i: number): [number, number] {
+  return [CLIENT_BASE + (i >>> 14), 1024 + (i & 16383)];
+}
+
+/** Open n sessions with full handshakes; returns their facts and the time spent in the engine. */
+function openSessions(engine: Engine, n: number, nowMs: number, firstClient = 0): { o: Opened; seconds: number } {
+  const ring = new PacketRing(BURST);
+  const dv = ring.view;
+  const slot = ring.slotSize;
+  const o: Opened = {
+    client: new Uint32Array(n),
+    cport: new Uint16Array(n),
+    lip: new Uint32Array(n),
+    lport: new Uint16Array(n),
+    rip: new Uint32Array(n),
+    lbIsn: new Uint32Array(n),
+  };
+  let spent = 0;
+  const SYN = 0x02;
+  const ACK = 0x10;
+  for (let start = 0; start < n; start += BURST) {
+    const count = Math.min(BURST, n - start);
+    // SYN
+    for (let k = 0; k < count; k++) {
+      const [c, p] = clientOf(firstClient + start + k);
+      ring.lens[k] = writeTcp(dv, k * slot, c, VIP, p, 80, 1000, 0, SYN, true);
+    }
+    let t0 = performance.now();
+    engine.processBurst(ring, count, nowMs);
+    spent += performance.now() - t0;
+    for (let k = 0; k < count; k++) {
+      if (ring.verdicts[k] !== VERDICT_FORWARD)
+        throw new Error(`SYN ${start + k} not forwarded: reason ${ring.aux[k]}`);
+      const i = start + k;
+      const off = k * slot;
+      [o.client[i], o.cport[i]] = clientOf(firstClient + i);
+      o.lip[i] = dv.getUint32(off + 12);
+      o.rip[i] = dv.getUint32(off + 16);
+      o.lport[i] = dv.getUint16(off + 20);
+      o.lbIsn[i] = dv.getUint32(off + 24);
+    }
+    // SYN-ACK
+    for (let k = 0; k < count; k++) {
+      const i = start + k;
+      ring.lens[k] = writeTcp(
+        dv,
+        k * slot,
+        o.rip[i]!,
+        o.lip[i]!,
+        8080,
+        o.lport[i]!,
+        5000,
+        o.lbIsn[i]! + 1,
+        SYN | ACK,
+        true,
+      );
+    }
+    t0 = performance.now();
+    engine.processBurst(ring, count, nowMs);
+    spent += performance.now() - t0;
+    // ACK (TOA inserted: ack == rs_isn + 1)
+    for (let k = 0; k < count; k++) {
+      const i = start + k;
+      ring.lens[k] = writeTcp(dv, k * slot, o.client[i]!, VIP, o.cport[i]!, 80, 1001, 5001, ACK, true);
+    }
+    t0 = performance.now();
+    engine.processBurst(ring, count, nowMs);
+    spent += performance.now() - t0;
+    for (let k = 0; k < count; k++) {
+      if (ring.verdicts[k] !== VERDICT_FORWARD || ring.lens[k] !== 60) throw new Error('handshake ACK without TOA');
+    }
+  }
+  return { o, seconds: spent / 1000 };
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+}
+
+/** Established packets at random sessions; returns Mpps. */
+function established(engine: Engine, o: Opened, n: number, packets: number, nowMs: number): number {
+  const ring = new PacketRing(BURST);
+  const dv = ring.view;
+  const slot = ring.slotSize;
+  const next = rng(n);
+  let spent = 0;
+  const ACK = 0x10;
+  for (let done = 0; done < packets; done += BURST) {
+    for (let k = 0; k < BURST; k++) {
+      const i = next() % n;
+      const off = k * slot;
+      ring.lens[k] =
+        (k & 1) === 0
+          ? writeTcp(dv, off, o.client[i]!, VIP, o.cport[i]!, 80, 2001, 6001, ACK, false)
+          : writeTcp(dv, off, o.rip[i]!, o.lip[i]!, 8080, o.lport[i]!, 6001, o.lbIsn[i]! + 1001, ACK, false);
+    }
+    const t0 = performance.now();
+    engine.processBurst(ring, BURST, nowMs);
+    spent += performance.now() - t0;
+    if (ring.verdicts[0] !== VERDICT_FORWARD || ring.verdicts[1] !== VERDICT_FORWARD) throw new Error('not forwarded');
+  }
+  return packets / (spent / 1000) / 1e6;
+}
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+function stat(runs: number[]): Stat {
+  const s = [...runs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]!, runs };
+}
+
+function fmt(s: Stat, digits = 2): string {
+  return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+}
+
+function main(): void {
+  const results: Record<string, Stat> = {};
+  // All sizes are set up first and measured back to back in every round, so a noisy
+  // neighbour hits every size alike and the growth ratio is taken within one round.
+  const setups = SIZES.map((size) => {
+    const engine = new Engine({ capacity: Math.max(size + BURST, 4096), workers: 1, nowMs: 0 }, services());
+    const { o } = openSessions(engine, size, 0);
+    established(engine, o, size, 500_000, 1); // warm-up: let the JIT settle
+    return { size, engine, o, runs: [] as number[] };
+  });
+  const growthRuns: number[] = [];
+  const newRuns: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const s of setups) s.runs.push(established(s.engine, s.o, s.size, Math.max(2_000_000, s.size * 2), 1));
+    const a = setups[0]!;
+    const b = setups[setups.length - 1]!;
+    growthRuns.push(a.runs[r]! / b.runs[r]!);
+    const engine = new Engine({ capacity: NEW_CONNECTIONS + BURST, workers: 1, nowMs: 0 }, services());
+    openSessions(engine, 20_000, 0); // warm-up
+    const { seconds } = openSessions(engine, NEW_CONNECTIONS - 20_000, 0, 20_000);
+    newRuns.push((NEW_CONNECTIONS - 20_000) / seconds);
+    console.log(
+      `round ${r + 1}: ${setups.map((s) => `${s.size}: ${s.runs[r]!.toFixed(2)} Mpps`).join(', ')}, new ${(newRuns[r]! / 1000).toFixed(0)}k/s`,
+    );
+  }
+  const perSize = setups.map((s) => {
+    const st = stat(s.runs);
+    results[`established_mpps_${s.size}`] = st;
+    return { size: s.size, mpps: st, nsPerPacket: 1000 / st.median };
+  });
+  const ns = stat(newRuns);
+  results.new_sessions_per_s = ns;
+  const growthStat = stat(growthRuns);
+  results.lookup_growth = growthStat;
+  const growth = growthStat.median;
+  const get = (k: string): number => results[k]?.median ?? NaN;
+  const targets = [
+    ['established Mpps/worker, 1k sessions', get('established_mpps_1000'), '>= 5', get('established_mpps_1000') >= 5],
+    [
+      'established Mpps/worker, 1M sessions',
+      get('established_mpps_1000000'),
+      '>= 2.5',
+      get('established_mpps_1000000') >= 2.5,
+    ],
+    ['new sessions/s/worker', ns.median, '>= 300000', ns.median >= 300_000],
+    [`lookup cost growth ${SIZES[0]} → ${SIZES[SIZES.length - 1]} (ns/packet ratio)`, growth, '< 2', growth < 2],
+  ] as const;
+
+  console.log('\ntunvs engine micro benchmark (one worker, in-process, no syscalls)');
+  console.log(`node ${process.version}, ${cpus()[0]?.model ?? 'cpu'}, ${ROUNDS} rounds, median (min–max)\n`);
+  console.log('| figure | value | target | met |');
+  console.log('|---|---|---|---|');
+  for (const s of perSize)
+    console.log(
+      `| established Mpps, ${s.size} sessions | ${fmt(s.mpps)} (${s.nsPerPacket.toFixed(0)} ns/packet) | | |`,
+    );
+  console.log(`| lookup growth ${SIZES[0]} → ${SIZES[SIZES.length - 1]}, per round | ${fmt(growthStat)} | | |`);
+  console.log(`| new sessions/s (SYN, SYN-ACK, ACK+TOA) | ${fmt(ns, 0)} | | |`);
+  for (const [name, value, target, met] of targets) {
+    console.log(
+      `| ${name} | ${Number.isFinite(value) ? value.toFixed(2) : 'n/a'} | ${target} | ${met ? 'yes' : 'NO'} |`,
+    );
+  }
+  const dir = join(process.cwd(), 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `micro-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        bench: 'micro/engine',
+        date: new Date().toISOString(),
+        node: process.version,
+        cpu: cpus()[0]?.model,
+        rounds: ROUNDS,
+        results,
+        sizes: SIZES,
+        targets: targets.map(([name, value, target, met]) => ({ name, value, target, met })),
+      },
+      null,
+      2,
+    ),
+  );
+  console.log(`\nwrote ${file}`);
+}
+
+main();
