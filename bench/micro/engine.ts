@@ -274,7 +274,11 @@ function main(): void {
   ] as const;
 
   console.log('\ntunvs engine micro benchmark (one worker, in-process, no syscalls)');
-  console.log(`node ${process.version}, ${cpus()[0]?.model ?? 'cpu'}, ${ROUNDS} rounds, median (min–max)\n`);
+  console.log(`node ${process.version}, ${cpus()[0]?.model ?? 'cpu'}, ${ROUNDS} rounds, median (min–max)`);
+  const big = setups[setups.length - 1]!.engine.table;
+  console.log(
+    `session table: ${big.bytesPerSession.toFixed(0)} B per session at capacity ${big.capacity} (records + both index entries)\n`,
+  );
   console.log('| figure | value | target | met |');
   console.log('|---|---|---|---|');
   for (const s of perSize)
@@ -300,6 +304,7 @@ function main(): void {
         node: process.version,
         cpu: cpus()[0]?.model,
         rounds: ROUNDS,
+        bytesPerSession: setups[setups.length - 1]!.engine.table.bytesPerSession,
         results,
         sizes: SIZES,
         targets: targets.map(([name, value, target, met]) => ({ name, value, target, met })),

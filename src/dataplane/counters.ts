@@ -65,6 +65,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
 export const DROPS_BASE = GLOBAL_COUNT;
 export const RS_BASE = DROPS_BASE + DROP_REASON_COUNT;
 
+// Per real server. Each BYTES field sits 2 after its PACKETS field (rewrite.ts countPacket).
 export const RS_SESSIONS = 0;
 export const RS_PACKETS_IN = 1;
 export const RS_PACKETS_OUT = 2;

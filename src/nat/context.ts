@@ -50,6 +50,17 @@ export interface NatOptions {
   tickMs: number;
 }
 
+/** The packet quoted by the ICMP error in hand (icmp_errors.ts fills it). */
+export class IcmpQuote {
+  l3 = 0;
+  l4 = 0;
+  proto = 0;
+  sport = 0;
+  dport = 0;
+  /** Outer destination is a VIP (error about VIP → client) rather than a local address. */
+  toVip = false;
+}
+
 export class NatContext {
   // Current ring views (set by the engine before each burst).
   buf: Uint8Array = new Uint8Array(0);
@@ -77,6 +88,8 @@ export class NatContext {
   pFlags = 0;
   /** TCP header length in bytes. */
   pThl = 0;
+
+  readonly quote = new IcmpQuote();
 
   /** Lookup keys: layout.ts "Lookup key". */
   readonly key = new Int32Array(10);

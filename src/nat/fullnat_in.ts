@@ -31,31 +31,12 @@ import {
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { nextStateInbound, S_CLOSE, S_NONE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
-import {
-  C_PACKETS_IN,
-  C_SESSIONS_EXPIRED,
-  C_SESSIONS_REUSED,
-  RS_BASE,
-  RS_BYTES_IN,
-  RS_FIELDS,
-  RS_PACKETS_IN,
-} from '../dataplane/counters.js';
+import { C_PACKETS_IN, C_SESSIONS_EXPIRED, C_SESSIONS_REUSED, RS_PACKETS_IN } from '../dataplane/counters.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import {
-  AF_INET,
-  IPPROTO_TCP,
-  TCP_ACK,
-  TCP_ACKF,
-  TCP_CSUM,
-  TCP_FIN,
-  TCP_RST,
-  TCP_SEQ,
-  TCP_SYN,
-  UDP_CSUM,
-} from '../packet/headers.js';
+import { IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
-import { rewriteAddresses, rewritePorts } from './rewrite.js';
+import { countPacket, rewriteAddresses, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { createSession, setState, stateOf, uncountSession } from './session.js';
 import { inboundOptions, scanPacketOptions } from './toa.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
@@ -94,14 +75,6 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
   return tcp ? tcpInbound(c, r, n) : udpInbound(c, r);
 }
 
-function countIn(c: NatContext, rec: Int32Array, base: number, end: number): void {
-  const ctr = c.counters;
-  const rs = RS_BASE + (rec[base + R_SVC_RS]! & 0xffff) * RS_FIELDS;
-  ctr[rs + RS_PACKETS_IN] = ctr[rs + RS_PACKETS_IN]! + 1;
-  ctr[rs + RS_BYTES_IN] = ctr[rs + RS_BYTES_IN]! + (end - c.pL3);
-  ctr[C_PACKETS_IN] = ctr[C_PACKETS_IN]! + 1;
-}
-
 /** `n` options were scanned into c.optOffsets. */
 function tcpInbound(c: NatContext, r: number, n: number): number {
   const table = c.table;
@@ -124,7 +97,7 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
   const outPorts = rec[base + R_OUT_PORTS]!;
   let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
   acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
-  acc = rewritePorts(c, ((outPorts & 0xffff) << 16) | (outPorts >>> 16), acc);
+  acc = rewritePorts(c, swapPorts(outPorts), acc);
   dv.setInt32(l4 + TCP_SEQ, newSeq);
   acc = csumReplace32(acc, seq, newSeq);
   dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
@@ -141,24 +114,15 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
         ack === rec[base + R_RS_ISN1];
   }
   const end = n > 0 || wantToa ? inboundOptions(c, svc, rec, base, n, wantToa) : c.pEnd;
-  countIn(c, rec, base, end);
+  countPacket(c, rec, base, end, RS_PACKETS_IN, C_PACKETS_IN);
   return end - c.pL3;
 }
 
 function udpInbound(c: NatContext, r: number): number {
-  const table = c.table;
-  const rec = table.rec;
+  const rec = c.table.rec;
   const base = r * RECORD_WORDS;
-  const dv = c.dv;
-  const l4 = c.pL4;
-  table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
-  const field = dv.getUint16(l4 + UDP_CSUM);
-  const outPorts = rec[base + R_OUT_PORTS]!;
-  let acc = csumStart(field);
-  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
-  acc = rewritePorts(c, ((outPorts & 0xffff) << 16) | (outPorts >>> 16), acc);
-  // IPv4 UDP checksum 0 means "none": keep it so. Otherwise 0 is written as 0xffff.
-  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(l4 + UDP_CSUM, csumFinish(acc) || 0xffff);
-  countIn(c, rec, base, c.pEnd);
+  c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  rewriteUdp(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, swapPorts(rec[base + R_OUT_PORTS]!));
+  countPacket(c, rec, base, c.pEnd, RS_PACKETS_IN, C_PACKETS_IN);
   return c.pEnd - c.pL3;
 }

@@ -32,12 +32,12 @@ import {
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { nextStateOutbound, S_UDP } from '../conn/state.js';
-import { C_PACKETS_OUT, RS_BASE, RS_BYTES_OUT, RS_FIELDS, RS_PACKETS_OUT } from '../dataplane/counters.js';
+import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { AF_INET, IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_SEQ, TCP_SYN, UDP_CSUM } from '../packet/headers.js';
+import { AF_INET, IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
-import { rewriteAddresses, rewritePorts } from './rewrite.js';
+import { countPacket, rewriteAddresses, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { setState } from './session.js';
 import { outboundOptions, scanPacketOptions, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
@@ -61,14 +61,6 @@ export function missReason(c: NatContext): number {
   if (s.isLocalAddress(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3)) return DROP_NO_SESSION;
   if (s.isVip(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3)) return DROP_NO_SERVICE;
   return DROP_NOT_LOCAL;
-}
-
-function countOut(c: NatContext, rec: Int32Array, base: number, end: number): void {
-  const ctr = c.counters;
-  const rs = RS_BASE + (rec[base + R_SVC_RS]! & 0xffff) * RS_FIELDS;
-  ctr[rs + RS_PACKETS_OUT] = ctr[rs + RS_PACKETS_OUT]! + 1;
-  ctr[rs + RS_BYTES_OUT] = ctr[rs + RS_BYTES_OUT]! + (end - c.pL3);
-  ctr[C_PACKETS_OUT] = ctr[C_PACKETS_OUT]! + 1;
 }
 
 function tcpOutbound(c: NatContext, r: number): number {
@@ -98,7 +90,7 @@ function tcpOutbound(c: NatContext, r: number): number {
   const inPorts = rec[base + R_IN_PORTS]!;
   let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
   acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
-  acc = rewritePorts(c, ((inPorts & 0xffff) << 16) | (inPorts >>> 16), acc);
+  acc = rewritePorts(c, swapPorts(inPorts), acc);
   if (hasAck) {
     rec[base + R_RS_ACK] = ack;
     const newAck = (ack - delta) | 0;
@@ -112,23 +104,15 @@ function tcpOutbound(c: NatContext, r: number): number {
       synAck && (c.services.toaMode[svc]! & TOA_ON) !== 0 ? (c.pAf === AF_INET ? TOA_LEN_V4 : TOA_LEN_V6) : 0;
     outboundOptions(c, n, hasAck ? delta : 0, clampBy);
   }
-  countOut(c, rec, base, c.pEnd);
+  countPacket(c, rec, base, c.pEnd, RS_PACKETS_OUT, C_PACKETS_OUT);
   return c.pEnd - c.pL3;
 }
 
 function udpOutbound(c: NatContext, r: number): number {
-  const table = c.table;
-  const rec = table.rec;
+  const rec = c.table.rec;
   const base = r * RECORD_WORDS;
-  const dv = c.dv;
-  const l4 = c.pL4;
-  table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
-  const field = dv.getUint16(l4 + UDP_CSUM);
-  const inPorts = rec[base + R_IN_PORTS]!;
-  let acc = csumStart(field);
-  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
-  acc = rewritePorts(c, ((inPorts & 0xffff) << 16) | (inPorts >>> 16), acc);
-  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(l4 + UDP_CSUM, csumFinish(acc) || 0xffff);
-  countOut(c, rec, base, c.pEnd);
+  c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  rewriteUdp(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, swapPorts(rec[base + R_IN_PORTS]!));
+  countPacket(c, rec, base, c.pEnd, RS_PACKETS_OUT, C_PACKETS_OUT);
   return c.pEnd - c.pL3;
 }

@@ -70,20 +70,9 @@ function isError(af: number, type: number): boolean {
   );
 }
 
-/** Quoted packet of the error in hand, filled by parseQuote(). */
-class Quote {
-  l3 = 0;
-  l4 = 0;
-  proto = 0;
-  sport = 0;
-  dport = 0;
-  /** Outer destination is a VIP (error about VIP → client) rather than a LIP. */
-  toVip = false;
-}
-const q = new Quote();
-
 /** Parse the quoted header and build the session key into c.key. 0 or a drop reason. */
 function parseQuote(c: NatContext): number {
+  const q = c.quote;
   const b = c.buf;
   const dv = c.dv;
   const inner = c.pL4 + 8;
@@ -131,8 +120,8 @@ export function icmpOwner(c: NatContext): number {
   const workers = c.opts.workers;
   if (!isError(c.pAf, c.pFlags) || parseQuote(c) !== 0) return c.opts.worker;
   const key = c.key;
-  if (q.toVip) return clientShardHash(key[2]!, key[4]!, key[6]!, key[8]!, key[1]!) % workers;
-  return q.sport % workers;
+  if (c.quote.toVip) return clientShardHash(key[2]!, key[4]!, key[6]!, key[8]!, key[1]!) % workers;
+  return c.quote.sport % workers;
 }
 
 /** ICMP / ICMPv6 packet. Returns the new length, or −reason. */
@@ -143,6 +132,7 @@ export function natIcmp(c: NatContext): number {
   if (!isError(c.pAf, type)) return -DROP_ICMP_UNSUPPORTED;
   const why = parseQuote(c);
   if (why !== 0) return -why;
+  const q = c.quote;
   const table = c.table;
   const blockWords = v4 ? 3 : 9;
   const dir = q.toVip ? DIR_IN : DIR_OUT;

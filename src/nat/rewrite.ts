@@ -5,8 +5,10 @@
  * the addresses through the pseudo-header and the ports directly).
  */
 
+import { R_SVC_RS } from '../conn/layout.js';
+import { RS_BASE, RS_FIELDS } from '../dataplane/counters.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { AF_INET, IPV4_CSUM } from '../packet/headers.js';
+import { AF_INET, IPV4_CSUM, UDP_CSUM } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 
 /**
@@ -83,4 +85,51 @@ export function setIpLength(c: NatContext, end: number): void {
   } else {
     dv.setUint16(l3 + 4, end - l3 - 40);
   }
+}
+
+/** A key block's ports word (peer << 16 | ours) turned into packet order (ours << 16 | peer). */
+export function swapPorts(word: number): number {
+  return ((word & 0xffff) << 16) | (word >>> 16);
+}
+
+/**
+ * Rewrite a UDP packet toward the addresses of `rec` (as rewriteAddresses) and the ports
+ * `ports` (packet order). An IPv4 UDP checksum of 0 means "none" and stays 0; a computed
+ * 0 is written as 0xffff.
+ */
+export function rewriteUdp(
+  c: NatContext,
+  rec: Int32Array,
+  src0: number,
+  srcHi: number,
+  dst0: number,
+  dstHi: number,
+  ports: number,
+): void {
+  const dv = c.dv;
+  const at = c.pL4 + UDP_CSUM;
+  const field = dv.getUint16(at);
+  let acc = rewriteAddresses(c, rec, src0, srcHi, dst0, dstHi, csumStart(field));
+  acc = rewritePorts(c, ports, acc);
+  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(at, csumFinish(acc) || 0xffff);
+}
+
+/**
+ * Count a forwarded packet of the session at `base` for its real server, `dirField` being
+ * RS_PACKETS_IN (client → RS) or RS_PACKETS_OUT (the bytes field follows at +2), and in
+ * the global counter `globalField`.
+ */
+export function countPacket(
+  c: NatContext,
+  rec: Int32Array,
+  base: number,
+  end: number,
+  dirField: number,
+  globalField: number,
+): void {
+  const ctr = c.counters;
+  const at = RS_BASE + (rec[base + R_SVC_RS]! & 0xffff) * RS_FIELDS + dirField;
+  ctr[at] = ctr[at]! + 1;
+  ctr[at + 2] = ctr[at + 2]! + (end - c.pL3);
+  ctr[globalField] = ctr[globalField]! + 1;
 }

@@ -37,6 +37,11 @@ export class LocalAddressPool {
     this.cursor = new Int32Array(this.count);
   }
 
+  /** Whether this pool holds exactly `addrs`, in order. */
+  sameAddresses(addrs: readonly Int32Array[]): boolean {
+    return addrs.length === this.count && addrs.every((a, i) => a.every((w, k) => w === this.addrs[i * 4 + k]));
+  }
+
   /** The k-th port of this worker's share. */
   portAt(k: number): number {
     return this.portFirst + k * this.portStep;

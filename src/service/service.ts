@@ -372,7 +372,12 @@ export class ServiceTable {
         this.pools[id] = pool;
         this.schedulers[id] = createScheduler(s.scheduler, pool, { maglevTableSize: s.maglevTableSize });
       }
-      this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers);
+      // Keep the port cursors when the local addresses did not change: a fresh pool would
+      // start probing at ports the live sessions already hold.
+      const oldPool = this.laddrs[id];
+      if (oldPool === undefined || !oldPool.sameAddresses(s.laddrs)) {
+        this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers);
+      }
       map.set(metaKey(s.af, s.proto), s.port, s.vip, id);
       map.set(metaKey(s.af, META_VIP), 0, s.vip, id);
       for (const l of s.laddrs) map.set(metaKey(s.af, META_LIP), 0, l, id);

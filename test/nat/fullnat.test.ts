@@ -14,7 +14,7 @@ import {
 } from '../../src/dataplane/counters.js';
 import { DROP_NO_SESSION } from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { ACK, FIN, opt, parse, PSH, RST, SYN, tcp, type TcpSpec } from '../helpers/packets.js';
+import { ACK, FIN, opt, parse, PSH, refChecksum, RST, SYN, tcp, type TcpSpec } from '../helpers/packets.js';
 
 const CPORT = 40000;
 const CLIENT_ISN = 0xfffffff0; // wraps during the connection: exercises 32-bit arithmetic
@@ -233,5 +233,28 @@ describe.each([
     const d = new Driver(makeEngine());
     expect(d.drop(tcp({ src: fam.client, dst: fam.vip, sport: 1, dport: 80, flags: ACK }))).toBe(DROP_NO_SESSION);
     expect(d.drop(tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: 2000, flags: ACK }))).toBe(DROP_NO_SESSION);
+  });
+});
+
+describe('IPv4 header options', () => {
+  it('an IPv4 header with options (IHL 6) is rewritten with its options kept and checksums right', () => {
+    const d = new Driver(makeEngine());
+    // Build a SYN, then give it a 4-byte IPv4 option (NOP NOP NOP EOL) and fix the header.
+    const plain = tcp({ src: V4.client, dst: V4.vip, sport: 41000, dport: 80, seq: 5, flags: SYN });
+    const withOpt = new Uint8Array(plain.length + 4);
+    withOpt.set(plain.subarray(0, 20), 0);
+    withOpt.set([1, 1, 1, 0], 20);
+    withOpt.set(plain.subarray(20), 24);
+    withOpt[0] = 0x46;
+    const dv = new DataView(withOpt.buffer);
+    dv.setUint16(2, withOpt.length);
+    dv.setUint16(10, 0);
+    dv.setUint16(10, refChecksum(withOpt.subarray(0, 24)));
+    const out = d.forward(withOpt);
+    const s = d.session();
+    expect(out[0]).toBe(0x46);
+    expect(Array.from(out.subarray(20, 24))).toEqual([1, 1, 1, 0]);
+    const p = parse(out);
+    expect([p.src, p.dst, p.sport, p.dport, p.seq]).toEqual([V4.lip, V4.rs1, s.lport, 8080, (5 + s.seqDelta) >>> 0]);
   });
 });

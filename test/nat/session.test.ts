@@ -70,9 +70,12 @@ describe('sessions', () => {
     const e = new Engine({ capacity: 64, seed: 1 }, resolveServices(specs, ids));
     const d = new Driver(e);
     const first = parse(d.forward(syn(6000)));
+    const pool = e.services.laddrs[0];
     specs[0]!.realServers[0]!.weight = 0;
     specs[0]!.realServers[1]!.weight = 0;
     e.applyServices(resolveServices(specs, ids));
+    // Same local addresses: the port pool (and its cursors) survives the reload.
+    expect(e.services.laddrs[0]).toBe(pool);
     expect(d.drop(syn(6001))).toBe(DROP_NO_REAL_SERVER);
     // The existing session still forwards (retransmitted SYN keeps it).
     expect(parse(d.forward(syn(6000))).dst).toBe(first.dst);
