@@ -92,8 +92,12 @@ export interface EngineOptions {
   rstOnExpire?: boolean;
   /** Seed of the session-index hash (random by default). */
   seed?: number;
-  /** Start time of the timer wheel (ms, same clock as processBurst's nowMs). */
+  /** Now, on the clock processBurst's nowMs will use (any origin: ticks count from here). */
   nowMs?: number;
+  /** Shared memory for the counters and connection counts (so another thread can read
+   * them); allocated here when absent. */
+  countersSab?: SharedArrayBuffer;
+  connCountsSab?: SharedArrayBuffer;
 }
 
 /** Marker returned by handle() for a packet owned by another worker. */
@@ -144,6 +148,9 @@ export class Engine {
   readonly worker: number;
   readonly workers: number;
   private redirectTo = 0;
+  /** Time of tick 0. Ticks count from the engine's start so they fit int32 record fields
+   * (2^31 ticks of 100 ms: 6.8 years of uptime) whatever clock the caller uses. */
+  private readonly epochMs: number;
   /** Step-1 results per window slot: service id or PF_*, and the lookup-key hash. */
   private readonly pfSvc = new Int32Array(PREFETCH_WINDOW);
   private readonly pfHash = new Int32Array(PREFETCH_WINDOW);
@@ -163,11 +170,12 @@ export class Engine {
     const capacity = opts.capacity ?? Math.ceil(SESSIONS_PER_LB_DEFAULT / workers);
     const nowMs = opts.nowMs ?? 0;
     this.table = new SessionTable(capacity, opts.seed ?? randomSeed(), TIMER_TICK_MS);
-    this.table.startTicks(Math.floor(nowMs / TIMER_TICK_MS));
-    const counts = new ConnCounts();
+    this.epochMs = nowMs;
+    this.table.startTicks(0);
+    const counts = new ConnCounts(opts.connCountsSab);
     this.services = new ServiceTable(counts);
     this.services.apply(services, worker, workers);
-    this.counters = createCounters();
+    this.counters = createCounters(opts.countersSab);
     const natOpts: NatOptions = {
       worker,
       workers,
@@ -344,7 +352,7 @@ export class Engine {
   advanceTimers(nowMs: number): number {
     const c = this.ctx;
     c.nowMs = nowMs;
-    const tick = Math.floor(nowMs / TIMER_TICK_MS);
+    const tick = Math.floor((nowMs - this.epochMs) / TIMER_TICK_MS);
     if (tick <= this.table.tick) {
       c.tick = this.table.tick;
       return 0;

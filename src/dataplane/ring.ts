@@ -21,6 +21,8 @@ export class PacketRing {
   readonly lens: Int32Array;
   readonly verdicts: Int32Array;
   readonly aux: Int32Array;
+  /** The whole buffer as bytes (how the native addon receives the ring). */
+  readonly whole: Uint8Array;
 
   constructor(
     readonly slots: number,
@@ -38,6 +40,7 @@ export class PacketRing {
     this.lens = new Int32Array(this.sab, dataBytes, slots);
     this.verdicts = new Int32Array(this.sab, dataBytes + slots * 4, slots);
     this.aux = new Int32Array(this.sab, dataBytes + slots * 8, slots);
+    this.whole = new Uint8Array(this.sab);
   }
 
   /** Copy a packet into slot i (tests, tools; the TUN reader writes slots natively). */

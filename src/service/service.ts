@@ -289,10 +289,18 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
   return out;
 }
 
-/** Per-worker active/inactive session counts by real-server id (read by lc/wlc). */
+/** Per-worker active/inactive session counts by real-server id (read by lc/wlc, and by the
+ * main thread for `tunvs list`: hence shared memory, written only by the worker). */
 export class ConnCounts {
-  readonly active = new Int32Array(REAL_SERVERS_MAX);
-  readonly inactive = new Int32Array(REAL_SERVERS_MAX);
+  readonly sab: SharedArrayBuffer;
+  readonly active: Int32Array;
+  readonly inactive: Int32Array;
+
+  constructor(sab?: SharedArrayBuffer) {
+    this.sab = sab ?? new SharedArrayBuffer(REAL_SERVERS_MAX * 8);
+    this.active = new Int32Array(this.sab, 0, REAL_SERVERS_MAX);
+    this.inactive = new Int32Array(this.sab, REAL_SERVERS_MAX * 4, REAL_SERVERS_MAX);
+  }
 }
 
 /** Map-key meta bytes for address sets kept in the same map as services. */

@@ -103,3 +103,17 @@ describe.each([
     expect(d.engine.emitCount).toBe(0);
   });
 });
+
+describe('clock', () => {
+  it('regression: a wall-clock nowMs (~1.8e12) does not overflow the int32 ticks and expire sessions at once', () => {
+    const t0 = Date.now();
+    const d = new Driver(makeEngine(undefined, { nowMs: t0 }));
+    d.nowMs = t0 + 5;
+    d.forward(tcp({ src: V4.client, dst: V4.vip, sport: 50002, dport: 80, seq: 1, flags: SYN }));
+    d.engine.advanceTimers(t0 + 1000);
+    expect(d.engine.sessionCount).toBe(1);
+    expect(d.session().expiresInMs).toBeGreaterThan(28_000);
+    d.engine.advanceTimers(t0 + 31_000);
+    expect(d.engine.sessionCount).toBe(0);
+  });
+});

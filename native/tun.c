@@ -1,0 +1,482 @@
+/*
+ * tunvs native addon: Linux TUN I/O in bursts for the packet engine.
+ *
+ * What it does, and nothing more:
+ *   open()            create/attach a multi-queue TUN (IFF_TUN|IFF_NO_PI|IFF_MULTI_QUEUE),
+ *                     one non-blocking fd per queue;
+ *   configure()       MTU, txqueuelen, link up (ioctls on a datagram socket);
+ *   attachSteering()  load a socket-filter eBPF program (instructions assembled in JS,
+ *                     src/dataplane/steering.ts) and attach it with TUNSETSTEERINGEBPF;
+ *   Queue             drives one queue fd with uv_poll on the *calling thread's* event loop:
+ *                     on readable, read() packets straight into SharedArrayBuffer slots until
+ *                     EAGAIN or the ring is full, call JS once for the burst, then write()
+ *                     back every slot whose verdict is FORWARD (TUN takes one packet per
+ *                     write; there is no recvmmsg for it);
+ *   writeRing()       write the FORWARD slots of another ring (generated RSTs, packets handed
+ *                     over by another worker).
+ *
+ * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
+ */
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define VERDICT_FORWARD 0
+/* Bursts handled per readiness callback before yielding to the loop (fairness with timers,
+ * messages and the other queue work of this thread). */
+#define BURSTS_PER_WAKEUP 8
+
+#define CHECK(env, call)                                                                   \
+  do {                                                                                     \
+    if ((call) != napi_ok) {                                                               \
+      napi_throw_error((env), "TUNVS_ERR_NAPI", "N-API call failed: " #call);             \
+      return NULL;                                                                         \
+    }                                                                                      \
+  } while (0)
+
+static napi_value throw_errno(napi_env env, const char *code, const char *what, int err, const char *hint) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s: %s%s%s", what, strerror(err), hint ? ". " : "", hint ? hint : "");
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t cap) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, buf, cap, &len) != napi_ok) return -1;
+  return (int)len;
+}
+
+/* open(name: string, queues: number, vnetHdr: boolean) -> { name, fds } */
+static napi_value Open(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ];
+  if (argc < 3 || get_string(env, argv[0], name, sizeof name) < 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "open(name, queues, vnetHdr)");
+    return NULL;
+  }
+  int32_t queues = 0;
+  bool vnet = false;
+  CHECK(env, napi_get_value_int32(env, argv[1], &queues));
+  CHECK(env, napi_get_value_bool(env, argv[2], &vnet));
+  if (queues < 1 || queues > 256) {
+    napi_throw_range_error(env, "TUNVS_ERR_ARG", "queues must be 1..256");
+    return NULL;
+  }
+  napi_value fds;
+  CHECK(env, napi_create_array_with_length(env, (size_t)queues, &fds));
+  char actual[IFNAMSIZ] = {0};
+  int opened[256];
+  for (int q = 0; q < queues; q++) {
+    int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      for (int k = 0; k < q; k++) close(opened[k]);
+      return throw_errno(env, "TUNVS_ERR_TUN_OPEN", "open /dev/net/tun", err,
+                         err == ENOENT ? "Load the tun module (modprobe tun); in a container pass --device /dev/net/tun"
+                                       : "Run tunvs as root or with CAP_NET_ADMIN");
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+      int err = errno;
+      close(fd);
+      for (int k = 0; k < q; k++) close(opened[k]);
+      return throw_errno(env, "TUNVS_ERR_TUN_OPEN", "TUNSETIFF", err,
+                         err == EINVAL ? "A device of that name exists with other flags (not a multi-queue TUN): remove it or pick another name"
+                         : err == EPERM ? "Run tunvs as root or with CAP_NET_ADMIN"
+                                        : NULL);
+    }
+    opened[q] = fd;
+    memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+    napi_value v;
+    CHECK(env, napi_create_int32(env, fd, &v));
+    CHECK(env, napi_set_element(env, fds, (uint32_t)q, v));
+  }
+  napi_value result, vname;
+  CHECK(env, napi_create_object(env, &result));
+  CHECK(env, napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &vname));
+  CHECK(env, napi_set_named_property(env, result, "name", vname));
+  CHECK(env, napi_set_named_property(env, result, "fds", fds));
+  return result;
+}
+
+/* configure(name: string, mtu: number, txqueuelen: number): sets both and brings the link up. */
+static napi_value Configure(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ];
+  int32_t mtu = 0, txq = 0;
+  if (argc < 3 || get_string(env, argv[0], name, sizeof name) < 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "configure(name, mtu, txqueuelen)");
+    return NULL;
+  }
+  CHECK(env, napi_get_value_int32(env, argv[1], &mtu));
+  CHECK(env, napi_get_value_int32(env, argv[2], &txq));
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return throw_errno(env, "TUNVS_ERR_TUN_CONFIG", "socket", errno, NULL);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  ifr.ifr_mtu = mtu;
+  if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    return throw_errno(env, "TUNVS_ERR_TUN_CONFIG", "set MTU (SIOCSIFMTU)", err, NULL);
+  }
+  ifr.ifr_qlen = txq;
+  if (ioctl(s, SIOCSIFTXQLEN, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    return throw_errno(env, "TUNVS_ERR_TUN_CONFIG", "set txqueuelen (SIOCSIFTXQLEN)", err, NULL);
+  }
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0 || (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) < 0)) {
+    int err = errno;
+    close(s);
+    return throw_errno(env, "TUNVS_ERR_TUN_CONFIG", "link up (SIOCSIFFLAGS)", err, NULL);
+  }
+  close(s);
+  return NULL;
+}
+
+/* closeFd(fd) */
+static napi_value CloseFd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+/* attachSteering(fd, insns: Uint8Array): load a BPF_PROG_TYPE_SOCKET_FILTER program and
+ * make it the queue selector of the device behind fd. fd -1 semantics are the kernel's:
+ * attaching replaces the previous program; the device keeps its own reference. */
+static napi_value AttachSteering(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  void *data = NULL;
+  size_t len = 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  CHECK(env, napi_get_typedarray_info(env, argv[1], &type, &len, &data, &ab, &off));
+  if (type != napi_uint8_array || len == 0 || len % 8 != 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "attachSteering(fd, Uint8Array of 8-byte instructions)");
+    return NULL;
+  }
+  static char log[65536];
+  log[0] = 0;
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+  attr.insns = (uint64_t)(uintptr_t)data;
+  attr.insn_cnt = (uint32_t)(len / 8);
+  attr.license = (uint64_t)(uintptr_t) "GPL";
+  attr.log_buf = (uint64_t)(uintptr_t)log;
+  attr.log_size = sizeof log;
+  attr.log_level = 1;
+  int prog = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+  if (prog < 0) {
+    int err = errno;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "load steering program: %s. Verifier: %.700s", strerror(err), log);
+    napi_throw_error(env, "TUNVS_ERR_STEERING", msg);
+    return NULL;
+  }
+  if (ioctl(fd, TUNSETSTEERINGEBPF, &prog) < 0) {
+    int err = errno;
+    close(prog);
+    return throw_errno(env, "TUNVS_ERR_STEERING", "TUNSETSTEERINGEBPF", err, NULL);
+  }
+  close(prog);
+  return NULL;
+}
+
+/* ---- Queue ------------------------------------------------------------------------- */
+
+/* The ring arrives as a Uint8Array over its whole SharedArrayBuffer: N-API on Node 20
+ * cannot take a SharedArrayBuffer itself, but reads typed arrays backed by one. */
+static int typed_bytes(napi_env env, napi_value v, void **data, size_t *bytes) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, bytes, data, &ab, &off) != napi_ok) return -1;
+  return type == napi_uint8_array ? 0 : -1;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref self;     /* keeps the JS object (and its SharedArrayBuffer) alive while polling */
+  napi_ref callback; /* onBurst(count) */
+  napi_ref sab;
+  int fd;
+  uint8_t *base;
+  int32_t *lens;
+  int32_t *verdicts;
+  uint32_t slot_size;
+  uint32_t slots;
+  int polling;
+  int closed;
+  double rx_packets, rx_bytes, tx_packets, tx_bytes, read_errors, write_errors, write_dropped, wakeups;
+} Queue;
+
+static void write_slots(Queue *q, uint8_t *base, const int32_t *lens, const int32_t *verdicts, uint32_t slot_size,
+                        uint32_t count) {
+  for (uint32_t i = 0; i < count; i++) {
+    if (verdicts[i] != VERDICT_FORWARD) continue;
+    int32_t len = lens[i];
+    if (len <= 0 || (uint32_t)len > slot_size) {
+      q->write_errors++;
+      continue;
+    }
+    ssize_t w = write(q->fd, base + (size_t)i * slot_size, (size_t)len);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == ENOBUFS) q->write_dropped++;
+      else q->write_errors++;
+    } else {
+      q->tx_packets++;
+      q->tx_bytes += (double)w;
+    }
+  }
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  Queue *q = (Queue *)handle->data;
+  (void)events;
+  if (status < 0 || q->closed) return;
+  q->wakeups++;
+  napi_env env = q->env;
+  for (int burst = 0; burst < BURSTS_PER_WAKEUP; burst++) {
+    uint32_t n = 0;
+    while (n < q->slots) {
+      ssize_t r = read(q->fd, q->base + (size_t)n * q->slot_size, q->slot_size);
+      if (r < 0) {
+        if (errno != EAGAIN && errno != EINTR) q->read_errors++;
+        break;
+      }
+      q->lens[n] = (int32_t)r;
+      q->rx_packets++;
+      q->rx_bytes += (double)r;
+      n++;
+    }
+    if (n == 0) return;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value cb, global, arg, result;
+    if (napi_get_reference_value(env, q->callback, &cb) == napi_ok && napi_get_global(env, &global) == napi_ok &&
+        napi_create_uint32(env, n, &arg) == napi_ok) {
+      napi_status st = napi_call_function(env, global, cb, 1, &arg, &result);
+      if (st == napi_pending_exception) {
+        napi_value err;
+        napi_get_and_clear_last_exception(env, &err);
+        napi_fatal_exception(env, err);
+        napi_close_handle_scope(env, scope);
+        return;
+      }
+    }
+    napi_close_handle_scope(env, scope);
+    write_slots(q, q->base, q->lens, q->verdicts, q->slot_size, n);
+    if (n < q->slots) return; /* drained */
+  }
+}
+
+static void on_close(uv_handle_t *handle) {
+  Queue *q = (Queue *)handle->data;
+  napi_delete_reference(q->env, q->self);
+  q->self = NULL;
+}
+
+static void queue_finalize(napi_env env, void *data, void *hint) {
+  (void)hint;
+  Queue *q = (Queue *)data;
+  if (q->callback) napi_delete_reference(env, q->callback);
+  if (q->sab) napi_delete_reference(env, q->sab);
+  free(q);
+}
+
+static Queue *unwrap(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_value self;
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok) return NULL;
+  if (napi_unwrap(env, self, &p) != napi_ok) return NULL;
+  return (Queue *)p;
+}
+
+/* new Queue(fd, ringBytes, slotSize, slots, onBurst) */
+static napi_value QueueNew(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], self;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  if (argc < 5) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "new Queue(fd, ringBytes, slotSize, slots, onBurst)");
+    return NULL;
+  }
+  Queue *q = calloc(1, sizeof *q);
+  if (!q) {
+    napi_throw_error(env, "TUNVS_ERR_NOMEM", "out of memory");
+    return NULL;
+  }
+  q->env = env;
+  int32_t fd, slot_size, slots;
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  CHECK(env, napi_get_value_int32(env, argv[2], &slot_size));
+  CHECK(env, napi_get_value_int32(env, argv[3], &slots));
+  void *data = NULL;
+  size_t bytes = 0;
+  if (typed_bytes(env, argv[1], &data, &bytes) != 0) {
+    free(q);
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "ring must be a Uint8Array over the whole ring buffer");
+    return NULL;
+  }
+  if (slot_size <= 0 || slots <= 0 || (size_t)slot_size * (size_t)slots + (size_t)slots * 12 > bytes) {
+    free(q);
+    napi_throw_range_error(env, "TUNVS_ERR_ARG", "ring geometry does not fit the buffer");
+    return NULL;
+  }
+  q->fd = fd;
+  q->slot_size = (uint32_t)slot_size;
+  q->slots = (uint32_t)slots;
+  q->base = (uint8_t *)data;
+  q->lens = (int32_t *)(q->base + (size_t)slot_size * slots);
+  q->verdicts = q->lens + slots;
+  CHECK(env, napi_create_reference(env, argv[4], 1, &q->callback));
+  CHECK(env, napi_create_reference(env, argv[1], 1, &q->sab));
+  CHECK(env, napi_wrap(env, self, q, queue_finalize, NULL, NULL));
+  return self;
+}
+
+static napi_value QueueStart(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  napi_value self;
+  CHECK(env, napi_get_cb_info(env, info, &argc, NULL, &self, NULL));
+  Queue *q = unwrap(env, info, &argc, NULL);
+  if (!q || q->closed) {
+    napi_throw_error(env, "TUNVS_ERR_QUEUE", "queue is closed");
+    return NULL;
+  }
+  if (q->polling) return NULL;
+  uv_loop_t *loop = NULL;
+  CHECK(env, napi_get_uv_event_loop(env, &loop)); /* this thread's loop, never the default one */
+  if (uv_poll_init(loop, &q->poll, q->fd) != 0) {
+    napi_throw_error(env, "TUNVS_ERR_QUEUE", "uv_poll_init failed");
+    return NULL;
+  }
+  q->poll.data = q;
+  CHECK(env, napi_create_reference(env, self, 1, &q->self));
+  uv_poll_start(&q->poll, UV_READABLE, on_readable);
+  q->polling = 1;
+  return NULL;
+}
+
+/* close(): stop polling and release the handle (the fd itself is closed by closeFd). */
+static napi_value QueueClose(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  Queue *q = unwrap(env, info, &argc, NULL);
+  if (!q || q->closed) return NULL;
+  q->closed = 1;
+  if (q->polling) {
+    uv_poll_stop(&q->poll);
+    uv_close((uv_handle_t *)&q->poll, on_close);
+    q->polling = 0;
+  }
+  return NULL;
+}
+
+/* writeRing(ringBytes, slotSize, slots, count): write the FORWARD slots among the first count. */
+static napi_value QueueWriteRing(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  Queue *q = unwrap(env, info, &argc, argv);
+  if (!q || argc < 4) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "writeRing(ringBytes, slotSize, slots, count)");
+    return NULL;
+  }
+  void *data = NULL;
+  size_t bytes = 0;
+  int32_t slot_size, slots, count;
+  if (typed_bytes(env, argv[0], &data, &bytes) != 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "ring must be a Uint8Array over the whole ring buffer");
+    return NULL;
+  }
+  CHECK(env, napi_get_value_int32(env, argv[1], &slot_size));
+  CHECK(env, napi_get_value_int32(env, argv[2], &slots));
+  CHECK(env, napi_get_value_int32(env, argv[3], &count));
+  if (slot_size <= 0 || slots <= 0 || count < 0 || count > slots ||
+      (size_t)slot_size * (size_t)slots + (size_t)slots * 12 > bytes) {
+    napi_throw_range_error(env, "TUNVS_ERR_ARG", "ring geometry does not fit the buffer");
+    return NULL;
+  }
+  uint8_t *base = (uint8_t *)data;
+  int32_t *lens = (int32_t *)(base + (size_t)slot_size * slots);
+  write_slots(q, base, lens, lens + slots, (uint32_t)slot_size, (uint32_t)count);
+  return NULL;
+}
+
+static napi_value QueueStats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  Queue *q = unwrap(env, info, &argc, NULL);
+  if (!q) return NULL;
+  napi_value o, v;
+  CHECK(env, napi_create_object(env, &o));
+#define PUT(field, name)                                       \
+  CHECK(env, napi_create_double(env, q->field, &v));          \
+  CHECK(env, napi_set_named_property(env, o, name, v));
+  PUT(rx_packets, "rxPackets");
+  PUT(rx_bytes, "rxBytes");
+  PUT(tx_packets, "txPackets");
+  PUT(tx_bytes, "txBytes");
+  PUT(read_errors, "readErrors");
+  PUT(write_errors, "writeErrors");
+  PUT(write_dropped, "writeDropped");
+  PUT(wakeups, "wakeups");
+#undef PUT
+  return o;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_property_descriptor methods[] = {
+      {"start", NULL, QueueStart, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, QueueClose, NULL, NULL, NULL, napi_default, NULL},
+      {"writeRing", NULL, QueueWriteRing, NULL, NULL, NULL, napi_default, NULL},
+      {"stats", NULL, QueueStats, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_value cls;
+  if (napi_define_class(env, "Queue", NAPI_AUTO_LENGTH, QueueNew, NULL, 4, methods, &cls) != napi_ok) return NULL;
+  napi_set_named_property(env, exports, "Queue", cls);
+  napi_create_function(env, "open", NAPI_AUTO_LENGTH, Open, NULL, &fn);
+  napi_set_named_property(env, exports, "open", fn);
+  napi_create_function(env, "configure", NAPI_AUTO_LENGTH, Configure, NULL, &fn);
+  napi_set_named_property(env, exports, "configure", fn);
+  napi_create_function(env, "closeFd", NAPI_AUTO_LENGTH, CloseFd, NULL, &fn);
+  napi_set_named_property(env, exports, "closeFd", fn);
+  napi_create_function(env, "attachSteering", NAPI_AUTO_LENGTH, AttachSteering, NULL, &fn);
+  napi_set_named_property(env, exports, "attachSteering", fn);
+  return exports;
+}

@@ -1,0 +1,153 @@
+/**
+ * The `tunvs run` configuration file (YAML): schema, defaults (all in DEFAULTS below) and
+ * validation. `loadConfig` either returns a complete, checked config or throws a
+ * ConfigError naming the field path, the bad value and what is allowed — nothing is ever
+ * half-applied. docs/config.md shows a full example.
+ */
+
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { MTU_DEFAULT, SESSIONS_PER_LB_DEFAULT } from '../constants.js';
+import { TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
+import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
+import { serviceWithDefaults, TOA_DEFAULT, type ServiceSpec } from '../service/service.js';
+import { ConfigError } from './errors.js';
+import { boolean, integer, join, list, object, oneOf, opt, string, type Obj } from './validate.js';
+
+export interface TunConfig {
+  /** Device name (≤ 15 characters). */
+  name: string;
+  mtu: number;
+  txqueuelen: number;
+}
+
+export interface Config {
+  tun: TunConfig;
+  /** Forwarder threads, one per TUN queue. */
+  workers: number;
+  /** Session capacity of this LB, split over the workers. */
+  sessions: number;
+  rstOnExpire: boolean;
+  timeouts: TimeoutsSec;
+  /** Admin API unix socket (mode 0600). */
+  adminSocket: string;
+  services: ServiceSpec[];
+}
+
+export const DEFAULTS = {
+  tunName: 'tunvs0',
+  mtu: MTU_DEFAULT,
+  /** Deep enough for a burst per queue several times over; the kernel default is 500. */
+  txqueuelen: 10000,
+  workers: (): number => Math.min(availableParallelism(), 64),
+  sessions: SESSIONS_PER_LB_DEFAULT,
+  rstOnExpire: false,
+  adminSocket: '/run/tunvs/admin.sock',
+} as const;
+
+const TOP = ['tun', 'workers', 'sessions', 'rstOnExpire', 'timeouts', 'admin', 'services'] as const;
+const TIMEOUT_KEYS = Object.keys(TIMEOUTS_DEFAULT_SEC) as (keyof TimeoutsSec)[];
+
+function tunConfig(v: unknown, path: string): TunConfig {
+  const o = object(v ?? {}, path, ['name', 'mtu', 'txqueuelen']);
+  return {
+    name: opt(o, 'name', DEFAULTS.tunName, (x) =>
+      string(x, join(path, 'name'), /^[A-Za-z0-9_.-]{1,15}$/, 'an interface name of 1..15 letters, digits, _ . -'),
+    ),
+    mtu: opt(o, 'mtu', DEFAULTS.mtu, (x) => integer(x, join(path, 'mtu'), 1280, 2000, 'an MTU')),
+    txqueuelen: opt(o, 'txqueuelen', DEFAULTS.txqueuelen, (x) => integer(x, join(path, 'txqueuelen'), 1, 1_000_000)),
+  };
+}
+
+function timeouts(v: unknown, path: string): TimeoutsSec {
+  const o = object(v ?? {}, path, TIMEOUT_KEYS);
+  const t = { ...TIMEOUTS_DEFAULT_SEC };
+  for (const k of TIMEOUT_KEYS) {
+    if (o[k] !== undefined) t[k] = integer(o[k], join(path, k), 1, 86_400, 'whole seconds');
+  }
+  return t;
+}
+
+const SERVICE_KEYS = [
+  'name',
+  'protocol',
+  'vip',
+  'port',
+  'scheduler',
+  'realServers',
+  'localAddresses',
+  'toa',
+  'stripTimestamps',
+  'maglevTableSize',
+] as const;
+
+function service(v: unknown, path: string): ServiceSpec {
+  const o = object(v, path, SERVICE_KEYS);
+  for (const k of ['vip', 'port', 'realServers', 'localAddresses'] as const) {
+    if (o[k] === undefined)
+      throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(path, k), 'required field is missing');
+  }
+  const toa = object(o.toa ?? {}, join(path, 'toa'), ['enabled', 'kind', 'kindV6', 'inSyn']);
+  const kind = opt(toa, 'kind', TOA_DEFAULT.kind, (x) => x as number);
+  const rs = list(o.realServers, join(path, 'realServers'), 'real servers').map((r, i) => {
+    const p = `${join(path, 'realServers')}[${i}]`;
+    const ro = object(r, p, ['address', 'port', 'weight']);
+    if (ro.address === undefined || ro.port === undefined)
+      throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', p, 'a real server needs address and port');
+    return { address: ro.address as string, port: ro.port as number, weight: opt(ro, 'weight', 1, (x) => x as number) };
+  });
+  return serviceWithDefaults({
+    name: opt(o, 'name', undefined as string | undefined, (x) => string(x, join(path, 'name'))),
+    protocol: opt(o, 'protocol', 'tcp' as const, (x) => oneOf(x, join(path, 'protocol'), ['tcp', 'udp'] as const)),
+    vip: o.vip as string,
+    port: o.port as number,
+    scheduler: opt(o, 'scheduler', 'wrr' as const, (x) => oneOf(x, join(path, 'scheduler'), SCHEDULER_NAMES)),
+    realServers: rs,
+    localAddresses: list(o.localAddresses, join(path, 'localAddresses'), 'addresses') as string[],
+    toa: {
+      enabled: opt(toa, 'enabled', TOA_DEFAULT.enabled, (x) => boolean(x, join(path, 'toa.enabled'))),
+      kind,
+      kindV6: opt(toa, 'kindV6', kind, (x) => x as number),
+      inSyn: opt(toa, 'inSyn', TOA_DEFAULT.inSyn, (x) => boolean(x, join(path, 'toa.inSyn'))),
+    },
+    stripTimestamps: opt(o, 'stripTimestamps', false, (x) => boolean(x, join(path, 'stripTimestamps'))),
+    ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
+  });
+}
+
+/** Validate a parsed config document. Address, port, weight and kind checks that need the
+ * whole service happen in resolveServices (same error class and path style). */
+export function parseConfig(doc: unknown): Config {
+  const o: Obj = object(doc ?? {}, '', TOP);
+  const admin = object(o.admin ?? {}, 'admin', ['socket']);
+  const services = list(o.services ?? [], 'services', 'services').map((s, i) => service(s, `services[${i}]`));
+  return {
+    tun: tunConfig(o.tun, 'tun'),
+    workers: opt(o, 'workers', DEFAULTS.workers(), (x) => integer(x, 'workers', 1, 64, 'a thread count')),
+    sessions: opt(o, 'sessions', DEFAULTS.sessions, (x) => integer(x, 'sessions', 1024, 1 << 28, 'a session count')),
+    rstOnExpire: opt(o, 'rstOnExpire', DEFAULTS.rstOnExpire, (x) => boolean(x, 'rstOnExpire')),
+    timeouts: timeouts(o.timeouts, 'timeouts'),
+    adminSocket: opt(admin, 'socket', DEFAULTS.adminSocket, (x) =>
+      string(x, 'admin.socket', /^\//, 'an absolute path'),
+    ),
+    services,
+  };
+}
+
+/** Read and validate a YAML config file. */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', file, `cannot read the config file: ${(e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError('TUNVS_ERR_CONFIG_TYPE', file, `not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return parseConfig(doc);
+}

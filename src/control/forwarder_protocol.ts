@@ -1,0 +1,26 @@
+/** Messages between the main thread and the forwarder threads (workers/forwarder.ts). */
+
+import type { TimeoutsSec } from '../conn/state.js';
+import type { QueueStats } from '../dataplane/tun_device.js';
+import type { ResolvedService } from '../service/service.js';
+
+export interface ForwarderInit {
+  worker: number;
+  workers: number;
+  /** The TUN queue fd this thread drives (fds are process-wide). */
+  fd: number;
+  capacity: number;
+  mtu: number;
+  timeouts: TimeoutsSec;
+  rstOnExpire: boolean;
+  services: ResolvedService[];
+  countersSab: SharedArrayBuffer;
+  connCountsSab: SharedArrayBuffer;
+}
+
+export type ToForwarder =
+  { type: 'services'; services: ResolvedService[] } | { type: 'stats'; id: number } | { type: 'stop' };
+
+export type FromForwarder =
+  | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number }
+  | { type: 'stats'; id: number; queue: QueueStats; sessions: number };

@@ -1,0 +1,202 @@
+/**
+ * `tunvs run`: the main thread of a running load balancer.
+ *
+ *   1. validate the config (nothing touches the host before it passes);
+ *   2. create the multi-queue TUN, set MTU and txqueuelen, link up, attach the steering
+ *      program (steering.ts) so the kernel puts each packet on its owner's queue;
+ *   3. sysctls (forwarding on, rp_filter off on the TUN) and a route into the TUN for every
+ *      VIP and local address — each change recorded with its undo (system.ts);
+ *   4. one forwarder thread per queue (workers/forwarder.ts);
+ *   5. the admin socket; SIGHUP reloads, SIGTERM/SIGINT undo everything and exit.
+ */
+
+import { Worker } from 'node:worker_threads';
+import type { Server } from 'node:net';
+import { loadConfig, type Config } from '../config/config.js';
+import { ConfigError } from '../config/errors.js';
+import { createCounters } from '../dataplane/counters.js';
+import { steeringProgram } from '../dataplane/steering.js';
+import { nativeAddon } from '../dataplane/tun_device.js';
+import { ConnCounts, IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
+import { serveAdmin } from './admin.js';
+import type { ForwarderInit, FromForwarder } from './forwarder_protocol.js';
+import type { Logger } from './log.js';
+import { formatList, globalStats, listServices } from './stats.js';
+import { SystemChanges } from './system.js';
+
+export interface RunOptions {
+  configPath: string;
+  logger: Logger;
+  /** Override of the config's worker count (--workers). */
+  workers?: number;
+}
+
+interface WorkerHandle {
+  thread: Worker;
+  counters: Float64Array;
+  counts: ConnCounts;
+}
+
+export class Runtime {
+  private config!: Config;
+  private services: ResolvedService[] = [];
+  private readonly ids = new IdRegistry();
+  private readonly system: SystemChanges;
+  private fds: number[] = [];
+  private workers: WorkerHandle[] = [];
+  private admin: Server | undefined;
+  private stopping = false;
+
+  constructor(private readonly opts: RunOptions) {
+    this.system = new SystemChanges((m) => opts.logger.log('warn', m));
+  }
+
+  private log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
+    this.opts.logger.log(level, msg, fields);
+  }
+
+  async start(): Promise<void> {
+    const config = loadConfig(this.opts.configPath);
+    if (this.opts.workers !== undefined) config.workers = this.opts.workers;
+    this.services = resolveServices(config.services, this.ids);
+    this.config = config;
+    const native = nativeAddon();
+    try {
+      const tun = native.open(config.tun.name, config.workers, false);
+      this.fds = tun.fds;
+      // No IPv6 address on the TUN (it needs none to route): otherwise the kernel sends its
+      // own MLD and router solicitations into the device. Must precede link up.
+      this.system.deviceSysctl(tun.name, 'net/ipv6/conf/{dev}/addr_gen_mode', '1');
+      this.system.deviceSysctl(tun.name, 'net/ipv4/conf/{dev}/rp_filter', '0');
+      native.configure(tun.name, config.tun.mtu, config.tun.txqueuelen);
+      this.steer(this.services);
+      this.system.sysctl('net.ipv4.ip_forward', '1');
+      this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
+      this.system.routeServices(this.services, tun.name);
+      await this.startWorkers();
+      this.admin = serveAdmin(config.adminSocket, (req) => this.handleAdmin(req));
+    } catch (e) {
+      this.teardown();
+      throw e;
+    }
+    process.on('SIGHUP', () => this.reload());
+    process.on('SIGTERM', () => void this.stop(0));
+    process.on('SIGINT', () => void this.stop(0));
+    this.log('info', 'tunvs running', {
+      tun: config.tun.name,
+      workers: config.workers,
+      services: this.services.length,
+      admin: config.adminSocket,
+    });
+  }
+
+  /** Attach (or replace) the steering program so each packet lands on its owner's queue. */
+  private steer(services: readonly ResolvedService[]): void {
+    if (this.fds.length > 1) nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services));
+  }
+
+  private async startWorkers(): Promise<void> {
+    const url = new URL('../../workers/forwarder.js', import.meta.url);
+    const capacity = Math.ceil(this.config.sessions / this.config.workers);
+    const ready: Promise<void>[] = [];
+    for (let w = 0; w < this.config.workers; w++) {
+      const counters = createCounters();
+      const counts = new ConnCounts();
+      const init: ForwarderInit = {
+        worker: w,
+        workers: this.config.workers,
+        fd: this.fds[w]!,
+        capacity,
+        mtu: this.config.tun.mtu,
+        timeouts: this.config.timeouts,
+        rstOnExpire: this.config.rstOnExpire,
+        services: this.services,
+        countersSab: counters.buffer as SharedArrayBuffer,
+        connCountsSab: counts.sab,
+      };
+      const thread = new Worker(url, { workerData: init, name: `tunvs-forwarder-${w}` });
+      this.workers.push({ thread, counters, counts });
+      ready.push(
+        new Promise((resolve, reject) => {
+          thread.once('message', (m: FromForwarder) => (m.type === 'ready' ? resolve() : undefined));
+          thread.once('error', reject);
+        }),
+      );
+      thread.on('error', (e) => {
+        this.log('error', 'forwarder thread failed', { worker: w, error: e.message });
+        void this.stop(1);
+      });
+      thread.on('exit', (code) => {
+        if (!this.stopping) {
+          this.log('error', 'forwarder thread exited', { worker: w, code });
+          void this.stop(1);
+        }
+      });
+    }
+    await Promise.all(ready);
+  }
+
+  private handleAdmin(req: Record<string, unknown>): unknown {
+    const counters = this.workers.map((w) => w.counters);
+    switch (req.cmd) {
+      case 'list': {
+        const rows = listServices(
+          this.services,
+          counters,
+          this.workers.map((w) => w.counts),
+        );
+        return { services: rows, text: formatList(rows, req.stats === true) };
+      }
+      case 'stats':
+        return globalStats(counters);
+      default:
+        throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list or stats`);
+    }
+  }
+
+  /** SIGHUP: apply a new config's services; a bad file keeps the running config. */
+  reload(): void {
+    try {
+      const next = loadConfig(this.opts.configPath);
+      const services = resolveServices(next.services, this.ids);
+      this.system.routeServices(services, this.config.tun.name);
+      this.steer(services);
+      for (const w of this.workers) w.thread.postMessage({ type: 'services', services });
+      this.services = services;
+      this.config.services = next.services;
+      this.log('info', 'reloaded', { services: services.length });
+    } catch (e) {
+      const fields = e instanceof ConfigError ? { code: e.code, path: e.path } : {};
+      this.log('error', `reload refused, still running the previous config: ${(e as Error).message}`, fields);
+    }
+  }
+
+  private teardown(): void {
+    this.admin?.close();
+    this.system.restore();
+    const native = nativeAddon();
+    for (const fd of this.fds) native.closeFd(fd);
+    this.fds = [];
+  }
+
+  async stop(code: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log('info', 'stopping', { code });
+    for (const w of this.workers) w.thread.postMessage({ type: 'stop' });
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => void w.thread.terminate().then(() => resolve()), 2000);
+            w.thread.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
+    this.teardown();
+    process.exit(code);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * What `tunvs list` and `tunvs stats` show, computed in the main thread from the workers'
+ * shared counters (counters.ts) and connection counts: nothing here touches a worker.
+ */
+
+import {
+  DROPS_BASE,
+  GLOBAL_COUNT,
+  GLOBAL_COUNTER_NAMES,
+  RS_BASE,
+  RS_BYTES_IN,
+  RS_BYTES_OUT,
+  RS_FIELDS,
+  RS_PACKETS_IN,
+  RS_PACKETS_OUT,
+  RS_SESSIONS,
+} from '../dataplane/counters.js';
+import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../nat/verdict.js';
+import { IPPROTO_TCP } from '../packet/headers.js';
+import type { ConnCounts, ResolvedService } from '../service/service.js';
+
+export interface RealServerRow {
+  address: string;
+  port: number;
+  weight: number;
+  activeConns: number;
+  inactiveConns: number;
+  conns: number;
+  inPackets: number;
+  outPackets: number;
+  inBytes: number;
+  outBytes: number;
+}
+
+export interface ServiceRow {
+  name: string;
+  protocol: 'TCP' | 'UDP';
+  vip: string;
+  port: number;
+  scheduler: string;
+  realServers: RealServerRow[];
+}
+
+export function listServices(
+  services: readonly ResolvedService[],
+  counters: readonly Float64Array[],
+  counts: readonly ConnCounts[],
+): ServiceRow[] {
+  const sum = (id: number, field: number): number =>
+    counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
+  return services.map((s) => ({
+    name: s.name,
+    protocol: s.proto === IPPROTO_TCP ? 'TCP' : 'UDP',
+    vip: s.vipText,
+    port: s.port,
+    scheduler: s.scheduler,
+    realServers: s.realServers.map((r) => ({
+      address: r.address,
+      port: r.port,
+      weight: r.weight,
+      activeConns: counts.reduce((a, c) => a + c.active[r.id]!, 0),
+      inactiveConns: counts.reduce((a, c) => a + c.inactive[r.id]!, 0),
+      conns: sum(r.id, RS_SESSIONS),
+      inPackets: sum(r.id, RS_PACKETS_IN),
+      outPackets: sum(r.id, RS_PACKETS_OUT),
+      inBytes: sum(r.id, RS_BYTES_IN),
+      outBytes: sum(r.id, RS_BYTES_OUT),
+    })),
+  }));
+}
+
+export interface GlobalStats {
+  counters: Record<string, number>;
+  drops: Record<string, number>;
+  perWorker: Record<string, number>[];
+}
+
+export function globalStats(counters: readonly Float64Array[]): GlobalStats {
+  const total: Record<string, number> = {};
+  const drops: Record<string, number> = {};
+  const perWorker = counters.map((c) => {
+    const w: Record<string, number> = {};
+    for (let i = 0; i < GLOBAL_COUNT; i++) {
+      const name = GLOBAL_COUNTER_NAMES[i]!;
+      w[name] = c[i]!;
+      total[name] = (total[name] ?? 0) + c[i]!;
+    }
+    for (let r = 1; r < DROP_REASON_COUNT; r++) {
+      const name = DROP_REASON_NAMES[r]!;
+      drops[name] = (drops[name] ?? 0) + c[DROPS_BASE + r]!;
+    }
+    return w;
+  });
+  return { counters: total, drops, perWorker };
+}
+
+function pad(s: string | number, n: number): string {
+  return String(s).padEnd(n);
+}
+
+/** ipvsadm -Ln --stats style text. */
+export function formatList(rows: readonly ServiceRow[], stats: boolean): string {
+  const lines: string[] = [];
+  lines.push('Prot LocalAddress:Port Scheduler');
+  lines.push(
+    stats
+      ? '  -> RemoteAddress:Port           Conns     InPkts    OutPkts   InBytes      OutBytes'
+      : '  -> RemoteAddress:Port           Weight ActiveConn InActConn',
+  );
+  const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
+  for (const s of rows) {
+    lines.push(`${pad(s.protocol, 4)} ${hostPort(s.vip, s.port)} ${s.scheduler}`);
+    for (const r of s.realServers) {
+      lines.push(
+        stats
+          ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
+          : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${r.inactiveConns}`,
+      );
+    }
+  }
+  return lines.join('\n');
+}

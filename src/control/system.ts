@@ -1,0 +1,71 @@
+/**
+ * Changes tunvs makes to the host, each recorded with its undo so that shutdown (and a
+ * failed start-up) leaves the network namespace as it was: routes of the VIPs and local
+ * addresses into the TUN device, and the sysctls forwarding needs.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { AF_INET } from '../packet/headers.js';
+import { formatAddress } from '../service/addr.js';
+import type { ResolvedService } from '../service/service.js';
+
+export class SystemChanges {
+  private readonly undo: (() => void)[] = [];
+  private readonly routes = new Set<string>();
+
+  constructor(private readonly log: (msg: string) => void) {}
+
+  /** Set a sysctl (path under /proc/sys, dotted or slashed), remembering the old value. */
+  sysctl(name: string, value: string): void {
+    const file = `/proc/sys/${name.replace(/\./g, '/')}`;
+    const old = readFileSync(file, 'utf8').trim();
+    if (old === value) return;
+    writeFileSync(file, value);
+    this.undo.push(() => writeFileSync(file, old));
+  }
+
+  /** Set a sysctl of a device tunvs created: it goes away with the device, no undo. */
+  deviceSysctl(dev: string, name: string, value: string): void {
+    writeFileSync(`/proc/sys/${name.replace('{dev}', dev)}`, value);
+  }
+
+  /** Route one address (/32 or /128) into the device. */
+  route(af: number, words: ArrayLike<number>, dev: string): void {
+    const addr = formatAddress(af, words);
+    const prefix = af === AF_INET ? `${addr}/32` : `${addr}/128`;
+    const key = `${prefix} ${dev}`;
+    if (this.routes.has(key)) return;
+    const fam = af === AF_INET ? '-4' : '-6';
+    execFileSync('ip', [fam, 'route', 'replace', prefix, 'dev', dev], { stdio: 'pipe' });
+    this.routes.add(key);
+    this.undo.push(() => {
+      try {
+        execFileSync('ip', [fam, 'route', 'del', prefix, 'dev', dev], { stdio: 'pipe' });
+      } catch {
+        // Gone with the device already.
+      }
+      this.routes.delete(key);
+    });
+  }
+
+  /** Routes for every VIP and local address of `services`. */
+  routeServices(services: readonly ResolvedService[], dev: string): void {
+    for (const s of services) {
+      this.route(s.af, s.vip, dev);
+      for (const l of s.laddrs) this.route(s.af, l, dev);
+    }
+  }
+
+  /** Undo everything, newest first. Never throws. */
+  restore(): void {
+    while (this.undo.length > 0) {
+      const f = this.undo.pop()!;
+      try {
+        f();
+      } catch (e) {
+        this.log(`restore: ${(e as Error).message}`);
+      }
+    }
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The TUN steering program: a BPF_PROG_TYPE_SOCKET_FILTER program, assembled here and
+ * attached by the native addon with TUNSETSTEERINGEBPF, that returns the owner worker of
+ * each packet the kernel routes into the device — the same function as shard.ts:
+ *
+ *   TCP/UDP to a local address:   dport                        (kernel: u16 % queues)
+ *   other TCP/UDP (to a VIP):     clientShardHash(src, ports)  (kernel: u16 % queues)
+ *   anything else (ICMP, …):      0; the engine hands it over if another worker owns it
+ *
+ * The kernel runs it with the IP header at offset 0. Packet bytes are read with the
+ * classic LD_ABS/LD_IND loads (they return big-endian words as numbers, like DataView, and
+ * end the program with 0 when out of bounds). The local addresses are compared as
+ * immediates, so the program is rebuilt when they change (reload).
+ */
+
+import { AF_INET } from '../packet/headers.js';
+import type { ResolvedService } from '../service/service.js';
+
+// Opcode parts (linux/bpf.h, linux/bpf_common.h).
+const LD = 0x00;
+const ALU = 0x04;
+const JMP = 0x05;
+const JMP32 = 0x06;
+const ALU64 = 0x07;
+const W = 0x00;
+const H = 0x08;
+const B = 0x10;
+const ABS = 0x20;
+const IND = 0x40;
+const K = 0x00;
+const X = 0x08;
+const OP_MOV = 0xb0;
+const OP_AND = 0x50;
+const OP_LSH = 0x60;
+const OP_RSH = 0x70;
+const OP_XOR = 0xa0;
+const OP_MUL = 0x20;
+const J_A = 0x00;
+const J_EQ = 0x10;
+const J_NE = 0x50;
+const EXIT = 0x90;
+
+// clientShardHash's (fmix32) multipliers, as int32 immediates.
+const M1 = 0x85ebca6b | 0;
+const M2 = 0xc2b2ae35 | 0;
+
+interface Insn {
+  code: number;
+  dst: number;
+  src: number;
+  off: number | string; // a label until resolved
+  imm: number;
+}
+
+/** A tiny assembler with labels. */
+class Asm {
+  readonly insns: Insn[] = [];
+  private readonly labels = new Map<string, number>();
+
+  emit(code: number, dst: number, src: number, off: number | string, imm: number): this {
+    this.insns.push({ code, dst, src, off, imm: imm | 0 });
+    return this;
+  }
+  label(name: string): this {
+    this.labels.set(name, this.insns.length);
+    return this;
+  }
+  /** r0 = packet[off] (B/H/W) */
+  ldAbs(size: number, off: number): this {
+    return this.emit(LD | ABS | size, 0, 0, 0, off);
+  }
+  /** r0 = packet[reg + off] */
+  ldInd(size: number, reg: number, off: number): this {
+    return this.emit(LD | IND | size, 0, reg, 0, off);
+  }
+  alu32(op: number, dst: number, imm: number): this {
+    return this.emit(ALU | op | K, dst, 0, 0, imm);
+  }
+  alu32x(op: number, dst: number, src: number): this {
+    return this.emit(ALU | op | X, dst, src, 0, 0);
+  }
+  mov64x(dst: number, src: number): this {
+    return this.emit(ALU64 | OP_MOV | X, dst, src, 0, 0);
+  }
+  /** 32-bit compare with an immediate (JMP32: no sign extension of 32-bit words). */
+  j32(op: number, reg: number, imm: number, target: string): this {
+    return this.emit(JMP32 | op | K, reg, 0, target, imm);
+  }
+  ja(target: string): this {
+    return this.emit(JMP | J_A, 0, 0, target, 0);
+  }
+  exit(): this {
+    return this.emit(JMP | EXIT, 0, 0, 0, 0);
+  }
+
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.insns.length * 8);
+    const dv = new DataView(out.buffer);
+    this.insns.forEach((ins, i) => {
+      let off = ins.off;
+      if (typeof off === 'string') {
+        const at = this.labels.get(off);
+        if (at === undefined) throw new Error(`steering program: undefined label ${off}`);
+        off = at - i - 1;
+      }
+      dv.setUint8(i * 8, ins.code);
+      dv.setUint8(i * 8 + 1, (ins.src << 4) | ins.dst);
+      dv.setInt16(i * 8 + 2, off, true);
+      dv.setInt32(i * 8 + 4, ins.imm, true);
+    });
+    return out;
+  }
+}
+
+/** r0 ^= r0 >>> n, with r1 as scratch. */
+function xorShift(a: Asm, n: number): void {
+  a.mov64x(1, 0).alu32(OP_RSH, 1, n).alu32x(OP_XOR, 0, 1);
+}
+
+/** clientShardHash of r9 (xor of the source address words) and r0 (the ports word); exit. */
+function hashAndExit(a: Asm): void {
+  a.alu32x(OP_XOR, 0, 9);
+  xorShift(a, 16);
+  a.alu32(OP_MUL, 0, M1);
+  xorShift(a, 13);
+  a.alu32(OP_MUL, 0, M2);
+  xorShift(a, 16);
+  a.alu32(OP_AND, 0, 0xffff).exit();
+}
+
+/** Assemble the steering program for the local addresses of `services`. */
+export function steeringProgram(services: readonly ResolvedService[]): Uint8Array {
+  const lips4 = new Set<number>();
+  const lips6 = new Map<string, Int32Array>();
+  for (const s of services) {
+    for (const l of s.laddrs) {
+      if (s.af === AF_INET) lips4.add(l[0]!);
+      else lips6.set(Array.from(l).join(','), l);
+    }
+  }
+  const a = new Asm();
+  a.mov64x(6, 1) // LD_ABS/LD_IND take the skb from r6
+    .ldAbs(B, 0)
+    .mov64x(7, 0)
+    .alu32(OP_RSH, 7, 4)
+    .j32(J_EQ, 7, 6, 'v6')
+    .j32(J_NE, 7, 4, 'zero');
+  // IPv4: r8 = header length.
+  a.alu32(OP_AND, 0, 0x0f).alu32(OP_LSH, 0, 2).mov64x(8, 0);
+  a.ldAbs(B, 9).j32(J_EQ, 0, 6, 'v4l4').j32(J_EQ, 0, 17, 'v4l4').ja('zero');
+  a.label('v4l4').ldAbs(W, 16);
+  for (const w of lips4) a.j32(J_EQ, 0, w, 'v4lip');
+  a.ldAbs(W, 12).mov64x(9, 0).ldInd(W, 8, 0);
+  hashAndExit(a);
+  a.label('v4lip').ldInd(H, 8, 2).exit();
+  // IPv6 (no extension headers: the engine drops those anyway).
+  a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').ja('zero');
+  a.label('v6l4');
+  let n = 0;
+  for (const words of lips6.values()) {
+    const next = `v6next${n++}`;
+    for (let k = 0; k < 4; k++) {
+      a.ldAbs(W, 24 + 4 * k);
+      if (k < 3) a.j32(J_NE, 0, words[k]!, next);
+      else a.j32(J_EQ, 0, words[k]!, 'v6lip');
+    }
+    a.label(next);
+  }
+  a.ldAbs(W, 8).mov64x(9, 0);
+  for (const off of [12, 16, 20]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
+  a.ldAbs(W, 40);
+  hashAndExit(a);
+  a.label('v6lip').ldAbs(H, 42).exit();
+  a.label('zero')
+    .emit(ALU64 | OP_MOV | K, 0, 0, 0, 0)
+    .exit();
+  return a.bytes();
+}

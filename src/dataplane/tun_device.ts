@@ -1,0 +1,107 @@
+/**
+ * The TUN device as the data plane sees it: open a multi-queue device, and per queue a
+ * burst interface (`start(onBurst)` fills a ring and calls back once per burst; FORWARD
+ * slots are written back after the callback returns). The Linux implementation is the
+ * native addon (native/tun.c); tun_fake.ts is the stand-in for tests without root.
+ */
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { PacketRing } from './ring.js';
+
+export interface QueueStats {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  readErrors: number;
+  writeErrors: number;
+  /** Writes refused because the kernel queue was full (EAGAIN/ENOBUFS). */
+  writeDropped: number;
+  wakeups: number;
+}
+
+export interface TunQueue {
+  /** Begin reading into `ring`; `onBurst(count)` runs once per burst of `count` slots. */
+  start(ring: PacketRing, onBurst: (count: number) => void): void;
+  /** Write the FORWARD slots among the first `count` of another ring. */
+  writeRing(ring: PacketRing, count: number): void;
+  stats(): QueueStats;
+  close(): void;
+}
+
+interface NativeQueue {
+  start(): void;
+  close(): void;
+  writeRing(ringBytes: Uint8Array, slotSize: number, slots: number, count: number): void;
+  stats(): QueueStats;
+}
+
+export interface NativeAddon {
+  open(name: string, queues: number, vnetHdr: boolean): { name: string; fds: number[] };
+  configure(name: string, mtu: number, txqueuelen: number): void;
+  closeFd(fd: number): void;
+  attachSteering(fd: number, insns: Uint8Array): void;
+  Queue: new (
+    fd: number,
+    ringBytes: Uint8Array,
+    slotSize: number,
+    slots: number,
+    onBurst: (n: number) => void,
+  ) => NativeQueue;
+}
+
+let addon: NativeAddon | undefined;
+
+/** The native addon, built by `npm ci` (scripts/build-native.mjs). */
+export function nativeAddon(): NativeAddon {
+  if (addon) return addon;
+  // src/dataplane or dist/src/dataplane → repository root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  const file = join(dir, 'native', 'build', 'Release', 'tunvs_native.node');
+  if (!existsSync(file)) {
+    throw new Error(`native addon not built (${file} missing): run npm ci, or node scripts/build-native.mjs`);
+  }
+  addon = createRequire(import.meta.url)(file) as NativeAddon;
+  return addon;
+}
+
+/** One queue fd of a TUN device, driven by the native addon on this thread's event loop. */
+export class LinuxTunQueue implements TunQueue {
+  private q: NativeQueue | undefined;
+
+  constructor(readonly fd: number) {}
+
+  start(ring: PacketRing, onBurst: (count: number) => void): void {
+    if (this.q) throw new Error('queue already started');
+    this.q = new (nativeAddon().Queue)(this.fd, ring.whole, ring.slotSize, ring.slots, onBurst);
+    this.q.start();
+  }
+
+  writeRing(ring: PacketRing, count: number): void {
+    if (count > 0) this.q?.writeRing(ring.whole, ring.slotSize, ring.slots, count);
+  }
+
+  stats(): QueueStats {
+    return (
+      this.q?.stats() ?? {
+        rxPackets: 0,
+        rxBytes: 0,
+        txPackets: 0,
+        txBytes: 0,
+        readErrors: 0,
+        writeErrors: 0,
+        writeDropped: 0,
+        wakeups: 0,
+      }
+    );
+  }
+
+  close(): void {
+    this.q?.close();
+    this.q = undefined;
+  }
+}

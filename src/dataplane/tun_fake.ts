@@ -1,0 +1,73 @@
+/**
+ * An in-memory TUN queue for tests: `inject()` queues packets as if the kernel had routed
+ * them into the device, `deliver()` runs one burst through the callback, and every packet
+ * the data plane writes back lands in `written`.
+ */
+
+import { VERDICT_FORWARD } from '../nat/verdict.js';
+import type { PacketRing } from './ring.js';
+import type { QueueStats, TunQueue } from './tun_device.js';
+
+export class FakeTunQueue implements TunQueue {
+  readonly written: Uint8Array[] = [];
+  private readonly pending: Uint8Array[] = [];
+  private ring: PacketRing | undefined;
+  private onBurst: ((count: number) => void) | undefined;
+  private readonly s: QueueStats = {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    readErrors: 0,
+    writeErrors: 0,
+    writeDropped: 0,
+    wakeups: 0,
+  };
+
+  start(ring: PacketRing, onBurst: (count: number) => void): void {
+    this.ring = ring;
+    this.onBurst = onBurst;
+  }
+
+  inject(...packets: Uint8Array[]): void {
+    this.pending.push(...packets);
+  }
+
+  /** Hand up to one ring of pending packets to the callback; returns how many. */
+  deliver(): number {
+    const ring = this.ring;
+    if (!ring || !this.onBurst) throw new Error('queue not started');
+    let n = 0;
+    while (n < ring.slots && this.pending.length > 0) {
+      const p = this.pending.shift()!;
+      ring.put(n, p.subarray(0, Math.min(p.length, ring.slotSize)));
+      this.s.rxPackets++;
+      this.s.rxBytes += p.length;
+      n++;
+    }
+    if (n === 0) return 0;
+    this.s.wakeups++;
+    this.onBurst(n);
+    this.writeRing(ring, n);
+    return n;
+  }
+
+  writeRing(ring: PacketRing, count: number): void {
+    for (let i = 0; i < count; i++) {
+      if (ring.verdicts[i] !== VERDICT_FORWARD) continue;
+      const p = ring.get(i);
+      this.written.push(p);
+      this.s.txPackets++;
+      this.s.txBytes += p.length;
+    }
+  }
+
+  stats(): QueueStats {
+    return { ...this.s };
+  }
+
+  close(): void {
+    this.ring = undefined;
+    this.onBurst = undefined;
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The lab's real-server application: an HTTP server that answers with the client address
+ * and port it sees through accept()/getpeername() — the LB's local address until the
+ * real-server TOA reader is attached, the real client after. Listens on [::] (dual stack,
+ * like most production servers).
+ *
+ *   GET /          "<name> saw client <addr>:<port>" (text), or JSON with ?json
+ *   POST /echo     the request body back (integrity tests)
+ *
+ * Usage: node demo_server.js --name rs1 --port 8080
+ */
+
+import { createServer } from 'node:http';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+}
+
+const name = arg('name', 'rs');
+const port = Number(arg('port', '8080'));
+
+const server = createServer((req, res) => {
+  const addr = (req.socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
+  const rport = req.socket.remotePort ?? 0;
+  if (req.method === 'POST' && req.url === '/echo') {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    req.pipe(res);
+    return;
+  }
+  if (req.url?.includes('json') === true) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(`${JSON.stringify({ server: name, clientAddress: addr, clientPort: rport })}\n`);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  res.end(`${name} saw client ${addr}:${rport}\n`);
+});
+server.keepAliveTimeout = 65_000;
+server.listen(port, '::', () => console.log(`${name} listening on [::]:${port}`));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -1,0 +1,230 @@
+/**
+ * `tunvs lab up | down | status | curl`: the network-namespace lab (no Docker needed).
+ * Everything it starts is recorded (namespaces, PIDs with their start times) in a state
+ * directory, and `down` removes exactly that — processes are stopped by PID, never by name.
+ * Tests run their own lab under another prefix, so labs never collide.
+ */
+
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { adminRequest } from '../control/admin.js';
+import { LAB, labConfig, labNodes } from './topology.js';
+import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
+
+export interface LabOptions {
+  /** Namespace name prefix (default "tvs-"). */
+  prefix: string;
+  workers: number;
+  log: (line: string) => void;
+}
+
+interface Proc {
+  name: string;
+  pid: number;
+  /** Start time in clock ticks since boot (/proc/PID/stat field 22): guards against PID reuse. */
+  start: string;
+}
+
+interface LabState {
+  prefix: string;
+  namespaces: string[];
+  procs: Proc[];
+  dir: string;
+  adminSocket: string;
+}
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const DIST = join(ROOT, 'dist', 'src');
+
+export function stateDir(prefix: string): string {
+  return join('/run/tunvs-lab', prefix.replace(/[^A-Za-z0-9_-]/g, '_'));
+}
+
+function procStart(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+function readState(prefix: string): LabState | undefined {
+  const file = join(stateDir(prefix), 'state.json');
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as LabState) : undefined;
+}
+
+function writeState(s: LabState): void {
+  writeFileSync(join(s.dir, 'state.json'), JSON.stringify(s, null, 2));
+}
+
+export function nsName(prefix: string, node: string): string {
+  return `${prefix}${node}`;
+}
+
+async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  logFile?: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const tail =
+    logFile && existsSync(logFile) ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-2000)}` : '';
+  throw new Error(`timed out waiting for ${what}${tail}`);
+}
+
+export async function labUp(o: LabOptions): Promise<LabState> {
+  if (process.getuid?.() !== 0) throw new Error('the lab needs root (network namespaces): run it as root');
+  if (!existsSync(join(DIST, 'cli', 'main.js'))) throw new Error('tunvs is not built: run npm run build');
+  const existing = listNamespaces().filter((n) => n.startsWith(o.prefix));
+  if (existing.length > 0 || readState(o.prefix)) {
+    throw new Error(
+      `a lab with prefix ${o.prefix} exists (${existing.join(' ') || 'state only'}): run tunvs lab down first`,
+    );
+  }
+  const dir = stateDir(o.prefix);
+  mkdirSync(dir, { recursive: true });
+  const state: LabState = { prefix: o.prefix, namespaces: [], procs: [], dir, adminSocket: join(dir, 'admin.sock') };
+  writeState(state);
+  try {
+    await build(state, o);
+  } catch (e) {
+    await labDown(o.prefix, () => undefined);
+    throw e;
+  }
+  return state;
+}
+
+async function build(state: LabState, o: LabOptions): Promise<void> {
+  const sw = nsName(o.prefix, 'sw');
+  const nodes = labNodes();
+  for (const ns of [sw, ...nodes.map((n) => nsName(o.prefix, n.name))]) {
+    ipBatch([`netns add ${ns}`]);
+    state.namespaces.push(ns);
+    writeState(state);
+    ipBatch(['link set lo up'], ns);
+  }
+  ipBatch(
+    LAB.bridges.flatMap((b) => [`link add ${b} type bridge`, `link set ${b} up`]),
+    sw,
+  );
+  for (const n of nodes) {
+    const ns = nsName(o.prefix, n.name);
+    const swSide: string[] = [];
+    const nodeSide: string[] = [];
+    n.links.forEach((l, i) => {
+      const peer = `${n.name.replace(/-/g, '')}${i}`;
+      swSide.push(`link add ${peer} type veth peer name eth${i} netns ${ns}`, `link set ${peer} master ${l.bridge} up`);
+      nodeSide.push(`addr add ${l.v4} dev eth${i}`, `addr add ${l.v6} dev eth${i} nodad`, `link set eth${i} up`);
+    });
+    ipBatch(swSide, sw);
+    ipBatch(nodeSide, ns);
+    ipBatch(
+      n.routes.map(([prefix, via]) => `route add ${prefix} via ${via}`),
+      ns,
+    );
+    if (n.forwarding) inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+  }
+  o.log(`namespaces up: ${state.namespaces.join(' ')}`);
+
+  const start = (name: string, ns: string, args: string[]): void => {
+    const logFile = join(state.dir, `${name}.log`);
+    const pid = spawnInNs(ns, [process.execPath, ...args], logFile);
+    state.procs.push({ name, pid, start: procStart(pid) });
+    writeState(state);
+  };
+  for (const rs of LAB.realServers) {
+    start(rs.name, nsName(o.prefix, rs.name), [
+      join(DIST, 'lab', 'demo_server.js'),
+      '--name',
+      rs.name,
+      '--port',
+      String(LAB.rsPort),
+    ]);
+  }
+  const configFile = join(state.dir, 'lb-a.yaml');
+  writeFileSync(configFile, labConfig(state.adminSocket, o.workers));
+  start('tunvs-lb-a', nsName(o.prefix, 'lb-a'), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
+  const tunvs = state.procs[state.procs.length - 1]!;
+  await waitFor(
+    'tunvs on lb-a to answer on its admin socket',
+    async () => {
+      if (!isAlive(tunvs.pid))
+        throw new Error(
+          `tunvs on lb-a exited:\n${readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8').slice(-2000)}`,
+        );
+      try {
+        await adminRequest(state.adminSocket, { cmd: 'stats' }, 1000);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    15_000,
+    join(state.dir, 'tunvs-lb-a.log'),
+  );
+  for (const rs of LAB.realServers) {
+    const logFile = join(state.dir, `${rs.name}.log`);
+    await waitFor(
+      `${rs.name} to listen`,
+      () => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('listening'),
+      10_000,
+      logFile,
+    );
+  }
+  o.log(`tunvs running on lb-a (pid ${tunvs.pid}); real servers rs1..rs3 on :${LAB.rsPort}`);
+}
+
+export async function labDown(prefix: string, log: (line: string) => void): Promise<void> {
+  const state = readState(prefix);
+  for (const p of [...(state?.procs ?? [])].reverse()) {
+    // Only a process that is still the one we started (same start time) is stopped.
+    if (isAlive(p.pid) && procStart(p.pid) === p.start) {
+      await stopPid(p.pid);
+      log(`stopped ${p.name} (pid ${p.pid})`);
+    }
+  }
+  const namespaces = new Set([...(state?.namespaces ?? []), ...listNamespaces().filter((n) => n.startsWith(prefix))]);
+  for (const ns of namespaces) {
+    try {
+      ipBatch([`netns del ${ns}`]);
+    } catch {
+      // already gone
+    }
+  }
+  if (namespaces.size > 0) log(`removed namespaces: ${[...namespaces].join(' ')}`);
+  rmSync(stateDir(prefix), { recursive: true, force: true });
+}
+
+export async function labStatus(prefix: string): Promise<string> {
+  const state = readState(prefix);
+  if (!state) return `no lab with prefix ${prefix} (start one with: tunvs lab up)`;
+  const lines = [`lab ${prefix}: namespaces ${state.namespaces.join(' ')}`];
+  for (const p of state.procs)
+    lines.push(`  ${p.name.padEnd(12)} pid ${p.pid} ${isAlive(p.pid) ? 'running' : 'NOT RUNNING'}`);
+  try {
+    const reply = await adminRequest(state.adminSocket, { cmd: 'list' });
+    lines.push('', String(reply.text));
+  } catch (e) {
+    lines.push(`tunvs: ${(e as Error).message}`);
+  }
+  return lines.join('\n');
+}
+
+/** GET the VIP from the client namespace `count` times; returns the bodies. */
+export function labCurl(prefix: string, family: 4 | 6, count = 1): string {
+  const url = family === 4 ? `http://${LAB.vip4}:${LAB.vport}/` : `http://[${LAB.vip6}]:${LAB.vport}/`;
+  return inNs(
+    nsName(prefix, 'client'),
+    [process.execPath, join(DIST, 'lab', 'http_get.js'), url, String(count)],
+    60_000,
+  );
+}
+
+export { LAB };

@@ -1,0 +1,82 @@
+/**
+ * Thin helpers over iproute2 for the lab and the namespace tests: run a command in a
+ * namespace, start a long-running process there (recording its PID so that only it is ever
+ * stopped), and tear down.
+ */
+
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+
+export function sh(cmd: string, args: string[], input?: string): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input });
+}
+
+/** Run `args` inside namespace `ns` and return its stdout. */
+export function inNs(ns: string, args: string[], timeoutMs = 30_000): string {
+  return execFileSync('ip', ['netns', 'exec', ns, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: timeoutMs,
+  });
+}
+
+/** Apply many `ip` commands at once (ip -batch), optionally inside a namespace. */
+export function ipBatch(lines: string[], ns?: string): void {
+  if (lines.length === 0) return;
+  const args = ns ? ['-n', ns, '-batch', '-'] : ['-batch', '-'];
+  execFileSync('ip', args, { input: `${lines.join('\n')}\n`, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+export function listNamespaces(): string[] {
+  try {
+    return sh('ip', ['netns', 'list'])
+      .split('\n')
+      .map((l) => l.split(' ')[0]!)
+      .filter((n) => n.length > 0);
+  } catch {
+    return [];
+  }
+}
+
+/** Start a detached process in `ns`, output to `logFile`. Returns its PID. */
+export function spawnInNs(ns: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): number {
+  const out = openSync(logFile, 'a');
+  const child = spawn('ip', ['netns', 'exec', ns, ...args], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    env,
+  });
+  closeSync(out);
+  child.unref();
+  if (child.pid === undefined) throw new Error(`could not start ${args.join(' ')} in ${ns}`);
+  return child.pid;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stop a process we started, by PID: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopPid(pid: number, graceMs = 3000): Promise<void> {
+  if (!isAlive(pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
