@@ -1,9 +1,11 @@
 // Installs what a quick-start command needs before it runs (npm's pre-scripts call this),
 // so `npm test` and `npm run lab` work on a fresh clone with nothing but Node.js and npm.
 //
-// npm dependencies: `npm ci` when node_modules is missing or was installed from another
-// package-lock.json (a hash of the lock file is kept in node_modules).
-// Later issues add Debian packages (iproute2, nftables, …) and the native build here.
+//   Debian packages: the commands the lab and the namespace tests use (iproute2, python3),
+//     installed with apt-get when missing (needs root, as the lab does anyway);
+//   npm dependencies: `npm ci` when node_modules is missing or was installed from another
+//     package-lock.json (a hash of the lock file is kept in node_modules);
+//   the native addon and the compiled tree: built when missing.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -11,13 +13,46 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+const has = (cmd) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+// Debian packages, by the command that shows they are there.
+const APT = [
+  ['ip', 'iproute2'],
+  ['python3', 'python3'],
+  ['cc', 'build-essential'],
+  ['make', 'build-essential'],
+];
+const missing = [...new Set(APT.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
+if (missing.length > 0) {
+  if (process.getuid?.() !== 0 || !has('apt-get')) {
+    console.error(
+      `tunvs: missing system packages: ${missing.join(' ')} — install them (Debian: apt-get install ${missing.join(' ')})`,
+    );
+    process.exit(1);
+  }
+  console.log(`tunvs: installing ${missing.join(' ')} (apt-get)...`);
+  run('apt-get', ['update', '-qq']);
+  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing]);
+}
+
 const lock = join(root, 'package-lock.json');
 const stamp = join(root, 'node_modules', '.tunvs-lock-hash');
-
 const want = createHash('sha256').update(readFileSync(lock)).digest('hex');
 const have = existsSync(stamp) ? readFileSync(stamp, 'utf8').trim() : '';
 if (want !== have) {
   console.log('tunvs: installing npm dependencies (npm ci)...');
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  run('npm', ['ci', '--no-audit', '--no-fund']); // its install script builds the native addon
   writeFileSync(stamp, `${want}\n`);
 }
+if (!existsSync(join(root, 'native', 'build', 'Release', 'tunvs_native.node'))) {
+  run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
+}
+if (process.argv.includes('--build')) run('npm', ['run', 'build', '--silent']);

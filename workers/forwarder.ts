@@ -11,7 +11,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { BURST_MAX, TIMER_TICK_MS } from '../src/constants.js';
 import { Engine } from '../src/dataplane/engine.js';
 import { PacketRing } from '../src/dataplane/ring.js';
+import { HandoffRing } from '../src/dataplane/handoff.js';
 import { LinuxTunQueue } from '../src/dataplane/tun_device.js';
+import { DROP_REDIRECT_FULL, VERDICT_DROP, VERDICT_REDIRECT } from '../src/nat/verdict.js';
 import type { ForwarderInit, ToForwarder } from '../src/control/forwarder_protocol.js';
 
 const init = workerData as ForwarderInit;
@@ -42,8 +44,48 @@ function flushEmitted(): void {
   }
 }
 
+// Hand-over to other workers: the rare packets the kernel could not steer to their owner.
+const handoffTo = init.handoffTo.map((sab) => (sab ? new HandoffRing(sab) : null));
+const handoffFrom = init.handoffFrom.map((sab) => (sab ? new HandoffRing(sab) : null));
+const handoffRing = new PacketRing(64);
+
+function handOver(from: PacketRing, count: number): void {
+  for (let i = 0; i < count; i++) {
+    if (from.verdicts[i] !== VERDICT_REDIRECT) continue;
+    const owner = from.aux[i]!;
+    const out = handoffTo[owner];
+    if (!out || !out.push(from, i)) {
+      engine.countDrop(DROP_REDIRECT_FULL);
+      continue;
+    }
+    if (out.claimWake()) init.wakePorts[owner]!.postMessage(0);
+  }
+}
+
+function drainFrom(sender: number): void {
+  const inbox = handoffFrom[sender];
+  if (!inbox) return;
+  for (;;) {
+    const n = inbox.drain(handoffRing);
+    if (n === 0) return;
+    engine.processBurst(handoffRing, n, now());
+    // These are ours by the same function that sent them; never bounce one back.
+    for (let i = 0; i < n; i++) {
+      if (handoffRing.verdicts[i] === VERDICT_REDIRECT) {
+        handoffRing.verdicts[i] = VERDICT_DROP;
+        engine.countDrop(DROP_REDIRECT_FULL);
+      }
+    }
+    queue.writeRing(handoffRing, n);
+    flushEmitted();
+  }
+}
+
+init.wakePorts.forEach((p, sender) => p?.on('message', () => drainFrom(sender)));
+
 queue.start(ring, (count) => {
   engine.processBurst(ring, count, now());
+  if (engine.lastBurstRedirects > 0) handOver(ring, count);
   flushEmitted();
 });
 
@@ -60,6 +102,7 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'stop') {
     clearInterval(timer);
     queue.close();
+    for (const p of init.wakePorts) p?.close();
     port.close();
   }
 });

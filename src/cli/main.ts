@@ -18,7 +18,8 @@ Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
   tunvs stats [--json]                    counters and drops by reason
-  tunvs lab up [--workers N]              build the netns lab and start tunvs on LB A
+  tunvs lab up [--workers N] [--no-steering]
+                                          build the netns lab and start tunvs on LB A
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
@@ -88,7 +89,8 @@ async function main(argv: string[]): Promise<number> {
       const sub = args.shift();
       if (sub === 'up') {
         const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
-        await labUp({ prefix, workers, log });
+        const steering = !flag(args, '--no-steering');
+        await labUp({ prefix, workers, steering, log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }

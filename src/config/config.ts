@@ -20,6 +20,9 @@ export interface TunConfig {
   name: string;
   mtu: number;
   txqueuelen: number;
+  /** Attach the steering eBPF program (when false, or when the kernel refuses it, workers
+   * hand mis-queued packets to their owner over shared memory: correct, but slower). */
+  steering: boolean;
 }
 
 export interface Config {
@@ -50,13 +53,14 @@ const TOP = ['tun', 'workers', 'sessions', 'rstOnExpire', 'timeouts', 'admin', '
 const TIMEOUT_KEYS = Object.keys(TIMEOUTS_DEFAULT_SEC) as (keyof TimeoutsSec)[];
 
 function tunConfig(v: unknown, path: string): TunConfig {
-  const o = object(v ?? {}, path, ['name', 'mtu', 'txqueuelen']);
+  const o = object(v ?? {}, path, ['name', 'mtu', 'txqueuelen', 'steering']);
   return {
     name: opt(o, 'name', DEFAULTS.tunName, (x) =>
       string(x, join(path, 'name'), /^[A-Za-z0-9_.-]{1,15}$/, 'an interface name of 1..15 letters, digits, _ . -'),
     ),
     mtu: opt(o, 'mtu', DEFAULTS.mtu, (x) => integer(x, join(path, 'mtu'), 1280, 2000, 'an MTU')),
     txqueuelen: opt(o, 'txqueuelen', DEFAULTS.txqueuelen, (x) => integer(x, join(path, 'txqueuelen'), 1, 1_000_000)),
+    steering: opt(o, 'steering', true, (x) => boolean(x, join(path, 'steering'))),
   };
 }
 

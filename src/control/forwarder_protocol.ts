@@ -1,5 +1,6 @@
 /** Messages between the main thread and the forwarder threads (workers/forwarder.ts). */
 
+import type { MessagePort } from 'node:worker_threads';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
 import type { ResolvedService } from '../service/service.js';
@@ -16,6 +17,11 @@ export interface ForwarderInit {
   services: ResolvedService[];
   countersSab: SharedArrayBuffer;
   connCountsSab: SharedArrayBuffer;
+  /** Hand-off rings (handoff.ts): to each owner, from each sender; null at our own index. */
+  handoffTo: (SharedArrayBuffer | null)[];
+  handoffFrom: (SharedArrayBuffer | null)[];
+  /** Wake-up ports to / from each other worker (transferred); null at our own index. */
+  wakePorts: (MessagePort | null)[];
 }
 
 export type ToForwarder =

@@ -10,7 +10,8 @@
  *   5. the admin socket; SIGHUP reloads, SIGTERM/SIGINT undo everything and exit.
  */
 
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { HandoffRing } from '../dataplane/handoff.js';
 import type { Server } from 'node:net';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
@@ -92,14 +93,36 @@ export class Runtime {
 
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. */
   private steer(services: readonly ResolvedService[]): void {
-    if (this.fds.length > 1) nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services));
+    if (this.fds.length < 2 || !this.config.tun.steering) return;
+    try {
+      nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services));
+    } catch (e) {
+      this.log('warn', 'steering program not attached: workers will hand packets to their owners (slower)', {
+        error: (e as Error).message,
+      });
+    }
   }
 
   private async startWorkers(): Promise<void> {
     const url = new URL('../../workers/forwarder.js', import.meta.url);
     const capacity = Math.ceil(this.config.sessions / this.config.workers);
     const ready: Promise<void>[] = [];
-    for (let w = 0; w < this.config.workers; w++) {
+    const n = this.config.workers;
+    // rings[s][o]: sender s → owner o; ports[s][o]: s's end of the s–o wake-up channel.
+    const rings = Array.from({ length: n }, (_, s) =>
+      Array.from({ length: n }, (_, o) => (s === o ? null : new HandoffRing().sab)),
+    );
+    const ports: (MessagePort | null)[][] = Array.from({ length: n }, () =>
+      new Array<MessagePort | null>(n).fill(null),
+    );
+    for (let a = 0; a < n; a++) {
+      for (let b = a + 1; b < n; b++) {
+        const ch = new MessageChannel();
+        ports[a]![b] = ch.port1;
+        ports[b]![a] = ch.port2;
+      }
+    }
+    for (let w = 0; w < n; w++) {
       const counters = createCounters();
       const counts = new ConnCounts();
       const init: ForwarderInit = {
@@ -113,8 +136,12 @@ export class Runtime {
         services: this.services,
         countersSab: counters.buffer as SharedArrayBuffer,
         connCountsSab: counts.sab,
+        handoffTo: rings[w]!,
+        handoffFrom: rings.map((row) => row[w]!),
+        wakePorts: ports[w]!,
       };
-      const thread = new Worker(url, { workerData: init, name: `tunvs-forwarder-${w}` });
+      const transfer = ports[w]!.filter((p): p is MessagePort => p !== null);
+      const thread = new Worker(url, { workerData: init, transferList: transfer, name: `tunvs-forwarder-${w}` });
       this.workers.push({ thread, counters, counts });
       ready.push(
         new Promise((resolve, reject) => {

@@ -145,6 +145,8 @@ export class Engine {
   /** Packets the engine generated (RSTs); `emitCount` of them are waiting to be written. */
   readonly emit = new PacketRing(EMIT_SLOTS);
   emitCount = 0;
+  /** Packets of the last burst left for another worker (verdict REDIRECT). */
+  lastBurstRedirects = 0;
   readonly worker: number;
   readonly workers: number;
   private redirectTo = 0;
@@ -250,6 +252,14 @@ export class Engine {
     ctr[C_TX_BYTES] = ctr[C_TX_BYTES]! + txBytes;
     ctr[C_DROPPED] = ctr[C_DROPPED]! + dropped;
     ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + redirected;
+    this.lastBurstRedirects = redirected;
+  }
+
+  /** Count a drop decided outside processBurst (e.g. a hand-off ring was full). */
+  countDrop(reason: number): void {
+    const ctr = this.counters;
+    ctr[DROPS_BASE + reason] = ctr[DROPS_BASE + reason]! + 1;
+    ctr[C_DROPPED] = ctr[C_DROPPED]! + 1;
   }
 
   /**

@@ -7,8 +7,8 @@
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../paths.js';
 import type { PacketRing } from './ring.js';
 
 export interface QueueStats {
@@ -58,10 +58,7 @@ let addon: NativeAddon | undefined;
 /** The native addon, built by `npm ci` (scripts/build-native.mjs). */
 export function nativeAddon(): NativeAddon {
   if (addon) return addon;
-  // src/dataplane or dist/src/dataplane → repository root.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  const file = join(dir, 'native', 'build', 'Release', 'tunvs_native.node');
+  const file = join(packageRoot(), 'native', 'build', 'Release', 'tunvs_native.node');
   if (!existsSync(file)) {
     throw new Error(`native addon not built (${file} missing): run npm ci, or node scripts/build-native.mjs`);
   }

@@ -6,9 +6,9 @@
  */
 
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
+import { distSrc } from '../paths.js';
 import { LAB, labConfig, labNodes } from './topology.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
 
@@ -16,17 +16,19 @@ export interface LabOptions {
   /** Namespace name prefix (default "tvs-"). */
   prefix: string;
   workers: number;
+  /** Attach the TUN steering program (default true). */
+  steering?: boolean;
   log: (line: string) => void;
 }
 
-interface Proc {
+export interface Proc {
   name: string;
   pid: number;
   /** Start time in clock ticks since boot (/proc/PID/stat field 22): guards against PID reuse. */
   start: string;
 }
 
-interface LabState {
+export interface LabState {
   prefix: string;
   namespaces: string[];
   procs: Proc[];
@@ -34,8 +36,7 @@ interface LabState {
   adminSocket: string;
 }
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const DIST = join(ROOT, 'dist', 'src');
+const DIST = distSrc();
 
 export function stateDir(prefix: string): string {
   return join('/run/tunvs-lab', prefix.replace(/[^A-Za-z0-9_-]/g, '_'));
@@ -50,7 +51,7 @@ function procStart(pid: number): string {
   }
 }
 
-function readState(prefix: string): LabState | undefined {
+export function readState(prefix: string): LabState | undefined {
   const file = join(stateDir(prefix), 'state.json');
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as LabState) : undefined;
 }
@@ -149,7 +150,7 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
     ]);
   }
   const configFile = join(state.dir, 'lb-a.yaml');
-  writeFileSync(configFile, labConfig(state.adminSocket, o.workers));
+  writeFileSync(configFile, labConfig(state.adminSocket, o.workers, o.steering ?? true));
   start('tunvs-lb-a', nsName(o.prefix, 'lb-a'), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
   const tunvs = state.procs[state.procs.length - 1]!;
   await waitFor(

@@ -1,0 +1,132 @@
+/**
+ * The lab, for real: namespaces, the TUN device, tunvs with two forwarder threads, real
+ * servers. Needs root (network namespaces); it builds its own lab under its own prefix and
+ * removes it afterwards, also when a test fails.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminRequest } from '../../src/control/admin.js';
+import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
+import { isAlive } from '../../src/lab/netns.js';
+
+const root = process.getuid?.() === 0;
+const prefix = `tt${process.pid % 100000}-`;
+let state: LabState;
+
+function counts(text: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const line of text.trim().split('\n')) {
+    const server = line.split(' ')[0]!;
+    m.set(server, (m.get(server) ?? 0) + 1);
+  }
+  return m;
+}
+
+async function stats(): Promise<Record<string, Record<string, number>>> {
+  return (await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as Record<string, Record<string, number>>;
+}
+
+function tunvsPid(): number {
+  return state.procs.find((p) => p.name === 'tunvs-lb-a')!.pid;
+}
+
+async function reloadWith(edit: (yaml: string) => string): Promise<void> {
+  const file = join(state.dir, 'lb-a.yaml');
+  writeFileSync(file, edit(readFileSync(file, 'utf8')));
+  process.kill(tunvsPid(), 'SIGHUP');
+  await new Promise((r) => setTimeout(r, 500));
+}
+
+describe.skipIf(!root)('netns lab (root)', () => {
+  beforeAll(async () => {
+    await labDown(prefix, () => undefined);
+    state = await labUp({ prefix, workers: 2, log: () => undefined });
+    state = readState(prefix)!;
+  }, 60_000);
+
+  afterAll(async () => {
+    await labDown(prefix, () => undefined);
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(prefix);
+  }, 60_000);
+
+  it.each([4, 6] as const)('HTTP through the IPv%i VIP reaches all three real servers (rr)', (family) => {
+    const seen = counts(labCurl(prefix, family, 30));
+    expect([...seen.keys()].sort()).toEqual(['rs1', 'rs2', 'rs3']);
+    for (const n of seen.values()) expect(n).toBeGreaterThanOrEqual(6);
+  });
+
+  it('the real server sees a local address (TOA reader not attached yet)', () => {
+    const line = labCurl(prefix, 4, 1);
+    expect(line).toMatch(/saw client 198\.18\.2\.[12]:\d+/);
+  });
+
+  it('wrr weights 1:2:3 hold within 5% over 3,000 requests (after a SIGHUP reload)', async () => {
+    await reloadWith((y) => {
+      let i = 0;
+      return y.replace(/scheduler: rr/g, 'scheduler: wrr').replace(/weight: 1 }/g, () => `weight: ${(i++ % 3) + 1} }`);
+    });
+    const seen = counts(labCurl(prefix, 4, 3000));
+    const expected = { rs1: 500, rs2: 1000, rs3: 1500 };
+    for (const [rs, want] of Object.entries(expected)) {
+      expect(Math.abs((seen.get(rs) ?? 0) - want) / want, `${rs}: ${seen.get(rs)} of 3000`).toBeLessThan(0.05);
+    }
+  }, 120_000);
+
+  it('a broken reload is refused and the running config keeps serving', async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    writeFileSync(file, good.replace('port: 80', 'port: 99999'));
+    process.kill(tunvsPid(), 'SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    writeFileSync(file, good);
+    const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
+    expect(log).toContain('reload refused, still running the previous config: services[0].port: 99999 is not a port');
+    expect(labCurl(prefix, 4, 3)).toMatch(/saw client/);
+  });
+
+  it('malformed packets are counted and dropped; tunvs keeps serving', async () => {
+    const before = await stats();
+    const sent = execFileSync(
+      'ip',
+      [
+        'netns',
+        'exec',
+        nsName(prefix, 'client'),
+        'python3',
+        join(import.meta.dirname, 'junk.py'),
+        LAB.vip4,
+        LAB.client4,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(Number(sent)).toBe(5);
+    await new Promise((r) => setTimeout(r, 300));
+    const after = await stats();
+    const grew = (k: string): number => after.drops![k]! - before.drops![k]!;
+    expect(grew('bad_tcp_header')).toBeGreaterThanOrEqual(1);
+    expect(grew('truncated')).toBeGreaterThanOrEqual(1);
+    expect(grew('bad_tcp_flags')).toBeGreaterThanOrEqual(1);
+    expect(grew('bad_udp_header')).toBeGreaterThanOrEqual(1);
+    expect(grew('no_service')).toBeGreaterThanOrEqual(1);
+    expect(isAlive(tunvsPid())).toBe(true);
+    expect(labCurl(prefix, 6, 2)).toMatch(/saw client fd18:18:2::/);
+  });
+
+  it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
+    const lbA = nsName(prefix, 'lb-a');
+    expect(execFileSync('ip', ['-n', lbA, 'route'], { encoding: 'utf8' })).toContain('198.18.0.100 dev tunvs0');
+    const pid = tunvsPid();
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 50 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(isAlive(pid)).toBe(false);
+    expect(() => execFileSync('ip', ['-n', lbA, 'link', 'show', 'tunvs0'], { stdio: 'pipe' })).toThrow();
+    const routes =
+      execFileSync('ip', ['-n', lbA, 'route'], { encoding: 'utf8' }) +
+      execFileSync('ip', ['-n', lbA, '-6', 'route'], { encoding: 'utf8' });
+    for (const a of [LAB.vip4, LAB.vip6, ...LAB.laddrs4, ...LAB.laddrs6]) expect(routes).not.toContain(a);
+    expect(readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8')).toContain('"msg":"stopping"');
+  }, 30_000);
+});
