@@ -29,6 +29,7 @@ const APT = [
   ['python3', 'python3'],
   ['cc', 'build-essential'],
   ['make', 'build-essential'],
+  ['tshark', 'tshark'], // an independent judge of what tunvs puts on the wire
 ];
 const missing = [...new Set(APT.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
 if (missing.length > 0) {
@@ -40,7 +41,10 @@ if (missing.length > 0) {
   }
   console.log(`tunvs: installing ${missing.join(' ')} (apt-get)...`);
   run('apt-get', ['update', '-qq']);
-  run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing]);
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
 }
 
 const lock = join(root, 'package-lock.json');

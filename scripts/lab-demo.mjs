@@ -24,11 +24,12 @@ say('GET http://198.18.0.100/ from the client, three times (IPv4 VIP, rr over rs
 process.stdout.write(run(['lab', 'curl', '--count', '3']));
 say('GET http://[fd18:18::100]/ (IPv6 VIP)');
 process.stdout.write(run(['lab', 'curl', '-6', '--count', '3']));
-console.log(
-  '\nThe real servers see a local address of the LB (FULLNAT). The client address travels in\n' +
-    'the TOA option; the real-server reader that hands it to applications is the next step\n' +
-    '(see the README status).',
-);
+
+say('What the real servers received: their application sees the LB local address (FULLNAT);');
+console.log('   the client address is in the TOA option, captured on the real servers with tshark.');
+console.log('   (The real-server reader that hands it to unmodified applications is the next step.)');
+process.stdout.write(run(['lab', 'toa', '--count', '3']));
+process.stdout.write(run(['lab', 'toa', '-6', '--count', '3']));
 
 say('Load: autocannon -c 50 -d 10 through the IPv4 VIP (keep-alive), from the client namespace');
 const cannon = join(root, 'node_modules', 'autocannon', 'autocannon.js');

@@ -10,7 +10,7 @@ import { DEFAULTS } from '../config/config.js';
 import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
 import { Runtime } from '../control/runtime.js';
-import { labCurl, labDown, labStatus, labUp } from '../lab/lab.js';
+import { labCurl, labDown, labStatus, labToa, labUp } from '../lab/lab.js';
 
 const HELP = `tunvs — userspace L4 load balancer (FULLNAT + TOA on a TUN device)
 
@@ -21,6 +21,8 @@ Usage:
   tunvs lab up [--workers N] [--no-steering]
                                           build the netns lab and start tunvs on LB A
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
+  tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
+                                          application saw beside the TOA it received (tshark)
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs help                              this text
@@ -108,7 +110,17 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(labCurl(prefix, family, count));
         return 0;
       }
-      throw new UsageError(`lab needs one of: up, down, status, curl (got ${sub ?? 'nothing'})`);
+      if (sub === 'toa') {
+        const family = flag(args, '-6') ? 6 : 4;
+        const count = positiveInt(option(args, '--count'), '--count') ?? 3;
+        const { observed } = await labToa(prefix, family, count);
+        for (const o of observed) {
+          const toa = o.toa ? `${o.toa.address}:${o.toa.port} (TOA kind ${o.toa.kind})` : 'no TOA captured';
+          log(`${o.server}: application saw ${o.appSaw}; TOA on the wire says the client is ${toa}`);
+        }
+        return 0;
+      }
+      throw new UsageError(`lab needs one of: up, down, status, curl, toa (got ${sub ?? 'nothing'})`);
     }
     case 'help':
     case '--help':

@@ -5,12 +5,14 @@
  * like most production servers).
  *
  *   GET /          "<name> saw client <addr>:<port>" (text), or JSON with ?json
- *   POST /echo     the request body back (integrity tests)
+ *   POST /echo     the request body back
+ * and a plain TCP echo service on --echo-port (integrity tests: bytes in = bytes out).
  *
- * Usage: node demo_server.js --name rs1 --port 8080
+ * Usage: node demo_server.js --name rs1 --port 8080 [--echo-port 9000]
  */
 
 import { createServer } from 'node:http';
+import { createServer as createTcpServer } from 'node:net';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -37,5 +39,12 @@ const server = createServer((req, res) => {
   res.end(`${name} saw client ${addr}:${rport}\n`);
 });
 server.keepAliveTimeout = 65_000;
+const echoPort = Number(arg('echo-port', '0'));
+if (echoPort > 0) {
+  createTcpServer((sock) => {
+    sock.on('error', () => sock.destroy());
+    sock.pipe(sock);
+  }).listen({ port: echoPort, host: '::', backlog: 4096 });
+}
 server.listen(port, '::', () => console.log(`${name} listening on [::]:${port}`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

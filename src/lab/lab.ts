@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import { distSrc } from '../paths.js';
+import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
 import { LAB, labConfig, labNodes } from './topology.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
 
@@ -147,6 +148,8 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
       rs.name,
       '--port',
       String(LAB.rsPort),
+      '--echo-port',
+      String(LAB.echoPort),
     ]);
   }
   const configFile = join(state.dir, 'lb-a.yaml');
@@ -229,3 +232,103 @@ export function labCurl(prefix: string, family: 4 | 6, count = 1): string {
 }
 
 export { LAB };
+
+export interface ToaObservation {
+  /** What the real-server application saw (accept/getpeername). */
+  appSaw: string;
+  /** The TOA the real server received in the handshake ACK, decoded by tshark. */
+  toa: TcpSeen['toa'];
+  server: string;
+}
+
+/**
+ * Make `count` requests through the VIP while tshark captures on every real server; pair
+ * each answer ("rsN saw client LIP:lport") with the TOA that the same connection carried.
+ * Also returns every packet that arrived at a real server, with tshark's checksum verdicts.
+ */
+export async function labToa(
+  prefix: string,
+  family: 4 | 6,
+  count: number,
+): Promise<{ observed: ToaObservation[]; arrived: TcpSeen[] }> {
+  const state = readState(prefix);
+  if (!state) throw new Error(`no lab with prefix ${prefix}: run tunvs lab up first`);
+  const caps = [];
+  for (const rs of LAB.realServers) {
+    caps.push(
+      await startCapture(
+        nsName(prefix, rs.name),
+        'eth0',
+        join(state.dir, `${rs.name}-${Date.now()}.pcap`),
+        `tcp port ${LAB.rsPort}`,
+      ),
+    );
+  }
+  let answers: string;
+  try {
+    answers = labCurl(prefix, family, count);
+    // dumpcap gets packets in blocks retired on a timer: let the last ones land.
+    await new Promise((r) => setTimeout(r, 1200));
+  } finally {
+    for (const c of caps) await stopCapture(c);
+  }
+  const rsAddrs = new Set<string>(LAB.realServers.flatMap((r) => [r.v4, r.v6]));
+  const arrived = caps
+    .flatMap((c) => readCapture(c.file))
+    .filter((p) => rsAddrs.has(p.dst) || [...rsAddrs].some((a) => sameAddr(a, p.dst)));
+  const observed = answers
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const m = /^(\S+) saw client (.+):(\d+)$/.exec(line.trim());
+      const server = m?.[1] ?? '?';
+      const lip = m?.[2] ?? '';
+      const lport = Number(m?.[3] ?? 0);
+      const pkt = arrived.find((p) => p.toa && p.sport === lport && sameAddr(p.src, lip));
+      return { appSaw: `${lip}:${lport}`, toa: pkt?.toa, server };
+    });
+  return { observed, arrived };
+}
+
+/** Compare two address texts (IPv6 in any spelling). */
+function sameAddr(a: string, b: string): boolean {
+  if (a === b) return true;
+  if (!a.includes(':') || !b.includes(':')) return false;
+  const expand = (t: string): string => {
+    const [h, tail] = t.split('::');
+    const hs = h ? h.split(':') : [];
+    const ts = tail !== undefined && tail ? tail.split(':') : [];
+    const all = tail === undefined ? hs : [...hs, ...new Array<string>(8 - hs.length - ts.length).fill('0'), ...ts];
+    return all.map((g) => parseInt(g, 16).toString(16)).join(':');
+  };
+  return expand(a) === expand(b);
+}
+
+export interface EchoResult {
+  connections: number;
+  ok: number;
+  corrupted: number;
+  failed: number;
+  bytesEachWay: number;
+  seconds: number;
+  errors: string[];
+}
+
+/** From the client: `connections` concurrent TCP connections to the echo VIP, each sending
+ * `bytes` and checking the SHA-256 of what comes back (lab/echo_check.ts). */
+export function labEcho(prefix: string, connections: number, bytes: number, timeoutSec = 120): EchoResult {
+  const out = inNs(
+    nsName(prefix, 'client'),
+    [
+      process.execPath,
+      join(DIST, 'lab', 'echo_check.js'),
+      LAB.vip4,
+      String(LAB.echoPort),
+      String(connections),
+      String(bytes),
+      String(timeoutSec),
+    ],
+    (timeoutSec + 10) * 1000,
+  );
+  return JSON.parse(out) as EchoResult;
+}

@@ -31,6 +31,7 @@ export const LAB = {
   client4: '198.18.100.10',
   client6: 'fd18:18:100::10',
   rsPort: 8080,
+  echoPort: 9000,
   realServers: [
     { name: 'rs1', v4: '198.18.20.21', v6: 'fd18:18:20::21' },
     { name: 'rs2', v4: '198.18.20.22', v6: 'fd18:18:20::22' },
@@ -121,6 +122,13 @@ services:
     localAddresses: [${LAB.laddrs4.join(', ')}]
     realServers:
 ${rs('v4')}
+  - name: echo-v4
+    vip: ${LAB.vip4}
+    port: ${LAB.echoPort}
+    scheduler: rr
+    localAddresses: [${LAB.laddrs4.join(', ')}]
+    realServers:
+${rs('v4').replace(/port: 8080/g, `port: ${LAB.echoPort}`)}
   - name: web-v6
     vip: "${LAB.vip6}"
     port: ${LAB.vport}

@@ -1,0 +1,138 @@
+/**
+ * Packet captures in lab namespaces with tshark (Debian's; a tool the project did not
+ * write, so it is an independent judge of what tunvs put on the wire): start one by PID,
+ * stop it by that PID, and read back the TCP packets with tshark's own checksum verdicts
+ * and the TOA option they carry.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { formatAddress } from '../service/addr.js';
+import { isAlive, spawnInNs, stopPid } from './netns.js';
+
+export interface Capture {
+  pid: number;
+  file: string;
+  log: string;
+}
+
+export async function startCapture(ns: string, iface: string, file: string, filter: string): Promise<Capture> {
+  const log = `${file}.log`;
+  const pid = spawnInNs(ns, ['tshark', '-i', iface, '-q', '-w', file, '-f', filter, '-a', 'duration:300'], log);
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (existsSync(log) && readFileSync(log, 'utf8').includes('Capturing on')) {
+      // dumpcap reports before the socket is fully live: give it a moment.
+      await new Promise((r) => setTimeout(r, 300));
+      return { pid, file, log };
+    }
+    if (!isAlive(pid)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`tshark did not start in ${ns}: ${existsSync(log) ? readFileSync(log, 'utf8') : 'no log'}`);
+}
+
+export async function stopCapture(c: Capture): Promise<void> {
+  if (isAlive(c.pid)) process.kill(c.pid, 'SIGINT');
+  const deadline = Date.now() + 5000;
+  while (isAlive(c.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await stopPid(c.pid, 1000);
+}
+
+export interface TcpSeen {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  syn: boolean;
+  ack: boolean;
+  /** tshark's verdicts: true = checksum verified good. */
+  ipChecksumGood: boolean;
+  tcpChecksumGood: boolean;
+  /** The TOA found in the options (kind 254/253/200, length 8 or 20), if any. */
+  toa?: { kind: number; address: string; port: number };
+}
+
+function decodeToa(hex: string): TcpSeen['toa'] {
+  const b = Buffer.from(hex.replace(/[^0-9a-f]/gi, ''), 'hex');
+  for (let i = 0; i < b.length;) {
+    const kind = b[i]!;
+    if (kind === 0) break;
+    if (kind === 1) {
+      i++;
+      continue;
+    }
+    const len = b[i + 1] ?? 0;
+    if (len < 2) break;
+    if ((kind === 254 || kind === 253 || kind === 200) && (len === 8 || len === 20)) {
+      const port = b.readUInt16BE(i + 2);
+      const addr = b.subarray(i + 4, i + len);
+      const words = Array.from({ length: len === 8 ? 1 : 4 }, (_, k) => addr.readInt32BE(4 * k));
+      const address = formatAddress(len === 8 ? 4 : 6, words);
+      return { kind, address, port };
+    }
+    i += len;
+  }
+  return undefined;
+}
+
+/** TCP packets of a capture file, as tshark decodes and verifies them. */
+export function readCapture(file: string): TcpSeen[] {
+  const out = execFileSync(
+    'tshark',
+    [
+      '-r',
+      file,
+      '-o',
+      'ip.check_checksum:TRUE',
+      '-o',
+      'tcp.check_checksum:TRUE',
+      '-Y',
+      'tcp',
+      '-T',
+      'fields',
+      '-e',
+      'ip.src',
+      '-e',
+      'ipv6.src',
+      '-e',
+      'ip.dst',
+      '-e',
+      'ipv6.dst',
+      '-e',
+      'tcp.srcport',
+      '-e',
+      'tcp.dstport',
+      '-e',
+      'tcp.flags.syn',
+      '-e',
+      'tcp.flags.ack',
+      '-e',
+      'tcp.options',
+      '-e',
+      'ip.checksum.status',
+      '-e',
+      'tcp.checksum.status',
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  return out
+    .split('\n')
+    .filter((l) => l.trim().length > 0)
+    .map((l) => {
+      const [s4, s6, d4, d6, sport, dport, syn, ack, opts, ipSum, tcpSum] = l.split('\t');
+      const toa = decodeToa(opts ?? '');
+      return {
+        src: s4 || s6 || '',
+        dst: d4 || d6 || '',
+        sport: Number(sport),
+        dport: Number(dport),
+        syn: syn === '1' || syn === 'True',
+        ack: ack === '1' || ack === 'True',
+        // IPv6 has no header checksum: "not present" counts as good.
+        ipChecksumGood: s4 ? ipSum === '1' : true,
+        tcpChecksumGood: tcpSum === '1',
+        ...(toa ? { toa } : {}),
+      };
+    });
+}

@@ -1,0 +1,86 @@
+/**
+ * Data-integrity check through the VIP: N concurrent TCP connections each send `bytes`
+ * of pseudo-random data to an echo server and compare the SHA-256 of what comes back.
+ * Bounded: gives up after `timeoutSec`. Prints a JSON summary.
+ *
+ * Usage: node echo_check.js HOST PORT CONNECTIONS BYTES TIMEOUT_SEC
+ */
+
+import { createHash, randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+
+const [host, portText, connText, bytesText, timeoutText] = process.argv.slice(2);
+const port = Number(portText);
+const connections = Number(connText);
+const bytes = Number(bytesText);
+const timeoutSec = Number(timeoutText ?? '120');
+if (!host || !(port > 0) || !(connections > 0) || !(bytes > 0)) {
+  console.error('usage: echo_check HOST PORT CONNECTIONS BYTES [TIMEOUT_SEC]');
+  process.exit(2);
+}
+
+// One random block, rotated per connection, keeps memory small while every stream differs.
+const block = randomBytes(bytes + 256);
+const started = Date.now();
+let ok = 0;
+let corrupted = 0;
+let failed = 0;
+const errors: string[] = [];
+
+function one(i: number): Promise<void> {
+  return new Promise((resolve) => {
+    const data = block.subarray(i % 256, (i % 256) + bytes);
+    const want = createHash('sha256').update(data).digest('hex');
+    const got = createHash('sha256');
+    let received = 0;
+    const sock = connect({ host, port });
+    const finish = (kind: 'ok' | 'corrupted' | 'failed', why?: string): void => {
+      if (kind === 'ok') ok++;
+      else if (kind === 'corrupted') corrupted++;
+      else failed++;
+      if (why && errors.length < 10) errors.push(`#${i}: ${why}`);
+      sock.destroy();
+      resolve();
+    };
+    sock.on('connect', () => sock.end(data));
+    sock.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      got.update(chunk);
+    });
+    sock.on('end', () => {
+      if (received !== bytes) finish('corrupted', `received ${received} of ${bytes} bytes`);
+      else if (got.digest('hex') !== want) finish('corrupted', 'SHA-256 mismatch');
+      else finish('ok');
+    });
+    sock.on('error', (e) => finish('failed', e.message));
+  });
+}
+
+const timer = setTimeout(() => {
+  console.log(
+    JSON.stringify({
+      connections,
+      ok,
+      corrupted,
+      failed: connections - ok - corrupted,
+      bytesEachWay: ok * bytes,
+      seconds: (Date.now() - started) / 1000,
+      errors: [...errors, 'timed out'],
+    }),
+  );
+  process.exit(1);
+}, timeoutSec * 1000);
+
+await Promise.all(Array.from({ length: connections }, (_, i) => one(i)));
+clearTimeout(timer);
+console.log(
+  JSON.stringify({
+    connections,
+    ok,
+    corrupted,
+    failed,
+    bytesEachWay: ok * bytes,
+    seconds: (Date.now() - started) / 1000,
+    errors,
+  }),
+);
