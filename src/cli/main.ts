@@ -10,7 +10,7 @@ import { DEFAULTS } from '../config/config.js';
 import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
 import { Runtime } from '../control/runtime.js';
-import { labCurl, labDown, labStatus, labToa, labUp } from '../lab/lab.js';
+import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 
 const HELP = `tunvs — userspace L4 load balancer (FULLNAT + TOA on a TUN device)
 
@@ -23,6 +23,8 @@ Usage:
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
                                           application saw beside the TOA it received (tshark)
+  tunvs lab load [-6] [--connections N] [--duration S]
+                                          autocannon through the VIP (default 50, 10 s; max 600 s)
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs help                              this text
@@ -120,7 +122,14 @@ async function main(argv: string[]): Promise<number> {
         }
         return 0;
       }
-      throw new UsageError(`lab needs one of: up, down, status, curl, toa (got ${sub ?? 'nothing'})`);
+      if (sub === 'load') {
+        const family = flag(args, '-6') ? 6 : 4;
+        const connections = positiveInt(option(args, '--connections'), '--connections') ?? 50;
+        const seconds = positiveInt(option(args, '--duration'), '--duration') ?? 10;
+        if (seconds > 600) throw new UsageError('--duration is at most 600 seconds (every load run is bounded)');
+        return labLoad(prefix, family, connections, seconds);
+      }
+      throw new UsageError(`lab needs one of: up, down, status, curl, toa, load (got ${sub ?? 'nothing'})`);
     }
     case 'help':
     case '--help':

@@ -5,10 +5,11 @@
  * Tests run their own lab under another prefix, so labs never collide.
  */
 
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
-import { distSrc } from '../paths.js';
+import { distSrc, packageRoot } from '../paths.js';
 import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
 import { LAB, labConfig, labNodes } from './topology.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
@@ -331,4 +332,28 @@ export function labEcho(prefix: string, connections: number, bytes: number, time
     (timeoutSec + 10) * 1000,
   );
   return JSON.parse(out) as EchoResult;
+}
+
+/** autocannon from the client namespace through a VIP: bounded by duration, output inherited
+ * (its progress display and result table). Returns autocannon's exit status. */
+export function labLoad(prefix: string, family: 4 | 6, connections: number, seconds: number, port = LAB.vport): number {
+  const url = family === 4 ? `http://${LAB.vip4}:${port}/` : `http://[${LAB.vip6}]:${port}/`;
+  const cannon = join(packageRoot(), 'node_modules', 'autocannon', 'autocannon.js');
+  const r = spawnSync(
+    'ip',
+    [
+      'netns',
+      'exec',
+      nsName(prefix, 'client'),
+      process.execPath,
+      cannon,
+      '-c',
+      String(connections),
+      '-d',
+      String(seconds),
+      url,
+    ],
+    { stdio: 'inherit', timeout: (seconds + 30) * 1000 },
+  );
+  return r.status ?? 1;
 }
