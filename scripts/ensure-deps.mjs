@@ -31,6 +31,8 @@ const APT = [
   ['make', 'build-essential'],
   ['tshark', 'tshark'], // an independent judge of what tunvs puts on the wire
 ];
+// The lab benchmark's peers and load tools.
+if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy'], ['iperf3', 'iperf3']);
 const missing = [...new Set(APT.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
 if (missing.length > 0) {
   if (process.getuid?.() !== 0 || !has('apt-get')) {

@@ -357,3 +357,13 @@ export function labLoad(prefix: string, family: 4 | 6, connections: number, seco
   );
   return r.status ?? 1;
 }
+
+/** Start a process in a lab namespace and record it, so that `lab down` stops it (by PID). */
+export function labSpawn(prefix: string, name: string, node: string, args: string[]): number {
+  const state = readState(prefix);
+  if (!state) throw new Error(`no lab with prefix ${prefix}`);
+  const pid = spawnInNs(nsName(prefix, node), args, join(state.dir, `${name}.log`));
+  state.procs.push({ name, pid, start: procStart(pid) });
+  writeState(state);
+  return pid;
+}

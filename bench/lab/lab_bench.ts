@@ -1,0 +1,292 @@
+/**
+ * Lab benchmark (`npm run bench:lab`, root): the same lab, the same real server (rs1), four
+ * paths measured in interleaved rounds so machine noise hits them alike:
+ *
+ *   direct    client → router → lb-b routing plainly → rs1 (no load balancer)
+ *   nftables  kernel FULLNAT on lb-b: dnat to rs1, snat to a local address (conntrack)
+ *   haproxy   haproxy in TCP mode on lb-b
+ *   tunvs     tunvs on lb-a (2 forwarder threads)
+ *
+ * Per path and round: autocannon -c 50 keep-alive (req/s, p50, p99), new connections per
+ * second (one request per connection), iperf3 (Gbit/s), and the LB process's CPU (cores)
+ * during the req/s run. Prints median (min–max), the ratios tunvs/nftables and
+ * tunvs/haproxy against the issue's targets, and writes JSON to bench/results/.
+ * Not a timed test. All traffic stays inside the lab namespaces it creates; every load run
+ * is bounded in time.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { labDown, labSpawn, labUp, nsName, readState } from '../../src/lab/lab.js';
+import { inNs, ipBatch } from '../../src/lab/netns.js';
+import { distSrc, packageRoot } from '../../src/paths.js';
+
+const PREFIX = 'tb-';
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 5);
+const RS1 = '198.18.20.21';
+const LB_B_UP = '198.18.10.12';
+const LB_B_RS = '198.18.20.12';
+
+interface Path {
+  name: 'direct' | 'nftables' | 'haproxy' | 'tunvs';
+  host: string;
+  httpPort: number;
+  iperfPort: number;
+  /** PID of the LB process whose CPU is measured (none for kernel paths). */
+  pid?: () => number;
+}
+
+const client = (args: string[], timeoutSec: number): Record<string, number> =>
+  JSON.parse(
+    inNs(
+      nsName(PREFIX, 'client'),
+      [process.execPath, join(packageRoot(), 'dist', 'bench', 'lab', 'client.js'), ...args],
+      (timeoutSec + 30) * 1000,
+    ),
+  ) as Record<string, number>;
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]); // utime + stime (task-wide, all threads)
+}
+
+async function setUp(): Promise<{ paths: Path[]; cleanup: () => Promise<void> }> {
+  await labDown(PREFIX, () => undefined);
+  await labUp({ prefix: PREFIX, workers: 2, log: (l) => console.log(l) });
+  // Every process the benchmark starts is recorded in the lab state: labDown stops it by PID.
+  const cleanup = async (): Promise<void> => labDown(PREFIX, () => undefined);
+  try {
+    return await configurePaths(cleanup);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Path[]; cleanup: () => Promise<void> }> {
+  const state = readState(PREFIX)!;
+  const ns = (n: string): string => nsName(PREFIX, n);
+
+  // rs1: iperf3 server (bounded: it exits when the benchmark stops it by PID).
+  labSpawn(PREFIX, 'iperf3', 'rs1', ['iperf3', '-s', '-p', '5201']);
+
+  // direct: router → lb-b → rs1, and rs1's replies to the client net back through lb-b.
+  ipBatch([`route add ${RS1}/32 via ${LB_B_UP}`], ns('router'));
+  ipBatch([`route add 198.18.100.0/24 via ${LB_B_RS}`], ns('rs1'));
+
+  // nftables FULLNAT on lb-b: VIP 198.18.1.110 → rs1, source rewritten to 198.18.3.1.
+  ipBatch(['route add 198.18.1.110/32 via 198.18.10.12', 'route add 198.18.1.120/32 via 198.18.10.12'], ns('router'));
+  ipBatch([`route add 198.18.3.0/24 via ${LB_B_RS}`], ns('rs1'));
+  execFileSync('ip', ['netns', 'exec', ns('lb-b'), 'nft', '-f', '-'], {
+    input: `table ip tunvs_bench {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr 198.18.1.110 tcp dport 80 dnat to ${RS1}:8080
+    ip daddr 198.18.1.110 tcp dport 5201 dnat to ${RS1}:5201
+  }
+  chain post {
+    type nat hook postrouting priority srcnat; policy accept;
+    ct status dnat ip daddr ${RS1} snat to 198.18.3.1
+  }
+}
+`,
+  });
+
+  // haproxy on lb-b: VIP 198.18.1.120 as a local address.
+  ipBatch(['addr add 198.18.1.120/32 dev lo'], ns('lb-b'));
+  const cfg = join(state.dir, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    `global
+  nbthread 2
+  maxconn 8000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend web
+  bind 198.18.1.120:80
+  default_backend web
+backend web
+  server rs1 ${RS1}:8080
+frontend iperf
+  bind 198.18.1.120:5201
+  default_backend iperf
+backend iperf
+  server rs1 ${RS1}:5201
+`,
+  );
+  const haproxy = labSpawn(PREFIX, 'haproxy', 'lb-b', ['haproxy', '-db', '-f', cfg]);
+
+  // tunvs: a bench service on lb-a toward rs1 only.
+  const lbConfig = join(state.dir, 'lb-a.yaml');
+  writeFileSync(
+    lbConfig,
+    `${readFileSync(lbConfig, 'utf8')}  - name: bench-http
+    vip: 198.18.0.110
+    port: 80
+    scheduler: rr
+    localAddresses: [198.18.2.1, 198.18.2.2]
+    realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
+  - name: bench-iperf
+    vip: 198.18.0.110
+    port: 5201
+    scheduler: rr
+    localAddresses: [198.18.2.1, 198.18.2.2]
+    realServers: [{ address: ${RS1}, port: 5201, weight: 1 }]
+`,
+  );
+  const tunvsPid = state.procs.find((p) => p.name === 'tunvs-lb-a')!.pid;
+  process.kill(tunvsPid, 'SIGHUP');
+  await new Promise((r) => setTimeout(r, 2000));
+
+  const paths: Path[] = [
+    { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5201 },
+    { name: 'nftables', host: '198.18.1.110', httpPort: 80, iperfPort: 5201 },
+    { name: 'haproxy', host: '198.18.1.120', httpPort: 80, iperfPort: 5201, pid: () => haproxy },
+    { name: 'tunvs', host: '198.18.0.110', httpPort: 80, iperfPort: 5201, pid: () => tunvsPid },
+  ];
+  // Smoke-test every path before measuring (haproxy and iperf3 may still be binding).
+  for (const p of paths) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const out = inNs(ns('client'), [
+          process.execPath,
+          join(distSrc(), 'lab', 'http_get.js'),
+          `http://${p.host}:${p.httpPort}/`,
+        ]);
+        console.log(`${p.name.padEnd(9)} ${out.trim()}`);
+        break;
+      } catch (e) {
+        if (attempt >= 20) throw e;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+  return { paths, cleanup };
+}
+
+interface Sample {
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  connPerSec: number;
+  gbps: number;
+  lbCores: number | null;
+}
+
+function measure(p: Path): Sample {
+  const ticks = 100; // USER_HZ
+  const pid = p.pid?.();
+  const c0 = pid ? cpuTicks(pid) : 0;
+  const t0 = Date.now();
+  const http = client(['http', `http://${p.host}:${p.httpPort}/`, '50', String(SECONDS)], SECONDS);
+  const wall = (Date.now() - t0) / 1000;
+  const lbCores = pid ? (cpuTicks(pid) - c0) / ticks / wall : null;
+  const conns = client(['conns', p.host, String(p.httpPort), '50', String(SECONDS)], SECONDS);
+  const iperf = JSON.parse(
+    inNs(
+      nsName(PREFIX, 'client'),
+      ['iperf3', '-c', p.host, '-p', String(p.iperfPort), '-t', String(IPERF_SECONDS), '-J'],
+      (IPERF_SECONDS + 30) * 1000,
+    ),
+  ) as { end: { sum_received: { bits_per_second: number } } };
+  return {
+    reqPerSec: http.reqPerSec!,
+    p50Ms: http.p50Ms!,
+    p99Ms: http.p99Ms!,
+    connPerSec: conns.connPerSec!,
+    gbps: iperf.end.sum_received.bits_per_second / 1e9,
+    lbCores,
+  };
+}
+
+function med(xs: number[]): { median: number; min: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]! };
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench:lab needs root (network namespaces)');
+  const { paths, cleanup } = await setUp();
+  const samples = new Map<string, Sample[]>(paths.map((p) => [p.name, []]));
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const p of paths) {
+        const s = measure(p);
+        samples.get(p.name)!.push(s);
+        console.log(
+          `round ${r + 1} ${p.name.padEnd(9)} ${s.reqPerSec.toFixed(0)} req/s (p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms), ${s.connPerSec.toFixed(0)} conn/s, ${s.gbps.toFixed(2)} Gbit/s${s.lbCores !== null ? `, LB ${s.lbCores.toFixed(2)} cores` : ''}`,
+        );
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+  const summary: Record<string, Record<string, { median: number; min: number; max: number } | null>> = {};
+  for (const [name, ss] of samples) {
+    summary[name] = {
+      reqPerSec: med(ss.map((s) => s.reqPerSec)),
+      p50Ms: med(ss.map((s) => s.p50Ms)),
+      p99Ms: med(ss.map((s) => s.p99Ms)),
+      connPerSec: med(ss.map((s) => s.connPerSec)),
+      gbps: med(ss.map((s) => s.gbps)),
+      lbCores: ss[0]!.lbCores === null ? null : med(ss.map((s) => s.lbCores!)),
+    };
+  }
+  const f = (v: { median: number; min: number; max: number } | null | undefined, d = 0): string =>
+    v ? `${v.median.toFixed(d)} (${v.min.toFixed(d)}–${v.max.toFixed(d)})` : 'n/a (kernel)';
+  console.log(
+    `\ntunvs lab benchmark: ${ROUNDS} interleaved rounds, median (min–max); node ${process.version}, ${cpus().length} cores`,
+  );
+  console.log('| path | req/s (-c 50) | p50 ms | p99 ms | new conn/s | iperf3 Gbit/s | LB CPU cores |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const p of paths) {
+    const s = summary[p.name]!;
+    console.log(
+      `| ${p.name} | ${f(s.reqPerSec)} | ${f(s.p50Ms)} | ${f(s.p99Ms)} | ${f(s.connPerSec)} | ${f(s.gbps, 2)} | ${f(s.lbCores, 2)} |`,
+    );
+  }
+  const ratio = (a: string, b: string, k: string): number => summary[a]![k]!.median / summary[b]![k]!.median;
+  const targets = [
+    ['tunvs/nftables req/s', ratio('tunvs', 'nftables', 'reqPerSec'), 0.8],
+    ['tunvs/nftables new conn/s', ratio('tunvs', 'nftables', 'connPerSec'), 0.75],
+    ['tunvs/nftables Gbit/s', ratio('tunvs', 'nftables', 'gbps'), 0.75],
+    ['tunvs/haproxy req/s', ratio('tunvs', 'haproxy', 'reqPerSec'), 1.0],
+    ['tunvs/haproxy new conn/s', ratio('tunvs', 'haproxy', 'connPerSec'), 1.0],
+    ['tunvs/haproxy Gbit/s', ratio('tunvs', 'haproxy', 'gbps'), 1.0],
+  ] as const;
+  console.log('\n| ratio | value | target | met |\n|---|---|---|---|');
+  for (const [name, v, t] of targets) console.log(`| ${name} | ${v.toFixed(2)} | >= ${t} | ${v >= t ? 'yes' : 'NO'} |`);
+  const dir = join(packageRoot(), 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `lab-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        bench: 'lab',
+        date: new Date().toISOString(),
+        rounds: ROUNDS,
+        seconds: SECONDS,
+        summary,
+        samples: Object.fromEntries(samples),
+        targets: targets.map(([name, value, target]) => ({ name, value, target, met: value >= target })),
+      },
+      null,
+      2,
+    ),
+  );
+  console.log(`\nwrote ${file}`);
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:lab: ${(e as Error).message}`);
+  process.exitCode = 1;
+});
