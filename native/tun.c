@@ -5,6 +5,7 @@
  *   open()            create/attach a multi-queue TUN (IFF_TUN|IFF_NO_PI|IFF_MULTI_QUEUE),
  *                     one non-blocking fd per queue;
  *   configure()       MTU, txqueuelen, link up (ioctls on a datagram socket);
+ *   setOffload()      TUNSETOFFLOAD: partial checksums and GSO super-packets (IFF_VNET_HDR);
  *   attachSteering()  load a socket-filter eBPF program (instructions assembled in JS,
  *                     src/dataplane/steering.ts) and attach it with TUNSETSTEERINGEBPF;
  *   Queue             drives one queue fd with uv_poll on the *calling thread's* event loop:
@@ -156,6 +157,21 @@ static napi_value Configure(napi_env env, napi_callback_info info) {
     return throw_errno(env, "TUNVS_ERR_TUN_CONFIG", "link up (SIOCSIFFLAGS)", err, NULL);
   }
   close(s);
+  return NULL;
+}
+
+/* setOffload(fd, flags): TUNSETOFFLOAD (TUN_F_CSUM | TUN_F_TSO4 | ...). The device then
+ * hands over partial checksums and GSO super-packets behind a virtio_net_hdr. */
+static napi_value SetOffload(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  uint32_t flags = 0;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  CHECK(env, napi_get_value_uint32(env, argv[1], &flags));
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0)
+    return throw_errno(env, "TUNVS_ERR_TUN_CONFIG", "TUNSETOFFLOAD", errno, NULL);
   return NULL;
 }
 
@@ -476,6 +492,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "configure", fn);
   napi_create_function(env, "closeFd", NAPI_AUTO_LENGTH, CloseFd, NULL, &fn);
   napi_set_named_property(env, exports, "closeFd", fn);
+  napi_create_function(env, "setOffload", NAPI_AUTO_LENGTH, SetOffload, NULL, &fn);
+  napi_set_named_property(env, exports, "setOffload", fn);
   napi_create_function(env, "attachSteering", NAPI_AUTO_LENGTH, AttachSteering, NULL, &fn);
   napi_set_named_property(env, exports, "attachSteering", fn);
   return exports;

@@ -1,7 +1,8 @@
 // Installs what a quick-start command needs before it runs (npm's pre-scripts call this),
 // so `npm test` and `npm run lab` work on a fresh clone with nothing but Node.js and npm.
 //
-//   Debian packages: the commands the lab and the namespace tests use (iproute2, python3),
+//   Debian packages: the commands the lab and the namespace tests use (iproute2, python3,
+//     tshark, iperf3, ethtool; nftables and haproxy for the lab benchmark),
 //     installed with apt-get when missing (needs root, as the lab does anyway);
 //   npm dependencies: `npm ci` when node_modules is missing or was installed from another
 //     package-lock.json (a hash of the lock file is kept in node_modules);
@@ -30,9 +31,11 @@ const APT = [
   ['cc', 'build-essential'],
   ['make', 'build-essential'],
   ['tshark', 'tshark'], // an independent judge of what tunvs puts on the wire
+  ['iperf3', 'iperf3'],
+  ['ethtool', 'ethtool'],
 ];
 // The lab benchmark's peers and load tools.
-if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy'], ['iperf3', 'iperf3']);
+if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy']);
 const missing = [...new Set(APT.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
 if (missing.length > 0) {
   if (process.getuid?.() !== 0 || !has('apt-get')) {

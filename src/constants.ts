@@ -8,6 +8,16 @@
  * TCP option growth (TOA) fits; a power of two keeps slot offsets a shift away. */
 export const SLOT_SIZE_BYTES = 2048;
 
+/** Bytes of a slot of a TUN ring with offloads on: a 64 KiB GSO super-packet, its
+ * virtio_net_hdr, and TOA growth (a multiple of 8, as ring slots must be). */
+export const GSO_SLOT_SIZE_BYTES = 65536 + 128;
+
+/** Slots of a TUN ring with offloads on (8 MiB per worker). */
+export const GSO_BURST_MAX = 128;
+
+/** Size of struct virtio_net_hdr in front of each packet with IFF_VNET_HDR. */
+export const VNET_HDR_LEN = 10;
+
 /** Packets handled per burst: one JS call per burst amortises the native crossing; 256 keeps
  * a burst (512 KiB of slots) inside L2 while covering a full TUN txqueue drain. */
 export const BURST_MAX = 256;

@@ -6,9 +6,18 @@
  * services (reload) and stop.
  */
 
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { BURST_MAX, TIMER_TICK_MS } from '../src/constants.js';
+import {
+  BURST_MAX,
+  GSO_BURST_MAX,
+  GSO_SLOT_SIZE_BYTES,
+  SLOT_SIZE_BYTES,
+  TIMER_TICK_MS,
+  VNET_HDR_LEN,
+} from '../src/constants.js';
 import { Engine } from '../src/dataplane/engine.js';
 import { PacketRing } from '../src/dataplane/ring.js';
 import { HandoffRing } from '../src/dataplane/handoff.js';
@@ -17,9 +26,22 @@ import { DROP_REDIRECT_FULL, VERDICT_DROP, VERDICT_REDIRECT } from '../src/nat/v
 import type { ForwarderInit, ToForwarder } from '../src/control/forwarder_protocol.js';
 
 const init = workerData as ForwarderInit;
+
+// Forwarding is latency-critical work that must not queue behind other processes on the
+// node: raise this thread's priority (setpriority on its own TID; needs CAP_SYS_NICE).
+if (init.nice !== 0) {
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    setPriority(tid, init.nice);
+  } catch {
+    // Not permitted here: run at the default priority.
+  }
+}
 const port = parentPort!;
 const now = (): number => performance.timeOrigin + performance.now();
 
+// With offloads each slot holds a virtio_net_hdr and up to a 64 KiB GSO super-packet.
+const headroom = init.offload ? VNET_HDR_LEN : 0;
 const engine = new Engine(
   {
     worker: init.worker,
@@ -31,10 +53,13 @@ const engine = new Engine(
     nowMs: now(),
     countersSab: init.countersSab,
     connCountsSab: init.connCountsSab,
+    headroom,
   },
   init.services,
 );
-const ring = new PacketRing(BURST_MAX);
+const ring = init.offload
+  ? new PacketRing(GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, undefined, headroom)
+  : new PacketRing(BURST_MAX);
 const queue = new LinuxTunQueue(init.fd);
 
 function flushEmitted(): void {
@@ -47,7 +72,7 @@ function flushEmitted(): void {
 // Hand-over to other workers: the rare packets the kernel could not steer to their owner.
 const handoffTo = init.handoffTo.map((sab) => (sab ? new HandoffRing(sab) : null));
 const handoffFrom = init.handoffFrom.map((sab) => (sab ? new HandoffRing(sab) : null));
-const handoffRing = new PacketRing(64);
+const handoffRing = new PacketRing(64, SLOT_SIZE_BYTES, undefined, headroom);
 
 function handOver(from: PacketRing, count: number): void {
   for (let i = 0; i < count; i++) {

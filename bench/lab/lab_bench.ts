@@ -36,6 +36,8 @@ interface Path {
   host: string;
   httpPort: number;
   iperfPort: number;
+  /** iperf3 target when it differs from `host`. */
+  iperfHost?: string;
   /** PID of the LB process whose CPU is measured (none for kernel paths). */
   pid?: () => number;
 }
@@ -72,8 +74,7 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
   const state = readState(PREFIX)!;
   const ns = (n: string): string => nsName(PREFIX, n);
 
-  // rs1: iperf3 server (bounded: it exits when the benchmark stops it by PID).
-  labSpawn(PREFIX, 'iperf3', 'rs1', ['iperf3', '-s', '-p', '5201']);
+  // rs1 already runs an iperf3 server on 5201 (the lab starts it).
 
   // direct: router → lb-b → rs1, and rs1's replies to the client net back through lb-b.
   ipBatch([`route add ${RS1}/32 via ${LB_B_UP}`], ns('router'));
@@ -134,12 +135,6 @@ backend iperf
     scheduler: rr
     localAddresses: [198.18.2.1, 198.18.2.2]
     realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
-  - name: bench-iperf
-    vip: 198.18.0.110
-    port: 5201
-    scheduler: rr
-    localAddresses: [198.18.2.1, 198.18.2.2]
-    realServers: [{ address: ${RS1}, port: 5201, weight: 1 }]
 `,
   );
   const tunvsPid = state.procs.find((p) => p.name === 'tunvs-lb-a')!.pid;
@@ -150,7 +145,15 @@ backend iperf
     { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5201 },
     { name: 'nftables', host: '198.18.1.110', httpPort: 80, iperfPort: 5201 },
     { name: 'haproxy', host: '198.18.1.120', httpPort: 80, iperfPort: 5201, pid: () => haproxy },
-    { name: 'tunvs', host: '198.18.0.110', httpPort: 80, iperfPort: 5201, pid: () => tunvsPid },
+    // iperf3 through tunvs uses the lab's own iperf3 service (VIP 198.18.0.100:5201 → rs1).
+    {
+      name: 'tunvs',
+      host: '198.18.0.110',
+      httpPort: 80,
+      iperfPort: 5201,
+      iperfHost: '198.18.0.100',
+      pid: () => tunvsPid,
+    },
   ];
   // Smoke-test every path before measuring (haproxy and iperf3 may still be binding).
   for (const p of paths) {

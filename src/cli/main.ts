@@ -18,7 +18,7 @@ Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
   tunvs stats [--json]                    counters and drops by reason
-  tunvs lab up [--workers N] [--no-steering]
+  tunvs lab up [--workers N] [--no-steering] [--no-offload]
                                           build the netns lab and start tunvs on LB A
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
@@ -94,7 +94,8 @@ async function main(argv: string[]): Promise<number> {
       if (sub === 'up') {
         const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
         const steering = !flag(args, '--no-steering');
-        await labUp({ prefix, workers, steering, log });
+        const offload = !flag(args, '--no-offload');
+        await labUp({ prefix, workers, steering, offload, log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }

@@ -14,6 +14,10 @@ export interface ForwarderInit {
   mtu: number;
   timeouts: TimeoutsSec;
   rstOnExpire: boolean;
+  /** The TUN was opened with IFF_VNET_HDR: packets sit behind a virtio_net_hdr. */
+  offload: boolean;
+  /** Scheduling priority of the forwarder threads (nice value, −20..19). */
+  nice: number;
   services: ResolvedService[];
   countersSab: SharedArrayBuffer;
   connCountsSab: SharedArrayBuffer;

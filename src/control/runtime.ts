@@ -17,7 +17,7 @@ import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { steeringProgram } from '../dataplane/steering.js';
-import { nativeAddon } from '../dataplane/tun_device.js';
+import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
 import { ConnCounts, IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
 import { serveAdmin } from './admin.js';
 import type { ForwarderInit, FromForwarder } from './forwarder_protocol.js';
@@ -63,7 +63,8 @@ export class Runtime {
     this.config = config;
     const native = nativeAddon();
     try {
-      const tun = native.open(config.tun.name, config.workers, false);
+      const tun = native.open(config.tun.name, config.workers, config.tun.offload);
+      if (config.tun.offload) native.setOffload(tun.fds[0]!, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN);
       this.fds = tun.fds;
       // No IPv6 address on the TUN (it needs none to route): otherwise the kernel sends its
       // own MLD and router solicitations into the device. Must precede link up.
@@ -133,6 +134,8 @@ export class Runtime {
         mtu: this.config.tun.mtu,
         timeouts: this.config.timeouts,
         rstOnExpire: this.config.rstOnExpire,
+        offload: this.config.tun.offload,
+        nice: this.config.workerNice,
         services: this.services,
         countersSab: counters.buffer as SharedArrayBuffer,
         connCountsSab: counts.sab,

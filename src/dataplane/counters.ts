@@ -36,7 +36,11 @@ export const C_RST_SENT = 17;
 export const C_EMIT_FULL = 18;
 export const C_PACKETS_IN = 19; // client → real server direction
 export const C_PACKETS_OUT = 20; // real server → client direction
-export const GLOBAL_COUNT = 21;
+/** TOA was due on a GSO super-packet already at the 64 KiB IP limit, and was left out. */
+export const C_TOA_SKIPPED_GSO = 21;
+/** GSO super-packets rewritten (each stands for several wire packets). */
+export const C_GSO_PACKETS = 22;
+export const GLOBAL_COUNT = 23;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -60,6 +64,8 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'emit_full',
   'packets_in',
   'packets_out',
+  'toa_skipped_gso',
+  'gso_packets',
 ];
 
 export const DROPS_BASE = GLOBAL_COUNT;

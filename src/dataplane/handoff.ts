@@ -39,14 +39,17 @@ export class HandoffRing {
   }
 
   /**
-   * Producer: copy slot `i` of `from` in. Returns false when the ring is full.
+   * Producer: copy slot `i` of `from` in. Returns false when the ring is full, or when the
+   * packet is larger than a hand-off slot (a GSO super-packet: with steering on, those are
+   * TCP and reach their owner directly).
    * Sets `needsWake` when the consumer must be told (no wake-up pending).
    */
   push(from: PacketRing, i: number): boolean {
     const tail = this.ctl[TAIL]!;
     if (tail - Atomics.load(this.ctl, HEAD) >= HANDOFF_SLOTS) return false;
-    const slot = tail & (HANDOFF_SLOTS - 1);
     const len = from.lens[i]!;
+    if (len > SLOT_SIZE_BYTES) return false;
+    const slot = tail & (HANDOFF_SLOTS - 1);
     const off = i * from.slotSize;
     // A view per handed-over packet: this path is rare (see the header), not per packet.
     this.bytes.set(from.bytes.subarray(off, off + len), slot * SLOT_SIZE_BYTES);

@@ -7,7 +7,9 @@
  *   | slots × slotSize bytes   | lens (i32)  | verdicts (i32) | aux (i32)  |
  *   +--------------------------+-------------+----------------+------------+
  *
- * Slot i holds one IP packet at offset i × slotSize, its length in lens[i]. After
+ * Slot i holds one IP packet at offset i × slotSize + headroom, its length (headroom
+ * included) in lens[i]. With TUN offloads the headroom is the virtio_net_hdr the kernel
+ * puts in front of every packet (VNET_HDR_LEN bytes; flags, GSO type, checksum offsets). After
  * `Engine.processBurst` lens[i] is the length to write, verdicts[i] a VERDICT_* value, and
  * aux[i] the drop reason (VERDICT_DROP) or the owner worker (VERDICT_REDIRECT).
  */
@@ -28,6 +30,8 @@ export class PacketRing {
     readonly slots: number,
     readonly slotSize: number = SLOT_SIZE_BYTES,
     sab?: SharedArrayBuffer,
+    /** Bytes before the IP header in each slot (0, or VNET_HDR_LEN with offloads). */
+    readonly headroom = 0,
   ) {
     if (!Number.isInteger(slots) || slots < 1) throw new RangeError('a ring needs at least one slot');
     if (slotSize % 8 !== 0) throw new RangeError('slot size must be a multiple of 8');
@@ -43,16 +47,21 @@ export class PacketRing {
     this.whole = new Uint8Array(this.sab);
   }
 
-  /** Copy a packet into slot i (tests, tools; the TUN reader writes slots natively). */
-  put(i: number, packet: Uint8Array): void {
-    if (packet.length > this.slotSize) throw new RangeError(`packet of ${packet.length} bytes exceeds the slot size`);
-    this.bytes.set(packet, i * this.slotSize);
-    this.lens[i] = packet.length;
+  /** Copy an IP packet into slot i behind `header` (or a zero header of `headroom` bytes). */
+  put(i: number, packet: Uint8Array, header?: Uint8Array): void {
+    const h = this.headroom;
+    if (packet.length + h > this.slotSize)
+      throw new RangeError(`packet of ${packet.length} bytes exceeds the slot size`);
+    const off = i * this.slotSize;
+    this.bytes.fill(0, off, off + h);
+    if (header) this.bytes.set(header.subarray(0, h), off);
+    this.bytes.set(packet, off + h);
+    this.lens[i] = packet.length + h;
   }
 
-  /** A copy of the packet in slot i. */
+  /** A copy of the IP packet in slot i (without the headroom). */
   get(i: number): Uint8Array {
     const off = i * this.slotSize;
-    return this.bytes.slice(off, off + this.lens[i]!);
+    return this.bytes.slice(off + this.headroom, off + this.lens[i]!);
   }
 }

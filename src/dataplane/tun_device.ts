@@ -43,6 +43,7 @@ export interface NativeAddon {
   open(name: string, queues: number, vnetHdr: boolean): { name: string; fds: number[] };
   configure(name: string, mtu: number, txqueuelen: number): void;
   closeFd(fd: number): void;
+  setOffload(fd: number, flags: number): void;
   attachSteering(fd: number, insns: Uint8Array): void;
   Queue: new (
     fd: number,
@@ -102,3 +103,9 @@ export class LinuxTunQueue implements TunQueue {
     this.q = undefined;
   }
 }
+
+/** TUNSETOFFLOAD flags (linux/if_tun.h). */
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_TSO_ECN = 0x08;

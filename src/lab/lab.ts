@@ -20,6 +20,8 @@ export interface LabOptions {
   workers: number;
   /** Attach the TUN steering program (default true). */
   steering?: boolean;
+  /** TUN offloads (default true). */
+  offload?: boolean;
   log: (line: string) => void;
 }
 
@@ -136,9 +138,10 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   }
   o.log(`namespaces up: ${state.namespaces.join(' ')}`);
 
-  const start = (name: string, ns: string, args: string[]): void => {
+  /** Start a Node script (or, with `program`, another program) in `ns`, recorded by PID. */
+  const start = (name: string, ns: string, args: string[], program: string = process.execPath): void => {
     const logFile = join(state.dir, `${name}.log`);
-    const pid = spawnInNs(ns, [process.execPath, ...args], logFile);
+    const pid = spawnInNs(ns, [program, ...args], logFile);
     state.procs.push({ name, pid, start: procStart(pid) });
     writeState(state);
   };
@@ -153,8 +156,10 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
       String(LAB.echoPort),
     ]);
   }
+  // iperf3 on rs1 (behind VIP port 5201), one test at a time as iperf3 serves them.
+  start('iperf3', nsName(o.prefix, 'rs1'), ['-s', '-p', String(LAB.iperfPort)], 'iperf3');
   const configFile = join(state.dir, 'lb-a.yaml');
-  writeFileSync(configFile, labConfig(state.adminSocket, o.workers, o.steering ?? true));
+  writeFileSync(configFile, labConfig(state.adminSocket, o.workers, o.steering ?? true, o.offload ?? true));
   start('tunvs-lb-a', nsName(o.prefix, 'lb-a'), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
   const tunvs = state.procs[state.procs.length - 1]!;
   await waitFor(
@@ -366,4 +371,17 @@ export function labSpawn(prefix: string, name: string, node: string, args: strin
   state.procs.push({ name, pid, start: procStart(pid) });
   writeState(state);
   return pid;
+}
+
+/** iperf3 from the client through the IPv4 VIP for `seconds` (bounded); returns Gbit/s. */
+export function labIperf(prefix: string, seconds: number, reverse = false): { gbps: number; retransmits: number } {
+  const out = inNs(
+    nsName(prefix, 'client'),
+    ['iperf3', '-c', LAB.vip4, '-p', String(LAB.iperfPort), '-t', String(seconds), '-J', ...(reverse ? ['-R'] : [])],
+    (seconds + 30) * 1000,
+  );
+  const j = JSON.parse(out) as {
+    end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } };
+  };
+  return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
 }

@@ -88,6 +88,13 @@ export class NatContext {
   pFlags = 0;
   /** TCP header length in bytes. */
   pThl = 0;
+  /** The L4 checksum field holds only the folded pseudo-header sum (virtio NEEDS_CSUM):
+   * the kernel completes it later, so only address and length changes update it. */
+  pPartial = false;
+  /** A GSO super-packet (virtio gso_type != NONE): rewritten once for all its segments. */
+  pGso = false;
+  /** Offset of the packet's virtio_net_hdr (valid when the ring has headroom). */
+  pVnet = 0;
 
   readonly quote = new IcmpQuote();
 

@@ -7,9 +7,28 @@
 
 import { R_SVC_RS } from '../conn/layout.js';
 import { RS_BASE, RS_FIELDS } from '../dataplane/counters.js';
-import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
+import { csumFinish, csumReplace32, csumStart, partialFinish, partialStart } from '../packet/checksum.js';
 import { AF_INET, IPV4_CSUM, UDP_CSUM } from '../packet/headers.js';
 import type { NatContext } from './context.js';
+
+/**
+ * L4 checksum updates for the packet in hand, full or partial (c.pPartial): a partial
+ * field covers only the pseudo-header (addresses, protocol, length), so only those
+ * changes update it; changes to ports, sequence numbers or options go through
+ * l4Replace32 / rewritePorts, which skip the update for a partial field.
+ */
+export function l4Start(c: NatContext, field: number): number {
+  return c.pPartial ? partialStart(field) : csumStart(field);
+}
+
+export function l4Finish(c: NatContext, acc: number): number {
+  return c.pPartial ? partialFinish(acc) : csumFinish(acc);
+}
+
+/** A 32-bit L4 header field (not pseudo-header) changed from `old` to `neu`. */
+export function l4Replace32(c: NatContext, acc: number, old: number, neu: number): number {
+  return c.pPartial ? acc : csumReplace32(acc, old, neu);
+}
 
 /**
  * Set source and destination address to the words of `rec`: word 0 of the source at
@@ -68,7 +87,7 @@ export function rewriteAddresses(
 /** Set both ports (one 32-bit word: sport << 16 | dport) at the start of the L4 header. */
 export function rewritePorts(c: NatContext, ports: number, acc: number): number {
   c.dv.setInt32(c.pL4, ports);
-  return csumReplace32(acc, (c.pSport << 16) | c.pDport, ports);
+  return l4Replace32(c, acc, (c.pSport << 16) | c.pDport, ports);
 }
 
 /** Set the IP length field (IPv4 total length / IPv6 payload length) to fit end `end`. */
@@ -109,9 +128,10 @@ export function rewriteUdp(
   const dv = c.dv;
   const at = c.pL4 + UDP_CSUM;
   const field = dv.getUint16(at);
-  let acc = rewriteAddresses(c, rec, src0, srcHi, dst0, dstHi, csumStart(field));
+  let acc = rewriteAddresses(c, rec, src0, srcHi, dst0, dstHi, l4Start(c, field));
   acc = rewritePorts(c, ports, acc);
-  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(at, csumFinish(acc) || 0xffff);
+  if (c.pPartial) dv.setUint16(at, partialFinish(acc));
+  else if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(at, csumFinish(acc) || 0xffff);
 }
 
 /**

@@ -15,11 +15,19 @@
  * Where: right after the 20-byte TCP header (ours comes first), on every client → RS
  * packet that is not SYN/RST and whose ack == rs_isn + 1 (the handshake ACK, its
  * retransmits and data sent before the server speaks), and optionally in the SYN.
+ * A GSO super-packet gets it too: segmentation copies the TCP header into every segment,
+ * and every segment of it has that ack, so each is owed TOA by the same rule. Its
+ * virtio_net_hdr then grows hdr_len, and gso_size shrinks if a segment would pass the MTU
+ * (rare: the MSS clamp already leaves room). Only a super-packet at the 64 KiB IP limit
+ * goes without (counted as toa_skipped_gso).
  * No room: prune NOPs, then SACK blocks; still none: forward without TOA, counted.
  * Protected (never pruned): MSS, window scale, SACK-permitted, timestamps, MD5, AO,
  * MPTCP, Fast Open and anything unknown — dropping those changes what the connection does.
  * A client-supplied TOA-like option (kind 253/254 or the service's kinds, length 8 or 20)
  * is always removed, so the real server can only ever read ours.
+ *
+ * With a partial checksum (virtio NEEDS_CSUM) option edits need no checksum update at
+ * all: the kernel sums the TCP header when it completes the checksum.
  *
  * Option edits re-sum the (≤ 40-byte) option area before and after rather than tracking
  * each word: options start at any byte offset, the area is small, and this path runs on a
@@ -33,9 +41,18 @@ import {
   C_TOA_INSERTED,
   C_TOA_NO_ROOM,
   C_TOA_PRUNED,
+  C_TOA_SKIPPED_GSO,
   C_TS_STRIPPED,
 } from '../dataplane/counters.js';
-import { csumFinish, csumReplace16, csumReplaceSum, csumStart, sumWords } from '../packet/checksum.js';
+import {
+  csumFinish,
+  csumReplace16,
+  csumReplaceSum,
+  csumStart,
+  partialFinish,
+  partialStart,
+  sumWords,
+} from '../packet/checksum.js';
 import {
   AF_INET,
   TCP_CSUM,
@@ -118,7 +135,7 @@ export function inboundOptions(
       c.counters[ctr] = c.counters[ctr]! + 1;
     }
   }
-  if (touched) {
+  if (touched && !c.pPartial) {
     const dv = c.dv;
     const at = c.pL4 + TCP_CSUM;
     dv.setUint16(at, csumFinish(csumReplaceSum(csumStart(dv.getUint16(at)), oldSum, sumWords(b, optStart, optLen))));
@@ -152,9 +169,14 @@ function insertToa(
     }
     newOptLen = (toaLen + kept + 3) & ~3;
     newEnd = c.pEnd + newOptLen - oldOptLen;
-    if (newOptLen <= 40 && newEnd - c.pL3 <= c.opts.mtu && newEnd <= c.slotEnd) break;
+    if (newOptLen > 40 || newEnd > c.slotEnd) continue;
+    // A GSO super-packet is checked per segment (below); only the IP length limit applies.
+    if (c.pGso ? newEnd - c.pL4 <= 65535 - 40 : newEnd - c.pL3 <= c.opts.mtu) break;
   }
-  if (level > 2) return -1;
+  if (level > 2) {
+    if (c.pGso) c.counters[C_TOA_SKIPPED_GSO] = c.counters[C_TOA_SKIPPED_GSO]! + 1;
+    return -1;
+  }
 
   // Assemble the new option area in scratch: TOA, then the kept client options, NOP padding.
   const o2 = c.optScratch;
@@ -197,12 +219,19 @@ function insertToa(
   const oldDoff = dv.getUint16(l4 + 12);
   const newDoff = (((TCP_HEADER_MIN + newOptLen) >>> 2) << 12) | (oldDoff & 0x0fff);
   dv.setUint16(l4 + 12, newDoff);
-  let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
-  acc = csumReplaceSum(acc, oldSum, newSum);
-  acc = csumReplace16(acc, oldDoff, newDoff);
-  acc = csumReplace16(acc, c.pEnd - l4, newEnd - l4); // pseudo-header TCP length
-  dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
+  if (c.pPartial) {
+    // Only the pseudo-header's TCP length is in a partial field; the kernel sums the rest.
+    const field = dv.getUint16(l4 + TCP_CSUM);
+    dv.setUint16(l4 + TCP_CSUM, partialFinish(csumReplace16(partialStart(field), c.pEnd - l4, newEnd - l4)));
+  } else {
+    let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
+    acc = csumReplaceSum(acc, oldSum, newSum);
+    acc = csumReplace16(acc, oldDoff, newDoff);
+    acc = csumReplace16(acc, c.pEnd - l4, newEnd - l4); // pseudo-header TCP length
+    dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
+  }
   setIpLength(c, newEnd);
+  if (c.pGso) fixGsoHeader(c, newOptLen - oldOptLen, TCP_HEADER_MIN + newOptLen);
   c.pThl = TCP_HEADER_MIN + newOptLen;
   c.pEnd = newEnd;
 
@@ -212,6 +241,20 @@ function insertToa(
   if (removedToa > 0) ctr[C_CLIENT_TOA_REMOVED] = ctr[C_CLIENT_TOA_REMOVED]! + removedToa;
   if (removedTs > 0) ctr[C_TS_STRIPPED] = ctr[C_TS_STRIPPED]! + removedTs;
   return newEnd;
+}
+
+/**
+ * virtio_net_hdr of a GSO packet whose TCP header grew by `growth`: hdr_len follows, and
+ * gso_size shrinks when header + segment would no longer fit the MTU. The header's 16-bit
+ * fields are little-endian (legacy virtio, host order on the hosts tunvs runs on).
+ */
+function fixGsoHeader(c: NatContext, growth: number, thl: number): void {
+  const dv = c.dv;
+  const v = c.pVnet;
+  dv.setUint16(v + 2, dv.getUint16(v + 2, true) + growth, true);
+  const gsoSize = dv.getUint16(v + 4, true);
+  const segment = c.pL4 - c.pL3 + thl + gsoSize;
+  if (segment > c.opts.mtu) dv.setUint16(v + 4, gsoSize - (segment - c.opts.mtu), true);
 }
 
 /**
@@ -246,7 +289,7 @@ export function outboundOptions(c: NatContext, n: number, sackDelta: number, cla
       }
     }
   }
-  if (oldSum >= 0) {
+  if (oldSum >= 0 && !c.pPartial) {
     const at = c.pL4 + TCP_CSUM;
     dv.setUint16(at, csumFinish(csumReplaceSum(csumStart(dv.getUint16(at)), oldSum, sumWords(b, optStart, optLen))));
   }

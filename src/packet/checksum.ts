@@ -67,3 +67,16 @@ export function csumFinish(acc: number): number {
   // acc stays far below 2^31 (a few dozen words per update), so two folds suffice.
   return ~fold16(acc) & 0xffff;
 }
+
+/**
+ * A partial checksum field (CHECKSUM_PARTIAL / virtio NEEDS_CSUM) holds the folded
+ * pseudo-header sum, not complemented. Updating it is the same ones'-complement arithmetic
+ * without the complements: start from the field, add ~old + new, fold.
+ */
+export function partialStart(field: number): number {
+  return field;
+}
+
+export function partialFinish(acc: number): number {
+  return fold16(acc);
+}

@@ -1,0 +1,205 @@
+/**
+ * TUN offloads (IFF_VNET_HDR): packets arrive behind a virtio_net_hdr, possibly with a
+ * partial checksum (NEEDS_CSUM: the field holds the folded pseudo-header sum) and possibly
+ * as GSO super-packets. Each case completes the checksum the way the kernel does after
+ * the engine is done and requires exactly the bytes the engine produces for the same
+ * packet with a full checksum and no header.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { GSO_SLOT_SIZE_BYTES, VNET_HDR_LEN } from '../../src/constants.js';
+import { C_GSO_PACKETS, C_TOA_INSERTED, C_TOA_SKIPPED_GSO } from '../../src/dataplane/counters.js';
+import { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import { IdRegistry, resolveServices } from '../../src/service/service.js';
+import { labServices, V4, V6 } from '../helpers/engine.js';
+import { ACK, checksumsOk, opt, parse, PSH, refChecksum, SYN, tcp, udp } from '../helpers/packets.js';
+
+const NEEDS_CSUM = 1;
+const GSO_TCPV4 = 1;
+const GSO_TCPV6 = 4;
+
+function l3len(p: Uint8Array): number {
+  return p[0]! >> 4 === 4 ? (p[0]! & 15) * 4 : 40;
+}
+
+function csumOffset(p: Uint8Array): number {
+  const proto = p[0]! >> 4 === 4 ? p[9]! : p[6]!;
+  return l3len(p) + (proto === 6 ? 16 : 6);
+}
+
+/** Replace the full L4 checksum by the partial one (folded pseudo-header sum), as Linux does. */
+function makePartial(p: Uint8Array): Uint8Array {
+  const q = p.slice();
+  const dv = new DataView(q.buffer);
+  const v4 = q[0]! >> 4 === 4;
+  const l3 = l3len(q);
+  const proto = v4 ? q[9]! : q[6]!;
+  const l4len = q.length - l3;
+  const pseudo = new Uint8Array(v4 ? 12 : 40);
+  const pv = new DataView(pseudo.buffer);
+  if (v4) {
+    pseudo.set(q.subarray(12, 20), 0);
+    pseudo[9] = proto;
+    pv.setUint16(10, l4len);
+  } else {
+    pseudo.set(q.subarray(8, 40), 0);
+    pv.setUint32(32, l4len);
+    pseudo[39] = proto;
+  }
+  dv.setUint16(csumOffset(q), ~refChecksum(pseudo) & 0xffff);
+  return q;
+}
+
+/** What the kernel does with a NEEDS_CSUM packet: sum from csum_start to the end. */
+function complete(p: Uint8Array): Uint8Array {
+  const q = p.slice();
+  const l3 = l3len(q);
+  const at = csumOffset(q);
+  new DataView(q.buffer).setUint16(at, refChecksum(q.subarray(l3)));
+  return q;
+}
+
+function vnetHeader(p: Uint8Array, gsoType: number, gsoSize: number): Uint8Array {
+  const h = new Uint8Array(VNET_HDR_LEN);
+  const dv = new DataView(h.buffer);
+  h[0] = NEEDS_CSUM;
+  h[1] = gsoType;
+  const l3 = l3len(p);
+  const thl = ((p[l3 + 12]! >> 4) & 15) * 4;
+  dv.setUint16(2, l3 + thl, true); // hdr_len (little-endian: legacy virtio on x86)
+  dv.setUint16(4, gsoSize, true);
+  dv.setUint16(6, l3, true); // csum_start
+  dv.setUint16(8, csumOffset(p) - l3, true); // csum_offset
+  return h;
+}
+
+class Pair {
+  readonly plain: Engine;
+  readonly vnet: Engine;
+  readonly ringPlain = new PacketRing(1, GSO_SLOT_SIZE_BYTES);
+  readonly ringVnet = new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN);
+
+  constructor() {
+    const services = () => resolveServices(labServices(), new IdRegistry());
+    this.plain = new Engine({ capacity: 256, seed: 9 }, services());
+    this.vnet = new Engine({ capacity: 256, seed: 9, headroom: VNET_HDR_LEN }, services());
+    // Same ISN secret on both sides, so both produce identical sequence numbers.
+    (this.vnet.ctx as { isn: unknown }).isn = this.plain.ctx.isn;
+  }
+
+  /** Send `p` to both engines (partial + header to one); returns the completed vnet output. */
+  send(p: Uint8Array, gsoType = 0, gsoSize = 0): { out: Uint8Array; header: Uint8Array } {
+    this.ringPlain.put(0, p);
+    this.plain.processBurst(this.ringPlain, 1, 0);
+    const header = vnetHeader(p, gsoType, gsoSize);
+    this.ringVnet.put(0, makePartial(p), header);
+    this.vnet.processBurst(this.ringVnet, 1, 0);
+    expect(this.ringVnet.verdicts[0]).toBe(this.ringPlain.verdicts[0]);
+    const out = complete(this.ringVnet.get(0));
+    if (this.ringPlain.verdicts[0] === VERDICT_FORWARD) {
+      expect(checksumsOk(out)).toEqual({ ip: true, l4: true });
+      expect(out).toEqual(this.ringPlain.get(0));
+      expect(this.ringVnet.lens[0]).toBe(this.ringPlain.lens[0]! + VNET_HDR_LEN);
+    }
+    const off = 0;
+    return { out, header: this.ringVnet.bytes.slice(off, off + VNET_HDR_LEN) };
+  }
+}
+
+describe.each([
+  ['IPv4', V4, GSO_TCPV4],
+  ['IPv6', V6, GSO_TCPV6],
+] as const)('offloads %s', (_n, fam, gsoType) => {
+  it('partial checksums: SYN, SYN-ACK (MSS clamp), ACK with TOA, data, SACK — same bytes as full', () => {
+    const e = new Pair();
+    const C = (seq: number, ack: number, flags: number, extra: object = {}) =>
+      tcp({ src: fam.client, dst: fam.vip, sport: 40100, dport: 80, seq, ack, flags, ...extra });
+    e.send(C(100, 0, SYN, { options: [...opt.mss(1460), ...opt.sackPerm(), 1, 1] }));
+    const s = e.plain.describe([...e.plain.sessionIds()][0]!);
+    const lb = (100 + s.seqDelta) >>> 0;
+    const R = (seq: number, ack: number, flags: number, extra: object = {}) =>
+      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, seq, ack, flags, ...extra });
+    e.send(R(700, lb + 1, SYN | ACK, { options: [...opt.mss(1460), ...opt.sackPerm(), 1, 1] }));
+    const { out } = e.send(C(101, 701, ACK, { options: opt.toa(254, 1, fam === V4 ? '10.9.9.9' : 'fd00::9') }));
+    expect(parse(out).options).toEqual(opt.toa(254, 40100, fam.client));
+    expect(e.vnet.counters[C_TOA_INSERTED]).toBe(1);
+    e.send(C(101, 701, ACK | PSH, { payload: new Uint8Array(300).fill(7) }));
+    e.send(R(701, lb + 301, ACK, { options: [1, 1, ...opt.sack([[lb + 1000, lb + 2000]])] }));
+  });
+
+  it('a GSO super-packet gets TOA in its header (so in every segment), hdr_len grows, segments stay within the MTU', () => {
+    const e = new Pair();
+    e.send(tcp({ src: fam.client, dst: fam.vip, sport: 40200, dport: 80, seq: 5, flags: SYN }));
+    const s = e.plain.describe([...e.plain.sessionIds()][0]!);
+    e.send(
+      tcp({
+        src: fam.rs1,
+        dst: fam.lip,
+        sport: 8080,
+        dport: s.lport,
+        seq: 9,
+        ack: (6 + s.seqDelta) >>> 0,
+        flags: SYN | ACK,
+      }),
+    );
+    // 40 000 bytes sent before the server answered: TOA would be due (ack == rs_isn + 1).
+    const big = tcp({
+      src: fam.client,
+      dst: fam.vip,
+      sport: 40200,
+      dport: 80,
+      seq: 6,
+      ack: 10,
+      flags: ACK | PSH,
+      payload: new Uint8Array(40000).fill(3),
+    });
+    e.ringVnet.put(0, makePartial(big), vnetHeader(big, gsoType, 1448));
+    const hv = new DataView(e.ringVnet.bytes.buffer, 0, VNET_HDR_LEN);
+    const hdrLenIn = hv.getUint16(2, true);
+    e.vnet.processBurst(e.ringVnet, 1, 0);
+    expect(e.ringVnet.verdicts[0]).toBe(VERDICT_FORWARD);
+    const out = complete(e.ringVnet.get(0));
+    expect(checksumsOk(out)).toEqual({ ip: true, l4: true });
+    const p = parse(out);
+    const toaLen = fam === V4 ? 8 : 20;
+    expect(p.options).toEqual(opt.toa(254, 40200, fam.client));
+    expect(p.payload.length).toBe(40000);
+    expect(hv.getUint16(2, true)).toBe(hdrLenIn + toaLen);
+    // Each segment: headers + TOA + gso_size within the 1500-byte MTU.
+    expect(hdrLenIn + toaLen + hv.getUint16(4, true)).toBeLessThanOrEqual(1500);
+    expect(e.vnet.counters[C_TOA_SKIPPED_GSO]).toBe(0);
+    expect(e.vnet.counters[C_GSO_PACKETS]).toBe(1);
+  });
+
+  it('partial UDP checksums are updated for the address change only', () => {
+    const e = new Pair();
+    e.send(udp({ src: fam.client, dst: fam.vip, sport: 5000, dport: 53, payload: new Uint8Array(64).fill(1) }));
+  });
+});
+
+describe('offloads: generated packets', () => {
+  it('RSTs on expiry carry a zero virtio header and full checksums', () => {
+    const e = new Engine(
+      { capacity: 64, seed: 1, headroom: VNET_HDR_LEN, rstOnExpire: true, timeouts: { established: 2 } },
+      resolveServices(labServices(), new IdRegistry()),
+    );
+    const ring = new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN);
+    const send = (p: Uint8Array) => {
+      ring.put(0, p);
+      e.processBurst(ring, 1, 0);
+      return ring.get(0);
+    };
+    const syn = parse(send(tcp({ src: V4.client, dst: V4.vip, sport: 1234, dport: 80, seq: 1, flags: SYN })));
+    send(tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: syn.sport, seq: 50, ack: syn.seq + 1, flags: SYN | ACK }));
+    send(tcp({ src: V4.client, dst: V4.vip, sport: 1234, dport: 80, seq: 2, ack: 51, flags: ACK }));
+    e.advanceTimers(3000);
+    expect(e.emitCount).toBe(2);
+    for (let i = 0; i < 2; i++) {
+      const off = i * e.emit.slotSize;
+      expect(Array.from(e.emit.bytes.slice(off, off + VNET_HDR_LEN))).toEqual(new Array<number>(VNET_HDR_LEN).fill(0));
+      expect(checksumsOk(e.emit.get(i))).toEqual({ ip: true, l4: true });
+    }
+  });
+});
