@@ -74,7 +74,11 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
   const state = readState(PREFIX)!;
   const ns = (n: string): string => nsName(PREFIX, n);
 
-  // rs1 already runs an iperf3 server on 5201 (the lab starts it).
+  // One iperf3 server per path (rs1 already runs one on 5201 for the tunvs VIP): an iperf3
+  // server left waiting by one path's test must not stall the next path's.
+  for (const port of [5211, 5212, 5213]) {
+    labSpawn(PREFIX, `iperf3-${port}`, 'rs1', ['iperf3', '-s', '-p', String(port), '--idle-timeout', '30', '--rcv-timeout', '10000']);
+  }
 
   // direct: router → lb-b → rs1, and rs1's replies to the client net back through lb-b.
   ipBatch([`route add ${RS1}/32 via ${LB_B_UP}`], ns('router'));
@@ -88,7 +92,7 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
   chain pre {
     type nat hook prerouting priority dstnat; policy accept;
     ip daddr 198.18.1.110 tcp dport 80 dnat to ${RS1}:8080
-    ip daddr 198.18.1.110 tcp dport 5201 dnat to ${RS1}:5201
+    ip daddr 198.18.1.110 tcp dport 5212 dnat to ${RS1}:5212
   }
   chain post {
     type nat hook postrouting priority srcnat; policy accept;
@@ -117,10 +121,10 @@ frontend web
 backend web
   server rs1 ${RS1}:8080
 frontend iperf
-  bind 198.18.1.120:5201
+  bind 198.18.1.120:5213
   default_backend iperf
 backend iperf
-  server rs1 ${RS1}:5201
+  server rs1 ${RS1}:5213
 `,
   );
   const haproxy = labSpawn(PREFIX, 'haproxy', 'lb-b', ['haproxy', '-db', '-f', cfg]);
@@ -142,9 +146,9 @@ backend iperf
   await new Promise((r) => setTimeout(r, 2000));
 
   const paths: Path[] = [
-    { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5201 },
-    { name: 'nftables', host: '198.18.1.110', httpPort: 80, iperfPort: 5201 },
-    { name: 'haproxy', host: '198.18.1.120', httpPort: 80, iperfPort: 5201, pid: () => haproxy },
+    { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5211 },
+    { name: 'nftables', host: '198.18.1.110', httpPort: 80, iperfPort: 5212 },
+    { name: 'haproxy', host: '198.18.1.120', httpPort: 80, iperfPort: 5213, pid: () => haproxy },
     // iperf3 through tunvs uses the lab's own iperf3 service (VIP 198.18.0.100:5201 → rs1).
     {
       name: 'tunvs',
@@ -196,7 +200,7 @@ function measure(p: Path): Sample {
   const iperf = JSON.parse(
     inNs(
       nsName(PREFIX, 'client'),
-      ['iperf3', '-c', p.host, '-p', String(p.iperfPort), '-t', String(IPERF_SECONDS), '-J'],
+      ['iperf3', '-c', p.iperfHost ?? p.host, '-p', String(p.iperfPort), '-t', String(IPERF_SECONDS), '--connect-timeout', '5000', '-J'],
       (IPERF_SECONDS + 30) * 1000,
     ),
   ) as { end: { sum_received: { bits_per_second: number } } };

@@ -32,6 +32,20 @@ export interface TunQueue {
   close(): void;
 }
 
+/** All-zero stats (a queue that has not started). */
+export function emptyQueueStats(): QueueStats {
+  return {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    readErrors: 0,
+    writeErrors: 0,
+    writeDropped: 0,
+    wakeups: 0,
+  };
+}
+
 interface NativeQueue {
   start(): void;
   close(): void;
@@ -84,18 +98,7 @@ export class LinuxTunQueue implements TunQueue {
   }
 
   stats(): QueueStats {
-    return (
-      this.q?.stats() ?? {
-        rxPackets: 0,
-        rxBytes: 0,
-        txPackets: 0,
-        txBytes: 0,
-        readErrors: 0,
-        writeErrors: 0,
-        writeDropped: 0,
-        wakeups: 0,
-      }
-    );
+    return this.q?.stats() ?? emptyQueueStats();
   }
 
   close(): void {

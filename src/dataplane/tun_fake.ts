@@ -6,23 +6,14 @@
 
 import { VERDICT_FORWARD } from '../nat/verdict.js';
 import type { PacketRing } from './ring.js';
-import type { QueueStats, TunQueue } from './tun_device.js';
+import { emptyQueueStats, type QueueStats, type TunQueue } from './tun_device.js';
 
 export class FakeTunQueue implements TunQueue {
   readonly written: Uint8Array[] = [];
   private readonly pending: Uint8Array[] = [];
   private ring: PacketRing | undefined;
   private onBurst: ((count: number) => void) | undefined;
-  private readonly s: QueueStats = {
-    rxPackets: 0,
-    rxBytes: 0,
-    txPackets: 0,
-    txBytes: 0,
-    readErrors: 0,
-    writeErrors: 0,
-    writeDropped: 0,
-    wakeups: 0,
-  };
+  private readonly s: QueueStats = emptyQueueStats();
 
   start(ring: PacketRing, onBurst: (count: number) => void): void {
     this.ring = ring;

@@ -1,0 +1,103 @@
+/**
+ * One forwarder: a TUN queue, the engine of its shard, and the hand-off rings to the other
+ * forwarders. The thread entry (workers/forwarder.ts) only wires this to the native queue
+ * and to messages; tests wire it to the fake queue (tun_fake.ts).
+ *
+ *   burst from the queue → engine.processBurst → packets owned elsewhere into hand-off
+ *   rings (owner woken once per drain cycle) → FORWARD slots written back by the queue →
+ *   generated packets (RSTs) written.
+ *   wake-up from another forwarder → drain its ring → process → write back.
+ */
+
+import { SLOT_SIZE_BYTES } from '../constants.js';
+import { DROP_REDIRECT_FULL, VERDICT_DROP, VERDICT_REDIRECT } from '../nat/verdict.js';
+import type { Engine } from './engine.js';
+import { HandoffRing } from './handoff.js';
+import { PacketRing } from './ring.js';
+import type { TunQueue } from './tun_device.js';
+
+export interface ForwarderLinks {
+  /** Hand-off rings to each owner / from each sender (null at this forwarder's index). */
+  to: (SharedArrayBuffer | null)[];
+  from: (SharedArrayBuffer | null)[];
+  /** Tell forwarder `owner` that its ring from us has packets. */
+  wake: (owner: number) => void;
+}
+
+export class Forwarder {
+  private readonly to: (HandoffRing | null)[];
+  private readonly from: (HandoffRing | null)[];
+  private readonly inbox: PacketRing;
+
+  constructor(
+    readonly engine: Engine,
+    readonly queue: TunQueue,
+    readonly ring: PacketRing,
+    private readonly links: ForwarderLinks,
+    private readonly now: () => number,
+  ) {
+    this.to = links.to.map((sab) => (sab ? new HandoffRing(sab) : null));
+    this.from = links.from.map((sab) => (sab ? new HandoffRing(sab) : null));
+    this.inbox = new PacketRing(64, SLOT_SIZE_BYTES, undefined, ring.headroom);
+  }
+
+  start(): void {
+    this.queue.start(this.ring, (count) => this.onBurst(count));
+  }
+
+  private onBurst(count: number): void {
+    this.engine.processBurst(this.ring, count, this.now());
+    if (this.engine.lastBurstRedirects > 0) this.handOver(this.ring, count);
+    this.flushEmitted();
+  }
+
+  /** Move the timers on (call every tick while idle) and write what they generated. */
+  tick(): void {
+    this.engine.advanceTimers(this.now());
+    this.flushEmitted();
+  }
+
+  private flushEmitted(): void {
+    if (this.engine.emitCount > 0) {
+      this.queue.writeRing(this.engine.emit, this.engine.emitCount);
+      this.engine.clearEmitted();
+    }
+  }
+
+  private handOver(from: PacketRing, count: number): void {
+    for (let i = 0; i < count; i++) {
+      if (from.verdicts[i] !== VERDICT_REDIRECT) continue;
+      const owner = from.aux[i]!;
+      const out = this.to[owner];
+      if (!out || !out.push(from, i)) {
+        this.engine.countDrop(DROP_REDIRECT_FULL);
+        continue;
+      }
+      if (out.claimWake()) this.links.wake(owner);
+    }
+  }
+
+  /** Another forwarder (`sender`) handed packets over: process and write them. */
+  drainFrom(sender: number): void {
+    const inbox = this.from[sender];
+    if (!inbox) return;
+    for (;;) {
+      const n = inbox.drain(this.inbox);
+      if (n === 0) return;
+      this.engine.processBurst(this.inbox, n, this.now());
+      // These are ours by the same function that sent them; never bounce one back.
+      for (let i = 0; i < n; i++) {
+        if (this.inbox.verdicts[i] === VERDICT_REDIRECT) {
+          this.inbox.verdicts[i] = VERDICT_DROP;
+          this.engine.countDrop(DROP_REDIRECT_FULL);
+        }
+      }
+      this.queue.writeRing(this.inbox, n);
+      this.flushEmitted();
+    }
+  }
+
+  close(): void {
+    this.queue.close();
+  }
+}

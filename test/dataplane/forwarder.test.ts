@@ -1,0 +1,94 @@
+/**
+ * The forwarder loop without root: two forwarders on fake TUN queues, one shard each.
+ * A SYN the "kernel" puts on the wrong queue is handed over through shared memory and
+ * forwarded by its owner; an idle ESTABLISHED session expires into RSTs written out.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/dataplane/engine.js';
+import { Forwarder } from '../../src/dataplane/forwarder.js';
+import { HandoffRing } from '../../src/dataplane/handoff.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { FakeTunQueue } from '../../src/dataplane/tun_fake.js';
+import { IdRegistry, resolveServices } from '../../src/service/service.js';
+import { labServices, V4 } from '../helpers/engine.js';
+import { ACK, parse, RST, SYN, tcp } from '../helpers/packets.js';
+
+function pair(opts: { rstOnExpire?: boolean } = {}) {
+  const services = resolveServices(labServices(), new IdRegistry());
+  const rings = [
+    [null, new HandoffRing().sab],
+    [new HandoffRing().sab, null],
+  ];
+  let clock = 0;
+  const wakes: number[][] = [[], []];
+  const fwd = [0, 1].map((w) => {
+    const engine = new Engine(
+      { worker: w, workers: 2, capacity: 256, seed: 3, nowMs: 0, timeouts: { established: 2 }, ...opts },
+      services,
+    );
+    return new Forwarder(
+      engine,
+      new FakeTunQueue(),
+      new PacketRing(32),
+      { to: rings[w]!, from: rings.map((r) => r[w]!), wake: (owner) => wakes[owner]!.push(w) },
+      () => clock,
+    );
+  });
+  for (const f of fwd) f.start();
+  return { fwd, wakes, setClock: (t: number) => (clock = t), q: (w: number) => fwd[w]!.queue as FakeTunQueue };
+}
+
+describe('Forwarder', () => {
+  it('hands a packet on the wrong queue to its owner, which forwards it', () => {
+    const { fwd, wakes, q } = pair();
+    // Find client ports owned by worker 1, and deliver their SYNs on queue 0.
+    const syns = [];
+    for (let p = 20000; syns.length < 5; p++) {
+      const s = tcp({ src: V4.client, dst: V4.vip, sport: p, dport: 80, seq: 1, flags: SYN });
+      const probe = new PacketRing(1);
+      probe.put(0, s);
+      fwd[0]!.engine.processBurst(probe, 1, 0);
+      if (probe.verdicts[0] === 2) syns.push(s);
+    }
+    q(0).inject(...syns);
+    q(0).deliver();
+    expect(q(0).written).toEqual([]);
+    expect(wakes[1]).toEqual([0]); // one wake-up for the whole batch
+    fwd[1]!.drainFrom(0);
+    expect(q(1).written.length).toBe(5);
+    for (const p of q(1).written) expect(parse(p).dst).toBe(V4.rs1);
+    expect(fwd[1]!.engine.sessionCount).toBe(5);
+  });
+
+  it('writes the RSTs of an expired session through its queue', () => {
+    const { fwd, setClock, q } = pair({ rstOnExpire: true });
+    // A client port owned by worker 0.
+    let sport = 30000;
+    const probe = new PacketRing(1);
+    for (; ; sport++) {
+      probe.put(0, tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 1, flags: SYN }));
+      fwd[0]!.engine.processBurst(probe, 1, 0);
+      if (probe.verdicts[0] === 0) break;
+    }
+    const s = fwd[0]!.engine.describe([...fwd[0]!.engine.sessionIds()][0]!);
+    q(0).inject(
+      tcp({
+        src: V4.rs1,
+        dst: V4.lip,
+        sport: 8080,
+        dport: s.lport,
+        seq: 70,
+        ack: (2 + s.seqDelta) >>> 0,
+        flags: SYN | ACK,
+      }),
+    );
+    q(0).inject(tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 2, ack: 71, flags: ACK }));
+    q(0).deliver();
+    setClock(2500);
+    fwd[0]!.tick();
+    const rsts = q(0).written.slice(-2).map(parse);
+    expect(rsts.map((p) => p.flags)).toEqual([RST, RST]);
+    expect(rsts.map((p) => p.dport)).toEqual([sport, 8080]);
+  });
+});
