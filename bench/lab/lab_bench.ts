@@ -77,7 +77,16 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
   // One iperf3 server per path (rs1 already runs one on 5201 for the tunvs VIP): an iperf3
   // server left waiting by one path's test must not stall the next path's.
   for (const port of [5211, 5212, 5213]) {
-    labSpawn(PREFIX, `iperf3-${port}`, 'rs1', ['iperf3', '-s', '-p', String(port), '--idle-timeout', '30', '--rcv-timeout', '10000']);
+    labSpawn(PREFIX, `iperf3-${port}`, 'rs1', [
+      'iperf3',
+      '-s',
+      '-p',
+      String(port),
+      '--idle-timeout',
+      '30',
+      '--rcv-timeout',
+      '10000',
+    ]);
   }
 
   // direct: router → lb-b → rs1, and rs1's replies to the client net back through lb-b.
@@ -200,7 +209,18 @@ function measure(p: Path): Sample {
   const iperf = JSON.parse(
     inNs(
       nsName(PREFIX, 'client'),
-      ['iperf3', '-c', p.iperfHost ?? p.host, '-p', String(p.iperfPort), '-t', String(IPERF_SECONDS), '--connect-timeout', '5000', '-J'],
+      [
+        'iperf3',
+        '-c',
+        p.iperfHost ?? p.host,
+        '-p',
+        String(p.iperfPort),
+        '-t',
+        String(IPERF_SECONDS),
+        '--connect-timeout',
+        '5000',
+        '-J',
+      ],
       (IPERF_SECONDS + 30) * 1000,
     ),
   ) as { end: { sum_received: { bits_per_second: number } } };
