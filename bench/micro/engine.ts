@@ -9,6 +9,12 @@
  *
  * Only Engine.processBurst is timed; refilling the ring between bursts is not. Each figure
  * is measured ROUNDS times; the median and the spread (min–max) are reported.
+ *
+ * Environment: BENCH_ROUNDS, BENCH_SIZES (e.g. 1000,1000000), BENCH_NEW (connections for
+ * the new-session figure), BENCH_PACKETS (established packets per measurement). On a noisy
+ * machine, compare two builds by instruction count instead of time:
+ *   BENCH_ROUNDS=1 BENCH_SIZES=1000 BENCH_NEW=20001 BENCH_PACKETS=400000 \
+ *     valgrind --tool=callgrind --smc-check=all-non-file node dist/bench/micro/engine.js
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +30,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const BURST = 256;
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
 const NEW_CONNECTIONS = Number(process.env.BENCH_NEW ?? 200_000);
+/** Established packets per measurement (default: 2M or twice the sessions). */
+const PACKETS = process.env.BENCH_PACKETS === undefined ? undefined : Number(process.env.BENCH_PACKETS);
 const RS_COUNT = 4;
 const LIP_COUNT = 8; // 4 RS × 8 LIPs × 64 511 ports ≈ 2M local tuples: room for 1M sessions
 
@@ -232,13 +240,14 @@ function main(): void {
   const setups = SIZES.map((size) => {
     const engine = new Engine({ capacity: Math.max(size + BURST, 4096), workers: 1, nowMs: 0 }, services());
     const { o } = openSessions(engine, size, 0);
-    established(engine, o, size, 500_000, 1); // warm-up: let the JIT settle
+    established(engine, o, size, Math.min(500_000, PACKETS ?? 500_000), 1); // warm-up: let the JIT settle
     return { size, engine, o, runs: [] as number[] };
   });
   const growthRuns: number[] = [];
   const newRuns: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    for (const s of setups) s.runs.push(established(s.engine, s.o, s.size, Math.max(2_000_000, s.size * 2), 1));
+    for (const s of setups)
+      s.runs.push(established(s.engine, s.o, s.size, PACKETS ?? Math.max(2_000_000, s.size * 2), 1));
     const a = setups[0]!;
     const b = setups[setups.length - 1]!;
     growthRuns.push(a.runs[r]! / b.runs[r]!);

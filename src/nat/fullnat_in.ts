@@ -35,16 +35,8 @@ import { C_PACKETS_IN, C_SESSIONS_EXPIRED, C_SESSIONS_REUSED, RS_PACKETS_IN } fr
 import { IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
-import {
-  countPacket,
-  l4Finish,
-  l4Replace32,
-  l4Start,
-  rewriteAddresses,
-  rewritePorts,
-  rewriteUdp,
-  swapPorts,
-} from './rewrite.js';
+import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
+import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
 import { createSession, setState, stateOf, uncountSession } from './session.js';
 import { inboundOptions, scanPacketOptions } from './toa.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
@@ -103,12 +95,26 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
   if ((flags & TCP_ACKF) !== 0) rec[base + R_CLI_ACK] = ack;
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
   const outPorts = rec[base + R_OUT_PORTS]!;
-  let acc = l4Start(c, dv.getUint16(l4 + TCP_CSUM));
-  acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
-  acc = rewritePorts(c, swapPorts(outPorts), acc);
-  dv.setInt32(l4 + TCP_SEQ, newSeq);
-  acc = l4Replace32(c, acc, seq, newSeq);
-  dv.setUint16(l4 + TCP_CSUM, l4Finish(c, acc));
+  if (c.pPartial) {
+    rewritePartial(
+      c,
+      rec,
+      base + R_LIP0,
+      base + R_LIP1,
+      base + R_RIP0,
+      base + R_RIP1,
+      swapPorts(outPorts),
+      l4 + TCP_CSUM,
+    );
+    dv.setInt32(l4 + TCP_SEQ, newSeq);
+  } else {
+    let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
+    acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
+    acc = rewritePorts(c, swapPorts(outPorts), acc);
+    dv.setInt32(l4 + TCP_SEQ, newSeq);
+    acc = csumReplace32(acc, seq, newSeq);
+    dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
+  }
 
   const svc = rec[base + R_SVC_RS]! >>> 16;
   const mode = c.services.toaMode[svc]!;

@@ -36,16 +36,8 @@ import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
 import { AF_INET, IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
-import {
-  countPacket,
-  l4Finish,
-  l4Replace32,
-  l4Start,
-  rewriteAddresses,
-  rewritePorts,
-  rewriteUdp,
-  swapPorts,
-} from './rewrite.js';
+import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
+import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
 import { setState } from './session.js';
 import { outboundOptions, scanPacketOptions, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
@@ -96,16 +88,30 @@ function tcpOutbound(c: NatContext, r: number): number {
   const hasAck = (flags & TCP_ACKF) !== 0;
   const delta = rec[base + R_SEQ_DELTA]!;
   const inPorts = rec[base + R_IN_PORTS]!;
-  let acc = l4Start(c, dv.getUint16(l4 + TCP_CSUM));
-  acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
-  acc = rewritePorts(c, swapPorts(inPorts), acc);
-  if (hasAck) {
-    rec[base + R_RS_ACK] = ack;
-    const newAck = (ack - delta) | 0;
-    dv.setInt32(l4 + TCP_ACK, newAck);
-    acc = l4Replace32(c, acc, ack, newAck);
+  if (hasAck) rec[base + R_RS_ACK] = ack;
+  const newAck = (ack - delta) | 0;
+  if (c.pPartial) {
+    rewritePartial(
+      c,
+      rec,
+      base + R_VIP0,
+      base + R_VIP1,
+      base + R_CIP0,
+      base + R_CIP1,
+      swapPorts(inPorts),
+      l4 + TCP_CSUM,
+    );
+    if (hasAck) dv.setInt32(l4 + TCP_ACK, newAck);
+  } else {
+    let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
+    acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
+    acc = rewritePorts(c, swapPorts(inPorts), acc);
+    if (hasAck) {
+      dv.setInt32(l4 + TCP_ACK, newAck);
+      acc = csumReplace32(acc, ack, newAck);
+    }
+    dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
   }
-  dv.setUint16(l4 + TCP_CSUM, l4Finish(c, acc));
   if (n > 0) {
     const svc = rec[base + R_SVC_RS]! >>> 16;
     const clampBy =

@@ -12,25 +12,6 @@ import { AF_INET, IPV4_CSUM, UDP_CSUM } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 
 /**
- * L4 checksum updates for the packet in hand, full or partial (c.pPartial): a partial
- * field covers only the pseudo-header (addresses, protocol, length), so only those
- * changes update it; changes to ports, sequence numbers or options go through
- * l4Replace32 / rewritePorts, which skip the update for a partial field.
- */
-export function l4Start(c: NatContext, field: number): number {
-  return c.pPartial ? partialStart(field) : csumStart(field);
-}
-
-export function l4Finish(c: NatContext, acc: number): number {
-  return c.pPartial ? partialFinish(acc) : csumFinish(acc);
-}
-
-/** A 32-bit L4 header field (not pseudo-header) changed from `old` to `neu`. */
-export function l4Replace32(c: NatContext, acc: number, old: number, neu: number): number {
-  return c.pPartial ? acc : csumReplace32(acc, old, neu);
-}
-
-/**
  * Set source and destination address to the words of `rec`: word 0 of the source at
  * `src0`, its words 1–3 at `srcHi`, `srcHi + 2`, `srcHi + 4` (layout.ts: addrWord), and
  * likewise for the destination. Returns `acc` updated for the pseudo-header change.
@@ -87,7 +68,30 @@ export function rewriteAddresses(
 /** Set both ports (one 32-bit word: sport << 16 | dport) at the start of the L4 header. */
 export function rewritePorts(c: NatContext, ports: number, acc: number): number {
   c.dv.setInt32(c.pL4, ports);
-  return l4Replace32(c, acc, (c.pSport << 16) | c.pDport, ports);
+  return csumReplace32(acc, (c.pSport << 16) | c.pDport, ports);
+}
+
+/**
+ * A partial L4 checksum (c.pPartial: virtio NEEDS_CSUM) holds only the folded
+ * pseudo-header sum; the kernel sums the L4 bytes later. Rewriting such a packet updates
+ * the field for the address change alone: ports, sequence numbers and options need no
+ * checksum work. Callers take this path once per packet, so the full-checksum path stays
+ * exactly as short as it was.
+ */
+export function rewritePartial(
+  c: NatContext,
+  rec: Int32Array,
+  src0: number,
+  srcHi: number,
+  dst0: number,
+  dstHi: number,
+  ports: number,
+  csumAt: number,
+): void {
+  const dv = c.dv;
+  const acc = rewriteAddresses(c, rec, src0, srcHi, dst0, dstHi, partialStart(dv.getUint16(csumAt)));
+  dv.setUint16(csumAt, partialFinish(acc));
+  dv.setInt32(c.pL4, ports);
 }
 
 /** Set the IP length field (IPv4 total length / IPv6 payload length) to fit end `end`. */
@@ -127,11 +131,14 @@ export function rewriteUdp(
 ): void {
   const dv = c.dv;
   const at = c.pL4 + UDP_CSUM;
+  if (c.pPartial) {
+    rewritePartial(c, rec, src0, srcHi, dst0, dstHi, ports, at);
+    return;
+  }
   const field = dv.getUint16(at);
-  let acc = rewriteAddresses(c, rec, src0, srcHi, dst0, dstHi, l4Start(c, field));
+  let acc = rewriteAddresses(c, rec, src0, srcHi, dst0, dstHi, csumStart(field));
   acc = rewritePorts(c, ports, acc);
-  if (c.pPartial) dv.setUint16(at, partialFinish(acc));
-  else if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(at, csumFinish(acc) || 0xffff);
+  if (field !== 0 || c.pAf !== AF_INET) dv.setUint16(at, csumFinish(acc) || 0xffff);
 }
 
 /**
