@@ -86,7 +86,14 @@ async function main(argv: string[]): Promise<number> {
       const reply = await adminRequest(admin, cmd === 'list' ? { cmd, stats } : { cmd });
       if (json) console.log(JSON.stringify(cmd === 'list' ? reply.services : reply, null, 2));
       else if (cmd === 'list') console.log(reply.text);
-      else console.log(JSON.stringify({ counters: reply.counters, drops: reply.drops }, null, 2));
+      else
+        console.log(
+          JSON.stringify(
+            { counters: reply.counters, drops: reply.drops, device: reply.device, queues: reply.queues },
+            null,
+            2,
+          ),
+        );
       return 0;
     }
     case 'lab': {

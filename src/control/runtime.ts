@@ -22,7 +22,8 @@ import { ConnCounts, IdRegistry, resolveServices, type ResolvedService } from '.
 import { serveAdmin } from './admin.js';
 import type { ForwarderInit, FromForwarder } from './forwarder_protocol.js';
 import type { Logger } from './log.js';
-import { formatList, globalStats, listServices } from './stats.js';
+import { deviceStats, formatList, globalStats, listServices } from './stats.js';
+import type { QueueStats } from '../dataplane/tun_device.js';
 import { SystemChanges } from './system.js';
 
 export interface RunOptions {
@@ -166,7 +167,34 @@ export class Runtime {
     await Promise.all(ready);
   }
 
-  private handleAdmin(req: Record<string, unknown>): unknown {
+  private nextStatsId = 0;
+
+  /** Each forwarder's TUN queue counters (asked over its message port, 1 s at most). */
+  private queueStats(): Promise<(QueueStats | null)[]> {
+    return Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<QueueStats | null>((resolve) => {
+            const id = ++this.nextStatsId;
+            const onMessage = (m: FromForwarder): void => {
+              if (m.type === 'stats' && m.id === id) {
+                clearTimeout(timer);
+                w.thread.off('message', onMessage);
+                resolve(m.queue);
+              }
+            };
+            const timer = setTimeout(() => {
+              w.thread.off('message', onMessage);
+              resolve(null);
+            }, 1000);
+            w.thread.on('message', onMessage);
+            w.thread.postMessage({ type: 'stats', id });
+          }),
+      ),
+    );
+  }
+
+  private async handleAdmin(req: Record<string, unknown>): Promise<unknown> {
     const counters = this.workers.map((w) => w.counters);
     switch (req.cmd) {
       case 'list': {
@@ -178,7 +206,11 @@ export class Runtime {
         return { services: rows, text: formatList(rows, req.stats === true) };
       }
       case 'stats':
-        return globalStats(counters);
+        return {
+          ...globalStats(counters),
+          queues: await this.queueStats(),
+          device: deviceStats(this.config.tun.name),
+        };
       default:
         throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list or stats`);
     }

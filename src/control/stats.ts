@@ -3,6 +3,7 @@
  * shared counters (counters.ts) and connection counts: nothing here touches a worker.
  */
 
+import { readFileSync } from 'node:fs';
 import {
   DROPS_BASE,
   GLOBAL_COUNT,
@@ -119,4 +120,22 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean): string 
     }
   }
   return lines.join('\n');
+}
+
+/**
+ * The TUN device's own counters (sysfs of this network namespace). tx_dropped counts
+ * packets the kernel could not queue for tunvs to read (a queue of txqueuelen per TUN queue
+ * was full: the forwarders fell behind); rx_dropped, packets tunvs wrote that the kernel
+ * refused. Neither is visible to the engine, hence here.
+ */
+export function deviceStats(dev: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of ['rx_packets', 'tx_packets', 'rx_dropped', 'tx_dropped', 'rx_errors', 'tx_errors']) {
+    try {
+      out[k] = Number(readFileSync(`/sys/class/net/${dev}/statistics/${k}`, 'utf8'));
+    } catch {
+      // Not in this namespace's sysfs: leave it out.
+    }
+  }
+  return out;
 }

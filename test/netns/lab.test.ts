@@ -195,6 +195,12 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const after = await stats();
     expect(after.counters!.gso_packets! - before.counters!.gso_packets!).toBeGreaterThan(100);
     expect(after.counters!.toa_skipped_gso).toBe(0);
+    // What the engine cannot see is reported too: the device's counters and each queue's.
+    expect(after.device!.tx_packets).toBeGreaterThan(0);
+    expect(after.device).toHaveProperty('tx_dropped');
+    const queues = (after as unknown as { queues: { rxPackets: number; writeDropped: number }[] }).queues;
+    expect(queues.length).toBe(2);
+    for (const q of queues) expect(q.rxPackets).toBeGreaterThan(0);
   }, 60_000);
 
   it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
