@@ -226,6 +226,18 @@ export class Runtime {
       for (const w of this.workers) w.thread.postMessage({ type: 'services', services });
       this.services = services;
       this.config.services = next.services;
+      // Only services apply live; say so when anything else in the file changed.
+      const restartOnly = (
+        ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket'] as const
+      ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+      if (
+        restartOnly.length > 0 &&
+        !(restartOnly.length === 1 && restartOnly[0] === 'workers' && this.opts.workers !== undefined)
+      ) {
+        this.log('warn', `reload: ${restartOnly.join(', ')} changed; these apply at the next restart`, {
+          fields: restartOnly,
+        });
+      }
       this.log('info', 'reloaded', { services: services.length });
     } catch (e) {
       const fields = e instanceof ConfigError ? { code: e.code, path: e.path } : {};

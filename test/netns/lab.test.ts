@@ -99,6 +99,16 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(labCurl(prefix, 4, 3)).toMatch(/saw client/);
   });
 
+  it('a reload that changes more than services says which fields wait for a restart', async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    await reloadWith((y) => y.replace('mtu: 1500', 'mtu: 1400'));
+    writeFileSync(file, good);
+    const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
+    expect(log).toContain('reload: tun changed; these apply at the next restart');
+    expect(labCurl(prefix, 4, 1)).toMatch(/saw client/);
+  });
+
   it('malformed packets are counted and dropped; tunvs keeps serving', async () => {
     const before = await stats();
     const sent = execFileSync(
