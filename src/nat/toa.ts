@@ -21,6 +21,7 @@
  * (rare: the MSS clamp already leaves room). Only a super-packet at the 64 KiB IP limit
  * goes without (counted as toa_skipped_gso).
  * No room: prune NOPs, then SACK blocks; still none: forward without TOA, counted.
+ * A packet carrying TCP-AO gets no TOA: AO authenticates the options.
  * Protected (never pruned): MSS, window scale, SACK-permitted, timestamps, MD5, AO,
  * MPTCP, Fast Open and anything unknown — dropping those changes what the connection does.
  * A client-supplied TOA-like option (kind 253/254 or the service's kinds, length 8 or 20)
@@ -58,6 +59,7 @@ import {
   TCP_CSUM,
   TCP_HEADER_MIN,
   TCP_SYN,
+  TCPOPT_AO,
   TCPOPT_MSS,
   TCPOPT_NOP,
   TCPOPT_SACK,
@@ -74,6 +76,11 @@ export const TOA_LEN_V6 = 20;
 export function scanPacketOptions(c: NatContext): number {
   if (c.pThl === TCP_HEADER_MIN) return 0;
   return scanOptions(c.buf, c.pL4 + TCP_HEADER_MIN, c.pL4 + c.pThl, c.optOffsets);
+}
+
+function hasOption(b: Uint8Array, offs: Int32Array, n: number, kind: number): boolean {
+  for (let i = 0; i < n; i++) if (b[offs[i]!] === kind) return true;
+  return false;
 }
 
 function isToaLike(kind: number, len: number, k4: number, k6: number): boolean {
@@ -108,6 +115,12 @@ export function inboundOptions(
   const k4 = s.toaKindV4[svc]!;
   const k6 = s.toaKindV6[svc]!;
   const stripTs = (c.pFlags & TCP_SYN) !== 0 && s.stripTs[svc] === 1;
+  if (wantToa && hasOption(b, c.optOffsets, n, TCPOPT_AO)) {
+    // TCP-AO authenticates the options (RFC 5925): adding one would break the connection.
+    // (MD5, RFC 2385, excludes options and is unaffected.) Counted like no room.
+    wantToa = false;
+    c.counters[C_TOA_NO_ROOM] = c.counters[C_TOA_NO_ROOM]! + 1;
+  }
   if (wantToa) {
     const end = insertToa(c, rec, base, n, stripTs, k4, k6);
     if (end >= 0) return end;

@@ -202,6 +202,14 @@ describe.each([
     expect(k.d.engine.counters[C_TOA_NO_ROOM]).toBe(1);
   });
 
+  it('a packet with TCP-AO gets no TOA (AO authenticates the options), counted', () => {
+    const k = connect(fam, 'synack');
+    const ao = [29, 16, 1, 2, ...new Array<number>(12).fill(0xaa)];
+    const out = k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, options: ao }));
+    expect(parse(out).options).toEqual(ao);
+    expect(k.d.engine.counters[C_TOA_NO_ROOM]).toBe(1);
+  });
+
   it('a packet that would exceed the MTU with TOA goes without it (never fragments)', () => {
     const k = connect(fam);
     const hdr = fam === V4 ? 40 : 60;
