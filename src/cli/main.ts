@@ -17,7 +17,7 @@ const HELP = `tunvs — userspace L4 load balancer (FULLNAT + TOA on a TUN devic
 Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
-  tunvs stats [--json]                    counters and drops by reason
+  tunvs stats [--json]                    counters, drops by reason, TUN device and queue counters
   tunvs lab up [--workers N] [--no-steering] [--no-offload]
                                           build the netns lab and start tunvs on LB A
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
