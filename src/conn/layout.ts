@@ -83,8 +83,6 @@ export const KEY_BLOCK_WORDS = 9;
 export const KEY_LO_WORDS = 3;
 /** Lookup key: META low 16 bits (af << 8 | proto) followed by the key words. */
 export const KEY_WORDS = 1 + KEY_BLOCK_WORDS;
-/** Key words that matter for IPv4 (meta, ports, src0, dst0). */
-export const KEY_WORDS_V4 = 4;
 
 /** Record word of address word k (0–3) for an address whose word 0 is at `w0` and whose
  * words 1–3 are at `hi`, `hi + 2`, `hi + 4` (the interleaved high block). */

@@ -35,10 +35,6 @@ export function stateOf(rec: Int32Array, base: number): number {
   return (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
 }
 
-export function flagsOf(rec: Int32Array, base: number): number {
-  return rec[base + R_META]! >>> META_FLAGS_SHIFT;
-}
-
 /**
  * Create a session for the parsed first packet of a flow to service `svc`. `c.key` holds
  * its IN key with hash `hashIn`. Returns the record id, or −reason.

@@ -27,8 +27,3 @@ export function scanOptions(buf: Uint8Array, start: number, end: number, out: In
   }
   return n;
 }
-
-/** Length of the option at `o` (1 for NOP). */
-export function optionLength(buf: Uint8Array, o: number): number {
-  return buf[o]! === TCPOPT_NOP ? 1 : buf[o + 1]!;
-}
