@@ -7,7 +7,14 @@
 
 import { R_SVC_RS } from '../conn/layout.js';
 import { RS_BASE, RS_FIELDS } from '../dataplane/counters.js';
-import { csumFinish, csumReplace32, csumStart, partialFinish, partialStart } from '../packet/checksum.js';
+import {
+  csumFinish,
+  csumReplace16,
+  csumReplace32,
+  csumStart,
+  partialFinish,
+  partialStart,
+} from '../packet/checksum.js';
 import { AF_INET, IPV4_CSUM, UDP_CSUM } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 
@@ -102,9 +109,7 @@ export function setIpLength(c: NatContext, end: number): void {
     const old = dv.getUint16(l3 + 2);
     const neu = end - l3;
     dv.setUint16(l3 + 2, neu);
-    let ip = csumStart(dv.getUint16(l3 + IPV4_CSUM));
-    ip = ip + (0xffff - old) + neu;
-    dv.setUint16(l3 + IPV4_CSUM, csumFinish(ip));
+    dv.setUint16(l3 + IPV4_CSUM, csumFinish(csumReplace16(csumStart(dv.getUint16(l3 + IPV4_CSUM)), old, neu)));
   } else {
     dv.setUint16(l3 + 4, end - l3 - 40);
   }
