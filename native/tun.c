@@ -17,6 +17,8 @@
  *                     over by another worker).
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
+ * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp); the eBPF
+ * TOA reader's loader is a separate addon (native/rs/) because it links libbpf.
  */
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
@@ -36,6 +38,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "sock.h"
 
 #define VERDICT_FORWARD 0
 /* Bursts handled per readiness callback before yielding to the loop (fairness with timers,
@@ -496,5 +500,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "setOffload", fn);
   napi_create_function(env, "attachSteering", NAPI_AUTO_LENGTH, AttachSteering, NULL, &fn);
   napi_set_named_property(env, exports, "attachSteering", fn);
+  register_sock(env, exports);
   return exports;
 }

@@ -2,14 +2,18 @@
 // so `npm test` and `npm run lab` work on a fresh clone with nothing but Node.js and npm.
 //
 //   Debian packages: the commands the lab and the namespace tests use (iproute2, python3,
-//     tshark, iperf3, ethtool; nftables and haproxy for the lab benchmark),
-//     installed with apt-get when missing (needs root, as the lab does anyway);
+//     tshark, iperf3, ethtool), the eBPF TOA reader's toolchain (clang, libbpf-dev,
+//     linux-libc-dev; bpftool to inspect it), with --test the servers the reader is tested
+//     with (nginx, golang-go) and nftables, with --bench the benchmark's peers (nftables,
+//     haproxy); installed with apt-get when missing (needs root, as the lab does anyway).
+//     Package scripts are not allowed to start services (policy-rc.d) while we install:
+//     nginx must not start a daemon on this machine;
 //   npm dependencies: `npm ci` when node_modules is missing or was installed from another
 //     package-lock.json (a hash of the lock file is kept in node_modules);
 //   the native addon and the compiled tree: built when missing.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -24,7 +28,7 @@ const has = (cmd) => {
   }
 };
 
-// Debian packages, by the command that shows they are there.
+// Debian packages, by the command (or, for a path, the file) that shows they are there.
 const APT = [
   ['ip', 'iproute2'],
   ['python3', 'python3'],
@@ -33,10 +37,17 @@ const APT = [
   ['tshark', 'tshark'], // an independent judge of what tunvs puts on the wire
   ['iperf3', 'iperf3'],
   ['ethtool', 'ethtool'],
+  ['clang', 'clang'], // the eBPF TOA reader
+  ['/usr/include/bpf/libbpf.h', 'libbpf-dev'],
+  ['/usr/include/linux/bpf.h', 'linux-libc-dev'],
+  ['bpftool', 'bpftool'],
 ];
+// The real-server reader's tests: unmodified servers, and nft for the forged-TOA client.
+if (process.argv.includes('--test')) APT.push(['nginx', 'nginx'], ['go', 'golang-go'], ['nft', 'nftables']);
 // The lab benchmark's peers and load tools.
 if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy']);
-const missing = [...new Set(APT.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
+const present = (what) => (what.startsWith('/') ? existsSync(what) : has(what));
+const missing = [...new Set(APT.filter(([what]) => !present(what)).map(([, pkg]) => pkg))];
 if (missing.length > 0) {
   if (process.getuid?.() !== 0 || !has('apt-get')) {
     console.error(
@@ -46,10 +57,20 @@ if (missing.length > 0) {
   }
   console.log(`tunvs: installing ${missing.join(' ')} (apt-get)...`);
   run('apt-get', ['update', '-qq']);
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !existsSync(policy);
+  if (ownPolicy)
+    writeFileSync(policy, '#!/bin/sh\n# tunvs ensure-deps: no services started during install\nexit 101\n', {
+      mode: 0o755,
+    });
+  try {
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  } finally {
+    if (ownPolicy) rmSync(policy, { force: true });
+  }
 }
 
 const lock = join(root, 'package-lock.json');
@@ -61,7 +82,12 @@ if (want !== have) {
   run('npm', ['ci', '--no-audit', '--no-fund']); // its install script builds the native addon
   writeFileSync(stamp, `${want}\n`);
 }
-if (!existsSync(join(root, 'native', 'build', 'Release', 'tunvs_native.node'))) {
+const built = [
+  join(root, 'native', 'build', 'Release', 'tunvs_native.node'),
+  join(root, 'native', 'rs', 'build', 'Release', 'tunvs_rs.node'),
+  join(root, 'native', 'rs', 'build', 'toa_reader.bpf.o'),
+];
+if (!built.every((f) => existsSync(f))) {
   run(process.execPath, [join(root, 'scripts', 'build-native.mjs')]);
 }
 if (process.argv.includes('--build')) run('npm', ['run', 'build', '--silent']);

@@ -20,16 +20,18 @@ say('Bringing up the lab (client, router, LB A + B, redis, rs1..rs3 in network n
 run(['lab', 'down'], { stdio: 'ignore' });
 process.stdout.write(run(['lab', 'up']));
 
-say('GET http://198.18.0.100/ from the client, three times (IPv4 VIP, rr over rs1..rs3)');
+say('GET http://198.18.0.100/ from the client (198.18.100.10), three times (IPv4 VIP, rr over rs1..rs3)');
 process.stdout.write(run(['lab', 'curl', '--count', '3']));
-say('GET http://[fd18:18::100]/ (IPv6 VIP)');
+say('GET http://[fd18:18::100]/ from the client (fd18:18:100::10) (IPv6 VIP)');
 process.stdout.write(run(['lab', 'curl', '-6', '--count', '3']));
 
-say('What the real servers received: their application sees the LB local address (FULLNAT);');
-console.log('   the client address is in the TOA option, captured on the real servers with tshark.');
-console.log('   (The real-server reader that hands it to unmodified applications is the next step.)');
+say('What the real servers received: the packets come from the LB local address (FULLNAT) and');
+console.log('   carry the client address in the TOA option (captured on the real servers with tshark);');
+console.log("   the eBPF TOA reader attached to the servers' cgroup hands it to the unmodified application:");
 process.stdout.write(run(['lab', 'toa', '--count', '3']));
 process.stdout.write(run(['lab', 'toa', '-6', '--count', '3']));
+say('The reader on the real servers (tunvs rs status)');
+process.stdout.write(run(['rs', 'status']));
 
 say('Load: autocannon -c 50 -d 10 through the IPv4 VIP (keep-alive), from the client namespace');
 const cannon = join(root, 'node_modules', 'autocannon', 'autocannon.js');

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * tunvs command line. Each command is a thin shell over src/: run (control/runtime.ts),
- * list and stats (admin API clients), lab (lab/lab.ts).
+ * list and stats (admin API clients), lab (lab/lab.ts), rs (rs/reader.ts).
  */
 
 import { availableParallelism } from 'node:os';
@@ -11,6 +11,17 @@ import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
 import { Runtime } from '../control/runtime.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
+import { sockAddon } from '../rs/native.js';
+import {
+  attachReader,
+  detachAll,
+  detachReader,
+  formatStatus,
+  joinCgroup,
+  readerStatus,
+  RsError,
+  type ReaderOptions,
+} from '../rs/reader.js';
 
 const HELP = `tunvs — userspace L4 load balancer (FULLNAT + TOA on a TUN device)
 
@@ -18,8 +29,9 @@ Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
   tunvs stats [--json]                    counters, drops by reason, TUN device and queue counters
-  tunvs lab up [--workers N] [--no-steering] [--no-offload]
-                                          build the netns lab and start tunvs on LB A
+  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader]
+                                          build the netns lab and start tunvs on LB A; the real
+                                          servers run under the eBPF TOA reader (unless --no-reader)
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
                                           application saw beside the TOA it received (tshark)
@@ -27,16 +39,29 @@ Usage:
                                           autocannon through the VIP (default 50, 10 s; max 600 s)
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
+  tunvs rs attach --cgroup PATH [--create] [--kind N] [--kind-v6 N] [--no-saved-syn] [--trust CIDR]...
+                                          real server: attach the eBPF TOA reader to a cgroup, so
+                                          apps in it see the client address (accept/getpeername)
+  tunvs rs detach --cgroup PATH | --all   remove the reader
+  tunvs rs status [--json]                where it is attached, its options and counters
+  tunvs rs exec --cgroup PATH [--attach] -- CMD [ARGS...]
+                                          run CMD inside the cgroup (then, e.g., ip netns exec)
   tunvs help                              this text
 
 Options:
   --admin PATH    admin socket (default ${DEFAULTS.adminSocket}; the lab's is under /run/tunvs-lab)
   --prefix P      lab namespace prefix (default tvs-)
+  --cgroup PATH   a cgroup v2 directory, absolute or relative to the cgroup2 mount
+                  (e.g. system.slice/nginx.service)
+  --kind N        TOA option kind to read for IPv4 and IPv6 (default 254; v6 also 253)
+  --trust CIDR    honour a TOA only from these peers (the LB's local addresses); repeatable
 
 Examples:
   sudo tunvs run --config /etc/tunvs/tunvs.yaml
   sudo tunvs list --stats
   sudo tunvs lab up && sudo tunvs lab curl && sudo tunvs lab down
+  sudo tunvs rs attach --cgroup system.slice/nginx.service --trust 198.18.2.0/24
+  sudo tunvs rs exec --cgroup tunvs-apps --attach -- ./my-server --port 8080
 `;
 
 function flag(args: string[], name: string): boolean {
@@ -54,7 +79,72 @@ function option(args: string[], name: string): string | undefined {
   return v;
 }
 
+/** Every value of a repeatable option. */
+function options(args: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let v = option(args, name); v !== undefined; v = option(args, name)) out.push(v);
+  return out;
+}
+
 class UsageError extends Error {}
+
+function kind(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 2 || n > 255)
+    throw new UsageError(`${name} must be a TCP option kind 2-255, got ${v}`);
+  return n;
+}
+
+function rs(args: string[], log: (line: string) => void): number {
+  const sub = args.shift();
+  // the command of `rs exec` is everything after --, untouched by option parsing
+  const dash = args.indexOf('--');
+  const command = dash >= 0 ? args.splice(dash).slice(1) : [];
+  if (sub === 'attach') {
+    const cgroup = option(args, '--cgroup');
+    if (cgroup === undefined) throw new UsageError('rs attach needs --cgroup PATH');
+    const create = flag(args, '--create');
+    const opts: Partial<ReaderOptions> = {};
+    const k = kind(option(args, '--kind'), '--kind');
+    const k6 = kind(option(args, '--kind-v6'), '--kind-v6') ?? k;
+    if (k !== undefined) opts.kindV4 = k;
+    if (k6 !== undefined) opts.kindV6 = opts.kindV6Alt = k6;
+    if (flag(args, '--no-saved-syn')) opts.savedSyn = false;
+    opts.trusted = options(args, '--trust');
+    const r = attachReader(cgroup, opts, create);
+    log(
+      r.created
+        ? `TOA reader attached to ${r.cgroup} (cgroup id ${r.cgroupId}); pinned in ${r.pinDir}`
+        : `TOA reader already attached to ${r.cgroup}: options updated`,
+    );
+    log('applications started in this cgroup from now on see client addresses (tunvs rs status shows counters)');
+    return 0;
+  }
+  if (sub === 'detach') {
+    const all = flag(args, '--all');
+    const cgroup = option(args, '--cgroup');
+    if (!all && cgroup === undefined) throw new UsageError('rs detach needs --cgroup PATH or --all');
+    const n = all ? detachAll() : detachReader(cgroup!);
+    log(n > 0 ? `TOA reader detached (${n} programs)` : 'the TOA reader was not attached there');
+    return 0;
+  }
+  if (sub === 'status') {
+    const list = readerStatus();
+    log(flag(args, '--json') ? JSON.stringify(list, null, 2) : formatStatus(list));
+    return 0;
+  }
+  if (sub === 'exec') {
+    const cgroup = option(args, '--cgroup');
+    if (cgroup === undefined) throw new UsageError('rs exec needs --cgroup PATH');
+    if (command.length === 0)
+      throw new UsageError('rs exec needs the command after --: tunvs rs exec --cgroup P -- CMD');
+    if (flag(args, '--attach')) attachReader(cgroup, {}, true);
+    joinCgroup(cgroup);
+    return sockAddon().execvp(command[0]!, command.slice(1));
+  }
+  throw new UsageError(`rs needs one of: attach, detach, status, exec (got ${sub ?? 'nothing'})`);
+}
 
 function positiveInt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -102,7 +192,8 @@ async function main(argv: string[]): Promise<number> {
         const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
         const steering = !flag(args, '--no-steering');
         const offload = !flag(args, '--no-offload');
-        await labUp({ prefix, workers, steering, offload, log });
+        const reader = !flag(args, '--no-reader');
+        await labUp({ prefix, workers, steering, offload, reader, log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }
@@ -126,7 +217,8 @@ async function main(argv: string[]): Promise<number> {
         const { observed } = await labToa(prefix, family, count);
         for (const o of observed) {
           const toa = o.toa ? `${o.toa.address}:${o.toa.port} (TOA kind ${o.toa.kind})` : 'no TOA captured';
-          log(`${o.server}: application saw ${o.appSaw}; TOA on the wire says the client is ${toa}`);
+          const agree = o.toa !== undefined && o.appSaw === `${o.toa.address}:${o.toa.port}`;
+          log(`${o.server}: application saw ${o.appSaw}; TOA on the wire: ${toa}${agree ? ' — they agree' : ''}`);
         }
         return 0;
       }
@@ -139,6 +231,8 @@ async function main(argv: string[]): Promise<number> {
       }
       throw new UsageError(`lab needs one of: up, down, status, curl, toa, load (got ${sub ?? 'nothing'})`);
     }
+    case 'rs':
+      return rs(args, log);
     case 'help':
     case '--help':
     case '-h':
@@ -157,6 +251,9 @@ main(process.argv.slice(2)).then(
     if (e instanceof UsageError) {
       console.error(`tunvs: ${e.message}\n\n${HELP}`);
       process.exitCode = 2;
+    } else if (e instanceof RsError) {
+      console.error(`tunvs: [${e.code}] ${e.message}`);
+      process.exitCode = 1;
     } else if (e instanceof ConfigError) {
       console.error(`tunvs: config error [${e.code}] ${e.message}`);
       process.exitCode = 1;

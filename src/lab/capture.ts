@@ -7,7 +7,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { formatAddress } from '../service/addr.js';
+import { parseToaOptions, type ToaKinds } from '../rs/toa_option.js';
 import { isAlive, spawnInNs, stopPid } from './netns.js';
 
 export interface Capture {
@@ -53,27 +53,12 @@ export interface TcpSeen {
   toa?: { kind: number; address: string; port: number };
 }
 
+/** The kinds the lab's services use (tunvs's default 254, 253 for v6, 200 as configured). */
+const LAB_KINDS: ToaKinds = { v4: [254, 253, 200], v6: [254, 253, 200] };
+
 function decodeToa(hex: string): TcpSeen['toa'] {
-  const b = Buffer.from(hex.replace(/[^0-9a-f]/gi, ''), 'hex');
-  for (let i = 0; i < b.length;) {
-    const kind = b[i]!;
-    if (kind === 0) break;
-    if (kind === 1) {
-      i++;
-      continue;
-    }
-    const len = b[i + 1] ?? 0;
-    if (len < 2) break;
-    if ((kind === 254 || kind === 253 || kind === 200) && (len === 8 || len === 20)) {
-      const port = b.readUInt16BE(i + 2);
-      const addr = b.subarray(i + 4, i + len);
-      const words = Array.from({ length: len === 8 ? 1 : 4 }, (_, k) => addr.readInt32BE(4 * k));
-      const address = formatAddress(len === 8 ? 4 : 6, words);
-      return { kind, address, port };
-    }
-    i += len;
-  }
-  return undefined;
+  const t = parseToaOptions(Buffer.from(hex.replace(/[^0-9a-f]/gi, ''), 'hex'), LAB_KINDS);
+  return t && { kind: t.kind, address: t.address, port: t.port };
 }
 
 /** TCP packets of a capture file, as tshark decodes and verifies them. */

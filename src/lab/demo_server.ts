@@ -8,11 +8,15 @@
  *   POST /echo     the request body back
  * and a plain TCP echo service on --echo-port (integrity tests: bytes in = bytes out).
  *
- * Usage: node demo_server.js --name rs1 --port 8080 [--echo-port 9000]
+ * With --saved-syn it reads the client address the way a server without eBPF can: from the
+ * TOA in the saved SYN (src/rs/saved_syn.ts; the tunvs service needs toa.inSyn).
+ *
+ * Usage: node demo_server.js --name rs1 --port 8080 [--echo-port 9000] [--saved-syn]
  */
 
 import { createServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
+import { clientAddress, enableSavedSyn } from '../rs/saved_syn.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,9 +26,14 @@ function arg(name: string, fallback: string): string {
 const name = arg('name', 'rs');
 const port = Number(arg('port', '8080'));
 
+const savedSyn = process.argv.includes('--saved-syn');
+
 const server = createServer((req, res) => {
-  const addr = (req.socket.remoteAddress ?? '?').replace(/^::ffff:/, '');
-  const rport = req.socket.remotePort ?? 0;
+  const peer = savedSyn
+    ? clientAddress(req.socket)
+    : { address: (req.socket.remoteAddress ?? '?').replace(/^::ffff:/, ''), port: req.socket.remotePort ?? 0 };
+  const addr = peer.address;
+  const rport = peer.port;
   if (req.method === 'POST' && req.url === '/echo') {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
     req.pipe(res);
@@ -46,5 +55,8 @@ if (echoPort > 0) {
     sock.pipe(sock);
   }).listen({ port: echoPort, host: '::', backlog: 4096 });
 }
-server.listen(port, '::', () => console.log(`${name} listening on [::]:${port}`));
+server.listen(port, '::', () => {
+  if (savedSyn) enableSavedSyn(server);
+  console.log(`${name} listening on [::]:${port}${savedSyn ? ' (client address from the saved SYN)' : ''}`);
+});
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

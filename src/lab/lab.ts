@@ -6,13 +6,14 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
 import { LAB, labConfig, labNodes } from './topology.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
+import { attachReader, detachReader, formatStatus, readerStatus, resolveCgroup } from '../rs/reader.js';
 
 export interface LabOptions {
   /** Namespace name prefix (default "tvs-"). */
@@ -22,6 +23,8 @@ export interface LabOptions {
   steering?: boolean;
   /** TUN offloads (default true). */
   offload?: boolean;
+  /** Run the real servers' applications under the eBPF TOA reader (default true). */
+  reader?: boolean;
   log: (line: string) => void;
 }
 
@@ -38,6 +41,9 @@ export interface LabState {
   procs: Proc[];
   dir: string;
   adminSocket: string;
+  /** The cgroup (relative to the cgroup2 mount) the real-server apps run in, with the TOA
+   * reader attached; absent when the lab runs without the reader. */
+  cgroup?: string;
 }
 
 const DIST = distSrc();
@@ -138,10 +144,20 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   }
   o.log(`namespaces up: ${state.namespaces.join(' ')}`);
 
+  if (o.reader ?? true) {
+    // The real servers' apps run in one cgroup with the TOA reader attached; it honours a
+    // TOA only from the LB's local addresses.
+    const cgroup = `tunvs-lab/${o.prefix.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    state.cgroup = cgroup;
+    writeState(state);
+    attachReader(cgroup, { trusted: [...LAB.laddrs4, ...LAB.laddrs6] }, true);
+    o.log(`TOA reader attached to cgroup ${resolveCgroup(cgroup)} (real-server apps run there)`);
+  }
+
   /** Start a Node script (or, with `program`, another program) in `ns`, recorded by PID. */
   const start = (name: string, ns: string, args: string[], program: string = process.execPath): void => {
     const logFile = join(state.dir, `${name}.log`);
-    const pid = spawnInNs(ns, [program, ...args], logFile);
+    const pid = spawnInNs(ns, [program, ...args], logFile, process.env, readerWrapper(state));
     state.procs.push({ name, pid, start: procStart(pid) });
     writeState(state);
   };
@@ -191,6 +207,43 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   o.log(`tunvs running on lb-a (pid ${tunvs.pid}); real servers rs1..rs3 on :${LAB.rsPort}`);
 }
 
+/** The command that starts a real-server app inside the lab's reader cgroup (tunvs rs exec). */
+function readerWrapper(state: LabState): string[] {
+  return state.cgroup
+    ? [process.execPath, join(DIST, 'cli', 'main.js'), 'rs', 'exec', '--cgroup', state.cgroup, '--']
+    : [];
+}
+
+/** Remove the lab's cgroup: detach the reader; processes still in it are ones the lab
+ * started (e.g. children of a server it stopped) and are stopped by PID first. */
+async function removeCgroup(cgroup: string, log: (line: string) => void): Promise<void> {
+  let dir: string;
+  try {
+    dir = resolveCgroup(cgroup);
+  } catch {
+    return;
+  }
+  if (!existsSync(dir)) return;
+  const procs = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  for (const pid of procs) {
+    await stopPid(pid);
+    log(`stopped pid ${pid} (left in the lab's cgroup)`);
+  }
+  try {
+    const n = detachReader(cgroup);
+    if (n > 0) log(`TOA reader detached from ${dir}`);
+  } catch (e) {
+    log(`detaching the TOA reader from ${dir}: ${(e as Error).message}`);
+  }
+  try {
+    rmdirSync(dir);
+    const parent = dirname(dir);
+    if (readdirSync(parent).every((f) => !statSync(join(parent, f)).isDirectory())) rmdirSync(parent);
+  } catch (e) {
+    log(`removing cgroup ${dir}: ${(e as Error).message}`);
+  }
+}
+
 export async function labDown(prefix: string, log: (line: string) => void): Promise<void> {
   const state = readState(prefix);
   for (const p of [...(state?.procs ?? [])].reverse()) {
@@ -200,6 +253,7 @@ export async function labDown(prefix: string, log: (line: string) => void): Prom
       log(`stopped ${p.name} (pid ${p.pid})`);
     }
   }
+  if (state?.cgroup) await removeCgroup(state.cgroup, log);
   const namespaces = new Set([...(state?.namespaces ?? []), ...listNamespaces().filter((n) => n.startsWith(prefix))]);
   for (const ns of namespaces) {
     try {
@@ -218,6 +272,14 @@ export async function labStatus(prefix: string): Promise<string> {
   const lines = [`lab ${prefix}: namespaces ${state.namespaces.join(' ')}`];
   for (const p of state.procs)
     lines.push(`  ${p.name.padEnd(12)} pid ${p.pid} ${isAlive(p.pid) ? 'running' : 'NOT RUNNING'}`);
+  if (state.cgroup) {
+    try {
+      const dir = resolveCgroup(state.cgroup);
+      lines.push('', formatStatus(readerStatus().filter((r) => r.cgroup === dir)));
+    } catch (e) {
+      lines.push(`TOA reader: ${(e as Error).message}`);
+    }
+  }
   try {
     const reply = await adminRequest(state.adminSocket, { cmd: 'list' });
     lines.push('', String(reply.text));
@@ -288,10 +350,14 @@ export async function labToa(
     .map((line) => {
       const m = /^(\S+) saw client (.+):(\d+)$/.exec(line.trim());
       const server = m?.[1] ?? '?';
-      const lip = m?.[2] ?? '';
-      const lport = Number(m?.[3] ?? 0);
-      const pkt = arrived.find((p) => p.toa && p.sport === lport && sameAddr(p.src, lip));
-      return { appSaw: `${lip}:${lport}`, toa: pkt?.toa, server };
+      const addr = m?.[2] ?? '';
+      const port = Number(m?.[3] ?? 0);
+      // With the reader the app names the client (= the TOA); without, the LB's local
+      // address and port (= the packet's source).
+      const pkt =
+        arrived.find((p) => p.toa && p.toa.port === port && sameAddr(p.toa.address, addr)) ??
+        arrived.find((p) => p.toa && p.sport === port && sameAddr(p.src, addr));
+      return { appSaw: `${addr}:${port}`, toa: pkt?.toa, server };
     });
   return { observed, arrived };
 }
@@ -363,11 +429,15 @@ export function labLoad(prefix: string, family: 4 | 6, connections: number, seco
   return r.status ?? 1;
 }
 
-/** Start a process in a lab namespace and record it, so that `lab down` stops it (by PID). */
-export function labSpawn(prefix: string, name: string, node: string, args: string[]): number {
+/** Start a process in a lab namespace and record it, so that `lab down` stops it (by PID).
+ * With `underReader`, it starts inside the lab's TOA-reader cgroup (as the lab's own real
+ * servers do); otherwise outside it. */
+export function labSpawn(prefix: string, name: string, node: string, args: string[], underReader = false): number {
   const state = readState(prefix);
   if (!state) throw new Error(`no lab with prefix ${prefix}`);
-  const pid = spawnInNs(nsName(prefix, node), args, join(state.dir, `${name}.log`));
+  if (underReader && !state.cgroup) throw new Error(`lab ${prefix} runs without the TOA reader`);
+  const wrapper = underReader ? readerWrapper(state) : [];
+  const pid = spawnInNs(nsName(prefix, node), args, join(state.dir, `${name}.log`), process.env, wrapper);
   state.procs.push({ name, pid, start: procStart(pid) });
   writeState(state);
   return pid;

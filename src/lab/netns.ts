@@ -38,10 +38,19 @@ export function listNamespaces(): string[] {
   }
 }
 
-/** Start a detached process in `ns`, output to `logFile`. Returns its PID. */
-export function spawnInNs(ns: string, args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): number {
+/** Start a detached process in `ns`, output to `logFile`. Returns its PID. With `wrapper`
+ * (a command that ends by exec'ing its arguments, e.g. `tunvs rs exec --cgroup P --`), that
+ * runs first and `ip netns exec` under it, so the PID is still the process's own. */
+export function spawnInNs(
+  ns: string,
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+  wrapper: string[] = [],
+): number {
   const out = openSync(logFile, 'a');
-  const child = spawn('ip', ['netns', 'exec', ns, ...args], {
+  const command = [...wrapper, 'ip', 'netns', 'exec', ns, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     detached: true,
     stdio: ['ignore', out, out],
     env,

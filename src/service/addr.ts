@@ -107,3 +107,24 @@ export function formatAddress(af: number, words: ArrayLike<number>, off = 0): st
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
+
+export interface ParsedCidr extends ParsedAddress {
+  /** Prefix length: 0-32 for IPv4, 0-128 for IPv6. */
+  prefix: number;
+}
+
+/** Parse "a.b.c.d/n", "x::y/n" or a bare address (a host prefix). Host bits must be zero. */
+export function parseCidr(text: string): ParsedCidr | undefined {
+  const slash = text.indexOf('/');
+  const addr = parseAddress(slash < 0 ? text : text.slice(0, slash));
+  if (!addr) return undefined;
+  const max = addr.af === AF_INET ? 32 : 128;
+  const lenText = slash < 0 ? String(max) : text.slice(slash + 1);
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(lenText)) return undefined;
+  const prefix = Number(lenText);
+  if (prefix > max) return undefined;
+  for (let bit = prefix; bit < max; bit++) {
+    if (((addr.words[bit >> 5]! >>> (31 - (bit & 31))) & 1) !== 0) return undefined;
+  }
+  return { ...addr, prefix };
+}
