@@ -195,7 +195,7 @@ function explain(e: unknown, cgroup: string): Error {
   if (err.code === 'EPERM' || err.code === 'EACCES') {
     return new RsError(
       'TUNVS_ERR_BPF_PERMISSION',
-      `permission denied by the kernel (${msg.split('\n')[0]}): loading and attaching the reader needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON (and kernel.unprivileged_bpf_disabled does not matter then). Where BPF is not allowed at all, use the saved-SYN helper (docs/real-server.md)`,
+      `permission denied by the kernel (${msg.split('\n')[0]}): loading and attaching the reader needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON. Where BPF is not allowed at all, use the saved-SYN helper (docs/real-server.md)`,
     );
   }
   if (/attach/.test(msg) && (err.code === 'EINVAL' || err.code === 'EOPNOTSUPP')) {
@@ -279,13 +279,13 @@ export function attachReader(cgroupPath: string, opts: Partial<ReaderOptions> = 
   ensureBpffs();
   const id = cgroupId(cgroup);
   const dir = pinDirOf(id);
-  if (isAttached(dir)) {
-    configure(addon, dir, o);
-    writeMeta(id, cgroup);
-    return { cgroup, cgroupId: id, pinDir: dir, created: false };
-  }
-  mkdirSync(PIN_ROOT, { recursive: true, mode: 0o700 });
   try {
+    if (isAttached(dir)) {
+      configure(addon, dir, o);
+      writeMeta(id, cgroup);
+      return { cgroup, cgroupId: id, pinDir: dir, created: false };
+    }
+    mkdirSync(PIN_ROOT, { recursive: true, mode: 0o700 });
     addon.attach(readerObject(), cgroup, dir, config, trusted);
   } catch (e) {
     throw explain(e, cgroup);

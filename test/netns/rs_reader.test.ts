@@ -5,14 +5,14 @@
  * saved-SYN helper for servers without eBPF. Needs root; builds and removes its own lab.
  */
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { distSrc } from '../../src/paths.js';
 import { LAB, labDown, labSpawn, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { inNs, spawnInNs, stopPid } from '../../src/lab/netns.js';
-import { readerStatus, resolveCgroup, type ReaderStatus } from '../../src/rs/reader.js';
+import { cgroup2Root, readerStatus, resolveCgroup, type ReaderStatus } from '../../src/rs/reader.js';
 
 const root = process.getuid?.() === 0;
 const prefix = `tr${process.pid % 100000}-`;
@@ -322,6 +322,30 @@ describe.skipIf(!root)('eBPF TOA reader on real servers (root)', () => {
     expect(run(['rs', 'exec', '--cgroup', 'x'])).toContain('rs exec needs the command after --');
     expect(run(['rs', 'attach', '--cgroup', 'x', '--kind', '300'])).toContain('--kind must be a TCP option kind');
     expect(run(['rs', 'attach', '--cgroup', 'x', '--trust', '10.0.0.1/33'])).toContain('is not an address or prefix');
+  });
+
+  it('clear errors: no BPF permission, no cgroup2 mount', () => {
+    const cg = `${state.cgroup!}-noperm`;
+    const dir = resolveCgroup(cg);
+    mkdirSync(dir);
+    try {
+      const drop = [
+        '--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin',
+        '--inh-caps=-bpf,-sys_admin,-perfmon,-net_admin',
+      ];
+      const r = spawnSync('setpriv', [...drop, ...cli, 'rs', 'attach', '--cgroup', cg], { encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('[TUNVS_ERR_BPF_PERMISSION]');
+      expect(r.stderr).toContain('CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON');
+    } finally {
+      rmdirSync(dir);
+    }
+    // A private mount namespace without the cgroup2 mount (the host's stays as it is).
+    const script = `umount ${JSON.stringify(cgroup2Root())} && exec "$@"`;
+    const r = spawnSync('unshare', ['-m', 'sh', '-c', script, 'sh', ...cli, 'rs', 'attach', '--cgroup', 'x'], {
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toContain('[TUNVS_ERR_NO_CGROUP2] no cgroup2 filesystem is mounted');
   });
 
   it('after detach, new connections see the local address again (the reader made the difference)', () => {
