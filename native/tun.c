@@ -39,20 +39,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "napi_check.h"
 #include "sock.h"
 
 #define VERDICT_FORWARD 0
 /* Bursts handled per readiness callback before yielding to the loop (fairness with timers,
  * messages and the other queue work of this thread). */
 #define BURSTS_PER_WAKEUP 8
-
-#define CHECK(env, call)                                                                   \
-  do {                                                                                     \
-    if ((call) != napi_ok) {                                                               \
-      napi_throw_error((env), "TUNVS_ERR_NAPI", "N-API call failed: " #call);             \
-      return NULL;                                                                         \
-    }                                                                                      \
-  } while (0)
 
 static napi_value throw_errno(napi_env env, const char *code, const char *what, int err, const char *hint) {
   char msg[512];

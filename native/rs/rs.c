@@ -12,7 +12,6 @@
  *                                 leave the cgroup even if something else holds the link) and
  *                                 remove the pins. Returns the number of links detached.
  *   linkInfo(path)                { progId, cgroupId, attachType } of a pinned link.
- *   mapInfo(path)                 { type, keySize, valueSize, maxEntries, name }.
  *   mapLookup/mapUpdate/mapDelete/mapKeys(path, ...)  raw bytes; per-CPU maps give
  *                                 possibleCpus * round8(valueSize) bytes.
  *   possibleCpus()
@@ -34,13 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHECK(env, call)                                                                   \
-  do {                                                                                     \
-    if ((call) != napi_ok) {                                                               \
-      napi_throw_error((env), "TUNVS_ERR_NAPI", "N-API call failed: " #call);             \
-      return NULL;                                                                         \
-    }                                                                                      \
-  } while (0)
+#include "../napi_check.h"
 
 static const char *const PROGRAMS[] = {"toa_sockops", "toa_getpeername4", "toa_getpeername6"};
 static const char *const MAPS[] = {"toa_config", "toa_counters", "toa_trusted"};
@@ -270,58 +263,53 @@ static int open_pinned(napi_env env, napi_value v, char *path, size_t cap) {
   return fd;
 }
 
-static void put_u32(napi_env env, napi_value o, const char *name, uint64_t v) {
+static void put_number(napi_env env, napi_value o, const char *name, uint64_t v) {
   napi_value x;
   napi_create_double(env, (double)v, &x);
   napi_set_named_property(env, o, name, x);
 }
 
-/* linkInfo(path) -> { progId, cgroupId, attachType } */
-static napi_value LinkInfo(napi_env env, napi_callback_info info) {
+/* The kernel's info record of the pinned object named by the call's first argument. */
+static int pinned_info(napi_env env, napi_callback_info info, void *out, __u32 size) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char path[4096];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "expected a bpffs path");
+    return -1;
+  }
   int fd = open_pinned(env, argv[0], path, sizeof path);
-  if (fd < 0) return NULL;
-  struct bpf_link_info li;
-  memset(&li, 0, sizeof li);
-  __u32 len = sizeof li;
-  int err = bpf_obj_get_info_by_fd(fd, &li, &len);
+  if (fd < 0) return -1;
+  memset(out, 0, size);
+  int err = bpf_obj_get_info_by_fd(fd, out, &size);
+  int e = errno;
   close(fd);
-  if (err) return fail(env, errno, path);
+  if (err) {
+    fail(env, e, path);
+    return -1;
+  }
+  return 0;
+}
+
+/* linkInfo(path) -> { progId, linkId, cgroupId, attachType } */
+static napi_value LinkInfo(napi_env env, napi_callback_info info) {
+  struct bpf_link_info li;
+  if (pinned_info(env, info, &li, sizeof li)) return NULL;
   napi_value o;
   CHECK(env, napi_create_object(env, &o));
-  put_u32(env, o, "progId", li.prog_id);
-  put_u32(env, o, "linkId", li.id);
-  put_u32(env, o, "cgroupId", li.type == BPF_LINK_TYPE_CGROUP ? li.cgroup.cgroup_id : 0);
-  put_u32(env, o, "attachType", li.type == BPF_LINK_TYPE_CGROUP ? li.cgroup.attach_type : 0);
+  put_number(env, o, "progId", li.prog_id);
+  put_number(env, o, "linkId", li.id);
+  put_number(env, o, "cgroupId", li.type == BPF_LINK_TYPE_CGROUP ? li.cgroup.cgroup_id : 0);
+  put_number(env, o, "attachType", li.type == BPF_LINK_TYPE_CGROUP ? li.cgroup.attach_type : 0);
   return o;
 }
 
-/* mapInfo(path) -> { type, keySize, valueSize, maxEntries, name } */
-static napi_value MapInfo(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char path[4096];
-  int fd = open_pinned(env, argv[0], path, sizeof path);
-  if (fd < 0) return NULL;
-  struct bpf_map_info mi;
-  memset(&mi, 0, sizeof mi);
-  __u32 len = sizeof mi;
-  int err = bpf_obj_get_info_by_fd(fd, &mi, &len);
-  close(fd);
-  if (err) return fail(env, errno, path);
-  napi_value o, name;
-  CHECK(env, napi_create_object(env, &o));
-  put_u32(env, o, "type", mi.type);
-  put_u32(env, o, "keySize", mi.key_size);
-  put_u32(env, o, "valueSize", mi.value_size);
-  put_u32(env, o, "maxEntries", mi.max_entries);
-  napi_create_string_utf8(env, mi.name, NAPI_AUTO_LENGTH, &name);
-  napi_set_named_property(env, o, "name", name);
-  return o;
+/* Throw a usage TypeError unless one is already pending (get_bytes throws its own). */
+static napi_value arg_error(napi_env env, const char *usage) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_type_error(env, "TUNVS_ERR_ARG", usage);
+  return NULL;
 }
 
 static int get_bytes(napi_env env, napi_value v, void **data, size_t *len) {
@@ -344,7 +332,7 @@ static napi_value MapLookup(napi_env env, napi_callback_info info) {
   uint32_t vlen = 0;
   if (argc < 3 || get_bytes(env, argv[1], &key, &klen) || napi_get_value_uint32(env, argv[2], &vlen) != napi_ok ||
       vlen == 0 || vlen > (1u << 20))
-    return NULL;
+    return arg_error(env, "mapLookup(path, key: Buffer, valueBytes 1..1MiB)");
   int fd = open_pinned(env, argv[0], path, sizeof path);
   if (fd < 0) return NULL;
   void *out;
@@ -375,7 +363,8 @@ static napi_value MapUpdate(napi_env env, napi_callback_info info) {
   char path[4096];
   void *key, *val;
   size_t klen, vlen;
-  if (argc < 3 || get_bytes(env, argv[1], &key, &klen) || get_bytes(env, argv[2], &val, &vlen)) return NULL;
+  if (argc < 3 || get_bytes(env, argv[1], &key, &klen) || get_bytes(env, argv[2], &val, &vlen))
+    return arg_error(env, "mapUpdate(path, key: Buffer, value: Buffer)");
   int fd = open_pinned(env, argv[0], path, sizeof path);
   if (fd < 0) return NULL;
   int err = bpf_map_update_elem(fd, key, val, BPF_ANY);
@@ -393,7 +382,7 @@ static napi_value MapDelete(napi_env env, napi_callback_info info) {
   char path[4096];
   void *key;
   size_t klen;
-  if (argc < 2 || get_bytes(env, argv[1], &key, &klen)) return NULL;
+  if (argc < 2 || get_bytes(env, argv[1], &key, &klen)) return arg_error(env, "mapDelete(path, key: Buffer)");
   int fd = open_pinned(env, argv[0], path, sizeof path);
   if (fd < 0) return NULL;
   int err = bpf_map_delete_elem(fd, key);
@@ -445,7 +434,7 @@ NAPI_MODULE_INIT() {
   struct {
     const char *name;
     napi_callback cb;
-  } fns[] = {{"attach", Attach},       {"detach", Detach},       {"linkInfo", LinkInfo},   {"mapInfo", MapInfo},
+  } fns[] = {{"attach", Attach},       {"detach", Detach},       {"linkInfo", LinkInfo},
              {"mapLookup", MapLookup}, {"mapUpdate", MapUpdate}, {"mapDelete", MapDelete}, {"mapKeys", MapKeys},
              {"possibleCpus", PossibleCpus}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

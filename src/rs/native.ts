@@ -19,19 +19,10 @@ export interface LinkInfo {
   attachType: number;
 }
 
-export interface MapInfo {
-  type: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  name: string;
-}
-
 export interface RsAddon {
   attach(obj: string, cgroup: string, pinDir: string, config: Buffer, trusted: Buffer[]): void;
   detach(pinDir: string): number;
   linkInfo(path: string): LinkInfo;
-  mapInfo(path: string): MapInfo;
   mapLookup(path: string, key: Buffer, valueBytes: number): Buffer | null;
   mapUpdate(path: string, key: Buffer, value: Buffer): void;
   mapDelete(path: string, key: Buffer): boolean;

@@ -5,19 +5,12 @@
 #   python3 forged_toa.py SRC DST DPORT FORGED_ADDR FORGED_PORT [syn-only]
 # With syn-only the TOA is only in the SYN (what a reader finds through the saved SYN).
 import os, random, select, socket, struct, subprocess, sys, time
+from rawnet import csum, ipv4
 
 src, dst, dport, fake_addr, fake_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 syn_only = len(sys.argv) > 6 and sys.argv[6] == "syn-only"
 sport = random.randint(40000, 60000)
 TABLE = "tunvs_forged_toa_%d" % os.getpid()
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 TOA = struct.pack("!BBH4s", 254, 8, fake_port, socket.inet_aton(fake_addr))
 
@@ -27,9 +20,7 @@ def segment(seq, ack, flags, opts=b"", data=b""):
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, doff << 4, flags, 65535, 0, 0) + opts + data
     pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
     tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
-    iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), random.randint(0, 65535), 0x4000, 64, 6, 0,
-                      socket.inet_aton(src), socket.inet_aton(dst))
-    return iph[:10] + struct.pack("!H", csum(iph)) + iph[12:] + tcp
+    return ipv4(src, dst, 6, tcp)
 
 def nft(*cmds):
     subprocess.run(["nft", "-f", "-"], input="\n".join(cmds) + "\n", text=True, check=True)

@@ -1,23 +1,13 @@
 # Sends malformed and unserved packets to the lab VIP from the client namespace, with raw
 # sockets (the kernel would never build these). Usage: python3 junk.py VIP
 import socket, struct, sys
+from rawnet import ipv4
 
 vip = sys.argv[1]
 src = sys.argv[2]
 
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
 def ip(proto, payload):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, 64, proto, 0,
-                    socket.inet_aton(src), socket.inet_aton(vip))
-    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-    return h + payload
+    return ipv4(src, vip, proto, payload)
 
 packets = [
     ip(6, struct.pack("!HHIIBBHHH", 40001, 80, 1, 0, 0xF0, 0x02, 512, 0, 0)),  # doff 15 > packet

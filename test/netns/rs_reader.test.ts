@@ -54,6 +54,12 @@ function peerCheck(family: 4 | 6, port: number, connections: number): PeerCheck 
   return JSON.parse(out) as PeerCheck;
 }
 
+/** forged_toa.py from a lab node: a hand-made connection whose TOA claims `fake`. */
+function forgedToa(node: string, src: string, dst: string, port: number, fake: string, synOnly = false): string {
+  const args = ['python3', join(here, 'forged_toa.py'), src, dst, String(port), fake, '4242'];
+  return inNs(nsName(prefix, node), synOnly ? [...args, 'syn-only'] : args);
+}
+
 function labReader(): ReaderStatus {
   const dir = resolveCgroup(state.cgroup!);
   return readerStatus().find((r) => r.cgroup === dir)!;
@@ -217,15 +223,7 @@ describe.skipIf(!root)('eBPF TOA reader on real servers (root)', () => {
   });
 
   it('a client that forges a TOA: the real server still sees the true client', () => {
-    const out = inNs(nsName(prefix, 'client'), [
-      'python3',
-      join(here, 'forged_toa.py'),
-      LAB.client4,
-      LAB.vip4,
-      String(LAB.vport),
-      '6.6.6.6',
-      '4242',
-    ]);
+    const out = forgedToa('client', LAB.client4, LAB.vip4, LAB.vport, '6.6.6.6');
     const port = /client port (\d+)/.exec(out)?.[1];
     expect(out).toContain(`saw client ${LAB.client4}:${port}`);
     expect(out).not.toContain('6.6.6.6');
@@ -234,15 +232,7 @@ describe.skipIf(!root)('eBPF TOA reader on real servers (root)', () => {
   it('a forged TOA sent straight to the real server, not from a trusted LB address, is ignored', () => {
     const before = labReader().counters.untrusted;
     const rs2 = LAB.realServers[1];
-    const out = inNs(nsName(prefix, 'rs2'), [
-      'python3',
-      join(here, 'forged_toa.py'),
-      rs2.v4,
-      LAB.realServers[0].v4,
-      String(LAB.rsPort),
-      '6.6.6.6',
-      '4242',
-    ]);
+    const out = forgedToa('rs2', rs2.v4, LAB.realServers[0].v4, LAB.rsPort, '6.6.6.6');
     expect(out).toMatch(new RegExp(`saw client ${rs2.v4.replace(/\./g, '\\.')}:\\d+`));
     expect(labReader().counters.untrusted).toBe(before + 1);
   });
@@ -263,16 +253,7 @@ describe.skipIf(!root)('eBPF TOA reader on real servers (root)', () => {
     try {
       await waitListening(rs1, port);
       const rs2 = LAB.realServers[1];
-      const out = inNs(nsName(prefix, 'rs2'), [
-        'python3',
-        join(here, 'forged_toa.py'),
-        rs2.v4,
-        LAB.realServers[0].v4,
-        String(port),
-        '198.18.99.7',
-        '4242',
-        'syn-only',
-      ]);
+      const out = forgedToa('rs2', rs2.v4, LAB.realServers[0].v4, port, '198.18.99.7', true);
       expect(out).toContain('c saw client 198.18.99.7:4242');
       const dir = resolveCgroup(cg);
       const r = readerStatus().find((x) => x.cgroup === dir)!;
