@@ -28,6 +28,21 @@ export interface TunConfig {
   offload: boolean;
 }
 
+/** Active/standby pair: session sync through Redis (absent: a single LB, always active). */
+export interface HaConfig {
+  /** Redis server, redis://host:port[/db]. */
+  redis: string;
+  /** Name of the pair: keys are tunvs:<cluster>:... (several pairs can share one Redis). */
+  cluster: string;
+  /** Publish a TCP session once it is ESTABLISHED and has lived this long (DPVS: ~2 s);
+   * shorter connections are not worth syncing. */
+  syncAfterMs: number;
+  /** Republish a busy session this often (fresh seq/ack; the standby's timer restarts). */
+  refreshSec: number;
+  /** Role until keepalived's notify says otherwise. */
+  initialRole: 'master' | 'backup';
+}
+
 export interface Config {
   tun: TunConfig;
   /** Forwarder threads, one per TUN queue. */
@@ -41,6 +56,7 @@ export interface Config {
   /** Admin API unix socket (mode 0600). */
   adminSocket: string;
   services: ServiceSpec[];
+  ha?: HaConfig;
 }
 
 export const DEFAULTS = {
@@ -57,7 +73,30 @@ export const DEFAULTS = {
   adminSocket: '/run/tunvs/admin.sock',
 } as const;
 
-const TOP = ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'admin', 'services'] as const;
+const TOP = ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'admin', 'services', 'ha'] as const;
+
+export const HA_DEFAULTS = { cluster: 'default', syncAfterMs: 2000, refreshSec: 30, initialRole: 'backup' } as const;
+
+function haConfig(v: unknown, path: string): HaConfig {
+  const o = object(v, path, ['redis', 'cluster', 'syncAfterMs', 'refreshSec', 'initialRole']);
+  if (o.redis === undefined)
+    throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(path, 'redis'), 'ha needs redis: redis://host:port');
+  return {
+    redis: string(o.redis, join(path, 'redis'), /^rediss?:\/\/[^\s/]+(\/\d+)?$/, 'a redis://host:port[/db] URL'),
+    cluster: opt(o, 'cluster', HA_DEFAULTS.cluster, (x) =>
+      string(x, join(path, 'cluster'), /^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, _ . -'),
+    ),
+    syncAfterMs: opt(o, 'syncAfterMs', HA_DEFAULTS.syncAfterMs, (x) =>
+      integer(x, join(path, 'syncAfterMs'), 0, 600_000, 'milliseconds'),
+    ),
+    refreshSec: opt(o, 'refreshSec', HA_DEFAULTS.refreshSec, (x) =>
+      integer(x, join(path, 'refreshSec'), 1, 3600, 'seconds'),
+    ),
+    initialRole: opt(o, 'initialRole', HA_DEFAULTS.initialRole, (x) =>
+      oneOf(x, join(path, 'initialRole'), ['master', 'backup'] as const),
+    ),
+  };
+}
 const TIMEOUT_KEYS = Object.keys(TIMEOUTS_DEFAULT_SEC) as (keyof TimeoutsSec)[];
 
 function tunConfig(v: unknown, path: string): TunConfig {
@@ -146,6 +185,7 @@ export function parseConfig(doc: unknown): Config {
       string(x, 'admin.socket', /^\//, 'an absolute path'),
     ),
     services,
+    ...(o.ha !== undefined ? { ha: haConfig(o.ha, 'ha') } : {}),
   };
 }
 

@@ -40,7 +40,14 @@ export const C_PACKETS_OUT = 20; // real server → client direction
 export const C_TOA_SKIPPED_GSO = 21;
 /** GSO super-packets rewritten (each stands for several wire packets). */
 export const C_GSO_PACKETS = 22;
-export const GLOBAL_COUNT = 23;
+/** HA standby: session records installed or updated from the master's events. */
+export const C_SYNC_INSTALLED = 23;
+/** HA standby: sessions deleted on the master's word. */
+export const C_SYNC_DELETED = 24;
+/** HA standby: events that could not be installed (no such service or real server here,
+ * or the table is full). */
+export const C_SYNC_INSTALL_FAILED = 25;
+export const GLOBAL_COUNT = 26;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -66,6 +73,9 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'packets_out',
   'toa_skipped_gso',
   'gso_packets',
+  'sync_installed',
+  'sync_deleted',
+  'sync_install_failed',
 ];
 
 export const DROPS_BASE = GLOBAL_COUNT;

@@ -63,7 +63,8 @@ import { natOutbound } from '../nat/fullnat_out.js';
 import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
 import { writeRst } from '../nat/rst.js';
 import { stateOf, uncountSession } from '../nat/session.js';
-import { DROP_TRUNCATED, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../nat/verdict.js';
+import { DROP_STANDBY, DROP_TRUNCATED, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../nat/verdict.js';
+import { SessionSync, SyncRing, type InstallResult } from '../ha/session_sync.js';
 import { formatAddress } from '../service/addr.js';
 import { ConnCounts, ServiceTable, type ResolvedService } from '../service/service.js';
 import {
@@ -75,6 +76,9 @@ import {
   C_RX_BYTES,
   C_RX_PACKETS,
   C_SESSIONS_EXPIRED,
+  C_SYNC_DELETED,
+  C_SYNC_INSTALLED,
+  C_SYNC_INSTALL_FAILED,
   C_TX_BYTES,
   C_TX_PACKETS,
   createCounters,
@@ -103,7 +107,14 @@ export interface EngineOptions {
   /** Bytes in front of each packet of the rings this engine sees: VNET_HDR_LEN with TUN
    * offloads (IFF_VNET_HDR), else 0. Generated packets (emit ring) get the same. */
   headroom?: number;
+  /** HA pair: the role word (Int32 0: ROLE_*, shared by the main thread and every worker)
+   * and session sync (the event ring the main thread drains, and its timing). */
+  ha?: { roleSab: SharedArrayBuffer; syncRingSab: SharedArrayBuffer; syncAfterMs: number; refreshSec: number };
 }
+
+/** Role word values: only the master forwards (and publishes sessions). */
+export const ROLE_BACKUP = 0;
+export const ROLE_MASTER = 1;
 
 /** Marker returned by handle() for a packet owned by another worker. */
 const REDIRECT = -0x10000;
@@ -198,6 +209,47 @@ export class Engine {
     this.ctx = new NatContext(natOpts, this.table, this.services, counts, this.counters);
     this.ctx.tick = this.table.tick;
     this.ctx.nowMs = nowMs;
+    if (opts.ha) {
+      this.role = new Int32Array(opts.ha.roleSab, 0, 1);
+      this.sync = new SessionSync(
+        this.table,
+        SyncRing.fromSab(opts.ha.syncRingSab),
+        Math.ceil(opts.ha.syncAfterMs / TIMER_TICK_MS),
+        Math.ceil((opts.ha.refreshSec * 1000) / TIMER_TICK_MS),
+      );
+      this.ctx.sync = this.sync;
+      this.sync.active = this.isMaster;
+    }
+  }
+
+  /** The HA role word (null: no pair, always forwarding). */
+  private readonly role: Int32Array | null = null;
+  readonly sync: SessionSync | null = null;
+
+  /** Forwarding, or the standby of an HA pair. */
+  get isMaster(): boolean {
+    return this.role === null || Atomics.load(this.role, 0) === ROLE_MASTER;
+  }
+
+  /** HA standby: apply session events from the master (see ha/session_sync.ts). */
+  installSynced(events: Int32Array, count: number): InstallResult {
+    const c = this.ctx;
+    if (!this.sync) throw new Error('HA sync is not configured');
+    const res = this.sync.install(events, count, this.services, c.timeouts, this.table.tick, c.counts);
+    const ctr = this.counters;
+    ctr[C_SYNC_INSTALLED] = ctr[C_SYNC_INSTALLED]! + res.installed + res.updated;
+    ctr[C_SYNC_DELETED] = ctr[C_SYNC_DELETED]! + res.deleted;
+    ctr[C_SYNC_INSTALL_FAILED] = ctr[C_SYNC_INSTALL_FAILED]! + res.failed;
+    return res;
+  }
+
+  /** Remove every session installed by sync (a full reload follows). */
+  flushSynced(): number {
+    if (!this.sync) return 0;
+    return this.sync.flushSynced((r) => {
+      uncountSession(this.ctx, r * RECORD_WORDS);
+      this.table.remove(r);
+    });
   }
 
   /** Install a new service set (reload): existing sessions keep running. */
@@ -216,6 +268,10 @@ export class Engine {
   processBurst(ring: PacketRing, count: number, nowMs: number): void {
     const c = this.ctx;
     this.advanceTimers(nowMs);
+    if (!this.isMaster) {
+      this.dropAll(ring, count, DROP_STANDBY);
+      return;
+    }
     c.setRing(ring.bytes, ring.view);
     const slotSize = ring.slotSize;
     const lens = ring.lens;
@@ -275,6 +331,22 @@ export class Engine {
     ctr[C_DROPPED] = ctr[C_DROPPED]! + dropped;
     ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + redirected;
     this.lastBurstRedirects = redirected;
+  }
+
+  /** Drop a whole burst for one reason (the standby of a pair forwards nothing). */
+  private dropAll(ring: PacketRing, count: number, reason: number): void {
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      bytes += ring.lens[i]!;
+      ring.verdicts[i] = VERDICT_DROP;
+      ring.aux[i] = reason;
+    }
+    const ctr = this.counters;
+    ctr[DROPS_BASE + reason] = ctr[DROPS_BASE + reason]! + count;
+    ctr[C_DROPPED] = ctr[C_DROPPED]! + count;
+    ctr[C_RX_PACKETS] = ctr[C_RX_PACKETS]! + count;
+    ctr[C_RX_BYTES] = ctr[C_RX_BYTES]! + bytes;
+    this.lastBurstRedirects = 0;
   }
 
   /** Count a drop decided outside processBurst (e.g. a hand-off ring was full). */
@@ -385,6 +457,8 @@ export class Engine {
   advanceTimers(nowMs: number): number {
     const c = this.ctx;
     c.nowMs = nowMs;
+    const sync = this.sync;
+    if (sync) sync.active = this.isMaster;
     const tick = Math.floor((nowMs - this.epochMs) / TIMER_TICK_MS);
     if (tick <= this.table.tick) {
       c.tick = this.table.tick;
@@ -392,6 +466,7 @@ export class Engine {
     }
     const n = this.table.advance(tick, TIMER_BUDGET_PER_ADVANCE, this);
     c.tick = this.table.tick;
+    if (sync) sync.tick(c.tick);
     return n;
   }
 
@@ -400,7 +475,14 @@ export class Engine {
     const c = this.ctx;
     const rec = this.table.rec;
     const base = r * RECORD_WORDS;
-    if (c.opts.rstOnExpire && stateOf(rec, base) === S_ESTABLISHED && (rec[base + R_META]! & 0xff) === IPPROTO_TCP) {
+    c.sync?.onRemove(base);
+    // A standby's sessions are copies: only the LB that forwards may reset connections.
+    if (
+      c.opts.rstOnExpire &&
+      this.isMaster &&
+      stateOf(rec, base) === S_ESTABLISHED &&
+      (rec[base + R_META]! & 0xff) === IPPROTO_TCP
+    ) {
       const af = (rec[base + R_META]! >>> 8) & 0xff;
       const inPorts = rec[base + R_IN_PORTS]!;
       const outPorts = rec[base + R_OUT_PORTS]!;

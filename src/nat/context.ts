@@ -7,6 +7,7 @@
  * fullnat_in.ts, fullnat_out.ts and icmp_errors.ts read them.
  */
 
+import type { SessionSync } from '../ha/session_sync.js';
 import { SessionTable } from '../conn/table.js';
 import { timeoutTicks, type TimeoutsSec } from '../conn/state.js';
 import {
@@ -110,6 +111,8 @@ export class NatContext {
   /** Current tick and time, set per burst. */
   tick = 0;
   nowMs = 0;
+  /** HA session sync (null: no HA pair). */
+  sync: SessionSync | null = null;
 
   constructor(
     readonly opts: NatOptions,

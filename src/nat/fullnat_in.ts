@@ -60,6 +60,7 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     // this SYN pick a real server, a local port and an ISN afresh.
     const st = stateOf(table.rec, r * RECORD_WORDS);
     if (st === S_TIME_WAIT || st === S_CLOSE) {
+      c.sync?.onRemove(r * RECORD_WORDS);
       uncountSession(c, r * RECORD_WORDS);
       table.remove(r);
       c.counters[C_SESSIONS_REUSED] = c.counters[C_SESSIONS_REUSED]! + 1;
@@ -88,6 +89,7 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
   const ns = nextStateInbound(st, flags);
   if (ns !== st) setState(c, base, ns);
   table.setExpire(r, c.tick + c.timeouts[ns]!);
+  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   const seq = dv.getInt32(l4 + TCP_SEQ);
   const ack = dv.getInt32(l4 + TCP_ACK);
@@ -136,6 +138,7 @@ function udpInbound(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  if (c.sync !== null) c.sync.onPacket(base, false, S_UDP, c.tick);
   rewriteUdp(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, swapPorts(rec[base + R_OUT_PORTS]!));
   countPacket(c, rec, base, c.pEnd, RS_PACKETS_IN, C_PACKETS_IN);
   return c.pEnd - c.pL3;

@@ -76,6 +76,7 @@ function tcpOutbound(c: NatContext, r: number): number {
   const ns = nextStateOutbound(st, flags);
   if (ns !== st) setState(c, base, ns);
   table.setExpire(r, c.tick + c.timeouts[ns]!);
+  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   const seq = dv.getInt32(l4 + TCP_SEQ);
   const ack = dv.getInt32(l4 + TCP_ACK);

@@ -108,9 +108,16 @@ export function setState(c: NatContext, base: number, to: number): void {
 
 /** Take an ending session out of its real server's counts (before the record is freed). */
 export function uncountSession(c: NatContext, base: number): void {
-  const rec = c.table.rec;
+  uncountRecord(c.table.rec, base, c.counts);
+}
+
+/** The same for any shard and counts (HA sync installs and removes records too). */
+export function uncountRecord(
+  rec: Int32Array,
+  base: number,
+  counts: { readonly active: Int32Array; readonly inactive: Int32Array },
+): void {
   const rsId = rec[base + R_SVC_RS]! & 0xffff;
-  const counts = c.counts;
   if (((rec[base + R_META]! >>> META_FLAGS_SHIFT) & FLAG_COUNTED_ACTIVE) !== 0) {
     counts.active[rsId] = counts.active[rsId]! - 1;
   } else {

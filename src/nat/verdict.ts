@@ -60,8 +60,10 @@ export const DROP_ICMP_UNSUPPORTED = 20;
 export const DROP_ICMP_NO_SESSION = 21;
 /** The packet reached a worker that does not own it and could not be handed over. */
 export const DROP_REDIRECT_FULL = 22;
+/** This LB is the standby of an HA pair (keepalived says BACKUP or FAULT): it forwards nothing. */
+export const DROP_STANDBY = 23;
 
-export const DROP_REASON_COUNT = 23;
+export const DROP_REASON_COUNT = 24;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -88,6 +90,7 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'icmp_unsupported',
   'icmp_no_session',
   'redirect_full',
+  'standby',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

@@ -1,0 +1,386 @@
+/**
+ * HA session sync on the data plane (one per worker). The owner worker is the only writer of
+ * its shard, so both directions of sync go through it:
+ *
+ *   master   which sessions to publish and when: a TCP session once it is ESTABLISHED and
+ *            has lived `syncAfter` (short connections are not worth it; DPVS does the same),
+ *            then at every state change, every `refresh` while it carries traffic (fresh
+ *            seq/ack, and the standby's timer restarts), and its end. Events go into a
+ *            SharedArrayBuffer ring that the main thread drains and batches to Redis.
+ *   standby  install(): upsert or delete records received from the master, into this shard.
+ *   either   snapshot(): every published session, for a full resync.
+ *
+ * A sync record is the session record minus what is local to one LB (timer links, expiry,
+ * local service / real-server ids, flags other than "RS ISN known"): SYNC_WORDS words, see
+ * SYNC_LAYOUT. The real server is named by its address and port (the OUT key), so the two
+ * LBs need not number their services and servers alike; they must have the same services,
+ * local addresses and worker count (the local port says which worker owns a session).
+ */
+
+import {
+  DIR_IN,
+  DIR_OUT,
+  FLAG_COUNTED_ACTIVE,
+  FLAG_RS_ISN_KNOWN,
+  FLAG_SYNCED,
+  KEY_BLOCK_WORDS,
+  KEY_LO_WORDS,
+  META_FLAGS_SHIFT,
+  META_STATE_SHIFT,
+  R_CREATED,
+  R_LINE2,
+  R_META,
+  R_OUT,
+  R_OUT_HI,
+  R_RIP0,
+  R_RIP1,
+  R_SVC_RS,
+  R_SYNC,
+  R_VIP0,
+  R_VIP1,
+  R_IN_PORTS,
+  R_OUT_PORTS,
+  RECORD_WORDS,
+} from '../conn/layout.js';
+import { S_ESTABLISHED, S_NONE, isActiveState } from '../conn/state.js';
+import type { SessionTable } from '../conn/table.js';
+import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
+import type { ServiceTable } from '../service/service.js';
+import { uncountRecord } from '../nat/session.js';
+
+/** Record words carried: line 1 up to (not incl.) EXPIRE, then the IPv6 key words. */
+const LINE1_WORDS = 14; // words 0–13
+const HI_WORDS = 12; // words 16–27
+export const SYNC_WORDS = LINE1_WORDS + HI_WORDS;
+/** Event = op + sync record. */
+export const EVENT_WORDS = 1 + SYNC_WORDS;
+export const OP_UPSERT = 1;
+export const OP_DELETE = 2;
+
+/** Sync-record word of record word w (w in 0–13 or 16–27). */
+export function syncWord(w: number): number {
+  return w < LINE1_WORDS ? w : w - R_LINE2 + LINE1_WORDS;
+}
+
+export function copyToSync(rec: Int32Array, base: number, out: Int32Array, off: number): void {
+  for (let i = 0; i < LINE1_WORDS; i++) out[off + i] = rec[base + i]!;
+  for (let i = 0; i < HI_WORDS; i++) out[off + LINE1_WORDS + i] = rec[base + R_LINE2 + i]!;
+  // Only "the RS ISN is known" means something on the other LB.
+  const meta = out[off]!;
+  out[off] =
+    (meta & ~(0xff << META_FLAGS_SHIFT)) | (((meta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) << META_FLAGS_SHIFT);
+  out[off + R_SVC_RS] = 0;
+}
+
+/**
+ * Worker → main thread event ring (single producer, single consumer) in a SharedArrayBuffer.
+ *   header: [0] write count, [1] read count (both only grow), [2] events lost (ring full)
+ */
+export class SyncRing {
+  readonly sab: SharedArrayBuffer;
+  readonly slots: number;
+  private readonly ctl: Int32Array;
+  private readonly data: Int32Array;
+
+  constructor(slots = 65536, sab?: SharedArrayBuffer) {
+    this.slots = slots;
+    const bytes = 16 + slots * EVENT_WORDS * 4;
+    this.sab = sab ?? new SharedArrayBuffer(bytes);
+    if (this.sab.byteLength !== bytes) throw new RangeError('sync ring size mismatch');
+    this.ctl = new Int32Array(this.sab, 0, 4);
+    this.data = new Int32Array(this.sab, 16, slots * EVENT_WORDS);
+  }
+
+  static fromSab(sab: SharedArrayBuffer): SyncRing {
+    return new SyncRing((sab.byteLength - 16) / (EVENT_WORDS * 4), sab);
+  }
+
+  /** Producer: append an event for the record at `base`; false when full (counted). */
+  push(op: number, rec: Int32Array, base: number): boolean {
+    const w = this.ctl[0]!;
+    if (w - Atomics.load(this.ctl, 1) >= this.slots) {
+      Atomics.add(this.ctl, 2, 1);
+      return false;
+    }
+    const off = (w % this.slots) * EVENT_WORDS;
+    this.data[off] = op;
+    copyToSync(rec, base, this.data, off + 1);
+    Atomics.store(this.ctl, 0, w + 1);
+    return true;
+  }
+
+  /** Consumer: copy up to `max` events into `out` (EVENT_WORDS each); returns the count. */
+  drain(out: Int32Array, max: number): number {
+    const r = this.ctl[1]!;
+    const n = Math.min(Atomics.load(this.ctl, 0) - r, max, Math.floor(out.length / EVENT_WORDS));
+    for (let i = 0; i < n; i++) {
+      const off = ((r + i) % this.slots) * EVENT_WORDS;
+      out.set(this.data.subarray(off, off + EVENT_WORDS), i * EVENT_WORDS);
+    }
+    Atomics.store(this.ctl, 1, r + n);
+    return n;
+  }
+
+  /** Events lost because the ring was full, since the last call (then reset). */
+  takeLost(): number {
+    return Atomics.exchange(this.ctl, 2, 0);
+  }
+
+  get pending(): number {
+    return Atomics.load(this.ctl, 0) - Atomics.load(this.ctl, 1);
+  }
+}
+
+/** Result counters of install(). */
+export interface InstallResult {
+  installed: number;
+  updated: number;
+  deleted: number;
+  /** No matching service or real server here, or the table is full. */
+  failed: number;
+}
+
+export class SessionSync {
+  /** Sessions ESTABLISHED but not yet old enough: (record id, created tick) pairs, FIFO. */
+  private pendingIds = new Int32Array(1024);
+  private pendingHead = 0;
+  private pendingTail = 0;
+  private readonly key = new Int32Array(1 + KEY_BLOCK_WORDS);
+  /** Publishing is on only while this LB is master (the role word, shared). */
+  active = true;
+
+  constructor(
+    private readonly table: SessionTable,
+    readonly ring: SyncRing,
+    private readonly afterTicks: number,
+    private readonly refreshTicks: number,
+  ) {}
+
+  /** Hot path, after a TCP/UDP packet moved session `base` (ns: its state now). */
+  onPacket(base: number, changed: boolean, ns: number, tick: number): void {
+    const rec = this.table.rec;
+    const last = rec[base + R_SYNC]!;
+    if (last !== 0) {
+      if (changed || tick - last >= this.refreshTicks) this.publish(base, tick);
+    } else if (changed && ns === S_ESTABLISHED) {
+      this.defer(base / RECORD_WORDS, rec[base + R_CREATED]!);
+    } else if (ns !== S_ESTABLISHED && (rec[base + R_META]! & 0xff) !== IPPROTO_TCP) {
+      // UDP: no handshake to wait for; publish once it has lived syncAfter.
+      if (tick - rec[base + R_CREATED]! >= this.afterTicks) this.publish(base, tick);
+    }
+  }
+
+  /** A published session ends (expired, or replaced by a new connection on its tuple). */
+  onRemove(base: number): void {
+    if (this.table.rec[base + R_SYNC] !== 0 && this.active) this.ring.push(OP_DELETE, this.table.rec, base);
+  }
+
+  /** Every tick: publish the sessions that have now lived syncAfter while ESTABLISHED. */
+  tick(tick: number): void {
+    const rec = this.table.rec;
+    while (this.pendingHead !== this.pendingTail) {
+      const i = this.pendingHead;
+      const r = this.pendingIds[i]!;
+      const created = this.pendingIds[i + 1]!;
+      if (tick - created < this.afterTicks) return;
+      this.pendingHead = (i + 2) % this.pendingIds.length;
+      const base = r * RECORD_WORDS;
+      // Still the same session (not freed and reused), still unpublished and established?
+      if (
+        rec[base + R_CREATED] === created &&
+        (rec[base + R_META]! & 0xffff) !== 0 &&
+        rec[base + R_SYNC] === 0 &&
+        ((rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff) === S_ESTABLISHED
+      ) {
+        this.publish(base, tick);
+      }
+    }
+  }
+
+  private defer(r: number, created: number): void {
+    const len = this.pendingIds.length;
+    if ((this.pendingTail + 2) % len === this.pendingHead) {
+      // grow (keeps FIFO order)
+      const bigger = new Int32Array(len * 2);
+      let n = 0;
+      for (let i = this.pendingHead; i !== this.pendingTail; i = (i + 2) % len) {
+        bigger[n++] = this.pendingIds[i]!;
+        bigger[n++] = this.pendingIds[i + 1]!;
+      }
+      this.pendingIds = bigger;
+      this.pendingHead = 0;
+      this.pendingTail = n;
+    }
+    this.pendingIds[this.pendingTail] = r;
+    this.pendingIds[this.pendingTail + 1] = created;
+    this.pendingTail = (this.pendingTail + 2) % this.pendingIds.length;
+  }
+
+  private publish(base: number, tick: number): void {
+    if (!this.active) return;
+    // tick + 1: 0 means "never published", and tick 0 exists.
+    if (this.ring.push(OP_UPSERT, this.table.rec, base)) this.table.rec[base + R_SYNC] = tick + 1;
+  }
+
+  /** Every published session, as sync records (for a full resync). */
+  snapshot(): Int32Array {
+    const rec = this.table.rec;
+    const ids: number[] = [];
+    for (let r = 0; r < this.table.capacity; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0) ids.push(base);
+    }
+    const out = new Int32Array(ids.length * SYNC_WORDS);
+    ids.forEach((base, i) => copyToSync(rec, base, out, i * SYNC_WORDS));
+    return out;
+  }
+
+  /** Drop every session installed by sync (before a full reload from a new snapshot). */
+  flushSynced(remove: (r: number) => void): number {
+    const rec = this.table.rec;
+    let n = 0;
+    for (let r = 0; r < this.table.capacity; r++) {
+      const meta = rec[r * RECORD_WORDS + R_META]!;
+      if ((meta & 0xffff) !== 0 && ((meta >>> META_FLAGS_SHIFT) & FLAG_SYNCED) !== 0) {
+        remove(r);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Standby: apply `count` events (op + sync record each, EVENT_WORDS apart) from the master.
+   * `timeouts` are in ticks by state; `uncount(base)` takes a session out of its real
+   * server's counts before it is removed.
+   */
+  install(
+    events: Int32Array,
+    count: number,
+    services: ServiceTable,
+    timeouts: Int32Array,
+    tick: number,
+    counts: { active: Int32Array; inactive: Int32Array },
+  ): InstallResult {
+    const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0 };
+    const table = this.table;
+    const rec = table.rec;
+    const key = this.key;
+    for (let e = 0; e < count; e++) {
+      const off = e * EVENT_WORDS;
+      const op = events[off]!;
+      const s = off + 1;
+      const meta = events[s + R_META]!;
+      const af = (meta >>> 8) & 0xff;
+      const blockWords = af === AF_INET6 ? KEY_BLOCK_WORDS : KEY_LO_WORDS;
+      // OUT lookup key from the record's OUT block: [meta key, ports, rip0, lip0, rip1, lip1, ...]
+      key[0] = meta & 0xffff;
+      for (let i = 0; i < KEY_LO_WORDS; i++) key[1 + i] = events[s + R_OUT + i]!;
+      for (let i = 0; i < 6; i++) key[1 + KEY_LO_WORDS + i] = events[s + syncWord(R_OUT_HI + i)]!;
+      let r = table.find(key, blockWords, DIR_OUT, table.hashKey(key, blockWords));
+      if (op === OP_DELETE) {
+        if (r >= 0) {
+          uncountRecord(rec, r * RECORD_WORDS, counts);
+          table.remove(r);
+          res.deleted++;
+        }
+        continue;
+      }
+      const state = (meta >>> META_STATE_SHIFT) & 0xff;
+      if (r < 0) {
+        const svc = services.lookup(
+          af,
+          meta & 0xff,
+          events[s + R_VIP0]!,
+          events[s + syncWord(R_VIP1)]!,
+          events[s + syncWord(R_VIP1 + 2)]!,
+          events[s + syncWord(R_VIP1 + 4)]!,
+          events[s + R_IN_PORTS]! & 0xffff,
+        );
+        const rsId = svc < 0 ? -1 : findServer(services, svc, events, s);
+        r = rsId < 0 ? -1 : table.alloc();
+        if (r < 0) {
+          res.failed++;
+          continue;
+        }
+        const base = r * RECORD_WORDS;
+        writeRecord(rec, base, events, s);
+        rec[base + R_META] = (meta & ~(0xff << META_FLAGS_SHIFT)) | (flagsOf(meta) << META_FLAGS_SHIFT);
+        rec[base + R_SVC_RS] = (svc << 16) | rsId;
+        rec[base + R_CREATED] = tick;
+        rec[base + R_SYNC] = tick + 1;
+        setCounts(rec, base, state, counts);
+        table.insert(r, DIR_IN, table.hashRecord(r, DIR_IN));
+        table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
+        table.schedule(r, tick + timeouts[state]!);
+        res.installed++;
+      } else {
+        const base = r * RECORD_WORDS;
+        const keep = rec[base + R_META]! >>> META_FLAGS_SHIFT;
+        const svcRs = rec[base + R_SVC_RS]!;
+        uncountRecord(rec, base, counts);
+        writeRecord(rec, base, events, s);
+        rec[base + R_SVC_RS] = svcRs;
+        rec[base + R_META] =
+          (meta & ~(0xff << META_FLAGS_SHIFT)) | ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE)) << META_FLAGS_SHIFT);
+        rec[base + R_SYNC] = tick + 1;
+        setCounts(rec, base, state, counts);
+        table.setExpire(r, tick + timeouts[state]!);
+        res.updated++;
+      }
+    }
+    return res;
+  }
+}
+
+function flagsOf(syncMeta: number): number {
+  return (((syncMeta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) | FLAG_SYNCED) & 0xff;
+}
+
+/** Write the sync record's words into a record (keys, seq fields), leaving local words. */
+function writeRecord(rec: Int32Array, base: number, ev: Int32Array, s: number): void {
+  for (let i = 0; i < LINE1_WORDS; i++) {
+    if (i !== R_SVC_RS) rec[base + i] = ev[s + i]!;
+  }
+  for (let i = 0; i < HI_WORDS; i++) rec[base + R_LINE2 + i] = ev[s + LINE1_WORDS + i]!;
+}
+
+/** The real server of service `svc` at the sync record's RIP:rport, or −1. */
+function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: number): number {
+  const pool = services.pools[svc];
+  if (!pool) return -1;
+  const rport = ev[s + R_OUT_PORTS]! >>> 16;
+  const a0 = ev[s + R_RIP0]!;
+  const a1 = ev[s + syncWord(R_RIP1)]!;
+  const a2 = ev[s + syncWord(R_RIP1 + 2)]!;
+  const a3 = ev[s + syncWord(R_RIP1 + 4)]!;
+  for (let i = 0; i < pool.count; i++) {
+    const id = pool.ids[i]!;
+    const a = id * 4;
+    if (
+      services.rsPort[id] === rport &&
+      services.rsAddr[a] === a0 &&
+      services.rsAddr[a + 1] === a1 &&
+      services.rsAddr[a + 2] === a2 &&
+      services.rsAddr[a + 3] === a3
+    )
+      return id;
+  }
+  return -1;
+}
+
+function setCounts(
+  rec: Int32Array,
+  base: number,
+  state: number,
+  counts: { active: Int32Array; inactive: Int32Array },
+): void {
+  const rsId = rec[base + R_SVC_RS]! & 0xffff;
+  if (state !== S_NONE && isActiveState(state)) {
+    counts.active[rsId] = counts.active[rsId]! + 1;
+    rec[base + R_META] = rec[base + R_META]! | (FLAG_COUNTED_ACTIVE << META_FLAGS_SHIFT);
+  } else {
+    counts.inactive[rsId] = counts.inactive[rsId]! + 1;
+    rec[base + R_META] = rec[base + R_META]! & ~(FLAG_COUNTED_ACTIVE << META_FLAGS_SHIFT);
+  }
+}

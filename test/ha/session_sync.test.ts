@@ -1,0 +1,131 @@
+/**
+ * HA session sync between two engines, without Redis: a connection established on the
+ * master, published after syncAfter, installed on the standby, goes on through the standby
+ * (after it becomes master) with exactly the rewriting the master would have done.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { ROLE_BACKUP, ROLE_MASTER, type Engine } from '../../src/dataplane/engine.js';
+import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
+import { DROP_STANDBY } from '../../src/nat/verdict.js';
+import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
+import { ACK, opt, parse, PSH, SYN, tcp } from '../helpers/packets.js';
+
+function haEngine(role: number, syncAfterMs = 2000): { engine: Engine; ring: SyncRing; roleWord: Int32Array } {
+  const roleSab = new SharedArrayBuffer(16);
+  const roleWord = new Int32Array(roleSab);
+  roleWord[0] = role;
+  const ring = new SyncRing(1024);
+  const engine = makeEngine(undefined, {
+    ha: { roleSab, syncRingSab: ring.sab, syncAfterMs, refreshSec: 30 },
+    timeouts: { established: 60 },
+  });
+  return { engine, ring, roleWord };
+}
+
+function drain(ring: SyncRing): { events: Int32Array; n: number } {
+  const events = new Int32Array(1024 * EVENT_WORDS);
+  return { events, n: ring.drain(events, 1024) };
+}
+
+describe.each([
+  ['IPv4', V4],
+  ['IPv6', V6],
+] as const)('HA sync %s', (_n, fam) => {
+  it('an ESTABLISHED session is published after syncAfter and continues on the standby', () => {
+    const a = haEngine(ROLE_MASTER);
+    const b = haEngine(ROLE_BACKUP);
+    const da = new Driver(a.engine);
+    const db = new Driver(b.engine);
+    const C = (seq: number, ack: number, flags: number, extra: object = {}) =>
+      tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq, ack, flags, ...extra });
+
+    const synOut = parse(da.forward(C(1000, 0, SYN, { options: opt.mss(1460) })));
+    const s = da.session();
+    const R = (seq: number, ack: number, flags: number, extra: object = {}) =>
+      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, seq, ack, flags, ...extra });
+    da.forward(R(9000, synOut.seq + 1, SYN | ACK, { options: opt.mss(1460) }));
+    da.forward(C(1001, 9001, ACK));
+    expect(a.ring.pending, 'not before syncAfter').toBe(0);
+
+    da.nowMs = 2100;
+    a.engine.advanceTimers(da.nowMs);
+    expect(a.ring.pending).toBe(1);
+    const { events, n } = drain(a.ring);
+    expect(events[0]).toBe(OP_UPSERT);
+
+    // The standby installs it but forwards nothing while it is BACKUP.
+    expect(b.engine.installSynced(events, n)).toEqual({ installed: 1, updated: 0, deleted: 0, failed: 0 });
+    expect(db.drop(C(1001, 9001, ACK))).toBe(DROP_STANDBY);
+    const sb = db.session();
+    expect(sb).toMatchObject({
+      state: 'ESTABLISHED',
+      lport: s.lport,
+      laddr: s.laddr,
+      seqDelta: s.seqDelta,
+      rsIsnPlus1: 9001,
+      synced: true,
+    });
+
+    // Failover: the same packets now give the same bytes on B as they do on A.
+    b.roleWord[0] = ROLE_MASTER;
+    const req = new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n');
+    const pkt = C(1001, 9001, ACK | PSH, { payload: req });
+    const outA = da.forward(pkt);
+    const outB = db.forward(pkt);
+    expect(Buffer.from(outB)).toEqual(Buffer.from(outA)); // incl. the TOA (ack == rs_isn + 1)
+    expect(parse(outB).options.slice(0, 2)).toEqual([254, fam === V4 ? 8 : 20]);
+    const resp = R(9001, synOut.seq + 1 + req.length, ACK | PSH, { payload: new Uint8Array(100).fill(66) });
+    expect(Buffer.from(db.forward(resp))).toEqual(Buffer.from(da.forward(resp)));
+
+    // B, now master, publishes its own changes; A's end is a delete on B.
+    const fin = C(1001 + req.length, 9101, ACK | 1);
+    db.forward(fin);
+    expect(b.ring.pending).toBe(1); // state change → upsert
+    const del = new Int32Array(EVENT_WORDS);
+    a.ring.push(OP_DELETE, a.engine.table.rec, s.id * 32);
+    a.ring.drain(del, 1);
+    expect(b.engine.installSynced(del, 1).deleted).toBe(1);
+    expect([...b.engine.sessionIds()]).toEqual([]);
+  });
+
+  it('short connections are never published; a standby does not reset on expiry', () => {
+    const a = haEngine(ROLE_MASTER);
+    const da = new Driver(a.engine);
+    const C = (seq: number, ack: number, flags: number) =>
+      tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq, ack, flags });
+    const synOut = parse(da.forward(C(1, 0, SYN)));
+    const s = da.session();
+    da.forward(
+      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
+    );
+    da.forward(C(2, 6, ACK));
+    da.forward(C(2, 6, ACK | 1)); // FIN at once
+    da.nowMs = 5000;
+    a.engine.advanceTimers(da.nowMs);
+    expect(a.ring.pending).toBe(0);
+  });
+});
+
+it('an event for a service this LB does not have is counted, not installed', () => {
+  const a = haEngine(ROLE_MASTER, 0);
+  const b = new Driver(
+    makeEngine([], {
+      ha: { roleSab: new SharedArrayBuffer(16), syncRingSab: new SyncRing(16).sab, syncAfterMs: 0, refreshSec: 30 },
+    }),
+  );
+  const da = new Driver(a.engine);
+  const synOut = parse(
+    da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1, dport: 80, seq: 1, ack: 0, flags: SYN })),
+  );
+  const s = da.session();
+  da.forward(
+    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
+  );
+  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1, dport: 80, seq: 2, ack: 6, flags: ACK }));
+  da.nowMs = 200;
+  a.engine.advanceTimers(da.nowMs);
+  const { events, n } = drain(a.ring);
+  expect(n).toBe(1);
+  expect(b.engine.installSynced(events, n)).toEqual({ installed: 0, updated: 0, deleted: 0, failed: 1 });
+});
