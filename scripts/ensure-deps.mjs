@@ -3,7 +3,8 @@
 //
 //   Debian packages: the commands the lab and the namespace tests use (iproute2, python3,
 //     tshark, iperf3, ethtool), the eBPF TOA reader's toolchain (clang, libbpf-dev,
-//     linux-libc-dev; bpftool to inspect it), with --test the servers the reader is tested
+//     linux-libc-dev; bpftool to inspect it), keepalived and redis-server for the HA pair,
+//     with --test the servers the reader is tested
 //     with (nginx, golang-go) and nftables, with --bench the benchmark's peers (nftables,
 //     haproxy); installed with apt-get when missing (needs root, as the lab does anyway).
 //     Package scripts are not allowed to start services (policy-rc.d) while we install:
@@ -41,6 +42,8 @@ const APT = [
   ['/usr/include/bpf/libbpf.h', 'libbpf-dev'],
   ['/usr/include/linux/bpf.h', 'linux-libc-dev'],
   ['bpftool', 'bpftool'],
+  ['keepalived', 'keepalived'], // the HA pair (lab --ha, lab failover, the HA tests)
+  ['redis-server', 'redis-server'],
 ];
 // The real-server reader's tests: unmodified servers, and nft for the forged-TOA client.
 if (process.argv.includes('--test')) APT.push(['nginx', 'nginx'], ['go', 'golang-go'], ['nft', 'nftables']);

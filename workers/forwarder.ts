@@ -44,6 +44,7 @@ const engine = new Engine(
     countersSab: init.countersSab,
     connCountsSab: init.connCountsSab,
     headroom,
+    ...(init.ha ? { ha: init.ha } : {}),
   },
   init.services,
 );
@@ -66,6 +67,14 @@ port.on('message', (m: ToForwarder) => {
     engine.applyServices(m.services);
   } else if (m.type === 'stats') {
     port.postMessage({ type: 'stats', id: m.id, queue: forwarder.queue.stats(), sessions: engine.sessionCount });
+  } else if (m.type === 'sync-install') {
+    engine.installSynced(m.events, m.count);
+  } else if (m.type === 'sync-snapshot') {
+    const writeCount = engine.sync!.ring.writeCount;
+    const records = engine.sync!.snapshot();
+    port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
+  } else if (m.type === 'sync-flush') {
+    port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced() });
   } else if (m.type === 'stop') {
     clearInterval(timer);
     forwarder.close();

@@ -29,9 +29,14 @@ Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
   tunvs stats [--json]                    counters, drops by reason, TUN device and queue counters
-  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader]
+  tunvs role master|backup|fault          HA pair: set this LB's role (keepalived's notify calls it)
+  tunvs ha status [--json]                HA pair: role, Redis, events published/applied, sync lag
+  tunvs ha check                          exit 0 when tunvs answers and is ready to be master
+                                          (keepalived's track_script)
+  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--ha]
                                           build the netns lab and start tunvs on LB A; the real
-                                          servers run under the eBPF TOA reader (unless --no-reader)
+                                          servers run under the eBPF TOA reader (unless --no-reader);
+                                          --ha: the pair (tunvs on A and B, keepalived, Redis sync)
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
                                           application saw beside the TOA it received (tshark)
@@ -193,7 +198,8 @@ async function main(argv: string[]): Promise<number> {
         const steering = !flag(args, '--no-steering');
         const offload = !flag(args, '--no-offload');
         const reader = !flag(args, '--no-reader');
-        await labUp({ prefix, workers, steering, offload, reader, log });
+        const ha = flag(args, '--ha');
+        await labUp({ prefix, workers, steering, offload, reader, ha, log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }
@@ -233,6 +239,31 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'rs':
       return rs(args, log);
+    case 'role': {
+      const admin = option(args, '--admin') ?? DEFAULTS.adminSocket;
+      const role = args.shift();
+      if (role === undefined) throw new UsageError('role needs master, backup or fault');
+      const reply = (await adminRequest(admin, { cmd: 'role', role })) as { ha: { role: string } };
+      log(`role: ${reply.ha.role}`);
+      return 0;
+    }
+    case 'ha': {
+      const admin = option(args, '--admin') ?? DEFAULTS.adminSocket;
+      const sub = args.shift() ?? 'status';
+      if (sub === 'check') {
+        try {
+          const reply = (await adminRequest(admin, { cmd: 'ha' }, 900)) as { ha: { ready: boolean } };
+          return reply.ha.ready ? 0 : 1;
+        } catch {
+          return 1;
+        }
+      }
+      if (sub !== 'status') throw new UsageError(`ha needs status or check (got ${sub})`);
+      const reply = (await adminRequest(admin, { cmd: 'ha' })) as { ha: Record<string, unknown> };
+      if (flag(args, '--json')) log(JSON.stringify(reply.ha, null, 2));
+      else for (const [k, v] of Object.entries(reply.ha)) log(`${k.padEnd(16)} ${String(v)}`);
+      return 0;
+    }
     case 'help':
     case '--help':
     case '-h':

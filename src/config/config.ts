@@ -41,6 +41,10 @@ export interface HaConfig {
   refreshSec: number;
   /** Role until keepalived's notify says otherwise. */
   initialRole: 'master' | 'backup';
+  /** keepalived's vrrp_notify_fifo: tunvs reads the role from it directly (no process to
+   * spawn per transition, so the new master forwards sooner). Optional: `tunvs role ...`
+   * from notify scripts works as well. */
+  notifyFifo?: string;
 }
 
 export interface Config {
@@ -78,7 +82,7 @@ const TOP = ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeout
 export const HA_DEFAULTS = { cluster: 'default', syncAfterMs: 2000, refreshSec: 30, initialRole: 'backup' } as const;
 
 function haConfig(v: unknown, path: string): HaConfig {
-  const o = object(v, path, ['redis', 'cluster', 'syncAfterMs', 'refreshSec', 'initialRole']);
+  const o = object(v, path, ['redis', 'cluster', 'syncAfterMs', 'refreshSec', 'initialRole', 'notifyFifo']);
   if (o.redis === undefined)
     throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(path, 'redis'), 'ha needs redis: redis://host:port');
   return {
@@ -95,6 +99,9 @@ function haConfig(v: unknown, path: string): HaConfig {
     initialRole: opt(o, 'initialRole', HA_DEFAULTS.initialRole, (x) =>
       oneOf(x, join(path, 'initialRole'), ['master', 'backup'] as const),
     ),
+    ...(o.notifyFifo !== undefined
+      ? { notifyFifo: string(o.notifyFifo, join(path, 'notifyFifo'), /^\//, 'an absolute path') }
+      : {}),
   };
 }
 const TIMEOUT_KEYS = Object.keys(TIMEOUTS_DEFAULT_SEC) as (keyof TimeoutsSec)[];

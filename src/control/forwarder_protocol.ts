@@ -26,11 +26,23 @@ export interface ForwarderInit {
   handoffFrom: (SharedArrayBuffer | null)[];
   /** Wake-up ports to / from each other worker (transferred); null at our own index. */
   wakePorts: (MessagePort | null)[];
+  /** HA pair: the shared role word and this worker's sync event ring (ha/session_sync.ts). */
+  ha?: { roleSab: SharedArrayBuffer; syncRingSab: SharedArrayBuffer; syncAfterMs: number; refreshSec: number };
 }
 
 export type ToForwarder =
-  { type: 'services'; services: ResolvedService[] } | { type: 'stats'; id: number } | { type: 'stop' };
+  | { type: 'services'; services: ResolvedService[] }
+  | { type: 'stats'; id: number }
+  | { type: 'stop' }
+  /** HA standby: install these events (op + sync record each). */
+  | { type: 'sync-install'; events: Int32Array; count: number }
+  /** HA: reply with every published session (full resync). */
+  | { type: 'sync-snapshot'; id: number }
+  /** HA: drop the sessions installed by sync (a full reload follows). */
+  | { type: 'sync-flush'; id: number };
 
 export type FromForwarder =
   | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number }
-  | { type: 'stats'; id: number; queue: QueueStats; sessions: number };
+  | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
+  | { type: 'sync-snapshot'; id: number; records: Int32Array; writeCount: number }
+  | { type: 'sync-flushed'; id: number; removed: number };

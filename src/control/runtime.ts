@@ -20,7 +20,9 @@ import { steeringProgram } from '../dataplane/steering.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
 import { ConnCounts, IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
 import { serveAdmin } from './admin.js';
-import type { ForwarderInit, FromForwarder } from './forwarder_protocol.js';
+import type { ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
+import { HaSync, type HaWorkerLink } from '../ha/redis_sync.js';
+import { SyncRing } from '../ha/session_sync.js';
 import type { Logger } from './log.js';
 import { deviceStats, formatList, globalStats, listServices } from './stats.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
@@ -37,6 +39,7 @@ interface WorkerHandle {
   thread: Worker;
   counters: Float64Array;
   counts: ConnCounts;
+  syncRing?: SyncRing;
 }
 
 export class Runtime {
@@ -48,6 +51,9 @@ export class Runtime {
   private workers: WorkerHandle[] = [];
   private admin: Server | undefined;
   private stopping = false;
+  private ha: HaSync | undefined;
+  /** HA role word shared with the forwarders (engine.ts ROLE_*). */
+  private readonly roleSab = new SharedArrayBuffer(16);
 
   constructor(private readonly opts: RunOptions) {
     this.system = new SystemChanges((m) => opts.logger.log('warn', m));
@@ -77,6 +83,15 @@ export class Runtime {
       this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
       this.system.routeServices(this.services, tun.name);
       await this.startWorkers();
+      if (config.ha) {
+        this.ha = new HaSync(
+          config.ha,
+          this.roleSab,
+          this.workers.map((w) => this.haLink(w)),
+          this.opts.logger,
+        );
+        this.ha.start();
+      }
       this.admin = serveAdmin(config.adminSocket, (req) => this.handleAdmin(req));
     } catch (e) {
       this.teardown();
@@ -127,6 +142,8 @@ export class Runtime {
     for (let w = 0; w < n; w++) {
       const counters = createCounters();
       const counts = new ConnCounts();
+      const ha = this.config.ha;
+      const syncRing = ha ? new SyncRing() : undefined;
       const init: ForwarderInit = {
         worker: w,
         workers: this.config.workers,
@@ -143,10 +160,20 @@ export class Runtime {
         handoffTo: rings[w]!,
         handoffFrom: rings.map((row) => row[w]!),
         wakePorts: ports[w]!,
+        ...(ha && syncRing
+          ? {
+              ha: {
+                roleSab: this.roleSab,
+                syncRingSab: syncRing.sab,
+                syncAfterMs: ha.syncAfterMs,
+                refreshSec: ha.refreshSec,
+              },
+            }
+          : {}),
       };
       const transfer = ports[w]!.filter((p): p is MessagePort => p !== null);
       const thread = new Worker(url, { workerData: init, transferList: transfer, name: `tunvs-forwarder-${w}` });
-      this.workers.push({ thread, counters, counts });
+      this.workers.push({ thread, counters, counts, ...(syncRing ? { syncRing } : {}) });
       ready.push(
         new Promise((resolve, reject) => {
           thread.once('message', (m: FromForwarder) => (m.type === 'ready' ? resolve() : undefined));
@@ -168,6 +195,40 @@ export class Runtime {
   }
 
   private nextStatsId = 0;
+
+  /** Ask a forwarder something and wait for its answer with the same id. */
+  private ask<T extends FromForwarder>(w: WorkerHandle, msg: ToForwarder, type: T['type']): Promise<T> {
+    const id = ++this.nextStatsId;
+    return new Promise((resolve) => {
+      const onMessage = (m: FromForwarder): void => {
+        if (m.type === type && 'id' in m && m.id === id) {
+          w.thread.off('message', onMessage);
+          resolve(m as T);
+        }
+      };
+      w.thread.on('message', onMessage);
+      w.thread.postMessage({ ...msg, id });
+    });
+  }
+
+  private haLink(w: WorkerHandle): HaWorkerLink {
+    return {
+      ring: w.syncRing!,
+      install: (events, count) =>
+        w.thread.postMessage({ type: 'sync-install', events, count }, [events.buffer as ArrayBuffer]),
+      snapshot: async () => {
+        const m = await this.ask<Extract<FromForwarder, { type: 'sync-snapshot' }>>(
+          w,
+          { type: 'sync-snapshot', id: 0 },
+          'sync-snapshot',
+        );
+        return { records: m.records, writeCount: m.writeCount };
+      },
+      flushSynced: async () => {
+        await this.ask(w, { type: 'sync-flush', id: 0 }, 'sync-flushed');
+      },
+    };
+  }
 
   /** Each forwarder's TUN queue counters (asked over its message port, 1 s at most). */
   private queueStats(): Promise<(QueueStats | null)[]> {
@@ -210,9 +271,21 @@ export class Runtime {
           ...globalStats(counters),
           queues: await this.queueStats(),
           device: deviceStats(this.config.tun.name),
+          ...(this.ha ? { ha: this.ha.status() } : {}),
         };
+      case 'role': {
+        if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
+        const role = String(req.role).toLowerCase();
+        if (role !== 'master' && role !== 'backup' && role !== 'fault')
+          throw new Error(`role must be master, backup or fault, got ${JSON.stringify(req.role)}`);
+        this.ha.setRole(role);
+        return { ha: this.ha.status() };
+      }
+      case 'ha':
+        if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
+        return { ha: this.ha.status() };
       default:
-        throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list or stats`);
+        throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list, stats, role or ha`);
     }
   }
 
@@ -228,7 +301,7 @@ export class Runtime {
       this.config.services = next.services;
       // Only services apply live; say so when anything else in the file changed.
       const restartOnly = (
-        ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket'] as const
+        ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket', 'ha'] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (
         restartOnly.length > 0 &&
@@ -257,6 +330,7 @@ export class Runtime {
     if (this.stopping) return;
     this.stopping = true;
     this.log('info', 'stopping', { code });
+    await this.ha?.stop();
     for (const w of this.workers) w.thread.postMessage({ type: 'stop' });
     await Promise.all(
       this.workers.map(

@@ -121,6 +121,20 @@ export class SyncRing {
     return n;
   }
 
+  /** Consumer: discard the events written before write count `count` (they predate a
+   * snapshot that already holds their effect). */
+  skipTo(count: number): void {
+    const r = this.ctl[1]!;
+    const w = Atomics.load(this.ctl, 0);
+    const to = count - r > w - r ? w : count;
+    if (to - r > 0) Atomics.store(this.ctl, 1, to);
+  }
+
+  /** The producer's write count (taken with a snapshot: see skipTo). */
+  get writeCount(): number {
+    return Atomics.load(this.ctl, 0);
+  }
+
   /** Events lost because the ring was full, since the last call (then reset). */
   takeLost(): number {
     return Atomics.exchange(this.ctl, 2, 0);

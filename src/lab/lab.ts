@@ -6,12 +6,14 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
-import { LAB, labConfig, labNodes } from './topology.js';
+import { nsName, procStart, readState, stateDir, waitFor, writeState, type LabState, type Proc } from './state.js';
+import { LAB, labNodes } from './topology.js';
+import { startPair, startTunvs, type Starter } from './pair.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
 import { attachReader, detachReader, formatStatus, readerStatus, resolveCgroup } from '../rs/reader.js';
 
@@ -25,70 +27,13 @@ export interface LabOptions {
   offload?: boolean;
   /** Run the real servers' applications under the eBPF TOA reader (default true). */
   reader?: boolean;
+  /** The active/standby pair: tunvs on lb-a and lb-b, keepalived on both, Redis for the
+   * session sync (default false: tunvs on lb-a only, holding the next hops for good). */
+  ha?: boolean;
   log: (line: string) => void;
 }
 
-export interface Proc {
-  name: string;
-  pid: number;
-  /** Start time in clock ticks since boot (/proc/PID/stat field 22): guards against PID reuse. */
-  start: string;
-}
-
-export interface LabState {
-  prefix: string;
-  namespaces: string[];
-  procs: Proc[];
-  dir: string;
-  adminSocket: string;
-  /** The cgroup (relative to the cgroup2 mount) the real-server apps run in, with the TOA
-   * reader attached; absent when the lab runs without the reader. */
-  cgroup?: string;
-}
-
 const DIST = distSrc();
-
-export function stateDir(prefix: string): string {
-  return join('/run/tunvs-lab', prefix.replace(/[^A-Za-z0-9_-]/g, '_'));
-}
-
-function procStart(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-  } catch {
-    return '';
-  }
-}
-
-export function readState(prefix: string): LabState | undefined {
-  const file = join(stateDir(prefix), 'state.json');
-  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as LabState) : undefined;
-}
-
-function writeState(s: LabState): void {
-  writeFileSync(join(s.dir, 'state.json'), JSON.stringify(s, null, 2));
-}
-
-export function nsName(prefix: string, node: string): string {
-  return `${prefix}${node}`;
-}
-
-async function waitFor(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  logFile?: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const tail =
-    logFile && existsSync(logFile) ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-2000)}` : '';
-  throw new Error(`timed out waiting for ${what}${tail}`);
-}
 
 export async function labUp(o: LabOptions): Promise<LabState> {
   if (process.getuid?.() !== 0) throw new Error('the lab needs root (network namespaces): run it as root');
@@ -155,46 +100,47 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   }
 
   /** Start a Node script (or, with `program`, another program) in `ns`, recorded by PID. */
-  const start = (name: string, ns: string, args: string[], program: string = process.execPath): void => {
+  const start: Starter = (name, ns, args, program = process.execPath, underReader = false) => {
     const logFile = join(state.dir, `${name}.log`);
-    const pid = spawnInNs(ns, [program, ...args], logFile, process.env, readerWrapper(state));
+    const pid = spawnInNs(ns, [program, ...args], logFile, process.env, underReader ? readerWrapper(state) : []);
     state.procs.push({ name, pid, start: procStart(pid) });
     writeState(state);
   };
   for (const rs of LAB.realServers) {
-    start(rs.name, nsName(o.prefix, rs.name), [
-      join(DIST, 'lab', 'demo_server.js'),
-      '--name',
+    start(
       rs.name,
-      '--port',
-      String(LAB.rsPort),
-      '--echo-port',
-      String(LAB.echoPort),
-    ]);
+      nsName(o.prefix, rs.name),
+      [
+        join(DIST, 'lab', 'demo_server.js'),
+        '--name',
+        rs.name,
+        '--port',
+        String(LAB.rsPort),
+        '--echo-port',
+        String(LAB.echoPort),
+      ],
+      process.execPath,
+      true,
+    );
   }
   // iperf3 on rs1 (behind VIP port 5201), one test at a time as iperf3 serves them.
-  start('iperf3', nsName(o.prefix, 'rs1'), ['-s', '-p', String(LAB.iperfPort)], 'iperf3');
-  const configFile = join(state.dir, 'lb-a.yaml');
-  writeFileSync(configFile, labConfig(state.adminSocket, o.workers, o.steering ?? true, o.offload ?? true));
-  start('tunvs-lb-a', nsName(o.prefix, 'lb-a'), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
-  const tunvs = state.procs[state.procs.length - 1]!;
-  await waitFor(
-    'tunvs on lb-a to answer on its admin socket',
-    async () => {
-      if (!isAlive(tunvs.pid))
-        throw new Error(
-          `tunvs on lb-a exited:\n${readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8').slice(-2000)}`,
-        );
-      try {
-        await adminRequest(state.adminSocket, { cmd: 'stats' }, 1000);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    15_000,
-    join(state.dir, 'tunvs-lb-a.log'),
-  );
+  start('iperf3', nsName(o.prefix, 'rs1'), ['-s', '-p', String(LAB.iperfPort)], 'iperf3', true);
+  if (o.ha) {
+    await startPair(state, o, start);
+  } else {
+    // No pair: lb-a holds the floating next hops itself.
+    ipBatch(
+      [
+        `addr add ${LAB.float.up4}/24 dev eth0`,
+        `addr add ${LAB.float.up6}/64 dev eth0 nodad`,
+        `addr add ${LAB.float.rs4}/24 dev eth1`,
+        `addr add ${LAB.float.rs6}/64 dev eth1 nodad`,
+      ],
+      nsName(o.prefix, 'lb-a'),
+    );
+    await startTunvs(state, o, 'lb-a', state.adminSocket, start);
+  }
+  const tunvs = state.procs.find((p) => p.name === 'tunvs-lb-a')!;
   for (const rs of LAB.realServers) {
     const logFile = join(state.dir, `${rs.name}.log`);
     await waitFor(
@@ -299,7 +245,7 @@ export function labCurl(prefix: string, family: 4 | 6, count = 1): string {
   );
 }
 
-export { LAB };
+export { LAB, nsName, readState, stateDir, type LabState, type Proc };
 
 export interface ToaObservation {
   /** What the real-server application saw (accept/getpeername). */

@@ -1,0 +1,214 @@
+/**
+ * The lab's active/standby pair: Redis, tunvs on lb-a and lb-b, keepalived on both; and what
+ * `tunvs lab failover` and the HA tests do to it (kill tunvs or keepalived on the master by
+ * PID, cut its link, stop Redis) and undo.
+ */
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { adminRequest } from '../control/admin.js';
+import { distSrc } from '../paths.js';
+import { inNs, isAlive, spawnInNs } from './netns.js';
+import { nsName, procStart, waitFor, writeState, type LabState } from './state.js';
+import { keepalivedConfig, LAB, labConfig, type LabHa } from './topology.js';
+
+const DIST = distSrc();
+
+/** What labUp needs of its options here. */
+export interface PairOptions {
+  prefix: string;
+  workers: number;
+  steering?: boolean;
+  offload?: boolean;
+  log: (line: string) => void;
+}
+
+/** Start a program in a lab namespace, recorded by PID; `underReader`: in the real-server
+ * apps' cgroup, under the TOA reader (the lab's servers), else outside it. */
+export type Starter = (name: string, ns: string, args: string[], program?: string, underReader?: boolean) => void;
+
+/** Start tunvs on an LB node and wait until it answers on its admin socket. */
+export async function startTunvs(
+  state: LabState,
+  o: PairOptions,
+  node: 'lb-a' | 'lb-b',
+  admin: string,
+  start: Starter,
+  ha?: LabHa,
+): Promise<void> {
+  writeFileSync(
+    join(state.dir, `${node}.yaml`),
+    labConfig(admin, o.workers, o.steering ?? true, o.offload ?? true, ha),
+  );
+  await runTunvs(state, node, admin, start);
+}
+
+/** Start tunvs on a node with its config file (written before) and wait for its admin socket. */
+export async function runTunvs(state: LabState, node: 'lb-a' | 'lb-b', admin: string, start: Starter): Promise<number> {
+  const configFile = join(state.dir, `${node}.yaml`);
+  start(`tunvs-${node}`, nsName(state.prefix, node), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
+  const tunvs = state.procs[state.procs.length - 1]!;
+  const log = join(state.dir, `tunvs-${node}.log`);
+  await waitFor(
+    `tunvs on ${node} to answer on its admin socket`,
+    async () => {
+      if (!isAlive(tunvs.pid)) throw new Error(`tunvs on ${node} exited:\n${readFileSync(log, 'utf8').slice(-2000)}`);
+      try {
+        await adminRequest(admin, { cmd: 'stats' }, 1000);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    15_000,
+    log,
+  );
+  return tunvs.pid;
+}
+
+/** A Starter for processes started after labUp (restarts): recorded in the state by PID. */
+export function recordingStarter(state: LabState): Starter {
+  return (name, ns, args, program = process.execPath) => {
+    const pid = spawnInNs(ns, [program, ...args], join(state.dir, `${name}.log`));
+    state.procs.push({ name, pid, start: procStart(pid) });
+    writeState(state);
+  };
+}
+
+/** The pair: Redis, tunvs on lb-a and lb-b (both start as backup), keepalived on both;
+ * returns once keepalived made lb-a master and tunvs there knows it. */
+export async function startPair(state: LabState, o: PairOptions, start: Starter): Promise<void> {
+  const redisNs = nsName(o.prefix, 'redis');
+  start(
+    'redis',
+    redisNs,
+    [
+      '--bind',
+      LAB.redis4,
+      '--port',
+      String(LAB.redisPort),
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--protected-mode',
+      'no',
+      '--dir',
+      state.dir,
+    ],
+    'redis-server',
+  );
+  await waitFor(
+    'redis to answer',
+    () => {
+      try {
+        return inNs(redisNs, ['redis-cli', '-h', LAB.redis4, 'ping']).trim() === 'PONG';
+      } catch {
+        return false;
+      }
+    },
+    10_000,
+    join(state.dir, 'redis.log'),
+  );
+  state.adminSocketB = join(state.dir, 'admin-b.sock');
+  writeState(state);
+  const cluster = o.prefix.replace(/[^A-Za-z0-9_.-]/g, '_');
+  for (const node of ['lb-a', 'lb-b'] as const) {
+    // keepalived's IPv6 next hops must be usable at once (no duplicate address detection).
+    inNs(nsName(o.prefix, node), [
+      'sysctl',
+      '-q',
+      '-w',
+      'net.ipv6.conf.eth0.accept_dad=0',
+      'net.ipv6.conf.eth1.accept_dad=0',
+    ]);
+    const admin = node === 'lb-a' ? state.adminSocket : state.adminSocketB;
+    await startTunvs(state, o, node, admin, start, { cluster, role: 'backup', fifo: join(state.dir, `${node}.fifo`) });
+  }
+  for (const node of ['lb-a', 'lb-b'] as const) {
+    const conf = join(state.dir, `keepalived-${node}.conf`);
+    writeFileSync(
+      conf,
+      keepalivedConfig({
+        node,
+        priority: node === 'lb-a' ? 250 : 249,
+        tunvs: [process.execPath, join(DIST, 'cli', 'main.js')],
+        adminSocket: node === 'lb-a' ? state.adminSocket : state.adminSocketB,
+        routerId: `${cluster}${node}`,
+        fifo: join(state.dir, `${node}.fifo`),
+      }),
+    );
+    startKeepalived(state, node, start);
+  }
+  await waitFor(
+    'keepalived to make lb-a master',
+    async () => {
+      try {
+        const r = (await adminRequest(state.adminSocket, { cmd: 'ha' }, 1000)) as { ha: { role: string } };
+        return r.ha.role === 'master';
+      } catch {
+        return false;
+      }
+    },
+    20_000,
+    join(state.dir, 'keepalived-lb-a.log'),
+  );
+  o.log('pair up: lb-a master, lb-b backup (keepalived VRRP), sessions synced through Redis');
+}
+
+/** The newest live process the lab recorded under `name` (e.g. tunvs-lb-a), or undefined. */
+export function labPid(state: LabState, name: string): number | undefined {
+  const p = [...state.procs].reverse().find((x) => x.name === name);
+  return p && isAlive(p.pid) ? p.pid : undefined;
+}
+
+export function adminOf(state: LabState, node: 'lb-a' | 'lb-b'): string {
+  return node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
+}
+
+/** tunvs's HA status on a node, or undefined when it does not answer. */
+export async function haStatusOf(
+  state: LabState,
+  node: 'lb-a' | 'lb-b',
+): Promise<{ role: string; ready: boolean; applied: number; published: number; syncLagMs: number | null } | undefined> {
+  try {
+    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, 1000)) as {
+      ha: { role: string; ready: boolean; applied: number; published: number; syncLagMs: number | null };
+    };
+    return r.ha;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function waitRole(
+  state: LabState,
+  node: 'lb-a' | 'lb-b',
+  role: string,
+  timeoutMs = 20_000,
+): Promise<number> {
+  const t0 = Date.now();
+  await waitFor(`${node} to become ${role}`, async () => (await haStatusOf(state, node))?.role === role, timeoutMs);
+  return Date.now() - t0;
+}
+
+/** Start keepalived on a node (its config written by startPair). */
+export function startKeepalived(state: LabState, node: 'lb-a' | 'lb-b', start: Starter): void {
+  start(
+    `keepalived-${node}`,
+    nsName(state.prefix, node),
+    [
+      '-n',
+      '-l',
+      '-D',
+      '--vrrp',
+      '-f',
+      join(state.dir, `keepalived-${node}.conf`),
+      '-p',
+      join(state.dir, `keepalived-${node}.pid`),
+      '-r',
+      join(state.dir, `keepalived-${node}-vrrp.pid`),
+    ],
+    'keepalived',
+  );
+}

@@ -1,0 +1,68 @@
+/** The lab's record of what it started (namespaces, processes by PID and start time), kept
+ * in /run/tunvs-lab/<prefix>/state.json so that `down` removes exactly that. */
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface Proc {
+  name: string;
+  pid: number;
+  /** Start time in clock ticks since boot (/proc/PID/stat field 22): guards against PID reuse. */
+  start: string;
+}
+
+export interface LabState {
+  prefix: string;
+  namespaces: string[];
+  procs: Proc[];
+  dir: string;
+  adminSocket: string;
+  /** The cgroup (relative to the cgroup2 mount) the real-server apps run in, with the TOA
+   * reader attached; absent when the lab runs without the reader. */
+  cgroup?: string;
+  /** With the pair: lb-b's admin socket (lb-a's is adminSocket). */
+  adminSocketB?: string;
+}
+
+export function stateDir(prefix: string): string {
+  return join('/run/tunvs-lab', prefix.replace(/[^A-Za-z0-9_-]/g, '_'));
+}
+
+export function procStart(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+export function readState(prefix: string): LabState | undefined {
+  const file = join(stateDir(prefix), 'state.json');
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as LabState) : undefined;
+}
+
+export function writeState(s: LabState): void {
+  writeFileSync(join(s.dir, 'state.json'), JSON.stringify(s, null, 2));
+}
+
+export function nsName(prefix: string, node: string): string {
+  return `${prefix}${node}`;
+}
+
+/** Poll `check` every 100 ms until it holds; on timeout, the tail of `logFile` is in the error. */
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  logFile?: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const tail =
+    logFile && existsSync(logFile) ? `\n--- ${logFile} ---\n${readFileSync(logFile, 'utf8').slice(-2000)}` : '';
+  throw new Error(`timed out waiting for ${what}${tail}`);
+}

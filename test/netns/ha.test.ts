@@ -1,0 +1,237 @@
+/**
+ * The active/standby pair in the netns lab: keepalived (real, VRRP) on lb-a and lb-b, tunvs on
+ * both, Redis carrying the sessions. 200 long-lived connections stream data through the VIP
+ * with a check of every byte; the master fails three ways (tunvs killed, keepalived killed,
+ * its upstream link cut); the connections must go on through lb-b with no reset and nothing
+ * lost, new connections must work during and after, and lb-a takes over again when it is
+ * back (failback, the same guarantees). Then Redis goes away for 10 s under load.
+ * Needs root; builds and removes its own lab.
+ */
+
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminRequest } from '../../src/control/admin.js';
+import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
+import { ipBatch, stopPid } from '../../src/lab/netns.js';
+import { haStatusOf, labPid, recordingStarter, runTunvs, startKeepalived, waitRole } from '../../src/lab/pair.js';
+import { distSrc } from '../../src/paths.js';
+
+const root = process.getuid?.() === 0;
+const prefix = `th${process.pid % 100000}-`;
+let state: LabState;
+
+interface StreamResult {
+  connections: number;
+  established: number;
+  ok: number;
+  reset: number;
+  errors: Record<string, number>;
+  corruptedBytes: number;
+  bytesSent: number;
+  bytesLost: number;
+  stallMsMedian: number;
+  stallMsMax: number;
+}
+
+/** Run a client program in the client namespace in the background; resolves with its stdout. */
+function inClient(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('ip', ['netns', 'exec', nsName(prefix, 'client'), process.execPath, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** `connections` streams for `seconds`; `ready` once all are connected. */
+function streams(connections: number, seconds: number): { ready: Promise<void>; done: Promise<StreamResult> } {
+  const file = join(state.dir, `streams-${Date.now()}.ready`);
+  const run = inClient([
+    join(distSrc(), 'lab', 'stream_check.js'),
+    LAB.vip4,
+    String(LAB.echoPort),
+    String(connections),
+    String(seconds),
+    file,
+  ]);
+  const ready = (async () => {
+    for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!existsSync(file)) throw new Error('streams did not connect');
+    rmSync(file);
+  })();
+  const done = run.then(({ out }) => JSON.parse(out.trim().split('\n').pop()!) as StreamResult);
+  return { ready, done };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function fresh(): LabState {
+  state = readState(prefix)!;
+  return state;
+}
+
+/** Connections per real server of the echo service on a node (active + inactive). */
+async function echoSessions(node: 'lb-a' | 'lb-b'): Promise<number> {
+  const sock = node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
+  const r = (await adminRequest(sock, { cmd: 'list' })) as {
+    services: { vip: string; port: number; realServers: { activeConns: number; inactiveConns: number }[] }[];
+  };
+  const svc = r.services.find((s) => s.port === LAB.echoPort && s.vip === LAB.vip4)!;
+  return svc.realServers.reduce((n, rs) => n + rs.activeConns + rs.inactiveConns, 0);
+}
+
+/**
+ * One failure of the master under 200 streams (established 3.5 s before), with new
+ * connections made while it happens; then `restore` and wait for lb-a to be master again.
+ */
+async function failover(name: string, fail: () => void, restore: () => Promise<void>): Promise<void> {
+  expect((await haStatusOf(fresh(), 'lb-a'))?.role).toBe('master');
+  const s = streams(200, 14);
+  await s.ready;
+  await sleep(3500);
+  const during = inClient([join(distSrc(), 'lab', 'http_get.js'), `http://${LAB.vip4}/`, '15']);
+  const t0 = Date.now();
+  fail();
+  await waitRole(fresh(), 'lb-b', 'master', 15_000);
+  const takeover = Date.now() - t0;
+  const r = await s.done;
+  const newConns = await during;
+  console.log(
+    `${name}: lb-b master after ${takeover} ms; ` +
+      `${r.ok}/${r.connections} streams intact, ${r.reset} reset, ${r.bytesLost} bytes lost, ` +
+      `${r.corruptedBytes} corrupted; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms`,
+  );
+  expect(r.established).toBe(200);
+  expect(r.ok).toBeGreaterThanOrEqual(198); // >= 99%
+  expect(r.reset).toBe(0);
+  expect(r.corruptedBytes).toBe(0);
+  expect(r.bytesLost).toBe(0);
+  expect(newConns.code, `new connections during the failover:\n${newConns.out}`).toBe(0);
+  expect(
+    newConns.out
+      .trim()
+      .split('\n')
+      .filter((l) => l.includes('saw client')).length,
+  ).toBe(15);
+  const after = await inClient([join(distSrc(), 'lab', 'http_get.js'), `http://${LAB.vip4}/`, '5']);
+  expect(after.code).toBe(0);
+
+  // Failback, with streams across it too.
+  const back = streams(100, 10);
+  await back.ready;
+  await sleep(3000);
+  await restore();
+  await waitRole(fresh(), 'lb-a', 'master', 30_000);
+  await waitRole(fresh(), 'lb-b', 'backup', 10_000);
+  const rb = await back.done;
+  console.log(
+    `${name} failback: ${rb.ok}/${rb.connections} intact, stall median ${rb.stallMsMedian} ms, max ${rb.stallMsMax} ms`,
+  );
+  expect(rb.ok).toBeGreaterThanOrEqual(99);
+  expect(rb.reset + rb.corruptedBytes + rb.bytesLost).toBe(0);
+}
+
+describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => {
+  beforeAll(async () => {
+    await labDown(prefix, () => undefined);
+    await labUp({ prefix, workers: 2, ha: true, reader: false, log: () => undefined });
+    fresh();
+  }, 90_000);
+
+  afterAll(async () => {
+    await labDown(prefix, () => undefined);
+  }, 60_000);
+
+  it('kill -9 tunvs on the master: established connections go on through the backup', async () => {
+    await failover(
+      'tunvs killed',
+      () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
+      async () => {
+        await runTunvs(fresh(), 'lb-a', state.adminSocket, recordingStarter(state));
+      },
+    );
+  }, 120_000);
+
+  it('kill -9 keepalived on the master: the same', async () => {
+    await failover(
+      'keepalived killed',
+      () => process.kill(labPid(fresh(), 'keepalived-lb-a')!, 'SIGKILL'),
+      async () => {
+        await sleep(500);
+        startKeepalived(fresh(), 'lb-a', recordingStarter(state));
+      },
+    );
+  }, 120_000);
+
+  it("the master's upstream link cut: the same", async () => {
+    // The cable: lb-a's eth0 peer in the switch namespace (lb-a sees carrier loss).
+    const sw = nsName(prefix, 'sw');
+    await failover(
+      'link cut',
+      () => ipBatch(['link set lba0 down'], sw),
+      async () => {
+        ipBatch(['link set lba0 up'], sw);
+        await sleep(200);
+      },
+    );
+  }, 120_000);
+
+  it('Redis gone for 10 s under load: forwarding unaffected; the standby converges after', async () => {
+    const s = streams(100, 24);
+    await s.ready;
+    await sleep(3000);
+    const redis = labPid(fresh(), 'redis')!;
+    await stopPid(redis);
+    const t0 = Date.now();
+    // Connections made while Redis is away: only the resync after it returns can carry them.
+    await sleep(1000);
+    const s2 = streams(100, 18);
+    await s2.ready;
+    await sleep(10_000 - (Date.now() - t0));
+    recordingStarter(fresh())(
+      'redis',
+      nsName(prefix, 'redis'),
+      [
+        '--bind',
+        LAB.redis4,
+        '--port',
+        String(LAB.redisPort),
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'no',
+      ],
+      'redis-server',
+    );
+    const back = Date.now();
+    let a = 0;
+    let b = 0;
+    for (let i = 0; i < 100; i++) {
+      await sleep(100);
+      a = await echoSessions('lb-a');
+      b = await echoSessions('lb-b');
+      if (a >= 200 && Math.abs(a - b) <= a * 0.01) break;
+    }
+    const converged = Date.now() - back;
+    const [ha, hb] = [await haStatusOf(fresh(), 'lb-a'), await haStatusOf(fresh(), 'lb-b')];
+    console.log(
+      `Redis away 10 s: lb-a ${a} echo sessions, lb-b ${b}, agreeing ${converged} ms after Redis returned; ` +
+        `standby lag ${hb?.syncLagMs} ms; master published ${ha?.published}`,
+    );
+    expect(a).toBeGreaterThanOrEqual(200);
+    expect(Math.abs(a - b)).toBeLessThanOrEqual(Math.ceil(a * 0.01));
+    for (const r of [await s.done, await s2.done]) {
+      expect(r.ok).toBe(100);
+      expect(r.reset + r.corruptedBytes + r.bytesLost).toBe(0);
+    }
+    const sa = (await adminRequest(state.adminSocket, { cmd: 'ha' })) as { ha: { lost: number; resyncs: number } };
+    expect(sa.ha.resyncs).toBeGreaterThanOrEqual(2); // one at start, one after Redis came back
+  }, 120_000);
+});
