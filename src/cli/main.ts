@@ -11,6 +11,7 @@ import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
 import { Runtime } from '../control/runtime.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
+import { labFailover } from '../lab/failover.js';
 import { sockAddon } from '../rs/native.js';
 import {
   attachReader,
@@ -42,6 +43,8 @@ Usage:
                                           application saw beside the TOA it received (tshark)
   tunvs lab load [-6] [--connections N] [--duration S]
                                           autocannon through the VIP (default 50, 10 s; max 600 s)
+  tunvs lab failover [--workers N]        the pair under load: kill tunvs on the master, show the
+                                          timeline and what the connections saw, then fail back
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs rs attach --cgroup PATH [--create] [--kind N] [--kind-v6 N] [--no-saved-syn] [--trust CIDR]...
@@ -235,7 +238,11 @@ async function main(argv: string[]): Promise<number> {
         if (seconds > 600) throw new UsageError('--duration is at most 600 seconds (every load run is bounded)');
         return labLoad(prefix, family, connections, seconds);
       }
-      throw new UsageError(`lab needs one of: up, down, status, curl, toa, load (got ${sub ?? 'nothing'})`);
+      if (sub === 'failover') {
+        const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
+        return labFailover(prefix, workers, log);
+      }
+      throw new UsageError(`lab needs one of: up, down, status, curl, toa, load, failover (got ${sub ?? 'nothing'})`);
     }
     case 'rs':
       return rs(args, log);

@@ -130,7 +130,9 @@ export class HaSync {
       ['redis', this.redis],
       ['redis reader', this.reader],
     ] as const) {
-      r.on('error', (e: Error) => this.fail(`${name}: ${e.message}`));
+      r.on('error', (e: Error) => {
+        if (!this.stopped) this.fail(`${name}: ${e.message}`);
+      });
       r.on('ready', () => {
         if (name === 'redis') {
           this.logger.log('info', 'HA: connected to Redis', { redis: this.cfg.redis });
@@ -150,9 +152,11 @@ export class HaSync {
   }
 
   private stopFifo: (() => void) | undefined;
+  private stopped = false;
 
   /** Stop syncing: the last batch in flight is given up to a second to reach Redis. */
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.stopFifo?.();
     this.following = false;
@@ -395,7 +399,7 @@ export class HaSync {
         }
       }
     } catch (e) {
-      this.fail(`following ${this.key.events}: ${(e as Error).message}`);
+      if (!this.stopped) this.fail(`following ${this.key.events}: ${(e as Error).message}`);
       this.needResync = true;
     } finally {
       this.following = false;

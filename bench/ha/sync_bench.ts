@@ -1,0 +1,221 @@
+/**
+ * HA session sync benchmark: how many sessions per second a master publishes through one
+ * Redis and a standby installs, what it costs the master in CPU, and what a synced session
+ * costs the standby in memory. Not a timed test: it prints figures and the ratio to the
+ * target (50k sessions/s), and writes JSON to bench/results/.
+ *
+ * Real parts: a redis-server on loopback (started here on a free port, stopped by PID at the
+ * end), the Engine (sessions opened by real handshakes, published by its sync hooks), the
+ * HaSync of src/ha/redis_sync.ts on both sides. Both sides run in this one process, with the
+ * engines called directly instead of through forwarder threads, so each phase is timed alone:
+ *
+ *   publish   master only: N sessions become ESTABLISHED and due → events → Redis
+ *             (wall time from the first event to the last one acknowledged by Redis; process
+ *             CPU over the same interval = the master's cost);
+ *   load      a standby starting cold: HSCAN of the N sessions and their install;
+ *   live      the standby following: N more sessions published and installed, end to end.
+ *
+ * Environment: BENCH_SESSIONS (default 200000), BENCH_ROUNDS (3).
+ */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import type { HaConfig } from '../../src/config/config.js';
+import type { Logger } from '../../src/control/log.js';
+import { Engine, ROLE_BACKUP, ROLE_MASTER } from '../../src/dataplane/engine.js';
+import { HaSync, type HaWorkerLink } from '../../src/ha/redis_sync.js';
+import { SyncRing } from '../../src/ha/session_sync.js';
+import { packageRoot } from '../../src/paths.js';
+import { openSessions, services } from '../lib/sessions.js';
+
+const N = Number(process.env.BENCH_SESSIONS ?? 200_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const TARGET = 50_000;
+
+const quiet: Logger = {
+  log(level, msg) {
+    if (level === 'error') console.error(`  (sync: ${msg})`);
+  },
+};
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'],
+    { stdio: 'ignore' },
+  );
+  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => undefined); // refused until the server listens: retried below
+  for (let i = 0; i < 100; i++) {
+    try {
+      await r.connect();
+      await r.ping();
+      r.disconnect();
+      return child;
+    } catch {
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+  child.kill('SIGKILL');
+  throw new Error('redis-server did not start (is it installed? apt-get install redis-server)');
+}
+
+function engine(role: number, capacity: number): { e: Engine; ring: SyncRing; roleSab: SharedArrayBuffer } {
+  const roleSab = new SharedArrayBuffer(16);
+  new Int32Array(roleSab)[0] = role;
+  const ring = new SyncRing(capacity + 1024);
+  const e = new Engine(
+    {
+      capacity,
+      seed: 7,
+      nowMs: 0,
+      ha: { roleSab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 3600 },
+    },
+    services(),
+  );
+  return { e, ring, roleSab };
+}
+
+function link(e: Engine, ring: SyncRing): HaWorkerLink {
+  return {
+    ring,
+    install: (events, count) => void e.installSynced(events, count),
+    snapshot: () => Promise.resolve({ writeCount: ring.writeCount, records: e.sync!.snapshot() }),
+    flushSynced: () => {
+      e.flushSynced();
+      return Promise.resolve();
+    },
+  };
+}
+
+async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+interface Round {
+  publishPerSec: number;
+  masterCpuUsPerSession: number;
+  loadPerSec: number;
+  livePerSec: number;
+  standbyBytesPerSession: number;
+  redisBytesPerSession: number;
+}
+
+async function round(port: number, k: number): Promise<Round> {
+  const redis = new Redis(port, '127.0.0.1');
+  await redis.flushall();
+  const cfg = (role: 'master' | 'backup'): HaConfig => ({
+    redis: `redis://127.0.0.1:${port}`,
+    cluster: `bench${k}`,
+    syncAfterMs: 0,
+    refreshSec: 3600,
+    initialRole: role,
+  });
+  const a = engine(ROLE_MASTER, 2 * N + 1024);
+  const b = engine(ROLE_BACKUP, 2 * N + 1024);
+  const master = new HaSync(cfg('master'), a.roleSab, [link(a.e, a.ring)], quiet);
+  master.start();
+  await until(() => master.status().resyncs >= 1, 10_000, 'master connected');
+  const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+
+  // publish: sessions opened at t=0 become due at the next tick; the engine pushes events.
+  openSessions(a.e, N, 0);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  a.e.advanceTimers(200);
+  await until(() => master.status().published >= N, 120_000, 'master published');
+  const publishSec = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+
+  // load: a standby starting now finds N sessions in Redis.
+  const standby = new HaSync(cfg('backup'), b.roleSab, [link(b.e, b.ring)], quiet);
+  const t1 = performance.now();
+  standby.start();
+  await until(() => b.e.sessionCount >= N, 120_000, 'standby loaded');
+  const loadSec = (performance.now() - t1) / 1000;
+
+  // live: N more, published and installed end to end while the standby follows.
+  openSessions(a.e, N, 300, N);
+  const t2 = performance.now();
+  a.e.advanceTimers(500);
+  await until(() => b.e.sessionCount >= 2 * N, 120_000, 'standby followed');
+  const liveSec = (performance.now() - t2) / 1000;
+
+  await master.stop();
+  await standby.stop();
+  redis.disconnect();
+  return {
+    publishPerSec: N / publishSec,
+    masterCpuUsPerSession: (cpu.user + cpu.system) / N,
+    loadPerSec: N / loadSec,
+    livePerSec: N / liveSec,
+    standbyBytesPerSession: b.e.table.bytesPerSession,
+    redisBytesPerSession: (memAfter - memBefore) / N,
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const port = await freePort();
+  const server = await startRedis(port);
+  const rounds: Round[] = [];
+  try {
+    for (let k = 0; k < ROUNDS; k++) {
+      rounds.push(await round(port, k));
+      process.stdout.write(`round ${k + 1}/${ROUNDS} done\n`);
+    }
+  } finally {
+    server.kill('SIGTERM'); // the redis-server this benchmark started, by its PID
+  }
+  const keys = Object.keys(rounds[0]!) as (keyof Round)[];
+  const summary = Object.fromEntries(
+    keys.map((key) => {
+      const xs = rounds.map((r) => r[key]);
+      return [key, { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) }];
+    }),
+  ) as Record<keyof Round, { median: number; min: number; max: number }>;
+  const f = (x: { median: number; min: number; max: number }, d = 0): string =>
+    `${x.median.toFixed(d)} (${x.min.toFixed(d)}–${x.max.toFixed(d)})`;
+  console.log(`\nHA session sync through one Redis (${N} sessions per phase, ${ROUNDS} rounds: median (min–max))`);
+  console.log(`  master publish          ${f(summary.publishPerSec)} sessions/s`);
+  console.log(`  standby cold load       ${f(summary.loadPerSec)} sessions/s`);
+  console.log(`  live, end to end        ${f(summary.livePerSec)} sessions/s`);
+  console.log(`  master CPU              ${f(summary.masterCpuUsPerSession, 2)} µs per session published`);
+  console.log(`  standby memory          ${f(summary.standbyBytesPerSession)} B per session (session table)`);
+  console.log(`  Redis memory            ${f(summary.redisBytesPerSession)} B per session`);
+  const worst = Math.min(summary.publishPerSec.median, summary.livePerSec.median);
+  console.log(
+    `  target >= ${TARGET} sessions/s: ${(worst / TARGET).toFixed(2)}x of target (slower of publish and live) — ${worst >= TARGET ? 'met' : 'NOT met'}`,
+  );
+  const dir = join(packageRoot(), 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `ha-sync-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({ sessions: N, rounds, summary, target: TARGET }, null, 2)}\n`);
+  console.log(`  JSON: ${file}`);
+}
+
+await main();

@@ -1,0 +1,166 @@
+/**
+ * Sessions for the benchmarks: one IPv4 service (4 real servers, 8 local addresses) and real
+ * handshakes (SYN, SYN-ACK, ACK with TOA) through an Engine, as a load balancer sees them.
+ */
+
+import { performance } from 'node:perf_hooks';
+import type { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+
+export const BURST = 256;
+const RS_COUNT = 4;
+const LIP_COUNT = 8; // 4 RS × 8 LIPs × 64 511 ports ≈ 2M local tuples: room for 1M sessions
+
+export const VIP = 0xc6120064; // 198.18.0.100
+const CLIENT_BASE = 0xc6130000; // 198.19.0.0/16 + higher: clients
+const RS_BASE = 0xc6120100; // 198.18.1.0
+const LIP_BASE = 0xc6120200; // 198.18.2.0
+
+function ip(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+export function services() {
+  return resolveServices(
+    [
+      serviceWithDefaults({
+        vip: ip(VIP),
+        port: 80,
+        scheduler: 'rr',
+        realServers: Array.from({ length: RS_COUNT }, (_, i) => ({
+          address: ip(RS_BASE + 11 + i),
+          port: 8080,
+          weight: 1,
+        })),
+        localAddresses: Array.from({ length: LIP_COUNT }, (_, i) => ip(LIP_BASE + 1 + i)),
+      }),
+    ],
+    new IdRegistry(),
+  );
+}
+
+/** Write an IPv4 TCP header pair (52 bytes with NOP NOP TS) into the ring slot. */
+export function writeTcp(
+  dv: DataView,
+  off: number,
+  src: number,
+  dst: number,
+  sport: number,
+  dport: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  toaRoom: boolean,
+): number {
+  const optLen = toaRoom ? 12 : 12;
+  const len = 20 + 20 + optLen;
+  dv.setUint32(off, 0x45000000 | len);
+  dv.setUint32(off + 4, 0x00004000);
+  dv.setUint32(off + 8, 0x40060000);
+  dv.setUint32(off + 12, src >>> 0);
+  dv.setUint32(off + 16, dst >>> 0);
+  const t = off + 20;
+  dv.setUint16(t, sport);
+  dv.setUint16(t + 2, dport);
+  dv.setUint32(t + 4, seq >>> 0);
+  dv.setUint32(t + 8, ack >>> 0);
+  dv.setUint16(t + 12, (((20 + optLen) >>> 2) << 12) | flags);
+  dv.setUint16(t + 14, 502);
+  dv.setUint32(t + 16, 0);
+  dv.setUint32(t + 20, 0x0101080a); // NOP NOP TS
+  dv.setUint32(t + 24, 12345);
+  dv.setUint32(t + 28, 67890);
+  return len;
+}
+
+/** Per-session facts learned while opening them (what the outbound direction needs). */
+export interface Opened {
+  client: Uint32Array;
+  cport: Uint16Array;
+  lip: Uint32Array;
+  lport: Uint16Array;
+  rip: Uint32Array;
+  lbIsn: Uint32Array;
+}
+
+function clientOf(i: number): [number, number] {
+  return [CLIENT_BASE + (i >>> 14), 1024 + (i & 16383)];
+}
+
+/** Open n sessions with full handshakes; returns their facts and the time spent in the engine. */
+export function openSessions(
+  engine: Engine,
+  n: number,
+  nowMs: number,
+  firstClient = 0,
+): { o: Opened; seconds: number } {
+  const ring = new PacketRing(BURST);
+  const dv = ring.view;
+  const slot = ring.slotSize;
+  const o: Opened = {
+    client: new Uint32Array(n),
+    cport: new Uint16Array(n),
+    lip: new Uint32Array(n),
+    lport: new Uint16Array(n),
+    rip: new Uint32Array(n),
+    lbIsn: new Uint32Array(n),
+  };
+  let spent = 0;
+  const SYN = 0x02;
+  const ACK = 0x10;
+  for (let start = 0; start < n; start += BURST) {
+    const count = Math.min(BURST, n - start);
+    // SYN
+    for (let k = 0; k < count; k++) {
+      const [c, p] = clientOf(firstClient + start + k);
+      ring.lens[k] = writeTcp(dv, k * slot, c, VIP, p, 80, 1000, 0, SYN, true);
+    }
+    let t0 = performance.now();
+    engine.processBurst(ring, count, nowMs);
+    spent += performance.now() - t0;
+    for (let k = 0; k < count; k++) {
+      if (ring.verdicts[k] !== VERDICT_FORWARD)
+        throw new Error(`SYN ${start + k} not forwarded: reason ${ring.aux[k]}`);
+      const i = start + k;
+      const off = k * slot;
+      [o.client[i], o.cport[i]] = clientOf(firstClient + i);
+      o.lip[i] = dv.getUint32(off + 12);
+      o.rip[i] = dv.getUint32(off + 16);
+      o.lport[i] = dv.getUint16(off + 20);
+      o.lbIsn[i] = dv.getUint32(off + 24);
+    }
+    // SYN-ACK
+    for (let k = 0; k < count; k++) {
+      const i = start + k;
+      ring.lens[k] = writeTcp(
+        dv,
+        k * slot,
+        o.rip[i]!,
+        o.lip[i]!,
+        8080,
+        o.lport[i]!,
+        5000,
+        o.lbIsn[i]! + 1,
+        SYN | ACK,
+        true,
+      );
+    }
+    t0 = performance.now();
+    engine.processBurst(ring, count, nowMs);
+    spent += performance.now() - t0;
+    // ACK (TOA inserted: ack == rs_isn + 1)
+    for (let k = 0; k < count; k++) {
+      const i = start + k;
+      ring.lens[k] = writeTcp(dv, k * slot, o.client[i]!, VIP, o.cport[i]!, 80, 1001, 5001, ACK, true);
+    }
+    t0 = performance.now();
+    engine.processBurst(ring, count, nowMs);
+    spent += performance.now() - t0;
+    for (let k = 0; k < count; k++) {
+      if (ring.verdicts[k] !== VERDICT_FORWARD || ring.lens[k] !== 60) throw new Error('handshake ACK without TOA');
+    }
+  }
+  return { o, seconds: spent / 1000 };
+}

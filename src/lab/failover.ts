@@ -1,0 +1,179 @@
+/**
+ * `tunvs lab failover`: the pair at work. Brings the HA lab up (unless it is up), starts 200
+ * long-lived byte-checked streams and an autocannon keep-alive load through the VIP, kills
+ * tunvs on the master by PID, prints a timeline (master lost, next hops released, backup
+ * promoted, traffic flowing) and the outcome, then restarts tunvs on lb-a and prints the
+ * failback the same way. Everything is bounded in time; the lab stays up afterwards.
+ */
+
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { adminRequest } from '../control/admin.js';
+import { packageRoot, distSrc } from '../paths.js';
+import { labDown, labUp } from './lab.js';
+import { inNs, isAlive, listNamespaces } from './netns.js';
+import { haStatusOf, labPid, recordingStarter, runTunvs } from './pair.js';
+import { nsName, readState, type LabState } from './state.js';
+import { LAB } from './topology.js';
+
+const STREAMS = 200;
+const STREAM_SECONDS = 22;
+const LOAD_SECONDS = 18;
+
+function background(prefix: string, args: string[]): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn('ip', ['netns', 'exec', nsName(prefix, 'client'), process.execPath, ...args], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', () => resolve(out));
+  });
+}
+
+async function rxPackets(state: LabState, node: 'lb-a' | 'lb-b'): Promise<number> {
+  try {
+    const sock = node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
+    const r = (await adminRequest(sock, { cmd: 'stats' }, 500)) as { counters: Record<string, number> };
+    return r.counters.tx_packets ?? 0;
+  } catch {
+    return -1;
+  }
+}
+
+function holdsNextHops(state: LabState, node: 'lb-a' | 'lb-b'): boolean {
+  try {
+    return inNs(nsName(state.prefix, node), ['ip', '-4', 'addr', 'show', 'dev', 'eth0']).includes(LAB.float.up4);
+  } catch {
+    return false;
+  }
+}
+
+/** Watch the pair after `t0`, printing each milestone once, until all are seen or `ms` pass. */
+async function timeline(
+  log: (l: string) => void,
+  t0: number,
+  ms: number,
+  milestones: { what: string; check: () => boolean | Promise<boolean> }[],
+): Promise<void> {
+  const left = new Set(milestones);
+  while (left.size > 0 && Date.now() - t0 < ms) {
+    for (const m of [...left]) {
+      if (await m.check()) {
+        log(`  +${String(Date.now() - t0).padStart(5)} ms  ${m.what}`);
+        left.delete(m);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  for (const m of left) log(`  (not seen within ${ms} ms: ${m.what})`);
+}
+
+interface StreamResult {
+  ok: number;
+  connections: number;
+  reset: number;
+  bytesLost: number;
+  corruptedBytes: number;
+  stallMsMedian: number;
+  stallMsMax: number;
+}
+
+export async function labFailover(prefix: string, workers: number, log: (l: string) => void): Promise<number> {
+  let state = readState(prefix);
+  if (state && !state.adminSocketB) {
+    throw new Error(`the lab ${prefix} runs without the pair: tunvs lab down, then tunvs lab failover`);
+  }
+  if (!state) {
+    if (listNamespaces().some((n) => n.startsWith(prefix))) await labDown(prefix, () => undefined);
+    log('== Bringing up the pair: lb-a and lb-b with tunvs and keepalived, Redis, real servers');
+    state = await labUp({ prefix, workers, ha: true, log });
+  }
+  const fresh = (): LabState => (state = readState(prefix)!);
+  if ((await haStatusOf(fresh(), 'lb-a'))?.role !== 'master') {
+    throw new Error('lb-a is not master (a failover is in progress or lb-a is down): tunvs lab down and try again');
+  }
+
+  log(`\n== ${STREAMS} long-lived streams (every byte checked) + autocannon -c 20 keep-alive through ${LAB.vip4}`);
+  const ready = join(state.dir, 'failover-streams.ready');
+  rmSync(ready, { force: true });
+  const streams = background(prefix, [
+    join(distSrc(), 'lab', 'stream_check.js'),
+    LAB.vip4,
+    String(LAB.echoPort),
+    String(STREAMS),
+    String(STREAM_SECONDS),
+    ready,
+  ]);
+  for (let i = 0; i < 200 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
+  const cannon = background(prefix, [
+    join(packageRoot(), 'node_modules', 'autocannon', 'autocannon.js'),
+    '-j',
+    '-c',
+    '20',
+    '-d',
+    String(LOAD_SECONDS),
+    `http://${LAB.vip4}/`,
+  ]);
+  await new Promise((r) => setTimeout(r, 3500));
+  const synced = await haStatusOf(fresh(), 'lb-b');
+  log(`lb-b (standby) has applied ${synced?.applied ?? '?'} session events; sync lag ${synced?.syncLagMs ?? '?'} ms`);
+
+  const pid = labPid(state, 'tunvs-lb-a')!;
+  log(`\n== kill -9 ${pid} (tunvs on the master, lb-a)`);
+  const t0 = Date.now();
+  process.kill(pid, 'SIGKILL');
+  let rxB = await rxPackets(state, 'lb-b');
+  await timeline(log, t0, 10_000, [
+    { what: 'tunvs on lb-a gone', check: () => !isAlive(pid) },
+    { what: 'lb-a released the next hops (keepalived: FAULT)', check: () => !holdsNextHops(state!, 'lb-a') },
+    { what: 'lb-b holds the next hops (keepalived: MASTER)', check: () => holdsNextHops(state!, 'lb-b') },
+    {
+      what: 'lb-b promoted (tunvs role master)',
+      check: async () => (await haStatusOf(state!, 'lb-b'))?.role === 'master',
+    },
+    {
+      what: 'traffic flowing through lb-b',
+      check: async () => {
+        const now = await rxPackets(state!, 'lb-b');
+        const flowing = rxB >= 0 && now - rxB > 500;
+        rxB = now;
+        return flowing;
+      },
+    },
+  ]);
+
+  const s = JSON.parse((await streams).trim().split('\n').pop() ?? '{}') as StreamResult;
+  const c = JSON.parse((await cannon).trim() || '{}') as {
+    requests?: { total: number; average: number };
+    errors?: number;
+    timeouts?: number;
+    non2xx?: number;
+    latency?: { p50: number; p99: number; max: number };
+  };
+  log('\n== Outcome');
+  log(
+    `streams: ${s.ok}/${s.connections} intact, ${s.reset} reset, ${s.bytesLost} bytes lost, ${s.corruptedBytes} corrupted; ` +
+      `stall per connection: median ${s.stallMsMedian} ms, max ${s.stallMsMax} ms`,
+  );
+  log(
+    `autocannon: ${c.requests?.total ?? '?'} requests (${Math.round(c.requests?.average ?? 0)}/s), ` +
+      `${c.errors ?? '?'} errors, ${c.timeouts ?? '?'} timeouts, ${c.non2xx ?? '?'} non-2xx; ` +
+      `latency p50 ${c.latency?.p50 ?? '?'} ms, p99 ${c.latency?.p99 ?? '?'} ms, max ${c.latency?.max ?? '?'} ms`,
+  );
+
+  log('\n== Failback: tunvs starts again on lb-a (as standby: loads the sessions, then keepalived preempts)');
+  const t1 = Date.now();
+  const back = await runTunvs(fresh(), 'lb-a', state.adminSocket, recordingStarter(state));
+  await timeline(log, t1, 20_000, [
+    { what: `tunvs on lb-a running (pid ${back})`, check: () => isAlive(back) },
+    { what: 'lb-a loaded the sessions (ready)', check: async () => (await haStatusOf(state!, 'lb-a'))?.ready === true },
+    { what: 'lb-a master again', check: async () => (await haStatusOf(state!, 'lb-a'))?.role === 'master' },
+    { what: 'lb-b back to backup', check: async () => (await haStatusOf(state!, 'lb-b'))?.role === 'backup' },
+  ]);
+  log(
+    `\nThe pair stays up: tunvs lab status, tunvs ha status --admin ${state.adminSocket}; remove it with: tunvs lab down`,
+  );
+  return s.ok >= s.connections * 0.99 && s.reset === 0 && s.bytesLost === 0 && s.corruptedBytes === 0 ? 0 : 1;
+}
