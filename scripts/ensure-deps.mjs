@@ -45,8 +45,12 @@ const APT = [
   ['keepalived', 'keepalived'], // the HA pair (lab --ha, lab failover, the HA tests)
   ['redis-server', 'redis-server'],
 ];
-// The real-server reader's tests: unmodified servers, and nft for the forged-TOA client.
-if (process.argv.includes('--test')) APT.push(['nginx', 'nginx'], ['go', 'golang-go'], ['nft', 'nftables']);
+// The tests: unmodified servers for the real-server reader, nft for the forged-TOA client.
+if (process.argv.includes('--test')) {
+  APT.push(['nginx', 'nginx'], ['go', 'golang-go'], ['nft', 'nftables']);
+  // The docker-compose lab test: Debian's engine and compose v1, debootstrap for the base image.
+  APT.push(['dockerd', 'docker.io'], ['docker-compose', 'docker-compose'], ['debootstrap', 'debootstrap']);
+}
 // The lab benchmark's peers and load tools.
 if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy']);
 const present = (what) => (what.startsWith('/') ? existsSync(what) : has(what));

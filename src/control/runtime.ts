@@ -12,6 +12,7 @@
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { HandoffRing } from '../dataplane/handoff.js';
+import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
 import { loadConfig, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
@@ -79,8 +80,9 @@ export class Runtime {
       this.system.deviceSysctl(tun.name, 'net/ipv4/conf/{dev}/rp_filter', '0');
       native.configure(tun.name, config.tun.mtu, config.tun.txqueuelen);
       this.steer(this.services);
-      this.system.sysctl('net.ipv4.ip_forward', '1');
-      this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
+      // Forwarding for the families the services use (a v4-only LB may run where IPv6 is off).
+      if (this.services.some((s) => s.af === AF_INET)) this.system.sysctl('net.ipv4.ip_forward', '1');
+      if (this.services.some((s) => s.af !== AF_INET)) this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
       this.system.routeServices(this.services, tun.name);
       await this.startWorkers();
       if (config.ha) {

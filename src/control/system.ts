@@ -19,15 +19,45 @@ export class SystemChanges {
   /** Set a sysctl (path under /proc/sys, dotted or slashed), remembering the old value. */
   sysctl(name: string, value: string): void {
     const file = `/proc/sys/${name.replace(/\./g, '/')}`;
-    const old = readFileSync(file, 'utf8').trim();
+    let old: string;
+    try {
+      old = readFileSync(file, 'utf8').trim();
+    } catch {
+      if (name.startsWith('net.ipv6.')) return; // no IPv6 in this namespace
+      throw new Error(`cannot read sysctl ${name}`);
+    }
     if (old === value) return;
-    writeFileSync(file, value);
+    try {
+      writeFileSync(file, value);
+    } catch (e) {
+      throw new Error(`cannot set ${name}=${value} (${(e as Error).message}); in a container, give it that sysctl`);
+    }
     this.undo.push(() => writeFileSync(file, old));
   }
 
-  /** Set a sysctl of a device tunvs created: it goes away with the device, no undo. */
+  /** Set a sysctl of a device tunvs created: it goes away with the device, no undo.
+   * In a container /proc/sys is read-only: a value that is already right (inherited from
+   * the `default` settings the container was given) is fine, and IPv6 settings do not
+   * matter where IPv6 is off; anything else is an error that says what to set. */
   deviceSysctl(dev: string, name: string, value: string): void {
-    writeFileSync(`/proc/sys/${name.replace('{dev}', dev)}`, value);
+    const file = `/proc/sys/${name.replace('{dev}', dev)}`;
+    try {
+      if (readFileSync(file, 'utf8').trim() === value) return;
+      writeFileSync(file, value);
+    } catch (e) {
+      const ipv6Off = (): boolean => {
+        try {
+          return readFileSync(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, 'utf8').trim() === '1';
+        } catch {
+          return true; // no IPv6 at all
+        }
+      };
+      if (name.startsWith('net/ipv6/') && ipv6Off()) return;
+      const dotted = name.replace('{dev}', dev).replace(/\//g, '.');
+      throw new Error(
+        `cannot set ${dotted}=${value} (${(e as Error).message}); in a container, give it the sysctl ${dotted.replace(dev, 'default')}=${value}`,
+      );
+    }
   }
 
   /** Route one address (/32 or /128) into the device. */

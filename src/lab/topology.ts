@@ -121,7 +121,14 @@ export interface LabHa {
 }
 
 /** The tunvs config an LB runs in the lab. */
-export function labConfig(adminSocket: string, workers: number, steering = true, offload = true, ha?: LabHa): string {
+export function labConfig(
+  adminSocket: string,
+  workers: number,
+  steering = true,
+  offload = true,
+  ha?: LabHa,
+  v6 = true,
+): string {
   const haPart = ha
     ? `ha:
   redis: "redis://${LAB.redis4}:${LAB.redisPort}"
@@ -158,14 +165,18 @@ ${rs('v4').replace(/port: 8080/g, `port: ${LAB.echoPort}`)}
     scheduler: rr
     localAddresses: [${LAB.laddrs4.join(', ')}]
     realServers: [{ address: "${LAB.realServers[0].v4}", port: ${LAB.iperfPort}, weight: 1 }]
-  - name: web-v6
+${
+  v6
+    ? `  - name: web-v6
     vip: "${LAB.vip6}"
     port: ${LAB.vport}
     scheduler: rr
     localAddresses: [${LAB.laddrs6.map((a) => `"${a}"`).join(', ')}]
     realServers:
 ${rs('v6')}
-`;
+`
+    : ''
+}`;
 }
 
 /**
@@ -185,6 +196,11 @@ export function keepalivedConfig(o: {
   adminSocket: string;
   routerId: string;
   fifo: string;
+  /** Interfaces of the upstream and the real-server side (default eth0, eth1). */
+  up?: string;
+  servers?: string;
+  /** Also float the IPv6 next hops (default true). */
+  v6?: boolean;
 }): string {
   const cmd = (args: string): string => `"${[...o.tunvs, ...args.split(' '), '--admin', o.adminSocket].join(' ')}"`;
   const instance = (name: string, dev: string, vrid: number, v4: string, v6: string): string => `
@@ -196,9 +212,13 @@ vrrp_instance ${name} {
     advert_int 1
     virtual_ipaddress {
         ${v4}/24 dev ${dev}
-    }
+    }${
+      o.v6 === false
+        ? ''
+        : `
     virtual_ipaddress_excluded {
         ${v6}/64 dev ${dev}
+    }`
     }
     track_interface {
         tunvs0
@@ -230,7 +250,7 @@ vrrp_sync_group tunvs {
         servers
     }
 }
-${instance('upstream', 'eth0', 51, LAB.float.up4, LAB.float.up6)}
-${instance('servers', 'eth1', 52, LAB.float.rs4, LAB.float.rs6)}
+${instance('upstream', o.up ?? 'eth0', 51, LAB.float.up4, LAB.float.up6)}
+${instance('servers', o.servers ?? 'eth1', 52, LAB.float.rs4, LAB.float.rs6)}
 `;
 }
