@@ -11,7 +11,13 @@ import { parse as parseYaml } from 'yaml';
 import { MTU_DEFAULT, SESSIONS_PER_LB_DEFAULT } from '../constants.js';
 import { TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
-import { serviceWithDefaults, TOA_DEFAULT, type ServiceSpec } from '../service/service.js';
+import {
+  HEALTH_DEFAULT,
+  serviceWithDefaults,
+  TOA_DEFAULT,
+  type HealthCheckSpec,
+  type ServiceSpec,
+} from '../service/service.js';
 import { ConfigError } from './errors.js';
 import { boolean, integer, join, list, object, oneOf, opt, string, type Obj } from './validate.js';
 
@@ -139,6 +145,7 @@ const SERVICE_KEYS = [
   'toa',
   'stripTimestamps',
   'maglevTableSize',
+  'healthCheck',
 ] as const;
 
 function service(v: unknown, path: string): ServiceSpec {
@@ -172,7 +179,43 @@ function service(v: unknown, path: string): ServiceSpec {
     },
     stripTimestamps: opt(o, 'stripTimestamps', false, (x) => boolean(x, join(path, 'stripTimestamps'))),
     ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
+    ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
   });
+}
+
+function healthCheck(v: unknown, path: string): HealthCheckSpec {
+  const o = object(v, path, [
+    'type',
+    'interval',
+    'timeout',
+    'rise',
+    'fall',
+    'port',
+    'path',
+    'expectStatus',
+    'expectBody',
+  ]);
+  const h = HEALTH_DEFAULT;
+  const spec: HealthCheckSpec = {
+    type: opt(o, 'type', h.type, (x) => oneOf(x, join(path, 'type'), ['tcp', 'http'] as const)),
+    interval: opt(o, 'interval', h.interval, (x) => integer(x, join(path, 'interval'), 1, 3600, 'seconds')),
+    timeout: opt(o, 'timeout', h.timeout, (x) => integer(x, join(path, 'timeout'), 1, 60, 'seconds')),
+    rise: opt(o, 'rise', h.rise, (x) => integer(x, join(path, 'rise'), 1, 100, 'a count')),
+    fall: opt(o, 'fall', h.fall, (x) => integer(x, join(path, 'fall'), 1, 100, 'a count')),
+    path: opt(o, 'path', h.path, (x) => string(x, join(path, 'path'), /^\//, 'a path starting with /')),
+    expectStatus: opt(o, 'expectStatus', h.expectStatus, (x) =>
+      integer(x, join(path, 'expectStatus'), 100, 599, 'an HTTP status'),
+    ),
+    ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a port') } : {}),
+    ...(o.expectBody !== undefined ? { expectBody: string(o.expectBody, join(path, 'expectBody')) } : {}),
+  };
+  if (spec.timeout > spec.interval)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      join(path, 'timeout'),
+      `${spec.timeout} is longer than interval ${spec.interval}`,
+    );
+  return spec;
 }
 
 /** Validate a parsed config document. Address, port, weight and kind checks that need the

@@ -24,6 +24,7 @@ import { serveAdmin } from './admin.js';
 import type { ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
 import { HaSync, type HaWorkerLink } from '../ha/redis_sync.js';
 import { SyncRing } from '../ha/session_sync.js';
+import { HealthMonitor } from './health.js';
 import type { Logger } from './log.js';
 import { deviceStats, formatList, globalStats, listServices } from './stats.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
@@ -53,11 +54,19 @@ export class Runtime {
   private admin: Server | undefined;
   private stopping = false;
   private ha: HaSync | undefined;
+  private readonly health: HealthMonitor;
   /** HA role word shared with the forwarders (engine.ts ROLE_*). */
   private readonly roleSab = new SharedArrayBuffer(16);
 
   constructor(private readonly opts: RunOptions) {
     this.system = new SystemChanges((m) => opts.logger.log('warn', m));
+    this.health = new HealthMonitor(opts.logger, () => this.pushServices());
+  }
+
+  /** Send the services to the forwarders as health makes them (down servers at weight 0). */
+  private pushServices(): void {
+    const services = this.health.effective(this.services);
+    for (const w of this.workers) w.thread.postMessage({ type: 'services', services });
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
@@ -94,6 +103,7 @@ export class Runtime {
         );
         this.ha.start();
       }
+      this.health.sync(this.services);
       this.admin = serveAdmin(config.adminSocket, (req) => this.handleAdmin(req));
     } catch (e) {
       this.teardown();
@@ -265,6 +275,7 @@ export class Runtime {
           this.services,
           counters,
           this.workers.map((w) => w.counts),
+          (s, r) => this.health.state(s, r),
         );
         return { services: rows, text: formatList(rows, req.stats === true) };
       }
@@ -298,8 +309,9 @@ export class Runtime {
       const services = resolveServices(next.services, this.ids);
       this.system.routeServices(services, this.config.tun.name);
       this.steer(services);
-      for (const w of this.workers) w.thread.postMessage({ type: 'services', services });
       this.services = services;
+      this.health.sync(services);
+      this.pushServices();
       this.config.services = next.services;
       // Only services apply live; say so when anything else in the file changed.
       const restartOnly = (
@@ -333,6 +345,7 @@ export class Runtime {
     this.stopping = true;
     this.log('info', 'stopping', { code });
     await this.ha?.stop();
+    this.health.stop();
     for (const w of this.workers) w.thread.postMessage({ type: 'stop' });
     await Promise.all(
       this.workers.map(

@@ -31,6 +31,9 @@ export interface RealServerRow {
   outPackets: number;
   inBytes: number;
   outBytes: number;
+  /** Health-check state: 'up' or 'down'; absent when the service has no health check. */
+  health?: 'up' | 'down';
+  healthError?: string;
 }
 
 export interface ServiceRow {
@@ -46,6 +49,7 @@ export function listServices(
   services: readonly ResolvedService[],
   counters: readonly Float64Array[],
   counts: readonly ConnCounts[],
+  health?: (serviceId: number, serverId: number) => { up: boolean; lastError?: string } | undefined,
 ): ServiceRow[] {
   const sum = (id: number, field: number): number =>
     counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
@@ -55,18 +59,23 @@ export function listServices(
     vip: s.vipText,
     port: s.port,
     scheduler: s.scheduler,
-    realServers: s.realServers.map((r) => ({
-      address: r.address,
-      port: r.port,
-      weight: r.weight,
-      activeConns: counts.reduce((a, c) => a + c.active[r.id]!, 0),
-      inactiveConns: counts.reduce((a, c) => a + c.inactive[r.id]!, 0),
-      conns: sum(r.id, RS_SESSIONS),
-      inPackets: sum(r.id, RS_PACKETS_IN),
-      outPackets: sum(r.id, RS_PACKETS_OUT),
-      inBytes: sum(r.id, RS_BYTES_IN),
-      outBytes: sum(r.id, RS_BYTES_OUT),
-    })),
+    realServers: s.realServers.map((r) => {
+      const h = health?.(s.id, r.id);
+      return {
+        address: r.address,
+        port: r.port,
+        weight: r.weight,
+        activeConns: counts.reduce((a, c) => a + c.active[r.id]!, 0),
+        inactiveConns: counts.reduce((a, c) => a + c.inactive[r.id]!, 0),
+        conns: sum(r.id, RS_SESSIONS),
+        inPackets: sum(r.id, RS_PACKETS_IN),
+        outPackets: sum(r.id, RS_PACKETS_OUT),
+        inBytes: sum(r.id, RS_BYTES_IN),
+        outBytes: sum(r.id, RS_BYTES_OUT),
+        ...(h ? { health: h.up ? ('up' as const) : ('down' as const) } : {}),
+        ...(h?.lastError ? { healthError: h.lastError } : {}),
+      };
+    }),
   }));
 }
 
@@ -115,7 +124,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean): string 
       lines.push(
         stats
           ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
-          : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${r.inactiveConns}`,
+          : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
       );
     }
   }

@@ -60,9 +60,38 @@ export interface ServiceSpec {
   stripTimestamps: boolean;
   /** Maglev table size for scheduler mh (prime). */
   maglevTableSize: number;
+  /** Absent: every real server is taken as up. */
+  healthCheck?: HealthCheckSpec;
 }
 
 export const TOA_DEFAULT: Readonly<ToaSpec> = { enabled: true, kind: 254, kindV6: 254, inSyn: false };
+
+/** Health check of every real server of a service, run from the LB (control/health.ts). */
+export interface HealthCheckSpec {
+  /** tcp: a connect; http: GET `path`, expecting `expectStatus` (and `expectBody` in the body). */
+  type: 'tcp' | 'http';
+  /** Seconds between checks, and before one times out. */
+  interval: number;
+  timeout: number;
+  /** Consecutive successes to come back up, failures to go down. */
+  rise: number;
+  fall: number;
+  /** Port to check (default: the real server's). */
+  port?: number;
+  path: string;
+  expectStatus: number;
+  expectBody?: string;
+}
+
+export const HEALTH_DEFAULT: Readonly<HealthCheckSpec> = {
+  type: 'tcp',
+  interval: 2,
+  timeout: 1,
+  rise: 2,
+  fall: 3,
+  path: '/',
+  expectStatus: 200,
+};
 
 /** A spec with defaults filled in for what the caller left out. */
 export function serviceWithDefaults(
@@ -79,6 +108,7 @@ export function serviceWithDefaults(
     toa: { ...TOA_DEFAULT, ...(s.toa ?? {}) },
     stripTimestamps: s.stripTimestamps ?? false,
     maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
+    ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
   };
 }
 
@@ -105,6 +135,7 @@ export interface ResolvedService {
   stripTimestamps: boolean;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
+  healthCheck?: HealthCheckSpec;
 }
 
 /** Assigns stable ids to services and real servers across reloads (main thread). */
@@ -276,6 +307,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       stripTimestamps: s.stripTimestamps,
       laddrs,
       realServers,
+      ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
     });
   });
   for (const [lip, where] of lipOwners) {

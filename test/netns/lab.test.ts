@@ -16,6 +16,7 @@ import {
   labDown,
   labEcho,
   labIperf,
+  labSpawn,
   labToa,
   labUp,
   nsName,
@@ -23,6 +24,7 @@ import {
   type LabState,
 } from '../../src/lab/lab.js';
 import { isAlive } from '../../src/lab/netns.js';
+import { distSrc } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
 const prefix = `tt${process.pid % 100000}-`;
@@ -211,6 +213,59 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const queues = (after as unknown as { queues: { rxPackets: number; writeDropped: number }[] }).queues;
     expect(queues.length).toBe(2);
     for (const q of queues) expect(q.rxPackets).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {
+    await reloadWith((y) =>
+      y
+        .replace(
+          /(  - name: web-v4\n(?:    .*\n)*?    scheduler: \w+\n)/,
+          `$1    healthCheck: { type: http, path: /, expectBody: "saw client", interval: 1, timeout: 1, rise: 2, fall: 2 }\n`,
+        )
+        .replace(
+          /(  - name: echo-v4\n(?:    .*\n)*?    scheduler: \w+\n)/,
+          `$1    healthCheck: { type: tcp, interval: 1, timeout: 1, rise: 2, fall: 2 }\n`,
+        ),
+    );
+    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+    const waitFor = async (what: RegExp, present: boolean): Promise<void> => {
+      for (let i = 0; i < 80; i++) {
+        if (what.test(await list()) === present) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`list ${present ? 'never showed' : 'still shows'} ${what}:\n${await list()}`);
+    };
+    expect(await list()).not.toContain('DOWN');
+    const rs3 = state.procs.find((p) => p.name === 'rs3')!;
+    process.kill(rs3.pid, 'SIGTERM');
+    const down3 =
+      /198\.18\.20\.23:8080 .* DOWN \(HTTP: ECONNREFUSED\)[\s\S]*198\.18\.20\.23:9000 .* DOWN \(connect: ECONNREFUSED\)/;
+    await waitFor(down3, true);
+    const seen = counts(labCurl(prefix, 4, 30));
+    expect(seen.has('rs3')).toBe(false);
+    expect(seen.get('rs1')! + seen.get('rs2')!).toBe(30);
+    // rs3 back (under the reader, like the lab's own): after `rise` passes it gets traffic again.
+    labSpawn(
+      prefix,
+      'rs3',
+      'rs3',
+      [
+        process.execPath,
+        join(distSrc(), 'lab', 'demo_server.js'),
+        '--name',
+        'rs3',
+        '--port',
+        '8080',
+        '--echo-port',
+        '9000',
+      ],
+      true,
+    );
+    await waitFor(/DOWN/, false);
+    expect(counts(labCurl(prefix, 4, 30)).get('rs3')).toBeGreaterThan(0);
+    const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
+    expect(log).toContain('health: web-v4 198.18.20.23:8080 is DOWN');
+    expect(log).toContain('health: web-v4 198.18.20.23:8080 is UP');
   }, 60_000);
 
   it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
