@@ -67,6 +67,8 @@ export interface Config {
   adminSocket: string;
   services: ServiceSpec[];
   ha?: HaConfig;
+  /** Prometheus /metrics listener (absent: none). */
+  metrics?: { host: string; port: number };
 }
 
 export const DEFAULTS = {
@@ -83,7 +85,33 @@ export const DEFAULTS = {
   adminSocket: '/run/tunvs/admin.sock',
 } as const;
 
-const TOP = ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'admin', 'services', 'ha'] as const;
+const TOP = [
+  'tun',
+  'workers',
+  'workerNice',
+  'sessions',
+  'rstOnExpire',
+  'timeouts',
+  'admin',
+  'services',
+  'ha',
+  'metrics',
+] as const;
+
+/** metrics.listen: "port", "host:port" or "[v6]:port"; the host defaults to loopback. */
+function metricsConfig(v: unknown, path: string): { host: string; port: number } {
+  const o = object(v, path, ['listen']);
+  const text = typeof o.listen === 'number' || typeof o.listen === 'string' ? String(o.listen) : '';
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([0-9.]+|localhost):)?(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_TYPE',
+      join(path, 'listen'),
+      `${JSON.stringify(o.listen)} is not a listen address: use "9100", "127.0.0.1:9100" or "[::1]:9100"`,
+    );
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
+}
 
 export const HA_DEFAULTS = { cluster: 'default', syncAfterMs: 2000, refreshSec: 30, initialRole: 'backup' } as const;
 
@@ -236,6 +264,7 @@ export function parseConfig(doc: unknown): Config {
     ),
     services,
     ...(o.ha !== undefined ? { ha: haConfig(o.ha, 'ha') } : {}),
+    ...(o.metrics !== undefined ? { metrics: metricsConfig(o.metrics, 'metrics') } : {}),
   };
 }
 

@@ -25,6 +25,9 @@ import type { ForwarderInit, FromForwarder, ToForwarder } from './forwarder_prot
 import { HaSync, type HaWorkerLink } from '../ha/redis_sync.js';
 import { SyncRing } from '../ha/session_sync.js';
 import { HealthMonitor } from './health.js';
+import { metricsRegistry, serveMetrics } from './metrics.js';
+import { GLOBAL_COUNTER_NAMES } from '../dataplane/counters.js';
+import { H_CAPACITY, H_LIVE } from '../conn/layout.js';
 import type { Logger } from './log.js';
 import { deviceStats, formatList, globalStats, listServices } from './stats.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
@@ -39,6 +42,8 @@ export interface RunOptions {
 
 interface WorkerHandle {
   thread: Worker;
+  /** The worker's shard (header: capacity, live, ...: conn/layout.ts). */
+  table?: Int32Array;
   counters: Float64Array;
   counts: ConnCounts;
   syncRing?: SyncRing;
@@ -52,6 +57,7 @@ export class Runtime {
   private fds: number[] = [];
   private workers: WorkerHandle[] = [];
   private admin: Server | undefined;
+  private metrics: Server | undefined;
   private stopping = false;
   private ha: HaSync | undefined;
   private readonly health: HealthMonitor;
@@ -105,6 +111,7 @@ export class Runtime {
       }
       this.health.sync(this.services);
       this.admin = serveAdmin(config.adminSocket, (req) => this.handleAdmin(req));
+      if (config.metrics) this.startMetrics(config.metrics.host, config.metrics.port);
     } catch (e) {
       this.teardown();
       throw e;
@@ -188,7 +195,11 @@ export class Runtime {
       this.workers.push({ thread, counters, counts, ...(syncRing ? { syncRing } : {}) });
       ready.push(
         new Promise((resolve, reject) => {
-          thread.once('message', (m: FromForwarder) => (m.type === 'ready' ? resolve() : undefined));
+          thread.once('message', (m: FromForwarder) => {
+            if (m.type !== 'ready') return;
+            this.workers[w]!.table = new Int32Array(m.tableSab, 0, 16);
+            resolve();
+          });
           thread.once('error', reject);
         }),
       );
@@ -207,6 +218,29 @@ export class Runtime {
   }
 
   private nextStatsId = 0;
+
+  private startMetrics(host: string, port: number): void {
+    const reg = metricsRegistry(
+      {
+        stats: () => globalStats(this.workers.map((w) => w.counters)),
+        services: () =>
+          listServices(
+            this.services,
+            this.workers.map((w) => w.counters),
+            this.workers.map((w) => w.counts),
+            (s, r) => this.health.state(s, r),
+          ),
+        transitions: (s, r) => this.health.state(s, r)?.transitions,
+        tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),
+        ha: () => this.ha?.status(),
+      },
+      GLOBAL_COUNTER_NAMES,
+    );
+    this.metrics = serveMetrics(reg, host, port, (e) =>
+      this.log('error', `metrics listener on ${host}:${port}: ${e.message}`),
+    );
+    this.log('info', 'metrics', { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics` });
+  }
 
   /** Ask a forwarder something and wait for its answer with the same id. */
   private ask<T extends FromForwarder>(w: WorkerHandle, msg: ToForwarder, type: T['type']): Promise<T> {
@@ -315,7 +349,7 @@ export class Runtime {
       this.config.services = next.services;
       // Only services apply live; say so when anything else in the file changed.
       const restartOnly = (
-        ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket', 'ha'] as const
+        ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket', 'ha', 'metrics'] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (
         restartOnly.length > 0 &&
@@ -334,6 +368,7 @@ export class Runtime {
 
   private teardown(): void {
     this.admin?.close();
+    this.metrics?.close();
     this.system.restore();
     const native = nativeAddon();
     for (const fd of this.fds) native.closeFd(fd);

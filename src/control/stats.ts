@@ -21,6 +21,7 @@ import { IPPROTO_TCP } from '../packet/headers.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
 
 export interface RealServerRow {
+  id: number;
   address: string;
   port: number;
   weight: number;
@@ -37,6 +38,7 @@ export interface RealServerRow {
 }
 
 export interface ServiceRow {
+  id: number;
   name: string;
   protocol: 'TCP' | 'UDP';
   vip: string;
@@ -54,6 +56,7 @@ export function listServices(
   const sum = (id: number, field: number): number =>
     counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
   return services.map((s) => ({
+    id: s.id,
     name: s.name,
     protocol: s.proto === IPPROTO_TCP ? 'TCP' : 'UDP',
     vip: s.vipText,
@@ -62,6 +65,7 @@ export function listServices(
     realServers: s.realServers.map((r) => {
       const h = health?.(s.id, r.id);
       return {
+        id: r.id,
         address: r.address,
         port: r.port,
         weight: r.weight,

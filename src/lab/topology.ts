@@ -144,6 +144,7 @@ tun: { name: tunvs0, mtu: 1500, steering: ${steering}, offload: ${offload} }
 workers: ${workers}
 sessions: 262144
 admin: { socket: "${adminSocket}" }
+metrics: { listen: "127.0.0.1:9100" }
 ${haPart}services:
   - name: web-v4
     vip: ${LAB.vip4}

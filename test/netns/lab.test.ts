@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { readCapture, startCapture, stopCapture } from '../../src/lab/capture.js';
@@ -23,7 +24,7 @@ import {
   readState,
   type LabState,
 } from '../../src/lab/lab.js';
-import { isAlive } from '../../src/lab/netns.js';
+import { inNs, isAlive } from '../../src/lab/netns.js';
 import { distSrc } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
@@ -267,6 +268,48 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(log).toContain('health: web-v4 198.18.20.23:8080 is DOWN');
     expect(log).toContain('health: web-v4 198.18.20.23:8080 is UP');
   }, 60_000);
+
+  it('/metrics parses as Prometheus text and its counters match tunvs stats', async () => {
+    const scrape = (): Record<
+      string,
+      { name: string; type: string; metrics: { value: string; labels?: Record<string, string> }[] }
+    > => {
+      const text = inNs(nsName(prefix, 'lb-a'), [
+        process.execPath,
+        join(distSrc(), 'lab', 'http_get.js'),
+        'http://127.0.0.1:9100/metrics',
+      ]);
+      return Object.fromEntries(parsePrometheusTextFormat(text).map((f) => [f.name, f]));
+    };
+    // No traffic between the two reads: the same numbers.
+    await new Promise((r) => setTimeout(r, 300));
+    const m = scrape();
+    const st = await stats();
+    const one = (name: string): number => Number(m[name]!.metrics[0]!.value);
+    expect(m.tunvs_rx_packets_total!.type).toBe('COUNTER');
+    expect(one('tunvs_rx_packets_total')).toBe(st.counters!.rx_packets);
+    expect(one('tunvs_sessions_created_total')).toBe(st.counters!.sessions_created);
+    expect(one('tunvs_toa_inserted_total')).toBe(st.counters!.toa_inserted);
+    const drops = Object.fromEntries(m.tunvs_drops_total!.metrics.map((x) => [x.labels!.reason!, Number(x.value)]));
+    for (const [reason, v] of Object.entries(st.drops!)) expect(drops[reason], reason).toBe(v);
+    expect(drops.no_service).toBeGreaterThan(0); // the junk test's packet to :81
+    const list = (await adminRequest(state.adminSocket, { cmd: 'list', stats: true })) as unknown as {
+      services: {
+        name: string;
+        realServers: { address: string; port: number; conns: number; activeConns: number; health?: string }[];
+      }[];
+    };
+    const created = m.tunvs_real_server_sessions_created_total!.metrics;
+    for (const s of list.services) {
+      for (const r of s.realServers) {
+        const server = r.address.includes(':') ? `[${r.address}]:${r.port}` : `${r.address}:${r.port}`;
+        const got = created.find((x) => x.labels!.service === s.name && x.labels!.server === server);
+        expect(Number(got?.value), `${s.name} ${server}`).toBe(r.conns);
+      }
+    }
+    expect(m.tunvs_real_server_up!.type).toBe('GAUGE');
+    expect(m.tunvs_table_capacity!.metrics.length).toBe(2); // one per worker
+  });
 
   it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
     const lbA = nsName(prefix, 'lb-a');

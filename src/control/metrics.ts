@@ -1,0 +1,210 @@
+/**
+ * Prometheus metrics (prom-client), read on each scrape from the forwarders' shared counters:
+ * nothing is counted twice and the data path never calls into this module. Names follow the
+ * Prometheus conventions: a `tunvs_` prefix, `_total` on counters, base units (bytes,
+ * seconds), labels for what varies (reason, service, server, direction, state, worker).
+ *
+ *   tunvs_<counter>_total                 every global counter of `tunvs stats` (rx_packets,
+ *                                         sessions_created, toa_inserted, ...)
+ *   tunvs_drops_total{reason}             drops by reason
+ *   tunvs_real_server_sessions{service,server,state}        active / inactive sessions
+ *   tunvs_real_server_sessions_created_total{service,server}
+ *   tunvs_real_server_packets_total{service,server,direction}   in = client → server
+ *   tunvs_real_server_bytes_total{service,server,direction}
+ *   tunvs_real_server_up{service,server}  1 up (or not checked), 0 down by its health check
+ *   tunvs_health_transitions_total{service,server}
+ *   tunvs_table_sessions{worker}, tunvs_table_capacity{worker}
+ *   tunvs_ha_role{role}, tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
+ *   tunvs_ha_events_total{kind}           published / applied / lost
+ */
+
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { HaStatus } from '../ha/redis_sync.js';
+import type { ServiceRow } from './stats.js';
+import type { GlobalStats } from './stats.js';
+
+export interface MetricsSource {
+  stats(): GlobalStats;
+  services(): ServiceRow[];
+  /** Health transitions of a real server (service id, server id), if it is checked. */
+  transitions(serviceId: number, serverId: number): number | undefined;
+  tables(): { live: number; capacity: number }[];
+  ha(): HaStatus | undefined;
+}
+
+/** A counter whose value is read from elsewhere on each scrape. */
+function readCounter(
+  reg: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: (set: (labels: Record<string, string>, v: number) => void) => void,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [reg],
+    collect() {
+      this.reset();
+      read((labels, v) => this.inc(labels, v));
+    },
+  });
+}
+
+function readGauge(
+  reg: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: (set: (labels: Record<string, string>, v: number) => void) => void,
+): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [reg],
+    collect() {
+      this.reset();
+      read((labels, v) => this.set(labels, v));
+    },
+  });
+}
+
+export function metricsRegistry(src: MetricsSource, counterNames: readonly string[]): Registry {
+  const reg = new Registry();
+  for (const n of counterNames) {
+    readCounter(reg, `tunvs_${n}_total`, `tunvs stats counter ${n}, all workers`, [], (set) =>
+      set({}, src.stats().counters[n] ?? 0),
+    );
+  }
+  readCounter(reg, 'tunvs_drops_total', 'Packets dropped, by reason', ['reason'], (set) => {
+    for (const [reason, v] of Object.entries(src.stats().drops)) set({ reason }, v);
+  });
+  const perServer = (
+    f: (
+      s: ServiceRow,
+      r: ServiceRow['realServers'][number],
+      set: (l: Record<string, string>, v: number) => void,
+    ) => void,
+  ) => {
+    return (set: (l: Record<string, string>, v: number) => void): void => {
+      for (const s of src.services()) for (const r of s.realServers) f(s, r, set);
+    };
+  };
+  const id = (s: ServiceRow, r: ServiceRow['realServers'][number]): Record<string, string> => ({
+    service: s.name,
+    server: r.address.includes(':') ? `[${r.address}]:${r.port}` : `${r.address}:${r.port}`,
+  });
+  readGauge(
+    reg,
+    'tunvs_real_server_sessions',
+    'Sessions per real server, by state (active: ESTABLISHED)',
+    ['service', 'server', 'state'],
+    perServer((s, r, set) => {
+      set({ ...id(s, r), state: 'active' }, r.activeConns);
+      set({ ...id(s, r), state: 'inactive' }, r.inactiveConns);
+    }),
+  );
+  readCounter(
+    reg,
+    'tunvs_real_server_sessions_created_total',
+    'Sessions created toward the real server',
+    ['service', 'server'],
+    perServer((s, r, set) => set(id(s, r), r.conns)),
+  );
+  readCounter(
+    reg,
+    'tunvs_real_server_packets_total',
+    'Packets per real server; in: client to server, out: server to client',
+    ['service', 'server', 'direction'],
+    perServer((s, r, set) => {
+      set({ ...id(s, r), direction: 'in' }, r.inPackets);
+      set({ ...id(s, r), direction: 'out' }, r.outPackets);
+    }),
+  );
+  readCounter(
+    reg,
+    'tunvs_real_server_bytes_total',
+    'Bytes per real server; in: client to server, out: server to client',
+    ['service', 'server', 'direction'],
+    perServer((s, r, set) => {
+      set({ ...id(s, r), direction: 'in' }, r.inBytes);
+      set({ ...id(s, r), direction: 'out' }, r.outBytes);
+    }),
+  );
+  readGauge(
+    reg,
+    'tunvs_real_server_up',
+    '1 when the real server is up (or not health-checked), 0 when its health check has it down',
+    ['service', 'server'],
+    perServer((s, r, set) => set(id(s, r), r.health === 'down' ? 0 : 1)),
+  );
+  readCounter(
+    reg,
+    'tunvs_health_transitions_total',
+    'Health-check transitions (up to down and back) of the real server',
+    ['service', 'server'],
+    perServer((s, r, set) => {
+      const n = src.transitions(s.id, r.id);
+      if (n !== undefined) set(id(s, r), n);
+    }),
+  );
+  readGauge(reg, 'tunvs_table_sessions', 'Live sessions in the shard of a worker', ['worker'], (set) =>
+    src.tables().forEach((t, w) => set({ worker: String(w) }, t.live)),
+  );
+  readGauge(reg, 'tunvs_table_capacity', 'Session capacity of the shard of a worker', ['worker'], (set) =>
+    src.tables().forEach((t, w) => set({ worker: String(w) }, t.capacity)),
+  );
+  readGauge(reg, 'tunvs_ha_role', 'HA role of this LB (1 for the current one)', ['role'], (set) => {
+    const h = src.ha();
+    if (h) for (const role of ['master', 'backup', 'fault']) set({ role }, h.role === role ? 1 : 0);
+  });
+  readGauge(reg, 'tunvs_ha_redis_up', '1 when the HA sync reaches Redis', [], (set) => {
+    const h = src.ha();
+    if (h) set({}, h.redis === 'up' ? 1 : 0);
+  });
+  readGauge(
+    reg,
+    'tunvs_ha_sync_lag_seconds',
+    'Standby: now minus the master clock of the last applied batch',
+    [],
+    (set) => {
+      const h = src.ha();
+      if (h?.syncLagMs !== null && h?.syncLagMs !== undefined) set({}, h.syncLagMs / 1000);
+    },
+  );
+  readCounter(
+    reg,
+    'tunvs_ha_events_total',
+    'Session sync events: published (master), applied (standby), lost',
+    ['kind'],
+    (set) => {
+      const h = src.ha();
+      if (h) {
+        set({ kind: 'published' }, h.published);
+        set({ kind: 'applied' }, h.applied);
+        set({ kind: 'lost' }, h.lost);
+      }
+    },
+  );
+  return reg;
+}
+
+/** Serve GET /metrics on host:port (loopback unless configured otherwise). */
+export function serveMetrics(reg: Registry, host: string, port: number, onError: (e: Error) => void): Server {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+      res.writeHead(404).end('tunvs: GET /metrics\n');
+      return;
+    }
+    reg.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': reg.contentType }).end(text),
+      (e: Error) => res.writeHead(500).end(`${e.message}\n`),
+    );
+  });
+  server.on('error', onError);
+  server.listen(port, host);
+  return server;
+}
