@@ -30,6 +30,16 @@ Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
   tunvs stats [--json]                    counters, drops by reason, TUN device and queue counters
+  tunvs service add NAME --vip V --port P --laddr A [--laddr B]... [--protocol tcp|udp]
+                    [--scheduler S] [--server ADDR:PORT[,weight=W]]...
+  tunvs service delete NAME
+  tunvs server add SERVICE ADDR:PORT [--weight W]
+  tunvs server delete SERVICE ADDR:PORT
+  tunvs server weight SERVICE ADDR:PORT W
+  tunvs server drain SERVICE ADDR:PORT    (weight 0: no new sessions, existing ones go on)
+                                          runtime edits of the running LB: validated like the
+                                          file, applied without a restart; a reload of the
+                                          file (SIGHUP) replaces them
   tunvs role master|backup|fault          HA pair: set this LB's role (keepalived's notify calls it)
   tunvs ha status [--json]                HA pair: role, Redis, events published/applied, sync lag
   tunvs ha check                          exit 0 when tunvs answers and is ready to be master
@@ -57,7 +67,9 @@ Usage:
   tunvs help                              this text
 
 Options:
-  --admin PATH    admin socket (default ${DEFAULTS.adminSocket}; the lab's is under /run/tunvs-lab)
+  --admin PATH    admin socket (default ${DEFAULTS.adminSocket}; the lab's is under /run/tunvs-lab),
+                  or tcp://HOST:PORT for the TCP admin listener (admin.tcp), with --token
+  --token T       the TCP admin listener's token (or TUNVS_ADMIN_TOKEN)
   --prefix P      lab namespace prefix (default tvs-)
   --cgroup PATH   a cgroup v2 directory, absolute or relative to the cgroup2 mount
                   (e.g. system.slice/nginx.service)
@@ -68,6 +80,7 @@ Examples:
   sudo tunvs run --config /etc/tunvs/tunvs.yaml
   sudo tunvs list --stats
   sudo tunvs lab up && sudo tunvs lab curl && sudo tunvs lab down
+  sudo tunvs server weight web 10.0.0.21:8080 3 && sudo tunvs server drain web 10.0.0.22:8080
   sudo tunvs rs attach --cgroup system.slice/nginx.service --trust 198.18.2.0/24
   sudo tunvs rs exec --cgroup tunvs-apps --attach -- ./my-server --port 8080
 `;
@@ -95,6 +108,54 @@ function options(args: string[], name: string): string[] {
 }
 
 class UsageError extends Error {}
+
+/** ADDR:PORT or [V6]:PORT. */
+function hostPort(v: string | undefined, what: string): { address: string; port: number } {
+  const m = v === undefined ? null : /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  if (!m) throw new UsageError(`${what} must be ADDR:PORT or [IPV6]:PORT, got ${v ?? 'nothing'}`);
+  return { address: m[1] ?? m[2]!, port: Number(m[3]) };
+}
+
+/** `tunvs service add|delete ...`, `tunvs server add|delete|weight|drain ...` as an edit request. */
+function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, unknown> {
+  const sub = args.shift();
+  if (cmd === 'service') {
+    const name = args.shift();
+    if (name === undefined || name.startsWith('--')) throw new UsageError(`service ${sub ?? ''} needs a NAME`);
+    if (sub === 'delete') return { op: 'delete-service', service: name };
+    if (sub !== 'add') throw new UsageError(`service needs add or delete (got ${sub ?? 'nothing'})`);
+    const service: Record<string, unknown> = { name, localAddresses: options(args, '--laddr') };
+    const vip = option(args, '--vip');
+    const port = option(args, '--port');
+    if (vip === undefined || port === undefined) throw new UsageError('service add needs --vip and --port');
+    service.vip = vip;
+    service.port = Number(port);
+    const protocol = option(args, '--protocol');
+    if (protocol !== undefined) service.protocol = protocol;
+    const scheduler = option(args, '--scheduler');
+    if (scheduler !== undefined) service.scheduler = scheduler;
+    service.realServers = options(args, '--server').map((x) => {
+      const [hp, weight] = x.split(/,weight=/);
+      return { ...hostPort(hp, '--server'), weight: weight === undefined ? 1 : Number(weight) };
+    });
+    return { op: 'add-service', service };
+  }
+  const service = args.shift();
+  const target = hostPort(args.shift(), `server ${sub ?? ''} SERVICE ADDR:PORT`);
+  if (service === undefined) throw new UsageError(`server ${sub ?? ''} needs SERVICE ADDR:PORT`);
+  if (sub === 'add') {
+    const w = option(args, '--weight');
+    return { op: 'add-server', service, server: { ...target, weight: w === undefined ? 1 : Number(w) } };
+  }
+  if (sub === 'delete') return { op: 'delete-server', service, ...target };
+  if (sub === 'drain') return { op: 'weight', service, ...target, weight: 0 };
+  if (sub === 'weight') {
+    const w = args.shift();
+    if (w === undefined) throw new UsageError('server weight SERVICE ADDR:PORT WEIGHT');
+    return { op: 'weight', service, ...target, weight: Number(w) };
+  }
+  throw new UsageError(`server needs add, delete, weight or drain (got ${sub ?? 'nothing'})`);
+}
 
 function kind(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -165,6 +226,10 @@ async function main(argv: string[]): Promise<number> {
   const args = [...argv];
   const cmd = args.shift() ?? 'help';
   const prefix = option(args, '--prefix') ?? 'tvs-';
+  const adminPath = option(args, '--admin') ?? DEFAULTS.adminSocket;
+  const token = option(args, '--token') ?? process.env.TUNVS_ADMIN_TOKEN;
+  const ask = (req: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>> =>
+    adminRequest(adminPath, req, timeoutMs, token);
   const log = (line: string): void => console.log(line);
   switch (cmd) {
     case 'run': {
@@ -177,11 +242,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'list':
     case 'stats': {
-      const admin = option(args, '--admin') ?? DEFAULTS.adminSocket;
       const json = flag(args, '--json');
       const stats = flag(args, '--stats');
       flag(args, '-n'); // numeric output is the only output
-      const reply = await adminRequest(admin, cmd === 'list' ? { cmd, stats } : { cmd });
+      const reply = await ask(cmd === 'list' ? { cmd, stats } : { cmd });
       if (json) console.log(JSON.stringify(cmd === 'list' ? reply.services : reply, null, 2));
       else if (cmd === 'list') console.log(reply.text);
       else
@@ -246,27 +310,32 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'rs':
       return rs(args, log);
+    case 'service':
+    case 'server': {
+      const req = editRequest(cmd, args);
+      await ask({ cmd: 'edit', ...req });
+      log(`${cmd} ${String(req.op).replace(/-.*/, '')}: done (running config; the file is unchanged)`);
+      return 0;
+    }
     case 'role': {
-      const admin = option(args, '--admin') ?? DEFAULTS.adminSocket;
       const role = args.shift();
       if (role === undefined) throw new UsageError('role needs master, backup or fault');
-      const reply = (await adminRequest(admin, { cmd: 'role', role })) as { ha: { role: string } };
+      const reply = (await ask({ cmd: 'role', role })) as { ha: { role: string } };
       log(`role: ${reply.ha.role}`);
       return 0;
     }
     case 'ha': {
-      const admin = option(args, '--admin') ?? DEFAULTS.adminSocket;
       const sub = args.shift() ?? 'status';
       if (sub === 'check') {
         try {
-          const reply = (await adminRequest(admin, { cmd: 'ha' }, 900)) as { ha: { ready: boolean } };
+          const reply = (await ask({ cmd: 'ha' }, 900)) as { ha: { ready: boolean } };
           return reply.ha.ready ? 0 : 1;
         } catch {
           return 1;
         }
       }
       if (sub !== 'status') throw new UsageError(`ha needs status or check (got ${sub})`);
-      const reply = (await adminRequest(admin, { cmd: 'ha' })) as { ha: Record<string, unknown> };
+      const reply = (await ask({ cmd: 'ha' })) as { ha: Record<string, unknown> };
       if (flag(args, '--json')) log(JSON.stringify(reply.ha, null, 2));
       else for (const [k, v] of Object.entries(reply.ha)) log(`${k.padEnd(16)} ${String(v)}`);
       return 0;

@@ -65,6 +65,8 @@ export interface Config {
   timeouts: TimeoutsSec;
   /** Admin API unix socket (mode 0600). */
   adminSocket: string;
+  /** Optional admin API over TCP: only with a token; loopback unless configured otherwise. */
+  adminTcp?: { host: string; port: number; token: string };
   services: ServiceSpec[];
   ha?: HaConfig;
   /** Prometheus /metrics listener (absent: none). */
@@ -98,17 +100,48 @@ const TOP = [
   'metrics',
 ] as const;
 
+/** admin.tcp: { listen, token | tokenFile }; a token of at least 16 characters is required. */
+function adminTcp(v: unknown, path: string): { host: string; port: number; token: string } {
+  const o = object(v, path, ['listen', 'token', 'tokenFile']);
+  const where = listenAddress(o.listen, join(path, 'listen'));
+  let token: string | undefined;
+  if (o.token !== undefined) token = string(o.token, join(path, 'token'));
+  else if (o.tokenFile !== undefined) {
+    const f = string(o.tokenFile, join(path, 'tokenFile'), /^\//, 'an absolute path');
+    try {
+      token = readFileSync(f, 'utf8').trim();
+    } catch (e) {
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MISSING',
+        join(path, 'tokenFile'),
+        `cannot read ${f}: ${(e as Error).message}`,
+      );
+    }
+  }
+  if (token === undefined || token.length < 16)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      join(path, 'token'),
+      'the TCP admin listener needs a token (token or tokenFile) of at least 16 characters',
+    );
+  return { ...where, token };
+}
+
 /** metrics.listen: "port", "host:port" or "[v6]:port"; the host defaults to loopback. */
 function metricsConfig(v: unknown, path: string): { host: string; port: number } {
   const o = object(v, path, ['listen']);
-  const text = typeof o.listen === 'number' || typeof o.listen === 'string' ? String(o.listen) : '';
+  return listenAddress(o.listen, join(path, 'listen'));
+}
+
+function listenAddress(v: unknown, path: string): { host: string; port: number } {
+  const text = typeof v === 'number' || typeof v === 'string' ? String(v) : '';
   const m = /^(?:\[([0-9a-fA-F:.]+)\]:|([0-9.]+|localhost):)?(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port < 1 || port > 65535)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_TYPE',
-      join(path, 'listen'),
-      `${JSON.stringify(o.listen)} is not a listen address: use "9100", "127.0.0.1:9100" or "[::1]:9100"`,
+      path,
+      `${JSON.stringify(v)} is not a listen address: use "9100", "127.0.0.1:9100" or "[::1]:9100"`,
     );
   return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }
@@ -176,7 +209,8 @@ const SERVICE_KEYS = [
   'healthCheck',
 ] as const;
 
-function service(v: unknown, path: string): ServiceSpec {
+/** One service entry (also what `tunvs service add` sends), validated. */
+export function parseService(v: unknown, path: string): ServiceSpec {
   const o = object(v, path, SERVICE_KEYS);
   for (const k of ['vip', 'port', 'realServers', 'localAddresses'] as const) {
     if (o[k] === undefined)
@@ -250,8 +284,8 @@ function healthCheck(v: unknown, path: string): HealthCheckSpec {
  * whole service happen in resolveServices (same error class and path style). */
 export function parseConfig(doc: unknown): Config {
   const o: Obj = object(doc ?? {}, '', TOP);
-  const admin = object(o.admin ?? {}, 'admin', ['socket']);
-  const services = list(o.services ?? [], 'services', 'services').map((s, i) => service(s, `services[${i}]`));
+  const admin = object(o.admin ?? {}, 'admin', ['socket', 'tcp']);
+  const services = list(o.services ?? [], 'services', 'services').map((s, i) => parseService(s, `services[${i}]`));
   return {
     tun: tunConfig(o.tun, 'tun'),
     workers: opt(o, 'workers', DEFAULTS.workers(), (x) => integer(x, 'workers', 1, 64, 'a thread count')),
@@ -264,6 +298,7 @@ export function parseConfig(doc: unknown): Config {
     ),
     services,
     ...(o.ha !== undefined ? { ha: haConfig(o.ha, 'ha') } : {}),
+    ...(admin.tcp !== undefined ? { adminTcp: adminTcp(admin.tcp, 'admin.tcp') } : {}),
     ...(o.metrics !== undefined ? { metrics: metricsConfig(o.metrics, 'metrics') } : {}),
   };
 }

@@ -1,46 +1,63 @@
 /**
  * The admin API: newline-delimited JSON over a unix socket created with mode 0600 (only
  * its owner — root — may talk to it). One request per line, `{"cmd": ...}`; one JSON
- * reply per line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`.
+ * reply per line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. Optionally also
+ * over TCP (admin.tcp): loopback unless configured otherwise, every request with the token.
  * `tunvs list` and `tunvs stats` are clients of it.
  */
 
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 
 export type AdminHandler = (req: Record<string, unknown>) => unknown;
 
+/** Serve one connection: requests line by line; with `token`, every request must carry it. */
+function connection(sock: Socket, handle: AdminHandler, token?: string): void {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > 1 << 20) {
+      sock.end(`${JSON.stringify({ ok: false, error: 'request too large' })}\n`);
+      return;
+    }
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      void (async () => {
+        let reply: unknown;
+        try {
+          const req = JSON.parse(line) as Record<string, unknown>;
+          if (token !== undefined && !sameToken(req.token, token)) {
+            sock.end(`${JSON.stringify({ ok: false, error: 'admin token missing or wrong' })}\n`);
+            return;
+          }
+          delete req.token;
+          reply = { ok: true, ...((await handle(req)) as object) };
+        } catch (e) {
+          reply = { ok: false, error: (e as Error).message };
+        }
+        if (!sock.destroyed) sock.write(`${JSON.stringify(reply)}\n`);
+      })();
+    }
+  });
+  sock.on('error', () => undefined);
+}
+
+function sameToken(given: unknown, token: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 export function serveAdmin(path: string, handle: AdminHandler): Server {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   if (existsSync(path)) unlinkSync(path); // a stale socket of a dead instance
-  const server = createServer((sock) => {
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > 1 << 20) {
-        sock.end(`${JSON.stringify({ ok: false, error: 'request too large' })}\n`);
-        return;
-      }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        void (async () => {
-          let reply: unknown;
-          try {
-            const req = JSON.parse(line) as Record<string, unknown>;
-            reply = { ok: true, ...((await handle(req)) as object) };
-          } catch (e) {
-            reply = { ok: false, error: (e as Error).message };
-          }
-          if (!sock.destroyed) sock.write(`${JSON.stringify(reply)}\n`);
-        })();
-      }
-    });
-    sock.on('error', () => undefined);
-  });
+  const server = createServer((sock) => connection(sock, handle));
   const oldMask = process.umask(0o177);
   try {
     server.listen(path);
@@ -51,14 +68,31 @@ export function serveAdmin(path: string, handle: AdminHandler): Server {
   return server;
 }
 
-/** Send one request and return the reply; rejects with a message that says what to check. */
+/** The admin API over TCP: every request must carry the token (loopback by default). */
+export function serveAdminTcp(host: string, port: number, token: string, handle: AdminHandler): Server {
+  const server = createServer((sock) => connection(sock, handle, token));
+  server.listen(port, host);
+  return server;
+}
+
+/** Where the CLI talks to: a unix socket path, or tcp://host:port (then with a token). */
+export interface AdminTarget {
+  path: string;
+  token?: string;
+}
+
+/** Send one request and return the reply; rejects with a message that says what to check.
+ * `path` is the unix socket, or tcp://host:port with `token`. */
 export function adminRequest(
   path: string,
   req: Record<string, unknown>,
   timeoutMs = 5000,
+  token?: string,
 ): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const sock = createConnection(path);
+    const tcp = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/]+)):(\d+)\/?$/.exec(path);
+    const sock = tcp ? createConnection({ host: tcp[1] ?? tcp[2], port: Number(tcp[3]) }) : createConnection(path);
+    if (token !== undefined) req = { ...req, token };
     let buf = '';
     const timer = setTimeout(() => {
       sock.destroy();
@@ -82,7 +116,7 @@ export function adminRequest(
       reject(
         new Error(
           e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-            ? `tunvs is not running here (no admin socket at ${path}); start it with: tunvs run --config FILE`
+            ? `tunvs is not running here (nothing answers at ${path}); start it with: tunvs run --config FILE`
             : e.code === 'EACCES'
               ? `permission denied on ${path}: the admin socket is root-only (mode 0600)`
               : e.message,

@@ -14,13 +14,20 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { HandoffRing } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
-import { loadConfig, type Config } from '../config/config.js';
+import { loadConfig, parseService, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { steeringProgram } from '../dataplane/steering.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
-import { ConnCounts, IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
-import { serveAdmin } from './admin.js';
+import {
+  ConnCounts,
+  IdRegistry,
+  resolveServices,
+  type RealServerSpec,
+  type ResolvedService,
+  type ServiceSpec,
+} from '../service/service.js';
+import { serveAdmin, serveAdminTcp } from './admin.js';
 import type { ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
 import { HaSync, type HaWorkerLink } from '../ha/redis_sync.js';
 import { SyncRing } from '../ha/session_sync.js';
@@ -58,6 +65,7 @@ export class Runtime {
   private workers: WorkerHandle[] = [];
   private admin: Server | undefined;
   private metrics: Server | undefined;
+  private adminTcp: Server | undefined;
   private stopping = false;
   private ha: HaSync | undefined;
   private readonly health: HealthMonitor;
@@ -111,6 +119,11 @@ export class Runtime {
       }
       this.health.sync(this.services);
       this.admin = serveAdmin(config.adminSocket, (req) => this.handleAdmin(req));
+      if (config.adminTcp) {
+        const t = config.adminTcp;
+        this.adminTcp = serveAdminTcp(t.host, t.port, t.token, (req) => this.handleAdmin(req));
+        this.adminTcp.on('error', (e) => this.log('error', `admin TCP listener on ${t.host}:${t.port}: ${e.message}`));
+      }
       if (config.metrics) this.startMetrics(config.metrics.host, config.metrics.port);
     } catch (e) {
       this.teardown();
@@ -328,6 +341,8 @@ export class Runtime {
         this.ha.setRole(role);
         return { ha: this.ha.status() };
       }
+      case 'edit':
+        return this.edit(req);
       case 'ha':
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
         return { ha: this.ha.status() };
@@ -336,17 +351,94 @@ export class Runtime {
     }
   }
 
+  /**
+   * Runtime edits (`tunvs service ...`, `tunvs server ...`): validated like the config file,
+   * applied like a reload (new sessions see them, existing sessions keep running). They live
+   * until the next reload of the file, as ipvsadm edits do until keepalived reloads.
+   */
+  private edit(req: Record<string, unknown>): unknown {
+    const specs = this.config.services.map((s) => ({ ...s, realServers: s.realServers.map((r) => ({ ...r })) }));
+    const find = (name: unknown): ServiceSpec => {
+      const s = specs.find((x) => x.name === name);
+      if (!s) throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', 'service', `no service named ${JSON.stringify(name)}`);
+      return s;
+    };
+    const server = (s: ServiceSpec): RealServerSpec => {
+      const r = s.realServers.find((x) => x.address === req.address && x.port === req.port);
+      if (!r)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_MISSING',
+          'server',
+          `service ${s.name} has no real server ${String(req.address)}:${String(req.port)}`,
+        );
+      return r;
+    };
+    switch (req.op) {
+      case 'add-service': {
+        const s = parseService(req.service, 'service');
+        if (specs.some((x) => x.name === s.name))
+          throw new ConfigError('TUNVS_ERR_CONFIG_DUPLICATE', 'service.name', `a service named ${s.name} exists`);
+        specs.push(s);
+        break;
+      }
+      case 'delete-service':
+        specs.splice(specs.indexOf(find(req.service)), 1);
+        break;
+      case 'add-server': {
+        const s = find(req.service);
+        const r = parseService(
+          { vip: s.vip, port: s.port, localAddresses: s.localAddresses, realServers: [req.server] },
+          'service',
+        ).realServers[0]!;
+        s.realServers.push(r);
+        break;
+      }
+      case 'delete-server': {
+        const s = find(req.service);
+        s.realServers.splice(s.realServers.indexOf(server(s)), 1);
+        break;
+      }
+      case 'weight':
+        server(find(req.service)).weight = req.weight as number;
+        break;
+      default:
+        throw new Error(
+          `unknown edit ${JSON.stringify(req.op)}: add-service, delete-service, add-server, delete-server, weight`,
+        );
+    }
+    try {
+      this.applyServices(specs);
+    } catch (e) {
+      // Name the edited service the way the command did, not by its index in the list.
+      const i = req.op === 'add-service' ? specs.length - 1 : specs.findIndex((x) => x.name === req.service);
+      const at = `services[${i}]`;
+      if (e instanceof ConfigError && i >= 0 && e.path.startsWith(at)) {
+        const label = req.op === 'add-service' ? 'service' : `service ${String(req.service)}`;
+        throw new ConfigError(e.code, e.path.replace(at, label), e.message.slice(e.path.length + 2));
+      }
+      throw e;
+    }
+    this.log('info', `edit: ${String(req.op)}`);
+    return { services: this.services.length };
+  }
+
+  /** Validate and apply a service set: routes, steering, health checks, forwarders. */
+  private applyServices(specs: ServiceSpec[], path = 'services'): void {
+    const services = resolveServices(specs, this.ids, path);
+    this.system.routeServices(services, this.config.tun.name);
+    this.steer(services);
+    this.services = services;
+    this.health.sync(services);
+    this.pushServices();
+    this.config.services = specs;
+  }
+
   /** SIGHUP: apply a new config's services; a bad file keeps the running config. */
   reload(): void {
     try {
       const next = loadConfig(this.opts.configPath);
-      const services = resolveServices(next.services, this.ids);
-      this.system.routeServices(services, this.config.tun.name);
-      this.steer(services);
-      this.services = services;
-      this.health.sync(services);
-      this.pushServices();
-      this.config.services = next.services;
+      this.applyServices(next.services);
+      const services = this.services;
       // Only services apply live; say so when anything else in the file changed.
       const restartOnly = (
         ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket', 'ha', 'metrics'] as const
@@ -369,6 +461,7 @@ export class Runtime {
   private teardown(): void {
     this.admin?.close();
     this.metrics?.close();
+    this.adminTcp?.close();
     this.system.restore();
     const native = nativeAddon();
     for (const fd of this.fds) native.closeFd(fd);

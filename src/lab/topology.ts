@@ -112,6 +112,9 @@ export function labNodes(): LabNode[] {
   ];
 }
 
+/** The token of the lab LBs' TCP admin listener (127.0.0.1:9201 inside each LB namespace). */
+export const LAB_ADMIN_TOKEN = 'tunvs-lab-admin-token';
+
 /** HA part of an LB's config in the lab's pair. */
 export interface LabHa {
   cluster: string;
@@ -143,7 +146,7 @@ export function labConfig(
 tun: { name: tunvs0, mtu: 1500, steering: ${steering}, offload: ${offload} }
 workers: ${workers}
 sessions: 262144
-admin: { socket: "${adminSocket}" }
+admin: { socket: "${adminSocket}", tcp: { listen: "127.0.0.1:9201", token: "${LAB_ADMIN_TOKEN}" } }
 metrics: { listen: "127.0.0.1:9100" }
 ${haPart}services:
   - name: web-v4

@@ -4,7 +4,7 @@
  * removes it afterwards, also when a test fails.
  */
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -25,6 +25,7 @@ import {
   type LabState,
 } from '../../src/lab/lab.js';
 import { inNs, isAlive } from '../../src/lab/netns.js';
+import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
 import { distSrc } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
@@ -309,6 +310,142 @@ describe.skipIf(!root)('netns lab (root)', () => {
     }
     expect(m.tunvs_real_server_up!.type).toBe('GAUGE');
     expect(m.tunvs_table_capacity!.metrics.length).toBe(2); // one per worker
+  });
+
+  it('runtime edits: weights shift traffic, drain keeps existing connections, a new service serves, bad edits are refused', async () => {
+    const sock = state.adminSocket;
+    const cli = (args: string[]): { code: number; out: string; err: string } => {
+      const r = spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', sock], {
+        encoding: 'utf8',
+      });
+      return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+    };
+    for (const [addr, w] of [
+      ['198.18.20.21:8080', '3'],
+      ['198.18.20.22:8080', '1'],
+      ['198.18.20.23:8080', '1'],
+    ] as const) {
+      expect(cli(['server', 'weight', 'web-v4', addr, w]).code).toBe(0);
+    }
+    const seen = counts(labCurl(prefix, 4, 3000));
+    for (const [rs, want] of Object.entries({ rs1: 1800, rs2: 600, rs3: 600 })) {
+      expect(Math.abs((seen.get(rs) ?? 0) - want) / want, `${rs}: ${seen.get(rs)} of 3000`).toBeLessThan(0.05);
+    }
+
+    // Drain rs1 of the echo service under 30 long-lived streams.
+    const created = async (service: string, addr: string): Promise<number> => {
+      const r = (await adminRequest(sock, { cmd: 'list', stats: true })) as unknown as {
+        services: { name: string; realServers: { address: string; port: number; conns: number }[] }[];
+      };
+      const rs = r.services.find((x) => x.name === service)!.realServers;
+      return rs.find((x) => `${x.address}:${x.port}` === addr)!.conns;
+    };
+    const streams = new Promise<string>((resolve) => {
+      const p = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          nsName(prefix, 'client'),
+          process.execPath,
+          join(distSrc(), 'lab', 'stream_check.js'),
+          LAB.vip4,
+          String(LAB.echoPort),
+          '30',
+          '8',
+        ],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      );
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('close', () => resolve(out));
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(cli(['server', 'drain', 'echo-v4', '198.18.20.21:9000']).code).toBe(0);
+    const before = await created('echo-v4', '198.18.20.21:9000');
+    const more = labEcho(prefix, 30, 1024, 30);
+    expect(more.ok).toBe(30);
+    expect(await created('echo-v4', '198.18.20.21:9000'), 'a drained server gets no new sessions').toBe(before);
+
+    // A new service, added while those streams run.
+    const add = cli([
+      'service',
+      'add',
+      'web2-v4',
+      '--vip',
+      LAB.vip4,
+      '--port',
+      '8081',
+      '--laddr',
+      LAB.laddrs4[0],
+      '--laddr',
+      LAB.laddrs4[1],
+      '--server',
+      '198.18.20.21:8080',
+      '--server',
+      '198.18.20.22:8080,weight=2',
+    ]);
+    expect(add.code, add.err).toBe(0);
+    const body = inNs(nsName(prefix, 'client'), [
+      process.execPath,
+      join(distSrc(), 'lab', 'http_get.js'),
+      `http://${LAB.vip4}:8081/`,
+      '3',
+    ]);
+    expect(body).toMatch(/^rs[12] saw client/);
+    const r = JSON.parse((await streams).trim()) as { ok: number; reset: number; bytesLost: number };
+    expect(r.ok, 'existing sessions are untouched by the edits').toBe(30);
+    expect(r.reset + r.bytesLost).toBe(0);
+
+    const bad = cli(['server', 'weight', 'web-v4', '198.18.20.21:8080', '70000']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/service web-v4\.realServers\[0\]\.weight: 70000 is not a weight/);
+    const badPort = cli(['service', 'add', 'bad', '--vip', LAB.vip4, '--port', '99999', '--laddr', LAB.laddrs4[0]]);
+    expect(badPort.err).toMatch(/service\.port: 99999 is not a port/);
+    expect(cli(['server', 'weight', 'nope', '198.18.20.21:8080', '1']).err).toContain('no service named "nope"');
+    expect(counts(labCurl(prefix, 4, 30)).size).toBe(3); // still serving, as before
+    expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);
+  }, 120_000);
+
+  it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
+    const main = join(distSrc(), 'cli', 'main.js');
+    const asNobody = spawnSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        main,
+        'list',
+        '--admin',
+        state.adminSocket,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(asNobody.status).toBe(1);
+    expect(asNobody.stderr).toContain('permission denied');
+    const tcp = (extra: string[]): { status: number | null; stdout: string; stderr: string } =>
+      spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          nsName(prefix, 'lb-a'),
+          process.execPath,
+          main,
+          'list',
+          '--admin',
+          'tcp://127.0.0.1:9201',
+          ...extra,
+        ],
+        { encoding: 'utf8' },
+      );
+    const good = tcp(['--token', LAB_ADMIN_TOKEN]);
+    expect(good.status, good.stderr).toBe(0);
+    expect(good.stdout).toContain('198.18.0.100:80');
+    expect(tcp([]).stderr).toContain('admin token missing or wrong');
+    expect(tcp(['--token', 'not-the-token-at-all']).stderr).toContain('admin token missing or wrong');
   });
 
   it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
