@@ -207,6 +207,8 @@ const SERVICE_KEYS = [
   'stripTimestamps',
   'maglevTableSize',
   'healthCheck',
+  'acl',
+  'maxNewPerSec',
 ] as const;
 
 /** One service entry (also what `tunvs service add` sends), validated. */
@@ -242,7 +244,19 @@ export function parseService(v: unknown, path: string): ServiceSpec {
     stripTimestamps: opt(o, 'stripTimestamps', false, (x) => boolean(x, join(path, 'stripTimestamps'))),
     ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
+    ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),
+    ...(o.maxNewPerSec !== undefined
+      ? { maxNewPerSec: integer(o.maxNewPerSec, join(path, 'maxNewPerSec'), 1, 100_000_000, 'sessions per second') }
+      : {}),
   });
+}
+
+/** acl: { allow: [CIDR...], deny: [CIDR...] } (prefixes are checked in resolveServices). */
+function acl(v: unknown, path: string): { allow: string[]; deny: string[] } {
+  const o = object(v, path, ['allow', 'deny']);
+  const cidrList = (x: unknown, p: string): string[] =>
+    list(x ?? [], p, 'prefixes').map((c, i) => string(c, `${p}[${i}]`));
+  return { allow: cidrList(o.allow, join(path, 'allow')), deny: cidrList(o.deny, join(path, 'deny')) };
 }
 
 function healthCheck(v: unknown, path: string): HealthCheckSpec {

@@ -70,6 +70,8 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
   }
   if (r < 0) {
     if (tcp && !lone) return -DROP_NO_SESSION;
+    const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
+    if (refused !== 0) return -refused;
     r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP);
     if (r < 0) return r;
   }

@@ -62,8 +62,12 @@ export const DROP_ICMP_NO_SESSION = 21;
 export const DROP_REDIRECT_FULL = 22;
 /** This LB is the standby of an HA pair (keepalived says BACKUP or FAULT): it forwards nothing. */
 export const DROP_STANDBY = 23;
+/** A new session from a client the service's ACL does not allow (or denies). */
+export const DROP_ACL_DENIED = 24;
+/** A new session over the service's new-sessions-per-second cap (SYN-flood guard). */
+export const DROP_RATE_LIMITED = 25;
 
-export const DROP_REASON_COUNT = 24;
+export const DROP_REASON_COUNT = 26;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -91,6 +95,8 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'icmp_no_session',
   'redirect_full',
   'standby',
+  'acl_denied',
+  'rate_limited',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

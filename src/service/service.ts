@@ -10,10 +10,11 @@
  */
 
 import { LADDRS_PER_SERVICE_MAX, MAGLEV_TABLE_SIZE_DEFAULT, REAL_SERVERS_MAX, SERVICES_MAX } from '../constants.js';
+import { DROP_ACL_DENIED, DROP_RATE_LIMITED } from '../nat/verdict.js';
 import { ConfigError, show } from '../config/errors.js';
 import { AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
 import { metaKey } from '../conn/layout.js';
-import { parseAddress, type ParsedAddress } from './addr.js';
+import { parseAddress, parseCidr, type ParsedAddress, type ParsedCidr } from './addr.js';
 import { AddrPortMap } from './addr_map.js';
 import { LocalAddressPool } from './laddr.js';
 import { isPrime } from './sched/maglev.js';
@@ -62,6 +63,11 @@ export interface ServiceSpec {
   maglevTableSize: number;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
+  /** Client ACL, checked on the first packet of a session: with `allow`, only those clients;
+   * `deny` wins over `allow`. CIDRs of the service's family. */
+  acl?: { allow: string[]; deny: string[] };
+  /** New sessions per second the service accepts (SYN-flood guard); absent: no cap. */
+  maxNewPerSec?: number;
 }
 
 export const TOA_DEFAULT: Readonly<ToaSpec> = { enabled: true, kind: 254, kindV6: 254, inSyn: false };
@@ -109,6 +115,8 @@ export function serviceWithDefaults(
     stripTimestamps: s.stripTimestamps ?? false,
     maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
+    ...(s.acl ? { acl: s.acl } : {}),
+    ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
   };
 }
 
@@ -136,6 +144,26 @@ export interface ResolvedService {
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
+  /** Client ACL as prefixes (empty allow: everyone not denied). */
+  aclAllow: ParsedCidr[];
+  aclDeny: ParsedCidr[];
+  /** 0: no cap. */
+  maxNewPerSec: number;
+}
+
+/** ACL prefixes; both families may be listed (one list for a v4 and a v6 service): a
+ * prefix of the other family never matches. */
+function cidrs(list: readonly string[], path: string): ParsedCidr[] {
+  return list.map((text, i) => {
+    const c = parseCidr(text);
+    if (!c)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_ADDRESS',
+        `${path}[${i}]`,
+        `${show(text)} is not an address or prefix: use a.b.c.d/n or x::y/n (host bits zero)`,
+      );
+    return c;
+  });
 }
 
 /** Assigns stable ids to services and real servers across reloads (main thread). */
@@ -308,6 +336,9 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
+      aclAllow: cidrs(s.acl?.allow ?? [], `${p}.acl.allow`),
+      aclDeny: cidrs(s.acl?.deny ?? [], `${p}.acl.deny`),
+      maxNewPerSec: s.maxNewPerSec ?? 0,
     });
   });
   for (const [lip, where] of lipOwners) {
@@ -358,6 +389,14 @@ export class ServiceTable {
   readonly schedulers: (Scheduler | undefined)[] = [];
   readonly pools: (ServerPool | undefined)[] = [];
   readonly laddrs: (LocalAddressPool | undefined)[] = [];
+  /** Client ACLs and the new-session cap (this worker's share, per second; 0: none). */
+  readonly aclAllow: ParsedCidr[][] = [];
+  readonly aclDeny: ParsedCidr[][] = [];
+  readonly aclAllowOn = new Uint8Array(SERVICES_MAX);
+  readonly rate = new Float64Array(SERVICES_MAX);
+  readonly tokens = new Float64Array(SERVICES_MAX);
+  readonly tokensAt = new Float64Array(SERVICES_MAX);
+  private workers = 1;
   /** Real servers by id: address (4 words), port. */
   readonly rsAddr = new Int32Array(REAL_SERVERS_MAX * 4);
   readonly rsPort = new Int32Array(REAL_SERVERS_MAX);
@@ -372,6 +411,7 @@ export class ServiceTable {
    * Schedulers of services whose pool did not change keep their state.
    */
   apply(services: readonly ResolvedService[], worker: number, workers: number): void {
+    this.workers = workers;
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
     for (const s of services) {
@@ -385,6 +425,16 @@ export class ServiceTable {
       this.toaKindV4[id] = s.toa.kind;
       this.toaKindV6[id] = s.toa.kindV6;
       this.stripTs[id] = s.stripTimestamps ? 1 : 0;
+      // Only this family's prefixes can match; an allow list of only the other family
+      // still means "not everyone".
+      this.aclAllow[id] = s.aclAllow.filter((c) => c.af === s.af);
+      this.aclAllowOn[id] = s.aclAllow.length > 0 ? 1 : 0;
+      this.aclDeny[id] = s.aclDeny.filter((c) => c.af === s.af);
+      const rate = s.maxNewPerSec / this.workers;
+      if (this.rate[id] !== rate) {
+        this.rate[id] = rate;
+        this.tokens[id] = Math.max(rate, 1);
+      }
       this.names[id] = s.name;
       const pool: ServerPool = {
         count: s.realServers.length,
@@ -425,6 +475,28 @@ export class ServiceTable {
     this.map = map;
   }
 
+  /**
+   * May a new session of service `svc` from client address (a0..a3) start now? 0 if so,
+   * else the drop reason. Only the first packet of a session pays for this.
+   */
+  admit(svc: number, a0: number, a1: number, a2: number, a3: number, nowMs: number): number {
+    const deny = this.aclDeny[svc];
+    if (deny !== undefined && deny.length > 0 && matchAny(deny, a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    if (this.aclAllowOn[svc] === 1 && !matchAny(this.aclAllow[svc]!, a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    const rate = this.rate[svc]!;
+    if (rate > 0) {
+      // token bucket: `rate` per second, a burst of one second's worth (at least 1)
+      const t = Math.min(Math.max(rate, 1), this.tokens[svc]! + ((nowMs - this.tokensAt[svc]!) * rate) / 1000);
+      this.tokensAt[svc] = nowMs;
+      if (t < 1) {
+        this.tokens[svc] = t;
+        return DROP_RATE_LIMITED;
+      }
+      this.tokens[svc] = t - 1;
+    }
+    return 0;
+  }
+
   /** Service id listening on (af, proto, address, port), or −1. */
   lookup(af: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): number {
     return this.map.get((af << 8) | proto, port, a0, a1, a2, a3);
@@ -440,3 +512,21 @@ export class ServiceTable {
 }
 
 export { AF_INET, AF_INET6 };
+
+/** Does the address (a0..a3, int32 words) fall in any of the prefixes? */
+function matchAny(list: readonly ParsedCidr[], a0: number, a1: number, a2: number, a3: number): boolean {
+  const a = [a0, a1, a2, a3];
+  for (const c of list) {
+    let bits = c.prefix;
+    let ok = true;
+    for (let w = 0; w < 4 && bits > 0; w++, bits -= 32) {
+      const mask = bits >= 32 ? -1 : ~(-1 >>> bits);
+      if (((a[w]! ^ c.words[w]!) & mask) !== 0) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok) return true;
+  }
+  return false;
+}

@@ -448,6 +448,38 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(tcp(['--token', 'not-the-token-at-all']).stderr).toContain('admin token missing or wrong');
   });
 
+  it('client ACLs hold for IPv4 and IPv6: deny and allow, counted', async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const base = readFileSync(file, 'utf8');
+    const withAcl = (v4: string, v6: string) => (y: string) =>
+      y
+        .replace(/(  - name: web-v4\n(?:    .*\n)*?    scheduler: \w+\n)/, `$1    acl: ${v4}\n`)
+        .replace(/(  - name: web-v6\n(?:    .*\n)*?    scheduler: \w+\n)/, `$1    acl: ${v6}\n`);
+    const fails = (family: 4 | 6): boolean => {
+      try {
+        labCurl(prefix, family, 1);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    const before = (await stats()).drops!.acl_denied!;
+    // v4: the client is denied; v6: only a prefix the client is not in is allowed.
+    await reloadWith(withAcl('{ deny: [198.18.100.10/32] }', '{ allow: ["fd18:18:200::/64"] }'));
+    expect(fails(4)).toBe(true);
+    expect(fails(6)).toBe(true);
+    expect((await stats()).drops!.acl_denied! - before).toBeGreaterThanOrEqual(2);
+    // Allowed by prefix (and a deny that does not cover it): served again.
+    writeFileSync(file, base);
+    await reloadWith(
+      withAcl('{ allow: [198.18.100.0/24], deny: [198.18.100.99/32] }', '{ allow: ["fd18:18:100::/64"] }'),
+    );
+    expect(labCurl(prefix, 4, 2)).toMatch(/saw client 198\.18\.100\.10/);
+    expect(labCurl(prefix, 6, 2)).toMatch(/saw client fd18:18:100::10/);
+    writeFileSync(file, base);
+    await reloadWith((y) => y);
+  }, 60_000);
+
   it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
     const lbA = nsName(prefix, 'lb-a');
     expect(execFileSync('ip', ['-n', lbA, 'route'], { encoding: 'utf8' })).toContain('198.18.0.100 dev tunvs0');
