@@ -9,7 +9,8 @@ import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BURST_MAX, GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, TIMER_TICK_MS, VNET_HDR_LEN } from '../src/constants.js';
-import { Engine } from '../src/dataplane/engine.js';
+import { Engine, type SessionInfo } from '../src/dataplane/engine.js';
+import { matchesConn } from '../src/control/conns.js';
 import { PacketRing } from '../src/dataplane/ring.js';
 import { Forwarder } from '../src/dataplane/forwarder.js';
 import { LinuxTunQueue } from '../src/dataplane/tun_device.js';
@@ -75,6 +76,19 @@ port.on('message', (m: ToForwarder) => {
     port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
   } else if (m.type === 'sync-flush') {
     port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced() });
+  } else if (m.type === 'conns') {
+    const sessions: SessionInfo[] = [];
+    let more = false;
+    for (const r of engine.sessionIds()) {
+      const info = engine.describe(r);
+      if (!matchesConn(info, m.filter)) continue;
+      if (sessions.length >= m.limit) {
+        more = true;
+        break;
+      }
+      sessions.push(info);
+    }
+    port.postMessage({ type: 'conns', id: m.id, sessions, more });
   } else if (m.type === 'stop') {
     clearInterval(timer);
     forwarder.close();

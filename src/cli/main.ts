@@ -30,6 +30,8 @@ Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
   tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
   tunvs stats [--json]                    counters, drops by reason, TUN device and queue counters
+  tunvs conns [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S] [--limit N] [--json]
+                                          sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P --laddr A [--laddr B]... [--protocol tcp|udp]
                     [--scheduler S] [--server ADDR:PORT[,weight=W]]...
   tunvs service delete NAME
@@ -315,6 +317,24 @@ async function main(argv: string[]): Promise<number> {
       const req = editRequest(cmd, args);
       await ask({ cmd: 'edit', ...req });
       log(`${cmd} ${String(req.op).replace(/-.*/, '')}: done (running config; the file is unchanged)`);
+      return 0;
+    }
+    case 'conns': {
+      const json = flag(args, '--json');
+      flag(args, '-n');
+      const filter: Record<string, string> = {};
+      for (const k of ['vip', 'client', 'server', 'state'] as const) {
+        const v = option(args, `--${k}`);
+        if (v !== undefined) filter[k] = v;
+      }
+      const limit = positiveInt(option(args, '--limit'), '--limit') ?? 1000;
+      const reply = (await ask({ cmd: 'conns', filter, limit })) as {
+        sessions: unknown[];
+        more: boolean;
+        text: string;
+      };
+      if (json) log(JSON.stringify(reply.sessions, null, 2));
+      else log(`${reply.text}${reply.more ? `\n(more than ${limit}: narrow the filter or raise --limit)` : ''}`);
       return 0;
     }
     case 'role': {

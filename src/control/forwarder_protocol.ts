@@ -3,6 +3,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
+import type { SessionInfo } from '../dataplane/engine.js';
 import type { ResolvedService } from '../service/service.js';
 
 export interface ForwarderInit {
@@ -39,10 +40,22 @@ export type ToForwarder =
   /** HA: reply with every published session (full resync). */
   | { type: 'sync-snapshot'; id: number }
   /** HA: drop the sessions installed by sync (a full reload follows). */
-  | { type: 'sync-flush'; id: number };
+  | { type: 'sync-flush'; id: number }
+  /** `tunvs conns`: up to `limit` sessions matching the filter. */
+  | { type: 'conns'; id: number; filter: ConnFilter; limit: number };
+
+/** Session filter of `tunvs conns`: each given field must match (addresses as text,
+ * "addr" or "addr:port"; state by name). */
+export interface ConnFilter {
+  vip?: string;
+  client?: string;
+  server?: string;
+  state?: string;
+}
 
 export type FromForwarder =
   | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number }
   | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
   | { type: 'sync-snapshot'; id: number; records: Int32Array; writeCount: number }
-  | { type: 'sync-flushed'; id: number; removed: number };
+  | { type: 'sync-flushed'; id: number; removed: number }
+  | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean };

@@ -28,7 +28,8 @@ import {
   type ServiceSpec,
 } from '../service/service.js';
 import { serveAdmin, serveAdminTcp } from './admin.js';
-import type { ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
+import type { ConnFilter, ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
+import { formatConns } from './conns.js';
 import { HaSync, type HaWorkerLink } from '../ha/redis_sync.js';
 import { SyncRing } from '../ha/session_sync.js';
 import { HealthMonitor } from './health.js';
@@ -343,6 +344,18 @@ export class Runtime {
       }
       case 'edit':
         return this.edit(req);
+      case 'conns': {
+        const limit = Math.min(Math.max(Number(req.limit ?? 1000) || 1000, 1), 100_000);
+        const filter = (req.filter ?? {}) as ConnFilter;
+        const parts = await Promise.all(
+          this.workers.map((w) =>
+            this.ask<Extract<FromForwarder, { type: 'conns' }>>(w, { type: 'conns', id: 0, filter, limit }, 'conns'),
+          ),
+        );
+        const sessions = parts.flatMap((p) => p.sessions).slice(0, limit);
+        const more = parts.some((p) => p.more) || parts.reduce((n, p) => n + p.sessions.length, 0) > limit;
+        return { sessions, more, text: formatConns(sessions) };
+      }
       case 'ha':
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
         return { ha: this.ha.status() };

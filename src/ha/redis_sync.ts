@@ -22,7 +22,7 @@
 
 import { Redis } from 'ioredis';
 import type { HaConfig } from '../config/config.js';
-import type { Logger } from '../control/log.js';
+import { rateLimited, type Logger } from '../control/log.js';
 import { R_OUT, R_OUT_HI, R_OUT_PORTS, R_META } from '../conn/layout.js';
 import { ROLE_BACKUP, ROLE_MASTER } from '../dataplane/engine.js';
 import { followNotifyFifo } from './notify_fifo.js';
@@ -95,8 +95,8 @@ export class HaSync {
   private following = false;
   private readonly startedAt = Date.now();
   private loadedOnce = false;
-  private lastLog = 0;
-  private suppressed = 0;
+  /** Errors are logged once per LOG_EVERY_MS, with how many were held back. */
+  private readonly errors: ReturnType<typeof rateLimited>;
   private readonly batch = new Int32Array(MAX_EVENTS_PER_TICK * EVENT_WORDS);
   private readonly st = { published: 0, applied: 0, lost: 0, resyncs: 0, snapshotsLoaded: 0 };
   private lagMs: number | null = null;
@@ -115,6 +115,7 @@ export class HaSync {
     this.role = cfg.initialRole;
     Atomics.store(this.roleWord, 0, this.role === 'master' ? ROLE_MASTER : ROLE_BACKUP);
     this.skipUntil = workers.map(() => undefined);
+    this.errors = rateLimited(logger, LOG_EVERY_MS);
   }
 
   start(): void {
@@ -198,14 +199,7 @@ export class HaSync {
 
   private fail(msg: string): void {
     this.lastError = msg;
-    const now = Date.now();
-    if (now - this.lastLog >= LOG_EVERY_MS) {
-      this.logger.log('error', `HA sync: ${msg}`, this.suppressed > 0 ? { suppressed: this.suppressed } : undefined);
-      this.lastLog = now;
-      this.suppressed = 0;
-    } else {
-      this.suppressed++;
-    }
+    this.errors.logKeyed('sync', 'error', `HA sync: ${msg}`);
   }
 
   private get up(): boolean {

@@ -448,6 +448,53 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(tcp(['--token', 'not-the-token-at-all']).stderr).toContain('admin token missing or wrong');
   });
 
+  it('tunvs conns lists sessions like ipvsadm -Lnc, filtered by VIP, server and state', async () => {
+    const streams = new Promise<string>((resolve) => {
+      const p = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          nsName(prefix, 'client'),
+          process.execPath,
+          join(distSrc(), 'lab', 'stream_check.js'),
+          LAB.vip4,
+          String(LAB.echoPort),
+          '12',
+          '4',
+        ],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      );
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.on('close', () => resolve(out));
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    const main = join(distSrc(), 'cli', 'main.js');
+    const conns = (args: string[]): string =>
+      execFileSync(process.execPath, [main, 'conns', '--admin', state.adminSocket, ...args], { encoding: 'utf8' });
+    const all = JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--state', 'established', '--json'])) as {
+      client: string;
+      laddr: string;
+      rip: string;
+      state: string;
+    }[];
+    expect(all.length).toBeGreaterThanOrEqual(12);
+    for (const c of all) {
+      expect(c.client).toBe(LAB.client4);
+      expect(LAB.laddrs4).toContain(c.laddr);
+      expect(c.state).toBe('ESTABLISHED');
+    }
+    const one = JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--server', '198.18.20.22', '--json'])) as {
+      rip: string;
+    }[];
+    for (const c of one) expect(c.rip).toBe('198.18.20.22');
+    const text = conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--limit', '3']);
+    expect(text.split('\n')[0]).toMatch(/^pro\s+expire\s+state\s+source\s+virtual\s+local\s+destination$/);
+    expect(text).toContain('(more than 3');
+    await streams;
+  });
+
   it('client ACLs hold for IPv4 and IPv6: deny and allow, counted', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const base = readFileSync(file, 'utf8');
