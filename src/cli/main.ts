@@ -28,8 +28,11 @@ const HELP = `tunvs — userspace L4 load balancer (FULLNAT + TOA on a TUN devic
 
 Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
-  tunvs list [-n] [--stats] [--json]      services and real servers (like ipvsadm -Ln)
-  tunvs stats [--json]                    counters, drops by reason, TUN device and queue counters
+  tunvs list [-n] [--stats|--rate] [--json]
+                                          services and real servers (like ipvsadm -Ln); --rate:
+                                          per second over the last 2 s
+  tunvs stats [--json]                    counters, drops by reason, table load per worker, HA
+                                          sync (role, lag), TUN device and queue counters
   tunvs conns [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S] [--limit N] [--json]
                                           sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P --laddr A [--laddr B]... [--protocol tcp|udp]
@@ -246,14 +249,22 @@ async function main(argv: string[]): Promise<number> {
     case 'stats': {
       const json = flag(args, '--json');
       const stats = flag(args, '--stats');
+      const rate = flag(args, '--rate');
       flag(args, '-n'); // numeric output is the only output
-      const reply = await ask(cmd === 'list' ? { cmd, stats } : { cmd });
+      const reply = await ask(cmd === 'list' ? { cmd, stats, rate } : { cmd });
       if (json) console.log(JSON.stringify(cmd === 'list' ? reply.services : reply, null, 2));
       else if (cmd === 'list') console.log(reply.text);
       else
         console.log(
           JSON.stringify(
-            { counters: reply.counters, drops: reply.drops, device: reply.device, queues: reply.queues },
+            {
+              counters: reply.counters,
+              drops: reply.drops,
+              tables: reply.tables,
+              ...(reply.ha ? { ha: reply.ha } : {}),
+              device: reply.device,
+              queues: reply.queues,
+            },
             null,
             2,
           ),

@@ -37,7 +37,10 @@ import { metricsRegistry, serveMetrics } from './metrics.js';
 import { GLOBAL_COUNTER_NAMES } from '../dataplane/counters.js';
 import { H_CAPACITY, H_LIVE } from '../conn/layout.js';
 import type { Logger } from './log.js';
-import { deviceStats, formatList, globalStats, listServices } from './stats.js';
+import { deviceStats, formatList, globalStats, listServices, RateEstimator, type ServiceRow } from './stats.js';
+
+/** Sampling interval of the per-server rates (`tunvs list --rate`). */
+const RATE_SAMPLE_MS = 2000;
 import type { QueueStats } from '../dataplane/tun_device.js';
 import { SystemChanges } from './system.js';
 
@@ -67,6 +70,8 @@ export class Runtime {
   private admin: Server | undefined;
   private metrics: Server | undefined;
   private adminTcp: Server | undefined;
+  private readonly rates = new RateEstimator();
+  private rateTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private ha: HaSync | undefined;
   private readonly health: HealthMonitor;
@@ -119,6 +124,9 @@ export class Runtime {
         this.ha.start();
       }
       this.health.sync(this.services);
+      // Rates for `list --rate`: per-server counters sampled every RATE_SAMPLE_MS.
+      this.rateTimer = setInterval(() => this.rates.sample(this.listRows()), RATE_SAMPLE_MS);
+      this.rateTimer.unref();
       this.admin = serveAdmin(config.adminSocket, (req) => this.handleAdmin(req));
       if (config.adminTcp) {
         const t = config.adminTcp;
@@ -233,6 +241,15 @@ export class Runtime {
 
   private nextStatsId = 0;
 
+  private listRows(): ServiceRow[] {
+    return listServices(
+      this.services,
+      this.workers.map((w) => w.counters),
+      this.workers.map((w) => w.counts),
+      (s, r) => this.health.state(s, r),
+    );
+  }
+
   private startMetrics(host: string, port: number): void {
     const reg = metricsRegistry(
       {
@@ -319,17 +336,18 @@ export class Runtime {
     const counters = this.workers.map((w) => w.counters);
     switch (req.cmd) {
       case 'list': {
-        const rows = listServices(
-          this.services,
-          counters,
-          this.workers.map((w) => w.counts),
-          (s, r) => this.health.state(s, r),
-        );
-        return { services: rows, text: formatList(rows, req.stats === true) };
+        const rows = this.listRows();
+        if (req.rate === true) this.rates.annotate(rows);
+        return { services: rows, text: formatList(rows, req.rate === true ? 'rate' : req.stats === true) };
       }
       case 'stats':
         return {
           ...globalStats(counters),
+          tables: this.workers.map((w, worker) => {
+            const live = w.table?.[H_LIVE] ?? 0;
+            const capacity = w.table?.[H_CAPACITY] ?? 0;
+            return { worker, sessions: live, capacity, load: capacity > 0 ? live / capacity : 0 };
+          }),
           queues: await this.queueStats(),
           device: deviceStats(this.config.tun.name),
           ...(this.ha ? { ha: this.ha.status() } : {}),
@@ -487,6 +505,7 @@ export class Runtime {
     this.log('info', 'stopping', { code });
     await this.ha?.stop();
     this.health.stop();
+    if (this.rateTimer) clearInterval(this.rateTimer);
     for (const w of this.workers) w.thread.postMessage({ type: 'stop' });
     await Promise.all(
       this.workers.map(

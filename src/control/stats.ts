@@ -32,6 +32,8 @@ export interface RealServerRow {
   outPackets: number;
   inBytes: number;
   outBytes: number;
+  /** Per-second rates over the last sampling interval (`list --rate`). */
+  rate?: { conns: number; inPackets: number; outPackets: number; inBytes: number; outBytes: number };
   /** Health-check state: 'up' or 'down'; absent when the service has no health check. */
   health?: 'up' | 'down';
   healthError?: string;
@@ -112,23 +114,56 @@ function pad(s: string | number, n: number): string {
   return String(s).padEnd(n);
 }
 
-/** ipvsadm -Ln --stats style text. */
-export function formatList(rows: readonly ServiceRow[], stats: boolean): string {
+/** Keeps the last two samples of the per-server counters to give per-second rates. */
+export class RateEstimator {
+  private prev = new Map<string, { t: number; v: number[] }>();
+  private cur = new Map<string, { t: number; v: number[] }>();
+
+  sample(rows: readonly ServiceRow[], now = Date.now()): void {
+    this.prev = this.cur;
+    this.cur = new Map();
+    for (const s of rows)
+      for (const r of s.realServers)
+        this.cur.set(`${s.id}/${r.id}`, { t: now, v: [r.conns, r.inPackets, r.outPackets, r.inBytes, r.outBytes] });
+  }
+
+  /** Attach rates (0 until two samples exist) to `rows`. */
+  annotate(rows: ServiceRow[]): ServiceRow[] {
+    for (const s of rows) {
+      for (const r of s.realServers) {
+        const a = this.prev.get(`${s.id}/${r.id}`);
+        const b = this.cur.get(`${s.id}/${r.id}`);
+        const dt = a && b ? (b.t - a.t) / 1000 : 0;
+        const d = (i: number): number => (dt > 0 ? Math.round((b!.v[i]! - a!.v[i]!) / dt) : 0);
+        r.rate = { conns: d(0), inPackets: d(1), outPackets: d(2), inBytes: d(3), outBytes: d(4) };
+      }
+    }
+    return rows;
+  }
+}
+
+/** ipvsadm -Ln style text; `--stats` totals, or `--rate` per-second rates. */
+export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate'): string {
   const lines: string[] = [];
   lines.push('Prot LocalAddress:Port Scheduler');
   lines.push(
-    stats
-      ? '  -> RemoteAddress:Port           Conns     InPkts    OutPkts   InBytes      OutBytes'
-      : '  -> RemoteAddress:Port           Weight ActiveConn InActConn',
+    stats === 'rate'
+      ? '  -> RemoteAddress:Port           CPS       InPPS     OutPPS    InBPS        OutBPS'
+      : stats
+        ? '  -> RemoteAddress:Port           Conns     InPkts    OutPkts   InBytes      OutBytes'
+        : '  -> RemoteAddress:Port           Weight ActiveConn InActConn',
   );
   const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
   for (const s of rows) {
     lines.push(`${pad(s.protocol, 4)} ${hostPort(s.vip, s.port)} ${s.scheduler}`);
     for (const r of s.realServers) {
+      const q = r.rate;
       lines.push(
-        stats
-          ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
-          : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
+        stats === 'rate' && q
+          ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(q.conns, 9)} ${pad(q.inPackets, 9)} ${pad(q.outPackets, 9)} ${pad(q.inBytes, 12)} ${q.outBytes}`
+          : stats
+            ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
+            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
       );
     }
   }

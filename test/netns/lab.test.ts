@@ -495,6 +495,50 @@ describe.skipIf(!root)('netns lab (root)', () => {
     await streams;
   });
 
+  it('tunvs list --rate shows per-second rates; tunvs stats the table load per worker', async () => {
+    const load = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        nsName(prefix, 'client'),
+        process.execPath,
+        join(distSrc(), 'lab', 'http_get.js'),
+        `http://${LAB.vip4}/`,
+        '100000',
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 4500)); // two rate samples with traffic between
+      const main = join(distSrc(), 'cli', 'main.js');
+      const rows = JSON.parse(
+        execFileSync(process.execPath, [main, 'list', '--rate', '--json', '--admin', state.adminSocket], {
+          encoding: 'utf8',
+        }),
+      ) as { name: string; realServers: { rate: { conns: number; inPackets: number } }[] }[];
+      const web = rows.find((r) => r.name === 'web-v4')!;
+      const cps = web.realServers.reduce((n, r) => n + r.rate.conns, 0);
+      expect(cps).toBeGreaterThan(10);
+      expect(web.realServers.every((r) => r.rate.inPackets >= r.rate.conns)).toBe(true);
+      const text = execFileSync(process.execPath, [main, 'list', '--rate', '--admin', state.adminSocket], {
+        encoding: 'utf8',
+      });
+      expect(text).toContain('CPS       InPPS     OutPPS    InBPS        OutBPS');
+    } finally {
+      load.kill('SIGTERM'); // the load this test started, by its handle
+    }
+    const st = (await stats()) as unknown as {
+      tables: { worker: number; sessions: number; capacity: number; load: number }[];
+    };
+    expect(st.tables.length).toBe(2);
+    for (const t of st.tables) {
+      expect(t.capacity).toBeGreaterThan(0);
+      expect(t.load).toBeGreaterThanOrEqual(0);
+      expect(t.load).toBeLessThanOrEqual(1);
+    }
+  });
+
   it('client ACLs hold for IPv4 and IPv6: deny and allow, counted', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const base = readFileSync(file, 'utf8');
