@@ -14,6 +14,23 @@ import { keepalivedConfig, LAB, labConfig, type LabHa } from './topology.js';
 
 const DIST = distSrc();
 
+/** redis-server's arguments in the lab (no persistence; `dir` for its working files). */
+export function redisArgs(dir?: string): string[] {
+  return [
+    '--bind',
+    LAB.redis4,
+    '--port',
+    String(LAB.redisPort),
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'no',
+    ...(dir ? ['--dir', dir] : []),
+  ];
+}
+
 /** What labUp needs of its options here. */
 export interface PairOptions {
   prefix: string;
@@ -79,25 +96,7 @@ export function recordingStarter(state: LabState): Starter {
  * returns once keepalived made lb-a master and tunvs there knows it. */
 export async function startPair(state: LabState, o: PairOptions, start: Starter): Promise<void> {
   const redisNs = nsName(o.prefix, 'redis');
-  start(
-    'redis',
-    redisNs,
-    [
-      '--bind',
-      LAB.redis4,
-      '--port',
-      String(LAB.redisPort),
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--protected-mode',
-      'no',
-      '--dir',
-      state.dir,
-    ],
-    'redis-server',
-  );
+  start('redis', redisNs, redisArgs(state.dir), 'redis-server');
   await waitFor(
     'redis to answer',
     () => {

@@ -15,7 +15,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { ipBatch, stopPid } from '../../src/lab/netns.js';
-import { haStatusOf, labPid, recordingStarter, runTunvs, startKeepalived, waitRole } from '../../src/lab/pair.js';
+import {
+  haStatusOf,
+  labPid,
+  recordingStarter,
+  redisArgs,
+  runTunvs,
+  startKeepalived,
+  waitRole,
+} from '../../src/lab/pair.js';
 import { distSrc } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
@@ -193,23 +201,7 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     const s2 = streams(100, 18);
     await s2.ready;
     await sleep(10_000 - (Date.now() - t0));
-    recordingStarter(fresh())(
-      'redis',
-      nsName(prefix, 'redis'),
-      [
-        '--bind',
-        LAB.redis4,
-        '--port',
-        String(LAB.redisPort),
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--protected-mode',
-        'no',
-      ],
-      'redis-server',
-    );
+    recordingStarter(fresh())('redis', nsName(prefix, 'redis'), redisArgs(), 'redis-server');
     const back = Date.now();
     let a = 0;
     let b = 0;

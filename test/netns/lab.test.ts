@@ -45,6 +45,25 @@ async function stats(): Promise<Record<string, Record<string, number>>> {
   return (await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as Record<string, Record<string, number>>;
 }
 
+/** stream_check from the client to the echo VIP, in the background; resolves with its JSON. */
+function streamsInBackground(connections: number, seconds: number): Promise<string> {
+  return new Promise((resolve) => {
+    const args = [
+      join(distSrc(), 'lab', 'stream_check.js'),
+      LAB.vip4,
+      String(LAB.echoPort),
+      String(connections),
+      String(seconds),
+    ];
+    const p = spawn('ip', ['netns', 'exec', nsName(prefix, 'client'), process.execPath, ...args], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('close', () => resolve(out));
+  });
+}
+
 function tunvsPid(): number {
   return state.procs.find((p) => p.name === 'tunvs-lb-a')!.pid;
 }
@@ -340,26 +359,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       const rs = r.services.find((x) => x.name === service)!.realServers;
       return rs.find((x) => `${x.address}:${x.port}` === addr)!.conns;
     };
-    const streams = new Promise<string>((resolve) => {
-      const p = spawn(
-        'ip',
-        [
-          'netns',
-          'exec',
-          nsName(prefix, 'client'),
-          process.execPath,
-          join(distSrc(), 'lab', 'stream_check.js'),
-          LAB.vip4,
-          String(LAB.echoPort),
-          '30',
-          '8',
-        ],
-        { stdio: ['ignore', 'pipe', 'ignore'] },
-      );
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      p.on('close', () => resolve(out));
-    });
+    const streams = streamsInBackground(30, 8);
     await new Promise((r) => setTimeout(r, 2000));
     expect(cli(['server', 'drain', 'echo-v4', '198.18.20.21:9000']).code).toBe(0);
     const before = await created('echo-v4', '198.18.20.21:9000');
@@ -449,26 +449,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
   });
 
   it('tunvs conns lists sessions like ipvsadm -Lnc, filtered by VIP, server and state', async () => {
-    const streams = new Promise<string>((resolve) => {
-      const p = spawn(
-        'ip',
-        [
-          'netns',
-          'exec',
-          nsName(prefix, 'client'),
-          process.execPath,
-          join(distSrc(), 'lab', 'stream_check.js'),
-          LAB.vip4,
-          String(LAB.echoPort),
-          '12',
-          '4',
-        ],
-        { stdio: ['ignore', 'pipe', 'ignore'] },
-      );
-      let out = '';
-      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      p.on('close', () => resolve(out));
-    });
+    const streams = streamsInBackground(12, 4);
     await new Promise((r) => setTimeout(r, 1500));
     const main = join(distSrc(), 'cli', 'main.js');
     const conns = (args: string[]): string =>
