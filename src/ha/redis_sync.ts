@@ -298,7 +298,8 @@ export class HaSync {
   private async resync(): Promise<void> {
     const snaps = await Promise.all(this.workers.map((w) => w.snapshot()));
     snaps.forEach((s, i) => (this.skipUntil[i] = s.writeCount));
-    const tmp = `${this.key.sessions}:resync`;
+    // a key of its own: two nodes that both think they are master must not mix their hashes
+    const tmp = `${this.key.sessions}:resync:${process.pid}:${Date.now()}`;
     const r = this.redis!;
     await r.del(tmp);
     let total = 0;

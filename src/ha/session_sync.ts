@@ -38,6 +38,8 @@ import {
   R_SYNC,
   R_VIP0,
   R_VIP1,
+  R_IN,
+  R_IN_HI,
   R_IN_PORTS,
   R_OUT_PORTS,
   RECORD_WORDS,
@@ -301,6 +303,13 @@ export class SessionSync {
         continue;
       }
       const state = (meta >>> META_STATE_SHIFT) & 0xff;
+      if (r >= 0 && !sameInKey(rec, r * RECORD_WORDS, events, s)) {
+        // The local tuple now belongs to another client (the master reused the port after
+        // this copy went stale): replace the record, so both index entries are right.
+        uncountRecord(rec, r * RECORD_WORDS, counts);
+        table.remove(r);
+        r = -1;
+      }
       if (r < 0) {
         const svc = services.lookup(
           af,
@@ -345,6 +354,13 @@ export class SessionSync {
     }
     return res;
   }
+}
+
+/** Does record `base` have the IN key (client side) of the sync record at `s`? */
+function sameInKey(rec: Int32Array, base: number, ev: Int32Array, s: number): boolean {
+  for (let i = 0; i < KEY_LO_WORDS; i++) if (rec[base + R_IN + i] !== ev[s + R_IN + i]) return false;
+  for (let i = 0; i < 6; i++) if (rec[base + R_IN_HI + i] !== ev[s + syncWord(R_IN_HI + i)]) return false;
+  return true;
 }
 
 function flagsOf(syncMeta: number): number {

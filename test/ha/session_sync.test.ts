@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { ROLE_BACKUP, ROLE_MASTER, type Engine } from '../../src/dataplane/engine.js';
 import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
-import { DROP_STANDBY } from '../../src/nat/verdict.js';
+import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
 import { ACK, opt, parse, PSH, SYN, tcp } from '../helpers/packets.js';
 
@@ -128,4 +128,34 @@ it('an event for a service this LB does not have is counted, not installed', () 
   const { events, n } = drain(a.ring);
   expect(n).toBe(1);
   expect(b.engine.installSynced(events, n)).toEqual({ installed: 0, updated: 0, deleted: 0, failed: 1 });
+});
+
+it('a stale copy whose local tuple now belongs to another client is replaced, index and all', () => {
+  const a = haEngine(ROLE_MASTER, 0);
+  const b = haEngine(ROLE_MASTER);
+  const da = new Driver(a.engine);
+  const db = new Driver(b.engine);
+  const synOut = parse(
+    da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 1, ack: 0, flags: SYN })),
+  );
+  const s = da.session();
+  da.forward(
+    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
+  );
+  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK }));
+  da.nowMs = 200;
+  a.engine.advanceTimers(da.nowMs);
+  const { events, n } = drain(a.ring);
+  expect(b.engine.installSynced(events, n).installed).toBe(1);
+  // The same local tuple, now for client port 2222.
+  const inPorts = 1 + 1; // event word of R_IN_PORTS (op word first)
+  events[inPorts] = (2222 << 16) | 80;
+  const r = b.engine.installSynced(events, 1);
+  expect(r).toMatchObject({ installed: 1, updated: 0, failed: 0 });
+  expect([...b.engine.sessionIds()].length).toBe(1);
+  expect(db.session().cport).toBe(2222);
+  db.forward(tcp({ src: V4.client, dst: V4.vip, sport: 2222, dport: 80, seq: 2, ack: 6, flags: ACK }));
+  expect(
+    db.send(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK })).verdict,
+  ).not.toBe(0);
 });
