@@ -157,5 +157,5 @@ it('a stale copy whose local tuple now belongs to another client is replaced, in
   db.forward(tcp({ src: V4.client, dst: V4.vip, sport: 2222, dport: 80, seq: 2, ack: 6, flags: ACK }));
   expect(
     db.send(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK })).verdict,
-  ).not.toBe(0);
+  ).not.toBe(VERDICT_FORWARD);
 });
