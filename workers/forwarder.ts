@@ -76,6 +76,8 @@ port.on('message', (m: ToForwarder) => {
     port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
   } else if (m.type === 'sync-flush') {
     port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced() });
+  } else if (m.type === 'reset-server') {
+    forwarder.resetServer(m.serverId);
   } else if (m.type === 'conns') {
     const sessions: SessionInfo[] = [];
     let more = false;

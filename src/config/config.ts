@@ -284,6 +284,7 @@ function healthCheck(v: unknown, path: string): HealthCheckSpec {
     ),
     ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a port') } : {}),
     ...(o.expectBody !== undefined ? { expectBody: string(o.expectBody, join(path, 'expectBody')) } : {}),
+    ...(o.resetOnDown !== undefined ? { resetOnDown: boolean(o.resetOnDown, join(path, 'resetOnDown')) } : {}),
   };
   if (spec.timeout > spec.interval)
     throw new ConfigError(

@@ -41,6 +41,8 @@ export type ToForwarder =
   | { type: 'sync-snapshot'; id: number }
   /** HA: drop the sessions installed by sync (a full reload follows). */
   | { type: 'sync-flush'; id: number }
+  /** Health check with resetOnDown: end the real server's sessions with RSTs. */
+  | { type: 'reset-server'; serverId: number }
   /** `tunvs conns`: up to `limit` sessions matching the filter. */
   | { type: 'conns'; id: number; filter: ConnFilter; limit: number };
 

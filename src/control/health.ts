@@ -30,6 +30,7 @@ interface Checker {
   timer: NodeJS.Timeout;
   state: ServerHealth;
   busy: boolean;
+  ids: { service: number; server: number };
 }
 
 /** One check: resolves with an error text, or undefined when it passed. */
@@ -76,10 +77,10 @@ export function healthKey(serviceId: number, serverId: number): string {
 export class HealthMonitor {
   private readonly checkers = new Map<string, Checker>();
 
-  /** `onChange` runs after any server went up or down. */
+  /** `onChange` runs after a server went up or down. */
   constructor(
     private readonly logger: Logger,
-    private readonly onChange: () => void,
+    private readonly onChange: (serviceId: number, serverId: number, up: boolean, spec: HealthCheckSpec) => void,
   ) {}
 
   /** Start, keep or stop checkers to match `services` (start-up and every reload). */
@@ -89,6 +90,7 @@ export class HealthMonitor {
       if (!s.healthCheck) continue;
       for (const rs of s.realServers) {
         const key = healthKey(s.id, rs.id);
+        const ids = { service: s.id, server: rs.id };
         want.add(key);
         const old = this.checkers.get(key);
         const spec = s.healthCheck;
@@ -103,6 +105,7 @@ export class HealthMonitor {
           // A server starts up (as without checks) and has to fail `fall` times to go down.
           state: old?.state ?? { up: true, okStreak: 0, failStreak: 0, transitions: 0, checks: 0 },
           timer: setInterval(() => void this.check(c, `${s.name} ${rs.address}:${rs.port}`), spec.interval * 1000),
+          ids,
         };
         c.timer.unref();
         this.checkers.set(key, c);
@@ -143,7 +146,7 @@ export class HealthMonitor {
       check: c.spec.type,
       ...(err ? { error: err } : {}),
     });
-    this.onChange();
+    this.onChange(c.ids.service, c.ids.server, st.up, c.spec);
   }
 
   /** Health of a real server of a service (undefined: not checked). */

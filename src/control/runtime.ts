@@ -80,7 +80,12 @@ export class Runtime {
 
   constructor(private readonly opts: RunOptions) {
     this.system = new SystemChanges((m) => opts.logger.log('warn', m));
-    this.health = new HealthMonitor(opts.logger, () => this.pushServices());
+    this.health = new HealthMonitor(opts.logger, (_service, server, up, spec) => {
+      this.pushServices();
+      if (!up && spec.resetOnDown === true) {
+        for (const w of this.workers) w.thread.postMessage({ type: 'reset-server', serverId: server });
+      }
+    });
   }
 
   /** Send the services to the forwarders as health makes them (down servers at weight 0). */

@@ -54,7 +54,14 @@ import {
   R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, STATE_NAMES, TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
+import {
+  S_CLOSE,
+  S_ESTABLISHED,
+  S_TIME_WAIT,
+  STATE_NAMES,
+  TIMEOUTS_DEFAULT_SEC,
+  type TimeoutsSec,
+} from '../conn/state.js';
 import { SessionTable } from '../conn/table.js';
 import { AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
@@ -483,16 +490,50 @@ export class Engine {
       stateOf(rec, base) === S_ESTABLISHED &&
       (rec[base + R_META]! & 0xff) === IPPROTO_TCP
     ) {
-      const af = (rec[base + R_META]! >>> 8) & 0xff;
-      const inPorts = rec[base + R_IN_PORTS]!;
-      const outPorts = rec[base + R_OUT_PORTS]!;
-      const toClient = rec[base + R_CLI_ACK]!;
-      const toRs = rec[base + R_RS_ACK]!;
-      this.emitRst(af, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, inPorts, toClient);
-      this.emitRst(af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, outPorts, toRs);
+      this.resetBoth(base);
     }
     uncountSession(c, base);
     this.counters[C_SESSIONS_EXPIRED] = this.counters[C_SESSIONS_EXPIRED]! + 1;
+  }
+
+  /** RST to the client and to the real server of session `base`, each with the sequence
+   * number it expects next. */
+  private resetBoth(base: number): void {
+    const rec = this.table.rec;
+    const af = (rec[base + R_META]! >>> 8) & 0xff;
+    const inPorts = rec[base + R_IN_PORTS]!;
+    const outPorts = rec[base + R_OUT_PORTS]!;
+    this.emitRst(af, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, inPorts, rec[base + R_CLI_ACK]!);
+    this.emitRst(af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, outPorts, rec[base + R_RS_ACK]!);
+  }
+
+  /**
+   * End the sessions of real server `rsId` (its health check failed and the service asks for
+   * resets): RST to both sides of each open TCP session, then the session goes. Stops when the
+   * emit ring cannot take two more RSTs; returns how many were ended, and whether any remain
+   * (the caller writes the RSTs out and calls again).
+   */
+  resetServer(rsId: number): { ended: number; more: boolean } {
+    const c = this.ctx;
+    const rec = this.table.rec;
+    let ended = 0;
+    for (let r = 0; r < this.table.capacity; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) === 0 || (rec[base + R_SVC_RS]! & 0xffff) !== rsId) continue;
+      const tcp = (rec[base + R_META]! & 0xff) === IPPROTO_TCP;
+      const st = stateOf(rec, base);
+      const open = tcp && st !== S_TIME_WAIT && st !== S_CLOSE;
+      if (open && this.isMaster) {
+        if (this.emitCount + 2 > this.emit.slots) return { ended, more: true };
+        this.resetBoth(base);
+      }
+      c.sync?.onRemove(base);
+      uncountSession(c, base);
+      this.table.remove(r);
+      this.counters[C_SESSIONS_EXPIRED] = this.counters[C_SESSIONS_EXPIRED]! + 1;
+      ended++;
+    }
+    return { ended, more: false };
   }
 
   /** Queue an RST from the address at src0/srcHi to dst0/dstHi; `ports` is a key-block

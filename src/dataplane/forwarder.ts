@@ -97,6 +97,17 @@ export class Forwarder {
     }
   }
 
+  /** End every session of real server `rsId` with RSTs to both sides (health check failed). */
+  resetServer(rsId: number): number {
+    let ended = 0;
+    for (;;) {
+      const r = this.engine.resetServer(rsId);
+      ended += r.ended;
+      this.flushEmitted();
+      if (!r.more) return ended;
+    }
+  }
+
   close(): void {
     this.queue.close();
   }

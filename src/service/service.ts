@@ -87,6 +87,8 @@ export interface HealthCheckSpec {
   path: string;
   expectStatus: number;
   expectBody?: string;
+  /** When a server goes down, end its sessions with RSTs to both sides (default: they go on). */
+  resetOnDown?: boolean;
 }
 
 export const HEALTH_DEFAULT: Readonly<HealthCheckSpec> = {

@@ -1,0 +1,38 @@
+/** Health check resetOnDown: every session of a real server ends with an RST to each side. */
+
+import { expect, it } from 'vitest';
+import { Driver, makeEngine, V4 } from '../helpers/engine.js';
+import { ACK, checksumsOk, parse, RST, SYN, tcp } from '../helpers/packets.js';
+
+it('resetServer ends the real server’s sessions: RSTs with the expected seq, then they are gone', () => {
+  const d = new Driver(makeEngine());
+  const opened: { cport: number; lport: number; lbIsn: number }[] = [];
+  for (const cport of [40001, 40002, 40003]) {
+    const synOut = parse(
+      d.forward(tcp({ src: V4.client, dst: V4.vip, sport: cport, dport: 80, seq: 100, ack: 0, flags: SYN })),
+    );
+    const lport = synOut.sport;
+    d.forward(
+      tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: lport, seq: 700, ack: synOut.seq + 1, flags: SYN | ACK }),
+    );
+    d.forward(tcp({ src: V4.client, dst: V4.vip, sport: cport, dport: 80, seq: 101, ack: 701, flags: ACK }));
+    opened.push({ cport, lport, lbIsn: synOut.seq });
+  }
+  const rsId = d.engine.describe([...d.engine.sessionIds()][0]!).realServerId;
+  const r = d.engine.resetServer(rsId);
+  expect(r).toEqual({ ended: 3, more: false });
+  expect(d.engine.sessionCount).toBe(0);
+  expect(d.engine.emitCount).toBe(6);
+  const rsts = Array.from({ length: 6 }, (_, i) => parse(d.engine.emit.get(i)));
+  for (let i = 0; i < 6; i++) expect(checksumsOk(d.engine.emit.get(i))).toEqual({ ip: true, l4: true });
+  for (const o of opened) {
+    const toClient = rsts.find((p) => p.dport === o.cport)!;
+    expect([toClient.sport, toClient.flags, toClient.seq]).toEqual([80, RST, 701]);
+    const toRs = rsts.find((p) => p.sport === o.lport)!;
+    expect([toRs.dport, toRs.flags, toRs.seq]).toEqual([8080, RST, (o.lbIsn + 1) >>> 0]);
+  }
+  // The flows are gone: their next packet finds no session.
+  expect(
+    d.send(tcp({ src: V4.client, dst: V4.vip, sport: 40001, dport: 80, seq: 101, ack: 701, flags: ACK })).verdict,
+  ).toBe(1);
+});
