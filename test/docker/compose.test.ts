@@ -91,7 +91,8 @@ describe.skipIf(!root)('docker-compose lab (root, Docker engine)', () => {
       ctx.skip();
     }
     const seen = new Set<string>();
-    for (let i = 0; i < 6; i++) {
+    // rr runs per worker (each has its own cursor), so give both workers a few rounds.
+    for (let i = 0; i < 30; i++) {
       const body = client(['curl', '-fsS', '--max-time', '5', 'http://198.18.0.100/']);
       expect(body).toMatch(/^rs[123] saw client 198\.18\.10\.100:\d+$/m);
       seen.add(body.split(' ')[0]!);
