@@ -53,4 +53,6 @@ The lab is still up. Explore it:
   node dist/src/cli/main.js list --stats --admin /run/tunvs-lab/tvs-/admin.sock
 Tear it down with:
   npm run lab:down
+Then see the active/standby pair survive a failover under load (keepalived + Redis sync):
+  node dist/src/cli/main.js lab failover
 `);
