@@ -75,12 +75,6 @@ export function serveAdminTcp(host: string, port: number, token: string, handle:
   return server;
 }
 
-/** Where the CLI talks to: a unix socket path, or tcp://host:port (then with a token). */
-export interface AdminTarget {
-  path: string;
-  token?: string;
-}
-
 /** Send one request and return the reply; rejects with a message that says what to check.
  * `path` is the unix socket, or tcp://host:port with `token`. */
 export function adminRequest(

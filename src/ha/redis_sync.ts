@@ -23,10 +23,10 @@
 import { Redis } from 'ioredis';
 import type { HaConfig } from '../config/config.js';
 import { rateLimited, type Logger } from '../control/log.js';
-import { R_OUT, R_OUT_HI, R_OUT_PORTS, R_META } from '../conn/layout.js';
+import { R_OUT_PORTS } from '../conn/layout.js';
 import { ROLE_BACKUP, ROLE_MASTER } from '../dataplane/engine.js';
 import { followNotifyFifo } from './notify_fifo.js';
-import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SYNC_WORDS, syncWord, type SyncRing } from './session_sync.js';
+import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SYNC_WORDS, syncOutKey, type SyncRing } from './session_sync.js';
 
 export const TICK_MS = 100;
 const LOG_EVERY_MS = 10_000;
@@ -65,12 +65,9 @@ export interface HaStatus {
   lastError?: string;
 }
 
+/** The hash field of a session: its OUT key's 40 bytes. */
 function fieldOf(rec: Int32Array, off: number): Buffer {
-  const f = Buffer.alloc(40);
-  f.writeInt32LE(rec[off + R_META]! & 0xffff, 0);
-  for (let i = 0; i < 3; i++) f.writeInt32LE(rec[off + R_OUT + i]!, 4 + 4 * i);
-  for (let i = 0; i < 6; i++) f.writeInt32LE(rec[off + syncWord(R_OUT_HI + i)]!, 16 + 4 * i);
-  return f;
+  return Buffer.from(syncOutKey(rec, off, new Int32Array(10)).buffer);
 }
 
 function asBuffer(a: Int32Array): Buffer {

@@ -11,8 +11,8 @@
  *   either   snapshot(): every published session, for a full resync.
  *
  * A sync record is the session record minus what is local to one LB (timer links, expiry,
- * local service / real-server ids, flags other than "RS ISN known"): SYNC_WORDS words, see
- * SYNC_LAYOUT. The real server is named by its address and port (the OUT key), so the two
+ * local service / real-server ids, flags other than "RS ISN known"): SYNC_WORDS words, record
+ * words 0–13 then 16–27 (syncWord maps one to the other). The real server is named by its address and port (the OUT key), so the two
  * LBs need not number their services and servers alike; they must have the same services,
  * local addresses and worker count (the local port says which worker owns a session).
  */
@@ -62,6 +62,15 @@ export const OP_DELETE = 2;
 /** Sync-record word of record word w (w in 0–13 or 16–27). */
 export function syncWord(w: number): number {
   return w < LINE1_WORDS ? w : w - R_LINE2 + LINE1_WORDS;
+}
+
+/** The OUT lookup key (layout.ts "Lookup key") of the sync record at `s`: the session's
+ * identity on the local side, unique on an LB. Returns `key`. */
+export function syncOutKey(ev: Int32Array, s: number, key: Int32Array): Int32Array {
+  key[0] = ev[s + R_META]! & 0xffff;
+  for (let i = 0; i < KEY_LO_WORDS; i++) key[1 + i] = ev[s + R_OUT + i]!;
+  for (let i = 0; i < KEY_BLOCK_WORDS - KEY_LO_WORDS; i++) key[1 + KEY_LO_WORDS + i] = ev[s + syncWord(R_OUT_HI + i)]!;
+  return key;
 }
 
 export function copyToSync(rec: Int32Array, base: number, out: Int32Array, off: number): void {
@@ -289,10 +298,7 @@ export class SessionSync {
       const meta = events[s + R_META]!;
       const af = (meta >>> 8) & 0xff;
       const blockWords = af === AF_INET6 ? KEY_BLOCK_WORDS : KEY_LO_WORDS;
-      // OUT lookup key from the record's OUT block: [meta key, ports, rip0, lip0, rip1, lip1, ...]
-      key[0] = meta & 0xffff;
-      for (let i = 0; i < KEY_LO_WORDS; i++) key[1 + i] = events[s + R_OUT + i]!;
-      for (let i = 0; i < 6; i++) key[1 + KEY_LO_WORDS + i] = events[s + syncWord(R_OUT_HI + i)]!;
+      syncOutKey(events, s, key);
       let r = table.find(key, blockWords, DIR_OUT, table.hashKey(key, blockWords));
       if (op === OP_DELETE) {
         if (r >= 0) {

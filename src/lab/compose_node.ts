@@ -104,7 +104,7 @@ async function lb(node: 'lb-a' | 'lb-b'): Promise<void> {
   say('tunvs and keepalived running');
 }
 
-async function rs(name: string): Promise<void> {
+function rs(name: string): void {
   ip(['route', 'replace', '198.18.2.0/24', 'via', LAB.float.rs4]);
   // The reader attaches to a cgroup v2; a privileged container can mount the hierarchy itself.
   const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(' - cgroup2 ');
@@ -150,7 +150,6 @@ async function rs(name: string): Promise<void> {
     ],
     () => void stop(1),
   );
-  await Promise.resolve();
 }
 
 async function stop(code: number): Promise<void> {
@@ -186,7 +185,7 @@ process.on('SIGINT', () => void stop(0));
 
 try {
   if (role === 'lb-a' || role === 'lb-b') await lb(role);
-  else if (/^rs[1-3]$/.test(role)) await rs(role);
+  else if (/^rs[1-3]$/.test(role)) rs(role);
   else if (role === 'client') {
     ip(['route', 'replace', '198.18.0.0/24', 'via', LAB.float.up4]);
     say(`routes the VIPs via ${LAB.float.up4}; try: curl http://${LAB.vip4}/`);
