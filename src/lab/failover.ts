@@ -6,13 +6,12 @@
  * failback the same way. Everything is bounded in time; the lab stays up afterwards.
  */
 
-import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import { packageRoot, distSrc } from '../paths.js';
 import { labDown, labUp } from './lab.js';
-import { inNs, isAlive, listNamespaces } from './netns.js';
+import { inNs, isAlive, listNamespaces, runInNs } from './netns.js';
 import { haStatusOf, labPid, recordingStarter, runTunvs } from './pair.js';
 import { nsName, readState, type LabState } from './state.js';
 import { LAB } from './topology.js';
@@ -21,15 +20,9 @@ const STREAMS = 200;
 const STREAM_SECONDS = 22;
 const LOAD_SECONDS = 18;
 
-function background(prefix: string, args: string[]): Promise<string> {
-  return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', nsName(prefix, 'client'), process.execPath, ...args], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', () => resolve(out));
-  });
+/** A Node program in the client namespace, in the background; resolves with its stdout. */
+async function background(prefix: string, args: string[]): Promise<string> {
+  return (await runInNs(nsName(prefix, 'client'), [process.execPath, ...args])).out;
 }
 
 async function rxPackets(state: LabState, node: 'lb-a' | 'lb-b'): Promise<number> {

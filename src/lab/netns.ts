@@ -20,6 +20,20 @@ export function inNs(ns: string, args: string[], timeoutMs = 30_000): string {
   });
 }
 
+/** Run `args` inside namespace `ns` without waiting: resolves with the exit code and the
+ * output (stdout; stderr too when `withStderr`). */
+export function runInNs(ns: string, args: string[], withStderr = false): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('ip', ['netns', 'exec', ns, ...args], {
+      stdio: ['ignore', 'pipe', withStderr ? 'pipe' : 'ignore'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
 /** Apply many `ip` commands at once (ip -batch), optionally inside a namespace. */
 export function ipBatch(lines: string[], ns?: string): void {
   if (lines.length === 0) return;

@@ -8,13 +8,12 @@
  * Needs root; builds and removes its own lab.
  */
 
-import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { ipBatch, stopPid } from '../../src/lab/netns.js';
+import { ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
 import {
   haStatusOf,
   labPid,
@@ -45,15 +44,7 @@ interface StreamResult {
 
 /** Run a client program in the client namespace in the background; resolves with its stdout. */
 function inClient(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', nsName(prefix, 'client'), process.execPath, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
+  return runInNs(nsName(prefix, 'client'), [process.execPath, ...args], true);
 }
 
 /** `connections` streams for `seconds`; `ready` once all are connected. */

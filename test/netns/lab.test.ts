@@ -24,7 +24,7 @@ import {
   readState,
   type LabState,
 } from '../../src/lab/lab.js';
-import { inNs, isAlive } from '../../src/lab/netns.js';
+import { inNs, isAlive, runInNs } from '../../src/lab/netns.js';
 import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
 import { distSrc } from '../../src/paths.js';
 
@@ -46,22 +46,15 @@ async function stats(): Promise<Record<string, Record<string, number>>> {
 }
 
 /** stream_check from the client to the echo VIP, in the background; resolves with its JSON. */
-function streamsInBackground(connections: number, seconds: number): Promise<string> {
-  return new Promise((resolve) => {
-    const args = [
-      join(distSrc(), 'lab', 'stream_check.js'),
-      LAB.vip4,
-      String(LAB.echoPort),
-      String(connections),
-      String(seconds),
-    ];
-    const p = spawn('ip', ['netns', 'exec', nsName(prefix, 'client'), process.execPath, ...args], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('close', () => resolve(out));
-  });
+async function streamsInBackground(connections: number, seconds: number): Promise<string> {
+  const args = [
+    join(distSrc(), 'lab', 'stream_check.js'),
+    LAB.vip4,
+    String(LAB.echoPort),
+    String(connections),
+    String(seconds),
+  ];
+  return (await runInNs(nsName(prefix, 'client'), [process.execPath, ...args])).out;
 }
 
 function tunvsPid(): number {
