@@ -28,7 +28,7 @@ export function runInNs(ns: string, args: string[], withStderr = false): Promise
       stdio: ['ignore', 'pipe', withStderr ? 'pipe' : 'ignore'],
     });
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     child.on('close', (code) => resolve({ code: code ?? 1, out }));
   });
