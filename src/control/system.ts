@@ -12,7 +12,7 @@ import type { ResolvedService } from '../service/service.js';
 
 export class SystemChanges {
   private readonly undo: (() => void)[] = [];
-  private readonly routes = new Set<string>();
+  private readonly routes = new Map<string, Route>();
 
   constructor(private readonly log: (msg: string) => void) {}
 
@@ -62,33 +62,39 @@ export class SystemChanges {
 
   /** Route one address (/32 or /128) into the device. */
   route(af: number, words: ArrayLike<number>, dev: string): void {
-    const addr = formatAddress(af, words);
-    const prefix = af === AF_INET ? `${addr}/32` : `${addr}/128`;
-    const key = `${prefix} ${dev}`;
-    if (this.routes.has(key)) return;
-    const fam = af === AF_INET ? '-4' : '-6';
-    execFileSync('ip', [fam, 'route', 'replace', prefix, 'dev', dev], { stdio: 'pipe' });
-    this.routes.add(key);
-    this.undo.push(() => {
-      try {
-        execFileSync('ip', [fam, 'route', 'del', prefix, 'dev', dev], { stdio: 'pipe' });
-      } catch {
-        // Gone with the device already.
-      }
-      this.routes.delete(key);
-    });
+    const r = routeOf(af, words, dev);
+    if (this.routes.has(r.key)) return;
+    execFileSync('ip', [r.family, 'route', 'replace', r.prefix, 'dev', dev], { stdio: 'pipe' });
+    this.routes.set(r.key, r);
   }
 
-  /** Routes for every VIP and local address of `services`. */
+  /** Exactly the routes of every VIP and local address of `services`: new ones added, those
+   * no service uses any more (a reload or edit removed them) withdrawn. */
   routeServices(services: readonly ResolvedService[], dev: string): void {
+    const wanted = new Set<string>();
     for (const s of services) {
-      this.route(s.af, s.vip, dev);
-      for (const l of s.laddrs) this.route(s.af, l, dev);
+      for (const a of [s.vip, ...s.laddrs]) {
+        this.route(s.af, a, dev);
+        wanted.add(routeOf(s.af, a, dev).key);
+      }
+    }
+    for (const [key, r] of this.routes) {
+      if (r.dev === dev && !wanted.has(key)) this.withdraw(r);
     }
   }
 
-  /** Undo everything, newest first. Never throws. */
+  private withdraw(r: Route): void {
+    try {
+      execFileSync('ip', [r.family, 'route', 'del', r.prefix, 'dev', r.dev], { stdio: 'pipe' });
+    } catch {
+      // Gone with the device already.
+    }
+    this.routes.delete(r.key);
+  }
+
+  /** Undo everything: the routes, then the rest newest first. Never throws. */
   restore(): void {
+    for (const r of this.routes.values()) this.withdraw(r);
     while (this.undo.length > 0) {
       const f = this.undo.pop()!;
       try {
@@ -98,4 +104,17 @@ export class SystemChanges {
       }
     }
   }
+}
+
+interface Route {
+  key: string;
+  family: '-4' | '-6';
+  prefix: string;
+  dev: string;
+}
+
+function routeOf(af: number, words: ArrayLike<number>, dev: string): Route {
+  const addr = formatAddress(af, words);
+  const prefix = af === AF_INET ? `${addr}/32` : `${addr}/128`;
+  return { key: `${prefix} ${dev}`, family: af === AF_INET ? '-4' : '-6', prefix, dev };
 }

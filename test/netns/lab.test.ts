@@ -400,6 +400,27 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);
   }, 120_000);
 
+  it('removing a service withdraws the routes of its VIP and local addresses at once (others stay)', () => {
+    const lbA = nsName(prefix, 'lb-a');
+    const routes = (): string =>
+      execFileSync('ip', ['-n', lbA, 'route'], { encoding: 'utf8' }) +
+      execFileSync('ip', ['-n', lbA, '-6', 'route'], { encoding: 'utf8' });
+    const cli = (args: string[]): number =>
+      spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket]).status ??
+      1;
+    const add = ['service', 'add', 'tmp', '--vip', '198.18.0.199', '--port', '80', '--laddr', '198.18.2.199'];
+    expect(cli([...add, '--laddr', LAB.laddrs4[0]])).toBe(0);
+    expect(routes()).toContain('198.18.0.199 dev tunvs0');
+    expect(routes()).toContain('198.18.2.199 dev tunvs0');
+    expect(cli(['service', 'delete', 'tmp'])).toBe(0);
+    const after = routes();
+    expect(after).not.toContain('198.18.0.199');
+    expect(after).not.toContain('198.18.2.199');
+    // The local address tmp shared with the lab's services, and theirs, stay routed.
+    for (const a of [LAB.vip4, LAB.vip6, ...LAB.laddrs4, ...LAB.laddrs6]) expect(after).toContain(`${a} dev tunvs0`);
+    expect(labCurl(prefix, 4, 3)).toMatch(/saw client 198\.18\.100\.10/); // still serving
+  });
+
   it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
     const main = join(distSrc(), 'cli', 'main.js');
     const asNobody = spawnSync(
