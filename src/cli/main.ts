@@ -114,6 +114,11 @@ function options(args: string[], name: string): string[] {
 
 class UsageError extends Error {}
 
+/** An argument no option of the command took is a mistake: say which, before acting. */
+function noneLeft(args: string[]): void {
+  if (args.length > 0) throw new UsageError(`unexpected argument${args.length > 1 ? 's' : ''}: ${args.join(' ')}`);
+}
+
 /** ADDR:PORT or [V6]:PORT. */
 function hostPort(v: string | undefined, what: string): { address: string; port: number } {
   const m = v === undefined ? null : /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
@@ -186,6 +191,7 @@ function rs(args: string[], log: (line: string) => void): number {
     if (k6 !== undefined) opts.kindV6 = opts.kindV6Alt = k6;
     if (flag(args, '--no-saved-syn')) opts.savedSyn = false;
     opts.trusted = options(args, '--trust');
+    noneLeft(args);
     const r = attachReader(cgroup, opts, create);
     log(
       r.created
@@ -199,13 +205,16 @@ function rs(args: string[], log: (line: string) => void): number {
     const all = flag(args, '--all');
     const cgroup = option(args, '--cgroup');
     if (!all && cgroup === undefined) throw new UsageError('rs detach needs --cgroup PATH or --all');
+    noneLeft(args);
     const n = all ? detachAll() : detachReader(cgroup!);
     log(n > 0 ? `TOA reader detached (${n} programs)` : 'the TOA reader was not attached there');
     return 0;
   }
   if (sub === 'status') {
+    const json = flag(args, '--json');
+    noneLeft(args);
     const list = readerStatus();
-    log(flag(args, '--json') ? JSON.stringify(list, null, 2) : formatStatus(list));
+    log(json ? JSON.stringify(list, null, 2) : formatStatus(list));
     return 0;
   }
   if (sub === 'exec') {
@@ -213,7 +222,9 @@ function rs(args: string[], log: (line: string) => void): number {
     if (cgroup === undefined) throw new UsageError('rs exec needs --cgroup PATH');
     if (command.length === 0)
       throw new UsageError('rs exec needs the command after --: tunvs rs exec --cgroup P -- CMD');
-    if (flag(args, '--attach')) attachReader(cgroup, {}, true);
+    const attach = flag(args, '--attach');
+    noneLeft(args);
+    if (attach) attachReader(cgroup, {}, true);
     joinCgroup(cgroup);
     return sockAddon().execvp(command[0]!, command.slice(1));
   }
@@ -229,6 +240,12 @@ function positiveInt(v: string | undefined, name: string): number | undefined {
 
 async function main(argv: string[]): Promise<number> {
   const args = [...argv];
+  // --help anywhere before a `--` (after it, it belongs to the command of rs exec)
+  const dash = args.indexOf('--');
+  if ((dash >= 0 ? args.slice(0, dash) : args).some((a) => a === '--help' || a === '-h')) {
+    console.log(HELP);
+    return 0;
+  }
   const cmd = args.shift() ?? 'help';
   const prefix = option(args, '--prefix') ?? 'tvs-';
   const adminPath = option(args, '--admin') ?? DEFAULTS.adminSocket;
@@ -241,6 +258,7 @@ async function main(argv: string[]): Promise<number> {
       const configPath = option(args, '--config');
       if (configPath === undefined) throw new UsageError('run needs --config FILE');
       const workers = positiveInt(option(args, '--workers'), '--workers');
+      noneLeft(args);
       const rt = new Runtime({ configPath, logger: stderrLogger, ...(workers !== undefined ? { workers } : {}) });
       await rt.start();
       return -1; // keep running until a signal
@@ -251,6 +269,7 @@ async function main(argv: string[]): Promise<number> {
       const stats = flag(args, '--stats');
       const rate = flag(args, '--rate');
       flag(args, '-n'); // numeric output is the only output
+      noneLeft(args);
       const reply = await ask(cmd === 'list' ? { cmd, stats, rate } : { cmd });
       if (json) console.log(JSON.stringify(cmd === 'list' ? reply.services : reply, null, 2));
       else if (cmd === 'list') console.log(reply.text);
@@ -279,27 +298,32 @@ async function main(argv: string[]): Promise<number> {
         const offload = !flag(args, '--no-offload');
         const reader = !flag(args, '--no-reader');
         const ha = flag(args, '--ha');
+        noneLeft(args);
         await labUp({ prefix, workers, steering, offload, reader, ha, log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }
       if (sub === 'down') {
+        noneLeft(args);
         await labDown(prefix, log);
         return 0;
       }
       if (sub === 'status') {
+        noneLeft(args);
         log(await labStatus(prefix));
         return 0;
       }
       if (sub === 'curl') {
         const family = flag(args, '-6') ? 6 : 4;
         const count = positiveInt(option(args, '--count'), '--count') ?? 1;
+        noneLeft(args);
         process.stdout.write(labCurl(prefix, family, count));
         return 0;
       }
       if (sub === 'toa') {
         const family = flag(args, '-6') ? 6 : 4;
         const count = positiveInt(option(args, '--count'), '--count') ?? 3;
+        noneLeft(args);
         const { observed } = await labToa(prefix, family, count);
         for (const o of observed) {
           const toa = o.toa ? `${o.toa.address}:${o.toa.port} (TOA kind ${o.toa.kind})` : 'no TOA captured';
@@ -313,10 +337,12 @@ async function main(argv: string[]): Promise<number> {
         const connections = positiveInt(option(args, '--connections'), '--connections') ?? 50;
         const seconds = positiveInt(option(args, '--duration'), '--duration') ?? 10;
         if (seconds > 600) throw new UsageError('--duration is at most 600 seconds (every load run is bounded)');
+        noneLeft(args);
         return labLoad(prefix, family, connections, seconds);
       }
       if (sub === 'failover') {
         const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
+        noneLeft(args);
         return labFailover(prefix, workers, log);
       }
       throw new UsageError(`lab needs one of: up, down, status, curl, toa, load, failover (got ${sub ?? 'nothing'})`);
@@ -326,6 +352,7 @@ async function main(argv: string[]): Promise<number> {
     case 'service':
     case 'server': {
       const req = editRequest(cmd, args);
+      noneLeft(args);
       await ask({ cmd: 'edit', ...req });
       log(`${cmd} ${String(req.op).replace(/-.*/, '')}: done (running config; the file is unchanged)`);
       return 0;
@@ -339,6 +366,7 @@ async function main(argv: string[]): Promise<number> {
         if (v !== undefined) filter[k] = v;
       }
       const limit = positiveInt(option(args, '--limit'), '--limit') ?? 1000;
+      noneLeft(args);
       const reply = (await ask({ cmd: 'conns', filter, limit })) as {
         sessions: unknown[];
         more: boolean;
@@ -351,12 +379,15 @@ async function main(argv: string[]): Promise<number> {
     case 'role': {
       const role = args.shift();
       if (role === undefined) throw new UsageError('role needs master, backup or fault');
+      noneLeft(args);
       const reply = (await ask({ cmd: 'role', role })) as { ha: { role: string } };
       log(`role: ${reply.ha.role}`);
       return 0;
     }
     case 'ha': {
       const sub = args.shift() ?? 'status';
+      const json = flag(args, '--json');
+      noneLeft(args);
       if (sub === 'check') {
         try {
           const reply = (await ask({ cmd: 'ha' }, 900)) as { ha: { ready: boolean } };
@@ -367,13 +398,11 @@ async function main(argv: string[]): Promise<number> {
       }
       if (sub !== 'status') throw new UsageError(`ha needs status or check (got ${sub})`);
       const reply = (await ask({ cmd: 'ha' })) as { ha: Record<string, unknown> };
-      if (flag(args, '--json')) log(JSON.stringify(reply.ha, null, 2));
+      if (json) log(JSON.stringify(reply.ha, null, 2));
       else for (const [k, v] of Object.entries(reply.ha)) log(`${k.padEnd(16)} ${String(v)}`);
       return 0;
     }
     case 'help':
-    case '--help':
-    case '-h':
       console.log(HELP);
       return 0;
     default:
