@@ -70,6 +70,18 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
     LAB.bridges.flatMap((b) => [`link add ${b} type bridge`, `link set ${b} up`]),
     sw,
   );
+  // The switch only switches: where br_netfilter is loaded (Docker loads it) bridged frames
+  // would otherwise pass the iptables hooks too, and every path's cost would depend on
+  // whether Docker ran on this machine before. (-e: the keys exist only with the module.)
+  inNs(sw, [
+    'sysctl',
+    '-q',
+    '-e',
+    '-w',
+    'net.bridge.bridge-nf-call-iptables=0',
+    'net.bridge.bridge-nf-call-ip6tables=0',
+    'net.bridge.bridge-nf-call-arptables=0',
+  ]);
   for (const n of nodes) {
     const ns = nsName(o.prefix, n.name);
     const swSide: string[] = [];
