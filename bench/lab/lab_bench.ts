@@ -5,7 +5,8 @@
  *   direct    client → router → lb-b routing plainly → rs1 (no load balancer)
  *   nftables  kernel FULLNAT on lb-b: dnat to rs1, snat to a local address (conntrack)
  *   haproxy   haproxy in TCP mode on lb-b
- *   tunvs     tunvs on lb-a (2 forwarder threads)
+ *   tunvs     tunvs on lb-a (2 forwarder threads: workers = cores, the default)
+ *   tunvs-1w  the same with one forwarder thread (restarted around its measurement)
  *   ctun      bench/ctun/ctun.c on lb-a: the smallest TUN forwarder that can do FULLNAT (one
  *             thread, no TOA, no session table): what the TUN design itself costs here
  *
@@ -25,14 +26,15 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { labDown, labSpawn, labUp, nsName, readState } from '../../src/lab/lab.js';
-import { inNs, ipBatch } from '../../src/lab/netns.js';
+import { inNs, ipBatch, stopPid } from '../../src/lab/netns.js';
+import { labPid, recordingStarter, runTunvs } from '../../src/lab/pair.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
 
 const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 5);
-const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'ctun'] as const;
+const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'tunvs-1w', 'ctun'] as const;
 const ONLY = (process.env.BENCH_PATHS ?? PATH_NAMES.join(',')).split(',').map((x) => x.trim());
 for (const n of ONLY) {
   if (!(PATH_NAMES as readonly string[]).includes(n))
@@ -51,6 +53,9 @@ interface Path {
   iperfHost?: string;
   /** PID of the LB process whose CPU is measured (none for kernel paths). */
   pid?: () => number;
+  /** Set the path up just before its measurement and take it down after. */
+  before?: () => Promise<void> | void;
+  after?: () => Promise<void> | void;
 }
 
 const client = (args: string[], timeoutSec: number): Record<string, number> =>
@@ -107,8 +112,11 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
   // nftables FULLNAT on lb-b: VIP 198.18.1.110 → rs1, source rewritten to 198.18.3.1.
   ipBatch(['route add 198.18.1.110/32 via 198.18.10.12', 'route add 198.18.1.120/32 via 198.18.10.12'], ns('router'));
   ipBatch([`route add 198.18.3.0/24 via ${LB_B_RS}`], ns('rs1'));
-  execFileSync('ip', ['netns', 'exec', ns('lb-b'), 'nft', '-f', '-'], {
-    input: `table ip tunvs_bench {
+  // Loaded only while nftables is measured: its nat chains turn conntrack on for every packet
+  // through lb-b, haproxy's too.
+  const nftOn = (): void => {
+    execFileSync('ip', ['netns', 'exec', ns('lb-b'), 'nft', '-f', '-'], {
+      input: `table ip tunvs_bench {
   chain pre {
     type nat hook prerouting priority dstnat; policy accept;
     ip daddr 198.18.1.110 tcp dport 80 dnat to ${RS1}:8080
@@ -120,7 +128,11 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
   }
 }
 `,
-  });
+    });
+  };
+  const nftOff = (): void => {
+    execFileSync('ip', ['netns', 'exec', ns('lb-b'), 'nft', 'delete', 'table', 'ip', 'tunvs_bench']);
+  };
 
   // haproxy on lb-b: VIP 198.18.1.120 as a local address.
   ipBatch(['addr add 198.18.1.120/32 dev lo'], ns('lb-b'));
@@ -161,15 +173,22 @@ backend iperf
     realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
 `,
   );
-  const tunvsPid = state.procs.find((p) => p.name === 'tunvs-lb-a')!.pid;
-  process.kill(tunvsPid, 'SIGHUP');
+  process.kill(labPid(state, 'tunvs-lb-a')!, 'SIGHUP');
   await new Promise((r) => setTimeout(r, 2000));
+  const tunvsPid = (): number => labPid(readState(PREFIX)!, 'tunvs-lb-a')!;
+  // tunvs-1w: the same config with one forwarder thread; tunvs restarted around it.
+  const restartTunvs = async (workers: number): Promise<void> => {
+    await stopPid(tunvsPid());
+    writeFileSync(lbConfig, readFileSync(lbConfig, 'utf8').replace(/^workers: \d+$/m, `workers: ${workers}`));
+    const now = readState(PREFIX)!;
+    await runTunvs(now, 'lb-a', now.adminSocket, recordingStarter(now));
+  };
 
   const ctunPid = startCtun(state.dir);
 
   const all: Path[] = [
     { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5211 },
-    { name: 'nftables', host: '198.18.1.110', httpPort: 80, iperfPort: 5212 },
+    { name: 'nftables', host: '198.18.1.110', httpPort: 80, iperfPort: 5212, before: nftOn, after: nftOff },
     { name: 'haproxy', host: '198.18.1.120', httpPort: 80, iperfPort: 5213, pid: () => haproxy },
     // iperf3 through tunvs uses the lab's own iperf3 service (VIP 198.18.0.100:5201 → rs1).
     {
@@ -178,13 +197,24 @@ backend iperf
       httpPort: 80,
       iperfPort: 5201,
       iperfHost: '198.18.0.100',
-      pid: () => tunvsPid,
+      pid: tunvsPid,
+    },
+    {
+      name: 'tunvs-1w',
+      host: '198.18.0.110',
+      httpPort: 80,
+      iperfPort: 5201,
+      iperfHost: '198.18.0.100',
+      pid: tunvsPid,
+      before: () => restartTunvs(1),
+      after: () => restartTunvs(2),
     },
     { name: 'ctun', host: CTUN_VIP, httpPort: 80, iperfPort: 5214, pid: () => ctunPid },
   ];
   const paths = all.filter((p) => ONLY.includes(p.name));
   // Smoke-test every path before measuring (haproxy and iperf3 may still be binding).
   for (const p of paths) {
+    await p.before?.();
     for (let attempt = 1; ; attempt++) {
       try {
         const out = inNs(ns('client'), [
@@ -199,6 +229,7 @@ backend iperf
         await new Promise((r) => setTimeout(r, 250));
       }
     }
+    await p.after?.();
   }
   return { paths, cleanup };
 }
@@ -297,7 +328,9 @@ async function main(): Promise<void> {
   try {
     for (let r = 0; r < ROUNDS; r++) {
       for (const p of paths) {
+        await p.before?.();
         const s = measure(p);
+        await p.after?.();
         samples.get(p.name)!.push(s);
         console.log(
           `round ${r + 1} ${p.name.padEnd(9)} ${s.reqPerSec.toFixed(0)} req/s (p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms), ${s.connPerSec.toFixed(0)} conn/s, ${s.gbps.toFixed(2)} Gbit/s${s.lbCores !== null ? `, LB ${s.lbCores.toFixed(2)} cores` : ''}`,
@@ -345,11 +378,13 @@ async function main(): Promise<void> {
     haproxy: { reqPerSec: 1.0, connPerSec: 1.0, gbps: 1.0 },
     ctun: { reqPerSec: null, connPerSec: null, gbps: null },
   };
-  const targets = Object.entries(goals).flatMap(([peer, g]) =>
-    metrics.flatMap(([label, k]) => {
-      const value = ratio('tunvs', peer, k);
-      return value === null ? [] : [{ name: `tunvs/${peer} ${label}`, value, target: g[k] ?? null }];
-    }),
+  const targets = ['tunvs', 'tunvs-1w'].flatMap((subject) =>
+    Object.entries(goals).flatMap(([peer, g]) =>
+      metrics.flatMap(([label, k]) => {
+        const value = ratio(subject, peer, k);
+        return value === null ? [] : [{ name: `${subject}/${peer} ${label}`, value, target: g[k] ?? null }];
+      }),
+    ),
   );
   if (summary.ctun && summary.nftables) {
     for (const [label, k] of metrics) {
