@@ -63,6 +63,9 @@ export interface Config {
   sessions: number;
   rstOnExpire: boolean;
   timeouts: TimeoutsSec;
+  /** Key of the ISNs tunvs gives real servers (control/isn_secret.ts): inline, or a file
+   * created with a random key when missing. */
+  isn: { secret: string } | { secretFile: string };
   /** Admin API unix socket (mode 0600). */
   adminSocket: string;
   /** Optional admin API over TCP: only with a token; loopback unless configured otherwise. */
@@ -85,6 +88,7 @@ export const DEFAULTS = {
   /** Ahead of ordinary processes, behind the kernel's own threads (which run at −20). */
   workerNice: -10,
   adminSocket: '/run/tunvs/admin.sock',
+  isnSecretFile: '/var/lib/tunvs/isn-secret',
 } as const;
 
 const TOP = [
@@ -94,11 +98,32 @@ const TOP = [
   'sessions',
   'rstOnExpire',
   'timeouts',
+  'isn',
   'admin',
   'services',
   'ha',
   'metrics',
 ] as const;
+
+/** isn: { secret } or { secretFile } (default: the file DEFAULTS.isnSecretFile). */
+function isnConfig(v: unknown, path: string): Config['isn'] {
+  const o = object(v ?? {}, path, ['secret', 'secretFile']);
+  if (o.secret !== undefined && o.secretFile !== undefined) {
+    throw new ConfigError('TUNVS_ERR_CONFIG_DUPLICATE', path, 'give secret or secretFile, not both');
+  }
+  if (o.secret !== undefined) {
+    const secret = string(o.secret, join(path, 'secret'));
+    if (secret.length < 16) {
+      throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', join(path, 'secret'), 'too short: use at least 16 characters');
+    }
+    return { secret };
+  }
+  return {
+    secretFile: opt(o, 'secretFile', DEFAULTS.isnSecretFile, (x) =>
+      string(x, join(path, 'secretFile'), /^\//, 'an absolute path'),
+    ),
+  };
+}
 
 /** admin.tcp: { listen, token | tokenFile }; a token of at least 16 characters is required. */
 function adminTcp(v: unknown, path: string): { host: string; port: number; token: string } {
@@ -308,6 +333,7 @@ export function parseConfig(doc: unknown): Config {
     sessions: opt(o, 'sessions', DEFAULTS.sessions, (x) => integer(x, 'sessions', 1024, 1 << 28, 'a session count')),
     rstOnExpire: opt(o, 'rstOnExpire', DEFAULTS.rstOnExpire, (x) => boolean(x, 'rstOnExpire')),
     timeouts: timeouts(o.timeouts, 'timeouts'),
+    isn: isnConfig(o.isn, 'isn'),
     adminSocket: opt(admin, 'socket', DEFAULTS.adminSocket, (x) =>
       string(x, 'admin.socket', /^\//, 'an absolute path'),
     ),

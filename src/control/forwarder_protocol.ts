@@ -15,6 +15,8 @@ export interface ForwarderInit {
   mtu: number;
   timeouts: TimeoutsSec;
   rstOnExpire: boolean;
+  /** Key of the ISN hash (control/isn_secret.ts). */
+  isnSecret: number;
   /** The TUN was opened with IFF_VNET_HDR: packets sit behind a virtio_net_hdr. */
   offload: boolean;
   /** Scheduling priority of the forwarder threads (nice value, −20..19). */

@@ -14,7 +14,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { HandoffRing } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
-import { loadConfig, parseService, type Config } from '../config/config.js';
+import { DEFAULTS, loadConfig, parseService, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { steeringProgram } from '../dataplane/steering.js';
@@ -43,6 +43,7 @@ import { deviceStats, formatList, globalStats, listServices, RateEstimator, type
 const RATE_SAMPLE_MS = 2000;
 import type { QueueStats } from '../dataplane/tun_device.js';
 import { SystemChanges } from './system.js';
+import { isnSecret } from './isn_secret.js';
 
 export interface RunOptions {
   configPath: string;
@@ -73,6 +74,7 @@ export class Runtime {
   private readonly rates = new RateEstimator();
   private rateTimer: NodeJS.Timeout | undefined;
   private stopping = false;
+  private isnSecret = 0;
   private ha: HaSync | undefined;
   private readonly health: HealthMonitor;
   /** HA role word shared with the forwarders (engine.ts ROLE_*). */
@@ -103,6 +105,13 @@ export class Runtime {
     if (this.opts.workers !== undefined) config.workers = this.opts.workers;
     this.services = resolveServices(config.services, this.ids);
     this.config = config;
+    this.isnSecret = isnSecret(config.isn, (msg) => this.log('warn', msg));
+    if (config.ha && 'secretFile' in config.isn && config.isn.secretFile === DEFAULTS.isnSecretFile) {
+      this.log(
+        'warn',
+        "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
+      );
+    }
     const native = nativeAddon();
     try {
       const tun = native.open(config.tun.name, config.workers, config.tun.offload);
@@ -198,6 +207,7 @@ export class Runtime {
         mtu: this.config.tun.mtu,
         timeouts: this.config.timeouts,
         rstOnExpire: this.config.rstOnExpire,
+        isnSecret: this.isnSecret,
         offload: this.config.tun.offload,
         nice: this.config.workerNice,
         services: this.services,
@@ -477,7 +487,18 @@ export class Runtime {
       const services = this.services;
       // Only services apply live; say so when anything else in the file changed.
       const restartOnly = (
-        ['tun', 'workers', 'workerNice', 'sessions', 'rstOnExpire', 'timeouts', 'adminSocket', 'ha', 'metrics'] as const
+        [
+          'tun',
+          'workers',
+          'workerNice',
+          'sessions',
+          'rstOnExpire',
+          'timeouts',
+          'isn',
+          'adminSocket',
+          'ha',
+          'metrics',
+        ] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (
         restartOnly.length > 0 &&

@@ -105,6 +105,9 @@ export interface EngineOptions {
   rstOnExpire?: boolean;
   /** Seed of the session-index hash (random by default). */
   seed?: number;
+  /** Key of the ISN hash: the same for every worker and both LBs of a pair, and across
+   * restarts (control/isn_secret.ts); random by default. */
+  isnSecret?: number;
   /** Now, on the clock processBurst's nowMs will use (any origin: ticks count from here). */
   nowMs?: number;
   /** Shared memory for the counters and connection counts (so another thread can read
@@ -212,6 +215,7 @@ export class Engine {
       timeouts: { ...TIMEOUTS_DEFAULT_SEC, ...(opts.timeouts ?? {}) },
       rstOnExpire: opts.rstOnExpire ?? false,
       tickMs: TIMER_TICK_MS,
+      ...(opts.isnSecret !== undefined ? { isnSecret: opts.isnSecret } : {}),
     };
     this.ctx = new NatContext(natOpts, this.table, this.services, counts, this.counters);
     this.ctx.tick = this.table.tick;

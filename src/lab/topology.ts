@@ -114,6 +114,9 @@ export function labNodes(): LabNode[] {
 
 /** The token of the lab LBs' TCP admin listener (127.0.0.1:9201 inside each LB namespace). */
 export const LAB_ADMIN_TOKEN = 'tunvs-lab-admin-token';
+/** The ISN key both lab LBs share (and keep across restarts): lab-only, like the token. A
+ * production pair gets a secret of its own (docs/config.md, isn). */
+export const LAB_ISN_SECRET = 'tunvs-lab-isn-secret-not-for-production';
 
 /** HA part of an LB's config in the lab's pair. */
 export interface LabHa {
@@ -146,6 +149,7 @@ export function labConfig(
 tun: { name: tunvs0, mtu: 1500, steering: ${steering}, offload: ${offload} }
 workers: ${workers}
 sessions: 262144
+isn: { secret: "${LAB_ISN_SECRET}" }
 admin: { socket: "${adminSocket}", tcp: { listen: "127.0.0.1:9201", token: "${LAB_ADMIN_TOKEN}" } }
 metrics: { listen: "127.0.0.1:9100" }
 ${haPart}services:

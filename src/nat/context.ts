@@ -49,6 +49,8 @@ export interface NatOptions {
   /** Send RST to both sides when an ESTABLISHED session times out. */
   rstOnExpire: boolean;
   tickMs: number;
+  /** Key of the ISN hash (seq.ts); one per LB pair, stable across restarts (random if absent). */
+  isnSecret?: number;
 }
 
 /** The packet quoted by the ICMP error in hand (icmp_errors.ts fills it). */
@@ -107,7 +109,7 @@ export class NatContext {
   readonly optScratch = new Uint8Array(64);
 
   readonly timeouts: Int32Array;
-  readonly isn = new IsnGenerator();
+  readonly isn: IsnGenerator;
   /** Current tick and time, set per burst. */
   tick = 0;
   nowMs = 0;
@@ -122,6 +124,7 @@ export class NatContext {
     readonly counters: Float64Array,
   ) {
     this.timeouts = timeoutTicks(opts.timeouts, opts.tickMs);
+    this.isn = new IsnGenerator(opts.isnSecret);
   }
 
   setRing(buf: Uint8Array, dv: DataView): void {
