@@ -171,6 +171,12 @@ backend iperf
     scheduler: rr
     localAddresses: [198.18.2.1, 198.18.2.2]
     realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
+  - name: bench-http-1w
+    vip: 198.18.0.111
+    port: 80
+    scheduler: rr
+    localAddresses: [198.18.2.3, 198.18.2.4]
+    realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
 `,
   );
   process.kill(labPid(state, 'tunvs-lb-a')!, 'SIGHUP');
@@ -199,9 +205,12 @@ backend iperf
       iperfHost: '198.18.0.100',
       pid: tunvsPid,
     },
+    // Its own VIP and local addresses: right after tunvs's new-connection run, rs1 holds
+    // TIME_WAIT entries for bench-http's tuples, and client timestamps (random per
+    // connection) would make it refuse half the reused ones (docs/config.md, "ISN key").
     {
       name: 'tunvs-1w',
-      host: '198.18.0.110',
+      host: '198.18.0.111',
       httpPort: 80,
       iperfPort: 5201,
       iperfHost: '198.18.0.100',
