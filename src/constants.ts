@@ -47,6 +47,9 @@ export const LPORT_MAX = 65535;
 /** Candidate ports tried per local address for one new session before moving to the next
  * local address. Bounded so a nearly exhausted pool cannot turn each SYN into a 32k scan. */
 export const LPORT_PROBES_PER_LADDR = 256;
+/** A new local-address pool starts at the port a sweep of the whole range every this many
+ * seconds (Linux's TIME_WAIT) stands at now: see LocalAddressPool. */
+export const LPORT_SWEEP_SEC = 60;
 
 /** Highest load factor of a session index (two entries per session). */
 export const TABLE_LOAD_MAX = 0.7;

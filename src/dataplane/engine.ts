@@ -205,7 +205,7 @@ export class Engine {
     this.table.startTicks(0);
     const counts = new ConnCounts(opts.connCountsSab);
     this.services = new ServiceTable(counts);
-    this.services.apply(services, worker, workers);
+    this.services.apply(services, worker, workers, nowMs);
     this.counters = createCounters(opts.countersSab);
     this.emit = new PacketRing(EMIT_SLOTS, SLOT_SIZE_BYTES, undefined, opts.headroom ?? 0);
     const natOpts: NatOptions = {
@@ -265,7 +265,7 @@ export class Engine {
 
   /** Install a new service set (reload): existing sessions keep running. */
   applyServices(services: readonly ResolvedService[]): void {
-    this.services.apply(services, this.worker, this.workers);
+    this.services.apply(services, this.worker, this.workers, this.ctx.nowMs);
   }
 
   get sessionCount(): number {

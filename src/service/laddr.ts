@@ -7,9 +7,16 @@
  * destination port alone, with no table shared between workers (DPVS's sa_pool idea).
  * A LIP:lport pair is reused toward different real servers: it only has to be unique per
  * (RIP, rport), which the session table's OUT index answers directly.
+ *
+ * Ports are handed out in turn, so a tuple comes back as late as possible: the real server
+ * may still hold its last use in TIME_WAIT (docs/config.md, "ISN key"). A new pool (a
+ * restart, a failover, a changed address list) does not start at the first port, where the
+ * previous process started too, but where a clock sweeping the range once per
+ * LPORT_SWEEP_SEC stands: a previous process that handed out ports no faster than the sweep
+ * used only ports behind it.
  */
 
-import { LPORT_MAX, LPORT_MIN, LPORT_PROBES_PER_LADDR } from '../constants.js';
+import { LPORT_MAX, LPORT_MIN, LPORT_PROBES_PER_LADDR, LPORT_SWEEP_SEC } from '../constants.js';
 import { DIR_OUT } from '../conn/layout.js';
 import type { SessionTable } from '../conn/table.js';
 
@@ -27,7 +34,8 @@ export class LocalAddressPool {
   private readonly cursor: Int32Array;
   private nextLaddr = 0;
 
-  constructor(addrs: readonly Int32Array[], worker: number, workers: number) {
+  /** `nowMs`: wall-clock milliseconds (the forwarders' clock), for the starting port. */
+  constructor(addrs: readonly Int32Array[], worker: number, workers: number, nowMs: number) {
     this.count = addrs.length;
     this.addrs = new Int32Array(this.count * 4);
     addrs.forEach((a, i) => this.addrs.set(a.subarray(0, 4), i * 4));
@@ -35,6 +43,9 @@ export class LocalAddressPool {
     this.portFirst = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
     this.portCount = this.portFirst > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - this.portFirst) / workers) + 1;
     this.cursor = new Int32Array(this.count);
+    if (this.portCount > 0) {
+      this.cursor.fill(Math.floor((nowMs / 1000 / LPORT_SWEEP_SEC) * this.portCount) % this.portCount);
+    }
   }
 
   /** Whether this pool holds exactly `addrs`, in order. */

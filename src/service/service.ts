@@ -412,7 +412,7 @@ export class ServiceTable {
    * matching new traffic but keep their id data, so their sessions run on until they end.
    * Schedulers of services whose pool did not change keep their state.
    */
-  apply(services: readonly ResolvedService[], worker: number, workers: number): void {
+  apply(services: readonly ResolvedService[], worker: number, workers: number, nowMs: number): void {
     this.workers = workers;
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
@@ -468,7 +468,7 @@ export class ServiceTable {
       // start probing at ports the live sessions already hold.
       const oldPool = this.laddrs[id];
       if (oldPool === undefined || !oldPool.sameAddresses(s.laddrs)) {
-        this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers);
+        this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers, nowMs);
       }
       map.set(metaKey(s.af, s.proto), s.port, s.vip, id);
       map.set(metaKey(s.af, META_VIP), 0, s.vip, id);

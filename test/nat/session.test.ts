@@ -101,6 +101,25 @@ describe('sessions', () => {
     }
   });
 
+  it('a new pool starts where a once-per-TIME_WAIT sweep of the ports stands, not at the first port', () => {
+    const specs = resolveServices(twoServers(), new IdRegistry());
+    const firstPort = (nowMs: number): number => {
+      const d = new Driver(new Engine({ capacity: 64, seed: 3, nowMs }, specs));
+      d.nowMs = nowMs;
+      return parse(d.forward(syn(7001))).sport;
+    };
+    const range = LPORT_MAX - LPORT_MIN + 1;
+    expect(firstPort(0)).toBe(LPORT_MIN);
+    expect(firstPort(30_000)).toBe(LPORT_MIN + Math.floor(range / 2));
+    expect(firstPort(60_000)).toBe(LPORT_MIN);
+    // A restart 10 s into a run that handed out ports at the sweep's pace (~1,075/s) starts
+    // past every port that run used: the real servers' TIME_WAIT entries are all behind it.
+    const previous = firstPort(1_000_000);
+    const restarted = firstPort(1_010_000);
+    const used = Math.floor((10 * range) / 60);
+    expect((restarted - previous + range) % range).toBeGreaterThanOrEqual(used);
+  });
+
   it('a local port is reused toward another server; exhaustion drops with a reason', () => {
     // rr over two servers: each port serves one session per server, so 2 × ports fit.
     const d = new Driver(makeEngine(twoServers(), { capacity: 140_000 }));
