@@ -469,7 +469,12 @@ export class Engine {
     const c = this.ctx;
     c.nowMs = nowMs;
     const sync = this.sync;
-    if (sync) sync.active = this.isMaster;
+    if (sync) {
+      const master = this.isMaster;
+      // Promoted: hand out local ports past those the old master used last (laddr.ts).
+      if (master && !sync.active) this.services.restartPorts(nowMs);
+      sync.active = master;
+    }
     const tick = Math.floor((nowMs - this.epochMs) / TIMER_TICK_MS);
     if (tick <= this.table.tick) {
       c.tick = this.table.tick;

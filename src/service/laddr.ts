@@ -13,7 +13,8 @@
  * restart, a failover, a changed address list) does not start at the first port, where the
  * previous process started too, but where a clock sweeping the range once per
  * LPORT_SWEEP_SEC stands: a previous process that handed out ports no faster than the sweep
- * used only ports behind it.
+ * used only ports behind it. A standby that becomes master does the same (restartAt): the
+ * old master's last ports are behind the sweep as well.
  */
 
 import { LPORT_MAX, LPORT_MIN, LPORT_PROBES_PER_LADDR, LPORT_SWEEP_SEC } from '../constants.js';
@@ -43,6 +44,11 @@ export class LocalAddressPool {
     this.portFirst = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
     this.portCount = this.portFirst > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - this.portFirst) / workers) + 1;
     this.cursor = new Int32Array(this.count);
+    this.restartAt(nowMs);
+  }
+
+  /** Continue from where the sweep stands at `nowMs` (a new pool; a standby promoted). */
+  restartAt(nowMs: number): void {
     if (this.portCount > 0) {
       this.cursor.fill(Math.floor((nowMs / 1000 / LPORT_SWEEP_SEC) * this.portCount) % this.portCount);
     }

@@ -407,6 +407,11 @@ export class ServiceTable {
 
   constructor(readonly counts: ConnCounts) {}
 
+  /** Every local-address pool continues from where the port sweep stands at `nowMs`. */
+  restartPorts(nowMs: number): void {
+    for (const pool of this.laddrs) pool?.restartAt(nowMs);
+  }
+
   /**
    * Install a new set of services (start-up or reload). Services no longer listed stop
    * matching new traffic but keep their id data, so their sessions run on until they end.

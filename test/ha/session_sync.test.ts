@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
+import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
 import { ROLE_BACKUP, ROLE_MASTER, type Engine } from '../../src/dataplane/engine.js';
 import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
@@ -32,6 +33,17 @@ describe.each([
   ['IPv4', V4],
   ['IPv6', V6],
 ] as const)('HA sync %s', (_n, fam) => {
+  it('a promoted standby hands out local ports from where the port sweep stands, past the old master', () => {
+    const b = haEngine(ROLE_BACKUP);
+    const db = new Driver(b.engine);
+    db.nowMs = 30_000;
+    b.engine.advanceTimers(db.nowMs); // standing by for 30 s
+    b.roleWord[0] = ROLE_MASTER;
+    const out = parse(db.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq: 1, flags: SYN })));
+    const range = LPORT_MAX - LPORT_MIN + 1;
+    expect(out.sport).toBe(LPORT_MIN + Math.floor(range / 2)); // not the first port it started with
+  });
+
   it('an ESTABLISHED session is published after syncAfter and continues on the standby', () => {
     const a = haEngine(ROLE_MASTER);
     const b = haEngine(ROLE_BACKUP);
