@@ -486,20 +486,10 @@ export class Runtime {
       this.applyServices(next.services);
       const services = this.services;
       // Only services apply live; say so when anything else in the file changed.
-      const restartOnly = (
-        [
-          'tun',
-          'workers',
-          'workerNice',
-          'sessions',
-          'rstOnExpire',
-          'timeouts',
-          'isn',
-          'adminSocket',
-          'ha',
-          'metrics',
-        ] as const
-      ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+      const keys = new Set([...Object.keys(next), ...Object.keys(this.config)] as (keyof Config)[]);
+      const restartOnly = [...keys].filter(
+        (k) => k !== 'services' && JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
+      );
       if (
         restartOnly.length > 0 &&
         !(restartOnly.length === 1 && restartOnly[0] === 'workers' && this.opts.workers !== undefined)
