@@ -22,12 +22,13 @@
  */
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { labDown, labSpawn, labUp, nsName, readState } from '../../src/lab/lab.js';
-import { inNs, ipBatch, stopPid } from '../../src/lab/netns.js';
-import { labPid, recordingStarter, runTunvs } from '../../src/lab/pair.js';
+import { waitFor } from '../../src/lab/state.js';
+import { inNs, ipBatch, isAlive } from '../../src/lab/netns.js';
+import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
 
 const PREFIX = 'tb-';
@@ -183,14 +184,12 @@ backend iperf
   await new Promise((r) => setTimeout(r, 2000));
   const tunvsPid = (): number => labPid(readState(PREFIX)!, 'tunvs-lb-a')!;
   // tunvs-1w: the same config with one forwarder thread; tunvs restarted around it.
-  const restartTunvs = async (workers: number): Promise<void> => {
-    await stopPid(tunvsPid());
+  const restartWith = async (workers: number): Promise<void> => {
     writeFileSync(lbConfig, readFileSync(lbConfig, 'utf8').replace(/^workers: \d+$/m, `workers: ${workers}`));
-    const now = readState(PREFIX)!;
-    await runTunvs(now, 'lb-a', now.adminSocket, recordingStarter(now));
+    await restartTunvs(PREFIX, 'lb-a');
   };
 
-  const ctunPid = startCtun(state.dir);
+  const ctunPid = await startCtun(state.dir);
 
   const all: Path[] = [
     { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5211 },
@@ -215,8 +214,8 @@ backend iperf
       iperfPort: 5201,
       iperfHost: '198.18.0.100',
       pid: tunvsPid,
-      before: () => restartTunvs(1),
-      after: () => restartTunvs(2),
+      before: () => restartWith(1),
+      after: () => restartWith(2),
     },
     { name: 'ctun', host: CTUN_VIP, httpPort: 80, iperfPort: 5214, pid: () => ctunPid },
   ];
@@ -247,7 +246,7 @@ const CTUN_VIP = '198.18.0.130'; // inside the lab's VIP /24, routed to lb-a
 const CTUN_LIP = '198.18.2.130'; // inside the lab's LIP /24, routed back to lb-a by rs1
 
 /** Build bench/ctun/ctun.c and run it on lb-a with its own TUN device (ctun0) and routes. */
-function startCtun(dir: string): number {
+async function startCtun(dir: string): Promise<number> {
   const bin = join(dir, 'ctun');
   execFileSync('cc', ['-O2', '-Wall', '-o', bin, join(packageRoot(), 'bench', 'ctun', 'ctun.c')], { stdio: 'inherit' });
   const pid = labSpawn(PREFIX, 'ctun', 'lb-a', [
@@ -258,10 +257,14 @@ function startCtun(dir: string): number {
     `${CTUN_VIP}:5214=${RS1}:5214`,
   ]);
   const lbA = nsName(PREFIX, 'lb-a');
-  for (let i = 0; !existsSync(`/proc/${pid}`) || !devExists(lbA, 'ctun0'); i++) {
-    if (i > 50) throw new Error(`ctun did not create its device (see ${join(dir, 'ctun.log')})`);
-    execFileSync('sleep', ['0.1']);
-  }
+  await waitFor(
+    'ctun to create its device',
+    () => {
+      if (!isAlive(pid)) throw new Error(`ctun exited:\n${readFileSync(join(dir, 'ctun.log'), 'utf8')}`);
+      return devExists(lbA, 'ctun0');
+    },
+    5000,
+  );
   ipBatch(
     ['link set ctun0 mtu 1500 up', `route add ${CTUN_VIP}/32 dev ctun0`, `route add ${CTUN_LIP}/32 dev ctun0`],
     lbA,

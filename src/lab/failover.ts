@@ -12,7 +12,7 @@ import { adminRequest } from '../control/admin.js';
 import { packageRoot, distSrc } from '../paths.js';
 import { labDown, labUp } from './lab.js';
 import { inNs, isAlive, listNamespaces, runInNs } from './netns.js';
-import { haStatusOf, labPid, recordingStarter, runTunvs } from './pair.js';
+import { haStatusOf, labPid, restartTunvs } from './pair.js';
 import { nsName, readState, type LabState } from './state.js';
 import { LAB } from './topology.js';
 
@@ -158,7 +158,7 @@ export async function labFailover(prefix: string, workers: number, log: (l: stri
 
   log('\n== Failback: tunvs starts again on lb-a (as standby: loads the sessions, then keepalived preempts)');
   const t1 = Date.now();
-  const back = await runTunvs(fresh(), 'lb-a', state.adminSocket, recordingStarter(state));
+  const back = await restartTunvs(prefix, 'lb-a');
   await timeline(log, t1, 20_000, [
     { what: `tunvs on lb-a running (pid ${back})`, check: () => isAlive(back) },
     { what: 'lb-a loaded the sessions (ready)', check: async () => (await haStatusOf(state!, 'lb-a'))?.ready === true },

@@ -8,8 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import { distSrc } from '../paths.js';
-import { inNs, isAlive, spawnInNs } from './netns.js';
-import { nsName, procStart, waitFor, writeState, type LabState } from './state.js';
+import { inNs, isAlive, spawnInNs, stopPid } from './netns.js';
+import { nsName, procStart, readState, waitFor, writeState, type LabState } from './state.js';
 import { keepalivedConfig, LAB, labConfig, type LabHa } from './topology.js';
 
 const DIST = distSrc();
@@ -81,6 +81,16 @@ export async function runTunvs(state: LabState, node: 'lb-a' | 'lb-b', admin: st
     log,
   );
   return tunvs.pid;
+}
+
+/** Stop tunvs on a node of lab `prefix` if it runs (by PID) and start it again from its
+ * config file, recorded in the lab state; returns the new PID. */
+export async function restartTunvs(prefix: string, node: 'lb-a' | 'lb-b'): Promise<number> {
+  const old = labPid(readState(prefix)!, `tunvs-${node}`);
+  if (old !== undefined) await stopPid(old);
+  const state = readState(prefix)!;
+  const admin = node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
+  return runTunvs(state, node, admin, recordingStarter(state));
 }
 
 /** A Starter for processes started after labUp (restarts): recorded in the state by PID. */

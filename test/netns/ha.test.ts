@@ -19,7 +19,7 @@ import {
   labPid,
   recordingStarter,
   redisArgs,
-  runTunvs,
+  restartTunvs,
   startKeepalived,
   waitRole,
 } from '../../src/lab/pair.js';
@@ -151,7 +151,7 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
       'tunvs killed',
       () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
       async () => {
-        await runTunvs(fresh(), 'lb-a', state.adminSocket, recordingStarter(state));
+        await restartTunvs(prefix, 'lb-a');
       },
     );
   }, 120_000);
