@@ -29,6 +29,21 @@ function drain(ring: SyncRing): { events: Int32Array; n: number } {
   return { events, n: ring.drain(events, 1024) };
 }
 
+/** An IPv4 session from client port `sport` established on master `a` (syncAfterMs 0),
+ * published, and its events drained from the ring. */
+function establishAndDrain(a: { engine: Engine; ring: SyncRing }, sport: number): { events: Int32Array; n: number } {
+  const da = new Driver(a.engine);
+  const synOut = parse(da.forward(tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 1, ack: 0, flags: SYN })));
+  const s = da.session();
+  da.forward(
+    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
+  );
+  da.forward(tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 2, ack: 6, flags: ACK }));
+  da.nowMs = 200;
+  a.engine.advanceTimers(da.nowMs);
+  return drain(a.ring);
+}
+
 describe.each([
   ['IPv4', V4],
   ['IPv6', V6],
@@ -126,18 +141,7 @@ it('an event for a service this LB does not have is counted, not installed', () 
       ha: { roleSab: new SharedArrayBuffer(16), syncRingSab: new SyncRing(16).sab, syncAfterMs: 0, refreshSec: 30 },
     }),
   );
-  const da = new Driver(a.engine);
-  const synOut = parse(
-    da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1, dport: 80, seq: 1, ack: 0, flags: SYN })),
-  );
-  const s = da.session();
-  da.forward(
-    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
-  );
-  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1, dport: 80, seq: 2, ack: 6, flags: ACK }));
-  da.nowMs = 200;
-  a.engine.advanceTimers(da.nowMs);
-  const { events, n } = drain(a.ring);
+  const { events, n } = establishAndDrain(a, 1);
   expect(n).toBe(1);
   expect(b.engine.installSynced(events, n)).toEqual({ installed: 0, updated: 0, deleted: 0, failed: 1 });
 });
@@ -145,19 +149,8 @@ it('an event for a service this LB does not have is counted, not installed', () 
 it('a stale copy whose local tuple now belongs to another client is replaced, index and all', () => {
   const a = haEngine(ROLE_MASTER, 0);
   const b = haEngine(ROLE_MASTER);
-  const da = new Driver(a.engine);
   const db = new Driver(b.engine);
-  const synOut = parse(
-    da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 1, ack: 0, flags: SYN })),
-  );
-  const s = da.session();
-  da.forward(
-    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
-  );
-  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK }));
-  da.nowMs = 200;
-  a.engine.advanceTimers(da.nowMs);
-  const { events, n } = drain(a.ring);
+  const { events, n } = establishAndDrain(a, 1111);
   expect(b.engine.installSynced(events, n).installed).toBe(1);
   // The same local tuple, now for client port 2222.
   const inPorts = 1 + 1; // event word of R_IN_PORTS (op word first)
