@@ -5,7 +5,8 @@
  *   2. create the multi-queue TUN, set MTU and txqueuelen, link up, attach the steering
  *      program (steering.ts) so the kernel puts each packet on its owner's queue;
  *   3. sysctls (forwarding on, rp_filter off on the TUN) and a route into the TUN for every
- *      VIP and local address — each change recorded with its undo (system.ts);
+ *      VIP and local address, over a fallback blackhole for when the TUN is gone — each
+ *      change recorded with its undo (system.ts);
  *   4. one forwarder thread per queue (workers/forwarder.ts);
  *   5. the admin socket; SIGHUP reloads, SIGTERM/SIGINT undo everything and exit.
  */
@@ -126,6 +127,7 @@ export class Runtime {
       // Forwarding for the families the services use (a v4-only LB may run where IPv6 is off).
       if (this.services.some((s) => s.af === AF_INET)) this.system.sysctl('net.ipv4.ip_forward', '1');
       if (this.services.some((s) => s.af !== AF_INET)) this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
+      this.system.adoptFallbacks();
       this.system.routeServices(this.services, tun.name);
       await this.startWorkers();
       if (config.ha) {
@@ -509,7 +511,9 @@ export class Runtime {
     this.admin?.close();
     this.metrics?.close();
     this.adminTcp?.close();
-    this.system.restore();
+    // A node of a pair keeps its blackholes: until the routers follow VRRP to the peer, the
+    // VIPs' packets that still reach it are dropped (and retried by the clients), not bounced.
+    this.system.restore(this.config.ha !== undefined);
     const native = nativeAddon();
     for (const fd of this.fds) native.closeFd(fd);
     this.fds = [];

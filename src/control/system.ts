@@ -2,17 +2,31 @@
  * Changes tunvs makes to the host, each recorded with its undo so that shutdown (and a
  * failed start-up) leaves the network namespace as it was: routes of the VIPs and local
  * addresses into the TUN device, and the sysctls forwarding needs.
+ *
+ * Each of those addresses also gets a blackhole route of the last metric, under the route
+ * into the TUN. While tunvs runs it is never used; when the TUN goes away without an orderly
+ * stop (kill -9, a crash) the blackhole is what is left, so a node with a default route
+ * back upstream drops the VIPs' packets instead of bouncing them to its router until their
+ * TTL runs out (ICMP time exceeded: connects fail with EHOSTUNREACH instead of retrying on
+ * the peer of an HA pair once the routers follow VRRP). An orderly stop removes them unless
+ * told to keep them (an HA node does: docs/ha.md); the next start adopts any it finds.
  */
 
 import { execFileSync } from 'node:child_process';
+import { isIP } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { AF_INET } from '../packet/headers.js';
 import { formatAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 
+/** The metric of the fallback blackholes: below every route a user or tunvs adds. */
+export const FALLBACK_METRIC = 4294967295;
+
 export class SystemChanges {
   private readonly undo: (() => void)[] = [];
   private readonly routes = new Map<string, Route>();
+  /** Fallback blackholes by prefix (this run's and those a previous run left). */
+  private readonly fallbacks = new Map<string, Route>();
 
   constructor(private readonly log: (msg: string) => void) {}
 
@@ -60,26 +74,44 @@ export class SystemChanges {
     }
   }
 
-  /** Route one address (/32 or /128) into the device. */
+  /** Route one address (/32 or /128) into the device, with its fallback blackhole. */
   route(af: number, words: ArrayLike<number>, dev: string): void {
     const r = routeOf(af, words, dev);
+    if (this.fallbacks.get(r.prefix)?.ours !== true) {
+      execFileSync('ip', [r.family, 'route', 'replace', 'blackhole', r.prefix, 'metric', String(FALLBACK_METRIC)], {
+        stdio: 'pipe',
+      });
+      this.fallbacks.set(r.prefix, { ...r, dev: '', key: r.prefix, ours: true });
+    }
     if (this.routes.has(r.key)) return;
     execFileSync('ip', [r.family, 'route', 'replace', r.prefix, 'dev', dev], { stdio: 'pipe' });
     this.routes.set(r.key, r);
   }
 
+  /** Take over the fallback blackholes a previous run left (it was killed, or kept them):
+   * the next routeServices withdraws those no service wants any more. */
+  adoptFallbacks(): void {
+    for (const { family, prefix } of listFallbacks()) {
+      if (!this.fallbacks.has(prefix))
+        this.fallbacks.set(prefix, { key: prefix, family, prefix, dev: '', ours: false });
+    }
+  }
+
   /** Exactly the routes of every VIP and local address of `services`: new ones added, those
-   * no service uses any more (a reload or edit removed them) withdrawn. */
+   * no service uses any more (a reload or edit removed them) withdrawn with their blackholes. */
   routeServices(services: readonly ResolvedService[], dev: string): void {
     const wanted = new Set<string>();
     for (const s of services) {
       for (const a of [s.vip, ...s.laddrs]) {
         this.route(s.af, a, dev);
-        wanted.add(routeOf(s.af, a, dev).key);
+        wanted.add(routeOf(s.af, a, dev).prefix);
       }
     }
-    for (const [key, r] of this.routes) {
-      if (r.dev === dev && !wanted.has(key)) this.withdraw(r);
+    for (const r of this.routes.values()) {
+      if (r.dev === dev && !wanted.has(r.prefix)) this.withdraw(r);
+    }
+    for (const r of this.fallbacks.values()) {
+      if (!wanted.has(r.prefix)) this.withdrawFallback(r);
     }
   }
 
@@ -92,9 +124,22 @@ export class SystemChanges {
     this.routes.delete(r.key);
   }
 
-  /** Undo everything: the routes, then the rest newest first. Never throws. */
-  restore(): void {
+  private withdrawFallback(r: Route): void {
+    try {
+      execFileSync('ip', [r.family, 'route', 'del', 'blackhole', r.prefix, 'metric', String(FALLBACK_METRIC)], {
+        stdio: 'pipe',
+      });
+    } catch {
+      // Removed by hand already.
+    }
+    this.fallbacks.delete(r.prefix);
+  }
+
+  /** Undo everything: the routes (the fallback blackholes too unless `keepFallbacks`), then
+   * the rest newest first. Never throws. */
+  restore(keepFallbacks = false): void {
     for (const r of this.routes.values()) this.withdraw(r);
+    if (!keepFallbacks) for (const r of this.fallbacks.values()) this.withdrawFallback(r);
     while (this.undo.length > 0) {
       const f = this.undo.pop()!;
       try {
@@ -110,7 +155,31 @@ interface Route {
   key: string;
   family: '-4' | '-6';
   prefix: string;
+  /** The TUN device; '' for a fallback blackhole. */
   dev: string;
+  /** Fallbacks: installed (or re-installed) by this run; false for one only adopted. */
+  ours?: boolean;
+}
+
+/** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the
+ * named one (`ip -n`). */
+export function listFallbacks(netns?: string): { family: '-4' | '-6'; prefix: string }[] {
+  const found: { family: '-4' | '-6'; prefix: string }[] = [];
+  for (const family of ['-4', '-6'] as const) {
+    let listed: { dst?: string; metric?: number }[];
+    try {
+      const args = ['-j', ...(netns === undefined ? [] : ['-n', netns]), family, 'route', 'show', 'type', 'blackhole'];
+      const out = execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+      listed = JSON.parse(out === '' ? '[]' : out) as { dst?: string; metric?: number }[];
+    } catch {
+      continue; // no IPv6 here: nothing to list
+    }
+    for (const { dst, metric } of listed) {
+      if (metric !== FALLBACK_METRIC || dst === undefined) continue;
+      found.push({ family, prefix: dst.includes('/') ? dst : `${dst}/${isIP(dst) === 6 ? 128 : 32}` });
+    }
+  }
+  return found;
 }
 
 function routeOf(af: number, words: ArrayLike<number>, dev: string): Route {

@@ -27,6 +27,7 @@ import {
 import { inNs, isAlive, runInNs } from '../../src/lab/netns.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
+import { listFallbacks } from '../../src/control/system.js';
 import { distSrc } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
@@ -622,6 +623,38 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(after, `before the restart ${before.toFixed(0)}/s`).toBeGreaterThan(before / 3);
     }, 60_000);
   });
+
+  it('kill -9: blackholes drop the VIPs’ packets on the node instead of bouncing them upstream; the restart adopts them', async () => {
+    const lbA = nsName(prefix, 'lb-a');
+    const blackholes = (): string[] =>
+      listFallbacks(lbA)
+        .map((r) => r.prefix.replace(/\/\d+$/, ''))
+        .sort();
+    // One per VIP and local address of the running services (earlier tests added some).
+    const before = blackholes();
+    for (const a of [LAB.vip4, LAB.vip6, ...LAB.laddrs4, ...LAB.laddrs6]) expect(before).toContain(a);
+    const pid = tunvsPid();
+    process.kill(pid, 'SIGKILL');
+    try {
+      for (let i = 0; i < 50 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 50 && spawnSync('ip', ['-n', lbA, 'link', 'show', 'tunvs0']).status === 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(blackholes()).toEqual(before);
+      // lb-a has a default route back to the router: without the blackhole a SYN for the VIP
+      // went round between them until its TTL ran out, and the ICMP time exceeded failed the
+      // connect at once (EHOSTUNREACH). Dropped, the client just waits (and would retry).
+      const connect = `const s = require('net').connect(80, '${LAB.vip4}');
+        s.setTimeout(1500, () => { console.log('timeout'); process.exit(0); });
+        s.on('connect', () => { console.log('connected'); process.exit(0); });
+        s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
+      expect(inNs(nsName(prefix, 'client'), [process.execPath, '-e', connect]).trim()).toBe('timeout');
+    } finally {
+      await restartTunvs(prefix, 'lb-a'); // after a failed check too: the next test needs it
+    }
+    expect(labCurl(prefix, 4, 3)).toMatch(/saw client 198\.18\.100\.10/);
+    expect(blackholes()).toEqual(before); // adopted and kept, once each
+  }, 60_000);
 
   it('SIGTERM removes the TUN device and every route it added, and ends all threads', async () => {
     const lbA = nsName(prefix, 'lb-a');
