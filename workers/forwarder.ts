@@ -41,7 +41,7 @@ const engine = new Engine(
     mtu: init.mtu,
     timeouts: init.timeouts,
     rstOnExpire: init.rstOnExpire,
-    isnSecret: init.isnSecret,
+    isnKey: init.isnKey,
     nowMs: now(),
     countersSab: init.countersSab,
     connCountsSab: init.connCountsSab,

@@ -4,6 +4,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
 import type { SessionInfo } from '../dataplane/engine.js';
+import type { IsnKey } from '../nat/seq.js';
 import type { ResolvedService } from '../service/service.js';
 
 export interface ForwarderInit {
@@ -16,7 +17,7 @@ export interface ForwarderInit {
   timeouts: TimeoutsSec;
   rstOnExpire: boolean;
   /** Key of the ISN hash (control/isn_secret.ts). */
-  isnSecret: number;
+  isnKey: IsnKey;
   /** The TUN was opened with IFF_VNET_HDR: packets sit behind a virtio_net_hdr. */
   offload: boolean;
   /** Scheduling priority of the forwarder threads (nice value, −20..19). */

@@ -12,11 +12,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Config } from '../config/config.js';
+import type { IsnKey } from '../nat/seq.js';
 
-/** 32-bit hash key from the configured secret, or from the secret file (created with a
- * random secret, mode 0600, when missing). A file that cannot be written is reported and
- * a random key is used for this run. */
-export function isnSecret(isn: Config['isn'], warn: (msg: string) => void): number {
+/** The 128-bit hash key (SHA-256 of the configured secret, or of the secret file's: created
+ * with a random secret, mode 0600, when missing). A file that cannot be written is reported
+ * and a random key is used for this run. */
+export function isnKey(isn: Config['isn'], warn: (msg: string) => void): IsnKey {
   let secret: string;
   if ('secret' in isn) {
     secret = isn.secret;
@@ -37,5 +38,6 @@ export function isnSecret(isn: Config['isn'], warn: (msg: string) => void): numb
     if (secret.length < 16)
       throw new Error(`isn.secretFile ${isn.secretFile}: the secret in it is shorter than 16 characters`);
   }
-  return createHash('sha256').update(secret).digest().readInt32LE(0);
+  const d = createHash('sha256').update(secret).digest();
+  return [d.readUInt32LE(0), d.readUInt32LE(4), d.readUInt32LE(8), d.readUInt32LE(12)];
 }

@@ -44,7 +44,8 @@ import { deviceStats, formatList, globalStats, listServices, RateEstimator, type
 const RATE_SAMPLE_MS = 2000;
 import type { QueueStats } from '../dataplane/tun_device.js';
 import { SystemChanges } from './system.js';
-import { isnSecret } from './isn_secret.js';
+import type { IsnKey } from '../nat/seq.js';
+import { isnKey } from './isn_secret.js';
 
 export interface RunOptions {
   configPath: string;
@@ -75,7 +76,7 @@ export class Runtime {
   private readonly rates = new RateEstimator();
   private rateTimer: NodeJS.Timeout | undefined;
   private stopping = false;
-  private isnSecret = 0;
+  private isnKey: IsnKey = [0, 0, 0, 0];
   private ha: HaSync | undefined;
   private readonly health: HealthMonitor;
   /** HA role word shared with the forwarders (engine.ts ROLE_*). */
@@ -106,7 +107,7 @@ export class Runtime {
     if (this.opts.workers !== undefined) config.workers = this.opts.workers;
     this.services = resolveServices(config.services, this.ids);
     this.config = config;
-    this.isnSecret = isnSecret(config.isn, (msg) => this.log('warn', msg));
+    this.isnKey = isnKey(config.isn, (msg) => this.log('warn', msg));
     if (config.ha && 'secretFile' in config.isn && config.isn.secretFile === DEFAULTS.isnSecretFile) {
       this.log(
         'warn',
@@ -209,7 +210,7 @@ export class Runtime {
         mtu: this.config.tun.mtu,
         timeouts: this.config.timeouts,
         rstOnExpire: this.config.rstOnExpire,
-        isnSecret: this.isnSecret,
+        isnKey: this.isnKey,
         offload: this.config.tun.offload,
         nice: this.config.workerNice,
         services: this.services,

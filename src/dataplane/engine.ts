@@ -65,6 +65,7 @@ import {
 import { SessionTable } from '../conn/table.js';
 import { AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
+import type { IsnKey } from '../nat/seq.js';
 import { natInbound } from '../nat/fullnat_in.js';
 import { natOutbound } from '../nat/fullnat_out.js';
 import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
@@ -107,7 +108,7 @@ export interface EngineOptions {
   seed?: number;
   /** Key of the ISN hash: the same for every worker and both LBs of a pair, and across
    * restarts (control/isn_secret.ts); random by default. */
-  isnSecret?: number;
+  isnKey?: IsnKey;
   /** Now, on the clock processBurst's nowMs will use (any origin: ticks count from here). */
   nowMs?: number;
   /** Shared memory for the counters and connection counts (so another thread can read
@@ -215,7 +216,7 @@ export class Engine {
       timeouts: { ...TIMEOUTS_DEFAULT_SEC, ...(opts.timeouts ?? {}) },
       rstOnExpire: opts.rstOnExpire ?? false,
       tickMs: TIMER_TICK_MS,
-      ...(opts.isnSecret !== undefined ? { isnSecret: opts.isnSecret } : {}),
+      ...(opts.isnKey !== undefined ? { isnKey: opts.isnKey } : {}),
     };
     this.ctx = new NatContext(natOpts, this.table, this.services, counts, this.counters);
     this.ctx.tick = this.table.tick;

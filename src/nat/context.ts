@@ -39,7 +39,7 @@ import {
   DROP_TRUNCATED,
   DROP_UNSUPPORTED_PROTOCOL,
 } from './verdict.js';
-import { IsnGenerator } from './seq.js';
+import { IsnGenerator, type IsnKey } from './seq.js';
 
 export interface NatOptions {
   worker: number;
@@ -50,7 +50,7 @@ export interface NatOptions {
   rstOnExpire: boolean;
   tickMs: number;
   /** Key of the ISN hash (seq.ts); one per LB pair, stable across restarts (random if absent). */
-  isnSecret?: number;
+  isnKey?: IsnKey;
 }
 
 /** The packet quoted by the ICMP error in hand (icmp_errors.ts fills it). */
@@ -124,7 +124,7 @@ export class NatContext {
     readonly counters: Float64Array,
   ) {
     this.timeouts = timeoutTicks(opts.timeouts, opts.tickMs);
-    this.isn = new IsnGenerator(opts.isnSecret);
+    this.isn = new IsnGenerator(opts.isnKey);
   }
 
   setRing(buf: Uint8Array, dv: DataView): void {

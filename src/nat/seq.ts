@@ -7,20 +7,31 @@
  * for an old duplicate (TIME_WAIT, PAWS). tunvs therefore picks the ISN the real server
  * sees, as RFC 6528 does: a keyed hash of the (LIP, lport, RIP, rport) tuple plus a clock
  * that advances 250 000 per second, and keeps `delta = isn − client_isn` per session.
+ *
+ * The hash is SipHash-2-4 under a 128-bit key (siphash.ts), as Linux's own ISNs: someone
+ * who sees ISNs on the real servers' network cannot work the key out from them and predict
+ * the ISNs of other tuples (with a 32-bit key and a fast non-cryptographic hash, 2^32
+ * guesses against a few observed ISNs would have found it).
  */
 
-import { hashKeyWords, randomSeed } from '../conn/hash.js';
+import { sipHash24 } from './siphash.js';
+
+/** The ISN hash key: 128 bits as 4 uint32 words (control/isn_secret.ts derives it). */
+export type IsnKey = readonly [number, number, number, number];
+
+export function randomIsnKey(): IsnKey {
+  const k = crypto.getRandomValues(new Uint32Array(4));
+  return [k[0]!, k[1]!, k[2]!, k[3]!];
+}
 
 export class IsnGenerator {
-  private readonly secret: number;
+  private readonly out = new Uint32Array(2);
 
-  constructor(secret = randomSeed()) {
-    this.secret = secret;
-  }
+  constructor(private readonly key: IsnKey = randomIsnKey()) {}
 
   /** ISN for the OUT key block in `key` (meta, rport<<16|lport, RIP/LIP words) at `nowMs`. */
   generate(key: Int32Array, blockWords: number, nowMs: number): number {
-    const h = hashKeyWords(this.secret, key[0]!, key, 1, blockWords);
+    const h = sipHash24(this.key, key, 0, blockWords + 1, this.out)[0]!;
     return (h + Math.floor(nowMs * 250)) | 0;
   }
 }

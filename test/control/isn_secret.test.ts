@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
-import { isnSecret } from '../../src/control/isn_secret.js';
+import { isnKey } from '../../src/control/isn_secret.js';
 
 const dirs: string[] = [];
 const tmp = (): string => {
@@ -19,26 +19,26 @@ describe('ISN key', () => {
   it('is created once in the secret file (0600) and the same on every later start', () => {
     const file = join(tmp(), 'sub', 'isn-secret');
     const warnings: string[] = [];
-    const a = isnSecret({ secretFile: file }, (m) => warnings.push(m));
+    const a = isnKey({ secretFile: file }, (m) => warnings.push(m));
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(readFileSync(file, 'utf8').trim()).toMatch(/^[0-9a-f]{64}$/);
-    expect(isnSecret({ secretFile: file }, (m) => warnings.push(m))).toBe(a);
+    expect(isnKey({ secretFile: file }, (m) => warnings.push(m))).toEqual(a);
     expect(warnings).toEqual([]);
   });
 
   it('an inline secret gives the same key on both LBs of a pair; a different one another key', () => {
-    const k = isnSecret({ secret: 'the-pair-secret-0123' }, () => undefined);
-    expect(isnSecret({ secret: 'the-pair-secret-0123' }, () => undefined)).toBe(k);
-    expect(isnSecret({ secret: 'the-pair-secret-0124' }, () => undefined)).not.toBe(k);
+    const k = isnKey({ secret: 'the-pair-secret-0123' }, () => undefined);
+    expect(isnKey({ secret: 'the-pair-secret-0123' }, () => undefined)).toEqual(k);
+    expect(isnKey({ secret: 'the-pair-secret-0124' }, () => undefined)).not.toEqual(k);
+    expect(k).toHaveLength(4); // 128 bits
+    for (const w of k) expect(w >>> 0).toBe(w);
   });
 
   it('a file that cannot be created is reported and the run goes on with a key of its own', () => {
     const blocker = join(tmp(), 'file');
     writeFileSync(blocker, 'x');
     const warnings: string[] = [];
-    expect(Number.isInteger(isnSecret({ secretFile: join(blocker, 'isn-secret') }, (m) => warnings.push(m)))).toBe(
-      true,
-    );
+    expect(isnKey({ secretFile: join(blocker, 'isn-secret') }, (m) => warnings.push(m))).toHaveLength(4);
     expect(warnings[0]).toMatch(/cannot create it/);
   });
 
