@@ -191,6 +191,12 @@ export class SessionTable {
     return -1;
   }
 
+  /** Records handed out so far (live or freed): every live record is below it, so a walk
+   * over the sessions stops here rather than at the capacity. */
+  get used(): number {
+    return this.header[H_FRESH]!;
+  }
+
   /** Take a free record, or −1 when the shard is full. The record is zeroed. */
   alloc(): number {
     const h = this.header;

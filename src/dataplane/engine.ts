@@ -519,22 +519,23 @@ export class Engine {
 
   /**
    * End the sessions of real server `rsId` (its health check failed and the service asks for
-   * resets): RST to both sides of each open TCP session, then the session goes. Stops when the
-   * emit ring cannot take two more RSTs; returns how many were ended, and whether any remain
-   * (the caller writes the RSTs out and calls again).
+   * resets): RST to both sides of each open TCP session, then the session goes. Scans records
+   * from `from`; stops when the emit ring cannot take two more RSTs and returns how many were
+   * ended and the record to go on from (−1: done), so the caller writes the RSTs out and
+   * calls again — each record is visited once however many rounds it takes.
    */
-  resetServer(rsId: number): { ended: number; more: boolean } {
+  resetServer(rsId: number, from = 0): { ended: number; next: number } {
     const c = this.ctx;
     const rec = this.table.rec;
     let ended = 0;
-    for (let r = 0; r < this.table.capacity; r++) {
+    for (let r = from; r < this.table.used; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) === 0 || (rec[base + R_SVC_RS]! & 0xffff) !== rsId) continue;
       const tcp = (rec[base + R_META]! & 0xff) === IPPROTO_TCP;
       const st = stateOf(rec, base);
       const open = tcp && st !== S_TIME_WAIT && st !== S_CLOSE;
       if (open && this.isMaster) {
-        if (this.emitCount + 2 > this.emit.slots) return { ended, more: true };
+        if (this.emitCount + 2 > this.emit.slots) return { ended, next: r };
         this.resetBoth(base);
       }
       c.sync?.onRemove(base);
@@ -543,7 +544,7 @@ export class Engine {
       this.counters[C_SESSIONS_EXPIRED] = this.counters[C_SESSIONS_EXPIRED]! + 1;
       ended++;
     }
-    return { ended, more: false };
+    return { ended, next: -1 };
   }
 
   /** Queue an RST from the address at src0/srcHi to dst0/dstHi; `ports` is a key-block
@@ -582,7 +583,7 @@ export class Engine {
   /** Record ids of live sessions (control plane; walks the whole table). */
   *sessionIds(): Generator<number> {
     const rec = this.table.rec;
-    for (let r = 0; r < this.table.capacity; r++) {
+    for (let r = 0; r < this.table.used; r++) {
       if ((rec[r * RECORD_WORDS + R_META]! & 0xffff) !== 0) yield r;
     }
   }

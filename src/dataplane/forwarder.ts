@@ -100,12 +100,13 @@ export class Forwarder {
   /** End every session of real server `rsId` with RSTs to both sides (health check failed). */
   resetServer(rsId: number): number {
     let ended = 0;
-    for (;;) {
-      const r = this.engine.resetServer(rsId);
+    for (let from = 0; from >= 0;) {
+      const r = this.engine.resetServer(rsId, from);
       ended += r.ended;
       this.flushEmitted();
-      if (!r.more) return ended;
+      from = r.next;
     }
+    return ended;
   }
 
   close(): void {

@@ -251,7 +251,7 @@ export class SessionSync {
   snapshot(): Int32Array {
     const rec = this.table.rec;
     const ids: number[] = [];
-    for (let r = 0; r < this.table.capacity; r++) {
+    for (let r = 0; r < this.table.used; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0) ids.push(base);
     }
@@ -264,7 +264,7 @@ export class SessionSync {
   flushSynced(remove: (r: number) => void): number {
     const rec = this.table.rec;
     let n = 0;
-    for (let r = 0; r < this.table.capacity; r++) {
+    for (let r = 0; r < this.table.used; r++) {
       const meta = rec[r * RECORD_WORDS + R_META]!;
       if ((meta & 0xffff) !== 0 && ((meta >>> META_FLAGS_SHIFT) & FLAG_SYNCED) !== 0) {
         remove(r);

@@ -20,7 +20,7 @@ it('resetServer ends the real server’s sessions: RSTs with the expected seq, t
   }
   const rsId = d.engine.describe([...d.engine.sessionIds()][0]!).realServerId;
   const r = d.engine.resetServer(rsId);
-  expect(r).toEqual({ ended: 3, more: false });
+  expect(r).toEqual({ ended: 3, next: -1 });
   expect(d.engine.sessionCount).toBe(0);
   expect(d.engine.emitCount).toBe(6);
   const rsts = Array.from({ length: 6 }, (_, i) => parse(d.engine.emit.get(i)));
@@ -35,4 +35,29 @@ it('resetServer ends the real server’s sessions: RSTs with the expected seq, t
   expect(
     d.send(tcp({ src: V4.client, dst: V4.vip, sport: 40001, dport: 80, seq: 101, ack: 701, flags: ACK })).verdict,
   ).toBe(1);
+});
+
+it('more sessions than one round of RSTs: each round goes on where the last stopped; every session ends once', () => {
+  const d = new Driver(makeEngine());
+  for (let i = 0; i < 1800; i++) {
+    d.forward(tcp({ src: V4.client, dst: V4.vip, sport: 10000 + i, dport: 80, seq: 1, ack: 0, flags: SYN }));
+  }
+  const rsId = d.engine.describe([...d.engine.sessionIds()][0]!).realServerId;
+  const mine = [...d.engine.sessionIds()].filter((r) => d.engine.describe(r).realServerId === rsId).length;
+  expect(mine).toBeGreaterThan(512); // more than two rounds' worth (256 sessions, 2 RSTs each)
+  let ended = 0;
+  let rsts = 0;
+  let rounds = 0;
+  for (let from = 0; from >= 0; rounds++) {
+    const r = d.engine.resetServer(rsId, from);
+    expect(r.next === -1 || r.next > from).toBe(true);
+    ended += r.ended;
+    rsts += d.engine.emitCount;
+    d.engine.clearEmitted();
+    from = r.next;
+  }
+  expect(ended).toBe(mine);
+  expect(rsts).toBe(2 * mine);
+  expect(rounds).toBe(Math.ceil(mine / 256));
+  expect(d.engine.sessionCount).toBe(1800 - mine);
 });
