@@ -15,6 +15,7 @@ import { ConfigError, show } from '../config/errors.js';
 import { AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
 import { metaKey } from '../conn/layout.js';
 import { parseAddress, parseCidr, type ParsedAddress, type ParsedCidr } from './addr.js';
+import { PrefixSet } from './prefix_set.js';
 import { AddrPortMap } from './addr_map.js';
 import { LocalAddressPool } from './laddr.js';
 import { isPrime } from './sched/maglev.js';
@@ -392,8 +393,8 @@ export class ServiceTable {
   readonly pools: (ServerPool | undefined)[] = [];
   readonly laddrs: (LocalAddressPool | undefined)[] = [];
   /** Client ACLs and the new-session cap (this worker's share, per second; 0: none). */
-  readonly aclAllow: ParsedCidr[][] = [];
-  readonly aclDeny: ParsedCidr[][] = [];
+  readonly aclAllow: PrefixSet[] = [];
+  readonly aclDeny: PrefixSet[] = [];
   readonly aclAllowOn = new Uint8Array(SERVICES_MAX);
   readonly rate = new Float64Array(SERVICES_MAX);
   readonly tokens = new Float64Array(SERVICES_MAX);
@@ -434,9 +435,9 @@ export class ServiceTable {
       this.stripTs[id] = s.stripTimestamps ? 1 : 0;
       // Only this family's prefixes can match; an allow list of only the other family
       // still means "not everyone".
-      this.aclAllow[id] = s.aclAllow.filter((c) => c.af === s.af);
+      this.aclAllow[id] = new PrefixSet(s.aclAllow.filter((c) => c.af === s.af));
       this.aclAllowOn[id] = s.aclAllow.length > 0 ? 1 : 0;
-      this.aclDeny[id] = s.aclDeny.filter((c) => c.af === s.af);
+      this.aclDeny[id] = new PrefixSet(s.aclDeny.filter((c) => c.af === s.af));
       const rate = s.maxNewPerSec / this.workers;
       if (this.rate[id] !== rate) {
         this.rate[id] = rate;
@@ -488,8 +489,8 @@ export class ServiceTable {
    */
   admit(svc: number, a0: number, a1: number, a2: number, a3: number, nowMs: number): number {
     const deny = this.aclDeny[svc];
-    if (deny !== undefined && deny.length > 0 && matchAny(deny, a0, a1, a2, a3)) return DROP_ACL_DENIED;
-    if (this.aclAllowOn[svc] === 1 && !matchAny(this.aclAllow[svc]!, a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    if (deny !== undefined && deny.size > 0 && deny.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    if (this.aclAllowOn[svc] === 1 && !this.aclAllow[svc]!.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
     const rate = this.rate[svc]!;
     if (rate > 0) {
       // token bucket: `rate` per second, a burst of one second's worth (at least 1)
@@ -519,21 +520,3 @@ export class ServiceTable {
 }
 
 export { AF_INET, AF_INET6 };
-
-/** Does the address (a0..a3, int32 words) fall in any of the prefixes? */
-function matchAny(list: readonly ParsedCidr[], a0: number, a1: number, a2: number, a3: number): boolean {
-  const a = [a0, a1, a2, a3];
-  for (const c of list) {
-    let bits = c.prefix;
-    let ok = true;
-    for (let w = 0; w < 4 && bits > 0; w++, bits -= 32) {
-      const mask = bits >= 32 ? -1 : ~(-1 >>> bits);
-      if (((a[w]! ^ c.words[w]!) & mask) !== 0) {
-        ok = false;
-        break;
-      }
-    }
-    if (ok) return true;
-  }
-  return false;
-}
