@@ -580,7 +580,7 @@ export class Engine {
     this.emitCount = 0;
   }
 
-  /** Record ids of live sessions (control plane; walks the whole table). */
+  /** Record ids of live sessions (control plane; walks every record handed out so far). */
   *sessionIds(): Generator<number> {
     const rec = this.table.rec;
     for (let r = 0; r < this.table.used; r++) {
