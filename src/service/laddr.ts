@@ -9,17 +9,56 @@
  * (RIP, rport), which the session table's OUT index answers directly.
  *
  * Ports are handed out in turn, so a tuple comes back as late as possible: the real server
- * may still hold its last use in TIME_WAIT (docs/config.md, "ISN key"). A new pool (a
- * restart, a failover, a changed address list) does not start at the first port, where the
- * previous process started too, but where a clock sweeping the range once per
- * LPORT_SWEEP_SEC stands: a previous process that handed out ports no faster than the sweep
- * used only ports behind it. A standby that becomes master does the same (restartAt): the
- * old master's last ports are behind the sweep as well.
+ * may still hold its last use in TIME_WAIT (docs/config.md, "ISN key"). The turn is per
+ * local address, shared by every service that uses the address (PortCursors): two services
+ * with their own cursors on one address and one real server would hand out each other's
+ * recent tuples. A cursor does not start at the first port, where the previous process
+ * started too, but where a clock sweeping the range once per LPORT_SWEEP_SEC stands: a
+ * previous process that handed out ports no faster than the sweep used only ports behind
+ * it. A standby that becomes master does the same (restartAt): the old master's last ports
+ * are behind the sweep as well.
  */
 
 import { LPORT_MAX, LPORT_MIN, LPORT_PROBES_PER_LADDR, LPORT_SWEEP_SEC } from '../constants.js';
 import { DIR_OUT } from '../conn/layout.js';
 import type { SessionTable } from '../conn/table.js';
+
+/** Where the sweep stands at `nowMs` (wall-clock ms), as a port index of a worker's share. */
+function sweepAt(nowMs: number, portCount: number): number {
+  return portCount > 0 ? Math.floor((nowMs / 1000 / LPORT_SWEEP_SEC) * portCount) % portCount : 0;
+}
+
+/** A worker's port cursors: one per local address, whichever services use it. */
+export class PortCursors {
+  /** Next port index to try, by cursor slot. */
+  readonly pos: number[] = [];
+  private readonly slots = new Map<string, number>();
+
+  constructor(readonly portCount: number) {}
+
+  /** The slot of address `addr` (4 words): an existing one, or a new one at the sweep. */
+  slot(addr: Int32Array, nowMs: number): number {
+    const key = `${addr[0]},${addr[1]},${addr[2]},${addr[3]}`;
+    let slot = this.slots.get(key);
+    if (slot === undefined) {
+      slot = this.pos.length;
+      this.pos.push(sweepAt(nowMs, this.portCount));
+      this.slots.set(key, slot);
+    }
+    return slot;
+  }
+
+  /** Every cursor continues from where the sweep stands at `nowMs` (a standby promoted). */
+  restartAt(nowMs: number): void {
+    this.pos.fill(sweepAt(nowMs, this.portCount));
+  }
+}
+
+/** The share of ports 1025–65535 of `worker`: first port, step and count. */
+export function portShare(worker: number, workers: number): { first: number; step: number; count: number } {
+  const first = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
+  return { first, step: workers, count: first > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - first) / workers) + 1 };
+}
 
 export class LocalAddressPool {
   readonly count: number;
@@ -32,26 +71,27 @@ export class LocalAddressPool {
   lastPort = 0;
   /** OUT-key hash of the last successful acquire(), for the index insert. */
   lastHash = 0;
-  private readonly cursor: Int32Array;
+  /** Cursor slot (in `cursors`) of each address. */
+  private readonly slots: Int32Array;
   private nextLaddr = 0;
 
-  /** `nowMs`: wall-clock milliseconds (the forwarders' clock), for the starting port. */
-  constructor(addrs: readonly Int32Array[], worker: number, workers: number, nowMs: number) {
+  /** `cursors`: the worker's, shared with its other pools; `nowMs`: wall-clock milliseconds
+   * (the forwarders' clock), where a new address's cursor starts. */
+  constructor(
+    addrs: readonly Int32Array[],
+    worker: number,
+    workers: number,
+    private readonly cursors: PortCursors,
+    nowMs: number,
+  ) {
     this.count = addrs.length;
     this.addrs = new Int32Array(this.count * 4);
     addrs.forEach((a, i) => this.addrs.set(a.subarray(0, 4), i * 4));
-    this.portStep = workers;
-    this.portFirst = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
-    this.portCount = this.portFirst > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - this.portFirst) / workers) + 1;
-    this.cursor = new Int32Array(this.count);
-    this.restartAt(nowMs);
-  }
-
-  /** Continue from where the sweep stands at `nowMs` (a new pool; a standby promoted). */
-  restartAt(nowMs: number): void {
-    if (this.portCount > 0) {
-      this.cursor.fill(Math.floor((nowMs / 1000 / LPORT_SWEEP_SEC) * this.portCount) % this.portCount);
-    }
+    const share = portShare(worker, workers);
+    this.portFirst = share.first;
+    this.portStep = share.step;
+    this.portCount = share.count;
+    this.slots = Int32Array.from(addrs, (a) => cursors.slot(a, nowMs));
   }
 
   /** Whether this pool holds exactly `addrs`, in order. */
@@ -80,21 +120,22 @@ export class LocalAddressPool {
       key[5] = this.addrs[o + 1]!;
       key[7] = this.addrs[o + 2]!;
       key[9] = this.addrs[o + 3]!;
-      let k = this.cursor[li]!;
+      const slot = this.slots[li]!;
+      let k = this.cursors.pos[slot]!;
       for (let p = 0; p < probes; p++) {
         const port = this.portFirst + k * this.portStep;
         k = k + 1 === this.portCount ? 0 : k + 1;
         key[1] = rportHigh | port;
         const hash = table.hashKey(key, blockWords);
         if (table.find(key, blockWords, DIR_OUT, hash) < 0) {
-          this.cursor[li] = k;
+          this.cursors.pos[slot] = k;
           this.nextLaddr = (li + 1) % this.count;
           this.lastPort = port;
           this.lastHash = hash;
           return li;
         }
       }
-      this.cursor[li] = k;
+      this.cursors.pos[slot] = k;
     }
     return -1;
   }

@@ -17,7 +17,7 @@ import { metaKey } from '../conn/layout.js';
 import { parseAddress, parseCidr, type ParsedAddress, type ParsedCidr } from './addr.js';
 import { PrefixSet } from './prefix_set.js';
 import { AddrPortMap } from './addr_map.js';
-import { LocalAddressPool } from './laddr.js';
+import { LocalAddressPool, PortCursors, portShare } from './laddr.js';
 import { isPrime } from './sched/maglev.js';
 import {
   createScheduler,
@@ -400,6 +400,8 @@ export class ServiceTable {
   readonly tokens = new Float64Array(SERVICES_MAX);
   readonly tokensAt = new Float64Array(SERVICES_MAX);
   private workers = 1;
+  /** Port cursors per local address, shared by the services (laddr.ts); made at the first apply. */
+  private cursors: PortCursors | undefined;
   /** Real servers by id: address (4 words), port. */
   readonly rsAddr = new Int32Array(REAL_SERVERS_MAX * 4);
   readonly rsPort = new Int32Array(REAL_SERVERS_MAX);
@@ -408,9 +410,9 @@ export class ServiceTable {
 
   constructor(readonly counts: ConnCounts) {}
 
-  /** Every local-address pool continues from where the port sweep stands at `nowMs`. */
+  /** Every local address continues from where the port sweep stands at `nowMs`. */
   restartPorts(nowMs: number): void {
-    for (const pool of this.laddrs) pool?.restartAt(nowMs);
+    this.cursors?.restartAt(nowMs);
   }
 
   /**
@@ -420,6 +422,7 @@ export class ServiceTable {
    */
   apply(services: readonly ResolvedService[], worker: number, workers: number, nowMs: number): void {
     this.workers = workers;
+    this.cursors ??= new PortCursors(portShare(worker, workers).count);
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
     for (const s of services) {
@@ -470,11 +473,11 @@ export class ServiceTable {
         this.pools[id] = pool;
         this.schedulers[id] = createScheduler(s.scheduler, pool, { maglevTableSize: s.maglevTableSize });
       }
-      // Keep the port cursors when the local addresses did not change: a fresh pool would
-      // start probing at ports the live sessions already hold.
+      // A new pool takes the cursors its addresses already have (another service's, or
+      // its own before the list changed): ports keep going round in turn.
       const oldPool = this.laddrs[id];
       if (oldPool === undefined || !oldPool.sameAddresses(s.laddrs)) {
-        this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers, nowMs);
+        this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers, this.cursors, nowMs);
       }
       map.set(metaKey(s.af, s.proto), s.port, s.vip, id);
       map.set(metaKey(s.af, META_VIP), 0, s.vip, id);

@@ -14,6 +14,9 @@ import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/serv
 import { Driver, labServices, makeEngine, V4 } from '../helpers/engine.js';
 import { ACK, FIN, parse, SYN, tcp } from '../helpers/packets.js';
 import { Engine } from '../../src/dataplane/engine.js';
+import { KEY_WORDS, metaKey } from '../../src/conn/layout.js';
+import { AF_INET, IPPROTO_TCP } from '../../src/packet/headers.js';
+import { parseAddress } from '../../src/service/addr.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 
 const twoServers = () => [
@@ -118,6 +121,39 @@ describe('sessions', () => {
     const restarted = firstPort(1_010_000);
     const used = Math.floor((10 * range) / 60);
     expect((restarted - previous + range) % range).toBeGreaterThanOrEqual(used);
+  });
+
+  it('services sharing a local address take its ports in one turn (neither reuses the other’s last tuples)', () => {
+    // Two VIP ports, one local address, one real server: with a cursor per service both
+    // started at the sweep and handed out the same ports, so a tuple the real server still
+    // held in TIME_WAIT for one service came straight back for the other.
+    const svc = (port: number) =>
+      serviceWithDefaults({
+        vip: V4.vip,
+        port,
+        realServers: [{ address: V4.rs1, port: 8080, weight: 1 }],
+        localAddresses: [V4.lip],
+      });
+    const e = new Engine(
+      { capacity: 64, seed: 3, nowMs: 5_000 },
+      resolveServices([svc(80), svc(81)], new IdRegistry()),
+    );
+    const key = new Int32Array(KEY_WORDS);
+    key[0] = metaKey(AF_INET, IPPROTO_TCP);
+    key[1] = 8080 << 16;
+    key[2] = parseAddress(V4.rs1)!.words[0]!;
+    const ports: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const pool = e.services.laddrs[i % 2]!; // nothing inserted: only the turn keeps them apart
+      expect(pool.acquire(e.table, key, 3)).toBe(0);
+      ports.push(pool.lastPort);
+    }
+    expect(new Set(ports).size).toBe(8);
+    // A promoted standby moves the shared cursor once, for both.
+    e.services.restartPorts(35_000);
+    e.services.laddrs[0]!.acquire(e.table, key, 3);
+    e.services.laddrs[1]!.acquire(e.table, key, 3);
+    expect(e.services.laddrs[1]!.lastPort).toBe(e.services.laddrs[0]!.lastPort + 1);
   });
 
   it('a local port is reused toward another server; exhaustion drops with a reason', () => {

@@ -613,7 +613,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
       // PAWS would refuse about half the SYNs on a reused tuple whatever their ISN. One loop
       // stays below the sweep's pace over four local addresses (~4,300 ports/s with 2
       // workers), so the restarted process starts past every port the previous one used.
-      const laddrs = [...LAB.laddrs4, '198.18.2.3', '198.18.2.4'].join(', ');
+      // Addresses of its own: the test before ran ahead of the sweep on the lab's first one.
+      const laddrs = ['198.18.2.3', '198.18.2.4', '198.18.2.5', '198.18.2.6'].join(', ');
       await reloadWith(
         (y) =>
           `${y}  - { name: restart-ts-v4, vip: ${LAB.vip4}, port: 8083, localAddresses: [${laddrs}], realServers: [${rs1}] }\n`,
