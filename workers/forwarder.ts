@@ -78,7 +78,7 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'sync-flush') {
     port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced() });
   } else if (m.type === 'reset-server') {
-    forwarder.resetServer(m.serverId);
+    void forwarder.resetServer(m.serverId);
   } else if (m.type === 'conns') {
     const sessions: SessionInfo[] = [];
     let more = false;

@@ -91,4 +91,34 @@ describe('Forwarder', () => {
     expect(rsts.map((p) => p.flags)).toEqual([RST, RST]);
     expect(rsts.map((p) => p.dport)).toEqual([sport, 8080]);
   });
+
+  it('ends a real server’s sessions a round of RSTs at a time, yielding to the queue between rounds', async () => {
+    const engine = new Engine(
+      { worker: 0, workers: 1, capacity: 2048, seed: 3, nowMs: 0 },
+      resolveServices(labServices(), new IdRegistry()),
+    );
+    const queue = new FakeTunQueue();
+    const fwd = new Forwarder(
+      engine,
+      queue,
+      new PacketRing(32),
+      { to: [null], from: [null], wake: () => undefined },
+      () => 0,
+    );
+    fwd.start();
+    const ring = new PacketRing(1);
+    for (let i = 0; i < 700; i++) {
+      ring.put(0, tcp({ src: V4.client, dst: V4.vip, sport: 10000 + i, dport: 80, seq: 1, flags: SYN }));
+      engine.processBurst(ring, 1, 0);
+    }
+    const rsId = engine.describe([...engine.sessionIds()][0]!).realServerId;
+    const done = fwd.resetServer(rsId);
+    // The first round went out at once (256 sessions, 2 RSTs each); the rest wait their turn.
+    expect(queue.written.length).toBe(512);
+    expect(engine.sessionCount).toBe(700 - 256);
+    expect(await done).toBe(700);
+    expect(queue.written.length).toBe(1400);
+    expect(queue.written.every((p) => parse(p).flags === RST)).toBe(true);
+    expect(engine.sessionCount).toBe(0);
+  });
 });
