@@ -77,11 +77,11 @@ export class SystemChanges {
   /** Route one address (/32 or /128) into the device, with its fallback blackhole. */
   route(af: number, words: ArrayLike<number>, dev: string): void {
     const r = routeOf(af, words, dev);
-    if (this.fallbacks.get(r.prefix)?.ours !== true) {
+    if (!this.fallbacks.has(r.prefix)) {
       execFileSync('ip', [r.family, 'route', 'replace', 'blackhole', r.prefix, 'metric', String(FALLBACK_METRIC)], {
         stdio: 'pipe',
       });
-      this.fallbacks.set(r.prefix, { ...r, dev: '', key: r.prefix, ours: true });
+      this.fallbacks.set(r.prefix, { ...r, dev: '', key: r.prefix });
     }
     if (this.routes.has(r.key)) return;
     execFileSync('ip', [r.family, 'route', 'replace', r.prefix, 'dev', dev], { stdio: 'pipe' });
@@ -89,11 +89,11 @@ export class SystemChanges {
   }
 
   /** Take over the fallback blackholes a previous run left (it was killed, or kept them):
-   * the next routeServices withdraws those no service wants any more. */
+   * they are in place already, and the next routeServices withdraws those no service wants
+   * any more. */
   adoptFallbacks(): void {
     for (const { family, prefix } of listFallbacks()) {
-      if (!this.fallbacks.has(prefix))
-        this.fallbacks.set(prefix, { key: prefix, family, prefix, dev: '', ours: false });
+      this.fallbacks.set(prefix, { key: prefix, family, prefix, dev: '' });
     }
   }
 
@@ -157,8 +157,6 @@ interface Route {
   prefix: string;
   /** The TUN device; '' for a fallback blackhole. */
   dev: string;
-  /** Fallbacks: installed (or re-installed) by this run; false for one only adopted. */
-  ours?: boolean;
 }
 
 /** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the
