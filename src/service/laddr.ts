@@ -28,13 +28,21 @@ function sweepAt(nowMs: number, portCount: number): number {
   return portCount > 0 ? Math.floor((nowMs / 1000 / LPORT_SWEEP_SEC) * portCount) % portCount : 0;
 }
 
-/** A worker's port cursors: one per local address, whichever services use it. */
+/** A worker's share of ports 1025–65535 (`port % workers == worker`) and its cursors: one
+ * per local address, whichever services use it. */
 export class PortCursors {
+  readonly portFirst: number;
+  readonly portStep: number;
+  readonly portCount: number;
   /** Next port index to try, by cursor slot. */
   readonly pos: number[] = [];
   private readonly slots = new Map<string, number>();
 
-  constructor(readonly portCount: number) {}
+  constructor(worker: number, workers: number) {
+    this.portStep = workers;
+    this.portFirst = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
+    this.portCount = this.portFirst > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - this.portFirst) / workers) + 1;
+  }
 
   /** The slot of address `addr` (4 words): an existing one, or a new one at the sweep. */
   slot(addr: Int32Array, nowMs: number): number {
@@ -54,12 +62,6 @@ export class PortCursors {
   }
 }
 
-/** The share of ports 1025–65535 of `worker`: first port, step and count. */
-export function portShare(worker: number, workers: number): { first: number; step: number; count: number } {
-  const first = LPORT_MIN + ((((worker - LPORT_MIN) % workers) + workers) % workers);
-  return { first, step: workers, count: first > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - first) / workers) + 1 };
-}
-
 export class LocalAddressPool {
   readonly count: number;
   /** Addresses, 4 words each. */
@@ -75,22 +77,19 @@ export class LocalAddressPool {
   private readonly slots: Int32Array;
   private nextLaddr = 0;
 
-  /** `cursors`: the worker's, shared with its other pools; `nowMs`: wall-clock milliseconds
-   * (the forwarders' clock), where a new address's cursor starts. */
+  /** `cursors`: the worker's (its port share), shared with its other pools; `nowMs`:
+   * wall-clock milliseconds (the forwarders' clock), where a new address's cursor starts. */
   constructor(
     addrs: readonly Int32Array[],
-    worker: number,
-    workers: number,
     private readonly cursors: PortCursors,
     nowMs: number,
   ) {
     this.count = addrs.length;
     this.addrs = new Int32Array(this.count * 4);
     addrs.forEach((a, i) => this.addrs.set(a.subarray(0, 4), i * 4));
-    const share = portShare(worker, workers);
-    this.portFirst = share.first;
-    this.portStep = share.step;
-    this.portCount = share.count;
+    this.portFirst = cursors.portFirst;
+    this.portStep = cursors.portStep;
+    this.portCount = cursors.portCount;
     this.slots = Int32Array.from(addrs, (a) => cursors.slot(a, nowMs));
   }
 

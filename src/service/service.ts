@@ -17,7 +17,7 @@ import { metaKey } from '../conn/layout.js';
 import { parseAddress, parseCidr, type ParsedAddress, type ParsedCidr } from './addr.js';
 import { PrefixSet } from './prefix_set.js';
 import { AddrPortMap } from './addr_map.js';
-import { LocalAddressPool, PortCursors, portShare } from './laddr.js';
+import { LocalAddressPool, PortCursors } from './laddr.js';
 import { isPrime } from './sched/maglev.js';
 import {
   createScheduler,
@@ -422,7 +422,7 @@ export class ServiceTable {
    */
   apply(services: readonly ResolvedService[], worker: number, workers: number, nowMs: number): void {
     this.workers = workers;
-    this.cursors ??= new PortCursors(portShare(worker, workers).count);
+    this.cursors ??= new PortCursors(worker, workers);
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
     for (const s of services) {
@@ -477,7 +477,7 @@ export class ServiceTable {
       // its own before the list changed): ports keep going round in turn.
       const oldPool = this.laddrs[id];
       if (oldPool === undefined || !oldPool.sameAddresses(s.laddrs)) {
-        this.laddrs[id] = new LocalAddressPool(s.laddrs, worker, workers, this.cursors, nowMs);
+        this.laddrs[id] = new LocalAddressPool(s.laddrs, this.cursors, nowMs);
       }
       map.set(metaKey(s.af, s.proto), s.port, s.vip, id);
       map.set(metaKey(s.af, META_VIP), 0, s.vip, id);
@@ -492,7 +492,7 @@ export class ServiceTable {
    */
   admit(svc: number, a0: number, a1: number, a2: number, a3: number, nowMs: number): number {
     const deny = this.aclDeny[svc];
-    if (deny !== undefined && deny.size > 0 && deny.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    if (deny !== undefined && deny.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
     if (this.aclAllowOn[svc] === 1 && !this.aclAllow[svc]!.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
     const rate = this.rate[svc]!;
     if (rate > 0) {
