@@ -365,7 +365,9 @@ export class SessionSync {
 /** Does record `base` have the IN key (client side) of the sync record at `s`? */
 function sameInKey(rec: Int32Array, base: number, ev: Int32Array, s: number): boolean {
   for (let i = 0; i < KEY_LO_WORDS; i++) if (rec[base + R_IN + i] !== ev[s + R_IN + i]) return false;
-  for (let i = 0; i < 6; i++) if (rec[base + R_IN_HI + i] !== ev[s + syncWord(R_IN_HI + i)]) return false;
+  for (let i = 0; i < KEY_BLOCK_WORDS - KEY_LO_WORDS; i++) {
+    if (rec[base + R_IN_HI + i] !== ev[s + syncWord(R_IN_HI + i)]) return false;
+  }
   return true;
 }
 
