@@ -67,6 +67,11 @@ export const REAL_SERVERS_MAX = 4096;
 /** Services known at once. */
 export const SERVICES_MAX = 1024;
 
+/** Highest HA node id (ha.nodeId). A session record names the peer it was installed from
+ * in 6 bits of its SVC_RS word (conn/layout.ts), beside a 10-bit service id: 63 nodes is more
+ * than an ECMP group of LB nodes needs (routers spread over 8–64 next hops). */
+export const NODE_ID_MAX = 63;
+
 /** Local addresses per service. */
 export const LADDRS_PER_SERVICE_MAX = 64;
 
@@ -92,6 +97,6 @@ export function assertConstants(): void {
   if (TIMER_WHEEL_SLOTS * TIMER_TICK_MS < 300_000)
     throw new Error('the timer wheel must span the longest default timeout (UDP, 300 s)');
   if (LPORT_MIN < 1 || LPORT_MAX > 65535 || LPORT_MIN > LPORT_MAX) throw new Error('bad local port range');
-  if (REAL_SERVERS_MAX > 0xffff || SERVICES_MAX > 0xffff)
-    throw new Error('service and real-server ids must fit 16 bits of a session record');
+  if (REAL_SERVERS_MAX > 0x10000 || SERVICES_MAX > 0x400 || NODE_ID_MAX > 0x3f)
+    throw new Error('real-server, service and node ids must fit 16, 10 and 6 bits of a session record');
 }

@@ -76,7 +76,9 @@ port.on('message', (m: ToForwarder) => {
     const records = engine.sync!.snapshot();
     port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
   } else if (m.type === 'sync-flush') {
-    port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced() });
+    port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced(m.owner) });
+  } else if (m.type === 'sync-adopt') {
+    engine.adoptSynced(m.owner);
   } else if (m.type === 'reset-server') {
     void forwarder.resetServer(m.serverId);
   } else if (m.type === 'conns') {

@@ -6,7 +6,7 @@
  *
  * Real parts: a redis-server on loopback (started here on a free port, stopped by PID at the
  * end), the Engine (sessions opened by real handshakes, published by its sync hooks), the
- * HaSync of src/ha/redis_sync.ts on both sides. Both sides run in this one process, with the
+ * HaNode of src/ha/node.ts (publisher.ts, follower.ts) on both sides. Both sides run in this one process, with the
  * engines called directly instead of through forwarder threads, so each phase is timed alone:
  *
  *   publish   master only: N sessions become ESTABLISHED and due → events → Redis
@@ -18,17 +18,18 @@
  * Environment: BENCH_SESSIONS (default 200000), BENCH_ROUNDS (3).
  */
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { HaConfig } from '../../src/config/config.js';
 import type { Logger } from '../../src/control/log.js';
-import { Engine, ROLE_BACKUP, ROLE_MASTER } from '../../src/dataplane/engine.js';
-import { HaSync, type HaWorkerLink } from '../../src/ha/redis_sync.js';
+import { Engine } from '../../src/dataplane/engine.js';
+import { engineLink } from '../../src/ha/engine_link.js';
+import { HaNode } from '../../src/ha/node.js';
+import { HaControl } from '../../src/ha/role.js';
 import { SyncRing } from '../../src/ha/session_sync.js';
+import { startLocalRedis } from '../../src/lab/local_redis.js';
 import { packageRoot } from '../../src/paths.js';
 import { openSessions, services } from '../lib/sessions.js';
 
@@ -42,65 +43,17 @@ const quiet: Logger = {
   },
 };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'],
-    { stdio: 'ignore' },
-  );
-  const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  r.on('error', () => undefined); // refused until the server listens: retried below
-  for (let i = 0; i < 100; i++) {
-    try {
-      await r.connect();
-      await r.ping();
-      r.disconnect();
-      return child;
-    } catch {
-      await new Promise((res) => setTimeout(res, 50));
-    }
-  }
-  child.kill('SIGKILL');
-  throw new Error('redis-server did not start (is it installed? apt-get install redis-server)');
-}
-
-function engine(role: number, capacity: number): { e: Engine; ring: SyncRing; roleSab: SharedArrayBuffer } {
-  const roleSab = new SharedArrayBuffer(16);
-  new Int32Array(roleSab)[0] = role;
+function engine(nodeId: number, control: HaControl, capacity: number): Engine {
   const ring = new SyncRing(capacity + 1024);
-  const e = new Engine(
+  return new Engine(
     {
       capacity,
       seed: 7,
       nowMs: 0,
-      ha: { roleSab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 3600 },
+      ha: { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 3600 },
     },
     services(),
   );
-  return { e, ring, roleSab };
-}
-
-function link(e: Engine, ring: SyncRing): HaWorkerLink {
-  return {
-    ring,
-    install: (events, count) => void e.installSynced(events, count),
-    snapshot: () => Promise.resolve({ writeCount: ring.writeCount, records: e.sync!.snapshot() }),
-    flushSynced: () => {
-      e.flushSynced();
-      return Promise.resolve();
-    },
-  };
 }
 
 async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -123,16 +76,21 @@ interface Round {
 async function round(port: number, k: number): Promise<Round> {
   const redis = new Redis(port, '127.0.0.1');
   await redis.flushall();
-  const cfg = (role: 'master' | 'backup'): HaConfig => ({
-    redis: `redis://127.0.0.1:${port}`,
+  const cfg = (nodeId: number, role: 'master' | 'backup'): HaConfig => ({
+    mode: 'pair',
+    nodeId,
+    name: `bench-${nodeId}`,
+    redis: { url: `redis://127.0.0.1:${port}` },
     cluster: `bench${k}`,
     syncAfterMs: 0,
     refreshSec: 3600,
     initialRole: role,
   });
-  const a = engine(ROLE_MASTER, 2 * N + 1024);
-  const b = engine(ROLE_BACKUP, 2 * N + 1024);
-  const master = new HaSync(cfg('master'), a.roleSab, [link(a.e, a.ring)], quiet);
+  const ca = new HaControl();
+  const cb = new HaControl();
+  const a = { e: engine(1, ca, 2 * N + 1024) };
+  const b = { e: engine(2, cb, 2 * N + 1024) };
+  const master = new HaNode(cfg(1, 'master'), [engineLink(a.e)], quiet, ca);
   master.start();
   await until(() => master.status().resyncs >= 1, 10_000, 'master connected');
   const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
@@ -148,7 +106,7 @@ async function round(port: number, k: number): Promise<Round> {
   const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
 
   // load: a standby starting now finds N sessions in Redis.
-  const standby = new HaSync(cfg('backup'), b.roleSab, [link(b.e, b.ring)], quiet);
+  const standby = new HaNode(cfg(2, 'backup'), [engineLink(b.e)], quiet, cb);
   const t1 = performance.now();
   standby.start();
   await until(() => b.e.sessionCount >= N, 120_000, 'standby loaded');
@@ -180,8 +138,8 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const port = await freePort();
-  const server = await startRedis(port);
+  const server = await startLocalRedis();
+  const port = server.port;
   const rounds: Round[] = [];
   try {
     for (let k = 0; k < ROUNDS; k++) {
@@ -189,7 +147,7 @@ async function main(): Promise<void> {
       process.stdout.write(`round ${k + 1}/${ROUNDS} done\n`);
     }
   } finally {
-    server.kill('SIGTERM'); // the redis-server this benchmark started, by its PID
+    await server.stop(); // the redis-server this benchmark started, by its PID
   }
   const keys = Object.keys(rounds[0]!) as (keyof Round)[];
   const summary = Object.fromEntries(

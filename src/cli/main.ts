@@ -10,6 +10,8 @@ import { DEFAULTS } from '../config/config.js';
 import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
 import { Runtime } from '../control/runtime.js';
+import { formatHaStatus } from '../control/stats.js';
+import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 import { labFailover } from '../lab/failover.js';
 import { sockAddon } from '../rs/native.js';
@@ -399,7 +401,7 @@ async function main(argv: string[]): Promise<number> {
       if (sub !== 'status') throw new UsageError(`ha needs status or check (got ${sub})`);
       const reply = (await ask({ cmd: 'ha' })) as { ha: Record<string, unknown> };
       if (json) log(JSON.stringify(reply.ha, null, 2));
-      else for (const [k, v] of Object.entries(reply.ha)) log(`${k.padEnd(16)} ${String(v)}`);
+      else log(formatHaStatus(reply.ha as unknown as HaStatus));
       return 0;
     }
     case 'help':

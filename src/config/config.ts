@@ -6,9 +6,9 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { MTU_DEFAULT, SESSIONS_PER_LB_DEFAULT } from '../constants.js';
+import { MTU_DEFAULT, NODE_ID_MAX, SESSIONS_PER_LB_DEFAULT } from '../constants.js';
 import { TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
 import {
@@ -34,21 +34,34 @@ export interface TunConfig {
   offload: boolean;
 }
 
-/** Active/standby pair: session sync through Redis (absent: a single LB, always active). */
+/** How HA nodes share work (docs/cluster.md):
+ *   pair     two nodes, keepalived decides which one forwards (and publishes its sessions);
+ *   cluster  every node forwards and publishes, routers spread flows over them (ECMP). */
+export type HaMode = 'pair' | 'cluster';
+
+/** Where the nodes meet: one Redis server, or the primary that Redis Sentinel names. */
+export type HaRedis = { url: string } | { sentinel: { name: string; addresses: { host: string; port: number }[] } };
+
+/** An HA pair or cluster: session sync through Redis (absent: a single LB, always active). */
 export interface HaConfig {
-  /** Redis server, redis://host:port[/db]. */
-  redis: string;
-  /** Name of the pair: keys are tunvs:<cluster>:... (several pairs can share one Redis). */
+  mode: HaMode;
+  /** This node's id, 1..NODE_ID_MAX, different on every node: it names the sessions the
+   * node owns (its Redis keys, and the owner in every record it publishes). */
+  nodeId: number;
+  /** A name for people (status, logs); the host name by default. */
+  name: string;
+  redis: HaRedis;
+  /** Name of the pair or cluster: keys are tunvs:<cluster>:... (several can share a Redis). */
   cluster: string;
   /** Publish a TCP session once it is ESTABLISHED and has lived this long (DPVS: ~2 s);
    * shorter connections are not worth syncing. */
   syncAfterMs: number;
-  /** Republish a busy session this often (fresh seq/ack; the standby's timer restarts). */
+  /** Republish a busy session this often (fresh seq/ack; the peers' timers restart). */
   refreshSec: number;
-  /** Role until keepalived's notify says otherwise. */
+  /** Pair: role until keepalived's notify says otherwise. */
   initialRole: 'master' | 'backup';
-  /** keepalived's vrrp_notify_fifo: tunvs reads the role from it directly (no process to
-   * spawn per transition, so the new master forwards sooner). Optional: `tunvs role ...`
+  /** Pair: keepalived's vrrp_notify_fifo: tunvs reads the role from it directly (no process
+   * to spawn per transition, so the new master forwards sooner). Optional: `tunvs role ...`
    * from notify scripts works as well. */
   notifyFifo?: string;
 }
@@ -171,14 +184,52 @@ function listenAddress(v: unknown, path: string): { host: string; port: number }
   return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }
 
-export const HA_DEFAULTS = { cluster: 'default', syncAfterMs: 2000, refreshSec: 30, initialRole: 'backup' } as const;
+export const HA_DEFAULTS = {
+  mode: 'pair',
+  cluster: 'default',
+  syncAfterMs: 2000,
+  refreshSec: 30,
+  initialRole: 'backup',
+} as const;
+
+const HA_KEYS = [
+  'mode',
+  'nodeId',
+  'name',
+  'redis',
+  'sentinel',
+  'cluster',
+  'syncAfterMs',
+  'refreshSec',
+  'initialRole',
+  'notifyFifo',
+];
 
 function haConfig(v: unknown, path: string): HaConfig {
-  const o = object(v, path, ['redis', 'cluster', 'syncAfterMs', 'refreshSec', 'initialRole', 'notifyFifo']);
-  if (o.redis === undefined)
-    throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(path, 'redis'), 'ha needs redis: redis://host:port');
+  const o = object(v, path, HA_KEYS);
+  const mode = opt(o, 'mode', HA_DEFAULTS.mode, (x) => oneOf(x, join(path, 'mode'), ['pair', 'cluster'] as const));
+  if (o.nodeId === undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      join(path, 'nodeId'),
+      `give every node of the ${mode} an id of its own, 1..${NODE_ID_MAX} (it names the sessions the node owns in Redis)`,
+    );
+  if (mode === 'cluster') {
+    for (const k of ['initialRole', 'notifyFifo'])
+      if (o[k] !== undefined)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_UNKNOWN',
+          join(path, k),
+          'a cluster node has no VRRP role: every node forwards (use mode: pair for keepalived)',
+        );
+  }
   return {
-    redis: string(o.redis, join(path, 'redis'), /^rediss?:\/\/[^\s/]+(\/\d+)?$/, 'a redis://host:port[/db] URL'),
+    mode,
+    nodeId: integer(o.nodeId, join(path, 'nodeId'), 1, NODE_ID_MAX, 'a node id'),
+    name: opt(o, 'name', hostname(), (x) =>
+      string(x, join(path, 'name'), /^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, _ . -'),
+    ),
+    redis: haRedis(o, path),
     cluster: opt(o, 'cluster', HA_DEFAULTS.cluster, (x) =>
       string(x, join(path, 'cluster'), /^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, _ . -'),
     ),
@@ -196,6 +247,39 @@ function haConfig(v: unknown, path: string): HaConfig {
       : {}),
   };
 }
+
+/** ha.redis (one server) or ha.sentinel (the primary Sentinel names), exactly one. */
+function haRedis(o: Obj, path: string): HaRedis {
+  if ((o.redis === undefined) === (o.sentinel === undefined))
+    throw new ConfigError(
+      o.redis === undefined ? 'TUNVS_ERR_CONFIG_MISSING' : 'TUNVS_ERR_CONFIG_DUPLICATE',
+      join(path, 'redis'),
+      'ha needs one of redis: redis://host:port or sentinel: { name, addresses: [host:port, ...] }',
+    );
+  if (o.redis !== undefined)
+    return {
+      url: string(o.redis, join(path, 'redis'), /^rediss?:\/\/[^\s/]+(\/\d+)?$/, 'a redis://host:port[/db] URL'),
+    };
+  const sp = join(path, 'sentinel');
+  const s = object(o.sentinel, sp, ['name', 'addresses']);
+  const name = string(s.name, join(sp, 'name'), /^[A-Za-z0-9_.-]{1,64}$/, "the primary's name in Sentinel");
+  const addresses = list(s.addresses, join(sp, 'addresses'), 'host:port').map((a, i) => {
+    const at = `${join(sp, 'addresses')}[${i}]`;
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(typeof a === 'string' ? a : '');
+    const port = m ? Number(m[3]) : NaN;
+    if (!m || port < 1 || port > 65535)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_TYPE',
+        at,
+        `${JSON.stringify(a)} is not host:port (e.g. "198.18.20.31:26379")`,
+      );
+    return { host: m[1] ?? m[2]!, port };
+  });
+  if (addresses.length === 0)
+    throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(sp, 'addresses'), 'name at least one Sentinel');
+  return { sentinel: { name, addresses } };
+}
+
 const TIMEOUT_KEYS = Object.keys(TIMEOUTS_DEFAULT_SEC) as (keyof TimeoutsSec)[];
 
 function tunConfig(v: unknown, path: string): TunConfig {

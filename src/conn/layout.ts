@@ -19,7 +19,8 @@
  *   word  0  META        proto (bits 0–7) | af (8–15) | state (16–23) | flags (24–31)
  *   words 1–3  IN key    cport<<16|vport, cip0, vip0
  *   words 4–6  OUT key   rport<<16|lport, rip0, lip0
- *   word  7  SVC_RS      service id << 16 | real-server id
+ *   word  7  SVC_RS      owner node (bits 26–31) | service id (16–25) | real-server id (0–15):
+ *                        svcRsWord() builds it, recService/recServer/recOwner read it
  *   word  8  SEQ_DELTA   LB ISN − client ISN: inbound seq += delta, outbound ack −= delta
  *   word  9  RS_ISN1     real server ISN + 1: the ack that marks packets that carry TOA
  *   word 10  CLI_SEQ     last seq from the client (client space)
@@ -76,6 +77,41 @@ export const R_CREATED = 30;
 export const R_SYNC = 31;
 /** First word of the second cache line. */
 export const R_LINE2 = 16;
+
+/**
+ * SVC_RS word bits. The owner is the HA node that publishes the session and answers for its
+ * expiry: 0 on the node that owns it (every session a node creates), the peer's node id
+ * (1..NODE_ID_MAX) on a copy installed from that peer (ha/session_sync.ts). A node that
+ * takes a peer's sessions over (a pair's new master, a cluster node taking a dead peer's
+ * local addresses) sets it back to 0.
+ *
+ *    31      26 25        16 15              0
+ *   +----------+------------+----------------+
+ *   |  owner   | service id | real-server id |
+ *   +----------+------------+----------------+
+ */
+export const SVC_SHIFT = 16;
+export const SVC_MASK = 0x3ff;
+export const RS_MASK = 0xffff;
+export const OWNER_SHIFT = 26;
+export const OWNER_MASK = 0x3f;
+
+export function svcRsWord(svc: number, rsId: number, owner: number): number {
+  return (owner << OWNER_SHIFT) | (svc << SVC_SHIFT) | rsId;
+}
+export function recService(rec: Int32Array, base: number): number {
+  return (rec[base + R_SVC_RS]! >>> SVC_SHIFT) & SVC_MASK;
+}
+export function recServer(rec: Int32Array, base: number): number {
+  return rec[base + R_SVC_RS]! & RS_MASK;
+}
+/** 0: this node owns the session; else the id of the peer it was installed from. */
+export function recOwner(rec: Int32Array, base: number): number {
+  return rec[base + R_SVC_RS]! >>> OWNER_SHIFT;
+}
+export function setRecOwner(rec: Int32Array, base: number, owner: number): void {
+  rec[base + R_SVC_RS] = (rec[base + R_SVC_RS]! & ~(OWNER_MASK << OWNER_SHIFT)) | (owner << OWNER_SHIFT);
+}
 
 /** Key words after META: ports + 4 address pairs. */
 export const KEY_BLOCK_WORDS = 9;

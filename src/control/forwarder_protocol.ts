@@ -3,7 +3,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
-import type { SessionInfo } from '../dataplane/engine.js';
+import type { HaEngineOptions, SessionInfo } from '../dataplane/engine.js';
 import type { IsnKey } from '../nat/seq.js';
 import type { ResolvedService } from '../service/service.js';
 
@@ -30,20 +30,23 @@ export interface ForwarderInit {
   handoffFrom: (SharedArrayBuffer | null)[];
   /** Wake-up ports to / from each other worker (transferred); null at our own index. */
   wakePorts: (MessagePort | null)[];
-  /** HA pair: the shared role word and this worker's sync event ring (ha/session_sync.ts). */
-  ha?: { roleSab: SharedArrayBuffer; syncRingSab: SharedArrayBuffer; syncAfterMs: number; refreshSec: number };
+  /** HA: node id, the shared control words (ha/role.ts) and this worker's sync event ring
+   * (ha/session_sync.ts). */
+  ha?: HaEngineOptions;
 }
 
 export type ToForwarder =
   | { type: 'services'; services: ResolvedService[] }
   | { type: 'stats'; id: number }
   | { type: 'stop' }
-  /** HA standby: install these events (op + sync record each). */
+  /** HA: install these events from peers (op + sync record each). */
   | { type: 'sync-install'; events: Int32Array; count: number }
-  /** HA: reply with every published session (full resync). */
+  /** HA: reply with every session this node owns and has published (full resync). */
   | { type: 'sync-snapshot'; id: number }
-  /** HA: drop the sessions installed by sync (a full reload follows). */
-  | { type: 'sync-flush'; id: number }
+  /** HA: drop the sessions installed from peer `owner`, 0: every peer (a reload follows). */
+  | { type: 'sync-flush'; id: number; owner: number }
+  /** HA: take over the sessions installed from peer `owner`, 0: every peer. */
+  | { type: 'sync-adopt'; owner: number }
   /** Health check with resetOnDown: end the real server's sessions with RSTs. */
   | { type: 'reset-server'; serverId: number }
   /** `tunvs conns`: up to `limit` sessions matching the filter. */

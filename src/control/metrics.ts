@@ -20,7 +20,7 @@
 
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { HaStatus } from '../ha/redis_sync.js';
+import type { HaStatus } from '../ha/node.js';
 import type { ServiceRow } from './stats.js';
 import type { GlobalStats } from './stats.js';
 
@@ -157,10 +157,36 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
   readGauge(reg, 'tunvs_table_capacity', 'Session capacity of the shard of a worker', ['worker'], (set) =>
     src.tables().forEach((t, w) => set({ worker: String(w) }, t.capacity)),
   );
-  readGauge(reg, 'tunvs_ha_role', 'HA role of this LB (1 for the current one)', ['role'], (set) => {
+  readGauge(
+    reg,
+    'tunvs_ha_role',
+    'HA role of this LB (1 for the current one; active: a cluster node)',
+    ['role'],
+    (set) => {
+      const h = src.ha();
+      if (h) for (const role of ['master', 'backup', 'fault', 'active']) set({ role }, h.role === role ? 1 : 0);
+    },
+  );
+  readGauge(reg, 'tunvs_ha_forwarding', '1 while this node forwards (a pair standby does not)', [], (set) => {
     const h = src.ha();
-    if (h) for (const role of ['master', 'backup', 'fault']) set({ role }, h.role === role ? 1 : 0);
+    if (h) set({}, h.forwarding ? 1 : 0);
   });
+  readGauge(reg, 'tunvs_ha_ready', "1 once the node has loaded its peers' sessions", [], (set) => {
+    const h = src.ha();
+    if (h) set({}, h.ready ? 1 : 0);
+  });
+  readGauge(reg, 'tunvs_ha_peer_alive', '1 while a peer node refreshes its alive key', ['peer'], (set) => {
+    for (const p of src.ha()?.peers ?? []) set({ peer: String(p.id) }, p.alive ? 1 : 0);
+  });
+  readGauge(
+    reg,
+    'tunvs_ha_peer_sync_lag_seconds',
+    "Now minus a peer's clock on its last batch applied here",
+    ['peer'],
+    (set) => {
+      for (const p of src.ha()?.peers ?? []) if (p.syncLagMs !== null) set({ peer: String(p.id) }, p.syncLagMs / 1000);
+    },
+  );
   readGauge(reg, 'tunvs_ha_redis_up', '1 when the HA sync reaches Redis', [], (set) => {
     const h = src.ha();
     if (h) set({}, h.redis === 'up' ? 1 : 0);
@@ -168,7 +194,7 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
   readGauge(
     reg,
     'tunvs_ha_sync_lag_seconds',
-    'Standby: now minus the master clock of the last applied batch',
+    "Largest over the peers followed: now minus the peer's clock on its last applied batch",
     [],
     (set) => {
       const h = src.ha();

@@ -29,10 +29,12 @@ import {
   type ServiceSpec,
 } from '../service/service.js';
 import { serveAdmin, serveAdminTcp } from './admin.js';
+import { askWorker } from './ask.js';
 import type { ConnFilter, ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
 import { formatConns } from './conns.js';
-import { HaSync, type HaWorkerLink } from '../ha/redis_sync.js';
-import { SyncRing } from '../ha/session_sync.js';
+import { HaNode } from '../ha/node.js';
+import { HaControl } from '../ha/role.js';
+import { SyncRing, type HaWorkerLink } from '../ha/session_sync.js';
 import { HealthMonitor } from './health.js';
 import { metricsRegistry, serveMetrics } from './metrics.js';
 import { GLOBAL_COUNTER_NAMES } from '../dataplane/counters.js';
@@ -77,10 +79,10 @@ export class Runtime {
   private rateTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private isnKey: IsnKey = [0, 0, 0, 0];
-  private ha: HaSync | undefined;
+  private ha: HaNode | undefined;
   private readonly health: HealthMonitor;
-  /** HA role word shared with the forwarders (engine.ts ROLE_*). */
-  private readonly roleSab = new SharedArrayBuffer(16);
+  /** HA control words shared with the forwarders (ha/role.ts). */
+  private readonly haControl = new HaControl();
 
   constructor(private readonly opts: RunOptions) {
     this.system = new SystemChanges((m) => opts.logger.log('warn', m));
@@ -132,11 +134,11 @@ export class Runtime {
       this.system.routeServices(this.services, tun.name);
       await this.startWorkers();
       if (config.ha) {
-        this.ha = new HaSync(
+        this.ha = new HaNode(
           config.ha,
-          this.roleSab,
           this.workers.map((w) => this.haLink(w)),
           this.opts.logger,
+          this.haControl,
         );
         this.ha.start();
       }
@@ -222,7 +224,8 @@ export class Runtime {
         ...(ha && syncRing
           ? {
               ha: {
-                roleSab: this.roleSab,
+                nodeId: ha.nodeId,
+                controlSab: this.haControl.sab,
                 syncRingSab: syncRing.sab,
                 syncAfterMs: ha.syncAfterMs,
                 refreshSec: ha.refreshSec,
@@ -257,8 +260,6 @@ export class Runtime {
     await Promise.all(ready);
   }
 
-  private nextStatsId = 0;
-
   private listRows(): ServiceRow[] {
     return listServices(
       this.services,
@@ -291,19 +292,9 @@ export class Runtime {
     this.log('info', 'metrics', { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics` });
   }
 
-  /** Ask a forwarder something and wait for its answer with the same id. */
+  /** Ask a forwarder something (control/ask.ts: with a deadline). */
   private ask<T extends FromForwarder>(w: WorkerHandle, msg: ToForwarder, type: T['type']): Promise<T> {
-    const id = ++this.nextStatsId;
-    return new Promise((resolve) => {
-      const onMessage = (m: FromForwarder): void => {
-        if (m.type === type && 'id' in m && m.id === id) {
-          w.thread.off('message', onMessage);
-          resolve(m as T);
-        }
-      };
-      w.thread.on('message', onMessage);
-      w.thread.postMessage({ ...msg, id });
-    });
+    return askWorker<T>(w.thread, `forwarder ${this.workers.indexOf(w)}`, msg, type);
   }
 
   private haLink(w: WorkerHandle): HaWorkerLink {
@@ -319,33 +310,27 @@ export class Runtime {
         );
         return { records: m.records, writeCount: m.writeCount };
       },
-      flushSynced: async () => {
-        await this.ask(w, { type: 'sync-flush', id: 0 }, 'sync-flushed');
+      flushSynced: async (owner) => {
+        await this.ask(w, { type: 'sync-flush', id: 0, owner }, 'sync-flushed');
       },
+      adopt: (owner) => w.thread.postMessage({ type: 'sync-adopt', owner }),
     };
   }
 
-  /** Each forwarder's TUN queue counters (asked over its message port, 1 s at most). */
+  /** Each forwarder's TUN queue counters (asked over its message port, 1 s at most; null
+   * for a worker that did not answer in time). */
   private queueStats(): Promise<(QueueStats | null)[]> {
     return Promise.all(
-      this.workers.map(
-        (w) =>
-          new Promise<QueueStats | null>((resolve) => {
-            const id = ++this.nextStatsId;
-            const onMessage = (m: FromForwarder): void => {
-              if (m.type === 'stats' && m.id === id) {
-                clearTimeout(timer);
-                w.thread.off('message', onMessage);
-                resolve(m.queue);
-              }
-            };
-            const timer = setTimeout(() => {
-              w.thread.off('message', onMessage);
-              resolve(null);
-            }, 1000);
-            w.thread.on('message', onMessage);
-            w.thread.postMessage({ type: 'stats', id });
-          }),
+      this.workers.map((w, i) =>
+        askWorker<Extract<FromForwarder, { type: 'stats' }>>(
+          w.thread,
+          `forwarder ${i}`,
+          { type: 'stats', id: 0 },
+          'stats',
+          1000,
+        )
+          .then((m) => m.queue)
+          .catch(() => null),
       ),
     );
   }

@@ -19,6 +19,7 @@ import {
 import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../nat/verdict.js';
 import { IPPROTO_TCP } from '../packet/headers.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
+import type { HaStatus } from '../ha/node.js';
 
 export interface RealServerRow {
   id: number;
@@ -186,4 +187,24 @@ export function deviceStats(dev: string): Record<string, number> {
     }
   }
   return out;
+}
+
+/** `tunvs ha status` (and `tunvs cluster status`) as text: the node, then a line per peer. */
+export function formatHaStatus(h: HaStatus): string {
+  const lag = (ms: number | null): string => (ms === null ? '-' : `${ms} ms`);
+  const lines = [
+    `node          ${h.nodeId} (${h.name}), ${h.mode}, role ${h.role}`,
+    `forwarding    ${h.forwarding ? 'yes' : 'no'}; publishing ${h.publishing ? 'yes' : 'no'}; ready ${h.ready ? 'yes' : 'no'}`,
+    `redis         ${h.redis}${h.redisServer ? ` (${h.redisServer})` : ''}`,
+    `events        published ${h.published}, applied ${h.applied}, lost ${h.lost}, pending ${h.pending}`,
+    `resyncs       ${h.resyncs}; peer snapshots loaded ${h.snapshotsLoaded}; sync lag ${lag(h.syncLagMs)}`,
+  ];
+  if (h.lastError) lines.push(`last error    ${h.lastError}`);
+  lines.push(`peers         ${h.peers.length === 0 ? 'none yet' : ''}`);
+  for (const p of h.peers) {
+    lines.push(
+      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}`,
+    );
+  }
+  return lines.join('\n');
 }

@@ -40,14 +40,18 @@ export const C_PACKETS_OUT = 20; // real server → client direction
 export const C_TOA_SKIPPED_GSO = 21;
 /** GSO super-packets rewritten (each stands for several wire packets). */
 export const C_GSO_PACKETS = 22;
-/** HA standby: session records installed or updated from the master's events. */
+/** HA: session records installed or updated from peers' events. */
 export const C_SYNC_INSTALLED = 23;
-/** HA standby: sessions deleted on the master's word. */
+/** HA: sessions deleted on a peer's word. */
 export const C_SYNC_DELETED = 24;
-/** HA standby: events that could not be installed (no such service or real server here,
- * or the table is full). */
+/** HA: events that could not be installed (no such service or real server here, the table
+ * is full, or the record names no peer). */
 export const C_SYNC_INSTALL_FAILED = 25;
-export const GLOBAL_COUNT = 26;
+/** HA: a peer's event about a session this node owns and publishes (it keeps its own). */
+export const C_SYNC_CONFLICTS = 26;
+/** HA: peers' sessions this node took over (pair promotion; a dead cluster peer's). */
+export const C_SYNC_ADOPTED = 27;
+export const GLOBAL_COUNT = 28;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -76,6 +80,8 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'sync_installed',
   'sync_deleted',
   'sync_install_failed',
+  'sync_conflicts',
+  'sync_adopted',
 ];
 
 export const DROPS_BASE = GLOBAL_COUNT;

@@ -49,7 +49,9 @@ import {
   R_RS_ISN1,
   R_RS_SEQ,
   R_SEQ_DELTA,
-  R_SVC_RS,
+  recOwner,
+  recServer,
+  recService,
   R_VIP0,
   R_VIP1,
   RECORD_WORDS,
@@ -73,6 +75,7 @@ import { writeRst } from '../nat/rst.js';
 import { stateOf, uncountSession } from '../nat/session.js';
 import { DROP_STANDBY, DROP_TRUNCATED, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../nat/verdict.js';
 import { SessionSync, SyncRing, type InstallResult } from '../ha/session_sync.js';
+import { HaControl } from '../ha/role.js';
 import { formatAddress } from '../service/addr.js';
 import { ConnCounts, ServiceTable, type ResolvedService } from '../service/service.js';
 import {
@@ -86,6 +89,8 @@ import {
   C_SESSIONS_EXPIRED,
   C_SYNC_DELETED,
   C_SYNC_INSTALLED,
+  C_SYNC_ADOPTED,
+  C_SYNC_CONFLICTS,
   C_SYNC_INSTALL_FAILED,
   C_TX_BYTES,
   C_TX_PACKETS,
@@ -118,14 +123,19 @@ export interface EngineOptions {
   /** Bytes in front of each packet of the rings this engine sees: VNET_HDR_LEN with TUN
    * offloads (IFF_VNET_HDR), else 0. Generated packets (emit ring) get the same. */
   headroom?: number;
-  /** HA pair: the role word (Int32 0: ROLE_*, shared by the main thread and every worker)
-   * and session sync (the event ring the main thread drains, and its timing). */
-  ha?: { roleSab: SharedArrayBuffer; syncRingSab: SharedArrayBuffer; syncAfterMs: number; refreshSec: number };
+  /** HA (pair or cluster): this node's id, the control words (ha/role.ts: forwarding,
+   * publishing; shared by the main thread and every worker) and session sync (the event
+   * ring the main thread drains, and its timing). */
+  ha?: HaEngineOptions;
 }
 
-/** Role word values: only the master forwards (and publishes sessions). */
-export const ROLE_BACKUP = 0;
-export const ROLE_MASTER = 1;
+export interface HaEngineOptions {
+  nodeId: number;
+  controlSab: SharedArrayBuffer;
+  syncRingSab: SharedArrayBuffer;
+  syncAfterMs: number;
+  refreshSec: number;
+}
 
 /** Marker returned by handle() for a packet owned by another worker. */
 const REDIRECT = -0x10000;
@@ -165,6 +175,8 @@ export interface SessionInfo {
   rsAck: number;
   expiresInMs: number;
   synced: boolean;
+  /** HA: 0 when this node owns the session, else the id of the peer it was installed from. */
+  owner: number;
 }
 
 export class Engine {
@@ -222,28 +234,29 @@ export class Engine {
     this.ctx.tick = this.table.tick;
     this.ctx.nowMs = nowMs;
     if (opts.ha) {
-      this.role = new Int32Array(opts.ha.roleSab, 0, 1);
+      this.control = new HaControl(opts.ha.controlSab);
       this.sync = new SessionSync(
         this.table,
         SyncRing.fromSab(opts.ha.syncRingSab),
         Math.ceil(opts.ha.syncAfterMs / TIMER_TICK_MS),
         Math.ceil((opts.ha.refreshSec * 1000) / TIMER_TICK_MS),
+        opts.ha.nodeId,
       );
       this.ctx.sync = this.sync;
-      this.sync.active = this.isMaster;
+      this.sync.active = this.control.publishing;
     }
   }
 
-  /** The HA role word (null: no pair, always forwarding). */
-  private readonly role: Int32Array | null = null;
+  /** The HA control words (null: no HA, always forwarding). */
+  private readonly control: HaControl | null = null;
   readonly sync: SessionSync | null = null;
 
-  /** Forwarding, or the standby of an HA pair. */
-  get isMaster(): boolean {
-    return this.role === null || Atomics.load(this.role, 0) === ROLE_MASTER;
+  /** Forwarding (false only on the standby of an HA pair). */
+  get forwarding(): boolean {
+    return this.control === null || this.control.forwarding;
   }
 
-  /** HA standby: apply session events from the master (see ha/session_sync.ts). */
+  /** HA: apply session events published by peers (see ha/session_sync.ts). */
   installSynced(events: Int32Array, count: number): InstallResult {
     const c = this.ctx;
     if (!this.sync) throw new Error('HA sync is not configured');
@@ -252,16 +265,26 @@ export class Engine {
     ctr[C_SYNC_INSTALLED] = ctr[C_SYNC_INSTALLED]! + res.installed + res.updated;
     ctr[C_SYNC_DELETED] = ctr[C_SYNC_DELETED]! + res.deleted;
     ctr[C_SYNC_INSTALL_FAILED] = ctr[C_SYNC_INSTALL_FAILED]! + res.failed;
+    ctr[C_SYNC_CONFLICTS] = ctr[C_SYNC_CONFLICTS]! + res.conflicts;
     return res;
   }
 
-  /** Remove every session installed by sync (a full reload follows). */
-  flushSynced(): number {
+  /** Remove every session installed from peer `owner` (0: from any peer); a full reload of
+   * that peer's sessions follows. */
+  flushSynced(owner: number): number {
     if (!this.sync) return 0;
-    return this.sync.flushSynced((r) => {
+    return this.sync.flushSynced(owner, (r) => {
       uncountSession(this.ctx, r * RECORD_WORDS);
       this.table.remove(r);
     });
+  }
+
+  /** Take over the sessions installed from peer `owner` (0: from every peer). */
+  adoptSynced(owner: number): number {
+    if (!this.sync) return 0;
+    const n = this.sync.adopt(owner, this.table.tick);
+    this.counters[C_SYNC_ADOPTED] = this.counters[C_SYNC_ADOPTED]! + n;
+    return n;
   }
 
   /** Install a new service set (reload): existing sessions keep running. */
@@ -280,7 +303,7 @@ export class Engine {
   processBurst(ring: PacketRing, count: number, nowMs: number): void {
     const c = this.ctx;
     this.advanceTimers(nowMs);
-    if (!this.isMaster) {
+    if (!this.forwarding) {
       this.dropAll(ring, count, DROP_STANDBY);
       return;
     }
@@ -471,10 +494,11 @@ export class Engine {
     c.nowMs = nowMs;
     const sync = this.sync;
     if (sync) {
-      const master = this.isMaster;
-      // Promoted: hand out local ports past those the old master used last (laddr.ts).
-      if (master && !sync.active) this.services.restartPorts(nowMs);
-      sync.active = master;
+      const publishing = this.control!.publishing;
+      // A pair's standby promoted: hand out local ports past those the old master used last
+      // (laddr.ts).
+      if (publishing && !sync.active) this.services.restartPorts(nowMs);
+      sync.active = publishing;
     }
     const tick = Math.floor((nowMs - this.epochMs) / TIMER_TICK_MS);
     if (tick <= this.table.tick) {
@@ -493,10 +517,11 @@ export class Engine {
     const rec = this.table.rec;
     const base = r * RECORD_WORDS;
     c.sync?.onRemove(base);
-    // A standby's sessions are copies: only the LB that forwards may reset connections.
+    // A peer's session is the peer's to reset, and a standby forwards nothing.
     if (
       c.opts.rstOnExpire &&
-      this.isMaster &&
+      this.forwarding &&
+      recOwner(rec, base) === 0 &&
       stateOf(rec, base) === S_ESTABLISHED &&
       (rec[base + R_META]! & 0xff) === IPPROTO_TCP
     ) {
@@ -530,11 +555,11 @@ export class Engine {
     let ended = 0;
     for (let r = from; r < this.table.used; r++) {
       const base = r * RECORD_WORDS;
-      if ((rec[base + R_META]! & 0xffff) === 0 || (rec[base + R_SVC_RS]! & 0xffff) !== rsId) continue;
+      if ((rec[base + R_META]! & 0xffff) === 0 || recServer(rec, base) !== rsId) continue;
       const tcp = (rec[base + R_META]! & 0xff) === IPPROTO_TCP;
       const st = stateOf(rec, base);
       const open = tcp && st !== S_TIME_WAIT && st !== S_CLOSE;
-      if (open && this.isMaster) {
+      if (open && this.forwarding && recOwner(rec, base) === 0) {
         if (this.emitCount + 2 > this.emit.slots) return { ended, next: r };
         this.resetBoth(base);
       }
@@ -611,8 +636,8 @@ export class Engine {
       lport: outPorts & 0xffff,
       rip: addr(R_RIP0, R_RIP1),
       rport: outPorts >>> 16,
-      serviceId: rec[base + R_SVC_RS]! >>> 16,
-      realServerId: rec[base + R_SVC_RS]! & 0xffff,
+      serviceId: recService(rec, base),
+      realServerId: recServer(rec, base),
       seqDelta: rec[base + R_SEQ_DELTA]!,
       rsIsnPlus1: (flags & FLAG_RS_ISN_KNOWN) !== 0 ? rec[base + R_RS_ISN1]! >>> 0 : undefined,
       clientSeq: rec[base + R_CLI_SEQ]! >>> 0,
@@ -621,6 +646,7 @@ export class Engine {
       rsAck: rec[base + R_RS_ACK]! >>> 0,
       expiresInMs: (rec[base + R_EXPIRE]! - this.table.tick) * TIMER_TICK_MS,
       synced: (flags & FLAG_SYNCED) !== 0,
+      owner: recOwner(rec, base),
     };
   }
 

@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { constants, existsSync, openSync, statSync } from 'node:fs';
 import { Socket } from 'node:net';
-import type { Role } from './redis_sync.js';
+import type { Role } from './role.js';
 
 /** The role a notify line asks for, and whether it came from a sync group; null: ignore. */
 export function parseNotifyLine(line: string): { role: Role; group: boolean } | null {

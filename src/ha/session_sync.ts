@@ -2,19 +2,23 @@
  * HA session sync on the data plane (one per worker). The owner worker is the only writer of
  * its shard, so both directions of sync go through it:
  *
- *   master   which sessions to publish and when: a TCP session once it is ESTABLISHED and
- *            has lived `syncAfter` (short connections are not worth it; DPVS does the same),
- *            then at every state change, every `refresh` while it carries traffic (fresh
- *            seq/ack, and the standby's timer restarts), and its end. Events go into a
- *            SharedArrayBuffer ring that the main thread drains and batches to Redis.
- *   standby  install(): upsert or delete records received from the master, into this shard.
- *   either   snapshot(): every published session, for a full resync.
+ *   publish  which sessions this node publishes and when: those it owns (recOwner 0), a TCP
+ *            session once it is ESTABLISHED and has lived `syncAfter` (short connections are
+ *            not worth it; DPVS does the same), then at every state change, every `refresh`
+ *            while it carries traffic (fresh seq/ack, and the peers' timers restart), and
+ *            its end. Events go into a SharedArrayBuffer ring that the main thread drains
+ *            and batches to Redis (ha/publisher.ts). Only while the node publishes (ha/role.ts).
+ *   install  upsert or delete records received from a peer (ha/follower.ts), into this shard,
+ *            owned by that peer: this node forwards with them but does not publish them.
+ *   adopt    take a peer's sessions over (they become this node's to publish and expire).
+ *   either   snapshot(): every session this node owns and has published, for a full resync.
  *
- * A sync record is the session record minus what is local to one LB (timer links, expiry,
+ * A sync record is the session record minus what is local to one node (timer links, expiry,
  * local service / real-server ids, flags other than "RS ISN known"): SYNC_WORDS words, record
- * words 0–13 then 16–27 (syncWord maps one to the other). The real server is named by its address and port (the OUT key), so the two
- * LBs need not number their services and servers alike; they must have the same services,
- * local addresses and worker count (the local port says which worker owns a session).
+ * words 0–13 then 16–27 (syncWord maps one to the other). Word 7 (the record's SVC_RS) holds
+ * the publishing node's id instead. The real server is named by its address and port (the
+ * OUT key), so nodes need not number their services and servers alike; they must have the
+ * same services and worker count (the local port says which worker owns a session).
  */
 
 import {
@@ -36,6 +40,10 @@ import {
   R_RIP1,
   R_SVC_RS,
   R_SYNC,
+  recOwner,
+  recServer,
+  setRecOwner,
+  svcRsWord,
   R_VIP0,
   R_VIP1,
   R_IN,
@@ -46,6 +54,7 @@ import {
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, isActiveState } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
+import { NODE_ID_MAX } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ServiceTable } from '../service/service.js';
 import { uncountRecord } from '../nat/session.js';
@@ -73,14 +82,17 @@ export function syncOutKey(ev: Int32Array, s: number, key: Int32Array): Int32Arr
   return key;
 }
 
-export function copyToSync(rec: Int32Array, base: number, out: Int32Array, off: number): void {
+/** Sync-record word that names the publishing node (the record's SVC_RS word). */
+export const SYNC_NODE_WORD = R_SVC_RS;
+
+export function copyToSync(rec: Int32Array, base: number, out: Int32Array, off: number, nodeId: number): void {
   for (let i = 0; i < LINE1_WORDS; i++) out[off + i] = rec[base + i]!;
   for (let i = 0; i < HI_WORDS; i++) out[off + LINE1_WORDS + i] = rec[base + R_LINE2 + i]!;
   // Only "the RS ISN is known" means something on the other LB.
   const meta = out[off]!;
   out[off] =
     (meta & ~(0xff << META_FLAGS_SHIFT)) | (((meta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) << META_FLAGS_SHIFT);
-  out[off + R_SVC_RS] = 0;
+  out[off + SYNC_NODE_WORD] = nodeId;
 }
 
 /**
@@ -106,8 +118,9 @@ export class SyncRing {
     return new SyncRing((sab.byteLength - 16) / (EVENT_WORDS * 4), sab);
   }
 
-  /** Producer: append an event for the record at `base`; false when full (counted). */
-  push(op: number, rec: Int32Array, base: number): boolean {
+  /** Producer: append an event for the record at `base`, published by node `nodeId`; false
+   * when full (counted). */
+  push(op: number, rec: Int32Array, base: number, nodeId: number): boolean {
     const w = this.ctl[0]!;
     if (w - Atomics.load(this.ctl, 1) >= this.slots) {
       Atomics.add(this.ctl, 2, 1);
@@ -115,7 +128,7 @@ export class SyncRing {
     }
     const off = (w % this.slots) * EVENT_WORDS;
     this.data[off] = op;
-    copyToSync(rec, base, this.data, off + 1);
+    copyToSync(rec, base, this.data, off + 1, nodeId);
     Atomics.store(this.ctl, 0, w + 1);
     return true;
   }
@@ -156,13 +169,31 @@ export class SyncRing {
   }
 }
 
+/** What the main thread (ha/node.ts, publisher.ts, follower.ts) can ask of one forwarder's
+ * sync (workers/forwarder.ts implements it over messages). */
+export interface HaWorkerLink {
+  ring: SyncRing;
+  install(events: Int32Array, count: number): void;
+  /** The worker's published sessions, and its ring's write count when it took them. */
+  snapshot(): Promise<{ records: Int32Array; writeCount: number }>;
+  /** Drop the sessions installed from peer `owner` (0: from every peer). */
+  flushSynced(owner: number): Promise<void>;
+  /** Take over the sessions installed from peer `owner` (0: from every peer). */
+  adopt(owner: number): void;
+}
+
 /** Result counters of install(). */
 export interface InstallResult {
   installed: number;
   updated: number;
   deleted: number;
-  /** No matching service or real server here, or the table is full. */
+  /** No matching service or real server here, the table is full, or the record names no
+   * peer (node id 0 or this node's own). */
   failed: number;
+  /** A peer's record for a local tuple this node owns while it publishes: ours is kept. Seen
+   * when two nodes hand out the same local address (a misconfigured cluster; a pair whose
+   * nodes both think they are master). */
+  conflicts: number;
 }
 
 export class SessionSync {
@@ -171,7 +202,7 @@ export class SessionSync {
   private pendingHead = 0;
   private pendingTail = 0;
   private readonly key = new Int32Array(1 + KEY_BLOCK_WORDS);
-  /** Publishing is on only while this LB is master (the role word, shared). */
+  /** This node publishes (ha/role.ts PUBLISHING, copied here by the engine each tick). */
   active = true;
 
   constructor(
@@ -179,6 +210,8 @@ export class SessionSync {
     readonly ring: SyncRing,
     private readonly afterTicks: number,
     private readonly refreshTicks: number,
+    /** This node's id: stamped into every record it publishes. */
+    readonly nodeId: number,
   ) {}
 
   /** Hot path, after a TCP/UDP packet moved session `base` (ns: its state now). */
@@ -197,7 +230,10 @@ export class SessionSync {
 
   /** A published session ends (expired, or replaced by a new connection on its tuple). */
   onRemove(base: number): void {
-    if (this.table.rec[base + R_SYNC] !== 0 && this.active) this.ring.push(OP_DELETE, this.table.rec, base);
+    const rec = this.table.rec;
+    if (rec[base + R_SYNC] !== 0 && this.active && recOwner(rec, base) === 0) {
+      this.ring.push(OP_DELETE, rec, base, this.nodeId);
+    }
   }
 
   /** Every tick: publish the sessions that have now lived syncAfter while ESTABLISHED. */
@@ -241,32 +277,38 @@ export class SessionSync {
     this.pendingTail = (this.pendingTail + 2) % this.pendingIds.length;
   }
 
+  /** Publish session `base` if this node publishes and owns it (a peer's copy is the peer's
+   * to publish: this node only forwards with it). */
   private publish(base: number, tick: number): void {
-    if (!this.active) return;
+    const rec = this.table.rec;
+    if (!this.active || recOwner(rec, base) !== 0) return;
     // tick + 1: 0 means "never published", and tick 0 exists.
-    if (this.ring.push(OP_UPSERT, this.table.rec, base)) this.table.rec[base + R_SYNC] = tick + 1;
+    if (this.ring.push(OP_UPSERT, rec, base, this.nodeId)) rec[base + R_SYNC] = tick + 1;
   }
 
-  /** Every published session, as sync records (for a full resync). */
+  /** Every session this node owns and has published, as sync records (full resync). */
   snapshot(): Int32Array {
     const rec = this.table.rec;
     const ids: number[] = [];
     for (let r = 0; r < this.table.used; r++) {
       const base = r * RECORD_WORDS;
-      if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0) ids.push(base);
+      if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0 && recOwner(rec, base) === 0) ids.push(base);
     }
     const out = new Int32Array(ids.length * SYNC_WORDS);
-    ids.forEach((base, i) => copyToSync(rec, base, out, i * SYNC_WORDS));
+    ids.forEach((base, i) => copyToSync(rec, base, out, i * SYNC_WORDS, this.nodeId));
     return out;
   }
 
-  /** Drop every session installed by sync (before a full reload from a new snapshot). */
-  flushSynced(remove: (r: number) => void): number {
+  /** Drop every session installed from peer `owner` (1..NODE_ID_MAX; a full reload of that
+   * peer's sessions follows), or from any peer (owner 0). */
+  flushSynced(owner: number, remove: (r: number) => void): number {
     const rec = this.table.rec;
     let n = 0;
     for (let r = 0; r < this.table.used; r++) {
-      const meta = rec[r * RECORD_WORDS + R_META]!;
-      if ((meta & 0xffff) !== 0 && ((meta >>> META_FLAGS_SHIFT) & FLAG_SYNCED) !== 0) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) === 0) continue;
+      const o = recOwner(rec, base);
+      if (o !== 0 && (owner === 0 || o === owner)) {
         remove(r);
         n++;
       }
@@ -275,9 +317,29 @@ export class SessionSync {
   }
 
   /**
-   * Standby: apply `count` events (op + sync record each, EVENT_WORDS apart) from the master.
-   * `timeouts` are in ticks by state; `uncount(base)` takes a session out of its real
-   * server's counts before it is removed.
+   * Take over the sessions installed from peer `owner` (or from every peer: owner 0): this
+   * node now publishes them (they are marked published, so the next resync carries them and
+   * their changes go out) and answers for their expiry. Returns how many.
+   */
+  adopt(owner: number, tick: number): number {
+    const rec = this.table.rec;
+    let n = 0;
+    for (let r = 0; r < this.table.used; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) === 0) continue;
+      const o = recOwner(rec, base);
+      if (o !== 0 && (owner === 0 || o === owner)) {
+        setRecOwner(rec, base, 0);
+        rec[base + R_SYNC] = tick + 1;
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Apply `count` events (op + sync record each, EVENT_WORDS apart) published by peers; each
+   * record names its peer (SYNC_NODE_WORD). `timeouts` are in ticks by state.
    */
   install(
     events: Int32Array,
@@ -287,7 +349,7 @@ export class SessionSync {
     tick: number,
     counts: { active: Int32Array; inactive: Int32Array },
   ): InstallResult {
-    const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0 };
+    const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0, conflicts: 0 };
     const table = this.table;
     const rec = table.rec;
     const key = this.key;
@@ -296,10 +358,20 @@ export class SessionSync {
       const op = events[off]!;
       const s = off + 1;
       const meta = events[s + R_META]!;
+      const peer = events[s + SYNC_NODE_WORD]!;
+      if (peer <= 0 || peer > NODE_ID_MAX || peer === this.nodeId) {
+        res.failed++;
+        continue;
+      }
       const af = (meta >>> 8) & 0xff;
       const blockWords = af === AF_INET6 ? KEY_BLOCK_WORDS : KEY_LO_WORDS;
       syncOutKey(events, s, key);
       let r = table.find(key, blockWords, DIR_OUT, table.hashKey(key, blockWords));
+      if (r >= 0 && recOwner(rec, r * RECORD_WORDS) === 0 && this.active) {
+        // Ours, and we publish it: a peer's word does not overwrite (nor delete) it.
+        res.conflicts++;
+        continue;
+      }
       if (op === OP_DELETE) {
         if (r >= 0) {
           uncountRecord(rec, r * RECORD_WORDS, counts);
@@ -310,7 +382,7 @@ export class SessionSync {
       }
       const state = (meta >>> META_STATE_SHIFT) & 0xff;
       if (r >= 0 && !sameInKey(rec, r * RECORD_WORDS, events, s)) {
-        // The local tuple now belongs to another client (the master reused the port after
+        // The local tuple now belongs to another client (the peer reused the port after
         // this copy went stale): replace the record, so both index entries are right.
         uncountRecord(rec, r * RECORD_WORDS, counts);
         table.remove(r);
@@ -335,7 +407,7 @@ export class SessionSync {
         const base = r * RECORD_WORDS;
         writeRecord(rec, base, events, s);
         rec[base + R_META] = (meta & ~(0xff << META_FLAGS_SHIFT)) | (flagsOf(meta) << META_FLAGS_SHIFT);
-        rec[base + R_SVC_RS] = (svc << 16) | rsId;
+        rec[base + R_SVC_RS] = svcRsWord(svc, rsId, peer);
         rec[base + R_CREATED] = tick;
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
@@ -350,6 +422,9 @@ export class SessionSync {
         uncountRecord(rec, base, counts);
         writeRecord(rec, base, events, s);
         rec[base + R_SVC_RS] = svcRs;
+        // The copy is now the publishing peer's (a pair's standby that was master before,
+        // or a session another node adopted).
+        setRecOwner(rec, base, peer);
         rec[base + R_META] =
           (meta & ~(0xff << META_FLAGS_SHIFT)) | ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;
@@ -413,7 +488,7 @@ function setCounts(
   state: number,
   counts: { active: Int32Array; inactive: Int32Array },
 ): void {
-  const rsId = rec[base + R_SVC_RS]! & 0xffff;
+  const rsId = recServer(rec, base);
   if (state !== S_NONE && isActiveState(state)) {
     counts.active[rsId] = counts.active[rsId]! + 1;
     rec[base + R_META] = rec[base + R_META]! | (FLAG_COUNTED_ACTIVE << META_FLAGS_SHIFT);

@@ -132,7 +132,12 @@ export async function startPair(state: LabState, o: PairOptions, start: Starter)
       'net.ipv6.conf.eth1.accept_dad=0',
     ]);
     const admin = node === 'lb-a' ? state.adminSocket : state.adminSocketB;
-    await startTunvs(state, o, node, admin, start, { cluster, role: 'backup', fifo: join(state.dir, `${node}.fifo`) });
+    await startTunvs(state, o, node, admin, start, {
+      cluster,
+      node,
+      role: 'backup',
+      fifo: join(state.dir, `${node}.fifo`),
+    });
   }
   for (const node of ['lb-a', 'lb-b'] as const) {
     const conf = join(state.dir, `keepalived-${node}.conf`);

@@ -121,9 +121,18 @@ export const LAB_ISN_SECRET = 'tunvs-lab-isn-secret-not-for-production';
 /** HA part of an LB's config in the lab's pair. */
 export interface LabHa {
   cluster: string;
+  /** The node's HA id (lb-a 1, lb-b 2: labNodeId) and name. */
+  node: string;
   role: 'master' | 'backup';
   /** keepalived's notify FIFO on this node. */
   fifo: string;
+}
+
+/** HA node id of a lab LB: lb-a 1, lb-b 2, lb-c 3, ... */
+export function labNodeId(node: string): number {
+  const m = /^lb-([a-z])$/.exec(node);
+  if (!m) throw new Error(`not a lab LB: ${node}`);
+  return m[1]!.charCodeAt(0) - 'a'.charCodeAt(0) + 1;
 }
 
 /** The tunvs config an LB runs in the lab. */
@@ -137,6 +146,8 @@ export function labConfig(
 ): string {
   const haPart = ha
     ? `ha:
+  nodeId: ${labNodeId(ha.node)}
+  name: ${ha.node}
   redis: "redis://${LAB.redis4}:${LAB.redisPort}"
   cluster: "${ha.cluster}"
   initialRole: ${ha.role}

@@ -26,7 +26,7 @@ import {
   R_RIP1,
   R_RS_ISN1,
   R_SEQ_DELTA,
-  R_SVC_RS,
+  recService,
   R_META,
   RECORD_WORDS,
 } from '../conn/layout.js';
@@ -120,7 +120,7 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
     dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
   }
 
-  const svc = rec[base + R_SVC_RS]! >>> 16;
+  const svc = recService(rec, base);
   const mode = c.services.toaMode[svc]!;
   let wantToa = false;
   if ((mode & TOA_ON) !== 0) {

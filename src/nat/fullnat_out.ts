@@ -26,7 +26,7 @@ import {
   R_RS_ISN1,
   R_RS_SEQ,
   R_SEQ_DELTA,
-  R_SVC_RS,
+  recService,
   R_VIP0,
   R_VIP1,
   RECORD_WORDS,
@@ -114,7 +114,7 @@ function tcpOutbound(c: NatContext, r: number): number {
     dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
   }
   if (n > 0) {
-    const svc = rec[base + R_SVC_RS]! >>> 16;
+    const svc = recService(rec, base);
     const clampBy =
       synAck && (c.services.toaMode[svc]! & TOA_ON) !== 0 ? (c.pAf === AF_INET ? TOA_LEN_V4 : TOA_LEN_V6) : 0;
     outboundOptions(c, n, hasAck ? delta : 0, clampBy);

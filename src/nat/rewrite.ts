@@ -5,7 +5,7 @@
  * the addresses through the pseudo-header and the ports directly).
  */
 
-import { R_SVC_RS } from '../conn/layout.js';
+import { recServer } from '../conn/layout.js';
 import { RS_BASE, RS_FIELDS } from '../dataplane/counters.js';
 import {
   csumFinish,
@@ -160,7 +160,7 @@ export function countPacket(
   globalField: number,
 ): void {
   const ctr = c.counters;
-  const at = RS_BASE + (rec[base + R_SVC_RS]! & 0xffff) * RS_FIELDS + dirField;
+  const at = RS_BASE + recServer(rec, base) * RS_FIELDS + dirField;
   ctr[at] = ctr[at]! + 1;
   ctr[at + 2] = ctr[at + 2]! + (end - c.pL3);
   ctr[globalField] = ctr[globalField]! + 1;

@@ -14,6 +14,8 @@ import {
   R_META,
   R_SEQ_DELTA,
   R_SVC_RS,
+  recServer,
+  svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { isActiveState } from '../conn/state.js';
@@ -67,7 +69,7 @@ export function createSession(c: NatContext, svc: number, hashIn: number, blockW
   rec[base + R_META] = key[0]! | (state << META_STATE_SHIFT);
   table.setKey(r, DIR_IN, key);
   table.setKey(r, DIR_OUT, ok);
-  rec[base + R_SVC_RS] = (svc << 16) | rsId;
+  rec[base + R_SVC_RS] = svcRsWord(svc, rsId, 0);
   if (c.pProto === IPPROTO_TCP) {
     const isn = c.isn.generate(ok, blockWords, c.nowMs);
     rec[base + R_SEQ_DELTA] = (isn - c.dv.getInt32(c.pL4 + TCP_SEQ)) | 0;
@@ -91,7 +93,7 @@ export function setState(c: NatContext, base: number, to: number): void {
   const wasActive = (flags & FLAG_COUNTED_ACTIVE) !== 0;
   const nowActive = isActiveState(to);
   if (wasActive !== nowActive) {
-    const rsId = rec[base + R_SVC_RS]! & 0xffff;
+    const rsId = recServer(rec, base);
     const counts = c.counts;
     if (nowActive) {
       counts.inactive[rsId] = counts.inactive[rsId]! - 1;
@@ -117,7 +119,7 @@ export function uncountRecord(
   base: number,
   counts: { readonly active: Int32Array; readonly inactive: Int32Array },
 ): void {
-  const rsId = rec[base + R_SVC_RS]! & 0xffff;
+  const rsId = recServer(rec, base);
   if (((rec[base + R_META]! >>> META_FLAGS_SHIFT) & FLAG_COUNTED_ACTIVE) !== 0) {
     counts.active[rsId] = counts.active[rsId]! - 1;
   } else {

@@ -6,22 +6,37 @@
 
 import { describe, expect, it } from 'vitest';
 import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
-import { ROLE_BACKUP, ROLE_MASTER, type Engine } from '../../src/dataplane/engine.js';
+import type { Engine } from '../../src/dataplane/engine.js';
+import { HaControl } from '../../src/ha/role.js';
 import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
 import { ACK, opt, parse, PSH, SYN, tcp } from '../helpers/packets.js';
 
-function haEngine(role: number, syncAfterMs = 2000): { engine: Engine; ring: SyncRing; roleWord: Int32Array } {
-  const roleSab = new SharedArrayBuffer(16);
-  const roleWord = new Int32Array(roleSab);
-  roleWord[0] = role;
+const MASTER = true;
+const BACKUP = false;
+
+/** An engine of HA node `nodeId` (A = 1, B = 2) that forwards and publishes when `master`. */
+function haEngine(
+  master: boolean,
+  syncAfterMs = 2000,
+  nodeId = master ? 1 : 2,
+): { engine: Engine; ring: SyncRing; control: HaControl } {
+  const control = new HaControl();
+  control.set(master, master);
   const ring = new SyncRing(1024);
   const engine = makeEngine(undefined, {
-    ha: { roleSab, syncRingSab: ring.sab, syncAfterMs, refreshSec: 30 },
+    ha: { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs, refreshSec: 30 },
     timeouts: { established: 60 },
   });
-  return { engine, ring, roleWord };
+  return { engine, ring, control };
+}
+
+/** A pair's standby becomes master the way ha/node.ts does it: forwarding and publishing
+ * on, and the sessions it installed are its own now. */
+function promote(n: { engine: Engine; control: HaControl }): void {
+  n.control.set(true, true);
+  n.engine.adoptSynced(0);
 }
 
 function drain(ring: SyncRing): { events: Int32Array; n: number } {
@@ -29,16 +44,22 @@ function drain(ring: SyncRing): { events: Int32Array; n: number } {
   return { events, n: ring.drain(events, 1024) };
 }
 
-/** An IPv4 session from client port `sport` established on master `a` (syncAfterMs 0),
+/** A session from client port `sport` established on master `a` (syncAfterMs 0),
  * published, and its events drained from the ring. */
-function establishAndDrain(a: { engine: Engine; ring: SyncRing }, sport: number): { events: Int32Array; n: number } {
+function establishAndDrain(
+  a: { engine: Engine; ring: SyncRing },
+  sport: number,
+  fam: typeof V4 | typeof V6 = V4,
+): { events: Int32Array; n: number } {
   const da = new Driver(a.engine);
-  const synOut = parse(da.forward(tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 1, ack: 0, flags: SYN })));
+  const synOut = parse(
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq: 1, ack: 0, flags: SYN })),
+  );
   const s = da.session();
   da.forward(
-    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
+    tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, seq: 5, ack: synOut.seq + 1, flags: SYN | ACK }),
   );
-  da.forward(tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 2, ack: 6, flags: ACK }));
+  da.forward(tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq: 2, ack: 6, flags: ACK }));
   da.nowMs = 200;
   a.engine.advanceTimers(da.nowMs);
   return drain(a.ring);
@@ -49,19 +70,19 @@ describe.each([
   ['IPv6', V6],
 ] as const)('HA sync %s', (_n, fam) => {
   it('a promoted standby hands out local ports from where the port sweep stands, past the old master', () => {
-    const b = haEngine(ROLE_BACKUP);
+    const b = haEngine(BACKUP);
     const db = new Driver(b.engine);
     db.nowMs = 30_000;
     b.engine.advanceTimers(db.nowMs); // standing by for 30 s
-    b.roleWord[0] = ROLE_MASTER;
+    promote(b);
     const out = parse(db.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq: 1, flags: SYN })));
     const range = LPORT_MAX - LPORT_MIN + 1;
     expect(out.sport).toBe(LPORT_MIN + Math.floor(range / 2)); // not the first port it started with
   });
 
   it('an ESTABLISHED session is published after syncAfter and continues on the standby', () => {
-    const a = haEngine(ROLE_MASTER);
-    const b = haEngine(ROLE_BACKUP);
+    const a = haEngine(MASTER);
+    const b = haEngine(BACKUP);
     const da = new Driver(a.engine);
     const db = new Driver(b.engine);
     const C = (seq: number, ack: number, flags: number, extra: object = {}) =>
@@ -82,7 +103,13 @@ describe.each([
     expect(events[0]).toBe(OP_UPSERT);
 
     // The standby installs it but forwards nothing while it is BACKUP.
-    expect(b.engine.installSynced(events, n)).toEqual({ installed: 1, updated: 0, deleted: 0, failed: 0 });
+    expect(b.engine.installSynced(events, n)).toEqual({
+      installed: 1,
+      updated: 0,
+      deleted: 0,
+      failed: 0,
+      conflicts: 0,
+    });
     expect(db.drop(C(1001, 9001, ACK))).toBe(DROP_STANDBY);
     const sb = db.session();
     expect(sb).toMatchObject({
@@ -95,7 +122,7 @@ describe.each([
     });
 
     // Failover: the same packets now give the same bytes on B as they do on A.
-    b.roleWord[0] = ROLE_MASTER;
+    promote(b);
     const req = new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n');
     const pkt = C(1001, 9001, ACK | PSH, { payload: req });
     const outA = da.forward(pkt);
@@ -105,19 +132,32 @@ describe.each([
     const resp = R(9001, synOut.seq + 1 + req.length, ACK | PSH, { payload: new Uint8Array(100).fill(66) });
     expect(Buffer.from(db.forward(resp))).toEqual(Buffer.from(da.forward(resp)));
 
-    // B, now master, publishes its own changes; A's end is a delete on B.
+    // B, now master, publishes its own changes (the session is B's since the promotion)...
     const fin = C(1001 + req.length, 9101, ACK | 1);
     db.forward(fin);
     expect(b.ring.pending).toBe(1); // state change → upsert
+    // ...and a late word from A cannot delete or overwrite what B owns and publishes.
     const del = new Int32Array(EVENT_WORDS);
-    a.ring.push(OP_DELETE, a.engine.table.rec, s.id * 32);
+    a.ring.push(OP_DELETE, a.engine.table.rec, s.id * 32, 1);
+    a.ring.drain(del, 1);
+    expect(b.engine.installSynced(del, 1)).toMatchObject({ deleted: 0, conflicts: 1 });
+    expect([...b.engine.sessionIds()].length).toBe(1);
+  });
+
+  it("the peer's delete removes the standby's copy", () => {
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP);
+    const { events, n } = establishAndDrain(a, 4242, fam);
+    expect(b.engine.installSynced(events, n).installed).toBe(1);
+    const del = new Int32Array(EVENT_WORDS);
+    a.ring.push(OP_DELETE, a.engine.table.rec, new Driver(a.engine).session().id * 32, 1);
     a.ring.drain(del, 1);
     expect(b.engine.installSynced(del, 1).deleted).toBe(1);
     expect([...b.engine.sessionIds()]).toEqual([]);
   });
 
   it('short connections are never published; a standby does not reset on expiry', () => {
-    const a = haEngine(ROLE_MASTER);
+    const a = haEngine(MASTER);
     const da = new Driver(a.engine);
     const C = (seq: number, ack: number, flags: number) =>
       tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq, ack, flags });
@@ -135,20 +175,26 @@ describe.each([
 });
 
 it('an event for a service this LB does not have is counted, not installed', () => {
-  const a = haEngine(ROLE_MASTER, 0);
+  const a = haEngine(MASTER, 0);
   const b = new Driver(
     makeEngine([], {
-      ha: { roleSab: new SharedArrayBuffer(16), syncRingSab: new SyncRing(16).sab, syncAfterMs: 0, refreshSec: 30 },
+      ha: {
+        nodeId: 2,
+        controlSab: new HaControl().sab,
+        syncRingSab: new SyncRing(16).sab,
+        syncAfterMs: 0,
+        refreshSec: 30,
+      },
     }),
   );
   const { events, n } = establishAndDrain(a, 1);
   expect(n).toBe(1);
-  expect(b.engine.installSynced(events, n)).toEqual({ installed: 0, updated: 0, deleted: 0, failed: 1 });
+  expect(b.engine.installSynced(events, n)).toEqual({ installed: 0, updated: 0, deleted: 0, failed: 1, conflicts: 0 });
 });
 
 it('a stale copy whose local tuple now belongs to another client is replaced, index and all', () => {
-  const a = haEngine(ROLE_MASTER, 0);
-  const b = haEngine(ROLE_MASTER);
+  const a = haEngine(MASTER, 0);
+  const b = haEngine(MASTER, 2000, 2);
   const db = new Driver(b.engine);
   const { events, n } = establishAndDrain(a, 1111);
   expect(b.engine.installSynced(events, n).installed).toBe(1);

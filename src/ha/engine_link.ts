@@ -1,0 +1,23 @@
+/**
+ * An HaWorkerLink to an Engine in the same thread: what the forwarder threads do over
+ * messages (workers/forwarder.ts), done by direct calls, so tests and the sync benchmark run
+ * real HaNodes against real engines without threads or a TUN device.
+ */
+
+import type { Engine } from '../dataplane/engine.js';
+import type { HaWorkerLink } from './session_sync.js';
+
+export function engineLink(e: Engine): HaWorkerLink {
+  const sync = e.sync;
+  if (!sync) throw new Error('engineLink: the engine runs without ha options');
+  return {
+    ring: sync.ring,
+    install: (events, count) => void e.installSynced(events, count),
+    snapshot: () => Promise.resolve({ writeCount: sync.ring.writeCount, records: sync.snapshot() }),
+    flushSynced: (owner) => {
+      e.flushSynced(owner);
+      return Promise.resolve();
+    },
+    adopt: (owner) => void e.adoptSynced(owner),
+  };
+}

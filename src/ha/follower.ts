@@ -1,0 +1,212 @@
+/**
+ * Following the peers' sessions (main thread; ha/node.ts says which peers and when).
+ *
+ * One loop on its own connection (XREAD blocks it):
+ *   1. load     for each peer that needs it (new peer, its r=resync, after a reconnect): note
+ *               the last entry of its stream, flush the sessions installed from it, then
+ *               HSCAN its hash into the owner workers. Nothing between the snapshot and the
+ *               stream is missed, and applying an upsert twice is harmless.
+ *   2. follow   one XREAD BLOCK over every peer's stream, from each one's position; each
+ *               batch goes to the workers that own its sessions (local port % workers),
+ *               which install them owned by that peer (ha/session_sync.ts install).
+ */
+
+import type { Redis } from 'ioredis';
+import { R_OUT_PORTS } from '../conn/layout.js';
+import { asInt32, nodeKeys } from './redis.js';
+import { EVENT_WORDS, OP_UPSERT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+
+const HSCAN_COUNT = 2000;
+const XREAD_COUNT = 200;
+/** XREAD blocks at most this long, so a change of peers or a stop is seen this soon. */
+const XREAD_BLOCK_MS = 500;
+/** Pause of the loop while there is nothing to follow, and after an error. */
+const IDLE_MS = 100;
+
+export interface PeerStatus {
+  id: number;
+  /** Its snapshot has been loaded since it was last (re)announced. */
+  loaded: boolean;
+  /** Events applied from it (since start). */
+  applied: number;
+  /** Its clock on the last applied batch vs ours (ms); null before any. */
+  syncLagMs: number | null;
+}
+
+interface Peer extends PeerStatus {
+  keys: { sessions: string; events: string };
+  lastId: string;
+  needLoad: boolean;
+}
+
+export class Follower {
+  private readonly peers = new Map<number, Peer>();
+  private running = false;
+  private loop: Promise<void> | undefined;
+  /** Follow at all (a pair's master does not; it is the only one publishing). */
+  enabled = false;
+  readonly stats = { applied: 0, snapshotsLoaded: 0 };
+
+  constructor(
+    private readonly cluster: string,
+    private readonly workers: HaWorkerLink[],
+    /** The loads' connection (not blocked) and the stream reader's (blocked by XREAD). */
+    private readonly conns: () => { redis: Redis | undefined; reader: Redis | undefined },
+    private readonly fail: (msg: string) => void,
+    private readonly info: (msg: string, fields: Record<string, unknown>) => void,
+  ) {}
+
+  /** Follow exactly these peers from now on. */
+  setPeers(ids: readonly number[]): void {
+    for (const id of ids) {
+      if (this.peers.has(id)) continue;
+      const k = nodeKeys(this.cluster, id);
+      this.peers.set(id, {
+        id,
+        keys: { sessions: k.sessions, events: k.events },
+        lastId: '0-0',
+        needLoad: true,
+        loaded: false,
+        applied: 0,
+        syncLagMs: null,
+      });
+    }
+    for (const id of [...this.peers.keys()]) if (!ids.includes(id)) this.peers.delete(id);
+  }
+
+  /** Load every peer (or one) afresh before following it further. */
+  reload(id?: number): void {
+    for (const p of this.peers.values()) {
+      if (id === undefined || p.id === id) {
+        p.needLoad = true;
+        p.loaded = false;
+      }
+    }
+  }
+
+  /** Every given peer has been loaded (the node may announce itself / become ready). */
+  loadedAll(ids: readonly number[]): boolean {
+    return ids.every((id) => this.peers.get(id)?.loaded === true);
+  }
+
+  status(): PeerStatus[] {
+    return [...this.peers.values()].map(({ id, loaded, applied, syncLagMs }) => ({ id, loaded, applied, syncLagMs }));
+  }
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      const { redis, reader } = this.conns();
+      if (!this.enabled || !redis || !reader || this.peers.size === 0) {
+        await sleep(IDLE_MS);
+        continue;
+      }
+      try {
+        for (const p of [...this.peers.values()]) if (p.needLoad) await this.load(redis, p);
+        await this.follow(reader);
+      } catch (e) {
+        if (!this.running) return;
+        this.fail(`following the peers' sessions: ${(e as Error).message}`);
+        this.reload();
+        await sleep(IDLE_MS);
+      }
+    }
+  }
+
+  private async load(redis: Redis, p: Peer): Promise<void> {
+    // The stream position first: entries after it are applied after the load.
+    const last = (await redis.xrevrange(p.keys.events, '+', '-', 'COUNT', 1)) as [string, string[]][];
+    const from = last[0]?.[0] ?? '0-0';
+    await Promise.all(this.workers.map((w) => w.flushSynced(p.id)));
+    let cursor = '0';
+    let total = 0;
+    do {
+      const [next, items] = await redis.hscanBuffer(p.keys.sessions, cursor, 'COUNT', HSCAN_COUNT);
+      cursor = next.toString();
+      const n = items.length / 2;
+      const events = new Int32Array(n * EVENT_WORDS);
+      for (let i = 1, e = 0; i < items.length; i += 2, e++) {
+        events[e * EVENT_WORDS] = OP_UPSERT;
+        events.set(asInt32(items[i]!).subarray(0, SYNC_WORDS), e * EVENT_WORDS + 1);
+      }
+      this.route(events, n);
+      total += n;
+    } while (cursor !== '0');
+    p.lastId = from;
+    p.needLoad = false;
+    p.loaded = true;
+    this.stats.snapshotsLoaded++;
+    this.info('HA: loaded a peer snapshot from Redis', { peer: p.id, sessions: total, from });
+  }
+
+  /** One XREAD over every loaded peer's stream; apply what came. */
+  private async follow(reader: Redis): Promise<void> {
+    const peers = [...this.peers.values()].filter((p) => !p.needLoad);
+    if (peers.length === 0) return;
+    const res = await reader.xreadBuffer(
+      'COUNT',
+      XREAD_COUNT,
+      'BLOCK',
+      XREAD_BLOCK_MS,
+      'STREAMS',
+      ...peers.map((p) => p.keys.events),
+      ...peers.map((p) => p.lastId),
+    );
+    if (!res) return;
+    for (const [key, entries] of res) {
+      const p = peers.find((x) => x.keys.events === key.toString());
+      if (!p || p.needLoad || this.peers.get(p.id) !== p) continue;
+      for (const [id, fields] of entries) {
+        p.lastId = id.toString();
+        const f = new Map<string, Buffer>();
+        for (let i = 0; i < fields.length; i += 2) f.set(fields[i]!.toString(), fields[i + 1]!);
+        if (f.has('r')) {
+          this.reload(p.id); // it rewrote its hash: load it again, then go on from there
+          break;
+        }
+        const workers = Number(f.get('w')?.toString());
+        if (workers !== this.workers.length) {
+          this.fail(
+            `node ${p.id} runs ${workers} workers and this node ${this.workers.length}: its sessions cannot be installed (the local port says which worker owns a session); give every node the same workers`,
+          );
+          continue;
+        }
+        const events = asInt32(f.get('b')!);
+        const n = events.length / EVENT_WORDS;
+        this.route(events, n);
+        p.applied += n;
+        this.stats.applied += n;
+        p.syncLagMs = Date.now() - Number(f.get('t')?.toString());
+      }
+    }
+  }
+
+  /** Send each event to the worker that owns it (local port % workers). */
+  private route(events: Int32Array, n: number): void {
+    const W = this.workers.length;
+    const per: number[][] = this.workers.map(() => []);
+    for (let e = 0; e < n; e++) {
+      const lport = events[e * EVENT_WORDS + 1 + R_OUT_PORTS]! & 0xffff;
+      per[lport % W]!.push(e);
+    }
+    per.forEach((list, w) => {
+      if (list.length === 0) return;
+      const out = new Int32Array(list.length * EVENT_WORDS);
+      list.forEach((e, k) => out.set(events.subarray(e * EVENT_WORDS, (e + 1) * EVENT_WORDS), k * EVENT_WORDS));
+      this.workers[w]!.install(out, list.length);
+    });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,298 @@
+/**
+ * An HA node on the main thread: a pair's master or standby, or a cluster member.
+ *
+ *   role       what the node does (ha/role.ts): a pair follows keepalived (notify FIFO or
+ *              `tunvs role`): the master forwards and publishes, the standby installs; a
+ *              cluster node always forwards, publishes and installs.
+ *   registry   every HEARTBEAT_MS: the node's entry in tunvs:<cluster>:nodes and its alive
+ *              key; then the peers it finds there are the ones it follows.
+ *   publisher  (ha/publisher.ts) every TICK_MS while publishing: this node's sessions.
+ *   follower   (ha/follower.ts) while installing: every peer's sessions.
+ *   takeover   a pair's standby promoted to master adopts every peer's sessions, then
+ *              rewrites its own hash with them (they are its sessions now).
+ *
+ * Ready (keepalived's check, and what a cluster node waits for before it announces itself):
+ * a pair's master is; any other node once it has loaded every live peer's sessions, or when
+ * Redis has been unreachable for READY_GRACE_MS (forwarding without them beats not at all).
+ */
+
+import type { Redis } from 'ioredis';
+import type { HaConfig } from '../config/config.js';
+import { rateLimited, type Logger } from '../control/log.js';
+import { followNotifyFifo } from './notify_fifo.js';
+import { Follower, type PeerStatus } from './follower.js';
+import { Publisher } from './publisher.js';
+import {
+  connectRedis,
+  describeRedis,
+  HEARTBEAT_MS,
+  NODE_ALIVE_MS,
+  nodeKeys,
+  registryKey,
+  type NodeKeys,
+} from './redis.js';
+import { HaControl, type Role } from './role.js';
+import type { HaWorkerLink } from './session_sync.js';
+
+export const TICK_MS = 100;
+const LOG_EVERY_MS = 10_000;
+/** A node that cannot reach Redis is still "ready" (better than no LB) after this. */
+const READY_GRACE_MS = 5000;
+
+/** A pair node's VRRP role, or `active` for a cluster node. */
+export type NodeRole = Role | 'active';
+
+export interface HaPeer extends PeerStatus {
+  name: string;
+  alive: boolean;
+  publishing: boolean;
+}
+
+export interface HaStatus {
+  mode: 'pair' | 'cluster';
+  nodeId: number;
+  name: string;
+  role: NodeRole;
+  forwarding: boolean;
+  publishing: boolean;
+  ready: boolean;
+  redis: 'up' | 'down';
+  /** The Redis server the node is connected to (with Sentinel: the current primary). */
+  redisServer?: string;
+  /** Events this node published / applied from peers (since start). */
+  published: number;
+  applied: number;
+  /** Events lost (ring full or Redis down) since start; each such loss triggers a resync. */
+  lost: number;
+  resyncs: number;
+  snapshotsLoaded: number;
+  /** Largest sync lag over the peers followed (ms); null before any batch. */
+  syncLagMs: number | null;
+  /** Events waiting in the workers' rings. */
+  pending: number;
+  peers: HaPeer[];
+  lastError?: string;
+}
+
+interface RegistryEntry {
+  id: number;
+  name: string;
+  mode: string;
+  workers: number;
+  startedAt: number;
+}
+
+export class HaNode {
+  readonly control: HaControl;
+  private readonly keys: NodeKeys;
+  private redis: Redis | undefined;
+  private reader: Redis | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private role: NodeRole;
+  private busy = false;
+  private stopped = false;
+  private stopFifo: (() => void) | undefined;
+  private readonly startedAt = Date.now();
+  private readonly errors: ReturnType<typeof rateLimited>;
+  private lastError: string | undefined;
+  private readonly publisher: Publisher;
+  private readonly follower: Follower;
+  /** Peers as last read from the registry (undefined: not read yet). */
+  private peers: { entry: RegistryEntry; alive: boolean; publishing: boolean }[] | undefined;
+
+  constructor(
+    private readonly cfg: HaConfig,
+    private readonly workers: HaWorkerLink[],
+    private readonly logger: Logger,
+    control?: HaControl,
+  ) {
+    this.control = control ?? new HaControl();
+    this.keys = nodeKeys(cfg.cluster, cfg.nodeId);
+    this.role = cfg.mode === 'cluster' ? 'active' : cfg.initialRole;
+    this.errors = rateLimited(logger, LOG_EVERY_MS);
+    const info = (msg: string, fields: Record<string, unknown>): void => this.logger.log('info', msg, fields);
+    this.publisher = new Publisher(this.keys, cfg.nodeId, workers, (m) => this.fail(m), info);
+    this.follower = new Follower(
+      cfg.cluster,
+      workers,
+      () => ({ redis: this.up ? this.redis : undefined, reader: this.reader }),
+      (m) => this.fail(m),
+      info,
+    );
+    this.applyRole();
+  }
+
+  start(): void {
+    this.redis = connectRedis(this.cfg.redis, false);
+    this.reader = connectRedis(this.cfg.redis, true);
+    for (const [name, r] of [
+      ['redis', this.redis],
+      ['redis reader', this.reader],
+    ] as const) {
+      r.on('error', (e: Error) => {
+        if (!this.stopped) this.fail(`${name}: ${e.message}`);
+      });
+      r.on('ready', () => {
+        if (name !== 'redis') return;
+        this.logger.log('info', 'HA: connected to Redis', { redis: describeRedis(r) });
+        // Publishing: rebuild what may have been lost; following: load the peers again.
+        this.publisher.needResync = true;
+        this.follower.reload();
+        void this.beat();
+      });
+    }
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
+    this.follower.start();
+    if (this.cfg.mode === 'pair' && this.cfg.notifyFifo) {
+      this.stopFifo = followNotifyFifo(this.cfg.notifyFifo, (role) => this.setRole(role));
+    }
+    this.logger.log('info', `HA: node ${this.cfg.nodeId} (${this.cfg.name}) starting as ${this.role}`, {
+      mode: this.cfg.mode,
+      cluster: this.cfg.cluster,
+      ...(this.cfg.notifyFifo ? { notifyFifo: this.cfg.notifyFifo } : {}),
+    });
+  }
+
+  /** Stop syncing: the last batch in flight is given up to a second to reach Redis. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.stopFifo?.();
+    const deadline = Date.now() + 1000;
+    while (this.busy && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.reader?.disconnect(); // ends a blocked XREAD at once
+    await this.follower.stop();
+    this.redis?.disconnect();
+  }
+
+  /** keepalived's notify (pair only): MASTER, BACKUP or FAULT. */
+  setRole(role: Role): void {
+    if (this.cfg.mode === 'cluster')
+      throw new Error('a cluster node has no VRRP role: it always forwards (roles are for mode: pair)');
+    if (role === this.role) return;
+    const was = this.role;
+    this.role = role;
+    if (role === 'master') {
+      // Every session it installed is now this node's to publish, expire and reset; the
+      // adopt messages reach each worker before the resync's snapshot request.
+      for (const w of this.workers) w.adopt(0);
+      this.publisher.needResync = true;
+    } else {
+      this.follower.reload();
+    }
+    this.applyRole();
+    this.logger.log('info', `HA: role ${was} -> ${role}`);
+  }
+
+  private applyRole(): void {
+    const r = this.role === 'active' ? 'master' : this.role;
+    this.control.apply(this.cfg.mode, r);
+    // A pair's master is the only one publishing: it follows nobody.
+    this.follower.enabled = this.cfg.mode === 'cluster' || !this.control.publishing;
+  }
+
+  status(): HaStatus {
+    const peers = this.follower.status();
+    const lags = peers.map((p) => p.syncLagMs).filter((x): x is number => x !== null);
+    return {
+      mode: this.cfg.mode,
+      nodeId: this.cfg.nodeId,
+      name: this.cfg.name,
+      role: this.role,
+      forwarding: this.control.forwarding,
+      publishing: this.control.publishing,
+      ready: this.ready,
+      redis: this.up ? 'up' : 'down',
+      ...(this.up && describeRedis(this.redis) ? { redisServer: describeRedis(this.redis)! } : {}),
+      published: this.publisher.stats.published,
+      applied: this.follower.stats.applied,
+      lost: this.publisher.stats.lost,
+      resyncs: this.publisher.stats.resyncs,
+      snapshotsLoaded: this.follower.stats.snapshotsLoaded,
+      syncLagMs: lags.length > 0 ? Math.max(...lags) : null,
+      pending: this.publisher.pending,
+      peers: peers.map((p) => {
+        const r = this.peers?.find((x) => x.entry.id === p.id);
+        return { ...p, name: r?.entry.name ?? '?', alive: r?.alive ?? false, publishing: r?.publishing ?? false };
+      }),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  /** Ready: see the file header. */
+  get ready(): boolean {
+    if (this.cfg.mode === 'pair' && this.role === 'master') return true;
+    if (!this.up) return Date.now() - this.startedAt > READY_GRACE_MS;
+    if (this.peers === undefined) return false;
+    return this.follower.loadedAll(this.peers.filter((p) => p.alive).map((p) => p.entry.id));
+  }
+
+  private get up(): boolean {
+    return this.redis?.status === 'ready';
+  }
+
+  private fail(msg: string): void {
+    this.lastError = msg;
+    this.errors.logKeyed('sync', 'error', `HA sync: ${msg}`);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy || !this.control.publishing) return;
+    this.busy = true;
+    try {
+      await this.publisher.tick(this.up ? this.redis : undefined);
+    } catch (e) {
+      this.fail((e as Error).message);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Registry: say we are here, then find the peers (and which of them are alive). */
+  private async beat(): Promise<void> {
+    if (!this.up || this.stopped) return;
+    const r = this.redis!;
+    const me: RegistryEntry = {
+      id: this.cfg.nodeId,
+      name: this.cfg.name,
+      mode: this.cfg.mode,
+      workers: this.workers.length,
+      startedAt: this.startedAt,
+    };
+    try {
+      const [, , all] = (await r
+        .multi()
+        .hset(registryKey(this.cfg.cluster), String(me.id), JSON.stringify(me))
+        .set(
+          this.keys.alive,
+          JSON.stringify({ publishing: this.control.publishing, ready: this.ready }),
+          'PX',
+          NODE_ALIVE_MS,
+        )
+        .hgetall(registryKey(this.cfg.cluster))
+        .exec())!.map(([err, v]) => {
+        if (err) throw err;
+        return v;
+      }) as [unknown, unknown, Record<string, string>];
+      const entries = Object.values(all)
+        .map((v) => JSON.parse(v) as RegistryEntry)
+        .filter((e) => e.id !== me.id);
+      const alive =
+        entries.length === 0 ? [] : await r.mget(...entries.map((e) => nodeKeys(this.cfg.cluster, e.id).alive));
+      this.peers = entries.map((entry, i) => {
+        const a = alive[i] ? (JSON.parse(alive[i]) as { publishing: boolean }) : undefined;
+        if (entry.mode !== this.cfg.mode)
+          this.fail(
+            `node ${entry.id} (${entry.name}) runs mode ${entry.mode} in cluster ${this.cfg.cluster}, this node ${this.cfg.mode}`,
+          );
+        return { entry, alive: a !== undefined, publishing: a?.publishing ?? false };
+      });
+      this.follower.setPeers(this.peers.map((p) => p.entry.id));
+    } catch (e) {
+      this.fail(`registry: ${(e as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Publishing this node's sessions (main thread; ha/node.ts runs it while the node publishes).
+ *
+ *   tick      every TICK_MS: drain the workers' event rings (ha/session_sync.ts) into one
+ *             MULTI: HSET/HDEL on node:<id>:sessions and one XADD of the batch to
+ *             node:<id>:events. Not one round trip per packet or per event.
+ *   lost      Redis unreachable or a ring overflowed: forwarding is not affected, the events
+ *             are counted lost, and a full resync follows.
+ *   resync    each worker snapshots the sessions it owns and has published; they are written
+ *             to a new hash that is RENAMEd over the node's own (no other node's keys are
+ *             touched), then r=resync tells the peers to reload it. Events older than the
+ *             snapshot are skipped (each snapshot carries its ring position).
+ */
+
+import type { Redis } from 'ioredis';
+import { asBuffer, fieldOf, type NodeKeys } from './redis.js';
+import { EVENT_WORDS, OP_DELETE, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+
+const STREAM_MAXLEN = 100_000;
+const MAX_EVENTS_PER_TICK = 50_000;
+/** Sessions per HSET while a resync writes the new hash. */
+const RESYNC_BATCH = 5000;
+
+export interface PublisherStats {
+  published: number;
+  lost: number;
+  resyncs: number;
+}
+
+export class Publisher {
+  /** Rewrite the hash from the workers' tables before publishing more (start, promotion,
+   * after lost events, after Redis came back). */
+  needResync = true;
+  readonly stats: PublisherStats = { published: 0, lost: 0, resyncs: 0 };
+  private readonly batch = new Int32Array(MAX_EVENTS_PER_TICK * EVENT_WORDS);
+  /** Per worker: ring events before this write count predate a snapshot: skip them. */
+  private readonly skipUntil: (number | undefined)[];
+
+  constructor(
+    private readonly keys: NodeKeys,
+    private readonly nodeId: number,
+    private readonly workers: HaWorkerLink[],
+    private readonly fail: (msg: string) => void,
+    private readonly info: (msg: string, fields: Record<string, unknown>) => void,
+  ) {
+    this.skipUntil = workers.map(() => undefined);
+  }
+
+  /** Events waiting in the workers' rings. */
+  get pending(): number {
+    return this.workers.reduce((n, w) => n + w.ring.pending, 0);
+  }
+
+  /** One publishing round; `redis` is undefined while Redis is unreachable. */
+  async tick(redis: Redis | undefined): Promise<void> {
+    let lost = 0;
+    for (const w of this.workers) lost += w.ring.takeLost();
+    if (lost > 0) {
+      this.stats.lost += lost;
+      this.needResync = true;
+      this.fail(`${lost} session events lost (event ring full): full resync follows`);
+    }
+    if (!redis) {
+      const n = this.collect();
+      if (n > 0) {
+        this.stats.lost += n;
+        this.needResync = true;
+        this.fail(`Redis unavailable: ${n} session events not published; forwarding goes on, resync when it returns`);
+      }
+      return;
+    }
+    if (this.needResync) {
+      await this.resync(redis);
+      return;
+    }
+    const n = this.collect();
+    if (n > 0) await this.publish(redis, n);
+  }
+
+  /** Drain the rings into this.batch (events older than a snapshot are skipped). */
+  private collect(): number {
+    let n = 0;
+    this.workers.forEach((w, i) => {
+      if (this.skipUntil[i] !== undefined) {
+        w.ring.skipTo(this.skipUntil[i]);
+        this.skipUntil[i] = undefined;
+      }
+      n += w.ring.drain(this.batch.subarray(n * EVENT_WORDS), MAX_EVENTS_PER_TICK - n);
+    });
+    return n;
+  }
+
+  private async publish(redis: Redis, n: number): Promise<void> {
+    const upserts: Buffer[] = [];
+    const deletes: Buffer[] = [];
+    for (let e = 0; e < n; e++) {
+      const off = e * EVENT_WORDS;
+      const field = fieldOf(this.batch, off + 1);
+      if (this.batch[off] === OP_DELETE) deletes.push(field);
+      else upserts.push(field, asBuffer(this.batch.slice(off + 1, off + 1 + SYNC_WORDS)));
+    }
+    const m = redis.multi();
+    if (upserts.length > 0) m.hset(this.keys.sessions, ...upserts);
+    if (deletes.length > 0) m.hdel(this.keys.sessions, ...deletes);
+    m.xadd(
+      this.keys.events,
+      'MAXLEN',
+      '~',
+      String(STREAM_MAXLEN),
+      '*',
+      't',
+      String(Date.now()),
+      'w',
+      String(this.workers.length),
+      'n',
+      String(this.nodeId),
+      'b',
+      asBuffer(this.batch.slice(0, n * EVENT_WORDS)),
+    );
+    try {
+      await m.exec();
+      this.stats.published += n;
+    } catch (e) {
+      this.stats.lost += n;
+      this.needResync = true;
+      throw e;
+    }
+  }
+
+  /** Rewrite this node's hash from the workers' tables, then tell the peers to reload it. */
+  private async resync(redis: Redis): Promise<void> {
+    const snaps = await Promise.all(this.workers.map((w) => w.snapshot()));
+    snaps.forEach((s, i) => (this.skipUntil[i] = s.writeCount));
+    // A key of its own while it is written: a reader must see the old hash or the new one.
+    const tmp = `${this.keys.sessions}:resync:${process.pid}:${Date.now()}`;
+    await redis.del(tmp);
+    let total = 0;
+    for (const s of snaps) {
+      const count = s.records.length / SYNC_WORDS;
+      for (let i = 0; i < count; i += RESYNC_BATCH) {
+        const args: Buffer[] = [];
+        for (let k = i; k < Math.min(count, i + RESYNC_BATCH); k++) {
+          const off = k * SYNC_WORDS;
+          args.push(fieldOf(s.records, off), asBuffer(s.records.slice(off, off + SYNC_WORDS)));
+        }
+        await redis.hset(tmp, ...args);
+      }
+      total += count;
+    }
+    const m = redis.multi();
+    if (total > 0) m.rename(tmp, this.keys.sessions);
+    else m.del(this.keys.sessions);
+    m.xadd(this.keys.events, 'MAXLEN', '~', String(STREAM_MAXLEN), '*', 'r', 'resync', 't', String(Date.now()));
+    await m.exec();
+    this.needResync = false;
+    this.stats.resyncs++;
+    this.info('HA: full resync published', { sessions: total });
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Where HA nodes meet in Redis: the keys, the connections (one server, or the primary that
+ * Redis Sentinel names), and the byte forms of sync records.
+ *
+ * Keys, per pair or cluster (`tunvs:<cluster>:`):
+ *   nodes                a hash: node id → {id, name, mode, workers, startedAt} (JSON), every
+ *                        node that has run; how peers find each other
+ *   node:<id>:alive      set by the node every HEARTBEAT_MS, expires after NODE_ALIVE_MS:
+ *                        {publishing, ready} (JSON); Redis's own clock decides expiry
+ *   node:<id>:sessions   a hash: every session the node owns and has published, field = its
+ *                        OUT key (40 bytes: unique on the node), value = the sync record
+ *   node:<id>:events     a stream of the node's batches (publisher.ts): t (ms, its clock),
+ *                        w (its workers), n (its id), b (op + record, EVENT_WORDS each); or
+ *                        r=resync when it rewrote its hash from its own tables
+ */
+
+import { Redis, type RedisOptions } from 'ioredis';
+import type { HaRedis } from '../config/config.js';
+import { syncOutKey } from './session_sync.js';
+
+/** A node refreshes its alive key this often... */
+export const HEARTBEAT_MS = 1000;
+/** ...and is taken for gone when the key has not been refreshed for this long. */
+export const NODE_ALIVE_MS = 3000;
+
+export interface NodeKeys {
+  sessions: string;
+  events: string;
+  alive: string;
+}
+
+export function registryKey(cluster: string): string {
+  return `tunvs:${cluster}:nodes`;
+}
+
+export function nodeKeys(cluster: string, nodeId: number): NodeKeys {
+  const p = `tunvs:${cluster}:node:${nodeId}`;
+  return { sessions: `${p}:sessions`, events: `${p}:events`, alive: `${p}:alive` };
+}
+
+/**
+ * A connection as HA sync wants it: commands fail at once while Redis is unreachable
+ * (forwarding never waits for Redis; lost events are repaired by a resync), reconnects back
+ * off to 2 s. With Sentinel, ioredis asks the Sentinels for the current primary at each
+ * (re)connect, checks its role, and reconnects as soon as a Sentinel announces a failover.
+ */
+export function connectRedis(where: HaRedis, blocking: boolean): Redis {
+  const opts: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: blocking ? null : 1,
+    connectTimeout: 2000,
+    retryStrategy: (times: number) => Math.min(200 * times, 2000),
+  };
+  if ('url' in where) return new Redis(where.url, opts);
+  return new Redis({
+    ...opts,
+    sentinels: where.sentinel.addresses,
+    name: where.sentinel.name,
+    role: 'master',
+    sentinelRetryStrategy: (times: number) => Math.min(200 * times, 2000),
+    failoverDetector: true,
+  });
+}
+
+/** What a status line says about the connection: the server it is on. */
+export function describeRedis(r: Redis | undefined): string | undefined {
+  const s = r?.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : undefined;
+}
+
+/** The hash field of a session: its OUT key's 40 bytes. */
+export function fieldOf(rec: Int32Array, off: number): Buffer {
+  return Buffer.from(syncOutKey(rec, off, new Int32Array(10)).buffer);
+}
+
+export function asBuffer(a: Int32Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export function asInt32(b: Buffer): Int32Array {
+  const copy = new Int32Array(b.length >>> 2);
+  Buffer.from(copy.buffer).set(b.subarray(0, copy.length * 4));
+  return copy;
+}
