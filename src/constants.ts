@@ -72,6 +72,22 @@ export const SERVICES_MAX = 1024;
  * than an ECMP group of LB nodes needs (routers spread over 8–64 next hops). */
 export const NODE_ID_MAX = 63;
 
+/**
+ * Cluster mode: what tunvs announces is said by the metric of its routes into the TUN device
+ * (docs/cluster.md). The routers' BGP speaker on the node redistributes the TUN's kernel
+ * routes through a route-map that takes ROUTE_METRIC_ANNOUNCED as "announce", each
+ * ROUTE_METRIC_BACKUP_BASE + rank as "announce with the AS path prepended rank times", and
+ * nothing else. FRR 8.4 does not apply `match metric 0`, so no announced metric is 0.
+ */
+export const ROUTE_METRIC_ANNOUNCED = 10;
+/** Routes that forward but are not announced (before the node is ready, while it drains). */
+export const ROUTE_METRIC_QUIET = 50;
+/** A peer's local addresses, as this node's backup for them: base + rank (1..). */
+export const ROUTE_METRIC_BACKUP_BASE = 100;
+/** Ranks the routers can tell apart (the route-map has one entry each); a node ranked lower
+ * announces with this rank (ties are fine: every node has every session). */
+export const BACKUP_RANKS_MAX = 8;
+
 /** Local addresses per service. */
 export const LADDRS_PER_SERVICE_MAX = 64;
 

@@ -84,6 +84,7 @@ async function round(port: number, k: number): Promise<Round> {
     cluster: `bench${k}`,
     syncAfterMs: 0,
     refreshSec: 3600,
+    drainMs: 0,
     initialRole: role,
   });
   const ca = new HaControl();

@@ -58,6 +58,9 @@ export interface HaConfig {
   syncAfterMs: number;
   /** Republish a busy session this often (fresh seq/ack; the peers' timers restart). */
   refreshSec: number;
+  /** Cluster: on an orderly stop, withdraw the announcements and keep forwarding this long,
+   * so the routers move the flows to the other nodes (which have their sessions) first. */
+  drainMs: number;
   /** Pair: role until keepalived's notify says otherwise. */
   initialRole: 'master' | 'backup';
   /** Pair: keepalived's vrrp_notify_fifo: tunvs reads the role from it directly (no process
@@ -189,6 +192,7 @@ export const HA_DEFAULTS = {
   cluster: 'default',
   syncAfterMs: 2000,
   refreshSec: 30,
+  drainMs: 2000,
   initialRole: 'backup',
 } as const;
 
@@ -201,6 +205,7 @@ const HA_KEYS = [
   'cluster',
   'syncAfterMs',
   'refreshSec',
+  'drainMs',
   'initialRole',
   'notifyFifo',
 ];
@@ -213,6 +218,12 @@ function haConfig(v: unknown, path: string): HaConfig {
       'TUNVS_ERR_CONFIG_MISSING',
       join(path, 'nodeId'),
       `give every node of the ${mode} an id of its own, 1..${NODE_ID_MAX} (it names the sessions the node owns in Redis)`,
+    );
+  if (mode === 'pair' && o.drainMs !== undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_UNKNOWN',
+      join(path, 'drainMs'),
+      'drainMs is for mode: cluster (in a pair, keepalived moves the traffic)',
     );
   if (mode === 'cluster') {
     for (const k of ['initialRole', 'notifyFifo'])
@@ -238,6 +249,9 @@ function haConfig(v: unknown, path: string): HaConfig {
     ),
     refreshSec: opt(o, 'refreshSec', HA_DEFAULTS.refreshSec, (x) =>
       integer(x, join(path, 'refreshSec'), 1, 3600, 'seconds'),
+    ),
+    drainMs: opt(o, 'drainMs', HA_DEFAULTS.drainMs, (x) =>
+      integer(x, join(path, 'drainMs'), 0, 600_000, 'milliseconds'),
     ),
     initialRole: opt(o, 'initialRole', HA_DEFAULTS.initialRole, (x) =>
       oneOf(x, join(path, 'initialRole'), ['master', 'backup'] as const),

@@ -42,10 +42,13 @@ import { H_CAPACITY, H_LIVE } from '../conn/layout.js';
 import type { Logger } from './log.js';
 import { deviceStats, formatList, globalStats, listServices, RateEstimator, type ServiceRow } from './stats.js';
 
+/** Cluster: how often the routes (what is announced) follow readiness and the peers. */
+const ANNOUNCE_CHECK_MS = 200;
 /** Sampling interval of the per-server rates (`tunvs list --rate`). */
 const RATE_SAMPLE_MS = 2000;
 import type { QueueStats } from '../dataplane/tun_device.js';
-import { SystemChanges } from './system.js';
+import { localAddressPrefixes, servicePrefixes, SystemChanges } from './system.js';
+import { planRoutes } from '../ha/announce.js';
 import type { IsnKey } from '../nat/seq.js';
 import { isnKey } from './isn_secret.js';
 
@@ -80,6 +83,9 @@ export class Runtime {
   private stopping = false;
   private isnKey: IsnKey = [0, 0, 0, 0];
   private ha: HaNode | undefined;
+  private announceTimer: NodeJS.Timeout | undefined;
+  /** Cluster: stopping in order; nothing is announced any more. */
+  private draining = false;
   private readonly health: HealthMonitor;
   /** HA control words shared with the forwarders (ha/role.ts). */
   private readonly haControl = new HaControl();
@@ -131,7 +137,7 @@ export class Runtime {
       if (this.services.some((s) => s.af === AF_INET)) this.system.sysctl('net.ipv4.ip_forward', '1');
       if (this.services.some((s) => s.af !== AF_INET)) this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
       this.system.adoptFallbacks();
-      this.system.routeServices(this.services, tun.name);
+      this.applyRoutes(this.services);
       await this.startWorkers();
       if (config.ha) {
         this.ha = new HaNode(
@@ -139,8 +145,14 @@ export class Runtime {
           this.workers.map((w) => this.haLink(w)),
           this.opts.logger,
           this.haControl,
+          { laddrs: () => localAddressPrefixes(this.services) },
         );
         this.ha.start();
+        if (config.ha.mode === 'cluster') {
+          // Announce once ready (and what the peers need of this node as their backup).
+          this.announceTimer = setInterval(() => this.applyRoutes(this.services), ANNOUNCE_CHECK_MS);
+          this.announceTimer.unref();
+        }
       }
       this.health.sync(this.services);
       // Rates for `list --rate`: per-server counters sampled every RATE_SAMPLE_MS.
@@ -379,7 +391,7 @@ export class Runtime {
       }
       case 'ha':
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
-        return { ha: this.ha.status() };
+        return { ha: this.ha.status(), routes: this.system.routesOf(this.config.tun.name) };
       default:
         throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list, stats, role or ha`);
     }
@@ -456,10 +468,36 @@ export class Runtime {
     return { services: this.services.length };
   }
 
+  /**
+   * The routes into the TUN device for `services`: every VIP and local address; in cluster
+   * mode also the peers' local addresses, each with the metric that says what the node's BGP
+   * speaker announces (ha/announce.ts): nothing until the node is ready, nothing while it
+   * drains.
+   */
+  private applyRoutes(services: readonly ResolvedService[]): void {
+    const dev = this.config.tun.name;
+    const ha = this.config.ha;
+    if (ha?.mode !== 'cluster') {
+      this.system.routeServices(services, dev);
+      return;
+    }
+    const plan = planRoutes({
+      self: ha.nodeId,
+      announce: this.ha !== undefined && this.ha.ready && !this.draining,
+      own: servicePrefixes(services).map((r) => r.prefix),
+      peers: this.ha?.peerAddresses() ?? [],
+    });
+    try {
+      this.system.routeExactly(plan, dev);
+    } catch (e) {
+      this.log('error', `cluster routes: ${(e as Error).message}`);
+    }
+  }
+
   /** Validate and apply a service set: routes, steering, health checks, forwarders. */
   private applyServices(specs: ServiceSpec[], path = 'services'): void {
     const services = resolveServices(specs, this.ids, path);
-    this.system.routeServices(services, this.config.tun.name);
+    this.applyRoutes(services);
     this.steer(services);
     this.services = services;
     this.health.sync(services);
@@ -509,6 +547,15 @@ export class Runtime {
     if (this.stopping) return;
     this.stopping = true;
     this.log('info', 'stopping', { code });
+    const ha = this.config?.ha;
+    if (code === 0 && ha?.mode === 'cluster' && this.ha) {
+      // Withdraw first, forward on while the routers move the flows to the peers.
+      this.draining = true;
+      if (this.announceTimer) clearInterval(this.announceTimer);
+      this.applyRoutes(this.services);
+      this.log('info', `cluster: announcements withdrawn, draining for ${ha.drainMs} ms`);
+      await new Promise((r) => setTimeout(r, ha.drainMs));
+    }
     await this.ha?.stop();
     this.health.stop();
     if (this.rateTimer) clearInterval(this.rateTimer);

@@ -74,20 +74,23 @@ export class SystemChanges {
     }
   }
 
-  /** Route one address (/32 or /128) into the device, with its fallback blackhole. */
-  route(af: number, words: ArrayLike<number>, dev: string): void {
-    const r = routeOf(af, words, dev);
-    if (!this.fallbacks.has(r.prefix)) {
-      execFileSync('ip', [r.family, 'route', 'replace', 'blackhole', r.prefix, 'metric', String(FALLBACK_METRIC)], {
+  /** Route one prefix (/32 or /128) into the device, with its fallback blackhole; with a
+   * `metric` (cluster mode: it says whether the route is announced), moving an existing
+   * route to it (the new route is in place before the old one goes). */
+  route(family: '-4' | '-6', prefix: string, dev: string, metric?: number): void {
+    if (!this.fallbacks.has(prefix)) {
+      execFileSync('ip', [family, 'route', 'replace', 'blackhole', prefix, 'metric', String(FALLBACK_METRIC)], {
         stdio: 'pipe',
       });
-      this.fallbacks.set(r.prefix, { ...r, dev: '', key: r.prefix });
+      this.fallbacks.set(prefix, { key: prefix, family, prefix, dev: '' });
     }
-    if (this.routes.has(r.key)) return;
-    execFileSync('ip', [r.family, 'route', 'replace', r.prefix, 'dev', dev], { stdio: 'pipe' });
-    this.routes.set(r.key, r);
+    const key = `${prefix} ${dev}`;
+    const have = this.routes.get(key);
+    if (have && have.metric === metric) return;
+    execFileSync('ip', [family, 'route', 'replace', prefix, 'dev', dev, ...metricArgs(metric)], { stdio: 'pipe' });
+    if (have) this.withdraw(have);
+    this.routes.set(key, { key, family, prefix, dev, ...(metric !== undefined ? { metric } : {}) });
   }
-
   /** Take over the fallback blackholes a previous run left (it was killed, or kept them):
    * they are in place already, and the next routeServices withdraws those no service wants
    * any more. */
@@ -100,28 +103,41 @@ export class SystemChanges {
   /** Exactly the routes of every VIP and local address of `services`: new ones added, those
    * no service uses any more (a reload or edit removed them) withdrawn with their blackholes. */
   routeServices(services: readonly ResolvedService[], dev: string): void {
-    const wanted = new Set<string>();
-    for (const s of services) {
-      for (const a of [s.vip, ...s.laddrs]) {
-        this.route(s.af, a, dev);
-        wanted.add(routeOf(s.af, a, dev).prefix);
-      }
+    this.routeExactly(servicePrefixes(services), dev);
+  }
+
+  /** Exactly these routes into the device (with their metrics, if given); every other route
+   * into it withdrawn, with its blackhole. */
+  routeExactly(wanted: readonly { prefix: string; metric?: number }[], dev: string): void {
+    const prefixes = new Set<string>();
+    for (const w of wanted) {
+      this.route(w.prefix.includes(':') ? '-6' : '-4', w.prefix, dev, w.metric);
+      prefixes.add(w.prefix);
     }
     for (const r of this.routes.values()) {
-      if (r.dev === dev && !wanted.has(r.prefix)) this.withdraw(r);
+      if (r.dev === dev && !prefixes.has(r.prefix)) this.withdraw(r);
     }
     for (const r of this.fallbacks.values()) {
-      if (!wanted.has(r.prefix)) this.withdrawFallback(r);
+      if (!prefixes.has(r.prefix)) this.withdrawFallback(r);
     }
+  }
+
+  /** The routes into the device now, with their metrics. */
+  routesOf(dev: string): { prefix: string; metric?: number }[] {
+    return [...this.routes.values()]
+      .filter((r) => r.dev === dev)
+      .map((r) => ({ prefix: r.prefix, ...(r.metric !== undefined ? { metric: r.metric } : {}) }));
   }
 
   private withdraw(r: Route): void {
     try {
-      execFileSync('ip', [r.family, 'route', 'del', r.prefix, 'dev', r.dev], { stdio: 'pipe' });
+      execFileSync('ip', [r.family, 'route', 'del', r.prefix, 'dev', r.dev, ...metricArgs(r.metric)], {
+        stdio: 'pipe',
+      });
     } catch {
       // Gone with the device already.
     }
-    this.routes.delete(r.key);
+    if (this.routes.get(r.key) === r) this.routes.delete(r.key);
   }
 
   private withdrawFallback(r: Route): void {
@@ -157,6 +173,28 @@ interface Route {
   prefix: string;
   /** The TUN device; '' for a fallback blackhole. */
   dev: string;
+  /** Set in cluster mode (what is announced); else the kernel's default. */
+  metric?: number;
+}
+
+function metricArgs(metric: number | undefined): string[] {
+  return metric === undefined ? [] : ['metric', String(metric)];
+}
+
+/** The host prefix (/32 or /128) of an address. */
+export function hostPrefix(af: number, words: ArrayLike<number>): string {
+  return `${formatAddress(af, words)}/${af === AF_INET ? 32 : 128}`;
+}
+
+/** The host prefix of every VIP and local address of `services` (each once). */
+export function servicePrefixes(services: readonly ResolvedService[]): { prefix: string }[] {
+  const prefixes = new Set(services.flatMap((s) => [s.vip, ...s.laddrs].map((a) => hostPrefix(s.af, a))));
+  return [...prefixes].map((prefix) => ({ prefix }));
+}
+
+/** The host prefix of every local address of `services` (each once). */
+export function localAddressPrefixes(services: readonly ResolvedService[]): string[] {
+  return [...new Set(services.flatMap((s) => s.laddrs.map((a) => hostPrefix(s.af, a))))];
 }
 
 /** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the
@@ -178,10 +216,4 @@ export function listFallbacks(netns?: string): { family: '-4' | '-6'; prefix: st
     }
   }
   return found;
-}
-
-function routeOf(af: number, words: ArrayLike<number>, dev: string): Route {
-  const addr = formatAddress(af, words);
-  const prefix = af === AF_INET ? `${addr}/32` : `${addr}/128`;
-  return { key: `${prefix} ${dev}`, family: af === AF_INET ? '-4' : '-6', prefix, dev };
 }

@@ -31,6 +31,7 @@ import {
   registryKey,
   type NodeKeys,
 } from './redis.js';
+import { adopterOf } from './announce.js';
 import { HaControl, type Role } from './role.js';
 import type { HaWorkerLink } from './session_sync.js';
 
@@ -80,6 +81,13 @@ interface RegistryEntry {
   mode: string;
   workers: number;
   startedAt: number;
+  /** Its local addresses (prefixes): a cluster node routes its peers' as their backup. */
+  laddrs?: string[];
+}
+
+export interface HaNodeOptions {
+  /** The node's local addresses as prefixes (registry; cluster backups route them). */
+  laddrs?: () => string[];
 }
 
 export class HaNode {
@@ -101,11 +109,15 @@ export class HaNode {
   /** Peers as last read from the registry (undefined: not read yet). */
   private peers: { entry: RegistryEntry; alive: boolean; publishing: boolean }[] | undefined;
 
+  /** Cluster: dead peers whose sessions this node adopted (cleared when they return). */
+  private readonly adopted = new Set<number>();
+
   constructor(
     private readonly cfg: HaConfig,
     private readonly workers: HaWorkerLink[],
     private readonly logger: Logger,
     control?: HaControl,
+    private readonly opts: HaNodeOptions = {},
   ) {
     this.control = control ?? new HaControl();
     this.keys = nodeKeys(cfg.cluster, cfg.nodeId);
@@ -222,6 +234,35 @@ export class HaNode {
     };
   }
 
+  /** Cluster: every registered peer with its local addresses (the route plan's input). */
+  peerAddresses(): { id: number; laddrs: string[] }[] {
+    return (this.peers ?? []).map((p) => ({ id: p.entry.id, laddrs: p.entry.laddrs ?? [] }));
+  }
+
+  /**
+   * Cluster: adopt the sessions of every dead peer this node is the best live backup for
+   * (the routers send that peer's local addresses here: ha/announce.ts), once per death.
+   * They become this node's to publish, expire and reset, and its next resync carries them.
+   */
+  private takeOver(): void {
+    const peers = this.peers ?? [];
+    const nodes = [this.cfg.nodeId, ...peers.map((p) => p.entry.id)];
+    const alive = new Set([this.cfg.nodeId, ...peers.filter((p) => p.alive).map((p) => p.entry.id)]);
+    for (const p of peers) {
+      const id = p.entry.id;
+      if (p.alive) {
+        this.adopted.delete(id);
+        continue;
+      }
+      if (this.adopted.has(id) || adopterOf(id, nodes, (n) => alive.has(n)) !== this.cfg.nodeId) continue;
+      if (!this.follower.loadedAll([id])) continue; // its sessions first
+      this.adopted.add(id);
+      for (const w of this.workers) w.adopt(id);
+      this.publisher.needResync = true;
+      this.logger.log('info', `HA: node ${id} (${p.entry.name}) is gone; its sessions are this node's now`);
+    }
+  }
+
   /** Ready: see the file header. */
   get ready(): boolean {
     if (this.cfg.mode === 'pair' && this.role === 'master') return true;
@@ -261,6 +302,7 @@ export class HaNode {
       mode: this.cfg.mode,
       workers: this.workers.length,
       startedAt: this.startedAt,
+      laddrs: this.opts.laddrs?.() ?? [],
     };
     try {
       const [, , all] = (await r
@@ -291,6 +333,7 @@ export class HaNode {
         return { entry, alive: a !== undefined, publishing: a?.publishing ?? false };
       });
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
+      if (this.cfg.mode === 'cluster') this.takeOver();
     } catch (e) {
       this.fail(`registry: ${(e as Error).message}`);
     }

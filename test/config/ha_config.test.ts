@@ -67,6 +67,8 @@ describe('ha config', () => {
       /ha\.initialRole: a cluster node has no VRRP role/,
     );
     expect(err({ ha: { ...r, name: 'two words' } })).toMatch(/ha\.name/);
+    expect(err({ ha: { ...r, drainMs: 500 } })).toMatch(/ha\.drainMs: drainMs is for mode: cluster/);
+    expect(err({ ha: { ...r, mode: 'cluster', drainMs: -1 } })).toMatch(/ha\.drainMs: -1 is not valid/);
     const sentinel = (s: unknown): string => err({ ha: { nodeId: 1, sentinel: s } });
     expect(sentinel({ name: 'x', addresses: [] })).toMatch(/ha\.sentinel\.addresses: name at least one Sentinel/);
     expect(sentinel({ name: 'x', addresses: ['nohost'] })).toMatch(/ha\.sentinel\.addresses\[0\].*not host:port/);

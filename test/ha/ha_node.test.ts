@@ -18,8 +18,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HaConfig, HaRedis } from '../../src/config/config.js';
 import type { Logger } from '../../src/control/log.js';
+import { C_SYNC_ADOPTED } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { engineLink } from '../../src/ha/engine_link.js';
+import { adopterOf } from '../../src/ha/announce.js';
 import { HaNode } from '../../src/ha/node.js';
 import { nodeKeys } from '../../src/ha/redis.js';
 import { HaControl } from '../../src/ha/role.js';
@@ -79,6 +81,7 @@ function startNode(id: number, cluster: string, redis: HaRedis, mode: 'pair' | '
     cluster,
     syncAfterMs: 0,
     refreshSec: 600,
+    drainMs: 0,
     initialRole: role === 'master' ? 'master' : 'backup',
   };
   const node = new HaNode(cfg, [engineLink(engine)], quiet, control);
@@ -169,6 +172,20 @@ describe('HA nodes through Redis', () => {
       [3, true, true],
     ]);
     expect(() => d.node.setRole('master')).toThrow(/a cluster node has no VRRP role/);
+  });
+
+  it("a dead node's sessions are adopted by its first live backup, and the others learn the new owner", async () => {
+    const c = [1, 2, 3, 4].map((id) => nodes.find((n) => n.id === id && n.node.status().mode === 'cluster')!);
+    const dead = c[2]!;
+    await dead.node.stop(); // its alive key expires NODE_ALIVE_MS later
+    const adopter = adopterOf(3, [1, 2, 3, 4], (id) => id !== 3)!;
+    const a = c.find((n) => n.id === adopter)!;
+    await until('the adopter owns node 3’s sessions', () => !owners(a).includes(3), 10_000);
+    expect(owners(a).filter((o) => o === 0).length).toBe(a.id === 4 ? 2 : 4);
+    expect(await redis.hlen(nodeKeys('c3', adopter).sessions)).toBe(a.id === 4 ? 2 : 4);
+    const other = c.find((n) => n !== a && n !== dead)!;
+    await until('another node sees the adopter as their owner', () => !owners(other).includes(3), 10_000);
+    expect(a.engine.counters[C_SYNC_ADOPTED]).toBe(2);
   });
 
   it('a pair is the same code with roles: promotion adopts and republishes under its own keys', async () => {
