@@ -4,6 +4,7 @@
 //   Debian packages: the commands the lab and the namespace tests use (iproute2, python3,
 //     tshark, iperf3, ethtool), the eBPF TOA reader's toolchain (clang, libbpf-dev,
 //     linux-libc-dev; bpftool to inspect it), keepalived and redis-server for the HA pair,
+//     frr for the cluster (BGP, BFD, ECMP on the lab's router and nodes),
 //     with --test the servers the reader is tested
 //     with (nginx, golang-go) and nftables, with --bench the benchmark's peers (nftables,
 //     haproxy); installed with apt-get when missing (needs root, as the lab does anyway).
@@ -43,7 +44,8 @@ const APT = [
   ['/usr/include/linux/bpf.h', 'linux-libc-dev'],
   ['bpftool', 'bpftool'],
   ['keepalived', 'keepalived'], // the HA pair (lab --ha, lab failover, the HA tests)
-  ['redis-server', 'redis-server'],
+  ['redis-server', 'redis-server'], // (also runs the cluster lab's Sentinels: redis-server --sentinel)
+  ['/usr/lib/frr/bgpd', 'frr'], // the cluster (lab --cluster): BGP, BFD and ECMP routing
 ];
 // The tests: unmodified servers for the real-server reader, nft for the forged-TOA client.
 if (process.argv.includes('--test')) {

@@ -51,10 +51,12 @@ Usage:
   tunvs ha status [--json]                HA pair: role, Redis, events published/applied, sync lag
   tunvs ha check                          exit 0 when tunvs answers and is ready to be master
                                           (keepalived's track_script)
-  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--ha]
+  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--ha | --cluster N]
                                           build the netns lab and start tunvs on LB A; the real
                                           servers run under the eBPF TOA reader (unless --no-reader);
-                                          --ha: the pair (tunvs on A and B, keepalived, Redis sync)
+                                          --ha: the pair (tunvs on A and B, keepalived, Redis sync);
+                                          --cluster N: N (2-4) active nodes behind an ECMP router
+                                          (FRR BGP + BFD), Redis under Sentinel
   tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
                                           application saw beside the TOA it received (tshark)
@@ -300,8 +302,11 @@ async function main(argv: string[]): Promise<number> {
         const offload = !flag(args, '--no-offload');
         const reader = !flag(args, '--no-reader');
         const ha = flag(args, '--ha');
+        const cluster = positiveInt(option(args, '--cluster'), '--cluster');
+        if (cluster !== undefined && (cluster < 2 || cluster > 4))
+          throw new UsageError('--cluster takes 2 to 4 nodes (lb-a..lb-d)');
         noneLeft(args);
-        await labUp({ prefix, workers, steering, offload, reader, ha, log });
+        await labUp({ prefix, workers, steering, offload, reader, ha, ...(cluster ? { cluster } : {}), log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }

@@ -127,10 +127,31 @@ export class Follower {
     const last = (await redis.xrevrange(p.keys.events, '+', '-', 'COUNT', 1)) as [string, string[]][];
     const from = last[0]?.[0] ?? '0-0';
     await Promise.all(this.workers.map((w) => w.flushSynced(p.id)));
+    const total = await this.loadHash(redis, p.keys.sessions);
+    p.lastId = from;
+    p.needLoad = false;
+    p.loaded = true;
+    this.stats.snapshotsLoaded++;
+    this.info('HA: loaded a peer snapshot from Redis', { peer: p.id, sessions: total, from });
+  }
+
+  /**
+   * A cluster node starting: the sessions it published before (it was restarted, or
+   * crashed, faster than its peers take a dead node over): still its own, and connections
+   * on the wire. Its workers install them as its own (the records name this node).
+   */
+  async restoreOwn(redis: Redis, nodeId: number): Promise<number> {
+    const n = await this.loadHash(redis, nodeKeys(this.cluster, nodeId).sessions);
+    this.info("HA: restored this node's own sessions from Redis", { sessions: n });
+    return n;
+  }
+
+  /** HSCAN a hash of sync records into the owner workers; returns how many. */
+  private async loadHash(redis: Redis, key: string): Promise<number> {
     let cursor = '0';
     let total = 0;
     do {
-      const [next, items] = await redis.hscanBuffer(p.keys.sessions, cursor, 'COUNT', HSCAN_COUNT);
+      const [next, items] = await redis.hscanBuffer(key, cursor, 'COUNT', HSCAN_COUNT);
       cursor = next.toString();
       const n = items.length / 2;
       const events = new Int32Array(n * EVENT_WORDS);
@@ -141,11 +162,7 @@ export class Follower {
       this.route(events, n);
       total += n;
     } while (cursor !== '0');
-    p.lastId = from;
-    p.needLoad = false;
-    p.loaded = true;
-    this.stats.snapshotsLoaded++;
-    this.info('HA: loaded a peer snapshot from Redis', { peer: p.id, sessions: total, from });
+    return total;
   }
 
   /** One XREAD over every loaded peer's stream; apply what came. */

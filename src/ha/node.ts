@@ -9,11 +9,18 @@
  *   publisher  (ha/publisher.ts) every TICK_MS while publishing: this node's sessions.
  *   follower   (ha/follower.ts) while installing: every peer's sessions.
  *   takeover   a pair's standby promoted to master adopts every peer's sessions, then
- *              rewrites its own hash with them (they are its sessions now).
+ *              rewrites its own hash with them (they are its sessions now). A cluster node
+ *              adopts a dead peer's sessions when it is that peer's first live backup (the
+ *              node the routers now send its local addresses to: ha/announce.ts), and drops
+ *              the peer's hash once its own carries them.
+ *   restore    a cluster node starting reads its own hash back first (it may have been
+ *              restarted faster than the peers take a dead node over: those connections are
+ *              still its own), before its first resync rewrites it.
  *
  * Ready (keepalived's check, and what a cluster node waits for before it announces itself):
- * a pair's master is; any other node once it has loaded every live peer's sessions, or when
- * Redis has been unreachable for READY_GRACE_MS (forwarding without them beats not at all).
+ * a pair's master is; any other node once it has loaded every live peer's sessions (and a
+ * cluster node its own), or when Redis has been unreachable for READY_GRACE_MS (forwarding
+ * without them beats not at all).
  */
 
 import type { Redis } from 'ioredis';
@@ -111,6 +118,12 @@ export class HaNode {
 
   /** Cluster: dead peers whose sessions this node adopted (cleared when they return). */
   private readonly adopted = new Set<number>();
+  /** Cluster: adopted peers whose hash goes once this node's resync count passes the value
+   * (the adopted sessions are in this node's hash by then). */
+  private readonly dropHashAfter = new Map<number, number>();
+  /** Cluster: this node's own sessions from before a restart are back in its tables (a pair
+   * needs none: its new master adopts what the old one published). */
+  private ownRestored: boolean;
 
   constructor(
     private readonly cfg: HaConfig,
@@ -122,6 +135,7 @@ export class HaNode {
     this.control = control ?? new HaControl();
     this.keys = nodeKeys(cfg.cluster, cfg.nodeId);
     this.role = cfg.mode === 'cluster' ? 'active' : cfg.initialRole;
+    this.ownRestored = cfg.mode !== 'cluster';
     this.errors = rateLimited(logger, LOG_EVERY_MS);
     const info = (msg: string, fields: Record<string, unknown>): void => this.logger.log('info', msg, fields);
     this.publisher = new Publisher(this.keys, cfg.nodeId, workers, (m) => this.fail(m), info);
@@ -259,7 +273,22 @@ export class HaNode {
       this.adopted.add(id);
       for (const w of this.workers) w.adopt(id);
       this.publisher.needResync = true;
+      this.dropHashAfter.set(id, this.publisher.stats.resyncs);
       this.logger.log('info', `HA: node ${id} (${p.entry.name}) is gone; its sessions are this node's now`);
+    }
+  }
+
+  /**
+   * Once this node's resync carries a dead peer's adopted sessions, that peer's hash goes:
+   * when it comes back it must not restore (and claim) what this node now owns; it will
+   * install this node's copies instead.
+   */
+  private async dropAdoptedHashes(redis: Redis): Promise<void> {
+    for (const [id, before] of this.dropHashAfter) {
+      if (this.publisher.stats.resyncs <= before) continue;
+      this.dropHashAfter.delete(id);
+      if (this.peers?.find((p) => p.entry.id === id)?.alive) continue; // back already: its own
+      await redis.del(nodeKeys(this.cfg.cluster, id).sessions);
     }
   }
 
@@ -267,7 +296,7 @@ export class HaNode {
   get ready(): boolean {
     if (this.cfg.mode === 'pair' && this.role === 'master') return true;
     if (!this.up) return Date.now() - this.startedAt > READY_GRACE_MS;
-    if (this.peers === undefined) return false;
+    if (this.peers === undefined || !this.ownRestored) return false;
     return this.follower.loadedAll(this.peers.filter((p) => p.alive).map((p) => p.entry.id));
   }
 
@@ -284,7 +313,15 @@ export class HaNode {
     if (this.busy || !this.control.publishing) return;
     this.busy = true;
     try {
-      await this.publisher.tick(this.up ? this.redis : undefined);
+      const redis = this.up ? this.redis : undefined;
+      if (!this.ownRestored) {
+        // Before the first resync rewrites this node's hash from its (empty) tables.
+        if (!redis) return;
+        await this.follower.restoreOwn(redis, this.cfg.nodeId);
+        this.ownRestored = true;
+      }
+      await this.publisher.tick(redis);
+      if (redis && this.dropHashAfter.size > 0) await this.dropAdoptedHashes(redis);
     } catch (e) {
       this.fail((e as Error).message);
     } finally {

@@ -188,7 +188,7 @@ export interface InstallResult {
   updated: number;
   deleted: number;
   /** No matching service or real server here, the table is full, or the record names no
-   * peer (node id 0 or this node's own). */
+   * node. */
   failed: number;
   /** A peer's record for a local tuple this node owns while it publishes: ours is kept. Seen
    * when two nodes hand out the same local address (a misconfigured cluster; a pair whose
@@ -339,7 +339,8 @@ export class SessionSync {
 
   /**
    * Apply `count` events (op + sync record each, EVENT_WORDS apart) published by peers; each
-   * record names its peer (SYNC_NODE_WORD). `timeouts` are in ticks by state.
+   * record names its peer (SYNC_NODE_WORD). A record naming this node is one it published
+   * before a restart: installed as its own. `timeouts` are in ticks by state.
    */
   install(
     events: Int32Array,
@@ -359,10 +360,12 @@ export class SessionSync {
       const s = off + 1;
       const meta = events[s + R_META]!;
       const peer = events[s + SYNC_NODE_WORD]!;
-      if (peer <= 0 || peer > NODE_ID_MAX || peer === this.nodeId) {
+      if (peer <= 0 || peer > NODE_ID_MAX) {
         res.failed++;
         continue;
       }
+      // This node's own record (its hash, read back after a restart): its own again.
+      const owner = peer === this.nodeId ? 0 : peer;
       const af = (meta >>> 8) & 0xff;
       const blockWords = af === AF_INET6 ? KEY_BLOCK_WORDS : KEY_LO_WORDS;
       syncOutKey(events, s, key);
@@ -407,7 +410,7 @@ export class SessionSync {
         const base = r * RECORD_WORDS;
         writeRecord(rec, base, events, s);
         rec[base + R_META] = (meta & ~(0xff << META_FLAGS_SHIFT)) | (flagsOf(meta) << META_FLAGS_SHIFT);
-        rec[base + R_SVC_RS] = svcRsWord(svc, rsId, peer);
+        rec[base + R_SVC_RS] = svcRsWord(svc, rsId, owner);
         rec[base + R_CREATED] = tick;
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
@@ -424,7 +427,7 @@ export class SessionSync {
         rec[base + R_SVC_RS] = svcRs;
         // The copy is now the publishing peer's (a pair's standby that was master before,
         // or a session another node adopted).
-        setRecOwner(rec, base, peer);
+        setRecOwner(rec, base, owner);
         rec[base + R_META] =
           (meta & ~(0xff << META_FLAGS_SHIFT)) | ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;

@@ -74,7 +74,10 @@ async function lb(node: 'lb-a' | 'lb-b'): Promise<void> {
   const admin = join(RUN, 'admin.sock');
   const fifo = join(RUN, 'keepalived.fifo');
   const config = join(RUN, 'tunvs.yaml');
-  writeFileSync(config, labConfig(admin, 2, true, true, { cluster: 'compose', node, role: 'backup', fifo }, false));
+  writeFileSync(
+    config,
+    labConfig(admin, 2, true, true, { mode: 'pair', cluster: 'compose', node, role: 'backup', fifo }, false),
+  );
   const runTunvs = (): void => {
     start('tunvs', process.execPath, [CLI, 'run', '--config', config], () => setTimeout(runTunvs, 1000));
   };

@@ -14,6 +14,7 @@ import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.
 import { nsName, procStart, readState, stateDir, waitFor, writeState, type LabState, type Proc } from './state.js';
 import { LAB, labNodes } from './topology.js';
 import { startPair, startTunvs, type Starter } from './pair.js';
+import { startCluster } from './cluster.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
 import { attachReader, detachReader, formatStatus, readerStatus, resolveCgroup } from '../rs/reader.js';
 
@@ -30,6 +31,9 @@ export interface LabOptions {
   /** The active/standby pair: tunvs on lb-a and lb-b, keepalived on both, Redis for the
    * session sync (default false: tunvs on lb-a only, holding the next hops for good). */
   ha?: boolean;
+  /** The active/active cluster: tunvs on the first N (2..4) of lb-a..lb-d, FRR on them and
+   * on the router (BGP, ECMP), Redis under Sentinel (docs/cluster.md). */
+  cluster?: number;
   log: (line: string) => void;
 }
 
@@ -59,7 +63,8 @@ export async function labUp(o: LabOptions): Promise<LabState> {
 
 async function build(state: LabState, o: LabOptions): Promise<void> {
   const sw = nsName(o.prefix, 'sw');
-  const nodes = labNodes();
+  if (o.cluster !== undefined && o.ha) throw new Error('choose the pair (--ha) or the cluster (--cluster N), not both');
+  const nodes = labNodes(o.cluster !== undefined);
   for (const ns of [sw, ...nodes.map((n) => nsName(o.prefix, n.name))]) {
     ipBatch([`netns add ${ns}`]);
     state.namespaces.push(ns);
@@ -107,7 +112,9 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
     const cgroup = `tunvs-lab/${o.prefix.replace(/[^A-Za-z0-9_-]/g, '_')}`;
     state.cgroup = cgroup;
     writeState(state);
-    attachReader(cgroup, { trusted: [...LAB.laddrs4, ...LAB.laddrs6] }, true);
+    // The cluster's nodes each have local addresses of their own, all in these prefixes.
+    const trusted = o.cluster !== undefined ? ['198.18.2.0/24', 'fd18:18:2::/64'] : [...LAB.laddrs4, ...LAB.laddrs6];
+    attachReader(cgroup, { trusted }, true);
     o.log(`TOA reader attached to cgroup ${resolveCgroup(cgroup)} (real-server apps run there)`);
   }
 
@@ -137,7 +144,9 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   }
   // iperf3 on rs1 (behind VIP port 5201), one test at a time as iperf3 serves them.
   start('iperf3', nsName(o.prefix, 'rs1'), ['-s', '-p', String(LAB.iperfPort)], 'iperf3', true);
-  if (o.ha) {
+  if (o.cluster !== undefined) {
+    await startCluster(state, o, o.cluster, start);
+  } else if (o.ha) {
     await startPair(state, o, start);
   } else {
     // No pair: lb-a holds the floating next hops itself.

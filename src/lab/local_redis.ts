@@ -51,16 +51,15 @@ export async function startLocalSentinel(opts: {
   const conf = join(dir, 'sentinel.conf'); // Sentinel rewrites its config: a file of its own
   writeFileSync(
     conf,
-    [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `sentinel monitor ${opts.name} 127.0.0.1 ${opts.primaryPort} 1`,
-      `sentinel down-after-milliseconds ${opts.name} ${opts.downAfterMs}`,
-      `sentinel failover-timeout ${opts.name} ${Math.max(3000, opts.downAfterMs * 3)}`,
-      `sentinel parallel-syncs ${opts.name} 1`,
-      '',
-    ].join('\n'),
+    sentinelConfig({
+      bind: '127.0.0.1',
+      port,
+      dir,
+      name: opts.name,
+      primary: `127.0.0.1 ${opts.primaryPort}`,
+      quorum: 1,
+      downAfterMs: opts.downAfterMs,
+    }),
   );
   return started(
     spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }),
@@ -69,6 +68,30 @@ export async function startLocalSentinel(opts: {
     'Sentinel',
     'redis-server',
   );
+}
+
+/** A Sentinel's configuration: watch `primary` ("host port") as `name`; call it down after
+ * `downAfterMs`, fail over when `quorum` Sentinels agree. */
+export function sentinelConfig(o: {
+  bind: string;
+  port: number;
+  dir: string;
+  name: string;
+  primary: string;
+  quorum: number;
+  downAfterMs: number;
+}): string {
+  return [
+    `port ${o.port}`,
+    `bind ${o.bind}`,
+    'protected-mode no',
+    `dir ${o.dir}`,
+    `sentinel monitor ${o.name} ${o.primary} ${o.quorum}`,
+    `sentinel down-after-milliseconds ${o.name} ${o.downAfterMs}`,
+    `sentinel failover-timeout ${o.name} ${Math.max(3000, o.downAfterMs * 3)}`,
+    `sentinel parallel-syncs ${o.name} 1`,
+    '',
+  ].join('\n');
 }
 
 async function started(child: ChildProcess, port: number, dir: string, what: string, pkg: string): Promise<LocalRedis> {

@@ -48,7 +48,7 @@ export type Starter = (name: string, ns: string, args: string[], program?: strin
 export async function startTunvs(
   state: LabState,
   o: PairOptions,
-  node: 'lb-a' | 'lb-b',
+  node: string,
   admin: string,
   start: Starter,
   ha?: LabHa,
@@ -61,7 +61,7 @@ export async function startTunvs(
 }
 
 /** Start tunvs on a node with its config file (written before) and wait for its admin socket. */
-export async function runTunvs(state: LabState, node: 'lb-a' | 'lb-b', admin: string, start: Starter): Promise<number> {
+export async function runTunvs(state: LabState, node: string, admin: string, start: Starter): Promise<number> {
   const configFile = join(state.dir, `${node}.yaml`);
   start(`tunvs-${node}`, nsName(state.prefix, node), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
   const tunvs = state.procs[state.procs.length - 1]!;
@@ -85,11 +85,11 @@ export async function runTunvs(state: LabState, node: 'lb-a' | 'lb-b', admin: st
 
 /** Stop tunvs on a node of lab `prefix` if it runs (by PID) and start it again from its
  * config file, recorded in the lab state; returns the new PID. */
-export async function restartTunvs(prefix: string, node: 'lb-a' | 'lb-b'): Promise<number> {
+export async function restartTunvs(prefix: string, node: string): Promise<number> {
   const old = labPid(readState(prefix)!, `tunvs-${node}`);
   if (old !== undefined) await stopPid(old);
   const state = readState(prefix)!;
-  const admin = node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
+  const admin = adminOf(state, node);
   return runTunvs(state, node, admin, recordingStarter(state));
 }
 
@@ -133,6 +133,7 @@ export async function startPair(state: LabState, o: PairOptions, start: Starter)
     ]);
     const admin = node === 'lb-a' ? state.adminSocket : state.adminSocketB;
     await startTunvs(state, o, node, admin, start, {
+      mode: 'pair',
       cluster,
       node,
       role: 'backup',
@@ -176,8 +177,9 @@ export function labPid(state: LabState, name: string): number | undefined {
   return p && isAlive(p.pid) ? p.pid : undefined;
 }
 
-export function adminOf(state: LabState, node: 'lb-a' | 'lb-b'): string {
-  return node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
+export function adminOf(state: LabState, node: string): string {
+  if (node === 'lb-a') return state.adminSocket;
+  return state.admins?.[node] ?? state.adminSocketB!;
 }
 
 /** tunvs's HA status on a node, or undefined when it does not answer. */

@@ -22,6 +22,8 @@ export interface LabState {
   cgroup?: string;
   /** With the pair: lb-b's admin socket (lb-a's is adminSocket). */
   adminSocketB?: string;
+  /** With the cluster: every started node's admin socket, by node. */
+  admins?: Record<string, string>;
 }
 
 export function stateDir(prefix: string): string {

@@ -12,6 +12,13 @@
  *
  * The two next hops (and fd18:18:10::10, fd18:18:20::10) float: keepalived (VRRP) puts them
  * on the master LB of the pair; a lab without the pair gives them to lb-a for good.
+ *
+ * The cluster (`lab up --cluster N`, docs/cluster.md) has LB nodes lb-a..lb-d (N started, the
+ * rest ready to join), each with local addresses of its own (198.18.2.<k>1-<k>2, k = 1..4),
+ * FRR on every node and on the router: the router learns the VIPs from every ready node by
+ * BGP and spreads flows over them (ECMP, L4 hash); it also stands on br-rs (198.18.20.1) as
+ * the real servers' way to the local addresses, which it learns the same way. Redis runs as
+ * a primary (redis) and a replica (redis2) under three Sentinels (redis, redis2, router).
  */
 
 export interface LabNode {
@@ -49,11 +56,72 @@ export const LAB = {
   redisPort: 6379,
 } as const;
 
-export function labNodes(): LabNode[] {
-  const rsRoutes: [string, string][] = [
-    ['198.18.2.0/24', LAB.float.rs4],
-    ['fd18:18:2::/64', LAB.float.rs6],
-  ];
+/** The cluster's part of the plan. */
+export const CLUSTER = {
+  nodes: ['lb-a', 'lb-b', 'lb-c', 'lb-d'] as const,
+  /** The router on the real servers' side: their way to every node's local addresses. */
+  routerRs4: '198.18.20.1',
+  routerRs6: 'fd18:18:20::1',
+  routerUp4: '198.18.10.1',
+  routerUp6: 'fd18:18:10::1',
+  redis2: '198.18.20.31',
+  sentinelPort: 26379,
+  sentinelName: 'tunvs',
+  /** BGP: the routers' AS and the LB nodes' (one AS for all nodes: equal paths for ECMP). */
+  asRouter: 65000,
+  asNodes: 65010,
+} as const;
+
+export type ClusterNode = (typeof CLUSTER.nodes)[number];
+
+/** Addresses of cluster node lb-<k> (k = 1 for lb-a): its links and its local addresses. */
+export function clusterNode(node: string): {
+  up4: string;
+  up6: string;
+  rs4: string;
+  rs6: string;
+  laddrs4: string[];
+  laddrs6: string[];
+} {
+  const k = labNodeId(node);
+  return {
+    up4: `198.18.10.${10 + k}`,
+    up6: `fd18:18:10::${10 + k}`,
+    rs4: `198.18.20.${10 + k}`,
+    rs6: `fd18:18:20::${10 + k}`,
+    laddrs4: [`198.18.2.${k}1`, `198.18.2.${k}2`],
+    laddrs6: [`fd18:18:2::${k}1`, `fd18:18:2::${k}2`],
+  };
+}
+
+/** The Sentinels of the cluster lab, host:port. */
+export function labSentinels(): string[] {
+  return [LAB.redis4, CLUSTER.redis2, CLUSTER.routerRs4].map((h) => `${h}:${CLUSTER.sentinelPort}`);
+}
+
+export function labNodes(cluster = false): LabNode[] {
+  const rsRoutes: [string, string][] = cluster
+    ? [
+        ['198.18.2.0/24', CLUSTER.routerRs4],
+        ['fd18:18:2::/64', CLUSTER.routerRs6],
+      ]
+    : [
+        ['198.18.2.0/24', LAB.float.rs4],
+        ['fd18:18:2::/64', LAB.float.rs6],
+      ];
+  const lb = (name: string, a: { up4: string; up6: string; rs4: string; rs6: string }): LabNode => ({
+    name,
+    links: [
+      { bridge: 'bru', v4: `${a.up4}/24`, v6: `${a.up6}/64` },
+      { bridge: 'brr', v4: `${a.rs4}/24`, v6: `${a.rs6}/64` },
+    ],
+    routes: [
+      ['default', CLUSTER.routerUp4],
+      ['default', CLUSTER.routerUp6],
+    ],
+    forwarding: true,
+  });
+  const lbs = cluster ? CLUSTER.nodes.map((n) => lb(n, clusterNode(n))) : [lb('lb-a', LAB.lbA), lb('lb-b', LAB.lbB)];
   return [
     {
       name: 'client',
@@ -67,43 +135,33 @@ export function labNodes(): LabNode[] {
       name: 'router',
       links: [
         { bridge: 'brc', v4: '198.18.100.1/24', v6: 'fd18:18:100::1/64' },
-        { bridge: 'bru', v4: '198.18.10.1/24', v6: 'fd18:18:10::1/64' },
+        { bridge: 'bru', v4: `${CLUSTER.routerUp4}/24`, v6: `${CLUSTER.routerUp6}/64` },
+        ...(cluster ? [{ bridge: 'brr', v4: `${CLUSTER.routerRs4}/24`, v6: `${CLUSTER.routerRs6}/64` }] : []),
       ],
-      routes: [
-        ['198.18.0.0/24', LAB.float.up4],
-        ['fd18:18::/64', LAB.float.up6],
-      ],
+      // The cluster's router learns the VIPs and local addresses by BGP instead.
+      routes: cluster
+        ? []
+        : [
+            ['198.18.0.0/24', LAB.float.up4],
+            ['fd18:18::/64', LAB.float.up6],
+          ],
       forwarding: true,
     },
-    {
-      name: 'lb-a',
-      links: [
-        { bridge: 'bru', v4: `${LAB.lbA.up4}/24`, v6: `${LAB.lbA.up6}/64` },
-        { bridge: 'brr', v4: `${LAB.lbA.rs4}/24`, v6: `${LAB.lbA.rs6}/64` },
-      ],
-      routes: [
-        ['default', '198.18.10.1'],
-        ['default', 'fd18:18:10::1'],
-      ],
-      forwarding: true,
-    },
-    {
-      name: 'lb-b',
-      links: [
-        { bridge: 'bru', v4: `${LAB.lbB.up4}/24`, v6: `${LAB.lbB.up6}/64` },
-        { bridge: 'brr', v4: `${LAB.lbB.rs4}/24`, v6: `${LAB.lbB.rs6}/64` },
-      ],
-      routes: [
-        ['default', '198.18.10.1'],
-        ['default', 'fd18:18:10::1'],
-      ],
-      forwarding: true,
-    },
+    ...lbs,
     {
       name: 'redis',
       links: [{ bridge: 'brr', v4: `${LAB.redis4}/24`, v6: 'fd18:18:20::30/64' }],
       routes: [],
     },
+    ...(cluster
+      ? [
+          {
+            name: 'redis2',
+            links: [{ bridge: 'brr', v4: `${CLUSTER.redis2}/24`, v6: 'fd18:18:20::31/64' }],
+            routes: [],
+          },
+        ]
+      : []),
     ...LAB.realServers.map((rs) => ({
       name: rs.name,
       links: [{ bridge: 'brr', v4: `${rs.v4}/24`, v6: `${rs.v6}/64` }],
@@ -118,15 +176,18 @@ export const LAB_ADMIN_TOKEN = 'tunvs-lab-admin-token';
  * production pair gets a secret of its own (docs/config.md, isn). */
 export const LAB_ISN_SECRET = 'tunvs-lab-isn-secret-not-for-production';
 
-/** HA part of an LB's config in the lab's pair. */
-export interface LabHa {
-  cluster: string;
-  /** The node's HA id (lb-a 1, lb-b 2: labNodeId) and name. */
-  node: string;
-  role: 'master' | 'backup';
-  /** keepalived's notify FIFO on this node. */
-  fifo: string;
-}
+/** HA part of an LB's config in the lab: a node of the pair, or of the cluster. */
+export type LabHa =
+  | {
+      mode: 'pair';
+      cluster: string;
+      /** The node's HA id (lb-a 1, lb-b 2: labNodeId) and name. */
+      node: string;
+      role: 'master' | 'backup';
+      /** keepalived's notify FIFO on this node. */
+      fifo: string;
+    }
+  | { mode: 'cluster'; cluster: string; node: string };
 
 /** HA node id of a lab LB: lb-a 1, lb-b 2, lb-c 3, ... */
 export function labNodeId(node: string): number {
@@ -144,8 +205,9 @@ export function labConfig(
   ha?: LabHa,
   v6 = true,
 ): string {
-  const haPart = ha
-    ? `ha:
+  const haPart =
+    ha?.mode === 'pair'
+      ? `ha:
   nodeId: ${labNodeId(ha.node)}
   name: ${ha.node}
   redis: "redis://${LAB.redis4}:${LAB.redisPort}"
@@ -153,7 +215,20 @@ export function labConfig(
   initialRole: ${ha.role}
   notifyFifo: "${ha.fifo}"
 `
-    : '';
+      : ha?.mode === 'cluster'
+        ? `ha:
+  mode: cluster
+  nodeId: ${labNodeId(ha.node)}
+  name: ${ha.node}
+  sentinel: { name: ${CLUSTER.sentinelName}, addresses: [${labSentinels()
+    .map((a) => `"${a}"`)
+    .join(', ')}] }
+  cluster: "${ha.cluster}"
+  drainMs: 1000
+`
+        : '';
+  // A cluster node has local addresses of its own; the pair's nodes share theirs.
+  const own = ha?.mode === 'cluster' ? clusterNode(ha.node) : { laddrs4: LAB.laddrs4, laddrs6: LAB.laddrs6 };
   const rs = (v: 'v4' | 'v6'): string =>
     LAB.realServers.map((r) => `      - { address: "${r[v]}", port: ${LAB.rsPort}, weight: 1 }`).join('\n');
   return `# tunvs lab LB (generated by tunvs lab up)
@@ -168,21 +243,21 @@ ${haPart}services:
     vip: ${LAB.vip4}
     port: ${LAB.vport}
     scheduler: rr
-    localAddresses: [${LAB.laddrs4.join(', ')}]
+    localAddresses: [${own.laddrs4.join(', ')}]
     realServers:
 ${rs('v4')}
   - name: echo-v4
     vip: ${LAB.vip4}
     port: ${LAB.echoPort}
     scheduler: rr
-    localAddresses: [${LAB.laddrs4.join(', ')}]
+    localAddresses: [${own.laddrs4.join(', ')}]
     realServers:
 ${rs('v4').replace(/port: 8080/g, `port: ${LAB.echoPort}`)}
   - name: iperf3-v4
     vip: ${LAB.vip4}
     port: ${LAB.iperfPort}
     scheduler: rr
-    localAddresses: [${LAB.laddrs4.join(', ')}]
+    localAddresses: [${own.laddrs4.join(', ')}]
     realServers: [{ address: "${LAB.realServers[0].v4}", port: ${LAB.iperfPort}, weight: 1 }]
 ${
   v6
@@ -190,7 +265,7 @@ ${
     vip: "${LAB.vip6}"
     port: ${LAB.vport}
     scheduler: rr
-    localAddresses: [${LAB.laddrs6.map((a) => `"${a}"`).join(', ')}]
+    localAddresses: [${own.laddrs6.map((a) => `"${a}"`).join(', ')}]
     realServers:
 ${rs('v6')}
 `

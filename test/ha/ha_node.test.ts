@@ -182,10 +182,33 @@ describe('HA nodes through Redis', () => {
     const a = c.find((n) => n.id === adopter)!;
     await until('the adopter owns node 3’s sessions', () => !owners(a).includes(3), 10_000);
     expect(owners(a).filter((o) => o === 0).length).toBe(a.id === 4 ? 2 : 4);
-    expect(await redis.hlen(nodeKeys('c3', adopter).sessions)).toBe(a.id === 4 ? 2 : 4);
+    const republished = a.id === 4 ? 2 : 4; // node 4 has no sessions of its own
+    await until(
+      'the adopter republished them',
+      async () => (await redis.hlen(nodeKeys('c3', adopter).sessions)) === republished,
+    );
     const other = c.find((n) => n !== a && n !== dead)!;
     await until('another node sees the adopter as their owner', () => !owners(other).includes(3), 10_000);
     expect(a.engine.counters[C_SYNC_ADOPTED]).toBe(2);
+    // Its hash goes once the adopter republished: a returning node 3 must not claim them.
+    await until('node 3’s hash removed', async () => (await redis.exists(nodeKeys('c3', 3).sessions)) === 0);
+  });
+
+  it('a cluster node restarted before its peers take it over restores its own sessions first', async () => {
+    const [x, y] = [startNode(1, 'r', where(), 'cluster'), startNode(2, 'r', where(), 'cluster')];
+    nodes.push(x, y);
+    await until('both ready', () => x.node.status().ready && y.node.status().ready);
+    const f = connect(x, V4, 47000);
+    await until('y has it', () => y.engine.sessionCount === 1);
+    await x.node.stop(); // tunvs on x restarts: a new process, an empty table, the same id
+    const x2 = startNode(1, 'r', where(), 'cluster');
+    nodes.push(x2);
+    await until('x2 ready', () => x2.node.status().ready);
+    expect(owners(x2)).toEqual([0]); // its own again, before it announces
+    expect(parse(x2.driver.forward(f.C(1001, 7001, ACK | PSH, new Uint8Array(3)))).sport).toBe(f.lport);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(owners(y)).toEqual([1]); // the peer's copy was not flushed by x2's resync
+    expect(await redis.hlen(nodeKeys('r', 1).sessions)).toBe(1);
   });
 
   it('a pair is the same code with roles: promotion adopts and republishes under its own keys', async () => {
