@@ -292,13 +292,17 @@ export class HaNode {
     }
   }
 
-  /** Ready: see the file header. */
+  /** Ready: see the file header. Once ready, a node stays ready: a peer joining or a Redis
+   * reconnect (both reload snapshots) must not withdraw a serving node's announcements, nor
+   * fail a pair standby's check that already passed. */
   get ready(): boolean {
-    if (this.cfg.mode === 'pair' && this.role === 'master') return true;
-    if (!this.up) return Date.now() - this.startedAt > READY_GRACE_MS;
+    if (this.readyOnce || (this.cfg.mode === 'pair' && this.role === 'master')) return true;
+    if (!this.up) return (this.readyOnce = Date.now() - this.startedAt > READY_GRACE_MS);
     if (this.peers === undefined || !this.ownRestored) return false;
-    return this.follower.loadedAll(this.peers.filter((p) => p.alive).map((p) => p.entry.id));
+    this.readyOnce = this.follower.loadedAll(this.peers.filter((p) => p.alive).map((p) => p.entry.id));
+    return this.readyOnce;
   }
+  private readyOnce = false;
 
   private get up(): boolean {
     return this.redis?.status === 'ready';
@@ -331,7 +335,12 @@ export class HaNode {
 
   /** Registry: say we are here, then find the peers (and which of them are alive). */
   private async beat(): Promise<void> {
-    if (!this.up || this.stopped) return;
+    if (this.stopped) return;
+    // A connection ioredis gave up on ("end") is never retried by it: start it again.
+    for (const r of [this.redis, this.reader]) {
+      if (r?.status === 'end') r.connect().catch((e: Error) => this.fail(`reconnecting to Redis: ${e.message}`));
+    }
+    if (!this.up) return;
     const r = this.redis!;
     const me: RegistryEntry = {
       id: this.cfg.nodeId,

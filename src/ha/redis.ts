@@ -42,7 +42,7 @@ export function nodeKeys(cluster: string, nodeId: number): NodeKeys {
  * A connection as HA sync wants it: commands fail at once while Redis is unreachable
  * (forwarding never waits for Redis; lost events are repaired by a resync), reconnects back
  * off to 2 s. With Sentinel, ioredis asks the Sentinels for the current primary at each
- * (re)connect, checks its role, and reconnects as soon as a Sentinel announces a failover.
+ * (re)connect and checks its role.
  */
 export function connectRedis(where: HaRedis, blocking: boolean): Redis {
   const opts: RedisOptions = {
@@ -58,7 +58,10 @@ export function connectRedis(where: HaRedis, blocking: boolean): Redis {
     name: where.sentinel.name,
     role: 'master',
     sentinelRetryStrategy: (times: number) => Math.min(200 * times, 2000),
-    failoverDetector: true,
+    // Not ioredis's failoverDetector: it left connections ended for good after a failover in
+    // the cluster lab (and ioredis turned it off by default for such trouble). A dead
+    // primary closes our sockets, which is what ioredis reconnects on; node.ts also revives a
+    // connection ioredis has given up on.
   });
 }
 

@@ -99,6 +99,17 @@ export async function startCluster(state: LabState, o: ClusterOptions, n: number
     30_000,
     join(frrDir(state.dir, 'router'), 'frr.log'),
   );
+  // Resolve the router's neighbour entries for every next hop (IPv6 ones are the nodes'
+  // link-local addresses): until then the kernel may keep new flows off an unresolved one.
+  for (const family of [4, 6] as const) {
+    for (const hop of vipNextHops(state, family)) {
+      try {
+        inNs(router, ['ping', `-${family}`, '-c', '1', '-W', '1', hop.startsWith('fe80') ? `${hop}%eth1` : hop]);
+      } catch {
+        // the spread test will tell
+      }
+    }
+  }
   o.log(`cluster up: ${n} nodes announce the VIPs; the router spreads flows over them (ECMP)`);
 }
 
@@ -112,6 +123,15 @@ export async function startClusterNode(
   const ns = nsName(o.prefix, node);
   // Replies of the real servers reach a node on its upstream side (through the router).
   inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0']);
+  // FRR only once the upstream link-local address (the IPv6 next hop it announces) is usable.
+  await waitFor(
+    `${node}'s link-local address`,
+    () => {
+      const out = inNs(ns, ['ip', '-6', '-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'link']);
+      return out.includes('fe80') && !out.includes('tentative');
+    },
+    10_000,
+  );
   startFrr(state.dir, node, ns, nodeBgpConfig(node), start);
   const admin = nodeAdmin(state, node);
   state.admins = { ...(state.admins ?? {}), [node]: admin };

@@ -89,6 +89,10 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   ]);
   for (const n of nodes) {
     const ns = nsName(o.prefix, n.name);
+    // A cluster node's link-local address is its BGP IPv6 next hop: usable at once, or FRR
+    // announces an all-zero one that the router refuses (FRR issue 4940).
+    if (o.cluster !== undefined && n.name.startsWith('lb-'))
+      inNs(ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     const swSide: string[] = [];
     const nodeSide: string[] = [];
     n.links.forEach((l, i) => {

@@ -161,9 +161,17 @@ describe('HA nodes through Redis', () => {
   });
 
   it('a node joining a running cluster loads every peer before it is ready', async () => {
+    // Regression: the running nodes reload on a new peer, and were "not ready" (withdrawn
+    // from the routers) meanwhile; readiness only gates a node's first announcement.
+    const running = nodes.filter((n) => n.id <= 3);
+    let flapped = 0;
+    const watch = setInterval(() => (flapped += running.filter((n) => !n.node.status().ready).length), 2);
     const d = startNode(4, 'c3', where(), 'cluster');
     nodes.push(d);
     await until('node 4 ready', () => d.node.status().ready);
+    await until('every node loaded node 4', () => running.every((n) => n.node.status().peers.length === 3));
+    clearInterval(watch);
+    expect(flapped).toBe(0);
     expect(d.engine.sessionCount).toBe(6); // ready means loaded: nothing arrives after
     expect(owners(d)).toEqual([1, 1, 2, 2, 3, 3]);
     expect(d.node.status().peers.map((p) => [p.id, p.alive, p.loaded])).toEqual([

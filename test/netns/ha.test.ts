@@ -8,7 +8,6 @@
  * Needs root; builds and removes its own lab.
  */
 
-import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
@@ -25,23 +24,11 @@ import {
   waitRole,
 } from '../../src/lab/pair.js';
 import { distSrc } from '../../src/paths.js';
+import { runStreams } from '../../src/lab/streams.js';
 
 const root = process.getuid?.() === 0;
 const prefix = `th${process.pid % 100000}-`;
 let state: LabState;
-
-interface StreamResult {
-  connections: number;
-  established: number;
-  ok: number;
-  reset: number;
-  errors: Record<string, number>;
-  corruptedBytes: number;
-  bytesSent: number;
-  bytesLost: number;
-  stallMsMedian: number;
-  stallMsMax: number;
-}
 
 /** Run a client program in the client namespace in the background; resolves with its stdout. */
 function inClient(args: string[]): Promise<{ code: number; out: string }> {
@@ -49,23 +36,8 @@ function inClient(args: string[]): Promise<{ code: number; out: string }> {
 }
 
 /** `connections` streams for `seconds`; `ready` once all are connected. */
-function streams(connections: number, seconds: number): { ready: Promise<void>; done: Promise<StreamResult> } {
-  const file = join(state.dir, `streams-${Date.now()}.ready`);
-  const run = inClient([
-    join(distSrc(), 'lab', 'stream_check.js'),
-    LAB.vip4,
-    String(LAB.echoPort),
-    String(connections),
-    String(seconds),
-    file,
-  ]);
-  const ready = (async () => {
-    for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
-    if (!existsSync(file)) throw new Error('streams did not connect');
-    rmSync(file);
-  })();
-  const done = run.then(({ out }) => JSON.parse(out.trim().split('\n').pop()!) as StreamResult);
-  return { ready, done };
+function streams(connections: number, seconds: number): ReturnType<typeof runStreams> {
+  return runStreams(state, connections, seconds);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

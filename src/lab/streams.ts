@@ -1,0 +1,54 @@
+/**
+ * Byte-checked long-lived connections through a lab VIP (stream_check.ts, run in the lab's
+ * client namespace in the background): what the failover tests and demos measure a failure
+ * with. `ready` resolves once every connection is established; `done` with the outcome.
+ */
+
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { distSrc } from '../paths.js';
+import { runInNs } from './netns.js';
+import { nsName, type LabState } from './state.js';
+import { LAB } from './topology.js';
+
+export interface StreamResult {
+  connections: number;
+  established: number;
+  ok: number;
+  reset: number;
+  errors: Record<string, number>;
+  corruptedBytes: number;
+  bytesSent: number;
+  bytesLost: number;
+  stallMsMedian: number;
+  stallMsMax: number;
+}
+
+export function runStreams(
+  state: LabState,
+  connections: number,
+  seconds: number,
+  host: string = LAB.vip4,
+): { ready: Promise<void>; done: Promise<StreamResult> } {
+  const file = join(state.dir, `streams-${Date.now()}-${Math.random().toString(36).slice(2)}.ready`);
+  const run = runInNs(
+    nsName(state.prefix, 'client'),
+    [
+      process.execPath,
+      join(distSrc(), 'lab', 'stream_check.js'),
+      host,
+      String(LAB.echoPort),
+      String(connections),
+      String(seconds),
+      file,
+    ],
+    true,
+  );
+  const ready = (async () => {
+    for (let i = 0; i < 200 && !existsSync(file); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!existsSync(file)) throw new Error('streams did not connect');
+    rmSync(file);
+  })();
+  const done = run.then(({ out }) => JSON.parse(out.trim().split('\n').pop()!) as StreamResult);
+  return { ready, done };
+}

@@ -1,0 +1,208 @@
+/**
+ * The active/active cluster in the netns lab (docs/cluster.md): three tunvs nodes behind a
+ * router running FRR (BGP + BFD, ECMP with an L4 hash), sessions shared through Redis under
+ * Sentinel. New connections spread over the nodes; established, byte-checked connections
+ * survive a node's tunvs being killed, its return, a fourth node joining, the Redis primary
+ * dying (then a node too), and a node's link to the router being cut.
+ * Needs root; builds and removes its own lab.
+ */
+
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminRequest } from '../../src/control/admin.js';
+import { clusterStatusOf, nextHops, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
+import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
+import { inNs, ipBatch, runInNs } from '../../src/lab/netns.js';
+import { adminOf, labPid, recordingStarter, restartTunvs } from '../../src/lab/pair.js';
+import { runStreams, type StreamResult } from '../../src/lab/streams.js';
+import { clusterNode, CLUSTER } from '../../src/lab/topology.js';
+import { distSrc } from '../../src/paths.js';
+
+const root = process.getuid?.() === 0;
+const prefix = `tk${process.pid % 100000}-`;
+const WORKERS = 2;
+let state: LabState;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const fresh = (): LabState => (state = readState(prefix)!);
+
+async function sessionsCreated(node: string): Promise<number> {
+  const r = (await adminRequest(adminOf(fresh(), node), { cmd: 'stats' }, 2000)) as {
+    counters: Record<string, number>;
+  };
+  return r.counters.sessions_created ?? 0;
+}
+
+/** Poll until `check` holds; returns the milliseconds it took. */
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  while (!(await check())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+  return Date.now() - t0;
+}
+
+function report(name: string, r: StreamResult): void {
+  console.log(
+    `${name}: ${r.ok}/${r.connections} streams intact, ${r.reset} reset, ${r.bytesLost} bytes lost, ` +
+      `${r.corruptedBytes} corrupted; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms`,
+  );
+}
+
+/** At least 99% of the streams intact and nothing corrupted. */
+function expectSurvived(r: StreamResult): void {
+  expect(r.established).toBe(r.connections);
+  expect(r.ok).toBeGreaterThanOrEqual(Math.ceil(r.connections * 0.99));
+  expect(r.corruptedBytes).toBe(0);
+}
+
+/** `connections` streams through the v4 VIP, established and older than syncAfterMs; resolves
+ * then (not when they end: `done` is their outcome, wrapped so it is not awaited here). */
+async function establishedStreams(connections: number, seconds: number): Promise<{ done: Promise<StreamResult> }> {
+  const s = runStreams(fresh(), connections, seconds);
+  await s.ready;
+  await sleep(3500); // > syncAfterMs (2 s): every stream is on every node
+  return { done: s.done };
+}
+
+const httpGets = (n: number): Promise<{ code: number; out: string }> =>
+  runInNs(
+    nsName(prefix, 'client'),
+    [process.execPath, join(distSrc(), 'lab', 'http_get.js'), `http://${LAB.vip4}/`, String(n)],
+    true,
+  );
+
+describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
+  beforeAll(async () => {
+    state = await labUp({ prefix, workers: WORKERS, reader: false, cluster: 3, log: () => undefined });
+  }, 180_000);
+
+  afterAll(async () => {
+    await labDown(prefix, () => undefined);
+  }, 60_000);
+
+  it('300 new connections (v4 and v6) spread over all three nodes', async () => {
+    const nodes = ['lb-a', 'lb-b', 'lb-c'];
+    const before = await Promise.all(nodes.map(sessionsCreated));
+    const v4 = labCurl(prefix, 4, 150);
+    const mid = await Promise.all(nodes.map(sessionsCreated));
+    const v6 = labCurl(prefix, 6, 150);
+    // (no TOA reader here: the real servers see the node's local address, i.e. which node)
+    expect(v4.split('\n').filter((l) => l.includes('saw client 198.18.2.')).length).toBe(150);
+    expect(v6.split('\n').filter((l) => l.includes('saw client fd18:18:2:')).length).toBe(150);
+    const after = await Promise.all(nodes.map(sessionsCreated));
+    const share = after.map((n, i) => (n - before[i]!) / 300);
+    const pct = (xs: number[]): string => xs.map((x) => `${(x * 100).toFixed(0)}%`).join(', ');
+    const v4share = mid.map((n, i) => (n - before[i]!) / 150);
+    const v6share = after.map((n, i) => (n - mid[i]!) / 150);
+    console.log(`spread over lb-a, lb-b, lb-c: ${pct(share)} (v4 ${pct(v4share)}; v6 ${pct(v6share)})`);
+    for (const x of share) {
+      expect(x).toBeGreaterThanOrEqual(0.15);
+      expect(x).toBeLessThanOrEqual(0.55);
+    }
+  }, 60_000);
+
+  it('kill -9 of tunvs on a node: out of ECMP at once, its connections go on elsewhere', async () => {
+    const { done } = await establishedStreams(200, 14);
+    const during = httpGets(15);
+    const pid = labPid(fresh(), 'tunvs-lb-b')!;
+    const lipB = clusterNode('lb-b').laddrs4[0]!;
+    const t0 = Date.now();
+    process.kill(pid, 'SIGKILL');
+    const vipGone = await until('the router to drop lb-b', () => !vipNextHops(state, 4).includes('198.18.10.12'), 5000);
+    const lipMoved = await until(
+      "lb-b's local address to move to its backup",
+      () => nextHops(state, 4, lipB).length > 0 && !nextHops(state, 4, lipB).includes('198.18.10.12'),
+      5000,
+    );
+    const r = await done;
+    report(`kill -9 tunvs on lb-b (out of ECMP after ${vipGone} ms, its local address moved after ${lipMoved} ms)`, r);
+    expect(Date.now() - t0).toBeGreaterThan(0);
+    expect(vipGone).toBeLessThan(1000);
+    expectSurvived(r);
+    const d = await during;
+    expect(d.code, d.out).toBe(0);
+  }, 60_000);
+
+  it('the node comes back: it announces only once it has loaded the sessions; flows rehashed to it go on', async () => {
+    const { done } = await establishedStreams(200, 12);
+    const t0 = Date.now();
+    await restartTunvs(prefix, 'lb-b');
+    // The moment the router takes lb-b back, lb-b must already be ready (sessions loaded).
+    await until('lb-b back in ECMP', () => vipNextHops(state, 4).includes('198.18.10.12'), 20_000);
+    const announcedAfter = Date.now() - t0;
+    const st = await clusterStatusOf(fresh(), 'lb-b');
+    console.log(`lb-b restarted: in ECMP again ${announcedAfter} ms after the start; ready then: ${st?.ready}`);
+    expect(st?.ready).toBe(true);
+    expect(st?.peers.filter((p) => p.alive).every((p) => p.loaded)).toBe(true);
+    const r = await done;
+    report('streams across lb-b’s return', r);
+    expectSurvived(r);
+  }, 60_000);
+
+  it('a fourth node joins the running cluster: established flows stay intact', async () => {
+    const { done } = await establishedStreams(150, 10);
+    await startClusterNode(
+      fresh(),
+      { prefix, workers: WORKERS, log: () => undefined },
+      'lb-d',
+      recordingStarter(state),
+    );
+    await until('lb-d in ECMP', () => vipNextHops(fresh(), 4).length === 4, 10_000);
+    const r = await done;
+    report('streams across lb-d joining', r);
+    expectSurvived(r);
+    expect((await clusterStatusOf(fresh(), 'lb-d'))?.peers.filter((p) => p.alive).length).toBe(3);
+  }, 60_000);
+
+  it('the Redis primary dies under load: Sentinel fails over, sync resumes, then a node failure keeps its sessions', async () => {
+    const load = runStreams(fresh(), 50, 8);
+    await load.ready;
+    const redisPid = labPid(fresh(), 'redis')!;
+    process.kill(redisPid, 'SIGKILL');
+    const t0 = Date.now();
+    let seen: unknown[] = [];
+    const onReplica = await until(
+      'every node on the promoted replica',
+      async () => {
+        const st = await Promise.all(CLUSTER.nodes.map((n) => clusterStatusOf(fresh(), n)));
+        seen = st.map((s) => s && { node: s.name, redis: s.redis, server: s.redisServer, error: s.lastError });
+        return st.every((s) => s?.redisServer === `${CLUSTER.redis2}:${LAB.redisPort}`);
+      },
+      30_000,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
+    });
+    console.log(`Redis primary killed: every node on the promoted replica after ${onReplica} ms`);
+    const r0 = await load.done;
+    report('streams across the Redis failover', r0);
+    expectSurvived(r0);
+    // Sync lag back under a second: a session made now is on every node within 2.5 s
+    // (syncAfterMs 2 s + the lag).
+    const { done } = await establishedStreams(100, 12);
+    const lags = await Promise.all(CLUSTER.nodes.map(async (n) => (await clusterStatusOf(fresh(), n))?.syncLagMs));
+    console.log(`sync lag per node after the failover: ${lags.join(', ')} ms`);
+    for (const lag of lags) expect(lag ?? 0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeGreaterThan(0);
+    process.kill(labPid(fresh(), 'tunvs-lb-c')!, 'SIGKILL');
+    const r = await done;
+    report('kill -9 tunvs on lb-c after the Redis failover', r);
+    expectSurvived(r);
+  }, 90_000);
+
+  it('a node whose link to the router is cut loses its share; the flows that move go on', async () => {
+    const { done } = await establishedStreams(200, 12);
+    const t0 = Date.now();
+    // lb-a's upstream veth, on the switch side (BFD on the router notices the silence).
+    ipBatch(['link set lba0 down'], nsName(prefix, 'sw'));
+    const out = await until('the router to drop lb-a', () => !vipNextHops(state, 4).includes('198.18.10.11'), 5000);
+    console.log(`lb-a's link cut: out of ECMP after ${out} ms (BFD)`);
+    const r = await done;
+    report('streams across lb-a’s link cut', r);
+    expectSurvived(r);
+    ipBatch(['link set lba0 up'], nsName(prefix, 'sw'));
+    expect(Date.now() - t0).toBeGreaterThan(0);
+    expect(inNs(nsName(prefix, 'router'), ['true'])).toBe('');
+  }, 60_000);
+});
