@@ -22,7 +22,9 @@ function ip(n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
 }
 
-export function services() {
+/** The benchmark's service; `node` > 0 gives it the local addresses of cluster node `node`
+ * (each node of a cluster has its own, LIP_COUNT apart). */
+export function services(node = 0) {
   return resolveServices(
     [
       serviceWithDefaults({
@@ -34,7 +36,7 @@ export function services() {
           port: 8080,
           weight: 1,
         })),
-        localAddresses: Array.from({ length: LIP_COUNT }, (_, i) => ip(LIP_BASE + 1 + i)),
+        localAddresses: Array.from({ length: LIP_COUNT }, (_, i) => ip(LIP_BASE + 1 + node * LIP_COUNT + i)),
       }),
     ],
     new IdRegistry(),

@@ -14,6 +14,8 @@ import { formatHaStatus } from '../control/stats.js';
 import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 import { labFailover } from '../lab/failover.js';
+import { labCluster } from '../lab/cluster_demo.js';
+import { frrStatusLines, routeMeaning } from '../control/frr_status.js';
 import { sockAddon } from '../rs/native.js';
 import {
   attachReader,
@@ -48,9 +50,14 @@ Usage:
                                           file, applied without a restart; a reload of the
                                           file (SIGHUP) replaces them
   tunvs role master|backup|fault          HA pair: set this LB's role (keepalived's notify calls it)
-  tunvs ha status [--json]                HA pair: role, Redis, events published/applied, sync lag
+  tunvs ha status [--json]                HA pair or cluster: role, Redis, events published/applied,
+                                          sync lag, peers
   tunvs ha check                          exit 0 when tunvs answers and is ready to be master
-                                          (keepalived's track_script)
+                                          (keepalived's track_script; a cluster node: to announce)
+  tunvs cluster status [--json] [--vtysh-socket DIR]
+                                          cluster node: peers, their sessions and liveness, what it
+                                          announces (routes and their meaning), Redis / Sentinel,
+                                          BGP and BFD sessions (FRR's vtysh)
   tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--ha | --cluster N]
                                           build the netns lab and start tunvs on LB A; the real
                                           servers run under the eBPF TOA reader (unless --no-reader);
@@ -64,6 +71,9 @@ Usage:
                                           autocannon through the VIP (default 50, 10 s; max 600 s)
   tunvs lab failover [--workers N]        the pair under load: kill tunvs on the master, show the
                                           timeline and what the connections saw, then fail back
+  tunvs lab cluster [--nodes N] [--workers N]
+                                          the cluster (default 3 nodes): spread over the nodes, kill
+                                          tunvs on lb-b under load (timeline, outcome), its return
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs rs attach --cgroup PATH [--create] [--kind N] [--kind-v6 N] [--no-saved-syn] [--trust CIDR]...
@@ -347,6 +357,13 @@ async function main(argv: string[]): Promise<number> {
         noneLeft(args);
         return labLoad(prefix, family, connections, seconds);
       }
+      if (sub === 'cluster') {
+        const workers = positiveInt(option(args, '--workers'), '--workers') ?? 2;
+        const nodes = positiveInt(option(args, '--nodes'), '--nodes') ?? 3;
+        if (nodes < 2 || nodes > 4) throw new UsageError('--nodes takes 2 to 4 (lb-a..lb-d)');
+        noneLeft(args);
+        return labCluster(prefix, nodes, workers, log);
+      }
       if (sub === 'failover') {
         const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
         noneLeft(args);
@@ -407,6 +424,24 @@ async function main(argv: string[]): Promise<number> {
       const reply = (await ask({ cmd: 'ha' })) as { ha: Record<string, unknown> };
       if (json) log(JSON.stringify(reply.ha, null, 2));
       else log(formatHaStatus(reply.ha as unknown as HaStatus));
+      return 0;
+    }
+    case 'cluster': {
+      const sub = args.shift() ?? 'status';
+      const json = flag(args, '--json');
+      const vtyDir = option(args, '--vtysh-socket');
+      noneLeft(args);
+      if (sub !== 'status') throw new UsageError(`cluster needs status (got ${sub})`);
+      const reply = (await ask({ cmd: 'ha' })) as { ha: HaStatus; routes: { prefix: string; metric?: number }[] };
+      if (json) {
+        log(JSON.stringify(reply, null, 2));
+        return 0;
+      }
+      log(formatHaStatus(reply.ha));
+      log('routes into the TUN (what the BGP speaker announces)');
+      for (const r of reply.routes) log(`  ${r.prefix.padEnd(24)} ${routeMeaning(r.metric)}`);
+      log('BGP and BFD (FRR on this node)');
+      for (const l of frrStatusLines(vtyDir)) log(l);
       return 0;
     }
     case 'help':

@@ -21,7 +21,7 @@ const STREAM_SECONDS = 22;
 const LOAD_SECONDS = 18;
 
 /** A Node program in the client namespace, in the background; resolves with its stdout. */
-async function background(prefix: string, args: string[]): Promise<string> {
+export async function background(prefix: string, args: string[]): Promise<string> {
   return (await runInNs(nsName(prefix, 'client'), [process.execPath, ...args])).out;
 }
 
@@ -43,8 +43,8 @@ function holdsNextHops(state: LabState, node: 'lb-a' | 'lb-b'): boolean {
   }
 }
 
-/** Watch the pair after `t0`, printing each milestone once, until all are seen or `ms` pass. */
-async function timeline(
+/** Watch the lab after `t0`, printing each milestone once, until all are seen or `ms` pass. */
+export async function timeline(
   log: (l: string) => void,
   t0: number,
   ms: number,

@@ -141,15 +141,6 @@ export function startFrr(
   return dir;
 }
 
-/** vtysh against a lab namespace's FRR; returns its output. */
-export function vtysh(dir: string, ...commands: string[]): string {
-  return execFileSync('vtysh', ['--vty_socket', dir, ...commands.flatMap((c) => ['-c', c])], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: 10_000,
-  });
-}
-
 function frrUser(): { uid: number; gid: number } {
   try {
     const out = execFileSync('id', ['-u', 'frr'], { encoding: 'utf8' }).trim();
