@@ -200,7 +200,7 @@ export function formatHaStatus(h: HaStatus): string {
     `resyncs       ${h.resyncs}; peer snapshots loaded ${h.snapshotsLoaded}; sync lag ${lag(h.syncLagMs)}`,
   ];
   if (h.lastError) lines.push(`last error    ${h.lastError}`);
-  lines.push(`peers         ${h.peers.length === 0 ? 'none yet' : ''}`);
+  lines.push(`peers         ${h.peers.length === 0 ? 'none yet' : h.peers.length}`);
   for (const p of h.peers) {
     lines.push(
       `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}`,

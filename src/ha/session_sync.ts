@@ -302,18 +302,7 @@ export class SessionSync {
   /** Drop every session installed from peer `owner` (1..NODE_ID_MAX; a full reload of that
    * peer's sessions follows), or from any peer (owner 0). */
   flushSynced(owner: number, remove: (r: number) => void): number {
-    const rec = this.table.rec;
-    let n = 0;
-    for (let r = 0; r < this.table.used; r++) {
-      const base = r * RECORD_WORDS;
-      if ((rec[base + R_META]! & 0xffff) === 0) continue;
-      const o = recOwner(rec, base);
-      if (o !== 0 && (owner === 0 || o === owner)) {
-        remove(r);
-        n++;
-      }
-    }
-    return n;
+    return this.eachFrom(owner, (r) => remove(r));
   }
 
   /**
@@ -323,14 +312,22 @@ export class SessionSync {
    */
   adopt(owner: number, tick: number): number {
     const rec = this.table.rec;
+    return this.eachFrom(owner, (_r, base) => {
+      setRecOwner(rec, base, 0);
+      rec[base + R_SYNC] = tick + 1;
+    });
+  }
+
+  /** Call `fn` for every live session installed from peer `owner` (0: from any peer). */
+  private eachFrom(owner: number, fn: (r: number, base: number) => void): number {
+    const rec = this.table.rec;
     let n = 0;
     for (let r = 0; r < this.table.used; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) === 0) continue;
       const o = recOwner(rec, base);
       if (o !== 0 && (owner === 0 || o === owner)) {
-        setRecOwner(rec, base, 0);
-        rec[base + R_SYNC] = tick + 1;
+        fn(r, base);
         n++;
       }
     }

@@ -15,7 +15,7 @@ import { labCurl, labDown, labUp } from './lab.js';
 import { isAlive, listNamespaces } from './netns.js';
 import { adminOf, labPid, restartTunvs } from './pair.js';
 import { readState, type LabState } from './state.js';
-import { runStreams } from './streams.js';
+import { outcomeLines, runStreams } from './streams.js';
 import { CLUSTER, clusterNode, LAB } from './topology.js';
 
 const STREAMS = 200;
@@ -101,23 +101,8 @@ export async function labCluster(
     },
   ]);
   const s = await streams.done;
-  const c = JSON.parse((await cannon).trim() || '{}') as {
-    requests?: { total: number; average: number };
-    errors?: number;
-    timeouts?: number;
-    non2xx?: number;
-    latency?: { p50: number; p99: number; max: number };
-  };
   log('\n== Outcome');
-  log(
-    `streams: ${s.ok}/${s.connections} intact, ${s.reset} reset, ${s.bytesLost} bytes lost, ${s.corruptedBytes} corrupted; ` +
-      `stall per connection: median ${s.stallMsMedian} ms, max ${s.stallMsMax} ms`,
-  );
-  log(
-    `autocannon: ${c.requests?.total ?? '?'} requests (${Math.round(c.requests?.average ?? 0)}/s), ` +
-      `${c.errors ?? '?'} errors, ${c.timeouts ?? '?'} timeouts, ${c.non2xx ?? '?'} non-2xx; ` +
-      `latency p50 ${c.latency?.p50 ?? '?'} ms, p99 ${c.latency?.p99 ?? '?'} ms, max ${c.latency?.max ?? '?'} ms`,
-  );
+  for (const line of outcomeLines(s, await cannon)) log(line);
 
   log(`\n== ${VICTIM} returns: tunvs starts again, loads the sessions, then announces`);
   const t1 = Date.now();

@@ -15,6 +15,7 @@ import { inNs, isAlive, listNamespaces, runInNs } from './netns.js';
 import { haStatusOf, labPid, restartTunvs } from './pair.js';
 import { nsName, readState, type LabState } from './state.js';
 import { LAB } from './topology.js';
+import { outcomeLines, type StreamResult } from './streams.js';
 
 const STREAMS = 200;
 const STREAM_SECONDS = 22;
@@ -61,16 +62,6 @@ export async function timeline(
     await new Promise((r) => setTimeout(r, 20));
   }
   for (const m of left) log(`  (not seen within ${ms} ms: ${m.what})`);
-}
-
-interface StreamResult {
-  ok: number;
-  connections: number;
-  reset: number;
-  bytesLost: number;
-  corruptedBytes: number;
-  stallMsMedian: number;
-  stallMsMax: number;
 }
 
 export async function labFailover(prefix: string, workers: number, log: (l: string) => void): Promise<number> {
@@ -138,23 +129,8 @@ export async function labFailover(prefix: string, workers: number, log: (l: stri
   ]);
 
   const s = JSON.parse((await streams).trim().split('\n').pop() ?? '{}') as StreamResult;
-  const c = JSON.parse((await cannon).trim() || '{}') as {
-    requests?: { total: number; average: number };
-    errors?: number;
-    timeouts?: number;
-    non2xx?: number;
-    latency?: { p50: number; p99: number; max: number };
-  };
   log('\n== Outcome');
-  log(
-    `streams: ${s.ok}/${s.connections} intact, ${s.reset} reset, ${s.bytesLost} bytes lost, ${s.corruptedBytes} corrupted; ` +
-      `stall per connection: median ${s.stallMsMedian} ms, max ${s.stallMsMax} ms`,
-  );
-  log(
-    `autocannon: ${c.requests?.total ?? '?'} requests (${Math.round(c.requests?.average ?? 0)}/s), ` +
-      `${c.errors ?? '?'} errors, ${c.timeouts ?? '?'} timeouts, ${c.non2xx ?? '?'} non-2xx; ` +
-      `latency p50 ${c.latency?.p50 ?? '?'} ms, p99 ${c.latency?.p99 ?? '?'} ms, max ${c.latency?.max ?? '?'} ms`,
-  );
+  for (const line of outcomeLines(s, await cannon)) log(line);
 
   log('\n== Failback: tunvs starts again on lb-a (as standby: loads the sessions, then keepalived preempts)');
   const t1 = Date.now();

@@ -52,3 +52,21 @@ export function runStreams(
   const done = run.then(({ out }) => JSON.parse(out.trim().split('\n').pop()!) as StreamResult);
   return { ready, done };
 }
+
+/** The outcome lines of a demo: the streams, and autocannon's JSON report (`-j`). */
+export function outcomeLines(s: StreamResult, autocannonJson: string): string[] {
+  const c = JSON.parse(autocannonJson.trim() || '{}') as {
+    requests?: { total: number; average: number };
+    errors?: number;
+    timeouts?: number;
+    non2xx?: number;
+    latency?: { p50: number; p99: number; max: number };
+  };
+  return [
+    `streams: ${s.ok}/${s.connections} intact, ${s.reset} reset, ${s.bytesLost} bytes lost, ${s.corruptedBytes} corrupted; ` +
+      `stall per connection: median ${s.stallMsMedian} ms, max ${s.stallMsMax} ms`,
+    `autocannon: ${c.requests?.total ?? '?'} requests (${Math.round(c.requests?.average ?? 0)}/s), ` +
+      `${c.errors ?? '?'} errors, ${c.timeouts ?? '?'} timeouts, ${c.non2xx ?? '?'} non-2xx; ` +
+      `latency p50 ${c.latency?.p50 ?? '?'} ms, p99 ${c.latency?.p99 ?? '?'} ms, max ${c.latency?.max ?? '?'} ms`,
+  ];
+}
