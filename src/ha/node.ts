@@ -124,6 +124,8 @@ export class HaNode {
   /** Cluster: this node's own sessions from before a restart are back in its tables (a pair
    * needs none: its new master adopts what the old one published). */
   private ownRestored: boolean;
+  /** Has been ready (see `ready`). */
+  private readyOnce = false;
 
   constructor(
     private readonly cfg: HaConfig,
@@ -191,6 +193,9 @@ export class HaNode {
     while (this.busy && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.reader?.disconnect(); // ends a blocked XREAD at once
     await this.follower.stop();
+    // Gone now, not in NODE_ALIVE_MS: a cluster node's backup takes its sessions over at once
+    // (it drained first: the routers send it nothing any more).
+    if (this.up) await this.redis!.del(this.keys.alive).catch(() => undefined);
     this.redis?.disconnect();
   }
 
@@ -302,7 +307,6 @@ export class HaNode {
     this.readyOnce = this.follower.loadedAll(this.peers.filter((p) => p.alive).map((p) => p.entry.id));
     return this.readyOnce;
   }
-  private readyOnce = false;
 
   private get up(): boolean {
     return this.redis?.status === 'ready';

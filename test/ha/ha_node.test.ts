@@ -185,7 +185,7 @@ describe('HA nodes through Redis', () => {
   it("a dead node's sessions are adopted by its first live backup, and the others learn the new owner", async () => {
     const c = [1, 2, 3, 4].map((id) => nodes.find((n) => n.id === id && n.node.status().mode === 'cluster')!);
     const dead = c[2]!;
-    await dead.node.stop(); // its alive key expires NODE_ALIVE_MS later
+    await dead.node.stop(); // an orderly stop deletes its alive key (a crash: it expires)
     const adopter = adopterOf(3, [1, 2, 3, 4], (id) => id !== 3)!;
     const a = c.find((n) => n.id === adopter)!;
     await until('the adopter owns node 3’s sessions', () => !owners(a).includes(3), 10_000);
