@@ -21,6 +21,7 @@
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { HaStatus } from '../ha/node.js';
+import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
 import type { ServiceRow } from './stats.js';
 import type { GlobalStats } from './stats.js';
 
@@ -31,6 +32,8 @@ export interface MetricsSource {
   transitions(serviceId: number, serverId: number): number | undefined;
   tables(): { live: number; capacity: number }[];
   ha(): HaStatus | undefined;
+  /** Cluster: the routes into the TUN with their metrics (what is announced). */
+  routes?(): { prefix: string; metric?: number }[];
 }
 
 /** A counter whose value is read from elsewhere on each scrape. */
@@ -175,6 +178,30 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
     const h = src.ha();
     if (h) set({}, h.ready ? 1 : 0);
   });
+  readGauge(
+    reg,
+    'tunvs_cluster_routes',
+    'Cluster: routes into the TUN by what the BGP speaker does with them',
+    ['kind'],
+    (set) => {
+      const routes = src.routes?.();
+      if (!routes || src.ha()?.mode !== 'cluster') return;
+      const count = (k: (m: number) => boolean): number =>
+        routes.filter((r) => r.metric !== undefined && k(r.metric)).length;
+      set(
+        { kind: 'announced' },
+        count((m) => m === ROUTE_METRIC_ANNOUNCED),
+      );
+      set(
+        { kind: 'backup' },
+        count((m) => m > ROUTE_METRIC_BACKUP_BASE),
+      );
+      set(
+        { kind: 'quiet' },
+        count((m) => m === ROUTE_METRIC_QUIET),
+      );
+    },
+  );
   readGauge(reg, 'tunvs_ha_peer_alive', '1 while a peer node refreshes its alive key', ['peer'], (set) => {
     for (const p of src.ha()?.peers ?? []) set({ peer: String(p.id) }, p.alive ? 1 : 0);
   });

@@ -295,6 +295,7 @@ export class Runtime {
         transitions: (s, r) => this.health.state(s, r)?.transitions,
         tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),
         ha: () => this.ha?.status(),
+        routes: () => this.system.routesOf(this.config.tun.name),
       },
       GLOBAL_COUNTER_NAMES,
     );

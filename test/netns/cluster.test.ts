@@ -101,6 +101,25 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
       expect(x).toBeGreaterThanOrEqual(0.15);
       expect(x).toBeLessThanOrEqual(0.55);
     }
+    // What lb-a announces, in its metrics: VIPs + own local addresses (2 families), and the
+    // two peers' local addresses as their backup.
+    const scrape = async (): Promise<string> =>
+      (
+        await runInNs(nsName(prefix, 'lb-a'), [
+          process.execPath,
+          join(distSrc(), 'lab', 'http_get.js'),
+          'http://127.0.0.1:9100/metrics',
+        ])
+      ).out;
+    const metrics = { out: '' };
+    await until(
+      'lb-a to route both peers',
+      async () => (metrics.out = await scrape()).includes('kind="backup"} 8'),
+      5000,
+    );
+    expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="announced"\} 6/);
+    expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="backup"\} 8/);
+    expect(metrics.out).toMatch(/tunvs_ha_peer_alive\{peer="2"\} 1/);
   }, 60_000);
 
   it('kill -9 of tunvs on a node: out of ECMP at once, its connections go on elsewhere', async () => {
