@@ -16,6 +16,7 @@ import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.
 import { labFailover } from '../lab/failover.js';
 import { labCluster } from '../lab/cluster_demo.js';
 import { frrStatusLines, routeMeaning } from '../control/frr_status.js';
+import { runWatchdog } from '../ha/watchdog.js';
 import { sockAddon } from '../rs/native.js';
 import {
   attachReader,
@@ -54,6 +55,9 @@ Usage:
                                           sync lag, peers
   tunvs ha check                          exit 0 when tunvs answers and is ready to be master
                                           (keepalived's track_script; a cluster node: to announce)
+  tunvs cluster watchdog [--dev D] [--interval-ms N] [--fall N] [--rise N]
+                                          cluster node: beside tunvs, withdraws its announcements
+                                          when it is hung (fails N checks), restores them after
   tunvs cluster status [--json] [--vtysh-socket DIR]
                                           cluster node: peers, their sessions and liveness, what it
                                           announces (routes and their meaning), Redis / Sentinel,
@@ -430,8 +434,31 @@ async function main(argv: string[]): Promise<number> {
       const sub = args.shift() ?? 'status';
       const json = flag(args, '--json');
       const vtyDir = option(args, '--vtysh-socket');
+      const watchdogDev = option(args, '--dev');
+      const watchdogInterval = positiveInt(option(args, '--interval-ms'), '--interval-ms');
+      const watchdogFall = positiveInt(option(args, '--fall'), '--fall');
+      const watchdogRise = positiveInt(option(args, '--rise'), '--rise');
       noneLeft(args);
-      if (sub !== 'status') throw new UsageError(`cluster needs status (got ${sub})`);
+      if (sub === 'watchdog') {
+        if (json || vtyDir !== undefined)
+          throw new UsageError('cluster watchdog takes --dev, --interval-ms, --fall, --rise');
+        const stop = new AbortController();
+        process.on('SIGTERM', () => stop.abort());
+        process.on('SIGINT', () => stop.abort());
+        await runWatchdog(
+          {
+            admin: adminPath,
+            dev: watchdogDev ?? DEFAULTS.tunName,
+            intervalMs: watchdogInterval ?? 500,
+            fall: watchdogFall ?? 3,
+            rise: watchdogRise ?? 2,
+            log,
+          },
+          stop.signal,
+        );
+        return 0;
+      }
+      if (sub !== 'status') throw new UsageError(`cluster needs status or watchdog (got ${sub})`);
       const reply = (await ask({ cmd: 'ha' })) as { ha: HaStatus; routes: { prefix: string; metric?: number }[] };
       if (json) {
         log(JSON.stringify(reply, null, 2));

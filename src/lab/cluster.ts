@@ -1,7 +1,7 @@
 /**
  * The lab's active/active cluster (`tunvs lab up --cluster N`, docs/cluster.md): Redis as a
  * primary and a replica under three Sentinels, FRR on the router and on every LB node, tunvs
- * on the first N of lb-a..lb-d in cluster mode; and what the cluster demo and tests do to it
+ * on the first N of lb-a..lb-d in cluster mode with its watchdog; and what the cluster demo and tests do to it
  * (a node joins, a node's tunvs dies or comes back, the router's view of the nodes).
  */
 
@@ -12,6 +12,7 @@ import type { HaStatus } from '../ha/node.js';
 import { frrDir, nodeBgpConfig, routerBgpConfig, startFrr } from './frr.js';
 import { sentinelConfig } from './local_redis.js';
 import { inNs } from './netns.js';
+import { distSrc } from '../paths.js';
 import { adminOf, runTunvs, type Starter } from './pair.js';
 import { nsName, waitFor, writeState, type LabState } from './state.js';
 import { CLUSTER, LAB, labConfig, type ClusterNode } from './topology.js';
@@ -91,7 +92,7 @@ export async function startCluster(state: LabState, o: ClusterOptions, n: number
   const router = nsName(o.prefix, 'router');
   // ECMP by the 5-tuple (L4 hash), so every flow of a client is spread, not only clients.
   inNs(router, ['sysctl', '-q', '-w', 'net.ipv4.fib_multipath_hash_policy=1', 'net.ipv6.fib_multipath_hash_policy=1']);
-  startFrr(state.dir, 'router', router, routerBgpConfig(), start);
+  await startFrr(state.dir, 'router', router, routerBgpConfig(), start);
   for (const node of CLUSTER.nodes.slice(0, n)) await startClusterNode(state, o, node, start);
   await waitFor(
     `the router to spread the VIPs over ${n} nodes`,
@@ -132,7 +133,7 @@ export async function startClusterNode(
     },
     10_000,
   );
-  startFrr(state.dir, node, ns, nodeBgpConfig(node), start);
+  await startFrr(state.dir, node, ns, nodeBgpConfig(node), start);
   const admin = nodeAdmin(state, node);
   state.admins = { ...(state.admins ?? {}), [node]: admin };
   writeState(state);
@@ -142,6 +143,18 @@ export async function startClusterNode(
     labConfig(admin, o.workers, o.steering ?? true, o.offload ?? true, { mode: 'cluster', cluster, node }),
   );
   await runTunvs(state, node, admin, start);
+  // Beside tunvs, as keepalived is in the pair: withdraws the node if tunvs hangs.
+  start(`watchdog-${node}`, ns, [
+    join(distSrc(), 'cli', 'main.js'),
+    'cluster',
+    'watchdog',
+    '--admin',
+    admin,
+    '--interval-ms',
+    '500',
+    '--fall',
+    '3',
+  ]);
   await waitFor(`${node} to be ready`, async () => (await clusterStatusOf(state, node))?.ready === true, 30_000);
 }
 

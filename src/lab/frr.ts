@@ -6,10 +6,11 @@
  */
 
 import { execFileSync } from 'node:child_process';
-import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { BACKUP_RANKS_MAX, ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE } from '../constants.js';
+import { waitFor } from './state.js';
 import { CLUSTER, clusterNode } from './topology.js';
 
 const FRR_DIR = '/usr/lib/frr';
@@ -104,13 +105,13 @@ export function frrDir(labDir: string, name: string): string {
  * each through `start` (the lab's recorded starter). The daemons drop to the frr user as
  * packaged, so their directory is theirs.
  */
-export function startFrr(
+export async function startFrr(
   labDir: string,
   name: string,
   ns: string,
   bgpConf: string,
   start: (proc: string, ns: string, args: string[], program: string) => void,
-): string {
+): Promise<string> {
   const dir = frrDir(labDir, name);
   mkdirSync(dir, { recursive: true });
   const log = `hostname ${name}\nlog file ${join(dir, 'frr.log')} informational\n`;
@@ -120,6 +121,11 @@ export function startFrr(
   const frr = frrUser();
   chownSync(dir, frr.uid, frr.gid);
   for (const daemon of ['zebra', 'bfdd', 'bgpd']) {
+    // bgpd and bfdd only once zebra listens: a daemon that finds no zebra retries with a
+    // back-off (seconds), and a bgpd that does not know its interfaces yet refuses updates
+    // with IPv6 link-local next hops as malformed (a withdrawal that sticks).
+    if (daemon !== 'zebra')
+      await waitFor('zebra to listen', () => existsSync(join(dir, 'zserv.api')), 10_000, join(dir, 'frr.log'));
     start(
       `frr-${daemon}-${name}`,
       ns,

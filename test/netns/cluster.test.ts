@@ -236,6 +236,24 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     expect(rj.connections - rj.ok).toBeLessThanOrEqual(Math.ceil(rj.connections * 0.05));
   }, 60_000);
 
+  it('a hung tunvs (SIGSTOP) is withdrawn by its watchdog; flows go on elsewhere; it returns when it answers', async () => {
+    const { done } = await establishedStreams(200, 12);
+    const pid = labPid(fresh(), 'tunvs-lb-d')!;
+    const t0 = Date.now();
+    process.kill(pid, 'SIGSTOP');
+    let withdrawnAfter = 0;
+    try {
+      await until('the watchdog to withdraw lb-d', () => !vipNextHops(state, 4).includes('198.18.10.14'), 8000);
+      withdrawnAfter = Date.now() - t0;
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const back = await until('lb-d announced again', () => vipNextHops(state, 4).includes('198.18.10.14'), 10_000);
+    const r = await done;
+    report(`lb-d hung: withdrawn by its watchdog after ${withdrawnAfter} ms, back ${back} ms after it resumed`, r);
+    expectSurvived(r);
+  }, 60_000);
+
   it('a node whose link to the router is cut loses its share; the flows that move go on', async () => {
     const { done } = await establishedStreams(200, 12);
     const t0 = Date.now();

@@ -1,0 +1,116 @@
+/**
+ * `tunvs cluster watchdog`: withdraws a cluster node whose tunvs is hung (alive, but not
+ * answering or not ready), the one failure the node cannot announce itself: its TUN device
+ * and routes stay, so the routers keep sending it flows it no longer forwards. It runs beside
+ * tunvs, as keepalived's track script does for a pair:
+ *
+ *   every intervalMs   ask tunvs's admin socket for its HA status (`tunvs ha check`'s question)
+ *   fall failures      re-add every announced route into the TUN with the quiet metric (the
+ *                      BGP speaker withdraws it), remembering each one and the device
+ *   rise passes        put them back as they were, if it is still the same device (a tunvs
+ *                      that died meanwhile took its routes with it, and a new one routes anew)
+ *
+ * A dead tunvs needs no watchdog: the kernel deletes its routes with the device.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
+import { adminRequest } from '../control/admin.js';
+
+export interface WatchdogOptions {
+  admin: string;
+  dev: string;
+  intervalMs: number;
+  fall: number;
+  rise: number;
+  log: (line: string) => void;
+}
+
+interface Withdrawn {
+  family: '-4' | '-6';
+  prefix: string;
+  metric: number;
+}
+
+function announced(metric: number | undefined): metric is number {
+  return metric !== undefined && (metric === ROUTE_METRIC_ANNOUNCED || metric > ROUTE_METRIC_BACKUP_BASE);
+}
+
+function ifindex(dev: string): string | undefined {
+  try {
+    return readFileSync(`/sys/class/net/${dev}/ifindex`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The announced routes into `dev`, moved to the quiet metric; returns them. */
+export function withdrawRoutes(dev: string): Withdrawn[] {
+  const out: Withdrawn[] = [];
+  for (const family of ['-4', '-6'] as const) {
+    const listed = JSON.parse(
+      execFileSync('ip', ['-j', family, 'route', 'show', 'dev', dev], { encoding: 'utf8' }) || '[]',
+    ) as { dst: string; metric?: number }[];
+    for (const r of listed) {
+      if (!announced(r.metric)) continue;
+      const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+      execFileSync('ip', [family, 'route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)]);
+      execFileSync('ip', [family, 'route', 'del', prefix, 'dev', dev, 'metric', String(r.metric)]);
+      out.push({ family, prefix, metric: r.metric });
+    }
+  }
+  return out;
+}
+
+/** Put withdrawn routes back (the quiet ones go). */
+export function restoreRoutes(dev: string, routes: readonly Withdrawn[]): void {
+  for (const r of routes) {
+    execFileSync('ip', [r.family, 'route', 'replace', r.prefix, 'dev', dev, 'metric', String(r.metric)]);
+    try {
+      execFileSync('ip', [r.family, 'route', 'del', r.prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], {
+        stdio: 'pipe',
+      });
+    } catch {
+      // tunvs put it back itself meanwhile
+    }
+  }
+}
+
+/** Run until `signal` aborts. */
+export async function runWatchdog(o: WatchdogOptions, signal: AbortSignal): Promise<void> {
+  let fails = 0;
+  let passes = 0;
+  let withdrawn: { ifindex: string | undefined; routes: Withdrawn[] } | undefined;
+  o.log(`watchdog: checking ${o.admin} every ${o.intervalMs} ms (fall ${o.fall}, rise ${o.rise}), device ${o.dev}`);
+  while (!signal.aborted) {
+    let ok = false;
+    try {
+      const r = (await adminRequest(o.admin, { cmd: 'ha' }, Math.max(100, o.intervalMs - 100))) as {
+        ha: { ready: boolean };
+      };
+      ok = r.ha.ready;
+    } catch {
+      ok = false;
+    }
+    fails = ok ? 0 : fails + 1;
+    passes = ok ? passes + 1 : 0;
+    try {
+      if (!withdrawn && fails >= o.fall) {
+        withdrawn = { ifindex: ifindex(o.dev), routes: withdrawRoutes(o.dev) };
+        o.log(`watchdog: tunvs failed ${fails} checks: withdrew ${withdrawn.routes.length} announced routes`);
+      } else if (withdrawn && passes >= o.rise) {
+        if (withdrawn.ifindex !== undefined && withdrawn.ifindex === ifindex(o.dev)) {
+          restoreRoutes(o.dev, withdrawn.routes);
+          o.log(`watchdog: tunvs answers again: ${withdrawn.routes.length} routes announced again`);
+        } else {
+          o.log('watchdog: tunvs answers again on a new device: it announces by itself');
+        }
+        withdrawn = undefined;
+      }
+    } catch (e) {
+      o.log(`watchdog: ${(e as Error).message}`);
+    }
+    await new Promise((r) => setTimeout(r, o.intervalMs));
+  }
+}
