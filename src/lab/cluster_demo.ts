@@ -6,11 +6,9 @@
  * then starts the node again and shows it rejoin only once it has loaded the sessions.
  */
 
-import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
-import { packageRoot } from '../paths.js';
 import { clusterStatusOf, nextHops, vipNextHops } from './cluster.js';
-import { background, timeline } from './failover.js';
+import { autocannonInClient, timeline } from './failover.js';
 import { labCurl, labDown, labUp } from './lab.js';
 import { isAlive, listNamespaces } from './netns.js';
 import { adminOf, labPid, restartTunvs } from './pair.js';
@@ -66,15 +64,7 @@ export async function labCluster(
   log(`\n== ${STREAMS} long-lived streams (every byte checked) + autocannon -c 20 through ${LAB.vip4}`);
   const streams = runStreams(state, STREAMS, STREAM_SECONDS);
   await streams.ready;
-  const cannon = background(prefix, [
-    join(packageRoot(), 'node_modules', 'autocannon', 'autocannon.js'),
-    '-j',
-    '-c',
-    '20',
-    '-d',
-    String(LOAD_SECONDS),
-    `http://${LAB.vip4}/`,
-  ]);
+  const cannon = autocannonInClient(prefix, 20, LOAD_SECONDS);
   await new Promise((r) => setTimeout(r, 3500)); // older than syncAfterMs: on every node
   const lip = clusterNode(VICTIM).laddrs4[0]!;
   const adoptedBefore = await Promise.all(running.map((n) => counter(fresh(), n, 'sync_adopted')));

@@ -44,6 +44,19 @@ function holdsNextHops(state: LabState, node: 'lb-a' | 'lb-b'): boolean {
   }
 }
 
+/** autocannon (keep-alive, JSON report) from the client against the v4 VIP, in the background. */
+export function autocannonInClient(prefix: string, connections: number, seconds: number): Promise<string> {
+  return background(prefix, [
+    join(packageRoot(), 'node_modules', 'autocannon', 'autocannon.js'),
+    '-j',
+    '-c',
+    String(connections),
+    '-d',
+    String(seconds),
+    `http://${LAB.vip4}/`,
+  ]);
+}
+
 /** Watch the lab after `t0`, printing each milestone once, until all are seen or `ms` pass. */
 export async function timeline(
   log: (l: string) => void,
@@ -91,15 +104,7 @@ export async function labFailover(prefix: string, workers: number, log: (l: stri
     ready,
   ]);
   for (let i = 0; i < 200 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
-  const cannon = background(prefix, [
-    join(packageRoot(), 'node_modules', 'autocannon', 'autocannon.js'),
-    '-j',
-    '-c',
-    '20',
-    '-d',
-    String(LOAD_SECONDS),
-    `http://${LAB.vip4}/`,
-  ]);
+  const cannon = autocannonInClient(prefix, 20, LOAD_SECONDS);
   await new Promise((r) => setTimeout(r, 3500));
   const synced = await haStatusOf(fresh(), 'lb-b');
   log(`lb-b (standby) has applied ${synced?.applied ?? '?'} session events; sync lag ${synced?.syncLagMs ?? '?'} ms`);
