@@ -75,8 +75,10 @@ port.on('message', (m: ToForwarder) => {
     const writeCount = engine.sync!.ring.writeCount;
     const records = engine.sync!.snapshot();
     port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
-  } else if (m.type === 'sync-flush') {
-    port.postMessage({ type: 'sync-flushed', id: m.id, removed: engine.flushSynced(m.owner) });
+  } else if (m.type === 'sync-mark') {
+    engine.markSynced(m.owner);
+  } else if (m.type === 'sync-sweep') {
+    port.postMessage({ type: 'sync-swept', id: m.id, removed: engine.sweepSynced(m.owner) });
   } else if (m.type === 'sync-adopt') {
     engine.adoptSynced(m.owner);
   } else if (m.type === 'reset-server') {

@@ -136,6 +136,9 @@ export const FLAG_RS_ISN_KNOWN = 1 << 0;
 export const FLAG_COUNTED_ACTIVE = 1 << 1;
 /** Flag: the session was installed by HA sync rather than created here. */
 export const FLAG_SYNCED = 1 << 2;
+/** Flag: a peer's copy that the peer's snapshot being reloaded has not confirmed yet
+ * (ha/follower.ts): what is still stale after the reload is gone from the peer. */
+export const FLAG_STALE = 1 << 3;
 
 /** Index entry direction bit: 0 = IN key (client side), 1 = OUT key (real-server side). */
 export const DIR_IN = 0;

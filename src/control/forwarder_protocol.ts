@@ -43,8 +43,10 @@ export type ToForwarder =
   | { type: 'sync-install'; events: Int32Array; count: number }
   /** HA: reply with every session this node owns and has published (full resync). */
   | { type: 'sync-snapshot'; id: number }
-  /** HA: drop the sessions installed from peer `owner`, 0: every peer (a reload follows). */
-  | { type: 'sync-flush'; id: number; owner: number }
+  /** HA: a reload of peer `owner`'s sessions begins (0: every peer's): mark its copies stale. */
+  | { type: 'sync-mark'; owner: number }
+  /** HA: the reload is done: drop the copies of `owner` still stale. */
+  | { type: 'sync-sweep'; id: number; owner: number }
   /** HA: take over the sessions installed from peer `owner`, 0: every peer. */
   | { type: 'sync-adopt'; owner: number }
   /** Health check with resetOnDown: end the real server's sessions with RSTs. */
@@ -65,5 +67,5 @@ export type FromForwarder =
   | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number }
   | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
   | { type: 'sync-snapshot'; id: number; records: Int32Array; writeCount: number }
-  | { type: 'sync-flushed'; id: number; removed: number }
+  | { type: 'sync-swept'; id: number; removed: number }
   | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean };

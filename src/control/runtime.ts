@@ -323,8 +323,9 @@ export class Runtime {
         );
         return { records: m.records, writeCount: m.writeCount };
       },
-      flushSynced: async (owner) => {
-        await this.ask(w, { type: 'sync-flush', id: 0, owner }, 'sync-flushed');
+      markStale: (owner) => w.thread.postMessage({ type: 'sync-mark', owner }),
+      sweepStale: async (owner) => {
+        await this.ask(w, { type: 'sync-sweep', id: 0, owner }, 'sync-swept');
       },
       adopt: (owner) => w.thread.postMessage({ type: 'sync-adopt', owner }),
     };

@@ -269,11 +269,15 @@ export class Engine {
     return res;
   }
 
-  /** Remove every session installed from peer `owner` (0: from any peer); a full reload of
-   * that peer's sessions follows. */
-  flushSynced(owner: number): number {
+  /** A reload of peer `owner`'s sessions begins (0: every peer's): see SessionSync.markStale. */
+  markSynced(owner: number): number {
+    return this.sync ? this.sync.markStale(owner) : 0;
+  }
+
+  /** The reload is done: remove the copies of `owner` it did not bring again. */
+  sweepSynced(owner: number): number {
     if (!this.sync) return 0;
-    return this.sync.flushSynced(owner, (r) => {
+    return this.sync.sweepStale(owner, (r) => {
       uncountSession(this.ctx, r * RECORD_WORDS);
       this.table.remove(r);
     });

@@ -14,8 +14,9 @@ export function engineLink(e: Engine): HaWorkerLink {
     ring: sync.ring,
     install: (events, count) => void e.installSynced(events, count),
     snapshot: () => Promise.resolve({ writeCount: sync.ring.writeCount, records: sync.snapshot() }),
-    flushSynced: (owner) => {
-      e.flushSynced(owner);
+    markStale: (owner) => void e.markSynced(owner),
+    sweepStale: (owner) => {
+      e.sweepSynced(owner);
       return Promise.resolve();
     },
     adopt: (owner) => void e.adoptSynced(owner),

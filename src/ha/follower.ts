@@ -3,9 +3,10 @@
  *
  * One loop on its own connection (XREAD blocks it):
  *   1. load     for each peer that needs it (new peer, its r=resync, after a reconnect): note
- *               the last entry of its stream, flush the sessions installed from it, then
- *               HSCAN its hash into the owner workers. Nothing between the snapshot and the
- *               stream is missed, and applying an upsert twice is harmless.
+ *               the last entry of its stream, mark the sessions installed from it stale,
+ *               HSCAN its hash into the owner workers, then drop what is still stale (gone
+ *               from the peer). Its sessions never vanish meanwhile. Nothing between the
+ *               snapshot and the stream is missed, and applying an upsert twice is harmless.
  *   2. follow   one XREAD BLOCK over every peer's stream, from each one's position; each
  *               batch goes to the workers that own its sessions (local port % workers),
  *               which install them owned by that peer (ha/session_sync.ts install).
@@ -126,8 +127,10 @@ export class Follower {
     // The stream position first: entries after it are applied after the load.
     const last = (await redis.xrevrange(p.keys.events, '+', '-', 'COUNT', 1)) as [string, string[]][];
     const from = last[0]?.[0] ?? '0-0';
-    await Promise.all(this.workers.map((w) => w.flushSynced(p.id)));
+    // Its copies stay in place (forwarding goes on) while the snapshot confirms them.
+    for (const w of this.workers) w.markStale(p.id);
     const total = await this.loadHash(redis, p.keys.sessions);
+    await Promise.all(this.workers.map((w) => w.sweepStale(p.id)));
     p.lastId = from;
     p.needLoad = false;
     p.loaded = true;

@@ -26,6 +26,7 @@ import {
   DIR_OUT,
   FLAG_COUNTED_ACTIVE,
   FLAG_RS_ISN_KNOWN,
+  FLAG_STALE,
   FLAG_SYNCED,
   KEY_BLOCK_WORDS,
   KEY_LO_WORDS,
@@ -176,8 +177,10 @@ export interface HaWorkerLink {
   install(events: Int32Array, count: number): void;
   /** The worker's published sessions, and its ring's write count when it took them. */
   snapshot(): Promise<{ records: Int32Array; writeCount: number }>;
-  /** Drop the sessions installed from peer `owner` (0: from every peer). */
-  flushSynced(owner: number): Promise<void>;
+  /** A reload of peer `owner`'s snapshot begins: mark its copies stale (0: every peer's). */
+  markStale(owner: number): void;
+  /** The reload is done: drop the copies of `owner` it did not bring again. */
+  sweepStale(owner: number): Promise<void>;
   /** Take over the sessions installed from peer `owner` (0: from every peer). */
   adopt(owner: number): void;
 }
@@ -299,10 +302,29 @@ export class SessionSync {
     return out;
   }
 
-  /** Drop every session installed from peer `owner` (1..NODE_ID_MAX; a full reload of that
-   * peer's sessions follows), or from any peer (owner 0). */
-  flushSynced(owner: number, remove: (r: number) => void): number {
-    return this.eachFrom(owner, (r) => remove(r));
+  /**
+   * A reload of peer `owner`'s snapshot (or every peer's: 0), in two steps around the
+   * installs, so that its sessions never vanish meanwhile (a flush before the reload dropped
+   * the packets of every flow of that peer until it was back): markStale, then every record
+   * the snapshot brings again is installed over its copy (which clears the mark), then
+   * sweepStale removes what is still marked: gone from the peer.
+   */
+  markStale(owner: number): number {
+    const rec = this.table.rec;
+    return this.eachFrom(owner, (_r, base) => {
+      rec[base + R_META] = rec[base + R_META]! | (FLAG_STALE << META_FLAGS_SHIFT);
+    });
+  }
+
+  sweepStale(owner: number, remove: (r: number) => void): number {
+    const rec = this.table.rec;
+    let n = 0;
+    this.eachFrom(owner, (r, base) => {
+      if (((rec[base + R_META]! >>> META_FLAGS_SHIFT) & FLAG_STALE) === 0) return;
+      remove(r);
+      n++;
+    });
+    return n;
   }
 
   /**
@@ -315,6 +337,7 @@ export class SessionSync {
     return this.eachFrom(owner, (_r, base) => {
       setRecOwner(rec, base, 0);
       rec[base + R_SYNC] = tick + 1;
+      rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
     });
   }
 
@@ -426,7 +449,8 @@ export class SessionSync {
         // or a session another node adopted).
         setRecOwner(rec, base, owner);
         rec[base + R_META] =
-          (meta & ~(0xff << META_FLAGS_SHIFT)) | ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE)) << META_FLAGS_SHIFT);
+          (meta & ~(0xff << META_FLAGS_SHIFT)) |
+          ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE & ~FLAG_STALE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
         table.setExpire(r, tick + timeouts[state]!);

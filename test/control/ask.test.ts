@@ -21,10 +21,10 @@ function thread(code: string): Worker {
 it('an answer with the same id resolves the request', async () => {
   const t = thread(`
     const { parentPort } = require('node:worker_threads');
-    parentPort.on('message', (m) => parentPort.postMessage({ type: 'sync-flushed', id: m.id, removed: 7 }));
+    parentPort.on('message', (m) => parentPort.postMessage({ type: 'sync-swept', id: m.id, removed: 7 }));
   `);
-  const m = await askWorker(t, 'forwarder 0', { type: 'sync-flush', id: 0, owner: 2 }, 'sync-flushed', 2000);
-  expect(m).toMatchObject({ type: 'sync-flushed', removed: 7 });
+  const m = await askWorker(t, 'forwarder 0', { type: 'sync-sweep', id: 0, owner: 2 }, 'sync-swept', 2000);
+  expect(m).toMatchObject({ type: 'sync-swept', removed: 7 });
 });
 
 it('a stuck worker fails the request after the deadline, naming the worker and the request', async () => {

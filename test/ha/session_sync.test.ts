@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
 import type { Engine } from '../../src/dataplane/engine.js';
+import { R_IN_PORTS, R_OUT_PORTS } from '../../src/conn/layout.js';
 import { HaControl } from '../../src/ha/role.js';
 import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
@@ -209,4 +210,28 @@ it('a stale copy whose local tuple now belongs to another client is replaced, in
   expect(
     db.send(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK })).verdict,
   ).not.toBe(VERDICT_FORWARD);
+});
+
+it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {
+  const a = haEngine(MASTER, 0);
+  const b = haEngine(BACKUP);
+  const first = establishAndDrain(a, 3001);
+  // A second session of the peer: the same record with other client and local ports.
+  const second = { events: first.events.slice(0, EVENT_WORDS), n: 1 };
+  second.events[1 + R_IN_PORTS] = (3002 << 16) | 80;
+  second.events[1 + R_OUT_PORTS] = (second.events[1 + R_OUT_PORTS]! & ~0xffff) | 40000;
+  expect(b.engine.installSynced(first.events, first.n).installed).toBe(1);
+  expect(b.engine.installSynced(second.events, second.n).installed).toBe(1);
+  // The reload begins: both stay in the table (their packets keep being forwarded).
+  expect(b.engine.markSynced(1)).toBe(2);
+  expect([...b.engine.sessionIds()].length).toBe(2);
+  // The snapshot brings only the first one again; the sweep removes the other.
+  expect(b.engine.installSynced(first.events, first.n).updated).toBe(1);
+  expect(b.engine.sweepSynced(1)).toBe(1);
+  const left = [...b.engine.sessionIds()].map((r) => b.engine.describe(r).cport);
+  expect(left).toEqual([3001]);
+  // A later reload that brings it again keeps it.
+  b.engine.markSynced(1);
+  b.engine.installSynced(first.events, first.n);
+  expect(b.engine.sweepSynced(1)).toBe(0);
 });
