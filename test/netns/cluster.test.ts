@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
 import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { inNs, ipBatch, runInNs } from '../../src/lab/netns.js';
+import { ipBatch, runInNs } from '../../src/lab/netns.js';
 import { adminOf, labPid, recordingStarter, restartTunvs } from '../../src/lab/pair.js';
 import { runStreams, type StreamResult } from '../../src/lab/streams.js';
 import { clusterNode, CLUSTER } from '../../src/lab/topology.js';
@@ -127,7 +127,6 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const during = httpGets(15);
     const pid = labPid(fresh(), 'tunvs-lb-b')!;
     const lipB = clusterNode('lb-b').laddrs4[0]!;
-    const t0 = Date.now();
     process.kill(pid, 'SIGKILL');
     const vipGone = await until('the router to drop lb-b', () => !vipNextHops(state, 4).includes('198.18.10.12'), 5000);
     const lipMoved = await until(
@@ -137,7 +136,6 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     );
     const r = await done;
     report(`kill -9 tunvs on lb-b (out of ECMP after ${vipGone} ms, its local address moved after ${lipMoved} ms)`, r);
-    expect(Date.now() - t0).toBeGreaterThan(0);
     expect(vipGone).toBeLessThan(1000);
     expectSurvived(r);
     const d = await during;
@@ -180,7 +178,6 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     await load.ready;
     const redisPid = labPid(fresh(), 'redis')!;
     process.kill(redisPid, 'SIGKILL');
-    const t0 = Date.now();
     let seen: unknown[] = [];
     const onReplica = await until(
       'every node on the promoted replica',
@@ -203,7 +200,6 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const lags = await Promise.all(CLUSTER.nodes.map(async (n) => (await clusterStatusOf(fresh(), n))?.syncLagMs));
     console.log(`sync lag per node after the failover: ${lags.join(', ')} ms`);
     for (const lag of lags) expect(lag ?? 0).toBeLessThan(1000);
-    expect(Date.now() - t0).toBeGreaterThan(0);
     process.kill(labPid(fresh(), 'tunvs-lb-c')!, 'SIGKILL');
     const r = await done;
     report('kill -9 tunvs on lb-c after the Redis failover', r);
@@ -256,7 +252,6 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
 
   it('a node whose link to the router is cut loses its share; the flows that move go on', async () => {
     const { done } = await establishedStreams(200, 12);
-    const t0 = Date.now();
     // lb-a's upstream veth, on the switch side (BFD on the router notices the silence).
     ipBatch(['link set lba0 down'], nsName(prefix, 'sw'));
     const out = await until('the router to drop lb-a', () => !vipNextHops(state, 4).includes('198.18.10.11'), 5000);
@@ -265,7 +260,5 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     report('streams across lb-a’s link cut', r);
     expectSurvived(r);
     ipBatch(['link set lba0 up'], nsName(prefix, 'sw'));
-    expect(Date.now() - t0).toBeGreaterThan(0);
-    expect(inNs(nsName(prefix, 'router'), ['true'])).toBe('');
   }, 60_000);
 });
