@@ -227,6 +227,7 @@ export class HaNode {
 
   status(): HaStatus {
     const peers = this.follower.status();
+    const server = this.up ? describeRedis(this.redis) : undefined;
     const lags = peers.map((p) => p.syncLagMs).filter((x): x is number => x !== null);
     return {
       mode: this.cfg.mode,
@@ -237,7 +238,7 @@ export class HaNode {
       publishing: this.control.publishing,
       ready: this.ready,
       redis: this.up ? 'up' : 'down',
-      ...(this.up && describeRedis(this.redis) ? { redisServer: describeRedis(this.redis)! } : {}),
+      ...(server ? { redisServer: server } : {}),
       published: this.publisher.stats.published,
       applied: this.follower.stats.applied,
       lost: this.publisher.stats.lost,

@@ -25,11 +25,6 @@ export interface ClusterOptions {
   log: (line: string) => void;
 }
 
-/** The admin socket a cluster node gets (lb-a: the lab's own). */
-export function nodeAdmin(state: LabState, node: string): string {
-  return node === 'lb-a' ? state.adminSocket : (state.admins?.[node] ?? join(state.dir, `admin-${node}.sock`));
-}
-
 /** Redis primary (redis), replica (redis2), a Sentinel in redis, redis2 and router. */
 async function startRedisSentinel(state: LabState, start: Starter): Promise<void> {
   const port = String(LAB.redisPort);
@@ -134,7 +129,7 @@ export async function startClusterNode(
     10_000,
   );
   await startFrr(state.dir, node, ns, nodeBgpConfig(node), start);
-  const admin = nodeAdmin(state, node);
+  const admin = adminOf(state, node);
   state.admins = { ...(state.admins ?? {}), [node]: admin };
   writeState(state);
   const cluster = o.prefix.replace(/[^A-Za-z0-9_.-]/g, '_');

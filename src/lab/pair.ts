@@ -177,9 +177,11 @@ export function labPid(state: LabState, name: string): number | undefined {
   return p && isAlive(p.pid) ? p.pid : undefined;
 }
 
+/** A lab LB's admin socket: lb-a's is the lab's own; the pair's lb-b has adminSocketB; a
+ * cluster node's is recorded in `admins` (and named after the node before it starts). */
 export function adminOf(state: LabState, node: string): string {
   if (node === 'lb-a') return state.adminSocket;
-  return state.admins?.[node] ?? state.adminSocketB!;
+  return state.admins?.[node] ?? state.adminSocketB ?? join(state.dir, `admin-${node}.sock`);
 }
 
 /** tunvs's HA status on a node, or undefined when it does not answer. */
