@@ -46,7 +46,6 @@ const APT = [
   ['keepalived', 'keepalived'], // the HA pair (lab --ha, lab failover, the HA tests)
   ['redis-server', 'redis-server'], // (also runs the cluster lab's Sentinels: redis-server --sentinel)
   ['/usr/lib/frr/bgpd', 'frr'], // the cluster (lab --cluster): BGP, BFD and ECMP routing
-  ['ping', 'iputils-ping'], // the cluster lab resolves the router's next hops before it is up
 ];
 // The tests: unmodified servers for the real-server reader, nft for the forged-TOA client.
 if (process.argv.includes('--test')) {

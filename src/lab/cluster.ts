@@ -95,17 +95,6 @@ export async function startCluster(state: LabState, o: ClusterOptions, n: number
     30_000,
     join(frrDir(state.dir, 'router'), 'frr.log'),
   );
-  // Resolve the router's neighbour entries for every next hop (IPv6 ones are the nodes'
-  // link-local addresses): until then the kernel may keep new flows off an unresolved one.
-  for (const family of [4, 6] as const) {
-    for (const hop of vipNextHops(state, family)) {
-      try {
-        inNs(router, ['ping', `-${family}`, '-c', '1', '-W', '1', hop.startsWith('fe80') ? `${hop}%eth1` : hop]);
-      } catch {
-        // the spread test will tell
-      }
-    }
-  }
   o.log(`cluster up: ${n} nodes announce the VIPs; the router spreads flows over them (ECMP)`);
 }
 
