@@ -94,6 +94,36 @@ export const LADDRS_PER_SERVICE_MAX = 64;
 /** Packets the engine may generate per burst or timer advance (RSTs on expiry). */
 export const EMIT_SLOTS = 512;
 
+/**
+ * SYN proxy (nat/synproxy.ts, nat/syncookie.ts). A cookie's time counts periods of 64 s (as
+ * Linux's) and is good for 2 of them: a client's ACK comes back within a round trip, or a
+ * few retransmissions later, never minutes later.
+ */
+export const SYNCOOKIE_PERIOD_MS = 64_000;
+export const SYNCOOKIE_PERIODS_VALID = 2;
+/** Window scale the SYN proxy's SYN-ACK promises a client that offered scaling: Linux's for
+ * its default 6 MiB receive buffer, so with most Linux servers no window is rescaled. */
+export const SYNPROXY_WSCALE = 7;
+/** The SYN toward the real server is sent again after 1 s, then 2 s, …, SYNPROXY_SYN_TRIES
+ * times in all (Linux's initial RTO and backoff); then the client gets an RST (7 s in all). */
+export const SYNPROXY_SYN_RTO_MS = 1000;
+export const SYNPROXY_SYN_TRIES = 3;
+/** Client segments held per worker while real servers have not answered the SYN: 1024 slots of
+ * 2 KiB. A flood of cookie ACKs with data holds at most this much memory; then held segments
+ * are dropped (counted) and the clients retransmit them. */
+export const HOLD_SLOTS = 1024;
+export const HOLD_SLOT_BYTES = 2048;
+/** Held segments of one session (Linux's initial window is 10; the rest is retransmitted). */
+export const HOLD_PER_SESSION_MAX = 10;
+/** synProxy: auto turns a worker's proxy on when its half-open sessions (SYN_RECV: created
+ * by SYNs whose handshake is not done) reach this: ~130 ms of a 15k SYN/s flood on a worker,
+ * while a worker forwarding 50k new connections/s with 10 ms round trips has ~500. */
+export const SYNPROXY_AUTO_ON_HALF_OPEN = 2048;
+/** ...and off again once, for SYNPROXY_AUTO_OFF_MS, the cookies it sent each second exceed the
+ * ACKs that came back for them by less than this (the flood has stopped). */
+export const SYNPROXY_AUTO_OFF_UNANSWERED_PER_SEC = 256;
+export const SYNPROXY_AUTO_OFF_MS = 10_000;
+
 /** Slots of the default Maglev lookup table: prime, and > 100 × a typical pool size so each
  * server's share is within ~1 % of its weight (Maglev paper, section 3.4). */
 export const MAGLEV_TABLE_SIZE_DEFAULT = 65537;
@@ -113,6 +143,10 @@ export function assertConstants(): void {
   if (TIMER_WHEEL_SLOTS * TIMER_TICK_MS < 300_000)
     throw new Error('the timer wheel must span the longest default timeout (UDP, 300 s)');
   if (LPORT_MIN < 1 || LPORT_MAX > 65535 || LPORT_MIN > LPORT_MAX) throw new Error('bad local port range');
+  if (SYNCOOKIE_PERIODS_VALID < 1 || SYNCOOKIE_PERIODS_VALID > 3)
+    throw new Error('a SYN cookie names its period in 2 bits: 1..3 periods can be valid');
+  if (HOLD_SLOT_BYTES > SLOT_SIZE_BYTES) throw new Error('a held segment must fit an emit slot');
+  if (SYNPROXY_WSCALE > 14) throw new Error('window scale is at most 14 (RFC 7323)');
   if (REAL_SERVERS_MAX > 0x10000 || SERVICES_MAX > 0x400 || NODE_ID_MAX > 0x3f)
     throw new Error('real-server, service and node ids must fit 16, 10 and 6 bits of a session record');
 }

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
-import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
 
 export const BURST = 256;
 const RS_COUNT = 4;
@@ -24,10 +24,12 @@ function ip(n: number): string {
 
 /** The benchmark's service; `node` > 0 gives it the local addresses of cluster node `node`
  * (each node of a cluster has its own, LIP_COUNT apart). */
-export function services(node = 0) {
+export function services(node = 0, extra: Partial<ServiceSpec> = {}) {
   return resolveServices(
     [
       serviceWithDefaults({
+        synProxy: 'off', // the plain path; the SYN proxy has figures of its own
+        ...extra,
         vip: ip(VIP),
         port: 80,
         scheduler: 'rr',
@@ -87,7 +89,7 @@ export interface Opened {
   lbIsn: Uint32Array;
 }
 
-function clientOf(i: number): [number, number] {
+export function clientOf(i: number): [number, number] {
   return [CLIENT_BASE + (i >>> 14), 1024 + (i & 16383)];
 }
 

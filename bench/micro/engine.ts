@@ -6,6 +6,10 @@
  *                RS → client, each packet aimed at a random live session (so a 1M-session
  *                table really misses cache), with 1k, 100k and 1M live sessions;
  *   new          new sessions per second per worker: SYN, SYN-ACK and the ACK with TOA.
+ *   timestamps   established Mpps with timestamp translation (the default) against the same
+ *                table without it (translateTimestamps: false), at the smallest and largest size.
+ *   synproxy     cookie SYN-ACKs per second per worker (a SYN flood, each SYN a new client),
+ *                and client ACKs validated per second (each makes a session and a SYN).
  *
  * Only Engine.processBurst is timed; refilling the ring between bursts is not. Each figure
  * is measured ROUNDS times; the median and the spread (min–max) are reported.
@@ -24,7 +28,7 @@ import { performance } from 'node:perf_hooks';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
-import { BURST, openSessions, services, VIP, writeTcp, type Opened } from '../lib/sessions.js';
+import { BURST, clientOf, openSessions, services, VIP, writeTcp, type Opened } from '../lib/sessions.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
@@ -66,6 +70,44 @@ function established(engine: Engine, o: Opened, n: number, packets: number, nowM
   return packets / (spent / 1000) / 1e6;
 }
 
+/** A SYN flood at a synProxy: on service, `n` new clients from `first`: cookie SYN-ACKs/s;
+ * then each client's ACK with its cookie: validated ACKs/s. */
+function synProxy(n: number, first: number): { synAcks: number; acks: number } {
+  const engine = new Engine({ capacity: n + BURST, workers: 1, nowMs: 0 }, services(0, { synProxy: 'on' }));
+  const ring = new PacketRing(BURST);
+  const dv = ring.view;
+  const slot = ring.slotSize;
+  const cookies = new Uint32Array(n);
+  let synSpent = 0;
+  let ackSpent = 0;
+  for (let start = 0; start < n; start += BURST) {
+    const count = Math.min(BURST, n - start);
+    for (let k = 0; k < count; k++) {
+      const [c, p] = clientOf(first + start + k);
+      ring.lens[k] = writeTcp(dv, k * slot, c, VIP, p, 80, 1000, 0, 0x02, false);
+    }
+    const t0 = performance.now();
+    engine.processBurst(ring, count, 1);
+    synSpent += performance.now() - t0;
+    for (let k = 0; k < count; k++) {
+      if (ring.verdicts[k] !== VERDICT_FORWARD) throw new Error('SYN not answered');
+      cookies[start + k] = dv.getUint32(k * slot + 24);
+    }
+  }
+  for (let start = 0; start < n; start += BURST) {
+    const count = Math.min(BURST, n - start);
+    for (let k = 0; k < count; k++) {
+      const [c, p] = clientOf(first + start + k);
+      ring.lens[k] = writeTcp(dv, k * slot, c, VIP, p, 80, 1001, cookies[start + k]! + 1, 0x10, false);
+    }
+    const t0 = performance.now();
+    engine.processBurst(ring, count, 2);
+    ackSpent += performance.now() - t0;
+    if (ring.verdicts[0] !== VERDICT_FORWARD) throw new Error(`ACK not validated: reason ${ring.aux[0]}`);
+  }
+  return { synAcks: n / (synSpent / 1000), acks: n / (ackSpent / 1000) };
+}
+
 interface Stat {
   median: number;
   min: number;
@@ -86,26 +128,46 @@ function main(): void {
   const results: Record<string, Stat> = {};
   // All sizes are set up first and measured back to back in every round, so a noisy
   // neighbour hits every size alike and the growth ratio is taken within one round.
-  const setups = SIZES.map((size) => {
-    const engine = new Engine({ capacity: Math.max(size + BURST, 4096), workers: 1, nowMs: 0 }, services());
+  const setup = (size: number, translate: boolean) => {
+    const engine = new Engine(
+      { capacity: Math.max(size + BURST, 4096), workers: 1, nowMs: 0 },
+      services(0, { translateTimestamps: translate }),
+    );
     const { o } = openSessions(engine, size, 0);
     established(engine, o, size, Math.min(500_000, PACKETS ?? 500_000), 1); // warm-up: let the JIT settle
     return { size, engine, o, runs: [] as number[] };
-  });
+  };
+  const setups = SIZES.map((size) => setup(size, true));
+  // The same tables without timestamp translation, at the smallest and the largest size.
+  const plain = [...new Set([SIZES[0]!, SIZES[SIZES.length - 1]!])].map((size) => setup(size, false));
+  const tsRatio: Record<number, number[]> = {};
+  const synAckRuns: number[] = [];
+  const ackRuns: number[] = [];
   const growthRuns: number[] = [];
   const newRuns: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     for (const s of setups)
       s.runs.push(established(s.engine, s.o, s.size, PACKETS ?? Math.max(2_000_000, s.size * 2), 1));
+    for (const p of plain) {
+      p.runs.push(established(p.engine, p.o, p.size, PACKETS ?? Math.max(2_000_000, p.size * 2), 1));
+      const withTs = setups.find((x) => x.size === p.size)!.runs[r]!;
+      (tsRatio[p.size] ??= []).push(withTs / p.runs[r]!);
+    }
     const a = setups[0]!;
     const b = setups[setups.length - 1]!;
     growthRuns.push(a.runs[r]! / b.runs[r]!);
+    synProxy(20_000, 0); // warm-up
+    const sp = synProxy(NEW_CONNECTIONS, 20_000);
+    synAckRuns.push(sp.synAcks);
+    ackRuns.push(sp.acks);
     const engine = new Engine({ capacity: NEW_CONNECTIONS + BURST, workers: 1, nowMs: 0 }, services());
     openSessions(engine, 20_000, 0); // warm-up
     const { seconds } = openSessions(engine, NEW_CONNECTIONS - 20_000, 0, 20_000);
     newRuns.push((NEW_CONNECTIONS - 20_000) / seconds);
     console.log(
-      `round ${r + 1}: ${setups.map((s) => `${s.size}: ${s.runs[r]!.toFixed(2)} Mpps`).join(', ')}, new ${(newRuns[r]! / 1000).toFixed(0)}k/s`,
+      `round ${r + 1}: ${setups.map((s) => `${s.size}: ${s.runs[r]!.toFixed(2)} Mpps`).join(', ')}, new ${(newRuns[r]! / 1000).toFixed(0)}k/s, ` +
+        `without ts translation ${plain.map((p) => `${p.size}: ${p.runs[r]!.toFixed(2)} Mpps`).join(', ')}, ` +
+        `cookie SYN-ACKs ${(synAckRuns[r]! / 1e6).toFixed(2)}M/s, cookie ACKs ${(ackRuns[r]! / 1000).toFixed(0)}k/s`,
     );
   }
   const perSize = setups.map((s) => {
@@ -115,6 +177,12 @@ function main(): void {
   });
   const ns = stat(newRuns);
   results.new_sessions_per_s = ns;
+  for (const p of plain) {
+    results[`established_mpps_${p.size}_no_ts_translation`] = stat(p.runs);
+    results[`ts_translation_ratio_${p.size}`] = stat(tsRatio[p.size]!);
+  }
+  results.synproxy_synacks_per_s = stat(synAckRuns);
+  results.synproxy_acks_per_s = stat(ackRuns);
   const growthStat = stat(growthRuns);
   results.lookup_growth = growthStat;
   const growth = growthStat.median;
@@ -128,6 +196,16 @@ function main(): void {
       get('established_mpps_1000000') >= 2.5,
     ],
     ['new sessions/s/worker', ns.median, '>= 300000', ns.median >= 300_000],
+    ...plain.map(
+      (p) =>
+        [
+          `Mpps with / without timestamp translation, ${p.size} sessions`,
+          get(`ts_translation_ratio_${p.size}`),
+          '> 0.95',
+          get(`ts_translation_ratio_${p.size}`) > 0.95,
+        ] as const,
+    ),
+    ['cookie SYN-ACKs/s/worker', get('synproxy_synacks_per_s'), '>= 1000000', get('synproxy_synacks_per_s') >= 1e6],
     [`lookup cost growth ${SIZES[0]} → ${SIZES[SIZES.length - 1]} (ns/packet ratio)`, growth, '< 2', growth < 2],
   ] as const;
 
@@ -145,6 +223,10 @@ function main(): void {
     );
   console.log(`| lookup growth ${SIZES[0]} → ${SIZES[SIZES.length - 1]}, per round | ${fmt(growthStat)} | | |`);
   console.log(`| new sessions/s (SYN, SYN-ACK, ACK+TOA) | ${fmt(ns, 0)} | | |`);
+  for (const p of plain)
+    console.log(`| established Mpps, ${p.size} sessions, no timestamp translation | ${fmt(stat(p.runs))} | | |`);
+  console.log(`| SYN proxy: cookie SYN-ACKs/s | ${fmt(stat(synAckRuns), 0)} | | |`);
+  console.log(`| SYN proxy: cookie ACKs validated/s (session + SYN) | ${fmt(stat(ackRuns), 0)} | | |`);
   for (const [name, value, target, met] of targets) {
     console.log(
       `| ${name} | ${Number.isFinite(value) ? value.toFixed(2) : 'n/a'} | ${target} | ${met ? 'yes' : 'NO'} |`,

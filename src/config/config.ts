@@ -14,6 +14,8 @@ import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
 import {
   HEALTH_DEFAULT,
   serviceWithDefaults,
+  SYNPROXY_MODES,
+  type SynProxyMode,
   TOA_DEFAULT,
   type HealthCheckSpec,
   type ServiceSpec,
@@ -328,6 +330,8 @@ const SERVICE_KEYS = [
   'localAddresses',
   'toa',
   'stripTimestamps',
+  'translateTimestamps',
+  'synProxy',
   'maglevTableSize',
   'healthCheck',
   'acl',
@@ -350,6 +354,8 @@ export function parseService(v: unknown, path: string): ServiceSpec {
       throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', p, 'a real server needs address and port');
     return { address: ro.address as string, port: ro.port as number, weight: opt(ro, 'weight', 1, (x) => x as number) };
   });
+  if (o.protocol === 'udp' && o.synProxy !== undefined && o.synProxy !== 'off')
+    throw new ConfigError('TUNVS_ERR_CONFIG_TYPE', join(path, 'synProxy'), 'the SYN proxy is for TCP services only');
   return serviceWithDefaults({
     name: opt(o, 'name', undefined as string | undefined, (x) => string(x, join(path, 'name'))),
     protocol: opt(o, 'protocol', 'tcp' as const, (x) => oneOf(x, join(path, 'protocol'), ['tcp', 'udp'] as const)),
@@ -365,6 +371,8 @@ export function parseService(v: unknown, path: string): ServiceSpec {
       inSyn: opt(toa, 'inSyn', TOA_DEFAULT.inSyn, (x) => boolean(x, join(path, 'toa.inSyn'))),
     },
     stripTimestamps: opt(o, 'stripTimestamps', false, (x) => boolean(x, join(path, 'stripTimestamps'))),
+    translateTimestamps: opt(o, 'translateTimestamps', true, (x) => boolean(x, join(path, 'translateTimestamps'))),
+    synProxy: opt<SynProxyMode>(o, 'synProxy', 'auto', (x) => oneOf(x, join(path, 'synProxy'), SYNPROXY_MODES)),
     ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
     ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),

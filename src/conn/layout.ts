@@ -10,10 +10,11 @@
  *   | 16 × i32  | indexSlots × i32    | WHEEL_SLOTS × i32 | capacity × RECORD_WORDS × i32 |
  *   +-----------+---------------------+-------------------+-------------------------------+
  *
- * Session record, RECORD_WORDS = 32 int32 words (128 bytes), two cache lines. Everything
- * an IPv4 packet reads or writes on the forwarding path is in the first line, so an IPv4
- * lookup costs one record cache miss; IPv6 address words and the rarely used timer links
- * live in the second.
+ * Session record, RECORD_WORDS = 48 int32 words (192 bytes), three cache lines. Everything
+ * an IPv4 packet of a plain session reads or writes on the forwarding path is in the first
+ * line, so an IPv4 lookup costs one record cache miss; IPv6 address words and the rarely
+ * used timer links live in the second; the third holds what only sessions made by the SYN
+ * proxy use per packet (nat/synproxy.ts), and room for what is to come.
  *
  *   line 1 (words 0–15): the hot path
  *   word  0  META        proto (bits 0–7) | af (8–15) | state (16–23) | flags (24–31)
@@ -22,10 +23,12 @@
  *   word  7  SVC_RS      owner node (bits 26–31) | service id (16–25) | real-server id (0–15):
  *                        svcRsWord() builds it, recService/recServer/recOwner read it
  *   word  8  SEQ_DELTA   LB ISN − client ISN: inbound seq += delta, outbound ack −= delta
- *   word  9  RS_ISN1     real server ISN + 1: the ack that marks packets that carry TOA
- *   word 10  CLI_SEQ     last seq from the client (client space)
- *   word 11  CLI_ACK     last ack from the client (RS space)
- *   word 12  RS_SEQ      last seq from the real server (RS space)
+ *   word  9  RS_ISN1     real server ISN + 1: the ack (RS space) that marks packets that carry TOA
+ *   word 10  TS_DELTA    LB timestamp clock − client TSval: inbound TSval += it, outbound
+ *                        TSecr −= it (0: timestamps pass as they are)
+ *   word 11  CLI_ACK     last ack from the client, as the client sent it
+ *   word 12  SRV_DELTA   SYN proxy: the ISN the client was given (the cookie) − the real
+ *                        server's ISN: outbound seq += it, inbound ack −= it (0 otherwise)
  *   word 13  RS_ACK      last ack from the real server (LB space: client seq + delta)
  *   word 14  EXPIRE      tick at which the session expires (moved forward lazily per packet)
  *   word 15  SCHED       tick of the wheel slot the record is linked in
@@ -38,13 +41,25 @@
  *   word 30  CREATED     tick the session was created (HA: sync only after it lived a while)
  *   word 31  SYNC        reserved for HA sync bookkeeping
  *
+ *   line 3 (words 32–47): SYN proxy (FLAG_PROXIED sessions only)
+ *   word 32  SRV_TS_DELTA  TSval the client was given − the real server's TSval: outbound
+ *                          TSval += it, inbound TSecr −= it. Before the server answers: the
+ *                          TSval the client was given (its ACK echoed it).
+ *   word 33  PROXY_OPTS    what was negotiated with each side (proxyOpts* accessors below)
+ *   word 34  SYN_TSVAL     TSval of the SYN the LB sent the real server (its ACK repeats it)
+ *   word 35  HOLD          first held client segment while the server has not answered
+ *                          (nat/hold.ts: slot + 1; 0: none)
+ *   word 36  PROXY_TRIES   SYNs sent to the real server so far
+ *   word 37  CLI_WIN       the window of the client's handshake ACK (for the server's ACK)
+ *   words 38–47           unused (spare for forwarding modes and persistence)
+ *
  * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,
  * dst1, src2, dst2, src3, dst3]: its words 1–3 compare with a record's low key block
  * (IN or OUT) and words 4–9 with the matching high block. Addresses are interleaved (src,
  * dst) so IPv4 uses key words 0–3 only. IPv4 address words 1–3 are 0.
  */
 
-export const RECORD_WORDS = 32;
+export const RECORD_WORDS = 48;
 export const RECORD_BYTES = RECORD_WORDS * 4;
 
 export const R_META = 0;
@@ -59,9 +74,9 @@ export const R_LIP0 = 6;
 export const R_SVC_RS = 7;
 export const R_SEQ_DELTA = 8;
 export const R_RS_ISN1 = 9;
-export const R_CLI_SEQ = 10;
+export const R_TS_DELTA = 10;
 export const R_CLI_ACK = 11;
-export const R_RS_SEQ = 12;
+export const R_SRV_DELTA = 12;
 export const R_RS_ACK = 13;
 export const R_EXPIRE = 14;
 export const R_SCHED = 15;
@@ -75,8 +90,15 @@ export const R_TIMER_PREV = 28;
 export const R_TIMER_NEXT = 29;
 export const R_CREATED = 30;
 export const R_SYNC = 31;
-/** First word of the second cache line. */
+export const R_SRV_TS_DELTA = 32;
+export const R_PROXY_OPTS = 33;
+export const R_SYN_TSVAL = 34;
+export const R_HOLD = 35;
+export const R_PROXY_TRIES = 36;
+export const R_CLI_WIN = 37;
+/** First word of the second and third cache lines. */
 export const R_LINE2 = 16;
+export const R_LINE3 = 32;
 
 /**
  * SVC_RS word bits. The owner is the HA node that publishes the session and answers for its
@@ -139,6 +161,63 @@ export const FLAG_SYNCED = 1 << 2;
 /** Flag: a peer's copy that the peer's snapshot being reloaded has not confirmed yet
  * (ha/follower.ts): what is still stale after the reload is gone from the peer. */
 export const FLAG_STALE = 1 << 3;
+/** Flag: the SYN proxy answered the client's handshake (nat/synproxy.ts): the real server's
+ * sequence and timestamp spaces differ from what the client was given (SRV_DELTA, line 3). */
+export const FLAG_PROXIED = 1 << 4;
+
+/**
+ * PROXY_OPTS word: the options of a proxied session's two handshakes. A window scale of 15
+ * means "none" (scaling is off unless both ends of a handshake sent one).
+ *
+ *    31            16 15   14   13   12 11     8 7      4 3      0
+ *   +----------------+----+----+----+--+--------+--------+--------+
+ *   | client MSS     |    |ecn |ts  |sk| server | LB ws  | client |
+ *   |                |    |    |    |  | ws     | given  | ws     |
+ *   +----------------+----+----+----+--+--------+--------+--------+
+ */
+export const WS_NONE = 15;
+export function proxyOptsWord(
+  mss: number,
+  clientWs: number,
+  lbWs: number,
+  sack: boolean,
+  ts: boolean,
+  ecn: boolean,
+): number {
+  return (
+    (mss << 16) |
+    (ecn ? 1 << 14 : 0) |
+    (ts ? 1 << 13 : 0) |
+    (sack ? 1 << 12 : 0) |
+    (WS_NONE << 8) |
+    (lbWs << 4) |
+    clientWs
+  );
+}
+export function proxyClientWs(w: number): number {
+  return w & 15;
+}
+export function proxyLbWs(w: number): number {
+  return (w >>> 4) & 15;
+}
+export function proxyServerWs(w: number): number {
+  return (w >>> 8) & 15;
+}
+export function withProxyServerWs(w: number, ws: number): number {
+  return (w & ~(15 << 8)) | (ws << 8);
+}
+export function proxySack(w: number): boolean {
+  return (w & (1 << 12)) !== 0;
+}
+export function proxyTs(w: number): boolean {
+  return (w & (1 << 13)) !== 0;
+}
+export function proxyEcn(w: number): boolean {
+  return (w & (1 << 14)) !== 0;
+}
+export function proxyMss(w: number): number {
+  return w >>> 16;
+}
 
 /** Index entry direction bit: 0 = IN key (client side), 1 = OUT key (real-server side). */
 export const DIR_IN = 0;

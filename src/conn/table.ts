@@ -69,7 +69,9 @@ export function shardGeometry(capacity: number): ShardGeometry {
 
 /** Called by `advance()` for each expired session, before the record is freed. */
 export interface ExpiryHandler {
-  onExpire(rec: number): void;
+  /** Session `rec`'s time is up. Return true to keep it: the handler has moved its EXPIRE
+   * on (the SYN proxy's retransmission timer); anything else frees it. */
+  onExpire(rec: number): boolean | void;
 }
 
 export class SessionTable {
@@ -382,9 +384,12 @@ export class SessionTable {
         if (this.rec[base + R_EXPIRE]! <= t) {
           // Not linked any more: mark the slot so remove()'s unlink is a no-op.
           this.rec[base + R_SCHED] = t;
-          handler.onExpire(r);
-          this.removeUnlinked(r);
-          expired++;
+          if (handler.onExpire(r) === true) {
+            this.wheelLink(r, this.rec[base + R_EXPIRE]!);
+          } else {
+            this.removeUnlinked(r);
+            expired++;
+          }
         } else {
           this.wheelLink(r, this.rec[base + R_EXPIRE]!);
         }

@@ -6,6 +6,7 @@
  *
  *   tunvs_<counter>_total                 every global counter of `tunvs stats` (rx_packets,
  *                                         sessions_created, toa_inserted, ...)
+ *   tunvs_synproxy_auto_on                workers whose SYN proxy (synProxy: auto) is on now
  *   tunvs_drops_total{reason}             drops by reason
  *   tunvs_real_server_sessions{service,server,state}        active / inactive sessions
  *   tunvs_real_server_sessions_created_total{service,server}
@@ -18,6 +19,7 @@
  *   tunvs_ha_events_total{kind}           published / applied / lost
  */
 
+import { GLOBAL_GAUGE_NAMES } from '../dataplane/counters.js';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { HaStatus } from '../ha/node.js';
@@ -78,6 +80,12 @@ function readGauge(
 export function metricsRegistry(src: MetricsSource, counterNames: readonly string[]): Registry {
   const reg = new Registry();
   for (const n of counterNames) {
+    if (GLOBAL_GAUGE_NAMES.has(n)) {
+      readGauge(reg, `tunvs_${n}`, `tunvs stats figure ${n}, summed over the workers`, [], (set) =>
+        set({}, src.stats().counters[n] ?? 0),
+      );
+      continue;
+    }
     readCounter(reg, `tunvs_${n}_total`, `tunvs stats counter ${n}, all workers`, [], (set) =>
       set({}, src.stats().counters[n] ?? 0),
     );

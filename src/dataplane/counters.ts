@@ -51,7 +51,21 @@ export const C_SYNC_INSTALL_FAILED = 25;
 export const C_SYNC_CONFLICTS = 26;
 /** HA: peers' sessions this node took over (pair promotion; a dead cluster peer's). */
 export const C_SYNC_ADOPTED = 27;
-export const GLOBAL_COUNT = 28;
+/** SYN proxy: cookie SYN-ACKs sent to clients. */
+export const C_SYNPROXY_SYNACKS = 28;
+/** SYN proxy: client ACKs with a valid cookie (each made a session). */
+export const C_SYNPROXY_ACCEPTED = 29;
+/** SYN proxy: SYNs sent to real servers again (the client retransmitted, or the timer). */
+export const C_SYNPROXY_SYN_RETRIES = 30;
+/** SYN proxy: client segments held until the real server answered. */
+export const C_SYNPROXY_HELD = 31;
+/** SYN proxy: real servers that never answered (the client got an RST). */
+export const C_SYNPROXY_SERVER_TIMEOUTS = 32;
+/** SYN proxy, synProxy auto: 1 while this worker's proxy is on (summed: workers with it on). */
+export const C_SYNPROXY_AUTO_ON = 33;
+/** SYN proxy, synProxy auto: times a worker's proxy switched on. */
+export const C_SYNPROXY_AUTO_SWITCHES = 34;
+export const GLOBAL_COUNT = 35;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -82,7 +96,17 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'sync_install_failed',
   'sync_conflicts',
   'sync_adopted',
+  'synproxy_synacks',
+  'synproxy_accepted',
+  'synproxy_syn_retries',
+  'synproxy_held',
+  'synproxy_server_timeouts',
+  'synproxy_auto_on',
+  'synproxy_auto_switches',
 ];
+
+/** Global slots that are levels, not counts (metrics export them as gauges). */
+export const GLOBAL_GAUGE_NAMES: ReadonlySet<string> = new Set(['synproxy_auto_on']);
 
 export const DROPS_BASE = GLOBAL_COUNT;
 export const RS_BASE = DROPS_BASE + DROP_REASON_COUNT;

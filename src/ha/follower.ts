@@ -15,7 +15,7 @@
 import type { Redis } from 'ioredis';
 import { R_OUT_PORTS } from '../conn/layout.js';
 import { asInt32, nodeKeys } from './redis.js';
-import { EVENT_WORDS, OP_UPSERT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+import { EVENT_WORDS, OP_UPSERT, SYNC_FORMAT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
 
 const HSCAN_COUNT = 2000;
 const XREAD_COUNT = 200;
@@ -159,8 +159,14 @@ export class Follower {
       const n = items.length / 2;
       const events = new Int32Array(n * EVENT_WORDS);
       for (let i = 1, e = 0; i < items.length; i += 2, e++) {
+        if (items[i]!.length !== SYNC_WORDS * 4) {
+          this.fail(
+            `${key} holds records of ${items[i]!.length} bytes, this node's are ${SYNC_WORDS * 4}: run the same tunvs version on every node`,
+          );
+          return total;
+        }
         events[e * EVENT_WORDS] = OP_UPSERT;
-        events.set(asInt32(items[i]!).subarray(0, SYNC_WORDS), e * EVENT_WORDS + 1);
+        events.set(asInt32(items[i]!), e * EVENT_WORDS + 1);
       }
       this.route(events, n);
       total += n;
@@ -197,6 +203,13 @@ export class Follower {
         if (workers !== this.workers.length) {
           this.fail(
             `node ${p.id} runs ${workers} workers and this node ${this.workers.length}: its sessions cannot be installed (the local port says which worker owns a session); give every node the same workers`,
+          );
+          continue;
+        }
+        const format = Number(f.get('v')?.toString() ?? '1');
+        if (format !== SYNC_FORMAT) {
+          this.fail(
+            `node ${p.id} publishes sync records of format ${format} and this node reads format ${SYNC_FORMAT}: run the same tunvs version on every node`,
           );
           continue;
         }

@@ -14,7 +14,7 @@
 
 import type { Redis } from 'ioredis';
 import { asBuffer, fieldOf, type NodeKeys } from './redis.js';
-import { EVENT_WORDS, OP_DELETE, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+import { EVENT_WORDS, OP_DELETE, SYNC_FORMAT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
 
 const STREAM_MAXLEN = 100_000;
 const MAX_EVENTS_PER_TICK = 50_000;
@@ -114,6 +114,8 @@ export class Publisher {
       String(this.workers.length),
       'n',
       String(this.nodeId),
+      'v',
+      String(SYNC_FORMAT),
       'b',
       asBuffer(this.batch.slice(0, n * EVENT_WORDS)),
     );

@@ -14,8 +14,9 @@
  *   either   snapshot(): every session this node owns and has published, for a full resync.
  *
  * A sync record is the session record minus what is local to one node (timer links, expiry,
- * local service / real-server ids, flags other than "RS ISN known"): SYNC_WORDS words, record
- * words 0–13 then 16–27 (syncWord maps one to the other). Word 7 (the record's SVC_RS) holds
+ * local service / real-server ids, held segments, flags other than "RS ISN known" and
+ * "proxied"): SYNC_WORDS words, record words 0–13, then 16–27, then 32–33 (the SYN proxy's
+ * server-side timestamp delta and options; syncWord maps one to the other). Word 7 (the record's SVC_RS) holds
  * the publishing node's id instead. The real server is named by its address and port (the
  * OUT key), so nodes need not number their services and servers alike; they must have the
  * same services and worker count (the local port says which worker owns a session).
@@ -25,6 +26,7 @@ import {
   DIR_IN,
   DIR_OUT,
   FLAG_COUNTED_ACTIVE,
+  FLAG_PROXIED,
   FLAG_RS_ISN_KNOWN,
   FLAG_STALE,
   FLAG_SYNCED,
@@ -33,7 +35,9 @@ import {
   META_FLAGS_SHIFT,
   META_STATE_SHIFT,
   R_CREATED,
+  R_HOLD,
   R_LINE2,
+  R_LINE3,
   R_META,
   R_OUT,
   R_OUT_HI,
@@ -60,18 +64,27 @@ import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ServiceTable } from '../service/service.js';
 import { uncountRecord } from '../nat/session.js';
 
-/** Record words carried: line 1 up to (not incl.) EXPIRE, then the IPv6 key words. */
+/** Record words carried: line 1 up to (not incl.) EXPIRE, the IPv6 key words, and the SYN
+ * proxy's per-packet words. */
 const LINE1_WORDS = 14; // words 0–13
 const HI_WORDS = 12; // words 16–27
-export const SYNC_WORDS = LINE1_WORDS + HI_WORDS;
+const LINE3_WORDS = 2; // words 32–33
+export const SYNC_WORDS = LINE1_WORDS + HI_WORDS + LINE3_WORDS;
+/** Format of the sync record, published with every batch and checked by every reader: nodes
+ * of different formats must not install each other's records. 2: the 48-word session record
+ * (timestamp and SYN proxy words). */
+export const SYNC_FORMAT = 2;
+/** Flags that travel with a record (the rest are local to a node). */
+const SYNCED_FLAGS = FLAG_RS_ISN_KNOWN | FLAG_PROXIED;
 /** Event = op + sync record. */
 export const EVENT_WORDS = 1 + SYNC_WORDS;
 export const OP_UPSERT = 1;
 export const OP_DELETE = 2;
 
-/** Sync-record word of record word w (w in 0–13 or 16–27). */
+/** Sync-record word of record word w (w in 0–13, 16–27 or 32–33). */
 export function syncWord(w: number): number {
-  return w < LINE1_WORDS ? w : w - R_LINE2 + LINE1_WORDS;
+  if (w < LINE1_WORDS) return w;
+  return w < R_LINE3 ? w - R_LINE2 + LINE1_WORDS : w - R_LINE3 + LINE1_WORDS + HI_WORDS;
 }
 
 /** The OUT lookup key (layout.ts "Lookup key") of the sync record at `s`: the session's
@@ -89,10 +102,9 @@ export const SYNC_NODE_WORD = R_SVC_RS;
 export function copyToSync(rec: Int32Array, base: number, out: Int32Array, off: number, nodeId: number): void {
   for (let i = 0; i < LINE1_WORDS; i++) out[off + i] = rec[base + i]!;
   for (let i = 0; i < HI_WORDS; i++) out[off + LINE1_WORDS + i] = rec[base + R_LINE2 + i]!;
-  // Only "the RS ISN is known" means something on the other LB.
+  for (let i = 0; i < LINE3_WORDS; i++) out[off + LINE1_WORDS + HI_WORDS + i] = rec[base + R_LINE3 + i]!;
   const meta = out[off]!;
-  out[off] =
-    (meta & ~(0xff << META_FLAGS_SHIFT)) | (((meta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) << META_FLAGS_SHIFT);
+  out[off] = (meta & ~(0xff << META_FLAGS_SHIFT)) | (((meta >>> META_FLAGS_SHIFT) & SYNCED_FLAGS) << META_FLAGS_SHIFT);
   out[off + SYNC_NODE_WORD] = nodeId;
 }
 
@@ -471,7 +483,7 @@ function sameInKey(rec: Int32Array, base: number, ev: Int32Array, s: number): bo
 }
 
 function flagsOf(syncMeta: number): number {
-  return (((syncMeta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) | FLAG_SYNCED) & 0xff;
+  return (((syncMeta >>> META_FLAGS_SHIFT) & SYNCED_FLAGS) | FLAG_SYNCED) & 0xff;
 }
 
 /** Write the sync record's words into a record (keys, seq fields), leaving local words. */
@@ -480,6 +492,8 @@ function writeRecord(rec: Int32Array, base: number, ev: Int32Array, s: number): 
     if (i !== R_SVC_RS) rec[base + i] = ev[s + i]!;
   }
   for (let i = 0; i < HI_WORDS; i++) rec[base + R_LINE2 + i] = ev[s + LINE1_WORDS + i]!;
+  for (let i = 0; i < LINE3_WORDS; i++) rec[base + R_LINE3 + i] = ev[s + LINE1_WORDS + HI_WORDS + i]!;
+  rec[base + R_HOLD] = 0;
 }
 
 /** The real server of service `svc` at the sync record's RIP:rport, or −1. */

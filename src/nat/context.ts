@@ -38,8 +38,17 @@ import {
   DROP_IPV6_FRAGMENT,
   DROP_TRUNCATED,
   DROP_UNSUPPORTED_PROTOCOL,
+  VERDICT_FORWARD,
 } from './verdict.js';
-import { IsnGenerator, type IsnKey } from './seq.js';
+import { C_EMIT_FULL } from '../dataplane/counters.js';
+import { deriveKey, IsnGenerator, randomIsnKey, type IsnKey } from './seq.js';
+import { SynCookies } from './syncookie.js';
+import { HoldPool } from './hold.js';
+import type { PacketRing } from '../dataplane/ring.js';
+import { HOLD_PER_SESSION_MAX } from '../constants.js';
+
+/** Label of the SYN cookies' key, derived from the ISN key (seq.ts deriveKey). */
+const COOKIE_KEY_LABEL = 0x636f6f6b;
 
 export interface NatOptions {
   worker: number;
@@ -110,6 +119,27 @@ export class NatContext {
 
   readonly timeouts: Int32Array;
   readonly isn: IsnGenerator;
+  readonly cookies: SynCookies;
+  /** SYN proxy: client segments held until their real server answers. */
+  readonly hold = new HoldPool();
+  /** Slots of the held segments being flushed (HoldPool.take). */
+  readonly heldList = new Int32Array(HOLD_PER_SESSION_MAX);
+  /** SYN proxy: a session whose server just answered; the engine sends its held segments
+   * after the packet in hand (fullnat_in.ts flushHeld). −1: none. */
+  flushRecord = -1;
+  /** Sessions in SYN_RECV (half-open: synProxy auto watches it). */
+  halfOpen = 0;
+  /** synProxy auto: this worker's proxy is on, since when, and its last second's figures. */
+  proxyAuto = false;
+  proxyQuietSinceMs = 0;
+  proxySecondMs = 0;
+  proxySecondSynAcks = 0;
+  proxySecondAccepted = 0;
+  /** Bytes in front of each packet of the ring in hand (its virtio_net_hdr), 0 without. */
+  headroom = 0;
+  /** Packets the LB writes itself (RSTs, the SYN proxy's SYNs and held segments); the I/O
+   * layer writes the first `emitCount` after each burst. */
+  emitCount = 0;
   /** Current tick and time, set per burst. */
   tick = 0;
   nowMs = 0;
@@ -122,9 +152,40 @@ export class NatContext {
     public services: ServiceTable,
     readonly counts: ConnCounts,
     readonly counters: Float64Array,
+    readonly emit: PacketRing,
   ) {
     this.timeouts = timeoutTicks(opts.timeouts, opts.tickMs);
-    this.isn = new IsnGenerator(opts.isnKey);
+    const key = opts.isnKey ?? randomIsnKey();
+    this.isn = new IsnGenerator(key);
+    this.cookies = new SynCookies(deriveKey(key, COOKIE_KEY_LABEL));
+  }
+
+  /** A slot of the emit ring for a packet the LB writes (its virtio_net_hdr zeroed: complete
+   * checksums, no GSO): its offset, or −1 when the ring is full (counted). */
+  emitSlot(): number {
+    const e = this.emit;
+    if (this.emitCount >= e.slots) {
+      this.counters[C_EMIT_FULL] = this.counters[C_EMIT_FULL]! + 1;
+      return -1;
+    }
+    const off = this.emitCount * e.slotSize;
+    e.bytes.fill(0, off, off + e.headroom);
+    return off;
+  }
+
+  /** The packet written at emitSlot()'s offset is `len` bytes (headroom excluded). */
+  emitted(len: number): void {
+    const i = this.emitCount++;
+    this.emit.lens[i] = this.emit.headroom + len;
+    this.emit.verdicts[i] = VERDICT_FORWARD;
+  }
+
+  /** The packet in hand becomes one the LB wrote: a virtio_net_hdr of zeros (complete
+   * checksums, no GSO). */
+  plainVnet(): void {
+    if (this.headroom !== 0) this.buf.fill(0, this.pL3 - this.headroom, this.pL3);
+    this.pPartial = false;
+    this.pGso = false;
   }
 
   setRing(buf: Uint8Array, dv: DataView): void {

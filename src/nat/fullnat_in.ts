@@ -4,21 +4,25 @@
  * Inbound flow, in the order the functions below run:
  *
  *   1. natInbound      look the flow up by its IN key (client, VIP, ports); a lone SYN
- *                      (or any UDP packet) without a session creates one; a SYN on a
- *                      session in TIME_WAIT/CLOSE ends it and starts a new one.
- *   2. tcpInbound      state transition and timeout; remember the client's seq/ack;
- *                      rewrite addresses and ports; seq += delta; TCP checksum by RFC 1624.
- *   3. inboundOptions  (toa.ts) TOA when ack == rs_isn + 1, client TOA scrubbed,
- *                      timestamps stripped from SYNs if configured.
+ *                      (or any UDP packet) without a session creates one — or, with the
+ *                      service's SYN proxy on, is answered with a cookie (synproxy.ts), and
+ *                      the client's ACK with a valid cookie creates it; a SYN on a session in
+ *                      TIME_WAIT/CLOSE ends it and starts a new one.
+ *   2. tcpInbound      state transition and timeout; remember the client's ack; rewrite
+ *                      addresses and ports; seq += delta; timestamps (timestamps.ts); for a
+ *                      proxied session ack −= srv delta; TCP checksum by RFC 1624.
+ *   3. inboundOptions  (toa.ts) SACK edges −= srv delta (proxied); TOA when the ack is the
+ *                      real server's ISN + 1, client TOA scrubbed, timestamps stripped from
+ *                      SYNs if configured.
  *   udpInbound         step 2 for UDP: addresses and ports only, no TOA.
  */
 
 import {
   DIR_IN,
+  FLAG_PROXIED,
   FLAG_RS_ISN_KNOWN,
   META_FLAGS_SHIFT,
   R_CLI_ACK,
-  R_CLI_SEQ,
   R_LIP0,
   R_LIP1,
   R_OUT_PORTS,
@@ -26,19 +30,34 @@ import {
   R_RIP1,
   R_RS_ISN1,
   R_SEQ_DELTA,
+  R_SRV_DELTA,
+  R_SRV_TS_DELTA,
+  R_TS_DELTA,
   recService,
   R_META,
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { nextStateInbound, S_CLOSE, S_NONE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
 import { C_PACKETS_IN, C_SESSIONS_EXPIRED, C_SESSIONS_REUSED, RS_PACKETS_IN } from '../dataplane/counters.js';
-import { IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
-import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
+import {
+  IPPROTO_TCP,
+  TCP_ACK,
+  TCP_ACKF,
+  TCP_CSUM,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SEQ,
+  TCP_SYN,
+  VIRTIO_NEEDS_CSUM,
+} from '../packet/headers.js';
+import { SYNPROXY_OFF, TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
 import { createSession, setState, stateOf, uncountSession } from './session.js';
-import { inboundOptions, scanPacketOptions } from './toa.js';
+import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
+import { findTimestamp, shiftTimestamp } from './timestamps.js';
+import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
 
 /**
@@ -69,17 +88,35 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     }
   }
   if (r < 0) {
-    if (tcp && !lone) return -DROP_NO_SESSION;
+    if (tcp && !lone) {
+      // The handshake's last ACK of a connection the SYN proxy answered (also after the
+      // proxy switched off again, or on another node of the pair or cluster).
+      if (c.services.synProxy[svc] !== SYNPROXY_OFF && (c.pFlags & (TCP_SYN | TCP_RST)) === 0)
+        return proxyAck(c, svc, hash, blockWords, n);
+      return -DROP_NO_SESSION;
+    }
+    if (tcp && proxyActive(c, svc)) return proxySyn(c, svc, blockWords, n);
     const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
     if (refused !== 0) return -refused;
-    r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP);
+    r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP, tcp ? c.dv.getInt32(c.pL4 + TCP_SEQ) : 0);
     if (r < 0) return r;
+    if (tcp && c.services.translateTs[svc] === 1) startTimestamps(c, r, n);
+  } else if (tcp && isWaiting(table.rec, r * RECORD_WORDS) && (c.pFlags & TCP_RST) === 0) {
+    return proxyWaitInbound(c, r, n);
   }
   return tcp ? tcpInbound(c, r, n) : udpInbound(c, r);
 }
 
-/** `n` options were scanned into c.optOffsets. */
-function tcpInbound(c: NatContext, r: number, n: number): number {
+/** A new session's SYN carries a timestamp: the real server will see the LB's clock. */
+function startTimestamps(c: NatContext, r: number, n: number): void {
+  const o = findTimestamp(c, n);
+  if (o < 0) return;
+  const rec = c.table.rec;
+  rec[r * RECORD_WORDS + R_TS_DELTA] = (c.isn.tsClock(c.nowMs) - c.dv.getInt32(o + 2)) | 0;
+}
+
+/** `n` options were scanned into c.optOffsets. Also runs the SYN proxy's held segments. */
+export function tcpInbound(c: NatContext, r: number, n: number): number {
   const table = c.table;
   const rec = table.rec;
   const base = r * RECORD_WORDS;
@@ -95,9 +132,15 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
 
   const seq = dv.getInt32(l4 + TCP_SEQ);
   const ack = dv.getInt32(l4 + TCP_ACK);
-  rec[base + R_CLI_SEQ] = seq;
-  if ((flags & TCP_ACKF) !== 0) rec[base + R_CLI_ACK] = ack;
+  const hasAck = (flags & TCP_ACKF) !== 0;
+  if (hasAck) rec[base + R_CLI_ACK] = ack;
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
+  const proxied = ((meta >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0;
+  // The real server's sequence space (the client's own, unless the SYN proxy answered it).
+  const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
+  const newAck = (ack - srvDelta) | 0;
+  const tsDelta = rec[base + R_TS_DELTA]!;
+  const ts = n > 0 && (tsDelta !== 0 || proxied) ? findTimestamp(c, n) : -1;
   const outPorts = rec[base + R_OUT_PORTS]!;
   if (c.pPartial) {
     rewritePartial(
@@ -111,14 +154,23 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
       l4 + TCP_CSUM,
     );
     dv.setInt32(l4 + TCP_SEQ, newSeq);
+    if (srvDelta !== 0 && hasAck) dv.setInt32(l4 + TCP_ACK, newAck);
+    if (ts >= 0) shiftTimestamp(c, ts, tsDelta, proxied ? rec[base + R_SRV_TS_DELTA]! : 0, 0);
   } else {
     let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
     acc = rewriteAddresses(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, acc);
     acc = rewritePorts(c, swapPorts(outPorts), acc);
     dv.setInt32(l4 + TCP_SEQ, newSeq);
     acc = csumReplace32(acc, seq, newSeq);
+    if (srvDelta !== 0 && hasAck) {
+      dv.setInt32(l4 + TCP_ACK, newAck);
+      acc = csumReplace32(acc, ack, newAck);
+    }
+    if (ts >= 0) acc = shiftTimestamp(c, ts, tsDelta, proxied ? rec[base + R_SRV_TS_DELTA]! : 0, acc);
     dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
   }
+  // SACK blocks name the server's bytes: into its space (before TOA moves the options).
+  if (srvDelta !== 0 && n > 0) shiftSackClampMss(c, n, srvDelta, 0);
 
   const svc = recService(rec, base);
   const mode = c.services.toaMode[svc]!;
@@ -129,7 +181,7 @@ function tcpInbound(c: NatContext, r: number, n: number): number {
       wantToa =
         (flags & (TCP_RST | TCP_ACKF)) === TCP_ACKF &&
         ((meta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) !== 0 &&
-        ack === rec[base + R_RS_ISN1];
+        newAck === rec[base + R_RS_ISN1];
   }
   const end = n > 0 || wantToa ? inboundOptions(c, svc, rec, base, n, wantToa) : c.pEnd;
   countPacket(c, rec, base, end, RS_PACKETS_IN, C_PACKETS_IN);
@@ -144,4 +196,44 @@ function udpInbound(c: NatContext, r: number): number {
   rewriteUdp(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, swapPorts(rec[base + R_OUT_PORTS]!));
   countPacket(c, rec, base, c.pEnd, RS_PACKETS_IN, C_PACKETS_IN);
   return c.pEnd - c.pL3;
+}
+
+/**
+ * The SYN proxy's held segments of session `r`, once its server answered: each through
+ * tcpInbound (translated like any client segment, TOA by the usual rule) into the emit ring,
+ * in arrival order, behind the ACK that completed the handshake. The engine calls this after
+ * the packet in hand is done; the ring in hand is restored.
+ */
+export function flushHeld(c: NatContext, r: number): void {
+  const rec = c.table.rec;
+  const hold = c.hold;
+  const list = c.heldList;
+  const count = hold.take(rec, r, list);
+  const buf = c.buf;
+  const dv = c.dv;
+  const slotEnd = c.slotEnd;
+  const e = c.emit;
+  const h = e.headroom;
+  c.setRing(e.bytes, e.view);
+  for (let k = 0; k < count; k++) {
+    const s = list[k]!;
+    const off = c.emitSlot();
+    if (off < 0) break;
+    const len = hold.lens[s]!;
+    const from = hold.offsetOf(s);
+    e.bytes.set(hold.bytes.subarray(from, from + len), off);
+    c.slotEnd = off + e.slotSize;
+    c.pPartial = h !== 0 && (e.bytes[off]! & VIRTIO_NEEDS_CSUM) !== 0;
+    c.pGso = h !== 0 && (e.bytes[off + 1]! & 0x7f) !== 0;
+    c.pVnet = off;
+    if (c.parse(off + h, len - h) !== 0) continue;
+    const n = scanPacketOptions(c);
+    if (n < 0) continue;
+    c.emitted(tcpInbound(c, r, n));
+  }
+  hold.release(rec, r);
+  c.setRing(buf, dv);
+  c.slotEnd = slotEnd;
+  c.pPartial = false;
+  c.pGso = false;
 }

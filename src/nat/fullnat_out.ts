@@ -6,26 +6,34 @@
  *   1. natOutbound      look the flow up by its OUT key (RS, LIP, ports); no session:
  *                       name the drop (to a LIP: no session; to a VIP: no service;
  *                       elsewhere: not local — tunvs is no open relay).
- *   2. tcpOutbound      state transition and timeout; on SYN-ACK remember rs_isn + 1 (the
- *                       ack that marks TOA packets); rewrite addresses and ports;
- *                       ack −= delta; TCP checksum by RFC 1624.
- *   3. outboundOptions  (toa.ts) SACK edges −= delta; MSS of the SYN-ACK clamped by the
+ *   2. tcpOutbound      a session the SYN proxy answered and whose server has not yet: its
+ *                       SYN-ACK (or RST) goes to synproxy.ts. State transition and timeout;
+ *                       on SYN-ACK remember rs_isn + 1 (the ack that marks TOA packets);
+ *                       rewrite addresses and ports; ack −= delta; timestamps
+ *                       (timestamps.ts); for a proxied session seq += srv delta and the
+ *                       window rescaled; TCP checksum by RFC 1624.
+ *   3. shiftSackClampMss  (toa.ts) SACK edges −= delta; MSS of the SYN-ACK clamped by the
  *                       TOA length.
  *   udpOutbound         step 2 for UDP.
  */
 
 import {
   DIR_OUT,
+  FLAG_PROXIED,
   FLAG_RS_ISN_KNOWN,
   META_FLAGS_SHIFT,
   R_CIP0,
   R_CIP1,
   R_IN_PORTS,
+  R_CLI_ACK,
   R_META,
+  R_PROXY_OPTS,
   R_RS_ACK,
   R_RS_ISN1,
-  R_RS_SEQ,
   R_SEQ_DELTA,
+  R_SRV_DELTA,
+  R_SRV_TS_DELTA,
+  R_TS_DELTA,
   recService,
   R_VIP0,
   R_VIP1,
@@ -33,14 +41,32 @@ import {
 } from '../conn/layout.js';
 import { nextStateOutbound, S_UDP } from '../conn/state.js';
 import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
-import { AF_INET, IPPROTO_TCP, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
+import {
+  AF_INET,
+  IPPROTO_TCP,
+  TCP_ACK,
+  TCP_ACKF,
+  TCP_CSUM,
+  TCP_RST,
+  TCP_SEQ,
+  TCP_SYN,
+  TCP_WINDOW,
+} from '../packet/headers.js';
 import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
-import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
+import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
 import { setState } from './session.js';
-import { outboundOptions, scanPacketOptions, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
-import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
+import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
+import { findTimestamp, shiftTimestamp } from './timestamps.js';
+import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
+import {
+  DROP_BAD_TCP_OPTIONS,
+  DROP_NO_SERVICE,
+  DROP_NO_SESSION,
+  DROP_NOT_LOCAL,
+  DROP_SYNPROXY_NOT_READY,
+} from './verdict.js';
 
 /**
  * RS → LIP packet (or anything not addressed to a service); `hash` is the hash of its key.
@@ -72,7 +98,19 @@ function tcpOutbound(c: NatContext, r: number): number {
   const dv = c.dv;
   const l4 = c.pL4;
   const flags = c.pFlags;
-  const st = (rec[base + R_META]! >>> 16) & 0xff;
+  const meta = rec[base + R_META]!;
+  const proxied = ((meta >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0;
+  const synAck = (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF);
+  if (proxied) {
+    // The server answers the proxy's SYN: the proxy completes that handshake itself.
+    if (synAck) return proxyServerSynAck(c, r, n);
+    if (isWaiting(rec, base)) {
+      if ((flags & TCP_RST) === 0) return -DROP_SYNPROXY_NOT_READY;
+      // Refused: the client hears it with the sequence number it expects (cookie + 1).
+      rec[base + R_SRV_DELTA] = (rec[base + R_CLI_ACK]! - dv.getInt32(l4 + TCP_SEQ)) | 0;
+    }
+  }
+  const st = (meta >>> 16) & 0xff;
   const ns = nextStateOutbound(st, flags);
   if (ns !== st) setState(c, base, ns);
   table.setExpire(r, c.tick + c.timeouts[ns]!);
@@ -80,17 +118,21 @@ function tcpOutbound(c: NatContext, r: number): number {
 
   const seq = dv.getInt32(l4 + TCP_SEQ);
   const ack = dv.getInt32(l4 + TCP_ACK);
-  const synAck = (flags & (TCP_SYN | TCP_ACKF)) === (TCP_SYN | TCP_ACKF);
   if (synAck) {
     rec[base + R_RS_ISN1] = (seq + 1) | 0;
     rec[base + R_META] = rec[base + R_META]! | (FLAG_RS_ISN_KNOWN << META_FLAGS_SHIFT);
   }
-  rec[base + R_RS_SEQ] = seq;
   const hasAck = (flags & TCP_ACKF) !== 0;
   const delta = rec[base + R_SEQ_DELTA]!;
   const inPorts = rec[base + R_IN_PORTS]!;
   if (hasAck) rec[base + R_RS_ACK] = ack;
   const newAck = (ack - delta) | 0;
+  const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
+  const newSeq = (seq + srvDelta) | 0;
+  const tsDelta = rec[base + R_TS_DELTA]!;
+  const ts = n > 0 && (tsDelta !== 0 || proxied) ? findTimestamp(c, n) : -1;
+  const srvTsDelta = proxied ? rec[base + R_SRV_TS_DELTA]! : 0;
+  const win = proxied ? rescaledWindow(rec[base + R_PROXY_OPTS]!, dv.getUint16(l4 + TCP_WINDOW), flags) : -1;
   if (c.pPartial) {
     rewritePartial(
       c,
@@ -103,6 +145,9 @@ function tcpOutbound(c: NatContext, r: number): number {
       l4 + TCP_CSUM,
     );
     if (hasAck) dv.setInt32(l4 + TCP_ACK, newAck);
+    if (srvDelta !== 0) dv.setInt32(l4 + TCP_SEQ, newSeq);
+    if (win >= 0) dv.setUint16(l4 + TCP_WINDOW, win);
+    if (ts >= 0) shiftTimestamp(c, ts, srvTsDelta, tsDelta, 0);
   } else {
     let acc = csumStart(dv.getUint16(l4 + TCP_CSUM));
     acc = rewriteAddresses(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, acc);
@@ -111,13 +156,22 @@ function tcpOutbound(c: NatContext, r: number): number {
       dv.setInt32(l4 + TCP_ACK, newAck);
       acc = csumReplace32(acc, ack, newAck);
     }
+    if (srvDelta !== 0) {
+      dv.setInt32(l4 + TCP_SEQ, newSeq);
+      acc = csumReplace32(acc, seq, newSeq);
+    }
+    if (win >= 0) {
+      acc = csumReplace16(acc, dv.getUint16(l4 + TCP_WINDOW), win);
+      dv.setUint16(l4 + TCP_WINDOW, win);
+    }
+    if (ts >= 0) acc = shiftTimestamp(c, ts, srvTsDelta, tsDelta, acc);
     dv.setUint16(l4 + TCP_CSUM, csumFinish(acc));
   }
   if (n > 0) {
     const svc = recService(rec, base);
     const clampBy =
       synAck && (c.services.toaMode[svc]! & TOA_ON) !== 0 ? (c.pAf === AF_INET ? TOA_LEN_V4 : TOA_LEN_V6) : 0;
-    outboundOptions(c, n, hasAck ? delta : 0, clampBy);
+    shiftSackClampMss(c, n, hasAck ? delta : 0, clampBy);
   }
   countPacket(c, rec, base, c.pEnd, RS_PACKETS_OUT, C_PACKETS_OUT);
   return c.pEnd - c.pL3;

@@ -9,6 +9,8 @@
  *       ports rport → lport, quoted ack += delta (back into the real server's space)
  *   error to a LIP (about LIP → RS):        outer → VIP → client; quoted becomes
  *       client → VIP, ports cport → vport, quoted seq −= delta
+ *   a session the SYN proxy made also has the server's own space: quoted seq −= srv delta
+ *       (to the VIP), quoted ack += srv delta (to a LIP)
  *
  * The quoted IPv4 header checksum is recomputed, the quoted L4 checksum updated when the
  * quote holds it, and the ICMP checksum recomputed in full (errors are rare).
@@ -29,6 +31,10 @@ import {
   R_RIP0,
   R_RIP1,
   R_SEQ_DELTA,
+  R_SRV_DELTA,
+  R_META,
+  FLAG_PROXIED,
+  META_FLAGS_SHIFT,
   R_VIP0,
   R_VIP1,
   RECORD_WORDS,
@@ -179,7 +185,15 @@ export function natIcmp(c: NatContext): number {
   acc = csumReplace32(acc, (q.sport << 16) | q.dport, newPorts);
   dv.setInt32(ql4, newPorts);
   if (q.proto === IPPROTO_TCP) {
+    // A proxied session's server side has a sequence space of its own (synproxy.ts).
+    const srvDelta = ((rec[base + R_META]! >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0 ? rec[base + R_SRV_DELTA]! : 0;
     if (q.toVip) {
+      if (srvDelta !== 0) {
+        const seq = dv.getInt32(ql4 + 4);
+        const nseq = (seq - srvDelta) | 0;
+        dv.setInt32(ql4 + 4, nseq);
+        acc = csumReplace32(acc, seq, nseq);
+      }
       if (ql4 + 12 <= end) {
         const ack = dv.getInt32(ql4 + 8);
         const nack = (ack + delta) | 0;
@@ -191,6 +205,12 @@ export function natIcmp(c: NatContext): number {
       const nseq = (seq - delta) | 0;
       dv.setInt32(ql4 + 4, nseq);
       acc = csumReplace32(acc, seq, nseq);
+      if (srvDelta !== 0 && ql4 + 12 <= end) {
+        const ack = dv.getInt32(ql4 + 8);
+        const nack = (ack + srvDelta) | 0;
+        dv.setInt32(ql4 + 8, nack);
+        acc = csumReplace32(acc, ack, nack);
+      }
     }
     if (ql4 + 18 <= end) dv.setUint16(ql4 + 16, csumFinish(acc + csumStart(dv.getUint16(ql4 + 16))));
   } else if (ql4 + 8 <= end) {

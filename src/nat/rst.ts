@@ -4,13 +4,32 @@
  * each end learns at once. Each RST carries the sequence number its receiver expects next:
  * the last ack that receiver sent (kept per session in CLI_ACK and RS_ACK).
  *
- *   to the client:       VIP:vport → client:cport,  seq = CLI_ACK (client's ack, RS space)
+ *   to the client:       VIP:vport → client:cport,  seq = CLI_ACK (the client's own ack)
  *   to the real server:  LIP:lport → RIP:rport,     seq = RS_ACK  (RS's ack, LB space)
  */
 
-import { addrWord } from '../conn/layout.js';
-import { csumFromSum, sumWords } from '../packet/checksum.js';
-import { AF_INET, IPPROTO_TCP, ORIGINATED_TTL, TCP_RST } from '../packet/headers.js';
+import {
+  R_CIP0,
+  R_CIP1,
+  R_CLI_ACK,
+  R_IN_PORTS,
+  R_LIP0,
+  R_LIP1,
+  R_META,
+  R_OUT_PORTS,
+  R_RIP0,
+  R_RIP1,
+  R_RS_ACK,
+  R_VIP0,
+  R_VIP1,
+} from '../conn/layout.js';
+import { C_RST_SENT } from '../dataplane/counters.js';
+import { TCP_RST } from '../packet/headers.js';
+import type { NatContext } from './context.js';
+import { writeSegment, type SegmentFields } from './segment.js';
+
+const rst: SegmentFields = { sport: 0, dport: 0, seq: 0, ack: 0, flags: TCP_RST, window: 0 };
+const noOptions = new Uint8Array(0);
 
 /**
  * Write an RST into buf at `off`. Addresses are read from `rec`: word 0 at `src0`/`dst0`,
@@ -31,37 +50,58 @@ export function writeRst(
   dport: number,
   seq: number,
 ): number {
-  const v4 = af === AF_INET;
-  const l3len = v4 ? 20 : 40;
-  const len = l3len + 20;
-  buf.fill(0, off, off + len);
-  if (v4) {
-    dv.setUint8(off, 0x45);
-    dv.setUint16(off + 2, len);
-    dv.setUint16(off + 6, 0x4000); // DF
-    dv.setUint8(off + 8, ORIGINATED_TTL);
-    dv.setUint8(off + 9, IPPROTO_TCP);
-    dv.setInt32(off + 12, rec[src0]!);
-    dv.setInt32(off + 16, rec[dst0]!);
-    dv.setUint16(off + 10, csumFromSum(sumWords(buf, off, 20)));
-  } else {
-    dv.setUint32(off, 0x60000000);
-    dv.setUint16(off + 4, 20);
-    dv.setUint8(off + 6, IPPROTO_TCP);
-    dv.setUint8(off + 7, ORIGINATED_TTL);
-    for (let k = 0; k < 4; k++) {
-      dv.setInt32(off + 8 + 4 * k, rec[addrWord(src0, srcHi, k)]!);
-      dv.setInt32(off + 24 + 4 * k, rec[addrWord(dst0, dstHi, k)]!);
-    }
-  }
-  const t = off + l3len;
-  dv.setUint16(t, sport);
-  dv.setUint16(t + 2, dport);
-  dv.setInt32(t + 4, seq);
-  dv.setUint8(t + 12, 5 << 4);
-  dv.setUint8(t + 13, TCP_RST);
-  // Pseudo-header: both addresses, protocol, TCP length.
-  const pseudo = sumWords(buf, off + (v4 ? 12 : 8), v4 ? 8 : 32) + IPPROTO_TCP + 20;
-  dv.setUint16(t + 16, csumFromSum(pseudo + sumWords(buf, t, 20)));
-  return len;
+  rst.sport = sport;
+  rst.dport = dport;
+  rst.seq = seq;
+  return writeSegment(buf, dv, off, af, rec, src0, srcHi, dst0, dstHi, rst, noOptions, 0);
+}
+
+/** Queue an RST in the emit ring from the address at src0/srcHi to dst0/dstHi; `ports` is a
+ * key-block ports word (peer port << 16 | our port), `seq` what the receiver expects next. */
+export function emitRst(
+  c: NatContext,
+  af: number,
+  rec: Int32Array,
+  src0: number,
+  srcHi: number,
+  dst0: number,
+  dstHi: number,
+  ports: number,
+  seq: number,
+): void {
+  const off = c.emitSlot();
+  if (off < 0) return;
+  const e = c.emit;
+  c.emitted(
+    writeRst(e.bytes, e.view, off + e.headroom, af, rec, src0, srcHi, dst0, dstHi, ports & 0xffff, ports >>> 16, seq),
+  );
+  c.counters[C_RST_SENT] = c.counters[C_RST_SENT]! + 1;
+}
+
+/** RST to the client and to the real server of session `base`, each with the sequence
+ * number it expects next. */
+export function resetBoth(c: NatContext, rec: Int32Array, base: number): void {
+  const af = (rec[base + R_META]! >>> 8) & 0xff;
+  emitRst(
+    c,
+    af,
+    rec,
+    base + R_VIP0,
+    base + R_VIP1,
+    base + R_CIP0,
+    base + R_CIP1,
+    rec[base + R_IN_PORTS]!,
+    rec[base + R_CLI_ACK]!,
+  );
+  emitRst(
+    c,
+    af,
+    rec,
+    base + R_LIP0,
+    base + R_LIP1,
+    base + R_RIP0,
+    base + R_RIP1,
+    rec[base + R_OUT_PORTS]!,
+    rec[base + R_RS_ACK]!,
+  );
 }

@@ -24,6 +24,23 @@ export function randomIsnKey(): IsnKey {
   return [k[0]!, k[1]!, k[2]!, k[3]!];
 }
 
+/** A key for another use, derived from `key` and a label (the SYN cookies' from the ISN
+ * key): every node given the same secret derives the same. */
+export function deriveKey(key: IsnKey, label: number): IsnKey {
+  const out = new Uint32Array(2);
+  const a = sipHash24(key, [label, 1], 0, 2, out);
+  const lo = [a[0]!, a[1]!];
+  const b = sipHash24(key, [label, 2], 0, 2, out);
+  return [lo[0]!, lo[1]!, b[0]!, b[1]!];
+}
+
+/**
+ * The ISNs and the timestamp clock the real server sees. The clock follows the same idea as
+ * the ISN (and as Linux's per-connection timestamp offsets): 1 kHz plus a keyed offset per
+ * tuple, taken from the other half of the ISN's hash. So a tuple reused by another client
+ * still shows the real server timestamps that only move ahead (PAWS, RFC 7323), whatever
+ * clock the new client runs.
+ */
 export class IsnGenerator {
   private readonly out = new Uint32Array(2);
 
@@ -33,5 +50,10 @@ export class IsnGenerator {
   generate(key: Int32Array, blockWords: number, nowMs: number): number {
     const h = sipHash24(this.key, key, 0, blockWords + 1, this.out)[0]!;
     return (h + Math.floor(nowMs * 250)) | 0;
+  }
+
+  /** The timestamp clock of the tuple of the last generate() call, at `nowMs`. */
+  tsClock(nowMs: number): number {
+    return (this.out[1]! + Math.floor(nowMs)) | 0;
   }
 }

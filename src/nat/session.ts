@@ -18,9 +18,9 @@ import {
   svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { isActiveState } from '../conn/state.js';
+import { isActiveState, S_SYN_RECV } from '../conn/state.js';
 import { C_SESSIONS_CREATED, RS_BASE, RS_FIELDS, RS_SESSIONS } from '../dataplane/counters.js';
-import { IPPROTO_TCP, TCP_SEQ } from '../packet/headers.js';
+import { IPPROTO_TCP } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 import { DROP_LPORT_EXHAUSTED, DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
 
@@ -40,9 +40,17 @@ export function stateOf(rec: Int32Array, base: number): number {
 /**
  * Create a session for the parsed first packet of a flow to service `svc`. `c.key` holds
  * its IN key with hash `hashIn`. Returns the record id, or −reason.
- * The new session is in state `state` (NONE for TCP: the SYN's own transition follows).
+ * The new session is in state `state` (NONE for TCP: the SYN's own transition follows);
+ * TCP: the client's ISN is `clientIsn`.
  */
-export function createSession(c: NatContext, svc: number, hashIn: number, blockWords: number, state: number): number {
+export function createSession(
+  c: NatContext,
+  svc: number,
+  hashIn: number,
+  blockWords: number,
+  state: number,
+  clientIsn: number,
+): number {
   const s = c.services;
   const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
   if (pos < 0) return -DROP_NO_REAL_SERVER;
@@ -72,7 +80,7 @@ export function createSession(c: NatContext, svc: number, hashIn: number, blockW
   rec[base + R_SVC_RS] = svcRsWord(svc, rsId, 0);
   if (c.pProto === IPPROTO_TCP) {
     const isn = c.isn.generate(ok, blockWords, c.nowMs);
-    rec[base + R_SEQ_DELTA] = (isn - c.dv.getInt32(c.pL4 + TCP_SEQ)) | 0;
+    rec[base + R_SEQ_DELTA] = (isn - clientIsn) | 0;
   }
   rec[base + R_CREATED] = c.tick;
   table.insert(r, DIR_IN, hashIn);
@@ -85,10 +93,13 @@ export function createSession(c: NatContext, svc: number, hashIn: number, blockW
   return r;
 }
 
-/** Move a session to state `to`, keeping active/inactive counts right. */
+/** Move a session to state `to`, keeping active/inactive counts (and half-open) right. */
 export function setState(c: NatContext, base: number, to: number): void {
   const rec = c.table.rec;
   const meta = rec[base + R_META]!;
+  const from = (meta >>> META_STATE_SHIFT) & 0xff;
+  if (from === S_SYN_RECV) c.halfOpen--;
+  if (to === S_SYN_RECV) c.halfOpen++;
   let flags = meta >>> META_FLAGS_SHIFT;
   const wasActive = (flags & FLAG_COUNTED_ACTIVE) !== 0;
   const nowActive = isActiveState(to);
@@ -110,6 +121,7 @@ export function setState(c: NatContext, base: number, to: number): void {
 
 /** Take an ending session out of its real server's counts (before the record is freed). */
 export function uncountSession(c: NatContext, base: number): void {
+  if (stateOf(c.table.rec, base) === S_SYN_RECV && c.halfOpen > 0) c.halfOpen--;
   uncountRecord(c.table.rec, base, c.counts);
 }
 

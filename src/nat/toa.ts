@@ -1,7 +1,7 @@
 /**
  * TCP option work of both directions: TOA insertion and client-TOA scrubbing toward the
- * real server, timestamp stripping in client SYNs, and toward the client the MSS clamp
- * (SYN-ACK) and SACK translation.
+ * real server, timestamp stripping in client SYNs, and SACK translation and the MSS clamp
+ * (SYN-ACK).
  *
  * TOA ("TCP option address") carries the client's address to the real server:
  *
@@ -193,19 +193,7 @@ function insertToa(
 
   // Assemble the new option area in scratch: TOA, then the kept client options, NOP padding.
   const o2 = c.optScratch;
-  let w = 0;
-  o2[w++] = v4 ? k4 : k6;
-  o2[w++] = toaLen;
-  const cport = rec[base + R_IN_PORTS]! >>> 16;
-  o2[w++] = cport >>> 8;
-  o2[w++] = cport & 0xff;
-  for (let k = 0; k < (v4 ? 1 : 4); k++) {
-    const word = rec[addrWord(base + R_CIP0, base + R_CIP1, k)]!;
-    o2[w++] = word >>> 24;
-    o2[w++] = (word >>> 16) & 0xff;
-    o2[w++] = (word >>> 8) & 0xff;
-    o2[w++] = word & 0xff;
-  }
+  let w = putToa(o2, 0, v4 ? k4 : k6, rec, base, v4);
   let removedToa = 0;
   let removedTs = 0;
   for (let i = 0; i < n; i++) {
@@ -256,6 +244,40 @@ function insertToa(
   return newEnd;
 }
 
+/** The TOA option of session `base` (its client's address and port) at o[w]; returns the new w. */
+function putToa(o: Uint8Array, w: number, kind: number, rec: Int32Array, base: number, v4: boolean): number {
+  o[w++] = kind;
+  o[w++] = v4 ? TOA_LEN_V4 : TOA_LEN_V6;
+  const cport = rec[base + R_IN_PORTS]! >>> 16;
+  o[w++] = cport >>> 8;
+  o[w++] = cport & 0xff;
+  for (let k = 0; k < (v4 ? 1 : 4); k++) {
+    const word = rec[addrWord(base + R_CIP0, base + R_CIP1, k)]!;
+    o[w++] = word >>> 24;
+    o[w++] = (word >>> 16) & 0xff;
+    o[w++] = (word >>> 8) & 0xff;
+    o[w++] = word & 0xff;
+  }
+  return w;
+}
+
+/** TOA of service `svc` for session `base` (family `af`) at o[w], for segments the LB writes
+ * itself (synproxy.ts); returns the new w. */
+export function writeToa(
+  c: NatContext,
+  o: Uint8Array,
+  w: number,
+  svc: number,
+  rec: Int32Array,
+  base: number,
+  af: number,
+): number {
+  const v4 = af === AF_INET;
+  const w2 = putToa(o, w, v4 ? c.services.toaKindV4[svc]! : c.services.toaKindV6[svc]!, rec, base, v4);
+  c.counters[C_TOA_INSERTED] = c.counters[C_TOA_INSERTED]! + 1;
+  return w2;
+}
+
 /**
  * virtio_net_hdr of a GSO packet whose TCP header grew by `growth`: hdr_len follows, and
  * gso_size shrinks when header + segment would no longer fit the MTU. The header's 16-bit
@@ -271,11 +293,12 @@ function fixGsoHeader(c: NatContext, growth: number, thl: number): void {
 }
 
 /**
- * Options of an RS → client packet after its headers were rewritten: shift both edges of
- * every SACK block back into the client's sequence space (−delta), and lower the MSS of a
- * SYN-ACK by `clampBy` so the client's segments still fit once TOA is added.
+ * Shift both edges of every SACK block by −`sackDelta`, and lower the MSS of a SYN-ACK by
+ * `clampBy` so the client's segments still fit once TOA is added. RS → client: SACK blocks
+ * back into the client's sequence space (−delta); client → RS of a proxied session: into the
+ * real server's (−srv delta).
  */
-export function outboundOptions(c: NatContext, n: number, sackDelta: number, clampBy: number): void {
+export function shiftSackClampMss(c: NatContext, n: number, sackDelta: number, clampBy: number): void {
   const b = c.buf;
   const dv = c.dv;
   const offs = c.optOffsets;

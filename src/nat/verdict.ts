@@ -13,6 +13,10 @@ export const VERDICT_DROP = 1;
 /** The packet belongs to another worker's shard: aux holds the owner worker index. */
 export const VERDICT_REDIRECT = 2;
 
+/** Returned instead of a length or −reason: the engine kept the packet (the SYN proxy holds a
+ * client segment until the real server answers); nothing is written, nothing is dropped. */
+export const HELD = -0x20000;
+
 // Malformed input: the packet cannot be parsed safely.
 /** Shorter than its headers say, or than the minimum header. */
 export const DROP_TRUNCATED = 1;
@@ -67,7 +71,17 @@ export const DROP_ACL_DENIED = 24;
 /** A new session over the service's new-sessions-per-second cap (SYN-flood guard). */
 export const DROP_RATE_LIMITED = 25;
 
-export const DROP_REASON_COUNT = 26;
+// SYN proxy (synproxy.ts): nothing is stored for any of these.
+/** An ACK without a session whose cookie is forged or too old (ACK floods land here). */
+export const DROP_SYNPROXY_BAD_COOKIE = 26;
+/** A client segment that arrived before the real server answered, with no room to hold it
+ * (the client retransmits it). */
+export const DROP_SYNPROXY_HOLD_FULL = 27;
+/** A packet of a proxied session before its handshake with the real server is done (a
+ * server segment other than SYN-ACK or RST, a second client SYN). */
+export const DROP_SYNPROXY_NOT_READY = 28;
+
+export const DROP_REASON_COUNT = 29;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -97,6 +111,9 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'standby',
   'acl_denied',
   'rate_limited',
+  'synproxy_bad_cookie',
+  'synproxy_hold_full',
+  'synproxy_not_ready',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

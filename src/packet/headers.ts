@@ -58,6 +58,7 @@ export const TCP_SEQ = 4;
 export const TCP_ACK = 8;
 export const TCP_DOFF = 12; // high nibble: header length in 32-bit words
 export const TCP_FLAGS = 13;
+export const TCP_WINDOW = 14;
 export const TCP_CSUM = 16;
 
 export const TCP_FIN = 0x01;
@@ -99,3 +100,7 @@ export const ICMPV6_ECHO_REPLY = 129;
 
 /** Hop limit of packets tunvs originates (echo replies, RSTs). */
 export const ORIGINATED_TTL = 64;
+
+/** virtio_net_hdr (in front of each packet with IFF_VNET_HDR): flag bit 0 at byte 0 says the
+ * L4 checksum is partial (the kernel completes it); byte 1's low 7 bits are the GSO type. */
+export const VIRTIO_NEEDS_CSUM = 1;

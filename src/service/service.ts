@@ -60,6 +60,13 @@ export interface ServiceSpec {
   /** Replace the TCP timestamp option of client SYNs with NOPs: clients behind one local
    * address then never trip the real server's PAWS check with unrelated timestamps. */
   stripTimestamps: boolean;
+  /** Translate TCP timestamps toward the real servers (nat/timestamps.ts): the server sees
+   * the LB's clock per tuple, so reused tuples never trip PAWS. */
+  translateTimestamps: boolean;
+  /** SYN proxy (nat/synproxy.ts): the LB answers SYNs with cookies and opens the connection
+   * to the real server only for clients that complete the handshake. auto: per worker, when
+   * half-open sessions pile up (a SYN flood), until the flood stops. */
+  synProxy: SynProxyMode;
   /** Maglev table size for scheduler mh (prime). */
   maglevTableSize: number;
   /** Absent: every real server is taken as up. */
@@ -70,6 +77,13 @@ export interface ServiceSpec {
   /** New sessions per second the service accepts (SYN-flood guard); absent: no cap. */
   maxNewPerSec?: number;
 }
+
+export const SYNPROXY_MODES = ['off', 'on', 'auto'] as const;
+export type SynProxyMode = (typeof SYNPROXY_MODES)[number];
+/** ServiceTable.synProxy values, by SYNPROXY_MODES index. */
+export const SYNPROXY_OFF = 0;
+export const SYNPROXY_ON = 1;
+export const SYNPROXY_AUTO = 2;
 
 export const TOA_DEFAULT: Readonly<ToaSpec> = { enabled: true, kind: 254, kindV6: 254, inSyn: false };
 
@@ -116,6 +130,8 @@ export function serviceWithDefaults(
     localAddresses: s.localAddresses,
     toa: { ...TOA_DEFAULT, ...(s.toa ?? {}) },
     stripTimestamps: s.stripTimestamps ?? false,
+    translateTimestamps: s.translateTimestamps ?? true,
+    synProxy: s.synProxy ?? 'auto',
     maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
@@ -144,6 +160,8 @@ export interface ResolvedService {
   maglevTableSize: number;
   toa: ToaSpec;
   stripTimestamps: boolean;
+  translateTimestamps: boolean;
+  synProxy: SynProxyMode;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
@@ -336,6 +354,8 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       maglevTableSize: s.maglevTableSize,
       toa: { ...s.toa },
       stripTimestamps: s.stripTimestamps,
+      translateTimestamps: s.translateTimestamps,
+      synProxy: s.protocol === 'tcp' ? s.synProxy : 'off',
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
@@ -388,6 +408,9 @@ export class ServiceTable {
   readonly toaKindV4 = new Int32Array(SERVICES_MAX);
   readonly toaKindV6 = new Int32Array(SERVICES_MAX);
   readonly stripTs = new Uint8Array(SERVICES_MAX);
+  readonly translateTs = new Uint8Array(SERVICES_MAX);
+  /** SYNPROXY_OFF / _ON / _AUTO. */
+  readonly synProxy = new Uint8Array(SERVICES_MAX);
   readonly names: string[] = [];
   readonly schedulers: (Scheduler | undefined)[] = [];
   readonly pools: (ServerPool | undefined)[] = [];
@@ -436,6 +459,8 @@ export class ServiceTable {
       this.toaKindV4[id] = s.toa.kind;
       this.toaKindV6[id] = s.toa.kindV6;
       this.stripTs[id] = s.stripTimestamps ? 1 : 0;
+      this.translateTs[id] = s.translateTimestamps && !s.stripTimestamps ? 1 : 0;
+      this.synProxy[id] = SYNPROXY_MODES.indexOf(s.synProxy);
       // Only this family's prefixes can match; an allow list of only the other family
       // still means "not everyone".
       this.aclAllow[id] = new PrefixSet(s.aclAllow.filter((c) => c.af === s.af));
@@ -491,9 +516,8 @@ export class ServiceTable {
    * else the drop reason. Only the first packet of a session pays for this.
    */
   admit(svc: number, a0: number, a1: number, a2: number, a3: number, nowMs: number): number {
-    const deny = this.aclDeny[svc];
-    if (deny !== undefined && deny.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
-    if (this.aclAllowOn[svc] === 1 && !this.aclAllow[svc]!.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    const denied = this.acl(svc, a0, a1, a2, a3);
+    if (denied !== 0) return denied;
     const rate = this.rate[svc]!;
     if (rate > 0) {
       // token bucket: `rate` per second, a burst of one second's worth (at least 1)
@@ -505,6 +529,15 @@ export class ServiceTable {
       }
       this.tokens[svc] = t - 1;
     }
+    return 0;
+  }
+
+  /** The ACL part of admit() alone (the SYN proxy answers no SYN of a client it would not
+   * admit, and takes a token only when the handshake is done). */
+  acl(svc: number, a0: number, a1: number, a2: number, a3: number): number {
+    const deny = this.aclDeny[svc];
+    if (deny !== undefined && deny.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
+    if (this.aclAllowOn[svc] === 1 && !this.aclAllow[svc]!.has(a0, a1, a2, a3)) return DROP_ACL_DENIED;
     return 0;
   }
 

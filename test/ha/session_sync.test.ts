@@ -7,11 +7,14 @@
 import { describe, expect, it } from 'vitest';
 import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
 import type { Engine } from '../../src/dataplane/engine.js';
-import { R_IN_PORTS, R_OUT_PORTS } from '../../src/conn/layout.js';
+import { R_IN_PORTS, R_OUT_PORTS, RECORD_WORDS } from '../../src/conn/layout.js';
 import { HaControl } from '../../src/ha/role.js';
 import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
-import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
+import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
+import { IdRegistry, resolveServices } from '../../src/service/service.js';
+
+const d = (drv: Driver) => drv.session();
 import { ACK, opt, parse, PSH, SYN, tcp } from '../helpers/packets.js';
 
 const MASTER = true;
@@ -139,10 +142,43 @@ describe.each([
     expect(b.ring.pending).toBe(1); // state change → upsert
     // ...and a late word from A cannot delete or overwrite what B owns and publishes.
     const del = new Int32Array(EVENT_WORDS);
-    a.ring.push(OP_DELETE, a.engine.table.rec, s.id * 32, 1);
+    a.ring.push(OP_DELETE, a.engine.table.rec, s.id * RECORD_WORDS, 1);
     a.ring.drain(del, 1);
     expect(b.engine.installSynced(del, 1)).toMatchObject({ deleted: 0, conflicts: 1 });
     expect([...b.engine.sessionIds()].length).toBe(1);
+  });
+
+  it('a session the SYN proxy made continues on the standby with both sequence and timestamp spaces', () => {
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP, 0);
+    for (const e of [a.engine, b.engine])
+      e.applyServices(resolveServices(labServices({ synProxy: 'on' }), new IdRegistry()));
+    const da = new Driver(a.engine);
+    const db = new Driver(b.engine);
+    const C = (seq: number, ack: number, flags: number, extra: object = {}) =>
+      tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq, ack, flags, ...extra });
+    const ts = (val: number, ecr: number) => [...opt.nop(), ...opt.nop(), ...opt.ts(val, ecr)];
+    const synAck = parse(da.forward(C(1000, 0, SYN, { options: [...opt.mss(1460), ...ts(5000, 0)] })));
+    const cts = new DataView(Uint8Array.from(synAck.options).buffer).getUint32(synAck.options.indexOf(8) + 2);
+    const syn = parse(da.forward(C(1001, synAck.seq + 1, ACK, { options: ts(5001, cts) })));
+    const s = da.session();
+    const R = (seq: number, ack: number, flags: number, extra: object = {}) =>
+      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, seq, ack, flags, ...extra });
+    da.forward(R(9000, syn.seq + 1, SYN | ACK, { options: ts(70, 1) }));
+    a.engine.clearEmitted();
+    da.nowMs = 100;
+    a.engine.advanceTimers(da.nowMs);
+    const { events, n } = drain(a.ring);
+    expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 1, failed: 0 });
+    expect(db.session()).toMatchObject({ proxied: true, srvDelta: d(da).srvDelta, tsDelta: d(da).tsDelta });
+    promote(b);
+    const req = C(1001, synAck.seq + 1, ACK | PSH, { payload: new Uint8Array(20).fill(7), options: ts(5010, cts + 3) });
+    expect(Buffer.from(db.forward(req))).toEqual(Buffer.from(da.forward(req)));
+    const resp = R(9001, syn.seq + 21, ACK | PSH, {
+      payload: new Uint8Array(30).fill(9),
+      options: ts(80, 5010 + d(da).tsDelta),
+    });
+    expect(Buffer.from(db.forward(resp))).toEqual(Buffer.from(da.forward(resp)));
   });
 
   it("the peer's delete removes the standby's copy", () => {

@@ -2,6 +2,8 @@
  * FULLNAT rewriting, table-driven, for IPv4 and IPv6. Each case sends one packet and
  * compares the output byte for byte with an expected packet built independently by the
  * test builder (whose checksums are computed in full), or checks the drop reason.
+ * Timestamps pass as they are here (translateTimestamps: false); timestamps.test.ts covers
+ * their translation.
  */
 
 import { describe, expect, it } from 'vitest';
@@ -13,7 +15,7 @@ import {
   C_TOA_PRUNED,
 } from '../../src/dataplane/counters.js';
 import { DROP_NO_SESSION } from '../../src/nat/verdict.js';
-import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
+import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
 import { ACK, FIN, opt, parse, PSH, refChecksum, RST, SYN, tcp, type TcpSpec } from '../helpers/packets.js';
 
 const CPORT = 40000;
@@ -25,7 +27,7 @@ type Family = typeof V4;
 
 /** A connection through the engine with the handshake done up to `stage`. */
 function connect(fam: Family, stage: 'syn' | 'synack' | 'established' = 'established') {
-  const d = new Driver(makeEngine());
+  const d = new Driver(makeEngine(labServices({ translateTimestamps: false })));
   const c = (t: Partial<TcpSpec> & { flags: number }) =>
     tcp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 80, ...t });
   d.forward(c({ seq: CLIENT_ISN, flags: SYN, options: SYN_OPTS }));
@@ -56,7 +58,7 @@ describe.each([
   const toaLen = toa.length;
 
   it('SYN: client→VIP becomes LIP:lport→RIP:rport with the LB ISN; options untouched', () => {
-    const d = new Driver(makeEngine());
+    const d = new Driver(makeEngine(labServices({ translateTimestamps: false })));
     const out = d.forward(
       tcp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 80, seq: CLIENT_ISN, flags: SYN, options: SYN_OPTS }),
     );
@@ -238,7 +240,7 @@ describe.each([
   });
 
   it('a non-SYN packet without a session is dropped', () => {
-    const d = new Driver(makeEngine());
+    const d = new Driver(makeEngine(labServices({ translateTimestamps: false })));
     expect(d.drop(tcp({ src: fam.client, dst: fam.vip, sport: 1, dport: 80, flags: ACK }))).toBe(DROP_NO_SESSION);
     expect(d.drop(tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: 2000, flags: ACK }))).toBe(DROP_NO_SESSION);
   });
@@ -246,7 +248,7 @@ describe.each([
 
 describe('IPv4 header options', () => {
   it('an IPv4 header with options (IHL 6) is rewritten with its options kept and checksums right', () => {
-    const d = new Driver(makeEngine());
+    const d = new Driver(makeEngine(labServices({ translateTimestamps: false })));
     // Build a SYN, then give it a 4-byte IPv4 option (NOP NOP NOP EOL) and fix the header.
     const plain = tcp({ src: V4.client, dst: V4.vip, sport: 41000, dport: 80, seq: 5, flags: SYN });
     const withOpt = new Uint8Array(plain.length + 4);

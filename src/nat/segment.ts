@@ -1,0 +1,76 @@
+/**
+ * TCP segments the LB writes itself (RSTs on expiry, the SYN proxy's SYN-ACK, SYN and ACK):
+ * a whole IPv4 or IPv6 + TCP packet with complete checksums. Addresses come from int32 words
+ * in the session record's layout: word 0 at `src0`/`dst0`, words 1–3 at `srcHi`/`dstHi`,
+ * +2, +4 (layout.ts addrWord) — a session record, or a packet's lookup key.
+ */
+
+import { addrWord } from '../conn/layout.js';
+import { csumFromSum, sumWords } from '../packet/checksum.js';
+import { AF_INET, IPPROTO_TCP, ORIGINATED_TTL } from '../packet/headers.js';
+
+export interface SegmentFields {
+  sport: number;
+  dport: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+}
+
+/**
+ * Write a segment into buf at `off`: header fields from `f`, the first `optLen` bytes of
+ * `opts` as its options (a multiple of 4). Returns the packet length.
+ */
+export function writeSegment(
+  buf: Uint8Array,
+  dv: DataView,
+  off: number,
+  af: number,
+  words: Int32Array,
+  src0: number,
+  srcHi: number,
+  dst0: number,
+  dstHi: number,
+  f: SegmentFields,
+  opts: Uint8Array,
+  optLen: number,
+): number {
+  const v4 = af === AF_INET;
+  const l3len = v4 ? 20 : 40;
+  const tcpLen = 20 + optLen;
+  const len = l3len + tcpLen;
+  buf.fill(0, off, off + l3len + 20);
+  if (v4) {
+    dv.setUint8(off, 0x45);
+    dv.setUint16(off + 2, len);
+    dv.setUint16(off + 6, 0x4000); // DF
+    dv.setUint8(off + 8, ORIGINATED_TTL);
+    dv.setUint8(off + 9, IPPROTO_TCP);
+    dv.setInt32(off + 12, words[src0]!);
+    dv.setInt32(off + 16, words[dst0]!);
+    dv.setUint16(off + 10, csumFromSum(sumWords(buf, off, 20)));
+  } else {
+    dv.setUint32(off, 0x60000000);
+    dv.setUint16(off + 4, tcpLen);
+    dv.setUint8(off + 6, IPPROTO_TCP);
+    dv.setUint8(off + 7, ORIGINATED_TTL);
+    for (let k = 0; k < 4; k++) {
+      dv.setInt32(off + 8 + 4 * k, words[addrWord(src0, srcHi, k)]!);
+      dv.setInt32(off + 24 + 4 * k, words[addrWord(dst0, dstHi, k)]!);
+    }
+  }
+  const t = off + l3len;
+  dv.setUint16(t, f.sport);
+  dv.setUint16(t + 2, f.dport);
+  dv.setInt32(t + 4, f.seq);
+  dv.setInt32(t + 8, f.ack);
+  dv.setUint8(t + 12, (tcpLen >>> 2) << 4);
+  dv.setUint8(t + 13, f.flags);
+  dv.setUint16(t + 14, f.window);
+  for (let i = 0; i < optLen; i++) buf[t + 20 + i] = opts[i]!;
+  // Pseudo-header: both addresses, protocol, TCP length.
+  const pseudo = sumWords(buf, off + (v4 ? 12 : 8), v4 ? 8 : 32) + IPPROTO_TCP + tcpLen;
+  dv.setUint16(t + 16, csumFromSum(pseudo + sumWords(buf, t, tcpLen)));
+  return len;
+}
