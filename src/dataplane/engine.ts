@@ -73,7 +73,7 @@ import { flushHeld, natInbound } from '../nat/fullnat_in.js';
 import { natOutbound } from '../nat/fullnat_out.js';
 import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
 import { resetBoth } from '../nat/rst.js';
-import { isWaiting, proxyAutoTick, proxyTimer } from '../nat/synproxy.js';
+import { isWaiting, proxyAutoTick, proxyTimer, releaseHeld } from '../nat/synproxy.js';
 import { stateOf, uncountSession } from '../nat/session.js';
 import { DROP_STANDBY, DROP_TRUNCATED, HELD, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../nat/verdict.js';
 import { SessionSync, SyncRing, type InstallResult } from '../ha/session_sync.js';
@@ -535,7 +535,7 @@ export class Engine {
     const base = r * RECORD_WORDS;
     const own = this.forwarding && recOwner(rec, base) === 0;
     if (isWaiting(rec, base) && own && proxyTimer(c, r)) return true;
-    c.hold.release(rec, r);
+    releaseHeld(c, r);
     c.sync?.onRemove(base);
     // A peer's session is the peer's to reset, and a standby forwards nothing.
     if (
@@ -572,7 +572,7 @@ export class Engine {
         if (this.emitCount + 2 > this.emit.slots) return { ended, next: r };
         resetBoth(c, rec, base);
       }
-      c.hold.release(rec, r);
+      releaseHeld(c, r);
       c.sync?.onRemove(base);
       uncountSession(c, base);
       this.table.remove(r);

@@ -11,7 +11,7 @@
  * back (reclaim()).
  */
 
-import { HOLD_PER_SESSION_MAX, HOLD_SLOT_BYTES, HOLD_SLOTS } from '../constants.js';
+import { HOLD_PER_SESSION_MAX, HOLD_SLOT_BYTES, HOLD_SLOTS, TCP_OPTIONS_MAX_BYTES } from '../constants.js';
 import { R_HOLD, RECORD_WORDS } from '../conn/layout.js';
 
 export class HoldPool {
@@ -38,7 +38,8 @@ export class HoldPool {
    * room (the pool, or the session's share).
    */
   hold(rec: Int32Array, r: number, buf: Uint8Array, off: number, len: number, seq: number): number {
-    if (len > HOLD_SLOT_BYTES) return -1;
+    // Room is left for the TOA it gets when it is sent (into an emit slot of the same size).
+    if (len > HOLD_SLOT_BYTES - TCP_OPTIONS_MAX_BYTES) return -1;
     const head = rec[r * RECORD_WORDS + R_HOLD]! - 1;
     let tail = -1;
     let count = 0;

@@ -39,14 +39,12 @@
 
 import {
   HOLD_PER_SESSION_MAX,
-  HOLD_SLOT_BYTES,
   SYNPROXY_AUTO_OFF_MS,
   SYNPROXY_AUTO_OFF_UNANSWERED_PER_SEC,
   SYNPROXY_AUTO_ON_HALF_OPEN,
   SYNPROXY_SYN_RTO_MS,
   SYNPROXY_SYN_TRIES,
   SYNPROXY_WSCALE,
-  TCP_OPTIONS_MAX_BYTES,
 } from '../constants.js';
 import {
   FLAG_PROXIED,
@@ -143,6 +141,13 @@ export function isWaiting(rec: Int32Array, base: number): boolean {
   return ((meta >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0 && ((meta >>> META_STATE_SHIFT) & 0xff) === S_SYN_SENT;
 }
 
+/** A session ends: free what it holds (only proxied sessions hold anything; the check reads
+ * the first cache line, so the ends of plain sessions never touch the third). */
+export function releaseHeld(c: NatContext, r: number): void {
+  const rec = c.table.rec;
+  if (((rec[r * RECORD_WORDS + R_META]! >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0) c.hold.release(rec, r);
+}
+
 /** The MSS the SYN-ACK announces: what fits the MTU once TOA is added. */
 function proxyMssFor(c: NatContext, svc: number): number {
   const v4 = c.pAf === AF_INET;
@@ -182,22 +187,19 @@ export function proxySyn(c: NatContext, svc: number, blockWords: number, n: numb
 
   const o = c.optScratch;
   const ourMss = proxyMssFor(c, svc);
-  let w = 0;
-  o[w++] = TCPOPT_MSS;
-  o[w++] = 4;
-  o[w++] = ourMss >>> 8;
-  o[w++] = ourMss & 0xff;
-  if (ts) {
-    o[w++] = sack ? TCPOPT_SACK_PERM : TCPOPT_NOP;
-    o[w++] = sack ? 2 : TCPOPT_NOP;
-    w = putTimestamp(o, w, c.cookies.tsval(c.nowMs, tsOptionBits(ws, sack, ecn)), cliTsval);
-    if (ws !== WS_NONE) {
-      o[w++] = TCPOPT_NOP;
-      o[w++] = TCPOPT_WSCALE;
-      o[w++] = 3;
-      o[w++] = SYNPROXY_WSCALE;
-    }
-  }
+  // Without a client timestamp the cookie cannot carry scale and SACK: MSS only.
+  const w = ts
+    ? putHandshakeOptions(
+        o,
+        0,
+        ourMss,
+        sack,
+        true,
+        c.cookies.tsval(c.nowMs, tsOptionBits(ws, sack, ecn)),
+        cliTsval,
+        ws !== WS_NONE ? SYNPROXY_WSCALE : WS_NONE,
+      )
+    : putHandshakeOptions(o, 0, ourMss, false, false, 0, 0, WS_NONE);
   const ports = c.key[1]!;
   seg.sport = ports & 0xffff; // the VIP's port
   seg.dport = ports >>> 16;
@@ -286,8 +288,7 @@ export function proxyWaitInbound(c: NatContext, r: number, n: number): number {
 /** Hold the packet in hand for session `r`: 1 held, 0 held already, −1 no room (counted). */
 function holdSegment(c: NatContext, r: number, seq: number): number {
   const start = c.pL3 - c.headroom;
-  const len = c.pEnd - start;
-  const res = len > HOLD_SLOT_BYTES - TCP_OPTIONS_MAX_BYTES ? -1 : c.hold.hold(c.table.rec, r, c.buf, start, len, seq);
+  const res = c.hold.hold(c.table.rec, r, c.buf, start, c.pEnd - start, seq);
   if (res > 0) c.counters[C_SYNPROXY_HELD] = c.counters[C_SYNPROXY_HELD]! + 1;
   return res;
 }
@@ -381,9 +382,41 @@ function putTimestamp(o: Uint8Array, w: number, tsval: number, tsecr: number): n
   return w;
 }
 
-/** Pad options to a multiple of 4 with NOPs. */
-function pad(o: Uint8Array, w: number): number {
-  while ((w & 3) !== 0) o[w++] = TCPOPT_NOP;
+/**
+ * The options of a handshake segment at o[w]: MSS; SACK permitted and the timestamp (when
+ * `ts`) packed as every stack sends them; the window scale `ws` (WS_NONE: none).
+ * Returns the new w.
+ */
+function putHandshakeOptions(
+  o: Uint8Array,
+  w: number,
+  mss: number,
+  sack: boolean,
+  ts: boolean,
+  tsval: number,
+  tsecr: number,
+  ws: number,
+): number {
+  o[w++] = TCPOPT_MSS;
+  o[w++] = 4;
+  o[w++] = mss >>> 8;
+  o[w++] = mss & 0xff;
+  if (ts) {
+    o[w++] = sack ? TCPOPT_SACK_PERM : TCPOPT_NOP;
+    o[w++] = sack ? 2 : TCPOPT_NOP;
+    w = putTimestamp(o, w, tsval, tsecr);
+  } else if (sack) {
+    o[w++] = TCPOPT_NOP;
+    o[w++] = TCPOPT_NOP;
+    o[w++] = TCPOPT_SACK_PERM;
+    o[w++] = 2;
+  }
+  if (ws !== WS_NONE) {
+    o[w++] = TCPOPT_NOP;
+    o[w++] = TCPOPT_WSCALE;
+    o[w++] = 3;
+    o[w++] = ws;
+  }
   return w;
 }
 
@@ -400,38 +433,21 @@ function writeSyn(c: NatContext, buf: Uint8Array, dv: DataView, off: number, rec
   let w = 0;
   const mode = c.services.toaMode[svc]!;
   if ((mode & (TOA_ON | TOA_IN_SYN)) === (TOA_ON | TOA_IN_SYN)) w = writeToa(c, o, w, svc, rec, base, af);
-  const mss = proxyMss(opts);
-  o[w++] = TCPOPT_MSS;
-  o[w++] = 4;
-  o[w++] = mss >>> 8;
-  o[w++] = mss & 0xff;
-  const sack = proxySack(opts);
-  if (proxyTs(opts)) {
-    o[w++] = sack ? TCPOPT_SACK_PERM : TCPOPT_NOP;
-    o[w++] = sack ? 2 : TCPOPT_NOP;
-    w = putTimestamp(o, w, rec[base + R_SYN_TSVAL]!, 0);
-  } else if (sack) {
-    o[w++] = TCPOPT_NOP;
-    o[w++] = TCPOPT_NOP;
-    o[w++] = TCPOPT_SACK_PERM;
-    o[w++] = 2;
-  }
-  const ws = proxyClientWs(opts);
-  if (ws !== WS_NONE) {
-    o[w++] = TCPOPT_NOP;
-    o[w++] = TCPOPT_WSCALE;
-    o[w++] = 3;
-    o[w++] = ws;
-  }
-  w = pad(o, w);
-  const ports = rec[base + R_OUT_PORTS]!;
-  seg.sport = ports & 0xffff;
-  seg.dport = ports >>> 16;
+  w = putHandshakeOptions(
+    o,
+    w,
+    proxyMss(opts),
+    proxySack(opts),
+    proxyTs(opts),
+    rec[base + R_SYN_TSVAL]!,
+    0,
+    proxyClientWs(opts),
+  );
   seg.seq = (rec[base + R_RS_ACK]! - 1) | 0;
   seg.ack = 0;
   seg.flags = TCP_SYN | (proxyEcn(opts) ? TCP_ECE | TCP_CWR : 0);
   seg.window = 0xffff;
-  return writeSegment(buf, dv, off, af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, seg, o, w);
+  return toServer(c, buf, dv, off, rec, base, af, o, w);
 }
 
 /** The ACK that completes the server's handshake, in place of the packet in hand: TOA first
@@ -448,28 +464,32 @@ function writeAck(c: NatContext, rec: Int32Array, base: number, seq: number, ack
     o[w++] = TCPOPT_NOP;
     w = putTimestamp(o, w, rec[base + R_SYN_TSVAL]!, tsecr);
   }
-  w = pad(o, w);
-  const ports = rec[base + R_OUT_PORTS]!;
-  seg.sport = ports & 0xffff;
-  seg.dport = ports >>> 16;
   seg.seq = seq;
   seg.ack = ack;
   seg.flags = TCP_ACKF;
   seg.window = rec[base + R_CLI_WIN]!; // the client's, in the scale the server was given
-  return writeSegment(
-    c.buf,
-    c.dv,
-    c.pL3,
-    af,
-    rec,
-    base + R_LIP0,
-    base + R_LIP1,
-    base + R_RIP0,
-    base + R_RIP1,
-    seg,
-    o,
-    w,
-  );
+  return toServer(c, c.buf, c.dv, c.pL3, rec, base, af, o, w);
+}
+
+/** Write `seg` (all its header fields but the ports) with options o[0, w), padded, as a
+ * segment of session `base` toward its real server (LIP:lport → RIP:rport) at buf[off].
+ * Returns the length. */
+function toServer(
+  c: NatContext,
+  buf: Uint8Array,
+  dv: DataView,
+  off: number,
+  rec: Int32Array,
+  base: number,
+  af: number,
+  o: Uint8Array,
+  w: number,
+): number {
+  while ((w & 3) !== 0) o[w++] = TCPOPT_NOP;
+  const ports = rec[base + R_OUT_PORTS]!;
+  seg.sport = ports & 0xffff;
+  seg.dport = ports >>> 16;
+  return writeSegment(buf, dv, off, af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, seg, o, w);
 }
 
 /**
