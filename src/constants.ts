@@ -115,9 +115,10 @@ export const HOLD_SLOTS = 1024;
 export const HOLD_SLOT_BYTES = 2048;
 /** Held segments of one session (Linux's initial window is 10; the rest is retransmitted). */
 export const HOLD_PER_SESSION_MAX = 10;
-/** synProxy: auto turns a worker's proxy on when its half-open sessions (SYN_RECV: created
- * by SYNs whose handshake is not done) reach this: ~130 ms of a 15k SYN/s flood on a worker,
- * while a worker forwarding 50k new connections/s with 10 ms round trips has ~500. */
+/** synProxy: auto turns a worker's proxy on when its half-open sessions (SYN_RECV or SYNACK:
+ * the client has not completed the handshake; conn/state.ts isHalfOpen) reach this: ~270 ms
+ * of a 15k SYN/s flood spread over two workers, while a worker forwarding 50k new
+ * connections/s with 10 ms round trips has ~500. */
 export const SYNPROXY_AUTO_ON_HALF_OPEN = 2048;
 /** ...and off again once, for SYNPROXY_AUTO_OFF_MS, the cookies it sent each second exceed the
  * ACKs that came back for them by less than this (the flood has stopped). */

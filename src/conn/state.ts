@@ -103,6 +103,12 @@ export function isActiveState(state: number): boolean {
   return state === S_ESTABLISHED;
 }
 
+/** The client's handshake is not done: the SYN was seen (and perhaps the server's SYN-ACK),
+ * the client's ACK not yet. A SYN flood piles these up (synProxy auto counts them). */
+export function isHalfOpen(state: number): boolean {
+  return state === S_SYN_RECV || state === S_SYNACK;
+}
+
 const FIN = 0x01;
 const SYN = 0x02;
 const RST = 0x04;

@@ -127,7 +127,7 @@ export class NatContext {
   /** SYN proxy: a session whose server just answered; the engine sends its held segments
    * after the packet in hand (fullnat_in.ts flushHeld). −1: none. */
   flushRecord = -1;
-  /** Sessions in SYN_RECV (half-open: synProxy auto watches it). */
+  /** Half-open sessions (conn/state.ts isHalfOpen: synProxy auto watches them). */
   halfOpen = 0;
   /** synProxy auto: this worker's proxy is on, since when, and its last second's figures. */
   proxyAuto = false;

@@ -18,7 +18,7 @@ import {
   svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { isActiveState, S_SYN_RECV } from '../conn/state.js';
+import { isActiveState, isHalfOpen } from '../conn/state.js';
 import { C_SESSIONS_CREATED, RS_BASE, RS_FIELDS, RS_SESSIONS } from '../dataplane/counters.js';
 import { IPPROTO_TCP } from '../packet/headers.js';
 import type { NatContext } from './context.js';
@@ -98,8 +98,8 @@ export function setState(c: NatContext, base: number, to: number): void {
   const rec = c.table.rec;
   const meta = rec[base + R_META]!;
   const from = (meta >>> META_STATE_SHIFT) & 0xff;
-  if (from === S_SYN_RECV) c.halfOpen--;
-  if (to === S_SYN_RECV) c.halfOpen++;
+  if (isHalfOpen(from)) c.halfOpen--;
+  if (isHalfOpen(to)) c.halfOpen++;
   let flags = meta >>> META_FLAGS_SHIFT;
   const wasActive = (flags & FLAG_COUNTED_ACTIVE) !== 0;
   const nowActive = isActiveState(to);
@@ -121,7 +121,7 @@ export function setState(c: NatContext, base: number, to: number): void {
 
 /** Take an ending session out of its real server's counts (before the record is freed). */
 export function uncountSession(c: NatContext, base: number): void {
-  if (stateOf(c.table.rec, base) === S_SYN_RECV && c.halfOpen > 0) c.halfOpen--;
+  if (isHalfOpen(stateOf(c.table.rec, base)) && c.halfOpen > 0) c.halfOpen--;
   uncountRecord(c.table.rec, base, c.counts);
 }
 
