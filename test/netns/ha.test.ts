@@ -8,6 +8,7 @@
  * Needs root; builds and removes its own lab.
  */
 
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
@@ -162,6 +163,36 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
       },
     );
   }, 120_000);
+
+  it('synProxy on: kill -9 tunvs on the master during proxied connections; they go on through the backup', async () => {
+    // Both nodes proxy every SYN: the 200 streams are connections the proxy opened, with the
+    // server-side sequence and timestamp deltas in the records lb-b installed.
+    const files = ['lb-a', 'lb-b'].map((n) => join(state.dir, `${n}.yaml`));
+    const bases = files.map((f) => readFileSync(f, 'utf8'));
+    const reload = async (edit: (y: string) => string): Promise<void> => {
+      files.forEach((f, i) => writeFileSync(f, edit(bases[i]!)));
+      for (const n of ['tunvs-lb-a', 'tunvs-lb-b']) process.kill(labPid(fresh(), n)!, 'SIGHUP');
+      await sleep(500);
+    };
+    await reload((y) => y.replace(/(    scheduler: \w+\n)/g, '$1    synProxy: on\n'));
+    try {
+      const accepted = async (): Promise<number> =>
+        ((await adminRequest(state.adminSocket, { cmd: 'stats' })) as { counters: Record<string, number> }).counters
+          .synproxy_accepted!;
+      const before = await accepted();
+      expect((await inClient([join(distSrc(), 'lab', 'http_get.js'), `http://${LAB.vip4}/`, '3'])).code).toBe(0);
+      expect(await accepted()).toBeGreaterThanOrEqual(before + 3);
+      await failover(
+        'tunvs killed, synProxy on',
+        () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
+        async () => {
+          await restartTunvs(prefix, 'lb-a');
+        },
+      );
+    } finally {
+      await reload((y) => y);
+    }
+  }, 150_000);
 
   it('Redis gone for 10 s under load: forwarding unaffected; the standby converges after', async () => {
     const s = streams(100, 24);
