@@ -733,6 +733,58 @@ describe.skipIf(!root)('netns lab (root)', () => {
       // Starting at the first port again (the old behaviour) gave ~3 connections/s here.
       expect(after, `before the restart ${before.toFixed(0)}/s`).toBeGreaterThan(before / 3);
     }, 60_000);
+
+    it('two clients on tuples the real server holds in TIME_WAIT: translated timestamps are never refused (PAWS)', async () => {
+      // Two client addresses (their Linux timestamp offsets differ) connect in turn; 20 loops
+      // outrun the port sweep, so after the restart local ports are reused for the other
+      // client while rs1 still holds them in TIME_WAIT. Untranslated, the second client's
+      // timestamps are behind the first's about half the time: rs1 answers its SYN with
+      // the old connection's ACK, and the client connects only after a retransmission (1 s).
+      const client = nsName(prefix, 'client');
+      const dev = execFileSync('ip', ['-n', client, '-o', '-4', 'addr', 'show', 'to', LAB.client4], {
+        encoding: 'utf8',
+      }).split(/\s+/)[1]!;
+      execFileSync('ip', ['-n', client, 'addr', 'add', '198.18.100.11/24', 'dev', dev]);
+      const loops = (port: number, seconds: number): { total: number; slow: number; errors: number } =>
+        JSON.parse(
+          inNs(client, [
+            process.execPath,
+            '-e',
+            `const net = require('net'); let total = 0, slow = 0, errors = 0; const end = Date.now() + ${seconds * 1000};
+            const one = (localAddress) => new Promise((done) => { const t0 = Date.now();
+              const s = net.connect({ host: '${LAB.vip4}', port: ${port}, localAddress });
+              s.on('connect', () => { if (Date.now() - t0 > 800) slow++; s.write('GET / HTTP/1.0\\r\\n\\r\\n'); });
+              s.on('data', () => {}); s.on('end', () => { total++; s.destroy(); done(); });
+              s.on('error', () => { errors++; s.destroy(); done(); }); s.setTimeout(5000, () => s.destroy(new Error('t')));
+            });
+            Promise.all(Array.from({ length: 20 }, async (_, i) => { while (Date.now() < end) await one(i % 2 ? '${LAB.client4}' : '198.18.100.11'); }))
+              .then(() => console.log(JSON.stringify({ total, slow, errors })));`,
+          ]),
+        ) as { total: number; slow: number; errors: number };
+      try {
+        const result: Record<string, { total: number; slow: number; errors: number }> = {};
+        for (const [name, port, laddr, translate] of [
+          ['translated', 8084, '198.18.2.7', true],
+          ['as sent', 8085, '198.18.2.8', false],
+        ] as const) {
+          await reloadWith(
+            (y) =>
+              `${y}  - { name: paws-${port}, vip: ${LAB.vip4}, port: ${port}, translateTimestamps: ${translate}, localAddresses: [${laddr}], realServers: [${rs1}] }\n`,
+          );
+          loops(port, 2);
+          await restartTunvs(prefix, 'lb-a');
+          result[name] = loops(port, 3);
+        }
+        console.log(
+          `tuples reused across two clients after a restart: translated ${JSON.stringify(result.translated)}, as sent ${JSON.stringify(result['as sent'])} (slow: connected only after a SYN retransmission)`,
+        );
+        expect(result.translated!.errors).toBe(0);
+        expect(result.translated!.slow).toBe(0);
+        expect(result['as sent']!.slow).toBeGreaterThan(0); // the check that this test can fail
+      } finally {
+        execFileSync('ip', ['-n', client, 'addr', 'del', '198.18.100.11/24', 'dev', dev]);
+      }
+    }, 90_000);
   });
 
   it('kill -9: blackholes drop the VIPs’ packets on the node instead of bouncing them upstream; the restart adopts them', async () => {
