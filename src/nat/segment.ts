@@ -40,16 +40,25 @@ export function writeSegment(
   const l3len = v4 ? 20 : 40;
   const tcpLen = 20 + optLen;
   const len = l3len + tcpLen;
-  buf.fill(0, off, off + l3len + 20);
   if (v4) {
-    dv.setUint8(off, 0x45);
-    dv.setUint16(off + 2, len);
-    dv.setUint16(off + 6, 0x4000); // DF
-    dv.setUint8(off + 8, ORIGINATED_TTL);
-    dv.setUint8(off + 9, IPPROTO_TCP);
-    dv.setInt32(off + 12, words[src0]!);
-    dv.setInt32(off + 16, words[dst0]!);
-    dv.setUint16(off + 10, csumFromSum(sumWords(buf, off, 20)));
+    // Every word written (no fill): version/IHL, TOS 0, length; ID 0, DF; TTL, protocol,
+    // checksum; addresses. The header's sum is taken from the words as they are set.
+    const s0 = words[src0]!;
+    const d0 = words[dst0]!;
+    dv.setUint32(off, 0x45000000 | len);
+    dv.setUint32(off + 4, 0x4000);
+    dv.setInt32(off + 12, s0);
+    dv.setInt32(off + 16, d0);
+    const sum =
+      0x4500 +
+      len +
+      0x4000 +
+      ((ORIGINATED_TTL << 8) | IPPROTO_TCP) +
+      (s0 >>> 16) +
+      (s0 & 0xffff) +
+      (d0 >>> 16) +
+      (d0 & 0xffff);
+    dv.setUint32(off + 8, (((ORIGINATED_TTL << 8) | IPPROTO_TCP) << 16) | csumFromSum(sum));
   } else {
     dv.setUint32(off, 0x60000000);
     dv.setUint16(off + 4, tcpLen);
@@ -61,13 +70,11 @@ export function writeSegment(
     }
   }
   const t = off + l3len;
-  dv.setUint16(t, f.sport);
-  dv.setUint16(t + 2, f.dport);
+  dv.setUint32(t, (f.sport << 16) | f.dport);
   dv.setInt32(t + 4, f.seq);
   dv.setInt32(t + 8, f.ack);
-  dv.setUint8(t + 12, (tcpLen >>> 2) << 4);
-  dv.setUint8(t + 13, f.flags);
-  dv.setUint16(t + 14, f.window);
+  dv.setUint32(t + 12, ((tcpLen >>> 2) << 28) | (f.flags << 16) | f.window);
+  dv.setUint32(t + 16, 0); // checksum (below), urgent pointer
   for (let i = 0; i < optLen; i++) buf[t + 20 + i] = opts[i]!;
   // Pseudo-header: both addresses, protocol, TCP length.
   const pseudo = sumWords(buf, off + (v4 ? 12 : 8), v4 ? 8 : 32) + IPPROTO_TCP + tcpLen;

@@ -64,8 +64,8 @@ export function tsOptEcn(tsecr: number): boolean {
 }
 
 export class SynCookies {
-  /** Hash input: lookup key words (meta, ports, addresses), client ISN, time, MSS class. */
-  private readonly msg = new Int32Array(13);
+  /** Hash input (mac()). */
+  private readonly msg = new Int32Array(11);
   private readonly out = new Uint32Array(2);
 
   constructor(private readonly key: IsnKey) {}
@@ -92,13 +92,14 @@ export class SynCookies {
     return v === 0 ? 1 << TS_OPT_BITS : v;
   }
 
+  /** The MAC over the key's ports and address words (the family is in the length: 3 words for
+   * IPv4, 9 for IPv6), the client ISN, and the period with the MSS class in one word: for
+   * IPv4 five words, three SipHash blocks. */
   private mac(k: Int32Array, blockWords: number, isn: number, t: number, cls: number): number {
     const m = this.msg;
-    const n = blockWords + 1;
-    for (let i = 0; i < n; i++) m[i] = k[i]!;
-    m[n] = isn;
-    m[n + 1] = t;
-    m[n + 2] = cls;
-    return sipHash24(this.key, m, 0, n + 3, this.out)[0]! & 0x7ffffff;
+    for (let i = 0; i < blockWords; i++) m[i] = k[1 + i]!;
+    m[blockWords] = isn;
+    m[blockWords + 1] = (t << 3) | cls;
+    return sipHash24(this.key, m, 0, blockWords + 2, this.out)[0]! & 0x7ffffff;
   }
 }
