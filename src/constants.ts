@@ -91,6 +91,13 @@ export const BACKUP_RANKS_MAX = 8;
 /** Local addresses per service. */
 export const LADDRS_PER_SERVICE_MAX = 64;
 
+/** NAT mode (control/system.ts natReplyRules): the routing table whose default route is
+ * the TUN device, and the priority of the rules that send real servers' replies to it —
+ * after the local table (0), before main (32766), with room for an operator's own rules
+ * on either side. Neither is a table or priority iproute2 or systemd-networkd hands out. */
+export const NAT_ROUTE_TABLE = 4789;
+export const NAT_RULE_PRIORITY = 10789;
+
 /** Packets the engine may generate per burst or timer advance (RSTs on expiry). */
 export const EMIT_SLOTS = 512;
 

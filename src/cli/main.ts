@@ -40,8 +40,11 @@ Usage:
                                           sync (role, lag), TUN device and queue counters
   tunvs conns [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S] [--limit N] [--json]
                                           sessions (like ipvsadm -Lnc), filtered
-  tunvs service add NAME --vip V --port P --laddr A [--laddr B]... [--protocol tcp|udp]
-                    [--scheduler S] [--server ADDR:PORT[,weight=W]]...
+  tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
+                    [--mode fullnat|nat|tunnel] [--scheduler S] [--syn-proxy off|on|auto]
+                    [--server ADDR:PORT[,weight=W]]...
+                                          --laddr: local addresses (FULLNAT; TUNNEL: the
+                                          tunnel source; NAT: none)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W]
   tunvs server delete SERVICE ADDR:PORT
@@ -162,6 +165,10 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (protocol !== undefined) service.protocol = protocol;
     const scheduler = option(args, '--scheduler');
     if (scheduler !== undefined) service.scheduler = scheduler;
+    const mode = option(args, '--mode');
+    if (mode !== undefined) service.mode = mode;
+    const synProxy = option(args, '--syn-proxy');
+    if (synProxy !== undefined) service.synProxy = synProxy;
     service.realServers = options(args, '--server').map((x) => {
       const [hp, weight] = x.split(/,weight=/);
       return { ...hostPort(hp, '--server'), weight: weight === undefined ? 1 : Number(weight) };

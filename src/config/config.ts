@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { MTU_DEFAULT, NODE_ID_MAX, SESSIONS_PER_LB_DEFAULT } from '../constants.js';
 import { TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
+import { MODE_NAMES, type ModeName } from '../nat/modes/mode.js';
 import {
   HEALTH_DEFAULT,
   serviceWithDefaults,
@@ -327,6 +328,7 @@ const SERVICE_KEYS = [
   'port',
   'scheduler',
   'realServers',
+  'mode',
   'localAddresses',
   'toa',
   'stripTimestamps',
@@ -341,7 +343,7 @@ const SERVICE_KEYS = [
 /** One service entry (also what `tunvs service add` sends), validated. */
 export function parseService(v: unknown, path: string): ServiceSpec {
   const o = object(v, path, SERVICE_KEYS);
-  for (const k of ['vip', 'port', 'realServers', 'localAddresses'] as const) {
+  for (const k of ['vip', 'port', 'realServers'] as const) {
     if (o[k] === undefined)
       throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(path, k), 'required field is missing');
   }
@@ -356,23 +358,30 @@ export function parseService(v: unknown, path: string): ServiceSpec {
   });
   if (o.protocol === 'udp' && o.synProxy !== undefined && o.synProxy !== 'off')
     throw new ConfigError('TUNVS_ERR_CONFIG_TYPE', join(path, 'synProxy'), 'the SYN proxy is for TCP services only');
+  const mode = opt<ModeName>(o, 'mode', 'fullnat', (x) => oneOf(x, join(path, 'mode'), MODE_NAMES));
   return serviceWithDefaults({
+    mode,
     name: opt(o, 'name', undefined as string | undefined, (x) => string(x, join(path, 'name'))),
     protocol: opt(o, 'protocol', 'tcp' as const, (x) => oneOf(x, join(path, 'protocol'), ['tcp', 'udp'] as const)),
     vip: o.vip as string,
     port: o.port as number,
     scheduler: opt(o, 'scheduler', 'wrr' as const, (x) => oneOf(x, join(path, 'scheduler'), SCHEDULER_NAMES)),
     realServers: rs,
-    localAddresses: list(o.localAddresses, join(path, 'localAddresses'), 'addresses') as string[],
+    localAddresses: list(o.localAddresses ?? [], join(path, 'localAddresses'), 'addresses') as string[],
     toa: {
-      enabled: opt(toa, 'enabled', TOA_DEFAULT.enabled, (x) => boolean(x, join(path, 'toa.enabled'))),
+      enabled: opt(toa, 'enabled', mode === 'fullnat', (x) => boolean(x, join(path, 'toa.enabled'))),
       kind,
       kindV6: opt(toa, 'kindV6', kind, (x) => x as number),
       inSyn: opt(toa, 'inSyn', TOA_DEFAULT.inSyn, (x) => boolean(x, join(path, 'toa.inSyn'))),
     },
     stripTimestamps: opt(o, 'stripTimestamps', false, (x) => boolean(x, join(path, 'stripTimestamps'))),
-    translateTimestamps: opt(o, 'translateTimestamps', true, (x) => boolean(x, join(path, 'translateTimestamps'))),
-    synProxy: opt<SynProxyMode>(o, 'synProxy', 'auto', (x) => oneOf(x, join(path, 'synProxy'), SYNPROXY_MODES)),
+    // Unset, these take the mode's defaults (serviceWithDefaults).
+    ...(o.translateTimestamps !== undefined
+      ? { translateTimestamps: boolean(o.translateTimestamps, join(path, 'translateTimestamps')) }
+      : {}),
+    ...(o.synProxy !== undefined
+      ? { synProxy: oneOf<SynProxyMode>(o.synProxy, join(path, 'synProxy'), SYNPROXY_MODES) }
+      : {}),
     ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
     ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),

@@ -12,7 +12,9 @@ export type ConfigErrorCode =
   | 'TUNVS_ERR_CONFIG_DUPLICATE'
   | 'TUNVS_ERR_CONFIG_MISSING'
   | 'TUNVS_ERR_CONFIG_UNKNOWN'
-  | 'TUNVS_ERR_CONFIG_LIMIT';
+  | 'TUNVS_ERR_CONFIG_LIMIT'
+  /** An option the service's forwarding mode cannot do (e.g. TOA in TUNNEL mode). */
+  | 'TUNVS_ERR_CONFIG_MODE';
 
 export class ConfigError extends Error {
   readonly code: ConfigErrorCode;

@@ -17,9 +17,11 @@
  * proxy use per packet (nat/synproxy.ts), and room for what is to come.
  *
  *   line 1 (words 0–15): the hot path
- *   word  0  META        proto (bits 0–7) | af (8–15) | state (16–23) | flags (24–31)
+ *   word  0  META        proto (bits 0–7) | af (8–15) | state (16–23) | flags (24–28) |
+ *                        forwarding mode (29–30, recMode: nat/modes/)
  *   words 1–3  IN key    cport<<16|vport, cip0, vip0
- *   words 4–6  OUT key   rport<<16|lport, rip0, lip0
+ *   words 4–6  OUT key   rport<<16|lport, rip0, lip0  (NAT, TUNNEL, DR: the client's port
+ *                        and address stand for lport and lip; only FULLNAT and NAT index it)
  *   word  7  SVC_RS      owner node (bits 26–31) | service id (16–25) | real-server id (0–15):
  *                        svcRsWord() builds it, recService/recServer/recOwner read it
  *   word  8  SEQ_DELTA   LB ISN − client ISN: inbound seq += delta, outbound ack −= delta
@@ -164,6 +166,16 @@ export const FLAG_STALE = 1 << 3;
 /** Flag: the SYN proxy answered the client's handshake (nat/synproxy.ts): the real server's
  * sequence and timestamp spaces differ from what the client was given (SRV_DELTA, line 3). */
 export const FLAG_PROXIED = 1 << 4;
+
+/** META bits 29–30: the session's forwarding mode (MODE_* of nat/modes/mode.ts), set at
+ * creation and never changed, so a service's mode can change while its sessions run. */
+export const META_MODE_SHIFT = 29;
+export const META_MODE_MASK = 3;
+/** The same bits within the flags byte (HA sync carries them with the flags). */
+export const FLAGS_MODE_BITS = META_MODE_MASK << (META_MODE_SHIFT - META_FLAGS_SHIFT);
+export function recMode(rec: Int32Array, base: number): number {
+  return (rec[base + R_META]! >>> META_MODE_SHIFT) & META_MODE_MASK;
+}
 
 /**
  * PROXY_OPTS word: the options of a proxied session's two handshakes. A window scale of 15

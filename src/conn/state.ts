@@ -15,6 +15,15 @@
  *   RST either way      any → CLOSE
  *
  * UDP sessions have the single state UDP.
+ *
+ * In the modes whose replies skip the LB (TUNNEL; nat/modes/) only the client's flags are
+ * seen, and a session follows them alone (nextStateInputOnly, as LVS's input-only table):
+ *
+ *   client SYN          NONE → SYN_RECV
+ *   client ACK          SYN_RECV → ESTABLISHED
+ *   client FIN          ESTABLISHED/SYN_RECV → FIN_WAIT (kept alive by the client's ACKs
+ *                       while the server still sends: every packet restarts the timeout)
+ *   client RST          any → CLOSE
  */
 
 export const S_NONE = 0;
@@ -140,5 +149,15 @@ export function nextStateOutbound(state: number, flags: number): number {
     return state;
   }
   if ((flags & ACK) !== 0 && state === S_LAST_ACK) return S_TIME_WAIT;
+  return state;
+}
+
+/** Next state after a packet from the client with TCP `flags`, when the server's packets
+ * never pass the LB. */
+export function nextStateInputOnly(state: number, flags: number): number {
+  if ((flags & RST) !== 0) return S_CLOSE;
+  if ((flags & SYN) !== 0) return state === S_NONE ? S_SYN_RECV : state;
+  if ((flags & FIN) !== 0) return state === S_ESTABLISHED || state === S_SYN_RECV ? S_FIN_WAIT : state;
+  if ((flags & ACK) !== 0 && state === S_SYN_RECV) return S_ESTABLISHED;
   return state;
 }

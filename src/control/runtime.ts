@@ -2,11 +2,13 @@
  * `tunvs run`: the main thread of a running load balancer.
  *
  *   1. validate the config (nothing touches the host before it passes);
- *   2. create the multi-queue TUN, set MTU and txqueuelen, link up, attach the steering
- *      program (steering.ts) so the kernel puts each packet on its owner's queue;
+ *   2. create the multi-queue TUN, its offloads (off while a TUNNEL service exists), set MTU
+ *      and txqueuelen, link up, attach the steering program (steering.ts) so the kernel puts
+ *      each packet on its owner's queue;
  *   3. sysctls (forwarding on, rp_filter off on the TUN) and a route into the TUN for every
- *      VIP and local address, over a fallback blackhole for when the TUN is gone — each
- *      change recorded with its undo (system.ts);
+ *      VIP and local address, over a fallback blackhole for when the TUN is gone; the policy
+ *      rules that bring NAT services' replies into the TUN — each change recorded with its
+ *      undo (system.ts);
  *   4. one forwarder thread per queue (workers/forwarder.ts);
  *   5. the admin socket; SIGHUP reloads, SIGTERM/SIGINT undo everything and exit.
  */
@@ -125,8 +127,8 @@ export class Runtime {
     const native = nativeAddon();
     try {
       const tun = native.open(config.tun.name, config.workers, config.tun.offload);
-      if (config.tun.offload) native.setOffload(tun.fds[0]!, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN);
       this.fds = tun.fds;
+      this.applyOffload(this.services);
       // No IPv6 address on the TUN (it needs none to route): otherwise the kernel sends its
       // own MLD and router solicitations into the device. Must precede link up.
       this.system.deviceSysctl(tun.name, 'net/ipv6/conf/{dev}/addr_gen_mode', '1');
@@ -137,7 +139,9 @@ export class Runtime {
       if (this.services.some((s) => s.af === AF_INET)) this.system.sysctl('net.ipv4.ip_forward', '1');
       if (this.services.some((s) => s.af !== AF_INET)) this.system.sysctl('net.ipv6.conf.all.forwarding', '1');
       this.system.adoptFallbacks();
+      this.system.clearStaleNatRules();
       this.applyRoutes(this.services);
+      this.system.natReplyRules(this.services, config.tun.name);
       await this.startWorkers();
       if (config.ha) {
         this.ha = new HaNode(
@@ -179,6 +183,27 @@ export class Runtime {
       admin: config.adminSocket,
     });
   }
+
+  /**
+   * The TUN device's offloads (config tun.offload): on, unless a TUNNEL service is
+   * configured — an IPIP packet cannot carry a GSO super-packet or a partial checksum back
+   * into the kernel (nat/modes/tunnel.ts), so then the kernel hands over finished packets.
+   * Turned off before the services that need it reach the forwarders, on again after the
+   * last one went.
+   */
+  private applyOffload(services: readonly ResolvedService[]): void {
+    if (!this.config.tun.offload || this.fds.length === 0) return;
+    const on = !services.some((s) => s.mode === 'tunnel');
+    if (on === this.offloadOn) return;
+    nativeAddon().setOffload(this.fds[0]!, on ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN : 0);
+    if (this.offloadOn !== undefined || !on)
+      this.log(
+        'info',
+        on ? 'TUN offloads on (no TUNNEL service left)' : 'TUN offloads off: a TUNNEL service is configured',
+      );
+    this.offloadOn = on;
+  }
+  private offloadOn: boolean | undefined;
 
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. */
   private steer(services: readonly ResolvedService[]): void {
@@ -499,7 +524,9 @@ export class Runtime {
   /** Validate and apply a service set: routes, steering, health checks, forwarders. */
   private applyServices(specs: ServiceSpec[], path = 'services'): void {
     const services = resolveServices(specs, this.ids, path);
+    this.applyOffload(services);
     this.applyRoutes(services);
+    this.system.natReplyRules(services, this.config.tun.name);
     this.steer(services);
     this.services = services;
     this.health.sync(services);

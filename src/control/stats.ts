@@ -3,6 +3,7 @@
  * shared counters (counters.ts) and connection counts: nothing here touches a worker.
  */
 
+import { MODE_FORWARD_NAMES, type ModeName } from '../nat/modes/mode.js';
 import { readFileSync } from 'node:fs';
 import {
   DROPS_BASE,
@@ -47,6 +48,8 @@ export interface ServiceRow {
   vip: string;
   port: number;
   scheduler: string;
+  /** Forwarding mode (fullnat, nat, tunnel). */
+  mode: string;
   realServers: RealServerRow[];
 }
 
@@ -65,6 +68,7 @@ export function listServices(
     vip: s.vipText,
     port: s.port,
     scheduler: s.scheduler,
+    mode: s.mode,
     realServers: s.realServers.map((r) => {
       const h = health?.(s.id, r.id);
       return {
@@ -143,7 +147,8 @@ export class RateEstimator {
   }
 }
 
-/** ipvsadm -Ln style text; `--stats` totals, or `--rate` per-second rates. */
+/** ipvsadm -Ln style text (Forward: FullNat, Masq, Tunnel, as ipvsadm names the modes);
+ * `--stats` totals, or `--rate` per-second rates. */
 export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate'): string {
   const lines: string[] = [];
   lines.push('Prot LocalAddress:Port Scheduler');
@@ -152,7 +157,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
       ? '  -> RemoteAddress:Port           CPS       InPPS     OutPPS    InBPS        OutBPS'
       : stats
         ? '  -> RemoteAddress:Port           Conns     InPkts    OutPkts   InBytes      OutBytes'
-        : '  -> RemoteAddress:Port           Weight ActiveConn InActConn',
+        : '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
   );
   const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
   for (const s of rows) {
@@ -164,7 +169,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
           ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(q.conns, 9)} ${pad(q.inPackets, 9)} ${pad(q.outPackets, 9)} ${pad(q.inBytes, 12)} ${q.outBytes}`
           : stats
             ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
-            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
+            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
       );
     }
   }

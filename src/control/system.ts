@@ -1,7 +1,8 @@
 /**
  * Changes tunvs makes to the host, each recorded with its undo so that shutdown (and a
  * failed start-up) leaves the network namespace as it was: routes of the VIPs and local
- * addresses into the TUN device, and the sysctls forwarding needs.
+ * addresses into the TUN device, the policy rules that bring NAT services' replies to it,
+ * and the sysctls forwarding needs.
  *
  * Each of those addresses also gets a blackhole route of the last metric, under the route
  * into the TUN. While tunvs runs it is never used; when the TUN goes away without an orderly
@@ -15,7 +16,8 @@
 import { execFileSync } from 'node:child_process';
 import { isIP } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { AF_INET } from '../packet/headers.js';
+import { NAT_ROUTE_TABLE, NAT_RULE_PRIORITY } from '../constants.js';
+import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
 import { formatAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 
@@ -24,6 +26,10 @@ export const FALLBACK_METRIC = 4294967295;
 
 export class SystemChanges {
   private readonly undo: (() => void)[] = [];
+  /** NAT reply rules in place (`ip rule` argument lists, family first). */
+  private readonly natRuleArgs = new Map<string, string[]>();
+  /** Families whose NAT reply table has its default route into the TUN. */
+  private readonly natTables = new Set<'-4' | '-6'>();
   private readonly routes = new Map<string, Route>();
   /** Fallback blackholes by prefix (this run's and those a previous run left). */
   private readonly fallbacks = new Map<string, Route>();
@@ -151,9 +157,111 @@ export class SystemChanges {
     this.fallbacks.delete(r.prefix);
   }
 
-  /** Undo everything: the routes (the fallback blackholes too unless `keepFallbacks`), then
-   * the rest newest first. Never throws. */
+  /**
+   * NAT services' replies into the TUN: a NAT real server sends its replies to the client
+   * with the LB as its gateway, so they arrive here addressed to the client, not to an
+   * address routed into the TUN. One policy rule per real server and protocol — from its
+   * address and service port (`ip rule ... from RIP ipproto P sport RPORT`), nothing else
+   * the server sends — looks up a table of its own whose default route is the TUN device.
+   * Exactly the rules `services` need; the others go.
+   */
+  natReplyRules(services: readonly ResolvedService[], dev: string): void {
+    const wanted = new Map<string, string[]>();
+    for (const s of services) {
+      if (s.mode !== 'nat') continue;
+      const family = s.af === AF_INET ? '-4' : '-6';
+      for (const rs of s.realServers) {
+        const args = [
+          family,
+          'rule',
+          'add',
+          'priority',
+          String(NAT_RULE_PRIORITY),
+          'from',
+          hostPrefix(s.af, rs.addr),
+          'ipproto',
+          s.proto === IPPROTO_TCP ? 'tcp' : 'udp',
+          'sport',
+          String(rs.port),
+          'lookup',
+          String(NAT_ROUTE_TABLE),
+        ];
+        wanted.set(args.join(' '), args);
+      }
+    }
+    for (const family of ['-4', '-6'] as const) {
+      const need = [...wanted.values()].some((a) => a[0] === family);
+      if (need && !this.natTables.has(family)) {
+        execFileSync('ip', [family, 'route', 'replace', 'default', 'dev', dev, 'table', String(NAT_ROUTE_TABLE)], {
+          stdio: 'pipe',
+        });
+        this.natTables.add(family);
+      }
+    }
+    for (const [key, args] of wanted) {
+      if (this.natRuleArgs.has(key)) continue;
+      execFileSync('ip', args, { stdio: 'pipe' });
+      this.natRuleArgs.set(key, args);
+    }
+    for (const [key, args] of this.natRuleArgs) {
+      if (!wanted.has(key)) this.dropNatRule(key, args);
+    }
+    for (const family of [...this.natTables]) {
+      if (![...wanted.values()].some((a) => a[0] === family)) this.dropNatTable(family);
+    }
+  }
+
+  /** Rules of NAT_RULE_PRIORITY a previous run left (it was killed): gone, so that only this
+   * run's are in place. */
+  clearStaleNatRules(): void {
+    for (const family of ['-4', '-6'] as const) {
+      let rules: { priority?: number }[];
+      try {
+        const out = execFileSync('ip', ['-j', family, 'rule', 'show', 'priority', String(NAT_RULE_PRIORITY)], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }).trim();
+        rules = JSON.parse(out === '' ? '[]' : out) as { priority?: number }[];
+      } catch {
+        continue; // no IPv6 here
+      }
+      for (let i = 0; i < rules.length; i++) {
+        try {
+          execFileSync('ip', [family, 'rule', 'del', 'priority', String(NAT_RULE_PRIORITY)], { stdio: 'pipe' });
+        } catch {
+          break;
+        }
+      }
+    }
+  }
+
+  private dropNatRule(key: string, args: string[]): void {
+    try {
+      execFileSync(
+        'ip',
+        args.map((a, i) => (i === 2 ? 'del' : a)),
+        { stdio: 'pipe' },
+      );
+    } catch {
+      // Removed by hand already.
+    }
+    this.natRuleArgs.delete(key);
+  }
+
+  private dropNatTable(family: '-4' | '-6'): void {
+    try {
+      execFileSync('ip', [family, 'route', 'flush', 'table', String(NAT_ROUTE_TABLE)], { stdio: 'pipe' });
+    } catch {
+      // Gone with the device already.
+    }
+    this.natTables.delete(family);
+  }
+
+  /** Undo everything: the routes (the fallback blackholes too unless `keepFallbacks`), the
+   * NAT reply rules, then the rest newest first. Never throws. */
   restore(keepFallbacks = false): void {
+    for (const [key, args] of this.natRuleArgs) this.dropNatRule(key, args);
+    for (const family of [...this.natTables]) this.dropNatTable(family);
     for (const r of this.routes.values()) this.withdraw(r);
     if (!keepFallbacks) for (const r of this.fallbacks.values()) this.withdrawFallback(r);
     while (this.undo.length > 0) {

@@ -1,6 +1,6 @@
 /**
  * The packet engine of one worker: takes a burst of raw IP packets in ring slots, rewrites
- * each in place for FULLNAT or drops it with a reason, and runs the shard's timers. It does
+ * each in place in its service's forwarding mode or drops it with a reason, and runs the shard's timers. It does
  * no I/O: the TUN layer (or a test) fills the ring, calls processBurst, and writes back
  * the slots whose verdict is FORWARD, then the packets the engine generated (emit ring).
  *
@@ -8,8 +8,11 @@
  *   1. classify   parse, find the service, hash the lookup key
  *   2. touch      touch every packet's index slot, then both lines of each record
  *   3. handle     parse → to a VIP service?  yes: owner = client hash → natInbound
- *                                            no:  owner = dport       → natOutbound
+ *                                            no:  owner = dport (or,
+ *                                                 NAT, client hash)   → natOutbound
  *                         ICMP: owner from the quoted packet          → natIcmp
+ *                 (shard.ts says whose packet is whose; the session's forwarding mode,
+ *                 nat/modes/, does the rewrite.)
  *                 A packet owned by another worker is not touched: REDIRECT, aux = owner.
  *
  * Steps 1 and 2 exist for large tables: a lookup costs two dependent cache misses (index
@@ -50,6 +53,7 @@ import {
   R_SEQ_DELTA,
   R_SRV_DELTA,
   R_TS_DELTA,
+  recMode,
   recOwner,
   recServer,
   recService,
@@ -69,8 +73,10 @@ import { SessionTable } from '../conn/table.js';
 import { AF_INET6, IPPROTO_TCP, IPPROTO_UDP, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
 import type { IsnKey } from '../nat/seq.js';
-import { flushHeld, natInbound } from '../nat/fullnat_in.js';
-import { natOutbound } from '../nat/fullnat_out.js';
+import { flushHeld } from '../nat/fullnat_in.js';
+import { natInbound } from '../nat/inbound.js';
+import { natOutbound } from '../nat/outbound.js';
+import { MODE_NAMES, modeTable } from '../nat/modes/index.js';
 import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
 import { resetBoth } from '../nat/rst.js';
 import { isWaiting, proxyAutoTick, proxyTimer, releaseHeld } from '../nat/synproxy.js';
@@ -98,7 +104,7 @@ import {
   DROPS_BASE,
 } from './counters.js';
 import { PacketRing } from './ring.js';
-import { clientShardHash } from './shard.js';
+import { clientWorker, replyWorker } from './shard.js';
 
 export interface EngineOptions {
   /** This worker's index and the number of workers (shards). */
@@ -164,6 +170,9 @@ export interface SessionInfo {
   rport: number;
   serviceId: number;
   realServerId: number;
+  /** Forwarding mode (nat/modes/); laddr/lport are the client's own in every mode but
+   * FULLNAT. */
+  mode: string;
   seqDelta: number;
   rsIsnPlus1: number | undefined;
   clientAck: number;
@@ -236,6 +245,7 @@ export class Engine {
     this.ctx = new NatContext(natOpts, this.table, this.services, counts, this.counters, this.emit);
     this.ctx.tick = this.table.tick;
     this.ctx.nowMs = nowMs;
+    this.ctx.modes = modeTable();
     if (opts.ha) {
       this.control = new HaControl(opts.ha.controlSab);
       this.sync = new SessionSync(
@@ -480,13 +490,13 @@ export class Engine {
       }
       if (svc >= 0) {
         if (workers > 1) {
-          const owner = clientShardHash(c.pS0, c.pS1, c.pS2, c.pS3, (c.pSport << 16) | c.pDport) % workers;
+          const owner = clientWorker(c.pS0, c.pS1, c.pS2, c.pS3, c.pSport, workers);
           if (owner !== this.worker) return this.redirect(owner);
         }
         return natInbound(c, svc, hash);
       }
       if (workers > 1) {
-        const owner = c.pDport % workers;
+        const owner = replyWorker(c.services, c.pAf, c.pD0, c.pD1, c.pD2, c.pD3, c.pDport, workers);
         if (owner !== this.worker) return this.redirect(owner);
       }
       return natOutbound(c, hash);
@@ -620,6 +630,7 @@ export class Engine {
       rport: outPorts >>> 16,
       serviceId: recService(rec, base),
       realServerId: recServer(rec, base),
+      mode: MODE_NAMES[recMode(rec, base)] ?? 'unknown',
       seqDelta: rec[base + R_SEQ_DELTA]!,
       rsIsnPlus1: (flags & FLAG_RS_ISN_KNOWN) !== 0 ? rec[base + R_RS_ISN1]! >>> 0 : undefined,
       clientAck: rec[base + R_CLI_ACK]! >>> 0,

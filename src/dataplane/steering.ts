@@ -4,13 +4,16 @@
  * each packet the kernel routes into the device — the same function as shard.ts:
  *
  *   TCP/UDP to a local address:   dport                        (kernel: u16 % queues)
- *   other TCP/UDP (to a VIP):     clientShardHash(src, ports)  (kernel: u16 % queues)
+ *   TCP/UDP to a VIP:             clientShardHash(src, sport)  (kernel: u16 % queues)
+ *   other TCP/UDP (NAT replies):  clientShardHash(dst, dport)  (only with NAT services;
+ *                                 without, every other packet is taken as to a VIP)
  *   anything else (ICMP, …):      0; the engine hands it over if another worker owns it
  *
  * The kernel runs it with the IP header at offset 0. Packet bytes are read with the
  * classic LD_ABS/LD_IND loads (they return big-endian words as numbers, like DataView, and
  * end the program with 0 when out of bounds). The local addresses are compared as
- * immediates, so the program is rebuilt when they change (reload).
+ * immediates (and the VIPs, with NAT services), so the program is rebuilt when they change
+ * (reload).
  */
 
 import { AF_INET } from '../packet/headers.js';
@@ -117,7 +120,7 @@ function xorShift(a: Asm, n: number): void {
   a.mov64x(1, 0).alu32(OP_RSH, 1, n).alu32x(OP_XOR, 0, 1);
 }
 
-/** clientShardHash of r9 (xor of the source address words) and r0 (the ports word); exit. */
+/** clientShardHash of r9 (xor of the address words) and r0 (the port); exit. */
 function hashAndExit(a: Asm): void {
   a.alu32x(OP_XOR, 0, 9);
   xorShift(a, 16);
@@ -128,16 +131,23 @@ function hashAndExit(a: Asm): void {
   a.alu32(OP_AND, 0, 0xffff).exit();
 }
 
-/** Assemble the steering program for the local addresses of `services`. */
+/** Assemble the steering program for the local addresses (and, with NAT services, the
+ * VIPs) of `services`. */
 export function steeringProgram(services: readonly ResolvedService[]): Uint8Array {
   const lips4 = new Set<number>();
   const lips6 = new Map<string, Int32Array>();
+  const vips4 = new Set<number>();
+  const vips6 = new Map<string, Int32Array>();
   for (const s of services) {
     for (const l of s.laddrs) {
       if (s.af === AF_INET) lips4.add(l[0]!);
       else lips6.set(Array.from(l).join(','), l);
     }
+    if (s.af === AF_INET) vips4.add(s.vip[0]!);
+    else vips6.set(Array.from(s.vip).join(','), s.vip);
   }
+  // Without NAT services everything not to a local address is to a VIP: no VIP test.
+  const nat = services.some((s) => s.mode === 'nat');
   const a = new Asm();
   a.mov64x(6, 1) // LD_ABS/LD_IND take the skb from r6
     .ldAbs(B, 0)
@@ -150,25 +160,41 @@ export function steeringProgram(services: readonly ResolvedService[]): Uint8Arra
   a.ldAbs(B, 9).j32(J_EQ, 0, 6, 'v4l4').j32(J_EQ, 0, 17, 'v4l4').ja('zero');
   a.label('v4l4').ldAbs(W, 16);
   for (const w of lips4) a.j32(J_EQ, 0, w, 'v4lip');
-  a.ldAbs(W, 12).mov64x(9, 0).ldInd(W, 8, 0);
+  if (nat) {
+    for (const w of vips4) a.j32(J_EQ, 0, w, 'v4vip');
+    // A NAT real server's reply: the client is the destination.
+    a.mov64x(9, 0).ldInd(H, 8, 2);
+    hashAndExit(a);
+  }
+  a.label('v4vip').ldAbs(W, 12).mov64x(9, 0).ldInd(H, 8, 0);
   hashAndExit(a);
   a.label('v4lip').ldInd(H, 8, 2).exit();
   // IPv6 (no extension headers: the engine drops those anyway).
   a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').ja('zero');
   a.label('v6l4');
-  let n = 0;
-  for (const words of lips6.values()) {
-    const next = `v6next${n++}`;
-    for (let k = 0; k < 4; k++) {
-      a.ldAbs(W, 24 + 4 * k);
-      if (k < 3) a.j32(J_NE, 0, words[k]!, next);
-      else a.j32(J_EQ, 0, words[k]!, 'v6lip');
+  const match6 = (addrs: Iterable<Int32Array>, hit: string, tag: string): void => {
+    let n = 0;
+    for (const words of addrs) {
+      const next = `${tag}${n++}`;
+      for (let k = 0; k < 4; k++) {
+        a.ldAbs(W, 24 + 4 * k);
+        if (k < 3) a.j32(J_NE, 0, words[k]!, next);
+        else a.j32(J_EQ, 0, words[k]!, hit);
+      }
+      a.label(next);
     }
-    a.label(next);
+  };
+  match6(lips6.values(), 'v6lip', 'v6lipnext');
+  if (nat) {
+    match6(vips6.values(), 'v6vip', 'v6vipnext');
+    a.ldAbs(W, 24).mov64x(9, 0);
+    for (const off of [28, 32, 36]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
+    a.ldAbs(H, 42);
+    hashAndExit(a);
   }
-  a.ldAbs(W, 8).mov64x(9, 0);
+  a.label('v6vip').ldAbs(W, 8).mov64x(9, 0);
   for (const off of [12, 16, 20]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
-  a.ldAbs(W, 40);
+  a.ldAbs(H, 40);
   hashAndExit(a);
   a.label('v6lip').ldAbs(H, 42).exit();
   a.label('zero')

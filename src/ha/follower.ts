@@ -8,14 +8,13 @@
  *               from the peer). Its sessions never vanish meanwhile. Nothing between the
  *               snapshot and the stream is missed, and applying an upsert twice is harmless.
  *   2. follow   one XREAD BLOCK over every peer's stream, from each one's position; each
- *               batch goes to the workers that own its sessions (local port % workers),
+ *               batch goes to the workers that own its sessions (session_sync.ts syncOwnerWorker),
  *               which install them owned by that peer (ha/session_sync.ts install).
  */
 
 import type { Redis } from 'ioredis';
-import { R_OUT_PORTS } from '../conn/layout.js';
 import { asInt32, nodeKeys } from './redis.js';
-import { EVENT_WORDS, OP_UPSERT, SYNC_FORMAT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+import { EVENT_WORDS, OP_UPSERT, SYNC_FORMAT, SYNC_WORDS, syncOwnerWorker, type HaWorkerLink } from './session_sync.js';
 
 const HSCAN_COUNT = 2000;
 const XREAD_COUNT = 200;
@@ -223,14 +222,11 @@ export class Follower {
     }
   }
 
-  /** Send each event to the worker that owns it (local port % workers). */
+  /** Send each event to the worker that owns it (its mode's owner rule). */
   private route(events: Int32Array, n: number): void {
     const W = this.workers.length;
     const per: number[][] = this.workers.map(() => []);
-    for (let e = 0; e < n; e++) {
-      const lport = events[e * EVENT_WORDS + 1 + R_OUT_PORTS]! & 0xffff;
-      per[lport % W]!.push(e);
-    }
+    for (let e = 0; e < n; e++) per[syncOwnerWorker(events, e * EVENT_WORDS + 1, W)]!.push(e);
     per.forEach((list, w) => {
       if (list.length === 0) return;
       const out = new Int32Array(list.length * EVENT_WORDS);

@@ -16,7 +16,7 @@
 
 import { Redis, type RedisOptions } from 'ioredis';
 import type { HaRedis } from '../config/config.js';
-import { syncOutKey } from './session_sync.js';
+import { syncKey } from './session_sync.js';
 
 /** A node refreshes its alive key this often... */
 export const HEARTBEAT_MS = 1000;
@@ -71,9 +71,9 @@ export function describeRedis(r: Redis | undefined): string | undefined {
   return s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : undefined;
 }
 
-/** The hash field of a session: its OUT key's 40 bytes. */
+/** The hash field of a session: its identifying key's 40 bytes (session_sync.ts syncKey). */
 export function fieldOf(rec: Int32Array, off: number): Buffer {
-  return Buffer.from(syncOutKey(rec, off, new Int32Array(10)).buffer);
+  return Buffer.from(syncKey(rec, off, new Int32Array(10)).buffer);
 }
 
 export function asBuffer(a: Int32Array): Buffer {

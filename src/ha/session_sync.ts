@@ -19,7 +19,9 @@
  * server-side timestamp delta and options; syncWord maps one to the other). Word 7 (the record's SVC_RS) holds
  * the publishing node's id instead. The real server is named by its address and port (the
  * OUT key), so nodes need not number their services and servers alike; they must have the
- * same services and worker count (the local port says which worker owns a session).
+ * same services and worker count (the mode's owner rule says which worker owns a session:
+ * FULLNAT's local port, the client's address and port in the other modes). A record is
+ * found by its OUT key, or by its IN key in the modes without one (TUNNEL).
  */
 
 import {
@@ -30,9 +32,12 @@ import {
   FLAG_RS_ISN_KNOWN,
   FLAG_STALE,
   FLAG_SYNCED,
+  FLAGS_MODE_BITS,
   KEY_BLOCK_WORDS,
   KEY_LO_WORDS,
   META_FLAGS_SHIFT,
+  META_MODE_MASK,
+  META_MODE_SHIFT,
   META_STATE_SHIFT,
   R_CREATED,
   R_HOLD,
@@ -41,6 +46,8 @@ import {
   R_META,
   R_OUT,
   R_OUT_HI,
+  R_CIP0,
+  R_CIP1,
   R_RIP0,
   R_RIP1,
   R_SVC_RS,
@@ -63,6 +70,7 @@ import { NODE_ID_MAX } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ServiceTable } from '../service/service.js';
 import { uncountRecord } from '../nat/session.js';
+import { modeTable } from '../nat/modes/index.js';
 
 /** Record words carried: line 1 up to (not incl.) EXPIRE, the IPv6 key words, and the SYN
  * proxy's per-packet words. */
@@ -74,8 +82,9 @@ export const SYNC_WORDS = LINE1_WORDS + HI_WORDS + LINE3_WORDS;
  * of different formats must not install each other's records. 2: the 48-word session record
  * (timestamp and SYN proxy words). */
 export const SYNC_FORMAT = 2;
-/** Flags that travel with a record (the rest are local to a node). */
-const SYNCED_FLAGS = FLAG_RS_ISN_KNOWN | FLAG_PROXIED;
+/** Flags that travel with a record (the rest are local to a node), and the mode. */
+const SYNCED_FLAGS = FLAG_RS_ISN_KNOWN | FLAG_PROXIED | FLAGS_MODE_BITS;
+const MODES = modeTable();
 /** Event = op + sync record. */
 export const EVENT_WORDS = 1 + SYNC_WORDS;
 export const OP_UPSERT = 1;
@@ -87,12 +96,33 @@ export function syncWord(w: number): number {
   return w < R_LINE3 ? w - R_LINE2 + LINE1_WORDS : w - R_LINE3 + LINE1_WORDS + HI_WORDS;
 }
 
-/** The OUT lookup key (layout.ts "Lookup key") of the sync record at `s`: the session's
- * identity on the local side, unique on an LB. Returns `key`. */
-export function syncOutKey(ev: Int32Array, s: number, key: Int32Array): Int32Array {
+/** The worker (of `workers`) that owns the session of the sync record at `s`. */
+export function syncOwnerWorker(ev: Int32Array, s: number, workers: number): number {
+  const mode = MODES[(ev[s + R_META]! >>> META_MODE_SHIFT) & META_MODE_MASK] ?? MODES[0]!;
+  return mode.owner(
+    ev[s + R_CIP0]!,
+    ev[s + syncWord(R_CIP1)]!,
+    ev[s + syncWord(R_CIP1 + 2)]!,
+    ev[s + syncWord(R_CIP1 + 4)]!,
+    ev[s + R_OUT_PORTS]!,
+    workers,
+  );
+}
+
+/** Does the sync record at `s` have an OUT index entry (its mode's replies pass the LB)? */
+export function syncTwoWay(ev: Int32Array, s: number): boolean {
+  return MODES[(ev[s + R_META]! >>> META_MODE_SHIFT) & META_MODE_MASK]?.twoWay ?? true;
+}
+
+/** The lookup key (layout.ts "Lookup key") of the sync record at `s` that is the session's
+ * identity on an LB: the OUT key (local side) for modes whose replies pass the LB, else the
+ * IN key. Returns `key`. */
+export function syncKey(ev: Int32Array, s: number, key: Int32Array): Int32Array {
+  const lo = syncTwoWay(ev, s) ? R_OUT : R_IN;
+  const hi = lo === R_OUT ? R_OUT_HI : R_IN_HI;
   key[0] = ev[s + R_META]! & 0xffff;
-  for (let i = 0; i < KEY_LO_WORDS; i++) key[1 + i] = ev[s + R_OUT + i]!;
-  for (let i = 0; i < KEY_BLOCK_WORDS - KEY_LO_WORDS; i++) key[1 + KEY_LO_WORDS + i] = ev[s + syncWord(R_OUT_HI + i)]!;
+  for (let i = 0; i < KEY_LO_WORDS; i++) key[1 + i] = ev[s + lo + i]!;
+  for (let i = 0; i < KEY_BLOCK_WORDS - KEY_LO_WORDS; i++) key[1 + KEY_LO_WORDS + i] = ev[s + syncWord(hi + i)]!;
   return key;
 }
 
@@ -400,8 +430,9 @@ export class SessionSync {
       const owner = peer === this.nodeId ? 0 : peer;
       const af = (meta >>> 8) & 0xff;
       const blockWords = af === AF_INET6 ? KEY_BLOCK_WORDS : KEY_LO_WORDS;
-      syncOutKey(events, s, key);
-      let r = table.find(key, blockWords, DIR_OUT, table.hashKey(key, blockWords));
+      const twoWay = syncTwoWay(events, s);
+      syncKey(events, s, key);
+      let r = table.find(key, blockWords, twoWay ? DIR_OUT : DIR_IN, table.hashKey(key, blockWords));
       if (r >= 0 && recOwner(rec, r * RECORD_WORDS) === 0 && this.active) {
         // Ours, and we publish it: a peer's word does not overwrite (nor delete) it.
         res.conflicts++;
@@ -447,7 +478,7 @@ export class SessionSync {
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
         table.insert(r, DIR_IN, table.hashRecord(r, DIR_IN));
-        table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
+        if (twoWay) table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
         table.schedule(r, tick + timeouts[state]!);
         res.installed++;
       } else {

@@ -45,6 +45,7 @@ import { deriveKey, IsnGenerator, randomIsnKey, type IsnKey } from './seq.js';
 import { SynCookies } from './syncookie.js';
 import { HoldPool } from './hold.js';
 import type { PacketRing } from '../dataplane/ring.js';
+import type { ForwardingMode } from './modes/mode.js';
 import { HOLD_PER_SESSION_MAX } from '../constants.js';
 
 /** Label of the SYN cookies' key, derived from the ISN key (seq.ts deriveKey). */
@@ -113,6 +114,12 @@ export class NatContext {
   /** Lookup keys: layout.ts "Lookup key". */
   readonly key = new Int32Array(10);
   readonly okey = new Int32Array(10);
+  /** IPv4 ID of the last outer header TUNNEL wrote (modes/tunnel.ts). */
+  outerIpId = 0;
+  /** Hash of `okey` left by a two-way mode's create (modes/mode.ts). */
+  outHash = 0;
+  /** The forwarding modes by id (modes/index.ts; the engine sets them). */
+  modes: readonly ForwardingMode[] = [];
   /** Option scratch: offsets of the options of the packet in hand, and a rebuild area. */
   readonly optOffsets = new Int32Array(40);
   readonly optScratch = new Uint8Array(64);

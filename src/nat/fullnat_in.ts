@@ -1,24 +1,19 @@
 /**
- * Inbound FULLNAT: client → VIP:vport becomes LIP:lport → RIP:rport.
+ * The inbound rewrite of FULLNAT (and of NAT, whose local address and port are the
+ * client's own): client → VIP:vport becomes LIP:lport → RIP:rport. nat/inbound.ts finds or
+ * makes the session; modes/fullnat.ts and modes/nat.ts call in here.
  *
- * Inbound flow, in the order the functions below run:
- *
- *   1. natInbound      look the flow up by its IN key (client, VIP, ports); a lone SYN
- *                      (or any UDP packet) without a session creates one — or, with the
- *                      service's SYN proxy on, is answered with a cookie (synproxy.ts), and
- *                      the client's ACK with a valid cookie creates it; a SYN on a session in
- *                      TIME_WAIT/CLOSE ends it and starts a new one.
- *   2. tcpInbound      state transition and timeout; remember the client's ack; rewrite
+ *   1. tcpInbound      state transition and timeout; remember the client's ack; rewrite
  *                      addresses and ports; seq += delta; timestamps (timestamps.ts); for a
  *                      proxied session ack −= srv delta; TCP checksum by RFC 1624.
- *   3. inboundOptions  (toa.ts) SACK edges −= srv delta (proxied); TOA when the ack is the
+ *   2. inboundOptions  (toa.ts) SACK edges −= srv delta (proxied); TOA when the ack is the
  *                      real server's ISN + 1, client TOA scrubbed, timestamps stripped from
  *                      SYNs if configured.
- *   udpInbound         step 2 for UDP: addresses and ports only, no TOA.
+ *   udpInbound         step 1 for UDP: addresses and ports only, no TOA.
+ *   flushHeld          the SYN proxy's held client segments, through tcpInbound.
  */
 
 import {
-  DIR_IN,
   FLAG_PROXIED,
   FLAG_RS_ISN_KNOWN,
   META_FLAGS_SHIFT,
@@ -37,83 +32,16 @@ import {
   R_META,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { nextStateInbound, S_CLOSE, S_NONE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
-import { C_PACKETS_IN, C_SESSIONS_EXPIRED, C_SESSIONS_REUSED, RS_PACKETS_IN } from '../dataplane/counters.js';
-import {
-  IPPROTO_TCP,
-  TCP_ACK,
-  TCP_ACKF,
-  TCP_CSUM,
-  TCP_FIN,
-  TCP_RST,
-  TCP_SEQ,
-  TCP_SYN,
-  VIRTIO_NEEDS_CSUM,
-} from '../packet/headers.js';
-import { SYNPROXY_OFF, TOA_IN_SYN, TOA_ON } from '../service/service.js';
+import { nextStateInbound, S_UDP } from '../conn/state.js';
+import { C_PACKETS_IN, RS_PACKETS_IN } from '../dataplane/counters.js';
+import { TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_RST, TCP_SEQ, TCP_SYN, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
+import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { createSession, setState, stateOf, uncountSession } from './session.js';
+import { setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
 import { findTimestamp, shiftTimestamp } from './timestamps.js';
-import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
-import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
-
-/**
- * Client → VIP packet of service `svc`; `hash` is the hash of its IN key (the engine
- * computes it ahead, in its prefetch pass). Returns the new packet length, or −reason.
- */
-export function natInbound(c: NatContext, svc: number, hash: number): number {
-  const table = c.table;
-  const key = c.key;
-  const blockWords = c.fillKey(key);
-  let r = table.find(key, blockWords, DIR_IN, hash);
-  const tcp = c.pProto === IPPROTO_TCP;
-  // Validate the options before any session work: a malformed SYN must not create one.
-  const n = tcp ? scanPacketOptions(c) : 0;
-  if (n < 0) return -DROP_BAD_TCP_OPTIONS;
-  const lone = tcp && (c.pFlags & (TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN)) === TCP_SYN;
-  if (r >= 0 && lone) {
-    // A new connection on the tuple of one that is closing: end the old session and let
-    // this SYN pick a real server, a local port and an ISN afresh.
-    const st = stateOf(table.rec, r * RECORD_WORDS);
-    if (st === S_TIME_WAIT || st === S_CLOSE) {
-      c.sync?.onRemove(r * RECORD_WORDS);
-      uncountSession(c, r * RECORD_WORDS);
-      table.remove(r);
-      c.counters[C_SESSIONS_REUSED] = c.counters[C_SESSIONS_REUSED]! + 1;
-      c.counters[C_SESSIONS_EXPIRED] = c.counters[C_SESSIONS_EXPIRED]! + 1;
-      r = -1;
-    }
-  }
-  if (r < 0) {
-    if (tcp && !lone) {
-      // The handshake's last ACK of a connection the SYN proxy answered (also after the
-      // proxy switched off again, or on another node of the pair or cluster).
-      if (c.services.synProxy[svc] !== SYNPROXY_OFF && (c.pFlags & (TCP_SYN | TCP_RST)) === 0)
-        return proxyAck(c, svc, hash, blockWords, n);
-      return -DROP_NO_SESSION;
-    }
-    if (tcp && proxyActive(c, svc)) return proxySyn(c, svc, blockWords, n);
-    const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
-    if (refused !== 0) return -refused;
-    r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP, tcp ? c.dv.getInt32(c.pL4 + TCP_SEQ) : 0);
-    if (r < 0) return r;
-    if (tcp && c.services.translateTs[svc] === 1) startTimestamps(c, r, n);
-  } else if (tcp && isWaiting(table.rec, r * RECORD_WORDS) && (c.pFlags & TCP_RST) === 0) {
-    return proxyWaitInbound(c, r, n);
-  }
-  return tcp ? tcpInbound(c, r, n) : udpInbound(c, r);
-}
-
-/** A new session's SYN carries a timestamp: the real server will see the LB's clock. */
-function startTimestamps(c: NatContext, r: number, n: number): void {
-  const o = findTimestamp(c, n);
-  if (o < 0) return;
-  const rec = c.table.rec;
-  rec[r * RECORD_WORDS + R_TS_DELTA] = (c.isn.tsClock(c.nowMs) - c.dv.getInt32(o + 2)) | 0;
-}
 
 /** `n` options were scanned into c.optOffsets. Also runs the SYN proxy's held segments. */
 export function tcpInbound(c: NatContext, r: number, n: number): number {
@@ -188,7 +116,7 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   return end - c.pL3;
 }
 
-function udpInbound(c: NatContext, r: number): number {
+export function udpInbound(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);

@@ -1,24 +1,19 @@
 /**
- * Outbound FULLNAT: RIP:rport → LIP:lport becomes VIP:vport → client.
+ * The outbound rewrite of FULLNAT (and NAT): RIP:rport → LIP:lport (NAT: → client:cport)
+ * becomes VIP:vport → client. nat/outbound.ts finds the session by its OUT key.
  *
- * Outbound flow:
- *
- *   1. natOutbound      look the flow up by its OUT key (RS, LIP, ports); no session:
- *                       name the drop (to a LIP: no session; to a VIP: no service;
- *                       elsewhere: not local — tunvs is no open relay).
- *   2. tcpOutbound      a session the SYN proxy answered and whose server has not yet: its
+ *   1. tcpOutbound      a session the SYN proxy answered and whose server has not yet: its
  *                       SYN-ACK (or RST) goes to synproxy.ts. State transition and timeout;
  *                       on SYN-ACK remember rs_isn + 1 (the ack that marks TOA packets);
  *                       rewrite addresses and ports; ack −= delta; timestamps
  *                       (timestamps.ts); for a proxied session seq += srv delta and the
  *                       window rescaled; TCP checksum by RFC 1624.
- *   3. shiftSackClampMss  (toa.ts) SACK edges −= delta; MSS of the SYN-ACK clamped by the
+ *   2. shiftSackClampMss  (toa.ts) SACK edges −= delta; MSS of the SYN-ACK clamped by the
  *                       TOA length.
- *   udpOutbound         step 2 for UDP.
+ *   udpOutbound         step 1 for UDP.
  */
 
 import {
-  DIR_OUT,
   FLAG_PROXIED,
   FLAG_RS_ISN_KNOWN,
   META_FLAGS_SHIFT,
@@ -41,17 +36,7 @@ import {
 } from '../conn/layout.js';
 import { nextStateOutbound, S_UDP } from '../conn/state.js';
 import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
-import {
-  AF_INET,
-  IPPROTO_TCP,
-  TCP_ACK,
-  TCP_ACKF,
-  TCP_CSUM,
-  TCP_RST,
-  TCP_SEQ,
-  TCP_SYN,
-  TCP_WINDOW,
-} from '../packet/headers.js';
+import { AF_INET, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_RST, TCP_SEQ, TCP_SYN, TCP_WINDOW } from '../packet/headers.js';
 import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
@@ -60,36 +45,9 @@ import { setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { findTimestamp, shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
-import {
-  DROP_BAD_TCP_OPTIONS,
-  DROP_NO_SERVICE,
-  DROP_NO_SESSION,
-  DROP_NOT_LOCAL,
-  DROP_SYNPROXY_NOT_READY,
-} from './verdict.js';
+import { DROP_BAD_TCP_OPTIONS, DROP_SYNPROXY_NOT_READY } from './verdict.js';
 
-/**
- * RS → LIP packet (or anything not addressed to a service); `hash` is the hash of its key.
- * Returns the new packet length, or −reason.
- */
-export function natOutbound(c: NatContext, hash: number): number {
-  const table = c.table;
-  const key = c.key;
-  const blockWords = c.fillKey(key);
-  const r = table.find(key, blockWords, DIR_OUT, hash);
-  if (r < 0) return -missReason(c);
-  return c.pProto === IPPROTO_TCP ? tcpOutbound(c, r) : udpOutbound(c, r);
-}
-
-/** Why a packet that matched neither a service nor a session is dropped. */
-export function missReason(c: NatContext): number {
-  const s = c.services;
-  if (s.isLocalAddress(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3)) return DROP_NO_SESSION;
-  if (s.isVip(c.pAf, c.pD0, c.pD1, c.pD2, c.pD3)) return DROP_NO_SERVICE;
-  return DROP_NOT_LOCAL;
-}
-
-function tcpOutbound(c: NatContext, r: number): number {
+export function tcpOutbound(c: NatContext, r: number): number {
   const n = scanPacketOptions(c);
   if (n < 0) return -DROP_BAD_TCP_OPTIONS;
   const table = c.table;
@@ -177,7 +135,7 @@ function tcpOutbound(c: NatContext, r: number): number {
   return c.pEnd - c.pL3;
 }
 
-function udpOutbound(c: NatContext, r: number): number {
+export function udpOutbound(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);

@@ -1,5 +1,8 @@
 /**
- * ICMP and ICMPv6 for FULLNAT sessions.
+ * ICMP and ICMPv6 for sessions: natIcmp finds the session an error quotes and hands it to
+ * the session's mode (modes/mode.ts icmp): FULLNAT and NAT translate it (translateIcmp,
+ * below; NAT's local address is the client), TUNNEL passes it on to the real server inside
+ * the tunnel (the server sent the quoted packet itself).
  *
  * An ICMP error quotes the packet that caused it. For a session's packet to reach the
  * sender that can act on it (lower its path MTU, give up), both the outer header and the
@@ -33,6 +36,7 @@ import {
   R_SEQ_DELTA,
   R_SRV_DELTA,
   R_META,
+  recMode,
   FLAG_PROXIED,
   META_FLAGS_SHIFT,
   R_VIP0,
@@ -61,7 +65,7 @@ import {
   IPV4_CSUM,
   ORIGINATED_TTL,
 } from '../packet/headers.js';
-import { clientShardHash } from '../dataplane/shard.js';
+import { clientWorker } from '../dataplane/shard.js';
 import type { NatContext } from './context.js';
 import { rewriteAddresses } from './rewrite.js';
 import { DROP_BAD_ICMP, DROP_ICMP_NO_SESSION, DROP_ICMP_UNSUPPORTED, DROP_NOT_LOCAL } from './verdict.js';
@@ -126,7 +130,7 @@ export function icmpOwner(c: NatContext): number {
   const workers = c.opts.workers;
   if (!isError(c.pAf, c.pFlags) || parseQuote(c) !== 0) return c.opts.worker;
   const key = c.key;
-  if (c.quote.toVip) return clientShardHash(key[2]!, key[4]!, key[6]!, key[8]!, key[1]!) % workers;
+  if (c.quote.toVip) return clientWorker(key[2]!, key[4]!, key[6]!, key[8]!, key[1]! >>> 16, workers);
   return c.quote.sport % workers;
 }
 
@@ -144,7 +148,14 @@ export function natIcmp(c: NatContext): number {
   const dir = q.toVip ? DIR_IN : DIR_OUT;
   const r = table.find(c.key, blockWords, dir, table.hashKey(c.key, blockWords));
   if (r < 0) return -DROP_ICMP_NO_SESSION;
-  const rec = table.rec;
+  return c.modes[recMode(table.rec, r * RECORD_WORDS)]!.icmp(c, r);
+}
+
+/** The ICMP error in hand quotes a packet of session `r` (FULLNAT, NAT): translate it. */
+export function translateIcmp(c: NatContext, r: number): number {
+  const q = c.quote;
+  const v4 = c.pAf === AF_INET;
+  const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   const dv = c.dv;
   const end = c.pEnd;

@@ -1,6 +1,6 @@
 /**
- * Session life cycle on the data plane: create (schedule a real server, take a local
- * address and port, pick the ISN), change state (keeping the real server's active and
+ * Session life cycle on the data plane: create (schedule a real server; the forwarding
+ * mode takes a local address and port and picks the ISN, or whatever it needs), change state (keeping the real server's active and
  * inactive counts right for lc/wlc and `tunvs list`), and end.
  */
 
@@ -9,10 +9,10 @@ import {
   DIR_OUT,
   FLAG_COUNTED_ACTIVE,
   META_FLAGS_SHIFT,
+  META_MODE_SHIFT,
   META_STATE_SHIFT,
   R_CREATED,
   R_META,
-  R_SEQ_DELTA,
   R_SVC_RS,
   recServer,
   svcRsWord,
@@ -20,9 +20,8 @@ import {
 } from '../conn/layout.js';
 import { isActiveState, isHalfOpen } from '../conn/state.js';
 import { C_SESSIONS_CREATED, RS_BASE, RS_FIELDS, RS_SESSIONS } from '../dataplane/counters.js';
-import { IPPROTO_TCP } from '../packet/headers.js';
 import type { NatContext } from './context.js';
-import { DROP_LPORT_EXHAUSTED, DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
+import { DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
 
 /** Hash of the client address for sh/mh: fixed seed, so both LBs of a pair agree. */
 export function clientAddressHash(a0: number, a1: number, a2: number, a3: number): number {
@@ -41,7 +40,8 @@ export function stateOf(rec: Int32Array, base: number): number {
  * Create a session for the parsed first packet of a flow to service `svc`. `c.key` holds
  * its IN key with hash `hashIn`. Returns the record id, or −reason.
  * The new session is in state `state` (NONE for TCP: the SYN's own transition follows);
- * TCP: the client's ISN is `clientIsn`.
+ * TCP: the client's ISN is `clientIsn`. The service's forwarding mode fills in the local
+ * half of the OUT key and what else it needs (modes/mode.ts create).
  */
 export function createSession(
   c: NatContext,
@@ -67,24 +67,21 @@ export function createSession(
   ok[4] = s.rsAddr[a + 1]!;
   ok[6] = s.rsAddr[a + 2]!;
   ok[8] = s.rsAddr[a + 3]!;
-  const laddr = s.laddrs[svc]!;
-  if (laddr.acquire(table, ok, blockWords) < 0) {
+  const mode = c.modes[s.mode[svc]!]!;
+  const why = mode.create(c, svc, r, ok, blockWords, clientIsn);
+  if (why !== 0) {
     table.release(r);
-    return -DROP_LPORT_EXHAUSTED;
+    return -why;
   }
   const rec = table.rec;
   const base = r * RECORD_WORDS;
-  rec[base + R_META] = key[0]! | (state << META_STATE_SHIFT);
+  rec[base + R_META] = key[0]! | (state << META_STATE_SHIFT) | (mode.id << META_MODE_SHIFT);
   table.setKey(r, DIR_IN, key);
   table.setKey(r, DIR_OUT, ok);
   rec[base + R_SVC_RS] = svcRsWord(svc, rsId, 0);
-  if (c.pProto === IPPROTO_TCP) {
-    const isn = c.isn.generate(ok, blockWords, c.nowMs);
-    rec[base + R_SEQ_DELTA] = (isn - clientIsn) | 0;
-  }
   rec[base + R_CREATED] = c.tick;
   table.insert(r, DIR_IN, hashIn);
-  table.insert(r, DIR_OUT, laddr.lastHash);
+  if (mode.twoWay) table.insert(r, DIR_OUT, c.outHash);
   table.schedule(r, c.tick + c.timeouts[state]!);
   c.counts.inactive[rsId] = c.counts.inactive[rsId]! + 1;
   c.counters[C_SESSIONS_CREATED] = c.counters[C_SESSIONS_CREATED]! + 1;

@@ -81,7 +81,18 @@ export const DROP_SYNPROXY_HOLD_FULL = 27;
  * server segment other than SYN-ACK or RST, a second client SYN). */
 export const DROP_SYNPROXY_NOT_READY = 28;
 
-export const DROP_REASON_COUNT = 29;
+// Forwarding modes (modes/).
+/** NAT: the real server already has a session with this client address and port (the same
+ * client port to two VIPs of one server): its replies could not be told apart. */
+export const DROP_NAT_TUPLE_TAKEN = 29;
+/** TUNNEL: with the outer header the packet would exceed the MTU and may not be fragmented
+ * (IPv4 DF, or IPv6): the client was sent "fragmentation needed" / "packet too big". */
+export const DROP_TUNNEL_TOO_BIG = 30;
+/** TUNNEL: a GSO super-packet or partial checksum (TUN offloads were still on: a reload
+ * that added the first TUNNEL service turns them off; modes/tunnel.ts). */
+export const DROP_TUNNEL_OFFLOAD = 31;
+
+export const DROP_REASON_COUNT = 32;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -114,6 +125,9 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'synproxy_bad_cookie',
   'synproxy_hold_full',
   'synproxy_not_ready',
+  'nat_tuple_taken',
+  'tunnel_too_big',
+  'tunnel_offload',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

@@ -19,6 +19,7 @@ import { PrefixSet } from './prefix_set.js';
 import { AddrPortMap } from './addr_map.js';
 import { LocalAddressPool, PortCursors } from './laddr.js';
 import { isPrime } from './sched/maglev.js';
+import { MODE_NAT, MODE_NAMES, type ModeName } from '../nat/modes/mode.js';
 import {
   createScheduler,
   SCHEDULER_NAMES,
@@ -54,7 +55,10 @@ export interface ServiceSpec {
   port: number;
   scheduler: SchedulerName;
   realServers: RealServerSpec[];
-  /** Local addresses (same family as the VIP) that replace the client address. */
+  /** Forwarding mode (nat/modes/): fullnat (default), nat, tunnel. */
+  mode: ModeName;
+  /** Local addresses (same family as the VIP): FULLNAT's replacements of the client
+   * address; TUNNEL's outer source (the first); NAT has none. */
   localAddresses: string[];
   toa: ToaSpec;
   /** Replace the TCP timestamp option of client SYNs with NOPs: clients behind one local
@@ -117,9 +121,13 @@ export const HEALTH_DEFAULT: Readonly<HealthCheckSpec> = {
 };
 
 /** A spec with defaults filled in for what the caller left out. */
+/** Defaults that depend on the mode: TOA, timestamp translation and the SYN proxy are
+ * FULLNAT's (NAT may turn TOA on; TUNNEL's replies never pass the LB). */
 export function serviceWithDefaults(
-  s: Partial<ServiceSpec> & Pick<ServiceSpec, 'vip' | 'port' | 'realServers' | 'localAddresses'>,
+  s: Partial<ServiceSpec> & Pick<ServiceSpec, 'vip' | 'port' | 'realServers'>,
 ): ServiceSpec {
+  const mode = s.mode ?? 'fullnat';
+  const full = mode === 'fullnat';
   return {
     name: s.name ?? `${s.protocol ?? 'tcp'}/${s.vip}:${s.port}`,
     protocol: s.protocol ?? 'tcp',
@@ -127,11 +135,12 @@ export function serviceWithDefaults(
     port: s.port,
     scheduler: s.scheduler ?? 'wrr',
     realServers: s.realServers,
-    localAddresses: s.localAddresses,
-    toa: { ...TOA_DEFAULT, ...(s.toa ?? {}) },
+    mode,
+    localAddresses: s.localAddresses ?? [],
+    toa: { ...TOA_DEFAULT, enabled: full, ...(s.toa ?? {}) },
     stripTimestamps: s.stripTimestamps ?? false,
-    translateTimestamps: s.translateTimestamps ?? true,
-    synProxy: s.synProxy ?? 'auto',
+    translateTimestamps: s.translateTimestamps ?? full,
+    synProxy: s.synProxy ?? (full ? 'auto' : 'off'),
     maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
@@ -158,6 +167,7 @@ export interface ResolvedService {
   port: number;
   scheduler: SchedulerName;
   maglevTableSize: number;
+  mode: ModeName;
   toa: ToaSpec;
   stripTimestamps: boolean;
   translateTimestamps: boolean;
@@ -240,6 +250,53 @@ function familyName(af: number): string {
   return af === AF_INET ? 'IPv4' : 'IPv6';
 }
 
+/** What each mode allows beside it (the defaults, serviceWithDefaults, always pass). */
+function checkModeOptions(s: ServiceSpec, p: string): void {
+  const mode = s.mode;
+  if (mode === 'nat') {
+    if (s.localAddresses.length > 0)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MODE',
+        `${p}.localAddresses`,
+        'a NAT service has no local addresses: the real servers see the client address and reply through the LB',
+      );
+  } else if (s.localAddresses.length === 0) {
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      `${p}.localAddresses`,
+      mode === 'fullnat'
+        ? 'FULLNAT needs at least one local address of the VIP family'
+        : 'TUNNEL needs a local address of the VIP family: the source of the outer header',
+    );
+  }
+  if (mode === 'fullnat') return;
+  const name = mode.toUpperCase();
+  if (s.synProxy !== 'off')
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.synProxy`,
+      `the SYN proxy is for FULLNAT services, not ${name}`,
+    );
+  if (s.translateTimestamps)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.translateTimestamps`,
+      `timestamps are translated for FULLNAT services only (${name} keeps the client's own tuple)`,
+    );
+  if (mode === 'tunnel' && s.stripTimestamps)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.stripTimestamps`,
+      'a TUNNEL service passes client packets as they are (the replies skip the LB)',
+    );
+  if (mode === 'tunnel' && s.toa.enabled)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.toa.enabled`,
+      'a TUNNEL real server sees the client address itself (and its replies skip the LB): no TOA',
+    );
+}
+
 /** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
 export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, path = 'services'): ResolvedService[] {
   const out: ResolvedService[] = [];
@@ -288,12 +345,13 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       );
     seen.add(key);
     vipAddrs.add(`${vip.af}|${Array.from(vip.words).join(',')}`);
-    if (s.localAddresses.length === 0)
+    if (!MODE_NAMES.includes(s.mode))
       throw new ConfigError(
-        'TUNVS_ERR_CONFIG_MISSING',
-        `${p}.localAddresses`,
-        'FULLNAT needs at least one local address of the VIP family',
+        'TUNVS_ERR_CONFIG_UNKNOWN',
+        `${p}.mode`,
+        `${show(s.mode)} is not a forwarding mode: use one of ${MODE_NAMES.join(', ')}`,
       );
+    checkModeOptions(s, p);
     if (s.localAddresses.length > LADDRS_PER_SERVICE_MAX)
       throw new ConfigError(
         'TUNVS_ERR_CONFIG_LIMIT',
@@ -352,6 +410,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       port,
       scheduler: s.scheduler,
       maglevTableSize: s.maglevTableSize,
+      mode: s.mode,
       toa: { ...s.toa },
       stripTimestamps: s.stripTimestamps,
       translateTimestamps: s.translateTimestamps,
@@ -411,6 +470,13 @@ export class ServiceTable {
   readonly translateTs = new Uint8Array(SERVICES_MAX);
   /** SYNPROXY_OFF / _ON / _AUTO. */
   readonly synProxy = new Uint8Array(SERVICES_MAX);
+  /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
+  readonly mode = new Uint8Array(SERVICES_MAX);
+  /** TUNNEL: the outer header's source address by service (4 words each; the service's
+   * first local address). */
+  readonly tunnelSrc = new Int32Array(SERVICES_MAX * 4);
+  /** Some service is in NAT mode: replies to clients arrive (dataplane/shard.ts). */
+  natReplies = false;
   readonly names: string[] = [];
   readonly schedulers: (Scheduler | undefined)[] = [];
   readonly pools: (ServerPool | undefined)[] = [];
@@ -448,6 +514,7 @@ export class ServiceTable {
     this.cursors ??= new PortCursors(worker, workers);
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
+    this.natReplies = services.some((s) => MODE_NAMES.indexOf(s.mode) === MODE_NAT);
     for (const s of services) {
       const id = s.id;
       this.alive[id] = 1;
@@ -461,6 +528,8 @@ export class ServiceTable {
       this.stripTs[id] = s.stripTimestamps ? 1 : 0;
       this.translateTs[id] = s.translateTimestamps && !s.stripTimestamps ? 1 : 0;
       this.synProxy[id] = SYNPROXY_MODES.indexOf(s.synProxy);
+      this.mode[id] = MODE_NAMES.indexOf(s.mode);
+      if (s.laddrs.length > 0) this.tunnelSrc.set(s.laddrs[0]!, id * 4);
       // Only this family's prefixes can match; an allow list of only the other family
       // still means "not everyone".
       this.aclAllow[id] = new PrefixSet(s.aclAllow.filter((c) => c.af === s.af));

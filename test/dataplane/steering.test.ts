@@ -4,10 +4,10 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { VERDICT_REDIRECT } from '../../src/nat/verdict.js';
+import { VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { steeringProgram } from '../../src/dataplane/steering.js';
-import { IdRegistry, resolveServices } from '../../src/service/service.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { runBpf } from '../helpers/bpf_interp.js';
@@ -48,6 +48,43 @@ describe('TUN steering program', () => {
     }
     expect(checked).toBe(1200);
   });
+
+  it.each([2, 3, 4])(
+    'with NAT services, a real server reply to a client goes where the client went (%i workers)',
+    (workers) => {
+      const nat = (fam: typeof V4) =>
+        serviceWithDefaults({
+          vip: fam.vip,
+          port: 81,
+          mode: 'nat',
+          realServers: [{ address: fam.rs1, port: 8081, weight: 1 }],
+        });
+      const withNat = resolveServices([...labServices(), nat(V4), nat(V6)], new IdRegistry());
+      const natProg = steeringProgram(withNat);
+      const engines = Array.from(
+        { length: workers },
+        (_, w) => new Engine({ worker: w, workers, capacity: 256, seed: 1 }, withNat),
+      );
+      const ring = new PacketRing(1);
+      const run = (p: Uint8Array): number => {
+        const queue = (runBpf(natProg, p) & 0xffff) % workers;
+        ring.put(0, p);
+        engines[queue]!.processBurst(ring, 1, 0);
+        expect(ring.verdicts[0], `steered to ${queue}`).toBe(VERDICT_FORWARD);
+        return queue;
+      };
+      for (let i = 0; i < 200; i++) {
+        const fam = i % 2 ? V4 : V6;
+        const sport = 1024 + ((i * 7919) % 60000);
+        const q = run(tcp({ src: fam.client, dst: fam.vip, sport, dport: 81, seq: 1, flags: SYN }));
+        expect(
+          run(tcp({ src: fam.rs1, dst: fam.client, sport: 8081, dport: sport, seq: 1, ack: 2, flags: SYN | ACK })),
+        ).toBe(q);
+        // FULLNAT traffic still steers as before.
+        run(tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, flags: SYN }));
+      }
+    },
+  );
 
   it('sends ICMP and non-TCP/UDP to queue 0, and short packets end with 0', () => {
     const quoted = tcp({ src: V4.lip, dst: V4.rs1, sport: 1025, dport: 8080, flags: ACK });

@@ -9,10 +9,18 @@ import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { R_IN_PORTS, R_OUT_PORTS, RECORD_WORDS } from '../../src/conn/layout.js';
 import { HaControl } from '../../src/ha/role.js';
-import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing } from '../../src/ha/session_sync.js';
+import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing, syncOwnerWorker } from '../../src/ha/session_sync.js';
+import { clientWorker } from '../../src/dataplane/shard.js';
+import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { IdRegistry, resolveServices } from '../../src/service/service.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+
+/** The four address words of `text` (IPv4: word 0 only). */
+function clientWords(text: string): [number, number, number, number] {
+  const w = parseAddress(text)!.words;
+  return [w[0]!, w[1] ?? 0, w[2] ?? 0, w[3] ?? 0];
+}
 
 const d = (drv: Driver) => drv.session();
 import { ACK, opt, parse, PSH, SYN, tcp } from '../helpers/packets.js';
@@ -181,13 +189,76 @@ describe.each([
     expect(Buffer.from(db.forward(resp))).toEqual(Buffer.from(da.forward(resp)));
   });
 
+  it.each(['nat', 'tunnel'] as const)(
+    'a %s session continues on the standby, in the worker its packets go to',
+    (mode) => {
+      const specs = resolveServices(
+        [
+          serviceWithDefaults({
+            vip: fam.vip,
+            port: 80,
+            mode,
+            realServers: [{ address: fam.rs1, port: 8080, weight: 1 }],
+            localAddresses: mode === 'tunnel' ? [fam.lip] : [],
+          }),
+        ],
+        new IdRegistry(),
+      );
+      const a = haEngine(MASTER, 0);
+      const b = haEngine(BACKUP, 0);
+      for (const e of [a.engine, b.engine]) e.applyServices(specs);
+      const da = new Driver(a.engine);
+      const db = new Driver(b.engine);
+      const C = (seq: number, ack: number, flags: number, extra: object = {}) =>
+        tcp({ src: fam.client, dst: fam.vip, sport: 50002, dport: 80, seq, ack, flags, ...extra });
+      da.forward(C(1000, 0, SYN));
+      if (mode === 'nat')
+        da.forward(
+          tcp({ src: fam.rs1, dst: fam.client, sport: 8080, dport: 50002, seq: 9000, ack: 1001, flags: SYN | ACK }),
+        );
+      da.forward(C(1001, 9001, ACK));
+      expect(da.session().state).toBe('ESTABLISHED');
+      da.nowMs = 100;
+      a.engine.advanceTimers(da.nowMs);
+      const { events, n } = drain(a.ring);
+      expect(n).toBe(1);
+      // The follower sends the record to the worker the client's packets go to.
+      for (const workers of [2, 3, 5])
+        expect(syncOwnerWorker(events, 1, workers)).toBe(clientWorker(...clientWords(fam.client), 50002, workers));
+      expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 1, failed: 0 });
+      expect(db.session()).toMatchObject({ mode, state: 'ESTABLISHED', synced: true });
+      promote(b);
+      const req = C(1001, 9001, ACK | PSH, { payload: new Uint8Array(20).fill(7) });
+      expect(Buffer.from(db.forward(req))).toEqual(Buffer.from(da.forward(req)));
+      if (mode === 'nat') {
+        const resp = tcp({
+          src: fam.rs1,
+          dst: fam.client,
+          sport: 8080,
+          dport: 50002,
+          seq: 9001,
+          ack: 1021,
+          flags: ACK,
+        });
+        expect(Buffer.from(db.forward(resp))).toEqual(Buffer.from(da.forward(resp)));
+      }
+      // And the peer's delete finds it by the key it has (TUNNEL: the IN key).
+      const del = new Int32Array(EVENT_WORDS);
+      b.control.set(false, false);
+      b.engine.sync!.active = false;
+      a.ring.push(OP_DELETE, a.engine.table.rec, da.session().id * RECORD_WORDS, 1);
+      a.ring.drain(del, 1);
+      expect(b.engine.installSynced(del, 1).deleted).toBe(1);
+    },
+  );
+
   it("the peer's delete removes the standby's copy", () => {
     const a = haEngine(MASTER, 0);
     const b = haEngine(BACKUP);
     const { events, n } = establishAndDrain(a, 4242, fam);
     expect(b.engine.installSynced(events, n).installed).toBe(1);
     const del = new Int32Array(EVENT_WORDS);
-    a.ring.push(OP_DELETE, a.engine.table.rec, new Driver(a.engine).session().id * 32, 1);
+    a.ring.push(OP_DELETE, a.engine.table.rec, new Driver(a.engine).session().id * RECORD_WORDS, 1);
     a.ring.drain(del, 1);
     expect(b.engine.installSynced(del, 1).deleted).toBe(1);
     expect([...b.engine.sessionIds()]).toEqual([]);

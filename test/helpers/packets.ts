@@ -274,7 +274,11 @@ export function checksumsOk(p: Uint8Array): { ip: boolean; l4: boolean } {
   }
   const l4 = p.subarray(l3, end);
   let l4ok: boolean;
-  if (proto === 1) l4ok = refChecksum(l4) === 0;
+  if (proto === 4 || proto === 41) {
+    // IP in IP (TUNNEL mode): the inner packet's checksums.
+    const inner = checksumsOk(l4);
+    l4ok = inner.ip && inner.l4;
+  } else if (proto === 1) l4ok = refChecksum(l4) === 0;
   else if (proto === 17 && v === 4 && dv.getUint16(l3 + 6) === 0) l4ok = true;
   else l4ok = refChecksum(pseudo(src, dst, proto, l4.length), l4) === 0;
   return { ip, l4: l4ok };

@@ -1,0 +1,79 @@
+/**
+ * Client → VIP packets, every forwarding mode: find the session, or make one, and hand the
+ * packet to the session's mode (modes/).
+ *
+ *   1. natInbound      look the flow up by its IN key (client, VIP, ports); a lone SYN
+ *                      (or any UDP packet) without a session creates one in the service's
+ *                      mode — or, with the service's SYN proxy on, is answered with a cookie
+ *                      (synproxy.ts), and the client's ACK with a valid cookie creates it; a
+ *                      SYN on a session in TIME_WAIT/CLOSE ends it and starts a new one.
+ *      startTimestamps a new session's real server sees the LB's timestamp clock
+ *   2. mode.inbound    the rewrite (FULLNAT and NAT: fullnat_in.ts; TUNNEL: tunnel.ts)
+ */
+
+import { R_TS_DELTA, recMode, RECORD_WORDS, DIR_IN } from '../conn/layout.js';
+import { S_CLOSE, S_NONE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
+import { C_SESSIONS_EXPIRED, C_SESSIONS_REUSED } from '../dataplane/counters.js';
+import { IPPROTO_TCP, TCP_ACKF, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
+import { SYNPROXY_OFF } from '../service/service.js';
+import type { NatContext } from './context.js';
+import { createSession, stateOf, uncountSession } from './session.js';
+import { scanPacketOptions } from './toa.js';
+import { findTimestamp } from './timestamps.js';
+import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
+import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
+
+/**
+ * Client → VIP packet of service `svc`; `hash` is the hash of its IN key (the engine
+ * computes it ahead, in its prefetch pass). Returns the new packet length, or −reason.
+ */
+export function natInbound(c: NatContext, svc: number, hash: number): number {
+  const table = c.table;
+  const key = c.key;
+  const blockWords = c.fillKey(key);
+  let r = table.find(key, blockWords, DIR_IN, hash);
+  const tcp = c.pProto === IPPROTO_TCP;
+  // Validate the options before any session work: a malformed SYN must not create one.
+  const n = tcp ? scanPacketOptions(c) : 0;
+  if (n < 0) return -DROP_BAD_TCP_OPTIONS;
+  const lone = tcp && (c.pFlags & (TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN)) === TCP_SYN;
+  if (r >= 0 && lone) {
+    // A new connection on the tuple of one that is closing: end the old session and let
+    // this SYN pick a real server, a local port and an ISN afresh.
+    const st = stateOf(table.rec, r * RECORD_WORDS);
+    if (st === S_TIME_WAIT || st === S_CLOSE) {
+      c.sync?.onRemove(r * RECORD_WORDS);
+      uncountSession(c, r * RECORD_WORDS);
+      table.remove(r);
+      c.counters[C_SESSIONS_REUSED] = c.counters[C_SESSIONS_REUSED]! + 1;
+      c.counters[C_SESSIONS_EXPIRED] = c.counters[C_SESSIONS_EXPIRED]! + 1;
+      r = -1;
+    }
+  }
+  if (r < 0) {
+    if (tcp && !lone) {
+      // The handshake's last ACK of a connection the SYN proxy answered (also after the
+      // proxy switched off again, or on another node of the pair or cluster).
+      if (c.services.synProxy[svc] !== SYNPROXY_OFF && (c.pFlags & (TCP_SYN | TCP_RST)) === 0)
+        return proxyAck(c, svc, hash, blockWords, n);
+      return -DROP_NO_SESSION;
+    }
+    if (tcp && proxyActive(c, svc)) return proxySyn(c, svc, blockWords, n);
+    const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
+    if (refused !== 0) return -refused;
+    r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP, tcp ? c.dv.getInt32(c.pL4 + TCP_SEQ) : 0);
+    if (r < 0) return r;
+    if (tcp && c.services.translateTs[svc] === 1) startTimestamps(c, r, n);
+  } else if (tcp && isWaiting(table.rec, r * RECORD_WORDS) && (c.pFlags & TCP_RST) === 0) {
+    return proxyWaitInbound(c, r, n);
+  }
+  return c.modes[recMode(table.rec, r * RECORD_WORDS)]!.inbound(c, r, n);
+}
+
+/** A new session's SYN carries a timestamp: the real server will see the LB's clock. */
+function startTimestamps(c: NatContext, r: number, n: number): void {
+  const o = findTimestamp(c, n);
+  if (o < 0) return;
+  const rec = c.table.rec;
+  rec[r * RECORD_WORDS + R_TS_DELTA] = (c.isn.tsClock(c.nowMs) - c.dv.getInt32(o + 2)) | 0;
+}
