@@ -6,7 +6,8 @@
 //   native/rs/         the real-server TOA reader: the eBPF object (clang -target bpf) and its
 //                      loader addon (tunvs_rs.node, linked with libbpf). Needs clang,
 //                      libbpf-dev and linux-libc-dev; without them the LB still builds and
-//                      `tunvs rs` says what to install.
+//                      `tunvs rs` says what to install. Beside it, the XDP IPIP decapsulator
+//                      for TUNNEL-mode real servers (ipip_decap.bpf.o, `tunvs rs decap`).
 //
 // Node's headers: node-gyp uses npm's `nodedir` when set (Debian's nodejs-dev puts them in
 // /usr/include/node), otherwise it would download them, which an offline machine cannot:
@@ -81,22 +82,25 @@ if (missingForReader.length > 0) {
     const multiarch = execFileSync('sh', ['-c', 'gcc -print-multiarch 2>/dev/null || true'], {
       encoding: 'utf8',
     }).trim();
-    execFileSync(
-      'clang',
-      [
-        '-O2',
-        '-g',
-        '-Wall',
-        '-target',
-        'bpf',
-        ...(multiarch ? ['-I', `/usr/include/${multiarch}`] : []),
-        '-c',
-        join(root, 'native', 'bpf', 'toa_reader.bpf.c'),
-        '-o',
-        join(rsDir, 'build', 'toa_reader.bpf.o'),
-      ],
-      { stdio: 'inherit' },
-    );
+    // The TOA reader, and the IPIP decapsulator for TUNNEL-mode real servers (tunvs rs decap).
+    for (const prog of ['toa_reader', 'ipip_decap']) {
+      execFileSync(
+        'clang',
+        [
+          '-O2',
+          '-g',
+          '-Wall',
+          '-target',
+          'bpf',
+          ...(multiarch ? ['-I', `/usr/include/${multiarch}`] : []),
+          '-c',
+          join(root, 'native', 'bpf', `${prog}.bpf.c`),
+          '-o',
+          join(rsDir, 'build', `${prog}.bpf.o`),
+        ],
+        { stdio: 'inherit' },
+      );
+    }
   } catch {
     fail('building the eBPF TOA reader failed (see above). Needs clang, libbpf-dev and linux-libc-dev');
   }

@@ -76,7 +76,8 @@ function cpuTicks(pid: number): number {
 
 async function setUp(): Promise<{ paths: Path[]; cleanup: () => Promise<void> }> {
   await labDown(PREFIX, () => undefined);
-  await labUp({ prefix: PREFIX, workers: 2, log: (l) => console.log(l) });
+  // FULLNAT only: a TUNNEL service would turn the TUN offloads off (docs/modes.md).
+  await labUp({ prefix: PREFIX, workers: 2, modes: false, log: (l) => console.log(l) });
   // Every process the benchmark starts is recorded in the lab state: labDown stops it by PID.
   const cleanup = async (): Promise<void> => labDown(PREFIX, () => undefined);
   try {

@@ -13,6 +13,7 @@ import { Runtime } from '../control/runtime.js';
 import { formatHaStatus } from '../control/stats.js';
 import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
+import { MODE_PORTS, type LabMode } from '../lab/modes.js';
 import { labFailover } from '../lab/failover.js';
 import { labCluster } from '../lab/cluster_demo.js';
 import { frrStatusLines, routeMeaning } from '../control/frr_status.js';
@@ -65,13 +66,18 @@ Usage:
                                           cluster node: peers, their sessions and liveness, what it
                                           announces (routes and their meaning), Redis / Sentinel,
                                           BGP and BFD sessions (FRR's vtysh)
-  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--ha | --cluster N]
+  tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--no-modes]
+               [--ha | --cluster N]
                                           build the netns lab and start tunvs on LB A; the real
                                           servers run under the eBPF TOA reader (unless --no-reader);
+                                          NAT and TUNNEL services beside FULLNAT (unless --no-modes
+                                          or --cluster: VIP ports 8081 and 8080, docs/modes.md);
                                           --ha: the pair (tunvs on A and B, keepalived, Redis sync);
                                           --cluster N: N (2-4) active nodes behind an ECMP router
                                           (FRR BGP + BFD), Redis under Sentinel
-  tunvs lab curl [-6] [--count N]         GET the VIP from the lab client
+  tunvs lab curl [-6] [--count N] [--mode fullnat|nat|tunnel]
+                                          GET the VIP from the lab client (the service of that
+                                          mode); the reply says what the application saw
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
                                           application saw beside the TOA it received (tshark)
   tunvs lab load [-6] [--connections N] [--duration S]
@@ -323,11 +329,12 @@ async function main(argv: string[]): Promise<number> {
         const offload = !flag(args, '--no-offload');
         const reader = !flag(args, '--no-reader');
         const ha = flag(args, '--ha');
+        const modes = !flag(args, '--no-modes');
         const cluster = positiveInt(option(args, '--cluster'), '--cluster');
         if (cluster !== undefined && (cluster < 2 || cluster > 4))
           throw new UsageError('--cluster takes 2 to 4 nodes (lb-a..lb-d)');
         noneLeft(args);
-        await labUp({ prefix, workers, steering, offload, reader, ha, ...(cluster ? { cluster } : {}), log });
+        await labUp({ prefix, workers, steering, offload, reader, ha, modes, ...(cluster ? { cluster } : {}), log });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }
@@ -344,8 +351,10 @@ async function main(argv: string[]): Promise<number> {
       if (sub === 'curl') {
         const family = flag(args, '-6') ? 6 : 4;
         const count = positiveInt(option(args, '--count'), '--count') ?? 1;
+        const mode = option(args, '--mode') ?? 'fullnat';
+        if (!(mode in MODE_PORTS)) throw new UsageError(`--mode must be fullnat, nat or tunnel, got ${mode}`);
         noneLeft(args);
-        process.stdout.write(labCurl(prefix, family, count));
+        process.stdout.write(labCurl(prefix, family, count, mode as LabMode));
         return 0;
       }
       if (sub === 'toa') {

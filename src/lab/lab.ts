@@ -14,6 +14,7 @@ import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.
 import { nsName, procStart, readState, stateDir, waitFor, writeState, type LabState, type Proc } from './state.js';
 import { LAB, labNodes } from './topology.js';
 import { startPair, startTunvs, type Starter } from './pair.js';
+import { MODE_PORTS, setupModeServers, type LabMode } from './modes.js';
 import { startCluster } from './cluster.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
 import { attachReader, detachReader, formatStatus, readerStatus, resolveCgroup } from '../rs/reader.js';
@@ -28,6 +29,9 @@ export interface LabOptions {
   offload?: boolean;
   /** Run the real servers' applications under the eBPF TOA reader (default true). */
   reader?: boolean;
+  /** The NAT and TUNNEL services beside the FULLNAT ones, and the real servers set up for
+   * them (lab/modes.ts; default true; never in the cluster). */
+  modes?: boolean;
   /** The active/standby pair: tunvs on lb-a and lb-b, keepalived on both, Redis for the
    * session sync (default false: tunvs on lb-a only, holding the next hops for good). */
   ha?: boolean;
@@ -146,6 +150,7 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
       true,
     );
   }
+  if (o.cluster === undefined && (o.modes ?? true)) setupModeServers(o.prefix, LAB.float.rs4, LAB.float.rs6);
   // iperf3 on rs1 (behind VIP port 5201), one test at a time as iperf3 serves them.
   start('iperf3', nsName(o.prefix, 'rs1'), ['-s', '-p', String(LAB.iperfPort)], 'iperf3', true);
   if (o.cluster !== undefined) {
@@ -260,9 +265,11 @@ export async function labStatus(prefix: string): Promise<string> {
   return lines.join('\n');
 }
 
-/** GET the VIP from the client namespace `count` times; returns the bodies. */
-export function labCurl(prefix: string, family: 4 | 6, count = 1): string {
-  const url = family === 4 ? `http://${LAB.vip4}:${LAB.vport}/` : `http://[${LAB.vip6}]:${LAB.vport}/`;
+/** GET the VIP from the client namespace `count` times (the service of forwarding mode
+ * `mode`: lab/modes.ts); returns the bodies. */
+export function labCurl(prefix: string, family: 4 | 6, count = 1, mode: LabMode = 'fullnat'): string {
+  const port = MODE_PORTS[mode];
+  const url = family === 4 ? `http://${LAB.vip4}:${port}/` : `http://[${LAB.vip6}]:${port}/`;
   return inNs(
     nsName(prefix, 'client'),
     [process.execPath, join(DIST, 'lab', 'http_get.js'), url, String(count)],

@@ -37,6 +37,8 @@ export interface PairOptions {
   workers: number;
   steering?: boolean;
   offload?: boolean;
+  /** With the NAT and TUNNEL services (lab/modes.ts; default true). */
+  modes?: boolean;
   log: (line: string) => void;
 }
 
@@ -55,7 +57,7 @@ export async function startTunvs(
 ): Promise<void> {
   writeFileSync(
     join(state.dir, `${node}.yaml`),
-    labConfig(admin, o.workers, o.steering ?? true, o.offload ?? true, ha),
+    labConfig(admin, o.workers, o.steering ?? true, o.offload ?? true, ha, true, o.modes ?? true),
   );
   await runTunvs(state, node, admin, start);
 }

@@ -41,6 +41,9 @@ export const LAB = {
   client4: '198.18.100.10',
   client6: 'fd18:18:100::10',
   rsPort: 8080,
+  /** VIP ports of the NAT and TUNNEL services (lab/modes.ts; TUNNEL cannot change the port). */
+  natPort: 8081,
+  tunnelPort: 8080,
   echoPort: 9000,
   iperfPort: 5201,
   realServers: [
@@ -196,7 +199,24 @@ export function labNodeId(node: string): number {
   return m[1]!.charCodeAt(0) - 'a'.charCodeAt(0) + 1;
 }
 
-/** The tunvs config an LB runs in the lab. */
+/** The NAT and TUNNEL services' YAML lines (lab/modes.ts; one flow-style entry each, so
+ * tests can drop a line). */
+export function modeServices(laddr4: string, laddr6: string, v6: boolean): string {
+  const servers = (v: 'v4' | 'v6'): string =>
+    LAB.realServers.map((r) => `{ address: "${r[v]}", port: ${LAB.rsPort} }`).join(', ');
+  const line = (name: string, vip: string, port: number, mode: string, extra: string, v: 'v4' | 'v6'): string =>
+    `  - { name: ${name}, vip: "${vip}", port: ${port}, mode: ${mode}, scheduler: rr, ${extra}realServers: [${servers(v)}] }\n`;
+  return (
+    line('nat-v4', LAB.vip4, LAB.natPort, 'nat', '', 'v4') +
+    line('tunnel-v4', LAB.vip4, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr4}"], `, 'v4') +
+    (v6
+      ? line('nat-v6', LAB.vip6, LAB.natPort, 'nat', '', 'v6') +
+        line('tunnel-v6', LAB.vip6, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr6}"], `, 'v6')
+      : '')
+  );
+}
+
+/** The tunvs config an LB runs in the lab (`modes`: with the NAT and TUNNEL services). */
 export function labConfig(
   adminSocket: string,
   workers: number,
@@ -204,6 +224,7 @@ export function labConfig(
   offload = true,
   ha?: LabHa,
   v6 = true,
+  modes = false,
 ): string {
   const haPart =
     ha?.mode === 'pair'
@@ -270,7 +291,7 @@ ${
 ${rs('v6')}
 `
     : ''
-}`;
+}${modes ? `  # the other forwarding modes (docs/modes.md)\n${modeServices(own.laddrs4[0], own.laddrs6[0], v6)}` : ''}`;
 }
 
 /**

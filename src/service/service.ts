@@ -283,6 +283,15 @@ function checkModeOptions(s: ServiceSpec, p: string): void {
       `${p}.translateTimestamps`,
       `timestamps are translated for FULLNAT services only (${name} keeps the client's own tuple)`,
     );
+  if (mode === 'tunnel') {
+    const j = s.realServers.findIndex((r) => r.port !== s.port);
+    if (j >= 0)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MODE',
+        `${p}.realServers[${j}].port`,
+        `${show(s.realServers[j]!.port)} is not the service port ${s.port}: TUNNEL delivers the client's packet unchanged, so the real server listens on the VIP's port`,
+      );
+  }
   if (mode === 'tunnel' && s.stripTimestamps)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_MODE',

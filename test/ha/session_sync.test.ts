@@ -198,7 +198,7 @@ describe.each([
             vip: fam.vip,
             port: 80,
             mode,
-            realServers: [{ address: fam.rs1, port: 8080, weight: 1 }],
+            realServers: [{ address: fam.rs1, port: mode === 'tunnel' ? 80 : 8080, weight: 1 }],
             localAddresses: mode === 'tunnel' ? [fam.lip] : [],
           }),
         ],

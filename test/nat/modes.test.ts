@@ -43,18 +43,19 @@ const SYN_OPTS = [...opt.mss(1460), ...opt.sackPerm(), ...opt.ts(111, 0), ...opt
 const payload = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 255);
 
 function services(fam: Family, mode: 'nat' | 'tunnel', extra: Partial<ServiceSpec> = {}): ServiceSpec[] {
-  const base = {
-    vip: fam.vip,
-    scheduler: 'rr' as const,
-    mode,
-    realServers: [{ address: fam.rs1, port: 8080, weight: 1 }],
-  };
-  const laddrs = mode === 'tunnel' ? { localAddresses: [fam.lip] } : {};
-  return [
-    serviceWithDefaults({ ...base, port: 80, ...laddrs, ...extra }),
-    serviceWithDefaults({ ...base, port: 81, ...laddrs }),
-    serviceWithDefaults({ ...base, protocol: 'udp', port: 53, ...laddrs }),
-  ];
+  // TUNNEL cannot change the port: its real servers listen on the service port.
+  const one = (protocol: 'tcp' | 'udp', port: number, more: Partial<ServiceSpec> = {}): ServiceSpec =>
+    serviceWithDefaults({
+      protocol,
+      vip: fam.vip,
+      port,
+      scheduler: 'rr',
+      mode,
+      realServers: [{ address: fam.rs1, port: mode === 'tunnel' ? port : 8080, weight: 1 }],
+      ...(mode === 'tunnel' ? { localAddresses: [fam.lip] } : {}),
+      ...more,
+    });
+  return [one('tcp', 80, extra), one('tcp', 81), one('udp', 53)];
 }
 
 const c = (fam: Family, t: Partial<TcpSpec> & { flags: number }) =>
@@ -293,7 +294,10 @@ describe('mode configuration', () => {
     fails({ mode: 'nat', synProxy: 'on' }, 'services[0].synProxy');
     fails({ mode: 'nat', translateTimestamps: true }, 'services[0].translateTimestamps');
     fails({ mode: 'tunnel' }, 'services[0].localAddresses', 'TUNVS_ERR_CONFIG_MISSING');
-    fails({ mode: 'tunnel', localAddresses: [V4.lip], toa: { enabled: true } }, 'services[0].toa.enabled');
+    fails({ mode: 'tunnel', localAddresses: [V4.lip] }, 'services[0].realServers[0].port');
+    const tunnel80 = { mode: 'tunnel', localAddresses: [V4.lip], realServers: [{ address: V4.rs1, port: 80 }] };
+    fails({ ...tunnel80, toa: { enabled: true } }, 'services[0].toa.enabled');
+    fails({ ...tunnel80, stripTimestamps: true }, 'services[0].stripTimestamps');
     fails({ localAddresses: [V4.lip], mode: 'dr' }, 'services[0].mode', 'TUNVS_ERR_CONFIG_UNKNOWN');
   });
 

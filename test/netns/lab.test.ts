@@ -25,6 +25,7 @@ import {
   type LabState,
 } from '../../src/lab/lab.js';
 import { inNs, isAlive, runInNs } from '../../src/lab/netns.js';
+import { serverRoutes } from '../../src/lab/modes.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
 import { listFallbacks } from '../../src/control/system.js';
@@ -87,6 +88,70 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect([...seen.keys()].sort()).toEqual(['rs1', 'rs2', 'rs3']);
     for (const n of seen.values()) expect(n).toBeGreaterThanOrEqual(6);
   });
+
+  describe.each(['nat', 'tunnel'] as const)('%s mode', (mode) => {
+    it.each([4, 6] as const)(
+      'HTTP through the IPv%i VIP reaches all three real servers, which see the client itself',
+      (family) => {
+        const text = labCurl(prefix, family, 30, mode);
+        const seen = counts(text);
+        expect([...seen.keys()].sort()).toEqual(['rs1', 'rs2', 'rs3']);
+        const client = family === 4 ? LAB.client4 : LAB.client6;
+        for (const line of text.trim().split('\n')) expect(line).toMatch(new RegExp(` saw client ${client}:\\d+$`));
+      },
+    );
+  });
+
+  it('tunvs list names each mode as ipvsadm does; NAT replies come in through policy rules that go with the service', async () => {
+    const text = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+    expect(text).toMatch(new RegExp(`TCP  ${LAB.vip4}:${LAB.natPort} rr\\n  -> 198\\.18\\.20\\.21:8080 +Masq `));
+    expect(text).toMatch(new RegExp(`TCP  ${LAB.vip4}:${LAB.tunnelPort} rr\\n  -> 198\\.18\\.20\\.21:8080 +Tunnel `));
+    expect(text).toMatch(/TCP  198\.18\.0\.100:80 rr\n  -> 198\.18\.20\.21:8080 +FullNat /);
+    const lbA = nsName(prefix, 'lb-a');
+    const rules = (family: '-4' | '-6'): string =>
+      execFileSync('ip', ['-n', lbA, family, 'rule'], { encoding: 'utf8' });
+    expect(rules('-4')).toContain(`from ${LAB.realServers[0].v4} ipproto tcp sport ${LAB.rsPort} lookup 4789`);
+    expect(rules('-6')).toContain(`from ${LAB.realServers[0].v6} ipproto tcp sport ${LAB.rsPort} lookup 4789`);
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    await reloadWith((y) => y.replace(/^.*mode: nat.*\n/gm, ''));
+    expect(rules('-4')).not.toContain('4789');
+    expect(rules('-6')).not.toContain('4789');
+    expect(execFileSync('ip', ['-n', lbA, 'route', 'show', 'table', '4789'], { encoding: 'utf8' })).toBe('');
+    writeFileSync(file, good);
+    await reloadWith((y) => y);
+    expect(rules('-4')).toContain('lookup 4789');
+    expect(labCurl(prefix, 4, 3, 'nat')).toMatch(/saw client 198\.18\.100\.10/);
+  });
+
+  it.each([4, 6] as const)(
+    'TUNNEL: without advmss on the servers, IPv%i clients learn the path MTU from the LB; 1 MiB uploads arrive whole',
+    async (family) => {
+      for (const rs of LAB.realServers) serverRoutes(prefix, rs.name, false);
+      try {
+        const before = (await stats()).drops!.tunnel_too_big!;
+        const host = family === 4 ? LAB.vip4 : `[${LAB.vip6}]`;
+        const script = `const http = require('http'); const crypto = require('crypto');
+          const body = crypto.randomBytes(1 << 20); let ok = 0;
+          const one = () => new Promise((done, fail) => {
+            const req = http.request({ host: '${family === 4 ? LAB.vip4 : LAB.vip6}', port: ${LAB.tunnelPort}, path: '/echo', method: 'POST', agent: false, timeout: 10000 }, (res) => {
+              const parts = []; res.on('data', (d) => parts.push(d));
+              res.on('end', () => { if (Buffer.concat(parts).equals(body)) ok++; done(); });
+            });
+            req.on('timeout', () => req.destroy(new Error('timeout')));
+            req.on('error', fail);
+            req.end(body);
+          });
+          (async () => { for (let i = 0; i < 6; i++) await one(); console.log(ok); })().catch((e) => { console.log('error ' + e.message); });`;
+        const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
+        expect(out, `uploads to ${host}:${LAB.tunnelPort}`).toBe('6');
+        expect((await stats()).drops!.tunnel_too_big!).toBeGreaterThan(before);
+      } finally {
+        for (const rs of LAB.realServers) serverRoutes(prefix, rs.name, true);
+      }
+    },
+    60_000,
+  );
 
   it('the real-server application sees the client (the lab runs it under the TOA reader)', () => {
     expect(labCurl(prefix, 4, 1)).toMatch(/saw client 198\.18\.100\.10:\d+/);
@@ -214,6 +279,14 @@ describe.skipIf(!root)('netns lab (root)', () => {
   }, 180_000);
 
   it('iperf3 through the VIP completes with the offloads on (GSO super-packets rewritten whole)', async () => {
+    // The TUNNEL services turn the offloads off: without them, they are on again.
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    await reloadWith((y) => y.replace(/^.*mode: tunnel.*\n/gm, ''));
+    writeFileSync(file, good);
+    expect(readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8')).toContain(
+      'TUN offloads on (no TUNNEL service left)',
+    );
     const before = await stats();
     const up = labIperf(prefix, 3);
     const down = labIperf(prefix, 3, true);
@@ -229,6 +302,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const queues = (after as unknown as { queues: { rxPackets: number; writeDropped: number }[] }).queues;
     expect(queues.length).toBe(2);
     for (const q of queues) expect(q.rxPackets).toBeGreaterThan(0);
+    await reloadWith((y) => y);
+    expect(labCurl(prefix, 4, 2, 'tunnel')).toMatch(/saw client 198\.18\.100\.10/);
   }, 60_000);
 
   it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {

@@ -1,0 +1,64 @@
+/**
+ * The lab's NAT and TUNNEL services and the real-server side each needs (docs/modes.md),
+ * beside the FULLNAT ones:
+ *
+ *   nat-v4/v6      VIP:8081 → rs1..rs3:8080, NAT: the real servers route the clients'
+ *                  networks through the LB (the floating next hop), which turns their replies
+ *                  back into VIP → client
+ *   tunnel-v4/v6   VIP:8080 → rs1..rs3:8080, TUNNEL (IP-in-IP from the LB's first local
+ *                  address): each real server holds the VIPs on lo (arp_ignore 1, arp_announce
+ *                  2, as for LVS DR/TUN), takes the tunnel apart with tunvs's XDP
+ *                  decapsulator on eth0 (this kernel has no ipip module; `tunvs rs decap`),
+ *                  and answers the client directly — here through the LB node's kernel, its
+ *                  gateway, never through tunvs. Its routes to the clients carry advmss, so
+ *                  clients send segments that fit the tunnel.
+ *
+ * A TUNNEL service turns the TUN offloads off (nat/modes/tunnel.ts); `lab up --no-modes`
+ * leaves these out. The services' YAML is topology.ts modeServices.
+ */
+
+import { LAB } from './topology.js';
+import { inNs, ipBatch } from './netns.js';
+import { attachDecap } from '../rs/decap.js';
+import { nsName } from './state.js';
+
+/** The VIP port of each mode's lab service. */
+export const MODE_PORTS = { fullnat: LAB.vport, nat: LAB.natPort, tunnel: LAB.tunnelPort } as const;
+export type LabMode = keyof typeof MODE_PORTS;
+
+/** advmss of the real servers' routes to the clients: 1500 − outer header − IP − TCP. */
+const ADVMSS4 = 1500 - 20 - 20 - 20;
+const ADVMSS6 = 1500 - 40 - 40 - 20;
+/** The clients' networks (the real servers' way back to them). */
+const CLIENTS4 = '198.18.100.0/24';
+const CLIENTS6 = 'fd18:18:100::/64';
+
+/** Set the real servers up for NAT and TUNNEL (their gateway back to the clients is `via4` /
+ * `via6`: the pair's floating next hop). */
+export function setupModeServers(prefix: string, via4: string, via6: string): void {
+  for (const rs of LAB.realServers) {
+    const ns = nsName(prefix, rs.name);
+    serverRoutes(prefix, rs.name, true, via4, via6);
+    ipBatch([`addr add ${LAB.vip4}/32 dev lo`, `addr add ${LAB.vip6}/128 dev lo`], ns);
+    inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
+    attachDecap('eth0', ns);
+  }
+}
+
+/** Real server `name`'s routes to the clients, through the LB, with advmss or (to show path
+ * MTU discovery through the tunnel) without. */
+export function serverRoutes(
+  prefix: string,
+  name: string,
+  advmss: boolean,
+  via4: string = LAB.float.rs4,
+  via6: string = LAB.float.rs6,
+): void {
+  ipBatch(
+    [
+      `route replace ${CLIENTS4} via ${via4}${advmss ? ` advmss ${ADVMSS4}` : ''}`,
+      `route replace ${CLIENTS6} via ${via6}${advmss ? ` advmss ${ADVMSS6}` : ''}`,
+    ],
+    nsName(prefix, name),
+  );
+}
