@@ -445,7 +445,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       '--vip',
       LAB.vip4,
       '--port',
-      '8081',
+      '8087',
       '--laddr',
       LAB.laddrs4[0],
       '--laddr',
@@ -459,7 +459,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const body = inNs(nsName(prefix, 'client'), [
       process.execPath,
       join(distSrc(), 'lab', 'http_get.js'),
-      `http://${LAB.vip4}:8081/`,
+      `http://${LAB.vip4}:8087/`,
       '3',
     ]);
     expect(body).toMatch(/^rs[12] saw client/);

@@ -132,7 +132,7 @@ async function addServices(): Promise<void> {
 describe.skipIf(!root)('eBPF TOA reader on real servers (root)', () => {
   beforeAll(async () => {
     await labDown(prefix, () => undefined);
-    state = await labUp({ prefix, workers: 2, log: () => undefined });
+    state = await labUp({ prefix, workers: 2, modes: false, log: () => undefined });
     state = readState(prefix)!;
     const dir = state.dir;
     const rs1 = nsName(prefix, 'rs1');
