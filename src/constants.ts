@@ -98,6 +98,16 @@ export const LADDRS_PER_SERVICE_MAX = 64;
 export const NAT_ROUTE_TABLE = 4789;
 export const NAT_RULE_PRIORITY = 10789;
 
+/** Where `tunvs run` serves its admin API unless configured otherwise (config admin.socket). */
+export const ADMIN_SOCKET_DEFAULT = '/run/tunvs/admin.sock';
+
+/** Persistence templates per LB (conn/templates.ts; one table all workers share): a power
+ * of two. 2^18 slots of 48 B = 12 MiB, allocated at start; a template is per client (prefix)
+ * and persistent service, and a full table serves new clients without one (counted). */
+export const TEMPLATE_SLOTS_DEFAULT = 1 << 18;
+/** ipvsadm -p's default persistence timeout. */
+export const PERSISTENCE_TIMEOUT_DEFAULT_SEC = 300;
+
 /** Packets the engine may generate per burst or timer advance (RSTs on expiry). */
 export const EMIT_SLOTS = 512;
 

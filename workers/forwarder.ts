@@ -45,6 +45,7 @@ const engine = new Engine(
     nowMs: now(),
     countersSab: init.countersSab,
     connCountsSab: init.connCountsSab,
+    templatesSab: init.templatesSab,
     headroom,
     ...(init.ha ? { ha: init.ha } : {}),
   },

@@ -14,6 +14,8 @@ import { formatHaStatus } from '../control/stats.js';
 import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 import { MODE_PORTS, type LabMode } from '../lab/modes.js';
+import { attachDecap, detachDecap } from '../rs/decap.js';
+import { haCheck } from './ha_check.js';
 import { labFailover } from '../lab/failover.js';
 import { labCluster } from '../lab/cluster_demo.js';
 import { frrStatusLines, routeMeaning } from '../control/frr_status.js';
@@ -96,6 +98,8 @@ Usage:
   tunvs rs status [--json]                where it is attached, its options and counters
   tunvs rs exec --cgroup PATH [--attach] -- CMD [ARGS...]
                                           run CMD inside the cgroup (then, e.g., ip netns exec)
+  tunvs rs decap attach|detach --dev DEV  TUNNEL-mode real server without the ipip module: take
+                                          the LB's IP-in-IP packets apart on DEV (XDP)
   tunvs help                              this text
 
 Options:
@@ -259,7 +263,24 @@ function rs(args: string[], log: (line: string) => void): number {
     joinCgroup(cgroup);
     return sockAddon().execvp(command[0]!, command.slice(1));
   }
-  throw new UsageError(`rs needs one of: attach, detach, status, exec (got ${sub ?? 'nothing'})`);
+  if (sub === 'decap') {
+    const action = args.shift();
+    const dev = option(args, '--dev');
+    if ((action !== 'attach' && action !== 'detach') || dev === undefined)
+      throw new UsageError('rs decap attach|detach --dev DEV');
+    noneLeft(args);
+    if (action === 'attach') {
+      attachDecap(dev);
+      log(
+        `IPIP / IPv6-in-IPv6 decapsulator attached to ${dev} (XDP): TUNNEL-mode packets arrive as the client sent them`,
+      );
+    } else {
+      detachDecap(dev);
+      log(`XDP program removed from ${dev}`);
+    }
+    return 0;
+  }
+  throw new UsageError(`rs needs one of: attach, detach, status, exec, decap (got ${sub ?? 'nothing'})`);
 }
 
 function positiveInt(v: string | undefined, name: string): number | undefined {
@@ -432,14 +453,7 @@ async function main(argv: string[]): Promise<number> {
       const sub = args.shift() ?? 'status';
       const json = flag(args, '--json');
       noneLeft(args);
-      if (sub === 'check') {
-        try {
-          const reply = (await ask({ cmd: 'ha' }, 900)) as { ha: { ready: boolean } };
-          return reply.ha.ready ? 0 : 1;
-        } catch {
-          return 1;
-        }
-      }
+      if (sub === 'check') return haCheck(argv.slice(2));
       if (sub !== 'status') throw new UsageError(`ha needs status or check (got ${sub})`);
       const reply = (await ask({ cmd: 'ha' })) as { ha: Record<string, unknown> };
       if (json) log(JSON.stringify(reply.ha, null, 2));

@@ -8,7 +8,15 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { MTU_DEFAULT, NODE_ID_MAX, SESSIONS_PER_LB_DEFAULT } from '../constants.js';
+import {
+  ADMIN_SOCKET_DEFAULT,
+  MTU_DEFAULT,
+  NODE_ID_MAX,
+  PERSISTENCE_TIMEOUT_DEFAULT_SEC,
+  SESSIONS_PER_LB_DEFAULT,
+} from '../constants.js';
+import { parseAddress } from '../service/addr.js';
+import { AF_INET } from '../packet/headers.js';
 import { TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
 import { MODE_NAMES, type ModeName } from '../nat/modes/mode.js';
@@ -19,9 +27,10 @@ import {
   type SynProxyMode,
   TOA_DEFAULT,
   type HealthCheckSpec,
+  type PersistenceSpec,
   type ServiceSpec,
 } from '../service/service.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, show } from './errors.js';
 import { boolean, integer, join, list, object, oneOf, opt, string, type Obj } from './validate.js';
 
 export interface TunConfig {
@@ -106,7 +115,7 @@ export const DEFAULTS = {
   offload: true,
   /** Ahead of ordinary processes, behind the kernel's own threads (which run at −20). */
   workerNice: -10,
-  adminSocket: '/run/tunvs/admin.sock',
+  adminSocket: ADMIN_SOCKET_DEFAULT,
   isnSecretFile: '/var/lib/tunvs/isn-secret',
 } as const;
 
@@ -338,6 +347,7 @@ const SERVICE_KEYS = [
   'healthCheck',
   'acl',
   'maxNewPerSec',
+  'persistence',
 ] as const;
 
 /** One service entry (also what `tunvs service add` sends), validated. */
@@ -388,7 +398,36 @@ export function parseService(v: unknown, path: string): ServiceSpec {
     ...(o.maxNewPerSec !== undefined
       ? { maxNewPerSec: integer(o.maxNewPerSec, join(path, 'maxNewPerSec'), 1, 100_000_000, 'sessions per second') }
       : {}),
+    ...(o.persistence !== undefined ? { persistence: persistence(o.persistence, join(path, 'persistence')) } : {}),
   });
+}
+
+/** persistence: { timeoutSec, netmask (prefix length or a.b.c.d), prefix6 } (ipvsadm -p, -M). */
+function persistence(v: unknown, path: string): PersistenceSpec {
+  const o = object(v ?? {}, path, ['timeoutSec', 'netmask', 'prefix6']);
+  let netmask = 32;
+  if (typeof o.netmask === 'string') {
+    const a = parseAddress(o.netmask);
+    const m = a?.af === AF_INET ? a.words[0]! >>> 0 : 1;
+    let len = 0;
+    while (len < 32 && (m & (0x80000000 >>> len)) !== 0) len++;
+    if (m !== (len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0))
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_ADDRESS',
+        join(path, 'netmask'),
+        `${show(o.netmask)} is not a netmask: use a prefix length (24) or a.b.c.d with contiguous ones (255.255.255.0)`,
+      );
+    netmask = len;
+  } else if (o.netmask !== undefined) {
+    netmask = integer(o.netmask, join(path, 'netmask'), 0, 32, 'an IPv4 prefix length');
+  }
+  return {
+    timeoutSec: opt(o, 'timeoutSec', PERSISTENCE_TIMEOUT_DEFAULT_SEC, (x) =>
+      integer(x, join(path, 'timeoutSec'), 1, 86400 * 7, 'seconds'),
+    ),
+    netmask,
+    prefix6: opt(o, 'prefix6', 128, (x) => integer(x, join(path, 'prefix6'), 0, 128, 'an IPv6 prefix length')),
+  };
 }
 
 /** acl: { allow: [CIDR...], deny: [CIDR...] } (prefixes are checked in resolveServices). */

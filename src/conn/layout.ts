@@ -14,7 +14,8 @@
  * an IPv4 packet of a plain session reads or writes on the forwarding path is in the first
  * line, so an IPv4 lookup costs one record cache miss; IPv6 address words and the rarely
  * used timer links live in the second; the third holds what only sessions made by the SYN
- * proxy use per packet (nat/synproxy.ts), and room for what is to come.
+ * proxy use per packet (nat/synproxy.ts), the persistence template, and room for what is to
+ * come.
  *
  *   line 1 (words 0–15): the hot path
  *   word  0  META        proto (bits 0–7) | af (8–15) | state (16–23) | flags (24–28) |
@@ -43,7 +44,7 @@
  *   word 30  CREATED     tick the session was created (HA: sync only after it lived a while)
  *   word 31  SYNC        reserved for HA sync bookkeeping
  *
- *   line 3 (words 32–47): SYN proxy (FLAG_PROXIED sessions only)
+ *   line 3 (words 32–47): SYN proxy (FLAG_PROXIED sessions only), persistence
  *   word 32  SRV_TS_DELTA  TSval the client was given − the real server's TSval: outbound
  *                          TSval += it, inbound TSecr −= it. Before the server answers: the
  *                          TSval the client was given (its ACK echoed it).
@@ -53,7 +54,9 @@
  *                          (nat/hold.ts: slot + 1; 0: none)
  *   word 36  PROXY_TRIES   SYNs sent to the real server so far
  *   word 37  CLI_WIN       the window of the client's handshake ACK (for the server's ACK)
- *   words 38–47           unused (spare for forwarding modes and persistence)
+ *   word 38  TEMPLATE      persistence: the template the session was made through
+ *                          (conn/templates.ts slot + 1; 0: none) — its end releases it
+ *   words 39–47           unused
  *
  * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,
  * dst1, src2, dst2, src3, dst3]: its words 1–3 compare with a record's low key block
@@ -98,6 +101,7 @@ export const R_SYN_TSVAL = 34;
 export const R_HOLD = 35;
 export const R_PROXY_TRIES = 36;
 export const R_CLI_WIN = 37;
+export const R_TEMPLATE = 38;
 /** First word of the second and third cache lines. */
 export const R_LINE2 = 16;
 export const R_LINE3 = 32;

@@ -1,6 +1,11 @@
-/** `tunvs conns`: sessions like `ipvsadm -Lnc`, filtered by VIP, client, real server, state. */
+/** `tunvs conns`: sessions like `ipvsadm -Lnc`, filtered by VIP, client, real server, state;
+ * persistence templates among them as ipvsadm shows them (client prefix, port 0), in state
+ * TEMPLATE. */
 
+import type { TemplateInfo } from '../conn/templates.js';
 import type { SessionInfo } from '../dataplane/engine.js';
+import { formatAddress } from '../service/addr.js';
+import type { ResolvedService } from '../service/service.js';
 import type { ConnFilter } from './forwarder_protocol.js';
 
 function hostPort(a: string, p: number): string {
@@ -32,7 +37,7 @@ export function formatConns(list: readonly SessionInfo[]): string {
       s.state,
       hostPort(s.client, s.cport),
       hostPort(s.vip, s.vport),
-      hostPort(s.laddr, s.lport),
+      s.laddr === '-' ? '-' : hostPort(s.laddr, s.lport),
       hostPort(s.rip, s.rport),
     ]);
   }
@@ -45,4 +50,40 @@ export function formatConns(list: readonly SessionInfo[]): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+/** Templates as `tunvs conns` rows (SessionInfo's shape; id −1 − slot; local: "-"). */
+export function templateRows(list: readonly TemplateInfo[], services: readonly ResolvedService[]): SessionInfo[] {
+  const byId = new Map(services.map((s) => [s.id, s]));
+  return list.map((t) => {
+    const s = byId.get(t.serviceId);
+    const rs = s?.realServers.find((r) => r.id === t.realServerId);
+    return {
+      id: -1 - t.slot,
+      protocol: s?.proto === 17 ? 'udp' : 'tcp',
+      state: 'TEMPLATE',
+      client: formatAddress(t.af, t.client),
+      cport: 0,
+      vip: s?.vipText ?? '?',
+      vport: s?.port ?? 0,
+      laddr: '-',
+      lport: 0,
+      rip: rs?.address ?? `server#${t.realServerId}`,
+      rport: rs?.port ?? 0,
+      serviceId: t.serviceId,
+      realServerId: t.realServerId,
+      mode: s?.mode ?? '?',
+      seqDelta: 0,
+      rsIsnPlus1: undefined,
+      clientAck: 0,
+      rsAck: 0,
+      tsDelta: 0,
+      proxied: false,
+      srvDelta: 0,
+      expiresInMs: t.expiresInMs,
+      synced: false,
+      owner: 0,
+      sessions: t.sessions,
+    };
+  });
 }

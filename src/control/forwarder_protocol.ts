@@ -25,6 +25,8 @@ export interface ForwarderInit {
   services: ResolvedService[];
   countersSab: SharedArrayBuffer;
   connCountsSab: SharedArrayBuffer;
+  /** The LB's persistence templates (conn/templates.ts), one table for every worker. */
+  templatesSab: SharedArrayBuffer;
   /** Hand-off rings (handoff.ts): to each owner, from each sender; null at our own index. */
   handoffTo: (SharedArrayBuffer | null)[];
   handoffFrom: (SharedArrayBuffer | null)[];

@@ -21,6 +21,7 @@ import { DEFAULTS, loadConfig, parseService, type Config } from '../config/confi
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { steeringProgram } from '../dataplane/steering.js';
+import { TemplateTable } from '../conn/templates.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
 import {
   ConnCounts,
@@ -33,7 +34,7 @@ import {
 import { serveAdmin, serveAdminTcp } from './admin.js';
 import { askWorker } from './ask.js';
 import type { ConnFilter, ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
-import { formatConns } from './conns.js';
+import { formatConns, matchesConn, templateRows } from './conns.js';
 import { HaNode } from '../ha/node.js';
 import { HaControl } from '../ha/role.js';
 import { SyncRing, type HaWorkerLink } from '../ha/session_sync.js';
@@ -74,6 +75,8 @@ export class Runtime {
   private config!: Config;
   private services: ResolvedService[] = [];
   private readonly ids = new IdRegistry();
+  /** Persistence templates, shared with every forwarder (conn/templates.ts). */
+  private readonly templates = new TemplateTable();
   private readonly system: SystemChanges;
   private fds: number[] = [];
   private workers: WorkerHandle[] = [];
@@ -255,6 +258,7 @@ export class Runtime {
         services: this.services,
         countersSab: counters.buffer as SharedArrayBuffer,
         connCountsSab: counts.sab,
+        templatesSab: this.templates.sab,
         handoffTo: rings[w]!,
         handoffFrom: rings.map((row) => row[w]!),
         wakePorts: ports[w]!,
@@ -412,8 +416,12 @@ export class Runtime {
             this.ask<Extract<FromForwarder, { type: 'conns' }>>(w, { type: 'conns', id: 0, filter, limit }, 'conns'),
           ),
         );
-        const sessions = parts.flatMap((p) => p.sessions).slice(0, limit);
-        const more = parts.some((p) => p.more) || parts.reduce((n, p) => n + p.sessions.length, 0) > limit;
+        const templates = templateRows(this.templates.list(Date.now()), this.services).filter((t) =>
+          matchesConn(t, filter),
+        );
+        const all = [...templates, ...parts.flatMap((p) => p.sessions)];
+        const sessions = all.slice(0, limit);
+        const more = parts.some((p) => p.more) || all.length > limit;
         return { sessions, more, text: formatConns(sessions) };
       }
       case 'ha':

@@ -65,7 +65,13 @@ export const C_SYNPROXY_SERVER_TIMEOUTS = 32;
 export const C_SYNPROXY_AUTO_ON = 33;
 /** SYN proxy, synProxy auto: times a worker's proxy switched on. */
 export const C_SYNPROXY_AUTO_SWITCHES = 34;
-export const GLOBAL_COUNT = 35;
+/** Persistence: sessions that followed a live template to its real server. */
+export const C_PERSISTENCE_HITS = 35;
+/** Persistence: templates made (a client's first session, or its old server unusable). */
+export const C_PERSISTENCE_TEMPLATES = 36;
+/** Persistence: sessions made without a template, the table being full of live ones. */
+export const C_PERSISTENCE_TABLE_FULL = 37;
+export const GLOBAL_COUNT = 38;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -103,6 +109,9 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'synproxy_server_timeouts',
   'synproxy_auto_on',
   'synproxy_auto_switches',
+  'persistence_hits',
+  'persistence_templates',
+  'persistence_table_full',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

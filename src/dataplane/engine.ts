@@ -70,6 +70,7 @@ import {
   type TimeoutsSec,
 } from '../conn/state.js';
 import { SessionTable } from '../conn/table.js';
+import { TemplateTable } from '../conn/templates.js';
 import { AF_INET6, IPPROTO_TCP, IPPROTO_UDP, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
 import type { IsnKey } from '../nat/seq.js';
@@ -126,6 +127,9 @@ export interface EngineOptions {
    * them); allocated here when absent. */
   countersSab?: SharedArrayBuffer;
   connCountsSab?: SharedArrayBuffer;
+  /** The LB's persistence templates, shared by its workers (conn/templates.ts); absent: a
+   * small table of this engine's own (tests, benchmarks). */
+  templatesSab?: SharedArrayBuffer;
   /** Bytes in front of each packet of the rings this engine sees: VNET_HDR_LEN with TUN
    * offloads (IFF_VNET_HDR), else 0. Generated packets (emit ring) get the same. */
   headroom?: number;
@@ -142,6 +146,9 @@ export interface HaEngineOptions {
   syncAfterMs: number;
   refreshSec: number;
 }
+
+/** Template slots of an engine without the LB's shared table (tests, benchmarks). */
+const ENGINE_TEMPLATE_SLOTS = 4096;
 
 /** Marker returned by handle() for a packet owned by another worker. */
 const REDIRECT = -0x10000;
@@ -186,6 +193,8 @@ export interface SessionInfo {
   synced: boolean;
   /** HA: 0 when this node owns the session, else the id of the peer it was installed from. */
   owner: number;
+  /** A persistence template's row (control/conns.ts): the sessions made through it. */
+  sessions?: number;
 }
 
 export class Engine {
@@ -246,6 +255,8 @@ export class Engine {
     this.ctx.tick = this.table.tick;
     this.ctx.nowMs = nowMs;
     this.ctx.modes = modeTable();
+    this.templates = new TemplateTable(ENGINE_TEMPLATE_SLOTS, opts.templatesSab);
+    this.ctx.templates = this.templates;
     if (opts.ha) {
       this.control = new HaControl(opts.ha.controlSab);
       this.sync = new SessionSync(
@@ -259,6 +270,8 @@ export class Engine {
       this.sync.active = this.control.publishing;
     }
   }
+
+  readonly templates: TemplateTable;
 
   /** The HA control words (null: no HA, always forwarding). */
   private readonly control: HaControl | null = null;

@@ -158,6 +158,9 @@ export function steeringProgram(services: readonly ResolvedService[]): Uint8Arra
   // IPv4: r8 = header length.
   a.alu32(OP_AND, 0, 0x0f).alu32(OP_LSH, 0, 2).mov64x(8, 0);
   a.ldAbs(B, 9).j32(J_EQ, 0, 6, 'v4l4').j32(J_EQ, 0, 17, 'v4l4').ja('zero');
+  // Every block is emitted only where a jump or a fall-through reaches it: the verifier
+  // refuses a program with an unreachable instruction (a v4-only service set has no IPv6
+  // local address to jump to, for one).
   a.label('v4l4').ldAbs(W, 16);
   for (const w of lips4) a.j32(J_EQ, 0, w, 'v4lip');
   if (nat) {
@@ -166,9 +169,11 @@ export function steeringProgram(services: readonly ResolvedService[]): Uint8Arra
     a.mov64x(9, 0).ldInd(H, 8, 2);
     hashAndExit(a);
   }
-  a.label('v4vip').ldAbs(W, 12).mov64x(9, 0).ldInd(H, 8, 0);
-  hashAndExit(a);
-  a.label('v4lip').ldInd(H, 8, 2).exit();
+  if (!nat || vips4.size > 0) {
+    a.label('v4vip').ldAbs(W, 12).mov64x(9, 0).ldInd(H, 8, 0);
+    hashAndExit(a);
+  }
+  if (lips4.size > 0) a.label('v4lip').ldInd(H, 8, 2).exit();
   // IPv6 (no extension headers: the engine drops those anyway).
   a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').ja('zero');
   a.label('v6l4');
@@ -192,11 +197,13 @@ export function steeringProgram(services: readonly ResolvedService[]): Uint8Arra
     a.ldAbs(H, 42);
     hashAndExit(a);
   }
-  a.label('v6vip').ldAbs(W, 8).mov64x(9, 0);
-  for (const off of [12, 16, 20]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
-  a.ldAbs(H, 40);
-  hashAndExit(a);
-  a.label('v6lip').ldAbs(H, 42).exit();
+  if (!nat || vips6.size > 0) {
+    a.label('v6vip').ldAbs(W, 8).mov64x(9, 0);
+    for (const off of [12, 16, 20]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
+    a.ldAbs(H, 40);
+    hashAndExit(a);
+  }
+  if (lips6.size > 0) a.label('v6lip').ldAbs(H, 42).exit();
   a.label('zero')
     .emit(ALU64 | OP_MOV | K, 0, 0, 0, 0)
     .exit();

@@ -46,6 +46,7 @@ import { SynCookies } from './syncookie.js';
 import { HoldPool } from './hold.js';
 import type { PacketRing } from '../dataplane/ring.js';
 import type { ForwardingMode } from './modes/mode.js';
+import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
 import { HOLD_PER_SESSION_MAX } from '../constants.js';
 
 /** Label of the SYN cookies' key, derived from the ISN key (seq.ts deriveKey). */
@@ -118,6 +119,11 @@ export class NatContext {
   outerIpId = 0;
   /** Hash of `okey` left by a two-way mode's create (modes/mode.ts). */
   outHash = 0;
+  /** Persistence templates, shared by every worker (conn/templates.ts), its lookup key, and
+   * the template the last createSession used (−1: none). */
+  templates: TemplateTable | null = null;
+  readonly tkey = new Int32Array(TEMPLATE_KEY_WORDS);
+  templateSlot = -1;
   /** The forwarding modes by id (modes/index.ts; the engine sets them). */
   modes: readonly ForwardingMode[] = [];
   /** Option scratch: offsets of the options of the packet in hand, and a rebuild area. */

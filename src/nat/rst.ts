@@ -6,6 +6,8 @@
  *
  *   to the client:       VIP:vport → client:cport,  seq = CLI_ACK (the client's own ack)
  *   to the real server:  LIP:lport → RIP:rport,     seq = RS_ACK  (RS's ack, LB space)
+ *
+ * NAT sessions the same (their LIP:lport is the client's own); TUNNEL sessions get none.
  */
 
 import {
@@ -22,6 +24,7 @@ import {
   R_RS_ACK,
   R_VIP0,
   R_VIP1,
+  recMode,
 } from '../conn/layout.js';
 import { C_RST_SENT } from '../dataplane/counters.js';
 import { TCP_RST } from '../packet/headers.js';
@@ -81,6 +84,9 @@ export function emitRst(
 /** RST to the client and to the real server of session `base`, each with the sequence
  * number it expects next. */
 export function resetBoth(c: NatContext, rec: Int32Array, base: number): void {
+  // A TUNNEL session never saw the server's sequence numbers (nor could an RST reach the
+  // server outside the tunnel): the ends find out themselves, as with LVS's TUN and DR.
+  if (!c.modes[recMode(rec, base)]!.twoWay) return;
   const af = (rec[base + R_META]! >>> 8) & 0xff;
   emitRst(
     c,

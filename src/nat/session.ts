@@ -1,5 +1,6 @@
 /**
- * Session life cycle on the data plane: create (schedule a real server; the forwarding
+ * Session life cycle on the data plane: create (schedule a real server, or follow the
+ * client's persistence template to one; the forwarding
  * mode takes a local address and port and picks the ISN, or whatever it needs), change state (keeping the real server's active and
  * inactive counts right for lc/wlc and `tunvs list`), and end.
  */
@@ -14,12 +15,21 @@ import {
   R_CREATED,
   R_META,
   R_SVC_RS,
+  R_TEMPLATE,
   recServer,
   svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { isActiveState, isHalfOpen } from '../conn/state.js';
-import { C_SESSIONS_CREATED, RS_BASE, RS_FIELDS, RS_SESSIONS } from '../dataplane/counters.js';
+import {
+  C_PERSISTENCE_HITS,
+  C_PERSISTENCE_TABLE_FULL,
+  C_PERSISTENCE_TEMPLATES,
+  C_SESSIONS_CREATED,
+  RS_BASE,
+  RS_FIELDS,
+  RS_SESSIONS,
+} from '../dataplane/counters.js';
 import type { NatContext } from './context.js';
 import { DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
 
@@ -52,12 +62,22 @@ export function createSession(
   clientIsn: number,
 ): number {
   const s = c.services;
-  const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
-  if (pos < 0) return -DROP_NO_REAL_SERVER;
-  const rsId = s.pools[svc]!.ids[pos]!;
+  let rsId: number;
+  c.templateSlot = -1;
+  if (s.persistSec[svc] !== 0 && c.templates !== null) {
+    rsId = persistentServer(c, svc);
+    if (rsId < 0) return -DROP_NO_REAL_SERVER;
+  } else {
+    const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
+    if (pos < 0) return -DROP_NO_REAL_SERVER;
+    rsId = s.pools[svc]!.ids[pos]!;
+  }
   const table = c.table;
   const r = table.alloc();
-  if (r < 0) return -DROP_TABLE_FULL;
+  if (r < 0) {
+    unbindTemplate(c);
+    return -DROP_TABLE_FULL;
+  }
   const ok = c.okey;
   const key = c.key;
   const a = rsId * 4;
@@ -71,10 +91,12 @@ export function createSession(
   const why = mode.create(c, svc, r, ok, blockWords, clientIsn);
   if (why !== 0) {
     table.release(r);
+    unbindTemplate(c);
     return -why;
   }
   const rec = table.rec;
   const base = r * RECORD_WORDS;
+  rec[base + R_TEMPLATE] = c.templateSlot + 1;
   rec[base + R_META] = key[0]! | (state << META_STATE_SHIFT) | (mode.id << META_MODE_SHIFT);
   table.setKey(r, DIR_IN, key);
   table.setKey(r, DIR_OUT, ok);
@@ -88,6 +110,52 @@ export function createSession(
   const rsc = RS_BASE + rsId * RS_FIELDS + RS_SESSIONS;
   c.counters[rsc] = c.counters[rsc]! + 1;
   return r;
+}
+
+/**
+ * Persistence: the real server for a new session of service `svc` from the parsed client —
+ * its (prefix's) live template's, unless that server is drained, down or gone; else the
+ * scheduler's, remembered in a new template. The session holds the template (c.templateSlot)
+ * until it ends. −1: no real server.
+ */
+function persistentServer(c: NatContext, svc: number): number {
+  const s = c.services;
+  const t = c.templates!;
+  const key = c.tkey;
+  const m = svc * 4;
+  key[0] = (c.pAf << 16) | svc;
+  key[1] = c.pS0 & s.persistMask[m]!;
+  key[2] = c.pS1 & s.persistMask[m + 1]!;
+  key[3] = c.pS2 & s.persistMask[m + 2]!;
+  key[4] = c.pS3 & s.persistMask[m + 3]!;
+  const now = c.nowMs;
+  t.lock();
+  let slot = t.find(key);
+  let rsId = slot >= 0 && t.live(slot, now) ? t.rsOf(slot) : -1;
+  if (rsId >= 0 && (s.rsService[rsId] !== svc || s.rsWeight[rsId]! <= 0)) rsId = -1;
+  if (rsId >= 0) {
+    c.counters[C_PERSISTENCE_HITS] = c.counters[C_PERSISTENCE_HITS]! + 1;
+  } else {
+    const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
+    if (pos < 0) {
+      t.unlock();
+      return -1;
+    }
+    rsId = s.pools[svc]!.ids[pos]!;
+    slot = t.put(key, rsId, now);
+    const at = slot >= 0 ? C_PERSISTENCE_TEMPLATES : C_PERSISTENCE_TABLE_FULL;
+    c.counters[at] = c.counters[at]! + 1;
+  }
+  if (slot >= 0) t.acquire(slot, now, s.persistSec[svc]!);
+  t.unlock();
+  c.templateSlot = slot;
+  return rsId;
+}
+
+/** The session createSession was making through a template was not made after all. */
+function unbindTemplate(c: NatContext): void {
+  if (c.templateSlot >= 0) c.templates!.release(c.templateSlot, c.nowMs);
+  c.templateSlot = -1;
 }
 
 /** Move a session to state `to`, keeping active/inactive counts (and half-open) right. */
@@ -116,9 +184,12 @@ export function setState(c: NatContext, base: number, to: number): void {
   rec[base + R_META] = (meta & 0xffff) | (to << META_STATE_SHIFT) | (flags << META_FLAGS_SHIFT);
 }
 
-/** Take an ending session out of its real server's counts (before the record is freed). */
+/** Take an ending session out of its real server's counts (before the record is freed),
+ * and out of its persistence template. */
 export function uncountSession(c: NatContext, base: number): void {
   if (isHalfOpen(stateOf(c.table.rec, base)) && c.halfOpen > 0) c.halfOpen--;
+  const tslot = c.table.rec[base + R_TEMPLATE]!;
+  if (tslot !== 0 && c.templates !== null) c.templates.release(tslot - 1, c.nowMs);
   uncountRecord(c.table.rec, base, c.counts);
 }
 

@@ -80,6 +80,18 @@ export interface ServiceSpec {
   acl?: { allow: string[]; deny: string[] };
   /** New sessions per second the service accepts (SYN-flood guard); absent: no cap. */
   maxNewPerSec?: number;
+  /** Persistence (ipvsadm -p): a client's new connections go to the real server its earlier
+   * ones went to, while it has any and `timeoutSec` after the last; clients are grouped by
+   * the IPv4 prefix length `netmask` (ipvsadm -M) or the IPv6 `prefix6`. Absent: none. */
+  persistence?: PersistenceSpec;
+}
+
+export interface PersistenceSpec {
+  timeoutSec: number;
+  /** IPv4 prefix length 0..32 (32: per client address). */
+  netmask: number;
+  /** IPv6 prefix length 0..128 (128: per client address). */
+  prefix6: number;
 }
 
 export const SYNPROXY_MODES = ['off', 'on', 'auto'] as const;
@@ -145,6 +157,7 @@ export function serviceWithDefaults(
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
+    ...(s.persistence ? { persistence: { ...s.persistence } } : {}),
   };
 }
 
@@ -180,6 +193,7 @@ export interface ResolvedService {
   aclDeny: ParsedCidr[];
   /** 0: no cap. */
   maxNewPerSec: number;
+  persistence?: PersistenceSpec;
 }
 
 /** ACL prefixes; both families may be listed (one list for a v4 and a v6 service): a
@@ -248,6 +262,17 @@ function needPort(value: unknown, path: string): number {
 
 function familyName(af: number): string {
   return af === AF_INET ? 'IPv4' : 'IPv6';
+}
+
+function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
+  const range = (v: number, field: string, lo: number, hi: number, what: string): void => {
+    if (!Number.isInteger(v) || v < lo || v > hi)
+      throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', `${p}.${field}`, `${show(v)} is not ${what}: use ${lo}..${hi}`);
+  };
+  range(x.timeoutSec, 'timeoutSec', 1, 86400 * 7, 'a timeout in seconds');
+  range(x.netmask, 'netmask', 0, 32, 'an IPv4 prefix length');
+  range(x.prefix6, 'prefix6', 0, 128, 'an IPv6 prefix length');
+  return { ...x };
 }
 
 /** What each mode allows beside it (the defaults, serviceWithDefaults, always pass). */
@@ -430,6 +455,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       aclAllow: cidrs(s.acl?.allow ?? [], `${p}.acl.allow`),
       aclDeny: cidrs(s.acl?.deny ?? [], `${p}.acl.deny`),
       maxNewPerSec: s.maxNewPerSec ?? 0,
+      ...(s.persistence ? { persistence: checkPersistence(s.persistence, `${p}.persistence`) } : {}),
     });
   });
   for (const [lip, where] of lipOwners) {
@@ -481,6 +507,9 @@ export class ServiceTable {
   readonly synProxy = new Uint8Array(SERVICES_MAX);
   /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
   readonly mode = new Uint8Array(SERVICES_MAX);
+  /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
+  readonly persistSec = new Int32Array(SERVICES_MAX);
+  readonly persistMask = new Int32Array(SERVICES_MAX * 4);
   /** TUNNEL: the outer header's source address by service (4 words each; the service's
    * first local address). */
   readonly tunnelSrc = new Int32Array(SERVICES_MAX * 4);
@@ -504,6 +533,9 @@ export class ServiceTable {
   readonly rsAddr = new Int32Array(REAL_SERVERS_MAX * 4);
   readonly rsPort = new Int32Array(REAL_SERVERS_MAX);
   readonly rsService = new Int32Array(REAL_SERVERS_MAX).fill(-1);
+  /** Weight of each real server in its service now (0: drained, DOWN, or no longer listed):
+   * a persistence template to it stops attracting new sessions. */
+  readonly rsWeight = new Int32Array(REAL_SERVERS_MAX);
   private map = new AddrPortMap(1);
 
   constructor(readonly counts: ConnCounts) {}
@@ -523,6 +555,7 @@ export class ServiceTable {
     this.cursors ??= new PortCursors(worker, workers);
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
+    this.rsWeight.fill(0);
     this.natReplies = services.some((s) => MODE_NAMES.indexOf(s.mode) === MODE_NAT);
     for (const s of services) {
       const id = s.id;
@@ -562,6 +595,13 @@ export class ServiceTable {
         this.rsAddr.set(r.addr, r.id * 4);
         this.rsPort[r.id] = r.port;
         this.rsService[r.id] = id;
+        this.rsWeight[r.id] = r.weight;
+      }
+      this.persistSec[id] = s.persistence?.timeoutSec ?? 0;
+      const bits = s.af === AF_INET ? (s.persistence?.netmask ?? 32) : (s.persistence?.prefix6 ?? 128);
+      for (let k = 0; k < 4; k++) {
+        const b = Math.min(32, Math.max(0, bits - 32 * k));
+        this.persistMask[id * 4 + k] = b === 0 ? 0 : (0xffffffff << (32 - b)) | 0;
       }
       const old = this.pools[id];
       const sameServers =

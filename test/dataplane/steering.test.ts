@@ -86,9 +86,56 @@ describe('TUN steering program', () => {
     },
   );
 
+  it('every instruction is reachable, whatever the services (the verifier refuses anything else)', () => {
+    const nat = (fam: typeof V4) =>
+      serviceWithDefaults({
+        vip: fam.vip,
+        port: 81,
+        mode: 'nat',
+        realServers: [{ address: fam.rs1, port: 8081, weight: 1 }],
+      });
+    const lab = labServices();
+    const sets = {
+      'v4 and v6': lab,
+      'v4 only': lab.filter((x) => !x.vip.includes(':')),
+      'v6 only': lab.filter((x) => x.vip.includes(':')),
+      'with NAT': [...lab, nat(V4), nat(V6)],
+      'v4 only with v6 NAT': [...lab.filter((x) => !x.vip.includes(':')), nat(V6)],
+      'NAT only, v4': [nat(V4)],
+    };
+    for (const [name, specs] of Object.entries(sets)) {
+      const p = steeringProgram(resolveServices(specs, new IdRegistry()));
+      expect(unreachable(p), name).toEqual([]);
+    }
+  });
+
   it('sends ICMP and non-TCP/UDP to queue 0, and short packets end with 0', () => {
     const quoted = tcp({ src: V4.lip, dst: V4.rs1, sport: 1025, dport: 8080, flags: ACK });
     expect(runBpf(prog, icmp(V4.rs1, V4.lip, 3, 4, 1400, quoted))).toBe(0);
     expect(runBpf(prog, new Uint8Array([0x45, 0, 0]))).toBe(0);
   });
 });
+
+/** Instructions no path from the first reaches (the kernel verifier's "unreachable insn"). */
+function unreachable(prog: Uint8Array): number[] {
+  const n = prog.length / 8;
+  const seen = new Uint8Array(n);
+  const todo = [0];
+  while (todo.length > 0) {
+    const pc = todo.pop()!;
+    if (pc < 0 || pc >= n || seen[pc] === 1) continue;
+    seen[pc] = 1;
+    const code = prog[pc * 8]!;
+    const off = new DataView(prog.buffer, prog.byteOffset + pc * 8 + 2, 2).getInt16(0, true);
+    const cls = code & 7;
+    if (cls === 0x05 || cls === 0x06) {
+      const op = code & 0xf0;
+      if (op === 0x90) continue; // exit
+      todo.push(pc + 1 + off);
+      if (op !== 0x00) todo.push(pc + 1); // conditional: both ways
+    } else {
+      todo.push(pc + 1);
+    }
+  }
+  return [...seen.keys()].filter((i) => seen[i] === 0);
+}

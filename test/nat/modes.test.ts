@@ -251,6 +251,36 @@ describe.each([
   });
 });
 
+describe('rstOnExpire', () => {
+  it('resets an expired NAT session both ways; a TUNNEL session, whose server it never saw, gets none', () => {
+    for (const mode of ['nat', 'tunnel'] as const) {
+      const d = new Driver(makeEngine(services(V4, mode), { rstOnExpire: true, timeouts: { established: 1 } }));
+      const port = mode === 'tunnel' ? 80 : 8080;
+      d.forward(c(V4, { seq: 1000, flags: SYN }));
+      if (mode === 'nat')
+        d.forward(
+          tcp({ src: V4.rs1, dst: V4.client, sport: port, dport: CPORT, seq: 5000, ack: 1001, flags: SYN | ACK }),
+        );
+      d.forward(c(V4, { seq: 1001, ack: 5001, flags: ACK }));
+      expect(d.session().state).toBe('ESTABLISHED');
+      d.engine.advanceTimers(5000);
+      expect([...d.engine.sessionIds()]).toEqual([]);
+      if (mode === 'tunnel') {
+        expect(d.engine.emitCount).toBe(0);
+        continue;
+      }
+      expect(d.engine.emitCount).toBe(2);
+      const sent = [0, 1].map((i) => parse(d.engine.emit.get(i)));
+      expect(sent).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ src: V4.vip, dst: V4.client, sport: 80, dport: CPORT, seq: 5001, flags: RST }),
+          expect.objectContaining({ src: V4.client, dst: V4.rs1, sport: CPORT, dport: 8080, seq: 1001, flags: RST }),
+        ]),
+      );
+    }
+  });
+});
+
 describe('mode configuration', () => {
   const spec = (o: Record<string, unknown>) => ({
     vip: V4.vip,

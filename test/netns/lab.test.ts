@@ -567,6 +567,53 @@ describe.skipIf(!root)('netns lab (root)', () => {
     await streams;
   });
 
+  it.each(['fullnat', 'nat', 'tunnel'] as const)(
+    'persistence (%s): one client keeps its real server across connections, shown as a template by tunvs conns',
+    async (mode) => {
+      const port = { fullnat: LAB.vport, nat: LAB.natPort, tunnel: LAB.tunnelPort }[mode];
+      const file = join(state.dir, 'lb-a.yaml');
+      const good = readFileSync(file, 'utf8');
+      try {
+        // The service of that mode, made persistent: block style for FULLNAT, flow style for the others.
+        await reloadWith((y) =>
+          mode === 'fullnat'
+            ? y.replace('  - name: web-v4\n', '  - name: web-v4\n    persistence: { timeoutSec: 30, netmask: 24 }\n')
+            : y.replace(`name: ${mode}-v4,`, `name: ${mode}-v4, persistence: { timeoutSec: 30 },`),
+        );
+        const seen = counts(labCurl(prefix, 4, 20, mode));
+        expect(seen.size, `${mode}: ${[...seen.entries()].join(' ')}`).toBe(1);
+        const main = join(distSrc(), 'cli', 'main.js');
+        const rows = JSON.parse(
+          execFileSync(
+            process.execPath,
+            [
+              main,
+              'conns',
+              '--admin',
+              state.adminSocket,
+              '--vip',
+              `${LAB.vip4}:${port}`,
+              '--state',
+              'template',
+              '--json',
+            ],
+            { encoding: 'utf8' },
+          ),
+        ) as { client: string; cport: number; rip: string; state: string; sessions: number }[];
+        expect(rows).toHaveLength(1);
+        expect(rows[0]).toMatchObject({
+          client: mode === 'fullnat' ? '198.18.100.0' : LAB.client4,
+          cport: 0,
+          state: 'TEMPLATE',
+        });
+        expect(`rs${rows[0]!.rip.split('.')[3]!.slice(1)}`).toBe([...seen.keys()][0]);
+      } finally {
+        writeFileSync(file, good);
+        await reloadWith((y) => y);
+      }
+    },
+  );
+
   it('tunvs list --rate shows per-second rates; tunvs stats the table load per worker', async () => {
     const load = spawn(
       'ip',

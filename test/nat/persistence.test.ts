@@ -1,0 +1,176 @@
+/**
+ * Persistence (ipvsadm -p): a client's (prefix's) new connections go to the real server its
+ * earlier ones went to, in every forwarding mode and across workers; the template lives while
+ * sessions run and `timeoutSec` after the last; a drained or removed server stops attracting.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { TemplateTable } from '../../src/conn/templates.js';
+import { C_PERSISTENCE_HITS, C_PERSISTENCE_TEMPLATES } from '../../src/dataplane/counters.js';
+import { Engine } from '../../src/dataplane/engine.js';
+import { parseService } from '../../src/config/config.js';
+import { ConfigError } from '../../src/config/errors.js';
+import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
+import { Driver, V4, V6 } from '../helpers/engine.js';
+import { parse, RST, SYN, tcp } from '../helpers/packets.js';
+
+type Family = typeof V4;
+const RS3 = { [V4.rs1]: '198.18.1.13', [V6.rs1]: 'fd00:18:1::13' };
+
+function spec(fam: Family, extra: Partial<ServiceSpec> = {}): ServiceSpec[] {
+  const mode = extra.mode ?? 'fullnat';
+  const port = mode === 'tunnel' ? 80 : 8080;
+  return [
+    serviceWithDefaults({
+      vip: fam.vip,
+      port: 80,
+      scheduler: 'rr',
+      realServers: [fam.rs1, fam.rs2, RS3[fam.rs1]!].map((address) => ({ address, port, weight: 1 })),
+      localAddresses: mode === 'nat' ? [] : [fam.lip],
+      persistence: { timeoutSec: 60, netmask: 24, prefix6: 64 },
+      ...extra,
+    }),
+  ];
+}
+
+function engine(specs: ServiceSpec[], table?: TemplateTable, ids = new IdRegistry(), worker = 0, workers = 1): Engine {
+  return new Engine(
+    { worker, workers, capacity: 1024, seed: 7, nowMs: 0, ...(table ? { templatesSab: table.sab } : {}) },
+    resolveServices(specs, ids),
+  );
+}
+
+/** The real server a SYN from `client`:`sport` is sent to (FULLNAT, NAT: the destination;
+ * TUNNEL: the outer destination). */
+function serverOf(d: Driver, fam: Family, client: string, sport: number): string {
+  return parse(d.forward(tcp({ src: client, dst: fam.vip, sport, dport: 80, seq: 1, flags: SYN }))).dst;
+}
+
+const neighbour = (fam: Family): string => (fam === V4 ? '198.18.100.8' : 'fd00:18:64::8');
+const otherNet = (fam: Family): string => (fam === V4 ? '198.18.101.7' : 'fd00:18:65::7');
+
+describe.each([
+  ['IPv4', V4],
+  ['IPv6', V6],
+] as const)('persistence %s', (_n, fam) => {
+  it.each(['fullnat', 'nat', 'tunnel'] as const)(
+    '%s: a client prefix sticks to one server; rr spreads the rest',
+    (mode) => {
+      const d = new Driver(engine(spec(fam, { mode })));
+      const first = serverOf(d, fam, fam.client, 40000);
+      for (let p = 1; p < 10; p++) expect(serverOf(d, fam, fam.client, 40000 + p)).toBe(first);
+      expect(serverOf(d, fam, neighbour(fam), 41000)).toBe(first); // same /24 (/64)
+      const other = serverOf(d, fam, otherNet(fam), 42000);
+      expect(other).not.toBe(first); // rr moved on
+      expect(d.engine.counters[C_PERSISTENCE_TEMPLATES]).toBe(2);
+      expect(d.engine.counters[C_PERSISTENCE_HITS]).toBe(10);
+      const t = d.engine.templates.list(0);
+      expect(t.map((x) => x.sessions).sort((a, b) => a - b)).toEqual([1, 11]);
+    },
+  );
+
+  it('the template outlives its last session by the timeout, then the client is scheduled afresh; no RST for it', () => {
+    const e = new Engine(
+      { capacity: 1024, seed: 7, nowMs: 0, rstOnExpire: true, timeouts: { close: 1 } },
+      resolveServices(spec(fam), new IdRegistry()),
+    );
+    const d = new Driver(e);
+    const first = serverOf(d, fam, fam.client, 40000);
+    d.forward(tcp({ src: fam.client, dst: fam.vip, sport: 40000, dport: 80, seq: 2, flags: RST }));
+    d.nowMs = 2000;
+    e.advanceTimers(d.nowMs); // the session is gone (CLOSE: 1 s)
+    expect([...e.sessionIds()]).toEqual([]);
+    expect(e.templates.list(d.nowMs)[0]).toMatchObject({ sessions: 0 });
+    expect(e.templates.list(d.nowMs)[0]!.expiresInMs).toBeGreaterThan(58_000);
+    d.nowMs = 40_000;
+    expect(serverOf(d, fam, fam.client, 40001)).toBe(first); // within 60 s of the session's end
+    d.forward(tcp({ src: fam.client, dst: fam.vip, sport: 40001, dport: 80, seq: 2, flags: RST }));
+    d.nowMs = 42_000;
+    e.advanceTimers(d.nowMs);
+    d.nowMs = 103_000; // 61 s after that one ended
+    e.advanceTimers(d.nowMs);
+    expect(e.templates.list(d.nowMs)).toEqual([]);
+    expect(e.emitCount).toBe(0); // a template is no session: nothing to reset
+    serverOf(d, fam, otherNet(fam), 42000); // rr takes a turn elsewhere
+    expect(serverOf(d, fam, fam.client, 40002)).not.toBe(first);
+  });
+
+  it('a drained or removed server stops attracting the client; the template follows the new one', () => {
+    const ids = new IdRegistry();
+    const d = new Driver(engine(spec(fam), undefined, ids));
+    const first = serverOf(d, fam, fam.client, 40000);
+    const servers = spec(fam)[0]!.realServers;
+    const drained = servers.map((r) => ({
+      ...r,
+      weight: parse(tcp({ src: r.address, dst: r.address, sport: 1, dport: 1, flags: SYN })).dst === first ? 0 : 1,
+    }));
+    d.engine.applyServices(resolveServices(spec(fam, { realServers: drained }), ids));
+    const second = serverOf(d, fam, fam.client, 40001);
+    expect(second).not.toBe(first);
+    expect(serverOf(d, fam, fam.client, 40002)).toBe(second);
+    // Removed from the service altogether: the same.
+    const without = servers.filter(
+      (r) => parse(tcp({ src: r.address, dst: r.address, sport: 1, dport: 1, flags: SYN })).dst !== second,
+    );
+    d.engine.applyServices(resolveServices(spec(fam, { realServers: without }), ids));
+    const third = serverOf(d, fam, fam.client, 40003);
+    expect(third).not.toBe(second);
+    expect(serverOf(d, fam, fam.client, 40004)).toBe(third);
+  });
+});
+
+it('workers share one table: a client whose connections land on different workers keeps one server', () => {
+  const table = new TemplateTable(1024);
+  const ids = new IdRegistry();
+  const specs = spec(V4);
+  const workers = [0, 1, 2].map((w) => new Driver(engine(specs, table, ids, w, 3)));
+  const seen = new Set<string>();
+  let owners = new Set<number>();
+  for (let p = 0; p < 30; p++) {
+    const pkt = tcp({ src: V4.client, dst: V4.vip, sport: 30000 + p * 7, dport: 80, seq: 1, flags: SYN });
+    for (const [w, d] of workers.entries()) {
+      const r = d.send(pkt);
+      if (r.verdict === 0) {
+        seen.add(parse(r.out).dst);
+        owners = owners.add(w);
+      }
+    }
+  }
+  expect(owners.size).toBe(3);
+  expect(seen.size).toBe(1);
+  // A reload (the same ids) keeps the templates: they are the LB's, not the workers'.
+  for (const d of workers) d.engine.applyServices(resolveServices(specs, ids));
+  expect(table.list(0)[0]).toMatchObject({ sessions: 30 });
+});
+
+describe('persistence configuration', () => {
+  const base = { vip: V4.vip, port: 80, realServers: [{ address: V4.rs1, port: 8080 }], localAddresses: [V4.lip] };
+  it('defaults to ipvsadm -p: 300 s, per client address; netmask as a length or a.b.c.d', () => {
+    expect(parseService({ ...base, persistence: {} }, 's').persistence).toEqual({
+      timeoutSec: 300,
+      netmask: 32,
+      prefix6: 128,
+    });
+    expect(parseService({ ...base, persistence: { netmask: '255.255.255.0', prefix6: 64 } }, 's').persistence).toEqual({
+      timeoutSec: 300,
+      netmask: 24,
+      prefix6: 64,
+    });
+  });
+  it.each([
+    [{ netmask: '255.0.255.0' }, 's.persistence.netmask', 'TUNVS_ERR_CONFIG_ADDRESS'],
+    [{ netmask: 33 }, 's.persistence.netmask', 'TUNVS_ERR_CONFIG_RANGE'],
+    [{ prefix6: 129 }, 's.persistence.prefix6', 'TUNVS_ERR_CONFIG_RANGE'],
+    [{ timeoutSec: 0 }, 's.persistence.timeoutSec', 'TUNVS_ERR_CONFIG_RANGE'],
+    [{ timeout: 5 }, 's.persistence.timeout', 'TUNVS_ERR_CONFIG_UNKNOWN'],
+  ])('refuses %j', (persistence, path, code) => {
+    let err: unknown;
+    try {
+      parseService({ ...base, persistence }, 's');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toMatchObject({ path, code });
+  });
+});
