@@ -3,8 +3,8 @@
  * parsed fields of the packet in hand, lookup-key scratch, the shard's session table, the
  * services and the counters. Built once per worker; nothing here is allocated per packet.
  *
- * `parse()` validates a packet and fills the `p*` fields; the path functions in
- * fullnat_in.ts, fullnat_out.ts and icmp_errors.ts read them.
+ * `parse()` validates a packet and fills the `p*` fields; the path functions (inbound.ts,
+ * outbound.ts, the forwarding modes in modes/, icmp_errors.ts) read them.
  */
 
 import type { SessionSync } from '../ha/session_sync.js';

@@ -13,6 +13,15 @@ import { labServices, V4, V6 } from '../helpers/engine.js';
 import { runBpf } from '../helpers/bpf_interp.js';
 import { ACK, icmp, SYN, tcp, udp } from '../helpers/packets.js';
 
+/** A NAT service on VIP port 81 of family `fam`. */
+const nat = (fam: typeof V4) =>
+  serviceWithDefaults({
+    vip: fam.vip,
+    port: 81,
+    mode: 'nat',
+    realServers: [{ address: fam.rs1, port: 8081, weight: 1 }],
+  });
+
 describe('TUN steering program', () => {
   const services = resolveServices(labServices(), new IdRegistry());
   const prog = steeringProgram(services);
@@ -52,13 +61,6 @@ describe('TUN steering program', () => {
   it.each([2, 3, 4])(
     'with NAT services, a real server reply to a client goes where the client went (%i workers)',
     (workers) => {
-      const nat = (fam: typeof V4) =>
-        serviceWithDefaults({
-          vip: fam.vip,
-          port: 81,
-          mode: 'nat',
-          realServers: [{ address: fam.rs1, port: 8081, weight: 1 }],
-        });
       const withNat = resolveServices([...labServices(), nat(V4), nat(V6)], new IdRegistry());
       const natProg = steeringProgram(withNat);
       const engines = Array.from(
@@ -87,13 +89,6 @@ describe('TUN steering program', () => {
   );
 
   it('every instruction is reachable, whatever the services (the verifier refuses anything else)', () => {
-    const nat = (fam: typeof V4) =>
-      serviceWithDefaults({
-        vip: fam.vip,
-        port: 81,
-        mode: 'nat',
-        realServers: [{ address: fam.rs1, port: 8081, weight: 1 }],
-      });
     const lab = labServices();
     const sets = {
       'v4 and v6': lab,

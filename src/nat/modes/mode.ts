@@ -32,6 +32,7 @@ export const MODE_FORWARD_NAMES: Readonly<Record<ModeName, string>> = {
   tunnel: 'Tunnel',
 };
 
+/** A mode's entries are plain functions (NAT's rewrite is FULLNAT's own). */
 export interface ForwardingMode {
   readonly id: number;
   readonly name: ModeName;
@@ -46,18 +47,25 @@ export interface ForwardingMode {
    * the mode needs. Returns 0, or the drop reason (the caller frees the record). Two-way
    * modes leave the hash of `ok` in c.outHash.
    */
-  create(c: NatContext, svc: number, r: number, ok: Int32Array, blockWords: number, clientIsn: number): number;
+  readonly create: (
+    c: NatContext,
+    svc: number,
+    r: number,
+    ok: Int32Array,
+    blockWords: number,
+    clientIsn: number,
+  ) => number;
   /** Client → VIP packet of session `r` (`n` TCP options scanned into c.optOffsets).
    * Returns the new length, or −reason. */
-  inbound(c: NatContext, r: number, n: number): number;
+  readonly inbound: (c: NatContext, r: number, n: number) => number;
   /** Real server → client packet of session `r` (two-way modes only). */
-  outbound(c: NatContext, r: number): number;
+  readonly outbound: (c: NatContext, r: number) => number;
   /** An ICMP error that quotes a packet of session `r` (nat/icmp_errors.ts has parsed the
    * quote into c.quote): pass it on to whoever sent the quoted packet. */
-  icmp(c: NatContext, r: number): number;
+  readonly icmp: (c: NatContext, r: number) => number;
   /** Worker (of `workers`) that owns a session with client address a0..a3 and the OUT
    * key's ports word `outPorts` (rport<<16 | lport): the one packetWorker sends its packets to. */
-  owner(a0: number, a1: number, a2: number, a3: number, outPorts: number, workers: number): number;
+  readonly owner: (a0: number, a1: number, a2: number, a3: number, outPorts: number, workers: number) => number;
 }
 
 const registry: (ForwardingMode | undefined)[] = [];

@@ -10,19 +10,14 @@
  *
  *   create    the client's address and port as the OUT key's local half; a tuple already
  *             taken (the same client port to two VIPs of one real server) is refused
- *   inbound   fullnat_in.ts tcpInbound / udpInbound
- *   outbound  fullnat_out.ts tcpOutbound / udpOutbound
- *   icmp      icmp_errors.ts translateIcmp
+ *   inbound, outbound, icmp   FULLNAT's (fullnat.ts)
  *   owner     the client's address and port (dataplane/shard.ts clientWorker)
  */
 
 import { DIR_OUT } from '../../conn/layout.js';
 import { clientWorker } from '../../dataplane/shard.js';
-import { IPPROTO_TCP } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
-import { tcpInbound, udpInbound } from '../fullnat_in.js';
-import { tcpOutbound, udpOutbound } from '../fullnat_out.js';
-import { translateIcmp } from '../icmp_errors.js';
+import { fullnat } from './fullnat.js';
 import { DROP_NAT_TUPLE_TAKEN } from '../verdict.js';
 import { MODE_NAT, registerMode, type ForwardingMode } from './mode.js';
 
@@ -47,13 +42,10 @@ export const nat: ForwardingMode = {
     c.outHash = hash;
     return 0;
   },
-  inbound(c, r, n) {
-    return c.pProto === IPPROTO_TCP ? tcpInbound(c, r, n) : udpInbound(c, r);
-  },
-  outbound(c, r) {
-    return c.pProto === IPPROTO_TCP ? tcpOutbound(c, r) : udpOutbound(c, r);
-  },
-  icmp: translateIcmp,
+  // FULLNAT's rewrite: the OUT key's local half is the client's own.
+  inbound: fullnat.inbound,
+  outbound: fullnat.outbound,
+  icmp: fullnat.icmp,
   owner(a0, a1, a2, a3, outPorts, workers) {
     return clientWorker(a0, a1, a2, a3, outPorts & 0xffff, workers);
   },
