@@ -171,6 +171,10 @@ export const FLAG_STALE = 1 << 3;
  * sequence and timestamp spaces differ from what the client was given (SRV_DELTA, line 3). */
 export const FLAG_PROXIED = 1 << 4;
 
+/** Flag: not a session but a persistence template (conn/templates.ts) travelling as an HA
+ * sync record (ha/session_sync.ts publishTemplate); never set in a session table. */
+export const FLAG_TEMPLATE = 1 << 7;
+
 /** META bits 29–30: the session's forwarding mode (MODE_* of nat/modes/mode.ts), set at
  * creation and never changed, so a service's mode can change while its sessions run. */
 export const META_MODE_SHIFT = 29;

@@ -20,7 +20,7 @@
  *   6  RS       real-server id
  *   7  REFS     sessions made through it that are still in the table
  *   8  TIMEOUT  seconds it outlives its last session
- *   9  spare
+ *   9  SYNCED   HA: second (wall clock) it was last published; 0 never
  *   and expireMs (Float64, per slot): while REFS is 0, dead after this time.
  */
 
@@ -32,6 +32,7 @@ const T_KEY = 1;
 const T_RS = 6;
 const T_REFS = 7;
 const T_TIMEOUT = 8;
+const T_SYNCED = 9;
 export const TEMPLATE_KEY_WORDS = 5;
 
 const H_LOCK = 0;
@@ -137,11 +138,33 @@ export class TemplateTable {
     }
     if (free < 0) return -1;
     const b = free * TEMPLATE_WORDS;
-    for (let i = 0; i < TEMPLATE_KEY_WORDS; i++) w[b + T_KEY + i] = key[i]!;
     // A dead slot of another key has no sessions; the key's own keeps its count.
+    if (w[b + T_STATE] === 0 || !sameKey(w, b, key) || w[b + T_RS] !== rs) this.changed(free);
+    for (let i = 0; i < TEMPLATE_KEY_WORDS; i++) w[b + T_KEY + i] = key[i]!;
     w[b + T_RS] = rs;
     w[b + T_STATE] = 1;
     return free;
+  }
+
+  /** Under the lock: should this node publish template `slot` (HA) — never published, or
+   * not for half its timeout? Then it counts as published now. */
+  duePublish(slot: number, nowMs: number): boolean {
+    const b = slot * TEMPLATE_WORDS;
+    const sec = Math.floor(nowMs / 1000);
+    if (this.words[b + T_SYNCED] !== 0 && sec - this.words[b + T_SYNCED]! < this.words[b + T_TIMEOUT]! / 2) return false;
+    this.words[b + T_SYNCED] = sec || 1;
+    return true;
+  }
+
+  /** The key words of template `slot` (into `out`). */
+  keyOf(slot: number, out: Int32Array): Int32Array {
+    for (let i = 0; i < TEMPLATE_KEY_WORDS; i++) out[i] = this.words[slot * TEMPLATE_WORDS + T_KEY + i]!;
+    return out;
+  }
+
+  /** A template changes server: it is to be published again. */
+  private changed(slot: number): void {
+    this.words[slot * TEMPLATE_WORDS + T_SYNCED] = 0;
   }
 
   /** Under the lock: a session starts through template `slot`. */

@@ -286,7 +286,16 @@ export class Engine {
   installSynced(events: Int32Array, count: number): InstallResult {
     const c = this.ctx;
     if (!this.sync) throw new Error('HA sync is not configured');
-    const res = this.sync.install(events, count, this.services, c.timeouts, this.table.tick, c.counts);
+    const res = this.sync.install(
+      events,
+      count,
+      this.services,
+      c.timeouts,
+      this.table.tick,
+      c.counts,
+      this.templates,
+      c.nowMs,
+    );
     const ctr = this.counters;
     ctr[C_SYNC_INSTALLED] = ctr[C_SYNC_INSTALLED]! + res.installed + res.updated;
     ctr[C_SYNC_DELETED] = ctr[C_SYNC_DELETED]! + res.deleted;

@@ -32,6 +32,7 @@ import {
   FLAG_RS_ISN_KNOWN,
   FLAG_STALE,
   FLAG_SYNCED,
+  FLAG_TEMPLATE,
   FLAGS_MODE_BITS,
   KEY_BLOCK_WORDS,
   KEY_LO_WORDS,
@@ -46,6 +47,8 @@ import {
   R_META,
   R_OUT,
   R_OUT_HI,
+  R_SEQ_DELTA,
+  addrWord,
   R_CIP0,
   R_CIP1,
   R_RIP0,
@@ -71,6 +74,7 @@ import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ServiceTable } from '../service/service.js';
 import { uncountRecord } from '../nat/session.js';
 import { modeTable } from '../nat/modes/index.js';
+import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
 
 /** Record words carried: line 1 up to (not incl.) EXPIRE, the IPv6 key words, and the SYN
  * proxy's per-packet words. */
@@ -83,7 +87,9 @@ export const SYNC_WORDS = LINE1_WORDS + HI_WORDS + LINE3_WORDS;
  * (timestamp and SYN proxy words). */
 export const SYNC_FORMAT = 2;
 /** Flags that travel with a record (the rest are local to a node), and the mode. */
-const SYNCED_FLAGS = FLAG_RS_ISN_KNOWN | FLAG_PROXIED | FLAGS_MODE_BITS;
+const SYNCED_FLAGS = FLAG_RS_ISN_KNOWN | FLAG_PROXIED | FLAGS_MODE_BITS | FLAG_TEMPLATE;
+/** A template's sync record (FLAG_TEMPLATE) carries its timeout (seconds) in this word. */
+const TEMPLATE_TIMEOUT_WORD = R_SEQ_DELTA;
 const MODES = modeTable();
 /** Event = op + sync record. */
 export const EVENT_WORDS = 1 + SYNC_WORDS;
@@ -109,8 +115,15 @@ export function syncOwnerWorker(ev: Int32Array, s: number, workers: number): num
   );
 }
 
-/** Does the sync record at `s` have an OUT index entry (its mode's replies pass the LB)? */
+/** Is the sync record at `s` a persistence template rather than a session? */
+export function syncIsTemplate(ev: Int32Array, s: number): boolean {
+  return ((ev[s + R_META]! >>> META_FLAGS_SHIFT) & FLAG_TEMPLATE) !== 0;
+}
+
+/** Does the sync record at `s` have an OUT index entry (its mode's replies pass the LB)?
+ * (A template's identity is its IN key: client prefix, port 0, VIP.) */
 export function syncTwoWay(ev: Int32Array, s: number): boolean {
+  if (syncIsTemplate(ev, s)) return false;
   return MODES[(ev[s + R_META]! >>> META_MODE_SHIFT) & META_MODE_MASK]?.twoWay ?? true;
 }
 
@@ -273,6 +286,29 @@ export class SessionSync {
     }
   }
 
+  /**
+   * Publish persistence template `key` (conn/templates.ts) of service `svc` → real server
+   * `rs`, kept `timeoutSec` after its last session: a sync record with FLAG_TEMPLATE, the
+   * client prefix and port 0 for the client side, the VIP and the real server as a session's
+   * (peers match them by address, not id), the timeout in TEMPLATE_TIMEOUT_WORD.
+   */
+  publishTemplate(services: ServiceTable, svc: number, key: Int32Array, rs: number, timeoutSec: number): void {
+    const rec = this.templateRec;
+    rec.fill(0);
+    const af = key[0]! >>> 16;
+    rec[R_META] = (af << 8) | services.proto[svc]! | (FLAG_TEMPLATE << META_FLAGS_SHIFT);
+    rec[R_IN_PORTS] = services.vport[svc]!;
+    rec[R_OUT_PORTS] = services.rsPort[rs]! << 16;
+    for (let k = 0; k < 4; k++) {
+      rec[addrWord(R_CIP0, R_CIP1, k)] = key[1 + k]!;
+      rec[addrWord(R_VIP0, R_VIP1, k)] = services.vip[svc * 4 + k]!;
+      rec[addrWord(R_RIP0, R_RIP1, k)] = services.rsAddr[rs * 4 + k]!;
+    }
+    rec[TEMPLATE_TIMEOUT_WORD] = timeoutSec;
+    this.ring.push(OP_UPSERT, rec, 0, this.nodeId);
+  }
+  private readonly templateRec = new Int32Array(RECORD_WORDS);
+
   /** A published session ends (expired, or replaced by a new connection on its tuple). */
   onRemove(base: number): void {
     const rec = this.table.rec;
@@ -411,6 +447,8 @@ export class SessionSync {
     timeouts: Int32Array,
     tick: number,
     counts: { active: Int32Array; inactive: Int32Array },
+    templates: TemplateTable | null = null,
+    nowMs = 0,
   ): InstallResult {
     const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0, conflicts: 0 };
     const table = this.table;
@@ -424,6 +462,12 @@ export class SessionSync {
       const peer = events[s + SYNC_NODE_WORD]!;
       if (peer <= 0 || peer > NODE_ID_MAX) {
         res.failed++;
+        continue;
+      }
+      if (syncIsTemplate(events, s)) {
+        if (op === OP_UPSERT && templates !== null && installTemplate(events, s, services, templates, nowMs))
+          res.installed++;
+        else if (op === OP_UPSERT) res.failed++;
         continue;
       }
       // This node's own record (its hash, read back after a restart): its own again.
@@ -502,6 +546,42 @@ export class SessionSync {
     }
     return res;
   }
+}
+
+/** A peer's template (sync record at `s`) into this LB's table: its service by VIP, port and
+ * protocol, its real server by address and port. False when either is unknown here. */
+function installTemplate(
+  ev: Int32Array,
+  s: number,
+  services: ServiceTable,
+  templates: TemplateTable,
+  nowMs: number,
+): boolean {
+  const meta = ev[s + R_META]!;
+  const af = (meta >>> 8) & 0xff;
+  const word = (w0: number, hi: number, k: number): number => ev[s + syncWord(addrWord(w0, hi, k))]!;
+  const svc = services.lookup(
+    af,
+    meta & 0xff,
+    word(R_VIP0, R_VIP1, 0),
+    word(R_VIP0, R_VIP1, 1),
+    word(R_VIP0, R_VIP1, 2),
+    word(R_VIP0, R_VIP1, 3),
+    ev[s + R_IN_PORTS]! & 0xffff,
+  );
+  const rs = svc < 0 ? -1 : findServer(services, svc, ev, s);
+  if (rs < 0) return false;
+  const key = new Int32Array(TEMPLATE_KEY_WORDS);
+  key[0] = (af << 16) | svc;
+  for (let k = 0; k < 4; k++) key[1 + k] = word(R_CIP0, R_CIP1, k);
+  const timeoutSec = ev[s + syncWord(TEMPLATE_TIMEOUT_WORD)]!;
+  templates.lock();
+  try {
+    templates.install(key, rs, nowMs + timeoutSec * 1000, timeoutSec, nowMs);
+  } finally {
+    templates.unlock();
+  }
+  return true;
 }
 
 /** Does record `base` have the IN key (client side) of the sync record at `s`? */

@@ -146,7 +146,12 @@ function persistentServer(c: NatContext, svc: number): number {
     const at = slot >= 0 ? C_PERSISTENCE_TEMPLATES : C_PERSISTENCE_TABLE_FULL;
     c.counters[at] = c.counters[at]! + 1;
   }
-  if (slot >= 0) t.acquire(slot, now, s.persistSec[svc]!);
+  if (slot >= 0) {
+    t.acquire(slot, now, s.persistSec[svc]!);
+    // HA: peers learn the template when it is made or moves, and again each half timeout.
+    if (c.sync !== null && c.sync.active && t.duePublish(slot, now))
+      c.sync.publishTemplate(s, svc, key, rsId, s.persistSec[svc]!);
+  }
   t.unlock();
   c.templateSlot = slot;
   return rsId;

@@ -252,6 +252,42 @@ describe.each([
     },
   );
 
+  it('a persistence template reaches the standby: after the failover the client keeps its server', () => {
+    const rs3 = fam === V4 ? '198.18.1.13' : 'fd00:18:1::13';
+    const specs = resolveServices(
+      [
+        serviceWithDefaults({
+          vip: fam.vip,
+          port: 80,
+          scheduler: 'rr',
+          realServers: [fam.rs1, fam.rs2, rs3].map((address) => ({ address, port: 8080, weight: 1 })),
+          localAddresses: [fam.lip],
+          persistence: { timeoutSec: 120, netmask: 32, prefix6: 128 },
+        }),
+      ],
+      new IdRegistry(),
+    );
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP, 0);
+    for (const e of [a.engine, b.engine]) e.applyServices(specs);
+    const syn = (sport: number, src = fam.client) => tcp({ src, dst: fam.vip, sport, dport: 80, seq: 1, flags: SYN });
+    const da = new Driver(a.engine);
+    // Another client takes rr's first turn on A: ours goes to the second server.
+    const first = parse(da.forward(syn(50000, fam === V4 ? '198.18.101.9' : 'fd00:18:65::9'))).dst;
+    const server = parse(da.forward(syn(50010))).dst;
+    expect(server).not.toBe(first);
+    const { events, n } = drain(a.ring);
+    expect(n).toBe(2); // the two templates (the sessions are not ESTABLISHED)
+    expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 2, failed: 0 });
+    expect(b.engine.templates.list(0).map((t) => t.sessions)).toEqual([0, 0]);
+    promote(b);
+    const db = new Driver(b.engine);
+    // rr on B would start at its first server; the template sends the client where it was.
+    for (let p = 0; p < 4; p++) expect(parse(db.forward(syn(50020 + p))).dst).toBe(server);
+    // Republished only when due (half the timeout), not per connection.
+    expect(drain(b.ring).n).toBe(1);
+  });
+
   it("the peer's delete removes the standby's copy", () => {
     const a = haEngine(MASTER, 0);
     const b = haEngine(BACKUP);
