@@ -14,7 +14,10 @@
  *                     back every slot whose verdict is FORWARD (TUN takes one packet per
  *                     write; there is no recvmmsg for it);
  *   writeRing()       write the FORWARD slots of another ring (generated RSTs, packets handed
- *                     over by another worker).
+ *                     over by another worker);
+ *   openLink()        DR mode: an AF_PACKET socket on the real servers' interface (send only,
+ *                     PACKET_VNET_HDR with offloads); Queue.setLink(fd) sends the slots whose
+ *                     verdict is LINK (an Ethernet frame the engine built) through it.
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
  * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp); the eBPF
@@ -26,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <node_api.h>
@@ -43,6 +47,7 @@
 #include "sock.h"
 
 #define VERDICT_FORWARD 0
+#define VERDICT_LINK 3 /* src/nat/verdict.ts VERDICT_LINK */
 /* Bursts handled per readiness callback before yielding to the loop (fairness with timers,
  * messages and the other queue work of this thread). */
 #define BURSTS_PER_WAKEUP 8
@@ -249,6 +254,7 @@ typedef struct {
   napi_ref callback; /* onBurst(count) */
   napi_ref sab;
   int fd;
+  int link_fd; /* DR: the packet socket (-1: none) */
   uint8_t *base;
   int32_t *lens;
   int32_t *verdicts;
@@ -257,15 +263,22 @@ typedef struct {
   int polling;
   int closed;
   double rx_packets, rx_bytes, tx_packets, tx_bytes, read_errors, write_errors, write_dropped, wakeups;
+  double link_packets, link_errors;
 } Queue;
 
 static void write_slots(Queue *q, uint8_t *base, const int32_t *lens, const int32_t *verdicts, uint32_t slot_size,
                         uint32_t count) {
   for (uint32_t i = 0; i < count; i++) {
-    if (verdicts[i] != VERDICT_FORWARD) continue;
+    int link = verdicts[i] == VERDICT_LINK;
+    if (verdicts[i] != VERDICT_FORWARD && !link) continue;
     int32_t len = lens[i];
-    if (len <= 0 || (uint32_t)len > slot_size) {
+    if (len <= 0 || (uint32_t)len > slot_size || (link && q->link_fd < 0)) {
       q->write_errors++;
+      continue;
+    }
+    if (link) {
+      if (write(q->link_fd, base + (size_t)i * slot_size, (size_t)len) < 0) q->link_errors++;
+      else q->link_packets++;
       continue;
     }
     ssize_t w = write(q->fd, base + (size_t)i * slot_size, (size_t)len);
@@ -373,6 +386,7 @@ static napi_value QueueNew(napi_env env, napi_callback_info info) {
     return NULL;
   }
   q->fd = fd;
+  q->link_fd = -1;
   q->slot_size = (uint32_t)slot_size;
   q->slots = (uint32_t)slots;
   q->base = (uint8_t *)data;
@@ -451,6 +465,60 @@ static napi_value QueueWriteRing(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setLink(fd): send LINK slots through this packet socket (openLink). */
+static napi_value QueueSetLink(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  Queue *q = unwrap(env, info, &argc, argv);
+  if (!q || argc < 1) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "setLink(fd)");
+    return NULL;
+  }
+  int32_t fd;
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  q->link_fd = fd;
+  return NULL;
+}
+
+/* openLink(ifname, vnetHdr): a send-only AF_PACKET socket bound to the interface (protocol 0:
+ * it receives nothing), non-blocking; with vnetHdr each frame starts with a virtio_net_hdr
+ * (the kernel then takes partial checksums and GSO frames, as the TUN device does). */
+static napi_value OpenLink(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ];
+  bool vnet = false;
+  if (argc < 2 || get_string(env, argv[0], name, sizeof name) <= 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "openLink(ifname, vnetHdr)");
+    return NULL;
+  }
+  CHECK(env, napi_get_value_bool(env, argv[1], &vnet));
+  unsigned idx = if_nametoindex(name);
+  if (idx == 0) return throw_errno(env, "TUNVS_ERR_LINK", "if_nametoindex", errno, name);
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "TUNVS_ERR_LINK", "socket(AF_PACKET)", errno, "needs CAP_NET_RAW");
+  int one = 1;
+  if (vnet && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "TUNVS_ERR_LINK", "PACKET_VNET_HDR", err, NULL);
+  }
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;
+  sll.sll_ifindex = (int)idx;
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "TUNVS_ERR_LINK", "bind(AF_PACKET)", err, name);
+  }
+  napi_value out;
+  CHECK(env, napi_create_int32(env, fd, &out));
+  return out;
+}
+
 static napi_value QueueStats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   Queue *q = unwrap(env, info, &argc, NULL);
@@ -468,6 +536,8 @@ static napi_value QueueStats(napi_env env, napi_callback_info info) {
   PUT(write_errors, "writeErrors");
   PUT(write_dropped, "writeDropped");
   PUT(wakeups, "wakeups");
+  PUT(link_packets, "linkPackets");
+  PUT(link_errors, "linkErrors");
 #undef PUT
   return o;
 }
@@ -479,9 +549,10 @@ NAPI_MODULE_INIT() {
       {"close", NULL, QueueClose, NULL, NULL, NULL, napi_default, NULL},
       {"writeRing", NULL, QueueWriteRing, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, QueueStats, NULL, NULL, NULL, napi_default, NULL},
+      {"setLink", NULL, QueueSetLink, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value cls;
-  if (napi_define_class(env, "Queue", NAPI_AUTO_LENGTH, QueueNew, NULL, 4, methods, &cls) != napi_ok) return NULL;
+  if (napi_define_class(env, "Queue", NAPI_AUTO_LENGTH, QueueNew, NULL, 5, methods, &cls) != napi_ok) return NULL;
   napi_set_named_property(env, exports, "Queue", cls);
   napi_create_function(env, "open", NAPI_AUTO_LENGTH, Open, NULL, &fn);
   napi_set_named_property(env, exports, "open", fn);
@@ -493,6 +564,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "setOffload", fn);
   napi_create_function(env, "attachSteering", NAPI_AUTO_LENGTH, AttachSteering, NULL, &fn);
   napi_set_named_property(env, exports, "attachSteering", fn);
+  napi_create_function(env, "openLink", NAPI_AUTO_LENGTH, OpenLink, NULL, &fn);
+  napi_set_named_property(env, exports, "openLink", fn);
   register_sock(env, exports);
   return exports;
 }

@@ -1,6 +1,6 @@
 // `npm run lab`: the quick start. Brings the netns lab up with tunvs on LB A, shows a
-// request through each VIP and what the real server saw (FULLNAT with TOA, then NAT and
-// TUNNEL), runs a 10-second autocannon
+// request through each VIP and what the real server saw (FULLNAT with TOA, then NAT,
+// TUNNEL and DR), runs a 10-second autocannon
 // load through the VIP (progress shown), prints the result and how to tear down.
 // Everything it starts stays up for you to explore until `npm run lab:down`.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -34,7 +34,7 @@ process.stdout.write(run(['lab', 'toa', '-6', '--count', '3']));
 say('The reader on the real servers (tunvs rs status)');
 process.stdout.write(run(['rs', 'status']));
 
-say('The other LVS forwarding modes (docs/modes.md): NAT on VIP port 8081, TUNNEL on 8080');
+say('The other LVS forwarding modes (docs/modes.md): NAT on VIP port 8081, TUNNEL on 8080, DR');
 console.log('   NAT: only the destination is rewritten; the servers route replies back through the LB.');
 process.stdout.write(run(['lab', 'curl', '--mode', 'nat', '--count', '2']));
 process.stdout.write(run(['lab', 'curl', '-6', '--mode', 'nat', '--count', '2']));
@@ -42,6 +42,10 @@ console.log('   TUNNEL: the packet goes whole inside IP-in-IP; the servers (VIP 
 console.log('   answer the client directly.');
 process.stdout.write(run(['lab', 'curl', '--mode', 'tunnel', '--count', '2']));
 process.stdout.write(run(['lab', 'curl', '-6', '--mode', 'tunnel', '--count', '2']));
+console.log("   DR (VIP 198.18.0.101:8080): the packet unchanged, in a frame to the server's MAC");
+console.log('   (a packet socket beside the TUN); the servers answer the client directly.');
+process.stdout.write(run(['lab', 'curl', '--mode', 'dr', '--count', '2']));
+process.stdout.write(run(['lab', 'curl', '-6', '--mode', 'dr', '--count', '2']));
 
 say('Load: autocannon -c 50 -d 10 through the IPv4 VIP (keep-alive), from the client namespace');
 const cannon = join(root, 'node_modules', 'autocannon', 'autocannon.js');

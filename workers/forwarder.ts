@@ -54,9 +54,11 @@ const engine = new Engine(
 const ring = init.offload
   ? new PacketRing(GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, undefined, headroom)
   : new PacketRing(BURST_MAX);
+const queue = new LinuxTunQueue(init.fd);
+queue.setLink(init.linkFd);
 const forwarder = new Forwarder(
   engine,
-  new LinuxTunQueue(init.fd),
+  queue,
   ring,
   { to: init.handoffTo, from: init.handoffFrom, wake: (owner) => init.wakePorts[owner]!.postMessage(0) },
   now,
@@ -68,6 +70,8 @@ const timer = setInterval(() => forwarder.tick(), TIMER_TICK_MS);
 port.on('message', (m: ToForwarder) => {
   if (m.type === 'services') {
     engine.applyServices(m.services);
+  } else if (m.type === 'link') {
+    queue.setLink(m.fd);
   } else if (m.type === 'stats') {
     port.postMessage({ type: 'stats', id: m.id, queue: forwarder.queue.stats(), sessions: engine.sessionCount });
   } else if (m.type === 'sync-install') {

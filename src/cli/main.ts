@@ -44,10 +44,10 @@ Usage:
   tunvs conns [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S] [--limit N] [--json]
                                           sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
-                    [--mode fullnat|nat|tunnel] [--scheduler S] [--syn-proxy off|on|auto]
+                    [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
                     [--server ADDR:PORT[,weight=W]]...
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
-                                          tunnel source; NAT: none)
+                                          tunnel source; NAT, DR: none)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W]
   tunvs server delete SERVICE ADDR:PORT
@@ -72,12 +72,13 @@ Usage:
                [--ha | --cluster N]
                                           build the netns lab and start tunvs on LB A; the real
                                           servers run under the eBPF TOA reader (unless --no-reader);
-                                          NAT and TUNNEL services beside FULLNAT (unless --no-modes
-                                          or --cluster: VIP ports 8081 and 8080, docs/modes.md);
+                                          NAT, TUNNEL and DR services beside FULLNAT (unless
+                                          --no-modes or --cluster: VIP ports 8081, 8080, and
+                                          198.18.0.101:8080 for DR; docs/modes.md);
                                           --ha: the pair (tunvs on A and B, keepalived, Redis sync);
                                           --cluster N: N (2-4) active nodes behind an ECMP router
                                           (FRR BGP + BFD), Redis under Sentinel
-  tunvs lab curl [-6] [--count N] [--mode fullnat|nat|tunnel]
+  tunvs lab curl [-6] [--count N] [--mode fullnat|nat|tunnel|dr]
                                           GET the VIP from the lab client (the service of that
                                           mode); the reply says what the application saw
   tunvs lab toa [-6] [--count N]          requests with a capture on the real servers: what the
@@ -373,7 +374,7 @@ async function main(argv: string[]): Promise<number> {
         const family = flag(args, '-6') ? 6 : 4;
         const count = positiveInt(option(args, '--count'), '--count') ?? 1;
         const mode = option(args, '--mode') ?? 'fullnat';
-        if (!(mode in MODE_PORTS)) throw new UsageError(`--mode must be fullnat, nat or tunnel, got ${mode}`);
+        if (!(mode in MODE_PORTS)) throw new UsageError(`--mode must be fullnat, nat, tunnel or dr, got ${mode}`);
         noneLeft(args);
         process.stdout.write(labCurl(prefix, family, count, mode as LabMode));
         return 0;

@@ -151,7 +151,8 @@ export class TemplateTable {
   duePublish(slot: number, nowMs: number): boolean {
     const b = slot * TEMPLATE_WORDS;
     const sec = Math.floor(nowMs / 1000);
-    if (this.words[b + T_SYNCED] !== 0 && sec - this.words[b + T_SYNCED]! < this.words[b + T_TIMEOUT]! / 2) return false;
+    if (this.words[b + T_SYNCED] !== 0 && sec - this.words[b + T_SYNCED]! < this.words[b + T_TIMEOUT]! / 2)
+      return false;
     this.words[b + T_SYNCED] = sec || 1;
     return true;
   }

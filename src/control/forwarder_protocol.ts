@@ -27,6 +27,8 @@ export interface ForwarderInit {
   connCountsSab: SharedArrayBuffer;
   /** The LB's persistence templates (conn/templates.ts), one table for every worker. */
   templatesSab: SharedArrayBuffer;
+  /** DR: the packet socket to the real servers' link (control/link.ts), −1 none. */
+  linkFd: number;
   /** Hand-off rings (handoff.ts): to each owner, from each sender; null at our own index. */
   handoffTo: (SharedArrayBuffer | null)[];
   handoffFrom: (SharedArrayBuffer | null)[];
@@ -41,6 +43,8 @@ export type ToForwarder =
   | { type: 'services'; services: ResolvedService[] }
   | { type: 'stats'; id: number }
   | { type: 'stop' }
+  /** DR: the packet socket for LINK slots changed (−1: none). */
+  | { type: 'link'; fd: number }
   /** HA: install these events from peers (op + sync record each). */
   | { type: 'sync-install'; events: Int32Array; count: number }
   /** HA: reply with every session this node owns and has published (full resync). */

@@ -22,6 +22,7 @@ import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { steeringProgram } from '../dataplane/steering.js';
 import { TemplateTable } from '../conn/templates.js';
+import { DrLink, LINK_REFRESH_MS, LINK_RESOLVE_RECHECK_MS } from './link.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
 import {
   ConnCounts,
@@ -75,6 +76,12 @@ export class Runtime {
   private config!: Config;
   private services: ResolvedService[] = [];
   private readonly ids = new IdRegistry();
+  /** DR: the packet socket toward the real servers and their MACs (control/link.ts). */
+  private readonly link = new DrLink(
+    (dev) => nativeAddon().openLink(dev, this.config.tun.offload),
+    (fd) => nativeAddon().closeFd(fd),
+  );
+  private linkTimer: NodeJS.Timeout | undefined;
   /** Persistence templates, shared with every forwarder (conn/templates.ts). */
   private readonly templates = new TemplateTable();
   private readonly system: SystemChanges;
@@ -105,9 +112,10 @@ export class Runtime {
     });
   }
 
-  /** Send the services to the forwarders as health makes them (down servers at weight 0). */
+  /** Send the services to the forwarders as health makes them (down servers at weight 0),
+   * with what the DR link knows (control/link.ts). */
   private pushServices(): void {
-    const services = this.health.effective(this.services);
+    const services = this.link.annotate(this.health.effective(this.services));
     for (const w of this.workers) w.thread.postMessage({ type: 'services', services });
   }
 
@@ -145,7 +153,12 @@ export class Runtime {
       this.system.clearStaleNatRules();
       this.applyRoutes(this.services);
       this.system.natReplyRules(this.services, config.tun.name);
+      this.applyLink(this.link.plan(this.services), this.services);
       await this.startWorkers();
+      this.linkTimer = setInterval(() => {
+        if (this.link.refresh(this.services)) this.pushServices();
+      }, LINK_REFRESH_MS);
+      this.linkTimer.unref();
       if (config.ha) {
         this.ha = new HaNode(
           config.ha,
@@ -208,6 +221,24 @@ export class Runtime {
   }
   private offloadOn: boolean | undefined;
 
+  /** DR: the link on `dev` open (or none without DR services), the forwarders told, the
+   * servers' MACs read (control/link.ts). */
+  private applyLink(dev: string | undefined, services: readonly ResolvedService[]): void {
+    const changed = dev === undefined ? this.link.fd >= 0 : this.link.open(dev);
+    if (dev === undefined && this.link.fd >= 0) this.link.close();
+    if (changed) {
+      for (const w of this.workers) w.thread.postMessage({ type: 'link', fd: this.link.fd });
+      this.log('info', dev === undefined ? 'DR link closed' : `DR link open on ${dev}`, { mac: this.link.mac });
+    }
+    this.link.refresh(services);
+    // Resolutions just sent usually complete within a round trip: look again soon rather
+    // than a whole refresh period later (new DR servers' first packets wait on it).
+    if (this.link.missing > 0)
+      setTimeout(() => {
+        if (this.link.refresh(this.services)) this.pushServices();
+      }, LINK_RESOLVE_RECHECK_MS).unref();
+  }
+
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. */
   private steer(services: readonly ResolvedService[]): void {
     if (this.fds.length < 2 || !this.config.tun.steering) return;
@@ -255,10 +286,11 @@ export class Runtime {
         isnKey: this.isnKey,
         offload: this.config.tun.offload,
         nice: this.config.workerNice,
-        services: this.services,
+        services: this.link.annotate(this.services),
         countersSab: counters.buffer as SharedArrayBuffer,
         connCountsSab: counts.sab,
         templatesSab: this.templates.sab,
+        linkFd: this.link.fd,
         handoffTo: rings[w]!,
         handoffFrom: rings.map((row) => row[w]!),
         wakePorts: ports[w]!,
@@ -532,7 +564,9 @@ export class Runtime {
   /** Validate and apply a service set: routes, steering, health checks, forwarders. */
   private applyServices(specs: ServiceSpec[], path = 'services'): void {
     const services = resolveServices(specs, this.ids, path);
+    const linkDev = this.link.plan(services, path);
     this.applyOffload(services);
+    this.applyLink(linkDev, services);
     this.applyRoutes(services);
     this.system.natReplyRules(services, this.config.tun.name);
     this.steer(services);
@@ -569,6 +603,8 @@ export class Runtime {
   }
 
   private teardown(): void {
+    if (this.linkTimer) clearInterval(this.linkTimer);
+    this.link.close();
     this.admin?.close();
     this.metrics?.close();
     this.adminTcp?.close();

@@ -82,7 +82,15 @@ import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
 import { resetBoth } from '../nat/rst.js';
 import { isWaiting, proxyAutoTick, proxyTimer, releaseHeld } from '../nat/synproxy.js';
 import { stateOf, uncountSession } from '../nat/session.js';
-import { DROP_STANDBY, DROP_TRUNCATED, HELD, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../nat/verdict.js';
+import {
+  DROP_STANDBY,
+  DROP_TRUNCATED,
+  HELD,
+  VERDICT_DROP,
+  VERDICT_FORWARD,
+  VERDICT_LINK,
+  VERDICT_REDIRECT,
+} from '../nat/verdict.js';
 import { SessionSync, SyncRing, type InstallResult } from '../ha/session_sync.js';
 import { HaControl } from '../ha/role.js';
 import { formatAddress } from '../service/addr.js';
@@ -384,7 +392,8 @@ export class Engine {
         }
         if (res >= 0) {
           lens[i] = res + h;
-          verdicts[i] = VERDICT_FORWARD;
+          verdicts[i] = c.toLink ? VERDICT_LINK : VERDICT_FORWARD;
+          c.toLink = false;
           aux[i] = 0;
           txBytes += res + h;
           tx++;

@@ -21,13 +21,19 @@ export interface QueueStats {
   /** Writes refused because the kernel queue was full (EAGAIN/ENOBUFS). */
   writeDropped: number;
   wakeups: number;
+  /** DR: frames sent to the real servers' link, and sends that failed. */
+  linkPackets: number;
+  linkErrors: number;
 }
 
 export interface TunQueue {
   /** Begin reading into `ring`; `onBurst(count)` runs once per burst of `count` slots. */
   start(ring: PacketRing, onBurst: (count: number) => void): void;
-  /** Write the FORWARD slots among the first `count` of another ring. */
+  /** Write the FORWARD slots among the first `count` of another ring (and LINK slots to the
+   * link, when one is set). */
   writeRing(ring: PacketRing, count: number): void;
+  /** DR: send slots whose verdict is LINK through packet socket `fd` (−1: none). */
+  setLink(fd: number): void;
   stats(): QueueStats;
   close(): void;
 }
@@ -43,6 +49,8 @@ export function emptyQueueStats(): QueueStats {
     writeErrors: 0,
     writeDropped: 0,
     wakeups: 0,
+    linkPackets: 0,
+    linkErrors: 0,
   };
 }
 
@@ -51,6 +59,7 @@ interface NativeQueue {
   close(): void;
   writeRing(ringBytes: Uint8Array, slotSize: number, slots: number, count: number): void;
   stats(): QueueStats;
+  setLink(fd: number): void;
 }
 
 export interface NativeAddon {
@@ -59,6 +68,8 @@ export interface NativeAddon {
   closeFd(fd: number): void;
   setOffload(fd: number, flags: number): void;
   attachSteering(fd: number, insns: Uint8Array): void;
+  /** DR: a send-only packet socket on interface `name` (native/tun.c openLink). */
+  openLink(name: string, vnetHdr: boolean): number;
   Queue: new (
     fd: number,
     ringBytes: Uint8Array,
@@ -84,13 +95,20 @@ export function nativeAddon(): NativeAddon {
 /** One queue fd of a TUN device, driven by the native addon on this thread's event loop. */
 export class LinuxTunQueue implements TunQueue {
   private q: NativeQueue | undefined;
+  private linkFd = -1;
 
   constructor(readonly fd: number) {}
 
   start(ring: PacketRing, onBurst: (count: number) => void): void {
     if (this.q) throw new Error('queue already started');
     this.q = new (nativeAddon().Queue)(this.fd, ring.whole, ring.slotSize, ring.slots, onBurst);
+    this.q.setLink(this.linkFd);
     this.q.start();
+  }
+
+  setLink(fd: number): void {
+    this.linkFd = fd;
+    this.q?.setLink(fd);
   }
 
   writeRing(ring: PacketRing, count: number): void {

@@ -1,15 +1,17 @@
 /**
  * An in-memory TUN queue for tests: `inject()` queues packets as if the kernel had routed
  * them into the device, `deliver()` runs one burst through the callback, and every packet
- * the data plane writes back lands in `written`.
+ * the data plane writes back lands in `written` (DR frames for the link in `linked`).
  */
 
-import { VERDICT_FORWARD } from '../nat/verdict.js';
+import { VERDICT_FORWARD, VERDICT_LINK } from '../nat/verdict.js';
 import type { PacketRing } from './ring.js';
 import { emptyQueueStats, type QueueStats, type TunQueue } from './tun_device.js';
 
 export class FakeTunQueue implements TunQueue {
   readonly written: Uint8Array[] = [];
+  readonly linked: Uint8Array[] = [];
+  private linkFd = -1;
   private readonly pending: Uint8Array[] = [];
   private ring: PacketRing | undefined;
   private onBurst: ((count: number) => void) | undefined;
@@ -43,8 +45,17 @@ export class FakeTunQueue implements TunQueue {
     return n;
   }
 
+  setLink(fd: number): void {
+    this.linkFd = fd;
+  }
+
   writeRing(ring: PacketRing, count: number): void {
     for (let i = 0; i < count; i++) {
+      if (ring.verdicts[i] === VERDICT_LINK) {
+        if (this.linkFd >= 0) this.linked.push(ring.get(i));
+        else this.s.writeErrors++;
+        continue;
+      }
       if (ring.verdicts[i] !== VERDICT_FORWARD) continue;
       const p = ring.get(i);
       this.written.push(p);

@@ -14,7 +14,7 @@ import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.
 import { nsName, procStart, readState, stateDir, waitFor, writeState, type LabState, type Proc } from './state.js';
 import { LAB, labNodes } from './topology.js';
 import { startPair, startTunvs, type Starter } from './pair.js';
-import { MODE_PORTS, setupModeServers, type LabMode } from './modes.js';
+import { MODE_PORTS, modeVip, setupModeServers, type LabMode } from './modes.js';
 import { startCluster } from './cluster.js';
 import { inNs, ipBatch, isAlive, listNamespaces, spawnInNs, stopPid } from './netns.js';
 import { attachReader, detachReader, formatStatus, readerStatus, resolveCgroup } from '../rs/reader.js';
@@ -269,7 +269,8 @@ export async function labStatus(prefix: string): Promise<string> {
  * `mode`: lab/modes.ts); returns the bodies. */
 export function labCurl(prefix: string, family: 4 | 6, count = 1, mode: LabMode = 'fullnat'): string {
   const port = MODE_PORTS[mode];
-  const url = family === 4 ? `http://${LAB.vip4}:${port}/` : `http://[${LAB.vip6}]:${port}/`;
+  const vip = modeVip(mode, family);
+  const url = family === 4 ? `http://${vip}:${port}/` : `http://[${vip}]:${port}/`;
   return inNs(
     nsName(prefix, 'client'),
     [process.execPath, join(DIST, 'lab', 'http_get.js'), url, String(count)],

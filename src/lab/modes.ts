@@ -1,5 +1,5 @@
 /**
- * The lab's NAT and TUNNEL services and the real-server side each needs (docs/modes.md),
+ * The lab's NAT, TUNNEL and DR services and the real-server side each needs (docs/modes.md),
  * beside the FULLNAT ones:
  *
  *   nat-v4/v6      VIP:8081 → rs1..rs3:8080, NAT: the real servers route the clients'
@@ -12,6 +12,9 @@
  *                  and answers the client directly — here through the LB node's kernel, its
  *                  gateway, never through tunvs. Its routes to the clients carry advmss, so
  *                  clients send segments that fit the tunnel.
+ *   dr-v4/v6       198.18.0.101 / fd18:18::101 :8080 → rs1..rs3:8080, DR: frames from lb-a's
+ *                  eth1 to the servers' MACs (same bridge); the servers hold those VIPs on lo
+ *                  too and answer as for TUNNEL.
  *
  * A TUNNEL service turns the TUN offloads off (nat/modes/tunnel.ts); `lab up --no-modes`
  * leaves these out. The services' YAML is topology.ts modeServices.
@@ -23,8 +26,14 @@ import { attachDecap } from '../rs/decap.js';
 import { nsName } from './state.js';
 
 /** The VIP port of each mode's lab service. */
-export const MODE_PORTS = { fullnat: LAB.vport, nat: LAB.natPort, tunnel: LAB.tunnelPort } as const;
+export const MODE_PORTS = { fullnat: LAB.vport, nat: LAB.natPort, tunnel: LAB.tunnelPort, dr: LAB.tunnelPort } as const;
 export type LabMode = keyof typeof MODE_PORTS;
+
+/** The VIP of each mode's lab service (DR has VIPs of its own). */
+export function modeVip(mode: LabMode, family: 4 | 6): string {
+  if (mode === 'dr') return family === 4 ? LAB.drVip4 : LAB.drVip6;
+  return family === 4 ? LAB.vip4 : LAB.vip6;
+}
 
 /** advmss of the real servers' routes to the clients: 1500 − outer header − IP − TCP. */
 const ADVMSS4 = 1500 - 20 - 20 - 20;
@@ -39,7 +48,15 @@ export function setupModeServers(prefix: string, via4: string, via6: string): vo
   for (const rs of LAB.realServers) {
     const ns = nsName(prefix, rs.name);
     serverRoutes(prefix, rs.name, true, via4, via6);
-    ipBatch([`addr add ${LAB.vip4}/32 dev lo`, `addr add ${LAB.vip6}/128 dev lo`], ns);
+    ipBatch(
+      [
+        `addr add ${LAB.vip4}/32 dev lo`,
+        `addr add ${LAB.vip6}/128 dev lo`,
+        `addr add ${LAB.drVip4}/32 dev lo`,
+        `addr add ${LAB.drVip6}/128 dev lo`,
+      ],
+      ns,
+    );
     inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
     attachDecap('eth0', ns);
   }

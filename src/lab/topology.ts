@@ -44,6 +44,10 @@ export const LAB = {
   /** VIP ports of the NAT and TUNNEL services (lab/modes.ts; TUNNEL cannot change the port). */
   natPort: 8081,
   tunnelPort: 8080,
+  /** The DR services' VIPs (port 8080: DR cannot change the port either, and tunnel-v4/v6
+   * have 8080 on the main VIPs). */
+  drVip4: '198.18.0.101',
+  drVip6: 'fd18:18::101',
   echoPort: 9000,
   iperfPort: 5201,
   realServers: [
@@ -199,7 +203,7 @@ export function labNodeId(node: string): number {
   return m[1]!.charCodeAt(0) - 'a'.charCodeAt(0) + 1;
 }
 
-/** The NAT and TUNNEL services' YAML lines (lab/modes.ts; one flow-style entry each, so
+/** The NAT, TUNNEL and DR services' YAML lines (lab/modes.ts; one flow-style entry each, so
  * tests can drop a line). */
 export function modeServices(laddr4: string, laddr6: string, v6: boolean): string {
   const servers = (v: 'v4' | 'v6'): string =>
@@ -209,9 +213,11 @@ export function modeServices(laddr4: string, laddr6: string, v6: boolean): strin
   return (
     line('nat-v4', LAB.vip4, LAB.natPort, 'nat', '', 'v4') +
     line('tunnel-v4', LAB.vip4, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr4}"], `, 'v4') +
+    line('dr-v4', LAB.drVip4, LAB.tunnelPort, 'dr', '', 'v4') +
     (v6
       ? line('nat-v6', LAB.vip6, LAB.natPort, 'nat', '', 'v6') +
-        line('tunnel-v6', LAB.vip6, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr6}"], `, 'v6')
+        line('tunnel-v6', LAB.vip6, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr6}"], `, 'v6') +
+        line('dr-v6', LAB.drVip6, LAB.tunnelPort, 'dr', '', 'v6')
       : '')
   );
 }

@@ -115,6 +115,8 @@ export class NatContext {
   /** Lookup keys: layout.ts "Lookup key". */
   readonly key = new Int32Array(10);
   readonly okey = new Int32Array(10);
+  /** DR (modes/dr.ts): the packet in hand became a frame for the real servers' link. */
+  toLink = false;
   /** IPv4 ID of the last outer header TUNNEL wrote (modes/tunnel.ts). */
   outerIpId = 0;
   /** Hash of `okey` left by a two-way mode's create (modes/mode.ts). */

@@ -12,6 +12,9 @@ export const VERDICT_FORWARD = 0;
 export const VERDICT_DROP = 1;
 /** The packet belongs to another worker's shard: aux holds the owner worker index. */
 export const VERDICT_REDIRECT = 2;
+/** DR: the slot holds an Ethernet frame for the real servers' link, not a packet for the TUN
+ * device (native/tun.c writes it to the packet socket). */
+export const VERDICT_LINK = 3;
 
 /** Returned instead of a length or −reason: the engine kept the packet (the SYN proxy holds a
  * client segment until the real server answers); nothing is written, nothing is dropped. */
@@ -91,8 +94,11 @@ export const DROP_TUNNEL_TOO_BIG = 30;
 /** TUNNEL: a GSO super-packet or partial checksum (TUN offloads were still on: a reload
  * that added the first TUNNEL service turns them off; modes/tunnel.ts). */
 export const DROP_TUNNEL_OFFLOAD = 31;
+/** DR: the real server's link-layer address is not known yet (the neighbour table has no
+ * entry; `tunvs run` asks the kernel to resolve it) or this LB has no link to it. */
+export const DROP_DR_NO_NEIGHBOUR = 32;
 
-export const DROP_REASON_COUNT = 32;
+export const DROP_REASON_COUNT = 33;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -128,6 +134,7 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'nat_tuple_taken',
   'tunnel_too_big',
   'tunnel_offload',
+  'dr_no_neighbour',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

@@ -168,6 +168,8 @@ export interface ResolvedRealServer {
   address: string;
   port: number;
   weight: number;
+  /** DR: the server's link-layer address, from the neighbour table (control/link.ts). */
+  mac?: string;
 }
 
 export interface ResolvedService {
@@ -194,6 +196,15 @@ export interface ResolvedService {
   /** 0: no cap. */
   maxNewPerSec: number;
   persistence?: PersistenceSpec;
+  /** DR: the MAC of the LB's interface toward the real servers (control/link.ts). */
+  linkMac?: string;
+}
+
+/** "aa:bb:cc:dd:ee:ff" as [first 2 bytes, last 4 bytes] (int32 words), or [0, 0]. */
+export function macWords(mac: string | undefined): [number, number] {
+  const b = mac?.split(':').map((x) => parseInt(x, 16)) ?? [];
+  if (b.length !== 6 || b.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) return [0, 0];
+  return [(b[0]! << 8) | b[1]!, (b[2]! << 24) | (b[3]! << 16) | (b[4]! << 8) | b[5]! | 0];
 }
 
 /** ACL prefixes; both families may be listed (one list for a v4 and a v6 service): a
@@ -278,12 +289,14 @@ function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
 /** What each mode allows beside it (the defaults, serviceWithDefaults, always pass). */
 function checkModeOptions(s: ServiceSpec, p: string): void {
   const mode = s.mode;
-  if (mode === 'nat') {
+  if (mode === 'nat' || mode === 'dr') {
     if (s.localAddresses.length > 0)
       throw new ConfigError(
         'TUNVS_ERR_CONFIG_MODE',
         `${p}.localAddresses`,
-        'a NAT service has no local addresses: the real servers see the client address and reply through the LB',
+        mode === 'nat'
+          ? 'a NAT service has no local addresses: the real servers see the client address and reply through the LB'
+          : 'a DR service has no local addresses: the packet reaches the real server unchanged',
       );
   } else if (s.localAddresses.length === 0) {
     throw new ConfigError(
@@ -308,26 +321,26 @@ function checkModeOptions(s: ServiceSpec, p: string): void {
       `${p}.translateTimestamps`,
       `timestamps are translated for FULLNAT services only (${name} keeps the client's own tuple)`,
     );
-  if (mode === 'tunnel') {
+  if (mode === 'tunnel' || mode === 'dr') {
     const j = s.realServers.findIndex((r) => r.port !== s.port);
     if (j >= 0)
       throw new ConfigError(
         'TUNVS_ERR_CONFIG_MODE',
         `${p}.realServers[${j}].port`,
-        `${show(s.realServers[j]!.port)} is not the service port ${s.port}: TUNNEL delivers the client's packet unchanged, so the real server listens on the VIP's port`,
+        `${show(s.realServers[j]!.port)} is not the service port ${s.port}: ${name} delivers the client's packet unchanged, so the real server listens on the VIP's port`,
       );
   }
-  if (mode === 'tunnel' && s.stripTimestamps)
+  if ((mode === 'tunnel' || mode === 'dr') && s.stripTimestamps)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_MODE',
       `${p}.stripTimestamps`,
-      'a TUNNEL service passes client packets as they are (the replies skip the LB)',
+      `a ${name} service passes client packets as they are (the replies skip the LB)`,
     );
-  if (mode === 'tunnel' && s.toa.enabled)
+  if ((mode === 'tunnel' || mode === 'dr') && s.toa.enabled)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_MODE',
       `${p}.toa.enabled`,
-      'a TUNNEL real server sees the client address itself (and its replies skip the LB): no TOA',
+      `a ${name} real server sees the client address itself (and its replies skip the LB): no TOA`,
     );
 }
 
@@ -513,6 +526,11 @@ export class ServiceTable {
   /** TUNNEL: the outer header's source address by service (4 words each; the service's
    * first local address). */
   readonly tunnelSrc = new Int32Array(SERVICES_MAX * 4);
+  /** DR: each real server's MAC (2 words by id: macWords; 0, 0 unknown), the LB's own on
+   * that link, and whether the link is open. */
+  readonly rsMac = new Int32Array(REAL_SERVERS_MAX * 2);
+  readonly linkMac = new Int32Array(2);
+  linkUp = false;
   /** Some service is in NAT mode: replies to clients arrive (dataplane/shard.ts). */
   natReplies = false;
   readonly names: string[] = [];
@@ -556,6 +574,7 @@ export class ServiceTable {
     const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
     this.alive.fill(0);
     this.rsWeight.fill(0);
+    this.linkUp = false;
     this.natReplies = services.some((s) => MODE_NAMES.indexOf(s.mode) === MODE_NAT);
     for (const s of services) {
       const id = s.id;
@@ -596,6 +615,11 @@ export class ServiceTable {
         this.rsPort[r.id] = r.port;
         this.rsService[r.id] = id;
         this.rsWeight[r.id] = r.weight;
+        this.rsMac.set(macWords(r.mac), r.id * 2);
+      }
+      if (s.linkMac !== undefined) {
+        this.linkMac.set(macWords(s.linkMac));
+        this.linkUp = true;
       }
       this.persistSec[id] = s.persistence?.timeoutSec ?? 0;
       const bits = s.af === AF_INET ? (s.persistence?.netmask ?? 32) : (s.persistence?.prefix6 ?? 128);

@@ -14,7 +14,9 @@ import {
   DROP_NOT_LOCAL,
   DROP_NO_SESSION,
   DROP_TUNNEL_TOO_BIG,
+  DROP_DR_NO_NEIGHBOUR,
   VERDICT_FORWARD,
+  VERDICT_LINK,
   VERDICT_REDIRECT,
 } from '../../src/nat/verdict.js';
 import { ConfigError } from '../../src/config/errors.js';
@@ -251,6 +253,76 @@ describe.each([
   });
 });
 
+describe.each([
+  ['IPv4', V4],
+  ['IPv6', V6],
+] as const)('DR %s', (_name, fam) => {
+  const LINK_MAC = '02:00:00:00:00:0a';
+  const RS_MAC = '02:00:00:00:00:21';
+  /** A DR service as the forwarders get it: with the link's MAC and, unless `noMac`, the
+   * server's (control/link.ts annotates them). */
+  function drEngine(noMac = false, headroom = 0): Engine {
+    const [svc] = resolveServices(
+      [
+        serviceWithDefaults({
+          vip: fam.vip,
+          port: 80,
+          mode: 'dr',
+          realServers: [{ address: fam.rs1, port: 80, weight: 1 }],
+        }),
+      ],
+      new IdRegistry(),
+    );
+    const annotated = {
+      ...svc!,
+      linkMac: LINK_MAC,
+      realServers: svc!.realServers.map((r) => (noMac ? r : { ...r, mac: RS_MAC })),
+    };
+    return new Engine({ capacity: 64, seed: 1, nowMs: 0, headroom }, [annotated]);
+  }
+  const macBytes = (m: string) => m.split(':').map((x) => parseInt(x, 16));
+
+  it('sends the packet unchanged in an Ethernet frame to the server; verdict LINK; the client alone moves the state', () => {
+    const d = new Driver(drEngine());
+    const syn = c(fam, { seq: 1000, flags: SYN, options: SYN_OPTS });
+    const r = d.send(syn);
+    expect(r.verdict).toBe(VERDICT_LINK);
+    expect([...r.out.subarray(0, 6)]).toEqual(macBytes(RS_MAC));
+    expect([...r.out.subarray(6, 12)]).toEqual(macBytes(LINK_MAC));
+    expect([r.out[12], r.out[13]]).toEqual(fam === V4 ? [0x08, 0x00] : [0x86, 0xdd]);
+    expect(r.out.subarray(14)).toEqual(syn);
+    expect(d.session()).toMatchObject({ mode: 'dr', state: 'SYN_RECV', laddr: fam.client });
+    expect(d.send(c(fam, { seq: 1001, ack: 1, flags: ACK })).verdict).toBe(VERDICT_LINK);
+    expect(d.session().state).toBe('ESTABLISHED');
+  });
+
+  it("without the server's MAC the packet is dropped and counted (tunvs run resolves it)", () => {
+    const d = new Driver(drEngine(true));
+    expect(d.drop(c(fam, { seq: 1000, flags: SYN }))).toBe(DROP_DR_NO_NEIGHBOUR);
+  });
+
+  it('keeps the offloads: the virtio_net_hdr of a GSO packet is shifted to count from the frame', () => {
+    const e = drEngine(false, 10);
+    const ring = new PacketRing(1, 2048, undefined, 10);
+    const pkt = c(fam, { seq: 1000, flags: SYN });
+    const vnet = new Uint8Array(10);
+    const v = new DataView(vnet.buffer);
+    vnet[0] = 1; // NEEDS_CSUM
+    vnet[1] = fam === V4 ? 1 : 4; // GSO TCPV4 / TCPV6
+    v.setUint16(2, (fam === V4 ? 20 : 40) + 20, true); // hdr_len
+    v.setUint16(4, 1448, true);
+    v.setUint16(6, fam === V4 ? 20 : 40, true); // csum_start
+    v.setUint16(8, 16, true);
+    ring.put(0, pkt, vnet);
+    e.processBurst(ring, 1, 0);
+    expect([ring.verdicts[0], ring.aux[0]]).toEqual([VERDICT_LINK, 0]);
+    const ov = new DataView(ring.bytes.buffer, ring.bytes.byteOffset);
+    expect(ov.getUint16(2, true)).toBe((fam === V4 ? 20 : 40) + 20 + 14);
+    expect(ov.getUint16(6, true)).toBe((fam === V4 ? 20 : 40) + 14);
+    expect(ring.get(0).subarray(14)).toEqual(pkt);
+  });
+});
+
 describe('rstOnExpire', () => {
   it('resets an expired NAT session both ways; a TUNNEL session, whose server it never saw, gets none', () => {
     for (const mode of ['nat', 'tunnel'] as const) {
@@ -328,7 +400,9 @@ describe('mode configuration', () => {
     const tunnel80 = { mode: 'tunnel', localAddresses: [V4.lip], realServers: [{ address: V4.rs1, port: 80 }] };
     fails({ ...tunnel80, toa: { enabled: true } }, 'services[0].toa.enabled');
     fails({ ...tunnel80, stripTimestamps: true }, 'services[0].stripTimestamps');
-    fails({ localAddresses: [V4.lip], mode: 'dr' }, 'services[0].mode', 'TUNVS_ERR_CONFIG_UNKNOWN');
+    fails({ localAddresses: [V4.lip], mode: 'route' }, 'services[0].mode', 'TUNVS_ERR_CONFIG_UNKNOWN');
+    fails({ mode: 'dr', localAddresses: [V4.lip] }, 'services[0].localAddresses');
+    fails({ mode: 'dr' }, 'services[0].realServers[0].port');
   });
 
   it('a real server of the other family is refused in NAT too', () => {

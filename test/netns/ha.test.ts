@@ -122,7 +122,8 @@ async function failover(name: string, fail: () => void, restore: () => Promise<v
 describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => {
   beforeAll(async () => {
     await labDown(prefix, () => undefined);
-    await labUp({ prefix, workers: 2, ha: true, reader: false, log: () => undefined });
+    // FULLNAT failover only (the mode services would turn the offloads off: docs/modes.md).
+    await labUp({ prefix, workers: 2, ha: true, reader: false, modes: false, log: () => undefined });
     fresh();
   }, 90_000);
 

@@ -25,7 +25,7 @@ import {
   type LabState,
 } from '../../src/lab/lab.js';
 import { inNs, isAlive, runInNs } from '../../src/lab/netns.js';
-import { serverRoutes } from '../../src/lab/modes.js';
+import { MODE_PORTS, modeVip, serverRoutes } from '../../src/lab/modes.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
 import { listFallbacks } from '../../src/control/system.js';
@@ -71,6 +71,24 @@ async function reloadWith(edit: (yaml: string) => string): Promise<void> {
   await new Promise((r) => setTimeout(r, 500));
 }
 
+/** `n` POSTs of 1 MiB to /echo at vip:port from the client, one after another: how many
+ * came back whole (or "error ..."). */
+async function uploads(vip: string, port: number, n: number): Promise<string> {
+  const script = `const http = require('http'); const crypto = require('crypto');
+    const body = crypto.randomBytes(1 << 20); let ok = 0;
+    const one = () => new Promise((done, fail) => {
+      const req = http.request({ host: '${vip}', port: ${port}, path: '/echo', method: 'POST', agent: false, timeout: 10000 }, (res) => {
+        const parts = []; res.on('data', (d) => parts.push(d));
+        res.on('end', () => { if (Buffer.concat(parts).equals(body)) ok++; done(); });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', fail);
+      req.end(body);
+    });
+    (async () => { for (let i = 0; i < ${n}; i++) await one(); console.log(ok); })().catch((e) => { console.log('error ' + e.message); });`;
+  return (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
+}
+
 describe.skipIf(!root)('netns lab (root)', () => {
   beforeAll(async () => {
     await labDown(prefix, () => undefined);
@@ -89,7 +107,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
     for (const n of seen.values()) expect(n).toBeGreaterThanOrEqual(6);
   });
 
-  describe.each(['nat', 'tunnel'] as const)('%s mode', (mode) => {
+  describe.each(['nat', 'tunnel', 'dr'] as const)('%s mode', (mode) => {
     it.each([4, 6] as const)(
       'HTTP through the IPv%i VIP reaches all three real servers, which see the client itself',
       (family) => {
@@ -107,6 +125,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(text).toMatch(new RegExp(`TCP  ${LAB.vip4}:${LAB.natPort} rr\\n  -> 198\\.18\\.20\\.21:8080 +Masq `));
     expect(text).toMatch(new RegExp(`TCP  ${LAB.vip4}:${LAB.tunnelPort} rr\\n  -> 198\\.18\\.20\\.21:8080 +Tunnel `));
     expect(text).toMatch(/TCP  198\.18\.0\.100:80 rr\n  -> 198\.18\.20\.21:8080 +FullNat /);
+    expect(text).toMatch(new RegExp(`TCP  ${LAB.drVip4}:${LAB.tunnelPort} rr\\n  -> 198\\.18\\.20\\.21:8080 +Route `));
     const lbA = nsName(prefix, 'lb-a');
     const rules = (family: '-4' | '-6'): string =>
       execFileSync('ip', ['-n', lbA, family, 'rule'], { encoding: 'utf8' });
@@ -131,19 +150,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       try {
         const before = (await stats()).drops!.tunnel_too_big!;
         const host = family === 4 ? LAB.vip4 : `[${LAB.vip6}]`;
-        const script = `const http = require('http'); const crypto = require('crypto');
-          const body = crypto.randomBytes(1 << 20); let ok = 0;
-          const one = () => new Promise((done, fail) => {
-            const req = http.request({ host: '${family === 4 ? LAB.vip4 : LAB.vip6}', port: ${LAB.tunnelPort}, path: '/echo', method: 'POST', agent: false, timeout: 10000 }, (res) => {
-              const parts = []; res.on('data', (d) => parts.push(d));
-              res.on('end', () => { if (Buffer.concat(parts).equals(body)) ok++; done(); });
-            });
-            req.on('timeout', () => req.destroy(new Error('timeout')));
-            req.on('error', fail);
-            req.end(body);
-          });
-          (async () => { for (let i = 0; i < 6; i++) await one(); console.log(ok); })().catch((e) => { console.log('error ' + e.message); });`;
-        const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
+        const out = await uploads(family === 4 ? LAB.vip4 : LAB.vip6, LAB.tunnelPort, 6);
         expect(out, `uploads to ${host}:${LAB.tunnelPort}`).toBe('6');
         expect((await stats()).drops!.tunnel_too_big!).toBeGreaterThan(before);
       } finally {
@@ -302,6 +309,12 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const queues = (after as unknown as { queues: { rxPackets: number; writeDropped: number }[] }).queues;
     expect(queues.length).toBe(2);
     for (const q of queues) expect(q.rxPackets).toBeGreaterThan(0);
+    // DR keeps the offloads: GSO super-packets go out through the packet socket whole.
+    const gso = (await stats()).counters!.gso_packets!;
+    expect(await uploads(LAB.drVip4, LAB.tunnelPort, 4)).toBe('4');
+    const last = await stats();
+    expect(last.counters!.gso_packets! - gso).toBeGreaterThan(0);
+    expect(last.drops!.dr_no_neighbour ?? 0).toBe(0);
     await reloadWith((y) => y);
     expect(labCurl(prefix, 4, 2, 'tunnel')).toMatch(/saw client 198\.18\.100\.10/);
   }, 60_000);
@@ -567,10 +580,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
     await streams;
   });
 
-  it.each(['fullnat', 'nat', 'tunnel'] as const)(
+  it.each(['fullnat', 'nat', 'tunnel', 'dr'] as const)(
     'persistence (%s): one client keeps its real server across connections, shown as a template by tunvs conns',
     async (mode) => {
-      const port = { fullnat: LAB.vport, nat: LAB.natPort, tunnel: LAB.tunnelPort }[mode];
+      const port = MODE_PORTS[mode];
       const file = join(state.dir, 'lb-a.yaml');
       const good = readFileSync(file, 'utf8');
       try {
@@ -592,7 +605,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
               '--admin',
               state.adminSocket,
               '--vip',
-              `${LAB.vip4}:${port}`,
+              `${modeVip(mode, 4)}:${port}`,
               '--state',
               'template',
               '--json',

@@ -6,5 +6,6 @@
 import './fullnat.js';
 import './nat.js';
 import './tunnel.js';
+import './dr.js';
 
 export { modeTable, MODE_NAMES, type ForwardingMode, type ModeName } from './mode.js';

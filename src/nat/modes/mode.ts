@@ -1,6 +1,6 @@
 /**
  * The forwarding-mode interface and the registry that names the modes. Each mode lives in
- * its own file (fullnat.ts, nat.ts, tunnel.ts), fills this interface and registers itself
+ * its own file (fullnat.ts, nat.ts, tunnel.ts, dr.ts; client_side.ts: what all but FULLNAT share), fills this interface and registers itself
  * by id and name, as the schedulers do (service/sched/).
  *
  * What the engine does for every mode (nat/inbound.ts, nat/outbound.ts): find the session
@@ -16,20 +16,20 @@
 
 import type { NatContext } from '../context.js';
 
-/** DR (id 3) is not built yet: a TUN device has no link layer to address a real server's
- * MAC with (issue 14). */
-export const MODE_NAMES = ['fullnat', 'nat', 'tunnel'] as const;
+export const MODE_NAMES = ['fullnat', 'nat', 'tunnel', 'dr'] as const;
 export type ModeName = (typeof MODE_NAMES)[number];
 /** Mode ids (record META bits 29–30): index into MODE_NAMES. */
 export const MODE_FULLNAT = 0;
 export const MODE_NAT = 1;
 export const MODE_TUNNEL = 2;
+export const MODE_DR = 3;
 
 /** How `ipvsadm -Ln` names each mode's forwarding (tunvs list shows the same word). */
 export const MODE_FORWARD_NAMES: Readonly<Record<ModeName, string>> = {
   fullnat: 'FullNat',
   nat: 'Masq',
   tunnel: 'Tunnel',
+  dr: 'Route',
 };
 
 /** A mode's entries are plain functions (NAT's rewrite is FULLNAT's own). */

@@ -31,18 +31,15 @@
  * dropped (tunnel_offload).
  */
 
-import { addrWord, META_STATE_SHIFT, R_META, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
-import { nextStateInputOnly, S_UDP } from '../../conn/state.js';
+import { addrWord, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../../dataplane/counters.js';
-import { clientWorker } from '../../dataplane/shard.js';
 import { csumFromSum } from '../../packet/checksum.js';
-import { AF_INET, IPPROTO_TCP, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
+import { AF_INET, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
 import { countPacket } from '../rewrite.js';
-import { setState } from '../session.js';
-import { DROP_NO_SESSION, DROP_TUNNEL_OFFLOAD, DROP_TUNNEL_TOO_BIG } from '../verdict.js';
-import { clientAsLocal } from './nat.js';
+import { DROP_TUNNEL_OFFLOAD, DROP_TUNNEL_TOO_BIG } from '../verdict.js';
+import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
 
 /** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6. */
@@ -54,32 +51,18 @@ export const tunnel: ForwardingMode = {
   id: MODE_TUNNEL,
   name: 'tunnel',
   twoWay: false,
-  create(c, _svc, _r, ok) {
-    clientAsLocal(c, ok);
-    return 0;
-  },
+  create: createAsClient,
   inbound: tunnelInbound,
-  outbound() {
-    return -DROP_NO_SESSION;
-  },
+  outbound: noReply,
   icmp: encapsulate,
-  owner(a0, a1, a2, a3, outPorts, workers) {
-    return clientWorker(a0, a1, a2, a3, outPorts & 0xffff, workers);
-  },
+  owner: ownerByClient,
 };
 
 registerMode(tunnel);
 
 function tunnelInbound(c: NatContext, r: number): number {
   if (c.pGso || c.pPartial) return -DROP_TUNNEL_OFFLOAD;
-  const table = c.table;
-  const rec = table.rec;
-  const base = r * RECORD_WORDS;
-  const st = (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
-  const ns = c.pProto === IPPROTO_TCP ? nextStateInputOnly(st, c.pFlags) : S_UDP;
-  if (ns !== st) setState(c, base, ns);
-  table.setExpire(r, c.tick + c.timeouts[ns]!);
-  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
+  clientOnlyState(c, r);
   return encapsulate(c, r);
 }
 

@@ -1,0 +1,167 @@
+/**
+ * DR mode's way out (nat/modes/dr.ts): the LB's link to the real servers of its DR services.
+ *
+ *   plan      each DR real server must be on a directly connected network (`ip route get`
+ *             names no gateway), all on one interface: else the config is refused, naming the
+ *             server. Returns that interface.
+ *   open      a send-only packet socket on it (native openLink; PACKET_VNET_HDR with TUN
+ *             offloads), shared by every forwarder thread, and the interface's MAC.
+ *   refresh   the servers' MACs from the kernel's neighbour table (`ip -j neigh`), every
+ *             LINK_REFRESH_MS; a server without an entry is resolved the way the kernel does
+ *             it for any packet: tunvs sends it an empty UDP datagram to the discard port (9),
+ *             and the kernel resolves the neighbour to send it. Until then its DR packets are
+ *             dropped (dr_no_neighbour).
+ *   annotate  the services as the forwarders get them: each DR server's MAC, the link's MAC.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config/errors.js';
+import { AF_INET } from '../packet/headers.js';
+import type { ResolvedService } from '../service/service.js';
+
+/** How often the neighbour table is read again (a server's MAC can change: a replaced NIC,
+ * a VM moved). */
+export const LINK_REFRESH_MS = 2000;
+/** After sending resolutions, when to read the neighbour table again. */
+export const LINK_RESOLVE_RECHECK_MS = 150;
+/** The discard port: what the resolving datagram is sent to. */
+const DISCARD_PORT = 9;
+
+/** Neighbour states with a usable link-layer address (ip-neighbour(8)). */
+const USABLE = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
+
+export class DrLink {
+  dev: string | undefined;
+  mac: string | undefined;
+  fd = -1;
+  /** Server address → MAC. */
+  private readonly macs = new Map<string, string>();
+  /** DR servers the last refresh found no MAC for (a resolution is under way). */
+  missing = 0;
+
+  constructor(
+    private readonly openLink: (dev: string) => number,
+    private readonly closeFd: (fd: number) => void,
+  ) {}
+
+  /** The interface every DR real server of `services` is directly reachable on (undefined:
+   * no DR service). Throws ConfigError naming the server that is not. */
+  plan(services: readonly ResolvedService[], path = 'services'): string | undefined {
+    let dev: string | undefined;
+    services.forEach((s, i) => {
+      if (s.mode !== 'dr') return;
+      s.realServers.forEach((r, j) => {
+        const where = `${path}[${i}].realServers[${j}].address`;
+        const route = routeTo(r.address);
+        if (route.gateway !== undefined || route.dev === undefined)
+          throw new ConfigError(
+            'TUNVS_ERR_CONFIG_MODE',
+            where,
+            `${r.address} is routed via ${route.gateway ?? 'nothing'}: DR needs real servers on a network this LB is directly connected to`,
+          );
+        if (dev !== undefined && route.dev !== dev)
+          throw new ConfigError(
+            'TUNVS_ERR_CONFIG_MODE',
+            where,
+            `${r.address} is on ${route.dev}, other DR real servers on ${dev}: one link per LB`,
+          );
+        dev = route.dev;
+      });
+    });
+    return dev;
+  }
+
+  /** The link on `dev` is open (closing another one first). True when it changed. */
+  open(dev: string): boolean {
+    if (this.dev === dev && this.fd >= 0) return false;
+    this.close();
+    this.fd = this.openLink(dev);
+    this.dev = dev;
+    this.mac = readFileSync(`/sys/class/net/${dev}/address`, 'utf8').trim();
+    return true;
+  }
+
+  /** Read the neighbour table; resolve the DR servers without an entry. True when a MAC
+   * changed (the forwarders need the services again). */
+  refresh(services: readonly ResolvedService[]): boolean {
+    if (this.dev === undefined) return false;
+    const seen = new Map<string, string>();
+    for (const family of ['-4', '-6']) {
+      let list: { dst?: string; lladdr?: string; state?: string[] }[] = [];
+      try {
+        const out = execFileSync('ip', ['-j', family, 'neigh', 'show', 'dev', this.dev], { encoding: 'utf8' });
+        list = JSON.parse(out.trim() === '' ? '[]' : out) as typeof list;
+      } catch {
+        continue; // no IPv6 here
+      }
+      for (const n of list) {
+        if (n.dst !== undefined && n.lladdr !== undefined && (n.state ?? []).some((st) => USABLE.has(st)))
+          seen.set(n.dst, n.lladdr);
+      }
+    }
+    let changed = false;
+    this.missing = 0;
+    for (const s of services) {
+      if (s.mode !== 'dr') continue;
+      for (const r of s.realServers) {
+        const mac = seen.get(r.address);
+        if (mac === undefined) {
+          resolve(r.address, s.af);
+          this.missing++;
+        }
+        if (this.macs.get(r.address) !== mac) {
+          changed = true;
+          if (mac === undefined) this.macs.delete(r.address);
+          else this.macs.set(r.address, mac);
+        }
+      }
+    }
+    return changed;
+  }
+
+  /** `services` with the DR servers' MACs and the link's own filled in. */
+  annotate(services: readonly ResolvedService[]): ResolvedService[] {
+    return services.map((s) =>
+      s.mode !== 'dr' || this.mac === undefined
+        ? s
+        : {
+            ...s,
+            linkMac: this.mac,
+            realServers: s.realServers.map((r) => {
+              const mac = this.macs.get(r.address);
+              return mac === undefined ? r : { ...r, mac };
+            }),
+          },
+    );
+  }
+
+  close(): void {
+    if (this.fd >= 0) this.closeFd(this.fd);
+    this.fd = -1;
+    this.dev = undefined;
+    this.mac = undefined;
+  }
+}
+
+/** `ip route get ADDR`: its gateway (if any) and interface. */
+function routeTo(address: string): { gateway?: string; dev?: string } {
+  try {
+    const out = execFileSync('ip', ['-j', 'route', 'get', address], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const [r] = JSON.parse(out) as { gateway?: string; dev?: string }[];
+    return r ?? {};
+  } catch {
+    return {};
+  }
+}
+
+/** Make the kernel resolve `address`'s link-layer address: send it an empty datagram. */
+function resolve(address: string, af: number): void {
+  const sock = createSocket(af === AF_INET ? 'udp4' : 'udp6');
+  sock.on('error', () => sock.close());
+  sock.send(Buffer.alloc(0), DISCARD_PORT, address, () => sock.close());
+}

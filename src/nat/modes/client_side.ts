@@ -1,0 +1,60 @@
+/**
+ * What the modes other than FULLNAT share: the client stands where FULLNAT's local address
+ * and port would (clientAsLocal), so the session's owner is the client's worker (ownerByClient);
+ * and for the modes whose replies skip the LB (TUNNEL, DR) a session follows the client's
+ * packets alone (clientOnlyState) and has no outbound path (noReply).
+ */
+
+import { META_STATE_SHIFT, R_META, RECORD_WORDS } from '../../conn/layout.js';
+import { nextStateInputOnly, S_UDP } from '../../conn/state.js';
+import { clientWorker } from '../../dataplane/shard.js';
+import { IPPROTO_TCP } from '../../packet/headers.js';
+import type { NatContext } from '../context.js';
+import { setState } from '../session.js';
+import { DROP_NO_SESSION } from '../verdict.js';
+
+/** The IN key's client address and port (c.key) as the local half of OUT key `ok`. */
+export function clientAsLocal(c: NatContext, ok: Int32Array): void {
+  const key = c.key;
+  ok[1] = (ok[1]! & ~0xffff) | (key[1]! >>> 16);
+  ok[3] = key[2]!;
+  ok[5] = key[4]!;
+  ok[7] = key[6]!;
+  ok[9] = key[8]!;
+}
+
+/** ForwardingMode.create of a mode whose replies skip the LB: nothing but the client. */
+export function createAsClient(c: NatContext, _svc: number, _r: number, ok: Int32Array): number {
+  clientAsLocal(c, ok);
+  return 0;
+}
+
+/** ForwardingMode.owner: the client's worker (the OUT key's low port is the client's). */
+export function ownerByClient(
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  outPorts: number,
+  workers: number,
+): number {
+  return clientWorker(a0, a1, a2, a3, outPorts & 0xffff, workers);
+}
+
+/** ForwardingMode.outbound of a mode whose replies skip the LB: there is none to take. */
+export function noReply(): number {
+  return -DROP_NO_SESSION;
+}
+
+/** A client packet of session `r` whose server's packets never pass the LB (TUNNEL, DR):
+ * state by the client's flags alone, timeout, HA sync. */
+export function clientOnlyState(c: NatContext, r: number): void {
+  const table = c.table;
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const st = (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
+  const ns = c.pProto === IPPROTO_TCP ? nextStateInputOnly(st, c.pFlags) : S_UDP;
+  if (ns !== st) setState(c, base, ns);
+  table.setExpire(r, c.tick + c.timeouts[ns]!);
+  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
+}
