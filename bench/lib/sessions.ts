@@ -45,6 +45,41 @@ export function services(node = 0, extra: Partial<ServiceSpec> = {}) {
   );
 }
 
+/** The benchmark's service in forwarding mode `mode` (docs/modes.md): TUNNEL and DR keep the
+ * port, NAT and DR have no local addresses; DR comes with the MACs control/link.ts would add. */
+export function modeServices(mode: 'fullnat' | 'nat' | 'tunnel' | 'dr') {
+  const keepsPort = mode === 'tunnel' || mode === 'dr';
+  const [svc] = resolveServices(
+    [
+      serviceWithDefaults({
+        mode,
+        synProxy: 'off',
+        translateTimestamps: false,
+        toa: { enabled: mode === 'fullnat', kind: 254, kindV6: 254, inSyn: false },
+        vip: ip(VIP),
+        port: 80,
+        scheduler: 'rr',
+        realServers: Array.from({ length: RS_COUNT }, (_, i) => ({
+          address: ip(RS_BASE + 11 + i),
+          port: keepsPort ? 80 : 8080,
+          weight: 1,
+        })),
+        localAddresses:
+          mode === 'nat' || mode === 'dr' ? [] : Array.from({ length: LIP_COUNT }, (_, i) => ip(LIP_BASE + 1 + i)),
+      }),
+    ],
+    new IdRegistry(),
+  );
+  if (mode !== 'dr') return [svc!];
+  return [
+    {
+      ...svc!,
+      linkMac: '02:00:00:00:00:01',
+      realServers: svc!.realServers.map((r, i) => ({ ...r, mac: `02:00:00:00:01:${(i + 16).toString(16)}` })),
+    },
+  ];
+}
+
 /** Write an IPv4 TCP header pair (52 bytes with NOP NOP TS) into the ring slot. */
 export function writeTcp(
   dv: DataView,

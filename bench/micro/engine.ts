@@ -10,6 +10,8 @@
  *                table without it (translateTimestamps: false), at the smallest and largest size.
  *   synproxy     cookie SYN-ACKs per second per worker (a SYN flood, each SYN a new client),
  *                and client ACKs validated per second (each makes a session and a SYN).
+ *   modes        client → VIP packets only (the direction every forwarding mode has), 100k
+ *                sessions, in FULLNAT, NAT, TUNNEL and DR: Mpps each and the ratio to FULLNAT.
  *
  * Only Engine.processBurst is timed; refilling the ring between bursts is not. Each figure
  * is measured ROUNDS times; the median and the spread (min–max) are reported.
@@ -27,8 +29,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
-import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
-import { BURST, clientOf, openSessions, services, VIP, writeTcp, type Opened } from '../lib/sessions.js';
+import { VERDICT_DROP, VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import { BURST, clientOf, modeServices, openSessions, services, VIP, writeTcp, type Opened } from '../lib/sessions.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
@@ -115,6 +117,42 @@ interface Stat {
   runs: number[];
 }
 
+const MODES = ['fullnat', 'nat', 'tunnel', 'dr'] as const;
+const MODE_SESSIONS = 100_000;
+
+/** A mode's engine with MODE_SESSIONS sessions (made by the clients' SYNs). */
+function modeSetup(mode: (typeof MODES)[number]): Engine {
+  const engine = new Engine({ capacity: MODE_SESSIONS + BURST, workers: 1, nowMs: 0 }, modeServices(mode));
+  const ring = new PacketRing(BURST);
+  for (let start = 0; start < MODE_SESSIONS; start += BURST) {
+    const count = Math.min(BURST, MODE_SESSIONS - start);
+    for (let k = 0; k < count; k++) {
+      const [c, p] = clientOf(start + k);
+      ring.lens[k] = writeTcp(ring.view, k * ring.slotSize, c, VIP, p, 80, 1000, 0, 0x02, false);
+    }
+    engine.processBurst(ring, count, 0);
+  }
+  return engine;
+}
+
+/** Client → VIP ACKs at random sessions of `engine`: Mpps. */
+function clientMpps(engine: Engine, packets: number): number {
+  const ring = new PacketRing(BURST);
+  const next = rng(7);
+  let spent = 0;
+  for (let done = 0; done < packets; done += BURST) {
+    for (let k = 0; k < BURST; k++) {
+      const [c, p] = clientOf(next() % MODE_SESSIONS);
+      ring.lens[k] = writeTcp(ring.view, k * ring.slotSize, c, VIP, p, 80, 1001, 1, 0x10, false);
+    }
+    const t0 = performance.now();
+    engine.processBurst(ring, BURST, 1);
+    spent += performance.now() - t0;
+    if (ring.verdicts[0] === VERDICT_DROP) throw new Error(`dropped: reason ${ring.aux[0]}`);
+  }
+  return packets / (spent / 1000) / 1e6;
+}
+
 function stat(runs: number[]): Stat {
   const s = [...runs].sort((a, b) => a - b);
   return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]!, runs };
@@ -145,7 +183,11 @@ function main(): void {
   const ackRuns: number[] = [];
   const growthRuns: number[] = [];
   const newRuns: number[] = [];
+  const modeEngines = MODES.map((m) => modeSetup(m));
+  for (const e of modeEngines) clientMpps(e, 500_000); // warm-up
+  const modeRuns: number[][] = MODES.map(() => []);
   for (let r = 0; r < ROUNDS; r++) {
+    modeEngines.forEach((e, i) => modeRuns[i]!.push(clientMpps(e, PACKETS ?? 2_000_000)));
     for (const s of setups)
       s.runs.push(established(s.engine, s.o, s.size, PACKETS ?? Math.max(2_000_000, s.size * 2), 1));
     for (const p of plain) {
@@ -181,6 +223,11 @@ function main(): void {
     results[`established_mpps_${p.size}_no_ts_translation`] = stat(p.runs);
     results[`ts_translation_ratio_${p.size}`] = stat(tsRatio[p.size]!);
   }
+  const modeRatio = (i: number): Stat => stat(modeRuns[i]!.map((v, r) => v / modeRuns[0]![r]!));
+  MODES.forEach((m, i) => {
+    results[`client_mpps_${m}_${MODE_SESSIONS}`] = stat(modeRuns[i]!);
+    if (i > 0) results[`client_mpps_${m}_to_fullnat`] = modeRatio(i);
+  });
   results.synproxy_synacks_per_s = stat(synAckRuns);
   results.synproxy_acks_per_s = stat(ackRuns);
   const growthStat = stat(growthRuns);
@@ -225,6 +272,11 @@ function main(): void {
   console.log(`| new sessions/s (SYN, SYN-ACK, ACK+TOA) | ${fmt(ns, 0)} | | |`);
   for (const p of plain)
     console.log(`| established Mpps, ${p.size} sessions, no timestamp translation | ${fmt(stat(p.runs))} | | |`);
+  MODES.forEach((m, i) =>
+    console.log(
+      `| client → VIP Mpps, ${m}, ${MODE_SESSIONS} sessions | ${fmt(stat(modeRuns[i]!))}${i > 0 ? ` (${fmt(modeRatio(i))} × FULLNAT)` : ''} | | |`,
+    ),
+  );
   console.log(`| SYN proxy: cookie SYN-ACKs/s | ${fmt(stat(synAckRuns), 0)} | | |`);
   console.log(`| SYN proxy: cookie ACKs validated/s (session + SYN) | ${fmt(stat(ackRuns), 0)} | | |`);
   for (const [name, value, target, met] of targets) {
