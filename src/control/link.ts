@@ -24,6 +24,8 @@ import type { ResolvedService } from '../service/service.js';
 /** How often the neighbour table is read again (a server's MAC can change: a replaced NIC,
  * a VM moved). */
 export const LINK_REFRESH_MS = 2000;
+/** How long a replaced link stays open (the forwarders switch on a message). */
+const LINK_SWITCH_GRACE_MS = 1000;
 /** After sending resolutions, when to read the neighbour table again. */
 export const LINK_RESOLVE_RECHECK_MS = 150;
 /** The discard port: what the resolving datagram is sent to. */
@@ -73,13 +75,16 @@ export class DrLink {
     return dev;
   }
 
-  /** The link on `dev` is open (closing another one first). True when it changed. */
+  /** The link on `dev` is open. True when it changed. A link it replaces is closed a second
+   * later, once the forwarders have the new one: closed at once, its fd number could be
+   * reused by another file before they stop writing to it. */
   open(dev: string): boolean {
     if (this.dev === dev && this.fd >= 0) return false;
-    this.close();
+    const old = this.fd;
     this.fd = this.openLink(dev);
     this.dev = dev;
     this.mac = readFileSync(`/sys/class/net/${dev}/address`, 'utf8').trim();
+    if (old >= 0) setTimeout(() => this.closeFd(old), LINK_SWITCH_GRACE_MS).unref();
     return true;
   }
 
@@ -137,8 +142,13 @@ export class DrLink {
     );
   }
 
-  close(): void {
-    if (this.fd >= 0) this.closeFd(this.fd);
+  /** No link any more (`later`: the fd is closed after the forwarders were told, as in open). */
+  close(later = false): void {
+    const fd = this.fd;
+    if (fd >= 0) {
+      if (later) setTimeout(() => this.closeFd(fd), LINK_SWITCH_GRACE_MS).unref();
+      else this.closeFd(fd);
+    }
     this.fd = -1;
     this.dev = undefined;
     this.mac = undefined;

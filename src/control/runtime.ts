@@ -225,7 +225,7 @@ export class Runtime {
    * servers' MACs read (control/link.ts). */
   private applyLink(dev: string | undefined, services: readonly ResolvedService[]): void {
     const changed = dev === undefined ? this.link.fd >= 0 : this.link.open(dev);
-    if (dev === undefined && this.link.fd >= 0) this.link.close();
+    if (dev === undefined && this.link.fd >= 0) this.link.close(true);
     if (changed) {
       for (const w of this.workers) w.thread.postMessage({ type: 'link', fd: this.link.fd });
       this.log('info', dev === undefined ? 'DR link closed' : `DR link open on ${dev}`, { mac: this.link.mac });
