@@ -20,6 +20,7 @@ import {
   ORIGINATED_TTL,
 } from '../packet/headers.js';
 import type { NatContext } from './context.js';
+import { writeIpv4Header } from './segment.js';
 
 /** ICMP code "fragmentation needed and DF set". */
 const ICMP_FRAG_NEEDED = 4;
@@ -45,13 +46,10 @@ export function sendTooBig(c: NatContext, mtu: number): boolean {
   const icmp = p + ipLen;
   b.set(c.buf.subarray(c.pL3, c.pL3 + quote), icmp + 8);
   if (v4) {
-    dv.setUint32(p, 0x45000000 | (ipLen + icmpLen));
-    dv.setUint32(p + 4, 0);
-    dv.setUint32(p + 8, (ORIGINATED_TTL << 24) | (IPPROTO_ICMP << 16));
     // Back to where it came from: source and destination swapped.
-    dv.setInt32(p + IPV4_SRC, c.dv.getInt32(c.pL3 + IPV4_DST));
-    dv.setInt32(p + IPV4_DST, c.dv.getInt32(c.pL3 + IPV4_SRC));
-    dv.setUint16(p + 10, csumFromSum(sumWords(b, p, 20)));
+    const src = c.dv.getInt32(c.pL3 + IPV4_DST);
+    const dst = c.dv.getInt32(c.pL3 + IPV4_SRC);
+    writeIpv4Header(dv, p, 0, ipLen + icmpLen, 0, 0, IPPROTO_ICMP, src, dst);
     dv.setUint32(icmp, (ICMP_DEST_UNREACH << 24) | (ICMP_FRAG_NEEDED << 16));
     dv.setUint32(icmp + 4, mtu & 0xffff);
     dv.setUint16(icmp + 2, csumFromSum(sumWords(b, icmp, icmpLen)));

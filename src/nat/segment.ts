@@ -41,24 +41,7 @@ export function writeSegment(
   const tcpLen = 20 + optLen;
   const len = l3len + tcpLen;
   if (v4) {
-    // Every word written (no fill): version/IHL, TOS 0, length; ID 0, DF; TTL, protocol,
-    // checksum; addresses. The header's sum is taken from the words as they are set.
-    const s0 = words[src0]!;
-    const d0 = words[dst0]!;
-    dv.setUint32(off, 0x45000000 | len);
-    dv.setUint32(off + 4, 0x4000);
-    dv.setInt32(off + 12, s0);
-    dv.setInt32(off + 16, d0);
-    const sum =
-      0x4500 +
-      len +
-      0x4000 +
-      ((ORIGINATED_TTL << 8) | IPPROTO_TCP) +
-      (s0 >>> 16) +
-      (s0 & 0xffff) +
-      (d0 >>> 16) +
-      (d0 & 0xffff);
-    dv.setUint32(off + 8, (((ORIGINATED_TTL << 8) | IPPROTO_TCP) << 16) | csumFromSum(sum));
+    writeIpv4Header(dv, off, 0, len, 0, IPV4_DF, IPPROTO_TCP, words[src0]!, words[dst0]!);
   } else {
     dv.setUint32(off, 0x60000000);
     dv.setUint16(off + 4, tcpLen);
@@ -80,4 +63,33 @@ export function writeSegment(
   const pseudo = sumWords(buf, off + (v4 ? 12 : 8), v4 ? 8 : 32) + IPPROTO_TCP + tcpLen;
   dv.setUint16(t + 16, csumFromSum(pseudo + sumWords(buf, t, tcpLen)));
   return len;
+}
+
+/** IPv4 DF bit (flags/fragment word). */
+export const IPV4_DF = 0x4000;
+
+/**
+ * A 20-byte IPv4 header at `off` that the LB originates (TTL ORIGINATED_TTL): every word set
+ * (no fill), the checksum summed from the words as they are set. `frag` is the flags and
+ * fragment-offset word (IPV4_DF or 0).
+ */
+export function writeIpv4Header(
+  dv: DataView,
+  off: number,
+  tos: number,
+  totalLen: number,
+  id: number,
+  frag: number,
+  proto: number,
+  src: number,
+  dst: number,
+): void {
+  const ttlProto = (ORIGINATED_TTL << 8) | proto;
+  dv.setUint32(off, 0x45000000 | (tos << 16) | totalLen);
+  dv.setUint32(off + 4, (id << 16) | frag);
+  dv.setInt32(off + 12, src);
+  dv.setInt32(off + 16, dst);
+  const sum =
+    (0x4500 | tos) + totalLen + id + frag + ttlProto + (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff);
+  dv.setUint32(off + 8, (ttlProto << 16) | csumFromSum(sum));
 }

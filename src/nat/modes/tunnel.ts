@@ -33,11 +33,11 @@
 
 import { addrWord, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../../dataplane/counters.js';
-import { csumFromSum } from '../../packet/checksum.js';
 import { AF_INET, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
 import { countPacket } from '../rewrite.js';
+import { IPV4_DF, writeIpv4Header } from '../segment.js';
 import { DROP_TUNNEL_OFFLOAD, DROP_TUNNEL_TOO_BIG } from '../verdict.js';
 import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
@@ -45,7 +45,6 @@ import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
 /** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6. */
 const IPPROTO_IPIP = 4;
 const IPPROTO_IPV6 = 41;
-const IPV4_DF = 0x4000;
 
 export const tunnel: ForwardingMode = {
   id: MODE_TUNNEL,
@@ -105,23 +104,11 @@ function writeOuter(
   const dv = c.dv;
   const s = c.services.tunnelSrc;
   if (v4) {
-    const inner = at + 20;
-    const tos = c.buf[inner + 1]!;
-    const total = len + 20;
     // An atomic datagram's ID means nothing (RFC 6864): 0; one the kernel may fragment
     // needs its own, per source and destination.
     const id = df ? 0 : (c.outerIpId = (c.outerIpId + 1) & 0xffff);
-    const frag = df ? IPV4_DF : 0;
-    const s0 = s[src]!;
-    const d0 = rec[base + R_RIP0]!;
-    const ttlProto = (ORIGINATED_TTL << 8) | IPPROTO_IPIP;
-    dv.setUint32(at, 0x45000000 | (tos << 16) | total);
-    dv.setUint32(at + 4, (id << 16) | frag);
-    dv.setInt32(at + 12, s0);
-    dv.setInt32(at + 16, d0);
-    const sum =
-      (0x4500 | tos) + total + id + frag + ttlProto + (s0 >>> 16) + (s0 & 0xffff) + (d0 >>> 16) + (d0 & 0xffff);
-    dv.setUint32(at + 8, (ttlProto << 16) | csumFromSum(sum));
+    const tos = c.buf[at + 20 + 1]!;
+    writeIpv4Header(dv, at, tos, len + 20, id, df ? IPV4_DF : 0, IPPROTO_IPIP, s[src]!, rec[base + R_RIP0]!);
   } else {
     // Version, traffic class and flow label as the inner header has them.
     dv.setUint32(at, dv.getUint32(at + 40));
