@@ -26,7 +26,8 @@
  *   word  7  SVC_RS      owner node (bits 26–31) | service id (16–25) | real-server id (0–15):
  *                        svcRsWord() builds it, recService/recServer/recOwner read it
  *   word  8  SEQ_DELTA   LB ISN − client ISN: inbound seq += delta, outbound ack −= delta
- *   word  9  RS_ISN1     real server ISN + 1: the ack (RS space) that marks packets that carry TOA
+ *   word  9  RS_ISN1     real server ISN + 1: the ack (RS space) that marks packets that carry
+ *                        TOA while FLAG_TOA_OPEN is set (0 until the server's SYN-ACK)
  *   word 10  TS_DELTA    LB timestamp clock − client TSval: inbound TSval += it, outbound
  *                        TSecr −= it (0: timestamps pass as they are)
  *   word 11  CLI_ACK     last ack from the client, as the client sent it
@@ -158,8 +159,11 @@ export const META_KEY_MASK = 0xffff;
 export const META_STATE_SHIFT = 16;
 export const META_FLAGS_SHIFT = 24;
 
-/** Flag: the real server's ISN is known (its SYN-ACK was seen): RS_ISN1 is valid. */
-export const FLAG_RS_ISN_KNOWN = 1 << 0;
+/** Flag: TOA is still owed. Set when the real server's SYN-ACK is seen (RS_ISN1 is valid
+ * from then on); cleared when the server first acknowledges a client byte past the
+ * handshake, because its socket exists by then and every TOA reader has had its packet
+ * (nat/fullnat_out.ts). While set, client packets acking RS_ISN1 carry TOA. */
+export const FLAG_TOA_OPEN = 1 << 0;
 /** Flag: the session counts as active in its real server's counters. */
 export const FLAG_COUNTED_ACTIVE = 1 << 1;
 /** Flag: the session was installed by HA sync rather than created here. */

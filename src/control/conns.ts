@@ -75,6 +75,7 @@ export function templateRows(list: readonly TemplateInfo[], services: readonly R
       mode: s?.mode ?? '?',
       seqDelta: 0,
       rsIsnPlus1: undefined,
+      toaOpen: false,
       clientAck: 0,
       rsAck: 0,
       tsDelta: 0,

@@ -32,7 +32,7 @@ import {
 import { randomSeed } from '../conn/hash.js';
 import {
   FLAG_PROXIED,
-  FLAG_RS_ISN_KNOWN,
+  FLAG_TOA_OPEN,
   FLAG_SYNCED,
   META_FLAGS_SHIFT,
   R_CIP0,
@@ -190,6 +190,8 @@ export interface SessionInfo {
   mode: string;
   seqDelta: number;
   rsIsnPlus1: number | undefined;
+  /** TOA still owed: the real server has not acknowledged a client byte yet. */
+  toaOpen: boolean;
   clientAck: number;
   rsAck: number;
   /** LB timestamp clock − client TSval (0: timestamps are not translated). */
@@ -663,7 +665,8 @@ export class Engine {
       realServerId: recServer(rec, base),
       mode: MODE_NAMES[recMode(rec, base)] ?? 'unknown',
       seqDelta: rec[base + R_SEQ_DELTA]!,
-      rsIsnPlus1: (flags & FLAG_RS_ISN_KNOWN) !== 0 ? rec[base + R_RS_ISN1]! >>> 0 : undefined,
+      rsIsnPlus1: rec[base + R_RS_ISN1] !== 0 ? rec[base + R_RS_ISN1]! >>> 0 : undefined,
+      toaOpen: (flags & FLAG_TOA_OPEN) !== 0,
       clientAck: rec[base + R_CLI_ACK]! >>> 0,
       rsAck: rec[base + R_RS_ACK]! >>> 0,
       tsDelta: rec[base + R_TS_DELTA]!,

@@ -29,7 +29,7 @@ import {
   DIR_OUT,
   FLAG_COUNTED_ACTIVE,
   FLAG_PROXIED,
-  FLAG_RS_ISN_KNOWN,
+  FLAG_TOA_OPEN,
   FLAG_STALE,
   FLAG_SYNCED,
   FLAG_TEMPLATE,
@@ -87,7 +87,7 @@ export const SYNC_WORDS = LINE1_WORDS + HI_WORDS + LINE3_WORDS;
  * (timestamp and SYN proxy words). */
 export const SYNC_FORMAT = 2;
 /** Flags that travel with a record (the rest are local to a node), and the mode. */
-const SYNCED_FLAGS = FLAG_RS_ISN_KNOWN | FLAG_PROXIED | FLAGS_MODE_BITS | FLAG_TEMPLATE;
+const SYNCED_FLAGS = FLAG_TOA_OPEN | FLAG_PROXIED | FLAGS_MODE_BITS | FLAG_TEMPLATE;
 /** A template's sync record (FLAG_TEMPLATE) carries its timeout (seconds) in this word. */
 const TEMPLATE_TIMEOUT_WORD = R_SEQ_DELTA;
 const MODES = modeTable();

@@ -15,7 +15,7 @@
 
 import {
   FLAG_PROXIED,
-  FLAG_RS_ISN_KNOWN,
+  FLAG_TOA_OPEN,
   META_FLAGS_SHIFT,
   R_CLI_ACK,
   R_LIP0,
@@ -108,7 +108,7 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
     else
       wantToa =
         (flags & (TCP_RST | TCP_ACKF)) === TCP_ACKF &&
-        ((meta >>> META_FLAGS_SHIFT) & FLAG_RS_ISN_KNOWN) !== 0 &&
+        ((meta >>> META_FLAGS_SHIFT) & FLAG_TOA_OPEN) !== 0 &&
         newAck === rec[base + R_RS_ISN1];
   }
   const end = n > 0 || wantToa ? inboundOptions(c, svc, rec, base, n, wantToa) : c.pEnd;

@@ -4,7 +4,8 @@
  *
  *   1. tcpOutbound      a session the SYN proxy answered and whose server has not yet: its
  *                       SYN-ACK (or RST) goes to synproxy.ts. State transition and timeout;
- *                       on SYN-ACK remember rs_isn + 1 (the ack that marks TOA packets);
+ *                       on SYN-ACK remember rs_isn + 1 (the ack that marks TOA packets),
+ *                       on the server's first ack of client data stop TOA (FLAG_TOA_OPEN);
  *                       rewrite addresses and ports; ack −= delta; timestamps
  *                       (timestamps.ts); for a proxied session seq += srv delta and the
  *                       window rescaled; TCP checksum by RFC 1624.
@@ -15,7 +16,7 @@
 
 import {
   FLAG_PROXIED,
-  FLAG_RS_ISN_KNOWN,
+  FLAG_TOA_OPEN,
   META_FLAGS_SHIFT,
   R_CIP0,
   R_CIP1,
@@ -78,12 +79,20 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const ack = dv.getInt32(l4 + TCP_ACK);
   if (synAck) {
     rec[base + R_RS_ISN1] = (seq + 1) | 0;
-    rec[base + R_META] = rec[base + R_META]! | (FLAG_RS_ISN_KNOWN << META_FLAGS_SHIFT);
+    rec[base + R_META] = rec[base + R_META]! | (FLAG_TOA_OPEN << META_FLAGS_SHIFT);
   }
   const hasAck = (flags & TCP_ACKF) !== 0;
   const delta = rec[base + R_SEQ_DELTA]!;
   const inPorts = rec[base + R_IN_PORTS]!;
-  if (hasAck) rec[base + R_RS_ACK] = ack;
+  if (hasAck) {
+    // The server acknowledged a client byte past its SYN-ACK's ack: its socket exists, every
+    // TOA reader has had its packet, so TOA stops here (a one-way upload would otherwise
+    // carry it on every packet, since the client's ack never leaves rs_isn + 1).
+    if (!synAck && ((meta >>> META_FLAGS_SHIFT) & FLAG_TOA_OPEN) !== 0 && ack !== rec[base + R_RS_ACK]) {
+      rec[base + R_META] = rec[base + R_META]! & ~(FLAG_TOA_OPEN << META_FLAGS_SHIFT);
+    }
+    rec[base + R_RS_ACK] = ack;
+  }
   const newAck = (ack - delta) | 0;
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
   const newSeq = (seq + srvDelta) | 0;

@@ -48,7 +48,7 @@ import {
 } from '../constants.js';
 import {
   FLAG_PROXIED,
-  FLAG_RS_ISN_KNOWN,
+  FLAG_TOA_OPEN,
   META_FLAGS_SHIFT,
   META_STATE_SHIFT,
   proxyClientWs,
@@ -325,7 +325,7 @@ export function proxyServerSynAck(c: NatContext, r: number, n: number): number {
     const opts = rec[base + R_PROXY_OPTS]!;
     rec[base + R_SRV_DELTA] = (rec[base + R_CLI_ACK]! - 1 - sIsn) | 0; // cookie − server ISN
     rec[base + R_RS_ISN1] = (sIsn + 1) | 0;
-    rec[base + R_META] = rec[base + R_META]! | (FLAG_RS_ISN_KNOWN << META_FLAGS_SHIFT);
+    rec[base + R_META] = rec[base + R_META]! | (FLAG_TOA_OPEN << META_FLAGS_SHIFT);
     // Scaling is on only if both ends of the server's handshake sent a scale.
     rec[base + R_PROXY_OPTS] = withProxyServerWs(opts, proxyClientWs(opts) !== WS_NONE ? srvWs : WS_NONE);
     rec[base + R_SRV_TS_DELTA] = srvTs ? (rec[base + R_SRV_TS_DELTA]! - srvTsval) | 0 : 0;

@@ -14,7 +14,9 @@
  *
  * Where: right after the 20-byte TCP header (ours comes first), on every client → RS
  * packet that is not SYN/RST and whose ack == rs_isn + 1 (the handshake ACK, its
- * retransmits and data sent before the server speaks), and optionally in the SYN.
+ * retransmits and data sent before the server speaks) until the server first acknowledges
+ * a client byte (FLAG_TOA_OPEN, nat/fullnat_out.ts: its socket exists by then), and
+ * optionally in the SYN.
  * A GSO super-packet gets it too: segmentation copies the TCP header into every segment,
  * and every segment of it has that ack, so each is owed TOA by the same rule. Its
  * virtio_net_hdr then grows hdr_len, and gso_size shrinks if a segment would pass the MTU

@@ -121,6 +121,28 @@ describe.each([
     );
   });
 
+  it('one-way upload: TOA stops once the server acknowledges client data (its ack never moves the client ack)', () => {
+    const k = connect(fam);
+    const data = payload(500);
+    const up = (off: number) =>
+      k.c({ seq: k.plus(CLIENT_ISN + 1, off), ack: RS_ISN + 1, flags: ACK | PSH, payload: data });
+    const upToRs = (off: number, options: number[]) =>
+      k.toRs({ seq: k.plus(CLIENT_ISN + 1 + off, k.delta), ack: RS_ISN + 1, flags: ACK | PSH, options, payload: data });
+    expect(k.d.forward(up(0))).toEqual(upToRs(0, toa));
+    expect(k.d.session().toaOpen).toBe(true);
+    // A server ACK of nothing new (a window update) leaves TOA owed.
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 1, flags: ACK }));
+    expect(k.d.forward(up(500))).toEqual(upToRs(500, toa));
+    // The server acknowledges the first 500 bytes: its socket exists, TOA is done.
+    expect(k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.plus(k.lbIsn, 501), flags: ACK }))).toEqual(
+      k.toClient({ seq: RS_ISN + 1, ack: CLIENT_ISN + 501, flags: ACK }),
+    );
+    expect(k.d.session().toaOpen).toBe(false);
+    const inserted = k.d.engine.counters[C_TOA_INSERTED];
+    expect(k.d.forward(up(1000))).toEqual(upToRs(1000, []));
+    expect(k.d.engine.counters[C_TOA_INSERTED]).toBe(inserted);
+  });
+
   it('server data: ack −= delta; SACK edges −= delta (both edges, every block)', () => {
     const k = connect(fam);
     const blocksLb: [number, number][] = [
