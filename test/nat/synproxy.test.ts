@@ -6,6 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import {
+  C_RST_SENT,
   C_SYNPROXY_ACCEPTED,
   C_SYNPROXY_AUTO_ON,
   C_SYNPROXY_HELD,
@@ -14,7 +15,13 @@ import {
   C_SYNPROXY_SYNACKS,
 } from '../../src/dataplane/counters.js';
 import { SYNPROXY_AUTO_ON_HALF_OPEN, SYNPROXY_WSCALE } from '../../src/constants.js';
-import { DROP_NO_SESSION, DROP_SYNPROXY_BAD_COOKIE, VERDICT_DROP, VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import {
+  DROP_NO_SESSION,
+  DROP_SYNPROXY_BAD_COOKIE,
+  DROP_TABLE_FULL,
+  VERDICT_DROP,
+  VERDICT_FORWARD,
+} from '../../src/nat/verdict.js';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
@@ -163,6 +170,32 @@ describe.each([
     // Two minutes later the right ACK is too old.
     d.nowMs = 200_000;
     expect(d.drop(c({ seq: 101, ack: synAck.seq + 1, flags: ACK }))).toBe(DROP_SYNPROXY_BAD_COOKIE);
+  });
+
+  it('a valid cookie that cannot make a session (table full) gets an RST with the seq the client expects', () => {
+    const d = new Driver(makeEngine(labServices({ synProxy: 'on' }), { capacity: 1 }));
+    const connectFrom = (sport: number) => {
+      const c = (t: Partial<TcpSpec> & { flags: number }) =>
+        tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, ...t });
+      const synAck = parse(d.forward(c({ seq: 500, flags: SYN, options: SYN_OPTS })));
+      const ack = c({ seq: 501, ack: synAck.seq + 1, flags: ACK });
+      return { ack, cookie: synAck.seq };
+    };
+    const first = connectFrom(CPORT);
+    expect(parse(d.forward(first.ack)).flags).toBe(SYN); // the one record: the SYN to the server
+    const second = connectFrom(CPORT + 1);
+    expect(d.drop(second.ack)).toBe(DROP_TABLE_FULL);
+    const [rst] = emitted(d.engine);
+    const p = parse(rst!);
+    expect([p.src, p.dst, p.sport, p.dport, p.flags, p.seq]).toEqual([
+      parse(first.ack).dst,
+      parse(first.ack).src,
+      80,
+      CPORT + 1,
+      RST,
+      (second.cookie + 1) >>> 0,
+    ]);
+    expect(d.engine.counters[C_RST_SENT]).toBe(1);
   });
 
   it("the server's SYN-ACK becomes the ACK of its handshake, with TOA; data held meanwhile follows it", () => {
