@@ -9,6 +9,9 @@
  *   tunvs-1w  the same with one forwarder thread (restarted around its measurement)
  *   ctun      bench/ctun/ctun.c on lb-a: the smallest TUN forwarder that can do FULLNAT (one
  *             thread, no TOA, no session table): what the TUN design itself costs here
+ *   cxdp      bench/cxdp/cxdp.c on lb-a: the same rewrite on AF_XDP sockets (XDP on lb-a's
+ *             two interfaces, copy mode): the prototype that says what an AF_XDP data path
+ *             could reach here before tunvs grows one
  *
  * Per path and round: autocannon -c 50 keep-alive (req/s, p50, p99), new connections per
  * second (one request per connection), iperf3 (Gbit/s), the LB process's CPU (cores) during
@@ -30,7 +33,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { labDown, labSpawn, labUp, nsName, readState } from '../../src/lab/lab.js';
 import { waitFor } from '../../src/lab/state.js';
-import { inNs, ipBatch, isAlive } from '../../src/lab/netns.js';
+import { inNs, ipBatch, isAlive, stopPid } from '../../src/lab/netns.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
 
@@ -38,7 +41,7 @@ const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 5);
-const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'tunvs-1w', 'ctun'] as const;
+const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'tunvs-1w', 'ctun', 'cxdp'] as const;
 const ONLY = (process.env.BENCH_PATHS ?? PATH_NAMES.join(',')).split(',').map((x) => x.trim());
 for (const n of ONLY) {
   if (!(PATH_NAMES as readonly string[]).includes(n))
@@ -104,7 +107,7 @@ async function configurePaths(cleanup: () => Promise<void>): Promise<{ paths: Pa
 
   // One iperf3 server per path (rs1 already runs one on 5201 for the tunvs VIP): an iperf3
   // server left waiting by one path's test must not stall the next path's.
-  for (const port of [5211, 5212, 5213, 5214]) {
+  for (const port of [5211, 5212, 5213, 5214, 5215]) {
     labSpawn(PREFIX, `iperf3-${port}`, 'rs1', [
       'iperf3',
       '-s',
@@ -201,6 +204,11 @@ backend iperf
   };
 
   const ctunPid = await startCtun(state.dir);
+  // cxdp runs only while it is measured: XDP on a veth turns GSO off for what its peer sends
+  // (the kernel's veth_xdp_set), which would cut every other path through lb-a to
+  // MTU-sized packets (iperf3 through tunvs and ctun fell from ~16 to ~1 Gbit/s that way).
+  let cxdpPid = 0;
+  const cxdpBuilt = ONLY.includes('cxdp') ? buildCxdp(state.dir) : null;
 
   const all: Path[] = [
     { name: 'direct', host: RS1, httpPort: 8080, iperfPort: 5211 },
@@ -229,6 +237,19 @@ backend iperf
       after: () => restartWith(2),
     },
     { name: 'ctun', host: CTUN_VIP, httpPort: 80, iperfPort: 5214, pid: () => ctunPid },
+    {
+      name: 'cxdp',
+      host: CXDP_VIP,
+      httpPort: 80,
+      iperfPort: 5215,
+      pid: () => cxdpPid,
+      before: async () => {
+        cxdpPid = await startCxdp(state.dir, cxdpBuilt!);
+      },
+      after: async () => {
+        await stopPid(cxdpPid);
+      },
+    },
   ];
   const paths = all.filter((p) => ONLY.includes(p.name));
   // Smoke-test every path before measuring (haproxy and iperf3 may still be binding).
@@ -281,6 +302,66 @@ async function startCtun(dir: string): Promise<number> {
     lbA,
   );
   inNs(lbA, ['sysctl', '-q', '-w', 'net.ipv4.conf.ctun0.rp_filter=0']);
+  return pid;
+}
+
+const CXDP_VIP = '198.18.0.131';
+const CXDP_LIP = '198.18.2.131';
+
+/** Build bench/cxdp: the XDP program and the forwarder. */
+function buildCxdp(dir: string): { obj: string; bin: string } {
+  const multiarch = execFileSync('sh', ['-c', 'gcc -print-multiarch 2>/dev/null || true'], { encoding: 'utf8' }).trim();
+  const src = join(packageRoot(), 'bench', 'cxdp');
+  const obj = join(dir, 'cxdp.bpf.o');
+  const bin = join(dir, 'cxdp');
+  execFileSync(
+    'clang',
+    [
+      '-O2',
+      '-g',
+      '-target',
+      'bpf',
+      ...(multiarch ? ['-I', `/usr/include/${multiarch}`] : []),
+      '-c',
+      join(src, 'cxdp.bpf.c'),
+      '-o',
+      obj,
+    ],
+    { stdio: 'inherit' },
+  );
+  execFileSync('cc', ['-O2', '-Wall', '-o', bin, join(src, 'cxdp.c'), '-lbpf'], { stdio: 'inherit' });
+  return { obj, bin };
+}
+
+/** Run cxdp on lb-a's two interfaces, next hops the router (client side) and rs1 (server
+ * side); resolves once its programs are attached. */
+async function startCxdp(dir: string, { obj, bin }: { obj: string; bin: string }): Promise<number> {
+  writeFileSync(join(dir, 'cxdp.log'), '');
+  const mac = (node: string, dev: string): string =>
+    (
+      JSON.parse(execFileSync('ip', ['-n', nsName(PREFIX, node), '-j', 'link', 'show', dev], { encoding: 'utf8' })) as {
+        address: string;
+      }[]
+    )[0]!.address;
+  const pid = labSpawn(PREFIX, 'cxdp', 'lb-a', [
+    bin,
+    obj,
+    CXDP_LIP,
+    'eth0',
+    mac('router', 'eth1'),
+    'eth1',
+    mac('rs1', 'eth0'),
+    `${CXDP_VIP}:80=${RS1}:8080`,
+    `${CXDP_VIP}:5215=${RS1}:5215`,
+  ]);
+  await waitFor(
+    'cxdp to attach',
+    () => {
+      if (!isAlive(pid)) throw new Error(`cxdp exited:\n${readFileSync(join(dir, 'cxdp.log'), 'utf8')}`);
+      return readFileSync(join(dir, 'cxdp.log'), 'utf8').includes('attached');
+    },
+    5000,
+  );
   return pid;
 }
 
@@ -403,14 +484,26 @@ async function main(): Promise<void> {
     ['Gbit/s', 'gbps'],
     ['machine CPU/req (lower is better)', 'cpuUsPerReq'],
   ] as const;
-  // The issues' targets for the TUN path: at ctun's level (the TUN design's own limit) on
+  // The issues' targets. The TUN path: at ctun's level (the TUN design's own limit) on
   // every figure, 1.2× haproxy's req/s; against the kernel, what the first benchmark asked.
-  const goals: Record<string, Record<string, number | null>> = {
+  // The AF_XDP path (cxdp, its prototype, until tunvs has one): near the kernel's own NAT.
+  type Goals = Record<string, Record<string, number | null>>;
+  const tunGoals: Goals = {
     nftables: { reqPerSec: 0.8, connPerSec: 0.75, gbps: 0.75 },
-    haproxy: { reqPerSec: 1.2, connPerSec: null, gbps: null },
+    haproxy: { reqPerSec: 1.2 },
     ctun: { reqPerSec: 1.0, connPerSec: 1.0, gbps: 1.0 },
   };
-  const targets = ['tunvs', 'tunvs-1w'].flatMap((subject) =>
+  const xdpGoals: Goals = {
+    nftables: { reqPerSec: 0.9, connPerSec: 1.0, gbps: 0.8 },
+    haproxy: { reqPerSec: 1.5 },
+    ctun: {},
+  };
+  const subjects: [string, Goals][] = [
+    ['tunvs', tunGoals],
+    ['tunvs-1w', tunGoals],
+    ['cxdp', xdpGoals],
+  ];
+  const targets = subjects.flatMap(([subject, goals]) =>
     Object.entries(goals).flatMap(([peer, g]) =>
       metrics.flatMap(([label, k]) => {
         const value = ratio(subject, peer, k);
