@@ -203,3 +203,41 @@ export function openSessions(
   }
   return { o, seconds: spent / 1000 };
 }
+
+/** A small deterministic generator (xorshift32). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+}
+
+/** `packets` established packets (52-byte ACKs with a timestamp, half client → RS and half
+ * RS → client), each at a random one of the `n` open sessions; returns Mpps (only
+ * Engine.processBurst is timed). */
+export function established(engine: Engine, o: Opened, n: number, packets: number, nowMs: number): number {
+  const ring = new PacketRing(BURST);
+  const dv = ring.view;
+  const slot = ring.slotSize;
+  const next = rng(n);
+  let spent = 0;
+  const ACK = 0x10;
+  for (let done = 0; done < packets; done += BURST) {
+    for (let k = 0; k < BURST; k++) {
+      const i = next() % n;
+      const off = k * slot;
+      ring.lens[k] =
+        (k & 1) === 0
+          ? writeTcp(dv, off, o.client[i]!, VIP, o.cport[i]!, 80, 2001, 6001, ACK, false)
+          : writeTcp(dv, off, o.rip[i]!, o.lip[i]!, 8080, o.lport[i]!, 6001, o.lbIsn[i]! + 1001, ACK, false);
+    }
+    const t0 = performance.now();
+    engine.processBurst(ring, BURST, nowMs);
+    spent += performance.now() - t0;
+    if (ring.verdicts[0] !== VERDICT_FORWARD || ring.verdicts[1] !== VERDICT_FORWARD) throw new Error('not forwarded');
+  }
+  return packets / (spent / 1000) / 1e6;
+}

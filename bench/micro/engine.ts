@@ -32,7 +32,17 @@ import { performance } from 'node:perf_hooks';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_DROP, VERDICT_FORWARD } from '../../src/nat/verdict.js';
-import { BURST, clientOf, modeServices, openSessions, services, VIP, writeTcp, type Opened } from '../lib/sessions.js';
+import {
+  BURST,
+  clientOf,
+  established,
+  modeServices,
+  openSessions,
+  rng,
+  services,
+  VIP,
+  writeTcp,
+} from '../lib/sessions.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
@@ -42,41 +52,6 @@ const TS_PAIRS = 10;
 const TS_SLICE = 100_000;
 /** Established packets per measurement (default: 2M or twice the sessions). */
 const PACKETS = process.env.BENCH_PACKETS === undefined ? undefined : Number(process.env.BENCH_PACKETS);
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
-
-/** Established packets at random sessions; returns Mpps. */
-function established(engine: Engine, o: Opened, n: number, packets: number, nowMs: number): number {
-  const ring = new PacketRing(BURST);
-  const dv = ring.view;
-  const slot = ring.slotSize;
-  const next = rng(n);
-  let spent = 0;
-  const ACK = 0x10;
-  for (let done = 0; done < packets; done += BURST) {
-    for (let k = 0; k < BURST; k++) {
-      const i = next() % n;
-      const off = k * slot;
-      ring.lens[k] =
-        (k & 1) === 0
-          ? writeTcp(dv, off, o.client[i]!, VIP, o.cport[i]!, 80, 2001, 6001, ACK, false)
-          : writeTcp(dv, off, o.rip[i]!, o.lip[i]!, 8080, o.lport[i]!, 6001, o.lbIsn[i]! + 1001, ACK, false);
-    }
-    const t0 = performance.now();
-    engine.processBurst(ring, BURST, nowMs);
-    spent += performance.now() - t0;
-    if (ring.verdicts[0] !== VERDICT_FORWARD || ring.verdicts[1] !== VERDICT_FORWARD) throw new Error('not forwarded');
-  }
-  return packets / (spent / 1000) / 1e6;
-}
-
 /** A SYN flood at a synProxy: on service, `n` new clients from `first`: cookie SYN-ACKs/s;
  * then each client's ACK with its cookie: validated ACKs/s. */
 function synProxy(n: number, first: number): { synAcks: number; acks: number } {
