@@ -204,6 +204,8 @@ export function formatHaStatus(h: HaStatus): string {
     `events        published ${h.published}, applied ${h.applied}, lost ${h.lost}, pending ${h.pending}`,
     `resyncs       ${h.resyncs}; peer snapshots loaded ${h.snapshotsLoaded}; sync lag ${lag(h.syncLagMs)}`,
   ];
+  if (h.nodeIdConflict)
+    lines.push(`NODE ID CONFLICT  another live node has id ${h.nodeId} (${h.nodeIdConflict}): standing down`);
   if (h.lastError) lines.push(`last error    ${h.lastError}`);
   lines.push(`peers         ${h.peers.length === 0 ? 'none yet' : h.peers.length}`);
   for (const p of h.peers) {

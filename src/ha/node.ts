@@ -5,7 +5,9 @@
  *              `tunvs role`): the master forwards and publishes, the standby installs; a
  *              cluster node always forwards, publishes and installs.
  *   registry   every HEARTBEAT_MS: the node's entry in tunvs:<cluster>:nodes and its alive
- *              key; then the peers it finds there are the ones it follows.
+ *              key; then the peers it finds there are the ones it follows. The node id is
+ *              claimed first (claimId): nothing is published, restored or registered under
+ *              it until the alive key shows no other live node with the same id.
  *   publisher  (ha/publisher.ts) every TICK_MS while publishing: this node's sessions.
  *   follower   (ha/follower.ts) while installing: every peer's sessions.
  *   takeover   a pair's standby promoted to master adopts every peer's sessions, then
@@ -23,6 +25,7 @@
  * without them beats not at all).
  */
 
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { HaConfig } from '../config/config.js';
 import { rateLimited, type Logger } from '../control/log.js';
@@ -30,6 +33,7 @@ import { followNotifyFifo } from './notify_fifo.js';
 import { Follower, type PeerStatus } from './follower.js';
 import { Publisher } from './publisher.js';
 import {
+  CLAIM_CONFIRM_MS,
   connectRedis,
   describeRedis,
   HEARTBEAT_MS,
@@ -80,6 +84,18 @@ export interface HaStatus {
   pending: number;
   peers: HaPeer[];
   lastError?: string;
+  /** Another live node has this node's id (and started first): this one stands down. */
+  nodeIdConflict?: string;
+}
+
+/** A node's alive key (ha/redis.ts). */
+interface AliveValue {
+  publishing: boolean;
+  ready: boolean;
+  /** Random per process: tells two nodes with one id apart. */
+  token: string;
+  name: string;
+  startedAt: number;
 }
 
 interface RegistryEntry {
@@ -126,6 +142,15 @@ export class HaNode {
   private ownRestored: boolean;
   /** Has been ready (see `ready`). */
   private readyOnce = false;
+  /** This process's mark in its alive key: another writer there means another node with
+   * this id (see `claimId`). */
+  private readonly token = randomBytes(8).toString('hex');
+  /** The node id: not yet confirmed as this node's alone, confirmed, or held by another live
+   * node that started first (this one then stands down). */
+  private claim: 'unconfirmed' | 'held' | 'conflict' = 'unconfirmed';
+  private claimBeats = 0;
+  private firstClaimAt = 0;
+  private conflictWith: string | undefined;
 
   constructor(
     private readonly cfg: HaConfig,
@@ -251,6 +276,7 @@ export class HaNode {
         return { ...p, name: r?.entry.name ?? '?', alive: r?.alive ?? false, publishing: r?.publishing ?? false };
       }),
       ...(this.lastError ? { lastError: this.lastError } : {}),
+      ...(this.claim === 'conflict' ? { nodeIdConflict: this.conflictWith } : {}),
     };
   }
 
@@ -302,6 +328,7 @@ export class HaNode {
    * reconnect (both reload snapshots) must not withdraw a serving node's announcements, nor
    * fail a pair standby's check that already passed. */
   get ready(): boolean {
+    if (this.claim === 'conflict') return false;
     if (this.readyOnce || (this.cfg.mode === 'pair' && this.role === 'master')) return true;
     if (!this.up) return (this.readyOnce = Date.now() - this.startedAt > READY_GRACE_MS);
     if (this.peers === undefined || !this.ownRestored) return false;
@@ -319,7 +346,8 @@ export class HaNode {
   }
 
   private async tick(): Promise<void> {
-    if (this.busy || !this.control.publishing) return;
+    // Nothing of this node's id is written or restored before the id is known to be its own.
+    if (this.busy || !this.control.publishing || this.claim !== 'held') return;
     this.busy = true;
     try {
       const redis = this.up ? this.redis : undefined;
@@ -335,6 +363,50 @@ export class HaNode {
       this.fail((e as Error).message);
     } finally {
       this.busy = false;
+    }
+  }
+
+  /**
+   * Is this node's id its own? `prev` is what the alive key held before this beat wrote it
+   * (or, standing down, what it holds now). Someone else's mark after this node's own first
+   * write means a second live node with the same id (a dead one writes nothing; its key from
+   * before a restart is overwritten once and gone). Confirmed after CLAIM_CONFIRM_MS without
+   * another mark: a live holder would have refreshed its key by then. The node that started later stands down
+   * (no publishing, no restore of the hash, not ready, not in the registry) until the key is
+   * free again; the other goes on.
+   */
+  private claimId(prev: string | null): void {
+    const other = prev === null ? undefined : (JSON.parse(prev) as Partial<AliveValue>);
+    const foreign = other !== undefined && other.token !== undefined && other.token !== this.token;
+    if (this.claim === 'conflict') {
+      if (foreign) return;
+      this.claim = 'unconfirmed'; // the other node is gone: claim the id again
+      this.claimBeats = 0;
+      this.logger.log('info', `HA: node id ${this.cfg.nodeId} is free again; claiming it`);
+      return;
+    }
+    if (foreign && this.claimBeats > 0) {
+      const desc = `${other.name ?? '?'}, started ${new Date(other.startedAt ?? 0).toISOString()}`;
+      const otherFirst =
+        (other.startedAt ?? 0) < this.startedAt ||
+        ((other.startedAt ?? 0) === this.startedAt && other.token! < this.token);
+      if (otherFirst) {
+        this.claim = 'conflict';
+        this.conflictWith = desc;
+        this.fail(
+          `node id ${this.cfg.nodeId} is in use by another live node (${desc}): this node stands down (publishes nothing, is not ready) until it is gone; give every node its own ha.nodeId`,
+        );
+        return;
+      }
+      this.fail(
+        `node id ${this.cfg.nodeId} is also used by another node (${desc}), which started later and stands down`,
+      );
+    }
+    if (this.claimBeats++ === 0) this.firstClaimAt = Date.now();
+    // Confirmed once this node's mark has stood for longer than another holder's heartbeat.
+    if (this.claim === 'unconfirmed' && !foreign && Date.now() - this.firstClaimAt > CLAIM_CONFIRM_MS) {
+      this.claim = 'held';
+      void this.beat(); // registered now, not a heartbeat later
     }
   }
 
@@ -355,21 +427,27 @@ export class HaNode {
       startedAt: this.startedAt,
       laddrs: this.opts.laddrs?.() ?? [],
     };
+    const mark: AliveValue = {
+      publishing: this.control.publishing,
+      ready: this.ready,
+      token: this.token,
+      name: this.cfg.name,
+      startedAt: this.startedAt,
+    };
     try {
-      const [, , all] = (await r
-        .multi()
-        .hset(registryKey(this.cfg.cluster), String(me.id), JSON.stringify(me))
-        .set(
-          this.keys.alive,
-          JSON.stringify({ publishing: this.control.publishing, ready: this.ready }),
-          'PX',
-          NODE_ALIVE_MS,
-        )
-        .hgetall(registryKey(this.cfg.cluster))
-        .exec())!.map(([err, v]) => {
+      // Registered (and so followed, and routed as a backup by the peers) only once the id is
+      // this node's; until then, and while another node holds it, only the alive key speaks.
+      const tx = r.multi();
+      if (this.claim === 'held') tx.hset(registryKey(this.cfg.cluster), String(me.id), JSON.stringify(me));
+      if (this.claim !== 'conflict') tx.set(this.keys.alive, JSON.stringify(mark), 'PX', NODE_ALIVE_MS, 'GET');
+      else tx.get(this.keys.alive);
+      tx.hgetall(registryKey(this.cfg.cluster));
+      const res = (await tx.exec())!.map(([err, v]) => {
         if (err) throw err;
         return v;
-      }) as [unknown, unknown, Record<string, string>];
+      });
+      const all = res[res.length - 1] as Record<string, string>;
+      this.claimId(res[res.length - 2] as string | null);
       const entries = Object.values(all)
         .map((v) => JSON.parse(v) as RegistryEntry)
         .filter((e) => e.id !== me.id);

@@ -6,7 +6,9 @@
  *   nodes                a hash: node id → {id, name, mode, workers, startedAt} (JSON), every
  *                        node that has run; how peers find each other
  *   node:<id>:alive      set by the node every HEARTBEAT_MS, expires after NODE_ALIVE_MS:
- *                        {publishing, ready} (JSON); Redis's own clock decides expiry
+ *                        {publishing, ready, token, name, startedAt} (JSON); Redis's own
+ *                        clock decides expiry; the token (random per process) exposes two
+ *                        live nodes configured with one id
  *   node:<id>:sessions   a hash: every session the node owns and has published, field = its
  *                        OUT key (40 bytes: unique on the node), value = the sync record
  *   node:<id>:events     a stream of the node's batches (publisher.ts): t (ms, its clock),
@@ -22,6 +24,9 @@ import { syncKey } from './session_sync.js';
 export const HEARTBEAT_MS = 1000;
 /** ...and is taken for gone when the key has not been refreshed for this long. */
 export const NODE_ALIVE_MS = 3000;
+/** A starting node's id is its own once its alive key has kept its mark this long: another
+ * live node with the id would have overwritten it within a heartbeat (ha/node.ts claimId). */
+export const CLAIM_CONFIRM_MS = HEARTBEAT_MS * 1.5;
 
 export interface NodeKeys {
   sessions: string;

@@ -219,6 +219,30 @@ describe('HA nodes through Redis', () => {
     expect(await redis.hlen(nodeKeys('r', 1).sessions)).toBe(1);
   });
 
+  it('two live nodes with one id: the later one stands down (publishes nothing, not ready) until the id is free', async () => {
+    const first = startNode(7, 'dup', where(), 'cluster');
+    nodes.push(first);
+    await until('the first ready', () => first.node.status().ready);
+    connect(first, V4, 47100);
+    await until('published', async () => (await redis.hlen(nodeKeys('dup', 7).sessions)) === 1);
+    const second = startNode(7, 'dup', where(), 'cluster');
+    nodes.push(second);
+    await until('the second stands down', () => second.node.status().nodeIdConflict !== undefined, 10_000);
+    expect(second.node.status().nodeIdConflict).toMatch(/^lb-7, started /);
+    expect(second.node.status().ready).toBe(false);
+    expect(second.engine.sessionCount).toBe(0); // it restored nothing of the first's hash
+    await new Promise((r) => setTimeout(r, 2500)); // a few heartbeats: the first is untouched
+    expect(first.node.status().nodeIdConflict).toBeUndefined();
+    expect(first.node.status().ready).toBe(true);
+    expect(await redis.hlen(nodeKeys('dup', 7).sessions)).toBe(1);
+    expect((JSON.parse((await redis.get(nodeKeys('dup', 7).alive))!) as { token?: string }).token).toBeDefined();
+    // The first goes (an orderly stop frees the key): the second claims the id and restores.
+    await first.node.stop();
+    await until('the second ready', () => second.node.status().ready, 10_000);
+    expect(second.node.status().nodeIdConflict).toBeUndefined();
+    expect(second.engine.sessionCount).toBe(1);
+  });
+
   it('a pair is the same code with roles: promotion adopts and republishes under its own keys', async () => {
     const a = startNode(1, 'p', where(), 'pair', 'master');
     const b = startNode(2, 'p', where(), 'pair', 'backup');
