@@ -63,7 +63,11 @@ Usage:
                                           (keepalived's track_script; a cluster node: to announce)
   tunvs cluster watchdog [--dev D] [--interval-ms N] [--fall N] [--rise N]
                                           cluster node: beside tunvs, withdraws its announcements
-                                          when it is hung (fails N checks), restores them after
+                                          when it is hung (fails --fall checks), restores them
+                                          after --rise passes
+  tunvs cluster forget ID                 cluster: remove a decommissioned node (stopped, its
+                                          sessions adopted) from the registry, so the others stop
+                                          following it and routing its local addresses
   tunvs cluster status [--json] [--vtysh-socket DIR]
                                           cluster node: peers, their sessions and liveness, what it
                                           announces (routes and their meaning), Redis / Sentinel,
@@ -463,6 +467,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'cluster': {
       const sub = args.shift() ?? 'status';
+      const forgetId = sub === 'forget' ? args.shift() : undefined;
       const json = flag(args, '--json');
       const vtyDir = option(args, '--vtysh-socket');
       const watchdogDev = option(args, '--dev');
@@ -489,7 +494,17 @@ async function main(argv: string[]): Promise<number> {
         );
         return 0;
       }
-      if (sub !== 'status') throw new UsageError(`cluster needs status or watchdog (got ${sub})`);
+      if (sub === 'forget') {
+        const id = positiveInt(forgetId, 'cluster forget');
+        if (id === undefined || json || vtyDir !== undefined || watchdogDev !== undefined)
+          throw new UsageError('cluster forget takes a node id and nothing else');
+        const reply = (await ask({ cmd: 'cluster-forget', id })) as { ha: HaStatus };
+        log(
+          `node ${id} forgotten; peers now: ${reply.ha.peers.map((p) => `${p.id} (${p.name})`).join(', ') || 'none'}`,
+        );
+        return 0;
+      }
+      if (sub !== 'status') throw new UsageError(`cluster needs status, watchdog or forget (got ${sub})`);
       const reply = (await ask({ cmd: 'ha' })) as { ha: HaStatus; routes: { prefix: string; metric?: number }[] };
       if (json) {
         log(JSON.stringify(reply, null, 2));

@@ -459,6 +459,14 @@ export class Runtime {
       case 'ha':
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
         return { ha: this.ha.status(), routes: this.system.routesOf(this.config.tun.name) };
+      case 'cluster-forget': {
+        if (!this.ha) throw new Error('this LB runs without ha: in its config (no cluster)');
+        const id = Number(req.id);
+        if (!Number.isInteger(id) || id < 1 || id > 63)
+          throw new Error(`node id must be 1..63, got ${JSON.stringify(req.id)}`);
+        await this.ha.forget(id);
+        return { ha: this.ha.status() };
+      }
       default:
         throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list, stats, role or ha`);
     }

@@ -280,6 +280,34 @@ export class HaNode {
     };
   }
 
+  /**
+   * Cluster: remove a decommissioned node from the registry (`tunvs cluster forget`), so the
+   * others stop following it and stop routing its local addresses as its backup. Refused for
+   * this node itself, for a node that is alive, and for one whose sessions are still in
+   * Redis (no live node has adopted them yet: ha/announce.ts adopterOf); its stream goes too.
+   */
+  async forget(id: number): Promise<void> {
+    if (this.cfg.mode !== 'cluster') throw new Error('forget is for cluster nodes (a pair has no registry to tidy)');
+    if (id === this.cfg.nodeId) throw new Error(`node ${id} is this node: forget it from another one`);
+    if (!this.up) throw new Error('Redis is not reachable from this node');
+    const r = this.redis!;
+    const k = nodeKeys(this.cfg.cluster, id);
+    const [entry, alive, held] = await Promise.all([
+      r.hget(registryKey(this.cfg.cluster), String(id)),
+      r.exists(k.alive),
+      r.exists(k.sessions),
+    ]);
+    if (entry === null) throw new Error(`node ${id} is not in cluster ${this.cfg.cluster}'s registry`);
+    if (alive) throw new Error(`node ${id} is alive: stop tunvs on it first`);
+    if (held)
+      throw new Error(
+        `node ${id}'s sessions are still in Redis (its backup has not adopted them yet): try again in a few seconds`,
+      );
+    await r.multi().hdel(registryKey(this.cfg.cluster), String(id)).del(k.events).exec();
+    this.logger.log('info', `HA: node ${id} forgotten (removed from cluster ${this.cfg.cluster})`);
+    await this.beat(); // this node's peer list without it now, not a heartbeat later
+  }
+
   /** Cluster: every registered peer with its local addresses (the route plan's input). */
   peerAddresses(): { id: number; laddrs: string[] }[] {
     return (this.peers ?? []).map((p) => ({ id: p.entry.id, laddrs: p.entry.laddrs ?? [] }));
@@ -371,9 +399,10 @@ export class HaNode {
    * (or, standing down, what it holds now). Someone else's mark after this node's own first
    * write means a second live node with the same id (a dead one writes nothing; its key from
    * before a restart is overwritten once and gone). Confirmed after CLAIM_CONFIRM_MS without
-   * another mark: a live holder would have refreshed its key by then. The node that started later stands down
-   * (no publishing, no restore of the hash, not ready, not in the registry) until the key is
-   * free again; the other goes on.
+   * another mark: a live holder would have refreshed its key by then. Of two live holders,
+   * the one that started later stands down (no publishing, no restore of the hash, not
+   * ready, not in the registry) until the key is free again; the other goes on. Nodes of
+   * older versions write no token and are never taken for a second holder.
    */
   private claimId(prev: string | null): void {
     const other = prev === null ? undefined : (JSON.parse(prev) as Partial<AliveValue>);

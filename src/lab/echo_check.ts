@@ -27,6 +27,9 @@ let corrupted = 0;
 let failed = 0;
 const errors: string[] = [];
 
+/** Bytes echoed back so far per connection still open (what a timeout reports). */
+const progress = new Map<number, number>();
+
 function one(i: number): Promise<void> {
   return new Promise((resolve) => {
     const data = block.subarray(i % 256, (i % 256) + bytes);
@@ -39,12 +42,15 @@ function one(i: number): Promise<void> {
       else if (kind === 'corrupted') corrupted++;
       else failed++;
       if (why && errors.length < 10) errors.push(`#${i}: ${why}`);
+      progress.delete(i);
       sock.destroy();
       resolve();
     };
+    progress.set(i, 0);
     sock.on('connect', () => sock.end(data));
     sock.on('data', (chunk: Buffer) => {
       received += chunk.length;
+      progress.set(i, received);
       got.update(chunk);
     });
     sock.on('end', () => {
@@ -65,7 +71,14 @@ const timer = setTimeout(() => {
       failed: connections - ok - corrupted,
       bytesEachWay: ok * bytes,
       seconds: (Date.now() - started) / 1000,
-      errors: [...errors, 'timed out'],
+      // The connections still open, with how much of their echo had come back.
+      errors: [
+        ...errors,
+        `timed out with ${progress.size} open: ${[...progress]
+          .slice(0, 10)
+          .map(([i, n]) => `#${i} ${n}/${bytes}`)
+          .join(', ')}`,
+      ],
     }),
   );
   process.exit(1);

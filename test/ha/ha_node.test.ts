@@ -202,6 +202,19 @@ describe('HA nodes through Redis', () => {
     await until('node 3’s hash removed', async () => (await redis.exists(nodeKeys('c3', 3).sessions)) === 0);
   });
 
+  it('cluster forget: a stopped, adopted node leaves the registry; refused for itself and for a live node', async () => {
+    const c = [1, 2, 4].map((id) => nodes.find((n) => n.id === id && n.node.status().mode === 'cluster')!);
+    const [x, y] = [c[0]!, c[1]!];
+    await expect(x.node.forget(1)).rejects.toThrow(/this node/);
+    await expect(x.node.forget(2)).rejects.toThrow(/alive/);
+    await expect(x.node.forget(9)).rejects.toThrow(/not in cluster c3/);
+    await x.node.forget(3); // dead, adopted, its hash gone (the test before)
+    expect(await redis.hexists('tunvs:c3:nodes', '3')).toBe(0);
+    expect(await redis.exists(nodeKeys('c3', 3).events)).toBe(0);
+    expect(x.node.status().peers.map((p) => p.id)).not.toContain(3);
+    await until('another node drops it at its next heartbeat', () => y.node.status().peers.every((p) => p.id !== 3));
+  });
+
   it('a cluster node restarted before its peers take it over restores its own sessions first', async () => {
     const [x, y] = [startNode(1, 'r', where(), 'cluster'), startNode(2, 'r', where(), 'cluster')];
     nodes.push(x, y);

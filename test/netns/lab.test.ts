@@ -275,11 +275,17 @@ describe.skipIf(!root)('netns lab (root)', () => {
     60_000,
   );
 
-  it('1,000 concurrent connections each echo 1 MiB through the VIP with 0 corrupted bytes', () => {
+  it('1,000 concurrent connections each echo 1 MiB through the VIP with 0 corrupted bytes', async () => {
     const r = labEcho(prefix, 1000, 1 << 20, 150);
     console.log(
       `echo: ${r.ok}/${r.connections} ok, ${r.corrupted} corrupted, ${r.failed} failed, ${r.seconds.toFixed(1)} s`,
     );
+    if (r.ok !== r.connections) {
+      // What the LB saw, for whoever reads a failure: its drops and the TUN queue's.
+      console.log(`echo incomplete: ${r.errors.join('; ')}`);
+      const st = await stats();
+      console.log(JSON.stringify({ drops: st.drops, queues: st.queues, device: st.device }));
+    }
     expect(r.errors).toEqual([]);
     expect(r.corrupted).toBe(0);
     expect(r.ok).toBe(1000);
