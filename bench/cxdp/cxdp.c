@@ -37,11 +37,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../ctun/fullnat.h"
+
 #define FRAMES 4096 /* per UMEM: half for RX (fill), half for TX */
 #define FRAME_SIZE 2048
 #define RING 2048
 #define BURST 64
-#define MAX_RULES 8
 
 struct ring {
   uint32_t *producer, *consumer;
@@ -64,53 +65,12 @@ struct port {
   struct bpf_object *obj;
 };
 
-struct rule {
-  uint32_t vip, rs;
-  uint16_t vport, rsport;
-  uint32_t client[65536];
-};
-
-static struct rule rules[MAX_RULES];
-static int nrules;
-static uint32_t lip;
 static volatile sig_atomic_t stop;
 static unsigned long long rx, tx, dropped, tx_full;
 
 static void on_signal(int sig) {
   (void)sig;
   stop = 1;
-}
-
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static void wr16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-static void csum_replace16(uint8_t *sum, uint16_t from, uint16_t to) {
-  uint32_t s = (uint16_t)~rd16(sum);
-  s += (uint16_t)~from;
-  s += to;
-  while (s >> 16) s = (s & 0xffff) + (s >> 16);
-  wr16(sum, (uint16_t)~s);
-}
-static void csum_replace32(uint8_t *sum, uint32_t from, uint32_t to) {
-  from = ntohl(from);
-  to = ntohl(to);
-  csum_replace16(sum, (uint16_t)(from >> 16), (uint16_t)(to >> 16));
-  csum_replace16(sum, (uint16_t)from, (uint16_t)to);
-}
-static void set_addr(uint8_t *ip, uint8_t *tcp, int off, uint32_t to) {
-  uint32_t from;
-  memcpy(&from, ip + off, 4);
-  memcpy(ip + off, &to, 4);
-  csum_replace32(ip + 10, from, to);
-  csum_replace32(tcp + 16, from, to);
-}
-static void set_port(uint8_t *tcp, int off, uint16_t to) {
-  uint16_t from;
-  memcpy(&from, tcp + off, 2);
-  memcpy(tcp + off, &to, 2);
-  csum_replace16(tcp + 16, ntohs(from), ntohs(to));
 }
 
 /* The TCP checksum of the IPv4 packet at `ip`, summed in full. A frame that came from a
@@ -134,40 +94,11 @@ static void tcp_checksum(uint8_t *ip, uint32_t len) {
   wr16(tcp + 16, (uint16_t)~s);
 }
 
-/* Rewrite the IPv4 packet at `ip` in place: 0 toward the real server, 1 toward the client,
- * -1 to drop. */
+/* The shared rewrite (bench/ctun/fullnat.h), then the TCP checksum summed in full. */
 static int rewrite(uint8_t *ip, uint32_t len) {
-  if (len < 40 || (ip[0] >> 4) != 4 || ip[9] != IPPROTO_TCP) return -1;
-  int ihl = (ip[0] & 15) * 4;
-  if (ihl < 20 || len < (uint32_t)ihl + 20) return -1;
-  uint8_t *tcp = ip + ihl;
-  uint32_t saddr, daddr;
-  uint16_t sport, dport;
-  memcpy(&saddr, ip + 12, 4);
-  memcpy(&daddr, ip + 16, 4);
-  memcpy(&sport, tcp, 2);
-  memcpy(&dport, tcp + 2, 2);
-  for (int i = 0; i < nrules; i++) {
-    struct rule *r = &rules[i];
-    if (daddr == r->vip && dport == r->vport) {
-      r->client[ntohs(sport)] = saddr;
-      set_addr(ip, tcp, 12, lip);
-      set_addr(ip, tcp, 16, r->rs);
-      set_port(tcp, 2, r->rsport);
-      tcp_checksum(ip, len);
-      return 0;
-    }
-    if (daddr == lip && saddr == r->rs && sport == r->rsport) {
-      uint32_t client = r->client[ntohs(dport)];
-      if (client == 0) return -1;
-      set_addr(ip, tcp, 12, r->vip);
-      set_addr(ip, tcp, 16, client);
-      set_port(tcp, 0, r->vport);
-      tcp_checksum(ip, len);
-      return 1;
-    }
-  }
-  return -1;
+  int dir = fullnat_rewrite(ip, len, 0);
+  if (dir >= 0) tcp_checksum(ip, len);
+  return dir;
 }
 
 static void die(const char *what) {
@@ -296,18 +227,6 @@ static int service(struct port *in, struct port *ports) {
   return (int)n;
 }
 
-static int parse_addr_port(const char *s, uint32_t *addr, uint16_t *port) {
-  char buf[64];
-  const char *colon = strrchr(s, ':');
-  if (!colon || (size_t)(colon - s) >= sizeof buf) return -1;
-  memcpy(buf, s, (size_t)(colon - s));
-  buf[colon - s] = 0;
-  int p = atoi(colon + 1);
-  if (inet_pton(AF_INET, buf, addr) != 1 || p < 1 || p > 65535) return -1;
-  *port = htons((uint16_t)p);
-  return 0;
-}
-
 static int parse_mac(const char *s, uint8_t *mac) {
   unsigned v[6];
   if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
@@ -324,19 +243,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cxdp: bad local address %s\n", argv[2]);
     return 2;
   }
-  for (int i = 7; i < argc && nrules < MAX_RULES; i++) {
-    char *eq = strchr(argv[i], '=');
-    struct rule *r = &rules[nrules];
-    if (!eq) goto bad;
-    *eq = 0;
-    if (parse_addr_port(argv[i], &r->vip, &r->vport) || parse_addr_port(eq + 1, &r->rs, &r->rsport)) goto bad;
-    if (nrules > 0 && r->vip != rules[0].vip) goto bad;
-    nrules++;
-    continue;
-  bad:
-    fprintf(stderr, "cxdp: bad rule %s (want VIP:PORT=RS:PORT, one VIP)\n", argv[i]);
-    return 2;
-  }
+  if (parse_rules(argc, argv, 7, 1, "cxdp")) return 2;
   /* ports[0]: toward the real servers; ports[1]: toward the clients (rewrite()'s result). */
   static struct port ports[2];
   ports[0].dev = argv[5];
