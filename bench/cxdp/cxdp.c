@@ -48,7 +48,6 @@ struct ring {
   uint32_t *producer, *consumer;
   void *desc;
   uint32_t mask;
-  uint32_t cached;
 };
 
 struct port {
