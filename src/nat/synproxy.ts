@@ -13,7 +13,7 @@
  *                         FLAG_PROXIED); the ACK's data is held, and the packet becomes the SYN
  *                         to the real server with the client's options (MSS, window scale,
  *                         SACK, the LB's timestamp clock). No session to be had (table
- *                         full, no server or port): resetClient answers with an RST.
+ *                         full, no server or port): dropped by reason; the client retries.
  *   3. proxyWaitInbound   client segments before the server answers: held (hold.ts); the
  *                         first one again (a retransmission) sends the SYN again.
  *   4. proxyServerSynAck  the server's SYN-ACK: the server's sequence and timestamp spaces
@@ -110,7 +110,7 @@ import {
 } from '../packet/headers.js';
 import { SYNPROXY_AUTO, SYNPROXY_ON, TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
-import { emitRst, resetBoth } from './rst.js';
+import { resetBoth } from './rst.js';
 import { writeSegment, type SegmentFields } from './segment.js';
 import { createSession, setState } from './session.js';
 import { mssClass, mssOfClass, tsOptEcn, tsOptionBits, tsOptSack, tsOptWs } from './syncookie.js';
@@ -234,9 +234,15 @@ export function proxyAck(c: NatContext, svc: number, hash: number, blockWords: n
   const echoed = ts ? dv.getInt32(o + 6) : 0;
   const ws = ts ? tsOptWs(echoed) : WS_NONE;
   const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
-  if (refused !== 0) return resetClient(c, ack, refused);
+  // No session to be had (the cap, the table full, no server up, no local port free): the
+  // ACK is dropped with its reason and nothing else. The client retransmits it, and its
+  // data after it, with the same cookie, so a passing shortage (a flood's half-open
+  // sessions holding ports before auto mode switched on) costs a retry, not the connection.
+  // An RST here was tried and turned such shortages into failed requests; Linux's cookie
+  // path keeps silent for the same reason (tcp_abort_on_overflow = 0).
+  if (refused !== 0) return -refused;
   const r = createSession(c, svc, hash, blockWords, S_SYN_SENT, cIsn);
-  if (r < 0) return resetClient(c, ack, -r);
+  if (r < 0) return r;
   c.counters[C_SYNPROXY_ACCEPTED] = c.counters[C_SYNPROXY_ACCEPTED]! + 1;
   c.proxySecondAccepted++;
   const rec = c.table.rec;
@@ -266,19 +272,6 @@ export function proxyAck(c: NatContext, svc: number, hash: number, blockWords: n
   rec[base + R_PROXY_TRIES] = 1;
   c.plainVnet();
   return writeSyn(c, c.buf, c.dv, c.pL3, rec, base);
-}
-
-/**
- * A valid cookie whose session cannot be made (the table is full, no real server is up, no
- * local port is free, the rate cap): the client believes it is connected, so it hears an
- * RST now (seq = its ack, RFC 9293 for an ACK without a connection) instead of retrying
- * into silence. The ACK itself is dropped for `reason`. Only a client that received the
- * cookie can earn this RST: it cannot be aimed at a third party.
- */
-function resetClient(c: NatContext, ack: number, reason: number): number {
-  // From the VIP (the key's destination words) to the client (its source words).
-  emitRst(c, c.pAf, c.key, 3, 5, 2, 4, c.key[1]!, ack);
-  return -reason;
 }
 
 /** 3. A client segment (not RST) while the server has not answered. */
