@@ -148,7 +148,7 @@ export class HaNode {
   /** The node id: not yet confirmed as this node's alone, confirmed, or held by another live
    * node that started first (this one then stands down). */
   private claim: 'unconfirmed' | 'held' | 'conflict' = 'unconfirmed';
-  private claimBeats = 0;
+  /** When this node first wrote its mark (0: not yet). */
   private firstClaimAt = 0;
   private conflictWith: string | undefined;
 
@@ -410,11 +410,11 @@ export class HaNode {
     if (this.claim === 'conflict') {
       if (foreign) return;
       this.claim = 'unconfirmed'; // the other node is gone: claim the id again
-      this.claimBeats = 0;
+      this.firstClaimAt = 0;
       this.logger.log('info', `HA: node id ${this.cfg.nodeId} is free again; claiming it`);
       return;
     }
-    if (foreign && this.claimBeats > 0) {
+    if (foreign && this.firstClaimAt > 0) {
       const desc = `${other.name ?? '?'}, started ${new Date(other.startedAt ?? 0).toISOString()}`;
       const otherFirst =
         (other.startedAt ?? 0) < this.startedAt ||
@@ -431,7 +431,7 @@ export class HaNode {
         `node id ${this.cfg.nodeId} is also used by another node (${desc}), which started later and stands down`,
       );
     }
-    if (this.claimBeats++ === 0) this.firstClaimAt = Date.now();
+    if (this.firstClaimAt === 0) this.firstClaimAt = Date.now();
     // Confirmed once this node's mark has stood for longer than another holder's heartbeat.
     if (this.claim === 'unconfirmed' && !foreign && Date.now() - this.firstClaimAt > CLAIM_CONFIRM_MS) {
       this.claim = 'held';

@@ -237,9 +237,8 @@ export function proxyAck(c: NatContext, svc: number, hash: number, blockWords: n
   // No session to be had (the cap, the table full, no server up, no local port free): the
   // ACK is dropped with its reason and nothing else. The client retransmits it, and its
   // data after it, with the same cookie, so a passing shortage (a flood's half-open
-  // sessions holding ports before auto mode switched on) costs a retry, not the connection.
-  // An RST here was tried and turned such shortages into failed requests; Linux's cookie
-  // path keeps silent for the same reason (tcp_abort_on_overflow = 0).
+  // sessions holding ports before auto mode switched on) costs a retry, not the connection
+  // (Linux's cookie path keeps silent too: tcp_abort_on_overflow = 0).
   if (refused !== 0) return -refused;
   const r = createSession(c, svc, hash, blockWords, S_SYN_SENT, cIsn);
   if (r < 0) return r;
