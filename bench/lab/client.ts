@@ -2,9 +2,11 @@
  * Load generators for the lab benchmark, run inside the client namespace by lab_bench.ts.
  * Each prints one JSON line. Every run is bounded by its duration.
  *
- *   node client.js http URL CONNECTIONS SECONDS    autocannon, keep-alive: req/s, p50, p99
- *   node client.js conns HOST PORT PARALLEL SECONDS  a new TCP connection per request
- *                                                  (HTTP/1.0 GET, close): connections/s
+ *   node client.js http URL CONNECTIONS SECONDS [RATE]    autocannon, keep-alive: req/s, p50,
+ *                                                         p99 (RATE: at most that many req/s)
+ *   node client.js conns HOST PORT PARALLEL SECONDS [RATE]  a new TCP connection per request
+ *                                                         (HTTP/1.0 GET, close): connections/s
+ *                                                         (RATE: started at that pace)
  */
 
 import autocannon from 'autocannon';
@@ -12,8 +14,8 @@ import { connect } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
 
-async function http(url: string, connections: number, seconds: number): Promise<void> {
-  const r = await autocannon({ url, connections, duration: seconds });
+async function http(url: string, connections: number, seconds: number, rate?: number): Promise<void> {
+  const r = await autocannon({ url, connections, duration: seconds, ...(rate ? { overallRate: rate } : {}) });
   console.log(
     JSON.stringify({
       reqPerSec: r.requests.average,
@@ -25,8 +27,17 @@ async function http(url: string, connections: number, seconds: number): Promise<
   );
 }
 
-async function conns(host: string, port: number, parallel: number, seconds: number): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
+async function conns(host: string, port: number, parallel: number, seconds: number, rate?: number): Promise<void> {
+  const started = Date.now();
+  const deadline = started + seconds * 1000;
+  // Paced: connection k starts no earlier than k / rate seconds in, whichever worker is free.
+  let paced = 0;
+  const pace = async (): Promise<void> => {
+    if (!rate) return;
+    const due = started + (paced++ * 1000) / rate;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  };
   let done = 0;
   let errors = 0;
   const request = Buffer.from(`GET / HTTP/1.0\r\nHost: ${host}\r\n\r\n`);
@@ -48,18 +59,21 @@ async function conns(host: string, port: number, parallel: number, seconds: numb
       });
       s.setTimeout(5000, () => s.destroy(new Error('timeout')));
     });
-  const started = Date.now();
   await Promise.all(
     Array.from({ length: parallel }, async () => {
-      while (Date.now() < deadline) await one();
+      while (Date.now() < deadline) {
+        await pace();
+        if (Date.now() < deadline) await one();
+      }
     }),
   );
   console.log(JSON.stringify({ connPerSec: done / ((Date.now() - started) / 1000), errors, total: done }));
 }
 
-if (mode === 'http') await http(rest[0]!, Number(rest[1]), Number(rest[2]));
-else if (mode === 'conns') await conns(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]));
+const rate = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s));
+if (mode === 'http') await http(rest[0]!, Number(rest[1]), Number(rest[2]), rate(rest[3]));
+else if (mode === 'conns') await conns(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), rate(rest[4]));
 else {
-  console.error('usage: client.js http URL CONNECTIONS SECONDS | conns HOST PORT PARALLEL SECONDS');
+  console.error('usage: client.js http URL CONNECTIONS SECONDS [RATE] | conns HOST PORT PARALLEL SECONDS [RATE]');
   process.exit(2);
 }

@@ -36,6 +36,7 @@ import { waitFor } from '../../src/lab/state.js';
 import { inNs, ipBatch, isAlive, stopPid } from '../../src/lab/netns.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
+import { cpuSince, machineBusySeconds, processCpu } from '../lib/cpu.js';
 
 const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -73,19 +74,6 @@ const client = (args: string[], timeoutSec: number): Record<string, number> =>
       (timeoutSec + 30) * 1000,
     ),
   ) as Record<string, number>;
-
-/** Busy jiffies of the whole machine (all cores: everything but idle and iowait). */
-function machineBusyTicks(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest is inside user)
-  return total - f[3]! - f[4]!;
-}
-
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]); // utime + stime (task-wide, all threads)
-}
 
 async function setUp(): Promise<{ paths: Path[]; cleanup: () => Promise<void> }> {
   await labDown(PREFIX, () => undefined);
@@ -386,15 +374,15 @@ interface Sample {
 }
 
 function measure(p: Path): Sample {
-  const ticks = 100; // USER_HZ
   const pid = p.pid?.();
-  const c0 = pid ? cpuTicks(pid) : 0;
-  const m0 = machineBusyTicks();
+  const c0 = pid ? processCpu(pid) : null;
+  const m0 = machineBusySeconds();
   const t0 = Date.now();
   const http = client(['http', `http://${p.host}:${p.httpPort}/`, '50', String(SECONDS)], SECONDS);
   const wall = (Date.now() - t0) / 1000;
-  const machineCpuSec = (machineBusyTicks() - m0) / ticks;
-  const lbCores = pid ? (cpuTicks(pid) - c0) / ticks / wall : null;
+  const machineCpuSec = machineBusySeconds() - m0;
+  const lb = pid && c0 ? cpuSince(c0, processCpu(pid)) : null;
+  const lbCores = lb ? (lb.user + lb.system) / wall : null;
   const conns = client(['conns', p.host, String(p.httpPort), '50', String(SECONDS)], SECONDS);
   const iperf = JSON.parse(
     inNs(

@@ -19,10 +19,9 @@
  * is measured ROUNDS times; the median and the spread (min–max) are reported.
  *
  * Environment: BENCH_ROUNDS, BENCH_SIZES (e.g. 1000,1000000), BENCH_NEW (connections for
- * the new-session figure), BENCH_PACKETS (established packets per measurement). On a noisy
- * machine, compare two builds by instruction count instead of time:
- *   BENCH_ROUNDS=1 BENCH_SIZES=1000 BENCH_NEW=20001 BENCH_PACKETS=400000 \
- *     valgrind --tool=callgrind --smc-check=all-non-file node dist/bench/micro/engine.js
+ * the new-session figure), BENCH_PACKETS (established packets per measurement). An
+ * instruction count of the whole process under callgrind does not compare two builds here:
+ * V8's background compiler and GC vary by more than the engine's work (docs/benchmarks.md).
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
