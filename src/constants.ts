@@ -105,6 +105,11 @@ export const ADMIN_SOCKET_DEFAULT = '/run/tunvs/admin.sock';
  * of two. 2^18 slots of 48 B = 12 MiB, allocated at start; a template is per client (prefix)
  * and persistent service, and a full table serves new clients without one (counted). */
 export const TEMPLATE_SLOTS_DEFAULT = 1 << 18;
+/** HA: how long the workers take to sweep the whole template table for templates this node
+ * published that have since died (their Redis fields are deleted; the slots are reused only
+ * then). 2^18 slots over 10 s is ~2.6k slot checks per 100 ms tick for the whole LB, a few µs;
+ * a dead template's field outlives it by at most this, and its slot is held as long. */
+export const TEMPLATE_SWEEP_MS = 10_000;
 /** ipvsadm -p's default persistence timeout. */
 export const PERSISTENCE_TIMEOUT_DEFAULT_SEC = 300;
 

@@ -20,7 +20,9 @@
  *   6  RS       real-server id
  *   7  REFS     sessions made through it that are still in the table
  *   8  TIMEOUT  seconds it outlives its last session
- *   9  SYNCED   HA: second (wall clock) it was last published; 0 never
+ *   9  SYNCED   HA: second (wall clock) it was last published; 0 never. A dead slot with
+ *               SYNCED set is reused only after sweepPublished has handed its key over for
+ *               the Redis delete.
  *   and expireMs (Float64, per slot): while REFS is 0, dead after this time.
  */
 
@@ -133,7 +135,9 @@ export class TemplateTable {
         free = s;
         break;
       }
-      if (free < 0 && !this.live(s, nowMs)) free = s;
+      // A dead template this node published waits for sweepPublished (its Redis field must
+      // be deleted by its own key first).
+      if (free < 0 && !this.live(s, nowMs) && w[b + T_SYNCED] === 0) free = s;
       s = (s + 1) & this.mask;
     }
     if (free < 0) return -1;
@@ -155,6 +159,28 @@ export class TemplateTable {
       return false;
     this.words[b + T_SYNCED] = sec || 1;
     return true;
+  }
+
+  /**
+   * HA: the templates this node published that are dead at `nowMs`, among `count` slots from
+   * `from` (wrapping): for each, under the lock, `gone(slot)` (the key is still in the slot:
+   * the caller publishes the delete), then it counts as never published, which lets put()
+   * reuse the slot. Returns the slot to go on from.
+   */
+  sweepPublished(from: number, count: number, nowMs: number, gone: (slot: number) => void): number {
+    const w = this.words;
+    let s = from & this.mask;
+    this.lock();
+    for (let n = 0; n < count; n++) {
+      const b = s * TEMPLATE_WORDS;
+      if (w[b + T_STATE] !== 0 && w[b + T_SYNCED] !== 0 && !this.live(s, nowMs)) {
+        gone(s);
+        w[b + T_SYNCED] = 0;
+      }
+      s = (s + 1) & this.mask;
+    }
+    this.unlock();
+    return s;
   }
 
   /** The key words of template `slot` (into `out`). */

@@ -566,7 +566,10 @@ export class Engine {
     }
     const n = this.table.advance(tick, TIMER_BUDGET_PER_ADVANCE, this);
     c.tick = this.table.tick;
-    if (sync) sync.tick(c.tick);
+    if (sync) {
+      sync.tick(c.tick);
+      sync.sweepTemplates(this.services, this.templates, this.worker, this.workers, nowMs);
+    }
     return n;
   }
 

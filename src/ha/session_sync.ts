@@ -69,7 +69,7 @@ import {
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, isActiveState } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
-import { NODE_ID_MAX } from '../constants.js';
+import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ServiceTable } from '../service/service.js';
 import { uncountRecord } from '../nat/session.js';
@@ -293,21 +293,62 @@ export class SessionSync {
    * (peers match them by address, not id), the timeout in TEMPLATE_TIMEOUT_WORD.
    */
   publishTemplate(services: ServiceTable, svc: number, key: Int32Array, rs: number, timeoutSec: number): void {
+    const rec = this.templateRecord(services, svc, key);
+    rec[R_OUT_PORTS] = services.rsPort[rs]! << 16;
+    for (let k = 0; k < 4; k++) rec[addrWord(R_RIP0, R_RIP1, k)] = services.rsAddr[rs * 4 + k]!;
+    rec[TEMPLATE_TIMEOUT_WORD] = timeoutSec;
+    this.ring.push(OP_UPSERT, rec, 0, this.nodeId);
+  }
+
+  /** A template record with its identity (the IN key: client prefix, port 0, VIP, port). */
+  private templateRecord(services: ServiceTable, svc: number, key: Int32Array): Int32Array {
     const rec = this.templateRec;
     rec.fill(0);
     const af = key[0]! >>> 16;
     rec[R_META] = (af << 8) | services.proto[svc]! | (FLAG_TEMPLATE << META_FLAGS_SHIFT);
     rec[R_IN_PORTS] = services.vport[svc]!;
-    rec[R_OUT_PORTS] = services.rsPort[rs]! << 16;
     for (let k = 0; k < 4; k++) {
       rec[addrWord(R_CIP0, R_CIP1, k)] = key[1 + k]!;
       rec[addrWord(R_VIP0, R_VIP1, k)] = services.vip[svc * 4 + k]!;
-      rec[addrWord(R_RIP0, R_RIP1, k)] = services.rsAddr[rs * 4 + k]!;
     }
-    rec[TEMPLATE_TIMEOUT_WORD] = timeoutSec;
-    this.ring.push(OP_UPSERT, rec, 0, this.nodeId);
+    return rec;
   }
   private readonly templateRec = new Int32Array(RECORD_WORDS);
+  private readonly templateKey = new Int32Array(TEMPLATE_KEY_WORDS);
+  /** Where this worker's template sweep goes on (a slot of its share of the table). */
+  private templateCursor = -1;
+
+  /**
+   * Every tick: sweep this worker's share of the template table (`worker` of `workers`; the
+   * whole table every TEMPLATE_SWEEP_MS) for templates this node published that have died,
+   * and delete each from Redis by its key (a delete record: the publisher HDELs its field;
+   * peers ignore it, their copies die by their own timeout). Without this the node's hash
+   * would keep every client that ever had a template until the next full resync. A template
+   * whose service is gone cannot be named any more and stays until that resync.
+   */
+  sweepTemplates(
+    services: ServiceTable,
+    templates: TemplateTable,
+    worker: number,
+    workers: number,
+    nowMs: number,
+  ): void {
+    const share = Math.ceil(templates.slots / workers);
+    const first = worker * share;
+    const end = Math.min(templates.slots, first + share);
+    if (end <= first) return;
+    if (this.templateCursor < first || this.templateCursor >= end) this.templateCursor = first;
+    const perTick = Math.max(1, Math.ceil((share * TIMER_TICK_MS) / TEMPLATE_SWEEP_MS));
+    const count = Math.min(perTick, end - this.templateCursor);
+    const next = templates.sweepPublished(this.templateCursor, count, nowMs, (slot) => {
+      const key = templates.keyOf(slot, this.templateKey);
+      const svc = key[0]! & 0xffff;
+      if (!this.active || svc >= services.alive.length || !services.alive[svc]) return;
+      if (services.af[svc] !== key[0]! >>> 16) return;
+      this.ring.push(OP_DELETE, this.templateRecord(services, svc, key), 0, this.nodeId);
+    });
+    this.templateCursor = next >= end || next < first ? first : next;
+  }
 
   /** A published session ends (expired, or replaced by a new connection on its tuple). */
   onRemove(base: number): void {
@@ -548,6 +589,9 @@ export class SessionSync {
   }
 }
 
+/** installTemplate's key (one call at a time: a worker's thread). */
+const installKey = new Int32Array(TEMPLATE_KEY_WORDS);
+
 /** A peer's template (sync record at `s`) into this LB's table: its service by VIP, port and
  * protocol, its real server by address and port. False when either is unknown here. */
 function installTemplate(
@@ -571,7 +615,7 @@ function installTemplate(
   );
   const rs = svc < 0 ? -1 : findServer(services, svc, ev, s);
   if (rs < 0) return false;
-  const key = new Int32Array(TEMPLATE_KEY_WORDS);
+  const key = installKey;
   key[0] = (af << 16) | svc;
   for (let k = 0; k < 4; k++) key[1 + k] = word(R_CIP0, R_CIP1, k);
   const timeoutSec = ev[s + syncWord(TEMPLATE_TIMEOUT_WORD)]!;

@@ -29,7 +29,7 @@ import { SyncRing } from '../../src/ha/session_sync.js';
 import { startLocalRedis, startLocalSentinel, type LocalRedis } from '../../src/lab/local_redis.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { Driver, V4, V6 } from '../helpers/engine.js';
-import { ACK, parse, PSH, SYN, tcp } from '../helpers/packets.js';
+import { ACK, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
 
 const quiet: Logger = { log: () => undefined };
 
@@ -43,7 +43,14 @@ interface TestNode {
 }
 
 /** Node `id` of cluster `cluster`: services like the lab's, local addresses of its own. */
-function startNode(id: number, cluster: string, redis: HaRedis, mode: 'pair' | 'cluster', role = 'backup'): TestNode {
+function startNode(
+  id: number,
+  cluster: string,
+  redis: HaRedis,
+  mode: 'pair' | 'cluster',
+  role = 'backup',
+  persistence?: { timeoutSec: number },
+): TestNode {
   const lip4 = `198.18.2.${id}`;
   const lip6 = `fd00:18:2:0:0:0:0:${id}`; // as the packet parser prints it
   const control = new HaControl();
@@ -54,6 +61,7 @@ function startNode(id: number, cluster: string, redis: HaRedis, mode: 'pair' | '
       scheduler: 'rr',
       realServers: [{ address: V4.rs1, port: 8080, weight: 1 }],
       localAddresses: [lip4],
+      ...(persistence ? { persistence: { ...persistence, netmask: 32, prefix6: 128 } } : {}),
     }),
     serviceWithDefaults({
       vip: V6.vip,
@@ -230,6 +238,22 @@ describe('HA nodes through Redis', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(owners(y)).toEqual([1]); // the peer's copy was not flushed by x2's resync
     expect(await redis.hlen(nodeKeys('r', 1).sessions)).toBe(1);
+  });
+
+  it("a persistence template leaves the node's hash once it has died (not only at the next resync)", async () => {
+    const x = startNode(1, 'tpl', where(), 'cluster', 'backup', { timeoutSec: 1 });
+    nodes.push(x);
+    await until('ready', () => x.node.status().ready);
+    const syn = tcp({ src: V4.client, dst: V4.vip, sport: 47100, dport: 80, seq: 1, flags: SYN });
+    x.driver.forward(syn); // a template (published at once) and a session in its handshake (not)
+    const key = nodeKeys('tpl', 1).sessions;
+    await until('the template in Redis', async () => (await redis.hlen(key)) === 1);
+    const resyncs = x.node.status().resyncs; // a resync would drop it too: not what is tested
+    x.driver.forward(tcp({ src: V4.client, dst: V4.vip, sport: 47100, dport: 80, seq: 2, flags: RST }));
+    // The session ends, the template lives 1 s more, the sweep (TEMPLATE_SWEEP_MS) deletes it.
+    for (let t = 100; t <= 60_000; t += 100) x.engine.advanceTimers(t);
+    await until('the template gone from Redis', async () => (await redis.hlen(key)) === 0);
+    expect(x.node.status()).toMatchObject({ lost: 0, resyncs });
   });
 
   it('two live nodes with one id: the later one stands down (publishes nothing, not ready) until the id is free', async () => {

@@ -5,11 +5,19 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
+import { LPORT_MAX, LPORT_MIN, TEMPLATE_SWEEP_MS } from '../../src/constants.js';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { R_IN_PORTS, R_OUT_PORTS, RECORD_WORDS } from '../../src/conn/layout.js';
 import { HaControl } from '../../src/ha/role.js';
-import { EVENT_WORDS, OP_DELETE, OP_UPSERT, SyncRing, syncOwnerWorker } from '../../src/ha/session_sync.js';
+import {
+  EVENT_WORDS,
+  OP_DELETE,
+  OP_UPSERT,
+  SyncRing,
+  syncIsTemplate,
+  syncKey,
+  syncOwnerWorker,
+} from '../../src/ha/session_sync.js';
 import { clientWorker } from '../../src/dataplane/shard.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
@@ -23,7 +31,7 @@ function clientWords(text: string): [number, number, number, number] {
 }
 
 const d = (drv: Driver) => drv.session();
-import { ACK, opt, parse, PSH, SYN, tcp } from '../helpers/packets.js';
+import { ACK, opt, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
 
 const MASTER = true;
 const BACKUP = false;
@@ -286,6 +294,55 @@ describe.each([
     for (let p = 0; p < 4; p++) expect(parse(db.forward(syn(50020 + p))).dst).toBe(server);
     // Republished only when due (half the timeout), not per connection.
     expect(drain(b.ring).n).toBe(1);
+  });
+
+  it('a dead template this node published is deleted from Redis by its key after its timeout (the sweep)', () => {
+    const specs = resolveServices(
+      [
+        serviceWithDefaults({
+          vip: fam.vip,
+          port: 80,
+          realServers: [{ address: fam.rs1, port: 8080, weight: 1 }],
+          localAddresses: [fam.lip],
+          persistence: { timeoutSec: 2, netmask: 32, prefix6: 128 },
+        }),
+      ],
+      new IdRegistry(),
+    );
+    const a = haEngine(MASTER, 0);
+    a.engine.applyServices(specs);
+    const da = new Driver(a.engine);
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 1, flags: SYN }));
+    const up = drain(a.ring);
+    expect(up.n).toBe(1);
+    expect(up.events[0]).toBe(OP_UPSERT);
+    expect(syncIsTemplate(up.events, 1)).toBe(true);
+    // The client gives up; when its session has gone the template has 2 s, then the sweep
+    // (the whole table every TEMPLATE_SWEEP_MS) deletes it.
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 2, flags: RST }));
+    let sessionGoneAt = -1;
+    let deletedAt = -1;
+    let del: Int32Array | undefined;
+    for (let t = 100; t <= 120_000 && deletedAt < 0; t += 100) {
+      a.engine.advanceTimers(t);
+      if (sessionGoneAt < 0 && a.engine.sessionCount === 0) sessionGoneAt = t;
+      const ev = drain(a.ring);
+      if (ev.n > 0) {
+        expect(ev.n).toBe(1);
+        del = ev.events;
+        deletedAt = t;
+      }
+    }
+    expect(sessionGoneAt).toBeGreaterThan(0);
+    expect(deletedAt).toBeGreaterThanOrEqual(sessionGoneAt + 2000);
+    expect(deletedAt).toBeLessThanOrEqual(sessionGoneAt + 2000 + TEMPLATE_SWEEP_MS + 200);
+    expect(del![0]).toBe(OP_DELETE);
+    expect(syncIsTemplate(del!, 1)).toBe(true);
+    // The publisher HDELs the field it HSET: the same key.
+    expect([...syncKey(del!, 1, new Int32Array(10))]).toEqual([...syncKey(up.events, 1, new Int32Array(10))]);
+    // Deleted once.
+    for (let t = deletedAt + 100; t <= deletedAt + 2 * TEMPLATE_SWEEP_MS; t += 100) a.engine.advanceTimers(t);
+    expect(drain(a.ring).n).toBe(0);
   });
 
   it("the peer's delete removes the standby's copy", () => {

@@ -119,6 +119,29 @@ describe.each([
   });
 });
 
+it('HA: a dead template this node published keeps its slot until the sweep has seen it (its Redis field is deleted by its key)', () => {
+  const t = new TemplateTable(2);
+  const key = (client: number) => Int32Array.from([(4 << 16) | 0, client, 0, 0, 0]);
+  const a = t.put(key(1), 0, 0);
+  t.acquire(a, 0, 1);
+  expect(t.duePublish(a, 0)).toBe(true); // published: this node must delete it
+  t.release(a, 0); // dead at 1 s
+  const b = t.put(key(2), 0, 0);
+  t.acquire(b, 0, 100); // live all along
+  expect(b).not.toBe(a);
+  // 5 s later the first is dead but still named in Redis: a new client finds no slot…
+  expect(t.put(key(3), 0, 5000)).toBe(-1);
+  // …until the sweep hands it over for its delete.
+  const gone: number[][] = [];
+  t.sweepPublished(0, 2, 5000, (slot) => gone.push([...t.keyOf(slot, new Int32Array(5))]));
+  expect(gone).toEqual([[...key(1)]]);
+  expect(t.put(key(3), 0, 5000)).toBe(a);
+  // Swept once: not again; an unpublished dead template is reused at once.
+  gone.length = 0;
+  t.sweepPublished(0, 2, 9000, (slot) => gone.push([slot]));
+  expect(gone).toEqual([]);
+});
+
 it('workers share one table: a client whose connections land on different workers keeps one server', () => {
   const table = new TemplateTable(1024);
   const ids = new IdRegistry();
