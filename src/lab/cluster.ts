@@ -142,13 +142,14 @@ export async function startClusterNode(
   await waitFor(`${node} to be ready`, async () => (await clusterStatusOf(state, node))?.ready === true, 30_000);
 }
 
-/** A node's HA status, or undefined when its tunvs does not answer. */
+/** A node's HA status, or undefined when its tunvs does not answer within `timeoutMs`. */
 export async function clusterStatusOf(
   state: LabState,
   node: string,
+  timeoutMs = 1000,
 ): Promise<(HaStatus & { routes: { prefix: string; metric?: number }[] }) | undefined> {
   try {
-    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, 1000)) as {
+    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, timeoutMs)) as {
       ha: HaStatus;
       routes: { prefix: string; metric?: number }[];
     };

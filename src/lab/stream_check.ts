@@ -2,9 +2,12 @@
  * Long-lived connections for failover tests, from the lab's client namespace: `connections`
  * TCP connections to an echo service, each sending a deterministic byte stream in small
  * chunks every CHUNK_EVERY_MS for `seconds`, checking every echoed byte in order. At the end
- * each connection stops sending, waits for the rest of its echo, and closes. Prints JSON:
- * per-connection outcome counts, bytes, and the longest gap without data per connection
- * (the failover stall), median and max.
+ * each connection stops sending, waits for the rest of its echo, and closes: DRAIN_MS, and
+ * longer (up to DRAIN_MAX_MS) while echoes still arrive — a connection that a failure left in
+ * TCP's retransmission backoff on a slow machine is slow, not broken. Prints JSON:
+ * per-connection outcome counts, bytes, the longest gap without data per connection (the
+ * failover stall), median and max, and the first incomplete connections (bytes sent and
+ * echoed, milliseconds since their last echo): whether they were dead or still recovering.
  *
  * Usage: node stream_check.js HOST PORT CONNECTIONS SECONDS [READY_FILE]
  *   READY_FILE: written once every connection is established (the test waits for it).
@@ -24,6 +27,12 @@ const seconds = Number(secondsText);
 const CHUNK = 2048;
 const CHUNK_EVERY_MS = 100;
 const DRAIN_MS = 15_000;
+/** Past DRAIN_MS, wait on while some connection got an echo within DRAIN_PROGRESS_MS: one
+ * retransmission timeout after six doublings from 200 ms (12.8 s) fits in it. */
+const DRAIN_PROGRESS_MS = 14_000;
+const DRAIN_MAX_MS = 30_000;
+/** Incomplete connections listed in the output. */
+const INCOMPLETE_SHOWN = 10;
 
 /** Byte `i` of connection `c`'s stream. */
 function byteAt(c: number, i: number): number {
@@ -81,10 +90,14 @@ const sender = setInterval(() => {
 setTimeout(() => {
   stopSending = true;
   clearInterval(sender);
-  const deadline = Date.now() + DRAIN_MS;
+  const started = Date.now();
+  const complete = (st: Conn): boolean => st.error !== undefined || st.closed || st.received >= st.sent;
   const waitEcho = setInterval(() => {
-    const done = conns.every((st) => st.error || st.closed || st.received >= st.sent);
-    if (!done && Date.now() < deadline) return;
+    const now = Date.now();
+    const open = conns.filter((st) => !complete(st));
+    const recovering = open.some((st) => now - st.lastData < DRAIN_PROGRESS_MS);
+    const waited = now - started;
+    if (open.length > 0 && (waited < DRAIN_MS || (recovering && waited < DRAIN_MAX_MS))) return;
     clearInterval(waitEcho);
     for (const st of conns) st.sock.end();
     const gaps = conns.map((st) => st.maxGap).sort((a, b) => a - b);
@@ -103,6 +116,13 @@ setTimeout(() => {
         bytesLost: conns.reduce((n, st) => n + Math.max(0, st.sent - st.received), 0),
         stallMsMedian: gaps[Math.floor(gaps.length / 2)] ?? 0,
         stallMsMax: gaps[gaps.length - 1] ?? 0,
+        drainMs: waited,
+        incomplete: open.slice(0, INCOMPLETE_SHOWN).map((st) => ({
+          conn: conns.indexOf(st),
+          sent: st.sent,
+          echoed: st.received,
+          msSinceEcho: now - st.lastData,
+        })),
       }),
     );
     setTimeout(() => process.exit(0), 200);

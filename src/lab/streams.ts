@@ -22,6 +22,10 @@ export interface StreamResult {
   bytesLost: number;
   stallMsMedian: number;
   stallMsMax: number;
+  /** How long the end waited for the last echoes. */
+  drainMs?: number;
+  /** The first connections whose echo was incomplete at the end (conn index, bytes). */
+  incomplete?: { conn: number; sent: number; echoed: number; msSinceEcho: number }[];
 }
 
 export function runStreams(

@@ -46,7 +46,8 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 function report(name: string, r: StreamResult): void {
   console.log(
     `${name}: ${r.ok}/${r.connections} streams intact, ${r.reset} reset, ${r.bytesLost} bytes lost, ` +
-      `${r.corruptedBytes} corrupted; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms`,
+      `${r.corruptedBytes} corrupted; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms` +
+      (r.incomplete?.length ? `; incomplete after ${r.drainMs} ms: ${JSON.stringify(r.incomplete)}` : ''),
   );
 }
 
@@ -59,10 +60,47 @@ function expectSurvived(r: StreamResult): void {
 
 /** `connections` streams through the v4 VIP, established and older than syncAfterMs; resolves
  * then (not when they end: `done` is their outcome, wrapped so it is not awaited here). */
+/** ESTABLISHED stream sessions (to the echo port) in `node`'s table: its own and its peers'. */
+async function streamsHeld(node: string): Promise<number> {
+  const r = (await adminRequest(
+    adminOf(fresh(), node),
+    { cmd: 'conns', filter: { vip: `${LAB.vip4}:${LAB.echoPort}`, state: 'ESTABLISHED' }, limit: 100_000 },
+    5000,
+  )) as { sessions: unknown[] };
+  return r.sessions.length;
+}
+
+/** The nodes whose tunvs is running. */
+function runningNodes(): string[] {
+  return ['lb-a', 'lb-b', 'lb-c', 'lb-d'].filter((n) => {
+    const pid = labPid(fresh(), `tunvs-${n}`);
+    if (pid === undefined) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
 async function establishedStreams(connections: number, seconds: number): Promise<{ done: Promise<StreamResult> }> {
   const s = runStreams(fresh(), connections, seconds);
   await s.ready;
-  await sleep(3500); // > syncAfterMs (2 s): every stream is on every node
+  await sleep(3500); // > syncAfterMs (2 s)
+  // …and on every node: what a failure may move must be there to move. On a slow machine the
+  // publishing can lag; waiting for it keeps the test about takeover, not about the lag.
+  const nodes = runningNodes();
+  const waited = await until(
+    `every stream on every node (${nodes.join(', ')})`,
+    async () => {
+      if ((await Promise.all(nodes.map(streamsHeld))).every((n) => n >= connections)) return true;
+      await sleep(200); // not every 5 ms: each look lists the sessions of every worker
+      return false;
+    },
+    15_000,
+  );
+  if (waited > 100) console.log(`streams on every node ${waited} ms after syncAfterMs had passed`);
   return { done: s.done };
 }
 
@@ -149,7 +187,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     // The moment the router takes lb-b back, lb-b must already be ready (sessions loaded).
     await until('lb-b back in ECMP', () => vipNextHops(state, 4).includes('198.18.10.12'), 20_000);
     const announcedAfter = Date.now() - t0;
-    const st = await clusterStatusOf(fresh(), 'lb-b');
+    const st = await clusterStatusOf(fresh(), 'lb-b', 5000); // a node just started answers slowly under load
     console.log(`lb-b restarted: in ECMP again ${announcedAfter} ms after the start; ready then: ${st?.ready}`);
     expect(st?.ready).toBe(true);
     expect(st?.peers.filter((p) => p.alive).every((p) => p.loaded)).toBe(true);
@@ -170,7 +208,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const r = await done;
     report('streams across lb-d joining', r);
     expectSurvived(r);
-    expect((await clusterStatusOf(fresh(), 'lb-d'))?.peers.filter((p) => p.alive).length).toBe(3);
+    expect((await clusterStatusOf(fresh(), 'lb-d', 5000))?.peers.filter((p) => p.alive).length).toBe(3);
   }, 60_000);
 
   it('the Redis primary dies under load: Sentinel fails over, sync resumes, then a node failure keeps its sessions', async () => {
