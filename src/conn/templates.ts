@@ -171,15 +171,18 @@ export class TemplateTable {
     const w = this.words;
     let s = from & this.mask;
     this.lock();
-    for (let n = 0; n < count; n++) {
-      const b = s * TEMPLATE_WORDS;
-      if (w[b + T_STATE] !== 0 && w[b + T_SYNCED] !== 0 && !this.live(s, nowMs)) {
-        gone(s);
-        w[b + T_SYNCED] = 0;
+    try {
+      for (let n = 0; n < count; n++) {
+        const b = s * TEMPLATE_WORDS;
+        if (w[b + T_STATE] !== 0 && w[b + T_SYNCED] !== 0 && !this.live(s, nowMs)) {
+          gone(s);
+          w[b + T_SYNCED] = 0;
+        }
+        s = (s + 1) & this.mask;
       }
-      s = (s + 1) & this.mask;
+    } finally {
+      this.unlock();
     }
-    this.unlock();
     return s;
   }
 
@@ -219,8 +222,12 @@ export class TemplateTable {
   install(key: Int32Array, rs: number, expireMs: number, timeoutSec: number, nowMs: number): boolean {
     const have = this.find(key);
     if (have >= 0 && this.live(have, nowMs) && this.words[have * TEMPLATE_WORDS + T_REFS]! > 0) return false;
+    // If this node published the key itself (the field is in its hash), it still has to
+    // delete that field when the template dies: a peer's server does not change that.
+    const synced = have >= 0 ? this.words[have * TEMPLATE_WORDS + T_SYNCED]! : 0;
     const slot = this.put(key, rs, nowMs);
     if (slot < 0) return false;
+    if (slot === have) this.words[slot * TEMPLATE_WORDS + T_SYNCED] = synced;
     this.words[slot * TEMPLATE_WORDS + T_TIMEOUT] = timeoutSec;
     this.expire[slot] = Math.max(have === slot ? this.expire[slot]! : 0, expireMs);
     return true;

@@ -142,6 +142,21 @@ it('HA: a dead template this node published keeps its slot until the sweep has s
   expect(gone).toEqual([]);
 });
 
+it("HA: a peer's template installed over a key this node published still has this node's field deleted when it dies", () => {
+  const t = new TemplateTable(8);
+  const key = Int32Array.from([(4 << 16) | 0, 7, 0, 0, 0]);
+  const a = t.put(key, 0, 0);
+  t.acquire(a, 0, 1);
+  t.duePublish(a, 0);
+  t.release(a, 0); // dead at 1 s, not swept yet
+  expect(t.install(key, 1, 4000, 1, 2000)).toBe(true); // the peer's: another server, until 4 s
+  const gone: number[] = [];
+  t.sweepPublished(0, 8, 3000, (slot) => gone.push(slot));
+  expect(gone).toEqual([]); // live (the peer's copy)
+  t.sweepPublished(0, 8, 5000, (slot) => gone.push(slot));
+  expect(gone).toEqual([a]);
+});
+
 it('workers share one table: a client whose connections land on different workers keeps one server', () => {
   const table = new TemplateTable(1024);
   const ids = new IdRegistry();
