@@ -824,7 +824,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
     }
     // With the proxy on, the flood made no session (a few legitimate ones may be open); auto
     // let the first few thousand through, per worker, before it switched on.
-    expect(results.on!.sessions).toBeLessThan(100);
+    const legitimate = results.on!.ok + results.on!.failed; // each leaves its session a while
+    expect(results.on!.sessions - legitimate).toBeLessThan(100);
     expect(results.auto!.sessions).toBeLessThan(20_000);
     // Without it, every SYN made one.
     expect(results.off!.sessions).toBeGreaterThan(results.on!.sessions + 10_000);
