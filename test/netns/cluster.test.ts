@@ -224,7 +224,9 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
         seen = st.map((s) => s && { node: s.name, redis: s.redis, server: s.redisServer, error: s.lastError });
         return st.every((s) => s?.redisServer === `${CLUSTER.redis2}:${LAB.redisPort}`);
       },
-      30_000,
+      // Normally 2–3 s. A Sentinel that saw its timer late by 2 s or more (a VM paused by its
+      // host, as CI's once was for 12 s) stays in TILT mode for 30 s and fails nothing over.
+      60_000,
     ).catch((e: Error) => {
       throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
     });
@@ -242,7 +244,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const r = await done;
     report('kill -9 tunvs on lb-c after the Redis failover', r);
     expectSurvived(r);
-  }, 90_000);
+  }, 120_000);
 
   it('connections younger than syncAfterMs at a membership change: how many break (measured)', async () => {
     // A node leaves: its own young connections were never published, so they are lost; the
