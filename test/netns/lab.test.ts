@@ -739,7 +739,11 @@ describe.skipIf(!root)('netns lab (root)', () => {
     // namespace; it owns none of them, so the SYN-ACKs die there (the lab's sink).
     const router = nsName(prefix, 'router');
     const client = nsName(prefix, 'client');
-    const RATE = 15_000;
+    // Below what saturates this 2-core VM on a slow day (15k/s did: the flood generator and
+    // tunvs then overflow the TUN queue, and a legitimate SYN dropped there three times fails
+    // whatever the proxy does; docs/synproxy.md has the 15k figures). The queue's drops are
+    // printed.
+    const RATE = 8_000;
     const SECONDS = 8;
     // A service of its own (port, local addresses, real server rs3), so what the flood leaves
     // behind (half-open sessions, rs3's SYN backlog) is not in the way of the tests after it.
@@ -796,9 +800,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
           0,
         );
         const grew = (k: string): number => during.counters![k]! - c0.counters![k]!;
+        const queueDrops = (during.device?.tx_dropped ?? 0) - (c0.device?.tx_dropped ?? 0);
         results[mode] = { ok, failed, sessions };
         rows.push(
-          `| ${mode} | ${sent} | ${ok}/${ok + failed} (${((100 * ok) / (ok + failed)).toFixed(0)}%) | ${sessions} | ${sessions} | ${grew('synproxy_synacks')} | ${(((t1 - t0) / 100 / SECONDS) * 100).toFixed(0)}% |`,
+          `| ${mode} | ${sent} | ${ok}/${ok + failed} (${((100 * ok) / (ok + failed)).toFixed(0)}%) | ${sessions} | ${sessions} | ${grew('synproxy_synacks')} | ${(((t1 - t0) / 100 / SECONDS) * 100).toFixed(0)}% | ${queueDrops} |`,
         );
         writeFileSync(file, base);
         await reloadWith((y) => y);
@@ -811,8 +816,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
     console.log(
       [
         `SYN flood ${RATE}/s for ${SECONDS} s from 198.18.101.0/24; legitimate GETs from 3 clients, each every 100 ms, 10 s timeout: three SYN tries (1 s, 3 s, 7 s), since the flood, the LB and the client share 2 cores and the TUN queue can drop a SYN whatever the proxy does`,
-        '| synProxy | SYNs sent | legitimate GETs served | sessions at the end | local ports in use | cookie SYN-ACKs | tunvs CPU (of one core) |',
-        '|---|---|---|---|---|---|---|',
+        '| synProxy | SYNs sent | legitimate GETs served | sessions at the end | local ports in use | cookie SYN-ACKs | tunvs CPU (of one core) | TUN queue drops |',
+        '|---|---|---|---|---|---|---|---|',
         ...rows,
       ].join('\n'),
     );
