@@ -22,6 +22,7 @@ import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { steeringProgram } from '../dataplane/steering.js';
 import { TemplateTable } from '../conn/templates.js';
+import { NODE_ID_MAX } from '../constants.js';
 import { DrLink, LINK_REFRESH_MS, LINK_RESOLVE_RECHECK_MS } from './link.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
 import {
@@ -462,8 +463,8 @@ export class Runtime {
       case 'cluster-forget': {
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no cluster)');
         const id = Number(req.id);
-        if (!Number.isInteger(id) || id < 1 || id > 63)
-          throw new Error(`node id must be 1..63, got ${JSON.stringify(req.id)}`);
+        if (!Number.isInteger(id) || id < 1 || id > NODE_ID_MAX)
+          throw new Error(`node id must be 1..${NODE_ID_MAX}, got ${JSON.stringify(req.id)}`);
         await this.ha.forget(id);
         return { ha: this.ha.status() };
       }

@@ -12,6 +12,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
+import { LAB } from './topology.js';
 
 const [host, portText, connText, bytesText, timeoutText] = process.argv.slice(2);
 const port = Number(portText);
@@ -66,8 +67,7 @@ function one(i: number): Promise<void> {
   });
 }
 
-/** Linux's TCP_RTO_MAX (120 s) and some slack. */
-const STRAGGLER_SEC = 130;
+const STRAGGLER_SEC = LAB.echoStragglerSec;
 let stragglerSec = 0;
 
 const giveUp = (): void => {

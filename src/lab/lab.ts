@@ -367,9 +367,6 @@ export interface EchoResult {
   errors: string[];
 }
 
-/** What echo_check.ts may add to its timeout for its last few connections (its STRAGGLER_SEC). */
-const ECHO_STRAGGLER_SEC = 130;
-
 /** From the client: `connections` concurrent TCP connections to the echo VIP, each sending
  * `bytes` and checking the SHA-256 of what comes back (lab/echo_check.ts). */
 export function labEcho(prefix: string, connections: number, bytes: number, timeoutSec = 120): EchoResult {
@@ -386,7 +383,7 @@ export function labEcho(prefix: string, connections: number, bytes: number, time
         String(bytes),
         String(timeoutSec),
       ],
-      (timeoutSec + ECHO_STRAGGLER_SEC + 10) * 1000,
+      (timeoutSec + LAB.echoStragglerSec + 10) * 1000,
     );
   } catch (e) {
     // Its own deadline passed: it still printed what it had (exit status 1).

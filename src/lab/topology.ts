@@ -49,6 +49,9 @@ export const LAB = {
   drVip4: '198.18.0.101',
   drVip6: 'fd18:18::101',
   echoPort: 9000,
+  /** What the echo check (echo_check.ts) gives its last few open connections past its
+   * timeout: Linux's TCP_RTO_MAX (120 s) and some slack. */
+  echoStragglerSec: 130,
   iperfPort: 5201,
   realServers: [
     { name: 'rs1', v4: '198.18.20.21', v6: 'fd18:18:20::21' },

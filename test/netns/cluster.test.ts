@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
 import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { ipBatch, runInNs } from '../../src/lab/netns.js';
+import { ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
 import { adminOf, labPid, recordingStarter, restartTunvs } from '../../src/lab/pair.js';
 import { runStreams, type StreamResult } from '../../src/lab/streams.js';
 import { clusterNode, CLUSTER } from '../../src/lab/topology.js';
@@ -74,13 +74,7 @@ async function streamsHeld(node: string): Promise<number> {
 function runningNodes(): string[] {
   return ['lb-a', 'lb-b', 'lb-c', 'lb-d'].filter((n) => {
     const pid = labPid(fresh(), `tunvs-${n}`);
-    if (pid === undefined) return false;
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
+    return pid !== undefined && isAlive(pid);
   });
 }
 
