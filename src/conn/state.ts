@@ -16,6 +16,11 @@
  *
  * UDP sessions have the single state UDP.
  *
+ * A packet restarts its session's timeout: the state's (TIMEOUTS_DEFAULT_SEC), except that a
+ * half-closed connection (FIN_WAIT, CLOSE_WAIT) still carrying data is timed as ESTABLISHED
+ * (nat/session.ts restartTimeout): the short half-closed timeouts are for a closing connection
+ * gone quiet, not for the tail of a transfer that one side's shutdown(SHUT_WR) left running.
+ *
  * In the modes whose replies skip the LB (TUNNEL; nat/modes/) only the client's flags are
  * seen, and a session follows them alone (nextStateInputOnly, as LVS's input-only table):
  *
@@ -116,6 +121,12 @@ export function isActiveState(state: number): boolean {
  * the client's ACK not yet. A SYN flood piles these up (synProxy auto counts them). */
 export function isHalfOpen(state: number): boolean {
   return state === S_SYN_RECV || state === S_SYNACK;
+}
+
+/** One side has sent its FIN, the other not: the open side may still send for as long as it
+ * likes (a download after the client's shutdown(SHUT_WR), an echo's tail). */
+export function isHalfClosed(state: number): boolean {
+  return state === S_FIN_WAIT || state === S_CLOSE_WAIT;
 }
 
 const FIN = 0x01;

@@ -300,6 +300,11 @@ export class SessionTable {
     this.wheelLink(r, expire);
   }
 
+  /** The tick record `r` expires at. */
+  expireOf(r: number): number {
+    return this.rec[r * RECORD_WORDS + R_EXPIRE]!;
+  }
+
   /** Set a linked record's expiry; relinks only when it moves earlier than its slot. */
   setExpire(r: number, expire: number): void {
     const base = r * RECORD_WORDS;

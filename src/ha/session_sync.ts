@@ -67,7 +67,7 @@ import {
   R_OUT_PORTS,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, S_NONE, isActiveState } from '../conn/state.js';
+import { S_ESTABLISHED, S_NONE, isActiveState, isHalfClosed } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
@@ -564,7 +564,7 @@ export class SessionSync {
         setCounts(rec, base, state, counts);
         table.insert(r, DIR_IN, table.hashRecord(r, DIR_IN));
         if (twoWay) table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
-        table.schedule(r, tick + timeouts[state]!);
+        table.schedule(r, tick + copyTicks(timeouts, state));
         res.installed++;
       } else {
         const base = r * RECORD_WORDS;
@@ -581,12 +581,21 @@ export class SessionSync {
           ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE & ~FLAG_STALE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
-        table.setExpire(r, tick + timeouts[state]!);
+        table.setExpire(r, tick + copyTicks(timeouts, state));
         res.updated++;
       }
     }
     return res;
   }
+}
+
+/** How long a peer's copy of a session in `state` lives past its last record. A half-closed
+ * one as long as an established one: its publisher sees whether data still flows (which keeps
+ * it alive there, nat/session.ts restartTimeout) and refreshes it only every refreshSec, longer
+ * than FIN_WAIT's 7 s; its end comes as a delete. */
+function copyTicks(timeouts: Int32Array, state: number): number {
+  const t = timeouts[state]!;
+  return isHalfClosed(state) ? Math.max(t, timeouts[S_ESTABLISHED]!) : t;
 }
 
 /** installTemplate's key (one call at a time: a worker's thread). */

@@ -17,6 +17,7 @@ import {
   FLAG_PROXIED,
   FLAG_TOA_OPEN,
   META_FLAGS_SHIFT,
+  META_STATE_SHIFT,
   R_CLI_ACK,
   R_LIP0,
   R_LIP1,
@@ -39,7 +40,7 @@ import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { setState } from './session.js';
+import { restartTimeout, setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
 import { findTimestamp, shiftTimestamp } from './timestamps.js';
 
@@ -52,10 +53,10 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   const l4 = c.pL4;
   const flags = c.pFlags;
   const meta = rec[base + R_META]!;
-  const st = (meta >>> 16) & 0xff;
+  const st = (meta >>> META_STATE_SHIFT) & 0xff;
   const ns = nextStateInbound(st, flags);
   if (ns !== st) setState(c, base, ns);
-  table.setExpire(r, c.tick + c.timeouts[ns]!);
+  restartTimeout(c, r, ns, ns !== st);
   if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   const seq = dv.getInt32(l4 + TCP_SEQ);

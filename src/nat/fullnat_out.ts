@@ -18,6 +18,7 @@ import {
   FLAG_PROXIED,
   FLAG_TOA_OPEN,
   META_FLAGS_SHIFT,
+  META_STATE_SHIFT,
   R_CIP0,
   R_CIP1,
   R_IN_PORTS,
@@ -42,7 +43,7 @@ import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
-import { setState } from './session.js';
+import { restartTimeout, setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { findTimestamp, shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
@@ -69,10 +70,10 @@ export function tcpOutbound(c: NatContext, r: number): number {
       rec[base + R_SRV_DELTA] = (rec[base + R_CLI_ACK]! - dv.getInt32(l4 + TCP_SEQ)) | 0;
     }
   }
-  const st = (meta >>> 16) & 0xff;
+  const st = (meta >>> META_STATE_SHIFT) & 0xff;
   const ns = nextStateOutbound(st, flags);
   if (ns !== st) setState(c, base, ns);
-  table.setExpire(r, c.tick + c.timeouts[ns]!);
+  restartTimeout(c, r, ns, ns !== st);
   if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   const seq = dv.getInt32(l4 + TCP_SEQ);

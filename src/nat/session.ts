@@ -20,7 +20,7 @@ import {
   svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { isActiveState, isHalfOpen } from '../conn/state.js';
+import { isActiveState, isHalfClosed, isHalfOpen, S_ESTABLISHED } from '../conn/state.js';
 import {
   C_PERSISTENCE_HITS,
   C_PERSISTENCE_TABLE_FULL,
@@ -30,6 +30,7 @@ import {
   RS_FIELDS,
   RS_SESSIONS,
 } from '../dataplane/counters.js';
+import { TCP_FIN } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 import { DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
 
@@ -187,6 +188,25 @@ export function setState(c: NatContext, base: number, to: number): void {
     }
   }
   rec[base + R_META] = (meta & 0xffff) | (to << META_STATE_SHIFT) | (flags << META_FLAGS_SHIFT);
+}
+
+/**
+ * Restart TCP session `r`'s timeout after a packet that left it in state `ns` (`entered`: this
+ * packet moved it there). A half-closed connection still carrying data (a segment with payload
+ * and no FIN) is timed as ESTABLISHED, and a bare ACK does not shorten that again: FIN_WAIT's
+ * and CLOSE_WAIT's short timeouts (7 s) are for a closing connection gone quiet. Otherwise
+ * the tail of a transfer after the client's shutdown(SHUT_WR) loses its session as soon as a
+ * retransmission backs off past 7 s, and the connection hangs.
+ */
+export function restartTimeout(c: NatContext, r: number, ns: number, entered: boolean): void {
+  const table = c.table;
+  let expire = c.tick + c.timeouts[ns]!;
+  if (isHalfClosed(ns)) {
+    if ((c.pFlags & TCP_FIN) === 0 && c.pEnd - c.pL4 > c.pThl)
+      expire = Math.max(expire, c.tick + c.timeouts[S_ESTABLISHED]!);
+    if (!entered) expire = Math.max(expire, table.expireOf(r));
+  }
+  table.setExpire(r, expire);
 }
 
 /** Take an ending session out of its real server's counts (before the record is freed),

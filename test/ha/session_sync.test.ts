@@ -357,6 +357,21 @@ describe.each([
     expect([...b.engine.sessionIds()]).toEqual([]);
   });
 
+  it("a half-closed session's copy lives as long as an established one's (the standby cannot see its data)", () => {
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP);
+    establishAndDrain(a, 4343, fam);
+    const da = new Driver(a.engine);
+    da.nowMs = 300;
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 4343, dport: 80, seq: 2, ack: 6, flags: ACK | 1 }));
+    expect(da.session().state).toBe('FIN_WAIT');
+    const { events, n } = drain(a.ring); // the state change: published at once
+    expect(b.engine.installSynced(events, n).installed).toBe(1);
+    // The master publishes a half-closed session every refreshSec (30 s) while its data flows,
+    // and its end: 7 s would lose the copy between two refreshes.
+    expect(new Driver(b.engine).session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 60_000 });
+  });
+
   it('short connections are never published; a standby does not reset on expiry', () => {
     const a = haEngine(MASTER);
     const da = new Driver(a.engine);

@@ -261,6 +261,40 @@ describe.each([
     expect(k.d.session().state).toBe('CLOSE');
   });
 
+  it('a half-closed connection still sending data is timed as ESTABLISHED, not cut by FIN_WAIT', () => {
+    // An echo or a download after the client's shutdown(SHUT_WR): the server's data goes on
+    // after the client's FIN, and its retransmissions may back off past FIN_WAIT's 7 s.
+    const k = connect(fam);
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK, payload: payload(100) }));
+    expect(k.d.session().state).toBe('FIN_WAIT');
+    expect(k.d.session().expiresInMs).toBe(7_000);
+    const data = payload(1000, 7);
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 102, flags: ACK, payload: data }));
+    expect(k.d.session().expiresInMs).toBe(90_000);
+    // The client's bare ACKs do not bring the short timeout back while the server sends.
+    k.d.forward(k.c({ seq: CLIENT_ISN + 102, ack: RS_ISN + 1001, flags: ACK }));
+    expect(k.d.session().expiresInMs).toBe(90_000);
+    // 30 s of backoff later, the server's retransmission still has its session.
+    k.d.nowMs += 30_000;
+    k.d.engine.advanceTimers(k.d.nowMs);
+    const out = k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 102, flags: ACK, payload: data }));
+    expect(out).toEqual(k.toClient({ seq: RS_ISN + 1, ack: CLIENT_ISN + 102, flags: ACK, payload: data }));
+    // The server's FIN closes the other half: the short timeouts again.
+    k.d.forward(k.r({ seq: RS_ISN + 1001, ack: k.lbIsn + 102, flags: FIN | ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    expect(k.d.session().expiresInMs).toBe(7_000);
+  });
+
+  it('a half-closed connection that has gone quiet ends after FIN_WAIT’s 7 s', () => {
+    const k = connect(fam);
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 2, flags: ACK }));
+    expect(k.d.session().expiresInMs).toBe(7_000);
+    k.d.nowMs += 8_000;
+    k.d.engine.advanceTimers(k.d.nowMs);
+    expect([...k.d.engine.sessionIds()]).toEqual([]);
+  });
+
   it('a non-SYN packet without a session is dropped', () => {
     const d = new Driver(makeEngine(labServices({ translateTimestamps: false })));
     expect(d.drop(tcp({ src: fam.client, dst: fam.vip, sport: 1, dport: 80, flags: ACK }))).toBe(DROP_NO_SESSION);
