@@ -119,6 +119,7 @@ setTimeout(() => {
         drainMs: waited,
         incomplete: open.slice(0, INCOMPLETE_SHOWN).map((st) => ({
           conn: conns.indexOf(st),
+          port: st.sock.localPort,
           sent: st.sent,
           echoed: st.received,
           msSinceEcho: now - st.lastData,

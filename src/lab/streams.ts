@@ -24,8 +24,9 @@ export interface StreamResult {
   stallMsMax: number;
   /** How long the end waited for the last echoes. */
   drainMs?: number;
-  /** The first connections whose echo was incomplete at the end (conn index, bytes). */
-  incomplete?: { conn: number; sent: number; echoed: number; msSinceEcho: number }[];
+  /** The first connections whose echo was incomplete at the end (conn index, the client's
+   * port, bytes). */
+  incomplete?: { conn: number; port?: number; sent: number; echoed: number; msSinceEcho: number }[];
 }
 
 export function runStreams(

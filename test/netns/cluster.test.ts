@@ -43,12 +43,38 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
   return Date.now() - t0;
 }
 
-function report(name: string, r: StreamResult): void {
+async function report(name: string, r: StreamResult): Promise<void> {
   console.log(
     `${name}: ${r.ok}/${r.connections} streams intact, ${r.reset} reset, ${r.bytesLost} bytes lost, ` +
       `${r.corruptedBytes} corrupted; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms` +
       (r.incomplete?.length ? `; incomplete after ${r.drainMs} ms: ${JSON.stringify(r.incomplete)}` : ''),
   );
+  if (r.incomplete?.length) await whereIncomplete(r.incomplete.map((c) => c.port));
+}
+
+/** For whoever reads a failure: every running node's copy of the incomplete streams' sessions
+ * and its drops. */
+async function whereIncomplete(ports: (number | undefined)[]): Promise<void> {
+  for (const node of runningNodes()) {
+    try {
+      const admin = adminOf(fresh(), node);
+      const copies: unknown[] = [];
+      for (const port of ports) {
+        if (port === undefined) continue;
+        const c = (await adminRequest(admin, { cmd: 'conns', filter: { client: `${LAB.client4}:${port}` } }, 5000)) as {
+          sessions: { state: string; owner: number; synced: boolean; expiresInMs: number; lport: number }[];
+        };
+        copies.push({ port, sessions: c.sessions.map((x) => [x.state, x.owner, x.synced, x.expiresInMs, x.lport]) });
+      }
+      const st = (await adminRequest(admin, { cmd: 'stats' }, 5000)) as { drops: Record<string, number> };
+      const drops = Object.fromEntries(Object.entries(st.drops).filter(([, n]) => n > 0));
+      console.log(
+        `${node}: [state, owner, synced, expiresInMs, lport] ${JSON.stringify(copies)}; drops ${JSON.stringify(drops)}`,
+      );
+    } catch (e) {
+      console.log(`${node}: ${(e as Error).message}`);
+    }
+  }
 }
 
 /** At least 99% of the streams intact and nothing corrupted. */
@@ -167,7 +193,10 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
       5000,
     );
     const r = await done;
-    report(`kill -9 tunvs on lb-b (out of ECMP after ${vipGone} ms, its local address moved after ${lipMoved} ms)`, r);
+    await report(
+      `kill -9 tunvs on lb-b (out of ECMP after ${vipGone} ms, its local address moved after ${lipMoved} ms)`,
+      r,
+    );
     expect(vipGone).toBeLessThan(1000);
     expectSurvived(r);
     const d = await during;
@@ -186,7 +215,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     expect(st?.ready).toBe(true);
     expect(st?.peers.filter((p) => p.alive).every((p) => p.loaded)).toBe(true);
     const r = await done;
-    report('streams across lb-b’s return', r);
+    await report('streams across lb-b’s return', r);
     expectSurvived(r);
   }, 60_000);
 
@@ -200,7 +229,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     );
     await until('lb-d in ECMP', () => vipNextHops(fresh(), 4).length === 4, 10_000);
     const r = await done;
-    report('streams across lb-d joining', r);
+    await report('streams across lb-d joining', r);
     expectSurvived(r);
     expect((await clusterStatusOf(fresh(), 'lb-d', 5000))?.peers.filter((p) => p.alive).length).toBe(3);
   }, 60_000);
@@ -226,7 +255,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     });
     console.log(`Redis primary killed: every node on the promoted replica after ${onReplica} ms`);
     const r0 = await load.done;
-    report('streams across the Redis failover', r0);
+    await report('streams across the Redis failover', r0);
     expectSurvived(r0);
     // Sync lag back under a second: a session made now is on every node within 2.5 s
     // (syncAfterMs 2 s + the lag).
@@ -236,7 +265,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     for (const lag of lags) expect(lag ?? 0).toBeLessThan(1000);
     process.kill(labPid(fresh(), 'tunvs-lb-c')!, 'SIGKILL');
     const r = await done;
-    report('kill -9 tunvs on lb-c after the Redis failover', r);
+    await report('kill -9 tunvs on lb-c after the Redis failover', r);
     expectSurvived(r);
   }, 120_000);
 
@@ -280,7 +309,10 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     }
     const back = await until('lb-d announced again', () => vipNextHops(state, 4).includes('198.18.10.14'), 10_000);
     const r = await done;
-    report(`lb-d hung: withdrawn by its watchdog after ${withdrawnAfter} ms, back ${back} ms after it resumed`, r);
+    await report(
+      `lb-d hung: withdrawn by its watchdog after ${withdrawnAfter} ms, back ${back} ms after it resumed`,
+      r,
+    );
     expectSurvived(r);
   }, 60_000);
 
@@ -291,7 +323,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const out = await until('the router to drop lb-a', () => !vipNextHops(state, 4).includes('198.18.10.11'), 5000);
     console.log(`lb-a's link cut: out of ECMP after ${out} ms (BFD)`);
     const r = await done;
-    report('streams across lb-a’s link cut', r);
+    await report('streams across lb-a’s link cut', r);
     expectSurvived(r);
     ipBatch(['link set lba0 up'], nsName(prefix, 'sw'));
   }, 60_000);
