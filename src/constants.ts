@@ -115,6 +115,10 @@ export const PERSISTENCE_TIMEOUT_DEFAULT_SEC = 300;
 
 /** Packets the engine may generate per burst or timer advance (RSTs on expiry). */
 export const EMIT_SLOTS = 512;
+/** ...with the TUN offloads on: TUNNEL cuts GSO super-packets into their segments there
+ * (nat/gso.ts), up to ~45 per 64 KiB. 4096 slots (8 MiB per worker, as the TUN ring) hold
+ * ~90 whole super-packets per burst; past that, one is dropped whole (tunnel_no_room). */
+export const EMIT_SLOTS_GSO = 4096;
 
 /**
  * SYN proxy (nat/synproxy.ts, nat/syncookie.ts). A cookie's time counts periods of 64 s (as

@@ -2,7 +2,7 @@
  * `tunvs run`: the main thread of a running load balancer.
  *
  *   1. validate the config (nothing touches the host before it passes);
- *   2. create the multi-queue TUN, its offloads (off while a TUNNEL service exists), set MTU
+ *   2. create the multi-queue TUN, its offloads, set MTU
  *      and txqueuelen, link up, attach the steering program (steering.ts) so the kernel puts
  *      each packet on its owner's queue;
  *   3. sysctls (forwarding on, rp_filter off on the TUN) and a route into the TUN for every
@@ -140,7 +140,7 @@ export class Runtime {
     try {
       const tun = native.open(config.tun.name, config.workers, config.tun.offload);
       this.fds = tun.fds;
-      this.applyOffload(this.services);
+      this.applyOffload();
       // No IPv6 address on the TUN (it needs none to route): otherwise the kernel sends its
       // own MLD and router solicitations into the device. Must precede link up.
       this.system.deviceSysctl(tun.name, 'net/ipv6/conf/{dev}/addr_gen_mode', '1');
@@ -202,25 +202,14 @@ export class Runtime {
   }
 
   /**
-   * The TUN device's offloads (config tun.offload): on, unless a TUNNEL service is
-   * configured — an IPIP packet cannot carry a GSO super-packet or a partial checksum back
-   * into the kernel (nat/modes/tunnel.ts), so then the kernel hands over finished packets.
-   * Turned off before the services that need it reach the forwarders, on again after the
-   * last one went.
+   * The TUN device's offloads (config tun.offload): the kernel then hands over GSO
+   * super-packets and partial checksums, and takes them back. Every mode handles them; TUNNEL
+   * finishes them in software (nat/gso.ts), since an IPIP packet cannot carry them back.
    */
-  private applyOffload(services: readonly ResolvedService[]): void {
+  private applyOffload(): void {
     if (!this.config.tun.offload || this.fds.length === 0) return;
-    const on = !services.some((s) => s.mode === 'tunnel');
-    if (on === this.offloadOn) return;
-    nativeAddon().setOffload(this.fds[0]!, on ? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN : 0);
-    if (this.offloadOn !== undefined || !on)
-      this.log(
-        'info',
-        on ? 'TUN offloads on (no TUNNEL service left)' : 'TUN offloads off: a TUNNEL service is configured',
-      );
-    this.offloadOn = on;
+    nativeAddon().setOffload(this.fds[0]!, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN);
   }
-  private offloadOn: boolean | undefined;
 
   /** DR: the link on `dev` open (or none without DR services), the forwarders told, the
    * servers' MACs read (control/link.ts). */
@@ -574,7 +563,6 @@ export class Runtime {
   private applyServices(specs: ServiceSpec[], path = 'services'): void {
     const services = resolveServices(specs, this.ids, path);
     const linkDev = this.link.plan(services, path);
-    this.applyOffload(services);
     this.applyLink(linkDev, services);
     this.applyRoutes(services);
     this.system.natReplyRules(services, this.config.tun.name);

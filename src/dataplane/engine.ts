@@ -23,6 +23,7 @@
 import {
   assertConstants,
   EMIT_SLOTS,
+  EMIT_SLOTS_GSO,
   SESSIONS_PER_LB_DEFAULT,
   TIMER_BUDGET_PER_ADVANCE,
   TIMER_TICK_MS,
@@ -251,7 +252,12 @@ export class Engine {
     this.services = new ServiceTable(counts);
     this.services.apply(services, worker, workers, nowMs);
     this.counters = createCounters(opts.countersSab);
-    this.emit = new PacketRing(EMIT_SLOTS, SLOT_SIZE_BYTES, undefined, opts.headroom ?? 0);
+    this.emit = new PacketRing(
+      opts.headroom ? EMIT_SLOTS_GSO : EMIT_SLOTS,
+      SLOT_SIZE_BYTES,
+      undefined,
+      opts.headroom ?? 0,
+    );
     const natOpts: NatOptions = {
       worker,
       workers,

@@ -32,8 +32,10 @@ let corrupted = 0;
 let failed = 0;
 const errors: string[] = [];
 
-/** Bytes echoed back so far per connection still open (what a timeout reports). */
+/** Bytes echoed back so far per connection still open (what a timeout reports)... */
 const progress = new Map<number, number>();
+/** ...and its client port (to find its session in `tunvs conns`). */
+const ports = new Map<number, number | undefined>();
 
 function one(i: number): Promise<void> {
   return new Promise((resolve) => {
@@ -48,11 +50,15 @@ function one(i: number): Promise<void> {
       else failed++;
       if (why && errors.length < 10) errors.push(`#${i}: ${why}`);
       progress.delete(i);
+      ports.delete(i);
       sock.destroy();
       resolve();
     };
     progress.set(i, 0);
-    sock.on('connect', () => sock.end(data));
+    sock.on('connect', () => {
+      ports.set(i, sock.localPort);
+      sock.end(data);
+    });
     sock.on('data', (chunk: Buffer) => {
       received += chunk.length;
       progress.set(i, received);
@@ -85,7 +91,7 @@ const giveUp = (): void => {
         ...errors,
         `timed out with ${progress.size} open: ${[...progress]
           .slice(0, 10)
-          .map(([i, n]) => `#${i} ${n}/${bytes}`)
+          .map(([i, n]) => `#${i} ${n}/${bytes} (port ${ports.get(i) ?? '-'})`)
           .join(', ')}`,
       ],
     }),

@@ -16,8 +16,7 @@
  *                  eth1 to the servers' MACs (same bridge); the servers hold those VIPs on lo
  *                  too and answer as for TUNNEL.
  *
- * A TUNNEL service turns the TUN offloads off (nat/modes/tunnel.ts); `lab up --no-modes`
- * leaves these out. The services' YAML is topology.ts modeServices.
+ * `lab up --no-modes` leaves these out. The services' YAML is topology.ts modeServices.
  */
 
 import { LAB } from './topology.js';

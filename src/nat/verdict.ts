@@ -16,8 +16,9 @@ export const VERDICT_REDIRECT = 2;
  * device (native/tun.c writes it to the packet socket). */
 export const VERDICT_LINK = 3;
 
-/** Returned instead of a length or −reason: the engine kept the packet (the SYN proxy holds a
- * client segment until the real server answers); nothing is written, nothing is dropped. */
+/** Returned instead of a length or −reason: the engine took the packet (the SYN proxy holds a
+ * client segment until the real server answers; TUNNEL wrote a GSO super-packet's segments
+ * into the emit ring); nothing is written for its slot, nothing is dropped. */
 export const HELD = -0x20000;
 
 // Malformed input: the packet cannot be parsed safely.
@@ -91,9 +92,9 @@ export const DROP_NAT_TUPLE_TAKEN = 29;
 /** TUNNEL: with the outer header the packet would exceed the MTU and may not be fragmented
  * (IPv4 DF, or IPv6): the client was sent "fragmentation needed" / "packet too big". */
 export const DROP_TUNNEL_TOO_BIG = 30;
-/** TUNNEL: a GSO super-packet or partial checksum (TUN offloads were still on: a reload
- * that added the first TUNNEL service turns them off; modes/tunnel.ts). */
-export const DROP_TUNNEL_OFFLOAD = 31;
+/** TUNNEL: a GSO super-packet has more segments than this burst's emit ring has room for
+ * (EMIT_SLOTS_GSO; modes/tunnel.ts cuts it up in software): dropped whole, TCP sends it again. */
+export const DROP_TUNNEL_NO_ROOM = 31;
 /** DR: the real server's link-layer address is not known yet (the neighbour table has no
  * entry; `tunvs run` asks the kernel to resolve it) or this LB has no link to it. */
 export const DROP_DR_NO_NEIGHBOUR = 32;
@@ -133,7 +134,7 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'synproxy_not_ready',
   'nat_tuple_taken',
   'tunnel_too_big',
-  'tunnel_offload',
+  'tunnel_no_room',
   'dr_no_neighbour',
 ];
 

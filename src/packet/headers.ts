@@ -25,6 +25,7 @@ export const IPPROTO_FRAGMENT = 44;
 
 export const IPV4_HEADER_MIN = 20;
 export const IPV4_TOTAL_LEN = 2;
+export const IPV4_ID = 4;
 export const IPV4_FRAG = 6; // flags (3 bits) + fragment offset (13 bits)
 export const IPV4_FRAG_MF = 0x2000;
 export const IPV4_FRAG_OFFSET_MASK = 0x1fff;
@@ -66,6 +67,8 @@ export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
 export const TCP_PSH = 0x08;
 export const TCP_ACKF = 0x10;
+/** Congestion window reduced (RFC 3168): only the first segment of a GSO packet keeps it. */
+export const TCP_CWR = 0x80;
 
 export const TCPOPT_EOL = 0;
 export const TCPOPT_NOP = 1;

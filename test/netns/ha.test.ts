@@ -122,7 +122,7 @@ async function failover(name: string, fail: () => void, restore: () => Promise<v
 describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => {
   beforeAll(async () => {
     await labDown(prefix, () => undefined);
-    // FULLNAT failover only (the mode services would turn the offloads off: docs/modes.md).
+    // FULLNAT failover only.
     await labUp({ prefix, workers: 2, ha: true, reader: false, modes: false, log: () => undefined });
     fresh();
   }, 90_000);

@@ -17,8 +17,10 @@
  * `advmss` so that no client ever needs the ICMP (docs/modes.md).
  *
  *   create    the client as the OUT key's local half (shown by `tunvs conns`; not indexed)
- *   inbound   state and timeout; too big → ICMP; the packet moves back by the outer
- *             header's length and the header is written in front (writeOuter)
+ *   inbound   state and timeout; a partial checksum completed (gso.ts); too big → ICMP;
+ *             the packet moves back by the outer header's length and the header is written
+ *             in front (writeOuter); a GSO super-packet is cut into its segments instead,
+ *             each encapsulated into the emit ring (encapsulateSegments)
  *   outbound  none: no reply passes
  *   icmp      an error about a packet the server sent the client (to the VIP: a router on
  *             the way back, e.g. "fragmentation needed") goes to the server, in the tunnel
@@ -26,9 +28,9 @@
  *
  * Partial checksums and GSO super-packets cannot go back into the kernel inside IPIP (a
  * virtio_net_hdr cannot say "IPIP", and the kernel's IPIP segmentation refuses GSO without
- * it), so while a TUNNEL service exists `tunvs run` turns the TUN device's offloads off and
- * the kernel hands over finished, MTU-sized packets; any that slip through a reload are
- * dropped (tunnel_offload).
+ * it), so tunvs finishes them itself, as the kernel's GSO would have (gso.ts): the TUN
+ * offloads stay on for the node's other services, and a TUNNEL packet costs what it would
+ * have cost without them.
  */
 
 import { addrWord, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
@@ -38,7 +40,8 @@ import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
 import { countPacket } from '../rewrite.js';
 import { IPV4_DF, writeIpv4Header } from '../segment.js';
-import { DROP_TUNNEL_OFFLOAD, DROP_TUNNEL_TOO_BIG } from '../verdict.js';
+import { DROP_TUNNEL_NO_ROOM, DROP_TUNNEL_TOO_BIG, HELD } from '../verdict.js';
+import { completeChecksum, gsoSegments, gsoSize, writeGsoSegment } from '../gso.js';
 import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
 
@@ -60,9 +63,18 @@ export const tunnel: ForwardingMode = {
 registerMode(tunnel);
 
 function tunnelInbound(c: NatContext, r: number): number {
-  if (c.pGso || c.pPartial) return -DROP_TUNNEL_OFFLOAD;
   clientOnlyState(c, r);
+  if (c.pGso) return encapsulateSegments(c, r);
+  if (c.pPartial) {
+    completeChecksum(c);
+    c.plainVnet();
+  }
   return encapsulate(c, r);
+}
+
+/** The IPv4 DF bit of the packet in hand (IPv6 is never fragmented on the way: true). */
+function dontFragment(c: NatContext): boolean {
+  return c.pAf !== AF_INET || (c.dv.getUint16(c.pL3 + IPV4_FRAG) & IPV4_DF) !== 0;
 }
 
 /** The packet in hand (of session `r`) into the tunnel to its real server: the new length,
@@ -74,40 +86,72 @@ function encapsulate(c: NatContext, r: number): number {
   const len = c.pEnd - l3;
   const v4 = c.pAf === AF_INET;
   const outer = v4 ? 20 : 40;
-  const df = !v4 || (c.dv.getUint16(l3 + IPV4_FRAG) & IPV4_DF) !== 0;
+  const df = dontFragment(c);
   if ((len + outer > c.opts.mtu && df) || c.pEnd + outer > c.slotEnd) {
     sendTooBig(c, c.opts.mtu - outer);
     return -DROP_TUNNEL_TOO_BIG;
   }
   c.buf.copyWithin(l3 + outer, l3, c.pEnd);
-  writeOuter(c, l3, len, v4, df, recService(rec, base) * 4, rec, base);
+  writeOuter(c, c.buf, c.dv, l3, len, df, r);
   countPacket(c, rec, base, c.pEnd + outer, RS_PACKETS_IN, C_PACKETS_IN);
   return len + outer;
 }
 
 /**
- * The outer header at `at`, in front of the inner packet of `len` bytes (now at
- * at + 20 / 40): from the service's tunnel source (c.services.tunnelSrc at `src`) to the
- * session's real server. IPv4: the inner TOS and DF, an ID when not DF; IPv6: the inner traffic
- * class and flow label (the path hashes it).
+ * A TCP GSO super-packet of session `r` (the TUN offloads are on): cut into its segments
+ * (gso.ts), each encapsulated into a slot of the emit ring. The packet in hand is used up
+ * (HELD: nothing is written for its slot), or dropped whole: too big for the tunnel (ICMP
+ * as for a single packet), or more segments than the emit ring has room for in this burst.
+ */
+function encapsulateSegments(c: NatContext, r: number): number {
+  const rec = c.table.rec;
+  const base = r * RECORD_WORDS;
+  const v4 = c.pAf === AF_INET;
+  const outer = v4 ? 20 : 40;
+  const df = dontFragment(c);
+  const mss = gsoSize(c);
+  const n = gsoSegments(c, mss);
+  const e = c.emit;
+  const largest = c.pL4 - c.pL3 + c.pThl + Math.min(mss, c.pEnd - c.pL4 - c.pThl);
+  if ((largest + outer > c.opts.mtu && df) || e.headroom + outer + largest > e.slotSize) {
+    sendTooBig(c, c.opts.mtu - outer);
+    return -DROP_TUNNEL_TOO_BIG;
+  }
+  if (e.slots - c.emitCount < n) return -DROP_TUNNEL_NO_ROOM;
+  for (let k = 0; k < n; k++) {
+    const at = c.emitSlot() + e.headroom;
+    const len = writeGsoSegment(c, k, n, mss, e.bytes, e.view, at + outer);
+    writeOuter(c, e.bytes, e.view, at, len, df, r);
+    c.emitted(len + outer);
+  }
+  countPacket(c, rec, base, c.pEnd + n * outer, RS_PACKETS_IN, C_PACKETS_IN);
+  return HELD;
+}
+
+/**
+ * The outer header at `at` of `buf` / `dv`, in front of an inner packet of `len` bytes (now at
+ * at + 20 / 40) of session `r`: from its service's tunnel source to its real server. IPv4: the
+ * inner TOS and DF, an ID when not DF; IPv6: the inner traffic class and flow label (the path
+ * hashes it).
  */
 function writeOuter(
   c: NatContext,
+  buf: Uint8Array,
+  dv: DataView,
   at: number,
   len: number,
-  v4: boolean,
   df: boolean,
-  src: number,
-  rec: Int32Array,
-  base: number,
+  r: number,
 ): void {
-  const dv = c.dv;
+  const rec = c.table.rec;
+  const base = r * RECORD_WORDS;
   const s = c.services.tunnelSrc;
-  if (v4) {
+  const src = recService(rec, base) * 4;
+  if (c.pAf === AF_INET) {
     // An atomic datagram's ID means nothing (RFC 6864): 0; one the kernel may fragment
     // needs its own, per source and destination.
     const id = df ? 0 : (c.outerIpId = (c.outerIpId + 1) & 0xffff);
-    const tos = c.buf[at + 20 + 1]!;
+    const tos = buf[at + 20 + 1]!;
     writeIpv4Header(dv, at, tos, len + 20, id, df ? IPV4_DF : 0, IPPROTO_IPIP, s[src]!, rec[base + R_RIP0]!);
   } else {
     // Version, traffic class and flow label as the inner header has them.
