@@ -280,12 +280,17 @@ export function proxyWaitInbound(c: NatContext, r: number, n: number): number {
   const base = r * RECORD_WORDS;
   const seq = c.dv.getInt32(c.pL4 + TCP_SEQ);
   // The client's first sequence number (ISN + 1): its handshake ACK, or its first data.
-  const first = seq === ((rec[base + R_RS_ACK]! - rec[base + R_SEQ_DELTA]!) | 0);
+  let again = seq === ((rec[base + R_RS_ACK]! - rec[base + R_SEQ_DELTA]!) | 0);
   if (c.pEnd > c.pL4 + c.pThl || (c.pFlags & TCP_FIN) !== 0) {
-    if (holdSegment(c, r, seq) < 0 && !first) return -DROP_SYNPROXY_HOLD_FULL;
+    const held = holdSegment(c, r, seq);
+    if (held < 0) return -DROP_SYNPROXY_HOLD_FULL;
+    // First data comes right after the handshake ACK (a client does not wait for the server
+    // it cannot see): new, not a retransmission. Only the same segment again says that the
+    // client's RTO passed unanswered.
+    again &&= held === 0;
   }
-  if (!first) return HELD;
-  // A retransmission: the SYN (or the server's answer) may have been lost.
+  if (!again) return HELD;
+  // A retransmission (or the handshake ACK again): the SYN or the server's answer may be lost.
   c.counters[C_SYNPROXY_SYN_RETRIES] = c.counters[C_SYNPROXY_SYN_RETRIES]! + 1;
   c.plainVnet();
   return writeSyn(c, c.buf, c.dv, c.pL3, rec, base);

@@ -329,6 +329,19 @@ describe.each([
     expect(d.send(r!({ seq: RS_ISN + 5, ack: syn!.seq + 1, flags: SYN | ACK })).verdict).toBe(VERDICT_DROP);
   });
 
+  it('the first data right after the handshake ACK is held, not taken for a retransmission; the same data again is', () => {
+    const { d, c, cookie, syn } = proxied(fam, 'syn');
+    const data = c({ seq: CLIENT_ISN + 1, ack: cookie + 1, flags: ACK, payload: new Uint8Array(80).fill(9) });
+    const first = d.send(data);
+    expect([first.verdict, first.reason]).toEqual([VERDICT_DROP, 0]);
+    expect(d.engine.counters[C_SYNPROXY_SYN_RETRIES]).toBe(0);
+    expect(d.engine.counters[C_SYNPROXY_HELD]).toBe(1);
+    // Sent again (the client's RTO passed): the SYN goes again.
+    const again = parse(d.forward(data));
+    expect([again.flags, again.seq]).toEqual([SYN, syn!.seq]);
+    expect(d.engine.counters[C_SYNPROXY_SYN_RETRIES]).toBe(1);
+  });
+
   it('a server that never answers: the SYN again after 1 s and 2 s, then RSTs', () => {
     const { d, cookie, syn } = proxied(fam, 'syn');
     const s = d.session();

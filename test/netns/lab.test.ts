@@ -748,13 +748,13 @@ describe.skipIf(!root)('netns lab (root)', () => {
     execFileSync('ip', ['-n', router, 'route', 'replace', '198.18.101.0/24', 'via', LAB.client4]);
     const file = join(state.dir, 'lb-a.yaml');
     const base = readFileSync(file, 'utf8');
-    const requests = `const http = require('http'); let ok = 0, failed = 0;
+    const requests = `const http = require('http'); let ok = 0, failed = 0; const why = {};
       const one = () => new Promise((done) => {
         const req = http.get({ host: '${LAB.vip4}', port: ${PORT}, agent: false, timeout: 10000 }, (res) => {
           res.resume(); res.on('end', () => { ok++; done(); });
         });
         req.on('timeout', () => req.destroy(new Error('timeout')));
-        req.on('error', () => { failed++; done(); });
+        req.on('error', (e) => { failed++; why[e.code ?? e.message] = (why[e.code ?? e.message] ?? 0) + 1; done(); });
       });
       (async () => { const end = Date.now() + ${(SECONDS - 2) * 1000};
         // Three clients, so that a saturated machine, where a GET waits for a SYN
@@ -762,7 +762,26 @@ describe.skipIf(!root)('netns lab (root)', () => {
         await Promise.all([0, 1, 2].map(async () => {
           while (Date.now() < end) { await one(); await new Promise((r) => setTimeout(r, 100)); }
         }));
-        console.log(JSON.stringify({ ok, failed })); })();`;
+        console.log(JSON.stringify({ ok, failed, why })); })();`;
+    /** rs3's listener counters (its kernel's own SYN-flood handling). */
+    const rs3Listen = (): Record<string, number> => {
+      const out = execFileSync('ip', ['netns', 'exec', nsName(prefix, 'rs3'), 'nstat', '-asz'], { encoding: 'utf8' });
+      const want = [
+        'TcpExtListenOverflows',
+        'TcpExtListenDrops',
+        'TcpExtTCPReqQFullDrop',
+        'TcpExtSyncookiesSent',
+        'TcpExtTCPReqQFullDoCookies',
+        'TcpRetransSegs',
+      ];
+      return Object.fromEntries(
+        out
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/))
+          .filter((f) => want.includes(f[0]!))
+          .map((f) => [f[0]!, Number(f[1])]),
+      );
+    };
     const cpuTicks = (): number => {
       const f = readFileSync(`/proc/${tunvsPid()}/stat`, 'utf8').split(') ')[1]!.split(' ');
       return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15)
@@ -776,6 +795,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
             `${y}  - { name: flood-v4, vip: ${LAB.vip4}, port: ${PORT}, synProxy: ${mode}, localAddresses: [198.18.2.10, 198.18.2.11], realServers: [{ address: ${LAB.realServers[2].v4}, port: ${LAB.rsPort} }] }\n`,
         );
         const c0 = await stats();
+        const rs0 = rs3Listen();
         const t0 = cpuTicks();
         const flood = runInNs(client, [
           'python3',
@@ -788,7 +808,11 @@ describe.skipIf(!root)('netns lab (root)', () => {
         ]);
         await new Promise((r) => setTimeout(r, 1000));
         const legit = runInNs(client, [process.execPath, '-e', requests]);
-        const { ok, failed } = JSON.parse((await legit).out) as { ok: number; failed: number };
+        const { ok, failed, why } = JSON.parse((await legit).out) as {
+          ok: number;
+          failed: number;
+          why: Record<string, number>;
+        };
         const during = await stats();
         const sent = Number((await flood).out);
         const t1 = cpuTicks();
@@ -799,6 +823,19 @@ describe.skipIf(!root)('netns lab (root)', () => {
         const grew = (k: string): number => during.counters![k]! - c0.counters![k]!;
         const queueDrops = (during.device?.tx_dropped ?? 0) - (c0.device?.tx_dropped ?? 0);
         results[mode] = { ok, failed, sessions };
+        // How GETs failed (if any), what the LB dropped meanwhile, the proxy's SYN retries to
+        // the server, and rs3's own SYN-flood handling (the flood reaches it while auto is off).
+        const dropped = Object.entries(during.drops!)
+          .map(([k, n]) => [k, n - (c0.drops![k] ?? 0)] as const)
+          .filter(([, n]) => n > 0);
+        const proxy = ['synproxy_syn_retries', 'synproxy_server_timeouts', 'synproxy_auto_switches'].map(
+          (k) => `${k} ${grew(k)}`,
+        );
+        const rs1 = rs3Listen();
+        const listen = Object.entries(rs1).map(([k, n]) => `${k} ${n - (rs0[k] ?? 0)}`);
+        console.log(
+          `synProxy ${mode}: failed GETs ${JSON.stringify(why)}; drops ${JSON.stringify(dropped)}; ${proxy}; rs3: ${listen}`,
+        );
         rows.push(
           `| ${mode} | ${sent} | ${ok}/${ok + failed} (${((100 * ok) / (ok + failed)).toFixed(0)}%) | ${sessions} | ${sessions} | ${grew('synproxy_synacks')} | ${(((t1 - t0) / 100 / SECONDS) * 100).toFixed(0)}% | ${queueDrops} |`,
         );

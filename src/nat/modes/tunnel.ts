@@ -35,7 +35,7 @@
 
 import { addrWord, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../../dataplane/counters.js';
-import { AF_INET, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
+import { AF_INET, IPPROTO_TCP, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
 import { countPacket } from '../rewrite.js';
@@ -64,7 +64,8 @@ registerMode(tunnel);
 
 function tunnelInbound(c: NatContext, r: number): number {
   clientOnlyState(c, r);
-  if (c.pGso) return encapsulateSegments(c, r);
+  // (UDP never comes as GSO: tunvs does not ask the TUN for USO.)
+  if (c.pGso && c.pProto === IPPROTO_TCP) return encapsulateSegments(c, r);
   if (c.pPartial) {
     completeChecksum(c);
     c.plainVnet();
@@ -118,13 +119,15 @@ function encapsulateSegments(c: NatContext, r: number): number {
     return -DROP_TUNNEL_TOO_BIG;
   }
   if (e.slots - c.emitCount < n) return -DROP_TUNNEL_NO_ROOM;
+  let bytes = 0;
   for (let k = 0; k < n; k++) {
     const at = c.emitSlot() + e.headroom;
     const len = writeGsoSegment(c, k, n, mss, e.bytes, e.view, at + outer);
     writeOuter(c, e.bytes, e.view, at, len, df, r);
     c.emitted(len + outer);
+    bytes += len + outer;
   }
-  countPacket(c, rec, base, c.pEnd + n * outer, RS_PACKETS_IN, C_PACKETS_IN);
+  countPacket(c, rec, base, c.pL3 + bytes, RS_PACKETS_IN, C_PACKETS_IN);
   return HELD;
 }
 
