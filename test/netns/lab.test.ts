@@ -834,7 +834,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
         const rs1 = rs3Listen();
         const listen = Object.entries(rs1).map(([k, n]) => `${k} ${n - (rs0[k] ?? 0)}`);
         console.log(
-          `synProxy ${mode}: failed GETs ${JSON.stringify(why)}; drops ${JSON.stringify(dropped)}; ${proxy}; rs3: ${listen}`,
+          `synProxy ${mode}: failed GETs ${JSON.stringify(why)}; drops ${JSON.stringify(dropped)}; ${proxy.join(', ')}; rs3: ${listen.join(', ')}`,
         );
         rows.push(
           `| ${mode} | ${sent} | ${ok}/${ok + failed} (${((100 * ok) / (ok + failed)).toFixed(0)}%) | ${sessions} | ${sessions} | ${grew('synproxy_synacks')} | ${(((t1 - t0) / 100 / SECONDS) * 100).toFixed(0)}% | ${queueDrops} |`,
