@@ -50,6 +50,8 @@ const APT = [
 // The tests: unmodified servers for the real-server reader, nft for the forged-TOA client.
 if (process.argv.includes('--test')) {
   APT.push(['nginx', 'nginx'], ['go', 'golang-go'], ['nft', 'nftables']);
+  // src/nat/siphash_wasm.ts is checked against the .wat it was made from.
+  APT.push(['wat2wasm', 'wabt']);
   // The docker-compose lab test: Debian's engine and compose v1, debootstrap for the base image.
   APT.push(['dockerd', 'docker.io'], ['docker-compose', 'docker-compose'], ['debootstrap', 'debootstrap']);
 }

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { IsnGenerator, type IsnKey } from '../../src/nat/seq.js';
 import { sipHash24 } from '../../src/nat/siphash.js';
+import { SIPHASH_WASM } from '../../src/nat/siphash_wasm.js';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Bytes 00 01 02 ... as little-endian words, the reference's message and key. */
 const counting = (words: number): number[] =>
@@ -29,6 +34,18 @@ describe('ISN', () => {
     const out = new Uint32Array(2);
     for (const [bytes, want] of expected)
       expect(hex(sipHash24(key, msg, 0, bytes / 4, out)), `${bytes} bytes`).toBe(want);
+  });
+
+  it('the WebAssembly bytes are what wat2wasm makes of siphash.wat; longer messages are refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tunvs-sip-'));
+    try {
+      const wasm = join(dir, 'siphash.wasm');
+      execFileSync('wat2wasm', [join(import.meta.dirname, '../../src/nat/siphash.wat'), '-o', wasm]);
+      expect(readFileSync(wasm).toString('base64')).toBe(SIPHASH_WASM);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(() => sipHash24(counting(4), counting(17), 0, 17, new Uint32Array(2))).toThrow(RangeError);
   });
 
   it('per tuple: steady under one key (advancing 250 per ms), unrelated under another', () => {
