@@ -871,7 +871,13 @@ describe.skipIf(!root)('netns lab (root)', () => {
   }, 180_000);
 
   describe('after a restart, new connections on local ports rs1 holds in TIME_WAIT go through', () => {
-    const conns = (port: number, parallel: number, seconds: number): { connPerSec: number; errors: number } =>
+    interface Conns {
+      connPerSec: number;
+      errors: number;
+      total: number;
+      slowConnects: number;
+    }
+    const conns = (port: number, parallel: number, seconds: number): Conns =>
       JSON.parse(
         inNs(nsName(prefix, 'client'), [
           process.execPath,
@@ -882,19 +888,25 @@ describe.skipIf(!root)('netns lab (root)', () => {
           String(parallel),
           String(seconds),
         ]),
-      ) as { connPerSec: number; errors: number };
-    /** Connections per second before and after a restart of tunvs, both runs error-free. */
-    const acrossRestart = async (
-      port: number,
-      parallel: number,
-      seconds: [number, number],
-    ): Promise<{ before: number; after: number }> => {
+      ) as Conns;
+    /**
+     * Connections before and after a restart of tunvs, both runs error-free, and after it
+     * (almost) none that waited for a SYN retransmission: a SYN the real server refuses on a
+     * TIME_WAIT tuple costs its client a second, which is what these tests are about. (Not the
+     * rate: a restarted process runs cold for its first second, and the VM is noisy.)
+     */
+    const acrossRestart = async (port: number, parallel: number, seconds: [number, number]): Promise<void> => {
       const before = conns(port, parallel, seconds[0]);
       expect(before.errors).toBe(0);
       await restartTunvs(prefix, 'lb-a');
       const after = conns(port, parallel, seconds[1]);
       expect(after.errors).toBe(0);
-      return { before: before.connPerSec, after: after.connPerSec };
+      const what = `before the restart ${before.connPerSec.toFixed(0)}/s, after ${after.connPerSec.toFixed(0)}/s`;
+      expect(after.total, what).toBeGreaterThan(0);
+      // The failure this guards against refused about half of them (PAWS, or ISNs behind).
+      expect(after.slowConnects, `${what}: connects that took a SYN retransmission`).toBeLessThanOrEqual(
+        Math.max(1, Math.floor(after.total / 100)),
+      );
     };
     const rs1 = '{ address: 198.18.20.21, port: 8080 }';
 
@@ -906,9 +918,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
         (y) =>
           `${y}  - { name: restart-v4, vip: ${LAB.vip4}, port: 8082, stripTimestamps: true, localAddresses: [${LAB.laddrs4[0]}], realServers: [${rs1}] }\n`,
       );
-      const { before, after } = await acrossRestart(8082, 20, [2, 2]);
-      // A refused SYN costs the client a second: with a new key about half of them were.
-      expect(after, `before the restart ${before.toFixed(0)}/s`).toBeGreaterThan(before / 3);
+      // With a new key about half of the SYNs were refused.
+      await acrossRestart(8082, 20, [2, 2]);
     }, 60_000);
 
     it('with timestamps (random per connection): local ports continue from the port sweep', async () => {
@@ -921,9 +932,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
         (y) =>
           `${y}  - { name: restart-ts-v4, vip: ${LAB.vip4}, port: 8083, localAddresses: [${laddrs}], realServers: [${rs1}] }\n`,
       );
-      const { before, after } = await acrossRestart(8083, 1, [3, 2]);
       // Starting at the first port again (the old behaviour) gave ~3 connections/s here.
-      expect(after, `before the restart ${before.toFixed(0)}/s`).toBeGreaterThan(before / 3);
+      await acrossRestart(8083, 1, [3, 2]);
     }, 60_000);
 
     it('two clients on tuples the real server holds in TIME_WAIT: translated timestamps are never refused (PAWS)', async () => {
