@@ -12,7 +12,7 @@
  *                      segment only, CWR on the first only
  */
 
-import { csumFromSum, fold16, sumWords } from '../packet/checksum.js';
+import { csumFromSum, pseudoHeaderSum, sumWords } from '../packet/checksum.js';
 import {
   AF_INET,
   IPPROTO_TCP,
@@ -30,12 +30,6 @@ import {
   UDP_CSUM,
 } from '../packet/headers.js';
 import type { NatContext } from './context.js';
-
-/** Folded sum of the pseudo-header of the packet in hand (c.buf) for an L4 length of `len`. */
-function pseudoSum(c: NatContext, len: number): number {
-  const v4 = c.pAf === AF_INET;
-  return fold16(sumWords(c.buf, c.pL3 + (v4 ? 12 : 8), v4 ? 8 : 32) + c.pProto + len);
-}
 
 /** Finish the partial L4 checksum of the packet in hand: the field holds the folded
  * pseudo-header sum; the whole sum over the L4 bytes (that field included) is the answer. */
@@ -97,6 +91,9 @@ export function writeGsoSegment(
   if (k > 0) flags &= ~TCP_CWR;
   out[t + TCP_FLAGS] = flags;
   dv.setUint16(t + TCP_CSUM, 0);
-  dv.setUint16(t + TCP_CSUM, csumFromSum(pseudoSum(c, tcpLen) + sumWords(out, t, tcpLen)));
+  dv.setUint16(
+    t + TCP_CSUM,
+    csumFromSum(pseudoHeaderSum(src, c.pL3, c.pAf === AF_INET, IPPROTO_TCP, tcpLen) + sumWords(out, t, tcpLen)),
+  );
   return hdrs + payload;
 }

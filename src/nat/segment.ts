@@ -6,7 +6,7 @@
  */
 
 import { addrWord } from '../conn/layout.js';
-import { csumFromSum, sumWords } from '../packet/checksum.js';
+import { csumFromSum, pseudoHeaderSum, sumWords } from '../packet/checksum.js';
 import { AF_INET, IPPROTO_TCP, ORIGINATED_TTL } from '../packet/headers.js';
 
 export interface SegmentFields {
@@ -59,8 +59,7 @@ export function writeSegment(
   dv.setUint32(t + 12, ((tcpLen >>> 2) << 28) | (f.flags << 16) | f.window);
   dv.setUint32(t + 16, 0); // checksum (below), urgent pointer
   for (let i = 0; i < optLen; i++) buf[t + 20 + i] = opts[i]!;
-  // Pseudo-header: both addresses, protocol, TCP length.
-  const pseudo = sumWords(buf, off + (v4 ? 12 : 8), v4 ? 8 : 32) + IPPROTO_TCP + tcpLen;
+  const pseudo = pseudoHeaderSum(buf, off, v4, IPPROTO_TCP, tcpLen);
   dv.setUint16(t + 16, csumFromSum(pseudo + sumWords(buf, t, tcpLen)));
   return len;
 }

@@ -37,6 +37,12 @@ export function sumWords(buf: Uint8Array, off: number, len: number): number {
   return fold16(sum);
 }
 
+/** Folded sum of the TCP/UDP pseudo-header of the IP packet at `l3` (IPv4 when `v4`): both
+ * addresses as they stand in its header, protocol `proto`, upper-layer length `len`. */
+export function pseudoHeaderSum(buf: Uint8Array, l3: number, v4: boolean, proto: number, len: number): number {
+  return fold16(sumWords(buf, l3 + (v4 ? 12 : 8), v4 ? 8 : 32) + proto + len);
+}
+
 /** The checksum field value for a folded sum that covers every word (pseudo-header included). */
 export function csumFromSum(sum: number): number {
   return ~fold16(sum) & 0xffff;
