@@ -18,8 +18,15 @@
  * Only Engine.processBurst is timed; refilling the ring between bursts is not. Each figure
  * is measured ROUNDS times; the median and the spread (min–max) are reported.
  *
+ *   baseline     with BENCH_BASELINE=<git revision>: that build's engine beside this one in
+ *                the same process (bench/lib/baseline.ts), established Mpps at the smallest
+ *                and largest size and new sessions/s as this build / baseline, from
+ *                alternating slices: whether a change made the engine slower, which two
+ *                separate runs cannot say on a shared machine.
+ *
  * Environment: BENCH_ROUNDS, BENCH_SIZES (e.g. 1000,1000000), BENCH_NEW (connections for
- * the new-session figure), BENCH_PACKETS (established packets per measurement). An
+ * the new-session figure), BENCH_PACKETS (established packets per measurement),
+ * BENCH_BASELINE (a git revision, b97fe5b or later). An
  * instruction count of the whole process under callgrind does not compare two builds here:
  * V8's background compiler and GC vary by more than the engine's work (docs/benchmarks.md).
  */
@@ -31,12 +38,14 @@ import { performance } from 'node:perf_hooks';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_DROP, VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import { abba, loadBaseline, type Baseline } from '../lib/baseline.js';
 import {
   BURST,
   clientOf,
   established,
   modeServices,
   openSessions,
+  type Opened,
   rng,
   services,
   VIP,
@@ -46,9 +55,12 @@ import {
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
 const NEW_CONNECTIONS = Number(process.env.BENCH_NEW ?? 200_000);
-/** Timestamp translation A/B: pairs of slices per size and round, packets per slice. */
-const TS_PAIRS = 10;
-const TS_SLICE = 100_000;
+/** A/B ratios (timestamp translation, baseline build): pairs of slices per size and round,
+ * packets per slice, new connections per slice. */
+const AB_PAIRS = 10;
+const AB_SLICE = 100_000;
+const AB_NEW_SLICE = 20_000;
+const BASELINE = process.env.BENCH_BASELINE;
 /** Established packets per measurement (default: 2M or twice the sessions). */
 const PACKETS = process.env.BENCH_PACKETS === undefined ? undefined : Number(process.env.BENCH_PACKETS);
 /** A SYN flood at a synProxy: on service, `n` new clients from `first`: cookie SYN-ACKs/s;
@@ -141,7 +153,26 @@ function fmt(s: Stat, digits = 2): string {
   return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
 }
 
-function main(): void {
+/** The baseline build's engine at each of `sizes`, its sessions open and its JIT warm. */
+function baselineSetups(base: Baseline, sizes: number[]) {
+  return sizes.map((size) => {
+    const engine = new base.Engine({ capacity: Math.max(size + BURST, 4096), workers: 1, nowMs: 0 }, base.services(0));
+    const { o } = openSessions(engine, size, 0);
+    established(engine, o, size, 500_000, 1);
+    return { size, engine, o };
+  });
+}
+
+/** New sessions per second in a fresh engine of a build (its Engine, its service): AB_NEW_SLICE of them. */
+function newSlice(E: typeof Engine, svc: typeof services): () => number {
+  return () => {
+    const engine = new E({ capacity: AB_NEW_SLICE + BURST, workers: 1, nowMs: 0 }, svc(0));
+    return AB_NEW_SLICE / openSessions(engine, AB_NEW_SLICE, 0).seconds;
+  };
+}
+
+async function main(): Promise<void> {
+  const base = BASELINE === undefined ? undefined : await loadBaseline(BASELINE);
   const results: Record<string, Stat> = {};
   // All sizes are set up first and measured back to back in every round, so a noisy
   // neighbour hits every size alike and the growth ratio is taken within one round.
@@ -165,6 +196,9 @@ function main(): void {
   const modeEngines = MODES.map((m) => modeSetup(m));
   for (const e of modeEngines) clientMpps(e, 500_000); // warm-up
   const modeRuns: number[][] = MODES.map(() => []);
+  const baseSizes = [...new Set([SIZES[0]!, SIZES[SIZES.length - 1]!])];
+  const baseEngines = base ? baselineSetups(base, baseSizes) : [];
+  const baseRatio: Record<string, number[]> = {};
   for (let r = 0; r < ROUNDS; r++) {
     modeEngines.forEach((e, i) => modeRuns[i]!.push(clientMpps(e, PACKETS ?? 2_000_000)));
     for (const s of setups)
@@ -174,13 +208,23 @@ function main(): void {
       // The ratio from short alternating slices (ABBA order), not from the long runs above:
       // each pair runs within ~0.2 s, so the machine's drift (other tenants) hits both alike.
       const withTs = setups.find((x) => x.size === p.size)!;
-      for (let j = 0; j < TS_PAIRS; j++) {
-        const first = j % 2 === 0;
-        const a = first ? established(withTs.engine, withTs.o, p.size, TS_SLICE, 1) : 0;
-        const b = established(p.engine, p.o, p.size, TS_SLICE, 1);
-        const a2 = first ? a : established(withTs.engine, withTs.o, p.size, TS_SLICE, 1);
-        (tsRatio[p.size] ??= []).push(a2 / b);
+      const slice = (e: { engine: Engine; o: Opened }) => () => established(e.engine, e.o, p.size, AB_SLICE, 1);
+      (tsRatio[p.size] ??= []).push(...abba(AB_PAIRS, slice(p), slice(withTs)));
+    }
+    if (base) {
+      for (const be of baseEngines) {
+        const mine = setups.find((x) => x.size === be.size)!;
+        (baseRatio[`established_mpps_${be.size}`] ??= []).push(
+          ...abba(
+            AB_PAIRS,
+            () => established(be.engine, be.o, be.size, AB_SLICE, 1),
+            () => established(mine.engine, mine.o, be.size, AB_SLICE, 1),
+          ),
+        );
       }
+      (baseRatio.new_sessions_per_s ??= []).push(
+        ...abba(AB_PAIRS, newSlice(base.Engine, base.services), newSlice(Engine, services)),
+      );
     }
     const a = setups[0]!;
     const b = setups[setups.length - 1]!;
@@ -271,6 +315,15 @@ function main(): void {
       `| ${name} | ${Number.isFinite(value) ? value.toFixed(2) : 'n/a'} | ${target} | ${met ? 'yes' : 'NO'} |`,
     );
   }
+  if (base) {
+    console.log(`\nthis build / ${base.rev} (${base.commit}): alternating slices in one process, median (min–max)\n`);
+    console.log('| figure | this / baseline |');
+    console.log('|---|---|');
+    for (const [key, ratios] of Object.entries(baseRatio)) {
+      results[`vs_baseline_${key}`] = stat(ratios);
+      console.log(`| ${key.replace(/_/g, ' ')} | ${fmt(stat(ratios), 3)} |`);
+    }
+  }
   const dir = join(process.cwd(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `micro-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -283,6 +336,7 @@ function main(): void {
         node: process.version,
         cpu: cpus()[0]?.model,
         rounds: ROUNDS,
+        ...(base ? { baseline: { rev: base.rev, commit: base.commit } } : {}),
         bytesPerSession: setups[setups.length - 1]!.engine.table.bytesPerSession,
         results,
         sizes: SIZES,
@@ -295,4 +349,7 @@ function main(): void {
   console.log(`\nwrote ${file}`);
 }
 
-main();
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
