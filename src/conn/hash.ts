@@ -26,19 +26,10 @@ function finish(h: number, words: number): number {
   return h | 0;
 }
 
-/** Hash `meta` followed by `words` int32 words of `arr` starting at `off`. */
-export function hashKeyWords(seed: number, meta: number, arr: Int32Array, off: number, words: number): number {
-  let h = seed | 0;
-  h = mix(h, meta);
-  for (let i = 0; i < words; i++) h = mix(h, arr[off + i]!);
-  return finish(h, words);
-}
-
 /**
  * Hash of a session key split in two runs of `arr`: 3 words at `lo`, then `hiWords` (0 or
- * 6) at `hi`. Equal to hashKeyWords over the same 3 + hiWords words laid end to end, so a
- * key built from a packet (contiguous) and a record's key blocks (split over two cache
- * lines) hash alike.
+ * 6) at `hi`. The same as over those 3 + hiWords words laid end to end, so a key built from
+ * a packet (contiguous) and a record's key blocks (split over two cache lines) hash alike.
  */
 export function hashSplitKey(
   seed: number,

@@ -130,6 +130,11 @@ export class NatContext {
   modes: readonly ForwardingMode[] = [];
   /** Option scratch: offsets of the options of the packet in hand, and a rebuild area. */
   readonly optOffsets = new Int32Array(40);
+  /** Set by scanPacketOptions (toa.ts): the offset of the packet's timestamp option (−1:
+   * none), and whether it has any option but NOP and timestamp (SACK, MSS, TOA, …: what the
+   * option passes look for; an established segment usually has none). */
+  optTs = -1;
+  optOther = false;
   readonly optScratch = new Uint8Array(64);
 
   readonly timeouts: Int32Array;

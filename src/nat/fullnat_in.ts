@@ -42,7 +42,7 @@ import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
 import { restartTimeout, setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
-import { findTimestamp, shiftTimestamp } from './timestamps.js';
+import { shiftTimestamp } from './timestamps.js';
 
 /** `n` options were scanned into c.optOffsets. Also runs the SYN proxy's held segments. */
 export function tcpInbound(c: NatContext, r: number, n: number): number {
@@ -69,7 +69,7 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
   const newAck = (ack - srvDelta) | 0;
   const tsDelta = rec[base + R_TS_DELTA]!;
-  const ts = n > 0 && (tsDelta !== 0 || proxied) ? findTimestamp(c, n) : -1;
+  const ts = tsDelta !== 0 || proxied ? c.optTs : -1;
   const outPorts = rec[base + R_OUT_PORTS]!;
   if (c.pPartial) {
     rewritePartial(

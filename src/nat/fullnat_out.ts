@@ -45,7 +45,7 @@ import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
 import { restartTimeout, setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
-import { findTimestamp, shiftTimestamp } from './timestamps.js';
+import { shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_SYNPROXY_NOT_READY } from './verdict.js';
 
@@ -98,7 +98,7 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
   const newSeq = (seq + srvDelta) | 0;
   const tsDelta = rec[base + R_TS_DELTA]!;
-  const ts = n > 0 && (tsDelta !== 0 || proxied) ? findTimestamp(c, n) : -1;
+  const ts = tsDelta !== 0 || proxied ? c.optTs : -1;
   const srvTsDelta = proxied ? rec[base + R_SRV_TS_DELTA]! : 0;
   const win = proxied ? rescaledWindow(rec[base + R_PROXY_OPTS]!, dv.getUint16(l4 + TCP_WINDOW), flags) : -1;
   if (c.pPartial) {

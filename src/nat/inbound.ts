@@ -19,7 +19,6 @@ import { SYNPROXY_OFF } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { createSession, stateOf, uncountSession } from './session.js';
 import { scanPacketOptions } from './toa.js';
-import { findTimestamp } from './timestamps.js';
 import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
 
@@ -55,7 +54,7 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
       // The handshake's last ACK of a connection the SYN proxy answered (also after the
       // proxy switched off again, or on another node of the pair or cluster).
       if (c.services.synProxy[svc] !== SYNPROXY_OFF && (c.pFlags & (TCP_SYN | TCP_RST)) === 0)
-        return proxyAck(c, svc, hash, blockWords, n);
+        return proxyAck(c, svc, hash, blockWords);
       return -DROP_NO_SESSION;
     }
     if (tcp && proxyActive(c, svc)) return proxySyn(c, svc, blockWords, n);
@@ -63,7 +62,7 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     if (refused !== 0) return -refused;
     r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP, tcp ? c.dv.getInt32(c.pL4 + TCP_SEQ) : 0);
     if (r < 0) return r;
-    if (tcp && c.services.translateTs[svc] === 1) startTimestamps(c, r, n);
+    if (tcp && c.services.translateTs[svc] === 1) startTimestamps(c, r);
   } else if (tcp && isWaiting(table.rec, r * RECORD_WORDS) && (c.pFlags & TCP_RST) === 0) {
     return proxyWaitInbound(c, r, n);
   }
@@ -71,8 +70,8 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
 }
 
 /** A new session's SYN carries a timestamp: the real server will see the LB's clock. */
-function startTimestamps(c: NatContext, r: number, n: number): void {
-  const o = findTimestamp(c, n);
+function startTimestamps(c: NatContext, r: number): void {
+  const o = c.optTs;
   if (o < 0) return;
   const rec = c.table.rec;
   rec[r * RECORD_WORDS + R_TS_DELTA] = (c.isn.tsClock(c.nowMs) - c.dv.getInt32(o + 2)) | 0;

@@ -114,7 +114,7 @@ import { resetBoth } from './rst.js';
 import { writeSegment, type SegmentFields } from './segment.js';
 import { createSession, setState } from './session.js';
 import { mssClass, mssOfClass, tsOptEcn, tsOptionBits, tsOptSack, tsOptWs } from './syncookie.js';
-import { TS_OPTION_LEN, findTimestamp } from './timestamps.js';
+import { TS_OPTION_LEN } from './timestamps.js';
 import { TOA_LEN_V4, TOA_LEN_V6, writeToa } from './toa.js';
 import {
   DROP_NO_SESSION,
@@ -218,7 +218,7 @@ export function proxySyn(c: NatContext, svc: number, blockWords: number, n: numb
 }
 
 /** 2. A client ACK without a session: a valid cookie opens the connection to a real server. */
-export function proxyAck(c: NatContext, svc: number, hash: number, blockWords: number, n: number): number {
+export function proxyAck(c: NatContext, svc: number, hash: number, blockWords: number): number {
   const dv = c.dv;
   const l4 = c.pL4;
   const seq = dv.getInt32(l4 + TCP_SEQ);
@@ -228,7 +228,7 @@ export function proxyAck(c: NatContext, svc: number, hash: number, blockWords: n
   // While the proxy is off, an ACK without a session is most likely one of an expired
   // session: named as such. While it is on, a bad cookie (an ACK flood, forged cookies).
   if (cls < 0) return -(proxyActive(c, svc) ? DROP_SYNPROXY_BAD_COOKIE : DROP_NO_SESSION);
-  const o = findTimestamp(c, n);
+  const o = c.optTs;
   const ts = o >= 0;
   const cliTsval = ts ? dv.getInt32(o + 2) : 0;
   const echoed = ts ? dv.getInt32(o + 6) : 0;

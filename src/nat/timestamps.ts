@@ -15,22 +15,11 @@
  */
 
 import { csumReplace32, csumReplaceSum, sumWords } from '../packet/checksum.js';
-import { TCP_ACKF, TCP_HEADER_MIN, TCPOPT_TIMESTAMP } from '../packet/headers.js';
+import { TCP_ACKF, TCP_HEADER_MIN } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 
 /** TCP timestamp option length: kind, length, TSval, TSecr. */
 export const TS_OPTION_LEN = 10;
-
-/** Offset of the timestamp option among the `n` options scanned into c.optOffsets, or −1. */
-export function findTimestamp(c: NatContext, n: number): number {
-  const b = c.buf;
-  const offs = c.optOffsets;
-  for (let i = 0; i < n; i++) {
-    const o = offs[i]!;
-    if (b[o] === TCPOPT_TIMESTAMP && b[o + 1] === TS_OPTION_LEN) return o;
-  }
-  return -1;
-}
 
 /**
  * Add `valDelta` to the TSval and subtract `ecrDelta` from the TSecr (when the packet has

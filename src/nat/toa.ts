@@ -70,14 +70,48 @@ import {
 import { scanOptions } from '../packet/tcp_options.js';
 import type { NatContext } from './context.js';
 import { setIpLength } from './rewrite.js';
+import { TS_OPTION_LEN } from './timestamps.js';
 
 export const TOA_LEN_V4 = 8;
 export const TOA_LEN_V6 = 20;
 
-/** Scan the options of the parsed TCP packet into c.optOffsets. Returns the count or −1. */
+/** The option area every stack sends on segments of a connection with timestamps. */
+const NOP_NOP_TS_LEN = 12;
+
+/**
+ * Scan the options of the parsed TCP packet into c.optOffsets, and note where its timestamp
+ * is and whether it has other options (c.optTs, c.optOther). Returns the count or −1.
+ * NOP NOP TS, the layout of nearly every segment with timestamps, is recognised without a scan.
+ */
 export function scanPacketOptions(c: NatContext): number {
+  c.optTs = -1;
+  c.optOther = false;
   if (c.pThl === TCP_HEADER_MIN) return 0;
-  return scanOptions(c.buf, c.pL4 + TCP_HEADER_MIN, c.pL4 + c.pThl, c.optOffsets);
+  const b = c.buf;
+  const start = c.pL4 + TCP_HEADER_MIN;
+  const offs = c.optOffsets;
+  if (
+    c.pThl === TCP_HEADER_MIN + NOP_NOP_TS_LEN &&
+    b[start] === TCPOPT_NOP &&
+    b[start + 1] === TCPOPT_NOP &&
+    b[start + 2] === TCPOPT_TIMESTAMP &&
+    b[start + 3] === TS_OPTION_LEN
+  ) {
+    offs[0] = start;
+    offs[1] = start + 1;
+    offs[2] = start + 2;
+    c.optTs = start + 2;
+    return 3;
+  }
+  const n = scanOptions(b, start, c.pL4 + c.pThl, offs);
+  for (let i = 0; i < n; i++) {
+    const o = offs[i]!;
+    const kind = b[o]!;
+    if (kind === TCPOPT_NOP) continue;
+    if (kind === TCPOPT_TIMESTAMP && b[o + 1] === TS_OPTION_LEN && c.optTs < 0) c.optTs = o;
+    else c.optOther = true;
+  }
+  return n;
 }
 
 function hasOption(b: Uint8Array, offs: Int32Array, n: number, kind: number): boolean {
@@ -117,6 +151,8 @@ export function inboundOptions(
   const k4 = s.toaKindV4[svc]!;
   const k6 = s.toaKindV6[svc]!;
   const stripTs = (c.pFlags & TCP_SYN) !== 0 && s.stripTs[svc] === 1;
+  // Only NOPs and a timestamp that stays: nothing to add, remove or blank.
+  if (!wantToa && !c.optOther && !(stripTs && c.optTs >= 0)) return c.pEnd;
   if (wantToa && hasOption(b, c.optOffsets, n, TCPOPT_AO)) {
     // TCP-AO authenticates the options (RFC 5925): adding one would break the connection.
     // (MD5, RFC 2385, excludes options and is unaffected.) Counted like no room.
@@ -301,6 +337,7 @@ function fixGsoHeader(c: NatContext, growth: number, thl: number): void {
  * real server's (−srv delta).
  */
 export function shiftSackClampMss(c: NatContext, n: number, sackDelta: number, clampBy: number): void {
+  if (!c.optOther) return; // neither SACK nor MSS
   const b = c.buf;
   const dv = c.dv;
   const offs = c.optOffsets;

@@ -4,15 +4,12 @@
  * the sets of VIP and local addresses used to name the reason of a drop.
  */
 
-import { hashKeyWords } from '../conn/hash.js';
-
 const KEY_WORDS = 6; // meta, port, a0..a3
 
 export class AddrPortMap {
   private readonly keys: Int32Array;
   private readonly vals: Int32Array;
   private readonly mask: number;
-  private readonly scratch = new Int32Array(KEY_WORDS);
   private size = 0;
 
   constructor(maxEntries: number) {
@@ -23,15 +20,16 @@ export class AddrPortMap {
     this.mask = slots - 1;
   }
 
+  /** Mixes every key word into the low bits (the map is small, its keys the operator's, so
+   * no keyed hash is needed): xor of rotated words, then MurmurHash3's finaliser. */
   private hash(meta: number, port: number, a0: number, a1: number, a2: number, a3: number): number {
-    const k = this.scratch;
-    k[0] = meta;
-    k[1] = port;
-    k[2] = a0;
-    k[3] = a1;
-    k[4] = a2;
-    k[5] = a3;
-    return hashKeyWords(0x2545f491, meta, k, 1, 5);
+    let h = meta ^ Math.imul(port, 0x9e3779b1) ^ a0 ^ ((a1 << 8) | (a1 >>> 24));
+    h ^= ((a2 << 16) | (a2 >>> 16)) ^ ((a3 << 24) | (a3 >>> 8));
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return h ^ (h >>> 16);
   }
 
   set(meta: number, port: number, addr: ArrayLike<number>, value: number): void {

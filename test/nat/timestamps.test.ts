@@ -50,6 +50,52 @@ describe.each([
     expect(tsOf(ack.options.slice(toaLen))).toEqual([(0xfffffff5 + s.tsDelta) >>> 0, 900]);
   });
 
+  it('established segments in every option layout: NOP NOP TS (read without a scan), TS first, odd offset, with SACK', () => {
+    const d = new Driver(makeEngine(labServices({ synProxy: 'off' })));
+    const syn = parse(
+      d.forward(c({ seq: 1, flags: SYN, options: [...opt.mss(1400), ...opt.nop(), ...opt.nop(), ...opt.ts(5000, 0)] })),
+    );
+    const s = d.session();
+    const r = (t: Partial<TcpSpec> & { flags: number }) =>
+      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, ...t });
+    d.forward(
+      r({
+        seq: 50,
+        ack: syn.seq + 1,
+        flags: SYN | ACK,
+        options: [...opt.nop(), ...opt.nop(), ...opt.ts(900, tsOf(syn.options)[0])],
+      }),
+    );
+    d.forward(c({ seq: 2, ack: 51, flags: ACK })); // TOA goes here
+    const layouts: [string, (ts: number[]) => number[]][] = [
+      ['NOP NOP TS', (ts) => [...opt.nop(), ...opt.nop(), ...ts]],
+      ['TS NOP NOP', (ts) => [...ts, ...opt.nop(), ...opt.nop()]],
+      ['NOP TS NOP', (ts) => [...opt.nop(), ...ts, ...opt.nop()]],
+      [
+        'NOP NOP TS + SACK',
+        (ts) => [...opt.nop(), ...opt.nop(), ...ts, ...opt.nop(), ...opt.nop(), ...opt.sack([[10, 20]])],
+      ],
+    ];
+    for (const [name, layout] of layouts) {
+      // Every checksum is verified in full by the driver.
+      // ack past the server's ISN + 1: no TOA, the options stay where they are.
+      const up = parse(d.forward(c({ seq: 2, ack: 60, flags: ACK, options: layout(opt.ts(5001, 901)) })));
+      expect(tsOf(up.options), name).toEqual([(5001 + s.tsDelta) >>> 0, 901]);
+      expect(up.options.length, name).toBe(layout(opt.ts(0, 0)).length);
+      const down = parse(
+        d.forward(
+          r({
+            seq: 51,
+            ack: (2 + s.seqDelta) >>> 0,
+            flags: ACK,
+            options: layout(opt.ts(902, (5001 + s.tsDelta) >>> 0)),
+          }),
+        ),
+      );
+      expect(tsOf(down.options), name).toEqual([902, 5001]);
+    }
+  });
+
   it('translateTimestamps: false passes them as they are', () => {
     const d = new Driver(makeEngine(labServices({ synProxy: 'off', translateTimestamps: false })));
     const syn = parse(d.forward(c({ seq: 1, flags: SYN, options: [...opt.nop(), ...opt.nop(), ...opt.ts(1234, 0)] })));
