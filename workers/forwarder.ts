@@ -78,7 +78,7 @@ port.on('message', (m: ToForwarder) => {
     engine.installSynced(m.events, m.count);
   } else if (m.type === 'sync-snapshot') {
     const writeCount = engine.sync!.ring.writeCount;
-    const records = engine.sync!.snapshot();
+    const records = engine.syncSnapshot();
     port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
   } else if (m.type === 'sync-mark') {
     engine.markSynced(m.owner);

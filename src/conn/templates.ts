@@ -186,6 +186,27 @@ export class TemplateTable {
     return s;
   }
 
+  /** HA resync: `each(slot, rs, timeoutSec)` for every live template this node has published
+   * among slots [from, to), under the lock. */
+  eachPublished(
+    from: number,
+    to: number,
+    nowMs: number,
+    each: (slot: number, rs: number, timeoutSec: number) => void,
+  ): void {
+    const w = this.words;
+    this.lock();
+    try {
+      for (let s = from; s < to; s++) {
+        const b = s * TEMPLATE_WORDS;
+        if (w[b + T_STATE] !== 0 && w[b + T_SYNCED] !== 0 && this.live(s, nowMs))
+          each(s, w[b + T_RS]!, w[b + T_TIMEOUT]!);
+      }
+    } finally {
+      this.unlock();
+    }
+  }
+
   /** The key words of template `slot` (into `out`). */
   keyOf(slot: number, out: Int32Array): Int32Array {
     for (let i = 0; i < TEMPLATE_KEY_WORDS; i++) out[i] = this.words[slot * TEMPLATE_WORDS + T_KEY + i]!;

@@ -320,6 +320,12 @@ export class Engine {
     return res;
   }
 
+  /** HA full resync: what this worker has published, as sync records (SessionSync.snapshot). */
+  syncSnapshot(): Int32Array {
+    if (!this.sync) throw new Error('HA sync is not configured');
+    return this.sync.snapshot(this.services, this.templates, this.worker, this.workers, this.ctx.nowMs);
+  }
+
   /** A reload of peer `owner`'s sessions begins (0: every peer's): see SessionSync.markStale. */
   markSynced(owner: number): number {
     return this.sync ? this.sync.markStale(owner) : 0;

@@ -6,7 +6,8 @@
  *             node:<id>:events. Not one round trip per packet or per event.
  *   lost      Redis unreachable or a ring overflowed: forwarding is not affected, the events
  *             are counted lost, and a full resync follows.
- *   resync    each worker snapshots the sessions it owns and has published; they are written
+ *   resync    each worker snapshots the sessions it owns and has published (and its share of
+ *             the persistence templates this node published); they are written
  *             to a new hash that is RENAMEd over the node's own (no other node's keys are
  *             touched), then r=resync tells the peers to reload it. Events older than the
  *             snapshot are skipped (each snapshot carries its ring position).

@@ -11,7 +11,8 @@
  *   install  upsert or delete records received from a peer (ha/follower.ts), into this shard,
  *            owned by that peer: this node forwards with them but does not publish them.
  *   adopt    take a peer's sessions over (they become this node's to publish and expire).
- *   either   snapshot(): every session this node owns and has published, for a full resync.
+ *   either   snapshot(): every session this node owns and has published, and the live
+ *            persistence templates it published, for a full resync.
  *
  * A sync record is the session record minus what is local to one node (timer links, expiry,
  * local service / real-server ids, held segments, flags other than "RS ISN known" and
@@ -293,11 +294,16 @@ export class SessionSync {
    * (peers match them by address, not id), the timeout in TEMPLATE_TIMEOUT_WORD.
    */
   publishTemplate(services: ServiceTable, svc: number, key: Int32Array, rs: number, timeoutSec: number): void {
+    this.ring.push(OP_UPSERT, this.templateUpsert(services, svc, key, rs, timeoutSec), 0, this.nodeId);
+  }
+
+  /** The record publishTemplate publishes. */
+  private templateUpsert(services: ServiceTable, svc: number, key: Int32Array, rs: number, timeoutSec: number) {
     const rec = this.templateRecord(services, svc, key);
     rec[R_OUT_PORTS] = services.rsPort[rs]! << 16;
     for (let k = 0; k < 4; k++) rec[addrWord(R_RIP0, R_RIP1, k)] = services.rsAddr[rs * 4 + k]!;
     rec[TEMPLATE_TIMEOUT_WORD] = timeoutSec;
-    this.ring.push(OP_UPSERT, rec, 0, this.nodeId);
+    return rec;
   }
 
   /** A template record with its identity (the IN key: client prefix, port 0, VIP, port). */
@@ -409,15 +415,38 @@ export class SessionSync {
   }
 
   /** Every session this node owns and has published, as sync records (full resync). */
-  snapshot(): Int32Array {
+  /**
+   * For a full resync, which replaces the node's Redis hash: every session this node owns and
+   * has published, and the live persistence templates it has published among this worker's
+   * share of the template table (`worker` of `workers`, as sweepTemplates divides it), so that
+   * the new hash has them too (a node loading it would otherwise miss them until each is
+   * republished, up to half its timeout later).
+   */
+  snapshot(
+    services: ServiceTable,
+    templates: TemplateTable,
+    worker: number,
+    workers: number,
+    nowMs: number,
+  ): Int32Array {
     const rec = this.table.rec;
     const ids: number[] = [];
     for (let r = 0; r < this.table.used; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0 && recOwner(rec, base) === 0) ids.push(base);
     }
-    const out = new Int32Array(ids.length * SYNC_WORDS);
+    const share = Math.ceil(templates.slots / workers);
+    const tpl: Int32Array[] = [];
+    templates.eachPublished(worker * share, Math.min(templates.slots, (worker + 1) * share), nowMs, (slot, rs, sec) => {
+      const key = templates.keyOf(slot, this.templateKey);
+      const svc = key[0]! & 0xffff;
+      if (svc >= services.alive.length || !services.alive[svc] || services.af[svc] !== key[0]! >>> 16) return;
+      if (services.rsService[rs] !== svc) return;
+      tpl.push(this.templateUpsert(services, svc, key, rs, sec).slice());
+    });
+    const out = new Int32Array((ids.length + tpl.length) * SYNC_WORDS);
     ids.forEach((base, i) => copyToSync(rec, base, out, i * SYNC_WORDS, this.nodeId));
+    tpl.forEach((t, i) => copyToSync(t, 0, out, (ids.length + i) * SYNC_WORDS, this.nodeId));
     return out;
   }
 

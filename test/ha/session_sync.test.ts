@@ -13,6 +13,7 @@ import {
   EVENT_WORDS,
   OP_DELETE,
   OP_UPSERT,
+  SYNC_WORDS,
   SyncRing,
   syncIsTemplate,
   syncKey,
@@ -294,6 +295,53 @@ describe.each([
     for (let p = 0; p < 4; p++) expect(parse(db.forward(syn(50020 + p))).dst).toBe(server);
     // Republished only when due (half the timeout), not per connection.
     expect(drain(b.ring).n).toBe(1);
+  });
+
+  it("a full resync's snapshot carries the live templates this node published: a node loading it keeps the client's server", () => {
+    const specs = resolveServices(
+      [
+        serviceWithDefaults({
+          vip: fam.vip,
+          port: 80,
+          scheduler: 'rr',
+          realServers: [fam.rs1, fam.rs2].map((address) => ({ address, port: 8080, weight: 1 })),
+          localAddresses: [fam.lip],
+          persistence: { timeoutSec: 5, netmask: 32, prefix6: 128 },
+        }),
+      ],
+      new IdRegistry(),
+    );
+    const a = haEngine(MASTER, 0);
+    a.engine.applyServices(specs);
+    const da = new Driver(a.engine);
+    const syn = (sport: number, flags = SYN) => tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq: 1, flags });
+    const other = fam === V4 ? '198.18.101.9' : 'fd00:18:65::9';
+    const first = parse(da.forward(tcp({ src: other, dst: fam.vip, sport: 50000, dport: 80, seq: 1, flags: SYN }))).dst;
+    const server = parse(da.forward(syn(50010))).dst;
+    expect(server).not.toBe(first); // rr's second turn: not where a fresh scheduler starts
+    drain(a.ring);
+    const loaded = (nowMs: number) => {
+      const records = a.engine.syncSnapshot();
+      const n = records.length / SYNC_WORDS;
+      const events = new Int32Array(n * EVENT_WORDS);
+      for (let i = 0; i < n; i++) {
+        events[i * EVENT_WORDS] = OP_UPSERT;
+        events.set(records.subarray(i * SYNC_WORDS, (i + 1) * SYNC_WORDS), i * EVENT_WORDS + 1);
+      }
+      const c = haEngine(BACKUP, 0, 3);
+      c.engine.applyServices(specs);
+      c.engine.advanceTimers(nowMs);
+      c.engine.installSynced(events, n);
+      return { c, templates: c.engine.templates.list(nowMs).length };
+    };
+    const { c, templates } = loaded(0);
+    expect(templates).toBe(2); // both clients' templates (their sessions are not ESTABLISHED)
+    promote(c);
+    expect(parse(new Driver(c.engine).forward(syn(50020))).dst).toBe(server);
+    // Dead (no session for its timeout): no longer in a snapshot.
+    da.forward(syn(50010, RST));
+    for (let t = 100; t <= 10_000; t += 100) a.engine.advanceTimers(t);
+    expect(loaded(10_000).templates).toBe(1);
   });
 
   it('a dead template this node published is deleted from Redis by its key after its timeout (the sweep)', () => {
