@@ -73,6 +73,9 @@ interface WorkerHandle {
   syncRing?: SyncRing;
 }
 
+/** The admin socket's commands (handleAdmin), named in the answer to any other. */
+const ADMIN_COMMANDS = ['list', 'stats', 'conns', 'role', 'ha', 'edit', 'cluster-forget'] as const;
+
 export class Runtime {
   private config!: Config;
   private services: ResolvedService[] = [];
@@ -400,6 +403,7 @@ export class Runtime {
     );
   }
 
+  /** Answer one admin request: its `cmd` is one of ADMIN_COMMANDS. */
   private async handleAdmin(req: Record<string, unknown>): Promise<unknown> {
     const counters = this.workers.map((w) => w.counters);
     switch (req.cmd) {
@@ -458,7 +462,7 @@ export class Runtime {
         return { ha: this.ha.status() };
       }
       default:
-        throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use list, stats, role or ha`);
+        throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use ${ADMIN_COMMANDS.join(', ')}`);
     }
   }
 

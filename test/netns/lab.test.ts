@@ -556,6 +556,12 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(tcp(['--token', 'not-the-token-at-all']).stderr).toContain('admin token missing or wrong');
   });
 
+  it('the admin socket names every command it has when asked for another', async () => {
+    await expect(adminRequest(state.adminSocket, { cmd: 'bogus' })).rejects.toThrow(
+      'unknown command "bogus": use list, stats, conns, role, ha, edit, cluster-forget',
+    );
+  });
+
   it('tunvs conns lists sessions like ipvsadm -Lnc, filtered by VIP, server and state', async () => {
     const streams = streamsInBackground(12, 4);
     await new Promise((r) => setTimeout(r, 1500));
