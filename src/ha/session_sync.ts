@@ -329,8 +329,9 @@ export class SessionSync {
    * whole table every TEMPLATE_SWEEP_MS) for templates this node published that have died,
    * and delete each from Redis by its key (a delete record: the publisher HDELs its field;
    * peers ignore it, their copies die by their own timeout). Without this the node's hash
-   * would keep every client that ever had a template until the next full resync. A template
-   * whose service is gone cannot be named any more and stays until that resync.
+   * would keep every client that ever had a template until the next full resync. A removed
+   * service's templates are named by its tombstone (its VIP, port and protocol stay in the
+   * service table), so they leave Redis too once their sessions and timeout have run out.
    */
   sweepTemplates(
     services: ServiceTable,
@@ -349,7 +350,7 @@ export class SessionSync {
     const next = templates.sweepPublished(this.templateCursor, count, nowMs, (slot) => {
       const key = templates.keyOf(slot, this.templateKey);
       const svc = key[0]! & 0xffff;
-      if (!this.active || svc >= services.alive.length || !services.alive[svc]) return;
+      if (!this.active || svc >= services.alive.length || services.proto[svc] === 0) return;
       if (services.af[svc] !== key[0]! >>> 16) return;
       this.ring.push(OP_DELETE, this.templateRecord(services, svc, key), 0, this.nodeId);
     });
@@ -651,7 +652,8 @@ function installTemplate(
     word(R_VIP0, R_VIP1, 3),
     ev[s + R_IN_PORTS]! & 0xffff,
   );
-  const rs = svc < 0 ? -1 : findServer(services, svc, ev, s);
+  // A removed service (a tombstone here) takes no templates: it makes no new sessions.
+  const rs = svc < 0 || services.alive[svc] === 0 ? -1 : findServer(services, svc, ev, s);
   if (rs < 0) return false;
   const key = installKey;
   key[0] = (af << 16) | svc;

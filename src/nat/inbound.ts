@@ -20,7 +20,7 @@ import type { NatContext } from './context.js';
 import { createSession, stateOf, uncountSession } from './session.js';
 import { scanPacketOptions } from './toa.js';
 import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
-import { DROP_BAD_TCP_OPTIONS, DROP_NO_SESSION } from './verdict.js';
+import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION } from './verdict.js';
 
 /**
  * Client → VIP packet of service `svc`; `hash` is the hash of its IN key (the engine
@@ -50,6 +50,8 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     }
   }
   if (r < 0) {
+    // A removed service (service.ts apply): its sessions run to their end, no new ones.
+    if (c.services.alive[svc] === 0) return -DROP_NO_SERVICE;
     if (tcp && !lone) {
       // The handshake's last ACK of a connection the SYN proxy answered (also after the
       // proxy switched off again, or on another node of the pair or cluster).

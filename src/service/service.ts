@@ -571,7 +571,18 @@ export class ServiceTable {
   apply(services: readonly ResolvedService[], worker: number, workers: number, nowMs: number): void {
     this.workers = workers;
     this.cursors ??= new PortCursors(worker, workers);
-    const map = new AddrPortMap(services.length * 3 + services.reduce((n, s) => n + s.laddrs.length, 0) + 1);
+    // Removed services stay in the map as tombstones (alive 0): a packet of one of their
+    // sessions still finds its service, while natInbound refuses them new sessions (IPVS
+    // likewise finds a connection before it looks for a service). The live services are set
+    // after them, so a service that takes a removed one's VIP and port wins.
+    const listed = new Set(services.map((s) => s.id));
+    const tombstones: number[] = [];
+    for (let id = 0; id < this.proto.length; id++) if (this.proto[id] !== 0 && !listed.has(id)) tombstones.push(id);
+    const map = new AddrPortMap(
+      services.length * 3 + tombstones.length + services.reduce((n, s) => n + s.laddrs.length, 0) + 1,
+    );
+    for (const id of tombstones)
+      map.set(metaKey(this.af[id]!, this.proto[id]!), this.vport[id]!, this.vip.subarray(id * 4, id * 4 + 4), id);
     this.alive.fill(0);
     this.rsWeight.fill(0);
     this.linkUp = false;

@@ -393,6 +393,38 @@ describe.each([
     expect(drain(a.ring).n).toBe(0);
   });
 
+  it("a removed service's dead template is deleted from Redis too (named by the service's tombstone)", () => {
+    const specs = resolveServices(
+      [
+        serviceWithDefaults({
+          name: 'persistent',
+          vip: fam.vip,
+          port: 80,
+          realServers: [{ address: fam.rs1, port: 8080, weight: 1 }],
+          localAddresses: [fam.lip],
+          persistence: { timeoutSec: 2, netmask: 32, prefix6: 128 },
+        }),
+      ],
+      new IdRegistry(),
+    );
+    const a = haEngine(MASTER, 0);
+    a.engine.applyServices(specs);
+    const da = new Driver(a.engine);
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 1, flags: SYN }));
+    const up = drain(a.ring);
+    expect(up.n).toBe(1);
+    a.engine.applyServices([]); // the service is removed; its session runs on
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 2, flags: RST }));
+    let del: Int32Array | undefined;
+    for (let t = 100; t <= 60_000 && !del; t += 100) {
+      a.engine.advanceTimers(t);
+      const ev = drain(a.ring);
+      if (ev.n > 0) del = ev.events;
+    }
+    expect(del![0]).toBe(OP_DELETE);
+    expect([...syncKey(del!, 1, new Int32Array(10))]).toEqual([...syncKey(up.events, 1, new Int32Array(10))]);
+  });
+
   it("the peer's delete removes the standby's copy", () => {
     const a = haEngine(MASTER, 0);
     const b = haEngine(BACKUP);

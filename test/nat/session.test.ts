@@ -6,6 +6,7 @@ import { C_SESSIONS_REUSED } from '../../src/dataplane/counters.js';
 import {
   DROP_LPORT_EXHAUSTED,
   DROP_NO_REAL_SERVER,
+  DROP_NO_SERVICE,
   DROP_TABLE_FULL,
   VERDICT_FORWARD,
   VERDICT_REDIRECT,
@@ -83,6 +84,39 @@ describe('sessions', () => {
     expect(d.drop(syn(6001))).toBe(DROP_NO_REAL_SERVER);
     // The existing session still forwards (retransmitted SYN keeps it).
     expect(parse(d.forward(syn(6000))).dst).toBe(first.dst);
+  });
+
+  it('a removed service: its sessions run to their end both ways, new ones are refused (as IPVS does)', () => {
+    const specs = [
+      ...twoServers(),
+      serviceWithDefaults({
+        name: 'other-port',
+        vip: V4.vip,
+        port: 81,
+        realServers: [{ address: V4.rs1, port: 8081, weight: 1 }],
+        localAddresses: [V4.lip],
+      }),
+    ];
+    const ids = new IdRegistry();
+    const e = new Engine({ capacity: 64, seed: 1 }, resolveServices(specs, ids));
+    const d = new Driver(e);
+    const out = parse(d.forward(syn(6000)));
+    const s = d.session();
+    d.forward(tcp({ src: out.dst, dst: out.src, sport: 8080, dport: s.lport, seq: 50, ack: 2, flags: SYN | ACK }));
+    e.applyServices(resolveServices(specs.slice(1), ids)); // port 80 removed; the VIP stays (port 81)
+    const data = parse(
+      d.forward(tcp({ src: V4.client, dst: V4.vip, sport: 6000, dport: 80, seq: 2, ack: 51, flags: ACK })),
+    );
+    expect([data.dst, data.dport]).toEqual([out.dst, 8080]);
+    const back = parse(
+      d.forward(tcp({ src: out.dst, dst: out.src, sport: 8080, dport: s.lport, seq: 51, ack: 2, flags: ACK })),
+    );
+    expect([back.dst, back.sport]).toEqual([V4.client, 80]);
+    expect(d.drop(syn(6001))).toBe(DROP_NO_SERVICE);
+    // A client ACK without a session (one the SYN proxy would have answered): refused too.
+    expect(d.drop(tcp({ src: V4.client, dst: V4.vip, sport: 6002, dport: 80, seq: 2, ack: 9, flags: ACK }))).toBe(
+      DROP_NO_SERVICE,
+    );
   });
 
   it('table full: new flows dropped and counted, existing sessions untouched', () => {
