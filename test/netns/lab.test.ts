@@ -50,11 +50,11 @@ async function stats(): Promise<Record<string, Record<string, number>>> {
 }
 
 /** stream_check from the client to the echo VIP, in the background; resolves with its JSON. */
-async function streamsInBackground(connections: number, seconds: number): Promise<string> {
+async function streamsInBackground(connections: number, seconds: number, port: number = LAB.echoPort): Promise<string> {
   const args = [
     join(distSrc(), 'lab', 'stream_check.js'),
     LAB.vip4,
-    String(LAB.echoPort),
+    String(port),
     String(connections),
     String(seconds),
   ];
@@ -494,6 +494,23 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(counts(labCurl(prefix, 4, 30)).size).toBe(3); // still serving, as before
     expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);
   }, 120_000);
+
+  it("'tunvs service delete' under load: the service's connections run to their end, byte-checked", async () => {
+    const run = (args: string[]): number =>
+      spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket]).status ??
+      1;
+    const servers = ['198.18.20.21:9000', '198.18.20.22:9000'].flatMap((s) => ['--server', s]);
+    const laddrs = LAB.laddrs4.flatMap((a) => ['--laddr', a]);
+    expect(run(['service', 'add', 'echo2-v4', '--vip', LAB.vip4, '--port', '8088', ...laddrs, ...servers])).toBe(0);
+    const streams = streamsInBackground(20, 8, 8088);
+    await new Promise((r) => setTimeout(r, 2000));
+    // The VIP and local addresses stay in use by the lab's other services: routes stay.
+    expect(run(['service', 'delete', 'echo2-v4'])).toBe(0);
+    const out = (await streams).trim();
+    const r = JSON.parse(out) as { ok: number; reset: number; bytesLost: number; corruptedBytes: number };
+    expect(r.ok, `the deleted service's connections go on: ${out}`).toBe(20);
+    expect(r.reset + r.bytesLost + r.corruptedBytes).toBe(0);
+  }, 60_000);
 
   it('removing a service withdraws the routes of its VIP and local addresses at once (others stay)', () => {
     const lbA = nsName(prefix, 'lb-a');
