@@ -344,7 +344,9 @@ describe.each([
     expect(loaded(10_000).templates).toBe(1);
   });
 
-  it('a dead template this node published is deleted from Redis by its key after its timeout (the sweep)', () => {
+  /** Master A with one persistent service (templates kept 2 s) after the client's SYN: its
+   * template published, the upsert drained. */
+  const templateOnMaster = () => {
     const specs = resolveServices(
       [
         serviceWithDefaults({
@@ -363,6 +365,11 @@ describe.each([
     da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 1, flags: SYN }));
     const up = drain(a.ring);
     expect(up.n).toBe(1);
+    return { a, da, up };
+  };
+
+  it('a dead template this node published is deleted from Redis by its key after its timeout (the sweep)', () => {
+    const { a, da, up } = templateOnMaster();
     expect(up.events[0]).toBe(OP_UPSERT);
     expect(syncIsTemplate(up.events, 1)).toBe(true);
     // The client gives up; when its session has gone the template has 2 s, then the sweep
@@ -394,25 +401,7 @@ describe.each([
   });
 
   it("a removed service's dead template is deleted from Redis too (named by the service's tombstone)", () => {
-    const specs = resolveServices(
-      [
-        serviceWithDefaults({
-          name: 'persistent',
-          vip: fam.vip,
-          port: 80,
-          realServers: [{ address: fam.rs1, port: 8080, weight: 1 }],
-          localAddresses: [fam.lip],
-          persistence: { timeoutSec: 2, netmask: 32, prefix6: 128 },
-        }),
-      ],
-      new IdRegistry(),
-    );
-    const a = haEngine(MASTER, 0);
-    a.engine.applyServices(specs);
-    const da = new Driver(a.engine);
-    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 1, flags: SYN }));
-    const up = drain(a.ring);
-    expect(up.n).toBe(1);
+    const { a, da, up } = templateOnMaster();
     a.engine.applyServices([]); // the service is removed; its session runs on
     da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 2, flags: RST }));
     let del: Int32Array | undefined;
