@@ -415,7 +415,6 @@ export class SessionSync {
     if (this.ring.push(OP_UPSERT, rec, base, this.nodeId)) rec[base + R_SYNC] = tick + 1;
   }
 
-  /** Every session this node owns and has published, as sync records (full resync). */
   /**
    * For a full resync, which replaces the node's Redis hash: every session this node owns and
    * has published, and the live persistence templates it has published among this worker's
