@@ -365,7 +365,7 @@ describe.each([
     da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 1, flags: SYN }));
     const up = drain(a.ring);
     expect(up.n).toBe(1);
-    return { a, da, up };
+    return { a, da, up, specs };
   };
 
   it('a dead template this node published is deleted from Redis by its key after its timeout (the sweep)', () => {
@@ -401,7 +401,12 @@ describe.each([
   });
 
   it("a removed service's dead template is deleted from Redis too (named by the service's tombstone)", () => {
-    const { a, da, up } = templateOnMaster();
+    const { a, da, up, specs } = templateOnMaster();
+    // A node that removed the service takes no templates of it (it makes no new sessions).
+    const b = haEngine(BACKUP, 0);
+    b.engine.applyServices(specs);
+    b.engine.applyServices([]);
+    expect(b.engine.installSynced(up.events, up.n)).toMatchObject({ installed: 0, failed: 1 });
     a.engine.applyServices([]); // the service is removed; its session runs on
     da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50000, dport: 80, seq: 2, flags: RST }));
     let del: Int32Array | undefined;
