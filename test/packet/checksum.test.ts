@@ -31,6 +31,20 @@ describe('checksum', () => {
     }
   });
 
+  it('segment-sized sums (read as 32-bit words) match the reference at every alignment, in shared memory too', () => {
+    const r = rng(3);
+    for (let n = 0; n < 300; n++) {
+      const len = 100 + (r() % 1900);
+      const shared = new Uint8Array(new SharedArrayBuffer(len + 16));
+      for (let i = 0; i < shared.length; i++) shared[i] = n % 5 === 0 ? 0xff : r() & 255;
+      // A view that itself starts at an odd or even byte of its buffer (ring slots do).
+      const view = shared.subarray(n % 4);
+      for (const off of [0, 1, 2, 3, 6]) {
+        expect(csumFromSum(sumWords(view, off, len))).toBe(refChecksum(view.subarray(off, off + len)));
+      }
+    }
+  });
+
   it('sums 64 KiB of 0xff without overflow', () => {
     const buf = new Uint8Array(65535).fill(0xff);
     expect(csumFromSum(sumWords(buf, 0, buf.length))).toBe(refChecksum(buf));
