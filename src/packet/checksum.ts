@@ -1,10 +1,11 @@
 /**
  * Internet checksum (RFC 1071) and its incremental update (RFC 1624, eqn. 3).
  *
- * The data plane never recomputes a whole checksum on the forwarding path: every rewrite
- * accumulates `~old + new` for each 16-bit word it changes and applies the sum once.
- * Full sums are used only where the packet is rare (ICMP errors) or where a region moves
- * (TCP options when TOA is inserted: the option bytes are summed before and after).
+ * A rewrite never recomputes a whole checksum: it accumulates `~old + new` for each 16-bit
+ * word it changes and applies the sum once. Full sums are used where the packet is rare
+ * (ICMP errors, segments the LB writes), where a region moves (TCP options when TOA is
+ * inserted: the option bytes are summed before and after), and where a packet is cut or
+ * completed in software (TUNNEL's GSO: nat/gso.ts); sumWords reads long runs as 32-bit words.
  *
  *   acc = csumStart(field)            ~HC
  *   acc = csumReplace32(acc, old, new) += ~m + m'   (per changed word)
