@@ -20,6 +20,7 @@ import type { Server } from 'node:net';
 import { DEFAULTS, loadConfig, parseService, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
+import { parseAddress } from '../service/addr.js';
 import { steeringProgram } from '../dataplane/steering.js';
 import { TemplateTable } from '../conn/templates.js';
 import { NODE_ID_MAX } from '../constants.js';
@@ -232,11 +233,20 @@ export class Runtime {
       }, LINK_RESOLVE_RECHECK_MS).unref();
   }
 
-  /** Attach (or replace) the steering program so each packet lands on its owner's queue. */
+  /** The cluster peers' local addresses the steering program was last built with. */
+  private steeredPeers = '';
+
+  /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
+   * a cluster it also knows the peers' local addresses: a taken-over peer's sessions live in
+   * the worker its local port names, and a packet steered elsewhere would be handed over,
+   * which a GSO super-packet does not fit (redirect_full: its flow stalled). */
   private steer(services: readonly ResolvedService[]): void {
     if (this.fds.length < 2 || !this.config.tun.steering) return;
+    const peers = (this.ha?.peerAddresses() ?? []).flatMap((p) => p.laddrs);
+    this.steeredPeers = [...peers].sort().join(' ');
+    const peerLaddrs = peers.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
     try {
-      nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services));
+      nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));
     } catch (e) {
       this.log('warn', 'steering program not attached: workers will hand packets to their owners (slower)', {
         error: (e as Error).message,
@@ -550,12 +560,15 @@ export class Runtime {
       this.system.routeServices(services, dev);
       return;
     }
+    const peers = this.ha?.peerAddresses() ?? [];
     const plan = planRoutes({
       self: ha.nodeId,
       announce: this.ha !== undefined && this.ha.ready && !this.draining,
       own: servicePrefixes(services).map((r) => r.prefix),
-      peers: this.ha?.peerAddresses() ?? [],
+      peers,
     });
+    if ([...peers.flatMap((p) => p.laddrs)].sort().join(' ') !== this.steeredPeers && this.fds.length > 0)
+      this.steer(services);
     try {
       this.system.routeExactly(plan, dev);
     } catch (e) {

@@ -132,10 +132,19 @@ function hashAndExit(a: Asm): void {
 }
 
 /** Assemble the steering program for the local addresses (and, with NAT services, the
- * VIPs) of `services`. */
-export function steeringProgram(services: readonly ResolvedService[]): Uint8Array {
+ * VIPs) of `services`, and `peerLaddrs`: a cluster's other nodes' local addresses (address
+ * words and family), whose sessions this node installs by the same port rule and whose
+ * packets it receives once it takes a peer over. */
+export function steeringProgram(
+  services: readonly ResolvedService[],
+  peerLaddrs: readonly { af: number; words: Int32Array }[] = [],
+): Uint8Array {
   const lips4 = new Set<number>();
   const lips6 = new Map<string, Int32Array>();
+  for (const l of peerLaddrs) {
+    if (l.af === AF_INET) lips4.add(l.words[0]!);
+    else lips6.set(Array.from(l.words).join(','), l.words);
+  }
   const vips4 = new Set<number>();
   const vips6 = new Map<string, Int32Array>();
   for (const s of services) {

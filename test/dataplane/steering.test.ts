@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { steeringProgram } from '../../src/dataplane/steering.js';
+import { parseAddress } from '../../src/service/addr.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
@@ -59,6 +60,27 @@ describe('TUN steering program', () => {
   });
 
   it.each([2, 3, 4])(
+    "a cluster peer's local address steers by the local port, as the node's own do (%i workers)",
+    (workers) => {
+      // A peer's sessions are installed (and, once it is taken over, its packets arrive) in
+      // the worker its local port names; without the peer's addresses in the program they
+      // took the VIP rule and were handed over, and a GSO super-packet does not fit that.
+      const peers = [parseAddress('198.18.2.99')!, parseAddress('fd00:18:2::99')!];
+      const withPeers = steeringProgram(services, peers);
+      let missed = 0;
+      for (let i = 0; i < 400; i++) {
+        const fam = i % 2 ? V4 : V6;
+        const dport = 1025 + ((i * 7919) % 60000);
+        const dst = i % 2 ? '198.18.2.99' : 'fd00:18:2::99';
+        const p = tcp({ src: fam.rs1, dst, sport: 8080, dport, flags: ACK });
+        expect((runBpf(withPeers, p) & 0xffff) % workers).toBe(dport % workers);
+        if ((runBpf(prog, p) & 0xffff) % workers !== dport % workers) missed++;
+      }
+      expect(missed, 'the program without the peers misses some').toBeGreaterThan(0);
+    },
+  );
+
+  it.each([2, 3, 4])(
     'with NAT services, a real server reply to a client goes where the client went (%i workers)',
     (workers) => {
       const withNat = resolveServices([...labServices(), nat(V4), nat(V6)], new IdRegistry());
@@ -98,9 +120,11 @@ describe('TUN steering program', () => {
       'v4 only with v6 NAT': [...lab.filter((x) => !x.vip.includes(':')), nat(V6)],
       'NAT only, v4': [nat(V4)],
     };
+    const peers = [parseAddress('198.18.2.99')!, parseAddress('fd00:18:2::99')!];
     for (const [name, specs] of Object.entries(sets)) {
-      const p = steeringProgram(resolveServices(specs, new IdRegistry()));
-      expect(unreachable(p), name).toEqual([]);
+      const resolved = resolveServices(specs, new IdRegistry());
+      expect(unreachable(steeringProgram(resolved)), name).toEqual([]);
+      expect(unreachable(steeringProgram(resolved, peers)), `${name}, with peers' local addresses`).toEqual([]);
     }
   });
 
