@@ -236,14 +236,19 @@ export class Runtime {
   /** The cluster peers' local addresses the steering program was last built with. */
   private steeredPeers = '';
 
+  /** The cluster peers' local addresses (host prefixes), sorted. */
+  private peerLaddrs(): string[] {
+    return (this.ha?.peerAddresses() ?? []).flatMap((p) => p.laddrs).sort();
+  }
+
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
    * a cluster it also knows the peers' local addresses: a taken-over peer's sessions live in
    * the worker its local port names, and a packet steered elsewhere would be handed over,
    * which a GSO super-packet does not fit (redirect_full: its flow stalled). */
   private steer(services: readonly ResolvedService[]): void {
+    const peers = this.peerLaddrs();
+    this.steeredPeers = peers.join(' ');
     if (this.fds.length < 2 || !this.config.tun.steering) return;
-    const peers = (this.ha?.peerAddresses() ?? []).flatMap((p) => p.laddrs);
-    this.steeredPeers = [...peers].sort().join(' ');
     const peerLaddrs = peers.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
     try {
       nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));
@@ -567,8 +572,7 @@ export class Runtime {
       own: servicePrefixes(services).map((r) => r.prefix),
       peers,
     });
-    if ([...peers.flatMap((p) => p.laddrs)].sort().join(' ') !== this.steeredPeers && this.fds.length > 0)
-      this.steer(services);
+    if (this.fds.length > 0 && this.peerLaddrs().join(' ') !== this.steeredPeers) this.steer(services);
     try {
       this.system.routeExactly(plan, dev);
     } catch (e) {
