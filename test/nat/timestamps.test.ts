@@ -20,6 +20,9 @@ describe.each([
 ] as const)('timestamps %s', (_n, fam) => {
   const c = (t: Partial<TcpSpec> & { flags: number }) =>
     tcp({ src: fam.client, dst: fam.vip, sport: 41000, dport: 80, ...t });
+  /** The real server's segments to the session's local port. */
+  const server = (lport: number) => (t: Partial<TcpSpec> & { flags: number }) =>
+    tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: lport, ...t });
 
   it('TSval toward the server, TSecr back; the client sees its own values', () => {
     const d = new Driver(makeEngine(labServices({ synProxy: 'off' })));
@@ -29,8 +32,7 @@ describe.each([
     const s = d.session();
     expect(s.tsDelta).not.toBe(0);
     expect(tsOf(syn.options)).toEqual([(0xfffffff0 + s.tsDelta) >>> 0, 0]);
-    const r = (t: Partial<TcpSpec> & { flags: number }) =>
-      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, ...t });
+    const r = server(s.lport);
     const sa = parse(
       d.forward(
         r({
@@ -56,8 +58,7 @@ describe.each([
       d.forward(c({ seq: 1, flags: SYN, options: [...opt.mss(1400), ...opt.nop(), ...opt.nop(), ...opt.ts(5000, 0)] })),
     );
     const s = d.session();
-    const r = (t: Partial<TcpSpec> & { flags: number }) =>
-      tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, ...t });
+    const r = server(s.lport);
     d.forward(
       r({
         seq: 50,
