@@ -44,7 +44,15 @@ import {
   RECORD_WORDS,
 } from '../conn/layout.js';
 import { C_ICMP_ECHO_REPLIED, C_ICMP_TRANSLATED } from '../dataplane/counters.js';
-import { csumFinish, csumFromSum, csumReplace16, csumReplace32, csumStart, sumWords } from '../packet/checksum.js';
+import {
+  csumFinish,
+  csumFromSum,
+  csumReplace16,
+  csumReplace32,
+  csumStart,
+  pseudoHeaderSum,
+  sumWords,
+} from '../packet/checksum.js';
 import {
   AF_INET,
   ICMP_CSUM,
@@ -242,7 +250,7 @@ function icmpChecksum(c: NatContext): void {
   dv.setUint16(l4 + ICMP_CSUM, 0);
   let sum = sumWords(c.buf, l4, len);
   if (c.pAf !== AF_INET) {
-    sum += sumWords(c.buf, c.pL3 + 8, 32) + len + IPPROTO_ICMPV6;
+    sum += pseudoHeaderSum(c.buf, c.pL3, false, IPPROTO_ICMPV6, len);
   }
   dv.setUint16(l4 + ICMP_CSUM, csumFromSum(sum));
 }

@@ -6,7 +6,7 @@
  * when the outer header would push a packet past the MTU.
  */
 
-import { csumFromSum, sumWords } from '../packet/checksum.js';
+import { csumFromSum, pseudoHeaderSum, sumWords } from '../packet/checksum.js';
 import {
   AF_INET,
   ICMP_DEST_UNREACH,
@@ -60,7 +60,7 @@ export function sendTooBig(c: NatContext, mtu: number): boolean {
     b.set(c.buf.subarray(c.pL3 + IPV6_SRC, c.pL3 + IPV6_SRC + 16), p + IPV6_DST);
     dv.setUint32(icmp, ICMPV6_PACKET_TOO_BIG << 24);
     dv.setUint32(icmp + 4, mtu);
-    const pseudo = sumWords(b, p + IPV6_SRC, 32) + icmpLen + IPPROTO_ICMPV6;
+    const pseudo = pseudoHeaderSum(b, p, false, IPPROTO_ICMPV6, icmpLen);
     dv.setUint16(icmp + 2, csumFromSum(pseudo + sumWords(b, icmp, icmpLen)));
   }
   c.emitted(ipLen + icmpLen);
