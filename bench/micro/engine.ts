@@ -20,8 +20,8 @@
  *
  *   baseline     with BENCH_BASELINE=<git revision>: that build's engine beside this one in
  *                the same process (bench/lib/baseline.ts), established Mpps at the smallest
- *                and largest size and new sessions/s as this build / baseline, from
- *                alternating slices: whether a change made the engine slower, which two
+ *                and largest size, new sessions/s and (when the baseline has the SYN proxy)
+ *                cookie SYN-ACKs/s as this build / baseline, from alternating slices: whether a change made the engine slower, which two
  *                separate runs cannot say on a shared machine.
  *
  * Environment: BENCH_ROUNDS, BENCH_SIZES (e.g. 1000,1000000), BENCH_NEW (connections for
@@ -65,8 +65,13 @@ const BASELINE = process.env.BENCH_BASELINE;
 const PACKETS = process.env.BENCH_PACKETS === undefined ? undefined : Number(process.env.BENCH_PACKETS);
 /** A SYN flood at a synProxy: on service, `n` new clients from `first`: cookie SYN-ACKs/s;
  * then each client's ACK with its cookie: validated ACKs/s. */
-function synProxy(n: number, first: number): { synAcks: number; acks: number } {
-  const engine = new Engine({ capacity: n + BURST, workers: 1, nowMs: 0 }, services(0, { synProxy: 'on' }));
+function synProxy(
+  n: number,
+  first: number,
+  E: typeof Engine = Engine,
+  svc: typeof services = services,
+): { synAcks: number; acks: number } {
+  const engine = new E({ capacity: n + BURST, workers: 1, nowMs: 0 }, svc(0, { synProxy: 'on' }));
   const ring = new PacketRing(BURST);
   const dv = ring.view;
   const slot = ring.slotSize;
@@ -83,7 +88,8 @@ function synProxy(n: number, first: number): { synAcks: number; acks: number } {
     engine.processBurst(ring, count, 1);
     synSpent += performance.now() - t0;
     for (let k = 0; k < count; k++) {
-      if (ring.verdicts[k] !== VERDICT_FORWARD) throw new Error('SYN not answered');
+      if (ring.verdicts[k] !== VERDICT_FORWARD || dv.getUint8(k * slot + 33) !== 0x12)
+        throw new Error('SYN not answered with a SYN-ACK (a build without the SYN proxy?)');
       cookies[start + k] = dv.getUint32(k * slot + 24);
     }
   }
@@ -99,6 +105,16 @@ function synProxy(n: number, first: number): { synAcks: number; acks: number } {
     if (ring.verdicts[0] !== VERDICT_FORWARD) throw new Error(`ACK not validated: reason ${ring.aux[0]}`);
   }
   return { synAcks: n / (synSpent / 1000), acks: n / (ackSpent / 1000) };
+}
+
+/** Whether the baseline build has the SYN proxy (d815cf1 or later): its SYN-ACKs join the ratios. */
+function answersSyns(base: Baseline): boolean {
+  try {
+    synProxy(BURST, 0, base.Engine, base.services);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 interface Stat {
@@ -199,6 +215,7 @@ async function main(): Promise<void> {
   const baseSizes = [...new Set([SIZES[0]!, SIZES[SIZES.length - 1]!])];
   const baseEngines = base ? baselineSetups(base, baseSizes) : [];
   const baseRatio: Record<string, number[]> = {};
+  const baseHasProxy = base !== undefined && answersSyns(base);
   for (let r = 0; r < ROUNDS; r++) {
     modeEngines.forEach((e, i) => modeRuns[i]!.push(clientMpps(e, PACKETS ?? 2_000_000)));
     for (const s of setups)
@@ -225,6 +242,14 @@ async function main(): Promise<void> {
       (baseRatio.new_sessions_per_s ??= []).push(
         ...abba(AB_PAIRS, newSlice(base.Engine, base.services), newSlice(Engine, services)),
       );
+      if (baseHasProxy)
+        (baseRatio.synproxy_synacks_per_s ??= []).push(
+          ...abba(
+            AB_PAIRS,
+            () => synProxy(AB_NEW_SLICE, 0, base.Engine, base.services).synAcks,
+            () => synProxy(AB_NEW_SLICE, 0).synAcks,
+          ),
+        );
     }
     const a = setups[0]!;
     const b = setups[setups.length - 1]!;

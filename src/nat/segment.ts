@@ -6,7 +6,7 @@
  */
 
 import { addrWord } from '../conn/layout.js';
-import { csumFromSum, pseudoHeaderSum, sumWords } from '../packet/checksum.js';
+import { csumFromSum } from '../packet/checksum.js';
 import { AF_INET, IPPROTO_TCP, ORIGINATED_TTL } from '../packet/headers.js';
 
 export interface SegmentFields {
@@ -53,14 +53,33 @@ export function writeSegment(
     }
   }
   const t = off + l3len;
+  const offFlags = ((tcpLen >>> 2) << 12) | f.flags;
   dv.setUint32(t, (f.sport << 16) | f.dport);
   dv.setInt32(t + 4, f.seq);
   dv.setInt32(t + 8, f.ack);
-  dv.setUint32(t + 12, ((tcpLen >>> 2) << 28) | (f.flags << 16) | f.window);
-  dv.setUint32(t + 16, 0); // checksum (below), urgent pointer
-  for (let i = 0; i < optLen; i++) buf[t + 20 + i] = opts[i]!;
-  const pseudo = pseudoHeaderSum(buf, off, v4, IPPROTO_TCP, tcpLen);
-  dv.setUint16(t + 16, csumFromSum(pseudo + sumWords(buf, t, tcpLen)));
+  dv.setUint32(t + 12, (offFlags << 16) | f.window);
+  // The checksum from the values as they are written, not summed back from the packet:
+  // the pseudo-header (addresses, protocol, length), the header's words, the options.
+  let sum = IPPROTO_TCP + tcpLen + f.sport + f.dport + offFlags + f.window;
+  sum += (f.seq >>> 16) + (f.seq & 0xffff) + (f.ack >>> 16) + (f.ack & 0xffff);
+  for (let k = 0; k < (v4 ? 1 : 4); k++) {
+    const a = words[addrWord(src0, srcHi, k)]!;
+    const b = words[addrWord(dst0, dstHi, k)]!;
+    sum += (a >>> 16) + (a & 0xffff) + (b >>> 16) + (b & 0xffff);
+  }
+  const o = t + 20;
+  for (let i = 0; i < optLen; i += 4) {
+    const a = opts[i]!;
+    const b = opts[i + 1]!;
+    const x = opts[i + 2]!;
+    const y = opts[i + 3]!;
+    buf[o + i] = a;
+    buf[o + i + 1] = b;
+    buf[o + i + 2] = x;
+    buf[o + i + 3] = y;
+    sum += ((a << 8) | b) + ((x << 8) | y);
+  }
+  dv.setUint32(t + 16, csumFromSum(sum) << 16); // checksum, urgent pointer 0
   return len;
 }
 
