@@ -70,6 +70,8 @@ const timer = setInterval(() => forwarder.tick(), TIMER_TICK_MS);
 port.on('message', (m: ToForwarder) => {
   if (m.type === 'services') {
     engine.applyServices(m.services);
+  } else if (m.type === 'peer-laddrs') {
+    engine.setPeerLocalAddresses(m.laddrs);
   } else if (m.type === 'link') {
     queue.setLink(m.fd);
   } else if (m.type === 'stats') {

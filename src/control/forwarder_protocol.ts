@@ -6,6 +6,7 @@ import type { QueueStats } from '../dataplane/tun_device.js';
 import type { HaEngineOptions, SessionInfo } from '../dataplane/engine.js';
 import type { IsnKey } from '../nat/seq.js';
 import type { ResolvedService } from '../service/service.js';
+import type { ParsedAddress } from '../service/addr.js';
 
 export interface ForwarderInit {
   worker: number;
@@ -41,6 +42,8 @@ export interface ForwarderInit {
 
 export type ToForwarder =
   | { type: 'services'; services: ResolvedService[] }
+  /** Cluster: the peers' local addresses (replies to a taken-over peer's are owned by port). */
+  | { type: 'peer-laddrs'; laddrs: ParsedAddress[] }
   | { type: 'stats'; id: number }
   | { type: 'stop' }
   /** DR: the packet socket for LINK slots changed (−1: none). */

@@ -233,23 +233,32 @@ export class Runtime {
       }, LINK_RESOLVE_RECHECK_MS).unref();
   }
 
-  /** The cluster peers' local addresses the steering program was last built with. */
-  private steeredPeers = '';
+  /** The cluster peers' local addresses the workers and the steering program last heard of. */
+  private knownPeers = '';
 
   /** The cluster peers' local addresses (host prefixes), sorted. */
   private peerLaddrs(): string[] {
     return (this.ha?.peerAddresses() ?? []).flatMap((p) => p.laddrs).sort();
   }
 
-  /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
-   * a cluster it also knows the peers' local addresses: a taken-over peer's sessions live in
-   * the worker its local port names, and a packet steered elsewhere would be handed over,
-   * which a GSO super-packet does not fit (redirect_full: its flow stalled). */
-  private steer(services: readonly ResolvedService[]): void {
+  /** Tell the workers and the steering program the peers' local addresses: a taken-over
+   * peer's sessions live in the worker its local port names, and the replies to them must
+   * go there as replies to our own do (dataplane/shard.ts). */
+  private learnPeers(services: readonly ResolvedService[]): void {
     const peers = this.peerLaddrs();
-    this.steeredPeers = peers.join(' ');
+    this.knownPeers = peers.join(' ');
+    const laddrs = peers.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
+    for (const w of this.workers) w.thread.postMessage({ type: 'peer-laddrs', laddrs });
+    if (this.fds.length > 0) this.steer(services);
+  }
+
+  /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
+   * a cluster it also knows the peers' local addresses: a packet to one steered elsewhere
+   * would be handed over, which a GSO super-packet does not fit (redirect_full: its flow
+   * stalled). */
+  private steer(services: readonly ResolvedService[]): void {
     if (this.fds.length < 2 || !this.config.tun.steering) return;
-    const peerLaddrs = peers.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
+    const peerLaddrs = this.peerLaddrs().flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
     try {
       nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));
     } catch (e) {
@@ -572,7 +581,7 @@ export class Runtime {
       own: servicePrefixes(services).map((r) => r.prefix),
       peers,
     });
-    if (this.fds.length > 0 && this.peerLaddrs().join(' ') !== this.steeredPeers) this.steer(services);
+    if (this.peerLaddrs().join(' ') !== this.knownPeers) this.learnPeers(services);
     try {
       this.system.routeExactly(plan, dev);
     } catch (e) {

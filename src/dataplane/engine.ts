@@ -95,7 +95,7 @@ import {
 } from '../nat/verdict.js';
 import { SessionSync, SyncRing, type InstallResult } from '../ha/session_sync.js';
 import { HaControl } from '../ha/role.js';
-import { formatAddress } from '../service/addr.js';
+import { formatAddress, type ParsedAddress } from '../service/addr.js';
 import { ConnCounts, ServiceTable, type ResolvedService } from '../service/service.js';
 import {
   C_DROPPED,
@@ -357,6 +357,12 @@ export class Engine {
   /** Install a new service set (reload): existing sessions keep running. */
   applyServices(services: readonly ResolvedService[]): void {
     this.services.apply(services, this.worker, this.workers, this.ctx.nowMs);
+  }
+
+  /** A cluster's other nodes' local addresses: a reply to one (a taken-over peer's session)
+   * belongs to the worker its port names, as a reply to our own does (shard.ts). */
+  setPeerLocalAddresses(addrs: readonly ParsedAddress[]): void {
+    this.services.setPeerLocalAddresses(addrs);
   }
 
   get sessionCount(): number {

@@ -5,7 +5,8 @@
  * owner's queue:
  *
  *   to a VIP:            owner = clientShardHash(client address, cport) % workers
- *   to a local address:  owner = dport % workers   (FULLNAT: ports are handed out per worker)
+ *   to a local address:  owner = dport % workers   (FULLNAT: ports are handed out per worker;
+ *                        a cluster peer's local addresses count, ServiceTable.isLocalAddress)
  *   anything else:       owner = clientShardHash(dst address, dport) % workers
  *                        (a NAT real server's reply to the client; with no NAT service
  *                        configured nothing legitimate arrives so, and the rule is skipped)

@@ -555,6 +555,9 @@ export class ServiceTable {
    * a persistence template to it stops attracting new sessions. */
   readonly rsWeight = new Int32Array(REAL_SERVERS_MAX);
   private map = new AddrPortMap(1);
+  /** A cluster's other nodes' local addresses (null: none). A taken-over peer's sessions
+   * answer on them, and their replies are owned like those to our own (shard.ts). */
+  private peerLips: AddrPortMap | null = null;
 
   constructor(readonly counts: ConnCounts) {}
 
@@ -703,8 +706,22 @@ export class ServiceTable {
     return this.map.get((af << 8) | META_VIP, 0, a0, a1, a2, a3) >= 0;
   }
 
+  /** One of this node's local addresses, or a cluster peer's (setPeerLocalAddresses). */
   isLocalAddress(af: number, a0: number, a1: number, a2: number, a3: number): boolean {
-    return this.map.get((af << 8) | META_LIP, 0, a0, a1, a2, a3) >= 0;
+    const key = (af << 8) | META_LIP;
+    if (this.map.get(key, 0, a0, a1, a2, a3) >= 0) return true;
+    return this.peerLips !== null && this.peerLips.get(key, 0, a0, a1, a2, a3) >= 0;
+  }
+
+  /** The cluster peers' local addresses (family and address words each), replacing the last. */
+  setPeerLocalAddresses(addrs: readonly { af: number; words: Int32Array }[]): void {
+    if (addrs.length === 0) {
+      this.peerLips = null;
+      return;
+    }
+    const map = new AddrPortMap(addrs.length);
+    for (const a of addrs) map.set(metaKey(a.af, META_LIP), 0, a.words, 1);
+    this.peerLips = map;
   }
 }
 

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
 import { clientShardHash } from '../../src/dataplane/shard.js';
+import { DROP_NO_SESSION, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
+import { parseAddress } from '../../src/service/addr.js';
+import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+import { labServices, V4, V6 } from '../helpers/engine.js';
+import { ACK, tcp } from '../helpers/packets.js';
 
 describe('clientShardHash', () => {
   it.each([2, 3, 4, 8])(
@@ -15,4 +22,55 @@ describe('clientShardHash', () => {
       for (const c of counts) expect(Math.abs(c - n / workers) / (n / workers)).toBeLessThan(0.05);
     },
   );
+});
+
+/**
+ * With NAT services a packet to an address that is not ours is a real server's reply to a
+ * client (owner by the client hash); a cluster peer's local address is not that: once the node
+ * takes the peer over, its sessions answer there and live in the worker the local port names,
+ * where the HA install and the steering program put them.
+ */
+describe.each([
+  ['IPv4', V4, '198.18.2.9'],
+  ['IPv6', V6, 'fd00:18:2::9'],
+] as const)('replies to a cluster peer’s local address, with NAT services (%s)', (_name, fam, peerLip) => {
+  const specs = resolveServices(
+    [
+      ...labServices(),
+      serviceWithDefaults({
+        vip: fam.vip,
+        port: 8000,
+        mode: 'nat',
+        realServers: [{ address: fam.rs2, port: 8000, weight: 1 }],
+      }),
+    ],
+    new IdRegistry(),
+  );
+  const workers = 2;
+  const engines = [0, 1].map((w) => new Engine({ worker: w, workers, capacity: 64, seed: 1 }, specs));
+  const ring = new PacketRing(1);
+  /** Which worker `w` says owns the packet (itself unless it hands it over), and its verdict. */
+  const run = (w: number, p: Uint8Array): { owner: number; reason: number } => {
+    ring.put(0, p);
+    engines[w]!.processBurst(ring, 1, 0);
+    const redirected = ring.verdicts[0] === VERDICT_REDIRECT;
+    return { owner: redirected ? ring.aux[0]! : w, reason: redirected ? 0 : ring.aux[0]! };
+  };
+  const reply = (lport: number) =>
+    tcp({ src: fam.rs1, dst: peerLip, sport: 8080, dport: lport, seq: 9, ack: 2, flags: ACK });
+  const ports = Array.from({ length: 64 }, (_, i) => 20000 + 3 * i);
+
+  it('are owned by the local port once the peers are known', () => {
+    // Before: the client rule; some ports land on the wrong worker.
+    const misplaced = () => ports.some((p) => run(0, reply(p)).owner !== p % workers);
+    expect(misplaced()).toBe(true);
+    for (const e of engines) e.setPeerLocalAddresses([parseAddress(peerLip)!]);
+    for (const p of ports) {
+      expect(run((p + 1) % workers, reply(p)).owner).toBe(p % workers);
+      // The owner looks for the session: a miss is no_session (a local address), not not_local.
+      expect(run(p % workers, reply(p)).reason).toBe(DROP_NO_SESSION);
+    }
+    for (const e of engines) e.setPeerLocalAddresses([]);
+    expect(misplaced()).toBe(true);
+  });
 });
