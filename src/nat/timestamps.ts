@@ -27,23 +27,32 @@ export const TS_OPTION_LEN = 10;
  * a partial checksum, which needs no update); returns it.
  */
 export function shiftTimestamp(c: NatContext, o: number, valDelta: number, ecrDelta: number, acc: number): number {
-  const dv = c.dv;
   const ecr = (c.pFlags & TCP_ACKF) !== 0 ? ecrDelta : 0;
-  const odd = ((o - c.pL4) & 1) !== 0 && !c.pPartial;
-  const optStart = c.pL4 + TCP_HEADER_MIN;
-  const optLen = c.pThl - TCP_HEADER_MIN;
-  const oldSum = odd ? sumWords(c.buf, optStart, optLen) : 0;
+  if (((o - c.pL4) & 1) !== 0 && !c.pPartial) return shiftOddTimestamp(c, o, valDelta, ecr, acc);
+  const dv = c.dv;
   if (valDelta !== 0) {
     const v = dv.getInt32(o + 2);
     const nv = (v + valDelta) | 0;
     dv.setInt32(o + 2, nv);
-    if (!odd) acc = csumReplace32(acc, v, nv);
+    acc = csumReplace32(acc, v, nv);
   }
   if (ecr !== 0) {
     const e = dv.getInt32(o + 6);
     const ne = (e - ecr) | 0;
     dv.setInt32(o + 6, ne);
-    if (!odd) acc = csumReplace32(acc, e, ne);
+    acc = csumReplace32(acc, e, ne);
   }
-  return odd ? csumReplaceSum(acc, oldSum, sumWords(c.buf, optStart, optLen)) : acc;
+  return acc;
+}
+
+/** shiftTimestamp of an option at an odd offset (its fields straddle the checksum's words):
+ * the option area summed before and after. */
+function shiftOddTimestamp(c: NatContext, o: number, valDelta: number, ecr: number, acc: number): number {
+  const dv = c.dv;
+  const optStart = c.pL4 + TCP_HEADER_MIN;
+  const optLen = c.pThl - TCP_HEADER_MIN;
+  const oldSum = sumWords(c.buf, optStart, optLen);
+  dv.setInt32(o + 2, (dv.getInt32(o + 2) + valDelta) | 0);
+  dv.setInt32(o + 6, (dv.getInt32(o + 6) - ecr) | 0);
+  return csumReplaceSum(acc, oldSum, sumWords(c.buf, optStart, optLen));
 }
