@@ -21,6 +21,7 @@
  * Below PREFETCH_MIN_SESSIONS live sessions the table is in cache and step 3 runs alone.
  */
 
+import './jit.js'; // first: V8's inlining budget, before any engine code is optimised
 import {
   assertConstants,
   EMIT_SLOTS,
