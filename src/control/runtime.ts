@@ -20,7 +20,7 @@ import type { Server } from 'node:net';
 import { DEFAULTS, loadConfig, parseService, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
-import { parseAddress } from '../service/addr.js';
+import { parseAddress, type ParsedAddress } from '../service/addr.js';
 import { steeringProgram } from '../dataplane/steering.js';
 import { TemplateTable } from '../conn/templates.js';
 import { NODE_ID_MAX } from '../constants.js';
@@ -241,13 +241,18 @@ export class Runtime {
     return (this.ha?.peerAddresses() ?? []).flatMap((p) => p.laddrs).sort();
   }
 
+  /** Host prefixes as the data plane takes addresses (family and words). */
+  private static addressesOf(prefixes: readonly string[]): ParsedAddress[] {
+    return prefixes.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
+  }
+
   /** Tell the workers and the steering program the peers' local addresses: a taken-over
    * peer's sessions live in the worker its local port names, and the replies to them must
    * go there as replies to our own do (dataplane/shard.ts). */
   private learnPeers(services: readonly ResolvedService[]): void {
     const peers = this.peerLaddrs();
     this.knownPeers = peers.join(' ');
-    const laddrs = peers.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
+    const laddrs = Runtime.addressesOf(peers);
     for (const w of this.workers) w.thread.postMessage({ type: 'peer-laddrs', laddrs });
     if (this.fds.length > 0) this.steer(services);
   }
@@ -258,7 +263,7 @@ export class Runtime {
    * stalled). */
   private steer(services: readonly ResolvedService[]): void {
     if (this.fds.length < 2 || !this.config.tun.steering) return;
-    const peerLaddrs = this.peerLaddrs().flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
+    const peerLaddrs = Runtime.addressesOf(this.peerLaddrs());
     try {
       nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));
     } catch (e) {
