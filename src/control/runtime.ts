@@ -237,8 +237,8 @@ export class Runtime {
   private knownPeers = '';
 
   /** The cluster peers' local addresses (host prefixes), sorted. */
-  private peerLaddrs(): string[] {
-    return (this.ha?.peerAddresses() ?? []).flatMap((p) => p.laddrs).sort();
+  private peerLaddrs(peers = this.ha?.peerAddresses() ?? []): string[] {
+    return peers.flatMap((p) => p.laddrs).sort();
   }
 
   /** Host prefixes as the data plane takes addresses (family and words). */
@@ -249,21 +249,20 @@ export class Runtime {
   /** Tell the workers and the steering program the peers' local addresses: a taken-over
    * peer's sessions live in the worker its local port names, and the replies to them must
    * go there as replies to our own do (dataplane/shard.ts). */
-  private learnPeers(services: readonly ResolvedService[]): void {
-    const peers = this.peerLaddrs();
-    this.knownPeers = peers.join(' ');
-    const laddrs = Runtime.addressesOf(peers);
+  private learnPeers(services: readonly ResolvedService[], prefixes: string[]): void {
+    this.knownPeers = prefixes.join(' ');
+    const laddrs = Runtime.addressesOf(prefixes);
     for (const w of this.workers) w.thread.postMessage({ type: 'peer-laddrs', laddrs });
-    if (this.fds.length > 0) this.steer(services);
+    this.steer(services, laddrs);
   }
 
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
    * a cluster it also knows the peers' local addresses: a packet to one steered elsewhere
    * would be handed over, which a GSO super-packet does not fit (redirect_full: its flow
    * stalled). */
-  private steer(services: readonly ResolvedService[]): void {
+  private steer(services: readonly ResolvedService[], peerLaddrs?: ParsedAddress[]): void {
     if (this.fds.length < 2 || !this.config.tun.steering) return;
-    const peerLaddrs = Runtime.addressesOf(this.peerLaddrs());
+    peerLaddrs ??= Runtime.addressesOf(this.peerLaddrs());
     try {
       nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));
     } catch (e) {
@@ -586,7 +585,8 @@ export class Runtime {
       own: servicePrefixes(services).map((r) => r.prefix),
       peers,
     });
-    if (this.peerLaddrs().join(' ') !== this.knownPeers) this.learnPeers(services);
+    const prefixes = this.peerLaddrs(peers);
+    if (prefixes.join(' ') !== this.knownPeers) this.learnPeers(services, prefixes);
     try {
       this.system.routeExactly(plan, dev);
     } catch (e) {

@@ -17,6 +17,7 @@
  */
 
 import { AF_INET } from '../packet/headers.js';
+import type { ParsedAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 
 // Opcode parts (linux/bpf.h, linux/bpf_common.h).
@@ -137,7 +138,7 @@ function hashAndExit(a: Asm): void {
  * packets it receives once it takes a peer over. */
 export function steeringProgram(
   services: readonly ResolvedService[],
-  peerLaddrs: readonly { af: number; words: Int32Array }[] = [],
+  peerLaddrs: readonly ParsedAddress[] = [],
 ): Uint8Array {
   const lips4 = new Set<number>();
   const lips6 = new Map<string, Int32Array>();

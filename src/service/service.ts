@@ -714,7 +714,7 @@ export class ServiceTable {
   }
 
   /** The cluster peers' local addresses (family and address words each), replacing the last. */
-  setPeerLocalAddresses(addrs: readonly { af: number; words: Int32Array }[]): void {
+  setPeerLocalAddresses(addrs: readonly ParsedAddress[]): void {
     if (addrs.length === 0) {
       this.peerLips = null;
       return;
