@@ -20,7 +20,8 @@
  *                     verdict is LINK (an Ethernet frame the engine built) through it.
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
- * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp); the eBPF
+ * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp) and the
+ * AF_XDP data path of native/xdp.c (io: xdp); the eBPF
  * TOA reader's loader is a separate addon (native/rs/) because it links libbpf.
  */
 #ifndef NAPI_VERSION
@@ -45,6 +46,7 @@
 
 #include "napi_check.h"
 #include "sock.h"
+#include "xdp.h"
 
 #define VERDICT_FORWARD 0
 #define VERDICT_LINK 3 /* src/nat/verdict.ts VERDICT_LINK */
@@ -567,5 +569,6 @@ NAPI_MODULE_INIT() {
   napi_create_function(env, "openLink", NAPI_AUTO_LENGTH, OpenLink, NULL, &fn);
   napi_set_named_property(env, exports, "openLink", fn);
   register_sock(env, exports);
+  register_xdp(env, exports);
   return exports;
 }

@@ -22,6 +22,34 @@ export const VNET_HDR_LEN = 10;
  * a burst (512 KiB of slots) inside L2 while covering a full TUN txqueue drain. */
 export const BURST_MAX = 256;
 
+/** Memory for all hand-off rings of one LB (n × (n − 1) rings for n forwarders): a few
+ * forwarders get deep rings, which a busy owner on a shared core needs when every other
+ * packet is handed over (io: xdp, whose receive queues the NIC picks, not the shard rule). */
+export const HANDOFF_BUDGET_BYTES = 64 << 20;
+
+/** The deepest hand-off ring: 2048 slots (4 MiB) hold ~10 ms of a forwarder's packets. */
+export const HANDOFF_SLOTS_MAX = 2048;
+
+/** AF_XDP (io: xdp): bytes of one UMEM frame. The kernel puts a received frame 256 bytes in
+ * (XDP_RX_HEADROOM_BYTES); 2048 leaves an MTU-1764 packet room behind its Ethernet header and a
+ * DR frame's second one. A larger MTU takes 4096-byte frames (xdpFrameBytes in xdp_device.ts). */
+export const XDP_FRAME_BYTES = 2048;
+
+/** Where the kernel puts a received frame in its UMEM frame (XDP_PACKET_HEADROOM). */
+export const XDP_RX_HEADROOM_BYTES = 256;
+
+/** UMEM frames per forwarder (32 MiB at 2048 bytes): a quarter wait in the interfaces' fill
+ * rings, the rest hold what the receive rings (2048 descriptors each) have taken in while the
+ * forwarder was off its core, and what is being sent. */
+export const XDP_FRAMES = 16384;
+
+/** Interfaces one LB attaches XDP to (the native queue's socket array: native/xdp.c PORTS_MAX). */
+export const XDP_INTERFACES_MAX = 8;
+
+/** Packets per AF_XDP burst (one JS call each): the TX of a burst goes out in two of the
+ * kernel's 32-frame copy-mode batches. */
+export const XDP_BURST = 64;
+
 /** Default TUN MTU. TOA is only inserted when the grown packet still fits. */
 export const MTU_DEFAULT = 1500;
 

@@ -1,7 +1,8 @@
 /**
- * Forwarder thread: one per TUN queue. Wires src/dataplane/forwarder.ts to the native
- * queue on this thread's own event loop, to the wake-up ports of the other forwarders and
- * to the main thread's messages (new services on reload, stats, stop).
+ * Forwarder thread: one per TUN queue (and with io: xdp, its AF_XDP sockets). Wires
+ * src/dataplane/forwarder.ts to the native queues on this thread's own event loop, to the
+ * wake-up ports of the other forwarders and to the main thread's messages (new services on
+ * reload, stats, stop).
  */
 
 import { readlinkSync } from 'node:fs';
@@ -13,7 +14,8 @@ import { Engine, type SessionInfo } from '../src/dataplane/engine.js';
 import { matchesConn } from '../src/control/conns.js';
 import { PacketRing } from '../src/dataplane/ring.js';
 import { Forwarder } from '../src/dataplane/forwarder.js';
-import { LinuxTunQueue } from '../src/dataplane/tun_device.js';
+import { LinuxTunQueue, type TunQueue } from '../src/dataplane/tun_device.js';
+import { XdpQueue } from '../src/dataplane/xdp_device.js';
 import type { ForwarderInit, ToForwarder } from '../src/control/forwarder_protocol.js';
 
 const init = workerData as ForwarderInit;
@@ -54,17 +56,25 @@ const engine = new Engine(
 const ring = init.offload
   ? new PacketRing(GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, undefined, headroom)
   : new PacketRing(BURST_MAX);
-const queue = new LinuxTunQueue(init.fd);
-queue.setLink(init.linkFd);
+const tunQueue = new LinuxTunQueue(init.fd);
+// io: xdp — the AF_XDP queue is the main one (it also sends what the engine generates); the
+// TUN queue stays an input for what the kernel routes there.
+const xdp =
+  init.xdp && init.xdp.ports.length > 0
+    ? new XdpQueue(init.xdp.ports, init.fd, init.mtu, init.xdp.zeroCopy)
+    : undefined;
+const queues: TunQueue[] = xdp ? [xdp, tunQueue] : [tunQueue];
+for (const q of queues) q.setLink(init.linkFd);
 const forwarder = new Forwarder(
   engine,
-  queue,
-  ring,
+  xdp ?? tunQueue,
+  xdp?.ring ?? ring,
   { to: init.handoffTo, from: init.handoffFrom, wake: (owner) => init.wakePorts[owner]!.postMessage(0) },
   now,
 );
 init.wakePorts.forEach((p, sender) => p?.on('message', () => forwarder.drainFrom(sender)));
 forwarder.start();
+if (xdp) forwarder.addInput(tunQueue, ring);
 const timer = setInterval(() => forwarder.tick(), TIMER_TICK_MS);
 
 port.on('message', (m: ToForwarder) => {
@@ -73,9 +83,9 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'peer-laddrs') {
     engine.setPeerLocalAddresses(m.laddrs);
   } else if (m.type === 'link') {
-    queue.setLink(m.fd);
+    for (const q of queues) q.setLink(m.fd);
   } else if (m.type === 'stats') {
-    port.postMessage({ type: 'stats', id: m.id, queue: forwarder.queue.stats(), sessions: engine.sessionCount });
+    port.postMessage({ type: 'stats', id: m.id, queue: forwarder.queueStats(), sessions: engine.sessionCount });
   } else if (m.type === 'sync-install') {
     engine.installSynced(m.events, m.count);
   } else if (m.type === 'sync-snapshot') {

@@ -7,11 +7,13 @@
  *   haproxy   haproxy in TCP mode on lb-b
  *   tunvs     tunvs on lb-a (2 forwarder threads: workers = cores, the default)
  *   tunvs-1w  the same with one forwarder thread (restarted around its measurement)
+ *   tunvs-xdp tunvs on lb-a with io: xdp (docs/xdp.md): AF_XDP sockets on lb-a's eth0 and
+ *             eth1, copy mode, 2 forwarders (restarted around its measurement: XDP on a veth
+ *             turns GSO off for its peer while attached)
  *   ctun      bench/ctun/ctun.c on lb-a: the smallest TUN forwarder that can do FULLNAT (one
  *             thread, no TOA, no session table): what the TUN design itself costs here
  *   cxdp      bench/cxdp/cxdp.c on lb-a: the same rewrite on AF_XDP sockets (XDP on lb-a's
- *             two interfaces, copy mode): the prototype that says what an AF_XDP data path
- *             could reach here before tunvs grows one
+ *             two interfaces, copy mode): the C prototype, the floor for tunvs-xdp
  *
  * Per path and round: autocannon -c 50 keep-alive (req/s, p50, p99), new connections per
  * second (one request per connection), iperf3 (Gbit/s), the LB process's CPU (cores) during
@@ -42,7 +44,7 @@ const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 5);
-const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'tunvs-1w', 'ctun', 'cxdp'] as const;
+const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'tunvs-1w', 'tunvs-xdp', 'ctun', 'cxdp'] as const;
 const ONLY = (process.env.BENCH_PATHS ?? PATH_NAMES.join(',')).split(',').map((x) => x.trim());
 for (const n of ONLY) {
   if (!(PATH_NAMES as readonly string[]).includes(n))
@@ -180,6 +182,12 @@ backend iperf
     scheduler: rr
     localAddresses: [198.18.2.3, 198.18.2.4]
     realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
+  - name: bench-http-xdp
+    vip: 198.18.0.112
+    port: 80
+    scheduler: rr
+    localAddresses: [198.18.2.5, 198.18.2.6]
+    realServers: [{ address: ${RS1}, port: 8080, weight: 1 }]
 `,
   );
   process.kill(labPid(state, 'tunvs-lb-a')!, 'SIGHUP');
@@ -188,6 +196,13 @@ backend iperf
   // tunvs-1w: the same config with one forwarder thread; tunvs restarted around it.
   const restartWith = async (workers: number): Promise<void> => {
     writeFileSync(lbConfig, readFileSync(lbConfig, 'utf8').replace(/^workers: \d+$/m, `workers: ${workers}`));
+    await restartTunvs(PREFIX, 'lb-a');
+  };
+  // tunvs-xdp: the same config on the AF_XDP path.
+  const XDP_LINES = 'io: xdp\nxdp: { interfaces: [eth0, eth1] }\n';
+  const restartXdp = async (on: boolean): Promise<void> => {
+    const text = readFileSync(lbConfig, 'utf8').replace(XDP_LINES, '');
+    writeFileSync(lbConfig, on ? XDP_LINES + text : text);
     await restartTunvs(PREFIX, 'lb-a');
   };
 
@@ -223,6 +238,16 @@ backend iperf
       pid: tunvsPid,
       before: () => restartWith(1),
       after: () => restartWith(2),
+    },
+    {
+      name: 'tunvs-xdp',
+      host: '198.18.0.112',
+      httpPort: 80,
+      iperfPort: 5201,
+      iperfHost: '198.18.0.100',
+      pid: tunvsPid,
+      before: () => restartXdp(true),
+      after: () => restartXdp(false),
     },
     { name: 'ctun', host: CTUN_VIP, httpPort: 80, iperfPort: 5214, pid: () => ctunPid },
     {
@@ -474,7 +499,8 @@ async function main(): Promise<void> {
   ] as const;
   // The issues' targets. The TUN path: at ctun's level (the TUN design's own limit) on
   // every figure, 1.2× haproxy's req/s; against the kernel, what the first benchmark asked.
-  // The AF_XDP path (cxdp, its prototype, until tunvs has one): near the kernel's own NAT.
+  // The AF_XDP path (tunvs-xdp, and cxdp, its C prototype): near the kernel's own NAT; and
+  // against cxdp, what tunvs's engine costs on the same sockets.
   type Goals = Record<string, Record<string, number | null>>;
   const tunGoals: Goals = {
     nftables: { reqPerSec: 0.8, connPerSec: 0.75, gbps: 0.75 },
@@ -489,6 +515,7 @@ async function main(): Promise<void> {
   const subjects: [string, Goals][] = [
     ['tunvs', tunGoals],
     ['tunvs-1w', tunGoals],
+    ['tunvs-xdp', { ...xdpGoals, tunvs: {}, cxdp: {} }],
     ['cxdp', xdpGoals],
   ];
   const targets = subjects.flatMap(([subject, goals]) =>

@@ -73,7 +73,7 @@ Usage:
                                           announces (routes and their meaning), Redis / Sentinel,
                                           BGP and BFD sessions (FRR's vtysh)
   tunvs lab up [--workers N] [--no-steering] [--no-offload] [--no-reader] [--no-modes]
-               [--ha | --cluster N]
+               [--ha | --cluster N] [--io tun|xdp]
                                           build the netns lab and start tunvs on LB A; the real
                                           servers run under the eBPF TOA reader (unless --no-reader);
                                           NAT, TUNNEL and DR services beside FULLNAT (unless
@@ -81,7 +81,8 @@ Usage:
                                           198.18.0.101:8080 for DR; docs/modes.md);
                                           --ha: the pair (tunvs on A and B, keepalived, Redis sync);
                                           --cluster N: N (2-4) active nodes behind an ECMP router
-                                          (FRR BGP + BFD), Redis under Sentinel
+                                          (FRR BGP + BFD), Redis under Sentinel;
+                                          --io xdp: the LBs forward on AF_XDP sockets (docs/xdp.md)
   tunvs lab curl [-6] [--count N] [--mode fullnat|nat|tunnel|dr]
                                           GET the VIP from the lab client (the service of that
                                           mode); the reply says what the application saw
@@ -359,8 +360,21 @@ async function main(argv: string[]): Promise<number> {
         const cluster = positiveInt(option(args, '--cluster'), '--cluster');
         if (cluster !== undefined && (cluster < 2 || cluster > 4))
           throw new UsageError('--cluster takes 2 to 4 nodes (lb-a..lb-d)');
+        const io = option(args, '--io') ?? 'tun';
+        if (io !== 'tun' && io !== 'xdp') throw new UsageError('--io takes tun or xdp');
         noneLeft(args);
-        await labUp({ prefix, workers, steering, offload, reader, ha, modes, ...(cluster ? { cluster } : {}), log });
+        await labUp({
+          prefix,
+          workers,
+          steering,
+          offload,
+          reader,
+          ha,
+          modes,
+          io,
+          ...(cluster ? { cluster } : {}),
+          log,
+        });
         log(`lab up. Try: tunvs lab curl; tunvs lab status; tear down with: tunvs lab down`);
         return 0;
       }

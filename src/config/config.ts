@@ -14,6 +14,7 @@ import {
   NODE_ID_MAX,
   PERSISTENCE_TIMEOUT_DEFAULT_SEC,
   SESSIONS_PER_LB_DEFAULT,
+  XDP_INTERFACES_MAX,
 } from '../constants.js';
 import { parseAddress } from '../service/addr.js';
 import { AF_INET } from '../packet/headers.js';
@@ -44,6 +45,23 @@ export interface TunConfig {
   /** TUN offloads (IFF_VNET_HDR + TUNSETOFFLOAD CSUM/TSO4/TSO6): the kernel hands over
    * partial checksums and 64 KiB GSO super-packets, each rewritten once. */
   offload: boolean;
+}
+
+/** The packet I/O of the forwarders (docs/xdp.md):
+ *   tun  the kernel routes VIP and local-address packets into the TUN device, and routes them
+ *        on after tunvs writes them back (the default: works everywhere);
+ *   xdp  an XDP program on `xdp.interfaces` hands those frames to AF_XDP sockets and tunvs sends
+ *        them out itself; the TUN device stays for what the kernel still routes there. */
+export type IoMode = 'tun' | 'xdp';
+
+export interface XdpConfig {
+  /** The interfaces the VIP and local-address traffic arrives and leaves on. */
+  interfaces: string[];
+  /** native: the driver runs the program (veth and most server NICs have it); generic: the
+   * kernel runs it on socket buffers (any interface, slower). */
+  mode: 'native' | 'generic';
+  /** Bind the sockets in zero-copy mode (a NIC driver with AF_XDP zero-copy); otherwise copy. */
+  zeroCopy: boolean;
 }
 
 /** How HA nodes share work (docs/cluster.md):
@@ -82,6 +100,9 @@ export interface HaConfig {
 }
 
 export interface Config {
+  io: IoMode;
+  /** Present when io is xdp. */
+  xdp?: XdpConfig;
   tun: TunConfig;
   /** Forwarder threads, one per TUN queue. */
   workers: number;
@@ -120,6 +141,8 @@ export const DEFAULTS = {
 } as const;
 
 const TOP = [
+  'io',
+  'xdp',
   'tun',
   'workers',
   'workerNice',
@@ -321,6 +344,33 @@ function tunConfig(v: unknown, path: string): TunConfig {
   };
 }
 
+function xdpConfig(v: unknown, path: string): XdpConfig {
+  const o = object(v ?? {}, path, ['interfaces', 'mode', 'zeroCopy']);
+  if (o.interfaces === undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      join(path, 'interfaces'),
+      'io: xdp needs the interfaces to attach to',
+    );
+  const names = list(o.interfaces, join(path, 'interfaces'), 'interface names').map((x, i) =>
+    string(x, `${join(path, 'interfaces')}[${i}]`, /^[A-Za-z0-9_.-]{1,15}$/, 'an interface name'),
+  );
+  if (names.length === 0 || names.length > XDP_INTERFACES_MAX)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      join(path, 'interfaces'),
+      `name 1..${XDP_INTERFACES_MAX} interfaces (got ${names.length})`,
+    );
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup !== undefined)
+    throw new ConfigError('TUNVS_ERR_CONFIG_DUPLICATE', join(path, 'interfaces'), `${dup} is named twice`);
+  return {
+    interfaces: names,
+    mode: opt(o, 'mode', 'native', (x) => oneOf(x, join(path, 'mode'), ['native', 'generic'] as const)),
+    zeroCopy: opt(o, 'zeroCopy', false, (x) => boolean(x, join(path, 'zeroCopy'))),
+  };
+}
+
 function timeouts(v: unknown, path: string): TimeoutsSec {
   const o = object(v ?? {}, path, TIMEOUT_KEYS);
   const t = { ...TIMEOUTS_DEFAULT_SEC };
@@ -480,8 +530,15 @@ export function parseConfig(doc: unknown): Config {
   const o: Obj = object(doc ?? {}, '', TOP);
   const admin = object(o.admin ?? {}, 'admin', ['socket', 'tcp']);
   const services = list(o.services ?? [], 'services', 'services').map((s, i) => parseService(s, `services[${i}]`));
+  const io = opt(o, 'io', 'tun', (x) => oneOf(x, 'io', ['tun', 'xdp'] as const));
+  const tun = tunConfig(o.tun, 'tun');
+  // With io: xdp the TUN only carries what the kernel still routes there (and what the AF_XDP
+  // queues hand it to send): plain packets, so its offloads are off.
+  if (io === 'xdp') tun.offload = false;
   return {
-    tun: tunConfig(o.tun, 'tun'),
+    io,
+    ...(io === 'xdp' || o.xdp !== undefined ? { xdp: xdpConfig(o.xdp, 'xdp') } : {}),
+    tun,
     workers: opt(o, 'workers', DEFAULTS.workers(), (x) => integer(x, 'workers', 1, 64, 'a thread count')),
     workerNice: opt(o, 'workerNice', DEFAULTS.workerNice, (x) => integer(x, 'workerNice', -20, 19, 'a nice value')),
     sessions: opt(o, 'sessions', DEFAULTS.sessions, (x) => integer(x, 'sessions', 1024, 1 << 28, 'a session count')),

@@ -7,6 +7,7 @@ import type { HaEngineOptions, SessionInfo } from '../dataplane/engine.js';
 import type { IsnKey } from '../nat/seq.js';
 import type { ResolvedService } from '../service/service.js';
 import type { ParsedAddress } from '../service/addr.js';
+import type { XdpPort } from '../dataplane/xdp_device.js';
 
 export interface ForwarderInit {
   worker: number;
@@ -35,6 +36,8 @@ export interface ForwarderInit {
   handoffFrom: (SharedArrayBuffer | null)[];
   /** Wake-up ports to / from each other worker (transferred); null at our own index. */
   wakePorts: (MessagePort | null)[];
+  /** io: xdp — this forwarder's AF_XDP sockets (control/xdp.ts portsFor; none: TUN only). */
+  xdp?: { ports: XdpPort[]; zeroCopy: boolean };
   /** HA: node id, the shared control words (ha/role.ts) and this worker's sync event ring
    * (ha/session_sync.ts). */
   ha?: HaEngineOptions;

@@ -9,12 +9,14 @@
  *      VIP and local address, over a fallback blackhole for when the TUN is gone; the policy
  *      rules that bring NAT services' replies into the TUN — each change recorded with its
  *      undo (system.ts);
- *   4. one forwarder thread per queue (workers/forwarder.ts);
+ *   4. one forwarder thread per queue (workers/forwarder.ts); with io: xdp, first the
+ *      interfaces' XSKMAPs, then the XDP program on each (control/xdp.ts) once the
+ *      forwarders have put their AF_XDP sockets in;
  *   5. the admin socket; SIGHUP reloads, SIGTERM/SIGINT undo everything and exit.
  */
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { HandoffRing } from '../dataplane/handoff.js';
+import { HandoffRing, handoffSlots } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
 import { DEFAULTS, loadConfig, parseService, type Config } from '../config/config.js';
@@ -22,6 +24,8 @@ import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { parseAddress, type ParsedAddress } from '../service/addr.js';
 import { steeringProgram } from '../dataplane/steering.js';
+import { xdpAddresses } from '../dataplane/xdp_program.js';
+import { XdpPrograms } from './xdp.js';
 import { TemplateTable } from '../conn/templates.js';
 import { NODE_ID_MAX } from '../constants.js';
 import { DrLink, LINK_REFRESH_MS, LINK_RESOLVE_RECHECK_MS } from './link.js';
@@ -100,6 +104,8 @@ export class Runtime {
   private stopping = false;
   private isnKey: IsnKey = [0, 0, 0, 0];
   private ha: HaNode | undefined;
+  /** io: xdp — the interfaces' maps and programs. */
+  private xdp: XdpPrograms | undefined;
   private announceTimer: NodeJS.Timeout | undefined;
   /** Cluster: stopping in order; nothing is announced any more. */
   private draining = false;
@@ -159,7 +165,18 @@ export class Runtime {
       this.applyRoutes(this.services);
       this.system.natReplyRules(this.services, config.tun.name);
       this.applyLink(this.link.plan(this.services), this.services);
+      if (config.xdp && config.io === 'xdp') {
+        this.xdp = new XdpPrograms(config.xdp);
+        this.xdp.open();
+        const few = this.xdp.fewQueues(config.workers);
+        if (few.length > 0)
+          this.log(
+            'warn',
+            `xdp: fewer receive queues than forwarders on ${few.join(', ')}: the forwarders without a queue there send through the kernel (slower)`,
+          );
+      }
       await this.startWorkers();
+      this.steer(this.services);
       this.linkTimer = setInterval(() => {
         if (this.link.refresh(this.services)) this.pushServices();
       }, LINK_REFRESH_MS);
@@ -198,6 +215,8 @@ export class Runtime {
     process.on('SIGTERM', () => void this.stop(0));
     process.on('SIGINT', () => void this.stop(0));
     this.log('info', 'tunvs running', {
+      io: config.io,
+      ...(this.xdp ? { xdp: this.xdp.describe() } : {}),
       tun: config.tun.name,
       workers: config.workers,
       services: this.services.length,
@@ -261,8 +280,12 @@ export class Runtime {
    * would be handed over, which a GSO super-packet does not fit (redirect_full: its flow
    * stalled). */
   private steer(services: readonly ResolvedService[], peerLaddrs?: ParsedAddress[]): void {
-    if (this.fds.length < 2 || !this.config.tun.steering) return;
     peerLaddrs ??= Runtime.addressesOf(this.peerLaddrs());
+    // io: xdp — the frames of the same addresses to the AF_XDP sockets. A program that does not
+    // load or attach is an error at start (the operator asked for XDP) and leaves the previous
+    // one on a reload.
+    if (this.xdp && this.workers.length > 0) this.xdp.update(xdpAddresses(services, peerLaddrs));
+    if (this.fds.length < 2 || !this.config.tun.steering) return;
     try {
       nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));
     } catch (e) {
@@ -279,7 +302,7 @@ export class Runtime {
     const n = this.config.workers;
     // rings[s][o]: sender s → owner o; ports[s][o]: s's end of the s–o wake-up channel.
     const rings = Array.from({ length: n }, (_, s) =>
-      Array.from({ length: n }, (_, o) => (s === o ? null : new HandoffRing().sab)),
+      Array.from({ length: n }, (_, o) => (s === o ? null : new HandoffRing(undefined, handoffSlots(n)).sab)),
     );
     const ports: (MessagePort | null)[][] = Array.from({ length: n }, () =>
       new Array<MessagePort | null>(n).fill(null),
@@ -301,7 +324,7 @@ export class Runtime {
         workers: this.config.workers,
         fd: this.fds[w]!,
         capacity,
-        mtu: this.config.tun.mtu,
+        mtu: this.xdp ? Math.min(this.config.tun.mtu, this.xdp.mtu) : this.config.tun.mtu,
         timeouts: this.config.timeouts,
         rstOnExpire: this.config.rstOnExpire,
         isnKey: this.isnKey,
@@ -315,6 +338,7 @@ export class Runtime {
         handoffTo: rings[w]!,
         handoffFrom: rings.map((row) => row[w]!),
         wakePorts: ports[w]!,
+        ...(this.xdp ? { xdp: { ports: this.xdp.portsFor(w), zeroCopy: this.config.xdp!.zeroCopy } } : {}),
         ...(ha && syncRing
           ? {
               ha: {
@@ -636,6 +660,7 @@ export class Runtime {
 
   private teardown(): void {
     if (this.linkTimer) clearInterval(this.linkTimer);
+    this.xdp?.close();
     this.link.close();
     this.admin?.close();
     this.metrics?.close();

@@ -386,6 +386,7 @@ export class Engine {
     const lens = ring.lens;
     const verdicts = ring.verdicts;
     const aux = ring.aux;
+    const offsets = ring.offsets;
     const ctr = this.counters;
     let rxBytes = 0;
     let txBytes = 0;
@@ -402,7 +403,7 @@ export class Engine {
       if (prefetch && wEnd - w > 1) this.prefetch(ring, w, wEnd);
       else this.pfSvc.fill(PF_NONE); // handle() classifies each packet itself
       for (let i = w; i < wEnd; i++) {
-        const off = i * slotSize;
+        const off = offsets[i]!;
         const len = lens[i]!;
         rxBytes += len;
         c.slotEnd = off + slotSize;
@@ -493,7 +494,7 @@ export class Engine {
     for (let i = from; i < to; i++) {
       const k = i - from;
       const len = (lens[i]! < slotSize ? lens[i]! : slotSize) - h;
-      const proto = len > 0 && c.parse(i * slotSize + h, len) === 0 ? c.pProto : 0;
+      const proto = len > 0 && c.parse(ring.offsets[i]! + h, len) === 0 ? c.pProto : 0;
       if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) {
         this.pfSvc[k] = PF_NONE;
         continue;

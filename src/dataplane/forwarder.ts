@@ -1,12 +1,15 @@
 /**
  * One forwarder: a TUN queue, the engine of its shard, and the hand-off rings to the other
  * forwarders. The thread entry (workers/forwarder.ts) only wires this to the native queue
- * and to messages; tests wire it to the fake queue (tun_fake.ts).
+ * and to messages; tests wire it to the fake queue (tun_fake.ts). With `io: xdp` the main
+ * queue is the AF_XDP queue (xdp_device.ts), which also sends what the engine generates,
+ * and the TUN queue is a second input (`addInput`) for what the kernel still routes there.
  *
  *   burst from the queue → engine.processBurst → packets owned elsewhere into hand-off
  *   rings (owner woken once per drain cycle) → FORWARD slots written back by the queue →
  *   generated packets (RSTs) written.
- *   wake-up from another forwarder → drain its ring → process → write back.
+ *   wake-up from another forwarder, or after each burst of our own when its ring has
+ *   packets → drain it → process → write back.
  */
 
 import { SLOT_SIZE_BYTES } from '../constants.js';
@@ -14,7 +17,7 @@ import { DROP_REDIRECT_FULL, VERDICT_DROP, VERDICT_REDIRECT } from '../nat/verdi
 import type { Engine } from './engine.js';
 import { HandoffRing } from './handoff.js';
 import { PacketRing } from './ring.js';
-import type { TunQueue } from './tun_device.js';
+import { addQueueStats, type QueueStats, type TunQueue } from './tun_device.js';
 
 export interface ForwarderLinks {
   /** Hand-off rings to each owner / from each sender (null at this forwarder's index). */
@@ -28,6 +31,7 @@ export class Forwarder {
   private readonly to: (HandoffRing | null)[];
   private readonly from: (HandoffRing | null)[];
   private readonly inbox: PacketRing;
+  private readonly extra: TunQueue[] = [];
 
   constructor(
     readonly engine: Engine,
@@ -45,10 +49,25 @@ export class Forwarder {
     this.queue.start(this.ring, (count) => this.onBurst(count));
   }
 
-  private onBurst(count: number): void {
-    this.engine.processBurst(this.ring, count, this.now());
-    if (this.engine.lastBurstRedirects > 0) this.handOver(this.ring, count);
+  /** A second queue and its ring: bursts from it are processed like the main queue's, and
+   * its FORWARD slots go back out through it. */
+  addInput(queue: TunQueue, ring: PacketRing): void {
+    this.extra.push(queue);
+    queue.start(ring, (count) => this.onBurst(count, ring));
+  }
+
+  private onBurst(count: number, ring = this.ring): void {
+    this.engine.processBurst(ring, count, this.now());
+    if (this.engine.lastBurstRedirects > 0) this.handOver(ring, count);
     this.flushEmitted();
+    // A busy forwarder returns to its event loop (and the wake-up message) only after several
+    // bursts: take what the others handed over now, before their rings fill.
+    for (let s = 0; s < this.from.length; s++) if (this.from[s] && this.from[s]!.pending > 0) this.drainFrom(s);
+  }
+
+  /** The queues' counters, summed. */
+  queueStats(): QueueStats {
+    return this.extra.reduce((sum, q) => addQueueStats(sum, q.stats()), this.queue.stats());
   }
 
   /** Move the timers on (call every tick while idle) and write what they generated. */
@@ -118,5 +137,6 @@ export class Forwarder {
 
   close(): void {
     this.queue.close();
+    for (const q of this.extra) q.close();
   }
 }

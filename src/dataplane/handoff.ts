@@ -14,28 +14,48 @@
  * sequentially consistent), the consumer frees a slot by storing head after reading.
  */
 
-import { SLOT_SIZE_BYTES } from '../constants.js';
+import { HANDOFF_BUDGET_BYTES, HANDOFF_SLOTS_MAX, SLOT_SIZE_BYTES } from '../constants.js';
 import type { PacketRing } from './ring.js';
 
+/** The default (and smallest) ring: what tests and a many-worker LB use. */
 export const HANDOFF_SLOTS = 256;
 const HEAD = 0;
 const TAIL = 1;
 const WAKE = 2;
 const HEADER_BYTES = 16;
 
+function ringBytes(slots: number): number {
+  return HEADER_BYTES + slots * SLOT_SIZE_BYTES + slots * 4;
+}
+
+/** Slots per ring for `workers` forwarders: HANDOFF_BUDGET_BYTES over the n × (n − 1)
+ * rings, a power of two between HANDOFF_SLOTS and HANDOFF_SLOTS_MAX. */
+export function handoffSlots(workers: number): number {
+  const pairs = Math.max(1, workers * (workers - 1));
+  let slots = HANDOFF_SLOTS;
+  while (slots * 2 <= HANDOFF_SLOTS_MAX && pairs * ringBytes(slots * 2) <= HANDOFF_BUDGET_BYTES) slots *= 2;
+  return slots;
+}
+
 export class HandoffRing {
   readonly sab: SharedArrayBuffer;
+  readonly slots: number;
+  private readonly mask: number;
   private readonly ctl: Int32Array;
   private readonly bytes: Uint8Array;
   private readonly lens: Int32Array;
 
-  constructor(sab?: SharedArrayBuffer) {
-    const total = HEADER_BYTES + HANDOFF_SLOTS * SLOT_SIZE_BYTES + HANDOFF_SLOTS * 4;
-    this.sab = sab ?? new SharedArrayBuffer(total);
-    if (this.sab.byteLength !== total) throw new RangeError('hand-off ring size mismatch');
+  /** A new ring of `slots` slots (a power of two), or a view of another thread's `sab`. */
+  constructor(sab?: SharedArrayBuffer, slots = HANDOFF_SLOTS) {
+    if (sab) slots = (sab.byteLength - HEADER_BYTES) / (SLOT_SIZE_BYTES + 4);
+    if (!Number.isInteger(slots) || slots < 1 || (slots & (slots - 1)) !== 0)
+      throw new RangeError('hand-off ring size mismatch');
+    this.slots = slots;
+    this.mask = slots - 1;
+    this.sab = sab ?? new SharedArrayBuffer(ringBytes(slots));
     this.ctl = new Int32Array(this.sab, 0, 4);
-    this.bytes = new Uint8Array(this.sab, HEADER_BYTES, HANDOFF_SLOTS * SLOT_SIZE_BYTES);
-    this.lens = new Int32Array(this.sab, HEADER_BYTES + HANDOFF_SLOTS * SLOT_SIZE_BYTES, HANDOFF_SLOTS);
+    this.bytes = new Uint8Array(this.sab, HEADER_BYTES, slots * SLOT_SIZE_BYTES);
+    this.lens = new Int32Array(this.sab, HEADER_BYTES + slots * SLOT_SIZE_BYTES, slots);
   }
 
   /**
@@ -46,11 +66,11 @@ export class HandoffRing {
    */
   push(from: PacketRing, i: number): boolean {
     const tail = this.ctl[TAIL]!;
-    if (tail - Atomics.load(this.ctl, HEAD) >= HANDOFF_SLOTS) return false;
+    if (tail - Atomics.load(this.ctl, HEAD) >= this.slots) return false;
     const len = from.lens[i]!;
     if (len > SLOT_SIZE_BYTES) return false;
-    const slot = tail & (HANDOFF_SLOTS - 1);
-    const off = i * from.slotSize;
+    const slot = tail & this.mask;
+    const off = from.offsets[i]!;
     // A view per handed-over packet: this path is rare (see the header), not per packet.
     this.bytes.set(from.bytes.subarray(off, off + len), slot * SLOT_SIZE_BYTES);
     this.lens[slot] = len;
@@ -71,9 +91,9 @@ export class HandoffRing {
     const avail = Atomics.load(this.ctl, TAIL) - head;
     const n = Math.min(avail, into.slots);
     for (let k = 0; k < n; k++) {
-      const slot = (head + k) & (HANDOFF_SLOTS - 1);
+      const slot = (head + k) & this.mask;
       const len = this.lens[slot]!;
-      into.bytes.set(this.bytes.subarray(slot * SLOT_SIZE_BYTES, slot * SLOT_SIZE_BYTES + len), k * into.slotSize);
+      into.bytes.set(this.bytes.subarray(slot * SLOT_SIZE_BYTES, slot * SLOT_SIZE_BYTES + len), into.offsets[k]);
       into.lens[k] = len;
     }
     Atomics.store(this.ctl, HEAD, (head + n) | 0);

@@ -20,101 +20,11 @@ import { AF_INET } from '../packet/headers.js';
 import type { ParsedAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 
-// Opcode parts (linux/bpf.h, linux/bpf_common.h).
-const LD = 0x00;
-const ALU = 0x04;
-const JMP = 0x05;
-const JMP32 = 0x06;
-const ALU64 = 0x07;
-const W = 0x00;
-const H = 0x08;
-const B = 0x10;
-const ABS = 0x20;
-const IND = 0x40;
-const K = 0x00;
-const X = 0x08;
-const OP_MOV = 0xb0;
-const OP_AND = 0x50;
-const OP_LSH = 0x60;
-const OP_RSH = 0x70;
-const OP_XOR = 0xa0;
-const OP_MUL = 0x20;
-const J_A = 0x00;
-const J_EQ = 0x10;
-const J_NE = 0x50;
-const EXIT = 0x90;
+import { Asm, ALU64, B, H, J_EQ, J_NE, K, OP_AND, OP_LSH, OP_MOV, OP_MUL, OP_RSH, OP_XOR, W } from './bpf_asm.js';
 
 // clientShardHash's (fmix32) multipliers, as int32 immediates.
 const M1 = 0x85ebca6b | 0;
 const M2 = 0xc2b2ae35 | 0;
-
-interface Insn {
-  code: number;
-  dst: number;
-  src: number;
-  off: number | string; // a label until resolved
-  imm: number;
-}
-
-/** A tiny assembler with labels. */
-class Asm {
-  readonly insns: Insn[] = [];
-  private readonly labels = new Map<string, number>();
-
-  emit(code: number, dst: number, src: number, off: number | string, imm: number): this {
-    this.insns.push({ code, dst, src, off, imm: imm | 0 });
-    return this;
-  }
-  label(name: string): this {
-    this.labels.set(name, this.insns.length);
-    return this;
-  }
-  /** r0 = packet[off] (B/H/W) */
-  ldAbs(size: number, off: number): this {
-    return this.emit(LD | ABS | size, 0, 0, 0, off);
-  }
-  /** r0 = packet[reg + off] */
-  ldInd(size: number, reg: number, off: number): this {
-    return this.emit(LD | IND | size, 0, reg, 0, off);
-  }
-  alu32(op: number, dst: number, imm: number): this {
-    return this.emit(ALU | op | K, dst, 0, 0, imm);
-  }
-  alu32x(op: number, dst: number, src: number): this {
-    return this.emit(ALU | op | X, dst, src, 0, 0);
-  }
-  mov64x(dst: number, src: number): this {
-    return this.emit(ALU64 | OP_MOV | X, dst, src, 0, 0);
-  }
-  /** 32-bit compare with an immediate (JMP32: no sign extension of 32-bit words). */
-  j32(op: number, reg: number, imm: number, target: string): this {
-    return this.emit(JMP32 | op | K, reg, 0, target, imm);
-  }
-  ja(target: string): this {
-    return this.emit(JMP | J_A, 0, 0, target, 0);
-  }
-  exit(): this {
-    return this.emit(JMP | EXIT, 0, 0, 0, 0);
-  }
-
-  bytes(): Uint8Array {
-    const out = new Uint8Array(this.insns.length * 8);
-    const dv = new DataView(out.buffer);
-    this.insns.forEach((ins, i) => {
-      let off = ins.off;
-      if (typeof off === 'string') {
-        const at = this.labels.get(off);
-        if (at === undefined) throw new Error(`steering program: undefined label ${off}`);
-        off = at - i - 1;
-      }
-      dv.setUint8(i * 8, ins.code);
-      dv.setUint8(i * 8 + 1, (ins.src << 4) | ins.dst);
-      dv.setInt16(i * 8 + 2, off, true);
-      dv.setInt32(i * 8 + 4, ins.imm, true);
-    });
-    return out;
-  }
-}
 
 /** r0 ^= r0 >>> n, with r1 as scratch. */
 function xorShift(a: Asm, n: number): void {
@@ -158,7 +68,7 @@ export function steeringProgram(
   }
   // Without NAT services everything not to a local address is to a VIP: no VIP test.
   const nat = services.some((s) => s.mode === 'nat');
-  const a = new Asm();
+  const a = new Asm('steering');
   a.mov64x(6, 1) // LD_ABS/LD_IND take the skb from r6
     .ldAbs(B, 0)
     .mov64x(7, 0)

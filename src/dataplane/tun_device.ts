@@ -24,6 +24,16 @@ export interface QueueStats {
   /** DR: frames sent to the real servers' link, and sends that failed. */
   linkPackets: number;
   linkErrors: number;
+  /** io: xdp — packets the AF_XDP queue could not send itself (no route through an XDP
+   * interface, neighbour not resolved) and wrote into the TUN device for the kernel. */
+  kernelPackets: number;
+  /** io: xdp — frames the kernel dropped before the queue (RX ring full, no fill frame) and
+   * TX descriptors it refused. */
+  rxDropped: number;
+  /** io: xdp — received TCP/UDP checksums the sender had left partial, completed. */
+  csumCompleted: number;
+  /** io: xdp — next hops asked of the kernel (rtnetlink) on a cache miss. */
+  nextHopLookups: number;
 }
 
 export interface TunQueue {
@@ -51,7 +61,18 @@ export function emptyQueueStats(): QueueStats {
     wakeups: 0,
     linkPackets: 0,
     linkErrors: 0,
+    kernelPackets: 0,
+    rxDropped: 0,
+    csumCompleted: 0,
+    nextHopLookups: 0,
   };
+}
+
+/** Field-by-field sum (a forwarder with a TUN queue and an AF_XDP queue). */
+export function addQueueStats(a: QueueStats, b: QueueStats): QueueStats {
+  const out = { ...a };
+  for (const k of Object.keys(out) as (keyof QueueStats)[]) out[k] += b[k] ?? 0;
+  return out;
 }
 
 interface NativeQueue {

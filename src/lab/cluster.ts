@@ -13,7 +13,7 @@ import { frrDir, nodeBgpConfig, routerBgpConfig, startFrr } from './frr.js';
 import { sentinelConfig } from './local_redis.js';
 import { inNs } from './netns.js';
 import { distSrc } from '../paths.js';
-import { adminOf, runTunvs, type Starter } from './pair.js';
+import { adminOf, labLbOptions, runTunvs, type Starter } from './pair.js';
 import { nsName, waitFor, writeState, type LabState } from './state.js';
 import { CLUSTER, LAB, labConfig, type ClusterNode } from './topology.js';
 
@@ -124,7 +124,7 @@ export async function startClusterNode(
   const cluster = o.prefix.replace(/[^A-Za-z0-9_.-]/g, '_');
   writeFileSync(
     join(state.dir, `${node}.yaml`),
-    labConfig(admin, o.workers, o.steering ?? true, o.offload ?? true, { mode: 'cluster', cluster, node }),
+    labConfig(admin, { ...labLbOptions(o), ha: { mode: 'cluster', cluster, node } }),
   );
   await runTunvs(state, node, admin, start);
   // Beside tunvs, as keepalived is in the pair: withdraws the node if tunvs hangs.

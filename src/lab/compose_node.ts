@@ -1,7 +1,8 @@
 /**
  * The process each container of the docker-compose lab runs (docker-compose.yml):
  *
- *   lb-a, lb-b   writes the tunvs config (the netns lab's services, IPv4) and keepalived's
+ *   lb-a, lb-b   writes the tunvs config (the netns lab's services, IPv4; TUNVS_IO=xdp: on the
+ *                AF_XDP path) and keepalived's
  *                (the same VRRP pair as the netns lab), starts tunvs and keepalived and
  *                watches them: tunvs is restarted if it dies (keepalived meanwhile moves the
  *                next hops to the other LB), the container ends if keepalived does;
@@ -74,9 +75,17 @@ async function lb(node: 'lb-a' | 'lb-b'): Promise<void> {
   const admin = join(RUN, 'admin.sock');
   const fifo = join(RUN, 'keepalived.fifo');
   const config = join(RUN, 'tunvs.yaml');
+  // TUNVS_IO=xdp docker-compose up: the AF_XDP path on the container's two interfaces.
+  const io = process.env.TUNVS_IO === 'xdp' ? 'xdp' : 'tun';
   writeFileSync(
     config,
-    labConfig(admin, 2, true, true, { mode: 'pair', cluster: 'compose', node, role: 'backup', fifo }, false),
+    labConfig(admin, {
+      workers: 2,
+      ha: { mode: 'pair', cluster: 'compose', node, role: 'backup', fifo },
+      v6: false,
+      io,
+      interfaces: [interfaceWith('198.18.10.'), interfaceWith('198.18.20.')],
+    }),
   );
   const runTunvs = (): void => {
     start('tunvs', process.execPath, [CLI, 'run', '--config', config], () => setTimeout(runTunvs, 1000));

@@ -38,6 +38,9 @@ export interface LabOptions {
   /** The active/active cluster: tunvs on the first N (2..4) of lb-a..lb-d, FRR on them and
    * on the router (BGP, ECMP), Redis under Sentinel (docs/cluster.md). */
   cluster?: number;
+  /** Packet I/O of the LBs (default tun); xdp: the AF_XDP path on their eth0 and eth1, which
+   * get one queue per forwarder (docs/xdp.md). */
+  io?: 'tun' | 'xdp';
   log: (line: string) => void;
 }
 
@@ -99,9 +102,16 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
       inNs(ns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     const swSide: string[] = [];
     const nodeSide: string[] = [];
+    // An LB's veths have a queue per forwarder: with io: xdp each forwarder then has a socket
+    // on each (XDP on a veth wants as many receive queues as its peer has transmit queues).
+    // Without XDP the queues change nothing (the peer's packets take the backlog either way).
+    const q = n.name.startsWith('lb-') ? ` numtxqueues ${o.workers} numrxqueues ${o.workers}` : '';
     n.links.forEach((l, i) => {
       const peer = `${n.name.replace(/-/g, '')}${i}`;
-      swSide.push(`link add ${peer} type veth peer name eth${i} netns ${ns}`, `link set ${peer} master ${l.bridge} up`);
+      swSide.push(
+        `link add ${peer}${q} type veth peer name eth${i}${q} netns ${ns}`,
+        `link set ${peer} master ${l.bridge} up`,
+      );
       nodeSide.push(`addr add ${l.v4} dev eth${i}`, `addr add ${l.v6} dev eth${i} nodad`, `link set eth${i} up`);
     });
     ipBatch(swSide, sw);

@@ -10,7 +10,7 @@ import { adminRequest } from '../control/admin.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { inNs, isAlive, spawnInNs, stopPid } from './netns.js';
 import { nsName, procStart, readState, waitFor, writeState, type LabState } from './state.js';
-import { keepalivedConfig, LAB, labConfig, type LabHa } from './topology.js';
+import { keepalivedConfig, LAB, labConfig, type LabHa, type LabLbOptions } from './topology.js';
 
 const DIST = distSrc();
 
@@ -39,7 +39,19 @@ export interface PairOptions {
   offload?: boolean;
   /** With the NAT and TUNNEL services (lab/modes.ts; default true). */
   modes?: boolean;
+  /** Packet I/O of the LBs (default tun). */
+  io?: 'tun' | 'xdp';
   log: (line: string) => void;
+}
+
+/** The parts of the lab's options every LB config takes. */
+export function labLbOptions(o: PairOptions): LabLbOptions {
+  return {
+    workers: o.workers,
+    ...(o.steering !== undefined ? { steering: o.steering } : {}),
+    ...(o.offload !== undefined ? { offload: o.offload } : {}),
+    ...(o.io !== undefined ? { io: o.io } : {}),
+  };
 }
 
 /** Start a program in a lab namespace, recorded by PID; `underReader`: in the real-server
@@ -57,7 +69,7 @@ export async function startTunvs(
 ): Promise<void> {
   writeFileSync(
     join(state.dir, `${node}.yaml`),
-    labConfig(admin, o.workers, o.steering ?? true, o.offload ?? true, ha, true, o.modes ?? true),
+    labConfig(admin, { ...labLbOptions(o), ...(ha ? { ha } : {}), modes: o.modes ?? true }),
   );
   await runTunvs(state, node, admin, start);
 }

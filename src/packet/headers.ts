@@ -14,6 +14,9 @@
  *  +----------------------------------+   (40 bytes, no options: extension headers)
  */
 
+/** An Ethernet header: destination and source MAC, ethertype. */
+export const ETH_HEADER_LEN = 14;
+
 export const AF_INET = 4;
 export const AF_INET6 = 6;
 

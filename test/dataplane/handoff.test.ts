@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { HANDOFF_SLOTS, HandoffRing } from '../../src/dataplane/handoff.js';
+import { HANDOFF_SLOTS, HandoffRing, handoffSlots } from '../../src/dataplane/handoff.js';
+import { HANDOFF_BUDGET_BYTES, HANDOFF_SLOTS_MAX } from '../../src/constants.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 
 describe('HandoffRing', () => {
@@ -27,5 +28,18 @@ describe('HandoffRing', () => {
     expect(seen).toBe(HANDOFF_SLOTS);
     expect(h.claimWake()).toBe(true); // drained: a new push must wake again
     expect(h.pending).toBe(0);
+  });
+
+  it('few forwarders get deep rings, many the default; the whole stays within the budget', () => {
+    expect(handoffSlots(2)).toBe(HANDOFF_SLOTS_MAX);
+    expect(handoffSlots(64)).toBe(HANDOFF_SLOTS);
+    for (let n = 2; n <= 64; n++) {
+      const slots = handoffSlots(n);
+      expect(slots & (slots - 1)).toBe(0);
+      if (slots > HANDOFF_SLOTS) expect(n * (n - 1) * slots * 2048).toBeLessThanOrEqual(HANDOFF_BUDGET_BYTES);
+    }
+    // A deep ring and its view from the other thread agree on its size.
+    const deep = new HandoffRing(undefined, 1024);
+    expect(new HandoffRing(deep.sab).slots).toBe(1024);
   });
 });

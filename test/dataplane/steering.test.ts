@@ -11,7 +11,7 @@ import { parseAddress } from '../../src/service/addr.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
-import { runBpf } from '../helpers/bpf_interp.js';
+import { runBpf, unreachable } from '../helpers/bpf_interp.js';
 import { ACK, icmp, SYN, tcp, udp } from '../helpers/packets.js';
 
 /** A NAT service on VIP port 81 of family `fam`. */
@@ -134,27 +134,3 @@ describe('TUN steering program', () => {
     expect(runBpf(prog, new Uint8Array([0x45, 0, 0]))).toBe(0);
   });
 });
-
-/** Instructions no path from the first reaches (the kernel verifier's "unreachable insn"). */
-function unreachable(prog: Uint8Array): number[] {
-  const n = prog.length / 8;
-  const seen = new Uint8Array(n);
-  const todo = [0];
-  while (todo.length > 0) {
-    const pc = todo.pop()!;
-    if (pc < 0 || pc >= n || seen[pc] === 1) continue;
-    seen[pc] = 1;
-    const code = prog[pc * 8]!;
-    const off = new DataView(prog.buffer, prog.byteOffset + pc * 8 + 2, 2).getInt16(0, true);
-    const cls = code & 7;
-    if (cls === 0x05 || cls === 0x06) {
-      const op = code & 0xf0;
-      if (op === 0x90) continue; // exit
-      todo.push(pc + 1 + off);
-      if (op !== 0x00) todo.push(pc + 1); // conditional: both ways
-    } else {
-      todo.push(pc + 1);
-    }
-  }
-  return [...seen.keys()].filter((i) => seen[i] === 0);
-}

@@ -4,8 +4,9 @@
  * with a check of every byte; the master fails three ways (tunvs killed, keepalived killed,
  * its upstream link cut); the connections must go on through lb-b with no reset and nothing
  * lost, new connections must work during and after, and lb-a takes over again when it is
- * back (failback, the same guarantees). Then Redis goes away for 10 s under load.
- * Needs root; builds and removes its own lab.
+ * back (failback, the same guarantees). Then Redis goes away for 10 s under load. Last, the
+ * pair on the AF_XDP path (io: xdp, docs/xdp.md): tunvs killed on the master, the same.
+ * Needs root; builds and removes its own labs.
  */
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -28,7 +29,8 @@ import { distSrc } from '../../src/paths.js';
 import { runStreams } from '../../src/lab/streams.js';
 
 const root = process.getuid?.() === 0;
-const prefix = `th${process.pid % 100000}-`;
+/** The lab of the describe block that runs (the AF_XDP pair has one of its own). */
+let prefix = `th${process.pid % 100000}-`;
 let state: LabState;
 
 /** Run a client program in the client namespace in the background; resolves with its stdout. */
@@ -247,4 +249,32 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     await waitRole(fresh(), 'lb-b', 'backup', 15_000);
     expect(blackholes()).toEqual(before);
   }, 60_000);
+});
+
+describe.skipIf(!root)('HA pair on the AF_XDP path (io: xdp, root)', () => {
+  beforeAll(async () => {
+    prefix = `tq${process.pid % 100000}-`;
+    await labDown(prefix, () => undefined);
+    await labUp({ prefix, workers: 2, ha: true, reader: false, modes: false, io: 'xdp', log: () => undefined });
+    fresh();
+  }, 90_000);
+
+  afterAll(async () => {
+    await labDown(prefix, () => undefined);
+  }, 60_000);
+
+  it('kill -9 tunvs on the master: established connections go on through the backup', async () => {
+    await failover(
+      'xdp: tunvs killed',
+      () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
+      async () => {
+        await restartTunvs(prefix, 'lb-a');
+      },
+    );
+    // Both nodes forwarded on their sockets, not through their TUN devices.
+    for (const sock of [state.adminSocket, state.adminSocketB!]) {
+      const st = (await adminRequest(sock, { cmd: 'stats' })) as { queues: { csumCompleted: number }[] };
+      expect(st.queues.reduce((n, q) => n + q.csumCompleted, 0)).toBeGreaterThan(1000);
+    }
+  }, 120_000);
 });

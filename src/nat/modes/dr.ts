@@ -23,14 +23,13 @@
 
 import { recServer, RECORD_WORDS } from '../../conn/layout.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../../dataplane/counters.js';
-import { AF_INET, VIRTIO_NEEDS_CSUM } from '../../packet/headers.js';
+import { AF_INET, ETH_HEADER_LEN, VIRTIO_NEEDS_CSUM } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
 import { countPacket } from '../rewrite.js';
 import { DROP_DR_NO_NEIGHBOUR } from '../verdict.js';
 import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_DR, registerMode, type ForwardingMode } from './mode.js';
 
-const ETH_HEADER_LEN = 14;
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
 
