@@ -45,6 +45,7 @@
 #include <uv.h>
 
 #include "napi_check.h"
+#include "ring_args.h"
 #include "sock.h"
 #include "xdp.h"
 
@@ -239,16 +240,6 @@ static napi_value AttachSteering(napi_env env, napi_callback_info info) {
 
 /* ---- Queue ------------------------------------------------------------------------- */
 
-/* The ring arrives as a Uint8Array over its whole SharedArrayBuffer: N-API on Node 20
- * cannot take a SharedArrayBuffer itself, but reads typed arrays backed by one. */
-static int typed_bytes(napi_env env, napi_value v, void **data, size_t *bytes) {
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  if (napi_get_typedarray_info(env, v, &type, bytes, data, &ab, &off) != napi_ok) return -1;
-  return type == napi_uint8_array ? 0 : -1;
-}
-
 typedef struct {
   uv_poll_t poll;
   napi_env env;
@@ -382,7 +373,7 @@ static napi_value QueueNew(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "TUNVS_ERR_ARG", "ring must be a Uint8Array over the whole ring buffer");
     return NULL;
   }
-  if (slot_size <= 0 || slots <= 0 || (size_t)slot_size * (size_t)slots + (size_t)slots * 12 > bytes) {
+  if (slot_size <= 0 || slots <= 0 || (size_t)slot_size * (size_t)slots + (size_t)slots * RING_WORDS_PER_SLOT_BYTES > bytes) {
     free(q);
     napi_throw_range_error(env, "TUNVS_ERR_ARG", "ring geometry does not fit the buffer");
     return NULL;
@@ -442,28 +433,9 @@ static napi_value QueueWriteRing(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   Queue *q = unwrap(env, info, &argc, argv);
-  if (!q || argc < 4) {
-    napi_throw_type_error(env, "TUNVS_ERR_ARG", "writeRing(ringBytes, slotSize, slots, count)");
-    return NULL;
-  }
-  void *data = NULL;
-  size_t bytes = 0;
-  int32_t slot_size, slots, count;
-  if (typed_bytes(env, argv[0], &data, &bytes) != 0) {
-    napi_throw_type_error(env, "TUNVS_ERR_ARG", "ring must be a Uint8Array over the whole ring buffer");
-    return NULL;
-  }
-  CHECK(env, napi_get_value_int32(env, argv[1], &slot_size));
-  CHECK(env, napi_get_value_int32(env, argv[2], &slots));
-  CHECK(env, napi_get_value_int32(env, argv[3], &count));
-  if (slot_size <= 0 || slots <= 0 || count < 0 || count > slots ||
-      (size_t)slot_size * (size_t)slots + (size_t)slots * 12 > bytes) {
-    napi_throw_range_error(env, "TUNVS_ERR_ARG", "ring geometry does not fit the buffer");
-    return NULL;
-  }
-  uint8_t *base = (uint8_t *)data;
-  int32_t *lens = (int32_t *)(base + (size_t)slot_size * slots);
-  write_slots(q, base, lens, lens + slots, (uint32_t)slot_size, (uint32_t)count);
+  PlainRing r;
+  if (!q || plain_ring_args(env, argc, argv, &r) != 0) return NULL;
+  write_slots(q, r.base, r.lens, r.verdicts, r.slot_size, r.count);
   return NULL;
 }
 

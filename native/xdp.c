@@ -55,6 +55,7 @@
 #include <uv.h>
 
 #include "napi_check.h"
+#include "ring_args.h"
 #include "xdp.h"
 
 #ifndef SOL_XDP
@@ -276,17 +277,39 @@ static void unmap_ring(Ring *r) {
   r->map = NULL;
 }
 
-/* One's-complement sum of `len` bytes, big-endian words, not folded. */
-static uint64_t sum16(const uint8_t *p, uint32_t len, uint64_t s) {
-  uint32_t i = 0;
-  for (; i + 1 < len; i += 2) s += (uint32_t)(p[i] << 8 | p[i + 1]);
-  if (i < len) s += (uint32_t)p[i] << 8;
-  return s;
-}
-
 static uint16_t fold(uint64_t s) {
   while (s >> 16) s = (s & 0xffff) + (s >> 16);
   return (uint16_t)s;
+}
+
+/* One's-complement sum of `len` bytes as big-endian 16-bit words, folded, added to `s`. The
+ * sum does not depend on byte order (RFC 1071): the bytes are added four at a time in the
+ * host's order and the folded result is swapped back. */
+static uint64_t sum16(const uint8_t *p, uint32_t len, uint64_t s) {
+  uint64_t h = 0;
+  uint32_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    uint32_t w;
+    memcpy(&w, p + i, 4);
+    h += w;
+  }
+  if (i + 2 <= len) {
+    uint16_t w;
+    memcpy(&w, p + i, 2);
+    h += w;
+    i += 2;
+  }
+  if (i < len) {
+    uint8_t last[2] = {p[i], 0};
+    uint16_t w;
+    memcpy(&w, last, 2);
+    h += w;
+  }
+  uint16_t f = fold(h);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  f = (uint16_t)(f >> 8 | f << 8);
+#endif
+  return s + f;
 }
 
 /* A TCP or UDP checksum the sender left partial (CHECKSUM_PARTIAL: the field holds the
@@ -938,32 +961,12 @@ static napi_value QueueWriteRing(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   XdpQueue *q = unwrap(env, info, &argc, argv);
-  if (!q || argc < 4) {
-    napi_throw_type_error(env, "TUNVS_ERR_ARG", "writeRing(ringBytes, slotSize, slots, count)");
-    return NULL;
-  }
-  if (q->closed) return NULL;
-  void *data = NULL;
-  size_t bytes = 0, off;
-  int32_t slot_size, slots, count;
-  napi_typedarray_type type;
-  napi_value ab;
-  if (napi_get_typedarray_info(env, argv[0], &type, &bytes, &data, &ab, &off) != napi_ok ||
-      type != napi_uint8_array) {
-    napi_throw_type_error(env, "TUNVS_ERR_ARG", "ring must be a Uint8Array over the whole ring buffer");
-    return NULL;
-  }
-  CHECK(env, napi_get_value_int32(env, argv[1], &slot_size));
-  CHECK(env, napi_get_value_int32(env, argv[2], &slots));
-  CHECK(env, napi_get_value_int32(env, argv[3], &count));
-  if (slot_size <= 0 || slots <= 0 || count < 0 || count > slots ||
-      (size_t)slot_size * (size_t)slots + (size_t)slots * 12 > bytes) {
-    napi_throw_range_error(env, "TUNVS_ERR_ARG", "ring geometry does not fit the buffer");
-    return NULL;
-  }
-  uint8_t *base = (uint8_t *)data;
-  int32_t *lens = (int32_t *)(base + (size_t)slot_size * slots);
-  int32_t *verdicts = lens + slots;
+  PlainRing r;
+  if (!q || plain_ring_args(env, argc, argv, &r) != 0 || q->closed) return NULL;
+  uint8_t *base = r.base;
+  int32_t *lens = r.lens;
+  int32_t *verdicts = r.verdicts;
+  int32_t slot_size = (int32_t)r.slot_size, count = (int32_t)r.count;
   uint32_t room = q->frame_size - RX_HEADROOM - ETH_LEN;
   for (int32_t i = 0; i < count; i++) {
     int link = verdicts[i] == VERDICT_LINK;

@@ -176,7 +176,9 @@ export class Runtime {
           );
       }
       await this.startWorkers();
-      this.steer(this.services);
+      // The sockets are in the maps now. A program that does not load or attach stops the
+      // start: the operator asked for XDP.
+      this.xdp?.update(xdpAddresses(this.services, []));
       this.linkTimer = setInterval(() => {
         if (this.link.refresh(this.services)) this.pushServices();
       }, LINK_REFRESH_MS);
@@ -281,10 +283,18 @@ export class Runtime {
    * stalled). */
   private steer(services: readonly ResolvedService[], peerLaddrs?: ParsedAddress[]): void {
     peerLaddrs ??= Runtime.addressesOf(this.peerLaddrs());
-    // io: xdp — the frames of the same addresses to the AF_XDP sockets. A program that does not
-    // load or attach is an error at start (the operator asked for XDP) and leaves the previous
-    // one on a reload.
-    if (this.xdp && this.workers.length > 0) this.xdp.update(xdpAddresses(services, peerLaddrs));
+    // io: xdp — the frames of the same addresses to the AF_XDP sockets (attached at start, once
+    // the forwarders run). A program that cannot be swapped leaves the previous one: the new
+    // addresses' packets then take the TUN way.
+    if (this.xdp && this.workers.length > 0) {
+      try {
+        this.xdp.update(xdpAddresses(services, peerLaddrs));
+      } catch (e) {
+        this.log('error', 'XDP program not replaced: new addresses go through the TUN device', {
+          error: (e as Error).message,
+        });
+      }
+    }
     if (this.fds.length < 2 || !this.config.tun.steering) return;
     try {
       nativeAddon().attachSteering(this.fds[0]!, steeringProgram(services, peerLaddrs));

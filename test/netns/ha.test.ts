@@ -121,6 +121,17 @@ async function failover(name: string, fail: () => void, restore: () => Promise<v
   }
 }
 
+/** The failover of `kill -9` of tunvs on the master (lb-a), restarted for the failback. */
+function killTunvsOnMaster(name: string): Promise<void> {
+  return failover(
+    name,
+    () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
+    async () => {
+      await restartTunvs(prefix, 'lb-a');
+    },
+  );
+}
+
 describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => {
   beforeAll(async () => {
     await labDown(prefix, () => undefined);
@@ -134,13 +145,7 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
   }, 60_000);
 
   it('kill -9 tunvs on the master: established connections go on through the backup', async () => {
-    await failover(
-      'tunvs killed',
-      () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
-      async () => {
-        await restartTunvs(prefix, 'lb-a');
-      },
-    );
+    await killTunvsOnMaster('tunvs killed');
   }, 120_000);
 
   it('kill -9 keepalived on the master: the same', async () => {
@@ -264,13 +269,7 @@ describe.skipIf(!root)('HA pair on the AF_XDP path (io: xdp, root)', () => {
   }, 60_000);
 
   it('kill -9 tunvs on the master: established connections go on through the backup', async () => {
-    await failover(
-      'xdp: tunvs killed',
-      () => process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL'),
-      async () => {
-        await restartTunvs(prefix, 'lb-a');
-      },
-    );
+    await killTunvsOnMaster('xdp: tunvs killed');
     // Both nodes forwarded on their sockets, not through their TUN devices.
     for (const sock of [state.adminSocket, state.adminSocketB!]) {
       const st = (await adminRequest(sock, { cmd: 'stats' })) as { queues: { csumCompleted: number }[] };
