@@ -59,10 +59,17 @@ const ring = init.offload
 const tunQueue = new LinuxTunQueue(init.fd);
 // io: xdp — the AF_XDP queue is the main one (it also sends what the engine generates); the
 // TUN queue stays an input for what the kernel routes there.
-const xdp =
-  init.xdp && init.xdp.ports.length > 0
-    ? new XdpQueue(init.xdp.ports, init.fd, init.mtu, init.xdp.zeroCopy)
-    : undefined;
+let xdpError: string | undefined;
+function openXdp(): XdpQueue | undefined {
+  if (!init.xdp || init.xdp.ports.length === 0) return undefined;
+  try {
+    return new XdpQueue(init.xdp.ports, init.fd, init.mtu, init.xdp.zeroCopy);
+  } catch (e) {
+    xdpError = (e as Error).message; // the runtime falls back to TUN for every forwarder
+    return undefined;
+  }
+}
+const xdp = openXdp();
 const queues: TunQueue[] = xdp ? [xdp, tunQueue] : [tunQueue];
 for (const q of queues) q.setLink(init.linkFd);
 const forwarder = new Forwarder(
@@ -121,4 +128,9 @@ port.on('message', (m: ToForwarder) => {
   }
 });
 
-port.postMessage({ type: 'ready', tableSab: engine.table.sab, capacity: engine.table.capacity });
+port.postMessage({
+  type: 'ready',
+  tableSab: engine.table.sab,
+  capacity: engine.table.capacity,
+  ...(xdpError !== undefined ? { xdpError } : {}),
+});

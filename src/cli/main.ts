@@ -340,6 +340,7 @@ async function main(argv: string[]): Promise<number> {
               tables: reply.tables,
               ...(reply.ha ? { ha: reply.ha } : {}),
               device: reply.device,
+              io: reply.io,
               queues: reply.queues,
             },
             null,

@@ -176,9 +176,12 @@ export class Runtime {
           );
       }
       await this.startWorkers();
-      // The sockets are in the maps now. A program that does not load or attach stops the
-      // start: the operator asked for XDP.
-      this.xdp?.update(xdpAddresses(this.services, []));
+      // The sockets are in the maps now: attach the programs.
+      try {
+        this.xdp?.update(xdpAddresses(this.services, []));
+      } catch (e) {
+        this.xdpFallback((e as Error).message);
+      }
       this.linkTimer = setInterval(() => {
         if (this.link.refresh(this.services)) this.pushServices();
       }, LINK_REFRESH_MS);
@@ -217,7 +220,7 @@ export class Runtime {
     process.on('SIGTERM', () => void this.stop(0));
     process.on('SIGINT', () => void this.stop(0));
     this.log('info', 'tunvs running', {
-      io: config.io,
+      io: this.ioNow(),
       ...(this.xdp ? { xdp: this.xdp.describe() } : {}),
       tun: config.tun.name,
       workers: config.workers,
@@ -309,6 +312,7 @@ export class Runtime {
     const url = new URL('../../workers/forwarder.js', import.meta.url);
     const capacity = Math.ceil(this.config.sessions / this.config.workers);
     const ready: Promise<void>[] = [];
+    const xdpErrors: string[] = [];
     const n = this.config.workers;
     // rings[s][o]: sender s → owner o; ports[s][o]: s's end of the s–o wake-up channel.
     const rings = Array.from({ length: n }, (_, s) =>
@@ -369,6 +373,7 @@ export class Runtime {
           thread.once('message', (m: FromForwarder) => {
             if (m.type !== 'ready') return;
             this.workers[w]!.table = new Int32Array(m.tableSab, 0, 16);
+            if (m.xdpError !== undefined) xdpErrors.push(`forwarder ${w}: ${m.xdpError}`);
             resolve();
           });
           thread.once('error', reject);
@@ -386,6 +391,20 @@ export class Runtime {
       });
     }
     await Promise.all(ready);
+    if (xdpErrors.length > 0) this.xdpFallback(xdpErrors.join('; '));
+  }
+
+  /** What carries the packets: the config's io, unless XDP fell back to TUN. */
+  private ioNow(): string {
+    return this.config.io === 'xdp' && !this.xdp ? 'tun (xdp unavailable)' : this.config.io;
+  }
+
+  /** io: xdp could not start (sockets, program): say why and forward on the TUN device, which
+   * the VIP and local-address routes already lead to (without its offloads: slower bulk). */
+  private xdpFallback(why: string): void {
+    this.log('error', `XDP unavailable, forwarding through the TUN device instead: ${why}`);
+    this.xdp?.close();
+    this.xdp = undefined;
   }
 
   private listRows(): ServiceRow[] {
@@ -484,6 +503,7 @@ export class Runtime {
           }),
           queues: await this.queueStats(),
           device: deviceStats(this.config.tun.name),
+          io: { mode: this.ioNow(), ...(this.xdp ? { xdp: this.xdp.describe() } : {}) },
           ...(this.ha ? { ha: this.ha.status() } : {}),
         };
       case 'role': {

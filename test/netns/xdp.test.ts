@@ -153,4 +153,27 @@ describe.skipIf(!root)('AF_XDP data path in the netns lab (root)', () => {
     expect(withXdp()).toEqual([]);
     expect(spawnSync('ip', ['-n', nsName(prefix, 'lb-a'), 'link', 'show', 'tunvs0']).status).not.toBe(0);
   }, 30_000);
+
+  it('an interface that already has an XDP program: a clear error, and tunvs forwards through the TUN device', async () => {
+    // tunvs is stopped (the test before); another program on eth1 (the real servers' XDP
+    // decapsulator here, attached the classic way) makes tunvs's attach fail with EBUSY.
+    const lbA = nsName(prefix, 'lb-a');
+    const cli = join(distSrc(), 'cli', 'main.js');
+    inNs(lbA, [process.execPath, cli, 'rs', 'decap', 'attach', '--dev', 'eth1']);
+    try {
+      await restartTunvs(prefix, 'lb-a');
+      const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
+      expect(log).toMatch(/XDP unavailable, forwarding through the TUN device instead: .*XDP on eth1: attach XDP/);
+      const st = (await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as Stats & {
+        io: { mode: string };
+      };
+      expect(st.io.mode).toBe('tun (xdp unavailable)');
+      expect(withXdp()).toEqual(['eth1']); // the other program only: tunvs detached its own
+      expect(servers(labCurl(prefix, 4, 6))).toEqual(['rs1', 'rs2', 'rs3']);
+      const after = await stats();
+      expect(after.device.tx_packets).toBeGreaterThan(30); // through the TUN device
+    } finally {
+      inNs(lbA, [process.execPath, cli, 'rs', 'decap', 'detach', '--dev', 'eth1']);
+    }
+  }, 60_000);
 });
