@@ -10,6 +10,8 @@
  *   tunvs-xdp tunvs on lb-a with io: xdp (docs/xdp.md): AF_XDP sockets on lb-a's eth0 and
  *             eth1, copy mode, 2 forwarders (restarted around its measurement: XDP on a veth
  *             turns GSO off for its peer while attached)
+ *   tunvs-xdp-1w  the same with one forwarder, lb-a's veths cut to one queue while it is
+ *             measured: no packet is handed over between forwarders
  *   ctun      bench/ctun/ctun.c on lb-a: the smallest TUN forwarder that can do FULLNAT (one
  *             thread, no TOA, no session table): what the TUN design itself costs here
  *   cxdp      bench/cxdp/cxdp.c on lb-a: the same rewrite on AF_XDP sockets (XDP on lb-a's
@@ -44,7 +46,17 @@ const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 5);
-const PATH_NAMES = ['direct', 'nftables', 'haproxy', 'tunvs', 'tunvs-1w', 'tunvs-xdp', 'ctun', 'cxdp'] as const;
+const PATH_NAMES = [
+  'direct',
+  'nftables',
+  'haproxy',
+  'tunvs',
+  'tunvs-1w',
+  'tunvs-xdp',
+  'tunvs-xdp-1w',
+  'ctun',
+  'cxdp',
+] as const;
 const ONLY = (process.env.BENCH_PATHS ?? PATH_NAMES.join(',')).split(',').map((x) => x.trim());
 for (const n of ONLY) {
   if (!(PATH_NAMES as readonly string[]).includes(n))
@@ -200,10 +212,18 @@ backend iperf
   };
   // tunvs-xdp: the same config on the AF_XDP path.
   const XDP_LINES = 'io: xdp\nxdp: { interfaces: [eth0, eth1] }\n';
-  const restartXdp = async (on: boolean): Promise<void> => {
-    const text = readFileSync(lbConfig, 'utf8').replace(XDP_LINES, '');
+  const restartXdp = async (on: boolean, workers = 2): Promise<void> => {
+    const text = readFileSync(lbConfig, 'utf8')
+      .replace(XDP_LINES, '')
+      .replace(/^workers: \d+$/m, `workers: ${workers}`);
     writeFileSync(lbConfig, on ? XDP_LINES + text : text);
     await restartTunvs(PREFIX, 'lb-a');
+  };
+  // tunvs-xdp-1w and cxdp: lb-a's veths (both ends) with one queue, so their one thread has a
+  // socket on every queue there is.
+  const queues = (n: number): void => {
+    for (const dev of ['eth0', 'eth1']) inNs(ns('lb-a'), ['ethtool', '-L', dev, 'rx', String(n), 'tx', String(n)]);
+    for (const dev of ['lba0', 'lba1']) inNs(ns('sw'), ['ethtool', '-L', dev, 'rx', String(n), 'tx', String(n)]);
   };
 
   const ctunPid = await startCtun(state.dir);
@@ -249,6 +269,22 @@ backend iperf
       before: () => restartXdp(true),
       after: () => restartXdp(false),
     },
+    {
+      name: 'tunvs-xdp-1w',
+      host: '198.18.0.112',
+      httpPort: 80,
+      iperfPort: 5201,
+      iperfHost: '198.18.0.100',
+      pid: tunvsPid,
+      before: async () => {
+        queues(1);
+        await restartXdp(true, 1);
+      },
+      after: async () => {
+        queues(2);
+        await restartXdp(false);
+      },
+    },
     { name: 'ctun', host: CTUN_VIP, httpPort: 80, iperfPort: 5214, pid: () => ctunPid },
     {
       name: 'cxdp',
@@ -256,11 +292,14 @@ backend iperf
       httpPort: 80,
       iperfPort: 5215,
       pid: () => cxdpPid,
+      // cxdp binds queue 0 only: lb-a's veths get one queue while it runs.
       before: async () => {
+        queues(1);
         cxdpPid = await startCxdp(state.dir, cxdpBuilt!);
       },
       after: async () => {
         await stopPid(cxdpPid);
+        queues(2);
       },
     },
   ];
@@ -426,13 +465,15 @@ function measure(p: Path): Sample {
       ],
       (IPERF_SECONDS + 30) * 1000,
     ),
-  ) as { end: { sum_received: { bits_per_second: number } } };
+  ) as { end: { sum_received?: { bits_per_second: number } }; error?: string };
+  // A failed iperf3 (it says why in `error`) counts as 0 for this round, not the end of the run.
+  if (!iperf.end.sum_received) console.log(`${p.name}: iperf3 failed: ${iperf.error ?? 'no result'}`);
   return {
     reqPerSec: http.reqPerSec!,
     p50Ms: http.p50Ms!,
     p99Ms: http.p99Ms!,
     connPerSec: conns.connPerSec!,
-    gbps: iperf.end.sum_received.bits_per_second / 1e9,
+    gbps: (iperf.end.sum_received?.bits_per_second ?? 0) / 1e9,
     lbCores,
     cpuUsPerReq: (machineCpuSec / Math.max(1, http.total!)) * 1e6,
   };
@@ -516,6 +557,7 @@ async function main(): Promise<void> {
     ['tunvs', tunGoals],
     ['tunvs-1w', tunGoals],
     ['tunvs-xdp', { ...xdpGoals, tunvs: {}, cxdp: {} }],
+    ['tunvs-xdp-1w', { ...xdpGoals, tunvs: {}, cxdp: {} }],
     ['cxdp', xdpGoals],
   ];
   const targets = subjects.flatMap(([subject, goals]) =>
