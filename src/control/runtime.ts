@@ -167,8 +167,13 @@ export class Runtime {
       this.applyLink(this.link.plan(this.services), this.services);
       if (config.xdp && config.io === 'xdp') {
         this.xdp = new XdpPrograms(config.xdp);
-        this.xdp.open();
-        const few = this.xdp.fewQueues(config.workers);
+        try {
+          this.xdp.open();
+        } catch (e) {
+          if (e instanceof ConfigError) throw e; // an interface that is not there: fix the config
+          this.xdpFallback((e as Error).message); // no XSKMAP (no CAP_BPF, ...)
+        }
+        const few = this.xdp?.fewQueues(config.workers) ?? [];
         if (few.length > 0)
           this.log(
             'warn',
