@@ -39,8 +39,8 @@ export const XDP_FRAME_BYTES = 2048;
 export const XDP_RX_HEADROOM_BYTES = 256;
 
 /** UMEM frames per forwarder (32 MiB at 2048 bytes): a quarter wait in the interfaces' fill
- * rings, the rest hold what the receive rings (2048 descriptors each) have taken in while the
- * forwarder was off its core, and what is being sent. */
+ * rings, the rest hold what the receive rings (4096 descriptors each: native/xdp.c RING_SIZE)
+ * have taken in while the forwarder was off its core, and what is being sent. */
 export const XDP_FRAMES = 16384;
 
 /** Interfaces one LB attaches XDP to (the native queue's socket array: native/xdp.c PORTS_MAX). */
