@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bpf_load.h"
 #include "napi_check.h"
 #include "ring_args.h"
 #include "sock.h"
@@ -200,35 +201,10 @@ static napi_value AttachSteering(napi_env env, napi_callback_info info) {
   int32_t fd = -1;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(env, napi_get_value_int32(env, argv[0], &fd));
-  void *data = NULL;
-  size_t len = 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t off;
-  CHECK(env, napi_get_typedarray_info(env, argv[1], &type, &len, &data, &ab, &off));
-  if (type != napi_uint8_array || len == 0 || len % 8 != 0) {
-    napi_throw_type_error(env, "TUNVS_ERR_ARG", "attachSteering(fd, Uint8Array of 8-byte instructions)");
-    return NULL;
-  }
-  static char log[65536];
-  log[0] = 0;
-  union bpf_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
-  attr.insns = (uint64_t)(uintptr_t)data;
-  attr.insn_cnt = (uint32_t)(len / 8);
-  attr.license = (uint64_t)(uintptr_t) "GPL";
-  attr.log_buf = (uint64_t)(uintptr_t)log;
-  attr.log_size = sizeof log;
-  attr.log_level = 1;
-  int prog = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
-  if (prog < 0) {
-    int err = errno;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "load steering program: %s. Verifier: %.700s", strerror(err), log);
-    napi_throw_error(env, "TUNVS_ERR_STEERING", msg);
-    return NULL;
-  }
+  int prog = load_prog(env, argv[1], BPF_PROG_TYPE_SOCKET_FILTER,
+                       "attachSteering(fd, Uint8Array of 8-byte instructions)", "TUNVS_ERR_STEERING",
+                       "the steering program");
+  if (prog < 0) return NULL;
   if (ioctl(fd, TUNSETSTEERINGEBPF, &prog) < 0) {
     int err = errno;
     close(prog);

@@ -54,6 +54,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bpf_load.h"
 #include "napi_check.h"
 #include "ring_args.h"
 #include "xdp.h"
@@ -113,34 +114,9 @@ static napi_value Load(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  void *data = NULL;
-  size_t len = 0, off;
-  napi_typedarray_type type;
-  napi_value ab;
-  CHECK(env, napi_get_typedarray_info(env, argv[0], &type, &len, &data, &ab, &off));
-  if (type != napi_uint8_array || len == 0 || len % 8 != 0) {
-    napi_throw_type_error(env, "TUNVS_ERR_ARG", "xdpLoad(Uint8Array of 8-byte instructions)");
-    return NULL;
-  }
-  static char log[65536];
-  log[0] = 0;
-  union bpf_attr attr;
-  memset(&attr, 0, sizeof attr);
-  attr.prog_type = BPF_PROG_TYPE_XDP;
-  attr.insns = (uint64_t)(uintptr_t)data;
-  attr.insn_cnt = (uint32_t)(len / 8);
-  attr.license = (uint64_t)(uintptr_t) "GPL";
-  attr.log_buf = (uint64_t)(uintptr_t)log;
-  attr.log_size = sizeof log;
-  attr.log_level = 1;
-  int fd = (int)sys_bpf(BPF_PROG_LOAD, &attr);
-  if (fd < 0) {
-    int err = errno;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "load the XDP program: %s. Verifier: %.700s", strerror(err), log);
-    napi_throw_error(env, "TUNVS_ERR_XDP", msg);
-    return NULL;
-  }
+  int fd = load_prog(env, argv[0], BPF_PROG_TYPE_XDP, "xdpLoad(Uint8Array of 8-byte instructions)", "TUNVS_ERR_XDP",
+                     "the XDP program");
+  if (fd < 0) return NULL;
   return int_value(env, fd);
 }
 
