@@ -14,7 +14,7 @@ import { formatHaStatus } from '../control/stats.js';
 import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 import { MODE_PORTS, type LabMode } from '../lab/modes.js';
-import { attachDecap, detachDecap } from '../rs/decap.js';
+import { attachDecap, DECAP_MODES, detachDecap, type DecapMode } from '../rs/decap.js';
 import { haCheck } from './ha_check.js';
 import { labFailover } from '../lab/failover.js';
 import { labCluster } from '../lab/cluster_demo.js';
@@ -104,8 +104,10 @@ Usage:
   tunvs rs status [--json]                where it is attached, its options and counters
   tunvs rs exec --cgroup PATH [--attach] -- CMD [ARGS...]
                                           run CMD inside the cgroup (then, e.g., ip netns exec)
-  tunvs rs decap attach|detach --dev DEV  TUNNEL-mode real server without the ipip module: take
-                                          the LB's IP-in-IP packets apart on DEV (XDP)
+  tunvs rs decap attach|detach --dev DEV [--xdp-mode native|generic]
+                                          TUNNEL-mode real server without the ipip module: take
+                                          the LB's IP-in-IP packets apart on DEV (XDP; generic
+                                          on a veth, where native would cut the peer's GSO)
   tunvs help                              this text
 
 Options:
@@ -272,13 +274,16 @@ function rs(args: string[], log: (line: string) => void): number {
   if (sub === 'decap') {
     const action = args.shift();
     const dev = option(args, '--dev');
+    const xdpMode = option(args, '--xdp-mode');
     if ((action !== 'attach' && action !== 'detach') || dev === undefined)
-      throw new UsageError('rs decap attach|detach --dev DEV');
+      throw new UsageError('rs decap attach|detach --dev DEV [--xdp-mode native|generic]');
+    if (xdpMode !== undefined && (action !== 'attach' || !(DECAP_MODES as readonly string[]).includes(xdpMode)))
+      throw new UsageError(`--xdp-mode is native or generic, and only for attach (got ${xdpMode})`);
     noneLeft(args);
     if (action === 'attach') {
-      attachDecap(dev);
+      const mode = attachDecap(dev, undefined, xdpMode as DecapMode | undefined);
       log(
-        `IPIP / IPv6-in-IPv6 decapsulator attached to ${dev} (XDP): TUNNEL-mode packets arrive as the client sent them`,
+        `IPIP / IPv6-in-IPv6 decapsulator attached to ${dev} (XDP, ${mode}): TUNNEL-mode packets arrive as the client sent them`,
       );
     } else {
       detachDecap(dev);

@@ -32,5 +32,8 @@ describe('tunvs command line', () => {
     );
     expect(cli('lab', 'load', '--duration', '601').err).toMatch(/at most 600 seconds/);
     expect(cli('frobnicate').code).toBe(2);
+    const decap = cli('rs', 'decap', 'attach', '--dev', 'eth0', '--xdp-mode', 'offload');
+    expect(decap.code).toBe(2);
+    expect(decap.err).toMatch(/--xdp-mode is native or generic, and only for attach \(got offload\)/);
   });
 });

@@ -322,6 +322,18 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(tunnelled.counters!.gso_packets! - last.counters!.gso_packets!).toBeGreaterThan(0);
     expect(tunnelled.drops!.tunnel_no_room ?? 0).toBe(0);
     expect(labCurl(prefix, 4, 2, 'tunnel')).toMatch(/saw client 198\.18\.100\.10/);
+    // The servers' decapsulator runs as generic XDP on their veths (rs/decap.ts): the peer
+    // (the bridge's port) keeps TCP segmentation, so what the LB sends them stays whole.
+    const rs1 = JSON.parse(
+      execFileSync('ip', ['-n', nsName(prefix, 'rs1'), '-j', '-d', 'link', 'show', 'dev', 'eth0'], {
+        encoding: 'utf8',
+      }),
+    ) as { xdp?: { mode?: number } }[];
+    expect(rs1[0]!.xdp?.mode).toBe(2); // XDP_ATTACHED_SKB
+    const peer = execFileSync('ip', ['netns', 'exec', nsName(prefix, 'sw'), 'ethtool', '-k', 'rs10'], {
+      encoding: 'utf8',
+    });
+    expect(peer).toMatch(/^tcp-segmentation-offload: on/m);
   }, 60_000);
 
   it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {

@@ -156,10 +156,11 @@ describe.skipIf(!root)('AF_XDP data path in the netns lab (root)', () => {
 
   it('an interface that already has an XDP program: a clear error, and tunvs forwards through the TUN device', async () => {
     // tunvs is stopped (the test before); another program on eth1 (the real servers' XDP
-    // decapsulator here, attached the classic way) makes tunvs's attach fail with EBUSY.
+    // decapsulator here, attached the classic way in the driver) makes tunvs's attach fail
+    // with EBUSY.
     const lbA = nsName(prefix, 'lb-a');
     const cli = join(distSrc(), 'cli', 'main.js');
-    inNs(lbA, [process.execPath, cli, 'rs', 'decap', 'attach', '--dev', 'eth1']);
+    inNs(lbA, [process.execPath, cli, 'rs', 'decap', 'attach', '--dev', 'eth1', '--xdp-mode', 'native']);
     try {
       await restartTunvs(prefix, 'lb-a');
       const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
