@@ -17,6 +17,13 @@
  *   tunvs_table_sessions{worker}, tunvs_table_capacity{worker}
  *   tunvs_ha_role{role}, tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
  *   tunvs_ha_events_total{kind}           published / applied / lost
+ *   tunvs_forwarder_up{worker}            1 when the forwarder answered the scrape (1 s)
+ *   tunvs_queue_<figure>_total{worker}    each forwarder's queue (TUN or AF_XDP): packets and
+ *                                         bytes by direction, write drops, errors by op, ...
+ *   tunvs_device_<figure>_total{direction}   the TUN device's own counters (sysfs)
+ *
+ * The queue counters live in the forwarders and come by message: one ask per forwarder per
+ * scrape, shared by every queue metric of that scrape (QUEUE_SNAPSHOT_MS).
  */
 
 import { GLOBAL_GAUGE_NAMES } from '../dataplane/counters.js';
@@ -24,6 +31,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { HaStatus } from '../ha/node.js';
 import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
+import type { QueueStats } from '../dataplane/tun_device.js';
 import type { ServiceRow } from './stats.js';
 import type { GlobalStats } from './stats.js';
 
@@ -36,7 +44,34 @@ export interface MetricsSource {
   ha(): HaStatus | undefined;
   /** Cluster: the routes into the TUN with their metrics (what is announced). */
   routes?(): { prefix: string; metric?: number }[];
+  /** Each forwarder's queue counters (null: it did not answer in time). */
+  queues?: () => Promise<(QueueStats | null)[]>;
+  /** The TUN device's counters (sysfs names: rx_packets, tx_dropped, ...). */
+  device?: () => Record<string, number>;
 }
+
+/** One scrape reads every queue metric from one snapshot: a snapshot younger than this is
+ * reused (a scrape takes milliseconds; scrapers come every few seconds). */
+const QUEUE_SNAPSHOT_MS = 250;
+
+/** The queue counters exported, with what each counts (names from QueueStats). */
+const QUEUE_FIGURES: readonly { key: keyof QueueStats; name: string; help: string }[] = [
+  { key: 'writeDropped', name: 'write_dropped', help: 'Writes refused because the kernel queue was full' },
+  { key: 'wakeups', name: 'wakeups', help: 'Times the forwarder woke to read its queue' },
+  { key: 'linkPackets', name: 'link_packets', help: "DR: frames sent to the real servers' link" },
+  {
+    key: 'kernelPackets',
+    name: 'kernel_packets',
+    help: 'io: xdp - packets handed to the kernel (no XDP route, unresolved neighbour)',
+  },
+  {
+    key: 'rxDropped',
+    name: 'rx_dropped',
+    help: 'io: xdp - frames the kernel dropped before the queue (RX ring full, no fill frame)',
+  },
+  { key: 'csumCompleted', name: 'csum_completed', help: 'io: xdp - partial TCP/UDP checksums completed' },
+  { key: 'nextHopLookups', name: 'next_hop_lookups', help: 'io: xdp - next hops asked of the kernel on a cache miss' },
+];
 
 /** A counter whose value is read from elsewhere on each scrape. */
 function readCounter(
@@ -44,16 +79,16 @@ function readCounter(
   name: string,
   help: string,
   labelNames: string[],
-  read: (set: (labels: Record<string, string>, v: number) => void) => void,
+  read: (set: (labels: Record<string, string>, v: number) => void) => void | Promise<void>,
 ): void {
   new Counter({
     name,
     help,
     labelNames,
     registers: [reg],
-    collect() {
+    async collect() {
       this.reset();
-      read((labels, v) => this.inc(labels, v));
+      await read((labels, v) => this.inc(labels, v));
     },
   });
 }
@@ -63,16 +98,16 @@ function readGauge(
   name: string,
   help: string,
   labelNames: string[],
-  read: (set: (labels: Record<string, string>, v: number) => void) => void,
+  read: (set: (labels: Record<string, string>, v: number) => void) => void | Promise<void>,
 ): void {
   new Gauge({
     name,
     help,
     labelNames,
     registers: [reg],
-    collect() {
+    async collect() {
       this.reset();
-      read((labels, v) => this.set(labels, v));
+      await read((labels, v) => this.set(labels, v));
     },
   });
 }
@@ -250,7 +285,87 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
       }
     },
   );
+  queueMetrics(reg, src);
   return reg;
+}
+
+/** The forwarders' queue counters and the TUN device's. */
+function queueMetrics(reg: Registry, src: MetricsSource): void {
+  const { queues, device } = src;
+  if (queues) {
+    let last: { at: number; snapshot: Promise<(QueueStats | null)[]> } | undefined;
+    const snapshot = (): Promise<(QueueStats | null)[]> => {
+      if (!last || Date.now() - last.at > QUEUE_SNAPSHOT_MS) last = { at: Date.now(), snapshot: queues() };
+      return last.snapshot;
+    };
+    const perQueue =
+      (f: (q: QueueStats, worker: string, set: (l: Record<string, string>, v: number) => void) => void) =>
+      async (set: (l: Record<string, string>, v: number) => void): Promise<void> => {
+        (await snapshot()).forEach((q, w) => q && f(q, String(w), set));
+      };
+    readGauge(
+      reg,
+      'tunvs_forwarder_up',
+      '1 when the forwarder answered this scrape (within 1 s)',
+      ['worker'],
+      async (set) => (await snapshot()).forEach((q, w) => set({ worker: String(w) }, q ? 1 : 0)),
+    );
+    readCounter(
+      reg,
+      'tunvs_queue_packets_total',
+      "Packets through a forwarder's queue; rx: read by tunvs, tx: written by tunvs",
+      ['worker', 'direction'],
+      perQueue((q, worker, set) => {
+        set({ worker, direction: 'rx' }, q.rxPackets);
+        set({ worker, direction: 'tx' }, q.txPackets);
+      }),
+    );
+    readCounter(
+      reg,
+      'tunvs_queue_bytes_total',
+      "Bytes through a forwarder's queue; rx: read by tunvs, tx: written by tunvs",
+      ['worker', 'direction'],
+      perQueue((q, worker, set) => {
+        set({ worker, direction: 'rx' }, q.rxBytes);
+        set({ worker, direction: 'tx' }, q.txBytes);
+      }),
+    );
+    readCounter(
+      reg,
+      'tunvs_queue_errors_total',
+      "Failed reads, writes and DR link sends of a forwarder's queue",
+      ['worker', 'op'],
+      perQueue((q, worker, set) => {
+        set({ worker, op: 'read' }, q.readErrors);
+        set({ worker, op: 'write' }, q.writeErrors);
+        set({ worker, op: 'link' }, q.linkErrors);
+      }),
+    );
+    for (const f of QUEUE_FIGURES)
+      readCounter(
+        reg,
+        `tunvs_queue_${f.name}_total`,
+        f.help,
+        ['worker'],
+        perQueue((q, worker, set) => set({ worker }, q[f.key] ?? 0)),
+      );
+  }
+  if (device) {
+    // The kernel's view: rx is what tunvs wrote into the device, tx what the kernel queued
+    // for tunvs to read (tx_dropped: the queue was full).
+    for (const [figure, help] of [
+      ['packets', 'TUN device packets as the kernel counts them (rx: from tunvs, tx: to tunvs)'],
+      ['dropped', 'TUN device drops (tx: the kernel found the queue to tunvs full)'],
+      ['errors', 'TUN device errors as the kernel counts them'],
+    ] as const)
+      readCounter(reg, `tunvs_device_${figure}_total`, help, ['direction'], (set) => {
+        const d = device();
+        for (const direction of ['rx', 'tx'] as const) {
+          const v = d[`${direction}_${figure}`];
+          if (v !== undefined) set({ direction }, v);
+        }
+      });
+  }
 }
 
 /** Serve GET /metrics on host:port (loopback unless configured otherwise). */

@@ -436,6 +436,8 @@ export class Runtime {
         tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),
         ha: () => this.ha?.status(),
         routes: () => this.system.routesOf(this.config.tun.name),
+        queues: () => this.queueStats(),
+        device: () => deviceStats(this.config.tun.name),
       },
       GLOBAL_COUNTER_NAMES,
     );

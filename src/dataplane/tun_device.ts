@@ -137,7 +137,8 @@ export class LinuxTunQueue implements TunQueue {
   }
 
   stats(): QueueStats {
-    return this.q?.stats() ?? emptyQueueStats();
+    // The native TUN queue has no AF_XDP figures: they read 0.
+    return { ...emptyQueueStats(), ...this.q?.stats() };
   }
 
   close(): void {

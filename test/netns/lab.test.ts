@@ -429,6 +429,26 @@ describe.skipIf(!root)('netns lab (root)', () => {
     }
     expect(m.tunvs_real_server_up!.type).toBe('GAUGE');
     expect(m.tunvs_table_capacity!.metrics.length).toBe(2); // one per worker
+    // The forwarders' queues and the TUN device, as `tunvs stats` has them.
+    const queues = (st as unknown as { queues: { rxPackets: number; writeDropped: number }[] }).queues;
+    expect(m.tunvs_forwarder_up!.metrics.map((x) => [x.labels!.worker, x.value])).toEqual([
+      ['0', '1'],
+      ['1', '1'],
+    ]);
+    const rx = m.tunvs_queue_packets_total!.metrics.filter((x) => x.labels!.direction === 'rx');
+    expect(rx.length).toBe(2);
+    for (const x of rx) {
+      expect(Number(x.value)).toBeGreaterThan(0);
+      expect(Number(x.value)).toBeLessThanOrEqual(queues[Number(x.labels!.worker)]!.rxPackets);
+    }
+    expect(m.tunvs_queue_write_dropped_total!.metrics.length).toBe(2);
+    expect(m.tunvs_queue_errors_total!.metrics.length).toBe(6); // read, write, link per worker
+    const toTunvs = m.tunvs_device_packets_total!.metrics.find((x) => x.labels!.direction === 'tx')!;
+    expect(Number(toTunvs.value)).toBeGreaterThan(0);
+    expect(Number(toTunvs.value)).toBeLessThanOrEqual(st.device!.tx_packets!);
+    expect(m.tunvs_device_dropped_total!.type).toBe('COUNTER');
+    // The AF_XDP figures read 0 on the TUN path (not prom-client's default increment of 1).
+    for (const x of m.tunvs_queue_rx_dropped_total!.metrics) expect(x.value).toBe('0');
   });
 
   it('runtime edits: weights shift traffic, drain keeps existing connections, a new service serves, bad edits are refused', async () => {

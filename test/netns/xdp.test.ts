@@ -106,6 +106,18 @@ describe.skipIf(!root)('AF_XDP data path in the netns lab (root)', () => {
     expect(r.errors).toEqual([]);
     expect(r.corrupted).toBe(0);
     expect(r.ok).toBe(300);
+    // /metrics has the AF_XDP queues' figures per forwarder (summed here).
+    const text = inNs(nsName(prefix, 'lb-a'), [
+      process.execPath,
+      join(distSrc(), 'lab', 'http_get.js'),
+      'http://127.0.0.1:9100/metrics',
+    ]);
+    const scraped = (name: string): number[] =>
+      [...text.matchAll(new RegExp(`^${name}\\{worker="\\d+"\\} (\\d+)$`, 'gm'))].map((x) => Number(x[1]));
+    const csum = scraped('tunvs_queue_csum_completed_total');
+    expect(csum.length).toBe(2);
+    expect(csum.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(sum(st, 'csumCompleted'));
+    expect(scraped('tunvs_queue_rx_dropped_total').length).toBe(2);
   }, 200_000);
 
   it('a reload with a new VIP swaps the program: the new VIP is served by the sockets at once', async () => {
