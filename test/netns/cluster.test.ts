@@ -3,8 +3,8 @@
  * router running FRR (BGP + BFD, ECMP with an L4 hash), sessions shared through Redis under
  * Sentinel. New connections spread over the nodes; established, byte-checked connections
  * survive a node's tunvs being killed, its return, a fourth node joining, the Redis primary
- * dying (then a node too), and a node's link to the router being cut.
- * Needs root; builds and removes its own lab.
+ * dying (then a node too), and a node's link to the router being cut; on the AF_XDP path
+ * too, the spread and the kill. Needs root; builds and removes its own lab.
  */
 
 import { join } from 'node:path';
@@ -131,6 +131,83 @@ const httpGets = (n: number): Promise<{ code: number; out: string }> =>
     true,
   );
 
+/** New connections over both VIPs reach every node in its share; lb-a's metrics say what it
+ * announces. */
+async function spreadOverThree(): Promise<void> {
+  const nodes = ['lb-a', 'lb-b', 'lb-c'];
+  const before = await Promise.all(nodes.map(sessionsCreated));
+  const v4 = labCurl(prefix, 4, 150);
+  const mid = await Promise.all(nodes.map(sessionsCreated));
+  const v6 = labCurl(prefix, 6, 150);
+  // (no TOA reader here: the real servers see the node's local address, i.e. which node)
+  expect(v4.split('\n').filter((l) => l.includes('saw client 198.18.2.')).length).toBe(150);
+  expect(v6.split('\n').filter((l) => l.includes('saw client fd18:18:2:')).length).toBe(150);
+  const after = await Promise.all(nodes.map(sessionsCreated));
+  const share = after.map((n, i) => (n - before[i]!) / 300);
+  const pct = (xs: number[]): string => xs.map((x) => `${(x * 100).toFixed(0)}%`).join(', ');
+  const v4share = mid.map((n, i) => (n - before[i]!) / 150);
+  const v6share = after.map((n, i) => (n - mid[i]!) / 150);
+  console.log(`spread over lb-a, lb-b, lb-c: ${pct(share)} (v4 ${pct(v4share)}; v6 ${pct(v6share)})`);
+  for (const x of share) {
+    expect(x).toBeGreaterThanOrEqual(0.15);
+    expect(x).toBeLessThanOrEqual(0.55);
+  }
+  // What lb-a announces, in its metrics: VIPs + own local addresses (2 families), and the
+  // two peers' local addresses as their backup.
+  const scrape = async (): Promise<string> =>
+    (
+      await runInNs(nsName(prefix, 'lb-a'), [
+        process.execPath,
+        join(distSrc(), 'lab', 'http_get.js'),
+        'http://127.0.0.1:9100/metrics',
+      ])
+    ).out;
+  const metrics = { out: '' };
+  await until(
+    'lb-a to route both peers',
+    async () => (metrics.out = await scrape()).includes('kind="backup"} 8'),
+    5000,
+  );
+  expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="announced"\} 6/);
+  expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="backup"\} 8/);
+  expect(metrics.out).toMatch(/tunvs_ha_peer_alive\{peer="2"\} 1/);
+}
+
+/** kill -9 of tunvs on lb-b under 200 established streams: out of ECMP at once, its local
+ * address moves to its backup, the streams go on elsewhere. */
+async function killLbB(io: 'tun' | 'xdp'): Promise<void> {
+  const { done } = await establishedStreams(200, 14);
+  const during = httpGets(15);
+  const pid = labPid(fresh(), 'tunvs-lb-b')!;
+  const lipB = clusterNode('lb-b').laddrs4[0]!;
+  process.kill(pid, 'SIGKILL');
+  const vipGone = await until('the router to drop lb-b', () => !vipNextHops(state, 4).includes('198.18.10.12'), 5000);
+  const lipMoved = await until(
+    "lb-b's local address to move to its backup",
+    () => nextHops(state, 4, lipB).length > 0 && !nextHops(state, 4, lipB).includes('198.18.10.12'),
+    5000,
+  );
+  const r = await done;
+  await report(
+    `kill -9 tunvs on lb-b (out of ECMP after ${vipGone} ms, its local address moved after ${lipMoved} ms)`,
+    r,
+  );
+  expect(vipGone).toBeLessThan(1000);
+  expectSurvived(r);
+  const d = await during;
+  expect(d.code, d.out).toBe(0);
+  for (const node of runningNodes()) {
+    const st = (await adminRequest(adminOf(fresh(), node), { cmd: 'stats' }, 5000)) as {
+      drops: Record<string, number>;
+    };
+    // TUN: the taken-over local address's packets were steered to their owner worker (the
+    // program knows the peers' addresses), not handed over: a GSO super-packet would not
+    // fit. AF_XDP: the NIC picks the queue, so packets are handed over (counted, printed).
+    if (io === 'tun') expect(st.drops.redirect_full ?? 0, `${node} redirect_full`).toBe(0);
+    else console.log(`${node}: redirect_full ${st.drops.redirect_full ?? 0}`);
+  }
+}
+
 describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
   beforeAll(async () => {
     state = await labUp({ prefix, workers: WORKERS, reader: false, cluster: 3, log: () => undefined });
@@ -140,76 +217,9 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     await labDown(prefix, () => undefined);
   }, 60_000);
 
-  it('300 new connections (v4 and v6) spread over all three nodes', async () => {
-    const nodes = ['lb-a', 'lb-b', 'lb-c'];
-    const before = await Promise.all(nodes.map(sessionsCreated));
-    const v4 = labCurl(prefix, 4, 150);
-    const mid = await Promise.all(nodes.map(sessionsCreated));
-    const v6 = labCurl(prefix, 6, 150);
-    // (no TOA reader here: the real servers see the node's local address, i.e. which node)
-    expect(v4.split('\n').filter((l) => l.includes('saw client 198.18.2.')).length).toBe(150);
-    expect(v6.split('\n').filter((l) => l.includes('saw client fd18:18:2:')).length).toBe(150);
-    const after = await Promise.all(nodes.map(sessionsCreated));
-    const share = after.map((n, i) => (n - before[i]!) / 300);
-    const pct = (xs: number[]): string => xs.map((x) => `${(x * 100).toFixed(0)}%`).join(', ');
-    const v4share = mid.map((n, i) => (n - before[i]!) / 150);
-    const v6share = after.map((n, i) => (n - mid[i]!) / 150);
-    console.log(`spread over lb-a, lb-b, lb-c: ${pct(share)} (v4 ${pct(v4share)}; v6 ${pct(v6share)})`);
-    for (const x of share) {
-      expect(x).toBeGreaterThanOrEqual(0.15);
-      expect(x).toBeLessThanOrEqual(0.55);
-    }
-    // What lb-a announces, in its metrics: VIPs + own local addresses (2 families), and the
-    // two peers' local addresses as their backup.
-    const scrape = async (): Promise<string> =>
-      (
-        await runInNs(nsName(prefix, 'lb-a'), [
-          process.execPath,
-          join(distSrc(), 'lab', 'http_get.js'),
-          'http://127.0.0.1:9100/metrics',
-        ])
-      ).out;
-    const metrics = { out: '' };
-    await until(
-      'lb-a to route both peers',
-      async () => (metrics.out = await scrape()).includes('kind="backup"} 8'),
-      5000,
-    );
-    expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="announced"\} 6/);
-    expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="backup"\} 8/);
-    expect(metrics.out).toMatch(/tunvs_ha_peer_alive\{peer="2"\} 1/);
-  }, 60_000);
+  it('300 new connections (v4 and v6) spread over all three nodes', spreadOverThree, 60_000);
 
-  it('kill -9 of tunvs on a node: out of ECMP at once, its connections go on elsewhere', async () => {
-    const { done } = await establishedStreams(200, 14);
-    const during = httpGets(15);
-    const pid = labPid(fresh(), 'tunvs-lb-b')!;
-    const lipB = clusterNode('lb-b').laddrs4[0]!;
-    process.kill(pid, 'SIGKILL');
-    const vipGone = await until('the router to drop lb-b', () => !vipNextHops(state, 4).includes('198.18.10.12'), 5000);
-    const lipMoved = await until(
-      "lb-b's local address to move to its backup",
-      () => nextHops(state, 4, lipB).length > 0 && !nextHops(state, 4, lipB).includes('198.18.10.12'),
-      5000,
-    );
-    const r = await done;
-    await report(
-      `kill -9 tunvs on lb-b (out of ECMP after ${vipGone} ms, its local address moved after ${lipMoved} ms)`,
-      r,
-    );
-    expect(vipGone).toBeLessThan(1000);
-    expectSurvived(r);
-    const d = await during;
-    expect(d.code, d.out).toBe(0);
-    // The taken-over local address's packets were steered to their owner worker (the program
-    // knows the peers' addresses), not handed over: a GSO super-packet would not fit.
-    for (const node of runningNodes()) {
-      const st = (await adminRequest(adminOf(fresh(), node), { cmd: 'stats' }, 5000)) as {
-        drops: Record<string, number>;
-      };
-      expect(st.drops.redirect_full ?? 0, `${node} redirect_full`).toBe(0);
-    }
-  }, 60_000);
+  it('kill -9 of tunvs on a node: out of ECMP at once, its connections go on elsewhere', () => killLbB('tun'), 60_000);
 
   it('the node comes back: it announces only once it has loaded the sessions; flows rehashed to it go on', async () => {
     const { done } = await establishedStreams(200, 12);
@@ -335,4 +345,28 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     expectSurvived(r);
     ipBatch(['link set lba0 up'], nsName(prefix, 'sw'));
   }, 60_000);
+});
+
+// The cluster on the AF_XDP path (docs/xdp.md): the XDP program also redirects the peers'
+// local addresses, so a node that takes over a dead peer's address catches its packets.
+describe.skipIf(!root)('the cluster on the AF_XDP path (root)', () => {
+  beforeAll(async () => {
+    state = await labUp({ prefix, workers: WORKERS, reader: false, cluster: 3, io: 'xdp', log: () => undefined });
+  }, 180_000);
+
+  afterAll(async () => {
+    await labDown(prefix, () => undefined);
+  }, 60_000);
+
+  it('every node forwards on its AF_XDP sockets (no fallback to the TUN device)', async () => {
+    for (const node of runningNodes()) {
+      const st = (await adminRequest(adminOf(fresh(), node), { cmd: 'stats' }, 5000)) as { io: { mode: string } };
+      expect(st.io.mode, node).toBe('xdp');
+    }
+    expect(runningNodes()).toEqual(['lb-a', 'lb-b', 'lb-c']);
+  });
+
+  it('300 new connections (v4 and v6) spread over all three nodes', spreadOverThree, 60_000);
+
+  it('kill -9 of tunvs on a node: its connections go on elsewhere', () => killLbB('xdp'), 60_000);
 });
