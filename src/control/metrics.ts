@@ -310,26 +310,20 @@ function queueMetrics(reg: Registry, src: MetricsSource): void {
       ['worker'],
       async (set) => (await snapshot()).forEach((q, w) => set({ worker: String(w) }, q ? 1 : 0)),
     );
-    readCounter(
-      reg,
-      'tunvs_queue_packets_total',
-      "Packets through a forwarder's queue; rx: read by tunvs, tx: written by tunvs",
-      ['worker', 'direction'],
-      perQueue((q, worker, set) => {
-        set({ worker, direction: 'rx' }, q.rxPackets);
-        set({ worker, direction: 'tx' }, q.txPackets);
-      }),
-    );
-    readCounter(
-      reg,
-      'tunvs_queue_bytes_total',
-      "Bytes through a forwarder's queue; rx: read by tunvs, tx: written by tunvs",
-      ['worker', 'direction'],
-      perQueue((q, worker, set) => {
-        set({ worker, direction: 'rx' }, q.rxBytes);
-        set({ worker, direction: 'tx' }, q.txBytes);
-      }),
-    );
+    for (const [unit, rx, tx] of [
+      ['packets', 'rxPackets', 'txPackets'],
+      ['bytes', 'rxBytes', 'txBytes'],
+    ] as const)
+      readCounter(
+        reg,
+        `tunvs_queue_${unit}_total`,
+        `${unit[0]!.toUpperCase()}${unit.slice(1)} through a forwarder's queue; rx: read by tunvs, tx: written by tunvs`,
+        ['worker', 'direction'],
+        perQueue((q, worker, set) => {
+          set({ worker, direction: 'rx' }, q[rx]);
+          set({ worker, direction: 'tx' }, q[tx]);
+        }),
+      );
     readCounter(
       reg,
       'tunvs_queue_errors_total',
