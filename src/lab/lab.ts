@@ -121,6 +121,12 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
       ns,
     );
     if (n.forwarding) inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+    // TCP's retransmission backoff stops at 10 s, not 120 (kernels from 6.15 have the key;
+    // -e: others keep 120). The lab's overload tests (1,000 bulk flows on a starved machine)
+    // drop packets at the TUN queue; a connection whose retransmissions were dropped seven
+    // times running would otherwise wait out 100 s and more, longer than the LB's
+    // established timeout (90 s): its session gone, it never finishes.
+    inNs(ns, ['sysctl', '-q', '-e', '-w', `net.ipv4.tcp_rto_max_ms=${LAB.tcpRtoMaxMs}`]);
   }
   o.log(`namespaces up: ${state.namespaces.join(' ')}`);
 

@@ -50,8 +50,10 @@ export const LAB = {
   drVip6: 'fd18:18::101',
   echoPort: 9000,
   /** What the echo check (echo_check.ts) gives its last few open connections past its
-   * timeout: Linux's TCP_RTO_MAX (120 s) and some slack. */
+   * timeout: Linux's TCP_RTO_MAX (120 s; kernels before 6.15 keep it) and some slack. */
   echoStragglerSec: 130,
+  /** The lab hosts' longest TCP retransmission interval (net.ipv4.tcp_rto_max_ms, lab.ts). */
+  tcpRtoMaxMs: 10_000,
   iperfPort: 5201,
   realServers: [
     { name: 'rs1', v4: '198.18.20.21', v6: 'fd18:18:20::21' },
