@@ -17,7 +17,9 @@
  *                     over by another worker);
  *   openLink()        DR mode: an AF_PACKET socket on the real servers' interface (send only,
  *                     PACKET_VNET_HDR with offloads); Queue.setLink(fd) sends the slots whose
- *                     verdict is LINK (an Ethernet frame the engine built) through it.
+ *                     verdict is LINK (an Ethernet frame the engine built) through it;
+ *   neighbours()      DR mode: the interface's usable neighbour entries (an rtnetlink dump),
+ *                     where the servers' MACs come from.
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
  * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp) and the
@@ -27,11 +29,15 @@
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
 #endif
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <node_api.h>
 #include <stdint.h>
@@ -469,6 +475,85 @@ static napi_value OpenLink(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* neighbours(ifname): the kernel's usable neighbour entries on the interface (REACHABLE,
+ * STALE, DELAY, PROBE, PERMANENT, NOARP), both families, as [{dst, lladdr}] in the text
+ * `ip -j neigh` prints. One rtnetlink dump: no process is forked (DR's refresh runs it every
+ * LINK_REFRESH_MS on the main thread, whose fork of a large process took milliseconds). */
+static napi_value Neighbours(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ];
+  if (argc < 1 || get_string(env, argv[0], name, sizeof name) <= 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "neighbours(ifname)");
+    return NULL;
+  }
+  int idx = (int)if_nametoindex(name);
+  if (idx == 0) return throw_errno(env, "TUNVS_ERR_LINK", "if_nametoindex", errno, name);
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return throw_errno(env, "TUNVS_ERR_LINK", "socket(AF_NETLINK)", errno, NULL);
+  struct {
+    struct nlmsghdr h;
+    struct ndmsg nd;
+  } req;
+  memset(&req, 0, sizeof req);
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.nd);
+  req.h.nlmsg_type = RTM_GETNEIGH;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.h.nlmsg_seq = 1;
+  req.nd.ndm_family = AF_UNSPEC;
+  if (send(fd, &req, req.h.nlmsg_len, 0) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH", err, NULL);
+  }
+  napi_value out;
+  CHECK(env, napi_create_array(env, &out));
+  uint32_t count = 0;
+  static uint8_t buf[32768];
+  for (int done = 0; !done;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(fd);
+      return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH dump", err, NULL);
+    }
+    int left = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+        done = 1;
+        break;
+      }
+      if (h->nlmsg_type != RTM_NEWNEIGH) continue;
+      struct ndmsg *nd = NLMSG_DATA(h);
+      if (nd->ndm_ifindex != idx ||
+          !(nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP)))
+        continue;
+      const uint8_t *dst = NULL, *ll = NULL;
+      int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *nd));
+      for (struct rtattr *a = (struct rtattr *)((uint8_t *)nd + NLMSG_ALIGN(sizeof *nd)); RTA_OK(a, alen);
+           a = RTA_NEXT(a, alen)) {
+        if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == (nd->ndm_family == AF_INET ? 4u : 16u)) dst = RTA_DATA(a);
+        else if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) ll = RTA_DATA(a);
+      }
+      if (!dst || !ll) continue;
+      char addr[INET6_ADDRSTRLEN], mac[18];
+      if (!inet_ntop(nd->ndm_family, dst, addr, sizeof addr)) continue;
+      snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", ll[0], ll[1], ll[2], ll[3], ll[4], ll[5]);
+      napi_value entry, v;
+      CHECK(env, napi_create_object(env, &entry));
+      CHECK(env, napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &v));
+      CHECK(env, napi_set_named_property(env, entry, "dst", v));
+      CHECK(env, napi_create_string_utf8(env, mac, NAPI_AUTO_LENGTH, &v));
+      CHECK(env, napi_set_named_property(env, entry, "lladdr", v));
+      CHECK(env, napi_set_element(env, out, count++, entry));
+    }
+  }
+  close(fd);
+  return out;
+}
+
 static napi_value QueueStats(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   Queue *q = unwrap(env, info, &argc, NULL);
@@ -516,6 +601,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "attachSteering", fn);
   napi_create_function(env, "openLink", NAPI_AUTO_LENGTH, OpenLink, NULL, &fn);
   napi_set_named_property(env, exports, "openLink", fn);
+  napi_create_function(env, "neighbours", NAPI_AUTO_LENGTH, Neighbours, NULL, &fn);
+  napi_set_named_property(env, exports, "neighbours", fn);
   register_sock(env, exports);
   register_xdp(env, exports);
   return exports;

@@ -6,7 +6,7 @@
  *             server. Returns that interface.
  *   open      a send-only packet socket on it (native openLink; PACKET_VNET_HDR with TUN
  *             offloads), shared by every forwarder thread, and the interface's MAC.
- *   refresh   the servers' MACs from the kernel's neighbour table (`ip -j neigh`), every
+ *   refresh   the servers' MACs from the kernel's neighbour table (an rtnetlink dump), every
  *             LINK_REFRESH_MS; a server without an entry is resolved the way the kernel does
  *             it for any packet: tunvs sends it an empty UDP datagram to the discard port (9),
  *             and the kernel resolves the neighbour to send it. Until then its DR packets are
@@ -31,9 +31,6 @@ export const LINK_RESOLVE_RECHECK_MS = 150;
 /** The discard port: what the resolving datagram is sent to. */
 const DISCARD_PORT = 9;
 
-/** Neighbour states with a usable link-layer address (ip-neighbour(8)). */
-const USABLE = new Set(['REACHABLE', 'STALE', 'DELAY', 'PROBE', 'PERMANENT', 'NOARP']);
-
 export class DrLink {
   dev: string | undefined;
   mac: string | undefined;
@@ -46,6 +43,7 @@ export class DrLink {
   constructor(
     private readonly openLink: (dev: string) => number,
     private readonly closeFd: (fd: number) => void,
+    private readonly neighbours: (dev: string) => { dst: string; lladdr: string }[],
   ) {}
 
   /** The interface every DR real server of `services` is directly reachable on (undefined:
@@ -93,18 +91,10 @@ export class DrLink {
   refresh(services: readonly ResolvedService[]): boolean {
     if (this.dev === undefined) return false;
     const seen = new Map<string, string>();
-    for (const family of ['-4', '-6']) {
-      let list: { dst?: string; lladdr?: string; state?: string[] }[] = [];
-      try {
-        const out = execFileSync('ip', ['-j', family, 'neigh', 'show', 'dev', this.dev], { encoding: 'utf8' });
-        list = JSON.parse(out.trim() === '' ? '[]' : out) as typeof list;
-      } catch {
-        continue; // no IPv6 here
-      }
-      for (const n of list) {
-        if (n.dst !== undefined && n.lladdr !== undefined && (n.state ?? []).some((st) => USABLE.has(st)))
-          seen.set(n.dst, n.lladdr);
-      }
+    try {
+      for (const n of this.neighbours(this.dev)) seen.set(n.dst, n.lladdr);
+    } catch {
+      // The interface is gone: every DR server counts as unresolved until a reload.
     }
     let changed = false;
     this.missing = 0;

@@ -89,6 +89,7 @@ export class Runtime {
   private readonly link = new DrLink(
     (dev) => nativeAddon().openLink(dev, this.config.tun.offload),
     (fd) => nativeAddon().closeFd(fd),
+    (dev) => nativeAddon().neighbours(dev),
   );
   private linkTimer: NodeJS.Timeout | undefined;
   /** Persistence templates, shared with every forwarder (conn/templates.ts). */

@@ -91,6 +91,8 @@ export interface NativeAddon {
   attachSteering(fd: number, insns: Uint8Array): void;
   /** DR: a send-only packet socket on interface `name` (native/tun.c openLink). */
   openLink(name: string, vnetHdr: boolean): number;
+  /** DR: the usable neighbour entries of interface `name` (native/tun.c neighbours). */
+  neighbours(name: string): { dst: string; lladdr: string }[];
   Queue: new (
     fd: number,
     ringBytes: Uint8Array,

@@ -121,6 +121,41 @@ describe.skipIf(!root)('netns lab (root)', () => {
     );
   });
 
+  it("DR: a real server's new MAC is learned from the kernel's neighbour table (rtnetlink), unknown ones resolved", async () => {
+    // rs1's NIC is replaced (a new MAC) and lb-a forgets the old entry: the next refresh finds
+    // no entry for rs1, makes the kernel resolve it, and DR reaches rs1 at its new MAC.
+    const lbA = nsName(prefix, 'lb-a');
+    const rs1 = nsName(prefix, 'rs1');
+    const mac = (): string =>
+      (
+        JSON.parse(execFileSync('ip', ['-n', rs1, '-j', 'link', 'show', 'dev', 'eth0'], { encoding: 'utf8' })) as {
+          address: string;
+        }[]
+      )[0]!.address;
+    const old = mac();
+    const forget = (): void => {
+      for (const family of ['-4', '-6']) execFileSync('ip', ['-n', lbA, family, 'neigh', 'flush', 'dev', 'eth1']);
+    };
+    execFileSync('ip', ['-n', rs1, 'link', 'set', 'dev', 'eth0', 'address', '02:00:5e:18:00:21']);
+    try {
+      forget();
+      const t0 = Date.now();
+      for (const family of [4, 6] as const) {
+        let seen = new Map<string, number>();
+        while (Date.now() - t0 < 10_000) {
+          seen = counts(labCurl(prefix, family, 6, 'dr'));
+          if (seen.has('rs1')) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        console.log(`DR over IPv${family} reached rs1 at its new MAC ${Date.now() - t0} ms after the change`);
+        expect([...seen.keys()]).toContain('rs1');
+      }
+    } finally {
+      execFileSync('ip', ['-n', rs1, 'link', 'set', 'dev', 'eth0', 'address', old]);
+      forget();
+    }
+  }, 30_000);
+
   it('tunvs list names each mode as ipvsadm does; NAT replies come in through policy rules that go with the service', async () => {
     const text = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
     expect(text).toMatch(new RegExp(`TCP  ${LAB.vip4}:${LAB.natPort} rr\\n  -> 198\\.18\\.20\\.21:8080 +Masq `));
