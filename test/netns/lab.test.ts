@@ -142,7 +142,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
       const t0 = Date.now();
       for (const family of [4, 6] as const) {
         let seen = new Map<string, number>();
-        while (Date.now() - t0 < 10_000) {
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline) {
           seen = counts(labCurl(prefix, family, 6, 'dr'));
           if (seen.has('rs1')) break;
           await new Promise((r) => setTimeout(r, 200));
@@ -346,11 +347,13 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(queues.length).toBe(2);
     for (const q of queues) expect(q.rxPackets).toBeGreaterThan(0);
     // DR keeps the offloads: GSO super-packets go out through the packet socket whole.
-    const gso = (await stats()).counters!.gso_packets!;
+    const beforeDr = await stats();
+    const gso = beforeDr.counters!.gso_packets!;
     expect(await uploads(LAB.drVip4, LAB.tunnelPort, 4)).toBe('4');
     const last = await stats();
     expect(last.counters!.gso_packets! - gso).toBeGreaterThan(0);
-    expect(last.drops!.dr_no_neighbour ?? 0).toBe(0);
+    // (the MAC test before it dropped a few while rs1 was unresolved)
+    expect((last.drops!.dr_no_neighbour ?? 0) - (beforeDr.drops!.dr_no_neighbour ?? 0)).toBe(0);
     // TUNNEL cuts the super-packets into segments itself, each in the tunnel (nat/gso.ts).
     expect(await uploads(LAB.vip4, LAB.tunnelPort, 4)).toBe('4');
     const tunnelled = await stats();
