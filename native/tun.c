@@ -35,9 +35,6 @@
 #include <linux/bpf.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
-#include <linux/neighbour.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <node_api.h>
 #include <stdint.h>
@@ -52,6 +49,7 @@
 
 #include "bpf_load.h"
 #include "napi_check.h"
+#include "nl_neigh.h"
 #include "ring_args.h"
 #include "sock.h"
 #include "xdp.h"
@@ -527,16 +525,9 @@ static napi_value Neighbours(napi_env env, napi_callback_info info) {
       }
       if (h->nlmsg_type != RTM_NEWNEIGH) continue;
       struct ndmsg *nd = NLMSG_DATA(h);
-      if (nd->ndm_ifindex != idx ||
-          !(nd->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP)))
-        continue;
-      const uint8_t *dst = NULL, *ll = NULL;
-      int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *nd));
-      for (struct rtattr *a = (struct rtattr *)((uint8_t *)nd + NLMSG_ALIGN(sizeof *nd)); RTA_OK(a, alen);
-           a = RTA_NEXT(a, alen)) {
-        if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == (nd->ndm_family == AF_INET ? 4u : 16u)) dst = RTA_DATA(a);
-        else if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) ll = RTA_DATA(a);
-      }
+      if (nd->ndm_ifindex != idx || !(nd->ndm_state & (NUD_USABLE | NUD_NOARP))) continue;
+      const uint8_t *dst = neigh_attr(h, NDA_DST, nd->ndm_family == AF_INET ? 4 : 16);
+      const uint8_t *ll = neigh_attr(h, NDA_LLADDR, 6);
       if (!dst || !ll) continue;
       char addr[INET6_ADDRSTRLEN], mac[18];
       if (!inet_ntop(nd->ndm_family, dst, addr, sizeof addr)) continue;

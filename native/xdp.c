@@ -56,6 +56,7 @@
 
 #include "bpf_load.h"
 #include "napi_check.h"
+#include "nl_neigh.h"
 #include "ring_args.h"
 #include "xdp.h"
 
@@ -429,16 +430,11 @@ static void nh_resolve(XdpQueue *q, uint8_t af, const uint8_t *addr, int8_t *por
   h = nl_ask(q, &req.h, buf, sizeof buf);
   if (!h || h->nlmsg_type != RTM_NEWNEIGH) return;
   struct ndmsg *n = NLMSG_DATA(h);
-  if (!(n->ndm_state & (NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT))) return;
-  len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *n));
-  for (struct rtattr *a = (struct rtattr *)((uint8_t *)n + NLMSG_ALIGN(sizeof *n)); RTA_OK(a, len);
-       a = RTA_NEXT(a, len)) {
-    if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) {
-      memcpy(mac, RTA_DATA(a), 6);
-      *port = (int8_t)which;
-      return;
-    }
-  }
+  if (!(n->ndm_state & NUD_USABLE)) return;
+  const uint8_t *ll = neigh_attr(h, NDA_LLADDR, 6);
+  if (!ll) return;
+  memcpy(mac, ll, 6);
+  *port = (int8_t)which;
 }
 
 static uint32_t nh_hash(const uint8_t *addr, size_t alen) {
