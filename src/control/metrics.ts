@@ -341,7 +341,7 @@ function queueMetrics(reg: Registry, src: MetricsSource): void {
         `tunvs_queue_${f.name}_total`,
         f.help,
         ['worker'],
-        perQueue((q, worker, set) => set({ worker }, q[f.key] ?? 0)),
+        perQueue((q, worker, set) => set({ worker }, q[f.key])),
       );
   }
   if (device) {
