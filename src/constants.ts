@@ -27,8 +27,18 @@ export const BURST_MAX = 256;
  * packet is handed over (io: xdp, whose receive queues the NIC picks, not the shard rule). */
 export const HANDOFF_BUDGET_BYTES = 64 << 20;
 
-/** The deepest hand-off ring: 2048 slots (4 MiB) hold ~10 ms of a forwarder's packets. */
-export const HANDOFF_SLOTS_MAX = 2048;
+/** The smallest hand-off ring (many forwarders): 512 KiB, ~340 MTU packets or 7 GSO
+ * super-packets; at least twice the largest packet, which an empty ring must take wherever
+ * its tail stands (a record is never split at the ring's end). */
+export const HANDOFF_RING_MIN_BYTES = 512 << 10;
+
+/** The deepest hand-off ring: 4 MiB hold ~2,700 MTU packets, ~10 ms of a forwarder's. */
+export const HANDOFF_RING_MAX_BYTES = 4 << 20;
+
+/** Packets a forwarder takes from a hand-off ring per processed burst: its inbox has this many
+ * slots of its queue's slot size (4 MiB with TUN offloads, whose slots hold a GSO
+ * super-packet); it drains again until the ring is empty. */
+export const HANDOFF_DRAIN_SLOTS = 64;
 
 /** AF_XDP (io: xdp): bytes of one UMEM frame. The kernel puts a received frame 256 bytes in
  * (XDP_RX_HEADROOM_BYTES); 2048 leaves an MTU-1764 packet room behind its Ethernet header and a
@@ -207,6 +217,10 @@ export function assertConstants(): void {
   if (SYNCOOKIE_PERIODS_VALID < 1 || SYNCOOKIE_PERIODS_VALID > 3)
     throw new Error('a SYN cookie names its period in 2 bits: 1..3 periods can be valid');
   if (HOLD_SLOT_BYTES > SLOT_SIZE_BYTES) throw new Error('a held segment must fit an emit slot');
+  if (!isPowerOfTwo(HANDOFF_RING_MIN_BYTES) || !isPowerOfTwo(HANDOFF_RING_MAX_BYTES))
+    throw new Error('hand-off rings are powers of two');
+  if (HANDOFF_RING_MIN_BYTES < 2 * (GSO_SLOT_SIZE_BYTES + 8))
+    throw new Error('a hand-off ring must take a GSO super-packet');
   if (SYNPROXY_WSCALE > 14) throw new Error('window scale is at most 14 (RFC 7323)');
   if (REAL_SERVERS_MAX > 0x10000 || SERVICES_MAX > 0x400 || NODE_ID_MAX > 0x3f)
     throw new Error('real-server, service and node ids must fit 16, 10 and 6 bits of a session record');

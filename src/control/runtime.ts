@@ -16,7 +16,7 @@
  */
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import { HandoffRing, handoffSlots } from '../dataplane/handoff.js';
+import { HandoffRing, handoffRingBytes } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
 import { DEFAULTS, loadConfig, parseService, type Config } from '../config/config.js';
@@ -322,7 +322,7 @@ export class Runtime {
     const n = this.config.workers;
     // rings[s][o]: sender s → owner o; ports[s][o]: s's end of the s–o wake-up channel.
     const rings = Array.from({ length: n }, (_, s) =>
-      Array.from({ length: n }, (_, o) => (s === o ? null : new HandoffRing(undefined, handoffSlots(n)).sab)),
+      Array.from({ length: n }, (_, o) => (s === o ? null : new HandoffRing(undefined, handoffRingBytes(n)).sab)),
     );
     const ports: (MessagePort | null)[][] = Array.from({ length: n }, () =>
       new Array<MessagePort | null>(n).fill(null),

@@ -12,7 +12,7 @@
  *   packets → drain it → process → write back.
  */
 
-import { SLOT_SIZE_BYTES } from '../constants.js';
+import { HANDOFF_DRAIN_SLOTS, SLOT_SIZE_BYTES } from '../constants.js';
 import { DROP_REDIRECT_FULL, VERDICT_DROP, VERDICT_REDIRECT } from '../nat/verdict.js';
 import type { Engine } from './engine.js';
 import { HandoffRing } from './handoff.js';
@@ -42,7 +42,10 @@ export class Forwarder {
   ) {
     this.to = links.to.map((sab) => (sab ? new HandoffRing(sab) : null));
     this.from = links.from.map((sab) => (sab ? new HandoffRing(sab) : null));
-    this.inbox = new PacketRing(64, SLOT_SIZE_BYTES, undefined, ring.headroom);
+    // Slots that hold whatever the senders' queues deliver (theirs are like ours): a GSO
+    // super-packet with offloads, a frame on AF_XDP.
+    const inboxSlot = Math.max(SLOT_SIZE_BYTES, (ring.slotSize + 7) & ~7);
+    this.inbox = new PacketRing(HANDOFF_DRAIN_SLOTS, inboxSlot, undefined, ring.headroom);
   }
 
   start(): void {

@@ -12,7 +12,7 @@ export class FakeTunQueue implements TunQueue {
   readonly written: Uint8Array[] = [];
   readonly linked: Uint8Array[] = [];
   private linkFd = -1;
-  private readonly pending: Uint8Array[] = [];
+  private readonly pending: { packet: Uint8Array; header?: Uint8Array }[] = [];
   private ring: PacketRing | undefined;
   private onBurst: ((count: number) => void) | undefined;
   private readonly s: QueueStats = emptyQueueStats();
@@ -23,7 +23,12 @@ export class FakeTunQueue implements TunQueue {
   }
 
   inject(...packets: Uint8Array[]): void {
-    this.pending.push(...packets);
+    for (const packet of packets) this.pending.push({ packet });
+  }
+
+  /** Queue a packet behind a virtio_net_hdr (a ring with offloads: GSO, partial checksums). */
+  injectWithHeader(header: Uint8Array, packet: Uint8Array): void {
+    this.pending.push({ packet, header });
   }
 
   /** Hand up to one ring of pending packets to the callback; returns how many. */
@@ -32,8 +37,8 @@ export class FakeTunQueue implements TunQueue {
     if (!ring || !this.onBurst) throw new Error('queue not started');
     let n = 0;
     while (n < ring.slots && this.pending.length > 0) {
-      const p = this.pending.shift()!;
-      ring.put(n, p.subarray(0, Math.min(p.length, ring.slotSize)));
+      const { packet: p, header } = this.pending.shift()!;
+      ring.put(n, p.subarray(0, Math.min(p.length, ring.slotSize - ring.headroom)), header);
       this.s.rxPackets++;
       this.s.rxBytes += p.length;
       n++;

@@ -12,9 +12,13 @@ import { PacketRing } from '../../src/dataplane/ring.js';
 import { FakeTunQueue } from '../../src/dataplane/tun_fake.js';
 import { IdRegistry, resolveServices } from '../../src/service/service.js';
 import { labServices, V4 } from '../helpers/engine.js';
-import { ACK, parse, RST, SYN, tcp } from '../helpers/packets.js';
+import { ACK, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
+import { GSO_TCPV4, makePartial, vnetHeader } from '../helpers/vnet.js';
+import { GSO_SLOT_SIZE_BYTES, VNET_HDR_LEN } from '../../src/constants.js';
+import { DROPS_BASE } from '../../src/dataplane/counters.js';
+import { DROP_REDIRECT_FULL, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 
-function pair(opts: { rstOnExpire?: boolean } = {}) {
+function pair(opts: { rstOnExpire?: boolean; offload?: boolean } = {}) {
   const services = resolveServices(labServices(), new IdRegistry());
   const rings = [
     [null, new HandoffRing().sab],
@@ -22,15 +26,26 @@ function pair(opts: { rstOnExpire?: boolean } = {}) {
   ];
   let clock = 0;
   const wakes: number[][] = [[], []];
+  // With TUN offloads every slot starts with a virtio_net_hdr and holds a GSO super-packet.
+  const headroom = opts.offload ? VNET_HDR_LEN : 0;
   const fwd = [0, 1].map((w) => {
     const engine = new Engine(
-      { worker: w, workers: 2, capacity: 256, seed: 3, nowMs: 0, timeouts: { established: 2 }, ...opts },
+      {
+        worker: w,
+        workers: 2,
+        capacity: 256,
+        seed: 3,
+        nowMs: 0,
+        timeouts: { established: 2 },
+        headroom,
+        ...(opts.rstOnExpire ? { rstOnExpire: true } : {}),
+      },
       services,
     );
     return new Forwarder(
       engine,
       new FakeTunQueue(),
-      new PacketRing(32),
+      opts.offload ? new PacketRing(32, GSO_SLOT_SIZE_BYTES, undefined, headroom) : new PacketRing(32),
       { to: rings[w]!, from: rings.map((r) => r[w]!), wake: (owner) => wakes[owner]!.push(w) },
       () => clock,
     );
@@ -59,6 +74,47 @@ describe('Forwarder', () => {
     expect(q(1).written.length).toBe(5);
     for (const p of q(1).written) expect(parse(p).dst).toBe(V4.rs1);
     expect(fwd[1]!.engine.sessionCount).toBe(5);
+  });
+
+  it('hands a GSO super-packet over whole (TUN offloads, no steering program)', () => {
+    const { fwd, wakes, q } = pair({ offload: true });
+    // A client port whose session worker 1 owns; its handshake on worker 1's queue.
+    let sport = 41000;
+    const probe = new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN);
+    for (; ; sport++) {
+      probe.put(0, tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 1, flags: SYN }));
+      fwd[0]!.engine.processBurst(probe, 1, 0);
+      if (probe.verdicts[0] === VERDICT_REDIRECT) break;
+    }
+    const C = (flags: number, payload?: Uint8Array) =>
+      tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: payload ? 2 : 1, ack: 71, flags, payload });
+    q(1).inject(C(SYN));
+    q(1).deliver();
+    const s = fwd[1]!.engine.describe([...fwd[1]!.engine.sessionIds()][0]!);
+    const R = tcp({
+      src: V4.rs1,
+      dst: V4.lip,
+      sport: 8080,
+      dport: s.lport,
+      seq: 70,
+      ack: (2 + s.seqDelta) >>> 0,
+      flags: SYN | ACK,
+    });
+    q(1).inject(R, C(ACK));
+    q(1).deliver();
+    // 60 000 bytes of data, one super-packet of 1448-byte segments, on the wrong queue.
+    const data = C(ACK | PSH, new Uint8Array(60_000).fill(9));
+    q(0).injectWithHeader(vnetHeader(data, GSO_TCPV4, 1448), makePartial(data));
+    q(0).deliver();
+    expect(wakes[1]).toEqual([0]);
+    const written = q(1).written.length;
+    fwd[1]!.drainFrom(0);
+    expect(q(1).written.length).toBe(written + 1);
+    const out = parse(q(1).written.at(-1)!);
+    expect(out.dst).toBe(V4.rs1);
+    expect(out.payload.length).toBe(60_000);
+    expect(out.payload.every((b) => b === 9)).toBe(true);
+    expect(fwd[0]!.engine.counters[DROPS_BASE + DROP_REDIRECT_FULL]).toBe(0);
   });
 
   it('writes the RSTs of an expired session through its queue', () => {

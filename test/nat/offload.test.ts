@@ -20,80 +20,10 @@ import { PacketRing } from '../../src/dataplane/ring.js';
 import { DROP_TUNNEL_NO_ROOM, DROP_TUNNEL_TOO_BIG, VERDICT_DROP, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
-import {
-  ACK,
-  checksumsOk,
-  FIN,
-  opt,
-  parse,
-  PSH,
-  refChecksum,
-  SYN,
-  tcp,
-  udp,
-  type TcpSpec,
-} from '../helpers/packets.js';
+import { complete, GSO_TCPV4, GSO_TCPV6, makePartial, vnetHeader } from '../helpers/vnet.js';
+import { ACK, checksumsOk, FIN, opt, parse, PSH, SYN, tcp, udp, type TcpSpec } from '../helpers/packets.js';
 
 const CWR = 0x80;
-
-const NEEDS_CSUM = 1;
-const GSO_TCPV4 = 1;
-const GSO_TCPV6 = 4;
-
-function l3len(p: Uint8Array): number {
-  return p[0]! >> 4 === 4 ? (p[0]! & 15) * 4 : 40;
-}
-
-function csumOffset(p: Uint8Array): number {
-  const proto = p[0]! >> 4 === 4 ? p[9]! : p[6]!;
-  return l3len(p) + (proto === 6 ? 16 : 6);
-}
-
-/** Replace the full L4 checksum by the partial one (folded pseudo-header sum), as Linux does. */
-function makePartial(p: Uint8Array): Uint8Array {
-  const q = p.slice();
-  const dv = new DataView(q.buffer);
-  const v4 = q[0]! >> 4 === 4;
-  const l3 = l3len(q);
-  const proto = v4 ? q[9]! : q[6]!;
-  const l4len = q.length - l3;
-  const pseudo = new Uint8Array(v4 ? 12 : 40);
-  const pv = new DataView(pseudo.buffer);
-  if (v4) {
-    pseudo.set(q.subarray(12, 20), 0);
-    pseudo[9] = proto;
-    pv.setUint16(10, l4len);
-  } else {
-    pseudo.set(q.subarray(8, 40), 0);
-    pv.setUint32(32, l4len);
-    pseudo[39] = proto;
-  }
-  dv.setUint16(csumOffset(q), ~refChecksum(pseudo) & 0xffff);
-  return q;
-}
-
-/** What the kernel does with a NEEDS_CSUM packet: sum from csum_start to the end. */
-function complete(p: Uint8Array): Uint8Array {
-  const q = p.slice();
-  const l3 = l3len(q);
-  const at = csumOffset(q);
-  new DataView(q.buffer).setUint16(at, refChecksum(q.subarray(l3)));
-  return q;
-}
-
-function vnetHeader(p: Uint8Array, gsoType: number, gsoSize: number): Uint8Array {
-  const h = new Uint8Array(VNET_HDR_LEN);
-  const dv = new DataView(h.buffer);
-  h[0] = NEEDS_CSUM;
-  h[1] = gsoType;
-  const l3 = l3len(p);
-  const thl = ((p[l3 + 12]! >> 4) & 15) * 4;
-  dv.setUint16(2, l3 + thl, true); // hdr_len (little-endian: legacy virtio on x86)
-  dv.setUint16(4, gsoSize, true);
-  dv.setUint16(6, l3, true); // csum_start
-  dv.setUint16(8, csumOffset(p) - l3, true); // csum_offset
-  return h;
-}
 
 class Pair {
   readonly plain: Engine;
