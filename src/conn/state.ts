@@ -16,10 +16,11 @@
  *
  * UDP sessions have the single state UDP.
  *
- * A packet restarts its session's timeout: the state's (TIMEOUTS_DEFAULT_SEC), except that a
- * half-closed connection (FIN_WAIT, CLOSE_WAIT) still carrying data is timed as ESTABLISHED
- * (nat/session.ts restartTimeout): the short half-closed timeouts are for a closing connection
- * gone quiet, not for the tail of a transfer that one side's shutdown(SHUT_WR) left running.
+ * A packet restarts its session's timeout: the state's (TIMEOUTS_DEFAULT_SEC), except in a
+ * half-closed connection (FIN_WAIT, CLOSE_WAIT), where data is timed as ESTABLISHED and no
+ * packet shortens the timer, the half-closing FIN included (nat/session.ts restartTimeout):
+ * the short half-closed timeouts are for a closing connection gone quiet, not for the tail of
+ * a transfer that one side's shutdown(SHUT_WR) left running.
  *
  * In the modes whose replies skip the LB (TUNNEL; nat/modes/) only the client's flags are
  * seen, and a session follows them alone (nextStateInputOnly, as LVS's input-only table):

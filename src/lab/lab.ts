@@ -126,7 +126,19 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
     // drop packets at the TUN queue; a connection whose retransmissions were dropped seven
     // times running would otherwise wait out 100 s and more, longer than the LB's
     // established timeout (90 s): its session gone, it never finishes.
-    inNs(ns, ['sysctl', '-q', '-e', '-w', `net.ipv4.tcp_rto_max_ms=${LAB.tcpRtoMaxMs}`]);
+    // With that cap, an orphaned socket (closed by its application with data still unacked,
+    // as the echo servers' are after the client's FIN) whose backoff reaches it would be
+    // aborted at once, silently (the kernel gives an orphan 8 retries only while its RTO is
+    // below the cap): the client would wait forever. 15 retries, as tcp_retries2 gives a
+    // socket still open, let it retransmit for ~110 s.
+    inNs(ns, [
+      'sysctl',
+      '-q',
+      '-e',
+      '-w',
+      `net.ipv4.tcp_rto_max_ms=${LAB.tcpRtoMaxMs}`,
+      'net.ipv4.tcp_orphan_retries=15',
+    ]);
   }
   o.log(`namespaces up: ${state.namespaces.join(' ')}`);
 

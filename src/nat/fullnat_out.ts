@@ -73,7 +73,7 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
   const ns = nextStateOutbound(st, flags);
   if (ns !== st) setState(c, base, ns);
-  restartTimeout(c, r, ns, ns !== st);
+  restartTimeout(c, r, ns);
   if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   const seq = dv.getInt32(l4 + TCP_SEQ);

@@ -191,20 +191,24 @@ export function setState(c: NatContext, base: number, to: number): void {
 }
 
 /**
- * Restart TCP session `r`'s timeout after a packet that left it in state `ns` (`entered`: this
- * packet moved it there). A half-closed connection still carrying data (a segment with payload
- * and no FIN) is timed as ESTABLISHED, and a bare ACK does not shorten that again: FIN_WAIT's
- * and CLOSE_WAIT's short timeouts (7 s) are for a closing connection gone quiet. Otherwise
- * the tail of a transfer after the client's shutdown(SHUT_WR) loses its session as soon as a
- * retransmission backs off past 7 s, and the connection hangs.
+ * Restart TCP session `r`'s timeout after a packet that left it in state `ns`. In a
+ * half-closed connection (FIN_WAIT, CLOSE_WAIT) a segment with payload and no FIN is timed as
+ * ESTABLISHED, and no packet shortens the timer the session has: neither the FIN that
+ * half-closes it nor the bare ACKs after it. The short half-closed timeouts (7 s) are for a
+ * closing connection gone quiet, not for the tail of a transfer that one side's
+ * shutdown(SHUT_WR) left running: its data may still be in flight, backing off, when the FIN
+ * arrives, and a session that expired 7 s after the FIN would drop the next retransmission and
+ * hang the connection (an echo under loss did: the server in CLOSE_WAIT retransmitting every
+ * 10 s into a session that was gone). A connection that goes quiet after its FIN lives out the
+ * timer its last data gave it, at most the ESTABLISHED timeout.
  */
-export function restartTimeout(c: NatContext, r: number, ns: number, entered: boolean): void {
+export function restartTimeout(c: NatContext, r: number, ns: number): void {
   const table = c.table;
   let expire = c.tick + c.timeouts[ns]!;
   if (isHalfClosed(ns)) {
     if ((c.pFlags & TCP_FIN) === 0 && c.pEnd - c.pL4 > c.pThl)
       expire = Math.max(expire, c.tick + c.timeouts[S_ESTABLISHED]!);
-    if (!entered) expire = Math.max(expire, table.expireOf(r));
+    expire = Math.max(expire, table.expireOf(r));
   }
   table.setExpire(r, expire);
 }

@@ -261,34 +261,48 @@ describe.each([
     expect(k.d.session().state).toBe('CLOSE');
   });
 
-  it('a half-closed connection still sending data is timed as ESTABLISHED, not cut by FIN_WAIT', () => {
-    // An echo or a download after the client's shutdown(SHUT_WR): the server's data goes on
-    // after the client's FIN, and its retransmissions may back off past FIN_WAIT's 7 s.
+  it('a half-closed connection still sending data keeps its session through the server’s backoff', () => {
+    // An echo or a download after the client's shutdown(SHUT_WR): the server's data is in flight
+    // (here: lost beyond the LB) when the client's FIN arrives, and its retransmission, backing
+    // off, comes long after FIN_WAIT's 7 s.
     const k = connect(fam);
+    const data = payload(1000, 7);
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 1, flags: ACK, payload: data }));
+    k.d.nowMs += 20_000;
+    k.d.engine.advanceTimers(k.d.nowMs);
     k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK, payload: payload(100) }));
     expect(k.d.session().state).toBe('FIN_WAIT');
-    expect(k.d.session().expiresInMs).toBe(7_000);
-    const data = payload(1000, 7);
-    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 102, flags: ACK, payload: data }));
-    expect(k.d.session().expiresInMs).toBe(90_000);
-    // The client's bare ACKs do not bring the short timeout back while the server sends.
-    k.d.forward(k.c({ seq: CLIENT_ISN + 102, ack: RS_ISN + 1001, flags: ACK }));
-    expect(k.d.session().expiresInMs).toBe(90_000);
-    // 30 s of backoff later, the server's retransmission still has its session.
+    // The FIN does not shorten what the server's data gave the session.
+    expect(k.d.session().expiresInMs).toBe(70_000);
     k.d.nowMs += 30_000;
     k.d.engine.advanceTimers(k.d.nowMs);
     const out = k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 102, flags: ACK, payload: data }));
     expect(out).toEqual(k.toClient({ seq: RS_ISN + 1, ack: CLIENT_ISN + 102, flags: ACK, payload: data }));
+    expect(k.d.session().expiresInMs).toBe(90_000);
+    // The client's bare ACKs do not bring the short timeout back while the server sends.
+    k.d.forward(k.c({ seq: CLIENT_ISN + 102, ack: RS_ISN + 1001, flags: ACK }));
+    expect(k.d.session().expiresInMs).toBe(90_000);
     // The server's FIN closes the other half: the short timeouts again.
     k.d.forward(k.r({ seq: RS_ISN + 1001, ack: k.lbIsn + 102, flags: FIN | ACK }));
     expect(k.d.session().state).toBe('LAST_ACK');
     expect(k.d.session().expiresInMs).toBe(7_000);
   });
 
-  it('a half-closed connection that has gone quiet ends after FIN_WAIT’s 7 s', () => {
+  it('a half-closed connection that has gone quiet ends when the timer of its last packets runs out', () => {
     const k = connect(fam);
     k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));
     k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 2, flags: ACK }));
+    expect(k.d.session().expiresInMs).toBe(90_000); // the handshake's ESTABLISHED timeout
+    k.d.nowMs += 91_000;
+    k.d.engine.advanceTimers(k.d.nowMs);
+    expect([...k.d.engine.sessionIds()]).toEqual([]);
+  });
+
+  it('a FIN after a long quiet spell gets FIN_WAIT’s 7 s', () => {
+    const k = connect(fam);
+    k.d.nowMs += 88_000;
+    k.d.engine.advanceTimers(k.d.nowMs);
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));
     expect(k.d.session().expiresInMs).toBe(7_000);
     k.d.nowMs += 8_000;
     k.d.engine.advanceTimers(k.d.nowMs);

@@ -374,6 +374,44 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(peer).toMatch(/^tcp-segmentation-offload: on/m);
   }, 60_000);
 
+  it("a half-closed connection whose server's data is held back past FIN_WAIT's 7 s still completes", async () => {
+    // The echo client sends 64 KiB and its FIN at once. The real servers' data segments are
+    // dropped in the switch, between them and the LB, for 15 s (their ACKs pass): the first
+    // retransmission of the echo that gets through reaches the LB ~20 s after the client's FIN
+    // (backoff, at most 10 s in the lab). Its session must still be there
+    // (nat/session.ts restartTimeout).
+    const sw = nsName(prefix, 'sw');
+    const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
+    const before = await stats();
+    try {
+      inNs(sw, [
+        'nft',
+        'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
+          `add rule bridge tvhold hold tcp sport ${LAB.echoPort} ip length > 200 drop`,
+      ]);
+      const echo = runInNs(nsName(prefix, 'client'), [
+        process.execPath,
+        join(distSrc(), 'lab', 'echo_check.js'),
+        LAB.vip4,
+        String(LAB.echoPort),
+        '1',
+        String(64 << 10),
+        '60',
+      ]);
+      await new Promise((done) => setTimeout(done, 15_000));
+      release();
+      const r = JSON.parse((await echo).out) as { ok: number; corrupted: number; seconds: number; errors: string[] };
+      console.log(`half-closed echo held back 15 s: ${r.ok}/1 ok after ${r.seconds.toFixed(1)} s`);
+      expect(r.errors).toEqual([]);
+      expect(r.ok).toBe(1);
+      expect(r.corrupted).toBe(0);
+    } finally {
+      release();
+    }
+    const after = await stats();
+    expect(after.drops!.no_session! - before.drops!.no_session!).toBe(0);
+  }, 220_000);
+
   it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {
     await reloadWith((y) =>
       y
