@@ -54,6 +54,19 @@ function pair(opts: { rstOnExpire?: boolean; offload?: boolean } = {}) {
   return { fwd, wakes, setClock: (t: number) => (clock = t), q: (w: number) => fwd[w]!.queue as FakeTunQueue };
 }
 
+/** rs1's SYN-ACK (ISN 69) for session `s` (its local port and the LB's sequence delta). */
+function serverSynAck(s: { lport: number; seqDelta: number }): Uint8Array {
+  return tcp({
+    src: V4.rs1,
+    dst: V4.lip,
+    sport: 8080,
+    dport: s.lport,
+    seq: 70,
+    ack: (2 + s.seqDelta) >>> 0,
+    flags: SYN | ACK,
+  });
+}
+
 describe('Forwarder', () => {
   it('hands a packet on the wrong queue to its owner, which forwards it', () => {
     const { fwd, wakes, q } = pair();
@@ -91,15 +104,7 @@ describe('Forwarder', () => {
     q(1).inject(C(SYN));
     q(1).deliver();
     const s = fwd[1]!.engine.describe([...fwd[1]!.engine.sessionIds()][0]!);
-    const R = tcp({
-      src: V4.rs1,
-      dst: V4.lip,
-      sport: 8080,
-      dport: s.lport,
-      seq: 70,
-      ack: (2 + s.seqDelta) >>> 0,
-      flags: SYN | ACK,
-    });
+    const R = serverSynAck(s);
     q(1).inject(R, C(ACK));
     q(1).deliver();
     // 60 000 bytes of data, one super-packet of 1448-byte segments, on the wrong queue.
@@ -128,17 +133,7 @@ describe('Forwarder', () => {
       if (probe.verdicts[0] === 0) break;
     }
     const s = fwd[0]!.engine.describe([...fwd[0]!.engine.sessionIds()][0]!);
-    q(0).inject(
-      tcp({
-        src: V4.rs1,
-        dst: V4.lip,
-        sport: 8080,
-        dport: s.lport,
-        seq: 70,
-        ack: (2 + s.seqDelta) >>> 0,
-        flags: SYN | ACK,
-      }),
-    );
+    q(0).inject(serverSynAck(s));
     q(0).inject(tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 2, ack: 71, flags: ACK }));
     q(0).deliver();
     setClock(2500);
