@@ -111,15 +111,20 @@ async function establishedStreams(connections: number, seconds: number): Promise
   // …and on every node: what a failure may move must be there to move. On a slow machine the
   // publishing can lag; waiting for it keeps the test about takeover, not about the lag.
   const nodes = runningNodes();
+  let held: number[] = [];
   const waited = await until(
     `every stream on every node (${nodes.join(', ')})`,
     async () => {
-      if ((await Promise.all(nodes.map(streamsHeld))).every((n) => n >= connections)) return true;
+      held = await Promise.all(nodes.map(streamsHeld));
+      if (held.every((n) => n >= connections)) return true;
       await sleep(200); // not every 5 ms: each look lists the sessions of every worker
       return false;
     },
     15_000,
-  );
+  ).catch((e: Error) => {
+    // Which node lags, and how far: what whoever reads a failure needs first.
+    throw new Error(`${e.message}; streams held: ${nodes.map((n, i) => `${n} ${held[i]}`).join(', ')}`);
+  });
   if (waited > 100) console.log(`streams on every node ${waited} ms after syncAfterMs had passed`);
   return { done: s.done };
 }
