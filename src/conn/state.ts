@@ -130,6 +130,12 @@ export function isHalfClosed(state: number): boolean {
   return state === S_FIN_WAIT || state === S_CLOSE_WAIT;
 }
 
+/** A FIN or an RST seen: a lone SYN on the tuple is a new connection, since the client's old
+ * socket is gone (a client does not reuse the ports of a connection it still holds). */
+export function isEnding(state: number): boolean {
+  return isHalfClosed(state) || state === S_LAST_ACK || state === S_TIME_WAIT || state === S_CLOSE;
+}
+
 const FIN = 0x01;
 const SYN = 0x02;
 const RST = 0x04;

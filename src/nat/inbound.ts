@@ -12,7 +12,7 @@
  */
 
 import { R_TS_DELTA, recMode, RECORD_WORDS, DIR_IN } from '../conn/layout.js';
-import { S_CLOSE, S_NONE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
+import { isEnding, S_NONE, S_UDP } from '../conn/state.js';
 import { C_SESSIONS_EXPIRED, C_SESSIONS_REUSED } from '../dataplane/counters.js';
 import { IPPROTO_TCP, TCP_ACKF, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { SYNPROXY_OFF } from '../service/service.js';
@@ -38,9 +38,11 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
   const lone = tcp && (c.pFlags & (TCP_SYN | TCP_ACKF | TCP_RST | TCP_FIN)) === TCP_SYN;
   if (r >= 0 && lone) {
     // A new connection on the tuple of one that is closing: end the old session and let
-    // this SYN pick a real server, a local port and an ISN afresh.
+    // this SYN pick a real server, a local port and an ISN afresh. Not only TIME_WAIT: a
+    // closing session may outlive what this node saw of its end (the other direction's FIN
+    // reached another cluster node; a half-closed one keeps its timer, nat/session.ts).
     const st = stateOf(table.rec, r * RECORD_WORDS);
-    if (st === S_TIME_WAIT || st === S_CLOSE) {
+    if (isEnding(st)) {
       c.sync?.onRemove(r * RECORD_WORDS);
       uncountSession(c, r * RECORD_WORDS);
       table.remove(r);

@@ -69,6 +69,49 @@ describe('sessions', () => {
     expect(d.engine.counters[C_SESSIONS_REUSED]).toBe(1);
   });
 
+  it('a SYN on a session in FIN_WAIT or LAST_ACK (its end not seen here) starts a new session', () => {
+    // In a cluster the other direction's FIN may reach another node; a half-closed session keeps
+    // its timer. The client reusing its port means its old socket is gone.
+    for (const close of ['FIN_WAIT', 'LAST_ACK'] as const) {
+      const d = new Driver(makeEngine());
+      d.forward(syn(5000, 100));
+      const s = d.session();
+      d.forward(
+        tcp({
+          src: V4.rs1,
+          dst: V4.lip,
+          sport: 8080,
+          dport: s.lport,
+          seq: 9,
+          ack: (101 + s.seqDelta) >>> 0,
+          flags: SYN | ACK,
+        }),
+      );
+      const c = (seq: number, flags: number) =>
+        tcp({ src: V4.client, dst: V4.vip, sport: 5000, dport: 80, seq, ack: 10, flags });
+      d.forward(c(101, ACK));
+      d.forward(c(101, FIN | ACK));
+      if (close === 'LAST_ACK')
+        d.forward(
+          tcp({
+            src: V4.rs1,
+            dst: V4.lip,
+            sport: 8080,
+            dport: s.lport,
+            seq: 10,
+            ack: (102 + s.seqDelta) >>> 0,
+            flags: FIN | ACK,
+          }),
+        );
+      expect(d.session().state).toBe(close);
+      const fresh = parse(d.forward(syn(5000, 7777)));
+      expect(d.session().state).toBe('SYN_RECV');
+      expect(fresh.seq).toBe((7777 + d.session().seqDelta) >>> 0);
+      expect(d.engine.sessionCount).toBe(1);
+      expect(d.engine.counters[C_SESSIONS_REUSED]).toBe(1);
+    }
+  });
+
   it('weight 0 drains: no new sessions, existing ones continue', () => {
     const specs = twoServers();
     const ids = new IdRegistry();
