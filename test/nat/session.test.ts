@@ -76,33 +76,14 @@ describe('sessions', () => {
       const d = new Driver(makeEngine());
       d.forward(syn(5000, 100));
       const s = d.session();
-      d.forward(
-        tcp({
-          src: V4.rs1,
-          dst: V4.lip,
-          sport: 8080,
-          dport: s.lport,
-          seq: 9,
-          ack: (101 + s.seqDelta) >>> 0,
-          flags: SYN | ACK,
-        }),
-      );
+      const rs = (seq: number, ack: number, flags: number) =>
+        tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: s.lport, seq, ack: (ack + s.seqDelta) >>> 0, flags });
       const c = (seq: number, flags: number) =>
         tcp({ src: V4.client, dst: V4.vip, sport: 5000, dport: 80, seq, ack: 10, flags });
+      d.forward(rs(9, 101, SYN | ACK));
       d.forward(c(101, ACK));
       d.forward(c(101, FIN | ACK));
-      if (close === 'LAST_ACK')
-        d.forward(
-          tcp({
-            src: V4.rs1,
-            dst: V4.lip,
-            sport: 8080,
-            dport: s.lport,
-            seq: 10,
-            ack: (102 + s.seqDelta) >>> 0,
-            flags: FIN | ACK,
-          }),
-        );
+      if (close === 'LAST_ACK') d.forward(rs(10, 102, FIN | ACK));
       expect(d.session().state).toBe(close);
       const fresh = parse(d.forward(syn(5000, 7777)));
       expect(d.session().state).toBe('SYN_RECV');
