@@ -56,6 +56,7 @@ import {
   R_RIP1,
   R_SVC_RS,
   R_SYNC,
+  R_TEMPLATE,
   recOwner,
   recServer,
   setRecOwner,
@@ -68,12 +69,12 @@ import {
   R_OUT_PORTS,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, S_NONE, isActiveState, isHalfClosed } from '../conn/state.js';
+import { S_ESTABLISHED, S_NONE, isActiveState, isEnding, isHalfClosed } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ServiceTable } from '../service/service.js';
-import { uncountRecord } from '../nat/session.js';
+import { stateOf, uncountRecord } from '../nat/session.js';
 import { modeTable } from '../nat/modes/index.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
 
@@ -132,7 +133,11 @@ export function syncTwoWay(ev: Int32Array, s: number): boolean {
  * identity on an LB: the OUT key (local side) for modes whose replies pass the LB, else the
  * IN key. Returns `key`. */
 export function syncKey(ev: Int32Array, s: number, key: Int32Array): Int32Array {
-  const lo = syncTwoWay(ev, s) ? R_OUT : R_IN;
+  return syncKeyOf(ev, s, syncTwoWay(ev, s) ? R_OUT : R_IN, key);
+}
+
+/** The sync record's IN key (R_IN) or OUT key (R_OUT) as a lookup key in `key`. */
+function syncKeyOf(ev: Int32Array, s: number, lo: number, key: Int32Array): Int32Array {
   const hi = lo === R_OUT ? R_OUT_HI : R_IN_HI;
   key[0] = ev[s + R_META]! & 0xffff;
   for (let i = 0; i < KEY_LO_WORDS; i++) key[1 + i] = ev[s + lo + i]!;
@@ -568,6 +573,10 @@ export class SessionSync {
         table.remove(r);
         r = -1;
       }
+      if (r < 0 && twoWay && !this.dropStaleClient(events, s, blockWords, counts, templates, nowMs)) {
+        res.conflicts++;
+        continue;
+      }
       if (r < 0) {
         const svc = services.lookup(
           af,
@@ -615,6 +624,37 @@ export class SessionSync {
       }
     }
     return res;
+  }
+
+  /**
+   * Before a new copy is installed: an older record here with the same client tuple (IN key)
+   * but another local tuple is a connection whose client has since reused the port for this
+   * one (a stale copy, or one of ours still closing: a client does not reuse the ports of a
+   * connection it holds). It goes, or the IN index would hold two records for the tuple and
+   * the client's packets could be rewritten with the old one's port and sequence delta: the
+   * real server answers those with an RST that the client accepts. Returns false when the
+   * older record is ours, live, and published by us: a conflict, it stays.
+   */
+  private dropStaleClient(
+    events: Int32Array,
+    s: number,
+    blockWords: number,
+    counts: { readonly active: Int32Array; readonly inactive: Int32Array },
+    templates: TemplateTable | null,
+    nowMs: number,
+  ): boolean {
+    const table = this.table;
+    const rec = table.rec;
+    const key = syncKeyOf(events, s, R_IN, this.key);
+    const old = table.find(key, blockWords, DIR_IN, table.hashKey(key, blockWords));
+    if (old < 0) return true;
+    const base = old * RECORD_WORDS;
+    if (recOwner(rec, base) === 0 && this.active && !isEnding(stateOf(rec, base))) return false;
+    const tslot = rec[base + R_TEMPLATE]!;
+    if (tslot !== 0 && templates !== null) templates.release(tslot - 1, nowMs);
+    uncountRecord(rec, base, counts);
+    table.remove(old);
+    return true;
   }
 }
 

@@ -501,6 +501,43 @@ it('a stale copy whose local tuple now belongs to another client is replaced, in
   ).not.toBe(VERDICT_FORWARD);
 });
 
+it('a stale record whose client tuple a new connection of a peer now uses is replaced, unless it is ours and live', () => {
+  const a = haEngine(MASTER, 0);
+  const b = haEngine(MASTER, 2000, 2);
+  const { events, n } = establishAndDrain(a, 1111);
+  const outPorts = 1 + R_OUT_PORTS;
+  const lport = events[outPorts]! & 0xffff;
+  /** The peer's record for client port 1111 with local port `p` (a new connection). */
+  const withLport = (p: number): Int32Array => {
+    const ev = events.slice(0, EVENT_WORDS);
+    ev[outPorts] = (ev[outPorts]! & ~0xffff) | p;
+    return ev;
+  };
+  // A copy: the client reused its port for a connection the peer gave another local port.
+  expect(b.engine.installSynced(events, n).installed).toBe(1);
+  expect(b.engine.installSynced(withLport(lport + 2), 1)).toMatchObject({ installed: 1, conflicts: 0 });
+  expect([...b.engine.sessionIds()].map((r) => b.engine.describe(r).lport)).toEqual([lport + 2]);
+
+  // Ours and ESTABLISHED: a conflict, ours stays.
+  const c = haEngine(MASTER, 2000, 2);
+  const dc = new Driver(c.engine);
+  const syn = parse(
+    dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 1, ack: 0, flags: SYN })),
+  );
+  const own = dc.session();
+  dc.forward(
+    tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: own.lport, seq: 5, ack: syn.seq + 1, flags: SYN | ACK }),
+  );
+  dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK }));
+  const other = own.lport === lport ? lport + 2 : lport;
+  expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 0, conflicts: 1 });
+  expect(dc.session().lport).toBe(own.lport);
+  // Ours and closing (the client's FIN): the client is done with it, the peer's replaces it.
+  dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK | 1 }));
+  expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 1, conflicts: 0 });
+  expect([...c.engine.sessionIds()].map((r) => c.engine.describe(r).lport)).toEqual([other]);
+});
+
 it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {
   const a = haEngine(MASTER, 0);
   const b = haEngine(BACKUP);
