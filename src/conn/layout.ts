@@ -57,7 +57,11 @@
  *   word 37  CLI_WIN       the window of the client's handshake ACK (for the server's ACK)
  *   word 38  TEMPLATE      persistence: the template the session was made through
  *                          (conn/templates.ts slot + 1; 0: none) — its end releases it
- *   words 39–47           unused
+ *   word 39  CLI_FIN_ACK   the real server's ack that covers the client's FIN (LB space;
+ *                          0: no FIN seen). LAST_ACK ends only when both FINs are acked.
+ *   word 40  SRV_FIN_ACK   the client's ack that covers the server's FIN (the server's
+ *                          sequence as the client sees it; 0: no FIN seen)
+ *   words 41–47           unused
  *
  * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,
  * dst1, src2, dst2, src3, dst3]: its words 1–3 compare with a record's low key block
@@ -103,6 +107,8 @@ export const R_HOLD = 35;
 export const R_PROXY_TRIES = 36;
 export const R_CLI_WIN = 37;
 export const R_TEMPLATE = 38;
+export const R_CLI_FIN_ACK = 39;
+export const R_SRV_FIN_ACK = 40;
 /** First word of the second and third cache lines. */
 export const R_LINE2 = 16;
 export const R_LINE3 = 32;

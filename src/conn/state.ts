@@ -11,16 +11,25 @@
  *   client ACK          SYNACK → ESTABLISHED
  *   client FIN          ESTABLISHED/SYN_RECV/SYNACK → FIN_WAIT,  CLOSE_WAIT → LAST_ACK
  *   RS FIN              ESTABLISHED/SYN_RECV/SYNACK → CLOSE_WAIT, FIN_WAIT → LAST_ACK
- *   ACK after both FINs LAST_ACK → TIME_WAIT
+ *   ACK after both FINs LAST_ACK → TIME_WAIT, once each side has acknowledged the
+ *                       other's FIN (nat/session.ts finsAcked: until then data or a FIN
+ *                       may still be in flight, retransmitted)
  *   RST either way      any → CLOSE
  *
  * UDP sessions have the single state UDP.
  *
  * A packet restarts its session's timeout: the state's (TIMEOUTS_DEFAULT_SEC), except in a
- * half-closed connection (FIN_WAIT, CLOSE_WAIT), where data is timed as ESTABLISHED and no
- * packet shortens the timer, the half-closing FIN included (nat/session.ts restartTimeout):
- * the short half-closed timeouts are for a closing connection gone quiet, not for the tail of
- * a transfer that one side's shutdown(SHUT_WR) left running.
+ * closing connection (FIN_WAIT, CLOSE_WAIT, LAST_ACK), where data is timed as ESTABLISHED and
+ * no packet shortens the timer, a FIN included (nat/session.ts restartTimeout): the short
+ * closing timeouts are for a connection gone quiet, not for the tail of a transfer that one
+ * side's shutdown(SHUT_WR) left running, or the last segments and FIN of one still being
+ * retransmitted.
+ *
+ * In a cluster a node may see one direction of a flow only (ECMP moved the client's packets to
+ * it while the replies still go to the owner of the local address): it never sees the acks
+ * that end LAST_ACK, and its copy lives out the timer of the flow's last data (at most the
+ * ESTABLISHED timeout). That is bounded, and a client that reuses the port meanwhile is not
+ * caught by it: a lone SYN on any closing session starts a new one (isEnding).
  *
  * In the modes whose replies skip the LB (TUNNEL; nat/modes/) only the client's flags are
  * seen, and a session follows them alone (nextStateInputOnly, as LVS's input-only table):
@@ -124,16 +133,17 @@ export function isHalfOpen(state: number): boolean {
   return state === S_SYN_RECV || state === S_SYNACK;
 }
 
-/** One side has sent its FIN, the other not: the open side may still send for as long as it
- * likes (a download after the client's shutdown(SHUT_WR), an echo's tail). */
-export function isHalfClosed(state: number): boolean {
-  return state === S_FIN_WAIT || state === S_CLOSE_WAIT;
+/** A FIN seen and not both acknowledged: the open side may still send for as long as it
+ * likes (a download after the client's shutdown(SHUT_WR), an echo's tail), and either side's
+ * last segments and FIN may still be on their way, retransmitted. */
+export function isClosing(state: number): boolean {
+  return state === S_FIN_WAIT || state === S_CLOSE_WAIT || state === S_LAST_ACK;
 }
 
 /** A FIN or an RST seen: a lone SYN on the tuple is a new connection, since the client's old
  * socket is gone (a client does not reuse the ports of a connection it still holds). */
 export function isEnding(state: number): boolean {
-  return isHalfClosed(state) || state === S_LAST_ACK || state === S_TIME_WAIT || state === S_CLOSE;
+  return isClosing(state) || state === S_TIME_WAIT || state === S_CLOSE;
 }
 
 const FIN = 0x01;

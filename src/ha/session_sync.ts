@@ -69,7 +69,7 @@ import {
   R_OUT_PORTS,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, S_NONE, isActiveState, isEnding, isHalfClosed } from '../conn/state.js';
+import { S_ESTABLISHED, S_NONE, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
@@ -658,13 +658,13 @@ export class SessionSync {
   }
 }
 
-/** How long a peer's copy of a session in `state` lives past its last record. A half-closed
+/** How long a peer's copy of a session in `state` lives past its last record. A closing
  * one as long as an established one: its publisher sees whether data still flows (which keeps
  * it alive there, nat/session.ts restartTimeout) and refreshes it only every refreshSec, longer
  * than FIN_WAIT's 7 s; its end comes as a delete. */
 function copyTicks(timeouts: Int32Array, state: number): number {
   const t = timeouts[state]!;
-  return isHalfClosed(state) ? Math.max(t, timeouts[S_ESTABLISHED]!) : t;
+  return isClosing(state) ? Math.max(t, timeouts[S_ESTABLISHED]!) : t;
 }
 
 /** installTemplate's key (one call at a time: a worker's thread). */

@@ -19,11 +19,13 @@ import {
   META_FLAGS_SHIFT,
   META_STATE_SHIFT,
   R_CLI_ACK,
+  R_CLI_FIN_ACK,
   R_LIP0,
   R_LIP1,
   R_OUT_PORTS,
   R_RIP0,
   R_RIP1,
+  R_RS_ACK,
   R_RS_ISN1,
   R_SEQ_DELTA,
   R_SRV_DELTA,
@@ -33,14 +35,23 @@ import {
   R_META,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { nextStateInbound, S_UDP } from '../conn/state.js';
+import { nextStateInbound, S_TIME_WAIT, S_UDP } from '../conn/state.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../dataplane/counters.js';
-import { TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_RST, TCP_SEQ, TCP_SYN, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
+import {
+  TCP_ACK,
+  TCP_ACKF,
+  TCP_CSUM,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SEQ,
+  TCP_SYN,
+  VIRTIO_NEEDS_CSUM,
+} from '../packet/headers.js';
 import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { restartTimeout, setState } from './session.js';
+import { finsAcked, restartTimeout, setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 
@@ -53,17 +64,20 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   const l4 = c.pL4;
   const flags = c.pFlags;
   const meta = rec[base + R_META]!;
+  const seq = dv.getInt32(l4 + TCP_SEQ);
+  const ack = dv.getInt32(l4 + TCP_ACK);
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
-  const ns = nextStateInbound(st, flags);
+  let ns = nextStateInbound(st, flags);
+  if (ns === S_TIME_WAIT && !finsAcked(rec, base, ack, rec[base + R_RS_ACK]!)) ns = st;
   if (ns !== st) setState(c, base, ns);
   restartTimeout(c, r, ns);
   if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
-  const seq = dv.getInt32(l4 + TCP_SEQ);
-  const ack = dv.getInt32(l4 + TCP_ACK);
   const hasAck = (flags & TCP_ACKF) !== 0;
   if (hasAck) rec[base + R_CLI_ACK] = ack;
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
+  // What the server's ack must reach to cover this FIN (its payload, then the FIN itself).
+  if ((flags & TCP_FIN) !== 0) rec[base + R_CLI_FIN_ACK] = (newSeq + (c.pEnd - l4 - c.pThl) + 1) | 0;
   const proxied = ((meta >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0;
   // The real server's sequence space (the client's own, unless the SYN proxy answered it).
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;

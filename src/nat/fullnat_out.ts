@@ -29,6 +29,7 @@ import {
   R_RS_ISN1,
   R_SEQ_DELTA,
   R_SRV_DELTA,
+  R_SRV_FIN_ACK,
   R_SRV_TS_DELTA,
   R_TS_DELTA,
   recService,
@@ -36,14 +37,24 @@ import {
   R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { nextStateOutbound, S_UDP } from '../conn/state.js';
+import { nextStateOutbound, S_TIME_WAIT, S_UDP } from '../conn/state.js';
 import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
-import { AF_INET, TCP_ACK, TCP_ACKF, TCP_CSUM, TCP_RST, TCP_SEQ, TCP_SYN, TCP_WINDOW } from '../packet/headers.js';
+import {
+  AF_INET,
+  TCP_ACK,
+  TCP_ACKF,
+  TCP_CSUM,
+  TCP_FIN,
+  TCP_RST,
+  TCP_SEQ,
+  TCP_SYN,
+  TCP_WINDOW,
+} from '../packet/headers.js';
 import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
-import { restartTimeout, setState } from './session.js';
+import { finsAcked, restartTimeout, setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
@@ -70,14 +81,15 @@ export function tcpOutbound(c: NatContext, r: number): number {
       rec[base + R_SRV_DELTA] = (rec[base + R_CLI_ACK]! - dv.getInt32(l4 + TCP_SEQ)) | 0;
     }
   }
+  const seq = dv.getInt32(l4 + TCP_SEQ);
+  const ack = dv.getInt32(l4 + TCP_ACK);
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
-  const ns = nextStateOutbound(st, flags);
+  let ns = nextStateOutbound(st, flags);
+  if (ns === S_TIME_WAIT && !finsAcked(rec, base, rec[base + R_CLI_ACK]!, ack)) ns = st;
   if (ns !== st) setState(c, base, ns);
   restartTimeout(c, r, ns);
   if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
-  const seq = dv.getInt32(l4 + TCP_SEQ);
-  const ack = dv.getInt32(l4 + TCP_ACK);
   if (synAck) {
     rec[base + R_RS_ISN1] = (seq + 1) | 0;
     rec[base + R_META] = rec[base + R_META]! | (FLAG_TOA_OPEN << META_FLAGS_SHIFT);
@@ -97,6 +109,8 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const newAck = (ack - delta) | 0;
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
   const newSeq = (seq + srvDelta) | 0;
+  // What the client's ack must reach to cover this FIN (its payload, then the FIN itself).
+  if ((flags & TCP_FIN) !== 0) rec[base + R_SRV_FIN_ACK] = (newSeq + (c.pEnd - l4 - c.pThl) + 1) | 0;
   const tsDelta = rec[base + R_TS_DELTA]!;
   const ts = tsDelta !== 0 || proxied ? c.optTs : -1;
   const srvTsDelta = proxied ? rec[base + R_SRV_TS_DELTA]! : 0;

@@ -12,15 +12,17 @@ import {
   META_FLAGS_SHIFT,
   META_MODE_SHIFT,
   META_STATE_SHIFT,
+  R_CLI_FIN_ACK,
   R_CREATED,
   R_META,
+  R_SRV_FIN_ACK,
   R_SVC_RS,
   R_TEMPLATE,
   recServer,
   svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { isActiveState, isHalfClosed, isHalfOpen, S_ESTABLISHED } from '../conn/state.js';
+import { isActiveState, isClosing, isHalfOpen, S_ESTABLISHED } from '../conn/state.js';
 import {
   C_PERSISTENCE_HITS,
   C_PERSISTENCE_TABLE_FULL,
@@ -191,26 +193,40 @@ export function setState(c: NatContext, base: number, to: number): void {
 }
 
 /**
- * Restart TCP session `r`'s timeout after a packet that left it in state `ns`. In a
- * half-closed connection (FIN_WAIT, CLOSE_WAIT) a segment with payload and no FIN is timed as
- * ESTABLISHED, and no packet shortens the timer the session has: neither the FIN that
- * half-closes it nor the bare ACKs after it. The short half-closed timeouts (7 s) are for a
- * closing connection gone quiet, not for the tail of a transfer that one side's
- * shutdown(SHUT_WR) left running: its data may still be in flight, backing off, when the FIN
- * arrives, and a session that expired 7 s after the FIN would drop the next retransmission and
- * hang the connection (an echo under loss did: the server in CLOSE_WAIT retransmitting every
- * 10 s into a session that was gone). A connection that goes quiet after its FIN lives out the
- * timer its last data gave it, at most the ESTABLISHED timeout.
+ * Restart TCP session `r`'s timeout after a packet that left it in state `ns`. In a closing
+ * connection (FIN_WAIT, CLOSE_WAIT, LAST_ACK) a segment with payload and no FIN is timed as
+ * ESTABLISHED, and no packet shortens the timer the session has: not the FIN that half-closes
+ * it, nor the bare ACKs after it, nor the second FIN. The short closing timeouts (7 s) are for
+ * a connection gone quiet, not for the tail of a transfer that one side's shutdown(SHUT_WR)
+ * left running: its data may still be in flight, backing off, when a FIN arrives, and a
+ * session that expired 7 s after it would drop the next retransmission and hang the
+ * connection (an echo under loss did: the server in CLOSE_WAIT retransmitting every 10 s into
+ * a session that was gone). A connection that goes quiet while closing lives out the timer
+ * its last data gave it, at most the ESTABLISHED timeout; a normal close moves on to
+ * TIME_WAIT once both FINs are acknowledged (finsAcked), with its own short timeout.
  */
 export function restartTimeout(c: NatContext, r: number, ns: number): void {
   const table = c.table;
   let expire = c.tick + c.timeouts[ns]!;
-  if (isHalfClosed(ns)) {
+  if (isClosing(ns)) {
     if ((c.pFlags & TCP_FIN) === 0 && c.pEnd - c.pL4 > c.pThl)
       expire = Math.max(expire, c.tick + c.timeouts[S_ESTABLISHED]!);
     expire = Math.max(expire, table.expireOf(r));
   }
   table.setExpire(r, expire);
+}
+
+/**
+ * Whether each side has acknowledged the other's FIN, given the client's latest ack (as the
+ * client sent it) and the real server's (LB space): LAST_ACK becomes TIME_WAIT only then. An
+ * ACK before that (a duplicate ACK asking for the last data, the ACK of one FIN while the
+ * other is being retransmitted) leaves the session in LAST_ACK, alive. A FIN not recorded
+ * (0: a copy installed from a peer, which does not carry these words) counts as acknowledged.
+ */
+export function finsAcked(rec: Int32Array, base: number, cliAck: number, rsAck: number): boolean {
+  const srvFin = rec[base + R_SRV_FIN_ACK]!;
+  const cliFin = rec[base + R_CLI_FIN_ACK]!;
+  return (srvFin === 0 || ((cliAck - srvFin) | 0) >= 0) && (cliFin === 0 || ((rsAck - cliFin) | 0) >= 0);
 }
 
 /** Take an ending session out of its real server's counts (before the record is freed),

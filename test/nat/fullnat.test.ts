@@ -282,10 +282,38 @@ describe.each([
     // The client's bare ACKs do not bring the short timeout back while the server sends.
     k.d.forward(k.c({ seq: CLIENT_ISN + 102, ack: RS_ISN + 1001, flags: ACK }));
     expect(k.d.session().expiresInMs).toBe(90_000);
-    // The server's FIN closes the other half: the short timeouts again.
+    // The server's FIN: LAST_ACK, with the timer its data gave it (the FIN may be lost too).
     k.d.forward(k.r({ seq: RS_ISN + 1001, ack: k.lbIsn + 102, flags: FIN | ACK }));
     expect(k.d.session().state).toBe('LAST_ACK');
+    expect(k.d.session().expiresInMs).toBe(90_000);
+    // A duplicate ACK that does not cover the server's FIN leaves it there ...
+    k.d.forward(k.c({ seq: CLIENT_ISN + 102, ack: RS_ISN + 1001, flags: ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    // ... the ACK of the FIN ends it: TIME_WAIT's short timeout.
+    k.d.forward(k.c({ seq: CLIENT_ISN + 102, ack: RS_ISN + 1002, flags: ACK }));
+    expect(k.d.session().state).toBe('TIME_WAIT');
     expect(k.d.session().expiresInMs).toBe(7_000);
+  });
+
+  it('LAST_ACK waits for both FINs to be acknowledged: a FIN lost beyond the LB is retransmitted into a live session', () => {
+    // The server closes first with its last data; the client's FIN follows before the
+    // server's last segment reached it (an application that closes without reading to the end).
+    const k = connect(fam);
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 1, flags: FIN | ACK, payload: payload(500, 3) }));
+    expect(k.d.session().state).toBe('CLOSE_WAIT');
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    // The server acknowledges the client's FIN; the client has not acknowledged the server's.
+    k.d.forward(k.r({ seq: RS_ISN + 502, ack: k.lbIsn + 2, flags: ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    // 30 s of the server's backoff later its retransmission still finds the session.
+    k.d.nowMs += 30_000;
+    k.d.engine.advanceTimers(k.d.nowMs);
+    const again = payload(500, 3);
+    const out = k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 2, flags: FIN | ACK, payload: again }));
+    expect(out).toEqual(k.toClient({ seq: RS_ISN + 1, ack: CLIENT_ISN + 2, flags: FIN | ACK, payload: again }));
+    k.d.forward(k.c({ seq: CLIENT_ISN + 2, ack: RS_ISN + 502, flags: ACK }));
+    expect(k.d.session().state).toBe('TIME_WAIT');
   });
 
   it('a half-closed connection that has gone quiet ends when the timer of its last packets runs out', () => {
