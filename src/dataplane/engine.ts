@@ -316,6 +316,7 @@ export class Engine {
       c.timeouts,
       this.table.tick,
       c.counts,
+      this.dropRecord,
       this.templates,
       c.nowMs,
     );
@@ -341,11 +342,15 @@ export class Engine {
   /** The reload is done: remove the copies of `owner` it did not bring again. */
   sweepSynced(owner: number): number {
     if (!this.sync) return 0;
-    return this.sync.sweepStale(owner, (r) => {
-      uncountSession(this.ctx, r * RECORD_WORDS);
-      this.table.remove(r);
-    });
+    return this.sync.sweepStale(owner, this.dropRecord);
   }
+
+  /** Remove session `r` that sync replaces or deletes: out of its server's counts and its
+   * persistence template, then out of the table. */
+  private readonly dropRecord = (r: number): void => {
+    uncountSession(this.ctx, r * RECORD_WORDS);
+    this.table.remove(r);
+  };
 
   /** Take over the sessions installed from peer `owner` (0: from every peer). */
   adoptSynced(owner: number): number {

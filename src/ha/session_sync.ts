@@ -56,7 +56,6 @@ import {
   R_RIP1,
   R_SVC_RS,
   R_SYNC,
-  R_TEMPLATE,
   recOwner,
   recServer,
   setRecOwner,
@@ -522,6 +521,7 @@ export class SessionSync {
     timeouts: Int32Array,
     tick: number,
     counts: { active: Int32Array; inactive: Int32Array },
+    drop: (r: number) => void,
     templates: TemplateTable | null = null,
     nowMs = 0,
   ): InstallResult {
@@ -559,8 +559,7 @@ export class SessionSync {
       }
       if (op === OP_DELETE) {
         if (r >= 0) {
-          uncountRecord(rec, r * RECORD_WORDS, counts);
-          table.remove(r);
+          drop(r);
           res.deleted++;
         }
         continue;
@@ -569,11 +568,10 @@ export class SessionSync {
       if (r >= 0 && !sameInKey(rec, r * RECORD_WORDS, events, s)) {
         // The local tuple now belongs to another client (the peer reused the port after
         // this copy went stale): replace the record, so both index entries are right.
-        uncountRecord(rec, r * RECORD_WORDS, counts);
-        table.remove(r);
+        drop(r);
         r = -1;
       }
-      if (r < 0 && twoWay && !this.dropStaleClient(events, s, blockWords, counts, templates, nowMs)) {
+      if (r < 0 && twoWay && !this.dropStaleClient(events, s, blockWords, drop)) {
         res.conflicts++;
         continue;
       }
@@ -635,14 +633,7 @@ export class SessionSync {
    * real server answers those with an RST that the client accepts. Returns false when the
    * older record is ours, live, and published by us: a conflict, it stays.
    */
-  private dropStaleClient(
-    events: Int32Array,
-    s: number,
-    blockWords: number,
-    counts: { readonly active: Int32Array; readonly inactive: Int32Array },
-    templates: TemplateTable | null,
-    nowMs: number,
-  ): boolean {
+  private dropStaleClient(events: Int32Array, s: number, blockWords: number, drop: (r: number) => void): boolean {
     const table = this.table;
     const rec = table.rec;
     const key = syncKeyOf(events, s, R_IN, this.key);
@@ -650,10 +641,7 @@ export class SessionSync {
     if (old < 0) return true;
     const base = old * RECORD_WORDS;
     if (recOwner(rec, base) === 0 && this.active && !isEnding(stateOf(rec, base))) return false;
-    const tslot = rec[base + R_TEMPLATE]!;
-    if (tslot !== 0 && templates !== null) templates.release(tslot - 1, nowMs);
-    uncountRecord(rec, base, counts);
-    table.remove(old);
+    drop(old);
     return true;
   }
 }

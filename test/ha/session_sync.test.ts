@@ -42,11 +42,12 @@ function haEngine(
   master: boolean,
   syncAfterMs = 2000,
   nodeId = master ? 1 : 2,
+  specs = labServices(),
 ): { engine: Engine; ring: SyncRing; control: HaControl } {
   const control = new HaControl();
   control.set(master, master);
   const ring = new SyncRing(1024);
-  const engine = makeEngine(undefined, {
+  const engine = makeEngine(specs, {
     ha: { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs, refreshSec: 30 },
     timeouts: { established: 60 },
   });
@@ -519,7 +520,8 @@ it('a stale record whose client tuple a new connection of a peer now uses is rep
   expect([...b.engine.sessionIds()].map((r) => b.engine.describe(r).lport)).toEqual([lport + 2]);
 
   // Ours and ESTABLISHED: a conflict, ours stays.
-  const c = haEngine(MASTER, 2000, 2);
+  const persistent = labServices({ persistence: { timeoutSec: 60, netmask: 24, prefix6: 64 } });
+  const c = haEngine(MASTER, 2000, 2, persistent);
   const dc = new Driver(c.engine);
   const syn = parse(
     dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 1, ack: 0, flags: SYN })),
@@ -536,6 +538,7 @@ it('a stale record whose client tuple a new connection of a peer now uses is rep
   dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK | 1 }));
   expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 1, conflicts: 0 });
   expect([...c.engine.sessionIds()].map((r) => c.engine.describe(r).lport)).toEqual([other]);
+  expect(c.engine.templates.list(0)[0]).toMatchObject({ sessions: 0 }); // ours let its template go
 });
 
 it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {
