@@ -37,7 +37,8 @@
  *   client SYN          NONE → SYN_RECV
  *   client ACK          SYN_RECV → ESTABLISHED
  *   client FIN          ESTABLISHED/SYN_RECV → FIN_WAIT (kept alive by the client's ACKs
- *                       while the server still sends: every packet restarts the timeout)
+ *                       while the server still sends: an ack that moves by more than a FIN
+ *                       times it as ESTABLISHED, nat/modes/client_side.ts clientOnlyState)
  *   client RST          any → CLOSE
  */
 

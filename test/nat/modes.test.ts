@@ -195,6 +195,38 @@ describe.each([
     expect(d.drop(tcp({ src: fam.rs1, dst: fam.client, sport: 8080, dport: CPORT, flags: ACK }))).toBe(DROP_NOT_LOCAL);
   });
 
+  it("after the client's FIN: timed as ESTABLISHED while the server's data still comes, short once only its FIN does", () => {
+    const d = new Driver(makeEngine(services(fam, 'tunnel')));
+    d.forward(c(fam, { seq: 1000, flags: SYN, options: SYN_OPTS }));
+    d.forward(c(fam, { seq: 1001, ack: 5001, flags: ACK }));
+    d.forward(c(fam, { seq: 1001, ack: 5001, flags: FIN | ACK }));
+    expect(d.session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 7_000 });
+    // The server goes on sending (the client only shut down its side): its acks move on.
+    d.forward(c(fam, { seq: 1002, ack: 6001, flags: ACK }));
+    expect(d.session().expiresInMs).toBe(90_000);
+    // A duplicate ack (the server's next segment lost) does not cut that timer ...
+    d.nowMs += 10_000;
+    d.forward(c(fam, { seq: 1002, ack: 6001, flags: ACK }));
+    expect(d.session().expiresInMs).toBe(80_000);
+    // ... and 60 s of the server's backoff later the client's ack still finds its session.
+    d.nowMs += 60_000;
+    d.engine.advanceTimers(d.nowMs);
+    expectTunnelled(
+      d.forward(c(fam, { seq: 1002, ack: 7001, flags: ACK })),
+      c(fam, { seq: 1002, ack: 7001, flags: ACK }),
+      fam,
+    );
+    expect(d.session().expiresInMs).toBe(90_000);
+
+    // A close with nothing after the client's FIN but the server's: the short timeout.
+    const e = new Driver(makeEngine(services(fam, 'tunnel')));
+    e.forward(c(fam, { seq: 1000, flags: SYN, options: SYN_OPTS }));
+    e.forward(c(fam, { seq: 1001, ack: 5001, flags: ACK }));
+    e.forward(c(fam, { seq: 1001, ack: 5001, flags: FIN | ACK }));
+    e.forward(c(fam, { seq: 1002, ack: 5002, flags: ACK })); // the ack of the server's FIN
+    expect(e.session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 7_000 });
+  });
+
   it('UDP too', () => {
     const d = new Driver(makeEngine(services(fam, 'tunnel')));
     const q = udp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 53, payload: payload(100) });

@@ -5,10 +5,10 @@
  * packets alone (clientOnlyState) and has no outbound path (noReply).
  */
 
-import { META_STATE_SHIFT, R_META, RECORD_WORDS } from '../../conn/layout.js';
-import { nextStateInputOnly, S_UDP } from '../../conn/state.js';
+import { META_STATE_SHIFT, R_CLI_ACK, R_META, RECORD_WORDS } from '../../conn/layout.js';
+import { nextStateInputOnly, S_ESTABLISHED, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
 import { clientWorker } from '../../dataplane/shard.js';
-import { IPPROTO_TCP } from '../../packet/headers.js';
+import { IPPROTO_TCP, TCP_ACK, TCP_ACKF } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
 import { setState } from '../session.js';
 import { DROP_NO_SESSION } from '../verdict.js';
@@ -46,15 +46,35 @@ export function noReply(): number {
   return -DROP_NO_SESSION;
 }
 
-/** A client packet of session `r` whose server's packets never pass the LB (TUNNEL, DR):
- * state by the client's flags alone, timeout, HA sync. */
+/**
+ * A client packet of session `r` whose server's packets never pass the LB (TUNNEL, DR):
+ * state by the client's flags alone, timeout, HA sync.
+ *
+ * After the client's FIN the server may still be sending (a download after the client's
+ * shutdown(SHUT_WR)), and the LB sees that only in the client's acks. An ack that moved by
+ * more than a FIN since the client's last packet means server data arrived: the session is
+ * then timed as ESTABLISHED, and no packet shortens that timer, so a server that backs off
+ * past FIN_WAIT's 7 s (its segments lost on the way) still finds the client's next ack
+ * forwarded. A close with nothing after the client's FIN (the server's FIN alone) keeps the
+ * short timeout: DR and TUNNEL sessions do not linger after a normal close.
+ */
 export function clientOnlyState(c: NatContext, r: number): void {
   const table = c.table;
   const rec = table.rec;
   const base = r * RECORD_WORDS;
   const st = (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
-  const ns = c.pProto === IPPROTO_TCP ? nextStateInputOnly(st, c.pFlags) : S_UDP;
+  const tcp = c.pProto === IPPROTO_TCP;
+  const ns = tcp ? nextStateInputOnly(st, c.pFlags) : S_UDP;
   if (ns !== st) setState(c, base, ns);
-  table.setExpire(r, c.tick + c.timeouts[ns]!);
+  let expire = c.tick + c.timeouts[ns]!;
+  if (tcp && (c.pFlags & TCP_ACKF) !== 0) {
+    const ack = c.dv.getInt32(c.pL4 + TCP_ACK);
+    if (ns === S_FIN_WAIT && st === S_FIN_WAIT) {
+      if (((ack - rec[base + R_CLI_ACK]!) | 0) > 1) expire = c.tick + c.timeouts[S_ESTABLISHED]!;
+      expire = Math.max(expire, table.expireOf(r));
+    }
+    rec[base + R_CLI_ACK] = ack;
+  }
+  table.setExpire(r, expire);
   if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 }
