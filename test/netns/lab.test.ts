@@ -412,6 +412,74 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(after.drops!.no_session! - before.drops!.no_session!).toBe(0);
   }, 220_000);
 
+  it("DR: a download after the client's shutdown(SHUT_WR) that stalls for 15 s still completes", async () => {
+    // Only the client's packets pass the LB in DR, so after its FIN the LB sees the server's
+    // data in the client's acks alone (nat/modes/client_side.ts clientOnlyState). A server on
+    // rs1 sends 1 MiB once the client has half-closed; the switch lets about 100 kB of it
+    // through, then drops the server's data segments for 15 s. After that its retransmission
+    // (cwnd 1: it needs the client's acks to go on) must find the session, 8 s past FIN_WAIT's
+    // 7 s.
+    const port = 9001;
+    const size = 1 << 20;
+    const file = join(state.dir, 'lb-a.yaml');
+    const before = readFileSync(file, 'utf8');
+    const sw = nsName(prefix, 'sw');
+    const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
+    const server = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        nsName(prefix, 'rs1'),
+        process.execPath,
+        '-e',
+        `require('net').createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => s.end(Buffer.alloc(${size}, 7))); }).listen(${port}, '0.0.0.0');`,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      const rs1 = LAB.realServers[0].v4;
+      await reloadWith((y) =>
+        y.replace(
+          /(  - \{ name: dr-v4, .*\n)/,
+          (line) =>
+            line
+              .replace('name: dr-v4', 'name: dr-download')
+              .replace(`port: ${LAB.tunnelPort}`, `port: ${port}`)
+              .replace(/realServers: \[.*\]/, `realServers: [{ address: "${rs1}", port: ${port} }]`) + line,
+        ),
+      );
+      expect(readFileSync(file, 'utf8')).toContain('dr-download');
+      inNs(sw, [
+        'nft',
+        'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
+          `add rule bridge tvhold hold tcp sport ${port} ip length > 200 quota over 100 kbytes drop`,
+      ]);
+      const b0 = await stats();
+      const download = runInNs(nsName(prefix, 'client'), [
+        process.execPath,
+        '-e',
+        `const s = require('net').connect(${port}, '${LAB.drVip4}', () => s.end('x')); let n = 0; const t0 = Date.now();
+         s.on('data', (d) => { n += d.length; }); s.on('error', (e) => { console.log(JSON.stringify({ n, error: e.message })); process.exit(0); });
+         s.on('end', () => { console.log(JSON.stringify({ n, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
+         setTimeout(() => { console.log(JSON.stringify({ n, error: 'timeout' })); process.exit(0); }, 60000);`,
+      ]);
+      await new Promise((done) => setTimeout(done, 15_000));
+      release();
+      const r = JSON.parse((await download).out) as { n: number; seconds?: number; error?: string };
+      console.log(`DR download held back 15 s after 100 kB: ${r.n} of ${size} bytes, ${r.error ?? `${r.seconds} s`}`);
+      expect(r).toMatchObject({ n: size });
+      const b1 = await stats();
+      expect(b1.drops!.no_session ?? 0).toBe(b0.drops!.no_session ?? 0);
+    } finally {
+      release();
+      server.kill();
+      writeFileSync(file, before);
+      process.kill(tunvsPid(), 'SIGHUP');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 120_000);
+
   it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {
     await reloadWith((y) =>
       y
