@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { isIP } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { NAT_ROUTE_TABLE, NAT_RULE_PRIORITY } from '../constants.js';
+import { IpBatch } from './ip_batch.js';
 import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
 import { formatAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
@@ -80,23 +81,6 @@ export class SystemChanges {
     }
   }
 
-  /** Route one prefix (/32 or /128) into the device, with its fallback blackhole; with a
-   * `metric` (cluster mode: it says whether the route is announced), moving an existing
-   * route to it (the new route is in place before the old one goes). */
-  route(family: '-4' | '-6', prefix: string, dev: string, metric?: number): void {
-    if (!this.fallbacks.has(prefix)) {
-      execFileSync('ip', [family, 'route', 'replace', 'blackhole', prefix, 'metric', String(FALLBACK_METRIC)], {
-        stdio: 'pipe',
-      });
-      this.fallbacks.set(prefix, { key: prefix, family, prefix, dev: '' });
-    }
-    const key = `${prefix} ${dev}`;
-    const have = this.routes.get(key);
-    if (have && have.metric === metric) return;
-    execFileSync('ip', [family, 'route', 'replace', prefix, 'dev', dev, ...metricArgs(metric)], { stdio: 'pipe' });
-    if (have) this.withdraw(have);
-    this.routes.set(key, { key, family, prefix, dev, ...(metric !== undefined ? { metric } : {}) });
-  }
   /** Take over the fallback blackholes a previous run left (it was killed, or kept them):
    * they are in place already, and the next routeServices withdraws those no service wants
    * any more. */
@@ -112,20 +96,24 @@ export class SystemChanges {
     this.routeExactly(servicePrefixes(services), dev);
   }
 
-  /** Exactly these routes into the device (with their metrics, if given); every other route
-   * into it withdrawn, with its blackhole. */
+  /**
+   * Exactly these routes into the device (with their metrics, if given); every other route
+   * into it withdrawn, with its blackhole. One `ip` process for all of it (control/ip_batch.ts).
+   * Throws, once the rest is done, if a route or blackhole could not be put in place.
+   */
   routeExactly(wanted: readonly { prefix: string; metric?: number }[], dev: string): void {
-    const prefixes = new Set<string>();
-    for (const w of wanted) {
-      this.route(w.prefix.includes(':') ? '-6' : '-4', w.prefix, dev, w.metric);
-      prefixes.add(w.prefix);
-    }
+    const batch = new IpBatch();
+    const errors: string[] = [];
+    const prefixes = new Set(wanted.map((w) => w.prefix));
+    for (const w of wanted) this.addRoute(batch, w.prefix.includes(':') ? '-6' : '-4', w.prefix, dev, w.metric, errors);
     for (const r of this.routes.values()) {
-      if (r.dev === dev && !prefixes.has(r.prefix)) this.withdraw(r);
+      if (r.dev === dev && !prefixes.has(r.prefix)) this.addWithdraw(batch, r);
     }
     for (const r of this.fallbacks.values()) {
-      if (!prefixes.has(r.prefix)) this.withdrawFallback(r);
+      if (!prefixes.has(r.prefix)) this.addWithdrawFallback(batch, r);
     }
+    batch.run();
+    if (errors.length > 0) throw new Error(`routes into ${dev}: ${errors.join('; ')}`);
   }
 
   /** The routes into the device now, with their metrics. */
@@ -135,26 +123,47 @@ export class SystemChanges {
       .map((r) => ({ prefix: r.prefix, ...(r.metric !== undefined ? { metric: r.metric } : {}) }));
   }
 
-  private withdraw(r: Route): void {
-    try {
-      execFileSync('ip', [r.family, 'route', 'del', r.prefix, 'dev', r.dev, ...metricArgs(r.metric)], {
-        stdio: 'pipe',
+  /** Route one prefix (/32 or /128) into the device, with its fallback blackhole; with a
+   * `metric` (cluster mode: it says whether the route is announced), moving an existing
+   * route to it (the new route is in place before the old one goes). */
+  private addRoute(
+    batch: IpBatch,
+    family: '-4' | '-6',
+    prefix: string,
+    dev: string,
+    metric: number | undefined,
+    errors: string[],
+  ): void {
+    if (!this.fallbacks.has(prefix)) {
+      const fallback: Route = { key: prefix, family, prefix, dev: '' };
+      batch.add(['route', 'replace', 'blackhole', prefix, 'metric', String(FALLBACK_METRIC)], (err) => {
+        if (err === undefined) this.fallbacks.set(prefix, fallback);
+        else errors.push(`blackhole ${prefix}: ${err}`);
       });
-    } catch {
-      // Gone with the device already.
     }
-    if (this.routes.get(r.key) === r) this.routes.delete(r.key);
+    const key = `${prefix} ${dev}`;
+    const have = this.routes.get(key);
+    if (have && have.metric === metric) return;
+    const route: Route = { key, family, prefix, dev, ...(metric !== undefined ? { metric } : {}) };
+    batch.add(['route', 'replace', prefix, 'dev', dev, ...metricArgs(metric)], (err) => {
+      if (err === undefined) this.routes.set(key, route);
+      else errors.push(`${prefix} dev ${dev}: ${err}`);
+    });
+    if (have) this.addWithdraw(batch, have);
   }
 
-  private withdrawFallback(r: Route): void {
-    try {
-      execFileSync('ip', [r.family, 'route', 'del', 'blackhole', r.prefix, 'metric', String(FALLBACK_METRIC)], {
-        stdio: 'pipe',
-      });
-    } catch {
-      // Removed by hand already.
-    }
-    this.fallbacks.delete(r.prefix);
+  private addWithdraw(batch: IpBatch, r: Route): void {
+    // An error: gone with the device already.
+    batch.add(['route', 'del', r.prefix, 'dev', r.dev, ...metricArgs(r.metric)], () => {
+      if (this.routes.get(r.key) === r) this.routes.delete(r.key);
+    });
+  }
+
+  private addWithdrawFallback(batch: IpBatch, r: Route): void {
+    // An error: removed by hand already.
+    batch.add(['route', 'del', 'blackhole', r.prefix, 'metric', String(FALLBACK_METRIC)], () => {
+      if (this.fallbacks.get(r.prefix) === r) this.fallbacks.delete(r.prefix);
+    });
   }
 
   /**
@@ -262,8 +271,14 @@ export class SystemChanges {
   restore(keepFallbacks = false): void {
     for (const [key, args] of this.natRuleArgs) this.dropNatRule(key, args);
     for (const family of [...this.natTables]) this.dropNatTable(family);
-    for (const r of this.routes.values()) this.withdraw(r);
-    if (!keepFallbacks) for (const r of this.fallbacks.values()) this.withdrawFallback(r);
+    const batch = new IpBatch();
+    for (const r of this.routes.values()) this.addWithdraw(batch, r);
+    if (!keepFallbacks) for (const r of this.fallbacks.values()) this.addWithdrawFallback(batch, r);
+    try {
+      batch.run();
+    } catch (e) {
+      this.log(`restore: ${(e as Error).message}`);
+    }
     while (this.undo.length > 0) {
       const f = this.undo.pop()!;
       try {

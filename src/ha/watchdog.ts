@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
 import { adminRequest } from '../control/admin.js';
+import { IpBatch } from '../control/ip_batch.js';
 
 export interface WatchdogOptions {
   admin: string;
@@ -45,9 +46,12 @@ function ifindex(dev: string): string | undefined {
   }
 }
 
-/** The announced routes into `dev`, moved to the quiet metric; returns them. */
-export function withdrawRoutes(dev: string): Withdrawn[] {
+/** The announced routes into `dev`, moved to the quiet metric (one `ip` process for all of
+ * them, control/ip_batch.ts); returns those moved, and what could not be. */
+export function withdrawRoutes(dev: string): { moved: Withdrawn[]; errors: string[] } {
   const out: Withdrawn[] = [];
+  const batch = new IpBatch();
+  const errors: string[] = [];
   for (const family of ['-4', '-6'] as const) {
     const listed = JSON.parse(
       execFileSync('ip', ['-j', family, 'route', 'show', 'dev', dev], { encoding: 'utf8' }) || '[]',
@@ -55,26 +59,31 @@ export function withdrawRoutes(dev: string): Withdrawn[] {
     for (const r of listed) {
       if (!announced(r.metric)) continue;
       const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
-      execFileSync('ip', [family, 'route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)]);
-      execFileSync('ip', [family, 'route', 'del', prefix, 'dev', dev, 'metric', String(r.metric)]);
-      out.push({ family, prefix, metric: r.metric });
+      const metric = r.metric;
+      batch.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], (err) => {
+        if (err === undefined) out.push({ family, prefix, metric });
+        else errors.push(`${prefix}: ${err}`);
+      });
+      batch.add(['route', 'del', prefix, 'dev', dev, 'metric', String(metric)]);
     }
   }
-  return out;
+  batch.run();
+  return { moved: out, errors };
 }
 
-/** Put withdrawn routes back (the quiet ones go). */
+/** Put withdrawn routes back (the quiet ones go; one that tunvs put back itself meanwhile
+ * is gone already). */
 export function restoreRoutes(dev: string, routes: readonly Withdrawn[]): void {
+  const batch = new IpBatch();
+  const errors: string[] = [];
   for (const r of routes) {
-    execFileSync('ip', [r.family, 'route', 'replace', r.prefix, 'dev', dev, 'metric', String(r.metric)]);
-    try {
-      execFileSync('ip', [r.family, 'route', 'del', r.prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], {
-        stdio: 'pipe',
-      });
-    } catch {
-      // tunvs put it back itself meanwhile
-    }
+    batch.add(['route', 'replace', r.prefix, 'dev', dev, 'metric', String(r.metric)], (err) => {
+      if (err !== undefined) errors.push(`${r.prefix}: ${err}`);
+    });
+    batch.add(['route', 'del', r.prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)]);
   }
+  batch.run();
+  if (errors.length > 0) throw new Error(`restore routes into ${dev}: ${errors.join('; ')}`);
 }
 
 /** Run until `signal` aborts. */
@@ -97,8 +106,10 @@ export async function runWatchdog(o: WatchdogOptions, signal: AbortSignal): Prom
     passes = ok ? passes + 1 : 0;
     try {
       if (!withdrawn && fails >= o.fall) {
-        withdrawn = { ifindex: ifindex(o.dev), routes: withdrawRoutes(o.dev) };
-        o.log(`watchdog: tunvs failed ${fails} checks: withdrew ${withdrawn.routes.length} announced routes`);
+        const { moved, errors } = withdrawRoutes(o.dev);
+        withdrawn = { ifindex: ifindex(o.dev), routes: moved };
+        o.log(`watchdog: tunvs failed ${fails} checks: withdrew ${moved.length} announced routes`);
+        if (errors.length > 0) o.log(`watchdog: could not withdraw ${errors.join('; ')}`);
       } else if (withdrawn && passes >= o.rise) {
         if (withdrawn.ifindex !== undefined && withdrawn.ifindex === ifindex(o.dev)) {
           restoreRoutes(o.dev, withdrawn.routes);

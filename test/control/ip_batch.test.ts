@@ -1,0 +1,76 @@
+/**
+ * IpBatch: many `ip` commands in one process, each command's outcome reported to it (the
+ * route changes of control/system.ts and the cluster watchdog). Runs `ip` in a network
+ * namespace of its own (root); the report parser runs anywhere.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { failedLines, IpBatch } from '../../src/control/ip_batch.js';
+
+const root = process.getuid?.() === 0;
+const ns = `tib${process.pid % 100000}`;
+
+it("reads ip's batch report: each failed command's messages, by line", () => {
+  const report =
+    'RTNETLINK answers: No such process\nCommand failed -:2\nError: any valid prefix is expected rather than "x".\nCommand failed -:5\n';
+  expect([...failedLines(report)]).toEqual([
+    [2, 'RTNETLINK answers: No such process'],
+    [5, 'Error: any valid prefix is expected rather than "x".'],
+  ]);
+});
+
+it('refuses an argument that would split the batch line', () => {
+  expect(() => new IpBatch().add(['route', 'del', '198.18.0.1/32 dev x'])).toThrow(/cannot be batched/);
+});
+
+describe.skipIf(!root)('in a namespace (root)', () => {
+  beforeAll(() => {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['-n', ns, 'link', 'add', 'tb0', 'type', 'veth', 'peer', 'name', 'tb1']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'tb0', 'up']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'tb1', 'up']);
+  });
+
+  afterAll(() => {
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
+
+  const routes = (family: '-4' | '-6'): string[] =>
+    (
+      JSON.parse(execFileSync('ip', ['-j', '-n', ns, family, 'route', 'show', 'dev', 'tb0'], { encoding: 'utf8' })) as {
+        dst: string;
+        metric?: number;
+      }[]
+    )
+      .filter((r) => !r.dst.startsWith('fe80'))
+      .map((r) => `${r.dst} ${r.metric ?? 0}`);
+
+  it('runs every command in order whatever the others did, and tells each its outcome', () => {
+    const batch = new IpBatch(ns);
+    const seen: (string | undefined)[] = [];
+    batch.add(['route', 'replace', '198.18.250.1/32', 'dev', 'tb0', 'metric', '100'], (e) => seen.push(e));
+    batch.add(['route', 'del', '198.18.250.9/32', 'dev', 'tb0'], (e) => seen.push(e));
+    batch.add(['route', 'replace', 'fd18:18:250::1/128', 'dev', 'tb0', 'metric', '100'], (e) => seen.push(e));
+    batch.add(['route', 'replace', '198.18.250.1/32', 'dev', 'tb0', 'metric', '200']); // no outcome wanted
+    batch.add(['route', 'del', '198.18.250.1/32', 'dev', 'tb0', 'metric', '100'], (e) => seen.push(e));
+    expect(batch.size).toBe(5);
+    batch.run();
+    expect(batch.size).toBe(0);
+    expect(seen[0]).toBeUndefined();
+    expect(seen[1]).toMatch(/No such process/);
+    expect(seen.slice(2)).toEqual([undefined, undefined]);
+    expect(routes('-4')).toEqual(['198.18.250.1 200']);
+    expect(routes('-6')).toEqual(['fd18:18:250::1 100']);
+  });
+
+  it('when ip itself cannot run, every command fails with why', () => {
+    const batch = new IpBatch(`${ns}-missing`);
+    const seen: (string | undefined)[] = [];
+    batch.add(['route', 'replace', '198.18.250.2/32', 'dev', 'tb0'], (e) => seen.push(e));
+    batch.add(['route', 'replace', '198.18.250.3/32', 'dev', 'tb0'], (e) => seen.push(e));
+    batch.run();
+    expect(seen).toHaveLength(2);
+    for (const e of seen) expect(e).toMatch(/netns|No such file/i);
+  });
+});
