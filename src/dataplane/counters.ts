@@ -71,7 +71,10 @@ export const C_PERSISTENCE_HITS = 35;
 export const C_PERSISTENCE_TEMPLATES = 36;
 /** Persistence: sessions made without a template, the table being full of live ones. */
 export const C_PERSISTENCE_TABLE_FULL = 37;
-export const GLOBAL_COUNT = 38;
+/** HA: older records a peer's record replaced (a stale copy, or one of ours that was closing,
+ * whose local tuple or client tuple a newer connection now uses). */
+export const C_SYNC_REPLACED = 38;
+export const GLOBAL_COUNT = 39;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -112,6 +115,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'persistence_hits',
   'persistence_templates',
   'persistence_table_full',
+  'sync_replaced',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

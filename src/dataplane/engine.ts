@@ -109,6 +109,7 @@ import {
   C_SYNC_INSTALLED,
   C_SYNC_ADOPTED,
   C_SYNC_CONFLICTS,
+  C_SYNC_REPLACED,
   C_SYNC_INSTALL_FAILED,
   C_TX_BYTES,
   C_TX_PACKETS,
@@ -325,6 +326,7 @@ export class Engine {
     ctr[C_SYNC_DELETED] = ctr[C_SYNC_DELETED]! + res.deleted;
     ctr[C_SYNC_INSTALL_FAILED] = ctr[C_SYNC_INSTALL_FAILED]! + res.failed;
     ctr[C_SYNC_CONFLICTS] = ctr[C_SYNC_CONFLICTS]! + res.conflicts;
+    ctr[C_SYNC_REPLACED] = ctr[C_SYNC_REPLACED]! + res.replaced;
     return res;
   }
 

@@ -257,6 +257,8 @@ export interface InstallResult {
    * when two nodes hand out the same local address (a misconfigured cluster; a pair whose
    * nodes both think they are master). */
   conflicts: number;
+  /** Older records removed for a peer's newer connection on their local or client tuple. */
+  replaced: number;
 }
 
 export class SessionSync {
@@ -525,7 +527,7 @@ export class SessionSync {
     templates: TemplateTable | null = null,
     nowMs = 0,
   ): InstallResult {
-    const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0, conflicts: 0 };
+    const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0, conflicts: 0, replaced: 0 };
     const table = this.table;
     const rec = table.rec;
     const key = this.key;
@@ -569,11 +571,16 @@ export class SessionSync {
         // The local tuple now belongs to another client (the peer reused the port after
         // this copy went stale): replace the record, so both index entries are right.
         drop(r);
+        res.replaced++;
         r = -1;
       }
-      if (r < 0 && twoWay && !this.dropStaleClient(events, s, blockWords, drop)) {
-        res.conflicts++;
-        continue;
+      if (r < 0 && twoWay) {
+        const older = this.dropStaleClient(events, s, blockWords, drop);
+        if (older === 'conflict') {
+          res.conflicts++;
+          continue;
+        }
+        if (older === 'replaced') res.replaced++;
       }
       if (r < 0) {
         const svc = services.lookup(
@@ -630,19 +637,24 @@ export class SessionSync {
    * one (a stale copy, or one of ours still closing: a client does not reuse the ports of a
    * connection it holds). It goes, or the IN index would hold two records for the tuple and
    * the client's packets could be rewritten with the old one's port and sequence delta: the
-   * real server answers those with an RST that the client accepts. Returns false when the
-   * older record is ours, live, and published by us: a conflict, it stays.
+   * real server answers those with an RST that the client accepts. A conflict when the older
+   * record is ours, live, and published by us: it stays.
    */
-  private dropStaleClient(events: Int32Array, s: number, blockWords: number, drop: (r: number) => void): boolean {
+  private dropStaleClient(
+    events: Int32Array,
+    s: number,
+    blockWords: number,
+    drop: (r: number) => void,
+  ): 'none' | 'replaced' | 'conflict' {
     const table = this.table;
     const rec = table.rec;
     const key = syncKeyOf(events, s, R_IN, this.key);
     const old = table.find(key, blockWords, DIR_IN, table.hashKey(key, blockWords));
-    if (old < 0) return true;
+    if (old < 0) return 'none';
     const base = old * RECORD_WORDS;
-    if (recOwner(rec, base) === 0 && this.active && !isEnding(stateOf(rec, base))) return false;
+    if (recOwner(rec, base) === 0 && this.active && !isEnding(stateOf(rec, base))) return 'conflict';
     drop(old);
-    return true;
+    return 'replaced';
   }
 }
 

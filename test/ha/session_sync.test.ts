@@ -131,6 +131,7 @@ describe.each([
       deleted: 0,
       failed: 0,
       conflicts: 0,
+      replaced: 0,
     });
     expect(db.drop(C(1001, 9001, ACK))).toBe(DROP_STANDBY);
     const sb = db.session();
@@ -480,7 +481,14 @@ it('an event for a service this LB does not have is counted, not installed', () 
   );
   const { events, n } = establishAndDrain(a, 1);
   expect(n).toBe(1);
-  expect(b.engine.installSynced(events, n)).toEqual({ installed: 0, updated: 0, deleted: 0, failed: 1, conflicts: 0 });
+  expect(b.engine.installSynced(events, n)).toEqual({
+    installed: 0,
+    updated: 0,
+    deleted: 0,
+    failed: 1,
+    conflicts: 0,
+    replaced: 0,
+  });
 });
 
 it('a stale copy whose local tuple now belongs to another client is replaced, index and all', () => {
@@ -493,7 +501,7 @@ it('a stale copy whose local tuple now belongs to another client is replaced, in
   const inPorts = 1 + 1; // event word of R_IN_PORTS (op word first)
   events[inPorts] = (2222 << 16) | 80;
   const r = b.engine.installSynced(events, 1);
-  expect(r).toMatchObject({ installed: 1, updated: 0, failed: 0 });
+  expect(r).toMatchObject({ installed: 1, updated: 0, failed: 0, replaced: 1 });
   expect([...b.engine.sessionIds()].length).toBe(1);
   expect(db.session().cport).toBe(2222);
   db.forward(tcp({ src: V4.client, dst: V4.vip, sport: 2222, dport: 80, seq: 2, ack: 6, flags: ACK }));
@@ -516,7 +524,7 @@ it('a stale record whose client tuple a new connection of a peer now uses is rep
   };
   // A copy: the client reused its port for a connection the peer gave another local port.
   expect(b.engine.installSynced(events, n).installed).toBe(1);
-  expect(b.engine.installSynced(withLport(lport + 2), 1)).toMatchObject({ installed: 1, conflicts: 0 });
+  expect(b.engine.installSynced(withLport(lport + 2), 1)).toMatchObject({ installed: 1, conflicts: 0, replaced: 1 });
   expect([...b.engine.sessionIds()].map((r) => b.engine.describe(r).lport)).toEqual([lport + 2]);
 
   // Ours and ESTABLISHED: a conflict, ours stays.
@@ -532,11 +540,11 @@ it('a stale record whose client tuple a new connection of a peer now uses is rep
   );
   dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK }));
   const other = own.lport === lport ? lport + 2 : lport;
-  expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 0, conflicts: 1 });
+  expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 0, conflicts: 1, replaced: 0 });
   expect(dc.session().lport).toBe(own.lport);
   // Ours and closing (the client's FIN): the client is done with it, the peer's replaces it.
   dc.forward(tcp({ src: V4.client, dst: V4.vip, sport: 1111, dport: 80, seq: 2, ack: 6, flags: ACK | 1 }));
-  expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 1, conflicts: 0 });
+  expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 1, conflicts: 0, replaced: 1 });
   expect([...c.engine.sessionIds()].map((r) => c.engine.describe(r).lport)).toEqual([other]);
   expect(c.engine.templates.list(0)[0]).toMatchObject({ sessions: 0 }); // ours let its template go
 });
