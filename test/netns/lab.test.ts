@@ -61,6 +61,79 @@ async function streamsInBackground(connections: number, seconds: number, port: n
   return (await runInNs(nsName(prefix, 'client'), [process.execPath, ...args])).out;
 }
 
+/**
+ * A transfer through a service on port 9001 (a copy of the lab service `base`, in `mode`) to
+ * a server on rs1 that reads the client's request to its FIN, then runs `onEnd` (`s`: its
+ * socket). The switch applies `hold` (an nft verdict, after "the server's segments of more
+ * than 200 bytes") for 15 s from the start. Returns what the client received by its own FIN
+ * (or the error, or a timeout after 60 s), and the no_session drops meanwhile.
+ */
+async function heldTransfer(o: {
+  base: string;
+  mode?: string;
+  vip: string;
+  onEnd: string;
+  hold: string;
+}): Promise<{ n: number; seconds?: number; error?: string; noSession: number }> {
+  const port = 9001;
+  const file = join(state.dir, 'lb-a.yaml');
+  const before = readFileSync(file, 'utf8');
+  const sw = nsName(prefix, 'sw');
+  const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
+  const server = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      nsName(prefix, 'rs1'),
+      process.execPath,
+      '-e',
+      `require('net').createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => { ${o.onEnd}; }); }).listen(${port}, '0.0.0.0');`,
+    ],
+    { stdio: 'ignore' },
+  );
+  try {
+    const rs1 = LAB.realServers[0].v4;
+    const name = `held-${o.base}`;
+    await reloadWith((y) =>
+      y.replace(new RegExp(`(  - \\{ name: ${o.base}, .*\n)`), (line) => {
+        let copy = line
+          .replace(`name: ${o.base}`, `name: ${name}`)
+          .replace(/ port: \d+,/, ` port: ${port},`)
+          .replace(/realServers: \[.*\]/, `realServers: [{ address: "${rs1}", port: ${port} }]`);
+        if (o.mode !== undefined) copy = copy.replace(/mode: \w+/, `mode: ${o.mode}`);
+        return copy + line;
+      }),
+    );
+    expect(readFileSync(file, 'utf8')).toContain(name);
+    inNs(sw, [
+      'nft',
+      'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
+        `add rule bridge tvhold hold tcp sport ${port} ip length > 200 ${o.hold}`,
+    ]);
+    const b0 = await stats();
+    const transfer = runInNs(nsName(prefix, 'client'), [
+      process.execPath,
+      '-e',
+      `const s = require('net').connect(${port}, '${o.vip}', () => s.end('x')); let n = 0; const t0 = Date.now();
+       s.on('data', (d) => { n += d.length; }); s.on('error', (e) => { console.log(JSON.stringify({ n, error: e.message })); process.exit(0); });
+       s.on('end', () => { console.log(JSON.stringify({ n, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
+       setTimeout(() => { console.log(JSON.stringify({ n, error: 'timeout' })); process.exit(0); }, 60000);`,
+    ]);
+    await new Promise((done) => setTimeout(done, 15_000));
+    release();
+    const r = JSON.parse((await transfer).out) as { n: number; seconds?: number; error?: string };
+    const b1 = await stats();
+    return { ...r, noSession: (b1.drops!.no_session ?? 0) - (b0.drops!.no_session ?? 0) };
+  } finally {
+    release();
+    server.kill();
+    writeFileSync(file, before);
+    process.kill(tunvsPid(), 'SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 function tunvsPid(): number {
   return labPid(readState(prefix)!, 'tunvs-lb-a')!;
 }
@@ -414,70 +487,40 @@ describe.skipIf(!root)('netns lab (root)', () => {
 
   it("DR: a download after the client's shutdown(SHUT_WR) that stalls for 15 s still completes", async () => {
     // Only the client's packets pass the LB in DR, so after its FIN the LB sees the server's
-    // data in the client's acks alone (nat/modes/client_side.ts clientOnlyState). A server on
-    // rs1 sends 1 MiB once the client has half-closed; the switch lets about 100 kB of it
-    // through, then drops the server's data segments for 15 s. After that its retransmission
-    // (cwnd 1: it needs the client's acks to go on) must find the session, 8 s past FIN_WAIT's
-    // 7 s.
-    const port = 9001;
+    // data in the client's acks alone (nat/modes/client_side.ts clientOnlyState). The server
+    // sends 1 MiB once the client has half-closed; the switch lets about 100 kB of it through,
+    // then drops the server's data segments for 15 s. After that its retransmission (cwnd 1:
+    // it needs the client's acks to go on) must find the session, 8 s past FIN_WAIT's 7 s.
     const size = 1 << 20;
-    const file = join(state.dir, 'lb-a.yaml');
-    const before = readFileSync(file, 'utf8');
-    const sw = nsName(prefix, 'sw');
-    const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
-    const server = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        nsName(prefix, 'rs1'),
-        process.execPath,
-        '-e',
-        `require('net').createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => s.end(Buffer.alloc(${size}, 7))); }).listen(${port}, '0.0.0.0');`,
-      ],
-      { stdio: 'ignore' },
+    const r = await heldTransfer({
+      base: 'dr-v4',
+      vip: LAB.drVip4,
+      onEnd: `s.end(Buffer.alloc(${size}, 7))`,
+      hold: 'quota over 100 kbytes drop',
+    });
+    console.log(`DR download held back 15 s after 100 kB: ${r.n} of ${size} bytes, ${r.error ?? `${r.seconds} s`}`);
+    expect(r).toMatchObject({ n: size, noSession: 0 });
+  }, 120_000);
+
+  it("FULLNAT: both FINs seen, the server's data lost for 15 s: the session waits in LAST_ACK", async () => {
+    // The client sends its request and FIN; the server answers 8 kB, then its FIN 100 ms
+    // later, as a segment of its own. The switch drops the server's data for 15 s but lets
+    // the bare FIN through: the LB sees both FINs while the data is still to come, and the
+    // client's duplicate ACK (its ack cannot cover the FIN yet). LAST_ACK must keep the
+    // session until each FIN is acknowledged (nat/session.ts finsAcked), not turn to
+    // TIME_WAIT's 7 s on that ACK.
+    const size = 8 << 10;
+    const r = await heldTransfer({
+      base: 'tunnel-v4',
+      mode: 'fullnat',
+      vip: LAB.vip4,
+      onEnd: `s.write(Buffer.alloc(${size}, 7)); setTimeout(() => s.end(), 100)`,
+      hold: 'drop',
+    });
+    console.log(
+      `FULLNAT answer held back 15 s behind its FIN: ${r.n} of ${size} bytes, ${r.error ?? `${r.seconds} s`}`,
     );
-    try {
-      const rs1 = LAB.realServers[0].v4;
-      await reloadWith((y) =>
-        y.replace(
-          /(  - \{ name: dr-v4, .*\n)/,
-          (line) =>
-            line
-              .replace('name: dr-v4', 'name: dr-download')
-              .replace(`port: ${LAB.tunnelPort}`, `port: ${port}`)
-              .replace(/realServers: \[.*\]/, `realServers: [{ address: "${rs1}", port: ${port} }]`) + line,
-        ),
-      );
-      expect(readFileSync(file, 'utf8')).toContain('dr-download');
-      inNs(sw, [
-        'nft',
-        'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
-          `add rule bridge tvhold hold tcp sport ${port} ip length > 200 quota over 100 kbytes drop`,
-      ]);
-      const b0 = await stats();
-      const download = runInNs(nsName(prefix, 'client'), [
-        process.execPath,
-        '-e',
-        `const s = require('net').connect(${port}, '${LAB.drVip4}', () => s.end('x')); let n = 0; const t0 = Date.now();
-         s.on('data', (d) => { n += d.length; }); s.on('error', (e) => { console.log(JSON.stringify({ n, error: e.message })); process.exit(0); });
-         s.on('end', () => { console.log(JSON.stringify({ n, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
-         setTimeout(() => { console.log(JSON.stringify({ n, error: 'timeout' })); process.exit(0); }, 60000);`,
-      ]);
-      await new Promise((done) => setTimeout(done, 15_000));
-      release();
-      const r = JSON.parse((await download).out) as { n: number; seconds?: number; error?: string };
-      console.log(`DR download held back 15 s after 100 kB: ${r.n} of ${size} bytes, ${r.error ?? `${r.seconds} s`}`);
-      expect(r).toMatchObject({ n: size });
-      const b1 = await stats();
-      expect(b1.drops!.no_session ?? 0).toBe(b0.drops!.no_session ?? 0);
-    } finally {
-      release();
-      server.kill();
-      writeFileSync(file, before);
-      process.kill(tunvsPid(), 'SIGHUP');
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    expect(r).toMatchObject({ n: size, noSession: 0 });
   }, 120_000);
 
   it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {
