@@ -4,7 +4,8 @@
  * records (page tables copied under fork), with the main thread blocked meanwhile: a cluster
  * node's readiness change moves every VIP and local address route to another metric (a
  * replace and a delete each), so with a hundred prefixes one change took seconds, one command
- * after another, the BGP speaker seeing them one by one. Batched it is one fork per change.
+ * after another, the BGP speaker seeing them one by one. Batched it is one fork per batch: two
+ * per change, the new routes first and the old ones' removal once those are in place.
  *
  *   add()   a command (ip's arguments without the family option: the address says it) and
  *           what to do with its outcome (undefined: it succeeded; else the error ip printed)

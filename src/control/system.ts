@@ -98,21 +98,26 @@ export class SystemChanges {
 
   /**
    * Exactly these routes into the device (with their metrics, if given); every other route
-   * into it withdrawn, with its blackhole. One `ip` process for all of it (control/ip_batch.ts).
-   * Throws, once the rest is done, if a route or blackhole could not be put in place.
+   * into it withdrawn, with its blackhole. Two `ip` processes for all of it
+   * (control/ip_batch.ts): the new routes, then the withdrawals, a route moved to another
+   * metric losing its old one only once the new one is in place. Throws, once the rest is
+   * done, if a route or blackhole could not be put in place.
    */
   routeExactly(wanted: readonly { prefix: string; metric?: number }[], dev: string): void {
-    const batch = new IpBatch();
+    const put = new IpBatch();
     const errors: string[] = [];
+    const superseded: Route[] = [];
     const prefixes = new Set(wanted.map((w) => w.prefix));
-    for (const w of wanted) this.addRoute(batch, w.prefix.includes(':') ? '-6' : '-4', w.prefix, dev, w.metric, errors);
-    for (const r of this.routes.values()) {
-      if (r.dev === dev && !prefixes.has(r.prefix)) this.addWithdraw(batch, r);
+    for (const w of wanted) {
+      this.addRoute(put, w.prefix.includes(':') ? '-6' : '-4', w.prefix, dev, w.metric, errors, superseded);
     }
-    for (const r of this.fallbacks.values()) {
-      if (!prefixes.has(r.prefix)) this.addWithdrawFallback(batch, r);
-    }
-    batch.run();
+    const stale = [...this.routes.values()].filter((r) => r.dev === dev && !prefixes.has(r.prefix));
+    const staleFallbacks = [...this.fallbacks.values()].filter((r) => !prefixes.has(r.prefix));
+    put.run();
+    const take = new IpBatch();
+    for (const r of [...superseded, ...stale]) this.addWithdraw(take, r);
+    for (const r of staleFallbacks) this.addWithdrawFallback(take, r);
+    take.run();
     if (errors.length > 0) throw new Error(`routes into ${dev}: ${errors.join('; ')}`);
   }
 
@@ -125,7 +130,7 @@ export class SystemChanges {
 
   /** Route one prefix (/32 or /128) into the device, with its fallback blackhole; with a
    * `metric` (cluster mode: it says whether the route is announced), moving an existing
-   * route to it (the new route is in place before the old one goes). */
+   * route to it: the old one goes to `superseded` once the new one is in place. */
   private addRoute(
     batch: IpBatch,
     family: '-4' | '-6',
@@ -133,6 +138,7 @@ export class SystemChanges {
     dev: string,
     metric: number | undefined,
     errors: string[],
+    superseded: Route[],
   ): void {
     if (!this.fallbacks.has(prefix)) {
       const fallback: Route = { key: prefix, family, prefix, dev: '' };
@@ -146,10 +152,13 @@ export class SystemChanges {
     if (have && have.metric === metric) return;
     const route: Route = { key, family, prefix, dev, ...(metric !== undefined ? { metric } : {}) };
     batch.add(['route', 'replace', prefix, 'dev', dev, ...metricArgs(metric)], (err) => {
-      if (err === undefined) this.routes.set(key, route);
-      else errors.push(`${prefix} dev ${dev}: ${err}`);
+      if (err !== undefined) {
+        errors.push(`${prefix} dev ${dev}: ${err}`);
+        return;
+      }
+      this.routes.set(key, route);
+      if (have) superseded.push(have);
     });
-    if (have) this.addWithdraw(batch, have);
   }
 
   private addWithdraw(batch: IpBatch, r: Route): void {

@@ -46,11 +46,12 @@ function ifindex(dev: string): string | undefined {
   }
 }
 
-/** The announced routes into `dev`, moved to the quiet metric (one `ip` process for all of
- * them, control/ip_batch.ts); returns those moved, and what could not be. */
+/** The announced routes into `dev`, moved to the quiet metric (two `ip` processes for all
+ * of them, control/ip_batch.ts: the quiet routes, then the announced ones' removal); returns
+ * those moved, and what could not be. */
 export function withdrawRoutes(dev: string): { moved: Withdrawn[]; errors: string[] } {
   const out: Withdrawn[] = [];
-  const batch = new IpBatch();
+  const put = new IpBatch();
   const errors: string[] = [];
   for (const family of ['-4', '-6'] as const) {
     const listed = JSON.parse(
@@ -60,29 +61,34 @@ export function withdrawRoutes(dev: string): { moved: Withdrawn[]; errors: strin
       if (!announced(r.metric)) continue;
       const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
       const metric = r.metric;
-      batch.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], (err) => {
+      put.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], (err) => {
         if (err === undefined) out.push({ family, prefix, metric });
         else errors.push(`${prefix}: ${err}`);
       });
-      batch.add(['route', 'del', prefix, 'dev', dev, 'metric', String(metric)]);
     }
   }
-  batch.run();
+  put.run();
+  // The announced ones go where the quiet one is in place.
+  const take = new IpBatch();
+  for (const r of out) take.add(['route', 'del', r.prefix, 'dev', dev, 'metric', String(r.metric)]);
+  take.run();
   return { moved: out, errors };
 }
 
 /** Put withdrawn routes back (the quiet ones go; one that tunvs put back itself meanwhile
  * is gone already). */
 export function restoreRoutes(dev: string, routes: readonly Withdrawn[]): void {
-  const batch = new IpBatch();
+  const put = new IpBatch();
+  const take = new IpBatch();
   const errors: string[] = [];
   for (const r of routes) {
-    batch.add(['route', 'replace', r.prefix, 'dev', dev, 'metric', String(r.metric)], (err) => {
+    put.add(['route', 'replace', r.prefix, 'dev', dev, 'metric', String(r.metric)], (err) => {
       if (err !== undefined) errors.push(`${r.prefix}: ${err}`);
+      else take.add(['route', 'del', r.prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)]);
     });
-    batch.add(['route', 'del', r.prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)]);
   }
-  batch.run();
+  put.run();
+  take.run();
   if (errors.length > 0) throw new Error(`restore routes into ${dev}: ${errors.join('; ')}`);
 }
 
