@@ -51,7 +51,7 @@ import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { finsAcked, restartTimeout, setState } from './session.js';
+import { finCoverAck, finsAcked, restartTimeout, setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 
@@ -76,8 +76,8 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   const hasAck = (flags & TCP_ACKF) !== 0;
   if (hasAck) rec[base + R_CLI_ACK] = ack;
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
-  // What the server's ack must reach to cover this FIN (its payload, then the FIN itself).
-  if ((flags & TCP_FIN) !== 0) rec[base + R_CLI_FIN_ACK] = (newSeq + (c.pEnd - l4 - c.pThl) + 1) | 0;
+  // What the server's ack must reach to cover this FIN.
+  if ((flags & TCP_FIN) !== 0) rec[base + R_CLI_FIN_ACK] = finCoverAck(c, newSeq);
   const proxied = ((meta >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0;
   // The real server's sequence space (the client's own, unless the SYN proxy answered it).
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;

@@ -54,7 +54,7 @@ import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
-import { finsAcked, restartTimeout, setState } from './session.js';
+import { finCoverAck, finsAcked, restartTimeout, setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
@@ -109,8 +109,8 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const newAck = (ack - delta) | 0;
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;
   const newSeq = (seq + srvDelta) | 0;
-  // What the client's ack must reach to cover this FIN (its payload, then the FIN itself).
-  if ((flags & TCP_FIN) !== 0) rec[base + R_SRV_FIN_ACK] = (newSeq + (c.pEnd - l4 - c.pThl) + 1) | 0;
+  // What the client's ack must reach to cover this FIN.
+  if ((flags & TCP_FIN) !== 0) rec[base + R_SRV_FIN_ACK] = finCoverAck(c, newSeq);
   const tsDelta = rec[base + R_TS_DELTA]!;
   const ts = tsDelta !== 0 || proxied ? c.optTs : -1;
   const srvTsDelta = proxied ? rec[base + R_SRV_TS_DELTA]! : 0;

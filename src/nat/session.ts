@@ -229,6 +229,12 @@ export function finsAcked(rec: Int32Array, base: number, cliAck: number, rsAck: 
   return (srvFin === 0 || ((cliAck - srvFin) | 0) >= 0) && (cliFin === 0 || ((rsAck - cliFin) | 0) >= 0);
 }
 
+/** The ack that covers the current packet's FIN: its sequence number `seq` (in the space
+ * the receiver sees), past its payload and the FIN itself. */
+export function finCoverAck(c: NatContext, seq: number): number {
+  return (seq + (c.pEnd - c.pL4 - c.pThl) + 1) | 0;
+}
+
 /** Take an ending session out of its real server's counts (before the record is freed),
  * and out of its persistence template. */
 export function uncountSession(c: NatContext, base: number): void {

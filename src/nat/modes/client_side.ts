@@ -67,9 +67,10 @@ export function clientOnlyState(c: NatContext, r: number): void {
   const ns = tcp ? nextStateInputOnly(st, c.pFlags) : S_UDP;
   if (ns !== st) setState(c, base, ns);
   let expire = c.tick + c.timeouts[ns]!;
-  if (tcp && (c.pFlags & TCP_ACKF) !== 0) {
+  // Only after the client's FIN: its FIN records the ack the next packets are measured by.
+  if (ns === S_FIN_WAIT && (c.pFlags & TCP_ACKF) !== 0) {
     const ack = c.dv.getInt32(c.pL4 + TCP_ACK);
-    if (ns === S_FIN_WAIT && st === S_FIN_WAIT) {
+    if (st === S_FIN_WAIT) {
       if (((ack - rec[base + R_CLI_ACK]!) | 0) > 1) expire = c.tick + c.timeouts[S_ESTABLISHED]!;
       expire = Math.max(expire, table.expireOf(r));
     }
