@@ -71,13 +71,14 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   if (ns === S_TIME_WAIT && !finsAcked(rec, base, ack, rec[base + R_RS_ACK]!)) ns = st;
   if (ns !== st) setState(c, base, ns);
   restartTimeout(c, r, ns);
-  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   const hasAck = (flags & TCP_ACKF) !== 0;
   if (hasAck) rec[base + R_CLI_ACK] = ack;
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
   // What the server's ack must reach to cover this FIN.
   if ((flags & TCP_FIN) !== 0) rec[base + R_CLI_FIN_ACK] = finCoverAck(c, newSeq);
+  // Published (at a state change, a refresh) with what this packet just recorded.
+  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
   const proxied = ((meta >>> META_FLAGS_SHIFT) & FLAG_PROXIED) !== 0;
   // The real server's sequence space (the client's own, unless the SYN proxy answered it).
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;

@@ -88,7 +88,6 @@ export function tcpOutbound(c: NatContext, r: number): number {
   if (ns === S_TIME_WAIT && !finsAcked(rec, base, rec[base + R_CLI_ACK]!, ack)) ns = st;
   if (ns !== st) setState(c, base, ns);
   restartTimeout(c, r, ns);
-  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
 
   if (synAck) {
     rec[base + R_RS_ISN1] = (seq + 1) | 0;
@@ -111,6 +110,8 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const newSeq = (seq + srvDelta) | 0;
   // What the client's ack must reach to cover this FIN.
   if ((flags & TCP_FIN) !== 0) rec[base + R_SRV_FIN_ACK] = finCoverAck(c, newSeq);
+  // Published (at a state change, a refresh) with what this packet just recorded.
+  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
   const tsDelta = rec[base + R_TS_DELTA]!;
   const ts = tsDelta !== 0 || proxied ? c.optTs : -1;
   const srvTsDelta = proxied ? rec[base + R_SRV_TS_DELTA]! : 0;
