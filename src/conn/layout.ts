@@ -60,7 +60,8 @@
  *   word 39  CLI_FIN_ACK   the real server's ack that covers the client's FIN (LB space;
  *                          0: no FIN seen). LAST_ACK ends only when both FINs are acked.
  *   word 40  SRV_FIN_ACK   the client's ack that covers the server's FIN (the server's
- *                          sequence as the client sees it; 0: no FIN seen)
+ *                          sequence as the client sees it; 0: no FIN seen). Words 39–40
+ *                          travel in HA sync records from format 3 on.
  *   words 41–47           unused
  *
  * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,

@@ -257,6 +257,16 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
       for (const p of src.ha()?.peers ?? []) if (p.syncLagMs !== null) set({ peer: String(p.id) }, p.syncLagMs / 1000);
     },
   );
+  readGauge(
+    reg,
+    'tunvs_ha_sync_format',
+    'The sync-record format this node publishes (the newest every registered node reads)',
+    [],
+    (set) => {
+      const h = src.ha();
+      if (h) set({}, h.syncFormat);
+    },
+  );
   readGauge(reg, 'tunvs_ha_redis_up', '1 when the HA sync reaches Redis', [], (set) => {
     const h = src.ha();
     if (h) set({}, h.redis === 'up' ? 1 : 0);

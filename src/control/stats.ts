@@ -197,12 +197,14 @@ export function deviceStats(dev: string): Record<string, number> {
 /** `tunvs ha status` (and `tunvs cluster status`) as text: the node, then a line per peer. */
 export function formatHaStatus(h: HaStatus): string {
   const lag = (ms: number | null): string => (ms === null ? '-' : `${ms} ms`);
+  const range = (r: readonly [number, number]): string => (r[0] === r[1] ? `${r[0]}` : `${r[0]}–${r[1]}`);
   const lines = [
     `node          ${h.nodeId} (${h.name}), ${h.mode}, role ${h.role}`,
     `forwarding    ${h.forwarding ? 'yes' : 'no'}; publishing ${h.publishing ? 'yes' : 'no'}; ready ${h.ready ? 'yes' : 'no'}`,
     `redis         ${h.redis}${h.redisServer ? ` (${h.redisServer})` : ''}`,
     `events        published ${h.published}, applied ${h.applied}, lost ${h.lost}, pending ${h.pending}`,
     `resyncs       ${h.resyncs}; peer snapshots loaded ${h.snapshotsLoaded}; sync lag ${lag(h.syncLagMs)}`,
+    `sync format   publishing ${h.syncFormat}, reads ${range(h.syncFormats)}${h.syncFormat < h.syncFormats[1] ? ` (a registered node reads only older ones)` : ''}`,
   ];
   if (h.nodeIdConflict)
     lines.push(`NODE ID CONFLICT  another live node has id ${h.nodeId} (${h.nodeIdConflict}): standing down`);
@@ -210,7 +212,7 @@ export function formatHaStatus(h: HaStatus): string {
   lines.push(`peers         ${h.peers.length === 0 ? 'none yet' : h.peers.length}`);
   for (const p of h.peers) {
     lines.push(
-      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}`,
+      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}`,
     );
   }
   return lines.join('\n');

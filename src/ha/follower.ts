@@ -10,11 +10,21 @@
  *   2. follow   one XREAD BLOCK over every peer's stream, from each one's position; each
  *               batch goes to the workers that own its sessions (session_sync.ts syncOwnerWorker),
  *               which install them owned by that peer (ha/session_sync.ts install).
+ * Records of every format this version reads are turned into the data plane's first
+ * (ha/sync_format.ts): a peer of an older version is followed like any other.
  */
 
 import type { Redis } from 'ioredis';
 import { asInt32, nodeKeys } from './redis.js';
-import { EVENT_WORDS, OP_UPSERT, SYNC_FORMAT, SYNC_WORDS, syncOwnerWorker, type HaWorkerLink } from './session_sync.js';
+import { EVENT_WORDS, OP_UPSERT, syncOwnerWorker, type HaWorkerLink } from './session_sync.js';
+import {
+  eventsFromWire,
+  formatOfRecord,
+  readable,
+  recordsFromWire,
+  SYNC_FORMATS,
+  type FormatRange,
+} from './sync_format.js';
 
 const HSCAN_COUNT = 2000;
 const XREAD_COUNT = 200;
@@ -54,6 +64,8 @@ export class Follower {
     private readonly conns: () => { redis: Redis | undefined; reader: Redis | undefined },
     private readonly fail: (msg: string) => void,
     private readonly info: (msg: string, fields: Record<string, unknown>) => void,
+    /** The formats this node reads (an older version's range in tests). */
+    private readonly formats: FormatRange = SYNC_FORMATS,
   ) {}
 
   /** Follow exactly these peers from now on. */
@@ -148,28 +160,35 @@ export class Follower {
     return n;
   }
 
-  /** HSCAN a hash of sync records into the owner workers; returns how many. */
+  /** HSCAN a hash of sync records into the owner workers; returns how many. A record of a
+   * format this node does not read is left out (and said). */
   private async loadHash(redis: Redis, key: string): Promise<number> {
     let cursor = '0';
     let total = 0;
+    const unreadable = new Set<number>();
     do {
       const [next, items] = await redis.hscanBuffer(key, cursor, 'COUNT', HSCAN_COUNT);
       cursor = next.toString();
-      const n = items.length / 2;
-      const events = new Int32Array(n * EVENT_WORDS);
-      for (let i = 1, e = 0; i < items.length; i += 2, e++) {
-        if (items[i]!.length !== SYNC_WORDS * 4) {
-          this.fail(
-            `${key} holds records of ${items[i]!.length} bytes, this node's are ${SYNC_WORDS * 4}: run the same tunvs version on every node`,
-          );
-          return total;
+      const events = new Int32Array((items.length / 2) * EVENT_WORDS);
+      let n = 0;
+      for (let i = 1; i < items.length; i += 2) {
+        const bytes = items[i]!.length;
+        const format = formatOfRecord(bytes);
+        if (format === undefined || !readable(format, this.formats)) {
+          unreadable.add(bytes);
+          continue;
         }
-        events[e * EVENT_WORDS] = OP_UPSERT;
-        events.set(asInt32(items[i]!), e * EVENT_WORDS + 1);
+        events[n * EVENT_WORDS] = OP_UPSERT;
+        events.set(recordsFromWire(asInt32(items[i]!), format), n * EVENT_WORDS + 1);
+        n++;
       }
       this.route(events, n);
       total += n;
     } while (cursor !== '0');
+    if (unreadable.size > 0)
+      this.fail(
+        `${key} holds records of ${[...unreadable].join(', ')} bytes, a format this node does not read (it reads formats ${this.formats.join('–')}): those sessions were not loaded; upgrade this node`,
+      );
     return total;
   }
 
@@ -206,13 +225,13 @@ export class Follower {
           continue;
         }
         const format = Number(f.get('v')?.toString() ?? '1');
-        if (format !== SYNC_FORMAT) {
+        if (!readable(format, this.formats)) {
           this.fail(
-            `node ${p.id} publishes sync records of format ${format} and this node reads format ${SYNC_FORMAT}: run the same tunvs version on every node`,
+            `node ${p.id} publishes sync records of format ${format} and this node reads formats ${this.formats.join('–')}: upgrade this node (a node publishes a newer format only once every registered node reads it)`,
           );
           continue;
         }
-        const events = asInt32(f.get('b')!);
+        const events = eventsFromWire(asInt32(f.get('b')!), format);
         const n = events.length / EVENT_WORDS;
         this.route(events, n);
         p.applied += n;

@@ -10,6 +10,9 @@
  *              it until the alive key shows no other live node with the same id.
  *   publisher  (ha/publisher.ts) every TICK_MS while publishing: this node's sessions.
  *   follower   (ha/follower.ts) while installing: every peer's sessions.
+ *   format     every heartbeat: the sync format published is the newest every registered
+ *              node reads (ha/sync_format.ts), so nodes of two versions run side by side
+ *              during an upgrade.
  *   takeover   a pair's standby promoted to master adopts every peer's sessions, then
  *              rewrites its own hash with them (they are its sessions now). A cluster node
  *              adopts a dead peer's sessions when it is that peer's first live backup (the
@@ -45,6 +48,7 @@ import {
 import { adopterOf } from './announce.js';
 import { HaControl, type Role } from './role.js';
 import type { HaWorkerLink } from './session_sync.js';
+import { chooseFormat, LEGACY_FORMATS, SYNC_FORMATS, type FormatRange } from './sync_format.js';
 
 export const TICK_MS = 100;
 const LOG_EVERY_MS = 10_000;
@@ -58,6 +62,8 @@ export interface HaPeer extends PeerStatus {
   name: string;
   alive: boolean;
   publishing: boolean;
+  /** The sync formats it reads (registered by it; an older version registers none). */
+  syncFormats: FormatRange;
 }
 
 export interface HaStatus {
@@ -82,6 +88,10 @@ export interface HaStatus {
   syncLagMs: number | null;
   /** Events waiting in the workers' rings. */
   pending: number;
+  /** The sync formats this node reads, and the one it publishes (the newest every registered
+   * node reads). */
+  syncFormats: FormatRange;
+  syncFormat: number;
   peers: HaPeer[];
   lastError?: string;
   /** Another live node has this node's id (and started first): this one stands down. */
@@ -106,11 +116,16 @@ interface RegistryEntry {
   startedAt: number;
   /** Its local addresses (prefixes): a cluster node routes its peers' as their backup. */
   laddrs?: string[];
+  /** The sync formats it reads (none: a version before formats were registered). */
+  syncFormats?: FormatRange;
 }
 
 export interface HaNodeOptions {
   /** The node's local addresses as prefixes (registry; cluster backups route them). */
   laddrs?: () => string[];
+  /** The sync formats this node reads and publishes (default: all this version has; tests
+   * narrow it to play a node of an older version). */
+  syncFormats?: FormatRange;
 }
 
 export class HaNode {
@@ -151,6 +166,8 @@ export class HaNode {
   /** When this node first wrote its mark (0: not yet). */
   private firstClaimAt = 0;
   private conflictWith: string | undefined;
+  /** The sync formats this node reads (see HaNodeOptions). */
+  private readonly formats: FormatRange;
 
   constructor(
     private readonly cfg: HaConfig,
@@ -165,13 +182,16 @@ export class HaNode {
     this.ownRestored = cfg.mode !== 'cluster';
     this.errors = rateLimited(logger, LOG_EVERY_MS);
     const info = (msg: string, fields: Record<string, unknown>): void => this.logger.log('info', msg, fields);
+    this.formats = opts.syncFormats ?? SYNC_FORMATS;
     this.publisher = new Publisher(this.keys, cfg.nodeId, workers, (m) => this.fail(m), info);
+    this.publisher.format = this.formats[1];
     this.follower = new Follower(
       cfg.cluster,
       workers,
       () => ({ redis: this.up ? this.redis : undefined, reader: this.reader }),
       (m) => this.fail(m),
       info,
+      this.formats,
     );
     this.applyRole();
   }
@@ -271,9 +291,17 @@ export class HaNode {
       snapshotsLoaded: this.follower.stats.snapshotsLoaded,
       syncLagMs: lags.length > 0 ? Math.max(...lags) : null,
       pending: this.publisher.pending,
+      syncFormats: this.formats,
+      syncFormat: this.publisher.format,
       peers: peers.map((p) => {
         const r = this.peers?.find((x) => x.entry.id === p.id);
-        return { ...p, name: r?.entry.name ?? '?', alive: r?.alive ?? false, publishing: r?.publishing ?? false };
+        return {
+          ...p,
+          name: r?.entry.name ?? '?',
+          alive: r?.alive ?? false,
+          publishing: r?.publishing ?? false,
+          syncFormats: r?.entry.syncFormats ?? LEGACY_FORMATS,
+        };
       }),
       ...(this.lastError ? { lastError: this.lastError } : {}),
       ...(this.claim === 'conflict' ? { nodeIdConflict: this.conflictWith } : {}),
@@ -375,7 +403,8 @@ export class HaNode {
 
   private async tick(): Promise<void> {
     // Nothing of this node's id is written or restored before the id is known to be its own.
-    if (this.busy || !this.control.publishing || this.claim !== 'held') return;
+    // Nor before the registry has been read: the format depends on it.
+    if (this.busy || !this.control.publishing || this.claim !== 'held' || this.peers === undefined) return;
     this.busy = true;
     try {
       const redis = this.up ? this.redis : undefined;
@@ -439,6 +468,24 @@ export class HaNode {
     }
   }
 
+  /**
+   * Publish the newest format every registered node reads (alive or not: a node stopped to
+   * be upgraded may come back as it was). A change is logged and rewrites this node's hash.
+   */
+  private chooseFormat(): void {
+    const peers = (this.peers ?? []).map((p) => ({ id: p.entry.id, formats: p.entry.syncFormats ?? LEGACY_FORMATS }));
+    const c = chooseFormat(this.formats, peers);
+    if (c.incompatible.length > 0)
+      this.fail(
+        `node(s) ${c.incompatible.join(', ')} read no sync format this node writes (${this.formats.join('–')}): their sessions and this node's cannot be exchanged; run versions at most one format apart`,
+      );
+    if (c.format === this.publisher.format) return;
+    this.logger.log('info', `HA: publishing sync format ${c.format} from now on (was ${this.publisher.format})`, {
+      ...(c.heldBy.length > 0 ? { olderNodes: c.heldBy } : {}),
+    });
+    this.publisher.format = c.format;
+  }
+
   /** Registry: say we are here, then find the peers (and which of them are alive). */
   private async beat(): Promise<void> {
     if (this.stopped) return;
@@ -455,6 +502,7 @@ export class HaNode {
       workers: this.workers.length,
       startedAt: this.startedAt,
       laddrs: this.opts.laddrs?.() ?? [],
+      syncFormats: this.formats,
     };
     const mark: AliveValue = {
       publishing: this.control.publishing,
@@ -491,6 +539,7 @@ export class HaNode {
         return { entry, alive: a !== undefined, publishing: a?.publishing ?? false };
       });
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
+      this.chooseFormat();
       if (this.cfg.mode === 'cluster') this.takeOver();
     } catch (e) {
       this.fail(`registry: ${(e as Error).message}`);

@@ -11,11 +11,14 @@
  *             to a new hash that is RENAMEd over the node's own (no other node's keys are
  *             touched), then r=resync tells the peers to reload it. Events older than the
  *             snapshot are skipped (each snapshot carries its ring position).
+ *   format    records go out in the format every registered node reads (ha/sync_format.ts);
+ *             when that changes, a resync rewrites the hash in the new one.
  */
 
 import type { Redis } from 'ioredis';
 import { asBuffer, fieldOf, type NodeKeys } from './redis.js';
 import { EVENT_WORDS, OP_DELETE, SYNC_FORMAT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+import { eventsToWire, recordsToWire, recordWords } from './sync_format.js';
 
 const STREAM_MAXLEN = 100_000;
 const MAX_EVENTS_PER_TICK = 50_000;
@@ -36,6 +39,7 @@ export class Publisher {
   private readonly batch = new Int32Array(MAX_EVENTS_PER_TICK * EVENT_WORDS);
   /** Per worker: ring events before this write count predate a snapshot: skip them. */
   private readonly skipUntil: (number | undefined)[];
+  private wireFormat = SYNC_FORMAT;
 
   constructor(
     private readonly keys: NodeKeys,
@@ -45,6 +49,18 @@ export class Publisher {
     private readonly info: (msg: string, fields: Record<string, unknown>) => void,
   ) {
     this.skipUntil = workers.map(() => undefined);
+  }
+
+  /** The format records are published in. */
+  get format(): number {
+    return this.wireFormat;
+  }
+
+  /** Publish in `format` from now on (one this version writes); a change rewrites the hash. */
+  set format(format: number) {
+    if (format === this.wireFormat) return;
+    this.wireFormat = format;
+    this.needResync = true;
   }
 
   /** Events waiting in the workers' rings. */
@@ -92,13 +108,16 @@ export class Publisher {
   }
 
   private async publish(redis: Redis, n: number): Promise<void> {
+    const format = this.wireFormat;
+    const events = eventsToWire(this.batch.slice(0, n * EVENT_WORDS), format);
+    const stride = events.length / n;
     const upserts: Buffer[] = [];
     const deletes: Buffer[] = [];
     for (let e = 0; e < n; e++) {
-      const off = e * EVENT_WORDS;
-      const field = fieldOf(this.batch, off + 1);
-      if (this.batch[off] === OP_DELETE) deletes.push(field);
-      else upserts.push(field, asBuffer(this.batch.slice(off + 1, off + 1 + SYNC_WORDS)));
+      const off = e * stride;
+      const field = fieldOf(this.batch, e * EVENT_WORDS + 1); // keys: words every format has
+      if (events[off] === OP_DELETE) deletes.push(field);
+      else upserts.push(field, asBuffer(events.slice(off + 1, off + stride)));
     }
     const m = redis.multi();
     if (upserts.length > 0) m.hset(this.keys.sessions, ...upserts);
@@ -116,9 +135,9 @@ export class Publisher {
       'n',
       String(this.nodeId),
       'v',
-      String(SYNC_FORMAT),
+      String(format),
       'b',
-      asBuffer(this.batch.slice(0, n * EVENT_WORDS)),
+      asBuffer(events),
     );
     try {
       await m.exec();
@@ -138,13 +157,15 @@ export class Publisher {
     const tmp = `${this.keys.sessions}:resync:${process.pid}:${Date.now()}`;
     await redis.del(tmp);
     let total = 0;
+    const words = recordWords(this.wireFormat)!;
     for (const s of snaps) {
-      const count = s.records.length / SYNC_WORDS;
+      const records = recordsToWire(s.records, this.wireFormat);
+      const count = records.length / words;
       for (let i = 0; i < count; i += RESYNC_BATCH) {
         const args: Buffer[] = [];
         for (let k = i; k < Math.min(count, i + RESYNC_BATCH); k++) {
-          const off = k * SYNC_WORDS;
-          args.push(fieldOf(s.records, off), asBuffer(s.records.slice(off, off + SYNC_WORDS)));
+          const off = k * words;
+          args.push(fieldOf(s.records, k * SYNC_WORDS), asBuffer(records.slice(off, off + words)));
         }
         await redis.hset(tmp, ...args);
       }
@@ -157,6 +178,6 @@ export class Publisher {
     await m.exec();
     this.needResync = false;
     this.stats.resyncs++;
-    this.info('HA: full resync published', { sessions: total });
+    this.info('HA: full resync published', { sessions: total, format: this.wireFormat });
   }
 }

@@ -17,8 +17,10 @@
  * A sync record is the session record minus what is local to one node (timer links, expiry,
  * local service / real-server ids, held segments, flags other than "RS ISN known" and
  * "proxied"): SYNC_WORDS words, record words 0–13, then 16–27, then 32–33 (the SYN proxy's
- * server-side timestamp delta and options; syncWord maps one to the other). Word 7 (the record's SVC_RS) holds
- * the publishing node's id instead. The real server is named by its address and port (the
+ * server-side timestamp delta and options), then 39–40 (the acks that cover each side's FIN);
+ * syncWord maps one to the other. Word 7 (the record's SVC_RS) holds the publishing node's id
+ * instead. This is the newest format (SYNC_FORMAT); ha/sync_format.ts turns it into the older
+ * ones a peer of an older version reads, and theirs into it. The real server is named by its address and port (the
  * OUT key), so nodes need not number their services and servers alike; they must have the
  * same services and worker count (the mode's owner rule says which worker owns a session:
  * FULLNAT's local port, the client's address and port in the other modes). A record is
@@ -45,6 +47,7 @@ import {
   R_HOLD,
   R_LINE2,
   R_LINE3,
+  R_CLI_FIN_ACK,
   R_META,
   R_OUT,
   R_OUT_HI,
@@ -77,16 +80,17 @@ import { stateOf, uncountRecord } from '../nat/session.js';
 import { modeTable } from '../nat/modes/index.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
 
-/** Record words carried: line 1 up to (not incl.) EXPIRE, the IPv6 key words, and the SYN
- * proxy's per-packet words. */
+/** Record words carried: line 1 up to (not incl.) EXPIRE, the IPv6 key words, the SYN
+ * proxy's per-packet words, and the FIN acks. */
 const LINE1_WORDS = 14; // words 0–13
 const HI_WORDS = 12; // words 16–27
 const LINE3_WORDS = 2; // words 32–33
-export const SYNC_WORDS = LINE1_WORDS + HI_WORDS + LINE3_WORDS;
-/** Format of the sync record, published with every batch and checked by every reader: nodes
- * of different formats must not install each other's records. 2: the 48-word session record
- * (timestamp and SYN proxy words). */
-export const SYNC_FORMAT = 2;
+const FIN_WORDS = 2; // words 39–40
+const FIN_AT = LINE1_WORDS + HI_WORDS + LINE3_WORDS;
+export const SYNC_WORDS = FIN_AT + FIN_WORDS;
+/** Format of the sync record the data plane reads and writes, published with every batch
+ * (ha/sync_format.ts has every format and what each added). */
+export const SYNC_FORMAT = 3;
 /** Flags that travel with a record (the rest are local to a node), and the mode. */
 const SYNCED_FLAGS = FLAG_TOA_OPEN | FLAG_PROXIED | FLAGS_MODE_BITS | FLAG_TEMPLATE;
 /** A template's sync record (FLAG_TEMPLATE) carries its timeout (seconds) in this word. */
@@ -97,10 +101,11 @@ export const EVENT_WORDS = 1 + SYNC_WORDS;
 export const OP_UPSERT = 1;
 export const OP_DELETE = 2;
 
-/** Sync-record word of record word w (w in 0–13, 16–27 or 32–33). */
+/** Sync-record word of record word w (w in 0–13, 16–27, 32–33 or 39–40). */
 export function syncWord(w: number): number {
   if (w < LINE1_WORDS) return w;
-  return w < R_LINE3 ? w - R_LINE2 + LINE1_WORDS : w - R_LINE3 + LINE1_WORDS + HI_WORDS;
+  if (w < R_LINE3) return w - R_LINE2 + LINE1_WORDS;
+  return w < R_CLI_FIN_ACK ? w - R_LINE3 + LINE1_WORDS + HI_WORDS : w - R_CLI_FIN_ACK + FIN_AT;
 }
 
 /** The worker (of `workers`) that owns the session of the sync record at `s`. */
@@ -151,6 +156,7 @@ export function copyToSync(rec: Int32Array, base: number, out: Int32Array, off: 
   for (let i = 0; i < LINE1_WORDS; i++) out[off + i] = rec[base + i]!;
   for (let i = 0; i < HI_WORDS; i++) out[off + LINE1_WORDS + i] = rec[base + R_LINE2 + i]!;
   for (let i = 0; i < LINE3_WORDS; i++) out[off + LINE1_WORDS + HI_WORDS + i] = rec[base + R_LINE3 + i]!;
+  for (let i = 0; i < FIN_WORDS; i++) out[off + FIN_AT + i] = rec[base + R_CLI_FIN_ACK + i]!;
   const meta = out[off]!;
   out[off] = (meta & ~(0xff << META_FLAGS_SHIFT)) | (((meta >>> META_FLAGS_SHIFT) & SYNCED_FLAGS) << META_FLAGS_SHIFT);
   out[off + SYNC_NODE_WORD] = nodeId;
@@ -727,6 +733,7 @@ function writeRecord(rec: Int32Array, base: number, ev: Int32Array, s: number): 
   }
   for (let i = 0; i < HI_WORDS; i++) rec[base + R_LINE2 + i] = ev[s + LINE1_WORDS + i]!;
   for (let i = 0; i < LINE3_WORDS; i++) rec[base + R_LINE3 + i] = ev[s + LINE1_WORDS + HI_WORDS + i]!;
+  for (let i = 0; i < FIN_WORDS; i++) rec[base + R_CLI_FIN_ACK + i] = ev[s + FIN_AT + i]!;
   rec[base + R_HOLD] = 0;
 }
 

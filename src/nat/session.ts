@@ -221,7 +221,8 @@ export function restartTimeout(c: NatContext, r: number, ns: number): void {
  * client sent it) and the real server's (LB space): LAST_ACK becomes TIME_WAIT only then. An
  * ACK before that (a duplicate ACK asking for the last data, the ACK of one FIN while the
  * other is being retransmitted) leaves the session in LAST_ACK, alive. A FIN not recorded
- * (0: a copy installed from a peer, which does not carry these words) counts as acknowledged.
+ * (0: a copy installed from a node of sync format 2, which does not carry these words) counts
+ * as acknowledged.
  */
 export function finsAcked(rec: Int32Array, base: number, cliAck: number, rsAck: number): boolean {
   const srvFin = rec[base + R_SRV_FIN_ACK]!;

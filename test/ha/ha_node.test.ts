@@ -22,10 +22,11 @@ import { C_SYNC_ADOPTED } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { engineLink } from '../../src/ha/engine_link.js';
 import { adopterOf } from '../../src/ha/announce.js';
-import { HaNode } from '../../src/ha/node.js';
+import { HaNode, type HaNodeOptions } from '../../src/ha/node.js';
 import { nodeKeys } from '../../src/ha/redis.js';
 import { HaControl } from '../../src/ha/role.js';
-import { SyncRing } from '../../src/ha/session_sync.js';
+import { SYNC_FORMAT, SyncRing } from '../../src/ha/session_sync.js';
+import { recordWords } from '../../src/ha/sync_format.js';
 import { startLocalRedis, startLocalSentinel, type LocalRedis } from '../../src/lab/local_redis.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { Driver, V4, V6 } from '../helpers/engine.js';
@@ -50,6 +51,7 @@ function startNode(
   mode: 'pair' | 'cluster',
   role = 'backup',
   persistence?: { timeoutSec: number },
+  opts: HaNodeOptions = {},
 ): TestNode {
   const lip4 = `198.18.2.${id}`;
   const lip6 = `fd00:18:2:0:0:0:0:${id}`; // as the packet parser prints it
@@ -92,7 +94,7 @@ function startNode(
     drainMs: 0,
     initialRole: role === 'master' ? 'master' : 'backup',
   };
-  const node = new HaNode(cfg, [engineLink(engine)], quiet, control);
+  const node = new HaNode(cfg, [engineLink(engine)], quiet, control, opts);
   node.start();
   return { id, engine, driver: new Driver(engine), node, lip4, lip6 };
 }
@@ -238,6 +240,38 @@ describe('HA nodes through Redis', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(owners(y)).toEqual([1]); // the peer's copy was not flushed by x2's resync
     expect(await redis.hlen(nodeKeys('r', 1).sessions)).toBe(1);
+  });
+
+  it('a rolling upgrade: nodes of an older sync format and this one share sessions, then all move to the newest', async () => {
+    // Node 1 plays a node of the version before format 3 (reads and writes format 2 only).
+    const old = startNode(1, 'up', where(), 'cluster', 'backup', undefined, { syncFormats: [2, 2] });
+    const cur = startNode(2, 'up', where(), 'cluster');
+    nodes.push(old, cur);
+    await until('both ready', () =>
+      [old, cur].every((n) => n.node.status().ready && n.node.status().peers.length === 1),
+    );
+    await until('the new node publishes what the old one reads', () => cur.node.status().syncFormat === 2);
+    expect(cur.node.status().peers[0]!.syncFormats).toEqual([2, 2]);
+    connect(old, V4, 47200);
+    connect(cur, V4, 47201);
+    await until('each holds both', () => old.engine.sessionCount === 2 && cur.engine.sessionCount === 2);
+    const bytes = async (id: number) => (await redis.hvalsBuffer(nodeKeys('up', id).sessions)).map((b) => b.length);
+    expect(await bytes(2)).toEqual([recordWords(2)! * 4]);
+    expect(old.node.status().lastError).toBeUndefined();
+
+    // Node 1 is upgraded: it stops, comes back as this version, restores its format-2 hash.
+    await old.node.stop();
+    const up = startNode(1, 'up', where(), 'cluster');
+    nodes.push(up);
+    await until('both publish the newest format', () =>
+      [up, cur].every((n) => n.node.status().syncFormat === SYNC_FORMAT && n.node.status().ready),
+    );
+    await until('the hashes are rewritten in it', async () =>
+      [...(await bytes(1)), ...(await bytes(2))].every((b) => b === recordWords(SYNC_FORMAT)! * 4),
+    );
+    expect(up.engine.sessionCount).toBe(2);
+    expect(cur.engine.sessionCount).toBe(2);
+    expect([up, cur].map((n) => n.node.status().lastError)).toEqual([undefined, undefined]);
   });
 
   it("a persistence template leaves the node's hash once it has died (not only at the next resync)", async () => {

@@ -13,12 +13,14 @@ import {
   EVENT_WORDS,
   OP_DELETE,
   OP_UPSERT,
+  SYNC_FORMAT,
   SYNC_WORDS,
   SyncRing,
   syncIsTemplate,
   syncKey,
   syncOwnerWorker,
 } from '../../src/ha/session_sync.js';
+import { eventsFromWire, eventsToWire } from '../../src/ha/sync_format.js';
 import { clientWorker } from '../../src/dataplane/shard.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
@@ -447,6 +449,41 @@ describe.each([
     // and its end: 7 s would lose the copy between two refreshes.
     expect(new Driver(b.engine).session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 60_000 });
   });
+
+  it.each([
+    ['3 (this version)', SYNC_FORMAT, 'LAST_ACK'],
+    ['2 (an older node)', 2, 'TIME_WAIT'],
+  ])(
+    "a copy in LAST_ACK from a format-%s record: the client's duplicate ACK leaves it in %s",
+    (_f, format, afterDupAck) => {
+      const a = haEngine(MASTER, 0);
+      const b = haEngine(BACKUP);
+      const { events: est, n: nEst } = establishAndDrain(a, 4444, fam);
+      const da = new Driver(a.engine);
+      const C = (seq: number, ack: number, flags: number) =>
+        tcp({ src: fam.client, dst: fam.vip, sport: 4444, dport: 80, seq, ack, flags });
+      const finOut = parse(da.forward(C(2, 6, ACK | 1)));
+      const lport = da.session().lport;
+      da.forward(
+        tcp({ src: fam.rs1, dst: fam.lip, sport: 8080, dport: lport, seq: 6, ack: finOut.seq + 1, flags: ACK | 1 }),
+      );
+      expect(da.session().state).toBe('LAST_ACK');
+      const { events, n } = drain(a.ring);
+      // Through the wire format and back, as a peer of that format would have sent it.
+      const wire = (ev: Int32Array, k: number) =>
+        eventsFromWire(eventsToWire(ev.slice(0, k * EVENT_WORDS), format), format);
+      b.engine.installSynced(wire(est, nEst), nEst);
+      b.engine.installSynced(wire(events, n), n);
+      promote(b);
+      const db = new Driver(b.engine);
+      expect(db.session().state).toBe('LAST_ACK');
+      // The client asks again for what it has not got (the server's FIN is not acked yet).
+      db.forward(C(3, 6, ACK));
+      expect(db.session().state).toBe(afterDupAck);
+      db.forward(C(3, 7, ACK));
+      expect(db.session().state).toBe('TIME_WAIT');
+    },
+  );
 
   it('short connections are never published; a standby does not reset on expiry', () => {
     const a = haEngine(MASTER);
