@@ -45,9 +45,10 @@ Usage:
                                           sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
-                    [--server ADDR:PORT[,weight=W]]...
+                    [--sloppy] [--server ADDR:PORT[,weight=W]]...
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
-                                          tunnel source; NAT, DR: none)
+                                          tunnel source; NAT, DR: none); --sloppy: NAT,
+                                          TUNNEL, DR with sh or mh (docs/modes.md)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W]
   tunvs server delete SERVICE ADDR:PORT
@@ -187,6 +188,7 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (mode !== undefined) service.mode = mode;
     const synProxy = option(args, '--syn-proxy');
     if (synProxy !== undefined) service.synProxy = synProxy;
+    if (flag(args, '--sloppy')) service.sloppy = true;
     service.realServers = options(args, '--server').map((x) => {
       const [hp, weight] = x.split(/,weight=/);
       return { ...hostPort(hp, '--server'), weight: weight === undefined ? 1 : Number(weight) };

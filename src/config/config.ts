@@ -394,6 +394,7 @@ const SERVICE_KEYS = [
   'translateTimestamps',
   'synProxy',
   'maglevTableSize',
+  'sloppy',
   'healthCheck',
   'acl',
   'maxNewPerSec',
@@ -443,6 +444,7 @@ export function parseService(v: unknown, path: string): ServiceSpec {
       ? { synProxy: oneOf<SynProxyMode>(o.synProxy, join(path, 'synProxy'), SYNPROXY_MODES) }
       : {}),
     ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
+    sloppy: opt(o, 'sloppy', false, (x) => boolean(x, join(path, 'sloppy'))),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
     ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),
     ...(o.maxNewPerSec !== undefined

@@ -74,7 +74,9 @@ export const C_PERSISTENCE_TABLE_FULL = 37;
 /** HA: older records a peer's record replaced (a stale copy, or one of ours that was closing,
  * whose local tuple or client tuple a newer connection now uses). */
 export const C_SYNC_REPLACED = 38;
-export const GLOBAL_COUNT = 39;
+/** Sloppy TCP: sessions made from a client packet in the middle of a connection. */
+export const C_SESSIONS_SLOPPY = 39;
+export const GLOBAL_COUNT = 40;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -116,6 +118,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'persistence_templates',
   'persistence_table_full',
   'sync_replaced',
+  'sessions_sloppy',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

@@ -7,17 +7,19 @@
  *                      mode — or, with the service's SYN proxy on, is answered with a cookie
  *                      (synproxy.ts), and the client's ACK with a valid cookie creates it; a
  *                      SYN on a session in TIME_WAIT/CLOSE ends it and starts a new one.
+ *      sloppySession   a sloppy service's mid-connection client packet without a session
+ *                      makes one, to the server the scheduler picks from the client address
  *      startTimestamps a new session's real server sees the LB's timestamp clock
  *   2. mode.inbound    the rewrite (FULLNAT and NAT: fullnat_in.ts; TUNNEL: tunnel.ts)
  */
 
 import { R_TS_DELTA, recMode, RECORD_WORDS, DIR_IN } from '../conn/layout.js';
-import { isEnding, S_NONE, S_UDP } from '../conn/state.js';
-import { C_SESSIONS_EXPIRED, C_SESSIONS_REUSED } from '../dataplane/counters.js';
+import { isEnding, S_ESTABLISHED, S_NONE, S_UDP } from '../conn/state.js';
+import { C_SESSIONS_EXPIRED, C_SESSIONS_REUSED, C_SESSIONS_SLOPPY } from '../dataplane/counters.js';
 import { IPPROTO_TCP, TCP_ACKF, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { SYNPROXY_OFF } from '../service/service.js';
 import type { NatContext } from './context.js';
-import { createSession, stateOf, uncountSession } from './session.js';
+import { createSession, setState, stateOf, uncountSession } from './session.js';
 import { scanPacketOptions } from './toa.js';
 import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION } from './verdict.js';
@@ -59,7 +61,11 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
       // proxy switched off again, or on another node of the pair or cluster).
       if (c.services.synProxy[svc] !== SYNPROXY_OFF && (c.pFlags & (TCP_SYN | TCP_RST)) === 0)
         return proxyAck(c, svc, hash, blockWords);
-      return -DROP_NO_SESSION;
+      if (c.services.sloppy[svc] === 0 || (c.pFlags & (TCP_SYN | TCP_RST | TCP_ACKF)) !== TCP_ACKF)
+        return -DROP_NO_SESSION;
+      r = sloppySession(c, svc, hash, blockWords);
+      if (r < 0) return r;
+      return c.modes[recMode(table.rec, r * RECORD_WORDS)]!.inbound(c, r, n);
     }
     if (tcp && proxyActive(c, svc)) return proxySyn(c, svc, blockWords, n);
     const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
@@ -71,6 +77,25 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     return proxyWaitInbound(c, r, n);
   }
   return c.modes[recMode(table.rec, r * RECORD_WORDS)]!.inbound(c, r, n);
+}
+
+/**
+ * Sloppy TCP (ServiceSpec.sloppy): the client's ACK of a connection this LB has no session
+ * for (it began on another node, or before a restart, and was not synced). The service's
+ * scheduler (sh or mh: config) picks from the client address alone, so this is the server
+ * its SYN went to while the pool is the same. The session starts ESTABLISHED; the packet's
+ * own flags move it on (a FIN: FIN_WAIT). HA publishes it as it would a new connection.
+ */
+function sloppySession(c: NatContext, svc: number, hash: number, blockWords: number): number {
+  const refused = c.services.admit(svc, c.pS0, c.pS1, c.pS2, c.pS3, c.nowMs);
+  if (refused !== 0) return -refused;
+  const r = createSession(c, svc, hash, blockWords, S_NONE, 0);
+  if (r < 0) return r;
+  const base = r * RECORD_WORDS;
+  setState(c, base, S_ESTABLISHED);
+  c.sync?.onPacket(base, true, S_ESTABLISHED, c.tick);
+  c.counters[C_SESSIONS_SLOPPY] = c.counters[C_SESSIONS_SLOPPY]! + 1;
+  return r;
 }
 
 /** A new session's SYN carries a timestamp: the real server will see the LB's clock. */

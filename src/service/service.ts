@@ -73,6 +73,11 @@ export interface ServiceSpec {
   synProxy: SynProxyMode;
   /** Maglev table size for scheduler mh (prime). */
   maglevTableSize: number;
+  /** Sloppy TCP (IPVS's sloppy_tcp), NAT, TUNNEL and DR with sh or mh only: a client packet
+   * in the middle of a connection this LB has no session for (another node had it, or this
+   * one restarted) makes one, to the server the scheduler picks from the client address,
+   * the one the connection's SYN was sent to. Off: it is dropped (no_session). */
+  sloppy: boolean;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
   /** Client ACL, checked on the first packet of a session: with `allow`, only those clients;
@@ -154,6 +159,7 @@ export function serviceWithDefaults(
     translateTimestamps: s.translateTimestamps ?? full,
     synProxy: s.synProxy ?? (full ? 'auto' : 'off'),
     maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
+    sloppy: s.sloppy ?? false,
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
@@ -187,6 +193,7 @@ export interface ResolvedService {
   stripTimestamps: boolean;
   translateTimestamps: boolean;
   synProxy: SynProxyMode;
+  sloppy: boolean;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
@@ -289,6 +296,7 @@ function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
 /** What each mode allows beside it (the defaults, serviceWithDefaults, always pass). */
 function checkModeOptions(s: ServiceSpec, p: string): void {
   const mode = s.mode;
+  if (s.sloppy) checkSloppy(s, p);
   if (mode === 'nat' || mode === 'dr') {
     if (s.localAddresses.length > 0)
       throw new ConfigError(
@@ -342,6 +350,20 @@ function checkModeOptions(s: ServiceSpec, p: string): void {
       `${p}.toa.enabled`,
       `a ${name} real server sees the client address itself (and its replies skip the LB): no TOA`,
     );
+}
+
+/** Sloppy TCP makes a session from a packet that says nothing of how the connection began:
+ * only where nothing but the real server is to be known, and known from the packet. */
+function checkSloppy(s: ServiceSpec, p: string): void {
+  const why =
+    s.protocol !== 'tcp'
+      ? 'UDP sessions are made by any packet already'
+      : s.mode === 'fullnat'
+        ? 'a FULLNAT connection has a local port and sequence delta of its own, which a packet in its middle does not tell (sync the sessions: docs/ha.md)'
+        : s.scheduler !== 'sh' && s.scheduler !== 'mh'
+          ? `scheduler ${s.scheduler} may pick another server than the connection's SYN went to; use sh or mh, which pick from the client address alone, the same on every node`
+          : undefined;
+  if (why !== undefined) throw new ConfigError('TUNVS_ERR_CONFIG_MODE', `${p}.sloppy`, `sloppy TCP: ${why}`);
 }
 
 /** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
@@ -462,6 +484,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       stripTimestamps: s.stripTimestamps,
       translateTimestamps: s.translateTimestamps,
       synProxy: s.protocol === 'tcp' ? s.synProxy : 'off',
+      sloppy: s.sloppy,
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
@@ -518,6 +541,8 @@ export class ServiceTable {
   readonly translateTs = new Uint8Array(SERVICES_MAX);
   /** SYNPROXY_OFF / _ON / _AUTO. */
   readonly synProxy = new Uint8Array(SERVICES_MAX);
+  /** 1: a mid-connection client packet without a session makes one (ServiceSpec.sloppy). */
+  readonly sloppy = new Uint8Array(SERVICES_MAX);
   /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
@@ -603,6 +628,7 @@ export class ServiceTable {
       this.stripTs[id] = s.stripTimestamps ? 1 : 0;
       this.translateTs[id] = s.translateTimestamps && !s.stripTimestamps ? 1 : 0;
       this.synProxy[id] = SYNPROXY_MODES.indexOf(s.synProxy);
+      this.sloppy[id] = s.sloppy ? 1 : 0;
       this.mode[id] = MODE_NAMES.indexOf(s.mode);
       if (s.laddrs.length > 0) this.tunnelSrc.set(s.laddrs[0]!, id * 4);
       // Only this family's prefixes can match; an allow list of only the other family

@@ -503,6 +503,30 @@ describe.each([
   });
 });
 
+it("a sloppy session (a mid-connection packet's) is published after syncAfter like a new connection", () => {
+  const specs = [
+    serviceWithDefaults({
+      vip: V4.vip,
+      port: 80,
+      scheduler: 'sh',
+      mode: 'nat',
+      sloppy: true,
+      realServers: [{ address: V4.rs1, port: 8080, weight: 1 }],
+    }),
+  ];
+  const a = haEngine(MASTER, 2000, 1, specs);
+  const b = haEngine(BACKUP, 2000, 2, specs);
+  const da = new Driver(a.engine);
+  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 4545, dport: 80, seq: 7, ack: 9, flags: ACK }));
+  a.engine.advanceTimers((da.nowMs = 1000));
+  expect(a.ring.pending).toBe(0);
+  a.engine.advanceTimers((da.nowMs = 2100));
+  const { events, n } = drain(a.ring);
+  expect(n).toBe(1);
+  expect(b.engine.installSynced(events, n).installed).toBe(1);
+  expect(new Driver(b.engine).session()).toMatchObject({ mode: 'nat', state: 'ESTABLISHED', owner: 1 });
+});
+
 it('an event for a service this LB does not have is counted, not installed', () => {
   const a = haEngine(MASTER, 0);
   const b = new Driver(

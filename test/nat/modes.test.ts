@@ -6,7 +6,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { C_TOA_INSERTED } from '../../src/dataplane/counters.js';
+import { C_SESSIONS_SLOPPY, C_TOA_INSERTED } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import {
@@ -355,6 +355,74 @@ describe.each([
   });
 });
 
+describe.each([
+  ['NAT', 'nat', V4],
+  ['NAT', 'nat', V6],
+  ['TUNNEL', 'tunnel', V4],
+  ['TUNNEL', 'tunnel', V6],
+] as const)('sloppy TCP, %s %#', (_name, mode, fam) => {
+  // Two LBs of one pool (a cluster's nodes, or one LB before and after a restart).
+  const engine = (sloppy: boolean, seed: number) =>
+    makeEngine(
+      [
+        serviceWithDefaults({
+          vip: fam.vip,
+          port: 80,
+          scheduler: 'mh',
+          mode,
+          sloppy,
+          realServers: [fam.rs1, fam.rs2].map((address) => ({
+            address,
+            port: mode === 'tunnel' ? 80 : 8080,
+            weight: 1,
+          })),
+          ...(mode === 'tunnel' ? { localAddresses: [fam.lip] } : {}),
+        }),
+      ],
+      { seed },
+    );
+  // Eight clients: the pool's both servers get some, so a server picked differently shows.
+  const client = (i: number) => (fam === V4 ? `198.18.100.${10 + i}` : `fd00:18:64::${10 + i}`);
+  const from = (i: number, t: Partial<TcpSpec> & { flags: number }) =>
+    tcp({ src: client(i), dst: fam.vip, sport: CPORT, dport: 80, ...t });
+  /** The real server a packet went to: NAT's destination, TUNNEL's outer destination. */
+  const server = (out: Uint8Array) => parse(out).dst;
+
+  it("a mid-connection ACK without a session makes one, to the server the connection's SYN went to", () => {
+    const a = new Driver(engine(true, 1));
+    const b = new Driver(engine(true, 2));
+    const picked = [...Array(8).keys()].map((i) => server(a.forward(from(i, { seq: 1000, flags: SYN }))));
+    expect(new Set(picked).size).toBe(2);
+    [...Array(8).keys()].forEach((i) => {
+      const out = b.forward(from(i, { seq: 1001, ack: 5001, flags: ACK | PSH, payload: payload(10) }));
+      expect(server(out)).toBe(picked[i]);
+    });
+    expect(b.engine.counters[C_SESSIONS_SLOPPY]).toBe(8);
+    const all = [...b.engine.sessionIds()].map((r) => b.engine.describe(r));
+    expect(all.every((x) => x.mode === mode && x.state === 'ESTABLISHED')).toBe(true);
+    const s = all[0]!;
+    if (mode === 'nat') {
+      // The server's reply finds it (NAT's replies pass the LB).
+      const reply = tcp({ src: s.rip, dst: s.client, sport: 8080, dport: s.cport, seq: 5001, ack: 1011, flags: ACK });
+      expect(parse(b.forward(reply)).src).toBe(parse(from(0, { flags: SYN })).dst); // the VIP
+    }
+    // A FIN is a packet in the middle too, and moves the new session on.
+    const fin = new Driver(engine(true, 3));
+    fin.forward(from(0, { seq: 1011, ack: 5001, flags: FIN | ACK }));
+    expect(fin.session().state).toBe('FIN_WAIT');
+  });
+
+  it('not without sloppy, and never from an RST or a bare packet without ACK', () => {
+    const off = new Driver(engine(false, 1));
+    expect(off.drop(from(0, { seq: 1001, ack: 5001, flags: ACK }))).toBe(DROP_NO_SESSION);
+    const on = new Driver(engine(true, 1));
+    expect(on.drop(from(0, { seq: 1001, ack: 5001, flags: RST | ACK }))).toBe(DROP_NO_SESSION);
+    expect(on.drop(from(0, { seq: 1001, flags: FIN }))).toBe(DROP_NO_SESSION);
+    expect(on.engine.sessionCount).toBe(0);
+    expect(on.engine.counters[C_SESSIONS_SLOPPY]).toBe(0);
+  });
+});
+
 describe('rstOnExpire', () => {
   it('resets an expired NAT session both ways; a TUNNEL session, whose server it never saw, gets none', () => {
     for (const mode of ['nat', 'tunnel'] as const) {
@@ -435,6 +503,12 @@ describe('mode configuration', () => {
     fails({ localAddresses: [V4.lip], mode: 'route' }, 'services[0].mode', 'TUNVS_ERR_CONFIG_UNKNOWN');
     fails({ mode: 'dr', localAddresses: [V4.lip] }, 'services[0].localAddresses');
     fails({ mode: 'dr' }, 'services[0].realServers[0].port');
+    // Sloppy TCP: only where the server is all there is to know, and known from the client.
+    fails({ localAddresses: [V4.lip], scheduler: 'mh', sloppy: true }, 'services[0].sloppy');
+    fails({ mode: 'nat', sloppy: true }, 'services[0].sloppy'); // wrr
+    fails({ mode: 'nat', protocol: 'udp', scheduler: 'sh', sloppy: true }, 'services[0].sloppy');
+    fails({ mode: 'nat', sloppy: 'yes' }, 'services[0].sloppy', 'TUNVS_ERR_CONFIG_TYPE');
+    expect(parseService(spec({ mode: 'nat', scheduler: 'sh', sloppy: true }), 's').sloppy).toBe(true);
   });
 
   it('a real server of the other family is refused in NAT too', () => {
