@@ -477,7 +477,7 @@ export class HaNode {
     const c = chooseFormat(this.formats, peers);
     if (c.incompatible.length > 0)
       this.fail(
-        `node(s) ${c.incompatible.join(', ')} read no sync format this node writes (${this.formats.join('–')}): their sessions and this node's cannot be exchanged; run versions at most one format apart`,
+        `node(s) ${c.incompatible.join(', ')} read no sync format this node writes (${this.formats.join('–')}): their sessions and this node's cannot be exchanged; upgrade through the versions in between (docs/operations.md, "Upgrading")`,
       );
     if (c.format === this.publisher.format) return;
     this.logger.log('info', `HA: publishing sync format ${c.format} from now on (was ${this.publisher.format})`, {

@@ -20,11 +20,11 @@
  * server-side timestamp delta and options), then 39–40 (the acks that cover each side's FIN);
  * syncWord maps one to the other. Word 7 (the record's SVC_RS) holds the publishing node's id
  * instead. This is the newest format (SYNC_FORMAT); ha/sync_format.ts turns it into the older
- * ones a peer of an older version reads, and theirs into it. The real server is named by its address and port (the
- * OUT key), so nodes need not number their services and servers alike; they must have the
- * same services and worker count (the mode's owner rule says which worker owns a session:
- * FULLNAT's local port, the client's address and port in the other modes). A record is
- * found by its OUT key, or by its IN key in the modes without one (TUNNEL).
+ * ones a peer of an older version reads, and theirs into it. The real server is named by its
+ * address and port (the OUT key), so nodes need not number their services and servers alike;
+ * they must have the same services and worker count (the mode's owner rule says which worker
+ * owns a session: FULLNAT's local port, the client's address and port in the other modes). A
+ * record is found by its OUT key, or by its IN key in the modes without one (TUNNEL).
  */
 
 import {

@@ -73,8 +73,12 @@ export function chooseFormat(own: FormatRange, peers: { id: number; formats: For
     }
     if (p.formats[1] < newest) newest = p.formats[1];
   }
-  for (const p of peers)
-    if (!incompatible.includes(p.id) && p.formats[1] === newest && newest < own[1]) heldBy.push(p.id);
+  for (const p of peers) {
+    if (incompatible.includes(p.id)) continue;
+    // A peer that reads only newer formats than another peer: no format serves both.
+    if (p.formats[0] > newest) incompatible.push(p.id);
+    else if (p.formats[1] === newest && newest < own[1]) heldBy.push(p.id);
+  }
   return { format: newest, heldBy, incompatible };
 }
 

@@ -36,6 +36,16 @@ describe('the format a node publishes', () => {
   it('leaves out (and names) a node with no format in common', () => {
     expect(chooseFormat([2, 3], [{ id: 5, formats: [4, 5] }])).toEqual({ format: 3, heldBy: [], incompatible: [5] });
     expect(chooseFormat([3, 3], [{ id: 6, formats: [2, 2] }]).incompatible).toEqual([6]);
+    // Two peers with no format in common: the older one sets the format, the other is named.
+    expect(
+      chooseFormat(
+        [2, 3],
+        [
+          { id: 7, formats: [3, 4] },
+          { id: 8, formats: [2, 2] },
+        ],
+      ),
+    ).toEqual({ format: 2, heldBy: [8], incompatible: [7] });
   });
 
   it('knows every format it reads, by number and by record size', () => {
