@@ -162,8 +162,11 @@ export class SystemChanges {
   }
 
   private addWithdraw(batch: IpBatch, r: Route): void {
+    // Its own metric, also when it was added without one: `ip route del` without a metric
+    // removes the first route of the prefix on the device, which may be another metric's.
     // An error: gone with the device already.
-    batch.add(['route', 'del', r.prefix, 'dev', r.dev, ...metricArgs(r.metric)], () => {
+    const metric = r.metric ?? (r.family === '-4' ? KERNEL_METRIC_V4 : KERNEL_METRIC_V6);
+    batch.add(['route', 'del', r.prefix, 'dev', r.dev, 'metric', String(metric)], () => {
       if (this.routes.get(r.key) === r) this.routes.delete(r.key);
     });
   }
@@ -308,6 +311,10 @@ interface Route {
   /** Set in cluster mode (what is announced); else the kernel's default. */
   metric?: number;
 }
+
+/** The metric the kernel gives a route added without one. */
+const KERNEL_METRIC_V4 = 0;
+const KERNEL_METRIC_V6 = 1024;
 
 function metricArgs(metric: number | undefined): string[] {
   return metric === undefined ? [] : ['metric', String(metric)];

@@ -1,12 +1,15 @@
 /**
  * IpBatch: many `ip` commands in one process, each command's outcome reported to it (the
  * route changes of control/system.ts and the cluster watchdog). Runs `ip` in a network
- * namespace of its own (root); the report parser runs anywhere.
+ * namespace of its own (root), and SystemChanges' route moves there (the built dist); the
+ * report parser runs anywhere.
  */
 
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
 import { failedLines, IpBatch } from '../../src/control/ip_batch.js';
+import { distSrc } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
 const ns = `tib${process.pid % 100000}`;
@@ -62,6 +65,22 @@ describe.skipIf(!root)('in a namespace (root)', () => {
     expect(seen.slice(2)).toEqual([undefined, undefined]);
     expect(routes('-4')).toEqual(['198.18.250.1 200']);
     expect(routes('-6')).toEqual(['fd18:18:250::1 100']);
+  });
+
+  it('SystemChanges: a route moved from no metric to one loses exactly its old one, IPv6 too', () => {
+    // Run where the routes are: tunvs changes the routes of the namespace it runs in.
+    const a = ['198.18.250.9/32', 'fd18:18:250::9/128'];
+    const script = `import(${JSON.stringify(join(distSrc(), 'control', 'system.js'))}).then(({ SystemChanges }) => {
+      const s = new SystemChanges(() => {});
+      s.routeExactly(${JSON.stringify(a.map((prefix) => ({ prefix })))}, 'tb0');
+      s.routeExactly(${JSON.stringify(a.map((prefix) => ({ prefix, metric: 100 })))}, 'tb0');
+    })`;
+    execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script]);
+    // \`ip route del\` without a metric took the IPv6 route of metric 100 (the first one listed).
+    expect(routes('-4')).toContain('198.18.250.9 100');
+    expect(routes('-4')).not.toContain('198.18.250.9 0');
+    expect(routes('-6')).toContain('fd18:18:250::9 100');
+    expect(routes('-6')).not.toContain('fd18:18:250::9 1024');
   });
 
   it('when ip itself cannot run, every command fails with why', () => {
