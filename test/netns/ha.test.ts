@@ -4,8 +4,10 @@
  * with a check of every byte; the master fails three ways (tunvs killed, keepalived killed,
  * its upstream link cut); the connections must go on through lb-b with no reset and nothing
  * lost, new connections must work during and after, and lb-a takes over again when it is
- * back (failback, the same guarantees). Then Redis goes away for 10 s under load. Last, the
- * pair on the AF_XDP path (io: xdp, docs/xdp.md): tunvs killed on the master, the same.
+ * back (failback, the same guarantees). Then Redis goes away for 10 s under load, and a
+ * TUNNEL service with sloppy TCP keeps connections too young to be synced across the
+ * master's death. Last, the pair on the AF_XDP path (io: xdp, docs/xdp.md): tunvs killed on
+ * the master, the same.
  * Needs root; builds and removes its own labs.
  */
 
@@ -14,9 +16,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
+import { inNs, ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
+import { serverRoutes } from '../../src/lab/modes.js';
+import { attachDecap } from '../../src/rs/decap.js';
 import { listFallbacks } from '../../src/control/system.js';
 import {
+  adminOf,
   haStatusOf,
   labPid,
   recordingStarter,
@@ -254,6 +259,59 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     await waitRole(fresh(), 'lb-b', 'backup', 15_000);
     expect(blackholes()).toEqual(before);
   }, 60_000);
+
+  it('TUNNEL with sloppy TCP (mh): connections younger than syncAfterMs survive kill -9 of the master', async () => {
+    // Never synced (0.5 s old, syncAfterMs 2 s), so the new master has no session for them;
+    // with sloppy it makes one from the client's next packet, to the server mh picks from
+    // the client address: the one their SYN went to (docs/modes.md, "Sloppy TCP"). Last in
+    // the block: lb-a comes back without the service (it was added at run time).
+    const vip = LAB.drVip4; // routed to the pair by the router; no other service uses it here
+    for (const rs of LAB.realServers) {
+      const ns = nsName(prefix, rs.name);
+      ipBatch([`addr add ${vip}/32 dev lo`], ns);
+      inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
+      attachDecap('eth0', ns);
+      serverRoutes(prefix, rs.name, true); // replies straight to the clients, with room for the tunnel
+    }
+    const service = {
+      name: 'tunnel-echo',
+      vip,
+      port: LAB.echoPort,
+      mode: 'tunnel',
+      scheduler: 'mh',
+      sloppy: true,
+      localAddresses: [LAB.laddrs4[0]],
+      realServers: LAB.realServers.map((r) => ({ address: r.v4, port: LAB.echoPort, weight: 1 })),
+    };
+    for (const node of ['lb-a', 'lb-b'])
+      await adminRequest(adminOf(fresh(), node), { cmd: 'edit', op: 'add-service', service }, 5000);
+    expect((await haStatusOf(fresh(), 'lb-a'))?.role).toBe('master');
+    const s = runStreams(state, 100, 8, vip);
+    await s.ready;
+    await sleep(500);
+    const t0 = Date.now();
+    process.kill(labPid(fresh(), 'tunvs-lb-a')!, 'SIGKILL');
+    try {
+      await waitRole(fresh(), 'lb-b', 'master', 15_000);
+      const takeover = Date.now() - t0;
+      const r = await s.done;
+      const st = (await adminRequest(adminOf(fresh(), 'lb-b'), { cmd: 'stats' }, 2000)) as {
+        counters: Record<string, number>;
+      };
+      console.log(
+        `TUNNEL + sloppy, young connections (0.5 s old), master killed: lb-b master after ${takeover} ms; ` +
+          `${r.ok}/${r.connections} streams intact, ${r.reset} reset, ${r.corruptedBytes} corrupted; ` +
+          `stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms; ${st.counters.sessions_sloppy} sessions made sloppily on lb-b`,
+      );
+      expect(r.established).toBe(100);
+      expect(r.corruptedBytes).toBe(0);
+      expect(st.counters.sessions_sloppy).toBeGreaterThan(0);
+      expect(r.ok).toBeGreaterThanOrEqual(99);
+    } finally {
+      await restartTunvs(prefix, 'lb-a');
+      await waitRole(fresh(), 'lb-a', 'master', 30_000);
+    }
+  }, 90_000);
 });
 
 describe.skipIf(!root)('HA pair on the AF_XDP path (io: xdp, root)', () => {
