@@ -44,16 +44,23 @@ const CLIENTS6 = 'fd18:18:100::/64';
 /** Set the real servers up for NAT and TUNNEL (their gateway back to the clients is `via4` /
  * `via6`: the pair's floating next hop). */
 export function setupModeServers(prefix: string, via4: string, via6: string): void {
+  setupDirectServers(prefix, [LAB.vip4, LAB.vip6, LAB.drVip4, LAB.drVip6], via4, via6);
+}
+
+/** Set every real server up to answer clients of `vips` itself (TUNNEL, DR): the VIPs on lo
+ * (not answered for by ARP), the tunnel taken apart, its replies to the clients through
+ * `via4` / `via6` with room for the tunnel. Tests use it on the labs without mode services. */
+export function setupDirectServers(
+  prefix: string,
+  vips: readonly string[],
+  via4: string = LAB.float.rs4,
+  via6: string = LAB.float.rs6,
+): void {
   for (const rs of LAB.realServers) {
     const ns = nsName(prefix, rs.name);
     serverRoutes(prefix, rs.name, true, via4, via6);
     ipBatch(
-      [
-        `addr add ${LAB.vip4}/32 dev lo`,
-        `addr add ${LAB.vip6}/128 dev lo`,
-        `addr add ${LAB.drVip4}/32 dev lo`,
-        `addr add ${LAB.drVip6}/128 dev lo`,
-      ],
+      vips.map((v) => `addr add ${v}/${v.includes(':') ? 128 : 32} dev lo`),
       ns,
     );
     inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
@@ -77,4 +84,20 @@ export function serverRoutes(
     ],
     nsName(prefix, name),
   );
+}
+
+/** A TUNNEL service to the real servers' echo port with sloppy TCP and mh (docs/modes.md,
+ * "Sloppy TCP"), as an admin `add-service` takes it: what the HA tests add at run time to
+ * measure connections too young to be synced. `laddr`: the node's tunnel source. */
+export function sloppyTunnelEcho(vip: string, laddr: string): Record<string, unknown> {
+  return {
+    name: 'tunnel-echo',
+    vip,
+    port: LAB.echoPort,
+    mode: 'tunnel',
+    scheduler: 'mh',
+    sloppy: true,
+    localAddresses: [laddr],
+    realServers: LAB.realServers.map((r) => ({ address: r.v4, port: LAB.echoPort, weight: 1 })),
+  };
 }

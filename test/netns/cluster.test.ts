@@ -13,9 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
 import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { inNs, ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
-import { serverRoutes } from '../../src/lab/modes.js';
-import { attachDecap } from '../../src/rs/decap.js';
+import { ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
+import { setupDirectServers, sloppyTunnelEcho } from '../../src/lab/modes.js';
 import { adminOf, labPid, recordingStarter, restartTunvs } from '../../src/lab/pair.js';
 import { runStreams, type StreamResult } from '../../src/lab/streams.js';
 import { clusterNode, CLUSTER } from '../../src/lab/topology.js';
@@ -360,27 +359,11 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     // flow moves to makes it from the next client packet, to the server mh picks from the
     // client address: the one the SYN went to (docs/modes.md, "Sloppy TCP").
     const vip = LAB.drVip4; // a VIP of its own: the lab's cluster has no mode services
-    for (const rs of LAB.realServers) {
-      const ns = nsName(prefix, rs.name);
-      ipBatch([`addr add ${vip}/32 dev lo`], ns);
-      inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
-      attachDecap('eth0', ns);
-      // Replies go straight to the clients, through the router; advmss leaves room for the tunnel.
-      serverRoutes(prefix, rs.name, true, CLUSTER.routerRs4, CLUSTER.routerRs6);
-    }
+    // Replies go straight to the clients, through the router.
+    setupDirectServers(prefix, [vip], CLUSTER.routerRs4, CLUSTER.routerRs6);
     const nodes = runningNodes();
-    const servers = LAB.realServers.map((r) => ({ address: r.v4, port: LAB.echoPort, weight: 1 }));
     for (const node of nodes) {
-      const service = {
-        name: 'tunnel-echo',
-        vip,
-        port: LAB.echoPort,
-        mode: 'tunnel',
-        scheduler: 'mh',
-        sloppy: true,
-        localAddresses: [clusterNode(node).laddrs4[0]],
-        realServers: servers,
-      };
+      const service = sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!);
       await adminRequest(adminOf(fresh(), node), { cmd: 'edit', op: 'add-service', service }, 5000);
     }
     await until(`every node announces ${vip}`, () => nextHops(state, 4, vip).length === nodes.length, 15_000);

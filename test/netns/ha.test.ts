@@ -16,9 +16,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { inNs, ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
-import { serverRoutes } from '../../src/lab/modes.js';
-import { attachDecap } from '../../src/rs/decap.js';
+import { ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
+import { setupDirectServers, sloppyTunnelEcho } from '../../src/lab/modes.js';
 import { listFallbacks } from '../../src/control/system.js';
 import {
   adminOf,
@@ -266,23 +265,8 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     // the client address: the one their SYN went to (docs/modes.md, "Sloppy TCP"). Last in
     // the block: lb-a comes back without the service (it was added at run time).
     const vip = LAB.drVip4; // routed to the pair by the router; no other service uses it here
-    for (const rs of LAB.realServers) {
-      const ns = nsName(prefix, rs.name);
-      ipBatch([`addr add ${vip}/32 dev lo`], ns);
-      inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
-      attachDecap('eth0', ns);
-      serverRoutes(prefix, rs.name, true); // replies straight to the clients, with room for the tunnel
-    }
-    const service = {
-      name: 'tunnel-echo',
-      vip,
-      port: LAB.echoPort,
-      mode: 'tunnel',
-      scheduler: 'mh',
-      sloppy: true,
-      localAddresses: [LAB.laddrs4[0]],
-      realServers: LAB.realServers.map((r) => ({ address: r.v4, port: LAB.echoPort, weight: 1 })),
-    };
+    setupDirectServers(prefix, [vip]); // replies straight to the clients, through the master
+    const service = sloppyTunnelEcho(vip, LAB.laddrs4[0]);
     for (const node of ['lb-a', 'lb-b'])
       await adminRequest(adminOf(fresh(), node), { cmd: 'edit', op: 'add-service', service }, 5000);
     expect((await haStatusOf(fresh(), 'lb-a'))?.role).toBe('master');
