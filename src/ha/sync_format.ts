@@ -44,10 +44,15 @@ export function recordWords(format: number): number | undefined {
   return WORDS_OF[format];
 }
 
-/** The format of a record of `bytes` bytes (a hash value), or undefined. */
+/** Formats by record size in bytes (what a hash value says of itself). */
+const FORMAT_OF_BYTES: ReadonlyMap<number, number> = new Map(
+  Object.entries(WORDS_OF).map(([f, w]) => [w * 4, Number(f)]),
+);
+
+/** The format of a record of `bytes` bytes (a hash value), or undefined. Called per record
+ * of a peer's hash: a lookup, not a walk over the formats. */
 export function formatOfRecord(bytes: number): number | undefined {
-  for (const [f, w] of Object.entries(WORDS_OF)) if (w * 4 === bytes) return Number(f);
-  return undefined;
+  return FORMAT_OF_BYTES.get(bytes);
 }
 
 export interface FormatChoice {
