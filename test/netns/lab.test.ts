@@ -62,6 +62,37 @@ async function streamsInBackground(connections: number, seconds: number, port: n
 }
 
 /**
+ * Run `body` with a copy of the lab service `base` in lb-a's config (reloaded): named `name`,
+ * on `port`, to `servers` (addresses, listening on `port`), changed further by `edit`. The
+ * config is put back (and reloaded) afterwards.
+ */
+async function withServiceCopy<T>(
+  o: { base: string; name: string; port: number; servers: readonly string[]; edit?: (line: string) => string },
+  body: () => Promise<T>,
+): Promise<T> {
+  const file = join(state.dir, 'lb-a.yaml');
+  const before = readFileSync(file, 'utf8');
+  try {
+    const rss = o.servers.map((a) => `{ address: "${a}", port: ${o.port} }`).join(', ');
+    await reloadWith((y) =>
+      y.replace(new RegExp(`(  - \\{ name: ${o.base}, .*\n)`), (line) => {
+        const copy = line
+          .replace(`name: ${o.base}`, `name: ${o.name}`)
+          .replace(/ port: \d+,/, ` port: ${o.port},`)
+          .replace(/realServers: \[.*\]/, `realServers: [${rss}]`);
+        return (o.edit ? o.edit(copy) : copy) + line;
+      }),
+    );
+    expect(readFileSync(file, 'utf8')).toContain(o.name);
+    return await body();
+  } finally {
+    writeFileSync(file, before);
+    process.kill(tunvsPid(), 'SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/**
  * A transfer through a service on port 9001 (a copy of the lab service `base`, in `mode`) to
  * a server on rs1 that reads the client's request to its FIN, then runs `onEnd` (`s`: its
  * socket). The switch applies `hold` (an nft verdict, after "the server's segments of more
@@ -76,8 +107,6 @@ async function heldTransfer(o: {
   hold: string;
 }): Promise<{ n: number; seconds?: number; error?: string; noSession: number }> {
   const port = 9001;
-  const file = join(state.dir, 'lb-a.yaml');
-  const before = readFileSync(file, 'utf8');
   const sw = nsName(prefix, 'sw');
   const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
   const server = spawn(
@@ -92,45 +121,38 @@ async function heldTransfer(o: {
     ],
     { stdio: 'ignore' },
   );
+  const copy = {
+    base: o.base,
+    name: `held-${o.base}`,
+    port,
+    servers: [LAB.realServers[0].v4],
+    ...(o.mode !== undefined ? { edit: (line: string) => line.replace(/mode: \w+/, `mode: ${o.mode}`) } : {}),
+  };
   try {
-    const rs1 = LAB.realServers[0].v4;
-    const name = `held-${o.base}`;
-    await reloadWith((y) =>
-      y.replace(new RegExp(`(  - \\{ name: ${o.base}, .*\n)`), (line) => {
-        let copy = line
-          .replace(`name: ${o.base}`, `name: ${name}`)
-          .replace(/ port: \d+,/, ` port: ${port},`)
-          .replace(/realServers: \[.*\]/, `realServers: [{ address: "${rs1}", port: ${port} }]`);
-        if (o.mode !== undefined) copy = copy.replace(/mode: \w+/, `mode: ${o.mode}`);
-        return copy + line;
-      }),
-    );
-    expect(readFileSync(file, 'utf8')).toContain(name);
-    inNs(sw, [
-      'nft',
-      'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
-        `add rule bridge tvhold hold tcp sport ${port} ip length > 200 ${o.hold}`,
-    ]);
-    const b0 = await stats();
-    const transfer = runInNs(nsName(prefix, 'client'), [
-      process.execPath,
-      '-e',
-      `const s = require('net').connect(${port}, '${o.vip}', () => s.end('x')); let n = 0; const t0 = Date.now();
-       s.on('data', (d) => { n += d.length; }); s.on('error', (e) => { console.log(JSON.stringify({ n, error: e.message })); process.exit(0); });
-       s.on('end', () => { console.log(JSON.stringify({ n, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
-       setTimeout(() => { console.log(JSON.stringify({ n, error: 'timeout' })); process.exit(0); }, 60000);`,
-    ]);
-    await new Promise((done) => setTimeout(done, 15_000));
-    release();
-    const r = JSON.parse((await transfer).out) as { n: number; seconds?: number; error?: string };
-    const b1 = await stats();
-    return { ...r, noSession: (b1.drops!.no_session ?? 0) - (b0.drops!.no_session ?? 0) };
+    return await withServiceCopy(copy, async () => {
+      inNs(sw, [
+        'nft',
+        'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
+          `add rule bridge tvhold hold tcp sport ${port} ip length > 200 ${o.hold}`,
+      ]);
+      const b0 = await stats();
+      const transfer = runInNs(nsName(prefix, 'client'), [
+        process.execPath,
+        '-e',
+        `const s = require('net').connect(${port}, '${o.vip}', () => s.end('x')); let n = 0; const t0 = Date.now();
+         s.on('data', (d) => { n += d.length; }); s.on('error', (e) => { console.log(JSON.stringify({ n, error: e.message })); process.exit(0); });
+         s.on('end', () => { console.log(JSON.stringify({ n, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
+         setTimeout(() => { console.log(JSON.stringify({ n, error: 'timeout' })); process.exit(0); }, 60000);`,
+      ]);
+      await new Promise((done) => setTimeout(done, 15_000));
+      release();
+      const r = JSON.parse((await transfer).out) as { n: number; seconds?: number; error?: string };
+      const b1 = await stats();
+      return { ...r, noSession: (b1.drops!.no_session ?? 0) - (b0.drops!.no_session ?? 0) };
+    });
   } finally {
     release();
     server.kill();
-    writeFileSync(file, before);
-    process.kill(tunvsPid(), 'SIGHUP');
-    await new Promise((r) => setTimeout(r, 500));
   }
 }
 
@@ -1257,7 +1279,6 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const port = 9002;
     const size = 24 << 20;
     const file = join(state.dir, 'lb-a.yaml');
-    const before = readFileSync(file, 'utf8');
     // Each real server sends `size` bytes of a pattern, paced over ~6 s, once asked.
     const serve = `require('net').createServer((s) => { s.once('data', () => { let sent = 0;
       const t = setInterval(() => { const n = Math.min(${size} - sent, 128 << 10); const b = Buffer.alloc(n);
@@ -1266,47 +1287,42 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const servers = LAB.realServers.map((_, i) =>
       spawn('ip', ['netns', 'exec', nsName(prefix, `rs${i + 1}`), process.execPath, '-e', serve], { stdio: 'ignore' }),
     );
+    const copy = {
+      base: 'dr-v4',
+      name: 'sloppy-dr-v4',
+      port,
+      servers: LAB.realServers.map((r) => r.v4),
+      // Any scheduler: earlier tests may have changed it.
+      edit: (line: string) => line.replace(/scheduler: \w+/, 'scheduler: mh, sloppy: true'),
+    };
     try {
-      const rss = LAB.realServers.map((r) => `{ address: "${r.v4}", port: ${port} }`).join(', ');
-      await reloadWith((y) =>
-        y.replace(
-          /(  - \{ name: dr-v4, .*\n)/,
-          (line) =>
-            line
-              .replace('name: dr-v4', 'name: sloppy-dr-v4')
-              .replace(/ port: \d+,/, ` port: ${port},`)
-              .replace(/scheduler: \w+/, 'scheduler: mh, sloppy: true') // earlier tests may have changed it
-              .replace(/realServers: \[.*\]/, `realServers: [${rss}]`) + line,
-        ),
-      );
-      expect(readFileSync(file, 'utf8')).toContain(
-        `name: sloppy-dr-v4, vip: "${LAB.drVip4}", port: ${port}, mode: dr, scheduler: mh, sloppy: true`,
-      );
-      const transfer = runInNs(nsName(prefix, 'client'), [
-        process.execPath,
-        '-e',
-        `const s = require('net').connect(${port}, '${LAB.drVip4}', () => s.write('go')); let n = 0, bad = 0; const t0 = Date.now();
+      await withServiceCopy(copy, async () => {
+        expect(readFileSync(file, 'utf8')).toContain(
+          `name: sloppy-dr-v4, vip: "${LAB.drVip4}", port: ${port}, mode: dr, scheduler: mh, sloppy: true`,
+        );
+        const transfer = runInNs(nsName(prefix, 'client'), [
+          process.execPath,
+          '-e',
+          `const s = require('net').connect(${port}, '${LAB.drVip4}', () => s.write('go')); let n = 0, bad = 0; const t0 = Date.now();
          s.on('data', (d) => { for (let i = 0; i < d.length; i++) if (d[i] !== (n + i) % 251) bad++; n += d.length; });
          s.on('error', (e) => { console.log(JSON.stringify({ n, bad, error: e.message })); process.exit(0); });
          s.on('end', () => { console.log(JSON.stringify({ n, bad, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
          setTimeout(() => { console.log(JSON.stringify({ n, bad, error: 'timeout' })); process.exit(0); }, 60000);`,
-      ]);
-      await new Promise((done) => setTimeout(done, 2000));
-      const t0 = Date.now();
-      await restartTunvs(prefix, 'lb-a');
-      const restartMs = Date.now() - t0;
-      const r = JSON.parse((await transfer).out) as { n: number; bad: number; seconds?: number; error?: string };
-      const after = await stats();
-      console.log(
-        `DR download across a restart of tunvs (${restartMs} ms): ${r.n} of ${size} bytes, ${r.bad} bad, ${r.error ?? `${r.seconds} s`}; sessions_sloppy ${after.counters!.sessions_sloppy}`,
-      );
-      expect(r).toMatchObject({ n: size, bad: 0 });
-      expect(after.counters!.sessions_sloppy).toBeGreaterThanOrEqual(1);
+        ]);
+        await new Promise((done) => setTimeout(done, 2000));
+        const t0 = Date.now();
+        await restartTunvs(prefix, 'lb-a');
+        const restartMs = Date.now() - t0;
+        const r = JSON.parse((await transfer).out) as { n: number; bad: number; seconds?: number; error?: string };
+        const after = await stats();
+        console.log(
+          `DR download across a restart of tunvs (${restartMs} ms): ${r.n} of ${size} bytes, ${r.bad} bad, ${r.error ?? `${r.seconds} s`}; sessions_sloppy ${after.counters!.sessions_sloppy}`,
+        );
+        expect(r).toMatchObject({ n: size, bad: 0 });
+        expect(after.counters!.sessions_sloppy).toBeGreaterThanOrEqual(1);
+      });
     } finally {
       for (const srv of servers) srv.kill();
-      writeFileSync(file, before);
-      process.kill(tunvsPid(), 'SIGHUP');
-      await new Promise((done) => setTimeout(done, 500));
     }
   }, 120_000);
 
