@@ -501,6 +501,7 @@ function healthCheck(v: unknown, path: string): HealthCheckSpec {
     'path',
     'expectStatus',
     'expectBody',
+    'resetOnDown',
   ]);
   const h = HEALTH_DEFAULT;
   const spec: HealthCheckSpec = {

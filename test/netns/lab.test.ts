@@ -598,6 +598,99 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(log).toContain('health: web-v4 198.18.20.23:8080 is UP');
   }, 60_000);
 
+  it('resetOnDown: a real server failing its checks has its sessions ended with RSTs to both sides; the others go on', async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const rs3 = LAB.realServers[2].v4;
+    const rs3Ns = nsName(prefix, 'rs3');
+    // The checks come from lb-a's own address on the servers' side, the sessions from the
+    // local addresses: dropping the first at rs3 fails its checks and leaves its sessions be.
+    const unblock = (): void => void spawnSync('ip', ['netns', 'exec', rs3Ns, 'nft', 'delete table inet tvhc']);
+    try {
+      // Whatever check echo-v4 has (a block's lines are indented 4+), then this one.
+      await reloadWith((y) =>
+        y
+          .replace(/(  - name: echo-v4\n(?:    .*\n)*?)    healthCheck: .*\n/, '$1')
+          .replace(
+            /(  - name: echo-v4\n(?:    .*\n)*?    scheduler: \w+\n)/,
+            `$1    healthCheck: { type: tcp, interval: 1, timeout: 1, rise: 2, fall: 2, resetOnDown: true }\n`,
+          ),
+      );
+      expect(readFileSync(file, 'utf8')).toContain('resetOnDown: true');
+      const b0 = await stats();
+      // 12 connections (rr: 4 on each server), each echoing a byte every 100 ms for 8 s.
+      const clients = runInNs(nsName(prefix, 'client'), [
+        process.execPath,
+        '-e',
+        `const net = require('net'); const out = [];
+         for (let i = 0; i < 12; i++) {
+           const r = { port: 0, echoed: 0, error: null, at: 0 }; out.push(r);
+           const s = net.connect(${LAB.echoPort}, '${LAB.vip4}', () => { r.port = s.localPort; });
+           const t = setInterval(() => s.write('x'), 100);
+           s.on('data', (d) => { r.echoed += d.length; });
+           s.on('error', (e) => { r.error = e.code; r.at = Date.now(); clearInterval(t); });
+           s.on('close', () => clearInterval(t));
+         }
+         setTimeout(() => { console.log(JSON.stringify(out)); process.exit(0); }, 8000);`,
+      ]);
+      await new Promise((r) => setTimeout(r, 1500));
+      const main = join(distSrc(), 'cli', 'main.js');
+      const onRs3 = (
+        JSON.parse(
+          execFileSync(
+            process.execPath,
+            [
+              main,
+              'conns',
+              '--admin',
+              state.adminSocket,
+              '--vip',
+              `${LAB.vip4}:${LAB.echoPort}`,
+              '--server',
+              rs3,
+              '--json',
+            ],
+            { encoding: 'utf8' },
+          ),
+        ) as { cport: number }[]
+      ).map((c) => c.cport);
+      expect(onRs3.length).toBeGreaterThanOrEqual(3);
+      const serverSide = (): number =>
+        inNs(rs3Ns, ['ss', '-Htn', 'state', 'established', `( sport = :${LAB.echoPort} )`])
+          .split('\n')
+          .filter((l) => l.trim() !== '').length;
+      expect(serverSide()).toBe(onRs3.length);
+      const blockedAt = Date.now();
+      inNs(rs3Ns, [
+        'nft',
+        'add table inet tvhc; add chain inet tvhc in { type filter hook input priority 0; }; ' +
+          `add rule inet tvhc in ip saddr ${LAB.lbA.rs4} tcp dport ${LAB.echoPort} drop`,
+      ]);
+      const out = JSON.parse((await clients).out) as {
+        port: number;
+        echoed: number;
+        error: string | null;
+        at: number;
+      }[];
+      const reset = out.filter((r) => r.error !== null);
+      console.log(
+        `resetOnDown: ${reset.length} of ${out.length} connections reset ` +
+          `${reset.map((r) => r.at - blockedAt).join(', ')} ms after rs3's checks began to fail; ` +
+          `${out.length - reset.length} echoing to the end`,
+      );
+      expect(reset.map((r) => r.port).sort()).toEqual([...onRs3].sort());
+      for (const r of reset) expect(r.error).toBe('ECONNRESET');
+      for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(60);
+      expect(serverSide()).toBe(0); // rs3's sockets got their RST too
+      const b1 = await stats();
+      expect(b1.counters!.rst_sent! - b0.counters!.rst_sent!).toBeGreaterThanOrEqual(2 * onRs3.length);
+    } finally {
+      unblock();
+      writeFileSync(file, good);
+      await reloadWith((y) => y);
+    }
+  }, 60_000);
+
   it('/metrics parses as Prometheus text and its counters match tunvs stats', async () => {
     const scrape = (): Record<
       string,
