@@ -106,7 +106,7 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'sync-adopt') {
     engine.adoptSynced(m.owner);
   } else if (m.type === 'reset-server') {
-    void forwarder.resetServer(m.serverId);
+    void forwarder.resetServer(m.serverId).then((ended) => port.postMessage({ type: 'server-reset', id: m.id, ended }));
   } else if (m.type === 'conns') {
     const sessions: SessionInfo[] = [];
     let more = false;

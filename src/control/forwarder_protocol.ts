@@ -61,8 +61,8 @@ export type ToForwarder =
   | { type: 'sync-sweep'; id: number; owner: number }
   /** HA: take over the sessions installed from peer `owner`, 0: every peer. */
   | { type: 'sync-adopt'; owner: number }
-  /** Health check with resetOnDown: end the real server's sessions with RSTs. */
-  | { type: 'reset-server'; serverId: number }
+  /** Health check with resetOnDown: end the real server's sessions with RSTs; reply how many. */
+  | { type: 'reset-server'; id: number; serverId: number }
   /** `tunvs conns`: up to `limit` sessions matching the filter. */
   | { type: 'conns'; id: number; filter: ConnFilter; limit: number };
 
@@ -81,4 +81,5 @@ export type FromForwarder =
   | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
   | { type: 'sync-snapshot'; id: number; records: Int32Array; writeCount: number }
   | { type: 'sync-swept'; id: number; removed: number }
+  | { type: 'server-reset'; id: number; ended: number }
   | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean };

@@ -77,10 +77,16 @@ export function healthKey(serviceId: number, serverId: number): string {
 export class HealthMonitor {
   private readonly checkers = new Map<string, Checker>();
 
-  /** `onChange` runs after a server went up or down. */
+  /** `onChange` runs after a server went up or down (`what`: the service and server, as logged). */
   constructor(
     private readonly logger: Logger,
-    private readonly onChange: (serviceId: number, serverId: number, up: boolean, spec: HealthCheckSpec) => void,
+    private readonly onChange: (
+      serviceId: number,
+      serverId: number,
+      up: boolean,
+      spec: HealthCheckSpec,
+      what: string,
+    ) => void,
   ) {}
 
   /** Start, keep or stop checkers to match `services` (start-up and every reload). */
@@ -146,7 +152,7 @@ export class HealthMonitor {
       check: c.spec.type,
       ...(err ? { error: err } : {}),
     });
-    this.onChange(c.ids.service, c.ids.server, st.up, c.spec);
+    this.onChange(c.ids.service, c.ids.server, st.up, c.spec, what);
   }
 
   /** Health of a real server of a service (undefined: not checked). */

@@ -116,11 +116,9 @@ export class Runtime {
 
   constructor(private readonly opts: RunOptions) {
     this.system = new SystemChanges((m) => opts.logger.log('warn', m));
-    this.health = new HealthMonitor(opts.logger, (_service, server, up, spec) => {
+    this.health = new HealthMonitor(opts.logger, (_service, server, up, spec, what) => {
       this.pushServices();
-      if (!up && spec.resetOnDown === true) {
-        for (const w of this.workers) w.thread.postMessage({ type: 'reset-server', serverId: server });
-      }
+      if (!up && spec.resetOnDown === true) void this.resetServer(server, what);
     });
   }
 
@@ -446,6 +444,26 @@ export class Runtime {
       this.log('error', `metrics listener on ${host}:${port}: ${e.message}`),
     );
     this.log('info', 'metrics', { url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics` });
+  }
+
+  /** resetOnDown: every forwarder ends the sessions of real server `serverId` (`what`, in
+   * the log); how many is logged. */
+  private async resetServer(serverId: number, what: string): Promise<void> {
+    try {
+      const replies = await Promise.all(
+        this.workers.map((w) =>
+          this.ask<Extract<FromForwarder, { type: 'server-reset' }>>(
+            w,
+            { type: 'reset-server', id: 0, serverId },
+            'server-reset',
+          ),
+        ),
+      );
+      const ended = replies.reduce((n, m) => n + m.ended, 0);
+      this.log('warn', `health: ${what}: ${ended} sessions ended with RSTs (resetOnDown)`, { sessions: ended });
+    } catch (e) {
+      this.log('error', `health: ${what}: resetting its sessions: ${(e as Error).message}`);
+    }
   }
 
   /** Ask a forwarder something (control/ask.ts: with a deadline). */

@@ -684,6 +684,11 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(serverSide()).toBe(0); // rs3's sockets got their RST too
       const b1 = await stats();
       expect(b1.counters!.rst_sent! - b0.counters!.rst_sent!).toBeGreaterThanOrEqual(2 * onRs3.length);
+      // The count includes closed sessions of earlier tests still in the table (no RST for those).
+      const logged = new RegExp(`health: echo-v4 ${rs3}:${LAB.echoPort}: (\\d+) sessions ended with RSTs`).exec(
+        readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8'),
+      );
+      expect(Number(logged?.[1])).toBeGreaterThanOrEqual(onRs3.length);
     } finally {
       unblock();
       writeFileSync(file, good);
