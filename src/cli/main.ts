@@ -45,10 +45,13 @@ Usage:
                                           sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
-                    [--sloppy] [--server ADDR:PORT[,weight=W]]...
+                    [--sloppy] [--persistent [SEC] [--netmask M] [--prefix6 N]]
+                    [--server ADDR:PORT[,weight=W]]...
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
                                           tunnel source; NAT, DR: none); --sloppy: NAT,
-                                          TUNNEL, DR with sh or mh (docs/modes.md)
+                                          TUNNEL, DR with sh or mh (docs/modes.md);
+                                          --persistent: ipvsadm -p (default 300 s), with
+                                          --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W]
   tunvs server delete SERVICE ADDR:PORT
@@ -166,6 +169,28 @@ function hostPort(v: string | undefined, what: string): { address: string; port:
   return { address: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
+/** ipvsadm's -p [TIMEOUT] and -M NETMASK: `--persistent [SEC]`, `--netmask M`, `--prefix6 N`
+ * (validated with the service, like the file's `persistence`). */
+function persistenceOptions(args: string[]): Record<string, unknown> | undefined {
+  const netmask = option(args, '--netmask');
+  const prefix6 = option(args, '--prefix6');
+  const i = args.indexOf('--persistent');
+  if (i < 0) {
+    if (netmask !== undefined || prefix6 !== undefined)
+      throw new UsageError('--netmask and --prefix6 go with --persistent (ipvsadm -M goes with -p)');
+    return undefined;
+  }
+  const v = args[i + 1];
+  const given = v !== undefined && !v.startsWith('--');
+  args.splice(i, given ? 2 : 1);
+  const num = (x: string): number | string => (/^\d+$/.test(x) ? Number(x) : x);
+  return {
+    ...(given ? { timeoutSec: num(v) } : {}),
+    ...(netmask !== undefined ? { netmask: num(netmask) } : {}),
+    ...(prefix6 !== undefined ? { prefix6: num(prefix6) } : {}),
+  };
+}
+
 /** `tunvs service add|delete ...`, `tunvs server add|delete|weight|drain ...` as an edit request. */
 function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, unknown> {
   const sub = args.shift();
@@ -189,6 +214,8 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     const synProxy = option(args, '--syn-proxy');
     if (synProxy !== undefined) service.synProxy = synProxy;
     if (flag(args, '--sloppy')) service.sloppy = true;
+    const persistence = persistenceOptions(args);
+    if (persistence) service.persistence = persistence;
     service.realServers = options(args, '--server').map((x) => {
       const [hp, weight] = x.split(/,weight=/);
       return { ...hostPort(hp, '--server'), weight: weight === undefined ? 1 : Number(weight) };

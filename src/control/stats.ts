@@ -18,7 +18,7 @@ import {
   RS_SESSIONS,
 } from '../dataplane/counters.js';
 import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../nat/verdict.js';
-import { IPPROTO_TCP } from '../packet/headers.js';
+import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
 import type { HaStatus } from '../ha/node.js';
 
@@ -48,8 +48,11 @@ export interface ServiceRow {
   vip: string;
   port: number;
   scheduler: string;
-  /** Forwarding mode (fullnat, nat, tunnel). */
+  /** Forwarding mode (fullnat, nat, tunnel, dr). */
   mode: string;
+  /** ipvsadm -p / -M: the template timeout and the client prefix length of the VIP's family. */
+  persistence?: { timeoutSec: number; prefixLength: number };
+  sloppy: boolean;
   realServers: RealServerRow[];
 }
 
@@ -69,6 +72,15 @@ export function listServices(
     port: s.port,
     scheduler: s.scheduler,
     mode: s.mode,
+    ...(s.persistence
+      ? {
+          persistence: {
+            timeoutSec: s.persistence.timeoutSec,
+            prefixLength: s.af === AF_INET6 ? s.persistence.prefix6 : s.persistence.netmask,
+          },
+        }
+      : {}),
+    sloppy: s.sloppy,
     realServers: s.realServers.map((r) => {
       const h = health?.(s.id, r.id);
       return {
@@ -147,6 +159,24 @@ export class RateEstimator {
   }
 }
 
+/** What ipvsadm -Ln prints after a service's scheduler: `persistent T` and, for a client
+ * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6); tunvs
+ * adds `sloppy`. */
+function serviceFlags(s: ServiceRow): string {
+  let out = '';
+  const p = s.persistence;
+  if (p) {
+    out += ` persistent ${p.timeoutSec}`;
+    if (s.vip.includes(':')) {
+      if (p.prefixLength < 128) out += ` mask ${p.prefixLength}`;
+    } else if (p.prefixLength < 32) {
+      const m = p.prefixLength === 0 ? 0 : (0xffffffff << (32 - p.prefixLength)) >>> 0;
+      out += ` mask ${[24, 16, 8, 0].map((b) => (m >>> b) & 0xff).join('.')}`;
+    }
+  }
+  return s.sloppy ? `${out} sloppy` : out;
+}
+
 /** ipvsadm -Ln style text (Forward: FullNat, Masq, Tunnel, as ipvsadm names the modes);
  * `--stats` totals, or `--rate` per-second rates. */
 export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate'): string {
@@ -161,7 +191,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
   );
   const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
   for (const s of rows) {
-    lines.push(`${pad(s.protocol, 4)} ${hostPort(s.vip, s.port)} ${s.scheduler}`);
+    lines.push(`${pad(s.protocol, 4)} ${hostPort(s.vip, s.port)} ${s.scheduler}${serviceFlags(s)}`);
     for (const r of s.realServers) {
       const q = r.rate;
       lines.push(

@@ -811,8 +811,14 @@ describe.skipIf(!root)('netns lab (root)', () => {
       '198.18.20.21:8080',
       '--server',
       '198.18.20.22:8080,weight=2',
+      '--persistent',
+      '60',
+      '--netmask',
+      '255.255.255.0',
     ]);
     expect(add.code, add.err).toBe(0);
+    // Listed as ipvsadm lists a persistent service.
+    expect(cli(['list', '-n']).out).toContain(`TCP  ${LAB.vip4}:8087 wrr persistent 60 mask 255.255.255.0\n`);
     const body = inNs(nsName(prefix, 'client'), [
       process.execPath,
       join(distSrc(), 'lab', 'http_get.js'),
@@ -842,6 +848,11 @@ describe.skipIf(!root)('netns lab (root)', () => {
       '--sloppy',
     ]);
     expect(sloppy.err).toMatch(/service\.sloppy: sloppy TCP: a FULLNAT connection has a local port/);
+    const mask = ['service', 'add', 'bad', '--vip', LAB.vip4, '--port', '8099', '--laddr', LAB.laddrs4[0]];
+    expect(cli([...mask, '--persistent', '--netmask', '255.0.255.0']).err).toMatch(
+      /service\.persistence\.netmask: "255\.0\.255\.0" is not a netmask/,
+    );
+    expect(cli([...mask, '--netmask', '24']).err).toMatch(/--netmask and --prefix6 go with --persistent/);
     expect(cli(['server', 'weight', 'nope', '198.18.20.21:8080', '1']).err).toContain('no service named "nope"');
     expect(counts(labCurl(prefix, 4, 30)).size).toBe(3); // still serving, as before
     expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);

@@ -1,0 +1,51 @@
+/** `tunvs list`'s text: a service line says what ipvsadm -Ln says of it (persistent, mask). */
+
+import { describe, expect, it } from 'vitest';
+import { formatList, type ServiceRow } from '../../src/control/stats.js';
+
+const row = (o: Partial<ServiceRow>): ServiceRow => ({
+  id: 0,
+  name: 'web',
+  protocol: 'TCP',
+  vip: '198.18.0.100',
+  port: 80,
+  scheduler: 'wrr',
+  mode: 'fullnat',
+  sloppy: false,
+  realServers: [],
+  ...o,
+});
+
+const head = (o: Partial<ServiceRow>): string => formatList([row(o)], false).split('\n')[2]!;
+
+describe('tunvs list: the service line', () => {
+  it('plain: protocol, VIP:port, scheduler', () => {
+    expect(head({})).toBe('TCP  198.18.0.100:80 wrr');
+  });
+
+  it('persistence as ipvsadm prints it: the IPv4 mask dotted, none for a whole address', () => {
+    expect(head({ persistence: { timeoutSec: 300, prefixLength: 32 } })).toBe(
+      'TCP  198.18.0.100:80 wrr persistent 300',
+    );
+    expect(head({ persistence: { timeoutSec: 60, prefixLength: 24 } })).toBe(
+      'TCP  198.18.0.100:80 wrr persistent 60 mask 255.255.255.0',
+    );
+    expect(head({ persistence: { timeoutSec: 60, prefixLength: 0 } })).toBe(
+      'TCP  198.18.0.100:80 wrr persistent 60 mask 0.0.0.0',
+    );
+  });
+
+  it('IPv6: the mask as a prefix length, none for 128', () => {
+    const v6 = { vip: 'fd18:18::100', persistence: { timeoutSec: 300, prefixLength: 64 } };
+    expect(head(v6)).toBe('TCP  [fd18:18::100]:80 wrr persistent 300 mask 64');
+    expect(head({ ...v6, persistence: { timeoutSec: 300, prefixLength: 128 } })).toBe(
+      'TCP  [fd18:18::100]:80 wrr persistent 300',
+    );
+  });
+
+  it('sloppy TCP is named last', () => {
+    expect(head({ mode: 'dr', scheduler: 'mh', sloppy: true, persistence: { timeoutSec: 30, prefixLength: 32 } })).toBe(
+      'TCP  198.18.0.100:80 mh persistent 30 sloppy',
+    );
+  });
+});
