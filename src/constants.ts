@@ -148,7 +148,8 @@ export const TEMPLATE_SLOTS_DEFAULT = 1 << 18;
  * then). 2^18 slots over 10 s is ~2.6k slot checks per 100 ms tick for the whole LB, a few µs;
  * a dead template's field outlives it by at most this, and its slot is held as long. */
 export const TEMPLATE_SWEEP_MS = 10_000;
-/** ipvsadm -p's default persistence timeout. */
+/** The default persistence timeout, the one ipvsadm's manual gives (ipvsadm itself sets 360 s for
+ * a bare -p: `tunvs import ipvsadm` keeps that). */
 export const PERSISTENCE_TIMEOUT_DEFAULT_SEC = 300;
 
 /** Packets the engine may generate per burst or timer advance (RSTs on expiry). */

@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /**
  * tunvs command line. Each command is a thin shell over src/: run (control/runtime.ts),
- * list and stats (admin API clients), lab (lab/lab.ts), rs (rs/reader.ts).
+ * list and stats (admin API clients), lab (lab/lab.ts), rs (rs/reader.ts), import
+ * (config/import_ipvsadm.ts).
  */
 
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config/errors.js';
+import { ImportError, importIpvsadm, importYaml } from '../config/import_ipvsadm.js';
 import { DEFAULTS } from '../config/config.js';
 import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
@@ -101,6 +104,11 @@ Usage:
                                           tunvs on lb-b under load (timeline, outcome), its return
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
+  tunvs import ipvsadm [FILE] [--laddr A]... [--map-scheduler X=Y]...
+                                          LVS rules (ipvsadm -Sn, or a script of ipvsadm
+                                          commands, DPVS's -b/--add-laddr included; FILE or
+                                          stdin) as tunvs services, printed as YAML; what tunvs
+                                          lacks is refused with the line (docs/operations.md)
   tunvs rs attach --cgroup PATH [--create] [--kind N] [--kind-v6 N] [--no-saved-syn] [--trust CIDR]...
                                           real server: attach the eBPF TOA reader to a cgroup, so
                                           apps in it see the client address (accept/getpeername)
@@ -468,6 +476,24 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'rs':
       return rs(args, log);
+    case 'import': {
+      const sub = args.shift();
+      if (sub !== 'ipvsadm') throw new UsageError(`import needs ipvsadm (got ${sub ?? 'nothing'})`);
+      const laddrs = options(args, '--laddr');
+      const schedulerMap: Record<string, string> = {};
+      for (const m of options(args, '--map-scheduler')) {
+        const [from, to] = m.split('=');
+        if (!from || !to) throw new UsageError(`--map-scheduler takes FROM=TO (sed=wlc), got ${m}`);
+        schedulerMap[from] = to;
+      }
+      const file = args.shift();
+      noneLeft(args);
+      const text = file === undefined || file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+      const r = importIpvsadm(text, { laddrs, schedulerMap });
+      for (const n of r.notes) console.error(`tunvs: import: ${n}`);
+      process.stdout.write(importYaml(r, file === undefined || file === '-' ? 'stdin' : file));
+      return 0;
+    }
     case 'service':
     case 'server': {
       const req = editRequest(cmd, args);
@@ -587,6 +613,9 @@ main(process.argv.slice(2)).then(
       process.exitCode = 1;
     } else if (e instanceof ConfigError) {
       console.error(`tunvs: config error [${e.code}] ${e.message}`);
+      process.exitCode = 1;
+    } else if (e instanceof ImportError) {
+      console.error(`tunvs: import error [${e.code}] ${e.message}`);
       process.exitCode = 1;
     } else {
       console.error(`tunvs: ${(e as Error).message}`);

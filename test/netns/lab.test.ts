@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { adminRequest } from '../../src/control/admin.js';
 import { readCapture, startCapture, stopCapture } from '../../src/lab/capture.js';
 import {
@@ -857,6 +858,40 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(counts(labCurl(prefix, 4, 30)).size).toBe(3); // still serving, as before
     expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);
   }, 120_000);
+
+  it('LVS rules imported (tunvs import ipvsadm), merged into the config and reloaded: the services serve, v4 and v6', async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const rules = [
+      '-A -t 198.18.0.100:8090 -s rr',
+      '-a -t 198.18.0.100:8090 -r 198.18.20.21:8080 -b -w 1',
+      '-a -t 198.18.0.100:8090 -r 198.18.20.22:8080 -b -w 1',
+      `-A -t [${LAB.vip6}]:8090 -s rr`,
+      `-a -t [${LAB.vip6}]:8090 -r [${LAB.realServers[0].v6}]:8080 -b -w 1`,
+      `-a -t [${LAB.vip6}]:8090 -r [${LAB.realServers[1].v6}]:8080 -b -w 1`,
+    ].join('\n');
+    const imported = spawnSync(
+      process.execPath,
+      [join(distSrc(), 'cli', 'main.js'), 'import', 'ipvsadm', '--laddr', LAB.laddrs4[0], '--laddr', LAB.laddrs6[0]],
+      { input: rules, encoding: 'utf8' },
+    );
+    expect(imported.status, imported.stderr).toBe(0);
+    try {
+      const config = parseYaml(good) as { services: unknown[] };
+      config.services.push(...(parseYaml(imported.stdout) as { services: unknown[] }).services);
+      writeFileSync(file, stringifyYaml(config));
+      await reloadWith((y) => y);
+      for (const url of [`http://${LAB.vip4}:8090/`, `http://[${LAB.vip6}]:8090/`]) {
+        const seen = counts(
+          inNs(nsName(prefix, 'client'), [process.execPath, join(distSrc(), 'lab', 'http_get.js'), url, '6']),
+        );
+        expect([...seen.keys()].sort(), url).toEqual(['rs1', 'rs2']);
+      }
+    } finally {
+      writeFileSync(file, good);
+      await reloadWith((y) => y);
+    }
+  }, 60_000);
 
   it("'tunvs service delete' under load: the service's connections run to their end, byte-checked", async () => {
     const run = (args: string[]): number =>

@@ -1,0 +1,542 @@
+/**
+ * `tunvs import ipvsadm`: LVS rules as tunvs services. Reads what `ipvsadm -Sn` prints
+ * (ipvsadm-save), or a script of ipvsadm commands — DPVS's and Alibaba's FULLNAT ipvsadm
+ * included (`-b` fullnat, `--add-laddr -z`, `-j` synproxy) — and gives the config's
+ * `services` (and `timeouts` from `--set`), checked by the config's own validation. What
+ * tunvs does not do is refused with the line and what to do instead: an import never changes
+ * what a service does without saying so (`notes` says what it assumed).
+ *
+ *   importIpvsadm: logicalLines → tokens → parseCommand (options by ipvsadm's table) →
+ *   apply (A E D C a e d P Q --set to the service table) → toServices (the mode from the
+ *   servers' forwarding, local addresses) → validated (parseConfig, resolveServices).
+ */
+
+import { Document, type YAMLMap, type YAMLSeq } from 'yaml';
+import { parseAddress } from '../service/addr.js';
+import { IdRegistry, resolveServices } from '../service/service.js';
+import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
+import type { ModeName } from '../nat/modes/mode.js';
+import type { TimeoutsSec } from '../conn/state.js';
+import { parseConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+export class ImportError extends Error {
+  readonly code = 'TUNVS_ERR_IMPORT';
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
+    super(`line ${line}: ${message}`);
+    this.name = 'ImportError';
+  }
+}
+
+export interface ImportOptions {
+  /** Local addresses for FULLNAT services the rules give none (no --add-laddr), and the outer
+   * source of TUNNEL services: each service takes those of its VIP's family. */
+  laddrs?: readonly string[];
+  /** Schedulers tunvs lacks, mapped by the operator (sed → wlc, ...). */
+  schedulerMap?: Readonly<Record<string, string>>;
+}
+
+export interface ImportResult {
+  /** A config document: `services`, and `timeouts` when the rules `--set` them. */
+  config: { timeouts?: Partial<TimeoutsSec>; services: Record<string, unknown>[] };
+  /** What the import assumed or skipped, a line each. */
+  notes: string[];
+}
+
+/** ipvsadm's `-p` without a timeout (libipvs IPVS_SVC_PERSISTENT_TIMEOUT, 6 minutes). */
+const IPVSADM_PERSISTENT_DEFAULT_SEC = 360;
+/** ipvsadm's default scheduler (DEF_SCHED). */
+const IPVSADM_DEFAULT_SCHEDULER = 'wlc';
+
+/** What to use instead of each IPVS scheduler tunvs lacks (said in the error). */
+const SCHEDULER_ADVICE: Record<string, string> = {
+  sed: 'wlc (both weigh active connections; sed breaks ties toward idle servers)',
+  nq: 'wlc (nq sends to an idle server first, then as sed)',
+  twos: 'wlc (two random choices, the less loaded)',
+  lblc: 'sh or mh (lblc keeps a destination address on one server, for caches)',
+  lblcr: 'sh or mh (lblcr keeps a destination address on a set of servers, for caches)',
+  dh: 'sh or mh (dh hashes the destination address, for caches)',
+  fo: 'wrr with the spares at weight 0, and health checks (fo sends all to the heaviest server)',
+  ovf: 'wlc, and health checks (ovf fills the heaviest server up to its threshold)',
+};
+
+type Arg = 'none' | 'value' | 'optional';
+interface OptionSpec {
+  long: string;
+  short?: string;
+  arg: Arg;
+}
+
+/** ipvsadm's options (upstream and DPVS); `-b` is read by command (below). */
+const OPTIONS: readonly OptionSpec[] = [
+  // commands
+  { long: 'add-service', short: 'A', arg: 'none' },
+  { long: 'edit-service', short: 'E', arg: 'none' },
+  { long: 'delete-service', short: 'D', arg: 'none' },
+  { long: 'clear', short: 'C', arg: 'none' },
+  { long: 'add-server', short: 'a', arg: 'none' },
+  { long: 'edit-server', short: 'e', arg: 'none' },
+  { long: 'delete-server', short: 'd', arg: 'none' },
+  { long: 'add-laddr', short: 'P', arg: 'none' },
+  { long: 'del-laddr', short: 'Q', arg: 'none' },
+  { long: 'get-laddr', short: 'G', arg: 'none' },
+  { long: 'list', short: 'L', arg: 'none' },
+  { long: 'list', short: 'l', arg: 'none' },
+  { long: 'save', short: 'S', arg: 'none' },
+  { long: 'restore', short: 'R', arg: 'none' },
+  { long: 'zero', short: 'Z', arg: 'none' },
+  { long: 'help', short: 'h', arg: 'none' },
+  { long: 'version', short: 'v', arg: 'none' },
+  { long: 'set', arg: 'none' },
+  { long: 'start-daemon', arg: 'value' },
+  { long: 'stop-daemon', arg: 'value' },
+  { long: 'add-blklst', short: 'U', arg: 'none' },
+  { long: 'del-blklst', short: 'V', arg: 'none' },
+  { long: 'add-whtlst', short: 'O', arg: 'none' },
+  { long: 'del-whtlst', short: 'Y', arg: 'none' },
+  // the service
+  { long: 'tcp-service', short: 't', arg: 'value' },
+  { long: 'udp-service', short: 'u', arg: 'value' },
+  { long: 'sctp-service', arg: 'value' },
+  { long: 'fwmark-service', short: 'f', arg: 'value' },
+  { long: 'icmp-service', short: 'q', arg: 'value' },
+  { long: 'ipv6', short: '6', arg: 'none' },
+  { long: 'scheduler', short: 's', arg: 'value' },
+  { long: 'persistent', short: 'p', arg: 'optional' },
+  { long: 'netmask', short: 'M', arg: 'value' },
+  { long: 'ops', short: 'o', arg: 'none' },
+  { long: 'pe', arg: 'value' },
+  { long: 'sched-flags', arg: 'value' },
+  { long: 'synproxy', short: 'j', arg: 'value' },
+  { long: 'laddr', short: 'z', arg: 'value' },
+  { long: 'ifname', short: 'F', arg: 'value' },
+  { long: 'blklst', short: 'k', arg: 'value' },
+  { long: 'whtlst', short: '2', arg: 'value' },
+  { long: 'conn-timeout', arg: 'value' },
+  { long: 'match', short: 'H', arg: 'value' },
+  // a real server
+  { long: 'real-server', short: 'r', arg: 'value' },
+  { long: 'gatewaying', short: 'g', arg: 'none' },
+  { long: 'ipip', short: 'i', arg: 'none' },
+  { long: 'masquerading', short: 'm', arg: 'none' },
+  { long: 'fullnat', arg: 'none' },
+  { long: 'snat', short: 'J', arg: 'none' },
+  { long: 'weight', short: 'w', arg: 'value' },
+  { long: 'u-threshold', short: 'x', arg: 'value' },
+  { long: 'l-threshold', short: 'y', arg: 'value' },
+  { long: 'tun-type', arg: 'value' },
+  { long: 'tun-port', arg: 'value' },
+  { long: 'tun-nocsum', arg: 'none' },
+  { long: 'tun-csum', arg: 'none' },
+  { long: 'tun-remcsum', arg: 'none' },
+  // output only
+  { long: 'numeric', short: 'n', arg: 'none' },
+];
+
+const COMMANDS = new Set([
+  'add-service',
+  'edit-service',
+  'delete-service',
+  'clear',
+  'add-server',
+  'edit-server',
+  'delete-server',
+  'add-laddr',
+  'del-laddr',
+  'get-laddr',
+  'list',
+  'save',
+  'restore',
+  'zero',
+  'help',
+  'version',
+  'set',
+  'start-daemon',
+  'stop-daemon',
+  'add-blklst',
+  'del-blklst',
+  'add-whtlst',
+  'del-whtlst',
+]);
+
+/** Options that say nothing about the rules (listing, numeric output). */
+const NOT_RULES = new Set(['list', 'save', 'zero', 'help', 'version', 'get-laddr', 'restore']);
+
+interface Parsed {
+  command: string;
+  opts: Map<string, string | true>;
+  positional: string[];
+}
+
+interface RealServer {
+  line: number;
+  address: string;
+  port: number;
+  weight: number;
+  mode: ModeName;
+}
+
+interface Service {
+  line: number;
+  protocol: 'tcp' | 'udp';
+  vip: string;
+  port: number;
+  scheduler: string;
+  persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number };
+  synProxy?: 'on' | 'off';
+  servers: Map<string, RealServer>;
+  laddrs: string[];
+}
+
+/** Join `\`-continued lines, drop comments and a leading `ipvsadm`; keep the first line's number. */
+function logicalLines(text: string): { line: number; tokens: string[] }[] {
+  const out: { line: number; tokens: string[] }[] = [];
+  const raw = text.split('\n');
+  for (let i = 0; i < raw.length; i++) {
+    const first = i + 1;
+    let s = raw[i]!;
+    while (/\\\s*$/.test(s) && i + 1 < raw.length) s = s.replace(/\\\s*$/, ' ') + raw[++i]!;
+    s = s.replace(/(^|\s)#.*$/, '').trim();
+    if (s === '') continue;
+    out.push({ line: first, tokens: s.split(/\s+/) });
+  }
+  return out;
+}
+
+function findLong(name: string): OptionSpec | undefined {
+  return OPTIONS.find((o) => o.long === name);
+}
+
+function findShort(c: string, command: string | undefined): OptionSpec | undefined {
+  // -b: DPVS's fullnat on a real server's line; upstream's sched-flags on a service's.
+  if (c === 'b')
+    return command === 'add-service' || command === 'edit-service'
+      ? { long: 'sched-flags', arg: 'value' }
+      : { long: 'fullnat', arg: 'none' };
+  return OPTIONS.find((o) => o.short === c);
+}
+
+/** One command's tokens (after `ipvsadm`), by ipvsadm's option table (popt's rules: short
+ * options may cluster, `-p` takes a value only when one follows). */
+function parseCommand(tokens: string[], line: number): Parsed {
+  const opts = new Map<string, string | true>();
+  const positional: string[] = [];
+  let command: string | undefined;
+  const take = (spec: OptionSpec, inline: string | undefined, i: number): number => {
+    if (COMMANDS.has(spec.long)) {
+      if (command !== undefined && command !== spec.long)
+        throw new ImportError(line, `two commands in one line: --${command} and --${spec.long}`);
+      command = spec.long;
+    }
+    if (spec.arg === 'none') {
+      if (inline !== undefined) throw new ImportError(line, `--${spec.long} takes no value`);
+      opts.set(spec.long, true);
+      return i;
+    }
+    if (inline !== undefined) {
+      opts.set(spec.long, inline);
+      return i;
+    }
+    const next = tokens[i + 1];
+    if (next !== undefined && (spec.arg === 'value' || !next.startsWith('-'))) {
+      opts.set(spec.long, next);
+      return i + 1;
+    }
+    if (spec.arg === 'value') throw new ImportError(line, `--${spec.long} needs a value`);
+    opts.set(spec.long, true);
+    return i;
+  };
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t.startsWith('--')) {
+      const eq = t.indexOf('=');
+      const name = t.slice(2, eq < 0 ? undefined : eq);
+      const spec = findLong(name);
+      if (!spec) throw new ImportError(line, `unknown option --${name}`);
+      i = take(spec, eq < 0 ? undefined : t.slice(eq + 1), i);
+    } else if (t.startsWith('-') && t.length > 1) {
+      for (let j = 1; j < t.length; j++) {
+        const spec = findShort(t[j]!, command);
+        if (!spec) throw new ImportError(line, `unknown option -${t[j]!}`);
+        const rest = t.slice(j + 1);
+        if (spec.arg !== 'none' && rest !== '') {
+          i = take(spec, rest, i);
+          break;
+        }
+        i = take(spec, undefined, i);
+      }
+    } else {
+      positional.push(t);
+    }
+  }
+  if (command === undefined) throw new ImportError(line, 'no command (-A, -a, -E, -e, -D, -d, -C, --set, -P)');
+  return { command, opts, positional };
+}
+
+/** VIP:PORT, [V6]:PORT; `port` undefined when left out (a real server then takes the VIP's). */
+function addressPort(v: string, line: number, what: string): { address: string; port: number | undefined } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(v);
+  if (!m || parseAddress(m[1] ?? m[2]!) === undefined)
+    throw new ImportError(
+      line,
+      `${what} ${v} is not ADDR[:PORT] or [IPV6][:PORT] (give ipvsadm -S -n: numeric addresses and ports)`,
+    );
+  return { address: m[1] ?? m[2]!, port: m[3] === undefined ? undefined : Number(m[3]) };
+}
+
+function serviceKey(p: Parsed, line: number): { key: string; protocol: 'tcp' | 'udp'; vip: string; port: number } {
+  if (p.opts.has('fwmark-service'))
+    throw new ImportError(
+      line,
+      'a firewall-mark service (-f) has no tunvs equivalent: give each VIP:PORT the mark covers a service of its own',
+    );
+  for (const o of ['sctp-service', 'icmp-service', 'match'])
+    if (p.opts.has(o)) throw new ImportError(line, `--${o}: tunvs balances TCP and UDP services (-t, -u)`);
+  const tcp = p.opts.get('tcp-service');
+  const udp = p.opts.get('udp-service');
+  const v = tcp ?? udp;
+  if (typeof v !== 'string') throw new ImportError(line, 'no service: give -t VIP:PORT or -u VIP:PORT');
+  const { address, port } = addressPort(v, line, 'service');
+  if (port === undefined || port === 0)
+    throw new ImportError(
+      line,
+      `service ${v} has no port: a service for every port has no tunvs equivalent (one service per port)`,
+    );
+  const protocol = tcp !== undefined ? 'tcp' : 'udp';
+  return { key: `${protocol} ${v}`, protocol, vip: address, port };
+}
+
+function refuse(p: Parsed, line: number, opts: Record<string, string>): void {
+  for (const [o, why] of Object.entries(opts)) if (p.opts.has(o)) throw new ImportError(line, `--${o}: ${why}`);
+}
+
+/** A service's options (-A, -E: ipvsadm sets them all, defaults for what is left out). */
+function serviceOptions(p: Parsed, line: number, s: Service, o: ImportOptions): void {
+  refuse(p, line, {
+    ops: 'one-packet scheduling has no tunvs equivalent (a UDP flow keeps its server for timeouts.udp)',
+    pe: 'persistence engines (sip) have no tunvs equivalent',
+    'sched-flags': 'scheduler flags (sh-port, sh-fallback) have no tunvs equivalent: sh hashes the client address',
+    'conn-timeout': 'per-service timeouts have no tunvs equivalent (timeouts: in the config apply to every service)',
+  });
+  const given = p.opts.get('scheduler');
+  let sched = typeof given === 'string' ? given : IPVSADM_DEFAULT_SCHEDULER;
+  const mapped = o.schedulerMap?.[sched];
+  if (mapped !== undefined) sched = mapped;
+  if (!(SCHEDULER_NAMES as readonly string[]).includes(sched)) {
+    const advice = SCHEDULER_ADVICE[sched];
+    throw new ImportError(
+      line,
+      `scheduler ${sched} is not in tunvs (${SCHEDULER_NAMES.join(', ')})` +
+        (advice ? `; the nearest is ${advice}: map it with --map-scheduler ${sched}=...` : ''),
+    );
+  }
+  s.scheduler = sched;
+  const persistent = p.opts.get('persistent');
+  delete s.persistence;
+  if (persistent !== undefined) {
+    const timeoutSec = persistent === true ? IPVSADM_PERSISTENT_DEFAULT_SEC : Number(persistent);
+    const mask = p.opts.get('netmask');
+    const v6 = s.vip.includes(':');
+    s.persistence = {
+      timeoutSec,
+      ...(typeof mask === 'string'
+        ? v6
+          ? { prefix6: Number(mask) }
+          : { netmask: /^\d+$/.test(mask) ? Number(mask) : mask }
+        : {}),
+    };
+  } else if (p.opts.has('netmask')) {
+    throw new ImportError(line, '-M (netmask) goes with -p (persistent)');
+  }
+  const syn = p.opts.get('synproxy');
+  delete s.synProxy;
+  if (syn === 'enable') s.synProxy = 'on';
+  else if (syn === 'disable') s.synProxy = 'off';
+  else if (syn !== undefined) throw new ImportError(line, `-j takes enable or disable, got ${String(syn)}`);
+}
+
+function serverOptions(p: Parsed, line: number, s: Service): RealServer {
+  refuse(p, line, {
+    'u-threshold': 'per-server connection limits have no tunvs equivalent (use weights, and maxNewPerSec per service)',
+    'l-threshold': 'per-server connection limits have no tunvs equivalent (use weights, and maxNewPerSec per service)',
+    snat: 'SNAT services have no tunvs equivalent',
+    'tun-port': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
+    'tun-nocsum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
+    'tun-csum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
+    'tun-remcsum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
+  });
+  const tunType = p.opts.get('tun-type');
+  if (tunType !== undefined && tunType !== 'ipip')
+    throw new ImportError(line, `--tun-type ${String(tunType)}: tunvs tunnels are IP-in-IP (ipip)`);
+  const r = p.opts.get('real-server');
+  if (typeof r !== 'string') throw new ImportError(line, 'no real server: give -r ADDR[:PORT]');
+  const { address, port } = addressPort(r, line, 'real server');
+  const fwd = (['gatewaying', 'ipip', 'masquerading', 'fullnat'] as const).filter((f) => p.opts.has(f));
+  if (fwd.length > 1) throw new ImportError(line, `two forwarding methods: ${fwd.map((f) => `--${f}`).join(' ')}`);
+  const mode: ModeName = ({ gatewaying: 'dr', ipip: 'tunnel', masquerading: 'nat', fullnat: 'fullnat' } as const)[
+    fwd[0] ?? 'gatewaying' // ipvsadm's default: direct routing
+  ];
+  const w = p.opts.get('weight');
+  return { line, address, port: port ?? s.port, weight: w === undefined ? 1 : Number(w), mode };
+}
+
+/** The services of `text` (ipvsadm rules) as a tunvs config document, validated. */
+export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult {
+  const services = new Map<string, Service>();
+  const timeouts: Partial<TimeoutsSec> = {};
+  const notes: string[] = [];
+  for (const { line, tokens } of logicalLines(text)) {
+    if (/(^|\/)ipvsadm$/.test(tokens[0]!)) tokens.shift();
+    else if (!tokens[0]!.startsWith('-')) {
+      notes.push(`line ${line}: not an ipvsadm command, skipped: ${tokens.join(' ')}`);
+      continue;
+    }
+    if (tokens.length === 0) continue;
+    const p = parseCommand(tokens, line);
+    const c = p.command;
+    if (NOT_RULES.has(c)) {
+      notes.push(`line ${line}: --${c} is not a rule, skipped`);
+      continue;
+    }
+    if (c === 'start-daemon' || c === 'stop-daemon') {
+      notes.push(`line ${line}: IPVS's sync daemon, skipped: tunvs syncs sessions through Redis (ha:, docs/ha.md)`);
+      continue;
+    }
+    if (c === 'add-blklst' || c === 'del-blklst' || c === 'add-whtlst' || c === 'del-whtlst')
+      throw new ImportError(line, `--${c}: write the service's acl (allow, deny) in the config (docs/config.md)`);
+    if (c === 'clear') {
+      services.clear();
+      continue;
+    }
+    if (c === 'set') {
+      if (p.positional.length !== 3) throw new ImportError(line, '--set takes three timeouts: tcp tcpfin udp');
+      const [tcp, fin, udp] = p.positional.map(Number) as [number, number, number];
+      // 0 leaves a timeout as it was (ipvsadm).
+      if (tcp > 0) timeouts.established = tcp;
+      if (fin > 0) timeouts.finWait = fin;
+      if (udp > 0) timeouts.udp = udp;
+      continue;
+    }
+    const k = serviceKey(p, line);
+    const s = services.get(k.key);
+    if (c === 'add-service') {
+      if (s) throw new ImportError(line, `service ${k.key} is added twice (first on line ${s.line})`);
+      const n: Service = { line, ...k, scheduler: IPVSADM_DEFAULT_SCHEDULER, servers: new Map(), laddrs: [] };
+      serviceOptions(p, line, n, o);
+      services.set(k.key, n);
+      continue;
+    }
+    if (!s) throw new ImportError(line, `service ${k.key} does not exist here (no -A before this line)`);
+    if (c === 'edit-service') serviceOptions(p, line, s, o);
+    else if (c === 'delete-service') services.delete(k.key);
+    else if (c === 'add-laddr' || c === 'del-laddr') {
+      const z = p.opts.get('laddr');
+      if (typeof z !== 'string') throw new ImportError(line, `--${c} needs -z LOCAL-ADDRESS`);
+      const { address } = addressPort(z, line, 'local address');
+      if (c === 'add-laddr') s.laddrs.push(address);
+      else s.laddrs = s.laddrs.filter((a) => a !== address);
+    } else {
+      const r = serverOptions(p, line, s);
+      const rk = `${r.address}|${r.port}`;
+      if (c === 'add-server') {
+        if (s.servers.has(rk)) throw new ImportError(line, `real server ${r.address}:${r.port} is added twice`);
+        s.servers.set(rk, r);
+      } else if (!s.servers.has(rk)) {
+        throw new ImportError(line, `real server ${r.address}:${r.port} is not in service ${k.key}`);
+      } else if (c === 'edit-server') s.servers.set(rk, r);
+      else s.servers.delete(rk);
+    }
+  }
+  const out = [...services.values()].map((s) => toService(s, o));
+  if (Object.keys(timeouts).length === 0 && out.length > 0)
+    notes.push(
+      "the rules set no timeouts (ipvsadm --set): the kernel's IPVS keeps idle TCP connections 900 s and " +
+        "FIN_WAIT 120 s, tunvs 90 s and 7 s (DPVS's): to keep IPVS's, add timeouts: { established: 900, finWait: 120 }",
+    );
+  if (out.some((x) => x.mode === 'fullnat' && x.synProxy === undefined))
+    notes.push(
+      'FULLNAT services without -j take tunvs synProxy: auto (cookies only under a SYN flood, docs/synproxy.md)',
+    );
+  const config = { ...(Object.keys(timeouts).length > 0 ? { timeouts } : {}), services: out };
+  validate(config, [...services.values()]);
+  return { config, notes };
+}
+
+function toService(s: Service, o: ImportOptions): Record<string, unknown> {
+  const servers = [...s.servers.values()];
+  if (servers.length === 0)
+    throw new ImportError(
+      s.line,
+      `service ${s.protocol} ${s.vip}:${s.port} has no real servers, so its forwarding method is unknown: add them, or leave the service out`,
+    );
+  const mode = servers[0]!.mode;
+  const other = servers.find((r) => r.mode !== mode);
+  if (other)
+    throw new ImportError(
+      other.line,
+      `service ${s.protocol} ${s.vip}:${s.port} mixes forwarding methods (${mode} on line ${servers[0]!.line}, ${other.mode} here): a tunvs service has one mode; split the servers into two services`,
+    );
+  const v6 = s.vip.includes(':');
+  let laddrs = s.laddrs;
+  if ((mode === 'fullnat' || mode === 'tunnel') && laddrs.length === 0) {
+    laddrs = (o.laddrs ?? []).filter((a) => a.includes(':') === v6);
+    if (laddrs.length === 0)
+      throw new ImportError(
+        s.line,
+        mode === 'fullnat'
+          ? `FULLNAT service ${s.vip}:${s.port} has no local addresses (no --add-laddr -z in the rules): give them with --laddr A`
+          : `TUNNEL service ${s.vip}:${s.port} needs the tunnel's outer source address: give it with --laddr A`,
+      );
+    if (mode === 'tunnel') laddrs = laddrs.slice(0, 1);
+  }
+  if (mode !== 'fullnat' && mode !== 'tunnel' && s.laddrs.length > 0)
+    throw new ImportError(s.line, `service ${s.vip}:${s.port} has local addresses but its servers are ${mode}`);
+  const name = `${s.protocol}-${s.vip.replace(/:/g, '-')}-${s.port}`;
+  return {
+    name,
+    protocol: s.protocol,
+    vip: s.vip,
+    port: s.port,
+    mode,
+    scheduler: s.scheduler,
+    ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
+    ...(s.persistence ? { persistence: s.persistence } : {}),
+    ...(s.synProxy ? { synProxy: s.synProxy } : {}),
+    realServers: servers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+  };
+}
+
+/** The config document as YAML: a block per service, a line per real server. */
+export function importYaml(r: ImportResult, source: string): string {
+  const doc = new Document(r.config);
+  const services = doc.get('services') as YAMLSeq<YAMLMap>;
+  for (const s of services.items) {
+    for (const k of ['localAddresses', 'persistence']) {
+      const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
+      if (v) v.flow = true;
+    }
+    for (const r of (s.get('realServers') as YAMLSeq<YAMLMap>).items) r.flow = true;
+  }
+  const t = doc.get('timeouts') as YAMLMap | undefined;
+  if (t) t.flow = true;
+  doc.commentBefore =
+    ` tunvs services from the ipvsadm rules of ${source} (tunvs import ipvsadm).\n` +
+    ' Check them, then merge them into the config (docs/config.md has every other field).';
+  return doc.toString({ lineWidth: 0 });
+}
+
+/** The config's own checks; an error names the rule line of the service it is about. */
+function validate(config: ImportResult['config'], services: Service[]): void {
+  try {
+    const c = parseConfig(config);
+    resolveServices(c.services, new IdRegistry());
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    const i = /^services\[(\d+)\]/.exec(e.path);
+    const s = i ? services[Number(i[1])] : undefined;
+    throw new ImportError(s?.line ?? 0, `as a tunvs service: ${e.message}`);
+  }
+}

@@ -1,0 +1,247 @@
+/** `tunvs import ipvsadm`: LVS rules (ipvsadm -Sn, scripts, DPVS's FULLNAT) as tunvs services. */
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseConfig } from '../../src/config/config.js';
+import { ImportError, importIpvsadm, importYaml } from '../../src/config/import_ipvsadm.js';
+import { distSrc } from '../../src/paths.js';
+
+/** What `ipvsadm -Sn` prints for an IPVS table with one service of each mode, v4 and v6. */
+const SAVED = `-A -t 198.18.0.100:80 -s wrr -p 300 -M 255.255.255.0
+-a -t 198.18.0.100:80 -r 198.18.20.21:8080 -m -w 1
+-a -t 198.18.0.100:80 -r 198.18.20.22:8080 -m -w 2
+-A -t [fd18:18::100]:80 -s mh -p 600 -M 64
+-a -t [fd18:18::100]:80 -r [fd18:18:20::21]:80 -g -w 1
+-a -t [fd18:18::100]:80 -r [fd18:18:20::22]:80 -g -w 0
+-A -u 198.18.0.100:53 -s sh
+-a -u 198.18.0.100:53 -r 198.18.20.21:53 -i -w 1
+`;
+
+const services = (text: string, laddrs?: string[]): Record<string, unknown>[] =>
+  importIpvsadm(text, laddrs ? { laddrs } : {}).config.services;
+
+function refused(text: string, o: Parameters<typeof importIpvsadm>[1] = {}): ImportError {
+  try {
+    importIpvsadm(text, o);
+  } catch (e) {
+    if (e instanceof ImportError) return e;
+    throw e;
+  }
+  throw new Error('imported without an error');
+}
+
+describe('tunvs import ipvsadm: what ipvsadm -Sn saves', () => {
+  it('each service with its mode (from -m -g -i), scheduler, persistence and servers', () => {
+    const s = services(SAVED, ['198.18.2.9']);
+    expect(s).toEqual([
+      {
+        name: 'tcp-198.18.0.100-80',
+        protocol: 'tcp',
+        vip: '198.18.0.100',
+        port: 80,
+        mode: 'nat',
+        scheduler: 'wrr',
+        persistence: { timeoutSec: 300, netmask: '255.255.255.0' },
+        realServers: [
+          { address: '198.18.20.21', port: 8080, weight: 1 },
+          { address: '198.18.20.22', port: 8080, weight: 2 },
+        ],
+      },
+      {
+        name: 'tcp-fd18-18--100-80',
+        protocol: 'tcp',
+        vip: 'fd18:18::100',
+        port: 80,
+        mode: 'dr',
+        scheduler: 'mh',
+        persistence: { timeoutSec: 600, prefix6: 64 },
+        realServers: [
+          { address: 'fd18:18:20::21', port: 80, weight: 1 },
+          { address: 'fd18:18:20::22', port: 80, weight: 0 },
+        ],
+      },
+      {
+        name: 'udp-198.18.0.100-53',
+        protocol: 'udp',
+        vip: '198.18.0.100',
+        port: 53,
+        mode: 'tunnel',
+        scheduler: 'sh',
+        localAddresses: ['198.18.2.9'], // the tunnel's outer source, from --laddr
+        realServers: [{ address: '198.18.20.21', port: 53, weight: 1 }],
+      },
+    ]);
+  });
+
+  it('the YAML it prints is a config tunvs runs, with the same services', () => {
+    const r = importIpvsadm(SAVED, { laddrs: ['198.18.2.9'] });
+    const text = importYaml(r, 'rules.txt');
+    expect(text).toMatch(/^# tunvs services from the ipvsadm rules of rules\.txt/);
+    expect(text).toContain('      - { address: 198.18.20.22, port: 8080, weight: 2 }');
+    const config = parseConfig(parse(text));
+    expect(config.services.map((s) => `${s.name} ${s.mode} ${s.scheduler}`)).toEqual([
+      'tcp-198.18.0.100-80 nat wrr',
+      'tcp-fd18-18--100-80 dr mh',
+      'udp-198.18.0.100-53 tunnel sh',
+    ]);
+    expect(config.services[0]!.persistence).toEqual({ timeoutSec: 300, netmask: 24, prefix6: 128 });
+  });
+
+  it('says what it assumed: IPVS timeouts when the rules set none', () => {
+    const r = importIpvsadm(SAVED, { laddrs: ['198.18.2.9'] });
+    expect(r.notes.join('\n')).toMatch(/set no timeouts .* 900 s .* timeouts: \{ established: 900, finWait: 120 \}/);
+    expect(r.config.timeouts).toBeUndefined();
+  });
+});
+
+describe('tunvs import ipvsadm: scripts of ipvsadm commands', () => {
+  it("DPVS's FULLNAT: -b, --add-laddr -z (-F ignored), -j, clustered short options, continuation lines", () => {
+    const script = `#!/bin/sh
+# FULLNAT with DPVS
+dpip addr add 198.18.0.100/32 dev dpdk0
+ipvsadm -A -t 198.18.0.100:80 -s rr -j enable
+ipvsadm --add-laddr -z 198.18.2.1 -t 198.18.0.100:80 -F dpdk0
+ipvsadm -P -t 198.18.0.100:80 -z 198.18.2.2 -F dpdk0
+ipvsadm -at 198.18.0.100:80 -r 198.18.20.21:80 -b
+/sbin/ipvsadm -at 198.18.0.100:80 \\
+    -r 198.18.20.22:80 -b -w 3   # a heavier one
+ipvsadm --set 900 0 300
+ipvsadm -Ln
+`;
+    const r = importIpvsadm(script);
+    expect(r.config.services).toEqual([
+      {
+        name: 'tcp-198.18.0.100-80',
+        protocol: 'tcp',
+        vip: '198.18.0.100',
+        port: 80,
+        mode: 'fullnat',
+        scheduler: 'rr',
+        localAddresses: ['198.18.2.1', '198.18.2.2'],
+        synProxy: 'on',
+        realServers: [
+          { address: '198.18.20.21', port: 80, weight: 1 },
+          { address: '198.18.20.22', port: 80, weight: 3 },
+        ],
+      },
+    ]);
+    expect(r.config.timeouts).toEqual({ established: 900, udp: 300 }); // 0: unchanged
+    expect(r.notes).toContain('line 3: not an ipvsadm command, skipped: dpip addr add 198.18.0.100/32 dev dpdk0');
+    expect(r.notes).toContain('line 11: --list is not a rule, skipped');
+  });
+
+  it('edits and deletes apply in order (-E sets every service option, -e a server, -d, -D, -C)', () => {
+    const s = services(`-C
+-A -t 198.18.0.100:80 -s rr -p 60
+-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g
+-a -t 198.18.0.100:80 -r 198.18.20.22:80 -g
+-a -t 198.18.0.100:80 -r 198.18.20.23:80 -g
+-E -t 198.18.0.100:80 -s sh
+-e -t 198.18.0.100:80 -r 198.18.20.21:80 -g -w 5
+-d -t 198.18.0.100:80 -r 198.18.20.23:80
+-A -t 198.18.0.101:80
+-a -t 198.18.0.101:80 -r 198.18.20.21:80
+-D -t 198.18.0.101:80
+`);
+    expect(s).toHaveLength(1);
+    expect(s[0]).toMatchObject({ scheduler: 'sh', mode: 'dr' });
+    expect(s[0]!.persistence).toBeUndefined(); // -E without -p: not persistent, as ipvsadm
+    expect(s[0]!.realServers).toEqual([
+      { address: '198.18.20.21', port: 80, weight: 5 },
+      { address: '198.18.20.22', port: 80, weight: 1 },
+    ]);
+  });
+
+  it("defaults are ipvsadm's: wlc, direct routing, weight 1, -p alone 360 s, a server's port the service's", () => {
+    const s = services('-A -t 198.18.0.100:443 -p\n-a -t 198.18.0.100:443 -r 198.18.20.21\n');
+    expect(s[0]).toMatchObject({
+      scheduler: 'wlc',
+      mode: 'dr',
+      persistence: { timeoutSec: 360 },
+      realServers: [{ address: '198.18.20.21', port: 443, weight: 1 }],
+    });
+  });
+
+  it('--map-scheduler maps what tunvs lacks; --laddr serves FULLNAT services without -z, by family', () => {
+    const s = importIpvsadm(
+      `-A -t 198.18.0.100:80 -s sed
+-a -t 198.18.0.100:80 -r 198.18.20.21:80 -b
+-A -t [fd18:18::100]:80 -s rr
+-a -t [fd18:18::100]:80 -r [fd18:18:20::21]:80 -b
+`,
+      { schedulerMap: { sed: 'wlc' }, laddrs: ['198.18.2.1', 'fd18:18:2::1'] },
+    ).config.services;
+    expect(s.map((x) => [x.scheduler, x.localAddresses])).toEqual([
+      ['wlc', ['198.18.2.1']],
+      ['rr', ['fd18:18:2::1']],
+    ]);
+  });
+});
+
+describe('tunvs import ipvsadm: what tunvs does not do is refused, with the line', () => {
+  it.each([
+    ['-A -f 1 -s rr', 1, /firewall-mark service .* a service of its own/],
+    ['-A -t 198.18.0.100:0 -s rr -p', 1, /no port: a service for every port/],
+    ['-A -t lb.example.com:http -s rr', 1, /is not ADDR\[:PORT\].*-n: numeric/],
+    [
+      '-A -t 198.18.0.100:80 -s lblc',
+      1,
+      /scheduler lblc is not in tunvs .* nearest is sh or mh .*--map-scheduler lblc=/,
+    ],
+    ['-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -m -x 100', 2, /connection limits/],
+    ['-A -t 198.18.0.100:80 -s sh -b sh-port', 1, /scheduler flags/],
+    ['-A -u 198.18.0.100:53 -s rr -o', 1, /one-packet scheduling/],
+    ['-A -t 198.18.0.100:80\n-A -t 198.18.0.100:80', 2, /added twice \(first on line 1\)/],
+    ['-a -t 198.18.0.100:80 -r 198.18.20.21:80', 1, /does not exist here \(no -A before this line\)/],
+    [
+      '-A -t 198.18.0.100:80\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -m\n-a -t 198.18.0.100:80 -r 198.18.20.22:80 -g',
+      3,
+      /mixes forwarding methods \(nat on line 2, dr here\).*split the servers/,
+    ],
+    ['-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -b', 1, /no local addresses .* --laddr/],
+    ['-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -i', 1, /outer source address/],
+    ['-A -t 198.18.0.100:80 -s rr', 1, /no real servers, so its forwarding method is unknown/],
+    ['-A -t 198.18.0.100:80 --frobnicate', 1, /unknown option --frobnicate/],
+    ['-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g -w 70000', 1, /weight: 70000/],
+    ['ipvsadm --add-whtlst -t 198.18.0.100:80 -2 198.18.100.1', 1, /acl \(allow, deny\)/],
+  ] as const)('%s → line %i', (text, line, message) => {
+    const e = refused(text);
+    expect(e.line).toBe(line);
+    expect(e.message).toMatch(message);
+    expect(e.message.startsWith(`line ${line}: `)).toBe(true);
+  });
+});
+
+describe('tunvs import ipvsadm: the command', () => {
+  const cli = (args: string[], input?: string): { code: number; out: string; err: string } => {
+    const r = spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), 'import', 'ipvsadm', ...args], {
+      encoding: 'utf8',
+      ...(input !== undefined ? { input } : {}),
+    });
+    return { code: r.status ?? 1, out: r.stdout, err: r.stderr };
+  };
+
+  it('reads a file or stdin, prints the YAML, the notes on stderr; an error exits 1 with the line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tunvs-import-'));
+    try {
+      const file = join(dir, 'rules');
+      writeFileSync(file, SAVED);
+      const ok = cli([file, '--laddr', '198.18.2.9']);
+      expect(ok.code, ok.err).toBe(0);
+      expect(parseConfig(parse(ok.out)).services).toHaveLength(3);
+      expect(ok.err).toContain('tunvs: import: the rules set no timeouts');
+      const piped = cli(['--laddr', '198.18.2.9'], SAVED);
+      expect(piped.out.replace('stdin', file)).toBe(ok.out);
+      const bad = cli([file]);
+      expect(bad.code).toBe(1);
+      expect(bad.err).toMatch(/^tunvs: import error \[TUNVS_ERR_IMPORT\] line 7: TUNNEL service .* --laddr/);
+      expect(cli([file, '--map-scheduler', 'sed']).code).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
