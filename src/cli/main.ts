@@ -5,10 +5,13 @@
  * (config/import_ipvsadm.ts).
  */
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from '../config/errors.js';
-import { ImportError, importIpvsadm, importYaml } from '../config/import_ipvsadm.js';
+import { ImportError, importYaml } from '../config/import.js';
+import { importIpvsadm } from '../config/import_ipvsadm.js';
+import { importKeepalived } from '../config/import_keepalived.js';
 import { DEFAULTS } from '../config/config.js';
 import { adminRequest } from '../control/admin.js';
 import { stderrLogger } from '../control/log.js';
@@ -104,10 +107,11 @@ Usage:
                                           tunvs on lb-b under load (timeline, outcome), its return
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
-  tunvs import ipvsadm [FILE] [--laddr A]... [--map-scheduler X=Y]...
-                                          LVS rules (ipvsadm -Sn, or a script of ipvsadm
-                                          commands, DPVS's -b/--add-laddr included; FILE or
-                                          stdin) as tunvs services, printed as YAML; what tunvs
+  tunvs import ipvsadm|keepalived [FILE] [--laddr A]... [--map-scheduler X=Y]...
+                                          an LVS setup as tunvs services, printed as YAML: ipvsadm
+                                          rules (ipvsadm -Sn, or a script of ipvsadm commands) or
+                                          keepalived.conf's virtual servers with their checks
+                                          (DPVS's FULLNAT included; FILE or stdin); what tunvs
                                           lacks is refused with the line (docs/operations.md)
   tunvs rs attach --cgroup PATH [--create] [--kind N] [--kind-v6 N] [--no-saved-syn] [--trust CIDR]...
                                           real server: attach the eBPF TOA reader to a cgroup, so
@@ -478,7 +482,8 @@ async function main(argv: string[]): Promise<number> {
       return rs(args, log);
     case 'import': {
       const sub = args.shift();
-      if (sub !== 'ipvsadm') throw new UsageError(`import needs ipvsadm (got ${sub ?? 'nothing'})`);
+      if (sub !== 'ipvsadm' && sub !== 'keepalived')
+        throw new UsageError(`import needs ipvsadm or keepalived (got ${sub ?? 'nothing'})`);
       const laddrs = options(args, '--laddr');
       const schedulerMap: Record<string, string> = {};
       for (const m of options(args, '--map-scheduler')) {
@@ -488,10 +493,23 @@ async function main(argv: string[]): Promise<number> {
       }
       const file = args.shift();
       noneLeft(args);
-      const text = file === undefined || file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
-      const r = importIpvsadm(text, { laddrs, schedulerMap });
+      const stdin = file === undefined || file === '-';
+      const text = stdin ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+      const r =
+        sub === 'ipvsadm'
+          ? importIpvsadm(text, { laddrs, schedulerMap })
+          : importKeepalived(
+              {
+                file: stdin ? join(process.cwd(), 'stdin') : file,
+                text,
+                read: (f) => readFileSync(f, 'utf8'),
+                readdir: (d) => readdirSync(d),
+              },
+              { laddrs, schedulerMap },
+            );
       for (const n of r.notes) console.error(`tunvs: import: ${n}`);
-      process.stdout.write(importYaml(r, file === undefined || file === '-' ? 'stdin' : file));
+      const what = sub === 'ipvsadm' ? 'the ipvsadm rules' : 'the virtual servers';
+      process.stdout.write(importYaml(r, `${what} of ${stdin ? 'stdin' : file} (tunvs import ${sub})`));
       return 0;
     }
     case 'service':

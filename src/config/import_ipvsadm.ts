@@ -7,61 +7,24 @@
  * what a service does without saying so (`notes` says what it assumed).
  *
  *   importIpvsadm: logicalLines → tokens → parseCommand (options by ipvsadm's table) →
- *   apply (A E D C a e d P Q --set to the service table) → toServices (the mode from the
- *   servers' forwarding, local addresses) → validated (parseConfig, resolveServices).
+ *   apply (A E D C a e d P Q --set to the service table) → buildConfig (import.ts: the mode
+ *   from the servers' forwarding, local addresses; validated).
  */
 
-import { Document, type YAMLMap, type YAMLSeq } from 'yaml';
-import { parseAddress } from '../service/addr.js';
-import { IdRegistry, resolveServices } from '../service/service.js';
-import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
-import type { ModeName } from '../nat/modes/mode.js';
 import type { TimeoutsSec } from '../conn/state.js';
-import { parseConfig } from './config.js';
-import { ConfigError } from './errors.js';
-
-export class ImportError extends Error {
-  readonly code = 'TUNVS_ERR_IMPORT';
-  constructor(
-    readonly line: number,
-    message: string,
-  ) {
-    super(`line ${line}: ${message}`);
-    this.name = 'ImportError';
-  }
-}
-
-export interface ImportOptions {
-  /** Local addresses for FULLNAT services the rules give none (no --add-laddr), and the outer
-   * source of TUNNEL services: each service takes those of its VIP's family. */
-  laddrs?: readonly string[];
-  /** Schedulers tunvs lacks, mapped by the operator (sed → wlc, ...). */
-  schedulerMap?: Readonly<Record<string, string>>;
-}
-
-export interface ImportResult {
-  /** A config document: `services`, and `timeouts` when the rules `--set` them. */
-  config: { timeouts?: Partial<TimeoutsSec>; services: Record<string, unknown>[] };
-  /** What the import assumed or skipped, a line each. */
-  notes: string[];
-}
-
-/** ipvsadm's `-p` without a timeout (libipvs IPVS_SVC_PERSISTENT_TIMEOUT, 6 minutes). */
-const IPVSADM_PERSISTENT_DEFAULT_SEC = 360;
-/** ipvsadm's default scheduler (DEF_SCHED). */
-const IPVSADM_DEFAULT_SCHEDULER = 'wlc';
-
-/** What to use instead of each IPVS scheduler tunvs lacks (said in the error). */
-const SCHEDULER_ADVICE: Record<string, string> = {
-  sed: 'wlc (both weigh active connections; sed breaks ties toward idle servers)',
-  nq: 'wlc (nq sends to an idle server first, then as sed)',
-  twos: 'wlc (two random choices, the less loaded)',
-  lblc: 'sh or mh (lblc keeps a destination address on one server, for caches)',
-  lblcr: 'sh or mh (lblcr keeps a destination address on a set of servers, for caches)',
-  dh: 'sh or mh (dh hashes the destination address, for caches)',
-  fo: 'wrr with the spares at weight 0, and health checks (fo sends all to the heaviest server)',
-  ovf: 'wlc, and health checks (ovf fills the heaviest server up to its threshold)',
-};
+import type { ModeName } from '../nat/modes/mode.js';
+import { parseAddress } from '../service/addr.js';
+import {
+  buildConfig,
+  ImportError,
+  IPVS_DEFAULT_SCHEDULER,
+  IPVS_PERSISTENT_DEFAULT_SEC,
+  tunvsScheduler,
+  type ImportOptions,
+  type ImportResult,
+  type RuleServer,
+  type RuleService,
+} from './import.js';
 
 type Arg = 'none' | 'value' | 'optional';
 interface OptionSpec {
@@ -169,26 +132,6 @@ interface Parsed {
   command: string;
   opts: Map<string, string | true>;
   positional: string[];
-}
-
-interface RealServer {
-  line: number;
-  address: string;
-  port: number;
-  weight: number;
-  mode: ModeName;
-}
-
-interface Service {
-  line: number;
-  protocol: 'tcp' | 'udp';
-  vip: string;
-  port: number;
-  scheduler: string;
-  persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number };
-  synProxy?: 'on' | 'off';
-  servers: Map<string, RealServer>;
-  laddrs: string[];
 }
 
 /** Join `\`-continued lines, drop comments and a leading `ipvsadm`; keep the first line's number. */
@@ -314,7 +257,7 @@ function refuse(p: Parsed, line: number, opts: Record<string, string>): void {
 }
 
 /** A service's options (-A, -E: ipvsadm sets them all, defaults for what is left out). */
-function serviceOptions(p: Parsed, line: number, s: Service, o: ImportOptions): void {
+function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOptions): void {
   refuse(p, line, {
     ops: 'one-packet scheduling has no tunvs equivalent (a UDP flow keeps its server for timeouts.udp)',
     pe: 'persistence engines (sip) have no tunvs equivalent',
@@ -322,22 +265,13 @@ function serviceOptions(p: Parsed, line: number, s: Service, o: ImportOptions): 
     'conn-timeout': 'per-service timeouts have no tunvs equivalent (timeouts: in the config apply to every service)',
   });
   const given = p.opts.get('scheduler');
-  let sched = typeof given === 'string' ? given : IPVSADM_DEFAULT_SCHEDULER;
-  const mapped = o.schedulerMap?.[sched];
-  if (mapped !== undefined) sched = mapped;
-  if (!(SCHEDULER_NAMES as readonly string[]).includes(sched)) {
-    const advice = SCHEDULER_ADVICE[sched];
-    throw new ImportError(
-      line,
-      `scheduler ${sched} is not in tunvs (${SCHEDULER_NAMES.join(', ')})` +
-        (advice ? `; the nearest is ${advice}: map it with --map-scheduler ${sched}=...` : ''),
-    );
-  }
-  s.scheduler = sched;
+  s.scheduler = tunvsScheduler(typeof given === 'string' ? given : IPVS_DEFAULT_SCHEDULER, o, (m) => {
+    throw new ImportError(line, m);
+  });
   const persistent = p.opts.get('persistent');
   delete s.persistence;
   if (persistent !== undefined) {
-    const timeoutSec = persistent === true ? IPVSADM_PERSISTENT_DEFAULT_SEC : Number(persistent);
+    const timeoutSec = persistent === true ? IPVS_PERSISTENT_DEFAULT_SEC : Number(persistent);
     const mask = p.opts.get('netmask');
     const v6 = s.vip.includes(':');
     s.persistence = {
@@ -358,7 +292,7 @@ function serviceOptions(p: Parsed, line: number, s: Service, o: ImportOptions): 
   else if (syn !== undefined) throw new ImportError(line, `-j takes enable or disable, got ${String(syn)}`);
 }
 
-function serverOptions(p: Parsed, line: number, s: Service): RealServer {
+function serverOptions(p: Parsed, line: number, s: RuleService): RuleServer {
   refuse(p, line, {
     'u-threshold': 'per-server connection limits have no tunvs equivalent (use weights, and maxNewPerSec per service)',
     'l-threshold': 'per-server connection limits have no tunvs equivalent (use weights, and maxNewPerSec per service)',
@@ -385,7 +319,7 @@ function serverOptions(p: Parsed, line: number, s: Service): RealServer {
 
 /** The services of `text` (ipvsadm rules) as a tunvs config document, validated. */
 export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult {
-  const services = new Map<string, Service>();
+  const services = new Map<string, RuleService>();
   const timeouts: Partial<TimeoutsSec> = {};
   const notes: string[] = [];
   for (const { line, tokens } of logicalLines(text)) {
@@ -424,7 +358,7 @@ export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult
     const s = services.get(k.key);
     if (c === 'add-service') {
       if (s) throw new ImportError(line, `service ${k.key} is added twice (first on line ${s.line})`);
-      const n: Service = { line, ...k, scheduler: IPVSADM_DEFAULT_SCHEDULER, servers: new Map(), laddrs: [] };
+      const n: RuleService = { line, ...k, scheduler: IPVS_DEFAULT_SCHEDULER, servers: new Map(), laddrs: [] };
       serviceOptions(p, line, n, o);
       services.set(k.key, n);
       continue;
@@ -450,93 +384,5 @@ export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult
       else s.servers.delete(rk);
     }
   }
-  const out = [...services.values()].map((s) => toService(s, o));
-  if (Object.keys(timeouts).length === 0 && out.length > 0)
-    notes.push(
-      "the rules set no timeouts (ipvsadm --set): the kernel's IPVS keeps idle TCP connections 900 s and " +
-        "FIN_WAIT 120 s, tunvs 90 s and 7 s (DPVS's): to keep IPVS's, add timeouts: { established: 900, finWait: 120 }",
-    );
-  if (out.some((x) => x.mode === 'fullnat' && x.synProxy === undefined))
-    notes.push(
-      'FULLNAT services without -j take tunvs synProxy: auto (cookies only under a SYN flood, docs/synproxy.md)',
-    );
-  const config = { ...(Object.keys(timeouts).length > 0 ? { timeouts } : {}), services: out };
-  validate(config, [...services.values()]);
-  return { config, notes };
-}
-
-function toService(s: Service, o: ImportOptions): Record<string, unknown> {
-  const servers = [...s.servers.values()];
-  if (servers.length === 0)
-    throw new ImportError(
-      s.line,
-      `service ${s.protocol} ${s.vip}:${s.port} has no real servers, so its forwarding method is unknown: add them, or leave the service out`,
-    );
-  const mode = servers[0]!.mode;
-  const other = servers.find((r) => r.mode !== mode);
-  if (other)
-    throw new ImportError(
-      other.line,
-      `service ${s.protocol} ${s.vip}:${s.port} mixes forwarding methods (${mode} on line ${servers[0]!.line}, ${other.mode} here): a tunvs service has one mode; split the servers into two services`,
-    );
-  const v6 = s.vip.includes(':');
-  let laddrs = s.laddrs;
-  if ((mode === 'fullnat' || mode === 'tunnel') && laddrs.length === 0) {
-    laddrs = (o.laddrs ?? []).filter((a) => a.includes(':') === v6);
-    if (laddrs.length === 0)
-      throw new ImportError(
-        s.line,
-        mode === 'fullnat'
-          ? `FULLNAT service ${s.vip}:${s.port} has no local addresses (no --add-laddr -z in the rules): give them with --laddr A`
-          : `TUNNEL service ${s.vip}:${s.port} needs the tunnel's outer source address: give it with --laddr A`,
-      );
-    if (mode === 'tunnel') laddrs = laddrs.slice(0, 1);
-  }
-  if (mode !== 'fullnat' && mode !== 'tunnel' && s.laddrs.length > 0)
-    throw new ImportError(s.line, `service ${s.vip}:${s.port} has local addresses but its servers are ${mode}`);
-  const name = `${s.protocol}-${s.vip.replace(/:/g, '-')}-${s.port}`;
-  return {
-    name,
-    protocol: s.protocol,
-    vip: s.vip,
-    port: s.port,
-    mode,
-    scheduler: s.scheduler,
-    ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
-    ...(s.persistence ? { persistence: s.persistence } : {}),
-    ...(s.synProxy ? { synProxy: s.synProxy } : {}),
-    realServers: servers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
-  };
-}
-
-/** The config document as YAML: a block per service, a line per real server. */
-export function importYaml(r: ImportResult, source: string): string {
-  const doc = new Document(r.config);
-  const services = doc.get('services') as YAMLSeq<YAMLMap>;
-  for (const s of services.items) {
-    for (const k of ['localAddresses', 'persistence']) {
-      const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
-      if (v) v.flow = true;
-    }
-    for (const r of (s.get('realServers') as YAMLSeq<YAMLMap>).items) r.flow = true;
-  }
-  const t = doc.get('timeouts') as YAMLMap | undefined;
-  if (t) t.flow = true;
-  doc.commentBefore =
-    ` tunvs services from the ipvsadm rules of ${source} (tunvs import ipvsadm).\n` +
-    ' Check them, then merge them into the config (docs/config.md has every other field).';
-  return doc.toString({ lineWidth: 0 });
-}
-
-/** The config's own checks; an error names the rule line of the service it is about. */
-function validate(config: ImportResult['config'], services: Service[]): void {
-  try {
-    const c = parseConfig(config);
-    resolveServices(c.services, new IdRegistry());
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    const i = /^services\[(\d+)\]/.exec(e.path);
-    const s = i ? services[Number(i[1])] : undefined;
-    throw new ImportError(s?.line ?? 0, `as a tunvs service: ${e.message}`);
-  }
+  return buildConfig([...services.values()], timeouts, notes, o);
 }

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../../src/config/config.js';
-import { ImportError, importIpvsadm, importYaml } from '../../src/config/import_ipvsadm.js';
+import { ImportError, importYaml } from '../../src/config/import.js';
+import { importIpvsadm } from '../../src/config/import_ipvsadm.js';
 import { distSrc } from '../../src/paths.js';
 
 /** What `ipvsadm -Sn` prints for an IPVS table with one service of each mode, v4 and v6. */
@@ -79,7 +80,7 @@ describe('tunvs import ipvsadm: what ipvsadm -Sn saves', () => {
 
   it('the YAML it prints is a config tunvs runs, with the same services', () => {
     const r = importIpvsadm(SAVED, { laddrs: ['198.18.2.9'] });
-    const text = importYaml(r, 'rules.txt');
+    const text = importYaml(r, 'the ipvsadm rules of rules.txt');
     expect(text).toMatch(/^# tunvs services from the ipvsadm rules of rules\.txt/);
     expect(text).toContain('      - { address: 198.18.20.22, port: 8080, weight: 2 }');
     const config = parseConfig(parse(text));
@@ -93,7 +94,7 @@ describe('tunvs import ipvsadm: what ipvsadm -Sn saves', () => {
 
   it('says what it assumed: IPVS timeouts when the rules set none', () => {
     const r = importIpvsadm(SAVED, { laddrs: ['198.18.2.9'] });
-    expect(r.notes.join('\n')).toMatch(/set no timeouts .* 900 s .* timeouts: \{ established: 900, finWait: 120 \}/);
+    expect(r.notes.join('\n')).toMatch(/no timeouts set: .* 900 s .* timeouts: \{ established: 900, finWait: 120 \}/);
     expect(r.config.timeouts).toBeUndefined();
   });
 });
@@ -233,7 +234,7 @@ describe('tunvs import ipvsadm: the command', () => {
       const ok = cli([file, '--laddr', '198.18.2.9']);
       expect(ok.code, ok.err).toBe(0);
       expect(parseConfig(parse(ok.out)).services).toHaveLength(3);
-      expect(ok.err).toContain('tunvs: import: the rules set no timeouts');
+      expect(ok.err).toContain('tunvs: import: no timeouts set');
       const piped = cli(['--laddr', '198.18.2.9'], SAVED);
       expect(piped.out.replace('stdin', file)).toBe(ok.out);
       const bad = cli([file]);

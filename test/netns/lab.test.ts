@@ -859,7 +859,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);
   }, 120_000);
 
-  it('LVS rules imported (tunvs import ipvsadm), merged into the config and reloaded: the services serve, v4 and v6', async () => {
+  it('LVS services imported (tunvs import ipvsadm, keepalived), merged into the config and reloaded: they serve, v4 and v6, checked', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const good = readFileSync(file, 'utf8');
     const rules = [
@@ -876,12 +876,47 @@ describe.skipIf(!root)('netns lab (root)', () => {
       { input: rules, encoding: 'utf8' },
     );
     expect(imported.status, imported.stderr).toBe(0);
+    // A keepalived.conf (DPVS's FULLNAT keywords) with an HTTP check on the servers.
+    const keepalived = join(state.dir, 'import-keepalived.conf');
+    writeFileSync(
+      keepalived,
+      `local_address_group lg { ${LAB.laddrs4.join('\n')} }
+virtual_server ${LAB.vip4} 8091 {
+  delay_loop 1
+  connect_timeout 1
+  lb_algo rr
+  lb_kind FNAT
+  protocol TCP
+  laddr_group_name lg
+${['198.18.20.21', '198.18.20.22']
+  .map(
+    (a) =>
+      `  real_server ${a} 8080 {\n    HTTP_GET {\n      url {\n        path /\n        status_code 200\n      }\n    }\n  }`,
+  )
+  .join('\n')}
+}
+`,
+    );
+    const fromKeepalived = spawnSync(
+      process.execPath,
+      [join(distSrc(), 'cli', 'main.js'), 'import', 'keepalived', keepalived],
+      { encoding: 'utf8' },
+    );
+    expect(fromKeepalived.status, fromKeepalived.stderr).toBe(0);
     try {
       const config = parseYaml(good) as { services: unknown[] };
-      config.services.push(...(parseYaml(imported.stdout) as { services: unknown[] }).services);
+      for (const out of [imported.stdout, fromKeepalived.stdout])
+        config.services.push(...(parseYaml(out) as { services: unknown[] }).services);
       writeFileSync(file, stringifyYaml(config));
       await reloadWith((y) => y);
-      for (const url of [`http://${LAB.vip4}:8090/`, `http://[${LAB.vip6}]:8090/`]) {
+      const health = async (): Promise<string[]> => {
+        const r = (await adminRequest(state.adminSocket, { cmd: 'list' })) as unknown as {
+          services: { name: string; realServers: { health?: string }[] }[];
+        };
+        return r.services.find((s) => s.name === `tcp-${LAB.vip4}-8091`)!.realServers.map((x) => x.health ?? '-');
+      };
+      expect(await health()).toEqual(['up', 'up']);
+      for (const url of [`http://${LAB.vip4}:8090/`, `http://[${LAB.vip6}]:8090/`, `http://${LAB.vip4}:8091/`]) {
         const seen = counts(
           inNs(nsName(prefix, 'client'), [process.execPath, join(distSrc(), 'lab', 'http_get.js'), url, '6']),
         );

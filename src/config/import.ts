@@ -1,0 +1,201 @@
+/**
+ * Importing an LVS configuration: what every source has in common. Each source (one small
+ * file per tool: import_ipvsadm.ts, import_keepalived.ts) reads its own syntax into
+ * `RuleService`s; this turns them into a tunvs config document and checks it with the
+ * config's own validation. An import never changes what a service does without saying so:
+ * what tunvs lacks is an `ImportError` naming the line, what it assumed is a note.
+ *
+ *   a source's parser → RuleService[] → buildConfig (one mode per service, local addresses,
+ *   names; validated by parseConfig + resolveServices) → importYaml (the text to merge).
+ */
+
+import { Document, type YAMLMap, type YAMLSeq } from 'yaml';
+import type { TimeoutsSec } from '../conn/state.js';
+import type { ModeName } from '../nat/modes/mode.js';
+import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
+import { IdRegistry, resolveServices } from '../service/service.js';
+import { parseConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+export class ImportError extends Error {
+  readonly code = 'TUNVS_ERR_IMPORT';
+  constructor(
+    readonly line: number,
+    message: string,
+    /** The file the line is in, when the source has several (keepalived's include). */
+    readonly file?: string,
+  ) {
+    super(`${file !== undefined ? `${file}: ` : ''}line ${line}: ${message}`);
+    this.name = 'ImportError';
+  }
+}
+
+export interface ImportOptions {
+  /** Local addresses for FULLNAT services the source gives none, and the outer source of
+   * TUNNEL services: each service takes those of its VIP's family. */
+  laddrs?: readonly string[];
+  /** Schedulers tunvs lacks, mapped by the operator (sed → wlc, ...). */
+  schedulerMap?: Readonly<Record<string, string>>;
+}
+
+export interface ImportResult {
+  /** A config document: `services`, and `timeouts` when the source sets them. */
+  config: { timeouts?: Partial<TimeoutsSec>; services: Record<string, unknown>[] };
+  /** What the import assumed or skipped, a line each. */
+  notes: string[];
+}
+
+export interface RuleServer {
+  line: number;
+  address: string;
+  port: number;
+  weight: number;
+  mode: ModeName;
+}
+
+/** A service as a source describes it, before it is a tunvs service. */
+export interface RuleService {
+  line: number;
+  file?: string;
+  protocol: 'tcp' | 'udp';
+  vip: string;
+  port: number;
+  scheduler: string;
+  persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number };
+  synProxy?: 'on' | 'off';
+  servers: Map<string, RuleServer>;
+  laddrs: string[];
+  /** The config's `healthCheck`, when the source checks the servers. */
+  healthCheck?: Record<string, unknown>;
+}
+
+/** IPVS's `-p` / keepalived's `persistence_timeout` without a value (libipvs
+ * IPVS_SVC_PERSISTENT_TIMEOUT, 6 minutes). */
+export const IPVS_PERSISTENT_DEFAULT_SEC = 360;
+/** ipvsadm's default scheduler (DEF_SCHED). */
+export const IPVS_DEFAULT_SCHEDULER = 'wlc';
+
+/** What to use instead of each IPVS scheduler tunvs lacks (said in the error). */
+const SCHEDULER_ADVICE: Record<string, string> = {
+  sed: 'wlc (both weigh active connections; sed breaks ties toward idle servers)',
+  nq: 'wlc (nq sends to an idle server first, then as sed)',
+  twos: 'wlc (two random choices, the less loaded)',
+  lblc: 'sh or mh (lblc keeps a destination address on one server, for caches)',
+  lblcr: 'sh or mh (lblcr keeps a destination address on a set of servers, for caches)',
+  dh: 'sh or mh (dh hashes the destination address, for caches)',
+  fo: 'wrr with the spares at weight 0, and health checks (fo sends all to the heaviest server)',
+  ovf: 'wlc, and health checks (ovf fills the heaviest server up to its threshold)',
+  conhash: 'sh or mh (consistent hashing by the client)',
+};
+
+/** An IPVS scheduler name as tunvs's, through the operator's map; refused with the nearest. */
+export function tunvsScheduler(name: string, o: ImportOptions, fail: (message: string) => never): string {
+  const sched = o.schedulerMap?.[name] ?? name;
+  if ((SCHEDULER_NAMES as readonly string[]).includes(sched)) return sched;
+  const advice = SCHEDULER_ADVICE[sched];
+  return fail(
+    `scheduler ${sched} is not in tunvs (${SCHEDULER_NAMES.join(', ')})` +
+      (advice ? `; the nearest is ${advice}: map it with --map-scheduler ${sched}=...` : ''),
+  );
+}
+
+/** The services (in order) and timeouts as a config document, validated. */
+export function buildConfig(
+  services: readonly RuleService[],
+  timeouts: Partial<TimeoutsSec>,
+  notes: string[],
+  o: ImportOptions,
+): ImportResult {
+  const out = services.map((s) => toService(s, o));
+  if (Object.keys(timeouts).length === 0 && out.length > 0)
+    notes.push(
+      "no timeouts set: the kernel's IPVS keeps idle TCP connections 900 s and FIN_WAIT 120 s, " +
+        "tunvs 90 s and 7 s (DPVS's): to keep IPVS's, add timeouts: { established: 900, finWait: 120 }",
+    );
+  if (out.some((x) => x.mode === 'fullnat' && x.synProxy === undefined))
+    notes.push(
+      'FULLNAT services without a SYN proxy setting take tunvs synProxy: auto (cookies only under a SYN flood, docs/synproxy.md)',
+    );
+  const config = { ...(Object.keys(timeouts).length > 0 ? { timeouts } : {}), services: out };
+  validate(config, services);
+  return { config, notes };
+}
+
+function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
+  const fail = (line: number, message: string): never => {
+    throw new ImportError(line, message, s.file);
+  };
+  const servers = [...s.servers.values()];
+  if (servers.length === 0)
+    fail(
+      s.line,
+      `service ${s.protocol} ${s.vip}:${s.port} has no real servers, so its forwarding method is unknown: add them, or leave the service out`,
+    );
+  const mode = servers[0]!.mode;
+  const other = servers.find((r) => r.mode !== mode);
+  if (other)
+    fail(
+      other.line,
+      `service ${s.protocol} ${s.vip}:${s.port} mixes forwarding methods (${mode} on line ${servers[0]!.line}, ${other.mode} here): a tunvs service has one mode; split the servers into two services`,
+    );
+  const v6 = s.vip.includes(':');
+  let laddrs = s.laddrs;
+  if ((mode === 'fullnat' || mode === 'tunnel') && laddrs.length === 0) {
+    laddrs = (o.laddrs ?? []).filter((a) => a.includes(':') === v6);
+    if (laddrs.length === 0)
+      fail(
+        s.line,
+        mode === 'fullnat'
+          ? `FULLNAT service ${s.vip}:${s.port} has no local addresses in the source: give them with --laddr A`
+          : `TUNNEL service ${s.vip}:${s.port} needs the tunnel's outer source address: give it with --laddr A`,
+      );
+    if (mode === 'tunnel') laddrs = laddrs.slice(0, 1);
+  }
+  if (mode !== 'fullnat' && mode !== 'tunnel' && s.laddrs.length > 0)
+    fail(s.line, `service ${s.vip}:${s.port} has local addresses but its servers are ${mode}`);
+  return {
+    name: `${s.protocol}-${s.vip.replace(/:/g, '-')}-${s.port}`,
+    protocol: s.protocol,
+    vip: s.vip,
+    port: s.port,
+    mode,
+    scheduler: s.scheduler,
+    ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
+    ...(s.persistence ? { persistence: s.persistence } : {}),
+    ...(s.synProxy ? { synProxy: s.synProxy } : {}),
+    ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
+    realServers: servers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+  };
+}
+
+/** The config's own checks; an error names the source line of the service it is about. */
+function validate(config: ImportResult['config'], services: readonly RuleService[]): void {
+  try {
+    const c = parseConfig(config);
+    resolveServices(c.services, new IdRegistry());
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    const i = /^services\[(\d+)\]/.exec(e.path);
+    const s = i ? services[Number(i[1])] : undefined;
+    throw new ImportError(s?.line ?? 0, `as a tunvs service: ${e.message}`, s?.file);
+  }
+}
+
+/** The config document as YAML: a block per service, a line per real server. */
+export function importYaml(r: ImportResult, what: string): string {
+  const doc = new Document(r.config, { aliasDuplicateObjects: false });
+  const services = doc.get('services') as YAMLSeq<YAMLMap>;
+  for (const s of services.items) {
+    for (const k of ['localAddresses', 'persistence', 'healthCheck']) {
+      const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
+      if (v) v.flow = true;
+    }
+    for (const r of (s.get('realServers') as YAMLSeq<YAMLMap>).items) r.flow = true;
+  }
+  const t = doc.get('timeouts') as YAMLMap | undefined;
+  if (t) t.flow = true;
+  doc.commentBefore =
+    ` tunvs services from ${what}.\n` +
+    ' Check them, then merge them into the config (docs/config.md has every other field).';
+  return doc.toString({ lineWidth: 0 });
+}

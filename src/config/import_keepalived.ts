@@ -1,0 +1,556 @@
+/**
+ * `tunvs import keepalived`: the LVS part of a keepalived.conf as tunvs services — its
+ * `virtual_server` blocks (and `virtual_server_group`s), DPVS's and Alibaba's FULLNAT
+ * keepalived included (`lvs_method FNAT`, `local_address_group` + `laddr_group_name`,
+ * `syn_proxy`), with each service's real-server checks as one tunvs `healthCheck`. The VRRP
+ * part is keepalived's to keep doing beside tunvs (docs/ha.md) and is left alone.
+ *
+ *   importKeepalived: parseBlocks (words, `{ }` blocks, comments, quotes, include) →
+ *   the root (global_defs lvs_timeouts, address groups, virtual servers) → virtualServer
+ *   (the service's keywords, each real_server) → healthCheck (every server's checker as one
+ *   tunvs check) → buildConfig (import.ts).
+ */
+
+import { dirname, join, resolve } from 'node:path';
+import type { TimeoutsSec } from '../conn/state.js';
+import type { ModeName } from '../nat/modes/mode.js';
+import { parseAddress } from '../service/addr.js';
+import {
+  buildConfig,
+  ImportError,
+  IPVS_DEFAULT_SCHEDULER,
+  IPVS_PERSISTENT_DEFAULT_SEC,
+  tunvsScheduler,
+  type ImportOptions,
+  type ImportResult,
+  type RuleServer,
+  type RuleService,
+} from './import.js';
+
+export interface KeepalivedSource {
+  /** The file's path (for its includes and the errors); text as read. */
+  file: string;
+  text: string;
+  /** Read an included file; list a directory (for an include's `*`). */
+  read: (path: string) => string;
+  readdir: (dir: string) => string[];
+}
+
+interface Stmt {
+  file: string;
+  line: number;
+  words: string[];
+  block?: Stmt[];
+}
+
+/** keepalived's checker defaults (check_data.c): delay_loop 60 s, connect_timeout 5 s, retry 1. */
+const KEEPALIVED_DELAY_LOOP_SEC = 60;
+const KEEPALIVED_CONNECT_TIMEOUT_SEC = 5;
+const KEEPALIVED_RETRY = 1;
+
+/** What the VRRP side and the rest of keepalived configure: not services, left to keepalived. */
+const NOT_LVS = new Set([
+  'vrrp_instance',
+  'vrrp_sync_group',
+  'vrrp_script',
+  'vrrp_track_process',
+  'vrrp_track_file',
+  'track_file',
+  'static_ipaddress',
+  'static_routes',
+  'static_rules',
+  'garp_group',
+  'linkbeat_interfaces',
+  'net_namespace',
+  'bfd_instance',
+  'deny_address_group',
+  'allow_address_group',
+]);
+
+/** Service and server keywords that change nothing while every server is up: skipped, named. */
+const SKIPPED = new Set([
+  'sorry_server',
+  'sorry_server_inhibit',
+  'sorry_server_lvs_method',
+  'quorum',
+  'quorum_up',
+  'quorum_down',
+  'hysteresis',
+  'alpha',
+  'omega',
+  'ha_suspend',
+  'smtp_alert',
+  'virtualhost',
+  'warmup',
+  'inhibit_on_failure',
+  'notify_up',
+  'notify_down',
+  'log_all_failures',
+  'hashed',
+  'vip_bind_dev',
+]);
+
+/** Keywords whose behaviour tunvs lacks: refused, with what to do. */
+const REFUSED: Record<string, string> = {
+  ops: 'one-packet scheduling has no tunvs equivalent',
+  'flag-1': 'scheduler flags have no tunvs equivalent',
+  'flag-2': 'scheduler flags have no tunvs equivalent',
+  'flag-3': 'scheduler flags have no tunvs equivalent',
+  'sh-port': 'scheduler flags have no tunvs equivalent: sh hashes the client address',
+  'sh-fallback': 'scheduler flags have no tunvs equivalent: sh hashes the client address',
+  'mh-port': 'scheduler flags have no tunvs equivalent: mh hashes the client address',
+  'mh-fallback': 'scheduler flags have no tunvs equivalent: mh hashes the client address',
+  persistence_engine: 'persistence engines (sip) have no tunvs equivalent',
+  uthreshold: 'per-server connection limits have no tunvs equivalent (weights; maxNewPerSec per service)',
+  lthreshold: 'per-server connection limits have no tunvs equivalent (weights; maxNewPerSec per service)',
+  proxy_protocol: 'tunvs passes the client address as TOA, not the PROXY protocol',
+  establish_timeout: 'per-service timeouts have no tunvs equivalent (timeouts: apply to every service)',
+  bps: 'per-service bandwidth limits have no tunvs equivalent',
+  limit_proportion: 'per-service bandwidth limits have no tunvs equivalent',
+  'src-range': 'match services have no tunvs equivalent',
+  'dst-range': 'match services have no tunvs equivalent',
+  iif: 'match services have no tunvs equivalent',
+  oif: 'match services have no tunvs equivalent',
+  hash_target: 'hash targets have no tunvs equivalent',
+  quic: 'QUIC connection ids have no tunvs equivalent',
+  daddr_group_name: "write the service's acl deny list in the config (docs/config.md)",
+  waddr_group_name: "write the service's acl allow list in the config (docs/config.md)",
+  ip_family: 'only firewall-mark services need it, and tunvs has none',
+};
+
+const METHODS: Record<string, ModeName> = { NAT: 'nat', DR: 'dr', TUN: 'tunnel', FNAT: 'fullnat' };
+
+/** Words and `{ }` blocks, a statement per line; `#`/`!` comments; "quoted words"; `include`. */
+function parseBlocks(src: KeepalivedSource, file: string, text: string, depth = 0): Stmt[] {
+  const root: Stmt[] = [];
+  const stack: Stmt[][] = [root];
+  const openers: Stmt[] = [];
+  const lines = text.split('\n');
+  for (let n = 0; n < lines.length; n++) {
+    const tokens = lines[n]!.match(/"[^"]*"|[{}]|[^\s{}"]+/g) ?? [];
+    let words: string[] = [];
+    const end = (): void => {
+      if (words.length > 0) stack[stack.length - 1]!.push({ file, line: n + 1, words });
+      words = [];
+    };
+    for (const t of tokens) {
+      if (t.startsWith('#') || t.startsWith('!')) break;
+      if (t === '{') {
+        const here = stack[stack.length - 1]!;
+        end();
+        const owner = here[here.length - 1];
+        if (!owner || owner.block) throw new ImportError(n + 1, 'a block ({) with no keyword before it', file);
+        owner.block = [];
+        stack.push(owner.block);
+        openers.push(owner);
+      } else if (t === '}') {
+        end();
+        if (stack.length === 1) throw new ImportError(n + 1, 'a } with no block open', file);
+        stack.pop();
+        openers.pop();
+      } else {
+        words.push(t.startsWith('"') ? t.slice(1, -1) : t);
+      }
+    }
+    end();
+  }
+  const open = openers[openers.length - 1];
+  if (open) throw new ImportError(open.line, `the block of ${open.words[0]!} is not closed (a } is missing)`, file);
+  return expandIncludes(src, file, root, depth);
+}
+
+function expandIncludes(src: KeepalivedSource, file: string, stmts: Stmt[], depth: number): Stmt[] {
+  const out: Stmt[] = [];
+  for (const s of stmts) {
+    if (s.block) s.block = expandIncludes(src, file, s.block, depth);
+    if (s.words[0] !== 'include') {
+      out.push(s);
+      continue;
+    }
+    if (depth > 8) throw new ImportError(s.line, 'includes nested more than 8 deep', file);
+    const pattern = resolve(dirname(file), s.words[1] ?? '');
+    const base = pattern.slice(pattern.lastIndexOf('/') + 1);
+    const names = base.includes('*')
+      ? src
+          .readdir(dirname(pattern))
+          .filter((f) => new RegExp(`^${base.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`).test(f))
+          .sort()
+          .map((f) => join(dirname(pattern), f))
+      : [pattern];
+    for (const f of names) {
+      let text: string;
+      try {
+        text = src.read(f);
+      } catch (e) {
+        throw new ImportError(s.line, `include ${f}: ${(e as Error).message}`, file);
+      }
+      out.push(...parseBlocks(src, f, text, depth + 1));
+    }
+  }
+  return out;
+}
+
+/** The LVS services of a keepalived.conf, validated; the main file's lines are named bare,
+ * an included file's with its path. */
+export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): ImportResult {
+  const notes: string[] = [];
+  const timeouts: Partial<TimeoutsSec> = {};
+  const laddrGroups = new Map<string, string[]>();
+  const vsGroups = new Map<string, Stmt[]>();
+  const servers: Stmt[] = [];
+  const left = new Set<string>();
+  const fail = (s: Stmt, message: string): never => {
+    throw new ImportError(s.line, message, s.file === src.file ? undefined : s.file);
+  };
+  for (const s of parseBlocks(src, src.file, src.text)) {
+    const k = s.words[0]!;
+    if (k === 'global_defs') {
+      for (const g of s.block ?? []) if (g.words[0] === 'lvs_timeouts') lvsTimeouts(g, timeouts, fail);
+    } else if (k === 'local_address_group') {
+      laddrGroups.set(
+        s.words[1] ?? '',
+        (s.block ?? []).flatMap((e) => addressRange(e, e.words[0]!, fail)),
+      );
+    } else if (k === 'virtual_server_group') {
+      vsGroups.set(s.words[1] ?? '', s.block ?? []);
+    } else if (k === 'virtual_server') {
+      servers.push(s);
+    } else if (NOT_LVS.has(k)) {
+      left.add(k);
+    } else {
+      fail(s, `unknown keyword ${k} (not one keepalived's checker knows either)`);
+    }
+  }
+  if (left.size > 0)
+    notes.push(`left to keepalived (not LVS services): ${[...left].join(', ')}; docs/ha.md runs it beside tunvs`);
+  const services: RuleService[] = [];
+  const seen = new Map<string, Stmt>();
+  for (const vs of servers) {
+    for (const s of virtualServer(vs, vsGroups, laddrGroups, o, notes, fail)) {
+      const key = `${s.protocol} ${s.vip} ${s.port}`;
+      const first = seen.get(key);
+      if (first) fail(vs, `service ${s.protocol} ${s.vip}:${s.port} is configured twice (first on line ${first.line})`);
+      seen.set(key, vs);
+      if (s.file === src.file) delete s.file; // the main file's lines are named bare
+      services.push(s);
+    }
+  }
+  // One note per virtual server, however many of its servers gave cause.
+  return buildConfig(services, timeouts, [...new Set(notes)], o);
+}
+
+function lvsTimeouts(g: Stmt, t: Partial<TimeoutsSec>, fail: (s: Stmt, m: string) => never): void {
+  const fields: Record<string, keyof TimeoutsSec> = { tcp: 'established', tcpfin: 'finWait', udp: 'udp' };
+  for (let i = 1; i + 1 < g.words.length; i += 2) {
+    const f = fields[g.words[i]!];
+    const v = Number(g.words[i + 1]);
+    if (!f || !Number.isInteger(v) || v < 0)
+      fail(g, `lvs_timeouts takes tcp N tcpfin N udp N, got ${g.words.join(' ')}`);
+    if (v > 0) t[f] = v;
+  }
+}
+
+/** An address, or keepalived's range (the last IPv4 byte or IPv6 group: 10.0.0.1-10). */
+function addressRange(s: Stmt, word: string, fail: (s: Stmt, m: string) => never): string[] {
+  const m = /^(.*?)([0-9a-fA-F]+)-([0-9a-fA-F]+)$/.exec(word);
+  if (!m) {
+    if (parseAddress(word) === undefined) fail(s, `${word} is not an address`);
+    return [word];
+  }
+  const v6 = m[1]!.includes(':');
+  const from = parseInt(m[2]!, v6 ? 16 : 10);
+  const to = parseInt(m[3]!, v6 ? 16 : 10);
+  if (!(to >= from) || to - from > 1023) fail(s, `${word} is not a range of up to 1024 addresses`);
+  const out: string[] = [];
+  for (let i = from; i <= to; i++) out.push(`${m[1]!}${v6 ? i.toString(16) : i}`);
+  for (const a of out) if (parseAddress(a) === undefined) fail(s, `${a} (of ${word}) is not an address`);
+  return out;
+}
+
+function vipPort(s: Stmt, addr: string, port: string | undefined, fail: (s: Stmt, m: string) => never): number {
+  if (port === undefined || Number(port) === 0)
+    fail(s, `${addr} has no port: a service for every port has no tunvs equivalent (one service per port)`);
+  const n = Number(port);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) fail(s, `${port} is not a port`);
+  return n;
+}
+
+interface CheckSettings {
+  delayLoop?: number;
+  connectTimeout?: number;
+  retry?: number;
+}
+
+/** The timer and retry keywords a service, a server or a checker may carry (true: taken). */
+function checkSetting(w: string[], c: CheckSettings, notes: string[], where: string): boolean {
+  const v = Number(w[1]);
+  if (w[0] === 'delay_loop') c.delayLoop = v;
+  else if (w[0] === 'connect_timeout') c.connectTimeout = v;
+  else if (w[0] === 'retry' || w[0] === 'nb_get_retry') c.retry = v;
+  else if (w[0] === 'delay_before_retry')
+    notes.push(
+      `${where}: delay_before_retry skipped: tunvs checks every interval, so a failing server is DOWN after fall × interval`,
+    );
+  else return false;
+  return true;
+}
+
+/** One `virtual_server` (a group's: one per member) as services. */
+function virtualServer(
+  vs: Stmt,
+  groups: Map<string, Stmt[]>,
+  laddrGroups: Map<string, string[]>,
+  o: ImportOptions,
+  notes: string[],
+  fail: (s: Stmt, m: string) => never,
+): RuleService[] {
+  const [, a, b] = vs.words;
+  const where = `line ${vs.line} (virtual_server ${vs.words.slice(1).join(' ')})`;
+  if (a === 'fwmark')
+    fail(vs, 'a firewall-mark service has no tunvs equivalent: give each VIP:PORT the mark covers a virtual_server');
+  const members: { addr: string; port: number }[] = [];
+  if (a === 'group') {
+    const g = groups.get(b ?? '');
+    if (!g) fail(vs, `virtual_server_group ${b ?? ''} is not defined`);
+    for (const e of g) {
+      if (e.words[0] === 'fwmark') fail(e, 'a firewall-mark member has no tunvs equivalent');
+      const port = vipPort(e, e.words[0]!, e.words[1], fail);
+      for (const addr of addressRange(e, e.words[0]!, fail)) members.push({ addr, port });
+    }
+  } else {
+    if (a === undefined || parseAddress(a) === undefined) fail(vs, `virtual_server ${a ?? ''}: not an address`);
+    members.push({ addr: a, port: vipPort(vs, a, b, fail) });
+  }
+  let scheduler: string | undefined;
+  let method: ModeName | undefined;
+  let protocol: 'tcp' | 'udp' | undefined;
+  let persistence: RuleService['persistence'];
+  let granularity: string | undefined;
+  let laddrs: string[] = [];
+  let synProxy: 'on' | undefined;
+  let defaultWeight = 1;
+  const checks: CheckSettings = {};
+  const rsStmts: Stmt[] = [];
+  const skipped = new Set<string>();
+  for (const s of vs.block ?? []) {
+    const [k, v] = s.words as [string, string | undefined];
+    if (k === 'lb_algo' || k === 'lvs_sched')
+      scheduler = tunvsScheduler(v ?? '', o, (m) => {
+        throw new ImportError(s.line, m, s.file);
+      });
+    else if (k === 'lb_kind' || k === 'lvs_method') method = forwarding(s, fail);
+    else if (k === 'protocol') {
+      if (v !== 'TCP' && v !== 'UDP') fail(s, `protocol ${v ?? ''}: tunvs balances TCP and UDP`);
+      protocol = v === 'TCP' ? 'tcp' : 'udp';
+    } else if (k === 'persistence_timeout')
+      persistence = { timeoutSec: v === undefined ? IPVS_PERSISTENT_DEFAULT_SEC : Number(v) };
+    else if (k === 'persistence_granularity') granularity = v;
+    else if (k === 'laddr_group_name') {
+      const g = laddrGroups.get(v ?? '');
+      if (!g) fail(s, `local_address_group ${v ?? ''} is not defined`);
+      laddrs = g!;
+    } else if (k === 'syn_proxy') synProxy = 'on';
+    else if (k === 'weight') defaultWeight = Number(v);
+    else if (k === 'real_server') rsStmts.push(s);
+    else if (checkSetting(s.words, checks, notes, where)) continue;
+    else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
+    else if (SKIPPED.has(k)) skipped.add(k);
+    else fail(s, `unknown keyword ${k} in a virtual_server`);
+  }
+  if (protocol === undefined) {
+    protocol = 'udp';
+    notes.push(
+      `${where}: no protocol, so UDP, as keepalived makes it (the kernel's default): write protocol TCP if you meant TCP`,
+    );
+  }
+  if (scheduler === undefined) {
+    scheduler = IPVS_DEFAULT_SCHEDULER;
+    notes.push(`${where}: no lvs_sched, ${IPVS_DEFAULT_SCHEDULER} assumed (IPVS's default)`);
+  }
+  if (
+    method === undefined &&
+    rsStmts.some((r) => !(r.block ?? []).some((x) => /^(lb_kind|lvs_method)$/.test(x.words[0]!)))
+  )
+    notes.push(`${where}: no lvs_method, NAT (keepalived's default)`);
+  const realServers = rsStmts.map((r) =>
+    realServer(r, where, members[0]!.port, method ?? 'nat', defaultWeight, checks, notes, skipped, fail),
+  );
+  if (skipped.size > 0)
+    notes.push(
+      `${where}: skipped (no effect while the servers are up; tunvs has no such setting): ${[...skipped].join(', ')}`,
+    );
+  const healthCheck = commonCheck(vs, realServers, notes, fail);
+  return members.map(({ addr, port }) => {
+    const v6 = addr.includes(':');
+    const p = persistence && {
+      ...persistence,
+      ...(granularity !== undefined
+        ? v6
+          ? { prefix6: Number(granularity) }
+          : { netmask: /^\d+$/.test(granularity) ? Number(granularity) : granularity }
+        : {}),
+    };
+    return {
+      line: vs.line,
+      ...(vs.file ? { file: vs.file } : {}),
+      protocol: protocol,
+      vip: addr,
+      port,
+      scheduler: scheduler,
+      ...(p ? { persistence: p } : {}),
+      ...(synProxy ? { synProxy } : {}),
+      servers: new Map(
+        realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
+      ),
+      laddrs: laddrs.filter((l) => l.includes(':') === v6),
+      ...(healthCheck ? { healthCheck } : {}),
+    };
+  });
+}
+
+function forwarding(s: Stmt, fail: (s: Stmt, m: string) => never): ModeName {
+  const [, m, type, t] = s.words;
+  const mode = METHODS[m ?? ''];
+  if (!mode) fail(s, `${s.words[0]!} ${m ?? ''}: one of NAT, DR, TUN, FNAT`);
+  if (mode === 'tunnel' && type === 'type' && t !== 'ipip') fail(s, `TUN type ${t ?? ''}: tunvs tunnels are IP-in-IP`);
+  return mode;
+}
+
+/** What one server's checker asks, as a tunvs check (before the servers are compared). */
+interface ServerCheck {
+  type: 'tcp' | 'http';
+  path?: string;
+  expectStatus?: number;
+  /** The port checked (the server's own unless connect_port). */
+  port: number;
+  interval: number;
+  timeout: number;
+  fall: number;
+}
+
+function realServer(
+  r: Stmt,
+  where: string,
+  vport: number,
+  method: ModeName,
+  defaultWeight: number,
+  vsChecks: CheckSettings,
+  notes: string[],
+  skipped: Set<string>,
+  fail: (s: Stmt, m: string) => never,
+): { rs: RuleServer & { portGiven: boolean }; check?: ServerCheck; stmt: Stmt } {
+  const [, addr, port] = r.words;
+  if (addr === undefined || parseAddress(addr) === undefined) fail(r, `real_server ${addr ?? ''}: not an address`);
+  const rs = {
+    line: r.line,
+    address: addr,
+    port: port === undefined ? vport : Number(port),
+    portGiven: port !== undefined,
+    weight: defaultWeight,
+    mode: method,
+  };
+  const settings: CheckSettings = { ...vsChecks };
+  const checkers: Stmt[] = [];
+  for (const s of r.block ?? []) {
+    const k = s.words[0]!;
+    if (k === 'weight') rs.weight = Number(s.words[1]);
+    else if (k === 'lb_kind' || k === 'lvs_method') rs.mode = forwarding(s, fail);
+    else if (/^[A-Z]+_(CHECK|GET)$/.test(k)) checkers.push(s);
+    else if (checkSetting(s.words, settings, notes, where)) continue;
+    else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
+    else if (SKIPPED.has(k)) skipped.add(k);
+    else fail(s, `unknown keyword ${k} in a real_server`);
+  }
+  if (checkers.length > 1) fail(checkers[1]!, 'a second checker: tunvs runs one check per real server');
+  const c = checkers[0];
+  if (!c) return { rs, stmt: r };
+  const kind = c.words[0]!;
+  if (kind !== 'TCP_CHECK' && kind !== 'HTTP_GET')
+    fail(c, `${kind}: tunvs checks with a TCP connect or an HTTP GET (TCP_CHECK, HTTP_GET)`);
+  const check: ServerCheck = {
+    type: kind === 'HTTP_GET' ? 'http' : 'tcp',
+    port: rs.port,
+    interval: 0,
+    timeout: 0,
+    fall: 0,
+  };
+  let urls = 0;
+  for (const s of c.block ?? []) {
+    const [k, v] = s.words as [string, string | undefined];
+    if (k === 'connect_port') check.port = Number(v);
+    else if (k === 'connect_ip' && v !== addr)
+      fail(s, `connect_ip ${v ?? ''}: tunvs checks the real server's own address`);
+    else if (checkSetting(s.words, settings, notes, where)) continue;
+    else if (k === 'url' && kind === 'HTTP_GET') {
+      if (++urls > 1) fail(s, 'a second url: tunvs checks one path');
+      for (const u of s.block ?? []) {
+        const [uk, uv] = u.words as [string, string | undefined];
+        if (uk === 'path') check.path = uv;
+        else if (uk === 'status_code') {
+          if (u.words.length !== 2 || !/^\d{3}$/.test(uv ?? ''))
+            fail(u, `status_code ${u.words.slice(1).join(' ')}: tunvs expects one status (expectStatus)`);
+          check.expectStatus = Number(uv);
+        } else if (uk === 'digest' || uk === 'regex' || uk === 'regex_no_match')
+          fail(u, `${uk}: tunvs matches the status and a string in the body (expectBody): write it in the config`);
+        else if (uk === 'virtualhost') skipped.add('virtualhost');
+        else fail(u, `unknown keyword ${uk} in a url`);
+      }
+    } else if (['http_protocol', 'fast_recovery', 'bindto', 'bind_port', 'bind_if', 'connect_ip'].includes(k)) continue;
+    else if (SKIPPED.has(k)) skipped.add(k);
+    else fail(s, `unknown keyword ${k} in ${kind}`);
+  }
+  if (check.type === 'http' && check.expectStatus === undefined) {
+    check.expectStatus = 200;
+    notes.push(`${where}: HTTP_GET without status_code: keepalived takes 200-299, tunvs expects 200`);
+  }
+  check.interval = settings.delayLoop ?? KEEPALIVED_DELAY_LOOP_SEC;
+  check.timeout = settings.connectTimeout ?? KEEPALIVED_CONNECT_TIMEOUT_SEC;
+  // keepalived retries `retry` times after a failure, then marks the server down.
+  check.fall = (settings.retry ?? KEEPALIVED_RETRY) + 1;
+  return { rs, check, stmt: r };
+}
+
+/** Every server's check as the service's one check (tunvs checks all its servers alike). */
+function commonCheck(
+  vs: Stmt,
+  servers: { rs: RuleServer; check?: ServerCheck; stmt: Stmt }[],
+  notes: string[],
+  fail: (s: Stmt, m: string) => never,
+): Record<string, unknown> | undefined {
+  const checked = servers.filter((s) => s.check);
+  if (checked.length === 0) return undefined;
+  const bare = servers.find((s) => !s.check);
+  if (bare)
+    fail(bare.stmt, 'this real server has no checker and others have: tunvs checks all servers of a service alike');
+  const c0 = checked[0]!.check!;
+  const ownPort = checked.every((s) => s.check!.port === s.rs.port);
+  for (const { check: c, stmt } of checked) {
+    const differs = (['type', 'path', 'expectStatus', 'interval', 'timeout', 'fall'] as const).find(
+      (k) => c![k] !== c0[k],
+    );
+    if (differs)
+      fail(
+        stmt,
+        `its check differs from the first server's in ${differs}: tunvs checks all servers of a service alike`,
+      );
+    if (!ownPort && c!.port !== c0.port)
+      fail(stmt, "its connect_port differs from the other servers': tunvs checks their own port or one port for all");
+  }
+  const interval = Math.max(1, Math.ceil(c0.interval));
+  const timeout = Math.min(Math.max(1, Math.ceil(c0.timeout)), interval, 60);
+  if (interval !== c0.interval || timeout !== c0.timeout)
+    notes.push(
+      `line ${vs.line}: checks every ${c0.interval} s with a ${c0.timeout} s timeout become ${interval} s and ${timeout} s ` +
+        '(tunvs: whole seconds, a timeout within the interval, at most 60 s)',
+    );
+  return {
+    type: c0.type,
+    interval,
+    timeout,
+    rise: 1,
+    fall: c0.fall,
+    ...(c0.path !== undefined ? { path: c0.path } : {}),
+    ...(c0.expectStatus !== undefined ? { expectStatus: c0.expectStatus } : {}),
+    ...(!ownPort ? { port: c0.port } : {}),
+  };
+}

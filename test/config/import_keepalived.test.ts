@@ -1,0 +1,307 @@
+/** `tunvs import keepalived`: a keepalived.conf's virtual servers (DPVS's FULLNAT included) as
+ * tunvs services, their checks as one healthCheck per service. */
+
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseConfig } from '../../src/config/config.js';
+import { ImportError } from '../../src/config/import.js';
+import { importKeepalived } from '../../src/config/import_keepalived.js';
+import { distSrc } from '../../src/paths.js';
+
+/** A pair's keepalived.conf: VRRP for the addresses, a FULLNAT service (DPVS's keepalived) with
+ * HTTP checks, a DR service with TCP checks on a second port, an IPv6 NAT service. */
+const CONF = `! Configuration File for keepalived
+global_defs {
+   router_id lb-a
+   lvs_timeouts tcp 900 tcpfin 120 udp 300
+}
+
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    virtual_ipaddress {
+        198.18.0.100
+    }
+}
+
+local_address_group laddr_g1 {
+    198.18.2.1-2 dpdk0
+    fd18:18:2::1 dpdk0
+}
+
+virtual_server 198.18.0.100 80 {
+    delay_loop 3
+    lb_algo wrr
+    lb_kind FNAT
+    protocol TCP
+    persistence_timeout 600
+    persistence_granularity 255.255.255.0
+    laddr_group_name laddr_g1
+    syn_proxy
+    real_server 198.18.20.21 8080 {
+        weight 2
+        HTTP_GET {
+            url {
+              path /health
+              status_code 200
+            }
+            connect_timeout 2
+            retry 2
+            delay_before_retry 1
+        }
+    }
+    real_server 198.18.20.22 8080 {
+        weight 1
+        HTTP_GET {
+            url { path /health
+                  status_code 200 }
+            connect_timeout 2
+            nb_get_retry 2
+        }
+    }
+}
+
+virtual_server 198.18.0.101 443 {
+    delay_loop 6
+    lvs_sched mh
+    lvs_method DR
+    protocol TCP
+    real_server 198.18.20.21 443 {
+        TCP_CHECK { connect_port 9443
+            connect_timeout 3 }
+    }
+    real_server 198.18.20.22 443 {
+        TCP_CHECK {
+            connect_port 9443
+            connect_timeout 3
+        }
+    }
+}
+
+virtual_server fd18:18::100 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    sorry_server fd18:18:20::99 80
+    real_server fd18:18:20::21 80 {
+        weight 1
+    }
+}
+`;
+
+const source = (text: string, files: Record<string, string> = {}): Parameters<typeof importKeepalived>[0] => ({
+  file: '/etc/keepalived/keepalived.conf',
+  text,
+  read: (f) => {
+    const t = files[f];
+    if (t === undefined) throw new Error('ENOENT: no such file');
+    return t;
+  },
+  readdir: (d) =>
+    Object.keys(files)
+      .filter((f) => f.startsWith(`${d}/`))
+      .map((f) => f.slice(d.length + 1)),
+});
+
+function refused(text: string, files?: Record<string, string>): ImportError {
+  try {
+    importKeepalived(source(text, files));
+  } catch (e) {
+    if (e instanceof ImportError) return e;
+    throw e;
+  }
+  throw new Error('imported without an error');
+}
+
+describe('tunvs import keepalived', () => {
+  it('virtual servers as services: mode, scheduler, persistence, local address group, SYN proxy, checks', () => {
+    const r = importKeepalived(source(CONF));
+    expect(r.config.timeouts).toEqual({ established: 900, finWait: 120, udp: 300 });
+    expect(r.config.services).toEqual([
+      {
+        name: 'tcp-198.18.0.100-80',
+        protocol: 'tcp',
+        vip: '198.18.0.100',
+        port: 80,
+        mode: 'fullnat',
+        scheduler: 'wrr',
+        localAddresses: ['198.18.2.1', '198.18.2.2'], // the group's IPv4 ones (a range of two)
+        persistence: { timeoutSec: 600, netmask: '255.255.255.0' },
+        synProxy: 'on',
+        // delay_loop 3, connect_timeout 2, retry 2 (nb_get_retry alike): down after 3 failures
+        healthCheck: { type: 'http', interval: 3, timeout: 2, rise: 1, fall: 3, path: '/health', expectStatus: 200 },
+        realServers: [
+          { address: '198.18.20.21', port: 8080, weight: 2 },
+          { address: '198.18.20.22', port: 8080, weight: 1 },
+        ],
+      },
+      {
+        name: 'tcp-198.18.0.101-443',
+        protocol: 'tcp',
+        vip: '198.18.0.101',
+        port: 443,
+        mode: 'dr',
+        scheduler: 'mh',
+        healthCheck: { type: 'tcp', interval: 6, timeout: 3, rise: 1, fall: 2, port: 9443 },
+        realServers: [
+          { address: '198.18.20.21', port: 443, weight: 1 },
+          { address: '198.18.20.22', port: 443, weight: 1 },
+        ],
+      },
+      {
+        name: 'tcp-fd18-18--100-80',
+        protocol: 'tcp',
+        vip: 'fd18:18::100',
+        port: 80,
+        mode: 'nat',
+        scheduler: 'rr',
+        realServers: [{ address: 'fd18:18:20::21', port: 80, weight: 1 }],
+      },
+    ]);
+    const notes = r.notes.join('\n');
+    expect(notes).toContain('left to keepalived (not LVS services): vrrp_instance');
+    expect(notes).toMatch(/delay_before_retry skipped/);
+    expect(notes).toMatch(/\(virtual_server fd18:18::100 80\): skipped .*: sorry_server/);
+    expect(parseConfig(r.config).services).toHaveLength(3);
+  });
+
+  it('a virtual_server_group makes a service per member (ranges too); includes are read, * included', () => {
+    const r = importKeepalived(
+      source('include conf.d/*.conf\n', {
+        '/etc/keepalived/conf.d/10-group.conf': `virtual_server_group web {
+  198.18.0.110-111 80
+  198.18.0.120 8080
+}
+`,
+        '/etc/keepalived/conf.d/20-vs.conf': `virtual_server group web {
+  lvs_sched sh
+  lvs_method TUN type ipip
+  protocol UDP
+  real_server 198.18.20.21 {
+  }
+}
+`,
+      }),
+      { laddrs: ['198.18.2.9'] },
+    );
+    expect(
+      r.config.services.map(
+        (s) => `${String(s.vip)}:${String(s.port)} ${String(s.mode)} → ${JSON.stringify(s.realServers)}`,
+      ),
+    ).toEqual([
+      '198.18.0.110:80 tunnel → [{"address":"198.18.20.21","port":80,"weight":1}]',
+      '198.18.0.111:80 tunnel → [{"address":"198.18.20.21","port":80,"weight":1}]',
+      '198.18.0.120:8080 tunnel → [{"address":"198.18.20.21","port":8080,"weight":1}]',
+    ]);
+    expect(r.config.services[0]!.localAddresses).toEqual(['198.18.2.9']);
+    expect(r.config.services.map((s) => s.protocol)).toEqual(['udp', 'udp', 'udp']);
+    expect(r.notes.join('\n')).toMatch(/no timeouts set/);
+  });
+
+  it('without protocol a virtual server is UDP, as keepalived makes it, and the note says so', () => {
+    const r = importKeepalived(
+      source('virtual_server 198.18.0.100 53 {\n  lb_algo rr\n  lb_kind DR\n  real_server 198.18.20.21 53 {\n  }\n}\n'),
+    );
+    expect(r.config.services[0]!.protocol).toBe('udp');
+    expect(r.notes.join('\n')).toMatch(/line 1 .*: no protocol, so UDP, as keepalived makes it .*protocol TCP/);
+  });
+
+  const vs = (body: string, head = '198.18.0.100 80'): string =>
+    `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
+  it.each([
+    [vs('  real_server 198.18.20.21 80 {\n  }', 'fwmark 1'), 1, /firewall-mark service/],
+    [vs('  real_server 198.18.20.21 80 {\n  }', '198.18.0.100'), 1, /has no port/],
+    [vs('  lvs_sched sed\n  real_server 198.18.20.21 80 {\n  }'), 4, /scheduler sed is not in tunvs .* nearest is wlc/],
+    [vs('  real_server 198.18.20.21 80 {\n    uthreshold 100\n  }'), 5, /connection limits/],
+    [vs('  real_server 198.18.20.21 80 {\n    SSL_GET {\n    }\n  }'), 5, /TCP_CHECK, HTTP_GET/],
+    [
+      vs('  real_server 198.18.20.21 80 {\n    TCP_CHECK {\n    }\n  }\n  real_server 198.18.20.22 80 {\n  }'),
+      8,
+      /no checker and others have/,
+    ],
+    [
+      vs(
+        '  real_server 198.18.20.21 80 {\n    TCP_CHECK {\n      connect_timeout 1\n    }\n  }\n' +
+          '  real_server 198.18.20.22 80 {\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }',
+      ),
+      9,
+      /differs from the first server's in timeout/,
+    ],
+    [
+      vs('  real_server 198.18.20.21 80 {\n    HTTP_GET {\n      url {\n        digest 9b3a\n      }\n    }\n  }'),
+      7,
+      /digest: .*expectBody/,
+    ],
+    [vs('  real_server 198.18.20.21 80 {\n    lb_kind NAT\n  }\n  real_server 198.18.20.22 80 {\n  }'), 7, /mixes/],
+    [vs('  frobnicate yes\n  real_server 198.18.20.21 80 {\n  }'), 4, /unknown keyword frobnicate/],
+    [vs('  real_server 198.18.20.21 80 {\n'), 1, /the block of virtual_server is not closed/],
+    ['include missing.conf\n', 1, /include \/etc\/keepalived\/missing\.conf: ENOENT/],
+  ] as const)('refused: %s → line %i', (text, line, message) => {
+    const e = refused(text);
+    expect(e.message).toMatch(message);
+    expect(e.line).toBe(line);
+  });
+
+  it('an error in an included file names it and the line there', () => {
+    const e = refused('include other.conf\n', {
+      '/etc/keepalived/other.conf': '\n\nvirtual_server 198.18.0.100 80 {\n  lvs_sched dh\n}\n',
+    });
+    expect(e.message).toMatch(/^\/etc\/keepalived\/other\.conf: line 4: scheduler dh/);
+  });
+
+  const keepalived = spawnSync('keepalived', ['--version']).status === 0;
+  it.skipIf(!keepalived)(
+    'the example, less DPVS keywords, is a config keepalived itself accepts (keepalived -t)',
+    () => {
+      const upstream = CONF.replace('lb_kind FNAT', 'lb_kind NAT')
+        .replace('nb_get_retry', 'retry') // deprecated: a warning fails -t
+        .replace(/local_address_group[^}]*\}\n/, '')
+        .replace(/ *(laddr_group_name .*|syn_proxy)\n/g, '');
+      const dir = mkdtempSync(join(tmpdir(), 'tunvs-import-ka-'));
+      try {
+        writeFileSync(join(dir, 'keepalived.conf'), upstream);
+        const t = spawnSync('keepalived', ['-t', '-f', join(dir, 'keepalived.conf')], { encoding: 'utf8' });
+        expect(t.status, t.stderr).toBe(0);
+        const r = importKeepalived(source(upstream));
+        expect(r.config.services.map((s) => `${String(s.mode)} ${String(s.protocol)}`)).toEqual([
+          'nat tcp',
+          'dr tcp',
+          'nat tcp',
+        ]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('the command: reads the file and its includes, prints YAML tunvs runs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tunvs-import-ka-'));
+    try {
+      mkdirSync(join(dir, 'conf.d'));
+      writeFileSync(join(dir, 'keepalived.conf'), 'include conf.d/*.conf\n');
+      writeFileSync(join(dir, 'conf.d', 'web.conf'), CONF);
+      const r = spawnSync(
+        process.execPath,
+        [join(distSrc(), 'cli', 'main.js'), 'import', 'keepalived', join(dir, 'keepalived.conf')],
+        { encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(
+        /^# tunvs services from the virtual servers of .*keepalived\.conf \(tunvs import keepalived\)/,
+      );
+      expect(r.stdout).toContain(
+        'healthCheck: { type: http, interval: 3, timeout: 2, rise: 1, fall: 3, path: /health, expectStatus: 200 }',
+      );
+      expect(parseConfig(parse(r.stdout)).services).toHaveLength(3);
+      expect(r.stderr).toContain('tunvs: import: left to keepalived');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
