@@ -2,7 +2,7 @@
 /**
  * tunvs command line. Each command is a thin shell over src/: run (control/runtime.ts),
  * list and stats (admin API clients), lab (lab/lab.ts), rs (rs/reader.ts), import
- * (config/import_ipvsadm.ts).
+ * (config/import_ipvsadm.ts, config/import_keepalived.ts).
  */
 
 import { readdirSync, readFileSync } from 'node:fs';

@@ -375,6 +375,10 @@ function virtualServer(
   const realServers = rsStmts.map((r) =>
     realServer(r, where, members[0]!.port, method ?? 'nat', defaultWeight, checks, notes, skipped, fail),
   );
+  const twice = realServers.find(
+    (r, i) => realServers.findIndex((x) => x.rs.address === r.rs.address && x.rs.port === r.rs.port) !== i,
+  );
+  if (twice) fail(twice.stmt, `real_server ${twice.rs.address} ${twice.rs.port} is in this virtual_server twice`);
   if (skipped.size > 0)
     notes.push(
       `${where}: skipped (no effect while the servers are up; tunvs has no such setting): ${[...skipped].join(', ')}`,
@@ -393,10 +397,10 @@ function virtualServer(
     return {
       line: vs.line,
       ...(vs.file ? { file: vs.file } : {}),
-      protocol: protocol,
+      protocol,
       vip: addr,
       port,
-      scheduler: scheduler,
+      scheduler,
       ...(p ? { persistence: p } : {}),
       ...(synProxy ? { synProxy } : {}),
       servers: new Map(

@@ -240,6 +240,11 @@ describe('tunvs import keepalived', () => {
     ],
     [vs('  real_server 198.18.20.21 80 {\n    lb_kind NAT\n  }\n  real_server 198.18.20.22 80 {\n  }'), 7, /mixes/],
     [vs('  frobnicate yes\n  real_server 198.18.20.21 80 {\n  }'), 4, /unknown keyword frobnicate/],
+    [
+      vs('  real_server 198.18.20.21 80 {\n  }\n  real_server 198.18.20.21 80 {\n  }'),
+      6,
+      /is in this virtual_server twice/,
+    ],
     [vs('  real_server 198.18.20.21 80 {\n'), 1, /the block of virtual_server is not closed/],
     ['include missing.conf\n', 1, /include \/etc\/keepalived\/missing\.conf: ENOENT/],
   ] as const)('refused: %s → line %i', (text, line, message) => {

@@ -619,7 +619,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
       );
       expect(readFileSync(file, 'utf8')).toContain('resetOnDown: true');
       const b0 = await stats();
-      // 12 connections (rr: 4 on each server), each echoing a byte every 100 ms for 8 s.
+      // 12 connections (rr: 4 on each server), each echoing a byte every 100 ms for the first
+      // 1.2 s and again from 6 s to 7 s. Quiet when the checks fail (~4 s): an RST crossing a
+      // byte in flight has a stale sequence number, and Linux answers it with a challenge ACK
+      // instead of a reset (RFC 5961; docs/operations.md).
       const clients = runInNs(nsName(prefix, 'client'), [
         process.execPath,
         '-e',
@@ -627,7 +630,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
          for (let i = 0; i < 12; i++) {
            const r = { port: 0, echoed: 0, error: null, at: 0 }; out.push(r);
            const s = net.connect(${LAB.echoPort}, '${LAB.vip4}', () => { r.port = s.localPort; });
-           const t = setInterval(() => s.write('x'), 100);
+           const t0 = Date.now();
+           const t = setInterval(() => { const a = Date.now() - t0; if (a < 1200 || (a > 6000 && a < 7000)) s.write('x'); }, 100);
            s.on('data', (d) => { r.echoed += d.length; });
            s.on('error', (e) => { r.error = e.code; r.at = Date.now(); clearInterval(t); });
            s.on('close', () => clearInterval(t));
@@ -681,7 +685,9 @@ describe.skipIf(!root)('netns lab (root)', () => {
       );
       expect(reset.map((r) => r.port).sort()).toEqual([...onRs3].sort());
       for (const r of reset) expect(r.error).toBe('ECONNRESET');
-      for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(60);
+      // The others echo after the reset too.
+      for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(15);
+      for (const r of reset) expect(r.at - blockedAt).toBeLessThan(4300); // in the quiet stretch
       expect(serverSide()).toBe(0); // rs3's sockets got their RST too
       const b1 = await stats();
       expect(b1.counters!.rst_sent! - b0.counters!.rst_sent!).toBeGreaterThanOrEqual(2 * onRs3.length);
