@@ -62,7 +62,13 @@
  *   word 40  SRV_FIN_ACK   the client's ack that covers the server's FIN (the server's
  *                          sequence as the client sees it; 0: no FIN seen). Words 39–40
  *                          travel in HA sync records from format 3 on.
- *   words 41–47           unused
+ *   word 41  RESET         1: the LB ended the session with RSTs (a health check's
+ *                          resetOnDown). It stays in CLOSE for the close timeout and answers
+ *                          each packet of either end with an RST at the sequence number the
+ *                          packet's ack names (nat/rst.ts answerReset): the first RSTs carry
+ *                          the acks the LB last saw, which an end with data in flight takes
+ *                          for a blind reset (RFC 5961) and answers with a challenge ACK.
+ *   words 42–47           unused
  *
  * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,
  * dst1, src2, dst2, src3, dst3]: its words 1–3 compare with a record's low key block
@@ -110,6 +116,7 @@ export const R_CLI_WIN = 37;
 export const R_TEMPLATE = 38;
 export const R_CLI_FIN_ACK = 39;
 export const R_SRV_FIN_ACK = 40;
+export const R_RESET = 41;
 /** First word of the second and third cache lines. */
 export const R_LINE2 = 16;
 export const R_LINE3 = 32;

@@ -51,6 +51,7 @@ import {
   R_OUT_PORTS,
   R_RIP0,
   R_RIP1,
+  R_RESET,
   R_RS_ACK,
   R_RS_ISN1,
   R_SEQ_DELTA,
@@ -84,7 +85,7 @@ import { MODE_NAMES, modeTable } from '../nat/modes/index.js';
 import { icmpOwner, natIcmp } from '../nat/icmp_errors.js';
 import { resetBoth } from '../nat/rst.js';
 import { isWaiting, proxyAutoTick, proxyTimer, releaseHeld } from '../nat/synproxy.js';
-import { stateOf, uncountSession } from '../nat/session.js';
+import { setState, stateOf, uncountSession } from '../nat/session.js';
 import {
   DROP_STANDBY,
   DROP_TRUNCATED,
@@ -633,7 +634,9 @@ export class Engine {
 
   /**
    * End the sessions of real server `rsId` (its health check failed and the service asks for
-   * resets): RST to both sides of each open TCP session, then the session goes. Scans records
+   * resets): RST to both sides of each open TCP session, which then stays in CLOSE for the
+   * close timeout to answer late packets with exact RSTs (R_RESET; FULLNAT and NAT); other
+   * sessions go at once. Scans records
    * from `from`; stops when the emit ring cannot take two more RSTs and returns how many were
    * ended and the record to go on from (−1: done), so the caller writes the RSTs out and
    * calls again — each record is visited once however many rounds it takes.
@@ -651,6 +654,16 @@ export class Engine {
       if (open && this.forwarding && recOwner(rec, base) === 0) {
         if (this.emitCount + 2 > this.emit.slots) return { ended, next: r };
         resetBoth(c, rec, base);
+        if (c.modes[recMode(rec, base)]!.twoWay) {
+          // Kept in CLOSE for the close timeout, to answer what either end still sends with
+          // an exact RST (layout.ts R_RESET); it expires (and leaves its peers) as any other.
+          releaseHeld(c, r);
+          setState(c, base, S_CLOSE);
+          rec[base + R_RESET] = 1;
+          this.table.setExpire(r, c.tick + c.timeouts[S_CLOSE]!);
+          ended++;
+          continue;
+        }
       }
       releaseHeld(c, r);
       c.sync?.onRemove(base);

@@ -3,7 +3,9 @@
  * client's own): client → VIP:vport becomes LIP:lport → RIP:rport. nat/inbound.ts finds or
  * makes the session; modes/fullnat.ts and modes/nat.ts call in here.
  *
- *   1. tcpInbound      state transition and timeout; remember the client's ack; rewrite
+ *   1. tcpInbound      a session the LB ended with RSTs (R_RESET) answers with another
+ *                      (rst.ts answerReset); state transition and timeout; remember the
+ *                      client's ack; rewrite
  *                      addresses and ports; seq += delta; timestamps (timestamps.ts); for a
  *                      proxied session ack −= srv delta; TCP checksum by RFC 1624.
  *   2. inboundOptions  (toa.ts) SACK edges −= srv delta (proxied); TOA when the ack is the
@@ -25,6 +27,7 @@ import {
   R_OUT_PORTS,
   R_RIP0,
   R_RIP1,
+  R_RESET,
   R_RS_ACK,
   R_RS_ISN1,
   R_SEQ_DELTA,
@@ -35,7 +38,7 @@ import {
   R_META,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { nextStateInbound, S_TIME_WAIT, S_UDP } from '../conn/state.js';
+import { nextStateInbound, S_CLOSE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../dataplane/counters.js';
 import {
   TCP_ACK,
@@ -49,6 +52,7 @@ import {
 } from '../packet/headers.js';
 import { TOA_IN_SYN, TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
+import { answerReset } from './rst.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
 import { finCoverAck, finsAcked, restartTimeout, setState } from './session.js';
@@ -67,6 +71,7 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   const seq = dv.getInt32(l4 + TCP_SEQ);
   const ack = dv.getInt32(l4 + TCP_ACK);
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
+  if (st === S_CLOSE && rec[base + R_RESET] !== 0) return answerReset(c, rec, base, true);
   let ns = nextStateInbound(st, flags);
   if (ns === S_TIME_WAIT && !finsAcked(rec, base, ack, rec[base + R_RS_ACK]!)) ns = st;
   if (ns !== st) setState(c, base, ns);

@@ -3,7 +3,9 @@
  * becomes VIP:vport → client. nat/outbound.ts finds the session by its OUT key.
  *
  *   1. tcpOutbound      a session the SYN proxy answered and whose server has not yet: its
- *                       SYN-ACK (or RST) goes to synproxy.ts. State transition and timeout;
+ *                       SYN-ACK (or RST) goes to synproxy.ts. A session the LB ended with
+ *                       RSTs (R_RESET) answers with another (rst.ts answerReset). State
+ *                       transition and timeout;
  *                       on SYN-ACK remember rs_isn + 1 (the ack that marks TOA packets),
  *                       on the server's first ack of client data stop TOA (FLAG_TOA_OPEN);
  *                       rewrite addresses and ports; ack −= delta; timestamps
@@ -25,6 +27,7 @@ import {
   R_CLI_ACK,
   R_META,
   R_PROXY_OPTS,
+  R_RESET,
   R_RS_ACK,
   R_RS_ISN1,
   R_SEQ_DELTA,
@@ -37,7 +40,7 @@ import {
   R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { nextStateOutbound, S_TIME_WAIT, S_UDP } from '../conn/state.js';
+import { nextStateOutbound, S_CLOSE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
 import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
 import {
   AF_INET,
@@ -52,6 +55,7 @@ import {
 } from '../packet/headers.js';
 import { TOA_ON } from '../service/service.js';
 import type { NatContext } from './context.js';
+import { answerReset } from './rst.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
 import { finCoverAck, finsAcked, restartTimeout, setState } from './session.js';
@@ -84,6 +88,7 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const seq = dv.getInt32(l4 + TCP_SEQ);
   const ack = dv.getInt32(l4 + TCP_ACK);
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
+  if (st === S_CLOSE && rec[base + R_RESET] !== 0) return answerReset(c, rec, base, false);
   let ns = nextStateOutbound(st, flags);
   if (ns === S_TIME_WAIT && !finsAcked(rec, base, rec[base + R_CLI_ACK]!, ack)) ns = st;
   if (ns !== st) setState(c, base, ns);

@@ -1,5 +1,6 @@
 /**
- * RST generation for sessions that time out while ESTABLISHED (option rstOnExpire).
+ * RST generation for sessions that time out while ESTABLISHED (option rstOnExpire) and for
+ * those of a real server its health check took down (resetOnDown).
  * Without it both ends keep a dead connection until their own keepalive notices; with it
  * each end learns at once. Each RST carries the sequence number its receiver expects next:
  * the last ack that receiver sent (kept per session in CLI_ACK and RS_ACK).
@@ -8,6 +9,10 @@
  *   to the real server:  LIP:lport → RIP:rport,     seq = RS_ACK  (RS's ack, LB space)
  *
  * NAT sessions the same (their LIP:lport is the client's own); TUNNEL sessions get none.
+ *
+ *   answerReset           (from fullnat_in.ts / fullnat_out.ts) a packet of a session ended
+ *                         with RSTs (R_RESET): an RST back to its sender at the sequence
+ *                         number its ack names, the packet dropped
  */
 
 import {
@@ -27,9 +32,10 @@ import {
   recMode,
 } from '../conn/layout.js';
 import { C_RST_SENT } from '../dataplane/counters.js';
-import { TCP_RST } from '../packet/headers.js';
+import { TCP_ACK, TCP_ACKF, TCP_RST } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 import { writeSegment, type SegmentFields } from './segment.js';
+import { DROP_SESSION_RESET } from './verdict.js';
 
 const rst: SegmentFields = { sport: 0, dport: 0, seq: 0, ack: 0, flags: TCP_RST, window: 0 };
 const noOptions = new Uint8Array(0);
@@ -110,4 +116,22 @@ export function resetBoth(c: NatContext, rec: Int32Array, base: number): void {
     rec[base + R_OUT_PORTS]!,
     rec[base + R_RS_ACK]!,
   );
+}
+
+/**
+ * A packet of session `base`, which the LB ended with RSTs (R_RESET), from the client
+ * (`inbound`) or the real server: its ack is exactly the sequence number its sender expects,
+ * so an RST back with that number ends the sender's socket — also when the first RST met data
+ * in flight and the sender answered it with a challenge ACK (RFC 5961). An RST, or a packet
+ * without an ACK, gets nothing back. The packet is dropped.
+ */
+export function answerReset(c: NatContext, rec: Int32Array, base: number, inbound: boolean): number {
+  if ((c.pFlags & (TCP_ACKF | TCP_RST)) === TCP_ACKF) {
+    const af = (rec[base + R_META]! >>> 8) & 0xff;
+    const ack = c.dv.getInt32(c.pL4 + TCP_ACK);
+    if (inbound)
+      emitRst(c, af, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, rec[base + R_IN_PORTS]!, ack);
+    else emitRst(c, af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, rec[base + R_OUT_PORTS]!, ack);
+  }
+  return -DROP_SESSION_RESET;
 }

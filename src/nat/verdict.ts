@@ -98,8 +98,11 @@ export const DROP_TUNNEL_NO_ROOM = 31;
 /** DR: the real server's link-layer address is not known yet (the neighbour table has no
  * entry; `tunvs run` asks the kernel to resolve it) or this LB has no link to it. */
 export const DROP_DR_NO_NEIGHBOUR = 32;
+/** A packet of a session the LB ended with RSTs (health check resetOnDown, layout.ts R_RESET):
+ * answered with an RST at the sequence number its ack names, not forwarded. */
+export const DROP_SESSION_RESET = 33;
 
-export const DROP_REASON_COUNT = 33;
+export const DROP_REASON_COUNT = 34;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -136,6 +139,7 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'tunnel_too_big',
   'tunnel_no_room',
   'dr_no_neighbour',
+  'session_reset',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

@@ -3,6 +3,7 @@
 import { expect, it } from 'vitest';
 import { Driver, makeEngine, V4 } from '../helpers/engine.js';
 import { ACK, checksumsOk, parse, RST, SYN, tcp } from '../helpers/packets.js';
+import { DROP_REASON_NAMES, DROP_SESSION_RESET } from '../../src/nat/verdict.js';
 
 it('resetServer ends the real server’s sessions: RSTs with the expected seq, then they are gone', () => {
   const d = new Driver(makeEngine());
@@ -21,7 +22,6 @@ it('resetServer ends the real server’s sessions: RSTs with the expected seq, t
   const rsId = d.engine.describe([...d.engine.sessionIds()][0]!).realServerId;
   const r = d.engine.resetServer(rsId);
   expect(r).toEqual({ ended: 3, next: -1 });
-  expect(d.engine.sessionCount).toBe(0);
   expect(d.engine.emitCount).toBe(6);
   const rsts = Array.from({ length: 6 }, (_, i) => parse(d.engine.emit.get(i)));
   for (let i = 0; i < 6; i++) expect(checksumsOk(d.engine.emit.get(i))).toEqual({ ip: true, l4: true });
@@ -31,10 +31,45 @@ it('resetServer ends the real server’s sessions: RSTs with the expected seq, t
     const toRs = rsts.find((p) => p.sport === o.lport)!;
     expect([toRs.dport, toRs.flags, toRs.seq]).toEqual([8080, RST, (o.lbIsn + 1) >>> 0]);
   }
-  // The flows are gone: their next packet finds no session.
+  d.engine.clearEmitted();
+  // The sessions stay in CLOSE for the close timeout. A packet of either end is dropped and
+  // answered with an RST at the sequence number its ack names: the exact one, also where the
+  // first RST was stale because data was in flight (the end answered it with a challenge ACK).
+  expect(d.engine.sessionCount).toBe(3);
+  const o = opened[0]!;
   expect(
-    d.send(tcp({ src: V4.client, dst: V4.vip, sport: 40001, dport: 80, seq: 101, ack: 701, flags: ACK })).verdict,
-  ).toBe(1);
+    DROP_REASON_NAMES[
+      d.drop(tcp({ src: V4.client, dst: V4.vip, sport: o.cport, dport: 80, seq: 101, ack: 705, flags: ACK }))
+    ],
+  ).toBe('session_reset');
+  const challenge = tcp({
+    src: V4.rs1,
+    dst: V4.lip,
+    sport: 8080,
+    dport: o.lport,
+    seq: 705,
+    ack: o.lbIsn + 9,
+    flags: ACK,
+  });
+  expect(DROP_REASON_NAMES[d.drop(challenge)]).toBe('session_reset');
+  expect(d.drop(tcp({ src: V4.rs1, dst: V4.lip, sport: 8080, dport: o.lport, seq: 705, ack: 0, flags: RST }))).toBe(
+    DROP_SESSION_RESET,
+  ); // an RST gets nothing back
+  expect(d.engine.emitCount).toBe(2);
+  const [toClient, toRs] = [parse(d.engine.emit.get(0)), parse(d.engine.emit.get(1))];
+  expect([toClient.dport, toClient.flags, toClient.seq]).toEqual([o.cport, RST, 705]);
+  expect([toRs.sport, toRs.dport, toRs.flags, toRs.seq]).toEqual([o.lport, 8080, RST, (o.lbIsn + 9) >>> 0]);
+  for (let i = 0; i < 2; i++) expect(checksumsOk(d.engine.emit.get(i))).toEqual({ ip: true, l4: true });
+  d.engine.clearEmitted();
+  // After the close timeout they are gone: the next packet finds no session.
+  d.nowMs += 4000;
+  d.engine.advanceTimers(d.nowMs);
+  expect(d.engine.sessionCount).toBe(0);
+  expect(
+    DROP_REASON_NAMES[
+      d.drop(tcp({ src: V4.client, dst: V4.vip, sport: 40001, dport: 80, seq: 101, ack: 701, flags: ACK }))
+    ],
+  ).toBe('no_session');
 });
 
 it('more sessions than one round of RSTs: each round goes on where the last stopped; every session ends once', () => {
@@ -59,5 +94,9 @@ it('more sessions than one round of RSTs: each round goes on where the last stop
   expect(ended).toBe(mine);
   expect(rsts).toBe(2 * mine);
   expect(rounds).toBe(Math.ceil(mine / 256));
+  // In CLOSE (answering late packets) until the close timeout, then gone.
+  expect(d.engine.sessionCount).toBe(1800);
+  d.nowMs += 4000;
+  d.engine.advanceTimers(d.nowMs);
   expect(d.engine.sessionCount).toBe(1800 - mine);
 });

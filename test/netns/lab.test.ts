@@ -619,10 +619,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
       );
       expect(readFileSync(file, 'utf8')).toContain('resetOnDown: true');
       const b0 = await stats();
-      // 12 connections (rr: 4 on each server), each echoing a byte every 100 ms for the first
-      // 1.2 s and again from 6 s to 7 s. Quiet when the checks fail (~4 s): an RST crossing a
-      // byte in flight has a stale sequence number, and Linux answers it with a challenge ACK
-      // instead of a reset (RFC 5961; docs/operations.md).
+      // 12 connections (rr: 4 on each server), each echoing a byte every 10 ms for 8 s: when
+      // the checks fail, bytes are in flight, so some first RSTs carry a sequence number an end
+      // has moved past; it answers with a challenge ACK (RFC 5961), and the session, kept in
+      // CLOSE, answers that with the exact RST (nat/rst.ts answerReset).
       const clients = runInNs(nsName(prefix, 'client'), [
         process.execPath,
         '-e',
@@ -630,8 +630,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
          for (let i = 0; i < 12; i++) {
            const r = { port: 0, echoed: 0, error: null, at: 0 }; out.push(r);
            const s = net.connect(${LAB.echoPort}, '${LAB.vip4}', () => { r.port = s.localPort; });
-           const t0 = Date.now();
-           const t = setInterval(() => { const a = Date.now() - t0; if (a < 1200 || (a > 6000 && a < 7000)) s.write('x'); }, 100);
+           const t = setInterval(() => s.write('x'), 10);
            s.on('data', (d) => { r.echoed += d.length; });
            s.on('error', (e) => { r.error = e.code; r.at = Date.now(); clearInterval(t); });
            s.on('close', () => clearInterval(t));
@@ -678,18 +677,17 @@ describe.skipIf(!root)('netns lab (root)', () => {
         at: number;
       }[];
       const reset = out.filter((r) => r.error !== null);
+      const b1 = await stats();
       console.log(
         `resetOnDown: ${reset.length} of ${out.length} connections reset ` +
           `${reset.map((r) => r.at - blockedAt).join(', ')} ms after rs3's checks began to fail; ` +
-          `${out.length - reset.length} echoing to the end`,
+          `${out.length - reset.length} echoing to the end; ` +
+          `${(b1.drops!.session_reset ?? 0) - (b0.drops!.session_reset ?? 0)} late packets answered with an exact RST`,
       );
       expect(reset.map((r) => r.port).sort()).toEqual([...onRs3].sort());
       for (const r of reset) expect(r.error).toBe('ECONNRESET');
-      // The others echo after the reset too.
-      for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(15);
-      for (const r of reset) expect(r.at - blockedAt).toBeLessThan(4300); // in the quiet stretch
+      for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(300);
       expect(serverSide()).toBe(0); // rs3's sockets got their RST too
-      const b1 = await stats();
       expect(b1.counters!.rst_sent! - b0.counters!.rst_sent!).toBeGreaterThanOrEqual(2 * onRs3.length);
       // The count includes closed sessions of earlier tests still in the table (no RST for those).
       const logged = new RegExp(`health: echo-v4 ${rs3}:${LAB.echoPort}: (\\d+) sessions ended with RSTs`).exec(
