@@ -157,6 +157,17 @@ async function heldTransfer(o: {
   }
 }
 
+/** `tunvs conns ARGS` against lb-a's admin socket: its text (`--json`: parse it). */
+function conns(args: string[]): string {
+  return execFileSync(
+    process.execPath,
+    [join(distSrc(), 'cli', 'main.js'), 'conns', '--admin', state.adminSocket, ...args],
+    {
+      encoding: 'utf8',
+    },
+  );
+}
+
 function tunvsPid(): number {
   return labPid(readState(prefix)!, 'tunvs-lb-a')!;
 }
@@ -638,25 +649,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
          setTimeout(() => { console.log(JSON.stringify(out)); process.exit(0); }, 8000);`,
       ]);
       await new Promise((r) => setTimeout(r, 1500));
-      const main = join(distSrc(), 'cli', 'main.js');
       const onRs3 = (
-        JSON.parse(
-          execFileSync(
-            process.execPath,
-            [
-              main,
-              'conns',
-              '--admin',
-              state.adminSocket,
-              '--vip',
-              `${LAB.vip4}:${LAB.echoPort}`,
-              '--server',
-              rs3,
-              '--json',
-            ],
-            { encoding: 'utf8' },
-          ),
-        ) as { cport: number }[]
+        JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--server', rs3, '--json'])) as { cport: number }[]
       ).map((c) => c.cport);
       expect(onRs3.length).toBeGreaterThanOrEqual(3);
       const serverSide = (): number =>
@@ -1020,9 +1014,6 @@ ${['198.18.20.21', '198.18.20.22']
   it('tunvs conns lists sessions like ipvsadm -Lnc, filtered by VIP, server and state', async () => {
     const streams = streamsInBackground(12, 4);
     await new Promise((r) => setTimeout(r, 1500));
-    const main = join(distSrc(), 'cli', 'main.js');
-    const conns = (args: string[]): string =>
-      execFileSync(process.execPath, [main, 'conns', '--admin', state.adminSocket, ...args], { encoding: 'utf8' });
     const all = JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--state', 'established', '--json'])) as {
       client: string;
       laddr: string;
@@ -1060,24 +1051,13 @@ ${['198.18.20.21', '198.18.20.22']
         );
         const seen = counts(labCurl(prefix, 4, 20, mode));
         expect(seen.size, `${mode}: ${[...seen.entries()].join(' ')}`).toBe(1);
-        const main = join(distSrc(), 'cli', 'main.js');
-        const rows = JSON.parse(
-          execFileSync(
-            process.execPath,
-            [
-              main,
-              'conns',
-              '--admin',
-              state.adminSocket,
-              '--vip',
-              `${modeVip(mode, 4)}:${port}`,
-              '--state',
-              'template',
-              '--json',
-            ],
-            { encoding: 'utf8' },
-          ),
-        ) as { client: string; cport: number; rip: string; state: string; sessions: number }[];
+        const rows = JSON.parse(conns(['--vip', `${modeVip(mode, 4)}:${port}`, '--state', 'template', '--json'])) as {
+          client: string;
+          cport: number;
+          rip: string;
+          state: string;
+          sessions: number;
+        }[];
         expect(rows).toHaveLength(1);
         expect(rows[0]).toMatchObject({
           client: mode === 'fullnat' ? '198.18.100.0' : LAB.client4,
