@@ -75,6 +75,18 @@ export const IPVS_PERSISTENT_DEFAULT_SEC = 360;
 /** ipvsadm's default scheduler (DEF_SCHED). */
 export const IPVS_DEFAULT_SCHEDULER = 'wlc';
 
+/** IPVS persistence (`-p T -M MASK`, keepalived's persistence_timeout and _granularity) as
+ * the config's: the mask is a prefix length for IPv6, a length or a.b.c.d for IPv4. */
+export function ipvsPersistence(
+  vip: string,
+  timeoutSec: number,
+  mask: string | undefined,
+): NonNullable<RuleService['persistence']> {
+  if (mask === undefined) return { timeoutSec };
+  if (vip.includes(':')) return { timeoutSec, prefix6: Number(mask) };
+  return { timeoutSec, netmask: /^\d+$/.test(mask) ? Number(mask) : mask };
+}
+
 /** What to use instead of each IPVS scheduler tunvs lacks (said in the error). */
 const SCHEDULER_ADVICE: Record<string, string> = {
   sed: 'wlc (both weigh active connections; sed breaks ties toward idle servers)',

@@ -19,6 +19,7 @@ import {
   ImportError,
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
+  ipvsPersistence,
   tunvsScheduler,
   type ImportOptions,
   type ImportResult,
@@ -31,35 +32,37 @@ interface OptionSpec {
   long: string;
   short?: string;
   arg: Arg;
+  /** What the line does (-A, -a, --set, ...): one per line. */
+  command?: true;
 }
 
 /** ipvsadm's options (upstream and DPVS); `-b` is read by command (below). */
 const OPTIONS: readonly OptionSpec[] = [
   // commands
-  { long: 'add-service', short: 'A', arg: 'none' },
-  { long: 'edit-service', short: 'E', arg: 'none' },
-  { long: 'delete-service', short: 'D', arg: 'none' },
-  { long: 'clear', short: 'C', arg: 'none' },
-  { long: 'add-server', short: 'a', arg: 'none' },
-  { long: 'edit-server', short: 'e', arg: 'none' },
-  { long: 'delete-server', short: 'd', arg: 'none' },
-  { long: 'add-laddr', short: 'P', arg: 'none' },
-  { long: 'del-laddr', short: 'Q', arg: 'none' },
-  { long: 'get-laddr', short: 'G', arg: 'none' },
-  { long: 'list', short: 'L', arg: 'none' },
-  { long: 'list', short: 'l', arg: 'none' },
-  { long: 'save', short: 'S', arg: 'none' },
-  { long: 'restore', short: 'R', arg: 'none' },
-  { long: 'zero', short: 'Z', arg: 'none' },
-  { long: 'help', short: 'h', arg: 'none' },
-  { long: 'version', short: 'v', arg: 'none' },
-  { long: 'set', arg: 'none' },
-  { long: 'start-daemon', arg: 'value' },
-  { long: 'stop-daemon', arg: 'value' },
-  { long: 'add-blklst', short: 'U', arg: 'none' },
-  { long: 'del-blklst', short: 'V', arg: 'none' },
-  { long: 'add-whtlst', short: 'O', arg: 'none' },
-  { long: 'del-whtlst', short: 'Y', arg: 'none' },
+  { long: 'add-service', short: 'A', arg: 'none', command: true },
+  { long: 'edit-service', short: 'E', arg: 'none', command: true },
+  { long: 'delete-service', short: 'D', arg: 'none', command: true },
+  { long: 'clear', short: 'C', arg: 'none', command: true },
+  { long: 'add-server', short: 'a', arg: 'none', command: true },
+  { long: 'edit-server', short: 'e', arg: 'none', command: true },
+  { long: 'delete-server', short: 'd', arg: 'none', command: true },
+  { long: 'add-laddr', short: 'P', arg: 'none', command: true },
+  { long: 'del-laddr', short: 'Q', arg: 'none', command: true },
+  { long: 'get-laddr', short: 'G', arg: 'none', command: true },
+  { long: 'list', short: 'L', arg: 'none', command: true },
+  { long: 'list', short: 'l', arg: 'none', command: true },
+  { long: 'save', short: 'S', arg: 'none', command: true },
+  { long: 'restore', short: 'R', arg: 'none', command: true },
+  { long: 'zero', short: 'Z', arg: 'none', command: true },
+  { long: 'help', short: 'h', arg: 'none', command: true },
+  { long: 'version', short: 'v', arg: 'none', command: true },
+  { long: 'set', arg: 'none', command: true },
+  { long: 'start-daemon', arg: 'value', command: true },
+  { long: 'stop-daemon', arg: 'value', command: true },
+  { long: 'add-blklst', short: 'U', arg: 'none', command: true },
+  { long: 'del-blklst', short: 'V', arg: 'none', command: true },
+  { long: 'add-whtlst', short: 'O', arg: 'none', command: true },
+  { long: 'del-whtlst', short: 'Y', arg: 'none', command: true },
   // the service
   { long: 'tcp-service', short: 't', arg: 'value' },
   { long: 'udp-service', short: 'u', arg: 'value' },
@@ -99,31 +102,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { long: 'numeric', short: 'n', arg: 'none' },
 ];
 
-const COMMANDS = new Set([
-  'add-service',
-  'edit-service',
-  'delete-service',
-  'clear',
-  'add-server',
-  'edit-server',
-  'delete-server',
-  'add-laddr',
-  'del-laddr',
-  'get-laddr',
-  'list',
-  'save',
-  'restore',
-  'zero',
-  'help',
-  'version',
-  'set',
-  'start-daemon',
-  'stop-daemon',
-  'add-blklst',
-  'del-blklst',
-  'add-whtlst',
-  'del-whtlst',
-]);
+const COMMANDS = new Set(OPTIONS.filter((o) => o.command).map((o) => o.long));
 
 /** Options that say nothing about the rules (listing, numeric output). */
 const NOT_RULES = new Set(['list', 'save', 'zero', 'help', 'version', 'get-laddr', 'restore']);
@@ -271,17 +250,12 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   const persistent = p.opts.get('persistent');
   delete s.persistence;
   if (persistent !== undefined) {
-    const timeoutSec = persistent === true ? IPVS_PERSISTENT_DEFAULT_SEC : Number(persistent);
     const mask = p.opts.get('netmask');
-    const v6 = s.vip.includes(':');
-    s.persistence = {
-      timeoutSec,
-      ...(typeof mask === 'string'
-        ? v6
-          ? { prefix6: Number(mask) }
-          : { netmask: /^\d+$/.test(mask) ? Number(mask) : mask }
-        : {}),
-    };
+    s.persistence = ipvsPersistence(
+      s.vip,
+      persistent === true ? IPVS_PERSISTENT_DEFAULT_SEC : Number(persistent),
+      typeof mask === 'string' ? mask : undefined,
+    );
   } else if (p.opts.has('netmask')) {
     throw new ImportError(line, '-M (netmask) goes with -p (persistent)');
   }

@@ -20,6 +20,7 @@ import {
   ImportError,
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
+  ipvsPersistence,
   tunvsScheduler,
   type ImportOptions,
   type ImportResult,
@@ -324,7 +325,7 @@ function virtualServer(
   let scheduler: string | undefined;
   let method: ModeName | undefined;
   let protocol: 'tcp' | 'udp' | undefined;
-  let persistence: RuleService['persistence'];
+  let timeoutSec: number | undefined;
   let granularity: string | undefined;
   let laddrs: string[] = [];
   let synProxy: 'on' | undefined;
@@ -342,8 +343,7 @@ function virtualServer(
     else if (k === 'protocol') {
       if (v !== 'TCP' && v !== 'UDP') fail(s, `protocol ${v ?? ''}: tunvs balances TCP and UDP`);
       protocol = v === 'TCP' ? 'tcp' : 'udp';
-    } else if (k === 'persistence_timeout')
-      persistence = { timeoutSec: v === undefined ? IPVS_PERSISTENT_DEFAULT_SEC : Number(v) };
+    } else if (k === 'persistence_timeout') timeoutSec = v === undefined ? IPVS_PERSISTENT_DEFAULT_SEC : Number(v);
     else if (k === 'persistence_granularity') granularity = v;
     else if (k === 'laddr_group_name') {
       const g = laddrGroups.get(v ?? '');
@@ -386,14 +386,7 @@ function virtualServer(
   const healthCheck = commonCheck(vs, realServers, notes, fail);
   return members.map(({ addr, port }) => {
     const v6 = addr.includes(':');
-    const p = persistence && {
-      ...persistence,
-      ...(granularity !== undefined
-        ? v6
-          ? { prefix6: Number(granularity) }
-          : { netmask: /^\d+$/.test(granularity) ? Number(granularity) : granularity }
-        : {}),
-    };
+    const p = timeoutSec !== undefined ? ipvsPersistence(addr, timeoutSec, granularity) : undefined;
     return {
       line: vs.line,
       ...(vs.file ? { file: vs.file } : {}),
