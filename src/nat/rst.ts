@@ -87,35 +87,23 @@ export function emitRst(
   c.counters[C_RST_SENT] = c.counters[C_RST_SENT]! + 1;
 }
 
+/** Queue an RST to session `base`'s client (from the VIP) or real server (from the local
+ * address; NAT: the client's own) with `seq`, what that end expects next. */
+function rstTo(c: NatContext, rec: Int32Array, base: number, toClient: boolean, seq: number): void {
+  const af = (rec[base + R_META]! >>> 8) & 0xff;
+  if (toClient)
+    emitRst(c, af, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, rec[base + R_IN_PORTS]!, seq);
+  else emitRst(c, af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, rec[base + R_OUT_PORTS]!, seq);
+}
+
 /** RST to the client and to the real server of session `base`, each with the sequence
  * number it expects next. */
 export function resetBoth(c: NatContext, rec: Int32Array, base: number): void {
   // A TUNNEL session never saw the server's sequence numbers (nor could an RST reach the
   // server outside the tunnel): the ends find out themselves, as with LVS's TUN and DR.
   if (!c.modes[recMode(rec, base)]!.twoWay) return;
-  const af = (rec[base + R_META]! >>> 8) & 0xff;
-  emitRst(
-    c,
-    af,
-    rec,
-    base + R_VIP0,
-    base + R_VIP1,
-    base + R_CIP0,
-    base + R_CIP1,
-    rec[base + R_IN_PORTS]!,
-    rec[base + R_CLI_ACK]!,
-  );
-  emitRst(
-    c,
-    af,
-    rec,
-    base + R_LIP0,
-    base + R_LIP1,
-    base + R_RIP0,
-    base + R_RIP1,
-    rec[base + R_OUT_PORTS]!,
-    rec[base + R_RS_ACK]!,
-  );
+  rstTo(c, rec, base, true, rec[base + R_CLI_ACK]!);
+  rstTo(c, rec, base, false, rec[base + R_RS_ACK]!);
 }
 
 /**
@@ -126,12 +114,6 @@ export function resetBoth(c: NatContext, rec: Int32Array, base: number): void {
  * without an ACK, gets nothing back. The packet is dropped.
  */
 export function answerReset(c: NatContext, rec: Int32Array, base: number, inbound: boolean): number {
-  if ((c.pFlags & (TCP_ACKF | TCP_RST)) === TCP_ACKF) {
-    const af = (rec[base + R_META]! >>> 8) & 0xff;
-    const ack = c.dv.getInt32(c.pL4 + TCP_ACK);
-    if (inbound)
-      emitRst(c, af, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, rec[base + R_IN_PORTS]!, ack);
-    else emitRst(c, af, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, rec[base + R_OUT_PORTS]!, ack);
-  }
+  if ((c.pFlags & (TCP_ACKF | TCP_RST)) === TCP_ACKF) rstTo(c, rec, base, inbound, c.dv.getInt32(c.pL4 + TCP_ACK));
   return -DROP_SESSION_RESET;
 }
