@@ -63,11 +63,12 @@
  *                          sequence as the client sees it; 0: no FIN seen). Words 39–40
  *                          travel in HA sync records from format 3 on.
  *   word 41  RESET         1: the LB ended the session with RSTs (a health check's
- *                          resetOnDown). It stays in CLOSE for the close timeout and answers
- *                          each packet of either end with an RST at the sequence number the
- *                          packet's ack names (nat/rst.ts answerReset): the first RSTs carry
- *                          the acks the LB last saw, which an end with data in flight takes
- *                          for a blind reset (RFC 5961) and answers with a challenge ACK.
+ *                          resetOnDown, or rstOnExpire). It stays in CLOSE for the close
+ *                          timeout and answers each packet of either end with an RST at the
+ *                          sequence number the packet's ack names (nat/rst.ts answerReset):
+ *                          the first RSTs carry the acks the LB last saw, which an end with
+ *                          data in flight takes for a blind reset (RFC 5961) and answers
+ *                          with a challenge ACK.
  *   words 42–47           unused
  *
  * A lookup key built from a packet is [af<<8|proto, sport<<16|dport, src0, dst0, src1,

@@ -609,7 +609,8 @@ export class Engine {
   }
 
   /** ExpiryHandler: a session's time is up (called by the table before freeing it; true
-   * keeps it: a SYN proxy session whose SYN went out again). */
+   * keeps it: a SYN proxy session whose SYN went out again, or an established session just
+   * reset by rstOnExpire, which stays in CLOSE as after resetOnDown). */
   onExpire(r: number): boolean {
     const c = this.ctx;
     const rec = this.table.rec;
@@ -617,7 +618,6 @@ export class Engine {
     const own = this.forwarding && recOwner(rec, base) === 0;
     if (isWaiting(rec, base) && own && proxyTimer(c, r)) return true;
     releaseHeld(c, r);
-    c.sync?.onRemove(base);
     // A peer's session is the peer's to reset, and a standby forwards nothing.
     if (
       c.opts.rstOnExpire &&
@@ -626,7 +626,12 @@ export class Engine {
       (rec[base + R_META]! & 0xff) === IPPROTO_TCP
     ) {
       resetBoth(c, rec, base);
+      if (c.modes[recMode(rec, base)]!.twoWay) {
+        rec[base + R_EXPIRE] = this.table.tick + this.holdReset(base); // the wheel relinks it (table.ts)
+        return true;
+      }
     }
+    c.sync?.onRemove(base);
     uncountSession(c, base);
     this.counters[C_SESSIONS_EXPIRED] = this.counters[C_SESSIONS_EXPIRED]! + 1;
     return false;
@@ -635,7 +640,7 @@ export class Engine {
   /**
    * End the sessions of real server `rsId` (its health check failed and the service asks for
    * resets): RST to both sides of each open TCP session, which then stays in CLOSE for the
-   * close timeout to answer late packets with exact RSTs (R_RESET; FULLNAT and NAT); other
+   * close timeout to answer late packets with exact RSTs (holdReset; FULLNAT and NAT); other
    * sessions go at once. Scans records
    * from `from`; stops when the emit ring cannot take two more RSTs and returns how many were
    * ended and the record to go on from (−1: done), so the caller writes the RSTs out and
@@ -655,12 +660,8 @@ export class Engine {
         if (this.emitCount + 2 > this.emit.slots) return { ended, next: r };
         resetBoth(c, rec, base);
         if (c.modes[recMode(rec, base)]!.twoWay) {
-          // Kept in CLOSE for the close timeout, to answer what either end still sends with
-          // an exact RST (layout.ts R_RESET); it expires (and leaves its peers) as any other.
           releaseHeld(c, r);
-          setState(c, base, S_CLOSE);
-          rec[base + R_RESET] = 1;
-          this.table.setExpire(r, c.tick + c.timeouts[S_CLOSE]!);
+          this.table.setExpire(r, c.tick + this.holdReset(base));
           ended++;
           continue;
         }
@@ -673,6 +674,20 @@ export class Engine {
       ended++;
     }
     return { ended, next: -1 };
+  }
+
+  /**
+   * Session `base` (FULLNAT or NAT), just ended with RSTs both ways, stays in CLOSE to answer
+   * what either end still sends with an exact RST (layout.ts R_RESET; the first RST may have
+   * met data in flight and drawn a challenge ACK). Its peers learn the CLOSE state now and
+   * the delete when it expires, as for any other session. Returns the ticks it is kept.
+   */
+  private holdReset(base: number): number {
+    const c = this.ctx;
+    setState(c, base, S_CLOSE);
+    this.table.rec[base + R_RESET] = 1;
+    c.sync?.onPacket(base, true, S_CLOSE, c.tick);
+    return c.timeouts[S_CLOSE]!;
   }
 
   /** Forget the generated packets once the I/O layer has written them. */

@@ -98,7 +98,7 @@ export const DROP_TUNNEL_NO_ROOM = 31;
 /** DR: the real server's link-layer address is not known yet (the neighbour table has no
  * entry; `tunvs run` asks the kernel to resolve it) or this LB has no link to it. */
 export const DROP_DR_NO_NEIGHBOUR = 32;
-/** A packet of a session the LB ended with RSTs (health check resetOnDown, layout.ts R_RESET):
+/** A packet of a session the LB ended with RSTs (resetOnDown, rstOnExpire; layout.ts R_RESET):
  * answered with an RST at the sequence number its ack names, not forwarded. */
 export const DROP_SESSION_RESET = 33;
 

@@ -1,11 +1,13 @@
 /**
  * A whole TCP connection through the engine, both ways, for IPv4 and IPv6: SYN, SYN-ACK
  * (MSS clamp), ACK with TOA, data before and after the server answers, SACK, then idle
- * expiry with an RST generated to each side carrying the sequence number it expects.
+ * expiry with an RST generated to each side carrying the sequence number it expects, and an
+ * exact RST for what comes late.
  */
 
 import { describe, expect, it } from 'vitest';
 import { C_RST_SENT, C_SESSIONS_EXPIRED } from '../../src/dataplane/counters.js';
+import { DROP_SESSION_RESET } from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
 import { ACK, checksumsOk, opt, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
 
@@ -57,12 +59,13 @@ describe.each([
     expect(sackBack.options).toEqual([1, 1, ...opt.sack([[1000 + 500, 1000 + 600]])]);
     expect(d.session().state).toBe('ESTABLISHED');
 
-    // Idle past the ESTABLISHED timeout (5 s): the session ends with an RST each way.
+    // Idle past the ESTABLISHED timeout (5 s): the session ends with an RST each way and
+    // stays in CLOSE for the close timeout, to answer what still comes.
     d.engine.advanceTimers(4900);
     expect(d.engine.sessionCount).toBe(1);
     d.engine.advanceTimers(5200);
-    expect(d.engine.sessionCount).toBe(0);
-    expect(d.engine.counters[C_SESSIONS_EXPIRED]).toBe(1);
+    expect(d.session().state).toBe('CLOSE');
+    expect(d.engine.counters[C_SESSIONS_EXPIRED]).toBe(0);
     expect(d.engine.emitCount).toBe(2);
     expect(d.engine.counters[C_RST_SENT]).toBe(2);
     const toClient = d.engine.emit.get(0);
@@ -89,7 +92,17 @@ describe.each([
       (lbIsn + 1 + req.length) >>> 0,
     ]);
     d.engine.clearEmitted();
-    // After expiry the flow is gone.
+    // A late segment with data in flight (the client sent 10 more bytes the RST did not
+    // cover): dropped and answered at the sequence number its own ack names.
+    expect(d.drop(C(1001 + req.length, 10011, ACK | PSH, { payload: new Uint8Array(10) }))).toBe(DROP_SESSION_RESET);
+    expect(d.engine.emitCount).toBe(1);
+    expect(parse(d.engine.emit.get(0))).toMatchObject({ dport: 50000, flags: RST, seq: 10011 });
+    d.engine.clearEmitted();
+    // After the close timeout the flow is gone.
+    d.engine.advanceTimers(5200 + 3100);
+    expect(d.engine.sessionCount).toBe(0);
+    expect(d.engine.counters[C_SESSIONS_EXPIRED]).toBe(1);
+    expect(d.engine.emitCount).toBe(0);
     expect(d.send(C(1001 + req.length, 10001, ACK)).verdict).toBe(1);
   });
 

@@ -435,6 +435,24 @@ describe.each([
     expect([...b.engine.sessionIds()]).toEqual([]);
   });
 
+  it('a session the master ends with RSTs reaches the standby as CLOSE at once, and its delete after the close timeout', () => {
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP);
+    const { events: est, n: nEst } = establishAndDrain(a, 4545, fam);
+    expect(b.engine.installSynced(est, nEst).installed).toBe(1);
+    const da = new Driver(a.engine);
+    expect(a.engine.resetServer(da.session().realServerId)).toEqual({ ended: 1, next: -1 });
+    const { events, n } = drain(a.ring);
+    expect(n).toBe(1);
+    b.engine.installSynced(events, n);
+    expect(new Driver(b.engine).session().state).toBe('CLOSE');
+    da.nowMs = 200 + 3100;
+    a.engine.advanceTimers(da.nowMs);
+    const del = drain(a.ring);
+    expect(b.engine.installSynced(del.events, del.n).deleted).toBe(1);
+    expect([...b.engine.sessionIds()]).toEqual([]);
+  });
+
   it("a half-closed session's copy lives as long as an established one's (the standby cannot see its data)", () => {
     const a = haEngine(MASTER, 0);
     const b = haEngine(BACKUP);
