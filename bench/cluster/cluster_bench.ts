@@ -287,7 +287,7 @@ async function vipSample(up: readonly string[], paced: boolean): Promise<VipSamp
 
 async function vipPart(): Promise<Record<string, unknown>> {
   if (process.getuid?.() !== 0) throw new Error('the vip part needs root (the netns lab): BENCH_PARTS=sync without it');
-  await labUp({ prefix: PREFIX, workers: WORKERS, reader: false, cluster: 3, log: () => undefined });
+  await labUp({ prefix: PREFIX, workers: WORKERS, reader: false, cluster: 3, modes: false, log: () => undefined });
   const samples: VipSample[] = [];
   try {
     for (let k = 0; k < ROUNDS; k++) {

@@ -87,8 +87,8 @@ Usage:
                                           build the netns lab and start tunvs on LB A; the real
                                           servers run under the eBPF TOA reader (unless --no-reader);
                                           NAT, TUNNEL and DR services beside FULLNAT (unless
-                                          --no-modes or --cluster: VIP ports 8081, 8080, and
-                                          198.18.0.101:8080 for DR; docs/modes.md);
+                                          --no-modes; VIP ports 8081, 8080, and 198.18.0.101:8080
+                                          for DR; the cluster's: no NAT; docs/modes.md);
                                           --ha: the pair (tunvs on A and B, keepalived, Redis sync);
                                           --cluster N: N (2-4) active nodes behind an ECMP router
                                           (FRR BGP + BFD), Redis under Sentinel;

@@ -22,6 +22,8 @@ export interface ClusterOptions {
   workers: number;
   steering?: boolean;
   offload?: boolean;
+  /** With the TUNNEL and DR services (topology.ts modeServices; default true). */
+  modes?: boolean;
   log: (line: string) => void;
 }
 
@@ -124,7 +126,7 @@ export async function startClusterNode(
   const cluster = o.prefix.replace(/[^A-Za-z0-9_.-]/g, '_');
   writeFileSync(
     join(state.dir, `${node}.yaml`),
-    labConfig(admin, { ...labLbOptions(o), ha: { mode: 'cluster', cluster, node } }),
+    labConfig(admin, { ...labLbOptions(o), ha: { mode: 'cluster', cluster, node }, modes: o.modes ?? true }),
   );
   await runTunvs(state, node, admin, start);
   // Beside tunvs, as keepalived is in the pair: withdraws the node if tunvs hangs.

@@ -12,7 +12,7 @@ import { adminRequest } from '../control/admin.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
 import { nsName, procStart, readState, stateDir, waitFor, writeState, type LabState, type Proc } from './state.js';
-import { LAB, labNodes } from './topology.js';
+import { CLUSTER, LAB, labNodes } from './topology.js';
 import { startPair, startTunvs, type Starter } from './pair.js';
 import { MODE_PORTS, modeVip, setupModeServers, type LabMode } from './modes.js';
 import { startCluster } from './cluster.js';
@@ -29,8 +29,9 @@ export interface LabOptions {
   offload?: boolean;
   /** Run the real servers' applications under the eBPF TOA reader (default true). */
   reader?: boolean;
-  /** The NAT and TUNNEL services beside the FULLNAT ones, and the real servers set up for
-   * them (lab/modes.ts; default true; never in the cluster). */
+  /** The NAT, TUNNEL and DR services beside the FULLNAT ones, and the real servers set up
+   * for them (lab/modes.ts; default true; the cluster's have no NAT: topology.ts
+   * modeServices). */
   modes?: boolean;
   /** The active/standby pair: tunvs on lb-a and lb-b, keepalived on both, Redis for the
    * session sync (default false: tunvs on lb-a only, holding the next hops for good). */
@@ -178,7 +179,12 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
       true,
     );
   }
-  if (o.cluster === undefined && (o.modes ?? true)) setupModeServers(o.prefix, LAB.float.rs4, LAB.float.rs6);
+  // The real servers answer TUNNEL and DR clients themselves: through the pair's floating
+  // next hop, or the cluster's router.
+  if (o.modes ?? true) {
+    if (o.cluster === undefined) setupModeServers(o.prefix, LAB.float.rs4, LAB.float.rs6);
+    else setupModeServers(o.prefix, CLUSTER.routerRs4, CLUSTER.routerRs6);
+  }
   // iperf3 on rs1 (behind VIP port 5201), one test at a time as iperf3 serves them.
   start('iperf3', nsName(o.prefix, 'rs1'), ['-s', '-p', String(LAB.iperfPort)], 'iperf3', true);
   if (o.cluster !== undefined) {

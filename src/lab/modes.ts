@@ -16,7 +16,9 @@
  *                  eth1 to the servers' MACs (same bridge); the servers hold those VIPs on lo
  *                  too and answer as for TUNNEL.
  *
- * `lab up --no-modes` leaves these out. The services' YAML is topology.ts modeServices.
+ * The cluster (`lab up --cluster N`) has TUNNEL and DR only, with mh and sloppy TCP, on every
+ * node, and the real servers answer through the router. `lab up --no-modes` leaves these out.
+ * The services' YAML is topology.ts modeServices.
  */
 
 import { LAB } from './topology.js';
@@ -41,8 +43,8 @@ const ADVMSS6 = 1500 - 40 - 40 - 20;
 const CLIENTS4 = '198.18.100.0/24';
 const CLIENTS6 = 'fd18:18:100::/64';
 
-/** Set the real servers up for NAT and TUNNEL (their gateway back to the clients is `via4` /
- * `via6`: the pair's floating next hop). */
+/** Set the real servers up for NAT, TUNNEL and DR (their gateway back to the clients is
+ * `via4` / `via6`: the pair's floating next hop, or the cluster's router). */
 export function setupModeServers(prefix: string, via4: string, via6: string): void {
   setupDirectServers(prefix, [LAB.vip4, LAB.vip6, LAB.drVip4, LAB.drVip6], via4, via6);
 }

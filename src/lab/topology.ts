@@ -209,22 +209,25 @@ export function labNodeId(node: string): number {
 }
 
 /** The NAT, TUNNEL and DR services' YAML lines (lab/modes.ts; one flow-style entry each, so
- * tests can drop a line). */
-export function modeServices(laddr4: string, laddr6: string, v6: boolean): string {
+ * tests can drop a line). A cluster node's (`cluster`) have no NAT — the servers' replies
+ * would have to come back to the node that holds the session, which ECMP does not give — and
+ * schedule TUNNEL and DR with mh and sloppy TCP, so a flow that ECMP moves to another node
+ * goes on there, to the same server, even before its session is synced (docs/cluster.md). */
+export function modeServices(laddr4: string, laddr6: string, v6: boolean, cluster = false): string {
   const servers = (v: 'v4' | 'v6'): string =>
     LAB.realServers.map((r) => `{ address: "${r[v]}", port: ${LAB.rsPort} }`).join(', ');
+  const sched = cluster ? 'scheduler: mh, sloppy: true' : 'scheduler: rr';
   const line = (name: string, vip: string, port: number, mode: string, extra: string, v: 'v4' | 'v6'): string =>
-    `  - { name: ${name}, vip: "${vip}", port: ${port}, mode: ${mode}, scheduler: rr, ${extra}realServers: [${servers(v)}] }\n`;
-  return (
-    line('nat-v4', LAB.vip4, LAB.natPort, 'nat', '', 'v4') +
-    line('tunnel-v4', LAB.vip4, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr4}"], `, 'v4') +
-    line('dr-v4', LAB.drVip4, LAB.tunnelPort, 'dr', '', 'v4') +
-    (v6
-      ? line('nat-v6', LAB.vip6, LAB.natPort, 'nat', '', 'v6') +
-        line('tunnel-v6', LAB.vip6, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr6}"], `, 'v6') +
-        line('dr-v6', LAB.drVip6, LAB.tunnelPort, 'dr', '', 'v6')
-      : '')
-  );
+    `  - { name: ${name}, vip: "${vip}", port: ${port}, mode: ${mode}, ${sched}, ${extra}realServers: [${servers(v)}] }\n`;
+  const family = (v: 'v4' | 'v6'): string => {
+    const [vip, drVip, laddr] = v === 'v4' ? [LAB.vip4, LAB.drVip4, laddr4] : [LAB.vip6, LAB.drVip6, laddr6];
+    return (
+      (cluster ? '' : line(`nat-${v}`, vip, LAB.natPort, 'nat', '', v)) +
+      line(`tunnel-${v}`, vip, LAB.tunnelPort, 'tunnel', `localAddresses: ["${laddr}"], `, v) +
+      line(`dr-${v}`, drVip, LAB.tunnelPort, 'dr', '', v)
+    );
+  };
+  return family('v4') + (v6 ? family('v6') : '');
 }
 
 /** How an LB of the lab runs (labConfig). */
@@ -315,7 +318,7 @@ ${
 ${rs('v6')}
 `
     : ''
-}${modes ? `  # the other forwarding modes (docs/modes.md)\n${modeServices(own.laddrs4[0], own.laddrs6[0], v6)}` : ''}`;
+}${modes ? `  # the other forwarding modes (docs/modes.md)\n${modeServices(own.laddrs4[0], own.laddrs6[0], v6, ha?.mode === 'cluster')}` : ''}`;
 }
 
 /**

@@ -1,11 +1,12 @@
 /**
  * The active/active cluster in the netns lab (docs/cluster.md): three tunvs nodes behind a
  * router running FRR (BGP + BFD, ECMP with an L4 hash), sessions shared through Redis under
- * Sentinel. New connections spread over the nodes; established, byte-checked connections
- * survive a node's tunvs being killed, its return, a fourth node joining, the Redis primary
- * dying (then a node too), and a node's link to the router being cut; young connections at a
- * membership change are measured (FULLNAT, and TUNNEL with sloppy TCP); on the AF_XDP path
- * too, the spread and the kill. Needs root; builds and removes its own lab.
+ * Sentinel. New connections spread over the nodes (FULLNAT, and the lab's TUNNEL and DR
+ * services); established, byte-checked connections survive a node's tunvs being killed, its
+ * return, a fourth node joining, the Redis primary dying (then a node too), and a node's link
+ * to the router being cut; young connections at a membership change are measured (FULLNAT,
+ * and TUNNEL with sloppy TCP); on the AF_XDP path too, the spreads and the kill. Needs root;
+ * builds and removes its own lab.
  */
 
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
 import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
-import { setupDirectServers, sloppyTunnelEcho } from '../../src/lab/modes.js';
+import { sloppyTunnelEcho } from '../../src/lab/modes.js';
 import { adminOf, labPid, recordingStarter, restartTunvs } from '../../src/lab/pair.js';
 import { runStreams, type StreamResult } from '../../src/lab/streams.js';
 import { clusterNode, CLUSTER } from '../../src/lab/topology.js';
@@ -159,8 +160,9 @@ async function spreadOverThree(): Promise<void> {
     expect(x).toBeGreaterThanOrEqual(0.15);
     expect(x).toBeLessThanOrEqual(0.55);
   }
-  // What lb-a announces, in its metrics: VIPs + own local addresses (2 families), and the
-  // two peers' local addresses as their backup.
+  // What lb-a announces, in its metrics: the VIPs (the DR services have VIPs of their own)
+  // and its own local addresses (2 families), and the two peers' local addresses as their
+  // backup.
   const scrape = async (): Promise<string> =>
     (
       await runInNs(nsName(prefix, 'lb-a'), [
@@ -175,9 +177,29 @@ async function spreadOverThree(): Promise<void> {
     async () => (metrics.out = await scrape()).includes('kind="backup"} 8'),
     5000,
   );
-  expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="announced"\} 6/);
+  expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="announced"\} 8/);
   expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="backup"\} 8/);
   expect(metrics.out).toMatch(/tunvs_ha_peer_alive\{peer="2"\} 1/);
+}
+
+const MODES_TITLE =
+  "the lab's TUNNEL and DR services (v4, v6): every node forwards a share; the servers see the client";
+
+/** 120 connections through the lab's TUNNEL and DR services (topology.ts modeServices): the
+ * real servers answer the client's own address, and every node made some of the sessions. */
+async function modesOverThree(): Promise<void> {
+  const nodes = ['lb-a', 'lb-b', 'lb-c'];
+  const before = await Promise.all(nodes.map(sessionsCreated));
+  for (const mode of ['tunnel', 'dr'] as const) {
+    for (const family of [4, 6] as const) {
+      const client = family === 4 ? LAB.client4 : LAB.client6;
+      const lines = labCurl(prefix, family, 30, mode).trim().split('\n');
+      expect(lines.filter((l) => l.includes(` saw client ${client}:`)).length, `${mode} v${family}`).toBe(30);
+    }
+  }
+  const made = (await Promise.all(nodes.map(sessionsCreated))).map((n, i) => n - before[i]!);
+  console.log(`TUNNEL and DR, 120 connections: ${nodes.map((n, i) => `${n} ${made[i]}`).join(', ')}`);
+  for (const n of made) expect(n).toBeGreaterThan(0);
 }
 
 /** kill -9 of tunvs on lb-b under 200 established streams: out of ECMP at once, its local
@@ -225,6 +247,8 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
   }, 60_000);
 
   it('300 new connections (v4 and v6) spread over all three nodes', spreadOverThree, 60_000);
+
+  it(MODES_TITLE, modesOverThree, 60_000);
 
   it('kill -9 of tunvs on a node: out of ECMP at once, its connections go on elsewhere', () => killLbB('tun'), 60_000);
 
@@ -358,9 +382,9 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     // service's session holds nothing but the real server, and with sloppy on, the node the
     // flow moves to makes it from the next client packet, to the server mh picks from the
     // client address: the one the SYN went to (docs/modes.md, "Sloppy TCP").
-    const vip = LAB.drVip4; // a VIP of its own: the lab's cluster has no mode services
-    // Replies go straight to the clients, through the router.
-    setupDirectServers(prefix, [vip], CLUSTER.routerRs4, CLUSTER.routerRs6);
+    // The DR services' VIP (the lab has set the real servers up for it: they answer the
+    // clients straight, through the router), on the echo port.
+    const vip = LAB.drVip4;
     const nodes = runningNodes();
     for (const node of nodes) {
       const service = sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!);
@@ -410,6 +434,8 @@ describe.skipIf(!root)('the cluster on the AF_XDP path (root)', () => {
   });
 
   it('300 new connections (v4 and v6) spread over all three nodes', spreadOverThree, 60_000);
+
+  it(MODES_TITLE, modesOverThree, 60_000);
 
   it('kill -9 of tunvs on a node: its connections go on elsewhere', () => killLbB('xdp'), 60_000);
 });
