@@ -109,7 +109,7 @@ Usage:
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs import ipvsadm|keepalived [FILE] [--laddr A]... [--map-scheduler X=Y]...
                                           an LVS setup as tunvs services, printed as YAML: ipvsadm
-                                          rules (ipvsadm -Sn, or a script of ipvsadm commands) or
+                                          rules (ipvsadm -Sn or -Ln, or a script of ipvsadm commands) or
                                           keepalived.conf's virtual servers with their checks
                                           (DPVS's FULLNAT included; FILE or stdin); what tunvs
                                           lacks is refused with the line (docs/operations.md)

@@ -1,7 +1,8 @@
 /**
  * `tunvs import ipvsadm`: LVS rules as tunvs services. Reads what `ipvsadm -Sn` prints
- * (ipvsadm-save), or a script of ipvsadm commands — DPVS's and Alibaba's FULLNAT ipvsadm
- * included (`-b` fullnat, `--add-laddr -z`, `-j` synproxy) — and gives the config's
+ * (ipvsadm-save) or `ipvsadm -Ln` (import_ipvsadm_list.ts), or a script of ipvsadm commands —
+ * DPVS's and Alibaba's FULLNAT ipvsadm included (`-b` fullnat, `--add-laddr -z`, `-j`
+ * synproxy) — and gives the config's
  * `services` (and `timeouts` from `--set`), checked by the config's own validation. What
  * tunvs does not do is refused with the line and what to do instead: an import never changes
  * what a service does without saying so (`notes` says what it assumed).
@@ -14,6 +15,7 @@
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress } from '../service/addr.js';
+import { isListing, listingCommands, type CommandLine } from './import_ipvsadm_list.js';
 import {
   buildConfig,
   ImportError,
@@ -114,8 +116,8 @@ interface Parsed {
 }
 
 /** Join `\`-continued lines, drop comments and a leading `ipvsadm`; keep the first line's number. */
-function logicalLines(text: string): { line: number; tokens: string[] }[] {
-  const out: { line: number; tokens: string[] }[] = [];
+function logicalLines(text: string): CommandLine[] {
+  const out: CommandLine[] = [];
   const raw = text.split('\n');
   for (let i = 0; i < raw.length; i++) {
     const first = i + 1;
@@ -296,7 +298,7 @@ export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult
   const services = new Map<string, RuleService>();
   const timeouts: Partial<TimeoutsSec> = {};
   const notes: string[] = [];
-  for (const { line, tokens } of logicalLines(text)) {
+  for (const { line, tokens } of isListing(text) ? listingCommands(text, notes) : logicalLines(text)) {
     if (/(^|\/)ipvsadm$/.test(tokens[0]!)) tokens.shift();
     else if (!tokens[0]!.startsWith('-')) {
       notes.push(`line ${line}: not an ipvsadm command, skipped: ${tokens.join(' ')}`);

@@ -1,4 +1,4 @@
-/** `tunvs import ipvsadm`: LVS rules (ipvsadm -Sn, scripts, DPVS's FULLNAT) as tunvs services. */
+/** `tunvs import ipvsadm`: LVS rules (ipvsadm -Sn, -Ln, scripts, DPVS's FULLNAT) as tunvs services. */
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -180,6 +180,65 @@ ipvsadm -Ln
       ['wlc', ['198.18.2.1']],
       ['rr', ['fd18:18:2::1']],
     ]);
+  });
+});
+
+/** What `ipvsadm -Ln` prints for SAVED's table (DPVS's listing has the same columns), with
+ * `ipvsadm -L --timeout` appended. */
+const LISTED = `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  198.18.0.100:80 wrr persistent 300 mask 255.255.255.0
+  -> 198.18.20.21:8080            Masq    1      3          10
+  -> 198.18.20.22:8080            Masq    2      0          0
+TCP  [fd18:18::100]:80 mh persistent 600 mask 64
+  -> [fd18:18:20::21]:80          Route   1      0          0
+  -> [fd18:18:20::22]:80          Route   0      0          0
+UDP  198.18.0.100:53 sh
+  -> 198.18.20.21:53              Tunnel  1      0          0
+Timeout (tcp tcpfin udp): 900 120 300
+`;
+
+describe('tunvs import ipvsadm: what ipvsadm -Ln lists', () => {
+  it('the same services as from ipvsadm -Sn; the timeouts from ipvsadm -L --timeout', () => {
+    const r = importIpvsadm(LISTED, { laddrs: ['198.18.2.9'] });
+    expect(r.config.services).toEqual(services(SAVED, ['198.18.2.9']));
+    expect(r.config.timeouts).toEqual({ established: 900, finWait: 120, udp: 300 });
+    expect(r.notes.join('\n')).toMatch(/read as `ipvsadm -Ln` output; DPVS's local addresses are not in it/);
+    expect(importIpvsadm(LISTED.replace(/^Timeout.*\n/m, ''), { laddrs: ['198.18.2.9'] }).notes.join('\n')).toMatch(
+      /append `ipvsadm -L --timeout`/,
+    );
+  });
+
+  it("DPVS's: FullNat servers, synproxy, a server's inhibited flag; dest-check left out with a note", () => {
+    const r = importIpvsadm(
+      `TCP  198.18.0.100:80 rr synproxy dest-check internal:default
+  -> 198.18.20.21:80              FullNat 1      0          0          inhibited
+`,
+      { laddrs: ['198.18.2.1'] },
+    );
+    expect(r.config.services[0]).toMatchObject({ mode: 'fullnat', synProxy: 'on', localAddresses: ['198.18.2.1'] });
+    expect(r.notes.join('\n')).toMatch(/line 1: DPVS's dest-check left out/);
+  });
+
+  it.each([
+    ['FWM  1 rr\n  -> 198.18.20.21:80 Route 1 0 0', 1, /firewall-mark service/],
+    ['TCP  198.18.0.100:80 rr ops\n  -> 198.18.20.21:80 Route 1 0 0', 1, /one-packet scheduling/],
+    ['TCP  198.18.0.100:80 sh (sh-fallback,sh-port)', 1, /scheduler flags/],
+    ['TCP  198.18.0.100:80 rr quic', 1, /service flag quic has no tunvs equivalent/],
+    ['TCP  198.18.0.100:80 rr\n  -> 198.18.20.21:80 Local 1 0 0', 2, /Local .* the LB itself/],
+    ['  -> 198.18.20.21:80 Route 1 0 0', 1, /a real server before any service/],
+    ['MATCH tcp,from=198.18.100.0-198.18.100.255:0-0 rr', 1, /match service/],
+    [
+      'Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\nTCP  198.18.0.100:80 1 2 3 4 5',
+      1,
+      /counters, not of rules/,
+    ],
+    ['TCP  lb.example.com:http rr\n  -> rs1.example.com:http Route 1 0 0', 1, /-n: numeric/],
+  ] as const)('%s → line %i', (text, line, message) => {
+    const e = refused(text);
+    expect(e.line).toBe(line);
+    expect(e.message).toMatch(message);
   });
 });
 

@@ -1,0 +1,132 @@
+/**
+ * What `ipvsadm -Ln` prints (upstream's and DPVS's), read as the ipvsadm commands that would
+ * make it, so `tunvs import ipvsadm` takes a listing as it takes `ipvsadm -Sn`: the same
+ * options, checks and refusals, with the listing's own line numbers.
+ *
+ *   TCP  198.18.0.100:80 wlc persistent 360 mask 255.255.255.0 ops
+ *     -> 198.18.20.21:8080            Route   1      0          0
+ *
+ * becomes `-A -t 198.18.0.100:80 -s wlc -p 360 -M 255.255.255.0 --ops` and
+ * `-a -t 198.18.0.100:80 -r 198.18.20.21:8080 -g -w 1`. `Timeout (tcp tcpfin udp): 900 120
+ * 300` (`ipvsadm -L --timeout`, e.g. appended to the same file) becomes `--set 900 120 300`.
+ * The headers are skipped; a listing of counters instead of rules (`--stats`, `--rate`,
+ * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
+ *
+ *   listingCommands: isListing → per line: header | timeouts | service | server
+ */
+
+import { ImportError } from './import.js';
+
+export interface CommandLine {
+  line: number;
+  tokens: string[];
+}
+
+/** The listing's protocol column → ipvsadm's service option. */
+const PROTOCOLS: Record<string, string> = { TCP: '-t', UDP: '-u', SCTP: '--sctp-service', FWM: '-f' };
+
+/** The Forward column → ipvsadm's forwarding option (DPVS: FullNat, SNAT). */
+const FORWARD: Record<string, string> = { Route: '-g', Masq: '-m', Tunnel: '-i', FullNat: '--fullnat', SNAT: '-J' };
+
+/** Service flags with a value, as `-Ln` prints them → the option. */
+const VALUE_FLAGS: Record<string, string> = {
+  persistent: '-p',
+  mask: '-M',
+  pe: '--pe',
+  'conn-timeout': '--conn-timeout',
+};
+/** Service flags without one. */
+const BARE_FLAGS: Record<string, string[]> = { ops: ['--ops'], synproxy: ['-j', 'enable'] };
+
+/** Whether `text` is a listing: its header, a service line (a script's lines start with an
+ * option or `ipvsadm`), or an `  -> ` server line. */
+export function isListing(text: string): boolean {
+  return /^(IP Virtual Server version|Prot LocalAddress:Port|(TCP|UDP|SCTP|FWM|MATCH)\s)|^\s+->\s/m.test(text);
+}
+
+/** The commands that make the listing `text` (isListing); `notes` gets what was left out. */
+export function listingCommands(text: string, notes: string[]): CommandLine[] {
+  const out: CommandLine[] = [];
+  let service: string[] | undefined; // the current service's option and address
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = i + 1;
+    const s = lines[i]!.trimEnd();
+    if (s.trim() === '' || /^IP Virtual Server version/.test(s)) continue;
+    if (/^Prot LocalAddress:Port/.test(s) || /^\s+-> RemoteAddress:Port/.test(s)) {
+      if (!/Scheduler Flags|Forward Weight/.test(s))
+        throw new ImportError(
+          line,
+          'a listing of counters, not of rules: give `ipvsadm -Ln` (without --stats, --rate, --thresholds, --persistent-conn)',
+        );
+      continue;
+    }
+    const timeout = /^Timeout \(tcp tcpfin udp\):\s+(\d+)\s+(\d+)\s+(\d+)$/.exec(s);
+    if (timeout) {
+      out.push({ line, tokens: ['--set', timeout[1]!, timeout[2]!, timeout[3]!] });
+      continue;
+    }
+    const server = /^\s+->\s+(\S+)\s+(\S+)\s+(\d+)\s+\d+\s+\d+(?:\s+\S+)?$/.exec(s);
+    if (server) {
+      if (!service) throw new ImportError(line, 'a real server before any service');
+      const fwd = FORWARD[server[2]!];
+      if (fwd === undefined)
+        throw new ImportError(
+          line,
+          server[2] === 'Local'
+            ? 'forwarding Local (the real server is the LB itself) has no tunvs equivalent'
+            : `unknown forwarding method ${server[2]!}`,
+        );
+      out.push({ line, tokens: ['-a', ...service, '-r', server[1]!, fwd, '-w', server[3]!] });
+      continue;
+    }
+    const svc = /^(\S+)\s+(\S+)\s+(\S+)(.*)$/.exec(s);
+    if (svc && !/^\s/.test(s)) {
+      const [, proto, address, scheduler, rest] = svc as unknown as [string, string, string, string, string];
+      const option = PROTOCOLS[proto];
+      if (option === undefined)
+        throw new ImportError(
+          line,
+          proto === 'MATCH'
+            ? 'a DPVS match service (-H) has no tunvs equivalent: give each VIP:PORT a service of its own'
+            : `not an ipvsadm -Ln line: ${s.trim()}`,
+        );
+      service = [option, address];
+      out.push({ line, tokens: ['-A', ...service, '-s', scheduler, ...serviceFlags(rest.trim(), line, notes)] });
+      continue;
+    }
+    throw new ImportError(line, `not an ipvsadm -Ln line: ${s.trim()}`);
+  }
+  notes.push(
+    'read as `ipvsadm -Ln` output' +
+      (out.some((c) => c.tokens[0] === '--set') ? '' : ' (append `ipvsadm -L --timeout` to carry the timeouts)') +
+      "; DPVS's local addresses are not in it (ipvsadm -G): give them with --laddr",
+  );
+  return out;
+}
+
+/** A service line's flags (after the scheduler) as options. */
+function serviceFlags(rest: string, line: number, notes: string[]): string[] {
+  const words = rest === '' ? [] : rest.split(/\s+/);
+  const tokens: string[] = [];
+  for (let k = 0; k < words.length; k++) {
+    const w = words[k]!;
+    if (w.startsWith('(')) {
+      // Upstream's scheduler flags: "(sh-fallback,sh-port)".
+      tokens.push('--sched-flags', w.replace(/[()]/g, ''));
+    } else if (VALUE_FLAGS[w] !== undefined) {
+      const v = words[++k];
+      if (v === undefined) throw new ImportError(line, `${w} without its value`);
+      tokens.push(VALUE_FLAGS[w], v);
+    } else if (BARE_FLAGS[w] !== undefined) {
+      tokens.push(...BARE_FLAGS[w]);
+    } else if (w === 'dest-check') {
+      // DPVS's server checks: "dest-check internal:default external:tcp,ping".
+      while (/^(internal|external):/.test(words[k + 1] ?? '')) k++;
+      notes.push(`line ${line}: DPVS's dest-check left out: give the service a healthCheck (docs/config.md)`);
+    } else {
+      throw new ImportError(line, `service flag ${w} has no tunvs equivalent`);
+    }
+  }
+  return tokens;
+}
