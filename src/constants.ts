@@ -74,6 +74,11 @@ export const TIMER_TICK_MS = 100;
  * session normally sits in the slot of its expiry; longer ones are re-checked on wrap. */
 export const TIMER_WHEEL_SLOTS = 4096;
 
+/** The longest session timeout a config may set (`timeouts`, a service's `idleTimeout`): a
+ * day. Sessions idle longer are better served by TCP keepalives than by the LB's table; and
+ * beyond the wheel's span (above) a session is re-checked once per turn, ~210 times a day. */
+export const TIMEOUT_SEC_MAX = 86_400;
+
 /** Timer work per `advance()` call, so a mass expiry (1M sessions at once) is spread over
  * several bursts instead of stalling forwarding for hundreds of milliseconds. */
 export const TIMER_BUDGET_PER_ADVANCE = 16384;

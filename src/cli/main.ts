@@ -52,12 +52,14 @@ Usage:
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
                     [--sloppy] [--persistent [SEC] [--netmask M] [--prefix6 N]]
-                    [--server ADDR:PORT[,weight=W]]...
+                    [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
                                           tunnel source; NAT, DR: none); --sloppy: NAT,
                                           TUNNEL, DR with sh or mh (docs/modes.md);
                                           --persistent: ipvsadm -p (default 300 s), with
-                                          --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6)
+                                          --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6);
+                                          --idle-timeout: idle connections (UDP flows) kept SEC
+                                          (default: timeouts.established / timeouts.udp)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W]
   tunvs server delete SERVICE ADDR:PORT
@@ -228,6 +230,8 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (flag(args, '--sloppy')) service.sloppy = true;
     const persistence = persistenceOptions(args);
     if (persistence) service.persistence = persistence;
+    const idle = option(args, '--idle-timeout');
+    if (idle !== undefined) service.idleTimeout = /^\d+$/.test(idle) ? Number(idle) : idle;
     service.realServers = options(args, '--server').map((x) => {
       const [hp, weight] = x.split(/,weight=/);
       return { ...hostPort(hp, '--server'), weight: weight === undefined ? 1 : Number(weight) };

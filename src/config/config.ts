@@ -14,6 +14,7 @@ import {
   NODE_ID_MAX,
   PERSISTENCE_TIMEOUT_DEFAULT_SEC,
   SESSIONS_PER_LB_DEFAULT,
+  TIMEOUT_SEC_MAX,
   XDP_INTERFACES_MAX,
 } from '../constants.js';
 import { parseAddress } from '../service/addr.js';
@@ -375,7 +376,7 @@ function timeouts(v: unknown, path: string): TimeoutsSec {
   const o = object(v ?? {}, path, TIMEOUT_KEYS);
   const t = { ...TIMEOUTS_DEFAULT_SEC };
   for (const k of TIMEOUT_KEYS) {
-    if (o[k] !== undefined) t[k] = integer(o[k], join(path, k), 1, 86_400, 'whole seconds');
+    if (o[k] !== undefined) t[k] = integer(o[k], join(path, k), 1, TIMEOUT_SEC_MAX, 'whole seconds');
   }
   return t;
 }
@@ -398,6 +399,7 @@ const SERVICE_KEYS = [
   'healthCheck',
   'acl',
   'maxNewPerSec',
+  'idleTimeout',
   'persistence',
 ] as const;
 
@@ -451,6 +453,9 @@ export function parseService(v: unknown, path: string): ServiceSpec {
       ? { maxNewPerSec: integer(o.maxNewPerSec, join(path, 'maxNewPerSec'), 1, 100_000_000, 'sessions per second') }
       : {}),
     ...(o.persistence !== undefined ? { persistence: persistence(o.persistence, join(path, 'persistence')) } : {}),
+    ...(o.idleTimeout !== undefined
+      ? { idleTimeout: integer(o.idleTimeout, join(path, 'idleTimeout'), 1, TIMEOUT_SEC_MAX, 'whole seconds') }
+      : {}),
   });
 }
 

@@ -63,6 +63,8 @@ export interface RuleService {
   scheduler: string;
   persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number };
   synProxy?: 'on' | 'off';
+  /** DPVS's per-service conn-timeout: the config's idleTimeout. */
+  idleTimeout?: number;
   servers: Map<string, RuleServer>;
   laddrs: string[];
   /** The config's `healthCheck`, when the source checks the servers. */
@@ -122,7 +124,8 @@ export function buildConfig(
   if (Object.keys(timeouts).length === 0 && out.length > 0)
     notes.push(
       "no timeouts set: the kernel's IPVS keeps idle TCP connections 900 s and FIN_WAIT 120 s, " +
-        "tunvs 90 s and 7 s (DPVS's): to keep IPVS's, add timeouts: { established: 900, finWait: 120 }",
+        "tunvs 90 s and 7 s (DPVS's): to keep IPVS's, add timeouts: { established: 900, finWait: 120 } " +
+        '(or give the services that need it an idleTimeout)',
     );
   if (out.some((x) => x.mode === 'fullnat' && x.synProxy === undefined))
     notes.push(
@@ -175,6 +178,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
     ...(s.persistence ? { persistence: s.persistence } : {}),
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),
+    ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     realServers: servers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
   };

@@ -243,7 +243,6 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
     ops: 'one-packet scheduling has no tunvs equivalent (a UDP flow keeps its server for timeouts.udp)',
     pe: 'persistence engines (sip) have no tunvs equivalent',
     'sched-flags': 'scheduler flags (sh-port, sh-fallback) have no tunvs equivalent: sh hashes the client address',
-    'conn-timeout': 'per-service timeouts have no tunvs equivalent (timeouts: in the config apply to every service)',
   });
   const given = p.opts.get('scheduler');
   s.scheduler = tunvsScheduler(typeof given === 'string' ? given : IPVS_DEFAULT_SCHEDULER, o, (m) => {
@@ -261,6 +260,10 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   } else if (p.opts.has('netmask')) {
     throw new ImportError(line, '-M (netmask) goes with -p (persistent)');
   }
+  const idle = p.opts.get('conn-timeout');
+  delete s.idleTimeout;
+  // DPVS: the idle timeout of the service's connections (0: the global ones).
+  if (typeof idle === 'string' && idle !== '0') s.idleTimeout = Number(idle);
   const syn = p.opts.get('synproxy');
   delete s.synProxy;
   if (syn === 'enable') s.synProxy = 'on';

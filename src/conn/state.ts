@@ -119,8 +119,13 @@ export function timeoutTicks(t: TimeoutsSec, tickMs: number): Int32Array {
     t.udp,
   ];
   const out = new Int32Array(STATE_COUNT);
-  for (let s = 0; s < STATE_COUNT; s++) out[s] = Math.max(1, Math.ceil((sec[s]! * 1000) / tickMs));
+  for (let s = 0; s < STATE_COUNT; s++) out[s] = secondsToTicks(sec[s]!, tickMs);
   return out;
+}
+
+/** A timeout in whole timer ticks (at least one). */
+export function secondsToTicks(sec: number, tickMs: number): number {
+  return Math.max(1, Math.ceil((sec * 1000) / tickMs));
 }
 
 /** Sessions in these states count as "active" (ipvsadm's ActiveConn); all others inactive. */

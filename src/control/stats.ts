@@ -53,6 +53,8 @@ export interface ServiceRow {
   /** ipvsadm -p / -M: the template timeout and the client prefix length of the VIP's family. */
   persistence?: { timeoutSec: number; prefixLength: number };
   sloppy: boolean;
+  /** The service's idleTimeout, when it has one (absent: the global timeouts). */
+  idleTimeoutSec?: number;
   realServers: RealServerRow[];
 }
 
@@ -81,6 +83,7 @@ export function listServices(
         }
       : {}),
     sloppy: s.sloppy,
+    ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
     realServers: s.realServers.map((r) => {
       const h = health?.(s.id, r.id);
       return {
@@ -160,8 +163,8 @@ export class RateEstimator {
 }
 
 /** What ipvsadm -Ln prints after a service's scheduler: `persistent T` and, for a client
- * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6); tunvs
- * adds `sloppy`. */
+ * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6); DPVS's
+ * `conn-timeout T` for an idleTimeout; tunvs adds `sloppy`. */
 function serviceFlags(s: ServiceRow): string {
   let out = '';
   const p = s.persistence;
@@ -174,6 +177,7 @@ function serviceFlags(s: ServiceRow): string {
       out += ` mask ${[24, 16, 8, 0].map((b) => (m >>> b) & 0xff).join('.')}`;
     }
   }
+  if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
   return s.sloppy ? `${out} sloppy` : out;
 }
 

@@ -277,6 +277,7 @@ export class Engine {
       ...(opts.isnKey !== undefined ? { isnKey: opts.isnKey } : {}),
     };
     this.ctx = new NatContext(natOpts, this.table, this.services, counts, this.counters, this.emit);
+    this.ctx.setIdleTimeouts(services);
     this.ctx.tick = this.table.tick;
     this.ctx.nowMs = nowMs;
     this.ctx.modes = modeTable();
@@ -316,6 +317,7 @@ export class Engine {
       count,
       this.services,
       c.timeouts,
+      c.idleTicks,
       this.table.tick,
       c.counts,
       this.dropRecord,
@@ -366,6 +368,7 @@ export class Engine {
   /** Install a new service set (reload): existing sessions keep running. */
   applyServices(services: readonly ResolvedService[]): void {
     this.services.apply(services, this.worker, this.workers, this.ctx.nowMs);
+    this.ctx.setIdleTimeouts(services);
   }
 
   /** A cluster's other nodes' local addresses: a reply to one (a taken-over peer's session)

@@ -60,6 +60,7 @@ import {
   R_SVC_RS,
   R_SYNC,
   recOwner,
+  recService,
   recServer,
   setRecOwner,
   svcRsWord,
@@ -71,7 +72,7 @@ import {
   R_OUT_PORTS,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, S_NONE, isActiveState, isClosing, isEnding } from '../conn/state.js';
+import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
@@ -520,13 +521,15 @@ export class SessionSync {
   /**
    * Apply `count` events (op + sync record each, EVENT_WORDS apart) published by peers; each
    * record names its peer (SYNC_NODE_WORD). A record naming this node is one it published
-   * before a restart: installed as its own. `timeouts` are in ticks by state.
+   * before a restart: installed as its own. `timeouts` are in ticks by state, `idleTicks`
+   * by service (nat/context.ts).
    */
   install(
     events: Int32Array,
     count: number,
     services: ServiceTable,
     timeouts: Int32Array,
+    idleTicks: Int32Array,
     tick: number,
     counts: { active: Int32Array; inactive: Int32Array },
     drop: (r: number) => void,
@@ -613,7 +616,7 @@ export class SessionSync {
         setCounts(rec, base, state, counts);
         table.insert(r, DIR_IN, table.hashRecord(r, DIR_IN));
         if (twoWay) table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
-        table.schedule(r, tick + copyTicks(timeouts, state));
+        table.schedule(r, tick + copyTicks(timeouts, idleTicks[svc]!, state));
         res.installed++;
       } else {
         const base = r * RECORD_WORDS;
@@ -630,7 +633,7 @@ export class SessionSync {
           ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE & ~FLAG_STALE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
-        table.setExpire(r, tick + copyTicks(timeouts, state));
+        table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state));
         res.updated++;
       }
     }
@@ -664,13 +667,15 @@ export class SessionSync {
   }
 }
 
-/** How long a peer's copy of a session in `state` lives past its last record. A closing
- * one as long as an established one: its publisher sees whether data still flows (which keeps
- * it alive there, nat/session.ts restartTimeout) and refreshes it only every refreshSec, longer
- * than FIN_WAIT's 7 s; its end comes as a delete. */
-function copyTicks(timeouts: Int32Array, state: number): number {
+/** How long a peer's copy of a session in `state` lives past its last record: an idle
+ * connection or UDP flow its service's `idle` ticks, as on the publisher (nat/session.ts
+ * timeoutOf). A closing one as long as an established one: its publisher sees whether data
+ * still flows (which keeps it alive there, restartTimeout) and refreshes it only every
+ * refreshSec, longer than FIN_WAIT's 7 s; its end comes as a delete. */
+function copyTicks(timeouts: Int32Array, idle: number, state: number): number {
+  if (state === S_ESTABLISHED || state === S_UDP) return idle;
   const t = timeouts[state]!;
-  return isClosing(state) ? Math.max(t, timeouts[S_ESTABLISHED]!) : t;
+  return isClosing(state) ? Math.max(t, idle) : t;
 }
 
 /** installTemplate's key (one call at a time: a worker's thread). */

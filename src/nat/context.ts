@@ -9,7 +9,7 @@
 
 import type { SessionSync } from '../ha/session_sync.js';
 import { SessionTable } from '../conn/table.js';
-import { timeoutTicks, type TimeoutsSec } from '../conn/state.js';
+import { S_ESTABLISHED, S_UDP, secondsToTicks, timeoutTicks, type TimeoutsSec } from '../conn/state.js';
 import {
   AF_INET,
   AF_INET6,
@@ -25,7 +25,7 @@ import {
   TCP_RST,
   TCP_SYN,
 } from '../packet/headers.js';
-import type { ConnCounts, ServiceTable } from '../service/service.js';
+import type { ConnCounts, ResolvedService, ServiceTable } from '../service/service.js';
 import {
   DROP_BAD_ICMP,
   DROP_BAD_IP_VERSION,
@@ -47,7 +47,7 @@ import { HoldPool } from './hold.js';
 import type { PacketRing } from '../dataplane/ring.js';
 import type { ForwardingMode } from './modes/mode.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
-import { HOLD_PER_SESSION_MAX } from '../constants.js';
+import { HOLD_PER_SESSION_MAX, SERVICES_MAX } from '../constants.js';
 
 /** Label of the SYN cookies' key, derived from the ISN key (seq.ts deriveKey). */
 const COOKIE_KEY_LABEL = 0x636f6f6b;
@@ -137,7 +137,11 @@ export class NatContext {
   optOther = false;
   readonly optScratch = new Uint8Array(64);
 
+  /** Timeouts in ticks by state (conn/state.ts), and by service the one of an idle session
+   * ESTABLISHED or a UDP flow: the service's idleTimeout or the global one (session.ts
+   * timeoutOf). */
   readonly timeouts: Int32Array;
+  readonly idleTicks = new Int32Array(SERVICES_MAX);
   readonly isn: IsnGenerator;
   readonly cookies: SynCookies;
   /** SYN proxy: client segments held until their real server answers. */
@@ -178,6 +182,17 @@ export class NatContext {
     const key = opts.isnKey ?? randomIsnKey();
     this.isn = new IsnGenerator(key);
     this.cookies = new SynCookies(deriveKey(key, COOKIE_KEY_LABEL));
+  }
+
+  /** Each service's idle timeout (idleTicks), at every apply of the services; a removed
+   * service keeps its own, for the sessions that run on. */
+  setIdleTimeouts(services: readonly ResolvedService[]): void {
+    for (const s of services) {
+      this.idleTicks[s.id] =
+        s.idleTimeoutSec > 0
+          ? secondsToTicks(s.idleTimeoutSec, this.opts.tickMs)
+          : this.timeouts[s.proto === IPPROTO_TCP ? S_ESTABLISHED : S_UDP]!;
+    }
   }
 
   /** A slot of the emit ring for a packet the LB writes (its virtio_net_hdr zeroed: complete

@@ -55,7 +55,7 @@ import type { NatContext } from './context.js';
 import { answerReset } from './rst.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { finCoverAck, finsAcked, restartTimeout, setState } from './session.js';
+import { finCoverAck, finsAcked, idleTicks, restartTimeout, setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 
@@ -140,7 +140,7 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
 export function udpInbound(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
-  c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  c.table.setExpire(r, c.tick + idleTicks(c, base));
   if (c.sync !== null) c.sync.onPacket(base, false, S_UDP, c.tick);
   rewriteUdp(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, swapPorts(rec[base + R_OUT_PORTS]!));
   countPacket(c, rec, base, c.pEnd, RS_PACKETS_IN, C_PACKETS_IN);

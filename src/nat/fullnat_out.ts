@@ -40,7 +40,7 @@ import {
   R_VIP1,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { nextStateOutbound, S_CLOSE, S_TIME_WAIT, S_UDP } from '../conn/state.js';
+import { nextStateOutbound, S_CLOSE, S_TIME_WAIT } from '../conn/state.js';
 import { C_PACKETS_OUT, RS_PACKETS_OUT } from '../dataplane/counters.js';
 import {
   AF_INET,
@@ -58,7 +58,7 @@ import type { NatContext } from './context.js';
 import { answerReset } from './rst.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
-import { finCoverAck, finsAcked, restartTimeout, setState } from './session.js';
+import { finCoverAck, finsAcked, idleTicks, restartTimeout, setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
@@ -168,7 +168,7 @@ export function tcpOutbound(c: NatContext, r: number): number {
 export function udpOutbound(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
-  c.table.setExpire(r, c.tick + c.timeouts[S_UDP]!);
+  c.table.setExpire(r, c.tick + idleTicks(c, base));
   rewriteUdp(c, rec, base + R_VIP0, base + R_VIP1, base + R_CIP0, base + R_CIP1, swapPorts(rec[base + R_IN_PORTS]!));
   countPacket(c, rec, base, c.pEnd, RS_PACKETS_OUT, C_PACKETS_OUT);
   return c.pEnd - c.pL3;

@@ -2,7 +2,8 @@
  * Session life cycle on the data plane: create (schedule a real server, or follow the
  * client's persistence template to one; the forwarding
  * mode takes a local address and port and picks the ISN, or whatever it needs), change state (keeping the real server's active and
- * inactive counts right for lc/wlc and `tunvs list`), and end.
+ * inactive counts right for lc/wlc and `tunvs list`), time out (timeoutOf: the service's
+ * idleTimeout for an idle connection), and end.
  */
 
 import {
@@ -19,10 +20,11 @@ import {
   R_SVC_RS,
   R_TEMPLATE,
   recServer,
+  recService,
   svcRsWord,
   RECORD_WORDS,
 } from '../conn/layout.js';
-import { isActiveState, isClosing, isHalfOpen, S_ESTABLISHED } from '../conn/state.js';
+import { isActiveState, isClosing, isHalfOpen, S_ESTABLISHED, S_UDP } from '../conn/state.js';
 import {
   C_PERSISTENCE_HITS,
   C_PERSISTENCE_TABLE_FULL,
@@ -107,7 +109,7 @@ export function createSession(
   rec[base + R_CREATED] = c.tick;
   table.insert(r, DIR_IN, hashIn);
   if (mode.twoWay) table.insert(r, DIR_OUT, c.outHash);
-  table.schedule(r, c.tick + c.timeouts[state]!);
+  table.schedule(r, c.tick + timeoutOf(c, base, state));
   c.counts.inactive[rsId] = c.counts.inactive[rsId]! + 1;
   c.counters[C_SESSIONS_CREATED] = c.counters[C_SESSIONS_CREATED]! + 1;
   const rsc = RS_BASE + rsId * RS_FIELDS + RS_SESSIONS;
@@ -207,13 +209,25 @@ export function setState(c: NatContext, base: number, to: number): void {
  */
 export function restartTimeout(c: NatContext, r: number, ns: number): void {
   const table = c.table;
-  let expire = c.tick + c.timeouts[ns]!;
+  const base = r * RECORD_WORDS;
+  let expire = c.tick + timeoutOf(c, base, ns);
   if (isClosing(ns)) {
-    if ((c.pFlags & TCP_FIN) === 0 && c.pEnd - c.pL4 > c.pThl)
-      expire = Math.max(expire, c.tick + c.timeouts[S_ESTABLISHED]!);
+    if ((c.pFlags & TCP_FIN) === 0 && c.pEnd - c.pL4 > c.pThl) expire = Math.max(expire, c.tick + idleTicks(c, base));
     expire = Math.max(expire, table.expireOf(r));
   }
   table.setExpire(r, expire);
+}
+
+/** Ticks session `base` lives in state `st` without a packet: the service's idle timeout
+ * (idleTicks) when ESTABLISHED or a UDP flow, the state's own otherwise. */
+export function timeoutOf(c: NatContext, base: number, st: number): number {
+  return st === S_ESTABLISHED || st === S_UDP ? idleTicks(c, base) : c.timeouts[st]!;
+}
+
+/** Ticks an idle connection (ESTABLISHED) or UDP flow of session `base`'s service lives: its
+ * idleTimeout, or timeouts.established / timeouts.udp (NatContext.setIdleTimeouts). */
+export function idleTicks(c: NatContext, base: number): number {
+  return c.idleTicks[recService(c.table.rec, base)]!;
 }
 
 /**

@@ -112,7 +112,7 @@ import { SYNPROXY_AUTO, SYNPROXY_ON, TOA_IN_SYN, TOA_ON } from '../service/servi
 import type { NatContext } from './context.js';
 import { resetBoth } from './rst.js';
 import { writeSegment, type SegmentFields } from './segment.js';
-import { createSession, setState } from './session.js';
+import { createSession, idleTicks, setState } from './session.js';
 import { mssClass, mssOfClass, tsOptEcn, tsOptionBits, tsOptSack, tsOptWs } from './syncookie.js';
 import { TS_OPTION_LEN } from './timestamps.js';
 import { TOA_LEN_V4, TOA_LEN_V6, writeToa } from './toa.js';
@@ -341,7 +341,7 @@ export function proxyServerSynAck(c: NatContext, r: number, n: number): number {
     rec[base + R_PROXY_OPTS] = withProxyServerWs(opts, proxyClientWs(opts) !== WS_NONE ? srvWs : WS_NONE);
     rec[base + R_SRV_TS_DELTA] = srvTs ? (rec[base + R_SRV_TS_DELTA]! - srvTsval) | 0 : 0;
     setState(c, base, S_ESTABLISHED);
-    table.setExpire(r, c.tick + c.timeouts[S_ESTABLISHED]!);
+    table.setExpire(r, c.tick + idleTicks(c, base));
     if (c.sync !== null) c.sync.onPacket(base, true, S_ESTABLISHED, c.tick);
     if (rec[base + R_HOLD] !== 0) c.flushRecord = r; // segments are waiting
   }

@@ -9,7 +9,13 @@
  * within a process: a removed service stays as a tombstone its old sessions can still use.
  */
 
-import { LADDRS_PER_SERVICE_MAX, MAGLEV_TABLE_SIZE_DEFAULT, REAL_SERVERS_MAX, SERVICES_MAX } from '../constants.js';
+import {
+  LADDRS_PER_SERVICE_MAX,
+  MAGLEV_TABLE_SIZE_DEFAULT,
+  REAL_SERVERS_MAX,
+  SERVICES_MAX,
+  TIMEOUT_SEC_MAX,
+} from '../constants.js';
 import { DROP_ACL_DENIED, DROP_RATE_LIMITED } from '../nat/verdict.js';
 import { ConfigError, show } from '../config/errors.js';
 import { AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP } from '../packet/headers.js';
@@ -85,6 +91,9 @@ export interface ServiceSpec {
   acl?: { allow: string[]; deny: string[] };
   /** New sessions per second the service accepts (SYN-flood guard); absent: no cap. */
   maxNewPerSec?: number;
+  /** Seconds an idle session of this service is kept while ESTABLISHED (TCP) or as a UDP
+   * flow (DPVS's per-service conn-timeout); absent: timeouts.established / timeouts.udp. */
+  idleTimeout?: number;
   /** Persistence (ipvsadm -p): a client's new connections go to the real server its earlier
    * ones went to, while it has any and `timeoutSec` after the last; clients are grouped by
    * the IPv4 prefix length `netmask` (ipvsadm -M) or the IPv6 `prefix6`. Absent: none. */
@@ -163,6 +172,7 @@ export function serviceWithDefaults(
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
+    ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.persistence ? { persistence: { ...s.persistence } } : {}),
   };
 }
@@ -202,6 +212,8 @@ export interface ResolvedService {
   aclDeny: ParsedCidr[];
   /** 0: no cap. */
   maxNewPerSec: number;
+  /** 0: the global timeout of the state (ServiceSpec.idleTimeout). */
+  idleTimeoutSec: number;
   persistence?: PersistenceSpec;
   /** DR: the MAC of the LB's interface toward the real servers (control/link.ts). */
   linkMac?: string;
@@ -291,6 +303,16 @@ function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
   range(x.netmask, 'netmask', 0, 32, 'an IPv4 prefix length');
   range(x.prefix6, 'prefix6', 0, 128, 'an IPv6 prefix length');
   return { ...x };
+}
+
+function checkIdleTimeout(v: number, p: string): number {
+  if (!Number.isInteger(v) || v < 1 || v > TIMEOUT_SEC_MAX)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      p,
+      `${show(v)} is not a timeout: use whole seconds 1..${TIMEOUT_SEC_MAX}`,
+    );
+  return v;
 }
 
 /** What each mode allows beside it (the defaults, serviceWithDefaults, always pass). */
@@ -491,6 +513,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       aclAllow: cidrs(s.acl?.allow ?? [], `${p}.acl.allow`),
       aclDeny: cidrs(s.acl?.deny ?? [], `${p}.acl.deny`),
       maxNewPerSec: s.maxNewPerSec ?? 0,
+      idleTimeoutSec: s.idleTimeout === undefined ? 0 : checkIdleTimeout(s.idleTimeout, `${p}.idleTimeout`),
       ...(s.persistence ? { persistence: checkPersistence(s.persistence, `${p}.persistence`) } : {}),
     });
   });

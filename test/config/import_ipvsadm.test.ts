@@ -100,11 +100,11 @@ describe('tunvs import ipvsadm: what ipvsadm -Sn saves', () => {
 });
 
 describe('tunvs import ipvsadm: scripts of ipvsadm commands', () => {
-  it("DPVS's FULLNAT: -b, --add-laddr -z (-F ignored), -j, clustered short options, continuation lines", () => {
+  it("DPVS's FULLNAT: -b, --add-laddr -z (-F ignored), -j, --conn-timeout, clustered short options, continuation lines", () => {
     const script = `#!/bin/sh
 # FULLNAT with DPVS
 dpip addr add 198.18.0.100/32 dev dpdk0
-ipvsadm -A -t 198.18.0.100:80 -s rr -j enable
+ipvsadm -A -t 198.18.0.100:80 -s rr -j enable --conn-timeout 1800
 ipvsadm --add-laddr -z 198.18.2.1 -t 198.18.0.100:80 -F dpdk0
 ipvsadm -P -t 198.18.0.100:80 -z 198.18.2.2 -F dpdk0
 ipvsadm -at 198.18.0.100:80 -r 198.18.20.21:80 -b
@@ -124,6 +124,7 @@ ipvsadm -Ln
         scheduler: 'rr',
         localAddresses: ['198.18.2.1', '198.18.2.2'],
         synProxy: 'on',
+        idleTimeout: 1800,
         realServers: [
           { address: '198.18.20.21', port: 80, weight: 1 },
           { address: '198.18.20.22', port: 80, weight: 3 },
@@ -210,14 +211,19 @@ describe('tunvs import ipvsadm: what ipvsadm -Ln lists', () => {
     );
   });
 
-  it("DPVS's: FullNat servers, synproxy, a server's inhibited flag; dest-check left out with a note", () => {
+  it("DPVS's: FullNat servers, synproxy, conn-timeout, a server's inhibited flag; dest-check left out with a note", () => {
     const r = importIpvsadm(
-      `TCP  198.18.0.100:80 rr synproxy dest-check internal:default
+      `TCP  198.18.0.100:80 rr synproxy conn-timeout 600 dest-check internal:default
   -> 198.18.20.21:80              FullNat 1      0          0          inhibited
 `,
       { laddrs: ['198.18.2.1'] },
     );
-    expect(r.config.services[0]).toMatchObject({ mode: 'fullnat', synProxy: 'on', localAddresses: ['198.18.2.1'] });
+    expect(r.config.services[0]).toMatchObject({
+      mode: 'fullnat',
+      synProxy: 'on',
+      idleTimeout: 600,
+      localAddresses: ['198.18.2.1'],
+    });
     expect(r.notes.join('\n')).toMatch(/line 1: DPVS's dest-check left out/);
   });
 

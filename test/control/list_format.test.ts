@@ -1,4 +1,4 @@
-/** `tunvs list`'s text: a service line says what ipvsadm -Ln says of it (persistent, mask). */
+/** `tunvs list`'s text: a service line says what ipvsadm -Ln says of it (persistent, mask, conn-timeout). */
 
 import { describe, expect, it } from 'vitest';
 import { formatList, type ServiceRow } from '../../src/control/stats.js';
@@ -40,6 +40,12 @@ describe('tunvs list: the service line', () => {
     expect(head(v6)).toBe('TCP  [fd18:18::100]:80 wrr persistent 300 mask 64');
     expect(head({ ...v6, persistence: { timeoutSec: 300, prefixLength: 128 } })).toBe(
       'TCP  [fd18:18::100]:80 wrr persistent 300',
+    );
+  });
+
+  it("an idleTimeout as DPVS's ipvsadm prints a service's conn-timeout", () => {
+    expect(head({ idleTimeoutSec: 900, persistence: { timeoutSec: 60, prefixLength: 32 } })).toBe(
+      'TCP  198.18.0.100:80 wrr persistent 60 conn-timeout 900',
     );
   });
 

@@ -814,10 +814,14 @@ describe.skipIf(!root)('netns lab (root)', () => {
       '60',
       '--netmask',
       '255.255.255.0',
+      '--idle-timeout',
+      '1800',
     ]);
     expect(add.code, add.err).toBe(0);
-    // Listed as ipvsadm lists a persistent service.
-    expect(cli(['list', '-n']).out).toContain(`TCP  ${LAB.vip4}:8087 wrr persistent 60 mask 255.255.255.0\n`);
+    // Listed as ipvsadm lists a persistent service (and DPVS's a conn-timeout).
+    expect(cli(['list', '-n']).out).toContain(
+      `TCP  ${LAB.vip4}:8087 wrr persistent 60 mask 255.255.255.0 conn-timeout 1800\n`,
+    );
     const body = inNs(nsName(prefix, 'client'), [
       process.execPath,
       join(distSrc(), 'lab', 'http_get.js'),
@@ -852,6 +856,9 @@ describe.skipIf(!root)('netns lab (root)', () => {
       /service\.persistence\.netmask: "255\.0\.255\.0" is not a netmask/,
     );
     expect(cli([...mask, '--netmask', '24']).err).toMatch(/--netmask and --prefix6 go with --persistent/);
+    expect(cli([...mask, '--idle-timeout', '0']).err).toMatch(
+      /service\.idleTimeout: 0 is not valid: use whole seconds 1\.\.86400/,
+    );
     expect(cli(['server', 'weight', 'nope', '198.18.20.21:8080', '1']).err).toContain('no service named "nope"');
     expect(counts(labCurl(prefix, 4, 30)).size).toBe(3); // still serving, as before
     expect(cli(['service', 'delete', 'web2-v4']).code).toBe(0);

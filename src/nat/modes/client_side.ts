@@ -6,11 +6,11 @@
  */
 
 import { META_STATE_SHIFT, R_CLI_ACK, R_META, RECORD_WORDS } from '../../conn/layout.js';
-import { nextStateInputOnly, S_ESTABLISHED, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
+import { nextStateInputOnly, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
 import { clientWorker } from '../../dataplane/shard.js';
 import { IPPROTO_TCP, TCP_ACK, TCP_ACKF } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
-import { setState } from '../session.js';
+import { idleTicks, setState, timeoutOf } from '../session.js';
 import { DROP_NO_SESSION } from '../verdict.js';
 
 /** The IN key's client address and port (c.key) as the local half of OUT key `ok`. */
@@ -66,12 +66,12 @@ export function clientOnlyState(c: NatContext, r: number): void {
   const tcp = c.pProto === IPPROTO_TCP;
   const ns = tcp ? nextStateInputOnly(st, c.pFlags) : S_UDP;
   if (ns !== st) setState(c, base, ns);
-  let expire = c.tick + c.timeouts[ns]!;
+  let expire = c.tick + timeoutOf(c, base, ns);
   // Only after the client's FIN: its FIN records the ack the next packets are measured by.
   if (ns === S_FIN_WAIT && (c.pFlags & TCP_ACKF) !== 0) {
     const ack = c.dv.getInt32(c.pL4 + TCP_ACK);
     if (st === S_FIN_WAIT) {
-      if (((ack - rec[base + R_CLI_ACK]!) | 0) > 1) expire = c.tick + c.timeouts[S_ESTABLISHED]!;
+      if (((ack - rec[base + R_CLI_ACK]!) | 0) > 1) expire = c.tick + idleTicks(c, base);
       expire = Math.max(expire, table.expireOf(r));
     }
     rec[base + R_CLI_ACK] = ack;
