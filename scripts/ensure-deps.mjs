@@ -6,7 +6,7 @@
 //     linux-libc-dev; bpftool to inspect it), keepalived and redis-server for the HA pair,
 //     frr for the cluster (BGP, BFD, ECMP on the lab's router and nodes),
 //     with --test the servers the reader is tested
-//     with (nginx, golang-go) and nftables, with --bench the benchmark's peers (nftables,
+//     with (nginx, golang-go), nftables and systemd-analyze, with --bench the benchmark's peers (nftables,
 //     haproxy); installed with apt-get when missing (needs root, as the lab does anyway).
 //     Package scripts are not allowed to start services (policy-rc.d) while we install:
 //     nginx must not start a daemon on this machine;
@@ -54,6 +54,8 @@ if (process.argv.includes('--test')) {
   APT.push(['wat2wasm', 'wabt']);
   // The docker-compose lab test: Debian's engine and compose v1, debootstrap for the base image.
   APT.push(['dockerd', 'docker.io'], ['docker-compose', 'docker-compose'], ['debootstrap', 'debootstrap']);
+  // The shipped systemd units are checked with systemd-analyze verify (no running systemd needed).
+  APT.push(['systemd-analyze', 'systemd']);
 }
 // The lab benchmark's peers and load tools.
 if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy']);
