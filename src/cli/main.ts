@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
+import { checkConfig } from '../config/check.js';
 import { ConfigError } from '../config/errors.js';
 import { ImportError, importYaml } from '../config/import.js';
 import { importIpvsadm } from '../config/import_ipvsadm.js';
@@ -42,6 +43,9 @@ const HELP = `tunvs — userspace L4 load balancer (FULLNAT + TOA on a TUN devic
 
 Usage:
   tunvs run --config FILE [--workers N]   run the load balancer (root); SIGHUP reloads
+  tunvs check --config FILE               check a config as run and a reload would, run nothing
+                                          (as nginx -t): what it sets up, its warnings; exit 1
+                                          with the error and where in the file
   tunvs list [-n] [--stats|--rate] [--json]
                                           services and real servers (like ipvsadm -Ln); --rate:
                                           per second over the last 2 s
@@ -362,6 +366,13 @@ async function main(argv: string[]): Promise<number> {
     adminRequest(adminPath, req, timeoutMs, token);
   const log = (line: string): void => console.log(line);
   switch (cmd) {
+    case 'check': {
+      const configPath = option(args, '--config');
+      if (configPath === undefined) throw new UsageError('check needs --config FILE');
+      noneLeft(args);
+      process.stdout.write(checkConfig(configPath));
+      return 0;
+    }
     case 'run': {
       const configPath = option(args, '--config');
       if (configPath === undefined) throw new UsageError('run needs --config FILE');

@@ -19,7 +19,8 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { HandoffRing, handoffRingBytes } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
-import { DEFAULTS, loadConfig, parseService, type Config } from '../config/config.js';
+import { configWarnings } from '../config/check.js';
+import { loadConfig, parseService, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { parseAddress, type ParsedAddress } from '../service/addr.js';
@@ -139,12 +140,7 @@ export class Runtime {
     this.services = resolveServices(config.services, this.ids);
     this.config = config;
     this.isnKey = isnKey(config.isn, (msg) => this.log('warn', msg));
-    if (config.ha && 'secretFile' in config.isn && config.isn.secretFile === DEFAULTS.isnSecretFile) {
-      this.log(
-        'warn',
-        "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
-      );
-    }
+    for (const w of configWarnings(config)) this.log('warn', w);
     const native = nativeAddon();
     try {
       const tun = native.open(config.tun.name, config.workers, config.tun.offload);

@@ -1,0 +1,62 @@
+/**
+ * `tunvs check --config FILE`: the config a `tunvs run` or a reload (SIGHUP) would take,
+ * checked without running anything (as `nginx -t`, `haproxy -c`, `keepalived -t`): the same
+ * parsing and service validation as `tunvs run`, then what the file sets up, a service a
+ * line, and what `tunvs run` would warn about. What only the machine can say (the XDP
+ * interfaces, CAP_BPF, Redis) is not checked.
+ *
+ *   checkConfig: loadConfig → resolveServices → summary lines + configWarnings
+ */
+
+import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
+import { IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
+import { DEFAULTS, loadConfig, type Config } from './config.js';
+
+/** What `tunvs run` warns about in a config it accepts (it logs them at start). */
+export function configWarnings(config: Config): string[] {
+  const out: string[] = [];
+  if (config.ha && 'secretFile' in config.isn && config.isn.secretFile === DEFAULTS.isnSecretFile)
+    out.push(
+      "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
+    );
+  return out;
+}
+
+/** One service as `tunvs list` names it, with what it forwards to. */
+function serviceLine(s: ResolvedService): string {
+  const vip = s.af === AF_INET ? s.vipText : `[${s.vipText}]`;
+  const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
+  const parts = [
+    `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${vip}:${s.port}`,
+    s.mode,
+    s.scheduler,
+    n(s.realServers.length, 'real server'),
+    ...(s.laddrs.length > 0 ? [n(s.laddrs.length, 'local address')] : []),
+    ...(s.persistence ? [`persistent ${s.persistence.timeoutSec}`] : []),
+    ...(s.idleTimeoutSec > 0 ? [`idle ${s.idleTimeoutSec} s`] : []),
+    ...(s.healthCheck ? [`${s.healthCheck.type} check`] : []),
+  ];
+  return `  ${s.name}: ${parts.join(', ')}`;
+}
+
+/** The report on config file `file`; throws its ConfigError when the file is refused. */
+export function checkConfig(file: string): string {
+  const config = loadConfig(file);
+  const services = resolveServices(config.services, new IdRegistry());
+  const io = config.io === 'xdp' ? `io xdp on ${config.xdp!.interfaces.join(', ')} (${config.xdp!.mode})` : `io tun`;
+  const ha = config.ha
+    ? `ha ${config.ha.mode} "${config.ha.cluster}", node ${config.ha.nodeId} (${config.ha.name}), ${
+        'url' in config.ha.redis
+          ? `Redis ${config.ha.redis.url}`
+          : `Sentinel "${config.ha.redis.sentinel.name}" at ${config.ha.redis.sentinel.addresses.length} addresses`
+      }`
+    : 'no ha (a single LB)';
+  const lines = [
+    `${file}: OK`,
+    `  ${io}, device ${config.tun.name} (mtu ${config.tun.mtu}), ${config.workers} workers, ${config.sessions} sessions; ${ha}`,
+    `${services.length} service${services.length === 1 ? '' : 's'}:`,
+    ...services.map(serviceLine),
+    ...configWarnings(config).map((w) => `warning: ${w}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}

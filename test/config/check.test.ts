@@ -1,0 +1,105 @@
+/** `tunvs check --config FILE`: a config checked as `tunvs run` takes it, nothing run. */
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { checkConfig } from '../../src/config/check.js';
+import { ConfigError } from '../../src/config/errors.js';
+import { labConfig } from '../../src/lab/topology.js';
+import { distSrc } from '../../src/paths.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tunvs-check-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const file = (text: string): string => {
+  const f = join(dir, `c${n++}.yaml`);
+  writeFileSync(f, text);
+  return f;
+};
+const cli = (...args: string[]) => {
+  const r = spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+const GOOD = `workers: 2
+isn: { secret: "0123456789abcdef0123" }
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    localAddresses: [198.18.2.1]
+    healthCheck: { type: http }
+    realServers: [{ address: 198.18.20.21, port: 8080, weight: 1 }]
+  - name: db
+    vip: fd18:18::100
+    port: 5432
+    mode: dr
+    scheduler: sh
+    idleTimeout: 3600
+    realServers: [{ address: "fd18:18:20::21", port: 5432, weight: 1 }]
+`;
+
+describe('tunvs check', () => {
+  it('says what a good file sets up, a service a line, and exits 0', () => {
+    const f = file(GOOD);
+    const r = cli('check', '--config', f);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(
+      `${f}: OK
+  io tun, device tunvs0 (mtu 1500), 2 workers, 1048576 sessions; no ha (a single LB)
+2 services:
+  web: TCP 198.18.0.100:80, fullnat, wrr, 1 real server, 1 local address, http check
+  db: TCP [fd18:18::100]:5432, dr, sh, 1 real server, idle 3600 s
+`,
+    );
+  });
+
+  it('refuses what run refuses, service checks included, with the path in the file; exit 1', () => {
+    const r = cli('check', '--config', file(GOOD.replace('port: 5432, weight', 'port: 5433, weight')));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(
+      /^tunvs: config error \[TUNVS_ERR_CONFIG_MODE\] services\[1\]\.realServers\[0\]\.port: 5433 is not the service port 5432/,
+    );
+    expect(cli('check', '--config', join(dir, 'none.yaml')).err).toMatch(/cannot read the config file/);
+    expect(cli('check', '--config', file('services: [')).err).toMatch(/not valid YAML/);
+    expect(cli('check').code).toBe(2);
+  });
+
+  it("names the warnings tunvs run would log: a pair's node without a shared ISN key", () => {
+    const text = GOOD.replace(/^isn: .*\n/m, '').replace(
+      'services:',
+      'ha:\n  nodeId: 1\n  name: lb-a\n  redis: "redis://198.18.20.30:6379"\n  cluster: c1\nservices:',
+    );
+    const out = checkConfig(file(text));
+    expect(out).toMatch(/ha pair "c1", node 1 \(lb-a\), Redis redis:\/\/198\.18\.20\.30:6379/);
+    expect(out).toMatch(/^warning: ha: give both LBs of the pair the same isn\.secret/m);
+  });
+
+  it("the lab's own configs pass: single, pair and cluster nodes, TUN and XDP, with the mode services", () => {
+    const configs = [
+      labConfig('/run/a.sock', { workers: 2, modes: true }),
+      labConfig('/run/a.sock', {
+        workers: 2,
+        modes: true,
+        ha: { mode: 'pair', cluster: 'p', node: 'lb-b', role: 'backup', fifo: '/run/f' },
+      }),
+      labConfig('/run/a.sock', {
+        workers: 2,
+        modes: true,
+        io: 'xdp',
+        ha: { mode: 'cluster', cluster: 'c', node: 'lb-c' },
+      }),
+    ];
+    for (const c of configs) expect(checkConfig(file(c))).toMatch(/: OK\n/);
+    const cluster = checkConfig(file(configs[2]!));
+    expect(cluster).toMatch(/io xdp on eth0, eth1/);
+    expect(cluster).toMatch(/tunnel-v4: TCP 198\.18\.0\.100:8080, tunnel, mh/);
+    expect(cluster).not.toMatch(/nat-v4/);
+  });
+
+  it('a ConfigError is what it throws', () => {
+    expect(() => checkConfig(file('workers: 0\nservices: []\n'))).toThrow(ConfigError);
+  });
+});
