@@ -110,6 +110,10 @@ export const REAL_SERVERS_MAX = 4096;
 /** Services known at once. */
 export const SERVICES_MAX = 1024;
 
+/** The largest session cap of a real server (maxConns, ipvsadm -x): an LB holds at most
+ * SESSIONS_PER_SHARD_MAX sessions a worker, so a cap above that never bites. */
+export const CONNS_CAP_MAX = SESSIONS_PER_SHARD_MAX;
+
 /** Highest HA node id (ha.nodeId). A session record names the peer it was installed from
  * in 6 bits of its SVC_RS word (conn/layout.ts), beside a 10-bit service id: 63 nodes is more
  * than an ECMP group of LB nodes needs (routers spread over 8–64 next hops). */

@@ -65,7 +65,9 @@ Usage:
                                           --idle-timeout: idle connections (UDP flows) kept SEC
                                           (default: timeouts.established / timeouts.udp)
   tunvs service delete NAME
-  tunvs server add SERVICE ADDR:PORT [--weight W]
+  tunvs server add SERVICE ADDR:PORT [--weight W] [--max-conns N [--min-conns N]]
+                                          --max-conns: ipvsadm -x, a session cap (-y: the floor it
+                                          must fall under again; default 3/4 of the cap)
   tunvs server delete SERVICE ADDR:PORT
   tunvs server weight SERVICE ADDR:PORT W
   tunvs server drain SERVICE ADDR:PORT    (weight 0: no new sessions, existing ones go on)
@@ -247,7 +249,15 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
   if (service === undefined) throw new UsageError(`server ${sub ?? ''} needs SERVICE ADDR:PORT`);
   if (sub === 'add') {
     const w = option(args, '--weight');
-    return { op: 'add-server', service, server: { ...target, weight: w === undefined ? 1 : Number(w) } };
+    const count = (o: string): Record<string, number | string> => {
+      const v = option(args, `--${o.replace('C', '-c')}`);
+      return v === undefined ? {} : { [o]: /^\d+$/.test(v) ? Number(v) : v };
+    };
+    return {
+      op: 'add-server',
+      service,
+      server: { ...target, weight: w === undefined ? 1 : Number(w), ...count('maxConns'), ...count('minConns') },
+    };
   }
   if (sub === 'delete') return { op: 'delete-server', service, ...target };
   if (sub === 'drain') return { op: 'weight', service, ...target, weight: 0 };

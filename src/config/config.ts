@@ -414,10 +414,17 @@ export function parseService(v: unknown, path: string): ServiceSpec {
   const kind = opt(toa, 'kind', TOA_DEFAULT.kind, (x) => x as number);
   const rs = list(o.realServers, join(path, 'realServers'), 'real servers').map((r, i) => {
     const p = `${join(path, 'realServers')}[${i}]`;
-    const ro = object(r, p, ['address', 'port', 'weight']);
+    const ro = object(r, p, ['address', 'port', 'weight', 'maxConns', 'minConns']);
     if (ro.address === undefined || ro.port === undefined)
       throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', p, 'a real server needs address and port');
-    return { address: ro.address as string, port: ro.port as number, weight: opt(ro, 'weight', 1, (x) => x as number) };
+    // Values are checked with the service (service.ts resolveServices), also for runtime edits.
+    return {
+      address: ro.address as string,
+      port: ro.port as number,
+      weight: opt(ro, 'weight', 1, (x) => x as number),
+      ...(ro.maxConns !== undefined ? { maxConns: ro.maxConns as number } : {}),
+      ...(ro.minConns !== undefined ? { minConns: ro.minConns as number } : {}),
+    };
   });
   if (o.protocol === 'udp' && o.synProxy !== undefined && o.synProxy !== 'off')
     throw new ConfigError('TUNVS_ERR_CONFIG_TYPE', join(path, 'synProxy'), 'the SYN proxy is for TCP services only');

@@ -51,6 +51,24 @@ export interface RuleServer {
   port: number;
   weight: number;
   mode: ModeName;
+  /** IPVS's upper and lower connection thresholds (ipvsadm -x -y, keepalived uthreshold
+   * lthreshold): the config's maxConns, minConns. */
+  maxConns?: number;
+  minConns?: number;
+}
+
+/** A server's thresholds as the config's maxConns / minConns: IPVS takes 0 as none, and a lower
+ * threshold without an upper one does nothing there (noted, left out). */
+export function connLimits(
+  upper: number | undefined,
+  lower: number | undefined,
+  note: (m: string) => void,
+): { maxConns?: number; minConns?: number } {
+  if (!upper) {
+    if (lower) note(`a lower threshold (${lower}) without an upper one does nothing in IPVS: left out`);
+    return {};
+  }
+  return { maxConns: upper, ...(lower ? { minConns: lower } : {}) };
 }
 
 /** A service as a source describes it, before it is a tunvs service. */
@@ -180,7 +198,13 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),
     ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
-    realServers: servers.map((r) => ({ address: r.address, port: r.port, weight: r.weight })),
+    realServers: servers.map((r) => ({
+      address: r.address,
+      port: r.port,
+      weight: r.weight,
+      ...(r.maxConns !== undefined ? { maxConns: r.maxConns } : {}),
+      ...(r.minConns !== undefined ? { minConns: r.minConns } : {}),
+    })),
   };
 }
 

@@ -18,6 +18,7 @@ import { parseAddress } from '../service/addr.js';
 import { isListing, listingCommands, type CommandLine } from './import_ipvsadm_list.js';
 import {
   buildConfig,
+  connLimits,
   ImportError,
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
@@ -271,10 +272,8 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   else if (syn !== undefined) throw new ImportError(line, `-j takes enable or disable, got ${String(syn)}`);
 }
 
-function serverOptions(p: Parsed, line: number, s: RuleService): RuleServer {
+function serverOptions(p: Parsed, line: number, s: RuleService, notes: string[]): RuleServer {
   refuse(p, line, {
-    'u-threshold': 'per-server connection limits have no tunvs equivalent (use weights, and maxNewPerSec per service)',
-    'l-threshold': 'per-server connection limits have no tunvs equivalent (use weights, and maxNewPerSec per service)',
     snat: 'SNAT services have no tunvs equivalent',
     'tun-port': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
     'tun-nocsum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
@@ -293,7 +292,14 @@ function serverOptions(p: Parsed, line: number, s: RuleService): RuleServer {
     fwd[0] ?? 'gatewaying' // ipvsadm's default: direct routing
   ];
   const w = p.opts.get('weight');
-  return { line, address, port: port ?? s.port, weight: w === undefined ? 1 : Number(w), mode };
+  const threshold = (o: string): number | undefined => {
+    const v = p.opts.get(o);
+    return typeof v === 'string' ? Number(v) : undefined;
+  };
+  const limits = connLimits(threshold('u-threshold'), threshold('l-threshold'), (m) =>
+    notes.push(`line ${line}: ${m}`),
+  );
+  return { line, address, port: port ?? s.port, weight: w === undefined ? 1 : Number(w), mode, ...limits };
 }
 
 /** The services of `text` (ipvsadm rules) as a tunvs config document, validated. */
@@ -352,7 +358,7 @@ export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult
       if (c === 'add-laddr') s.laddrs.push(address);
       else s.laddrs = s.laddrs.filter((a) => a !== address);
     } else {
-      const r = serverOptions(p, line, s);
+      const r = serverOptions(p, line, s, notes);
       const rk = `${r.address}|${r.port}`;
       if (c === 'add-server') {
         if (s.servers.has(rk)) throw new ImportError(line, `real server ${r.address}:${r.port} is added twice`);

@@ -17,6 +17,7 @@ import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress } from '../service/addr.js';
 import {
   buildConfig,
+  connLimits,
   ImportError,
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
@@ -102,10 +103,7 @@ const REFUSED: Record<string, string> = {
   'mh-port': 'scheduler flags have no tunvs equivalent: mh hashes the client address',
   'mh-fallback': 'scheduler flags have no tunvs equivalent: mh hashes the client address',
   persistence_engine: 'persistence engines (sip) have no tunvs equivalent',
-  uthreshold: 'per-server connection limits have no tunvs equivalent (weights; maxNewPerSec per service)',
-  lthreshold: 'per-server connection limits have no tunvs equivalent (weights; maxNewPerSec per service)',
   proxy_protocol: 'tunvs passes the client address as TOA, not the PROXY protocol',
-  establish_timeout: 'per-service timeouts have no tunvs equivalent (timeouts: apply to every service)',
   bps: 'per-service bandwidth limits have no tunvs equivalent',
   limit_proportion: 'per-service bandwidth limits have no tunvs equivalent',
   'src-range': 'match services have no tunvs equivalent',
@@ -329,6 +327,7 @@ function virtualServer(
   let granularity: string | undefined;
   let laddrs: string[] = [];
   let synProxy: 'on' | undefined;
+  let idleTimeout: number | undefined;
   let defaultWeight = 1;
   const checks: CheckSettings = {};
   const rsStmts: Stmt[] = [];
@@ -350,6 +349,8 @@ function virtualServer(
       if (!g) fail(s, `local_address_group ${v ?? ''} is not defined`);
       laddrs = g!;
     } else if (k === 'syn_proxy') synProxy = 'on';
+    // DPVS's keepalived: the service's conn-timeout.
+    else if (k === 'establish_timeout') idleTimeout = Number(v);
     else if (k === 'weight') defaultWeight = Number(v);
     else if (k === 'real_server') rsStmts.push(s);
     else if (checkSetting(s.words, checks, notes, where)) continue;
@@ -396,6 +397,7 @@ function virtualServer(
       scheduler,
       ...(p ? { persistence: p } : {}),
       ...(synProxy ? { synProxy } : {}),
+      ...(idleTimeout ? { idleTimeout } : {}),
       servers: new Map(
         realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
       ),
@@ -448,9 +450,13 @@ function realServer(
   };
   const settings: CheckSettings = { ...vsChecks };
   const checkers: Stmt[] = [];
+  let upper: number | undefined;
+  let lower: number | undefined;
   for (const s of r.block ?? []) {
     const k = s.words[0]!;
     if (k === 'weight') rs.weight = Number(s.words[1]);
+    else if (k === 'uthreshold') upper = Number(s.words[1]);
+    else if (k === 'lthreshold') lower = Number(s.words[1]);
     else if (k === 'lb_kind' || k === 'lvs_method') rs.mode = forwarding(s, fail);
     else if (/^[A-Z]+_(CHECK|GET)$/.test(k)) checkers.push(s);
     else if (checkSetting(s.words, settings, notes, where)) continue;
@@ -458,6 +464,10 @@ function realServer(
     else if (SKIPPED.has(k)) skipped.add(k);
     else fail(s, `unknown keyword ${k} in a real_server`);
   }
+  Object.assign(
+    rs,
+    connLimits(upper, lower, (m) => notes.push(`${where}, real_server ${addr}: ${m}`)),
+  );
   if (checkers.length > 1) fail(checkers[1]!, 'a second checker: tunvs runs one check per real server');
   const c = checkers[0];
   if (!c) return { rs, stmt: r };

@@ -36,7 +36,8 @@ import {
 } from '../dataplane/counters.js';
 import { TCP_FIN } from '../packet/headers.js';
 import type { NatContext } from './context.js';
-import { DROP_NO_REAL_SERVER, DROP_TABLE_FULL } from './verdict.js';
+import { DROP_NO_REAL_SERVER, DROP_SERVER_OVERLOADED, DROP_TABLE_FULL } from './verdict.js';
+import type { ServerPool } from '../service/sched/scheduler.js';
 
 /** Hash of the client address for sh/mh: fixed seed, so both LBs of a pair agree. */
 export function clientAddressHash(a0: number, a1: number, a2: number, a3: number): number {
@@ -49,6 +50,11 @@ export function clientAddressHash(a0: number, a1: number, a2: number, a3: number
 
 export function stateOf(rec: Int32Array, base: number): number {
   return (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
+}
+
+/** Why the scheduler found no server: some are over their session cap, or none is up. */
+function noServer(pool: ServerPool): number {
+  return pool.overloaded.includes(1) ? DROP_SERVER_OVERLOADED : DROP_NO_REAL_SERVER;
 }
 
 /**
@@ -71,10 +77,10 @@ export function createSession(
   c.templateSlot = -1;
   if (s.persistSec[svc] !== 0 && c.templates !== null) {
     rsId = persistentServer(c, svc);
-    if (rsId < 0) return -DROP_NO_REAL_SERVER;
+    if (rsId < 0) return -noServer(s.pools[svc]!);
   } else {
     const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
-    if (pos < 0) return -DROP_NO_REAL_SERVER;
+    if (pos < 0) return -noServer(s.pools[svc]!);
     rsId = s.pools[svc]!.ids[pos]!;
   }
   const table = c.table;

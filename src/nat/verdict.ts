@@ -101,8 +101,11 @@ export const DROP_DR_NO_NEIGHBOUR = 32;
 /** A packet of a session the LB ended with RSTs (resetOnDown, rstOnExpire; layout.ts R_RESET):
  * answered with an RST at the sequence number its ack names, not forwarded. */
 export const DROP_SESSION_RESET = 33;
+/** A new session's service has servers up, but each the scheduler may pick is at its session
+ * cap (maxConns, ipvsadm -x; sched/scheduler.ts available). */
+export const DROP_SERVER_OVERLOADED = 34;
 
-export const DROP_REASON_COUNT = 34;
+export const DROP_REASON_COUNT = 35;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -140,6 +143,7 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'tunnel_no_room',
   'dr_no_neighbour',
   'session_reset',
+  'server_overloaded',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

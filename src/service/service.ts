@@ -10,6 +10,7 @@
  */
 
 import {
+  CONNS_CAP_MAX,
   LADDRS_PER_SERVICE_MAX,
   MAGLEV_TABLE_SIZE_DEFAULT,
   REAL_SERVERS_MAX,
@@ -41,6 +42,10 @@ export interface RealServerSpec {
   port: number;
   /** 0 drains the server: no new sessions, existing ones continue. */
   weight: number;
+  /** Session cap (ipvsadm -x, keepalived uthreshold): at this many sessions the server takes
+   * no new ones until they fall under `minConns` (-y; default three quarters of the cap). */
+  maxConns?: number;
+  minConns?: number;
 }
 
 export interface ToaSpec {
@@ -184,6 +189,9 @@ export interface ResolvedRealServer {
   address: string;
   port: number;
   weight: number;
+  /** Session cap and floor (RealServerSpec; 0, 0: none). */
+  maxConns: number;
+  minConns: number;
   /** DR: the server's link-layer address, from the neighbour table (control/link.ts). */
   mac?: string;
 }
@@ -303,6 +311,38 @@ function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
   range(x.netmask, 'netmask', 0, 32, 'an IPv4 prefix length');
   range(x.prefix6, 'prefix6', 0, 128, 'an IPv6 prefix length');
   return { ...x };
+}
+
+/** A real server's maxConns and minConns (ipvsadm -x, -y): the floor below the cap, and only
+ * with one; IPVS's floor when none is given is three quarters of the cap. */
+function checkConnLimits(rs: RealServerSpec, p: string): { maxConns: number; minConns: number } {
+  const count = (v: number, field: string): number => {
+    if (!Number.isInteger(v) || v < 1 || v > CONNS_CAP_MAX)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_RANGE',
+        `${p}.${field}`,
+        `${show(v)} is not a session count: use 1..${CONNS_CAP_MAX}`,
+      );
+    return v;
+  };
+  if (rs.maxConns === undefined) {
+    if (rs.minConns !== undefined)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MISSING',
+        `${p}.minConns`,
+        'minConns goes with maxConns (ipvsadm -y with -x)',
+      );
+    return { maxConns: 0, minConns: 0 };
+  }
+  const maxConns = count(rs.maxConns, 'maxConns');
+  const minConns = rs.minConns === undefined ? Math.ceil((maxConns * 3) / 4) : count(rs.minConns, 'minConns');
+  if (minConns > maxConns)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      `${p}.minConns`,
+      `${minConns} is above maxConns ${maxConns}: the floor is under the cap`,
+    );
+  return { maxConns, minConns };
 }
 
 function checkIdleTimeout(v: number, p: string): number {
@@ -489,6 +529,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
         address: rs.address,
         port: rport,
         weight: rs.weight,
+        ...checkConnLimits(rs, rp),
       };
     });
     out.push({
@@ -672,6 +713,10 @@ export class ServiceTable {
         keys: s.realServers.map((r) => `${r.address}|${r.port}`),
         active: this.counts.active,
         inactive: this.counts.inactive,
+        // Each worker caps its own shard at its share (sessions spread evenly over workers).
+        maxConns: Int32Array.from(s.realServers, (r) => Math.ceil(r.maxConns / this.workers)),
+        minConns: Int32Array.from(s.realServers, (r) => Math.ceil(r.minConns / this.workers)),
+        overloaded: new Uint8Array(s.realServers.length),
       };
       for (const r of s.realServers) {
         this.rsAddr.set(r.addr, r.id * 4);
@@ -698,6 +743,8 @@ export class ServiceTable {
         this.schedulers[id]?.name === s.scheduler;
       if (sameServers) {
         old.weights.set(pool.weights);
+        old.maxConns.set(pool.maxConns);
+        old.minConns.set(pool.minConns);
         this.schedulers[id]!.update();
       } else {
         this.pools[id] = pool;

@@ -158,6 +158,20 @@ ipvsadm -Ln
     ]);
   });
 
+  it("-x / -y (connection thresholds) become the server's maxConns / minConns; -y alone is noted", () => {
+    const r = importIpvsadm(`-A -t 198.18.0.100:80 -s wlc
+-a -t 198.18.0.100:80 -r 198.18.20.21:80 -m -x 1000 -y 600
+-a -t 198.18.0.100:80 -r 198.18.20.22:80 -m -x 500
+-a -t 198.18.0.100:80 -r 198.18.20.23:80 -m -y 10 -x 0
+`);
+    expect(r.config.services[0]!.realServers).toEqual([
+      { address: '198.18.20.21', port: 80, weight: 1, maxConns: 1000, minConns: 600 },
+      { address: '198.18.20.22', port: 80, weight: 1, maxConns: 500 },
+      { address: '198.18.20.23', port: 80, weight: 1 },
+    ]);
+    expect(r.notes).toContain('line 4: a lower threshold (10) without an upper one does nothing in IPVS: left out');
+  });
+
   it("defaults are ipvsadm's: wlc, direct routing, weight 1, -p alone 360 s, a server's port the service's", () => {
     const s = services('-A -t 198.18.0.100:443 -p\n-a -t 198.18.0.100:443 -r 198.18.20.21\n');
     expect(s[0]).toMatchObject({
@@ -258,7 +272,6 @@ describe('tunvs import ipvsadm: what tunvs does not do is refused, with the line
       1,
       /scheduler lblc is not in tunvs .* nearest is sh or mh .*--map-scheduler lblc=/,
     ],
-    ['-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -m -x 100', 2, /connection limits/],
     ['-A -t 198.18.0.100:80 -s sh -b sh-port', 1, /scheduler flags/],
     ['-A -u 198.18.0.100:53 -s rr -o', 1, /one-packet scheduling/],
     ['-A -t 198.18.0.100:80\n-A -t 198.18.0.100:80', 2, /added twice \(first on line 1\)/],

@@ -212,13 +212,35 @@ describe('tunvs import keepalived', () => {
     expect(r.notes.join('\n')).toMatch(/line 1 .*: no protocol, so UDP, as keepalived makes it .*protocol TCP/);
   });
 
+  it("thresholds become a server's maxConns / minConns; DPVS's establish_timeout the idleTimeout", () => {
+    const r = importKeepalived(
+      source(
+        'virtual_server 198.18.0.100 80 {\n  protocol TCP\n  lb_algo wlc\n  lb_kind DR\n  establish_timeout 1800\n' +
+          '  real_server 198.18.20.21 80 {\n    uthreshold 1000\n    lthreshold 600\n  }\n' +
+          '  real_server 198.18.20.22 80 {\n    uthreshold 500\n  }\n' +
+          '  real_server 198.18.20.23 80 {\n    lthreshold 10\n  }\n}\n',
+      ),
+    );
+    expect(r.config.services[0]).toMatchObject({
+      idleTimeout: 1800,
+      realServers: [
+        { address: '198.18.20.21', maxConns: 1000, minConns: 600 },
+        { address: '198.18.20.22', maxConns: 500 },
+        { address: '198.18.20.23', weight: 1 },
+      ],
+    });
+    expect((r.config.services[0]!.realServers as object[])[2]).not.toHaveProperty('minConns');
+    expect(r.notes.join('\n')).toMatch(
+      /real_server 198\.18\.20\.23: a lower threshold \(10\) without an upper one does nothing/,
+    );
+  });
+
   const vs = (body: string, head = '198.18.0.100 80'): string =>
     `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
   it.each([
     [vs('  real_server 198.18.20.21 80 {\n  }', 'fwmark 1'), 1, /firewall-mark service/],
     [vs('  real_server 198.18.20.21 80 {\n  }', '198.18.0.100'), 1, /has no port/],
     [vs('  lvs_sched sed\n  real_server 198.18.20.21 80 {\n  }'), 4, /scheduler sed is not in tunvs .* nearest is wlc/],
-    [vs('  real_server 198.18.20.21 80 {\n    uthreshold 100\n  }'), 5, /connection limits/],
     [vs('  real_server 198.18.20.21 80 {\n    SSL_GET {\n    }\n  }'), 5, /TCP_CHECK, HTTP_GET/],
     [
       vs('  real_server 198.18.20.21 80 {\n    TCP_CHECK {\n    }\n  }\n  real_server 198.18.20.22 80 {\n  }'),

@@ -4,7 +4,7 @@
  * server little. Counts are this worker's own (each worker schedules its own shard).
  */
 
-import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 
 export function overhead(pool: ServerPool, i: number): number {
   const id = pool.ids[i]!;
@@ -20,7 +20,7 @@ export class LeastConnections implements Scheduler {
     let best = -1;
     let bestLoad = 0;
     for (let i = 0; i < this.pool.count; i++) {
-      if (this.pool.weights[i]! <= 0) continue;
+      if (!available(this.pool, i)) continue;
       const load = overhead(this.pool, i);
       if (best < 0 || load < bestLoad) {
         best = i;

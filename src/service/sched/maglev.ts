@@ -10,6 +10,7 @@
  */
 
 import {
+  available,
   registerScheduler,
   type Scheduler,
   type SchedulerOptions,
@@ -38,9 +39,12 @@ export class Maglev implements Scheduler {
     this.update();
   }
 
+  /** An overloaded server's clients get none (as sh): another server would break their
+   * affinity, and a sloppy connection must meet the server its SYN went to. */
   pick(sourceHash: number): number {
     if (this.empty) return -1;
-    return this.table[(sourceHash >>> 0) % this.tableSize]!;
+    const i = this.table[(sourceHash >>> 0) % this.tableSize]!;
+    return available(this.pool, i) ? i : -1;
   }
 
   update(): void {

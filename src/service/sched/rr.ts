@@ -1,6 +1,6 @@
 /** Round robin: each server with weight > 0 in turn; weights only switch servers on/off. */
 
-import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 
 export class RoundRobin implements Scheduler {
   readonly name = 'rr' as const;
@@ -12,7 +12,7 @@ export class RoundRobin implements Scheduler {
     const n = this.pool.count;
     for (let k = 0; k < n; k++) {
       const i = (this.next + k) % n;
-      if (this.pool.weights[i]! > 0) {
+      if (available(this.pool, i)) {
         this.next = (i + 1) % n;
         return i;
       }

@@ -5,7 +5,8 @@
  * A scheduler picks a position in its service's server list for a new session. It runs
  * only on the first packet of a session, never per packet, and must not allocate there.
  * Weight 0 means "drain": no new sessions; existing ones are untouched (they are in the
- * session table, not here).
+ * session table, not here). A server over its session cap (maxConns, ipvsadm -x) is skipped
+ * the same way until it is back under its floor (available).
  */
 
 /** The real servers of one service as a scheduler sees them (positions 0..count−1). */
@@ -21,6 +22,35 @@ export interface ServerPool {
   /** Per-worker active / inactive session counts, indexed by real-server id. */
   readonly active: Int32Array;
   readonly inactive: Int32Array;
+  /** Per position, this worker's share of the server's session cap (0: none; ipvsadm -x),
+   * the count it must fall under to take new sessions again (-y), and whether it is over its
+   * cap now (available keeps it). */
+  readonly maxConns: Int32Array;
+  readonly minConns: Int32Array;
+  readonly overloaded: Uint8Array;
+}
+
+/**
+ * Whether position `i` may take a new session: weight above 0 and not overloaded. A server
+ * whose sessions on this worker (active + inactive, as IPVS counts them) reach its maxConns
+ * share is overloaded until they fall under its minConns share: IPVS's
+ * IP_VS_DEST_F_OVERLOAD, with the same hysteresis, so it does not flap at the cap.
+ */
+export function available(pool: ServerPool, i: number): boolean {
+  if (pool.weights[i]! <= 0) return false;
+  const max = pool.maxConns[i]!;
+  if (max === 0) return true;
+  const id = pool.ids[i]!;
+  const total = pool.active[id]! + pool.inactive[id]!;
+  if (total >= max) {
+    pool.overloaded[i] = 1;
+    return false;
+  }
+  if (pool.overloaded[i] !== 0) {
+    if (total >= pool.minConns[i]!) return false;
+    pool.overloaded[i] = 0;
+  }
+  return true;
 }
 
 export interface Scheduler {

@@ -6,7 +6,7 @@
  */
 
 import { SH_TABLE_SIZE } from '../../constants.js';
-import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 import { WeightedRoundRobin } from './wrr.js';
 
 export class SourceHash implements Scheduler {
@@ -18,13 +18,16 @@ export class SourceHash implements Scheduler {
     this.update();
   }
 
+  /** An overloaded server's clients get none, as IPVS's sh without sh-fallback: another
+   * server would break their affinity. */
   pick(sourceHash: number): number {
     if (this.empty) return -1;
-    return this.table[(sourceHash >>> 0) % SH_TABLE_SIZE]!;
+    const i = this.table[(sourceHash >>> 0) % SH_TABLE_SIZE]!;
+    return available(this.pool, i) ? i : -1;
   }
 
   update(): void {
-    const wrr = new WeightedRoundRobin(this.pool);
+    const wrr = new WeightedRoundRobin(this.pool, true);
     for (let s = 0; s < SH_TABLE_SIZE; s++) this.table[s] = wrr.pick();
     this.empty = this.table[0]! < 0;
   }

@@ -5,7 +5,7 @@
  */
 
 import { overhead } from './lc.js';
-import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 
 export class WeightedLeastConnections implements Scheduler {
   readonly name = 'wlc' as const;
@@ -18,7 +18,7 @@ export class WeightedLeastConnections implements Scheduler {
     let bestLoad = 0;
     for (let i = 0; i < this.pool.count; i++) {
       const wi = w[i]!;
-      if (wi <= 0) continue;
+      if (!available(this.pool, i)) continue;
       const load = overhead(this.pool, i);
       if (best < 0 || load * w[best]! < bestLoad * wi) {
         best = i;

@@ -6,13 +6,17 @@
  * a a b a c a a, not a a a a a b c).
  */
 
-import { registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 
 export class WeightedRoundRobin implements Scheduler {
   readonly name = 'wrr' as const;
   private credit: Float64Array;
 
-  constructor(private readonly pool: ServerPool) {
+  /** `byWeightOnly`: ignore the servers' session caps (sh builds its table by weight). */
+  constructor(
+    private readonly pool: ServerPool,
+    private readonly byWeightOnly = false,
+  ) {
     this.credit = new Float64Array(pool.count);
   }
 
@@ -23,7 +27,7 @@ export class WeightedRoundRobin implements Scheduler {
     let total = 0;
     for (let i = 0; i < this.pool.count; i++) {
       const wi = w[i]!;
-      if (wi <= 0) continue;
+      if (wi <= 0 || (!this.byWeightOnly && !available(this.pool, i))) continue;
       credit[i] = credit[i]! + wi;
       total += wi;
       if (best < 0 || credit[i]! > credit[best]!) best = i;

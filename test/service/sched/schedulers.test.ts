@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { REAL_SERVERS_MAX } from '../../../src/constants.js';
 import { createScheduler, type ServerPool } from '../../../src/service/sched/index.js';
+import { available } from '../../../src/service/sched/scheduler.js';
 import { Maglev } from '../../../src/service/sched/maglev.js';
 
-function pool(weights: number[]): ServerPool & { weights: Int32Array; active: Int32Array; inactive: Int32Array } {
+function pool(
+  weights: number[],
+  maxConns: number[] = [],
+  minConns: number[] = [],
+): ServerPool & { weights: Int32Array; active: Int32Array; inactive: Int32Array } {
   return {
     count: weights.length,
     weights: Int32Array.from(weights),
@@ -11,6 +16,9 @@ function pool(weights: number[]): ServerPool & { weights: Int32Array; active: In
     keys: weights.map((_, i) => `198.18.1.${10 + i}|8080`),
     active: new Int32Array(REAL_SERVERS_MAX),
     inactive: new Int32Array(REAL_SERVERS_MAX),
+    maxConns: Int32Array.from(weights, (_, i) => maxConns[i] ?? 0),
+    minConns: Int32Array.from(weights, (_, i) => minConns[i] ?? 0),
+    overloaded: new Uint8Array(weights.length),
   };
 }
 
@@ -95,5 +103,46 @@ describe('schedulers', () => {
     const a = new Maglev(pool([1, 2, 1]), 251);
     const b = new Maglev(pool([1, 2, 1]), 251);
     expect(a.table).toEqual(b.table);
+  });
+});
+
+describe('session caps (maxConns, minConns: ipvsadm -x, -y)', () => {
+  it('a server at its cap is skipped until its sessions fall under its floor (hysteresis, as IPVS)', () => {
+    const p = pool([1, 1], [4, 0], [2, 0]);
+    const s = createScheduler('rr', p, OPTS);
+    p.active[0] = 3;
+    p.inactive[0] = 1; // 4: at the cap
+    expect([s.pick(0), s.pick(0), s.pick(0)]).toEqual([1, 1, 1]);
+    expect(available(p, 0)).toBe(false);
+    p.inactive[0] = 0; // 3: under the cap, not under the floor
+    expect(available(p, 0)).toBe(false);
+    p.active[0] = 1; // 1: under the floor (2)
+    expect(available(p, 0)).toBe(true);
+    expect([s.pick(0), s.pick(0)].sort()).toEqual([0, 1]);
+    p.active[0] = 3; // back up, under the cap: it takes sessions again
+    expect(available(p, 0)).toBe(true);
+  });
+
+  it.each(['rr', 'wrr', 'lc', 'wlc'] as const)('%s: the others take the load; none left: −1', (name) => {
+    const p = pool([1, 1, 1], [2, 2, 0]);
+    const s = createScheduler(name, p, OPTS);
+    p.active[0] = 2;
+    p.inactive[1] = 5;
+    expect(tally(30, 3, () => s.pick(0))).toEqual([0, 0, 30]);
+    p.weights[2] = 0;
+    expect(s.pick(0)).toBe(-1);
+  });
+
+  it.each(['sh', 'mh'] as const)("%s: an overloaded server's clients get none (their affinity is kept)", (name) => {
+    const p = pool([1, 1], [1, 0], [1, 0]);
+    const s = createScheduler(name, p, OPTS);
+    const before = Array.from({ length: 200 }, (_, i) => s.pick(hashOf(i)));
+    p.active[0] = 1;
+    const after = Array.from({ length: 200 }, (_, i) => s.pick(hashOf(i)));
+    expect(after).toEqual(before.map((x) => (x === 0 ? -1 : x)));
+    expect(before.filter((x) => x === 0).length).toBeGreaterThan(50);
+    s.update(); // a table rebuilt meanwhile still has the server (caps are not weights)
+    p.active[0] = 0;
+    expect(Array.from({ length: 200 }, (_, i) => s.pick(hashOf(i)))).toEqual(before);
   });
 });
