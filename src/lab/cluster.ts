@@ -5,7 +5,7 @@
  * (a node joins, a node's tunvs dies or comes back, the router's view of the nodes).
  */
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import type { HaStatus } from '../ha/node.js';
@@ -81,6 +81,48 @@ async function startRedisSentinel(state: LabState, start: Starter): Promise<void
     20_000,
     join(state.dir, 'sentinel-redis.log'),
   );
+}
+
+/** Each Sentinel's view (what a failed failover test prints): the primary it follows, its
+ * flags, how many other Sentinels it knows, whether it is in TILT, its log's last lines. */
+export function sentinelViews(state: LabState): string {
+  const where: [string, string][] = [
+    ['redis', LAB.redis4],
+    ['redis2', CLUSTER.redis2],
+    ['router', CLUSTER.routerRs4],
+  ];
+  return where
+    .map(([node, addr]) => {
+      const ask = (...cmd: string[]): string => {
+        try {
+          return inNs(nsName(state.prefix, node), [
+            'redis-cli',
+            '-h',
+            addr,
+            '-p',
+            String(CLUSTER.sentinelPort),
+            ...cmd,
+          ]);
+        } catch (e) {
+          return `(${(e as Error).message.split('\n')[0]})`;
+        }
+      };
+      const fields = ask('sentinel', 'master', CLUSTER.sentinelName).split('\n');
+      const field = (k: string): string => fields[fields.indexOf(k) + 1] ?? '?';
+      const tilt = /sentinel_tilt:(\d)/.exec(ask('info', 'sentinel'))?.[1] ?? '?';
+      let log = '';
+      try {
+        log = readFileSync(join(state.dir, `sentinel-${node}.log`), 'utf8')
+          .trim()
+          .split('\n')
+          .slice(-4)
+          .join(' | ');
+      } catch {
+        log = '(no log)';
+      }
+      return `sentinel ${node}: primary ${field('ip')}:${field('port')} flags ${field('flags')}, ${field('num-other-sentinels')} other sentinels, tilt ${tilt}; log: ${log}`;
+    })
+    .join('\n');
 }
 
 /** The cluster: Redis under Sentinel, FRR on the router, the first `n` nodes. */

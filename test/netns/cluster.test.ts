@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
-import { clusterStatusOf, nextHops, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
+import { clusterStatusOf, nextHops, sentinelViews, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
 import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
 import { sloppyTunnelEcho } from '../../src/lab/modes.js';
@@ -300,7 +300,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
       // host, as CI's once was for 12 s) stays in TILT mode for 30 s and fails nothing over.
       60_000,
     ).catch((e: Error) => {
-      throw new Error(`${e.message}: ${JSON.stringify(seen)}`);
+      throw new Error(`${e.message}: ${JSON.stringify(seen)}\n${sentinelViews(fresh())}`);
     });
     console.log(`Redis primary killed: every node on the promoted replica after ${onReplica} ms`);
     const r0 = await load.done;
