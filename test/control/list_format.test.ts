@@ -1,7 +1,7 @@
 /** `tunvs list`'s text: a service line says what ipvsadm -Ln says of it (persistent, mask, conn-timeout). */
 
 import { describe, expect, it } from 'vitest';
-import { formatList, type ServiceRow } from '../../src/control/stats.js';
+import { formatList, type RealServerRow, type ServiceRow } from '../../src/control/stats.js';
 
 const row = (o: Partial<ServiceRow>): ServiceRow => ({
   id: 0,
@@ -53,5 +53,29 @@ describe('tunvs list: the service line', () => {
     expect(head({ mode: 'dr', scheduler: 'mh', sloppy: true, persistence: { timeoutSec: 30, prefixLength: 32 } })).toBe(
       'TCP  198.18.0.100:80 mh persistent 30 sloppy',
     );
+  });
+});
+
+describe('tunvs list: a real server line', () => {
+  const server = (o: Partial<RealServerRow>): RealServerRow => ({
+    id: 0,
+    address: '198.18.20.21',
+    port: 8080,
+    weight: 1,
+    activeConns: 5,
+    inactiveConns: 2,
+    conns: 7,
+    inPackets: 0,
+    outPackets: 0,
+    inBytes: 0,
+    outBytes: 0,
+    ...o,
+  });
+  const line = (o: Partial<RealServerRow>): string =>
+    formatList([row({ realServers: [server(o)] })], false).split('\n')[3]!;
+
+  it('ipvsadm -Ln columns; a session cap as cap MAX/MIN', () => {
+    expect(line({})).toMatch(/^ {2}-> 198\.18\.20\.21:8080 +FullNat 1 +5 +2 *$/);
+    expect(line({ maxConns: 100, minConns: 75 })).toMatch(/ 5 +2 +cap 100\/75$/);
   });
 });
