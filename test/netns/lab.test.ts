@@ -829,6 +829,13 @@ describe.skipIf(!root)('netns lab (root)', () => {
       '3',
     ]);
     expect(body).toMatch(/^rs[12] saw client/);
+    // A third server with a session cap (ipvsadm -x): listed with it; a cap of 0 is refused.
+    const capped = cli(['server', 'add', 'web2-v4', '198.18.20.23:8080', '--max-conns', '400']);
+    expect(capped.code, capped.err).toBe(0);
+    expect(cli(['list', '-n']).out).toMatch(/-> 198\.18\.20\.23:8080 +FullNat 1 +\d+ +\d+ +cap 400\/300\n/);
+    expect(cli(['server', 'add', 'web2-v4', '198.18.20.23:8081', '--max-conns', '0']).err).toMatch(
+      /realServers\[3\]\.maxConns: 0 is not a session count/,
+    );
     const r = JSON.parse((await streams).trim()) as { ok: number; reset: number; bytesLost: number };
     expect(r.ok, 'existing sessions are untouched by the edits').toBe(30);
     expect(r.reset + r.bytesLost).toBe(0);
