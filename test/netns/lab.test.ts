@@ -29,6 +29,7 @@ import {
 import { inNs, isAlive, runInNs } from '../../src/lab/netns.js';
 import { MODE_PORTS, modeVip, serverRoutes } from '../../src/lab/modes.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
+import { runStreams } from '../../src/lab/streams.js';
 import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
 import { listFallbacks } from '../../src/control/system.js';
 import { distSrc } from '../../src/paths.js';
@@ -690,6 +691,39 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(Number(logged?.[1])).toBeGreaterThanOrEqual(onRs3.length);
     } finally {
       unblock();
+      writeFileSync(file, good);
+      await reloadWith((y) => y);
+    }
+  }, 60_000);
+
+  it("a real server's session cap (maxConns, ipvsadm -x) holds through the TUN: the others take the rest", async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const rs1 = LAB.realServers[0].v4;
+    try {
+      // rs1 of echo-v4 capped at 4 (2 workers: 2 each); rr would give it a third of 30.
+      await reloadWith((y) =>
+        y.replace(
+          /(  - name: echo-v4\n(?:    .*\n)*?      - \{ address: "198\.18\.20\.21", port: 9000, weight: 1)( \})/,
+          '$1, maxConns: 4$2',
+        ),
+      );
+      expect(readFileSync(file, 'utf8')).toContain('port: 9000, weight: 1, maxConns: 4 }');
+      const s = runStreams(state, 30, 4);
+      await s.ready;
+      const onRs1 = (
+        JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--server', rs1, '--json'])) as unknown[]
+      ).length;
+      const all = (
+        JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--state', 'ESTABLISHED', '--json'])) as unknown[]
+      ).length;
+      const r = await s.done;
+      console.log(`session cap 4 on rs1: ${onRs1} sessions on rs1 (any state), ${all} established in all`);
+      expect(onRs1).toBeLessThanOrEqual(4);
+      expect(all).toBeGreaterThanOrEqual(30);
+      expect(r.ok).toBe(30);
+      expect(r.corruptedBytes).toBe(0);
+    } finally {
       writeFileSync(file, good);
       await reloadWith((y) => y);
     }
