@@ -249,14 +249,20 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
   if (service === undefined) throw new UsageError(`server ${sub ?? ''} needs SERVICE ADDR:PORT`);
   if (sub === 'add') {
     const w = option(args, '--weight');
-    const count = (o: string): Record<string, number | string> => {
-      const v = option(args, `--${o.replace('C', '-c')}`);
-      return v === undefined ? {} : { [o]: /^\d+$/.test(v) ? Number(v) : v };
+    // Validated with the service, as the file's (a non-number is refused there by name).
+    const count = (flag: string, field: string): Record<string, number | string> => {
+      const v = option(args, flag);
+      return v === undefined ? {} : { [field]: /^\d+$/.test(v) ? Number(v) : v };
     };
     return {
       op: 'add-server',
       service,
-      server: { ...target, weight: w === undefined ? 1 : Number(w), ...count('maxConns'), ...count('minConns') },
+      server: {
+        ...target,
+        weight: w === undefined ? 1 : Number(w),
+        ...count('--max-conns', 'maxConns'),
+        ...count('--min-conns', 'minConns'),
+      },
     };
   }
   if (sub === 'delete') return { op: 'delete-server', service, ...target };

@@ -2,12 +2,12 @@
  * `tunvs import ipvsadm`: LVS rules as tunvs services. Reads what `ipvsadm -Sn` prints
  * (ipvsadm-save) or `ipvsadm -Ln` (import_ipvsadm_list.ts), or a script of ipvsadm commands —
  * DPVS's and Alibaba's FULLNAT ipvsadm included (`-b` fullnat, `--add-laddr -z`, `-j`
- * synproxy) — and gives the config's
- * `services` (and `timeouts` from `--set`), checked by the config's own validation. What
- * tunvs does not do is refused with the line and what to do instead: an import never changes
- * what a service does without saying so (`notes` says what it assumed).
+ * synproxy) — and gives the config's `services` (and `timeouts` from `--set`), checked by
+ * the config's own validation. What tunvs does not do is refused with the line and what to
+ * do instead: an import never changes what a service does without saying so (`notes` says
+ * what it assumed).
  *
- *   importIpvsadm: logicalLines → tokens → parseCommand (options by ipvsadm's table) →
+ *   importIpvsadm: logicalLines (or listingCommands) → tokens → parseCommand (options by ipvsadm's table) →
  *   apply (A E D C a e d P Q --set to the service table) → buildConfig (import.ts: the mode
  *   from the servers' forwarding, local addresses; validated).
  */

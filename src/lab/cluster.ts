@@ -27,6 +27,13 @@ export interface ClusterOptions {
   log: (line: string) => void;
 }
 
+/** Where the lab's Sentinels run: namespace, address (labSentinels lists the same). */
+const SENTINELS: readonly (readonly [string, string])[] = [
+  ['redis', LAB.redis4],
+  ['redis2', CLUSTER.redis2],
+  ['router', CLUSTER.routerRs4],
+];
+
 /** Redis primary (redis), replica (redis2), a Sentinel in redis, redis2 and router. */
 async function startRedisSentinel(state: LabState, start: Starter): Promise<void> {
   const port = String(LAB.redisPort);
@@ -38,12 +45,7 @@ async function startRedisSentinel(state: LabState, start: Starter): Promise<void
     ['--bind', CLUSTER.redis2, ...common, '--dir', state.dir, '--replicaof', LAB.redis4, port],
     'redis-server',
   );
-  const where: [string, string][] = [
-    ['redis', LAB.redis4],
-    ['redis2', CLUSTER.redis2],
-    ['router', CLUSTER.routerRs4],
-  ];
-  for (const [node, addr] of where) {
+  for (const [node, addr] of SENTINELS) {
     const conf = join(state.dir, `sentinel-${node}.conf`);
     writeFileSync(
       conf,
@@ -86,43 +88,29 @@ async function startRedisSentinel(state: LabState, start: Starter): Promise<void
 /** Each Sentinel's view (what a failed failover test prints): the primary it follows, its
  * flags, how many other Sentinels it knows, whether it is in TILT, its log's last lines. */
 export function sentinelViews(state: LabState): string {
-  const where: [string, string][] = [
-    ['redis', LAB.redis4],
-    ['redis2', CLUSTER.redis2],
-    ['router', CLUSTER.routerRs4],
-  ];
-  return where
-    .map(([node, addr]) => {
-      const ask = (...cmd: string[]): string => {
-        try {
-          return inNs(nsName(state.prefix, node), [
-            'redis-cli',
-            '-h',
-            addr,
-            '-p',
-            String(CLUSTER.sentinelPort),
-            ...cmd,
-          ]);
-        } catch (e) {
-          return `(${(e as Error).message.split('\n')[0]})`;
-        }
-      };
-      const fields = ask('sentinel', 'master', CLUSTER.sentinelName).split('\n');
-      const field = (k: string): string => fields[fields.indexOf(k) + 1] ?? '?';
-      const tilt = /sentinel_tilt:(\d)/.exec(ask('info', 'sentinel'))?.[1] ?? '?';
-      let log = '';
+  return SENTINELS.map(([node, addr]) => {
+    const ask = (...cmd: string[]): string => {
       try {
-        log = readFileSync(join(state.dir, `sentinel-${node}.log`), 'utf8')
-          .trim()
-          .split('\n')
-          .slice(-4)
-          .join(' | ');
-      } catch {
-        log = '(no log)';
+        return inNs(nsName(state.prefix, node), ['redis-cli', '-h', addr, '-p', String(CLUSTER.sentinelPort), ...cmd]);
+      } catch (e) {
+        return `(${(e as Error).message.split('\n')[0]})`;
       }
-      return `sentinel ${node}: primary ${field('ip')}:${field('port')} flags ${field('flags')}, ${field('num-other-sentinels')} other sentinels, tilt ${tilt}; log: ${log}`;
-    })
-    .join('\n');
+    };
+    const fields = ask('sentinel', 'master', CLUSTER.sentinelName).split('\n');
+    const field = (k: string): string => fields[fields.indexOf(k) + 1] ?? '?';
+    const tilt = /sentinel_tilt:(\d)/.exec(ask('info', 'sentinel'))?.[1] ?? '?';
+    let log = '';
+    try {
+      log = readFileSync(join(state.dir, `sentinel-${node}.log`), 'utf8')
+        .trim()
+        .split('\n')
+        .slice(-4)
+        .join(' | ');
+    } catch {
+      log = '(no log)';
+    }
+    return `sentinel ${node}: primary ${field('ip')}:${field('port')} flags ${field('flags')}, ${field('num-other-sentinels')} other sentinels, tilt ${tilt}; log: ${log}`;
+  }).join('\n');
 }
 
 /** The cluster: Redis under Sentinel, FRR on the router, the first `n` nodes. */
