@@ -616,7 +616,7 @@ export class SessionSync {
         setCounts(rec, base, state, counts);
         table.insert(r, DIR_IN, table.hashRecord(r, DIR_IN));
         if (twoWay) table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
-        table.schedule(r, tick + copyTicks(timeouts, idleTicks[svc]!, state));
+        table.schedule(r, tick + copyTicks(timeouts, idleTicks[svc]!, state, this.refreshTicks));
         res.installed++;
       } else {
         const base = r * RECORD_WORDS;
@@ -633,7 +633,7 @@ export class SessionSync {
           ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE & ~FLAG_STALE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
-        table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state));
+        table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
         res.updated++;
       }
     }
@@ -669,13 +669,17 @@ export class SessionSync {
 
 /** How long a peer's copy of a session in `state` lives past its last record: an idle
  * connection or UDP flow its service's `idle` ticks, as on the publisher (nat/session.ts
- * timeoutOf). A closing one as long as an established one: its publisher sees whether data
- * still flows (which keeps it alive there, restartTimeout) and refreshes it only every
- * refreshSec, longer than FIN_WAIT's 7 s; its end comes as a delete. */
-function copyTicks(timeouts: Int32Array, idle: number, state: number): number {
-  if (state === S_ESTABLISHED || state === S_UDP) return idle;
+ * timeoutOf), but at least two `refresh` intervals: the peer cannot see the session's
+ * packets, and its publisher republishes a busy one only every refreshSec, so a copy that
+ * died sooner (an idleTimeout or timeouts.established under refreshSec) would be gone from the
+ * peers while the connection is alive. A closing one as long as an established one: its
+ * publisher sees whether data still flows (which keeps it alive there, restartTimeout),
+ * longer than FIN_WAIT's 7 s. An end comes as a delete, however long the copy would live. */
+function copyTicks(timeouts: Int32Array, idle: number, state: number, refresh: number): number {
+  const alive = Math.max(idle, 2 * refresh);
+  if (state === S_ESTABLISHED || state === S_UDP) return alive;
   const t = timeouts[state]!;
-  return isClosing(state) ? Math.max(t, idle) : t;
+  return isClosing(state) ? Math.max(t, alive) : t;
 }
 
 /** installTemplate's key (one call at a time: a worker's thread). */

@@ -109,12 +109,14 @@ describe('a service idleTimeout', () => {
     expect(p.session()).toMatchObject({ state: 'ESTABLISHED', expiresInMs: 700_000 });
   });
 
-  it("an HA peer's copy of an idle connection lives as long as on the node that published it", () => {
+  /** A pair (refreshSec 30) whose services have `idle`: a connection established on A, its
+   * copy installed on B; returns both and the drain of A's ring. */
+  function pairWith(idle: number) {
     const node = (id: number, master: boolean) => {
       const control = new HaControl();
       control.set(master, master);
       const ring = new SyncRing(64);
-      const engine = makeEngine(specs(900), {
+      const engine = makeEngine(specs(idle), {
         ha: { nodeId: id, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 30 },
       });
       return { engine, ring };
@@ -125,10 +127,32 @@ describe('a service idleTimeout', () => {
     establish(da, 40005);
     da.nowMs = 200;
     a.engine.advanceTimers(da.nowMs);
-    const events = new Int32Array(64 * EVENT_WORDS);
-    const n = a.ring.drain(events, 64);
+    const drain = () => {
+      const events = new Int32Array(64 * EVENT_WORDS);
+      return { events, n: a.ring.drain(events, 64) };
+    };
+    const { events, n } = drain();
     expect(b.engine.installSynced(events, n).installed).toBe(1);
+    return { a, b, da, drain };
+  }
+
+  it("an HA peer's copy of an idle connection lives as long as on the node that published it", () => {
+    const { b } = pairWith(900);
     expect(new Driver(b.engine).session()).toMatchObject({ state: 'ESTABLISHED', expiresInMs: 900_000 });
+  });
+
+  it('a copy lives at least two refresh intervals: the peer cannot see a busy short-timeout connection', () => {
+    // idleTimeout 10 s under refreshSec 30 s: the publisher keeps the busy connection alive
+    // but republishes it only every 30 s; a copy that died after 10 s would be gone at failover.
+    const { a, b, da, drain } = pairWith(10);
+    expect(new Driver(b.engine).session()).toMatchObject({ state: 'ESTABLISHED', expiresInMs: 60_000 });
+    // Its end still reaches the peer at once.
+    da.nowMs = 20_000;
+    a.engine.advanceTimers(da.nowMs); // idle 10 s on A: expired there
+    expect(a.engine.sessionCount).toBe(0);
+    const { events, n } = drain();
+    expect(b.engine.installSynced(events, n).deleted).toBe(1);
+    expect(b.engine.sessionCount).toBe(0);
   });
 
   it('is whole seconds 1..86400, in the file and through resolveServices (runtime edits)', () => {
