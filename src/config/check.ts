@@ -8,7 +8,8 @@
  *   checkConfig: loadConfig → resolveServices → summary lines + configWarnings
  */
 
-import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
+import { IPPROTO_TCP } from '../packet/headers.js';
+import { hostPort } from '../service/addr.js';
 import { IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
 import { DEFAULTS, loadConfig, type Config } from './config.js';
 
@@ -24,10 +25,9 @@ export function configWarnings(config: Config): string[] {
 
 /** One service as `tunvs list` names it, with what it forwards to. */
 function serviceLine(s: ResolvedService): string {
-  const vip = s.af === AF_INET ? s.vipText : `[${s.vipText}]`;
   const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
   const parts = [
-    `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${vip}:${s.port}`,
+    `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${hostPort(s.vipText, s.port)}`,
     s.mode,
     s.scheduler,
     n(s.realServers.length, 'real server'),

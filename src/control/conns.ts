@@ -4,13 +4,9 @@
 
 import type { TemplateInfo } from '../conn/templates.js';
 import type { SessionInfo } from '../dataplane/engine.js';
-import { formatAddress } from '../service/addr.js';
+import { formatAddress, hostPort } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 import type { ConnFilter } from './forwarder_protocol.js';
-
-function hostPort(a: string, p: number): string {
-  return a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`;
-}
 
 /** "addr" matches any port; "addr:port" or "[v6]:port" both. */
 function addrMatches(want: string | undefined, addr: string, port: number): boolean {

@@ -34,6 +34,7 @@ import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } 
 import type { QueueStats } from '../dataplane/tun_device.js';
 import type { ServiceRow } from './stats.js';
 import type { GlobalStats } from './stats.js';
+import { hostPort } from '../service/addr.js';
 
 export interface MetricsSource {
   stats(): GlobalStats;
@@ -141,7 +142,7 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
   };
   const id = (s: ServiceRow, r: ServiceRow['realServers'][number]): Record<string, string> => ({
     service: s.name,
-    server: r.address.includes(':') ? `[${r.address}]:${r.port}` : `${r.address}:${r.port}`,
+    server: hostPort(r.address, r.port),
   });
   readGauge(
     reg,

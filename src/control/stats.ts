@@ -19,6 +19,7 @@ import {
 } from '../dataplane/counters.js';
 import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../nat/verdict.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
+import { hostPort } from '../service/addr.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
 import type { HaStatus } from '../ha/node.js';
 
@@ -197,7 +198,6 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
         ? '  -> RemoteAddress:Port           Conns     InPkts    OutPkts   InBytes      OutBytes'
         : '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
   );
-  const hostPort = (a: string, p: number): string => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
   for (const s of rows) {
     lines.push(`${pad(s.protocol, 4)} ${hostPort(s.vip, s.port)} ${s.scheduler}${serviceFlags(s)}`);
     for (const r of s.realServers) {

@@ -77,6 +77,11 @@ export function parseAddress(text: string): ParsedAddress | undefined {
   return undefined;
 }
 
+/** "addr:port", with an IPv6 address in brackets ("[fd18::1]:80"), as ipvsadm prints it. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /** Text form of an address given as words (RFC 5952 style for IPv6: longest zero run as ::). */
 export function formatAddress(af: number, words: ArrayLike<number>, off = 0): string {
   if (af === AF_INET) {
