@@ -105,6 +105,8 @@ port.on('message', (m: ToForwarder) => {
     port.postMessage({ type: 'sync-swept', id: m.id, removed: engine.sweepSynced(m.owner) });
   } else if (m.type === 'sync-adopt') {
     engine.adoptSynced(m.owner);
+  } else if (m.type === 'sync-reconcile') {
+    port.postMessage({ type: 'sync-reconciled', id: m.id, ...engine.reconcileSynced() });
   } else if (m.type === 'reset-server') {
     void forwarder.resetServer(m.serverId).then((ended) => port.postMessage({ type: 'server-reset', id: m.id, ended }));
   } else if (m.type === 'conns') {

@@ -5,8 +5,7 @@ import type { TimeoutsSec } from '../conn/state.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
 import type { HaEngineOptions, SessionInfo } from '../dataplane/engine.js';
 import type { IsnKey } from '../nat/seq.js';
-import type { ResolvedService } from '../service/service.js';
-import type { ParsedAddress } from '../service/addr.js';
+import type { PeerLocalAddress, ResolvedService } from '../service/service.js';
 import type { XdpPort } from '../dataplane/xdp_device.js';
 
 export interface ForwarderInit {
@@ -45,8 +44,9 @@ export interface ForwarderInit {
 
 export type ToForwarder =
   | { type: 'services'; services: ResolvedService[] }
-  /** Cluster: the peers' local addresses (replies to a taken-over peer's are owned by port). */
-  | { type: 'peer-laddrs'; laddrs: ParsedAddress[] }
+  /** Cluster: the peers' local addresses and their nodes (replies to a taken-over peer's are
+   * owned by port; a session on one is that peer's while it lives). */
+  | { type: 'peer-laddrs'; laddrs: PeerLocalAddress[] }
   | { type: 'stats'; id: number }
   | { type: 'stop' }
   /** DR: the packet socket for LINK slots changed (−1: none). */
@@ -61,6 +61,8 @@ export type ToForwarder =
   | { type: 'sync-sweep'; id: number; owner: number }
   /** HA: take over the sessions installed from peer `owner`, 0: every peer. */
   | { type: 'sync-adopt'; owner: number }
+  /** HA cluster: sessions go to the node that holds their local address; reply what moved. */
+  | { type: 'sync-reconcile'; id: number }
   /** Health check with resetOnDown: end the real server's sessions with RSTs; reply how many. */
   | { type: 'reset-server'; id: number; serverId: number }
   /** `tunvs conns`: up to `limit` sessions matching the filter. */
@@ -81,5 +83,6 @@ export type FromForwarder =
   | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
   | { type: 'sync-snapshot'; id: number; records: Int32Array; writeCount: number }
   | { type: 'sync-swept'; id: number; removed: number }
+  | { type: 'sync-reconciled'; id: number; claimed: number; handedOver: number }
   | { type: 'server-reset'; id: number; ended: number }
   | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean };

@@ -270,14 +270,12 @@ export class Runtime {
     return prefixes.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
   }
 
-  /** Tell the workers and the steering program the peers' local addresses: a taken-over
-   * peer's sessions live in the worker its local port names, and the replies to them must
-   * go there as replies to our own do (dataplane/shard.ts). */
+  /** Tell the steering program the peers' local addresses: a taken-over peer's sessions live
+   * in the worker its local port names, and the replies to them must go there as replies to
+   * our own do (dataplane/shard.ts; the HA node tells the workers, ha/node.ts). */
   private learnPeers(services: readonly ResolvedService[], prefixes: string[]): void {
     this.knownPeers = prefixes.join(' ');
-    const laddrs = Runtime.addressesOf(prefixes);
-    for (const w of this.workers) w.thread.postMessage({ type: 'peer-laddrs', laddrs });
-    this.steer(services, laddrs);
+    this.steer(services, Runtime.addressesOf(prefixes));
   }
 
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
@@ -485,6 +483,15 @@ export class Runtime {
         await this.ask(w, { type: 'sync-sweep', id: 0, owner }, 'sync-swept');
       },
       adopt: (owner) => w.thread.postMessage({ type: 'sync-adopt', owner }),
+      reconcile: async () => {
+        const m = await this.ask<Extract<FromForwarder, { type: 'sync-reconciled' }>>(
+          w,
+          { type: 'sync-reconcile', id: 0 },
+          'sync-reconciled',
+        );
+        return { claimed: m.claimed, handedOver: m.handedOver };
+      },
+      peerLocalAddresses: (laddrs) => w.thread.postMessage({ type: 'peer-laddrs', laddrs }),
     };
   }
 

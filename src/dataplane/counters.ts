@@ -76,7 +76,13 @@ export const C_PERSISTENCE_TABLE_FULL = 37;
 export const C_SYNC_REPLACED = 38;
 /** Sloppy TCP: sessions made from a client packet in the middle of a connection. */
 export const C_SESSIONS_SLOPPY = 39;
-export const GLOBAL_COUNT = 40;
+/** HA cluster: sessions of ours handed over to the node that holds their local address (it
+ * is back after this node adopted them: ha/session_sync.ts reconcile). */
+export const C_SYNC_HANDED_OVER = 40;
+/** HA cluster: copies on local addresses this node holds that it took as its own (back after
+ * a restart or a lapse of its alive key). */
+export const C_SYNC_CLAIMED = 41;
+export const GLOBAL_COUNT = 42;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -119,6 +125,8 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'persistence_table_full',
   'sync_replaced',
   'sessions_sloppy',
+  'sync_handed_over',
+  'sync_claimed',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

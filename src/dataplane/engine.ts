@@ -95,10 +95,10 @@ import {
   VERDICT_LINK,
   VERDICT_REDIRECT,
 } from '../nat/verdict.js';
-import { SessionSync, SyncRing, type InstallResult } from '../ha/session_sync.js';
+import { SessionSync, SyncRing, type InstallResult, type Reconciled } from '../ha/session_sync.js';
 import { HaControl } from '../ha/role.js';
-import { formatAddress, type ParsedAddress } from '../service/addr.js';
-import { ConnCounts, ServiceTable, type ResolvedService } from '../service/service.js';
+import { formatAddress } from '../service/addr.js';
+import { ConnCounts, ServiceTable, type PeerLocalAddress, type ResolvedService } from '../service/service.js';
 import {
   C_DROPPED,
   C_GSO_PACKETS,
@@ -112,6 +112,8 @@ import {
   C_SYNC_CONFLICTS,
   C_SYNC_REPLACED,
   C_SYNC_INSTALL_FAILED,
+  C_SYNC_HANDED_OVER,
+  C_SYNC_CLAIMED,
   C_TX_BYTES,
   C_TX_PACKETS,
   createCounters,
@@ -330,6 +332,7 @@ export class Engine {
     ctr[C_SYNC_INSTALL_FAILED] = ctr[C_SYNC_INSTALL_FAILED]! + res.failed;
     ctr[C_SYNC_CONFLICTS] = ctr[C_SYNC_CONFLICTS]! + res.conflicts;
     ctr[C_SYNC_REPLACED] = ctr[C_SYNC_REPLACED]! + res.replaced;
+    ctr[C_SYNC_HANDED_OVER] = ctr[C_SYNC_HANDED_OVER]! + res.handedOver;
     return res;
   }
 
@@ -365,15 +368,27 @@ export class Engine {
     return n;
   }
 
+  /** Cluster: sessions go to the node that holds their local address (SessionSync.reconcile). */
+  reconcileSynced(): Reconciled {
+    if (!this.sync) return { claimed: 0, handedOver: 0 };
+    const c = this.ctx;
+    const res = this.sync.reconcile(this.services, c.timeouts, c.idleTicks, this.table.tick);
+    const ctr = this.counters;
+    ctr[C_SYNC_CLAIMED] = ctr[C_SYNC_CLAIMED]! + res.claimed;
+    ctr[C_SYNC_HANDED_OVER] = ctr[C_SYNC_HANDED_OVER]! + res.handedOver;
+    return res;
+  }
+
   /** Install a new service set (reload): existing sessions keep running. */
   applyServices(services: readonly ResolvedService[]): void {
     this.services.apply(services, this.worker, this.workers, this.ctx.nowMs);
     this.ctx.setIdleTimeouts(services);
   }
 
-  /** A cluster's other nodes' local addresses: a reply to one (a taken-over peer's session)
-   * belongs to the worker its port names, as a reply to our own does (shard.ts). */
-  setPeerLocalAddresses(addrs: readonly ParsedAddress[]): void {
+  /** A cluster's other nodes' local addresses, each with its node: a reply to one (a
+   * taken-over peer's session) belongs to the worker its port names, as a reply to our own
+   * does (shard.ts); and a session on one is that node's while it lives (SessionSync). */
+  setPeerLocalAddresses(addrs: readonly PeerLocalAddress[]): void {
     this.services.setPeerLocalAddresses(addrs);
   }
 

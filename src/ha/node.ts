@@ -18,6 +18,16 @@
  *              adopts a dead peer's sessions when it is that peer's first live backup (the
  *              node the routers now send its local addresses to: ha/announce.ts), and drops
  *              the peer's hash once its own carries them.
+ *   holders    a cluster's FULLNAT session is owned by the node its local address is routed
+ *              to: the address's own node while it is alive, else that node's first live
+ *              backup (only there are the real server's replies seen, so only there is the
+ *              connection known to be alive). The node tells its workers each peer's local
+ *              addresses and who holds them; when that changes (a peer died or is back), and
+ *              once it is ready, the workers reconcile (hand over what another node holds,
+ *              take what this one holds: ha/session_sync.ts) and a claim is resynced. A node
+ *              whose alive key lapsed (paused, or cut off from Redis, longer than
+ *              NODE_ALIVE_MS: its backup may have adopted its sessions) reconciles and
+ *              republishes all.
  *   restore    a cluster node starting reads its own hash back first (it may have been
  *              restarted faster than the peers take a dead node over: those connections are
  *              still its own), before its first resync rewrites it.
@@ -46,6 +56,8 @@ import {
   type NodeKeys,
 } from './redis.js';
 import { adopterOf } from './announce.js';
+import { parseAddress } from '../service/addr.js';
+import type { PeerLocalAddress } from '../service/service.js';
 import { HaControl, type Role } from './role.js';
 import type { HaWorkerLink } from './session_sync.js';
 import { chooseFormat, LEGACY_FORMATS, SYNC_FORMATS, type FormatRange } from './sync_format.js';
@@ -168,6 +180,17 @@ export class HaNode {
   private conflictWith: string | undefined;
   /** The sync formats this node reads (see HaNodeOptions). */
   private readonly formats: FormatRange;
+  /** Cluster: who holds which local address changed (or the node lapsed) since the workers
+   * last reconciled; done once the node is ready. */
+  private needReconcile = true;
+  /** Cluster: the reconcile follows a lapse: resync even if nothing was claimed (the node's
+   * hash may have been removed by its adopter meanwhile). */
+  private lapsed = false;
+  /** This process has written its alive key: a later write that finds it gone (Redis's own
+   * word: SET ... GET) follows a lapse. */
+  private aliveWritten = false;
+  /** The peers' local addresses the workers were last told (cluster). */
+  private toldAddresses = '';
 
   constructor(
     private readonly cfg: HaConfig,
@@ -367,6 +390,51 @@ export class HaNode {
   }
 
   /**
+   * Cluster: each session goes to the node that holds its local address (see the file
+   * header). What this node took as its own is published by a resync, which every peer
+   * reloads (the one that owned each hands it over on this node's record); what it handed
+   * over goes out as the holder's records.
+   */
+  private async reconcile(): Promise<void> {
+    this.needReconcile = false;
+    const done = await Promise.all(this.workers.map((w) => w.reconcile())).catch((e: Error) => {
+      this.needReconcile = true; // a worker did not answer: again at the next tick
+      throw e;
+    });
+    const claimed = done.reduce((n, d) => n + d.claimed, 0);
+    const handedOver = done.reduce((n, d) => n + d.handedOver, 0);
+    if (claimed + handedOver > 0)
+      this.logger.log('info', 'HA: sessions moved to the node that holds their local address', {
+        claimed,
+        handedOver,
+      });
+    if (claimed > 0 || this.lapsed) this.publisher.needResync = true;
+    this.lapsed = false;
+  }
+
+  /** Cluster: tell the workers the peers' local addresses and who holds each now (the peer
+   * while it is alive, else its first live backup: where the routers send it), when that
+   * changes; the workers reconcile at the next tick. */
+  private tellAddresses(): void {
+    const peers = this.peers ?? [];
+    const nodes = [this.cfg.nodeId, ...peers.map((p) => p.entry.id)];
+    const alive = new Set([this.cfg.nodeId, ...peers.filter((p) => p.alive).map((p) => p.entry.id)]);
+    const addrs: PeerLocalAddress[] = peers.flatMap((p) => {
+      const id = p.entry.id;
+      const holder = p.alive ? id : (adopterOf(id, nodes, (n) => alive.has(n)) ?? 0);
+      return (p.entry.laddrs ?? []).flatMap((prefix) => {
+        const a = parseAddress(prefix.split('/')[0]!);
+        return a ? [{ ...a, holder }] : [];
+      });
+    });
+    const text = JSON.stringify(addrs);
+    if (text === this.toldAddresses) return;
+    this.toldAddresses = text;
+    for (const w of this.workers) w.peerLocalAddresses(addrs);
+    this.needReconcile = true;
+  }
+
+  /**
    * Once this node's resync carries a dead peer's adopted sessions, that peer's hash goes:
    * when it comes back it must not restore (and claim) what this node now owns; it will
    * install this node's copies instead.
@@ -414,6 +482,7 @@ export class HaNode {
         await this.follower.restoreOwn(redis, this.cfg.nodeId);
         this.ownRestored = true;
       }
+      if (this.cfg.mode === 'cluster' && this.needReconcile && this.ready) await this.reconcile();
       await this.publisher.tick(redis);
       if (redis && this.dropHashAfter.size > 0) await this.dropAdoptedHashes(redis);
     } catch (e) {
@@ -486,6 +555,26 @@ export class HaNode {
     this.publisher.format = c.format;
   }
 
+  /**
+   * A heartbeat wrote the alive key, which held `prev` before. Gone although this process had
+   * written it (a cluster node paused, or cut off from Redis, for longer than NODE_ALIVE_MS),
+   * the node was taken for dead meanwhile and its backup may have adopted its sessions: it
+   * takes back those on its own local addresses and republishes all (claimOwn, next tick).
+   * Redis's word, not this node's clock: a heartbeat sent in time but held up on the way
+   * lapses too.
+   */
+  private renewed(prev: string | null): void {
+    if (this.cfg.mode === 'cluster' && this.aliveWritten && prev === null && this.claim === 'held') {
+      this.logger.log(
+        'warn',
+        `HA: this node's alive key had expired (paused, or cut off from Redis, for over ${NODE_ALIVE_MS} ms); its peers may have adopted its sessions: taking back those on its own local addresses`,
+      );
+      this.needReconcile = true;
+      this.lapsed = true;
+    }
+    this.aliveWritten = true;
+  }
+
   /** Registry: say we are here, then find the peers (and which of them are alive). */
   private async beat(): Promise<void> {
     if (this.stopped) return;
@@ -524,7 +613,10 @@ export class HaNode {
         return v;
       });
       const all = res[res.length - 1] as Record<string, string>;
-      this.claimId(res[res.length - 2] as string | null);
+      const prev = res[res.length - 2] as string | null;
+      const wrote = this.claim !== 'conflict'; // before claimId, which may change it
+      this.claimId(prev);
+      if (wrote) this.renewed(prev);
       const entries = Object.values(all)
         .map((v) => JSON.parse(v) as RegistryEntry)
         .filter((e) => e.id !== me.id);
@@ -538,6 +630,7 @@ export class HaNode {
           );
         return { entry, alive: a !== undefined, publishing: a?.publishing ?? false };
       });
+      if (this.cfg.mode === 'cluster') this.tellAddresses();
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
       this.chooseFormat();
       if (this.cfg.mode === 'cluster') this.takeOver();

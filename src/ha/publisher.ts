@@ -3,7 +3,9 @@
  *
  *   tick      every TICK_MS: drain the workers' event rings (ha/session_sync.ts) into one
  *             MULTI: HSET/HDEL on node:<id>:sessions and one XADD of the batch to
- *             node:<id>:events. Not one round trip per packet or per event.
+ *             node:<id>:events. Not one round trip per packet or per event. A session
+ *             handed over to another node (OP_HANDOVER) is HDELed here and streamed as
+ *             that node's record.
  *   lost      Redis unreachable or a ring overflowed: forwarding is not affected, the events
  *             are counted lost, and a full resync follows.
  *   resync    each worker snapshots the sessions it owns and has published (and its share of
@@ -17,7 +19,15 @@
 
 import type { Redis } from 'ioredis';
 import { asBuffer, fieldOf, type NodeKeys } from './redis.js';
-import { EVENT_WORDS, OP_DELETE, SYNC_FORMAT, SYNC_WORDS, type HaWorkerLink } from './session_sync.js';
+import {
+  EVENT_WORDS,
+  OP_DELETE,
+  OP_HANDOVER,
+  OP_UPSERT,
+  SYNC_FORMAT,
+  SYNC_WORDS,
+  type HaWorkerLink,
+} from './session_sync.js';
 import { eventsToWire, recordsToWire, recordWords } from './sync_format.js';
 
 const STREAM_MAXLEN = 100_000;
@@ -109,6 +119,14 @@ export class Publisher {
 
   private async publish(redis: Redis, n: number): Promise<void> {
     const format = this.wireFormat;
+    // A handover leaves this node's hash and goes out as the new owner's upsert (its record
+    // names that node), so every peer's copy names it.
+    const handedOver = new Uint8Array(n);
+    for (let e = 0; e < n; e++) {
+      if (this.batch[e * EVENT_WORDS] !== OP_HANDOVER) continue;
+      handedOver[e] = 1;
+      this.batch[e * EVENT_WORDS] = OP_UPSERT;
+    }
     const events = eventsToWire(this.batch.slice(0, n * EVENT_WORDS), format);
     const stride = events.length / n;
     const upserts: Buffer[] = [];
@@ -116,7 +134,7 @@ export class Publisher {
     for (let e = 0; e < n; e++) {
       const off = e * stride;
       const field = fieldOf(this.batch, e * EVENT_WORDS + 1); // keys: words every format has
-      if (events[off] === OP_DELETE) deletes.push(field);
+      if (events[off] === OP_DELETE || handedOver[e] === 1) deletes.push(field);
       else upserts.push(field, asBuffer(events.slice(off + 1, off + stride)));
     }
     const m = redis.multi();

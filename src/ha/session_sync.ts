@@ -11,6 +11,13 @@
  *   install  upsert or delete records received from a peer (ha/follower.ts), into this shard,
  *            owned by that peer: this node forwards with them but does not publish them.
  *   adopt    take a peer's sessions over (they become this node's to publish and expire).
+ *   holder   (cluster) a FULLNAT session is owned by the node its local address is routed to:
+ *            the address's own node while it lives, else that node's first live backup
+ *            (PeerLocalAddress.holder). Only that node sees the real server's replies, so
+ *            only it knows whether the connection is alive; an owner elsewhere would expire
+ *            it in the middle of its traffic. reconcile() hands each session this node owns
+ *            on an address another node holds over to it, and takes back the copies on
+ *            addresses it holds; install lets the holder's record win over ours.
  *   either   snapshot(): every session this node owns and has published, and the live
  *            persistence templates it published, for a full resync.
  *
@@ -70,15 +77,18 @@ import {
   R_IN_HI,
   R_IN_PORTS,
   R_OUT_PORTS,
+  R_LIP0,
+  R_LIP1,
   RECORD_WORDS,
+  OWNER_SHIFT,
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
-import type { ServiceTable } from '../service/service.js';
+import type { PeerLocalAddress, ServiceTable } from '../service/service.js';
 import { stateOf, uncountRecord } from '../nat/session.js';
-import { modeTable } from '../nat/modes/index.js';
+import { MODE_FULLNAT, modeTable } from '../nat/modes/index.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
 
 /** Record words carried: line 1 up to (not incl.) EXPIRE, the IPv6 key words, the SYN
@@ -101,6 +111,11 @@ const MODES = modeTable();
 export const EVENT_WORDS = 1 + SYNC_WORDS;
 export const OP_UPSERT = 1;
 export const OP_DELETE = 2;
+/** Ring only (never on the wire): this node hands the session over to the node that holds
+ * its local address (the record names that node): the publisher removes it from this node's
+ * hash and streams it as that node's upsert, so every other node's copy names the new owner
+ * (and the new owner, named, takes its copy as its own). */
+export const OP_HANDOVER = 3;
 
 /** Sync-record word of record word w (w in 0–13, 16–27, 32–33 or 39–40). */
 export function syncWord(w: number): number {
@@ -250,6 +265,12 @@ export interface HaWorkerLink {
   sweepStale(owner: number): Promise<void>;
   /** Take over the sessions installed from peer `owner` (0: from every peer). */
   adopt(owner: number): void;
+  /** Cluster: hand over and take back sessions by who holds their local address
+   * (SessionSync.reconcile). */
+  reconcile(): Promise<Reconciled>;
+  /** Cluster: the peers' local addresses, each with the node that holds it now (replacing
+   * the last). */
+  peerLocalAddresses(addrs: PeerLocalAddress[]): void;
 }
 
 /** Result counters of install(). */
@@ -266,6 +287,17 @@ export interface InstallResult {
   conflicts: number;
   /** Older records removed for a peer's newer connection on their local or client tuple. */
   replaced: number;
+  /** Sessions of ours handed over to the peer that holds their local address (its record
+   * came: it is alive again after this node adopted them). */
+  handedOver: number;
+}
+
+/** What reconcile() did. */
+export interface Reconciled {
+  /** Copies on local addresses this node holds, now its own. */
+  claimed: number;
+  /** Sessions of its own on local addresses another node holds, handed over to it. */
+  handedOver: number;
 }
 
 export class SessionSync {
@@ -502,6 +534,41 @@ export class SessionSync {
     });
   }
 
+  /**
+   * Cluster, when who holds which local address changed (a node died, came back, or its alive
+   * key lapsed while it was paused or cut off from Redis): each FULLNAT session this node owns
+   * on an address another node holds goes to that node (an OP_HANDOVER event: streamed as its
+   * record, which it takes as its own); each copy on an address this node holds (its own, or
+   * a dead peer's it is the first live backup of) becomes its own, to publish and expire:
+   * the caller resyncs, which hands them over on the node that owned them (install). `timeouts`
+   * and `idleTicks` as for install.
+   */
+  reconcile(services: ServiceTable, timeouts: Int32Array, idleTicks: Int32Array, tick: number): Reconciled {
+    const table = this.table;
+    const rec = table.rec;
+    const res: Reconciled = { claimed: 0, handedOver: 0 };
+    for (let r = 0; r < table.used; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) === 0) continue;
+      const holder = recHolder(services, rec, base, this.nodeId);
+      if (holder <= 0) continue;
+      const owner = recOwner(rec, base);
+      if (owner === 0 && holder !== this.nodeId) {
+        setRecOwner(rec, base, holder);
+        const state = stateOf(rec, base);
+        table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
+        if (this.active && rec[base + R_SYNC] !== 0) this.ring.push(OP_HANDOVER, rec, base, holder);
+        res.handedOver++;
+      } else if (owner !== 0 && holder === this.nodeId) {
+        setRecOwner(rec, base, 0);
+        rec[base + R_SYNC] = tick + 1;
+        rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
+        res.claimed++;
+      }
+    }
+    return res;
+  }
+
   /** Call `fn` for every live session installed from peer `owner` (0: from any peer). */
   private eachFrom(owner: number, fn: (r: number, base: number) => void): number {
     const rec = this.table.rec;
@@ -536,7 +603,15 @@ export class SessionSync {
     templates: TemplateTable | null = null,
     nowMs = 0,
   ): InstallResult {
-    const res: InstallResult = { installed: 0, updated: 0, deleted: 0, failed: 0, conflicts: 0, replaced: 0 };
+    const res: InstallResult = {
+      installed: 0,
+      updated: 0,
+      deleted: 0,
+      failed: 0,
+      conflicts: 0,
+      replaced: 0,
+      handedOver: 0,
+    };
     const table = this.table;
     const rec = table.rec;
     const key = this.key;
@@ -563,10 +638,17 @@ export class SessionSync {
       const twoWay = syncTwoWay(events, s);
       syncKey(events, s, key);
       let r = table.find(key, blockWords, twoWay ? DIR_OUT : DIR_IN, table.hashKey(key, blockWords));
+      let handOver = false;
       if (r >= 0 && recOwner(rec, r * RECORD_WORDS) === 0 && this.active) {
-        // Ours, and we publish it: a peer's word does not overwrite (nor delete) it.
-        res.conflicts++;
-        continue;
+        // Ours, and we publish it: a peer's word does not overwrite (nor delete) it, unless
+        // that peer holds the session's local address (we adopted it while the peer was taken
+        // for dead; it is back). Our own record echoed (a peer handed it to us) changes nothing.
+        if (owner === 0) continue;
+        if (op !== OP_UPSERT || syncHolder(services, events, s, this.nodeId) !== peer) {
+          res.conflicts++;
+          continue;
+        }
+        handOver = true;
       }
       if (op === OP_DELETE) {
         if (r >= 0) {
@@ -622,6 +704,7 @@ export class SessionSync {
         const base = r * RECORD_WORDS;
         const keep = rec[base + R_META]! >>> META_FLAGS_SHIFT;
         const svcRs = rec[base + R_SVC_RS]!;
+        const wasCopy = svcRs >>> OWNER_SHIFT !== 0;
         uncountRecord(rec, base, counts);
         writeRecord(rec, base, events, s);
         rec[base + R_SVC_RS] = svcRs;
@@ -635,6 +718,13 @@ export class SessionSync {
         setCounts(rec, base, state, counts);
         table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
         res.updated++;
+        if (handOver) {
+          res.handedOver++;
+          this.ring.push(OP_HANDOVER, rec, base, peer);
+        } else if (owner === 0 && wasCopy && this.active) {
+          // A peer handed us a copy we held: ours now, published under our keys.
+          this.ring.push(OP_UPSERT, rec, base, this.nodeId);
+        }
       }
     }
     return res;
@@ -680,6 +770,26 @@ function copyTicks(timeouts: Int32Array, idle: number, state: number, refresh: n
   if (state === S_ESTABLISHED || state === S_UDP) return alive;
   const t = timeouts[state]!;
   return isClosing(state) ? Math.max(t, alive) : t;
+}
+
+/** The node (`self` for this one) that holds the local address of a FULLNAT session, whose
+ * meta word is `meta` and whose local address word k is `lip(k)`; 0 for none known, and for
+ * the other modes (only FULLNAT sessions use a node's own addresses). */
+function holderOf(services: ServiceTable, meta: number, lip: (k: number) => number, self: number): number {
+  if (((meta >>> META_MODE_SHIFT) & META_MODE_MASK) !== MODE_FULLNAT) return 0;
+  const af = (meta >>> 8) & 0xff;
+  if (services.isOwnLocalAddress(af, lip(0), lip(1), lip(2), lip(3))) return self;
+  return Math.max(0, services.peerLocalHolder(af, lip(0), lip(1), lip(2), lip(3)));
+}
+
+/** holderOf for the sync record at `s`. */
+function syncHolder(services: ServiceTable, ev: Int32Array, s: number, self: number): number {
+  return holderOf(services, ev[s + R_META]!, (k) => ev[s + syncWord(addrWord(R_LIP0, R_LIP1, k))]!, self);
+}
+
+/** holderOf for session record `base`. */
+function recHolder(services: ServiceTable, rec: Int32Array, base: number, self: number): number {
+  return holderOf(services, rec[base + R_META]!, (k) => rec[base + addrWord(R_LIP0, R_LIP1, k)]!, self);
 }
 
 /** installTemplate's key (one call at a time: a worker's thread). */

@@ -804,21 +804,40 @@ export class ServiceTable {
 
   /** One of this node's local addresses, or a cluster peer's (setPeerLocalAddresses). */
   isLocalAddress(af: number, a0: number, a1: number, a2: number, a3: number): boolean {
-    const key = (af << 8) | META_LIP;
-    if (this.map.get(key, 0, a0, a1, a2, a3) >= 0) return true;
-    return this.peerLips !== null && this.peerLips.get(key, 0, a0, a1, a2, a3) >= 0;
+    return this.isOwnLocalAddress(af, a0, a1, a2, a3) || this.peerLocalHolder(af, a0, a1, a2, a3) >= 0;
   }
 
-  /** The cluster peers' local addresses (family and address words each), replacing the last. */
-  setPeerLocalAddresses(addrs: readonly ParsedAddress[]): void {
+  /** One of this node's own local addresses (a service's localAddresses)? */
+  isOwnLocalAddress(af: number, a0: number, a1: number, a2: number, a3: number): boolean {
+    return this.map.get((af << 8) | META_LIP, 0, a0, a1, a2, a3) >= 0;
+  }
+
+  /** Which node holds this cluster peer's local address now (PeerLocalAddress.holder); −1:
+   * not a peer's local address. */
+  peerLocalHolder(af: number, a0: number, a1: number, a2: number, a3: number): number {
+    if (this.peerLips === null) return -1;
+    return this.peerLips.get((af << 8) | META_LIP, 0, a0, a1, a2, a3);
+  }
+
+  /** The cluster peers' local addresses (family, address words and holder each), replacing
+   * the last. */
+  setPeerLocalAddresses(addrs: readonly PeerLocalAddress[]): void {
     if (addrs.length === 0) {
       this.peerLips = null;
       return;
     }
     const map = new AddrPortMap(addrs.length);
-    for (const a of addrs) map.set(metaKey(a.af, META_LIP), 0, a.words, 1);
+    for (const a of addrs) map.set(metaKey(a.af, META_LIP), 0, a.words, a.holder);
     this.peerLips = map;
   }
+}
+
+/** A cluster peer's local address as the data plane takes it. */
+export interface PeerLocalAddress extends ParsedAddress {
+  /** The node the routers send it to now: the peer while it is alive, else its first live
+   * backup (ha/announce.ts adopterOf; maybe this node); 0: none. A FULLNAT session on it
+   * is that node's (ha/session_sync.ts reconcile). */
+  holder: number;
 }
 
 export { AF_INET, AF_INET6 };

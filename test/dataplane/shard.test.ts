@@ -64,7 +64,7 @@ describe.each([
     // Before: the client rule; some ports land on the wrong worker.
     const misplaced = () => ports.some((p) => run(0, reply(p)).owner !== p % workers);
     expect(misplaced()).toBe(true);
-    for (const e of engines) e.setPeerLocalAddresses([parseAddress(peerLip)!]);
+    for (const e of engines) e.setPeerLocalAddresses([{ ...parseAddress(peerLip)!, holder: 2 }]);
     for (const p of ports) {
       expect(run((p + 1) % workers, reply(p)).owner).toBe(p % workers);
       // The owner looks for the session: a miss is no_session (a local address), not not_local.

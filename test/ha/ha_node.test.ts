@@ -5,7 +5,8 @@
  *   cluster   three nodes, each with local addresses of its own, share their sessions; a flow
  *             whose client packets move to another node (ECMP rehash) continues there with
  *             the same bytes; only the owner publishes; a fourth node loads every peer before
- *             it is ready.
+ *             it is ready; a session goes back to the node that holds its local address when
+ *             that node returns, or when its alive key had lapsed (a Redis connection held).
  *   pair      the same code with roles: the standby installs, a promotion adopts and
  *             republishes under the new master's own keys (the old master's are untouched),
  *             the old master comes back as standby and loads them.
@@ -15,10 +16,11 @@
  */
 
 import { Redis } from 'ioredis';
+import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HaConfig, HaRedis } from '../../src/config/config.js';
 import type { Logger } from '../../src/control/log.js';
-import { C_SYNC_ADOPTED } from '../../src/dataplane/counters.js';
+import { C_SYNC_ADOPTED, C_SYNC_HANDED_OVER } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { engineLink } from '../../src/ha/engine_link.js';
 import { adopterOf } from '../../src/ha/announce.js';
@@ -32,7 +34,10 @@ import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/serv
 import { Driver, V4, V6 } from '../helpers/engine.js';
 import { ACK, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
 
-const quiet: Logger = { log: () => undefined };
+const quiet: Logger = {
+  log: (l, m, f) =>
+    process.env.HA_DEBUG ? console.log(Date.now() % 100000, l, m, JSON.stringify(f ?? {})) : undefined,
+};
 
 interface TestNode {
   id: number;
@@ -94,8 +99,10 @@ function startNode(
     drainMs: 0,
     initialRole: role === 'master' ? 'master' : 'backup',
   };
-  const node = new HaNode(cfg, [engineLink(engine)], quiet, control, opts);
+  const laddrs = () => [`${lip4}/32`, `${lip6}/128`];
+  const node = new HaNode(cfg, [engineLink(engine)], quiet, control, { laddrs, ...opts });
   node.start();
+  engine.advanceTimers(0); // the engine reads the node's role words (a forwarder at each tick)
   return { id, engine, driver: new Driver(engine), node, lip4, lip6 };
 }
 
@@ -122,6 +129,50 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A TCP proxy to Redis on loopback whose traffic can be held (freeze: neither side reads;
+ * thaw: on again): a node cut off from Redis while its process runs on. */
+async function freezableProxy(to: number): Promise<{
+  port: number;
+  freeze: () => void;
+  thaw: () => void;
+  close: () => Promise<void>;
+}> {
+  const socks = new Set<Socket>();
+  let frozen = false;
+  const server = createServer((a) => {
+    const b = tcpConnect({ host: '127.0.0.1', port: to });
+    for (const [s, t] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      socks.add(s);
+      s.pipe(t);
+      s.on('error', () => t.destroy());
+      s.on('close', () => {
+        socks.delete(s);
+        t.destroy();
+      });
+      if (frozen) s.pause();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    freeze: () => {
+      frozen = true;
+      for (const s of socks) s.pause();
+    },
+    thaw: () => {
+      frozen = false;
+      for (const s of socks) s.resume();
+    },
+    close: () => {
+      for (const s of socks) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
 }
 
 const owners = (n: TestNode): number[] => [...n.engine.sessionIds()].map((r) => n.engine.describe(r).owner).sort();
@@ -240,6 +291,80 @@ describe('HA nodes through Redis', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(owners(y)).toEqual([1]); // the peer's copy was not flushed by x2's resync
     expect(await redis.hlen(nodeKeys('r', 1).sessions)).toBe(1);
+  });
+
+  it('a node back after its backup adopted its sessions takes back those on its own local addresses; the adopter hands them over', async () => {
+    // Regression: the adopter kept them, and alone answered for their expiry while the real
+    // servers' replies went to the returned node (its local addresses): it expired them in
+    // the middle of their traffic, and its delete removed them from the node that carried it.
+    const c = [1, 2, 3].map((id) => startNode(id, 'back', where(), 'cluster'));
+    nodes.push(...c);
+    await until('all ready', () => c.every((n) => n.node.status().ready && n.node.status().peers.length === 2));
+    const flows = [connect(c[0]!, V4, 48000), connect(c[0]!, V6, 48001)];
+    await until('every node holds both', () => c.every((n) => n.engine.sessionCount === 2));
+    await c[0]!.node.stop();
+    const a = c.find((n) => n.id === adopterOf(1, [1, 2, 3], (id) => id !== 1))!;
+    const other = c.find((n) => n !== a && n !== c[0])!;
+    await until('the backup adopted them', () => owners(a).join() === '0,0');
+    await until('node 1’s hash removed', async () => (await redis.exists(nodeKeys('back', 1).sessions)) === 0);
+    await until('the third node names the adopter', () => owners(other).join() === `${a.id},${a.id}`);
+
+    const back = startNode(1, 'back', where(), 'cluster'); // restarted: only the adopter's copies
+    nodes.push(back);
+    await until('node 1 took them back', () => back.node.status().ready && owners(back).join() === '0,0');
+    await until('the adopter handed them over', () => owners(a).join() === '1,1');
+    await until('the third node names node 1 again', () => owners(other).join() === '1,1');
+    await until('they left the adopter’s hash', async () => (await redis.hlen(nodeKeys('back', a.id).sessions)) === 0);
+    expect(await redis.hlen(nodeKeys('back', 1).sessions)).toBe(2);
+    expect(a.engine.counters[C_SYNC_HANDED_OVER]).toBe(2);
+
+    // The adopter's time for them runs out (far past any timeout): its copies go quietly,
+    // node 1 keeps forwarding them.
+    a.engine.advanceTimers(a.driver.nowMs + 3_000_000);
+    expect(a.engine.sessionCount).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(back.engine.sessionCount).toBe(2);
+    for (const f of flows)
+      expect(parse(back.driver.forward(f.C(1001, 7001, ACK | PSH, new Uint8Array(4)))).sport).toBe(f.lport);
+  });
+
+  it('a node cut off from Redis longer than its alive key is adopted, then takes its sessions back (no node owns them twice)', async () => {
+    const proxy = await freezableProxy(server.port);
+    const x = startNode(1, 'cut', { url: `redis://127.0.0.1:${proxy.port}` }, 'cluster');
+    try {
+      const y = startNode(2, 'cut', where(), 'cluster');
+      const z = startNode(3, 'cut', where(), 'cluster');
+      nodes.push(y, z);
+      const c = [x, y, z];
+      await until('all ready', () => c.every((n) => n.node.status().ready && n.node.status().peers.length === 2));
+      connect(x, V4, 48100);
+      connect(x, V6, 48101);
+      await until('every node holds both', () => c.every((n) => n.engine.sessionCount === 2));
+      const a = c.find((n) => n.id === adopterOf(1, [1, 2, 3], (id) => id !== 1))!;
+      const other = c.find((n) => n !== a && n !== x)!;
+
+      proxy.freeze(); // x forwards on, its Redis commands hang: its alive key expires
+      await until('x’s backup adopted its sessions', () => owners(a).join() === '0,0', 10_000);
+      await until('the third node names the adopter', () => owners(other).join() === `${a.id},${a.id}`);
+      expect(owners(x)).toEqual([0, 0]); // x cannot know yet
+      proxy.thaw();
+
+      await until('the adopter handed them back', () => owners(a).join() === '1,1', 10_000);
+      await until('the third node names x again', () => owners(other).join() === '1,1');
+      expect(owners(x)).toEqual([0, 0]);
+      await until(
+        'only x’s hash has them',
+        async () =>
+          (await redis.hlen(nodeKeys('cut', a.id).sessions)) === 0 &&
+          (await redis.hlen(nodeKeys('cut', 1).sessions)) === 2,
+      );
+      expect(a.engine.counters[C_SYNC_HANDED_OVER]).toBe(2);
+      expect(x.node.status().lastError).toBeUndefined();
+    } finally {
+      proxy.thaw();
+      await x.node.stop(); // through the proxy, before it goes
+      await proxy.close();
+    }
   });
 
   it('a rolling upgrade: nodes of an older sync format and this one share sessions, then all move to the newest', async () => {

@@ -12,8 +12,10 @@ import { HaControl } from '../../src/ha/role.js';
 import {
   EVENT_WORDS,
   OP_DELETE,
+  OP_HANDOVER,
   OP_UPSERT,
   SYNC_FORMAT,
+  SYNC_NODE_WORD,
   SYNC_WORDS,
   SyncRing,
   syncIsTemplate,
@@ -134,6 +136,7 @@ describe.each([
       failed: 0,
       conflicts: 0,
       replaced: 0,
+      handedOver: 0,
     });
     expect(db.drop(C(1001, 9001, ACK))).toBe(DROP_STANDBY);
     const sb = db.session();
@@ -567,6 +570,7 @@ it('an event for a service this LB does not have is counted, not installed', () 
     failed: 1,
     conflicts: 0,
     replaced: 0,
+    handedOver: 0,
   });
 });
 
@@ -626,6 +630,59 @@ it('a stale record whose client tuple a new connection of a peer now uses is rep
   expect(c.engine.installSynced(withLport(other), 1)).toMatchObject({ installed: 1, conflicts: 0, replaced: 1 });
   expect([...c.engine.sessionIds()].map((r) => c.engine.describe(r).lport)).toEqual([other]);
   expect(c.engine.templates.list(0)[0]).toMatchObject({ sessions: 0 }); // ours let its template go
+});
+
+it('cluster: a FULLNAT session is owned by the node that holds its local address', () => {
+  const a = haEngine(MASTER, 0, 1);
+  // b's own local address is another: a's is a peer's (node 1's) to b.
+  const specs = labServices().map((x) => ({
+    ...x,
+    localAddresses: [x.vip.includes(':') ? 'fd00:18:2::9' : '198.18.2.9'],
+  }));
+  const b = haEngine(MASTER, 0, 2, specs);
+  const { events, n } = establishAndDrain(a, 41000);
+  expect(n).toBe(1);
+  const named = (node: number) => {
+    const e = events.slice(0, EVENT_WORDS);
+    e[1 + SYNC_NODE_WORD] = node;
+    return e;
+  };
+  const owner = () => b.engine.describe([...b.engine.sessionIds()][0]!).owner;
+  const holds = (holder: number) => b.engine.setPeerLocalAddresses([{ ...parseAddress(V4.lip)!, holder }]);
+  b.engine.installSynced(events, 1);
+  expect(owner()).toBe(1);
+  // Nothing known of the address (a pair shares its addresses): nothing moves.
+  expect(b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 0 });
+  // Node 1 is dead and b its first live backup: b holds the address and takes the copy.
+  holds(2);
+  expect(b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
+  expect(owner()).toBe(0);
+  // While b holds it, no other node's word counts, not even node 1's (a stale record).
+  expect(b.engine.installSynced(events, 1)).toMatchObject({ conflicts: 1, handedOver: 0 });
+  expect(b.engine.installSynced(named(3), 1)).toMatchObject({ conflicts: 1, handedOver: 0 });
+  expect(drain(b.ring).n).toBe(0);
+  // Node 1 is back and its record comes first: it wins, and b says so to every node.
+  holds(1);
+  expect(b.engine.installSynced(events, 1)).toMatchObject({ handedOver: 1, updated: 1 });
+  expect(owner()).toBe(1);
+  const handover = drain(b.ring); // out of b's hash, streamed as node 1's (publisher.ts)
+  expect([handover.n, handover.events[0], handover.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 1]);
+  // Held by b again, then by node 3: b hands it over on its own (reconcile).
+  holds(2);
+  expect(b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
+  holds(3);
+  expect(b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 1 });
+  expect(owner()).toBe(3);
+  const toThree = drain(b.ring);
+  expect([toThree.n, toThree.events[0], toThree.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 3]);
+  // A record naming b for the copy it holds (a node handed it over): b's now, published.
+  expect(b.engine.installSynced(named(2), 1)).toMatchObject({ updated: 1, conflicts: 0 });
+  expect(owner()).toBe(0);
+  const pub = drain(b.ring);
+  expect([pub.n, pub.events[0], pub.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_UPSERT, 2]);
+  // Its own record echoed back changes nothing.
+  expect(b.engine.installSynced(named(2), 1)).toMatchObject({ updated: 0, conflicts: 0 });
+  expect(drain(b.ring).n).toBe(0);
 });
 
 it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {

@@ -3,12 +3,14 @@
  * router running FRR (BGP + BFD, ECMP with an L4 hash), sessions shared through Redis under
  * Sentinel. New connections spread over the nodes (FULLNAT, and the lab's TUNNEL and DR
  * services); established, byte-checked connections survive a node's tunvs being killed, its
- * return, a fourth node joining, the Redis primary dying (then a node too), and a node's link
- * to the router being cut; young connections at a membership change are measured (FULLNAT,
+ * return, a fourth node joining, the Redis primary dying (then a node too), its tunvs hanging
+ * past its alive key (adopted, then handed its sessions back), and a node's link to the router
+ * being cut; young connections at a membership change are measured (FULLNAT,
  * and TUNNEL with sloppy TCP); on the AF_XDP path too, the spreads and the kill. Needs root;
  * builds and removes its own lab.
  */
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
@@ -29,11 +31,36 @@ let state: LabState;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const fresh = (): LabState => (state = readState(prefix)!);
 
-async function sessionsCreated(node: string): Promise<number> {
+async function counter(node: string, name: string): Promise<number> {
   const r = (await adminRequest(adminOf(fresh(), node), { cmd: 'stats' }, 2000)) as {
     counters: Record<string, number>;
   };
-  return r.counters.sessions_created ?? 0;
+  return r.counters[name] ?? 0;
+}
+
+const sessionsCreated = (node: string): Promise<number> => counter(node, 'sessions_created');
+
+/** For whoever reads a failure: the HA lines of `node`'s tunvs log. */
+function haLog(node: string): string {
+  const lines = readFileSync(join(fresh().dir, `tunvs-${node}.log`), 'utf8').split('\n');
+  return lines
+    .filter((l) => l.includes('HA'))
+    .slice(-15)
+    .join('\n');
+}
+
+/** Client ports of the v4 stream sessions that more than one running node owns. */
+async function ownedTwice(): Promise<number[]> {
+  const owned = new Map<number, number>();
+  for (const node of runningNodes()) {
+    const r = (await adminRequest(
+      adminOf(fresh(), node),
+      { cmd: 'conns', filter: { vip: `${LAB.vip4}:${LAB.echoPort}` }, limit: 100_000 },
+      5000,
+    )) as { sessions: { cport: number; owner: number }[] };
+    for (const x of r.sessions) if (x.owner === 0) owned.set(x.cport, (owned.get(x.cport) ?? 0) + 1);
+  }
+  return [...owned].filter(([, n]) => n > 1).map(([port]) => port);
 }
 
 /** Poll until `check` holds; returns the milliseconds it took. */
@@ -344,26 +371,57 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     expect(rj.connections - rj.ok).toBeLessThanOrEqual(Math.ceil(rj.connections * 0.05));
   }, 60_000);
 
-  it('a hung tunvs (SIGSTOP) is withdrawn by its watchdog; flows go on elsewhere; it returns when it answers', async () => {
-    const { done } = await establishedStreams(200, 12);
+  it('a hung tunvs (SIGSTOP) is withdrawn by its watchdog and, held past its alive key, adopted; resumed, it takes its sessions back; flows go on', async () => {
+    const { done } = await establishedStreams(200, 20);
     const pid = labPid(fresh(), 'tunvs-lb-d')!;
+    const others = runningNodes().filter((n) => n !== 'lb-d');
+    const counted = (name: string) => Promise.all(others.map((n) => counter(n, name)));
+    const [adopted0, handed0] = [await counted('sync_adopted'), await counted('sync_handed_over')];
     const t0 = Date.now();
     process.kill(pid, 'SIGSTOP');
     let withdrawnAfter = 0;
+    let adoptedAfter = 0;
     try {
       await until('the watchdog to withdraw lb-d', () => !vipNextHops(state, 4).includes('198.18.10.14'), 8000);
       withdrawnAfter = Date.now() - t0;
+      // Its alive key expires (3 s): its first live backup adopts its sessions.
+      await until(
+        'lb-d’s backup to adopt its sessions',
+        async () => (await counted('sync_adopted')).some((n, i) => n > adopted0[i]!),
+        10_000,
+      );
+      adoptedAfter = Date.now() - t0;
     } finally {
       process.kill(pid, 'SIGCONT');
     }
     const back = await until('lb-d announced again', () => vipNextHops(state, 4).includes('198.18.10.14'), 10_000);
+    // It finds its alive key lapsed, takes its sessions back, and the adopter hands them over:
+    // no stream session is owned by two nodes.
+    let twice: number[] = [];
+    const settled = await until(
+      'every stream session owned by one node',
+      async () => {
+        twice = await ownedTwice();
+        if (twice.length === 0) return true;
+        await sleep(200);
+        return false;
+      },
+      10_000,
+    ).catch(async (e: Error) => {
+      await whereIncomplete(twice.slice(0, 3));
+      for (const n of runningNodes()) console.log(`${n}:\n${haLog(n)}`);
+      throw new Error(`${e.message}; client ports owned twice: ${twice.slice(0, 20).join(' ')}`);
+    });
+    const handedOver = (await counted('sync_handed_over')).reduce((a, n, i) => a + n - handed0[i]!, 0);
     const r = await done;
     await report(
-      `lb-d hung: withdrawn by its watchdog after ${withdrawnAfter} ms, back ${back} ms after it resumed`,
+      `lb-d hung: withdrawn by its watchdog after ${withdrawnAfter} ms, adopted after ${adoptedAfter} ms; ` +
+        `back ${back} ms after it resumed, ${handedOver} sessions handed back, none owned twice ${settled} ms later`,
       r,
     );
+    expect(handedOver).toBeGreaterThan(0);
     expectSurvived(r);
-  }, 60_000);
+  }, 90_000);
 
   it('a node whose link to the router is cut loses its share; the flows that move go on', async () => {
     const { done } = await establishedStreams(200, 12);

@@ -8,4 +8,4 @@ import './nat.js';
 import './tunnel.js';
 import './dr.js';
 
-export { modeTable, MODE_NAMES, type ForwardingMode, type ModeName } from './mode.js';
+export { modeTable, MODE_FULLNAT, MODE_NAMES, type ForwardingMode, type ModeName } from './mode.js';
