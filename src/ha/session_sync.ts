@@ -80,7 +80,6 @@ import {
   R_LIP0,
   R_LIP1,
   RECORD_WORDS,
-  OWNER_SHIFT,
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
@@ -644,11 +643,14 @@ export class SessionSync {
         // that peer holds the session's local address (we adopted it while the peer was taken
         // for dead; it is back). Our own record echoed (a peer handed it to us) changes nothing.
         if (owner === 0) continue;
-        if (op !== OP_UPSERT || syncHolder(services, events, s, this.nodeId) !== peer) {
+        if (syncHolder(services, events, s, this.nodeId) !== peer) {
           res.conflicts++;
           continue;
         }
-        handOver = true;
+        handOver = op === OP_UPSERT;
+        // The holder saw it end: gone from our hash too.
+        if (op === OP_DELETE && rec[r * RECORD_WORDS + R_SYNC] !== 0)
+          this.ring.push(OP_DELETE, rec, r * RECORD_WORDS, this.nodeId);
       }
       if (op === OP_DELETE) {
         if (r >= 0) {
@@ -704,7 +706,7 @@ export class SessionSync {
         const base = r * RECORD_WORDS;
         const keep = rec[base + R_META]! >>> META_FLAGS_SHIFT;
         const svcRs = rec[base + R_SVC_RS]!;
-        const wasCopy = svcRs >>> OWNER_SHIFT !== 0;
+        const wasCopy = recOwner(rec, base) !== 0;
         uncountRecord(rec, base, counts);
         writeRecord(rec, base, events, s);
         rec[base + R_SVC_RS] = svcRs;

@@ -683,6 +683,14 @@ it('cluster: a FULLNAT session is owned by the node that holds its local address
   // Its own record echoed back changes nothing.
   expect(b.engine.installSynced(named(2), 1)).toMatchObject({ updated: 0, conflicts: 0 });
   expect(drain(b.ring).n).toBe(0);
+  // The holder saw it end: its delete removes b's own session, and b's hash drops it too.
+  holds(1);
+  const end = named(1);
+  end[0] = OP_DELETE;
+  expect(b.engine.installSynced(end, 1)).toMatchObject({ deleted: 1, conflicts: 0 });
+  expect(b.engine.sessionCount).toBe(0);
+  const gone = drain(b.ring);
+  expect([gone.n, gone.events[0], gone.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_DELETE, 2]);
 });
 
 it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {
