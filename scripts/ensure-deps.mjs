@@ -4,10 +4,9 @@
 //   Debian packages: the commands the lab and the namespace tests use (iproute2, python3,
 //     tshark, iperf3, ethtool), the eBPF TOA reader's toolchain (clang, libbpf-dev,
 //     linux-libc-dev; bpftool to inspect it), keepalived and redis-server for the HA pair,
-//     frr for the cluster (BGP, BFD, ECMP on the lab's router and nodes),
-//     with --test the servers the reader is tested
-//     with (nginx, golang-go), nftables and systemd-analyze, with --bench the benchmark's peers (nftables,
-//     haproxy); installed with apt-get when missing (needs root, as the lab does anyway).
+//     frr for the cluster (BGP, BFD, ECMP on the lab's router and nodes), with --test the
+//     servers the reader is tested with (nginx, golang-go), nftables, systemd-analyze and
+//     openssl, with --bench the benchmark's peers (nftables, haproxy); installed with apt-get when missing (needs root, as the lab does anyway).
 //     Package scripts are not allowed to start services (policy-rc.d) while we install:
 //     nginx must not start a daemon on this machine;
 //   npm dependencies: `npm ci` when node_modules is missing or was installed from another
@@ -56,6 +55,8 @@ if (process.argv.includes('--test')) {
   APT.push(['dockerd', 'docker.io'], ['docker-compose', 'docker-compose'], ['debootstrap', 'debootstrap']);
   // The shipped systemd units are checked with systemd-analyze verify (no running systemd needed).
   APT.push(['systemd-analyze', 'systemd']);
+  // The https health check is tested against a server with a certificate made by openssl.
+  APT.push(['openssl', 'openssl']);
 }
 // The lab benchmark's peers and load tools.
 if (process.argv.includes('--bench')) APT.push(['nft', 'nftables'], ['haproxy', 'haproxy']);

@@ -513,11 +513,12 @@ function healthCheck(v: unknown, path: string): HealthCheckSpec {
     'path',
     'expectStatus',
     'expectBody',
+    'host',
     'resetOnDown',
   ]);
   const h = HEALTH_DEFAULT;
   const spec: HealthCheckSpec = {
-    type: opt(o, 'type', h.type, (x) => oneOf(x, join(path, 'type'), ['tcp', 'http'] as const)),
+    type: opt(o, 'type', h.type, (x) => oneOf(x, join(path, 'type'), ['tcp', 'http', 'https'] as const)),
     interval: opt(o, 'interval', h.interval, (x) => integer(x, join(path, 'interval'), 1, 3600, 'seconds')),
     timeout: opt(o, 'timeout', h.timeout, (x) => integer(x, join(path, 'timeout'), 1, 60, 'seconds')),
     rise: opt(o, 'rise', h.rise, (x) => integer(x, join(path, 'rise'), 1, 100, 'a count')),
@@ -528,8 +529,17 @@ function healthCheck(v: unknown, path: string): HealthCheckSpec {
     ),
     ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a port') } : {}),
     ...(o.expectBody !== undefined ? { expectBody: string(o.expectBody, join(path, 'expectBody')) } : {}),
+    ...(o.host !== undefined
+      ? { host: string(o.host, join(path, 'host'), /^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/, 'a host name') }
+      : {}),
     ...(o.resetOnDown !== undefined ? { resetOnDown: boolean(o.resetOnDown, join(path, 'resetOnDown')) } : {}),
   };
+  if (spec.host !== undefined && spec.type === 'tcp')
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_TYPE',
+      join(path, 'host'),
+      'a tcp check sends no Host: host is for type http or https',
+    );
   if (spec.timeout > spec.interval)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_RANGE',

@@ -82,7 +82,6 @@ const SKIPPED = new Set([
   'omega',
   'ha_suspend',
   'smtp_alert',
-  'virtualhost',
   'warmup',
   'inhibit_on_failure',
   'notify_up',
@@ -278,6 +277,8 @@ interface CheckSettings {
   delayLoop?: number;
   connectTimeout?: number;
   retry?: number;
+  /** The Host of HTTP_GET / SSL_GET (a url's own wins). */
+  virtualhost?: string;
 }
 
 /** The timer and retry keywords a service, a server or a checker may carry (true: taken). */
@@ -286,6 +287,7 @@ function checkSetting(w: string[], c: CheckSettings, notes: string[], where: str
   if (w[0] === 'delay_loop') c.delayLoop = v;
   else if (w[0] === 'connect_timeout') c.connectTimeout = v;
   else if (w[0] === 'retry' || w[0] === 'nb_get_retry') c.retry = v;
+  else if (w[0] === 'virtualhost') c.virtualhost = w[1];
   else if (w[0] === 'delay_before_retry')
     notes.push(
       `${where}: delay_before_retry skipped: tunvs checks every interval, so a failing server is DOWN after fall × interval`,
@@ -415,11 +417,19 @@ function forwarding(s: Stmt, fail: (s: Stmt, m: string) => never): ModeName {
   return mode;
 }
 
+/** keepalived's checkers tunvs runs, as its check types. */
+const CHECKERS: Readonly<Record<string, ServerCheck['type']>> = {
+  TCP_CHECK: 'tcp',
+  HTTP_GET: 'http',
+  SSL_GET: 'https',
+};
+
 /** What one server's checker asks, as a tunvs check (before the servers are compared). */
 interface ServerCheck {
-  type: 'tcp' | 'http';
+  type: 'tcp' | 'http' | 'https';
   path?: string;
   expectStatus?: number;
+  host?: string;
   /** The port checked (the server's own unless connect_port). */
   port: number;
   interval: number;
@@ -472,10 +482,14 @@ function realServer(
   const c = checkers[0];
   if (!c) return { rs, stmt: r };
   const kind = c.words[0]!;
-  if (kind !== 'TCP_CHECK' && kind !== 'HTTP_GET')
-    fail(c, `${kind}: tunvs checks with a TCP connect or an HTTP GET (TCP_CHECK, HTTP_GET)`);
+  const type = CHECKERS[kind];
+  if (type === undefined)
+    fail(
+      c,
+      `${kind}: tunvs checks with a TCP connect or an HTTP GET, plain or over TLS (TCP_CHECK, HTTP_GET, SSL_GET)`,
+    );
   const check: ServerCheck = {
-    type: kind === 'HTTP_GET' ? 'http' : 'tcp',
+    type,
     port: rs.port,
     interval: 0,
     timeout: 0,
@@ -488,7 +502,7 @@ function realServer(
     else if (k === 'connect_ip' && v !== addr)
       fail(s, `connect_ip ${v ?? ''}: tunvs checks the real server's own address`);
     else if (checkSetting(s.words, settings, notes, where)) continue;
-    else if (k === 'url' && kind === 'HTTP_GET') {
+    else if (k === 'url' && type !== 'tcp') {
       if (++urls > 1) fail(s, 'a second url: tunvs checks one path');
       for (const u of s.block ?? []) {
         const [uk, uv] = u.words as [string, string | undefined];
@@ -499,17 +513,18 @@ function realServer(
           check.expectStatus = Number(uv);
         } else if (uk === 'digest' || uk === 'regex' || uk === 'regex_no_match')
           fail(u, `${uk}: tunvs matches the status and a string in the body (expectBody): write it in the config`);
-        else if (uk === 'virtualhost') skipped.add('virtualhost');
+        else if (uk === 'virtualhost') check.host = uv;
         else fail(u, `unknown keyword ${uk} in a url`);
       }
     } else if (['http_protocol', 'fast_recovery', 'bindto', 'bind_port', 'bind_if', 'connect_ip'].includes(k)) continue;
     else if (SKIPPED.has(k)) skipped.add(k);
     else fail(s, `unknown keyword ${k} in ${kind}`);
   }
-  if (check.type === 'http' && check.expectStatus === undefined) {
+  if (type !== 'tcp' && check.expectStatus === undefined) {
     check.expectStatus = 200;
-    notes.push(`${where}: HTTP_GET without status_code: keepalived takes 200-299, tunvs expects 200`);
+    notes.push(`${where}: ${kind} without status_code: keepalived takes 200-299, tunvs expects 200`);
   }
+  if (type !== 'tcp') check.host ??= settings.virtualhost;
   check.interval = settings.delayLoop ?? KEEPALIVED_DELAY_LOOP_SEC;
   check.timeout = settings.connectTimeout ?? KEEPALIVED_CONNECT_TIMEOUT_SEC;
   // keepalived retries `retry` times after a failure, then marks the server down.
@@ -532,7 +547,7 @@ function commonCheck(
   const c0 = checked[0]!.check!;
   const ownPort = checked.every((s) => s.check!.port === s.rs.port);
   for (const { check: c, stmt } of checked) {
-    const differs = (['type', 'path', 'expectStatus', 'interval', 'timeout', 'fall'] as const).find(
+    const differs = (['type', 'path', 'expectStatus', 'host', 'interval', 'timeout', 'fall'] as const).find(
       (k) => c![k] !== c0[k],
     );
     if (differs)
@@ -558,6 +573,7 @@ function commonCheck(
     fall: c0.fall,
     ...(c0.path !== undefined ? { path: c0.path } : {}),
     ...(c0.expectStatus !== undefined ? { expectStatus: c0.expectStatus } : {}),
+    ...(c0.host !== undefined ? { host: c0.host } : {}),
     ...(!ownPort ? { port: c0.port } : {}),
   };
 }

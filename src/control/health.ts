@@ -1,13 +1,14 @@
 /**
  * Health checks of the real servers, run from the LB's main thread: a TCP connect, or an HTTP
- * GET expecting a status (and optionally a string in the body). `fall` failures in a row take
+ * GET (plain or over TLS) expecting a status (and optionally a string in the body). `fall` failures in a row take
  * a server down, `rise` successes bring it back. A server that is down gets no new sessions
  * (the forwarders see it with weight 0, which drains); its existing sessions continue.
  * Transitions are logged and counted; `tunvs list`, `stats` and /metrics show the state.
  */
 
-import { request } from 'node:http';
-import { connect } from 'node:net';
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect, isIP } from 'node:net';
 import type { Logger } from './log.js';
 import type { HealthCheckSpec, ResolvedService } from '../service/service.js';
 
@@ -50,7 +51,16 @@ export function probe(spec: HealthCheckSpec, host: string, port: number): Promis
       sock.once('error', (e: Error & { code?: string }) => resolve(`connect: ${e.code ?? e.message}`));
       return;
     }
-    const req = request({ host, port, path: spec.path, method: 'GET', timeout: ms, agent: false }, (res) => {
+    const opts = {
+      host,
+      port,
+      path: spec.path,
+      method: 'GET',
+      timeout: ms,
+      agent: false as const,
+      ...(spec.host !== undefined ? { headers: { host: spec.host } } : {}),
+    };
+    const onResponse = (res: IncomingMessage): void => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => {
@@ -63,7 +73,18 @@ export function probe(spec: HealthCheckSpec, host: string, port: number): Promis
         else resolve(undefined);
       });
       res.on('error', (e) => resolve(`HTTP: ${e.message}`));
-    });
+    };
+    // Over TLS the server's certificate is not verified: the check asks whether the server
+    // answers (its certificate names the service, not the server's address), as keepalived's
+    // SSL_GET does. The Host, when it is a name, goes out as the server name (SNI) too.
+    const name = spec.host?.replace(/:\d+$/, '');
+    const req =
+      spec.type === 'https'
+        ? httpsRequest(
+            { ...opts, rejectUnauthorized: false, ...(name && isIP(name) === 0 ? { servername: name } : {}) },
+            onResponse,
+          )
+        : request(opts, onResponse);
     req.once('timeout', () => req.destroy(new Error(`timed out after ${spec.timeout} s`)));
     req.once('error', (e: Error & { code?: string }) => resolve(`HTTP: ${e.code ?? e.message}`));
     req.end();

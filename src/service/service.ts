@@ -124,8 +124,9 @@ export const TOA_DEFAULT: Readonly<ToaSpec> = { enabled: true, kind: 254, kindV6
 
 /** Health check of every real server of a service, run from the LB (control/health.ts). */
 export interface HealthCheckSpec {
-  /** tcp: a connect; http: GET `path`, expecting `expectStatus` (and `expectBody` in the body). */
-  type: 'tcp' | 'http';
+  /** tcp: a connect; http: GET `path`, expecting `expectStatus` (and `expectBody` in the body);
+   * https: the same over TLS, the certificate not verified (keepalived's SSL_GET). */
+  type: 'tcp' | 'http' | 'https';
   /** Seconds between checks, and before one times out. */
   interval: number;
   timeout: number;
@@ -137,6 +138,9 @@ export interface HealthCheckSpec {
   path: string;
   expectStatus: number;
   expectBody?: string;
+  /** http/https: the Host header, and over TLS the server name (SNI) when it is not an
+   * address (keepalived's virtualhost); default: the server's address and port. */
+  host?: string;
   /** When a server goes down, end its sessions with RSTs to both sides (default: they go on). */
   resetOnDown?: boolean;
 }

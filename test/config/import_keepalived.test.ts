@@ -237,11 +237,39 @@ describe('tunvs import keepalived', () => {
 
   const vs = (body: string, head = '198.18.0.100 80'): string =>
     `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
+  it("SSL_GET is an https check; virtualhost (the service's, or a url's own) is its Host", () => {
+    const ssl = (url: string) =>
+      `    SSL_GET {\n      url {\n        path /ping\n        status_code 204\n${url}      }\n    }\n`;
+    const r = importKeepalived(
+      source(
+        vs(
+          `  virtualhost www.example\n  real_server 198.18.20.21 443 {\n${ssl('')}  }\n` +
+            `  real_server 198.18.20.22 443 {\n${ssl('        virtualhost www.example\n')}  }`,
+          '198.18.0.100 443',
+        ),
+      ),
+    );
+    expect(r.config.services[0]!.healthCheck).toMatchObject({
+      type: 'https',
+      path: '/ping',
+      expectStatus: 204,
+      host: 'www.example',
+    });
+  });
+
   it.each([
     [vs('  real_server 198.18.20.21 80 {\n  }', 'fwmark 1'), 1, /firewall-mark service/],
     [vs('  real_server 198.18.20.21 80 {\n  }', '198.18.0.100'), 1, /has no port/],
     [vs('  lvs_sched sed\n  real_server 198.18.20.21 80 {\n  }'), 4, /scheduler sed is not in tunvs .* nearest is wlc/],
-    [vs('  real_server 198.18.20.21 80 {\n    SSL_GET {\n    }\n  }'), 5, /TCP_CHECK, HTTP_GET/],
+    [vs('  real_server 198.18.20.21 80 {\n    MISC_CHECK {\n    }\n  }'), 5, /TCP_CHECK, HTTP_GET, SSL_GET/],
+    [
+      vs(
+        '  real_server 198.18.20.21 80 {\n    SSL_GET {\n      virtualhost a.example\n    }\n  }\n' +
+          '  real_server 198.18.20.22 80 {\n    SSL_GET {\n    }\n  }',
+      ),
+      9,
+      /differs from the first server's in host/,
+    ],
     [
       vs('  real_server 198.18.20.21 80 {\n    TCP_CHECK {\n    }\n  }\n  real_server 198.18.20.22 80 {\n  }'),
       8,

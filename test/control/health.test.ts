@@ -1,11 +1,23 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/config.js';
 import { probe } from '../../src/control/health.js';
 import { HEALTH_DEFAULT } from '../../src/service/service.js';
 
 let server: Server;
 let port = 0;
+/** An HTTPS server with a self-signed certificate (made here by openssl), noting what each
+ * request's Host and TLS server name were. */
+let tls: TlsServer;
+let tlsPort = 0;
+const seen: { host?: string; servername?: string | false | null }[] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -14,8 +26,45 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
+  const dir = mkdtempSync(join(tmpdir(), 'tunvs-health-'));
+  try {
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-subj',
+        '/CN=svc.example',
+        '-days',
+        '1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const key = readFileSync(join(dir, 'key.pem'));
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    tls = createTlsServer({ key, cert }, (req, res) => {
+      seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername });
+      res.writeHead(req.url === '/bad' ? 503 : 200).end('secure and good');
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+  tlsPort = (tls.address() as AddressInfo).port;
 });
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
+afterAll(async () => {
+  await new Promise<void>((r) => server.close(() => r()));
+  await new Promise<void>((r) => tls.close(() => r()));
+});
 
 describe('health probes (loopback)', () => {
   it('tcp: a listening port passes, a closed one fails', async () => {
@@ -34,5 +83,39 @@ describe('health probes (loopback)', () => {
     expect(await probe({ ...http, expectBody: 'great' }, '127.0.0.1', port)).toMatch(/body does not contain/);
     expect(await probe({ ...http, path: '/bad' }, '127.0.0.1', port)).toBe('HTTP 503, expected 200');
     expect(await probe({ ...http, path: '/bad', expectStatus: 503 }, '127.0.0.1', port)).toBeUndefined();
+  });
+
+  it('https: status and body over TLS, the certificate not verified (self-signed here); host is the Host and the server name', async () => {
+    const https = { ...HEALTH_DEFAULT, type: 'https' as const };
+    expect(await probe({ ...https, expectBody: 'secure' }, '127.0.0.1', tlsPort)).toBeUndefined();
+    expect(await probe({ ...https, path: '/bad' }, '127.0.0.1', tlsPort)).toBe('HTTP 503, expected 200');
+    expect(seen.at(-1)).toEqual({ host: `127.0.0.1:${tlsPort}`, servername: false });
+    expect(await probe({ ...https, host: 'svc.example' }, '127.0.0.1', tlsPort)).toBeUndefined();
+    expect(seen.at(-1)).toEqual({ host: 'svc.example', servername: 'svc.example' });
+    expect(await probe({ ...https, host: '198.18.0.100:8443' }, '127.0.0.1', tlsPort)).toBeUndefined();
+    expect(seen.at(-1)).toEqual({ host: '198.18.0.100:8443', servername: false });
+    // The wrong protocol fails either way.
+    expect(await probe(https, '127.0.0.1', port)).toMatch(/^HTTP: /);
+    expect(await probe({ ...https, type: 'http' }, '127.0.0.1', tlsPort)).toMatch(/^HTTP: |^HTTP 400/);
+  });
+
+  it('config: type https and host are taken; host on a tcp check, or not a host name, is refused', () => {
+    const cfg = (healthCheck: object) =>
+      parseConfig({
+        services: [
+          { vip: '198.18.0.100', port: 443, realServers: [{ address: '198.18.1.11', port: 443 }], healthCheck },
+        ],
+      });
+    expect(cfg({ type: 'https', host: 'svc.example' }).services[0]!.healthCheck).toMatchObject({
+      type: 'https',
+      host: 'svc.example',
+      path: '/',
+      expectStatus: 200,
+    });
+    expect(() => cfg({ type: 'tcp', host: 'svc.example' })).toThrow(
+      /healthCheck\.host: a tcp check sends no Host: host is for type http or https/,
+    );
+    expect(() => cfg({ type: 'http', host: 'a b' })).toThrow(/healthCheck\.host: "a b" is not valid: use a host name/);
+    expect(() => cfg({ type: 'ftp' })).toThrow(/healthCheck\.type/);
   });
 });
