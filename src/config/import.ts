@@ -87,6 +87,8 @@ export interface RuleService {
   laddrs: string[];
   /** The config's `healthCheck`, when the source checks the servers. */
   healthCheck?: Record<string, unknown>;
+  /** Client prefixes let in (none: all) and kept out (DPVS's allow / deny address groups). */
+  acl?: { allow?: string[]; deny?: string[] };
 }
 
 /** IPVS's `-p` / keepalived's `persistence_timeout` without a value (libipvs
@@ -198,6 +200,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),
     ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
+    ...(s.acl ? { acl: { allow: s.acl.allow ?? [], deny: s.acl.deny ?? [] } } : {}),
     realServers: servers.map((r) => ({
       address: r.address,
       port: r.port,
@@ -226,7 +229,7 @@ export function importYaml(r: ImportResult, what: string): string {
   const doc = new Document(r.config, { aliasDuplicateObjects: false });
   const services = doc.get('services') as YAMLSeq<YAMLMap>;
   for (const s of services.items) {
-    for (const k of ['localAddresses', 'persistence', 'healthCheck']) {
+    for (const k of ['localAddresses', 'persistence', 'healthCheck', 'acl']) {
       const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
       if (v) v.flow = true;
     }

@@ -2,7 +2,9 @@
  * `tunvs import keepalived`: the LVS part of a keepalived.conf as tunvs services — its
  * `virtual_server` blocks (and `virtual_server_group`s), DPVS's and Alibaba's FULLNAT
  * keepalived included (`lvs_method FNAT`, `local_address_group` + `laddr_group_name`,
- * `syn_proxy`), with each service's real-server checks as one tunvs `healthCheck`. The VRRP
+ * `syn_proxy`, `deny_address_group` / `allow_address_group` + `daddr_group_name` /
+ * `waddr_group_name` as the service's `acl`), with each service's real-server checks as one
+ * tunvs `healthCheck`. The VRRP
  * part is keepalived's to keep doing beside tunvs (docs/ha.md) and is left alone.
  *
  *   importKeepalived: parseBlocks (words, `{ }` blocks, comments, quotes, include) →
@@ -14,7 +16,7 @@
 import { dirname, join, resolve } from 'node:path';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
-import { parseAddress } from '../service/addr.js';
+import { parseAddress, parseCidr } from '../service/addr.js';
 import {
   buildConfig,
   connLimits,
@@ -193,8 +195,7 @@ function expandIncludes(src: KeepalivedSource, file: string, stmts: Stmt[], dept
 export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): ImportResult {
   const notes: string[] = [];
   const timeouts: Partial<TimeoutsSec> = {};
-  const laddrGroups = new Map<string, string[]>();
-  const vsGroups = new Map<string, Stmt[]>();
+  const named: NamedGroups = { vs: new Map(), laddr: new Map(), allow: new Map(), deny: new Map() };
   const servers: Stmt[] = [];
   const left = new Set<string>();
   const fail = (s: Stmt, message: string): never => {
@@ -205,12 +206,18 @@ export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): 
     if (k === 'global_defs') {
       for (const g of s.block ?? []) if (g.words[0] === 'lvs_timeouts') lvsTimeouts(g, timeouts, fail);
     } else if (k === 'local_address_group') {
-      laddrGroups.set(
+      named.laddr.set(
         s.words[1] ?? '',
         (s.block ?? []).flatMap((e) => addressRange(e, e.words[0]!, fail)),
       );
+    } else if (k === 'deny_address_group' || k === 'allow_address_group') {
+      // DPVS's black and white lists of client addresses: the services' acl.
+      (k === 'deny_address_group' ? named.deny : named.allow).set(
+        s.words[1] ?? '',
+        (s.block ?? []).flatMap((e) => addressPrefixes(e, e.words[0]!, fail)),
+      );
     } else if (k === 'virtual_server_group') {
-      vsGroups.set(s.words[1] ?? '', s.block ?? []);
+      named.vs.set(s.words[1] ?? '', s.block ?? []);
     } else if (k === 'virtual_server') {
       servers.push(s);
     } else if (NOT_LVS.has(k)) {
@@ -224,7 +231,7 @@ export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): 
   const services: RuleService[] = [];
   const seen = new Map<string, Stmt>();
   for (const vs of servers) {
-    for (const s of virtualServer(vs, vsGroups, laddrGroups, o, notes, fail)) {
+    for (const s of virtualServer(vs, named, o, notes, fail)) {
       const key = `${s.protocol} ${s.vip} ${s.port}`;
       const first = seen.get(key);
       if (first) fail(vs, `service ${s.protocol} ${s.vip}:${s.port} is configured twice (first on line ${first.line})`);
@@ -248,20 +255,65 @@ function lvsTimeouts(g: Stmt, t: Partial<TimeoutsSec>, fail: (s: Stmt, m: string
   }
 }
 
-/** An address, or keepalived's range (the last IPv4 byte or IPv6 group: 10.0.0.1-10). */
-function addressRange(s: Stmt, word: string, fail: (s: Stmt, m: string) => never): string[] {
+/** The named groups a virtual_server refers to. */
+interface NamedGroups {
+  vs: Map<string, Stmt[]>;
+  laddr: Map<string, string[]>;
+  /** DPVS's allow_address_group / deny_address_group: client prefixes. */
+  allow: Map<string, string[]>;
+  deny: Map<string, string[]>;
+}
+
+/** keepalived's address range (the last IPv4 byte or IPv6 group: 10.0.0.1-10), checked: the
+ * text before the last part, the part's base, and its first and last value; undefined for a
+ * plain address. */
+function parseRange(
+  s: Stmt,
+  word: string,
+  fail: (s: Stmt, m: string) => never,
+): { head: string; v6: boolean; from: number; to: number } | undefined {
   const m = /^(.*?)([0-9a-fA-F]+)-([0-9a-fA-F]+)$/.exec(word);
   if (!m) {
     if (parseAddress(word) === undefined) fail(s, `${word} is not an address`);
-    return [word];
+    return undefined;
   }
   const v6 = m[1]!.includes(':');
-  const from = parseInt(m[2]!, v6 ? 16 : 10);
-  const to = parseInt(m[3]!, v6 ? 16 : 10);
-  if (!(to >= from) || to - from > 1023) fail(s, `${word} is not a range of up to 1024 addresses`);
+  const r = { head: m[1]!, v6, from: parseInt(m[2]!, v6 ? 16 : 10), to: parseInt(m[3]!, v6 ? 16 : 10) };
+  const last = (i: number): string => `${r.head}${v6 ? i.toString(16) : i}`;
+  if (!(r.to >= r.from) || parseAddress(last(r.from)) === undefined || parseAddress(last(r.to)) === undefined)
+    fail(s, `${word} is not an address range`);
+  return r;
+}
+
+/** An address, or keepalived's range, as addresses (local addresses: up to 1024). */
+function addressRange(s: Stmt, word: string, fail: (s: Stmt, m: string) => never): string[] {
+  const r = parseRange(s, word, fail);
+  if (!r) return [word];
+  if (r.to - r.from > 1023) fail(s, `${word} is not a range of up to 1024 addresses`);
   const out: string[] = [];
-  for (let i = from; i <= to; i++) out.push(`${m[1]!}${v6 ? i.toString(16) : i}`);
-  for (const a of out) if (parseAddress(a) === undefined) fail(s, `${a} (of ${word}) is not an address`);
+  for (let i = r.from; i <= r.to; i++) out.push(`${r.head}${r.v6 ? i.toString(16) : i}`);
+  return out;
+}
+
+/** An address, a prefix, or keepalived's range, as the fewest prefixes that cover it (an
+ * acl's entries). DPVS's `ipset:` members are refused: tunvs lists prefixes. */
+function addressPrefixes(s: Stmt, word: string, fail: (s: Stmt, m: string) => never): string[] {
+  if (word.startsWith('ipset:'))
+    fail(s, `${word}: tunvs's acl lists prefixes, not ipsets: write the set's prefixes in the group`);
+  if (word.includes('/')) {
+    if (parseCidr(word) === undefined) fail(s, `${word} is not a prefix`);
+    return [word];
+  }
+  const r = parseRange(s, word, fail);
+  if (!r) return [`${word}/${word.includes(':') ? 128 : 32}`];
+  const bits = r.v6 ? 128 : 32;
+  const out: string[] = [];
+  for (let i = r.from; i <= r.to;) {
+    let size = 1; // the largest aligned block from i that stays within the range
+    while (i % (size * 2) === 0 && i + size * 2 - 1 <= r.to) size *= 2;
+    out.push(`${r.head}${r.v6 ? i.toString(16) : i}/${bits - Math.log2(size)}`);
+    i += size;
+  }
   return out;
 }
 
@@ -299,8 +351,7 @@ function checkSetting(w: string[], c: CheckSettings, notes: string[], where: str
 /** One `virtual_server` (a group's: one per member) as services. */
 function virtualServer(
   vs: Stmt,
-  groups: Map<string, Stmt[]>,
-  laddrGroups: Map<string, string[]>,
+  named: NamedGroups,
   o: ImportOptions,
   notes: string[],
   fail: (s: Stmt, m: string) => never,
@@ -311,7 +362,7 @@ function virtualServer(
     fail(vs, 'a firewall-mark service has no tunvs equivalent: give each VIP:PORT the mark covers a virtual_server');
   const members: { addr: string; port: number }[] = [];
   if (a === 'group') {
-    const g = groups.get(b ?? '');
+    const g = named.vs.get(b ?? '');
     if (!g) fail(vs, `virtual_server_group ${b ?? ''} is not defined`);
     for (const e of g) {
       if (e.words[0] === 'fwmark') fail(e, 'a firewall-mark member has no tunvs equivalent');
@@ -328,6 +379,7 @@ function virtualServer(
   let timeoutSec: number | undefined;
   let granularity: string | undefined;
   let laddrs: string[] = [];
+  const acl: { allow?: string[]; deny?: string[] } = {};
   let synProxy: 'on' | undefined;
   let idleTimeout: number | undefined;
   let defaultWeight = 1;
@@ -347,9 +399,14 @@ function virtualServer(
     } else if (k === 'persistence_timeout') timeoutSec = v === undefined ? IPVS_PERSISTENT_DEFAULT_SEC : Number(v);
     else if (k === 'persistence_granularity') granularity = v;
     else if (k === 'laddr_group_name') {
-      const g = laddrGroups.get(v ?? '');
+      const g = named.laddr.get(v ?? '');
       if (!g) fail(s, `local_address_group ${v ?? ''} is not defined`);
       laddrs = g!;
+    } else if (k === 'daddr_group_name' || k === 'waddr_group_name') {
+      const deny = k === 'daddr_group_name';
+      const g = (deny ? named.deny : named.allow).get(v ?? '');
+      if (!g) fail(s, `${deny ? 'deny' : 'allow'}_address_group ${v ?? ''} is not defined`);
+      acl[deny ? 'deny' : 'allow'] = g!;
     } else if (k === 'syn_proxy') synProxy = 'on';
     // DPVS's keepalived: the service's conn-timeout.
     else if (k === 'establish_timeout') idleTimeout = Number(v);
@@ -400,6 +457,7 @@ function virtualServer(
       ...(p ? { persistence: p } : {}),
       ...(synProxy ? { synProxy } : {}),
       ...(idleTimeout ? { idleTimeout } : {}),
+      ...(acl.allow?.length || acl.deny?.length ? { acl } : {}),
       servers: new Map(
         realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
       ),

@@ -237,6 +237,38 @@ describe('tunvs import keepalived', () => {
 
   const vs = (body: string, head = '198.18.0.100 80'): string =>
     `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
+  it("DPVS's deny / allow address groups become the service's acl (a range as the fewest prefixes)", () => {
+    const groups =
+      'deny_address_group deny_g {\n  198.18.100.66\n  198.18.100.0-200\n  fd18:64::9\n}\n' +
+      'allow_address_group allow_g {\n  198.18.100.0/24\n}\n' +
+      'allow_address_group empty_g {\n}\n';
+    const r = importKeepalived(
+      source(
+        groups +
+          vs('  daddr_group_name deny_g\n  waddr_group_name allow_g\n  real_server 198.18.20.21 80 {\n  }') +
+          vs('  waddr_group_name empty_g\n  real_server 198.18.20.21 80 {\n  }', '198.18.0.101 80'),
+      ),
+    );
+    expect(r.config.services[0]!.acl).toEqual({
+      allow: ['198.18.100.0/24'],
+      deny: [
+        '198.18.100.66/32',
+        '198.18.100.0/25',
+        '198.18.100.128/26',
+        '198.18.100.192/29',
+        '198.18.100.200/32',
+        'fd18:64::9/128',
+      ],
+    });
+    expect(r.config.services[1]).not.toHaveProperty('acl'); // an empty allow group lets all in, as in DPVS
+    const ipset = refused(`deny_address_group d {\n  ipset:bad_guys\n}\n`);
+    expect(ipset.line).toBe(2);
+    expect(ipset.message).toMatch(/ipset:bad_guys: tunvs's acl lists prefixes/);
+    const undef = refused(vs('  daddr_group_name nope\n  real_server 198.18.20.21 80 {\n  }'));
+    expect(undef.line).toBe(4);
+    expect(undef.message).toMatch(/deny_address_group nope is not defined/);
+  });
+
   it("SSL_GET is an https check; virtualhost (the service's, or a url's own) is its Host", () => {
     const ssl = (url: string) =>
       `    SSL_GET {\n      url {\n        path /ping\n        status_code 204\n${url}      }\n    }\n`;
