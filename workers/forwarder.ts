@@ -47,6 +47,7 @@ const engine = new Engine(
     nowMs: now(),
     countersSab: init.countersSab,
     connCountsSab: init.connCountsSab,
+    nodeConnCountsSabs: init.nodeConnCountsSabs,
     templatesSab: init.templatesSab,
     headroom,
     ...(init.ha ? { ha: init.ha } : {}),

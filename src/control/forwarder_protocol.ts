@@ -26,6 +26,8 @@ export interface ForwarderInit {
   services: ResolvedService[];
   countersSab: SharedArrayBuffer;
   connCountsSab: SharedArrayBuffer;
+  /** Every forwarder's connCountsSab, by worker (session caps count the LB's sessions). */
+  nodeConnCountsSabs: SharedArrayBuffer[];
   /** The LB's persistence templates (conn/templates.ts), one table for every worker. */
   templatesSab: SharedArrayBuffer;
   /** DR: the packet socket to the real servers' link (control/link.ts), −1 none. */

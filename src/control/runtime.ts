@@ -326,9 +326,10 @@ export class Runtime {
         ports[b]![a] = ch.port2;
       }
     }
+    const allCounts = Array.from({ length: n }, () => new ConnCounts());
     for (let w = 0; w < n; w++) {
       const counters = createCounters();
-      const counts = new ConnCounts();
+      const counts = allCounts[w]!;
       const ha = this.config.ha;
       const syncRing = ha ? new SyncRing() : undefined;
       const init: ForwarderInit = {
@@ -345,6 +346,7 @@ export class Runtime {
         services: this.link.annotate(this.services),
         countersSab: counters.buffer as SharedArrayBuffer,
         connCountsSab: counts.sab,
+        nodeConnCountsSabs: allCounts.map((c) => c.sab),
         templatesSab: this.templates.sab,
         linkFd: this.link.fd,
         handoffTo: rings[w]!,

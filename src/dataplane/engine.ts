@@ -142,6 +142,10 @@ export interface EngineOptions {
    * them); allocated here when absent. */
   countersSab?: SharedArrayBuffer;
   connCountsSab?: SharedArrayBuffer;
+  /** Every forwarder's connCountsSab, by worker (this one's at `worker`): a real server's
+   * session cap counts the LB's sessions (service/sched/scheduler.ts available). Absent:
+   * this engine's alone. */
+  nodeConnCountsSabs?: SharedArrayBuffer[];
   /** The LB's persistence templates, shared by its workers (conn/templates.ts); absent: a
    * small table of this engine's own (tests, benchmarks). */
   templatesSab?: SharedArrayBuffer;
@@ -260,7 +264,8 @@ export class Engine {
     this.epochMs = nowMs;
     this.table.startTicks(0);
     const counts = new ConnCounts(opts.connCountsSab);
-    this.services = new ServiceTable(counts);
+    const node = opts.nodeConnCountsSabs?.map((sab, w) => (w === worker ? counts : new ConnCounts(sab)));
+    this.services = new ServiceTable(counts, node ?? [counts]);
     this.services.apply(services, worker, workers, nowMs);
     this.counters = createCounters(opts.countersSab);
     this.emit = new PacketRing(

@@ -652,7 +652,12 @@ export class ServiceTable {
    * answer on them, and their replies are owned like those to our own (shard.ts). */
   private peerLips: AddrPortMap | null = null;
 
-  constructor(readonly counts: ConnCounts) {}
+  /** `counts`: this worker's; `nodeCounts`: every forwarder's on the LB, this one's included
+   * (session caps count them all; default: this worker's alone). */
+  constructor(
+    readonly counts: ConnCounts,
+    private readonly nodeCounts: readonly ConnCounts[] = [counts],
+  ) {}
 
   /** Every local address continues from where the port sweep stands at `nowMs`. */
   restartPorts(nowMs: number): void {
@@ -717,9 +722,9 @@ export class ServiceTable {
         keys: s.realServers.map((r) => `${r.address}|${r.port}`),
         active: this.counts.active,
         inactive: this.counts.inactive,
-        // Each worker caps its own shard at its share (sessions spread evenly over workers).
-        maxConns: Int32Array.from(s.realServers, (r) => Math.ceil(r.maxConns / this.workers)),
-        minConns: Int32Array.from(s.realServers, (r) => Math.ceil(r.minConns / this.workers)),
+        node: this.nodeCounts,
+        maxConns: Int32Array.from(s.realServers, (r) => r.maxConns),
+        minConns: Int32Array.from(s.realServers, (r) => r.minConns),
         overloaded: new Uint8Array(s.realServers.length),
       };
       for (const r of s.realServers) {

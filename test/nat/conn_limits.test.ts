@@ -8,11 +8,17 @@
 import { describe, expect, it } from 'vitest';
 import { parseService } from '../../src/config/config.js';
 import { DROP_REASON_NAMES } from '../../src/nat/verdict.js';
-import { IdRegistry, resolveServices, serviceWithDefaults, type RealServerSpec } from '../../src/service/service.js';
+import {
+  ConnCounts,
+  IdRegistry,
+  resolveServices,
+  serviceWithDefaults,
+  type RealServerSpec,
+} from '../../src/service/service.js';
 import { Driver, makeEngine, V4 } from '../helpers/engine.js';
 import { parse, RST, SYN, tcp } from '../helpers/packets.js';
 
-function engine(servers: RealServerSpec[], workers = 1) {
+function engine(servers: RealServerSpec[]) {
   const spec = serviceWithDefaults({
     vip: V4.vip,
     port: 80,
@@ -20,7 +26,7 @@ function engine(servers: RealServerSpec[], workers = 1) {
     localAddresses: [V4.lip],
     realServers: servers,
   });
-  return makeEngine([spec], { workers, worker: 0 });
+  return makeEngine([spec]);
 }
 
 const syn = (sport: number) => tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq: 1, flags: SYN });
@@ -53,17 +59,33 @@ describe('a real server at its session cap', () => {
     expect(DROP_REASON_NAMES[d.drop(syn(41002))]).toBe('server_overloaded');
   });
 
-  it('each worker caps its own shard at its share of the cap (rounded up)', () => {
-    const d = new Driver(engine([{ address: V4.rs1, port: 8080, weight: 1, maxConns: 3 }], 2));
-    // Worker 0 of 2: its share is 2. SYNs of clients it does not own are handed over, so
-    // count what this worker forwards itself.
-    let made = 0;
-    for (let p = 42000; p < 42100 && made < 3; p++) {
-      const r = d.send(syn(p));
-      if (r.verdict === 0) made++;
-      else if (DROP_REASON_NAMES[r.reason] === 'server_overloaded') break;
-    }
-    expect(made).toBe(2);
+  it('the cap counts the sessions of every forwarder of the LB (their counts in shared memory)', () => {
+    const sabs = [new ConnCounts().sab, new ConnCounts().sab];
+    const spec = serviceWithDefaults({
+      vip: V4.vip,
+      port: 80,
+      scheduler: 'rr',
+      localAddresses: [V4.lip],
+      realServers: [{ address: V4.rs1, port: 8080, weight: 1, maxConns: 3 }],
+    });
+    const fwd = [0, 1].map(
+      (worker) =>
+        new Driver(makeEngine([spec], { workers: 2, worker, connCountsSab: sabs[worker], nodeConnCountsSabs: sabs })),
+    );
+    // Each forwarder makes sessions of the clients it owns (it hands the others' SYNs over).
+    let port = 42000;
+    const make = (w: number, want: number): { made: number; overloaded: boolean } => {
+      let made = 0;
+      while (made < want && port < 42200) {
+        const r = fwd[w]!.send(syn(port++));
+        if (r.verdict === 0) made++;
+        else if (DROP_REASON_NAMES[r.reason] === 'server_overloaded') return { made, overloaded: true };
+      }
+      return { made, overloaded: false };
+    };
+    expect(make(0, 2)).toEqual({ made: 2, overloaded: false }); // more than half the cap on one
+    expect(make(1, 2)).toEqual({ made: 1, overloaded: true }); // the third, then the cap
+    expect(make(0, 1)).toEqual({ made: 0, overloaded: true });
   });
 });
 

@@ -701,7 +701,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const good = readFileSync(file, 'utf8');
     const rs1 = LAB.realServers[0].v4;
     try {
-      // rs1 of echo-v4 capped at 4 (2 workers: 2 each); rr would give it a third of 30.
+      // rs1 of echo-v4 capped at 4 (the LB's count, over both workers); rr would give it a
+      // third of 30.
       await reloadWith((y) =>
         y.replace(
           /(  - name: echo-v4\n(?:    .*\n)*?      - \{ address: "198\.18\.20\.21", port: 9000, weight: 1)( \})/,
@@ -719,7 +720,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
       ).length;
       const r = await s.done;
       console.log(`session cap 4 on rs1: ${onRs1} sessions on rs1 (any state), ${all} established in all`);
-      expect(onRs1).toBeLessThanOrEqual(4);
+      // Read, not reserved (as in IPVS): the two workers deciding at the same instant may
+      // each add one.
+      expect(onRs1).toBeGreaterThanOrEqual(4);
+      expect(onRs1).toBeLessThanOrEqual(5);
       expect(all).toBeGreaterThanOrEqual(30);
       expect(r.ok).toBe(30);
       expect(r.corruptedBytes).toBe(0);

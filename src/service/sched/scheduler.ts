@@ -22,9 +22,12 @@ export interface ServerPool {
   /** Per-worker active / inactive session counts, indexed by real-server id. */
   readonly active: Int32Array;
   readonly inactive: Int32Array;
-  /** Per position, this worker's share of the server's session cap (0: none; ipvsadm -x),
-   * the count it must fall under to take new sessions again (-y), and whether it is over its
-   * cap now (available keeps it). */
+  /** Every forwarder's counts on this LB, this one's included (each written only by its
+   * worker, all shared memory): a session cap counts the node's sessions. */
+  readonly node: readonly { readonly active: Int32Array; readonly inactive: Int32Array }[];
+  /** Per position, the server's session cap (0: none; ipvsadm -x), the count it must fall
+   * under to take new sessions again (-y), and whether this worker has seen it over its
+   * cap (available keeps it). */
   readonly maxConns: Int32Array;
   readonly minConns: Int32Array;
   readonly overloaded: Uint8Array;
@@ -32,16 +35,19 @@ export interface ServerPool {
 
 /**
  * Whether position `i` may take a new session: weight above 0 and not overloaded. A server
- * whose sessions on this worker (active + inactive, as IPVS counts them) reach its maxConns
- * share is overloaded until they fall under its minConns share: IPVS's
- * IP_VS_DEST_F_OVERLOAD, with the same hysteresis, so it does not flap at the cap.
+ * whose sessions on this LB (active + inactive, as IPVS counts them, summed over the
+ * forwarders) reach its maxConns is overloaded until they fall under its minConns: IPVS's
+ * IP_VS_DEST_F_OVERLOAD, with the same hysteresis, so it does not flap at the cap. As in
+ * IPVS the count is read, not reserved: forwarders deciding at the same instant may each
+ * add one past the cap.
  */
 export function available(pool: ServerPool, i: number): boolean {
   if (pool.weights[i]! <= 0) return false;
   const max = pool.maxConns[i]!;
   if (max === 0) return true;
   const id = pool.ids[i]!;
-  const total = pool.active[id]! + pool.inactive[id]!;
+  let total = 0;
+  for (const c of pool.node) total += c.active[id]! + c.inactive[id]!;
   if (total >= max) {
     pool.overloaded[i] = 1;
     return false;

@@ -9,13 +9,16 @@ function pool(
   maxConns: number[] = [],
   minConns: number[] = [],
 ): ServerPool & { weights: Int32Array; active: Int32Array; inactive: Int32Array } {
+  const active = new Int32Array(REAL_SERVERS_MAX);
+  const inactive = new Int32Array(REAL_SERVERS_MAX);
   return {
     count: weights.length,
     weights: Int32Array.from(weights),
     ids: Int32Array.from(weights, (_, i) => i),
     keys: weights.map((_, i) => `198.18.1.${10 + i}|8080`),
-    active: new Int32Array(REAL_SERVERS_MAX),
-    inactive: new Int32Array(REAL_SERVERS_MAX),
+    active,
+    inactive,
+    node: [{ active, inactive }],
     maxConns: Int32Array.from(weights, (_, i) => maxConns[i] ?? 0),
     minConns: Int32Array.from(weights, (_, i) => minConns[i] ?? 0),
     overloaded: new Uint8Array(weights.length),
