@@ -436,8 +436,9 @@ export class HaNode {
 
   /**
    * Once this node's resync carries a dead peer's adopted sessions, that peer's hash goes:
-   * when it comes back it must not restore (and claim) what this node now owns; it will
-   * install this node's copies instead.
+   * when it comes back it must not restore records that are stale by then; it installs this
+   * node's copies instead (and, once ready, takes back those on its own local addresses:
+   * reconcile).
    */
   private async dropAdoptedHashes(redis: Redis): Promise<void> {
     for (const [id, before] of this.dropHashAfter) {
@@ -559,7 +560,7 @@ export class HaNode {
    * A heartbeat wrote the alive key, which held `prev` before. Gone although this process had
    * written it (a cluster node paused, or cut off from Redis, for longer than NODE_ALIVE_MS),
    * the node was taken for dead meanwhile and its backup may have adopted its sessions: it
-   * takes back those on its own local addresses and republishes all (claimOwn, next tick).
+   * takes back those on its own local addresses and republishes all (reconcile, next tick).
    * Redis's word, not this node's clock: a heartbeat sent in time but held up on the way
    * lapses too.
    */
