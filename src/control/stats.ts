@@ -248,9 +248,14 @@ export function formatHaStatus(h: HaStatus): string {
     lines.push(`NODE ID CONFLICT  another live node has id ${h.nodeId} (${h.nodeIdConflict}): standing down`);
   if (h.lastError) lines.push(`last error    ${h.lastError}`);
   lines.push(`peers         ${h.peers.length === 0 ? 'none yet' : h.peers.length}`);
+  const held = (p: HaStatus['peers'][number]): string => {
+    if (p.holder === undefined || p.holder === p.id) return '';
+    if (p.holder === 0) return '  its addresses: no live node';
+    return `  its addresses: ${p.holder === h.nodeId ? 'this node' : `node ${p.holder}`}`;
+  };
   for (const p of h.peers) {
     lines.push(
-      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}`,
+      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}${held(p)}`,
     );
   }
   return lines.join('\n');

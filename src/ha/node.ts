@@ -76,6 +76,9 @@ export interface HaPeer extends PeerStatus {
   publishing: boolean;
   /** The sync formats it reads (registered by it; an older version registers none). */
   syncFormats: FormatRange;
+  /** Cluster: the node its local addresses (and their sessions) go to now: itself while it
+   * is alive, else its first live backup; 0 for none. */
+  holder?: number;
 }
 
 export interface HaStatus {
@@ -189,8 +192,10 @@ export class HaNode {
   /** This process has written its alive key: a later write that finds it gone (Redis's own
    * word: SET ... GET) follows a lapse. */
   private aliveWritten = false;
-  /** The peers' local addresses the workers were last told (cluster). */
+  /** The peers' local addresses the workers were last told (cluster), and who holds each
+   * peer's. */
   private toldAddresses = '';
+  private readonly holders = new Map<number, number>();
 
   constructor(
     private readonly cfg: HaConfig,
@@ -324,6 +329,7 @@ export class HaNode {
           alive: r?.alive ?? false,
           publishing: r?.publishing ?? false,
           syncFormats: r?.entry.syncFormats ?? LEGACY_FORMATS,
+          ...(this.holders.has(p.id) ? { holder: this.holders.get(p.id)! } : {}),
         };
       }),
       ...(this.lastError ? { lastError: this.lastError } : {}),
@@ -419,9 +425,11 @@ export class HaNode {
     const peers = this.peers ?? [];
     const nodes = [this.cfg.nodeId, ...peers.map((p) => p.entry.id)];
     const alive = new Set([this.cfg.nodeId, ...peers.filter((p) => p.alive).map((p) => p.entry.id)]);
+    this.holders.clear();
     const addrs: PeerLocalAddress[] = peers.flatMap((p) => {
       const id = p.entry.id;
       const holder = p.alive ? id : (adopterOf(id, nodes, (n) => alive.has(n)) ?? 0);
+      this.holders.set(id, holder);
       return (p.entry.laddrs ?? []).flatMap((prefix) => {
         const a = parseAddress(prefix.split('/')[0]!);
         return a ? [{ ...a, holder }] : [];

@@ -24,6 +24,7 @@ import { C_SYNC_ADOPTED, C_SYNC_HANDED_OVER } from '../../src/dataplane/counters
 import { Engine } from '../../src/dataplane/engine.js';
 import { engineLink } from '../../src/ha/engine_link.js';
 import { adopterOf } from '../../src/ha/announce.js';
+import { formatHaStatus } from '../../src/control/stats.js';
 import { HaNode, type HaNodeOptions } from '../../src/ha/node.js';
 import { nodeKeys } from '../../src/ha/redis.js';
 import { HaControl } from '../../src/ha/role.js';
@@ -308,11 +309,16 @@ describe('HA nodes through Redis', () => {
     await until('the backup adopted them', () => owners(a).join() === '0,0');
     await until('node 1’s hash removed', async () => (await redis.exists(nodeKeys('back', 1).sessions)) === 0);
     await until('the third node names the adopter', () => owners(other).join() === `${a.id},${a.id}`);
+    // tunvs cluster status says where node 1's addresses (and sessions) went.
+    expect(a.node.status().peers.find((p) => p.id === 1)?.holder).toBe(a.id);
+    expect(formatHaStatus(a.node.status())).toMatch(/1 \(lb-1\) .*gone .*its addresses: this node/);
+    expect(formatHaStatus(other.node.status())).toMatch(new RegExp(`1 \\(lb-1\\) .*its addresses: node ${a.id}`));
 
     const back = startNode(1, 'back', where(), 'cluster'); // restarted: only the adopter's copies
     nodes.push(back);
     await until('node 1 took them back', () => back.node.status().ready && owners(back).join() === '0,0');
     await until('the adopter handed them over', () => owners(a).join() === '1,1');
+    expect(a.node.status().peers.find((p) => p.id === 1)?.holder).toBe(1);
     await until('the third node names node 1 again', () => owners(other).join() === '1,1');
     await until('they left the adopter’s hash', async () => (await redis.hlen(nodeKeys('back', a.id).sessions)) === 0);
     expect(await redis.hlen(nodeKeys('back', 1).sessions)).toBe(2);
