@@ -774,24 +774,38 @@ function copyTicks(timeouts: Int32Array, idle: number, state: number, refresh: n
   return isClosing(state) ? Math.max(t, alive) : t;
 }
 
-/** The node (`self` for this one) that holds the local address of a FULLNAT session, whose
- * meta word is `meta` and whose local address word k is `lip(k)`; 0 for none known, and for
- * the other modes (only FULLNAT sessions use a node's own addresses). */
-function holderOf(services: ServiceTable, meta: number, lip: (k: number) => number, self: number): number {
+/** The node (`self` for this one) that holds the local address of a FULLNAT session: the
+ * words `w` of the local address of the record at `base` (a session record, or a sync record
+ * through syncWord: `at`), whose meta word is `meta`; 0 for none known, and for the other
+ * modes (only FULLNAT sessions use a node's own addresses). */
+function holderOf(
+  services: ServiceTable,
+  w: Int32Array,
+  base: number,
+  at: (word: number) => number,
+  self: number,
+): number {
+  const meta = w[base + R_META]!;
   if (((meta >>> META_MODE_SHIFT) & META_MODE_MASK) !== MODE_FULLNAT) return 0;
   const af = (meta >>> 8) & 0xff;
-  if (services.isOwnLocalAddress(af, lip(0), lip(1), lip(2), lip(3))) return self;
-  return Math.max(0, services.peerLocalHolder(af, lip(0), lip(1), lip(2), lip(3)));
+  const a0 = w[base + at(addrWord(R_LIP0, R_LIP1, 0))]!;
+  const a1 = w[base + at(addrWord(R_LIP0, R_LIP1, 1))]!;
+  const a2 = w[base + at(addrWord(R_LIP0, R_LIP1, 2))]!;
+  const a3 = w[base + at(addrWord(R_LIP0, R_LIP1, 3))]!;
+  if (services.isOwnLocalAddress(af, a0, a1, a2, a3)) return self;
+  return Math.max(0, services.peerLocalHolder(af, a0, a1, a2, a3));
 }
+
+const sameWord = (word: number): number => word;
 
 /** holderOf for the sync record at `s`. */
 function syncHolder(services: ServiceTable, ev: Int32Array, s: number, self: number): number {
-  return holderOf(services, ev[s + R_META]!, (k) => ev[s + syncWord(addrWord(R_LIP0, R_LIP1, k))]!, self);
+  return holderOf(services, ev, s, syncWord, self);
 }
 
 /** holderOf for session record `base`. */
 function recHolder(services: ServiceTable, rec: Int32Array, base: number, self: number): number {
-  return holderOf(services, rec[base + R_META]!, (k) => rec[base + addrWord(R_LIP0, R_LIP1, k)]!, self);
+  return holderOf(services, rec, base, sameWord, self);
 }
 
 /** installTemplate's key (one call at a time: a worker's thread). */
