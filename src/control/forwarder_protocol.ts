@@ -63,8 +63,9 @@ export type ToForwarder =
   | { type: 'sync-sweep'; id: number; owner: number }
   /** HA: take over the sessions installed from peer `owner`, 0: every peer. */
   | { type: 'sync-adopt'; owner: number }
-  /** HA cluster: sessions go to the node that holds their local address; reply what moved. */
-  | { type: 'sync-reconcile'; id: number }
+  /** HA cluster: sessions go to the node that holds their local address (and, othersTo > 0,
+   * the other modes' to that node); reply what moved. */
+  | { type: 'sync-reconcile'; id: number; othersTo: number }
   /** Health check with resetOnDown: end the real server's sessions with RSTs; reply how many. */
   | { type: 'reset-server'; id: number; serverId: number }
   /** `tunvs conns`: up to `limit` sessions matching the filter. */

@@ -485,10 +485,10 @@ export class Runtime {
         await this.ask(w, { type: 'sync-sweep', id: 0, owner }, 'sync-swept');
       },
       adopt: (owner) => w.thread.postMessage({ type: 'sync-adopt', owner }),
-      reconcile: async () => {
+      reconcile: async (othersTo = 0) => {
         const m = await this.ask<Extract<FromForwarder, { type: 'sync-reconciled' }>>(
           w,
-          { type: 'sync-reconcile', id: 0 },
+          { type: 'sync-reconcile', id: 0, othersTo },
           'sync-reconciled',
         );
         return { claimed: m.claimed, handedOver: m.handedOver };

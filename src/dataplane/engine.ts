@@ -373,11 +373,12 @@ export class Engine {
     return n;
   }
 
-  /** Cluster: sessions go to the node that holds their local address (SessionSync.reconcile). */
-  reconcileSynced(): Reconciled {
+  /** Cluster: sessions go to the node that holds their local address, and (othersTo > 0)
+   * the other modes' to that node (SessionSync.reconcile). */
+  reconcileSynced(othersTo = 0): Reconciled {
     if (!this.sync) return { claimed: 0, handedOver: 0 };
     const c = this.ctx;
-    const res = this.sync.reconcile(this.services, c.timeouts, c.idleTicks, this.table.tick);
+    const res = this.sync.reconcile(this.services, c.timeouts, c.idleTicks, this.table.tick, othersTo);
     const ctr = this.counters;
     ctr[C_SYNC_CLAIMED] = ctr[C_SYNC_CLAIMED]! + res.claimed;
     ctr[C_SYNC_HANDED_OVER] = ctr[C_SYNC_HANDED_OVER]! + res.handedOver;

@@ -26,7 +26,8 @@
  *              once it is ready, the workers reconcile (hand over what another node holds,
  *              take what this one holds: ha/session_sync.ts) and a claim is resynced. A node
  *              whose alive key lapsed (paused, or cut off from Redis, longer than
- *              NODE_ALIVE_MS: its backup may have adopted its sessions) reconciles and
+ *              NODE_ALIVE_MS: its backup may have adopted its sessions) reconciles, hands
+ *              the sessions of the other modes (no address of its own) to that backup, and
  *              republishes all.
  *   restore    a cluster node starting reads its own hash back first (it may have been
  *              restarted faster than the peers take a dead node over: those connections are
@@ -403,7 +404,13 @@ export class HaNode {
    */
   private async reconcile(): Promise<void> {
     this.needReconcile = false;
-    const done = await Promise.all(this.workers.map((w) => w.reconcile())).catch((e: Error) => {
+    // After a lapse the sessions without an address of this node's own go to the node that
+    // took it for dead (its first live backup), which adopted them meanwhile.
+    const self = this.cfg.nodeId;
+    const alive = new Set((this.peers ?? []).filter((p) => p.alive).map((p) => p.entry.id));
+    const nodes = [self, ...(this.peers ?? []).map((p) => p.entry.id)];
+    const othersTo = this.lapsed ? (adopterOf(self, nodes, (n) => alive.has(n)) ?? 0) : 0;
+    const done = await Promise.all(this.workers.map((w) => w.reconcile(othersTo))).catch((e: Error) => {
       this.needReconcile = true; // a worker did not answer: again at the next tick
       throw e;
     });

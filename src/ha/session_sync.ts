@@ -80,6 +80,7 @@ import {
   R_LIP0,
   R_LIP1,
   RECORD_WORDS,
+  recMode,
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
@@ -264,9 +265,9 @@ export interface HaWorkerLink {
   sweepStale(owner: number): Promise<void>;
   /** Take over the sessions installed from peer `owner` (0: from every peer). */
   adopt(owner: number): void;
-  /** Cluster: hand over and take back sessions by who holds their local address
-   * (SessionSync.reconcile). */
-  reconcile(): Promise<Reconciled>;
+  /** Cluster: hand over and take back sessions by who holds their local address, and
+   * (othersTo > 0) those of the other modes to that node (SessionSync.reconcile). */
+  reconcile(othersTo?: number): Promise<Reconciled>;
   /** Cluster: the peers' local addresses, each with the node that holds it now (replacing
    * the last). */
   peerLocalAddresses(addrs: PeerLocalAddress[]): void;
@@ -540,23 +541,33 @@ export class SessionSync {
    * record, which it takes as its own); each copy on an address this node holds (its own, or
    * a dead peer's it is the first live backup of) becomes its own, to publish and expire:
    * the caller resyncs, which hands them over on the node that owned them (install). `timeouts`
-   * and `idleTicks` as for install.
+   * and `idleTicks` as for install. `othersTo`, after this node's alive key lapsed: the node
+   * that took it for dead (its first live backup) gets the sessions of the modes without a
+   * local address of the node's own too (TUNNEL, DR, NAT), which it adopted meanwhile.
    */
-  reconcile(services: ServiceTable, timeouts: Int32Array, idleTicks: Int32Array, tick: number): Reconciled {
+  reconcile(
+    services: ServiceTable,
+    timeouts: Int32Array,
+    idleTicks: Int32Array,
+    tick: number,
+    othersTo = 0,
+  ): Reconciled {
     const table = this.table;
     const rec = table.rec;
     const res: Reconciled = { claimed: 0, handedOver: 0 };
     for (let r = 0; r < table.used; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) === 0) continue;
-      const holder = recHolder(services, rec, base, this.nodeId);
+      let holder = recHolder(services, rec, base, this.nodeId);
+      if (othersTo > 0 && recMode(rec, base) !== MODE_FULLNAT) holder = othersTo;
       if (holder <= 0) continue;
       const owner = recOwner(rec, base);
-      if (owner === 0 && holder !== this.nodeId) {
+      // Only a published session goes: the new owner knows no other.
+      if (owner === 0 && holder !== this.nodeId && rec[base + R_SYNC] !== 0) {
         setRecOwner(rec, base, holder);
         const state = stateOf(rec, base);
         table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
-        if (this.active && rec[base + R_SYNC] !== 0) this.ring.push(OP_HANDOVER, rec, base, holder);
+        if (this.active) this.ring.push(OP_HANDOVER, rec, base, holder);
         res.handedOver++;
       } else if (owner !== 0 && holder === this.nodeId) {
         setRecOwner(rec, base, 0);

@@ -693,6 +693,39 @@ it('cluster: a FULLNAT session is owned by the node that holds its local address
   expect([gone.n, gone.events[0], gone.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_DELETE, 2]);
 });
 
+it('cluster, after a lapse: sessions of the modes without an address of the node go to its first live backup', () => {
+  const tunnel = serviceWithDefaults({
+    vip: V4.vip,
+    port: 8000,
+    mode: 'tunnel',
+    scheduler: 'rr',
+    localAddresses: [V4.lip], // the outer source
+    realServers: [{ address: V4.rs1, port: 8000, weight: 1 }],
+  });
+  const b = haEngine(MASTER, 0, 2, [...labServices(), tunnel]);
+  const d = new Driver(b.engine);
+  for (const [port, flags] of [
+    [8000, SYN],
+    [8000, ACK],
+    [80, SYN],
+  ] as const)
+    d.forward(
+      tcp({ src: V4.client, dst: V4.vip, sport: 43000, dport: port, seq: flags === SYN ? 1 : 2, ack: 0, flags }),
+    );
+  d.nowMs = 200;
+  b.engine.advanceTimers(d.nowMs); // the TUNNEL session is ESTABLISHED and published; FULLNAT's is young
+  expect(drain(b.ring).n).toBe(1);
+  const owners = () => [...b.engine.sessionIds()].map((r) => [b.engine.describe(r).mode, b.engine.describe(r).owner]);
+  expect(b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 0 });
+  expect(b.engine.reconcileSynced(3)).toEqual({ claimed: 0, handedOver: 1 });
+  expect(owners().sort()).toEqual([
+    ['fullnat', 0], // on b's own address
+    ['tunnel', 3],
+  ]);
+  const out = drain(b.ring);
+  expect([out.n, out.events[0], out.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 3]);
+});
+
 it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {
   const a = haEngine(MASTER, 0);
   const b = haEngine(BACKUP);
