@@ -679,6 +679,21 @@ describe.skipIf(!root)('netns lab (root)', () => {
           `${out.length - reset.length} echoing to the end; ` +
           `${(b1.drops!.session_reset ?? 0) - (b0.drops!.session_reset ?? 0)} late packets answered with an exact RST`,
       );
+      const missed = onRs3.filter((p) => !reset.some((r) => r.port === p));
+      if (missed.length > 0) {
+        // For whoever reads a failure: what the LB holds for the connections it did not reset.
+        const held = JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--json'])) as {
+          cport: number;
+          state: string;
+          rip: string;
+          realServerId: number;
+          serviceId: number;
+        }[];
+        console.log(
+          `not reset: ${JSON.stringify(held.filter((h) => missed.includes(h.cport)))}; rs3's sessions: ` +
+            JSON.stringify(held.filter((h) => h.rip === rs3).map((h) => [h.cport, h.state, h.realServerId])),
+        );
+      }
       expect(reset.map((r) => r.port).sort()).toEqual([...onRs3].sort());
       for (const r of reset) expect(r.error).toBe('ECONNRESET');
       for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(300);
