@@ -1,8 +1,9 @@
 /**
  * Health checks of the real servers, run from the LB's main thread: a TCP connect, or an HTTP
- * GET (plain or over TLS) expecting a status (and optionally a string in the body). `fall` failures in a row take
- * a server down, `rise` successes bring it back. A server that is down gets no new sessions
- * (the forwarders see it with weight 0, which drains); its existing sessions continue.
+ * GET (plain or over TLS) expecting a status (and optionally a string in the body). `fall`
+ * failures in a row take a server down, `rise` successes bring it back. A server that is down
+ * gets no new sessions (the forwarders see it with weight 0, which drains); its existing
+ * sessions continue.
  * Transitions are logged and counted; `tunvs list`, `stats` and /metrics show the state.
  */
 

@@ -23,7 +23,7 @@ import { configWarnings } from '../config/check.js';
 import { loadConfig, parseService, type Config } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
-import { parseAddress, type ParsedAddress } from '../service/addr.js';
+import { prefixAddresses, type ParsedAddress } from '../service/addr.js';
 import { steeringProgram } from '../dataplane/steering.js';
 import { xdpAddresses } from '../dataplane/xdp_program.js';
 import { XdpPrograms } from './xdp.js';
@@ -265,17 +265,12 @@ export class Runtime {
     return peers.flatMap((p) => p.laddrs).sort();
   }
 
-  /** Host prefixes as the data plane takes addresses (family and words). */
-  private static addressesOf(prefixes: readonly string[]): ParsedAddress[] {
-    return prefixes.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
-  }
-
   /** Tell the steering program the peers' local addresses: a taken-over peer's sessions live
    * in the worker its local port names, and the replies to them must go there as replies to
    * our own do (dataplane/shard.ts; the HA node tells the workers, ha/node.ts). */
   private learnPeers(services: readonly ResolvedService[], prefixes: string[]): void {
     this.knownPeers = prefixes.join(' ');
-    this.steer(services, Runtime.addressesOf(prefixes));
+    this.steer(services, prefixAddresses(prefixes));
   }
 
   /** Attach (or replace) the steering program so each packet lands on its owner's queue. In
@@ -283,7 +278,7 @@ export class Runtime {
    * would be handed over, which a GSO super-packet does not fit (redirect_full: its flow
    * stalled). */
   private steer(services: readonly ResolvedService[], peerLaddrs?: ParsedAddress[]): void {
-    peerLaddrs ??= Runtime.addressesOf(this.peerLaddrs());
+    peerLaddrs ??= prefixAddresses(this.peerLaddrs());
     // io: xdp — the frames of the same addresses to the AF_XDP sockets (attached at start, once
     // the forwarders run). A program that cannot be swapped leaves the previous one: the new
     // addresses' packets then take the TUN way.

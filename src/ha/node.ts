@@ -57,7 +57,7 @@ import {
   type NodeKeys,
 } from './redis.js';
 import { adopterOf } from './announce.js';
-import { parseAddress } from '../service/addr.js';
+import { prefixAddresses } from '../service/addr.js';
 import type { PeerLocalAddress } from '../service/service.js';
 import { HaControl, type Role } from './role.js';
 import type { HaWorkerLink } from './session_sync.js';
@@ -371,6 +371,15 @@ export class HaNode {
     return (this.peers ?? []).map((p) => ({ id: p.entry.id, laddrs: p.entry.laddrs ?? [] }));
   }
 
+  /** Cluster: node `id`'s first live backup (this node included), as every node computes it
+   * from the registry (ha/announce.ts adopterOf); 0 for none. */
+  private backupOf(id: number): number {
+    const peers = this.peers ?? [];
+    const alive = new Set([this.cfg.nodeId, ...peers.filter((p) => p.alive).map((p) => p.entry.id)]);
+    const nodes = [this.cfg.nodeId, ...peers.map((p) => p.entry.id)];
+    return adopterOf(id, nodes, (n) => alive.has(n)) ?? 0;
+  }
+
   /**
    * Cluster: adopt the sessions of every dead peer this node is the best live backup for
    * (the routers send that peer's local addresses here: ha/announce.ts), once per death.
@@ -378,15 +387,13 @@ export class HaNode {
    */
   private takeOver(): void {
     const peers = this.peers ?? [];
-    const nodes = [this.cfg.nodeId, ...peers.map((p) => p.entry.id)];
-    const alive = new Set([this.cfg.nodeId, ...peers.filter((p) => p.alive).map((p) => p.entry.id)]);
     for (const p of peers) {
       const id = p.entry.id;
       if (p.alive) {
         this.adopted.delete(id);
         continue;
       }
-      if (this.adopted.has(id) || adopterOf(id, nodes, (n) => alive.has(n)) !== this.cfg.nodeId) continue;
+      if (this.adopted.has(id) || this.backupOf(id) !== this.cfg.nodeId) continue;
       if (!this.follower.loadedAll([id])) continue; // its sessions first
       this.adopted.add(id);
       for (const w of this.workers) w.adopt(id);
@@ -406,10 +413,7 @@ export class HaNode {
     this.needReconcile = false;
     // After a lapse the sessions without an address of this node's own go to the node that
     // took it for dead (its first live backup), which adopted them meanwhile.
-    const self = this.cfg.nodeId;
-    const alive = new Set((this.peers ?? []).filter((p) => p.alive).map((p) => p.entry.id));
-    const nodes = [self, ...(this.peers ?? []).map((p) => p.entry.id)];
-    const othersTo = this.lapsed ? (adopterOf(self, nodes, (n) => alive.has(n)) ?? 0) : 0;
+    const othersTo = this.lapsed ? this.backupOf(this.cfg.nodeId) : 0;
     const done = await Promise.all(this.workers.map((w) => w.reconcile(othersTo))).catch((e: Error) => {
       this.needReconcile = true; // a worker did not answer: again at the next tick
       throw e;
@@ -429,18 +433,12 @@ export class HaNode {
    * while it is alive, else its first live backup: where the routers send it), when that
    * changes; the workers reconcile at the next tick. */
   private tellAddresses(): void {
-    const peers = this.peers ?? [];
-    const nodes = [this.cfg.nodeId, ...peers.map((p) => p.entry.id)];
-    const alive = new Set([this.cfg.nodeId, ...peers.filter((p) => p.alive).map((p) => p.entry.id)]);
     this.holders.clear();
-    const addrs: PeerLocalAddress[] = peers.flatMap((p) => {
+    const addrs: PeerLocalAddress[] = (this.peers ?? []).flatMap((p) => {
       const id = p.entry.id;
-      const holder = p.alive ? id : (adopterOf(id, nodes, (n) => alive.has(n)) ?? 0);
+      const holder = p.alive ? id : this.backupOf(id);
       this.holders.set(id, holder);
-      return (p.entry.laddrs ?? []).flatMap((prefix) => {
-        const a = parseAddress(prefix.split('/')[0]!);
-        return a ? [{ ...a, holder }] : [];
-      });
+      return prefixAddresses(p.entry.laddrs ?? []).map((a) => ({ ...a, holder }));
     });
     const text = JSON.stringify(addrs);
     if (text === this.toldAddresses) return;

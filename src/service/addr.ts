@@ -82,6 +82,12 @@ export function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
+/** The addresses of host prefixes ("198.18.2.1/32"), as the data plane takes them; what does
+ * not parse is left out. */
+export function prefixAddresses(prefixes: readonly string[]): ParsedAddress[] {
+  return prefixes.flatMap((prefix) => parseAddress(prefix.split('/')[0]!) ?? []);
+}
+
 /** Text form of an address given as words (RFC 5952 style for IPv6: longest zero run as ::). */
 export function formatAddress(af: number, words: ArrayLike<number>, off = 0): string {
   if (af === AF_INET) {
