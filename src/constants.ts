@@ -212,6 +212,14 @@ export const SH_TABLE_SIZE = 4093;
  * timestamp translation's own cost 204 → 28; a new session 22,160 → 19,401. */
 export const V8_INLINE_BUDGET_BYTES = 3000;
 
+/** Health checks (control/checks/). The part of an HTTP body held to look for expectBody and
+ * expectBodyMatch: a status page fits, a large download is not kept in memory (expectBodyMd5
+ * hashes the whole body as it streams). */
+export const HEALTH_BODY_HELD_BYTES = 65536;
+/** An exec check that outlives its timeout gets SIGTERM (its process group), and SIGKILL this
+ * much later if it is still there (keepalived does the same). */
+export const HEALTH_EXEC_KILL_GRACE_MS = 1000;
+
 function isPowerOfTwo(n: number): boolean {
   return n > 0 && (n & (n - 1)) === 0;
 }

@@ -23,16 +23,15 @@ import { TIMEOUTS_DEFAULT_SEC, type TimeoutsSec } from '../conn/state.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
 import { MODE_NAMES, type ModeName } from '../nat/modes/mode.js';
 import {
-  HEALTH_DEFAULT,
   serviceWithDefaults,
   SYNPROXY_MODES,
   type SynProxyMode,
   TOA_DEFAULT,
-  type HealthCheckSpec,
   type PersistenceSpec,
   type ServiceSpec,
 } from '../service/service.js';
 import { ConfigError, show } from './errors.js';
+import { healthCheck } from './health_check.js';
 import { boolean, integer, join, list, object, oneOf, opt, string, type Obj } from './validate.js';
 
 export interface TunConfig {
@@ -500,53 +499,6 @@ function acl(v: unknown, path: string): { allow: string[]; deny: string[] } {
   const cidrList = (x: unknown, p: string): string[] =>
     list(x ?? [], p, 'prefixes').map((c, i) => string(c, `${p}[${i}]`));
   return { allow: cidrList(o.allow, join(path, 'allow')), deny: cidrList(o.deny, join(path, 'deny')) };
-}
-
-function healthCheck(v: unknown, path: string): HealthCheckSpec {
-  const o = object(v, path, [
-    'type',
-    'interval',
-    'timeout',
-    'rise',
-    'fall',
-    'port',
-    'path',
-    'expectStatus',
-    'expectBody',
-    'host',
-    'resetOnDown',
-  ]);
-  const h = HEALTH_DEFAULT;
-  const spec: HealthCheckSpec = {
-    type: opt(o, 'type', h.type, (x) => oneOf(x, join(path, 'type'), ['tcp', 'http', 'https'] as const)),
-    interval: opt(o, 'interval', h.interval, (x) => integer(x, join(path, 'interval'), 1, 3600, 'seconds')),
-    timeout: opt(o, 'timeout', h.timeout, (x) => integer(x, join(path, 'timeout'), 1, 60, 'seconds')),
-    rise: opt(o, 'rise', h.rise, (x) => integer(x, join(path, 'rise'), 1, 100, 'a count')),
-    fall: opt(o, 'fall', h.fall, (x) => integer(x, join(path, 'fall'), 1, 100, 'a count')),
-    path: opt(o, 'path', h.path, (x) => string(x, join(path, 'path'), /^\//, 'a path starting with /')),
-    expectStatus: opt(o, 'expectStatus', h.expectStatus, (x) =>
-      integer(x, join(path, 'expectStatus'), 100, 599, 'an HTTP status'),
-    ),
-    ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a port') } : {}),
-    ...(o.expectBody !== undefined ? { expectBody: string(o.expectBody, join(path, 'expectBody')) } : {}),
-    ...(o.host !== undefined
-      ? { host: string(o.host, join(path, 'host'), /^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/, 'a host name') }
-      : {}),
-    ...(o.resetOnDown !== undefined ? { resetOnDown: boolean(o.resetOnDown, join(path, 'resetOnDown')) } : {}),
-  };
-  if (spec.host !== undefined && spec.type === 'tcp')
-    throw new ConfigError(
-      'TUNVS_ERR_CONFIG_TYPE',
-      join(path, 'host'),
-      'a tcp check sends no Host: host is for type http or https',
-    );
-  if (spec.timeout > spec.interval)
-    throw new ConfigError(
-      'TUNVS_ERR_CONFIG_RANGE',
-      join(path, 'timeout'),
-      `${spec.timeout} is longer than interval ${spec.interval}`,
-    );
-  return spec;
 }
 
 /** Validate a parsed config document. Address, port, weight and kind checks that need the

@@ -4,7 +4,8 @@
  * keepalived included (`lvs_method FNAT`, `local_address_group` + `laddr_group_name`,
  * `syn_proxy`, `deny_address_group` / `allow_address_group` + `daddr_group_name` /
  * `waddr_group_name` as the service's `acl`), with each service's real-server checks as one
- * tunvs `healthCheck`. The VRRP
+ * tunvs `healthCheck` (TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK,
+ * MISC_CHECK). The VRRP
  * part is keepalived's to keep doing beside tunvs (docs/ha.md) and is left alone.
  *
  *   importKeepalived: parseBlocks (words, `{ }` blocks, comments, quotes, include) →
@@ -17,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress, parseCidr } from '../service/addr.js';
+import { DNS_QUERY_TYPES } from '../service/service.js';
 import {
   buildConfig,
   connLimits,
@@ -480,19 +482,174 @@ const CHECKERS: Readonly<Record<string, ServerCheck['type']>> = {
   TCP_CHECK: 'tcp',
   HTTP_GET: 'http',
   SSL_GET: 'https',
+  UDP_CHECK: 'udp',
+  DNS_CHECK: 'dns',
+  SMTP_CHECK: 'smtp',
+  MISC_CHECK: 'exec',
 };
 
-/** What one server's checker asks, as a tunvs check (before the servers are compared). */
+/** What one server's checker asks, as a tunvs check (before the servers are compared): the
+ * check's own fields (CHECK_FIELDS), the port and the timing. */
 interface ServerCheck {
-  type: 'tcp' | 'http' | 'https';
+  type: 'tcp' | 'http' | 'https' | 'udp' | 'dns' | 'smtp' | 'exec';
   path?: string;
   expectStatus?: number;
+  expectBodyMd5?: string;
+  expectBodyMatch?: string;
+  expectBodyNoMatch?: string;
   host?: string;
+  payload?: string;
+  expectReply?: string;
+  query?: string;
+  queryType?: string;
+  helo?: string;
+  command?: string[];
+  user?: string;
+  dynamicWeight?: boolean;
   /** The port checked (the server's own unless connect_port). */
   port: number;
   interval: number;
   timeout: number;
   fall: number;
+}
+
+/** The fields of a ServerCheck that every server of a service must have alike (their port
+ * may differ: each checks its own). */
+const CHECK_FIELDS = [
+  'type',
+  'path',
+  'expectStatus',
+  'expectBodyMd5',
+  'expectBodyMatch',
+  'expectBodyNoMatch',
+  'host',
+  'payload',
+  'expectReply',
+  'query',
+  'queryType',
+  'helo',
+  'command',
+  'user',
+  'dynamicWeight',
+  'interval',
+  'timeout',
+  'fall',
+] as const;
+
+/** A server's address in a command's arguments, as the exec check's `{address}` (MISC_CHECK
+ * scripts name their server: `misc_path "/etc/keepalived/check.sh 10.0.0.21"`), so the
+ * servers' commands compare alike. Only the whole address, not a longer one it begins. */
+function addressPlaceholder(arg: string, addr: string): string {
+  const esc = addr.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return arg.replace(new RegExp(`(?<![0-9A-Za-z.:])${esc}(?![0-9A-Za-z.:])`, 'g'), '{address}');
+}
+
+/** A url's keywords into `check` (HTTP_GET, SSL_GET). */
+function urlBlock(u: Stmt, check: ServerCheck, fail: (s: Stmt, m: string) => never): void {
+  let regex: string | undefined;
+  let noMatch = false;
+  for (const x of u.block ?? []) {
+    const [k, v] = x.words as [string, string | undefined];
+    if (k === 'path') check.path = v;
+    else if (k === 'status_code') {
+      if (x.words.length !== 2 || !/^\d{3}$/.test(v ?? ''))
+        fail(x, `status_code ${x.words.slice(1).join(' ')}: tunvs expects one status (expectStatus)`);
+      check.expectStatus = Number(v);
+    } else if (k === 'digest') {
+      if (!/^[0-9a-fA-F]{32}$/.test(v ?? '')) fail(x, `digest ${v ?? ''}: not an MD5 in hex`);
+      check.expectBodyMd5 = v!.toLowerCase();
+    } else if (k === 'regex') {
+      try {
+        new RegExp(v ?? '');
+      } catch (e) {
+        fail(x, `regex ${v ?? ''}: not a regular expression tunvs (JavaScript) reads: ${(e as Error).message}`);
+      }
+      regex = v;
+    } else if (k === 'regex_no_match') noMatch = true;
+    else if (['regex_options', 'regex_min_offset', 'regex_max_offset', 'regex_stop'].includes(k))
+      fail(x, `${k}: tunvs matches the regex against the body's first 64 KiB, without options`);
+    else if (k === 'virtualhost') check.host = v;
+    else fail(x, `unknown keyword ${k} in a url`);
+  }
+  if (regex !== undefined) check[noMatch ? 'expectBodyNoMatch' : 'expectBodyMatch'] = regex;
+}
+
+/** One real server's checker (`c`) as a tunvs check of `addr`. */
+function checker(
+  c: Stmt,
+  addr: string,
+  port: number,
+  settings: CheckSettings,
+  notes: string[],
+  where: string,
+  skipped: Set<string>,
+  fail: (s: Stmt, m: string) => never,
+): ServerCheck {
+  const kind = c.words[0]!;
+  const type = CHECKERS[kind];
+  if (type === undefined) fail(c, `${kind}: tunvs runs ${Object.keys(CHECKERS).join(', ')}`);
+  const check: ServerCheck = { type, port, interval: 0, timeout: 0, fall: 0 };
+  let urls = 0;
+  let miscTimeout: number | undefined;
+  for (const s of c.block ?? []) {
+    const [k, v] = s.words as [string, string | undefined];
+    const rest = s.words.slice(1);
+    if (k === 'connect_port') check.port = Number(v);
+    else if (k === 'connect_ip' && v !== addr)
+      fail(s, `connect_ip ${v ?? ''}: tunvs checks the real server's own address`);
+    else if (checkSetting(s.words, settings, notes, where)) continue;
+    else if (k === 'url' && (type === 'http' || type === 'https')) {
+      if (++urls > 1) fail(s, 'a second url: tunvs checks one path');
+      urlBlock(s, check, fail);
+    } else if (type === 'udp' && k === 'payload') check.payload = hexWords(s, rest, fail);
+    else if (type === 'udp' && k === 'require_reply') check.expectReply = hexWords(s, rest, fail);
+    else if (type === 'udp' && (k === 'min_reply_length' || k === 'max_reply_length'))
+      fail(s, `${k}: tunvs checks that the reply begins with require_reply's bytes, not its length`);
+    else if (type === 'dns' && k === 'type') {
+      const t = (v ?? '').toUpperCase();
+      if (!(DNS_QUERY_TYPES as readonly string[]).includes(t))
+        fail(s, `type ${v ?? ''}: tunvs asks ${DNS_QUERY_TYPES.join(', ')}`);
+      check.queryType = t;
+    } else if (type === 'dns' && k === 'name') check.query = v;
+    else if (type === 'smtp' && k === 'helo_name') check.helo = v;
+    else if (type === 'smtp' && k === 'host')
+      fail(s, "a host block: tunvs checks the real server's own address (connect_ip, connect_port)");
+    else if (type === 'exec' && k === 'misc_path') {
+      const argv = (v ?? '').split(/\s+/).filter((a) => a !== '');
+      if (!argv[0]?.startsWith('/')) fail(s, `misc_path ${v ?? ''}: name the program by its absolute path`);
+      check.command = argv.map((a) => addressPlaceholder(a, addr));
+    } else if (type === 'exec' && k === 'misc_timeout') miscTimeout = Number(v);
+    else if (type === 'exec' && k === 'misc_dynamic') check.dynamicWeight = true;
+    else if (type === 'exec' && k === 'user') {
+      check.user = v;
+      if (s.words.length > 2)
+        notes.push(`${where}: MISC_CHECK user ${rest.join(' ')}: tunvs runs it with the user's own group`);
+    } else if (['http_protocol', 'fast_recovery', 'bindto', 'bind_port', 'bind_if', 'connect_ip'].includes(k)) continue;
+    else if (SKIPPED.has(k)) skipped.add(k);
+    else fail(s, `unknown keyword ${k} in ${kind}`);
+  }
+  if (type === 'exec' && check.command === undefined) fail(c, 'MISC_CHECK without misc_path');
+  if ((type === 'http' || type === 'https') && check.expectStatus === undefined) {
+    check.expectStatus = 200;
+    if (check.expectBodyMd5 === undefined)
+      notes.push(`${where}: ${kind} without status_code: keepalived takes 200-299, tunvs expects 200`);
+  }
+  if (type === 'http' || type === 'https') check.host ??= settings.virtualhost;
+  check.interval = settings.delayLoop ?? KEEPALIVED_DELAY_LOOP_SEC;
+  // A command's timeout is misc_timeout (keepalived: the delay_loop without one).
+  check.timeout =
+    type === 'exec' ? (miscTimeout ?? check.interval) : (settings.connectTimeout ?? KEEPALIVED_CONNECT_TIMEOUT_SEC);
+  // keepalived retries `retry` times after a failure, then marks the server down.
+  check.fall = (settings.retry ?? KEEPALIVED_RETRY) + 1;
+  return check;
+}
+
+/** keepalived's hex strings (payload, require_reply): bytes in hex, spaces allowed between them. */
+function hexWords(s: Stmt, words: string[], fail: (s: Stmt, m: string) => never): string {
+  const text = words.join('');
+  if (!/^(?:[0-9a-fA-F]{2})*$/.test(text))
+    fail(s, `${s.words[0]} ${words.join(' ')}: tunvs takes bytes in hex, two digits each (no masks)`);
+  return text.toLowerCase();
 }
 
 function realServer(
@@ -539,54 +696,7 @@ function realServer(
   if (checkers.length > 1) fail(checkers[1]!, 'a second checker: tunvs runs one check per real server');
   const c = checkers[0];
   if (!c) return { rs, stmt: r };
-  const kind = c.words[0]!;
-  const type = CHECKERS[kind];
-  if (type === undefined)
-    fail(
-      c,
-      `${kind}: tunvs checks with a TCP connect or an HTTP GET, plain or over TLS (TCP_CHECK, HTTP_GET, SSL_GET)`,
-    );
-  const check: ServerCheck = {
-    type,
-    port: rs.port,
-    interval: 0,
-    timeout: 0,
-    fall: 0,
-  };
-  let urls = 0;
-  for (const s of c.block ?? []) {
-    const [k, v] = s.words as [string, string | undefined];
-    if (k === 'connect_port') check.port = Number(v);
-    else if (k === 'connect_ip' && v !== addr)
-      fail(s, `connect_ip ${v ?? ''}: tunvs checks the real server's own address`);
-    else if (checkSetting(s.words, settings, notes, where)) continue;
-    else if (k === 'url' && type !== 'tcp') {
-      if (++urls > 1) fail(s, 'a second url: tunvs checks one path');
-      for (const u of s.block ?? []) {
-        const [uk, uv] = u.words as [string, string | undefined];
-        if (uk === 'path') check.path = uv;
-        else if (uk === 'status_code') {
-          if (u.words.length !== 2 || !/^\d{3}$/.test(uv ?? ''))
-            fail(u, `status_code ${u.words.slice(1).join(' ')}: tunvs expects one status (expectStatus)`);
-          check.expectStatus = Number(uv);
-        } else if (uk === 'digest' || uk === 'regex' || uk === 'regex_no_match')
-          fail(u, `${uk}: tunvs matches the status and a string in the body (expectBody): write it in the config`);
-        else if (uk === 'virtualhost') check.host = uv;
-        else fail(u, `unknown keyword ${uk} in a url`);
-      }
-    } else if (['http_protocol', 'fast_recovery', 'bindto', 'bind_port', 'bind_if', 'connect_ip'].includes(k)) continue;
-    else if (SKIPPED.has(k)) skipped.add(k);
-    else fail(s, `unknown keyword ${k} in ${kind}`);
-  }
-  if (type !== 'tcp' && check.expectStatus === undefined) {
-    check.expectStatus = 200;
-    notes.push(`${where}: ${kind} without status_code: keepalived takes 200-299, tunvs expects 200`);
-  }
-  if (type !== 'tcp') check.host ??= settings.virtualhost;
-  check.interval = settings.delayLoop ?? KEEPALIVED_DELAY_LOOP_SEC;
-  check.timeout = settings.connectTimeout ?? KEEPALIVED_CONNECT_TIMEOUT_SEC;
-  // keepalived retries `retry` times after a failure, then marks the server down.
-  check.fall = (settings.retry ?? KEEPALIVED_RETRY) + 1;
+  const check = checker(c, addr, rs.port, settings, notes, where, skipped, fail);
   return { rs, check, stmt: r };
 }
 
@@ -605,9 +715,7 @@ function commonCheck(
   const c0 = checked[0]!.check!;
   const ownPort = checked.every((s) => s.check!.port === s.rs.port);
   for (const { check: c, stmt } of checked) {
-    const differs = (['type', 'path', 'expectStatus', 'host', 'interval', 'timeout', 'fall'] as const).find(
-      (k) => c![k] !== c0[k],
-    );
+    const differs = CHECK_FIELDS.find((k) => JSON.stringify(c![k]) !== JSON.stringify(c0[k]));
     if (differs)
       fail(
         stmt,
@@ -623,15 +731,19 @@ function commonCheck(
       `line ${vs.line}: checks every ${c0.interval} s with a ${c0.timeout} s timeout become ${interval} s and ${timeout} s ` +
         '(tunvs: whole seconds, a timeout within the interval, at most 60 s)',
     );
+  const own = Object.fromEntries(
+    CHECK_FIELDS.filter((k) => !['type', 'interval', 'timeout', 'fall'].includes(k) && c0[k] !== undefined).map((k) => [
+      k,
+      c0[k],
+    ]),
+  );
   return {
     type: c0.type,
     interval,
     timeout,
     rise: 1,
     fall: c0.fall,
-    ...(c0.path !== undefined ? { path: c0.path } : {}),
-    ...(c0.expectStatus !== undefined ? { expectStatus: c0.expectStatus } : {}),
-    ...(c0.host !== undefined ? { host: c0.host } : {}),
+    ...own,
     ...(!ownPort ? { port: c0.port } : {}),
   };
 }

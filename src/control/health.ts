@@ -1,15 +1,14 @@
 /**
- * Health checks of the real servers, run from the LB's main thread: a TCP connect, or an HTTP
- * GET (plain or over TLS) expecting a status (and optionally a string in the body). `fall`
- * failures in a row take a server down, `rise` successes bring it back. A server that is down
- * gets no new sessions (the forwarders see it with weight 0, which drains); its existing
- * sessions continue.
+ * Health checks of the real servers, run from the LB's main thread, each server every
+ * `interval` with the service's check (control/checks/: tcp, http, https, udp, dns, smtp,
+ * exec). `fall` failures in a row take a server down, `rise` successes bring it back. A server
+ * that is down gets no new sessions (the forwarders see it with weight 0, which drains); its
+ * existing sessions continue. An exec check with dynamicWeight sets the weight the forwarders
+ * see while the server is up.
  * Transitions are logged and counted; `tunvs list`, `stats` and /metrics show the state.
  */
 
-import { request, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { connect, isIP } from 'node:net';
+import { runCheck, type CheckTarget } from './checks/index.js';
 import type { Logger } from './log.js';
 import type { HealthCheckSpec, ResolvedService } from '../service/service.js';
 
@@ -22,74 +21,18 @@ export interface ServerHealth {
   checks: number;
   lastError?: string;
   lastChange?: string;
+  /** The weight the last dynamic check set (exec with dynamicWeight); absent: the config's. */
+  weight?: number;
 }
 
 interface Checker {
   key: string;
   spec: HealthCheckSpec;
-  host: string;
-  port: number;
+  target: CheckTarget;
   timer: NodeJS.Timeout;
   state: ServerHealth;
   busy: boolean;
   ids: { service: number; server: number };
-}
-
-/** One check: resolves with an error text, or undefined when it passed. */
-export function probe(spec: HealthCheckSpec, host: string, port: number): Promise<string | undefined> {
-  const ms = spec.timeout * 1000;
-  return new Promise((resolve) => {
-    if (spec.type === 'tcp') {
-      const sock = connect({ host, port, timeout: ms });
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve(undefined);
-      });
-      sock.once('timeout', () => {
-        sock.destroy();
-        resolve(`connect timed out after ${spec.timeout} s`);
-      });
-      sock.once('error', (e: Error & { code?: string }) => resolve(`connect: ${e.code ?? e.message}`));
-      return;
-    }
-    const opts = {
-      host,
-      port,
-      path: spec.path,
-      method: 'GET',
-      timeout: ms,
-      agent: false as const,
-      ...(spec.host !== undefined ? { headers: { host: spec.host } } : {}),
-    };
-    const onResponse = (res: IncomingMessage): void => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        if (body.length < 65536) body += c;
-      });
-      res.on('end', () => {
-        if (res.statusCode !== spec.expectStatus) resolve(`HTTP ${res.statusCode}, expected ${spec.expectStatus}`);
-        else if (spec.expectBody !== undefined && !body.includes(spec.expectBody))
-          resolve(`body does not contain ${JSON.stringify(spec.expectBody)}`);
-        else resolve(undefined);
-      });
-      res.on('error', (e) => resolve(`HTTP: ${e.message}`));
-    };
-    // Over TLS the server's certificate is not verified: the check asks whether the server
-    // answers (its certificate names the service, not the server's address), as keepalived's
-    // SSL_GET does. The Host, when it is a name, goes out as the server name (SNI) too.
-    const name = spec.host?.replace(/:\d+$/, '');
-    const req =
-      spec.type === 'https'
-        ? httpsRequest(
-            { ...opts, rejectUnauthorized: false, ...(name && isIP(name) === 0 ? { servername: name } : {}) },
-            onResponse,
-          )
-        : request(opts, onResponse);
-    req.once('timeout', () => req.destroy(new Error(`timed out after ${spec.timeout} s`)));
-    req.once('error', (e: Error & { code?: string }) => resolve(`HTTP: ${e.code ?? e.message}`));
-    req.end();
-  });
 }
 
 export function healthKey(serviceId: number, serverId: number): string {
@@ -127,8 +70,7 @@ export class HealthMonitor {
         const c: Checker = {
           key,
           spec,
-          host: rs.address,
-          port: spec.port ?? rs.port,
+          target: { address: rs.address, port: spec.port ?? rs.port, service: s.name },
           busy: false,
           // A server starts up (as without checks) and has to fail `fall` times to go down.
           state: old?.state ?? { up: true, okStreak: 0, failStreak: 0, transitions: 0, checks: 0 },
@@ -136,6 +78,8 @@ export class HealthMonitor {
           ids,
         };
         c.timer.unref();
+        // A weight set by a dynamic check lasts while the check may set it again.
+        if (spec.dynamicWeight !== true) delete c.state.weight;
         this.checkers.set(key, c);
         void this.check(c, `${s.name} ${rs.address}:${rs.port}`);
       }
@@ -151,28 +95,36 @@ export class HealthMonitor {
   private async check(c: Checker, what: string): Promise<void> {
     if (c.busy) return;
     c.busy = true;
-    const err = await probe(c.spec, c.host, c.port);
+    const result = await runCheck(c.spec, c.target);
     c.busy = false;
     if (!this.checkers.has(c.key)) return;
     const st = c.state;
     st.checks++;
-    if (err === undefined) {
+    if (result.ok) {
       st.okStreak++;
       st.failStreak = 0;
       delete st.lastError;
     } else {
       st.failStreak++;
       st.okStreak = 0;
-      st.lastError = err;
+      st.lastError = result.error;
+    }
+    const reweighed = result.ok && result.weight !== undefined && result.weight !== st.weight;
+    if (reweighed) {
+      st.weight = result.weight;
+      this.logger.log('info', `health: ${what} weight ${result.weight} (from the check's exit status)`);
     }
     const flip = (st.up && st.failStreak >= c.spec.fall) || (!st.up && st.okStreak >= c.spec.rise);
-    if (!flip) return;
+    if (!flip) {
+      if (reweighed && st.up) this.onChange(c.ids.service, c.ids.server, true, c.spec, what);
+      return;
+    }
     st.up = !st.up;
     st.transitions++;
     st.lastChange = new Date().toISOString();
     this.logger.log(st.up ? 'info' : 'warn', `health: ${what} is ${st.up ? 'UP' : 'DOWN'}`, {
       check: c.spec.type,
-      ...(err ? { error: err } : {}),
+      ...(!result.ok ? { error: result.error } : {}),
     });
     this.onChange(c.ids.service, c.ids.server, st.up, c.spec, what);
   }
@@ -182,13 +134,22 @@ export class HealthMonitor {
     return this.checkers.get(healthKey(serviceId, serverId))?.state;
   }
 
-  /** The services as the forwarders should see them: servers that are down at weight 0. */
+  /** The services as the forwarders should see them: servers that are down at weight 0, those
+   * a dynamic check reweighed at its weight. */
   effective(services: readonly ResolvedService[]): ResolvedService[] {
+    const weightOf = (serviceId: number, rs: ResolvedService['realServers'][number]): number => {
+      const st = this.state(serviceId, rs.id);
+      if (st?.up === false) return 0;
+      return st?.weight ?? rs.weight;
+    };
     return services.map((s) =>
       s.healthCheck
         ? {
             ...s,
-            realServers: s.realServers.map((rs) => (this.state(s.id, rs.id)?.up === false ? { ...rs, weight: 0 } : rs)),
+            realServers: s.realServers.map((rs) => {
+              const weight = weightOf(s.id, rs);
+              return weight === rs.weight ? rs : { ...rs, weight };
+            }),
           }
         : s,
     );

@@ -40,6 +40,9 @@ export interface RealServerRow {
   /** Health-check state: 'up' or 'down'; absent when the service has no health check. */
   health?: 'up' | 'down';
   healthError?: string;
+  /** The weight an exec check with dynamicWeight set, which the forwarders use instead of
+   * `weight` (the config's) while the server is up. */
+  checkWeight?: number;
   /** The server's session cap and floor (ipvsadm -x, -y), when it has one. */
   maxConns?: number;
   minConns?: number;
@@ -66,7 +69,7 @@ export function listServices(
   services: readonly ResolvedService[],
   counters: readonly Float64Array[],
   counts: readonly ConnCounts[],
-  health?: (serviceId: number, serverId: number) => { up: boolean; lastError?: string } | undefined,
+  health?: (serviceId: number, serverId: number) => { up: boolean; lastError?: string; weight?: number } | undefined,
 ): ServiceRow[] {
   const sum = (id: number, field: number): number =>
     counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
@@ -104,6 +107,7 @@ export function listServices(
         outBytes: sum(r.id, RS_BYTES_OUT),
         ...(h ? { health: h.up ? ('up' as const) : ('down' as const) } : {}),
         ...(h?.lastError ? { healthError: h.lastError } : {}),
+        ...(h?.weight !== undefined ? { checkWeight: h.weight } : {}),
         ...(r.maxConns > 0 ? { maxConns: r.maxConns, minConns: r.minConns } : {}),
       };
     }),
@@ -207,7 +211,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
           ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(q.conns, 9)} ${pad(q.inPackets, 9)} ${pad(q.outPackets, 9)} ${pad(q.inBytes, 12)} ${q.outBytes}`
           : stats
             ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
-            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.maxConns !== undefined ? ` cap ${r.maxConns}/${r.minConns!}` : ''}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
+            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.checkWeight ?? r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.maxConns !== undefined ? ` cap ${r.maxConns}/${r.minConns!}` : ''}${r.checkWeight !== undefined ? ` weight from check (config ${r.weight})` : ''}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
       );
     }
   }

@@ -122,11 +122,22 @@ export const SYNPROXY_AUTO = 2;
 
 export const TOA_DEFAULT: Readonly<ToaSpec> = { enabled: true, kind: 254, kindV6: 254, inSyn: false };
 
-/** Health check of every real server of a service, run from the LB (control/health.ts). */
+/** What a health check does (control/checks/, a file each). */
+export const HEALTH_CHECK_TYPES = ['tcp', 'http', 'https', 'udp', 'dns', 'smtp', 'exec'] as const;
+export type HealthCheckType = (typeof HEALTH_CHECK_TYPES)[number];
+/** Query types a dns check may ask (keepalived's DNS_CHECK list). */
+export const DNS_QUERY_TYPES = ['A', 'NS', 'CNAME', 'SOA', 'MX', 'TXT', 'AAAA'] as const;
+export type DnsQueryType = (typeof DNS_QUERY_TYPES)[number];
+
+/** Health check of every real server of a service, run from the LB (control/health.ts). The
+ * fields after `resetOnDown` belong to one type each (config.ts refuses them on another). */
 export interface HealthCheckSpec {
-  /** tcp: a connect; http: GET `path`, expecting `expectStatus` (and `expectBody` in the body);
-   * https: the same over TLS, the certificate not verified (keepalived's SSL_GET). */
-  type: 'tcp' | 'http' | 'https';
+  /** tcp: a connect. http: GET `path`, expecting `expectStatus` (and the body checks below).
+   * https: the same over TLS, the certificate not verified (keepalived's SSL_GET). udp: a
+   * datagram (`payload`), failing on an ICMP unreachable or a wrong reply. dns: a query,
+   * expecting an answer without error. smtp: the greeting, HELO and QUIT. exec: a command,
+   * passing when it exits 0 (keepalived's MISC_CHECK). */
+  type: HealthCheckType;
   /** Seconds between checks, and before one times out. */
   interval: number;
   timeout: number;
@@ -135,14 +146,41 @@ export interface HealthCheckSpec {
   fall: number;
   /** Port to check (default: the real server's). */
   port?: number;
-  path: string;
-  expectStatus: number;
-  expectBody?: string;
-  /** http/https: the Host header, and over TLS the server name (SNI) when it is not an
-   * address (keepalived's virtualhost); default: the server's address and port. */
-  host?: string;
   /** When a server goes down, end its sessions with RSTs to both sides (default: they go on). */
   resetOnDown?: boolean;
+  /** http/https. */
+  path: string;
+  expectStatus: number;
+  /** A string the body must contain. */
+  expectBody?: string;
+  /** A regular expression (JavaScript syntax) the first 64 KiB of the body must match, or
+   * must not match (keepalived's regex, regex_no_match). */
+  expectBodyMatch?: string;
+  expectBodyNoMatch?: string;
+  /** The MD5 of the whole body, in hex (keepalived's digest, as genhash prints it). */
+  expectBodyMd5?: string;
+  /** The Host header, and over TLS the server name (SNI) when it is not an address
+   * (keepalived's virtualhost); default: the server's address and port. */
+  host?: string;
+  /** udp: the datagram sent, in hex (default: an empty one). */
+  payload?: string;
+  /** udp: a reply is required, and must begin with these bytes (hex; "" takes any reply).
+   * Absent: no reply is needed, only no ICMP unreachable within the timeout. */
+  expectReply?: string;
+  /** dns: the name asked (default ".") and the query type (default SOA). */
+  query?: string;
+  queryType?: DnsQueryType;
+  /** smtp: the name sent with HELO (default: this host's name). */
+  helo?: string;
+  /** exec: the program (an absolute path) and its arguments, run without a shell; `{address}`
+   * and `{port}` in them stand for the server's. It gets TUNVS_CHECK_ADDRESS / _PORT /
+   * _SERVICE in its environment too. */
+  command?: string[];
+  /** exec: the user to run it as (default: tunvs's own). */
+  user?: string;
+  /** exec: exit 2..255 passes and sets the server's weight to the status − 2 (keepalived's
+   * misc_dynamic); otherwise only 0 passes. */
+  dynamicWeight?: boolean;
 }
 
 export const HEALTH_DEFAULT: Readonly<HealthCheckSpec> = {

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
@@ -8,8 +9,14 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
-import { probe } from '../../src/control/health.js';
-import { HEALTH_DEFAULT } from '../../src/service/service.js';
+import { runCheck } from '../../src/control/checks/index.js';
+import { HEALTH_DEFAULT, type HealthCheckSpec } from '../../src/service/service.js';
+
+/** One check of 127.0.0.1:port: undefined when it passed, else its error. */
+async function probe(spec: HealthCheckSpec, host: string, port: number): Promise<string | undefined> {
+  const r = await runCheck(spec, { address: host, port, service: 'web' });
+  return r.ok ? undefined : r.error;
+}
 
 let server: Server;
 let port = 0;
@@ -85,6 +92,22 @@ describe('health probes (loopback)', () => {
     expect(await probe({ ...http, path: '/bad', expectStatus: 503 }, '127.0.0.1', port)).toBeUndefined();
   });
 
+  it('http: a regular expression must match, or must not; the MD5 of the whole body', async () => {
+    const http = { ...HEALTH_DEFAULT, type: 'http' as const };
+    expect(await probe({ ...http, expectBodyMatch: '^all \\w+ here$' }, '127.0.0.1', port)).toBeUndefined();
+    expect(await probe({ ...http, expectBodyMatch: 'bad|no' }, '127.0.0.1', port)).toBe('body does not match /bad|no/');
+    expect(await probe({ ...http, expectBodyNoMatch: 'bad|no' }, '127.0.0.1', port)).toBeUndefined();
+    expect(await probe({ ...http, path: '/bad', expectStatus: 503, expectBodyNoMatch: 'no' }, '127.0.0.1', port)).toBe(
+      'body matches /no/',
+    );
+    const md5 = createHash('md5').update('all good here').digest('hex');
+    expect(await probe({ ...http, expectBodyMd5: md5 }, '127.0.0.1', port)).toBeUndefined();
+    expect(await probe({ ...http, expectBodyMd5: md5.toUpperCase() }, '127.0.0.1', port)).toBeUndefined();
+    expect(await probe({ ...http, expectBodyMd5: '0'.repeat(32) }, '127.0.0.1', port)).toBe(
+      `body MD5 ${md5}, expected ${'0'.repeat(32)}`,
+    );
+  });
+
   it('https: status and body over TLS, the certificate not verified (self-signed here); host is the Host and the server name', async () => {
     const https = { ...HEALTH_DEFAULT, type: 'https' as const };
     expect(await probe({ ...https, expectBody: 'secure' }, '127.0.0.1', tlsPort)).toBeUndefined();
@@ -113,7 +136,7 @@ describe('health probes (loopback)', () => {
       expectStatus: 200,
     });
     expect(() => cfg({ type: 'tcp', host: 'svc.example' })).toThrow(
-      /healthCheck\.host: a tcp check sends no Host: host is for type http or https/,
+      /healthCheck\.host: a tcp check takes no host: it is for type http or https/,
     );
     expect(() => cfg({ type: 'http', host: 'a b' })).toThrow(/healthCheck\.host: "a b" is not valid: use a host name/);
     expect(() => cfg({ type: 'ftp' })).toThrow(/healthCheck\.type/);

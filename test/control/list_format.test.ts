@@ -78,4 +78,11 @@ describe('tunvs list: a real server line', () => {
     expect(line({})).toMatch(/^ {2}-> 198\.18\.20\.21:8080 +FullNat 1 +5 +2 *$/);
     expect(line({ maxConns: 100, minConns: 75 })).toMatch(/ 5 +2 +cap 100\/75$/);
   });
+
+  it("a weight set by the check in the weight column, the config's named; a DOWN server's reason", () => {
+    expect(line({ checkWeight: 10 })).toMatch(/FullNat 10 +5 +2 +weight from check \(config 1\)$/);
+    expect(line({ health: 'down', healthError: 'exec: exited with status 1' })).toMatch(
+      / 5 +2 +DOWN \(exec: exited with status 1\)$/,
+    );
+  });
 });

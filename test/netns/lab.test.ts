@@ -611,6 +611,45 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(log).toContain('health: web-v4 198.18.20.23:8080 is UP');
   }, 60_000);
 
+  it("an exec check (keepalived's MISC_CHECK) with dynamicWeight: the weights it sets are what the scheduler uses", async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const rs3 = LAB.realServers[2].v4;
+    // rs3 gets weight 0 (exit 2) and the others 3 (exit 5), from the address in its arguments.
+    const script = join(state.dir, 'weigh.sh');
+    writeFileSync(script, `#!/bin/sh\n[ "$1" = "${rs3}" ] && exit 2\nexit 5\n`, { mode: 0o755 });
+    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+    try {
+      // Whatever check web-v4 has (a block's lines are indented 4+), then this one.
+      await reloadWith((y) =>
+        y
+          .replace(/(  - name: web-v4\n(?:    .*\n)*?)    healthCheck: .*\n/, '$1')
+          .replace(
+            /(  - name: web-v4\n(?:    .*\n)*?    scheduler: \w+\n)/,
+            `$1    healthCheck: { type: exec, command: [${script}, "{address}"], dynamicWeight: true, interval: 1, timeout: 1, rise: 1, fall: 1 }\n`,
+          ),
+      );
+      expect(readFileSync(file, 'utf8')).toContain('type: exec');
+      let text = '';
+      for (let i = 0; i < 50 && !/weight from check[\s\S]*weight from check[\s\S]*weight from check/.test(text); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        text = await list();
+      }
+      expect(text).toMatch(
+        new RegExp(`${rs3.replace(/\./g, '\\.')}:8080 +FullNat 0 .*weight from check \\(config 1\\)`),
+      );
+      expect(text).toMatch(/198\.18\.20\.21:8080 +FullNat 3 .*weight from check \(config 1\)/);
+      expect(text).not.toContain('DOWN');
+      const seen = counts(labCurl(prefix, 4, 30));
+      expect(seen.has('rs3')).toBe(false);
+      expect(seen.get('rs1')! + seen.get('rs2')!).toBe(30);
+    } finally {
+      writeFileSync(file, good);
+      process.kill(tunvsPid(), 'SIGHUP');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 60_000);
+
   it('resetOnDown: a real server failing its checks has its sessions ended with RSTs to both sides; the others go on', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const good = readFileSync(file, 'utf8');

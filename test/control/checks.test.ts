@@ -1,0 +1,328 @@
+/**
+ * The udp, dns, smtp and exec health checks against real servers and real processes on
+ * loopback, the monitor taking an exec check's weight, and the config's refusals.
+ */
+
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/config.js';
+import { runCheck } from '../../src/control/checks/index.js';
+import { HealthMonitor } from '../../src/control/health.js';
+import { HEALTH_DEFAULT, IdRegistry, resolveServices, type HealthCheckSpec } from '../../src/service/service.js';
+
+async function probe(spec: Partial<HealthCheckSpec>, port: number): Promise<string | undefined> {
+  const r = await runCheck({ ...HEALTH_DEFAULT, ...spec }, { address: '127.0.0.1', port, service: 'web' });
+  return r.ok ? undefined : r.error;
+}
+
+/** A loopback port nothing listens on (for UDP or TCP). */
+async function closedUdpPort(): Promise<number> {
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(r));
+  return port;
+}
+
+let dir: string;
+let udp: UdpSocket;
+let udpPort = 0;
+let silent: UdpSocket;
+let silentPort = 0;
+let dns: UdpSocket;
+let dnsPort = 0;
+const dnsAsked: { name: string; type: number; rd: boolean }[] = [];
+let smtp: Server;
+let smtpPort = 0;
+let smtpGreeting = '220-mail.example ESMTP\r\n220 ready\r\n';
+let smtpHelo = '250 mail.example\r\n';
+const helos: string[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tunvs-checks-'));
+  chmodSync(dir, 0o755);
+  // udp: answers "pong" + what it got; `silent` never answers.
+  udp = createSocket('udp4');
+  udp.on('message', (m, r) => udp.send(Buffer.concat([Buffer.from('pong'), m]), r.port, r.address));
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+  udpPort = udp.address().port;
+  silent = createSocket('udp4');
+  await new Promise<void>((r) => silent.bind(0, '127.0.0.1', r));
+  silentPort = silent.address().port;
+  // dns: answers first with a wrong id (to be ignored), then NOERROR for names under
+  // ok.example and the root, NXDOMAIN otherwise.
+  dns = createSocket('udp4');
+  dns.on('message', (m, r) => {
+    const labels: string[] = [];
+    let o = 12;
+    while (m[o]! > 0) {
+      labels.push(m.toString('latin1', o + 1, o + 1 + m[o]!));
+      o += 1 + m[o]!;
+    }
+    const name = labels.join('.') || '.';
+    dnsAsked.push({ name, type: m.readUInt16BE(o + 1), rd: (m.readUInt16BE(2) & 0x0100) !== 0 });
+    const answer = (id: number, rcode: number): Buffer => {
+      const a = Buffer.from(m);
+      a.writeUInt16BE(id, 0);
+      a.writeUInt16BE(0x8180 | rcode, 2);
+      return a;
+    };
+    dns.send(answer(m.readUInt16BE(0) ^ 0xffff, 0), r.port, r.address);
+    dns.send(answer(m.readUInt16BE(0), name === '.' || name.endsWith('ok.example') ? 0 : 3), r.port, r.address);
+  });
+  await new Promise<void>((r) => dns.bind(0, '127.0.0.1', r));
+  dnsPort = dns.address().port;
+  smtp = createServer((c) => {
+    c.setEncoding('latin1');
+    c.write(smtpGreeting);
+    c.on('data', (d: string) => {
+      if (d.startsWith('HELO ')) {
+        helos.push(d.trim());
+        c.write(smtpHelo);
+      } else if (d.startsWith('QUIT')) c.end('221 bye\r\n');
+    });
+    c.on('error', () => {});
+  });
+  await new Promise<void>((r) => smtp.listen(0, '127.0.0.1', r));
+  smtpPort = (smtp.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const s of [udp, silent, dns]) await new Promise<void>((r) => s.close(r));
+  await new Promise<void>((r) => smtp.close(() => r()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** An executable shell script in the test's directory. */
+function script(name: string, body: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, `#!/bin/sh\n${body}\n`);
+  chmodSync(p, 0o755);
+  return p;
+}
+
+describe('udp check', () => {
+  it('a reply is needed only with expectReply, and then must begin with it', async () => {
+    expect(await probe({ type: 'udp', payload: '70696e67' }, udpPort)).toBeUndefined();
+    expect(await probe({ type: 'udp', payload: '70696e67', expectReply: '' }, udpPort)).toBeUndefined();
+    expect(await probe({ type: 'udp', payload: '0102', expectReply: '706f6e670102' }, udpPort)).toBeUndefined();
+    expect(await probe({ type: 'udp', payload: '0102', expectReply: '706f6e670103' }, udpPort)).toBe(
+      'reply 706f6e670102 does not begin with 706f6e670103',
+    );
+  });
+
+  it('silence passes without expectReply and fails with it; a closed port fails at once', async () => {
+    expect(await probe({ type: 'udp' }, silentPort)).toBeUndefined();
+    expect(await probe({ type: 'udp', expectReply: '' }, silentPort)).toBe('no reply within 1 s');
+    const t0 = Date.now();
+    expect(await probe({ type: 'udp', payload: '00' }, await closedUdpPort())).toBe('udp: ECONNREFUSED');
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
+});
+
+describe('dns check', () => {
+  it('passes on NOERROR, fails on NXDOMAIN, ignores an answer with another id', async () => {
+    expect(await probe({ type: 'dns' }, dnsPort)).toBeUndefined();
+    expect(dnsAsked.at(-1)).toEqual({ name: '.', type: 6, rd: true });
+    expect(await probe({ type: 'dns', query: 'www.ok.example', queryType: 'AAAA' }, dnsPort)).toBeUndefined();
+    expect(dnsAsked.at(-1)).toEqual({ name: 'www.ok.example', type: 28, rd: true });
+    expect(await probe({ type: 'dns', query: 'nowhere.example.', queryType: 'A' }, dnsPort)).toBe(
+      'dns: answer NXDOMAIN',
+    );
+    expect(dnsAsked.at(-1)).toEqual({ name: 'nowhere.example', type: 1, rd: true });
+  });
+
+  it('no answer fails at the timeout; a closed port at once', async () => {
+    expect(await probe({ type: 'dns' }, silentPort)).toBe('no answer within 1 s');
+    expect(await probe({ type: 'dns' }, await closedUdpPort())).toBe('dns: ECONNREFUSED');
+  });
+});
+
+describe('smtp check', () => {
+  it('the greeting (over two lines), HELO with the name, 250', async () => {
+    expect(await probe({ type: 'smtp', helo: 'lb-a.example' }, smtpPort)).toBeUndefined();
+    expect(helos.at(-1)).toBe('HELO lb-a.example');
+  });
+
+  it('a greeting other than 220, or HELO refused, fails', async () => {
+    smtpGreeting = '554 no service\r\n';
+    expect(await probe({ type: 'smtp' }, smtpPort)).toBe('smtp: greeting 554, expected 220');
+    smtpGreeting = '220 ready\r\n';
+    smtpHelo = '501 bad name\r\n';
+    expect(await probe({ type: 'smtp' }, smtpPort)).toBe('smtp: HELO answered 501, expected 250');
+    smtpHelo = '250 mail.example\r\n';
+  });
+});
+
+describe('exec check', () => {
+  it('exit 0 passes, 1 fails; the server is in the environment', async () => {
+    const env = join(dir, 'env');
+    const ok = script('ok.sh', `echo "$TUNVS_CHECK_ADDRESS $TUNVS_CHECK_PORT $TUNVS_CHECK_SERVICE" > ${env}\nexit 0`);
+    expect(await probe({ type: 'exec', command: [ok] }, 8080)).toBeUndefined();
+    expect(readFileSync(env, 'utf8')).toBe('127.0.0.1 8080 web\n');
+    expect(await probe({ type: 'exec', command: [script('bad.sh', 'exit 1')] }, 8080)).toBe(
+      'exec: exited with status 1',
+    );
+    expect(await probe({ type: 'exec', command: [join(dir, 'missing')] }, 8080)).toBe('exec: ENOENT');
+  });
+
+  it('arguments go as given, without a shell', async () => {
+    const out = join(dir, 'args');
+    const echo = script('args.sh', `printf '%s|' "$@" > ${out}`);
+    expect(await probe({ type: 'exec', command: [echo, 'a b', '$HOME', '*'] }, 1)).toBeUndefined();
+    expect(readFileSync(out, 'utf8')).toBe('a b|$HOME|*|');
+  });
+
+  it('dynamicWeight: exit 2..255 passes with the weight status − 2; without it they fail', async () => {
+    const seven = script('seven.sh', 'exit 7');
+    const r = await runCheck(
+      { ...HEALTH_DEFAULT, type: 'exec', command: [seven], dynamicWeight: true },
+      { address: '127.0.0.1', port: 1, service: 'web' },
+    );
+    expect(r).toEqual({ ok: true, weight: 5 });
+    expect(await probe({ type: 'exec', command: [seven] }, 1)).toBe('exec: exited with status 7');
+    expect(await probe({ type: 'exec', command: [script('one.sh', 'exit 1')], dynamicWeight: true }, 1)).toBe(
+      'exec: exited with status 1',
+    );
+  });
+
+  it('past its timeout the command and what it started are stopped, and the check fails', async () => {
+    const pids = join(dir, 'pids');
+    const slow = script('slow.sh', `sleep 30 &\necho "$$ $!" > ${pids}\nwait`);
+    const t0 = Date.now();
+    expect(await probe({ type: 'exec', command: [slow], timeout: 1 }, 1)).toBe('exec: timed out after 1 s');
+    expect(Date.now() - t0).toBeLessThan(1500);
+    const [shell, sleeper] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
+    const deadline = Date.now() + 3000;
+    while ((existsSync(`/proc/${shell}`) || existsSync(`/proc/${sleeper}`)) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(`/proc/${shell}`)).toBe(false);
+    expect(existsSync(`/proc/${sleeper}`)).toBe(false);
+  });
+
+  it('user: the command runs as that user', async () => {
+    const out = join(dir, 'uid');
+    writeFileSync(out, '');
+    chmodSync(out, 0o666);
+    const who = script('who.sh', `id -u > ${out}`);
+    expect(await probe({ type: 'exec', command: [who], user: 'nobody' }, 1)).toBeUndefined();
+    expect(readFileSync(out, 'utf8').trim()).toBe(execId('nobody'));
+  });
+});
+
+function execId(user: string): string {
+  return String(
+    Number(
+      readFileSync('/etc/passwd', 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith(`${user}:`))!
+        .split(':')[2],
+    ),
+  );
+}
+
+describe('the monitor and a dynamic weight', () => {
+  it('an exec check with dynamicWeight sets the weight the forwarders see; down is still 0', async () => {
+    const state = join(dir, 'state');
+    writeFileSync(state, '12');
+    const dyn = script('dyn.sh', `exit $(cat ${state})`);
+    const services = resolveServices(
+      parseConfig({
+        services: [
+          {
+            name: 'web',
+            vip: '198.18.0.100',
+            port: 80,
+            localAddresses: ['198.18.2.1'],
+            realServers: [{ address: '127.0.0.1', port: 8080, weight: 3 }],
+            healthCheck: {
+              type: 'exec',
+              command: [dyn],
+              dynamicWeight: true,
+              interval: 1,
+              timeout: 1,
+              fall: 1,
+              rise: 1,
+            },
+          },
+        ],
+      }).services,
+      new IdRegistry(),
+    );
+    const changes: { up: boolean }[] = [];
+    const logs: string[] = [];
+    const mon = new HealthMonitor({ log: (_l, m) => logs.push(m) }, (_s, _r, up) => changes.push({ up }));
+    const weight = (): number => mon.effective(services)[0]!.realServers[0]!.weight;
+    try {
+      expect(weight()).toBe(3);
+      mon.sync(services);
+      await until(() => weight() === 10);
+      expect(changes).toEqual([{ up: true }]);
+      expect(logs).toContain("health: web 127.0.0.1:8080 weight 10 (from the check's exit status)");
+      writeFileSync(state, '1');
+      await until(() => weight() === 0);
+      expect(changes.at(-1)).toEqual({ up: false });
+      writeFileSync(state, '0');
+      // Back up: exit 0 leaves the weight the check set last (as keepalived's misc_dynamic).
+      await until(() => weight() === 10);
+      expect(changes.at(-1)).toEqual({ up: true });
+    } finally {
+      mon.stop();
+    }
+  });
+});
+
+async function until(ok: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('config: a check takes the fields of its type', () => {
+  const cfg = (healthCheck: object) =>
+    parseConfig({
+      services: [{ vip: '198.18.0.100', port: 53, realServers: [{ address: '198.18.1.11', port: 53 }], healthCheck }],
+    }).services[0]!.healthCheck;
+
+  it('takes each type with its fields', () => {
+    expect(cfg({ type: 'udp', payload: 'de ad BE EF', expectReply: '' })).toMatchObject({
+      type: 'udp',
+      payload: 'deadbeef',
+      expectReply: '',
+    });
+    expect(cfg({ type: 'dns', query: 'www.example.com.', queryType: 'A' })).toMatchObject({
+      query: 'www.example.com.',
+    });
+    expect(cfg({ type: 'smtp', helo: 'lb.example' })).toMatchObject({ helo: 'lb.example' });
+    expect(cfg({ type: 'exec', command: ['/bin/true', 8080], user: 'nobody', dynamicWeight: true })).toMatchObject({
+      command: ['/bin/true', '8080'],
+      user: 'nobody',
+    });
+    expect(cfg({ type: 'http', expectBodyMatch: 'ok|up', expectBodyMd5: 'A'.repeat(32) })).toMatchObject({
+      expectBodyMd5: 'a'.repeat(32),
+    });
+  });
+
+  it('refuses what a type does not take, and bad values, naming the field', () => {
+    expect(() => cfg({ type: 'tcp', path: '/x' })).toThrow(
+      /healthCheck\.path: a tcp check takes no path: it is for type http or https/,
+    );
+    expect(() => cfg({ type: 'http', command: ['/bin/true'] })).toThrow(/it is for type exec/);
+    expect(() => cfg({ type: 'exec' })).toThrow(/healthCheck\.command: an exec check needs a command/);
+    expect(() => cfg({ type: 'exec', command: ['true'] })).toThrow(/absolute path/);
+    expect(() => cfg({ type: 'exec', command: ['/bin/true'], user: 'no-such-user-tunvs' })).toThrow(
+      /healthCheck\.user: no user no-such-user-tunvs on this system/,
+    );
+    expect(() => cfg({ type: 'udp', payload: 'abc' })).toThrow(/healthCheck\.payload: .*hex/);
+    expect(() => cfg({ type: 'http', expectBodyMatch: '(' })).toThrow(/not a regular expression/);
+    expect(() => cfg({ type: 'http', expectBodyMd5: 'abc' })).toThrow(/MD5/);
+    expect(() => cfg({ type: 'dns', queryType: 'PTR' })).toThrow(/healthCheck\.queryType/);
+    expect(() => cfg({ type: 'dns', query: 'a..b' })).toThrow(/not a DNS name/);
+  });
+});
