@@ -212,6 +212,14 @@ export const SH_TABLE_SIZE = 4093;
  * timestamp translation's own cost 204 → 28; a new session 22,160 → 19,401. */
 export const V8_INLINE_BUDGET_BYTES = 3000;
 
+/** Records a forwarder scans per slice when a cluster's membership changes and it hands
+ * sessions over (SessionSync.reconcile): 17–42 ms per million sessions in one go, so a slice
+ * holds its packets ~1–3 ms. A handover waits for room in the sync ring (the publisher
+ * drains it every tick) up to SYNC_RING_WAIT_MS, then goes on and counts what is lost (the
+ * resync that follows repairs it). */
+export const RECONCILE_SLICE_RECORDS = 65536;
+export const SYNC_RING_WAIT_MS = 2000;
+
 /** Health checks (control/checks/). The part of an HTTP body held to look for expectBody and
  * expectBodyMatch: a status page fits, a large download is not kept in memory (expectBodyMd5
  * hashes the whole body as it streams). */

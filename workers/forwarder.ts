@@ -107,7 +107,7 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'sync-adopt') {
     engine.adoptSynced(m.owner);
   } else if (m.type === 'sync-reconcile') {
-    port.postMessage({ type: 'sync-reconciled', id: m.id, ...engine.reconcileSynced(m.othersTo) });
+    void engine.reconcileSynced(m.othersTo).then((r) => port.postMessage({ type: 'sync-reconciled', id: m.id, ...r }));
   } else if (m.type === 'reset-server') {
     void forwarder.resetServer(m.serverId).then((ended) => port.postMessage({ type: 'server-reset', id: m.id, ended }));
   } else if (m.type === 'conns') {

@@ -30,7 +30,9 @@ import {
   TIMER_BUDGET_PER_ADVANCE,
   TIMER_TICK_MS,
   MTU_DEFAULT,
+  RECONCILE_SLICE_RECORDS,
   SLOT_SIZE_BYTES,
+  SYNC_RING_WAIT_MS,
 } from '../constants.js';
 import { randomSeed } from '../conn/hash.js';
 import {
@@ -374,15 +376,46 @@ export class Engine {
   }
 
   /** Cluster: sessions go to the node that holds their local address, and (othersTo > 0)
-   * the other modes' to that node (SessionSync.reconcile). */
-  reconcileSynced(othersTo = 0): Reconciled {
-    if (!this.sync) return { claimed: 0, handedOver: 0 };
-    const c = this.ctx;
-    const res = this.sync.reconcile(this.services, c.timeouts, c.idleTicks, this.table.tick, othersTo);
+   * the other modes' to that node (SessionSync.reconcile), RECONCILE_SLICE_RECORDS at a time:
+   * between slices the thread's other work runs (packets, the sync ring's drain by the main
+   * thread). A slice stopped by a full ring waits for room, up to SYNC_RING_WAIT_MS. */
+  async reconcileSynced(othersTo = 0): Promise<Reconciled> {
+    const total: Reconciled = { claimed: 0, handedOver: 0 };
+    const sync = this.sync;
+    if (!sync) return total;
     const ctr = this.counters;
-    ctr[C_SYNC_CLAIMED] = ctr[C_SYNC_CLAIMED]! + res.claimed;
-    ctr[C_SYNC_HANDED_OVER] = ctr[C_SYNC_HANDED_OVER]! + res.handedOver;
-    return res;
+    // Once the ring stayed full that long (its drain is stuck: the main thread is busy), the
+    // rest goes without waiting; what the ring cannot take is counted lost.
+    let fullSince = 0;
+    let overflow = false;
+    for (let from = 0; from >= 0;) {
+      const c = this.ctx;
+      const r = sync.reconcile(
+        this.services,
+        c.timeouts,
+        c.idleTicks,
+        this.table.tick,
+        othersTo,
+        from,
+        RECONCILE_SLICE_RECORDS,
+        overflow,
+      );
+      total.claimed += r.claimed;
+      total.handedOver += r.handedOver;
+      ctr[C_SYNC_CLAIMED] = ctr[C_SYNC_CLAIMED]! + r.claimed;
+      ctr[C_SYNC_HANDED_OVER] = ctr[C_SYNC_HANDED_OVER]! + r.handedOver;
+      from = r.next;
+      if (from < 0) break;
+      if (r.ringFull) {
+        if (fullSince === 0) fullSince = Date.now();
+        overflow = Date.now() - fullSince >= SYNC_RING_WAIT_MS;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      } else {
+        fullSince = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    return total;
   }
 
   /** Install a new service set (reload): existing sessions keep running. */

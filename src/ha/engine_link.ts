@@ -20,7 +20,7 @@ export function engineLink(e: Engine): HaWorkerLink {
       return Promise.resolve();
     },
     adopt: (owner) => void e.adoptSynced(owner),
-    reconcile: (othersTo) => Promise.resolve(e.reconcileSynced(othersTo)),
+    reconcile: (othersTo) => e.reconcileSynced(othersTo),
     peerLocalAddresses: (addrs) => e.setPeerLocalAddresses(addrs),
   };
 }

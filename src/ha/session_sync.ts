@@ -250,6 +250,11 @@ export class SyncRing {
   get pending(): number {
     return Atomics.load(this.ctl, 0) - Atomics.load(this.ctl, 1);
   }
+
+  /** The producer: no room for another event until the consumer drains. */
+  get full(): boolean {
+    return this.ctl[0]! - Atomics.load(this.ctl, 1) >= this.slots;
+  }
 }
 
 /** What the main thread (ha/node.ts, publisher.ts, follower.ts) can ask of one forwarder's
@@ -298,6 +303,13 @@ export interface Reconciled {
   claimed: number;
   /** Sessions of its own on local addresses another node holds, handed over to it. */
   handedOver: number;
+}
+
+/** What one slice of reconcile() did, and the record to go on from (−1: done); `ringFull`:
+ * it stopped there because its ring had no room for the next handover. */
+export interface ReconcileSlice extends Reconciled {
+  next: number;
+  ringFull: boolean;
 }
 
 export class SessionSync {
@@ -544,6 +556,10 @@ export class SessionSync {
    * and `idleTicks` as for install. `othersTo`, after this node's alive key lapsed: the node
    * that took it for dead (its first live backup) gets the sessions of the modes without a
    * local address of the node's own too (TUNNEL, DR, NAT), which it adopted meanwhile.
+   * One slice: records `from` on, at most `slice` of them, and (unless `overflow`) no further
+   * than a full ring, so the caller lets its packets and the publisher's drain run between
+   * slices (Engine.reconcileSynced). A session made or changed behind the scan needs nothing:
+   * a new one is this node's and unpublished, and installs judge holders themselves.
    */
   reconcile(
     services: ServiceTable,
@@ -551,11 +567,15 @@ export class SessionSync {
     idleTicks: Int32Array,
     tick: number,
     othersTo = 0,
-  ): Reconciled {
+    from = 0,
+    slice = Infinity,
+    overflow = false,
+  ): ReconcileSlice {
     const table = this.table;
     const rec = table.rec;
-    const res: Reconciled = { claimed: 0, handedOver: 0 };
-    for (let r = 0; r < table.used; r++) {
+    const res: ReconcileSlice = { claimed: 0, handedOver: 0, next: -1, ringFull: false };
+    const end = Math.min(table.used, from + slice);
+    for (let r = from; r < end; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) === 0) continue;
       let holder = recHolder(services, rec, base, this.nodeId);
@@ -564,6 +584,11 @@ export class SessionSync {
       const owner = recOwner(rec, base);
       // Only a published session goes: the new owner knows no other.
       if (owner === 0 && holder !== this.nodeId && rec[base + R_SYNC] !== 0) {
+        if (this.active && !overflow && this.ring.full) {
+          res.next = r;
+          res.ringFull = true;
+          return res;
+        }
         setRecOwner(rec, base, holder);
         const state = stateOf(rec, base);
         table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
@@ -576,6 +601,7 @@ export class SessionSync {
         res.claimed++;
       }
     }
+    if (end < table.used) res.next = end;
     return res;
   }
 

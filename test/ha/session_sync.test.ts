@@ -5,7 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { LPORT_MAX, LPORT_MIN, TEMPLATE_SWEEP_MS } from '../../src/constants.js';
+import { LPORT_MAX, LPORT_MIN, SYNC_RING_WAIT_MS, TEMPLATE_SWEEP_MS } from '../../src/constants.js';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { R_IN_PORTS, R_OUT_PORTS, RECORD_WORDS } from '../../src/conn/layout.js';
 import { HaControl } from '../../src/ha/role.js';
@@ -632,7 +632,7 @@ it('a stale record whose client tuple a new connection of a peer now uses is rep
   expect(c.engine.templates.list(0)[0]).toMatchObject({ sessions: 0 }); // ours let its template go
 });
 
-it('cluster: a FULLNAT session is owned by the node that holds its local address', () => {
+it('cluster: a FULLNAT session is owned by the node that holds its local address', async () => {
   const a = haEngine(MASTER, 0, 1);
   // b's own local address is another: a's is a peer's (node 1's) to b.
   const specs = labServices().map((x) => ({
@@ -652,10 +652,10 @@ it('cluster: a FULLNAT session is owned by the node that holds its local address
   b.engine.installSynced(events, 1);
   expect(owner()).toBe(1);
   // Nothing known of the address (a pair shares its addresses): nothing moves.
-  expect(b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 0 });
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 0 });
   // Node 1 is dead and b its first live backup: b holds the address and takes the copy.
   holds(2);
-  expect(b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
   expect(owner()).toBe(0);
   // While b holds it, no other node's word counts, not even node 1's (a stale record).
   expect(b.engine.installSynced(events, 1)).toMatchObject({ conflicts: 1, handedOver: 0 });
@@ -669,9 +669,9 @@ it('cluster: a FULLNAT session is owned by the node that holds its local address
   expect([handover.n, handover.events[0], handover.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 1]);
   // Held by b again, then by node 3: b hands it over on its own (reconcile).
   holds(2);
-  expect(b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
   holds(3);
-  expect(b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 1 });
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 1 });
   expect(owner()).toBe(3);
   const toThree = drain(b.ring);
   expect([toThree.n, toThree.events[0], toThree.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 3]);
@@ -693,7 +693,50 @@ it('cluster: a FULLNAT session is owned by the node that holds its local address
   expect([gone.n, gone.events[0], gone.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_DELETE, 2]);
 });
 
-it('cluster, after a lapse: sessions of the modes without an address of the node go to its first live backup', () => {
+it('cluster: a handover waits for room in a full sync ring, then goes on where it stopped; past SYNC_RING_WAIT_MS it goes on without', async () => {
+  const a = haEngine(MASTER, 0);
+  const specs = labServices().map((x) => ({
+    ...x,
+    localAddresses: [x.vip.includes(':') ? 'fd00:18:2::9' : '198.18.2.9'],
+  }));
+  const b = haEngine(MASTER, 0, 2, specs);
+  const { events } = establishAndDrain(a, 41000);
+  const owner = () => b.engine.describe([...b.engine.sessionIds()][0]!).owner;
+  const holds = (holder: number) => b.engine.setPeerLocalAddresses([{ ...parseAddress(V4.lip)!, holder }]);
+  b.engine.installSynced(events, 1);
+  holds(2);
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 1, handedOver: 0 });
+  drain(b.ring);
+  const fill = (): void => {
+    while (b.ring.push(OP_UPSERT, new Int32Array(RECORD_WORDS), 0, 2));
+    b.ring.takeLost();
+  };
+  // Node 3 holds it now, and b's ring is full: the handover waits until the ring drains.
+  fill();
+  holds(3);
+  const waiting = b.engine.reconcileSynced();
+  await new Promise((r) => setTimeout(r, 30));
+  expect(owner()).toBe(0);
+  expect(drain(b.ring).n).toBe(1024);
+  expect(await waiting).toEqual({ claimed: 0, handedOver: 1 });
+  expect(owner()).toBe(3);
+  const handover = drain(b.ring);
+  expect([handover.n, handover.events[0], handover.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 3]);
+  expect(b.ring.takeLost()).toBe(0);
+  // Held by b, then by node 3 again, with a ring nobody drains: after SYNC_RING_WAIT_MS the
+  // handover goes on, and its event is counted lost (the resync that follows repairs it).
+  holds(2);
+  await b.engine.reconcileSynced();
+  fill();
+  holds(3);
+  const t0 = Date.now();
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 1 });
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(SYNC_RING_WAIT_MS);
+  expect(owner()).toBe(3);
+  expect(b.ring.takeLost()).toBe(1);
+}, 10_000);
+
+it('cluster, after a lapse: sessions of the modes without an address of the node go to its first live backup', async () => {
   const tunnel = serviceWithDefaults({
     vip: V4.vip,
     port: 8000,
@@ -716,8 +759,8 @@ it('cluster, after a lapse: sessions of the modes without an address of the node
   b.engine.advanceTimers(d.nowMs); // the TUNNEL session is ESTABLISHED and published; FULLNAT's is young
   expect(drain(b.ring).n).toBe(1);
   const owners = () => [...b.engine.sessionIds()].map((r) => [b.engine.describe(r).mode, b.engine.describe(r).owner]);
-  expect(b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 0 });
-  expect(b.engine.reconcileSynced(3)).toEqual({ claimed: 0, handedOver: 1 });
+  expect(await b.engine.reconcileSynced()).toEqual({ claimed: 0, handedOver: 0 });
+  expect(await b.engine.reconcileSynced(3)).toEqual({ claimed: 0, handedOver: 1 });
   expect(owners().sort()).toEqual([
     ['fullnat', 0], // on b's own address
     ['tunnel', 3],
