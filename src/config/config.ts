@@ -400,6 +400,9 @@ const SERVICE_KEYS = [
   'maxNewPerSec',
   'idleTimeout',
   'persistence',
+  'sorryServer',
+  'quorum',
+  'hysteresis',
 ] as const;
 
 /** One service entry (also what `tunvs service add` sends), validated. */
@@ -462,7 +465,19 @@ export function parseService(v: unknown, path: string): ServiceSpec {
     ...(o.idleTimeout !== undefined
       ? { idleTimeout: integer(o.idleTimeout, join(path, 'idleTimeout'), 1, TIMEOUT_SEC_MAX, 'whole seconds') }
       : {}),
+    ...(o.sorryServer !== undefined ? { sorryServer: sorryServer(o.sorryServer, join(path, 'sorryServer')) } : {}),
+    // Values are checked with the service (service.ts resolveServices), as the real servers'.
+    ...(o.quorum !== undefined ? { quorum: o.quorum as number } : {}),
+    ...(o.hysteresis !== undefined ? { hysteresis: o.hysteresis as number } : {}),
   });
+}
+
+/** sorryServer: { address, port } (checked with the service, as a real server). */
+function sorryServer(v: unknown, path: string): { address: string; port: number } {
+  const o = object(v, path, ['address', 'port']);
+  if (o.address === undefined || o.port === undefined)
+    throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', path, 'a sorry server needs address and port');
+  return { address: o.address as string, port: o.port as number };
 }
 
 /** persistence: { timeoutSec, netmask (prefix length or a.b.c.d), prefix6 } (ipvsadm -p, -M). */

@@ -89,6 +89,10 @@ export interface RuleService {
   healthCheck?: Record<string, unknown>;
   /** Client prefixes let in (none: all) and kept out (DPVS's allow / deny address groups). */
   acl?: { allow?: string[]; deny?: string[] };
+  /** keepalived's sorry_server, quorum and hysteresis. */
+  sorryServer?: { address: string; port: number };
+  quorum?: number;
+  hysteresis?: number;
 }
 
 /** IPVS's `-p` / keepalived's `persistence_timeout` without a value (libipvs
@@ -201,6 +205,9 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: { allow: s.acl.allow ?? [], deny: s.acl.deny ?? [] } } : {}),
+    ...(s.sorryServer ? { sorryServer: s.sorryServer } : {}),
+    ...(s.quorum !== undefined ? { quorum: s.quorum } : {}),
+    ...(s.hysteresis !== undefined ? { hysteresis: s.hysteresis } : {}),
     realServers: servers.map((r) => ({
       address: r.address,
       port: r.port,
@@ -229,7 +236,7 @@ export function importYaml(r: ImportResult, what: string): string {
   const doc = new Document(r.config, { aliasDuplicateObjects: false });
   const services = doc.get('services') as YAMLSeq<YAMLMap>;
   for (const s of services.items) {
-    for (const k of ['localAddresses', 'persistence', 'healthCheck', 'acl']) {
+    for (const k of ['localAddresses', 'persistence', 'healthCheck', 'acl', 'sorryServer']) {
       const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
       if (v) v.flow = true;
     }

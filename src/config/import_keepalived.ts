@@ -75,13 +75,9 @@ const NOT_LVS = new Set([
 
 /** Service and server keywords that change nothing while every server is up: skipped, named. */
 const SKIPPED = new Set([
-  'sorry_server',
   'sorry_server_inhibit',
-  'sorry_server_lvs_method',
-  'quorum',
   'quorum_up',
   'quorum_down',
-  'hysteresis',
   'alpha',
   'omega',
   'ha_suspend',
@@ -384,6 +380,10 @@ function virtualServer(
   const acl: { allow?: string[]; deny?: string[] } = {};
   let synProxy: 'on' | undefined;
   let idleTimeout: number | undefined;
+  let sorry: { address: string; port: number } | undefined;
+  let sorryMethod: ModeName | undefined;
+  let quorum: number | undefined;
+  let hysteresis: number | undefined;
   let defaultWeight = 1;
   const checks: CheckSettings = {};
   const rsStmts: Stmt[] = [];
@@ -412,6 +412,14 @@ function virtualServer(
     } else if (k === 'syn_proxy') synProxy = 'on';
     // DPVS's keepalived: the service's conn-timeout.
     else if (k === 'establish_timeout') idleTimeout = Number(v);
+    else if (k === 'sorry_server') {
+      const [, addr, port] = s.words;
+      if (addr === undefined || parseAddress(addr) === undefined || !/^\d+$/.test(port ?? ''))
+        fail(s, `sorry_server ${s.words.slice(1).join(' ')}: give an address and a port`);
+      sorry = { address: addr, port: Number(port) };
+    } else if (k === 'sorry_server_lvs_method') sorryMethod = forwarding(s, fail);
+    else if (k === 'quorum') quorum = Number(v);
+    else if (k === 'hysteresis') hysteresis = Number(v);
     else if (k === 'weight') defaultWeight = Number(v);
     else if (k === 'real_server') rsStmts.push(s);
     else if (checkSetting(s.words, checks, notes, where)) continue;
@@ -446,6 +454,10 @@ function virtualServer(
       `${where}: skipped (no effect while the servers are up; tunvs has no such setting): ${[...skipped].join(', ')}`,
     );
   const healthCheck = commonCheck(vs, realServers, notes, fail);
+  if (sorryMethod !== undefined && sorryMethod !== (method ?? 'nat'))
+    fail(vs, `sorry_server_lvs_method ${sorryMethod}: tunvs forwards to the sorry server as to the real servers`);
+  if (!sorry && (quorum !== undefined || hysteresis !== undefined))
+    notes.push(`${where}: quorum and hysteresis skipped: without a sorry_server they only time notify scripts`);
   return members.map(({ addr, port }) => {
     const v6 = addr.includes(':');
     const p = timeoutSec !== undefined ? ipvsPersistence(addr, timeoutSec, granularity) : undefined;
@@ -460,6 +472,9 @@ function virtualServer(
       ...(synProxy ? { synProxy } : {}),
       ...(idleTimeout ? { idleTimeout } : {}),
       ...(acl.allow?.length || acl.deny?.length ? { acl } : {}),
+      ...(sorry ? { sorryServer: sorry } : {}),
+      ...(sorry && quorum !== undefined ? { quorum } : {}),
+      ...(sorry && hysteresis !== undefined ? { hysteresis } : {}),
       servers: new Map(
         realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
       ),

@@ -10,7 +10,7 @@
 
 import { runCheck, type CheckTarget } from './checks/index.js';
 import type { Logger } from './log.js';
-import type { HealthCheckSpec, ResolvedService } from '../service/service.js';
+import type { HealthCheckSpec, ResolvedRealServer, ResolvedService } from '../service/service.js';
 
 export interface ServerHealth {
   up: boolean;
@@ -41,6 +41,8 @@ export function healthKey(serviceId: number, serverId: number): string {
 
 export class HealthMonitor {
   private readonly checkers = new Map<string, Checker>();
+  /** Per service with a sorry server: whether it has its quorum (effective()). */
+  private readonly quorum = new Map<number, boolean>();
 
   /** `onChange` runs after a server went up or down (`what`: the service and server, as logged). */
   constructor(
@@ -60,6 +62,7 @@ export class HealthMonitor {
     for (const s of services) {
       if (!s.healthCheck) continue;
       for (const rs of s.realServers) {
+        if (rs.sorry) continue; // not checked: it stands in while the others fail
         const key = healthKey(s.id, rs.id);
         const ids = { service: s.id, server: rs.id };
         want.add(key);
@@ -84,6 +87,8 @@ export class HealthMonitor {
         void this.check(c, `${s.name} ${rs.address}:${rs.port}`);
       }
     }
+    for (const id of this.quorum.keys())
+      if (!services.some((s) => s.id === id && s.realServers.at(-1)?.sorry === true)) this.quorum.delete(id);
     for (const [key, c] of this.checkers) {
       if (!want.has(key)) {
         clearInterval(c.timer);
@@ -135,24 +140,62 @@ export class HealthMonitor {
   }
 
   /** The services as the forwarders should see them: servers that are down at weight 0, those
-   * a dynamic check reweighed at its weight. */
+   * a dynamic check reweighed at its weight; a service that lost its quorum with every real
+   * server at 0 and its sorry server at 1 (keepalived's sorry_server; quorumUp). */
   effective(services: readonly ResolvedService[]): ResolvedService[] {
-    const weightOf = (serviceId: number, rs: ResolvedService['realServers'][number]): number => {
+    const weightOf = (serviceId: number, rs: ResolvedRealServer): number => {
       const st = this.state(serviceId, rs.id);
       if (st?.up === false) return 0;
       return st?.weight ?? rs.weight;
     };
-    return services.map((s) =>
-      s.healthCheck
-        ? {
+    return services.map((s) => {
+      const sorry = s.realServers.at(-1)?.sorry === true;
+      if (!s.healthCheck && !sorry) return s;
+      const weights = s.realServers.map((rs) => (rs.sorry ? 0 : s.healthCheck ? weightOf(s.id, rs) : rs.weight));
+      if (
+        sorry &&
+        !this.quorumUp(
+          s,
+          weights.reduce((a, w) => a + w, 0),
+        )
+      ) {
+        weights.fill(0);
+        weights[weights.length - 1] = 1;
+      }
+      return weights.every((w, i) => w === s.realServers[i]!.weight)
+        ? s
+        : {
             ...s,
-            realServers: s.realServers.map((rs) => {
-              const weight = weightOf(s.id, rs);
-              return weight === rs.weight ? rs : { ...rs, weight };
-            }),
-          }
-        : s,
-    );
+            realServers: s.realServers.map((rs, i) => (weights[i] === rs.weight ? rs : { ...rs, weight: weights[i]! })),
+          };
+    });
+  }
+
+  /** Whether service `s` (with a sorry server) has its quorum, its servers' weights summing to
+   * `sum`: lost under quorum − hysteresis (or at 0), regained at quorum + hysteresis, as
+   * keepalived's update_quorum_state; a service seen first starts up only at quorum +
+   * hysteresis. Transitions are logged. */
+  private quorumUp(s: ResolvedService, sum: number): boolean {
+    const was = this.quorum.get(s.id);
+    const up = was === undefined || !was ? sum >= s.quorum + s.hysteresis : sum > 0 && sum >= s.quorum - s.hysteresis;
+    this.quorum.set(s.id, up);
+    if (was !== undefined && up !== was) {
+      const sorry = s.realServers.at(-1)!;
+      this.logger.log(
+        up ? 'info' : 'warn',
+        up
+          ? `health: ${s.name} has its quorum again (weights up ${sum} ≥ ${s.quorum + s.hysteresis}): new sessions to its real servers`
+          : `health: ${s.name} lost its quorum (weights up ${sum} < ${s.quorum - s.hysteresis}): new sessions to the sorry server ${sorry.address}:${sorry.port}`,
+      );
+    } else if (was === undefined && !up) {
+      this.logger.log('warn', `health: ${s.name} starts without its quorum: new sessions to the sorry server`);
+    }
+    return up;
+  }
+
+  /** Whether service `serviceId`'s sorry server takes its new sessions now. */
+  sorryInUse(serviceId: number): boolean {
+    return this.quorum.get(serviceId) === false;
   }
 
   stop(): void {

@@ -338,7 +338,7 @@ export class Runtime {
         isnKey: this.isnKey,
         offload: this.config.tun.offload,
         nice: this.config.workerNice,
-        services: this.link.annotate(this.services),
+        services: this.link.annotate(this.health.effective(this.services)),
         countersSab: counters.buffer as SharedArrayBuffer,
         connCountsSab: counts.sab,
         nodeConnCountsSabs: allCounts.map((c) => c.sab),
@@ -407,7 +407,7 @@ export class Runtime {
       this.services,
       this.workers.map((w) => w.counters),
       this.workers.map((w) => w.counts),
-      (s, r) => this.health.state(s, r),
+      this.health,
     );
   }
 
@@ -420,7 +420,7 @@ export class Runtime {
             this.services,
             this.workers.map((w) => w.counters),
             this.workers.map((w) => w.counts),
-            (s, r) => this.health.state(s, r),
+            this.health,
           ),
         transitions: (s, r) => this.health.state(s, r)?.transitions,
         tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),

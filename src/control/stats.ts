@@ -43,6 +43,8 @@ export interface RealServerRow {
   /** The weight an exec check with dynamicWeight set, which the forwarders use instead of
    * `weight` (the config's) while the server is up. */
   checkWeight?: number;
+  /** The service's sorry server: 'in use' while the service has lost its quorum. */
+  sorry?: 'in use' | 'standby';
   /** The server's session cap and floor (ipvsadm -x, -y), when it has one. */
   maxConns?: number;
   minConns?: number;
@@ -65,11 +67,17 @@ export interface ServiceRow {
   realServers: RealServerRow[];
 }
 
+/** What `tunvs list` shows of the health checks (control/health.ts HealthMonitor). */
+export interface HealthView {
+  state(serviceId: number, serverId: number): { up: boolean; lastError?: string; weight?: number } | undefined;
+  sorryInUse(serviceId: number): boolean;
+}
+
 export function listServices(
   services: readonly ResolvedService[],
   counters: readonly Float64Array[],
   counts: readonly ConnCounts[],
-  health?: (serviceId: number, serverId: number) => { up: boolean; lastError?: string; weight?: number } | undefined,
+  health?: HealthView,
 ): ServiceRow[] {
   const sum = (id: number, field: number): number =>
     counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
@@ -92,7 +100,7 @@ export function listServices(
     sloppy: s.sloppy,
     ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
     realServers: s.realServers.map((r) => {
-      const h = health?.(s.id, r.id);
+      const h = health?.state(s.id, r.id);
       return {
         id: r.id,
         address: r.address,
@@ -108,6 +116,7 @@ export function listServices(
         ...(h ? { health: h.up ? ('up' as const) : ('down' as const) } : {}),
         ...(h?.lastError ? { healthError: h.lastError } : {}),
         ...(h?.weight !== undefined ? { checkWeight: h.weight } : {}),
+        ...(r.sorry ? { sorry: health?.sorryInUse(s.id) ? ('in use' as const) : ('standby' as const) } : {}),
         ...(r.maxConns > 0 ? { maxConns: r.maxConns, minConns: r.minConns } : {}),
       };
     }),
@@ -211,7 +220,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
           ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(q.conns, 9)} ${pad(q.inPackets, 9)} ${pad(q.outPackets, 9)} ${pad(q.inBytes, 12)} ${q.outBytes}`
           : stats
             ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
-            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.checkWeight ?? r.weight, 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.maxConns !== undefined ? ` cap ${r.maxConns}/${r.minConns!}` : ''}${r.checkWeight !== undefined ? ` weight from check (config ${r.weight})` : ''}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
+            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.sorry === 'in use' ? 1 : (r.checkWeight ?? r.weight), 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.maxConns !== undefined ? ` cap ${r.maxConns}/${r.minConns!}` : ''}${r.checkWeight !== undefined ? ` weight from check (config ${r.weight})` : ''}${r.sorry ? ` sorry server${r.sorry === 'in use' ? ' (in use: no quorum)' : ''}` : ''}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
       );
     }
   }

@@ -103,6 +103,14 @@ export interface ServiceSpec {
    * ones went to, while it has any and `timeoutSec` after the last; clients are grouped by
    * the IPv4 prefix length `netmask` (ipvsadm -M) or the IPv6 `prefix6`. Absent: none. */
   persistence?: PersistenceSpec;
+  /** keepalived's sorry_server: while the service has lost its quorum (the weights of its
+   * real servers that are up sum to less than `quorum`), its new sessions go here, and none
+   * to the servers still up; established ones go on. Absent: none. */
+  sorryServer?: { address: string; port: number };
+  /** keepalived's quorum and hysteresis (1 and 0): quorum is lost under quorum − hysteresis
+   * (or at 0) and regained at quorum + hysteresis. Only with a sorryServer. */
+  quorum?: number;
+  hysteresis?: number;
 }
 
 export interface PersistenceSpec {
@@ -221,6 +229,9 @@ export function serviceWithDefaults(
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
     ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.persistence ? { persistence: { ...s.persistence } } : {}),
+    ...(s.sorryServer ? { sorryServer: { ...s.sorryServer } } : {}),
+    ...(s.quorum !== undefined ? { quorum: s.quorum } : {}),
+    ...(s.hysteresis !== undefined ? { hysteresis: s.hysteresis } : {}),
   };
 }
 
@@ -236,6 +247,9 @@ export interface ResolvedRealServer {
   minConns: number;
   /** DR: the server's link-layer address, from the neighbour table (control/link.ts). */
   mac?: string;
+  /** The service's sorry server (ServiceSpec.sorryServer): last in the list, at weight 0
+   * until the service loses its quorum (control/health.ts effective()). */
+  sorry?: true;
 }
 
 export interface ResolvedService {
@@ -267,6 +281,9 @@ export interface ResolvedService {
   persistence?: PersistenceSpec;
   /** DR: the MAC of the LB's interface toward the real servers (control/link.ts). */
   linkMac?: string;
+  /** With a sorry server (the last real server): ServiceSpec.quorum and hysteresis. */
+  quorum: number;
+  hysteresis: number;
 }
 
 /** "aa:bb:cc:dd:ee:ff" as [first 2 bytes, last 4 bytes] (int32 words), or [0, 0]. */
@@ -471,6 +488,65 @@ function checkSloppy(s: ServiceSpec, p: string): void {
 }
 
 /** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
+/** The service's sorry server as its last real server: weight 0 (no sessions) until the
+ * service loses its quorum. Not one of its real servers (keepalived allows that; tunvs would
+ * have two entries with one id). */
+function sorryServer(
+  spec: { address: string; port: number },
+  path: string,
+  af: number,
+  serviceKey: string,
+  rsKeys: ReadonlySet<string>,
+  ids: IdRegistry,
+): ResolvedRealServer {
+  const a = needAddress(spec.address, `${path}.address`);
+  if (a.af !== af)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_FAMILY',
+      `${path}.address`,
+      `${spec.address} is ${familyName(a.af)} but the VIP is ${familyName(af)}: tunvs forwards within one family`,
+    );
+  const port = needPort(spec.port, `${path}.port`);
+  const rkey = `${Array.from(a.words).join(',')}|${port}`;
+  if (rsKeys.has(rkey))
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_DUPLICATE',
+      path,
+      `${spec.address}:${port} is one of the real servers: a sorry server is another server`,
+    );
+  return {
+    id: ids.serverId(`${serviceKey}|${rkey}`, path),
+    af: a.af,
+    addr: a.words,
+    address: spec.address,
+    port,
+    weight: 0,
+    maxConns: 0,
+    minConns: 0,
+    sorry: true,
+  };
+}
+
+function checkQuorum(s: ServiceSpec, p: string): { quorum: number; hysteresis: number } {
+  const quorum = s.quorum ?? 1;
+  const hysteresis = s.hysteresis ?? 0;
+  if ((s.quorum !== undefined || s.hysteresis !== undefined) && !s.sorryServer)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      `${p}.sorryServer`,
+      'quorum and hysteresis say when the sorry server takes over: give the service a sorryServer',
+    );
+  if (!Number.isInteger(quorum) || quorum < 1 || quorum > 0x7fffffff)
+    throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', `${p}.quorum`, `${show(quorum)} is not valid: use an integer ≥ 1`);
+  if (!Number.isInteger(hysteresis) || hysteresis < 0 || hysteresis >= quorum)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      `${p}.hysteresis`,
+      `${show(hysteresis)} is not valid: use an integer 0..quorum − 1`,
+    );
+  return { quorum, hysteresis };
+}
+
 export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, path = 'services'): ResolvedService[] {
   const out: ResolvedService[] = [];
   const seen = new Set<string>();
@@ -544,7 +620,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
     });
     const id = ids.serviceId(key, p);
     const rsKeys = new Set<string>();
-    const realServers = s.realServers.map((rs, j) => {
+    const realServers: ResolvedRealServer[] = s.realServers.map((rs, j) => {
       const rp = `${p}.realServers[${j}]`;
       const a = needAddress(rs.address, `${rp}.address`);
       if (a.af !== vip.af)
@@ -574,6 +650,8 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
         ...checkConnLimits(rs, rp),
       };
     });
+    if (s.sorryServer) realServers.push(sorryServer(s.sorryServer, `${p}.sorryServer`, vip.af, key, rsKeys, ids));
+    const quorum = checkQuorum(s, p);
     out.push({
       id,
       name: s.name,
@@ -598,6 +676,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       maxNewPerSec: s.maxNewPerSec ?? 0,
       idleTimeoutSec: s.idleTimeout === undefined ? 0 : checkIdleTimeout(s.idleTimeout, `${p}.idleTimeout`),
       ...(s.persistence ? { persistence: checkPersistence(s.persistence, `${p}.persistence`) } : {}),
+      ...quorum,
     });
   });
   for (const [lip, where] of lipOwners) {

@@ -161,13 +161,13 @@ describe('tunvs import keepalived', () => {
         port: 80,
         mode: 'nat',
         scheduler: 'rr',
+        sorryServer: { address: 'fd18:18:20::99', port: 80 },
         realServers: [{ address: 'fd18:18:20::21', port: 80, weight: 1 }],
       },
     ]);
     const notes = r.notes.join('\n');
     expect(notes).toContain('left to keepalived (not LVS services): vrrp_instance');
     expect(notes).toMatch(/delay_before_retry skipped/);
-    expect(notes).toMatch(/\(virtual_server fd18:18::100 80\): skipped .*: sorry_server/);
     expect(parseConfig(r.config).services).toHaveLength(3);
   });
 
@@ -372,6 +372,32 @@ describe('tunvs import keepalived', () => {
       '/etc/keepalived/other.conf': '\n\nvirtual_server 198.18.0.100 80 {\n  lvs_sched dh\n}\n',
     });
     expect(e.message).toMatch(/^\/etc\/keepalived\/other\.conf: line 4: scheduler dh/);
+  });
+
+  it("sorry_server, quorum and hysteresis become the service's sorryServer, quorum and hysteresis", () => {
+    const r = importKeepalived(
+      source(
+        vs(
+          '  sorry_server 198.18.20.99 8080\n  sorry_server_inhibit\n  sorry_server_lvs_method DR\n  quorum 2\n  hysteresis 1\n' +
+            '  real_server 198.18.20.21 80 {\n    weight 2\n  }\n  real_server 198.18.20.22 80 {\n  }',
+        ),
+      ),
+    );
+    expect(r.config.services[0]).toMatchObject({
+      sorryServer: { address: '198.18.20.99', port: 8080 },
+      quorum: 2,
+      hysteresis: 1,
+    });
+    expect(parseConfig(r.config).services[0]!.sorryServer).toEqual({ address: '198.18.20.99', port: 8080 });
+    const method = refused(
+      vs('  sorry_server 198.18.20.99 8080\n  sorry_server_lvs_method NAT\n  real_server 198.18.20.21 80 {\n  }'),
+    );
+    expect(method.message).toMatch(
+      /sorry_server_lvs_method nat: tunvs forwards to the sorry server as to the real servers/,
+    );
+    const noQuorumUse = importKeepalived(source(vs('  quorum 3\n  real_server 198.18.20.21 80 {\n  }')));
+    expect(noQuorumUse.config.services[0]).not.toHaveProperty('quorum');
+    expect(noQuorumUse.notes.join('\n')).toMatch(/quorum and hysteresis skipped: without a sorry_server/);
   });
 
   /** keepalived's other checkers, each real server checked alike (a MISC_CHECK naming its server). */

@@ -12,7 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/config.js';
 import { runCheck } from '../../src/control/checks/index.js';
 import { HealthMonitor } from '../../src/control/health.js';
-import { HEALTH_DEFAULT, IdRegistry, resolveServices, type HealthCheckSpec } from '../../src/service/service.js';
+import {
+  HEALTH_DEFAULT,
+  IdRegistry,
+  resolveServices,
+  type HealthCheckSpec,
+  type ResolvedService,
+} from '../../src/service/service.js';
 
 async function probe(spec: Partial<HealthCheckSpec>, port: number): Promise<string | undefined> {
   const r = await runCheck({ ...HEALTH_DEFAULT, ...spec }, { address: '127.0.0.1', port, service: 'web' });
@@ -225,34 +231,25 @@ function execId(user: string): string {
   );
 }
 
+/** Service "web" (198.18.0.100:80, FULLNAT) with these fields, resolved. */
+function webService(fields: object, ids = new IdRegistry()): ResolvedService[] {
+  return resolveServices(
+    parseConfig({
+      services: [{ name: 'web', vip: '198.18.0.100', port: 80, localAddresses: ['198.18.2.1'], ...fields }],
+    }).services,
+    ids,
+  );
+}
+
 describe('the monitor and a dynamic weight', () => {
   it('an exec check with dynamicWeight sets the weight the forwarders see; down is still 0', async () => {
     const state = join(dir, 'state');
     writeFileSync(state, '12');
     const dyn = script('dyn.sh', `exit $(cat ${state})`);
-    const services = resolveServices(
-      parseConfig({
-        services: [
-          {
-            name: 'web',
-            vip: '198.18.0.100',
-            port: 80,
-            localAddresses: ['198.18.2.1'],
-            realServers: [{ address: '127.0.0.1', port: 8080, weight: 3 }],
-            healthCheck: {
-              type: 'exec',
-              command: [dyn],
-              dynamicWeight: true,
-              interval: 1,
-              timeout: 1,
-              fall: 1,
-              rise: 1,
-            },
-          },
-        ],
-      }).services,
-      new IdRegistry(),
-    );
+    const services = webService({
+      realServers: [{ address: '127.0.0.1', port: 8080, weight: 3 }],
+      healthCheck: { type: 'exec', command: [dyn], dynamicWeight: true, interval: 1, timeout: 1, fall: 1, rise: 1 },
+    });
     const changes: { up: boolean }[] = [];
     const logs: string[] = [];
     const mon = new HealthMonitor({ log: (_l, m) => logs.push(m) }, (_s, _r, up) => changes.push({ up }));
@@ -276,6 +273,68 @@ describe('the monitor and a dynamic weight', () => {
   });
 });
 
+describe('the monitor and a sorry server', () => {
+  /** web with rs1, rs2 at these weights and a sorry server; the same ids every time. */
+  const ids = new IdRegistry();
+  const web = (w1: number, w2: number, quorum?: object) =>
+    webService(
+      {
+        realServers: [
+          { address: '198.18.20.21', port: 8080, weight: w1 },
+          { address: '198.18.20.22', port: 8080, weight: w2 },
+        ],
+        sorryServer: { address: '198.18.20.99', port: 8080 },
+        ...quorum,
+      },
+      ids,
+    );
+
+  it('takes the new sessions when the weights up fall under the quorum, with hysteresis both ways', () => {
+    const logs: string[] = [];
+    const mon = new HealthMonitor({ log: (_l, m) => logs.push(m) }, () => {});
+    const seen = (w1: number, w2: number): number[] =>
+      mon.effective(web(w1, w2, { quorum: 3, hysteresis: 1 }))[0]!.realServers.map((r) => r.weight);
+    expect(seen(2, 2)).toEqual([2, 2, 0]); // 4 ≥ quorum + hysteresis: up
+    expect(mon.sorryInUse(web(2, 2)[0]!.id)).toBe(false);
+    expect(seen(2, 0)).toEqual([2, 0, 0]); // 2 ≥ quorum − hysteresis: still up
+    expect(seen(1, 0)).toEqual([0, 0, 1]); // 1 < 2: lost, every real server out
+    expect(mon.sorryInUse(web(1, 0)[0]!.id)).toBe(true);
+    expect(seen(3, 0)).toEqual([0, 0, 1]); // 3 < quorum + hysteresis: still lost
+    expect(seen(3, 1)).toEqual([3, 1, 0]); // 4: regained
+    expect(logs).toEqual([
+      'health: web lost its quorum (weights up 1 < 2): new sessions to the sorry server 198.18.20.99:8080',
+      'health: web has its quorum again (weights up 4 ≥ 4): new sessions to its real servers',
+    ]);
+  });
+
+  it('by default (quorum 1) it stands in when every server is down or drained; it is never checked', async () => {
+    const state = join(dir, 'sorry-state');
+    writeFileSync(state, '0');
+    const check = script('sorry.sh', `exit $(cat ${state})`);
+    const services = webService({
+      realServers: [{ address: '127.0.0.1', port: 8080 }],
+      sorryServer: { address: '127.0.0.2', port: 8080 },
+      healthCheck: { type: 'exec', command: [check], interval: 1, timeout: 1, fall: 1, rise: 1 },
+    });
+    const mon = new HealthMonitor({ log: () => {} }, () => {});
+    const weights = (): number[] => mon.effective(services)[0]!.realServers.map((r) => r.weight);
+    try {
+      mon.sync(services);
+      expect(weights()).toEqual([1, 0]);
+      expect(mon.state(services[0]!.id, services[0]!.realServers[1]!.id)).toBeUndefined();
+      writeFileSync(state, '1');
+      await until(() => weights()[1] === 1);
+      expect(weights()).toEqual([0, 1]);
+      writeFileSync(state, '0');
+      await until(() => weights()[0] === 1);
+      expect(weights()).toEqual([1, 0]);
+      expect(mon.effective(web(0, 0))[0]!.realServers.map((r) => r.weight)).toEqual([0, 0, 1]);
+    } finally {
+      mon.stop();
+    }
+  });
+});
+
 async function until(ok: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!ok()) {
@@ -283,6 +342,31 @@ async function until(ok: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe('config: a sorry server', () => {
+  const svc = (o: object) => webService({ realServers: [{ address: '198.18.20.21', port: 8080 }], ...o })[0]!;
+
+  it('is the last real server, at weight 0, marked', () => {
+    const s = svc({ sorryServer: { address: '198.18.20.99', port: 80 }, quorum: 2, hysteresis: 1 });
+    expect(s.realServers.map((r) => [r.address, r.port, r.weight, r.sorry])).toEqual([
+      ['198.18.20.21', 8080, 1, undefined],
+      ['198.18.20.99', 80, 0, true],
+    ]);
+    expect([s.quorum, s.hysteresis]).toEqual([2, 1]);
+  });
+
+  it('is refused as one of the real servers, of the other family, or quorum without it', () => {
+    expect(() => svc({ sorryServer: { address: '198.18.20.21', port: 8080 } })).toThrow(
+      /services\[0\]\.sorryServer: 198\.18\.20\.21:8080 is one of the real servers/,
+    );
+    expect(() => svc({ sorryServer: { address: 'fd18::99', port: 80 } })).toThrow(/sorryServer\.address: .*IPv6/);
+    expect(() => svc({ sorryServer: { address: '198.18.20.99' } })).toThrow(/a sorry server needs address and port/);
+    expect(() => svc({ quorum: 2 })).toThrow(/services\[0\]\.sorryServer: quorum and hysteresis say when/);
+    expect(() => svc({ sorryServer: { address: '198.18.20.99', port: 80 }, quorum: 2, hysteresis: 2 })).toThrow(
+      /hysteresis: 2 is not valid: use an integer 0\.\.quorum − 1/,
+    );
+  });
+});
 
 describe('config: a check takes the fields of its type', () => {
   const cfg = (healthCheck: object) =>

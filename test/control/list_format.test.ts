@@ -79,6 +79,11 @@ describe('tunvs list: a real server line', () => {
     expect(line({ maxConns: 100, minConns: 75 })).toMatch(/ 5 +2 +cap 100\/75$/);
   });
 
+  it('a sorry server is named, at weight 1 while in use', () => {
+    expect(line({ weight: 0, sorry: 'standby' })).toMatch(/FullNat 0 +5 +2 +sorry server$/);
+    expect(line({ weight: 0, sorry: 'in use' })).toMatch(/FullNat 1 +5 +2 +sorry server \(in use: no quorum\)$/);
+  });
+
   it("a weight set by the check in the weight column, the config's named; a DOWN server's reason", () => {
     expect(line({ checkWeight: 10 })).toMatch(/FullNat 10 +5 +2 +weight from check \(config 1\)$/);
     expect(line({ health: 'down', healthError: 'exec: exited with status 1' })).toMatch(

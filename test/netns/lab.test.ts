@@ -6,7 +6,7 @@
 
 import { processCpu } from '../../bench/lib/cpu.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -644,6 +644,66 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(seen.has('rs3')).toBe(false);
       expect(seen.get('rs1')! + seen.get('rs2')!).toBe(30);
     } finally {
+      writeFileSync(file, good);
+      process.kill(tunvsPid(), 'SIGHUP');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 60_000);
+
+  it("a sorry server (keepalived's sorry_server) takes the new connections while every real server fails its check", async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const rs3 = LAB.realServers[2].v4;
+    const flag = join(state.dir, 'servers-down');
+    const check = join(state.dir, 'servers-check.sh');
+    writeFileSync(check, `#!/bin/sh\n[ -e ${flag} ] && exit 1\nexit 0\n`, { mode: 0o755 });
+    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+    const waitFor = async (what: RegExp): Promise<void> => {
+      for (let i = 0; i < 80; i++) {
+        if (what.test(await list())) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`list never showed ${what}:\n${await list()}`);
+    };
+    const sorryLine = (inUse: boolean): RegExp =>
+      new RegExp(
+        `${rs3.replace(/\./g, '\\.')}:8080 +FullNat ${inUse ? 1 : 0} .*sorry server${inUse ? ' \\(in use' : '$'}`,
+        'm',
+      );
+    try {
+      // web-v4 on rs1 and rs2, checked by a command; rs3 its sorry server.
+      await reloadWith((y) =>
+        y
+          .replace(/(  - name: web-v4\n(?:    .*\n)*?)    healthCheck: .*\n/, '$1')
+          .replace(
+            new RegExp(`(  - name: web-v4\\n(?:    .*\\n)*?)      - \\{ address: "${rs3}", port: 8080.*\\n`),
+            '$1',
+          )
+          .replace(
+            /(  - name: web-v4\n(?:    .*\n)*?    scheduler: \w+\n)/,
+            `$1    healthCheck: { type: exec, command: [${check}], interval: 1, timeout: 1, rise: 1, fall: 1 }\n` +
+              `    sorryServer: { address: "${rs3}", port: 8080 }\n`,
+          ),
+      );
+      expect(readFileSync(file, 'utf8')).toContain('sorryServer');
+      await waitFor(sorryLine(false));
+      let seen = counts(labCurl(prefix, 4, 20));
+      expect(seen.has('rs3')).toBe(false);
+      // Every real server fails: the service has lost its quorum, and rs3 takes all.
+      writeFileSync(flag, '');
+      await waitFor(sorryLine(true));
+      seen = counts(labCurl(prefix, 4, 20));
+      expect([...seen.keys()]).toEqual(['rs3']);
+      // They pass again: rs3 stands by once more.
+      rmSync(flag);
+      await waitFor(sorryLine(false));
+      seen = counts(labCurl(prefix, 4, 20));
+      expect(seen.has('rs3')).toBe(false);
+      const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
+      expect(log).toMatch(/health: web-v4 lost its quorum \(weights up 0 < 1\): new sessions to the sorry server/);
+      expect(log).toContain('health: web-v4 has its quorum again');
+    } finally {
+      rmSync(flag, { force: true });
       writeFileSync(file, good);
       process.kill(tunvsPid(), 'SIGHUP');
       await new Promise((r) => setTimeout(r, 500));
