@@ -764,6 +764,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
         'add table inet tvhc; add chain inet tvhc in { type filter hook input priority 0; }; ' +
           `add rule inet tvhc in ip saddr ${LAB.lbA.rs4} tcp dport ${LAB.echoPort} drop`,
       ]);
+      // What the LB holds of rs3's connections 4.5 s after the block (the resets come ~2.5 s
+      // after it; the clients run ~6 s more): printed below if one of them is not reset.
+      await new Promise((r) => setTimeout(r, 4500));
+      const midway = conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--json']);
       const out = JSON.parse((await clients).out) as {
         port: number;
         echoed: number;
@@ -780,16 +784,13 @@ describe.skipIf(!root)('netns lab (root)', () => {
       );
       const missed = onRs3.filter((p) => !reset.some((r) => r.port === p));
       if (missed.length > 0) {
-        // For whoever reads a failure: what the LB holds for the connections it did not reset.
-        const held = JSON.parse(conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--json'])) as {
-          cport: number;
-          state: string;
-          rip: string;
-          realServerId: number;
-          serviceId: number;
-        }[];
+        // For whoever reads a failure: the client's view of the connections not reset, and what
+        // the LB held for them midway (a session still ESTABLISHED on rs3 under another server
+        // id; one in CLOSE whose RSTs the client never took; none: removed without an RST).
+        const held = JSON.parse(midway) as { cport: number; state: string; rip: string; realServerId: number }[];
         console.log(
-          `not reset: ${JSON.stringify(held.filter((h) => missed.includes(h.cport)))}; rs3's sessions: ` +
+          `not reset: ${JSON.stringify(out.filter((r) => missed.includes(r.port)))}; the LB held midway: ` +
+            `${JSON.stringify(held.filter((h) => missed.includes(h.cport)))}; rs3's sessions midway: ` +
             JSON.stringify(held.filter((h) => h.rip === rs3).map((h) => [h.cport, h.state, h.realServerId])),
         );
       }
