@@ -15,7 +15,17 @@ import { ConfigError, show } from './errors.js';
 import { systemUser } from './system_user.js';
 import { boolean, integer, join, list, object, oneOf, opt, string, type Obj } from './validate.js';
 
-const COMMON_FIELDS = ['type', 'interval', 'timeout', 'rise', 'fall', 'port', 'resetOnDown'] as const;
+const COMMON_FIELDS = [
+  'type',
+  'interval',
+  'timeout',
+  'rise',
+  'fall',
+  'retryInterval',
+  'startDown',
+  'port',
+  'resetOnDown',
+] as const;
 const HTTP_FIELDS = [
   'path',
   'expectStatus',
@@ -147,12 +157,22 @@ export function healthCheck(v: unknown, path: string): HealthCheckSpec {
     expectStatus: opt(o, 'expectStatus', h.expectStatus, (x) =>
       integer(x, join(path, 'expectStatus'), 100, 599, 'an HTTP status'),
     ),
+    ...(o.retryInterval !== undefined
+      ? { retryInterval: integer(o.retryInterval, join(path, 'retryInterval'), 1, 3600, 'seconds') }
+      : {}),
+    ...(o.startDown !== undefined ? { startDown: boolean(o.startDown, join(path, 'startDown')) } : {}),
     ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a port') } : {}),
     ...(o.resetOnDown !== undefined ? { resetOnDown: boolean(o.resetOnDown, join(path, 'resetOnDown')) } : {}),
     ...typeFields(o, path),
   };
   if (type === 'exec' && spec.command === undefined)
     throw new ConfigError('TUNVS_ERR_CONFIG_MISSING', join(path, 'command'), 'an exec check needs a command');
+  if (spec.retryInterval !== undefined && spec.retryInterval > spec.interval)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      join(path, 'retryInterval'),
+      `${spec.retryInterval} is longer than interval ${spec.interval}: a retry comes sooner than the next check`,
+    );
   if (spec.timeout > spec.interval)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_RANGE',

@@ -49,10 +49,12 @@ interface Stmt {
   block?: Stmt[];
 }
 
-/** keepalived's checker defaults (check_data.c): delay_loop 60 s, connect_timeout 5 s, retry 1. */
+/** keepalived's checker defaults (check_data.c, check_api.c): delay_loop 60 s,
+ * connect_timeout 5 s, retry 1, delay_before_retry 1 s. */
 const KEEPALIVED_DELAY_LOOP_SEC = 60;
 const KEEPALIVED_CONNECT_TIMEOUT_SEC = 5;
 const KEEPALIVED_RETRY = 1;
+const KEEPALIVED_DELAY_BEFORE_RETRY_SEC = 1;
 
 /** What the VRRP side and the rest of keepalived configure: not services, left to keepalived. */
 const NOT_LVS = new Set([
@@ -78,7 +80,6 @@ const SKIPPED = new Set([
   'sorry_server_inhibit',
   'quorum_up',
   'quorum_down',
-  'alpha',
   'omega',
   'ha_suspend',
   'smtp_alert',
@@ -327,21 +328,22 @@ interface CheckSettings {
   delayLoop?: number;
   connectTimeout?: number;
   retry?: number;
+  delayBeforeRetry?: number;
+  /** keepalived's alpha: servers start down. */
+  alpha?: boolean;
   /** The Host of HTTP_GET / SSL_GET (a url's own wins). */
   virtualhost?: string;
 }
 
 /** The timer and retry keywords a service, a server or a checker may carry (true: taken). */
-function checkSetting(w: string[], c: CheckSettings, notes: string[], where: string): boolean {
+function checkSetting(w: string[], c: CheckSettings): boolean {
   const v = Number(w[1]);
   if (w[0] === 'delay_loop') c.delayLoop = v;
   else if (w[0] === 'connect_timeout') c.connectTimeout = v;
   else if (w[0] === 'retry' || w[0] === 'nb_get_retry') c.retry = v;
   else if (w[0] === 'virtualhost') c.virtualhost = w[1];
-  else if (w[0] === 'delay_before_retry')
-    notes.push(
-      `${where}: delay_before_retry skipped: tunvs checks every interval, so a failing server is DOWN after fall × interval`,
-    );
+  else if (w[0] === 'delay_before_retry') c.delayBeforeRetry = v;
+  else if (w[0] === 'alpha') c.alpha = true;
   else return false;
   return true;
 }
@@ -422,7 +424,7 @@ function virtualServer(
     else if (k === 'hysteresis') hysteresis = Number(v);
     else if (k === 'weight') defaultWeight = Number(v);
     else if (k === 'real_server') rsStmts.push(s);
-    else if (checkSetting(s.words, checks, notes, where)) continue;
+    else if (checkSetting(s.words, checks)) continue;
     else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
     else if (SKIPPED.has(k)) skipped.add(k);
     else fail(s, `unknown keyword ${k} in a virtual_server`);
@@ -526,6 +528,8 @@ interface ServerCheck {
   interval: number;
   timeout: number;
   fall: number;
+  retryInterval?: number;
+  startDown?: boolean;
 }
 
 /** The fields of a ServerCheck that every server of a service must have alike (their port
@@ -549,6 +553,8 @@ const CHECK_FIELDS = [
   'interval',
   'timeout',
   'fall',
+  'retryInterval',
+  'startDown',
 ] as const;
 
 /** A server's address in a command's arguments, as the exec check's `{address}` (MISC_CHECK
@@ -612,7 +618,7 @@ function checker(
     if (k === 'connect_port') check.port = Number(v);
     else if (k === 'connect_ip' && v !== addr)
       fail(s, `connect_ip ${v ?? ''}: tunvs checks the real server's own address`);
-    else if (checkSetting(s.words, settings, notes, where)) continue;
+    else if (checkSetting(s.words, settings)) continue;
     else if (k === 'url' && (type === 'http' || type === 'https')) {
       if (++urls > 1) fail(s, 'a second url: tunvs checks one path');
       urlBlock(s, check, fail);
@@ -654,8 +660,11 @@ function checker(
   // A command's timeout is misc_timeout (keepalived: the delay_loop without one).
   check.timeout =
     type === 'exec' ? (miscTimeout ?? check.interval) : (settings.connectTimeout ?? KEEPALIVED_CONNECT_TIMEOUT_SEC);
-  // keepalived retries `retry` times after a failure, then marks the server down.
+  // keepalived retries `retry` times after a failure, delay_before_retry apart, then marks
+  // the server down.
   check.fall = (settings.retry ?? KEEPALIVED_RETRY) + 1;
+  if (check.fall > 1) check.retryInterval = settings.delayBeforeRetry ?? KEEPALIVED_DELAY_BEFORE_RETRY_SEC;
+  if (settings.alpha) check.startDown = true;
   return check;
 }
 
@@ -699,7 +708,7 @@ function realServer(
     else if (k === 'lthreshold') lower = Number(s.words[1]);
     else if (k === 'lb_kind' || k === 'lvs_method') rs.mode = forwarding(s, fail);
     else if (/^[A-Z]+_(CHECK|GET)$/.test(k)) checkers.push(s);
-    else if (checkSetting(s.words, settings, notes, where)) continue;
+    else if (checkSetting(s.words, settings)) continue;
     else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
     else if (SKIPPED.has(k)) skipped.add(k);
     else fail(s, `unknown keyword ${k} in a real_server`);
@@ -746,11 +755,14 @@ function commonCheck(
       `line ${vs.line}: checks every ${c0.interval} s with a ${c0.timeout} s timeout become ${interval} s and ${timeout} s ` +
         '(tunvs: whole seconds, a timeout within the interval, at most 60 s)',
     );
+  // A retry sooner than the next check, in whole seconds (tunvs: 1..interval).
+  const retry = c0.retryInterval === undefined ? undefined : Math.max(1, Math.ceil(c0.retryInterval));
+  if (retry !== undefined && retry !== c0.retryInterval)
+    notes.push(`line ${vs.line}: delay_before_retry ${c0.retryInterval} s becomes ${retry} s (tunvs: whole seconds)`);
   const own = Object.fromEntries(
-    CHECK_FIELDS.filter((k) => !['type', 'interval', 'timeout', 'fall'].includes(k) && c0[k] !== undefined).map((k) => [
-      k,
-      c0[k],
-    ]),
+    CHECK_FIELDS.filter(
+      (k) => !['type', 'interval', 'timeout', 'fall', 'retryInterval'].includes(k) && c0[k] !== undefined,
+    ).map((k) => [k, c0[k]]),
   );
   return {
     type: c0.type,
@@ -758,6 +770,7 @@ function commonCheck(
     timeout,
     rise: 1,
     fall: c0.fall,
+    ...(retry !== undefined && retry < interval ? { retryInterval: retry } : {}),
     ...own,
     ...(!ownPort ? { port: c0.port } : {}),
   };

@@ -8,7 +8,7 @@
  * Transitions are logged and counted; `tunvs list`, `stats` and /metrics show the state.
  */
 
-import { runCheck, type CheckTarget } from './checks/index.js';
+import { runCheck, type CheckResult, type CheckTarget } from './checks/index.js';
 import type { Logger } from './log.js';
 import type { HealthCheckSpec, ResolvedRealServer, ResolvedService } from '../service/service.js';
 
@@ -28,10 +28,12 @@ export interface ServerHealth {
 interface Checker {
   key: string;
   spec: HealthCheckSpec;
+  /** The service and server, as logged. */
+  what: string;
   target: CheckTarget;
-  timer: NodeJS.Timeout;
+  /** The next check's; undefined while one runs. */
+  timer: NodeJS.Timeout | undefined;
   state: ServerHealth;
-  busy: boolean;
   ids: { service: number; server: number };
 }
 
@@ -69,40 +71,59 @@ export class HealthMonitor {
         const old = this.checkers.get(key);
         const spec = s.healthCheck;
         if (old && JSON.stringify(old.spec) === JSON.stringify(spec)) continue;
-        if (old) clearInterval(old.timer);
+        if (old) clearTimeout(old.timer);
+        const what = `${s.name} ${rs.address}:${rs.port}`;
         const c: Checker = {
           key,
           spec,
+          what,
           target: { address: rs.address, port: spec.port ?? rs.port, service: s.name },
-          busy: false,
-          // A server starts up (as without checks) and has to fail `fall` times to go down.
-          state: old?.state ?? { up: true, okStreak: 0, failStreak: 0, transitions: 0, checks: 0 },
-          timer: setInterval(() => void this.check(c, `${s.name} ${rs.address}:${rs.port}`), spec.interval * 1000),
+          // A server starts up (as without checks) and has to fail `fall` times to go down;
+          // with startDown (keepalived's alpha) it starts down and has to pass `rise` times.
+          state: old?.state ?? {
+            up: spec.startDown !== true,
+            okStreak: 0,
+            failStreak: 0,
+            transitions: 0,
+            checks: 0,
+          },
+          timer: undefined,
           ids,
         };
-        c.timer.unref();
         // A weight set by a dynamic check lasts while the check may set it again.
         if (spec.dynamicWeight !== true) delete c.state.weight;
         this.checkers.set(key, c);
-        void this.check(c, `${s.name} ${rs.address}:${rs.port}`);
+        void this.run(c);
       }
     }
     for (const id of this.quorum.keys())
       if (!services.some((s) => s.id === id && s.realServers.at(-1)?.sorry === true)) this.quorum.delete(id);
     for (const [key, c] of this.checkers) {
       if (!want.has(key)) {
-        clearInterval(c.timer);
+        clearTimeout(c.timer);
         this.checkers.delete(key);
       }
     }
   }
 
-  private async check(c: Checker, what: string): Promise<void> {
-    if (c.busy) return;
-    c.busy = true;
+  /** Check `c` now, then again `interval` after this one began, or `retryInterval` after while
+   * it is failing but not yet down (keepalived's delay_before_retry); a check that outlasts
+   * that is followed at once. They never overlap. A checker replaced or removed meanwhile
+   * stops. */
+  private async run(c: Checker): Promise<void> {
+    const began = Date.now();
     const result = await runCheck(c.spec, c.target);
-    c.busy = false;
-    if (!this.checkers.has(c.key)) return;
+    if (this.checkers.get(c.key) !== c) return;
+    this.judge(c, result);
+    const st = c.state;
+    const sec = st.up && st.failStreak > 0 ? (c.spec.retryInterval ?? c.spec.interval) : c.spec.interval;
+    c.timer = setTimeout(() => void this.run(c), Math.max(0, began + sec * 1000 - Date.now()));
+    c.timer.unref();
+  }
+
+  /** One check's result on its server's state: streaks, weight, going down or up. */
+  private judge(c: Checker, result: CheckResult): void {
+    const what = c.what;
     const st = c.state;
     st.checks++;
     if (result.ok) {
@@ -199,7 +220,7 @@ export class HealthMonitor {
   }
 
   stop(): void {
-    for (const c of this.checkers.values()) clearInterval(c.timer);
+    for (const c of this.checkers.values()) clearTimeout(c.timer);
     this.checkers.clear();
   }
 }

@@ -152,6 +152,12 @@ export interface HealthCheckSpec {
   /** Consecutive successes to come back up, failures to go down. */
   rise: number;
   fall: number;
+  /** Seconds to the next check after a failure while the server is still up (keepalived's
+   * delay_before_retry), so `fall` failures take it down sooner; default: interval. */
+  retryInterval?: number;
+  /** Servers start down and need `rise` passes to take sessions (keepalived's alpha);
+   * default: they start up and need `fall` failures to go down. */
+  startDown?: boolean;
   /** Port to check (default: the real server's). */
   port?: number;
   /** When a server goes down, end its sessions with RSTs to both sides (default: they go on). */

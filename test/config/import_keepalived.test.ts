@@ -135,7 +135,16 @@ describe('tunvs import keepalived', () => {
         persistence: { timeoutSec: 600, netmask: '255.255.255.0' },
         synProxy: 'on',
         // delay_loop 3, connect_timeout 2, retry 2 (nb_get_retry alike): down after 3 failures
-        healthCheck: { type: 'http', interval: 3, timeout: 2, rise: 1, fall: 3, path: '/health', expectStatus: 200 },
+        healthCheck: {
+          type: 'http',
+          interval: 3,
+          timeout: 2,
+          rise: 1,
+          fall: 3,
+          retryInterval: 1,
+          path: '/health',
+          expectStatus: 200,
+        },
         realServers: [
           { address: '198.18.20.21', port: 8080, weight: 2 },
           { address: '198.18.20.22', port: 8080, weight: 1 },
@@ -148,7 +157,7 @@ describe('tunvs import keepalived', () => {
         port: 443,
         mode: 'dr',
         scheduler: 'mh',
-        healthCheck: { type: 'tcp', interval: 6, timeout: 3, rise: 1, fall: 2, port: 9443 },
+        healthCheck: { type: 'tcp', interval: 6, timeout: 3, rise: 1, fall: 2, retryInterval: 1, port: 9443 },
         realServers: [
           { address: '198.18.20.21', port: 443, weight: 1 },
           { address: '198.18.20.22', port: 443, weight: 1 },
@@ -167,7 +176,6 @@ describe('tunvs import keepalived', () => {
     ]);
     const notes = r.notes.join('\n');
     expect(notes).toContain('left to keepalived (not LVS services): vrrp_instance');
-    expect(notes).toMatch(/delay_before_retry skipped/);
     expect(parseConfig(r.config).services).toHaveLength(3);
   });
 
@@ -450,7 +458,7 @@ describe('tunvs import keepalived', () => {
   it('MISC_CHECK, UDP_CHECK, DNS_CHECK, SMTP_CHECK, digest and regex become tunvs checks', () => {
     const r = importKeepalived(source(OTHER_CHECKERS('/etc/keepalived')));
     const checks = r.config.services.map((x) => x.healthCheck);
-    const timing = { interval: 5, timeout: 5, rise: 1, fall: 2 };
+    const timing = { interval: 5, timeout: 5, rise: 1, fall: 2, retryInterval: 1 };
     expect(checks).toEqual([
       { type: 'dns', ...timing, query: 'www.example.', queryType: 'A' },
       { type: 'udp', ...timing, timeout: 2, payload: '00010a', expectReply: '0a0b' },
@@ -542,7 +550,7 @@ describe('tunvs import keepalived', () => {
         /^# tunvs services from the virtual servers of .*keepalived\.conf \(tunvs import keepalived\)/,
       );
       expect(r.stdout).toContain(
-        'healthCheck: { type: http, interval: 3, timeout: 2, rise: 1, fall: 3, path: /health, expectStatus: 200 }',
+        'healthCheck: { type: http, interval: 3, timeout: 2, rise: 1, fall: 3, retryInterval: 1, path: /health, expectStatus: 200 }',
       );
       expect(parseConfig(parse(r.stdout)).services).toHaveLength(3);
       expect(r.stderr).toContain('tunvs: import: left to keepalived');

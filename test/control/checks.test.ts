@@ -273,6 +273,45 @@ describe('the monitor and a dynamic weight', () => {
   });
 });
 
+describe('the monitor: retries and servers that start down', () => {
+  it('retryInterval: after a failure the next checks come sooner, so fall failures take less than fall × interval', async () => {
+    const bad = script('always-bad.sh', 'exit 1');
+    const services = webService({
+      realServers: [{ address: '127.0.0.1', port: 8080 }],
+      healthCheck: { type: 'exec', command: [bad], interval: 10, retryInterval: 1, timeout: 1, fall: 3, rise: 1 },
+    });
+    const mon = new HealthMonitor({ log: () => {} }, () => {});
+    const t0 = Date.now();
+    try {
+      mon.sync(services);
+      await until(() => mon.state(services[0]!.id, services[0]!.realServers[0]!.id)?.up === false, 8000);
+      // Checks at 0, 1 and 2 s: down after ~2 s (every interval, it would take 20 s).
+      expect(Date.now() - t0).toBeLessThan(4000);
+      expect(mon.state(services[0]!.id, services[0]!.realServers[0]!.id)?.checks).toBe(3);
+    } finally {
+      mon.stop();
+    }
+  });
+
+  it('startDown: a server takes no sessions until it has passed rise checks', async () => {
+    const good = script('always-good.sh', 'exit 0');
+    const services = webService({
+      realServers: [{ address: '127.0.0.1', port: 8080, weight: 2 }],
+      healthCheck: { type: 'exec', command: [good], interval: 1, timeout: 1, rise: 2, startDown: true },
+    });
+    const mon = new HealthMonitor({ log: () => {} }, () => {});
+    const weight = (): number => mon.effective(services)[0]!.realServers[0]!.weight;
+    try {
+      mon.sync(services);
+      expect(weight()).toBe(0);
+      await until(() => weight() === 2, 5000);
+      expect(mon.state(services[0]!.id, services[0]!.realServers[0]!.id)?.checks).toBe(2);
+    } finally {
+      mon.stop();
+    }
+  });
+});
+
 describe('the monitor and a sorry server', () => {
   /** web with rs1, rs2 at these weights and a sorry server; the same ids every time. */
   const ids = new IdRegistry();
@@ -408,5 +447,8 @@ describe('config: a check takes the fields of its type', () => {
     expect(() => cfg({ type: 'http', expectBodyMd5: 'abc' })).toThrow(/MD5/);
     expect(() => cfg({ type: 'dns', queryType: 'PTR' })).toThrow(/healthCheck\.queryType/);
     expect(() => cfg({ type: 'dns', query: 'a..b' })).toThrow(/not a DNS name/);
+    expect(() => cfg({ type: 'tcp', interval: 2, retryInterval: 3 })).toThrow(
+      /healthCheck\.retryInterval: 3 is longer than interval 2/,
+    );
   });
 });
