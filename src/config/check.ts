@@ -8,6 +8,7 @@
  *   checkConfig: loadConfig → resolveServices → summary lines + configWarnings
  */
 
+import { accessSync, constants, statSync } from 'node:fs';
 import { IPPROTO_TCP } from '../packet/headers.js';
 import { hostPort } from '../service/addr.js';
 import { IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
@@ -20,7 +21,26 @@ export function configWarnings(config: Config): string[] {
     out.push(
       "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
     );
+  config.services.forEach((s, i) => {
+    const program = s.healthCheck?.type === 'exec' ? s.healthCheck.command?.[0] : undefined;
+    const why = program !== undefined ? notExecutable(program) : undefined;
+    if (why)
+      out.push(
+        `services[${i}] (${s.name}): healthCheck.command ${program}: ${why}: every server of the service will fail its check`,
+      );
+  });
   return out;
+}
+
+/** Why `file` cannot be run as a check's program, or undefined when it can. */
+function notExecutable(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) return 'not a file';
+    accessSync(file, constants.X_OK);
+    return undefined;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EACCES' ? 'not executable' : 'no such file';
+  }
 }
 
 /** One service as `tunvs list` names it, with what it forwards to. */

@@ -707,6 +707,7 @@ export class Runtime {
           fields: restartOnly,
         });
       }
+      for (const w of configWarnings(next)) this.log('warn', `reload: ${w}`);
       this.log('info', 'reloaded', { services: services.length });
     } catch (e) {
       const fields = e instanceof ConfigError ? { code: e.code, path: e.path } : {};

@@ -1,7 +1,7 @@
 /** `tunvs check --config FILE`: a config checked as `tunvs run` takes it, nothing run. */
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,31 @@ describe('tunvs check', () => {
     const out = checkConfig(file(text));
     expect(out).toMatch(/ha pair "c1", node 1 \(lb-a\), Redis redis:\/\/198\.18\.20\.30:6379/);
     expect(out).toMatch(/^warning: ha: give both LBs of the pair the same isn\.secret/m);
+  });
+
+  it('warns of an exec check whose program is missing or not executable; names a sorry server', () => {
+    const script = join(dir, 'check.sh');
+    writeFileSync(script, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
+    const exec = (program: string): string =>
+      checkConfig(
+        file(
+          GOOD.replace(
+            'healthCheck: { type: http }',
+            `healthCheck: { type: exec, command: [${program}] }\n    sorryServer: { address: 198.18.20.99, port: 8080 }`,
+          ),
+        ),
+      );
+    expect(exec(script)).toMatch(
+      /^warning: services\[0\] \(web\): healthCheck\.command .*check\.sh: not executable: every server of the service will fail its check$/m,
+    );
+    expect(exec(join(dir, 'missing.sh'))).toMatch(/missing\.sh: no such file/);
+    expect(exec(dir)).toMatch(/: not a file:/);
+    chmodSync(script, 0o755);
+    const ok = exec(script);
+    expect(ok).not.toMatch(/warning/);
+    expect(ok).toMatch(
+      /web: TCP 198\.18\.0\.100:80, fullnat, wrr, 1 real server, a sorry server, 1 local address, exec check/,
+    );
   });
 
   it("the lab's own configs pass: single, pair and cluster nodes, TUN and XDP, with the mode services", () => {
