@@ -6,7 +6,8 @@
  *
  *   GET /          "<name> saw client <addr>:<port>" (text), or JSON with ?json
  *   POST /echo     the request body back
- * and a plain TCP echo service on --echo-port (integrity tests: bytes in = bytes out).
+ * and a plain TCP echo service on --echo-port (integrity tests: bytes in = bytes out), with a
+ * UDP one on the same port that answers each datagram with "<name> " and the datagram.
  *
  * With --saved-syn it reads the client address the way a server without eBPF can: from the
  * TOA in the saved SYN (src/rs/saved_syn.ts; the tunvs service needs toa.inSyn).
@@ -14,6 +15,7 @@
  * Usage: node demo_server.js --name rs1 --port 8080 [--echo-port 9000] [--saved-syn]
  */
 
+import { createSocket } from 'node:dgram';
 import { createServer } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { clientAddress, enableSavedSyn } from '../rs/saved_syn.js';
@@ -54,6 +56,9 @@ if (echoPort > 0) {
     sock.on('error', () => sock.destroy());
     sock.pipe(sock);
   }).listen({ port: echoPort, host: '::', backlog: 4096 });
+  const udp = createSocket({ type: 'udp6', ipv6Only: false });
+  udp.on('message', (msg, from) => udp.send(Buffer.concat([Buffer.from(`${name} `), msg]), from.port, from.address));
+  udp.bind(echoPort, '::');
 }
 server.listen(port, '::', () => {
   if (savedSyn) enableSavedSyn(server);

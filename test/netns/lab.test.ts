@@ -710,6 +710,81 @@ describe.skipIf(!root)('netns lab (root)', () => {
     }
   }, 60_000);
 
+  it('UDP services (v4, v6) through the TUN, checked by a udp health check: a server that stops answering its checks is taken out', async () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const rs3 = LAB.realServers[2].v4;
+    const rs3Ns = nsName(prefix, 'rs3');
+    const unblock = (): void => void spawnSync('ip', ['netns', 'exec', rs3Ns, 'nft', 'delete table inet tvudp']);
+    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+    const waitFor = async (what: RegExp, present: boolean): Promise<void> => {
+      for (let i = 0; i < 80; i++) {
+        if (what.test(await list()) === present) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`list ${present ? 'never showed' : 'still shows'} ${what}:\n${await list()}`);
+    };
+    // 30 datagrams, each from a socket of its own (a UDP session each): who answered.
+    const ask = async (v6 = false): Promise<Map<string, number>> => {
+      const script = `const dgram = require('dgram'); const seen = []; let left = 30;
+         for (let i = 0; i < 30; i++) {
+           const s = dgram.createSocket('${v6 ? 'udp6' : 'udp4'}');
+           const t = setTimeout(() => { seen.push('none'); s.close(); if (--left === 0) done(); }, 2000);
+           s.on('message', (m) => { clearTimeout(t); const a = m.toString(); seen.push(a.endsWith(' q' + i) ? a.split(' ')[0] : 'bad'); s.close(); if (--left === 0) done(); });
+           s.send('q' + i, ${LAB.echoPort}, '${v6 ? LAB.vip6 : LAB.vip4}');
+         }
+         function done() { console.log(seen.join('\\n')); }`;
+      return counts((await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out);
+    };
+    try {
+      // udp-v4 and udp-v6 beside the TCP services, on their local addresses.
+      await reloadWith((y) => {
+        const udp = (v: 'v4' | 'v6', vip: string): string => {
+          const laddrs = new RegExp(`  - name: web-${v}\\n(?:    .*\\n)*?    localAddresses: (\\[.*\\])\\n`).exec(
+            y,
+          )![1]!;
+          const servers = LAB.realServers
+            .map((r) => `      - { address: "${r[v]}", port: ${LAB.echoPort} }`)
+            .join('\n');
+          return (
+            `  - name: udp-${v}\n    protocol: udp\n    vip: "${vip}"\n    port: ${LAB.echoPort}\n    scheduler: rr\n` +
+            `    localAddresses: ${laddrs}\n` +
+            `    healthCheck: { type: udp, payload: "70696e67", expectReply: "", interval: 1, timeout: 1, rise: 1, fall: 1 }\n` +
+            `    realServers:\n${servers}\n`
+          );
+        };
+        return y.replace('  - name: echo-v4\n', `${udp('v4', LAB.vip4)}${udp('v6', LAB.vip6)}  - name: echo-v4\n`);
+      });
+      expect(readFileSync(file, 'utf8')).toContain('name: udp-v4');
+      await waitFor(/UDP  198\.18\.0\.100:9000 rr/, true);
+      let seen = await ask();
+      expect(seen.get('none') ?? 0).toBe(0);
+      expect(seen.get('bad') ?? 0).toBe(0);
+      expect(['rs1', 'rs2', 'rs3'].every((r) => (seen.get(r) ?? 0) > 0)).toBe(true);
+      seen = await ask(true);
+      expect([seen.get('none') ?? 0, seen.get('bad') ?? 0]).toEqual([0, 0]);
+      expect(['rs1', 'rs2', 'rs3'].every((r) => (seen.get(r) ?? 0) > 0)).toBe(true);
+      // rs3 no longer answers the checks (from lb-a's own address; the sessions come from the
+      // local addresses): DOWN, and the datagrams go to the others.
+      inNs(rs3Ns, [
+        'nft',
+        'add table inet tvudp; add chain inet tvudp in { type filter hook input priority 0; }; ' +
+          `add rule inet tvudp in ip saddr ${LAB.lbA.rs4} udp dport ${LAB.echoPort} drop`,
+      ]);
+      await waitFor(new RegExp(`${rs3.replace(/\./g, '\\.')}:9000 .* DOWN \\(no reply within 1 s\\)`), true);
+      seen = await ask();
+      expect(seen.has('rs3')).toBe(false);
+      expect((seen.get('rs1') ?? 0) + (seen.get('rs2') ?? 0)).toBe(30);
+      unblock();
+      await waitFor(/DOWN/, false);
+    } finally {
+      unblock();
+      writeFileSync(file, good);
+      process.kill(tunvsPid(), 'SIGHUP');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }, 60_000);
+
   it('resetOnDown: a real server failing its checks has its sessions ended with RSTs to both sides; the others go on', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const good = readFileSync(file, 'utf8');
