@@ -173,6 +173,20 @@ function tunvsPid(): number {
   return labPid(readState(prefix)!, 'tunvs-lb-a')!;
 }
 
+/** `tunvs list` on lb-a, as text. */
+async function list(): Promise<string> {
+  return String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+}
+
+/** Until `tunvs list` shows `what` (present) or no longer does, 8 s at most. */
+async function waitFor(what: RegExp, present: boolean): Promise<void> {
+  for (let i = 0; i < 80; i++) {
+    if (what.test(await list()) === present) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`list ${present ? 'never showed' : 'still shows'} ${what}:\n${await list()}`);
+}
+
 async function reloadWith(edit: (yaml: string) => string): Promise<void> {
   const file = join(state.dir, 'lb-a.yaml');
   writeFileSync(file, edit(readFileSync(file, 'utf8')));
@@ -570,14 +584,6 @@ describe.skipIf(!root)('netns lab (root)', () => {
           `$1    healthCheck: { type: tcp, interval: 1, timeout: 1, rise: 2, fall: 2 }\n`,
         ),
     );
-    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
-    const waitFor = async (what: RegExp, present: boolean): Promise<void> => {
-      for (let i = 0; i < 80; i++) {
-        if (what.test(await list()) === present) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`list ${present ? 'never showed' : 'still shows'} ${what}:\n${await list()}`);
-    };
     expect(await list()).not.toContain('DOWN');
     const rs3 = state.procs.find((p) => p.name === 'rs3')!;
     process.kill(rs3.pid, 'SIGTERM');
@@ -618,7 +624,6 @@ describe.skipIf(!root)('netns lab (root)', () => {
     // rs3 gets weight 0 (exit 2) and the others 3 (exit 5), from the address in its arguments.
     const script = join(state.dir, 'weigh.sh');
     writeFileSync(script, `#!/bin/sh\n[ "$1" = "${rs3}" ] && exit 2\nexit 5\n`, { mode: 0o755 });
-    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
     try {
       // Whatever check web-v4 has (a block's lines are indented 4+), then this one.
       await reloadWith((y) =>
@@ -657,14 +662,6 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const flag = join(state.dir, 'servers-down');
     const check = join(state.dir, 'servers-check.sh');
     writeFileSync(check, `#!/bin/sh\n[ -e ${flag} ] && exit 1\nexit 0\n`, { mode: 0o755 });
-    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
-    const waitFor = async (what: RegExp): Promise<void> => {
-      for (let i = 0; i < 80; i++) {
-        if (what.test(await list())) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`list never showed ${what}:\n${await list()}`);
-    };
     const sorryLine = (inUse: boolean): RegExp =>
       new RegExp(
         `${rs3.replace(/\./g, '\\.')}:8080 +FullNat ${inUse ? 1 : 0} .*sorry server${inUse ? ' \\(in use' : '$'}`,
@@ -686,17 +683,17 @@ describe.skipIf(!root)('netns lab (root)', () => {
           ),
       );
       expect(readFileSync(file, 'utf8')).toContain('sorryServer');
-      await waitFor(sorryLine(false));
+      await waitFor(sorryLine(false), true);
       let seen = counts(labCurl(prefix, 4, 20));
       expect(seen.has('rs3')).toBe(false);
       // Every real server fails: the service has lost its quorum, and rs3 takes all.
       writeFileSync(flag, '');
-      await waitFor(sorryLine(true));
+      await waitFor(sorryLine(true), true);
       seen = counts(labCurl(prefix, 4, 20));
       expect([...seen.keys()]).toEqual(['rs3']);
       // They pass again: rs3 stands by once more.
       rmSync(flag);
-      await waitFor(sorryLine(false));
+      await waitFor(sorryLine(false), true);
       seen = counts(labCurl(prefix, 4, 20));
       expect(seen.has('rs3')).toBe(false);
       const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
@@ -716,14 +713,6 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const rs3 = LAB.realServers[2].v4;
     const rs3Ns = nsName(prefix, 'rs3');
     const unblock = (): void => void spawnSync('ip', ['netns', 'exec', rs3Ns, 'nft', 'delete table inet tvudp']);
-    const list = async (): Promise<string> => String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
-    const waitFor = async (what: RegExp, present: boolean): Promise<void> => {
-      for (let i = 0; i < 80; i++) {
-        if (what.test(await list()) === present) return;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`list ${present ? 'never showed' : 'still shows'} ${what}:\n${await list()}`);
-    };
     // 30 datagrams, each from a socket of its own (a UDP session each): who answered.
     const ask = async (v6 = false): Promise<Map<string, number>> => {
       const script = `const dgram = require('dgram'); const seen = []; let left = 30;
