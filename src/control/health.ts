@@ -173,13 +173,8 @@ export class HealthMonitor {
       const sorry = s.realServers.at(-1)?.sorry === true;
       if (!s.healthCheck && !sorry) return s;
       const weights = s.realServers.map((rs) => (rs.sorry ? 0 : s.healthCheck ? weightOf(s.id, rs) : rs.weight));
-      if (
-        sorry &&
-        !this.quorumUp(
-          s,
-          weights.reduce((a, w) => a + w, 0),
-        )
-      ) {
+      const sum = weights.reduce((a, w) => a + w, 0);
+      if (sorry && !this.quorumUp(s, sum)) {
         weights.fill(0);
         weights[weights.length - 1] = 1;
       }
@@ -198,7 +193,7 @@ export class HealthMonitor {
    * hysteresis. Transitions are logged. */
   private quorumUp(s: ResolvedService, sum: number): boolean {
     const was = this.quorum.get(s.id);
-    const up = was === undefined || !was ? sum >= s.quorum + s.hysteresis : sum > 0 && sum >= s.quorum - s.hysteresis;
+    const up = was === true ? sum > 0 && sum >= s.quorum - s.hysteresis : sum >= s.quorum + s.hysteresis;
     this.quorum.set(s.id, up);
     if (was !== undefined && up !== was) {
       const sorry = s.realServers.at(-1)!;

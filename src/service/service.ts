@@ -138,7 +138,8 @@ export const DNS_QUERY_TYPES = ['A', 'NS', 'CNAME', 'SOA', 'MX', 'TXT', 'AAAA'] 
 export type DnsQueryType = (typeof DNS_QUERY_TYPES)[number];
 
 /** Health check of every real server of a service, run from the LB (control/health.ts). The
- * fields after `resetOnDown` belong to one type each (config.ts refuses them on another). */
+ * fields after `resetOnDown` belong to one type each (config/health_check.ts refuses them on
+ * another). */
 export interface HealthCheckSpec {
   /** tcp: a connect. http: GET `path`, expecting `expectStatus` (and the body checks below).
    * https: the same over TLS, the certificate not verified (keepalived's SSL_GET). udp: a

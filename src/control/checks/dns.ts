@@ -20,7 +20,7 @@ const HEADER_BYTES = 12;
 const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 
 /** A query message: header (one question), the name as labels, type, class IN. The name's
- * labels are checked by config.ts (1..63 bytes each, 255 in all). */
+ * labels are checked by config/health_check.ts (1..63 characters each, 253 in all). */
 export function dnsQuery(id: number, name: string, type: DnsQueryType): Buffer {
   const labels = name.split('.').filter((l) => l !== '');
   const nameBytes = labels.reduce((n, l) => n + 1 + Buffer.byteLength(l), 1);
