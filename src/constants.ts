@@ -227,6 +227,9 @@ export const HEALTH_BODY_HELD_BYTES = 65536;
 /** An exec check that outlives its timeout gets SIGTERM (its process group), and SIGKILL this
  * much later if it is still there (keepalived does the same). */
 export const HEALTH_EXEC_KILL_GRACE_MS = 1000;
+/** A notification command (notifyUp, notifyDown) gets this long before it is stopped the same
+ * way: long enough to send a mail or call a pager's API, not to linger. */
+export const HEALTH_NOTIFY_TIMEOUT_SEC = 60;
 
 function isPowerOfTwo(n: number): boolean {
   return n > 0 && (n & (n - 1)) === 0;

@@ -25,6 +25,8 @@ const COMMON_FIELDS = [
   'startDown',
   'port',
   'resetOnDown',
+  'notifyUp',
+  'notifyDown',
 ] as const;
 const HTTP_FIELDS = [
   'path',
@@ -163,6 +165,8 @@ export function healthCheck(v: unknown, path: string): HealthCheckSpec {
     ...(o.startDown !== undefined ? { startDown: boolean(o.startDown, join(path, 'startDown')) } : {}),
     ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a port') } : {}),
     ...(o.resetOnDown !== undefined ? { resetOnDown: boolean(o.resetOnDown, join(path, 'resetOnDown')) } : {}),
+    ...(o.notifyUp !== undefined ? { notifyUp: command(o.notifyUp, join(path, 'notifyUp')) } : {}),
+    ...(o.notifyDown !== undefined ? { notifyDown: command(o.notifyDown, join(path, 'notifyDown')) } : {}),
     ...typeFields(o, path),
   };
   if (type === 'exec' && spec.command === undefined)

@@ -85,8 +85,6 @@ const SKIPPED = new Set([
   'smtp_alert',
   'warmup',
   'inhibit_on_failure',
-  'notify_up',
-  'notify_down',
   'log_all_failures',
   'hashed',
   'vip_bind_dev',
@@ -331,6 +329,9 @@ interface CheckSettings {
   delayBeforeRetry?: number;
   /** keepalived's alpha: servers start down. */
   alpha?: boolean;
+  /** A real server's notify_up / notify_down command lines. */
+  notifyUp?: string;
+  notifyDown?: string;
   /** The Host of HTTP_GET / SSL_GET (a url's own wins). */
   virtualhost?: string;
 }
@@ -530,6 +531,8 @@ interface ServerCheck {
   fall: number;
   retryInterval?: number;
   startDown?: boolean;
+  notifyUp?: string[];
+  notifyDown?: string[];
 }
 
 /** The fields of a ServerCheck that every server of a service must have alike (their port
@@ -555,6 +558,8 @@ const CHECK_FIELDS = [
   'fall',
   'retryInterval',
   'startDown',
+  'notifyUp',
+  'notifyDown',
 ] as const;
 
 /** A server's address in a command's arguments, as the exec check's `{address}` (MISC_CHECK
@@ -563,6 +568,13 @@ const CHECK_FIELDS = [
 function addressPlaceholder(arg: string, addr: string): string {
   const esc = addr.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return arg.replace(new RegExp(`(?<![0-9A-Za-z.:])${esc}(?![0-9A-Za-z.:])`, 'g'), '{address}');
+}
+
+/** A keepalived command line (misc_path, notify_up, ...) as argv, the server's address in it
+ * as `{address}`; undefined unless the program is an absolute path. */
+function commandLine(line: string, addr: string): string[] | undefined {
+  const argv = line.split(/\s+/).filter((a) => a !== '');
+  return argv[0]?.startsWith('/') ? argv.map((a) => addressPlaceholder(a, addr)) : undefined;
 }
 
 /** A url's keywords into `check` (HTTP_GET, SSL_GET). */
@@ -636,9 +648,9 @@ function checker(
     else if (type === 'smtp' && k === 'host')
       fail(s, "a host block: tunvs checks the real server's own address (connect_ip, connect_port)");
     else if (type === 'exec' && k === 'misc_path') {
-      const argv = (v ?? '').split(/\s+/).filter((a) => a !== '');
-      if (!argv[0]?.startsWith('/')) fail(s, `misc_path ${v ?? ''}: name the program by its absolute path`);
-      check.command = argv.map((a) => addressPlaceholder(a, addr));
+      const argv = commandLine(v ?? '', addr);
+      if (!argv) fail(s, `misc_path ${v ?? ''}: name the program by its absolute path`);
+      check.command = argv;
     } else if (type === 'exec' && k === 'misc_timeout') miscTimeout = Number(v);
     else if (type === 'exec' && k === 'misc_dynamic') check.dynamicWeight = true;
     else if (type === 'exec' && k === 'user') {
@@ -650,6 +662,15 @@ function checker(
     else fail(s, `unknown keyword ${k} in ${kind}`);
   }
   if (type === 'exec' && check.command === undefined) fail(c, 'MISC_CHECK without misc_path');
+  for (const [k, line] of [
+    ['notifyUp', settings.notifyUp],
+    ['notifyDown', settings.notifyDown],
+  ] as const) {
+    if (line === undefined) continue;
+    const argv = commandLine(line, addr);
+    if (!argv) fail(c, `notify_${k === 'notifyUp' ? 'up' : 'down'} ${line}: name the program by its absolute path`);
+    check[k] = argv;
+  }
   if ((type === 'http' || type === 'https') && check.expectStatus === undefined) {
     check.expectStatus = 200;
     if (check.expectBodyMd5 === undefined)
@@ -707,7 +728,13 @@ function realServer(
     else if (k === 'uthreshold') upper = Number(s.words[1]);
     else if (k === 'lthreshold') lower = Number(s.words[1]);
     else if (k === 'lb_kind' || k === 'lvs_method') rs.mode = forwarding(s, fail);
-    else if (/^[A-Z]+_(CHECK|GET)$/.test(k)) checkers.push(s);
+    else if (k === 'notify_up' || k === 'notify_down') {
+      settings[k === 'notify_up' ? 'notifyUp' : 'notifyDown'] = s.words[1];
+      if (s.words.length > 2)
+        notes.push(
+          `${where}, real_server ${addr}: ${k} ${s.words.slice(2).join(' ')}: tunvs runs it as the check's user`,
+        );
+    } else if (/^[A-Z]+_(CHECK|GET)$/.test(k)) checkers.push(s);
     else if (checkSetting(s.words, settings)) continue;
     else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
     else if (SKIPPED.has(k)) skipped.add(k);

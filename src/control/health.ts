@@ -8,7 +8,8 @@
  * Transitions are logged and counted; `tunvs list`, `stats` and /metrics show the state.
  */
 
-import { runCheck, type CheckResult, type CheckTarget } from './checks/index.js';
+import { HEALTH_NOTIFY_TIMEOUT_SEC } from '../constants.js';
+import { runCheck, runCommand, type CheckResult, type CheckTarget } from './checks/index.js';
 import type { Logger } from './log.js';
 import type { HealthCheckSpec, ResolvedRealServer, ResolvedService } from '../service/service.js';
 
@@ -153,6 +154,17 @@ export class HealthMonitor {
       ...(!result.ok ? { error: result.error } : {}),
     });
     this.onChange(c.ids.service, c.ids.server, st.up, c.spec, what);
+    const notify = st.up ? c.spec.notifyUp : c.spec.notifyDown;
+    if (notify) void this.notify(c, notify, st.up ? 'up' : 'down');
+  }
+
+  /** Run a notification command (notifyUp, notifyDown) of `c`'s server; a failure is logged. */
+  private async notify(c: Checker, argv: readonly string[], event: 'up' | 'down'): Promise<void> {
+    const end = await runCommand(argv, c.target, HEALTH_NOTIFY_TIMEOUT_SEC, c.spec.user, { TUNVS_EVENT: event });
+    if ('error' in end || end.status !== 0)
+      this.logger.log('warn', `health: ${c.what}: notify${event === 'up' ? 'Up' : 'Down'} ${argv[0]!} failed`, {
+        ...('error' in end ? { error: end.error } : { status: end.status }),
+      });
   }
 
   /** Health of a real server of a service (undefined: not checked). */

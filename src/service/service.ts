@@ -163,6 +163,10 @@ export interface HealthCheckSpec {
   port?: number;
   /** When a server goes down, end its sessions with RSTs to both sides (default: they go on). */
   resetOnDown?: boolean;
+  /** Commands run when a server goes up / down (keepalived's notify_up, notify_down), as an
+   * exec check's command is, with TUNVS_EVENT=up|down in the environment. */
+  notifyUp?: string[];
+  notifyDown?: string[];
   /** http/https. */
   path: string;
   expectStatus: number;

@@ -428,7 +428,13 @@ describe('tunvs import keepalived', () => {
         () =>
           '        UDP_CHECK {\n            payload 00 01 0a\n            require_reply 0A0b\n            connect_timeout 2\n        }\n',
       ) +
-      service('198.18.0.102', 'TCP', () => '        SMTP_CHECK {\n            helo_name lb.example\n        }\n') +
+      service(
+        '198.18.0.102',
+        'TCP',
+        (a) =>
+          `        notify_down "/etc/keepalived/down.sh ${a} smtp"\n` +
+          '        SMTP_CHECK {\n            helo_name lb.example\n        }\n',
+      ) +
       (misc
         ? service(
             '198.18.0.103',
@@ -462,7 +468,7 @@ describe('tunvs import keepalived', () => {
     expect(checks).toEqual([
       { type: 'dns', ...timing, query: 'www.example.', queryType: 'A' },
       { type: 'udp', ...timing, timeout: 2, payload: '00010a', expectReply: '0a0b' },
-      { type: 'smtp', ...timing, helo: 'lb.example' },
+      { type: 'smtp', ...timing, helo: 'lb.example', notifyDown: ['/etc/keepalived/down.sh', '{address}', 'smtp'] },
       {
         type: 'exec',
         ...timing,

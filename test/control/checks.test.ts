@@ -312,6 +312,46 @@ describe('the monitor: retries and servers that start down', () => {
   });
 });
 
+describe('the monitor: notifications', () => {
+  it('notifyDown and notifyUp run when a server goes down and up, with the event and the server', async () => {
+    const state = join(dir, 'notify-state');
+    const events = join(dir, 'events');
+    writeFileSync(state, '0');
+    writeFileSync(events, '');
+    const check = script('notify-check.sh', `exit $(cat ${state})`);
+    const note = script('note.sh', `echo "$TUNVS_EVENT $1 $TUNVS_CHECK_SERVICE" >> ${events}`);
+    const failing = script('note-fails.sh', 'exit 3');
+    const services = webService({
+      realServers: [{ address: '127.0.0.1', port: 8080 }],
+      healthCheck: {
+        type: 'exec',
+        command: [check],
+        interval: 1,
+        timeout: 1,
+        fall: 1,
+        rise: 1,
+        notifyDown: [note, '{address}:{port}'],
+        notifyUp: [failing],
+      },
+    });
+    const logs: string[] = [];
+    const mon = new HealthMonitor({ log: (_l, m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`) }, () => {});
+    try {
+      mon.sync(services);
+      writeFileSync(state, '1');
+      await until(() => readFileSync(events, 'utf8') !== '');
+      expect(readFileSync(events, 'utf8')).toBe('down 127.0.0.1:8080 web\n');
+      writeFileSync(state, '0');
+      await until(() => logs.some((l) => l.includes('notifyUp')));
+      expect(logs.find((l) => l.includes('notifyUp'))).toBe(
+        `health: web 127.0.0.1:8080: notifyUp ${failing} failed {"status":3}`,
+      );
+    } finally {
+      mon.stop();
+    }
+  });
+});
+
 describe('the monitor and a sorry server', () => {
   /** web with rs1, rs2 at these weights and a sorry server; the same ids every time. */
   const ids = new IdRegistry();

@@ -7,4 +7,5 @@ import './smtp.js';
 import './exec.js';
 
 export { runCheck } from './check.js';
+export { runCommand } from './command.js';
 export type { CheckResult, CheckTarget } from './check.js';
