@@ -713,6 +713,9 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const rs3 = LAB.realServers[2].v4;
     const rs3Ns = nsName(prefix, 'rs3');
     const unblock = (): void => void spawnSync('ip', ['netns', 'exec', rs3Ns, 'nft', 'delete table inet tvudp']);
+    // The VIPs' port 9053 (the servers' 9000): the UDP sessions this leaves until their
+    // timeout are not among the TCP echo service's, which later tests count.
+    const vport = 9053;
     // 30 datagrams, each from a socket of its own (a UDP session each): who answered.
     const ask = async (v6 = false): Promise<Map<string, number>> => {
       const script = `const dgram = require('dgram'); const seen = []; let left = 30;
@@ -720,7 +723,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
            const s = dgram.createSocket('${v6 ? 'udp6' : 'udp4'}');
            const t = setTimeout(() => { seen.push('none'); s.close(); if (--left === 0) done(); }, 2000);
            s.on('message', (m) => { clearTimeout(t); const a = m.toString(); seen.push(a.endsWith(' q' + i) ? a.split(' ')[0] : 'bad'); s.close(); if (--left === 0) done(); });
-           s.send('q' + i, ${LAB.echoPort}, '${v6 ? LAB.vip6 : LAB.vip4}');
+           s.send('q' + i, ${vport}, '${v6 ? LAB.vip6 : LAB.vip4}');
          }
          function done() { console.log(seen.join('\\n')); }`;
       return counts((await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out);
@@ -736,7 +739,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
             .map((r) => `      - { address: "${r[v]}", port: ${LAB.echoPort} }`)
             .join('\n');
           return (
-            `  - name: udp-${v}\n    protocol: udp\n    vip: "${vip}"\n    port: ${LAB.echoPort}\n    scheduler: rr\n` +
+            `  - name: udp-${v}\n    protocol: udp\n    vip: "${vip}"\n    port: ${vport}\n    scheduler: rr\n` +
             `    localAddresses: ${laddrs}\n` +
             `    healthCheck: { type: udp, payload: "70696e67", expectReply: "", interval: 1, timeout: 1, rise: 1, fall: 1 }\n` +
             `    realServers:\n${servers}\n`
@@ -745,7 +748,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
         return y.replace('  - name: echo-v4\n', `${udp('v4', LAB.vip4)}${udp('v6', LAB.vip6)}  - name: echo-v4\n`);
       });
       expect(readFileSync(file, 'utf8')).toContain('name: udp-v4');
-      await waitFor(/UDP  198\.18\.0\.100:9000 rr/, true);
+      await waitFor(/UDP  198\.18\.0\.100:9053 rr/, true);
       let seen = await ask();
       expect(seen.get('none') ?? 0).toBe(0);
       expect(seen.get('bad') ?? 0).toBe(0);
