@@ -8,7 +8,7 @@
  *   checkConfig: loadConfig → resolveServices → summary lines + configWarnings
  */
 
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { IPPROTO_TCP } from '../packet/headers.js';
 import { hostPort } from '../service/addr.js';
 import { IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
@@ -22,12 +22,31 @@ export function configWarnings(config: Config): string[] {
       "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
     );
   config.services.forEach((s, i) => {
-    const program = s.healthCheck?.type === 'exec' ? s.healthCheck.command?.[0] : undefined;
-    const why = program !== undefined ? notExecutable(program) : undefined;
-    if (why)
-      out.push(
-        `services[${i}] (${s.name}): healthCheck.command ${program}: ${why}: every server of the service will fail its check`,
-      );
+    const h = s.healthCheck;
+    const programs: [string, string | undefined][] = [
+      ['command', h?.type === 'exec' ? h.command?.[0] : undefined],
+      ['notifyUp', h?.notifyUp?.[0]],
+      ['notifyDown', h?.notifyDown?.[0]],
+    ];
+    for (const [field, program] of programs) {
+      if (program === undefined) continue;
+      const at = `services[${i}] (${s.name}): healthCheck.${field} ${program}`;
+      const why = notExecutable(program);
+      if (why)
+        out.push(
+          field === 'command'
+            ? `${at}: ${why}: every server of the service will fail its check`
+            : `${at}: ${why}: it will not run`,
+        );
+      else if (h?.user === undefined) {
+        const open = writableByOthers(program);
+        if (open)
+          out.push(
+            `${at}: ${open} can be written by users other than root, and tunvs runs it as its own user: ` +
+              "give the check a user, or make the path root's alone",
+          );
+      }
+    }
   });
   return out;
 }
@@ -41,6 +60,22 @@ function notExecutable(file: string): string | undefined {
   } catch (e) {
     return (e as { code?: string }).code === 'EACCES' ? 'not executable' : 'no such file';
   }
+}
+
+/** The first part of `file`'s real path that a user other than root could change (so change
+ * what runs): the file or a directory not owned by root, or writable by its group or others
+ * (a directory with the sticky bit, as /tmp, only lets them change their own names). As
+ * keepalived's script security checks. */
+function writableByOthers(file: string): string | undefined {
+  const real = realpathSync(file);
+  const parts = real.split('/').filter((p) => p !== '');
+  for (let n = parts.length; n >= 0; n--) {
+    const path = `/${parts.slice(0, n).join('/')}`;
+    const st = statSync(path);
+    const sticky = n < parts.length && (st.mode & 0o1000) !== 0;
+    if (st.uid !== 0 || ((st.mode & 0o022) !== 0 && !sticky)) return path;
+  }
+  return undefined;
 }
 
 /** One service as `tunvs list` names it, with what it forwards to. */

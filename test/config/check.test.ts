@@ -100,6 +100,29 @@ describe('tunvs check', () => {
     expect(ok).toMatch(
       /web: TCP 198\.18\.0\.100:80, fullnat, wrr, 1 real server, a sorry server, 1 local address, exec check/,
     );
+    // Run as tunvs's own user (root), a program others could change is named: the file, then
+    // a directory on its path; not with a user of its own.
+    chmodSync(script, 0o777);
+    expect(exec(script)).toMatch(
+      /^warning: services\[0\] \(web\): healthCheck\.command .*check\.sh: .*check\.sh can be written by users other than root/m,
+    );
+    chmodSync(script, 0o755);
+    chmodSync(dir, 0o777);
+    try {
+      expect(exec(script)).toMatch(new RegExp(`check\\.sh: ${dir} can be written by users other than root`));
+      expect(
+        checkConfig(
+          file(
+            GOOD.replace(
+              'healthCheck: { type: http }',
+              `healthCheck: { type: exec, command: [${script}], user: nobody, notifyDown: [${script}] }`,
+            ),
+          ),
+        ),
+      ).not.toMatch(/warning/);
+    } finally {
+      chmodSync(dir, 0o700);
+    }
   });
 
   it("the lab's own configs pass: single, pair and cluster nodes, TUN and XDP, with the mode services", () => {
