@@ -649,9 +649,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(seen.has('rs3')).toBe(false);
       expect(seen.get('rs1')! + seen.get('rs2')!).toBe(30);
     } finally {
-      writeFileSync(file, good);
-      process.kill(tunvsPid(), 'SIGHUP');
-      await new Promise((r) => setTimeout(r, 500));
+      await reloadWith(() => good);
     }
   }, 60_000);
 
@@ -701,9 +699,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(log).toContain('health: web-v4 has its quorum again');
     } finally {
       rmSync(flag, { force: true });
-      writeFileSync(file, good);
-      process.kill(tunvsPid(), 'SIGHUP');
-      await new Promise((r) => setTimeout(r, 500));
+      await reloadWith(() => good);
     }
   }, 60_000);
 
@@ -771,9 +767,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       await waitFor(/DOWN/, false);
     } finally {
       unblock();
-      writeFileSync(file, good);
-      process.kill(tunvsPid(), 'SIGHUP');
-      await new Promise((r) => setTimeout(r, 500));
+      await reloadWith(() => good);
     }
   }, 60_000);
 
