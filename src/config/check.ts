@@ -24,17 +24,19 @@ export function configWarnings(config: Config): string[] {
   config.services.forEach((s, i) => {
     const h = s.healthCheck;
     const programs: [string, string | undefined][] = [
-      ['command', h?.type === 'exec' ? h.command?.[0] : undefined],
-      ['notifyUp', h?.notifyUp?.[0]],
-      ['notifyDown', h?.notifyDown?.[0]],
+      ['healthCheck.command', h?.type === 'exec' ? h.command?.[0] : undefined],
+      ['healthCheck.notifyUp', h?.notifyUp?.[0]],
+      ['healthCheck.notifyDown', h?.notifyDown?.[0]],
+      ['quorumUp', s.quorumUp?.[0]],
+      ['quorumDown', s.quorumDown?.[0]],
     ];
     for (const [field, program] of programs) {
       if (program === undefined) continue;
-      const at = `services[${i}] (${s.name}): healthCheck.${field} ${program}`;
+      const at = `services[${i}] (${s.name}): ${field} ${program}`;
       const why = notExecutable(program);
       if (why)
         out.push(
-          field === 'command'
+          field === 'healthCheck.command'
             ? `${at}: ${why}: every server of the service will fail its check`
             : `${at}: ${why}: it will not run`,
         );

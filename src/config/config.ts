@@ -31,7 +31,7 @@ import {
   type ServiceSpec,
 } from '../service/service.js';
 import { ConfigError, show } from './errors.js';
-import { healthCheck } from './health_check.js';
+import { command, healthCheck } from './health_check.js';
 import { boolean, integer, join, list, object, oneOf, opt, string, type Obj } from './validate.js';
 
 export interface TunConfig {
@@ -403,6 +403,8 @@ const SERVICE_KEYS = [
   'sorryServer',
   'quorum',
   'hysteresis',
+  'quorumUp',
+  'quorumDown',
 ] as const;
 
 /** One service entry (also what `tunvs service add` sends), validated. */
@@ -469,6 +471,8 @@ export function parseService(v: unknown, path: string): ServiceSpec {
     // Values are checked with the service (service.ts resolveServices), as the real servers'.
     ...(o.quorum !== undefined ? { quorum: o.quorum as number } : {}),
     ...(o.hysteresis !== undefined ? { hysteresis: o.hysteresis as number } : {}),
+    ...(o.quorumUp !== undefined ? { quorumUp: command(o.quorumUp, join(path, 'quorumUp')) } : {}),
+    ...(o.quorumDown !== undefined ? { quorumDown: command(o.quorumDown, join(path, 'quorumDown')) } : {}),
   });
 }
 

@@ -84,7 +84,8 @@ function dnsName(v: unknown, path: string): string {
   return text;
 }
 
-function command(v: unknown, path: string): string[] {
+/** A command: the program by its absolute path, then its arguments (run without a shell). */
+export function command(v: unknown, path: string): string[] {
   const argv = list(v, path, 'strings (the program, then its arguments)').map((a, i) =>
     typeof a === 'number' ? String(a) : string(a, `${path}[${i}]`),
   );

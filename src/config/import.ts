@@ -89,10 +89,12 @@ export interface RuleService {
   healthCheck?: Record<string, unknown>;
   /** Client prefixes let in (none: all) and kept out (DPVS's allow / deny address groups). */
   acl?: { allow?: string[]; deny?: string[] };
-  /** keepalived's sorry_server, quorum and hysteresis. */
+  /** keepalived's sorry_server, quorum, hysteresis, quorum_up and quorum_down. */
   sorryServer?: { address: string; port: number };
   quorum?: number;
   hysteresis?: number;
+  quorumUp?: string[];
+  quorumDown?: string[];
 }
 
 /** IPVS's `-p` / keepalived's `persistence_timeout` without a value (libipvs
@@ -208,6 +210,8 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.sorryServer ? { sorryServer: s.sorryServer } : {}),
     ...(s.quorum !== undefined ? { quorum: s.quorum } : {}),
     ...(s.hysteresis !== undefined ? { hysteresis: s.hysteresis } : {}),
+    ...(s.quorumUp ? { quorumUp: s.quorumUp } : {}),
+    ...(s.quorumDown ? { quorumDown: s.quorumDown } : {}),
     realServers: servers.map((r) => ({
       address: r.address,
       port: r.port,
@@ -236,7 +240,7 @@ export function importYaml(r: ImportResult, what: string): string {
   const doc = new Document(r.config, { aliasDuplicateObjects: false });
   const services = doc.get('services') as YAMLSeq<YAMLMap>;
   for (const s of services.items) {
-    for (const k of ['localAddresses', 'persistence', 'healthCheck', 'acl', 'sorryServer']) {
+    for (const k of ['localAddresses', 'persistence', 'healthCheck', 'acl', 'sorryServer', 'quorumUp', 'quorumDown']) {
       const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
       if (v) v.flow = true;
     }

@@ -78,8 +78,6 @@ const NOT_LVS = new Set([
 /** Service and server keywords that change nothing while every server is up: skipped, named. */
 const SKIPPED = new Set([
   'sorry_server_inhibit',
-  'quorum_up',
-  'quorum_down',
   'omega',
   'ha_suspend',
   'smtp_alert',
@@ -387,6 +385,8 @@ function virtualServer(
   let sorryMethod: ModeName | undefined;
   let quorum: number | undefined;
   let hysteresis: number | undefined;
+  /** quorum_up / quorum_down: the statement (its command line is words[1]). */
+  const quorumCmd: { up?: Stmt; down?: Stmt } = {};
   let defaultWeight = 1;
   const checks: CheckSettings = {};
   const rsStmts: Stmt[] = [];
@@ -423,7 +423,11 @@ function virtualServer(
     } else if (k === 'sorry_server_lvs_method') sorryMethod = forwarding(s, fail);
     else if (k === 'quorum') quorum = Number(v);
     else if (k === 'hysteresis') hysteresis = Number(v);
-    else if (k === 'weight') defaultWeight = Number(v);
+    else if (k === 'quorum_up' || k === 'quorum_down') {
+      quorumCmd[k === 'quorum_up' ? 'up' : 'down'] = s;
+      if (s.words.length > 2)
+        notes.push(`${where}: ${k} ${s.words.slice(2).join(' ')}: tunvs runs it as the check's user`);
+    } else if (k === 'weight') defaultWeight = Number(v);
     else if (k === 'real_server') rsStmts.push(s);
     else if (checkSetting(s.words, checks)) continue;
     else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
@@ -459,10 +463,23 @@ function virtualServer(
   const healthCheck = commonCheck(vs, realServers, notes, fail);
   if (sorryMethod !== undefined && sorryMethod !== (method ?? 'nat'))
     fail(vs, `sorry_server_lvs_method ${sorryMethod}: tunvs forwards to the sorry server as to the real servers`);
-  if (!sorry && (quorum !== undefined || hysteresis !== undefined))
-    notes.push(`${where}: quorum and hysteresis skipped: without a sorry_server they only time notify scripts`);
+  const timed = sorry !== undefined || quorumCmd.up !== undefined || quorumCmd.down !== undefined;
+  if (!timed && (quorum !== undefined || hysteresis !== undefined))
+    notes.push(
+      `${where}: quorum and hysteresis skipped: without a sorry_server, quorum_up or quorum_down they change nothing`,
+    );
+  /** A quorum command for the member at `addr` (its address in it as `{address}`, as a real
+   * server's in its commands). */
+  const quorumLine = (st: Stmt | undefined, addr: string): string[] | undefined => {
+    if (!st) return undefined;
+    const argv = commandLine(st.words[1] ?? '', addr);
+    if (!argv) fail(st, `${st.words[0]!} ${st.words[1] ?? ''}: name the program by its absolute path`);
+    return argv;
+  };
   return members.map(({ addr, port }) => {
     const v6 = addr.includes(':');
+    const up = quorumLine(quorumCmd.up, addr);
+    const down = quorumLine(quorumCmd.down, addr);
     const p = timeoutSec !== undefined ? ipvsPersistence(addr, timeoutSec, granularity) : undefined;
     return {
       line: vs.line,
@@ -476,8 +493,10 @@ function virtualServer(
       ...(idleTimeout ? { idleTimeout } : {}),
       ...(acl.allow?.length || acl.deny?.length ? { acl } : {}),
       ...(sorry ? { sorryServer: sorry } : {}),
-      ...(sorry && quorum !== undefined ? { quorum } : {}),
-      ...(sorry && hysteresis !== undefined ? { hysteresis } : {}),
+      ...(timed && quorum !== undefined ? { quorum } : {}),
+      ...(timed && hysteresis !== undefined ? { hysteresis } : {}),
+      ...(up ? { quorumUp: up } : {}),
+      ...(down ? { quorumDown: down } : {}),
       servers: new Map(
         realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
       ),

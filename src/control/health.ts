@@ -44,8 +44,11 @@ export function healthKey(serviceId: number, serverId: number): string {
 
 export class HealthMonitor {
   private readonly checkers = new Map<string, Checker>();
-  /** Per service with a sorry server: whether it has its quorum (effective()). */
+  /** Per service with a sorry server or a quorum command: whether it has its quorum
+   * (effective()). */
   private readonly quorum = new Map<number, boolean>();
+  /** Per service: its last quorum command, which the next one waits for (they run in order). */
+  private readonly quorumRuns = new Map<number, Promise<void>>();
 
   /** `onChange` runs after a server went up or down (`what`: the service and server, as logged). */
   constructor(
@@ -98,7 +101,10 @@ export class HealthMonitor {
       }
     }
     for (const id of this.quorum.keys())
-      if (!services.some((s) => s.id === id && s.realServers.at(-1)?.sorry === true)) this.quorum.delete(id);
+      if (!services.some((s) => s.id === id && quorumTracked(s))) {
+        this.quorum.delete(id);
+        this.quorumRuns.delete(id);
+      }
     for (const [key, c] of this.checkers) {
       if (!want.has(key)) {
         clearTimeout(c.timer);
@@ -174,7 +180,7 @@ export class HealthMonitor {
 
   /** The services as the forwarders should see them: servers that are down at weight 0, those
    * a dynamic check reweighed at its weight; a service that lost its quorum with every real
-   * server at 0 and its sorry server at 1 (keepalived's sorry_server; quorumUp). */
+   * server at 0 and its sorry server at 1 (keepalived's sorry_server; updateQuorum). */
   effective(services: readonly ResolvedService[]): ResolvedService[] {
     const weightOf = (serviceId: number, rs: ResolvedRealServer): number => {
       const st = this.state(serviceId, rs.id);
@@ -182,11 +188,11 @@ export class HealthMonitor {
       return st?.weight ?? rs.weight;
     };
     return services.map((s) => {
-      const sorry = s.realServers.at(-1)?.sorry === true;
-      if (!s.healthCheck && !sorry) return s;
+      const tracked = quorumTracked(s);
+      if (!s.healthCheck && !tracked) return s;
       const weights = s.realServers.map((rs) => (rs.sorry ? 0 : s.healthCheck ? weightOf(s.id, rs) : rs.weight));
       const sum = weights.reduce((a, w) => a + w, 0);
-      if (sorry && !this.quorumUp(s, sum)) {
+      if (tracked && !this.updateQuorum(s, sum) && s.realServers.at(-1)?.sorry === true) {
         weights.fill(0);
         weights[weights.length - 1] = 1;
       }
@@ -199,35 +205,64 @@ export class HealthMonitor {
     });
   }
 
-  /** Whether service `s` (with a sorry server) has its quorum, its servers' weights summing to
-   * `sum`: lost under quorum − hysteresis (or at 0), regained at quorum + hysteresis, as
-   * keepalived's update_quorum_state; a service seen first starts up only at quorum +
-   * hysteresis. Transitions are logged. */
-  private quorumUp(s: ResolvedService, sum: number): boolean {
+  /** Whether service `s` (with a sorry server or a quorum command) has its quorum, its
+   * servers' weights summing to `sum`: lost under quorum − hysteresis (or at 0), regained at
+   * quorum + hysteresis, as keepalived's update_quorum_state; a service seen first starts up
+   * only at quorum + hysteresis. Transitions are logged and run quorumUp / quorumDown; a
+   * service that starts without its quorum runs quorumDown (keepalived does only with a
+   * sorry server), so a command that withdraws a route sees every state. */
+  private updateQuorum(s: ResolvedService, sum: number): boolean {
     const was = this.quorum.get(s.id);
     const up = was === true ? sum > 0 && sum >= s.quorum - s.hysteresis : sum >= s.quorum + s.hysteresis;
     this.quorum.set(s.id, up);
-    if (was !== undefined && up !== was) {
-      const sorry = s.realServers.at(-1)!;
-      this.logger.log(
-        up ? 'info' : 'warn',
-        up
-          ? `health: ${s.name} has its quorum again (weights up ${sum} ≥ ${s.quorum + s.hysteresis}): new sessions to its real servers`
-          : `health: ${s.name} lost its quorum (weights up ${sum} < ${s.quorum - s.hysteresis}): new sessions to the sorry server ${sorry.address}:${sorry.port}`,
-      );
-    } else if (was === undefined && !up) {
-      this.logger.log('warn', `health: ${s.name} starts without its quorum: new sessions to the sorry server`);
+    if (up === was || (was === undefined && up)) return up;
+    const sorry = s.realServers.at(-1)!.sorry === true ? s.realServers.at(-1)! : undefined;
+    const to = sorry ? `: new sessions to the sorry server ${sorry.address}:${sorry.port}` : '';
+    this.logger.log(
+      up ? 'info' : 'warn',
+      up
+        ? `health: ${s.name} has its quorum again (weights up ${sum} ≥ ${s.quorum + s.hysteresis})${sorry ? ': new sessions to its real servers' : ''}`
+        : was === undefined
+          ? `health: ${s.name} starts without its quorum (weights up ${sum} < ${s.quorum + s.hysteresis})${to}`
+          : `health: ${s.name} lost its quorum (weights up ${sum} < ${s.quorum - s.hysteresis})${to}`,
+    );
+    const argv = up ? s.quorumUp : s.quorumDown;
+    if (argv) {
+      const run = (this.quorumRuns.get(s.id) ?? Promise.resolve()).then(() => this.quorumCommand(s, argv, up, sum));
+      this.quorumRuns.set(s.id, run);
     }
     return up;
   }
 
-  /** Whether service `serviceId`'s sorry server takes its new sessions now. */
-  sorryInUse(serviceId: number): boolean {
-    return this.quorum.get(serviceId) === false;
+  /** Run service `s`'s quorumUp or quorumDown (`{address}` and `{port}`: its VIP and port),
+   * as its check's user when it names one; a failure is logged. */
+  private async quorumCommand(s: ResolvedService, argv: readonly string[], up: boolean, sum: number): Promise<void> {
+    const end = await runCommand(
+      argv,
+      { address: s.vipText, port: s.port, service: s.name },
+      HEALTH_NOTIFY_TIMEOUT_SEC,
+      s.healthCheck?.user,
+      { TUNVS_EVENT: up ? 'quorum-up' : 'quorum-down', TUNVS_QUORUM_WEIGHT: String(sum) },
+    );
+    if ('error' in end || end.status !== 0)
+      this.logger.log('warn', `health: ${s.name}: quorum${up ? 'Up' : 'Down'} ${argv[0]!} failed`, {
+        ...('error' in end ? { error: end.error } : { status: end.status }),
+      });
+  }
+
+  /** Whether service `serviceId` has its quorum (undefined: not tracked, as without a sorry
+   * server or a quorum command). While it has not, its sorry server takes its new sessions. */
+  hasQuorum(serviceId: number): boolean | undefined {
+    return this.quorum.get(serviceId);
   }
 
   stop(): void {
     for (const c of this.checkers.values()) clearTimeout(c.timer);
     this.checkers.clear();
   }
+}
+
+/** A service whose quorum is followed: it has a sorry server or a quorum command. */
+function quorumTracked(s: ResolvedService): boolean {
+  return s.realServers.at(-1)?.sorry === true || s.quorumUp !== undefined || s.quorumDown !== undefined;
 }

@@ -14,6 +14,8 @@
  *   tunvs_real_server_bytes_total{service,server,direction}
  *   tunvs_real_server_up{service,server}  1 up (or not checked), 0 down by its health check
  *   tunvs_health_transitions_total{service,server}
+ *   tunvs_service_quorum{service}         1 with its quorum, 0 lost (services with a sorry
+ *                                         server or a quorum command)
  *   tunvs_table_sessions{worker}, tunvs_table_capacity{worker}
  *   tunvs_ha_role{role}, tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
  *   tunvs_ha_events_total{kind}           published / applied / lost
@@ -187,6 +189,15 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
     '1 when the real server is up (or not health-checked), 0 when its health check has it down',
     ['service', 'server'],
     perServer((s, r, set) => set(id(s, r), r.health === 'down' ? 0 : 1)),
+  );
+  readGauge(
+    reg,
+    'tunvs_service_quorum',
+    "1 while the weights of the service's servers that are up reach its quorum, 0 when it has lost it",
+    ['service'],
+    (set) => {
+      for (const s of src.services()) if (s.quorum !== undefined) set({ service: s.name }, s.quorum === 'up' ? 1 : 0);
+    },
   );
   readCounter(
     reg,

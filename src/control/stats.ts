@@ -64,13 +64,16 @@ export interface ServiceRow {
   sloppy: boolean;
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
+  /** Whether the weights of its servers that are up reach its quorum; absent unless it has a
+   * sorry server or a quorum command (control/health.ts). */
+  quorum?: 'up' | 'lost';
   realServers: RealServerRow[];
 }
 
 /** What `tunvs list` shows of the health checks (control/health.ts HealthMonitor). */
 export interface HealthView {
   state(serviceId: number, serverId: number): { up: boolean; lastError?: string; weight?: number } | undefined;
-  sorryInUse(serviceId: number): boolean;
+  hasQuorum(serviceId: number): boolean | undefined;
 }
 
 export function listServices(
@@ -81,46 +84,50 @@ export function listServices(
 ): ServiceRow[] {
   const sum = (id: number, field: number): number =>
     counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
-  return services.map((s) => ({
-    id: s.id,
-    name: s.name,
-    protocol: s.proto === IPPROTO_TCP ? 'TCP' : 'UDP',
-    vip: s.vipText,
-    port: s.port,
-    scheduler: s.scheduler,
-    mode: s.mode,
-    ...(s.persistence
-      ? {
-          persistence: {
-            timeoutSec: s.persistence.timeoutSec,
-            prefixLength: s.af === AF_INET6 ? s.persistence.prefix6 : s.persistence.netmask,
-          },
-        }
-      : {}),
-    sloppy: s.sloppy,
-    ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
-    realServers: s.realServers.map((r) => {
-      const h = health?.state(s.id, r.id);
-      return {
-        id: r.id,
-        address: r.address,
-        port: r.port,
-        weight: r.weight,
-        activeConns: counts.reduce((a, c) => a + c.active[r.id]!, 0),
-        inactiveConns: counts.reduce((a, c) => a + c.inactive[r.id]!, 0),
-        conns: sum(r.id, RS_SESSIONS),
-        inPackets: sum(r.id, RS_PACKETS_IN),
-        outPackets: sum(r.id, RS_PACKETS_OUT),
-        inBytes: sum(r.id, RS_BYTES_IN),
-        outBytes: sum(r.id, RS_BYTES_OUT),
-        ...(h ? { health: h.up ? ('up' as const) : ('down' as const) } : {}),
-        ...(h?.lastError ? { healthError: h.lastError } : {}),
-        ...(h?.weight !== undefined ? { checkWeight: h.weight } : {}),
-        ...(r.sorry ? { sorry: health?.sorryInUse(s.id) ? ('in use' as const) : ('standby' as const) } : {}),
-        ...(r.maxConns > 0 ? { maxConns: r.maxConns, minConns: r.minConns } : {}),
-      };
-    }),
-  }));
+  return services.map((s) => {
+    const quorum = health?.hasQuorum(s.id);
+    return {
+      id: s.id,
+      name: s.name,
+      protocol: s.proto === IPPROTO_TCP ? 'TCP' : 'UDP',
+      vip: s.vipText,
+      port: s.port,
+      scheduler: s.scheduler,
+      mode: s.mode,
+      ...(s.persistence
+        ? {
+            persistence: {
+              timeoutSec: s.persistence.timeoutSec,
+              prefixLength: s.af === AF_INET6 ? s.persistence.prefix6 : s.persistence.netmask,
+            },
+          }
+        : {}),
+      sloppy: s.sloppy,
+      ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
+      ...(quorum !== undefined ? { quorum: quorum ? ('up' as const) : ('lost' as const) } : {}),
+      realServers: s.realServers.map((r) => {
+        const h = health?.state(s.id, r.id);
+        return {
+          id: r.id,
+          address: r.address,
+          port: r.port,
+          weight: r.weight,
+          activeConns: counts.reduce((a, c) => a + c.active[r.id]!, 0),
+          inactiveConns: counts.reduce((a, c) => a + c.inactive[r.id]!, 0),
+          conns: sum(r.id, RS_SESSIONS),
+          inPackets: sum(r.id, RS_PACKETS_IN),
+          outPackets: sum(r.id, RS_PACKETS_OUT),
+          inBytes: sum(r.id, RS_BYTES_IN),
+          outBytes: sum(r.id, RS_BYTES_OUT),
+          ...(h ? { health: h.up ? ('up' as const) : ('down' as const) } : {}),
+          ...(h?.lastError ? { healthError: h.lastError } : {}),
+          ...(h?.weight !== undefined ? { checkWeight: h.weight } : {}),
+          ...(r.sorry ? { sorry: quorum === false ? ('in use' as const) : ('standby' as const) } : {}),
+          ...(r.maxConns > 0 ? { maxConns: r.maxConns, minConns: r.minConns } : {}),
+        };
+      }),
+    };
+  });
 }
 
 export interface GlobalStats {
@@ -182,7 +189,8 @@ export class RateEstimator {
 
 /** What ipvsadm -Ln prints after a service's scheduler: `persistent T` and, for a client
  * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6); DPVS's
- * `conn-timeout T` for an idleTimeout; tunvs adds `sloppy`. */
+ * `conn-timeout T` for an idleTimeout; tunvs adds `sloppy`, and `quorum lost` while a service
+ * has lost its quorum. */
 function serviceFlags(s: ServiceRow): string {
   let out = '';
   const p = s.persistence;
@@ -196,7 +204,8 @@ function serviceFlags(s: ServiceRow): string {
     }
   }
   if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
-  return s.sloppy ? `${out} sloppy` : out;
+  if (s.sloppy) out += ' sloppy';
+  return s.quorum === 'lost' ? `${out} quorum lost` : out;
 }
 
 /** ipvsadm -Ln style text (Forward: FullNat, Masq, Tunnel, as ipvsadm names the modes);

@@ -108,9 +108,15 @@ export interface ServiceSpec {
    * to the servers still up; established ones go on. Absent: none. */
   sorryServer?: { address: string; port: number };
   /** keepalived's quorum and hysteresis (1 and 0): quorum is lost under quorum − hysteresis
-   * (or at 0) and regained at quorum + hysteresis. Only with a sorryServer. */
+   * (or at 0) and regained at quorum + hysteresis. Only with a sorryServer, quorumUp or
+   * quorumDown. */
   quorum?: number;
   hysteresis?: number;
+  /** keepalived's quorum_up / quorum_down: a command (program by absolute path, then its
+   * arguments; no shell) run when the service regains / loses its quorum, and quorumDown also
+   * when it starts without it (control/health.ts). Absent: none. */
+  quorumUp?: string[];
+  quorumDown?: string[];
 }
 
 export interface PersistenceSpec {
@@ -243,6 +249,8 @@ export function serviceWithDefaults(
     ...(s.sorryServer ? { sorryServer: { ...s.sorryServer } } : {}),
     ...(s.quorum !== undefined ? { quorum: s.quorum } : {}),
     ...(s.hysteresis !== undefined ? { hysteresis: s.hysteresis } : {}),
+    ...(s.quorumUp ? { quorumUp: [...s.quorumUp] } : {}),
+    ...(s.quorumDown ? { quorumDown: [...s.quorumDown] } : {}),
   };
 }
 
@@ -292,9 +300,12 @@ export interface ResolvedService {
   persistence?: PersistenceSpec;
   /** DR: the MAC of the LB's interface toward the real servers (control/link.ts). */
   linkMac?: string;
-  /** With a sorry server (the last real server): ServiceSpec.quorum and hysteresis. */
+  /** ServiceSpec.quorum and hysteresis (their defaults unless there is a sorry server, the
+   * last real server, or a quorum command). */
   quorum: number;
   hysteresis: number;
+  quorumUp?: readonly string[];
+  quorumDown?: readonly string[];
 }
 
 /** "aa:bb:cc:dd:ee:ff" as [first 2 bytes, last 4 bytes] (int32 words), or [0, 0]. */
@@ -541,11 +552,11 @@ function sorryServer(
 function checkQuorum(s: ServiceSpec, p: string): { quorum: number; hysteresis: number } {
   const quorum = s.quorum ?? 1;
   const hysteresis = s.hysteresis ?? 0;
-  if ((s.quorum !== undefined || s.hysteresis !== undefined) && !s.sorryServer)
+  if ((s.quorum !== undefined || s.hysteresis !== undefined) && !s.sorryServer && !s.quorumUp && !s.quorumDown)
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_MISSING',
       `${p}.sorryServer`,
-      'quorum and hysteresis say when the sorry server takes over: give the service a sorryServer',
+      'quorum and hysteresis say when the sorry server takes over or a quorum command runs: give the service a sorryServer, quorumUp or quorumDown',
     );
   if (!Number.isInteger(quorum) || quorum < 1 || quorum > 0x7fffffff)
     throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', `${p}.quorum`, `${show(quorum)} is not valid: use an integer ≥ 1`);
@@ -688,6 +699,8 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       idleTimeoutSec: s.idleTimeout === undefined ? 0 : checkIdleTimeout(s.idleTimeout, `${p}.idleTimeout`),
       ...(s.persistence ? { persistence: checkPersistence(s.persistence, `${p}.persistence`) } : {}),
       ...quorum,
+      ...(s.quorumUp ? { quorumUp: [...s.quorumUp] } : {}),
+      ...(s.quorumDown ? { quorumDown: [...s.quorumDown] } : {}),
     });
   });
   for (const [lip, where] of lipOwners) {

@@ -123,6 +123,13 @@ describe('tunvs check', () => {
     } finally {
       chmodSync(dir, 0o700);
     }
+    // The service's quorum commands too.
+    const quorum = checkConfig(
+      file(
+        GOOD.replace('healthCheck: { type: http }', `healthCheck: { type: http }\n    quorumDown: [${dir}/gone.sh]`),
+      ),
+    );
+    expect(quorum).toMatch(/^warning: services\[0\] \(web\): quorumDown .*gone\.sh: no such file.*: it will not run$/m);
   });
 
   it("the lab's own configs pass: single, pair and cluster nodes, TUN and XDP, with the mode services", () => {

@@ -408,6 +408,28 @@ describe('tunvs import keepalived', () => {
     expect(noQuorumUse.notes.join('\n')).toMatch(/quorum and hysteresis skipped: without a sorry_server/);
   });
 
+  it('quorum_up and quorum_down become quorumUp and quorumDown (the VIP in them as {address}); quorum goes with them', () => {
+    const r = importKeepalived(
+      source(
+        vs(
+          '  quorum 2\n  quorum_up "/usr/local/sbin/announce.sh 198.18.0.100 up"\n' +
+            '  quorum_down "/usr/local/sbin/announce.sh 198.18.0.100 down" nobody\n' +
+            '  real_server 198.18.20.21 80 {\n  }\n  real_server 198.18.20.22 80 {\n  }',
+        ),
+      ),
+    );
+    expect(r.config.services[0]).toMatchObject({
+      quorum: 2,
+      quorumUp: ['/usr/local/sbin/announce.sh', '{address}', 'up'],
+      quorumDown: ['/usr/local/sbin/announce.sh', '{address}', 'down'],
+    });
+    expect(r.notes.join('\n')).toMatch(/quorum_down nobody: tunvs runs it as the check's user/);
+    expect(parseConfig(r.config).services[0]!.quorumDown).toEqual(['/usr/local/sbin/announce.sh', '{address}', 'down']);
+    expect(refused(vs('  quorum_up "announce.sh up"\n  real_server 198.18.20.21 80 {\n  }')).message).toMatch(
+      /quorum_up announce\.sh up: name the program by its absolute path/,
+    );
+  });
+
   /** keepalived's other checkers, each real server checked alike (a MISC_CHECK naming its server). */
   const OTHER_CHECKERS = (dir: string, misc = true): string => {
     const server = (addr: string, checker: string): string => `    real_server ${addr} 53 {\n${checker}    }\n`;

@@ -352,6 +352,93 @@ describe('the monitor: notifications', () => {
   });
 });
 
+describe('the monitor: quorum commands', () => {
+  it('quorumDown runs at a start without the quorum and when it is lost, quorumUp when it is back, in order', async () => {
+    for (const port of [8081, 8082]) writeFileSync(join(dir, `q${port}`), '0');
+    writeFileSync(join(dir, 'q8082'), '1');
+    const events = join(dir, 'quorum-events');
+    writeFileSync(events, '');
+    const check = script('quorum-check.sh', `exit $(cat ${dir}/q$1)`);
+    const note = script(
+      'quorum-note.sh',
+      `echo "$TUNVS_EVENT $1 $TUNVS_CHECK_SERVICE $TUNVS_QUORUM_WEIGHT" >> ${events}`,
+    );
+    const services = webService({
+      realServers: [
+        { address: '127.0.0.1', port: 8081 },
+        { address: '127.0.0.1', port: 8082 },
+      ],
+      healthCheck: {
+        type: 'exec',
+        command: [check, '{port}'],
+        interval: 1,
+        timeout: 1,
+        fall: 1,
+        rise: 1,
+        startDown: true,
+      },
+      quorum: 2,
+      quorumUp: [note, '{address}:{port}'],
+      quorumDown: [note, '{address}:{port}'],
+    });
+    const id = services[0]!.id;
+    const logs: string[] = [];
+    const mon = new HealthMonitor(
+      { log: (_l, m) => logs.push(m) },
+      () => void mon.effective(services), // as the runtime's push to the forwarders
+    );
+    const lines = (): string[] =>
+      readFileSync(events, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '');
+    try {
+      mon.sync(services);
+      mon.effective(services); // the start: both servers down until they pass
+      expect(mon.hasQuorum(id)).toBe(false);
+      await until(() => lines().length === 1);
+      // 8081 passes, 8082 fails: weights up 1 < 2, no change. Then 8082 passes: 2.
+      await until(() => mon.state(id, services[0]!.realServers[0]!.id)?.up === true);
+      expect(mon.hasQuorum(id)).toBe(false);
+      writeFileSync(join(dir, 'q8082'), '0');
+      await until(() => lines().length === 2);
+      expect(mon.hasQuorum(id)).toBe(true);
+      writeFileSync(join(dir, 'q8081'), '1');
+      await until(() => lines().length === 3);
+      expect(mon.hasQuorum(id)).toBe(false);
+      // No sorry server: the servers up keep their weights.
+      expect(mon.effective(services)[0]!.realServers.map((r) => r.weight)).toEqual([0, 1]);
+      expect(lines()).toEqual([
+        'quorum-down 198.18.0.100:80 web 0',
+        'quorum-up 198.18.0.100:80 web 2',
+        'quorum-down 198.18.0.100:80 web 1',
+      ]);
+      expect(logs.filter((l) => l.includes('quorum'))).toEqual([
+        'health: web starts without its quorum (weights up 0 < 2)',
+        'health: web has its quorum again (weights up 2 ≥ 2)',
+        'health: web lost its quorum (weights up 1 < 2)',
+      ]);
+    } finally {
+      mon.stop();
+    }
+  });
+
+  it('a failing quorum command is logged', async () => {
+    const failing = script('quorum-fails.sh', 'exit 4');
+    const services = webService({
+      realServers: [{ address: '127.0.0.1', port: 8080, weight: 0 }],
+      quorumDown: [failing],
+    });
+    const logs: string[] = [];
+    const mon = new HealthMonitor({ log: (_l, m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`) }, () => {});
+    mon.effective(services);
+    await until(() => logs.some((l) => l.includes('failed')));
+    expect(logs).toEqual([
+      'health: web starts without its quorum (weights up 0 < 1) {}',
+      `health: web: quorumDown ${failing} failed {"status":4}`,
+    ]);
+  });
+});
+
 describe('the monitor and a sorry server', () => {
   /** web with rs1, rs2 at these weights and a sorry server; the same ids every time. */
   const ids = new IdRegistry();
@@ -374,10 +461,10 @@ describe('the monitor and a sorry server', () => {
     const seen = (w1: number, w2: number): number[] =>
       mon.effective(web(w1, w2, { quorum: 3, hysteresis: 1 }))[0]!.realServers.map((r) => r.weight);
     expect(seen(2, 2)).toEqual([2, 2, 0]); // 4 ≥ quorum + hysteresis: up
-    expect(mon.sorryInUse(web(2, 2)[0]!.id)).toBe(false);
+    expect(mon.hasQuorum(web(2, 2)[0]!.id)).toBe(true);
     expect(seen(2, 0)).toEqual([2, 0, 0]); // 2 ≥ quorum − hysteresis: still up
     expect(seen(1, 0)).toEqual([0, 0, 1]); // 1 < 2: lost, every real server out
-    expect(mon.sorryInUse(web(1, 0)[0]!.id)).toBe(true);
+    expect(mon.hasQuorum(web(1, 0)[0]!.id)).toBe(false);
     expect(seen(3, 0)).toEqual([0, 0, 1]); // 3 < quorum + hysteresis: still lost
     expect(seen(3, 1)).toEqual([3, 1, 0]); // 4: regained
     expect(logs).toEqual([
@@ -441,6 +528,14 @@ describe('config: a sorry server', () => {
     expect(() => svc({ sorryServer: { address: 'fd18::99', port: 80 } })).toThrow(/sorryServer\.address: .*IPv6/);
     expect(() => svc({ sorryServer: { address: '198.18.20.99' } })).toThrow(/a sorry server needs address and port/);
     expect(() => svc({ quorum: 2 })).toThrow(/services\[0\]\.sorryServer: quorum and hysteresis say when/);
+    expect(svc({ quorum: 2, hysteresis: 1, quorumUp: ['/bin/true'] })).toMatchObject({
+      quorum: 2,
+      hysteresis: 1,
+      quorumUp: ['/bin/true'],
+    });
+    expect(() => svc({ quorumDown: ['withdraw.sh'] })).toThrow(
+      /services\[0\]\.quorumDown: name the program by its absolute path/,
+    );
     expect(() => svc({ sorryServer: { address: '198.18.20.99', port: 80 }, quorum: 2, hysteresis: 2 })).toThrow(
       /hysteresis: 2 is not valid: use an integer 0\.\.quorum − 1/,
     );

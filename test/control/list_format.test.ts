@@ -49,10 +49,12 @@ describe('tunvs list: the service line', () => {
     );
   });
 
-  it('sloppy TCP is named last', () => {
+  it('sloppy TCP is named after the ipvsadm flags; a lost quorum last', () => {
     expect(head({ mode: 'dr', scheduler: 'mh', sloppy: true, persistence: { timeoutSec: 30, prefixLength: 32 } })).toBe(
       'TCP  198.18.0.100:80 mh persistent 30 sloppy',
     );
+    expect(head({ sloppy: true, quorum: 'lost' })).toBe('TCP  198.18.0.100:80 wrr sloppy quorum lost');
+    expect(head({ quorum: 'up' })).toBe('TCP  198.18.0.100:80 wrr');
   });
 });
 

@@ -6,7 +6,7 @@
 
 import { processCpu } from '../../bench/lib/cpu.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -660,6 +660,20 @@ describe.skipIf(!root)('netns lab (root)', () => {
     const flag = join(state.dir, 'servers-down');
     const check = join(state.dir, 'servers-check.sh');
     writeFileSync(check, `#!/bin/sh\n[ -e ${flag} ] && exit 1\nexit 0\n`, { mode: 0o755 });
+    // quorumUp / quorumDown (keepalived's quorum_up / quorum_down) note each event.
+    const note = join(state.dir, 'quorum-note.sh');
+    const events = join(state.dir, 'quorum-events');
+    writeFileSync(note, `#!/bin/sh\necho "$TUNVS_EVENT $1" >> ${events}\n`, { mode: 0o755 });
+    const noted = async (n: number): Promise<string[]> => {
+      for (let i = 0; i < 50 && !(existsSync(events) && readFileSync(events, 'utf8').split('\n').length > n); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      return existsSync(events)
+        ? readFileSync(events, 'utf8')
+            .split('\n')
+            .filter((l) => l !== '')
+        : [];
+    };
+    const vip = `${LAB.vip4}:${LAB.vport}`;
     const sorryLine = (inUse: boolean): RegExp =>
       new RegExp(
         `${rs3.replace(/\./g, '\\.')}:8080 +FullNat ${inUse ? 1 : 0} .*sorry server${inUse ? ' \\(in use' : '$'}`,
@@ -677,7 +691,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
           .replace(
             /(  - name: web-v4\n(?:    .*\n)*?    scheduler: \w+\n)/,
             `$1    healthCheck: { type: exec, command: [${check}], interval: 1, timeout: 1, rise: 1, fall: 1 }\n` +
-              `    sorryServer: { address: "${rs3}", port: 8080 }\n`,
+              `    sorryServer: { address: "${rs3}", port: 8080 }\n` +
+              `    quorumUp: [${note}, "{address}:{port}"]\n    quorumDown: [${note}, "{address}:{port}"]\n`,
           ),
       );
       expect(readFileSync(file, 'utf8')).toContain('sorryServer');
@@ -689,16 +704,20 @@ describe.skipIf(!root)('netns lab (root)', () => {
       await waitFor(sorryLine(true), true);
       seen = counts(labCurl(prefix, 4, 20));
       expect([...seen.keys()]).toEqual(['rs3']);
+      expect(await list()).toMatch(new RegExp(`${vip.replace(/\./g, '\\.')} \\w+ quorum lost$`, 'm'));
+      expect(await noted(1)).toEqual([`quorum-down ${vip}`]);
       // They pass again: rs3 stands by once more.
       rmSync(flag);
       await waitFor(sorryLine(false), true);
       seen = counts(labCurl(prefix, 4, 20));
       expect(seen.has('rs3')).toBe(false);
+      expect(await noted(2)).toEqual([`quorum-down ${vip}`, `quorum-up ${vip}`]);
       const log = readFileSync(join(state.dir, 'tunvs-lb-a.log'), 'utf8');
       expect(log).toMatch(/health: web-v4 lost its quorum \(weights up 0 < 1\): new sessions to the sorry server/);
       expect(log).toContain('health: web-v4 has its quorum again');
     } finally {
       rmSync(flag, { force: true });
+      rmSync(events, { force: true });
       await reloadWith(() => good);
     }
   }, 60_000);
