@@ -51,8 +51,8 @@ Usage:
                                           per second over the last 2 s
   tunvs stats [--json]                    counters, drops by reason, table load per worker, HA
                                           sync (role, lag), TUN device and queue counters
-  tunvs conns [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S] [--limit N] [--json]
-                                          sessions (like ipvsadm -Lnc), filtered
+  tunvs conns [--protocol tcp|udp] [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S]
+              [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
                     [--sloppy] [--persistent [SEC] [--netmask M] [--prefix6 N]]
@@ -555,10 +555,12 @@ async function main(argv: string[]): Promise<number> {
       const json = flag(args, '--json');
       flag(args, '-n');
       const filter: Record<string, string> = {};
-      for (const k of ['vip', 'client', 'server', 'state'] as const) {
+      for (const k of ['protocol', 'vip', 'client', 'server', 'state'] as const) {
         const v = option(args, `--${k}`);
         if (v !== undefined) filter[k] = v;
       }
+      if (filter.protocol !== undefined && !/^(tcp|udp)$/i.test(filter.protocol))
+        throw new UsageError(`--protocol must be tcp or udp, not ${filter.protocol}`);
       const limit = positiveInt(option(args, '--limit'), '--limit') ?? 1000;
       noneLeft(args);
       const reply = (await ask({ cmd: 'conns', filter, limit })) as {

@@ -1,4 +1,4 @@
-/** `tunvs conns`: sessions like `ipvsadm -Lnc`, filtered by VIP, client, real server, state;
+/** `tunvs conns`: sessions like `ipvsadm -Lnc`, filtered by protocol, VIP, client, real server, state;
  * persistence templates among them as ipvsadm shows them (client prefix, port 0), in state
  * TEMPLATE. */
 
@@ -16,6 +16,7 @@ function addrMatches(want: string | undefined, addr: string, port: number): bool
 
 export function matchesConn(s: SessionInfo, f: ConnFilter): boolean {
   return (
+    (f.protocol === undefined || s.protocol === f.protocol.toLowerCase()) &&
     addrMatches(f.vip, s.vip, s.vport) &&
     addrMatches(f.client, s.client, s.cport) &&
     addrMatches(f.server, s.rip, s.rport) &&

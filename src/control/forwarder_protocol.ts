@@ -74,6 +74,8 @@ export type ToForwarder =
 /** Session filter of `tunvs conns`: each given field must match (addresses as text,
  * "addr" or "addr:port"; state by name). */
 export interface ConnFilter {
+  /** tcp or udp (ipvsadm -Lnc shows both; --tcp-service / --udp-service pick one). */
+  protocol?: string;
   vip?: string;
   client?: string;
   server?: string;

@@ -545,6 +545,8 @@ export class Runtime {
       case 'conns': {
         const limit = Math.min(Math.max(Number(req.limit ?? 1000) || 1000, 1), 100_000);
         const filter = (req.filter ?? {}) as ConnFilter;
+        if (filter.protocol !== undefined && !/^(tcp|udp)$/i.test(String(filter.protocol)))
+          throw new Error(`protocol must be tcp or udp, got ${JSON.stringify(filter.protocol)}`);
         const parts = await Promise.all(
           this.workers.map((w) =>
             this.ask<Extract<FromForwarder, { type: 'conns' }>>(w, { type: 'conns', id: 0, filter, limit }, 'conns'),

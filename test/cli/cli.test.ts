@@ -35,5 +35,8 @@ describe('tunvs command line', () => {
     const decap = cli('rs', 'decap', 'attach', '--dev', 'eth0', '--xdp-mode', 'offload');
     expect(decap.code).toBe(2);
     expect(decap.err).toMatch(/--xdp-mode is native or generic, and only for attach \(got offload\)/);
+    const conns = cli('conns', '--protocol', 'sctp');
+    expect(conns.code).toBe(2);
+    expect(conns.err).toMatch(/^tunvs: --protocol must be tcp or udp, not sctp\n/);
   });
 });

@@ -768,6 +768,15 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(seen.get('none') ?? 0).toBe(0);
       expect(seen.get('bad') ?? 0).toBe(0);
       expect(['rs1', 'rs2', 'rs3'].every((r) => (seen.get(r) ?? 0) > 0)).toBe(true);
+      // tunvs conns tells the VIP's UDP flows from its TCP sessions (ipvsadm -Lnc lists both).
+      const protocols = (p: string): string[] =>
+        (
+          JSON.parse(conns(['--protocol', p, '--vip', LAB.vip4, '--json'])) as { protocol: string; vport: number }[]
+        ).map((c) => `${c.protocol}:${c.vport === vport ? 'udp-service' : 'other'}`);
+      const udpRows = protocols('udp');
+      expect(udpRows.length).toBeGreaterThanOrEqual(30);
+      expect(new Set(udpRows)).toEqual(new Set(['udp:udp-service']));
+      expect(protocols('tcp').every((c) => c === 'tcp:other')).toBe(true);
       seen = await ask(true);
       expect([seen.get('none') ?? 0, seen.get('bad') ?? 0]).toEqual([0, 0]);
       expect(['rs1', 'rs2', 'rs3'].every((r) => (seen.get(r) ?? 0) > 0)).toBe(true);
