@@ -220,6 +220,12 @@ export const V8_INLINE_BUDGET_BYTES = 3000;
 export const RECONCILE_SLICE_RECORDS = 65536;
 export const SYNC_RING_WAIT_MS = 2000;
 
+/** Sessions a forwarder describes per slice for `tunvs conns` (control/conns.ts): describing
+ * and filtering a million took 230–280 ms in one go (every packet of the worker held that
+ * long, more than a TUN queue of txqueuelen 10,000 holds at 50k packets/s); a slice of 8,192
+ * holds them ~2 ms. */
+export const CONNS_SLICE_SESSIONS = 8192;
+
 /** Health checks (control/checks/). The part of an HTTP body held to look for expectBody and
  * expectBodyMatch: a status page fits, a large download is not kept in memory (expectBodyMd5
  * hashes the whole body as it streams). */

@@ -10,8 +10,8 @@ import { setPriority } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BURST_MAX, GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, TIMER_TICK_MS, VNET_HDR_LEN } from '../src/constants.js';
-import { Engine, type SessionInfo } from '../src/dataplane/engine.js';
-import { matchesConn } from '../src/control/conns.js';
+import { Engine } from '../src/dataplane/engine.js';
+import { collectConns } from '../src/control/conns.js';
 import { PacketRing } from '../src/dataplane/ring.js';
 import { Forwarder } from '../src/dataplane/forwarder.js';
 import { LinuxTunQueue, type TunQueue } from '../src/dataplane/tun_device.js';
@@ -111,18 +111,7 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'reset-server') {
     void forwarder.resetServer(m.serverId).then((ended) => port.postMessage({ type: 'server-reset', id: m.id, ended }));
   } else if (m.type === 'conns') {
-    const sessions: SessionInfo[] = [];
-    let more = false;
-    for (const r of engine.sessionIds()) {
-      const info = engine.describe(r);
-      if (!matchesConn(info, m.filter)) continue;
-      if (sessions.length >= m.limit) {
-        more = true;
-        break;
-      }
-      sessions.push(info);
-    }
-    port.postMessage({ type: 'conns', id: m.id, sessions, more });
+    void collectConns(engine, m.filter, m.limit).then((r) => port.postMessage({ type: 'conns', id: m.id, ...r }));
   } else if (m.type === 'stop') {
     clearInterval(timer);
     forwarder.close();

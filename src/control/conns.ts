@@ -2,8 +2,9 @@
  * persistence templates among them as ipvsadm shows them (client prefix, port 0), in state
  * TEMPLATE. */
 
+import { CONNS_SLICE_SESSIONS } from '../constants.js';
 import type { TemplateInfo } from '../conn/templates.js';
-import type { SessionInfo } from '../dataplane/engine.js';
+import type { Engine, SessionInfo } from '../dataplane/engine.js';
 import { formatAddress, hostPort } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 import type { ConnFilter } from './forwarder_protocol.js';
@@ -22,6 +23,27 @@ export function matchesConn(s: SessionInfo, f: ConnFilter): boolean {
     addrMatches(f.server, s.rip, s.rport) &&
     (f.state === undefined || s.state === f.state.toUpperCase())
   );
+}
+
+/** A forwarder's sessions that match `f`, at most `limit` (`more`: others matched too),
+ * described CONNS_SLICE_SESSIONS at a time with the thread's packets served in between. A
+ * session made or ended meanwhile may or may not be listed, as with ipvsadm -Lnc. */
+export async function collectConns(
+  engine: Pick<Engine, 'sessionIds' | 'describe'>,
+  f: ConnFilter,
+  limit: number,
+): Promise<{ sessions: SessionInfo[]; more: boolean }> {
+  const sessions: SessionInfo[] = [];
+  let seen = 0;
+  for (const r of engine.sessionIds()) {
+    const info = engine.describe(r);
+    if (matchesConn(info, f)) {
+      if (sessions.length >= limit) return { sessions, more: true };
+      sessions.push(info);
+    }
+    if (++seen % CONNS_SLICE_SESSIONS === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return { sessions, more: false };
 }
 
 export function formatConns(list: readonly SessionInfo[]): string {
