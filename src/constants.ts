@@ -220,6 +220,14 @@ export const V8_INLINE_BUDGET_BYTES = 3000;
 export const RECONCILE_SLICE_RECORDS = 65536;
 export const SYNC_RING_WAIT_MS = 2000;
 
+/** Records a forwarder scans per slice when it takes a snapshot for a full HA resync
+ * (Engine.syncSnapshot; at start, after lost events, when Redis is back or fails over): a
+ * million published sessions took ~0.5 s in one go, every packet of the worker held that long.
+ * Most of it is the first touch of the new memory the copies go to (120 MB; 2 MB took 6.5 ms
+ * to fault in on this VM, copying into it once faulted 0.8 ms), so a slice's chunk stays
+ * small: 4,096 records, 0.5 MB. Longest block measured 3–14 ms (GC among them). */
+export const SNAPSHOT_SLICE_RECORDS = 4096;
+
 /** Sessions a forwarder describes per slice for `tunvs conns` (control/conns.ts): describing
  * and filtering a million took 230–280 ms in one go (every packet of the worker held that
  * long, more than a TUN queue of txqueuelen 10,000 holds at 50k packets/s); a slice of 8,192

@@ -97,9 +97,12 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'sync-install') {
     engine.installSynced(m.events, m.count);
   } else if (m.type === 'sync-snapshot') {
-    const writeCount = engine.sync!.ring.writeCount;
-    const records = engine.syncSnapshot();
-    port.postMessage({ type: 'sync-snapshot', id: m.id, records, writeCount }, [records.buffer as ArrayBuffer]);
+    void engine.syncSnapshot().then(({ records, writeCount }) =>
+      port.postMessage(
+        { type: 'sync-snapshot', id: m.id, records, writeCount },
+        records.map((r) => r.buffer as ArrayBuffer),
+      ),
+    );
   } else if (m.type === 'sync-mark') {
     engine.markSynced(m.owner);
   } else if (m.type === 'sync-sweep') {

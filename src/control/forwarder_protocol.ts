@@ -86,7 +86,7 @@ export type FromForwarder =
   /** xdpError: io: xdp, the AF_XDP sockets could not be opened (the forwarder runs on TUN). */
   | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number; xdpError?: string }
   | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
-  | { type: 'sync-snapshot'; id: number; records: Int32Array; writeCount: number }
+  | { type: 'sync-snapshot'; id: number; records: Int32Array[]; writeCount: number }
   | { type: 'sync-swept'; id: number; removed: number }
   | { type: 'sync-reconciled'; id: number; claimed: number; handedOver: number }
   | { type: 'server-reset'; id: number; ended: number }

@@ -31,6 +31,7 @@ import {
   TIMER_TICK_MS,
   MTU_DEFAULT,
   RECONCILE_SLICE_RECORDS,
+  SNAPSHOT_SLICE_RECORDS,
   SLOT_SIZE_BYTES,
   SYNC_RING_WAIT_MS,
 } from '../constants.js';
@@ -343,10 +344,23 @@ export class Engine {
     return res;
   }
 
-  /** HA full resync: what this worker has published, as sync records (SessionSync.snapshot). */
-  syncSnapshot(): Int32Array {
-    if (!this.sync) throw new Error('HA sync is not configured');
-    return this.sync.snapshot(this.services, this.templates, this.worker, this.workers, this.ctx.nowMs);
+  /** HA full resync: what this worker has published, in chunks of sync records, and the
+   * sync ring's write count before the first (events from there on follow the snapshot).
+   * SNAPSHOT_SLICE_RECORDS records at a time, the thread's packets served between slices
+   * (SessionSync.snapshotSessions says why the result stays right). */
+  async syncSnapshot(): Promise<{ records: Int32Array[]; writeCount: number }> {
+    const sync = this.sync;
+    if (!sync) throw new Error('HA sync is not configured');
+    const writeCount = sync.ring.writeCount;
+    const records: Int32Array[] = [];
+    for (let from = 0; from >= 0;) {
+      const s = sync.snapshotSessions(from, SNAPSHOT_SLICE_RECORDS);
+      if (s.records.length > 0) records.push(s.records);
+      from = s.next;
+      if (from >= 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    records.push(sync.snapshotTemplates(this.services, this.templates, this.worker, this.workers, this.ctx.nowMs));
+    return { records, writeCount };
   }
 
   /** A reload of peer `owner`'s sessions begins (0: every peer's): see SessionSync.markStale. */

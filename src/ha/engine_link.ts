@@ -13,7 +13,7 @@ export function engineLink(e: Engine): HaWorkerLink {
   return {
     ring: sync.ring,
     install: (events, count) => void e.installSynced(events, count),
-    snapshot: () => Promise.resolve({ writeCount: sync.ring.writeCount, records: e.syncSnapshot() }),
+    snapshot: () => e.syncSnapshot(),
     markStale: (owner) => void e.markSynced(owner),
     sweepStale: (owner) => {
       e.sweepSynced(owner);

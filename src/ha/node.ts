@@ -398,7 +398,7 @@ export class HaNode {
       this.adopted.add(id);
       for (const w of this.workers) w.adopt(id);
       this.publisher.needResync = true;
-      this.dropHashAfter.set(id, this.publisher.stats.resyncs);
+      this.dropHashAfter.set(id, this.publisher.resyncsUnderway);
       this.logger.log('info', `HA: node ${id} (${p.entry.name}) is gone; its sessions are this node's now`);
     }
   }

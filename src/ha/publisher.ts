@@ -50,6 +50,7 @@ export class Publisher {
   /** Per worker: ring events before this write count predate a snapshot: skip them. */
   private readonly skipUntil: (number | undefined)[];
   private wireFormat = SYNC_FORMAT;
+  private resyncing = false;
 
   constructor(
     private readonly keys: NodeKeys,
@@ -167,8 +168,23 @@ export class Publisher {
     }
   }
 
+  /** Resyncs that will have completed once the one in progress (if any) has: a session
+   * adopted now is in the hash of the resync after that (its snapshot may be taken already). */
+  get resyncsUnderway(): number {
+    return this.stats.resyncs + (this.resyncing ? 1 : 0);
+  }
+
   /** Rewrite this node's hash from the workers' tables, then tell the peers to reload it. */
   private async resync(redis: Redis): Promise<void> {
+    this.resyncing = true;
+    try {
+      await this.rewrite(redis);
+    } finally {
+      this.resyncing = false;
+    }
+  }
+
+  private async rewrite(redis: Redis): Promise<void> {
     const snaps = await Promise.all(this.workers.map((w) => w.snapshot()));
     snaps.forEach((s, i) => (this.skipUntil[i] = s.writeCount));
     // A key of its own while it is written: a reader must see the old hash or the new one.
@@ -176,14 +192,14 @@ export class Publisher {
     await redis.del(tmp);
     let total = 0;
     const words = recordWords(this.wireFormat)!;
-    for (const s of snaps) {
-      const records = recordsToWire(s.records, this.wireFormat);
+    for (const chunk of snaps.flatMap((s) => s.records)) {
+      const records = recordsToWire(chunk, this.wireFormat);
       const count = records.length / words;
       for (let i = 0; i < count; i += RESYNC_BATCH) {
         const args: Buffer[] = [];
         for (let k = i; k < Math.min(count, i + RESYNC_BATCH); k++) {
           const off = k * words;
-          args.push(fieldOf(s.records, k * SYNC_WORDS), asBuffer(records.slice(off, off + words)));
+          args.push(fieldOf(chunk, k * SYNC_WORDS), asBuffer(records.slice(off, off + words)));
         }
         await redis.hset(tmp, ...args);
       }

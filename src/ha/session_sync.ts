@@ -18,8 +18,9 @@
  *            it in the middle of its traffic. reconcile() hands each session this node owns
  *            on an address another node holds over to it, and takes back the copies on
  *            addresses it holds; install lets the holder's record win over ours.
- *   either   snapshot(): every session this node owns and has published, and the live
- *            persistence templates it published, for a full resync.
+ *   either   snapshotSessions(), snapshotTemplates(): every session this node owns and has
+ *            published (a slice at a time), and the live persistence templates it
+ *            published, for a full resync.
  *
  * A sync record is the session record minus what is local to one node (timer links, expiry,
  * local service / real-server ids, held segments, flags other than "RS ISN known" and
@@ -262,8 +263,9 @@ export class SyncRing {
 export interface HaWorkerLink {
   ring: SyncRing;
   install(events: Int32Array, count: number): void;
-  /** The worker's published sessions, and its ring's write count when it took them. */
-  snapshot(): Promise<{ records: Int32Array; writeCount: number }>;
+  /** The worker's published sessions in chunks of sync records, and its ring's write count
+   * when it began to take them (Engine.syncSnapshot). */
+  snapshot(): Promise<{ records: Int32Array[]; writeCount: number }>;
   /** A reload of peer `owner`'s snapshot begins: mark its copies stale (0: every peer's). */
   markStale(owner: number): void;
   /** The reload is done: drop the copies of `owner` it did not bring again. */
@@ -474,24 +476,46 @@ export class SessionSync {
 
   /**
    * For a full resync, which replaces the node's Redis hash: every session this node owns and
-   * has published, and the live persistence templates it has published among this worker's
-   * share of the template table (`worker` of `workers`, as sweepTemplates divides it), so that
-   * the new hash has them too (a node loading it would otherwise miss them until each is
-   * republished, up to half its timeout later).
+   * has published (snapshotSessions), and the live persistence templates it has published
+   * (snapshotTemplates).
+   *
+   * One slice of the sessions: records `from` on, at most `slice` of them, as sync records;
+   * `next` −1 at the end. The caller serves its packets between slices (Engine.syncSnapshot).
+   * That keeps the snapshot right: it takes the ring's write count before the first slice,
+   * and every event from there on is published after the snapshot, so a session that changes
+   * behind the scan ends as its last event says, and one in front of it is read as it is by
+   * then (as a snapshot taken that late would have it).
    */
-  snapshot(
+  snapshotSessions(from: number, slice: number): { records: Int32Array; next: number } {
+    const rec = this.table.rec;
+    const end = Math.min(this.table.used, from + slice);
+    let n = 0;
+    for (let r = from; r < end; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0 && recOwner(rec, base) === 0) n++;
+    }
+    const out = new Int32Array(n * SYNC_WORDS);
+    let k = 0;
+    for (let r = from; r < end && k < n; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) === 0 || rec[base + R_SYNC] === 0 || recOwner(rec, base) !== 0) continue;
+      copyToSync(rec, base, out, k * SYNC_WORDS, this.nodeId);
+      k++;
+    }
+    return { records: out, next: end < this.table.used ? end : -1 };
+  }
+
+  /** The live persistence templates this node has published among this worker's share of the
+   * template table (`worker` of `workers`, as sweepTemplates divides it), as sync records, so
+   * that the new hash has them too (a node loading it would otherwise miss them until each is
+   * republished, up to half its timeout later). */
+  snapshotTemplates(
     services: ServiceTable,
     templates: TemplateTable,
     worker: number,
     workers: number,
     nowMs: number,
   ): Int32Array {
-    const rec = this.table.rec;
-    const ids: number[] = [];
-    for (let r = 0; r < this.table.used; r++) {
-      const base = r * RECORD_WORDS;
-      if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0 && recOwner(rec, base) === 0) ids.push(base);
-    }
     const share = Math.ceil(templates.slots / workers);
     const tpl: Int32Array[] = [];
     templates.eachPublished(worker * share, Math.min(templates.slots, (worker + 1) * share), nowMs, (slot, rs, sec) => {
@@ -501,9 +525,8 @@ export class SessionSync {
       if (services.rsService[rs] !== svc) return;
       tpl.push(this.templateUpsert(services, svc, key, rs, sec).slice());
     });
-    const out = new Int32Array((ids.length + tpl.length) * SYNC_WORDS);
-    ids.forEach((base, i) => copyToSync(rec, base, out, i * SYNC_WORDS, this.nodeId));
-    tpl.forEach((t, i) => copyToSync(t, 0, out, (ids.length + i) * SYNC_WORDS, this.nodeId));
+    const out = new Int32Array(tpl.length * SYNC_WORDS);
+    tpl.forEach((t, i) => copyToSync(t, 0, out, i * SYNC_WORDS, this.nodeId));
     return out;
   }
 

@@ -26,6 +26,7 @@ import { engineLink } from '../../src/ha/engine_link.js';
 import { adopterOf } from '../../src/ha/announce.js';
 import { formatHaStatus } from '../../src/control/stats.js';
 import { HaNode, type HaNodeOptions } from '../../src/ha/node.js';
+import { Publisher } from '../../src/ha/publisher.js';
 import { nodeKeys } from '../../src/ha/redis.js';
 import { HaControl } from '../../src/ha/role.js';
 import { SYNC_FORMAT, SyncRing } from '../../src/ha/session_sync.js';
@@ -192,6 +193,29 @@ describe('HA nodes through Redis', () => {
     await server?.stop();
   });
   const where = (): HaRedis => ({ url: `redis://127.0.0.1:${server.port}` });
+
+  it('the publisher counts a resync underway as one to come (node.ts keeps a peer adopted meanwhile in Redis until the next)', async () => {
+    const n = startNode(9, 'underway', where(), 'cluster');
+    nodes.push(n);
+    const link = engineLink(n.engine);
+    let open: () => void = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    const slow = { ...link, snapshot: async () => (await gate, link.snapshot()) };
+    const pub = new Publisher(
+      nodeKeys('underway', 9),
+      9,
+      [slow],
+      () => {},
+      () => {},
+    );
+    expect(pub.resyncsUnderway).toBe(0);
+    const tick = pub.tick(redis); // needResync at first: a resync, its snapshot held at the gate
+    await new Promise((r) => setTimeout(r, 50));
+    expect([pub.stats.resyncs, pub.resyncsUnderway]).toEqual([0, 1]); // adopted now: after resync 1
+    open();
+    await tick;
+    expect([pub.stats.resyncs, pub.resyncsUnderway]).toEqual([1, 1]);
+  });
 
   it('a cluster shares every node’s sessions; a rehashed flow goes on with the same bytes', async () => {
     const c = [1, 2, 3].map((id) => startNode(id, 'c3', where(), 'cluster'));

@@ -304,7 +304,7 @@ describe.each([
     expect(drain(b.ring).n).toBe(1);
   });
 
-  it("a full resync's snapshot carries the live templates this node published: a node loading it keeps the client's server", () => {
+  it("a full resync's snapshot carries the live templates this node published: a node loading it keeps the client's server", async () => {
     const specs = resolveServices(
       [
         serviceWithDefaults({
@@ -327,8 +327,10 @@ describe.each([
     const server = parse(da.forward(syn(50010))).dst;
     expect(server).not.toBe(first); // rr's second turn: not where a fresh scheduler starts
     drain(a.ring);
-    const loaded = (nowMs: number) => {
-      const records = a.engine.syncSnapshot();
+    const loaded = async (nowMs: number) => {
+      const snap = await a.engine.syncSnapshot();
+      const records = new Int32Array(snap.records.reduce((k, r) => k + r.length, 0));
+      snap.records.reduce((at, r) => (records.set(r, at), at + r.length), 0);
       const n = records.length / SYNC_WORDS;
       const events = new Int32Array(n * EVENT_WORDS);
       for (let i = 0; i < n; i++) {
@@ -341,14 +343,14 @@ describe.each([
       c.engine.installSynced(events, n);
       return { c, templates: c.engine.templates.list(nowMs).length };
     };
-    const { c, templates } = loaded(0);
+    const { c, templates } = await loaded(0);
     expect(templates).toBe(2); // both clients' templates (their sessions are not ESTABLISHED)
     promote(c);
     expect(parse(new Driver(c.engine).forward(syn(50020))).dst).toBe(server);
     // Dead (no session for its timeout): no longer in a snapshot.
     da.forward(syn(50010, RST));
     for (let t = 100; t <= 10_000; t += 100) a.engine.advanceTimers(t);
-    expect(loaded(10_000).templates).toBe(1);
+    expect((await loaded(10_000)).templates).toBe(1);
   });
 
   /** Master A with one persistent service (templates kept 2 s) after the client's SYN: its
