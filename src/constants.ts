@@ -228,6 +228,12 @@ export const SYNC_RING_WAIT_MS = 2000;
  * small: 4,096 records, 0.5 MB. Longest block measured 3–14 ms (GC among them). */
 export const SNAPSHOT_SLICE_RECORDS = 4096;
 
+/** Records a forwarder scans per slice when it marks a peer's copies stale before reloading
+ * them, sweeps those the reload did not bring, or adopts a dead peer's (a pair's promotion:
+ * all of them): one scan of a million took 13–18 ms, a sweep that removes them all ~0.6 s.
+ * In slices of 8,192 the longest hold measured 1–4 ms, 16 ms in a sweep that removed all. */
+export const SYNC_SCAN_SLICE_RECORDS = 8192;
+
 /** Sessions a forwarder describes per slice for `tunvs conns` (control/conns.ts): describing
  * and filtering a million took 230–280 ms in one go (every packet of the worker held that
  * long, more than a TUN queue of txqueuelen 10,000 holds at 50k packets/s); a slice of 8,192

@@ -104,11 +104,11 @@ port.on('message', (m: ToForwarder) => {
       ),
     );
   } else if (m.type === 'sync-mark') {
-    engine.markSynced(m.owner);
+    void engine.markSynced(m.owner).then((marked) => port.postMessage({ type: 'sync-marked', id: m.id, marked }));
   } else if (m.type === 'sync-sweep') {
-    port.postMessage({ type: 'sync-swept', id: m.id, removed: engine.sweepSynced(m.owner) });
+    void engine.sweepSynced(m.owner).then((removed) => port.postMessage({ type: 'sync-swept', id: m.id, removed }));
   } else if (m.type === 'sync-adopt') {
-    engine.adoptSynced(m.owner);
+    void engine.adoptSynced(m.owner).then((adopted) => port.postMessage({ type: 'sync-adopted', id: m.id, adopted }));
   } else if (m.type === 'sync-reconcile') {
     void engine.reconcileSynced(m.othersTo).then((r) => port.postMessage({ type: 'sync-reconciled', id: m.id, ...r }));
   } else if (m.type === 'reset-server') {

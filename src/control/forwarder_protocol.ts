@@ -55,14 +55,17 @@ export type ToForwarder =
   | { type: 'link'; fd: number }
   /** HA: install these events from peers (op + sync record each). */
   | { type: 'sync-install'; events: Int32Array; count: number }
+  /* HA scans of the whole table: each runs in slices with the packets served between them,
+   * one scan after the other in the order they came (workers/forwarder.ts), and replies when
+   * done. */
   /** HA: reply with every session this node owns and has published (full resync). */
   | { type: 'sync-snapshot'; id: number }
   /** HA: a reload of peer `owner`'s sessions begins (0: every peer's): mark its copies stale. */
-  | { type: 'sync-mark'; owner: number }
+  | { type: 'sync-mark'; id: number; owner: number }
   /** HA: the reload is done: drop the copies of `owner` still stale. */
   | { type: 'sync-sweep'; id: number; owner: number }
   /** HA: take over the sessions installed from peer `owner`, 0: every peer. */
-  | { type: 'sync-adopt'; owner: number }
+  | { type: 'sync-adopt'; id: number; owner: number }
   /** HA cluster: sessions go to the node that holds their local address (and, othersTo > 0,
    * the other modes' to that node); reply what moved. */
   | { type: 'sync-reconcile'; id: number; othersTo: number }
@@ -87,7 +90,9 @@ export type FromForwarder =
   | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number; xdpError?: string }
   | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
   | { type: 'sync-snapshot'; id: number; records: Int32Array[]; writeCount: number }
+  | { type: 'sync-marked'; id: number; marked: number }
   | { type: 'sync-swept'; id: number; removed: number }
+  | { type: 'sync-adopted'; id: number; adopted: number }
   | { type: 'sync-reconciled'; id: number; claimed: number; handedOver: number }
   | { type: 'server-reset'; id: number; ended: number }
   | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean };

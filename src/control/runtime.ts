@@ -475,11 +475,15 @@ export class Runtime {
         );
         return { records: m.records, writeCount: m.writeCount };
       },
-      markStale: (owner) => w.thread.postMessage({ type: 'sync-mark', owner }),
+      markStale: async (owner) => {
+        await this.ask(w, { type: 'sync-mark', id: 0, owner }, 'sync-marked');
+      },
       sweepStale: async (owner) => {
         await this.ask(w, { type: 'sync-sweep', id: 0, owner }, 'sync-swept');
       },
-      adopt: (owner) => w.thread.postMessage({ type: 'sync-adopt', owner }),
+      adopt: async (owner) => {
+        await this.ask(w, { type: 'sync-adopt', id: 0, owner }, 'sync-adopted');
+      },
       reconcile: async (othersTo = 0) => {
         const m = await this.ask<Extract<FromForwarder, { type: 'sync-reconciled' }>>(
           w,

@@ -32,6 +32,7 @@ import {
   MTU_DEFAULT,
   RECONCILE_SLICE_RECORDS,
   SNAPSHOT_SLICE_RECORDS,
+  SYNC_SCAN_SLICE_RECORDS,
   SLOT_SIZE_BYTES,
   SYNC_RING_WAIT_MS,
 } from '../constants.js';
@@ -98,7 +99,7 @@ import {
   VERDICT_LINK,
   VERDICT_REDIRECT,
 } from '../nat/verdict.js';
-import { SessionSync, SyncRing, type InstallResult, type Reconciled } from '../ha/session_sync.js';
+import { SessionSync, SyncRing, type InstallResult, type Reconciled, type ScanSlice } from '../ha/session_sync.js';
 import { HaControl } from '../ha/role.js';
 import { formatAddress } from '../service/addr.js';
 import { ConnCounts, ServiceTable, type PeerLocalAddress, type ResolvedService } from '../service/service.js';
@@ -312,6 +313,8 @@ export class Engine {
   /** The HA control words (null: no HA, always forwarding). */
   private readonly control: HaControl | null = null;
   readonly sync: SessionSync | null = null;
+  /** The last HA scan asked for (serial). */
+  private scans: Promise<unknown> = Promise.resolve();
 
   /** Forwarding (false only on the standby of an HA pair). */
   get forwarding(): boolean {
@@ -348,7 +351,11 @@ export class Engine {
    * sync ring's write count before the first (events from there on follow the snapshot).
    * SNAPSHOT_SLICE_RECORDS records at a time, the thread's packets served between slices
    * (SessionSync.snapshotSessions says why the result stays right). */
-  async syncSnapshot(): Promise<{ records: Int32Array[]; writeCount: number }> {
+  syncSnapshot(): Promise<{ records: Int32Array[]; writeCount: number }> {
+    return this.serial(() => this.snapshotSlices());
+  }
+
+  private async snapshotSlices(): Promise<{ records: Int32Array[]; writeCount: number }> {
     const sync = this.sync;
     if (!sync) throw new Error('HA sync is not configured');
     const writeCount = sync.ring.writeCount;
@@ -363,15 +370,45 @@ export class Engine {
     return { records, writeCount };
   }
 
-  /** A reload of peer `owner`'s sessions begins (0: every peer's): see SessionSync.markStale. */
-  markSynced(owner: number): number {
-    return this.sync ? this.sync.markStale(owner) : 0;
+  /** A reload of peer `owner`'s sessions begins (0: every peer's): see SessionSync.markStale.
+   * Like sweepSynced and adoptSynced, SYNC_SCAN_SLICE_RECORDS records at a time with the
+   * thread's packets served between slices; resolves with how many records it changed. */
+  markSynced(owner: number): Promise<number> {
+    const sync = this.sync;
+    return sync ? this.inSlices((from) => sync.markStale(owner, from, SYNC_SCAN_SLICE_RECORDS)) : Promise.resolve(0);
   }
 
   /** The reload is done: remove the copies of `owner` it did not bring again. */
-  sweepSynced(owner: number): number {
-    if (!this.sync) return 0;
-    return this.sync.sweepStale(owner, this.dropRecord);
+  sweepSynced(owner: number): Promise<number> {
+    const sync = this.sync;
+    return sync
+      ? this.inSlices((from) => sync.sweepStale(owner, this.dropRecord, from, SYNC_SCAN_SLICE_RECORDS))
+      : Promise.resolve(0);
+  }
+
+  /** Run `step` from record 0 to the end of the table, yielding to the thread between its
+   * slices (after the HA scans asked for before: serial); the sum of their counts. */
+  private inSlices(step: (from: number) => ScanSlice): Promise<number> {
+    return this.serial(async () => {
+      let count = 0;
+      for (let from = 0; ;) {
+        const s = step(from);
+        count += s.count;
+        if (s.next < 0) return count;
+        from = s.next;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    });
+  }
+
+  /** The HA scans of the whole table (snapshot, mark, sweep, adopt, reconcile) run in slices
+   * with the thread's packets served between them, and one after the other in the order they
+   * were asked for: a snapshot never reads a table an adopt is half way through, and the
+   * installs a reload sends after its mark come after the mark is done. */
+  private serial<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.scans.then(job);
+    this.scans = run.catch(() => undefined);
+    return run;
   }
 
   /** Remove session `r` that sync replaces or deletes: out of its server's counts and its
@@ -381,19 +418,27 @@ export class Engine {
     this.table.remove(r);
   };
 
-  /** Take over the sessions installed from peer `owner` (0: from every peer). */
-  adoptSynced(owner: number): number {
-    if (!this.sync) return 0;
-    const n = this.sync.adopt(owner, this.table.tick);
-    this.counters[C_SYNC_ADOPTED] = this.counters[C_SYNC_ADOPTED]! + n;
-    return n;
+  /** Take over the sessions installed from peer `owner` (0: from every peer), in slices as
+   * markSynced. */
+  adoptSynced(owner: number): Promise<number> {
+    const sync = this.sync;
+    if (!sync) return Promise.resolve(0);
+    return this.inSlices((from) => {
+      const s = sync.adopt(owner, this.table.tick, from, SYNC_SCAN_SLICE_RECORDS);
+      this.counters[C_SYNC_ADOPTED] = this.counters[C_SYNC_ADOPTED]! + s.count;
+      return s;
+    });
   }
 
   /** Cluster: sessions go to the node that holds their local address, and (othersTo > 0)
    * the other modes' to that node (SessionSync.reconcile), RECONCILE_SLICE_RECORDS at a time:
    * between slices the thread's other work runs (packets, the sync ring's drain by the main
    * thread). A slice stopped by a full ring waits for room, up to SYNC_RING_WAIT_MS. */
-  async reconcileSynced(othersTo = 0): Promise<Reconciled> {
+  reconcileSynced(othersTo = 0): Promise<Reconciled> {
+    return this.serial(() => this.reconcileSlices(othersTo));
+  }
+
+  private async reconcileSlices(othersTo: number): Promise<Reconciled> {
     const total: Reconciled = { claimed: 0, handedOver: 0 };
     const sync = this.sync;
     if (!sync) return total;

@@ -14,12 +14,9 @@ export function engineLink(e: Engine): HaWorkerLink {
     ring: sync.ring,
     install: (events, count) => void e.installSynced(events, count),
     snapshot: () => e.syncSnapshot(),
-    markStale: (owner) => void e.markSynced(owner),
-    sweepStale: (owner) => {
-      e.sweepSynced(owner);
-      return Promise.resolve();
-    },
-    adopt: (owner) => void e.adoptSynced(owner),
+    markStale: async (owner) => void (await e.markSynced(owner)),
+    sweepStale: async (owner) => void (await e.sweepSynced(owner)),
+    adopt: async (owner) => void (await e.adoptSynced(owner)),
     reconcile: (othersTo) => e.reconcileSynced(othersTo),
     peerLocalAddresses: (addrs) => e.setPeerLocalAddresses(addrs),
   };

@@ -139,7 +139,7 @@ export class Follower {
     const last = (await redis.xrevrange(p.keys.events, '+', '-', 'COUNT', 1)) as [string, string[]][];
     const from = last[0]?.[0] ?? '0-0';
     // Its copies stay in place (forwarding goes on) while the snapshot confirms them.
-    for (const w of this.workers) w.markStale(p.id);
+    await Promise.all(this.workers.map((w) => w.markStale(p.id)));
     const total = await this.loadHash(redis, p.keys.sessions);
     await Promise.all(this.workers.map((w) => w.sweepStale(p.id)));
     p.lastId = from;

@@ -281,9 +281,9 @@ export class HaNode {
     const was = this.role;
     this.role = role;
     if (role === 'master') {
-      // Every session it installed is now this node's to publish, expire and reset; the
-      // adopt messages reach each worker before the resync's snapshot request.
-      for (const w of this.workers) w.adopt(0);
+      // Every session it installed is now this node's to publish, expire and reset (each
+      // worker's scans run in order: the resync's snapshot comes after the adopt).
+      void this.adopt(0);
       this.publisher.needResync = true;
     } else {
       this.follower.reload();
@@ -396,10 +396,29 @@ export class HaNode {
       if (this.adopted.has(id) || this.backupOf(id) !== this.cfg.nodeId) continue;
       if (!this.follower.loadedAll([id])) continue; // its sessions first
       this.adopted.add(id);
-      for (const w of this.workers) w.adopt(id);
-      this.publisher.needResync = true;
-      this.dropHashAfter.set(id, this.publisher.resyncsUnderway);
       this.logger.log('info', `HA: node ${id} (${p.entry.name}) is gone; its sessions are this node's now`);
+      void this.adopt(id).then((done) => {
+        if (!done) {
+          this.adopted.delete(id); // again at the next look at the registry
+          return;
+        }
+        // A resync underway may have read part of the table before the adopt: the one after
+        // it carries them all, and only then does the peer's hash go.
+        this.publisher.needResync = true;
+        this.dropHashAfter.set(id, this.publisher.resyncsUnderway);
+      });
+    }
+  }
+
+  /** Every worker takes over the sessions installed from peer `owner` (0: every peer);
+   * false (and said) when one did not. */
+  private async adopt(owner: number): Promise<boolean> {
+    try {
+      await Promise.all(this.workers.map((w) => w.adopt(owner)));
+      return true;
+    } catch (e) {
+      this.fail(`adopting ${owner === 0 ? "the peer's" : `node ${owner}'s`} sessions: ${(e as Error).message}`);
+      return false;
     }
   }
 

@@ -266,18 +266,27 @@ export interface HaWorkerLink {
   /** The worker's published sessions in chunks of sync records, and its ring's write count
    * when it began to take them (Engine.syncSnapshot). */
   snapshot(): Promise<{ records: Int32Array[]; writeCount: number }>;
-  /** A reload of peer `owner`'s snapshot begins: mark its copies stale (0: every peer's). */
-  markStale(owner: number): void;
+  /** A reload of peer `owner`'s snapshot begins: mark its copies stale (0: every peer's);
+   * resolves once they are (the installs must come after). */
+  markStale(owner: number): Promise<void>;
   /** The reload is done: drop the copies of `owner` it did not bring again. */
   sweepStale(owner: number): Promise<void>;
-  /** Take over the sessions installed from peer `owner` (0: from every peer). */
-  adopt(owner: number): void;
+  /** Take over the sessions installed from peer `owner` (0: from every peer); resolves once
+   * they are this node's (a resync's snapshot taken later carries them). */
+  adopt(owner: number): Promise<void>;
   /** Cluster: hand over and take back sessions by who holds their local address, and
    * (othersTo > 0) those of the other modes to that node (SessionSync.reconcile). */
   reconcile(othersTo?: number): Promise<Reconciled>;
   /** Cluster: the peers' local addresses, each with the node that holds it now (replacing
    * the last). */
   peerLocalAddresses(addrs: PeerLocalAddress[]): void;
+}
+
+/** One slice of a scan of the table: how many records it changed, and where the next slice
+ * begins (−1: done). */
+export interface ScanSlice {
+  count: number;
+  next: number;
 }
 
 /** Result counters of install(). */
@@ -535,34 +544,38 @@ export class SessionSync {
    * installs, so that its sessions never vanish meanwhile (a flush before the reload dropped
    * the packets of every flow of that peer until it was back): markStale, then every record
    * the snapshot brings again is installed over its copy (which clears the mark), then
-   * sweepStale removes what is still marked: gone from the peer.
+   * sweepStale removes what is still marked: gone from the peer. Like adopt, each takes
+   * records `from` on, at most `slice` of them (`next`: where the next slice begins, −1 at
+   * the end; Engine.markSynced and the others run the slices with the thread's packets
+   * served between them).
    */
-  markStale(owner: number): number {
+  markStale(owner: number, from = 0, slice = Infinity): ScanSlice {
     const rec = this.table.rec;
-    return this.eachFrom(owner, (_r, base) => {
+    return this.eachFrom(owner, from, slice, (_r, base) => {
       rec[base + R_META] = rec[base + R_META]! | (FLAG_STALE << META_FLAGS_SHIFT);
     });
   }
 
-  sweepStale(owner: number, remove: (r: number) => void): number {
+  /** The copies of `owner` still marked stale go (`remove`); `count`: how many. */
+  sweepStale(owner: number, remove: (r: number) => void, from = 0, slice = Infinity): ScanSlice {
     const rec = this.table.rec;
     let n = 0;
-    this.eachFrom(owner, (r, base) => {
+    const { next } = this.eachFrom(owner, from, slice, (r, base) => {
       if (((rec[base + R_META]! >>> META_FLAGS_SHIFT) & FLAG_STALE) === 0) return;
       remove(r);
       n++;
     });
-    return n;
+    return { count: n, next };
   }
 
   /**
    * Take over the sessions installed from peer `owner` (or from every peer: owner 0): this
    * node now publishes them (they are marked published, so the next resync carries them and
-   * their changes go out) and answers for their expiry. Returns how many.
+   * their changes go out) and answers for their expiry. `count`: how many.
    */
-  adopt(owner: number, tick: number): number {
+  adopt(owner: number, tick: number, from = 0, slice = Infinity): ScanSlice {
     const rec = this.table.rec;
-    return this.eachFrom(owner, (_r, base) => {
+    return this.eachFrom(owner, from, slice, (_r, base) => {
       setRecOwner(rec, base, 0);
       rec[base + R_SYNC] = tick + 1;
       rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
@@ -628,11 +641,13 @@ export class SessionSync {
     return res;
   }
 
-  /** Call `fn` for every live session installed from peer `owner` (0: from any peer). */
-  private eachFrom(owner: number, fn: (r: number, base: number) => void): number {
+  /** Call `fn` for every live session installed from peer `owner` (0: from any peer) among
+   * records `from` on, at most `slice` of them. */
+  private eachFrom(owner: number, from: number, slice: number, fn: (r: number, base: number) => void): ScanSlice {
     const rec = this.table.rec;
+    const end = Math.min(this.table.used, from + slice);
     let n = 0;
-    for (let r = 0; r < this.table.used; r++) {
+    for (let r = from; r < end; r++) {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) === 0) continue;
       const o = recOwner(rec, base);
@@ -641,7 +656,7 @@ export class SessionSync {
         n++;
       }
     }
-    return n;
+    return { count: n, next: end < this.table.used ? end : -1 };
   }
 
   /**

@@ -60,9 +60,9 @@ function haEngine(
 
 /** A pair's standby becomes master the way ha/node.ts does it: forwarding and publishing
  * on, and the sessions it installed are its own now. */
-function promote(n: { engine: Engine; control: HaControl }): void {
+async function promote(n: { engine: Engine; control: HaControl }): Promise<void> {
   n.control.set(true, true);
-  n.engine.adoptSynced(0);
+  await n.engine.adoptSynced(0);
 }
 
 function drain(ring: SyncRing): { events: Int32Array; n: number } {
@@ -95,18 +95,18 @@ describe.each([
   ['IPv4', V4],
   ['IPv6', V6],
 ] as const)('HA sync %s', (_n, fam) => {
-  it('a promoted standby hands out local ports from where the port sweep stands, past the old master', () => {
+  it('a promoted standby hands out local ports from where the port sweep stands, past the old master', async () => {
     const b = haEngine(BACKUP);
     const db = new Driver(b.engine);
     db.nowMs = 30_000;
     b.engine.advanceTimers(db.nowMs); // standing by for 30 s
-    promote(b);
+    await promote(b);
     const out = parse(db.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq: 1, flags: SYN })));
     const range = LPORT_MAX - LPORT_MIN + 1;
     expect(out.sport).toBe(LPORT_MIN + Math.floor(range / 2)); // not the first port it started with
   });
 
-  it('an ESTABLISHED session is published after syncAfter and continues on the standby', () => {
+  it('an ESTABLISHED session is published after syncAfter and continues on the standby', async () => {
     const a = haEngine(MASTER);
     const b = haEngine(BACKUP);
     const da = new Driver(a.engine);
@@ -150,7 +150,7 @@ describe.each([
     });
 
     // Failover: the same packets now give the same bytes on B as they do on A.
-    promote(b);
+    await promote(b);
     const req = new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n');
     const pkt = C(1001, 9001, ACK | PSH, { payload: req });
     const outA = da.forward(pkt);
@@ -172,7 +172,7 @@ describe.each([
     expect([...b.engine.sessionIds()].length).toBe(1);
   });
 
-  it('a session the SYN proxy made continues on the standby with both sequence and timestamp spaces', () => {
+  it('a session the SYN proxy made continues on the standby with both sequence and timestamp spaces', async () => {
     const a = haEngine(MASTER, 0);
     const b = haEngine(BACKUP, 0);
     for (const e of [a.engine, b.engine])
@@ -195,7 +195,7 @@ describe.each([
     const { events, n } = drain(a.ring);
     expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 1, failed: 0 });
     expect(db.session()).toMatchObject({ proxied: true, srvDelta: d(da).srvDelta, tsDelta: d(da).tsDelta });
-    promote(b);
+    await promote(b);
     const req = C(1001, synAck.seq + 1, ACK | PSH, { payload: new Uint8Array(20).fill(7), options: ts(5010, cts + 3) });
     expect(Buffer.from(db.forward(req))).toEqual(Buffer.from(da.forward(req)));
     const resp = R(9001, syn.seq + 21, ACK | PSH, {
@@ -207,7 +207,7 @@ describe.each([
 
   it.each(['nat', 'tunnel'] as const)(
     'a %s session continues on the standby, in the worker its packets go to',
-    (mode) => {
+    async (mode) => {
       const specs = resolveServices(
         [
           serviceWithDefaults({
@@ -243,7 +243,7 @@ describe.each([
         expect(syncOwnerWorker(events, 1, workers)).toBe(clientWorker(...clientWords(fam.client), 50002, workers));
       expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 1, failed: 0 });
       expect(db.session()).toMatchObject({ mode, state: 'ESTABLISHED', synced: true });
-      promote(b);
+      await promote(b);
       const req = C(1001, 9001, ACK | PSH, { payload: new Uint8Array(20).fill(7) });
       expect(Buffer.from(db.forward(req))).toEqual(Buffer.from(da.forward(req)));
       if (mode === 'nat') {
@@ -268,7 +268,7 @@ describe.each([
     },
   );
 
-  it('a persistence template reaches the standby: after the failover the client keeps its server', () => {
+  it('a persistence template reaches the standby: after the failover the client keeps its server', async () => {
     const rs3 = fam === V4 ? '198.18.1.13' : 'fd00:18:1::13';
     const specs = resolveServices(
       [
@@ -296,7 +296,7 @@ describe.each([
     expect(n).toBe(2); // the two templates (the sessions are not ESTABLISHED)
     expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 2, failed: 0 });
     expect(b.engine.templates.list(0).map((t) => t.sessions)).toEqual([0, 0]);
-    promote(b);
+    await promote(b);
     const db = new Driver(b.engine);
     // rr on B would start at its first server; the template sends the client where it was.
     for (let p = 0; p < 4; p++) expect(parse(db.forward(syn(50020 + p))).dst).toBe(server);
@@ -345,7 +345,7 @@ describe.each([
     };
     const { c, templates } = await loaded(0);
     expect(templates).toBe(2); // both clients' templates (their sessions are not ESTABLISHED)
-    promote(c);
+    await promote(c);
     expect(parse(new Driver(c.engine).forward(syn(50020))).dst).toBe(server);
     // Dead (no session for its timeout): no longer in a snapshot.
     da.forward(syn(50010, RST));
@@ -478,7 +478,7 @@ describe.each([
     ['2 (an older node)', 2, 'TIME_WAIT'],
   ])(
     "a copy in LAST_ACK from a format-%s record: the client's duplicate ACK leaves it in %s",
-    (_f, format, afterDupAck) => {
+    async (_f, format, afterDupAck) => {
       const a = haEngine(MASTER, 0);
       const b = haEngine(BACKUP);
       const { events: est, n: nEst } = establishAndDrain(a, 4444, fam);
@@ -497,7 +497,7 @@ describe.each([
         eventsFromWire(eventsToWire(ev.slice(0, k * EVENT_WORDS), format), format);
       b.engine.installSynced(wire(est, nEst), nEst);
       b.engine.installSynced(wire(events, n), n);
-      promote(b);
+      await promote(b);
       const db = new Driver(b.engine);
       expect(db.session().state).toBe('LAST_ACK');
       // The client asks again for what it has not got (the server's FIN is not acked yet).
@@ -771,7 +771,7 @@ it('cluster, after a lapse: sessions of the modes without an address of the node
   expect([out.n, out.events[0], out.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_HANDOVER, 3]);
 });
 
-it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", () => {
+it("a peer's reload keeps its sessions in place until the snapshot is in, then drops what it no longer has", async () => {
   const a = haEngine(MASTER, 0);
   const b = haEngine(BACKUP);
   const first = establishAndDrain(a, 3001);
@@ -782,15 +782,15 @@ it("a peer's reload keeps its sessions in place until the snapshot is in, then d
   expect(b.engine.installSynced(first.events, first.n).installed).toBe(1);
   expect(b.engine.installSynced(second.events, second.n).installed).toBe(1);
   // The reload begins: both stay in the table (their packets keep being forwarded).
-  expect(b.engine.markSynced(1)).toBe(2);
+  expect(await b.engine.markSynced(1)).toBe(2);
   expect([...b.engine.sessionIds()].length).toBe(2);
   // The snapshot brings only the first one again; the sweep removes the other.
   expect(b.engine.installSynced(first.events, first.n).updated).toBe(1);
-  expect(b.engine.sweepSynced(1)).toBe(1);
+  expect(await b.engine.sweepSynced(1)).toBe(1);
   const left = [...b.engine.sessionIds()].map((r) => b.engine.describe(r).cport);
   expect(left).toEqual([3001]);
   // A later reload that brings it again keeps it.
-  b.engine.markSynced(1);
+  await b.engine.markSynced(1);
   b.engine.installSynced(first.events, first.n);
-  expect(b.engine.sweepSynced(1)).toBe(0);
+  expect(await b.engine.sweepSynced(1)).toBe(0);
 });
