@@ -190,6 +190,8 @@ export class HaNode {
   /** Cluster: the reconcile follows a lapse: resync even if nothing was claimed (the node's
    * hash may have been removed by its adopter meanwhile). */
   private lapsed = false;
+  /** Cluster: a reconcile runs (beside the ticks that publish its handovers). */
+  private reconciling = false;
   /** This process has written its alive key: a later write that finds it gone (Redis's own
    * word: SET ... GET) follows a lapse. */
   private aliveWritten = false;
@@ -432,9 +434,12 @@ export class HaNode {
     this.needReconcile = false;
     // After a lapse the sessions without an address of this node's own go to the node that
     // took it for dead (its first live backup), which adopted them meanwhile.
-    const othersTo = this.lapsed ? this.backupOf(this.cfg.nodeId) : 0;
+    const lapsed = this.lapsed;
+    this.lapsed = false;
+    const othersTo = lapsed ? this.backupOf(this.cfg.nodeId) : 0;
     const done = await Promise.all(this.workers.map((w) => w.reconcile(othersTo))).catch((e: Error) => {
       this.needReconcile = true; // a worker did not answer: again at the next tick
+      this.lapsed ||= lapsed;
       throw e;
     });
     const claimed = done.reduce((n, d) => n + d.claimed, 0);
@@ -444,8 +449,7 @@ export class HaNode {
         claimed,
         handedOver,
       });
-    if (claimed > 0 || this.lapsed) this.publisher.needResync = true;
-    this.lapsed = false;
+    if (claimed > 0 || lapsed) this.publisher.needResync = true;
   }
 
   /** Cluster: tell the workers the peers' local addresses and who holds each now (the peer
@@ -515,8 +519,17 @@ export class HaNode {
         await this.follower.restoreOwn(redis, this.cfg.nodeId);
         this.ownRestored = true;
       }
-      if (this.cfg.mode === 'cluster' && this.needReconcile && this.ready) await this.reconcile();
-      await this.publisher.tick(redis);
+      // Beside the publishing, not before it: a handover waits for room in the worker's sync
+      // ring, which only the publisher's ticks make. No resync meanwhile: its snapshot would
+      // wait for the reconcile in each worker (their scans run in turn), and the reconcile
+      // for the ring that publisher no longer drains.
+      if (this.cfg.mode === 'cluster' && this.needReconcile && this.ready && !this.reconciling) {
+        this.reconciling = true;
+        void this.reconcile()
+          .catch((e: Error) => this.fail(e.message))
+          .finally(() => (this.reconciling = false));
+      }
+      await this.publisher.tick(redis, !this.reconciling);
       if (redis && this.dropHashAfter.size > 0) await this.dropAdoptedHashes(redis);
     } catch (e) {
       this.fail((e as Error).message);

@@ -79,8 +79,9 @@ export class Publisher {
     return this.workers.reduce((n, w) => n + w.ring.pending, 0);
   }
 
-  /** One publishing round; `redis` is undefined while Redis is unreachable. */
-  async tick(redis: Redis | undefined): Promise<void> {
+  /** One publishing round; `redis` is undefined while Redis is unreachable. A resync that is
+   * due waits while `mayResync` is false (the events go out meanwhile). */
+  async tick(redis: Redis | undefined, mayResync = true): Promise<void> {
     let lost = 0;
     for (const w of this.workers) lost += w.ring.takeLost();
     if (lost > 0) {
@@ -97,7 +98,7 @@ export class Publisher {
       }
       return;
     }
-    if (this.needResync) {
+    if (this.needResync && mayResync) {
       await this.resync(redis);
       return;
     }

@@ -59,6 +59,7 @@ function startNode(
   role = 'backup',
   persistence?: { timeoutSec: number },
   opts: HaNodeOptions = {},
+  ringSlots = 4096,
 ): TestNode {
   const lip4 = `198.18.2.${id}`;
   const lip6 = `fd00:18:2:0:0:0:0:${id}`; // as the packet parser prints it
@@ -86,7 +87,13 @@ function startNode(
       seed: 99 + id,
       nowMs: 0,
       timeouts: { established: 600 },
-      ha: { nodeId: id, controlSab: control.sab, syncRingSab: new SyncRing(4096).sab, syncAfterMs: 0, refreshSec: 600 },
+      ha: {
+        nodeId: id,
+        controlSab: control.sab,
+        syncRingSab: new SyncRing(ringSlots).sab,
+        syncAfterMs: 0,
+        refreshSec: 600,
+      },
     },
     resolveServices(specs, new IdRegistry()),
   );
@@ -357,6 +364,30 @@ describe('HA nodes through Redis', () => {
     for (const f of flows)
       expect(parse(back.driver.forward(f.C(1001, 7001, ACK | PSH, new Uint8Array(4)))).sport).toBe(f.lport);
   });
+
+  it("a handover of more sessions than the adopter's sync ring holds waits for the publisher to drain it: nothing lost", async () => {
+    // Regression: the reconcile ran inside the tick that publishes, so the ring it waited on
+    // was drained by nobody; after 2 s the handovers went on and were lost (a resync followed).
+    const c = [1, 2].map((id) =>
+      startNode(id, 'ring', where(), 'cluster', 'backup', undefined, {}, id === 2 ? 256 : 4096),
+    );
+    nodes.push(...c);
+    await until('both ready', () => c.every((n) => n.node.status().ready && n.node.status().peers.length === 1));
+    for (let i = 0; i < 600; i++) connect(c[0]!, V4, 30000 + i);
+    await until('node 2 holds them', () => c[1]!.engine.sessionCount === 600);
+    await c[0]!.node.stop();
+    await until('node 2 adopted them', () => owners(c[1]!).every((o) => o === 0), 15_000);
+    const back = startNode(1, 'ring', where(), 'cluster');
+    nodes.push(back);
+    await until(
+      'node 1 took them back',
+      () => owners(back).length === 600 && owners(back).every((o) => o === 0),
+      15_000,
+    );
+    await until('node 2 handed them over', () => owners(c[1]!).every((o) => o === 1), 15_000);
+    expect(c[1]!.engine.counters[C_SYNC_HANDED_OVER]).toBe(600);
+    expect(c[1]!.node.status().lost).toBe(0);
+  }, 40_000);
 
   it('a node cut off from Redis longer than its alive key is adopted, then takes its sessions back (no node owns them twice)', async () => {
     const proxy = await freezableProxy(server.port);
