@@ -13,14 +13,18 @@
  *             (wall time from the first event to the last one acknowledged by Redis; process
  *             CPU over the same interval = the master's cost);
  *   load      a standby starting cold: HSCAN of the N sessions and their install;
- *   live      the standby following: N more sessions published and installed, end to end.
+ *   live      the standby following: N more sessions published and installed, end to end;
+ *   holds     the scans of a whole table, in slices (the forwarder's packets go between
+ *             them): the master's snapshot for a full resync of its 2N sessions, the
+ *             standby's mark of its 2N copies (a reload) and their adoption (a promotion);
+ *             how long each takes and the longest the thread was held meanwhile.
  *
  * Environment: BENCH_SESSIONS (default 200000), BENCH_ROUNDS (3).
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { HaConfig } from '../../src/config/config.js';
 import type { Logger } from '../../src/control/log.js';
@@ -71,6 +75,23 @@ interface Round {
   livePerSec: number;
   standbyBytesPerSession: number;
   redisBytesPerSession: number;
+  snapshotMs: number;
+  snapshotHoldMs: number;
+  markMs: number;
+  markHoldMs: number;
+  adoptMs: number;
+  adoptHoldMs: number;
+}
+
+/** How long `scan` takes, and the longest the thread was held meanwhile (ms). */
+async function held(scan: () => Promise<unknown>): Promise<{ ms: number; holdMs: number }> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  const t = performance.now();
+  await scan();
+  const ms = performance.now() - t;
+  h.disable();
+  return { ms, holdMs: h.max / 1e6 };
 }
 
 async function round(port: number, k: number): Promise<Round> {
@@ -123,6 +144,9 @@ async function round(port: number, k: number): Promise<Round> {
   await master.stop();
   await standby.stop();
   redis.disconnect();
+  const snapshot = await held(() => a.e.syncSnapshot());
+  const mark = await held(() => b.e.markSynced(1));
+  const adopt = await held(() => b.e.adoptSynced(1));
   return {
     publishPerSec: N / publishSec,
     masterCpuUsPerSession: (cpu.user + cpu.system) / N,
@@ -130,6 +154,12 @@ async function round(port: number, k: number): Promise<Round> {
     livePerSec: N / liveSec,
     standbyBytesPerSession: b.e.table.bytesPerSession,
     redisBytesPerSession: (memAfter - memBefore) / N,
+    snapshotMs: snapshot.ms,
+    snapshotHoldMs: snapshot.holdMs,
+    markMs: mark.ms,
+    markHoldMs: mark.holdMs,
+    adoptMs: adopt.ms,
+    adoptHoldMs: adopt.holdMs,
   };
 }
 
@@ -166,6 +196,10 @@ async function main(): Promise<void> {
   console.log(`  master CPU              ${f(summary.masterCpuUsPerSession, 2)} µs per session published`);
   console.log(`  standby memory          ${f(summary.standbyBytesPerSession)} B per session (session table)`);
   console.log(`  Redis memory            ${f(summary.redisBytesPerSession)} B per session`);
+  console.log(`  scans of ${2 * N} sessions, in slices: in all (ms) / the longest the forwarder was held (ms)`);
+  console.log(`    resync snapshot       ${f(summary.snapshotMs)} / ${f(summary.snapshotHoldMs, 1)}`);
+  console.log(`    reload's mark         ${f(summary.markMs)} / ${f(summary.markHoldMs, 1)}`);
+  console.log(`    promotion's adopt     ${f(summary.adoptMs)} / ${f(summary.adoptHoldMs, 1)}`);
   const worst = Math.min(summary.publishPerSec.median, summary.livePerSec.median);
   console.log(
     `  target >= ${TARGET} sessions/s: ${(worst / TARGET).toFixed(2)}x of target (slower of publish and live) — ${worst >= TARGET ? 'met' : 'NOT met'}`,
