@@ -229,10 +229,13 @@ export const SYNC_RING_WAIT_MS = 2000;
 export const SNAPSHOT_SLICE_RECORDS = 4096;
 
 /** Records a forwarder scans per slice when it marks a peer's copies stale before reloading
- * them, sweeps those the reload did not bring, or adopts a dead peer's (a pair's promotion:
- * all of them): one scan of a million took 13–18 ms, a sweep that removes them all ~0.6 s.
- * In slices of 8,192 the longest hold measured 1–4 ms, 16 ms in a sweep that removed all. */
+ * them or adopts a dead peer's (a pair's promotion: all of them): one scan of a million took
+ * 13–18 ms; in slices of 8,192 the longest hold measured 1–4 ms. A sweep of those the reload
+ * did not bring removes up to every record it scans (~0.9 µs each; a million took 0.6 s in one
+ * go, 7.6 ms per slice of 8,192), so its slices are a quarter of that: 1.3 ms each (median; the
+ * longest hold measured 8–18 ms, GC among them). */
 export const SYNC_SCAN_SLICE_RECORDS = 8192;
+export const SYNC_SWEEP_SLICE_RECORDS = 2048;
 
 /** Sessions a forwarder describes per slice for `tunvs conns` (control/conns.ts): describing
  * and filtering a million took 230–280 ms in one go (every packet of the worker held that

@@ -33,6 +33,7 @@ import {
   RECONCILE_SLICE_RECORDS,
   SNAPSHOT_SLICE_RECORDS,
   SYNC_SCAN_SLICE_RECORDS,
+  SYNC_SWEEP_SLICE_RECORDS,
   SLOT_SIZE_BYTES,
   SYNC_RING_WAIT_MS,
 } from '../constants.js';
@@ -371,8 +372,9 @@ export class Engine {
   }
 
   /** A reload of peer `owner`'s sessions begins (0: every peer's): see SessionSync.markStale.
-   * Like sweepSynced and adoptSynced, SYNC_SCAN_SLICE_RECORDS records at a time with the
-   * thread's packets served between slices; resolves with how many records it changed. */
+   * Like adoptSynced, SYNC_SCAN_SLICE_RECORDS records at a time (sweepSynced:
+   * SYNC_SWEEP_SLICE_RECORDS) with the thread's packets served between slices; resolves with
+   * how many records it changed. */
   markSynced(owner: number): Promise<number> {
     const sync = this.sync;
     return sync ? this.inSlices((from) => sync.markStale(owner, from, SYNC_SCAN_SLICE_RECORDS)) : Promise.resolve(0);
@@ -382,7 +384,7 @@ export class Engine {
   sweepSynced(owner: number): Promise<number> {
     const sync = this.sync;
     return sync
-      ? this.inSlices((from) => sync.sweepStale(owner, this.dropRecord, from, SYNC_SCAN_SLICE_RECORDS))
+      ? this.inSlices((from) => sync.sweepStale(owner, this.dropRecord, from, SYNC_SWEEP_SLICE_RECORDS))
       : Promise.resolve(0);
   }
 
