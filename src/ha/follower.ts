@@ -16,7 +16,14 @@
 
 import type { Redis } from 'ioredis';
 import { asInt32, nodeKeys } from './redis.js';
-import { EVENT_WORDS, OP_UPSERT, syncOwnerWorker, type HaWorkerLink } from './session_sync.js';
+import {
+  EVENT_WORDS,
+  OP_HANDOVER,
+  OP_UPSERT,
+  SYNC_NODE_WORD,
+  syncOwnerWorker,
+  type HaWorkerLink,
+} from './session_sync.js';
 import {
   eventsFromWire,
   formatOfRecord,
@@ -233,6 +240,12 @@ export class Follower {
         }
         const events = eventsFromWire(asInt32(f.get('b')!), format);
         const n = events.length / EVENT_WORDS;
+        // A record naming another node than its publisher is a session handed to that node
+        // (its new holder): said so to the install, which publishes it there if it is new.
+        for (let e = 0; e < n; e++) {
+          const off = e * EVENT_WORDS;
+          if (events[off] === OP_UPSERT && events[off + 1 + SYNC_NODE_WORD] !== p.id) events[off] = OP_HANDOVER;
+        }
         this.route(events, n);
         p.applied += n;
         this.stats.applied += n;

@@ -661,9 +661,10 @@ export class SessionSync {
 
   /**
    * Apply `count` events (op + sync record each, EVENT_WORDS apart) published by peers; each
-   * record names its peer (SYNC_NODE_WORD). A record naming this node is one it published
-   * before a restart: installed as its own. `timeouts` are in ticks by state, `idleTicks`
-   * by service (nat/context.ts).
+   * record names its owner (SYNC_NODE_WORD): the peer, or (op OP_HANDOVER) the node the peer
+   * handed it to. A record naming this node is installed as its own: one it published before
+   * a restart, or one handed to it (published by it too if it had no copy). `timeouts` are in
+   * ticks by state, `idleTicks` by service (nat/context.ts).
    */
   install(
     events: Int32Array,
@@ -691,7 +692,9 @@ export class SessionSync {
     const key = this.key;
     for (let e = 0; e < count; e++) {
       const off = e * EVENT_WORDS;
-      const op = events[off]!;
+      // OP_HANDOVER: an upsert a peer streamed for another node (ha/follower.ts).
+      const handedOn = events[off] === OP_HANDOVER;
+      const op = handedOn ? OP_UPSERT : events[off]!;
       const s = off + 1;
       const meta = events[s + R_META]!;
       const peer = events[s + SYNC_NODE_WORD]!;
@@ -777,6 +780,8 @@ export class SessionSync {
         if (twoWay) table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
         table.schedule(r, tick + copyTicks(timeouts, idleTicks[svc]!, state, this.refreshTicks));
         res.installed++;
+        // Handed to this node, which had no copy (a race): its own, so into its hash too.
+        if (handedOn && owner === 0 && this.active) this.ring.push(OP_UPSERT, rec, base, this.nodeId);
       } else {
         const base = r * RECORD_WORDS;
         const keep = rec[base + R_META]! >>> META_FLAGS_SHIFT;

@@ -794,3 +794,31 @@ it("a peer's reload keeps its sessions in place until the snapshot is in, then d
   b.engine.installSynced(first.events, first.n);
   expect(await b.engine.sweepSynced(1)).toBe(0);
 });
+
+it('cluster: a session handed to a node that had no copy of it is its own and goes into its hash; one it restores does not', () => {
+  const a = haEngine(MASTER, 0);
+  const { events } = establishAndDrain(a, 42000);
+  // As a peer streams it after handing it to node 2 (ha/follower.ts marks it OP_HANDOVER).
+  const handed = events.slice(0, EVENT_WORDS);
+  handed[0] = OP_HANDOVER;
+  handed[1 + SYNC_NODE_WORD] = 2;
+  const b = haEngine(MASTER, 0, 2);
+  expect(b.engine.installSynced(handed, 1).installed).toBe(1);
+  expect(b.engine.describe([...b.engine.sessionIds()][0]!).owner).toBe(0);
+  const out = drain(b.ring);
+  expect([out.n, out.events[0], out.events[1 + SYNC_NODE_WORD]]).toEqual([1, OP_UPSERT, 2]);
+  // Its own record read back from its hash after a restart: its own, already in the hash.
+  const restored = handed.slice();
+  restored[0] = OP_UPSERT;
+  const c = haEngine(MASTER, 0, 2);
+  expect(c.engine.installSynced(restored, 1).installed).toBe(1);
+  expect(c.engine.describe([...c.engine.sessionIds()][0]!).owner).toBe(0);
+  expect(drain(c.ring).n).toBe(0);
+  // Handed to a third node: that node's copy here, not published.
+  const third = handed.slice();
+  third[1 + SYNC_NODE_WORD] = 3;
+  const d = haEngine(MASTER, 0, 2);
+  expect(d.engine.installSynced(third, 1).installed).toBe(1);
+  expect(d.engine.describe([...d.engine.sessionIds()][0]!).owner).toBe(3);
+  expect(drain(d.ring).n).toBe(0);
+});
