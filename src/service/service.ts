@@ -769,6 +769,8 @@ export class ServiceTable {
   natReplies = false;
   readonly names: string[] = [];
   readonly schedulers: (Scheduler | undefined)[] = [];
+  /** The Maglev table size each service's scheduler was made with. */
+  private readonly tableSizes: number[] = [];
   readonly pools: (ServerPool | undefined)[] = [];
   readonly laddrs: (LocalAddressPool | undefined)[] = [];
   /** Client ACLs and the new-session cap (this worker's share, per second; 0: none). */
@@ -890,15 +892,22 @@ export class ServiceTable {
         old !== undefined &&
         old.count === pool.count &&
         old.ids.every((v, i) => v === pool.ids[i]) &&
-        this.schedulers[id]?.name === s.scheduler;
+        this.schedulers[id]?.name === s.scheduler &&
+        this.tableSizes[id] === s.maglevTableSize;
       if (sameServers) {
+        // Only new weights move a scheduler (Maglev and sh rebuild their tables, wrr starts
+        // its round again). Every health change pushes every service: a Maglev table of
+        // 65,537 slots takes ~7 ms to build, so 100 mh services held each forwarder ~0.7 s at
+        // every push when they were all rebuilt (1.5–3.7 ms now).
+        const reweighed = old.weights.some((w, i) => w !== pool.weights[i]);
         old.weights.set(pool.weights);
         old.maxConns.set(pool.maxConns);
         old.minConns.set(pool.minConns);
-        this.schedulers[id]!.update();
+        if (reweighed) this.schedulers[id]!.update();
       } else {
         this.pools[id] = pool;
         this.schedulers[id] = createScheduler(s.scheduler, pool, { maglevTableSize: s.maglevTableSize });
+        this.tableSizes[id] = s.maglevTableSize;
       }
       // A new pool takes the cursors its addresses already have (another service's, or
       // its own before the list changed): ports keep going round in turn.

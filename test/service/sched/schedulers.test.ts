@@ -3,6 +3,13 @@ import { REAL_SERVERS_MAX } from '../../../src/constants.js';
 import { createScheduler, type ServerPool } from '../../../src/service/sched/index.js';
 import { available } from '../../../src/service/sched/scheduler.js';
 import { Maglev } from '../../../src/service/sched/maglev.js';
+import {
+  ConnCounts,
+  IdRegistry,
+  resolveServices,
+  serviceWithDefaults,
+  ServiceTable,
+} from '../../../src/service/service.js';
 
 function pool(
   weights: number[],
@@ -147,5 +154,36 @@ describe('session caps (maxConns, minConns: ipvsadm -x, -y)', () => {
     s.update(); // a table rebuilt meanwhile still has the server (caps are not weights)
     p.active[0] = 0;
     expect(Array.from({ length: 200 }, (_, i) => s.pick(hashOf(i)))).toEqual(before);
+  });
+});
+
+describe('schedulers across pushes of the services (reloads, health changes)', () => {
+  const spec = (weights: number[], maglevTableSize = 251) =>
+    serviceWithDefaults({
+      vip: '198.18.0.100',
+      port: 80,
+      scheduler: 'mh',
+      maglevTableSize,
+      realServers: weights.map((weight, i) => ({ address: `198.18.1.${11 + i}`, port: 8080, weight })),
+      localAddresses: ['198.18.2.1'],
+    });
+  const push = (t: ServiceTable, ids: IdRegistry, weights: number[], size?: number) =>
+    t.apply(resolveServices([spec(weights, size)], ids), 0, 1, 0);
+
+  it('a push that changes nothing of a pool leaves its scheduler be; new weights rebuild it; a new table size makes a new one', () => {
+    const ids = new IdRegistry();
+    const t = new ServiceTable(new ConnCounts());
+    push(t, ids, [1, 1, 1]);
+    const mh = t.schedulers[0] as Maglev;
+    mh.table[0] = -7; // a mark a rebuild would overwrite
+    push(t, ids, [1, 1, 1]); // another service's server went down, say
+    expect(t.schedulers[0]).toBe(mh);
+    expect(mh.table[0]).toBe(-7);
+    push(t, ids, [1, 0, 1]);
+    expect(t.schedulers[0]).toBe(mh);
+    expect(mh.table[0]).not.toBe(-7);
+    expect(new Set(mh.table)).toEqual(new Set([0, 2]));
+    push(t, ids, [1, 0, 1], 257);
+    expect((t.schedulers[0] as Maglev).tableSize).toBe(257);
   });
 });
