@@ -95,7 +95,7 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'stats') {
     port.postMessage({ type: 'stats', id: m.id, queue: forwarder.queueStats(), sessions: engine.sessionCount });
   } else if (m.type === 'sync-install') {
-    engine.installSynced(m.events, m.count);
+    void engine.queueInstall(m.events, m.count);
   } else if (m.type === 'sync-snapshot') {
     void engine.syncSnapshot().then(({ records, writeCount }) =>
       port.postMessage(

@@ -12,7 +12,7 @@ export function engineLink(e: Engine): HaWorkerLink {
   if (!sync) throw new Error('engineLink: the engine runs without ha options');
   return {
     ring: sync.ring,
-    install: (events, count) => void e.installSynced(events, count),
+    install: (events, count) => void e.queueInstall(events, count),
     snapshot: () => e.syncSnapshot(),
     markStale: async (owner) => void (await e.markSynced(owner)),
     sweepStale: async (owner) => void (await e.sweepSynced(owner)),

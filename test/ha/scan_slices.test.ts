@@ -38,22 +38,29 @@ async function settledByNextTurn(p: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
-/** Node 2 holding `n` sessions of node 1 as copies (installed from node 1's snapshot). */
-async function peerCopies(n: number): Promise<{ engine: Engine; ring: SyncRing }> {
+/** Node 1's `n` sessions as batches of install events (from its snapshot), and node 2. */
+async function peerBatches(n: number): Promise<{ b: { engine: Engine; ring: SyncRing }; batches: Int32Array[] }> {
   const a = node(1, n + 1024);
   openSessions(a.engine, n, 0);
   for (let t = 100; t <= 500; t += 100) a.engine.advanceTimers(t);
   const b = node(2, n + 1024);
   b.engine.advanceTimers(500);
-  for (const r of (await a.engine.syncSnapshot()).records) {
+  const batches = (await a.engine.syncSnapshot()).records.map((r) => {
     const k = r.length / SYNC_WORDS;
     const events = new Int32Array(k * EVENT_WORDS);
     for (let i = 0; i < k; i++) {
       events[i * EVENT_WORDS] = OP_UPSERT;
       events.set(r.subarray(i * SYNC_WORDS, (i + 1) * SYNC_WORDS), i * EVENT_WORDS + 1);
     }
-    b.engine.installSynced(events, k);
-  }
+    return events;
+  });
+  return { b, batches: batches.filter((e) => e.length > 0) };
+}
+
+/** Node 2 holding `n` sessions of node 1 as copies (installed from node 1's snapshot). */
+async function peerCopies(n: number): Promise<{ engine: Engine; ring: SyncRing }> {
+  const { b, batches } = await peerBatches(n);
+  for (const events of batches) b.engine.installSynced(events, events.length / EVENT_WORDS);
   return b;
 }
 
@@ -124,5 +131,21 @@ describe('a full resync snapshot in slices', () => {
     expect(await settledByNextTurn(sweeping)).toBe(false);
     expect(await sweeping).toBe(n);
     expect(b.engine.sessionCount).toBe(0);
+  });
+
+  it('queued installs go between a mark and a sweep, each after a turn of the thread', async () => {
+    const n = 3 * SNAPSHOT_SLICE_RECORDS;
+    const { b, batches } = await peerBatches(n);
+    for (const events of batches) b.engine.installSynced(events, events.length / EVENT_WORDS);
+    // A reload that brings back all but the last batch: mark, queue the installs, sweep.
+    const marking = b.engine.markSynced(1);
+    const installs = batches.slice(0, -1).map((events) => b.engine.queueInstall(events, events.length / EVENT_WORDS));
+    const sweeping = b.engine.sweepSynced(1);
+    expect(await marking).toBe(n);
+    expect(await settledByNextTurn(installs[0]!)).toBe(false); // the first waits for the next turn
+    const done = await Promise.all(installs);
+    expect(done.reduce((k, r) => k + r.updated, 0)).toBe(n - batches.at(-1)!.length / EVENT_WORDS);
+    expect(await sweeping).toBe(batches.at(-1)!.length / EVENT_WORDS);
+    expect(b.engine.sessionCount).toBe(n - batches.at(-1)!.length / EVENT_WORDS);
   });
 });
