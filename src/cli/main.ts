@@ -15,6 +15,7 @@ import { importIpvsadm } from '../config/import_ipvsadm.js';
 import { importKeepalived } from '../config/import_keepalived.js';
 import { DEFAULTS } from '../config/config.js';
 import { adminRequest } from '../control/admin.js';
+import { connFilterError } from '../control/conns.js';
 import { stderrLogger } from '../control/log.js';
 import { Runtime } from '../control/runtime.js';
 import { formatHaStatus } from '../control/stats.js';
@@ -559,8 +560,8 @@ async function main(argv: string[]): Promise<number> {
         const v = option(args, `--${k}`);
         if (v !== undefined) filter[k] = v;
       }
-      if (filter.protocol !== undefined && !/^(tcp|udp)$/i.test(filter.protocol))
-        throw new UsageError(`--protocol must be tcp or udp, not ${filter.protocol}`);
+      const bad = connFilterError(filter);
+      if (bad !== undefined) throw new UsageError(`--${bad}`);
       const limit = positiveInt(option(args, '--limit'), '--limit') ?? 1000;
       noneLeft(args);
       const reply = (await ask({ cmd: 'conns', filter, limit })) as {

@@ -3,6 +3,7 @@
  * TEMPLATE. */
 
 import { CONNS_SLICE_SESSIONS } from '../constants.js';
+import { STATE_NAMES } from '../conn/state.js';
 import type { TemplateInfo } from '../conn/templates.js';
 import type { Engine, SessionInfo } from '../dataplane/engine.js';
 import { formatAddress, hostPort } from '../service/addr.js';
@@ -13,6 +14,18 @@ import type { ConnFilter } from './forwarder_protocol.js';
 function addrMatches(want: string | undefined, addr: string, port: number): boolean {
   if (want === undefined) return true;
   return want === addr || want === hostPort(addr, port) || (want.startsWith('[') && want === `[${addr}]`);
+}
+
+/** The states a session can be listed in (ipvsadm's names; TEMPLATE: persistence templates). */
+const LISTED_STATES = [...STATE_NAMES.filter((n) => n !== 'NONE'), 'TEMPLATE'];
+
+/** What is wrong with a filter (a protocol or a state no session has), or undefined. */
+export function connFilterError(f: ConnFilter): string | undefined {
+  if (f.protocol !== undefined && !/^(tcp|udp)$/i.test(String(f.protocol)))
+    return `protocol must be tcp or udp, not ${String(f.protocol)}`;
+  if (f.state !== undefined && !LISTED_STATES.includes(String(f.state).toUpperCase()))
+    return `state must be one of ${LISTED_STATES.join(', ')} (any case), not ${String(f.state)}`;
+  return undefined;
 }
 
 export function matchesConn(s: SessionInfo, f: ConnFilter): boolean {

@@ -42,7 +42,7 @@ import {
 import { serveAdmin, serveAdminTcp } from './admin.js';
 import { askWorker } from './ask.js';
 import type { ConnFilter, ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
-import { formatConns, matchesConn, templateRows } from './conns.js';
+import { connFilterError, formatConns, matchesConn, templateRows } from './conns.js';
 import { HaNode } from '../ha/node.js';
 import { HaControl } from '../ha/role.js';
 import { SyncRing, type HaWorkerLink } from '../ha/session_sync.js';
@@ -549,8 +549,8 @@ export class Runtime {
       case 'conns': {
         const limit = Math.min(Math.max(Number(req.limit ?? 1000) || 1000, 1), 100_000);
         const filter = (req.filter ?? {}) as ConnFilter;
-        if (filter.protocol !== undefined && !/^(tcp|udp)$/i.test(String(filter.protocol)))
-          throw new Error(`protocol must be tcp or udp, got ${JSON.stringify(filter.protocol)}`);
+        const bad = connFilterError(filter);
+        if (bad !== undefined) throw new Error(bad);
         const parts = await Promise.all(
           this.workers.map((w) =>
             this.ask<Extract<FromForwarder, { type: 'conns' }>>(w, { type: 'conns', id: 0, filter, limit }, 'conns'),

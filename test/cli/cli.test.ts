@@ -38,5 +38,8 @@ describe('tunvs command line', () => {
     const conns = cli('conns', '--protocol', 'sctp');
     expect(conns.code).toBe(2);
     expect(conns.err).toMatch(/^tunvs: --protocol must be tcp or udp, not sctp\n/);
+    const state = cli('conns', '--state', 'establised');
+    expect(state.code).toBe(2);
+    expect(state.err).toMatch(/^tunvs: --state must be one of ESTABLISHED, .*TEMPLATE \(any case\), not establised\n/);
   });
 });

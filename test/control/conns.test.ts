@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { openSessions, services } from '../../bench/lib/sessions.js';
 import { CONNS_SLICE_SESSIONS } from '../../src/constants.js';
-import { collectConns, matchesConn } from '../../src/control/conns.js';
+import { collectConns, connFilterError, matchesConn } from '../../src/control/conns.js';
 import { Engine } from '../../src/dataplane/engine.js';
 
 describe('tunvs conns in a forwarder', () => {
@@ -35,5 +35,14 @@ describe('tunvs conns in a forwarder', () => {
     expect(got.sessions.length).toBe(10);
     expect(got.more).toBe(true);
     expect((await collectConns(engine, { protocol: 'udp' }, 10)).sessions).toEqual([]);
+  });
+
+  it('a filter naming a protocol or a state no session has is refused, saying what there is', () => {
+    expect(connFilterError({ protocol: 'UDP', state: 'time_wait' })).toBeUndefined();
+    expect(connFilterError({ state: 'template' })).toBeUndefined();
+    expect(connFilterError({ protocol: 'sctp' })).toBe('protocol must be tcp or udp, not sctp');
+    expect(connFilterError({ state: 'ESTABLISED' })).toMatch(
+      /^state must be one of ESTABLISHED, SYN_SENT, .*UDP, TEMPLATE/,
+    );
   });
 });
