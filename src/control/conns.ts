@@ -2,6 +2,7 @@
  * persistence templates among them as ipvsadm shows them (client prefix, port 0), in state
  * TEMPLATE. */
 
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CONNS_SLICE_SESSIONS } from '../constants.js';
 import { STATE_NAMES } from '../conn/state.js';
 import type { TemplateInfo } from '../conn/templates.js';
@@ -54,7 +55,7 @@ export async function collectConns(
       if (sessions.length >= limit) return { sessions, more: true };
       sessions.push(info);
     }
-    if (++seen % CONNS_SLICE_SESSIONS === 0) await new Promise((resolve) => setImmediate(resolve));
+    if (++seen % CONNS_SLICE_SESSIONS === 0) await nextTurn();
   }
   return { sessions, more: false };
 }

@@ -37,6 +37,7 @@ import {
   SLOT_SIZE_BYTES,
   SYNC_RING_WAIT_MS,
 } from '../constants.js';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { randomSeed } from '../conn/hash.js';
 import {
   FLAG_PROXIED,
@@ -329,7 +330,7 @@ export class Engine {
    * batches. */
   queueInstall(events: Int32Array, count: number): Promise<InstallResult> {
     return this.serial(async () => {
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
       return this.installSynced(events, count);
     });
   }
@@ -377,7 +378,7 @@ export class Engine {
       const s = sync.snapshotSessions(from, SNAPSHOT_SLICE_RECORDS);
       if (s.records.length > 0) records.push(s.records);
       from = s.next;
-      if (from >= 0) await new Promise((resolve) => setImmediate(resolve));
+      if (from >= 0) await nextTurn();
     }
     records.push(sync.snapshotTemplates(this.services, this.templates, this.worker, this.workers, this.ctx.nowMs));
     return { records, writeCount };
@@ -410,7 +411,7 @@ export class Engine {
         count += s.count;
         if (s.next < 0) return count;
         from = s.next;
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
     });
   }
@@ -482,10 +483,10 @@ export class Engine {
       if (r.ringFull) {
         if (fullSince === 0) fullSince = Date.now();
         overflow = Date.now() - fullSince >= SYNC_RING_WAIT_MS;
-        await new Promise((resolve) => setTimeout(resolve, 1));
+        await sleep(1);
       } else {
         fullSince = 0;
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
     }
     return total;

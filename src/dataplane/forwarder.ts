@@ -12,6 +12,7 @@
  *   packets → drain it → process → write back.
  */
 
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { HANDOFF_DRAIN_SLOTS, SLOT_SIZE_BYTES } from '../constants.js';
 import { DROP_REDIRECT_FULL, VERDICT_DROP, VERDICT_REDIRECT } from '../nat/verdict.js';
 import type { Engine } from './engine.js';
@@ -133,7 +134,7 @@ export class Forwarder {
       ended += r.ended;
       this.flushEmitted();
       from = r.next;
-      if (from >= 0) await new Promise((resolve) => setImmediate(resolve));
+      if (from >= 0) await nextTurn();
     }
     return ended;
   }

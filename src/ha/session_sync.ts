@@ -498,16 +498,17 @@ export class SessionSync {
   snapshotSessions(from: number, slice: number): { records: Int32Array; next: number } {
     const rec = this.table.rec;
     const end = Math.min(this.table.used, from + slice);
+    // Live, this node's own, published. Counted first: the chunk is made to size (new memory
+    // is what the copy costs most, SNAPSHOT_SLICE_RECORDS).
+    const published = (base: number): boolean =>
+      (rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0 && recOwner(rec, base) === 0;
     let n = 0;
-    for (let r = from; r < end; r++) {
-      const base = r * RECORD_WORDS;
-      if ((rec[base + R_META]! & 0xffff) !== 0 && rec[base + R_SYNC] !== 0 && recOwner(rec, base) === 0) n++;
-    }
+    for (let r = from; r < end; r++) if (published(r * RECORD_WORDS)) n++;
     const out = new Int32Array(n * SYNC_WORDS);
     let k = 0;
     for (let r = from; r < end && k < n; r++) {
       const base = r * RECORD_WORDS;
-      if ((rec[base + R_META]! & 0xffff) === 0 || rec[base + R_SYNC] === 0 || recOwner(rec, base) !== 0) continue;
+      if (!published(base)) continue;
       copyToSync(rec, base, out, k * SYNC_WORDS, this.nodeId);
       k++;
     }

@@ -463,7 +463,8 @@ describe('HA nodes through Redis', () => {
   it("a persistence template leaves the node's hash once it has died (not only at the next resync)", async () => {
     const x = startNode(1, 'tpl', where(), 'cluster', 'backup', { timeoutSec: 1 });
     nodes.push(x);
-    await until('ready', () => x.node.status().ready);
+    // Its first resync too (it follows the first reconcile), before the count is taken.
+    await until('ready', () => x.node.status().ready && x.node.status().resyncs >= 1);
     const syn = tcp({ src: V4.client, dst: V4.vip, sport: 47100, dport: 80, seq: 1, flags: SYN });
     x.driver.forward(syn); // a template (published at once) and a session in its handshake (not)
     const key = nodeKeys('tpl', 1).sessions;
