@@ -520,7 +520,7 @@ async function main(argv: string[]): Promise<number> {
       const schedulerMap: Record<string, string> = {};
       for (const m of options(args, '--map-scheduler')) {
         const [from, to] = m.split('=');
-        if (!from || !to) throw new UsageError(`--map-scheduler takes FROM=TO (sed=wlc), got ${m}`);
+        if (!from || !to) throw new UsageError(`--map-scheduler takes FROM=TO (lblc=mh), got ${m}`);
         schedulerMap[from] = to;
       }
       const file = args.shift();

@@ -34,7 +34,7 @@ export interface ImportOptions {
   /** Local addresses for FULLNAT services the source gives none, and the outer source of
    * TUNNEL services: each service takes those of its VIP's family. */
   laddrs?: readonly string[];
-  /** Schedulers tunvs lacks, mapped by the operator (sed → wlc, ...). */
+  /** Schedulers tunvs lacks, mapped by the operator (lblc → mh, ...). */
   schedulerMap?: Readonly<Record<string, string>>;
 }
 
@@ -117,14 +117,10 @@ export function ipvsPersistence(
 
 /** What to use instead of each IPVS scheduler tunvs lacks (said in the error). */
 const SCHEDULER_ADVICE: Record<string, string> = {
-  sed: 'wlc (both weigh active connections; sed breaks ties toward idle servers)',
-  nq: 'wlc (nq sends to an idle server first, then as sed)',
-  twos: 'wlc (two random choices, the less loaded)',
-  lblc: 'sh or mh (lblc keeps a destination address on one server, for caches)',
-  lblcr: 'sh or mh (lblcr keeps a destination address on a set of servers, for caches)',
-  dh: 'sh or mh (dh hashes the destination address, for caches)',
-  fo: 'wrr with the spares at weight 0, and health checks (fo sends all to the heaviest server)',
-  ovf: 'wlc, and health checks (ovf fills the heaviest server up to its threshold)',
+  lblc: 'sh or mh (lblc keeps a destination address on one server, for caches; a tunvs service has one destination, its VIP)',
+  lblcr:
+    'sh or mh (lblcr keeps a destination address on a set of servers, for caches; a tunvs service has one destination, its VIP)',
+  dh: 'sh or mh (dh hashes the destination address, for caches; a tunvs service has one destination, its VIP)',
   conhash: 'sh or mh (consistent hashing by the client)',
 };
 

@@ -182,17 +182,32 @@ ipvsadm -Ln
     });
   });
 
+  it.each(['rr', 'wrr', 'lc', 'wlc', 'sed', 'nq', 'twos', 'fo', 'ovf', 'sh', 'mh'])(
+    'IPVS scheduler %s is tunvs scheduler %s',
+    (sched) => {
+      const s = services(`-A -t 198.18.0.100:80 -s ${sched}\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g\n`);
+      expect(s[0]!.scheduler).toBe(sched);
+    },
+  );
+
+  it.each(['dh', 'lblc', 'lblcr'])('%s (by the destination) is refused: a service has one, its VIP', (sched) => {
+    const e = refused(`-A -t 198.18.0.100:80 -s ${sched}\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g\n`);
+    expect(e.message).toMatch(
+      new RegExp(`scheduler ${sched} is not in tunvs .* one destination, its VIP.*--map-scheduler`),
+    );
+  });
+
   it('--map-scheduler maps what tunvs lacks; --laddr serves FULLNAT services without -z, by family', () => {
     const s = importIpvsadm(
-      `-A -t 198.18.0.100:80 -s sed
+      `-A -t 198.18.0.100:80 -s lblc
 -a -t 198.18.0.100:80 -r 198.18.20.21:80 -b
 -A -t [fd18:18::100]:80 -s rr
 -a -t [fd18:18::100]:80 -r [fd18:18:20::21]:80 -b
 `,
-      { schedulerMap: { sed: 'wlc' }, laddrs: ['198.18.2.1', 'fd18:18:2::1'] },
+      { schedulerMap: { lblc: 'mh' }, laddrs: ['198.18.2.1', 'fd18:18:2::1'] },
     ).config.services;
     expect(s.map((x) => [x.scheduler, x.localAddresses])).toEqual([
-      ['wlc', ['198.18.2.1']],
+      ['mh', ['198.18.2.1']],
       ['rr', ['fd18:18:2::1']],
     ]);
   });
@@ -318,7 +333,7 @@ describe('tunvs import ipvsadm: the command', () => {
       const bad = cli([file]);
       expect(bad.code).toBe(1);
       expect(bad.err).toMatch(/^tunvs: import error \[TUNVS_ERR_IMPORT\] line 7: TUNNEL service .* --laddr/);
-      expect(cli([file, '--map-scheduler', 'sed']).code).toBe(2);
+      expect(cli([file, '--map-scheduler', 'lblc']).code).toBe(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -245,6 +245,12 @@ describe('tunvs import keepalived', () => {
 
   const vs = (body: string, head = '198.18.0.100 80'): string =>
     `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
+  it('lvs_sched sed, nq, twos, fo, ovf are the schedulers of those names', () => {
+    for (const sched of ['sed', 'nq', 'twos', 'fo', 'ovf']) {
+      const r = importKeepalived(source(vs(`  lvs_sched ${sched}\n  real_server 198.18.20.21 80 {\n  }`)));
+      expect(r.config.services[0]!.scheduler).toBe(sched);
+    }
+  });
   it("DPVS's deny / allow address groups become the service's acl (a range as the fewest prefixes)", () => {
     const groups =
       'deny_address_group deny_g {\n  198.18.100.66\n  198.18.100.0-200\n  fd18:64::9\n}\n' +
@@ -300,7 +306,11 @@ describe('tunvs import keepalived', () => {
   it.each([
     [vs('  real_server 198.18.20.21 80 {\n  }', 'fwmark 1'), 1, /firewall-mark service/],
     [vs('  real_server 198.18.20.21 80 {\n  }', '198.18.0.100'), 1, /has no port/],
-    [vs('  lvs_sched sed\n  real_server 198.18.20.21 80 {\n  }'), 4, /scheduler sed is not in tunvs .* nearest is wlc/],
+    [
+      vs('  lvs_sched dh\n  real_server 198.18.20.21 80 {\n  }'),
+      4,
+      /scheduler dh is not in tunvs .* nearest is sh or mh .*one destination, its VIP/,
+    ],
     [vs('  real_server 198.18.20.21 80 {\n    MISC_CHECK {\n    }\n  }'), 5, /MISC_CHECK without misc_path/],
     [
       vs('  real_server 198.18.20.21 80 {\n    PING_CHECK {\n    }\n  }'),

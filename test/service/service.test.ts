@@ -51,7 +51,7 @@ describe('resolveServices', () => {
       'scheduler',
       (s: ServiceSpec) => ((s as { scheduler: string }).scheduler = 'fastest'),
       'TUNVS_ERR_CONFIG_UNKNOWN',
-      'services[0].scheduler: "fastest" is not a scheduler: use one of rr, wrr, lc, wlc, sh, mh',
+      'services[0].scheduler: "fastest" is not a scheduler: use one of rr, wrr, lc, wlc, sed, nq, twos, fo, ovf, sh, mh',
     ],
     [
       'maglev size',

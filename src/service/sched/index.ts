@@ -3,6 +3,11 @@ import './rr.js';
 import './wrr.js';
 import './lc.js';
 import './wlc.js';
+import './sed.js';
+import './nq.js';
+import './twos.js';
+import './fo.js';
+import './ovf.js';
 import './sh.js';
 import './maglev.js';
 

@@ -59,6 +59,16 @@ export function available(pool: ServerPool, i: number): boolean {
   return true;
 }
 
+/** Active sessions to position `i`'s server on this LB, every forwarder's summed: for the
+ * schedulers that compare a count with a fixed bar (nq's idle server, ovf's weight), where
+ * a forwarder's own share would move the bar by the number of forwarders. */
+export function nodeActive(pool: ServerPool, i: number): number {
+  const id = pool.ids[i]!;
+  let total = 0;
+  for (const c of pool.node) total += c.active[id]!;
+  return total;
+}
+
 export interface Scheduler {
   readonly name: SchedulerName;
   /** Position of the server for a new session, or −1 if none has weight > 0.
@@ -68,7 +78,7 @@ export interface Scheduler {
   update(): void;
 }
 
-export type SchedulerName = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sh' | 'mh';
+export type SchedulerName = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sed' | 'nq' | 'twos' | 'fo' | 'ovf' | 'sh' | 'mh';
 
 export interface SchedulerOptions {
   /** Maglev lookup table size (a prime). */
@@ -88,7 +98,19 @@ export function createScheduler(name: SchedulerName, pool: ServerPool, opts: Sch
   return f(pool, opts);
 }
 
-export const SCHEDULER_NAMES: readonly SchedulerName[] = ['rr', 'wrr', 'lc', 'wlc', 'sh', 'mh'];
+export const SCHEDULER_NAMES: readonly SchedulerName[] = [
+  'rr',
+  'wrr',
+  'lc',
+  'wlc',
+  'sed',
+  'nq',
+  'twos',
+  'fo',
+  'ovf',
+  'sh',
+  'mh',
+];
 
 /** Stable 32-bit FNV-1a hash of a string, for table-building schedulers (not per packet). */
 export function hashString(s: string, seed: number): number {

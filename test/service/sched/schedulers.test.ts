@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { REAL_SERVERS_MAX } from '../../../src/constants.js';
-import { createScheduler, type ServerPool } from '../../../src/service/sched/index.js';
-import { available } from '../../../src/service/sched/scheduler.js';
+import { createScheduler, type Scheduler, type ServerPool } from '../../../src/service/sched/index.js';
+import { available, SCHEDULER_NAMES } from '../../../src/service/sched/scheduler.js';
+import { WeightedRandomTwos } from '../../../src/service/sched/twos.js';
 import { Maglev } from '../../../src/service/sched/maglev.js';
 import {
   ConnCounts,
@@ -71,6 +72,80 @@ describe('schedulers', () => {
     expect(createScheduler('wlc', p, OPTS).pick(0)).toBe(1);
   });
 
+  it('sed: (active + 1) / weight, inactive sessions uncounted; an idle heavy server before an idle light one', () => {
+    const p = pool([1, 3]);
+    const s = createScheduler('sed', p, OPTS);
+    expect(s.pick(0)).toBe(1); // 1/1 against 1/3 (wlc: 0 against 0, the first)
+    expect(createScheduler('wlc', p, OPTS).pick(0)).toBe(0);
+    p.active.set([0, 2]); // 1/1 against 3/3: a tie, the first
+    expect(s.pick(0)).toBe(0);
+    p.active.set([1, 2]); // 2/1 against 3/3
+    expect(s.pick(0)).toBe(1);
+    p.inactive[1] = 1000; // inactive sessions do not count
+    expect(s.pick(0)).toBe(1);
+  });
+
+  it('nq: the first idle server on the LB (every forwarder counted), else as sed', () => {
+    const p = pool([1, 3, 1]);
+    const other = { active: new Int32Array(REAL_SERVERS_MAX), inactive: new Int32Array(REAL_SERVERS_MAX) };
+    const q = createScheduler('nq', { ...p, node: [...p.node, other] }, OPTS);
+    expect(q.pick(0)).toBe(0); // all idle: the first (sed would take the heavy one)
+    p.active[0] = 1;
+    expect(q.pick(0)).toBe(1);
+    other.active[1] = 1; // busy on another forwarder: not idle
+    expect(q.pick(0)).toBe(2);
+    other.active[2] = 1; // none idle: sed on this forwarder's counts, 2/1 · 1/3 · 1/1
+    expect(q.pick(0)).toBe(1);
+  });
+
+  it('fo: the heaviest available server takes all; the spares by weight when it is down or capped', () => {
+    const p = pool([2, 5, 5, 3], [0, 0, 1, 0]);
+    const s = createScheduler('fo', p, OPTS);
+    expect(tally(20, 4, () => s.pick(0))).toEqual([0, 20, 0, 0]); // a tie: the first
+    p.weights[1] = 0; // down
+    expect(s.pick(0)).toBe(2);
+    p.active[2] = 1; // at its cap
+    expect(s.pick(0)).toBe(3);
+    p.weights[3] = 0;
+    expect(s.pick(0)).toBe(0);
+  });
+
+  it('ovf: the heaviest server until its active sessions on the LB exceed its weight, then the next; none after', () => {
+    const p = pool([2, 3, 1]);
+    const other = { active: new Int32Array(REAL_SERVERS_MAX), inactive: new Int32Array(REAL_SERVERS_MAX) };
+    const s = createScheduler('ovf', { ...p, node: [...p.node, other] }, OPTS);
+    expect(s.pick(0)).toBe(1);
+    p.active[1] = 2;
+    other.active[1] = 1; // 3: at its weight, not past it
+    expect(s.pick(0)).toBe(1);
+    other.active[1] = 2; // 4 > 3, counted over both forwarders
+    expect(s.pick(0)).toBe(0);
+    p.inactive[0] = 100; // inactive sessions do not count
+    expect(s.pick(0)).toBe(0);
+    p.active.set([3, 4, 2]);
+    expect(s.pick(0)).toBe(-1);
+  });
+
+  it('twos: draws follow the weights on an even load; the less loaded of the two draws wins', () => {
+    const p = pool([1, 3]);
+    const s: Scheduler = new WeightedRandomTwos(p, 12345);
+    const even = tally(40000, 2, () => s.pick(0));
+    // Two draws, the first kept on a tie (equal loads): server 1 with 3/4 of the draws.
+    expect(even[1]! / even[0]!).toBeGreaterThan(2.7);
+    expect(even[1]! / even[0]!).toBeLessThan(3.3);
+    p.active[1] = 10; // loaded: it wins only when both draws are it, (3/4)² of the time
+    const loaded = tally(40000, 2, () => s.pick(0));
+    expect(loaded[1]! / 40000).toBeGreaterThan(0.53);
+    expect(loaded[1]! / 40000).toBeLessThan(0.6);
+    p.weights[1] = 0;
+    expect(tally(100, 2, () => s.pick(0))).toEqual([100, 0]);
+    const q = pool([1, 1, 1]);
+    const spread: Scheduler = new WeightedRandomTwos(q, 7);
+    // Each pick makes a session: two choices keep the spread tight.
+    for (let i = 0; i < 3000; i++) q.active[spread.pick(0)]!++;
+    expect(Math.max(...q.active.subarray(0, 3)) - Math.min(...q.active.subarray(0, 3))).toBeLessThan(30);
+  });
+
   it('sh maps a client to the same server and follows weights', () => {
     const s = createScheduler('sh', pool([1, 3]), OPTS);
     expect(s.pick(12345)).toBe(s.pick(12345));
@@ -80,8 +155,8 @@ describe('schedulers', () => {
   });
 
   it('every scheduler returns −1 when all weights are 0', () => {
-    for (const name of ['rr', 'wrr', 'lc', 'wlc', 'sh', 'mh'] as const) {
-      expect(createScheduler(name, pool([0, 0]), OPTS).pick(1)).toBe(-1);
+    for (const name of SCHEDULER_NAMES) {
+      expect(createScheduler(name, pool([0, 0]), OPTS).pick(1), name).toBe(-1);
     }
   });
 
@@ -133,15 +208,18 @@ describe('session caps (maxConns, minConns: ipvsadm -x, -y)', () => {
     expect(available(p, 0)).toBe(true);
   });
 
-  it.each(['rr', 'wrr', 'lc', 'wlc'] as const)('%s: the others take the load; none left: −1', (name) => {
-    const p = pool([1, 1, 1], [2, 2, 0]);
-    const s = createScheduler(name, p, OPTS);
-    p.active[0] = 2;
-    p.inactive[1] = 5;
-    expect(tally(30, 3, () => s.pick(0))).toEqual([0, 0, 30]);
-    p.weights[2] = 0;
-    expect(s.pick(0)).toBe(-1);
-  });
+  it.each(SCHEDULER_NAMES.filter((n) => n !== 'sh' && n !== 'mh'))(
+    '%s: the others take the load; none left: −1',
+    (name) => {
+      const p = pool([1, 1, 1], [2, 2, 0]);
+      const s = createScheduler(name, p, OPTS);
+      p.active[0] = 2;
+      p.inactive[1] = 5;
+      expect(tally(30, 3, () => s.pick(0))).toEqual([0, 0, 30]);
+      p.weights[2] = 0;
+      expect(s.pick(0)).toBe(-1);
+    },
+  );
 
   it.each(['sh', 'mh'] as const)("%s: an overloaded server's clients get none (their affinity is kept)", (name) => {
     const p = pool([1, 1], [1, 0], [1, 0]);
