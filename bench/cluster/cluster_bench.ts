@@ -126,6 +126,7 @@ async function syncRound(port: number, nodes: number, k: number): Promise<SyncRo
       syncAfterMs: 0,
       refreshSec: 3600,
       drainMs: 0,
+      routeHealth: 'off',
       initialRole: 'backup',
     };
     const node = new HaNode(cfg, [engineLink(e)], quiet, control);

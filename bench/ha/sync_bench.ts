@@ -106,6 +106,7 @@ async function round(port: number, k: number): Promise<Round> {
     syncAfterMs: 0,
     refreshSec: 3600,
     drainMs: 0,
+    routeHealth: 'off',
     initialRole: role,
   });
   const ca = new HaControl();

@@ -632,14 +632,22 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       if (sub !== 'status') throw new UsageError(`cluster needs status, watchdog or forget (got ${sub})`);
-      const reply = (await ask({ cmd: 'ha' })) as { ha: HaStatus; routes: { prefix: string; metric?: number }[] };
+      const reply = (await ask({ cmd: 'ha' })) as {
+        ha: HaStatus;
+        routes: { prefix: string; metric?: number }[];
+        routeHealth?: string;
+        withdrawn?: Record<string, string[]>;
+      };
       if (json) {
         log(JSON.stringify(reply, null, 2));
         return 0;
       }
       log(formatHaStatus(reply.ha));
-      log('routes into the TUN (what the BGP speaker announces)');
-      for (const r of reply.routes) log(`  ${r.prefix.padEnd(24)} ${routeMeaning(r.metric)}`);
+      log(
+        `routes into the TUN (what the BGP speaker announces)${reply.routeHealth && reply.routeHealth !== 'off' ? `; route health: ${reply.routeHealth}` : ''}`,
+      );
+      for (const r of reply.routes)
+        log(`  ${r.prefix.padEnd(24)} ${routeMeaning(r.metric, reply.withdrawn?.[r.prefix])}`);
       log('BGP and BFD (FRR on this node)');
       for (const l of frrStatusLines(vtyDir)) log(l);
       return 0;

@@ -21,8 +21,19 @@ export function configWarnings(config: Config): string[] {
     out.push(
       "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
     );
+  const routeHealth = config.ha?.mode === 'cluster' && config.ha.routeHealth !== 'off';
   config.services.forEach((s, i) => {
     const h = s.healthCheck;
+    if (
+      (s.quorum !== undefined || s.hysteresis !== undefined) &&
+      !s.sorryServer &&
+      !s.quorumUp &&
+      !s.quorumDown &&
+      !routeHealth
+    )
+      out.push(
+        `services[${i}] (${s.name}): quorum and hysteresis are read by nothing here: they say when a sorryServer takes over, a quorumUp or quorumDown runs, or a cluster's ha.routeHealth withdraws the VIP`,
+      );
     const programs: [string, string | undefined][] = [
       ['healthCheck.command', h?.type === 'exec' ? h.command?.[0] : undefined],
       ['healthCheck.notifyUp', h?.notifyUp?.[0]],
@@ -107,7 +118,7 @@ export function checkConfig(file: string): string {
         'url' in config.ha.redis
           ? `Redis ${config.ha.redis.url}`
           : `Sentinel "${config.ha.redis.sentinel.name}" at ${config.ha.redis.sentinel.addresses.length} addresses`
-      }`
+      }${config.ha.mode === 'cluster' && config.ha.routeHealth !== 'off' ? `, route health ${config.ha.routeHealth}` : ''}`
     : 'no ha (a single LB)';
   const lines = [
     `${file}: OK`,

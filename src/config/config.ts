@@ -69,6 +69,9 @@ export interface XdpConfig {
  *   cluster  every node forwards and publishes, routers spread flows over them (ECMP). */
 export type HaMode = 'pair' | 'cluster';
 
+export const ROUTE_HEALTH_RULES = ['off', 'any', 'all'] as const;
+export type RouteHealth = (typeof ROUTE_HEALTH_RULES)[number];
+
 /** Where the nodes meet: one Redis server, or the primary that Redis Sentinel names. */
 export type HaRedis = { url: string } | { sentinel: { name: string; addresses: { host: string; port: number }[] } };
 
@@ -91,6 +94,10 @@ export interface HaConfig {
   /** Cluster: on an orderly stop, withdraw the announcements and keep forwarding this long,
    * so the routers move the flows to the other nodes (which have their sessions) first. */
   drainMs: number;
+  /** Cluster: route health injection (docs/cluster.md). off: a ready node announces every
+   * VIP; any: a VIP only while at least one of its services can serve (has its quorum, or
+   * a sorry server); all: only while every one of them can. */
+  routeHealth: RouteHealth;
   /** Pair: role until keepalived's notify says otherwise. */
   initialRole: 'master' | 'backup';
   /** Pair: keepalived's vrrp_notify_fifo: tunvs reads the role from it directly (no process
@@ -228,6 +235,7 @@ export const HA_DEFAULTS = {
   syncAfterMs: 2000,
   refreshSec: 30,
   drainMs: 2000,
+  routeHealth: 'off',
   initialRole: 'backup',
 } as const;
 
@@ -241,6 +249,7 @@ const HA_KEYS = [
   'syncAfterMs',
   'refreshSec',
   'drainMs',
+  'routeHealth',
   'initialRole',
   'notifyFifo',
 ];
@@ -259,6 +268,12 @@ function haConfig(v: unknown, path: string): HaConfig {
       'TUNVS_ERR_CONFIG_UNKNOWN',
       join(path, 'drainMs'),
       'drainMs is for mode: cluster (in a pair, keepalived moves the traffic)',
+    );
+  if (mode === 'pair' && o.routeHealth !== undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_UNKNOWN',
+      join(path, 'routeHealth'),
+      "routeHealth is for mode: cluster (in a pair, keepalived's VRRP holds the VIPs: a quorumDown command or a vrrp track_script moves them)",
     );
   if (mode === 'cluster') {
     for (const k of ['initialRole', 'notifyFifo'])
@@ -287,6 +302,9 @@ function haConfig(v: unknown, path: string): HaConfig {
     ),
     drainMs: opt(o, 'drainMs', HA_DEFAULTS.drainMs, (x) =>
       integer(x, join(path, 'drainMs'), 0, 600_000, 'milliseconds'),
+    ),
+    routeHealth: opt(o, 'routeHealth', HA_DEFAULTS.routeHealth, (x) =>
+      oneOf(x, join(path, 'routeHealth'), ROUTE_HEALTH_RULES),
     ),
     initialRole: opt(o, 'initialRole', HA_DEFAULTS.initialRole, (x) =>
       oneOf(x, join(path, 'initialRole'), ['master', 'backup'] as const),

@@ -44,9 +44,11 @@ export function frrStatusLines(dir?: string): string[] {
 }
 
 /** What a route's metric means for the announcement (ha/announce.ts). */
-export function routeMeaning(metric: number | undefined): string {
+export function routeMeaning(metric: number | undefined, cannotServe?: readonly string[]): string {
   if (metric === undefined) return 'routed (not a cluster)';
   if (metric === ROUTE_METRIC_ANNOUNCED) return 'announced';
+  if (metric === ROUTE_METRIC_QUIET && cannotServe !== undefined)
+    return `not announced: route health (${cannotServe.join(', ')} cannot serve)`;
   if (metric === ROUTE_METRIC_QUIET) return 'not announced (not ready, or draining)';
   if (metric > ROUTE_METRIC_BACKUP_BASE) return `announced as backup, rank ${metric - ROUTE_METRIC_BACKUP_BASE}`;
   return `metric ${metric}`;

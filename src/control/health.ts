@@ -44,13 +44,16 @@ export function healthKey(serviceId: number, serverId: number): string {
 
 export class HealthMonitor {
   private readonly checkers = new Map<string, Checker>();
-  /** Per service with a sorry server or a quorum command: whether it has its quorum
-   * (effective()). */
+  /** Per service with a sorry server or a quorum command (every service, with
+   * `quorumOfAll`): whether it has its quorum (effective()). */
   private readonly quorum = new Map<number, boolean>();
   /** Per service: its last quorum command, which the next one waits for (they run in order). */
   private readonly quorumRuns = new Map<number, Promise<void>>();
 
-  /** `onChange` runs after a server went up or down (`what`: the service and server, as logged). */
+  /** `onChange` runs after a server went up or down (`what`: the service and server, as logged).
+   * `quorumOfAll`: whether to keep every service's quorum, not only those a sorry server or
+   * a quorum command needs it for (a cluster's route health reads it; asked as the config
+   * is known). */
   constructor(
     private readonly logger: Logger,
     private readonly onChange: (
@@ -60,7 +63,13 @@ export class HealthMonitor {
       spec: HealthCheckSpec,
       what: string,
     ) => void,
+    private readonly quorumOfAll: () => boolean = () => false,
   ) {}
+
+  /** Whether service `s`'s quorum is kept. */
+  private tracked(s: ResolvedService): boolean {
+    return this.quorumOfAll() || quorumTracked(s);
+  }
 
   /** Start, keep or stop checkers to match `services` (start-up and every reload). */
   sync(services: readonly ResolvedService[]): void {
@@ -101,7 +110,7 @@ export class HealthMonitor {
       }
     }
     for (const id of this.quorum.keys())
-      if (!services.some((s) => s.id === id && quorumTracked(s))) {
+      if (!services.some((s) => s.id === id && this.tracked(s))) {
         this.quorum.delete(id);
         this.quorumRuns.delete(id);
       }
@@ -188,7 +197,7 @@ export class HealthMonitor {
       return st?.weight ?? rs.weight;
     };
     return services.map((s) => {
-      const tracked = quorumTracked(s);
+      const tracked = this.tracked(s);
       if (!s.healthCheck && !tracked) return s;
       const weights = s.realServers.map((rs) => (rs.sorry ? 0 : s.healthCheck ? weightOf(s.id, rs) : rs.weight));
       const sum = weights.reduce((a, w) => a + w, 0);

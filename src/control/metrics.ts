@@ -47,6 +47,9 @@ export interface MetricsSource {
   ha(): HaStatus | undefined;
   /** Cluster: the routes into the TUN with their metrics (what is announced). */
   routes?(): { prefix: string; metric?: number }[];
+  /** Cluster with route health: every VIP's host prefix, and whether route health lets it be
+   * announced. */
+  routeHealth?(): { prefix: string; serving: boolean }[];
   /** Each forwarder's queue counters (null: it did not answer in time). */
   queues?: () => Promise<(QueueStats | null)[]>;
   /** The TUN device's counters (sysfs names: rx_packets, tx_dropped, ...). */
@@ -255,6 +258,15 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
         { kind: 'quiet' },
         count((m) => m === ROUTE_METRIC_QUIET),
       );
+    },
+  );
+  readGauge(
+    reg,
+    'tunvs_cluster_vip_serving',
+    'Cluster with route health: 1 while a VIP may be announced, 0 while route health withdraws it',
+    ['vip'],
+    (set) => {
+      for (const v of src.routeHealth?.() ?? []) set({ vip: v.prefix }, v.serving ? 1 : 0);
     },
   );
   readGauge(reg, 'tunvs_ha_peer_alive', '1 while a peer node refreshes its alive key', ['peer'], (set) => {

@@ -20,7 +20,7 @@ import { HandoffRing, handoffRingBytes } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
 import { configWarnings } from '../config/check.js';
-import { loadConfig, parseService, type Config } from '../config/config.js';
+import { loadConfig, parseService, type Config, type RouteHealth } from '../config/config.js';
 import { ConfigError } from '../config/errors.js';
 import { createCounters } from '../dataplane/counters.js';
 import { prefixAddresses, type ParsedAddress } from '../service/addr.js';
@@ -58,8 +58,8 @@ const ANNOUNCE_CHECK_MS = 200;
 /** Sampling interval of the per-server rates (`tunvs list --rate`). */
 const RATE_SAMPLE_MS = 2000;
 import type { QueueStats } from '../dataplane/tun_device.js';
-import { localAddressPrefixes, servicePrefixes, SystemChanges } from './system.js';
-import { planRoutes } from '../ha/announce.js';
+import { hostPrefix, localAddressPrefixes, servicePrefixes, SystemChanges } from './system.js';
+import { planRoutes, withdrawnVips } from '../ha/announce.js';
 import type { IsnKey } from '../nat/seq.js';
 import { isnKey } from './isn_secret.js';
 
@@ -111,23 +111,55 @@ export class Runtime {
   private announceTimer: NodeJS.Timeout | undefined;
   /** Cluster: stopping in order; nothing is announced any more. */
   private draining = false;
+  /** Cluster: the VIPs route health keeps quiet, as last routed (withdrawnNow()). */
+  private withdrawnKey = '[]';
   private readonly health: HealthMonitor;
   /** HA control words shared with the forwarders (ha/role.ts). */
   private readonly haControl = new HaControl();
 
   constructor(private readonly opts: RunOptions) {
     this.system = new SystemChanges((m) => opts.logger.log('warn', m));
-    this.health = new HealthMonitor(opts.logger, (_service, server, up, spec, what) => {
-      this.pushServices();
-      if (!up && spec.resetOnDown === true) void this.resetServer(server, what);
-    });
+    this.health = new HealthMonitor(
+      opts.logger,
+      (_service, server, up, spec, what) => {
+        this.pushServices();
+        if (!up && spec.resetOnDown === true) void this.resetServer(server, what);
+      },
+      () => this.routeHealth() !== 'off',
+    );
   }
 
   /** Send the services to the forwarders as health makes them (down servers at weight 0),
-   * with what the DR link knows (control/link.ts). */
+   * with what the DR link knows (control/link.ts); a cluster's announcements follow what
+   * its route health makes of the new quorums. */
   private pushServices(): void {
     const services = this.link.annotate(this.health.effective(this.services));
     for (const w of this.workers) w.thread.postMessage({ type: 'services', services });
+    if (this.routeHealth() !== 'off' && this.withdrawnNow() !== this.withdrawnKey) this.applyRoutes(this.services);
+  }
+
+  /** ha.routeHealth, off where there is no cluster. */
+  private routeHealth(): RouteHealth {
+    const ha = this.config?.ha;
+    return ha?.mode === 'cluster' ? ha.routeHealth : 'off';
+  }
+
+  /** The VIPs route health keeps quiet now (ha/announce.ts withdrawnVips), each with the
+   * services that cannot serve. A service whose quorum is not known yet (added by a reload
+   * a moment ago) counts as serving. */
+  private withdrawn(): Map<string, string[]> {
+    return withdrawnVips(
+      this.routeHealth(),
+      this.services.map((s) => ({
+        prefix: hostPrefix(s.af, s.vip),
+        name: s.name,
+        serving: this.health.hasQuorum(s.id) !== false || s.realServers.at(-1)?.sorry === true,
+      })),
+    );
+  }
+
+  private withdrawnNow(): string {
+    return JSON.stringify([...this.withdrawn()]);
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
@@ -426,6 +458,12 @@ export class Runtime {
         tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),
         ha: () => this.ha?.status(),
         routes: () => this.system.routesOf(this.config.tun.name),
+        routeHealth: () => {
+          if (this.routeHealth() === 'off') return [];
+          const withdrawn = this.withdrawn();
+          const vips = new Set(this.services.map((s) => hostPrefix(s.af, s.vip)));
+          return [...vips].map((prefix) => ({ prefix, serving: !withdrawn.has(prefix) }));
+        },
         queues: () => this.queueStats(),
         device: () => deviceStats(this.config.tun.name),
       },
@@ -566,7 +604,12 @@ export class Runtime {
       }
       case 'ha':
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
-        return { ha: this.ha.status(), routes: this.system.routesOf(this.config.tun.name) };
+        return {
+          ha: this.ha.status(),
+          routes: this.system.routesOf(this.config.tun.name),
+          routeHealth: this.routeHealth(),
+          withdrawn: Object.fromEntries(this.withdrawn()),
+        };
       case 'cluster-forget': {
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no cluster)');
         const id = Number(req.id);
@@ -665,10 +708,13 @@ export class Runtime {
       return;
     }
     const peers = this.ha?.peerAddresses() ?? [];
+    const withdrawn = this.withdrawn();
+    this.noteWithdrawn(withdrawn);
     const plan = planRoutes({
       self: ha.nodeId,
       announce: this.ha !== undefined && this.ha.ready && !this.draining,
       own: servicePrefixes(services).map((r) => r.prefix),
+      quiet: new Set(withdrawn.keys()),
       peers,
     });
     const prefixes = this.peerLaddrs(peers);
@@ -678,6 +724,22 @@ export class Runtime {
     } catch (e) {
       this.log('error', `cluster routes: ${(e as Error).message}`);
     }
+  }
+
+  /** Log the VIPs route health withdraws and announces again, as they change. */
+  private noteWithdrawn(withdrawn: Map<string, string[]>): void {
+    const key = JSON.stringify([...withdrawn]);
+    if (key === this.withdrawnKey) return;
+    const before = new Map(JSON.parse(this.withdrawnKey) as [string, string[]][]);
+    this.withdrawnKey = key;
+    for (const [prefix, names] of withdrawn)
+      if (!before.has(prefix))
+        this.log('warn', `cluster: route health: ${prefix} withdrawn (${names.join(', ')} cannot serve)`, {
+          vip: prefix,
+          services: names,
+        });
+    for (const prefix of before.keys())
+      if (!withdrawn.has(prefix)) this.log('info', `cluster: route health: ${prefix} announced again`, { vip: prefix });
   }
 
   /** Validate and apply a service set: routes, steering, health checks, forwarders. */

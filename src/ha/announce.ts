@@ -4,6 +4,9 @@
  *
  *   VIPs and own local addresses   announced once the node is ready; quiet before, and
  *                                  while it drains on an orderly stop
+ *   a VIP its services cannot serve   quiet while route health says so (ha.routeHealth:
+ *                                  withdrawnVips), so the routers send its clients to the
+ *                                  nodes (or sites) that can
  *   each peer's local addresses    announced as this node's backup for them, prepended by
  *                                  its rank for that peer; quiet before ready
  *
@@ -12,6 +15,7 @@
  * of the two node ids, so every node (and router) agrees without asking anyone.
  */
 
+import type { RouteHealth } from '../config/config.js';
 import {
   BACKUP_RANKS_MAX,
   ROUTE_METRIC_ANNOUNCED,
@@ -51,12 +55,44 @@ export function adopterOf(peer: number, nodes: readonly number[], alive: (id: nu
   return backupOrder(peer, nodes).find((n) => alive(n));
 }
 
+/** A service as route health sees it: its VIP's host prefix and whether it can serve. */
+export interface ServiceHealth {
+  prefix: string;
+  name: string;
+  /** It has its quorum, or a sorry server takes its clients meanwhile. */
+  serving: boolean;
+}
+
+/**
+ * Route health injection: the VIPs to keep quiet, each with the services that cannot serve.
+ * `any`: a VIP whose services all cannot; `all`: a VIP one of whose services cannot (its
+ * other ports go with it, as a VIP is one route). Local addresses are never withdrawn: they
+ * carry the replies of the sessions the node has.
+ */
+export function withdrawnVips(rule: RouteHealth, services: readonly ServiceHealth[]): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  if (rule === 'off') return out;
+  const byVip = new Map<string, ServiceHealth[]>();
+  for (const s of services) byVip.set(s.prefix, [...(byVip.get(s.prefix) ?? []), s]);
+  for (const [prefix, list] of byVip) {
+    const down = list.filter((s) => !s.serving);
+    if (down.length > 0 && (rule === 'all' || down.length === list.length))
+      out.set(
+        prefix,
+        down.map((s) => s.name),
+      );
+  }
+  return out;
+}
+
 export interface RoutePlanInput {
   self: number;
   /** Announce at all: ready, and not draining. */
   announce: boolean;
   /** Prefixes of the VIPs and of this node's own local addresses. */
   own: readonly string[];
+  /** Of those, the ones kept quiet even so (withdrawnVips). */
+  quiet?: ReadonlySet<string>;
   /** Every peer known to the registry, with its local addresses. */
   peers: readonly { id: number; laddrs: readonly string[] }[];
 }
@@ -65,7 +101,8 @@ export interface RoutePlanInput {
 export function planRoutes(p: RoutePlanInput): PlannedRoute[] {
   const nodes = [p.self, ...p.peers.map((x) => x.id)];
   const out = new Map<string, number>();
-  for (const prefix of p.own) out.set(prefix, p.announce ? ROUTE_METRIC_ANNOUNCED : ROUTE_METRIC_QUIET);
+  for (const prefix of p.own)
+    out.set(prefix, p.announce && p.quiet?.has(prefix) !== true ? ROUTE_METRIC_ANNOUNCED : ROUTE_METRIC_QUIET);
   for (const peer of p.peers) {
     const metric = p.announce ? ROUTE_METRIC_BACKUP_BASE + backupRank(peer.id, p.self, nodes) : ROUTE_METRIC_QUIET;
     for (const prefix of peer.laddrs) if (!out.has(prefix)) out.set(prefix, metric);

@@ -272,6 +272,7 @@ export function labConfig(adminSocket: string, o: LabLbOptions): string {
     .join(', ')}] }
   cluster: "${ha.cluster}"
   drainMs: 1000
+  routeHealth: any
 `
         : '';
   // A cluster node has local addresses of its own; the pair's nodes share theirs.

@@ -108,8 +108,8 @@ export interface ServiceSpec {
    * to the servers still up; established ones go on. Absent: none. */
   sorryServer?: { address: string; port: number };
   /** keepalived's quorum and hysteresis (1 and 0): quorum is lost under quorum − hysteresis
-   * (or at 0) and regained at quorum + hysteresis. Only with a sorryServer, quorumUp or
-   * quorumDown. */
+   * (or at 0) and regained at quorum + hysteresis. Read with a sorryServer, quorumUp or
+   * quorumDown, and by a cluster's route health (config/check.ts warns when nothing reads them). */
   quorum?: number;
   hysteresis?: number;
   /** keepalived's quorum_up / quorum_down: a command (program by absolute path, then its
@@ -552,12 +552,6 @@ function sorryServer(
 function checkQuorum(s: ServiceSpec, p: string): { quorum: number; hysteresis: number } {
   const quorum = s.quorum ?? 1;
   const hysteresis = s.hysteresis ?? 0;
-  if ((s.quorum !== undefined || s.hysteresis !== undefined) && !s.sorryServer && !s.quorumUp && !s.quorumDown)
-    throw new ConfigError(
-      'TUNVS_ERR_CONFIG_MISSING',
-      `${p}.sorryServer`,
-      'quorum and hysteresis say when the sorry server takes over or a quorum command runs: give the service a sorryServer, quorumUp or quorumDown',
-    );
   if (!Number.isInteger(quorum) || quorum < 1 || quorum > 0x7fffffff)
     throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', `${p}.quorum`, `${show(quorum)} is not valid: use an integer ≥ 1`);
   if (!Number.isInteger(hysteresis) || hysteresis < 0 || hysteresis >= quorum)

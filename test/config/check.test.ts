@@ -132,6 +132,22 @@ describe('tunvs check', () => {
     expect(quorum).toMatch(/^warning: services\[0\] \(web\): quorumDown .*gone\.sh: no such file.*: it will not run$/m);
   });
 
+  it('warns of a quorum nothing reads; a cluster with route health reads it', () => {
+    const withQuorum = GOOD.replace('healthCheck: { type: http }', 'healthCheck: { type: http }\n    quorum: 2');
+    expect(checkConfig(file(withQuorum))).toMatch(
+      /^warning: services\[0\] \(web\): quorum and hysteresis are read by nothing here: .*ha\.routeHealth/m,
+    );
+    const cluster = withQuorum.replace(
+      'services:',
+      'ha:\n  mode: cluster\n  nodeId: 1\n  name: lb-a\n  redis: "redis://198.18.20.30:6379"\n  routeHealth: all\nservices:',
+    );
+    const out = checkConfig(file(cluster));
+    expect(out).toMatch(
+      /ha cluster "default", node 1 \(lb-a\), Redis redis:\/\/198\.18\.20\.30:6379, route health all/,
+    );
+    expect(out).not.toMatch(/warning/);
+  });
+
   it("the lab's own configs pass: single, pair and cluster nodes, TUN and XDP, with the mode services", () => {
     const configs = [
       labConfig('/run/a.sock', { workers: 2, modes: true }),

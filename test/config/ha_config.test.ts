@@ -28,6 +28,7 @@ describe('ha config', () => {
       mode: 'cluster',
       nodeId: 3,
       name: 'lb-c',
+      routeHealth: 'off',
       redis: {
         sentinel: {
           name: 'tunvs',
@@ -69,6 +70,8 @@ describe('ha config', () => {
     expect(err({ ha: { ...r, name: 'two words' } })).toMatch(/ha\.name/);
     expect(err({ ha: { ...r, drainMs: 500 } })).toMatch(/ha\.drainMs: drainMs is for mode: cluster/);
     expect(err({ ha: { ...r, mode: 'cluster', drainMs: -1 } })).toMatch(/ha\.drainMs: -1 is not valid/);
+    expect(err({ ha: { ...r, routeHealth: 'any' } })).toMatch(/ha\.routeHealth: routeHealth is for mode: cluster/);
+    expect(err({ ha: { ...r, mode: 'cluster', routeHealth: 'some' } })).toMatch(/ha\.routeHealth.*off, any, all/);
     const sentinel = (s: unknown): string => err({ ha: { nodeId: 1, sentinel: s } });
     expect(sentinel({ name: 'x', addresses: [] })).toMatch(/ha\.sentinel\.addresses: name at least one Sentinel/);
     expect(sentinel({ name: 'x', addresses: ['nohost'] })).toMatch(/ha\.sentinel\.addresses\[0\].*not host:port/);

@@ -439,6 +439,29 @@ describe('the monitor: quorum commands', () => {
   });
 });
 
+describe("the monitor keeping every service's quorum (a cluster's route health)", () => {
+  it('follows a service without a sorry server or a quorum command only when asked; the weights stay', () => {
+    const ids = new IdRegistry();
+    const web = (w: number) => webService({ realServers: [{ address: '198.18.20.21', port: 8080, weight: w }] }, ids);
+    let all = false;
+    const logs: string[] = [];
+    const mon = new HealthMonitor(
+      { log: (_l, m) => logs.push(m) },
+      () => {},
+      () => all,
+    );
+    const id = web(1)[0]!.id;
+    mon.effective(web(1));
+    expect(mon.hasQuorum(id)).toBeUndefined();
+    all = true;
+    expect(mon.effective(web(1))[0]!.realServers[0]!.weight).toBe(1);
+    expect(mon.hasQuorum(id)).toBe(true);
+    expect(mon.effective(web(0))[0]!.realServers[0]!.weight).toBe(0); // drained: no server left
+    expect(mon.hasQuorum(id)).toBe(false);
+    expect(logs).toEqual(['health: web lost its quorum (weights up 0 < 1)']);
+  });
+});
+
 describe('the monitor and a sorry server', () => {
   /** web with rs1, rs2 at these weights and a sorry server; the same ids every time. */
   const ids = new IdRegistry();
@@ -521,13 +544,13 @@ describe('config: a sorry server', () => {
     expect([s.quorum, s.hysteresis]).toEqual([2, 1]);
   });
 
-  it('is refused as one of the real servers, of the other family, or quorum without it', () => {
+  it('is refused as one of the real servers, or of the other family', () => {
     expect(() => svc({ sorryServer: { address: '198.18.20.21', port: 8080 } })).toThrow(
       /services\[0\]\.sorryServer: 198\.18\.20\.21:8080 is one of the real servers/,
     );
     expect(() => svc({ sorryServer: { address: 'fd18::99', port: 80 } })).toThrow(/sorryServer\.address: .*IPv6/);
     expect(() => svc({ sorryServer: { address: '198.18.20.99' } })).toThrow(/a sorry server needs address and port/);
-    expect(() => svc({ quorum: 2 })).toThrow(/services\[0\]\.sorryServer: quorum and hysteresis say when/);
+    expect(svc({ quorum: 2 })).toMatchObject({ quorum: 2, hysteresis: 0 }); // a cluster's route health reads it
     expect(svc({ quorum: 2, hysteresis: 1, quorumUp: ['/bin/true'] })).toMatchObject({
       quorum: 2,
       hysteresis: 1,

@@ -7,7 +7,7 @@ import {
   ROUTE_METRIC_BACKUP_BASE,
   ROUTE_METRIC_QUIET,
 } from '../../src/constants.js';
-import { adopterOf, backupOrder, backupRank, planRoutes } from '../../src/ha/announce.js';
+import { adopterOf, backupOrder, backupRank, planRoutes, withdrawnVips } from '../../src/ha/announce.js';
 
 describe('backup ranks', () => {
   const nodes = [1, 2, 3, 4, 5];
@@ -74,6 +74,40 @@ describe('route plan', () => {
     expect(plan).toEqual([
       { prefix: '198.18.0.100/32', metric: ROUTE_METRIC_ANNOUNCED },
       { prefix: '198.18.2.11/32', metric: ROUTE_METRIC_ANNOUNCED },
+    ]);
+  });
+});
+
+describe('route health (ha.routeHealth)', () => {
+  const services = [
+    { prefix: '198.18.0.100/32', name: 'web', serving: false },
+    { prefix: '198.18.0.100/32', name: 'api', serving: true },
+    { prefix: '198.18.0.101/32', name: 'dns', serving: false },
+    { prefix: 'fd18:18::100/128', name: 'web6', serving: true },
+  ];
+
+  it('off withdraws nothing; any a VIP none of whose services can serve; all a VIP one of them cannot', () => {
+    expect(withdrawnVips('off', services).size).toBe(0);
+    expect([...withdrawnVips('any', services)]).toEqual([['198.18.0.101/32', ['dns']]]);
+    expect([...withdrawnVips('all', services)]).toEqual([
+      ['198.18.0.100/32', ['web']],
+      ['198.18.0.101/32', ['dns']],
+    ]);
+  });
+
+  it('a withdrawn VIP is routed quiet; the local addresses and the peers’ stay announced', () => {
+    const plan = planRoutes({
+      self: 1,
+      announce: true,
+      own: ['198.18.0.100/32', '198.18.0.101/32', '198.18.2.11/32'],
+      quiet: new Set(['198.18.0.101/32']),
+      peers: [{ id: 2, laddrs: ['198.18.2.21/32'] }],
+    });
+    expect(plan).toEqual([
+      { prefix: '198.18.0.100/32', metric: ROUTE_METRIC_ANNOUNCED },
+      { prefix: '198.18.0.101/32', metric: ROUTE_METRIC_QUIET },
+      { prefix: '198.18.2.11/32', metric: ROUTE_METRIC_ANNOUNCED },
+      { prefix: '198.18.2.21/32', metric: ROUTE_METRIC_BACKUP_BASE + backupRank(2, 1, [1, 2]) },
     ]);
   });
 });

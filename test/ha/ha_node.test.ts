@@ -106,6 +106,7 @@ function startNode(
     syncAfterMs: 0,
     refreshSec: 600,
     drainMs: 0,
+    routeHealth: 'off',
     initialRole: role === 'master' ? 'master' : 'backup',
   };
   const laddrs = () => [`${lip4}/32`, `${lip6}/128`];

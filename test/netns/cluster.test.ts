@@ -10,9 +10,10 @@
  * builds and removes its own lab.
  */
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, sentinelViews, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
 import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
@@ -433,6 +434,46 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     await report('streams across lb-a’s link cut', r);
     expectSurvived(r);
     ipBatch(['link set lba0 up'], nsName(prefix, 'sw'));
+  }, 60_000);
+
+  it("route health: a node whose VIP's services all lose their quorum withdraws that VIP only; back once they recover; flows that move go on", async () => {
+    const { done } = await establishedStreams(200, 12);
+    const file = join(fresh().dir, 'lb-c.yaml');
+    const original = readFileSync(file, 'utf8');
+    const pid = labPid(fresh(), 'tunvs-lb-c')!;
+    const upC = clusterNode('lb-c');
+    // lb-c alone checks the servers of the v4 VIP's services on a port nothing listens on:
+    // each check fails at once (RST), so they all lose their quorum there; the v6 VIP's keep it.
+    const config = parseYaml(original) as { services: { name: string; vip: string; healthCheck?: unknown }[] };
+    const onVip4 = config.services.filter((s) => s.vip === LAB.vip4);
+    for (const s of onVip4) s.healthCheck = { type: 'tcp', port: 9, interval: 1, timeout: 1, fall: 1, rise: 1 };
+    const failing = stringifyYaml(config);
+    try {
+      writeFileSync(file, failing);
+      const t0 = Date.now();
+      process.kill(pid, 'SIGHUP');
+      await until('the router to drop lb-c for the v4 VIP', () => !vipNextHops(state, 4).includes(upC.up4), 10_000);
+      const gone = Date.now() - t0;
+      expect(vipNextHops(state, 6)).toContain(upC.up6);
+      expect(nextHops(state, 4, upC.laddrs4[0]!)).toContain(upC.up4); // its local addresses stay
+      const ha = (await adminRequest(adminOf(fresh(), 'lb-c'), { cmd: 'ha' }, 5000)) as {
+        routeHealth: string;
+        withdrawn: Record<string, string[]>;
+      };
+      expect(ha.routeHealth).toBe('any');
+      expect(ha.withdrawn).toEqual({ [`${LAB.vip4}/32`]: onVip4.map((s) => s.name) });
+      const r = await done;
+      await report(
+        `streams across lb-c's v4 VIP withdrawn by route health (out of ECMP ${gone} ms after the reload)`,
+        r,
+      );
+      expectSurvived(r);
+    } finally {
+      writeFileSync(file, original);
+      process.kill(pid, 'SIGHUP');
+    }
+    const back = await until('lb-c back for the v4 VIP', () => vipNextHops(state, 4).includes(upC.up4), 10_000);
+    console.log(`route health: lb-c announces the v4 VIP again ${back} ms after the reload`);
   }, 60_000);
 
   it('TUNNEL with sloppy TCP (mh): connections younger than syncAfterMs survive a node leaving (measured)', async () => {
