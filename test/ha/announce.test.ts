@@ -7,6 +7,7 @@ import {
   ROUTE_METRIC_BACKUP_BASE,
   ROUTE_METRIC_QUIET,
 } from '../../src/constants.js';
+import { routeMeaning } from '../../src/control/frr_status.js';
 import { adopterOf, backupOrder, backupRank, planRoutes, withdrawnVips } from '../../src/ha/announce.js';
 
 describe('backup ranks', () => {
@@ -93,6 +94,14 @@ describe('route health (ha.routeHealth)', () => {
       ['198.18.0.100/32', ['web']],
       ['198.18.0.101/32', ['dns']],
     ]);
+  });
+
+  it('tunvs cluster status says why a route is quiet', () => {
+    expect(routeMeaning(ROUTE_METRIC_QUIET)).toBe('not announced (not ready, or draining)');
+    expect(routeMeaning(ROUTE_METRIC_QUIET, ['web', 'api'])).toBe(
+      'not announced: route health (web, api cannot serve)',
+    );
+    expect(routeMeaning(ROUTE_METRIC_ANNOUNCED, [])).toBe('announced');
   });
 
   it('a withdrawn VIP is routed quiet; the local addresses and the peers’ stay announced', () => {
