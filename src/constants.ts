@@ -205,6 +205,12 @@ export const MAGLEV_TABLE_SIZE_DEFAULT = 65537;
 
 /** Source-hash scheduler table size (prime, spreads weights finely, small to rebuild). */
 export const SH_TABLE_SIZE = 4093;
+/** sh and mh with hashFallback (IPVS's sh-fallback): slots of further hashes of the client
+ * tried when its own slot's server is at its cap, before the first available server. Each
+ * try lands on a server by its share of the table, so the capped server's clients spread
+ * over the others by weight; 8 misses in a row happen only when capped servers hold most of
+ * the table (a share s: s^8), and then any server that can take the session is as good. */
+export const HASH_FALLBACK_TRIES = 8;
 
 /** V8's budget of bytecode inlined into one optimised function (dataplane/jit.ts; V8's
  * default is 920). Instructions per packet under callgrind, established FULLNAT at 1k

@@ -56,11 +56,16 @@ Usage:
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
-                    [--sloppy] [--persistent [SEC] [--netmask M] [--prefix6 N]]
+                    [--sloppy] [--hash-port] [--hash-fallback]
+                    [--persistent [SEC] [--netmask M] [--prefix6 N]]
                     [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
                                           tunnel source; NAT, DR: none); --sloppy: NAT,
                                           TUNNEL, DR with sh or mh (docs/modes.md);
+                                          --hash-port, --hash-fallback: sh and mh hash the
+                                          client's port too / another server for a client
+                                          whose own is at its cap (ipvsadm -b sh-port,
+                                          sh-fallback);
                                           --persistent: ipvsadm -p (default 300 s), with
                                           --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6);
                                           --idle-timeout: idle connections (UDP flows) kept SEC
@@ -235,6 +240,8 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     const synProxy = option(args, '--syn-proxy');
     if (synProxy !== undefined) service.synProxy = synProxy;
     if (flag(args, '--sloppy')) service.sloppy = true;
+    if (flag(args, '--hash-port')) service.hashPort = true;
+    if (flag(args, '--hash-fallback')) service.hashFallback = true;
     const persistence = persistenceOptions(args);
     if (persistence) service.persistence = persistence;
     const idle = option(args, '--idle-timeout');

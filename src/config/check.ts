@@ -97,7 +97,10 @@ function serviceLine(s: ResolvedService): string {
   const parts = [
     `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${hostPort(s.vipText, s.port)}`,
     s.mode,
-    s.scheduler,
+    s.scheduler +
+      (s.hashPort || s.hashFallback
+        ? ` (${[s.hashFallback ? 'fallback' : '', s.hashPort ? 'port' : ''].filter((x) => x).join(', ')})`
+        : ''),
     n(s.realServers.filter((r) => !r.sorry).length, 'real server'),
     ...(s.realServers.at(-1)?.sorry ? ['a sorry server'] : []),
     ...(s.laddrs.length > 0 ? [n(s.laddrs.length, 'local address')] : []),

@@ -413,6 +413,8 @@ const SERVICE_KEYS = [
   'synProxy',
   'maglevTableSize',
   'sloppy',
+  'hashPort',
+  'hashFallback',
   'healthCheck',
   'acl',
   'maxNewPerSec',
@@ -476,6 +478,8 @@ export function parseService(v: unknown, path: string): ServiceSpec {
       : {}),
     ...(o.maglevTableSize !== undefined ? { maglevTableSize: o.maglevTableSize as number } : {}),
     sloppy: opt(o, 'sloppy', false, (x) => boolean(x, join(path, 'sloppy'))),
+    hashPort: opt(o, 'hashPort', false, (x) => boolean(x, join(path, 'hashPort'))),
+    hashFallback: opt(o, 'hashFallback', false, (x) => boolean(x, join(path, 'hashFallback'))),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
     ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),
     ...(o.maxNewPerSec !== undefined

@@ -79,6 +79,9 @@ export interface RuleService {
   vip: string;
   port: number;
   scheduler: string;
+  /** IPVS's scheduler flags as the config's: sh-port / mh-port, sh-fallback / mh-fallback. */
+  hashPort?: true;
+  hashFallback?: true;
   persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number };
   synProxy?: 'on' | 'off';
   /** DPVS's per-service conn-timeout: the config's idleTimeout. */
@@ -133,6 +136,30 @@ export function tunvsScheduler(name: string, o: ImportOptions, fail: (message: s
     `scheduler ${sched} is not in tunvs (${SCHEDULER_NAMES.join(', ')})` +
       (advice ? `; the nearest is ${advice}: map it with --map-scheduler ${sched}=...` : ''),
   );
+}
+
+/**
+ * IPVS's scheduler flags (ipvsadm -b, keepalived's sh-port ... keywords) as service `s`'s
+ * hashPort / hashFallback. Each names a scheduler (sh-port) or is a number (flag-1: the
+ * fallback, flag-2: the port, of sh and mh alike); as ipvsadm, a named flag must be of the
+ * service's IPVS scheduler, `ipvs`; and the tunvs one it maps to must hash the client.
+ */
+export function schedulerFlags(
+  s: RuleService,
+  ipvs: string,
+  flags: readonly string[],
+  fail: (m: string) => never,
+): void {
+  for (const flag of flags) {
+    const m = /^(?:(sh|mh)-(port|fallback)|flag-([123]))$/.exec(flag);
+    if (!m) fail(`scheduler flag ${flag} is not one of IPVS's (sh-port, sh-fallback, mh-port, mh-fallback, flag-1..3)`);
+    if (m[1] !== undefined && m[1] !== ipvs) fail(`scheduler flag ${flag} is for scheduler ${m[1]}, not ${ipvs}`);
+    if (m[3] === '3') fail('scheduler flag flag-3 means nothing to sh and mh, nor to tunvs');
+    if (s.scheduler !== 'sh' && s.scheduler !== 'mh')
+      fail(`scheduler flag ${flag}: tunvs scheduler ${s.scheduler} does not hash the client (sh and mh do)`);
+    if (m[2] === 'port' || m[3] === '2') s.hashPort = true;
+    else s.hashFallback = true;
+  }
 }
 
 /** The services (in order) and timeouts as a config document, validated. */
@@ -197,6 +224,8 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     port: s.port,
     mode,
     scheduler: s.scheduler,
+    ...(s.hashPort ? { hashPort: true } : {}),
+    ...(s.hashFallback ? { hashFallback: true } : {}),
     ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
     ...(s.persistence ? { persistence: s.persistence } : {}),
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),

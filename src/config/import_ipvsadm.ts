@@ -23,6 +23,7 @@ import {
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
   ipvsPersistence,
+  schedulerFlags,
   tunvsScheduler,
   type ImportOptions,
   type ImportResult,
@@ -243,12 +244,17 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   refuse(p, line, {
     ops: 'one-packet scheduling has no tunvs equivalent (a UDP flow keeps its server for timeouts.udp)',
     pe: 'persistence engines (sip) have no tunvs equivalent',
-    'sched-flags': 'scheduler flags (sh-port, sh-fallback) have no tunvs equivalent: sh hashes the client address',
   });
   const given = p.opts.get('scheduler');
-  s.scheduler = tunvsScheduler(typeof given === 'string' ? given : IPVS_DEFAULT_SCHEDULER, o, (m) => {
+  const ipvs = typeof given === 'string' ? given : IPVS_DEFAULT_SCHEDULER;
+  const fail = (m: string): never => {
     throw new ImportError(line, m);
-  });
+  };
+  s.scheduler = tunvsScheduler(ipvs, o, fail);
+  delete s.hashPort;
+  delete s.hashFallback;
+  const flags = p.opts.get('sched-flags');
+  if (typeof flags === 'string') schedulerFlags(s, ipvs, flags.split(','), fail);
   const persistent = p.opts.get('persistent');
   delete s.persistence;
   if (persistent !== undefined) {

@@ -26,6 +26,7 @@ import {
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
   ipvsPersistence,
+  schedulerFlags,
   tunvsScheduler,
   type ImportOptions,
   type ImportResult,
@@ -91,13 +92,6 @@ const SKIPPED = new Set([
 /** Keywords whose behaviour tunvs lacks: refused, with what to do. */
 const REFUSED: Record<string, string> = {
   ops: 'one-packet scheduling has no tunvs equivalent',
-  'flag-1': 'scheduler flags have no tunvs equivalent',
-  'flag-2': 'scheduler flags have no tunvs equivalent',
-  'flag-3': 'scheduler flags have no tunvs equivalent',
-  'sh-port': 'scheduler flags have no tunvs equivalent: sh hashes the client address',
-  'sh-fallback': 'scheduler flags have no tunvs equivalent: sh hashes the client address',
-  'mh-port': 'scheduler flags have no tunvs equivalent: mh hashes the client address',
-  'mh-fallback': 'scheduler flags have no tunvs equivalent: mh hashes the client address',
   persistence_engine: 'persistence engines (sip) have no tunvs equivalent',
   proxy_protocol: 'tunvs passes the client address as TOA, not the PROXY protocol',
   bps: 'per-service bandwidth limits have no tunvs equivalent',
@@ -390,13 +384,18 @@ function virtualServer(
   let defaultWeight = 1;
   const checks: CheckSettings = {};
   const rsStmts: Stmt[] = [];
+  /** sh-port, sh-fallback, mh-..., flag-1..3: read once the scheduler is known. */
+  const flagStmts: Stmt[] = [];
+  let ipvsScheduler = IPVS_DEFAULT_SCHEDULER;
   const skipped = new Set<string>();
   for (const s of vs.block ?? []) {
     const [k, v] = s.words as [string, string | undefined];
-    if (k === 'lb_algo' || k === 'lvs_sched')
-      scheduler = tunvsScheduler(v ?? '', o, (m) => {
+    if (k === 'lb_algo' || k === 'lvs_sched') {
+      ipvsScheduler = v ?? '';
+      scheduler = tunvsScheduler(ipvsScheduler, o, (m) => {
         throw new ImportError(s.line, m, s.file);
       });
+    } else if (/^(?:sh|mh)-(?:port|fallback)$|^flag-\d$/.test(k)) flagStmts.push(s);
     else if (k === 'lb_kind' || k === 'lvs_method') method = forwarding(s, fail);
     else if (k === 'protocol') {
       if (v !== 'TCP' && v !== 'UDP') fail(s, `protocol ${v ?? ''}: tunvs balances TCP and UDP`);
@@ -481,7 +480,7 @@ function virtualServer(
     const up = quorumLine(quorumCmd.up, addr);
     const down = quorumLine(quorumCmd.down, addr);
     const p = timeoutSec !== undefined ? ipvsPersistence(addr, timeoutSec, granularity) : undefined;
-    return {
+    const service: RuleService = {
       line: vs.line,
       ...(vs.file ? { file: vs.file } : {}),
       protocol,
@@ -503,6 +502,8 @@ function virtualServer(
       laddrs: laddrs.filter((l) => l.includes(':') === v6),
       ...(healthCheck ? { healthCheck } : {}),
     };
+    for (const st of flagStmts) schedulerFlags(service, ipvsScheduler, [st.words[0]!], (m) => fail(st, m));
+    return service;
   });
 }
 

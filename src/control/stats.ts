@@ -57,6 +57,8 @@ export interface ServiceRow {
   vip: string;
   port: number;
   scheduler: string;
+  /** ipvsadm's scheduler flags (sh-fallback, sh-port; mh-...): hashFallback, hashPort. */
+  schedFlags?: string[];
   /** Forwarding mode (fullnat, nat, tunnel, dr). */
   mode: string;
   /** ipvsadm -p / -M: the template timeout and the client prefix length of the VIP's family. */
@@ -65,7 +67,7 @@ export interface ServiceRow {
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
   /** Whether the weights of its servers that are up reach its quorum; absent unless it has a
-   * sorry server or a quorum command (control/health.ts). */
+   * sorry server or a quorum command, or a cluster's route health reads it (control/health.ts). */
   quorum?: 'up' | 'lost';
   realServers: RealServerRow[];
 }
@@ -93,6 +95,14 @@ export function listServices(
       vip: s.vipText,
       port: s.port,
       scheduler: s.scheduler,
+      ...(s.hashFallback || s.hashPort
+        ? {
+            schedFlags: [
+              ...(s.hashFallback ? [`${s.scheduler}-fallback`] : []),
+              ...(s.hashPort ? [`${s.scheduler}-port`] : []),
+            ],
+          }
+        : {}),
       mode: s.mode,
       ...(s.persistence
         ? {
@@ -192,7 +202,7 @@ export class RateEstimator {
  * `conn-timeout T` for an idleTimeout; tunvs adds `sloppy`, and `quorum lost` while a service
  * has lost its quorum. */
 function serviceFlags(s: ServiceRow): string {
-  let out = '';
+  let out = s.schedFlags ? ` (${s.schedFlags.join(',')})` : '';
   const p = s.persistence;
   if (p) {
     out += ` persistent ${p.timeoutSec}`;

@@ -48,6 +48,15 @@ export function clientAddressHash(a0: number, a1: number, a2: number, a3: number
   return h ^ (h >>> 16);
 }
 
+/** What service `svc`'s scheduler hashes for the parsed client: its address, and with
+ * hashPort its port too (sh-port: one address's connections spread over the servers). */
+function clientHash(c: NatContext, svc: number): number {
+  const h = clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3);
+  if (c.services.hashPort[svc] === 0) return h;
+  const p = Math.imul(h ^ c.pSport, 0x85ebca6b);
+  return p ^ (p >>> 13);
+}
+
 export function stateOf(rec: Int32Array, base: number): number {
   return (rec[base + R_META]! >>> META_STATE_SHIFT) & 0xff;
 }
@@ -79,7 +88,7 @@ export function createSession(
     rsId = persistentServer(c, svc);
     if (rsId < 0) return -noServer(s.pools[svc]!);
   } else {
-    const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
+    const pos = s.schedulers[svc]!.pick(clientHash(c, svc));
     if (pos < 0) return -noServer(s.pools[svc]!);
     rsId = s.pools[svc]!.ids[pos]!;
   }
@@ -147,7 +156,7 @@ function persistentServer(c: NatContext, svc: number): number {
   if (rsId >= 0) {
     c.counters[C_PERSISTENCE_HITS] = c.counters[C_PERSISTENCE_HITS]! + 1;
   } else {
-    const pos = s.schedulers[svc]!.pick(clientAddressHash(c.pS0, c.pS1, c.pS2, c.pS3));
+    const pos = s.schedulers[svc]!.pick(clientHash(c, svc));
     if (pos < 0) {
       t.unlock();
       return -1;

@@ -32,6 +32,7 @@ import {
   SCHEDULER_NAMES,
   type Scheduler,
   type SchedulerName,
+  type SchedulerOptions,
   type ServerPool,
 } from './sched/index.js';
 
@@ -89,6 +90,13 @@ export interface ServiceSpec {
    * one restarted) makes one, to the server the scheduler picks from the client address,
    * the one the connection's SYN was sent to. Off: it is dropped (no_session). */
   sloppy: boolean;
+  /** sh and mh: hash the client's port with its address (IPVS's sh-port, mh-port), so the
+   * connections of one address (many clients behind one NAT) spread over the servers. */
+  hashPort?: boolean;
+  /** sh and mh: a client whose server cannot take a new session (at its session cap) gets
+   * another one, by a second hash, rather than none (IPVS's sh-fallback, mh-fallback). A
+   * server at weight 0 or down has no share of the table anyway. */
+  hashFallback?: boolean;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
   /** Client ACL, checked on the first packet of a session: with `allow`, only those clients;
@@ -241,6 +249,8 @@ export function serviceWithDefaults(
     synProxy: s.synProxy ?? (full ? 'auto' : 'off'),
     maglevTableSize: s.maglevTableSize ?? MAGLEV_TABLE_SIZE_DEFAULT,
     sloppy: s.sloppy ?? false,
+    ...(s.hashPort ? { hashPort: true } : {}),
+    ...(s.hashFallback ? { hashFallback: true } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
@@ -287,6 +297,8 @@ export interface ResolvedService {
   translateTimestamps: boolean;
   synProxy: SynProxyMode;
   sloppy: boolean;
+  hashPort: boolean;
+  hashFallback: boolean;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
@@ -440,6 +452,13 @@ function checkIdleTimeout(v: number, p: string): number {
 function checkModeOptions(s: ServiceSpec, p: string): void {
   const mode = s.mode;
   if (s.sloppy) checkSloppy(s, p);
+  for (const flag of ['hashPort', 'hashFallback'] as const)
+    if (s[flag] === true && s.scheduler !== 'sh' && s.scheduler !== 'mh')
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MODE',
+        `${p}.${flag}`,
+        `${flag} is for the schedulers that hash the client, sh and mh (IPVS's ${flag === 'hashPort' ? 'sh-port, mh-port' : 'sh-fallback, mh-fallback'}), not ${s.scheduler}`,
+      );
   if (mode === 'nat' || mode === 'dr') {
     if (s.localAddresses.length > 0)
       throw new ConfigError(
@@ -684,6 +703,8 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       translateTimestamps: s.translateTimestamps,
       synProxy: s.protocol === 'tcp' ? s.synProxy : 'off',
       sloppy: s.sloppy,
+      hashPort: s.hashPort === true,
+      hashFallback: s.hashFallback === true,
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
@@ -746,6 +767,8 @@ export class ServiceTable {
   readonly synProxy = new Uint8Array(SERVICES_MAX);
   /** 1: a mid-connection client packet without a session makes one (ServiceSpec.sloppy). */
   readonly sloppy = new Uint8Array(SERVICES_MAX);
+  /** 1: sh and mh hash the client's port too (ServiceSpec.hashPort). */
+  readonly hashPort = new Uint8Array(SERVICES_MAX);
   /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
@@ -763,8 +786,8 @@ export class ServiceTable {
   natReplies = false;
   readonly names: string[] = [];
   readonly schedulers: (Scheduler | undefined)[] = [];
-  /** The Maglev table size each service's scheduler was made with. */
-  private readonly tableSizes: number[] = [];
+  /** The options each service's scheduler was made with (a change makes a new one). */
+  private readonly schedulerOptions: SchedulerOptions[] = [];
   readonly pools: (ServerPool | undefined)[] = [];
   readonly laddrs: (LocalAddressPool | undefined)[] = [];
   /** Client ACLs and the new-session cap (this worker's share, per second; 0: none). */
@@ -839,6 +862,7 @@ export class ServiceTable {
       this.translateTs[id] = s.translateTimestamps && !s.stripTimestamps ? 1 : 0;
       this.synProxy[id] = SYNPROXY_MODES.indexOf(s.synProxy);
       this.sloppy[id] = s.sloppy ? 1 : 0;
+      this.hashPort[id] = s.hashPort ? 1 : 0;
       this.mode[id] = MODE_NAMES.indexOf(s.mode);
       if (s.laddrs.length > 0) this.tunnelSrc.set(s.laddrs[0]!, id * 4);
       // Only this family's prefixes can match; an allow list of only the other family
@@ -882,12 +906,15 @@ export class ServiceTable {
         this.persistMask[id * 4 + k] = b === 0 ? 0 : (0xffffffff << (32 - b)) | 0;
       }
       const old = this.pools[id];
+      const opts: SchedulerOptions = { maglevTableSize: s.maglevTableSize, fallback: s.hashFallback };
+      const was = this.schedulerOptions[id];
       const sameServers =
         old !== undefined &&
         old.count === pool.count &&
         old.ids.every((v, i) => v === pool.ids[i]) &&
         this.schedulers[id]?.name === s.scheduler &&
-        this.tableSizes[id] === s.maglevTableSize;
+        was?.maglevTableSize === opts.maglevTableSize &&
+        was.fallback === opts.fallback;
       if (sameServers) {
         // Only new weights move a scheduler (Maglev and sh rebuild their tables, wrr starts
         // its round again). Every health change pushes every service: a Maglev table of
@@ -900,8 +927,8 @@ export class ServiceTable {
         if (reweighed) this.schedulers[id]!.update();
       } else {
         this.pools[id] = pool;
-        this.schedulers[id] = createScheduler(s.scheduler, pool, { maglevTableSize: s.maglevTableSize });
-        this.tableSizes[id] = s.maglevTableSize;
+        this.schedulers[id] = createScheduler(s.scheduler, pool, opts);
+        this.schedulerOptions[id] = opts;
       }
       // A new pool takes the cursors its addresses already have (another service's, or
       // its own before the list changed): ports keep going round in turn.

@@ -37,6 +37,7 @@ services:
     port: 5432
     mode: dr
     scheduler: sh
+    hashPort: true
     idleTimeout: 3600
     realServers: [{ address: "fd18:18:20::21", port: 5432, weight: 1 }]
 `;
@@ -51,7 +52,7 @@ describe('tunvs check', () => {
   io tun, device tunvs0 (mtu 1500), 2 workers, 1048576 sessions; no ha (a single LB)
 2 services:
   web: TCP 198.18.0.100:80, fullnat, wrr, 1 real server, 1 local address, http check
-  db: TCP [fd18:18::100]:5432, dr, sh, 1 real server, idle 3600 s
+  db: TCP [fd18:18::100]:5432, dr, sh (port), 1 real server, idle 3600 s
 `,
     );
   });

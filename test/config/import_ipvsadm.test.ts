@@ -190,6 +190,22 @@ ipvsadm -Ln
     },
   );
 
+  it("scheduler flags: -b sh-port,sh-fallback, flag-1 / flag-2, a listing's (mh-fallback,mh-port)", () => {
+    const rs = '-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g\n';
+    const flags = (text: string) =>
+      services(text).map((s) => [s.scheduler, s.hashPort ?? false, s.hashFallback ?? false]);
+    expect(flags(`-A -t 198.18.0.100:80 -s sh -b sh-port,sh-fallback\n${rs}`)).toEqual([['sh', true, true]]);
+    expect(flags(`-A -t 198.18.0.100:80 -s mh -b flag-2\n${rs}`)).toEqual([['mh', true, false]]);
+    expect(flags(`-A -t 198.18.0.100:80 -s sh -b flag-1\n${rs}`)).toEqual([['sh', false, true]]);
+    // -E sets the service anew: its flags too.
+    expect(flags(`-A -t 198.18.0.100:80 -s sh -b sh-port\n${rs}-E -t 198.18.0.100:80 -s sh\n`)).toEqual([
+      ['sh', false, false],
+    ]);
+    expect(flags('TCP  198.18.0.100:80 mh (mh-fallback,mh-port)\n  -> 198.18.20.21:80 Route 1 0 0\n')).toEqual([
+      ['mh', true, true],
+    ]);
+  });
+
   it.each(['dh', 'lblc', 'lblcr'])('%s (by the destination) is refused: a service has one, its VIP', (sched) => {
     const e = refused(`-A -t 198.18.0.100:80 -s ${sched}\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g\n`);
     expect(e.message).toMatch(
@@ -259,7 +275,7 @@ describe('tunvs import ipvsadm: what ipvsadm -Ln lists', () => {
   it.each([
     ['FWM  1 rr\n  -> 198.18.20.21:80 Route 1 0 0', 1, /firewall-mark service/],
     ['TCP  198.18.0.100:80 rr ops\n  -> 198.18.20.21:80 Route 1 0 0', 1, /one-packet scheduling/],
-    ['TCP  198.18.0.100:80 sh (sh-fallback,sh-port)', 1, /scheduler flags/],
+    ['TCP  198.18.0.100:80 sh (sh-fallback,flag-3)', 1, /flag-3 means nothing/],
     ['TCP  198.18.0.100:80 rr quic', 1, /service flag quic has no tunvs equivalent/],
     ['TCP  198.18.0.100:80 rr\n  -> 198.18.20.21:80 Local 1 0 0', 2, /Local .* the LB itself/],
     ['  -> 198.18.20.21:80 Route 1 0 0', 1, /a real server before any service/],
@@ -287,7 +303,9 @@ describe('tunvs import ipvsadm: what tunvs does not do is refused, with the line
       1,
       /scheduler lblc is not in tunvs .* nearest is sh or mh .*--map-scheduler lblc=/,
     ],
-    ['-A -t 198.18.0.100:80 -s sh -b sh-port', 1, /scheduler flags/],
+    ['-A -t 198.18.0.100:80 -s sh -b mh-port', 1, /scheduler flag mh-port is for scheduler mh, not sh/],
+    ['-A -t 198.18.0.100:80 -s rr -b flag-2', 1, /flag-2: tunvs scheduler rr does not hash the client/],
+    ['-A -t 198.18.0.100:80 -s sh -b sh-sideways', 1, /sh-sideways is not one of IPVS's/],
     ['-A -u 198.18.0.100:53 -s rr -o', 1, /one-packet scheduling/],
     ['-A -t 198.18.0.100:80\n-A -t 198.18.0.100:80', 2, /added twice \(first on line 1\)/],
     ['-a -t 198.18.0.100:80 -r 198.18.20.21:80', 1, /does not exist here \(no -A before this line\)/],

@@ -245,6 +245,18 @@ describe('tunvs import keepalived', () => {
 
   const vs = (body: string, head = '198.18.0.100 80'): string =>
     `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
+  it("the scheduler flags (sh-port, mh-fallback, flag-1, ...) are the service's hashPort / hashFallback", () => {
+    const flagged = (body: string) => importKeepalived(source(vs(`${body}\n  real_server 198.18.20.21 80 {\n  }`)));
+    expect(flagged('  lvs_sched sh\n  sh-port\n  sh-fallback').config.services[0]).toMatchObject({
+      scheduler: 'sh',
+      hashPort: true,
+      hashFallback: true,
+    });
+    expect(flagged('  lvs_sched mh\n  flag-2').config.services[0]).toMatchObject({ scheduler: 'mh', hashPort: true });
+    expect(flagged('  lvs_sched mh\n  flag-2').config.services[0]).not.toHaveProperty('hashFallback');
+    expect(() => flagged('  lvs_sched rr\n  sh-port')).toThrow(/sh-port is for scheduler sh, not rr/);
+  });
+
   it('lvs_sched sed, nq, twos, fo, ovf are the schedulers of those names', () => {
     for (const sched of ['sed', 'nq', 'twos', 'fo', 'ovf']) {
       const r = importKeepalived(source(vs(`  lvs_sched ${sched}\n  real_server 198.18.20.21 80 {\n  }`)));

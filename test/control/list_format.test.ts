@@ -35,6 +35,15 @@ describe('tunvs list: the service line', () => {
     );
   });
 
+  it("scheduler flags in parentheses after the scheduler, as ipvsadm's; the import reads them back", () => {
+    expect(head({ scheduler: 'sh', schedFlags: ['sh-fallback', 'sh-port'] })).toBe(
+      'TCP  198.18.0.100:80 sh (sh-fallback,sh-port)',
+    );
+    expect(head({ scheduler: 'mh', schedFlags: ['mh-port'], persistence: { timeoutSec: 60, prefixLength: 32 } })).toBe(
+      'TCP  198.18.0.100:80 mh (mh-port) persistent 60',
+    );
+  });
+
   it('IPv6: the mask as a prefix length, none for 128', () => {
     const v6 = { vip: 'fd18:18::100', persistence: { timeoutSec: 300, prefixLength: 64 } };
     expect(head(v6)).toBe('TCP  [fd18:18::100]:80 wrr persistent 300 mask 64');

@@ -2,7 +2,8 @@
  * IPVS's schedulers that read the session counts against a bar (ovf: the weight; nq: idle),
  * through the engine: the counts they read are the engine's own, moved by the handshake
  * (a session counts as active once ESTABLISHED) and by its end. fo through a health change.
- * The config takes every scheduler by its IPVS name.
+ * sh and mh with hashPort: one address's connections spread. The config takes every
+ * scheduler by its IPVS name.
  */
 
 import { describe, expect, it } from 'vitest';
@@ -10,16 +11,27 @@ import { parseService } from '../../src/config/config.js';
 import { SCHEDULER_NAMES } from '../../src/service/sched/scheduler.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import type { SchedulerName } from '../../src/service/sched/scheduler.js';
-import { IdRegistry, resolveServices, serviceWithDefaults, type RealServerSpec } from '../../src/service/service.js';
+import {
+  IdRegistry,
+  resolveServices,
+  serviceWithDefaults,
+  type RealServerSpec,
+  type ServiceSpec,
+} from '../../src/service/service.js';
 import { Driver, V4 } from '../helpers/engine.js';
 import { ACK, parse, RST, SYN, tcp } from '../helpers/packets.js';
 
-const spec = (scheduler: SchedulerName, servers: RealServerSpec[]) =>
-  serviceWithDefaults({ vip: V4.vip, port: 80, scheduler, localAddresses: [V4.lip], realServers: servers });
+const spec = (scheduler: SchedulerName, servers: RealServerSpec[], more: Partial<ServiceSpec> = {}) =>
+  serviceWithDefaults({ vip: V4.vip, port: 80, scheduler, localAddresses: [V4.lip], realServers: servers, ...more });
 
-function driver(scheduler: SchedulerName, servers: RealServerSpec[], ids = new IdRegistry()): Driver {
+function driver(
+  scheduler: SchedulerName,
+  servers: RealServerSpec[],
+  ids = new IdRegistry(),
+  more: Partial<ServiceSpec> = {},
+): Driver {
   return new Driver(
-    new Engine({ capacity: 4096, seed: 12345, nowMs: 0 }, resolveServices([spec(scheduler, servers)], ids)),
+    new Engine({ capacity: 4096, seed: 12345, nowMs: 0 }, resolveServices([spec(scheduler, servers, more)], ids)),
   );
 }
 
@@ -90,6 +102,32 @@ describe('schedulers through the engine', () => {
     push(10);
     expect(connect(d, 40005)).toBe(V4.rs1);
     expect(d.engine.sessionCount).toBe(5); // the spare keeps the sessions it took
+  });
+});
+
+describe('sh and mh with hashPort (sh-port, mh-port)', () => {
+  const servers = [V4.rs1, V4.rs2, '198.18.1.13'].map((address) => ({ address, port: 8080, weight: 1 }));
+
+  it.each(['sh', 'mh'] as const)(
+    "%s: one address's connections spread over the servers; each connection's port keeps its server",
+    (sched) => {
+      const to = (d: Driver) => Array.from({ length: 90 }, (_, i) => connect(d, 41000 + i, false));
+      const plain = to(driver(sched, servers));
+      expect(new Set(plain).size).toBe(1); // the address alone: one server for all
+      const spread = to(driver(sched, servers, new IdRegistry(), { hashPort: true }));
+      for (const rs of servers) expect(spread.filter((x) => x === rs.address).length).toBeGreaterThan(15);
+      // Another LB (a node of the cluster, or this one after a restart) picks alike.
+      expect(to(driver(sched, servers, new IdRegistry(), { hashPort: true }))).toEqual(spread);
+    },
+  );
+
+  it('is refused with a scheduler that does not hash the client', () => {
+    expect(() => resolveServices([spec('wlc', servers, { hashPort: true })], new IdRegistry())).toThrow(
+      /services\[0\]\.hashPort: hashPort is for the schedulers that hash the client, sh and mh \(IPVS's sh-port, mh-port\), not wlc/,
+    );
+    expect(() => resolveServices([spec('rr', servers, { hashFallback: true })], new IdRegistry())).toThrow(
+      /hashFallback is for .* sh-fallback/,
+    );
   });
 });
 

@@ -11,6 +11,7 @@
 
 import {
   available,
+  hashFallback,
   registerScheduler,
   type Scheduler,
   type SchedulerOptions,
@@ -33,6 +34,7 @@ export class Maglev implements Scheduler {
   constructor(
     private readonly pool: ServerPool,
     readonly tableSize: number,
+    private readonly fallback = false,
   ) {
     if (!isPrime(tableSize)) throw new RangeError(`Maglev table size ${tableSize} must be prime`);
     this.table = new Int32Array(tableSize);
@@ -40,11 +42,13 @@ export class Maglev implements Scheduler {
   }
 
   /** An overloaded server's clients get none (as sh): another server would break their
-   * affinity, and a sloppy connection must meet the server its SYN went to. */
+   * affinity, and a sloppy connection must meet the server its SYN went to. With
+   * `fallback` they get another (hashFallback). */
   pick(sourceHash: number): number {
     if (this.empty) return -1;
     const i = this.table[(sourceHash >>> 0) % this.tableSize]!;
-    return available(this.pool, i) ? i : -1;
+    if (available(this.pool, i)) return i;
+    return this.fallback ? hashFallback(this.pool, this.table, sourceHash) : -1;
   }
 
   update(): void {
@@ -87,4 +91,7 @@ export class Maglev implements Scheduler {
   }
 }
 
-registerScheduler('mh', (pool: ServerPool, opts: SchedulerOptions) => new Maglev(pool, opts.maglevTableSize));
+registerScheduler(
+  'mh',
+  (pool: ServerPool, opts: SchedulerOptions) => new Maglev(pool, opts.maglevTableSize, opts.fallback === true),
+);

@@ -9,6 +9,8 @@
  * the same way until it is back under its floor (available).
  */
 
+import { HASH_FALLBACK_TRIES } from '../../constants.js';
+
 /** The real servers of one service as a scheduler sees them (positions 0..count−1). */
 export interface ServerPool {
   readonly count: number;
@@ -83,6 +85,8 @@ export type SchedulerName = 'rr' | 'wrr' | 'lc' | 'wlc' | 'sed' | 'nq' | 'twos' 
 export interface SchedulerOptions {
   /** Maglev lookup table size (a prime). */
   maglevTableSize: number;
+  /** sh and mh: another server for a client whose own is at its cap (hashFallback). */
+  fallback?: boolean;
 }
 
 type Factory = (pool: ServerPool, opts: SchedulerOptions) => Scheduler;
@@ -111,6 +115,25 @@ export const SCHEDULER_NAMES: readonly SchedulerName[] = [
   'sh',
   'mh',
 ];
+
+/**
+ * sh and mh with fallback (IPVS's sh-fallback, mh-fallback): the client's own slot's server
+ * cannot take a new session, so try the slots of further hashes of the client
+ * (HASH_FALLBACK_TRIES), then the first available position. The same client gets the same
+ * answer while the caps stay as they are. −1 when no server is available.
+ */
+export function hashFallback(pool: ServerPool, table: Int32Array, sourceHash: number): number {
+  for (let k = 1; k <= HASH_FALLBACK_TRIES; k++) {
+    let h = Math.imul(sourceHash ^ Math.imul(k, 0x9e3779b9), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    const i = table[(h >>> 0) % table.length]!;
+    if (available(pool, i)) return i;
+  }
+  for (let i = 0; i < pool.count; i++) if (available(pool, i)) return i;
+  return -1;
+}
 
 /** Stable 32-bit FNV-1a hash of a string, for table-building schedulers (not per packet). */
 export function hashString(s: string, seed: number): number {

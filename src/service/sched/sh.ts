@@ -6,7 +6,7 @@
  */
 
 import { SH_TABLE_SIZE } from '../../constants.js';
-import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, hashFallback, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 import { WeightedRoundRobin } from './wrr.js';
 
 export class SourceHash implements Scheduler {
@@ -14,16 +14,20 @@ export class SourceHash implements Scheduler {
   private readonly table = new Int32Array(SH_TABLE_SIZE);
   private empty = true;
 
-  constructor(private readonly pool: ServerPool) {
+  constructor(
+    private readonly pool: ServerPool,
+    private readonly fallback = false,
+  ) {
     this.update();
   }
 
   /** An overloaded server's clients get none, as IPVS's sh without sh-fallback: another
-   * server would break their affinity. */
+   * server would break their affinity. With `fallback` they get another (hashFallback). */
   pick(sourceHash: number): number {
     if (this.empty) return -1;
     const i = this.table[(sourceHash >>> 0) % SH_TABLE_SIZE]!;
-    return available(this.pool, i) ? i : -1;
+    if (available(this.pool, i)) return i;
+    return this.fallback ? hashFallback(this.pool, this.table, sourceHash) : -1;
   }
 
   update(): void {
@@ -33,4 +37,4 @@ export class SourceHash implements Scheduler {
   }
 }
 
-registerScheduler('sh', (pool) => new SourceHash(pool));
+registerScheduler('sh', (pool, opts) => new SourceHash(pool, opts.fallback === true));

@@ -221,6 +221,29 @@ describe('session caps (maxConns, minConns: ipvsadm -x, -y)', () => {
     },
   );
 
+  it.each(['sh', 'mh'] as const)(
+    "%s with fallback: an overloaded server's clients get others, by weight; the rest keep theirs",
+    (name) => {
+      const p = pool([1, 1, 2], [1, 0, 0], [1, 0, 0]);
+      const s = createScheduler(name, p, { ...OPTS, fallback: true });
+      const before = Array.from({ length: 3000 }, (_, i) => s.pick(hashOf(i)));
+      p.active[0] = 1; // at its cap
+      const after = Array.from({ length: 3000 }, (_, i) => s.pick(hashOf(i)));
+      const moved = after.filter((x, i) => before[i] === 0);
+      expect(after.filter((x, i) => before[i] !== 0)).toEqual(before.filter((x) => x !== 0));
+      expect(moved).not.toContain(0);
+      expect(moved).not.toContain(-1);
+      // Spread over the others by their weights (1 : 2), not all onto one.
+      const toTwo = moved.filter((x) => x === 2).length / moved.length;
+      expect(toTwo).toBeGreaterThan(0.55);
+      expect(toTwo).toBeLessThan(0.8);
+      // Every server capped: none.
+      p.maxConns.set([1, 1, 1]);
+      p.active.set([1, 1, 1]);
+      expect(s.pick(hashOf(1))).toBe(-1);
+    },
+  );
+
   it.each(['sh', 'mh'] as const)("%s: an overloaded server's clients get none (their affinity is kept)", (name) => {
     const p = pool([1, 1], [1, 0], [1, 0]);
     const s = createScheduler(name, p, OPTS);
