@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BURST_MAX, GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, TIMER_TICK_MS, VNET_HDR_LEN } from '../src/constants.js';
 import { Engine } from '../src/dataplane/engine.js';
+import { ASK_PROGRESS_MS } from '../src/control/ask.js';
 import { collectConns } from '../src/control/conns.js';
 import { PacketRing } from '../src/dataplane/ring.js';
 import { Forwarder } from '../src/dataplane/forwarder.js';
@@ -85,6 +86,23 @@ forwarder.start();
 if (xdp) forwarder.addInput(tunQueue, ring);
 const timer = setInterval(() => forwarder.tick(), TIMER_TICK_MS);
 
+/** The asks this thread is on; while there are any, it says so every ASK_PROGRESS_MS (the
+ * main thread's deadline is for silence: control/ask.ts). A timer that fires shows the
+ * thread is alive: its jobs yield between slices. */
+const working = new Set<number>();
+let progress: NodeJS.Timeout | undefined;
+function answer<T>(id: number, job: Promise<T>, reply: (r: T) => void): void {
+  working.add(id);
+  progress ??= setInterval(() => port.postMessage({ type: 'progress', ids: [...working] }), ASK_PROGRESS_MS);
+  void job.then(reply).finally(() => {
+    working.delete(id);
+    if (working.size === 0) {
+      clearInterval(progress);
+      progress = undefined;
+    }
+  });
+}
+
 port.on('message', (m: ToForwarder) => {
   if (m.type === 'services') {
     engine.applyServices(m.services);
@@ -97,26 +115,33 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'sync-install') {
     void engine.queueInstall(m.events, m.count);
   } else if (m.type === 'sync-snapshot') {
-    void engine.syncSnapshot().then(({ records, writeCount }) =>
+    answer(m.id, engine.syncSnapshot(), ({ records, writeCount }) =>
       port.postMessage(
         { type: 'sync-snapshot', id: m.id, records, writeCount },
         records.map((r) => r.buffer as ArrayBuffer),
       ),
     );
   } else if (m.type === 'sync-mark') {
-    void engine.markSynced(m.owner).then((marked) => port.postMessage({ type: 'sync-marked', id: m.id, marked }));
+    answer(m.id, engine.markSynced(m.owner), (marked) => port.postMessage({ type: 'sync-marked', id: m.id, marked }));
   } else if (m.type === 'sync-sweep') {
-    void engine.sweepSynced(m.owner).then((removed) => port.postMessage({ type: 'sync-swept', id: m.id, removed }));
+    answer(m.id, engine.sweepSynced(m.owner), (removed) => port.postMessage({ type: 'sync-swept', id: m.id, removed }));
   } else if (m.type === 'sync-adopt') {
-    void engine.adoptSynced(m.owner).then((adopted) => port.postMessage({ type: 'sync-adopted', id: m.id, adopted }));
+    answer(m.id, engine.adoptSynced(m.owner), (adopted) =>
+      port.postMessage({ type: 'sync-adopted', id: m.id, adopted }),
+    );
   } else if (m.type === 'sync-reconcile') {
-    void engine.reconcileSynced(m.othersTo).then((r) => port.postMessage({ type: 'sync-reconciled', id: m.id, ...r }));
+    answer(m.id, engine.reconcileSynced(m.othersTo), (r) =>
+      port.postMessage({ type: 'sync-reconciled', id: m.id, ...r }),
+    );
   } else if (m.type === 'reset-server') {
-    void forwarder.resetServer(m.serverId).then((ended) => port.postMessage({ type: 'server-reset', id: m.id, ended }));
+    answer(m.id, forwarder.resetServer(m.serverId), (ended) =>
+      port.postMessage({ type: 'server-reset', id: m.id, ended }),
+    );
   } else if (m.type === 'conns') {
-    void collectConns(engine, m.filter, m.limit).then((r) => port.postMessage({ type: 'conns', id: m.id, ...r }));
+    answer(m.id, collectConns(engine, m.filter, m.limit), (r) => port.postMessage({ type: 'conns', id: m.id, ...r }));
   } else if (m.type === 'stop') {
     clearInterval(timer);
+    clearInterval(progress);
     forwarder.close();
     for (const p of init.wakePorts) p?.close();
     port.close();

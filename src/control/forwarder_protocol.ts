@@ -95,4 +95,6 @@ export type FromForwarder =
   | { type: 'sync-adopted'; id: number; adopted: number }
   | { type: 'sync-reconciled'; id: number; claimed: number; handedOver: number }
   | { type: 'server-reset'; id: number; ended: number }
-  | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean };
+  | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean }
+  /** The asks (ids) the forwarder is still on, every ASK_PROGRESS_MS while there are any. */
+  | { type: 'progress'; ids: number[] };

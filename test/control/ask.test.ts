@@ -1,6 +1,8 @@
 /**
  * Requests to forwarder threads have a deadline (control/ask.ts): real worker threads, one
- * that answers and one that is stuck in a busy loop.
+ * that answers and one that is stuck in a busy loop; one on a long job that says so (as the
+ * forwarder does: workers/forwarder.ts answer), whose request waits past the deadline, up to
+ * its cap.
  */
 
 import { Worker } from 'node:worker_threads';
@@ -39,5 +41,44 @@ it('a stuck worker fails the request after the deadline, naming the worker and t
   expect(err).toBeInstanceOf(AskTimeoutError);
   expect((err as AskTimeoutError).code).toBe('TUNVS_ERR_WORKER_TIMEOUT');
   expect((err as Error).message).toMatch(/forwarder 1 did not answer sync-snapshot within 300 ms/);
+  expect(Date.now() - t0).toBeLessThan(2000);
+});
+
+/** A worker that answers after `ms`, saying every 50 ms that it is on the asks `ids(m.id)`. */
+function slowWorker(ms: number, ids: string): Worker {
+  return thread(`
+    const { parentPort } = require('node:worker_threads');
+    parentPort.on('message', (m) => {
+      const tick = setInterval(() => parentPort.postMessage({ type: 'progress', ids: ${ids} }), 50);
+      setTimeout(() => { clearInterval(tick); parentPort.postMessage({ type: 'sync-marked', id: m.id, marked: 3 }); }, ${ms});
+    });
+  `);
+}
+
+it('a worker on a long job that says so keeps its request alive past the deadline', async () => {
+  const t = slowWorker(700, '[m.id]');
+  const m = await askWorker(t, 'forwarder 0', { type: 'sync-mark', id: 0, owner: 2 }, 'sync-marked', 200);
+  expect(m).toMatchObject({ marked: 3 });
+});
+
+it("progress on other asks does not: the deadline is this request's", async () => {
+  const t = slowWorker(700, '[m.id + 1000]');
+  const err = await askWorker(t, 'forwarder 0', { type: 'sync-mark', id: 0, owner: 2 }, 'sync-marked', 200).catch(
+    (e: unknown) => e,
+  );
+  expect((err as Error).message).toMatch(/did not answer sync-mark within 200 ms/);
+});
+
+it('a job that goes on saying it is on it fails at the cap, saying so', async () => {
+  const t = slowWorker(5000, '[m.id]');
+  const t0 = Date.now();
+  const err = await askWorker(t, 'forwarder 2', { type: 'sync-mark', id: 0, owner: 2 }, 'sync-marked', 200, 600).catch(
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AskTimeoutError);
+  expect((err as Error).message).toMatch(
+    /forwarder 2 still had not answered sync-mark after \d+ s \(it said it was on it/,
+  );
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(600);
   expect(Date.now() - t0).toBeLessThan(2000);
 });
