@@ -47,6 +47,10 @@ Usage:
   tunvs check --config FILE               check a config as run and a reload would, run nothing
                                           (as nginx -t): what it sets up, its warnings; exit 1
                                           with the error and where in the file
+  tunvs reload                            the running tunvs applies its config file's services
+                                          now (as SIGHUP) and says what came of it: exit 1 with
+                                          the error when the file is refused (it runs on with
+                                          the config it had)
   tunvs list [-n] [--stats|--rate] [--json]
                                           services and real servers (like ipvsadm -Ln); --rate:
                                           per second over the last 2 s
@@ -578,6 +582,18 @@ async function main(argv: string[]): Promise<number> {
       };
       if (json) log(JSON.stringify(reply.sessions, null, 2));
       else log(`${reply.text}${reply.more ? `\n(more than ${limit}: narrow the filter or raise --limit)` : ''}`);
+      return 0;
+    }
+    case 'reload': {
+      noneLeft(args);
+      const r = (await ask({ cmd: 'reload' }, 30_000)) as {
+        services: number;
+        restartOnly: string[];
+        warnings: string[];
+      };
+      for (const w of r.warnings) log(`warning: ${w}`);
+      if (r.restartOnly.length > 0) log(`${r.restartOnly.join(', ')} changed: these apply at the next restart`);
+      log(`reloaded: ${r.services} service${r.services === 1 ? '' : 's'}`);
       return 0;
     }
     case 'role': {

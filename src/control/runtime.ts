@@ -80,7 +80,11 @@ interface WorkerHandle {
 }
 
 /** The admin socket's commands (handleAdmin), named in the answer to any other. */
-const ADMIN_COMMANDS = ['list', 'stats', 'conns', 'role', 'ha', 'edit', 'cluster-forget'] as const;
+const ADMIN_COMMANDS = ['list', 'stats', 'conns', 'role', 'ha', 'edit', 'reload', 'cluster-forget'] as const;
+
+/** What a reload of the file came to (`tunvs reload` prints it). */
+export type ReloadResult =
+  { ok: true; services: number; restartOnly: string[]; warnings: string[] } | { ok: false; error: string };
 
 export class Runtime {
   private config!: Config;
@@ -610,6 +614,11 @@ export class Runtime {
           routeHealth: this.routeHealth(),
           withdrawn: Object.fromEntries(this.withdrawn()),
         };
+      case 'reload': {
+        const r = this.reload();
+        if (!r.ok) throw new Error(r.error);
+        return r;
+      }
       case 'cluster-forget': {
         if (!this.ha) throw new Error('this LB runs without ha: in its config (no cluster)');
         const id = Number(req.id);
@@ -756,8 +765,9 @@ export class Runtime {
     this.config.services = specs;
   }
 
-  /** SIGHUP: apply a new config's services; a bad file keeps the running config. */
-  reload(): void {
+  /** SIGHUP and `tunvs reload`: apply a new config's services; a bad file keeps the running
+   * config. What came of it, for `tunvs reload` to say (it is logged either way). */
+  reload(): ReloadResult {
     try {
       const next = loadConfig(this.opts.configPath);
       this.applyServices(next.services);
@@ -775,11 +785,15 @@ export class Runtime {
           fields: restartOnly,
         });
       }
-      for (const w of configWarnings(next)) this.log('warn', `reload: ${w}`);
+      const warnings = configWarnings(next);
+      for (const w of warnings) this.log('warn', `reload: ${w}`);
       this.log('info', 'reloaded', { services: services.length });
+      return { ok: true, services: services.length, restartOnly, warnings };
     } catch (e) {
       const fields = e instanceof ConfigError ? { code: e.code, path: e.path } : {};
-      this.log('error', `reload refused, still running the previous config: ${(e as Error).message}`, fields);
+      const error = `reload refused, still running the previous config: ${(e as Error).message}`;
+      this.log('error', error, fields);
+      return { ok: false, error };
     }
   }
 

@@ -4,7 +4,9 @@
  * node:20-bookworm-slim base when Docker Hub is out of reach: docker/base-image.sh), the lab
  * up, the VIP curled from the client container (the real server names the client), a 10 s
  * autocannon through the VIP with 0 errors, lb-a stopped under 50 byte-checked streams (they
- * and new connections go on through lb-b), and `down` leaving nothing behind.
+ * and new connections go on through lb-b), and `down` leaving nothing behind. Then the
+ * shipped systemd units (packaging/systemd/) under Debian's systemd as PID 1 of a container
+ * of the lab's image (test/docker/systemd.Dockerfile): start, reload, kill -9, stop.
  *
  * Starts dockerd if none runs (and stops it by PID afterwards). Needs root. Without a Docker
  * engine the tests are skipped with the reason printed.
@@ -171,4 +173,92 @@ describe.skipIf(!root)('docker-compose lab (root, Docker engine)', () => {
     compose(['down', '-v', '--remove-orphans'], 120_000);
     expect(leftovers()).toEqual({ containers: '', networks: '', volumes: '' });
   }, 150_000);
+
+  it('the shipped systemd units under a real systemd: start, reload (a bad file refused), back after kill -9, stop', async (ctx) => {
+    if (unavailable) ctx.skip();
+    const image = `tunvs-systemd:${project}`;
+    execFileSync('docker', ['build', '-q', '-f', 'test/docker/systemd.Dockerfile', '-t', image, '.'], {
+      cwd,
+      timeout: 600_000,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const id = execFileSync(
+      'docker',
+      // systemd as PID 1: SYS_ADMIN for its mounts and cgroups (--privileged asks for caps this
+      // host does not grant), the host's cgroup tree to make the units' cgroups in, /run and
+      // /run/lock as tmpfs; tunvs's own needs as in docker-compose.yml.
+      [
+        ...['run', '-d', '--security-opt', 'seccomp=unconfined', '--cgroupns=host'],
+        ...['-v', '/sys/fs/cgroup:/sys/fs/cgroup:rw', '--tmpfs', '/run', '--tmpfs', '/run/lock'],
+        ...['--device', '/dev/net/tun:/dev/net/tun'],
+        ...['SYS_ADMIN', 'NET_ADMIN', 'NET_RAW', 'SYS_NICE', 'IPC_LOCK'].flatMap((c) => ['--cap-add', c]),
+        ...['--label', `com.docker.compose.project=${project}`, image],
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    ).trim();
+    const exec = (args: string[], input?: string) =>
+      spawnSync('docker', ['exec', ...(input !== undefined ? ['-i'] : []), id, ...args], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        ...(input !== undefined ? { input } : {}),
+      });
+    const out = (args: string[]) => exec(args).stdout.trim();
+    const show = (prop: string) => out(['systemctl', 'show', '-p', prop, '--value', 'tunvs']);
+    const waitFor = async (what: string, ok: () => boolean, ms = 20_000): Promise<number> => {
+      const t0 = Date.now();
+      while (!ok()) {
+        if (Date.now() - t0 > ms) {
+          console.log(out(['journalctl', '-u', 'tunvs', '-u', 'tunvs-watchdog', '--no-pager', '-n', '40']));
+          throw new Error(`timed out waiting for ${what}`);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      return Date.now() - t0;
+    };
+    const config = (port: number) => `isn: { secret: "0123456789abcdef0123" }
+sessions: 65536
+services:
+  - { name: web, vip: 198.18.0.100, port: ${port}, localAddresses: [198.18.2.1], realServers: [{ address: 198.18.20.21, port: 8080 }] }
+`;
+    const list = () => out(['tunvs', 'list', '-n']);
+    try {
+      await waitFor('systemd to be up', () => /running|degraded/.test(out(['systemctl', 'is-system-running'])), 60_000);
+      expect(exec(['sh', '-c', 'mkdir -p /etc/tunvs && cat > /etc/tunvs/tunvs.yaml'], config(80)).status).toBe(0);
+      expect(exec(['systemctl', 'start', 'tunvs']).status).toBe(0);
+      await waitFor('tunvs to answer', () => list().includes('198.18.0.100:80'));
+      expect(out(['systemctl', 'is-active', 'tunvs-watchdog'])).toBe('active'); // WantedBy tunvs
+      expect(out(['ip', '-o', 'link', 'show', 'tunvs0'])).toMatch(/tunvs0/);
+      const pid = show('MainPID');
+
+      // systemctl reload: the file is checked (ExecReload's tunvs check), then SIGHUP.
+      exec(['sh', '-c', 'cat > /etc/tunvs/tunvs.yaml'], config(81));
+      expect(exec(['systemctl', 'reload', 'tunvs']).status).toBe(0);
+      await waitFor('the reload', () => list().includes('198.18.0.100:81'));
+      exec(['sh', '-c', 'cat > /etc/tunvs/tunvs.yaml'], 'services: [');
+      expect(exec(['systemctl', 'reload', 'tunvs']).status).not.toBe(0);
+      expect(show('MainPID')).toBe(pid);
+      expect(list()).toContain('198.18.0.100:81');
+      exec(['sh', '-c', 'cat > /etc/tunvs/tunvs.yaml'], config(81));
+
+      // kill -9: Restart=on-failure brings it back (RestartSec=1).
+      expect(exec(['sh', '-c', `kill -9 ${pid}`]).status).toBe(0); // the shell's kill: the image has no kill(1)
+      const back = await waitFor('tunvs back after kill -9', () => {
+        const now = show('MainPID');
+        return now !== '0' && now !== pid && list().includes('198.18.0.100:81');
+      });
+      console.log(`systemd: tunvs back ${back} ms after kill -9 (RestartSec=1)`);
+      expect(show('NRestarts')).toBe('1');
+
+      // stop: SIGTERM to tunvs alone (KillMode=mixed); it undoes its device and routes.
+      expect(exec(['systemctl', 'stop', 'tunvs']).status).toBe(0);
+      expect(out(['systemctl', 'is-active', 'tunvs'])).toBe('inactive');
+      expect(show('Result')).toBe('success');
+      expect(out(['systemctl', 'is-active', 'tunvs-watchdog'])).toBe('inactive'); // PartOf tunvs
+      expect(exec(['ip', 'link', 'show', 'tunvs0']).status).not.toBe(0);
+      expect(out(['ip', '-o', 'route', 'show', '198.18.0.100'])).toBe('');
+    } finally {
+      spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore', timeout: 60_000 });
+      spawnSync('docker', ['rmi', image], { stdio: 'ignore', timeout: 60_000 });
+    }
+  }, 900_000);
 });

@@ -348,6 +348,30 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(labCurl(prefix, 4, 3)).toMatch(/saw client/);
   });
 
+  it('tunvs reload says how the reload went: the error and exit 1 for a broken file, the count for a good one', () => {
+    const file = join(state.dir, 'lb-a.yaml');
+    const good = readFileSync(file, 'utf8');
+    const reload = () =>
+      spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), 'reload', '--admin', state.adminSocket], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+    try {
+      writeFileSync(file, good.replace('port: 80', 'port: 99999'));
+      const bad = reload();
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(
+        /^tunvs: reload refused, still running the previous config: services\[0\]\.port: 99999 is not a port/,
+      );
+    } finally {
+      writeFileSync(file, good);
+    }
+    const ok = reload();
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^reloaded: \d+ services$/m);
+    expect(labCurl(prefix, 4, 3)).toMatch(/saw client/);
+  });
+
   it('a reload that changes more than services says which fields wait for a restart', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const good = readFileSync(file, 'utf8');
