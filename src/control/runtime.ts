@@ -148,13 +148,13 @@ export class Runtime {
     return ha?.mode === 'cluster' ? ha.routeHealth : 'off';
   }
 
-  /** The VIPs route health keeps quiet now (ha/announce.ts withdrawnVips), each with the
-   * services that cannot serve. A service whose quorum is not known yet (added by a reload
-   * a moment ago) counts as serving. */
-  private withdrawn(): Map<string, string[]> {
+  /** The VIPs of `services` route health keeps quiet now (ha/announce.ts withdrawnVips),
+   * each with the services that cannot serve. A service whose quorum is not known yet (added
+   * by a reload a moment ago) counts as serving. */
+  private withdrawn(services: readonly ResolvedService[] = this.services): Map<string, string[]> {
     return withdrawnVips(
       this.routeHealth(),
-      this.services.map((s) => ({
+      services.map((s) => ({
         prefix: hostPrefix(s.af, s.vip),
         name: s.name,
         serving: this.health.hasQuorum(s.id) !== false || s.realServers.at(-1)?.sorry === true,
@@ -717,7 +717,7 @@ export class Runtime {
       return;
     }
     const peers = this.ha?.peerAddresses() ?? [];
-    const withdrawn = this.withdrawn();
+    const withdrawn = this.withdrawn(services);
     this.noteWithdrawn(withdrawn);
     const plan = planRoutes({
       self: ha.nodeId,
