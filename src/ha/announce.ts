@@ -72,16 +72,16 @@ export interface ServiceHealth {
 export function withdrawnVips(rule: RouteHealth, services: readonly ServiceHealth[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   if (rule === 'off') return out;
-  const byVip = new Map<string, ServiceHealth[]>();
-  for (const s of services) byVip.set(s.prefix, [...(byVip.get(s.prefix) ?? []), s]);
-  for (const [prefix, list] of byVip) {
-    const down = list.filter((s) => !s.serving);
-    if (down.length > 0 && (rule === 'all' || down.length === list.length))
-      out.set(
-        prefix,
-        down.map((s) => s.name),
-      );
+  /** Per VIP: its services, and the names of those that cannot serve. */
+  const byVip = new Map<string, { services: number; down: string[] }>();
+  for (const s of services) {
+    let v = byVip.get(s.prefix);
+    if (v === undefined) byVip.set(s.prefix, (v = { services: 0, down: [] }));
+    v.services++;
+    if (!s.serving) v.down.push(s.name);
   }
+  for (const [prefix, v] of byVip)
+    if (v.down.length > 0 && (rule === 'all' || v.down.length === v.services)) out.set(prefix, v.down);
   return out;
 }
 

@@ -114,12 +114,21 @@ export async function runWatchdog(o: WatchdogOptions, signal: AbortSignal): Prom
       if (!withdrawn && fails >= o.fall) {
         const { moved, errors } = withdrawRoutes(o.dev);
         withdrawn = { ifindex: ifindex(o.dev), routes: moved };
-        o.log(`watchdog: tunvs failed ${fails} checks: withdrew ${moved.length} announced routes`);
+        // A tunvs still starting (not ready) has announced nothing yet: say that, not "withdrew 0".
+        o.log(
+          moved.length > 0
+            ? `watchdog: tunvs failed ${fails} checks: withdrew ${moved.length} announced routes`
+            : `watchdog: tunvs not ready or not answering (${fails} checks): nothing announced to withdraw`,
+        );
         if (errors.length > 0) o.log(`watchdog: could not withdraw ${errors.join('; ')}`);
       } else if (withdrawn && passes >= o.rise) {
         if (withdrawn.ifindex !== undefined && withdrawn.ifindex === ifindex(o.dev)) {
           restoreRoutes(o.dev, withdrawn.routes);
-          o.log(`watchdog: tunvs answers again: ${withdrawn.routes.length} routes announced again`);
+          o.log(
+            withdrawn.routes.length > 0
+              ? `watchdog: tunvs answers again: ${withdrawn.routes.length} routes announced again`
+              : 'watchdog: tunvs answers and is ready',
+          );
         } else {
           o.log('watchdog: tunvs answers again on a new device: it announces by itself');
         }
