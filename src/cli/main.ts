@@ -92,7 +92,7 @@ Usage:
   tunvs cluster watchdog [--dev D] [--interval-ms N] [--fall N] [--rise N]
                                           cluster node: beside tunvs, withdraws its announcements
                                           when it is hung (fails --fall checks), restores them
-                                          after --rise passes
+                                          after --rise passes (as tunvs routes them by then)
   tunvs cluster forget ID                 cluster: remove a decommissioned node (stopped, its
                                           sessions adopted) from the registry, so the others stop
                                           following it and routing its local addresses

@@ -7,8 +7,11 @@
  *   every intervalMs   ask tunvs's admin socket for its HA status (`tunvs ha check`'s question)
  *   fall failures      re-add every announced route into the TUN with the quiet metric (the
  *                      BGP speaker withdraws it), remembering each one and the device
- *   rise passes        put them back as they were, if it is still the same device (a tunvs
- *                      that died meanwhile took its routes with it, and a new one routes anew)
+ *   rise passes        put them back as tunvs now records them (its answer lists its routes),
+ *                      if it is still the same device (a tunvs that died meanwhile took its
+ *                      routes with it, and a new one routes anew). Not as they were: tunvs may
+ *                      have moved one while it was withdrawn (route health, a peer's rank), and
+ *                      its later changes go from its record, not from the kernel's table
  *
  * A dead tunvs needs no watchdog: the kernel deletes its routes with the device.
  */
@@ -53,19 +56,13 @@ export function withdrawRoutes(dev: string): { moved: Withdrawn[]; errors: strin
   const out: Withdrawn[] = [];
   const put = new IpBatch();
   const errors: string[] = [];
-  for (const family of ['-4', '-6'] as const) {
-    const listed = JSON.parse(
-      execFileSync('ip', ['-j', family, 'route', 'show', 'dev', dev], { encoding: 'utf8' }) || '[]',
-    ) as { dst: string; metric?: number }[];
-    for (const r of listed) {
-      if (!announced(r.metric)) continue;
-      const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
-      const metric = r.metric;
-      put.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], (err) => {
-        if (err === undefined) out.push({ family, prefix, metric });
-        else errors.push(`${prefix}: ${err}`);
-      });
-    }
+  for (const r of listRoutes(dev)) {
+    if (!announced(r.metric)) continue;
+    const { family, prefix, metric } = r;
+    put.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], (err) => {
+      if (err === undefined) out.push({ family, prefix, metric });
+      else errors.push(`${prefix}: ${err}`);
+    });
   }
   put.run();
   // The announced ones go where the quiet one is in place.
@@ -75,21 +72,58 @@ export function withdrawRoutes(dev: string): { moved: Withdrawn[]; errors: strin
   return { moved: out, errors };
 }
 
-/** Put withdrawn routes back (the quiet ones go; one that tunvs put back itself meanwhile
- * is gone already). */
-export function restoreRoutes(dev: string, routes: readonly Withdrawn[]): void {
+/** A route into the device as tunvs records it (its `ha` answer's `routes`). */
+export interface RecordedRoute {
+  prefix: string;
+  metric?: number;
+}
+
+/** Put the withdrawn prefixes' routes back as tunvs records them (`recorded`): its metric
+ * for each (added if missing), every other metric of the prefix on the device removed (the
+ * quiet one put in by the watchdog, an old one tunvs moved away from meanwhile), and none
+ * for a prefix tunvs no longer routes. Returns how many prefixes are announced again. */
+export function restoreRoutes(dev: string, routes: readonly Withdrawn[], recorded: readonly RecordedRoute[]): number {
+  const want = new Map(recorded.map((r) => [r.prefix, r.metric ?? kernelMetric(r.prefix)]));
   const put = new IpBatch();
   const take = new IpBatch();
   const errors: string[] = [];
-  for (const r of routes) {
-    put.add(['route', 'replace', r.prefix, 'dev', dev, 'metric', String(r.metric)], (err) => {
-      if (err !== undefined) errors.push(`${r.prefix}: ${err}`);
-      else take.add(['route', 'del', r.prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)]);
-    });
+  let announcedAgain = 0;
+  const inKernel = new Map<string, number[]>();
+  for (const r of listRoutes(dev)) inKernel.set(r.prefix, [...(inKernel.get(r.prefix) ?? []), r.metric]);
+  for (const prefix of new Set(routes.map((r) => r.prefix))) {
+    const metric = want.get(prefix);
+    const have = inKernel.get(prefix) ?? [];
+    if (metric !== undefined && !have.includes(metric))
+      put.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(metric)], (err) => {
+        if (err !== undefined) errors.push(`${prefix}: ${err}`);
+      });
+    if (announced(metric)) announcedAgain++;
+    for (const m of have) if (m !== metric) take.add(['route', 'del', prefix, 'dev', dev, 'metric', String(m)]);
   }
   put.run();
   take.run();
   if (errors.length > 0) throw new Error(`restore routes into ${dev}: ${errors.join('; ')}`);
+  return announcedAgain;
+}
+
+/** The kernel's metric for a route added without one. */
+function kernelMetric(prefix: string): number {
+  return prefix.includes(':') ? 1024 : 0;
+}
+
+/** The routes into `dev` now, host prefixes with their metrics. */
+function listRoutes(dev: string): { family: '-4' | '-6'; prefix: string; metric: number }[] {
+  const out: { family: '-4' | '-6'; prefix: string; metric: number }[] = [];
+  for (const family of ['-4', '-6'] as const) {
+    const listed = JSON.parse(
+      execFileSync('ip', ['-j', family, 'route', 'show', 'dev', dev], { encoding: 'utf8' }) || '[]',
+    ) as { dst: string; metric?: number }[];
+    for (const r of listed) {
+      const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+      out.push({ family, prefix, metric: r.metric ?? kernelMetric(prefix) });
+    }
+  }
+  return out;
 }
 
 /** Run until `signal` aborts. */
@@ -100,11 +134,15 @@ export async function runWatchdog(o: WatchdogOptions, signal: AbortSignal): Prom
   o.log(`watchdog: checking ${o.admin} every ${o.intervalMs} ms (fall ${o.fall}, rise ${o.rise}), device ${o.dev}`);
   while (!signal.aborted) {
     let ok = false;
+    /** tunvs's record of its routes, from this check's answer. */
+    let recorded: readonly RecordedRoute[] | undefined;
     try {
       const r = (await adminRequest(o.admin, { cmd: 'ha' }, Math.max(100, o.intervalMs - 100))) as {
         ha: { ready: boolean };
+        routes?: RecordedRoute[];
       };
       ok = r.ha.ready;
+      recorded = r.routes;
     } catch {
       ok = false;
     }
@@ -123,10 +161,12 @@ export async function runWatchdog(o: WatchdogOptions, signal: AbortSignal): Prom
         if (errors.length > 0) o.log(`watchdog: could not withdraw ${errors.join('; ')}`);
       } else if (withdrawn && passes >= o.rise) {
         if (withdrawn.ifindex !== undefined && withdrawn.ifindex === ifindex(o.dev)) {
-          restoreRoutes(o.dev, withdrawn.routes);
+          const again = restoreRoutes(o.dev, withdrawn.routes, recorded ?? withdrawn.routes);
+          const quiet = withdrawn.routes.length - again;
           o.log(
             withdrawn.routes.length > 0
-              ? `watchdog: tunvs answers again: ${withdrawn.routes.length} routes announced again`
+              ? `watchdog: tunvs answers again: ${again} routes announced again` +
+                  (quiet > 0 ? `, ${quiet} left as tunvs has them now (quiet or gone)` : '')
               : 'watchdog: tunvs answers and is ready',
           );
         } else {
