@@ -83,6 +83,11 @@ export const TIMEOUT_SEC_MAX = 86_400;
  * several bursts instead of stalling forwarding for hundreds of milliseconds. */
 export const TIMER_BUDGET_PER_ADVANCE = 16384;
 
+/** The port of an all-ports service (every port of its VIP, IPVS's port-0 service) and of
+ * its servers (each connection keeps the port the client asked for). 0 because no TCP or
+ * UDP packet carries it, and because ipvsadm and keepalived write such a service so. */
+export const ALL_PORTS = 0;
+
 /** Local ports handed out to sessions: 1025–65535, as DPVS and LVS FULLNAT do. */
 export const LPORT_MIN = 1025;
 export const LPORT_MAX = 65535;

@@ -63,6 +63,9 @@ Usage:
                     [--sloppy] [--hash-port] [--hash-fallback]
                     [--persistent [SEC] [--netmask M] [--prefix6 N]]
                     [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
+                                          --port 0: every port of the VIP, each connection
+                                          on its own (ipvsadm -t VIP:0; with --persistent,
+                                          servers ADDR:0; not NAT);
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
                                           tunnel source; NAT, DR: none); --sloppy: NAT,
                                           TUNNEL, DR with sh or mh (docs/modes.md);

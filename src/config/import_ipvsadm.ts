@@ -12,6 +12,7 @@
  *   from the servers' forwarding, local addresses; validated).
  */
 
+import { ALL_PORTS } from '../constants.js';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress } from '../service/addr.js';
@@ -226,13 +227,15 @@ function serviceKey(p: Parsed, line: number): { key: string; protocol: 'tcp' | '
   const v = tcp ?? udp;
   if (typeof v !== 'string') throw new ImportError(line, 'no service: give -t VIP:PORT or -u VIP:PORT');
   const { address, port } = addressPort(v, line, 'service');
-  if (port === undefined || port === 0)
-    throw new ImportError(
-      line,
-      `service ${v} has no port: a service for every port has no tunvs equivalent (one service per port)`,
-    );
   const protocol = tcp !== undefined ? 'tcp' : 'udp';
-  return { key: `${protocol} ${v}`, protocol, vip: address, port };
+  // No port, or 0: every port of the VIP (a persistent service, as ipvsadm requires).
+  const vport = port ?? ALL_PORTS;
+  return {
+    key: `${protocol} ${address.includes(':') ? `[${address}]` : address}:${vport}`,
+    protocol,
+    vip: address,
+    port: vport,
+  };
 }
 
 function refuse(p: Parsed, line: number, opts: Record<string, string>): void {

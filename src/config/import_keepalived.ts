@@ -15,6 +15,7 @@
  */
 
 import { dirname, join, resolve } from 'node:path';
+import { ALL_PORTS } from '../constants.js';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress, parseCidr } from '../service/addr.js';
@@ -306,12 +307,46 @@ function addressPrefixes(s: Stmt, word: string, fail: (s: Stmt, m: string) => ne
   return out;
 }
 
-function vipPort(s: Stmt, addr: string, port: string | undefined, fail: (s: Stmt, m: string) => never): number {
-  if (port === undefined || Number(port) === 0)
-    fail(s, `${addr} has no port: a service for every port has no tunvs equivalent (one service per port)`);
+/** A virtual_server's port; none, or 0: every port of the VIP (persistent, as keepalived
+ * requires). */
+function vipPort(s: Stmt, port: string | undefined, fail: (s: Stmt, m: string) => never): number {
+  if (port === undefined) return ALL_PORTS;
   const n = Number(port);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) fail(s, `${port} is not a port`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail(s, `${port} is not a port`);
   return n;
+}
+
+/**
+ * The servers and check of an all-ports member (port 0). IPVS keeps the client's port for
+ * every connection and ignores a real server's port, which keepalived's checkers still use
+ * as theirs; tunvs gives the servers port 0 and the check that port, one for all of them.
+ */
+function allPortsServers(
+  vs: Stmt,
+  realServers: readonly { rs: RuleServer; check?: ServerCheck; stmt: Stmt }[],
+  healthCheck: Record<string, unknown> | undefined,
+  notes: string[],
+  fail: (s: Stmt, m: string) => never,
+): { servers: Map<string, RuleServer>; healthCheck?: Record<string, unknown> } {
+  const servers = new Map<string, RuleServer>();
+  for (const { rs, stmt } of realServers) {
+    const key = `${rs.address}|${ALL_PORTS}`;
+    if (servers.has(key)) fail(stmt, `real_server ${rs.address} is in this all-ports virtual_server twice`);
+    servers.set(key, { ...rs, port: ALL_PORTS });
+  }
+  if (realServers.some((r) => r.rs.port !== ALL_PORTS))
+    notes.push(
+      `line ${vs.line}: an all-ports service keeps the port each client asked for, as IPVS does: the real servers' ports are only their checks' ports`,
+    );
+  if (healthCheck === undefined || healthCheck.port !== undefined || healthCheck.type === 'exec')
+    return { servers, ...(healthCheck ? { healthCheck } : {}) };
+  const ports = new Set(realServers.map((r) => r.check!.port));
+  if (ports.size !== 1)
+    fail(vs, 'the real servers are checked on different ports: tunvs checks one port for all servers of a service');
+  const port = [...ports][0]!;
+  if (port === ALL_PORTS)
+    fail(vs, 'an all-ports service whose real servers have no port: give their checkers a connect_port');
+  return { servers, healthCheck: { ...healthCheck, port } };
 }
 
 interface CheckSettings {
@@ -359,12 +394,12 @@ function virtualServer(
     if (!g) fail(vs, `virtual_server_group ${b ?? ''} is not defined`);
     for (const e of g) {
       if (e.words[0] === 'fwmark') fail(e, 'a firewall-mark member has no tunvs equivalent');
-      const port = vipPort(e, e.words[0]!, e.words[1], fail);
+      const port = vipPort(e, e.words[1], fail);
       for (const addr of addressRange(e, e.words[0]!, fail)) members.push({ addr, port });
     }
   } else {
     if (a === undefined || parseAddress(a) === undefined) fail(vs, `virtual_server ${a ?? ''}: not an address`);
-    members.push({ addr: a, port: vipPort(vs, a, b, fail) });
+    members.push({ addr: a, port: vipPort(vs, b, fail) });
   }
   let scheduler: string | undefined;
   let method: ModeName | undefined;
@@ -480,6 +515,8 @@ function virtualServer(
     const up = quorumLine(quorumCmd.up, addr);
     const down = quorumLine(quorumCmd.down, addr);
     const p = timeoutSec !== undefined ? ipvsPersistence(addr, timeoutSec, granularity) : undefined;
+    const all = port === ALL_PORTS ? allPortsServers(vs, realServers, healthCheck, notes, fail) : undefined;
+    const check = all ? all.healthCheck : healthCheck;
     const service: RuleService = {
       line: vs.line,
       ...(vs.file ? { file: vs.file } : {}),
@@ -496,11 +533,13 @@ function virtualServer(
       ...(timed && hysteresis !== undefined ? { hysteresis } : {}),
       ...(up ? { quorumUp: up } : {}),
       ...(down ? { quorumDown: down } : {}),
-      servers: new Map(
-        realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
-      ),
+      servers:
+        all?.servers ??
+        new Map(
+          realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
+        ),
       laddrs: laddrs.filter((l) => l.includes(':') === v6),
-      ...(healthCheck ? { healthCheck } : {}),
+      ...(check ? { healthCheck: check } : {}),
     };
     for (const st of flagStmts) schedulerFlags(service, ipvsScheduler, [st.words[0]!], (m) => fail(st, m));
     return service;

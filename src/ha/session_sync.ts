@@ -85,7 +85,7 @@ import {
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
-import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
+import { ALL_PORTS, NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import type { PeerLocalAddress, ServiceTable } from '../service/service.js';
 import { stateOf, uncountRecord } from '../nat/session.js';
@@ -953,7 +953,8 @@ function writeRecord(rec: Int32Array, base: number, ev: Int32Array, s: number): 
   rec[base + R_HOLD] = 0;
 }
 
-/** The real server of service `svc` at the sync record's RIP:rport, or −1. */
+/** The real server of service `svc` at the sync record's RIP:rport (a server of an
+ * all-ports service at any port), or −1. */
 function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: number): number {
   const pool = services.pools[svc];
   if (!pool) return -1;
@@ -966,7 +967,7 @@ function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: numb
     const id = pool.ids[i]!;
     const a = id * 4;
     if (
-      services.rsPort[id] === rport &&
+      (services.rsPort[id] === rport || services.rsPort[id] === ALL_PORTS) &&
       services.rsAddr[a] === a0 &&
       services.rsAddr[a + 1] === a1 &&
       services.rsAddr[a + 2] === a2 &&

@@ -34,6 +34,7 @@ import {
   RS_FIELDS,
   RS_SESSIONS,
 } from '../dataplane/counters.js';
+import { ALL_PORTS } from '../constants.js';
 import { TCP_FIN } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 import { DROP_NO_REAL_SERVER, DROP_SERVER_OVERLOADED, DROP_TABLE_FULL } from './verdict.js';
@@ -102,7 +103,9 @@ export function createSession(
   const key = c.key;
   const a = rsId * 4;
   ok[0] = key[0]!;
-  ok[1] = s.rsPort[rsId]! << 16;
+  // A server of an all-ports service (port 0) takes the port the client asked for.
+  const rport = s.rsPort[rsId]!;
+  ok[1] = (rport !== ALL_PORTS ? rport : c.pDport) << 16;
   ok[2] = s.rsAddr[a]!;
   ok[4] = s.rsAddr[a + 1]!;
   ok[6] = s.rsAddr[a + 2]!;

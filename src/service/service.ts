@@ -10,6 +10,7 @@
  */
 
 import {
+  ALL_PORTS,
   CONNS_CAP_MAX,
   LADDRS_PER_SERVICE_MAX,
   MAGLEV_TABLE_SIZE_DEFAULT,
@@ -392,6 +393,58 @@ function needPort(value: unknown, path: string): number {
   return value as number;
 }
 
+/** A service's port: 1..65535, or 0 for every port of the VIP (IPVS's port-0 service). */
+function needServicePort(value: unknown, path: string): number {
+  if (value === ALL_PORTS) return ALL_PORTS;
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_RANGE',
+      path,
+      `${show(value)} is not a port: use an integer 1..65535, or 0 for every port of the VIP`,
+    );
+  return value as number;
+}
+
+/** A real server's (or sorry server's) port: in an all-ports service 0, "the port the client
+ * asked for" (IPVS keeps the client's port there too); else needPort. */
+function needServerPort(value: unknown, path: string, servicePort: number): number {
+  if (servicePort !== ALL_PORTS) return needPort(value, path);
+  if (value !== ALL_PORTS)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      path,
+      `${show(value)}: a server of an all-ports service (port 0) takes each connection on the port the client asked for: give port 0`,
+    );
+  return ALL_PORTS;
+}
+
+/**
+ * An all-ports service (port 0), as IPVS has them: persistent only (the connections of a
+ * client to the VIP's ports belong together: FTP's control and data, an application's
+ * ports), not NAT (its replies are picked out by the real server's port, docs/modes.md),
+ * and a health check says which port to check.
+ */
+function checkAllPorts(s: ServiceSpec, p: string): void {
+  if (s.persistence === undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      `${p}.persistence`,
+      'an all-ports service (port 0) must be persistent, as in IPVS: give persistence (ipvsadm -p)',
+    );
+  if (s.mode === 'nat')
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.port`,
+      "a NAT service's replies are told apart by the real server's port, so a NAT service has one port: use FULLNAT, TUNNEL or DR for all ports, or a service per port",
+    );
+  if (s.healthCheck !== undefined && s.healthCheck.port === undefined && s.healthCheck.type !== 'exec')
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      `${p}.healthCheck.port`,
+      'the servers of an all-ports service have no port of their own (0): give the port to check',
+    );
+}
+
 function familyName(af: number): string {
   return af === AF_INET ? 'IPv4' : 'IPv6';
 }
@@ -537,6 +590,7 @@ function sorryServer(
   spec: { address: string; port: number },
   path: string,
   af: number,
+  servicePort: number,
   serviceKey: string,
   rsKeys: ReadonlySet<string>,
   ids: IdRegistry,
@@ -548,7 +602,7 @@ function sorryServer(
       `${path}.address`,
       `${spec.address} is ${familyName(a.af)} but the VIP is ${familyName(af)}: tunvs forwards within one family`,
     );
-  const port = needPort(spec.port, `${path}.port`);
+  const port = needServerPort(spec.port, `${path}.port`, servicePort);
   const rkey = `${Array.from(a.words).join(',')}|${port}`;
   if (rsKeys.has(rkey))
     throw new ConfigError(
@@ -597,7 +651,8 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
         `${show(s.protocol)} is not supported: use "tcp" or "udp"`,
       );
     const vip = needAddress(s.vip, `${p}.vip`);
-    const port = needPort(s.port, `${p}.port`);
+    const port = needServicePort(s.port, `${p}.port`);
+    if (port === ALL_PORTS) checkAllPorts(s, p);
     if (!SCHEDULER_NAMES.includes(s.scheduler))
       throw new ConfigError(
         'TUNVS_ERR_CONFIG_UNKNOWN',
@@ -665,7 +720,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
           `${rp}.address`,
           `${rs.address} is ${familyName(a.af)} but the VIP is ${familyName(vip.af)}: tunvs forwards within one family`,
         );
-      const rport = needPort(rs.port, `${rp}.port`);
+      const rport = needServerPort(rs.port, `${rp}.port`, port);
       if (!Number.isInteger(rs.weight) || rs.weight < 0 || rs.weight > 65535)
         throw new ConfigError(
           'TUNVS_ERR_CONFIG_RANGE',
@@ -686,7 +741,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
         ...checkConnLimits(rs, rp),
       };
     });
-    if (s.sorryServer) realServers.push(sorryServer(s.sorryServer, `${p}.sorryServer`, vip.af, key, rsKeys, ids));
+    if (s.sorryServer) realServers.push(sorryServer(s.sorryServer, `${p}.sorryServer`, vip.af, port, key, rsKeys, ids));
     const quorum = checkQuorum(s, p);
     out.push({
       id,
@@ -809,6 +864,8 @@ export class ServiceTable {
    * a persistence template to it stops attracting new sessions. */
   readonly rsWeight = new Int32Array(REAL_SERVERS_MAX);
   private map = new AddrPortMap(1);
+  /** An all-ports service (port 0) is in the map, live or removed: lookup() looks for one. */
+  private allPorts = false;
   /** A cluster's other nodes' local addresses (null: none). A taken-over peer's sessions
    * answer on them, and their replies are owned like those to our own (shard.ts). */
   private peerLips: AddrPortMap | null = null;
@@ -845,6 +902,7 @@ export class ServiceTable {
     );
     for (const id of tombstones)
       map.set(metaKey(this.af[id]!, this.proto[id]!), this.vport[id]!, this.vip.subarray(id * 4, id * 4 + 4), id);
+    this.allPorts = services.some((s) => s.port === ALL_PORTS) || tombstones.some((id) => this.vport[id] === ALL_PORTS);
     this.alive.fill(0);
     this.rsWeight.fill(0);
     this.linkUp = false;
@@ -974,9 +1032,13 @@ export class ServiceTable {
     return 0;
   }
 
-  /** Service id listening on (af, proto, address, port), or −1. */
+  /** Service id listening on (af, proto, address, port), or −1: the service of that port,
+   * else the VIP's all-ports service (port 0). That second look costs a packet that finds
+   * no service (a reply) a probe only while an all-ports service exists. */
   lookup(af: number, proto: number, a0: number, a1: number, a2: number, a3: number, port: number): number {
-    return this.map.get((af << 8) | proto, port, a0, a1, a2, a3);
+    const svc = this.map.get((af << 8) | proto, port, a0, a1, a2, a3);
+    if (svc >= 0 || !this.allPorts) return svc;
+    return this.map.get((af << 8) | proto, ALL_PORTS, a0, a1, a2, a3);
   }
 
   isVip(af: number, a0: number, a1: number, a2: number, a3: number): boolean {

@@ -99,6 +99,38 @@ describe('tunvs import ipvsadm: what ipvsadm -Sn saves', () => {
   });
 });
 
+describe('tunvs import ipvsadm: all-ports services (port 0)', () => {
+  it.each([
+    [
+      'ipvsadm -Sn',
+      '-A -t 198.18.0.100:0 -s wlc -p 300\n-a -t 198.18.0.100:0 -r 198.18.20.21 -g -w 1\n-a -t 198.18.0.100:0 -r 198.18.20.22:0 -g -w 2\n',
+    ],
+    [
+      'a script, no port',
+      'ipvsadm -A -t 198.18.0.100 -s wlc -p 300\nipvsadm -a -t 198.18.0.100 -r 198.18.20.21 -g\nipvsadm -a -t 198.18.0.100 -r 198.18.20.22 -g -w 2\n',
+    ],
+    [
+      'ipvsadm -Ln',
+      'TCP  198.18.0.100:0 wlc persistent 300\n  -> 198.18.20.21:0 Route 1 0 0\n  -> 198.18.20.22:0 Route 2 0 0\n',
+    ],
+  ])("%s: a persistent service of every port, its servers on the client's port (0)", (_what, text) => {
+    const [s] = services(text);
+    expect(s).toMatchObject({
+      name: 'tcp-198.18.0.100-0',
+      port: 0,
+      mode: 'dr',
+      scheduler: 'wlc',
+      persistence: { timeoutSec: 300 },
+      realServers: [
+        { address: '198.18.20.21', port: 0 },
+        { address: '198.18.20.22', port: 0, weight: 2 },
+      ],
+    });
+    const config = parseConfig(parse(importYaml(importIpvsadm(text, {}), 'rules')));
+    expect(config.services[0]!.port).toBe(0);
+  });
+});
+
 describe('tunvs import ipvsadm: scripts of ipvsadm commands', () => {
   it("DPVS's FULLNAT: -b, --add-laddr -z (-F ignored), -j, --conn-timeout, clustered short options, continuation lines", () => {
     const script = `#!/bin/sh
@@ -296,7 +328,11 @@ describe('tunvs import ipvsadm: what ipvsadm -Ln lists', () => {
 describe('tunvs import ipvsadm: what tunvs does not do is refused, with the line', () => {
   it.each([
     ['-A -f 1 -s rr', 1, /firewall-mark service .* a service of its own/],
-    ['-A -t 198.18.0.100:0 -s rr -p', 1, /no port: a service for every port/],
+    [
+      '-A -t 198.18.0.100:0 -s rr\n-a -t 198.18.0.100:0 -r 198.18.20.21 -g',
+      1,
+      /all-ports service .* must be persistent/,
+    ],
     ['-A -t lb.example.com:http -s rr', 1, /is not ADDR\[:PORT\].*-n: numeric/],
     [
       '-A -t 198.18.0.100:80 -s lblc',

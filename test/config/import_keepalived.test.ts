@@ -245,6 +245,32 @@ describe('tunvs import keepalived', () => {
 
   const vs = (body: string, head = '198.18.0.100 80'): string =>
     `virtual_server ${head} {\n  lb_algo rr\n  lb_kind DR\n${body}\n}\n`;
+  it("an all-ports virtual_server (port 0 or none): servers on the client's port, checked on their own", () => {
+    for (const head of ['198.18.0.100 0', '198.18.0.100']) {
+      const r = importKeepalived(
+        source(
+          vs(
+            '  persistence_timeout 600\n' +
+              '  real_server 198.18.20.21 80 {\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }\n' +
+              '  real_server 198.18.20.22 80 {\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }',
+            head,
+          ),
+        ),
+      );
+      expect(r.config.services[0]).toMatchObject({
+        port: 0,
+        mode: 'dr',
+        persistence: { timeoutSec: 600 },
+        realServers: [
+          { address: '198.18.20.21', port: 0 },
+          { address: '198.18.20.22', port: 0 },
+        ],
+        healthCheck: { type: 'tcp', port: 80 },
+      });
+      expect(r.notes.join('\n')).toMatch(/all-ports service keeps the port each client asked for/);
+    }
+  });
+
   it("the scheduler flags (sh-port, mh-fallback, flag-1, ...) are the service's hashPort / hashFallback", () => {
     const flagged = (body: string) => importKeepalived(source(vs(`${body}\n  real_server 198.18.20.21 80 {\n  }`)));
     expect(flagged('  lvs_sched sh\n  sh-port\n  sh-fallback').config.services[0]).toMatchObject({
@@ -317,7 +343,20 @@ describe('tunvs import keepalived', () => {
 
   it.each([
     [vs('  real_server 198.18.20.21 80 {\n  }', 'fwmark 1'), 1, /firewall-mark service/],
-    [vs('  real_server 198.18.20.21 80 {\n  }', '198.18.0.100'), 1, /has no port/],
+    [vs('  real_server 198.18.20.21 80 {\n  }', '198.18.0.100'), 1, /all-ports service .* must be persistent/],
+    [
+      vs(
+        '  persistence_timeout 60\n  real_server 198.18.20.21 80 {\n    TCP_CHECK {\n    }\n  }\n  real_server 198.18.20.22 443 {\n    TCP_CHECK {\n    }\n  }',
+        '198.18.0.100 0',
+      ),
+      1,
+      /checked on different ports: tunvs checks one port for all servers/,
+    ],
+    [
+      vs('  persistence_timeout 60\n  real_server 198.18.20.21 {\n    TCP_CHECK {\n    }\n  }', '198.18.0.100 0'),
+      1,
+      /all-ports service whose real servers have no port: give their checkers a connect_port/,
+    ],
     [
       vs('  lvs_sched dh\n  real_server 198.18.20.21 80 {\n  }'),
       4,

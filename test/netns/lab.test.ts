@@ -33,6 +33,7 @@ import { runStreams } from '../../src/lab/streams.js';
 import { LAB_ADMIN_TOKEN } from '../../src/lab/topology.js';
 import { listFallbacks } from '../../src/control/system.js';
 import { distSrc } from '../../src/paths.js';
+import { hostPort } from '../../src/service/addr.js';
 
 const root = process.getuid?.() === 0;
 const prefix = `tt${process.pid % 100000}-`;
@@ -1243,6 +1244,65 @@ ${['198.18.20.21', '198.18.20.22']
     for (const a of [LAB.vip4, LAB.vip6, ...LAB.laddrs4, ...LAB.laddrs6]) expect(after).toContain(`${a} dev tunvs0`);
     expect(labCurl(prefix, 4, 3)).toMatch(/saw client 198\.18\.100\.10/); // still serving
   });
+
+  it("an all-ports service (port 0, ipvsadm -t VIP:0 -p): each connection on its own port, a client's on one server, v4 and v6", async () => {
+    const cli = (args: string[]): { code: number; err: string } => {
+      const r = spawnSync(
+        process.execPath,
+        [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket],
+        { encoding: 'utf8' },
+      );
+      return { code: r.status ?? 1, err: r.stderr };
+    };
+    const vips = { 4: '198.18.0.102', 6: 'fd18:18::102' } as const;
+    const client = nsName(prefix, 'client');
+    try {
+      for (const v of [4, 6] as const) {
+        const servers = LAB.realServers.slice(0, 2).flatMap((r) => ['--server', hostPort(r[`v${v}`], 0)]);
+        const laddrs = (v === 4 ? LAB.laddrs4 : LAB.laddrs6).flatMap((a) => ['--laddr', a]);
+        const add = cli([
+          'service',
+          'add',
+          `all-v${v}`,
+          '--vip',
+          vips[v],
+          '--port',
+          '0',
+          '--persistent',
+          '60',
+          ...laddrs,
+          ...servers,
+        ]);
+        expect(add.code, add.err).toBe(0);
+      }
+      const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+      expect(list).toMatch(/TCP\s+198\.18\.0\.102:0 wrr persistent 60/);
+      expect(list).toMatch(/-> 198\.18\.20\.21:0\s+FullNat/);
+      for (const v of [4, 6] as const) {
+        const url = (port: number) => `http://${hostPort(vips[v], port)}/`;
+        // The demo server on 8080: six connections, one server (persistence), the client seen (TOA).
+        const body = inNs(client, [process.execPath, join(distSrc(), 'lab', 'http_get.js'), url(LAB.rsPort), '6']);
+        expect([...counts(body).values()], body).toEqual([6]);
+        expect(body).toContain(`saw client ${v === 4 ? LAB.client4 : LAB.client6}`);
+      }
+      // The echo servers on 9000, through the same service: byte-checked.
+      const out = (
+        await runInNs(client, [
+          process.execPath,
+          join(distSrc(), 'lab', 'stream_check.js'),
+          vips[4],
+          String(LAB.echoPort),
+          '10',
+          '3',
+        ])
+      ).out.trim();
+      const r = JSON.parse(out) as { ok: number; reset: number; bytesLost: number; corruptedBytes: number };
+      expect(r.ok, out).toBe(10);
+      expect(r.reset + r.bytesLost + r.corruptedBytes).toBe(0);
+    } finally {
+      for (const v of [4, 6]) cli(['service', 'delete', `all-v${v}`]);
+    }
+  }, 60_000);
 
   it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
     const main = join(distSrc(), 'cli', 'main.js');

@@ -36,10 +36,56 @@ describe('resolveServices', () => {
       'services[0].vip: "198.18.0.300" is not an IPv4 or IPv6 address',
     ],
     [
-      'port 0',
-      (s: ServiceSpec) => (s.port = 0),
+      'port 65536',
+      (s: ServiceSpec) => (s.port = 65536),
       'TUNVS_ERR_CONFIG_RANGE',
-      'services[0].port: 0 is not a port: use an integer 1..65535',
+      'services[0].port: 65536 is not a port: use an integer 1..65535, or 0 for every port of the VIP',
+    ],
+    [
+      'all ports, not persistent',
+      (s: ServiceSpec) => ((s.port = 0), (s.realServers[0]!.port = 0)),
+      'TUNVS_ERR_CONFIG_MISSING',
+      'services[0].persistence: an all-ports service (port 0) must be persistent, as in IPVS: give persistence (ipvsadm -p)',
+    ],
+    [
+      'all ports, a server with a port',
+      (s: ServiceSpec) => ((s.port = 0), (s.persistence = { timeoutSec: 300, netmask: 32, prefix6: 128 })),
+      'TUNVS_ERR_CONFIG_MODE',
+      'services[0].realServers[0].port: 8080: a server of an all-ports service (port 0) takes each connection on the port the client asked for: give port 0',
+    ],
+    [
+      'all ports, NAT',
+      (s: ServiceSpec) => (
+        (s.port = 0),
+        (s.persistence = { timeoutSec: 300, netmask: 32, prefix6: 128 }),
+        (s.mode = 'nat'),
+        (s.localAddresses = []),
+        (s.realServers[0]!.port = 0)
+      ),
+      'TUNVS_ERR_CONFIG_MODE',
+      "services[0].port: a NAT service's replies are told apart by the real server's port, so a NAT service has one port: use FULLNAT, TUNNEL or DR for all ports, or a service per port",
+    ],
+    [
+      'all ports, a check without a port',
+      (s: ServiceSpec) => (
+        (s.port = 0),
+        (s.persistence = { timeoutSec: 300, netmask: 32, prefix6: 128 }),
+        (s.realServers[0]!.port = 0),
+        (s.healthCheck = { type: 'tcp', interval: 2, timeout: 1, rise: 1, fall: 3 } as ServiceSpec['healthCheck'])
+      ),
+      'TUNVS_ERR_CONFIG_MISSING',
+      'services[0].healthCheck.port: the servers of an all-ports service have no port of their own (0): give the port to check',
+    ],
+    [
+      'all ports, a sorry server with a port',
+      (s: ServiceSpec) => (
+        (s.port = 0),
+        (s.persistence = { timeoutSec: 300, netmask: 32, prefix6: 128 }),
+        (s.realServers[0]!.port = 0),
+        (s.sorryServer = { address: '198.18.1.99', port: 80 })
+      ),
+      'TUNVS_ERR_CONFIG_MODE',
+      'services[0].sorryServer.port: 80: a server of an all-ports service (port 0) takes each connection on the port the client asked for: give port 0',
     ],
     [
       'protocol',
@@ -117,6 +163,21 @@ describe('resolveServices', () => {
     const e = errorOf(mutate);
     expect(e.code).toBe(code);
     expect(e.message).toBe(message);
+  });
+
+  it('an all-ports service (port 0) beside a service of one port on the same VIP', () => {
+    const all = serviceWithDefaults({
+      vip: '198.18.0.100',
+      port: 0,
+      realServers: [{ address: '198.18.1.12', port: 0, weight: 1 }],
+      localAddresses: ['198.18.2.1'],
+      persistence: { timeoutSec: 300, netmask: 32, prefix6: 128 },
+      sorryServer: { address: '198.18.1.99', port: 0 },
+    });
+    const [one, every] = resolveServices([good(), all], new IdRegistry());
+    expect(one!.port).toBe(80);
+    expect(every!.port).toBe(0);
+    expect(every!.realServers.map((r) => r.port)).toEqual([0, 0]);
   });
 
   it('a service configured twice', () => {
