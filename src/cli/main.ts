@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { checkConfig } from '../config/check.js';
 import { ConfigError } from '../config/errors.js';
-import { ImportError, importYaml } from '../config/import.js';
+import { ImportError, importYaml, parseFwmarkOption, type FwmarkMember } from '../config/import.js';
 import { importIpvsadm } from '../config/import_ipvsadm.js';
 import { importKeepalived } from '../config/import_keepalived.js';
 import { DEFAULTS } from '../config/config.js';
@@ -61,7 +61,7 @@ Usage:
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
                     [--sloppy] [--hash-port] [--hash-fallback]
-                    [--persistent [SEC] [--netmask M] [--prefix6 N]]
+                    [--persistent [SEC] [--netmask M] [--prefix6 N] [--persistence-group G]]
                     [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
                                           --port 0: every port of the VIP, each connection
                                           on its own (ipvsadm -t VIP:0; with --persistent,
@@ -74,7 +74,9 @@ Usage:
                                           whose own is at its cap (ipvsadm -b sh-port,
                                           sh-fallback);
                                           --persistent: ipvsadm -p (default 300 s), with
-                                          --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6);
+                                          --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6),
+                                          --persistence-group: services sharing the client's
+                                          server (LVS's persistent firewall-mark service);
                                           --idle-timeout: idle connections (UDP flows) kept SEC
                                           (default: timeouts.established / timeouts.udp)
   tunvs service delete NAME
@@ -129,11 +131,14 @@ Usage:
   tunvs lab status                        what the lab runs
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs import ipvsadm|keepalived [FILE] [--laddr A]... [--map-scheduler X=Y]...
+               [--fwmark MARK=PROTO/VIP:PORT,...]...
                                           an LVS setup as tunvs services, printed as YAML: ipvsadm
                                           rules (ipvsadm -Sn or -Ln, or a script of ipvsadm commands) or
                                           keepalived.conf's virtual servers with their checks
                                           (DPVS's FULLNAT included; FILE or stdin); what tunvs
-                                          lacks is refused with the line (docs/operations.md)
+                                          lacks is refused with the line (docs/operations.md);
+                                          --fwmark: what a firewall mark covers (its iptables
+                                          rules), e.g. 1=tcp/198.18.0.100:80,tcp/198.18.0.100:443
   tunvs rs attach --cgroup PATH [--create] [--kind N] [--kind-v6 N] [--no-saved-syn] [--trust CIDR]...
                                           real server: attach the eBPF TOA reader to a cgroup, so
                                           apps in it see the client address (accept/getpeername)
@@ -202,15 +207,18 @@ function hostPort(v: string | undefined, what: string): { address: string; port:
   return { address: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
-/** ipvsadm's -p [TIMEOUT] and -M NETMASK: `--persistent [SEC]`, `--netmask M`, `--prefix6 N`
- * (validated with the service, like the file's `persistence`). */
+/** ipvsadm's -p [TIMEOUT] and -M NETMASK: `--persistent [SEC]`, `--netmask M`, `--prefix6 N`,
+ * and `--persistence-group G` (validated with the service, like the file's `persistence`). */
 function persistenceOptions(args: string[]): Record<string, unknown> | undefined {
   const netmask = option(args, '--netmask');
   const prefix6 = option(args, '--prefix6');
+  const group = option(args, '--persistence-group');
   const i = args.indexOf('--persistent');
   if (i < 0) {
-    if (netmask !== undefined || prefix6 !== undefined)
-      throw new UsageError('--netmask and --prefix6 go with --persistent (ipvsadm -M goes with -p)');
+    if (netmask !== undefined || prefix6 !== undefined || group !== undefined)
+      throw new UsageError(
+        '--netmask, --prefix6 and --persistence-group go with --persistent (ipvsadm -M goes with -p)',
+      );
     return undefined;
   }
   const v = args[i + 1];
@@ -221,6 +229,7 @@ function persistenceOptions(args: string[]): Record<string, unknown> | undefined
     ...(given ? { timeoutSec: num(v) } : {}),
     ...(netmask !== undefined ? { netmask: num(netmask) } : {}),
     ...(prefix6 !== undefined ? { prefix6: num(prefix6) } : {}),
+    ...(group !== undefined ? { group } : {}),
   };
 }
 
@@ -537,13 +546,22 @@ async function main(argv: string[]): Promise<number> {
         if (!from || !to) throw new UsageError(`--map-scheduler takes FROM=TO (lblc=mh), got ${m}`);
         schedulerMap[from] = to;
       }
+      const fwmarks = new Map<number, FwmarkMember[]>();
+      for (const f of options(args, '--fwmark')) {
+        try {
+          const [mark, members] = parseFwmarkOption(f);
+          fwmarks.set(mark, [...(fwmarks.get(mark) ?? []), ...members]);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+      }
       const file = args.shift();
       noneLeft(args);
       const stdin = file === undefined || file === '-';
       const text = stdin ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
       const r =
         sub === 'ipvsadm'
-          ? importIpvsadm(text, { laddrs, schedulerMap })
+          ? importIpvsadm(text, { laddrs, schedulerMap, fwmarks })
           : importKeepalived(
               {
                 file: stdin ? join(process.cwd(), 'stdin') : file,
@@ -551,7 +569,7 @@ async function main(argv: string[]): Promise<number> {
                 read: (f) => readFileSync(f, 'utf8'),
                 readdir: (d) => readdirSync(d),
               },
-              { laddrs, schedulerMap },
+              { laddrs, schedulerMap, fwmarks },
             );
       for (const n of r.notes) console.error(`tunvs: import: ${n}`);
       const what = sub === 'ipvsadm' ? 'the ipvsadm rules' : 'the virtual servers';

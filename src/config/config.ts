@@ -508,7 +508,7 @@ function sorryServer(v: unknown, path: string): { address: string; port: number 
 
 /** persistence: { timeoutSec, netmask (prefix length or a.b.c.d), prefix6 } (ipvsadm -p, -M). */
 function persistence(v: unknown, path: string): PersistenceSpec {
-  const o = object(v ?? {}, path, ['timeoutSec', 'netmask', 'prefix6']);
+  const o = object(v ?? {}, path, ['timeoutSec', 'netmask', 'prefix6', 'group']);
   let netmask = 32;
   if (typeof o.netmask === 'string') {
     const a = parseAddress(o.netmask);
@@ -531,6 +531,16 @@ function persistence(v: unknown, path: string): PersistenceSpec {
     ),
     netmask,
     prefix6: opt(o, 'prefix6', 128, (x) => integer(x, join(path, 'prefix6'), 0, 128, 'an IPv6 prefix length')),
+    ...(o.group !== undefined
+      ? {
+          group: string(
+            o.group,
+            join(path, 'group'),
+            /^[A-Za-z0-9_.:-]{1,64}$/,
+            'a group name (1-64 of A-Z a-z 0-9 _ . : -)',
+          ),
+        }
+      : {}),
   };
 }
 

@@ -12,6 +12,7 @@
 import { Document, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
+import { parseAddress } from '../service/addr.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
 import { IdRegistry, resolveServices } from '../service/service.js';
 import { parseConfig } from './config.js';
@@ -36,6 +37,85 @@ export interface ImportOptions {
   laddrs?: readonly string[];
   /** Schedulers tunvs lacks, mapped by the operator (lblc → mh, ...). */
   schedulerMap?: Readonly<Record<string, string>>;
+  /** What each firewall mark covers (`--fwmark 1=tcp/VIP:PORT,...`): the iptables rules that
+   * set the marks are not in the LVS rules. */
+  fwmarks?: ReadonlyMap<number, readonly FwmarkMember[]>;
+}
+
+/** One VIP:port a firewall mark covers, as the iptables rules that set it match. */
+export interface FwmarkMember {
+  protocol: 'tcp' | 'udp';
+  vip: string;
+  port: number;
+}
+
+/** `--fwmark MARK=PROTO/VIP:PORT,...` (IPv6: PROTO/[VIP]:PORT) as the mark and its members;
+ * throws with what is wrong. */
+export function parseFwmarkOption(text: string): [number, FwmarkMember[]] {
+  const m = /^(\d+)=(.+)$/.exec(text);
+  const mark = m ? Number(m[1]) : NaN;
+  if (!m || !Number.isInteger(mark) || mark < 1 || mark > 0xffffffff)
+    throw new Error(`--fwmark takes MARK=PROTO/VIP:PORT,... (1=tcp/198.18.0.100:80,tcp/198.18.0.100:443), got ${text}`);
+  const members = m[2]!.split(',').map((x) => {
+    const e = /^(tcp|udp)\/(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(x);
+    const port = e ? Number(e[4]) : 0;
+    if (!e || parseAddress(e[2] ?? e[3]!) === undefined || port < 1 || port > 65535)
+      throw new Error(`--fwmark ${mark}: ${x} is not PROTO/VIP:PORT (tcp/198.18.0.100:80, udp/[fd18:18::100]:53)`);
+    return { protocol: e[1] as 'tcp' | 'udp', vip: e[2] ?? e[3]!, port };
+  });
+  return [mark, members];
+}
+
+/** The VIP:ports of firewall mark `mark` (the operator's --fwmark); refused without. */
+export function fwmarkMembers(
+  mark: number,
+  o: ImportOptions,
+  fail: (message: string) => never,
+): readonly FwmarkMember[] {
+  const members = o.fwmarks?.get(mark);
+  if (members === undefined)
+    return fail(
+      `firewall-mark service ${mark}: the iptables rules that set the mark are not in these rules: ` +
+        `give what it covers with --fwmark ${mark}=tcp/VIP:PORT,... (a service each, one persistence group)`,
+    );
+  return members;
+}
+
+/** The persistence group of a firewall-mark service's members. */
+export function fwmarkGroup(mark: number): string {
+  return `fwmark-${mark}`;
+}
+
+/**
+ * A firewall-mark service (IPVS matches the mark, not an address) as a service per VIP:port
+ * it covers, sharing its scheduler, servers and options, and its persistence as one group (a
+ * client's connections to any of them go to one server, as in IPVS). IPVS keeps each
+ * connection's port on a mark's servers: they take the member's.
+ */
+export function fwmarkServices(s: RuleService, mark: number, o: ImportOptions, notes: string[]): RuleService[] {
+  const members = fwmarkMembers(mark, o, (m) => {
+    throw new ImportError(s.line, m, s.file);
+  });
+  const ported = [...s.servers.values()].filter((r) => r.port !== 0);
+  if (ported.length > 0)
+    notes.push(
+      `line ${s.line}: firewall-mark service ${mark} keeps the port each client asked for, as IPVS does: its servers' ports (${[...new Set(ported.map((r) => r.port))].join(', ')}) are left out`,
+    );
+  return members.map((m) => {
+    const v6 = m.vip.includes(':');
+    const servers = [...s.servers.values()].filter((r) => r.address.includes(':') === v6);
+    const out: RuleService = {
+      ...s,
+      protocol: m.protocol,
+      vip: m.vip,
+      port: m.port,
+      servers: new Map(servers.map((r) => [`${r.address}|${m.port}`, { ...r, port: m.port }])),
+      laddrs: s.laddrs.filter((a) => a.includes(':') === v6),
+      ...(s.persistence ? { persistence: { ...s.persistence, group: fwmarkGroup(mark) } } : {}),
+    };
+    delete out.fwmark;
+    return out;
+  });
 }
 
 export interface ImportResult {
@@ -82,7 +162,9 @@ export interface RuleService {
   /** IPVS's scheduler flags as the config's: sh-port / mh-port, sh-fallback / mh-fallback. */
   hashPort?: true;
   hashFallback?: true;
-  persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number };
+  persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number; group?: string };
+  /** A firewall-mark service's mark, until fwmarkServices makes it a service per VIP:port. */
+  fwmark?: number;
   synProxy?: 'on' | 'off';
   /** DPVS's per-service conn-timeout: the config's idleTimeout. */
   idleTimeout?: number;

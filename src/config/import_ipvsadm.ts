@@ -20,6 +20,7 @@ import { isListing, listingCommands, type CommandLine } from './import_ipvsadm_l
 import {
   buildConfig,
   connLimits,
+  fwmarkServices,
   ImportError,
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
@@ -214,12 +215,18 @@ function addressPort(v: string, line: number, what: string): { address: string; 
   return { address: m[1] ?? m[2]!, port: m[3] === undefined ? undefined : Number(m[3]) };
 }
 
-function serviceKey(p: Parsed, line: number): { key: string; protocol: 'tcp' | 'udp'; vip: string; port: number } {
-  if (p.opts.has('fwmark-service'))
-    throw new ImportError(
-      line,
-      'a firewall-mark service (-f) has no tunvs equivalent: give each VIP:PORT the mark covers a service of its own',
-    );
+function serviceKey(
+  p: Parsed,
+  line: number,
+): { key: string; protocol: 'tcp' | 'udp'; vip: string; port: number; fwmark?: number } {
+  const f = p.opts.get('fwmark-service');
+  if (f !== undefined) {
+    // What the mark covers comes from --fwmark when the service is made a service per VIP:port.
+    const mark = Number(f);
+    if (!Number.isInteger(mark) || mark < 1 || mark > 0xffffffff)
+      throw new ImportError(line, `-f ${String(f)}: a firewall mark is an integer 1..4294967295`);
+    return { key: `fwmark ${mark}`, protocol: 'tcp', vip: '', port: ALL_PORTS, fwmark: mark };
+  }
   for (const o of ['sctp-service', 'icmp-service', 'match'])
     if (p.opts.has(o)) throw new ImportError(line, `--${o}: tunvs balances TCP and UDP services (-t, -u)`);
   const tcp = p.opts.get('tcp-service');
@@ -378,5 +385,8 @@ export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult
       else s.servers.delete(rk);
     }
   }
-  return buildConfig([...services.values()], timeouts, notes, o);
+  const expanded = [...services.values()].flatMap((s) =>
+    s.fwmark === undefined ? [s] : fwmarkServices(s, s.fwmark, o, notes),
+  );
+  return buildConfig(expanded, timeouts, notes, o);
 }

@@ -22,6 +22,7 @@ import { parseAddress, parseCidr } from '../service/addr.js';
 import { DNS_QUERY_TYPES } from '../service/service.js';
 import {
   buildConfig,
+  fwmarkServices,
   connLimits,
   ImportError,
   IPVS_DEFAULT_SCHEDULER,
@@ -221,7 +222,10 @@ export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): 
   const services: RuleService[] = [];
   const seen = new Map<string, Stmt>();
   for (const vs of servers) {
-    for (const s of virtualServer(vs, named, o, notes, fail)) {
+    const made = virtualServer(vs, named, o, notes, fail).flatMap((s) =>
+      s.fwmark === undefined ? [s] : fwmarkServices(s, s.fwmark, o, notes),
+    );
+    for (const s of made) {
       const key = `${s.protocol} ${s.vip} ${s.port}`;
       const first = seen.get(key);
       if (first) fail(vs, `service ${s.protocol} ${s.vip}:${s.port} is configured twice (first on line ${first.line})`);
@@ -317,12 +321,14 @@ function vipPort(s: Stmt, port: string | undefined, fail: (s: Stmt, m: string) =
 }
 
 /**
- * The servers and check of an all-ports member (port 0). IPVS keeps the client's port for
- * every connection and ignores a real server's port, which keepalived's checkers still use
- * as theirs; tunvs gives the servers port 0 and the check that port, one for all of them.
+ * The servers and check of an all-ports member (port 0) or a firewall-mark service (`what`
+ * says which). IPVS keeps the client's port for every connection of these and ignores a real
+ * server's port, which keepalived's checkers still use as theirs; tunvs gives the servers
+ * port 0 (a mark's: its members' ports, fwmarkServices) and the check that port, one for all.
  */
 function allPortsServers(
   vs: Stmt,
+  what: string,
   realServers: readonly { rs: RuleServer; check?: ServerCheck; stmt: Stmt }[],
   healthCheck: Record<string, unknown> | undefined,
   notes: string[],
@@ -331,12 +337,12 @@ function allPortsServers(
   const servers = new Map<string, RuleServer>();
   for (const { rs, stmt } of realServers) {
     const key = `${rs.address}|${ALL_PORTS}`;
-    if (servers.has(key)) fail(stmt, `real_server ${rs.address} is in this all-ports virtual_server twice`);
+    if (servers.has(key)) fail(stmt, `real_server ${rs.address} is in this ${what} twice`);
     servers.set(key, { ...rs, port: ALL_PORTS });
   }
   if (realServers.some((r) => r.rs.port !== ALL_PORTS))
     notes.push(
-      `line ${vs.line}: an all-ports service keeps the port each client asked for, as IPVS does: the real servers' ports are only their checks' ports`,
+      `line ${vs.line}: ${what} keeps the port each client asked for, as IPVS does: the real servers' ports are only their checks' ports`,
     );
   if (healthCheck === undefined || healthCheck.port !== undefined || healthCheck.type === 'exec')
     return { servers, ...(healthCheck ? { healthCheck } : {}) };
@@ -344,8 +350,7 @@ function allPortsServers(
   if (ports.size !== 1)
     fail(vs, 'the real servers are checked on different ports: tunvs checks one port for all servers of a service');
   const port = [...ports][0]!;
-  if (port === ALL_PORTS)
-    fail(vs, 'an all-ports service whose real servers have no port: give their checkers a connect_port');
+  if (port === ALL_PORTS) fail(vs, `${what} whose real servers have no port: give their checkers a connect_port`);
   return { servers, healthCheck: { ...healthCheck, port } };
 }
 
@@ -386,10 +391,16 @@ function virtualServer(
 ): RuleService[] {
   const [, a, b] = vs.words;
   const where = `line ${vs.line} (virtual_server ${vs.words.slice(1).join(' ')})`;
-  if (a === 'fwmark')
-    fail(vs, 'a firewall-mark service has no tunvs equivalent: give each VIP:PORT the mark covers a virtual_server');
   const members: { addr: string; port: number }[] = [];
-  if (a === 'group') {
+  /** A firewall-mark service's mark: a service per VIP:port it covers (--fwmark), made by
+   * fwmarkServices once this one is read. */
+  let fwmark: number | undefined;
+  if (a === 'fwmark') {
+    fwmark = Number(b);
+    if (!Number.isInteger(fwmark) || fwmark < 1 || fwmark > 0xffffffff)
+      fail(vs, `virtual_server fwmark ${b ?? ''}: a firewall mark is an integer 1..4294967295`);
+    members.push({ addr: '', port: ALL_PORTS });
+  } else if (a === 'group') {
     const g = named.vs.get(b ?? '');
     if (!g) fail(vs, `virtual_server_group ${b ?? ''} is not defined`);
     for (const e of g) {
@@ -464,11 +475,13 @@ function virtualServer(
     } else if (k === 'weight') defaultWeight = Number(v);
     else if (k === 'real_server') rsStmts.push(s);
     else if (checkSetting(s.words, checks)) continue;
+    // A firewall-mark service's family: its members' addresses (--fwmark) say it.
+    else if (k === 'ip_family' && fwmark !== undefined) continue;
     else if (REFUSED[k] !== undefined) fail(s, `${k}: ${REFUSED[k]}`);
     else if (SKIPPED.has(k)) skipped.add(k);
     else fail(s, `unknown keyword ${k} in a virtual_server`);
   }
-  if (protocol === undefined) {
+  if (protocol === undefined && fwmark === undefined) {
     protocol = 'udp';
     notes.push(
       `${where}: no protocol, so UDP, as keepalived makes it (the kernel's default): write protocol TCP if you meant TCP`,
@@ -515,12 +528,14 @@ function virtualServer(
     const up = quorumLine(quorumCmd.up, addr);
     const down = quorumLine(quorumCmd.down, addr);
     const p = timeoutSec !== undefined ? ipvsPersistence(addr, timeoutSec, granularity) : undefined;
-    const all = port === ALL_PORTS ? allPortsServers(vs, realServers, healthCheck, notes, fail) : undefined;
+    const what = fwmark !== undefined ? `firewall-mark service ${fwmark}` : 'an all-ports service';
+    const all = port === ALL_PORTS ? allPortsServers(vs, what, realServers, healthCheck, notes, fail) : undefined;
     const check = all ? all.healthCheck : healthCheck;
     const service: RuleService = {
       line: vs.line,
       ...(vs.file ? { file: vs.file } : {}),
-      protocol,
+      protocol: protocol ?? 'tcp', // a firewall mark's members say theirs
+      ...(fwmark !== undefined ? { fwmark } : {}),
       vip: addr,
       port,
       scheduler,

@@ -88,9 +88,11 @@ export function formatConns(list: readonly SessionInfo[]): string {
 /** Templates as `tunvs conns` rows (SessionInfo's shape; id −1 − slot; local: "-"). */
 export function templateRows(list: readonly TemplateInfo[], services: readonly ResolvedService[]): SessionInfo[] {
   const byId = new Map(services.map((s) => [s.id, s]));
+  // A persistence group's template is keyed by its first service, its server any service's.
+  const servers = new Map(services.flatMap((s) => s.realServers.map((r) => [r.id, r] as const)));
   return list.map((t) => {
     const s = byId.get(t.serviceId);
-    const rs = s?.realServers.find((r) => r.id === t.realServerId);
+    const rs = servers.get(t.realServerId);
     return {
       id: -1 - t.slot,
       protocol: s?.proto === 17 ? 'udp' : 'tcp',

@@ -361,21 +361,23 @@ export class SessionSync {
    * client prefix and port 0 for the client side, the VIP and the real server as a session's
    * (peers match them by address, not id), the timeout in TEMPLATE_TIMEOUT_WORD.
    */
-  publishTemplate(services: ServiceTable, svc: number, key: Int32Array, rs: number, timeoutSec: number): void {
-    this.ring.push(OP_UPSERT, this.templateUpsert(services, svc, key, rs, timeoutSec), 0, this.nodeId);
+  publishTemplate(services: ServiceTable, key: Int32Array, rs: number, timeoutSec: number): void {
+    this.ring.push(OP_UPSERT, this.templateUpsert(services, key, rs, timeoutSec), 0, this.nodeId);
   }
 
   /** The record publishTemplate publishes. */
-  private templateUpsert(services: ServiceTable, svc: number, key: Int32Array, rs: number, timeoutSec: number) {
-    const rec = this.templateRecord(services, svc, key);
+  private templateUpsert(services: ServiceTable, key: Int32Array, rs: number, timeoutSec: number) {
+    const rec = this.templateRecord(services, key);
     rec[R_OUT_PORTS] = services.rsPort[rs]! << 16;
     for (let k = 0; k < 4; k++) rec[addrWord(R_RIP0, R_RIP1, k)] = services.rsAddr[rs * 4 + k]!;
     rec[TEMPLATE_TIMEOUT_WORD] = timeoutSec;
     return rec;
   }
 
-  /** A template record with its identity (the IN key: client prefix, port 0, VIP, port). */
-  private templateRecord(services: ServiceTable, svc: number, key: Int32Array): Int32Array {
+  /** A template record with its identity (the IN key: client prefix, port 0, VIP, port), of
+   * the service the key names (a persistence group's templates: its first service's). */
+  private templateRecord(services: ServiceTable, key: Int32Array): Int32Array {
+    const svc = key[0]! & 0xffff;
     const rec = this.templateRec;
     rec.fill(0);
     const af = key[0]! >>> 16;
@@ -420,7 +422,7 @@ export class SessionSync {
       const svc = key[0]! & 0xffff;
       if (!this.active || svc >= services.alive.length || services.proto[svc] === 0) return;
       if (services.af[svc] !== key[0]! >>> 16) return;
-      this.ring.push(OP_DELETE, this.templateRecord(services, svc, key), 0, this.nodeId);
+      this.ring.push(OP_DELETE, this.templateRecord(services, key), 0, this.nodeId);
     });
     this.templateCursor = next >= end || next < first ? first : next;
   }
@@ -532,8 +534,8 @@ export class SessionSync {
       const key = templates.keyOf(slot, this.templateKey);
       const svc = key[0]! & 0xffff;
       if (svc >= services.alive.length || !services.alive[svc] || services.af[svc] !== key[0]! >>> 16) return;
-      if (services.rsService[rs] !== svc) return;
-      tpl.push(this.templateUpsert(services, svc, key, rs, sec).slice());
+      if (services.persistOwner[services.rsService[rs]!] !== svc) return;
+      tpl.push(this.templateUpsert(services, key, rs, sec).slice());
     });
     const out = new Int32Array(tpl.length * SYNC_WORDS);
     tpl.forEach((t, i) => copyToSync(t, 0, out, i * SYNC_WORDS, this.nodeId));
@@ -893,7 +895,8 @@ function recHolder(services: ServiceTable, rec: Int32Array, base: number, self: 
 const installKey = new Int32Array(TEMPLATE_KEY_WORDS);
 
 /** A peer's template (sync record at `s`) into this LB's table: its service by VIP, port and
- * protocol, its real server by address and port. False when either is unknown here. */
+ * protocol, its real server by address (and port, where the service has it there). False
+ * when either is unknown here. */
 function installTemplate(
   ev: Int32Array,
   s: number,
@@ -913,11 +916,15 @@ function installTemplate(
     word(R_VIP0, R_VIP1, 3),
     ev[s + R_IN_PORTS]! & 0xffff,
   );
-  // A removed service (a tombstone here) takes no templates: it makes no new sessions.
-  const rs = svc < 0 || services.alive[svc] === 0 ? -1 : findServer(services, svc, ev, s);
+  // A removed service (a tombstone here) takes no templates: it makes no new sessions. A
+  // template's server is its address, at the record's port if the service has it there (a
+  // persistence group's template may come from a service of the group forwarding elsewhere).
+  if (svc < 0 || services.alive[svc] === 0) return false;
+  let rs = findServer(services, svc, ev, s);
+  if (rs < 0) rs = findServer(services, svc, ev, s, true);
   if (rs < 0) return false;
   const key = installKey;
-  key[0] = (af << 16) | svc;
+  key[0] = (af << 16) | services.persistOwner[svc]!;
   for (let k = 0; k < 4; k++) key[1 + k] = word(R_CIP0, R_CIP1, k);
   const timeoutSec = ev[s + syncWord(TEMPLATE_TIMEOUT_WORD)]!;
   templates.lock();
@@ -954,8 +961,8 @@ function writeRecord(rec: Int32Array, base: number, ev: Int32Array, s: number): 
 }
 
 /** The real server of service `svc` at the sync record's RIP:rport (a server of an
- * all-ports service at any port), or −1. */
-function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: number): number {
+ * all-ports service at any port; with `anyPort`, the first at RIP), or −1. */
+function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: number, anyPort = false): number {
   const pool = services.pools[svc];
   if (!pool) return -1;
   const rport = ev[s + R_OUT_PORTS]! >>> 16;
@@ -967,7 +974,7 @@ function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: numb
     const id = pool.ids[i]!;
     const a = id * 4;
     if (
-      (services.rsPort[id] === rport || services.rsPort[id] === ALL_PORTS) &&
+      (anyPort || services.rsPort[id] === rport || services.rsPort[id] === ALL_PORTS) &&
       services.rsAddr[a] === a0 &&
       services.rsAddr[a + 1] === a1 &&
       services.rsAddr[a + 2] === a2 &&

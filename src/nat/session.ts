@@ -137,7 +137,8 @@ export function createSession(
 
 /**
  * Persistence: the real server for a new session of service `svc` from the parsed client —
- * its (prefix's) live template's, unless that server is drained, down or gone; else the
+ * its (prefix's) live template's (a template of the service's persistence group: the server
+ * at the same address), unless that server is drained, down or gone; else the
  * scheduler's, remembered in a new template. The session holds the template (c.templateSlot)
  * until it ends. −1: no real server.
  */
@@ -146,7 +147,7 @@ function persistentServer(c: NatContext, svc: number): number {
   const t = c.templates!;
   const key = c.tkey;
   const m = svc * 4;
-  key[0] = (c.pAf << 16) | svc;
+  key[0] = (c.pAf << 16) | s.persistOwner[svc]!;
   key[1] = c.pS0 & s.persistMask[m]!;
   key[2] = c.pS1 & s.persistMask[m + 1]!;
   key[3] = c.pS2 & s.persistMask[m + 2]!;
@@ -155,7 +156,9 @@ function persistentServer(c: NatContext, svc: number): number {
   t.lock();
   let slot = t.find(key);
   let rsId = slot >= 0 && t.live(slot, now) ? t.rsOf(slot) : -1;
-  if (rsId >= 0 && (s.rsService[rsId] !== svc || s.rsWeight[rsId]! <= 0)) rsId = -1;
+  // Another service of the persistence group made it: this one's server at that address.
+  if (rsId >= 0 && s.rsService[rsId] !== svc) rsId = s.serverAt(svc, rsId);
+  if (rsId >= 0 && s.rsWeight[rsId]! <= 0) rsId = -1;
   if (rsId >= 0) {
     c.counters[C_PERSISTENCE_HITS] = c.counters[C_PERSISTENCE_HITS]! + 1;
   } else {
@@ -173,7 +176,7 @@ function persistentServer(c: NatContext, svc: number): number {
     t.acquire(slot, now, s.persistSec[svc]!);
     // HA: peers learn the template when it is made or moves, and again each half timeout.
     if (c.sync !== null && c.sync.active && t.duePublish(slot, now))
-      c.sync.publishTemplate(s, svc, key, rsId, s.persistSec[svc]!);
+      c.sync.publishTemplate(s, key, rsId, s.persistSec[svc]!);
   }
   t.unlock();
   c.templateSlot = slot;

@@ -135,6 +135,9 @@ export interface PersistenceSpec {
   netmask: number;
   /** IPv6 prefix length 0..128 (128: per client address). */
   prefix6: number;
+  /** Services of one group share their templates: a client's connections to any of them go
+   * to one server address (LVS's persistent firewall-mark service over several VIP:ports). */
+  group?: string;
 }
 
 export const SYNPROXY_MODES = ['off', 'on', 'auto'] as const;
@@ -460,6 +463,30 @@ function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
   return { ...x };
 }
 
+/** The services of one persistence group keep one persistence: a template made by one is
+ * used by the others as it is (same timeout, same client prefix). */
+function checkPersistenceGroups(specs: readonly ServiceSpec[], path: string): void {
+  const first = new Map<string, number>();
+  specs.forEach((s, i) => {
+    const g = s.persistence?.group;
+    if (g === undefined) return;
+    const j = first.get(g);
+    if (j === undefined) {
+      first.set(g, i);
+      return;
+    }
+    const a = specs[j]!.persistence!;
+    const b = s.persistence!;
+    const field = (['timeoutSec', 'netmask', 'prefix6'] as const).find((f) => a[f] !== b[f]);
+    if (field !== undefined)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MODE',
+        `${path}[${i}].persistence.${field}`,
+        `${show(b[field])}: the services of persistence group ${show(g)} share one persistence, and ${path}[${j}] has ${show(a[field])}`,
+      );
+  });
+}
+
 /** A real server's maxConns and minConns (ipvsadm -x, -y): the floor below the cap, and only
  * with one; IPVS's floor when none is given is three quarters of the cap. */
 function checkConnLimits(rs: RealServerSpec, p: string): { maxConns: number; minConns: number } {
@@ -774,6 +801,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       ...(s.quorumDown ? { quorumDown: [...s.quorumDown] } : {}),
     });
   });
+  checkPersistenceGroups(specs, path);
   for (const [lip, where] of lipOwners) {
     if (vipAddrs.has(lip))
       throw new ConfigError(
@@ -829,6 +857,9 @@ export class ServiceTable {
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
   readonly persistSec = new Int32Array(SERVICES_MAX);
+  /** The service whose id keys service i's persistence templates: i itself, or the first
+   * (lowest id) live service of its persistence group, so that the group shares them. */
+  readonly persistOwner = new Int32Array(SERVICES_MAX);
   readonly persistMask = new Int32Array(SERVICES_MAX * 4);
   /** TUNNEL: the outer header's source address by service (4 words each; the service's
    * first local address). */
@@ -907,6 +938,11 @@ export class ServiceTable {
     this.rsWeight.fill(0);
     this.linkUp = false;
     this.natReplies = services.some((s) => MODE_NAMES.indexOf(s.mode) === MODE_NAT);
+    const groupOwner = new Map<string, number>();
+    for (const s of services) {
+      const g = s.persistence?.group;
+      if (g !== undefined) groupOwner.set(g, Math.min(groupOwner.get(g) ?? s.id, s.id));
+    }
     for (const s of services) {
       const id = s.id;
       this.alive[id] = 1;
@@ -959,6 +995,7 @@ export class ServiceTable {
         this.linkUp = true;
       }
       this.persistSec[id] = s.persistence?.timeoutSec ?? 0;
+      this.persistOwner[id] = s.persistence?.group !== undefined ? groupOwner.get(s.persistence.group)! : id;
       const bits = s.af === AF_INET ? (s.persistence?.netmask ?? 32) : (s.persistence?.prefix6 ?? 128);
       for (let k = 0; k < 4; k++) {
         const b = Math.min(32, Math.max(0, bits - 32 * k));
@@ -1021,6 +1058,26 @@ export class ServiceTable {
       this.tokens[svc] = t - 1;
     }
     return 0;
+  }
+
+  /** Service `svc`'s server at the address of server `rsId` (of another service of its
+   * persistence group), or −1: a group's template names an address, not a service's server. */
+  serverAt(svc: number, rsId: number): number {
+    const pool = this.pools[svc];
+    if (pool === undefined) return -1;
+    const a = rsId * 4;
+    const addr = this.rsAddr;
+    for (let i = 0; i < pool.count; i++) {
+      const b = pool.ids[i]! * 4;
+      if (
+        addr[b] === addr[a] &&
+        addr[b + 1] === addr[a + 1] &&
+        addr[b + 2] === addr[a + 2] &&
+        addr[b + 3] === addr[a + 3]
+      )
+        return pool.ids[i]!;
+    }
+    return -1;
   }
 
   /** The ACL part of admit() alone (the SYN proxy answers no SYN of a client it would not

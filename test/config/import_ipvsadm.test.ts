@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../../src/config/config.js';
-import { ImportError, importYaml } from '../../src/config/import.js';
+import { ImportError, importYaml, parseFwmarkOption } from '../../src/config/import.js';
 import { importIpvsadm } from '../../src/config/import_ipvsadm.js';
 import { distSrc } from '../../src/paths.js';
 
@@ -128,6 +128,83 @@ describe('tunvs import ipvsadm: all-ports services (port 0)', () => {
     });
     const config = parseConfig(parse(importYaml(importIpvsadm(text, {}), 'rules')));
     expect(config.services[0]!.port).toBe(0);
+  });
+});
+
+describe('tunvs import ipvsadm: firewall-mark services (-f), with what each mark covers (--fwmark)', () => {
+  const fwmarks = new Map([
+    [
+      1,
+      [
+        { protocol: 'tcp' as const, vip: '198.18.0.100', port: 80 },
+        { protocol: 'tcp' as const, vip: '198.18.0.100', port: 443 },
+        { protocol: 'tcp' as const, vip: 'fd18:18::100', port: 443 },
+      ],
+    ],
+  ]);
+  it.each([
+    [
+      'ipvsadm -Sn',
+      '-A -f 1 -s rr -p 600\n-a -f 1 -r 198.18.20.21:0 -g -w 1\n-a -f 1 -r 198.18.20.22:0 -g -w 2\n-a -f 1 -r [fd18:18:20::21]:0 -g -w 1\n',
+    ],
+    [
+      'ipvsadm -Ln',
+      'FWM  1 rr persistent 600\n  -> 198.18.20.21:0 Route 1 0 0\n  -> 198.18.20.22:0 Route 2 0 0\n  -> [fd18:18:20::21]:0 Route 1 0 0\n',
+    ],
+  ])('%s: a service per VIP:port the mark covers, one persistence group, the servers on each port', (_w, text) => {
+    const r = importIpvsadm(text, { fwmarks });
+    expect(r.config.services).toMatchObject([
+      {
+        name: 'tcp-198.18.0.100-80',
+        port: 80,
+        mode: 'dr',
+        scheduler: 'rr',
+        persistence: { timeoutSec: 600, group: 'fwmark-1' },
+        realServers: [
+          { address: '198.18.20.21', port: 80, weight: 1 },
+          { address: '198.18.20.22', port: 80, weight: 2 },
+        ],
+      },
+      { name: 'tcp-198.18.0.100-443', port: 443, realServers: [{ port: 443 }, { port: 443 }] },
+      {
+        name: 'tcp-fd18-18--100-443',
+        vip: 'fd18:18::100',
+        persistence: { group: 'fwmark-1' },
+        realServers: [{ address: 'fd18:18:20::21', port: 443 }],
+      },
+    ]);
+    const config = parseConfig(parse(importYaml(r, 'rules')));
+    expect(config.services.map((s) => s.persistence?.group)).toEqual(['fwmark-1', 'fwmark-1', 'fwmark-1']);
+  });
+
+  it('--fwmark: MARK=PROTO/VIP:PORT,... or a clear error', () => {
+    expect(parseFwmarkOption('7=tcp/198.18.0.100:80,udp/[fd18:18::100]:53')).toEqual([
+      7,
+      [
+        { protocol: 'tcp', vip: '198.18.0.100', port: 80 },
+        { protocol: 'udp', vip: 'fd18:18::100', port: 53 },
+      ],
+    ]);
+    expect(() => parseFwmarkOption('tcp/198.18.0.100:80')).toThrow(/--fwmark takes MARK=PROTO\/VIP:PORT/);
+    expect(() => parseFwmarkOption('1=sctp/198.18.0.100:80')).toThrow(/sctp\/198.18.0.100:80 is not PROTO\/VIP:PORT/);
+    expect(() => parseFwmarkOption('1=tcp/198.18.0.100:0')).toThrow(/is not PROTO\/VIP:PORT/);
+  });
+
+  it('the CLI takes --fwmark', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(distSrc(), 'cli', 'main.js'),
+        'import',
+        'ipvsadm',
+        '--fwmark',
+        '1=tcp/198.18.0.100:80,tcp/198.18.0.100:443',
+      ],
+      { input: '-A -f 1 -s rr -p\n-a -f 1 -r 198.18.20.21 -g\n', encoding: 'utf8' },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('persistence: { timeoutSec: 360, group: fwmark-1 }');
+    expect(r.stdout).toContain('port: 443');
   });
 });
 
@@ -327,7 +404,8 @@ describe('tunvs import ipvsadm: what ipvsadm -Ln lists', () => {
 
 describe('tunvs import ipvsadm: what tunvs does not do is refused, with the line', () => {
   it.each([
-    ['-A -f 1 -s rr', 1, /firewall-mark service .* a service of its own/],
+    ['-A -f 1 -s rr', 1, /firewall-mark service 1: .* give what it covers with --fwmark 1=tcp\/VIP:PORT/],
+    ['-A -f x -s rr', 1, /-f x: a firewall mark is an integer/],
     [
       '-A -t 198.18.0.100:0 -s rr\n-a -t 198.18.0.100:0 -r 198.18.20.21 -g',
       1,

@@ -271,6 +271,42 @@ describe('tunvs import keepalived', () => {
     }
   });
 
+  it("virtual_server fwmark N: a service per VIP:port --fwmark names, one persistence group, checked on the servers' port", () => {
+    const fwmarks = new Map([
+      [
+        3,
+        [
+          { protocol: 'tcp' as const, vip: '198.18.0.100', port: 80 },
+          { protocol: 'tcp' as const, vip: '198.18.0.100', port: 443 },
+        ],
+      ],
+    ]);
+    const text = vs(
+      '  persistence_timeout 600\n  ip_family inet\n' +
+        '  real_server 198.18.20.21 8080 {\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }\n' +
+        '  real_server 198.18.20.22 8080 {\n    TCP_CHECK {\n      connect_timeout 2\n    }\n  }',
+      'fwmark 3',
+    );
+    const r = importKeepalived(source(text), { fwmarks });
+    expect(r.config.services).toMatchObject([
+      {
+        vip: '198.18.0.100',
+        port: 80,
+        protocol: 'tcp',
+        mode: 'dr',
+        persistence: { timeoutSec: 600, group: 'fwmark-3' },
+        healthCheck: { type: 'tcp', port: 8080 },
+        realServers: [
+          { address: '198.18.20.21', port: 80 },
+          { address: '198.18.20.22', port: 80 },
+        ],
+      },
+      { port: 443, healthCheck: { port: 8080 }, realServers: [{ port: 443 }, { port: 443 }] },
+    ]);
+    expect(r.notes.join('\n')).toMatch(/firewall-mark service 3 keeps the port each client asked for/);
+    expect(() => importKeepalived(source(text))).toThrow(/line 1: firewall-mark service 3: .*--fwmark 3=/);
+  });
+
   it("the scheduler flags (sh-port, mh-fallback, flag-1, ...) are the service's hashPort / hashFallback", () => {
     const flagged = (body: string) => importKeepalived(source(vs(`${body}\n  real_server 198.18.20.21 80 {\n  }`)));
     expect(flagged('  lvs_sched sh\n  sh-port\n  sh-fallback').config.services[0]).toMatchObject({

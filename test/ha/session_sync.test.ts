@@ -304,6 +304,41 @@ describe.each([
     expect(drain(b.ring).n).toBe(1);
   });
 
+  it("a persistence group's template, made by any of its services, reaches the standby under the group's first one", async () => {
+    const rs3 = fam === V4 ? '198.18.1.13' : 'fd00:18:1::13';
+    const member = (port: number, rport: number) =>
+      serviceWithDefaults({
+        vip: fam.vip,
+        port,
+        scheduler: 'rr',
+        realServers: [fam.rs1, fam.rs2, rs3].map((address) => ({ address, port: rport, weight: 1 })),
+        localAddresses: [fam.lip],
+        persistence: { timeoutSec: 120, netmask: 32, prefix6: 128, group: 'shop' },
+      });
+    const specs = resolveServices([member(80, 8080), member(443, 8443)], new IdRegistry());
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP, 0);
+    for (const e of [a.engine, b.engine]) e.applyServices(specs);
+    const syn = (dport: number, sport: number, src = fam.client) =>
+      tcp({ src, dst: fam.vip, sport, dport, seq: 1, flags: SYN });
+    const da = new Driver(a.engine);
+    da.forward(syn(443, 50000, fam === V4 ? '198.18.101.9' : 'fd00:18:65::9'));
+    const server = parse(da.forward(syn(443, 50010))).dst; // the 443 service makes the template
+    const { events, n } = drain(a.ring);
+    expect(n).toBe(2);
+    // Named by the group's first service (port 80), the server by its address and port 8443.
+    expect(events[1 + R_IN_PORTS]! & 0xffff).toBe(80);
+    expect(events[1 + R_OUT_PORTS]! >>> 16).toBe(8443);
+    expect(b.engine.installSynced(events, n)).toMatchObject({ installed: 2, failed: 0 });
+    await promote(b);
+    const db = new Driver(b.engine);
+    for (const [port, sport] of [
+      [80, 50020],
+      [443, 50021],
+    ] as const)
+      expect(parse(db.forward(syn(port, sport))).dst).toBe(server);
+  });
+
   it("a full resync's snapshot carries the live templates this node published: a node loading it keeps the client's server", async () => {
     const specs = resolveServices(
       [

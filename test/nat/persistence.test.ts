@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { TemplateTable } from '../../src/conn/templates.js';
 import { C_PERSISTENCE_HITS, C_PERSISTENCE_TEMPLATES } from '../../src/dataplane/counters.js';
+import { templateRows } from '../../src/control/conns.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { parseService } from '../../src/config/config.js';
 import { ConfigError } from '../../src/config/errors.js';
@@ -210,5 +211,82 @@ describe('persistence configuration', () => {
     }
     expect(err).toBeInstanceOf(ConfigError);
     expect(err).toMatchObject({ path, code });
+  });
+});
+
+describe('persistence groups (a persistent firewall-mark service over several VIP:ports)', () => {
+  const servers = (port: number) => [V4.rs1, V4.rs2, RS3[V4.rs1]!].map((address) => ({ address, port, weight: 1 }));
+  const member = (vip: string, port: number, rport: number, group?: string): ServiceSpec =>
+    serviceWithDefaults({
+      vip,
+      port,
+      scheduler: 'rr',
+      realServers: servers(rport),
+      localAddresses: [V4.lip],
+      persistence: { timeoutSec: 600, netmask: 32, prefix6: 128, ...(group ? { group } : {}) },
+    });
+  const shop = (group?: string) => [
+    member(V4.vip, 80, 8080, group),
+    member(V4.vip, 443, 8443, group),
+    member('198.18.0.101', 443, 8443, group),
+  ];
+  const to = (d: Driver, client: string, vip: string, port: number, sport: number) => {
+    const o = parse(d.forward(tcp({ src: client, dst: vip, sport, dport: port, seq: 1, flags: SYN })));
+    return `${o.dst}:${o.dport}`;
+  };
+
+  it("a client's connections to every VIP:port of the group go to one server address, each on its service's port", () => {
+    const d = new Driver(engine(shop('shop')));
+    // Another client takes rr's first turn of the 443 services: without the group, ours would
+    // go to a server the 80 one did not pick.
+    to(d, otherNet(V4), V4.vip, 443, 41000);
+    to(d, otherNet(V4), '198.18.0.101', 443, 41001);
+    const first = to(d, V4.client, V4.vip, 80, 40000);
+    const address = first.split(':')[0]!;
+    expect(to(d, V4.client, V4.vip, 443, 40001)).toBe(`${address}:8443`);
+    expect(to(d, V4.client, '198.18.0.101', 443, 40002)).toBe(`${address}:8443`);
+    // One template for the client (and one for the other), shared by the three services.
+    expect(d.engine.templates.list(0).length).toBe(2);
+    // Without a group each service keeps its own: rr moved the 443 ones on.
+    const alone = new Driver(engine(shop()));
+    to(alone, otherNet(V4), V4.vip, 443, 41000);
+    to(alone, otherNet(V4), '198.18.0.101', 443, 41001);
+    const a = to(alone, V4.client, V4.vip, 80, 40000).split(':')[0];
+    expect(to(alone, V4.client, V4.vip, 443, 40001).split(':')[0]).not.toBe(a);
+  });
+
+  it("a server drained in one service of the group is not used there; the client's template moves", () => {
+    const specs = shop('shop');
+    const ids = new IdRegistry();
+    const d = new Driver(engine(specs, undefined, ids));
+    const address = to(d, V4.client, V4.vip, 80, 40000).split(':')[0]!;
+    specs[1]!.realServers = specs[1]!.realServers.map((r) => (r.address === address ? { ...r, weight: 0 } : r));
+    d.engine.applyServices(resolveServices(specs, ids));
+    const moved = to(d, V4.client, V4.vip, 443, 40001).split(':')[0]!;
+    expect(moved).not.toBe(address);
+    expect(to(d, V4.client, V4.vip, 80, 40002).split(':')[0]).toBe(moved);
+  });
+
+  it("tunvs conns lists a group's template under its first service, with the server the client has", () => {
+    const specs = shop('shop');
+    const ids = new IdRegistry();
+    const resolved = resolveServices(specs, ids);
+    const d = new Driver(new Engine({ capacity: 1024, seed: 7, nowMs: 0 }, resolved));
+    to(d, otherNet(V4), V4.vip, 443, 41000); // rr of the 443 service moves on
+    const server = to(d, V4.client, V4.vip, 443, 40001); // its template: keyed by the 80 service
+    const rows = templateRows(d.engine.templates.list(0), resolved);
+    const mine = rows.find((r) => r.client === V4.client)!;
+    expect(`${mine.vip}:${mine.vport}`).toBe(`${V4.vip}:80`);
+    expect(`${mine.rip}:${mine.rport}`).toBe(server);
+  });
+
+  it('the services of a group must share one persistence', () => {
+    const specs = shop('shop');
+    specs[2]!.persistence = { ...specs[2]!.persistence!, timeoutSec: 300 };
+    expect(() => resolveServices(specs, new IdRegistry())).toThrow(
+      /services\[2\]\.persistence\.timeoutSec: 300: the services of persistence group "shop" share one persistence, and services\[0\] has 600/,
+    );
+    const base = { vip: V4.vip, port: 80, realServers: [{ address: V4.rs1, port: 8080 }], localAddresses: [V4.lip] };
+    expect(() => parseService({ ...base, persistence: { group: 'a b' } }, 's')).toThrow(/s\.persistence\.group/);
   });
 });

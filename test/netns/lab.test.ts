@@ -1025,6 +1025,8 @@ describe.skipIf(!root)('netns lab (root)', () => {
   });
 
   it('runtime edits: weights shift traffic, drain keeps existing connections, a new service serves, bad edits are refused', async () => {
+    // Weights need wrr (the file the wrr test above reloads has it already: run alone, this one must).
+    await reloadWith((y) => y.replace(/scheduler: rr\b/g, 'scheduler: wrr'));
     const sock = state.adminSocket;
     const cli = (args: string[]): { code: number; out: string; err: string } => {
       const r = spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', sock], {
@@ -1129,7 +1131,9 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(cli([...mask, '--persistent', '--netmask', '255.0.255.0']).err).toMatch(
       /service\.persistence\.netmask: "255\.0\.255\.0" is not a netmask/,
     );
-    expect(cli([...mask, '--netmask', '24']).err).toMatch(/--netmask and --prefix6 go with --persistent/);
+    expect(cli([...mask, '--netmask', '24']).err).toMatch(
+      /--netmask, --prefix6 and --persistence-group go with --persistent/,
+    );
     expect(cli([...mask, '--idle-timeout', '0']).err).toMatch(
       /service\.idleTimeout: 0 is not valid: use whole seconds 1\.\.86400/,
     );
@@ -1301,6 +1305,70 @@ ${['198.18.20.21', '198.18.20.22']
       expect(r.reset + r.bytesLost + r.corruptedBytes).toBe(0);
     } finally {
       for (const v of [4, 6]) cli(['service', 'delete', `all-v${v}`]);
+    }
+  }, 60_000);
+
+  it("a persistence group (LVS's persistent firewall-mark service): a client's connections to both services go to one server", () => {
+    const cli = (args: string[]): { code: number; err: string } => {
+      const r = spawnSync(
+        process.execPath,
+        [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket],
+        {
+          encoding: 'utf8',
+        },
+      );
+      return { code: r.status ?? 1, err: r.stderr };
+    };
+    const vip = '198.18.0.103';
+    const client = nsName(prefix, 'client');
+    // Two services on one VIP, rr over the three servers listed in opposite orders: alone,
+    // each would send the client's first connection to its first server.
+    const servers = (order: readonly { v4: string }[]) => order.flatMap((r) => ['--server', `${r.v4}:${LAB.rsPort}`]);
+    const laddrs = LAB.laddrs4.flatMap((a) => ['--laddr', a]);
+    const add = (name: string, port: number, order: readonly { v4: string }[], group: string[]) =>
+      cli([
+        'service',
+        'add',
+        name,
+        '--vip',
+        vip,
+        '--port',
+        String(port),
+        '--scheduler',
+        'rr',
+        ...laddrs,
+        ...servers(order),
+        '--persistent',
+        '60',
+        ...group,
+      ]);
+    const get = (port: number): string[] => [
+      ...counts(
+        inNs(client, [process.execPath, join(distSrc(), 'lab', 'http_get.js'), `http://${vip}:${port}/`, '3']),
+      ).keys(),
+    ];
+    try {
+      for (const [grouped, base] of [
+        [false, 8180],
+        [true, 8190],
+      ] as const) {
+        const group = grouped ? ['--persistence-group', `shop-${base}`] : [];
+        for (const [port, order] of [
+          [base, LAB.realServers],
+          [base + 1, [...LAB.realServers].reverse()],
+        ] as const) {
+          const r = add(`shop-${port}`, port, order, group);
+          expect(r.code, r.err).toBe(0);
+        }
+        const first = get(base);
+        const second = get(base + 1);
+        expect(first.length, 'one server per service (persistence)').toBe(1);
+        expect(second.length).toBe(1);
+        if (grouped) expect(second).toEqual(first);
+        else expect(second).not.toEqual(first);
+      }
+    } finally {
+      for (const port of [8180, 8181, 8190, 8191]) cli(['service', 'delete', `shop-${port}`]);
     }
   }, 60_000);
 
