@@ -9,6 +9,7 @@
  */
 
 import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+import { ALL_PORTS } from '../constants.js';
 import { IPPROTO_TCP } from '../packet/headers.js';
 import { hostPort } from '../service/addr.js';
 import { IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
@@ -95,7 +96,7 @@ function writableByOthers(file: string): string | undefined {
 function serviceLine(s: ResolvedService): string {
   const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
   const parts = [
-    `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${hostPort(s.vipText, s.port)}`,
+    `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${hostPort(s.vipText, s.port)}${s.port === ALL_PORTS ? ' (every port)' : ''}`,
     s.mode,
     s.scheduler +
       (s.hashPort || s.hashFallback
@@ -104,7 +105,12 @@ function serviceLine(s: ResolvedService): string {
     n(s.realServers.filter((r) => !r.sorry).length, 'real server'),
     ...(s.realServers.at(-1)?.sorry ? ['a sorry server'] : []),
     ...(s.laddrs.length > 0 ? [n(s.laddrs.length, 'local address')] : []),
-    ...(s.persistence ? [`persistent ${s.persistence.timeoutSec}`] : []),
+    ...(s.persistence
+      ? [
+          `persistent ${s.persistence.timeoutSec}` +
+            (s.persistence.group !== undefined ? ` (group ${s.persistence.group})` : ''),
+        ]
+      : []),
     ...(s.idleTimeoutSec > 0 ? [`idle ${s.idleTimeoutSec} s`] : []),
     ...(s.healthCheck ? [`${s.healthCheck.type} check`] : []),
   ];

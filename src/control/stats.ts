@@ -62,7 +62,7 @@ export interface ServiceRow {
   /** Forwarding mode (fullnat, nat, tunnel, dr). */
   mode: string;
   /** ipvsadm -p / -M: the template timeout and the client prefix length of the VIP's family. */
-  persistence?: { timeoutSec: number; prefixLength: number };
+  persistence?: { timeoutSec: number; prefixLength: number; group?: string };
   sloppy: boolean;
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
@@ -109,6 +109,7 @@ export function listServices(
             persistence: {
               timeoutSec: s.persistence.timeoutSec,
               prefixLength: s.af === AF_INET6 ? s.persistence.prefix6 : s.persistence.netmask,
+              ...(s.persistence.group !== undefined ? { group: s.persistence.group } : {}),
             },
           }
         : {}),
@@ -212,6 +213,8 @@ function serviceFlags(s: ServiceRow): string {
       const m = p.prefixLength === 0 ? 0 : (0xffffffff << (32 - p.prefixLength)) >>> 0;
       out += ` mask ${[24, 16, 8, 0].map((b) => (m >>> b) & 0xff).join('.')}`;
     }
+    // tunvs's own (ipvsadm has one firewall-mark service where tunvs has the group).
+    if (p.group !== undefined) out += ` group ${p.group}`;
   }
   if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
   if (s.sloppy) out += ' sloppy';

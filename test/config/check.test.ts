@@ -57,6 +57,33 @@ describe('tunvs check', () => {
     );
   });
 
+  it('names an all-ports service and a persistence group', () => {
+    const f = file(`isn: { secret: "0123456789abcdef0123" }
+services:
+  - name: ftp
+    vip: 198.18.0.102
+    port: 0
+    persistence: { timeoutSec: 600 }
+    localAddresses: [198.18.2.1]
+    healthCheck: { type: tcp, port: 21 }
+    realServers: [{ address: 198.18.20.21, port: 0 }]
+  - name: web
+    vip: 198.18.0.103
+    port: 80
+    persistence: { group: shop }
+    localAddresses: [198.18.2.1]
+    realServers: [{ address: 198.18.20.21, port: 8080 }]
+`);
+    const r = cli('check', '--config', f);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(
+      '  ftp: TCP 198.18.0.102:0 (every port), fullnat, wrr, 1 real server, 1 local address, persistent 600, tcp check\n',
+    );
+    expect(r.out).toContain(
+      '  web: TCP 198.18.0.103:80, fullnat, wrr, 1 real server, 1 local address, persistent 300 (group shop)\n',
+    );
+  });
+
   it('refuses what run refuses, service checks included, with the path in the file; exit 1', () => {
     const r = cli('check', '--config', file(GOOD.replace('port: 5432, weight', 'port: 5433, weight')));
     expect(r.code).toBe(1);

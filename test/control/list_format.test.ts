@@ -33,6 +33,10 @@ describe('tunvs list: the service line', () => {
     expect(head({ persistence: { timeoutSec: 60, prefixLength: 0 } })).toBe(
       'TCP  198.18.0.100:80 wrr persistent 60 mask 0.0.0.0',
     );
+    // tunvs's persistence group after it; an all-ports service's port 0 as ipvsadm's.
+    expect(head({ port: 0, persistence: { timeoutSec: 60, prefixLength: 24, group: 'shop' } })).toBe(
+      'TCP  198.18.0.100:0 wrr persistent 60 mask 255.255.255.0 group shop',
+    );
   });
 
   it("scheduler flags in parentheses after the scheduler, as ipvsadm's; the import reads them back", () => {
