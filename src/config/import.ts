@@ -67,11 +67,7 @@ export function parseFwmarkOption(text: string): [number, FwmarkMember[]] {
 }
 
 /** The VIP:ports of firewall mark `mark` (the operator's --fwmark); refused without. */
-export function fwmarkMembers(
-  mark: number,
-  o: ImportOptions,
-  fail: (message: string) => never,
-): readonly FwmarkMember[] {
+function fwmarkMembers(mark: number, o: ImportOptions, fail: (message: string) => never): readonly FwmarkMember[] {
   const members = o.fwmarks?.get(mark);
   if (members === undefined)
     return fail(
@@ -82,7 +78,7 @@ export function fwmarkMembers(
 }
 
 /** The persistence group of a firewall-mark service's members. */
-export function fwmarkGroup(mark: number): string {
+function fwmarkGroup(mark: number): string {
   return `fwmark-${mark}`;
 }
 

@@ -404,7 +404,11 @@ function virtualServer(
     const g = named.vs.get(b ?? '');
     if (!g) fail(vs, `virtual_server_group ${b ?? ''} is not defined`);
     for (const e of g) {
-      if (e.words[0] === 'fwmark') fail(e, 'a firewall-mark member has no tunvs equivalent');
+      if (e.words[0] === 'fwmark')
+        fail(
+          e,
+          'a firewall-mark member of a group: give its VIP:ports to the group itself, or write a virtual_server fwmark N (with --fwmark N=...)',
+        );
       const port = vipPort(e, e.words[1], fail);
       for (const addr of addressRange(e, e.words[0]!, fail)) members.push({ addr, port });
     }
@@ -553,7 +557,8 @@ function virtualServer(
         new Map(
           realServers.map(({ rs }) => [`${rs.address}|${rs.port}`, { ...rs, port: rs.portGiven ? rs.port : port }]),
         ),
-      laddrs: laddrs.filter((l) => l.includes(':') === v6),
+      // A mark's members may be of both families: fwmarkServices gives each its own.
+      laddrs: fwmark !== undefined ? laddrs : laddrs.filter((l) => l.includes(':') === v6),
       ...(check ? { healthCheck: check } : {}),
     };
     for (const st of flagStmts) schedulerFlags(service, ipvsScheduler, [st.words[0]!], (m) => fail(st, m));

@@ -307,6 +307,27 @@ describe('tunvs import keepalived', () => {
     expect(() => importKeepalived(source(text))).toThrow(/line 1: firewall-mark service 3: .*--fwmark 3=/);
   });
 
+  it("a firewall mark over both families: each member its family's servers and local addresses", () => {
+    const fwmarks = new Map([
+      [
+        1,
+        [
+          { protocol: 'tcp' as const, vip: '198.18.0.100', port: 80 },
+          { protocol: 'tcp' as const, vip: 'fd18:18::100', port: 80 },
+        ],
+      ],
+    ]);
+    const text =
+      'local_address_group lg {\n  198.18.2.1\n  fd18:18:2::1\n}\n' +
+      'virtual_server fwmark 1 {\n  lb_algo rr\n  lb_kind FNAT\n  laddr_group_name lg\n  persistence_timeout 600\n' +
+      '  real_server 198.18.20.21 80 {\n  }\n  real_server fd18:18:20::21 80 {\n  }\n}\n';
+    const r = importKeepalived(source(text), { fwmarks });
+    expect(r.config.services).toMatchObject([
+      { vip: '198.18.0.100', localAddresses: ['198.18.2.1'], realServers: [{ address: '198.18.20.21', port: 80 }] },
+      { vip: 'fd18:18::100', localAddresses: ['fd18:18:2::1'], realServers: [{ address: 'fd18:18:20::21', port: 80 }] },
+    ]);
+  });
+
   it("the scheduler flags (sh-port, mh-fallback, flag-1, ...) are the service's hashPort / hashFallback", () => {
     const flagged = (body: string) => importKeepalived(source(vs(`${body}\n  real_server 198.18.20.21 80 {\n  }`)));
     expect(flagged('  lvs_sched sh\n  sh-port\n  sh-fallback').config.services[0]).toMatchObject({
