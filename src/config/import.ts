@@ -92,6 +92,17 @@ export function fwmarkServices(s: RuleService, mark: number, o: ImportOptions, n
   const members = fwmarkMembers(mark, o, (m) => {
     throw new ImportError(s.line, m, s.file);
   });
+  const byAddress = new Map<string, RuleServer>();
+  for (const r of s.servers.values()) {
+    const first = byAddress.get(r.address);
+    if (first)
+      throw new ImportError(
+        r.line,
+        `real server ${r.address} is in firewall-mark service ${mark} twice (lines ${first.line} and ${r.line}): IPVS ignores the ports of a mark's servers, so they are one server`,
+        s.file,
+      );
+    byAddress.set(r.address, r);
+  }
   const ported = [...s.servers.values()].filter((r) => r.port !== 0);
   if (ported.length > 0)
     notes.push(

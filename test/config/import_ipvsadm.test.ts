@@ -190,6 +190,12 @@ describe('tunvs import ipvsadm: firewall-mark services (-f), with what each mark
     expect(() => parseFwmarkOption('1=tcp/198.18.0.100:0')).toThrow(/is not PROTO\/VIP:PORT/);
   });
 
+  it('a server at one address on two ports is one server of the mark (IPVS ignores their ports): refused, not merged', () => {
+    const e = refused('-A -f 1 -s rr\n-a -f 1 -r 198.18.20.21:80 -g\n-a -f 1 -r 198.18.20.21:443 -g -w 3', { fwmarks });
+    expect(e.line).toBe(3);
+    expect(e.message).toMatch(/real server 198\.18\.20\.21 is in firewall-mark service 1 twice \(lines 2 and 3\)/);
+  });
+
   it('the CLI takes --fwmark', () => {
     const r = spawnSync(
       process.execPath,
