@@ -165,7 +165,7 @@ export class SystemChanges {
     // Its own metric, also when it was added without one: `ip route del` without a metric
     // removes the first route of the prefix on the device, which may be another metric's.
     // An error: gone with the device already.
-    const metric = r.metric ?? (r.family === '-4' ? KERNEL_METRIC_V4 : KERNEL_METRIC_V6);
+    const metric = r.metric ?? kernelMetric(r.family);
     batch.add(['route', 'del', r.prefix, 'dev', r.dev, 'metric', String(metric)], () => {
       if (this.routes.get(r.key) === r) this.routes.delete(r.key);
     });
@@ -312,9 +312,10 @@ interface Route {
   metric?: number;
 }
 
-/** The metric the kernel gives a route added without one. */
-const KERNEL_METRIC_V4 = 0;
-const KERNEL_METRIC_V6 = 1024;
+/** The metric the kernel gives a route of `family` added without one. */
+export function kernelMetric(family: '-4' | '-6'): number {
+  return family === '-4' ? 0 : 1024;
+}
 
 function metricArgs(metric: number | undefined): string[] {
   return metric === undefined ? [] : ['metric', String(metric)];
@@ -336,23 +337,36 @@ export function localAddressPrefixes(services: readonly ResolvedService[]): stri
   return [...new Set(services.flatMap((s) => s.laddrs.map((a) => hostPrefix(s.af, a))))];
 }
 
-/** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the
- * named one (`ip -n`). */
-export function listFallbacks(netns?: string): { family: '-4' | '-6'; prefix: string }[] {
-  const found: { family: '-4' | '-6'; prefix: string }[] = [];
+/** The routes `ip route show SELECTOR...` lists, both families, in this network namespace
+ * or the named one (`ip -n`): host prefixes, each with its metric (the kernel's default when
+ * it lists none). A family the host lacks lists nothing. */
+export function listRoutes(
+  selector: readonly string[],
+  netns?: string,
+): { family: '-4' | '-6'; prefix: string; metric: number }[] {
+  const found: { family: '-4' | '-6'; prefix: string; metric: number }[] = [];
   for (const family of ['-4', '-6'] as const) {
     let listed: { dst?: string; metric?: number }[];
     try {
-      const args = ['-j', ...(netns === undefined ? [] : ['-n', netns]), family, 'route', 'show', 'type', 'blackhole'];
+      const args = ['-j', ...(netns === undefined ? [] : ['-n', netns]), family, 'route', 'show', ...selector];
       const out = execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
       listed = JSON.parse(out === '' ? '[]' : out) as { dst?: string; metric?: number }[];
     } catch {
       continue; // no IPv6 here: nothing to list
     }
     for (const { dst, metric } of listed) {
-      if (metric !== FALLBACK_METRIC || dst === undefined) continue;
-      found.push({ family, prefix: dst.includes('/') ? dst : `${dst}/${isIP(dst) === 6 ? 128 : 32}` });
+      if (dst === undefined) continue;
+      const prefix = dst.includes('/') ? dst : `${dst}/${isIP(dst) === 6 ? 128 : 32}`;
+      found.push({ family, prefix, metric: metric ?? kernelMetric(family) });
     }
   }
   return found;
+}
+
+/** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the
+ * named one (`ip -n`). */
+export function listFallbacks(netns?: string): { family: '-4' | '-6'; prefix: string }[] {
+  return listRoutes(['type', 'blackhole'], netns)
+    .filter((r) => r.metric === FALLBACK_METRIC)
+    .map(({ family, prefix }) => ({ family, prefix }));
 }

@@ -85,9 +85,9 @@ import {
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
-import { ALL_PORTS, NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
+import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
-import type { PeerLocalAddress, ServiceTable } from '../service/service.js';
+import { ANY_PORT, type PeerLocalAddress, type ServiceTable } from '../service/service.js';
 import { stateOf, uncountRecord } from '../nat/session.js';
 import { MODE_FULLNAT, modeTable } from '../nat/modes/index.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
@@ -960,29 +960,17 @@ function writeRecord(rec: Int32Array, base: number, ev: Int32Array, s: number): 
   rec[base + R_HOLD] = 0;
 }
 
-/** The real server of service `svc` at the sync record's RIP:rport (a server of an
- * all-ports service at any port; with `anyPort`, the first at RIP), or −1. */
+/** The real server of service `svc` at the sync record's RIP:rport (ServiceTable.serverAt;
+ * with `anyPort`, the first at RIP), or −1. */
 function findServer(services: ServiceTable, svc: number, ev: Int32Array, s: number, anyPort = false): number {
-  const pool = services.pools[svc];
-  if (!pool) return -1;
-  const rport = ev[s + R_OUT_PORTS]! >>> 16;
-  const a0 = ev[s + R_RIP0]!;
-  const a1 = ev[s + syncWord(R_RIP1)]!;
-  const a2 = ev[s + syncWord(R_RIP1 + 2)]!;
-  const a3 = ev[s + syncWord(R_RIP1 + 4)]!;
-  for (let i = 0; i < pool.count; i++) {
-    const id = pool.ids[i]!;
-    const a = id * 4;
-    if (
-      (anyPort || services.rsPort[id] === rport || services.rsPort[id] === ALL_PORTS) &&
-      services.rsAddr[a] === a0 &&
-      services.rsAddr[a + 1] === a1 &&
-      services.rsAddr[a + 2] === a2 &&
-      services.rsAddr[a + 3] === a3
-    )
-      return id;
-  }
-  return -1;
+  return services.serverAt(
+    svc,
+    ev[s + R_RIP0]!,
+    ev[s + syncWord(R_RIP1)]!,
+    ev[s + syncWord(R_RIP1 + 2)]!,
+    ev[s + syncWord(R_RIP1 + 4)]!,
+    anyPort ? ANY_PORT : ev[s + R_OUT_PORTS]! >>> 16,
+  );
 }
 
 function setCounts(

@@ -16,11 +16,11 @@
  * A dead tunvs needs no watchdog: the kernel deletes its routes with the device.
  */
 
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
 import { adminRequest } from '../control/admin.js';
 import { IpBatch } from '../control/ip_batch.js';
+import { kernelMetric, listRoutes } from '../control/system.js';
 
 export interface WatchdogOptions {
   admin: string;
@@ -56,7 +56,7 @@ export function withdrawRoutes(dev: string): { moved: Withdrawn[]; errors: strin
   const out: Withdrawn[] = [];
   const put = new IpBatch();
   const errors: string[] = [];
-  for (const r of listRoutes(dev)) {
+  for (const r of listRoutes(['dev', dev])) {
     if (!announced(r.metric)) continue;
     const { family, prefix, metric } = r;
     put.add(['route', 'replace', prefix, 'dev', dev, 'metric', String(ROUTE_METRIC_QUIET)], (err) => {
@@ -83,13 +83,13 @@ export interface RecordedRoute {
  * quiet one put in by the watchdog, an old one tunvs moved away from meanwhile), and none
  * for a prefix tunvs no longer routes. Returns how many prefixes are announced again. */
 export function restoreRoutes(dev: string, routes: readonly Withdrawn[], recorded: readonly RecordedRoute[]): number {
-  const want = new Map(recorded.map((r) => [r.prefix, r.metric ?? kernelMetric(r.prefix)]));
+  const want = new Map(recorded.map((r) => [r.prefix, r.metric ?? kernelMetric(r.prefix.includes(':') ? '-6' : '-4')]));
   const put = new IpBatch();
   const take = new IpBatch();
   const errors: string[] = [];
   let announcedAgain = 0;
   const inKernel = new Map<string, number[]>();
-  for (const r of listRoutes(dev)) inKernel.set(r.prefix, [...(inKernel.get(r.prefix) ?? []), r.metric]);
+  for (const r of listRoutes(['dev', dev])) inKernel.set(r.prefix, [...(inKernel.get(r.prefix) ?? []), r.metric]);
   for (const prefix of new Set(routes.map((r) => r.prefix))) {
     const metric = want.get(prefix);
     const have = inKernel.get(prefix) ?? [];
@@ -104,26 +104,6 @@ export function restoreRoutes(dev: string, routes: readonly Withdrawn[], recorde
   take.run();
   if (errors.length > 0) throw new Error(`restore routes into ${dev}: ${errors.join('; ')}`);
   return announcedAgain;
-}
-
-/** The kernel's metric for a route added without one. */
-function kernelMetric(prefix: string): number {
-  return prefix.includes(':') ? 1024 : 0;
-}
-
-/** The routes into `dev` now, host prefixes with their metrics. */
-function listRoutes(dev: string): { family: '-4' | '-6'; prefix: string; metric: number }[] {
-  const out: { family: '-4' | '-6'; prefix: string; metric: number }[] = [];
-  for (const family of ['-4', '-6'] as const) {
-    const listed = JSON.parse(
-      execFileSync('ip', ['-j', family, 'route', 'show', 'dev', dev], { encoding: 'utf8' }) || '[]',
-    ) as { dst: string; metric?: number }[];
-    for (const r of listed) {
-      const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
-      out.push({ family, prefix, metric: r.metric ?? kernelMetric(prefix) });
-    }
-  }
-  return out;
 }
 
 /** Run until `signal` aborts. */

@@ -39,6 +39,7 @@ import { TCP_FIN } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 import { DROP_NO_REAL_SERVER, DROP_SERVER_OVERLOADED, DROP_TABLE_FULL } from './verdict.js';
 import type { ServerPool } from '../service/sched/scheduler.js';
+import { ANY_PORT } from '../service/service.js';
 
 /** Hash of the client address for sh/mh: fixed seed, so both LBs of a pair agree. */
 export function clientAddressHash(a0: number, a1: number, a2: number, a3: number): number {
@@ -157,7 +158,10 @@ function persistentServer(c: NatContext, svc: number): number {
   let slot = t.find(key);
   let rsId = slot >= 0 && t.live(slot, now) ? t.rsOf(slot) : -1;
   // Another service of the persistence group made it: this one's server at that address.
-  if (rsId >= 0 && s.rsService[rsId] !== svc) rsId = s.serverAt(svc, rsId);
+  if (rsId >= 0 && s.rsService[rsId] !== svc) {
+    const a = rsId * 4;
+    rsId = s.serverAt(svc, s.rsAddr[a]!, s.rsAddr[a + 1]!, s.rsAddr[a + 2]!, s.rsAddr[a + 3]!, ANY_PORT);
+  }
   if (rsId >= 0 && s.rsWeight[rsId]! <= 0) rsId = -1;
   if (rsId >= 0) {
     c.counters[C_PERSISTENCE_HITS] = c.counters[C_PERSISTENCE_HITS]! + 1;

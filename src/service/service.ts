@@ -396,6 +396,9 @@ function needPort(value: unknown, path: string): number {
   return value as number;
 }
 
+/** ServiceTable.serverAt's port for "at any port". */
+export const ANY_PORT = -1;
+
 /** A service's port: 1..65535, or 0 for every port of the VIP (IPVS's port-0 service). */
 function needServicePort(value: unknown, path: string): number {
   if (value === ALL_PORTS) return ALL_PORTS;
@@ -1060,22 +1063,25 @@ export class ServiceTable {
     return 0;
   }
 
-  /** Service `svc`'s server at the address of server `rsId` (of another service of its
-   * persistence group), or −1: a group's template names an address, not a service's server. */
-  serverAt(svc: number, rsId: number): number {
+  /** Service `svc`'s server at address (a0..a3) and `port` (a server of an all-ports service
+   * at any; ANY_PORT: the first at the address), or −1. A persistence group's template names
+   * an address (its members forward to it on their own ports); a sync record, an address and
+   * port. */
+  serverAt(svc: number, a0: number, a1: number, a2: number, a3: number, port: number): number {
     const pool = this.pools[svc];
     if (pool === undefined) return -1;
-    const a = rsId * 4;
     const addr = this.rsAddr;
     for (let i = 0; i < pool.count; i++) {
-      const b = pool.ids[i]! * 4;
+      const id = pool.ids[i]!;
+      const b = id * 4;
       if (
-        addr[b] === addr[a] &&
-        addr[b + 1] === addr[a + 1] &&
-        addr[b + 2] === addr[a + 2] &&
-        addr[b + 3] === addr[a + 3]
+        (port === ANY_PORT || this.rsPort[id] === port || this.rsPort[id] === ALL_PORTS) &&
+        addr[b] === a0 &&
+        addr[b + 1] === a1 &&
+        addr[b + 2] === a2 &&
+        addr[b + 3] === a3
       )
-        return pool.ids[i]!;
+        return id;
     }
     return -1;
   }
