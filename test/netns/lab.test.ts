@@ -170,6 +170,14 @@ function conns(args: string[]): string {
   );
 }
 
+/** `tunvs ARGS` against lb-a's admin socket: its exit code and stderr. */
+function tunvsCli(args: string[]): { code: number; err: string } {
+  const r = spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket], {
+    encoding: 'utf8',
+  });
+  return { code: r.status ?? 1, err: r.stderr };
+}
+
 function tunvsPid(): number {
   return labPid(readState(prefix)!, 'tunvs-lb-a')!;
 }
@@ -974,6 +982,12 @@ describe.skipIf(!root)('netns lab (root)', () => {
       ]);
       return Object.fromEntries(parsePrometheusTextFormat(text).map((f) => [f.name, f]));
     };
+    // A datagram to a port of the VIP that no service has: a no_service drop for both to count.
+    await runInNs(nsName(prefix, 'client'), [
+      process.execPath,
+      '-e',
+      `const s = require('dgram').createSocket('udp4'); s.send('x', 81, '${LAB.vip4}', () => s.close());`,
+    ]);
     // No traffic between the two reads: the same numbers.
     await new Promise((r) => setTimeout(r, 300));
     const m = scrape();
@@ -985,7 +999,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(one('tunvs_toa_inserted_total')).toBe(st.counters!.toa_inserted);
     const drops = Object.fromEntries(m.tunvs_drops_total!.metrics.map((x) => [x.labels!.reason!, Number(x.value)]));
     for (const [reason, v] of Object.entries(st.drops!)) expect(drops[reason], reason).toBe(v);
-    expect(drops.no_service).toBeGreaterThan(0); // the junk test's packet to :81
+    expect(drops.no_service).toBeGreaterThan(0);
     const list = (await adminRequest(state.adminSocket, { cmd: 'list', stats: true })) as unknown as {
       services: {
         name: string;
@@ -1250,14 +1264,7 @@ ${['198.18.20.21', '198.18.20.22']
   });
 
   it("an all-ports service (port 0, ipvsadm -t VIP:0 -p): each connection on its own port, a client's on one server, v4 and v6", async () => {
-    const cli = (args: string[]): { code: number; err: string } => {
-      const r = spawnSync(
-        process.execPath,
-        [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket],
-        { encoding: 'utf8' },
-      );
-      return { code: r.status ?? 1, err: r.stderr };
-    };
+    const cli = tunvsCli;
     const vips = { 4: '198.18.0.102', 6: 'fd18:18::102' } as const;
     const client = nsName(prefix, 'client');
     try {
@@ -1309,16 +1316,7 @@ ${['198.18.20.21', '198.18.20.22']
   }, 60_000);
 
   it("a persistence group (LVS's persistent firewall-mark service): a client's connections to both services go to one server", () => {
-    const cli = (args: string[]): { code: number; err: string } => {
-      const r = spawnSync(
-        process.execPath,
-        [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket],
-        {
-          encoding: 'utf8',
-        },
-      );
-      return { code: r.status ?? 1, err: r.stderr };
-    };
+    const cli = tunvsCli;
     const vip = '198.18.0.103';
     const client = nsName(prefix, 'client');
     // Two services on one VIP, rr over the three servers listed in opposite orders: alone,
