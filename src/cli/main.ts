@@ -60,7 +60,7 @@ Usage:
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
                     [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
-                    [--sloppy] [--hash-port] [--hash-fallback]
+                    [--sloppy] [--hash-port] [--hash-fallback] [--ops]
                     [--persistent [SEC] [--netmask M] [--prefix6 N] [--persistence-group G]]
                     [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
                                           --port 0: every port of the VIP, each connection
@@ -72,13 +72,15 @@ Usage:
                                           --hash-port, --hash-fallback: sh and mh hash the
                                           client's port too / another server for a client
                                           whose own is at its cap (ipvsadm -b sh-port,
-                                          sh-fallback);
+                                          sh-fallback); --ops: UDP, each datagram
+                                          scheduled on its own (ipvsadm -o; not NAT);
                                           --persistent: ipvsadm -p (default 300 s), with
                                           --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6),
                                           --persistence-group: services sharing the client's
                                           server (LVS's persistent firewall-mark service);
                                           --idle-timeout: idle connections (UDP flows) kept SEC
-                                          (default: timeouts.established / timeouts.udp)
+                                          (default: timeouts.established / timeouts.udp; with
+                                          --ops the wait for a datagram's reply, default 5 s)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W] [--max-conns N [--min-conns N]]
                                           --max-conns: ipvsadm -x, a session cap (-y: the floor it
@@ -258,6 +260,7 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (flag(args, '--sloppy')) service.sloppy = true;
     if (flag(args, '--hash-port')) service.hashPort = true;
     if (flag(args, '--hash-fallback')) service.hashFallback = true;
+    if (flag(args, '--ops')) service.onePacket = true;
     const persistence = persistenceOptions(args);
     if (persistence) service.persistence = persistence;
     const idle = option(args, '--idle-timeout');

@@ -111,7 +111,8 @@ function serviceLine(s: ResolvedService): string {
             (s.persistence.group !== undefined ? ` (group ${s.persistence.group})` : ''),
         ]
       : []),
-    ...(s.idleTimeoutSec > 0 ? [`idle ${s.idleTimeoutSec} s`] : []),
+    ...(s.onePacket ? ['each datagram scheduled alone'] : []),
+    ...(s.idleTimeoutSec > 0 ? [`${s.onePacket ? 'reply wait' : 'idle'} ${s.idleTimeoutSec} s`] : []),
     ...(s.healthCheck ? [`${s.healthCheck.type} check`] : []),
   ];
   return `  ${s.name}: ${parts.join(', ')}`;

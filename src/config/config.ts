@@ -415,6 +415,7 @@ const SERVICE_KEYS = [
   'sloppy',
   'hashPort',
   'hashFallback',
+  'onePacket',
   'healthCheck',
   'acl',
   'maxNewPerSec',
@@ -480,6 +481,7 @@ export function parseService(v: unknown, path: string): ServiceSpec {
     sloppy: opt(o, 'sloppy', false, (x) => boolean(x, join(path, 'sloppy'))),
     hashPort: opt(o, 'hashPort', false, (x) => boolean(x, join(path, 'hashPort'))),
     hashFallback: opt(o, 'hashFallback', false, (x) => boolean(x, join(path, 'hashFallback'))),
+    onePacket: opt(o, 'onePacket', false, (x) => boolean(x, join(path, 'onePacket'))),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
     ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),
     ...(o.maxNewPerSec !== undefined

@@ -169,6 +169,8 @@ export interface RuleService {
   /** IPVS's scheduler flags as the config's: sh-port / mh-port, sh-fallback / mh-fallback. */
   hashPort?: true;
   hashFallback?: true;
+  /** ipvsadm -o, keepalived's ops: one-packet scheduling (the config's onePacket). */
+  onePacket?: true;
   persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number; group?: string };
   /** A firewall-mark service's mark, until fwmarkServices makes it a service per VIP:port. */
   fwmark?: number;
@@ -259,6 +261,12 @@ export function buildConfig(
   o: ImportOptions,
 ): ImportResult {
   const out = services.map((s) => toService(s, o));
+  // IPVS schedules single packets of UDP only, and ignores the flag on TCP.
+  for (const s of services)
+    if (s.onePacket && s.protocol === 'tcp')
+      notes.push(
+        `line ${s.line}: one-packet scheduling (ops) on tcp ${s.vip}:${s.port}, which IPVS applies to UDP only: left out`,
+      );
   if (Object.keys(timeouts).length === 0 && out.length > 0)
     notes.push(
       "no timeouts set: the kernel's IPVS keeps idle TCP connections 900 s and FIN_WAIT 120 s, " +
@@ -315,6 +323,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     scheduler: s.scheduler,
     ...(s.hashPort ? { hashPort: true } : {}),
     ...(s.hashFallback ? { hashFallback: true } : {}),
+    ...(s.onePacket && s.protocol === 'udp' ? { onePacket: true } : {}),
     ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
     ...(s.persistence ? { persistence: s.persistence } : {}),
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),

@@ -251,10 +251,7 @@ function refuse(p: Parsed, line: number, opts: Record<string, string>): void {
 
 /** A service's options (-A, -E: ipvsadm sets them all, defaults for what is left out). */
 function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOptions): void {
-  refuse(p, line, {
-    ops: 'one-packet scheduling has no tunvs equivalent (a UDP flow keeps its server for timeouts.udp)',
-    pe: 'persistence engines (sip) have no tunvs equivalent',
-  });
+  refuse(p, line, { pe: 'persistence engines (sip) have no tunvs equivalent' });
   const given = p.opts.get('scheduler');
   const ipvs = typeof given === 'string' ? given : IPVS_DEFAULT_SCHEDULER;
   const fail = (m: string): never => {
@@ -277,6 +274,8 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   } else if (p.opts.has('netmask')) {
     throw new ImportError(line, '-M (netmask) goes with -p (persistent)');
   }
+  delete s.onePacket;
+  if (p.opts.has('ops')) s.onePacket = true;
   const idle = p.opts.get('conn-timeout');
   delete s.idleTimeout;
   // DPVS: the idle timeout of the service's connections (0: the global ones).

@@ -93,7 +93,6 @@ const SKIPPED = new Set([
 
 /** Keywords whose behaviour tunvs lacks: refused, with what to do. */
 const REFUSED: Record<string, string> = {
-  ops: 'one-packet scheduling has no tunvs equivalent',
   persistence_engine: 'persistence engines (sip) have no tunvs equivalent',
   proxy_protocol: 'tunvs passes the client address as TOA, not the PROXY protocol',
   bps: 'per-service bandwidth limits have no tunvs equivalent',
@@ -424,6 +423,7 @@ function virtualServer(
   let laddrs: string[] = [];
   const acl: { allow?: string[]; deny?: string[] } = {};
   let synProxy: 'on' | undefined;
+  let onePacket = false;
   let idleTimeout: number | undefined;
   let sorry: { address: string; port: number } | undefined;
   let sorryMethod: ModeName | undefined;
@@ -462,6 +462,7 @@ function virtualServer(
       if (!g) fail(s, `${deny ? 'deny' : 'allow'}_address_group ${v ?? ''} is not defined`);
       acl[deny ? 'deny' : 'allow'] = g!;
     } else if (k === 'syn_proxy') synProxy = 'on';
+    else if (k === 'ops') onePacket = true;
     // DPVS's keepalived: the service's conn-timeout.
     else if (k === 'establish_timeout') idleTimeout = Number(v);
     else if (k === 'sorry_server') {
@@ -545,6 +546,7 @@ function virtualServer(
       scheduler,
       ...(p ? { persistence: p } : {}),
       ...(synProxy ? { synProxy } : {}),
+      ...(onePacket ? { onePacket: true as const } : {}),
       ...(idleTimeout ? { idleTimeout } : {}),
       ...(acl.allow?.length || acl.deny?.length ? { acl } : {}),
       ...(sorry ? { sorryServer: sorry } : {}),

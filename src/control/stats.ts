@@ -64,6 +64,8 @@ export interface ServiceRow {
   /** ipvsadm -p / -M: the template timeout and the client prefix length of the VIP's family. */
   persistence?: { timeoutSec: number; prefixLength: number; group?: string };
   sloppy: boolean;
+  /** ipvsadm -o: each datagram scheduled on its own (ServiceSpec.onePacket). */
+  onePacket?: true;
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
   /** Whether the weights of its servers that are up reach its quorum; absent unless it has a
@@ -114,6 +116,7 @@ export function listServices(
           }
         : {}),
       sloppy: s.sloppy,
+      ...(s.onePacket ? { onePacket: true as const } : {}),
       ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
       ...(quorum !== undefined ? { quorum: quorum ? ('up' as const) : ('lost' as const) } : {}),
       realServers: s.realServers.map((r) => {
@@ -199,7 +202,8 @@ export class RateEstimator {
 }
 
 /** What ipvsadm -Ln prints after a service's scheduler: `persistent T` and, for a client
- * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6); DPVS's
+ * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6), then
+ * `ops` for one-packet scheduling; DPVS's
  * `conn-timeout T` for an idleTimeout; tunvs adds `sloppy`, and `quorum lost` while a service
  * has lost its quorum. */
 function serviceFlags(s: ServiceRow): string {
@@ -216,6 +220,7 @@ function serviceFlags(s: ServiceRow): string {
     // tunvs's own (ipvsadm has one firewall-mark service where tunvs has the group).
     if (p.group !== undefined) out += ` group ${p.group}`;
   }
+  if (s.onePacket) out += ' ops';
   if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
   if (s.sloppy) out += ' sloppy';
   return s.quorum === 'lost' ? `${out} quorum lost` : out;

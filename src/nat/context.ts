@@ -47,7 +47,7 @@ import { HoldPool } from './hold.js';
 import type { PacketRing } from '../dataplane/ring.js';
 import type { ForwardingMode } from './modes/mode.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
-import { HOLD_PER_SESSION_MAX, SERVICES_MAX } from '../constants.js';
+import { HOLD_PER_SESSION_MAX, ONE_PACKET_REPLY_SEC, SERVICES_MAX } from '../constants.js';
 
 /** Label of the SYN cookies' key, derived from the ISN key (seq.ts deriveKey). */
 const COOKIE_KEY_LABEL = 0x636f6f6b;
@@ -185,13 +185,16 @@ export class NatContext {
   }
 
   /** Each service's idle timeout (idleTicks), at every apply of the services; a removed
-   * service keeps its own, for the sessions that run on. */
+   * service keeps its own, for the sessions that run on. A one-packet service's is how long
+   * a datagram's session waits for the reply. */
   setIdleTimeouts(services: readonly ResolvedService[]): void {
     for (const s of services) {
       this.idleTicks[s.id] =
         s.idleTimeoutSec > 0
           ? secondsToTicks(s.idleTimeoutSec, this.opts.tickMs)
-          : this.timeouts[s.proto === IPPROTO_TCP ? S_ESTABLISHED : S_UDP]!;
+          : s.onePacket
+            ? secondsToTicks(ONE_PACKET_REPLY_SEC, this.opts.tickMs)
+            : this.timeouts[s.proto === IPPROTO_TCP ? S_ESTABLISHED : S_UDP]!;
     }
   }
 

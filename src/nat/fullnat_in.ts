@@ -141,7 +141,8 @@ export function udpInbound(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   c.table.setExpire(r, c.tick + idleTicks(c, base));
-  if (c.sync !== null) c.sync.onPacket(base, false, S_UDP, c.tick);
+  // A one-packet service's datagram session lives for its reply alone: not published.
+  if (c.sync !== null && c.services.onePacket[recService(rec, base)] === 0) c.sync.onPacket(base, false, S_UDP, c.tick);
   rewriteUdp(c, rec, base + R_LIP0, base + R_LIP1, base + R_RIP0, base + R_RIP1, swapPorts(rec[base + R_OUT_PORTS]!));
   countPacket(c, rec, base, c.pEnd, RS_PACKETS_IN, C_PACKETS_IN);
   return c.pEnd - c.pL3;

@@ -10,16 +10,18 @@
  *      sloppySession   a sloppy service's mid-connection client packet without a session
  *                      makes one, to the server the scheduler picks from the client address
  *      startTimestamps a new session's real server sees the LB's timestamp clock
+ *      onePacket       a one-packet service's datagram: a session of its own, ended at once
+ *                      where no reply comes back through the LB
  *   2. mode.inbound    the rewrite (FULLNAT and NAT: fullnat_in.ts; TUNNEL: tunnel.ts)
  */
 
 import { R_TS_DELTA, recMode, RECORD_WORDS, DIR_IN } from '../conn/layout.js';
 import { isEnding, S_ESTABLISHED, S_NONE, S_UDP } from '../conn/state.js';
-import { C_SESSIONS_EXPIRED, C_SESSIONS_REUSED, C_SESSIONS_SLOPPY } from '../dataplane/counters.js';
+import { C_SESSIONS_REUSED, C_SESSIONS_SLOPPY } from '../dataplane/counters.js';
 import { IPPROTO_TCP, TCP_ACKF, TCP_FIN, TCP_RST, TCP_SEQ, TCP_SYN } from '../packet/headers.js';
 import { SYNPROXY_OFF } from '../service/service.js';
 import type { NatContext } from './context.js';
-import { createSession, setState, stateOf, uncountSession } from './session.js';
+import { createSession, endSession, setState, stateOf } from './session.js';
 import { scanPacketOptions } from './toa.js';
 import { isWaiting, proxyAck, proxyActive, proxySyn, proxyWaitInbound } from './synproxy.js';
 import { DROP_BAD_TCP_OPTIONS, DROP_NO_SERVICE, DROP_NO_SESSION } from './verdict.js';
@@ -45,11 +47,8 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     // reached another cluster node; a half-closed one keeps its timer, nat/session.ts).
     const st = stateOf(table.rec, r * RECORD_WORDS);
     if (isEnding(st)) {
-      c.sync?.onRemove(r * RECORD_WORDS);
-      uncountSession(c, r * RECORD_WORDS);
-      table.remove(r);
+      endSession(c, r);
       c.counters[C_SESSIONS_REUSED] = c.counters[C_SESSIONS_REUSED]! + 1;
-      c.counters[C_SESSIONS_EXPIRED] = c.counters[C_SESSIONS_EXPIRED]! + 1;
       r = -1;
     }
   }
@@ -73,6 +72,7 @@ export function natInbound(c: NatContext, svc: number, hash: number): number {
     r = createSession(c, svc, hash, blockWords, tcp ? S_NONE : S_UDP, tcp ? c.dv.getInt32(c.pL4 + TCP_SEQ) : 0);
     if (r < 0) return r;
     if (tcp && c.services.translateTs[svc] === 1) startTimestamps(c, r);
+    else if (c.services.onePacket[svc] === 1) return onePacket(c, r);
   } else if (tcp && isWaiting(table.rec, r * RECORD_WORDS) && (c.pFlags & TCP_RST) === 0) {
     return proxyWaitInbound(c, r, n);
   }
@@ -96,6 +96,18 @@ function sloppySession(c: NatContext, svc: number, hash: number, blockWords: num
   c.sync?.onPacket(base, true, S_ESTABLISHED, c.tick);
   c.counters[C_SESSIONS_SLOPPY] = c.counters[C_SESSIONS_SLOPPY]! + 1;
   return r;
+}
+
+/**
+ * A datagram of a one-packet service (ServiceSpec.onePacket) through its own new session,
+ * which no later datagram finds. A mode whose replies skip the LB (TUNNEL, DR) has no use for
+ * it after this packet: it ends here. FULLNAT's waits for the reply (nat/outbound.ts ends it).
+ */
+function onePacket(c: NatContext, r: number): number {
+  const mode = c.modes[recMode(c.table.rec, r * RECORD_WORDS)]!;
+  const len = mode.inbound(c, r, 0);
+  if (!mode.twoWay) endSession(c, r);
+  return len;
 }
 
 /** A new session's SYN carries a timestamp: the real server will see the LB's clock. */

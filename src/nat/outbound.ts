@@ -1,11 +1,13 @@
 /**
  * Packets not addressed to a service: a real server's reply (to a local address in
- * FULLNAT, to the client in NAT) goes to its session's mode (modes/); anything else is
- * dropped with the reason missReason names.
+ * FULLNAT, to the client in NAT) goes to its session's mode (modes/), and ends the session
+ * of a one-packet service's datagram; anything else is dropped with the reason missReason
+ * names.
  */
 
-import { DIR_OUT, recMode, RECORD_WORDS } from '../conn/layout.js';
+import { DIR_OUT, recMode, recService, RECORD_WORDS } from '../conn/layout.js';
 import type { NatContext } from './context.js';
+import { endSession } from './session.js';
 import { DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
 
 /**
@@ -19,7 +21,13 @@ export function natOutbound(c: NatContext, hash: number): number {
   const blockWords = c.fillKey(key);
   const r = table.find(key, blockWords, DIR_OUT, hash);
   if (r < 0) return -missReason(c);
-  return c.modes[recMode(table.rec, r * RECORD_WORDS)]!.outbound(c, r);
+  const rec = table.rec;
+  const base = r * RECORD_WORDS;
+  const len = c.modes[recMode(rec, base)]!.outbound(c, r);
+  // The reply to a one-packet service's datagram (FULLNAT: ServiceSpec.onePacket) ends the
+  // datagram's session, and frees its local port.
+  if (len > 0 && c.services.onePacket[recService(rec, base)] === 1) endSession(c, r);
+  return len;
 }
 
 /** Why a packet that matched neither a service nor a session is dropped. */

@@ -3,7 +3,7 @@
  * client's persistence template to one; the forwarding
  * mode takes a local address and port and picks the ISN, or whatever it needs), change state (keeping the real server's active and
  * inactive counts right for lc/wlc and `tunvs list`), time out (timeoutOf: the service's
- * idleTimeout for an idle connection), and end.
+ * idleTimeout for an idle connection), and end (endSession, or the timer wheel).
  */
 
 import {
@@ -30,6 +30,7 @@ import {
   C_PERSISTENCE_TABLE_FULL,
   C_PERSISTENCE_TEMPLATES,
   C_SESSIONS_CREATED,
+  C_SESSIONS_EXPIRED,
   RS_BASE,
   RS_FIELDS,
   RS_SESSIONS,
@@ -126,7 +127,9 @@ export function createSession(
   table.setKey(r, DIR_OUT, ok);
   rec[base + R_SVC_RS] = svcRsWord(svc, rsId, 0);
   rec[base + R_CREATED] = c.tick;
-  table.insert(r, DIR_IN, hashIn);
+  // A one-packet service's datagram: no later datagram finds this session (each is scheduled
+  // on its own); only the server's reply does, by the OUT key.
+  if (s.onePacket[svc] === 0) table.insert(r, DIR_IN, hashIn);
   if (mode.twoWay) table.insert(r, DIR_OUT, c.outHash);
   table.schedule(r, c.tick + timeoutOf(c, base, state));
   c.counts.inactive[rsId] = c.counts.inactive[rsId]! + 1;
@@ -273,6 +276,16 @@ export function finsAcked(rec: Int32Array, base: number, cliAck: number, rsAck: 
  * the receiver sees), past its payload and the FIN itself. */
 export function finCoverAck(c: NatContext, seq: number): number {
   return (seq + (c.pEnd - c.pL4 - c.pThl) + 1) | 0;
+}
+
+/** End session `r` now: its end published if it was, out of its server's counts and its
+ * template, out of the table; counted as expired. */
+export function endSession(c: NatContext, r: number): void {
+  const base = r * RECORD_WORDS;
+  c.sync?.onRemove(base);
+  uncountSession(c, base);
+  c.table.remove(r);
+  c.counters[C_SESSIONS_EXPIRED] = c.counters[C_SESSIONS_EXPIRED]! + 1;
 }
 
 /** Take an ending session out of its real server's counts (before the record is freed),

@@ -99,6 +99,13 @@ export interface ServiceSpec {
    * another one, by a second hash, rather than none (IPVS's sh-fallback, mh-fallback). A
    * server at weight 0 or down has no share of the table anyway. */
   hashFallback?: boolean;
+  /** UDP only: one-packet scheduling (ipvsadm -o, keepalived's ops). Each datagram is
+   * scheduled on its own, so one client socket's datagrams (a resolver's queries, a syslog
+   * or statsd sender's stream) spread over the servers instead of following one session.
+   * TUNNEL and DR keep no session; FULLNAT keeps one per datagram for the server's reply,
+   * found only by that reply, which ends it (or idleTimeout, default ONE_PACKET_REPLY_SEC,
+   * without one). NAT is refused: its reply mapping is the client's own port. */
+  onePacket?: boolean;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
   /** Client ACL, checked on the first packet of a session: with `allow`, only those clients;
@@ -256,6 +263,7 @@ export function serviceWithDefaults(
     sloppy: s.sloppy ?? false,
     ...(s.hashPort ? { hashPort: true } : {}),
     ...(s.hashFallback ? { hashFallback: true } : {}),
+    ...(s.onePacket ? { onePacket: true } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
@@ -304,6 +312,8 @@ export interface ResolvedService {
   sloppy: boolean;
   hashPort: boolean;
   hashFallback: boolean;
+  /** ServiceSpec.onePacket. */
+  onePacket: boolean;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
@@ -536,6 +546,7 @@ function checkIdleTimeout(v: number, p: string): number {
 function checkModeOptions(s: ServiceSpec, p: string): void {
   const mode = s.mode;
   if (s.sloppy) checkSloppy(s, p);
+  if (s.onePacket === true) checkOnePacket(s, p);
   for (const flag of ['hashPort', 'hashFallback'] as const)
     if (s[flag] === true && s.scheduler !== 'sh' && s.scheduler !== 'mh')
       throw new ConfigError(
@@ -610,6 +621,23 @@ function checkSloppy(s: ServiceSpec, p: string): void {
           ? `scheduler ${s.scheduler} may pick another server than the connection's SYN went to; use sh or mh, which pick from the client address alone, the same on every node`
           : undefined;
   if (why !== undefined) throw new ConfigError('TUNVS_ERR_CONFIG_MODE', `${p}.sloppy`, `sloppy TCP: ${why}`);
+}
+
+/** One-packet scheduling needs datagrams a session need not follow, and a reply way that
+ * does not depend on the client's port. */
+function checkOnePacket(s: ServiceSpec, p: string): void {
+  const why =
+    s.protocol !== 'udp'
+      ? 'a TCP connection is one flow: its packets must reach one server'
+      : s.mode === 'nat'
+        ? "a NAT server's reply is matched by the client's own address and port, which every datagram of a client socket shares: use FULLNAT, whose local port tells the replies apart, or TUNNEL/DR"
+        : undefined;
+  if (why !== undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.onePacket`,
+      `one-packet scheduling is for UDP datagrams: ${why}`,
+    );
 }
 
 /** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
@@ -791,6 +819,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       sloppy: s.sloppy,
       hashPort: s.hashPort === true,
       hashFallback: s.hashFallback === true,
+      onePacket: s.onePacket === true,
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
@@ -856,6 +885,8 @@ export class ServiceTable {
   readonly sloppy = new Uint8Array(SERVICES_MAX);
   /** 1: sh and mh hash the client's port too (ServiceSpec.hashPort). */
   readonly hashPort = new Uint8Array(SERVICES_MAX);
+  /** 1: each UDP datagram is scheduled on its own (ServiceSpec.onePacket). */
+  readonly onePacket = new Uint8Array(SERVICES_MAX);
   /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
@@ -961,6 +992,7 @@ export class ServiceTable {
       this.synProxy[id] = SYNPROXY_MODES.indexOf(s.synProxy);
       this.sloppy[id] = s.sloppy ? 1 : 0;
       this.hashPort[id] = s.hashPort ? 1 : 0;
+      this.onePacket[id] = s.onePacket ? 1 : 0;
       this.mode[id] = MODE_NAMES.indexOf(s.mode);
       if (s.laddrs.length > 0) this.tunnelSrc.set(s.laddrs[0]!, id * 4);
       // Only this family's prefixes can match; an allow list of only the other family

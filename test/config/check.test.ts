@@ -57,9 +57,17 @@ describe('tunvs check', () => {
     );
   });
 
-  it('names an all-ports service and a persistence group', () => {
+  it('names an all-ports service, a persistence group and one-packet scheduling', () => {
     const f = file(`isn: { secret: "0123456789abcdef0123" }
 services:
+  - name: dns
+    protocol: udp
+    vip: 198.18.0.104
+    port: 53
+    onePacket: true
+    idleTimeout: 2
+    localAddresses: [198.18.2.1]
+    realServers: [{ address: 198.18.20.21, port: 53 }]
   - name: ftp
     vip: 198.18.0.102
     port: 0
@@ -81,6 +89,9 @@ services:
     );
     expect(r.out).toContain(
       '  web: TCP 198.18.0.103:80, fullnat, wrr, 1 real server, 1 local address, persistent 300 (group shop)\n',
+    );
+    expect(r.out).toContain(
+      '  dns: UDP 198.18.0.104:53, fullnat, wrr, 1 real server, 1 local address, each datagram scheduled alone, reply wait 2 s\n',
     );
   });
 

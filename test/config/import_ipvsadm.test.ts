@@ -131,6 +131,38 @@ describe('tunvs import ipvsadm: all-ports services (port 0)', () => {
   });
 });
 
+describe("tunvs import ipvsadm: one-packet scheduling (-o, a listing's ops)", () => {
+  it.each([
+    ['ipvsadm -Sn', '-A -u 198.18.0.100:53 -s rr -o\n-a -u 198.18.0.100:53 -r 198.18.20.21:53 -g -w 1\n'],
+    ['a script', 'ipvsadm -A -u 198.18.0.100:53 -s rr --ops\nipvsadm -a -u 198.18.0.100:53 -r 198.18.20.21:53 -g\n'],
+    ['ipvsadm -Ln', 'UDP  198.18.0.100:53 rr ops\n  -> 198.18.20.21:53 Route 1 0 0\n'],
+    ['tunvs list', 'UDP  198.18.0.100:53 rr persistent 60 ops conn-timeout 2\n  -> 198.18.20.21:53 Route 1 0 0\n'],
+  ])('%s: a UDP service of onePacket', (_what, text) => {
+    const [s] = services(text);
+    expect(s).toMatchObject({ protocol: 'udp', port: 53, mode: 'dr', scheduler: 'rr', onePacket: true });
+    const config = parseConfig(parse(importYaml(importIpvsadm(text, {}), 'rules')));
+    expect(config.services[0]!.onePacket).toBe(true);
+  });
+
+  it('on TCP, which IPVS ignores it for, it is left out with a note; -E without -o clears it', () => {
+    const r = importIpvsadm('-A -t 198.18.0.100:80 -s rr -o\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g\n', {});
+    expect(r.config.services[0]!.onePacket).toBeUndefined();
+    expect(r.notes.join('\n')).toMatch(
+      /line 1: one-packet scheduling \(ops\) on tcp 198\.18\.0\.100:80, .* UDP only: left out/,
+    );
+    const [s] = services(
+      '-A -u 198.18.0.100:53 -s rr -o\n-a -u 198.18.0.100:53 -r 198.18.20.21:53 -g\n-E -u 198.18.0.100:53 -s rr\n',
+    );
+    expect(s!.onePacket).toBeUndefined();
+  });
+
+  it('NAT is refused with the reason, naming the line', () => {
+    const e = refused('-A -u 198.18.0.100:53 -s rr -o\n-a -u 198.18.0.100:53 -r 198.18.20.21:53 -m\n');
+    expect(e.line).toBe(1);
+    expect(e.message).toMatch(/one-packet scheduling is for UDP datagrams: a NAT server's reply .* use FULLNAT/);
+  });
+});
+
 describe('tunvs import ipvsadm: firewall-mark services (-f), with what each mark covers (--fwmark)', () => {
   const fwmarks = new Map([
     [
@@ -389,7 +421,6 @@ describe('tunvs import ipvsadm: what ipvsadm -Ln lists', () => {
 
   it.each([
     ['FWM  1 rr\n  -> 198.18.20.21:80 Route 1 0 0', 1, /firewall-mark service/],
-    ['TCP  198.18.0.100:80 rr ops\n  -> 198.18.20.21:80 Route 1 0 0', 1, /one-packet scheduling/],
     ['TCP  198.18.0.100:80 sh (sh-fallback,flag-3)', 1, /flag-3 means nothing/],
     ['TCP  198.18.0.100:80 rr quic', 1, /service flag quic has no tunvs equivalent/],
     ['TCP  198.18.0.100:80 rr\n  -> 198.18.20.21:80 Local 1 0 0', 2, /Local .* the LB itself/],
@@ -426,7 +457,6 @@ describe('tunvs import ipvsadm: what tunvs does not do is refused, with the line
     ['-A -t 198.18.0.100:80 -s sh -b mh-port', 1, /scheduler flag mh-port is for scheduler mh, not sh/],
     ['-A -t 198.18.0.100:80 -s rr -b flag-2', 1, /flag-2: tunvs scheduler rr does not hash the client/],
     ['-A -t 198.18.0.100:80 -s sh -b sh-sideways', 1, /sh-sideways is not one of IPVS's/],
-    ['-A -u 198.18.0.100:53 -s rr -o', 1, /one-packet scheduling/],
     ['-A -t 198.18.0.100:80\n-A -t 198.18.0.100:80', 2, /added twice \(first on line 1\)/],
     ['-a -t 198.18.0.100:80 -r 198.18.20.21:80', 1, /does not exist here \(no -A before this line\)/],
     [

@@ -220,6 +220,17 @@ describe('tunvs import keepalived', () => {
     expect(r.notes.join('\n')).toMatch(/line 1 .*: no protocol, so UDP, as keepalived makes it .*protocol TCP/);
   });
 
+  it('ops: one-packet scheduling of a UDP service (onePacket); on TCP left out with a note, as IPVS ignores it', () => {
+    const vs = (protocol: string) =>
+      `virtual_server 198.18.0.100 53 {\n  protocol ${protocol}\n  lb_algo rr\n  lb_kind TUN\n  ops\n` +
+      '  real_server 198.18.20.21 53 {\n  }\n}\n';
+    const udp = importKeepalived(source(vs('UDP')), { laddrs: ['198.18.2.1'] });
+    expect(udp.config.services[0]).toMatchObject({ protocol: 'udp', mode: 'tunnel', onePacket: true });
+    const tcp = importKeepalived(source(vs('TCP')), { laddrs: ['198.18.2.1'] });
+    expect(tcp.config.services[0]).not.toHaveProperty('onePacket');
+    expect(tcp.notes.join('\n')).toMatch(/one-packet scheduling \(ops\) on tcp 198\.18\.0\.100:53, .* left out/);
+  });
+
   it("thresholds become a server's maxConns / minConns; DPVS's establish_timeout the idleTimeout", () => {
     const r = importKeepalived(
       source(

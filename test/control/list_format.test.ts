@@ -62,6 +62,12 @@ describe('tunvs list: the service line', () => {
     );
   });
 
+  it('one-packet scheduling as ipvsadm prints it (ops), after the persistence', () => {
+    expect(
+      head({ protocol: 'UDP', onePacket: true, idleTimeoutSec: 2, persistence: { timeoutSec: 60, prefixLength: 32 } }),
+    ).toBe('UDP  198.18.0.100:80 wrr persistent 60 ops conn-timeout 2');
+  });
+
   it('sloppy TCP is named after the ipvsadm flags; a lost quorum last', () => {
     expect(head({ mode: 'dr', scheduler: 'mh', sloppy: true, persistence: { timeoutSec: 30, prefixLength: 32 } })).toBe(
       'TCP  198.18.0.100:80 mh persistent 30 sloppy',

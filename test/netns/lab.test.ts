@@ -1370,6 +1370,54 @@ ${['198.18.20.21', '198.18.20.22']
     }
   }, 60_000);
 
+  it('one-packet scheduling (ipvsadm -o): 30 queries from one UDP socket go round all three servers, each answered, no session left, v4 and v6', async () => {
+    const vips = { 4: '198.18.0.104', 6: 'fd18:18::104' } as const;
+    const vport = 9054;
+    try {
+      for (const v of [4, 6] as const) {
+        const add = tunvsCli([
+          'service',
+          'add',
+          `ops-v${v}`,
+          '--protocol',
+          'udp',
+          '--vip',
+          vips[v],
+          '--port',
+          String(vport),
+          '--scheduler',
+          'rr',
+          '--ops',
+          ...(v === 4 ? LAB.laddrs4 : LAB.laddrs6).flatMap((a) => ['--laddr', a]),
+          ...LAB.realServers.flatMap((r) => ['--server', hostPort(r[`v${v}`], LAB.echoPort)]),
+        ]);
+        expect(add.code, add.err).toBe(0);
+      }
+      const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+      expect(list).toMatch(/UDP\s+198\.18\.0\.104:9054 rr ops/);
+      for (const v of [4, 6] as const) {
+        // One socket, one query every 5 ms; who answered each (the echo servers prefix their name).
+        const script = `const s = require('dgram').createSocket('udp${v}'); const seen = new Map();
+          s.on('message', (m) => { const [who, q] = m.toString().split(' '); seen.set(q, who);
+            if (seen.size === 30) done(); });
+          const t = setTimeout(done, 3000);
+          function done() { clearTimeout(t); s.close();
+            console.log(Array.from({ length: 30 }, (_, i) => seen.get('q' + i) ?? 'none').join('\\n')); }
+          let i = 0; const tick = setInterval(() => { s.send('q' + i, ${vport}, '${vips[v]}'); if (++i === 30) clearInterval(tick); }, 5);`;
+        const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out;
+        const seen = counts(out);
+        expect(seen.get('none') ?? 0, out).toBe(0);
+        // rr: ten each (a server a health check took out would show; the lab's are up).
+        expect([seen.get('rs1'), seen.get('rs2'), seen.get('rs3')], out).toEqual([10, 10, 10]);
+        // Each answer ended its query's session: none of the service's is left.
+        const left = JSON.parse(conns(['--protocol', 'udp', '--vip', hostPort(vips[v], vport), '--json'])) as unknown[];
+        expect(left).toEqual([]);
+      }
+    } finally {
+      for (const v of [4, 6]) tunvsCli(['service', 'delete', `ops-v${v}`]);
+    }
+  }, 60_000);
+
   it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
     const main = join(distSrc(), 'cli', 'main.js');
     const asNobody = spawnSync(

@@ -5,7 +5,7 @@
  * packets alone (clientOnlyState) and has no outbound path (noReply).
  */
 
-import { META_STATE_SHIFT, R_CLI_ACK, R_META, RECORD_WORDS } from '../../conn/layout.js';
+import { META_STATE_SHIFT, R_CLI_ACK, R_META, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { nextStateInputOnly, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
 import { clientWorker } from '../../dataplane/shard.js';
 import { IPPROTO_TCP, TCP_ACK, TCP_ACKF } from '../../packet/headers.js';
@@ -77,5 +77,7 @@ export function clientOnlyState(c: NatContext, r: number): void {
     rec[base + R_CLI_ACK] = ack;
   }
   table.setExpire(r, expire);
-  if (c.sync !== null) c.sync.onPacket(base, ns !== st, ns, c.tick);
+  // A one-packet service's datagram session ends with this packet: not published.
+  if (c.sync !== null && (tcp || c.services.onePacket[recService(rec, base)] === 0))
+    c.sync.onPacket(base, ns !== st, ns, c.tick);
 }
