@@ -88,11 +88,11 @@ export const TIMER_BUDGET_PER_ADVANCE = 16384;
  * UDP packet carries it, and because ipvsadm and keepalived write such a service so. */
 export const ALL_PORTS = 0;
 
-/** How long the session of a one-packet datagram (ServiceSpec.onePacket) waits for the real
- * server's reply, FULLNAT only, unless the service sets idleTimeout: 5 s, a stub resolver's
- * own wait (glibc's RES_TIMEOUT) before it asks again, which a later answer would not reach. A
- * FULLNAT session ends at its first reply, so this bounds only the unanswered ones, each of
- * which holds a local port meanwhile. */
+/** How long the session of a one-packet datagram (ServiceSpec.onePacket; FULLNAT and NAT)
+ * waits for the real server's reply, unless the service sets idleTimeout: 5 s, a stub
+ * resolver's own wait (glibc's RES_TIMEOUT) before it asks again, which a later answer would
+ * not reach. A FULLNAT session ends at its first reply, so this bounds only the unanswered
+ * ones, each of which holds a local port meanwhile. */
 export const ONE_PACKET_REPLY_SEC = 5;
 
 /** Local ports handed out to sessions: 1025–65535, as DPVS and LVS FULLNAT do. */

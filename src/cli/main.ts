@@ -73,7 +73,7 @@ Usage:
                                           client's port too / another server for a client
                                           whose own is at its cap (ipvsadm -b sh-port,
                                           sh-fallback); --ops: UDP, each datagram
-                                          scheduled on its own (ipvsadm -o; not NAT);
+                                          scheduled on its own (ipvsadm -o);
                                           --persistent: ipvsadm -p (default 300 s), with
                                           --netmask (-M: 255.255.255.0 or 24), --prefix6 (v6),
                                           --persistence-group: services sharing the client's

@@ -100,8 +100,10 @@ function sloppySession(c: NatContext, svc: number, hash: number, blockWords: num
 
 /**
  * A datagram of a one-packet service (ServiceSpec.onePacket) through its own new session,
- * which no later datagram finds. A mode whose replies skip the LB (TUNNEL, DR) has no use for
- * it after this packet: it ends here. FULLNAT's waits for the reply (nat/outbound.ts ends it).
+ * which no later datagram finds (NAT: its client socket's with the server, nat/session.ts
+ * sharedNatSession). A mode whose replies skip the LB (TUNNEL, DR) has no use for it after
+ * this packet: it ends here. FULLNAT's waits for the reply (nat/outbound.ts ends it), NAT's
+ * for its replies.
  */
 function onePacket(c: NatContext, r: number): number {
   const mode = c.modes[recMode(c.table.rec, r * RECORD_WORDS)]!;

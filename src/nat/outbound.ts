@@ -8,6 +8,7 @@
 import { DIR_OUT, recMode, recService, RECORD_WORDS } from '../conn/layout.js';
 import type { NatContext } from './context.js';
 import { endSession } from './session.js';
+import { MODE_FULLNAT } from './modes/mode.js';
 import { DROP_NO_SERVICE, DROP_NO_SESSION, DROP_NOT_LOCAL } from './verdict.js';
 
 /**
@@ -23,10 +24,12 @@ export function natOutbound(c: NatContext, hash: number): number {
   if (r < 0) return -missReason(c);
   const rec = table.rec;
   const base = r * RECORD_WORDS;
-  const len = c.modes[recMode(rec, base)]!.outbound(c, r);
-  // The reply to a one-packet service's datagram (FULLNAT: ServiceSpec.onePacket) ends the
-  // datagram's session, and frees its local port.
-  if (len > 0 && c.services.onePacket[recService(rec, base)] === 1) endSession(c, r);
+  const mode = recMode(rec, base);
+  const len = c.modes[mode]!.outbound(c, r);
+  // The reply to a one-packet service's datagram (ServiceSpec.onePacket) ends the datagram's
+  // FULLNAT session, and frees its local port. A NAT one is the client socket's with that
+  // server, shared by its datagrams to it: it waits.
+  if (len > 0 && mode === MODE_FULLNAT && c.services.onePacket[recService(rec, base)] === 1) endSession(c, r);
   return len;
 }
 

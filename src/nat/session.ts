@@ -38,7 +38,7 @@ import {
 import { ALL_PORTS } from '../constants.js';
 import { TCP_FIN } from '../packet/headers.js';
 import type { NatContext } from './context.js';
-import { DROP_NO_REAL_SERVER, DROP_SERVER_OVERLOADED, DROP_TABLE_FULL } from './verdict.js';
+import { DROP_NAT_TUPLE_TAKEN, DROP_NO_REAL_SERVER, DROP_SERVER_OVERLOADED, DROP_TABLE_FULL } from './verdict.js';
 import type { ServerPool } from '../service/sched/scheduler.js';
 import { ANY_PORT } from '../service/service.js';
 
@@ -117,7 +117,7 @@ export function createSession(
   if (why !== 0) {
     table.release(r);
     unbindTemplate(c);
-    return -why;
+    return why === DROP_NAT_TUPLE_TAKEN && s.onePacket[svc] === 1 ? sharedNatSession(c, svc, ok, blockWords) : -why;
   }
   const rec = table.rec;
   const base = r * RECORD_WORDS;
@@ -137,6 +137,18 @@ export function createSession(
   const rsc = RS_BASE + rsId * RS_FIELDS + RS_SESSIONS;
   c.counters[rsc] = c.counters[rsc]! + 1;
   return r;
+}
+
+/**
+ * A one-packet NAT datagram to a server its client socket already has a session with (OUT key
+ * `ok`: the server and the client's own address and port): that session carries it, since the
+ * server's replies to both are alike and one reply mapping serves them. Another service's
+ * session on the tuple (the same client port to two VIPs of the server) refuses it as before.
+ */
+function sharedNatSession(c: NatContext, svc: number, ok: Int32Array, blockWords: number): number {
+  const table = c.table;
+  const r = table.find(ok, blockWords, DIR_OUT, table.hashKey(ok, blockWords));
+  return r >= 0 && recService(table.rec, r * RECORD_WORDS) === svc ? r : -DROP_NAT_TUPLE_TAKEN;
 }
 
 /**

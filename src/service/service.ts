@@ -104,7 +104,8 @@ export interface ServiceSpec {
    * or statsd sender's stream) spread over the servers instead of following one session.
    * TUNNEL and DR keep no session; FULLNAT keeps one per datagram for the server's reply,
    * found only by that reply, which ends it (or idleTimeout, default ONE_PACKET_REPLY_SEC,
-   * without one). NAT is refused: its reply mapping is the client's own port. */
+   * without one); NAT one per client socket and server (its reply mapping is the client's
+   * own port), kept while datagrams or replies pass within that wait. */
   onePacket?: boolean;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
@@ -623,20 +624,13 @@ function checkSloppy(s: ServiceSpec, p: string): void {
   if (why !== undefined) throw new ConfigError('TUNVS_ERR_CONFIG_MODE', `${p}.sloppy`, `sloppy TCP: ${why}`);
 }
 
-/** One-packet scheduling needs datagrams a session need not follow, and a reply way that
- * does not depend on the client's port. */
+/** One-packet scheduling needs datagrams a session need not follow. */
 function checkOnePacket(s: ServiceSpec, p: string): void {
-  const why =
-    s.protocol !== 'udp'
-      ? 'a TCP connection is one flow: its packets must reach one server'
-      : s.mode === 'nat'
-        ? "a NAT server's reply is matched by the client's own address and port, which every datagram of a client socket shares: use FULLNAT, whose local port tells the replies apart, or TUNNEL/DR"
-        : undefined;
-  if (why !== undefined)
+  if (s.protocol !== 'udp')
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_MODE',
       `${p}.onePacket`,
-      `one-packet scheduling is for UDP datagrams: ${why}`,
+      'one-packet scheduling is for UDP datagrams: a TCP connection is one flow, its packets must reach one server',
     );
 }
 

@@ -156,10 +156,9 @@ describe("tunvs import ipvsadm: one-packet scheduling (-o, a listing's ops)", ()
     expect(s!.onePacket).toBeUndefined();
   });
 
-  it('NAT is refused with the reason, naming the line', () => {
-    const e = refused('-A -u 198.18.0.100:53 -s rr -o\n-a -u 198.18.0.100:53 -r 198.18.20.21:53 -m\n');
-    expect(e.line).toBe(1);
-    expect(e.message).toMatch(/one-packet scheduling is for UDP datagrams: a NAT server's reply .* use FULLNAT/);
+  it('NAT takes it too (a session per client socket and server)', () => {
+    const [s] = services('-A -u 198.18.0.100:53 -s rr -o\n-a -u 198.18.0.100:53 -r 198.18.20.21:53 -m\n');
+    expect(s).toMatchObject({ mode: 'nat', onePacket: true });
   });
 });
 

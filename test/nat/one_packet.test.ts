@@ -2,7 +2,8 @@
  * One-packet scheduling (ServiceSpec.onePacket, ipvsadm -o): each UDP datagram of a service
  * is scheduled on its own, so one client socket's datagrams spread over the servers. FULLNAT
  * keeps a session per datagram that only the server's reply finds, and the reply ends it
- * (or the wait for it: idleTimeout, default ONE_PACKET_REPLY_SEC); TUNNEL and DR keep none.
+ * (or the wait for it: idleTimeout, default ONE_PACKET_REPLY_SEC); NAT one per client socket
+ * and server, kept by its replies for that wait; TUNNEL and DR keep none.
  * Persistence still holds a client to its server; nothing is published to HA peers.
  */
 
@@ -91,6 +92,28 @@ describe.each([
     }
   });
 
+  it("NAT: one socket's datagrams go round the servers on a session per server, which its replies keep", () => {
+    const spec = dns(fam, { mode: 'nat', localAddresses: [] });
+    const d = new Driver(makeEngine([spec]));
+    const outs = [0, 1, 2, 3, 4, 5].map((i) => parse(d.forward(query(fam, i))));
+    expect(outs.map((o) => o.dst)).toEqual(
+      [fam.rs1, fam.rs2, third(fam), fam.rs1, fam.rs2, third(fam)].map((a) => norm(a)),
+    );
+    // The client's own address and port: one reply mapping per server, shared by its datagrams.
+    expect(outs.every((o) => o.src === norm(fam.client) && o.sport === 5000)).toBe(true);
+    expect(live(d)).toBe(3);
+    for (const i of [3, 0, 5, 1, 4, 2]) {
+      const back = parse(
+        d.forward(udp({ src: outs[i]!.dst, dst: fam.client, sport: 5353, dport: 5000, payload: new Uint8Array([i]) })),
+      );
+      expect([back.src, back.sport, back.dst, back.dport]).toEqual([norm(fam.vip), 53, norm(fam.client), 5000]);
+    }
+    // The replies keep the sessions for the wait, then they go.
+    expect(live(d)).toBe(3);
+    d.engine.advanceTimers(ONE_PACKET_REPLY_SEC * 1000 + 200);
+    expect(live(d)).toBe(0);
+  });
+
   it('TUNNEL and DR: each datagram to the next server, no session kept', () => {
     const t = new Driver(
       makeEngine([dns(fam, { mode: 'tunnel', realServers: dns(fam).realServers.map((r) => ({ ...r, port: 53 })) })]),
@@ -151,12 +174,11 @@ describe.each([
 });
 
 describe('one-packet scheduling: config', () => {
-  it.each([
-    [{ protocol: 'tcp' }, 'a TCP connection is one flow'],
-    [{ mode: 'nat', localAddresses: [] }, "a NAT server's reply is matched by the client's own address and port"],
-  ] as const)('%j is refused with the reason', (extra, why) => {
-    const spec = dns(V4, extra as Partial<ServiceSpec>);
+  it('a TCP service of onePacket is refused with the reason', () => {
+    const spec = dns(V4, { protocol: 'tcp' });
     expect(() => resolveServices([spec], new IdRegistry())).toThrow(ConfigError);
-    expect(() => resolveServices([spec], new IdRegistry())).toThrow(why);
+    expect(() => resolveServices([spec], new IdRegistry())).toThrow(
+      /services\[0\]\.onePacket: one-packet scheduling is for UDP datagrams: a TCP connection is one flow/,
+    );
   });
 });
