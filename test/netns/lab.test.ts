@@ -887,9 +887,20 @@ describe.skipIf(!root)('netns lab (root)', () => {
           `add rule inet tvhc in ip saddr ${LAB.lbA.rs4} tcp dport ${LAB.echoPort} drop`,
       ]);
       // What the LB holds of rs3's connections 4.5 s after the block (the resets come ~2.5 s
-      // after it; the clients run ~6 s more): printed below if one of them is not reset.
+      // after it; the clients run ~6 s more): printed below if one of them is not reset. And
+      // the client's kernel: a socket an RST ended is gone (no TIME_WAIT, nothing), whatever
+      // its application was told; the others are still established.
       await new Promise((r) => setTimeout(r, 4500));
       const midway = conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--json']);
+      const clientSockets = new Map(
+        inNs(nsName(prefix, 'client'), ['ss', '-Htan', `( dport = :${LAB.echoPort} )`])
+          .split('\n')
+          .filter((l) => l.trim() !== '')
+          .map((l) => {
+            const f = l.trim().split(/\s+/);
+            return [Number(/:(\d+)$/.exec(f[3]!)![1]), f[0]!] as const;
+          }),
+      );
       const out = JSON.parse((await clients).out) as {
         port: number;
         echoed: number;
@@ -904,7 +915,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
           `${out.length - reset.length} echoing to the end; ` +
           `${(b1.drops!.session_reset ?? 0) - (b0.drops!.session_reset ?? 0)} late packets answered with an exact RST`,
       );
-      const missed = onRs3.filter((p) => !reset.some((r) => r.port === p));
+      const missed = onRs3.filter((p) => clientSockets.has(p));
       if (missed.length > 0) {
         // For whoever reads a failure: the client's view of the connections not reset, and what
         // the LB held for them midway (a session still ESTABLISHED on rs3 under another server
@@ -916,8 +927,17 @@ describe.skipIf(!root)('netns lab (root)', () => {
             JSON.stringify(held.filter((h) => h.rip === rs3).map((h) => [h.cport, h.state, h.realServerId])),
         );
       }
-      expect(reset.map((r) => r.port).sort()).toEqual([...onRs3].sort());
-      for (const r of reset) expect(r.error).toBe('ECONNRESET');
+      // rs3's connections are gone from the client; every other one is established.
+      expect(onRs3.filter((p) => clientSockets.has(p))).toEqual([]);
+      expect(out.filter((r) => !onRs3.includes(r.port)).map((r) => clientSockets.get(r.port))).toEqual(
+        Array<string>(out.length - onRs3.length).fill('ESTAB'),
+      );
+      // What node told the application: ECONNRESET, for rs3's connections only. Not always for
+      // each of them: twice in ~45 runs on a loaded machine, a socket its kernel had reset (on
+      // the wire as the others: the exact RST after the client's challenge ACK) was closed
+      // without node's 'error' event; the kernel's view above is what counts.
+      for (const r of reset) expect([r.port, r.error]).toEqual([r.port, 'ECONNRESET']);
+      expect(reset.every((r) => onRs3.includes(r.port))).toBe(true);
       for (const r of out.filter((x) => x.error === null)) expect(r.echoed).toBeGreaterThan(300);
       expect(serverSide()).toBe(0); // rs3's sockets got their RST too
       expect(b1.counters!.rst_sent! - b0.counters!.rst_sent!).toBeGreaterThanOrEqual(2 * onRs3.length);
