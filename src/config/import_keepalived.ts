@@ -647,6 +647,8 @@ const CHECK_FIELDS = [
  * scripts name their server: `misc_path "/etc/keepalived/check.sh 10.0.0.21"`), so the
  * servers' commands compare alike. Only the whole address, not a longer one it begins. */
 function addressPlaceholder(arg: string, addr: string): string {
+  // A firewall mark's service has no address of its own (its members get theirs later).
+  if (addr === '') return arg;
   const esc = addr.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return arg.replace(new RegExp(`(?<![0-9A-Za-z.:])${esc}(?![0-9A-Za-z.:])`, 'g'), '{address}');
 }

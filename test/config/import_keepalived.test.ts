@@ -339,6 +339,30 @@ describe('tunvs import keepalived', () => {
     ]);
   });
 
+  it("a firewall mark's quorum_up / quorum_down: the command as written, for each member", () => {
+    const fwmarks = new Map([
+      [
+        1,
+        [
+          { protocol: 'tcp' as const, vip: '198.18.0.100', port: 80 },
+          { protocol: 'tcp' as const, vip: '198.18.0.101', port: 443 },
+        ],
+      ],
+    ]);
+    const text =
+      'virtual_server fwmark 1 {\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n' +
+      '  quorum_up "/usr/local/bin/quorum.sh up 198.18.0.100"\n  quorum_down /usr/local/bin/quorum.sh\n' +
+      '  real_server 198.18.20.21 80 {\n  }\n}\n';
+    const r = importKeepalived(source(text), { fwmarks });
+    expect(r.config.services.map((x) => [x.vip, x.quorumUp, x.quorumDown])).toEqual(
+      ['198.18.0.100', '198.18.0.101'].map((vip) => [
+        vip,
+        ['/usr/local/bin/quorum.sh', 'up', '198.18.0.100'],
+        ['/usr/local/bin/quorum.sh'],
+      ]),
+    );
+  });
+
   it("the scheduler flags (sh-port, mh-fallback, flag-1, ...) are the service's hashPort / hashFallback", () => {
     const flagged = (body: string) => importKeepalived(source(vs(`${body}\n  real_server 198.18.20.21 80 {\n  }`)));
     expect(flagged('  lvs_sched sh\n  sh-port\n  sh-fallback').config.services[0]).toMatchObject({
