@@ -36,7 +36,7 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim AS tunvs
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 keepalived libbpf1 curl ca-certificates \
+ && apt-get install -y --no-install-recommends iproute2 keepalived libbpf1 curl ca-certificates procps \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/tunvs
 COPY --from=build /src/package.json ./

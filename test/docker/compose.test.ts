@@ -241,7 +241,7 @@ services:
       exec(['sh', '-c', 'cat > /etc/tunvs/tunvs.yaml'], config(81));
 
       // kill -9: Restart=on-failure brings it back (RestartSec=1).
-      expect(exec(['sh', '-c', `kill -9 ${pid}`]).status).toBe(0); // the shell's kill: the image has no kill(1)
+      expect(exec(['sh', '-c', `kill -9 ${pid}`]).status).toBe(0);
       const back = await waitFor('tunvs back after kill -9', () => {
         const now = show('MainPID');
         return now !== '0' && now !== pid && list().includes('198.18.0.100:81');
