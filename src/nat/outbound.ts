@@ -1,8 +1,8 @@
 /**
  * Packets not addressed to a service: a real server's reply (to a local address in
- * FULLNAT, to the client in NAT) goes to its session's mode (modes/), and ends the session
- * of a one-packet service's datagram; anything else is dropped with the reason missReason
- * names.
+ * FULLNAT, to the client in NAT) goes to its session's mode (modes/), and ends a FULLNAT
+ * session of a one-packet service's datagram; anything else is dropped with the reason
+ * missReason names.
  */
 
 import { DIR_OUT, recMode, recService, RECORD_WORDS } from '../conn/layout.js';

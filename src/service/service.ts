@@ -634,7 +634,6 @@ function checkOnePacket(s: ServiceSpec, p: string): void {
     );
 }
 
-/** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
 /** The service's sorry server as its last real server: weight 0 (no sessions) until the
  * service loses its quorum. Not one of its real servers (keepalived allows that; tunvs would
  * have two entries with one id). */
@@ -689,6 +688,7 @@ function checkQuorum(s: ServiceSpec, p: string): { quorum: number; hysteresis: n
   return { quorum, hysteresis };
 }
 
+/** Check specs and give them ids. Throws ConfigError naming the field on the first problem. */
 export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, path = 'services'): ResolvedService[] {
   const out: ResolvedService[] = [];
   const seen = new Set<string>();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../../src/config/config.js';
-import { ImportError } from '../../src/config/import.js';
+import { ImportError, parseFwmarkOption } from '../../src/config/import.js';
 import { importKeepalived } from '../../src/config/import_keepalived.js';
 import { distSrc } from '../../src/paths.js';
 
@@ -340,15 +340,7 @@ describe('tunvs import keepalived', () => {
   });
 
   it("a firewall mark's quorum_up / quorum_down: the command as written, for each member", () => {
-    const fwmarks = new Map([
-      [
-        1,
-        [
-          { protocol: 'tcp' as const, vip: '198.18.0.100', port: 80 },
-          { protocol: 'tcp' as const, vip: '198.18.0.101', port: 443 },
-        ],
-      ],
-    ]);
+    const fwmarks = new Map([parseFwmarkOption('1=tcp/198.18.0.100:80,tcp/198.18.0.101:443')]);
     const text =
       'virtual_server fwmark 1 {\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n' +
       '  quorum_up "/usr/local/bin/quorum.sh up 198.18.0.100"\n  quorum_down /usr/local/bin/quorum.sh\n' +

@@ -893,7 +893,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
       await new Promise((r) => setTimeout(r, 4500));
       const midway = conns(['--vip', `${LAB.vip4}:${LAB.echoPort}`, '--json']);
       const clientSockets = new Map(
-        inNs(nsName(prefix, 'client'), ['ss', '-Htan', `( dport = :${LAB.echoPort} )`])
+        inNs(nsName(prefix, 'client'), ['ss', '-Htan', `( dst ${LAB.vip4} and dport = :${LAB.echoPort} )`])
           .split('\n')
           .filter((l) => l.trim() !== '')
           .map((l) => {
