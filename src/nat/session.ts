@@ -141,13 +141,14 @@ export function createSession(
 
 /**
  * A one-packet NAT datagram to a server its client socket already has a session with (OUT key
- * `ok`: the server and the client's own address and port): that session carries it, since the
- * server's replies to both are alike and one reply mapping serves them. Another service's
- * session on the tuple (the same client port to two VIPs of the server) refuses it as before.
+ * `ok`, hashed by the NAT create into c.outHash: the server and the client's own address and
+ * port): that session carries it, since the server's replies to both are alike and one reply
+ * mapping serves them. Another service's session on the tuple (the same client port to two
+ * VIPs of the server) refuses it as before.
  */
 function sharedNatSession(c: NatContext, svc: number, ok: Int32Array, blockWords: number): number {
   const table = c.table;
-  const r = table.find(ok, blockWords, DIR_OUT, table.hashKey(ok, blockWords));
+  const r = table.find(ok, blockWords, DIR_OUT, c.outHash);
   return r >= 0 && recService(table.rec, r * RECORD_WORDS) === svc ? r : -DROP_NAT_TUPLE_TAKEN;
 }
 

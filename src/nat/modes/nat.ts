@@ -26,10 +26,11 @@ export const nat: ForwardingMode = {
   twoWay: true,
   create(c, _svc, _r, ok, blockWords) {
     clientAsLocal(c, ok);
+    // The hash is left in c.outHash also when the tuple is taken (nat/session.ts
+    // sharedNatSession looks the taker up by it).
     const hash = c.table.hashKey(ok, blockWords);
-    if (c.table.find(ok, blockWords, DIR_OUT, hash) >= 0) return DROP_NAT_TUPLE_TAKEN;
     c.outHash = hash;
-    return 0;
+    return c.table.find(ok, blockWords, DIR_OUT, hash) >= 0 ? DROP_NAT_TUPLE_TAKEN : 0;
   },
   // FULLNAT's rewrite: the OUT key's local half is the client's own.
   inbound: fullnat.inbound,
