@@ -122,6 +122,10 @@ export const REAL_SERVERS_MAX = 4096;
 /** Services known at once. */
 export const SERVICES_MAX = 1024;
 
+/** Persistence groups known at once (ids stable across reloads, as services'). A template's
+ * key names a service id or SERVICES_MAX + a group's number in 16 bits (conn/templates.ts). */
+export const PERSIST_GROUPS_MAX = 1024;
+
 /** The largest session cap of a real server (maxConns, ipvsadm -x): an LB holds at most
  * SESSIONS_PER_SHARD_MAX sessions a worker, so a cap above that never bites. */
 export const CONNS_CAP_MAX = SESSIONS_PER_SHARD_MAX;
@@ -299,4 +303,6 @@ export function assertConstants(): void {
   if (SYNPROXY_WSCALE > 14) throw new Error('window scale is at most 14 (RFC 7323)');
   if (REAL_SERVERS_MAX > 0x10000 || SERVICES_MAX > 0x400 || NODE_ID_MAX > 0x3f)
     throw new Error('real-server, service and node ids must fit 16, 10 and 6 bits of a session record');
+  if (SERVICES_MAX + PERSIST_GROUPS_MAX > 0x10000)
+    throw new Error("a template's key names a service or group in 16 bits");
 }

@@ -15,7 +15,8 @@
  * probing needs no tombstones — a dead slot is reused in place):
  *
  *   0  STATE    0 empty, 1 used (the key is valid; live or dead by REFS and the expiry)
- *   1  KEY0     af << 16 | service id
+ *   1  KEY0     af << 16 | persistence key (the service's id, or its persistence group's:
+ *               ResolvedService.persistKey)
  *   2–5         the client address masked to the service's prefix (4 words; IPv4 word 0)
  *   6  RS       real-server id
  *   7  REFS     sessions made through it that are still in the table
@@ -45,7 +46,8 @@ const HEADER_WORDS = 4;
 export interface TemplateInfo {
   slot: number;
   af: number;
-  serviceId: number;
+  /** ResolvedService.persistKey of the services it serves. */
+  key: number;
   /** The masked client address words. */
   client: number[];
   realServerId: number;
@@ -267,7 +269,7 @@ export class TemplateTable {
         out.push({
           slot: s,
           af: w[b + T_KEY]! >>> 16,
-          serviceId: w[b + T_KEY]! & 0xffff,
+          key: w[b + T_KEY]! & 0xffff,
           client: [w[b + T_KEY + 1]!, w[b + T_KEY + 2]!, w[b + T_KEY + 3]!, w[b + T_KEY + 4]!],
           realServerId: w[b + T_RS]!,
           sessions: refs,

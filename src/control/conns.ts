@@ -8,7 +8,7 @@ import { STATE_NAMES } from '../conn/state.js';
 import type { TemplateInfo } from '../conn/templates.js';
 import type { Engine, SessionInfo } from '../dataplane/engine.js';
 import { formatAddress, hostPort } from '../service/addr.js';
-import type { ResolvedService } from '../service/service.js';
+import { templateNamers, type ResolvedService } from '../service/service.js';
 import type { ConnFilter } from './forwarder_protocol.js';
 
 /** "addr" matches any port; "addr:port" or "[v6]:port" both. */
@@ -88,10 +88,12 @@ export function formatConns(list: readonly SessionInfo[]): string {
 /** Templates as `tunvs conns` rows (SessionInfo's shape; id −1 − slot; local: "-"). */
 export function templateRows(list: readonly TemplateInfo[], services: readonly ResolvedService[]): SessionInfo[] {
   const byId = new Map(services.map((s) => [s.id, s]));
-  // A persistence group's template is keyed by its first service, its server any service's.
+  const namers = templateNamers(services);
+  // A persistence group's template is shown under the service that names it, its server any
+  // service's.
   const servers = new Map(services.flatMap((s) => s.realServers.map((r) => [r.id, r] as const)));
   return list.map((t) => {
-    const s = byId.get(t.serviceId);
+    const s = byId.get(namers.get(t.key) ?? -1);
     const rs = servers.get(t.realServerId);
     return {
       id: -1 - t.slot,
@@ -105,7 +107,7 @@ export function templateRows(list: readonly TemplateInfo[], services: readonly R
       lport: 0,
       rip: rs?.address ?? `server#${t.realServerId}`,
       rport: rs?.port ?? 0,
-      serviceId: t.serviceId,
+      serviceId: s?.id ?? -1,
       realServerId: t.realServerId,
       mode: s?.mode ?? '?',
       seqDelta: 0,

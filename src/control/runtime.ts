@@ -35,6 +35,7 @@ import {
   ConnCounts,
   IdRegistry,
   resolveServices,
+  templateNamesMoved,
   type RealServerSpec,
   type ResolvedService,
   type ServiceSpec,
@@ -759,10 +760,12 @@ export class Runtime {
     this.applyRoutes(services);
     this.system.natReplyRules(services, this.config.tun.name);
     this.steer(services);
+    const renamed = templateNamesMoved(this.services, services);
     this.services = services;
     this.health.sync(services);
     this.pushServices();
     this.config.services = specs;
+    if (renamed) this.ha?.republish('a persistence group has another first service, which names its templates');
   }
 
   /** SIGHUP and `tunvs reload`: apply a new config's services; a bad file keeps the running

@@ -275,6 +275,13 @@ export class HaNode {
     this.redis?.disconnect();
   }
 
+  /** Rewrite this node's hash from the workers' tables (a reload renamed what some records are
+   * published under: their old fields would stay until the next resync). */
+  republish(why: string): void {
+    this.publisher.needResync = true;
+    this.logger.log('info', `HA: ${why}: this node's sessions are written again`);
+  }
+
   /** keepalived's notify (pair only): MASTER, BACKUP or FAULT. */
   setRole(role: Role): void {
     if (this.cfg.mode === 'cluster')

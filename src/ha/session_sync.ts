@@ -375,9 +375,9 @@ export class SessionSync {
   }
 
   /** A template record with its identity (the IN key: client prefix, port 0, VIP, port), of
-   * the service the key names (a persistence group's templates: its first service's). */
+   * the service that names the key's templates (ServiceTable.keyService). */
   private templateRecord(services: ServiceTable, key: Int32Array): Int32Array {
-    const svc = key[0]! & 0xffff;
+    const svc = services.keyService[key[0]! & 0xffff]!;
     const rec = this.templateRec;
     rec.fill(0);
     const af = key[0]! >>> 16;
@@ -419,8 +419,8 @@ export class SessionSync {
     const count = Math.min(perTick, end - this.templateCursor);
     const next = templates.sweepPublished(this.templateCursor, count, nowMs, (slot) => {
       const key = templates.keyOf(slot, this.templateKey);
-      const svc = key[0]! & 0xffff;
-      if (!this.active || svc >= services.alive.length || services.proto[svc] === 0) return;
+      const svc = services.keyService[key[0]! & 0xffff]!;
+      if (!this.active || services.proto[svc] === 0) return;
       if (services.af[svc] !== key[0]! >>> 16) return;
       this.ring.push(OP_DELETE, this.templateRecord(services, key), 0, this.nodeId);
     });
@@ -532,9 +532,9 @@ export class SessionSync {
     const tpl: Int32Array[] = [];
     templates.eachPublished(worker * share, Math.min(templates.slots, (worker + 1) * share), nowMs, (slot, rs, sec) => {
       const key = templates.keyOf(slot, this.templateKey);
-      const svc = key[0]! & 0xffff;
-      if (svc >= services.alive.length || !services.alive[svc] || services.af[svc] !== key[0]! >>> 16) return;
-      if (services.persistOwner[services.rsService[rs]!] !== svc) return;
+      const svc = services.keyService[key[0]! & 0xffff]!;
+      if (!services.alive[svc] || services.af[svc] !== key[0]! >>> 16) return;
+      if (services.persistKey[services.rsService[rs]!] !== (key[0]! & 0xffff)) return;
       tpl.push(this.templateUpsert(services, key, rs, sec).slice());
     });
     const out = new Int32Array(tpl.length * SYNC_WORDS);
@@ -924,7 +924,7 @@ function installTemplate(
   if (rs < 0) rs = findServer(services, svc, ev, s, true);
   if (rs < 0) return false;
   const key = installKey;
-  key[0] = (af << 16) | services.persistOwner[svc]!;
+  key[0] = (af << 16) | services.persistKey[svc]!;
   for (let k = 0; k < 4; k++) key[1 + k] = word(R_CIP0, R_CIP1, k);
   const timeoutSec = ev[s + syncWord(TEMPLATE_TIMEOUT_WORD)]!;
   templates.lock();

@@ -164,7 +164,7 @@ function persistentServer(c: NatContext, svc: number): number {
   const t = c.templates!;
   const key = c.tkey;
   const m = svc * 4;
-  key[0] = (c.pAf << 16) | s.persistOwner[svc]!;
+  key[0] = (c.pAf << 16) | s.persistKey[svc]!;
   key[1] = c.pS0 & s.persistMask[m]!;
   key[2] = c.pS1 & s.persistMask[m + 1]!;
   key[3] = c.pS2 & s.persistMask[m + 2]!;

@@ -15,6 +15,7 @@ import {
   LADDRS_PER_SERVICE_MAX,
   MAGLEV_TABLE_SIZE_DEFAULT,
   MAGLEV_TABLE_SIZE_MAX,
+  PERSIST_GROUPS_MAX,
   REAL_SERVERS_MAX,
   SERVICES_MAX,
   TIMEOUT_SEC_MAX,
@@ -326,6 +327,10 @@ export interface ResolvedService {
   /** 0: the global timeout of the state (ServiceSpec.idleTimeout). */
   idleTimeoutSec: number;
   persistence?: PersistenceSpec;
+  /** What keys this service's persistence templates: its id, or its persistence group's key
+   * (IdRegistry.groupKey), so that a group's templates stay theirs whichever of its services
+   * come and go. */
+  persistKey: number;
   /** DR: the MAC of the LB's interface toward the real servers (control/link.ts). */
   linkMac?: string;
   /** ServiceSpec.quorum and hysteresis (their defaults unless there is a sorry server, the
@@ -358,10 +363,12 @@ function cidrs(list: readonly string[], path: string): ParsedCidr[] {
   });
 }
 
-/** Assigns stable ids to services and real servers across reloads (main thread). */
+/** Assigns stable ids to services, real servers and persistence groups across reloads (main
+ * thread). */
 export class IdRegistry {
   private readonly services = new Map<string, number>();
   private readonly servers = new Map<string, number>();
+  private readonly groups = new Map<string, number>();
 
   serviceId(key: string, path: string): number {
     let id = this.services.get(key);
@@ -391,6 +398,22 @@ export class IdRegistry {
       this.servers.set(key, id);
     }
     return id;
+  }
+
+  /** The template key of persistence group `name` (persistKey: after every service id). */
+  groupKey(name: string, path: string): number {
+    let n = this.groups.get(name);
+    if (n === undefined) {
+      n = this.groups.size;
+      if (n >= PERSIST_GROUPS_MAX)
+        throw new ConfigError(
+          'TUNVS_ERR_CONFIG_LIMIT',
+          path,
+          `more than ${PERSIST_GROUPS_MAX} persistence groups since start; restart tunvs to renumber`,
+        );
+      this.groups.set(name, n);
+    }
+    return SERVICES_MAX + n;
   }
 }
 
@@ -475,6 +498,23 @@ function checkPersistence(x: PersistenceSpec, p: string): PersistenceSpec {
   range(x.netmask, 'netmask', 0, 32, 'an IPv4 prefix length');
   range(x.prefix6, 'prefix6', 0, 128, 'an IPv6 prefix length');
   return { ...x };
+}
+
+/** By template key (ResolvedService.persistKey): the service that names its templates to HA
+ * peers and in `tunvs conns`, the lowest id among those it keys. A persistence group's moves
+ * only when that service is removed (ids only grow) or a removed one with a lower id returns. */
+export function templateNamers(services: readonly ResolvedService[]): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const s of services) out.set(s.persistKey, Math.min(out.get(s.persistKey) ?? s.id, s.id));
+  return out;
+}
+
+/** Does a reload from `before` to `after` move a template key that both have to another
+ * service? Its published templates are then named anew (an HA node writes its hash again). */
+export function templateNamesMoved(before: readonly ResolvedService[], after: readonly ResolvedService[]): boolean {
+  const was = templateNamers(before);
+  for (const [key, id] of templateNamers(after)) if ((was.get(key) ?? id) !== id) return true;
+  return false;
 }
 
 /** The services of one persistence group keep one persistence: a template made by one is
@@ -822,6 +862,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       maxNewPerSec: s.maxNewPerSec ?? 0,
       idleTimeoutSec: s.idleTimeout === undefined ? 0 : checkIdleTimeout(s.idleTimeout, `${p}.idleTimeout`),
       ...(s.persistence ? { persistence: checkPersistence(s.persistence, `${p}.persistence`) } : {}),
+      persistKey: s.persistence?.group === undefined ? id : ids.groupKey(s.persistence.group, `${p}.persistence.group`),
       ...quorum,
       ...(s.quorumUp ? { quorumUp: [...s.quorumUp] } : {}),
       ...(s.quorumDown ? { quorumDown: [...s.quorumDown] } : {}),
@@ -885,9 +926,11 @@ export class ServiceTable {
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
   readonly persistSec = new Int32Array(SERVICES_MAX);
-  /** The service whose id keys service i's persistence templates: i itself, or the first
-   * (lowest id) live service of its persistence group, so that the group shares them. */
-  readonly persistOwner = new Int32Array(SERVICES_MAX);
+  /** What keys service i's persistence templates (ResolvedService.persistKey). */
+  readonly persistKey = new Int32Array(SERVICES_MAX);
+  /** By template key: the service whose VIP, port and protocol name its templates to HA peers
+   * (templateNamers; a removed one's stays, for the deletes of its last templates). */
+  readonly keyService = new Int32Array(SERVICES_MAX + PERSIST_GROUPS_MAX);
   readonly persistMask = new Int32Array(SERVICES_MAX * 4);
   /** TUNNEL: the outer header's source address by service (4 words each; the service's
    * first local address). */
@@ -966,11 +1009,7 @@ export class ServiceTable {
     this.rsWeight.fill(0);
     this.linkUp = false;
     this.natReplies = services.some((s) => MODE_NAMES.indexOf(s.mode) === MODE_NAT);
-    const groupOwner = new Map<string, number>();
-    for (const s of services) {
-      const g = s.persistence?.group;
-      if (g !== undefined) groupOwner.set(g, Math.min(groupOwner.get(g) ?? s.id, s.id));
-    }
+    for (const [key, id] of templateNamers(services)) this.keyService[key] = id;
     for (const s of services) {
       const id = s.id;
       this.alive[id] = 1;
@@ -1024,7 +1063,7 @@ export class ServiceTable {
         this.linkUp = true;
       }
       this.persistSec[id] = s.persistence?.timeoutSec ?? 0;
-      this.persistOwner[id] = s.persistence?.group !== undefined ? groupOwner.get(s.persistence.group)! : id;
+      this.persistKey[id] = s.persistKey;
       const bits = s.af === AF_INET ? (s.persistence?.netmask ?? 32) : (s.persistence?.prefix6 ?? 128);
       for (let k = 0; k < 4; k++) {
         const b = Math.min(32, Math.max(0, bits - 32 * k));

@@ -27,7 +27,7 @@ import { clientWorker } from '../../src/dataplane/shard.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+import { IdRegistry, resolveServices, serviceWithDefaults, templateNamesMoved } from '../../src/service/service.js';
 
 /** The four address words of `text` (IPv4: word 0 only). */
 function clientWords(text: string): [number, number, number, number] {
@@ -68,6 +68,21 @@ async function promote(n: { engine: Engine; control: HaControl }): Promise<void>
 function drain(ring: SyncRing): { events: Int32Array; n: number } {
   const events = new Int32Array(1024 * EVENT_WORDS);
   return { events, n: ring.drain(events, 1024) };
+}
+
+/** What a full resync of `engine` writes (its workers' snapshots), as upsert events a peer
+ * installs. */
+async function snapshotEvents(engine: Engine): Promise<{ events: Int32Array; n: number }> {
+  const snap = await engine.syncSnapshot();
+  const records = new Int32Array(snap.records.reduce((k, r) => k + r.length, 0));
+  snap.records.reduce((at, r) => (records.set(r, at), at + r.length), 0);
+  const n = records.length / SYNC_WORDS;
+  const events = new Int32Array(n * EVENT_WORDS);
+  for (let i = 0; i < n; i++) {
+    events[i * EVENT_WORDS] = OP_UPSERT;
+    events.set(records.subarray(i * SYNC_WORDS, (i + 1) * SYNC_WORDS), i * EVENT_WORDS + 1);
+  }
+  return { events, n };
 }
 
 /** A session from client port `sport` established on master `a` (syncAfterMs 0),
@@ -339,6 +354,50 @@ describe.each([
       expect(parse(db.forward(syn(port, sport))).dst).toBe(server);
   });
 
+  it('a persistence group whose first service is removed keeps its templates, named to peers by the next one', async () => {
+    const rs3 = fam === V4 ? '198.18.1.13' : 'fd00:18:1::13';
+    const member = (port: number, rport: number) =>
+      serviceWithDefaults({
+        vip: fam.vip,
+        port,
+        scheduler: 'rr',
+        realServers: [fam.rs1, fam.rs2, rs3].map((address) => ({ address, port: rport, weight: 1 })),
+        localAddresses: [fam.lip],
+        persistence: { timeoutSec: 120, netmask: 32, prefix6: 128, group: 'shop' },
+      });
+    const ids = new IdRegistry();
+    const both = resolveServices([member(80, 8080), member(443, 8443)], ids);
+    const a = haEngine(MASTER, 0);
+    a.engine.applyServices(both);
+    const syn = (dport: number, sport: number, src = fam.client) =>
+      tcp({ src, dst: fam.vip, sport, dport, seq: 1, flags: SYN });
+    const da = new Driver(a.engine);
+    // Another client takes rr's first turn of the 443 service: a new template there would
+    // not come back to our client's server.
+    da.forward(syn(443, 50000, fam === V4 ? '198.18.101.9' : 'fd00:18:65::9'));
+    const server = parse(da.forward(syn(80, 50010))).dst;
+    drain(a.ring);
+    // The 80 service, which named the group's templates, leaves.
+    const only443 = resolveServices([member(443, 8443)], ids);
+    expect(templateNamesMoved(both, only443)).toBe(true);
+    a.engine.applyServices(only443);
+    expect(parse(da.forward(syn(443, 50011))).dst).toBe(server);
+    // The resync the move asks for names the template by the 443 service, which a peer that
+    // has only that service installs.
+    const { events, n } = await snapshotEvents(a.engine);
+    const tpl = Array.from({ length: n }, (_, i) => 1 + i * EVENT_WORDS).filter((at) => syncIsTemplate(events, at));
+    expect(tpl.map((at) => events[at + R_IN_PORTS]! & 0xffff)).toEqual([443, 443]);
+    const b = haEngine(BACKUP, 0, 3);
+    b.engine.applyServices(resolveServices([member(443, 8443)], new IdRegistry()));
+    expect(b.engine.installSynced(events, n).failed).toBe(0);
+    await promote(b);
+    expect(parse(new Driver(b.engine).forward(syn(443, 50012))).dst).toBe(server);
+    // A member joining, or one that names nothing leaving, moves no name.
+    const again = resolveServices([member(443, 8443), member(8443, 8443)], ids);
+    expect(templateNamesMoved(only443, again)).toBe(false);
+    expect(templateNamesMoved(again, only443)).toBe(false);
+  });
+
   it("a full resync's snapshot carries the live templates this node published: a node loading it keeps the client's server", async () => {
     const specs = resolveServices(
       [
@@ -363,15 +422,7 @@ describe.each([
     expect(server).not.toBe(first); // rr's second turn: not where a fresh scheduler starts
     drain(a.ring);
     const loaded = async (nowMs: number) => {
-      const snap = await a.engine.syncSnapshot();
-      const records = new Int32Array(snap.records.reduce((k, r) => k + r.length, 0));
-      snap.records.reduce((at, r) => (records.set(r, at), at + r.length), 0);
-      const n = records.length / SYNC_WORDS;
-      const events = new Int32Array(n * EVENT_WORDS);
-      for (let i = 0; i < n; i++) {
-        events[i * EVENT_WORDS] = OP_UPSERT;
-        events.set(records.subarray(i * SYNC_WORDS, (i + 1) * SYNC_WORDS), i * EVENT_WORDS + 1);
-      }
+      const { events, n } = await snapshotEvents(a.engine);
       const c = haEngine(BACKUP, 0, 3);
       c.engine.applyServices(specs);
       c.engine.advanceTimers(nowMs);

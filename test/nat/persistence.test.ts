@@ -5,6 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
+import { PERSIST_GROUPS_MAX, SERVICES_MAX } from '../../src/constants.js';
 import { TemplateTable } from '../../src/conn/templates.js';
 import { C_PERSISTENCE_HITS, C_PERSISTENCE_TEMPLATES } from '../../src/dataplane/counters.js';
 import { templateRows } from '../../src/control/conns.js';
@@ -278,6 +279,14 @@ describe('persistence groups (a persistent firewall-mark service over several VI
     const mine = rows.find((r) => r.client === V4.client)!;
     expect(`${mine.vip}:${mine.vport}`).toBe(`${V4.vip}:80`);
     expect(`${mine.rip}:${mine.rport}`).toBe(server);
+    // The 80 service removed: the group's next service names it, and the client keeps its
+    // server (the template is the group's, not the 80 service's).
+    const rest = resolveServices(specs.slice(1), ids);
+    d.engine.applyServices(rest);
+    const now = templateRows(d.engine.templates.list(0), rest).find((r) => r.client === V4.client)!;
+    expect(`${now.vip}:${now.vport}`).toBe(`${V4.vip}:443`);
+    expect(now.serviceId).toBe(rest[0]!.id);
+    expect(to(d, V4.client, '198.18.0.101', 443, 40002)).toBe(server);
   });
 
   it('the services of a group must share one persistence', () => {
@@ -288,5 +297,18 @@ describe('persistence groups (a persistent firewall-mark service over several VI
     );
     const base = { vip: V4.vip, port: 80, realServers: [{ address: V4.rs1, port: 8080 }], localAddresses: [V4.lip] };
     expect(() => parseService({ ...base, persistence: { group: 'a b' } }, 's')).toThrow(/s\.persistence\.group/);
+  });
+
+  it('a group keeps its key across reloads, as a service its id; past PERSIST_GROUPS_MAX names since start, a restart renumbers', () => {
+    const ids = new IdRegistry();
+    const one = (group: string) => resolveServices([member(V4.vip, 80, 8080, group)], ids)[0]!.persistKey;
+    const shopKey = one('shop');
+    expect(shopKey).toBeGreaterThanOrEqual(SERVICES_MAX);
+    for (let g = 1; g < PERSIST_GROUPS_MAX; g++) one(`g${g}`);
+    expect(one('shop')).toBe(shopKey);
+    expect(() => one('one-too-many')).toThrow(
+      `services[0].persistence.group: more than ${PERSIST_GROUPS_MAX} persistence groups since start; restart tunvs to renumber`,
+    );
+    expect(resolveServices([member(V4.vip, 80, 8080)], ids)[0]!.persistKey).toBe(0); // no group: the service's id
   });
 });
