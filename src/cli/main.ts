@@ -135,7 +135,7 @@ Usage:
   tunvs import ipvsadm|keepalived [FILE] [--laddr A]... [--map-scheduler X=Y]...
                [--fwmark MARK=PROTO/VIP:PORT,...]...
                                           an LVS setup as tunvs services, printed as YAML: ipvsadm
-                                          rules (ipvsadm -Sn or -Ln, or a script of ipvsadm commands) or
+                                          rules (ipvsadm -Sn or -Ln, tunvs list, or a script of ipvsadm commands) or
                                           keepalived.conf's virtual servers with their checks
                                           (DPVS's FULLNAT included; FILE or stdin); what tunvs
                                           lacks is refused with the line (docs/operations.md);

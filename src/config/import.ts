@@ -171,6 +171,8 @@ export interface RuleService {
   hashFallback?: true;
   /** ipvsadm -o, keepalived's ops: one-packet scheduling (the config's onePacket). */
   onePacket?: true;
+  /** tunvs's --sloppy (tunvs list's `sloppy`): the config's sloppy. */
+  sloppy?: true;
   persistence?: { timeoutSec: number; netmask?: number | string; prefix6?: number; group?: string };
   /** A firewall-mark service's mark, until fwmarkServices makes it a service per VIP:port. */
   fwmark?: number;
@@ -324,6 +326,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.hashPort ? { hashPort: true } : {}),
     ...(s.hashFallback ? { hashFallback: true } : {}),
     ...(s.onePacket && s.protocol === 'udp' ? { onePacket: true } : {}),
+    ...(s.sloppy ? { sloppy: true } : {}),
     ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
     ...(s.persistence ? { persistence: s.persistence } : {}),
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),

@@ -2,10 +2,11 @@
  * `tunvs import ipvsadm`: LVS rules as tunvs services. Reads what `ipvsadm -Sn` prints
  * (ipvsadm-save) or `ipvsadm -Ln` (import_ipvsadm_list.ts), or a script of ipvsadm commands —
  * DPVS's and Alibaba's FULLNAT ipvsadm included (`-b` fullnat, `--add-laddr -z`, `-j`
- * synproxy) — and gives the config's `services` (and `timeouts` from `--set`), checked by
- * the config's own validation. What tunvs does not do is refused with the line and what to
- * do instead: an import never changes what a service does without saying so (`notes` says
- * what it assumed).
+ * synproxy), and tunvs's own options for what `tunvs list` prints beyond ipvsadm
+ * (`--persistence-group`, `--sloppy`, `--sorry-server`) — and gives the config's `services`
+ * (and `timeouts` from `--set`), checked by the config's own validation. What tunvs does not
+ * do is refused with the line and what to do instead: an import never changes what a service
+ * does without saying so (`notes` says what it assumed).
  *
  *   importIpvsadm: logicalLines (or listingCommands) → tokens → parseCommand (options by ipvsadm's table) →
  *   apply (A E D C a e d P Q --set to the service table) → buildConfig (import.ts: the mode
@@ -106,6 +107,10 @@ const OPTIONS: readonly OptionSpec[] = [
   { long: 'tun-remcsum', arg: 'none' },
   // output only
   { long: 'numeric', short: 'n', arg: 'none' },
+  // tunvs's own, by `tunvs service add`'s names (what `tunvs list` prints beyond ipvsadm)
+  { long: 'persistence-group', arg: 'value' },
+  { long: 'sloppy', arg: 'none' },
+  { long: 'sorry-server', arg: 'none' },
 ];
 
 const COMMANDS = new Set(OPTIONS.filter((o) => o.command).map((o) => o.long));
@@ -274,6 +279,13 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   } else if (p.opts.has('netmask')) {
     throw new ImportError(line, '-M (netmask) goes with -p (persistent)');
   }
+  const group = p.opts.get('persistence-group');
+  if (group !== undefined) {
+    if (!s.persistence) throw new ImportError(line, '--persistence-group goes with -p (persistent)');
+    s.persistence.group = String(group);
+  }
+  delete s.sloppy;
+  if (p.opts.has('sloppy')) s.sloppy = true;
   delete s.onePacket;
   if (p.opts.has('ops')) s.onePacket = true;
   const idle = p.opts.get('conn-timeout');
@@ -315,6 +327,18 @@ function serverOptions(p: Parsed, line: number, s: RuleService, notes: string[])
     notes.push(`line ${line}: ${m}`),
   );
   return { line, address, port: port ?? s.port, weight: w === undefined ? 1 : Number(w), mode, ...limits };
+}
+
+/** `-a`, `-e` or `-d` of a service's sorry server (--sorry-server: tunvs's, keepalived's
+ * sorry_server): the server of last resort, not one of the scheduled. */
+function sorryServer(command: string, r: RuleServer, s: RuleService, line: number): void {
+  const same = s.sorryServer?.address === r.address && s.sorryServer.port === r.port;
+  if (command === 'add-server' && s.sorryServer && !same)
+    throw new ImportError(line, `service ${s.vip}:${s.port} has a sorry server already (one per service)`);
+  if (command !== 'add-server' && !same)
+    throw new ImportError(line, `${r.address}:${r.port} is not the sorry server of ${s.vip}:${s.port}`);
+  if (command === 'delete-server') delete s.sorryServer;
+  else s.sorryServer = { address: r.address, port: r.port };
 }
 
 /** The services of `text` (ipvsadm rules) as a tunvs config document, validated. */
@@ -372,6 +396,8 @@ export function importIpvsadm(text: string, o: ImportOptions = {}): ImportResult
       const { address } = addressPort(z, line, 'local address');
       if (c === 'add-laddr') s.laddrs.push(address);
       else s.laddrs = s.laddrs.filter((a) => a !== address);
+    } else if (p.opts.has('sorry-server')) {
+      sorryServer(c, serverOptions(p, line, s, notes), s, line);
     } else {
       const r = serverOptions(p, line, s, notes);
       const rk = `${r.address}|${r.port}`;

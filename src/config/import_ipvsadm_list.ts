@@ -11,6 +11,9 @@
  * 300` (`ipvsadm -L --timeout`, e.g. appended to the same file) becomes `--set 900 120 300`.
  * The headers are skipped; a listing of counters instead of rules (`--stats`, `--rate`,
  * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
+ * `tunvs list`'s own words are read as tunvs's options (`group G` --persistence-group,
+ * `sloppy`, a server's `cap MAX/MIN` -x -y, `sorry server` --sorry-server, the config weight
+ * of `weight from check`); its state (`DOWN (...)`, `quorum lost`) is noted and left out.
  *
  *   listingCommands: isListing → per line: header | timeouts | service | server
  */
@@ -28,15 +31,22 @@ const PROTOCOLS: Record<string, string> = { TCP: '-t', UDP: '-u', SCTP: '--sctp-
 /** The Forward column → ipvsadm's forwarding option (DPVS: FullNat, SNAT). */
 const FORWARD: Record<string, string> = { Route: '-g', Masq: '-m', Tunnel: '-i', FullNat: '--fullnat', SNAT: '-J' };
 
-/** Service flags with a value, as `-Ln` prints them → the option. */
+/** Service flags with a value, as `-Ln` prints them → the option (`group`: tunvs list's). */
 const VALUE_FLAGS: Record<string, string> = {
   persistent: '-p',
   mask: '-M',
   pe: '--pe',
   'conn-timeout': '--conn-timeout',
+  group: '--persistence-group',
 };
-/** Service flags without one. */
-const BARE_FLAGS: Record<string, string[]> = { ops: ['--ops'], synproxy: ['-j', 'enable'] };
+/** Service flags without one (`sloppy`: tunvs list's). */
+const BARE_FLAGS: Record<string, string[]> = { ops: ['--ops'], synproxy: ['-j', 'enable'], sloppy: ['--sloppy'] };
+
+/** What may follow a server's InActConn column, in the order it is printed: DPVS's
+ * `inhibited`, then tunvs list's `cap MAX/MIN`, `weight from check (config W)` (the Weight
+ * column is the check's then), `sorry server [(in use: no quorum)]` and `DOWN (reason)`. */
+const SERVER_TAIL =
+  /^(?:\s+inhibited)?(?:\s+cap (\d+)\/(\d+))?(?:\s+weight from check \(config (\d+)\))?(\s+sorry server(?: \(in use: no quorum\))?)?(\s+DOWN \(.*\))?$/;
 
 /** Whether `text` is a listing: its header, a service line (a script's lines start with an
  * option or `ipvsadm`), or an `  -> ` server line. */
@@ -66,9 +76,12 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
       out.push({ line, tokens: ['--set', timeout[1]!, timeout[2]!, timeout[3]!] });
       continue;
     }
-    const server = /^\s+->\s+(\S+)\s+(\S+)\s+(\d+)\s+\d+\s+\d+(?:\s+\S+)?$/.exec(s);
+    const server = /^\s+->\s+(\S+)\s+(\S+)\s+(\d+)\s+\d+\s+\d+(.*)$/.exec(s);
     if (server) {
       if (!service) throw new ImportError(line, 'a real server before any service');
+      const tail = SERVER_TAIL.exec(server[4]!);
+      if (!tail) throw new ImportError(line, `server flags not understood: ${server[4]!.trim()}`);
+      const [, max, min, configWeight, sorry, down] = tail;
       const fwd = FORWARD[server[2]!];
       if (fwd === undefined)
         throw new ImportError(
@@ -77,7 +90,24 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
             ? 'forwarding Local (the real server is the LB itself) has no tunvs equivalent'
             : `unknown forwarding method ${server[2]!}`,
         );
-      out.push({ line, tokens: ['-a', ...service, '-r', server[1]!, fwd, '-w', server[3]!] });
+      if (down)
+        notes.push(
+          `line ${line}: ${server[1]!} is DOWN: health is state, not a rule (imported as configured; a listing has no health checks: add the service's healthCheck)`,
+        );
+      out.push({
+        line,
+        tokens: [
+          '-a',
+          ...service,
+          '-r',
+          server[1]!,
+          fwd,
+          '-w',
+          configWeight ?? server[3]!,
+          ...(max !== undefined ? ['-x', max, '-y', min!] : []),
+          ...(sorry ? ['--sorry-server'] : []),
+        ],
+      });
       continue;
     }
     const svc = /^(\S+)\s+(\S+)\s+(\S+)(.*)$/.exec(s);
@@ -120,6 +150,9 @@ function serviceFlags(rest: string, line: number, notes: string[]): string[] {
       tokens.push(VALUE_FLAGS[w], v);
     } else if (BARE_FLAGS[w] !== undefined) {
       tokens.push(...BARE_FLAGS[w]);
+    } else if (w === 'quorum' && words[k + 1] === 'lost') {
+      k++;
+      notes.push(`line ${line}: "quorum lost" is state, not a rule: left out`);
     } else if (w === 'dest-check') {
       // DPVS's server checks: "dest-check internal:default external:tcp,ping".
       while (/^(internal|external):/.test(words[k + 1] ?? '')) k++;

@@ -230,7 +230,7 @@ function serviceFlags(s: ServiceRow): string {
  * `--stats` totals, or `--rate` per-second rates. */
 export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate'): string {
   const lines: string[] = [];
-  lines.push('Prot LocalAddress:Port Scheduler');
+  lines.push('Prot LocalAddress:Port Scheduler Flags');
   lines.push(
     stats === 'rate'
       ? '  -> RemoteAddress:Port           CPS       InPPS     OutPPS    InBPS        OutBPS'

@@ -10,6 +10,15 @@ import { parseConfig } from '../../src/config/config.js';
 import { ImportError, importYaml, parseFwmarkOption } from '../../src/config/import.js';
 import { importIpvsadm } from '../../src/config/import_ipvsadm.js';
 import { distSrc } from '../../src/paths.js';
+import { COUNTER_SLOTS } from '../../src/dataplane/counters.js';
+import { formatList, listServices } from '../../src/control/stats.js';
+import {
+  ConnCounts,
+  IdRegistry,
+  resolveServices,
+  serviceWithDefaults,
+  type ServiceSpec,
+} from '../../src/service/service.js';
 
 /** What `ipvsadm -Sn` prints for an IPVS table with one service of each mode, v4 and v6. */
 const SAVED = `-A -t 198.18.0.100:80 -s wrr -p 300 -M 255.255.255.0
@@ -128,6 +137,125 @@ describe('tunvs import ipvsadm: all-ports services (port 0)', () => {
     });
     const config = parseConfig(parse(importYaml(importIpvsadm(text, {}), 'rules')));
     expect(config.services[0]!.port).toBe(0);
+  });
+});
+
+describe("tunvs import ipvsadm: tunvs list's own words", () => {
+  const shop = (port: number, rport: number, extra: Partial<ServiceSpec> = {}): ServiceSpec =>
+    serviceWithDefaults({
+      vip: '198.18.0.100',
+      port,
+      scheduler: 'wrr',
+      localAddresses: ['198.18.2.9'],
+      persistence: { timeoutSec: 600, netmask: 24, prefix6: 128, group: 'shop' },
+      realServers: [
+        { address: '198.18.20.21', port: rport, weight: 2, maxConns: 100, minConns: 75 },
+        { address: '198.18.20.22', port: rport, weight: 1 },
+      ],
+      ...extra,
+    });
+  const specs = [
+    shop(80, 8080, { sorryServer: { address: '198.18.20.99', port: 8080 } }),
+    shop(443, 8443),
+    serviceWithDefaults({
+      vip: 'fd18:18::100',
+      port: 80,
+      mode: 'dr',
+      scheduler: 'sh',
+      sloppy: true,
+      idleTimeout: 30,
+      localAddresses: [],
+      realServers: [{ address: 'fd18:18:20::21', port: 80, weight: 1 }],
+    }),
+    serviceWithDefaults({
+      protocol: 'udp',
+      vip: '198.18.0.100',
+      port: 53,
+      mode: 'dr',
+      scheduler: 'rr',
+      onePacket: true,
+      localAddresses: [],
+      realServers: [{ address: '198.18.20.21', port: 53, weight: 1 }],
+    }),
+  ];
+
+  it('a listing of group, sloppy, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
+    const resolved = resolveServices(specs, new IdRegistry());
+    const rs = (address: string) => resolved[0]!.realServers.find((r) => r.address === address)!.id;
+    // The 80 service has lost its quorum (its sorry server in use), 198.18.20.22 is DOWN there
+    // and 198.18.20.21 weighs what its check says.
+    const health = {
+      state: (svc: number, server: number) =>
+        svc !== resolved[0]!.id
+          ? undefined
+          : server === rs('198.18.20.22')
+            ? { up: false, lastError: 'connect: refused (3 in a row)' }
+            : server === rs('198.18.20.21')
+              ? { up: true, weight: 7 }
+              : undefined,
+      hasQuorum: (svc: number) => (svc === resolved[0]!.id ? false : undefined),
+    };
+    const rows = listServices(resolved, [new Float64Array(COUNTER_SLOTS)], [new ConnCounts()], health);
+    const text = formatList(rows, false);
+    // Its counters (--stats) are no rules.
+    expect(() => importIpvsadm(formatList(rows, true))).toThrow(/line 2: a listing of counters, not of rules/);
+    expect(text).toMatch(/ wrr persistent 600 mask 255\.255\.255\.0 group shop quorum lost\n/);
+    expect(text).toMatch(/198\.18\.20\.21:8080 +FullNat 7 +0 +0 +cap 100\/75 weight from check \(config 2\)\n/);
+    expect(text).toMatch(/198\.18\.20\.99:8080 +FullNat 1 +0 +0 +sorry server \(in use: no quorum\)\n/);
+    expect(text).toMatch(/ sh conn-timeout 30 sloppy\n/);
+    expect(text).toMatch(/ rr ops\n/);
+    const r = importIpvsadm(text, { laddrs: ['198.18.2.9'] });
+    const back = parseConfig(parse(importYaml(r, 'rules'))).services;
+    const rules = (list: readonly ServiceSpec[]) =>
+      list.map((x) => ({
+        ...[
+          'protocol',
+          'vip',
+          'port',
+          'mode',
+          'scheduler',
+          'persistence',
+          'sloppy',
+          'onePacket',
+          'idleTimeout',
+          'sorryServer',
+          'localAddresses',
+        ].reduce((o, k) => ({ ...o, [k]: x[k as keyof ServiceSpec] }), {}),
+        realServers: x.realServers.map(({ address, port, weight, maxConns, minConns }) => ({
+          address,
+          port,
+          weight,
+          maxConns,
+          minConns,
+        })),
+      }));
+    expect(rules(back)).toEqual(rules(specs));
+    const notes = r.notes.join('\n');
+    expect(notes).toMatch(/line \d+: "quorum lost" is state, not a rule: left out/);
+    expect(notes).toMatch(/line \d+: 198\.18\.20\.22:8080 is DOWN: health is state, not a rule/);
+  });
+
+  it('in a script: --persistence-group needs -p; a second sorry server, or -d of one it is not, is refused', () => {
+    const base =
+      '-A -t 198.18.0.100:80 -s rr -p 60 --persistence-group shop\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g\n';
+    expect(services(base)[0]!.persistence).toEqual({ timeoutSec: 60, group: 'shop' });
+    expect(refused('-A -t 198.18.0.100:80 -s rr --persistence-group shop\n').message).toMatch(
+      /line 1: --persistence-group goes with -p/,
+    );
+    const sorry = `${base}-a -t 198.18.0.100:80 -r 198.18.20.99:80 -g --sorry-server\n`;
+    expect(services(sorry)[0]!.sorryServer).toEqual({ address: '198.18.20.99', port: 80 });
+    expect(
+      services(`${sorry}-d -t 198.18.0.100:80 -r 198.18.20.99:80 --sorry-server\n`)[0]!.sorryServer,
+    ).toBeUndefined();
+    expect(refused(`${sorry}-a -t 198.18.0.100:80 -r 198.18.20.98:80 -g --sorry-server\n`).message).toMatch(
+      /line 4: service 198\.18\.0\.100:80 has a sorry server already/,
+    );
+    expect(refused(`${base}-d -t 198.18.0.100:80 -r 198.18.20.98:80 --sorry-server\n`).message).toMatch(
+      /line 3: 198\.18\.20\.98:80 is not the sorry server of 198\.18\.0\.100:80/,
+    );
+    expect(refused('TCP  198.18.0.100:80 rr\n  -> 198.18.20.21:80 Route 1 0 0 maybe\n').message).toMatch(
+      /line 2: server flags not understood: maybe/,
+    );
   });
 });
 
