@@ -402,6 +402,7 @@ function virtualServer(
   } else if (a === 'group') {
     const g = named.vs.get(b ?? '');
     if (!g) fail(vs, `virtual_server_group ${b ?? ''} is not defined`);
+    if (g.length === 0) fail(vs, `virtual_server_group ${b ?? ''} is empty: give it a VIP and port (or a range)`);
     for (const e of g) {
       if (e.words[0] === 'fwmark')
         fail(

@@ -212,6 +212,13 @@ describe('tunvs import keepalived', () => {
     expect(r.notes.join('\n')).toMatch(/no timeouts set/);
   });
 
+  it('an empty virtual_server_group is refused with its line (it was a TypeError)', () => {
+    const e = refused(
+      'virtual_server_group web {\n}\nvirtual_server group web {\n  lb_kind DR\n  real_server 198.18.20.21 80 {\n  }\n}\n',
+    );
+    expect(e.message).toMatch(/^line 3: virtual_server_group web is empty/);
+  });
+
   it('without protocol a virtual server is UDP, as keepalived makes it, and the note says so', () => {
     const r = importKeepalived(
       source('virtual_server 198.18.0.100 53 {\n  lb_algo rr\n  lb_kind DR\n  real_server 198.18.20.21 53 {\n  }\n}\n'),

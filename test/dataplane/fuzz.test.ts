@@ -12,23 +12,9 @@ import { DROP_REASON_COUNT, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } fr
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { ACK, checksumsOk, icmp, opt, PSH, SYN, tcp, udp } from '../helpers/packets.js';
+import { Rng } from '../helpers/rng.js';
 
 const PACKETS = Number(process.env.TUNVS_FUZZ_PACKETS ?? 1_000_000);
-
-class Rng {
-  constructor(private s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x;
-    return x >>> 0;
-  }
-  below(n: number): number {
-    return this.next() % n;
-  }
-}
 
 function services() {
   const base = labServices();

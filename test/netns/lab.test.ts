@@ -12,6 +12,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { adminRequest } from '../../src/control/admin.js';
+import { parseConfig } from '../../src/config/config.js';
 import { readCapture, startCapture, stopCapture } from '../../src/lab/capture.js';
 import {
   LAB,
@@ -309,6 +310,30 @@ describe.skipIf(!root)('netns lab (root)', () => {
     await reloadWith((y) => y);
     expect(rules('-4')).toContain('lookup 4789');
     expect(labCurl(prefix, 4, 3, 'nat')).toMatch(/saw client 198\.18\.100\.10/);
+  });
+
+  it('tunvs list, read back by tunvs import ipvsadm, gives the services lb-a runs', () => {
+    const cli = join(distSrc(), 'cli', 'main.js');
+    const listed = spawnSync(process.execPath, [cli, 'list', '--admin', state.adminSocket], { encoding: 'utf8' });
+    expect(listed.status, listed.stderr).toBe(0);
+    const laddrs = [...LAB.laddrs4, ...LAB.laddrs6].flatMap((a) => ['--laddr', a]);
+    const imported = spawnSync(process.execPath, [cli, 'import', 'ipvsadm', '-', ...laddrs], {
+      input: listed.stdout,
+      encoding: 'utf8',
+    });
+    expect(imported.status, imported.stderr).toBe(0);
+    // What a listing carries of each service (not its checks, ACLs or local addresses).
+    const rules = (doc: unknown): string[] =>
+      parseConfig(doc)
+        .services.map(
+          (s) =>
+            `${s.protocol} ${hostPort(s.vip, s.port)} ${s.mode} ${s.scheduler} ${JSON.stringify(s.persistence ?? null)} ` +
+            s.realServers.map((r) => `${hostPort(r.address, r.port)}*${r.weight}`).join(','),
+        )
+        .sort();
+    const running = rules(parseYaml(readFileSync(join(state.dir, 'lb-a.yaml'), 'utf8')));
+    expect(running.length).toBeGreaterThan(4);
+    expect(rules(parseYaml(imported.stdout))).toEqual(running);
   });
 
   it.each([4, 6] as const)(
