@@ -27,6 +27,7 @@ import { clientWorker } from '../../src/dataplane/shard.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
+import { BACKUP, drain, haEngine, MASTER, promote } from '../helpers/ha.js';
 import { IdRegistry, resolveServices, serviceWithDefaults, templateNamesMoved } from '../../src/service/service.js';
 
 /** The four address words of `text` (IPv4: word 0 only). */
@@ -37,38 +38,6 @@ function clientWords(text: string): [number, number, number, number] {
 
 const d = (drv: Driver) => drv.session();
 import { ACK, opt, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
-
-const MASTER = true;
-const BACKUP = false;
-
-/** An engine of HA node `nodeId` (A = 1, B = 2) that forwards and publishes when `master`. */
-function haEngine(
-  master: boolean,
-  syncAfterMs = 2000,
-  nodeId = master ? 1 : 2,
-  specs = labServices(),
-): { engine: Engine; ring: SyncRing; control: HaControl } {
-  const control = new HaControl();
-  control.set(master, master);
-  const ring = new SyncRing(1024);
-  const engine = makeEngine(specs, {
-    ha: { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs, refreshSec: 30 },
-    timeouts: { established: 60 },
-  });
-  return { engine, ring, control };
-}
-
-/** A pair's standby becomes master the way ha/node.ts does it: forwarding and publishing
- * on, and the sessions it installed are its own now. */
-async function promote(n: { engine: Engine; control: HaControl }): Promise<void> {
-  n.control.set(true, true);
-  await n.engine.adoptSynced(0);
-}
-
-function drain(ring: SyncRing): { events: Int32Array; n: number } {
-  const events = new Int32Array(1024 * EVENT_WORDS);
-  return { events, n: ring.drain(events, 1024) };
-}
 
 /** What a full resync of `engine` writes (its workers' snapshots), as upsert events a peer
  * installs. */
