@@ -21,6 +21,7 @@ import {
   OP_HANDOVER,
   OP_UPSERT,
   SYNC_NODE_WORD,
+  SYNC_WORDS,
   syncOwnerWorker,
   type HaWorkerLink,
 } from './session_sync.js';
@@ -29,6 +30,7 @@ import {
   formatOfRecord,
   readable,
   recordsFromWire,
+  recordWords,
   SYNC_FORMATS,
   type FormatRange,
 } from './sync_format.js';
@@ -238,7 +240,17 @@ export class Follower {
           );
           continue;
         }
-        const events = eventsFromWire(asInt32(f.get('b')!), format);
+        const body = f.get('b');
+        const wireEvent = (EVENT_WORDS - SYNC_WORDS + recordWords(format)!) * 4;
+        if (body === undefined || body.length === 0 || body.length % wireEvent !== 0) {
+          // Damaged (or written by something else): its sessions are in the peer's hash.
+          this.fail(
+            `node ${p.id}'s stream entry ${p.lastId} is not whole sync records (${body?.length ?? 'no'} bytes, ${wireEvent} per record of format ${format}): skipped; node ${p.id}'s sessions are loaded again from its hash`,
+          );
+          this.reload(p.id);
+          break;
+        }
+        const events = eventsFromWire(asInt32(body), format);
         const n = events.length / EVENT_WORDS;
         // A record naming another node than its publisher is a session handed to that node
         // (its new holder): said so to the install, which publishes it there if it is new.

@@ -254,6 +254,40 @@ describe('HA nodes through Redis', () => {
     for (const n of c) expect(await redis.hlen(nodeKeys('c3', n.id).sessions)).toBe(2);
   });
 
+  it("a damaged entry in a peer's stream is named, skipped, and the peer loaded again from its hash: nothing lost", async () => {
+    // Its own two nodes, stopped at the end (the tests after it count the running ones).
+    const c = [1, 2].map((id) => startNode(id, 'damaged', where(), 'cluster'));
+    try {
+      await damaged(c);
+    } finally {
+      await Promise.all(c.map((n) => n.node.stop()));
+    }
+  });
+
+  async function damaged(c: TestNode[]): Promise<void> {
+    await until('both ready', () => c.every((n) => n.node.status().ready && n.node.status().peers.length === 1));
+    const [a, b] = c as [TestNode, TestNode];
+    const events = nodeKeys('damaged', a.id).events;
+    // A session of node 1, then two damaged entries in its stream: a record cut short, and an
+    // entry without records. (Before, each failed in the middle of routing with a TypeError
+    // and every peer was loaded again.)
+    connect(a, V4, 42000);
+    await until('node 2 has it', () => b.engine.sessionCount === 1);
+    const now = String(Date.now());
+    await redis.xadd(events, '*', 'w', '1', 'v', String(SYNC_FORMAT), 't', now, 'b', Buffer.alloc(5));
+    await until('node 2 names the entry', () =>
+      /is not whole sync records \(5 bytes/.test(b.node.status().lastError ?? ''),
+    );
+    await redis.xadd(events, '*', 'w', '1', 'v', String(SYNC_FORMAT), 't', now);
+    await until('node 2 names the second', () =>
+      /is not whole sync records \(no bytes/.test(b.node.status().lastError ?? ''),
+    );
+    // It follows on: node 1's next session reaches it.
+    connect(a, V6, 42001);
+    await until('node 2 has both', () => b.engine.sessionCount === 2, 5000);
+    expect(owners(b)).toEqual([1, 1]);
+  }
+
   it('a node joining a running cluster loads every peer before it is ready', async () => {
     // Regression: the running nodes reload on a new peer, and were "not ready" (withdrawn
     // from the routers) meanwhile; readiness only gates a node's first announcement.
