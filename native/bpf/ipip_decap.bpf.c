@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * tunvs real-server IPIP decapsulation for TUNNEL mode, for kernels without the ipip and
- * ip6_tunnel modules (or hosts that would rather not load them): an XDP program on the
+ * tunvs real-server decapsulation for TUNNEL mode, for kernels without the ipip, ip6_tunnel
+ * or ip_gre modules (or hosts that would rather not load them): an XDP program on the
  * interface the LB's tunnel packets arrive on.
  *
  *   decap   an IPv4 packet of protocol 4 (IPv4 in IPv4) or an IPv6 packet of next header 41
@@ -9,12 +9,17 @@
  *           header is cut (the Ethernet header moves up over it) and the inner packet —
  *           client → VIP, untouched by the LB — goes on up the stack, where the VIP is on
  *           the loopback device. Everything else passes as it is.
+ *   gre     the same for protocol / next header 47 (a service of tunnel.type gre): a GRE
+ *           header of version 0 without routing (RFC 2784 / 2890: its checksum, key and
+ *           sequence number are skipped, not checked — the inner packet's own checksums
+ *           are), carrying IPv4 or IPv6 (EtherType 0x0800 / 0x86dd), is cut with the outer
+ *           header.
  *
  * Fragmented tunnel packets (IPv4 without DF, larger than the path: the LB lets the kernel
  * fragment those) are reassembled only after XDP, and then need the ipip module.
  *
- * Trust: like a tunl0 device with no fixed remote, it takes tunnel packets from anyone that
- * can reach the interface; filter protocol 4 / 41 at the edge, as for tunl0.
+ * Trust: like a tunl0 or gre0 device with no fixed remote, it takes tunnel packets from
+ * anyone that can reach the interface; filter protocols 4 / 41 / 47 at the edge, as for those.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -24,8 +29,16 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-/* Cut `len` bytes of outer header after the Ethernet header. */
-static __always_inline int cut(struct xdp_md *ctx, int len)
+/* GRE flags (RFC 2784, 2890): checksum, routing, key, sequence number present; version. */
+#define GRE_CSUM 0x8000
+#define GRE_ROUTING 0x4000
+#define GRE_KEY 0x2000
+#define GRE_SEQ 0x1000
+#define GRE_VERSION 0x0007
+
+/* Cut `len` bytes of outer header after the Ethernet header; the inner packet is of
+ * EtherType `proto` (network order). */
+static __always_inline int cut(struct xdp_md *ctx, int len, __be16 proto)
 {
   void *data = (void *)(long)ctx->data;
   void *end = (void *)(long)ctx->data_end;
@@ -33,6 +46,7 @@ static __always_inline int cut(struct xdp_md *ctx, int len)
   if (data + sizeof(eth) > end)
     return XDP_PASS;
   __builtin_memcpy(&eth, data, sizeof(eth));
+  eth.h_proto = proto;
   if (bpf_xdp_adjust_head(ctx, len))
     return XDP_DROP;
   data = (void *)(long)ctx->data;
@@ -40,6 +54,27 @@ static __always_inline int cut(struct xdp_md *ctx, int len)
   if (data + sizeof(eth) > end)
     return XDP_DROP;
   __builtin_memcpy(data, &eth, sizeof(eth));
+  return XDP_PASS;
+}
+
+/* The GRE header at `gre` (after an outer header of `outer` bytes): cut both when it
+ * carries an IPv4 or IPv6 packet as a version-0 GRE without routing, else pass. */
+static __always_inline int gre_decap(struct xdp_md *ctx, void *gre, int outer, void *end)
+{
+  __be16 *h = gre;
+  if ((void *)(h + 2) > end)
+    return XDP_PASS;
+  __u16 flags = bpf_ntohs(h[0]);
+  if (flags & (GRE_ROUTING | GRE_VERSION))
+    return XDP_PASS;
+  int len = 4 + (flags & GRE_CSUM ? 4 : 0) + (flags & GRE_KEY ? 4 : 0) + (flags & GRE_SEQ ? 4 : 0);
+  __u8 *inner = (__u8 *)gre + len;
+  if ((void *)(inner + 1) > end)
+    return XDP_PASS;
+  if (h[1] == bpf_htons(ETH_P_IP) && (inner[0] >> 4) == 4)
+    return cut(ctx, outer + len, bpf_htons(ETH_P_IP));
+  if (h[1] == bpf_htons(ETH_P_IPV6) && (inner[0] >> 4) == 6)
+    return cut(ctx, outer + len, bpf_htons(ETH_P_IPV6));
   return XDP_PASS;
 }
 
@@ -53,25 +88,31 @@ int ipip_decap(struct xdp_md *ctx)
     return XDP_PASS;
   if (eth->h_proto == bpf_htons(ETH_P_IP)) {
     struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_IPIP || ip->ihl != 5)
+    if ((void *)(ip + 1) > end || ip->ihl != 5 || (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_GRE))
       return XDP_PASS;
     /* A fragment of a tunnel packet (the LB sent an IPv4 packet without DF that did not fit):
-     * only a kernel with the ipip module can take it after reassembly. */
+     * only a kernel with the ipip (ip_gre) module can take it after reassembly. */
     if (ip->frag_off & bpf_htons(0x3fff))
       return XDP_PASS;
+    if (ip->protocol == IPPROTO_GRE)
+      return gre_decap(ctx, ip + 1, sizeof(struct iphdr), end);
     struct iphdr *inner = ip + 1;
     if ((void *)(inner + 1) > end || inner->version != 4)
       return XDP_PASS;
-    return cut(ctx, sizeof(struct iphdr));
+    return cut(ctx, sizeof(struct iphdr), bpf_htons(ETH_P_IP));
   }
   if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr *ip6 = (void *)(eth + 1);
-    if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_IPV6)
+    if ((void *)(ip6 + 1) > end)
+      return XDP_PASS;
+    if (ip6->nexthdr == IPPROTO_GRE)
+      return gre_decap(ctx, ip6 + 1, sizeof(struct ipv6hdr), end);
+    if (ip6->nexthdr != IPPROTO_IPV6)
       return XDP_PASS;
     struct ipv6hdr *inner = ip6 + 1;
     if ((void *)(inner + 1) > end || inner->version != 6)
       return XDP_PASS;
-    return cut(ctx, sizeof(struct ipv6hdr));
+    return cut(ctx, sizeof(struct ipv6hdr), bpf_htons(ETH_P_IPV6));
   }
   return XDP_PASS;
 }

@@ -59,7 +59,8 @@ Usage:
   tunvs conns [--protocol tcp|udp] [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S]
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
-                    [--mode fullnat|nat|tunnel|dr] [--scheduler S] [--syn-proxy off|on|auto]
+                    [--mode fullnat|nat|tunnel|dr [--tun-type ipip|gre [--tun-csum]]]
+                    [--scheduler S] [--syn-proxy off|on|auto]
                     [--sloppy] [--hash-port] [--hash-fallback] [--ops]
                     [--persistent [SEC] [--netmask M] [--prefix6 N] [--persistence-group G]]
                     [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
@@ -67,7 +68,9 @@ Usage:
                                           on its own (ipvsadm -t VIP:0; with --persistent,
                                           servers ADDR:0; not NAT);
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
-                                          tunnel source; NAT, DR: none); --sloppy: NAT,
+                                          tunnel source; NAT, DR: none); --tun-type: TUNNEL's
+                                          encapsulation, IP-in-IP or GRE (--tun-csum: with
+                                          the GRE checksum; ipvsadm's); --sloppy: NAT,
                                           TUNNEL, DR with sh or mh (docs/modes.md);
                                           --hash-port, --hash-fallback: sh and mh hash the
                                           client's port too / another server for a client
@@ -149,9 +152,10 @@ Usage:
   tunvs rs exec --cgroup PATH [--attach] -- CMD [ARGS...]
                                           run CMD inside the cgroup (then, e.g., ip netns exec)
   tunvs rs decap attach|detach --dev DEV [--xdp-mode native|generic]
-                                          TUNNEL-mode real server without the ipip module: take
-                                          the LB's IP-in-IP packets apart on DEV (XDP; generic
-                                          on a veth, where native would cut the peer's GSO)
+                                          TUNNEL-mode real server without the ipip (ip_gre)
+                                          module: take the LB's IP-in-IP and GRE packets apart
+                                          on DEV (XDP; generic on a veth, where native would cut
+                                          the peer's GSO)
   tunvs help                              this text
 
 Options:
@@ -255,6 +259,10 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (scheduler !== undefined) service.scheduler = scheduler;
     const mode = option(args, '--mode');
     if (mode !== undefined) service.mode = mode;
+    const tunType = option(args, '--tun-type');
+    const tunCsum = flag(args, '--tun-csum');
+    if (tunType !== undefined || tunCsum)
+      service.tunnel = { type: tunType ?? 'ipip', ...(tunCsum ? { checksum: true } : {}) };
     const synProxy = option(args, '--syn-proxy');
     if (synProxy !== undefined) service.synProxy = synProxy;
     if (flag(args, '--sloppy')) service.sloppy = true;

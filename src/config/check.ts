@@ -97,7 +97,7 @@ function serviceLine(s: ResolvedService): string {
   const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
   const parts = [
     `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${hostPort(s.vipText, s.port)}${s.port === ALL_PORTS ? ' (every port)' : ''}`,
-    s.mode,
+    s.mode + (s.tunnelGre > 0 ? ` (GRE${s.tunnelGre === 8 ? ' with checksum' : ''})` : ''),
     s.scheduler +
       (s.hashPort || s.hashFallback
         ? ` (${[s.hashFallback ? 'fallback' : '', s.hashPort ? 'port' : ''].filter((x) => x).join(', ')})`

@@ -29,6 +29,9 @@ import {
   TOA_DEFAULT,
   type PersistenceSpec,
   type ServiceSpec,
+  TUNNEL_TYPES,
+  type TunnelSpec,
+  type TunnelType,
 } from '../service/service.js';
 import { ConfigError, show } from './errors.js';
 import { command, healthCheck } from './health_check.js';
@@ -416,6 +419,7 @@ const SERVICE_KEYS = [
   'hashPort',
   'hashFallback',
   'onePacket',
+  'tunnel',
   'healthCheck',
   'acl',
   'maxNewPerSec',
@@ -429,6 +433,15 @@ const SERVICE_KEYS = [
 ] as const;
 
 /** One service entry (also what `tunvs service add` sends), validated. */
+/** A TUNNEL service's encapsulation (checked against its mode with the service). */
+function tunnel(v: unknown, path: string): TunnelSpec {
+  const o = object(v, path, ['type', 'checksum']);
+  return {
+    type: opt<TunnelType>(o, 'type', 'ipip', (x) => oneOf(x, join(path, 'type'), TUNNEL_TYPES)),
+    ...(o.checksum !== undefined ? { checksum: boolean(o.checksum, join(path, 'checksum')) } : {}),
+  };
+}
+
 export function parseService(v: unknown, path: string): ServiceSpec {
   const o = object(v, path, SERVICE_KEYS);
   for (const k of ['vip', 'port', 'realServers'] as const) {
@@ -482,6 +495,7 @@ export function parseService(v: unknown, path: string): ServiceSpec {
     hashPort: opt(o, 'hashPort', false, (x) => boolean(x, join(path, 'hashPort'))),
     hashFallback: opt(o, 'hashFallback', false, (x) => boolean(x, join(path, 'hashFallback'))),
     onePacket: opt(o, 'onePacket', false, (x) => boolean(x, join(path, 'onePacket'))),
+    ...(o.tunnel !== undefined ? { tunnel: tunnel(o.tunnel, join(path, 'tunnel')) } : {}),
     ...(o.healthCheck !== undefined ? { healthCheck: healthCheck(o.healthCheck, join(path, 'healthCheck')) } : {}),
     ...(o.acl !== undefined ? { acl: acl(o.acl, join(path, 'acl')) } : {}),
     ...(o.maxNewPerSec !== undefined

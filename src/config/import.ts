@@ -14,7 +14,7 @@ import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress } from '../service/addr.js';
 import { SCHEDULER_NAMES } from '../service/sched/scheduler.js';
-import { IdRegistry, resolveServices } from '../service/service.js';
+import { IdRegistry, resolveServices, type TunnelSpec } from '../service/service.js';
 import { parseConfig } from './config.js';
 import { ConfigError } from './errors.js';
 
@@ -142,6 +142,29 @@ export interface RuleServer {
    * lthreshold): the config's maxConns, minConns. */
   maxConns?: number;
   minConns?: number;
+  /** TUNNEL: the encapsulation (ipvsTunnel; absent: IP-in-IP). */
+  tunnel?: TunnelSpec;
+}
+
+/** IPVS's tunnel type, checksum flag and port (ipvsadm --tun-type, --tun-csum / --tun-nocsum /
+ * --tun-remcsum, --tun-port; keepalived's `lvs_method TUN type T port P csum`) as the
+ * config's `tunnel`: undefined for IP-in-IP (IPVS ignores the checksum flags there), GRE with
+ * its checksum or without. GUE is refused: its real servers need the kernel's fou module. */
+export function ipvsTunnel(
+  type: string | undefined,
+  csum: 'csum' | 'nocsum' | 'remcsum' | undefined,
+  port: string | undefined,
+  fail: (m: string) => never,
+): TunnelSpec | undefined {
+  if (type === 'gue')
+    fail(
+      "GUE tunnels (UDP) are not built (their real servers need the kernel's fou module): use ipip or gre, which tunvs rs decap takes apart on servers without the tunnel modules",
+    );
+  if (type !== undefined && type !== 'ipip' && type !== 'gre') fail(`tunnel type ${type}: use ipip or gre`);
+  if (port !== undefined) fail(`a tunnel port (${port}) is GUE's: tunvs has IP-in-IP and GRE tunnels`);
+  if (csum === 'remcsum') fail("remote checksum offload (remcsum) is GUE's: tunvs has IP-in-IP and GRE tunnels");
+  if (type !== 'gre') return undefined;
+  return { type: 'gre', ...(csum === 'csum' ? { checksum: true } : {}) };
 }
 
 /** A server's thresholds as the config's maxConns / minConns: IPVS takes 0 as none, and a lower
@@ -301,6 +324,13 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
       other.line,
       `service ${s.protocol} ${s.vip}:${s.port} mixes forwarding methods (${mode} on line ${servers[0]!.line}, ${other.mode} here): a tunvs service has one mode; split the servers into two services`,
     );
+  const tunnel = JSON.stringify(servers[0]!.tunnel ?? null);
+  const otherTunnel = servers.find((r) => JSON.stringify(r.tunnel ?? null) !== tunnel);
+  if (mode === 'tunnel' && otherTunnel)
+    fail(
+      otherTunnel.line,
+      `service ${s.protocol} ${s.vip}:${s.port} mixes tunnel types (${servers[0]!.tunnel?.type ?? 'ipip'} on line ${servers[0]!.line}, ${otherTunnel.tunnel?.type ?? 'ipip'}${otherTunnel.tunnel?.checksum ? ' with checksum' : ''} here): a tunvs service has one; split the servers into two services`,
+    );
   const v6 = s.vip.includes(':');
   let laddrs = s.laddrs;
   if ((mode === 'fullnat' || mode === 'tunnel') && laddrs.length === 0) {
@@ -327,6 +357,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.hashFallback ? { hashFallback: true } : {}),
     ...(s.onePacket && s.protocol === 'udp' ? { onePacket: true } : {}),
     ...(s.sloppy ? { sloppy: true } : {}),
+    ...(mode === 'tunnel' && servers[0]!.tunnel ? { tunnel: servers[0]!.tunnel } : {}),
     ...(laddrs.length > 0 ? { localAddresses: laddrs } : {}),
     ...(s.persistence ? { persistence: s.persistence } : {}),
     ...(s.synProxy ? { synProxy: s.synProxy } : {}),
@@ -366,7 +397,16 @@ export function importYaml(r: ImportResult, what: string): string {
   const doc = new Document(r.config, { aliasDuplicateObjects: false });
   const services = doc.get('services') as YAMLSeq<YAMLMap>;
   for (const s of services.items) {
-    for (const k of ['localAddresses', 'persistence', 'healthCheck', 'acl', 'sorryServer', 'quorumUp', 'quorumDown']) {
+    for (const k of [
+      'localAddresses',
+      'persistence',
+      'tunnel',
+      'healthCheck',
+      'acl',
+      'sorryServer',
+      'quorumUp',
+      'quorumDown',
+    ]) {
       const v = s.get(k) as YAMLSeq | YAMLMap | undefined;
       if (v) v.flow = true;
     }

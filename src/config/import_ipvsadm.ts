@@ -23,6 +23,7 @@ import {
   connLimits,
   fwmarkServices,
   ImportError,
+  ipvsTunnel,
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
   ipvsPersistence,
@@ -300,16 +301,7 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
 }
 
 function serverOptions(p: Parsed, line: number, s: RuleService, notes: string[]): RuleServer {
-  refuse(p, line, {
-    snat: 'SNAT services have no tunvs equivalent',
-    'tun-port': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
-    'tun-nocsum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
-    'tun-csum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
-    'tun-remcsum': 'tunvs tunnels are IP-in-IP (no GUE/GRE)',
-  });
-  const tunType = p.opts.get('tun-type');
-  if (tunType !== undefined && tunType !== 'ipip')
-    throw new ImportError(line, `--tun-type ${String(tunType)}: tunvs tunnels are IP-in-IP (ipip)`);
+  refuse(p, line, { snat: 'SNAT services have no tunvs equivalent' });
   const r = p.opts.get('real-server');
   if (typeof r !== 'string') throw new ImportError(line, 'no real server: give -r ADDR[:PORT]');
   const { address, port } = addressPort(r, line, 'real server');
@@ -326,7 +318,30 @@ function serverOptions(p: Parsed, line: number, s: RuleService, notes: string[])
   const limits = connLimits(threshold('u-threshold'), threshold('l-threshold'), (m) =>
     notes.push(`line ${line}: ${m}`),
   );
-  return { line, address, port: port ?? s.port, weight: w === undefined ? 1 : Number(w), mode, ...limits };
+  const value = (o: string): string | undefined => {
+    const v = p.opts.get(o);
+    return v === undefined ? undefined : String(v);
+  };
+  const csum = (['tun-csum', 'tun-nocsum', 'tun-remcsum'] as const).filter((f) => p.opts.has(f));
+  if (csum.length > 1) throw new ImportError(line, `two checksum flags: ${csum.map((f) => `--${f}`).join(' ')}`);
+  const tunnel = ipvsTunnel(
+    value('tun-type'),
+    csum[0]?.slice(4) as 'csum' | 'nocsum' | 'remcsum' | undefined,
+    value('tun-port'),
+    (m) => {
+      throw new ImportError(line, m);
+    },
+  );
+  if (tunnel && mode !== 'tunnel') throw new ImportError(line, '--tun-type goes with -i (tunneling)');
+  return {
+    line,
+    address,
+    port: port ?? s.port,
+    weight: w === undefined ? 1 : Number(w),
+    mode,
+    ...limits,
+    ...(tunnel ? { tunnel } : {}),
+  };
 }
 
 /** `-a`, `-e` or `-d` of a service's sorry server (--sorry-server: tunvs's, keepalived's

@@ -12,8 +12,9 @@
  * The headers are skipped; a listing of counters instead of rules (`--stats`, `--rate`,
  * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
  * `tunvs list`'s own words are read as tunvs's options (`group G` --persistence-group,
- * `sloppy`, a server's `cap MAX/MIN` -x -y, `sorry server` --sorry-server, the config weight
- * of `weight from check`); its state (`DOWN (...)`, `quorum lost`) is noted and left out.
+ * `sloppy`, `tunnel gre [csum]` each server's --tun-type gre [--tun-csum], a server's
+ * `cap MAX/MIN` -x -y, `sorry server` --sorry-server, the config weight of `weight from
+ * check`); its state (`DOWN (...)`, `quorum lost`) is noted and left out.
  *
  *   listingCommands: isListing → per line: header | timeouts | service | server
  */
@@ -58,6 +59,7 @@ export function isListing(text: string): boolean {
 export function listingCommands(text: string, notes: string[]): CommandLine[] {
   const out: CommandLine[] = [];
   let service: string[] | undefined; // the current service's option and address
+  let serverFlags: string[] = []; // what its servers' lines take from it
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = i + 1;
@@ -106,6 +108,7 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
           configWeight ?? server[3]!,
           ...(max !== undefined ? ['-x', max, '-y', min!] : []),
           ...(sorry ? ['--sorry-server'] : []),
+          ...serverFlags,
         ],
       });
       continue;
@@ -122,7 +125,9 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
             : `not an ipvsadm -Ln line: ${s.trim()}`,
         );
       service = [option, address];
-      out.push({ line, tokens: ['-A', ...service, '-s', scheduler, ...serviceFlags(rest.trim(), line, notes)] });
+      const flags = serviceFlags(rest.trim(), line, notes);
+      serverFlags = flags.server;
+      out.push({ line, tokens: ['-A', ...service, '-s', scheduler, ...flags.service] });
       continue;
     }
     throw new ImportError(line, `not an ipvsadm -Ln line: ${s.trim()}`);
@@ -135,13 +140,20 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
   return out;
 }
 
-/** A service line's flags (after the scheduler) as options. */
-function serviceFlags(rest: string, line: number, notes: string[]): string[] {
+/** A service line's flags (after the scheduler) as options: the service's, and those its
+ * servers' lines take (tunvs list's `tunnel gre [csum]`: IPVS's tunnel type is a server's). */
+function serviceFlags(rest: string, line: number, notes: string[]): { service: string[]; server: string[] } {
   const words = rest === '' ? [] : rest.split(/\s+/);
   const tokens: string[] = [];
+  const server: string[] = [];
   for (let k = 0; k < words.length; k++) {
     const w = words[k]!;
-    if (w.startsWith('(')) {
+    if (w === 'tunnel') {
+      const type = words[++k];
+      if (type === undefined) throw new ImportError(line, 'tunnel without its type');
+      server.push('--tun-type', type);
+      if (words[k + 1] === 'csum') server.push(`--tun-${words[++k]!}`);
+    } else if (w.startsWith('(')) {
       // Upstream's scheduler flags: "(sh-fallback,sh-port)".
       tokens.push('--sched-flags', w.replace(/[()]/g, ''));
     } else if (VALUE_FLAGS[w] !== undefined) {
@@ -161,5 +173,5 @@ function serviceFlags(rest: string, line: number, notes: string[]): string[] {
       throw new ImportError(line, `service flag ${w} has no tunvs equivalent`);
     }
   }
-  return tokens;
+  return { service: tokens, server };
 }

@@ -19,7 +19,7 @@ import { ALL_PORTS } from '../constants.js';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
 import { parseAddress, parseCidr } from '../service/addr.js';
-import { DNS_QUERY_TYPES } from '../service/service.js';
+import { DNS_QUERY_TYPES, type TunnelSpec } from '../service/service.js';
 import {
   buildConfig,
   fwmarkServices,
@@ -28,6 +28,7 @@ import {
   IPVS_DEFAULT_SCHEDULER,
   IPVS_PERSISTENT_DEFAULT_SEC,
   ipvsPersistence,
+  ipvsTunnel,
   schedulerFlags,
   tunvsScheduler,
   type ImportOptions,
@@ -417,7 +418,7 @@ function virtualServer(
     members.push({ addr: a, port: vipPort(vs, b, fail) });
   }
   let scheduler: string | undefined;
-  let method: ModeName | undefined;
+  let method: { mode: ModeName; tunnel?: TunnelSpec } | undefined;
   let protocol: 'tcp' | 'udp' | undefined;
   let timeoutSec: number | undefined;
   let granularity: string | undefined;
@@ -471,7 +472,7 @@ function virtualServer(
       if (addr === undefined || parseAddress(addr) === undefined || !/^\d+$/.test(port ?? ''))
         fail(s, `sorry_server ${s.words.slice(1).join(' ')}: give an address and a port`);
       sorry = { address: addr, port: Number(port) };
-    } else if (k === 'sorry_server_lvs_method') sorryMethod = forwarding(s, fail);
+    } else if (k === 'sorry_server_lvs_method') sorryMethod = forwarding(s, fail).mode;
     else if (k === 'quorum') quorum = Number(v);
     else if (k === 'hysteresis') hysteresis = Number(v);
     else if (k === 'quorum_up' || k === 'quorum_down') {
@@ -503,7 +504,7 @@ function virtualServer(
   )
     notes.push(`${where}: no lvs_method, NAT (keepalived's default)`);
   const realServers = rsStmts.map((r) =>
-    realServer(r, where, members[0]!.port, method ?? 'nat', defaultWeight, checks, notes, skipped, fail),
+    realServer(r, where, members[0]!.port, method ?? { mode: 'nat' }, defaultWeight, checks, notes, skipped, fail),
   );
   const twice = realServers.find(
     (r, i) => realServers.findIndex((x) => x.rs.address === r.rs.address && x.rs.port === r.rs.port) !== i,
@@ -514,7 +515,7 @@ function virtualServer(
       `${where}: skipped (no effect while the servers are up; tunvs has no such setting): ${[...skipped].join(', ')}`,
     );
   const healthCheck = commonCheck(vs, realServers, notes, fail);
-  if (sorryMethod !== undefined && sorryMethod !== (method ?? 'nat'))
+  if (sorryMethod !== undefined && sorryMethod !== (method?.mode ?? 'nat'))
     fail(vs, `sorry_server_lvs_method ${sorryMethod}: tunvs forwards to the sorry server as to the real servers`);
   const timed = sorry !== undefined || quorumCmd.up !== undefined || quorumCmd.down !== undefined;
   if (!timed && (quorum !== undefined || hysteresis !== undefined))
@@ -569,12 +570,25 @@ function virtualServer(
   });
 }
 
-function forwarding(s: Stmt, fail: (s: Stmt, m: string) => never): ModeName {
-  const [, m, type, t] = s.words;
+/** `lb_kind` / `lvs_method M`: the mode, and for TUN its `type T`, `port P` and checksum word
+ * (keepalived 2.x) as the config's `tunnel` (ipvsTunnel). */
+function forwarding(s: Stmt, fail: (s: Stmt, m: string) => never): { mode: ModeName; tunnel?: TunnelSpec } {
+  const [, m, ...rest] = s.words;
   const mode = METHODS[m ?? ''];
   if (!mode) fail(s, `${s.words[0]!} ${m ?? ''}: one of NAT, DR, TUN, FNAT`);
-  if (mode === 'tunnel' && type === 'type' && t !== 'ipip') fail(s, `TUN type ${t ?? ''}: tunvs tunnels are IP-in-IP`);
-  return mode;
+  if (mode !== 'tunnel' || rest.length === 0) return { mode };
+  let type: string | undefined;
+  let port: string | undefined;
+  let csum: 'csum' | 'nocsum' | 'remcsum' | undefined;
+  for (let i = 0; i < rest.length; i++) {
+    const w = rest[i]!;
+    if (w === 'type') type = rest[++i];
+    else if (w === 'port') port = rest[++i];
+    else if (w === 'csum' || w === 'nocsum' || w === 'remcsum') csum = w;
+    else fail(s, `${s.words[0]!} TUN ${w}: not type, port or a checksum word (csum, nocsum, remcsum)`);
+  }
+  const tunnel = ipvsTunnel(type, csum, port, (msg) => fail(s, msg));
+  return { mode, ...(tunnel ? { tunnel } : {}) };
 }
 
 /** keepalived's checkers tunvs runs, as its check types. */
@@ -785,7 +799,7 @@ function realServer(
   r: Stmt,
   where: string,
   vport: number,
-  method: ModeName,
+  method: { mode: ModeName; tunnel?: TunnelSpec },
   defaultWeight: number,
   vsChecks: CheckSettings,
   notes: string[],
@@ -794,13 +808,14 @@ function realServer(
 ): { rs: RuleServer & { portGiven: boolean }; check?: ServerCheck; stmt: Stmt } {
   const [, addr, port] = r.words;
   if (addr === undefined || parseAddress(addr) === undefined) fail(r, `real_server ${addr ?? ''}: not an address`);
-  const rs = {
+  const rs: RuleServer & { portGiven: boolean } = {
     line: r.line,
     address: addr,
     port: port === undefined ? vport : Number(port),
     portGiven: port !== undefined,
     weight: defaultWeight,
-    mode: method,
+    mode: method.mode,
+    ...(method.tunnel ? { tunnel: method.tunnel } : {}),
   };
   const settings: CheckSettings = { ...vsChecks };
   const checkers: Stmt[] = [];
@@ -811,8 +826,12 @@ function realServer(
     if (k === 'weight') rs.weight = Number(s.words[1]);
     else if (k === 'uthreshold') upper = Number(s.words[1]);
     else if (k === 'lthreshold') lower = Number(s.words[1]);
-    else if (k === 'lb_kind' || k === 'lvs_method') rs.mode = forwarding(s, fail);
-    else if (k === 'notify_up' || k === 'notify_down') {
+    else if (k === 'lb_kind' || k === 'lvs_method') {
+      const f = forwarding(s, fail);
+      rs.mode = f.mode;
+      if (f.tunnel) rs.tunnel = f.tunnel;
+      else delete rs.tunnel;
+    } else if (k === 'notify_up' || k === 'notify_down') {
       settings[k === 'notify_up' ? 'notifyUp' : 'notifyDown'] = s.words[1];
       if (s.words.length > 2)
         notes.push(

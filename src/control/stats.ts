@@ -66,6 +66,8 @@ export interface ServiceRow {
   sloppy: boolean;
   /** ipvsadm -o: each datagram scheduled on its own (ServiceSpec.onePacket). */
   onePacket?: true;
+  /** TUNNEL's GRE encapsulation (ServiceSpec.tunnel; absent: IP-in-IP). */
+  tunnel?: { type: 'gre'; checksum: boolean };
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
   /** Whether the weights of its servers that are up reach its quorum; absent unless it has a
@@ -117,6 +119,7 @@ export function listServices(
         : {}),
       sloppy: s.sloppy,
       ...(s.onePacket ? { onePacket: true as const } : {}),
+      ...(s.tunnelGre > 0 ? { tunnel: { type: 'gre' as const, checksum: s.tunnelGre === 8 } } : {}),
       ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
       ...(quorum !== undefined ? { quorum: quorum ? ('up' as const) : ('lost' as const) } : {}),
       realServers: s.realServers.map((r) => {
@@ -204,8 +207,9 @@ export class RateEstimator {
 /** What ipvsadm -Ln prints after a service's scheduler: `persistent T` and, for a client
  * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6), then
  * `ops` for one-packet scheduling; DPVS's
- * `conn-timeout T` for an idleTimeout; tunvs adds `sloppy`, and `quorum lost` while a service
- * has lost its quorum. */
+ * `conn-timeout T` for an idleTimeout; tunvs adds `tunnel gre [csum]` for a GRE tunnel
+ * (ipvsadm shows it only with --tun-info), `sloppy`, and `quorum lost` while a service has
+ * lost its quorum. */
 function serviceFlags(s: ServiceRow): string {
   let out = s.schedFlags ? ` (${s.schedFlags.join(',')})` : '';
   const p = s.persistence;
@@ -221,6 +225,7 @@ function serviceFlags(s: ServiceRow): string {
     if (p.group !== undefined) out += ` group ${p.group}`;
   }
   if (s.onePacket) out += ' ops';
+  if (s.tunnel) out += ` tunnel ${s.tunnel.type}${s.tunnel.checksum ? ' csum' : ''}`;
   if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
   if (s.sloppy) out += ' sloppy';
   return s.quorum === 'lost' ? `${out} quorum lost` : out;

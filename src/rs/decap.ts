@@ -1,8 +1,9 @@
 /**
- * TUNNEL-mode real servers: the LB's IPIP / IPv6-in-IPv6 packets are taken apart by the
- * kernel's tunl0 / ip6tnl0 devices where the ipip and ip6_tunnel modules exist. Where they do
- * not (or should not be loaded), `tunvs rs decap attach --dev DEV` puts tunvs's XDP
- * decapsulator (native/bpf/ipip_decap.bpf.c) on the interface the tunnel packets arrive on,
+ * TUNNEL-mode real servers: the LB's IPIP / IPv6-in-IPv6 (or GRE) packets are taken apart by
+ * the kernel's tunl0 / ip6tnl0 (gre0 / ip6gre0) devices where the ipip and ip6_tunnel (ip_gre,
+ * ip6_gre) modules exist. Where they do not (or should not be loaded), `tunvs rs decap attach
+ * --dev DEV` puts tunvs's XDP decapsulator (native/bpf/ipip_decap.bpf.c, both encapsulations)
+ * on the interface the tunnel packets arrive on,
  * through iproute2 (`ip link set dev DEV xdp obj ...`). docs/modes.md has the rest of the
  * real server's side (the VIP on lo, arp_ignore / arp_announce, rp_filter, advmss).
  *

@@ -41,6 +41,21 @@ import {
 
 export type Protocol = 'tcp' | 'udp';
 
+export const TUNNEL_TYPES = ['ipip', 'gre'] as const;
+export type TunnelType = (typeof TUNNEL_TYPES)[number];
+
+export interface TunnelSpec {
+  type: TunnelType;
+  /** GRE only: the GRE checksum over the GRE header and the inner packet. */
+  checksum?: boolean;
+}
+
+/** The GRE header's length for a service's tunnel (0: IP-in-IP): what it adds to the outer
+ * IP header (ServiceTable.tunnelGre). */
+export function greHeaderLength(t: TunnelSpec | undefined): number {
+  return t?.type !== 'gre' ? 0 : t.checksum === true ? 8 : 4;
+}
+
 export interface RealServerSpec {
   address: string;
   port: number;
@@ -108,6 +123,10 @@ export interface ServiceSpec {
    * without one); NAT one per client socket and server (its reply mapping is the client's
    * own port), kept while datagrams or replies pass within that wait. */
   onePacket?: boolean;
+  /** TUNNEL: the encapsulation (IPVS's --tun-type, keepalived's `lvs_method TUN type`):
+   * IP-in-IP, the default, or GRE (RFC 2784: 4 bytes more, the GRE checksum 4 more with
+   * `checksum`, IPVS's --tun-csum), for real servers whose path or kernel takes GRE. */
+  tunnel?: TunnelSpec;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
   /** Client ACL, checked on the first packet of a session: with `allow`, only those clients;
@@ -266,6 +285,7 @@ export function serviceWithDefaults(
     ...(s.hashPort ? { hashPort: true } : {}),
     ...(s.hashFallback ? { hashFallback: true } : {}),
     ...(s.onePacket ? { onePacket: true } : {}),
+    ...(s.tunnel ? { tunnel: { ...s.tunnel } } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: s.acl } : {}),
     ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
@@ -316,6 +336,8 @@ export interface ResolvedService {
   hashFallback: boolean;
   /** ServiceSpec.onePacket. */
   onePacket: boolean;
+  /** TUNNEL: GRE header bytes after the outer IP header (greHeaderLength; 0: IP-in-IP). */
+  tunnelGre: number;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
@@ -588,6 +610,7 @@ function checkModeOptions(s: ServiceSpec, p: string): void {
   const mode = s.mode;
   if (s.sloppy) checkSloppy(s, p);
   if (s.onePacket === true) checkOnePacket(s, p);
+  if (s.tunnel !== undefined) checkTunnel(s, p);
   for (const flag of ['hashPort', 'hashFallback'] as const)
     if (s[flag] === true && s.scheduler !== 'sh' && s.scheduler !== 'mh')
       throw new ConfigError(
@@ -671,6 +694,25 @@ function checkOnePacket(s: ServiceSpec, p: string): void {
       'TUNVS_ERR_CONFIG_MODE',
       `${p}.onePacket`,
       'one-packet scheduling is for UDP datagrams: a TCP connection is one flow, its packets must reach one server',
+    );
+}
+
+/** An encapsulation is TUNNEL's; its checksum GRE's. */
+function checkTunnel(s: ServiceSpec, p: string): void {
+  const t = s.tunnel!;
+  if (!TUNNEL_TYPES.includes(t.type))
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_UNKNOWN',
+      `${p}.tunnel.type`,
+      `${show(t.type)} is not a tunnel type: use ${TUNNEL_TYPES.join(' or ')} (IPVS's gue needs the kernel's fou on the servers: not built)`,
+    );
+  if (s.mode !== 'tunnel')
+    throw new ConfigError('TUNVS_ERR_CONFIG_MODE', `${p}.tunnel`, `tunnel is for TUNNEL services, not ${s.mode}`);
+  if (t.checksum === true && t.type !== 'gre')
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MODE',
+      `${p}.tunnel.checksum`,
+      "IP-in-IP has no checksum of its own: the checksum is GRE's (type: gre)",
     );
 }
 
@@ -854,6 +896,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       hashPort: s.hashPort === true,
       hashFallback: s.hashFallback === true,
       onePacket: s.onePacket === true,
+      tunnelGre: greHeaderLength(s.tunnel),
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
@@ -922,6 +965,8 @@ export class ServiceTable {
   readonly hashPort = new Uint8Array(SERVICES_MAX);
   /** 1: each UDP datagram is scheduled on its own (ServiceSpec.onePacket). */
   readonly onePacket = new Uint8Array(SERVICES_MAX);
+  /** TUNNEL: GRE header bytes after the outer IP header (0: IP-in-IP; ResolvedService). */
+  readonly tunnelGre = new Uint8Array(SERVICES_MAX);
   /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
@@ -1026,6 +1071,7 @@ export class ServiceTable {
       this.sloppy[id] = s.sloppy ? 1 : 0;
       this.hashPort[id] = s.hashPort ? 1 : 0;
       this.onePacket[id] = s.onePacket ? 1 : 0;
+      this.tunnelGre[id] = s.tunnelGre;
       this.mode[id] = MODE_NAMES.indexOf(s.mode);
       if (s.laddrs.length > 0) this.tunnelSrc.set(s.laddrs[0]!, id * 4);
       // Only this family's prefixes can match; an allow list of only the other family

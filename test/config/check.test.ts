@@ -81,6 +81,13 @@ services:
     persistence: { group: shop }
     localAddresses: [198.18.2.1]
     realServers: [{ address: 198.18.20.21, port: 8080 }]
+  - name: gre
+    vip: 198.18.0.105
+    port: 80
+    mode: tunnel
+    tunnel: { type: gre, checksum: true }
+    localAddresses: [198.18.2.1]
+    realServers: [{ address: 198.18.20.21, port: 80 }]
 `);
     const r = cli('check', '--config', f);
     expect(r.code, r.err).toBe(0);
@@ -92,6 +99,9 @@ services:
     );
     expect(r.out).toContain(
       '  dns: UDP 198.18.0.104:53, fullnat, wrr, 1 real server, 1 local address, each datagram scheduled alone, reply wait 2 s\n',
+    );
+    expect(r.out).toContain(
+      '  gre: TCP 198.18.0.105:80, tunnel (GRE with checksum), wrr, 1 real server, 1 local address\n',
     );
   });
 

@@ -140,6 +140,44 @@ describe('tunvs import ipvsadm: all-ports services (port 0)', () => {
   });
 });
 
+describe('tunvs import ipvsadm: tunnel types (--tun-type, IPVS 5.2+)', () => {
+  const tun = (flags: string, flags2 = flags) =>
+    `-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -i ${flags}\n-a -t 198.18.0.100:80 -r 198.18.20.22:80 -i ${flags2}\n`;
+  const laddrs = ['198.18.2.9'];
+
+  it('gre becomes tunnel.type gre, --tun-csum its checksum; ipip (and its checksum flags) the default', () => {
+    expect(services(tun('--tun-type gre'), laddrs)[0]).toMatchObject({ mode: 'tunnel', tunnel: { type: 'gre' } });
+    expect(services(tun('--tun-type gre --tun-csum'), laddrs)[0]!.tunnel).toEqual({ type: 'gre', checksum: true });
+    expect(services(tun('--tun-type gre --tun-nocsum'), laddrs)[0]!.tunnel).toEqual({ type: 'gre' });
+    for (const f of ['', '--tun-type ipip', '--tun-type ipip --tun-csum'])
+      expect(services(tun(f), laddrs)[0]).not.toHaveProperty('tunnel');
+    const config = parseConfig(parse(importYaml(importIpvsadm(tun('--tun-type gre --tun-csum'), { laddrs }), 'rules')));
+    expect(config.services[0]!.tunnel).toEqual({ type: 'gre', checksum: true });
+  });
+
+  it.each([
+    [tun('--tun-type gue --tun-port 6080'), 2, /GUE tunnels \(UDP\) are not built .*use ipip or gre/],
+    [tun('--tun-type gre --tun-port 6080'), 2, /a tunnel port \(6080\) is GUE's/],
+    [tun('--tun-type gre --tun-remcsum'), 2, /remote checksum offload \(remcsum\) is GUE's/],
+    [tun('--tun-type gre --tun-csum --tun-nocsum'), 2, /two checksum flags/],
+    [tun('--tun-type gre', ''), 3, /mixes tunnel types \(gre on line 2, ipip here\).*split/],
+    [
+      tun('--tun-type gre', '--tun-type gre --tun-csum'),
+      3,
+      /mixes tunnel types \(gre on line 2, gre with checksum here\)/,
+    ],
+    [
+      '-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.20.21:80 -g --tun-type gre\n',
+      2,
+      /--tun-type goes with -i/,
+    ],
+  ])('refused with the line: %s', (text, line, why) => {
+    const e = refused(text, { laddrs });
+    expect(e.message).toMatch(new RegExp(`^line ${line}: `));
+    expect(e.message).toMatch(why);
+  });
+});
+
 describe("tunvs import ipvsadm: tunvs list's own words", () => {
   const shop = (port: number, rport: number, extra: Partial<ServiceSpec> = {}): ServiceSpec =>
     serviceWithDefaults({
@@ -177,9 +215,21 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
       localAddresses: [],
       realServers: [{ address: '198.18.20.21', port: 53, weight: 1 }],
     }),
+    serviceWithDefaults({
+      vip: '198.18.0.100',
+      port: 8082,
+      mode: 'tunnel',
+      scheduler: 'rr',
+      tunnel: { type: 'gre', checksum: true },
+      localAddresses: ['198.18.2.9'],
+      realServers: [
+        { address: '198.18.20.21', port: 8082, weight: 1 },
+        { address: '198.18.20.22', port: 8082, weight: 1 },
+      ],
+    }),
   ];
 
-  it('a listing of group, sloppy, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
+  it('a listing of group, sloppy, a GRE tunnel, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
     const resolved = resolveServices(specs, new IdRegistry());
     const rs = (address: string) => resolved[0]!.realServers.find((r) => r.address === address)!.id;
     // The 80 service has lost its quorum (its sorry server in use), 198.18.20.22 is DOWN there
@@ -204,6 +254,7 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
     expect(text).toMatch(/198\.18\.20\.99:8080 +FullNat 1 +0 +0 +sorry server \(in use: no quorum\)\n/);
     expect(text).toMatch(/ sh conn-timeout 30 sloppy\n/);
     expect(text).toMatch(/ rr ops\n/);
+    expect(text).toMatch(/:8082 rr tunnel gre csum\n/);
     const r = importIpvsadm(text, { laddrs: ['198.18.2.9'] });
     const back = parseConfig(parse(importYaml(r, 'rules'))).services;
     const rules = (list: readonly ServiceSpec[]) =>
@@ -220,6 +271,7 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
           'idleTimeout',
           'sorryServer',
           'localAddresses',
+          'tunnel',
         ].reduce((o, k) => ({ ...o, [k]: x[k as keyof ServiceSpec] }), {}),
         realServers: x.realServers.map(({ address, port, weight, maxConns, minConns }) => ({
           address,

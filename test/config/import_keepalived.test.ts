@@ -212,6 +212,31 @@ describe('tunvs import keepalived', () => {
     expect(r.notes.join('\n')).toMatch(/no timeouts set/);
   });
 
+  it("lvs_method TUN type gre [csum]: the service's tunnel, from the virtual server or each real server; gue refused", () => {
+    const vs = (method: string, rsMethod = '') =>
+      `virtual_server 198.18.0.100 80 {\n  protocol TCP\n  lb_algo rr\n  ${method}\n` +
+      `  real_server 198.18.20.21 80 {\n  ${rsMethod}\n  }\n  real_server 198.18.20.22 80 {\n  ${rsMethod}\n  }\n}\n`;
+    const o = { laddrs: ['198.18.2.1'] };
+    expect(importKeepalived(source(vs('lvs_method TUN type gre')), o).config.services[0]).toMatchObject({
+      mode: 'tunnel',
+      tunnel: { type: 'gre' },
+    });
+    expect(importKeepalived(source(vs('lvs_method TUN type gre csum')), o).config.services[0]!.tunnel).toEqual({
+      type: 'gre',
+      checksum: true,
+    });
+    expect(
+      importKeepalived(source(vs('lvs_method DR', 'lvs_method TUN type gre nocsum')), o).config.services[0],
+    ).toMatchObject({ mode: 'tunnel', tunnel: { type: 'gre' } });
+    expect(importKeepalived(source(vs('lvs_method TUN type ipip')), o).config.services[0]).not.toHaveProperty('tunnel');
+    expect(refused(vs('lvs_method TUN type gue port 6080')).message).toMatch(
+      /^line 4: .*GUE tunnels \(UDP\) are not built/,
+    );
+    expect(refused(vs('lvs_method TUN type gre bogus')).message).toMatch(
+      /^line 4: lvs_method TUN bogus: not type, port/,
+    );
+  });
+
   it('an empty virtual_server_group is refused with its line (it was a TypeError)', () => {
     const e = refused(
       'virtual_server_group web {\n}\nvirtual_server group web {\n  lb_kind DR\n  real_server 198.18.20.21 80 {\n  }\n}\n',

@@ -278,6 +278,12 @@ export function checksumsOk(p: Uint8Array): { ip: boolean; l4: boolean } {
     // IP in IP (TUNNEL mode): the inner packet's checksums.
     const inner = checksumsOk(l4);
     l4ok = inner.ip && inner.l4;
+  } else if (proto === 47) {
+    // GRE (TUNNEL's tunnel.type gre): its own checksum when it carries one (RFC 2784), 4 or
+    // 8 bytes of header, then the inner packet's checksums.
+    const withSum = (l4[0]! & 0x80) !== 0;
+    const inner = checksumsOk(l4.subarray(withSum ? 8 : 4));
+    l4ok = inner.ip && inner.l4 && (!withSum || refChecksum(l4) === 0);
   } else if (proto === 1) l4ok = refChecksum(l4) === 0;
   else if (proto === 17 && v === 4 && dv.getUint16(l3 + 6) === 0) l4ok = true;
   else l4ok = refChecksum(pseudo(src, dst, proto, l4.length), l4) === 0;

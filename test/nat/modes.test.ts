@@ -155,15 +155,24 @@ describe.each([
 });
 
 /** The outer header TUNNEL puts in front of `inner`: checked field by field. */
-function expectTunnelled(out: Uint8Array, inner: Uint8Array, fam: Family): void {
+/** `out` is `inner` in the tunnel to rs1: IP-in-IP, or with `gre` bytes of GRE header (4, or
+ * 8 with its checksum) between. */
+function expectTunnelled(out: Uint8Array, inner: Uint8Array, fam: Family, gre = 0): void {
   const v4 = fam === V4;
-  const outerLen = v4 ? 20 : 40;
+  const ipLen = v4 ? 20 : 40;
+  const outerLen = ipLen + gre;
   expect(out.length).toBe(inner.length + outerLen);
   expect(out.subarray(outerLen)).toEqual(inner);
   const o = parse(out);
   expect(o).toMatchObject({ src: parse(tcp({ src: fam.lip, dst: fam.rs1, sport: 1, dport: 1, flags: ACK })).src });
   expect(o.dst).toBe(parse(tcp({ src: fam.rs1, dst: fam.rs1, sport: 1, dport: 1, flags: ACK })).dst);
-  expect(o.proto).toBe(v4 ? 4 : 41);
+  expect(o.proto).toBe(gre > 0 ? 47 : v4 ? 4 : 41);
+  if (gre > 0) {
+    // Flags (C with the checksum; no key, no sequence, version 0), then the EtherType.
+    const dv = new DataView(out.buffer, out.byteOffset + ipLen);
+    expect([dv.getUint16(0), dv.getUint16(2)]).toEqual([gre === 8 ? 0x8000 : 0, v4 ? 0x0800 : 0x86dd]);
+    if (gre === 8) expect(dv.getUint16(6)).toBe(0);
+  }
   expect(checksumsOk(out)).toEqual({ ip: true, l4: true });
   if (v4) {
     expect(out[1]).toBe(inner[1]); // TOS
@@ -262,6 +271,57 @@ describe.each([
       expectTunnelled(out, noDf, fam);
       expect(out.length).toBe(1520);
     }
+  });
+
+  it.each([
+    ['GRE', 4, { type: 'gre' }],
+    ['GRE with its checksum', 8, { type: 'gre', checksum: true }],
+  ] as const)('%s (tunnel.type gre): the GRE header between; too big 4 or 8 bytes sooner', (_what, gre, tunnel) => {
+    const d = new Driver(makeEngine(services(fam, 'tunnel', { tunnel })));
+    const syn = c(fam, { seq: 1000, flags: SYN, options: SYN_OPTS });
+    expectTunnelled(d.forward(syn), syn, fam, gre);
+    const data = c(fam, { seq: 1001, ack: 5001, flags: ACK | PSH, payload: payload(777) });
+    expectTunnelled(d.forward(data), data, fam, gre);
+    const q = udp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 53, payload: payload(99) });
+    expectTunnelled(new Driver(makeEngine(services(fam, 'tunnel', { tunnel }))).forward(q), q, fam); // another service: IPIP
+    // The largest packet that fits: the MTU less the outer header and the GRE header.
+    const fits = 1500 - (v4 ? 20 : 40) - gre;
+    const header = v4 ? 40 : 60;
+    const ok = c(fam, { seq: 1778, ack: 5001, flags: ACK, payload: payload(fits - header) });
+    expectTunnelled(d.forward(ok), ok, fam, gre);
+    const big = c(fam, { seq: 1778, ack: 5001, flags: ACK, payload: payload(fits - header + 1) });
+    expect(d.drop(big)).toBe(DROP_TUNNEL_TOO_BIG);
+    const e = parse(d.engine.emit.get(0));
+    expect(
+      v4
+        ? new DataView(e.l4.buffer, e.l4.byteOffset).getUint16(6)
+        : new DataView(e.l4.buffer, e.l4.byteOffset).getUint32(4),
+    ).toBe(fits);
+  });
+
+  it('a tunnel type is for TUNNEL services, a checksum for GRE', () => {
+    const bad =
+      (extra: Partial<ServiceSpec>, mode: 'tunnel' | 'nat' = 'tunnel') =>
+      () =>
+        resolveServices(services(fam, mode, extra), new IdRegistry());
+    expect(bad({ tunnel: { type: 'gre' } }, 'nat')).toThrow(
+      /services\[0\]\.tunnel: tunnel is for TUNNEL services, not nat/,
+    );
+    expect(bad({ tunnel: { type: 'ipip', checksum: true } })).toThrow(
+      /services\[0\]\.tunnel\.checksum: IP-in-IP has no checksum/,
+    );
+    const base = {
+      vip: fam.vip,
+      port: 80,
+      mode: 'tunnel',
+      localAddresses: [fam.lip],
+      realServers: [{ address: fam.rs1, port: 80 }],
+    };
+    expect(() => parseService({ ...base, tunnel: { type: 'gue' } }, 's')).toThrow(/s\.tunnel\.type/);
+    expect(parseService({ ...base, tunnel: { type: 'gre', checksum: true } }, 's').tunnel).toEqual({
+      type: 'gre',
+      checksum: true,
+    });
   });
 
   it('an ICMP error about what the server sent the client goes to the server, in the tunnel', () => {

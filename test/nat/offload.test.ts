@@ -18,7 +18,7 @@ import {
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { DROP_TUNNEL_NO_ROOM, DROP_TUNNEL_TOO_BIG, VERDICT_DROP, VERDICT_FORWARD } from '../../src/nat/verdict.js';
-import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
+import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { complete, GSO_TCPV4, GSO_TCPV6, makePartial, vnetHeader } from '../helpers/vnet.js';
 import { ACK, checksumsOk, FIN, opt, parse, PSH, SYN, tcp, udp, type TcpSpec } from '../helpers/packets.js';
@@ -146,18 +146,22 @@ describe.each([
   });
   const C = (t: Partial<TcpSpec> & { flags: number }) =>
     tcp({ src: fam.client, dst: fam.vip, sport: 40300, dport: 80, ...t });
-  const setup = () => {
-    const e = new Engine({ capacity: 64, seed: 1, headroom: VNET_HDR_LEN }, resolveServices([spec], new IdRegistry()));
+  const setup = (tunnel?: ServiceSpec['tunnel']) => {
+    const e = new Engine(
+      { capacity: 64, seed: 1, headroom: VNET_HDR_LEN },
+      resolveServices([{ ...spec, ...(tunnel ? { tunnel } : {}) }], new IdRegistry()),
+    );
     const ring = new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN);
     return { e, ring };
   };
-  /** The outer header (from the tunnel source to the real server) and the inner packet. */
-  const expectInTunnel = (out: Uint8Array, inner: Uint8Array) => {
+  /** The outer header (from the tunnel source to the real server), `gre` bytes of GRE header
+   * (its checksum too, checksumsOk), and the inner packet. */
+  const expectInTunnel = (out: Uint8Array, inner: Uint8Array, gre = 0) => {
     expect(checksumsOk(out)).toEqual({ ip: true, l4: true });
     const ends = parse(tcp({ src: fam.lip, dst: fam.rs1, sport: 1, dport: 1, flags: ACK }));
-    expect(parse(out)).toMatchObject({ proto: v4 ? 4 : 41, src: ends.src, dst: ends.dst });
-    expect(out.subarray(outer)).toEqual(inner);
-    expect(checksumsOk(out.subarray(outer))).toEqual({ ip: true, l4: true });
+    expect(parse(out)).toMatchObject({ proto: gre > 0 ? 47 : v4 ? 4 : 41, src: ends.src, dst: ends.dst });
+    expect(out.subarray(outer + gre)).toEqual(inner);
+    expect(checksumsOk(out.subarray(outer + gre))).toEqual({ ip: true, l4: true });
   };
 
   it('a partial checksum is completed before the packet goes into the tunnel', () => {
@@ -170,35 +174,43 @@ describe.each([
     expectInTunnel(ring.get(0), syn);
   });
 
-  it('a GSO super-packet leaves as its segments, each in the tunnel, cut as the kernel cuts them', () => {
-    const { e, ring } = setup();
-    const syn = C({ seq: 1000, flags: SYN });
-    ring.put(0, syn);
-    e.processBurst(ring, 1, 0);
-    const data = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7 + 3) & 255);
-    const flags = ACK | PSH | FIN | CWR;
-    const big = C({ seq: 1001, ack: 77, flags, payload: data, options: [1, 1, ...opt.ts(5, 6)] });
-    // Segments of 1300 bytes: with the outer header they fit the 1500-byte MTU.
-    ring.put(0, makePartial(big), vnetHeader(big, gsoType, 1300));
-    e.processBurst(ring, 1, 0);
-    expect(ring.verdicts[0]).toBe(VERDICT_DROP); // its slot: nothing written...
-    expect(e.counters[C_DROPPED]).toBe(0); // ...and nothing dropped
-    expect(e.emitCount).toBe(8); // 7 × 1300 + 900
-    for (let k = 0; k < 8; k++) {
-      const last = k === 7;
-      const want = C({
-        seq: 1001 + k * 1300,
-        ack: 77,
-        flags: (last ? flags : flags & ~(FIN | PSH)) & (k > 0 ? ~CWR : 0xff),
-        payload: data.subarray(k * 1300, Math.min(data.length, (k + 1) * 1300)),
-        options: [1, 1, ...opt.ts(5, 6)],
-        ipId: 0x1234 + k,
-      });
-      const off = k * e.emit.slotSize;
-      expect(Array.from(e.emit.bytes.slice(off, off + VNET_HDR_LEN))).toEqual(new Array<number>(VNET_HDR_LEN).fill(0));
-      expectInTunnel(e.emit.get(k), want);
-    }
-  });
+  it.each([
+    ['IP-in-IP', 0, undefined],
+    ['GRE with its checksum', 8, { type: 'gre', checksum: true } as const],
+  ] as const)(
+    'a GSO super-packet leaves as its segments, each in the tunnel (%s), cut as the kernel cuts them',
+    (_t, gre, tunnel) => {
+      const { e, ring } = setup(tunnel);
+      const syn = C({ seq: 1000, flags: SYN });
+      ring.put(0, syn);
+      e.processBurst(ring, 1, 0);
+      const data = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7 + 3) & 255);
+      const flags = ACK | PSH | FIN | CWR;
+      const big = C({ seq: 1001, ack: 77, flags, payload: data, options: [1, 1, ...opt.ts(5, 6)] });
+      // Segments of 1300 bytes: with the outer header they fit the 1500-byte MTU.
+      ring.put(0, makePartial(big), vnetHeader(big, gsoType, 1300));
+      e.processBurst(ring, 1, 0);
+      expect(ring.verdicts[0]).toBe(VERDICT_DROP); // its slot: nothing written...
+      expect(e.counters[C_DROPPED]).toBe(0); // ...and nothing dropped
+      expect(e.emitCount).toBe(8); // 7 × 1300 + 900
+      for (let k = 0; k < 8; k++) {
+        const last = k === 7;
+        const want = C({
+          seq: 1001 + k * 1300,
+          ack: 77,
+          flags: (last ? flags : flags & ~(FIN | PSH)) & (k > 0 ? ~CWR : 0xff),
+          payload: data.subarray(k * 1300, Math.min(data.length, (k + 1) * 1300)),
+          options: [1, 1, ...opt.ts(5, 6)],
+          ipId: 0x1234 + k,
+        });
+        const off = k * e.emit.slotSize;
+        expect(Array.from(e.emit.bytes.slice(off, off + VNET_HDR_LEN))).toEqual(
+          new Array<number>(VNET_HDR_LEN).fill(0),
+        );
+        expectInTunnel(e.emit.get(k), want, gre);
+      }
+    },
+  );
 
   it('super-packets whose segments the emit ring cannot take in this burst are dropped whole, counted', () => {
     const e = new Engine({ capacity: 64, seed: 1, headroom: VNET_HDR_LEN }, resolveServices([spec], new IdRegistry()));

@@ -1463,6 +1463,55 @@ ${['198.18.20.21', '198.18.20.22']
     }
   }, 60_000);
 
+  it("TUNNEL over GRE (--tun-type gre, v4 with its checksum): echoes through the servers' XDP decapsulator come back whole, v4 and v6", async () => {
+    // The DR VIPs are on the servers' lo already (lab/modes.ts); their port 9000 is free.
+    const vips = { 4: LAB.drVip4, 6: LAB.drVip6 } as const;
+    try {
+      for (const v of [4, 6] as const) {
+        const add = tunvsCli([
+          'service',
+          'add',
+          `gre-v${v}`,
+          '--vip',
+          vips[v],
+          '--port',
+          String(LAB.echoPort),
+          '--mode',
+          'tunnel',
+          '--tun-type',
+          'gre',
+          ...(v === 4 ? ['--tun-csum'] : []),
+          '--scheduler',
+          'rr',
+          '--laddr',
+          (v === 4 ? LAB.laddrs4 : LAB.laddrs6)[0],
+          ...LAB.realServers.flatMap((r) => ['--server', hostPort(r[`v${v}`], LAB.echoPort)]),
+        ]);
+        expect(add.code, add.err).toBe(0);
+      }
+      const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+      expect(list).toMatch(new RegExp(`TCP  ${LAB.drVip4.replace(/\./g, '\\.')}:${LAB.echoPort} rr tunnel gre csum\n`));
+      for (const v of [4, 6] as const) {
+        // Six connections in turn (rr: two to each server), 200 KiB each way: larger segments
+        // than the tunnel takes at first, so the client learns its MTU from the LB's ICMP.
+        const script = `const net = require('net'); const crypto = require('crypto'); let ok = 0;
+          const one = () => new Promise((done) => {
+            const body = crypto.randomBytes(200 * 1024); const got = [];
+            const s = net.connect(${LAB.echoPort}, '${vips[v]}', () => s.write(body));
+            s.setTimeout(10000, () => s.destroy());
+            s.on('data', (d) => { got.push(d); if (Buffer.concat(got).length >= body.length) s.end(); });
+            s.on('close', () => { if (Buffer.concat(got).equals(body)) ok++; done(); });
+            s.on('error', () => {});
+          });
+          (async () => { for (let i = 0; i < 6; i++) await one(); console.log(ok); })();`;
+        const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
+        expect(out, `GRE v${v}`).toBe('6');
+      }
+    } finally {
+      for (const v of [4, 6]) tunvsCli(['service', 'delete', `gre-v${v}`]);
+    }
+  }, 90_000);
+
   it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
     const main = join(distSrc(), 'cli', 'main.js');
     const asNobody = spawnSync(

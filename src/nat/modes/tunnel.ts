@@ -5,9 +5,11 @@
  * tunl0 / ip6tnl0 device), holds the VIP on a loopback device and answers the client
  * directly: only client packets pass the LB, so a session follows their flags alone
  * (conn/state.ts nextStateInputOnly) and has no OUT index entry. docs/modes.md has the real
- * server's side.
+ * server's side. A service of `tunnel.type: gre` (IPVS's --tun-type gre) puts a GRE header
+ * (RFC 2784: protocol 47, 4 bytes, 8 with its checksum) between the outer header and the
+ * packet instead, for servers whose gre0 / ip6gre0 or tunvs's decapsulator take it.
  *
- * The outer header costs 20 (40) bytes. What limits a client's segments is the MSS the real
+ * The outer header costs 20 (40) bytes, and the GRE header its 4 or 8 more (outerLength). What limits a client's segments is the MSS the real
  * server announces in its SYN-ACK, which goes straight to the client: the LB cannot clamp
  * it (clamping the client's SYN would only shrink the server's segments, which never pass
  * the tunnel). So a packet that no longer fits the MTU is answered the way a router would:
@@ -39,15 +41,22 @@ import { AF_INET, IPPROTO_TCP, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/he
 import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
 import { countPacket } from '../rewrite.js';
+import { csumFromSum, sumWords } from '../../packet/checksum.js';
 import { IPV4_DF, writeIpv4Header } from '../segment.js';
 import { DROP_TUNNEL_NO_ROOM, DROP_TUNNEL_TOO_BIG, HELD } from '../verdict.js';
 import { completeChecksum, gsoSegments, gsoSize, writeGsoSegment } from '../gso.js';
 import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
 
-/** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6. */
+/** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6, GRE. */
 const IPPROTO_IPIP = 4;
 const IPPROTO_IPV6 = 41;
+const IPPROTO_GRE = 47;
+/** GRE (RFC 2784): the flags word with the checksum present, and the protocol types of an
+ * IPv4 and an IPv6 packet (EtherTypes). */
+const GRE_CHECKSUM = 0x8000;
+const ETH_P_IP = 0x0800;
+const ETH_P_IPV6 = 0x86dd;
 
 export const tunnel: ForwardingMode = {
   id: MODE_TUNNEL,
@@ -85,8 +94,7 @@ function encapsulate(c: NatContext, r: number): number {
   const base = r * RECORD_WORDS;
   const l3 = c.pL3;
   const len = c.pEnd - l3;
-  const v4 = c.pAf === AF_INET;
-  const outer = v4 ? 20 : 40;
+  const outer = outerLength(c, r);
   const df = dontFragment(c);
   if ((len + outer > c.opts.mtu && df) || c.pEnd + outer > c.slotEnd) {
     sendTooBig(c, c.opts.mtu - outer);
@@ -107,8 +115,7 @@ function encapsulate(c: NatContext, r: number): number {
 function encapsulateSegments(c: NatContext, r: number): number {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
-  const v4 = c.pAf === AF_INET;
-  const outer = v4 ? 20 : 40;
+  const outer = outerLength(c, r);
   const df = dontFragment(c);
   const mss = gsoSize(c);
   const n = gsoSegments(c, mss);
@@ -131,11 +138,17 @@ function encapsulateSegments(c: NatContext, r: number): number {
   return HELD;
 }
 
+/** The bytes session `r`'s tunnel puts in front of a packet: the outer IP header, and its
+ * service's GRE header if any. */
+function outerLength(c: NatContext, r: number): number {
+  return (c.pAf === AF_INET ? 20 : 40) + c.services.tunnelGre[recService(c.table.rec, r * RECORD_WORDS)]!;
+}
+
 /**
  * The outer header at `at` of `buf` / `dv`, in front of an inner packet of `len` bytes (now at
- * at + 20 / 40) of session `r`: from its service's tunnel source to its real server. IPv4: the
- * inner TOS and DF, an ID when not DF; IPv6: the inner traffic class and flow label (the path
- * hashes it).
+ * at + outerLength) of session `r`: from its service's tunnel source to its real server. IPv4:
+ * the inner TOS and DF, an ID when not DF; IPv6: the inner traffic class and flow label (the
+ * path hashes it). Then the service's GRE header, if it has one (writeGre).
  */
 function writeOuter(
   c: NatContext,
@@ -149,20 +162,42 @@ function writeOuter(
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   const s = c.services.tunnelSrc;
-  const src = recService(rec, base) * 4;
+  const svc = recService(rec, base);
+  const src = svc * 4;
+  const gre = c.services.tunnelGre[svc]!;
+  const ip = c.pAf === AF_INET ? 20 : 40;
   if (c.pAf === AF_INET) {
     // An atomic datagram's ID means nothing (RFC 6864): 0; one the kernel may fragment
     // needs its own, per source and destination.
     const id = df ? 0 : (c.outerIpId = (c.outerIpId + 1) & 0xffff);
-    const tos = buf[at + 20 + 1]!;
-    writeIpv4Header(dv, at, tos, len + 20, id, df ? IPV4_DF : 0, IPPROTO_IPIP, s[src]!, rec[base + R_RIP0]!);
+    const tos = buf[at + ip + gre + 1]!;
+    const proto = gre === 0 ? IPPROTO_IPIP : IPPROTO_GRE;
+    writeIpv4Header(dv, at, tos, len + ip + gre, id, df ? IPV4_DF : 0, proto, s[src]!, rec[base + R_RIP0]!);
   } else {
     // Version, traffic class and flow label as the inner header has them.
-    dv.setUint32(at, dv.getUint32(at + 40));
-    dv.setUint32(at + 4, (len << 16) | (IPPROTO_IPV6 << 8) | ORIGINATED_TTL);
+    dv.setUint32(at, dv.getUint32(at + ip + gre));
+    dv.setUint32(at + 4, ((len + gre) << 16) | ((gre === 0 ? IPPROTO_IPV6 : IPPROTO_GRE) << 8) | ORIGINATED_TTL);
     for (let k = 0; k < 4; k++) {
       dv.setInt32(at + 8 + 4 * k, s[src + k]!);
       dv.setInt32(at + 24 + 4 * k, rec[base + addrWord(R_RIP0, R_RIP1, k)]!);
     }
   }
+  if (gre !== 0) writeGre(c, buf, dv, at + ip, len, gre);
+}
+
+/**
+ * The GRE header at `at`, `gre` bytes (4, or 8 with the checksum), in front of the inner
+ * packet of `len` bytes: no key or sequence number, version 0, the inner packet's EtherType;
+ * with the checksum, the Internet checksum of the GRE header and the packet (RFC 2784), as
+ * IPVS's --tun-csum.
+ */
+function writeGre(c: NatContext, buf: Uint8Array, dv: DataView, at: number, len: number, gre: number): void {
+  const type = c.pAf === AF_INET ? ETH_P_IP : ETH_P_IPV6;
+  if (gre === 4) {
+    dv.setUint32(at, type);
+    return;
+  }
+  dv.setUint32(at, (GRE_CHECKSUM << 16) | type);
+  dv.setUint32(at + 4, 0);
+  dv.setUint16(at + 4, csumFromSum(sumWords(buf, at, gre + len)));
 }
