@@ -393,49 +393,32 @@ export class IdRegistry {
   private readonly groups = new Map<string, number>();
 
   serviceId(key: string, path: string): number {
-    let id = this.services.get(key);
-    if (id === undefined) {
-      id = this.services.size;
-      if (id >= SERVICES_MAX)
-        throw new ConfigError(
-          'TUNVS_ERR_CONFIG_LIMIT',
-          path,
-          `more than ${SERVICES_MAX} services since start; restart tunvs to renumber`,
-        );
-      this.services.set(key, id);
-    }
-    return id;
+    return IdRegistry.number(this.services, key, SERVICES_MAX, 'services', path);
   }
 
   serverId(key: string, path: string): number {
-    let id = this.servers.get(key);
-    if (id === undefined) {
-      id = this.servers.size;
-      if (id >= REAL_SERVERS_MAX)
-        throw new ConfigError(
-          'TUNVS_ERR_CONFIG_LIMIT',
-          path,
-          `more than ${REAL_SERVERS_MAX} real servers since start; restart tunvs to renumber`,
-        );
-      this.servers.set(key, id);
-    }
-    return id;
+    return IdRegistry.number(this.servers, key, REAL_SERVERS_MAX, 'real servers', path);
   }
 
   /** The template key of persistence group `name` (persistKey: after every service id). */
   groupKey(name: string, path: string): number {
-    let n = this.groups.get(name);
+    return SERVICES_MAX + IdRegistry.number(this.groups, name, PERSIST_GROUPS_MAX, 'persistence groups', path);
+  }
+
+  /** `key`'s number in `known`, or the next one (at most `max` since start). */
+  private static number(known: Map<string, number>, key: string, max: number, what: string, path: string): number {
+    let n = known.get(key);
     if (n === undefined) {
-      n = this.groups.size;
-      if (n >= PERSIST_GROUPS_MAX)
+      n = known.size;
+      if (n >= max)
         throw new ConfigError(
           'TUNVS_ERR_CONFIG_LIMIT',
           path,
-          `more than ${PERSIST_GROUPS_MAX} persistence groups since start; restart tunvs to renumber`,
+          `more than ${max} ${what} since start; restart tunvs to renumber`,
         );
-      this.groups.set(name, n);
+      known.set(key, n);
     }
-    return SERVICES_MAX + n;
+    return n;
   }
 }
 

@@ -288,17 +288,22 @@ describe.each([
     expect(drain(b.ring).n).toBe(1);
   });
 
+  /** A service of persistence group "shop" at VIP:`port`, rr over three servers at `rport`. */
+  const member = (port: number, rport: number) =>
+    serviceWithDefaults({
+      vip: fam.vip,
+      port,
+      scheduler: 'rr',
+      realServers: [fam.rs1, fam.rs2, fam === V4 ? '198.18.1.13' : 'fd00:18:1::13'].map((address) => ({
+        address,
+        port: rport,
+        weight: 1,
+      })),
+      localAddresses: [fam.lip],
+      persistence: { timeoutSec: 120, netmask: 32, prefix6: 128, group: 'shop' },
+    });
+
   it("a persistence group's template, made by any of its services, reaches the standby under the group's first one", async () => {
-    const rs3 = fam === V4 ? '198.18.1.13' : 'fd00:18:1::13';
-    const member = (port: number, rport: number) =>
-      serviceWithDefaults({
-        vip: fam.vip,
-        port,
-        scheduler: 'rr',
-        realServers: [fam.rs1, fam.rs2, rs3].map((address) => ({ address, port: rport, weight: 1 })),
-        localAddresses: [fam.lip],
-        persistence: { timeoutSec: 120, netmask: 32, prefix6: 128, group: 'shop' },
-      });
     const specs = resolveServices([member(80, 8080), member(443, 8443)], new IdRegistry());
     const a = haEngine(MASTER, 0);
     const b = haEngine(BACKUP, 0);
@@ -324,16 +329,6 @@ describe.each([
   });
 
   it('a persistence group whose first service is removed keeps its templates, named to peers by the next one', async () => {
-    const rs3 = fam === V4 ? '198.18.1.13' : 'fd00:18:1::13';
-    const member = (port: number, rport: number) =>
-      serviceWithDefaults({
-        vip: fam.vip,
-        port,
-        scheduler: 'rr',
-        realServers: [fam.rs1, fam.rs2, rs3].map((address) => ({ address, port: rport, weight: 1 })),
-        localAddresses: [fam.lip],
-        persistence: { timeoutSec: 120, netmask: 32, prefix6: 128, group: 'shop' },
-      });
     const ids = new IdRegistry();
     const both = resolveServices([member(80, 8080), member(443, 8443)], ids);
     const a = haEngine(MASTER, 0);

@@ -9,20 +9,21 @@
  * (RFC 2784: protocol 47, 4 bytes, 8 with its checksum) between the outer header and the
  * packet instead, for servers whose gre0 / ip6gre0 or tunvs's decapsulator take it.
  *
- * The outer header costs 20 (40) bytes, and the GRE header its 4 or 8 more (outerLength). What limits a client's segments is the MSS the real
- * server announces in its SYN-ACK, which goes straight to the client: the LB cannot clamp
- * it (clamping the client's SYN would only shrink the server's segments, which never pass
- * the tunnel). So a packet that no longer fits the MTU is answered the way a router would:
- * IPv4 with DF and IPv6 get "fragmentation needed" / "packet too big" (icmp_too_big.ts)
- * and are dropped (tunnel_too_big); IPv4 without DF is sent with DF clear, and the kernel
- * fragments the outer packet. The real server's route toward clients can carry
- * `advmss` so that no client ever needs the ICMP (docs/modes.md).
+ * The outer header costs 20 (40) bytes, and a GRE header its 4 or 8 more (outerLength).
+ * What limits a client's segments is the MSS the real server announces in its SYN-ACK,
+ * which goes straight to the client: the LB cannot clamp it (clamping the client's SYN would
+ * only shrink the server's segments, which never pass the tunnel). So a packet that no
+ * longer fits the MTU is answered the way a router would: IPv4 with DF and IPv6 get
+ * "fragmentation needed" / "packet too big" (icmp_too_big.ts) and are dropped
+ * (tunnel_too_big); IPv4 without DF is sent with DF clear, and the kernel fragments the
+ * outer packet. The real server's route toward clients can carry `advmss` so that no client
+ * ever needs the ICMP (docs/modes.md).
  *
  *   create    the client as the OUT key's local half (shown by `tunvs conns`; not indexed)
  *   inbound   state and timeout; a partial checksum completed (gso.ts); too big → ICMP;
  *             the packet moves back by the outer header's length and the header is written
- *             in front (writeOuter); a GSO super-packet is cut into its segments instead,
- *             each encapsulated into the emit ring (encapsulateSegments)
+ *             in front (writeOuter, a GRE header by writeGre); a GSO super-packet is cut into
+ *             its segments instead, each encapsulated into the emit ring (encapsulateSegments)
  *   outbound  none: no reply passes
  *   icmp      an error about a packet the server sent the client (to the VIP: a router on
  *             the way back, e.g. "fragmentation needed") goes to the server, in the tunnel
