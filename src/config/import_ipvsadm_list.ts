@@ -152,7 +152,10 @@ function serviceFlags(rest: string, line: number, notes: string[]): { service: s
       const type = words[++k];
       if (type === undefined) throw new ImportError(line, 'tunnel without its type');
       server.push('--tun-type', type);
-      if (words[k + 1] === 'csum') server.push(`--tun-${words[++k]!}`);
+      if (words[k + 1] === 'csum') {
+        k++;
+        server.push('--tun-csum');
+      }
     } else if (w.startsWith('(')) {
       // Upstream's scheduler flags: "(sh-fallback,sh-port)".
       tokens.push('--sched-flags', w.replace(/[()]/g, ''));

@@ -21,7 +21,6 @@ import {
   OP_HANDOVER,
   OP_UPSERT,
   SYNC_NODE_WORD,
-  SYNC_WORDS,
   syncOwnerWorker,
   type HaWorkerLink,
 } from './session_sync.js';
@@ -30,8 +29,8 @@ import {
   formatOfRecord,
   readable,
   recordsFromWire,
-  recordWords,
   SYNC_FORMATS,
+  wireEventBytes,
   type FormatRange,
 } from './sync_format.js';
 
@@ -241,7 +240,7 @@ export class Follower {
           continue;
         }
         const body = f.get('b');
-        const wireEvent = (EVENT_WORDS - SYNC_WORDS + recordWords(format)!) * 4;
+        const wireEvent = wireEventBytes(format);
         if (body === undefined || body.length === 0 || body.length % wireEvent !== 0) {
           // Damaged (or written by something else): its sessions are in the peer's hash.
           this.fail(

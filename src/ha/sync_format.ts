@@ -106,6 +106,11 @@ function convert(src: Int32Array, skip: number, fromWords: number, toWords: numb
 
 const OP_WORDS = EVENT_WORDS - SYNC_WORDS;
 
+/** Bytes of one event (op + record) of `format` (one this version reads) on the wire. */
+export function wireEventBytes(format: number): number {
+  return (OP_WORDS + recordWords(format)!) * 4;
+}
+
 /** The data plane's events (op + record) as `format`'s events. */
 export function eventsToWire(events: Int32Array, format: number): Int32Array {
   return convert(events, OP_WORDS, SYNC_WORDS, recordWords(format)!);

@@ -102,7 +102,7 @@ function encapsulate(c: NatContext, r: number): number {
     return -DROP_TUNNEL_TOO_BIG;
   }
   c.buf.copyWithin(l3 + outer, l3, c.pEnd);
-  writeOuter(c, c.buf, c.dv, l3, len, df, r);
+  writeOuter(c, c.buf, c.dv, l3, len, outer, df, r);
   countPacket(c, rec, base, c.pEnd + outer, RS_PACKETS_IN, C_PACKETS_IN);
   return len + outer;
 }
@@ -131,7 +131,7 @@ function encapsulateSegments(c: NatContext, r: number): number {
   for (let k = 0; k < n; k++) {
     const at = c.emitSlot() + e.headroom;
     const len = writeGsoSegment(c, k, n, mss, e.bytes, e.view, at + outer);
-    writeOuter(c, e.bytes, e.view, at, len, df, r);
+    writeOuter(c, e.bytes, e.view, at, len, outer, df, r);
     c.emitted(len + outer);
     bytes += len + outer;
   }
@@ -146,10 +146,10 @@ function outerLength(c: NatContext, r: number): number {
 }
 
 /**
- * The outer header at `at` of `buf` / `dv`, in front of an inner packet of `len` bytes (now at
- * at + outerLength) of session `r`: from its service's tunnel source to its real server. IPv4:
- * the inner TOS and DF, an ID when not DF; IPv6: the inner traffic class and flow label (the
- * path hashes it). Then the service's GRE header, if it has one (writeGre).
+ * The outer header at `at` of `buf` / `dv`, `outer` bytes (outerLength) in front of an inner
+ * packet of `len` bytes of session `r`: from its service's tunnel source to its real server.
+ * IPv4: the inner TOS and DF, an ID when not DF; IPv6: the inner traffic class and flow label
+ * (the path hashes it). Then the service's GRE header, if it has one (writeGre).
  */
 function writeOuter(
   c: NatContext,
@@ -157,16 +157,16 @@ function writeOuter(
   dv: DataView,
   at: number,
   len: number,
+  outer: number,
   df: boolean,
   r: number,
 ): void {
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   const s = c.services.tunnelSrc;
-  const svc = recService(rec, base);
-  const src = svc * 4;
-  const gre = c.services.tunnelGre[svc]!;
+  const src = recService(rec, base) * 4;
   const ip = c.pAf === AF_INET ? 20 : 40;
+  const gre = outer - ip;
   if (c.pAf === AF_INET) {
     // An atomic datagram's ID means nothing (RFC 6864): 0; one the kernel may fragment
     // needs its own, per source and destination.
