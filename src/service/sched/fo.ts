@@ -5,21 +5,16 @@
  * spare took stay there when the heavier server comes back.
  */
 
-import { available, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, heaviest, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 
 export class WeightedFailover implements Scheduler {
   readonly name = 'fo' as const;
+  private readonly accept = (i: number): boolean => available(this.pool, i);
 
   constructor(private readonly pool: ServerPool) {}
 
   pick(): number {
-    const w = this.pool.weights;
-    let best = -1;
-    for (let i = 0; i < this.pool.count; i++) {
-      if (!available(this.pool, i)) continue;
-      if (best < 0 || w[i]! > w[best]!) best = i;
-    }
-    return best;
+    return heaviest(this.pool, this.accept);
   }
 
   update(): void {}

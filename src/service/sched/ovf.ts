@@ -8,21 +8,18 @@
  * weight to take the rest.
  */
 
-import { available, nodeActive, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
+import { available, heaviest, nodeActive, registerScheduler, type Scheduler, type ServerPool } from './scheduler.js';
 
 export class WeightedOverflow implements Scheduler {
   readonly name = 'ovf' as const;
+  /** Available, and not holding more active sessions than its weight. */
+  private readonly accept = (i: number): boolean =>
+    available(this.pool, i) && nodeActive(this.pool, i) <= this.pool.weights[i]!;
 
   constructor(private readonly pool: ServerPool) {}
 
   pick(): number {
-    const w = this.pool.weights;
-    let best = -1;
-    for (let i = 0; i < this.pool.count; i++) {
-      if (!available(this.pool, i) || nodeActive(this.pool, i) > w[i]!) continue;
-      if (best < 0 || w[i]! > w[best]!) best = i;
-    }
-    return best;
+    return heaviest(this.pool, this.accept);
   }
 
   update(): void {}

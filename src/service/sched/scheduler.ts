@@ -71,6 +71,18 @@ export function nodeActive(pool: ServerPool, i: number): number {
   return total;
 }
 
+/** The position of the highest weight among those `accept` takes (ties: the first), or −1:
+ * fo's and ovf's pick. */
+export function heaviest(pool: ServerPool, accept: (i: number) => boolean): number {
+  const w = pool.weights;
+  let best = -1;
+  for (let i = 0; i < pool.count; i++) {
+    if (!accept(i)) continue;
+    if (best < 0 || w[i]! > w[best]!) best = i;
+  }
+  return best;
+}
+
 export interface Scheduler {
   readonly name: SchedulerName;
   /** Position of the server for a new session, or −1 if none has weight > 0.
