@@ -48,6 +48,7 @@ import { vipNextHops } from '../../src/lab/cluster.js';
 import { packageRoot } from '../../src/paths.js';
 import { cpuSince, machineBusySeconds, processCpu, type ProcessCpu } from '../lib/cpu.js';
 import { openSessions, services } from '../lib/sessions.js';
+import { formatSpread, spread, type Spread } from '../lib/spread.js';
 
 const N = Number(process.env.BENCH_SESSIONS ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -60,16 +61,7 @@ const RATE_HTTP = Number(process.env.BENCH_RATE_HTTP ?? 3000);
 const RATE_CONN = Number(process.env.BENCH_RATE_CONN ?? 500);
 const quiet: Logger = { log: (level, msg) => (level === 'error' ? console.error(`  (${msg})`) : undefined) };
 
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
-function spread(xs: number[]): Spread {
-  const s = [...xs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]! };
-}
-const f = (x: Spread, d = 0): string => `${x.median.toFixed(d)} (${x.min.toFixed(d)}–${x.max.toFixed(d)})`;
+const f = formatSpread;
 
 async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

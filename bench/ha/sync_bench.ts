@@ -36,6 +36,7 @@ import { SyncRing } from '../../src/ha/session_sync.js';
 import { startLocalRedis } from '../../src/lab/local_redis.js';
 import { packageRoot } from '../../src/paths.js';
 import { openSessions, services } from '../lib/sessions.js';
+import { formatSpread, spread, type Spread } from '../lib/spread.js';
 
 const N = Number(process.env.BENCH_SESSIONS ?? 200_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -164,11 +165,6 @@ async function round(port: number, k: number): Promise<Round> {
   };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 async function main(): Promise<void> {
   const server = await startLocalRedis();
   const port = server.port;
@@ -185,11 +181,10 @@ async function main(): Promise<void> {
   const summary = Object.fromEntries(
     keys.map((key) => {
       const xs = rounds.map((r) => r[key]);
-      return [key, { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) }];
+      return [key, spread(xs)];
     }),
-  ) as Record<keyof Round, { median: number; min: number; max: number }>;
-  const f = (x: { median: number; min: number; max: number }, d = 0): string =>
-    `${x.median.toFixed(d)} (${x.min.toFixed(d)}–${x.max.toFixed(d)})`;
+  ) as Record<keyof Round, Spread>;
+  const f = formatSpread;
   console.log(`\nHA session sync through one Redis (${N} sessions per phase, ${ROUNDS} rounds: median (min–max))`);
   console.log(`  master publish          ${f(summary.publishPerSec)} sessions/s`);
   console.log(`  standby cold load       ${f(summary.loadPerSec)} sessions/s`);

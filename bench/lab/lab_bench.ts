@@ -41,6 +41,7 @@ import { inNs, ipBatch, isAlive, stopPid } from '../../src/lab/netns.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
 import { cpuSince, machineBusySeconds, processCpu } from '../lib/cpu.js';
+import { spread } from '../lib/spread.js';
 
 const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -479,11 +480,6 @@ function measure(p: Path): Sample {
   };
 }
 
-function med(xs: number[]): { median: number; min: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]! };
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:lab needs root (network namespaces)');
   const { paths, cleanup } = await setUp();
@@ -506,13 +502,13 @@ async function main(): Promise<void> {
   const summary: Record<string, Record<string, { median: number; min: number; max: number } | null>> = {};
   for (const [name, ss] of samples) {
     summary[name] = {
-      reqPerSec: med(ss.map((s) => s.reqPerSec)),
-      p50Ms: med(ss.map((s) => s.p50Ms)),
-      p99Ms: med(ss.map((s) => s.p99Ms)),
-      connPerSec: med(ss.map((s) => s.connPerSec)),
-      gbps: med(ss.map((s) => s.gbps)),
-      lbCores: ss[0]!.lbCores === null ? null : med(ss.map((s) => s.lbCores!)),
-      cpuUsPerReq: med(ss.map((s) => s.cpuUsPerReq)),
+      reqPerSec: spread(ss.map((s) => s.reqPerSec)),
+      p50Ms: spread(ss.map((s) => s.p50Ms)),
+      p99Ms: spread(ss.map((s) => s.p99Ms)),
+      connPerSec: spread(ss.map((s) => s.connPerSec)),
+      gbps: spread(ss.map((s) => s.gbps)),
+      lbCores: ss[0]!.lbCores === null ? null : spread(ss.map((s) => s.lbCores!)),
+      cpuUsPerReq: spread(ss.map((s) => s.cpuUsPerReq)),
     };
   }
   const f = (v: { median: number; min: number; max: number } | null | undefined, d = 0): string =>

@@ -51,6 +51,7 @@ import {
   VIP,
   writeTcp,
 } from '../lib/sessions.js';
+import { formatSpread, spread, type Spread } from '../lib/spread.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
@@ -117,10 +118,7 @@ function answersSyns(base: Baseline): boolean {
   }
 }
 
-interface Stat {
-  median: number;
-  min: number;
-  max: number;
+interface Stat extends Spread {
   runs: number[];
 }
 
@@ -161,12 +159,11 @@ function clientMpps(engine: Engine, packets: number): number {
 }
 
 function stat(runs: number[]): Stat {
-  const s = [...runs].sort((a, b) => a - b);
-  return { median: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]!, runs };
+  return { ...spread(runs), runs };
 }
 
 function fmt(s: Stat, digits = 2): string {
-  return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+  return formatSpread(s, digits);
 }
 
 /** The baseline build's engine at each of `sizes`, its sessions open and its JIT warm. */
