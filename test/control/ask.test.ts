@@ -44,25 +44,30 @@ it('a stuck worker fails the request after the deadline, naming the worker and t
   expect(Date.now() - t0).toBeLessThan(2000);
 });
 
-/** A worker that answers after `ms`, saying every 50 ms that it is on the asks `ids(m.id)`. */
-function slowWorker(ms: number, ids: string): Worker {
-  return thread(`
+/** A worker that answers after `ms`, saying every 50 ms that it is on the asks `ids(m.id)`;
+ * returned once it listens (a thread still starting on a loaded machine would miss the
+ * deadline before its first word, and the deadline is what these tests are about). */
+async function slowWorker(ms: number, ids: string): Promise<Worker> {
+  const t = thread(`
     const { parentPort } = require('node:worker_threads');
     parentPort.on('message', (m) => {
       const tick = setInterval(() => parentPort.postMessage({ type: 'progress', ids: ${ids} }), 50);
       setTimeout(() => { clearInterval(tick); parentPort.postMessage({ type: 'sync-marked', id: m.id, marked: 3 }); }, ${ms});
     });
+    parentPort.postMessage({ type: 'listening' });
   `);
+  await new Promise((resolve) => t.once('message', resolve));
+  return t;
 }
 
 it('a worker on a long job that says so keeps its request alive past the deadline', async () => {
-  const t = slowWorker(700, '[m.id]');
+  const t = await slowWorker(700, '[m.id]');
   const m = await askWorker(t, 'forwarder 0', { type: 'sync-mark', id: 0, owner: 2 }, 'sync-marked', 200);
   expect(m).toMatchObject({ marked: 3 });
 });
 
 it("progress on other asks does not: the deadline is this request's", async () => {
-  const t = slowWorker(700, '[m.id + 1000]');
+  const t = await slowWorker(700, '[m.id + 1000]');
   const err = await askWorker(t, 'forwarder 0', { type: 'sync-mark', id: 0, owner: 2 }, 'sync-marked', 200).catch(
     (e: unknown) => e,
   );
@@ -70,7 +75,7 @@ it("progress on other asks does not: the deadline is this request's", async () =
 });
 
 it('a job that goes on saying it is on it fails at the cap, saying so', async () => {
-  const t = slowWorker(5000, '[m.id]');
+  const t = await slowWorker(5000, '[m.id]');
   const t0 = Date.now();
   const err = await askWorker(t, 'forwarder 2', { type: 'sync-mark', id: 0, owner: 2 }, 'sync-marked', 200, 600).catch(
     (e: unknown) => e,
