@@ -29,7 +29,6 @@
  * BENCH_RATE_HTTP (3000 req/s per node), BENCH_RATE_CONN (500 connections/s per node).
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
@@ -49,6 +48,7 @@ import { packageRoot } from '../../src/paths.js';
 import { cpuSince, machineBusySeconds, processCpu, type ProcessCpu } from '../lib/cpu.js';
 import { openSessions, services } from '../lib/sessions.js';
 import { formatSpread, spread, type Spread } from '../lib/spread.js';
+import { writeResults } from '../lib/results.js';
 
 const N = Number(process.env.BENCH_SESSIONS ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -371,11 +371,7 @@ async function main(): Promise<void> {
   const out: Record<string, unknown> = {};
   if (PARTS.includes('sync')) out.sync = await syncPart();
   if (PARTS.includes('vip')) out.vip = await vipPart();
-  const dir = join(packageRoot(), 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `cluster-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
-  console.log(`JSON: ${file}`);
+  writeResults('cluster', out);
 }
 
 await main();

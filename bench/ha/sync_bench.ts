@@ -22,8 +22,6 @@
  * Environment: BENCH_SESSIONS (default 200000), BENCH_ROUNDS (3).
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { HaConfig } from '../../src/config/config.js';
@@ -34,9 +32,9 @@ import { HaNode } from '../../src/ha/node.js';
 import { HaControl } from '../../src/ha/role.js';
 import { SyncRing } from '../../src/ha/session_sync.js';
 import { startLocalRedis } from '../../src/lab/local_redis.js';
-import { packageRoot } from '../../src/paths.js';
 import { openSessions, services } from '../lib/sessions.js';
 import { formatSpread, spread, type Spread } from '../lib/spread.js';
+import { writeResults } from '../lib/results.js';
 
 const N = Number(process.env.BENCH_SESSIONS ?? 200_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -200,11 +198,7 @@ async function main(): Promise<void> {
   console.log(
     `  target >= ${TARGET} sessions/s: ${(worst / TARGET).toFixed(2)}x of target (slower of publish and live) — ${worst >= TARGET ? 'met' : 'NOT met'}`,
   );
-  const dir = join(packageRoot(), 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `ha-sync-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ sessions: N, rounds, summary, target: TARGET }, null, 2)}\n`);
-  console.log(`  JSON: ${file}`);
+  writeResults('ha-sync', { sessions: N, rounds, summary, target: TARGET });
 }
 
 await main();

@@ -32,7 +32,7 @@
  */
 
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { labDown, labSpawn, labUp, nsName, readState } from '../../src/lab/lab.js';
@@ -42,6 +42,7 @@ import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
 import { cpuSince, machineBusySeconds, processCpu } from '../lib/cpu.js';
 import { spread } from '../lib/spread.js';
+import { writeResults } from '../lib/results.js';
 
 const PREFIX = 'tb-';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -574,26 +575,13 @@ async function main(): Promise<void> {
     const met = t.target === null ? '-' : t.value >= t.target ? 'yes' : 'NO';
     console.log(`| ${t.name} | ${t.value.toFixed(2)} | ${t.target === null ? '-' : `>= ${t.target}`} | ${met} |`);
   }
-  const dir = join(packageRoot(), 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `lab-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(
-    file,
-    JSON.stringify(
-      {
-        bench: 'lab',
-        date: new Date().toISOString(),
-        rounds: ROUNDS,
-        seconds: SECONDS,
-        summary,
-        samples: Object.fromEntries(samples),
-        targets: targets.map((t) => ({ ...t, met: t.target === null ? null : t.value >= t.target })),
-      },
-      null,
-      2,
-    ),
-  );
-  console.log(`\nwrote ${file}`);
+  writeResults('lab', {
+    rounds: ROUNDS,
+    seconds: SECONDS,
+    summary,
+    samples: Object.fromEntries(samples),
+    targets: targets.map((t) => ({ ...t, met: t.target === null ? null : t.value >= t.target })),
+  });
 }
 
 main().catch((e: unknown) => {

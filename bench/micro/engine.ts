@@ -31,9 +31,7 @@
  * V8's background compiler and GC vary by more than the engine's work (docs/benchmarks.md).
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
@@ -52,6 +50,7 @@ import {
   writeTcp,
 } from '../lib/sessions.js';
 import { formatSpread, spread, type Spread } from '../lib/spread.js';
+import { writeResults } from '../lib/results.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000,1000000').split(',').map(Number);
@@ -346,29 +345,17 @@ async function main(): Promise<void> {
       console.log(`| ${key.replace(/_/g, ' ')} | ${fmt(stat(ratios), 3)} |`);
     }
   }
-  const dir = join(process.cwd(), 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `micro-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(
-    file,
-    JSON.stringify(
-      {
-        bench: 'micro/engine',
-        date: new Date().toISOString(),
-        node: process.version,
-        cpu: cpus()[0]?.model,
-        rounds: ROUNDS,
-        ...(base ? { baseline: { rev: base.rev, commit: base.commit } } : {}),
-        bytesPerSession: setups[setups.length - 1]!.engine.table.bytesPerSession,
-        results,
-        sizes: SIZES,
-        targets: targets.map(([name, value, target, met]) => ({ name, value, target, met })),
-      },
-      null,
-      2,
-    ),
-  );
-  console.log(`\nwrote ${file}`);
+  writeResults('micro', {
+    bench: 'micro/engine',
+    node: process.version,
+    cpu: cpus()[0]?.model,
+    rounds: ROUNDS,
+    ...(base ? { baseline: { rev: base.rev, commit: base.commit } } : {}),
+    bytesPerSession: setups[setups.length - 1]!.engine.table.bytesPerSession,
+    results,
+    sizes: SIZES,
+    targets: targets.map(([name, value, target, met]) => ({ name, value, target, met })),
+  });
 }
 
 main().catch((e: unknown) => {
