@@ -12,6 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { BURST_MAX, GSO_BURST_MAX, GSO_SLOT_SIZE_BYTES, TIMER_TICK_MS, VNET_HDR_LEN } from '../src/constants.js';
 import { Engine } from '../src/dataplane/engine.js';
 import { ASK_PROGRESS_MS } from '../src/control/ask.js';
+import { fullGc, heapBytes } from '../src/control/memory.js';
 import { collectConns } from '../src/control/conns.js';
 import { PacketRing } from '../src/dataplane/ring.js';
 import { Forwarder } from '../src/dataplane/forwarder.js';
@@ -111,7 +112,14 @@ port.on('message', (m: ToForwarder) => {
   } else if (m.type === 'link') {
     for (const q of queues) q.setLink(m.fd);
   } else if (m.type === 'stats') {
-    port.postMessage({ type: 'stats', id: m.id, queue: forwarder.queueStats(), sessions: engine.sessionCount });
+    if (m.gc === true) fullGc();
+    port.postMessage({
+      type: 'stats',
+      id: m.id,
+      queue: forwarder.queueStats(),
+      sessions: engine.sessionCount,
+      heapBytes: heapBytes(),
+    });
   } else if (m.type === 'sync-install') {
     void engine.queueInstall(m.events, m.count);
   } else if (m.type === 'sync-snapshot') {

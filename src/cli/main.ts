@@ -54,8 +54,10 @@ Usage:
   tunvs list [-n] [--stats|--rate] [--json]
                                           services and real servers (like ipvsadm -Ln); --rate:
                                           per second over the last 2 s
-  tunvs stats [--json]                    counters, drops by reason, table load per worker, HA
-                                          sync (role, lag), TUN device and queue counters
+  tunvs stats [--json] [--gc]             counters, drops by reason, table load per worker, HA
+                                          sync (role, lag), TUN device and queue counters,
+                                          memory (RSS, each thread's heap; --gc: after a full
+                                          garbage collection of each, so what is live)
   tunvs conns [--protocol tcp|udp] [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S]
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
@@ -438,9 +440,10 @@ async function main(argv: string[]): Promise<number> {
       const json = flag(args, '--json');
       const stats = flag(args, '--stats');
       const rate = flag(args, '--rate');
+      const gc = cmd === 'stats' && flag(args, '--gc');
       flag(args, '-n'); // numeric output is the only output
       noneLeft(args);
-      const reply = await ask(cmd === 'list' ? { cmd, stats, rate } : { cmd });
+      const reply = await ask(cmd === 'list' ? { cmd, stats, rate } : { cmd, ...(gc ? { gc } : {}) });
       if (json) console.log(JSON.stringify(cmd === 'list' ? reply.services : reply, null, 2));
       else if (cmd === 'list') console.log(reply.text);
       else
@@ -454,6 +457,7 @@ async function main(argv: string[]): Promise<number> {
               device: reply.device,
               io: reply.io,
               queues: reply.queues,
+              memory: reply.memory,
             },
             null,
             2,

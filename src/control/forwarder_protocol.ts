@@ -49,7 +49,8 @@ export type ToForwarder =
   /** Cluster: the peers' local addresses and their nodes (replies to a taken-over peer's are
    * owned by port; a session on one is that peer's while it lives). */
   | { type: 'peer-laddrs'; laddrs: PeerLocalAddress[] }
-  | { type: 'stats'; id: number }
+  /** gc: a full garbage collection first, so heapBytes is what is live (tunvs stats --gc). */
+  | { type: 'stats'; id: number; gc?: boolean }
   | { type: 'stop' }
   /** DR: the packet socket for LINK slots changed (−1: none). */
   | { type: 'link'; fd: number }
@@ -88,7 +89,9 @@ export interface ConnFilter {
 export type FromForwarder =
   /** xdpError: io: xdp, the AF_XDP sockets could not be opened (the forwarder runs on TUN). */
   | { type: 'ready'; tableSab: SharedArrayBuffer; capacity: number; xdpError?: string }
-  | { type: 'stats'; id: number; queue: QueueStats; sessions: number }
+  /** heapBytes: the V8 heap the forwarder thread's isolate uses (its own; the process's RSS
+   * counts every thread). */
+  | { type: 'stats'; id: number; queue: QueueStats; sessions: number; heapBytes: number }
   | { type: 'sync-snapshot'; id: number; records: Int32Array[]; writeCount: number }
   | { type: 'sync-marked'; id: number; marked: number }
   | { type: 'sync-swept'; id: number; removed: number }
@@ -98,3 +101,9 @@ export type FromForwarder =
   | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean }
   /** The asks (ids) the forwarder is still on, every ASK_PROGRESS_MS while there are any. */
   | { type: 'progress'; ids: number[] };
+
+/** What the main thread asks a forwarder for `tunvs stats` and each scrape. */
+export interface ForwarderStats {
+  queue: QueueStats;
+  heapBytes: number;
+}

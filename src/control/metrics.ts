@@ -20,9 +20,13 @@
  *   tunvs_ha_role{role}, tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
  *   tunvs_ha_events_total{kind}           published / applied / lost
  *   tunvs_forwarder_up{worker}            1 when the forwarder answered the scrape (1 s)
+ *   tunvs_forwarder_heap_bytes{worker}    the forwarder thread's V8 heap
  *   tunvs_queue_<figure>_total{worker}    each forwarder's queue (TUN or AF_XDP): packets and
  *                                         bytes by direction, write drops, errors by op, ...
  *   tunvs_device_<figure>_total{direction}   the TUN device's own counters (sysfs)
+ *   process_*, nodejs_*                   prom-client's defaults: the process's RSS, CPU and
+ *                                         file descriptors, the main thread's heap and
+ *                                         event-loop lag
  *
  * The queue counters live in the forwarders and come by message: one ask per forwarder per
  * scrape, shared by every queue metric of that scrape (QUEUE_SNAPSHOT_MS).
@@ -30,10 +34,11 @@
 
 import { GLOBAL_GAUGE_NAMES } from '../dataplane/counters.js';
 import { createServer, type Server } from 'node:http';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { HaStatus } from '../ha/node.js';
 import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
+import type { ForwarderStats } from './forwarder_protocol.js';
 import type { ServiceRow } from './stats.js';
 import type { GlobalStats } from './stats.js';
 import { hostPort } from '../service/addr.js';
@@ -50,8 +55,8 @@ export interface MetricsSource {
   /** Cluster with route health: every VIP's host prefix, and whether route health lets it be
    * announced. */
   routeHealth?(): { prefix: string; serving: boolean }[];
-  /** Each forwarder's queue counters (null: it did not answer in time). */
-  queues?: () => Promise<(QueueStats | null)[]>;
+  /** Each forwarder's queue counters and heap (null: it did not answer in time). */
+  forwarders?: () => Promise<(ForwarderStats | null)[]>;
   /** The TUN device's counters (sysfs names: rx_packets, tx_dropped, ...). */
   device?: () => Record<string, number>;
 }
@@ -120,6 +125,11 @@ function readGauge(
 
 export function metricsRegistry(src: MetricsSource, counterNames: readonly string[]): Registry {
   const reg = new Registry();
+  // The process's own, under the names every Node exporter uses (process_resident_memory_bytes,
+  // process_cpu_seconds_total, process_open_fds, nodejs_heap_size_used_bytes: the main
+  // thread's heap, nodejs_eventloop_lag_seconds: the main thread's, where health checks, HA
+  // sync and the admin socket run).
+  collectDefaultMetrics({ register: reg });
   for (const n of counterNames) {
     if (GLOBAL_GAUGE_NAMES.has(n)) {
       readGauge(reg, `tunvs_${n}`, `tunvs stats figure ${n}, summed over the workers`, [], (set) =>
@@ -325,17 +335,17 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
 
 /** The forwarders' queue counters and the TUN device's. */
 function queueMetrics(reg: Registry, src: MetricsSource): void {
-  const { queues, device } = src;
-  if (queues) {
-    let last: { at: number; snapshot: Promise<(QueueStats | null)[]> } | undefined;
-    const snapshot = (): Promise<(QueueStats | null)[]> => {
-      if (!last || Date.now() - last.at > QUEUE_SNAPSHOT_MS) last = { at: Date.now(), snapshot: queues() };
+  const { forwarders, device } = src;
+  if (forwarders) {
+    let last: { at: number; snapshot: Promise<(ForwarderStats | null)[]> } | undefined;
+    const snapshot = (): Promise<(ForwarderStats | null)[]> => {
+      if (!last || Date.now() - last.at > QUEUE_SNAPSHOT_MS) last = { at: Date.now(), snapshot: forwarders() };
       return last.snapshot;
     };
     const perQueue =
       (f: (q: QueueStats, worker: string, set: (l: Record<string, string>, v: number) => void) => void) =>
       async (set: (l: Record<string, string>, v: number) => void): Promise<void> => {
-        (await snapshot()).forEach((q, w) => q && f(q, String(w), set));
+        (await snapshot()).forEach((s, w) => s && f(s.queue, String(w), set));
       };
     readGauge(
       reg,
@@ -343,6 +353,13 @@ function queueMetrics(reg: Registry, src: MetricsSource): void {
       '1 when the forwarder answered this scrape (within 1 s)',
       ['worker'],
       async (set) => (await snapshot()).forEach((q, w) => set({ worker: String(w) }, q ? 1 : 0)),
+    );
+    readGauge(
+      reg,
+      'tunvs_forwarder_heap_bytes',
+      "The V8 heap a forwarder thread uses (its own isolate's; process_resident_memory_bytes counts every thread)",
+      ['worker'],
+      async (set) => (await snapshot()).forEach((s, w) => s && set({ worker: String(w) }, s.heapBytes)),
     );
     for (const [unit, rx, tx] of [
       ['packets', 'rxPackets', 'txPackets'],

@@ -42,7 +42,8 @@ import {
 } from '../service/service.js';
 import { serveAdmin, serveAdminTcp } from './admin.js';
 import { askWorker } from './ask.js';
-import type { ConnFilter, ForwarderInit, FromForwarder, ToForwarder } from './forwarder_protocol.js';
+import type { ConnFilter, ForwarderInit, ForwarderStats, FromForwarder, ToForwarder } from './forwarder_protocol.js';
+import { fullGc, heapBytes } from './memory.js';
 import { connFilterError, formatConns, matchesConn, templateRows } from './conns.js';
 import { HaNode } from '../ha/node.js';
 import { HaControl } from '../ha/role.js';
@@ -469,7 +470,7 @@ export class Runtime {
           const vips = new Set(this.services.map((s) => hostPrefix(s.af, s.vip)));
           return [...vips].map((prefix) => ({ prefix, serving: !withdrawn.has(prefix) }));
         },
-        queues: () => this.queueStats(),
+        forwarders: () => this.forwarderStats(),
         device: () => deviceStats(this.config.tun.name),
       },
       GLOBAL_COUNTER_NAMES,
@@ -539,22 +540,42 @@ export class Runtime {
     };
   }
 
-  /** Each forwarder's TUN queue counters (asked over its message port, 1 s at most; null
-   * for a worker that did not answer in time). */
-  private queueStats(): Promise<(QueueStats | null)[]> {
+  /** Each forwarder's queue counters and heap (asked over its message port, 1 s at most;
+   * null for a worker that did not answer in time). */
+  private forwarderStats(gc = false): Promise<(ForwarderStats | null)[]> {
     return Promise.all(
       this.workers.map((w, i) =>
         askWorker<Extract<FromForwarder, { type: 'stats' }>>(
           w.thread,
           `forwarder ${i}`,
-          { type: 'stats', id: 0 },
+          { type: 'stats', id: 0, ...(gc ? { gc } : {}) },
           'stats',
           1000,
         )
-          .then((m) => m.queue)
+          .then((m) => ({ queue: m.queue, heapBytes: m.heapBytes }))
           .catch(() => null),
       ),
     );
+  }
+
+  /** `tunvs stats`'s queue counters and memory: the process's resident set (every thread),
+   * the main thread's V8 heap and each forwarder's; with `gc`, after a full collection of
+   * each (memory.ts). */
+  private async forwarderFigures(gc: boolean): Promise<{
+    queues: (QueueStats | null)[];
+    memory: { rssBytes: number; mainHeapBytes: number; forwarderHeapBytes: (number | null)[]; gc: boolean };
+  }> {
+    if (gc) fullGc();
+    const fs = await this.forwarderStats(gc);
+    return {
+      queues: fs.map((f) => f?.queue ?? null),
+      memory: {
+        gc,
+        rssBytes: process.memoryUsage.rss(),
+        mainHeapBytes: heapBytes(),
+        forwarderHeapBytes: fs.map((f) => f?.heapBytes ?? null),
+      },
+    };
   }
 
   /** Answer one admin request: its `cmd` is one of ADMIN_COMMANDS. */
@@ -574,7 +595,7 @@ export class Runtime {
             const capacity = w.table?.[H_CAPACITY] ?? 0;
             return { worker, sessions: live, capacity, load: capacity > 0 ? live / capacity : 0 };
           }),
-          queues: await this.queueStats(),
+          ...(await this.forwarderFigures(req.gc === true)),
           device: deviceStats(this.config.tun.name),
           io: { mode: this.ioNow(), ...(this.xdp ? { xdp: this.xdp.describe() } : {}) },
           ...(this.ha ? { ha: this.ha.status() } : {}),

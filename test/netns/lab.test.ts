@@ -1073,6 +1073,23 @@ describe.skipIf(!root)('netns lab (root)', () => {
       expect(Number(x.value)).toBeGreaterThan(0);
       expect(Number(x.value)).toBeLessThanOrEqual(queues[Number(x.labels!.worker)]!.rxPackets);
     }
+    // Memory: each forwarder's heap, and the process's (prom-client's defaults), as tunvs stats.
+    const memory = (st as unknown as { memory: { rssBytes: number; forwarderHeapBytes: number[] } }).memory;
+    expect(memory.forwarderHeapBytes.length).toBe(2);
+    for (const x of m.tunvs_forwarder_heap_bytes!.metrics) expect(Number(x.value)).toBeGreaterThan(1 << 20);
+    expect(m.tunvs_forwarder_heap_bytes!.metrics.length).toBe(2);
+    const rss = one('process_resident_memory_bytes');
+    expect(rss).toBeGreaterThan(memory.forwarderHeapBytes[0]!);
+    expect(Math.abs(rss - memory.rssBytes) / memory.rssBytes).toBeLessThan(0.5);
+    expect(m.nodejs_eventloop_lag_seconds!.type).toBe('GAUGE');
+    // tunvs stats --gc: every thread collected first, so the heaps are what is live.
+    const live = (
+      (await adminRequest(state.adminSocket, { cmd: 'stats', gc: true })) as unknown as {
+        memory: { gc: boolean; mainHeapBytes: number; forwarderHeapBytes: number[] };
+      }
+    ).memory;
+    expect(live.gc).toBe(true);
+    expect(live.forwarderHeapBytes.every((b) => b > 1 << 20)).toBe(true);
     expect(m.tunvs_queue_write_dropped_total!.metrics.length).toBe(2);
     expect(m.tunvs_queue_errors_total!.metrics.length).toBe(6); // read, write, link per worker
     const toTunvs = m.tunvs_device_packets_total!.metrics.find((x) => x.labels!.direction === 'tx')!;
