@@ -7,10 +7,15 @@
  *   node client.js conns HOST PORT PARALLEL SECONDS [RATE]  a new TCP connection per request
  *                                                         (HTTP/1.0 GET, close): connections/s
  *                                                         (RATE: started at that pace)
+ *   node client.js udp HOST PORT FLOWS SECONDS RATE         datagrams from FLOWS sockets (each
+ *                                                         a flow), RATE per second in all, each
+ *                                                         answered by the lab's UDP echo: sent,
+ *                                                         answered, wrong (not the datagram)
  */
 
 import autocannon from 'autocannon';
-import { connect } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { connect, isIPv6 } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
 
@@ -79,10 +84,45 @@ async function conns(host: string, port: number, parallel: number, seconds: numb
   );
 }
 
+async function udp(host: string, port: number, flows: number, seconds: number, rate: number): Promise<void> {
+  const sockets = Array.from({ length: flows }, () => createSocket(isIPv6(host) ? 'udp6' : 'udp4'));
+  let sent = 0;
+  let answered = 0;
+  let wrong = 0;
+  // The lab's UDP echo answers "<server> <datagram>"; each datagram is unique.
+  const pending = new Set<string>();
+  for (const s of sockets) {
+    s.on('message', (m) => {
+      const text = m.toString();
+      const q = text.slice(text.indexOf(' ') + 1);
+      if (pending.delete(q)) answered++;
+      else wrong++;
+    });
+    s.on('error', () => undefined);
+  }
+  const started = Date.now();
+  while (Date.now() - started < seconds * 1000) {
+    const due = started + (sent * 1000) / rate;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const q = `q${sent}-${started}`;
+    pending.add(q);
+    sockets[sent % flows]!.send(q, port, host);
+    sent++;
+  }
+  // The last answers: a datagram not answered within 2 s is lost.
+  await new Promise((r) => setTimeout(r, 2000));
+  for (const s of sockets) s.close();
+  console.log(JSON.stringify({ sent, answered, wrong, lost: pending.size }));
+}
+
 const rate = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s));
 if (mode === 'http') await http(rest[0]!, Number(rest[1]), Number(rest[2]), rate(rest[3]));
 else if (mode === 'conns') await conns(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), rate(rest[4]));
+else if (mode === 'udp') await udp(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4]));
 else {
-  console.error('usage: client.js http URL CONNECTIONS SECONDS [RATE] | conns HOST PORT PARALLEL SECONDS [RATE]');
+  console.error(
+    'usage: client.js http URL CONNECTIONS SECONDS [RATE] | conns HOST PORT PARALLEL SECONDS [RATE] | udp HOST PORT FLOWS SECONDS RATE',
+  );
   process.exit(2);
 }

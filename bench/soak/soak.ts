@@ -1,0 +1,570 @@
+/**
+ * Soak (`npm run soak`, root): the lab's HA pair (or its cluster: SOAK_CLUSTER=3) under a
+ * steady mixed load for a long time, then left to drain. What a long run shows and the tests
+ * do not: that nothing accumulates.
+ *
+ *   memory    each node's resident set (the whole process: forwarder threads, main thread,
+ *             tables) and its slope over the second half of the load; what is live after a
+ *             full collection of every thread (`tunvs stats --gc`) at the end of the warm-up
+ *             and after the drain, heaps and RSS: a leak stays, garbage does not (a heap read
+ *             without the collection counts garbage V8 may leave for minutes); Redis's memory
+ *   sessions  every node's sessions and persistence templates, and every node's hash in
+ *             Redis, back to zero once the clients have closed (a leaked session, copy,
+ *             template or record would stay)
+ *   loss      every request answered, every echo byte intact (SHA-256), every datagram
+ *             answered, no queue error, none of the drops that mean a resource ran out
+ *             (table_full, lport_exhausted, ...); every other drop that grew is printed
+ *
+ * The load, from the client namespace, paced well below the machine's limit (a soak is
+ * about time, not peak), in bounded chunks of at most SOAK_CHUNK_SECONDS:
+ *   keep-alive HTTP   autocannon -c 20 at SOAK_HTTP_RATE req/s to the v4 VIP, -c 5 at a
+ *                     quarter of it to the v6 VIP
+ *   new connections   one request each, SOAK_CONN_RATE per second (sessions made and ended),
+ *                     and a quarter of that to a persistent service this run adds (templates
+ *                     of 10 s, made, refreshed, synced and expired)
+ *   UDP               SOAK_UDP_RATE datagrams per second from 50 flows to a UDP service this
+ *                     run adds (idle timeout 10 s), each answered by the servers
+ *   echoes            once per chunk, 20 connections each sending 256 KiB, checked
+ *
+ * Samples every SOAK_SAMPLE_SECONDS: each node's RSS, heaps, CPU, sessions, templates, sync
+ * lag; Redis's used memory and hash lengths. Prints a table and the verdicts, writes JSON to
+ * bench/results/ and exits 1 when a verdict fails. All traffic stays inside the lab
+ * namespaces it creates; every load run is bounded in time and stops by itself; everything
+ * started is stopped by PID (the lab's own record).
+ *
+ * SOAK_SECONDS (600), SOAK_SAMPLE_SECONDS (10), SOAK_CHUNK_SECONDS (60), SOAK_HTTP_RATE (2000),
+ * SOAK_CONN_RATE (200), SOAK_UDP_RATE (200), SOAK_DRAIN_SECONDS (120: the longest wait for
+ * the tables to empty), SOAK_HEAP_GROWTH_MIB (4) and SOAK_RSS_GROWTH_MIB (32): the most a
+ * node's live heaps and its RSS after the collection may grow from the warm-up to the end of
+ * the drain, SOAK_CLUSTER (0: the pair; 2..4: the cluster's nodes), SOAK_PREFIX (ts-: the
+ * lab's namespace prefix).
+ */
+
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { adminRequest } from '../../src/control/admin.js';
+import { labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
+import { inNs } from '../../src/lab/netns.js';
+import { adminOf, labPid } from '../../src/lab/pair.js';
+import { CLUSTER, clusterNode, LAB } from '../../src/lab/topology.js';
+import { distSrc, packageRoot } from '../../src/paths.js';
+import { processCpu } from '../lib/cpu.js';
+import { spread } from '../lib/spread.js';
+import { writeResults } from '../lib/results.js';
+
+const num = (name: string, fallback: number): number => {
+  const v = Number(process.env[name] ?? fallback);
+  if (!Number.isFinite(v) || v < 0) throw new Error(`${name}: not a number of 0 or more: ${process.env[name]}`);
+  return v;
+};
+const SECONDS = num('SOAK_SECONDS', 600);
+const SAMPLE_SECONDS = Math.max(1, num('SOAK_SAMPLE_SECONDS', 10));
+const CHUNK_SECONDS = Math.max(5, num('SOAK_CHUNK_SECONDS', 60));
+const HTTP_RATE = num('SOAK_HTTP_RATE', 2000);
+const CONN_RATE = num('SOAK_CONN_RATE', 200);
+const UDP_RATE = num('SOAK_UDP_RATE', 200);
+const DRAIN_SECONDS = num('SOAK_DRAIN_SECONDS', 120);
+const RSS_GROWTH_MIB = num('SOAK_RSS_GROWTH_MIB', 32);
+const HEAP_GROWTH_MIB = num('SOAK_HEAP_GROWTH_MIB', 4);
+const CLUSTER_NODES = num('SOAK_CLUSTER', 0);
+const PREFIX = process.env.SOAK_PREFIX ?? 'ts-';
+if (CLUSTER_NODES !== 0 && !(CLUSTER_NODES >= 2 && CLUSTER_NODES <= CLUSTER.nodes.length))
+  throw new Error(`SOAK_CLUSTER: 0 (the pair) or 2..${CLUSTER.nodes.length}, got ${CLUSTER_NODES}`);
+/** The warm-up: V8's heaps and the tables' touched pages settle before RSS is compared. */
+const WARMUP_SECONDS = Math.min(60, SECONDS / 4);
+const UDP_PORT = LAB.echoPort;
+/** The soak's persistent service (to the servers' HTTP port). */
+const PERSISTENT_PORT = 8090;
+/** Drops that mean a resource ran out: never expected under this load. */
+const EXHAUSTION = ['table_full', 'lport_exhausted', 'redirect_full', 'synproxy_hold_full', 'no_real_server'];
+
+const NODES: string[] = CLUSTER_NODES > 0 ? CLUSTER.nodes.slice(0, CLUSTER_NODES) : ['lb-a', 'lb-b'];
+const ns = (node: string): string => nsName(PREFIX, node);
+const CLI = join(distSrc(), 'cli', 'main.js');
+const CLIENT = join(packageRoot(), 'dist', 'bench', 'lab', 'client.js');
+
+/** A process in a lab namespace, bounded by `timeoutSec`; its stdout. */
+function runIn(node: string, args: string[], timeoutSec: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'ip',
+      ['netns', 'exec', ns(node), ...args],
+      { timeout: timeoutSec * 1000, maxBuffer: 1 << 22, killSignal: 'SIGKILL' },
+      // A load that hit its bound still printed its JSON line (exit status 1): keep it.
+      (e, stdout) => (e !== null && !stdout.trim().startsWith('{') ? reject(new Error(e.message)) : resolve(stdout)),
+    );
+  });
+}
+
+interface NodeSample {
+  rssMiB: number;
+  /** The V8 heaps (tunvs stats's memory): the main thread's, and the forwarders' summed. */
+  mainHeapMiB: number;
+  forwarderHeapMiB: number;
+  cpuSec: number;
+  sessions: number;
+  templates: number;
+  syncLagMs: number | null;
+}
+interface Sample {
+  t: number;
+  phase: 'load' | 'drain';
+  nodes: Record<string, NodeSample | null>;
+  redisMiB: number;
+  redisRecords: number;
+}
+
+function rssMiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface NodeStats {
+  rssMiB: number;
+  sessions: number;
+  mainHeapMiB: number;
+  forwarderHeapMiB: number;
+  drops: Record<string, number>;
+  queueErrors: number;
+  syncLagMs: number | null;
+}
+
+async function nodeStats(state: LabState, node: string, gc = false): Promise<NodeStats> {
+  const r = (await adminRequest(adminOf(state, node), { cmd: 'stats', gc }, 3000)) as {
+    tables: { sessions: number }[];
+    drops: Record<string, number>;
+    queues: ({ readErrors: number; writeErrors: number; writeDropped: number } | null)[];
+    ha?: { syncLagMs: number | null };
+    memory: { rssBytes: number; mainHeapBytes: number; forwarderHeapBytes: (number | null)[] };
+  };
+  return {
+    rssMiB: r.memory.rssBytes / 2 ** 20,
+    sessions: r.tables.reduce((a, t) => a + t.sessions, 0),
+    mainHeapMiB: r.memory.mainHeapBytes / 2 ** 20,
+    forwarderHeapMiB: r.memory.forwarderHeapBytes.reduce<number>((a, b) => a + (b ?? NaN), 0) / 2 ** 20,
+    drops: r.drops,
+    queueErrors: r.queues.reduce((a, q) => a + (q ? q.readErrors + q.writeErrors + q.writeDropped : 0), 0),
+    syncLagMs: r.ha?.syncLagMs ?? null,
+  };
+}
+
+/** Redis's used memory and the records in every node's session hash. */
+function redisFigures(): { mib: number; records: number } {
+  const cli = (args: string[]): string => inNs(ns('redis'), ['redis-cli', '-h', LAB.redis4, ...args]);
+  const used = /^used_memory:(\d+)/m.exec(cli(['INFO', 'memory']));
+  const keys = cli(['--scan', '--pattern', 'tunvs:*:sessions']).split('\n').filter(Boolean);
+  const records = keys.reduce((a, k) => a + Number(cli(['HLEN', k]).trim()), 0);
+  return { mib: used ? Number(used[1]) / 2 ** 20 : NaN, records };
+}
+
+/** What is live on each node: its heaps and RSS right after a full collection of every
+ * thread (`tunvs stats --gc`). */
+type Live = Record<string, { rssMiB: number; heapMiB: number }>;
+
+async function liveMemory(state: LabState): Promise<Live> {
+  const out: Live = {};
+  for (const node of NODES) {
+    const st = await nodeStats(state, node, true);
+    out[node] = { rssMiB: st.rssMiB, heapMiB: st.mainHeapMiB + st.forwarderHeapMiB };
+  }
+  return out;
+}
+
+async function sample(state: LabState, t0: number, phase: Sample['phase']): Promise<Sample> {
+  const nodes: Record<string, NodeSample | null> = {};
+  for (const node of NODES) {
+    const pid = labPid(state, `tunvs-${node}`);
+    if (pid === undefined) {
+      nodes[node] = null;
+      continue;
+    }
+    const st = await nodeStats(state, node).catch(() => null);
+    const c = processCpu(pid);
+    nodes[node] = {
+      rssMiB: rssMiB(pid),
+      mainHeapMiB: st?.mainHeapMiB ?? NaN,
+      forwarderHeapMiB: st?.forwarderHeapMiB ?? NaN,
+      cpuSec: c.user + c.system,
+      sessions: st?.sessions ?? NaN,
+      templates: await templates(state, node).catch(() => NaN),
+      syncLagMs: st?.syncLagMs ?? null,
+    };
+  }
+  const r = redisFigures();
+  return { t: (Date.now() - t0) / 1000, phase, nodes, redisMiB: r.mib, redisRecords: r.records };
+}
+
+/** The soak's own services on every node (the same on each, with the node's own local
+ * addresses): UDP (idle timeout 10 s) and a persistent TCP service (templates of 10 s). */
+function addServices(state: LabState): void {
+  for (const node of NODES) {
+    const laddrs = (CLUSTER_NODES > 0 ? clusterNode(node).laddrs4 : LAB.laddrs4).flatMap((a) => ['--laddr', a]);
+    const add = (name: string, port: number, rsPort: number, options: string[]): void =>
+      void inNs(ns(node), [
+        process.execPath,
+        CLI,
+        'service',
+        'add',
+        name,
+        '--vip',
+        LAB.vip4,
+        '--port',
+        String(port),
+        ...options,
+        ...laddrs,
+        ...LAB.realServers.flatMap((r) => ['--server', `${r.v4}:${rsPort}`]),
+        '--admin',
+        adminOf(state, node),
+      ]);
+    add('soak-udp', UDP_PORT, UDP_PORT, ['--protocol', 'udp', '--idle-timeout', '10']);
+    add('soak-persistent', PERSISTENT_PORT, LAB.rsPort, ['--persistent', '10']);
+  }
+}
+
+/** The persistence templates a node holds now (`tunvs conns`'s TEMPLATE rows). */
+async function templates(state: LabState, node: string): Promise<number> {
+  const r = (await adminRequest(
+    adminOf(state, node),
+    { cmd: 'conns', filter: { state: 'TEMPLATE' }, limit: 100_000 },
+    3000,
+  )) as { sessions: unknown[] };
+  return r.sessions.length;
+}
+
+interface LoadTotals {
+  requests: number;
+  httpErrors: number;
+  connections: number;
+  connErrors: number;
+  udpSent: number;
+  udpLost: number;
+  udpWrong: number;
+  echoes: number;
+  echoCorrupted: number;
+  echoFailed: number;
+  chunkErrors: string[];
+}
+
+/** One chunk of every load at once, `seconds` long; adds its results to `tot`. */
+async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
+  const json = async (p: Promise<string>, what: string): Promise<Record<string, number> | null> => {
+    try {
+      return JSON.parse(await p) as Record<string, number>;
+    } catch (e) {
+      tot.chunkErrors.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
+      return null;
+    }
+  };
+  const bound = seconds + 60;
+  const node = process.execPath;
+  const jobs = [
+    json(
+      runIn('client', [node, CLIENT, 'http', `http://${LAB.vip4}/`, '20', String(seconds), String(HTTP_RATE)], bound),
+      'http v4',
+    ),
+    json(
+      runIn(
+        'client',
+        [node, CLIENT, 'http', `http://[${LAB.vip6}]/`, '5', String(seconds), String(Math.ceil(HTTP_RATE / 4))],
+        bound,
+      ),
+      'http v6',
+    ),
+    json(
+      runIn(
+        'client',
+        [node, CLIENT, 'conns', LAB.vip4, String(LAB.vport), '8', String(seconds), String(CONN_RATE)],
+        bound,
+      ),
+      'connections',
+    ),
+    json(
+      runIn(
+        'client',
+        [node, CLIENT, 'conns', LAB.vip4, String(PERSISTENT_PORT), '2', String(seconds), String(CONN_RATE / 4)],
+        bound,
+      ),
+      'persistent connections',
+    ),
+    json(
+      runIn(
+        'client',
+        [node, CLIENT, 'udp', LAB.vip4, String(UDP_PORT), '50', String(seconds), String(UDP_RATE)],
+        bound,
+      ),
+      'udp',
+    ),
+    json(
+      runIn(
+        'client',
+        [node, join(distSrc(), 'lab', 'echo_check.js'), LAB.vip4, String(LAB.echoPort), '20', String(256 * 1024), '60'],
+        60 + LAB.echoStragglerSec + 10,
+      ),
+      'echo',
+    ),
+  ];
+  const [h4, h6, conns, persistent, udp, echo] = await Promise.all(jobs);
+  for (const h of [h4, h6]) {
+    if (!h) continue;
+    tot.requests += h.total!;
+    tot.httpErrors += h.errors!;
+  }
+  for (const c of [conns, persistent]) {
+    if (!c) continue;
+    tot.connections += c.total!;
+    tot.connErrors += c.errors!;
+  }
+  if (udp) {
+    tot.udpSent += udp.sent!;
+    tot.udpLost += udp.lost!;
+    tot.udpWrong += udp.wrong!;
+  }
+  if (echo) {
+    tot.echoes += echo.connections!;
+    tot.echoCorrupted += echo.corrupted!;
+    tot.echoFailed += echo.failed!;
+  }
+}
+
+/** Least-squares slope of y over x. */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i]! - mx) * (ys[i]! - my);
+    sxx += (xs[i]! - mx) ** 2;
+  }
+  return sxx > 0 ? sxy / sxx : 0;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('soak needs root (network namespaces)');
+  await labDown(PREFIX, () => undefined);
+  const what = CLUSTER_NODES > 0 ? `the cluster of ${CLUSTER_NODES}` : 'the HA pair';
+  console.log(`soak: ${what}, ${SECONDS} s of load (warm-up ${WARMUP_SECONDS} s), node ${process.version}`);
+  const samples: Sample[] = [];
+  const tot: LoadTotals = {
+    requests: 0,
+    httpErrors: 0,
+    connections: 0,
+    connErrors: 0,
+    udpSent: 0,
+    udpLost: 0,
+    udpWrong: 0,
+    echoes: 0,
+    echoCorrupted: 0,
+    echoFailed: 0,
+    chunkErrors: [],
+  };
+  const dropsBefore: Record<string, Record<string, number>> = {};
+  const dropsAfter: Record<string, Record<string, number>> = {};
+  let queueErrors = 0;
+  let drained: number | null = null;
+  let liveBase: Live | undefined;
+  let liveEnd: Live | undefined;
+  try {
+    await labUp({
+      prefix: PREFIX,
+      workers: 2,
+      reader: false,
+      modes: false,
+      ...(CLUSTER_NODES > 0 ? { cluster: CLUSTER_NODES } : { ha: true }),
+      log: (l) => console.log(l),
+    });
+    const state = readState(PREFIX)!;
+    addServices(state);
+    for (const node of NODES) dropsBefore[node] = (await nodeStats(state, node)).drops;
+    const t0 = Date.now();
+    const print = (s: Sample): void => {
+      const per = NODES.map((n) => {
+        const x = s.nodes[n];
+        return x
+          ? `${n} ${x.rssMiB.toFixed(1)} MiB (heaps ${x.mainHeapMiB.toFixed(1)} + ${x.forwarderHeapMiB.toFixed(1)}) ${x.sessions} sessions ${x.templates} templates${x.syncLagMs !== null ? ` lag ${x.syncLagMs} ms` : ''}`
+          : `${n} down`;
+      }).join(', ');
+      console.log(
+        `${s.t.toFixed(0).padStart(5)} s ${s.phase}: ${per}; redis ${s.redisMiB.toFixed(2)} MiB ${s.redisRecords} records`,
+      );
+    };
+    // Sample while the load runs in chunks; a chunk never outlasts the soak's end.
+    let loading = true;
+    const sampler = (async () => {
+      while (loading) {
+        const s = await sample(state, t0, 'load');
+        samples.push(s);
+        print(s);
+        if (!liveBase && s.t >= WARMUP_SECONDS) liveBase = await liveMemory(state);
+        await new Promise((r) => setTimeout(r, SAMPLE_SECONDS * 1000));
+      }
+    })();
+    while ((Date.now() - t0) / 1000 < SECONDS - 1) {
+      const left = SECONDS - (Date.now() - t0) / 1000;
+      await loadChunk(Math.max(1, Math.min(CHUNK_SECONDS, Math.floor(left))), tot);
+    }
+    loading = false;
+    await sampler;
+    // The drain: every client has closed; the tables and hashes must empty.
+    const tEnd = Date.now();
+    while ((Date.now() - tEnd) / 1000 < DRAIN_SECONDS) {
+      await new Promise((r) => setTimeout(r, Math.min(SAMPLE_SECONDS, 5) * 1000));
+      const s = await sample(state, t0, 'drain');
+      samples.push(s);
+      print(s);
+      if (s.redisRecords === 0 && NODES.every((n) => s.nodes[n]?.sessions === 0 && s.nodes[n]?.templates === 0)) {
+        drained = (Date.now() - tEnd) / 1000;
+        break;
+      }
+    }
+    for (const node of NODES) {
+      const st = await nodeStats(state, node);
+      dropsAfter[node] = st.drops;
+      queueErrors += st.queueErrors;
+    }
+    liveEnd = await liveMemory(state);
+  } finally {
+    await labDown(PREFIX, () => undefined);
+  }
+
+  // Verdicts.
+  const load = samples.filter((s) => s.phase === 'load');
+  const base = load.find((s) => s.t >= WARMUP_SECONDS) ?? load[load.length - 1]!;
+  const last = samples[samples.length - 1]!;
+  const half = load.filter((s) => s.t >= SECONDS / 2);
+  const memory = NODES.map((n) => {
+    const b = base.nodes[n]?.rssMiB ?? NaN;
+    const e = last.nodes[n]?.rssMiB ?? NaN;
+    const peak = Math.max(...samples.map((s) => s.nodes[n]?.rssMiB ?? 0));
+    const pts = half.filter((s) => s.nodes[n]);
+    const perHour = slope(
+      pts.map((s) => s.t / 3600),
+      pts.map((s) => s.nodes[n]!.rssMiB),
+    );
+    const cpu = (last.nodes[n]?.cpuSec ?? NaN) - (samples[0]!.nodes[n]?.cpuSec ?? NaN);
+    const lb = liveBase?.[n];
+    const le = liveEnd?.[n];
+    return {
+      node: n,
+      afterWarmupMiB: b,
+      peakMiB: peak,
+      endMiB: e,
+      slopeMiBPerHour: perHour,
+      liveHeapMiB: [lb?.heapMiB ?? NaN, le?.heapMiB ?? NaN],
+      liveHeapGrowthMiB: (le?.heapMiB ?? NaN) - (lb?.heapMiB ?? NaN),
+      liveRssMiB: [lb?.rssMiB ?? NaN, le?.rssMiB ?? NaN],
+      liveRssGrowthMiB: (le?.rssMiB ?? NaN) - (lb?.rssMiB ?? NaN),
+      cpuSec: cpu,
+    };
+  });
+  const grew = (n: string): Record<string, number> =>
+    Object.fromEntries(
+      Object.entries(dropsAfter[n] ?? {})
+        .map(([k, v]) => [k, v - (dropsBefore[n]?.[k] ?? 0)] as const)
+        .filter(([, d]) => d > 0),
+    );
+  const drops = Object.fromEntries(NODES.map((n) => [n, grew(n)]));
+  const exhausted = NODES.flatMap((n) => EXHAUSTION.filter((k) => (drops[n]![k] ?? 0) > 0).map((k) => `${n} ${k}`));
+  const lags = load
+    .flatMap((s) => NODES.map((n) => s.nodes[n]?.syncLagMs ?? null))
+    .filter((x): x is number => x !== null);
+  const verdicts = [
+    {
+      name: 'every request answered',
+      ok: tot.httpErrors === 0 && tot.connErrors === 0 && tot.chunkErrors.length === 0,
+      detail: `${tot.requests} keep-alive requests (${tot.httpErrors} errors), ${tot.connections} new connections (${tot.connErrors} errors)${tot.chunkErrors.length ? `; ${tot.chunkErrors.join('; ')}` : ''}`,
+    },
+    {
+      name: 'every echo byte intact',
+      ok: tot.echoCorrupted === 0 && tot.echoFailed === 0 && tot.echoes > 0,
+      detail: `${tot.echoes} echoes of 256 KiB, ${tot.echoCorrupted} corrupted, ${tot.echoFailed} failed`,
+    },
+    {
+      name: 'every datagram answered',
+      // A datagram is not retransmitted: one lost on the machine's queues is lost for good.
+      ok: tot.udpWrong === 0 && tot.udpLost <= tot.udpSent * 0.001,
+      detail: `${tot.udpSent} sent, ${tot.udpLost} lost, ${tot.udpWrong} wrong`,
+    },
+    {
+      name: 'no resource ran out, no queue error',
+      ok: exhausted.length === 0 && queueErrors === 0,
+      detail: `${exhausted.length ? exhausted.join(', ') : 'none of ' + EXHAUSTION.join(', ')}; queue errors ${queueErrors}`,
+    },
+    {
+      name: 'tables (sessions, templates) and Redis hashes empty after the load',
+      ok: drained !== null,
+      detail:
+        drained !== null
+          ? `empty ${drained.toFixed(0)} s after the load ended`
+          : `still ${NODES.map((n) => `${n} ${last.nodes[n]?.sessions} sessions, ${last.nodes[n]?.templates} templates`).join('; ')}; ${last.redisRecords} records after ${DRAIN_SECONDS} s`,
+    },
+    {
+      name: `live heaps (after a full collection) grow at most ${HEAP_GROWTH_MIB} MiB from the warm-up to the drain's end`,
+      ok: memory.every((m) => m.liveHeapGrowthMiB <= HEAP_GROWTH_MIB),
+      detail: memory.map((m) => `${m.node} ${signed(m.liveHeapGrowthMiB)} MiB`).join(', '),
+    },
+    {
+      name: `RSS (after a full collection) grows at most ${RSS_GROWTH_MIB} MiB from the warm-up to the drain's end`,
+      ok: memory.every((m) => m.liveRssGrowthMiB <= RSS_GROWTH_MIB),
+      detail: memory.map((m) => `${m.node} ${signed(m.liveRssGrowthMiB)} MiB`).join(', '),
+    },
+  ];
+
+  console.log(
+    `\ntunvs soak: ${what}, ${SECONDS} s, ${cpus().length} cores; load ${HTTP_RATE} + ${Math.ceil(HTTP_RATE / 4)} req/s keep-alive, ${CONN_RATE} + ${CONN_RATE / 4} (persistent) new conn/s, ${UDP_RATE} datagrams/s, 20 echoes per ${CHUNK_SECONDS} s`,
+  );
+  console.log(
+    '| node | RSS MiB after warm-up | peak | end of drain | slope, 2nd half (MiB/h) | live heaps MiB, warm-up → drain | RSS after a collection | CPU s |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|');
+  const pair = ([a, b]: number[]): string => `${a!.toFixed(1)} → ${b!.toFixed(1)}`;
+  for (const m of memory) {
+    console.log(
+      `| ${m.node} | ${m.afterWarmupMiB.toFixed(1)} | ${m.peakMiB.toFixed(1)} | ${m.endMiB.toFixed(1)} | ${m.slopeMiBPerHour.toFixed(1)} | ${pair(m.liveHeapMiB)} | ${pair(m.liveRssMiB)} | ${m.cpuSec.toFixed(1)} |`,
+    );
+  }
+  const redisBase = base.redisMiB;
+  console.log(
+    `redis used memory: ${redisBase.toFixed(2)} MiB after the warm-up, peak ${Math.max(...samples.map((s) => s.redisMiB)).toFixed(2)}, ${last.redisMiB.toFixed(2)} at the end; records peak ${Math.max(...samples.map((s) => s.redisRecords))}`,
+  );
+  if (lags.length > 0) console.log(`sync lag: median ${spread(lags).median} ms, max ${Math.max(...lags)} ms`);
+  console.log(
+    `drops that grew: ${
+      NODES.map((n) => {
+        const d = Object.entries(drops[n]!);
+        return d.length ? `${n} ${d.map(([k, v]) => `${k} ${v}`).join(', ')}` : '';
+      })
+        .filter(Boolean)
+        .join('; ') || 'none'
+    }`,
+  );
+  console.log('\n| verdict | ok | detail |\n|---|---|---|');
+  for (const v of verdicts) console.log(`| ${v.name} | ${v.ok ? 'yes' : 'NO'} | ${v.detail} |`);
+
+  writeResults('soak', {
+    topology: CLUSTER_NODES > 0 ? `cluster-${CLUSTER_NODES}` : 'pair',
+    seconds: SECONDS,
+    load: { httpRate: HTTP_RATE, connRate: CONN_RATE, udpRate: UDP_RATE, chunkSeconds: CHUNK_SECONDS },
+    totals: tot,
+    memory,
+    drops,
+    queueErrors,
+    drainedAfterSec: drained,
+    verdicts,
+    samples,
+  });
+  if (verdicts.some((v) => !v.ok)) process.exitCode = 1;
+}
+
+function signed(x: number): string {
+  return `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+}
+
+main().catch((e: unknown) => {
+  console.error(`soak: ${(e as Error).message}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,64 @@
+/**
+ * `npm run soak` as an operator runs it, shortened: the HA pair under the soak's mixed load
+ * (keep-alive and new connections, v4 and v6, UDP, byte-checked echoes) for 40 s, then the
+ * drain. Every verdict must hold: nothing lost, no resource ran out, both nodes' tables and
+ * the Redis hashes empty after the load, RSS back near where the warm-up left it. Root only.
+ */
+
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { labDown } from '../../src/lab/lab.js';
+import { packageRoot } from '../../src/paths.js';
+
+const root = process.getuid?.() === 0;
+const prefix = `ts${process.pid % 100000}-`;
+
+interface SoakResult {
+  topology: string;
+  totals: { requests: number; connections: number; udpSent: number; echoes: number };
+  memory: { node: string; liveHeapGrowthMiB: number; liveRssGrowthMiB: number }[];
+  drainedAfterSec: number | null;
+  verdicts: { name: string; ok: boolean; detail: string }[];
+  samples: { phase: string; nodes: Record<string, { rssMiB: number; sessions: number } | null> }[];
+}
+
+describe.skipIf(!root)('soak (npm run soak, 40 s)', () => {
+  it('the pair under mixed load: nothing lost, tables and Redis hashes empty after, memory steady', async () => {
+    const r = spawnSync(process.execPath, [join(packageRoot(), 'dist', 'bench', 'soak', 'soak.js')], {
+      env: {
+        ...process.env,
+        SOAK_SECONDS: '40',
+        SOAK_SAMPLE_SECONDS: '5',
+        SOAK_CHUNK_SECONDS: '20',
+        SOAK_DRAIN_SECONDS: '60',
+        SOAK_PREFIX: prefix,
+      },
+      encoding: 'utf8',
+      timeout: 360_000,
+    });
+    try {
+      const file = /^wrote (.*\.json)$/m.exec(r.stdout)?.[1];
+      expect(file, `${r.stdout}\n${r.stderr}`).toBeDefined();
+      const out = JSON.parse(readFileSync(file!, 'utf8')) as SoakResult;
+      rmSync(file!);
+      console.log(r.stdout.slice(r.stdout.indexOf('tunvs soak:')));
+      for (const v of out.verdicts) expect(v.ok, `${v.name}: ${v.detail}`).toBe(true);
+      expect(r.status).toBe(0);
+      expect(out.topology).toBe('pair');
+      // The load ran: both kinds of TCP, datagrams and echoes, and the standby held copies.
+      expect(out.totals.requests).toBeGreaterThan(10_000);
+      expect(out.totals.connections).toBeGreaterThan(1_000);
+      expect(out.totals.udpSent).toBeGreaterThan(1_000);
+      expect(out.totals.echoes).toBeGreaterThanOrEqual(40);
+      const load = out.samples.filter((s) => s.phase === 'load');
+      expect(Math.max(...load.map((s) => s.nodes['lb-b']?.sessions ?? 0))).toBeGreaterThan(0);
+      expect(out.drainedAfterSec).not.toBeNull();
+      expect(out.memory.map((m) => m.node)).toEqual(['lb-a', 'lb-b']);
+    } finally {
+      // The soak takes its lab down itself, also on failure; this covers a kill by the timeout.
+      await labDown(prefix, () => undefined);
+    }
+  }, 420_000);
+});
