@@ -247,6 +247,13 @@ export const V8_INLINE_BUDGET_BYTES = 3000;
 export const RECONCILE_SLICE_RECORDS = 65536;
 export const SYNC_RING_WAIT_MS = 2000;
 
+/** HA: the entries a node's event stream keeps (XADD MAXLEN ~, one entry per 100 ms tick with
+ * events: ~2.8 hours of steady traffic). A follower behind by more than that (paused, its
+ * reads stalled) finds the entries it missed trimmed: it sees the jump in their numbers and
+ * loads the peer's hash again (ha/redis.ts StreamPosition). It costs the stream's memory in
+ * Redis: ~1 MiB per 18,000 entries at the soak's load (docs/benchmarks.md). */
+export const HA_STREAM_MAXLEN = 100_000;
+
 /** Records a forwarder scans per slice when it takes a snapshot for a full HA resync
  * (Engine.syncSnapshot; at start, after lost events, when Redis is back or fails over): a
  * million published sessions took ~0.5 s in one go, every packet of the worker held that long.

@@ -9,13 +9,15 @@
  *               snapshot and the stream is missed, and applying an upsert twice is harmless.
  *   2. follow   one XREAD BLOCK over every peer's stream, from each one's position; each
  *               batch goes to the workers that own its sessions (session_sync.ts syncOwnerWorker),
- *               which install them owned by that peer (ha/session_sync.ts install).
+ *               which install them owned by that peer (ha/session_sync.ts install). An
+ *               entry whose number jumps (ha/redis.ts StreamPosition: Redis trimmed what came
+ *               between before this node read it) makes the peer load again.
  * Records of every format this version reads are turned into the data plane's first
  * (ha/sync_format.ts): a peer of an older version is followed like any other.
  */
 
 import type { Redis } from 'ioredis';
-import { asInt32, nodeKeys } from './redis.js';
+import { asInt32, entriesMissed, nodeKeys, positionOf, type StreamPosition } from './redis.js';
 import {
   EVENT_WORDS,
   OP_HANDOVER,
@@ -54,6 +56,8 @@ export interface PeerStatus {
 interface Peer extends PeerStatus {
   keys: { sessions: string; events: string };
   lastId: string;
+  /** The position of the entry at lastId, when its publisher writes positions. */
+  position: StreamPosition | undefined;
   needLoad: boolean;
 }
 
@@ -85,6 +89,7 @@ export class Follower {
         id,
         keys: { sessions: k.sessions, events: k.events },
         lastId: '0-0',
+        position: undefined,
         needLoad: true,
         loaded: false,
         applied: 0,
@@ -146,11 +151,15 @@ export class Follower {
     // The stream position first: entries after it are applied after the load.
     const last = (await redis.xrevrange(p.keys.events, '+', '-', 'COUNT', 1)) as [string, string[]][];
     const from = last[0]?.[0] ?? '0-0';
+    const fields = new Map<string, string>();
+    const flat = last[0]?.[1] ?? [];
+    for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i]!, flat[i + 1]!);
     // Its copies stay in place (forwarding goes on) while the snapshot confirms them.
     await Promise.all(this.workers.map((w) => w.markStale(p.id)));
     const total = await this.loadHash(redis, p.keys.sessions);
     await Promise.all(this.workers.map((w) => w.sweepStale(p.id)));
     p.lastId = from;
+    p.position = positionOf((k) => fields.get(k));
     p.needLoad = false;
     p.loaded = true;
     this.stats.snapshotsLoaded++;
@@ -221,6 +230,17 @@ export class Follower {
         p.lastId = id.toString();
         const f = new Map<string, Buffer>();
         for (let i = 0; i < fields.length; i += 2) f.set(fields[i]!.toString(), fields[i + 1]!);
+        const position = positionOf((k) => f.get(k)?.toString());
+        const missed = entriesMissed(p.position, position);
+        p.position = position;
+        if (missed > 0) {
+          // Trimmed before this node read them: what they carried is in the peer's hash.
+          this.fail(
+            `node ${p.id}'s stream had lost ${missed} entries before this node read them (trimmed while it was behind): node ${p.id}'s sessions are loaded again from its hash`,
+          );
+          this.reload(p.id);
+          break;
+        }
         if (f.has('r')) {
           this.reload(p.id); // it rewrote its hash: load it again, then go on from there
           break;

@@ -18,7 +18,9 @@
  */
 
 import type { Redis } from 'ioredis';
-import { asBuffer, fieldOf, type NodeKeys } from './redis.js';
+import { randomBytes } from 'node:crypto';
+import { HA_STREAM_MAXLEN } from '../constants.js';
+import { asBuffer, fieldOf, positionFields, type NodeKeys } from './redis.js';
 import {
   EVENT_WORDS,
   OP_DELETE,
@@ -30,7 +32,6 @@ import {
 } from './session_sync.js';
 import { eventsToWire, recordsToWire, recordWords } from './sync_format.js';
 
-const STREAM_MAXLEN = 100_000;
 const MAX_EVENTS_PER_TICK = 50_000;
 /** Sessions per HSET while a resync writes the new hash. */
 const RESYNC_BATCH = 5000;
@@ -51,6 +52,9 @@ export class Publisher {
   private readonly skipUntil: (number | undefined)[];
   private wireFormat = SYNC_FORMAT;
   private resyncing = false;
+  /** This publisher's run and the number of its last entry (redis.ts StreamPosition). */
+  private readonly run = randomBytes(6).toString('hex');
+  private entries = 0;
 
   constructor(
     private readonly keys: NodeKeys,
@@ -146,7 +150,7 @@ export class Publisher {
       this.keys.events,
       'MAXLEN',
       '~',
-      String(STREAM_MAXLEN),
+      String(HA_STREAM_MAXLEN),
       '*',
       't',
       String(Date.now()),
@@ -154,6 +158,7 @@ export class Publisher {
       String(this.workers.length),
       'n',
       String(this.nodeId),
+      ...this.nextPosition(),
       'v',
       String(format),
       'b',
@@ -167,6 +172,13 @@ export class Publisher {
       this.needResync = true;
       throw e;
     }
+  }
+
+  /** The position fields of the next entry. One whose MULTI fails still counts: its
+   * followers may see a number skipped, and load this node's hash again (a resync follows
+   * a failed publish anyway). */
+  private nextPosition(): string[] {
+    return positionFields({ run: this.run, n: ++this.entries });
   }
 
   /** Resyncs that will have completed once the one in progress (if any) has: a session
@@ -209,7 +221,18 @@ export class Publisher {
     const m = redis.multi();
     if (total > 0) m.rename(tmp, this.keys.sessions);
     else m.del(this.keys.sessions);
-    m.xadd(this.keys.events, 'MAXLEN', '~', String(STREAM_MAXLEN), '*', 'r', 'resync', 't', String(Date.now()));
+    m.xadd(
+      this.keys.events,
+      'MAXLEN',
+      '~',
+      String(HA_STREAM_MAXLEN),
+      '*',
+      'r',
+      'resync',
+      't',
+      String(Date.now()),
+      ...this.nextPosition(),
+    );
     await m.exec();
     this.needResync = false;
     this.stats.resyncs++;

@@ -12,8 +12,9 @@
  *   node:<id>:sessions   a hash: every session the node owns and has published, field = its
  *                        OUT key (40 bytes: unique on the node), value = the sync record
  *   node:<id>:events     a stream of the node's batches (publisher.ts): t (ms, its clock),
- *                        w (its workers), n (its id), b (op + record, EVENT_WORDS each); or
- *                        r=resync when it rewrote its hash from its own tables
+ *                        w (its workers), n (its id), v (the record format), b (op +
+ *                        record, EVENT_WORDS each); or r=resync when it rewrote its hash from
+ *                        its own tables; every entry e and s (its StreamPosition, below)
  */
 
 import { Redis, type RedisOptions } from 'ioredis';
@@ -89,4 +90,36 @@ export function asInt32(b: Buffer): Int32Array {
   const copy = new Int32Array(b.length >>> 2);
   Buffer.from(copy.buffer).set(b.subarray(0, copy.length * 4));
   return copy;
+}
+
+/**
+ * Where an entry stands in its publisher's stream: the publisher's run (`e`, new each time a
+ * publisher starts) and the entry's number in that run (`s`, from 1, one per XADD). Redis
+ * trims a stream at ~HA_STREAM_MAXLEN entries whether every follower has read them or not; a
+ * follower that was behind by more (paused, or its reads stalled) would otherwise go on from
+ * the next entry left without knowing what it missed. A jump in the number within one run
+ * says so (ha/follower.ts loads that peer's hash again). Entries of a version before these
+ * fields have no position and are followed as before.
+ */
+export interface StreamPosition {
+  run: string;
+  n: number;
+}
+
+/** The position fields of an entry, to add to its XADD. */
+export function positionFields(p: StreamPosition): string[] {
+  return ['e', p.run, 's', String(p.n)];
+}
+
+/** An entry's position, read through `get` (its field's value as text), if it has one. */
+export function positionOf(get: (field: string) => string | undefined): StreamPosition | undefined {
+  const run = get('e');
+  const n = Number(get('s'));
+  return run !== undefined && Number.isSafeInteger(n) && n > 0 ? { run, n } : undefined;
+}
+
+/** Entries missed between `prev` and `next` (0: none, or not known: another run, or no
+ * position on either). */
+export function entriesMissed(prev: StreamPosition | undefined, next: StreamPosition | undefined): number {
+  return prev && next && prev.run === next.run && next.n > prev.n + 1 ? next.n - prev.n - 1 : 0;
 }

@@ -288,6 +288,39 @@ describe('HA nodes through Redis', () => {
     expect(owners(b)).toEqual([1, 1]);
   }
 
+  it("entries Redis trimmed before a follower read them: the jump in their numbers is seen and the peer's hash loaded again, nothing lost", async () => {
+    // Node 2 reads through a proxy that holds its traffic while node 1 publishes three
+    // entries, which are then trimmed from node 1's stream (as MAXLEN does to a follower
+    // behind by ~100,000), and a fourth. Before, node 2 went on from the fourth without them.
+    const proxy = await freezableProxy(server.port);
+    const a = startNode(1, 'gap', where(), 'cluster');
+    const b = startNode(2, 'gap', { url: `redis://127.0.0.1:${proxy.port}` }, 'cluster');
+    try {
+      await until('both ready', () => [a, b].every((n) => n.node.status().ready && n.node.status().peers.length === 1));
+      connect(a, V4, 49100);
+      await until('node 2 has it', () => b.engine.sessionCount === 1);
+      const inHash = (n: number): Promise<void> =>
+        until(`${n} in node 1's hash`, async () => (await redis.hlen(nodeKeys('gap', 1).sessions)) === n);
+      proxy.freeze(); // well inside node 2's alive key (3 s)
+      for (const [i, port] of [49101, 49102, 49103].entries()) {
+        connect(a, V4, port);
+        await inHash(i + 2);
+      }
+      await redis.xtrim(nodeKeys('gap', 1).events, 'MAXLEN', 0);
+      connect(a, V4, 49104);
+      await inHash(5);
+      proxy.thaw();
+      await until('node 2 has all five', () => b.engine.sessionCount === 5);
+      expect(b.node.status().lastError).toMatch(/node 1's stream had lost \d+ entries before this node read them/);
+      expect(owners(b)).toEqual([1, 1, 1, 1, 1]);
+    } finally {
+      proxy.thaw();
+      await b.node.stop(); // through the proxy, before it goes
+      await proxy.close();
+      await a.node.stop();
+    }
+  });
+
   it('a node joining a running cluster loads every peer before it is ready', async () => {
     // Regression: the running nodes reload on a new peer, and were "not ready" (withdrawn
     // from the routers) meanwhile; readiness only gates a node's first announcement.
