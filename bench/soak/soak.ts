@@ -20,8 +20,9 @@
  *   keep-alive HTTP   autocannon -c 20 at SOAK_HTTP_RATE req/s to the v4 VIP, -c 5 at a
  *                     quarter of it to the v6 VIP
  *   new connections   one request each, SOAK_CONN_RATE per second (sessions made and ended),
- *                     and a quarter of that to a persistent service this run adds (templates
- *                     of 10 s, made, refreshed, synced and expired)
+ *                     a quarter of that to a persistent service this run adds (templates of
+ *                     10 s, made, refreshed, synced and expired), an eighth to each other
+ *                     forwarding mode's lab service (NAT, TUNNEL, DR; the cluster: no NAT)
  *   UDP               SOAK_UDP_RATE datagrams per second from 50 flows to a UDP service this
  *                     run adds (idle timeout 10 s), each answered by the servers
  *   echoes            once per chunk, 20 connections each sending 256 KiB, checked
@@ -47,6 +48,7 @@ import { join } from 'node:path';
 import { adminRequest } from '../../src/control/admin.js';
 import { labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { inNs } from '../../src/lab/netns.js';
+import { MODE_PORTS, modeVip } from '../../src/lab/modes.js';
 import { adminOf, labPid } from '../../src/lab/pair.js';
 import { CLUSTER, clusterNode, LAB } from '../../src/lab/topology.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
@@ -72,11 +74,22 @@ const CLUSTER_NODES = num('SOAK_CLUSTER', 0);
 const PREFIX = process.env.SOAK_PREFIX ?? 'ts-';
 if (CLUSTER_NODES !== 0 && !(CLUSTER_NODES >= 2 && CLUSTER_NODES <= CLUSTER.nodes.length))
   throw new Error(`SOAK_CLUSTER: 0 (the pair) or 2..${CLUSTER.nodes.length}, got ${CLUSTER_NODES}`);
+/** The shortest soak whose second half gives an RSS slope (MiB/h). */
+const SLOPE_MIN_SECONDS = 600;
 /** The warm-up: V8's heaps and the tables' touched pages settle before RSS is compared. */
 const WARMUP_SECONDS = Math.min(60, SECONDS / 4);
 const UDP_PORT = LAB.echoPort;
 /** The soak's persistent service (to the servers' HTTP port). */
 const PERSISTENT_PORT = 8090;
+/** The new-connection loads (one request each): FULLNAT, its persistent service, and each
+ * other forwarding mode's lab service (lab/modes.ts; the cluster's lab has no NAT). */
+const CONNECTIONS: { kind: string; vip: string; port: number; parallel: number; rate: number }[] = [
+  { kind: 'fullnat', vip: LAB.vip4, port: LAB.vport, parallel: 8, rate: CONN_RATE },
+  { kind: 'persistent', vip: LAB.vip4, port: PERSISTENT_PORT, parallel: 2, rate: CONN_RATE / 4 },
+  ...(['nat', 'tunnel', 'dr'] as const)
+    .filter((m) => m !== 'nat' || CLUSTER_NODES === 0)
+    .map((m) => ({ kind: m, vip: modeVip(m, 4), port: MODE_PORTS[m], parallel: 1, rate: CONN_RATE / 8 })),
+];
 /** Drops that mean a resource ran out: never expected under this load. */
 const EXHAUSTION = ['table_full', 'lport_exhausted', 'redirect_full', 'synproxy_hold_full', 'no_real_server'];
 
@@ -238,6 +251,8 @@ interface LoadTotals {
   httpErrors: number;
   connections: number;
   connErrors: number;
+  /** By kind (CONNECTIONS). */
+  connectionsBy: Record<string, number>;
   udpSent: number;
   udpLost: number;
   udpWrong: number;
@@ -272,21 +287,15 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
       ),
       'http v6',
     ),
-    json(
-      runIn(
-        'client',
-        [node, CLIENT, 'conns', LAB.vip4, String(LAB.vport), '8', String(seconds), String(CONN_RATE)],
-        bound,
+    ...CONNECTIONS.map((c) =>
+      json(
+        runIn(
+          'client',
+          [node, CLIENT, 'conns', c.vip, String(c.port), String(c.parallel), String(seconds), String(c.rate)],
+          bound,
+        ),
+        `${c.kind} connections`,
       ),
-      'connections',
-    ),
-    json(
-      runIn(
-        'client',
-        [node, CLIENT, 'conns', LAB.vip4, String(PERSISTENT_PORT), '2', String(seconds), String(CONN_RATE / 4)],
-        bound,
-      ),
-      'persistent connections',
     ),
     json(
       runIn(
@@ -305,17 +314,21 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
       'echo',
     ),
   ];
-  const [h4, h6, conns, persistent, udp, echo] = await Promise.all(jobs);
+  const done = await Promise.all(jobs);
+  const [h4, h6] = done;
+  const [udp, echo] = done.slice(2 + CONNECTIONS.length);
   for (const h of [h4, h6]) {
     if (!h) continue;
     tot.requests += h.total!;
     tot.httpErrors += h.errors!;
   }
-  for (const c of [conns, persistent]) {
-    if (!c) continue;
-    tot.connections += c.total!;
-    tot.connErrors += c.errors!;
-  }
+  CONNECTIONS.forEach((c, i) => {
+    const r = done[2 + i];
+    if (!r) return;
+    tot.connections += r.total!;
+    tot.connErrors += r.errors!;
+    tot.connectionsBy[c.kind] = (tot.connectionsBy[c.kind] ?? 0) + r.total!;
+  });
   if (udp) {
     tot.udpSent += udp.sent!;
     tot.udpLost += udp.lost!;
@@ -354,6 +367,7 @@ async function main(): Promise<void> {
     httpErrors: 0,
     connections: 0,
     connErrors: 0,
+    connectionsBy: {},
     udpSent: 0,
     udpLost: 0,
     udpWrong: 0,
@@ -373,7 +387,7 @@ async function main(): Promise<void> {
       prefix: PREFIX,
       workers: 2,
       reader: false,
-      modes: false,
+      modes: true,
       ...(CLUSTER_NODES > 0 ? { cluster: CLUSTER_NODES } : { ha: true }),
       log: (l) => console.log(l),
     });
@@ -441,10 +455,14 @@ async function main(): Promise<void> {
     const e = last.nodes[n]?.rssMiB ?? NaN;
     const peak = Math.max(...samples.map((s) => s.nodes[n]?.rssMiB ?? 0));
     const pts = half.filter((s) => s.nodes[n]);
-    const perHour = slope(
-      pts.map((s) => s.t / 3600),
-      pts.map((s) => s.nodes[n]!.rssMiB),
-    );
+    // Over less than five minutes a slope is V8's sawtooth, not a trend: none.
+    const perHour =
+      SECONDS >= SLOPE_MIN_SECONDS
+        ? slope(
+            pts.map((s) => s.t / 3600),
+            pts.map((s) => s.nodes[n]!.rssMiB),
+          )
+        : null;
     const cpu = (last.nodes[n]?.cpuSec ?? NaN) - (samples[0]!.nodes[n]?.cpuSec ?? NaN);
     const lb = liveBase?.[n];
     const le = liveEnd?.[n];
@@ -515,7 +533,7 @@ async function main(): Promise<void> {
   ];
 
   console.log(
-    `\ntunvs soak: ${what}, ${SECONDS} s, ${cpus().length} cores; load ${HTTP_RATE} + ${Math.ceil(HTTP_RATE / 4)} req/s keep-alive, ${CONN_RATE} + ${CONN_RATE / 4} (persistent) new conn/s, ${UDP_RATE} datagrams/s, 20 echoes per ${CHUNK_SECONDS} s`,
+    `\ntunvs soak: ${what}, ${SECONDS} s, ${cpus().length} cores; load ${HTTP_RATE} + ${Math.ceil(HTTP_RATE / 4)} req/s keep-alive, new conn/s ${CONNECTIONS.map((c) => `${c.kind} ${c.rate}`).join(', ')}, ${UDP_RATE} datagrams/s, 20 echoes per ${CHUNK_SECONDS} s`,
   );
   console.log(
     '| node | RSS MiB after warm-up | peak | end of drain | slope, 2nd half (MiB/h) | live heaps MiB, warm-up → drain | RSS after a collection | CPU s |',
@@ -524,7 +542,7 @@ async function main(): Promise<void> {
   const pair = ([a, b]: number[]): string => `${a!.toFixed(1)} → ${b!.toFixed(1)}`;
   for (const m of memory) {
     console.log(
-      `| ${m.node} | ${m.afterWarmupMiB.toFixed(1)} | ${m.peakMiB.toFixed(1)} | ${m.endMiB.toFixed(1)} | ${m.slopeMiBPerHour.toFixed(1)} | ${pair(m.liveHeapMiB)} | ${pair(m.liveRssMiB)} | ${m.cpuSec.toFixed(1)} |`,
+      `| ${m.node} | ${m.afterWarmupMiB.toFixed(1)} | ${m.peakMiB.toFixed(1)} | ${m.endMiB.toFixed(1)} | ${m.slopeMiBPerHour?.toFixed(1) ?? '-'} | ${pair(m.liveHeapMiB)} | ${pair(m.liveRssMiB)} | ${m.cpuSec.toFixed(1)} |`,
     );
   }
   const redisBase = base.redisMiB;
