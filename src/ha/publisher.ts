@@ -17,7 +17,7 @@
  *             when that changes, a resync rewrites the hash in the new one.
  */
 
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { HA_STREAM_MAXLEN } from '../constants.js';
 import { asBuffer, fieldOf, positionFields, type NodeKeys } from './redis.js';
@@ -146,24 +146,16 @@ export class Publisher {
     const m = redis.multi();
     if (upserts.length > 0) m.hset(this.keys.sessions, ...upserts);
     if (deletes.length > 0) m.hdel(this.keys.sessions, ...deletes);
-    m.xadd(
-      this.keys.events,
-      'MAXLEN',
-      '~',
-      String(HA_STREAM_MAXLEN),
-      '*',
-      't',
-      String(Date.now()),
+    this.addEntry(m, [
       'w',
       String(this.workers.length),
       'n',
       String(this.nodeId),
-      ...this.nextPosition(),
       'v',
       String(format),
       'b',
       asBuffer(events),
-    );
+    ]);
     try {
       await m.exec();
       this.stats.published += n;
@@ -174,11 +166,23 @@ export class Publisher {
     }
   }
 
-  /** The position fields of the next entry. One whose MULTI fails still counts: its
-   * followers may see a number skipped, and load this node's hash again (a resync follows
-   * a failed publish anyway). */
-  private nextPosition(): string[] {
-    return positionFields({ run: this.run, n: ++this.entries });
+  /** An entry of this node's stream, in `m`: `fields`, the time, its position (the next
+   * number: one whose MULTI fails still counts, so its followers may see a number skipped and
+   * load this node's hash again; a resync follows a failed publish anyway), trimmed at
+   * ~HA_STREAM_MAXLEN entries. */
+  private addEntry(m: ChainableCommander, fields: (string | Buffer)[]): void {
+    const position = positionFields({ run: this.run, n: ++this.entries });
+    m.xadd(
+      this.keys.events,
+      'MAXLEN',
+      '~',
+      String(HA_STREAM_MAXLEN),
+      '*',
+      't',
+      String(Date.now()),
+      ...position,
+      ...fields,
+    );
   }
 
   /** Resyncs that will have completed once the one in progress (if any) has: a session
@@ -221,18 +225,7 @@ export class Publisher {
     const m = redis.multi();
     if (total > 0) m.rename(tmp, this.keys.sessions);
     else m.del(this.keys.sessions);
-    m.xadd(
-      this.keys.events,
-      'MAXLEN',
-      '~',
-      String(HA_STREAM_MAXLEN),
-      '*',
-      'r',
-      'resync',
-      't',
-      String(Date.now()),
-      ...this.nextPosition(),
-    );
+    this.addEntry(m, ['r', 'resync']);
     await m.exec();
     this.needResync = false;
     this.stats.resyncs++;
