@@ -20,6 +20,12 @@ function addrMatches(want: string | undefined, addr: string, port: number): bool
 /** The states a session can be listed in (ipvsadm's names; TEMPLATE: persistence templates). */
 const LISTED_STATES = [...STATE_NAMES.filter((n) => n !== 'NONE'), 'TEMPLATE'];
 
+/** Whether a filter can match only persistence templates (the main thread's table): then no
+ * forwarder need scan its sessions for it. */
+export function templatesOnly(f: ConnFilter): boolean {
+  return f.state !== undefined && String(f.state).toUpperCase() === 'TEMPLATE';
+}
+
 /** What is wrong with a filter (a protocol or a state no session has), or undefined. */
 export function connFilterError(f: ConnFilter): string | undefined {
   if (f.protocol !== undefined && !/^(tcp|udp)$/i.test(String(f.protocol)))

@@ -44,7 +44,7 @@ import { serveAdmin, serveAdminTcp } from './admin.js';
 import { askWorker } from './ask.js';
 import type { ConnFilter, ForwarderInit, ForwarderStats, FromForwarder, ToForwarder } from './forwarder_protocol.js';
 import { fullGc, heapBytes } from './memory.js';
-import { connFilterError, formatConns, matchesConn, templateRows } from './conns.js';
+import { connFilterError, formatConns, matchesConn, templateRows, templatesOnly } from './conns.js';
 import { HaNode } from '../ha/node.js';
 import { HaControl } from '../ha/role.js';
 import { SyncRing, type HaWorkerLink } from '../ha/session_sync.js';
@@ -615,11 +615,17 @@ export class Runtime {
         const filter = (req.filter ?? {}) as ConnFilter;
         const bad = connFilterError(filter);
         if (bad !== undefined) throw new Error(bad);
-        const parts = await Promise.all(
-          this.workers.map((w) =>
-            this.ask<Extract<FromForwarder, { type: 'conns' }>>(w, { type: 'conns', id: 0, filter, limit }, 'conns'),
-          ),
-        );
+        const parts = templatesOnly(filter)
+          ? []
+          : await Promise.all(
+              this.workers.map((w) =>
+                this.ask<Extract<FromForwarder, { type: 'conns' }>>(
+                  w,
+                  { type: 'conns', id: 0, filter, limit },
+                  'conns',
+                ),
+              ),
+            );
         const templates = templateRows(this.templates.list(Date.now()), this.services).filter((t) =>
           matchesConn(t, filter),
         );
