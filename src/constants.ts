@@ -63,6 +63,21 @@ export const XDP_BURST = 64;
 /** Default TUN MTU. TOA is only inserted when the grown packet still fits. */
 export const MTU_DEFAULT = 1500;
 
+/** IP fragments (dataplane/reassembly.ts): a datagram whose fragments are not all in this long
+ * after its first arrived is dropped. A datagram's fragments leave their sender back to back,
+ * so seconds apart means one is lost; a short wait frees the table sooner under a flood of
+ * incomplete datagrams (the kernel waits 30 s: net.ipv4.ipfrag_time). */
+export const FRAG_TIMEOUT_MS = 5000;
+/** Datagrams one worker reassembles at once; fragments of a further one are dropped
+ * (fragment_table_full) until one completes or times out. */
+export const FRAG_DATAGRAMS_MAX = 1024;
+/** Bytes of fragments one worker holds at most (the kernel's net.ipv4.ipfrag_high_thresh is
+ * 4 MiB per namespace): 64 largest datagrams, ~2,800 MTU fragments. */
+export const FRAG_BYTES_MAX = 4 << 20;
+/** The largest reassembled datagram: IPv4's total length and IPv6's payload length (after its
+ * 40-byte header) are 16 bits. */
+export const FRAG_DATAGRAM_MAX_BYTES = 65535 + 40;
+
 /** TCP allows at most 40 bytes of options (data offset 15 words minus the 5-word header). */
 export const TCP_OPTIONS_MAX_BYTES = 40;
 

@@ -82,7 +82,11 @@ export const C_SYNC_HANDED_OVER = 40;
 /** HA cluster: copies on local addresses this node holds that it took as its own (back after
  * a restart or a lapse of its alive key). */
 export const C_SYNC_CLAIMED = 41;
-export const GLOBAL_COUNT = 42;
+/** IP datagrams made whole from their fragments (dataplane/reassembly.ts). */
+export const C_FRAGMENTS_REASSEMBLED = 42;
+/** Fragments the LB wrote: a reassembled datagram, rewritten, still larger than the MTU. */
+export const C_FRAGMENTS_SENT = 43;
+export const GLOBAL_COUNT = 44;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -127,6 +131,8 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'sessions_sloppy',
   'sync_handed_over',
   'sync_claimed',
+  'fragments_reassembled',
+  'fragments_sent',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

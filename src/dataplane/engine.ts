@@ -11,6 +11,8 @@
  *                                            no:  owner = dport (or,
  *                                                 NAT, client hash)   → natOutbound
  *                         ICMP: owner from the quoted packet          → natIcmp
+ *                         a fragment: held until its datagram is whole (reassembly.ts),
+ *                         which is handled as one packet and written by nat/fragment.ts
  *                 (shard.ts says whose packet is whose; the session's forwarding mode,
  *                 nat/modes/, does the rewrite.)
  *                 A packet owned by another worker is not touched: REDIRECT, aux = owner.
@@ -36,6 +38,7 @@ import {
   SYNC_SWEEP_SLICE_RECORDS,
   SLOT_SIZE_BYTES,
   SYNC_RING_WAIT_MS,
+  FRAG_DATAGRAM_MAX_BYTES,
 } from '../constants.js';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { randomSeed } from '../conn/hash.js';
@@ -81,9 +84,10 @@ import {
 } from '../conn/state.js';
 import { SessionTable } from '../conn/table.js';
 import { TemplateTable } from '../conn/templates.js';
-import { AF_INET6, IPPROTO_TCP, IPPROTO_UDP, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
+import { AF_INET6, ETH_HEADER_LEN, IPPROTO_TCP, IPPROTO_UDP, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
 import type { IsnKey } from '../nat/seq.js';
+import { emitDatagram } from '../nat/fragment.js';
 import { flushHeld } from '../nat/fullnat_in.js';
 import { natInbound } from '../nat/inbound.js';
 import { natOutbound } from '../nat/outbound.js';
@@ -93,6 +97,9 @@ import { resetBoth } from '../nat/rst.js';
 import { isWaiting, proxyAutoTick, proxyTimer, releaseHeld } from '../nat/synproxy.js';
 import { setState, stateOf, uncountSession } from '../nat/session.js';
 import {
+  DROP_FRAGMENT_TIMEOUT,
+  DROP_IPV4_FRAGMENT,
+  DROP_IPV6_FRAGMENT,
   DROP_STANDBY,
   DROP_TRUNCATED,
   HELD,
@@ -107,6 +114,7 @@ import { formatAddress } from '../service/addr.js';
 import { ConnCounts, ServiceTable, type PeerLocalAddress, type ResolvedService } from '../service/service.js';
 import {
   C_DROPPED,
+  C_FRAGMENTS_REASSEMBLED,
   C_GSO_PACKETS,
   C_REDIRECTED,
   C_RX_BYTES,
@@ -125,6 +133,7 @@ import {
   createCounters,
   DROPS_BASE,
 } from './counters.js';
+import { FRAG_PENDING, Reassembly } from './reassembly.js';
 import { PacketRing } from './ring.js';
 import { clientWorker, replyWorker } from './shard.js';
 
@@ -177,6 +186,10 @@ const ENGINE_TEMPLATE_SLOTS = 4096;
 
 /** Marker returned by handle() for a packet owned by another worker. */
 const REDIRECT = -0x10000;
+
+/** Bytes of the buffer a reassembled datagram is handled in: the largest, a virtio_net_hdr in
+ * front, and what its mode may add (a tunnel's outer headers, DR's Ethernet header, TOA). */
+const DATAGRAM_BUFFER_BYTES = FRAG_DATAGRAM_MAX_BYTES + 128;
 
 /** Packets whose lookups are issued together (steps 1–2): enough independent misses to
  * overlap, few enough that the lines touched (16 × 128 B for IPv4) are still in L1 at step 3.
@@ -242,6 +255,9 @@ export class Engine {
   }
   /** Packets of the last burst left for another worker (verdict REDIRECT). */
   lastBurstRedirects = 0;
+  /** Fragments of datagrams another worker owns, reassembled here (the forwarder hands them
+   * over after the burst, each with a headroom of zeros; the owner reassembles them again). */
+  readonly handovers: { owner: number; fragments: Uint8Array[] }[] = [];
   readonly worker: number;
   readonly workers: number;
   private redirectTo = 0;
@@ -254,6 +270,11 @@ export class Engine {
   private readonly pfV6 = new Uint8Array(PREFETCH_WINDOW);
   /** Sink for the prefetch loads, so the JIT cannot drop them as dead code. */
   private pfSink = 0;
+  /** IP fragments waiting for the rest of their datagram, and where a whole one is handled
+   * (allocated at the first). */
+  private readonly fragments = new Reassembly();
+  private datagram: Uint8Array | null = null;
+  private datagramView: DataView | null = null;
 
   constructor(opts: EngineOptions, services: readonly ResolvedService[]) {
     assertConstants();
@@ -608,11 +629,12 @@ export class Engine {
     this.lastBurstRedirects = 0;
   }
 
-  /** Count a drop decided outside processBurst (e.g. a hand-off ring was full). */
-  countDrop(reason: number): void {
+  /** Count `n` drops decided outside a packet's verdict (a hand-off ring was full, fragments
+   * that went with their datagram). */
+  countDrop(reason: number, n = 1): void {
     const ctr = this.counters;
-    ctr[DROPS_BASE + reason] = ctr[DROPS_BASE + reason]! + 1;
-    ctr[C_DROPPED] = ctr[C_DROPPED]! + 1;
+    ctr[DROPS_BASE + reason] = ctr[DROPS_BASE + reason]! + n;
+    ctr[C_DROPPED] = ctr[C_DROPPED]! + n;
   }
 
   /**
@@ -675,7 +697,7 @@ export class Engine {
   private handle(off: number, len: number, k: number): number {
     const c = this.ctx;
     const why = c.parse(off, len);
-    if (why !== 0) return -why;
+    if (why !== 0) return why === DROP_IPV4_FRAGMENT || why === DROP_IPV6_FRAGMENT ? this.fragment(off, k) : -why;
     const proto = c.pProto;
     const workers = this.workers;
     if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
@@ -707,6 +729,58 @@ export class Engine {
     return natIcmp(c);
   }
 
+  /**
+   * A fragment (handle): held until its datagram is whole, which is then handled here as one
+   * packet in a buffer of its own and written out (nat/fragment.ts); or handed over whole to
+   * the worker that owns it, as the fragments that made it. HELD, or −reason.
+   */
+  private fragment(off: number, k: number): number {
+    const c = this.ctx;
+    const reassembly = this.fragments;
+    const got = reassembly.add(c.buf, c.dv, off, c.nowMs);
+    if (reassembly.alsoDropped > 0)
+      this.countDrop(c.buf[off]! >>> 4 === 6 ? DROP_IPV6_FRAGMENT : DROP_IPV4_FRAGMENT, reassembly.alsoDropped);
+    if (got < 0) return got;
+    if (got === FRAG_PENDING) return HELD;
+    const h = c.headroom;
+    const buf = (this.datagram ??= new Uint8Array(DATAGRAM_BUFFER_BYTES));
+    const view = (this.datagramView ??= new DataView(buf.buffer));
+    buf.fill(0, 0, h); // a virtio_net_hdr of zeros: complete checksums, no GSO
+    const len = reassembly.build(buf, h);
+    const ring = { buf: c.buf, dv: c.dv, slotEnd: c.slotEnd, vnet: c.pVnet, partial: c.pPartial, gso: c.pGso };
+    c.setRing(buf, view);
+    c.slotEnd = buf.length;
+    c.pVnet = 0;
+    c.pPartial = c.pGso = false;
+    c.pReassembled = true;
+    this.pfSvc[k] = PF_NONE;
+    const res = this.handle(h, len, k);
+    c.pReassembled = false;
+    let out = res;
+    if (res >= 0) {
+      const link = c.toLink;
+      c.toLink = false;
+      out = emitDatagram(c, buf, h, link ? h + ETH_HEADER_LEN : h, h + res, link);
+      if (out === 0) out = HELD;
+    }
+    // Counted where it was handled (a handed-over one is made whole again by its owner).
+    const ctr = this.counters;
+    if (res === REDIRECT) {
+      const fragments = reassembly.taken();
+      this.handovers.push({ owner: this.redirectTo, fragments });
+      ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + fragments.length;
+      out = HELD;
+    } else {
+      ctr[C_FRAGMENTS_REASSEMBLED] = ctr[C_FRAGMENTS_REASSEMBLED]! + 1;
+    }
+    c.setRing(ring.buf, ring.dv);
+    c.slotEnd = ring.slotEnd;
+    c.pVnet = ring.vnet;
+    c.pPartial = ring.partial;
+    c.pGso = ring.gso;
+    return out;
+  }
+
   private redirect(owner: number): number {
     this.redirectTo = owner;
     return REDIRECT;
@@ -725,6 +799,10 @@ export class Engine {
       sync.active = publishing;
     }
     proxyAutoTick(c);
+    if (this.fragments.size > 0) {
+      const n = this.fragments.expire(nowMs);
+      if (n > 0) this.countDrop(DROP_FRAGMENT_TIMEOUT, n);
+    }
     const tick = Math.floor((nowMs - this.epochMs) / TIMER_TICK_MS);
     if (tick <= this.table.tick) {
       c.tick = this.table.tick;

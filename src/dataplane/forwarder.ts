@@ -63,6 +63,7 @@ export class Forwarder {
   private onBurst(count: number, ring = this.ring): void {
     this.engine.processBurst(ring, count, this.now());
     if (this.engine.lastBurstRedirects > 0) this.handOver(ring, count);
+    if (this.engine.handovers.length > 0) this.handOverFragments(ring.headroom);
     this.flushEmitted();
     // A busy forwarder returns to its event loop (and the wake-up message) only after several
     // bursts: take what the others handed over now, before their rings fill.
@@ -100,6 +101,18 @@ export class Forwarder {
     }
   }
 
+  /** The fragments of datagrams that another worker owns (Engine.handovers). */
+  private handOverFragments(headroom: number): void {
+    for (const { owner, fragments } of this.engine.handovers) {
+      const out = this.to[owner];
+      let sent = 0;
+      for (const f of fragments) if (out?.pushBytes(f, headroom)) sent++;
+      if (sent < fragments.length) this.engine.countDrop(DROP_REDIRECT_FULL, fragments.length - sent);
+      if (sent > 0 && out!.claimWake()) this.links.wake(owner);
+    }
+    this.engine.handovers.length = 0;
+  }
+
   /** Another forwarder (`sender`) handed packets over: process and write them. */
   drainFrom(sender: number): void {
     const inbox = this.from[sender];
@@ -109,6 +122,10 @@ export class Forwarder {
       if (n === 0) return;
       this.engine.processBurst(this.inbox, n, this.now());
       // These are ours by the same function that sent them; never bounce one back.
+      if (this.engine.handovers.length > 0) {
+        for (const { fragments } of this.engine.handovers) this.engine.countDrop(DROP_REDIRECT_FULL, fragments.length);
+        this.engine.handovers.length = 0;
+      }
       for (let i = 0; i < n; i++) {
         if (this.inbox.verdicts[i] === VERDICT_REDIRECT) {
           this.inbox.verdicts[i] = VERDICT_DROP;

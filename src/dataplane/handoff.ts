@@ -20,7 +20,7 @@
  * storing tail after its bytes (Atomics.store is sequentially consistent), the consumer frees
  * it by storing head after reading.
  *
- *   push (producer) → claimWake → … → drain (consumer)
+ *   push / pushBytes (producer) → claimWake → … → drain (consumer)
  */
 
 import { HANDOFF_BUDGET_BYTES, HANDOFF_RING_MAX_BYTES, HANDOFF_RING_MIN_BYTES } from '../constants.js';
@@ -80,7 +80,14 @@ export class HandoffRing {
    * has no room for it now.
    */
   push(from: PacketRing, i: number): boolean {
-    const len = from.lens[i]!;
+    const off = from.offsets[i]!;
+    // A view per handed-over packet: a subarray is cheap beside the copy of the packet.
+    return this.pushBytes(from.bytes.subarray(off, off + from.lens[i]!), 0);
+  }
+
+  /** Producer: `headroom` bytes of zeros (an empty virtio_net_hdr), then `packet`. */
+  pushBytes(packet: Uint8Array, headroom: number): boolean {
+    const len = headroom + packet.length;
     if (len > this.maxPacket) return false;
     const tail = this.ctl[TAIL]!;
     const used = (tail - Atomics.load(this.ctl, HEAD)) | 0;
@@ -90,9 +97,9 @@ export class HandoffRing {
     if (used + skip + need > this.capacity) return false;
     if (skip > 0) this.words[at >> 2] = WRAP;
     const start = skip > 0 ? 0 : at;
-    const off = from.offsets[i]!;
-    // A view per handed-over packet: a subarray is cheap beside the copy of the packet.
-    this.bytes.set(from.bytes.subarray(off, off + len), start + RECORD_HEADER_BYTES);
+    const data = start + RECORD_HEADER_BYTES;
+    if (headroom > 0) this.bytes.fill(0, data, data + headroom);
+    this.bytes.set(packet, data + headroom);
     this.words[start >> 2] = len;
     Atomics.store(this.ctl, TAIL, (tail + skip + need) | 0);
     return true;

@@ -10,6 +10,9 @@
  *   anything else:       owner = clientShardHash(dst address, dport) % workers
  *                        (a NAT real server's reply to the client; with no NAT service
  *                        configured nothing legitimate arrives so, and the rule is skipped)
+ *   a fragment:          its datagram's owner, known once it is whole: the worker the steering
+ *                        program picked (by addresses and identification) reassembles it and
+ *                        hands the fragments over (Engine.handovers)
  *
  * The kernel cuts the program's return value to 16 bits and takes it modulo the number of
  * queues, so the hash is 16 bits and both steps are the same in both places.

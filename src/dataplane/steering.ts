@@ -7,6 +7,9 @@
  *   TCP/UDP to a VIP:             clientShardHash(src, sport)  (kernel: u16 % queues)
  *   other TCP/UDP (NAT replies):  clientShardHash(dst, dport)  (only with NAT services;
  *                                 without, every other packet is taken as to a VIP)
+ *   a fragment (IPv4 MF or offset, clientShardHash(src ^ dst, identification): every fragment
+ *   IPv6 fragment header):        of a datagram on one queue, whose engine reassembles it
+ *                                 and hands it over if another worker owns it
  *   anything else (ICMP, …):      0; the engine hands it over if another worker owns it
  *
  * The kernel runs it with the IP header at offset 0. Packet bytes are read with the
@@ -77,6 +80,7 @@ export function steeringProgram(
     .j32(J_NE, 7, 4, 'zero');
   // IPv4: r8 = header length.
   a.alu32(OP_AND, 0, 0x0f).alu32(OP_LSH, 0, 2).mov64x(8, 0);
+  a.ldAbs(H, 6).alu32(OP_AND, 0, 0x3fff).j32(J_NE, 0, 0, 'v4frag'); // MF or an offset
   a.ldAbs(B, 9).j32(J_EQ, 0, 6, 'v4l4').j32(J_EQ, 0, 17, 'v4l4').ja('zero');
   // Every block is emitted only where a jump or a fall-through reaches it: the verifier
   // refuses a program with an unreachable instruction (a v4-only service set has no IPv6
@@ -94,8 +98,12 @@ export function steeringProgram(
     hashAndExit(a);
   }
   if (lips4.size > 0) a.label('v4lip').ldInd(H, 8, 2).exit();
+  // A fragment: by its datagram (addresses and identification), so that one worker gets all
+  // of its fragments and reassembles them (only the first has ports).
+  a.label('v4frag').ldAbs(W, 12).mov64x(9, 0).ldAbs(W, 16).alu32x(OP_XOR, 9, 0).ldAbs(H, 4);
+  hashAndExit(a);
   // IPv6 (no extension headers: the engine drops those anyway).
-  a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').ja('zero');
+  a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').j32(J_EQ, 0, 44, 'v6frag').ja('zero');
   a.label('v6l4');
   const match6 = (addrs: Iterable<Int32Array>, hit: string, tag: string): void => {
     let n = 0;
@@ -124,6 +132,10 @@ export function steeringProgram(
     hashAndExit(a);
   }
   if (lips6.size > 0) a.label('v6lip').ldAbs(H, 42).exit();
+  a.label('v6frag').ldAbs(W, 8).mov64x(9, 0);
+  for (let off = 12; off < 40; off += 4) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
+  a.ldAbs(W, 44); // the fragment header's identification
+  hashAndExit(a);
   a.label('zero')
     .emit(ALU64 | OP_MOV | K, 0, 0, 0, 0)
     .exit();

@@ -119,6 +119,11 @@ export class NatContext {
   toLink = false;
   /** IPv4 ID of the last outer header TUNNEL wrote (modes/tunnel.ts). */
   outerIpId = 0;
+  /** The packet in hand is a datagram made whole from fragments (dataplane/reassembly.ts):
+   * its sender let it be fragmented, and it leaves as fragments when too big (fragment.ts). */
+  pReassembled = false;
+  /** Identification of the last datagram fragment.ts cut (IPv4: its low 16 bits). */
+  fragmentId = (Math.random() * 0x100000000) >>> 0;
   /** Hash of `okey` left by a two-way mode's create (modes/mode.ts). */
   outHash = 0;
   /** Persistence templates, shared by every worker (conn/templates.ts), its lookup key, and

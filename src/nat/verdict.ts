@@ -28,11 +28,13 @@ export const DROP_TRUNCATED = 1;
 export const DROP_BAD_IP_VERSION = 2;
 /** IPv4 IHL < 5, or total length larger than what was read or smaller than the header. */
 export const DROP_BAD_IPV4_HEADER = 3;
-/** IPv4 fragments are not reassembled (FULLNAT needs the ports of every packet). */
+/** An IPv4 fragment that cannot be part of a datagram (dataplane/reassembly.ts): it overlaps
+ * another (RFC 5722; the datagram's other fragments go with it), a middle one is not a multiple
+ * of 8 bytes, it ends past 64 KiB, or the first does not hold the whole TCP/UDP header. */
 export const DROP_IPV4_FRAGMENT = 4;
 /** IPv6 extension header we do not walk (hop-by-hop, routing, destination options, …). */
 export const DROP_IPV6_EXT_HEADER = 5;
-/** IPv6 fragment header. */
+/** The same for an IPv6 fragment (its fragment header right after the fixed header). */
 export const DROP_IPV6_FRAGMENT = 6;
 /** IPv6 payload length larger than what was read. */
 export const DROP_BAD_IPV6_HEADER = 7;
@@ -105,7 +107,15 @@ export const DROP_SESSION_RESET = 33;
  * cap (maxConns, ipvsadm -x; sched/scheduler.ts available). */
 export const DROP_SERVER_OVERLOADED = 34;
 
-export const DROP_REASON_COUNT = 35;
+/** A fragment of a datagram that was not whole within FRAG_TIMEOUT_MS (each held one counts). */
+export const DROP_FRAGMENT_TIMEOUT = 35;
+/** A fragment of a new datagram while the worker's reassembly table was full (FRAG_DATAGRAMS_MAX
+ * datagrams or FRAG_BYTES_MAX bytes). */
+export const DROP_FRAGMENT_TABLE_FULL = 36;
+/** A reassembled datagram larger than the MTU whose fragments did not fit the emit ring. */
+export const DROP_FRAGMENT_NO_ROOM = 37;
+
+export const DROP_REASON_COUNT = 38;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -144,6 +154,9 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'dr_no_neighbour',
   'session_reset',
   'server_overloaded',
+  'fragment_timeout',
+  'fragment_table_full',
+  'fragment_no_room',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

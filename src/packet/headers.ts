@@ -44,6 +44,8 @@ export const IPV6_NEXT = 6;
 export const IPV6_HOP_LIMIT = 7;
 export const IPV6_SRC = 8;
 export const IPV6_DST = 24;
+/** The fragment header: next header, reserved, offset (13 bits) | 2 reserved | M, identification. */
+export const IPV6_FRAG_HEADER_LEN = 8;
 
 /*  TCP
  *   0              16             31

@@ -12,7 +12,7 @@ import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/serv
 import { Engine } from '../../src/dataplane/engine.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { runBpf, unreachable } from '../helpers/bpf_interp.js';
-import { ACK, icmp, SYN, tcp, udp } from '../helpers/packets.js';
+import { ACK, fragmentsOf, icmp, SYN, tcp, udp } from '../helpers/packets.js';
 
 /** A NAT service on VIP port 81 of family `fam`. */
 const nat = (fam: typeof V4) =>
@@ -107,6 +107,27 @@ describe('TUN steering program', () => {
         // FULLNAT traffic still steers as before.
         run(tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, flags: SYN }));
       }
+    },
+  );
+
+  it.each([2, 3, 4])(
+    'every fragment of a datagram goes to one queue, whose engine reassembles it (%i workers)',
+    (workers) => {
+      const queues = new Set<number>();
+      for (let i = 0; i < 200; i++) {
+        const fam = i % 2 ? V4 : V6;
+        const sport = 1024 + ((i * 7919) % 60000);
+        const toVip = udp({ src: fam.client, dst: fam.vip, sport, dport: 53, payload: new Uint8Array(3000) });
+        const reply = udp({ src: fam.rs1, dst: fam.lip, sport: 5353, dport: sport, payload: new Uint8Array(3000) });
+        for (const p of [toVip, reply]) {
+          const frags = fragmentsOf(p, 1448, i * 101);
+          const q = frags.map((f) => (runBpf(prog, f) & 0xffff) % workers);
+          expect(new Set(q).size, `datagram ${i}`).toBe(1);
+          queues.add(q[0]!);
+        }
+      }
+      // Spread by datagram, not all on one queue.
+      expect(queues.size).toBe(workers);
     },
   );
 

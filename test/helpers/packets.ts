@@ -330,3 +330,82 @@ export function optionList(bytes: number[]): [number, number[]][] {
   }
   return out;
 }
+
+/** `p` (no IPv4 options, no IPv6 extension header) cut into fragments of at most `piece`
+ * payload bytes (a multiple of 8), all with identification `id`: the sender's side. */
+export function fragmentsOf(p: Uint8Array, piece: number, id: number): Uint8Array[] {
+  const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  const v6 = p[0]! >> 4 === 6;
+  const header = v6 ? 40 : 20;
+  const payload = p.subarray(header, v6 ? 40 + dv.getUint16(4) : dv.getUint16(2));
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < payload.length; off += piece) {
+    const part = payload.subarray(off, Math.min(off + piece, payload.length));
+    const more = off + piece < payload.length;
+    const f = new Uint8Array(header + (v6 ? 8 : 0) + part.length);
+    const fv = new DataView(f.buffer);
+    f.set(p.subarray(0, header));
+    if (v6) {
+      f[6] = 44;
+      fv.setUint16(4, 8 + part.length);
+      f[40] = p[6]!;
+      fv.setUint16(42, off | (more ? 1 : 0));
+      fv.setUint32(44, id);
+      f.set(part, 48);
+    } else {
+      fv.setUint16(2, f.length);
+      fv.setUint16(4, id);
+      fv.setUint16(6, (off >> 3) | (more ? 0x2000 : 0));
+      fv.setUint16(10, 0);
+      fv.setUint16(10, refChecksum(f.subarray(0, 20)));
+      f.set(part, 20);
+    }
+    out.push(f);
+  }
+  return out;
+}
+
+/** The fields a receiver reassembles by, and the fragment's place, of fragment `f`. */
+export function fragmentInfo(f: Uint8Array): { id: number; offset: number; more: boolean; payload: Uint8Array } {
+  const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
+  if (f[0]! >> 4 === 6) {
+    if (f[6] !== 44) throw new Error('not a fragment');
+    const field = dv.getUint16(42);
+    return {
+      id: dv.getUint32(44),
+      offset: field & 0xfff8,
+      more: (field & 1) === 1,
+      payload: f.slice(48, 40 + dv.getUint16(4)),
+    };
+  }
+  const field = dv.getUint16(6);
+  return {
+    id: dv.getUint16(4),
+    offset: (field & 0x1fff) * 8,
+    more: (field & 0x2000) !== 0,
+    payload: f.slice(20, dv.getUint16(2)),
+  };
+}
+
+/** The receiver's side of fragmentsOf: the datagram `frags` (any order) make. */
+export function reassembled(frags: Uint8Array[]): Uint8Array {
+  const parts = frags.map((f) => ({ f, ...fragmentInfo(f) })).sort((a, b) => a.offset - b.offset);
+  const first = parts[0]!;
+  const v6 = first.f[0]! >> 4 === 6;
+  const total = parts.reduce((n, p) => Math.max(n, p.offset + p.payload.length), 0);
+  const header = v6 ? 40 : 20;
+  const out = new Uint8Array(header + total);
+  const dv = new DataView(out.buffer);
+  out.set(first.f.subarray(0, header));
+  if (v6) {
+    out[6] = first.f[40]!;
+    dv.setUint16(4, total);
+  } else {
+    dv.setUint16(2, header + total);
+    dv.setUint16(6, 0);
+    dv.setUint16(10, 0);
+    dv.setUint16(10, refChecksum(out.subarray(0, 20)));
+  }
+  for (const p of parts) out.set(p.payload, header + p.offset);
+  return out;
+}

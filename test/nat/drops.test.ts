@@ -23,10 +23,23 @@ describe('drops', () => {
     ['IPv4 IHL 4', () => mutate(syn4(), (b) => (b[0] = 0x44)), V.DROP_BAD_IPV4_HEADER],
     ['IPv4 total length > read', () => syn4().slice(0, 30), V.DROP_TRUNCATED],
     ['IPv4 total length < IHL', () => mutate(syn4(), (_b, dv) => dv.setUint16(2, 12)), V.DROP_BAD_IPV4_HEADER],
-    ['IPv4 first fragment (MF)', () => mutate(syn4(), (_b, dv) => dv.setUint16(6, 0x2000)), V.DROP_IPV4_FRAGMENT],
-    ['IPv4 later fragment', () => mutate(syn4(), (_b, dv) => dv.setUint16(6, 0x0010)), V.DROP_IPV4_FRAGMENT],
+    // Fragments that can be no datagram's (test/nat/fragments.test.ts has the ones that can).
+    [
+      'IPv4 fragment, not the last, not 8-byte aligned',
+      () => mutate(syn4(), (_b, dv) => dv.setUint16(6, 0x2000)),
+      V.DROP_IPV4_FRAGMENT,
+    ],
+    [
+      'IPv4 fragment ending past 64 KiB',
+      () => mutate(syn4(), (_b, dv) => dv.setUint16(6, 0x1fff)),
+      V.DROP_IPV4_FRAGMENT,
+    ],
     ['IPv6 payload length > read', () => syn6().slice(0, 50), V.DROP_TRUNCATED],
-    ['IPv6 fragment header', () => mutate(syn6(), (b) => (b[6] = 44)), V.DROP_IPV6_FRAGMENT],
+    [
+      'IPv6 fragment, not the last, not 8-byte aligned',
+      () => mutate(syn6(), (b, dv) => ((b[6] = 44), dv.setUint16(42, 0x0009))),
+      V.DROP_IPV6_FRAGMENT,
+    ],
     ['IPv6 hop-by-hop header', () => mutate(syn6(), (b) => (b[6] = 0)), V.DROP_IPV6_EXT_HEADER],
     ['IPv6 routing header', () => mutate(syn6(), (b) => (b[6] = 43)), V.DROP_IPV6_EXT_HEADER],
     ['TCP data offset 4', () => mutate(syn4(), (b) => (b[32] = 0x40)), V.DROP_BAD_TCP_HEADER],

@@ -17,6 +17,13 @@ import { inNs, isAlive } from '../../src/lab/netns.js';
 import { distSrc } from '../../src/paths.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { LAB_LB_INTERFACES } from '../../src/lab/topology.js';
+import {
+  addFragmentServices,
+  deleteFragmentServices,
+  FRAGMENT_DATAGRAMS,
+  FRAGMENTS_WRITTEN,
+  fragmentedQueries,
+} from '../helpers/udp_fragments.js';
 
 const root = process.getuid?.() === 0;
 const prefix = `tx${process.pid % 100000}-`;
@@ -119,6 +126,23 @@ describe.skipIf(!root)('AF_XDP data path in the netns lab (root)', () => {
     expect(csum.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(sum(st, 'csumCompleted'));
     expect(scraped('tunvs_queue_rx_dropped_total').length).toBe(2);
   }, 200_000);
+
+  it('fragmented UDP datagrams both ways, v4 and v6: reassembled from the sockets, written as fragments on them', async () => {
+    try {
+      expect(addFragmentServices(state.adminSocket)).toBe('');
+      const before = await stats();
+      for (const v of [4, 6] as const) expect(await fragmentedQueries(prefix, v)).toEqual({ whole: 20, bad: [] });
+      const after = await stats();
+      expect(after.counters.fragments_reassembled! - before.counters.fragments_reassembled!).toBe(
+        2 * FRAGMENT_DATAGRAMS,
+      );
+      expect(after.counters.fragments_sent! - before.counters.fragments_sent!).toBe(2 * FRAGMENTS_WRITTEN);
+      // By the sockets: the kernel routed next to nothing into the TUN device.
+      expect(after.device.tx_packets! - before.device.tx_packets!).toBeLessThan(20);
+    } finally {
+      deleteFragmentServices(state.adminSocket);
+    }
+  }, 60_000);
 
   it('a reload with a new VIP swaps the program: the new VIP is served by the sockets at once', async () => {
     const file = join(state.dir, 'lb-a.yaml');

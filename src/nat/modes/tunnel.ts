@@ -83,8 +83,10 @@ function tunnelInbound(c: NatContext, r: number): number {
   return encapsulate(c, r);
 }
 
-/** The IPv4 DF bit of the packet in hand (IPv6 is never fragmented on the way: true). */
+/** The IPv4 DF bit of the packet in hand (IPv6 is never fragmented on the way: true; a
+ * datagram that came in fragments leaves in fragments: false). */
 function dontFragment(c: NatContext): boolean {
+  if (c.pReassembled) return false;
   return c.pAf !== AF_INET || (c.dv.getUint16(c.pL3 + IPV4_FRAG) & IPV4_DF) !== 0;
 }
 

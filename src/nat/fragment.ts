@@ -1,0 +1,92 @@
+/**
+ * A reassembled datagram (dataplane/reassembly.ts), once its mode has rewritten it, leaves
+ * through the emit ring: whole when it fits the MTU, else cut into fragments as a router
+ * would, each with the same new identification (the source may have changed: FULLNAT's
+ * local address carries many clients' datagrams, whose own IDs could meet at the server).
+ *
+ *   emitDatagram   [frame, end) of `buf`: the IP packet at `ip` (DR: an Ethernet header in
+ *                  front, which every fragment gets; its slots are LINK)
+ *     IPv4         the header (options included) on each fragment, MF and the offset set
+ *     IPv6         a fragment header after the fixed one (our packets carry no other
+ *                  extension header: the engine drops them)
+ */
+
+import { C_FRAGMENTS_SENT, C_TX_BYTES, C_TX_PACKETS } from '../dataplane/counters.js';
+import { csumFromSum, sumWords } from '../packet/checksum.js';
+import {
+  IPPROTO_FRAGMENT,
+  IPV4_CSUM,
+  IPV4_FRAG,
+  IPV4_FRAG_MF,
+  IPV4_ID,
+  IPV4_TOTAL_LEN,
+  IPV6_FRAG_HEADER_LEN,
+  IPV6_HEADER_LEN,
+  IPV6_NEXT,
+  IPV6_PAYLOAD_LEN,
+} from '../packet/headers.js';
+import type { NatContext } from './context.js';
+import { DROP_FRAGMENT_NO_ROOM, VERDICT_LINK } from './verdict.js';
+
+/** Write the packet [frame, end) of `buf`, its IP header at `ip`, into the emit ring: 0, or
+ * −DROP_FRAGMENT_NO_ROOM when its fragments do not fit there (nothing written then). */
+export function emitDatagram(
+  c: NatContext,
+  buf: Uint8Array,
+  frame: number,
+  ip: number,
+  end: number,
+  link: boolean,
+): number {
+  const e = c.emit;
+  const linkLen = ip - frame;
+  // What one written packet may hold past its link header: the MTU, and the emit slot.
+  const room = Math.min(c.opts.mtu, e.slotSize - e.headroom - linkLen);
+  const v6 = buf[ip]! >>> 4 === 6;
+  const header = v6 ? IPV6_HEADER_LEN : (buf[ip]! & 15) << 2;
+  const payload = end - ip - header;
+  const whole = end - ip <= room;
+  // Each fragment's payload but the last's is a multiple of 8 bytes.
+  const piece = whole ? payload : (room - header - (v6 ? IPV6_FRAG_HEADER_LEN : 0)) & ~7;
+  const n = whole ? 1 : Math.ceil(payload / piece);
+  if (e.slots - c.emitCount < n) return -DROP_FRAGMENT_NO_ROOM;
+  const b = e.bytes;
+  const dv = e.view;
+  const id = whole ? 0 : (c.fragmentId = (c.fragmentId + 1) >>> 0);
+  let bytes = 0;
+  for (let k = 0; k < n; k++) {
+    const at = c.emitSlot() + e.headroom;
+    b.set(buf.subarray(frame, ip + header), at);
+    const p = at + linkLen;
+    const offset = k * piece;
+    const len = Math.min(piece, payload - offset);
+    const more = k < n - 1;
+    let out: number;
+    if (whole) {
+      out = header;
+    } else if (v6) {
+      out = header + IPV6_FRAG_HEADER_LEN;
+      dv.setUint16(p + IPV6_PAYLOAD_LEN, IPV6_FRAG_HEADER_LEN + len);
+      b[p + IPV6_NEXT] = IPPROTO_FRAGMENT;
+      dv.setUint32(p + header, buf[ip + IPV6_NEXT]! << 24); // next header, reserved
+      dv.setUint16(p + header + 2, offset | (more ? 1 : 0));
+      dv.setUint32(p + header + 4, id);
+    } else {
+      out = header;
+      dv.setUint16(p + IPV4_TOTAL_LEN, header + len);
+      dv.setUint16(p + IPV4_ID, id & 0xffff);
+      dv.setUint16(p + IPV4_FRAG, (offset >>> 3) | (more ? IPV4_FRAG_MF : 0));
+      dv.setUint16(p + IPV4_CSUM, 0);
+      dv.setUint16(p + IPV4_CSUM, csumFromSum(sumWords(b, p, header)));
+    }
+    b.set(buf.subarray(ip + header + offset, ip + header + offset + len), p + out);
+    c.emitted(linkLen + out + len);
+    if (link) e.verdicts[c.emitCount - 1] = VERDICT_LINK;
+    bytes += linkLen + out + len;
+  }
+  const ctr = c.counters;
+  if (!whole) ctr[C_FRAGMENTS_SENT] = ctr[C_FRAGMENTS_SENT]! + n;
+  ctr[C_TX_PACKETS] = ctr[C_TX_PACKETS]! + n;
+  ctr[C_TX_BYTES] = ctr[C_TX_BYTES]! + bytes;
+  return 0;
+}
