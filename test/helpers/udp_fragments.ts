@@ -41,6 +41,9 @@ export function addFragmentServices(adminSocket: string): string {
       FRAGMENT_VIPS[v],
       '--port',
       String(VPORT),
+      // Its sessions leave soon after the test, not UDP's 300 s later.
+      '--idle-timeout',
+      '5',
       ...(v === 4 ? LAB.laddrs4 : LAB.laddrs6).flatMap((a) => ['--laddr', a]),
       ...LAB.realServers.flatMap((r) => ['--server', hostPort(r[`v${v}`], LAB.echoPort)]),
     ]);
