@@ -591,7 +591,7 @@ export class Engine {
           aux[i] = this.redirectTo;
           redirected++;
         } else if (res === HELD) {
-          verdicts[i] = VERDICT_DROP; // not written now; sent when its server answers
+          verdicts[i] = VERDICT_DROP; // not written now (nat/verdict.ts HELD), not dropped
           aux[i] = 0;
         } else {
           verdicts[i] = VERDICT_DROP;

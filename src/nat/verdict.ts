@@ -18,7 +18,9 @@ export const VERDICT_LINK = 3;
 
 /** Returned instead of a length or −reason: the engine took the packet (the SYN proxy holds a
  * client segment until the real server answers; TUNNEL wrote a GSO super-packet's segments
- * into the emit ring); nothing is written for its slot, nothing is dropped. */
+ * into the emit ring; a fragment waits for the rest of its datagram, or its datagram went out
+ * through the emit ring or to the worker that owns it); nothing is written for its slot,
+ * nothing is dropped. */
 export const HELD = -0x20000;
 
 // Malformed input: the packet cannot be parsed safely.
