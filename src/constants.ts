@@ -262,6 +262,28 @@ export const V8_INLINE_BUDGET_BYTES = 3000;
 export const RECONCILE_SLICE_RECORDS = 65536;
 export const SYNC_RING_WAIT_MS = 2000;
 
+/** HA: how often the publisher drains the workers' event rings into one MULTI (HSET/HDEL and
+ * one XADD: ha/publisher.ts), not a Redis round trip per event; well inside syncAfterMs (2 s),
+ * so a session's copy is at its peers long before a failover would need it. */
+export const HA_TICK_MS = 100;
+/** HA: events one worker's ring holds between two ticks (8 MiB at 124 bytes each): 650,000 a
+ * second at HA_TICK_MS, more than a forwarder makes (a new session is two events); it fills
+ * only while the main thread stalls, and what it cannot take is counted lost and resynced. */
+export const HA_SYNC_RING_EVENTS = 65536;
+/** HA: events the publisher sends per tick (one stream entry, ~4 MiB of records at most; its
+ * batch buffer is 6 MiB): 500,000 a second; what is left waits in the rings for the next. */
+export const HA_EVENTS_PER_TICK = 50_000;
+/** HA: sessions per HSET while a resync writes a node's new hash: a million in 200 commands,
+ * none holding Redis (one thread for every client) for more than a few milliseconds. */
+export const HA_RESYNC_BATCH = 5000;
+/** HA: the COUNT hint of each HSCAN that loads a peer's hash: ~2,000 records a round trip,
+ * a short step of Redis's work each (a peer's million sessions load in ~500). */
+export const HA_HSCAN_COUNT = 2000;
+/** HA: stream entries a follower reads per XREAD (each a tick's batch of a peer's events):
+ * one in steady state; 20 s of ticks at once when it catches up. */
+export const HA_XREAD_COUNT = 200;
+/** HA: XREAD blocks at most this long, so that a change of peers or a stop is seen this soon. */
+export const HA_XREAD_BLOCK_MS = 500;
 /** HA: the entries a node's event stream keeps (XADD MAXLEN ~, one entry per 100 ms tick with
  * events: ~2.8 hours of steady traffic). A follower behind by more than that (paused, its
  * reads stalled) finds the entries it missed trimmed: it sees the jump in their numbers and

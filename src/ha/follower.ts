@@ -17,6 +17,7 @@
  */
 
 import type { Redis } from 'ioredis';
+import { HA_HSCAN_COUNT, HA_XREAD_BLOCK_MS, HA_XREAD_COUNT } from '../constants.js';
 import { asInt32, entriesMissed, nodeKeys, positionOf, type StreamPosition } from './redis.js';
 import {
   EVENT_WORDS,
@@ -36,10 +37,6 @@ import {
   type FormatRange,
 } from './sync_format.js';
 
-const HSCAN_COUNT = 2000;
-const XREAD_COUNT = 200;
-/** XREAD blocks at most this long, so a change of peers or a stop is seen this soon. */
-const XREAD_BLOCK_MS = 500;
 /** Pause of the loop while there is nothing to follow, and after an error. */
 const IDLE_MS = 100;
 
@@ -184,7 +181,7 @@ export class Follower {
     let total = 0;
     const unreadable = new Set<number>();
     do {
-      const [next, items] = await redis.hscanBuffer(key, cursor, 'COUNT', HSCAN_COUNT);
+      const [next, items] = await redis.hscanBuffer(key, cursor, 'COUNT', HA_HSCAN_COUNT);
       cursor = next.toString();
       const events = new Int32Array((items.length / 2) * EVENT_WORDS);
       let n = 0;
@@ -215,9 +212,9 @@ export class Follower {
     if (peers.length === 0) return;
     const res = await reader.xreadBuffer(
       'COUNT',
-      XREAD_COUNT,
+      HA_XREAD_COUNT,
       'BLOCK',
-      XREAD_BLOCK_MS,
+      HA_XREAD_BLOCK_MS,
       'STREAMS',
       ...peers.map((p) => p.keys.events),
       ...peers.map((p) => p.lastId),

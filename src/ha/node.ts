@@ -8,7 +8,7 @@
  *              key; then the peers it finds there are the ones it follows. The node id is
  *              claimed first (claimId): nothing is published, restored or registered under
  *              it until the alive key shows no other live node with the same id.
- *   publisher  (ha/publisher.ts) every TICK_MS while publishing: this node's sessions.
+ *   publisher  (ha/publisher.ts) every HA_TICK_MS while publishing: this node's sessions.
  *   follower   (ha/follower.ts) while installing: every peer's sessions.
  *   format     every heartbeat: the sync format published is the newest every registered
  *              node reads (ha/sync_format.ts), so nodes of two versions run side by side
@@ -39,6 +39,7 @@
  * without them beats not at all).
  */
 
+import { HA_TICK_MS } from '../constants.js';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { HaConfig } from '../config/config.js';
@@ -63,7 +64,6 @@ import { HaControl, type Role } from './role.js';
 import type { HaWorkerLink } from './session_sync.js';
 import { chooseFormat, LEGACY_FORMATS, SYNC_FORMATS, type FormatRange } from './sync_format.js';
 
-export const TICK_MS = 100;
 const LOG_EVERY_MS = 10_000;
 /** A node that cannot reach Redis is still "ready" (better than no LB) after this. */
 const READY_GRACE_MS = 5000;
@@ -246,7 +246,7 @@ export class HaNode {
         void this.beat();
       });
     }
-    this.timer = setInterval(() => void this.tick(), TICK_MS);
+    this.timer = setInterval(() => void this.tick(), HA_TICK_MS);
     this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
     this.follower.start();
     if (this.cfg.mode === 'pair' && this.cfg.notifyFifo) {

@@ -1,7 +1,7 @@
 /**
  * Publishing this node's sessions (main thread; ha/node.ts runs it while the node publishes).
  *
- *   tick      every TICK_MS: drain the workers' event rings (ha/session_sync.ts) into one
+ *   tick      every HA_TICK_MS: drain the workers' event rings (ha/session_sync.ts) into one
  *             MULTI: HSET/HDEL on node:<id>:sessions and one XADD of the batch to
  *             node:<id>:events. Not one round trip per packet or per event. A session
  *             handed over to another node (OP_HANDOVER) is HDELed here and streamed as
@@ -19,7 +19,7 @@
 
 import type { ChainableCommander, Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
-import { HA_STREAM_MAXLEN } from '../constants.js';
+import { HA_EVENTS_PER_TICK, HA_RESYNC_BATCH, HA_STREAM_MAXLEN } from '../constants.js';
 import { asBuffer, fieldOf, positionFields, type NodeKeys } from './redis.js';
 import {
   EVENT_WORDS,
@@ -32,10 +32,6 @@ import {
 } from './session_sync.js';
 import { eventsToWire, recordsToWire, recordWords } from './sync_format.js';
 
-const MAX_EVENTS_PER_TICK = 50_000;
-/** Sessions per HSET while a resync writes the new hash. */
-const RESYNC_BATCH = 5000;
-
 export interface PublisherStats {
   published: number;
   lost: number;
@@ -47,7 +43,7 @@ export class Publisher {
    * after lost events, after Redis came back). */
   needResync = true;
   readonly stats: PublisherStats = { published: 0, lost: 0, resyncs: 0 };
-  private readonly batch = new Int32Array(MAX_EVENTS_PER_TICK * EVENT_WORDS);
+  private readonly batch = new Int32Array(HA_EVENTS_PER_TICK * EVENT_WORDS);
   /** Per worker: ring events before this write count predate a snapshot: skip them. */
   private readonly skipUntil: (number | undefined)[];
   private wireFormat = SYNC_FORMAT;
@@ -118,7 +114,7 @@ export class Publisher {
         w.ring.skipTo(this.skipUntil[i]);
         this.skipUntil[i] = undefined;
       }
-      n += w.ring.drain(this.batch.subarray(n * EVENT_WORDS), MAX_EVENTS_PER_TICK - n);
+      n += w.ring.drain(this.batch.subarray(n * EVENT_WORDS), HA_EVENTS_PER_TICK - n);
     });
     return n;
   }
@@ -212,9 +208,9 @@ export class Publisher {
     for (const chunk of snaps.flatMap((s) => s.records)) {
       const records = recordsToWire(chunk, this.wireFormat);
       const count = records.length / words;
-      for (let i = 0; i < count; i += RESYNC_BATCH) {
+      for (let i = 0; i < count; i += HA_RESYNC_BATCH) {
         const args: Buffer[] = [];
-        for (let k = i; k < Math.min(count, i + RESYNC_BATCH); k++) {
+        for (let k = i; k < Math.min(count, i + HA_RESYNC_BATCH); k++) {
           const off = k * words;
           args.push(fieldOf(chunk, k * SYNC_WORDS), asBuffer(records.slice(off, off + words)));
         }

@@ -85,7 +85,7 @@ import {
 } from '../conn/layout.js';
 import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
-import { NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
+import { HA_SYNC_RING_EVENTS, NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import { ANY_PORT, type PeerLocalAddress, type ServiceTable } from '../service/service.js';
 import { stateOf, uncountRecord } from '../nat/session.js';
@@ -189,7 +189,7 @@ export class SyncRing {
   private readonly ctl: Int32Array;
   private readonly data: Int32Array;
 
-  constructor(slots = 65536, sab?: SharedArrayBuffer) {
+  constructor(slots = HA_SYNC_RING_EVENTS, sab?: SharedArrayBuffer) {
     this.slots = slots;
     const bytes = 16 + slots * EVENT_WORDS * 4;
     this.sab = sab ?? new SharedArrayBuffer(bytes);
