@@ -84,7 +84,14 @@ async function conns(host: string, port: number, parallel: number, seconds: numb
   );
 }
 
-async function udp(host: string, port: number, flows: number, seconds: number, rate: number): Promise<void> {
+async function udp(
+  host: string,
+  port: number,
+  flows: number,
+  seconds: number,
+  rate: number,
+  largeEvery = 0,
+): Promise<void> {
   const sockets = Array.from({ length: flows }, () => createSocket(isIPv6(host) ? 'udp6' : 'udp4'));
   let sent = 0;
   let answered = 0;
@@ -105,7 +112,9 @@ async function udp(host: string, port: number, flows: number, seconds: number, r
     const due = started + (sent * 1000) / rate;
     const wait = due - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const q = `q${sent}-${started}`;
+    // Every largeEvery-th datagram is 3,000 bytes: fragmented both ways (the LB reassembles).
+    const id = `q${sent}-${started}`;
+    const q = largeEvery > 0 && sent % largeEvery === 0 ? `${id} ${'x'.repeat(3000 - id.length - 1)}` : id;
     pending.add(q);
     sockets[sent % flows]!.send(q, port, host);
     sent++;
@@ -119,10 +128,11 @@ async function udp(host: string, port: number, flows: number, seconds: number, r
 const rate = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s));
 if (mode === 'http') await http(rest[0]!, Number(rest[1]), Number(rest[2]), rate(rest[3]));
 else if (mode === 'conns') await conns(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), rate(rest[4]));
-else if (mode === 'udp') await udp(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4]));
+else if (mode === 'udp')
+  await udp(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4]), Number(rest[5] ?? 0));
 else {
   console.error(
-    'usage: client.js http URL CONNECTIONS SECONDS [RATE] | conns HOST PORT PARALLEL SECONDS [RATE] | udp HOST PORT FLOWS SECONDS RATE',
+    'usage: client.js http URL CONNECTIONS SECONDS [RATE] | conns HOST PORT PARALLEL SECONDS [RATE] | udp HOST PORT FLOWS SECONDS RATE [LARGE_EVERY]',
   );
   process.exit(2);
 }

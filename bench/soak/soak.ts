@@ -24,7 +24,8 @@
  *                     10 s, made, refreshed, synced and expired), an eighth to each other
  *                     forwarding mode's lab service (NAT, TUNNEL, DR; the cluster: no NAT)
  *   UDP               SOAK_UDP_RATE datagrams per second from 50 flows to a UDP service this
- *                     run adds (idle timeout 10 s), each answered by the servers
+ *                     run adds (idle timeout 10 s), each answered by the servers; every tenth
+ *                     is 3,000 bytes, fragmented both ways (the LB reassembles it)
  *   echoes            once per chunk, 20 connections each sending 256 KiB, checked
  *
  * Samples every SOAK_SAMPLE_SECONDS: each node's RSS, heaps, CPU, sessions, templates, sync
@@ -91,7 +92,15 @@ const CONNECTIONS: { kind: string; vip: string; port: number; parallel: number; 
     .map((m) => ({ kind: m, vip: modeVip(m, 4), port: MODE_PORTS[m], parallel: 1, rate: CONN_RATE / 8 })),
 ];
 /** Drops that mean a resource ran out: never expected under this load. */
-const EXHAUSTION = ['table_full', 'lport_exhausted', 'redirect_full', 'synproxy_hold_full', 'no_real_server'];
+const EXHAUSTION = [
+  'table_full',
+  'lport_exhausted',
+  'redirect_full',
+  'synproxy_hold_full',
+  'no_real_server',
+  'fragment_table_full',
+  'fragment_no_room',
+];
 
 const NODES: string[] = CLUSTER_NODES > 0 ? CLUSTER.nodes.slice(0, CLUSTER_NODES) : ['lb-a', 'lb-b'];
 const ns = (node: string): string => nsName(PREFIX, node);
@@ -140,6 +149,8 @@ interface NodeStats {
   mainHeapMiB: number;
   forwarderHeapMiB: number;
   drops: Record<string, number>;
+  /** Datagrams made whole from their fragments (since the start). */
+  reassembled: number;
   queueErrors: number;
   syncLagMs: number | null;
 }
@@ -148,6 +159,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
   const r = (await adminRequest(adminOf(state, node), { cmd: 'stats', gc }, 3000)) as {
     tables: { sessions: number }[];
     drops: Record<string, number>;
+    counters: Record<string, number>;
     queues: ({ readErrors: number; writeErrors: number; writeDropped: number } | null)[];
     ha?: { syncLagMs: number | null };
     memory: { rssBytes: number; mainHeapBytes: number; forwarderHeapBytes: (number | null)[] };
@@ -158,6 +170,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     mainHeapMiB: r.memory.mainHeapBytes / 2 ** 20,
     forwarderHeapMiB: r.memory.forwarderHeapBytes.reduce<number>((a, b) => a + (b ?? NaN), 0) / 2 ** 20,
     drops: r.drops,
+    reassembled: r.counters.fragments_reassembled ?? 0,
     queueErrors: r.queues.reduce((a, q) => a + (q ? q.readErrors + q.writeErrors + q.writeDropped : 0), 0),
     syncLagMs: r.ha?.syncLagMs ?? null,
   };
@@ -256,6 +269,8 @@ interface LoadTotals {
   udpSent: number;
   udpLost: number;
   udpWrong: number;
+  /** Datagrams the LBs made whole from fragments (counted from their start: the lab's own). */
+  udpReassembled: number;
   echoes: number;
   echoCorrupted: number;
   echoFailed: number;
@@ -300,7 +315,7 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
     json(
       runIn(
         'client',
-        [node, CLIENT, 'udp', LAB.vip4, String(UDP_PORT), '50', String(seconds), String(UDP_RATE)],
+        [node, CLIENT, 'udp', LAB.vip4, String(UDP_PORT), '50', String(seconds), String(UDP_RATE), '10'],
         bound,
       ),
       'udp',
@@ -371,6 +386,7 @@ async function main(): Promise<void> {
     udpSent: 0,
     udpLost: 0,
     udpWrong: 0,
+    udpReassembled: 0,
     echoes: 0,
     echoCorrupted: 0,
     echoFailed: 0,
@@ -438,6 +454,7 @@ async function main(): Promise<void> {
     for (const node of NODES) {
       const st = await nodeStats(state, node);
       dropsAfter[node] = st.drops;
+      tot.udpReassembled += st.reassembled;
       queueErrors += st.queueErrors;
     }
     liveEnd = await liveMemory(state);
@@ -505,7 +522,7 @@ async function main(): Promise<void> {
       name: 'every datagram answered',
       // A datagram is not retransmitted: one lost on the machine's queues is lost for good.
       ok: tot.udpWrong === 0 && tot.udpLost <= tot.udpSent * 0.001,
-      detail: `${tot.udpSent} sent, ${tot.udpLost} lost, ${tot.udpWrong} wrong`,
+      detail: `${tot.udpSent} sent (a tenth in fragments: ${tot.udpReassembled} datagrams reassembled by the LBs), ${tot.udpLost} lost, ${tot.udpWrong} wrong`,
     },
     {
       name: 'no resource ran out, no queue error',

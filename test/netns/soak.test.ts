@@ -17,7 +17,7 @@ const prefix = `ts${process.pid % 100000}-`;
 
 interface SoakResult {
   topology: string;
-  totals: { requests: number; connections: number; udpSent: number; echoes: number };
+  totals: { requests: number; connections: number; udpSent: number; udpReassembled: number; echoes: number };
   memory: { node: string; liveHeapGrowthMiB: number; liveRssGrowthMiB: number }[];
   drainedAfterSec: number | null;
   verdicts: { name: string; ok: boolean; detail: string }[];
@@ -51,6 +51,8 @@ describe.skipIf(!root)('soak (npm run soak, 40 s)', () => {
       expect(out.totals.requests).toBeGreaterThan(10_000);
       expect(out.totals.connections).toBeGreaterThan(1_000);
       expect(out.totals.udpSent).toBeGreaterThan(1_000);
+      // A tenth of them 3,000 bytes: each query and its answer reassembled by the master.
+      expect(out.totals.udpReassembled).toBeGreaterThan(out.totals.udpSent / 10);
       expect(out.totals.echoes).toBeGreaterThanOrEqual(40);
       const load = out.samples.filter((s) => s.phase === 'load');
       expect(Math.max(...load.map((s) => s.nodes['lb-b']?.sessions ?? 0))).toBeGreaterThan(0);
