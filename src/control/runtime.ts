@@ -453,13 +453,7 @@ export class Runtime {
     const reg = metricsRegistry(
       {
         stats: () => globalStats(this.workers.map((w) => w.counters)),
-        services: () =>
-          listServices(
-            this.services,
-            this.workers.map((w) => w.counters),
-            this.workers.map((w) => w.counts),
-            this.health,
-          ),
+        services: () => this.listRows(),
         transitions: (s, r) => this.health.state(s, r)?.transitions,
         tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),
         ha: () => this.ha?.status(),
