@@ -574,7 +574,10 @@ export class Engine {
           c.pVnet = off;
           if (c.pGso) gso++;
         }
-        const res = len < h ? -DROP_TRUNCATED : this.handle(off + h, (len < slotSize ? len : slotSize) - h, i - w);
+        let res = len < h ? -DROP_TRUNCATED : this.handle(off + h, (len < slotSize ? len : slotSize) - h, i - w);
+        // Here, not in handle(): V8 inlines handle() into this loop within a bytecode budget
+        // (jit.ts) that a path no established packet takes should not spend.
+        if (res === -DROP_IPV4_FRAGMENT || res === -DROP_IPV6_FRAGMENT) res = this.fragment(off + h, i - w);
         if (c.flushRecord >= 0) {
           flushHeld(c, c.flushRecord);
           c.flushRecord = -1;
@@ -697,7 +700,7 @@ export class Engine {
   private handle(off: number, len: number, k: number): number {
     const c = this.ctx;
     const why = c.parse(off, len);
-    if (why !== 0) return why === DROP_IPV4_FRAGMENT || why === DROP_IPV6_FRAGMENT ? this.fragment(off, k) : -why;
+    if (why !== 0) return -why;
     const proto = c.pProto;
     const workers = this.workers;
     if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
@@ -730,7 +733,7 @@ export class Engine {
   }
 
   /**
-   * A fragment (handle): held until its datagram is whole, which is then handled here as one
+   * A fragment (handle() found it one): held until its datagram is whole, which is then handled here as one
    * packet in a buffer of its own and written out (nat/fragment.ts); or handed over whole to
    * the worker that owns it, as the fragments that made it. HELD, or −reason.
    */
