@@ -67,7 +67,8 @@ export class Reassembly {
   private readonly datagrams = new Map<string, Datagram>();
   private heldBytes = 0;
   private whole: Datagram | null = null;
-  /** Fragments of other datagrams the last add or expire dropped with it (counted by the engine). */
+  /** Fragments already held of the datagram the last add ended (an overlap): dropped with it,
+   * counted by the engine. */
   alsoDropped = 0;
 
   /** Datagrams being reassembled. */
