@@ -74,6 +74,14 @@ export const FRAG_DATAGRAMS_MAX = 1024;
 /** Bytes of fragments one worker holds at most (the kernel's net.ipv4.ipfrag_high_thresh is
  * 4 MiB per namespace): 64 largest datagrams, ~2,800 MTU fragments. */
 export const FRAG_BYTES_MAX = 4 << 20;
+/** Fragments are kept in chunks of this many bytes, FRAG_BYTES_MAX of them allocated once per
+ * worker (at its first fragment): an MTU fragment takes three, the smallest one chunk, so
+ * FRAG_BYTES_MAX / FRAG_CHUNK_BYTES (8,192) fragments at most. A copy per fragment instead
+ * made the allocator's pages grow under a steady stream of fragments (docs/benchmarks.md). */
+export const FRAG_CHUNK_BYTES = 512;
+/** Bytes of fragments one worker hands over to the datagrams' owners after one burst: those of
+ * three 64 KiB datagrams in MTU fragments; a further datagram's are dropped (redirect_full). */
+export const FRAG_HANDOVER_BYTES = 256 << 10;
 /** The largest reassembled datagram: IPv4's total length and IPv6's payload length (after its
  * 40-byte header) are 16 bits. */
 export const FRAG_DATAGRAM_MAX_BYTES = 65535 + 40;
@@ -349,4 +357,7 @@ export function assertConstants(): void {
     throw new Error('real-server, service and node ids must fit 16, 10 and 6 bits of a session record');
   if (SERVICES_MAX + PERSIST_GROUPS_MAX > 0x10000)
     throw new Error("a template's key names a service or group in 16 bits");
+  if (FRAG_BYTES_MAX % FRAG_CHUNK_BYTES !== 0) throw new Error('fragment chunks divide FRAG_BYTES_MAX');
+  if (FRAG_HANDOVER_BYTES < FRAG_DATAGRAM_MAX_BYTES * 2)
+    throw new Error('a burst must be able to hand over the fragments of a largest datagram');
 }

@@ -7,6 +7,8 @@
  *   tunvs_<counter>_total                 every global counter of `tunvs stats` (rx_packets,
  *                                         sessions_created, toa_inserted, ...)
  *   tunvs_synproxy_auto_on                workers whose SYN proxy (synProxy: auto) is on now
+ *   tunvs_fragments_pending,              IP datagrams being reassembled now, and the bytes
+ *   tunvs_fragment_bytes_held             of their fragments held (all workers)
  *   tunvs_drops_total{reason}             drops by reason
  *   tunvs_real_server_sessions{service,server,state}        active / inactive sessions
  *   tunvs_real_server_sessions_created_total{service,server}

@@ -86,7 +86,11 @@ export const C_SYNC_CLAIMED = 41;
 export const C_FRAGMENTS_REASSEMBLED = 42;
 /** Fragments the LB wrote: a reassembled datagram, rewritten, still larger than the MTU. */
 export const C_FRAGMENTS_SENT = 43;
-export const GLOBAL_COUNT = 44;
+/** Gauges: datagrams being reassembled now, and the bytes of their fragments held (a worker
+ * holds at most FRAG_DATAGRAMS_MAX and FRAG_BYTES_MAX). */
+export const C_FRAGMENTS_PENDING = 44;
+export const C_FRAGMENT_BYTES_HELD = 45;
+export const GLOBAL_COUNT = 46;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -133,10 +137,16 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'sync_claimed',
   'fragments_reassembled',
   'fragments_sent',
+  'fragments_pending',
+  'fragment_bytes_held',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */
-export const GLOBAL_GAUGE_NAMES: ReadonlySet<string> = new Set(['synproxy_auto_on']);
+export const GLOBAL_GAUGE_NAMES: ReadonlySet<string> = new Set([
+  'synproxy_auto_on',
+  'fragments_pending',
+  'fragment_bytes_held',
+]);
 
 export const DROPS_BASE = GLOBAL_COUNT;
 export const RS_BASE = DROPS_BASE + DROP_REASON_COUNT;

@@ -39,6 +39,7 @@ import {
   SLOT_SIZE_BYTES,
   SYNC_RING_WAIT_MS,
   FRAG_DATAGRAM_MAX_BYTES,
+  FRAG_HANDOVER_BYTES,
 } from '../constants.js';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { randomSeed } from '../conn/hash.js';
@@ -100,6 +101,7 @@ import {
   DROP_FRAGMENT_TIMEOUT,
   DROP_IPV4_FRAGMENT,
   DROP_IPV6_FRAGMENT,
+  DROP_REDIRECT_FULL,
   DROP_STANDBY,
   DROP_TRUNCATED,
   HELD,
@@ -114,6 +116,8 @@ import { formatAddress } from '../service/addr.js';
 import { ConnCounts, ServiceTable, type PeerLocalAddress, type ResolvedService } from '../service/service.js';
 import {
   C_DROPPED,
+  C_FRAGMENT_BYTES_HELD,
+  C_FRAGMENTS_PENDING,
   C_FRAGMENTS_REASSEMBLED,
   C_GSO_PACKETS,
   C_REDIRECTED,
@@ -256,8 +260,11 @@ export class Engine {
   /** Packets of the last burst left for another worker (verdict REDIRECT). */
   lastBurstRedirects = 0;
   /** Fragments of datagrams another worker owns, reassembled here (the forwarder hands them
-   * over after the burst, each with a headroom of zeros; the owner reassembles them again). */
+   * over after the burst, each with a headroom of zeros, then calls handedOver(); the owner
+   * reassembles them again). Views of a buffer of the engine's. */
   readonly handovers: { owner: number; fragments: Uint8Array[] }[] = [];
+  private handoverBytes: Uint8Array | null = null;
+  private handoverUsed = 0;
   readonly worker: number;
   readonly workers: number;
   private redirectTo = 0;
@@ -272,7 +279,7 @@ export class Engine {
   private pfSink = 0;
   /** IP fragments waiting for the rest of their datagram, and where a whole one is handled
    * (allocated at the first). */
-  private readonly fragments = new Reassembly();
+  private fragments: Reassembly | null = null;
   private datagram: Uint8Array | null = null;
   private datagramView: DataView | null = null;
 
@@ -739,8 +746,9 @@ export class Engine {
    */
   private fragment(off: number, k: number): number {
     const c = this.ctx;
-    const reassembly = this.fragments;
+    const reassembly = (this.fragments ??= new Reassembly());
     const got = reassembly.add(c.buf, c.dv, off, c.nowMs);
+    this.countFragmentsHeld(reassembly);
     if (reassembly.alsoDropped > 0)
       this.countDrop(c.buf[off]! >>> 4 === 6 ? DROP_IPV6_FRAGMENT : DROP_IPV4_FRAGMENT, reassembly.alsoDropped);
     if (got < 0) return got;
@@ -749,7 +757,7 @@ export class Engine {
     const buf = (this.datagram ??= new Uint8Array(DATAGRAM_BUFFER_BYTES));
     const view = (this.datagramView ??= new DataView(buf.buffer));
     buf.fill(0, 0, h); // a virtio_net_hdr of zeros: complete checksums, no GSO
-    const len = reassembly.build(buf, h);
+    const len = reassembly.build(buf, view, h);
     const ring = { buf: c.buf, dv: c.dv, slotEnd: c.slotEnd, vnet: c.pVnet, partial: c.pPartial, gso: c.pGso };
     c.setRing(buf, view);
     c.slotEnd = buf.length;
@@ -769,9 +777,15 @@ export class Engine {
     // Counted where it was handled (a handed-over one is made whole again by its owner).
     const ctr = this.counters;
     if (res === REDIRECT) {
-      const fragments = reassembly.taken();
-      this.handovers.push({ owner: this.redirectTo, fragments });
-      ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + fragments.length;
+      const area = (this.handoverBytes ??= new Uint8Array(FRAG_HANDOVER_BYTES));
+      const fragments = reassembly.copyFragments(area, this.handoverUsed);
+      if (fragments) {
+        for (const f of fragments) this.handoverUsed += f.length;
+        this.handovers.push({ owner: this.redirectTo, fragments });
+        ctr[C_REDIRECTED] = ctr[C_REDIRECTED]! + fragments.length;
+      } else {
+        this.countDrop(DROP_REDIRECT_FULL, reassembly.wholeFragments);
+      }
       out = HELD;
     } else {
       ctr[C_FRAGMENTS_REASSEMBLED] = ctr[C_FRAGMENTS_REASSEMBLED]! + 1;
@@ -782,6 +796,18 @@ export class Engine {
     c.pPartial = ring.partial;
     c.pGso = ring.gso;
     return out;
+  }
+
+  /** The forwarder handed this burst's handovers over: their buffer is free again. */
+  handedOver(): void {
+    this.handovers.length = 0;
+    this.handoverUsed = 0;
+  }
+
+  private countFragmentsHeld(reassembly: Reassembly): void {
+    const ctr = this.counters;
+    ctr[C_FRAGMENTS_PENDING] = reassembly.size;
+    ctr[C_FRAGMENT_BYTES_HELD] = reassembly.bytes;
   }
 
   private redirect(owner: number): number {
@@ -802,9 +828,11 @@ export class Engine {
       sync.active = publishing;
     }
     proxyAutoTick(c);
-    if (this.fragments.size > 0) {
-      const n = this.fragments.expire(nowMs);
+    const reassembly = this.fragments;
+    if (reassembly) {
+      const n = reassembly.expire(nowMs);
       if (n > 0) this.countDrop(DROP_FRAGMENT_TIMEOUT, n);
+      this.countFragmentsHeld(reassembly);
     }
     const tick = Math.floor((nowMs - this.epochMs) / TIMER_TICK_MS);
     if (tick <= this.table.tick) {

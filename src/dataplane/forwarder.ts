@@ -110,7 +110,7 @@ export class Forwarder {
       if (sent < fragments.length) this.engine.countDrop(DROP_REDIRECT_FULL, fragments.length - sent);
       if (sent > 0 && out!.claimWake()) this.links.wake(owner);
     }
-    this.engine.handovers.length = 0;
+    this.engine.handedOver();
   }
 
   /** Another forwarder (`sender`) handed packets over: process and write them. */
@@ -124,7 +124,7 @@ export class Forwarder {
       // These are ours by the same function that sent them; never bounce one back.
       if (this.engine.handovers.length > 0) {
         for (const { fragments } of this.engine.handovers) this.engine.countDrop(DROP_REDIRECT_FULL, fragments.length);
-        this.engine.handovers.length = 0;
+        this.engine.handedOver();
       }
       for (let i = 0; i < n; i++) {
         if (this.inbox.verdicts[i] === VERDICT_REDIRECT) {

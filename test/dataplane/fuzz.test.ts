@@ -196,7 +196,7 @@ describe('fuzz', () => {
         nowMs += 5;
         engine.processBurst(ring, HALF * 2, nowMs);
         engine.clearEmitted();
-        engine.handovers.length = 0; // no other worker here to take them
+        engine.handedOver(); // no other worker here to take them
         for (let k = 0; k < HALF; k++) {
           const i = 2 * k;
           const v = ring.verdicts[i]!;

@@ -7,14 +7,28 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { FRAG_TIMEOUT_MS } from '../../src/constants.js';
-import { C_FRAGMENTS_REASSEMBLED, C_FRAGMENTS_SENT, DROPS_BASE } from '../../src/dataplane/counters.js';
+import {
+  FRAG_BYTES_MAX,
+  FRAG_CHUNK_BYTES,
+  FRAG_DATAGRAMS_MAX,
+  FRAG_HANDOVER_BYTES,
+  FRAG_TIMEOUT_MS,
+} from '../../src/constants.js';
+import {
+  C_FRAGMENT_BYTES_HELD,
+  C_FRAGMENTS_PENDING,
+  C_FRAGMENTS_REASSEMBLED,
+  C_FRAGMENTS_SENT,
+  DROPS_BASE,
+} from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import {
+  DROP_FRAGMENT_TABLE_FULL,
   DROP_FRAGMENT_TIMEOUT,
   DROP_IPV4_FRAGMENT,
   DROP_IPV6_FRAGMENT,
+  DROP_REDIRECT_FULL,
   VERDICT_DROP,
   VERDICT_FORWARD,
   VERDICT_LINK,
@@ -46,6 +60,20 @@ function send(
   engine.clearEmitted();
   const verdict = ring.verdicts[0]!;
   return { verdict, reason: ring.aux[0]!, out: verdict === VERDICT_FORWARD ? [ring.get(0)] : out };
+}
+
+/** Two workers' engines, and a client port whose datagrams to the VIP worker 1 owns. */
+function twoWorkers(fam: Family): { engines: Engine[]; cport: number } {
+  const services = resolveServices(labServices(), new IdRegistry());
+  const engines = [0, 1].map((w) => new Engine({ worker: w, workers: 2, capacity: 64, seed: 1 }, services));
+  let cport = 1024;
+  for (; ; cport++) {
+    const r = send(
+      new Engine({ worker: 0, workers: 2, capacity: 64, seed: 1 }, services),
+      udp({ src: fam.client, dst: fam.vip, sport: cport, dport: 53 }),
+    );
+    if (r.verdict !== VERDICT_FORWARD) return { engines, cport };
+  }
 }
 
 /** Every fragment of a datagram in turn: the ones before the last are held (nothing written,
@@ -157,17 +185,7 @@ describe.each([
   });
 
   it('a datagram another worker owns is handed over as its fragments, and made whole there', () => {
-    const services = resolveServices(labServices(), new IdRegistry());
-    const engines = [0, 1].map((w) => new Engine({ worker: w, workers: 2, capacity: 64, seed: 1 }, services));
-    // A client port whose datagrams worker 1 owns, reassembled by worker 0.
-    let cport = 1024;
-    for (; ; cport++) {
-      const r = send(
-        new Engine({ worker: 0, workers: 2, capacity: 64, seed: 1 }, services),
-        udp({ src: fam.client, dst: fam.vip, sport: cport, dport: 53 }),
-      );
-      if (r.verdict !== VERDICT_FORWARD) break;
-    }
+    const { engines, cport } = twoWorkers(fam);
     const frags = fragmentsOf(
       udp({ src: fam.client, dst: fam.vip, sport: cport, dport: 53, payload: bytes(2500) }),
       1448,
@@ -181,6 +199,82 @@ describe.each([
     expect(out.length).toBe(2);
     expect(parse(reassembled(out))).toMatchObject({ dport: 5353, payload: bytes(2500) });
     expect(engines[1]!.handovers).toEqual([]);
+  });
+});
+
+describe("the fragments' memory (a pool allocated once per worker)", () => {
+  const fam = V4;
+  const query = (n: number, payload: Uint8Array) =>
+    fragmentsOf(udp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 53, payload }), 1448, n & 0xffff);
+
+  it('is used over and over: 4,000 datagrams (13 MB of fragments through 4 MiB), each one byte-exact', () => {
+    const engine = makeEngine();
+    let through = 0;
+    for (let n = 0; n < 4000; n++) {
+      const payload = bytes(1500 + ((n * 7919) % 3500), n);
+      const frags = query(n, payload);
+      through += frags.reduce((sum, f) => sum + f.length, 0);
+      // Reversed every other time: the first fragment's chunks are not always the first taken.
+      const out = sendAll(engine, n % 2 ? frags.reverse() : frags);
+      // Buffer's compare: vitest's deep equality walks 20 MB here element by element.
+      expect(Buffer.compare(parse(reassembled(out)).payload, payload)).toBe(0);
+    }
+    expect(through).toBeGreaterThan(3 * FRAG_BYTES_MAX);
+    expect(engine.counters[C_FRAGMENTS_REASSEMBLED]).toBe(4000);
+    engine.advanceTimers(1);
+    expect(engine.counters[C_FRAGMENTS_PENDING]).toBe(0);
+    expect(engine.counters[C_FRAGMENT_BYTES_HELD]).toBe(0);
+  });
+
+  it('when full, drops (fragment_table_full) and counts what it holds; freed as datagrams time out', () => {
+    const engine = makeEngine();
+    // 60,000-byte datagrams of 42 fragments (3 chunks each): all but their last fragment.
+    const big = (n: number) => query(n, bytes(60_000, n)).slice(0, -1);
+    const perDatagram = 41 * Math.ceil(1468 / FRAG_CHUNK_BYTES);
+    const fit = Math.floor(FRAG_BYTES_MAX / FRAG_CHUNK_BYTES / perDatagram);
+    let held = 0;
+    for (let n = 0; n < fit; n++) for (const f of big(n)) held += send(engine, f).reason === 0 ? f.length : 0;
+    expect(engine.counters[C_FRAGMENTS_PENDING]).toBe(fit);
+    expect(engine.counters[C_FRAGMENT_BYTES_HELD]).toBe(held);
+    const reasons = big(fit).map((f) => send(engine, f).reason);
+    expect(reasons.filter((r) => r === DROP_FRAGMENT_TABLE_FULL).length).toBeGreaterThan(0);
+    expect(engine.counters[C_FRAGMENT_BYTES_HELD]).toBeLessThanOrEqual(FRAG_BYTES_MAX);
+    engine.advanceTimers(FRAG_TIMEOUT_MS);
+    expect(engine.counters[C_FRAGMENTS_PENDING]).toBe(0);
+    expect(engine.counters[C_FRAGMENT_BYTES_HELD]).toBe(0);
+    // Room again: a datagram goes through.
+    const payload = bytes(5000);
+    expect(parse(reassembled(sendAll(engine, query(9999, payload)))).payload).toEqual(payload);
+  });
+
+  it(`holds at most FRAG_DATAGRAMS_MAX (${FRAG_DATAGRAMS_MAX}) datagrams at once`, () => {
+    const engine = makeEngine();
+    for (let n = 0; n < FRAG_DATAGRAMS_MAX; n++) expect(send(engine, query(n, bytes(3000))[0]!).reason).toBe(0);
+    expect(send(engine, query(FRAG_DATAGRAMS_MAX, bytes(3000))[0]!).reason).toBe(DROP_FRAGMENT_TABLE_FULL);
+    // A fragment of a datagram already held still finds it.
+    expect(send(engine, query(0, bytes(3000))[1]!).reason).toBe(0);
+    expect(engine.counters[C_FRAGMENTS_PENDING]).toBe(FRAG_DATAGRAMS_MAX);
+  });
+
+  it(`hands over at most FRAG_HANDOVER_BYTES of fragments after one burst; the rest is counted redirect_full`, () => {
+    const { engines, cport } = twoWorkers(fam);
+    const datagrams = [0, 1, 2, 3, 4].map((n) =>
+      fragmentsOf(udp({ src: fam.client, dst: fam.vip, sport: cport, dport: 53, payload: bytes(60_000, n) }), 1448, n),
+    );
+    for (const frags of datagrams) for (const f of frags.slice(0, -1)) expect(send(engines[0]!, f).reason).toBe(0);
+    // The five last fragments in one burst: five datagrams of 61 KB for worker 1.
+    const ring = new PacketRing(datagrams.length, 2048, undefined, engines[0]!.emit.headroom);
+    datagrams.forEach((frags, i) => ring.put(i, frags.at(-1)!));
+    engines[0]!.processBurst(ring, datagrams.length, 0);
+    const size = datagrams[0]!.reduce((sum, f) => sum + f.length, 0); // 60,848 bytes
+    const fit = Math.floor(FRAG_HANDOVER_BYTES / size);
+    expect(fit).toBeLessThan(datagrams.length);
+    expect(engines[0]!.handovers.length).toBe(fit);
+    expect(engines[0]!.handovers.map((h) => h.fragments)).toEqual(datagrams.slice(0, fit));
+    expect(engines[0]!.counters[DROPS_BASE + DROP_REDIRECT_FULL]).toBe((datagrams.length - fit) * 42);
+    // Handed over: the buffer is free for the next burst.
+    engines[0]!.handedOver();
+    expect(engines[0]!.handovers).toEqual([]);
   });
 });
 
