@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
+import { csumFromSum, sumWords } from '../../src/packet/checksum.js';
 import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
 
@@ -112,6 +113,41 @@ export function writeTcp(
   dv.setUint32(t + 24, 12345);
   dv.setUint32(t + 28, 67890);
   return len;
+}
+
+/** An IPv4 UDP datagram of `payload` bytes as its fragments of at most `piece` payload bytes
+ * (a multiple of 8), identification `id`; the UDP checksum left 0 (none, as IPv4 allows). */
+export function udpFragments(
+  src: number,
+  dst: number,
+  sport: number,
+  dport: number,
+  id: number,
+  payload: number,
+  piece: number,
+): Uint8Array[] {
+  const udp = new Uint8Array(8 + payload);
+  const uv = new DataView(udp.buffer);
+  uv.setUint16(0, sport);
+  uv.setUint16(2, dport);
+  uv.setUint16(4, udp.length);
+  for (let i = 8; i < udp.length; i++) udp[i] = i & 255;
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < udp.length; off += piece) {
+    const part = udp.subarray(off, Math.min(off + piece, udp.length));
+    const more = off + piece < udp.length;
+    const f = new Uint8Array(20 + part.length);
+    const dv = new DataView(f.buffer);
+    dv.setUint32(0, 0x45000000 | f.length);
+    dv.setUint32(4, ((id & 0xffff) << 16) | (off >>> 3) | (more ? 0x2000 : 0));
+    dv.setUint32(8, 0x40110000);
+    dv.setUint32(12, src >>> 0);
+    dv.setUint32(16, dst >>> 0);
+    dv.setUint16(10, csumFromSum(sumWords(f, 0, 20)));
+    f.set(part, 20);
+    out.push(f);
+  }
+  return out;
 }
 
 /** Per-session facts learned while opening them (what the outbound direction needs). */

@@ -14,14 +14,18 @@
  *                and client ACKs validated per second (each makes a session and a SYN).
  *   modes        client → VIP packets only (the direction every forwarding mode has), 100k
  *                sessions, in FULLNAT, NAT, TUNNEL and DR: Mpps each and the ratio to FULLNAT.
+ *   fragments    UDP datagrams per second reassembled from their fragments, rewritten and cut
+ *                again (a 3,000-byte query in three fragments, as an MTU-1500 IPv4 sender
+ *                cuts it, from each of FRAG_CLIENTS clients in turn).
  *
  * Only Engine.processBurst is timed; refilling the ring between bursts is not. Each figure
  * is measured ROUNDS times; the median and the spread (min–max) are reported.
  *
  *   baseline     with BENCH_BASELINE=<git revision>: that build's engine beside this one in
  *                the same process (bench/lib/baseline.ts), established Mpps at the smallest
- *                and largest size, new sessions/s and (when the baseline has the SYN proxy)
- *                cookie SYN-ACKs/s as this build / baseline, from alternating slices: whether a change made the engine slower, which two
+ *                and largest size, new sessions/s, and (when the baseline has them) cookie
+ *                SYN-ACKs/s and fragmented datagrams/s as this build / baseline, from
+ *                alternating slices: whether a change made the engine slower, which two
  *                separate runs cannot say on a shared machine.
  *
  * Environment: BENCH_ROUNDS, BENCH_SIZES (e.g. 1000,1000000), BENCH_NEW (connections for
@@ -46,6 +50,7 @@ import {
   type Opened,
   rng,
   services,
+  udpFragments,
   VIP,
   writeTcp,
 } from '../lib/sessions.js';
@@ -105,6 +110,45 @@ function synProxy(
     if (ring.verdicts[0] !== VERDICT_FORWARD) throw new Error(`ACK not validated: reason ${ring.aux[0]}`);
   }
   return { synAcks: n / (synSpent / 1000), acks: n / (ackSpent / 1000) };
+}
+
+const FRAG_CLIENTS = 4096;
+const FRAG_PAYLOAD = 3000;
+/** Fragmented datagrams per measurement (and per A/B slice). */
+const FRAG_DATAGRAMS = 200_000;
+const FRAG_SLICE = 20_000;
+
+/** Each client's query to the VIP's UDP port 80 as its three fragments. */
+function clientFragments(): Uint8Array[][] {
+  return Array.from({ length: FRAG_CLIENTS }, (_, i) => {
+    const [c, p] = clientOf(i);
+    return udpFragments(c, VIP, p, 80, i, FRAG_PAYLOAD, 1448);
+  });
+}
+
+/** `n` fragmented datagrams through an engine of a build (its Engine, its service) with a
+ * session per client already: datagrams/s. Throws when the build drops fragments. */
+function fragmentsPerSec(E: typeof Engine, svc: typeof services, frags: Uint8Array[][], n: number): () => number {
+  const engine = new E({ capacity: FRAG_CLIENTS + BURST, workers: 1, nowMs: 0 }, svc(0, { protocol: 'udp' }));
+  const ring = new PacketRing(BURST);
+  const perBurst = Math.floor(BURST / frags[0]!.length);
+  let next = 0;
+  const run = (count: number): number => {
+    let spent = 0;
+    for (let done = 0; done < count; done += perBurst) {
+      let k = 0;
+      for (let d = 0; d < perBurst; d++, next = (next + 1) % frags.length)
+        for (const f of frags[next]!) ring.put(k++, f);
+      const t0 = performance.now();
+      engine.processBurst(ring, k, 1);
+      spent += performance.now() - t0;
+      if (engine.emitCount === 0) throw new Error(`fragments not reassembled: reason ${ring.aux[k - 1]}`);
+      engine.clearEmitted();
+    }
+    return count / (spent / 1000);
+  };
+  run(frags.length); // a session per client, and the JIT warm
+  return () => run(n);
 }
 
 /** Whether the baseline build has the SYN proxy (d815cf1 or later): its SYN-ACKs join the ratios. */
@@ -212,6 +256,18 @@ async function main(): Promise<void> {
   const baseEngines = base ? baselineSetups(base, baseSizes) : [];
   const baseRatio: Record<string, number[]> = {};
   const baseHasProxy = base !== undefined && answersSyns(base);
+  const frags = clientFragments();
+  const fragRuns: number[] = [];
+  const fragMine = fragmentsPerSec(Engine, services, frags, FRAG_DATAGRAMS);
+  const fragSlices = [fragmentsPerSec(Engine, services, frags, FRAG_SLICE)];
+  if (base) {
+    // A baseline from before d73d9eb drops fragments: no ratio then.
+    try {
+      fragSlices.push(fragmentsPerSec(base.Engine, base.services, frags, FRAG_SLICE));
+    } catch {
+      // no reassembly in the baseline
+    }
+  }
   for (let r = 0; r < ROUNDS; r++) {
     modeEngines.forEach((e, i) => modeRuns[i]!.push(clientMpps(e, PACKETS ?? 2_000_000)));
     for (const s of setups)
@@ -247,6 +303,9 @@ async function main(): Promise<void> {
           ),
         );
     }
+    fragRuns.push(fragMine());
+    if (fragSlices.length > 1)
+      (baseRatio.fragmented_datagrams_per_s ??= []).push(...abba(AB_PAIRS, fragSlices[1]!, fragSlices[0]!));
     const a = setups[0]!;
     const b = setups[setups.length - 1]!;
     growthRuns.push(a.runs[r]! / b.runs[r]!);
@@ -261,7 +320,8 @@ async function main(): Promise<void> {
     console.log(
       `round ${r + 1}: ${setups.map((s) => `${s.size}: ${s.runs[r]!.toFixed(2)} Mpps`).join(', ')}, new ${(newRuns[r]! / 1000).toFixed(0)}k/s, ` +
         `without ts translation ${plain.map((p) => `${p.size}: ${p.runs[r]!.toFixed(2)} Mpps`).join(', ')}, ` +
-        `cookie SYN-ACKs ${(synAckRuns[r]! / 1e6).toFixed(2)}M/s, cookie ACKs ${(ackRuns[r]! / 1000).toFixed(0)}k/s`,
+        `cookie SYN-ACKs ${(synAckRuns[r]! / 1e6).toFixed(2)}M/s, cookie ACKs ${(ackRuns[r]! / 1000).toFixed(0)}k/s, ` +
+        `fragmented datagrams ${(fragRuns[r]! / 1000).toFixed(0)}k/s`,
     );
   }
   const perSize = setups.map((s) => {
@@ -282,6 +342,7 @@ async function main(): Promise<void> {
   });
   results.synproxy_synacks_per_s = stat(synAckRuns);
   results.synproxy_acks_per_s = stat(ackRuns);
+  results.fragmented_datagrams_per_s = stat(fragRuns);
   const growthStat = stat(growthRuns);
   results.lookup_growth = growthStat;
   const growth = growthStat.median;
@@ -331,6 +392,9 @@ async function main(): Promise<void> {
   );
   console.log(`| SYN proxy: cookie SYN-ACKs/s | ${fmt(stat(synAckRuns), 0)} | | |`);
   console.log(`| SYN proxy: cookie ACKs validated/s (session + SYN) | ${fmt(stat(ackRuns), 0)} | | |`);
+  console.log(
+    `| UDP datagrams/s from 3 fragments each (reassembled, rewritten, cut again) | ${fmt(stat(fragRuns), 0)} | | |`,
+  );
   for (const [name, value, target, met] of targets) {
     console.log(
       `| ${name} | ${Number.isFinite(value) ? value.toFixed(2) : 'n/a'} | ${target} | ${met ? 'yes' : 'NO'} |`,
