@@ -15,6 +15,8 @@
  *   a session the SYN proxy made also has the server's own space: quoted seq −= srv delta
  *       (to the VIP), quoted ack += srv delta (to a LIP)
  *
+ * A quoted fragment is translated when it is a datagram's first (IPv6: its ports after the
+ * fragment header); a later one has no ports and is dropped, as IPVS ignores it.
  * The quoted IPv4 header checksum is recomputed, the quoted L4 checksum updated when the
  * quote holds it, and the ICMP checksum recomputed in full (errors are rare).
  * Echo requests to a VIP or local address are answered in place, so `ping VIP` works as it
@@ -67,10 +69,16 @@ import {
   ICMPV6_PACKET_TOO_BIG,
   ICMPV6_PARAM_PROBLEM,
   ICMPV6_TIME_EXCEEDED,
+  IPPROTO_FRAGMENT,
   IPPROTO_ICMPV6,
   IPPROTO_TCP,
   IPPROTO_UDP,
   IPV4_CSUM,
+  IPV4_FRAG,
+  IPV4_FRAG_OFFSET_MASK,
+  IPV6_FRAG_HEADER_LEN,
+  IPV6_HEADER_LEN,
+  IPV6_NEXT,
   ORIGINATED_TTL,
 } from '../packet/headers.js';
 import { clientWorker } from '../dataplane/shard.js';
@@ -102,6 +110,8 @@ function parseQuote(c: NatContext): number {
     if (inner + 20 > end || b[inner]! >>> 4 !== 4) return DROP_BAD_ICMP;
     const ihl = (b[inner]! & 15) << 2;
     if (ihl < 20) return DROP_BAD_ICMP;
+    // A fragment past the first has no ports to find its session by (IPVS ignores it too).
+    if ((dv.getUint16(inner + IPV4_FRAG) & IPV4_FRAG_OFFSET_MASK) !== 0) return DROP_ICMP_UNSUPPORTED;
     l4 = inner + ihl;
     proto = b[inner + 9]!;
     // Key from the quoted packet reversed: its destination is the flow's source.
@@ -110,8 +120,16 @@ function parseQuote(c: NatContext): number {
     key[4] = key[5] = key[6] = key[7] = key[8] = key[9] = 0;
   } else {
     if (inner + 40 > end || b[inner]! >>> 4 !== 6) return DROP_BAD_ICMP;
-    l4 = inner + 40;
-    proto = b[inner + 6]!;
+    l4 = inner + IPV6_HEADER_LEN;
+    proto = b[inner + IPV6_NEXT]!;
+    // A fragment (what the LB cut for the MTU, or a sender's): the first one's ports follow its
+    // fragment header, and its quote is translated with the header left as it is.
+    if (proto === IPPROTO_FRAGMENT) {
+      if (l4 + IPV6_FRAG_HEADER_LEN > end) return DROP_BAD_ICMP;
+      if ((dv.getUint16(l4 + 2) & 0xfff8) !== 0) return DROP_ICMP_UNSUPPORTED;
+      proto = b[l4]!;
+      l4 += IPV6_FRAG_HEADER_LEN;
+    }
     for (let k = 0; k < 4; k++) {
       key[2 + 2 * k] = dv.getInt32(inner + 24 + 4 * k);
       key[3 + 2 * k] = dv.getInt32(inner + 8 + 4 * k);

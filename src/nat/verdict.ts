@@ -66,7 +66,8 @@ export const DROP_NO_REAL_SERVER = 17;
 export const DROP_TABLE_FULL = 18;
 /** No local address and port free toward the chosen real server (or none of that family). */
 export const DROP_LPORT_EXHAUSTED = 19;
-/** ICMP type tunvs does not translate (redirects, router adverts, …). */
+/** ICMP type tunvs does not translate (redirects, router adverts, …), or an error quoting a
+ * protocol other than TCP and UDP or a fragment past a datagram's first (no ports). */
 export const DROP_ICMP_UNSUPPORTED = 20;
 /** ICMP error that quotes a packet of no known session. */
 export const DROP_ICMP_NO_SESSION = 21;

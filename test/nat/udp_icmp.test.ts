@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { C_ICMP_ECHO_REPLIED, C_ICMP_TRANSLATED } from '../../src/dataplane/counters.js';
 import { DROP_ICMP_NO_SESSION, DROP_ICMP_UNSUPPORTED, DROP_NOT_LOCAL } from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { ACK, icmp, parse, SYN, tcp, udp } from '../helpers/packets.js';
+import { ACK, checksumsOk, fragmentInfo, fragmentsOf, icmp, parse, SYN, tcp, udp } from '../helpers/packets.js';
 
 const CPORT = 33333;
 
@@ -121,6 +121,35 @@ describe.each([
     const dv = new DataView(q.buffer);
     const l4 = v4 ? 20 : 40;
     expect([dv.getUint16(l4), dv.getUint16(l4 + 2), dv.getUint32(l4 + 4)]).toEqual([CPORT, 80, 1001]);
+  });
+
+  it('an error quoting a fragment: the first is translated (IPv6: past its fragment header), a later one dropped', () => {
+    const d = new Driver(makeEngine());
+    d.forward(udp({ src: fam.client, dst: fam.vip, sport: CPORT, dport: 53 }));
+    const s = d.session();
+    // What the LB sent the real server: a datagram too large for the MTU, in fragments.
+    const frags = fragmentsOf(
+      udp({ src: fam.lip, dst: fam.rs1, sport: s.lport, dport: 5353, payload: new Uint8Array(3000) }),
+      1448,
+      0x4242,
+    );
+    const router = v4 ? '198.18.1.254' : 'fd00:18:1::fe';
+    const first = frags[0]!.slice(0, 200);
+    const p = parse(d.forward(icmp(router, fam.lip, tooBigType, tooBigCode, 1400, first)));
+    const toClient = parse(udp({ src: fam.vip, dst: fam.client, sport: 1, dport: 1 }));
+    expect([p.src, p.dst]).toEqual([toClient.src, toClient.dst]);
+    const quote = p.l4.slice(8);
+    const qv = new DataView(quote.buffer);
+    const l4 = v4 ? 20 : 48;
+    expect(fragmentInfo(quote)).toMatchObject({ id: 0x4242, offset: 0, more: true });
+    expect([qv.getUint16(l4), qv.getUint16(l4 + 2)]).toEqual([CPORT, 53]);
+    const clientSide = parse(udp({ src: fam.client, dst: fam.vip, sport: 1, dport: 1 }));
+    expect(parse(quote)).toMatchObject({ src: clientSide.src, dst: clientSide.dst });
+    if (v4) expect(checksumsOk(quote).ip).toBe(true);
+    // The second fragment has no ports: nothing to find its session by (IPVS ignores these too).
+    const later = icmp(router, fam.lip, tooBigType, tooBigCode, 1400, frags[1]!.slice(0, 200));
+    expect(d.drop(later)).toBe(DROP_ICMP_UNSUPPORTED);
+    expect(d.engine.counters[C_ICMP_TRANSLATED]).toBe(1);
   });
 
   it('an error about no known session is dropped', () => {
