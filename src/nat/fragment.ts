@@ -6,7 +6,9 @@
  *
  *   emitDatagram   [frame, end) of `buf`: the IP packet at `ip` (DR: an Ethernet header in
  *                  front, which every fragment gets; its slots are LINK)
- *     IPv4         the header (options included) on each fragment, MF and the offset set
+ *     IPv4         the header on each fragment, MF and the offset set; after the first, an
+ *                  option not flagged "copied" is overwritten with NOPs (RFC 791; Linux's
+ *                  ip_options_fragment does the same, keeping the header's length)
  *     IPv6         a fragment header after the fixed one (our packets carry no other
  *                  extension header: the engine drops them)
  */
@@ -18,12 +20,16 @@ import {
   IPV4_CSUM,
   IPV4_FRAG,
   IPV4_FRAG_MF,
+  IPV4_HEADER_MIN,
   IPV4_ID,
   IPV4_TOTAL_LEN,
   IPV6_FRAG_HEADER_LEN,
   IPV6_HEADER_LEN,
   IPV6_NEXT,
   IPV6_PAYLOAD_LEN,
+  IPOPT_COPIED,
+  IPOPT_END,
+  IPOPT_NOP,
 } from '../packet/headers.js';
 import type { NatContext } from './context.js';
 import { DROP_FRAGMENT_NO_ROOM, VERDICT_LINK } from './verdict.js';
@@ -76,6 +82,7 @@ export function emitDatagram(
       dv.setUint16(p + IPV4_TOTAL_LEN, header + len);
       dv.setUint16(p + IPV4_ID, id & 0xffff);
       dv.setUint16(p + IPV4_FRAG, (offset >>> 3) | (more ? IPV4_FRAG_MF : 0));
+      if (k > 0 && header > IPV4_HEADER_MIN) uncopiedOptions(b, p + IPV4_HEADER_MIN, p + header);
       dv.setUint16(p + IPV4_CSUM, 0);
       dv.setUint16(p + IPV4_CSUM, csumFromSum(sumWords(b, p, header)));
     }
@@ -89,4 +96,21 @@ export function emitDatagram(
   ctr[C_TX_PACKETS] = ctr[C_TX_PACKETS]! + n;
   ctr[C_TX_BYTES] = ctr[C_TX_BYTES]! + bytes;
   return 0;
+}
+
+/** The IPv4 options in b[from, to): those without the "copied" flag (type bit 0x80) become
+ * NOPs, as a fragment after the first carries only the copied ones. */
+function uncopiedOptions(b: Uint8Array, from: number, to: number): void {
+  for (let o = from; o < to;) {
+    const type = b[o]!;
+    if (type === IPOPT_END) return;
+    if (type === IPOPT_NOP) {
+      o++;
+      continue;
+    }
+    const len = o + 1 < to ? b[o + 1]! : 0;
+    if (len < 2 || o + len > to) return; // malformed: the rest stays as it came
+    if ((type & IPOPT_COPIED) === 0) b.fill(IPOPT_NOP, o, o + len);
+    o += len;
+  }
 }

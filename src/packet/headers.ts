@@ -37,6 +37,11 @@ export const IPV4_PROTO = 9;
 export const IPV4_CSUM = 10;
 export const IPV4_SRC = 12;
 export const IPV4_DST = 16;
+/** IPv4 options (RFC 791): end of list, no-operation, and the type bit that says an option is
+ * copied into every fragment. */
+export const IPOPT_END = 0;
+export const IPOPT_NOP = 1;
+export const IPOPT_COPIED = 0x80;
 
 export const IPV6_HEADER_LEN = 40;
 export const IPV6_PAYLOAD_LEN = 4;

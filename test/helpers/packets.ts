@@ -383,7 +383,7 @@ export function fragmentInfo(f: Uint8Array): { id: number; offset: number; more:
     id: dv.getUint16(4),
     offset: (field & 0x1fff) * 8,
     more: (field & 0x2000) !== 0,
-    payload: f.slice(20, dv.getUint16(2)),
+    payload: f.slice((f[0]! & 15) << 2, dv.getUint16(2)),
   };
 }
 
@@ -393,7 +393,7 @@ export function reassembled(frags: Uint8Array[]): Uint8Array {
   const first = parts[0]!;
   const v6 = first.f[0]! >> 4 === 6;
   const total = parts.reduce((n, p) => Math.max(n, p.offset + p.payload.length), 0);
-  const header = v6 ? 40 : 20;
+  const header = v6 ? 40 : (first.f[0]! & 15) << 2;
   const out = new Uint8Array(header + total);
   const dv = new DataView(out.buffer);
   out.set(first.f.subarray(0, header));
@@ -404,7 +404,7 @@ export function reassembled(frags: Uint8Array[]): Uint8Array {
     dv.setUint16(2, header + total);
     dv.setUint16(6, 0);
     dv.setUint16(10, 0);
-    dv.setUint16(10, refChecksum(out.subarray(0, 20)));
+    dv.setUint16(10, refChecksum(out.subarray(0, header)));
   }
   for (const p of parts) out.set(p.payload, header + p.offset);
   return out;

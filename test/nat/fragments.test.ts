@@ -35,7 +35,7 @@ import {
 } from '../../src/nat/verdict.js';
 import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
 import { labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { checksumsOk, fragmentInfo, fragmentsOf, parse, reassembled, udp } from '../helpers/packets.js';
+import { checksumsOk, fragmentInfo, fragmentsOf, parse, reassembled, refChecksum, udp } from '../helpers/packets.js';
 
 type Family = typeof V4;
 const CPORT = 40000;
@@ -199,6 +199,35 @@ describe.each([
     expect(out.length).toBe(2);
     expect(parse(reassembled(out))).toMatchObject({ dport: 5353, payload: bytes(2500) });
     expect(engines[1]!.handovers).toEqual([]);
+  });
+});
+
+describe('IPv4 options', () => {
+  it('the first fragment keeps them all; later ones only those flagged copied (RFC 791), the rest NOPs', () => {
+    const engine = makeEngine();
+    const frags = fragmentsOf(
+      udp({ src: V4.client, dst: V4.vip, sport: CPORT, dport: 53, payload: bytes(4000) }),
+      1448,
+      0x77,
+    );
+    // Router alert (type 0x94: copied) and record route (type 7: not copied), 8 bytes.
+    const options = Uint8Array.of(0x94, 4, 0, 0, 7, 3, 4, 0);
+    const first = new Uint8Array(frags[0]!.length + options.length);
+    first.set(frags[0]!.subarray(0, 20));
+    first.set(options, 20);
+    first.set(frags[0]!.subarray(20), 28);
+    const dv = new DataView(first.buffer);
+    first[0] = 0x47;
+    dv.setUint16(2, first.length);
+    dv.setUint16(10, 0);
+    dv.setUint16(10, refChecksum(first.subarray(0, 28)));
+    const out = sendAll(engine, [first, ...frags.slice(1)]);
+    expect(out.length).toBe(3);
+    expect(out.map((f) => f[0])).toEqual([0x47, 0x47, 0x47]);
+    expect(out[0]!.subarray(20, 28)).toEqual(options);
+    for (const f of out.slice(1)) expect(f.subarray(20, 28)).toEqual(Uint8Array.of(0x94, 4, 0, 0, 1, 1, 1, 0));
+    for (const f of out) expect(checksumsOk(f).ip).toBe(true);
+    expect(parse(reassembled(out)).payload).toEqual(bytes(4000));
   });
 });
 
