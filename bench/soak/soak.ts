@@ -21,8 +21,10 @@
  *                     quarter of it to the v6 VIP
  *   new connections   one request each, SOAK_CONN_RATE per second (sessions made and ended),
  *                     a quarter of that to a persistent service this run adds (templates of
- *                     10 s, made, refreshed, synced and expired), an eighth to each other
- *                     forwarding mode's lab service (NAT, TUNNEL, DR; the cluster: no NAT)
+ *                     10 s, made, refreshed, synced and expired), an eighth to a service with
+ *                     the SYN proxy on (each connection a cookie, a held request, a SYN to the
+ *                     server, two sequence spaces synced) and to each other forwarding mode's
+ *                     lab service (NAT, TUNNEL, DR; the cluster: no NAT)
  *   UDP               SOAK_UDP_RATE datagrams per second from 50 flows to a UDP service this
  *                     run adds (idle timeout 10 s), each answered by the servers; every tenth
  *                     is 3,000 bytes, fragmented both ways (the LB reassembles it)
@@ -80,13 +82,15 @@ const SLOPE_MIN_SECONDS = 600;
 /** The warm-up: V8's heaps and the tables' touched pages settle before RSS is compared. */
 const WARMUP_SECONDS = Math.min(60, SECONDS / 4);
 const UDP_PORT = LAB.echoPort;
-/** The soak's persistent service (to the servers' HTTP port). */
+/** The soak's persistent service and its SYN-proxy service (to the servers' HTTP port). */
 const PERSISTENT_PORT = 8090;
+const SYNPROXY_PORT = 8091;
 /** The new-connection loads (one request each): FULLNAT, its persistent service, and each
  * other forwarding mode's lab service (lab/modes.ts; the cluster's lab has no NAT). */
 const CONNECTIONS: { kind: string; vip: string; port: number; parallel: number; rate: number }[] = [
   { kind: 'fullnat', vip: LAB.vip4, port: LAB.vport, parallel: 8, rate: CONN_RATE },
   { kind: 'persistent', vip: LAB.vip4, port: PERSISTENT_PORT, parallel: 2, rate: CONN_RATE / 4 },
+  { kind: 'synproxy', vip: LAB.vip4, port: SYNPROXY_PORT, parallel: 1, rate: CONN_RATE / 8 },
   ...(['nat', 'tunnel', 'dr'] as const)
     .filter((m) => m !== 'nat' || CLUSTER_NODES === 0)
     .map((m) => ({ kind: m, vip: modeVip(m, 4), port: MODE_PORTS[m], parallel: 1, rate: CONN_RATE / 8 })),
@@ -149,8 +153,10 @@ interface NodeStats {
   mainHeapMiB: number;
   forwarderHeapMiB: number;
   drops: Record<string, number>;
-  /** Datagrams made whole from their fragments (since the start). */
+  /** Datagrams made whole from their fragments, and connections the SYN proxy accepted by
+   * their cookie (since the start). */
   reassembled: number;
+  synProxied: number;
   queueErrors: number;
   syncLagMs: number | null;
 }
@@ -171,6 +177,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     forwarderHeapMiB: r.memory.forwarderHeapBytes.reduce<number>((a, b) => a + (b ?? NaN), 0) / 2 ** 20,
     drops: r.drops,
     reassembled: r.counters.fragments_reassembled ?? 0,
+    synProxied: r.counters.synproxy_accepted ?? 0,
     queueErrors: r.queues.reduce((a, q) => a + (q ? q.readErrors + q.writeErrors + q.writeDropped : 0), 0),
     syncLagMs: r.ha?.syncLagMs ?? null,
   };
@@ -223,7 +230,8 @@ async function sample(state: LabState, t0: number, phase: Sample['phase']): Prom
 }
 
 /** The soak's own services on every node (the same on each, with the node's own local
- * addresses): UDP (idle timeout 10 s) and a persistent TCP service (templates of 10 s). */
+ * addresses): UDP (idle timeout 10 s), a persistent TCP service (templates of 10 s) and one
+ * with the SYN proxy on. */
 function addServices(state: LabState): void {
   for (const node of NODES) {
     const laddrs = (CLUSTER_NODES > 0 ? clusterNode(node).laddrs4 : LAB.laddrs4).flatMap((a) => ['--laddr', a]);
@@ -246,6 +254,7 @@ function addServices(state: LabState): void {
       ]);
     add('soak-udp', UDP_PORT, UDP_PORT, ['--protocol', 'udp', '--idle-timeout', '10']);
     add('soak-persistent', PERSISTENT_PORT, LAB.rsPort, ['--persistent', '10']);
+    add('soak-synproxy', SYNPROXY_PORT, LAB.rsPort, ['--syn-proxy', 'on']);
   }
 }
 
@@ -271,6 +280,8 @@ interface LoadTotals {
   udpWrong: number;
   /** Datagrams the LBs made whole from fragments (counted from their start: the lab's own). */
   udpReassembled: number;
+  /** Connections the LBs' SYN proxy accepted by cookie (from their start). */
+  synProxied: number;
   echoes: number;
   echoCorrupted: number;
   echoFailed: number;
@@ -387,6 +398,7 @@ async function main(): Promise<void> {
     udpLost: 0,
     udpWrong: 0,
     udpReassembled: 0,
+    synProxied: 0,
     echoes: 0,
     echoCorrupted: 0,
     echoFailed: 0,
@@ -455,6 +467,7 @@ async function main(): Promise<void> {
       const st = await nodeStats(state, node);
       dropsAfter[node] = st.drops;
       tot.udpReassembled += st.reassembled;
+      tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
     }
     liveEnd = await liveMemory(state);
@@ -510,8 +523,12 @@ async function main(): Promise<void> {
   const verdicts = [
     {
       name: 'every request answered',
-      ok: tot.httpErrors === 0 && tot.connErrors === 0 && tot.chunkErrors.length === 0,
-      detail: `${tot.requests} keep-alive requests (${tot.httpErrors} errors), ${tot.connections} new connections (${tot.connErrors} errors)${tot.chunkErrors.length ? `; ${tot.chunkErrors.join('; ')}` : ''}`,
+      ok:
+        tot.httpErrors === 0 &&
+        tot.connErrors === 0 &&
+        tot.chunkErrors.length === 0 &&
+        tot.synProxied >= (tot.connectionsBy.synproxy ?? 0),
+      detail: `${tot.requests} keep-alive requests (${tot.httpErrors} errors), ${tot.connections} new connections (${tot.connErrors} errors; ${tot.synProxied} accepted by the SYN proxy's cookies)${tot.chunkErrors.length ? `; ${tot.chunkErrors.join('; ')}` : ''}`,
     },
     {
       name: 'every echo byte intact',

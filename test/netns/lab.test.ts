@@ -1500,6 +1500,8 @@ ${['198.18.20.21', '198.18.20.22']
       expect(grew('fragments_sent')).toBe(2 * FRAGMENTS_WRITTEN);
       for (const k of ['ipv4_fragment', 'ipv6_fragment', 'fragment_timeout', 'fragment_table_full', 'fragment_no_room'])
         expect(after.drops![k]! - before.drops![k]!, k).toBe(0);
+      // Every datagram came whole: nothing is held (the gauges).
+      expect([after.counters!.fragments_pending, after.counters!.fragment_bytes_held]).toEqual([0, 0]);
     } finally {
       deleteFragmentServices(state.adminSocket);
     }

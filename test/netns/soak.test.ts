@@ -17,7 +17,15 @@ const prefix = `ts${process.pid % 100000}-`;
 
 interface SoakResult {
   topology: string;
-  totals: { requests: number; connections: number; udpSent: number; udpReassembled: number; echoes: number };
+  totals: {
+    requests: number;
+    connections: number;
+    connectionsBy: Record<string, number>;
+    udpSent: number;
+    udpReassembled: number;
+    synProxied: number;
+    echoes: number;
+  };
   memory: { node: string; liveHeapGrowthMiB: number; liveRssGrowthMiB: number }[];
   drainedAfterSec: number | null;
   verdicts: { name: string; ok: boolean; detail: string }[];
@@ -54,6 +62,9 @@ describe.skipIf(!root)('soak (npm run soak, 40 s)', () => {
       // A tenth of them 3,000 bytes: each query and its answer reassembled by the master.
       expect(out.totals.udpReassembled).toBeGreaterThan(out.totals.udpSent / 10);
       expect(out.totals.echoes).toBeGreaterThanOrEqual(40);
+      // The SYN-proxy service's connections, each accepted by its cookie.
+      expect(out.totals.connectionsBy.synproxy).toBeGreaterThan(100);
+      expect(out.totals.synProxied).toBeGreaterThanOrEqual(out.totals.connectionsBy.synproxy!);
       const load = out.samples.filter((s) => s.phase === 'load');
       expect(Math.max(...load.map((s) => s.nodes['lb-b']?.sessions ?? 0))).toBeGreaterThan(0);
       expect(out.drainedAfterSec).not.toBeNull();

@@ -137,6 +137,7 @@ describe.skipIf(!root)('AF_XDP data path in the netns lab (root)', () => {
         2 * FRAGMENT_DATAGRAMS,
       );
       expect(after.counters.fragments_sent! - before.counters.fragments_sent!).toBe(2 * FRAGMENTS_WRITTEN);
+      expect([after.counters.fragments_pending, after.counters.fragment_bytes_held]).toEqual([0, 0]);
       // By the sockets: the kernel routed next to nothing into the TUN device.
       expect(after.device.tx_packets! - before.device.tx_packets!).toBeLessThan(20);
     } finally {
