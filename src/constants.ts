@@ -72,12 +72,12 @@ export const FRAG_TIMEOUT_MS = 5000;
  * (fragment_table_full) until one completes or times out. */
 export const FRAG_DATAGRAMS_MAX = 1024;
 /** Bytes of fragments one worker holds at most (the kernel's net.ipv4.ipfrag_high_thresh is
- * 4 MiB per namespace): 64 largest datagrams, ~2,800 MTU fragments. */
+ * 4 MiB per namespace): 64 largest datagrams. */
 export const FRAG_BYTES_MAX = 4 << 20;
-/** Fragments are kept in chunks of this many bytes, FRAG_BYTES_MAX of them allocated once per
- * worker (at its first fragment): an MTU fragment takes three, the smallest one chunk, so
- * FRAG_BYTES_MAX / FRAG_CHUNK_BYTES (8,192) fragments at most. A copy per fragment instead
- * made the allocator's pages grow under a steady stream of fragments (docs/benchmarks.md). */
+/** Fragments are kept in chunks of this many bytes, cut from the FRAG_BYTES_MAX a worker
+ * allocates once (at its first fragment): an MTU fragment takes three, the smallest one, so a
+ * worker holds at most 8,192 fragments (~2,700 of MTU size). A copy per fragment instead made
+ * the allocator's pages grow under a steady stream of fragments (docs/benchmarks.md). */
 export const FRAG_CHUNK_BYTES = 512;
 /** Bytes of fragments one worker hands over to the datagrams' owners after one burst: those of
  * three 64 KiB datagrams in MTU fragments; a further datagram's are dropped (redirect_full). */
