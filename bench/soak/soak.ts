@@ -22,9 +22,9 @@
  *   new connections   one request each, SOAK_CONN_RATE per second (sessions made and ended),
  *                     a quarter of that to a persistent service this run adds (templates of
  *                     10 s, made, refreshed, synced and expired), an eighth to a service with
- *                     the SYN proxy on (each connection a cookie, a held request, a SYN to the
- *                     server, two sequence spaces synced) and to each other forwarding mode's
- *                     lab service (NAT, TUNNEL, DR; the cluster: no NAT)
+ *                     the SYN proxy on, an ACL and a rate cap (each connection a cookie, a held
+ *                     request, a SYN to the server, two sequence spaces synced) and to each
+ *                     other forwarding mode's lab service (NAT, TUNNEL, DR; the cluster: no NAT)
  *   UDP               SOAK_UDP_RATE datagrams per second from 50 flows to a UDP service this
  *                     run adds (idle timeout 10 s), each answered by the servers; every tenth
  *                     is 3,000 bytes, fragmented both ways (the LB reassembles it)
@@ -231,7 +231,7 @@ async function sample(state: LabState, t0: number, phase: Sample['phase']): Prom
 
 /** The soak's own services on every node (the same on each, with the node's own local
  * addresses): UDP (idle timeout 10 s), a persistent TCP service (templates of 10 s) and one
- * with the SYN proxy on. */
+ * with the SYN proxy on, an ACL and a rate cap. */
 function addServices(state: LabState): void {
   for (const node of NODES) {
     const laddrs = (CLUSTER_NODES > 0 ? clusterNode(node).laddrs4 : LAB.laddrs4).flatMap((a) => ['--laddr', a]);
@@ -254,7 +254,9 @@ function addServices(state: LabState): void {
       ]);
     add('soak-udp', UDP_PORT, UDP_PORT, ['--protocol', 'udp', '--idle-timeout', '10']);
     add('soak-persistent', PERSISTENT_PORT, LAB.rsPort, ['--persistent', '10']);
-    add('soak-synproxy', SYNPROXY_PORT, LAB.rsPort, ['--syn-proxy', 'on']);
+    // Its clients' prefix allowed, a rate cap far above the load: both checked on every SYN.
+    const guard = ['--allow', '198.18.0.0/15', '--max-new-per-sec', '100000'];
+    add('soak-synproxy', SYNPROXY_PORT, LAB.rsPort, ['--syn-proxy', 'on', ...guard]);
   }
 }
 

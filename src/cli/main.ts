@@ -65,7 +65,8 @@ Usage:
                     [--scheduler S] [--syn-proxy off|on|auto]
                     [--sloppy] [--hash-port] [--hash-fallback] [--ops]
                     [--persistent [SEC] [--netmask M] [--prefix6 N] [--persistence-group G]]
-                    [--idle-timeout SEC] [--server ADDR:PORT[,weight=W]]...
+                    [--idle-timeout SEC] [--allow CIDR]... [--deny CIDR]...
+                    [--max-new-per-sec N] [--server ADDR:PORT[,weight=W]]...
                                           --port 0: every port of the VIP, each connection
                                           on its own (ipvsadm -t VIP:0; with --persistent,
                                           servers ADDR:0; not NAT);
@@ -85,7 +86,10 @@ Usage:
                                           server (LVS's persistent firewall-mark service);
                                           --idle-timeout: idle connections (UDP flows) kept SEC
                                           (default: timeouts.established / timeouts.udp; with
-                                          --ops the wait for a datagram's reply, default 5 s)
+                                          --ops the wait for a datagram's reply, default 5 s);
+                                          --allow, --deny: the clients that may open sessions
+                                          (the file's acl); --max-new-per-sec: new sessions a
+                                          second, the rest dropped (rate_limited)
   tunvs service delete NAME
   tunvs server add SERVICE ADDR:PORT [--weight W] [--max-conns N [--min-conns N]]
                                           --max-conns: ipvsadm -x, a session cap (-y: the floor it
@@ -275,6 +279,11 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (persistence) service.persistence = persistence;
     const idle = option(args, '--idle-timeout');
     if (idle !== undefined) service.idleTimeout = /^\d+$/.test(idle) ? Number(idle) : idle;
+    const allow = options(args, '--allow');
+    const deny = options(args, '--deny');
+    if (allow.length > 0 || deny.length > 0) service.acl = { allow, deny };
+    const rate = option(args, '--max-new-per-sec');
+    if (rate !== undefined) service.maxNewPerSec = /^\d+$/.test(rate) ? Number(rate) : rate;
     service.realServers = options(args, '--server').map((x) => {
       const [hp, weight] = x.split(/,weight=/);
       return { ...hostPort(hp, '--server'), weight: weight === undefined ? 1 : Number(weight) };

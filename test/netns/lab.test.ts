@@ -1740,6 +1740,47 @@ ${['198.18.20.21', '198.18.20.22']
     await reloadWith((y) => y);
   }, 60_000);
 
+  it('the same from the command line: tunvs service add --deny / --allow / --max-new-per-sec', async () => {
+    const run = (args: string[]): { code: number; err: string } => {
+      const r = spawnSync(
+        process.execPath,
+        [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket],
+        {
+          encoding: 'utf8',
+        },
+      );
+      return { code: r.status ?? 1, err: r.stderr };
+    };
+    const add = (name: string, port: number, extra: string[]) =>
+      run(['service', 'add', name, '--vip', LAB.vip4, '--port', String(port), '--laddr', LAB.laddrs4[0], ...extra]);
+    const get = (port: number): string | null => {
+      try {
+        const url = `http://${LAB.vip4}:${port}/`;
+        return inNs(nsName(prefix, 'client'), [process.execPath, join(distSrc(), 'lab', 'http_get.js'), url, '1']);
+      } catch {
+        return null;
+      }
+    };
+    const server = ['--server', '198.18.20.21:8080'];
+    try {
+      const before = (await stats()).drops!.acl_denied!;
+      expect(add('cli-deny', 8095, ['--deny', `${LAB.client4}/32`, ...server]).code).toBe(0);
+      expect(get(8095)).toBeNull();
+      expect((await stats()).drops!.acl_denied! - before).toBeGreaterThanOrEqual(1);
+      const allow = ['--allow', '198.18.100.0/24', '--deny', '198.18.100.99/32', '--max-new-per-sec', '1000'];
+      expect(add('cli-allow', 8096, [...allow, ...server]).code).toBe(0);
+      expect(get(8096)).toMatch(/^rs1 saw client 198\.18\.100\.10/);
+      expect(add('cli-bad', 8097, ['--allow', '198.18.100.1/24', ...server]).err).toMatch(
+        /service\.acl\.allow\[0\]: "198\.18\.100\.1\/24" is not an address or prefix/,
+      );
+      expect(add('cli-bad', 8097, ['--max-new-per-sec', '0', ...server]).err).toMatch(
+        /service\.maxNewPerSec: 0 is not/,
+      );
+    } finally {
+      for (const name of ['cli-deny', 'cli-allow']) run(['service', 'delete', name]);
+    }
+  }, 60_000);
+
   it('synProxy on: real client and server stacks complete proxied connections, v4 and v6, bytes checked', async () => {
     const file = join(state.dir, 'lb-a.yaml');
     const base = readFileSync(file, 'utf8');
