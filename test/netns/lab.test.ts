@@ -1067,6 +1067,12 @@ describe.skipIf(!root)('netns lab (root)', () => {
       }
     }
     expect(m.tunvs_real_server_up!.type).toBe('GAUGE');
+    // The stats figures that are levels, as gauges without _total.
+    for (const g of ['synproxy_auto_on', 'fragments_pending', 'fragment_bytes_held']) {
+      expect(m[`tunvs_${g}`]!.type, g).toBe('GAUGE');
+      expect(one(`tunvs_${g}`), g).toBe(st.counters![g]);
+      expect(m[`tunvs_${g}_total`], g).toBeUndefined();
+    }
     expect(m.tunvs_table_capacity!.metrics.length).toBe(2); // one per worker
     // The forwarders' queues and the TUN device, as `tunvs stats` has them.
     const queues = (st as unknown as { queues: { rxPackets: number; writeDropped: number }[] }).queues;
