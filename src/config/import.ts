@@ -206,8 +206,11 @@ export interface RuleService {
   laddrs: string[];
   /** The config's `healthCheck`, when the source checks the servers. */
   healthCheck?: Record<string, unknown>;
-  /** Client prefixes let in (none: all) and kept out (DPVS's allow / deny address groups). */
+  /** Client prefixes let in (none: all) and kept out (DPVS's allow / deny address groups;
+   * tunvs list's `allow`, `deny`). */
   acl?: { allow?: string[]; deny?: string[] };
+  /** tunvs's --max-new-per-sec (tunvs list's `rate`): the config's maxNewPerSec. */
+  maxNewPerSec?: number;
   /** keepalived's sorry_server, quorum, hysteresis, quorum_up and quorum_down. */
   sorryServer?: { address: string; port: number };
   quorum?: number;
@@ -364,6 +367,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
     ...(s.idleTimeout !== undefined ? { idleTimeout: s.idleTimeout } : {}),
     ...(s.healthCheck ? { healthCheck: s.healthCheck } : {}),
     ...(s.acl ? { acl: { allow: s.acl.allow ?? [], deny: s.acl.deny ?? [] } } : {}),
+    ...(s.maxNewPerSec !== undefined ? { maxNewPerSec: s.maxNewPerSec } : {}),
     ...(s.sorryServer ? { sorryServer: s.sorryServer } : {}),
     ...(s.quorum !== undefined ? { quorum: s.quorum } : {}),
     ...(s.hysteresis !== undefined ? { hysteresis: s.hysteresis } : {}),

@@ -3,8 +3,9 @@
  * (ipvsadm-save) or `ipvsadm -Ln` (import_ipvsadm_list.ts), or a script of ipvsadm commands —
  * DPVS's and Alibaba's FULLNAT ipvsadm included (`-b` fullnat, `--add-laddr -z`, `-j`
  * synproxy), and tunvs's own options for what `tunvs list` prints beyond ipvsadm
- * (`--persistence-group`, `--sloppy`, `--sorry-server`) — and gives the config's `services`
- * (and `timeouts` from `--set`), checked by the config's own validation. What tunvs does not
+ * (`--persistence-group`, `--sloppy`, `--sorry-server`, `--allow`, `--deny`,
+ * `--max-new-per-sec`) — and gives the config's `services` (and `timeouts` from `--set`),
+ * checked by the config's own validation. What tunvs does not
  * do is refused with the line and what to do instead: an import never changes what a service
  * does without saying so (`notes` says what it assumed).
  *
@@ -111,6 +112,9 @@ const OPTIONS: readonly OptionSpec[] = [
   // tunvs's own, by `tunvs service add`'s names (what `tunvs list` prints beyond ipvsadm)
   { long: 'persistence-group', arg: 'value' },
   { long: 'sloppy', arg: 'none' },
+  { long: 'allow', arg: 'value' },
+  { long: 'deny', arg: 'value' },
+  { long: 'max-new-per-sec', arg: 'value' },
   { long: 'sorry-server', arg: 'none' },
 ];
 
@@ -293,6 +297,20 @@ function serviceOptions(p: Parsed, line: number, s: RuleService, o: ImportOption
   delete s.idleTimeout;
   // DPVS: the idle timeout of the service's connections (0: the global ones).
   if (typeof idle === 'string' && idle !== '0') s.idleTimeout = Number(idle);
+  // tunvs's client ACL (comma-separated prefixes, as tunvs list prints them) and rate cap.
+  const prefixes = (o: string): string[] => {
+    const v = p.opts.get(o);
+    return typeof v === 'string' ? v.split(',').filter((x) => x !== '') : [];
+  };
+  delete s.acl;
+  if (p.opts.has('allow') || p.opts.has('deny')) s.acl = { allow: prefixes('allow'), deny: prefixes('deny') };
+  const rate = p.opts.get('max-new-per-sec');
+  delete s.maxNewPerSec;
+  if (rate !== undefined) {
+    if (typeof rate !== 'string' || !/^\d+$/.test(rate))
+      throw new ImportError(line, `--max-new-per-sec takes new sessions per second, got ${String(rate)}`);
+    s.maxNewPerSec = Number(rate);
+  }
   const syn = p.opts.get('synproxy');
   delete s.synProxy;
   if (syn === 'enable') s.synProxy = 'on';

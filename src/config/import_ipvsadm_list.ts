@@ -12,7 +12,7 @@
  * The headers are skipped; a listing of counters instead of rules (`--stats`, `--rate`,
  * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
  * `tunvs list`'s own words are read as tunvs's options (`group G` --persistence-group,
- * `sloppy`, `tunnel gre [csum]` each server's --tun-type gre [--tun-csum], a server's
+ * `allow P,...` --allow, `deny P,...` --deny, `rate N` --max-new-per-sec, `sloppy`, `tunnel gre [csum]` each server's --tun-type gre [--tun-csum], a server's
  * `cap MAX/MIN` -x -y, `sorry server` --sorry-server, the config weight of `weight from
  * check`); its state (`DOWN (...)`, `quorum lost`) is noted and left out.
  *
@@ -39,6 +39,9 @@ const VALUE_FLAGS: Record<string, string> = {
   pe: '--pe',
   'conn-timeout': '--conn-timeout',
   group: '--persistence-group',
+  allow: '--allow',
+  deny: '--deny',
+  rate: '--max-new-per-sec',
 };
 /** Service flags without one (`sloppy`: tunvs list's). */
 const BARE_FLAGS: Record<string, string[]> = { ops: ['--ops'], synproxy: ['-j', 'enable'], sloppy: ['--sloppy'] };

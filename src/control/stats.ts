@@ -19,7 +19,7 @@ import {
 } from '../dataplane/counters.js';
 import { DROP_REASON_COUNT, DROP_REASON_NAMES } from '../nat/verdict.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
-import { hostPort } from '../service/addr.js';
+import { formatAddress, hostPort, type ParsedCidr } from '../service/addr.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
 import type { HaStatus } from '../ha/node.js';
 
@@ -70,6 +70,10 @@ export interface ServiceRow {
   tunnel?: { type: 'gre'; checksum: boolean };
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
+  /** Its client ACL's prefixes (ServiceSpec.acl), when it has one. */
+  acl?: { allow: string[]; deny: string[] };
+  /** Its new-sessions-per-second cap (ServiceSpec.maxNewPerSec), when it has one. */
+  maxNewPerSec?: number;
   /** Whether the weights of its servers that are up reach its quorum; absent unless it has a
    * sorry server or a quorum command, or a cluster's route health reads it (control/health.ts). */
   quorum?: 'up' | 'lost';
@@ -121,6 +125,10 @@ export function listServices(
       ...(s.onePacket ? { onePacket: true as const } : {}),
       ...(s.tunnelGre > 0 ? { tunnel: { type: 'gre' as const, checksum: s.tunnelGre === 8 } } : {}),
       ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
+      ...(s.aclAllow.length + s.aclDeny.length > 0
+        ? { acl: { allow: s.aclAllow.map(cidrText), deny: s.aclDeny.map(cidrText) } }
+        : {}),
+      ...(s.maxNewPerSec > 0 ? { maxNewPerSec: s.maxNewPerSec } : {}),
       ...(quorum !== undefined ? { quorum: quorum ? ('up' as const) : ('lost' as const) } : {}),
       realServers: s.realServers.map((r) => {
         const h = health?.state(s.id, r.id);
@@ -208,8 +216,9 @@ export class RateEstimator {
  * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6), then
  * `ops` for one-packet scheduling; DPVS's
  * `conn-timeout T` for an idleTimeout; tunvs adds `tunnel gre [csum]` for a GRE tunnel
- * (ipvsadm shows it only with --tun-info), `sloppy`, and `quorum lost` while a service has
- * lost its quorum. */
+ * (ipvsadm shows it only with --tun-info), `sloppy`, `allow P,...` and `deny P,...` for its
+ * client ACL, `rate N` for its new-sessions cap, and `quorum lost` while a service has lost its
+ * quorum. */
 function serviceFlags(s: ServiceRow): string {
   let out = s.schedFlags ? ` (${s.schedFlags.join(',')})` : '';
   const p = s.persistence;
@@ -228,6 +237,9 @@ function serviceFlags(s: ServiceRow): string {
   if (s.tunnel) out += ` tunnel ${s.tunnel.type}${s.tunnel.checksum ? ' csum' : ''}`;
   if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
   if (s.sloppy) out += ' sloppy';
+  if (s.acl?.allow.length) out += ` allow ${s.acl.allow.join(',')}`;
+  if (s.acl?.deny.length) out += ` deny ${s.acl.deny.join(',')}`;
+  if (s.maxNewPerSec !== undefined) out += ` rate ${s.maxNewPerSec}`;
   return s.quorum === 'lost' ? `${out} quorum lost` : out;
 }
 
@@ -304,4 +316,8 @@ export function formatHaStatus(h: HaStatus): string {
     );
   }
   return lines.join('\n');
+}
+
+function cidrText(c: ParsedCidr): string {
+  return `${formatAddress(c.af, c.words)}/${c.prefix}`;
 }

@@ -128,6 +128,7 @@ virtual_server fd18:18::100 53 {
 const WORDS = [
   ...'-A -E -D -C -a -e -d -P -Q -t -u -f -s -p -M -r -g -m -i -b -w -x -y -j -z -o -6 -S -L -n'.split(' '),
   ...'--set --ops --sloppy --sorry-server --persistence-group --conn-timeout --sched-flags --tun-type'.split(' '),
+  ...'--allow --deny --max-new-per-sec 198.18.100.0/24 198.18.100.1/24 fd18::/64, ,,'.split(' '),
   ...'rr wrr lc wlc sh mh sed nq fo ovf lblc dh enable disable FullNat Masq Route Tunnel Local'.split(' '),
   ...'0 1 -1 65535 65536 4294967296 999999999999 1e3 NaN 255.255.255.0 33 129 0x10'.split(' '),
   ...'198.18.0.100 198.18.0.100:80 198.18.0.100:0 [fd18:18::100]:80 [fd18:18::100] fd18::1 256.1.1.1 :80 []:'.split(

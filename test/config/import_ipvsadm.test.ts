@@ -194,7 +194,10 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
     });
   const specs = [
     shop(80, 8080, { sorryServer: { address: '198.18.20.99', port: 8080 } }),
-    shop(443, 8443),
+    shop(443, 8443, {
+      acl: { allow: ['198.18.100.0/24', 'fd18:18:100::/64'], deny: ['198.18.100.99/32'] },
+      maxNewPerSec: 5000,
+    }),
     serviceWithDefaults({
       vip: 'fd18:18::100',
       port: 80,
@@ -229,7 +232,7 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
     }),
   ];
 
-  it('a listing of group, sloppy, a GRE tunnel, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
+  it('a listing of group, sloppy, a GRE tunnel, an ACL, a rate cap, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
     const resolved = resolveServices(specs, new IdRegistry());
     const rs = (address: string) => resolved[0]!.realServers.find((r) => r.address === address)!.id;
     // The 80 service has lost its quorum (its sorry server in use), 198.18.20.22 is DOWN there
@@ -255,6 +258,9 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
     expect(text).toMatch(/ sh conn-timeout 30 sloppy\n/);
     expect(text).toMatch(/ rr ops\n/);
     expect(text).toMatch(/:8082 rr tunnel gre csum\n/);
+    expect(text).toMatch(
+      /:443 wrr persistent 600 mask 255\.255\.255\.0 group shop allow 198\.18\.100\.0\/24,fd18:18:100::\/64 deny 198\.18\.100\.99\/32 rate 5000\n/,
+    );
     const r = importIpvsadm(text, { laddrs: ['198.18.2.9'] });
     const back = parseConfig(parse(importYaml(r, 'rules'))).services;
     const rules = (list: readonly ServiceSpec[]) =>
@@ -272,6 +278,8 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
           'sorryServer',
           'localAddresses',
           'tunnel',
+          'acl',
+          'maxNewPerSec',
         ].reduce((o, k) => ({ ...o, [k]: x[k as keyof ServiceSpec] }), {}),
         realServers: x.realServers.map(({ address, port, weight, maxConns, minConns }) => ({
           address,

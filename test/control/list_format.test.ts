@@ -68,6 +68,15 @@ describe('tunvs list: the service line', () => {
     ).toBe('UDP  198.18.0.100:80 wrr persistent 60 ops conn-timeout 2');
   });
 
+  it("a client ACL's prefixes and a new-sessions cap after the ipvsadm flags, by tunvs's words", () => {
+    expect(head({ acl: { allow: ['198.18.100.0/24', 'fd18:18:100::/64'], deny: [] }, maxNewPerSec: 300 })).toBe(
+      'TCP  198.18.0.100:80 wrr allow 198.18.100.0/24,fd18:18:100::/64 rate 300',
+    );
+    expect(head({ acl: { allow: [], deny: ['198.18.100.99/32'] }, quorum: 'lost' })).toBe(
+      'TCP  198.18.0.100:80 wrr deny 198.18.100.99/32 quorum lost',
+    );
+  });
+
   it('sloppy TCP is named after the ipvsadm flags; a lost quorum last', () => {
     expect(head({ mode: 'dr', scheduler: 'mh', sloppy: true, persistence: { timeoutSec: 30, prefixLength: 32 } })).toBe(
       'TCP  198.18.0.100:80 mh persistent 30 sloppy',

@@ -1776,6 +1776,14 @@ ${['198.18.20.21', '198.18.20.22']
       const allow = ['--allow', '198.18.100.0/24', '--deny', '198.18.100.99/32', '--max-new-per-sec', '1000'];
       expect(add('cli-allow', 8096, [...allow, ...server]).code).toBe(0);
       expect(get(8096)).toMatch(/^rs1 saw client 198\.18\.100\.10/);
+      const listed = spawnSync(
+        process.execPath,
+        [join(distSrc(), 'cli', 'main.js'), 'list', '--admin', state.adminSocket],
+        {
+          encoding: 'utf8',
+        },
+      ).stdout;
+      expect(listed).toMatch(/:8096 \w+ allow 198\.18\.100\.0\/24 deny 198\.18\.100\.99\/32 rate 1000\n/);
       expect(add('cli-bad', 8097, ['--allow', '198.18.100.1/24', ...server]).err).toMatch(
         /service\.acl\.allow\[0\]: "198\.18\.100\.1\/24" is not an address or prefix/,
       );
