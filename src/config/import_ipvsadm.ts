@@ -5,9 +5,9 @@
  * synproxy), and tunvs's own options for what `tunvs list` prints beyond ipvsadm
  * (`--persistence-group`, `--sloppy`, `--sorry-server`, `--allow`, `--deny`,
  * `--max-new-per-sec`) — and gives the config's `services` (and `timeouts` from `--set`),
- * checked by the config's own validation. What tunvs does not
- * do is refused with the line and what to do instead: an import never changes what a service
- * does without saying so (`notes` says what it assumed).
+ * checked by the config's own validation. What tunvs does not do is refused with the line and
+ * what to do instead: an import never changes what a service does without saying so (`notes`
+ * says what it assumed).
  *
  *   importIpvsadm: logicalLines (or listingCommands) → tokens → parseCommand (options by ipvsadm's table) →
  *   apply (A E D C a e d P Q --set to the service table) → buildConfig (import.ts: the mode

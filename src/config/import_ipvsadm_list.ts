@@ -12,9 +12,10 @@
  * The headers are skipped; a listing of counters instead of rules (`--stats`, `--rate`,
  * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
  * `tunvs list`'s own words are read as tunvs's options (`group G` --persistence-group,
- * `allow P,...` --allow, `deny P,...` --deny, `rate N` --max-new-per-sec, `sloppy`, `tunnel gre [csum]` each server's --tun-type gre [--tun-csum], a server's
- * `cap MAX/MIN` -x -y, `sorry server` --sorry-server, the config weight of `weight from
- * check`); its state (`DOWN (...)`, `quorum lost`) is noted and left out.
+ * `allow P,...` --allow, `deny P,...` --deny, `rate N` --max-new-per-sec, `sloppy`,
+ * `tunnel gre [csum]` each server's --tun-type gre [--tun-csum], a server's `cap MAX/MIN`
+ * -x -y, `sorry server` --sorry-server, the config weight of `weight from check`); its state
+ * (`DOWN (...)`, `quorum lost`) is noted and left out.
  *
  *   listingCommands: isListing → per line: header | timeouts | service | server
  */
