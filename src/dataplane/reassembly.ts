@@ -35,6 +35,8 @@ import {
   IPV4_ID,
   IPV4_TOTAL_LEN,
   IPV6_FRAG_HEADER_LEN,
+  IPV6_FRAG_MORE,
+  IPV6_FRAG_OFFSET_MASK,
   IPV6_HEADER_LEN,
   IPV6_NEXT,
   IPV6_PAYLOAD_LEN,
@@ -121,8 +123,8 @@ export class Reassembly {
       header = IPV6_HEADER_LEN + IPV6_FRAG_HEADER_LEN;
       end = off + IPV6_HEADER_LEN + plen;
       const field = dv.getUint16(off + IPV6_HEADER_LEN + 2);
-      offset = field & 0xfff8;
-      more = (field & 1) !== 0;
+      offset = field & IPV6_FRAG_OFFSET_MASK;
+      more = (field & IPV6_FRAG_MORE) !== 0;
       key = `6 ${dv.getUint32(off + IPV6_HEADER_LEN + 4)} ${addressText(dv, off + 8, 8)}`;
     } else {
       header = (buf[off]! & 15) << 2;

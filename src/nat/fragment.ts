@@ -24,6 +24,7 @@ import {
   IPV4_ID,
   IPV4_TOTAL_LEN,
   IPV6_FRAG_HEADER_LEN,
+  IPV6_FRAG_MORE,
   IPV6_HEADER_LEN,
   IPV6_NEXT,
   IPV6_PAYLOAD_LEN,
@@ -75,7 +76,7 @@ export function emitDatagram(
       dv.setUint16(p + IPV6_PAYLOAD_LEN, IPV6_FRAG_HEADER_LEN + len);
       b[p + IPV6_NEXT] = IPPROTO_FRAGMENT;
       dv.setUint32(p + header, buf[ip + IPV6_NEXT]! << 24); // next header, reserved
-      dv.setUint16(p + header + 2, offset | (more ? 1 : 0));
+      dv.setUint16(p + header + 2, offset | (more ? IPV6_FRAG_MORE : 0));
       dv.setUint32(p + header + 4, id);
     } else {
       out = header;

@@ -77,6 +77,7 @@ import {
   IPV4_FRAG,
   IPV4_FRAG_OFFSET_MASK,
   IPV6_FRAG_HEADER_LEN,
+  IPV6_FRAG_OFFSET_MASK,
   IPV6_HEADER_LEN,
   IPV6_NEXT,
   ORIGINATED_TTL,
@@ -126,7 +127,7 @@ function parseQuote(c: NatContext): number {
     // fragment header, and its quote is translated with the header left as it is.
     if (proto === IPPROTO_FRAGMENT) {
       if (l4 + IPV6_FRAG_HEADER_LEN > end) return DROP_BAD_ICMP;
-      if ((dv.getUint16(l4 + 2) & 0xfff8) !== 0) return DROP_ICMP_UNSUPPORTED;
+      if ((dv.getUint16(l4 + 2) & IPV6_FRAG_OFFSET_MASK) !== 0) return DROP_ICMP_UNSUPPORTED;
       proto = b[l4]!;
       l4 += IPV6_FRAG_HEADER_LEN;
     }

@@ -51,6 +51,9 @@ export const IPV6_SRC = 8;
 export const IPV6_DST = 24;
 /** The fragment header: next header, reserved, offset (13 bits) | 2 reserved | M, identification. */
 export const IPV6_FRAG_HEADER_LEN = 8;
+/** Its third and fourth bytes: the offset in bytes (a multiple of 8) and the more-fragments bit. */
+export const IPV6_FRAG_OFFSET_MASK = 0xfff8;
+export const IPV6_FRAG_MORE = 1;
 
 /*  TCP
  *   0              16             31
