@@ -14,6 +14,8 @@
  *   loss      every request answered, every echo byte intact (SHA-256), every datagram
  *             answered, no queue error, none of the drops that mean a resource ran out
  *             (table_full, lport_exhausted, ...); every other drop that grew is printed
+ *   roles     (the pair) no failover: keepalived's roles held on both nodes (a failover
+ *             under a load far below the limit is a finding, and explains any loss)
  *
  * The load, from the client namespace, paced well below the machine's limit (a soak is
  * about time, not peak), in bounded chunks of at most SOAK_CHUNK_SECONDS:
@@ -159,6 +161,8 @@ interface NodeStats {
   synProxied: number;
   queueErrors: number;
   syncLagMs: number | null;
+  /** A pair node's role changes since its start (keepalived's: a failover and back is two). */
+  roleChanges: number;
 }
 
 async function nodeStats(state: LabState, node: string, gc = false): Promise<NodeStats> {
@@ -167,7 +171,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     drops: Record<string, number>;
     counters: Record<string, number>;
     queues: ({ readErrors: number; writeErrors: number; writeDropped: number } | null)[];
-    ha?: { syncLagMs: number | null };
+    ha?: { syncLagMs: number | null; roleChanges?: number };
     memory: { rssBytes: number; mainHeapBytes: number; forwarderHeapBytes: (number | null)[] };
   };
   return {
@@ -180,6 +184,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     synProxied: r.counters.synproxy_accepted ?? 0,
     queueErrors: r.queues.reduce((a, q) => a + (q ? q.readErrors + q.writeErrors + q.writeDropped : 0), 0),
     syncLagMs: r.ha?.syncLagMs ?? null,
+    roleChanges: r.ha?.roleChanges ?? 0,
   };
 }
 
@@ -408,6 +413,8 @@ async function main(): Promise<void> {
   };
   const dropsBefore: Record<string, Record<string, number>> = {};
   const dropsAfter: Record<string, Record<string, number>> = {};
+  const rolesBefore: Record<string, number> = {};
+  const rolesAfter: Record<string, number> = {};
   let queueErrors = 0;
   let drained: number | null = null;
   let liveBase: Live | undefined;
@@ -423,7 +430,11 @@ async function main(): Promise<void> {
     });
     const state = readState(PREFIX)!;
     addServices(state);
-    for (const node of NODES) dropsBefore[node] = (await nodeStats(state, node)).drops;
+    for (const node of NODES) {
+      const st = await nodeStats(state, node);
+      dropsBefore[node] = st.drops;
+      rolesBefore[node] = st.roleChanges;
+    }
     const t0 = Date.now();
     const print = (s: Sample): void => {
       const per = NODES.map((n) => {
@@ -468,6 +479,7 @@ async function main(): Promise<void> {
     for (const node of NODES) {
       const st = await nodeStats(state, node);
       dropsAfter[node] = st.drops;
+      rolesAfter[node] = st.roleChanges;
       tot.udpReassembled += st.reassembled;
       tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
@@ -522,7 +534,19 @@ async function main(): Promise<void> {
   const lags = load
     .flatMap((s) => NODES.map((n) => s.nodes[n]?.syncLagMs ?? null))
     .filter((x): x is number => x !== null);
+  const flips = NODES.map((n) => [n, (rolesAfter[n] ?? 0) - (rolesBefore[n] ?? 0)] as const);
   const verdicts = [
+    // A soak is steady state: a failover (keepalived took the master's check or adverts for
+    // failed) would explain the losses below; it is itself a finding.
+    ...(CLUSTER_NODES > 0
+      ? []
+      : [
+          {
+            name: "the pair's roles held (no failover)",
+            ok: flips.every(([, d]) => d === 0),
+            detail: flips.map(([n, d]) => `${n} ${d} role change${d === 1 ? '' : 's'}`).join(', '),
+          },
+        ]),
     {
       name: 'every request answered',
       ok:

@@ -19,7 +19,8 @@
  *   tunvs_service_quorum{service}         1 with its quorum, 0 lost (services with a sorry
  *                                         server or a quorum command)
  *   tunvs_table_sessions{worker}, tunvs_table_capacity{worker}
- *   tunvs_ha_role{role}, tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
+ *   tunvs_ha_role{role}, tunvs_ha_role_changes_total (a pair: keepalived's, since start),
+ *   tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
  *   tunvs_ha_events_total{kind}           published / applied / lost
  *   tunvs_forwarder_up{worker}            1 when the forwarder answered the scrape (1 s)
  *   tunvs_forwarder_heap_bytes{worker}    the forwarder thread's V8 heap
@@ -238,6 +239,16 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
     (set) => {
       const h = src.ha();
       if (h) for (const role of ['master', 'backup', 'fault', 'active']) set({ role }, h.role === role ? 1 : 0);
+    },
+  );
+  readCounter(
+    reg,
+    'tunvs_ha_role_changes_total',
+    "A pair node's role changes since start (each failover or failback moves two)",
+    [],
+    (set) => {
+      const h = src.ha();
+      if (h?.mode === 'pair') set({}, h.roleChanges);
     },
   );
   readGauge(reg, 'tunvs_ha_forwarding', '1 while this node forwards (a pair standby does not)', [], (set) => {

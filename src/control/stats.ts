@@ -294,7 +294,7 @@ export function formatHaStatus(h: HaStatus): string {
   const lag = (ms: number | null): string => (ms === null ? '-' : `${ms} ms`);
   const range = (r: readonly [number, number]): string => (r[0] === r[1] ? `${r[0]}` : `${r[0]}–${r[1]}`);
   const lines = [
-    `node          ${h.nodeId} (${h.name}), ${h.mode}, role ${h.role}`,
+    `node          ${h.nodeId} (${h.name}), ${h.mode}, role ${h.role}${h.mode === 'pair' ? ` (${h.roleChanges} change${h.roleChanges === 1 ? '' : 's'} since start)` : ''}`,
     `forwarding    ${h.forwarding ? 'yes' : 'no'}; publishing ${h.publishing ? 'yes' : 'no'}; ready ${h.ready ? 'yes' : 'no'}`,
     `redis         ${h.redis}${h.redisServer ? ` (${h.redisServer})` : ''}`,
     `events        published ${h.published}, applied ${h.applied}, lost ${h.lost}, pending ${h.pending}`,

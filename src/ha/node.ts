@@ -87,6 +87,8 @@ export interface HaStatus {
   nodeId: number;
   name: string;
   role: NodeRole;
+  /** keepalived's role changes since start (a pair; a cluster node has none). */
+  roleChanges: number;
   forwarding: boolean;
   publishing: boolean;
   ready: boolean;
@@ -152,6 +154,7 @@ export class HaNode {
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private role: NodeRole;
+  private roleChanges = 0;
   private busy = false;
   private stopped = false;
   private stopFifo: (() => void) | undefined;
@@ -171,6 +174,9 @@ export class HaNode {
   /** Cluster: this node's own sessions from before a restart are back in its tables (a pair
    * needs none: its new master adopts what the old one published). */
   private ownRestored: boolean;
+  /** Pair: this node is not publishing and its hash may still hold what it published as
+   * master: dropped once the peer has published since (dropSupersededHash). */
+  private ownHashStale: boolean;
   /** Has been ready (see `ready`). */
   private readyOnce = false;
   /** This process's mark in its alive key: another writer there means another node with
@@ -211,6 +217,7 @@ export class HaNode {
     this.keys = nodeKeys(cfg.cluster, cfg.nodeId);
     this.role = cfg.mode === 'cluster' ? 'active' : cfg.initialRole;
     this.ownRestored = cfg.mode !== 'cluster';
+    this.ownHashStale = cfg.mode === 'pair';
     this.errors = rateLimited(logger, LOG_EVERY_MS);
     const info = (msg: string, fields: Record<string, unknown>): void => this.logger.log('info', msg, fields);
     this.formats = opts.syncFormats ?? SYNC_FORMATS;
@@ -289,6 +296,7 @@ export class HaNode {
     if (role === this.role) return;
     const was = this.role;
     this.role = role;
+    this.roleChanges++;
     if (role === 'master') {
       // Every session it installed is now this node's to publish, expire and reset (each
       // worker's scans run in order: the resync's snapshot comes after the adopt).
@@ -296,6 +304,7 @@ export class HaNode {
       this.publisher.needResync = true;
     } else {
       this.follower.reload();
+      this.ownHashStale = true;
     }
     this.applyRole();
     this.logger.log('info', `HA: role ${was} -> ${role}`);
@@ -317,6 +326,7 @@ export class HaNode {
       nodeId: this.cfg.nodeId,
       name: this.cfg.name,
       role: this.role,
+      roleChanges: this.roleChanges,
       forwarding: this.control.forwarding,
       publishing: this.control.publishing,
       ready: this.ready,
@@ -687,8 +697,49 @@ export class HaNode {
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
       this.chooseFormat();
       if (this.cfg.mode === 'cluster') this.takeOver();
+      else await this.dropSupersededHash(r);
     } catch (e) {
       this.fail(`registry: ${(e as Error).message}`);
     }
   }
+
+  /**
+   * Pair: a node that no longer publishes drops its hash once the peer has published since
+   * this node last did (the newest entry of its stream is newer than this node's: Redis's
+   * stream ids, one clock). A pair's master publishes nothing before the resync that follows
+   * its promotion, and that resync carries every session it adopted: what this node's hash
+   * still holds is the peer's now, or ended under the peer (whose hash saw the end). Nothing
+   * reads this hash meanwhile (a master follows nobody), and when this node is master again
+   * its own resync rewrites it; left in place, it held the sessions of this node's last
+   * mastership in Redis until then. Only this node's own key is written, on the connection
+   * its publisher uses, and only while nothing of its own is being published: a promotion
+   * after this check is written after the drop.
+   */
+  private async dropSupersededHash(r: Redis): Promise<void> {
+    if (!this.ownHashStale || this.control.publishing || this.busy || this.claim !== 'held') return;
+    const streams = [this.keys.events, ...(this.peers ?? []).map((p) => nodeKeys(this.cfg.cluster, p.entry.id).events)];
+    const tx = r.pipeline();
+    for (const key of streams) tx.xrevrange(key, '+', '-', 'COUNT', 1);
+    const newest = (await tx.exec())!.map(([err, v]) => {
+      if (err) throw err;
+      return (v as [string, string[]][])[0]?.[0];
+    });
+    const own = newest[0];
+    if (!newest.slice(1).some((id) => id !== undefined && (own === undefined || streamIdAfter(id, own)))) return;
+    if (this.control.publishing || this.busy) return; // promoted meanwhile: its resync rewrites it
+    const dropped = await r.del(this.keys.sessions);
+    this.ownHashStale = false;
+    if (dropped > 0)
+      this.logger.log(
+        'info',
+        "HA: the peer has published since this node last did: this node's hash (what it published as master) is dropped",
+      );
+  }
+}
+
+/** Is stream entry id `a` ("ms-seq") after `b`? */
+function streamIdAfter(a: string, b: string): boolean {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am > bm || (am === bm && as > bs);
 }

@@ -198,15 +198,20 @@ export function adminOf(state: LabState, node: string): string {
   return state.admins?.[node] ?? state.adminSocketB ?? join(state.dir, `admin-${node}.sock`);
 }
 
+/** What the lab reads of a pair node's HA status (ha/node.ts HaStatus). */
+export interface LabHaStatus {
+  role: string;
+  roleChanges: number;
+  ready: boolean;
+  applied: number;
+  published: number;
+  syncLagMs: number | null;
+}
+
 /** tunvs's HA status on a node, or undefined when it does not answer. */
-export async function haStatusOf(
-  state: LabState,
-  node: 'lb-a' | 'lb-b',
-): Promise<{ role: string; ready: boolean; applied: number; published: number; syncLagMs: number | null } | undefined> {
+export async function haStatusOf(state: LabState, node: 'lb-a' | 'lb-b'): Promise<LabHaStatus | undefined> {
   try {
-    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, 1000)) as {
-      ha: { role: string; ready: boolean; applied: number; published: number; syncLagMs: number | null };
-    };
+    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, 1000)) as { ha: LabHaStatus };
     return r.ha;
   } catch {
     return undefined;

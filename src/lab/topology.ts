@@ -328,7 +328,9 @@ ${rs('v6')}
  * excluded addresses (VRRP adverts carry one family). tunvs is tracked twice: its TUN device
  * (the kernel deletes it the moment tunvs dies, and keepalived hears it over netlink: no
  * polling delay) and a script asking its admin socket (`tunvs ha check`: fails when tunvs is
- * hung or not ready). Either way the node goes to FAULT and sends a priority-0 advert, and
+ * hung or not ready: two checks in a row, so one slow answer does not move the next hops; and
+ * failed until its first pass, so a keepalived starting beside a tunvs that is not ready
+ * cannot take them). Either way the node goes to FAULT and sends a priority-0 advert, and
  * the backup takes over after its skew time — priorities 250/249 keep that at 27 ms.
  * keepalived's notify FIFO tells tunvs its role (tunvs reads it: ha.notifyFifo).
  */
@@ -383,8 +385,9 @@ vrrp_script chk_tunvs {
     script ${cmd('ha check')}
     interval 1
     timeout 2
-    fall 1
+    fall 2
     rise 1
+    init_fail
 }
 
 vrrp_sync_group tunvs {

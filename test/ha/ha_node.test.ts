@@ -8,8 +8,8 @@
  *             it is ready; a session goes back to the node that holds its local address when
  *             that node returns, or when its alive key had lapsed (a Redis connection held).
  *   pair      the same code with roles: the standby installs, a promotion adopts and
- *             republishes under the new master's own keys (the old master's are untouched),
- *             the old master comes back as standby and loads them.
+ *             republishes under the new master's own keys, the old master comes back as
+ *             standby, loads them and drops its own hash (superseded); the same at failback.
  *   sentinel  the primary is killed: Sentinel promotes the replica, both nodes reconnect by
  *             themselves, nothing stops forwarding, events lost meanwhile are repaired by the
  *             resync, and the sync lag is back under a second.
@@ -593,9 +593,23 @@ describe('HA nodes through Redis', () => {
     nodes.push(a2);
     await until('a2 ready with the session', () => a2.node.status().ready && a2.engine.sessionCount === 1);
     expect(owners(a2)).toEqual([2]);
+    // A's hash held what it published as master; B has published since: A drops it (B's
+    // hash carries the session now).
+    await until("A's old hash dropped", async () => (await redis.exists(nodeKeys('p', 1).sessions)) === 0);
+    expect(await redis.hlen(nodeKeys('p', 2).sessions)).toBe(1);
     // B's change (a FIN) reaches A.
     b.driver.forward(f.C(1011, 7001, ACK | 1));
     await until('a2 sees FIN_WAIT', () => a2.engine.describe([...a2.engine.sessionIds()][0]!).state !== 'ESTABLISHED');
+
+    // Failback: A master again (adopts, republishes), B standby: B's hash goes the same way,
+    // and B, following A, keeps the session.
+    a2.node.setRole('master');
+    b.node.setRole('backup');
+    for (const n of [a2, b]) n.engine.advanceTimers(n.driver.nowMs); // the role words, as a forwarder's tick
+    await until('a2 republished', async () => (await redis.hlen(nodeKeys('p', 1).sessions)) === 1);
+    await until("B's hash dropped", async () => (await redis.exists(nodeKeys('p', 2).sessions)) === 0);
+    await until('b holds it as A’s', () => b.engine.sessionCount === 1 && owners(b)[0] === 1);
+    expect(owners(a2)).toEqual([0]);
   });
 });
 

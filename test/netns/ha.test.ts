@@ -16,7 +16,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
 import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
-import { ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
+import { inNs, ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
+import { waitFor } from '../../src/lab/state.js';
 import { setupDirectServers, sloppyTunnelEcho } from '../../src/lab/modes.js';
 import { listFallbacks } from '../../src/control/system.js';
 import {
@@ -54,6 +55,13 @@ function fresh(): LabState {
   return state;
 }
 
+/** The session hashes in the lab's Redis. */
+function lbHashes(): string[] {
+  return inNs(nsName(prefix, 'redis'), ['redis-cli', '-h', LAB.redis4, '--scan', '--pattern', 'tunvs:*:sessions'])
+    .split('\n')
+    .filter(Boolean);
+}
+
 /** Connections per real server of the echo service on a node (active + inactive). */
 async function echoSessions(node: 'lb-a' | 'lb-b'): Promise<number> {
   const sock = node === 'lb-a' ? state.adminSocket : state.adminSocketB!;
@@ -73,6 +81,7 @@ async function failover(name: string, fail: () => void, restore: () => Promise<v
   const s = streams(200, 14);
   await s.ready;
   await sleep(3500);
+  const changesB = (await haStatusOf(state, 'lb-b'))!.roleChanges;
   const during = inClient([join(distSrc(), 'lab', 'http_get.js'), `http://${LAB.vip4}/`, '15']);
   const t0 = Date.now();
   fail();
@@ -114,6 +123,14 @@ async function failover(name: string, fail: () => void, restore: () => Promise<v
     await sleep(3000);
     await failback();
     await waitRole(fresh(), 'lb-b', 'backup', 10_000);
+    // Counted (tunvs ha status, tunvs_ha_role_changes_total): to master and back.
+    expect((await haStatusOf(state, 'lb-b'))!.roleChanges - changesB).toBe(2);
+    // What lb-b published as master is lb-a's now (its resync after the adopt): lb-b's hash goes.
+    await waitFor(
+      "lb-b's hash dropped after the failback",
+      () => lbHashes().every((k) => !k.includes(':node:2:')),
+      10_000,
+    );
     const rb = await back.done;
     console.log(
       `${name} failback: ${rb.ok}/${rb.connections} intact, stall median ${rb.stallMsMedian} ms, max ${rb.stallMsMax} ms`,
