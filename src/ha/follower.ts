@@ -62,7 +62,7 @@ export class Follower {
   private readonly peers = new Map<number, Peer>();
   private running = false;
   private loop: Promise<void> | undefined;
-  /** Follow at all (a pair's master does not; it is the only one publishing). */
+  /** Follow at all (off until the node's role says; a pair's master follows too: ha/node.ts). */
   enabled = false;
   readonly stats = { applied: 0, snapshotsLoaded: 0 };
 

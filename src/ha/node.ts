@@ -9,12 +9,16 @@
  *              claimed first (claimId): nothing is published, restored or registered under
  *              it until the alive key shows no other live node with the same id.
  *   publisher  (ha/publisher.ts) every HA_TICK_MS while publishing: this node's sessions.
- *   follower   (ha/follower.ts) while installing: every peer's sessions.
+ *   follower   (ha/follower.ts) every peer's sessions; a pair's master follows its peer too
+ *              (nothing comes while the peer stands by).
  *   format     every heartbeat: the sync format published is the newest every registered
  *              node reads (ha/sync_format.ts), so nodes of two versions run side by side
  *              during an upgrade.
  *   takeover   a pair's standby promoted to master adopts every peer's sessions, then
- *              rewrites its own hash with them (they are its sessions now). A cluster node
+ *              rewrites its own hash with them (they are its sessions now); a master adopts
+ *              what its peer published while both were master once the peer stands down,
+ *              and a node standing by drops its own hash once its peer has published since
+ *              (adoptStoodDown, dropSupersededHash). A cluster node
  *              adopts a dead peer's sessions when it is that peer's first live backup (the
  *              node the routers now send its local addresses to: ha/announce.ts), and drops
  *              the peer's hash once its own carries them.
@@ -174,6 +178,12 @@ export class HaNode {
   /** Cluster: this node's own sessions from before a restart are back in its tables (a pair
    * needs none: its new master adopts what the old one published). */
   private ownRestored: boolean;
+  /** Pair master: the newest entry of its own stream once its first resync as master is out
+   * (undefined before), the resyncs it had published when it became master, and the peers
+   * that have published since (adoptStoodDown). */
+  private masterSince: string | undefined;
+  private resyncsAtPromotion = 0;
+  private readonly splitPeers = new Set<number>();
   /** Pair: this node is not publishing and its hash may still hold what it published as
    * master: dropped once the peer has published since (dropSupersededHash). */
   private ownHashStale: boolean;
@@ -300,6 +310,8 @@ export class HaNode {
     if (role === 'master') {
       // Every session it installed is now this node's to publish, expire and reset (each
       // worker's scans run in order: the resync's snapshot comes after the adopt).
+      this.masterSince = undefined;
+      this.resyncsAtPromotion = this.publisher.stats.resyncs;
       void this.adopt(0);
       this.publisher.needResync = true;
     } else {
@@ -313,8 +325,9 @@ export class HaNode {
   private applyRole(): void {
     const r = this.role === 'active' ? 'master' : this.role;
     this.control.apply(this.cfg.mode, r);
-    // A pair's master is the only one publishing: it follows nobody.
-    this.follower.enabled = this.cfg.mode === 'cluster' || !this.control.publishing;
+    // A pair's master follows its peer too: nothing comes while the peer stands by, and what
+    // comes while both are master (a split) is adopted when the peer stands down.
+    this.follower.enabled = true;
   }
 
   status(): HaStatus {
@@ -697,36 +710,86 @@ export class HaNode {
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
       this.chooseFormat();
       if (this.cfg.mode === 'cluster') this.takeOver();
-      else await this.dropSupersededHash(r);
+      else await this.pairStreams(r);
     } catch (e) {
       this.fail(`registry: ${(e as Error).message}`);
     }
   }
 
   /**
-   * Pair: a node that no longer publishes drops its hash once the peer has published since
-   * this node last did (the newest entry of its stream is newer than this node's: Redis's
-   * stream ids, one clock). A pair's master publishes nothing before the resync that follows
-   * its promotion, and that resync carries every session it adopted: what this node's hash
-   * still holds is the peer's now, or ended under the peer (whose hash saw the end). Nothing
-   * reads this hash meanwhile (a master follows nobody), and when this node is master again
-   * its own resync rewrites it; left in place, it held the sessions of this node's last
-   * mastership in Redis until then. Only this node's own key is written, on the connection
-   * its publisher uses, and only while nothing of its own is being published: a promotion
-   * after this check is written after the drop.
+   * Pair: the newest entry of this node's stream and of each peer's (Redis's stream ids: one
+   * clock), for what follows from who published last: adoptStoodDown on the master,
+   * dropSupersededHash on a node standing by.
    */
-  private async dropSupersededHash(r: Redis): Promise<void> {
-    if (!this.ownHashStale || this.control.publishing || this.busy || this.claim !== 'held') return;
-    const streams = [this.keys.events, ...(this.peers ?? []).map((p) => nodeKeys(this.cfg.cluster, p.entry.id).events)];
+  private async pairStreams(r: Redis): Promise<void> {
+    const publishing = this.control.publishing;
+    if (!publishing) {
+      this.masterSince = undefined;
+      this.splitPeers.clear();
+    }
+    if (this.busy || this.claim !== 'held' || (!publishing && !this.ownHashStale)) return;
+    const peers = this.peers ?? [];
     const tx = r.pipeline();
-    for (const key of streams) tx.xrevrange(key, '+', '-', 'COUNT', 1);
-    const newest = (await tx.exec())!.map(([err, v]) => {
+    for (const key of [this.keys.events, ...peers.map((p) => nodeKeys(this.cfg.cluster, p.entry.id).events)])
+      tx.xrevrange(key, '+', '-', 'COUNT', 1);
+    const [own, ...theirs] = (await tx.exec())!.map(([err, v]) => {
       if (err) throw err;
       return (v as [string, string[]][])[0]?.[0];
     });
-    const own = newest[0];
-    if (!newest.slice(1).some((id) => id !== undefined && (own === undefined || streamIdAfter(id, own)))) return;
-    if (this.control.publishing || this.busy) return; // promoted meanwhile: its resync rewrites it
+    if (this.control.publishing !== publishing) return; // the role moved meanwhile: next beat
+    if (publishing) this.adoptStoodDown(own, peers, theirs);
+    else if (theirs.some((id) => id !== undefined && (own === undefined || streamIdAfter(id, own))))
+      await this.dropSupersededHash(r);
+  }
+
+  /**
+   * Pair, on the master: a peer that has published since this node's first resync as master
+   * (a split: VRRP adverts lost between the two, or this node's keepalived stalled while the
+   * peer's took the next hops) left copies here of what it made meanwhile (a master follows
+   * its peer too). Once it publishes no more (it stood down, or died), nobody would publish,
+   * expire or reset them: this node adopts them, and its next resync carries them, so the
+   * connections made on the peer during the split go on here, as a promotion adopts the old
+   * master's. A peer that stood by all along published nothing, and a peer's hash from before
+   * (its entries older) is not adopted.
+   */
+  private adoptStoodDown(
+    own: string | undefined,
+    peers: NonNullable<HaNode['peers']>,
+    theirs: (string | undefined)[],
+  ): void {
+    if (this.masterSince === undefined) {
+      if (this.publisher.stats.resyncs <= this.resyncsAtPromotion || own === undefined) return;
+      this.masterSince = own; // this resync's entry, or one after it
+    }
+    peers.forEach((p, i) => {
+      const id = p.entry.id;
+      const newest = theirs[i];
+      if (newest !== undefined && streamIdAfter(newest, this.masterSince!)) this.splitPeers.add(id);
+      if (!this.splitPeers.has(id) || (p.alive && p.publishing)) return;
+      this.splitPeers.delete(id);
+      this.logger.log(
+        'info',
+        `HA: node ${id} (${p.entry.name}) published while this node was master too and stands down now: its sessions are this node's`,
+      );
+      void this.adopt(id).then((done) => {
+        if (done) this.publisher.needResync = true;
+        else this.splitPeers.add(id); // again at the next beat
+      });
+    });
+  }
+
+  /**
+   * Pair: a node that no longer publishes drops its hash once the peer has published since
+   * this node last did (pairStreams). A pair's master publishes nothing before the resync
+   * that follows its promotion, and that resync carries every session it adopted: what this
+   * node's hash still holds is the peer's now, or ended under the peer (whose hash saw the
+   * end). Left in place, it held the sessions of this node's last mastership in Redis until
+   * this node's next promotion rewrote it, and a master loading its peer afresh (a Redis
+   * reconnect) took them for live copies. Only this node's own key is written, on the
+   * connection its publisher uses, and only while nothing of its own is being published: a
+   * promotion after this check is written after the drop.
+   */
+  private async dropSupersededHash(r: Redis): Promise<void> {
     const dropped = await r.del(this.keys.sessions);
     this.ownHashStale = false;
     if (dropped > 0)

@@ -611,6 +611,35 @@ describe('HA nodes through Redis', () => {
     await until('b holds it as A’s', () => b.engine.sessionCount === 1 && owners(b)[0] === 1);
     expect(owners(a2)).toEqual([0]);
   });
+
+  it('a split (both master a while): the one that stays master adopts what the other made meanwhile once it stands down', async () => {
+    const a = startNode(1, 's', where(), 'pair', 'master');
+    const b = startNode(2, 's', where(), 'pair', 'backup');
+    nodes.push(a, b);
+    await until('b ready', () => b.node.status().ready && b.node.status().peers.length === 1);
+    const f1 = connect(a, V4, 45100);
+    await until('b installed', () => b.engine.sessionCount === 1);
+
+    // A's keepalived stalls: B's takes the next hops and makes B master; A is master still.
+    b.node.setRole('master');
+    b.engine.advanceTimers(b.driver.nowMs);
+    await until('b republished', async () => (await redis.hlen(nodeKeys('s', 2).sessions)) === 1);
+    const f2 = connect(b, V4, 45101); // made on B during the split
+    await until('a holds B’s new session as a copy', () => a.engine.sessionCount === 2);
+    expect(owners(a)).toEqual([0, 2]);
+
+    // A's keepalived is back with the higher priority: B stands down, A never moved.
+    b.node.setRole('backup');
+    b.engine.advanceTimers(b.driver.nowMs);
+    await until("a adopted B's", () => owners(a).join() === '0,0');
+    await until("a's hash carries both", async () => (await redis.hlen(nodeKeys('s', 1).sessions)) === 2);
+    await until("b's hash dropped", async () => (await redis.exists(nodeKeys('s', 2).sessions)) === 0);
+    expect(a.node.status().roleChanges).toBe(0);
+    expect(b.node.status().roleChanges).toBe(2);
+    // Both connections go on through A with their own local ports.
+    expect(parse(a.driver.forward(f1.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f1.lport);
+    expect(parse(a.driver.forward(f2.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f2.lport);
+  });
 });
 
 describe('HA nodes through Redis Sentinel', () => {

@@ -4,7 +4,9 @@
  * with a check of every byte; the master fails three ways (tunvs killed, keepalived killed,
  * its upstream link cut); the connections must go on through lb-b with no reset and nothing
  * lost, new connections must work during and after, and lb-a takes over again when it is
- * back (failback, the same guarantees). Then Redis goes away for 10 s under load, and a
+ * back (failback, the same guarantees; the old master's hash leaves Redis). A split: the
+ * master's keepalived stalls while the backup's takes over, and the connections made on the
+ * backup meanwhile go on through the master after. Then Redis goes away for 10 s under load, and a
  * TUNNEL service with sloppy TCP keeps connections too young to be synced across the
  * master's death. Last, the pair on the AF_XDP path (io: xdp, docs/xdp.md): tunvs killed on
  * the master, the same.
@@ -260,6 +262,55 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     const sa = (await adminRequest(state.adminSocket, { cmd: 'ha' })) as { ha: { lost: number; resyncs: number } };
     expect(sa.ha.resyncs).toBeGreaterThanOrEqual(2); // one at start, one after Redis came back
   }, 120_000);
+  it("a split: the master's keepalived stalls 6 s, the backup takes over; after, the connections made on it go on through the master", async () => {
+    expect((await haStatusOf(fresh(), 'lb-a'))?.role).toBe('master');
+    const changes = async (): Promise<number[]> =>
+      Promise.all((['lb-a', 'lb-b'] as const).map(async (n) => (await haStatusOf(state, n))!.roleChanges));
+    const [a0, b0] = await changes();
+    const before = streams(100, 16); // made on lb-a
+    await before.ready;
+    await sleep(2500);
+    // keepalived's VRRP process on lb-a (the lab started it): its adverts stop, lb-b's
+    // keepalived takes the next hops; lb-a's tunvs is told nothing and stays master.
+    const vrrp = Number(readFileSync(join(state.dir, 'keepalived-lb-a-vrrp.pid'), 'utf8').trim());
+    process.kill(vrrp, 'SIGSTOP');
+    let resumed = false;
+    const resume = (): void => {
+      if (!resumed) process.kill(vrrp, 'SIGCONT');
+      resumed = true;
+    };
+    try {
+      await waitRole(fresh(), 'lb-b', 'master', 10_000);
+      const during = streams(100, 10); // made on lb-b, synced after syncAfterMs
+      await during.ready;
+      await sleep(3000);
+      expect((await haStatusOf(state, 'lb-a'))?.role).toBe('master'); // both master: the split
+      resume();
+      await waitRole(fresh(), 'lb-b', 'backup', 10_000);
+      for (const [name, r] of [
+        ['made on lb-a before', await before.done],
+        ['made on lb-b during', await during.done],
+      ] as const) {
+        console.log(
+          `split, streams ${name}: ${r.ok}/${r.connections} intact, ${r.reset} reset, ${r.bytesLost} bytes lost; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms`,
+        );
+        expect(r.established).toBe(100);
+        expect(r.ok).toBeGreaterThanOrEqual(99);
+        expect(r.reset + r.corruptedBytes + r.bytesLost).toBe(0);
+      }
+      const [a1, b1] = await changes();
+      expect([a1! - a0!, b1! - b0!]).toEqual([0, 2]);
+      // lb-a adopted what lb-b made; lb-b's hash goes (lb-a has published since).
+      await waitFor(
+        "lb-b's hash dropped after the split",
+        () => lbHashes().every((k) => !k.includes(':node:2:')),
+        10_000,
+      );
+    } finally {
+      resume();
+    }
+  }, 90_000);
+
   it('an orderly stop of a node of the pair keeps its blackholes (the peer serves); the restart adopts them', async () => {
     const lbB = nsName(prefix, 'lb-b');
     const blackholes = (): string[] =>
