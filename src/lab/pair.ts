@@ -7,6 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
+import type { HaStatus } from '../ha/node.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { inNs, isAlive, spawnInNs, stopPid } from './netns.js';
 import { nsName, procStart, readState, waitFor, writeState, type LabState } from './state.js';
@@ -198,20 +199,10 @@ export function adminOf(state: LabState, node: string): string {
   return state.admins?.[node] ?? state.adminSocketB ?? join(state.dir, `admin-${node}.sock`);
 }
 
-/** What the lab reads of a pair node's HA status (ha/node.ts HaStatus). */
-export interface LabHaStatus {
-  role: string;
-  roleChanges: number;
-  ready: boolean;
-  applied: number;
-  published: number;
-  syncLagMs: number | null;
-}
-
 /** tunvs's HA status on a node, or undefined when it does not answer. */
-export async function haStatusOf(state: LabState, node: 'lb-a' | 'lb-b'): Promise<LabHaStatus | undefined> {
+export async function haStatusOf(state: LabState, node: 'lb-a' | 'lb-b'): Promise<HaStatus | undefined> {
   try {
-    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, 1000)) as { ha: LabHaStatus };
+    const r = (await adminRequest(adminOf(state, node), { cmd: 'ha' }, 1000)) as { ha: HaStatus };
     return r.ha;
   } catch {
     return undefined;
