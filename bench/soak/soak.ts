@@ -457,6 +457,19 @@ async function failovers(
   }
 }
 
+/** What keepalived said on a pair node about its state (transitions, its check, adverts,
+ * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
+function keepalivedEvents(state: LabState, node: string): string[] {
+  try {
+    return readFileSync(join(state.dir, `keepalived-${node}.log`), 'utf8')
+      .split('\n')
+      .filter((l) => /Entering|Script|timeout|fault|received|priority|tunvs0/i.test(l) && !/Sending/.test(l))
+      .slice(-40);
+  } catch {
+    return [];
+  }
+}
+
 /** Least-squares slope of y over x. */
 function slope(xs: number[], ys: number[]): number {
   const n = xs.length;
@@ -505,6 +518,8 @@ async function main(): Promise<void> {
   const failoversDone: Failover[] = [];
   /** What a node still held when the drain gave up (what it is tells why it stayed). */
   const leftover: Record<string, string[]> = {};
+  /** keepalived's state lines per pair node (printed when a role changed unplanned). */
+  const roleEvents: Record<string, string[]> = {};
   const failoverErrors: string[] = [];
   try {
     await labUp({
@@ -570,6 +585,7 @@ async function main(): Promise<void> {
       const st = await nodeStats(state, node);
       dropsAfter[node] = st.drops;
       rolesAfter[node] = st.roleChanges;
+      if (CLUSTER_NODES === 0) roleEvents[node] = keepalivedEvents(state, node);
       tot.udpReassembled += st.reassembled;
       tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
@@ -728,6 +744,9 @@ async function main(): Promise<void> {
   );
   console.log('\n| verdict | ok | detail |\n|---|---|---|');
   for (const v of verdicts) console.log(`| ${v.name} | ${v.ok ? 'yes' : 'NO'} | ${v.detail} |`);
+  // A role that moved unplanned: what keepalived saw (its check failing, adverts missed).
+  if (CLUSTER_NODES === 0 && !verdicts[0]!.ok)
+    for (const n of NODES) console.log(`\nkeepalived on ${n}:\n${(roleEvents[n] ?? []).join('\n') || '(no log)'}`);
 
   writeResults('soak', {
     topology: CLUSTER_NODES > 0 ? `cluster-${CLUSTER_NODES}` : 'pair',
@@ -739,6 +758,7 @@ async function main(): Promise<void> {
     queueErrors,
     drainedAfterSec: drained,
     failovers: failoversDone,
+    keepalived: roleEvents,
     verdicts,
     samples,
   });
