@@ -179,11 +179,13 @@ export class HaNode {
    * needs none: its new master adopts what the old one published). */
   private ownRestored: boolean;
   /** Pair master: the newest entry of its own stream once its first resync as master is out
-   * (undefined before), the resyncs it had published when it became master, and the peers
-   * that have published since (adoptStoodDown). */
+   * (undefined before), the resyncs it had published when it became master, the peers that
+   * have published since, and for each peer adopted the newest entry that adoption covered:
+   * only an entry after it is a new split (adoptStoodDown). */
   private masterSince: string | undefined;
   private resyncsAtPromotion = 0;
   private readonly splitPeers = new Set<number>();
+  private readonly adoptedUpTo = new Map<number, string>();
   /** Pair: this node is not publishing and its hash may still hold what it published as
    * master: dropped once the peer has published since (dropSupersededHash). */
   private ownHashStale: boolean;
@@ -726,6 +728,7 @@ export class HaNode {
     if (!publishing) {
       this.masterSince = undefined;
       this.splitPeers.clear();
+      this.adoptedUpTo.clear();
     }
     if (this.busy || this.claim !== 'held' || (!publishing && !this.ownHashStale)) return;
     const peers = this.peers ?? [];
@@ -750,7 +753,10 @@ export class HaNode {
    * expire or reset them: this node adopts them, and its next resync carries them, so the
    * connections made on the peer during the split go on here, as a promotion adopts the old
    * master's. A peer that stood by all along published nothing, and a peer's hash from before
-   * (its entries older) is not adopted.
+   * (its entries older) is not adopted. Each split is adopted once: the peer's last entry stays
+   * in its stream while it stands by, and only an entry after the one an adoption covered is
+   * another split (adopting at every beat had this node resync, and its peer reload it, each
+   * second).
    */
   private adoptStoodDown(
     own: string | undefined,
@@ -764,9 +770,12 @@ export class HaNode {
     peers.forEach((p, i) => {
       const id = p.entry.id;
       const newest = theirs[i];
-      if (newest !== undefined && streamIdAfter(newest, this.masterSince!)) this.splitPeers.add(id);
+      const since = this.adoptedUpTo.get(id) ?? this.masterSince!;
+      if (newest !== undefined && streamIdAfter(newest, since)) this.splitPeers.add(id);
       if (!this.splitPeers.has(id) || (p.alive && p.publishing)) return;
       this.splitPeers.delete(id);
+      // Its stream keeps that entry while it stands by: adopted once, not at every beat.
+      if (newest !== undefined) this.adoptedUpTo.set(id, newest);
       this.logger.log(
         'info',
         `HA: node ${id} (${p.entry.name}) published while this node was master too and stands down now: its sessions are this node's`,

@@ -636,6 +636,13 @@ describe('HA nodes through Redis', () => {
     await until("b's hash dropped", async () => (await redis.exists(nodeKeys('s', 2).sessions)) === 0);
     expect(a.node.status().roleChanges).toBe(0);
     expect(b.node.status().roleChanges).toBe(2);
+    // Adopted once: B's last entry stays in its stream, and is no new split at A's next beats
+    // (each beat adopted it again and resynced: B reloaded A's hash every second).
+    const resyncs = a.node.status().resyncs;
+    const loads = b.node.status().snapshotsLoaded;
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(a.node.status().resyncs).toBe(resyncs);
+    expect(b.node.status().snapshotsLoaded).toBe(loads);
     // Both connections go on through A with their own local ports.
     expect(parse(a.driver.forward(f1.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f1.lport);
     expect(parse(a.driver.forward(f2.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f2.lport);
