@@ -4,6 +4,9 @@
  *   machineBusySeconds   every core's busy time so far (all but idle and iowait)
  *   processCpu           a process's user and system time (all its threads) and its main
  *                        thread's share (tunvs: the control plane — HA sync, health, admin)
+ *   machineStalls        what kept the machine's runnable threads waiting so far: time the
+ *                        hypervisor gave to others (steal) and the kernel's pressure stall
+ *                        totals (PSI: some task waiting for a CPU, all waiting for IO)
  *
  * A thread that writes into a veth or TUN is often charged, as system time, for the softirq
  * that carries the packet through the next namespace's stack too: system time says what the
@@ -18,6 +21,28 @@ export function machineBusySeconds(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest is inside user)
   return (total - f[3]! - f[4]!) / USER_HZ;
+}
+
+export interface MachineStalls {
+  /** CPU time the hypervisor ran something else while this machine wanted to run (s). */
+  stealSec: number;
+  /** /proc/pressure/cpu "some": time at least one runnable task waited for a CPU (s). */
+  cpuSomeSec: number;
+  /** /proc/pressure/io "full": time every non-idle task waited for IO at once (s). */
+  ioFullSec: number;
+}
+
+export function machineStalls(): MachineStalls {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const psi = (what: string, line: string): number => {
+    try {
+      const m = new RegExp(`^${line} .*total=(\\d+)`, 'm').exec(readFileSync(`/proc/pressure/${what}`, 'utf8'));
+      return m ? Number(m[1]) / 1e6 : NaN;
+    } catch {
+      return NaN; // a kernel without PSI
+    }
+  };
+  return { stealSec: (f[7] ?? 0) / USER_HZ, cpuSomeSec: psi('cpu', 'some'), ioFullSec: psi('io', 'full') };
 }
 
 export interface ProcessCpu {

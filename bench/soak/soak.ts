@@ -6,8 +6,9 @@
  *   memory    each node's resident set (the whole process: forwarder threads, main thread,
  *             tables) and its slope over the second half of the load; what is live after a
  *             full collection of every thread (`tunvs stats --gc`) at the end of the warm-up
- *             and after the drain, heaps and RSS: a leak stays, garbage does not (a heap read
- *             without the collection counts garbage V8 may leave for minutes); Redis's memory
+ *             (with failovers: after the first failback) and after the drain, heaps and
+ *             RSS: a leak stays, garbage does not (a heap read without the collection counts
+ *             garbage V8 may leave for minutes); Redis's memory
  *   sessions  every node's sessions and persistence templates, and every node's hash in
  *             Redis, back to zero once the clients have closed (a leaked session, copy,
  *             template or record would stay)
@@ -22,11 +23,13 @@
  * is stopped (an orderly stop: priority-0 adverts, lb-b takes the next hops at once), lb-b
  * serves SOAK_FAILOVER_HOLD_SECONDS, then keepalived starts again on lb-a, which takes them
  * back once its check passes: a failover and a failback, both tunvs processes running on, as
- * in a maintenance. Nothing may accumulate across them (the tables, Redis and memory verdicts
- * are unchanged); the keep-alive requests (old connections: synced) must all be answered; a
- * connection younger than syncAfterMs (2 s) at a switch is not on the other node (by design,
- * docs/ha.md), so the one-request connections, the echoes and the datagrams may lose what
- * was in flight there: at most what such a load makes in syncAfterMs, per switch. Those
+ * in a maintenance; each comes at least syncAfterMs + 3 s into a chunk of load, with room for
+ * its failback before the chunk ends (a chunk opens new keep-alive connections). Nothing may
+ * accumulate across them (the tables, Redis and memory verdicts are unchanged); the
+ * keep-alive requests (old connections: synced) must all be answered; a connection younger
+ * than syncAfterMs (2 s) at a switch is not on the other node (by design, docs/ha.md), so
+ * the one-request connections, the echoes and the datagrams may lose what was in flight
+ * there: at most what such a load makes in syncAfterMs, per switch. Those
  * connections' sessions stay on the node that made them (its own, never published, of no use
  * on a standby) until they idle out: timeouts.established (90 s), within the drain.
  *
@@ -46,10 +49,12 @@
  *   echoes            once per chunk, 20 connections each sending 256 KiB, checked
  *
  * Samples every SOAK_SAMPLE_SECONDS: each node's RSS, heaps, CPU, sessions, templates, sync
- * lag; Redis's used memory and hash lengths. Prints a table and the verdicts, writes JSON to
- * bench/results/ and exits 1 when a verdict fails. All traffic stays inside the lab
- * namespaces it creates; every load run is bounded in time and stops by itself; everything
- * started is stopped by PID (the lab's own record).
+ * lag; Redis's used memory and hash lengths; the machine's steal time and pressure stalls
+ * (PSI) and how late this process's own timers ran (a whole-machine stall: what a role that
+ * moved unplanned is weighed against, with keepalived's own lines, printed then). Prints a
+ * table and the verdicts, writes JSON to bench/results/ and exits 1 when a verdict fails.
+ * All traffic stays inside the lab namespaces it creates; every load run is bounded in time
+ * and stops by itself; everything started is stopped by PID (the lab's own record).
  *
  * SOAK_SECONDS (600), SOAK_SAMPLE_SECONDS (10), SOAK_CHUNK_SECONDS (60), SOAK_HTTP_RATE (2000),
  * SOAK_CONN_RATE (200), SOAK_UDP_RATE (200), SOAK_DRAIN_SECONDS (120: the longest wait for
@@ -63,6 +68,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { HA_DEFAULTS } from '../../src/config/config.js';
 import { adminRequest } from '../../src/control/admin.js';
 import { labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
@@ -71,7 +77,7 @@ import { MODE_PORTS, modeVip } from '../../src/lab/modes.js';
 import { adminOf, labPid, recordingStarter, startKeepalived, waitRole } from '../../src/lab/pair.js';
 import { CLUSTER, clusterNode, LAB } from '../../src/lab/topology.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
-import { processCpu } from '../lib/cpu.js';
+import { machineStalls, processCpu, type MachineStalls } from '../lib/cpu.js';
 import { spread } from '../lib/spread.js';
 import { writeResults } from '../lib/results.js';
 
@@ -105,10 +111,26 @@ if (FAILOVERS > 0 && SECONDS / (FAILOVERS + 1) < FAILOVER_HOLD_SECONDS + 20)
   );
 /** The lab pair's syncAfterMs (the config's default): younger connections are not on the peer. */
 const SYNC_AFTER_SEC = HA_DEFAULTS.syncAfterMs / 1000;
+/** A failover comes at least this far into a chunk of load: a chunk opens its keep-alive
+ * connections at its start, and they must be on the other node (older than syncAfterMs,
+ * published) when the next hops move; and only with this much of the chunk left, so that its
+ * failback comes before they close and the next chunk opens new ones: the hold, keepalived's
+ * stop (~1 s), lb-a's first check pass (~3.5 s) and some slack. */
+const SWITCH_SETTLE_SEC = SYNC_AFTER_SEC + 3;
+const FAILOVER_ROOM_SEC = FAILOVER_HOLD_SECONDS + 8;
+if (FAILOVERS > 0 && CHUNK_SECONDS < SWITCH_SETTLE_SEC + FAILOVER_ROOM_SEC)
+  throw new Error(
+    `SOAK_FAILOVERS: a chunk of load (SOAK_CHUNK_SECONDS, ${CHUNK_SECONDS}) must hold a failover and its failback after its keep-alive connections are synced: at least ${SWITCH_SETTLE_SEC + FAILOVER_ROOM_SEC} s with SOAK_FAILOVER_HOLD_SECONDS=${FAILOVER_HOLD_SECONDS}`,
+  );
 /** The shortest soak whose second half gives an RSS slope (MiB/h). */
 const SLOPE_MIN_SECONDS = 600;
 /** The warm-up: V8's heaps and the tables' touched pages settle before RSS is compared. */
 const WARMUP_SECONDS = Math.min(60, SECONDS / 4);
+/** Where the live-memory verdicts start. With failovers, after the first failback: at a
+ * standby's first mastership its forwarders' live heaps step up once by 3–4 MiB and then stay
+ * flat across further switches (a 10-minute run, five failovers: most likely the packet path a
+ * standby never ran, compiled); what accumulates across switches shows from there on. */
+const BASE_AT = FAILOVERS > 0 ? 'the first failback' : 'the warm-up';
 const UDP_PORT = LAB.echoPort;
 /** The soak's persistent service and its SYN-proxy service (to the servers' HTTP port). */
 const PERSISTENT_PORT = 8090;
@@ -168,6 +190,29 @@ interface Sample {
   nodes: Record<string, NodeSample | null>;
   redisMiB: number;
   redisRecords: number;
+  /** The machine since the sample before: what kept its threads waiting (a role that moved
+   * with no failover made is weighed against these), and how late this process's own timers
+   * ran at most (a whole-machine stall shows here: this process is idle between samples). */
+  machine: MachineStalls & { lateMs: number };
+}
+
+/** This process's timer lateness since the last `machineSince` (ms resolution). */
+const lateness = monitorEventLoopDelay({ resolution: 10 });
+lateness.enable();
+let stallsBefore = machineStalls();
+
+/** The machine's stalls since the sample before (see Sample.machine). */
+function machineSince(): Sample['machine'] {
+  const now = machineStalls();
+  const d = {
+    stealSec: now.stealSec - stallsBefore.stealSec,
+    cpuSomeSec: now.cpuSomeSec - stallsBefore.cpuSomeSec,
+    ioFullSec: now.ioFullSec - stallsBefore.ioFullSec,
+    lateMs: Math.round(lateness.max / 1e6),
+  };
+  stallsBefore = now;
+  lateness.reset();
+  return d;
 }
 
 function rssMiB(pid: number): number {
@@ -257,7 +302,14 @@ async function sample(state: LabState, t0: number, phase: Sample['phase']): Prom
     };
   }
   const r = redisFigures();
-  return { t: (Date.now() - t0) / 1000, phase, nodes, redisMiB: r.mib, redisRecords: r.records };
+  return {
+    t: (Date.now() - t0) / 1000,
+    phase,
+    nodes,
+    redisMiB: r.mib,
+    redisRecords: r.records,
+    machine: machineSince(),
+  };
 }
 
 /** The soak's own services on every node (the same on each, with the node's own local
@@ -414,6 +466,9 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
   }
 }
 
+/** The chunk of load under way: when it began and when its keep-alive load ends (ms). */
+const chunk = { start: 0, end: 0 };
+
 interface Failover {
   /** Seconds into the load. */
   at: number;
@@ -424,8 +479,9 @@ interface Failover {
 }
 
 /**
- * SOAK_FAILOVERS: at each planned time (seconds into the load), a failover and a failback
- * (see the header); what each took, or the error that stopped them (the rest are not made).
+ * SOAK_FAILOVERS: at each planned time (seconds into the load), or once the chunk of load
+ * under way fits it (SWITCH_SETTLE_SEC), a failover and a failback (see the header); what
+ * each took, or the error that stopped them (the rest are not made).
  */
 async function failovers(
   state: LabState,
@@ -434,9 +490,15 @@ async function failovers(
   out: Failover[],
   errors: string[],
 ): Promise<void> {
-  for (const at of plan) {
-    await new Promise((r) => setTimeout(r, Math.max(0, t0 + at * 1000 - Date.now())));
+  for (const planned of plan) {
+    await new Promise((r) => setTimeout(r, Math.max(0, t0 + planned * 1000 - Date.now())));
+    // Into a chunk, with room for the failback before it ends (SWITCH_SETTLE_SEC).
+    const fits = (): boolean =>
+      Date.now() - chunk.start >= SWITCH_SETTLE_SEC * 1000 && chunk.end - Date.now() >= FAILOVER_ROOM_SEC * 1000;
+    while (!fits() && Date.now() < t0 + SECONDS * 1000) await new Promise((r) => setTimeout(r, 200));
+    const at = Math.round((Date.now() - t0) / 1000);
     try {
+      if (!fits()) throw new Error('no chunk of the load left with room for it');
       const pid = labPid(state, 'keepalived-lb-a');
       if (pid === undefined) throw new Error("lb-a's keepalived is not running");
       const t1 = Date.now();
@@ -537,6 +599,7 @@ async function main(): Promise<void> {
       dropsBefore[node] = st.drops;
       rolesBefore[node] = st.roleChanges;
     }
+    machineSince(); // the machine's figures count from the load's start
     const t0 = Date.now();
     const print = (s: Sample): void => {
       const per = NODES.map((n) => {
@@ -556,18 +619,23 @@ async function main(): Promise<void> {
         const s = await sample(state, t0, 'load');
         samples.push(s);
         print(s);
-        if (!liveBase && s.t >= WARMUP_SECONDS) liveBase = await liveMemory(state);
+        if (!liveBase && s.t >= WARMUP_SECONDS && failoversDone.length >= Math.min(1, FAILOVERS))
+          liveBase = await liveMemory(state);
         await new Promise((r) => setTimeout(r, SAMPLE_SECONDS * 1000));
       }
     })();
     const planned = failovers(state, t0, FAILOVER_PLAN, failoversDone, failoverErrors);
     while ((Date.now() - t0) / 1000 < SECONDS - 1) {
       const left = SECONDS - (Date.now() - t0) / 1000;
-      await loadChunk(Math.max(1, Math.min(CHUNK_SECONDS, Math.floor(left))), tot);
+      const seconds = Math.max(1, Math.min(CHUNK_SECONDS, Math.floor(left)));
+      chunk.start = Date.now();
+      chunk.end = chunk.start + seconds * 1000;
+      await loadChunk(seconds, tot);
     }
     await planned;
     loading = false;
     await sampler;
+    liveBase ??= await liveMemory(state); // no failback made (that verdict says why): the load's end
     // The drain: every client has closed; the tables and hashes must empty.
     const tEnd = Date.now();
     while ((Date.now() - tEnd) / 1000 < DRAIN_SECONDS) {
@@ -703,12 +771,12 @@ async function main(): Promise<void> {
           : `still ${NODES.map((n) => `${n} ${last.nodes[n]?.sessions} sessions, ${last.nodes[n]?.templates} templates${leftover[n]?.length ? ` (${leftover[n].join(', ')})` : ''}`).join('; ')}; ${last.redisRecords} records after ${DRAIN_SECONDS} s`,
     },
     {
-      name: `live heaps (after a full collection) grow at most ${HEAP_GROWTH_MIB} MiB from the warm-up to the drain's end`,
+      name: `live heaps (after a full collection) grow at most ${HEAP_GROWTH_MIB} MiB from ${BASE_AT} to the drain's end`,
       ok: memory.every((m) => m.liveHeapGrowthMiB <= HEAP_GROWTH_MIB),
       detail: memory.map((m) => `${m.node} ${signed(m.liveHeapGrowthMiB)} MiB`).join(', '),
     },
     {
-      name: `RSS (after a full collection) grows at most ${RSS_GROWTH_MIB} MiB from the warm-up to the drain's end`,
+      name: `RSS (after a full collection) grows at most ${RSS_GROWTH_MIB} MiB from ${BASE_AT} to the drain's end`,
       ok: memory.every((m) => m.liveRssGrowthMiB <= RSS_GROWTH_MIB),
       detail: memory.map((m) => `${m.node} ${signed(m.liveRssGrowthMiB)} MiB`).join(', '),
     },
@@ -718,7 +786,7 @@ async function main(): Promise<void> {
     `\ntunvs soak: ${what}, ${SECONDS} s, ${cpus().length} cores; load ${HTTP_RATE} + ${Math.ceil(HTTP_RATE / 4)} req/s keep-alive, new conn/s ${CONNECTIONS.map((c) => `${c.kind} ${c.rate}`).join(', ')}, ${UDP_RATE} datagrams/s, 20 echoes per ${CHUNK_SECONDS} s`,
   );
   console.log(
-    '| node | RSS MiB after warm-up | peak | end of drain | slope, 2nd half (MiB/h) | live heaps MiB, warm-up → drain | RSS after a collection | CPU s |',
+    `| node | RSS MiB after warm-up | peak | end of drain | slope, 2nd half (MiB/h) | live heaps MiB, ${BASE_AT} → drain | RSS after a collection | CPU s |`,
   );
   console.log('|---|---|---|---|---|---|---|---|');
   const pair = ([a, b]: number[]): string => `${a!.toFixed(1)} → ${b!.toFixed(1)}`;
@@ -732,6 +800,11 @@ async function main(): Promise<void> {
     `redis used memory: ${redisBase.toFixed(2)} MiB after the warm-up, peak ${Math.max(...samples.map((s) => s.redisMiB)).toFixed(2)}, ${last.redisMiB.toFixed(2)} at the end; records peak ${Math.max(...samples.map((s) => s.redisRecords))}`,
   );
   if (lags.length > 0) console.log(`sync lag: median ${spread(lags).median} ms, max ${Math.max(...lags)} ms`);
+  const sum = (k: keyof MachineStalls): string => samples.reduce((a, x) => a + x.machine[k], 0).toFixed(1);
+  const latest = samples.reduce((a, x) => (x.machine.lateMs > a.machine.lateMs ? x : a), samples[0]!);
+  console.log(
+    `the machine: steal ${sum('stealSec')} s, CPU pressure (some waiting) ${sum('cpuSomeSec')} s, IO pressure (all waiting) ${sum('ioFullSec')} s; this process's timers late by at most ${latest.machine.lateMs} ms (the sample interval ending at ${latest.t.toFixed(0)} s)`,
+  );
   console.log(
     `drops that grew: ${
       NODES.map((n) => {
