@@ -106,6 +106,13 @@ export class Follower {
     }
   }
 
+  /** The newest entry of peer `id`'s stream applied here (sent to the workers, which take
+   * what follows after it), or undefined while it is not loaded. */
+  appliedThrough(id: number): string | undefined {
+    const p = this.peers.get(id);
+    return p?.loaded === true ? p.lastId : undefined;
+  }
+
   /** Every given peer has been loaded (the node may announce itself / become ready). */
   loadedAll(ids: readonly number[]): boolean {
     return ids.every((id) => this.peers.get(id)?.loaded === true);

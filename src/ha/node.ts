@@ -186,6 +186,8 @@ export class HaNode {
   private resyncsAtPromotion = 0;
   private readonly splitPeers = new Set<number>();
   private readonly adoptedUpTo = new Map<number, string>();
+  /** Split peers seen standing down at the last beat (adopted if so again at this one). */
+  private readonly stoodDown = new Set<number>();
   /** Pair: this node is not publishing and its hash may still hold what it published as
    * master: dropped once the peer has published since (dropSupersededHash). */
   private ownHashStale: boolean;
@@ -729,6 +731,7 @@ export class HaNode {
       this.masterSince = undefined;
       this.splitPeers.clear();
       this.adoptedUpTo.clear();
+      this.stoodDown.clear();
     }
     if (this.busy || this.claim !== 'held' || (!publishing && !this.ownHashStale)) return;
     const peers = this.peers ?? [];
@@ -772,8 +775,21 @@ export class HaNode {
       const newest = theirs[i];
       const since = this.adoptedUpTo.get(id) ?? this.masterSince!;
       if (newest !== undefined && streamIdAfter(newest, since)) this.splitPeers.add(id);
-      if (!this.splitPeers.has(id) || (p.alive && p.publishing)) return;
+      if (!this.splitPeers.has(id) || (p.alive && p.publishing)) {
+        this.stoodDown.delete(id);
+        return;
+      }
+      // Standing down at two beats in a row: its alive key, rewritten at its own beat, still
+      // says it stands by for up to a beat after it became master.
+      if (!this.stoodDown.has(id)) {
+        this.stoodDown.add(id);
+        return;
+      }
+      // And all it published is applied here: the adopt runs after those installs.
+      const applied = this.follower.appliedThrough(id);
+      if (newest !== undefined && (applied === undefined || streamIdAfter(newest, applied))) return;
       this.splitPeers.delete(id);
+      this.stoodDown.delete(id);
       // Its stream keeps that entry while it stands by: adopted once, not at every beat.
       if (newest !== undefined) this.adoptedUpTo.set(id, newest);
       this.logger.log(
