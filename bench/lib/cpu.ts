@@ -17,8 +17,14 @@ import { readFileSync } from 'node:fs';
 
 const USER_HZ = 100;
 
+/** The machine's CPU times from /proc/stat's first line, in ticks: user, nice, system, idle,
+ * iowait, irq, softirq, steal, guest, guest_nice. */
+function machineTicks(): number[] {
+  return readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+}
+
 export function machineBusySeconds(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = machineTicks();
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0); // user … steal (guest is inside user)
   return (total - f[3]! - f[4]!) / USER_HZ;
 }
@@ -33,7 +39,6 @@ export interface MachineStalls {
 }
 
 export function machineStalls(): MachineStalls {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
   const psi = (what: string, line: string): number => {
     try {
       const m = new RegExp(`^${line} .*total=(\\d+)`, 'm').exec(readFileSync(`/proc/pressure/${what}`, 'utf8'));
@@ -42,7 +47,7 @@ export function machineStalls(): MachineStalls {
       return NaN; // a kernel without PSI
     }
   };
-  return { stealSec: (f[7] ?? 0) / USER_HZ, cpuSomeSec: psi('cpu', 'some'), ioFullSec: psi('io', 'full') };
+  return { stealSec: (machineTicks()[7] ?? 0) / USER_HZ, cpuSomeSec: psi('cpu', 'some'), ioFullSec: psi('io', 'full') };
 }
 
 export interface ProcessCpu {
