@@ -86,6 +86,13 @@ export const FRAG_HANDOVER_BYTES = 256 << 10;
  * 40-byte header) are 16 bits. */
 export const FRAG_DATAGRAM_MAX_BYTES = 65535 + 40;
 
+/** IPv6 options headers (packet/ipv6_ext.ts) the engine looks past in front of the upper
+ * layer: RFC 8200 §4.1 allows one Hop-by-Hop and one Destination Options header there (a
+ * second Destination Options header only before a Routing header, which the engine does not
+ * look past); one more is tolerated, a longer chain is no real sender's and is dropped
+ * (ipv6_ext_header). It bounds the walk over packet bytes. */
+export const IPV6_OPTION_HEADERS_MAX = 3;
+
 /** TCP allows at most 40 bytes of options (data offset 15 words minus the 5-word header). */
 export const TCP_OPTIONS_MAX_BYTES = 40;
 

@@ -10,7 +10,8 @@
  *   a fragment (IPv4 MF or offset, clientShardHash(src ^ dst, identification): every fragment
  *   IPv6 fragment header):        of a datagram on one queue, whose engine reassembles it
  *                                 and hands it over if another worker owns it
- *   anything else (ICMP, …):      0; the engine hands it over if another worker owns it
+ *   anything else (ICMP, IPv6     0; the engine hands it over if another worker owns it
+ *   behind options headers, …):
  *
  * The kernel runs it with the IP header at offset 0. Packet bytes are read with the
  * classic LD_ABS/LD_IND loads (they return big-endian words as numbers, like DataView, and
@@ -102,7 +103,8 @@ export function steeringProgram(
   // of its fragments and reassembles them (only the first has ports).
   a.label('v4frag').ldAbs(W, 12).mov64x(9, 0).ldAbs(W, 16).alu32x(OP_XOR, 9, 0).ldAbs(H, 4);
   hashAndExit(a);
-  // IPv6 (no extension headers: the engine drops those anyway).
+  // IPv6. A packet behind options headers (rare: packet/ipv6_ext.ts) goes to queue 0 and is
+  // handed over by the engine, which looks past them.
   a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').j32(J_EQ, 0, 44, 'v6frag').ja('zero');
   a.label('v6l4');
   const match6 = (addrs: Iterable<Int32Array>, hit: string, tag: string): void => {

@@ -30,6 +30,7 @@ import {
   DROP_BAD_ICMP,
   DROP_BAD_IP_VERSION,
   DROP_BAD_IPV4_HEADER,
+  DROP_BAD_IPV6_HEADER,
   DROP_BAD_TCP_FLAGS,
   DROP_BAD_TCP_HEADER,
   DROP_BAD_UDP_HEADER,
@@ -41,6 +42,15 @@ import {
   VERDICT_FORWARD,
 } from './verdict.js';
 import { C_EMIT_FULL } from '../dataplane/counters.js';
+import {
+  EXT_MISPLACED,
+  EXT_TRUNCATED,
+  IPPROTO_DSTOPTS,
+  IPPROTO_HOPOPTS,
+  isExtensionHeader,
+  lastOptionsHeader,
+  optionsEnd,
+} from '../packet/ipv6_ext.js';
 import { deriveKey, IsnGenerator, randomIsnKey, type IsnKey } from './seq.js';
 import { SynCookies } from './syncookie.js';
 import { HoldPool } from './hold.js';
@@ -270,9 +280,26 @@ export class NatContext {
       end = off + 40 + dv.getUint16(off + 4);
       if (end > off + len) return DROP_TRUNCATED;
       proto = b[off + 6]!;
-      if (proto === IPPROTO_FRAGMENT) return DROP_IPV6_FRAGMENT;
+      l4 = off + 40;
       if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP && proto !== IPPROTO_ICMPV6) {
-        return proto === IPPROTO_ICMP ? DROP_UNSUPPORTED_PROTOCOL : DROP_IPV6_EXT_HEADER;
+        if (proto === IPPROTO_FRAGMENT) return DROP_IPV6_FRAGMENT;
+        if (proto !== IPPROTO_HOPOPTS && proto !== IPPROTO_DSTOPTS) {
+          return isExtensionHeader(proto) ? DROP_IPV6_EXT_HEADER : DROP_UNSUPPORTED_PROTOCOL;
+        }
+        // Options headers: forwarded as they came, the upper layer found behind them.
+        const last = lastOptionsHeader(b, off, end);
+        if (last < 0) {
+          return last === EXT_TRUNCATED
+            ? DROP_TRUNCATED
+            : last === EXT_MISPLACED
+              ? DROP_BAD_IPV6_HEADER
+              : DROP_IPV6_EXT_HEADER;
+        }
+        proto = b[last]!;
+        l4 = optionsEnd(b, last);
+        if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP && proto !== IPPROTO_ICMPV6) {
+          return isExtensionHeader(proto) ? DROP_IPV6_EXT_HEADER : DROP_UNSUPPORTED_PROTOCOL;
+        }
       }
       this.pAf = AF_INET6;
       this.pS0 = dv.getInt32(off + 8);
@@ -283,7 +310,6 @@ export class NatContext {
       this.pD1 = dv.getInt32(off + 28);
       this.pD2 = dv.getInt32(off + 32);
       this.pD3 = dv.getInt32(off + 36);
-      l4 = off + 40;
     } else {
       return DROP_BAD_IP_VERSION;
     }

@@ -9,8 +9,9 @@
  *     IPv4         the header on each fragment, MF and the offset set; after the first, an
  *                  option not flagged "copied" is overwritten with NOPs (RFC 791; Linux's
  *                  ip_options_fragment does the same, keeping the header's length)
- *     IPv6         a fragment header after the fixed one (our packets carry no other
- *                  extension header: the engine drops them)
+ *     IPv6         a fragment header after the fixed one (the engine reassembles only
+ *                  fragments whose fragment header follows the fixed one, so nothing else
+ *                  comes before it; an options header behind it is cut with the payload)
  */
 
 import { C_FRAGMENTS_SENT, C_TX_BYTES, C_TX_PACKETS } from '../dataplane/counters.js';

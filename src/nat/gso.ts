@@ -20,6 +20,7 @@ import {
   IPV4_CSUM,
   IPV4_ID,
   IPV4_TOTAL_LEN,
+  IPV6_HEADER_LEN,
   IPV6_PAYLOAD_LEN,
   TCP_CSUM,
   TCP_CWR,
@@ -82,7 +83,7 @@ export function writeGsoSegment(
     dv.setUint16(at + IPV4_CSUM, 0);
     dv.setUint16(at + IPV4_CSUM, csumFromSum(sumWords(out, at, l3len)));
   } else {
-    dv.setUint16(at + IPV6_PAYLOAD_LEN, tcpLen);
+    dv.setUint16(at + IPV6_PAYLOAD_LEN, l3len - IPV6_HEADER_LEN + tcpLen); // options headers too
   }
   const t = at + l3len;
   dv.setInt32(t + TCP_SEQ, (c.dv.getInt32(c.pL4 + TCP_SEQ) + k * mss) | 0);

@@ -15,12 +15,15 @@
  *   a session the SYN proxy made also has the server's own space: quoted seq −= srv delta
  *       (to the VIP), quoted ack += srv delta (to a LIP)
  *
- * A quoted fragment is translated when it is a datagram's first (IPv6: its ports after the
- * fragment header); a later one has no ports and is dropped, as IPVS ignores it.
+ * A quoted IPv6 packet's ports are found behind its options headers (packet/ipv6_ext.ts), as
+ * in a packet itself. A quoted fragment is translated when it is a datagram's first (IPv6:
+ * its ports after the fragment header); a later one has no ports and is dropped, as IPVS
+ * ignores it.
  * The quoted IPv4 header checksum is recomputed, the quoted L4 checksum updated when the
  * quote holds it, and the ICMP checksum recomputed in full (errors are rare).
  * Echo requests to a VIP or local address are answered in place, so `ping VIP` works as it
- * does with LVS. Other ICMP types are dropped and counted.
+ * does with LVS (an IPv6 request's options headers are not echoed). Other ICMP types are
+ * dropped and counted.
  */
 
 import {
@@ -82,9 +85,10 @@ import {
   IPV6_NEXT,
   ORIGINATED_TTL,
 } from '../packet/headers.js';
+import { EXT_TRUNCATED, IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, lastOptionsHeader, optionsEnd } from '../packet/ipv6_ext.js';
 import { clientWorker } from '../dataplane/shard.js';
 import type { NatContext } from './context.js';
-import { rewriteAddresses } from './rewrite.js';
+import { rewriteAddresses, setIpLength } from './rewrite.js';
 import { DROP_BAD_ICMP, DROP_ICMP_NO_SESSION, DROP_ICMP_UNSUPPORTED, DROP_NOT_LOCAL } from './verdict.js';
 
 function isError(af: number, type: number): boolean {
@@ -123,6 +127,13 @@ function parseQuote(c: NatContext): number {
     if (inner + 40 > end || b[inner]! >>> 4 !== 6) return DROP_BAD_ICMP;
     l4 = inner + IPV6_HEADER_LEN;
     proto = b[inner + IPV6_NEXT]!;
+    // Options headers (packet/ipv6_ext.ts), as the engine looks past them in a packet.
+    if (proto === IPPROTO_HOPOPTS || proto === IPPROTO_DSTOPTS) {
+      const last = lastOptionsHeader(b, inner, end);
+      if (last < 0) return last === EXT_TRUNCATED ? DROP_BAD_ICMP : DROP_ICMP_UNSUPPORTED;
+      proto = b[last]!;
+      l4 = optionsEnd(b, last);
+    }
     // A fragment (what the LB cut for the MTU, or a sender's): the first one's ports follow its
     // fragment header, and its quote is translated with the header left as it is.
     if (proto === IPPROTO_FRAGMENT) {
@@ -283,7 +294,16 @@ function echoReply(c: NatContext): number {
   }
   const dv = c.dv;
   const l3 = c.pL3;
-  const l4 = c.pL4;
+  let l4 = c.pL4;
+  if (af !== AF_INET && l4 !== l3 + IPV6_HEADER_LEN) {
+    // The request's options headers were for the way here: the reply goes without them.
+    // The ICMPv6 sum is unchanged (same message, same length, the same two addresses).
+    c.buf.copyWithin(l3 + IPV6_HEADER_LEN, l4, c.pEnd);
+    c.pEnd -= l4 - l3 - IPV6_HEADER_LEN;
+    c.pL4 = l4 = l3 + IPV6_HEADER_LEN;
+    c.buf[l3 + IPV6_NEXT] = IPPROTO_ICMPV6;
+    setIpLength(c, c.pEnd);
+  }
   // Swapping source and destination leaves every checksum unchanged (a sum is symmetric).
   if (af === AF_INET) {
     dv.setInt32(l3 + 12, c.pD0);

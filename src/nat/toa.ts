@@ -58,6 +58,8 @@ import {
 } from '../packet/checksum.js';
 import {
   AF_INET,
+  IP_LENGTH_MAX,
+  IPV6_HEADER_LEN,
   TCP_CSUM,
   TCP_HEADER_MIN,
   TCP_SYN,
@@ -222,7 +224,7 @@ function insertToa(
     newEnd = c.pEnd + newOptLen - oldOptLen;
     if (newOptLen > 40 || newEnd > c.slotEnd) continue;
     // A GSO super-packet is checked per segment (below); only the IP length limit applies.
-    if (c.pGso ? newEnd - c.pL4 <= 65535 - 40 : newEnd - c.pL3 <= c.opts.mtu) break;
+    if (c.pGso ? newEnd - c.pL3 - (v4 ? 0 : IPV6_HEADER_LEN) <= IP_LENGTH_MAX : newEnd - c.pL3 <= c.opts.mtu) break;
   }
   if (level > 2) {
     if (c.pGso) c.counters[C_TOA_SKIPPED_GSO] = c.counters[C_TOA_SKIPPED_GSO]! + 1;

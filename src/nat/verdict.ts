@@ -34,11 +34,13 @@ export const DROP_BAD_IPV4_HEADER = 3;
  * another (RFC 5722; the datagram's other fragments go with it), a middle one is not a multiple
  * of 8 bytes, it ends past 64 KiB, or the first does not hold the whole TCP/UDP header. */
 export const DROP_IPV4_FRAGMENT = 4;
-/** IPv6 extension header we do not walk (hop-by-hop, routing, destination options, …). */
+/** An IPv6 extension header the engine does not look past (packet/ipv6_ext.ts): Routing, AH,
+ * Mobility, …, a fragment header behind options headers, or more than IPV6_OPTION_HEADERS_MAX
+ * options headers. Hop-by-Hop and Destination Options headers are looked past and forwarded. */
 export const DROP_IPV6_EXT_HEADER = 5;
 /** The same for an IPv6 fragment (its fragment header right after the fixed header). */
 export const DROP_IPV6_FRAGMENT = 6;
-/** IPv6 payload length larger than what was read. */
+/** A Hop-by-Hop header anywhere but right after the fixed IPv6 header (RFC 8200 §4.3). */
 export const DROP_BAD_IPV6_HEADER = 7;
 /** TCP data offset < 5 or past the end of the packet. */
 export const DROP_BAD_TCP_HEADER = 8;
@@ -50,7 +52,7 @@ export const DROP_BAD_TCP_FLAGS = 10;
 export const DROP_BAD_UDP_HEADER = 11;
 /** ICMP error too short to hold the quoted IP header and 8 bytes of transport header. */
 export const DROP_BAD_ICMP = 12;
-/** Neither TCP, UDP, ICMP nor ICMPv6. */
+/** Neither TCP, UDP, ICMP nor ICMPv6 (IPv6: behind any options headers). */
 export const DROP_UNSUPPORTED_PROTOCOL = 13;
 
 // Policy: well-formed packets tunvs will not forward.

@@ -26,6 +26,10 @@ export const IPPROTO_UDP = 17;
 export const IPPROTO_ICMPV6 = 58;
 export const IPPROTO_FRAGMENT = 44;
 
+/** IPv4's total length and IPv6's payload length (everything after its fixed header) are
+ * 16-bit fields: the most either can say. */
+export const IP_LENGTH_MAX = 65535;
+
 export const IPV4_HEADER_MIN = 20;
 export const IPV4_TOTAL_LEN = 2;
 export const IPV4_ID = 4;

@@ -11,7 +11,7 @@ import { PacketRing } from '../../src/dataplane/ring.js';
 import { DROP_REASON_COUNT, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
-import { ACK, checksumsOk, icmp, opt, PSH, SYN, tcp, udp } from '../helpers/packets.js';
+import { ACK, checksumsOk, icmp, opt, PSH, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
 import { Rng } from '../helpers/rng.js';
 
 const PACKETS = Number(process.env.TUNVS_FUZZ_PACKETS ?? 1_000_000);
@@ -69,6 +69,13 @@ function templates(engine: Engine, rng: Rng): Uint8Array[] {
   ];
   for (let i = 0; i < 600; i++) {
     const fam = i % 2 === 0 ? V4 : V6;
+    const first = out.length;
+    // Two of three IPv6 flows send their packets behind options headers (packet/ipv6_ext.ts).
+    const headers = i % 3 === 0 ? [{ type: 0, units: 1 }] : i % 3 === 1 ? [{ type: 60, units: 2 }] : [];
+    const withHeaders = (): void => {
+      if (fam === V6 && headers.length > 0)
+        for (let k = first; k < out.length; k++) out[k] = withExtHeaders(out[k]!, ...headers);
+    };
     const port = fam === V4 && i % 4 === 0 ? 443 : 80;
     const sport = 10000 + i;
     const seq = rng.next();
@@ -85,7 +92,10 @@ function templates(engine: Engine, rng: Rng): Uint8Array[] {
     out.push(syn);
     ring.put(0, syn);
     engine.processBurst(ring, 1, 0);
-    if (ring.verdicts[0] !== VERDICT_FORWARD) continue;
+    if (ring.verdicts[0] !== VERDICT_FORWARD) {
+      withHeaders();
+      continue;
+    }
     const ids = [...engine.sessionIds()];
     const s = engine.describe(ids[ids.length - 1]!);
     const lb = (seq + s.seqDelta) >>> 0;
@@ -132,6 +142,7 @@ function templates(engine: Engine, rng: Rng): Uint8Array[] {
     const quoted = tcp({ src: s.laddr, dst: s.rip, sport: s.lport, dport: s.rport, seq: lb, flags: ACK });
     out.push(icmp(s.rip, s.laddr, fam === V4 ? 3 : 2, fam === V4 ? 4 : 0, 1400, quoted));
     out.push(udp({ src: fam.client, dst: fam.vip, sport, dport: 53, payload }));
+    withHeaders();
   }
   return out;
 }

@@ -53,6 +53,67 @@ export function refChecksum(...parts: Uint8Array[]): number {
   return ~sum & 0xffff;
 }
 
+/** IPv6 extension headers these helpers look past, with their own simple rule (all three
+ * count their length in 8-byte units after the first 8): Hop-by-Hop, Routing, Destination
+ * Options. */
+const EXT_HEADERS = new Set([0, 43, 60]);
+
+/** Where the upper layer of IP packet `p` starts and what it is (IPv6: behind its extension
+ * headers). */
+export function upperLayer(p: Uint8Array): { at: number; proto: number } {
+  if (p[0]! >> 4 === 4) return { at: (p[0]! & 15) * 4, proto: p[9]! };
+  let at = 40;
+  let proto = p[6]!;
+  while (EXT_HEADERS.has(proto) && at + 8 <= p.length) {
+    proto = p[at]!;
+    at += (p[at + 1]! + 1) * 8;
+  }
+  return { at, proto };
+}
+
+/**
+ * The IPv6 packet `p` with extension headers put in after its fixed header, in the order
+ * given: each its type and its size in 8-byte units (≥ 1), filled with one option (an
+ * options header) or, for a Routing header, type 0 with `segmentsLeft` (default 0) and
+ * zeros. The L4 checksum stays right: the pseudo-header does not cover these headers.
+ */
+export function withExtHeaders(
+  p: Uint8Array,
+  ...headers: { type: number; units: number; segmentsLeft?: number }[]
+): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let next = p[6]!;
+  for (let i = headers.length - 1; i >= 0; i--) {
+    const h = headers[i]!;
+    const b = new Uint8Array(h.units * 8);
+    b[0] = next;
+    b[1] = h.units - 1;
+    if (h.type === 43) b[3] = h.segmentsLeft ?? 0;
+    else {
+      // PadN, or in more than 8 bytes an experimental option ("skip if unknown", RFC 4727):
+      // Linux refuses more than 7 bytes of padding in a row.
+      b[2] = b.length === 8 ? 1 : 0x1e;
+      b[3] = b.length - 4;
+    }
+    parts.unshift(b);
+    next = h.type;
+  }
+  const ext = Buffer.concat(parts);
+  const out = new Uint8Array(p.length + ext.length);
+  out.set(p.subarray(0, 40), 0);
+  out.set(ext, 40);
+  out.set(p.subarray(40), 40 + ext.length);
+  out[6] = next;
+  new DataView(out.buffer).setUint16(4, out.length - 40);
+  return out;
+}
+
+/** The bytes of the IPv6 packet's extension headers (between its fixed header and its upper
+ * layer). */
+export function extHeaderBytes(p: Uint8Array): number[] {
+  return Array.from(p.subarray(40, upperLayer(p).at));
+}
+
 function pseudo(src: Uint8Array, dst: Uint8Array, proto: number, len: number): Uint8Array {
   if (src.length === 4) {
     const p = new Uint8Array(12);
@@ -207,10 +268,9 @@ export function parse(p: Uint8Array): Parsed {
     ttl = p[8]!;
     end = dv.getUint16(2);
   } else {
-    l3 = 40;
+    ({ at: l3, proto } = upperLayer(p));
     src = p.slice(8, 24);
     dst = p.slice(24, 40);
-    proto = p[6]!;
     ttl = p[7]!;
     end = 40 + dv.getUint16(4);
   }
@@ -266,11 +326,10 @@ export function checksumsOk(p: Uint8Array): { ip: boolean; l4: boolean } {
     end = dv.getUint16(2);
     proto = p[9]!;
   } else {
-    l3 = 40;
+    ({ at: l3, proto } = upperLayer(p));
     src = p.subarray(8, 24);
     dst = p.subarray(24, 40);
     end = 40 + dv.getUint16(4);
-    proto = p[6]!;
   }
   const l4 = p.subarray(l3, end);
   let l4ok: boolean;

@@ -4,19 +4,20 @@
  */
 
 import { VNET_HDR_LEN } from '../../src/constants.js';
-import { refChecksum } from './packets.js';
+import { refChecksum, upperLayer } from './packets.js';
 
 export const NEEDS_CSUM = 1;
 export const GSO_TCPV4 = 1;
 export const GSO_TCPV6 = 4;
 
+/** The IP headers' length (IPv6: its extension headers too). */
 function l3len(p: Uint8Array): number {
-  return p[0]! >> 4 === 4 ? (p[0]! & 15) * 4 : 40;
+  return upperLayer(p).at;
 }
 
 function csumOffset(p: Uint8Array): number {
-  const proto = p[0]! >> 4 === 4 ? p[9]! : p[6]!;
-  return l3len(p) + (proto === 6 ? 16 : 6);
+  const { at, proto } = upperLayer(p);
+  return at + (proto === 6 ? 16 : 6);
 }
 
 /** Replace the full L4 checksum by the partial one (folded pseudo-header sum), as Linux does. */
@@ -25,7 +26,7 @@ export function makePartial(p: Uint8Array): Uint8Array {
   const dv = new DataView(q.buffer);
   const v4 = q[0]! >> 4 === 4;
   const l3 = l3len(q);
-  const proto = v4 ? q[9]! : q[6]!;
+  const proto = upperLayer(q).proto;
   const l4len = q.length - l3;
   const pseudo = new Uint8Array(v4 ? 12 : 40);
   const pv = new DataView(pseudo.buffer);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { DROPS_BASE } from '../../src/dataplane/counters.js';
 import * as V from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { ACK, FIN, RST, SYN, tcp, udp } from '../helpers/packets.js';
+import { ACK, FIN, RST, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
 
 const syn4 = () => tcp({ src: V4.client, dst: V4.vip, sport: 4000, dport: 80, seq: 1, flags: SYN });
 const syn6 = () => tcp({ src: V6.client, dst: V6.vip, sport: 4000, dport: 80, seq: 1, flags: SYN });
@@ -40,7 +40,13 @@ describe('drops', () => {
       () => mutate(syn6(), (b, dv) => ((b[6] = 44), dv.setUint16(42, 0x0009))),
       V.DROP_IPV6_FRAGMENT,
     ],
-    ['IPv6 hop-by-hop header', () => mutate(syn6(), (b) => (b[6] = 0)), V.DROP_IPV6_EXT_HEADER],
+    // Extension headers the engine does not look past (test/nat/ipv6_ext.test.ts has the rest).
+    ['IPv6 authentication header', () => mutate(syn6(), (b) => (b[6] = 51)), V.DROP_IPV6_EXT_HEADER],
+    [
+      'IPv6 hop-by-hop header behind another',
+      () => withExtHeaders(syn6(), { type: 60, units: 1 }, { type: 0, units: 1 }),
+      V.DROP_BAD_IPV6_HEADER,
+    ],
     ['IPv6 routing header', () => mutate(syn6(), (b) => (b[6] = 43)), V.DROP_IPV6_EXT_HEADER],
     ['TCP data offset 4', () => mutate(syn4(), (b) => (b[32] = 0x40)), V.DROP_BAD_TCP_HEADER],
     ['TCP data offset past the end', () => mutate(syn4(), (b) => (b[32] = 0xf0)), V.DROP_BAD_TCP_HEADER],

@@ -21,7 +21,20 @@ import { DROP_TUNNEL_NO_ROOM, DROP_TUNNEL_TOO_BIG, VERDICT_DROP, VERDICT_FORWARD
 import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { complete, GSO_TCPV4, GSO_TCPV6, makePartial, vnetHeader } from '../helpers/vnet.js';
-import { ACK, checksumsOk, FIN, opt, parse, PSH, SYN, tcp, udp, type TcpSpec } from '../helpers/packets.js';
+import {
+  ACK,
+  checksumsOk,
+  extHeaderBytes,
+  FIN,
+  opt,
+  parse,
+  PSH,
+  SYN,
+  tcp,
+  udp,
+  withExtHeaders,
+  type TcpSpec,
+} from '../helpers/packets.js';
 
 const CWR = 0x80;
 
@@ -123,6 +136,39 @@ describe.each([
     expect(e.vnet.counters[C_GSO_PACKETS]).toBe(1);
   });
 
+  it.skipIf(fam === V4)('IPv6: a GSO super-packet behind options headers gets TOA the same, the headers kept', () => {
+    const e = new Pair();
+    const x = (p: Uint8Array) => withExtHeaders(p, { type: 0, units: 1 }, { type: 60, units: 2 });
+    e.send(x(tcp({ src: fam.client, dst: fam.vip, sport: 40210, dport: 80, seq: 5, flags: SYN })));
+    const s = e.plain.describe([...e.plain.sessionIds()][0]!);
+    const synAck = { src: fam.rs1, dst: fam.lip, sport: 8080, dport: s.lport, seq: 9, flags: SYN | ACK };
+    e.send(x(tcp({ ...synAck, ack: (6 + s.seqDelta) >>> 0 })));
+    const big = x(
+      tcp({
+        src: fam.client,
+        dst: fam.vip,
+        sport: 40210,
+        dport: 80,
+        seq: 6,
+        ack: 10,
+        flags: ACK | PSH,
+        payload: new Uint8Array(40000).fill(5),
+      }),
+    );
+    e.ringVnet.put(0, makePartial(big), vnetHeader(big, gsoType, 1448));
+    const hv = new DataView(e.ringVnet.bytes.buffer, 0, VNET_HDR_LEN);
+    const hdrLenIn = hv.getUint16(2, true);
+    e.vnet.processBurst(e.ringVnet, 1, 0);
+    expect(e.ringVnet.verdicts[0]).toBe(VERDICT_FORWARD);
+    const out = complete(e.ringVnet.get(0));
+    expect(checksumsOk(out)).toEqual({ ip: true, l4: true });
+    expect(extHeaderBytes(out)).toEqual(extHeaderBytes(big));
+    expect(parse(out).options).toEqual(opt.toa(254, 40210, fam.client));
+    expect(parse(out).payload.length).toBe(40000);
+    expect(hv.getUint16(2, true)).toBe(hdrLenIn + 20);
+    expect(hdrLenIn + 20 + hv.getUint16(4, true)).toBeLessThanOrEqual(1500);
+  });
+
   it('partial UDP checksums are updated for the address change only', () => {
     const e = new Pair();
     e.send(udp({ src: fam.client, dst: fam.vip, sport: 5000, dport: 53, payload: new Uint8Array(64).fill(1) }));
@@ -211,6 +257,28 @@ describe.each([
       }
     },
   );
+
+  it.skipIf(v4)('IPv6: a GSO super-packet behind options headers leaves as segments that each carry them', () => {
+    const { e, ring } = setup();
+    const x = (p: Uint8Array) => withExtHeaders(p, { type: 60, units: 2 });
+    ring.put(0, x(C({ seq: 1000, flags: SYN })));
+    e.processBurst(ring, 1, 0);
+    const data = Uint8Array.from({ length: 5000 }, (_, i) => (i * 13 + 1) & 255);
+    const big = x(C({ seq: 1001, ack: 77, flags: ACK | PSH, payload: data }));
+    ring.put(0, makePartial(big), vnetHeader(big, gsoType, 1300));
+    e.processBurst(ring, 1, 0);
+    expect(e.emitCount).toBe(4); // 3 × 1300 + 1100
+    for (let k = 0; k < 4; k++) {
+      const last = k === 3;
+      const want = C({
+        seq: 1001 + k * 1300,
+        ack: 77,
+        flags: last ? ACK | PSH : ACK,
+        payload: data.subarray(k * 1300, Math.min(data.length, (k + 1) * 1300)),
+      });
+      expectInTunnel(e.emit.get(k), x(want));
+    }
+  });
 
   it('super-packets whose segments the emit ring cannot take in this burst are dropped whole, counted', () => {
     const e = new Engine({ capacity: 64, seed: 1, headroom: VNET_HDR_LEN }, resolveServices([spec], new IdRegistry()));
