@@ -307,10 +307,20 @@ static int complete_partial(uint8_t *ip, uint32_t len) {
     l4len = tot - ihl;
     pseudo = sum16(ip + 12, 8, 0);
   } else if ((ip[0] >> 4) == 6 && len >= 40) {
-    proto = ip[6]; /* extension headers: left to the engine */
+    uint32_t end = 40 + (uint32_t)(ip[4] << 8 | ip[5]);
+    if (end > len) return 0;
+    proto = ip[6];
     l4 = 40;
-    l4len = (uint32_t)(ip[4] << 8 | ip[5]);
-    if (l4 + l4len > len) return 0;
+    /* Past Hop-by-Hop and Destination Options headers, at most 3, as the engine looks past
+     * them (src/packet/ipv6_ext.ts, IPV6_OPTION_HEADERS_MAX); anything else is left alone
+     * and the engine drops it. */
+    for (int n = 0; (proto == 0 || proto == 60) && n < 3; n++) {
+      if (l4 + 8 > end) return 0;
+      proto = ip[l4];
+      l4 += ((uint32_t)ip[l4 + 1] + 1) * 8;
+    }
+    if (l4 > end) return 0;
+    l4len = end - l4;
     pseudo = sum16(ip + 8, 32, 0);
   } else {
     return 0;

@@ -42,6 +42,7 @@ import {
   FRAGMENTS_WRITTEN,
   fragmentedQueries,
 } from '../helpers/udp_fragments.js';
+import { expectExtHeadersThroughVip } from '../helpers/ext_headers.js';
 
 const root = process.getuid?.() === 0;
 const prefix = `tt${process.pid % 100000}-`;
@@ -498,6 +499,10 @@ describe.skipIf(!root)('netns lab (root)', () => {
     },
     60_000,
   );
+
+  it('IPv6 packets behind Hop-by-Hop and Destination Options headers, both ways: forwarded with them, bytes whole, the servers see the client, every checksum good', async () => {
+    await expectExtHeadersThroughVip(prefix, state);
+  }, 120_000);
 
   it('1,000 concurrent connections each echo 1 MiB through the VIP with 0 corrupted bytes', async () => {
     const r = labEcho(prefix, 1000, 1 << 20, 150);

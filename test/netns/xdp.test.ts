@@ -17,6 +17,7 @@ import { inNs, isAlive } from '../../src/lab/netns.js';
 import { distSrc } from '../../src/paths.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { LAB_LB_INTERFACES } from '../../src/lab/topology.js';
+import { expectExtHeadersThroughVip } from '../helpers/ext_headers.js';
 import {
   addFragmentServices,
   deleteFragmentServices,
@@ -144,6 +145,13 @@ describe.skipIf(!root)('AF_XDP data path in the netns lab (root)', () => {
       deleteFragmentServices(state.adminSocket);
     }
   }, 60_000);
+
+  it('IPv6 packets behind Hop-by-Hop and Destination Options headers, both ways: forwarded with them, bytes whole, every checksum good', async () => {
+    const before = await stats();
+    await expectExtHeadersThroughVip(prefix, state);
+    // By the sockets: the kernel routed next to nothing into the TUN device.
+    expect((await stats()).device.tx_packets! - before.device.tx_packets!).toBeLessThan(20);
+  }, 120_000);
 
   it('a reload with a new VIP swaps the program: the new VIP is served by the sockets at once', async () => {
     const file = join(state.dir, 'lb-a.yaml');
