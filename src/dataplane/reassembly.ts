@@ -20,9 +20,10 @@
  * Overlapping fragments end their datagram (RFC 5722, as Linux does for both families).
  *
  * Memory is allocated once, at the first fragment, as the rest of the engine's: the fragments'
- * bytes in FRAG_BYTES_MAX of FRAG_CHUNK_BYTES chunks (a fragment is a chain of them), and
- * per chunk and per datagram slot the fields below in typed arrays. A whole datagram's chunks
- * stay readable until the next add or expire.
+ * bytes in FRAG_BYTES_MAX of FRAG_CHUNK_BYTES chunks (a fragment is a chain of them), per
+ * chunk and per datagram slot the fields below in typed arrays, and the index of datagrams by
+ * key (open addressing in an Int32Array, the keys as words: no string per fragment). A whole
+ * datagram's chunks stay readable until the next add or expire.
  */
 
 import { FRAG_BYTES_MAX, FRAG_CHUNK_BYTES, FRAG_DATAGRAMS_MAX, FRAG_TIMEOUT_MS } from '../constants.js';
@@ -49,8 +50,14 @@ export const FRAG_PENDING = 0;
 export const FRAG_WHOLE = 1;
 
 const CHUNKS = FRAG_BYTES_MAX / FRAG_CHUNK_BYTES;
-/** The end of a chain (chunks, fragments, free slots). */
+/** The end of a chain (chunks, fragments, free slots, the age list). */
 const NONE = -1;
+/** A datagram's key: family and protocol, identification, then source and destination
+ * address (IPv4: a word each; IPv6: four each). */
+const KEY_WORDS = 10;
+/** The index of datagrams by key: open addressing with linear probing, at most half full
+ * (a power of two of at least twice FRAG_DATAGRAMS_MAX entries); an entry is slot + 1, 0 empty. */
+const INDEX_SIZE = 1 << Math.ceil(Math.log2(2 * FRAG_DATAGRAMS_MAX));
 
 export class Reassembly {
   private readonly store = new Uint8Array(FRAG_BYTES_MAX);
@@ -66,13 +73,28 @@ export class Reassembly {
   private readonly fragLength = new Int32Array(CHUNKS);
   private readonly fragPayload = new Int32Array(CHUNKS);
   private readonly fragBytes = new Int32Array(CHUNKS);
-  /** Datagram slots by key, oldest first (a Map keeps insertion order): expire stops at the
-   * first live one. */
-  private readonly slots = new Map<string, number>();
-  /** Per datagram slot: its key, family, first fragment's time, fragment list, the payload's
-   * length once the last fragment came (−1 before), payload bytes held, fragments and
-   * fragment bytes held. */
-  private readonly dKey: string[] = new Array<string>(FRAG_DATAGRAMS_MAX).fill('');
+  /** Datagram slots by key (no string or object per fragment: the engine allocates nothing
+   * per packet, and a flood of fragments is what this table must take). The hash is keyed
+   * with a random seed, so a sender cannot choose keys that pile up in one probe run. */
+  private readonly index = new Int32Array(INDEX_SIZE);
+  private readonly seed = (Math.random() * 0x100000000) | 0;
+  /** The key of the fragment in hand, and how many of its words are used. */
+  private readonly key = new Int32Array(KEY_WORDS);
+  private keyLength = 0;
+  /** Datagrams in the index, and the oldest and newest of them (a list by first fragment's
+   * time: expire stops at the first live one). */
+  private indexed = 0;
+  private oldest = NONE;
+  private newest = NONE;
+  /** Per datagram slot: its key and its hash, whether it is in the index, its neighbours in
+   * the age list, family, first fragment's time, fragment list, the payload's length once
+   * the last fragment came (−1 before), payload bytes held, fragments and fragment bytes
+   * held. */
+  private readonly dKey = new Int32Array(FRAG_DATAGRAMS_MAX * KEY_WORDS);
+  private readonly dHash = new Int32Array(FRAG_DATAGRAMS_MAX);
+  private readonly dIndexed = new Uint8Array(FRAG_DATAGRAMS_MAX);
+  private readonly dOlder = new Int32Array(FRAG_DATAGRAMS_MAX);
+  private readonly dNewer = new Int32Array(FRAG_DATAGRAMS_MAX);
   private readonly dV6 = new Uint8Array(FRAG_DATAGRAMS_MAX);
   private readonly dFirstMs = new Float64Array(FRAG_DATAGRAMS_MAX);
   private readonly dHead = new Int32Array(FRAG_DATAGRAMS_MAX);
@@ -98,7 +120,7 @@ export class Reassembly {
 
   /** Datagrams being reassembled. */
   get size(): number {
-    return this.slots.size;
+    return this.indexed;
   }
 
   /** Bytes of fragments held (of datagrams being reassembled). */
@@ -116,7 +138,7 @@ export class Reassembly {
     let end: number;
     let offset: number;
     let more: boolean;
-    let key: string;
+    const key = this.key;
     if (v6) {
       const plen = dv.getUint16(off + IPV6_PAYLOAD_LEN);
       if (plen < IPV6_FRAG_HEADER_LEN) return -DROP_IPV6_FRAGMENT;
@@ -125,14 +147,21 @@ export class Reassembly {
       const field = dv.getUint16(off + IPV6_HEADER_LEN + 2);
       offset = field & IPV6_FRAG_OFFSET_MASK;
       more = (field & IPV6_FRAG_MORE) !== 0;
-      key = `6 ${dv.getUint32(off + IPV6_HEADER_LEN + 4)} ${addressText(dv, off + 8, 8)}`;
+      key[0] = 6;
+      key[1] = dv.getInt32(off + IPV6_HEADER_LEN + 4);
+      for (let i = 0; i < 8; i++) key[2 + i] = dv.getInt32(off + 8 + 4 * i);
+      this.keyLength = 10;
     } else {
       header = (buf[off]! & 15) << 2;
       end = off + dv.getUint16(off + IPV4_TOTAL_LEN);
       const field = dv.getUint16(off + IPV4_FRAG);
       offset = (field & IPV4_FRAG_OFFSET_MASK) << 3;
       more = (field & IPV4_FRAG_MF) !== 0;
-      key = `4 ${buf[off + 9]} ${dv.getUint16(off + IPV4_ID)} ${addressText(dv, off + 12, 2)}`;
+      key[0] = (4 << 8) | buf[off + 9]!;
+      key[1] = dv.getUint16(off + IPV4_ID);
+      key[2] = dv.getInt32(off + 12);
+      key[3] = dv.getInt32(off + 16);
+      this.keyLength = 4;
     }
     const malformed = v6 ? -DROP_IPV6_FRAGMENT : -DROP_IPV4_FRAGMENT;
     const length = end - off - header;
@@ -140,9 +169,10 @@ export class Reassembly {
     // IPv4's total length and IPv6's payload length are 16 bits.
     if (offset + length + (v6 ? 0 : header) > 0xffff) return malformed;
     const bytes = end - off;
-    let d = this.slots.get(key) ?? NONE;
+    const hash = this.hashKey();
+    let d = this.find(hash);
     if (chunksOf(bytes) > this.chunksFree || (d === NONE && this.freeSlotCount === 0)) return -DROP_FRAGMENT_TABLE_FULL;
-    if (d === NONE) d = this.open(key, v6, nowMs);
+    if (d === NONE) d = this.open(hash, v6, nowMs);
     const stop = offset + length;
     const total = this.dTotal[d]!;
     let bad = (!more && total >= 0) || (total >= 0 && stop > total);
@@ -172,7 +202,7 @@ export class Reassembly {
     this.heldBytes += bytes;
     if (!more) this.dTotal[d] = stop;
     if (this.dTotal[d]! < 0 || this.dHave[d] !== this.dTotal[d]) return FRAG_PENDING;
-    this.slots.delete(key);
+    this.unindex(d);
     this.whole = d;
     return FRAG_WHOLE;
   }
@@ -227,29 +257,97 @@ export class Reassembly {
   expire(nowMs: number): number {
     this.releaseWhole();
     let dropped = 0;
-    for (const d of this.slots.values()) {
-      if (nowMs - this.dFirstMs[d]! < FRAG_TIMEOUT_MS) break;
-      dropped += this.dCount[d]!;
-      this.close(d);
+    while (this.oldest !== NONE && nowMs - this.dFirstMs[this.oldest]! >= FRAG_TIMEOUT_MS) {
+      dropped += this.dCount[this.oldest]!;
+      this.close(this.oldest);
     }
     return dropped;
   }
 
-  private open(key: string, v6: boolean, nowMs: number): number {
+  /** The key's hash (a seeded multiply-xor mix of its words, fmix32 to finish). */
+  private hashKey(): number {
+    const k = this.key;
+    let h = this.seed;
+    for (let i = 0; i < this.keyLength; i++) {
+      h = Math.imul(h ^ k[i]!, 0xcc9e2d51);
+      h = (h << 15) | (h >>> 17);
+    }
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return h ^ (h >>> 16);
+  }
+
+  /** The slot of the datagram whose key is the one in hand (its hash `hash`), or NONE. */
+  private find(hash: number): number {
+    const mask = INDEX_SIZE - 1;
+    const n = this.keyLength;
+    for (let i = hash & mask; ; i = (i + 1) & mask) {
+      const e = this.index[i]!;
+      if (e === 0) return NONE;
+      const d = e - 1;
+      if (this.dHash[d] !== hash) continue;
+      const at = d * KEY_WORDS;
+      let same = true;
+      for (let w = 0; w < n && same; w++) same = this.dKey[at + w] === this.key[w];
+      if (same) return d;
+    }
+  }
+
+  /** Take slot `d` out of the index and the age list (backward-shift deletion: the entries
+   * after it in its probe run move up, so no tombstones are left). */
+  private unindex(d: number): void {
+    if (this.dIndexed[d] === 0) return;
+    this.dIndexed[d] = 0;
+    this.indexed--;
+    const mask = INDEX_SIZE - 1;
+    const index = this.index;
+    let i = this.dHash[d]! & mask;
+    while (index[i] !== d + 1) i = (i + 1) & mask;
+    for (let j = (i + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
+      // The entry at j may fill the hole at i if its home is not in (i, j] (cyclically).
+      const home = this.dHash[index[j]! - 1]! & mask;
+      if (((j - home) & mask) >= ((j - i) & mask)) {
+        index[i] = index[j]!;
+        i = j;
+      }
+    }
+    index[i] = 0;
+    const older = this.dOlder[d]!;
+    const newer = this.dNewer[d]!;
+    if (older === NONE) this.oldest = newer;
+    else this.dNewer[older] = newer;
+    if (newer === NONE) this.newest = older;
+    else this.dOlder[newer] = older;
+  }
+
+  private open(hash: number, v6: boolean, nowMs: number): number {
     const d = this.freeSlots[--this.freeSlotCount]!;
-    this.dKey[d] = key;
+    this.dKey.set(this.key, d * KEY_WORDS);
+    this.dHash[d] = hash;
+    const mask = INDEX_SIZE - 1;
+    let i = hash & mask;
+    while (this.index[i] !== 0) i = (i + 1) & mask;
+    this.index[i] = d + 1;
+    this.dIndexed[d] = 1;
+    this.indexed++;
+    this.dOlder[d] = this.newest;
+    this.dNewer[d] = NONE;
+    if (this.newest === NONE) this.oldest = d;
+    else this.dNewer[this.newest] = d;
+    this.newest = d;
     this.dV6[d] = v6 ? 1 : 0;
     this.dFirstMs[d] = nowMs;
     this.dHead[d] = this.dTail[d] = NONE;
     this.dTotal[d] = -1;
     this.dHave[d] = this.dCount[d] = this.dHeld[d] = 0;
-    this.slots.set(key, d);
     return d;
   }
 
   /** Free slot `d` and its fragments' chunks. */
   private close(d: number): void {
-    if (this.slots.get(this.dKey[d]!) === d) this.slots.delete(this.dKey[d]!);
+    this.unindex(d);
     for (let f = this.dHead[d]!; f !== NONE;) {
       const next = this.fragNext[f]!;
       let last = f;
@@ -264,7 +362,6 @@ export class Reassembly {
       f = next;
     }
     this.heldBytes -= this.dHeld[d]!;
-    this.dKey[d] = '';
     this.freeSlots[this.freeSlotCount++] = d;
   }
 
@@ -310,11 +407,4 @@ export class Reassembly {
 
 function chunksOf(bytes: number): number {
   return Math.ceil(bytes / FRAG_CHUNK_BYTES);
-}
-
-/** `words` big-endian 32-bit words from `at` as text (source then destination address). */
-function addressText(dv: DataView, at: number, words: number): string {
-  let s = '';
-  for (let i = 0; i < words; i++) s += `${dv.getUint32(at + 4 * i).toString(16)}.`;
-  return s;
 }
