@@ -49,6 +49,17 @@ class Twins {
     this.ext = new Driver(makeEngine(specs));
     this.plain = new Driver(makeEngine(specs));
     (this.ext.engine.ctx as { isn: unknown }).isn = this.plain.engine.ctx.isn;
+    (this.ext.engine.ctx as { cookies: unknown }).cookies = this.plain.engine.ctx.cookies;
+  }
+
+  /** `p` with `headers` through one, without through the other: the same packet, which the
+   * LB wrote itself (no headers of the packet it answers). */
+  written(p: Uint8Array, ...headers: Header[]): Uint8Array {
+    const out = this.ext.forward(withExtHeaders(p, ...headers));
+    const want = this.plain.forward(p);
+    expect(out).toEqual(want);
+    expect(extHeaderBytes(out)).toEqual([]);
+    return want;
   }
 
   /** `p` with `headers` through one, without through the other: the same packet but for them. */
@@ -101,6 +112,23 @@ describe('IPv6 extension headers', () => {
     t.same(back, DST, DST);
     t.same(fromClient({ seq: 1301, ack: 7302, flags: ACK | FIN }), DST);
     expect(parse(syn).dst).toBe(parse(synAck).src);
+  });
+
+  it('the SYN proxy: what it writes goes without the headers, what it forwards keeps them', () => {
+    const t = new Twins(labServices({ synProxy: 'on' }));
+    const synAck = parse(t.written(fromClient({ seq: 1000, flags: SYN, options: opt.mss(1440) }), HBH, DST));
+    expect(synAck.flags).toBe(SYN | ACK);
+    const syn = parse(t.written(fromClient({ seq: 1001, ack: synAck.seq + 1, flags: ACK }), HBH));
+    expect(syn.flags).toBe(SYN);
+    const s = t.plain.session();
+    const server = { src: V6.rs1, dst: V6.lip, sport: 8080, dport: s.lport };
+    // The server's SYN-ACK becomes the proxy's ACK to it.
+    const ack = parse(t.written(tcp({ ...server, seq: 9000, ack: syn.seq + 1, flags: SYN | ACK }), DST));
+    expect(ack.flags).toBe(ACK);
+    const data = new Uint8Array(100).fill(9);
+    const first = t.same(fromClient({ seq: 1001, ack: synAck.seq + 1, flags: ACK | PSH, payload: data }), HBH, DST);
+    expect(parse(first).options).toEqual(opt.toa(254, CPORT, V6.client));
+    t.same(tcp({ ...server, seq: 9001, ack: parse(first).seq + 100, flags: ACK | PSH, payload: data }), DST);
   });
 
   it('UDP both ways, and the NAT and TUNNEL modes', () => {
