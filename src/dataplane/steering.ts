@@ -10,8 +10,10 @@
  *   a fragment (IPv4 MF or offset, clientShardHash(src ^ dst, identification): every fragment
  *   IPv6 fragment header):        of a datagram on one queue, whose engine reassembles it
  *                                 and hands it over if another worker owns it
- *   anything else (ICMP, IPv6     0; the engine hands it over if another worker owns it
- *   behind options headers, …):
+ *   anything else (ICMP, …):      0; the engine hands it over if another worker owns it
+ *
+ * IPv6 TCP/UDP is found behind Hop-by-Hop and Destination Options headers, as the engine
+ * finds it (packet/ipv6_ext.ts).
  *
  * The kernel runs it with the IP header at offset 0. Packet bytes are read with the
  * classic LD_ABS/LD_IND loads (they return big-endian words as numbers, like DataView, and
@@ -20,11 +22,28 @@
  * (reload).
  */
 
-import { AF_INET } from '../packet/headers.js';
+import { IPV6_OPTION_HEADERS_MAX } from '../constants.js';
+import { AF_INET, IPV6_HEADER_LEN } from '../packet/headers.js';
 import type { ParsedAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
 
-import { Asm, ALU64, B, H, J_EQ, J_NE, K, OP_AND, OP_LSH, OP_MOV, OP_MUL, OP_RSH, OP_XOR, W } from './bpf_asm.js';
+import {
+  Asm,
+  ALU64,
+  B,
+  H,
+  J_EQ,
+  J_NE,
+  K,
+  OP_ADD,
+  OP_AND,
+  OP_LSH,
+  OP_MOV,
+  OP_MUL,
+  OP_RSH,
+  OP_XOR,
+  W,
+} from './bpf_asm.js';
 
 // clientShardHash's (fmix32) multipliers, as int32 immediates.
 const M1 = 0x85ebca6b | 0;
@@ -103,9 +122,25 @@ export function steeringProgram(
   // of its fragments and reassembles them (only the first has ports).
   a.label('v4frag').ldAbs(W, 12).mov64x(9, 0).ldAbs(W, 16).alu32x(OP_XOR, 9, 0).ldAbs(H, 4);
   hashAndExit(a);
-  // IPv6. A packet behind options headers (rare: packet/ipv6_ext.ts) goes to queue 0 and is
-  // handed over by the engine, which looks past them.
-  a.label('v6').ldAbs(B, 6).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').j32(J_EQ, 0, 44, 'v6frag').ja('zero');
+  // IPv6: r8 = where its TCP/UDP header starts, past at most IPV6_OPTION_HEADERS_MAX
+  // Hop-by-Hop and Destination Options headers (packet/ipv6_ext.ts: the engine looks past
+  // them too; it drops what else there is, so anything else goes to 0).
+  a.label('v6')
+    .emit(ALU64 | OP_MOV | K, 8, 0, 0, IPV6_HEADER_LEN)
+    .ldAbs(B, 6)
+    .j32(J_EQ, 0, 6, 'v6l4')
+    .j32(J_EQ, 0, 17, 'v6l4')
+    .j32(J_EQ, 0, 44, 'v6frag')
+    .j32(J_EQ, 0, 0, 'v6opt0')
+    .j32(J_EQ, 0, 60, 'v6opt0')
+    .ja('zero');
+  for (let k = 0; k < IPV6_OPTION_HEADERS_MAX; k++) {
+    // r8 += (length + 1) × 8; r0 = the next header.
+    a.label(`v6opt${k}`).ldInd(B, 8, 1).alu32(OP_ADD, 0, 1).alu32(OP_LSH, 0, 3).mov64x(7, 0);
+    a.ldInd(B, 8, 0).alu32x(OP_ADD, 8, 7).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4');
+    if (k + 1 < IPV6_OPTION_HEADERS_MAX) a.j32(J_EQ, 0, 60, `v6opt${k + 1}`);
+    a.ja('zero');
+  }
   a.label('v6l4');
   const match6 = (addrs: Iterable<Int32Array>, hit: string, tag: string): void => {
     let n = 0;
@@ -124,16 +159,16 @@ export function steeringProgram(
     match6(vips6.values(), 'v6vip', 'v6vipnext');
     a.ldAbs(W, 24).mov64x(9, 0);
     for (const off of [28, 32, 36]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
-    a.ldAbs(H, 42);
+    a.ldInd(H, 8, 2);
     hashAndExit(a);
   }
   if (!nat || vips6.size > 0) {
     a.label('v6vip').ldAbs(W, 8).mov64x(9, 0);
     for (const off of [12, 16, 20]) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
-    a.ldAbs(H, 40);
+    a.ldInd(H, 8, 0);
     hashAndExit(a);
   }
-  if (lips6.size > 0) a.label('v6lip').ldAbs(H, 42).exit();
+  if (lips6.size > 0) a.label('v6lip').ldInd(H, 8, 2).exit();
   a.label('v6frag').ldAbs(W, 8).mov64x(9, 0);
   for (let off = 12; off < 40; off += 4) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
   a.ldAbs(W, 44); // the fragment header's identification

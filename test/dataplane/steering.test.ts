@@ -12,7 +12,7 @@ import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/serv
 import { Engine } from '../../src/dataplane/engine.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { runBpf, unreachable } from '../helpers/bpf_interp.js';
-import { ACK, fragmentsOf, icmp, SYN, tcp, udp } from '../helpers/packets.js';
+import { ACK, fragmentsOf, icmp, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
 
 /** A NAT service on VIP port 81 of family `fam`. */
 const nat = (fam: typeof V4) =>
@@ -58,6 +58,65 @@ describe('TUN steering program', () => {
     }
     expect(checked).toBe(1200);
   });
+
+  it.each([2, 3, 4])(
+    'IPv6 behind Hop-by-Hop and Destination Options headers: to the owner as without them (%i workers)',
+    (workers) => {
+      const withNat = resolveServices([...labServices(), nat(V6)], new IdRegistry());
+      const engines = Array.from(
+        { length: workers },
+        (_, w) => new Engine({ worker: w, workers, capacity: 256, seed: 1 }, withNat),
+      );
+      const ring = new PacketRing(1);
+      const heads = [
+        [{ type: 0, units: 1 }],
+        [{ type: 60, units: 2 }],
+        [
+          { type: 0, units: 3 },
+          { type: 60, units: 1 },
+          { type: 60, units: 1 },
+        ],
+      ];
+      for (const natProg of [false, true]) {
+        const p = steeringProgram(natProg ? withNat : services);
+        for (let i = 0; i < 150; i++) {
+          const sport = 1024 + ((i * 7919) % 60000);
+          const plain = [
+            tcp({ src: V6.client, dst: V6.vip, sport, dport: natProg ? 81 : 80, seq: 1, flags: SYN }),
+            udp({ src: V6.client, dst: V6.vip, sport, dport: 53 }),
+            tcp({ src: V6.rs1, dst: V6.lip, sport: 8080, dport: 1025 + i, flags: ACK }),
+          ];
+          for (const q of plain) {
+            const x = withExtHeaders(q, ...heads[i % 3]!);
+            const queue = (runBpf(p, x) & 0xffff) % workers;
+            expect(queue, `packet ${i}`).toBe((runBpf(p, q) & 0xffff) % workers);
+            ring.put(0, x);
+            engines[queue]!.processBurst(ring, 1, 0);
+            expect(ring.verdicts[0], `packet ${i} steered to ${queue}`).not.toBe(VERDICT_REDIRECT);
+          }
+          if (natProg) {
+            // A NAT real server's reply behind options headers goes where its client went.
+            const reply = tcp({
+              src: V6.rs1,
+              dst: V6.client,
+              sport: 8081,
+              dport: sport,
+              seq: 1,
+              ack: 2,
+              flags: SYN | ACK,
+            });
+            expect((runBpf(p, withExtHeaders(reply, ...heads[i % 3]!)) & 0xffff) % workers).toBe(
+              (runBpf(p, reply) & 0xffff) % workers,
+            );
+          }
+        }
+      }
+      // What the engine does not look past goes to 0: four options headers, a Routing header.
+      const syn = tcp({ src: V6.client, dst: V6.vip, sport: 5000, dport: 80, flags: SYN });
+      expect(runBpf(prog, withExtHeaders(syn, ...heads[2]!, { type: 60, units: 1 }))).toBe(0);
+      expect(runBpf(prog, withExtHeaders(syn, { type: 43, units: 1 }))).toBe(0);
+    },
+  );
 
   it.each([2, 3, 4])(
     "a cluster peer's local address steers by the local port, as the node's own do (%i workers)",
