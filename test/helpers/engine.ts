@@ -61,6 +61,13 @@ export function makeEngine(specs: ServiceSpec[] = labServices(), opts: EngineOpt
   return new Engine({ capacity: 4096, seed: 12345, nowMs: 0, ...opts }, resolveServices(specs, new IdRegistry()));
 }
 
+/** Give `b` the ISN key and SYN-cookie secret of `a`, so both make the same sequence numbers
+ * and cookies: engines compared packet for packet. */
+export function shareSecrets(a: Engine, b: Engine): void {
+  (b.ctx as { isn: unknown }).isn = a.ctx.isn;
+  (b.ctx as { cookies: unknown }).cookies = a.ctx.cookies;
+}
+
 /** Run one packet through the engine; forwarded packets must have valid checksums. */
 export class Driver {
   readonly ring = new PacketRing(1);

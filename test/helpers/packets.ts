@@ -71,16 +71,25 @@ export function upperLayer(p: Uint8Array): { at: number; proto: number } {
   return { at, proto };
 }
 
+/** An extension header for withExtHeaders: its type and size in 8-byte units. */
+export interface ExtHeader {
+  type: number;
+  units: number;
+  segmentsLeft?: number;
+}
+/** The two kinds of options header, the sizes the tests use. */
+export const HOP_BY_HOP: ExtHeader = { type: 0, units: 1 };
+export const DEST_OPTIONS: ExtHeader = { type: 60, units: 2 };
+
 /**
  * The IPv6 packet `p` with extension headers put in after its fixed header, in the order
  * given: each its type and its size in 8-byte units (≥ 1), filled with one option (an
  * options header) or, for a Routing header, type 0 with `segmentsLeft` (default 0) and
  * zeros. The L4 checksum stays right: the pseudo-header does not cover these headers.
  */
-export function withExtHeaders(
-  p: Uint8Array,
-  ...headers: { type: number; units: number; segmentsLeft?: number }[]
-): Uint8Array {
+export function withExtHeaders(p: Uint8Array, ...headers: ExtHeader[]): Uint8Array {
+  if (headers.length === 0) return p;
+  if (p[0]! >> 4 !== 6) throw new Error('extension headers are IPv6');
   const parts: Uint8Array[] = [];
   let next = p[6]!;
   for (let i = headers.length - 1; i >= 0; i--) {

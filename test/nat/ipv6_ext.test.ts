@@ -18,11 +18,13 @@ import {
   DROP_UNSUPPORTED_PROTOCOL,
 } from '../../src/nat/verdict.js';
 import { serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
-import { Driver, labServices, makeEngine, V6 } from '../helpers/engine.js';
+import { Driver, labServices, makeEngine, shareSecrets, V6 } from '../helpers/engine.js';
 import {
   ACK,
   checksumsOk,
+  DEST_OPTIONS,
   extHeaderBytes,
+  HOP_BY_HOP,
   FIN,
   icmp,
   opt,
@@ -32,13 +34,14 @@ import {
   tcp,
   udp,
   withExtHeaders,
+  type ExtHeader,
   type TcpSpec,
 } from '../helpers/packets.js';
 
 const CPORT = 41000;
-const HBH = { type: 0, units: 1 };
-const DST = { type: 60, units: 2 };
-type Header = { type: number; units: number; segmentsLeft?: number };
+const HBH = HOP_BY_HOP;
+const DST = DEST_OPTIONS;
+type Header = ExtHeader;
 
 /** Two engines that make the same sessions: one sees the headers, its twin does not. */
 class Twins {
@@ -48,8 +51,7 @@ class Twins {
   constructor(specs: ServiceSpec[] = labServices()) {
     this.ext = new Driver(makeEngine(specs));
     this.plain = new Driver(makeEngine(specs));
-    (this.ext.engine.ctx as { isn: unknown }).isn = this.plain.engine.ctx.isn;
-    (this.ext.engine.ctx as { cookies: unknown }).cookies = this.plain.engine.ctx.cookies;
+    shareSecrets(this.plain.engine, this.ext.engine);
   }
 
   /** `p` with `headers` through one, without through the other: the same packet, which the
