@@ -52,8 +52,8 @@ export const FRAG_WHOLE = 1;
 const CHUNKS = FRAG_BYTES_MAX / FRAG_CHUNK_BYTES;
 /** The end of a chain (chunks, fragments, free slots, the age list). */
 const NONE = -1;
-/** A datagram's key: family and protocol, identification, then source and destination
- * address (IPv4: a word each; IPv6: four each). */
+/** A datagram's key (RFC 791, RFC 8200 §4.5): the family (IPv4: and the protocol), the
+ * identification, then source and destination address (IPv4: a word each; IPv6: four each). */
 const KEY_WORDS = 10;
 /** The index of datagrams by key: open addressing with linear probing, at most half full
  * (a power of two of at least twice FRAG_DATAGRAMS_MAX entries); an entry is slot + 1, 0 empty. */
