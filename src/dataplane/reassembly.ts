@@ -6,12 +6,12 @@
  * as fragments again when it is larger than the MTU (nat/fragment.ts).
  *
  *   add            a fragment (IPv4 with MF or an offset; IPv6 with its fragment header
- *                  right after the fixed one): checked, copied into chunks, and filed under
- *                  its datagram (addresses, protocol, identification); PENDING, WHOLE, or a
- *                  drop reason
+ *                  right after the fixed one or behind options headers): checked, copied
+ *                  into chunks, and filed under its datagram (addresses, protocol,
+ *                  identification); PENDING, WHOLE, or a drop reason
  *   build          the whole datagram: the first fragment's header (no fragment fields, the
- *                  new length; IPv6: the fragment header taken out) and every fragment's
- *                  payload
+ *                  new length; IPv6: its unfragmentable part, the fragment header taken out)
+ *                  and every fragment's payload
  *   copyFragments  its fragments as they came, for the worker that owns the datagram (the
  *                  steering program sends all of a datagram's fragments to one worker, not to
  *                  its owner: only the first says whose it is)
@@ -35,6 +35,7 @@ import {
   IPV4_FRAG_OFFSET_MASK,
   IPV4_ID,
   IPV4_TOTAL_LEN,
+  IPPROTO_FRAGMENT,
   IPV6_FRAG_HEADER_LEN,
   IPV6_FRAG_MORE,
   IPV6_FRAG_OFFSET_MASK,
@@ -42,6 +43,7 @@ import {
   IPV6_NEXT,
   IPV6_PAYLOAD_LEN,
 } from '../packet/headers.js';
+import { lastOptionsHeader, optionsEnd } from '../packet/ipv6_ext.js';
 import { DROP_FRAGMENT_TABLE_FULL, DROP_IPV4_FRAGMENT, DROP_IPV6_FRAGMENT } from '../nat/verdict.js';
 
 /** add: the fragment is kept; its datagram is not whole yet. */
@@ -96,6 +98,8 @@ export class Reassembly {
   private readonly dOlder = new Int32Array(FRAG_DATAGRAMS_MAX);
   private readonly dNewer = new Int32Array(FRAG_DATAGRAMS_MAX);
   private readonly dV6 = new Uint8Array(FRAG_DATAGRAMS_MAX);
+  /** IPv6: the offset in the first fragment of the byte that names its fragment header. */
+  private readonly dNamer = new Int32Array(FRAG_DATAGRAMS_MAX);
   private readonly dFirstMs = new Float64Array(FRAG_DATAGRAMS_MAX);
   private readonly dHead = new Int32Array(FRAG_DATAGRAMS_MAX);
   private readonly dTail = new Int32Array(FRAG_DATAGRAMS_MAX);
@@ -138,17 +142,29 @@ export class Reassembly {
     let end: number;
     let offset: number;
     let more: boolean;
+    // IPv6: where the byte naming the fragment header is (the fixed header's next header, or
+    // the last options header's).
+    let namer = 0;
     const key = this.key;
     if (v6) {
-      const plen = dv.getUint16(off + IPV6_PAYLOAD_LEN);
-      if (plen < IPV6_FRAG_HEADER_LEN) return -DROP_IPV6_FRAGMENT;
-      header = IPV6_HEADER_LEN + IPV6_FRAG_HEADER_LEN;
-      end = off + IPV6_HEADER_LEN + plen;
-      const field = dv.getUint16(off + IPV6_HEADER_LEN + 2);
+      end = off + IPV6_HEADER_LEN + dv.getUint16(off + IPV6_PAYLOAD_LEN);
+      // The fragment header: right after the fixed one, or behind options headers (the
+      // unfragmentable part: a Hop-by-Hop header, as senders put it; parse looked past them).
+      let fragment = off + IPV6_HEADER_LEN;
+      namer = IPV6_NEXT;
+      if (buf[off + IPV6_NEXT] !== IPPROTO_FRAGMENT) {
+        const last = lastOptionsHeader(buf, off, end);
+        if (last < 0) return -DROP_IPV6_FRAGMENT;
+        fragment = optionsEnd(buf, last);
+        namer = last - off;
+      }
+      if (fragment + IPV6_FRAG_HEADER_LEN > end) return -DROP_IPV6_FRAGMENT;
+      header = fragment - off + IPV6_FRAG_HEADER_LEN;
+      const field = dv.getUint16(fragment + 2);
       offset = field & IPV6_FRAG_OFFSET_MASK;
       more = (field & IPV6_FRAG_MORE) !== 0;
       key[0] = 6;
-      key[1] = dv.getInt32(off + IPV6_HEADER_LEN + 4);
+      key[1] = dv.getInt32(fragment + 4);
       for (let i = 0; i < 8; i++) key[2 + i] = dv.getInt32(off + 8 + 4 * i);
       this.keyLength = 10;
     } else {
@@ -166,8 +182,9 @@ export class Reassembly {
     const malformed = v6 ? -DROP_IPV6_FRAGMENT : -DROP_IPV4_FRAGMENT;
     const length = end - off - header;
     if (more && (length === 0 || length % 8 !== 0)) return malformed;
-    // IPv4's total length and IPv6's payload length are 16 bits.
-    if (offset + length + (v6 ? 0 : header) > 0xffff) return malformed;
+    // IPv4's total length and IPv6's payload length (the options headers in front included)
+    // are 16 bits.
+    if (offset + length + (v6 ? header - IPV6_HEADER_LEN - IPV6_FRAG_HEADER_LEN : header) > 0xffff) return malformed;
     const bytes = end - off;
     const hash = this.hashKey();
     let d = this.find(hash);
@@ -187,6 +204,7 @@ export class Reassembly {
       this.close(d);
       return malformed;
     }
+    if (offset === 0) this.dNamer[d] = namer;
     const f = this.write(buf, off, bytes);
     this.fragOffset[f] = offset;
     this.fragLength[f] = length;
@@ -215,10 +233,12 @@ export class Reassembly {
     while (this.fragOffset[first] !== 0) first = this.fragNext[first]!;
     let header: number;
     if (this.dV6[d]) {
-      header = IPV6_HEADER_LEN;
-      this.read(first, 0, IPV6_HEADER_LEN, out, at);
-      this.read(first, IPV6_HEADER_LEN, 1, out, at + IPV6_NEXT); // the fragment header's next header
-      dv.setUint16(at + IPV6_PAYLOAD_LEN, this.dTotal[d]!);
+      // The first fragment's unfragmentable part, its fragment header taken out: what named
+      // that header names what it named.
+      header = this.fragPayload[first]! - IPV6_FRAG_HEADER_LEN;
+      this.read(first, 0, header, out, at);
+      this.read(first, header, 1, out, at + this.dNamer[d]!);
+      dv.setUint16(at + IPV6_PAYLOAD_LEN, header - IPV6_HEADER_LEN + this.dTotal[d]!);
     } else {
       header = this.fragPayload[first]!;
       this.read(first, 0, header, out, at);

@@ -122,9 +122,9 @@ export function steeringProgram(
   // of its fragments and reassembles them (only the first has ports).
   a.label('v4frag').ldAbs(W, 12).mov64x(9, 0).ldAbs(W, 16).alu32x(OP_XOR, 9, 0).ldAbs(H, 4);
   hashAndExit(a);
-  // IPv6: r8 = where its TCP/UDP header starts, past at most IPV6_OPTION_HEADERS_MAX
-  // Hop-by-Hop and Destination Options headers (packet/ipv6_ext.ts: the engine looks past
-  // them too; it drops what else there is, so anything else goes to 0).
+  // IPv6: r8 = where its TCP/UDP or fragment header starts, past at most
+  // IPV6_OPTION_HEADERS_MAX Hop-by-Hop and Destination Options headers (packet/ipv6_ext.ts:
+  // the engine looks past them too; it drops what else there is, so anything else goes to 0).
   a.label('v6')
     .emit(ALU64 | OP_MOV | K, 8, 0, 0, IPV6_HEADER_LEN)
     .ldAbs(B, 6)
@@ -137,7 +137,7 @@ export function steeringProgram(
   for (let k = 0; k < IPV6_OPTION_HEADERS_MAX; k++) {
     // r8 += (length + 1) × 8; r0 = the next header.
     a.label(`v6opt${k}`).ldInd(B, 8, 1).alu32(OP_ADD, 0, 1).alu32(OP_LSH, 0, 3).mov64x(7, 0);
-    a.ldInd(B, 8, 0).alu32x(OP_ADD, 8, 7).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4');
+    a.ldInd(B, 8, 0).alu32x(OP_ADD, 8, 7).j32(J_EQ, 0, 6, 'v6l4').j32(J_EQ, 0, 17, 'v6l4').j32(J_EQ, 0, 44, 'v6frag');
     if (k + 1 < IPV6_OPTION_HEADERS_MAX) a.j32(J_EQ, 0, 60, `v6opt${k + 1}`);
     a.ja('zero');
   }
@@ -171,7 +171,7 @@ export function steeringProgram(
   if (lips6.size > 0) a.label('v6lip').ldInd(H, 8, 2).exit();
   a.label('v6frag').ldAbs(W, 8).mov64x(9, 0);
   for (let off = 12; off < 40; off += 4) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
-  a.ldAbs(W, 44); // the fragment header's identification
+  a.ldInd(W, 8, 4); // the fragment header's identification
   hashAndExit(a);
   a.label('zero')
     .emit(ALU64 | OP_MOV | K, 0, 0, 0, 0)

@@ -298,6 +298,7 @@ export class NatContext {
         proto = b[last]!;
         l4 = optionsEnd(b, last);
         if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP && proto !== IPPROTO_ICMPV6) {
+          if (proto === IPPROTO_FRAGMENT) return DROP_IPV6_FRAGMENT; // reassembled behind them
           return isExtensionHeader(proto) ? DROP_IPV6_EXT_HEADER : DROP_UNSUPPORTED_PROTOCOL;
         }
       }

@@ -9,9 +9,8 @@
  *     IPv4         the header on each fragment, MF and the offset set; after the first, an
  *                  option not flagged "copied" is overwritten with NOPs (RFC 791; Linux's
  *                  ip_options_fragment does the same, keeping the header's length)
- *     IPv6         a fragment header after the fixed one (the engine reassembles only
- *                  fragments whose fragment header follows the fixed one, so nothing else
- *                  comes before it; an options header behind it is cut with the payload)
+ *     IPv6         a fragment header after the unfragmentable part (the fixed header and a
+ *                  Hop-by-Hop header); Destination Options headers are cut with the payload
  */
 
 import { C_FRAGMENTS_SENT, C_TX_BYTES, C_TX_PACKETS } from '../dataplane/counters.js';
@@ -33,6 +32,7 @@ import {
   IPOPT_END,
   IPOPT_NOP,
 } from '../packet/headers.js';
+import { IPPROTO_HOPOPTS, optionsEnd } from '../packet/ipv6_ext.js';
 import type { NatContext } from './context.js';
 import { DROP_FRAGMENT_NO_ROOM, VERDICT_LINK } from './verdict.js';
 
@@ -51,7 +51,12 @@ export function emitDatagram(
   // What one written packet may hold past its link header: the MTU, and the emit slot.
   const room = Math.min(c.opts.mtu, e.slotSize - e.headroom - linkLen);
   const v6 = buf[ip]! >>> 4 === 6;
-  const header = v6 ? IPV6_HEADER_LEN : (buf[ip]! & 15) << 2;
+  // IPv6: the unfragmentable part is the fixed header and a Hop-by-Hop header (RFC 8200 §4.5;
+  // the Routing header that would join them the engine does not look past); `namer` is where
+  // the byte that names what follows it is.
+  const hopByHop = v6 && buf[ip + IPV6_NEXT] === IPPROTO_HOPOPTS;
+  const header = v6 ? (hopByHop ? optionsEnd(buf, ip + IPV6_HEADER_LEN) - ip : IPV6_HEADER_LEN) : (buf[ip]! & 15) << 2;
+  const namer = hopByHop ? IPV6_HEADER_LEN : IPV6_NEXT;
   const payload = end - ip - header;
   const whole = end - ip <= room;
   // Each fragment's payload but the last's is a multiple of 8 bytes.
@@ -74,9 +79,9 @@ export function emitDatagram(
       out = header;
     } else if (v6) {
       out = header + IPV6_FRAG_HEADER_LEN;
-      dv.setUint16(p + IPV6_PAYLOAD_LEN, IPV6_FRAG_HEADER_LEN + len);
-      b[p + IPV6_NEXT] = IPPROTO_FRAGMENT;
-      dv.setUint32(p + header, buf[ip + IPV6_NEXT]! << 24); // next header, reserved
+      dv.setUint16(p + IPV6_PAYLOAD_LEN, out - IPV6_HEADER_LEN + len);
+      b[p + namer] = IPPROTO_FRAGMENT;
+      dv.setUint32(p + header, buf[ip + namer]! << 24); // next header, reserved
       dv.setUint16(p + header + 2, offset | (more ? IPV6_FRAG_MORE : 0));
       dv.setUint32(p + header + 4, id);
     } else {

@@ -35,8 +35,8 @@ export const DROP_BAD_IPV4_HEADER = 3;
  * of 8 bytes, it ends past 64 KiB, or the first does not hold the whole TCP/UDP header. */
 export const DROP_IPV4_FRAGMENT = 4;
 /** An IPv6 extension header the engine does not look past (packet/ipv6_ext.ts): Routing, AH,
- * Mobility, …, a fragment header behind options headers, or more than IPV6_OPTION_HEADERS_MAX
- * options headers. Hop-by-Hop and Destination Options headers are looked past and forwarded. */
+ * Mobility, …, or more than IPV6_OPTION_HEADERS_MAX options headers. Hop-by-Hop and
+ * Destination Options headers are looked past and forwarded. */
 export const DROP_IPV6_EXT_HEADER = 5;
 /** The same for an IPv6 fragment (its fragment header right after the fixed header). */
 export const DROP_IPV6_FRAGMENT = 6;

@@ -2,10 +2,10 @@
  * IPv6 extension headers (RFC 8200 §4) in front of the upper-layer header. The engine looks
  * past the two kinds that only carry options, Hop-by-Hop and Destination Options, and
  * forwards them as they came (IPVS does the same: ipv6_find_hdr); it finds the upper-layer
- * header behind them with `lastOptionsHeader`. Every other extension header stops the walk:
- * a Routing header names where the packet goes next, a Fragment header behind options is
- * not what the reassembly reads (dataplane/reassembly.ts: only one right after the fixed
- * header), AH authenticates the addresses the LB rewrites.
+ * header behind them with `lastOptionsHeader` (or the fragment header, which the reassembly
+ * takes from there: dataplane/reassembly.ts). Every other extension header stops the walk: a
+ * Routing header names where the packet goes next, AH authenticates the addresses the LB
+ * rewrites.
  *
  *  an options header (8 bytes and more, in units of 8)
  *   0        8        16                        31

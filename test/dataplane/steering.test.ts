@@ -12,7 +12,7 @@ import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/serv
 import { Engine } from '../../src/dataplane/engine.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
 import { runBpf, unreachable } from '../helpers/bpf_interp.js';
-import { ACK, fragmentsOf, icmp, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
+import { ACK, DEST_OPTIONS, fragmentsOf, HOP_BY_HOP, icmp, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
 
 /** A NAT service on VIP port 81 of family `fam`. */
 const nat = (fam: typeof V4) =>
@@ -178,12 +178,16 @@ describe('TUN steering program', () => {
         const sport = 1024 + ((i * 7919) % 60000);
         const toVip = udp({ src: fam.client, dst: fam.vip, sport, dport: 53, payload: new Uint8Array(3000) });
         const reply = udp({ src: fam.rs1, dst: fam.lip, sport: 5353, dport: sport, payload: new Uint8Array(3000) });
-        for (const p of [toVip, reply]) {
-          const frags = fragmentsOf(p, 1448, i * 101);
-          const q = frags.map((f) => (runBpf(prog, f) & 0xffff) % workers);
+        const queue = (p: Uint8Array): number => {
+          const q = fragmentsOf(p, 1448, i * 101).map((f) => (runBpf(prog, f) & 0xffff) % workers);
           expect(new Set(q).size, `datagram ${i}`).toBe(1);
           queues.add(q[0]!);
-        }
+          return q[0]!;
+        };
+        const q = queue(toVip);
+        queue(reply);
+        // IPv6 behind a Hop-by-Hop header (in front of every fragment): the same queue.
+        if (fam === V6) expect(queue(withExtHeaders(toVip, HOP_BY_HOP, DEST_OPTIONS))).toBe(q);
       }
       // Spread by datagram, not all on one queue.
       expect(queues.size).toBe(workers);

@@ -3,8 +3,9 @@
  * path (xdp.test.ts). test/netns/ext_headers.py has the kernels put the headers on: the
  * client's a Hop-by-Hop and a Destination Options header on every packet it sends, an echo
  * server's on rs1 (under the lab's TOA reader) a Destination Options header on its replies.
- * 20 echoes of 200,000 bytes through a FULLNAT service added for the run, and 6 HTTP requests
- * to the lab's own IPv6 web service; tshark on the client and on rs1 says which headers
+ * 20 echoes of 200,000 bytes through a FULLNAT service added for the run, 6 HTTP requests
+ * to the lab's own IPv6 web service, and 10 UDP queries of 3,000 and 20,000 bytes whose
+ * fragments carry the headers (udp_fragments.ts's services); tshark on the client and on rs1 says which headers
  * arrived and whether every TCP checksum is good.
  */
 
@@ -17,11 +18,13 @@ import { startCapture, stopCapture } from '../../src/lab/capture.js';
 import { LAB, labSpawn, nsName, type LabState } from '../../src/lab/lab.js';
 import { inNs, stopPid } from '../../src/lab/netns.js';
 import { distSrc } from '../../src/paths.js';
+import { addFragmentServices, deleteFragmentServices, FRAGMENT_PORT, FRAGMENT_VIPS } from './udp_fragments.js';
 
 const PORT = 9600;
 const SCRIPT = join(import.meta.dirname, '..', 'netns', 'ext_headers.py');
 const ECHOES = 20;
 const GETS = 6;
+const QUERIES = 10;
 
 interface Seen {
   src: string;
@@ -42,15 +45,19 @@ function readSeen(file: string): Seen[] {
     .map(([src, next, good]) => ({ src: src!, next: Number(next), good: good === '1' }));
 }
 
-async function extHeaderDrops(state: LabState): Promise<number> {
+/** Packets dropped as ipv6_ext_header, and packets handed over between workers, so far. */
+async function counted(state: LabState): Promise<{ extHeaderDrops: number; redirected: number }> {
   const s = (await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as {
     drops: Record<string, number>;
+    counters: Record<string, number>;
   };
-  return s.drops.ipv6_ext_header!;
+  return { extHeaderDrops: s.drops.ipv6_ext_header!, redirected: s.counters.redirected! };
 }
 
-/** Run the check on lab `prefix` (LB A, whose admin socket `state` names) and assert it. */
-export async function expectExtHeadersThroughVip(prefix: string, state: LabState): Promise<void> {
+/** Run the check on lab `prefix` (LB A, whose admin socket `state` names) and assert it.
+ * Returns the packets handed over between workers during the TCP part (fragments are handed
+ * over to their datagram's owner by design, TCP packets only if the steering missed). */
+export async function expectExtHeadersThroughVip(prefix: string, state: LabState): Promise<{ tcpRedirected: number }> {
   const tunvs = (args: string[]) =>
     spawnSync(process.execPath, [join(distSrc(), 'cli', 'main.js'), ...args, '--admin', state.adminSocket], {
       encoding: 'utf8',
@@ -65,9 +72,11 @@ export async function expectExtHeadersThroughVip(prefix: string, state: LabState
     for (const dev of ['eth0', 'eth1'])
       execFileSync('ip', ['netns', 'exec', lbA, 'ethtool', '-K', dev, 'tx', on], { stdio: 'pipe' });
   };
-  const dropsBefore = await extHeaderDrops(state);
+  const before = await counted(state);
+  let tcpRedirected = -1;
   let echo: { ok: number; bad: string[] } | undefined;
   let answers = '';
+  let queries = '';
   const caps = [];
   try {
     for (let i = 0; i < 100 && !(existsSync(serverLog) && readFileSync(serverLog, 'utf8').includes('listening')); i++)
@@ -94,13 +103,21 @@ export async function expectExtHeadersThroughVip(prefix: string, state: LabState
     const echoArgs = ['python3', SCRIPT, 'echo', LAB.vip6, String(PORT), String(ECHOES), '200000'];
     echo = JSON.parse(inNs(client, echoArgs, 90_000)) as { ok: number; bad: string[] };
     answers = inNs(client, ['python3', SCRIPT, 'get', LAB.vip6, String(LAB.vport), String(GETS)]);
+    tcpRedirected = (await counted(state)).redirected - before.redirected;
+    expect(addFragmentServices(state.adminSocket)).toBe('');
+    queries = inNs(client, ['python3', SCRIPT, 'udp', FRAGMENT_VIPS[6], String(FRAGMENT_PORT), String(QUERIES)]);
   } finally {
+    deleteFragmentServices(state.adminSocket);
     for (const c of caps) await stopCapture(c);
     ethtool('on');
     await stopPid(server);
     tunvs(['service', 'delete', 'ext-v6']);
   }
   expect(echo, `${ECHOES} echoes of 200,000 bytes`).toEqual({ ok: ECHOES, bad: [] });
+  expect(JSON.parse(queries), `${QUERIES} UDP queries in fragments behind the headers`).toEqual({
+    whole: QUERIES,
+    bad: [],
+  });
   const lines = answers.trim().split('\n');
   expect(lines.length).toBe(GETS);
   for (const l of lines) expect(l).toMatch(new RegExp(`^rs\\d saw client ${LAB.client6}:\\d+$`));
@@ -114,5 +131,14 @@ export async function expectExtHeadersThroughVip(prefix: string, state: LabState
   expect(atRs.filter((p) => p.next === 0).length, 'Hop-by-Hop headers from the LB at rs1').toBeGreaterThan(100);
   expect(atClient.filter((p) => p.next === 60).length, "rs1's Destination Options from the VIP").toBeGreaterThan(100);
   expect([...atRs, ...atClient].filter((p) => !p.good).length, 'packets tshark finds a bad checksum in').toBe(0);
-  expect(await extHeaderDrops(state)).toBe(dropsBefore);
+  // The queries' fragments as the LB cut them for rs1: the Hop-by-Hop header in front of
+  // each fragment header.
+  const fragmented = execFileSync(
+    'tshark',
+    ['-r', caps[1]!.file, '-Y', `ipv6.src == ${LAB.laddrs6[0]} && ipv6.hopopts && ipv6.fraghdr`],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  expect(fragmented.trim().split('\n').length, 'fragments behind a Hop-by-Hop header at rs1').toBeGreaterThan(5);
+  expect((await counted(state)).extHeaderDrops).toBe(before.extHeaderDrops);
+  return { tcpRedirected };
 }

@@ -399,12 +399,19 @@ export function optionList(bytes: number[]): [number, number[]][] {
   return out;
 }
 
-/** `p` (no IPv4 options, no IPv6 extension header) cut into fragments of at most `piece`
- * payload bytes (a multiple of 8), all with identification `id`: the sender's side. */
+/** IPv6: the unfragmentable part of `p` (its fixed header and a Hop-by-Hop header, as
+ * senders cut it) and where the byte is that names what follows that part. */
+function unfragmentable(p: Uint8Array): { length: number; namer: number } {
+  return p[6] === 0 ? { length: 40 + (p[41]! + 1) * 8, namer: 40 } : { length: 40, namer: 6 };
+}
+
+/** `p` (no IPv4 options; IPv6: a Hop-by-Hop header stays in front of every fragment, other
+ * extension headers are cut with the payload) cut into fragments of at most `piece` payload
+ * bytes (a multiple of 8), all with identification `id`: the sender's side. */
 export function fragmentsOf(p: Uint8Array, piece: number, id: number): Uint8Array[] {
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const v6 = p[0]! >> 4 === 6;
-  const header = v6 ? 40 : 20;
+  const { length: header, namer } = v6 ? unfragmentable(p) : { length: 20, namer: 0 };
   const payload = p.subarray(header, v6 ? 40 + dv.getUint16(4) : dv.getUint16(2));
   const out: Uint8Array[] = [];
   for (let off = 0; off < payload.length; off += piece) {
@@ -414,12 +421,12 @@ export function fragmentsOf(p: Uint8Array, piece: number, id: number): Uint8Arra
     const fv = new DataView(f.buffer);
     f.set(p.subarray(0, header));
     if (v6) {
-      f[6] = 44;
-      fv.setUint16(4, 8 + part.length);
-      f[40] = p[6]!;
-      fv.setUint16(42, off | (more ? 1 : 0));
-      fv.setUint32(44, id);
-      f.set(part, 48);
+      f[namer] = 44;
+      fv.setUint16(4, header - 40 + 8 + part.length);
+      f[header] = p[namer]!;
+      fv.setUint16(header + 2, off | (more ? 1 : 0));
+      fv.setUint32(header + 4, id);
+      f.set(part, header + 8);
     } else {
       fv.setUint16(2, f.length);
       fv.setUint16(4, id);
@@ -433,17 +440,19 @@ export function fragmentsOf(p: Uint8Array, piece: number, id: number): Uint8Arra
   return out;
 }
 
-/** The fields a receiver reassembles by, and the fragment's place, of fragment `f`. */
+/** The fields a receiver reassembles by, and the fragment's place, of fragment `f` (IPv6:
+ * its fragment header after the fixed one or a Hop-by-Hop header). */
 export function fragmentInfo(f: Uint8Array): { id: number; offset: number; more: boolean; payload: Uint8Array } {
   const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
   if (f[0]! >> 4 === 6) {
-    if (f[6] !== 44) throw new Error('not a fragment');
-    const field = dv.getUint16(42);
+    const { length: at, namer } = unfragmentable(f);
+    if (f[namer] !== 44) throw new Error('not a fragment');
+    const field = dv.getUint16(at + 2);
     return {
-      id: dv.getUint32(44),
+      id: dv.getUint32(at + 4),
       offset: field & 0xfff8,
       more: (field & 1) === 1,
-      payload: f.slice(48, 40 + dv.getUint16(4)),
+      payload: f.slice(at + 8, 40 + dv.getUint16(4)),
     };
   }
   const field = dv.getUint16(6);
@@ -461,13 +470,13 @@ export function reassembled(frags: Uint8Array[]): Uint8Array {
   const first = parts[0]!;
   const v6 = first.f[0]! >> 4 === 6;
   const total = parts.reduce((n, p) => Math.max(n, p.offset + p.payload.length), 0);
-  const header = v6 ? 40 : (first.f[0]! & 15) << 2;
+  const { length: header, namer } = v6 ? unfragmentable(first.f) : { length: (first.f[0]! & 15) << 2, namer: 0 };
   const out = new Uint8Array(header + total);
   const dv = new DataView(out.buffer);
   out.set(first.f.subarray(0, header));
   if (v6) {
-    out[6] = first.f[40]!;
-    dv.setUint16(4, total);
+    out[namer] = first.f[header]!;
+    dv.setUint16(4, header - 40 + total);
   } else {
     dv.setUint16(2, header + total);
     dv.setUint16(6, 0);

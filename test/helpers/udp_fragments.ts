@@ -14,7 +14,7 @@ import { distSrc } from '../../src/paths.js';
 import { hostPort } from '../../src/service/addr.js';
 
 export const FRAGMENT_VIPS = { 4: '198.18.0.104', 6: 'fd18:18::104' } as const;
-const VPORT = 9056;
+export const FRAGMENT_PORT = 9056;
 
 /** What one family's 20 queries and their answers make: datagrams made whole, and the
  * fragments written for the MTU of 1,500 (3 for ~3,000 bytes, 14 for ~20,000). */
@@ -40,7 +40,7 @@ export function addFragmentServices(adminSocket: string): string {
       '--vip',
       FRAGMENT_VIPS[v],
       '--port',
-      String(VPORT),
+      String(FRAGMENT_PORT),
       // Its sessions leave soon after the test, not UDP's 300 s later.
       '--idle-timeout',
       '5',
@@ -73,7 +73,7 @@ export async function fragmentedQueries(prefix: string, v: 4 | 6): Promise<{ who
         if (text.slice(at + 1) === q.toString()) whole++; else bad.push(i + ': ' + m.length + ' bytes');
         s.close(); if (++done === 20) end();
       });
-      s.send(q, ${VPORT}, '${FRAGMENT_VIPS[v]}');
+      s.send(q, ${FRAGMENT_PORT}, '${FRAGMENT_VIPS[v]}');
     }, 10 * i);`;
   const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out;
   return JSON.parse(out) as { whole: number; bad: string[] };

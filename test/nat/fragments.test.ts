@@ -35,7 +35,18 @@ import {
 } from '../../src/nat/verdict.js';
 import { IdRegistry, resolveServices, serviceWithDefaults, type ServiceSpec } from '../../src/service/service.js';
 import { labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { checksumsOk, fragmentInfo, fragmentsOf, parse, reassembled, refChecksum, udp } from '../helpers/packets.js';
+import {
+  checksumsOk,
+  DEST_OPTIONS,
+  fragmentInfo,
+  fragmentsOf,
+  HOP_BY_HOP,
+  parse,
+  reassembled,
+  refChecksum,
+  udp,
+  withExtHeaders,
+} from '../helpers/packets.js';
 
 type Family = typeof V4;
 const CPORT = 40000;
@@ -199,6 +210,33 @@ describe.each([
     expect(out.length).toBe(2);
     expect(parse(reassembled(out))).toMatchObject({ dport: 5353, payload: bytes(2500) });
     expect(engines[1]!.handovers).toEqual([]);
+  });
+});
+
+describe('IPv6 fragments behind options headers', () => {
+  it('a Hop-by-Hop header in front of each fragment, a Destination Options header cut with the payload: reassembled, rewritten, cut again the same way', () => {
+    const engine = makeEngine();
+    const query = bytes(4000);
+    const x = (p: Uint8Array) => withExtHeaders(p, HOP_BY_HOP, DEST_OPTIONS);
+    const frags = fragmentsOf(
+      x(udp({ src: V6.client, dst: V6.vip, sport: CPORT, dport: 53, payload: query })),
+      1448,
+      0x4321,
+    );
+    expect(frags.length).toBe(3);
+    for (const f of frags) expect([f[6], f[40]]).toEqual([0, 44]);
+    const out = sendAll(engine, [frags[2]!, frags[0]!, frags[1]!]);
+    const s = engine.describe([...engine.sessionIds()][0]!);
+    expect(out.length).toBe(3);
+    for (const f of out) {
+      expect(f.length).toBeLessThanOrEqual(1500);
+      expect([f[6], f[40]], 'the Hop-by-Hop header, then the fragment header').toEqual([0, 44]);
+    }
+    const whole = reassembled(out);
+    expect(checksumsOk(whole)).toEqual({ ip: true, l4: true });
+    const want = x(udp({ src: V6.lip, dst: V6.rs1, sport: s.lport, dport: 5353, payload: query }));
+    expect(whole.subarray(8)).toEqual(want.subarray(8));
+    expect(engine.counters[C_FRAGMENTS_REASSEMBLED]).toBe(1);
   });
 });
 

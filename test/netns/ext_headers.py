@@ -11,7 +11,12 @@
 #       {"ok": n, "bad": [...]}
 #   python3 ext_headers.py get HOST PORT COUNT
 #       COUNT HTTP/1.0 GETs; prints each answer's first line
-import json, os, socket, sys, threading
+#   python3 ext_headers.py udp HOST PORT COUNT
+#       COUNT UDP queries of 3,000 and 20,000 bytes, one after another, to the lab's UDP echo
+#       (which answers with its name in front): the kernel cuts them into fragments, the
+#       Hop-by-Hop header in front of each, the Destination Options header in the first;
+#       prints {"whole": n, "bad": [...]}
+import json, os, socket, sys, threading, time
 
 def options_header(units):
     """An options header of `units` × 8 bytes: next header and length (the kernel sets the
@@ -75,6 +80,27 @@ def echo_client(host, port, count, size):
             bad.append("connection %d: %s" % (i, e))
     print(json.dumps({"ok": ok, "bad": bad}))
 
+def udp_client(host, port, count):
+    whole, bad = 0, []
+    for i in range(count):
+        tag = ("q%d " % i).encode()
+        q = tag + bytes([97 + i % 26]) * ((20000 if i % 2 else 3000) - len(tag))
+        s = with_headers(socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        s.settimeout(5)
+        try:
+            s.sendto(q, (host, port))
+            m = s.recv(65535)
+            if m.split(b" ", 1)[-1] == q:
+                whole += 1
+            else:
+                bad.append("%d: %d bytes" % (i, len(m)))
+        except OSError as e:
+            bad.append("%d: %s" % (i, e))
+        finally:
+            s.close()
+        time.sleep(0.01)
+    print(json.dumps({"whole": whole, "bad": bad}))
+
 def get(host, port, count):
     for _ in range(count):
         with connect(host, port) as s:
@@ -93,7 +119,9 @@ if mode == "server":
     serve(int(sys.argv[2]))
 elif mode == "echo":
     echo_client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+elif mode == "udp":
+    udp_client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 elif mode == "get":
     get(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 else:
-    sys.exit("usage: ext_headers.py server PORT | echo HOST PORT COUNT BYTES | get HOST PORT COUNT")
+    sys.exit("usage: ext_headers.py server PORT | echo HOST PORT COUNT BYTES | get HOST PORT COUNT | udp HOST PORT COUNT")
