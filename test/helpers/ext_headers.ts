@@ -131,14 +131,17 @@ export async function expectExtHeadersThroughVip(prefix: string, state: LabState
   expect(atRs.filter((p) => p.next === 0).length, 'Hop-by-Hop headers from the LB at rs1').toBeGreaterThan(100);
   expect(atClient.filter((p) => p.next === 60).length, "rs1's Destination Options from the VIP").toBeGreaterThan(100);
   expect([...atRs, ...atClient].filter((p) => !p.good).length, 'packets tshark finds a bad checksum in').toBe(0);
-  // The queries' fragments as the LB cut them for rs1: the Hop-by-Hop header in front of
-  // each fragment header.
+  // The queries' fragments as the LB cut them for rs1 (the scheduler gives it some of the
+  // 10, each at least 3 fragments): the Hop-by-Hop header in front of each fragment header.
   const fragmented = execFileSync(
     'tshark',
     ['-r', caps[1]!.file, '-Y', `ipv6.src == ${LAB.laddrs6[0]} && ipv6.hopopts && ipv6.fraghdr`],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  expect(fragmented.trim().split('\n').length, 'fragments behind a Hop-by-Hop header at rs1').toBeGreaterThan(5);
+  ).trim();
+  expect(
+    fragmented ? fragmented.split('\n').length : 0,
+    'fragments behind a Hop-by-Hop header at rs1',
+  ).toBeGreaterThanOrEqual(3);
   expect((await counted(state)).extHeaderDrops).toBe(before.extHeaderDrops);
   return { tcpRedirected };
 }
