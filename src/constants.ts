@@ -129,7 +129,24 @@ export const ONE_PACKET_REPLY_SEC = 5;
 export const LPORT_MIN = 1025;
 export const LPORT_MAX = 65535;
 
-/** Candidate ports tried per local address for one new session before moving to the next
+/**
+ * Shards a node's sessions are cut into: a session's shard is its client's hash (or, for
+ * FULLNAT, its local port: handed out in the client's shard) modulo this, and its owner
+ * worker is the shard modulo the node's workers (dataplane/shard.ts). The count is the same
+ * on every node whatever its workers, so a peer with another worker count finds the owner of
+ * each synced session by the same rule (a pair or cluster of unlike machines; changing
+ * `workers` one node at a time). 960 = 2^6·3·5: every worker count up to 6, and 8, 10, 12,
+ * 15, 16, 20, 24, 30, 32, 40, 48, 60 and 64, gets an equal share, and a node of the version
+ * before (whose shards were its workers) agrees with this one when its workers divide it.
+ * A shard's local ports are ~67 per local address and real server (64,511 / 960); a full one
+ * borrows from the worker's other shards (counted: docs/ha.md, "Workers").
+ */
+export const SESSION_SHARDS = 960;
+/** Most forwarder threads per node (config `workers`): each gets a shard at least. */
+export const WORKERS_MAX = 64;
+
+/** Candidate ports tried per local address for one new session, in each of the two passes
+ * (the client's shard, then the worker's others: service/laddr.ts), before moving to the next
  * local address. Bounded so a nearly exhausted pool cannot turn each SYN into a 32k scan. */
 export const LPORT_PROBES_PER_LADDR = 256;
 /** A new local-address pool starts at the port a sweep of the whole range every this many
@@ -352,6 +369,8 @@ export function assertConstants(): void {
   if (TIMER_WHEEL_SLOTS * TIMER_TICK_MS < 300_000)
     throw new Error('the timer wheel must span the longest default timeout (UDP, 300 s)');
   if (LPORT_MIN < 1 || LPORT_MAX > 65535 || LPORT_MIN > LPORT_MAX) throw new Error('bad local port range');
+  if (SESSION_SHARDS < WORKERS_MAX || SESSION_SHARDS > LPORT_MAX - LPORT_MIN + 1 || SESSION_SHARDS > 0x10000)
+    throw new Error('every worker needs a shard, every shard local ports and a 16-bit hash of its own');
   if (SYNCOOKIE_PERIODS_VALID < 1 || SYNCOOKIE_PERIODS_VALID > 3)
     throw new Error('a SYN cookie names its period in 2 bits: 1..3 periods can be valid');
   if (HOLD_SLOT_BYTES > SLOT_SIZE_BYTES) throw new Error('a held segment must fit an emit slot');

@@ -16,6 +16,7 @@ import {
   SESSIONS_PER_LB_DEFAULT,
   TIMEOUT_SEC_MAX,
   XDP_INTERFACES_MAX,
+  WORKERS_MAX,
 } from '../constants.js';
 import { parseAddress } from '../service/addr.js';
 import { AF_INET } from '../packet/headers.js';
@@ -140,7 +141,7 @@ export const DEFAULTS = {
   mtu: MTU_DEFAULT,
   /** Deep enough for a burst per queue several times over; the kernel default is 500. */
   txqueuelen: 10000,
-  workers: (): number => Math.min(availableParallelism(), 64),
+  workers: (): number => Math.min(availableParallelism(), WORKERS_MAX),
   sessions: SESSIONS_PER_LB_DEFAULT,
   rstOnExpire: false,
   offload: true,
@@ -583,7 +584,7 @@ export function parseConfig(doc: unknown): Config {
     io,
     ...(io === 'xdp' || o.xdp !== undefined ? { xdp: xdpConfig(o.xdp, 'xdp') } : {}),
     tun,
-    workers: opt(o, 'workers', DEFAULTS.workers(), (x) => integer(x, 'workers', 1, 64, 'a thread count')),
+    workers: opt(o, 'workers', DEFAULTS.workers(), (x) => integer(x, 'workers', 1, WORKERS_MAX, 'a thread count')),
     workerNice: opt(o, 'workerNice', DEFAULTS.workerNice, (x) => integer(x, 'workerNice', -20, 19, 'a nice value')),
     sessions: opt(o, 'sessions', DEFAULTS.sessions, (x) => integer(x, 'sessions', 1024, 1 << 28, 'a session count')),
     rstOnExpire: opt(o, 'rstOnExpire', DEFAULTS.rstOnExpire, (x) => boolean(x, 'rstOnExpire')),

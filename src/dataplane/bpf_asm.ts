@@ -26,6 +26,7 @@ export const X = 0x08;
 // ALU operations.
 export const OP_ADD = 0x00;
 export const OP_MUL = 0x20;
+export const OP_MOD = 0x90;
 export const OP_AND = 0x50;
 export const OP_LSH = 0x60;
 export const OP_RSH = 0x70;

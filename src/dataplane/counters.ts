@@ -90,7 +90,12 @@ export const C_FRAGMENTS_SENT = 43;
  * holds at most FRAG_DATAGRAMS_MAX and FRAG_BYTES_MAX). */
 export const C_FRAGMENTS_PENDING = 44;
 export const C_FRAGMENT_BYTES_HELD = 45;
-export const GLOBAL_COUNT = 46;
+/** FULLNAT sessions given a local port outside their client's shard: the client's shard had
+ * no free port on any local address (service/laddr.ts). This node serves them; a peer whose
+ * worker count does not divide this node's cannot (its owner of the client side is not the
+ * port's): docs/ha.md, "Workers". */
+export const C_LPORT_OTHER_SHARD = 46;
+export const GLOBAL_COUNT = 47;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -139,6 +144,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'fragments_sent',
   'fragments_pending',
   'fragment_bytes_held',
+  'lport_other_shard',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

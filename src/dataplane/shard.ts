@@ -2,22 +2,27 @@
  * Which worker owns a packet: one rule for every forwarding mode, used by the engine, the
  * ICMP path (on the quoted packet), HA sync installs (modes/mode.ts owner) and mirrored by
  * the TUN steering eBPF program (steering.ts), so that the kernel puts every packet on its
- * owner's queue:
+ * owner's queue. A packet's shard comes first, its owner is the shard's:
  *
- *   to a VIP:            owner = clientShardHash(client address, cport) % workers
- *   to a local address:  owner = dport % workers   (FULLNAT: ports are handed out per worker;
- *                        a cluster peer's local addresses count, ServiceTable.isLocalAddress)
- *   anything else:       owner = clientShardHash(dst address, dport) % workers
+ *   to a VIP:            shard = clientShardHash(client address, cport) % SESSION_SHARDS
+ *   to a local address:  shard = dport % SESSION_SHARDS   (FULLNAT hands each session a
+ *                        local port in its client's shard, service/laddr.ts; a cluster
+ *                        peer's local addresses count, ServiceTable.isLocalAddress)
+ *   anything else:       shard = clientShardHash(dst address, dport) % SESSION_SHARDS
  *                        (a NAT real server's reply to the client; with no NAT service
  *                        configured nothing legitimate arrives so, and the rule is skipped)
+ *   owner                = shard % workers
  *   a fragment:          its datagram's owner, known once it is whole: the worker the steering
  *                        program picked (by addresses and identification) reassembles it and
  *                        hands the fragments over (Engine.handovers)
  *
- * The kernel cuts the program's return value to 16 bits and takes it modulo the number of
- * queues, so the hash is 16 bits and both steps are the same in both places.
+ * The shard count is a constant, not the worker count, so that a node with other workers
+ * (a peer, or this one restarted) finds each synced session's owner by the same rule
+ * (constants.ts SESSION_SHARDS). The steering program returns the shard; the kernel cuts it
+ * to 16 bits and takes it modulo the number of queues, the same two steps as here.
  */
 
+import { SESSION_SHARDS } from '../constants.js';
 import type { ServiceTable } from '../service/service.js';
 
 /**
@@ -36,10 +41,26 @@ export function clientShardHash(a0: number, a1: number, a2: number, a3: number, 
   return h & 0xffff;
 }
 
+/** The worker (of `workers`) that owns `shard`. */
+export function shardWorker(shard: number, workers: number): number {
+  return shard % workers;
+}
+
+/** Shard of a session by its client's address and port (FULLNAT: the shard its local port
+ * is chosen in). */
+export function clientShard(a0: number, a1: number, a2: number, a3: number, cport: number): number {
+  return clientShardHash(a0, a1, a2, a3, cport) % SESSION_SHARDS;
+}
+
 /** Owner of a session by its client's address and port (every mode but FULLNAT, and the
  * client side of FULLNAT before its local port is chosen). */
 export function clientWorker(a0: number, a1: number, a2: number, a3: number, cport: number, workers: number): number {
-  return clientShardHash(a0, a1, a2, a3, cport) % workers;
+  return shardWorker(clientShard(a0, a1, a2, a3, cport), workers);
+}
+
+/** Owner of a FULLNAT session by its local port. */
+export function localPortWorker(port: number, workers: number): number {
+  return shardWorker(port % SESSION_SHARDS, workers);
 }
 
 /** Owner of a TCP/UDP packet that is not to a VIP service (address words d0..d3 of its
@@ -55,6 +76,16 @@ export function replyWorker(
   dport: number,
   workers: number,
 ): number {
-  if (!services.natReplies || services.isLocalAddress(af, d0, d1, d2, d3)) return dport % workers;
-  return clientShardHash(d0, d1, d2, d3, dport) % workers;
+  if (!services.natReplies || services.isLocalAddress(af, d0, d1, d2, d3)) return localPortWorker(dport, workers);
+  return clientWorker(d0, d1, d2, d3, dport, workers);
+}
+
+/**
+ * Whether this node (`workers`) finds the owner of every session a node that cut its
+ * sessions into `peerShards` made: its shards name each of ours whole (they are a multiple of
+ * SESSION_SHARDS), or both are multiples of our worker count (the owner is then the port or
+ * hash modulo the workers on both). A node of the version before cut them into its workers.
+ */
+export function shardsAgree(peerShards: number, workers: number): boolean {
+  return peerShards % SESSION_SHARDS === 0 || (SESSION_SHARDS % workers === 0 && peerShards % workers === 0);
 }

@@ -1,11 +1,12 @@
 /**
  * The TUN steering program: a BPF_PROG_TYPE_SOCKET_FILTER program, assembled here and
- * attached by the native addon with TUNSETSTEERINGEBPF, that returns the owner worker of
- * each packet the kernel routes into the device — the same function as shard.ts:
+ * attached by the native addon with TUNSETSTEERINGEBPF, that returns the shard of each
+ * packet the kernel routes into the device, and the kernel takes it modulo the queues: its
+ * owner worker, the same function as shard.ts (S = SESSION_SHARDS):
  *
- *   TCP/UDP to a local address:   dport                        (kernel: u16 % queues)
- *   TCP/UDP to a VIP:             clientShardHash(src, sport)  (kernel: u16 % queues)
- *   other TCP/UDP (NAT replies):  clientShardHash(dst, dport)  (only with NAT services;
+ *   TCP/UDP to a local address:   dport % S
+ *   TCP/UDP to a VIP:             clientShardHash(src, sport) % S
+ *   other TCP/UDP (NAT replies):  clientShardHash(dst, dport) % S  (only with NAT services;
  *                                 without, every other packet is taken as to a VIP)
  *   a fragment (IPv4 MF or offset, clientShardHash(src ^ dst, identification): every fragment
  *   IPv6 fragment header):        of a datagram on one queue, whose engine reassembles it
@@ -22,7 +23,7 @@
  * (reload).
  */
 
-import { IPV6_OPTION_HEADERS_MAX } from '../constants.js';
+import { IPV6_OPTION_HEADERS_MAX, SESSION_SHARDS } from '../constants.js';
 import { AF_INET, IPV6_HEADER_LEN } from '../packet/headers.js';
 import type { ParsedAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
@@ -38,6 +39,7 @@ import {
   OP_ADD,
   OP_AND,
   OP_LSH,
+  OP_MOD,
   OP_MOV,
   OP_MUL,
   OP_RSH,
@@ -54,7 +56,7 @@ function xorShift(a: Asm, n: number): void {
   a.mov64x(1, 0).alu32(OP_RSH, 1, n).alu32x(OP_XOR, 0, 1);
 }
 
-/** clientShardHash of r9 (xor of the address words) and r0 (the port); exit. */
+/** The shard of r9 (xor of the address words) and r0 (the port): clientShardHash % S; exit. */
 function hashAndExit(a: Asm): void {
   a.alu32x(OP_XOR, 0, 9);
   xorShift(a, 16);
@@ -62,7 +64,7 @@ function hashAndExit(a: Asm): void {
   xorShift(a, 13);
   a.alu32(OP_MUL, 0, M2);
   xorShift(a, 16);
-  a.alu32(OP_AND, 0, 0xffff).exit();
+  a.alu32(OP_AND, 0, 0xffff).alu32(OP_MOD, 0, SESSION_SHARDS).exit();
 }
 
 /** Assemble the steering program for the local addresses (and, with NAT services, the
@@ -117,7 +119,7 @@ export function steeringProgram(
     a.label('v4vip').ldAbs(W, 12).mov64x(9, 0).ldInd(H, 8, 0);
     hashAndExit(a);
   }
-  if (lips4.size > 0) a.label('v4lip').ldInd(H, 8, 2).exit();
+  if (lips4.size > 0) a.label('v4lip').ldInd(H, 8, 2).alu32(OP_MOD, 0, SESSION_SHARDS).exit();
   // A fragment: by its datagram (addresses and identification), so that one worker gets all
   // of its fragments and reassembles them (only the first has ports).
   a.label('v4frag').ldAbs(W, 12).mov64x(9, 0).ldAbs(W, 16).alu32x(OP_XOR, 9, 0).ldAbs(H, 4);
@@ -168,7 +170,7 @@ export function steeringProgram(
     a.ldInd(H, 8, 0);
     hashAndExit(a);
   }
-  if (lips6.size > 0) a.label('v6lip').ldInd(H, 8, 2).exit();
+  if (lips6.size > 0) a.label('v6lip').ldInd(H, 8, 2).alu32(OP_MOD, 0, SESSION_SHARDS).exit();
   a.label('v6frag').ldAbs(W, 8).mov64x(9, 0);
   for (let off = 12; off < 40; off += 4) a.ldAbs(W, off).alu32x(OP_XOR, 9, 0);
   a.ldInd(W, 8, 4); // the fragment header's identification

@@ -86,7 +86,7 @@ import {
   ORIGINATED_TTL,
 } from '../packet/headers.js';
 import { EXT_TRUNCATED, IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, lastOptionsHeader, optionsEnd } from '../packet/ipv6_ext.js';
-import { clientWorker } from '../dataplane/shard.js';
+import { clientWorker, localPortWorker } from '../dataplane/shard.js';
 import type { NatContext } from './context.js';
 import { rewriteAddresses, setIpLength } from './rewrite.js';
 import { DROP_BAD_ICMP, DROP_ICMP_NO_SESSION, DROP_ICMP_UNSUPPORTED, DROP_NOT_LOCAL } from './verdict.js';
@@ -169,7 +169,7 @@ export function icmpOwner(c: NatContext): number {
   if (!isError(c.pAf, c.pFlags) || parseQuote(c) !== 0) return c.opts.worker;
   const key = c.key;
   if (c.quote.toVip) return clientWorker(key[2]!, key[4]!, key[6]!, key[8]!, key[1]! >>> 16, workers);
-  return c.quote.sport % workers;
+  return localPortWorker(c.quote.sport, workers);
 }
 
 /** ICMP / ICMPv6 packet. Returns the new length, or −reason. */

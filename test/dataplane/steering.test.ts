@@ -32,7 +32,7 @@ describe('TUN steering program', () => {
     expect(prog.length / 8).toBeLessThan(200);
   });
 
-  it.each([2, 3, 4])('agrees with the engine on the owner of every TCP/UDP packet (%i workers)', (workers) => {
+  it.each([2, 3, 4, 7])('agrees with the engine on the owner of every TCP/UDP packet (%i workers)', (workers) => {
     const engines = Array.from(
       { length: workers },
       (_, w) => new Engine({ worker: w, workers, capacity: 64, seed: 1 }, services),

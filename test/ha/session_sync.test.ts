@@ -5,7 +5,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { LPORT_MAX, LPORT_MIN, SYNC_RING_WAIT_MS, TEMPLATE_SWEEP_MS } from '../../src/constants.js';
+import { SESSION_SHARDS, SYNC_RING_WAIT_MS, TEMPLATE_SWEEP_MS } from '../../src/constants.js';
 import type { Engine } from '../../src/dataplane/engine.js';
 import { R_IN_PORTS, R_OUT_PORTS, RECORD_WORDS } from '../../src/conn/layout.js';
 import { HaControl } from '../../src/ha/role.js';
@@ -23,7 +23,8 @@ import {
   syncOwnerWorker,
 } from '../../src/ha/session_sync.js';
 import { eventsFromWire, eventsToWire } from '../../src/ha/sync_format.js';
-import { clientWorker } from '../../src/dataplane/shard.js';
+import { clientShard, clientWorker } from '../../src/dataplane/shard.js';
+import { shardPortCount, shardPortFirst } from '../../src/service/laddr.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
@@ -86,8 +87,9 @@ describe.each([
     b.engine.advanceTimers(db.nowMs); // standing by for 30 s
     await promote(b);
     const out = parse(db.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50001, dport: 80, seq: 1, flags: SYN })));
-    const range = LPORT_MAX - LPORT_MIN + 1;
-    expect(out.sport).toBe(LPORT_MIN + Math.floor(range / 2)); // not the first port it started with
+    // Half-way through the client's shard's ports, not the first one it started with.
+    const shard = clientShard(...clientWords(fam.client), 50001);
+    expect(out.sport).toBe(shardPortFirst(shard) + Math.floor(shardPortCount(shard) / 2) * SESSION_SHARDS);
   });
 
   it('an ESTABLISHED session is published after syncAfter and continues on the standby', async () => {

@@ -96,6 +96,9 @@ function exec(prog: Uint8Array, pkt: Uint8Array, rxQueue?: number): XdpRun {
         case 0x20:
           v = a * (b & mask);
           break;
+        case 0x90: // BPF_MOD: unsigned; by zero leaves the register as it is (kernel semantics)
+          v = (b & mask) === 0n ? a : (a & mask) % (b & mask);
+          break;
         case 0x50:
           v = a & b;
           break;

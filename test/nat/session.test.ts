@@ -1,8 +1,10 @@
 /** Session life cycle: retransmits, reuse, draining, capacity, local ports, shards. */
 
 import { describe, expect, it } from 'vitest';
-import { LPORT_MAX, LPORT_MIN } from '../../src/constants.js';
-import { C_SESSIONS_REUSED } from '../../src/dataplane/counters.js';
+import { LPORT_MAX, LPORT_MIN, SESSION_SHARDS } from '../../src/constants.js';
+import { C_LPORT_OTHER_SHARD, C_SESSIONS_REUSED } from '../../src/dataplane/counters.js';
+import { clientShard, clientWorker, localPortWorker } from '../../src/dataplane/shard.js';
+import { shardPortCount, shardPortFirst } from '../../src/service/laddr.js';
 import {
   DROP_LPORT_EXHAUSTED,
   DROP_NO_REAL_SERVER,
@@ -150,36 +152,63 @@ describe('sessions', () => {
     expect(d.send(syn(7001)).verdict).toBe(VERDICT_FORWARD);
   });
 
-  it('local ports are partitioned between workers by port % workers', () => {
-    const workers = 4;
-    const specs = twoServers();
-    for (let w = 0; w < workers; w++) {
-      const e = new Engine({ worker: w, workers, capacity: 64, seed: 3 }, resolveServices(specs, new IdRegistry()));
-      const laddr = e.services.laddrs[0]!;
-      expect(laddr.portFirst % workers).toBe(w);
-      expect(laddr.portFirst).toBeGreaterThanOrEqual(LPORT_MIN);
-      expect(laddr.portAt(laddr.portCount - 1)).toBeLessThanOrEqual(LPORT_MAX);
-      expect(laddr.portAt(laddr.portCount)).toBeGreaterThan(LPORT_MAX);
+  it('the shards cut the local ports into equal runs, each within 1025–65535', () => {
+    let total = 0;
+    for (let shard = 0; shard < SESSION_SHARDS; shard++) {
+      const first = shardPortFirst(shard);
+      const count = shardPortCount(shard);
+      expect(first % SESSION_SHARDS).toBe(shard);
+      expect(first).toBeGreaterThanOrEqual(LPORT_MIN);
+      expect(first + (count - 1) * SESSION_SHARDS).toBeLessThanOrEqual(LPORT_MAX);
+      expect(first + count * SESSION_SHARDS).toBeGreaterThan(LPORT_MAX);
+      total += count;
     }
+    expect(total).toBe(LPORT_MAX - LPORT_MIN + 1);
   });
+
+  it.each([1, 2, 3, 4, 7])(
+    'a local port is in its client’s shard, whose owner is the same on every worker count (%i workers)',
+    (workers) => {
+      const engines = Array.from(
+        { length: workers },
+        (_, w) =>
+          new Engine({ worker: w, workers, capacity: 4096, seed: 3 }, resolveServices(twoServers(), new IdRegistry())),
+      );
+      const client = parseAddress(V4.client)!.words;
+      for (let i = 0; i < 600; i++) {
+        const sport = 10_000 + i * 7;
+        const shard = clientShard(client[0]!, 0, 0, 0, sport);
+        const owner = clientWorker(client[0]!, 0, 0, 0, sport, workers);
+        const lport = parse(new Driver(engines[owner]!).forward(syn(sport))).sport;
+        expect(lport % SESSION_SHARDS).toBe(shard);
+        for (const other of [1, 2, 3, 5, 6, 8, 64]) {
+          expect(localPortWorker(lport, other)).toBe(clientWorker(client[0]!, 0, 0, 0, sport, other));
+        }
+      }
+      for (const e of engines) expect(e.counters[C_LPORT_OTHER_SHARD]).toBe(0);
+    },
+  );
 
   it('a new pool starts where a once-per-TIME_WAIT sweep of the ports stands, not at the first port', () => {
     const specs = resolveServices(twoServers(), new IdRegistry());
-    const firstPort = (nowMs: number): number => {
+    const shard = clientShard(parseAddress(V4.client)!.words[0]!, 0, 0, 0, 7001);
+    const first = shardPortFirst(shard);
+    const count = shardPortCount(shard);
+    // The index of the first port handed out, among the client's shard's.
+    const firstIndex = (nowMs: number): number => {
       const d = new Driver(new Engine({ capacity: 64, seed: 3, nowMs }, specs));
       d.nowMs = nowMs;
-      return parse(d.forward(syn(7001))).sport;
+      return (parse(d.forward(syn(7001))).sport - first) / SESSION_SHARDS;
     };
-    const range = LPORT_MAX - LPORT_MIN + 1;
-    expect(firstPort(0)).toBe(LPORT_MIN);
-    expect(firstPort(30_000)).toBe(LPORT_MIN + Math.floor(range / 2));
-    expect(firstPort(60_000)).toBe(LPORT_MIN);
-    // A restart 10 s into a run that handed out ports at the sweep's pace (~1,075/s) starts
-    // past every port that run used: the real servers' TIME_WAIT entries are all behind it.
-    const previous = firstPort(1_000_000);
-    const restarted = firstPort(1_010_000);
-    const used = Math.floor((10 * range) / 60);
-    expect((restarted - previous + range) % range).toBeGreaterThanOrEqual(used);
+    expect(firstIndex(0)).toBe(0);
+    expect(firstIndex(30_000)).toBe(Math.floor(count / 2));
+    expect(firstIndex(60_000)).toBe(0);
+    // A restart 10 s into a run that handed out ports at the sweep's pace starts past every
+    // port that run used: the real servers' TIME_WAIT entries are all behind it.
+    const previous = firstIndex(1_000_000);
+    const restarted = firstIndex(1_010_000);
+    const used = Math.floor((10 * count) / 60);
+    expect((restarted - previous + count) % count).toBeGreaterThanOrEqual(used);
   });
 
   it('services sharing a local address take its ports in one turn (neither reuses the other’s last tuples)', () => {
@@ -204,33 +233,41 @@ describe('sessions', () => {
     const ports: number[] = [];
     for (let i = 0; i < 8; i++) {
       const pool = e.services.laddrs[i % 2]!; // nothing inserted: only the turn keeps them apart
-      expect(pool.acquire(e.table, key, 3)).toBe(0);
+      expect(pool.acquire(e.table, key, 3, 0)).toBe(0);
       ports.push(pool.lastPort);
     }
     expect(new Set(ports).size).toBe(8);
     // A promoted standby moves the shared cursor once, for both.
     e.services.restartPorts(35_000);
-    e.services.laddrs[0]!.acquire(e.table, key, 3);
-    e.services.laddrs[1]!.acquire(e.table, key, 3);
-    expect(e.services.laddrs[1]!.lastPort).toBe(e.services.laddrs[0]!.lastPort + 1);
+    e.services.laddrs[0]!.acquire(e.table, key, 3, 0);
+    e.services.laddrs[1]!.acquire(e.table, key, 3, 0);
+    expect(e.services.laddrs[1]!.lastPort).toBe(e.services.laddrs[0]!.lastPort + SESSION_SHARDS);
   });
 
-  it('a local port is reused toward another server; exhaustion drops with a reason', () => {
-    // rr over two servers: each port serves one session per server, so 2 × ports fit.
-    const d = new Driver(makeEngine(twoServers(), { capacity: 140_000 }));
+  it('a local port is reused toward another server; a full shard lends, exhaustion drops with a reason', () => {
+    // rr over two servers: each port serves one session per server, so 2 × ports fit. A
+    // client's shard has ~67 of them per server; once it is full, other shards' are used
+    // (counted: such a session is not portable to a node of another worker count), so the
+    // first drop comes as late as without shards. Clients: pseudo-random addresses of
+    // 198.18.0.0/15 and ephemeral ports, the same each run.
+    const d = new Driver(makeEngine(twoServers(), { capacity: 160_000 }));
     const ports = 2 * (65535 - 1025 + 1);
     const ring = new PacketRing(256);
+    let seed = 12345;
+    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
     let forwarded = 0;
     let exhausted = 0;
-    for (let base = 0; base < ports + 256; base += 256) {
+    let firstOther = -1;
+    let firstDrop = -1;
+    for (let base = 0; base < ports * 1.1; base += 256) {
       for (let i = 0; i < 256; i++) {
-        const k = base + i;
+        const a = next();
         ring.put(
           i,
           tcp({
-            src: `198.18.${100 + (k >> 16)}.${(k >> 8) & 255}`,
+            src: `198.${18 + ((a >>> 16) & 1)}.${(a >>> 8) & 255}.${a & 255}`,
             dst: V4.vip,
-            sport: 1024 + (k & 255),
+            sport: 32768 + (next() % 28232),
             dport: 80,
             flags: SYN,
           }),
@@ -239,10 +276,17 @@ describe('sessions', () => {
       d.engine.processBurst(ring, 256, 0);
       for (let i = 0; i < 256; i++) {
         if (ring.verdicts[i] === VERDICT_FORWARD) forwarded++;
-        else if (ring.aux[i] === DROP_LPORT_EXHAUSTED) exhausted++;
+        else if (ring.aux[i] === DROP_LPORT_EXHAUSTED) {
+          exhausted++;
+          if (firstDrop < 0) firstDrop = forwarded;
+        }
       }
+      if (firstOther < 0 && d.engine.counters[C_LPORT_OTHER_SHARD]! > 0) firstOther = forwarded;
     }
-    expect(forwarded).toBe(ports);
+    expect(firstOther / ports).toBeGreaterThan(0.5);
+    expect(firstDrop / ports).toBeGreaterThan(0.97);
+    expect(forwarded).toBeGreaterThan(ports * 0.99);
+    expect(forwarded).toBeLessThanOrEqual(ports);
     expect(exhausted).toBeGreaterThan(0);
   });
 
