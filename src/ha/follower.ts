@@ -13,12 +13,15 @@
  *               entry whose number jumps (ha/redis.ts StreamPosition: Redis trimmed what came
  *               between before this node read it) makes the peer load again.
  * Records of every format this version reads are turned into the data plane's first
- * (ha/sync_format.ts): a peer of an older version is followed like any other.
+ * (ha/sync_format.ts): a peer of an older version is followed like any other. A peer's
+ * sessions are installed whatever its worker count, as long as its shards agree with this
+ * node's (dataplane/shard.ts shardsAgree; every entry says how it cut them).
  */
 
 import type { Redis } from 'ioredis';
-import { HA_HSCAN_COUNT, HA_XREAD_BLOCK_MS, HA_XREAD_COUNT } from '../constants.js';
-import { asInt32, entriesMissed, nodeKeys, positionOf, type StreamPosition } from './redis.js';
+import { HA_HSCAN_COUNT, HA_XREAD_BLOCK_MS, HA_XREAD_COUNT, SESSION_SHARDS } from '../constants.js';
+import { shardsAgree } from '../dataplane/shard.js';
+import { asInt32, entriesMissed, nodeKeys, positionOf, shardsOf, type StreamPosition } from './redis.js';
 import {
   EVENT_WORDS,
   OP_HANDOVER,
@@ -153,14 +156,10 @@ export class Follower {
 
   private async load(redis: Redis, p: Peer): Promise<void> {
     // The stream position first: entries after it are applied after the load.
-    const last = (await redis.xrevrange(p.keys.events, '+', '-', 'COUNT', 1)) as [string, string[]][];
-    const from = last[0]?.[0] ?? '0-0';
-    const fields = new Map<string, string>();
-    const flat = last[0]?.[1] ?? [];
-    for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i]!, flat[i + 1]!);
+    const { from, fields } = await lastEntry(redis, p.keys.events);
     // Its copies stay in place (forwarding goes on) while the snapshot confirms them.
     await Promise.all(this.workers.map((w) => w.markStale(p.id)));
-    const total = await this.loadHash(redis, p.keys.sessions);
+    const total = this.shardsAgree(p.id, fields) ? await this.loadHash(redis, p.keys.sessions) : 0;
     await Promise.all(this.workers.map((w) => w.sweepStale(p.id)));
     p.lastId = from;
     p.position = positionOf((k) => fields.get(k));
@@ -176,7 +175,9 @@ export class Follower {
    * on the wire. Its workers install them as its own (the records name this node).
    */
   async restoreOwn(redis: Redis, nodeId: number): Promise<number> {
-    const n = await this.loadHash(redis, nodeKeys(this.cluster, nodeId).sessions);
+    const keys = nodeKeys(this.cluster, nodeId);
+    const { fields } = await lastEntry(redis, keys.events);
+    const n = this.shardsAgree(nodeId, fields) ? await this.loadHash(redis, keys.sessions) : 0;
     this.info("HA: restored this node's own sessions from Redis", { sessions: n });
     return n;
   }
@@ -249,13 +250,7 @@ export class Follower {
           this.reload(p.id); // it rewrote its hash: load it again, then go on from there
           break;
         }
-        const workers = Number(f.get('w')?.toString());
-        if (workers !== this.workers.length) {
-          this.fail(
-            `node ${p.id} runs ${workers} workers and this node ${this.workers.length}: its sessions cannot be installed (the local port says which worker owns a session); give every node the same workers`,
-          );
-          continue;
-        }
+        if (!this.shardsAgree(p.id, f)) continue;
         const format = Number(f.get('v')?.toString() ?? '1');
         if (!readable(format, this.formats)) {
           this.fail(
@@ -289,6 +284,22 @@ export class Follower {
     }
   }
 
+  /**
+   * Whether this node finds the owner of every session of node `id`, by how the entry
+   * `fields` of its stream says it cut them into shards (ha/redis.ts shardFields); says so
+   * when not. An entry that does not say (none yet, or a resync mark of the version before)
+   * is taken as agreeing, as that version did.
+   */
+  private shardsAgree(id: number, fields: ReadonlyMap<string, { toString(): string }>): boolean {
+    const rule = shardsOf((k) => fields.get(k)?.toString());
+    const W = this.workers.length;
+    if (!rule || shardsAgree(rule.shards, W)) return true;
+    this.fail(
+      `node ${id} cut its sessions into ${rule.shards} shards over ${rule.workers} workers, this node into ${SESSION_SHARDS} over ${W} workers: this node cannot tell which of its workers owns them, so they are not installed; run one version on both (a node of the version before agrees only while both have the same workers and they divide ${SESSION_SHARDS}: docs/ha.md, "Workers")`,
+    );
+    return false;
+  }
+
   /** Send each event to the worker that owns it (its mode's owner rule). */
   private route(events: Int32Array, n: number): void {
     const W = this.workers.length;
@@ -301,6 +312,15 @@ export class Follower {
       this.workers[w]!.install(out, list.length);
     });
   }
+}
+
+/** The id of the last entry of a stream ('0-0' for none) and its fields. */
+async function lastEntry(redis: Redis, key: string): Promise<{ from: string; fields: Map<string, string> }> {
+  const last = (await redis.xrevrange(key, '+', '-', 'COUNT', 1)) as [string, string[]][];
+  const fields = new Map<string, string>();
+  const flat = last[0]?.[1] ?? [];
+  for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i]!, flat[i + 1]!);
+  return { from: last[0]?.[0] ?? '0-0', fields };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -20,7 +20,7 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import { randomBytes } from 'node:crypto';
 import { HA_EVENTS_PER_TICK, HA_RESYNC_BATCH, HA_STREAM_MAXLEN } from '../constants.js';
-import { asBuffer, fieldOf, positionFields, type NodeKeys } from './redis.js';
+import { asBuffer, fieldOf, positionFields, shardFields, type NodeKeys } from './redis.js';
 import {
   EVENT_WORDS,
   OP_DELETE,
@@ -143,8 +143,7 @@ export class Publisher {
     if (upserts.length > 0) m.hset(this.keys.sessions, ...upserts);
     if (deletes.length > 0) m.hdel(this.keys.sessions, ...deletes);
     this.addEntry(m, [
-      'w',
-      String(this.workers.length),
+      ...shardFields(this.workers.length),
       'n',
       String(this.nodeId),
       'v',
@@ -221,7 +220,7 @@ export class Publisher {
     const m = redis.multi();
     if (total > 0) m.rename(tmp, this.keys.sessions);
     else m.del(this.keys.sessions);
-    this.addEntry(m, ['r', 'resync']);
+    this.addEntry(m, ['r', 'resync', ...shardFields(this.workers.length)]);
     await m.exec();
     this.needResync = false;
     this.stats.resyncs++;

@@ -12,13 +12,15 @@
  *   node:<id>:sessions   a hash: every session the node owns and has published, field = its
  *                        OUT key (40 bytes: unique on the node), value = the sync record
  *   node:<id>:events     a stream of the node's batches (publisher.ts): t (ms, its clock),
- *                        w (its workers), n (its id), v (the record format), b (op +
- *                        record, EVENT_WORDS each); or r=resync when it rewrote its hash from
- *                        its own tables; every entry e and s (its StreamPosition, below)
+ *                        n (its id), v (the record format), b (op + record, EVENT_WORDS
+ *                        each); or r=resync when it rewrote its hash from its own tables;
+ *                        every entry e and s (its StreamPosition, below), w and sh (its
+ *                        workers and shards, shardFields below)
  */
 
 import { Redis, type RedisOptions } from 'ioredis';
 import type { HaRedis } from '../config/config.js';
+import { SESSION_SHARDS } from '../constants.js';
 import { syncKey } from './session_sync.js';
 
 /** A node refreshes its alive key this often... */
@@ -116,6 +118,30 @@ export function positionOf(get: (field: string) => string | undefined): StreamPo
   const run = get('e');
   const n = Number(get('s'));
   return run !== undefined && Number.isSafeInteger(n) && n > 0 ? { run, n } : undefined;
+}
+
+/**
+ * How a publisher cut its sessions into shards (dataplane/shard.ts): every entry carries its
+ * workers (`w`) and its shard count (`sh`), so a follower knows whether it finds each
+ * session's owner (shardsAgree) before it installs any. A node of the version before wrote
+ * only `w` (its shards were its workers) and installs an entry only when `w` is its own worker
+ * count; this version writes `w` as a number only where that reading is right (its workers
+ * divide the shard count), else as `W/shards`, which such a node refuses.
+ */
+export function shardFields(workers: number): string[] {
+  const w = SESSION_SHARDS % workers === 0 ? String(workers) : `${workers}/${SESSION_SHARDS}`;
+  return ['w', w, 'sh', String(SESSION_SHARDS)];
+}
+
+/** A publisher's workers and shard count, read through `get`, if the entry has them. */
+export function shardsOf(get: (field: string) => string | undefined): { workers: number; shards: number } | undefined {
+  const w = get('w');
+  if (w === undefined) return undefined;
+  const workers = parseInt(w, 10);
+  const shards = Number(get('sh') ?? workers);
+  return Number.isSafeInteger(workers) && workers > 0 && Number.isSafeInteger(shards) && shards > 0
+    ? { workers, shards }
+    : undefined;
 }
 
 /** Entries missed between `prev` and `next` (0: none, or not known: another run, or no

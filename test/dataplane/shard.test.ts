@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
-import { clientShardHash } from '../../src/dataplane/shard.js';
+import { SESSION_SHARDS } from '../../src/constants.js';
+import { clientShardHash, clientWorker, localPortWorker, shardsAgree } from '../../src/dataplane/shard.js';
+import { shardFields, shardsOf } from '../../src/ha/redis.js';
 import { DROP_NO_SESSION, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
@@ -22,6 +24,47 @@ describe('clientShardHash', () => {
       for (const c of counts) expect(Math.abs(c - n / workers) / (n / workers)).toBeLessThan(0.05);
     },
   );
+});
+
+describe('shards', () => {
+  it.each([3, 7, 12, 64])('one client’s ports spread evenly over %i workers through the shards', (workers) => {
+    const counts = new Array<number>(workers).fill(0);
+    const n = 28000; // the ephemeral ports, 32768–60767
+    for (let i = 0; i < n; i++) counts[clientWorker(0xc6126407 | 0, 0, 0, 0, 32768 + i, workers)]!++;
+    for (const c of counts) expect(Math.abs(c - n / workers) / (n / workers)).toBeLessThan(0.15);
+  });
+
+  it('shardsAgree says exactly when this node finds the owner of every session a node of other shards made', () => {
+    // The other node gave each session a port (or hash) x with x ≡ the client's hash modulo
+    // its shards: this node agrees when its owner of x depends on x modulo those only.
+    const peers = [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 48, 64, 96, SESSION_SHARDS, 2 * SESSION_SHARDS];
+    for (const peerShards of peers) {
+      for (const workers of [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 64]) {
+        let agrees = true;
+        for (let x = 0; x + peerShards < 0x10000 && agrees; x++)
+          agrees = localPortWorker(x, workers) === localPortWorker(x + peerShards, workers);
+        expect(shardsAgree(peerShards, workers), `${peerShards} shards, ${workers} workers`).toBe(agrees);
+      }
+    }
+  });
+
+  it('every stream entry says how its node cut its sessions; the version before reads w as its workers', () => {
+    const read = (workers: number) => {
+      const f = shardFields(workers);
+      const m = new Map<string, string>();
+      for (let i = 0; i < f.length; i += 2) m.set(f[i]!, f[i + 1]!);
+      return m;
+    };
+    expect(shardsOf((k) => read(4).get(k))).toEqual({ workers: 4, shards: SESSION_SHARDS });
+    expect(shardsOf((k) => read(7).get(k))).toEqual({ workers: 7, shards: SESSION_SHARDS });
+    // The version before compared Number(w) with its own workers: right for 4 (4 divides the
+    // shards), and 7, which does not, is no number to it.
+    expect(Number(read(4).get('w'))).toBe(4);
+    expect(Number(read(7).get('w'))).toBeNaN();
+    // Its entries: w only, its shards its workers.
+    expect(shardsOf((k) => (k === 'w' ? '3' : undefined))).toEqual({ workers: 3, shards: 3 });
+    expect(shardsOf(() => undefined)).toBeUndefined();
+  });
 });
 
 /**

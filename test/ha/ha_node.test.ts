@@ -35,6 +35,8 @@ import { startLocalRedis, startLocalSentinel, type LocalRedis } from '../../src/
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { Driver, V4, V6 } from '../helpers/engine.js';
 import { ACK, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 
 const quiet: Logger = {
   log: (l, m, f) =>
@@ -43,7 +45,10 @@ const quiet: Logger = {
 
 interface TestNode {
   id: number;
+  /** Its first worker's engine (the only one unless started with more workers). */
   engine: Engine;
+  /** Every worker's engine. */
+  engines: Engine[];
   driver: Driver;
   node: HaNode;
   lip4: string;
@@ -60,6 +65,7 @@ function startNode(
   persistence?: { timeoutSec: number },
   opts: HaNodeOptions = {},
   ringSlots = 4096,
+  workers = 1,
 ): TestNode {
   const lip4 = `198.18.2.${id}`;
   const lip6 = `fd00:18:2:0:0:0:0:${id}`; // as the packet parser prints it
@@ -81,22 +87,29 @@ function startNode(
       localAddresses: [lip6],
     }),
   ];
-  const engine = new Engine(
-    {
-      capacity: 4096,
-      seed: 99 + id,
-      nowMs: 0,
-      timeouts: { established: 600 },
-      ha: {
-        nodeId: id,
-        controlSab: control.sab,
-        syncRingSab: new SyncRing(ringSlots).sab,
-        syncAfterMs: 0,
-        refreshSec: 600,
-      },
-    },
-    resolveServices(specs, new IdRegistry()),
+  const engines = Array.from(
+    { length: workers },
+    (_, worker) =>
+      new Engine(
+        {
+          worker,
+          workers,
+          capacity: 4096,
+          seed: 99 + id,
+          nowMs: 0,
+          timeouts: { established: 600 },
+          ha: {
+            nodeId: id,
+            controlSab: control.sab,
+            syncRingSab: new SyncRing(ringSlots).sab,
+            syncAfterMs: 0,
+            refreshSec: 600,
+          },
+        },
+        resolveServices(specs, new IdRegistry()),
+      ),
   );
+  const engine = engines[0]!;
   const cfg: HaConfig = {
     mode,
     nodeId: id,
@@ -110,10 +123,10 @@ function startNode(
     initialRole: role === 'master' ? 'master' : 'backup',
   };
   const laddrs = () => [`${lip4}/32`, `${lip6}/128`];
-  const node = new HaNode(cfg, [engineLink(engine)], quiet, control, { laddrs, ...opts });
+  const node = new HaNode(cfg, engines.map(engineLink), quiet, control, { laddrs, ...opts });
   node.start();
-  engine.advanceTimers(0); // the engine reads the node's role words (a forwarder at each tick)
-  return { id, engine, driver: new Driver(engine), node, lip4, lip6 };
+  for (const e of engines) e.advanceTimers(0); // the engines read the node's role words (a forwarder at each tick)
+  return { id, engine, engines, driver: new Driver(engine), node, lip4, lip6 };
 }
 
 /** A client connection through node `n`, handshake done, published at the next sync tick.
@@ -185,6 +198,38 @@ async function freezableProxy(to: number): Promise<{
   };
 }
 
+/** `pkt` through node `n` as its forwarders take it: to the first, handed over to its owner
+ * if another worker owns it; the packet written and the worker that wrote it. */
+function forwardVia(n: TestNode, pkt: Uint8Array): { out: Uint8Array; worker: number } {
+  const ring = new PacketRing(1);
+  ring.put(0, pkt);
+  n.engines[0]!.processBurst(ring, 1, n.driver.nowMs);
+  let worker = 0;
+  if (ring.verdicts[0] === VERDICT_REDIRECT) {
+    worker = ring.aux[0]!;
+    ring.put(0, pkt);
+    n.engines[worker]!.processBurst(ring, 1, n.driver.nowMs);
+  }
+  expect(ring.verdicts[0], `verdict ${ring.verdicts[0]} reason ${ring.aux[0]}`).toBe(VERDICT_FORWARD);
+  return { out: ring.get(0).slice(), worker };
+}
+
+/** connect() through a node of several workers (forwardVia). */
+function connectVia(n: TestNode, fam: typeof V4 | typeof V6, sport: number) {
+  const lip = fam === V4 ? n.lip4 : n.lip6;
+  const C = (seq: number, ack: number, flags: number, payload?: Uint8Array) =>
+    tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq, ack, flags, ...(payload ? { payload } : {}) });
+  const syn = parse(forwardVia(n, C(1000, 0, SYN)).out);
+  forwardVia(
+    n,
+    tcp({ src: fam.rs1, dst: lip, sport: 8080, dport: syn.sport, seq: 7000, ack: syn.seq + 1, flags: SYN | ACK }),
+  );
+  forwardVia(n, C(1001, 7001, ACK));
+  n.driver.nowMs += 200;
+  for (const e of n.engines) e.advanceTimers(n.driver.nowMs); // published by the sync timer
+  return { C, lport: syn.sport, rs: fam.rs1 };
+}
+
 const owners = (n: TestNode): number[] => [...n.engine.sessionIds()].map((r) => n.engine.describe(r).owner).sort();
 
 describe('HA nodes through Redis', () => {
@@ -252,6 +297,56 @@ describe('HA nodes through Redis', () => {
 
     // Each node publishes under keys of its own.
     for (const n of c) expect(await redis.hlen(nodeKeys('c3', n.id).sessions)).toBe(2);
+  });
+
+  it('nodes of other worker counts (2, 3, 7) share sessions: each finds the owner worker of both sides by the same shards', async () => {
+    const c = [2, 3, 7].map((workers, i) =>
+      startNode(i + 1, 'unlike', where(), 'cluster', 'backup', undefined, {}, 4096, workers),
+    );
+    try {
+      await until('all ready', () => c.every((n) => n.node.status().ready && n.node.status().peers.length === 2));
+      const [a, b, d] = c as [TestNode, TestNode, TestNode];
+      const flows = [];
+      for (let i = 0; i < 40; i++) flows.push(connectVia(a, i % 2 ? V6 : V4, 43000 + i * 13));
+      const total = (n: TestNode) => n.engines.reduce((k, e) => k + e.sessionCount, 0);
+      await until('both peers hold the 40', () => total(b) === 40 && total(d) === 40);
+      const req = new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n');
+      for (const f of flows) {
+        const pkt = f.C(1001, 7001, ACK | PSH, req);
+        const onA = forwardVia(a, pkt).out;
+        for (const n of [b, d]) {
+          // The client's packet reaches the worker that holds the session, rewritten as on
+          // node 1; the server's reply to the local port reaches the same worker.
+          const viaClient = forwardVia(n, pkt);
+          expect(Buffer.from(viaClient.out)).toEqual(Buffer.from(onA));
+          const lip = parse(onA).src;
+          const reply = tcp({
+            src: f.rs,
+            dst: lip,
+            sport: 8080,
+            dport: f.lport,
+            seq: 7001,
+            ack: parse(onA).seq + req.length,
+            flags: ACK,
+          });
+          expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
+        }
+      }
+      // A node of the version before (its shards its 3 workers) agrees with a 3-worker node,
+      // not with a 7-worker one, which says so and installs nothing of it.
+      const events = nodeKeys('unlike', a.id).events;
+      await redis.xadd(events, '*', 'w', '3', 'v', String(SYNC_FORMAT), 't', String(Date.now()), 'b', Buffer.alloc(0));
+      await until('the 7-worker node names it', () =>
+        /node 1 cut its sessions into 3 shards over 3 workers, this node into 960 over 7 workers/.test(
+          d.node.status().lastError ?? '',
+        ),
+      );
+      await until('the 3-worker node reads it (and finds no records in it)', () =>
+        /is not whole sync records \(0 bytes/.test(b.node.status().lastError ?? ''),
+      );
+    } finally {
+      await Promise.all(c.map((n) => n.node.stop()));
+    }
   });
 
   it("a damaged entry in a peer's stream is named, skipped, and the peer loaded again from its hash: nothing lost", async () => {

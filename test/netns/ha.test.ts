@@ -4,7 +4,8 @@
  * with a check of every byte; the master fails three ways (tunvs killed, keepalived killed,
  * its upstream link cut); the connections must go on through lb-b with no reset and nothing
  * lost, new connections must work during and after, and lb-a takes over again when it is
- * back (failback, the same guarantees; the old master's hash leaves Redis). A split: the
+ * back (failback, the same guarantees; the old master's hash leaves Redis); the same with a
+ * backup of another worker count (3 against 2). A split: the
  * master's keepalived stalls while the backup's takes over, and the connections made on the
  * backup meanwhile go on through the master after. Then Redis goes away for 10 s under load, and a
  * TUNNEL service with sloppy TCP keeps connections too young to be synced across the
@@ -170,6 +171,37 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
   it('kill -9 tunvs on the master: established connections go on through the backup', async () => {
     await killTunvsOnMaster('tunvs killed');
   }, 120_000);
+
+  it('the backup runs 3 workers, the master 2: kill -9 tunvs on the master, the connections go on through it', async () => {
+    // Each node finds a synced session's owner worker by its shard, not the other node's
+    // worker count (docs/ha.md, "Workers"); before, lb-b refused lb-a's batches.
+    const file = join(fresh().dir, 'lb-b.yaml');
+    const two = readFileSync(file, 'utf8');
+    const stats = async () =>
+      (await adminRequest(adminOf(fresh(), 'lb-b'), { cmd: 'stats' }, 5000)) as {
+        counters: Record<string, number>;
+        perWorker: Record<string, number>[];
+      };
+    const bReady = (what: string) =>
+      waitFor(what, async () => (await haStatusOf(fresh(), 'lb-b'))?.ready === true, 30_000);
+    try {
+      writeFileSync(file, two.replace(/^workers: 2$/m, 'workers: 3'));
+      await restartTunvs(prefix, 'lb-b');
+      await bReady('lb-b ready with 3 workers');
+      expect((await stats()).perWorker.length).toBe(3);
+      await killTunvsOnMaster('tunvs killed, a backup of 3 workers');
+      // Each of lb-b's workers installed its share of the streams' sessions, and none was
+      // given a local port outside its client's shard.
+      const st = await stats();
+      expect(st.perWorker.every((w) => w.sync_installed! > 0)).toBe(true);
+      expect(st.counters.lport_other_shard).toBe(0);
+      expect(st.counters.sync_install_failed).toBe(0);
+    } finally {
+      writeFileSync(file, two);
+      await restartTunvs(prefix, 'lb-b');
+      await bReady('lb-b ready again with 2 workers');
+    }
+  }, 240_000);
 
   it('kill -9 keepalived on the master: the same', async () => {
     await failover(
