@@ -14,6 +14,7 @@ import { ImportError, importYaml, parseFwmarkOption, type FwmarkMember } from '.
 import { importIpvsadm } from '../config/import_ipvsadm.js';
 import { importKeepalived } from '../config/import_keepalived.js';
 import { DEFAULTS } from '../config/config.js';
+import { WORKERS_MAX } from '../constants.js';
 import { adminRequest } from '../control/admin.js';
 import { connFilterError } from '../control/conns.js';
 import { stderrLogger } from '../control/log.js';
@@ -412,6 +413,13 @@ function positiveInt(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/** `--workers N`: a forwarder thread count, as the config's `workers` allows. */
+function workersOption(args: string[]): number | undefined {
+  const n = positiveInt(option(args, '--workers'), '--workers');
+  if (n !== undefined && n > WORKERS_MAX) throw new UsageError(`--workers must be at most ${WORKERS_MAX}, got ${n}`);
+  return n;
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = [...argv];
   // --help anywhere before a `--` (after it, it belongs to the command of rs exec)
@@ -438,7 +446,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const configPath = option(args, '--config');
       if (configPath === undefined) throw new UsageError('run needs --config FILE');
-      const workers = positiveInt(option(args, '--workers'), '--workers');
+      const workers = workersOption(args);
       noneLeft(args);
       const rt = new Runtime({ configPath, logger: stderrLogger, ...(workers !== undefined ? { workers } : {}) });
       await rt.start();
@@ -477,7 +485,7 @@ async function main(argv: string[]): Promise<number> {
     case 'lab': {
       const sub = args.shift();
       if (sub === 'up') {
-        const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
+        const workers = workersOption(args) ?? Math.min(availableParallelism(), 4);
         const steering = !flag(args, '--no-steering');
         const offload = !flag(args, '--no-offload');
         const reader = !flag(args, '--no-reader');
@@ -544,14 +552,14 @@ async function main(argv: string[]): Promise<number> {
         return labLoad(prefix, family, connections, seconds);
       }
       if (sub === 'cluster') {
-        const workers = positiveInt(option(args, '--workers'), '--workers') ?? 2;
+        const workers = workersOption(args) ?? 2;
         const nodes = positiveInt(option(args, '--nodes'), '--nodes') ?? 3;
         if (nodes < 2 || nodes > 4) throw new UsageError('--nodes takes 2 to 4 (lb-a..lb-d)');
         noneLeft(args);
         return labCluster(prefix, nodes, workers, log);
       }
       if (sub === 'failover') {
-        const workers = positiveInt(option(args, '--workers'), '--workers') ?? Math.min(availableParallelism(), 4);
+        const workers = workersOption(args) ?? Math.min(availableParallelism(), 4);
         noneLeft(args);
         return labFailover(prefix, workers, log);
       }

@@ -30,6 +30,7 @@ describe('tunvs command line', () => {
     expect(cli('run', '--config', 'x.yaml', '--workers', '0').err).toMatch(
       /--workers must be a positive integer, got 0/,
     );
+    expect(cli('run', '--config', 'x.yaml', '--workers', '65').err).toMatch(/--workers must be at most 64, got 65/);
     expect(cli('lab', 'load', '--duration', '601').err).toMatch(/at most 600 seconds/);
     expect(cli('frobnicate').code).toBe(2);
     const decap = cli('rs', 'decap', 'attach', '--dev', 'eth0', '--xdp-mode', 'offload');
