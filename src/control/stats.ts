@@ -22,6 +22,7 @@ import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import { formatAddress, hostPort, type ParsedCidr } from '../service/addr.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
 import type { HaStatus } from '../ha/node.js';
+import { shardsAgree } from '../dataplane/shard.js';
 
 export interface RealServerRow {
   id: number;
@@ -300,6 +301,7 @@ export function formatHaStatus(h: HaStatus): string {
     `events        published ${h.published}, applied ${h.applied}, lost ${h.lost}, pending ${h.pending}`,
     `resyncs       ${h.resyncs}; peer snapshots loaded ${h.snapshotsLoaded}; sync lag ${lag(h.syncLagMs)}`,
     `sync format   publishing ${h.syncFormat}, reads ${range(h.syncFormats)}${h.syncFormat < h.syncFormats[1] ? ` (a registered node reads only older ones)` : ''}`,
+    `workers       ${h.workers}, sessions in ${h.shards} shards`,
   ];
   if (h.nodeIdConflict)
     lines.push(`NODE ID CONFLICT  another live node has id ${h.nodeId} (${h.nodeIdConflict}): standing down`);
@@ -310,9 +312,14 @@ export function formatHaStatus(h: HaStatus): string {
     if (p.holder === 0) return '  its addresses: no live node';
     return `  its addresses: ${p.holder === h.nodeId ? 'this node' : `node ${p.holder}`}`;
   };
+  // A peer whose shards do not agree with this node's: its sessions are not installed here.
+  const workers = (p: HaStatus['peers'][number]): string =>
+    p.workers === 0
+      ? ''
+      : `  workers ${p.workers}${shardsAgree(p.shards, h.workers) ? '' : ` (${p.shards} shards: its sessions cannot be installed here)`}`;
   for (const p of h.peers) {
     lines.push(
-      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}${held(p)}`,
+      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}${workers(p)}${held(p)}`,
     );
   }
   return lines.join('\n');

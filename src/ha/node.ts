@@ -43,7 +43,7 @@
  * without them beats not at all).
  */
 
-import { HA_TICK_MS } from '../constants.js';
+import { HA_TICK_MS, SESSION_SHARDS } from '../constants.js';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { HaConfig } from '../config/config.js';
@@ -81,6 +81,10 @@ export interface HaPeer extends PeerStatus {
   publishing: boolean;
   /** The sync formats it reads (registered by it; an older version registers none). */
   syncFormats: FormatRange;
+  /** Its workers, and the shards it cuts its sessions into (a version before shards: its
+   * workers); this node installs its sessions only where they agree (dataplane/shard.ts). */
+  workers: number;
+  shards: number;
   /** Cluster: the node its local addresses (and their sessions) go to now: itself while it
    * is alive, else its first live backup; 0 for none. */
   holder?: number;
@@ -114,6 +118,9 @@ export interface HaStatus {
    * node reads). */
   syncFormats: FormatRange;
   syncFormat: number;
+  /** This node's workers and session shards (docs/ha.md, "Workers"). */
+  workers: number;
+  shards: number;
   peers: HaPeer[];
   lastError?: string;
   /** Another live node has this node's id (and started first): this one stands down. */
@@ -140,6 +147,8 @@ interface RegistryEntry {
   laddrs?: string[];
   /** The sync formats it reads (none: a version before formats were registered). */
   syncFormats?: FormatRange;
+  /** The shards it cuts its sessions into (none: a version before shards, its workers). */
+  shards?: number;
 }
 
 export interface HaNodeOptions {
@@ -358,6 +367,8 @@ export class HaNode {
       pending: this.publisher.pending,
       syncFormats: this.formats,
       syncFormat: this.publisher.format,
+      workers: this.workers.length,
+      shards: SESSION_SHARDS,
       peers: peers.map((p) => {
         const r = this.peers?.find((x) => x.entry.id === p.id);
         return {
@@ -366,6 +377,8 @@ export class HaNode {
           alive: r?.alive ?? false,
           publishing: r?.publishing ?? false,
           syncFormats: r?.entry.syncFormats ?? LEGACY_FORMATS,
+          workers: r?.entry.workers ?? 0,
+          shards: r?.entry.shards ?? r?.entry.workers ?? 0,
           ...(this.holders.has(p.id) ? { holder: this.holders.get(p.id)! } : {}),
         };
       }),
@@ -669,6 +682,7 @@ export class HaNode {
       name: this.cfg.name,
       mode: this.cfg.mode,
       workers: this.workers.length,
+      shards: SESSION_SHARDS,
       startedAt: this.startedAt,
       laddrs: this.opts.laddrs?.() ?? [],
       syncFormats: this.formats,

@@ -332,6 +332,12 @@ describe('HA nodes through Redis', () => {
           expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
         }
       }
+      // `tunvs ha status` / `cluster status`: each node's workers, and whose shards disagree.
+      const status = d.node.status();
+      expect(formatHaStatus(status)).toMatch(/^workers {7}7, sessions in 960 shards$/m);
+      expect(formatHaStatus(status)).toMatch(/^ {2}1 \(lb-1\) .* workers 2$/m);
+      const legacy = { ...status, peers: status.peers.map((p) => ({ ...p, workers: 3, shards: 3 })) };
+      expect(formatHaStatus(legacy)).toMatch(/workers 3 \(3 shards: its sessions cannot be installed here\)/);
       // A node of the version before (its shards its 3 workers) agrees with a 3-worker node,
       // not with a 7-worker one, which says so and installs nothing of it.
       const events = nodeKeys('unlike', a.id).events;
