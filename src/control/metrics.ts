@@ -22,6 +22,8 @@
  *   tunvs_ha_role{role}, tunvs_ha_role_changes_total (a pair: keepalived's, since start),
  *   tunvs_ha_redis_up, tunvs_ha_sync_lag_seconds,
  *   tunvs_ha_events_total{kind}           published / applied / lost
+ *   tunvs_ha_peer_alive{peer}, tunvs_ha_peer_sync_lag_seconds{peer},
+ *   tunvs_ha_peer_shards_agree{peer}      0: that peer's sessions cannot be installed here
  *   tunvs_forwarder_up{worker}            1 when the forwarder answered the scrape (1 s)
  *   tunvs_forwarder_heap_bytes{worker}    the forwarder thread's V8 heap
  *   tunvs_queue_<figure>_total{worker}    each forwarder's queue (TUN or AF_XDP): packets and
@@ -45,6 +47,7 @@ import type { ForwarderStats } from './forwarder_protocol.js';
 import type { ServiceRow } from './stats.js';
 import type { GlobalStats } from './stats.js';
 import { hostPort } from '../service/addr.js';
+import { shardsAgree } from '../dataplane/shard.js';
 
 export interface MetricsSource {
   stats(): GlobalStats;
@@ -295,6 +298,17 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
   readGauge(reg, 'tunvs_ha_peer_alive', '1 while a peer node refreshes its alive key', ['peer'], (set) => {
     for (const p of src.ha()?.peers ?? []) set({ peer: String(p.id) }, p.alive ? 1 : 0);
   });
+  readGauge(
+    reg,
+    'tunvs_ha_peer_shards_agree',
+    "1 while a peer's session shards agree with this node's (its sessions are installed here), 0 when not",
+    ['peer'],
+    (set) => {
+      const h = src.ha();
+      for (const p of h?.peers ?? [])
+        if (p.workers > 0) set({ peer: String(p.id) }, shardsAgree(p.shards, h!.workers) ? 1 : 0);
+    },
+  );
   readGauge(
     reg,
     'tunvs_ha_peer_sync_lag_seconds',

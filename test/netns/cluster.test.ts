@@ -208,6 +208,7 @@ async function spreadOverThree(): Promise<void> {
   expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="announced"\} 8/);
   expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="backup"\} 8/);
   expect(metrics.out).toMatch(/tunvs_ha_peer_alive\{peer="2"\} 1/);
+  expect(metrics.out).toMatch(/tunvs_ha_peer_shards_agree\{peer="2"\} 1/);
 }
 
 const MODES_TITLE =
