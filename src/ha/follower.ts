@@ -159,7 +159,7 @@ export class Follower {
     const { from, fields } = await lastEntry(redis, p.keys.events);
     // Its copies stay in place (forwarding goes on) while the snapshot confirms them.
     await Promise.all(this.workers.map((w) => w.markStale(p.id)));
-    const total = this.shardsAgree(p.id, fields) ? await this.loadHash(redis, p.keys.sessions) : 0;
+    const total = this.installable(p.id, fields) ? await this.loadHash(redis, p.keys.sessions) : 0;
     await Promise.all(this.workers.map((w) => w.sweepStale(p.id)));
     p.lastId = from;
     p.position = positionOf((k) => fields.get(k));
@@ -177,7 +177,7 @@ export class Follower {
   async restoreOwn(redis: Redis, nodeId: number): Promise<number> {
     const keys = nodeKeys(this.cluster, nodeId);
     const { fields } = await lastEntry(redis, keys.events);
-    const n = this.shardsAgree(nodeId, fields) ? await this.loadHash(redis, keys.sessions) : 0;
+    const n = this.installable(nodeId, fields) ? await this.loadHash(redis, keys.sessions) : 0;
     this.info("HA: restored this node's own sessions from Redis", { sessions: n });
     return n;
   }
@@ -250,7 +250,7 @@ export class Follower {
           this.reload(p.id); // it rewrote its hash: load it again, then go on from there
           break;
         }
-        if (!this.shardsAgree(p.id, f)) continue;
+        if (!this.installable(p.id, f)) continue;
         const format = Number(f.get('v')?.toString() ?? '1');
         if (!readable(format, this.formats)) {
           this.fail(
@@ -290,7 +290,7 @@ export class Follower {
    * when not. An entry that does not say (none yet, or a resync mark of the version before)
    * is taken as agreeing, as that version did.
    */
-  private shardsAgree(id: number, fields: ReadonlyMap<string, { toString(): string }>): boolean {
+  private installable(id: number, fields: ReadonlyMap<string, { toString(): string }>): boolean {
     const rule = shardsOf((k) => fields.get(k)?.toString());
     const W = this.workers.length;
     if (!rule || shardsAgree(rule.shards, W)) return true;

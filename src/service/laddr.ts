@@ -38,7 +38,11 @@ export function shardPortFirst(shard: number): number {
 
 /** How many local ports `shard` has. */
 export function shardPortCount(shard: number): number {
-  const first = shardPortFirst(shard);
+  return portsFrom(shardPortFirst(shard));
+}
+
+/** How many local ports a shard whose first is `first` has. */
+function portsFrom(first: number): number {
   return first > LPORT_MAX ? 0 : Math.floor((LPORT_MAX - first) / SESSION_SHARDS) + 1;
 }
 
@@ -145,7 +149,7 @@ export class LocalAddressPool {
     const stride = cursors.stride;
     const j = ((shard - cursors.worker) / cursors.workers) | 0;
     const first = shardPortFirst(shard);
-    const count = shardPortCount(shard);
+    const count = portsFrom(first);
     const probes = Math.min(LPORT_PROBES_PER_LADDR, count);
     this.otherShard = false;
     for (let a = 0; a < this.count; a++) {
@@ -175,7 +179,7 @@ export class LocalAddressPool {
         if (jj === j) continue;
         const other = cursors.worker + jj * cursors.workers;
         const otherFirst = shardPortFirst(other);
-        const otherCount = shardPortCount(other);
+        const otherCount = portsFrom(otherFirst);
         let k = cursors.pos[o + jj]!;
         for (let p = 0; p < OTHER_SHARD_PROBES && left > 0; p++, left--) {
           const port = otherFirst + k * SESSION_SHARDS;
