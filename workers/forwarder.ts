@@ -109,6 +109,8 @@ port.on('message', (m: ToForwarder) => {
     engine.applyServices(m.services);
   } else if (m.type === 'peer-laddrs') {
     engine.setPeerLocalAddresses(m.laddrs);
+  } else if (m.type === 'peer-workers') {
+    engine.setPeerWorkers(m.counts);
   } else if (m.type === 'link') {
     for (const q of queues) q.setLink(m.fd);
   } else if (m.type === 'stats') {

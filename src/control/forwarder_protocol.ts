@@ -49,6 +49,8 @@ export type ToForwarder =
   /** Cluster: the peers' local addresses and their nodes (replies to a taken-over peer's are
    * owned by port; a session on one is that peer's while it lives). */
   | { type: 'peer-laddrs'; laddrs: PeerLocalAddress[] }
+  /** HA: the peers' worker counts, as registered (a full shard borrows ports they all serve). */
+  | { type: 'peer-workers'; counts: number[] }
   /** gc: a full garbage collection first, so heapBytes is what is live (tunvs stats --gc). */
   | { type: 'stats'; id: number; gc?: boolean }
   | { type: 'stop' }

@@ -531,6 +531,7 @@ export class Runtime {
         return { claimed: m.claimed, handedOver: m.handedOver };
       },
       peerLocalAddresses: (laddrs) => w.thread.postMessage({ type: 'peer-laddrs', laddrs }),
+      peerWorkers: (counts) => w.thread.postMessage({ type: 'peer-workers', counts }),
     };
   }
 

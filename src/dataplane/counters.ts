@@ -91,11 +91,13 @@ export const C_FRAGMENTS_SENT = 43;
 export const C_FRAGMENTS_PENDING = 44;
 export const C_FRAGMENT_BYTES_HELD = 45;
 /** FULLNAT sessions given a local port outside their client's shard: the client's shard had
- * no free port on any local address (service/laddr.ts). This node serves them; a peer whose
- * worker count does not divide this node's cannot (its owner of the client side is not the
- * port's): docs/ha.md, "Workers". */
+ * no free port on any local address (service/laddr.ts). Taken from a shard every node of the
+ * pair or cluster gives the same owner where one had a port free: docs/ha.md, "Workers". */
 export const C_LPORT_OTHER_SHARD = 46;
-export const GLOBAL_COUNT = 47;
+/** ... of which in a shard some node of the pair or cluster gives another owner than the
+ * client's: that node (another worker count) cannot serve the session after a failover. */
+export const C_LPORT_OTHER_OWNER = 47;
+export const GLOBAL_COUNT = 48;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -145,6 +147,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'fragments_pending',
   'fragment_bytes_held',
   'lport_other_shard',
+  'lport_other_owner',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

@@ -533,6 +533,11 @@ export class Engine {
     this.services.setPeerLocalAddresses(addrs);
   }
 
+  /** HA: the peers' worker counts, as registered (Services.setPeerWorkers). */
+  setPeerWorkers(counts: readonly number[]): void {
+    this.services.setPeerWorkers(counts);
+  }
+
   get sessionCount(): number {
     return this.table.live;
   }

@@ -89,3 +89,22 @@ export function replyWorker(
 export function shardsAgree(peerShards: number, workers: number): boolean {
   return peerShards % SESSION_SHARDS === 0 || (SESSION_SHARDS % workers === 0 && peerShards % workers === 0);
 }
+
+/**
+ * After how many shards every node of `workerCounts` (this one's and its peers') gives a shard
+ * the same owner again: shards s and s + k × period have one owner on each node (the counts'
+ * least common multiple). A FULLNAT session whose client's shard is full borrows a port from a
+ * shard of the same class first (service/laddr.ts), so every node serves it. SESSION_SHARDS:
+ * no other shard is in the class.
+ */
+export function ownerPeriod(workerCounts: readonly number[]): number {
+  let period = 1;
+  for (const w of workerCounts) {
+    let a = period;
+    let b = w;
+    while (b !== 0) [a, b] = [b, a % b];
+    period = (period / a) * w;
+    if (period >= SESSION_SHARDS) return SESSION_SHARDS;
+  }
+  return period;
+}

@@ -19,5 +19,6 @@ export function engineLink(e: Engine): HaWorkerLink {
     adopt: async (owner) => void (await e.adoptSynced(owner)),
     reconcile: (othersTo) => e.reconcileSynced(othersTo),
     peerLocalAddresses: (addrs) => e.setPeerLocalAddresses(addrs),
+    peerWorkers: (counts) => e.setPeerWorkers(counts),
   };
 }

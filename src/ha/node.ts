@@ -5,7 +5,8 @@
  *              `tunvs role`): the master forwards and publishes, the standby installs; a
  *              cluster node always forwards, publishes and installs.
  *   registry   every HEARTBEAT_MS: the node's entry in tunvs:<cluster>:nodes and its alive
- *              key; then the peers it finds there are the ones it follows. The node id is
+ *              key; then the peers it finds there are the ones it follows (and its workers
+ *              learn their worker counts: tellPeerWorkers). The node id is
  *              claimed first (claimId): nothing is published, restored or registered under
  *              it until the alive key shows no other live node with the same id.
  *   publisher  (ha/publisher.ts) every HA_TICK_MS while publishing: this node's sessions.
@@ -227,6 +228,8 @@ export class HaNode {
   /** The peers' local addresses the workers were last told (cluster), and who holds each
    * peer's. */
   private toldAddresses = '';
+  /** The peers' worker counts the workers were last told. */
+  private toldWorkers = '';
   private readonly holders = new Map<number, number>();
 
   constructor(
@@ -517,6 +520,19 @@ export class HaNode {
     this.needReconcile = true;
   }
 
+  /** Tell the workers the registered peers' worker counts when they change: a FULLNAT session
+   * whose client's shard is full borrows a port of a shard all of them give the same owner
+   * (service/laddr.ts), so that a failover to any of them keeps it. A registered peer counts
+   * while it is down too: it installs this node's sessions when it is back. */
+  private tellPeerWorkers(): void {
+    const registered = (this.peers ?? []).map((p) => p.entry.workers).filter((w) => Number.isInteger(w) && w > 0);
+    const counts = [...new Set(registered)].sort((a, b) => a - b);
+    const text = counts.join(',');
+    if (text === this.toldWorkers) return;
+    this.toldWorkers = text;
+    for (const w of this.workers) w.peerWorkers(counts);
+  }
+
   /**
    * Once this node's resync carries a dead peer's adopted sessions, that peer's hash goes:
    * when it comes back it must not restore records that are stale by then; it installs this
@@ -725,6 +741,7 @@ export class HaNode {
         return { entry, alive: a !== undefined, publishing: a?.publishing ?? false };
       });
       if (this.cfg.mode === 'cluster') this.tellAddresses();
+      this.tellPeerWorkers();
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
       this.chooseFormat();
       if (this.cfg.mode === 'cluster') this.takeOver();

@@ -280,6 +280,9 @@ export interface HaWorkerLink {
   /** Cluster: the peers' local addresses, each with the node that holds it now (replacing
    * the last). */
   peerLocalAddresses(addrs: PeerLocalAddress[]): void;
+  /** The peers' worker counts, as registered (replacing the last): a FULLNAT session whose
+   * client's shard is full takes a port every one of them serves where it can. */
+  peerWorkers(counts: number[]): void;
 }
 
 /** One slice of a scan of the table: how many records it changed, and where the next slice

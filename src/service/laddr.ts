@@ -25,6 +25,7 @@
 import { LPORT_MAX, LPORT_MIN, LPORT_PROBES_PER_LADDR, LPORT_SWEEP_SEC, SESSION_SHARDS } from '../constants.js';
 import { DIR_OUT } from '../conn/layout.js';
 import type { SessionTable } from '../conn/table.js';
+import { ownerPeriod } from '../dataplane/shard.js';
 
 /** Where the sweep stands at `nowMs` (wall-clock ms), as a port index of a shard's share. */
 function sweepAt(nowMs: number, portCount: number): number {
@@ -56,6 +57,10 @@ const OTHER_SHARD_PROBES = 2;
 export class PortCursors {
   /** Shards of this worker: shard = worker + j × workers for j < shards. */
   readonly shards: number;
+  /** Shards j and j + k × period (of this worker's) have one owner on every node of the pair
+   * or cluster (dataplane/shard.ts ownerPeriod, in this worker's shards): 1 alone or among
+   * like nodes; `shards` or more when no two do. */
+  period = 1;
   /** Words per address: the shards' cursors, then the second pass's next shard. */
   readonly stride: number;
   /** Next port index to try, by cursor slot × stride + j. */
@@ -68,6 +73,12 @@ export class PortCursors {
   ) {
     this.shards = worker < SESSION_SHARDS ? Math.floor((SESSION_SHARDS - 1 - worker) / workers) + 1 : 0;
     this.stride = this.shards + 1;
+  }
+
+  /** The worker counts of the other nodes that install this node's sessions (its HA peers,
+   * as registered): the period follows from them. */
+  setPeerWorkers(peerWorkers: readonly number[]): void {
+    this.period = Math.ceil(ownerPeriod([this.workers, ...peerWorkers]) / this.workers);
   }
 
   /** The slot of address `addr` (4 words): an existing one, or a new one at the sweep. */
@@ -109,6 +120,9 @@ export class LocalAddressPool {
   /** The last acquire() found no port in the client's shard and looked in the worker's
    * others. */
   otherShard = false;
+  /** ... and took one of a shard that some node of the pair or cluster gives another owner
+   * than the client's shard (that node cannot serve the session). */
+  otherOwner = false;
   /** Cursor slot (in `cursors`) of each address. */
   private readonly slots: Int32Array;
   private nextLaddr = 0;
@@ -140,9 +154,10 @@ export class LocalAddressPool {
    *
    * First a port of the client's shard, on any local address: the session's owner is then the
    * same on every node, whatever its workers. Only when that shard is full everywhere, a port
-   * of another of the worker's shards (`otherShard` says so: a peer whose worker count does
-   * not divide this node's cannot serve that session). At most LPORT_PROBES_PER_LADDR ports
-   * per address in each pass.
+   * of another of the worker's shards (`otherShard` says so): one that every node of the pair
+   * or cluster gives the client's shard's owner (PortCursors.period) if any is free, else any
+   * other (`otherOwner`: a peer of another worker count cannot serve that session). At most
+   * LPORT_PROBES_PER_LADDR ports per address in each pass.
    */
   acquire(table: SessionTable, key: Int32Array, blockWords: number, shard: number): number {
     const cursors = this.cursors;
@@ -152,6 +167,7 @@ export class LocalAddressPool {
     const count = portsFrom(first);
     const probes = Math.min(LPORT_PROBES_PER_LADDR, count);
     this.otherShard = false;
+    this.otherOwner = false;
     for (let a = 0; a < this.count; a++) {
       const li = this.address(key, a);
       const c = this.slots[li]! * stride + j;
@@ -166,19 +182,40 @@ export class LocalAddressPool {
       }
       cursors.pos[c] = k;
     }
-    // The worker's other shards, in turn from where the last such session was placed (so
-    // one full shard's overflow spreads over all of them), a port or two at each one's cursor.
+    let li = this.borrow(table, key, blockWords, j, true);
+    if (li < 0 && cursors.period > 1) {
+      li = this.borrow(table, key, blockWords, j, false);
+      this.otherOwner = li >= 0;
+    }
+    if (li < 0) return -1;
+    this.otherShard = true;
+    return this.took(li);
+  }
+
+  /**
+   * A port of another of the worker's shards than `j`, on any local address: of those every
+   * node gives the same owner as `j` (`sameOwner`: j's class modulo the period), or of the
+   * rest. In turn from where the last such session was placed (so one full shard's overflow
+   * spreads over all of them), a port or two at each one's cursor. The address index, or −1.
+   */
+  private borrow(table: SessionTable, key: Int32Array, blockWords: number, j: number, sameOwner: boolean): number {
+    const cursors = this.cursors;
     const shards = cursors.shards;
+    const period = cursors.period;
+    const cls = j % period;
+    // The candidates by index: the class's shards cls, cls + period, ..., or every shard.
+    const candidates = sameOwner ? Math.floor((shards - 1 - cls) / period) + 1 : shards;
     for (let a = 0; a < this.count; a++) {
       const li = this.address(key, a);
-      const o = this.slots[li]! * stride;
+      const o = this.slots[li]! * cursors.stride;
       const next = cursors.pos[o + shards]!;
+      const start = sameOwner ? Math.floor(next / period) : next;
       let left = LPORT_PROBES_PER_LADDR;
-      for (let t = 0; t < shards && left > 0; t++) {
-        const jj = next + t < shards ? next + t : next + t - shards;
-        if (jj === j) continue;
-        const other = cursors.worker + jj * cursors.workers;
-        const otherFirst = shardPortFirst(other);
+      for (let t = 0; t < candidates && left > 0; t++) {
+        const m = (start + t) % candidates;
+        const jj = sameOwner ? cls + m * period : m;
+        if (jj === j || (!sameOwner && jj % period === cls)) continue;
+        const otherFirst = shardPortFirst(cursors.worker + jj * cursors.workers);
         const otherCount = portsFrom(otherFirst);
         let k = cursors.pos[o + jj]!;
         for (let p = 0; p < OTHER_SHARD_PROBES && left > 0; p++, left--) {
@@ -187,8 +224,7 @@ export class LocalAddressPool {
           if (this.free(table, key, blockWords, port)) {
             cursors.pos[o + jj] = k;
             cursors.pos[o + shards] = jj + 1 === shards ? 0 : jj + 1;
-            this.otherShard = true;
-            return this.took(li);
+            return li;
           }
         }
         cursors.pos[o + jj] = k;

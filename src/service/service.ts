@@ -986,6 +986,8 @@ export class ServiceTable {
   private workers = 1;
   /** Port cursors per local address, shared by the services (laddr.ts); made at the first apply. */
   private cursors: PortCursors | undefined;
+  /** The HA peers' worker counts (setPeerWorkers), for cursors made later. */
+  private peerWorkers: readonly number[] = [];
   /** Real servers by id: address (4 words), port. */
   readonly rsAddr = new Int32Array(REAL_SERVERS_MAX * 4);
   readonly rsPort = new Int32Array(REAL_SERVERS_MAX);
@@ -1007,6 +1009,13 @@ export class ServiceTable {
     private readonly nodeCounts: readonly ConnCounts[] = [counts],
   ) {}
 
+  /** HA: the worker counts of the nodes that install this node's sessions (laddr.ts
+   * PortCursors.setPeerWorkers: a full shard borrows ports every one of them serves). */
+  setPeerWorkers(counts: readonly number[]): void {
+    this.peerWorkers = counts;
+    this.cursors?.setPeerWorkers(counts);
+  }
+
   /** Every local address continues from where the port sweep stands at `nowMs`. */
   restartPorts(nowMs: number): void {
     this.cursors?.restartAt(nowMs);
@@ -1019,7 +1028,10 @@ export class ServiceTable {
    */
   apply(services: readonly ResolvedService[], worker: number, workers: number, nowMs: number): void {
     this.workers = workers;
-    this.cursors ??= new PortCursors(worker, workers);
+    if (!this.cursors) {
+      this.cursors = new PortCursors(worker, workers);
+      this.cursors.setPeerWorkers(this.peerWorkers);
+    }
     // Removed services stay in the map as tombstones (alive 0): a packet of one of their
     // sessions still finds its service, while natInbound refuses them new sessions (IPVS
     // likewise finds a connection before it looks for a service). The live services are set

@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { SESSION_SHARDS } from '../../src/constants.js';
-import { clientShardHash, clientWorker, localPortWorker, shardsAgree } from '../../src/dataplane/shard.js';
+import {
+  clientShardHash,
+  clientWorker,
+  localPortWorker,
+  ownerPeriod,
+  shardsAgree,
+  shardWorker,
+} from '../../src/dataplane/shard.js';
+import { PortCursors } from '../../src/service/laddr.js';
 import { shardFields, shardsOf } from '../../src/ha/redis.js';
 import { DROP_NO_SESSION, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 import { parseAddress } from '../../src/service/addr.js';
@@ -46,6 +54,39 @@ describe('shards', () => {
         expect(shardsAgree(peerShards, workers), `${peerShards} shards, ${workers} workers`).toBe(agrees);
       }
     }
+  });
+
+  it('ownerPeriod: shards a period apart have one owner on every node; the ports a full shard borrows follow it', () => {
+    expect(ownerPeriod([])).toBe(1);
+    expect(ownerPeriod([2])).toBe(2);
+    expect(ownerPeriod([2, 3])).toBe(6);
+    expect(ownerPeriod([2, 4, 8])).toBe(8);
+    expect(ownerPeriod([2, 7])).toBe(14);
+    expect(ownerPeriod([7, 64])).toBe(448);
+    expect(ownerPeriod([7, 9, 64])).toBe(SESSION_SHARDS); // 4,032: no two shards agree
+    for (const counts of [
+      [2, 3],
+      [4, 6, 10],
+      [2, 7],
+      [3, 64],
+    ]) {
+      const period = ownerPeriod(counts);
+      for (let s = 0; s + period < SESSION_SHARDS; s++)
+        for (const w of counts) expect(shardWorker(s + period, w)).toBe(shardWorker(s, w));
+    }
+    // In a worker's own shards (j: shard = worker + j × workers): every period-th agrees.
+    const cursors = (workers: number, peers: number[]) => {
+      const c = new PortCursors(0, workers);
+      c.setPeerWorkers(peers);
+      return c.period;
+    };
+    expect(cursors(2, [])).toBe(1);
+    expect(cursors(2, [2, 4])).toBe(2);
+    expect(cursors(2, [3])).toBe(3);
+    expect(cursors(7, [2])).toBe(2);
+    expect(cursors(2, [7])).toBe(7);
+    expect(cursors(64, [7])).toBe(7); // of its 15 shards, j, j + 7 and j + 14 agree
+    expect(cursors(64, [7, 9])).toBeGreaterThanOrEqual(new PortCursors(0, 64).shards);
   });
 
   it('every stream entry says how its node cut its sessions; the version before reads w as its workers', () => {

@@ -20,7 +20,10 @@ import { connect as tcpConnect, createServer, type AddressInfo, type Socket } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HaConfig, HaRedis } from '../../src/config/config.js';
 import type { Logger } from '../../src/control/log.js';
-import { C_SYNC_ADOPTED, C_SYNC_HANDED_OVER } from '../../src/dataplane/counters.js';
+import { C_SYNC_ADOPTED, C_SYNC_HANDED_OVER, GLOBAL_COUNTER_NAMES } from '../../src/dataplane/counters.js';
+import { clientShard } from '../../src/dataplane/shard.js';
+import { parseAddress } from '../../src/service/addr.js';
+import { SESSION_SHARDS } from '../../src/constants.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { engineLink } from '../../src/ha/engine_link.js';
 import { adopterOf } from '../../src/ha/announce.js';
@@ -214,11 +217,11 @@ function forwardVia(n: TestNode, pkt: Uint8Array): { out: Uint8Array; worker: nu
   return { out: ring.get(0).slice(), worker };
 }
 
-/** connect() through a node of several workers (forwardVia). */
-function connectVia(n: TestNode, fam: typeof V4 | typeof V6, sport: number) {
+/** connect() through a node of several workers (forwardVia), from `client`. */
+function connectVia(n: TestNode, fam: typeof V4 | typeof V6, sport: number, client = fam.client) {
   const lip = fam === V4 ? n.lip4 : n.lip6;
   const C = (seq: number, ack: number, flags: number, payload?: Uint8Array) =>
-    tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq, ack, flags, ...(payload ? { payload } : {}) });
+    tcp({ src: client, dst: fam.vip, sport, dport: 80, seq, ack, flags, ...(payload ? { payload } : {}) });
   const syn = parse(forwardVia(n, C(1000, 0, SYN)).out);
   forwardVia(
     n,
@@ -329,6 +332,36 @@ describe('HA nodes through Redis', () => {
             ack: parse(onA).seq + req.length,
             flags: ACK,
           });
+          expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
+        }
+      }
+      // One client shard's ports on node 1 run out (one local address and real server: ~67):
+      // the sessions after take ports of shards every node gives the same owner (2, 3 and 7
+      // workers: 42 shards apart), so nodes 2 and 3 serve them too.
+      const full = clientShard(parseAddress('198.18.0.1')!.words[0]!, 0, 0, 0, 40000);
+      const crowd: { client: string; sport: number }[] = [];
+      for (let i = 0; crowd.length < 75; i++) {
+        const client = `198.18.${(i >> 8) & 255}.${i & 255}`;
+        const sport = 40000 + (i >> 16);
+        if (clientShard(parseAddress(client)!.words[0]!, 0, 0, 0, sport) === full) crowd.push({ client, sport });
+      }
+      const crowded = crowd.map(({ client, sport }) => connectVia(a, V4, sport, client));
+      const lent = crowded.filter((f) => f.lport % SESSION_SHARDS !== full);
+      expect(lent.length).toBeGreaterThan(3);
+      for (const f of lent) expect(Math.abs((f.lport % SESSION_SHARDS) - full) % 42).toBe(0);
+      const count = (name: string) =>
+        a.engines.reduce((k, e) => k + e.counters[GLOBAL_COUNTER_NAMES.indexOf(name)]!, 0);
+      expect(count('lport_other_shard')).toBe(lent.length);
+      expect(count('lport_other_owner')).toBe(0);
+      await until('both peers hold them', () => total(b) === 40 + crowd.length && total(d) === 40 + crowd.length);
+      for (const f of lent) {
+        const pkt = f.C(1001, 7001, ACK | PSH, req);
+        const onA = forwardVia(a, pkt).out;
+        for (const n of [b, d]) {
+          const viaClient = forwardVia(n, pkt);
+          expect(Buffer.from(viaClient.out)).toEqual(Buffer.from(onA));
+          const ack = parse(onA).seq + req.length;
+          const reply = tcp({ src: f.rs, dst: a.lip4, sport: 8080, dport: f.lport, seq: 7001, ack, flags: ACK });
           expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
         }
       }

@@ -13,7 +13,7 @@
  */
 
 import { R_SEQ_DELTA, RECORD_WORDS } from '../../conn/layout.js';
-import { C_LPORT_OTHER_SHARD } from '../../dataplane/counters.js';
+import { C_LPORT_OTHER_OWNER, C_LPORT_OTHER_SHARD } from '../../dataplane/counters.js';
 import { clientShard, localPortWorker } from '../../dataplane/shard.js';
 import { IPPROTO_TCP } from '../../packet/headers.js';
 import { tcpInbound, udpInbound } from '../fullnat_in.js';
@@ -30,7 +30,10 @@ export const fullnat: ForwardingMode = {
     const laddr = c.services.laddrs[svc]!;
     const shard = clientShard(c.pS0, c.pS1, c.pS2, c.pS3, c.pSport);
     if (laddr.acquire(c.table, ok, blockWords, shard) < 0) return DROP_LPORT_EXHAUSTED;
-    if (laddr.otherShard) c.counters[C_LPORT_OTHER_SHARD] = c.counters[C_LPORT_OTHER_SHARD]! + 1;
+    if (laddr.otherShard) {
+      c.counters[C_LPORT_OTHER_SHARD] = c.counters[C_LPORT_OTHER_SHARD]! + 1;
+      if (laddr.otherOwner) c.counters[C_LPORT_OTHER_OWNER] = c.counters[C_LPORT_OTHER_OWNER]! + 1;
+    }
     c.outHash = laddr.lastHash;
     if (c.pProto === IPPROTO_TCP) {
       const isn = c.isn.generate(ok, blockWords, c.nowMs);
