@@ -22,7 +22,8 @@ import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import { formatAddress, hostPort, type ParsedCidr } from '../service/addr.js';
 import type { ConnCounts, ResolvedService } from '../service/service.js';
 import type { HaStatus } from '../ha/node.js';
-import { shardsAgree } from '../dataplane/shard.js';
+import { ownerPeriod, shardsAgree } from '../dataplane/shard.js';
+import { SESSION_SHARDS } from '../constants.js';
 
 export interface RealServerRow {
   id: number;
@@ -291,6 +292,16 @@ export function deviceStats(dev: string): Record<string, number> {
 }
 
 /** `tunvs ha status` (and `tunvs cluster status`) as text: the node, then a line per peer. */
+/** Where a full shard's FULLNAT sessions borrow local ports, said only among nodes of unlike
+ * worker counts (service/laddr.ts): first from the shards every node gives the same owner. */
+function borrowing(h: HaStatus): string {
+  const period = ownerPeriod([h.workers, ...h.peers.map((p) => p.workers).filter((w) => w > 0)]);
+  if (period === h.workers) return '';
+  if (period >= SESSION_SHARDS)
+    return '; a full shard borrows ports some peer cannot serve (lport_other_owner): no two shards have one owner on every node';
+  return `; a full shard borrows from shards ${period} apart first (one owner on every node)`;
+}
+
 export function formatHaStatus(h: HaStatus): string {
   const lag = (ms: number | null): string => (ms === null ? '-' : `${ms} ms`);
   const range = (r: readonly [number, number]): string => (r[0] === r[1] ? `${r[0]}` : `${r[0]}–${r[1]}`);
@@ -301,7 +312,7 @@ export function formatHaStatus(h: HaStatus): string {
     `events        published ${h.published}, applied ${h.applied}, lost ${h.lost}, pending ${h.pending}`,
     `resyncs       ${h.resyncs}; peer snapshots loaded ${h.snapshotsLoaded}; sync lag ${lag(h.syncLagMs)}`,
     `sync format   publishing ${h.syncFormat}, reads ${range(h.syncFormats)}${h.syncFormat < h.syncFormats[1] ? ` (a registered node reads only older ones)` : ''}`,
-    `workers       ${h.workers}, sessions in ${h.shards} shards`,
+    `workers       ${h.workers}, sessions in ${h.shards} shards${borrowing(h)}`,
   ];
   if (h.nodeIdConflict)
     lines.push(`NODE ID CONFLICT  another live node has id ${h.nodeId} (${h.nodeIdConflict}): standing down`);

@@ -367,7 +367,12 @@ describe('HA nodes through Redis', () => {
       }
       // `tunvs ha status` / `cluster status`: each node's workers, and whose shards disagree.
       const status = d.node.status();
-      expect(formatHaStatus(status)).toMatch(/^workers {7}7, sessions in 960 shards$/m);
+      expect(formatHaStatus(status)).toMatch(
+        /^workers {7}7, sessions in 960 shards; a full shard borrows from shards 42 apart first \(one owner on every node\)$/m,
+      );
+      expect(formatHaStatus({ ...status, peers: [] })).toMatch(/^workers {7}7, sessions in 960 shards$/m);
+      const odd = { ...status, peers: status.peers.map((p, i) => ({ ...p, workers: i === 0 ? 9 : 64 })) };
+      expect(formatHaStatus(odd)).toMatch(/no two shards have one owner on every node$/m);
       expect(formatHaStatus(status)).toMatch(/^ {2}1 \(lb-1\) .* workers 2$/m);
       const legacy = { ...status, peers: status.peers.map((p) => ({ ...p, workers: 3, shards: 3 })) };
       expect(formatHaStatus(legacy)).toMatch(/workers 3 \(3 shards: its sessions cannot be installed here\)/);
