@@ -309,32 +309,35 @@ describe('HA nodes through Redis', () => {
     try {
       await until('all ready', () => c.every((n) => n.node.status().ready && n.node.status().peers.length === 2));
       const [a, b, d] = c as [TestNode, TestNode, TestNode];
-      const flows = [];
+      const flows: ReturnType<typeof connectVia>[] = [];
       for (let i = 0; i < 40; i++) flows.push(connectVia(a, i % 2 ? V6 : V4, 43000 + i * 13));
       const total = (n: TestNode) => n.engines.reduce((k, e) => k + e.sessionCount, 0);
       await until('both peers hold the 40', () => total(b) === 40 && total(d) === 40);
       const req = new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n');
-      for (const f of flows) {
-        const pkt = f.C(1001, 7001, ACK | PSH, req);
-        const onA = forwardVia(a, pkt).out;
-        for (const n of [b, d]) {
-          // The client's packet reaches the worker that holds the session, rewritten as on
-          // node 1; the server's reply to the local port reaches the same worker.
-          const viaClient = forwardVia(n, pkt);
-          expect(Buffer.from(viaClient.out)).toEqual(Buffer.from(onA));
-          const lip = parse(onA).src;
-          const reply = tcp({
-            src: f.rs,
-            dst: lip,
-            sport: 8080,
-            dport: f.lport,
-            seq: 7001,
-            ack: parse(onA).seq + req.length,
-            flags: ACK,
-          });
-          expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
+      const servedAlike = (made: ReturnType<typeof connectVia>[]): void => {
+        for (const f of made) {
+          const pkt = f.C(1001, 7001, ACK | PSH, req);
+          const onA = forwardVia(a, pkt).out;
+          for (const n of [b, d]) {
+            // The client's packet reaches the worker that holds the session, rewritten as on
+            // node 1; the server's reply to the local port reaches the same worker.
+            const viaClient = forwardVia(n, pkt);
+            expect(Buffer.from(viaClient.out)).toEqual(Buffer.from(onA));
+            const ack = parse(onA).seq + req.length;
+            const reply = tcp({
+              src: f.rs,
+              dst: parse(onA).src,
+              sport: 8080,
+              dport: f.lport,
+              seq: 7001,
+              ack,
+              flags: ACK,
+            });
+            expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
+          }
         }
-      }
+      };
+      servedAlike(flows);
       // One client shard's ports on node 1 run out (one local address and real server: ~67):
       // the sessions after take ports of shards every node gives the same owner (2, 3 and 7
       // workers: 42 shards apart), so nodes 2 and 3 serve them too.
@@ -354,17 +357,7 @@ describe('HA nodes through Redis', () => {
       expect(count('lport_other_shard')).toBe(lent.length);
       expect(count('lport_other_owner')).toBe(0);
       await until('both peers hold them', () => total(b) === 40 + crowd.length && total(d) === 40 + crowd.length);
-      for (const f of lent) {
-        const pkt = f.C(1001, 7001, ACK | PSH, req);
-        const onA = forwardVia(a, pkt).out;
-        for (const n of [b, d]) {
-          const viaClient = forwardVia(n, pkt);
-          expect(Buffer.from(viaClient.out)).toEqual(Buffer.from(onA));
-          const ack = parse(onA).seq + req.length;
-          const reply = tcp({ src: f.rs, dst: a.lip4, sport: 8080, dport: f.lport, seq: 7001, ack, flags: ACK });
-          expect(forwardVia(n, reply).worker).toBe(viaClient.worker);
-        }
-      }
+      servedAlike(lent);
       // `tunvs ha status` / `cluster status`: each node's workers, and whose shards disagree.
       const status = d.node.status();
       expect(formatHaStatus(status)).toMatch(
