@@ -291,7 +291,6 @@ export function deviceStats(dev: string): Record<string, number> {
   return out;
 }
 
-/** `tunvs ha status` (and `tunvs cluster status`) as text: the node, then a line per peer. */
 /** Where a full shard's FULLNAT sessions borrow local ports, said only among nodes of unlike
  * worker counts (service/laddr.ts): first from the shards every node gives the same owner. */
 function borrowing(h: HaStatus): string {
@@ -302,6 +301,7 @@ function borrowing(h: HaStatus): string {
   return `; a full shard borrows from shards ${period} apart first (one owner on every node)`;
 }
 
+/** `tunvs ha status` (and `tunvs cluster status`) as text: the node, then a line per peer. */
 export function formatHaStatus(h: HaStatus): string {
   const lag = (ms: number | null): string => (ms === null ? '-' : `${ms} ms`);
   const range = (r: readonly [number, number]): string => (r[0] === r[1] ? `${r[0]}` : `${r[0]}–${r[1]}`);
