@@ -209,7 +209,8 @@ export class LocalAddressPool {
       const li = this.address(key, a);
       const o = this.slots[li]! * cursors.stride;
       const next = cursors.pos[o + shards]!;
-      const start = sameOwner ? Math.floor(next / period) : next;
+      // The class's first shard at or after the rotation's (every shard of the class in turn).
+      const start = sameOwner ? Math.max(0, Math.ceil((next - cls) / period)) : next;
       let left = LPORT_PROBES_PER_LADDR;
       for (let t = 0; t < candidates && left > 0; t++) {
         const m = (start + t) % candidates;

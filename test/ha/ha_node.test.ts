@@ -352,6 +352,8 @@ describe('HA nodes through Redis', () => {
       const lent = crowded.filter((f) => f.lport % SESSION_SHARDS !== full);
       expect(lent.length).toBeGreaterThan(3);
       for (const f of lent) expect(Math.abs((f.lport % SESSION_SHARDS) - full) % 42).toBe(0);
+      // In turn: each from another shard of the class (the overflow spreads over them).
+      expect(new Set(lent.map((f) => f.lport % SESSION_SHARDS)).size).toBe(lent.length);
       const count = (name: string) =>
         a.engines.reduce((k, e) => k + e.counters[GLOBAL_COUNTER_NAMES.indexOf(name)]!, 0);
       expect(count('lport_other_shard')).toBe(lent.length);
