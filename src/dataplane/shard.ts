@@ -23,6 +23,7 @@
  */
 
 import { SESSION_SHARDS } from '../constants.js';
+import { gcd } from '../service/sched/scheduler.js';
 import type { ServiceTable } from '../service/service.js';
 
 /**
@@ -100,10 +101,7 @@ export function shardsAgree(peerShards: number, workers: number): boolean {
 export function ownerPeriod(workerCounts: readonly number[]): number {
   let period = 1;
   for (const w of workerCounts) {
-    let a = period;
-    let b = w;
-    while (b !== 0) [a, b] = [b, a % b];
-    period = (period / a) * w;
+    period = (period / gcd(period, w)) * w;
     if (period >= SESSION_SHARDS) return SESSION_SHARDS;
   }
   return period;
