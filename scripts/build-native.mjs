@@ -7,7 +7,7 @@
 //                      loader addon (tunvs_rs.node, linked with libbpf). Needs clang,
 //                      libbpf-dev and linux-libc-dev; without them the LB still builds and
 //                      `tunvs rs` says what to install. Beside it, the XDP IPIP decapsulator
-//                      for TUNNEL-mode real servers (ipip_decap.bpf.o: IP-in-IP and GRE, `tunvs rs decap`).
+//                      for TUNNEL-mode real servers (ipip_decap.bpf.o: IP-in-IP, GRE and GUE, `tunvs rs decap`).
 //
 // Node's headers: node-gyp uses npm's `nodedir` when set (Debian's nodejs-dev puts them in
 // /usr/include/node), otherwise it would download them, which an offline machine cannot:
@@ -82,7 +82,7 @@ if (missingForReader.length > 0) {
     const multiarch = execFileSync('sh', ['-c', 'gcc -print-multiarch 2>/dev/null || true'], {
       encoding: 'utf8',
     }).trim();
-    // The TOA reader, and the IP-in-IP / GRE decapsulator for TUNNEL-mode real servers (tunvs rs decap).
+    // The TOA reader, and the IP-in-IP / GRE / GUE decapsulator for TUNNEL-mode real servers (tunvs rs decap).
     for (const prog of ['toa_reader', 'ipip_decap']) {
       execFileSync(
         'clang',

@@ -14,18 +14,25 @@
  *           sequence number are skipped, not checked — the inner packet's own checksums
  *           are), carrying IPv4 or IPv6 (EtherType 0x0800 / 0x86dd), is cut with the outer
  *           header.
+ *   gue     the same for UDP to one of the ports in decap_gue_ports (a service of tunnel.type
+ *           gue; `tunvs rs decap attach --gue-port P` fills it): a GUE header of version 0,
+ *           data (C clear), without extension fields or flags, naming protocol 4 or 41, is
+ *           cut with the UDP and outer headers. The UDP checksum is not checked either (the
+ *           inner packet's are, by the stack it goes up to).
  *
  * Fragmented tunnel packets (IPv4 without DF, larger than the path: the LB lets the kernel
  * fragment those) are reassembled only after XDP, and then need the ipip module.
  *
- * Trust: like a tunl0 or gre0 device with no fixed remote, it takes tunnel packets from
- * anyone that can reach the interface; filter protocols 4 / 41 / 47 at the edge, as for those.
+ * Trust: like a tunl0 or gre0 device with no fixed remote (or a fou port), it takes tunnel
+ * packets from anyone that can reach the interface; filter protocols 4 / 41 / 47 and the GUE
+ * ports at the edge, as for those.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/in.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -35,6 +42,14 @@
 #define GRE_KEY 0x2000
 #define GRE_SEQ 0x1000
 #define GRE_VERSION 0x0007
+
+/* GUE's UDP ports (network order) → 1, filled by the loader (tunvs rs decap --gue-port). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 8);
+  __type(key, __u16);
+  __type(value, __u8);
+} decap_gue_ports SEC(".maps");
 
 /* Cut `len` bytes of outer header after the Ethernet header; the inner packet is of
  * EtherType `proto` (network order). */
@@ -78,6 +93,28 @@ static __always_inline int gre_decap(struct xdp_md *ctx, void *gre, int outer, v
   return XDP_PASS;
 }
 
+/* The UDP datagram at `udp` (after an outer header of `outer` bytes): when it goes to a GUE
+ * port and carries a plain version-0 GUE header naming IPv4 or IPv6, cut the outer, UDP and
+ * GUE headers (the inner packet is of the outer's family, `proto`), else pass. */
+static __always_inline int gue_decap(struct xdp_md *ctx, struct udphdr *udp, int outer, void *end, __be16 proto)
+{
+  __u8 *gue = (__u8 *)(udp + 1);
+  if ((void *)(gue + 4 + 1) > end)
+    return XDP_PASS;
+  __u16 port = udp->dest;
+  if (!bpf_map_lookup_elem(&decap_gue_ports, &port))
+    return XDP_PASS;
+  /* Version 0, C clear, Hlen 0; no flags. */
+  if (gue[0] != 0 || gue[2] != 0 || gue[3] != 0)
+    return XDP_PASS;
+  __u8 *inner = gue + 4;
+  if (gue[1] == IPPROTO_IPIP && proto == bpf_htons(ETH_P_IP) && (inner[0] >> 4) == 4)
+    return cut(ctx, outer + sizeof(*udp) + 4, proto);
+  if (gue[1] == IPPROTO_IPV6 && proto == bpf_htons(ETH_P_IPV6) && (inner[0] >> 4) == 6)
+    return cut(ctx, outer + sizeof(*udp) + 4, proto);
+  return XDP_PASS;
+}
+
 SEC("xdp")
 int ipip_decap(struct xdp_md *ctx)
 {
@@ -88,7 +125,8 @@ int ipip_decap(struct xdp_md *ctx)
     return XDP_PASS;
   if (eth->h_proto == bpf_htons(ETH_P_IP)) {
     struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > end || ip->ihl != 5 || (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_GRE))
+    if ((void *)(ip + 1) > end || ip->ihl != 5 ||
+        (ip->protocol != IPPROTO_IPIP && ip->protocol != IPPROTO_GRE && ip->protocol != IPPROTO_UDP))
       return XDP_PASS;
     /* A fragment of a tunnel packet (the LB sent an IPv4 packet without DF that did not fit):
      * only a kernel with the ipip (ip_gre) module can take it after reassembly. */
@@ -96,6 +134,8 @@ int ipip_decap(struct xdp_md *ctx)
       return XDP_PASS;
     if (ip->protocol == IPPROTO_GRE)
       return gre_decap(ctx, ip + 1, sizeof(struct iphdr), end);
+    if (ip->protocol == IPPROTO_UDP)
+      return gue_decap(ctx, (void *)(ip + 1), sizeof(struct iphdr), end, bpf_htons(ETH_P_IP));
     struct iphdr *inner = ip + 1;
     if ((void *)(inner + 1) > end || inner->version != 4)
       return XDP_PASS;
@@ -107,6 +147,8 @@ int ipip_decap(struct xdp_md *ctx)
       return XDP_PASS;
     if (ip6->nexthdr == IPPROTO_GRE)
       return gre_decap(ctx, ip6 + 1, sizeof(struct ipv6hdr), end);
+    if (ip6->nexthdr == IPPROTO_UDP)
+      return gue_decap(ctx, (void *)(ip6 + 1), sizeof(struct ipv6hdr), end, bpf_htons(ETH_P_IPV6));
     if (ip6->nexthdr != IPPROTO_IPV6)
       return XDP_PASS;
     struct ipv6hdr *inner = ip6 + 1;

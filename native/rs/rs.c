@@ -15,17 +15,29 @@
  *   mapLookup/mapUpdate/mapDelete/mapKeys(path, ...)  raw bytes; per-CPU maps give
  *                                 possibleCpus * round8(valueSize) bytes.
  *   possibleCpus()
+ *   decapAttach(obj, dev, generic, netns, ports)
+ *                                 load the XDP decapsulator (native/bpf/ipip_decap.bpf.c), put
+ *                                 GUE's UDP ports (host order) in its decap_gue_ports map, and
+ *                                 attach it to `dev` (generic or driver mode) inside the network
+ *                                 namespace file `netns` ("" for this one). Nothing is pinned:
+ *                                 the device holds the program, `ip link set dev DEV xdp off`
+ *                                 (or xdpgeneric off) removes it.
  *
  * Policy (paths, config encoding, messages) lives in src/rs/; this file only does syscalls.
  */
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
 #endif
+#define _GNU_SOURCE /* setns */
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_link.h>
+#include <net/if.h>
 #include <node_api.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +436,91 @@ static napi_value MapKeys(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* Attach `prog_fd` to the device named `dev` with `flags`, inside the network namespace file
+ * `netns` when it is not "" (this thread enters it and returns). 0 or -errno; `*what` says
+ * which step failed. */
+static int xdp_attach_in(const char *netns, const char *dev, int prog_fd, __u32 flags, const char **what) {
+  int back = -1, err = 0;
+  if (netns[0]) {
+    back = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int ns = back < 0 ? -1 : open(netns, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) {
+      err = -errno;
+      *what = "enter the network namespace";
+      if (ns >= 0) close(ns);
+      if (back >= 0) close(back);
+      return err;
+    }
+    close(ns);
+  }
+  unsigned ifindex = if_nametoindex(dev);
+  if (ifindex == 0) {
+    err = -errno;
+    *what = "find the device";
+  } else if ((err = bpf_xdp_attach((int)ifindex, prog_fd, flags, NULL)) != 0) {
+    *what = "attach the XDP program";
+  }
+  if (back >= 0) {
+    if (setns(back, CLONE_NEWNET) != 0) abort(); /* this thread must not stay in another namespace */
+    close(back);
+  }
+  return err;
+}
+
+/* decapAttach(objPath, dev, generic: boolean, netnsPath, ports: number[]) */
+static napi_value DecapAttach(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char obj_path[4096], dev[IF_NAMESIZE + 1], netns[4096] = "";
+  bool generic = false, is_array = false;
+  uint32_t nports = 0;
+  size_t len = 0;
+  const char *usage = "decapAttach(objPath, dev, generic, netnsPath, ports)";
+  if (argc < 5 || get_path(env, argv[0], obj_path, sizeof obj_path) ||
+      napi_get_value_string_utf8(env, argv[1], dev, sizeof dev, &len) != napi_ok || len == 0 || len >= IF_NAMESIZE ||
+      napi_get_value_bool(env, argv[2], &generic) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[3], netns, sizeof netns, &len) != napi_ok || len >= sizeof netns - 1 ||
+      napi_is_array(env, argv[4], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[4], &nports) != napi_ok)
+    return arg_error(env, usage);
+  libbpf_log_len = 0;
+  libbpf_log[0] = 0;
+  libbpf_set_print(capture_print);
+  struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
+  int err = libbpf_get_error(obj);
+  if (err) return fail(env, err, "open BPF object");
+  const char *what = "load the XDP decapsulator";
+  err = bpf_object__load(obj);
+  struct bpf_map *ports = err ? NULL : bpf_object__find_map_by_name(obj, "decap_gue_ports");
+  if (!err && !ports) {
+    err = -ENOENT;
+    what = "BPF object lacks the decap_gue_ports map";
+  }
+  for (uint32_t i = 0; !err && i < nports; i++) {
+    napi_value v;
+    uint32_t port = 0;
+    if (napi_get_element(env, argv[4], i, &v) != napi_ok || napi_get_value_uint32(env, v, &port) != napi_ok ||
+        port == 0 || port > 65535) {
+      bpf_object__close(obj);
+      return arg_error(env, "decapAttach: ports are 1-65535");
+    }
+    __u16 key = htons((__u16)port);
+    __u8 one = 1;
+    if ((err = bpf_map__update_elem(ports, &key, sizeof key, &one, sizeof one, BPF_ANY)) != 0)
+      what = "fill decap_gue_ports";
+  }
+  struct bpf_program *prog = err ? NULL : bpf_object__find_program_by_name(obj, "ipip_decap");
+  if (!err && !prog) {
+    err = -ENOENT;
+    what = "BPF object lacks the ipip_decap program";
+  }
+  if (!err) err = xdp_attach_in(netns, dev, bpf_program__fd(prog), generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE, &what);
+  /* Attached, the device holds the program and the program its map. */
+  bpf_object__close(obj);
+  return err ? fail(env, err, what) : NULL;
+}
+
 static napi_value PossibleCpus(napi_env env, napi_callback_info info) {
   napi_value n;
   napi_create_int32(env, libbpf_num_possible_cpus(), &n);
@@ -436,7 +533,7 @@ NAPI_MODULE_INIT() {
     napi_callback cb;
   } fns[] = {{"attach", Attach},       {"detach", Detach},       {"linkInfo", LinkInfo},
              {"mapLookup", MapLookup}, {"mapUpdate", MapUpdate}, {"mapDelete", MapDelete}, {"mapKeys", MapKeys},
-             {"possibleCpus", PossibleCpus}};
+             {"possibleCpus", PossibleCpus}, {"decapAttach", DecapAttach}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].cb, NULL, &fn) != napi_ok) return NULL;

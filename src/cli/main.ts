@@ -23,7 +23,7 @@ import { formatHaStatus } from '../control/stats.js';
 import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 import { MODE_PORTS, type LabMode } from '../lab/modes.js';
-import { attachDecap, DECAP_MODES, detachDecap, type DecapMode } from '../rs/decap.js';
+import { attachDecap, DECAP_GUE_PORTS_MAX, DECAP_MODES, detachDecap, type DecapMode } from '../rs/decap.js';
 import { haCheck } from './ha_check.js';
 import { labFailover } from '../lab/failover.js';
 import { labCluster } from '../lab/cluster_demo.js';
@@ -62,7 +62,7 @@ Usage:
   tunvs conns [--protocol tcp|udp] [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S]
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
-                    [--mode fullnat|nat|tunnel|dr [--tun-type ipip|gre [--tun-csum]]]
+                    [--mode fullnat|nat|tunnel|dr [--tun-type ipip|gre|gue [--tun-port P] [--tun-csum]]]
                     [--scheduler S] [--syn-proxy off|on|auto]
                     [--sloppy] [--hash-port] [--hash-fallback] [--ops]
                     [--persistent [SEC] [--netmask M] [--prefix6 N] [--persistence-group G]]
@@ -73,8 +73,9 @@ Usage:
                                           servers ADDR:0; not NAT);
                                           --laddr: local addresses (FULLNAT; TUNNEL: the
                                           tunnel source; NAT, DR: none); --tun-type: TUNNEL's
-                                          encapsulation, IP-in-IP or GRE (--tun-csum: with
-                                          the GRE checksum; ipvsadm's); --sloppy: NAT,
+                                          encapsulation, IP-in-IP, GRE or GUE (UDP to
+                                          --tun-port); --tun-csum: with the GRE checksum / the
+                                          IPv4 UDP checksum (ipvsadm's); --sloppy: NAT,
                                           TUNNEL, DR with sh or mh (docs/modes.md);
                                           --hash-port, --hash-fallback: sh and mh hash the
                                           client's port too / another server for a client
@@ -158,11 +159,12 @@ Usage:
   tunvs rs status [--json]                where it is attached, its options and counters
   tunvs rs exec --cgroup PATH [--attach] -- CMD [ARGS...]
                                           run CMD inside the cgroup (then, e.g., ip netns exec)
-  tunvs rs decap attach|detach --dev DEV [--xdp-mode native|generic]
-                                          TUNNEL-mode real server without the ipip (ip_gre)
-                                          module: take the LB's IP-in-IP and GRE packets apart
-                                          on DEV (XDP; generic on a veth, where native would cut
-                                          the peer's GSO)
+  tunvs rs decap attach|detach --dev DEV [--xdp-mode native|generic] [--gue-port P]...
+                                          TUNNEL-mode real server without the ipip (ip_gre, fou)
+                                          module: take the LB's IP-in-IP and GRE packets, and GUE
+                                          ones to UDP port P (up to 8 ports), apart on DEV (XDP;
+                                          generic on a veth, where native would cut the peer's
+                                          GSO)
   tunvs help                              this text
 
 Options:
@@ -268,8 +270,13 @@ function editRequest(cmd: 'service' | 'server', args: string[]): Record<string, 
     if (mode !== undefined) service.mode = mode;
     const tunType = option(args, '--tun-type');
     const tunCsum = flag(args, '--tun-csum');
-    if (tunType !== undefined || tunCsum)
-      service.tunnel = { type: tunType ?? 'ipip', ...(tunCsum ? { checksum: true } : {}) };
+    const tunPort = option(args, '--tun-port');
+    if (tunType !== undefined || tunCsum || tunPort !== undefined)
+      service.tunnel = {
+        type: tunType ?? 'ipip',
+        ...(tunCsum ? { checksum: true } : {}),
+        ...(tunPort !== undefined ? { port: /^\d+$/.test(tunPort) ? Number(tunPort) : tunPort } : {}),
+      };
     const synProxy = option(args, '--syn-proxy');
     if (synProxy !== undefined) service.synProxy = synProxy;
     if (flag(args, '--sloppy')) service.sloppy = true;
@@ -387,15 +394,22 @@ function rs(args: string[], log: (line: string) => void): number {
     const action = args.shift();
     const dev = option(args, '--dev');
     const xdpMode = option(args, '--xdp-mode');
-    if ((action !== 'attach' && action !== 'detach') || dev === undefined)
-      throw new UsageError('rs decap attach|detach --dev DEV [--xdp-mode native|generic]');
+    const guePorts = options(args, '--gue-port');
+    const usage = 'rs decap attach|detach --dev DEV [--xdp-mode native|generic] [--gue-port P]...';
+    if ((action !== 'attach' && action !== 'detach') || dev === undefined) throw new UsageError(usage);
     if (xdpMode !== undefined && (action !== 'attach' || !(DECAP_MODES as readonly string[]).includes(xdpMode)))
       throw new UsageError(`--xdp-mode is native or generic, and only for attach (got ${xdpMode})`);
+    if (guePorts.length > 0 && action !== 'attach') throw new UsageError('--gue-port is only for attach');
+    const bad = guePorts.find((p) => !/^\d{1,5}$/.test(p) || Number(p) < 1 || Number(p) > 65535);
+    if (bad !== undefined) throw new UsageError(`--gue-port ${bad}: a UDP port (1-65535)`);
+    if (guePorts.length > DECAP_GUE_PORTS_MAX)
+      throw new UsageError(`--gue-port: at most ${DECAP_GUE_PORTS_MAX} ports (got ${guePorts.length})`);
     noneLeft(args);
     if (action === 'attach') {
-      const mode = attachDecap(dev, undefined, xdpMode as DecapMode | undefined);
+      const mode = attachDecap(dev, undefined, xdpMode as DecapMode | undefined, guePorts.map(Number));
+      const gue = guePorts.length > 0 ? `, GUE to UDP ${guePorts.join(', ')}` : '';
       log(
-        `IPIP / IPv6-in-IPv6 decapsulator attached to ${dev} (XDP, ${mode}): TUNNEL-mode packets arrive as the client sent them`,
+        `IPIP / IPv6-in-IPv6 / GRE${gue} decapsulator attached to ${dev} (XDP, ${mode}): TUNNEL-mode packets arrive as the client sent them`,
       );
     } else {
       detachDecap(dev);

@@ -10,7 +10,7 @@
 
 import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { ALL_PORTS } from '../constants.js';
-import { IPPROTO_TCP } from '../packet/headers.js';
+import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
 import { hostPort } from '../service/addr.js';
 import { IdRegistry, resolveServices, type ResolvedService } from '../service/service.js';
 import { DEFAULTS, loadConfig, type Config } from './config.js';
@@ -92,12 +92,21 @@ function writableByOthers(file: string): string | undefined {
   return undefined;
 }
 
+/** A TUNNEL service's encapsulation past IP-in-IP, in brackets. */
+function tunnelText(s: ResolvedService): string {
+  const t = s.tunnel;
+  if (t === undefined) return '';
+  if (t.type === 'gre') return ` (GRE${t.checksum ? ' with checksum' : ''})`;
+  const csum = s.af === AF_INET6 || t.checksum ? 'with' : 'without';
+  return ` (GUE to UDP port ${t.port}, ${csum} the UDP checksum)`;
+}
+
 /** One service as `tunvs list` names it, with what it forwards to. */
 function serviceLine(s: ResolvedService): string {
   const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
   const parts = [
     `${s.proto === IPPROTO_TCP ? 'TCP' : 'UDP'} ${hostPort(s.vipText, s.port)}${s.port === ALL_PORTS ? ' (every port)' : ''}`,
-    s.mode + (s.tunnelGre > 0 ? ` (GRE${s.tunnelGre === 8 ? ' with checksum' : ''})` : ''),
+    s.mode + tunnelText(s),
     s.scheduler +
       (s.hashPort || s.hashFallback
         ? ` (${[s.hashFallback ? 'fallback' : '', s.hashPort ? 'port' : ''].filter((x) => x).join(', ')})`

@@ -433,15 +433,17 @@ const SERVICE_KEYS = [
   'quorumDown',
 ] as const;
 
-/** One service entry (also what `tunvs service add` sends), validated. */
 /** A TUNNEL service's encapsulation (checked against its mode with the service). */
 function tunnel(v: unknown, path: string): TunnelSpec {
-  const o = object(v, path, ['type', 'checksum']);
+  const o = object(v, path, ['type', 'checksum', 'port']);
   return {
     type: opt<TunnelType>(o, 'type', 'ipip', (x) => oneOf(x, join(path, 'type'), TUNNEL_TYPES)),
     ...(o.checksum !== undefined ? { checksum: boolean(o.checksum, join(path, 'checksum')) } : {}),
+    ...(o.port !== undefined ? { port: integer(o.port, join(path, 'port'), 1, 65535, 'a UDP port') } : {}),
   };
 }
+
+/** One service entry (also what `tunvs service add` sends), validated. */
 
 export function parseService(v: unknown, path: string): ServiceSpec {
   const o = object(v, path, SERVICE_KEYS);

@@ -149,22 +149,35 @@ export interface RuleServer {
 /** IPVS's tunnel type, checksum flag and port (ipvsadm --tun-type, --tun-csum / --tun-nocsum /
  * --tun-remcsum, --tun-port; keepalived's `lvs_method TUN type T port P csum`) as the
  * config's `tunnel`: undefined for IP-in-IP (IPVS ignores the checksum flags there), GRE with
- * its checksum or without. GUE is refused: its real servers need the kernel's fou module. */
+ * its checksum or without, GUE to its port with the UDP checksum or without (IPVS's default).
+ * GUE's remote checksum offload is refused: tunvs sends whole checksums. */
 export function ipvsTunnel(
   type: string | undefined,
   csum: 'csum' | 'nocsum' | 'remcsum' | undefined,
   port: string | undefined,
   fail: (m: string) => never,
 ): TunnelSpec | undefined {
-  if (type === 'gue')
+  if (type !== undefined && type !== 'ipip' && type !== 'gre' && type !== 'gue')
+    fail(`tunnel type ${type}: use ipip, gre or gue`);
+  if (port !== undefined && type !== 'gue') fail(`a tunnel port (${port}) is GUE's: give --tun-type gue`);
+  if (csum === 'remcsum')
     fail(
-      "GUE tunnels (UDP) are not built (their real servers need the kernel's fou module): use ipip or gre, which tunvs rs decap takes apart on servers without the tunnel modules",
+      "remote checksum offload (remcsum) is not built: tunvs's GUE packets carry a whole UDP checksum (csum) or none (nocsum)",
     );
-  if (type !== undefined && type !== 'ipip' && type !== 'gre') fail(`tunnel type ${type}: use ipip or gre`);
-  if (port !== undefined) fail(`a tunnel port (${port}) is GUE's: tunvs has IP-in-IP and GRE tunnels`);
-  if (csum === 'remcsum') fail("remote checksum offload (remcsum) is GUE's: tunvs has IP-in-IP and GRE tunnels");
+  if (type === 'gue') {
+    if (port === undefined) fail('a GUE tunnel needs its port (--tun-port): the UDP port the real servers listen on');
+    if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535)
+      fail(`tunnel port ${port} is not a port (1-65535)`);
+    return { type: 'gue', port: Number(port), ...(csum === 'csum' ? { checksum: true } : {}) };
+  }
   if (type !== 'gre') return undefined;
   return { type: 'gre', ...(csum === 'csum' ? { checksum: true } : {}) };
+}
+
+/** A server's tunnel in an error message: ipip, gre, gue port P, each "with checksum". */
+function tunnelWords(t: TunnelSpec | undefined): string {
+  if (t === undefined) return 'ipip';
+  return `${t.type}${t.port !== undefined ? ` port ${t.port}` : ''}${t.checksum ? ' with checksum' : ''}`;
 }
 
 /** A server's thresholds as the config's maxConns / minConns: IPVS takes 0 as none, and a lower
@@ -332,7 +345,7 @@ function toService(s: RuleService, o: ImportOptions): Record<string, unknown> {
   if (mode === 'tunnel' && otherTunnel)
     fail(
       otherTunnel.line,
-      `service ${s.protocol} ${s.vip}:${s.port} mixes tunnel types (${servers[0]!.tunnel?.type ?? 'ipip'} on line ${servers[0]!.line}, ${otherTunnel.tunnel?.type ?? 'ipip'}${otherTunnel.tunnel?.checksum ? ' with checksum' : ''} here): a tunvs service has one; split the servers into two services`,
+      `service ${s.protocol} ${s.vip}:${s.port} mixes tunnel types (${tunnelWords(servers[0]!.tunnel)} on line ${servers[0]!.line}, ${tunnelWords(otherTunnel.tunnel)} here): a tunvs service has one; split the servers into two services`,
     );
   const v6 = s.vip.includes(':');
   let laddrs = s.laddrs;

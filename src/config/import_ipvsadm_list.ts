@@ -13,7 +13,8 @@
  * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
  * `tunvs list`'s own words are read as tunvs's options (`group G` --persistence-group,
  * `allow P,...` --allow, `deny P,...` --deny, `rate N` --max-new-per-sec, `sloppy`,
- * `tunnel gre [csum]` each server's --tun-type gre [--tun-csum], a server's `cap MAX/MIN`
+ * `tunnel gre [csum]` / `tunnel gue port P [csum]` each server's --tun-type gre|gue
+ * [--tun-port P] [--tun-csum], a server's `cap MAX/MIN`
  * -x -y, `sorry server` --sorry-server, the config weight of `weight from check`); its state
  * (`DOWN (...)`, `quorum lost`) is noted and left out.
  *
@@ -145,7 +146,8 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
 }
 
 /** A service line's flags (after the scheduler) as options: the service's, and those its
- * servers' lines take (tunvs list's `tunnel gre [csum]`: IPVS's tunnel type is a server's). */
+ * servers' lines take (tunvs list's `tunnel gre [csum]`, `tunnel gue port P [csum]`: IPVS's
+ * tunnel type is a server's). */
 function serviceFlags(rest: string, line: number, notes: string[]): { service: string[]; server: string[] } {
   const words = rest === '' ? [] : rest.split(/\s+/);
   const tokens: string[] = [];
@@ -156,6 +158,12 @@ function serviceFlags(rest: string, line: number, notes: string[]): { service: s
       const type = words[++k];
       if (type === undefined) throw new ImportError(line, 'tunnel without its type');
       server.push('--tun-type', type);
+      if (words[k + 1] === 'port') {
+        const port = words[k + 2];
+        if (port === undefined) throw new ImportError(line, 'tunnel port without its value');
+        server.push('--tun-port', port);
+        k += 2;
+      }
       if (words[k + 1] === 'csum') {
         k++;
         server.push('--tun-csum');

@@ -68,8 +68,9 @@ export interface ServiceRow {
   sloppy: boolean;
   /** ipvsadm -o: each datagram scheduled on its own (ServiceSpec.onePacket). */
   onePacket?: true;
-  /** TUNNEL's GRE encapsulation (ServiceSpec.tunnel; absent: IP-in-IP). */
-  tunnel?: { type: 'gre'; checksum: boolean };
+  /** TUNNEL's GRE or GUE encapsulation (ServiceSpec.tunnel; absent: IP-in-IP). GUE's
+   * checksum is IPv4's: IPv6 packets always carry it. */
+  tunnel?: { type: 'gre' | 'gue'; checksum: boolean; port?: number };
   /** The service's idleTimeout, when it has one (absent: the global timeouts). */
   idleTimeoutSec?: number;
   /** Its client ACL's prefixes (ServiceSpec.acl), when it has one. */
@@ -125,7 +126,15 @@ export function listServices(
         : {}),
       sloppy: s.sloppy,
       ...(s.onePacket ? { onePacket: true as const } : {}),
-      ...(s.tunnelGre > 0 ? { tunnel: { type: 'gre' as const, checksum: s.tunnelGre === 8 } } : {}),
+      ...(s.tunnel
+        ? {
+            tunnel: {
+              type: s.tunnel.type,
+              checksum: s.tunnel.checksum,
+              ...(s.tunnel.type === 'gue' ? { port: s.tunnel.port } : {}),
+            },
+          }
+        : {}),
       ...(s.idleTimeoutSec > 0 ? { idleTimeoutSec: s.idleTimeoutSec } : {}),
       ...(s.aclAllow.length + s.aclDeny.length > 0
         ? { acl: { allow: s.aclAllow.map(cidrText), deny: s.aclDeny.map(cidrText) } }
@@ -217,7 +226,8 @@ export class RateEstimator {
 /** What ipvsadm -Ln prints after a service's scheduler: `persistent T` and, for a client
  * prefix shorter than an address, `mask 255.255.255.0` (IPv4) or `mask 64` (IPv6), then
  * `ops` for one-packet scheduling; DPVS's
- * `conn-timeout T` for an idleTimeout; tunvs adds `tunnel gre [csum]` for a GRE tunnel
+ * `conn-timeout T` for an idleTimeout; tunvs adds `tunnel gre [csum]` for a GRE tunnel and
+ * `tunnel gue port P [csum]` for a GUE one
  * (ipvsadm shows it only with --tun-info), `sloppy`, `allow P,...` and `deny P,...` for its
  * client ACL, `rate N` for its new-sessions cap, and `quorum lost` while a service has lost its
  * quorum. */
@@ -236,7 +246,10 @@ function serviceFlags(s: ServiceRow): string {
     if (p.group !== undefined) out += ` group ${p.group}`;
   }
   if (s.onePacket) out += ' ops';
-  if (s.tunnel) out += ` tunnel ${s.tunnel.type}${s.tunnel.checksum ? ' csum' : ''}`;
+  if (s.tunnel) {
+    const port = s.tunnel.port !== undefined ? ` port ${s.tunnel.port}` : '';
+    out += ` tunnel ${s.tunnel.type}${port}${s.tunnel.checksum ? ' csum' : ''}`;
+  }
   if (s.idleTimeoutSec !== undefined) out += ` conn-timeout ${s.idleTimeoutSec}`;
   if (s.sloppy) out += ' sloppy';
   if (s.acl?.allow.length) out += ` allow ${s.acl.allow.join(',')}`;

@@ -61,51 +61,37 @@ function decodeToa(hex: string): TcpSeen['toa'] {
   return t && { kind: t.kind, address: t.address, port: t.port };
 }
 
-/** TCP packets of a capture file, as tshark decodes and verifies them. */
-export function readCapture(file: string): TcpSeen[] {
+/** The packets of capture file `file` that tshark's display `filter` keeps, each as the
+ * values of `fields` (all occurrences comma-joined, or with `outermost` the first only),
+ * with the `checks` protocols' checksums verified by tshark. */
+function tsharkRows(file: string, checks: string[], filter: string, fields: string[], outermost = false): string[][] {
   const out = execFileSync(
     'tshark',
     [
       '-r',
       file,
-      '-o',
-      'ip.check_checksum:TRUE',
-      '-o',
-      'tcp.check_checksum:TRUE',
+      ...checks.flatMap((p) => ['-o', `${p}.check_checksum:TRUE`]),
       '-Y',
-      'tcp',
+      filter,
       '-T',
       'fields',
-      '-e',
-      'ip.src',
-      '-e',
-      'ipv6.src',
-      '-e',
-      'ip.dst',
-      '-e',
-      'ipv6.dst',
-      '-e',
-      'tcp.srcport',
-      '-e',
-      'tcp.dstport',
-      '-e',
-      'tcp.flags.syn',
-      '-e',
-      'tcp.flags.ack',
-      '-e',
-      'tcp.options',
-      '-e',
-      'ip.checksum.status',
-      '-e',
-      'tcp.checksum.status',
+      ...(outermost ? ['-E', 'occurrence=f'] : []),
+      ...fields.flatMap((f) => ['-e', f]),
     ],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
   );
   return out
     .split('\n')
     .filter((l) => l.trim().length > 0)
-    .map((l) => {
-      const [s4, s6, d4, d6, sport, dport, syn, ack, opts, ipSum, tcpSum] = l.split('\t');
+    .map((l) => l.split('\t'));
+}
+
+/** TCP packets of a capture file, as tshark decodes and verifies them. */
+export function readCapture(file: string): TcpSeen[] {
+  const fields = ['ip.src', 'ipv6.src', 'ip.dst', 'ipv6.dst', 'tcp.srcport', 'tcp.dstport', 'tcp.flags.syn'];
+  fields.push('tcp.flags.ack', 'tcp.options', 'ip.checksum.status', 'tcp.checksum.status');
+  return tsharkRows(file, ['ip', 'tcp'], 'tcp', fields).map(
+    ([s4, s6, d4, d6, sport, dport, syn, ack, opts, ipSum, tcpSum]) => {
       const toa = decodeToa(opts ?? '');
       return {
         src: s4 || s6 || '',
@@ -119,5 +105,29 @@ export function readCapture(file: string): TcpSeen[] {
         tcpChecksumGood: tcpSum === '1',
         ...(toa ? { toa } : {}),
       };
-    });
+    },
+  );
+}
+
+export interface UdpSeen {
+  v6: boolean;
+  sport: number;
+  dport: number;
+  /** The checksum field as sent (0: none, IPv4 only). */
+  checksum: number;
+  /** tshark's verdict on it: good, bad, or none to check (a zero IPv4 checksum). */
+  checksumStatus: 'good' | 'bad' | 'none';
+}
+
+/** The outermost UDP headers of a capture file (tunnel packets: TUNNEL's GUE), with tshark's
+ * verdict on each checksum. */
+export function readUdpCapture(file: string): UdpSeen[] {
+  const fields = ['ipv6.src', 'udp.srcport', 'udp.dstport', 'udp.checksum', 'udp.checksum.status'];
+  return tsharkRows(file, ['udp'], 'udp', fields, true).map(([s6, sport, dport, sum, status]) => ({
+    v6: (s6 ?? '') !== '',
+    sport: Number(sport),
+    dport: Number(dport),
+    checksum: Number(sum),
+    checksumStatus: status === '1' ? 'good' : status === '0' ? 'bad' : 'none',
+  }));
 }

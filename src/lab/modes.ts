@@ -8,7 +8,8 @@
  *   tunnel-v4/v6   VIP:8080 → rs1..rs3:8080, TUNNEL (IP-in-IP from the LB's first local
  *                  address): each real server holds the VIPs on lo (arp_ignore 1, arp_announce
  *                  2, as for LVS DR/TUN), takes the tunnel apart with tunvs's XDP
- *                  decapsulator on eth0 (this kernel has no ipip module; `tunvs rs decap`),
+ *                  decapsulator on eth0 (this kernel has no ipip module; `tunvs rs decap`;
+ *                  GUE on LAB.guePort too, for services of tunnel.type gue),
  *                  and answers the client directly — here through the LB node's kernel, its
  *                  gateway, never through tunvs. Its routes to the clients carry advmss, so
  *                  clients send segments that fit the tunnel.
@@ -66,7 +67,7 @@ export function setupDirectServers(
       ns,
     );
     inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2']);
-    attachDecap('eth0', ns);
+    attachDecap('eth0', ns, undefined, [LAB.guePort]);
   }
 }
 

@@ -49,6 +49,8 @@ export const LAB = {
   drVip4: '198.18.0.101',
   drVip6: 'fd18:18::101',
   echoPort: 9000,
+  /** The UDP port the real servers' decapsulator takes GUE on (a service of tunnel.type gue). */
+  guePort: 6080,
   /** What the echo check (echo_check.ts) gives its last few open connections past its
    * timeout: Linux's TCP_RTO_MAX (120 s; kernels before 6.15 keep it) and some slack. */
   echoStragglerSec: 130,

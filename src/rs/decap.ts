@@ -1,11 +1,12 @@
 /**
- * TUNNEL-mode real servers: the LB's IPIP / IPv6-in-IPv6 (or GRE) packets are taken apart by
- * the kernel's tunl0 / ip6tnl0 (gre0 / ip6gre0) devices where the ipip and ip6_tunnel (ip_gre,
- * ip6_gre) modules exist. Where they do not (or should not be loaded), `tunvs rs decap attach
- * --dev DEV` puts tunvs's XDP decapsulator (native/bpf/ipip_decap.bpf.c, both encapsulations)
- * on the interface the tunnel packets arrive on,
- * through iproute2 (`ip link set dev DEV xdp obj ...`). docs/modes.md has the rest of the
- * real server's side (the VIP on lo, arp_ignore / arp_announce, rp_filter, advmss).
+ * TUNNEL-mode real servers: the LB's IPIP / IPv6-in-IPv6 (GRE, GUE) packets are taken apart by
+ * the kernel's tunl0 / ip6tnl0 (gre0 / ip6gre0; fou's GUE ports) where the ipip and ip6_tunnel
+ * (ip_gre, ip6_gre; fou) modules exist. Where they do not (or should not be loaded), `tunvs rs
+ * decap attach --dev DEV [--gue-port P]...` puts tunvs's XDP decapsulator
+ * (native/bpf/ipip_decap.bpf.c, all three encapsulations, GUE on the ports given) on the
+ * interface the tunnel packets arrive on, through the rs addon (libbpf: it fills the GUE ports
+ * before the program is attached). docs/modes.md has the rest of the real server's side (the
+ * VIP on lo, arp_ignore / arp_announce, rp_filter, advmss).
  *
  *   decapMode     which XDP mode: native (in the driver) unless DEV is a veth, where native
  *                 XDP turns segmentation offload off on the veth's peer (the kernel's
@@ -20,6 +21,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths.js';
+import { rsAddon } from './native.js';
 
 /** Where the compiled decapsulator (BPF object) is. */
 export function decapObject(): string {
@@ -41,16 +43,27 @@ export function decapMode(dev: string, netns?: string, requested?: DecapMode): D
   return links[0]?.linkinfo?.info_kind === 'veth' ? 'generic' : 'native';
 }
 
-/** Attach the decapsulator to `dev` (in network namespace `netns`, or here); returns the
- * mode it runs in. */
-export function attachDecap(dev: string, netns?: string, requested?: DecapMode): DecapMode {
+/** The most GUE ports one decapsulator takes (its decap_gue_ports map). */
+export const DECAP_GUE_PORTS_MAX = 8;
+
+/** Attach the decapsulator to `dev` (in network namespace `netns`, or here), taking GUE
+ * apart on `guePorts` too; returns the mode it runs in. */
+export function attachDecap(dev: string, netns?: string, requested?: DecapMode, guePorts: number[] = []): DecapMode {
   const obj = decapObject();
   if (!existsSync(obj))
     throw new Error(
       `the XDP decapsulator is not built (${obj} missing): node scripts/build-native.mjs (needs clang, libbpf-dev, linux-libc-dev)`,
     );
+  if (guePorts.length > DECAP_GUE_PORTS_MAX)
+    throw new Error(`at most ${DECAP_GUE_PORTS_MAX} GUE ports (got ${guePorts.length})`);
+  for (const p of guePorts)
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`GUE port ${p} is not a port (1-65535)`);
   const mode = decapMode(dev, netns, requested);
-  ip(netns, ['link', 'set', 'dev', dev, IP_XDP_WORD[mode], 'obj', obj, 'sec', 'xdp']);
+  try {
+    rsAddon().decapAttach(obj, dev, mode === 'generic', netns === undefined ? '' : `/run/netns/${netns}`, guePorts);
+  } catch (e) {
+    throw new Error(`attach the XDP decapsulator to ${dev} (${mode}): ${(e as Error).message}`);
+  }
   return mode;
 }
 

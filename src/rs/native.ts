@@ -28,6 +28,7 @@ export interface RsAddon {
   mapDelete(path: string, key: Buffer): boolean;
   mapKeys(path: string, keySize: number): Buffer[];
   possibleCpus(): number;
+  decapAttach(obj: string, dev: string, generic: boolean, netnsPath: string, guePorts: number[]): void;
 }
 
 const BUILD_HINT =

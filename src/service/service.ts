@@ -41,19 +41,43 @@ import {
 
 export type Protocol = 'tcp' | 'udp';
 
-export const TUNNEL_TYPES = ['ipip', 'gre'] as const;
+export const TUNNEL_TYPES = ['ipip', 'gre', 'gue'] as const;
 export type TunnelType = (typeof TUNNEL_TYPES)[number];
 
 export interface TunnelSpec {
   type: TunnelType;
-  /** GRE only: the GRE checksum over the GRE header and the inner packet. */
+  /** GRE: the GRE checksum over the GRE header and the inner packet. GUE: the UDP checksum
+   * of IPv4 packets (IPv6 always has one). */
   checksum?: boolean;
+  /** GUE only, and required there: the UDP port the real servers' fou (or tunvs rs decap
+   * --gue-port) listens on (IPVS's --tun-port). */
+  port?: number;
 }
 
-/** The GRE header's length for a service's tunnel (0: IP-in-IP): what it adds to the outer
- * IP header (ServiceTable.tunnelGre). */
-export function greHeaderLength(t: TunnelSpec | undefined): number {
-  return t?.type !== 'gre' ? 0 : t.checksum === true ? 8 : 4;
+/** A TUNNEL service's encapsulation past IP-in-IP, as checked (absent: IP-in-IP). */
+export interface ResolvedTunnel {
+  type: 'gre' | 'gue';
+  checksum: boolean;
+  /** GUE's UDP destination port; 0 for GRE. */
+  port: number;
+}
+
+/** The outer UDP header and the GUE header (draft-ietf-intarea-gue, version 0, no
+ * extension fields). */
+export const GUE_HEADERS_LEN = 8 + 4;
+
+/** What a service's tunnel adds to the outer IP header (ServiceTable.tunnelHeader): nothing
+ * for IP-in-IP, a GRE header (4, 8 with its checksum), or UDP and GUE headers. */
+export function tunnelHeaderLength(t: ResolvedTunnel | undefined): number {
+  if (t === undefined) return 0;
+  if (t.type === 'gue') return GUE_HEADERS_LEN;
+  return t.checksum ? 8 : 4;
+}
+
+/** The checked spec's encapsulation past IP-in-IP (undefined: IP-in-IP or no tunnel). */
+function resolveTunnel(t: TunnelSpec | undefined): ResolvedTunnel | undefined {
+  if (t === undefined || t.type === 'ipip') return undefined;
+  return { type: t.type, checksum: t.checksum === true, port: t.type === 'gue' ? t.port! : 0 };
 }
 
 export interface RealServerSpec {
@@ -124,8 +148,10 @@ export interface ServiceSpec {
    * own port), kept while datagrams or replies pass within that wait. */
   onePacket?: boolean;
   /** TUNNEL: the encapsulation (IPVS's --tun-type, keepalived's `lvs_method TUN type`):
-   * IP-in-IP, the default, or GRE (RFC 2784: 4 bytes more, the GRE checksum 4 more with
-   * `checksum`, IPVS's --tun-csum), for real servers whose path or kernel takes GRE. */
+   * IP-in-IP, the default; GRE (RFC 2784: 4 bytes more, the GRE checksum 4 more with
+   * `checksum`, IPVS's --tun-csum), for real servers whose path or kernel takes GRE; or GUE
+   * (UDP to `port` and a 4-byte GUE header: 12 bytes more), whose UDP source port follows the
+   * flow, so the servers' NICs spread the tunnel's flows over their queues. */
   tunnel?: TunnelSpec;
   /** Absent: every real server is taken as up. */
   healthCheck?: HealthCheckSpec;
@@ -336,8 +362,8 @@ export interface ResolvedService {
   hashFallback: boolean;
   /** ServiceSpec.onePacket. */
   onePacket: boolean;
-  /** TUNNEL: GRE header bytes after the outer IP header (greHeaderLength; 0: IP-in-IP). */
-  tunnelGre: number;
+  /** TUNNEL: GRE or GUE (absent: IP-in-IP, or not TUNNEL). */
+  tunnel?: ResolvedTunnel;
   laddrs: Int32Array[];
   realServers: ResolvedRealServer[];
   healthCheck?: HealthCheckSpec;
@@ -680,23 +706,41 @@ function checkOnePacket(s: ServiceSpec, p: string): void {
     );
 }
 
-/** An encapsulation is TUNNEL's; its checksum GRE's. */
+/** An encapsulation is TUNNEL's; its checksum GRE's or GUE's; its port GUE's, and GUE's
+ * required. */
 function checkTunnel(s: ServiceSpec, p: string): void {
   const t = s.tunnel!;
   if (!TUNNEL_TYPES.includes(t.type))
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_UNKNOWN',
       `${p}.tunnel.type`,
-      `${show(t.type)} is not a tunnel type: use ${TUNNEL_TYPES.join(' or ')} (IPVS's gue needs the kernel's fou on the servers: not built)`,
+      `${show(t.type)} is not a tunnel type: use ${TUNNEL_TYPES.join(', ')}`,
     );
   if (s.mode !== 'tunnel')
     throw new ConfigError('TUNVS_ERR_CONFIG_MODE', `${p}.tunnel`, `tunnel is for TUNNEL services, not ${s.mode}`);
-  if (t.checksum === true && t.type !== 'gre')
+  if (t.checksum === true && t.type === 'ipip')
     throw new ConfigError(
       'TUNVS_ERR_CONFIG_MODE',
       `${p}.tunnel.checksum`,
-      "IP-in-IP has no checksum of its own: the checksum is GRE's (type: gre)",
+      "IP-in-IP has no checksum of its own: the checksum is GRE's or GUE's (type: gre or gue)",
     );
+  if (t.type !== 'gue') {
+    if (t.port !== undefined)
+      throw new ConfigError(
+        'TUNVS_ERR_CONFIG_MODE',
+        `${p}.tunnel.port`,
+        `a tunnel port is GUE's (UDP): ${t.type} has none (type: gue)`,
+      );
+    return;
+  }
+  if (t.port === undefined)
+    throw new ConfigError(
+      'TUNVS_ERR_CONFIG_MISSING',
+      `${p}.tunnel.port`,
+      'GUE needs the UDP port the real servers listen on (their `ip fou add port P gue`, or tunvs rs decap --gue-port P)',
+    );
+  if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535)
+    throw new ConfigError('TUNVS_ERR_CONFIG_RANGE', `${p}.tunnel.port`, `${show(t.port)} is not a port (1-65535)`);
 }
 
 /** The service's sorry server as its last real server: weight 0 (no sessions) until the
@@ -860,6 +904,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
     });
     if (s.sorryServer) realServers.push(sorryServer(s.sorryServer, `${p}.sorryServer`, vip.af, port, key, rsKeys, ids));
     const quorum = checkQuorum(s, p);
+    const tunnel = resolveTunnel(s.tunnel);
     out.push({
       id,
       name: s.name,
@@ -879,7 +924,7 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       hashPort: s.hashPort === true,
       hashFallback: s.hashFallback === true,
       onePacket: s.onePacket === true,
-      tunnelGre: greHeaderLength(s.tunnel),
+      ...(tunnel ? { tunnel } : {}),
       laddrs,
       realServers,
       ...(s.healthCheck ? { healthCheck: { ...s.healthCheck } } : {}),
@@ -948,8 +993,13 @@ export class ServiceTable {
   readonly hashPort = new Uint8Array(SERVICES_MAX);
   /** 1: each UDP datagram is scheduled on its own (ServiceSpec.onePacket). */
   readonly onePacket = new Uint8Array(SERVICES_MAX);
-  /** TUNNEL: GRE header bytes after the outer IP header (0: IP-in-IP; ResolvedService). */
-  readonly tunnelGre = new Uint8Array(SERVICES_MAX);
+  /** TUNNEL: bytes after the outer IP header (tunnelHeaderLength: 0 IP-in-IP, 4 or 8 GRE,
+   * 12 GUE). */
+  readonly tunnelHeader = new Uint8Array(SERVICES_MAX);
+  /** TUNNEL GUE: the UDP destination port (0: not GUE). */
+  readonly tunnelPort = new Uint16Array(SERVICES_MAX);
+  /** TUNNEL GUE: 1 when IPv4 packets carry the UDP checksum. */
+  readonly tunnelCsum = new Uint8Array(SERVICES_MAX);
   /** Forwarding mode id (nat/modes/mode.ts MODE_*). */
   readonly mode = new Uint8Array(SERVICES_MAX);
   /** Persistence timeout in seconds (0: none) and the client address mask (4 words). */
@@ -1066,7 +1116,9 @@ export class ServiceTable {
       this.sloppy[id] = s.sloppy ? 1 : 0;
       this.hashPort[id] = s.hashPort ? 1 : 0;
       this.onePacket[id] = s.onePacket ? 1 : 0;
-      this.tunnelGre[id] = s.tunnelGre;
+      this.tunnelHeader[id] = tunnelHeaderLength(s.tunnel);
+      this.tunnelPort[id] = s.tunnel?.port ?? 0;
+      this.tunnelCsum[id] = s.tunnel?.checksum === true ? 1 : 0;
       this.mode[id] = MODE_NAMES.indexOf(s.mode);
       if (s.laddrs.length > 0) this.tunnelSrc.set(s.laddrs[0]!, id * 4);
       // Only this family's prefixes can match; an allow list of only the other family

@@ -36,6 +36,13 @@ describe('tunvs command line', () => {
     const decap = cli('rs', 'decap', 'attach', '--dev', 'eth0', '--xdp-mode', 'offload');
     expect(decap.code).toBe(2);
     expect(decap.err).toMatch(/--xdp-mode is native or generic, and only for attach \(got offload\)/);
+    const gue = cli('rs', 'decap', 'attach', '--dev', 'eth0', '--gue-port', '6080', '--gue-port', '70000');
+    expect([gue.code, gue.err]).toEqual([2, expect.stringMatching(/--gue-port 70000: a UDP port \(1-65535\)/)]);
+    const nine = Array.from({ length: 9 }, (_, k) => ['--gue-port', String(6080 + k)]).flat();
+    expect(cli('rs', 'decap', 'attach', '--dev', 'eth0', ...nine).err).toMatch(/at most 8 ports \(got 9\)/);
+    expect(cli('rs', 'decap', 'detach', '--dev', 'eth0', '--gue-port', '6080').err).toMatch(
+      /--gue-port is only for attach/,
+    );
     const conns = cli('conns', '--protocol', 'sctp');
     expect(conns.code).toBe(2);
     expect(conns.err).toMatch(/^tunvs: --protocol must be tcp or udp, not sctp\n/);

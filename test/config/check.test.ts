@@ -88,6 +88,13 @@ services:
     tunnel: { type: gre, checksum: true }
     localAddresses: [198.18.2.1]
     realServers: [{ address: 198.18.20.21, port: 80 }]
+  - name: gue
+    vip: 198.18.0.106
+    port: 80
+    mode: tunnel
+    tunnel: { type: gue, port: 6080 }
+    localAddresses: [198.18.2.1]
+    realServers: [{ address: 198.18.20.21, port: 80 }]
 `);
     const r = cli('check', '--config', f);
     expect(r.code, r.err).toBe(0);
@@ -102,6 +109,9 @@ services:
     );
     expect(r.out).toContain(
       '  gre: TCP 198.18.0.105:80, tunnel (GRE with checksum), wrr, 1 real server, 1 local address\n',
+    );
+    expect(r.out).toContain(
+      '  gue: TCP 198.18.0.106:80, tunnel (GUE to UDP port 6080, without the UDP checksum), wrr, 1 real server, 1 local address\n',
     );
   });
 

@@ -155,10 +155,35 @@ describe('tunvs import ipvsadm: tunnel types (--tun-type, IPVS 5.2+)', () => {
     expect(config.services[0]!.tunnel).toEqual({ type: 'gre', checksum: true });
   });
 
+  it('gue becomes tunnel.type gue with its --tun-port, --tun-csum its UDP checksum (--tun-nocsum, the default: none)', () => {
+    expect(services(tun('--tun-type gue --tun-port 6080'), laddrs)[0]).toMatchObject({
+      mode: 'tunnel',
+      tunnel: { type: 'gue', port: 6080 },
+    });
+    expect(services(tun('--tun-type gue --tun-port 6080 --tun-csum'), laddrs)[0]!.tunnel).toEqual({
+      type: 'gue',
+      port: 6080,
+      checksum: true,
+    });
+    expect(services(tun('--tun-type gue --tun-port 6080 --tun-nocsum'), laddrs)[0]!.tunnel).toEqual({
+      type: 'gue',
+      port: 6080,
+    });
+    const yaml = importYaml(importIpvsadm(tun('--tun-type gue --tun-port 6080 --tun-csum'), { laddrs }), 'rules');
+    expect(parseConfig(parse(yaml)).services[0]!.tunnel).toEqual({ type: 'gue', port: 6080, checksum: true });
+  });
+
   it.each([
-    [tun('--tun-type gue --tun-port 6080'), 2, /GUE tunnels \(UDP\) are not built .*use ipip or gre/],
+    [tun('--tun-type gue'), 2, /a GUE tunnel needs its port \(--tun-port\)/],
+    [tun('--tun-type gue --tun-port 0'), 2, /tunnel port 0 is not a port/],
+    [tun('--tun-type vxlan'), 2, /tunnel type vxlan: use ipip, gre or gue/],
     [tun('--tun-type gre --tun-port 6080'), 2, /a tunnel port \(6080\) is GUE's/],
-    [tun('--tun-type gre --tun-remcsum'), 2, /remote checksum offload \(remcsum\) is GUE's/],
+    [tun('--tun-type gue --tun-port 6080 --tun-remcsum'), 2, /remote checksum offload \(remcsum\) is not built/],
+    [
+      tun('--tun-type gue --tun-port 6080', '--tun-type gue --tun-port 6081'),
+      3,
+      /mixes tunnel types \(gue port 6080 on line 2, gue port 6081 here\)/,
+    ],
     [tun('--tun-type gre --tun-csum --tun-nocsum'), 2, /two checksum flags/],
     [tun('--tun-type gre', ''), 3, /mixes tunnel types \(gre on line 2, ipip here\).*split/],
     [
@@ -230,9 +255,18 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
         { address: '198.18.20.22', port: 8082, weight: 1 },
       ],
     }),
+    serviceWithDefaults({
+      vip: '198.18.0.100',
+      port: 8083,
+      mode: 'tunnel',
+      scheduler: 'rr',
+      tunnel: { type: 'gue', port: 6080, checksum: true },
+      localAddresses: ['198.18.2.9'],
+      realServers: [{ address: '198.18.20.21', port: 8083, weight: 1 }],
+    }),
   ];
 
-  it('a listing of group, sloppy, a GRE tunnel, an ACL, a rate cap, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
+  it('a listing of group, sloppy, GRE and GUE tunnels, an ACL, a rate cap, caps, a sorry server and a check weight reads back as the services it lists; DOWN and quorum lost are noted', () => {
     const resolved = resolveServices(specs, new IdRegistry());
     const rs = (address: string) => resolved[0]!.realServers.find((r) => r.address === address)!.id;
     // The 80 service has lost its quorum (its sorry server in use), 198.18.20.22 is DOWN there
@@ -258,6 +292,7 @@ describe("tunvs import ipvsadm: tunvs list's own words", () => {
     expect(text).toMatch(/ sh conn-timeout 30 sloppy\n/);
     expect(text).toMatch(/ rr ops\n/);
     expect(text).toMatch(/:8082 rr tunnel gre csum\n/);
+    expect(text).toMatch(/:8083 rr tunnel gue port 6080 csum\n/);
     expect(text).toMatch(
       /:443 wrr persistent 600 mask 255\.255\.255\.0 group shop allow 198\.18\.100\.0\/24,fd18:18:100::\/64 deny 198\.18\.100\.99\/32 rate 5000\n/,
     );

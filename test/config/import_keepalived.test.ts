@@ -212,7 +212,7 @@ describe('tunvs import keepalived', () => {
     expect(r.notes.join('\n')).toMatch(/no timeouts set/);
   });
 
-  it("lvs_method TUN type gre [csum]: the service's tunnel, from the virtual server or each real server; gue refused", () => {
+  it("lvs_method TUN type gre [csum] / gue port P [csum]: the service's tunnel, from the virtual server or each real server", () => {
     const vs = (method: string, rsMethod = '') =>
       `virtual_server 198.18.0.100 80 {\n  protocol TCP\n  lb_algo rr\n  ${method}\n` +
       `  real_server 198.18.20.21 80 {\n  ${rsMethod}\n  }\n  real_server 198.18.20.22 80 {\n  ${rsMethod}\n  }\n}\n`;
@@ -229,8 +229,12 @@ describe('tunvs import keepalived', () => {
       importKeepalived(source(vs('lvs_method DR', 'lvs_method TUN type gre nocsum')), o).config.services[0],
     ).toMatchObject({ mode: 'tunnel', tunnel: { type: 'gre' } });
     expect(importKeepalived(source(vs('lvs_method TUN type ipip')), o).config.services[0]).not.toHaveProperty('tunnel');
-    expect(refused(vs('lvs_method TUN type gue port 6080')).message).toMatch(
-      /^line 4: .*GUE tunnels \(UDP\) are not built/,
+    expect(
+      importKeepalived(source(vs('lvs_method TUN type gue port 6080 csum')), o).config.services[0]!.tunnel,
+    ).toEqual({ type: 'gue', port: 6080, checksum: true });
+    expect(refused(vs('lvs_method TUN type gue')).message).toMatch(/^line 4: a GUE tunnel needs its port/);
+    expect(refused(vs('lvs_method TUN type gue port 6080 remcsum')).message).toMatch(
+      /^line 4: remote checksum offload \(remcsum\) is not built/,
     );
     expect(refused(vs('lvs_method TUN type gre bogus')).message).toMatch(
       /^line 4: lvs_method TUN bogus: not type, port/,

@@ -157,17 +157,35 @@ describe.each([
 /** The outer header TUNNEL puts in front of `inner`: checked field by field. */
 /** `out` is `inner` in the tunnel to rs1: IP-in-IP, or with `gre` bytes of GRE header (4, or
  * 8 with its checksum) between. */
-function expectTunnelled(out: Uint8Array, inner: Uint8Array, fam: Family, gre = 0): void {
+/** `out` is `inner` in the tunnel to rs1: IP-in-IP, or with `gre` bytes of GRE header, or
+ * (`gue`) UDP and GUE headers to that port, the UDP checksum present (`gue.csum`) or 0. */
+function expectTunnelled(
+  out: Uint8Array,
+  inner: Uint8Array,
+  fam: Family,
+  gre = 0,
+  gue?: { port: number; csum: boolean },
+): void {
   const v4 = fam === V4;
   const ipLen = v4 ? 20 : 40;
-  const outerLen = ipLen + gre;
+  const outerLen = ipLen + (gue ? 12 : gre);
   expect(out.length).toBe(inner.length + outerLen);
   expect(out.subarray(outerLen)).toEqual(inner);
   const o = parse(out);
   expect(o).toMatchObject({ src: parse(tcp({ src: fam.lip, dst: fam.rs1, sport: 1, dport: 1, flags: ACK })).src });
   expect(o.dst).toBe(parse(tcp({ src: fam.rs1, dst: fam.rs1, sport: 1, dport: 1, flags: ACK })).dst);
-  expect(o.proto).toBe(gre > 0 ? 47 : v4 ? 4 : 41);
-  if (gre > 0) {
+  expect(o.proto).toBe(gue ? 17 : gre > 0 ? 47 : v4 ? 4 : 41);
+  if (gue) {
+    // UDP from the dynamic range to the service's port, its length, its checksum or 0; then
+    // GUE version 0, no control flag, no extension fields, the inner protocol, no flags.
+    const dv = new DataView(out.buffer, out.byteOffset + ipLen);
+    expect(dv.getUint16(0)).toBeGreaterThanOrEqual(49152);
+    expect(dv.getUint16(2)).toBe(gue.port);
+    expect(dv.getUint16(4)).toBe(12 + inner.length);
+    if (!gue.csum) expect(dv.getUint16(6)).toBe(0);
+    else expect(dv.getUint16(6)).not.toBe(0);
+    expect(dv.getUint32(8)).toBe((v4 ? 4 : 41) << 16);
+  } else if (gre > 0) {
     // Flags (C with the checksum; no key, no sequence, version 0), then the EtherType.
     const dv = new DataView(out.buffer, out.byteOffset + ipLen);
     expect([dv.getUint16(0), dv.getUint16(2)]).toEqual([gre === 8 ? 0x8000 : 0, v4 ? 0x0800 : 0x86dd]);
@@ -299,7 +317,41 @@ describe.each([
     ).toBe(fits);
   });
 
-  it('a tunnel type is for TUNNEL services, a checksum for GRE', () => {
+  it.each([
+    ['GUE without the checksum', { type: 'gue', port: 5555 }],
+    ['GUE with the checksum', { type: 'gue', port: 6080, checksum: true }],
+  ] as const)('%s (tunnel.type gue): UDP and GUE headers between, one source port per flow', (_what, tunnel) => {
+    const d = new Driver(makeEngine(services(fam, 'tunnel', { tunnel })));
+    // IPv6 has the UDP checksum whatever the service says (a zero one is dropped there).
+    const gue = { port: tunnel.port, csum: !v4 || 'checksum' in tunnel };
+    const syn = c(fam, { seq: 1000, flags: SYN, options: SYN_OPTS });
+    const first = d.forward(syn);
+    expectTunnelled(first, syn, fam, 0, gue);
+    const sport = (x: Uint8Array): number => new DataView(x.buffer, x.byteOffset).getUint16(v4 ? 20 : 40);
+    // An odd length: the checksum pads the last byte.
+    const data = c(fam, { seq: 1001, ack: 5001, flags: ACK | PSH, payload: payload(777) });
+    const second = d.forward(data);
+    expectTunnelled(second, data, fam, 0, gue);
+    expect(sport(second)).toBe(sport(first));
+    // Other clients' flows spread over the source ports.
+    const ports = new Set<number>();
+    for (let k = 0; k < 32; k++) {
+      const other = c(fam, { seq: 1000, flags: SYN, sport: 20000 + k });
+      const out = d.forward(other);
+      expectTunnelled(out, other, fam, 0, gue);
+      ports.add(sport(out));
+    }
+    expect(ports.size).toBeGreaterThan(24);
+    // The largest packet that fits: the MTU less the outer IP, UDP and GUE headers.
+    const fits = 1500 - (v4 ? 20 : 40) - 12;
+    const header = v4 ? 40 : 60;
+    const ok = c(fam, { seq: 1778, ack: 5001, flags: ACK, payload: payload(fits - header) });
+    expectTunnelled(d.forward(ok), ok, fam, 0, gue);
+    const big = c(fam, { seq: 1778, ack: 5001, flags: ACK, payload: payload(fits - header + 1) });
+    expect(d.drop(big)).toBe(DROP_TUNNEL_TOO_BIG);
+  });
+
+  it('a tunnel type is for TUNNEL services, a checksum for GRE or GUE, a port for GUE', () => {
     const bad =
       (extra: Partial<ServiceSpec>, mode: 'tunnel' | 'nat' = 'tunnel') =>
       () =>
@@ -317,7 +369,14 @@ describe.each([
       localAddresses: [fam.lip],
       realServers: [{ address: fam.rs1, port: 80 }],
     };
-    expect(() => parseService({ ...base, tunnel: { type: 'gue' } }, 's')).toThrow(/s\.tunnel\.type/);
+    expect(bad({ tunnel: { type: 'gue' } })).toThrow(/services\[0\]\.tunnel\.port: GUE needs the UDP port/);
+    expect(bad({ tunnel: { type: 'gre', port: 5555 } })).toThrow(/services\[0\]\.tunnel\.port: a tunnel port is GUE's/);
+    expect(() => parseService({ ...base, tunnel: { type: 'gue', port: 70000 } }, 's')).toThrow(/s\.tunnel\.port/);
+    expect(() => parseService({ ...base, tunnel: { type: 'fou' } }, 's')).toThrow(/s\.tunnel\.type/);
+    expect(parseService({ ...base, tunnel: { type: 'gue', port: 5555 } }, 's').tunnel).toEqual({
+      type: 'gue',
+      port: 5555,
+    });
     expect(parseService({ ...base, tunnel: { type: 'gre', checksum: true } }, 's').tunnel).toEqual({
       type: 'gre',
       checksum: true,

@@ -186,10 +186,12 @@ describe.each([
   };
   /** The outer header (from the tunnel source to the real server), `gre` bytes of GRE header
    * (its checksum too, checksumsOk), and the inner packet. */
-  const expectInTunnel = (out: Uint8Array, inner: Uint8Array, gre = 0) => {
+  /** `out` is `inner` in the tunnel, behind `gre` bytes of GRE header (or of UDP and GUE
+   * headers: `proto` 17). */
+  const expectInTunnel = (out: Uint8Array, inner: Uint8Array, gre = 0, proto = gre > 0 ? 47 : v4 ? 4 : 41) => {
     expect(checksumsOk(out)).toEqual({ ip: true, l4: true });
     const ends = parse(tcp({ src: fam.lip, dst: fam.rs1, sport: 1, dport: 1, flags: ACK }));
-    expect(parse(out)).toMatchObject({ proto: gre > 0 ? 47 : v4 ? 4 : 41, src: ends.src, dst: ends.dst });
+    expect(parse(out)).toMatchObject({ proto, src: ends.src, dst: ends.dst });
     expect(out.subarray(outer + gre)).toEqual(inner);
     expect(checksumsOk(out.subarray(outer + gre))).toEqual({ ip: true, l4: true });
   };
@@ -207,6 +209,7 @@ describe.each([
   it.each([
     ['IP-in-IP', 0, undefined],
     ['GRE with its checksum', 8, { type: 'gre', checksum: true } as const],
+    ['GUE with its checksum', 12, { type: 'gue', port: 5555, checksum: true } as const],
   ] as const)(
     'a GSO super-packet leaves as its segments, each in the tunnel (%s), cut as the kernel cuts them',
     (_t, gre, tunnel) => {
@@ -237,7 +240,7 @@ describe.each([
         expect(Array.from(e.emit.bytes.slice(off, off + VNET_HDR_LEN))).toEqual(
           new Array<number>(VNET_HDR_LEN).fill(0),
         );
-        expectInTunnel(e.emit.get(k), want, gre);
+        expectInTunnel(e.emit.get(k), want, gre, tunnel?.type === 'gue' ? 17 : undefined);
       }
     },
   );

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { adminRequest } from '../../src/control/admin.js';
 import { parseConfig } from '../../src/config/config.js';
-import { readCapture, startCapture, stopCapture } from '../../src/lab/capture.js';
+import { readCapture, readUdpCapture, startCapture, stopCapture } from '../../src/lab/capture.js';
 import {
   LAB,
   labCurl,
@@ -1521,54 +1521,92 @@ ${['198.18.20.21', '198.18.20.22']
     }
   }, 60_000);
 
-  it("TUNNEL over GRE (--tun-type gre, v4 with its checksum): echoes through the servers' XDP decapsulator come back whole, v4 and v6", async () => {
-    // The DR VIPs are on the servers' lo already (lab/modes.ts); their port 9000 is free.
-    const vips = { 4: LAB.drVip4, 6: LAB.drVip6 } as const;
-    try {
-      for (const v of [4, 6] as const) {
-        const add = tunvsCli([
-          'service',
-          'add',
-          `gre-v${v}`,
-          '--vip',
-          vips[v],
-          '--port',
-          String(LAB.echoPort),
-          '--mode',
-          'tunnel',
-          '--tun-type',
-          'gre',
-          ...(v === 4 ? ['--tun-csum'] : []),
-          '--scheduler',
-          'rr',
-          '--laddr',
-          (v === 4 ? LAB.laddrs4 : LAB.laddrs6)[0],
-          ...LAB.realServers.flatMap((r) => ['--server', hostPort(r[`v${v}`], LAB.echoPort)]),
-        ]);
-        expect(add.code, add.err).toBe(0);
+  it.each([
+    ['GRE (--tun-type gre, v4 with its checksum)', 'gre', 'tunnel gre csum'],
+    [
+      `GUE (--tun-type gue --tun-port ${LAB.guePort}, v4 without the UDP checksum)`,
+      'gue',
+      `tunnel gue port ${LAB.guePort}`,
+    ],
+  ] as const)(
+    "TUNNEL over %s: echoes through the servers' XDP decapsulator come back whole, v4 and v6",
+    async (_what, type, listed) => {
+      // The DR VIPs are on the servers' lo already (lab/modes.ts); their port 9000 is free.
+      const vips = { 4: LAB.drVip4, 6: LAB.drVip6 } as const;
+      const name = (v: 4 | 6): string => `${type}-v${v}`;
+      // GUE: what leaves LB A toward the servers, for tshark to judge the UDP checksums (the
+      // servers' own captures would see the packets already taken apart by generic XDP).
+      const cap =
+        type === 'gue'
+          ? await startCapture(
+              nsName(prefix, 'lb-a'),
+              'eth1',
+              join(state.dir, 'gue.pcap'),
+              `udp dst port ${LAB.guePort}`,
+            )
+          : undefined;
+      try {
+        for (const v of [4, 6] as const) {
+          const add = tunvsCli([
+            'service',
+            'add',
+            name(v),
+            '--vip',
+            vips[v],
+            '--port',
+            String(LAB.echoPort),
+            '--mode',
+            'tunnel',
+            '--tun-type',
+            type,
+            ...(type === 'gue' ? ['--tun-port', String(LAB.guePort)] : v === 4 ? ['--tun-csum'] : []),
+            '--scheduler',
+            'rr',
+            '--laddr',
+            (v === 4 ? LAB.laddrs4 : LAB.laddrs6)[0],
+            ...LAB.realServers.flatMap((r) => ['--server', hostPort(r[`v${v}`], LAB.echoPort)]),
+          ]);
+          expect(add.code, add.err).toBe(0);
+        }
+        const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
+        expect(list).toMatch(new RegExp(`TCP  ${LAB.drVip4.replace(/\./g, '\\.')}:${LAB.echoPort} rr ${listed}\n`));
+        for (const v of [4, 6] as const) {
+          // Six connections in turn (rr: two to each server), 200 KiB each way: larger segments
+          // than the tunnel takes at first, so the client learns its MTU from the LB's ICMP.
+          const script = `const net = require('net'); const crypto = require('crypto'); let ok = 0;
+            const one = () => new Promise((done) => {
+              const body = crypto.randomBytes(200 * 1024); const got = [];
+              const s = net.connect(${LAB.echoPort}, '${vips[v]}', () => s.write(body));
+              s.setTimeout(10000, () => s.destroy());
+              s.on('data', (d) => { got.push(d); if (Buffer.concat(got).length >= body.length) s.end(); });
+              s.on('close', () => { if (Buffer.concat(got).equals(body)) ok++; done(); });
+              s.on('error', () => {});
+            });
+            (async () => { for (let i = 0; i < 6; i++) await one(); console.log(ok); })();`;
+          const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
+          expect(out, `${type} v${v}`).toBe('6');
+        }
+      } finally {
+        if (cap) await stopCapture(cap);
+        for (const v of [4, 6] as const) tunvsCli(['service', 'delete', name(v)]);
       }
-      const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
-      expect(list).toMatch(new RegExp(`TCP  ${LAB.drVip4.replace(/\./g, '\\.')}:${LAB.echoPort} rr tunnel gre csum\n`));
-      for (const v of [4, 6] as const) {
-        // Six connections in turn (rr: two to each server), 200 KiB each way: larger segments
-        // than the tunnel takes at first, so the client learns its MTU from the LB's ICMP.
-        const script = `const net = require('net'); const crypto = require('crypto'); let ok = 0;
-          const one = () => new Promise((done) => {
-            const body = crypto.randomBytes(200 * 1024); const got = [];
-            const s = net.connect(${LAB.echoPort}, '${vips[v]}', () => s.write(body));
-            s.setTimeout(10000, () => s.destroy());
-            s.on('data', (d) => { got.push(d); if (Buffer.concat(got).length >= body.length) s.end(); });
-            s.on('close', () => { if (Buffer.concat(got).equals(body)) ok++; done(); });
-            s.on('error', () => {});
-          });
-          (async () => { for (let i = 0; i < 6; i++) await one(); console.log(ok); })();`;
-        const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
-        expect(out, `GRE v${v}`).toBe('6');
+      if (cap) {
+        // Every v6 datagram carries a checksum tshark finds good, every v4 one none; the source
+        // ports follow the flows (12 connections: more than one port, each in the dynamic range).
+        const seen = readUdpCapture(cap.file);
+        const v6 = seen.filter((u) => u.v6);
+        const v4 = seen.filter((u) => !u.v6);
+        expect(v4.length).toBeGreaterThan(100);
+        expect(v6.length).toBeGreaterThan(100);
+        expect(v6.filter((u) => u.checksumStatus !== 'good')).toEqual([]);
+        expect(v4.filter((u) => u.checksum !== 0)).toEqual([]);
+        expect(seen.filter((u) => u.sport < 49152)).toEqual([]);
+        expect(new Set(v4.map((u) => u.sport)).size).toBeGreaterThan(1);
+        expect(new Set(v6.map((u) => u.sport)).size).toBeGreaterThan(1);
       }
-    } finally {
-      for (const v of [4, 6]) tunvsCli(['service', 'delete', `gre-v${v}`]);
-    }
-  }, 90_000);
+    },
+    90_000,
+  );
 
   it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
     const main = join(distSrc(), 'cli', 'main.js');

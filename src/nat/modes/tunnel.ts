@@ -7,9 +7,15 @@
  * (conn/state.ts nextStateInputOnly) and has no OUT index entry. docs/modes.md has the real
  * server's side. A service of `tunnel.type: gre` (IPVS's --tun-type gre) puts a GRE header
  * (RFC 2784: protocol 47, 4 bytes, 8 with its checksum) between the outer header and the
- * packet instead, for servers whose gre0 / ip6gre0 or tunvs's decapsulator take it.
+ * packet instead, for servers whose gre0 / ip6gre0 or tunvs's decapsulator take it. One of
+ * `tunnel.type: gue` (IPVS's --tun-type gue) puts a UDP header to the service's port and a
+ * GUE header (draft-ietf-intarea-gue, version 0: 4 bytes naming the inner protocol) there,
+ * for servers whose fou (`ip fou add port P gue`) or tunvs's decapsulator take it; its UDP
+ * source port is a hash of the client's address and port (as IPVS's udp_flow_src_port), so
+ * a server's NIC spreads the tunnel's flows over its queues and each flow stays on one.
  *
- * The outer header costs 20 (40) bytes, and a GRE header its 4 or 8 more (outerLength).
+ * The outer header costs 20 (40) bytes, a GRE header its 4 or 8 more, UDP and GUE 12
+ * (outerLength).
  * What limits a client's segments is the MSS the real server announces in its SYN-ACK,
  * which goes straight to the client: the LB cannot clamp it (clamping the client's SYN would
  * only shrink the server's segments, which never pass the tunnel). So a packet that no
@@ -36,23 +42,28 @@
  * have cost without them.
  */
 
-import { addrWord, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
+import { addrWord, R_CIP0, R_CIP1, R_IN_PORTS, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../../dataplane/counters.js';
-import { AF_INET, IPPROTO_TCP, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
+import { AF_INET, IPPROTO_TCP, IPPROTO_UDP, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
+import { GUE_HEADERS_LEN } from '../../service/service.js';
+import { clientAddressHash } from '../session.js';
 import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
 import { countPacket } from '../rewrite.js';
-import { csumFromSum, sumWords } from '../../packet/checksum.js';
+import { csumFromSum, pseudoHeaderSum, sumWords } from '../../packet/checksum.js';
 import { IPV4_DF, writeIpv4Header } from '../segment.js';
 import { DROP_TUNNEL_NO_ROOM, DROP_TUNNEL_TOO_BIG, HELD } from '../verdict.js';
 import { completeChecksum, gsoSegments, gsoSize, writeGsoSegment } from '../gso.js';
 import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
 
-/** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6, GRE. */
+/** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6, GRE (GUE's is UDP). */
 const IPPROTO_IPIP = 4;
 const IPPROTO_IPV6 = 41;
 const IPPROTO_GRE = 47;
+/** GUE's UDP source ports: the dynamic range (RFC 6335), 2^14 of them, one per flow hash. */
+const GUE_SPORT_BASE = 0xc000;
+const GUE_SPORT_MASK = 0x3fff;
 /** GRE (RFC 2784): the flags word with the checksum present, and the protocol types of an
  * IPv4 and an IPv6 packet (EtherTypes). */
 const GRE_CHECKSUM = 0x8000;
@@ -142,16 +153,17 @@ function encapsulateSegments(c: NatContext, r: number): number {
 }
 
 /** The bytes session `r`'s tunnel puts in front of a packet: the outer IP header, and its
- * service's GRE header if any. */
+ * service's GRE or UDP and GUE headers if any. */
 function outerLength(c: NatContext, r: number): number {
-  return (c.pAf === AF_INET ? 20 : 40) + c.services.tunnelGre[recService(c.table.rec, r * RECORD_WORDS)]!;
+  return (c.pAf === AF_INET ? 20 : 40) + c.services.tunnelHeader[recService(c.table.rec, r * RECORD_WORDS)]!;
 }
 
 /**
  * The outer header at `at` of `buf` / `dv`, `outer` bytes (outerLength) in front of an inner
  * packet of `len` bytes of session `r`: from its service's tunnel source to its real server.
  * IPv4: the inner TOS and DF, an ID when not DF; IPv6: the inner traffic class and flow label
- * (the path hashes it). Then the service's GRE header, if it has one (writeGre).
+ * (the path hashes it). Then the service's GRE header (writeGre) or UDP and GUE headers
+ * (writeGue), if it has them.
  */
 function writeOuter(
   c: NatContext,
@@ -166,26 +178,71 @@ function writeOuter(
   const rec = c.table.rec;
   const base = r * RECORD_WORDS;
   const s = c.services.tunnelSrc;
-  const src = recService(rec, base) * 4;
+  const svc = recService(rec, base);
+  const src = svc * 4;
   const ip = c.pAf === AF_INET ? 20 : 40;
-  const gre = outer - ip;
+  const extra = outer - ip;
+  const gue = c.services.tunnelPort[svc]!;
+  const proto = extra === 0 ? (c.pAf === AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6) : gue !== 0 ? IPPROTO_UDP : IPPROTO_GRE;
   if (c.pAf === AF_INET) {
     // An atomic datagram's ID means nothing (RFC 6864): 0; one the kernel may fragment
     // needs its own, per source and destination.
     const id = df ? 0 : (c.outerIpId = (c.outerIpId + 1) & 0xffff);
-    const tos = buf[at + ip + gre + 1]!;
-    const proto = gre === 0 ? IPPROTO_IPIP : IPPROTO_GRE;
-    writeIpv4Header(dv, at, tos, len + ip + gre, id, df ? IPV4_DF : 0, proto, s[src]!, rec[base + R_RIP0]!);
+    const tos = buf[at + outer + 1]!;
+    writeIpv4Header(dv, at, tos, len + outer, id, df ? IPV4_DF : 0, proto, s[src]!, rec[base + R_RIP0]!);
   } else {
     // Version, traffic class and flow label as the inner header has them.
-    dv.setUint32(at, dv.getUint32(at + ip + gre));
-    dv.setUint32(at + 4, ((len + gre) << 16) | ((gre === 0 ? IPPROTO_IPV6 : IPPROTO_GRE) << 8) | ORIGINATED_TTL);
+    dv.setUint32(at, dv.getUint32(at + outer));
+    dv.setUint32(at + 4, ((len + extra) << 16) | (proto << 8) | ORIGINATED_TTL);
     for (let k = 0; k < 4; k++) {
       dv.setInt32(at + 8 + 4 * k, s[src + k]!);
       dv.setInt32(at + 24 + 4 * k, rec[base + addrWord(R_RIP0, R_RIP1, k)]!);
     }
   }
-  if (gre !== 0) writeGre(c, buf, dv, at + ip, len, gre);
+  if (gue !== 0) writeGue(c, buf, dv, at, ip, len, gue, r);
+  else if (extra !== 0) writeGre(c, buf, dv, at + ip, len, extra);
+}
+
+/**
+ * The UDP and GUE headers after the outer IP header at `at` (`ip` bytes), in front of the
+ * inner packet of `len` bytes of session `r`: UDP from a port hashed from the client's
+ * address and port (one per flow) to the service's `port`; GUE version 0, no control flag,
+ * no extension fields or flags, the inner packet's protocol (4 or 41). The UDP checksum over
+ * the whole datagram is written for IPv6 always (RFC 8200: Linux drops zero-checksum UDP
+ * over IPv6 unless the socket allows it) and for IPv4 with the service's checksum; IPv4
+ * without it sends 0 (none), as IPVS's --tun-nocsum.
+ */
+function writeGue(
+  c: NatContext,
+  buf: Uint8Array,
+  dv: DataView,
+  at: number,
+  ip: number,
+  len: number,
+  port: number,
+  r: number,
+): void {
+  const rec = c.table.rec;
+  const base = r * RECORD_WORDS;
+  const v4 = c.pAf === AF_INET;
+  const udp = at + ip;
+  const udpLen = GUE_HEADERS_LEN + len;
+  let h = clientAddressHash(
+    rec[base + R_CIP0]!,
+    v4 ? 0 : rec[base + addrWord(R_CIP0, R_CIP1, 1)]!,
+    v4 ? 0 : rec[base + addrWord(R_CIP0, R_CIP1, 2)]!,
+    v4 ? 0 : rec[base + addrWord(R_CIP0, R_CIP1, 3)]!,
+  );
+  h = Math.imul(h ^ rec[base + R_IN_PORTS]!, 0x85ebca6b);
+  dv.setUint16(udp, GUE_SPORT_BASE | ((h ^ (h >>> 15)) & GUE_SPORT_MASK));
+  dv.setUint16(udp + 2, port);
+  dv.setUint16(udp + 4, udpLen);
+  dv.setUint16(udp + 6, 0);
+  dv.setUint32(udp + 8, (v4 ? IPPROTO_IPIP : IPPROTO_IPV6) << 16);
+  if (!v4 || c.services.tunnelCsum[recService(rec, base)] === 1) {
+    const sum = pseudoHeaderSum(buf, at, v4, IPPROTO_UDP, udpLen) + sumWords(buf, udp, udpLen);
+    dv.setUint16(udp + 6, csumFromSum(sum) || 0xffff);
+  }
 }
 
 /**
