@@ -407,9 +407,9 @@ function rs(args: string[], log: (line: string) => void): number {
     noneLeft(args);
     if (action === 'attach') {
       const mode = attachDecap(dev, undefined, xdpMode as DecapMode | undefined, guePorts.map(Number));
-      const gue = guePorts.length > 0 ? `, GUE to UDP ${guePorts.join(', ')}` : '';
+      const gue = guePorts.length > 0 ? `; GUE on UDP ${guePorts.join(', ')}` : '';
       log(
-        `IPIP / IPv6-in-IPv6 / GRE${gue} decapsulator attached to ${dev} (XDP, ${mode}): TUNNEL-mode packets arrive as the client sent them`,
+        `decapsulator (IP-in-IP, IPv6-in-IPv6, GRE${gue}) attached to ${dev} (XDP, ${mode}): TUNNEL-mode packets arrive as the client sent them`,
       );
     } else {
       detachDecap(dev);
