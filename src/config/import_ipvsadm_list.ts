@@ -7,7 +7,9 @@
  *     -> 198.18.20.21:8080            Route   1      0          0
  *
  * becomes `-A -t 198.18.0.100:80 -s wlc -p 360 -M 255.255.255.0 --ops` and
- * `-a -t 198.18.0.100:80 -r 198.18.20.21:8080 -g -w 1`. `Timeout (tcp tcpfin udp): 900 120
+ * `-a -t 198.18.0.100:80 -r 198.18.20.21:8080 -g -w 1`. With `--tun-info` each server line
+ * has a TunnelInfo column after Forward (`ipip`, `gre:+c`, `gue:6080:-c`, `n/a`), read as
+ * --tun-type, --tun-port and --tun-csum / --tun-nocsum / --tun-remcsum. `Timeout (tcp tcpfin udp): 900 120
  * 300` (`ipvsadm -L --timeout`, e.g. appended to the same file) becomes `--set 900 120 300`.
  * The headers are skipped; a listing of counters instead of rules (`--stats`, `--rate`,
  * `--thresholds`, `--persistent-conn`) and flags without an ipvsadm option are refused.
@@ -33,6 +35,21 @@ const PROTOCOLS: Record<string, string> = { TCP: '-t', UDP: '-u', SCTP: '--sctp-
 
 /** The Forward column → ipvsadm's forwarding option (DPVS: FullNat, SNAT). */
 const FORWARD: Record<string, string> = { Route: '-g', Masq: '-m', Tunnel: '-i', FullNat: '--fullnat', SNAT: '-J' };
+
+/** `--tun-info`'s TunnelInfo column: the type, GUE's port, the checksum word (`-c` none,
+ * `+c` with it, `r+c` remote checksum offload); `n/a` for a server that is not tunnelled. */
+const TUNNEL_INFO = /^(?:n\/a|(ipip)|(gre):(-c|\+c|r\+c)|(gue):(\d+):(-c|\+c|r\+c))$/;
+const TUNNEL_CSUM: Record<string, string> = { '-c': '--tun-nocsum', '+c': '--tun-csum', 'r+c': '--tun-remcsum' };
+
+/** A TunnelInfo column as ipvsadm's server options (none for n/a). */
+function tunnelInfo(column: string, line: number): string[] {
+  const m = TUNNEL_INFO.exec(column);
+  if (!m) throw new ImportError(line, `tunnel info ${column} not understood (ipip, gre:FLAGS, gue:PORT:FLAGS or n/a)`);
+  if (m[1]) return ['--tun-type', 'ipip'];
+  if (m[2]) return ['--tun-type', 'gre', TUNNEL_CSUM[m[3]!]!];
+  if (m[4]) return ['--tun-type', 'gue', '--tun-port', m[5]!, TUNNEL_CSUM[m[6]!]!];
+  return [];
+}
 
 /** Service flags with a value, as `-Ln` prints them → the option (`group`: tunvs list's). */
 const VALUE_FLAGS: Record<string, string> = {
@@ -71,7 +88,7 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
     const s = lines[i]!.trimEnd();
     if (s.trim() === '' || /^IP Virtual Server version/.test(s)) continue;
     if (/^Prot LocalAddress:Port/.test(s) || /^\s+-> RemoteAddress:Port/.test(s)) {
-      if (!/Scheduler Flags|Forward Weight/.test(s))
+      if (!/Scheduler Flags|Forward (TunnelInfo +)?Weight/.test(s))
         throw new ImportError(
           line,
           'a listing of counters, not of rules: give `ipvsadm -Ln` (without --stats, --rate, --thresholds, --persistent-conn)',
@@ -83,11 +100,11 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
       out.push({ line, tokens: ['--set', timeout[1]!, timeout[2]!, timeout[3]!] });
       continue;
     }
-    const server = /^\s+->\s+(\S+)\s+(\S+)\s+(\d+)\s+\d+\s+\d+(.*)$/.exec(s);
+    const server = /^\s+->\s+(\S+)\s+(\S+)\s+(?:(\D\S*)\s+)?(\d+)\s+\d+\s+\d+(.*)$/.exec(s);
     if (server) {
       if (!service) throw new ImportError(line, 'a real server before any service');
-      const tail = SERVER_TAIL.exec(server[4]!);
-      if (!tail) throw new ImportError(line, `server flags not understood: ${server[4]!.trim()}`);
+      const tail = SERVER_TAIL.exec(server[5]!);
+      if (!tail) throw new ImportError(line, `server flags not understood: ${server[5]!.trim()}`);
       const [, max, min, configWeight, sorry, down] = tail;
       const fwd = FORWARD[server[2]!];
       if (fwd === undefined)
@@ -110,9 +127,10 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
           server[1]!,
           fwd,
           '-w',
-          configWeight ?? server[3]!,
+          configWeight ?? server[4]!,
           ...(max !== undefined ? ['-x', max, '-y', min!] : []),
           ...(sorry ? ['--sorry-server'] : []),
+          ...(server[3] !== undefined ? tunnelInfo(server[3], line) : []),
           ...serverFlags,
         ],
       });

@@ -203,6 +203,47 @@ describe('tunvs import ipvsadm: tunnel types (--tun-type, IPVS 5.2+)', () => {
   });
 });
 
+describe('tunvs import ipvsadm: ipvsadm -Ln --tun-info (a TunnelInfo column after Forward)', () => {
+  const head =
+    'IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n' +
+    '  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n';
+  const laddrs = ['198.18.2.9'];
+
+  it("gue:PORT:FLAGS, gre:FLAGS and ipip become the services' tunnels; n/a is a server without one", () => {
+    const text =
+      head +
+      'TCP  198.18.0.100:80 rr\n' +
+      '  -> 198.18.20.21:80              Tunnel  gue:6080:+c   1      0          0\n' +
+      '  -> 198.18.20.22:80              Tunnel  gue:6080:+c   2      3          1\n' +
+      'TCP  198.18.0.100:81 rr\n' +
+      '  -> 198.18.20.21:81              Tunnel  gre:-c        1      0          0\n' +
+      'TCP  198.18.0.100:82 rr\n' +
+      '  -> 198.18.20.21:82              Tunnel  ipip          1      0          0\n' +
+      'TCP  198.18.0.100:8080 wlc\n' +
+      '  -> 198.18.20.21:8080            Masq    n/a           1      0          0\n';
+    const got = services(text, laddrs);
+    expect(got.map((x) => [x.port, x.mode, x.tunnel])).toEqual([
+      [80, 'tunnel', { type: 'gue', port: 6080, checksum: true }],
+      [81, 'tunnel', { type: 'gre' }],
+      [82, 'tunnel', undefined],
+      [8080, 'nat', undefined],
+    ]);
+    expect(got[0]!.realServers).toEqual([
+      { address: '198.18.20.21', port: 80, weight: 1 },
+      { address: '198.18.20.22', port: 80, weight: 2 },
+    ]);
+  });
+
+  it.each([
+    ['gue:6080:r+c', /remote checksum offload \(remcsum\) is not built/],
+    ['vxlan:4789', /tunnel info vxlan:4789 not understood/],
+  ])('refused with the line: %s', (info, why) => {
+    const e = refused(`${head}TCP  198.18.0.100:80 rr\n  -> 198.18.20.21:80  Tunnel  ${info}  1  0  0\n`, { laddrs });
+    expect(e.message).toMatch(/^line 5: /);
+    expect(e.message).toMatch(why);
+  });
+});
+
 describe("tunvs import ipvsadm: tunvs list's own words", () => {
   const shop = (port: number, rport: number, extra: Partial<ServiceSpec> = {}): ServiceSpec =>
     serviceWithDefaults({
