@@ -166,6 +166,15 @@ export const SESSIONS_PER_SHARD_MAX = 1 << 26;
 /** Real servers known at once (ids are stable across reloads; counters are per id). */
 export const REAL_SERVERS_MAX = 4096;
 
+/** How long a real server's tunnel MTU learned from an ICMP error holds (nat/tunnel_pmtu.ts):
+ * Linux's route MTU expiry (net.ipv4.route.mtu_expires, net.ipv6.route.mtu_expires: 10 min),
+ * after which the TUN device's MTU is tried again. */
+export const TUNNEL_PMTU_EXPIRE_SEC = 600;
+/** The least tunnel MTU an ICMP error can set: Linux's net.ipv4.route.min_pmtu (552), and
+ * IPv6's minimum link MTU (RFC 8200: 1280). A forged error cannot push packets below them. */
+export const TUNNEL_PMTU_MIN_V4 = 552;
+export const TUNNEL_PMTU_MIN_V6 = 1280;
+
 /** Services known at once. */
 export const SERVICES_MAX = 1024;
 

@@ -51,6 +51,7 @@ const engine = new Engine(
     connCountsSab: init.connCountsSab,
     nodeConnCountsSabs: init.nodeConnCountsSabs,
     templatesSab: init.templatesSab,
+    tunnelMtuSab: init.tunnelMtuSab,
     headroom,
     ...(init.ha ? { ha: init.ha } : {}),
   },

@@ -30,6 +30,8 @@ export interface ForwarderInit {
   nodeConnCountsSabs: SharedArrayBuffer[];
   /** The LB's persistence templates (conn/templates.ts), one table for every worker. */
   templatesSab: SharedArrayBuffer;
+  /** TUNNEL's learned path MTUs (nat/tunnel_pmtu.ts), one table for every worker. */
+  tunnelMtuSab: SharedArrayBuffer;
   /** DR: the packet socket to the real servers' link (control/link.ts), −1 none. */
   linkFd: number;
   /** Hand-off rings (handoff.ts): to each owner, from each sender; null at our own index. */

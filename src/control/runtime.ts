@@ -28,6 +28,7 @@ import { steeringProgram } from '../dataplane/steering.js';
 import { xdpAddresses } from '../dataplane/xdp_program.js';
 import { XdpPrograms } from './xdp.js';
 import { TemplateTable } from '../conn/templates.js';
+import { TunnelMtuTable } from '../nat/tunnel_pmtu.js';
 import { NODE_ID_MAX } from '../constants.js';
 import { DrLink, LINK_REFRESH_MS, LINK_RESOLVE_RECHECK_MS } from './link.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
@@ -101,6 +102,8 @@ export class Runtime {
   private linkTimer: NodeJS.Timeout | undefined;
   /** Persistence templates, shared with every forwarder (conn/templates.ts). */
   private readonly templates = new TemplateTable();
+  /** TUNNEL's learned path MTUs, shared with every forwarder (nat/tunnel_pmtu.ts). */
+  private readonly tunnelMtus = new TunnelMtuTable();
   private readonly system: SystemChanges;
   private fds: number[] = [];
   private workers: WorkerHandle[] = [];
@@ -381,6 +384,7 @@ export class Runtime {
         connCountsSab: counts.sab,
         nodeConnCountsSabs: allCounts.map((c) => c.sab),
         templatesSab: this.templates.sab,
+        tunnelMtuSab: this.tunnelMtus.sab,
         linkFd: this.link.fd,
         handoffTo: rings[w]!,
         handoffFrom: rings.map((row) => row[w]!),

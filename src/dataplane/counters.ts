@@ -97,7 +97,10 @@ export const C_LPORT_OTHER_SHARD = 46;
 /** ... of which in a shard some node of the pair or cluster gives another owner than the
  * client's: that node (another worker count) cannot serve the session after a failover. */
 export const C_LPORT_OTHER_OWNER = 47;
-export const GLOBAL_COUNT = 48;
+/** ICMP "fragmentation needed" / "packet too big" errors about TUNNEL's outer packets that
+ * lowered a real server's tunnel MTU (nat/tunnel_pmtu.ts). */
+export const C_TUNNEL_MTU_LEARNED = 48;
+export const GLOBAL_COUNT = 49;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -148,6 +151,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'fragment_bytes_held',
   'lport_other_shard',
   'lport_other_owner',
+  'tunnel_mtu_learned',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

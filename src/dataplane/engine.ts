@@ -85,6 +85,7 @@ import {
 } from '../conn/state.js';
 import { SessionTable } from '../conn/table.js';
 import { TemplateTable } from '../conn/templates.js';
+import { TunnelMtuTable } from '../nat/tunnel_pmtu.js';
 import { AF_INET6, ETH_HEADER_LEN, IPPROTO_TCP, IPPROTO_UDP, VIRTIO_NEEDS_CSUM } from '../packet/headers.js';
 import { NatContext, type NatOptions } from '../nat/context.js';
 import type { IsnKey } from '../nat/seq.js';
@@ -168,6 +169,9 @@ export interface EngineOptions {
   /** The LB's persistence templates, shared by its workers (conn/templates.ts); absent: a
    * small table of this engine's own (tests, benchmarks). */
   templatesSab?: SharedArrayBuffer;
+  /** TUNNEL's learned path MTUs (nat/tunnel_pmtu.ts), one table for every worker; absent:
+   * this engine's own. */
+  tunnelMtuSab?: SharedArrayBuffer;
   /** Bytes in front of each packet of the rings this engine sees: VNET_HDR_LEN with TUN
    * offloads (IFF_VNET_HDR), else 0. Generated packets (emit ring) get the same. */
   headroom?: number;
@@ -324,6 +328,7 @@ export class Engine {
     this.ctx.modes = modeTable();
     this.templates = new TemplateTable(ENGINE_TEMPLATE_SLOTS, opts.templatesSab);
     this.ctx.templates = this.templates;
+    this.ctx.tunnelMtus = new TunnelMtuTable(opts.tunnelMtuSab);
     if (opts.ha) {
       this.control = new HaControl(opts.ha.controlSab);
       this.sync = new SessionSync(

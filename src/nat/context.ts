@@ -57,6 +57,7 @@ import { HoldPool } from './hold.js';
 import type { PacketRing } from '../dataplane/ring.js';
 import type { ForwardingMode } from './modes/mode.js';
 import { TEMPLATE_KEY_WORDS, type TemplateTable } from '../conn/templates.js';
+import { TunnelMtuTable } from './tunnel_pmtu.js';
 import { HOLD_PER_SESSION_MAX, ONE_PACKET_REPLY_SEC, SERVICES_MAX } from '../constants.js';
 
 /** Label of the SYN cookies' key, derived from the ISN key (seq.ts deriveKey). */
@@ -143,6 +144,9 @@ export class NatContext {
   templateSlot = -1;
   /** The forwarding modes by id (modes/index.ts; the engine sets them). */
   modes: readonly ForwardingMode[] = [];
+  /** TUNNEL's learned path MTUs by real server, shared by every worker (tunnel_pmtu.ts; the
+   * engine sets the LB's). */
+  tunnelMtus = new TunnelMtuTable();
   /** Option scratch: offsets of the options of the packet in hand, and a rebuild area. */
   readonly optOffsets = new Int32Array(40);
   /** Set by scanPacketOptions (toa.ts): the offset of the packet's timestamp option (−1:

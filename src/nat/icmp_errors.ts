@@ -2,7 +2,9 @@
  * ICMP and ICMPv6 for sessions: natIcmp finds the session an error quotes and hands it to
  * the session's mode (modes/mode.ts icmp): FULLNAT and NAT translate it (translateIcmp,
  * below; NAT's local address is the client), TUNNEL passes it on to the real server inside
- * the tunnel (the server sent the quoted packet itself).
+ * the tunnel (the server sent the quoted packet itself). An error about one of TUNNEL's own
+ * outer packets (no session: it quotes the LB's tunnel source → a real server) that says
+ * "too big" is taken first, as that server's tunnel MTU (tunnel_pmtu.ts learnTunnelMtu).
  *
  * An ICMP error quotes the packet that caused it. For a session's packet to reach the
  * sender that can act on it (lower its path MTU, give up), both the outer header and the
@@ -88,6 +90,7 @@ import {
 import { EXT_TRUNCATED, IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, lastOptionsHeader, optionsEnd } from '../packet/ipv6_ext.js';
 import { clientWorker, localPortWorker } from '../dataplane/shard.js';
 import type { NatContext } from './context.js';
+import { learnTunnelMtu } from './tunnel_pmtu.js';
 import { rewriteAddresses, setIpLength } from './rewrite.js';
 import { DROP_BAD_ICMP, DROP_ICMP_NO_SESSION, DROP_ICMP_UNSUPPORTED, DROP_NOT_LOCAL } from './verdict.js';
 
@@ -178,6 +181,9 @@ export function natIcmp(c: NatContext): number {
   const v4 = c.pAf === AF_INET;
   if (type === (v4 ? ICMP_ECHO_REQUEST : ICMPV6_ECHO_REQUEST)) return echoReply(c);
   if (!isError(c.pAf, type)) return -DROP_ICMP_UNSUPPORTED;
+  // About a TUNNEL outer packet (no session quoted): its real server's path MTU.
+  const learned = learnTunnelMtu(c);
+  if (learned !== 0) return learned;
   const why = parseQuote(c);
   if (why !== 0) return -why;
   const q = c.quote;

@@ -6,7 +6,7 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { C_SESSIONS_SLOPPY, C_TOA_INSERTED } from '../../src/dataplane/counters.js';
+import { C_DROPPED, C_SESSIONS_SLOPPY, C_TOA_INSERTED, C_TUNNEL_MTU_LEARNED } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import {
@@ -15,6 +15,8 @@ import {
   DROP_NO_SESSION,
   DROP_TUNNEL_TOO_BIG,
   DROP_DR_NO_NEIGHBOUR,
+  DROP_ICMP_UNSUPPORTED,
+  VERDICT_DROP,
   VERDICT_FORWARD,
   VERDICT_LINK,
   VERDICT_REDIRECT,
@@ -381,6 +383,58 @@ describe.each([
       type: 'gre',
       checksum: true,
     });
+  });
+
+  it('a "too big" about the tunnel\'s own packet lowers that server\'s tunnel MTU, for that encapsulation, until it runs out', () => {
+    // Port 80 over GUE, 81 (and 53) over IP-in-IP: all to rs1 from the same tunnel source.
+    const d = new Driver(makeEngine(services(fam, 'tunnel', { tunnel: { type: 'gue', port: 6080 } })));
+    const ip = v4 ? 20 : 40;
+    const header = v4 ? 40 : 60;
+    const to = (dport: number, bytes: number, sport = CPORT) =>
+      c(fam, { seq: 1001, ack: 5001, flags: ACK, sport, dport, payload: payload(bytes - header) });
+    const outer81 = d.forward(c(fam, { seq: 1000, flags: SYN, dport: 81 }));
+    const outer80 = d.forward(c(fam, { seq: 1000, flags: SYN, dport: 80 }));
+    // What a router on the way to rs1 (here the LB's own kernel) sends the tunnel source.
+    const tooBig = (outer: Uint8Array, mtu: number, from?: Uint8Array) => {
+      const quote = outer.slice(0, v4 ? 28 : 48);
+      if (from) quote.set(from.subarray(v4 ? 12 : 8, v4 ? 16 : 24), v4 ? 12 : 8); // another source
+      return v4 ? icmp(fam.rs2, fam.lip, 3, 4, mtu, quote) : icmp(fam.rs2, fam.lip, 2, 0, mtu, quote);
+    };
+    const e = d.engine;
+    expect(d.send(tooBig(outer81, 1400)).verdict).toBe(VERDICT_DROP);
+    expect([e.counters[C_TUNNEL_MTU_LEARNED], e.counters[C_DROPPED]]).toEqual([1, 0]);
+    // IP-in-IP to rs1: 1400 with the outer header; the client is told 1400 less it.
+    expectTunnelled(d.forward(to(81, 1400 - ip)), to(81, 1400 - ip), fam);
+    expect(d.drop(to(81, 1400 - ip + 1))).toBe(DROP_TUNNEL_TOO_BIG);
+    const told = parse(e.emit.get(0));
+    const dv = new DataView(told.l4.buffer, told.l4.byteOffset);
+    expect(v4 ? dv.getUint16(6) : dv.getUint32(4)).toBe(1400 - ip);
+    e.clearEmitted();
+    // GUE to the same server is another path: untouched, until an error quotes a GUE packet.
+    const gue = { port: 6080, csum: !v4 };
+    expectTunnelled(d.forward(to(80, 1500 - ip - 12)), to(80, 1500 - ip - 12), fam, 0, gue);
+    expect(d.send(tooBig(outer80, 1450)).verdict).toBe(VERDICT_DROP);
+    expect(d.drop(to(80, 1450 - ip - 12 + 1))).toBe(DROP_TUNNEL_TOO_BIG);
+    e.clearEmitted();
+    // A larger MTU does not raise it; a smaller one lowers it, not below the family's least.
+    d.send(tooBig(outer81, 1480));
+    expect(d.drop(to(81, 1400 - ip + 1))).toBe(DROP_TUNNEL_TOO_BIG);
+    e.clearEmitted();
+    d.send(tooBig(outer81, 300));
+    const least = v4 ? 552 : 1280;
+    expectTunnelled(d.forward(to(81, least - ip)), to(81, least - ip), fam);
+    expect(d.drop(to(81, least - ip + 1))).toBe(DROP_TUNNEL_TOO_BIG);
+    e.clearEmitted();
+    expect(e.counters[C_TUNNEL_MTU_LEARNED]).toBe(3);
+    // An error about a packet from another source is no tunnel's: the session path drops it.
+    const forged = tcp({ src: fam.rs2, dst: fam.rs1, sport: 1, dport: 1, flags: ACK });
+    expect(d.drop(tooBig(outer81, 600, forged))).toBe(DROP_ICMP_UNSUPPORTED);
+    // Ten minutes on (new connections: the old ones have expired), the device's MTU again.
+    d.nowMs += 600_001;
+    for (const port of [80, 81]) d.forward(c(fam, { seq: 1000, flags: SYN, sport: CPORT + 1, dport: port }));
+    expectTunnelled(d.forward(to(81, 1500 - ip, CPORT + 1)), to(81, 1500 - ip, CPORT + 1), fam);
+    const again = to(80, 1500 - ip - 12, CPORT + 1);
+    expectTunnelled(d.forward(again), again, fam, 0, gue);
   });
 
   it('an ICMP error about what the server sent the client goes to the server, in the tunnel', () => {

@@ -27,7 +27,7 @@ import {
   readState,
   type LabState,
 } from '../../src/lab/lab.js';
-import { inNs, isAlive, runInNs } from '../../src/lab/netns.js';
+import { inNs, ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
 import { MODE_PORTS, modeVip, serverRoutes } from '../../src/lab/modes.js';
 import { labPid, restartTunvs } from '../../src/lab/pair.js';
 import { runStreams } from '../../src/lab/streams.js';
@@ -59,6 +59,22 @@ function counts(text: string): Map<string, number> {
 
 async function stats(): Promise<Record<string, Record<string, number>>> {
   return (await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as Record<string, Record<string, number>>;
+}
+
+/** `n` connections from the client to `vip`:echoPort one after another, each sending 200 KiB
+ * and reading it back (10 s each at most): how many came back whole. */
+async function echoesInTurn(vip: string, n: number): Promise<number> {
+  const script = `const net = require('net'); const crypto = require('crypto'); let ok = 0;
+    const one = () => new Promise((done) => {
+      const body = crypto.randomBytes(200 * 1024); const got = [];
+      const s = net.connect(${LAB.echoPort}, '${vip}', () => s.write(body));
+      s.setTimeout(10000, () => s.destroy());
+      s.on('data', (d) => { got.push(d); if (Buffer.concat(got).length >= body.length) s.end(); });
+      s.on('close', () => { if (Buffer.concat(got).equals(body)) ok++; done(); });
+      s.on('error', () => {});
+    });
+    (async () => { for (let i = 0; i < ${n}; i++) await one(); console.log(ok); })();`;
+  return Number((await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim());
 }
 
 /** stream_check from the client to the echo VIP, in the background; resolves with its JSON. */
@@ -1570,22 +1586,9 @@ ${['198.18.20.21', '198.18.20.22']
         }
         const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text);
         expect(list).toMatch(new RegExp(`TCP  ${LAB.drVip4.replace(/\./g, '\\.')}:${LAB.echoPort} rr ${listed}\n`));
-        for (const v of [4, 6] as const) {
-          // Six connections in turn (rr: two to each server), 200 KiB each way: larger segments
-          // than the tunnel takes at first, so the client learns its MTU from the LB's ICMP.
-          const script = `const net = require('net'); const crypto = require('crypto'); let ok = 0;
-            const one = () => new Promise((done) => {
-              const body = crypto.randomBytes(200 * 1024); const got = [];
-              const s = net.connect(${LAB.echoPort}, '${vips[v]}', () => s.write(body));
-              s.setTimeout(10000, () => s.destroy());
-              s.on('data', (d) => { got.push(d); if (Buffer.concat(got).length >= body.length) s.end(); });
-              s.on('close', () => { if (Buffer.concat(got).equals(body)) ok++; done(); });
-              s.on('error', () => {});
-            });
-            (async () => { for (let i = 0; i < 6; i++) await one(); console.log(ok); })();`;
-          const out = (await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out.trim();
-          expect(out, `${type} v${v}`).toBe('6');
-        }
+        // Six connections in turn (rr: two to each server), 200 KiB each way: larger segments
+        // than the tunnel takes at first, so the client learns its MTU from the LB's ICMP.
+        for (const v of [4, 6] as const) expect(await echoesInTurn(vips[v], 6), `${type} v${v}`).toBe(6);
       } finally {
         if (cap) await stopCapture(cap);
         for (const v of [4, 6] as const) tunvsCli(['service', 'delete', name(v)]);
@@ -1607,6 +1610,44 @@ ${['198.18.20.21', '198.18.20.22']
     },
     90_000,
   );
+
+  it("TUNNEL, a path to a real server narrower than the TUN device: LB A's kernel says so, tunvs learns it and tells the clients; echoes come back whole, v4 and v6", async () => {
+    // rs1 only, IP-in-IP; LB A's routes to rs1 take 1400 bytes. Without tunvs learning it, a
+    // client's full-sized segments (1500 with the outer header) would vanish at that route.
+    const vips = { 4: LAB.drVip4, 6: LAB.drVip6 } as const;
+    const rs1 = LAB.realServers[0];
+    const lbA = nsName(prefix, 'lb-a');
+    const before = await stats();
+    try {
+      ipBatch([`route add ${rs1.v4}/32 dev eth1 mtu lock 1400`, `route add ${rs1.v6}/128 dev eth1 mtu 1400`], lbA);
+      for (const v of [4, 6] as const) {
+        const add = tunvsCli([
+          'service',
+          'add',
+          `pmtu-v${v}`,
+          '--vip',
+          vips[v],
+          '--port',
+          String(LAB.echoPort),
+          '--mode',
+          'tunnel',
+          '--laddr',
+          (v === 4 ? LAB.laddrs4 : LAB.laddrs6)[0],
+          '--server',
+          hostPort(rs1[`v${v}`], LAB.echoPort),
+        ]);
+        expect(add.code, add.err).toBe(0);
+      }
+      for (const v of [4, 6] as const) expect(await echoesInTurn(vips[v], 3), `v${v}`).toBe(3);
+    } finally {
+      for (const v of [4, 6]) tunvsCli(['service', 'delete', `pmtu-v${v}`]);
+      ipBatch([`route del ${rs1.v4}/32 dev eth1`, `route del ${rs1.v6}/128 dev eth1`], lbA);
+    }
+    const after = await stats();
+    // Learned once per family (the kernel's later errors name the same MTU: nothing lowered).
+    expect(after.counters!.tunnel_mtu_learned! - before.counters!.tunnel_mtu_learned!).toBe(2);
+    expect(after.drops!.tunnel_too_big! - before.drops!.tunnel_too_big!).toBeGreaterThan(0);
+  }, 90_000);
 
   it('the admin socket refuses other users; the TCP listener refuses a missing or wrong token', () => {
     const main = join(distSrc(), 'cli', 'main.js');

@@ -19,8 +19,9 @@
  * What limits a client's segments is the MSS the real server announces in its SYN-ACK,
  * which goes straight to the client: the LB cannot clamp it (clamping the client's SYN would
  * only shrink the server's segments, which never pass the tunnel). So a packet that no
- * longer fits the MTU is answered the way a router would: IPv4 with DF and IPv6 get
- * "fragmentation needed" / "packet too big" (icmp_too_big.ts) and are dropped
+ * longer fits the MTU (tun.mtu, or the real server's path MTU learned from a router's error
+ * about an outer packet: tunnel_pmtu.ts) is answered the way a router would: IPv4 with DF and
+ * IPv6 get "fragmentation needed" / "packet too big" (icmp_too_big.ts) and are dropped
  * (tunnel_too_big); IPv4 without DF is sent with DF clear, and the kernel fragments the
  * outer packet. The real server's route toward clients can carry `advmss` so that no client
  * ever needs the ICMP (docs/modes.md).
@@ -49,6 +50,7 @@ import { GUE_HEADERS_LEN } from '../../service/service.js';
 import { clientAddressHash } from '../session.js';
 import type { NatContext } from '../context.js';
 import { sendTooBig } from '../icmp_too_big.js';
+import { tunnelMtu } from '../tunnel_pmtu.js';
 import { countPacket } from '../rewrite.js';
 import { csumFromSum, pseudoHeaderSum, sumWords } from '../../packet/checksum.js';
 import { IPV4_DF, writeIpv4Header } from '../segment.js';
@@ -110,8 +112,9 @@ function encapsulate(c: NatContext, r: number): number {
   const len = c.pEnd - l3;
   const outer = outerLength(c, r);
   const df = dontFragment(c);
-  if ((len + outer > c.opts.mtu && df) || c.pEnd + outer > c.slotEnd) {
-    sendTooBig(c, c.opts.mtu - outer);
+  const mtu = tunnelMtu(c, r);
+  if ((len + outer > mtu && df) || c.pEnd + outer > c.slotEnd) {
+    sendTooBig(c, mtu - outer);
     return -DROP_TUNNEL_TOO_BIG;
   }
   c.buf.copyWithin(l3 + outer, l3, c.pEnd);
@@ -135,8 +138,9 @@ function encapsulateSegments(c: NatContext, r: number): number {
   const n = gsoSegments(c, mss);
   const e = c.emit;
   const largest = c.pL4 - c.pL3 + c.pThl + Math.min(mss, c.pEnd - c.pL4 - c.pThl);
-  if ((largest + outer > c.opts.mtu && df) || e.headroom + outer + largest > e.slotSize) {
-    sendTooBig(c, c.opts.mtu - outer);
+  const mtu = tunnelMtu(c, r);
+  if ((largest + outer > mtu && df) || e.headroom + outer + largest > e.slotSize) {
+    sendTooBig(c, mtu - outer);
     return -DROP_TUNNEL_TOO_BIG;
   }
   if (e.slots - c.emitCount < n) return -DROP_TUNNEL_NO_ROOM;
