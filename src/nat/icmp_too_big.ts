@@ -10,6 +10,7 @@ import { csumFromSum, pseudoHeaderSum, sumWords } from '../packet/checksum.js';
 import {
   AF_INET,
   ICMP_DEST_UNREACH,
+  ICMP_FRAG_NEEDED,
   ICMPV6_PACKET_TOO_BIG,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
@@ -22,8 +23,6 @@ import {
 import type { NatContext } from './context.js';
 import { writeIpv4Header } from './segment.js';
 
-/** ICMP code "fragmentation needed and DF set". */
-const ICMP_FRAG_NEEDED = 4;
 /** An ICMPv4 error stays within 576 bytes (RFC 1812 4.3.2.3); an ICMPv6 error within the
  * IPv6 minimum MTU (RFC 4443 2.4 c). */
 const ICMP4_ERROR_MAX = 576;

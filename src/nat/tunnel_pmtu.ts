@@ -29,7 +29,11 @@ import { C_TUNNEL_MTU_LEARNED } from '../dataplane/counters.js';
 import {
   AF_INET,
   ICMP_DEST_UNREACH,
+  ICMP_FRAG_NEEDED,
   ICMPV6_PACKET_TOO_BIG,
+  IPPROTO_GRE,
+  IPPROTO_IPIP,
+  IPPROTO_IPV6,
   IPPROTO_UDP,
   IPV6_HEADER_LEN,
   IPV6_NEXT,
@@ -37,13 +41,6 @@ import {
 import type { NatContext } from './context.js';
 import { MODE_TUNNEL } from './modes/mode.js';
 import { HELD } from './verdict.js';
-
-/** ICMP code "fragmentation needed and DF set". */
-const ICMP_FRAG_NEEDED = 4;
-/** Outer protocols: IPv4 in IPv4, IPv6 in IPv6, GRE. */
-const IPPROTO_IPIP = 4;
-const IPPROTO_IPV6 = 41;
-const IPPROTO_GRE = 47;
 
 /** The learned MTUs by real-server id (0: none) and until when (ms), shared by the workers. */
 export class TunnelMtuTable {

@@ -25,6 +25,10 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_ICMPV6 = 58;
 export const IPPROTO_FRAGMENT = 44;
+/** TUNNEL's outer protocols: IPv4 in IPv4, IPv6 in IPv6, GRE (GUE's is UDP). */
+export const IPPROTO_IPIP = 4;
+export const IPPROTO_IPV6 = 41;
+export const IPPROTO_GRE = 47;
 
 /** IPv4's total length and IPv6's payload length (everything after its fixed header) are
  * 16-bit fields: the most either can say. */
@@ -107,6 +111,8 @@ export const ICMP_HEADER_LEN = 8;
 export const ICMP_CSUM = 2;
 export const ICMP_ECHO_REPLY = 0;
 export const ICMP_DEST_UNREACH = 3;
+/** Its code "fragmentation needed and DF set" (RFC 1191: the next hop's MTU in bytes 6-7). */
+export const ICMP_FRAG_NEEDED = 4;
 export const ICMP_ECHO_REQUEST = 8;
 export const ICMP_TIME_EXCEEDED = 11;
 export const ICMP_PARAM_PROBLEM = 12;

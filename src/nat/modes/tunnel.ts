@@ -45,7 +45,16 @@
 
 import { addrWord, R_CIP0, R_CIP1, R_IN_PORTS, R_RIP0, R_RIP1, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { C_PACKETS_IN, RS_PACKETS_IN } from '../../dataplane/counters.js';
-import { AF_INET, IPPROTO_TCP, IPPROTO_UDP, IPV4_FRAG, ORIGINATED_TTL } from '../../packet/headers.js';
+import {
+  AF_INET,
+  IPPROTO_GRE,
+  IPPROTO_IPIP,
+  IPPROTO_IPV6,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_FRAG,
+  ORIGINATED_TTL,
+} from '../../packet/headers.js';
 import { GUE_HEADERS_LEN } from '../../service/service.js';
 import { clientAddressHash } from '../session.js';
 import type { NatContext } from '../context.js';
@@ -59,10 +68,6 @@ import { completeChecksum, gsoSegments, gsoSize, writeGsoSegment } from '../gso.
 import { clientOnlyState, createAsClient, noReply, ownerByClient } from './client_side.js';
 import { MODE_TUNNEL, registerMode, type ForwardingMode } from './mode.js';
 
-/** IP protocol numbers of the outer header: IPv4 in IPv4, IPv6 in IPv6, GRE (GUE's is UDP). */
-const IPPROTO_IPIP = 4;
-const IPPROTO_IPV6 = 41;
-const IPPROTO_GRE = 47;
 /** GUE's UDP source ports: the dynamic range (RFC 6335), 2^14 of them, one per flow hash. */
 const GUE_SPORT_BASE = 0xc000;
 const GUE_SPORT_MASK = 0x3fff;
