@@ -18,7 +18,7 @@
  * `tunnel gre [csum]` / `tunnel gue port P [csum]` each server's --tun-type gre|gue
  * [--tun-port P] [--tun-csum], a server's `cap MAX/MIN`
  * -x -y, `sorry server` --sorry-server, the config weight of `weight from check`); its state
- * (`DOWN (...)`, `quorum lost`) is noted and left out.
+ * (`DOWN (...)`, `quorum lost`, a TUNNEL server's learned `path mtu N`) is noted and left out.
  *
  *   listingCommands: isListing → per line: header | timeouts | service | server
  */
@@ -67,9 +67,10 @@ const BARE_FLAGS: Record<string, string[]> = { ops: ['--ops'], synproxy: ['-j', 
 
 /** What may follow a server's InActConn column, in the order it is printed: DPVS's
  * `inhibited`, then tunvs list's `cap MAX/MIN`, `weight from check (config W)` (the Weight
- * column is the check's then), `sorry server [(in use: no quorum)]` and `DOWN (reason)`. */
+ * column is the check's then), `sorry server [(in use: no quorum)]`, `path mtu N` (a TUNNEL
+ * server's learned path MTU: state) and `DOWN (reason)`. */
 const SERVER_TAIL =
-  /^(?:\s+inhibited)?(?:\s+cap (\d+)\/(\d+))?(?:\s+weight from check \(config (\d+)\))?(\s+sorry server(?: \(in use: no quorum\))?)?(\s+DOWN \(.*\))?$/;
+  /^(?:\s+inhibited)?(?:\s+cap (\d+)\/(\d+))?(?:\s+weight from check \(config (\d+)\))?(\s+sorry server(?: \(in use: no quorum\))?)?(\s+path mtu \d+)?(\s+DOWN \(.*\))?$/;
 
 /** Whether `text` is a listing: its header, a service line (a script's lines start with an
  * option or `ipvsadm`), or an `  -> ` server line. */
@@ -105,7 +106,7 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
       if (!service) throw new ImportError(line, 'a real server before any service');
       const tail = SERVER_TAIL.exec(server[5]!);
       if (!tail) throw new ImportError(line, `server flags not understood: ${server[5]!.trim()}`);
-      const [, max, min, configWeight, sorry, down] = tail;
+      const [, max, min, configWeight, sorry, pathMtu, down] = tail;
       const fwd = FORWARD[server[2]!];
       if (fwd === undefined)
         throw new ImportError(
@@ -114,6 +115,7 @@ export function listingCommands(text: string, notes: string[]): CommandLine[] {
             ? 'forwarding Local (the real server is the LB itself) has no tunvs equivalent'
             : `unknown forwarding method ${server[2]!}`,
         );
+      if (pathMtu) notes.push(`line ${line}: ${server[1]!}'s ${pathMtu.trim()} is learned state, not a rule: left out`);
       if (down)
         notes.push(
           `line ${line}: ${server[1]!} is DOWN: health is state, not a rule (imported as configured; a listing has no health checks: add the service's healthCheck)`,

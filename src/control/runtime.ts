@@ -450,6 +450,7 @@ export class Runtime {
       this.workers.map((w) => w.counters),
       this.workers.map((w) => w.counts),
       this.health,
+      (id) => this.tunnelMtus.get(id, Date.now()),
     );
   }
 

@@ -50,6 +50,9 @@ export interface RealServerRow {
   /** The server's session cap and floor (ipvsadm -x, -y), when it has one. */
   maxConns?: number;
   minConns?: number;
+  /** TUNNEL: the path MTU learned toward it from a router's "too big", while it lasts
+   * (nat/tunnel_pmtu.ts); absent: the TUN device's. */
+  tunnelMtu?: number;
 }
 
 export interface ServiceRow {
@@ -94,6 +97,7 @@ export function listServices(
   counters: readonly Float64Array[],
   counts: readonly ConnCounts[],
   health?: HealthView,
+  tunnelMtu?: (rsId: number) => number,
 ): ServiceRow[] {
   const sum = (id: number, field: number): number =>
     counters.reduce((a, c) => a + c[RS_BASE + id * RS_FIELDS + field]!, 0);
@@ -160,6 +164,7 @@ export function listServices(
           ...(h?.weight !== undefined ? { checkWeight: h.weight } : {}),
           ...(r.sorry ? { sorry: quorum === false ? ('in use' as const) : ('standby' as const) } : {}),
           ...(r.maxConns > 0 ? { maxConns: r.maxConns, minConns: r.minConns } : {}),
+          ...(s.mode === 'tunnel' && tunnelMtu && tunnelMtu(r.id) > 0 ? { tunnelMtu: tunnelMtu(r.id) } : {}),
         };
       }),
     };
@@ -279,7 +284,7 @@ export function formatList(rows: readonly ServiceRow[], stats: boolean | 'rate')
           ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(q.conns, 9)} ${pad(q.inPackets, 9)} ${pad(q.outPackets, 9)} ${pad(q.inBytes, 12)} ${q.outBytes}`
           : stats
             ? `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(r.conns, 9)} ${pad(r.inPackets, 9)} ${pad(r.outPackets, 9)} ${pad(r.inBytes, 12)} ${r.outBytes}`
-            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.sorry === 'in use' ? 1 : (r.checkWeight ?? r.weight), 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.maxConns !== undefined ? ` cap ${r.maxConns}/${r.minConns!}` : ''}${r.checkWeight !== undefined ? ` weight from check (config ${r.weight})` : ''}${r.sorry ? ` sorry server${r.sorry === 'in use' ? ' (in use: no quorum)' : ''}` : ''}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
+            : `  -> ${pad(hostPort(r.address, r.port), 28)} ${pad(MODE_FORWARD_NAMES[s.mode as ModeName] ?? s.mode, 7)} ${pad(r.sorry === 'in use' ? 1 : (r.checkWeight ?? r.weight), 6)} ${pad(r.activeConns, 10)} ${pad(r.inactiveConns, 9)}${r.maxConns !== undefined ? ` cap ${r.maxConns}/${r.minConns!}` : ''}${r.checkWeight !== undefined ? ` weight from check (config ${r.weight})` : ''}${r.sorry ? ` sorry server${r.sorry === 'in use' ? ' (in use: no quorum)' : ''}` : ''}${r.tunnelMtu !== undefined ? ` path mtu ${r.tunnelMtu}` : ''}${r.health === 'down' ? ` DOWN (${r.healthError ?? 'failing'})` : ''}`,
       );
     }
   }

@@ -1,6 +1,7 @@
 /** `tunvs list`'s text: a service line says what ipvsadm -Ln says of it (persistent, mask, conn-timeout). */
 
 import { describe, expect, it } from 'vitest';
+import { importIpvsadm } from '../../src/config/import_ipvsadm.js';
 import { formatList, type RealServerRow, type ServiceRow } from '../../src/control/stats.js';
 
 const row = (o: Partial<ServiceRow>): ServiceRow => ({
@@ -119,5 +120,16 @@ describe('tunvs list: a real server line', () => {
     expect(line({ health: 'down', healthError: 'exec: exited with status 1' })).toMatch(
       / 5 +2 +DOWN \(exec: exited with status 1\)$/,
     );
+  });
+
+  it("a TUNNEL server's learned path MTU, before DOWN; the import notes it and leaves it out", () => {
+    const text = formatList(
+      [row({ mode: 'tunnel', realServers: [server({ port: 80, tunnelMtu: 1400, health: 'down' })] })],
+      false,
+    );
+    expect(text.split('\n')[3]).toMatch(/Tunnel +1 +5 +2 +path mtu 1400 DOWN \(failing\)$/);
+    const r = importIpvsadm(text, { laddrs: ['198.18.2.9'] });
+    expect(r.config.services[0]!.realServers).toEqual([{ address: '198.18.20.21', port: 80, weight: 1 }]);
+    expect(r.notes.join('\n')).toMatch(/198\.18\.20\.21:80's path mtu 1400 is learned state, not a rule: left out/);
   });
 });

@@ -1639,6 +1639,14 @@ ${['198.18.20.21', '198.18.20.22']
         expect(add.code, add.err).toBe(0);
       }
       for (const v of [4, 6] as const) expect(await echoesInTurn(vips[v], 3), `v${v}`).toBe(3);
+      // tunvs list shows what it learned after the server (and after rs1 in the lab's other
+      // IP-in-IP services from the same tunnel source: the same path).
+      const list = String((await adminRequest(state.adminSocket, { cmd: 'list' })).text).split('\n');
+      for (const v of [4, 6] as const) {
+        const at = list.findIndex((l) => l.startsWith(`TCP  ${hostPort(vips[v], LAB.echoPort)} `));
+        expect(at, list.join('\n')).toBeGreaterThan(0);
+        expect(list[at + 1]).toMatch(/ Tunnel .* path mtu 1400$/);
+      }
     } finally {
       for (const v of [4, 6]) tunvsCli(['service', 'delete', `pmtu-v${v}`]);
       ipBatch([`route del ${rs1.v4}/32 dev eth1`, `route del ${rs1.v6}/128 dev eth1`], lbA);
