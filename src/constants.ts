@@ -175,6 +175,10 @@ export const TUNNEL_PMTU_EXPIRE_SEC = 600;
 export const TUNNEL_PMTU_MIN_V4 = 552;
 export const TUNNEL_PMTU_MIN_V6 = 1280;
 
+/** GUE ports one XDP decapsulator takes (`tunvs rs decap --gue-port`): its decap_gue_ports
+ * map's max_entries in native/bpf/ipip_decap.bpf.c; a real server listens on one or two. */
+export const DECAP_GUE_PORTS_MAX = 8;
+
 /** Services known at once. */
 export const SERVICES_MAX = 1024;
 

@@ -14,7 +14,7 @@ import { ImportError, importYaml, parseFwmarkOption, type FwmarkMember } from '.
 import { importIpvsadm } from '../config/import_ipvsadm.js';
 import { importKeepalived } from '../config/import_keepalived.js';
 import { DEFAULTS } from '../config/config.js';
-import { WORKERS_MAX } from '../constants.js';
+import { DECAP_GUE_PORTS_MAX, WORKERS_MAX } from '../constants.js';
 import { adminRequest } from '../control/admin.js';
 import { connFilterError } from '../control/conns.js';
 import { stderrLogger } from '../control/log.js';
@@ -23,7 +23,7 @@ import { formatHaStatus } from '../control/stats.js';
 import type { HaStatus } from '../ha/node.js';
 import { labCurl, labDown, labLoad, labStatus, labToa, labUp } from '../lab/lab.js';
 import { MODE_PORTS, type LabMode } from '../lab/modes.js';
-import { attachDecap, DECAP_GUE_PORTS_MAX, DECAP_MODES, detachDecap, type DecapMode } from '../rs/decap.js';
+import { attachDecap, DECAP_MODES, detachDecap, type DecapMode } from '../rs/decap.js';
 import { haCheck } from './ha_check.js';
 import { labFailover } from '../lab/failover.js';
 import { labCluster } from '../lab/cluster_demo.js';

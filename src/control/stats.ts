@@ -147,6 +147,7 @@ export function listServices(
       ...(quorum !== undefined ? { quorum: quorum ? ('up' as const) : ('lost' as const) } : {}),
       realServers: s.realServers.map((r) => {
         const h = health?.state(s.id, r.id);
+        const mtu = s.mode === 'tunnel' && tunnelMtu ? tunnelMtu(r.id) : 0;
         return {
           id: r.id,
           address: r.address,
@@ -164,7 +165,7 @@ export function listServices(
           ...(h?.weight !== undefined ? { checkWeight: h.weight } : {}),
           ...(r.sorry ? { sorry: quorum === false ? ('in use' as const) : ('standby' as const) } : {}),
           ...(r.maxConns > 0 ? { maxConns: r.maxConns, minConns: r.minConns } : {}),
-          ...(s.mode === 'tunnel' && tunnelMtu && tunnelMtu(r.id) > 0 ? { tunnelMtu: tunnelMtu(r.id) } : {}),
+          ...(mtu > 0 ? { tunnelMtu: mtu } : {}),
         };
       }),
     };

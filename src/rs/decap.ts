@@ -20,6 +20,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { DECAP_GUE_PORTS_MAX } from '../constants.js';
 import { packageRoot } from '../paths.js';
 import { rsAddon } from './native.js';
 
@@ -42,9 +43,6 @@ export function decapMode(dev: string, netns?: string, requested?: DecapMode): D
   }[];
   return links[0]?.linkinfo?.info_kind === 'veth' ? 'generic' : 'native';
 }
-
-/** The most GUE ports one decapsulator takes (its decap_gue_ports map). */
-export const DECAP_GUE_PORTS_MAX = 8;
 
 /** Attach the decapsulator to `dev` (in network namespace `netns`, or here), taking GUE
  * apart on `guePorts` too; returns the mode it runs in. */
