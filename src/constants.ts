@@ -182,8 +182,9 @@ export const DECAP_GUE_PORTS_MAX = 8;
 /** Services known at once. */
 export const SERVICES_MAX = 1024;
 
-/** Persistence groups known at once (ids stable across reloads, as services'). A template's
- * key names a service id or SERVICES_MAX + a group's number in 16 bits (conn/templates.ts). */
+/** Persistence groups known at once (ids stable across reloads, as services'; a group with
+ * IPv4 and IPv6 members counts once per family). A template's key names a service id or
+ * SERVICES_MAX + a group's number in 16 bits (conn/templates.ts). */
 export const PERSIST_GROUPS_MAX = 1024;
 
 /** The largest session cap of a real server (maxConns, ipvsadm -x): an LB holds at most

@@ -426,9 +426,16 @@ export class IdRegistry {
     return IdRegistry.number(this.servers, key, REAL_SERVERS_MAX, 'real servers', path);
   }
 
-  /** The template key of persistence group `name` (persistKey: after every service id). */
-  groupKey(name: string, path: string): number {
-    return SERVICES_MAX + IdRegistry.number(this.groups, name, PERSIST_GROUPS_MAX, 'persistence groups', path);
+  /**
+   * The template key of persistence group `name`'s services of family `af` (persistKey: after
+   * every service id). A group's IPv4 and IPv6 members (a firewall mark imported over both)
+   * have a key each: a template is of its client's family, and the service that names it to
+   * peers (ServiceTable.keyService, the lowest id with the key) must be of that family too,
+   * or no peer finds it.
+   */
+  groupKey(name: string, af: number, path: string): number {
+    const key = `${familyName(af)} ${name}`;
+    return SERVICES_MAX + IdRegistry.number(this.groups, key, PERSIST_GROUPS_MAX, 'persistence groups', path);
   }
 
   /** `key`'s number in `known`, or the next one (at most `max` since start). */
@@ -933,7 +940,8 @@ export function resolveServices(specs: readonly ServiceSpec[], ids: IdRegistry, 
       maxNewPerSec: s.maxNewPerSec ?? 0,
       idleTimeoutSec: s.idleTimeout === undefined ? 0 : checkIdleTimeout(s.idleTimeout, `${p}.idleTimeout`),
       ...(s.persistence ? { persistence: checkPersistence(s.persistence, `${p}.persistence`) } : {}),
-      persistKey: s.persistence?.group === undefined ? id : ids.groupKey(s.persistence.group, `${p}.persistence.group`),
+      persistKey:
+        s.persistence?.group === undefined ? id : ids.groupKey(s.persistence.group, vip.af, `${p}.persistence.group`),
       ...quorum,
       ...(s.quorumUp ? { quorumUp: [...s.quorumUp] } : {}),
       ...(s.quorumDown ? { quorumDown: [...s.quorumDown] } : {}),
