@@ -1,17 +1,20 @@
 /**
- * Fuzz: over a million random and mutated packets through the engine. Checks that nothing
- * throws, that no byte outside a packet's own slot changes (canary slots sit between the
- * packet slots), that every drop carries a known reason, and that every well-formed packet
- * that is forwarded has valid checksums. The PRNG is seeded; a failure prints the seed.
+ * Fuzz: over a million random and mutated packets through the engine (FULLNAT, the lab's
+ * services; every other mode: fuzz_modes.test.ts). Checks (test/helpers/fuzz.ts) that
+ * nothing throws, that no byte outside a packet's own slot changes (canary slots sit between
+ * the packet slots), that every drop carries a known reason, and that every well-formed
+ * packet that is forwarded, and every packet the engine generates, is as long as its IP
+ * header says and has valid checksums. The PRNG is seeded; a failure prints the seed.
  */
 
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
-import { DROP_REASON_COUNT, VERDICT_DROP, VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
+import { VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { IdRegistry, resolveServices, serviceWithDefaults } from '../../src/service/service.js';
 import { labServices, V4, V6 } from '../helpers/engine.js';
-import { ACK, checksumsOk, icmp, opt, PSH, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
+import { ACK, icmp, opt, PSH, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
+import { FUZZ_TIMEOUTS_SEC, fuzzBursts } from '../helpers/fuzz.js';
 import { Rng } from '../helpers/rng.js';
 
 const PACKETS = Number(process.env.TUNVS_FUZZ_PACKETS ?? 1_000_000);
@@ -157,90 +160,13 @@ describe('fuzz', () => {
       const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x5eed1234) + worker;
       const rng = new Rng(seed);
       const engine = new Engine(
-        { capacity: 8192, seed: 77, workers, worker, rstOnExpire: true, timeouts: { established: 3 } },
+        { capacity: 8192, seed: 77, workers, worker, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC },
         services(),
       );
       const pool = templates(engine, rng);
-      const HALF = 64;
-      const ring = new PacketRing(HALF * 2);
-      const slot = ring.slotSize;
-      const CANARY = 0xa5;
-      const canaryRow = new Uint8Array(slot).fill(CANARY);
-      const wellFormed = new Uint8Array(HALF);
-      let nowMs = 0;
-      let sent = 0;
-      let forwarded = 0;
-      let dropped = 0;
-      let redirected = 0;
-      let held = 0;
-      const problems: string[] = [];
-      while (sent < count) {
-        for (let k = 0; k < HALF; k++) {
-          const i = 2 * k;
-          const off = i * slot;
-          const kind = rng.below(10);
-          let len: number;
-          if (kind < 2) {
-            // Random bytes, often with a plausible version nibble.
-            len = rng.below(200);
-            for (let j = 0; j < len; j++) ring.bytes[off + j] = rng.below(256);
-            if (len > 0 && rng.below(2) === 0)
-              ring.bytes[off] = (rng.below(2) ? 0x45 : 0x60) | (ring.bytes[off]! & 0x0f);
-            wellFormed[k] = 0;
-          } else {
-            const t = pool[rng.below(pool.length)]!;
-            ring.bytes.set(t, off);
-            len = t.length;
-            wellFormed[k] = kind < 6 ? 1 : 0;
-            if (kind >= 6) {
-              // Mutate: flip bytes in the headers, or truncate, or lie about lengths.
-              const flips = 1 + rng.below(4);
-              for (let f = 0; f < flips; f++) ring.bytes[off + rng.below(Math.min(len, 80))] = rng.below(256);
-              if (rng.below(4) === 0) len = rng.below(len + 1);
-            }
-          }
-          ring.lens[i] = len;
-          // The odd neighbour is a canary slot: empty (length 0) and filled with a pattern.
-          ring.bytes.set(canaryRow, off + slot);
-          ring.lens[i + 1] = 0;
-        }
-        nowMs += 5;
-        engine.processBurst(ring, HALF * 2, nowMs);
-        engine.clearEmitted();
-        engine.handedOver(); // no other worker here to take them
-        for (let k = 0; k < HALF; k++) {
-          const i = 2 * k;
-          const v = ring.verdicts[i]!;
-          if (v === VERDICT_FORWARD) {
-            forwarded++;
-            if (ring.lens[i]! > slot) problems.push(`forwarded length ${ring.lens[i]} beyond the slot`);
-            else if (wellFormed[k] === 1) {
-              const ok = checksumsOk(ring.get(i));
-              if (!ok.ip || !ok.l4)
-                problems.push(`bad checksum after rewrite: ${Buffer.from(ring.get(i)).toString('hex')}`);
-            }
-          } else if (v === VERDICT_DROP) {
-            const why = ring.aux[i]!;
-            // 0: held, not dropped (a fragment waiting for the rest of its datagram).
-            if (why === 0) held++;
-            else dropped++;
-            if (why < 0 || why >= DROP_REASON_COUNT) problems.push(`drop without a known reason: ${why}`);
-          } else if (v === VERDICT_REDIRECT) redirected++;
-          else problems.push(`unknown verdict ${v}`);
-          const c = (i + 1) * slot;
-          for (let j = 0; j < slot; j++) {
-            if (ring.bytes[c + j] !== CANARY) {
-              problems.push(`slot ${i} wrote into its neighbour at byte ${j}`);
-              break;
-            }
-          }
-          if (problems.length > 5) break;
-        }
-        if (problems.length > 5) break;
-        sent += HALF;
-      }
+      const { sent, forwarded, dropped, held, redirected, generated, problems } = fuzzBursts(engine, pool, count, rng);
       console.log(
-        `fuzz seed ${seed.toString(16)}: ${sent} packets, ${forwarded} forwarded, ${dropped} dropped, ${held} held, ${redirected} redirected, ${engine.sessionCount} live sessions`,
+        `fuzz seed ${seed.toString(16)}: ${sent} packets, ${forwarded} forwarded, ${dropped} dropped, ${held} held, ${redirected} redirected, ${generated} generated, ${engine.sessionCount} live sessions`,
       );
       expect(problems, `seed ${seed.toString(16)}`).toEqual([]);
       expect(sent).toBeGreaterThanOrEqual(count);

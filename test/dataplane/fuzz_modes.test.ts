@@ -1,0 +1,402 @@
+/**
+ * Fuzz, every forwarding mode and the features beside FULLNAT's default path: NAT, TUNNEL
+ * (IP-in-IP, GRE with its checksum, GUE with and without the UDP checksum), DR, the SYN proxy
+ * with timestamps translated, persistence groups across modes, sloppy TCP, one-packet UDP,
+ * all-ports services, UDP fragments (reassembled, and fragmented again on the way out) and
+ * routers' "too big" errors about tunnelled packets. Templates are whole conversations made
+ * through the engine (a client's SYN, whatever the engine sends, the answer the other side
+ * would give, data both ways, ICMP errors), so the fuzz reaches the established paths of
+ * each mode; the loop (test/helpers/fuzz.ts) sends them as made, mutated and cut short among
+ * random bytes, once plain and once with TUN offloads (partial checksums and GSO
+ * super-packets behind a virtio_net_hdr). Seeded: TUNVS_FUZZ_PACKETS and TUNVS_FUZZ_SEED run
+ * it longer or elsewhere by hand.
+ */
+
+import { describe, expect, it } from 'vitest';
+import { GSO_SLOT_SIZE_BYTES, SLOT_SIZE_BYTES, VNET_HDR_LEN } from '../../src/constants.js';
+import { Engine } from '../../src/dataplane/engine.js';
+import { PacketRing } from '../../src/dataplane/ring.js';
+import { VERDICT_FORWARD, VERDICT_LINK } from '../../src/nat/verdict.js';
+import { HaControl } from '../../src/ha/role.js';
+import { EVENT_WORDS, SyncRing } from '../../src/ha/session_sync.js';
+import {
+  IdRegistry,
+  resolveServices,
+  serviceWithDefaults,
+  type ResolvedService,
+  type ServiceSpec,
+} from '../../src/service/service.js';
+import { V4, V6 } from '../helpers/engine.js';
+import { promote } from '../helpers/ha.js';
+import { FUZZ_TIMEOUTS_SEC, fuzzBursts, isFragment, received } from '../helpers/fuzz.js';
+import {
+  ACK,
+  FIN,
+  fragmentsOf,
+  icmp,
+  opt,
+  parse,
+  PSH,
+  RST,
+  SYN,
+  tcp,
+  udp,
+  upperLayer,
+  type Parsed,
+} from '../helpers/packets.js';
+import { Rng } from '../helpers/rng.js';
+import { GSO_TCPV4, GSO_TCPV6, makePartial, vnetHeader } from '../helpers/vnet.js';
+
+const PACKETS = Number(process.env.TUNVS_FUZZ_PACKETS ?? 400_000);
+const GUE_PORT = 6080;
+/** Sync events a burst of 64 packets can make, and more (the ring is drained every burst). */
+const SYNC_RING_EVENTS = 4096;
+const LINK_MAC = '02:00:00:00:00:0a';
+const RS_MAC = '02:00:00:00:00:21';
+const ROUTER = { 4: '198.18.3.1', 6: 'fd00:18:3::1' } as const;
+
+/** Slots as the forwarder sizes them: a GSO super-packet's with the TUN offloads on. */
+const slotBytes = (headroom: number) => (headroom > 0 ? GSO_SLOT_SIZE_BYTES : SLOT_SIZE_BYTES);
+
+type Family = typeof V4;
+
+/** The services of one family: [protocol, port, spec] for the templates to reach. */
+function familyServices(fam: Family): ServiceSpec[] {
+  const servers = (port: number) => [
+    { address: fam.rs1, port, weight: 1 },
+    { address: fam.rs2, port, weight: 2 },
+  ];
+  const persist = { timeoutSec: 30, netmask: 24, prefix6: 64, group: 'shop' };
+  const one = (port: number, more: Partial<ServiceSpec>, protocol: 'tcp' | 'udp' = 'tcp'): ServiceSpec => {
+    const mode = more.mode ?? 'fullnat';
+    const samePort = mode === 'tunnel' || mode === 'dr';
+    return serviceWithDefaults({
+      protocol,
+      vip: fam.vip,
+      port,
+      scheduler: 'rr',
+      realServers: servers(samePort ? port : 8000 + port),
+      ...(mode === 'fullnat' || mode === 'tunnel' ? { localAddresses: [fam.lip] } : {}),
+      ...more,
+    });
+  };
+  return [
+    one(80, {}),
+    one(81, { mode: 'nat' }),
+    one(82, { mode: 'tunnel' }),
+    one(83, { mode: 'tunnel', tunnel: { type: 'gre', checksum: true } }),
+    one(84, { mode: 'tunnel', tunnel: { type: 'gue', port: GUE_PORT, checksum: true } }),
+    one(85, { mode: 'tunnel', tunnel: { type: 'gue', port: GUE_PORT } }),
+    one(86, { mode: 'dr' }),
+    one(87, { synProxy: 'on', translateTimestamps: true }),
+    one(88, { persistence: persist }),
+    one(89, { mode: 'nat', persistence: persist }),
+    one(90, { mode: 'tunnel', persistence: persist }),
+    one(91, { mode: 'nat', scheduler: 'mh', sloppy: true }),
+    one(92, { mode: 'tunnel', scheduler: 'sh', sloppy: true, tunnel: { type: 'gre' } }),
+    one(93, { mode: 'dr', scheduler: 'mh', sloppy: true }),
+    one(94, { stripTimestamps: true, toa: { enabled: true, kind: 200, kindV6: 253, inSyn: true } }),
+    one(53, {}, 'udp'),
+    one(54, { mode: 'nat', onePacket: true }, 'udp'),
+    one(55, { onePacket: true }, 'udp'),
+    one(56, { mode: 'tunnel', tunnel: { type: 'gue', port: GUE_PORT } }, 'udp'),
+    one(57, { mode: 'dr' }, 'udp'),
+    one(58, { mode: 'nat' }, 'udp'),
+  ];
+}
+
+/** A second VIP of each family with a persistent all-ports TUNNEL service. */
+const ALL_PORTS_VIP = { 4: '198.18.0.101', 6: 'fd00:18::101' } as const;
+
+function services(): ResolvedService[] {
+  const specs = [...familyServices(V4), ...familyServices(V6)];
+  for (const fam of [V4, V6])
+    specs.push(
+      serviceWithDefaults({
+        vip: fam === V4 ? ALL_PORTS_VIP[4] : ALL_PORTS_VIP[6],
+        port: 0,
+        scheduler: 'wrr',
+        mode: 'tunnel',
+        persistence: { timeoutSec: 20, netmask: 32, prefix6: 128 },
+        realServers: [
+          { address: fam.rs1, port: 0, weight: 1 },
+          { address: fam.rs2, port: 0, weight: 1 },
+        ],
+        localAddresses: [fam.lip],
+      }),
+    );
+  // DR's frames need the link's MAC and the servers' (control/link.ts gives them at run time).
+  return resolveServices(specs, new IdRegistry()).map((s) =>
+    s.mode === 'dr' ? { ...s, linkMac: LINK_MAC, realServers: s.realServers.map((r) => ({ ...r, mac: RS_MAC })) } : s,
+  );
+}
+
+/** The packet a mode sent toward the server, as the server reads it: past DR's Ethernet
+ * header (already cut by `received`) and a tunnel's outer headers. */
+function inner(p: Uint8Array): Uint8Array {
+  const { at, proto } = upperLayer(p);
+  if (proto === 4 || proto === 41) return p.subarray(at);
+  if (proto === 47) return p.subarray(at + ((p[at]! & 0x80) !== 0 ? 8 : 4));
+  if (proto === 17 && ((p[at + 2]! << 8) | p[at + 3]!) === GUE_PORT) return p.subarray(at + 12);
+  return p;
+}
+
+class Maker {
+  readonly pool: Uint8Array[] = [];
+  private readonly ring: PacketRing;
+  get offloads(): boolean {
+    return this.headroom > 0;
+  }
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly rng: Rng,
+    private readonly headroom: number,
+  ) {
+    this.ring = new PacketRing(1, slotBytes(headroom), undefined, headroom);
+  }
+
+  /** Keep `p` as a template (behind a virtio_net_hdr with offloads: a plain one, or the
+   * partial checksum of a TCP or UDP packet) and, when `send`, run it through the engine:
+   * what it forwarded and generated, as the receivers read them. */
+  add(p: Uint8Array, send = true): Parsed[] {
+    const slot = this.withHeader(p);
+    this.pool.push(slot);
+    return send ? this.send(slot) : [];
+  }
+
+  /** A GSO super-packet of `p` (TCP with at least two segments of payload). */
+  addGso(p: Uint8Array, segment: number): Parsed[] {
+    if (this.headroom === 0) return this.add(p);
+    const slot = new Uint8Array(this.headroom + p.length);
+    slot.set(vnetHeader(p, p[0]! >> 4 === 4 ? GSO_TCPV4 : GSO_TCPV6, segment));
+    slot.set(makePartial(p), this.headroom);
+    this.pool.push(slot);
+    return this.send(slot);
+  }
+
+  private withHeader(p: Uint8Array): Uint8Array {
+    if (this.headroom === 0) return p;
+    const slot = new Uint8Array(this.headroom + p.length);
+    const { proto } = upperLayer(p);
+    if (!isFragment(p) && (proto === 6 || proto === 17) && this.rng.below(2) === 0) {
+      slot.set(vnetHeader(p, 0, 0));
+      slot.set(makePartial(p), this.headroom);
+    } else slot.set(p, this.headroom);
+    return slot;
+  }
+
+  private send(slot: Uint8Array): Parsed[] {
+    const r = this.ring;
+    r.bytes.set(slot, 0);
+    r.lens[0] = slot.length;
+    this.engine.processBurst(r, 1, 0);
+    const out: Parsed[] = [];
+    const v = r.verdicts[0];
+    if (v === VERDICT_FORWARD || v === VERDICT_LINK)
+      out.push(parse(inner(received(r.bytes, 0, r.lens[0], this.headroom, v === VERDICT_LINK))));
+    const e = this.engine.emit;
+    for (let g = 0; g < this.engine.emitCount; g++) {
+      const p = received(e.bytes, g * e.slotSize, e.lens[g]!, this.headroom, e.verdicts[g] === VERDICT_LINK);
+      if (!isFragment(p)) out.push(parse(inner(p)));
+    }
+    this.engine.clearEmitted();
+    this.engine.handedOver();
+    return out;
+  }
+}
+
+const SYN_OPTIONS = [
+  [],
+  [...opt.mss(1460), ...opt.sackPerm(), ...opt.ts(1, 0), 1, ...opt.ws(7)],
+  [...opt.mss(1400), 1, 1, ...opt.ts(0xfffffff0, 0)],
+];
+const DATA_OPTIONS = [[], [1, 1, ...opt.ts(5, 6)], [1, 1, ...opt.sack([[1, 2]])]];
+
+function bytes(rng: Rng, n: number): Uint8Array {
+  return Uint8Array.from({ length: n }, () => rng.below(256));
+}
+
+/** One TCP conversation with `vip:port` from client port `sport`. */
+function tcpFlow(m: Maker, rng: Rng, fam: Family, vip: string, port: number, sport: number): void {
+  const client = { src: fam.client, dst: vip, sport, dport: port };
+  const isn = rng.next();
+  const first = m.add(tcp({ ...client, seq: isn, flags: SYN, options: rng.pick(SYN_OPTIONS) }));
+  let toServer = first.find((p) => p.proto === 6 && p.dst !== fam.client);
+  let clientAck: number | undefined;
+  const proxyAnswer = first.find((p) => p.proto === 6 && p.dst === fam.client && p.flags === (SYN | ACK));
+  if (proxyAnswer) {
+    // The SYN proxy answered with a cookie: the client's ACK makes it open the server's side.
+    clientAck = proxyAnswer.seq + 1;
+    const next = m.add(tcp({ ...client, seq: isn + 1, ack: clientAck, flags: ACK, options: rng.pick(DATA_OPTIONS) }));
+    toServer = next.find((p) => p.proto === 6 && p.dst !== fam.client);
+  }
+  if (!toServer) return;
+  const server = { src: toServer.dst, dst: toServer.src, sport: toServer.dport, dport: toServer.sport };
+  const rsIsn = rng.next();
+  const synAck = m.add(
+    tcp({ ...server, seq: rsIsn, ack: toServer.seq + 1, flags: SYN | ACK, options: rng.pick(SYN_OPTIONS) }),
+  );
+  const toClient = synAck.find((p) => p.proto === 6 && p.dst === fam.client);
+  clientAck ??= toClient ? toClient.seq + 1 : rsIsn + 1;
+  const payload = bytes(rng, 1 + rng.below(1300));
+  const options = rng.pick(DATA_OPTIONS);
+  m.add(tcp({ ...client, seq: isn + 1, ack: clientAck, flags: ACK | PSH, options, payload }));
+  m.add(tcp({ ...server, seq: rsIsn + 1, ack: toServer.seq + 1, flags: ACK | PSH, options, payload }));
+  // Super-packets both ways (plain: a full-sized packet, which a tunnel finds too big).
+  const big = bytes(rng, m.offloads ? 2000 + rng.below(4000) : 1400 + rng.below(60));
+  m.addGso(tcp({ ...client, seq: isn + 1, ack: clientAck, flags: ACK, options, payload: big }), 500 + rng.below(900));
+  m.addGso(tcp({ ...server, seq: rsIsn + 1, ack: toServer.seq + 1, flags: ACK, payload: big }), 1000);
+  // An error from the server's side about what the LB sent it, and a router's "too big"
+  // about the packet as it left the LB (a tunnel's outer packet for TUNNEL).
+  const quoted = tcp({
+    ...server,
+    src: toServer.src,
+    dst: toServer.dst,
+    sport: toServer.sport,
+    dport: toServer.dport,
+    seq: toServer.seq,
+    flags: ACK,
+  });
+  m.add(
+    icmp(
+      toServer.dst,
+      toServer.src,
+      fam === V4 ? 3 : 1,
+      fam === V4 ? 3 : 4,
+      0,
+      quoted.subarray(0, fam === V4 ? 28 : 48),
+    ),
+  );
+  const router = fam === V4 ? ROUTER[4] : ROUTER[6];
+  m.add(icmp(router, vip, fam === V4 ? 3 : 2, fam === V4 ? 4 : 0, 1300, quoted));
+  m.add(tcp({ ...client, seq: isn + 1 + payload.length, ack: clientAck, flags: FIN | ACK }), rng.below(4) === 0);
+  m.add(tcp({ ...server, seq: rsIsn + 1, flags: RST }), false);
+}
+
+/** A UDP flow with `vip:port`: a datagram, the answer, one that IP fragments carry. */
+function udpFlow(m: Maker, rng: Rng, fam: Family, vip: string, port: number, sport: number, id: number): void {
+  const client = { src: fam.client, dst: vip, sport, dport: port };
+  const out = m.add(udp({ ...client, payload: bytes(rng, rng.below(1200)) }));
+  const toServer = out.find((p) => p.proto === 17 && p.dst !== fam.client);
+  if (toServer)
+    m.add(
+      udp({
+        src: toServer.dst,
+        dst: toServer.src,
+        sport: toServer.dport,
+        dport: toServer.sport,
+        payload: bytes(rng, 100),
+      }),
+    );
+  const large = udp({ ...client, payload: bytes(rng, 2000 + rng.below(2000)) });
+  const frags = fragmentsOf(large, 1232, id);
+  if (rng.below(3) === 0) frags.reverse();
+  for (const f of frags) m.add(f);
+}
+
+function templates(engine: Engine, rng: Rng, headroom: number): Uint8Array[] {
+  const m = new Maker(engine, rng, headroom);
+  const tcpPorts = [80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94];
+  const udpPorts = [53, 54, 55, 56, 57, 58];
+  for (let i = 0; i < 240; i++) {
+    const fam = i % 2 === 0 ? V4 : V6;
+    const sport = 20000 + i;
+    if (i % 8 === 7) {
+      const vip = fam === V4 ? ALL_PORTS_VIP[4] : ALL_PORTS_VIP[6];
+      tcpFlow(m, rng, fam, vip, 1 + rng.below(65535), sport);
+      udpFlow(m, rng, fam, vip, 1 + rng.below(65535), sport, i);
+    } else if (i % 3 === 2) udpFlow(m, rng, fam, fam.vip, rng.pick(udpPorts), sport, i);
+    else tcpFlow(m, rng, fam, fam.vip, rng.pick(tcpPorts), sport);
+    // A mid-connection packet of a flow no one has seen (sloppy services take it up).
+    if (i % 5 === 0)
+      m.add(
+        tcp({
+          src: fam.client,
+          dst: fam.vip,
+          sport: sport + 5000,
+          dport: rng.pick([91, 92, 93]),
+          seq: rng.next(),
+          ack: rng.next(),
+          flags: ACK,
+          payload: bytes(rng, 64),
+        }),
+      );
+  }
+  // Echo requests to the VIPs (answered by the LB).
+  m.add(icmp(V4.client, V4.vip, 8, 0, 0x12340001, bytes(rng, 56)));
+  m.add(icmp(V6.client, V6.vip, 128, 0, 0x12340001, bytes(rng, 56)));
+  return m.pool;
+}
+
+describe('fuzz: every mode and feature', () => {
+  it.each([
+    ['plain', 0, PACKETS, 1, 0],
+    ['with TUN offloads (virtio_net_hdr, partial checksums, GSO)', VNET_HDR_LEN, PACKETS, 1, 0],
+    ['plain, worker 1 of 2', 0, Math.ceil(PACKETS / 4), 2, 1],
+  ])(
+    '%s: no throw, no write outside the slot, every drop has a reason, checksums right',
+    (_what, headroom, count, workers, worker) => {
+      const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + headroom + worker;
+      const rng = new Rng(seed);
+      const engine = new Engine(
+        { capacity: 8192, seed: 78, workers, worker, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, headroom },
+        services(),
+      );
+      const pool = templates(engine, rng, headroom);
+      const t = fuzzBursts(engine, pool, count, rng, { headroom, slotBytes: slotBytes(headroom) });
+      console.log(
+        `fuzz (modes, ${_what}) seed ${seed.toString(16)}: ${t.sent} packets from ${pool.length} templates, ${t.forwarded} forwarded, ${t.linked} linked, ${t.dropped} dropped, ${t.held} held, ${t.redirected} redirected, ${t.generated} generated, ${engine.sessionCount} live sessions`,
+      );
+      expect(t.problems, `seed ${seed.toString(16)}`).toEqual([]);
+      expect(t.sent).toBeGreaterThanOrEqual(count);
+      expect(t.forwarded).toBeGreaterThan(count / (workers > 1 ? 100 : 10));
+      expect(t.linked).toBeGreaterThan(count / 1000);
+      expect(t.dropped).toBeGreaterThan(count / 10);
+    },
+  );
+
+  it('HA: the master publishes every change, a standby installs them, then takes over and forwards', async () => {
+    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x4a;
+    const rng = new Rng(seed);
+    const node = (nodeId: number, master: boolean) => {
+      const control = new HaControl();
+      control.set(master, master);
+      const ring = new SyncRing(SYNC_RING_EVENTS);
+      const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
+      const engine = new Engine(
+        { capacity: 8192, seed: 79, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
+        services(),
+      );
+      return { engine, ring, control };
+    };
+    const a = node(1, true);
+    const b = node(2, false);
+    const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
+    const totals = { installed: 0, deleted: 0, failed: 0, conflicts: 0 };
+    // The events of a burst, installed on the standby as the follower does (ha/follower.ts).
+    const follow = (problems: string[]) => {
+      const n = a.ring.drain(events, SYNC_RING_EVENTS);
+      if (n === 0) return;
+      const r = b.engine.installSynced(events, n);
+      totals.installed += r.installed + r.updated;
+      totals.deleted += r.deleted;
+      totals.failed += r.failed;
+      totals.conflicts += r.conflicts;
+      if (r.failed > 0 || r.conflicts > 0) problems.push(`install: ${JSON.stringify(r)}`);
+    };
+    const pool = templates(a.engine, rng, 0);
+    const t = fuzzBursts(a.engine, pool, PACKETS / 2, rng, { afterBurst: follow });
+    expect(t.problems, `seed ${seed.toString(16)} (master)`).toEqual([]);
+    expect(totals.installed).toBeGreaterThan(1000);
+    expect(totals.deleted).toBeGreaterThan(100);
+    // The standby takes over (its installed sessions become its own) and gets the traffic.
+    await promote(b);
+    const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng);
+    console.log(
+      `fuzz (modes, HA) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${after.sent} after the takeover, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
+    );
+    expect(after.problems, `seed ${seed.toString(16)} (after the takeover)`).toEqual([]);
+    expect(after.forwarded).toBeGreaterThan(PACKETS / 100);
+  });
+});
