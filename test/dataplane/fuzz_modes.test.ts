@@ -8,8 +8,11 @@
  * would give, data both ways, ICMP errors), so the fuzz reaches the established paths of
  * each mode; the loop (test/helpers/fuzz.ts) sends them as made, mutated and cut short among
  * random bytes, once plain and once with TUN offloads (partial checksums and GSO
- * super-packets behind a virtio_net_hdr). Seeded: TUNVS_FUZZ_PACKETS and TUNVS_FUZZ_SEED run
- * it longer or elsewhere by hand.
+ * super-packets behind a virtio_net_hdr); with reloads that take services away, drain, cut
+ * and change them under their sessions; on an HA master whose every event a standby installs
+ * before it takes over; and on two cluster nodes that forward the same flows on each other's
+ * copies until one dies and the other adopts its sessions (installs must not fail). Seeded:
+ * TUNVS_FUZZ_PACKETS and TUNVS_FUZZ_SEED run it longer or elsewhere by hand.
  */
 
 import { describe, expect, it } from 'vitest';
@@ -26,6 +29,7 @@ import {
   type ResolvedService,
   type ServiceSpec,
 } from '../../src/service/service.js';
+import { parseAddress } from '../../src/service/addr.js';
 import { V4, V6 } from '../helpers/engine.js';
 import { promote } from '../helpers/ha.js';
 import { FUZZ_TIMEOUTS_SEC, fuzzBursts, isFragment, received } from '../helpers/fuzz.js';
@@ -108,7 +112,7 @@ function familyServices(fam: Family): ServiceSpec[] {
 /** A second VIP of each family with a persistent all-ports TUNNEL service. */
 const ALL_PORTS_VIP = { 4: '198.18.0.101', 6: 'fd00:18::101' } as const;
 
-function services(): ResolvedService[] {
+function serviceSpecs(): ServiceSpec[] {
   const specs = [...familyServices(V4), ...familyServices(V6)];
   for (const fam of [V4, V6])
     specs.push(
@@ -125,10 +129,31 @@ function services(): ResolvedService[] {
         localAddresses: [fam.lip],
       }),
     );
+  return specs;
+}
+
+function services(specs = serviceSpecs(), ids = new IdRegistry()): ResolvedService[] {
   // DR's frames need the link's MAC and the servers' (control/link.ts gives them at run time).
-  return resolveServices(specs, new IdRegistry()).map((s) =>
+  return resolveServices(specs, ids).map((s) =>
     s.mode === 'dr' ? { ...s, linkMac: LINK_MAC, realServers: s.realServers.map((r) => ({ ...r, mac: RS_MAC })) } : s,
   );
+}
+
+/** A reload's services: each service kept, left out, drained, cut to its first server, or
+ * (FULLNAT and NAT with one port) switched to the other of the two. */
+function reloaded(rng: Rng): ServiceSpec[] {
+  const out: ServiceSpec[] = [];
+  for (const s of serviceSpecs()) {
+    const roll = rng.below(10);
+    if (roll === 0) continue;
+    if (roll === 1) out.push({ ...s, realServers: s.realServers.map((r) => ({ ...r, weight: 0 })) });
+    else if (roll === 2) out.push({ ...s, realServers: s.realServers.slice(0, 1) });
+    else if (roll === 3 && s.mode === 'nat' && s.persistence === undefined && !s.sloppy && !s.onePacket) {
+      const lip = s.vip.includes(':') ? V6.lip : V4.lip;
+      out.push({ ...s, mode: 'fullnat', localAddresses: [lip] });
+    } else out.push(s);
+  }
+  return out;
 }
 
 /** The packet a mode sent toward the server, as the server reads it: past DR's Ethernet
@@ -356,6 +381,32 @@ describe('fuzz: every mode and feature', () => {
     },
   );
 
+  it('reloads: services left out, drained, cut to one server or switched between NAT and FULLNAT, and back', () => {
+    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x52;
+    const rng = new Rng(seed);
+    const ids = new IdRegistry();
+    const engine = new Engine(
+      { capacity: 8192, seed: 80, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC },
+      services(serviceSpecs(), ids),
+    );
+    const pool = templates(engine, rng, 0);
+    let bursts = 0;
+    let reloads = 0;
+    // Every 200 bursts (1 s of the engine's clock) another service set, every other time the
+    // whole one again: sessions of services gone or changed go on over the tombstones.
+    const reload = () => {
+      if (++bursts % 200 !== 0) return;
+      reloads++;
+      engine.applyServices(services(reloads % 2 === 0 ? serviceSpecs() : reloaded(rng), ids));
+    };
+    const t = fuzzBursts(engine, pool, PACKETS / 2, rng, { afterBurst: reload });
+    console.log(
+      `fuzz (modes, reloads) seed ${seed.toString(16)}: ${t.sent} packets, ${reloads} reloads, ${t.forwarded} forwarded, ${t.linked} linked, ${t.generated} generated`,
+    );
+    expect(t.problems, `seed ${seed.toString(16)}`).toEqual([]);
+    expect(reloads).toBeGreaterThan(10);
+  });
+
   it('HA: the master publishes every change, a standby installs them, then takes over and forwards', async () => {
     const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x4a;
     const rng = new Rng(seed);
@@ -398,5 +449,69 @@ describe('fuzz: every mode and feature', () => {
     );
     expect(after.problems, `seed ${seed.toString(16)} (after the takeover)`).toEqual([]);
     expect(after.forwarded).toBeGreaterThan(PACKETS / 100);
+  });
+
+  it('cluster: two nodes forward the same flows on the copies of each other; one dies, the other adopts and goes on', async () => {
+    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x43;
+    const rng = new Rng(seed);
+    const LIPS_B = { 4: '198.18.2.9', 6: 'fd00:18:2::9' } as const;
+    const withLips = (specs: ServiceSpec[]) =>
+      specs.map((x) =>
+        x.localAddresses.length === 0 ? x : { ...x, localAddresses: [x.vip.includes(':') ? LIPS_B[6] : LIPS_B[4]] },
+      );
+    const node = (nodeId: number, specs: ServiceSpec[]) => {
+      const control = new HaControl();
+      control.set(true, true);
+      const ring = new SyncRing(SYNC_RING_EVENTS);
+      const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
+      const engine = new Engine(
+        { capacity: 8192, seed: 81, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
+        services(specs),
+      );
+      return { engine, ring };
+    };
+    const a = node(1, serviceSpecs());
+    const b = node(2, withLips(serviceSpecs()));
+    const peerLips = (lips: readonly string[], holder: number) => lips.map((x) => ({ ...parseAddress(x)!, holder }));
+    a.engine.setPeerLocalAddresses(peerLips([LIPS_B[4], LIPS_B[6]], 2));
+    b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 1));
+    const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
+    const totals = { installed: 0, deleted: 0, conflicts: 0 };
+    // Each node's events installed on the other, every burst (the followers of both).
+    const exchange = (problems: string[]) => {
+      for (const [from, to] of [
+        [a, b],
+        [b, a],
+      ] as const) {
+        const n = from.ring.drain(events, SYNC_RING_EVENTS);
+        if (n === 0) continue;
+        const r = to.engine.installSynced(events, n);
+        totals.installed += r.installed + r.updated;
+        totals.deleted += r.deleted;
+        totals.conflicts += r.conflicts;
+        if (r.failed > 0) problems.push(`install: ${JSON.stringify(r)}`);
+      }
+    };
+    const pool = templates(a.engine, rng, 0);
+    const chunk = Math.ceil(PACKETS / 16);
+    // The routers move the flows between the nodes (ECMP rehashes), back and forth.
+    for (let round = 0; round < 4; round++)
+      for (const n of [a, b]) {
+        const t = fuzzBursts(n.engine, pool, chunk, rng, { afterBurst: exchange });
+        expect(t.problems, `seed ${seed.toString(16)} round ${round}`).toEqual([]);
+      }
+    expect(totals.installed).toBeGreaterThan(1000);
+    // Node 1 dies: node 2, its first live backup, holds its addresses and adopts its sessions.
+    b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 2));
+    const adopted = await b.engine.adoptSynced(1);
+    const reconciled = await b.engine.reconcileSynced();
+    const alone = fuzzBursts(b.engine, pool, PACKETS / 4, rng, {
+      afterBurst: () => b.ring.drain(events, SYNC_RING_EVENTS),
+    });
+    console.log(
+      `fuzz (modes, cluster) seed ${seed.toString(16)}: ${8 * chunk} packets over two nodes, ${totals.installed} installs, ${totals.deleted} deletes, ${totals.conflicts} conflicts; node 2 adopted ${adopted} and claimed ${reconciled.claimed}, then ${alone.sent} packets, ${alone.forwarded} forwarded, ${alone.generated} generated`,
+    );
+    expect(alone.problems, `seed ${seed.toString(16)} (after the death)`).toEqual([]);
+    expect(alone.forwarded).toBeGreaterThan(PACKETS / 100);
   });
 });
