@@ -369,7 +369,7 @@ describe('fuzz: every mode and feature', () => {
         services(),
       );
       const pool = templates(engine, rng, headroom);
-      const t = fuzzBursts(engine, pool, count, rng, { headroom, slotBytes: slotBytes(headroom) });
+      const t = fuzzBursts(engine, pool, count, rng, { headroom, slotBytes: slotBytes(headroom), guePort: GUE_PORT });
       console.log(
         `fuzz (modes, ${_what}) seed ${seed.toString(16)}: ${t.sent} packets from ${pool.length} templates, ${t.forwarded} forwarded, ${t.linked} linked, ${t.dropped} dropped, ${t.held} held, ${t.redirected} redirected, ${t.generated} generated, ${engine.sessionCount} live sessions`,
       );
@@ -399,7 +399,7 @@ describe('fuzz: every mode and feature', () => {
       reloads++;
       engine.applyServices(services(reloads % 2 === 0 ? serviceSpecs() : reloaded(rng), ids));
     };
-    const t = fuzzBursts(engine, pool, PACKETS / 2, rng, { afterBurst: reload });
+    const t = fuzzBursts(engine, pool, PACKETS / 2, rng, { afterBurst: reload, guePort: GUE_PORT });
     console.log(
       `fuzz (modes, reloads) seed ${seed.toString(16)}: ${t.sent} packets, ${reloads} reloads, ${t.forwarded} forwarded, ${t.linked} linked, ${t.generated} generated`,
     );
@@ -437,13 +437,13 @@ describe('fuzz: every mode and feature', () => {
       if (r.failed > 0 || r.conflicts > 0) problems.push(`install: ${JSON.stringify(r)}`);
     };
     const pool = templates(a.engine, rng, 0);
-    const t = fuzzBursts(a.engine, pool, PACKETS / 2, rng, { afterBurst: follow });
+    const t = fuzzBursts(a.engine, pool, PACKETS / 2, rng, { afterBurst: follow, guePort: GUE_PORT });
     expect(t.problems, `seed ${seed.toString(16)} (master)`).toEqual([]);
     expect(totals.installed).toBeGreaterThan(1000);
     expect(totals.deleted).toBeGreaterThan(100);
     // The standby takes over (its installed sessions become its own) and gets the traffic.
     await promote(b);
-    const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng);
+    const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { guePort: GUE_PORT });
     console.log(
       `fuzz (modes, HA) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${after.sent} after the takeover, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
     );
@@ -497,7 +497,7 @@ describe('fuzz: every mode and feature', () => {
     // The routers move the flows between the nodes (ECMP rehashes), back and forth.
     for (let round = 0; round < 4; round++)
       for (const n of [a, b]) {
-        const t = fuzzBursts(n.engine, pool, chunk, rng, { afterBurst: exchange });
+        const t = fuzzBursts(n.engine, pool, chunk, rng, { afterBurst: exchange, guePort: GUE_PORT });
         expect(t.problems, `seed ${seed.toString(16)} round ${round}`).toEqual([]);
       }
     expect(totals.installed).toBeGreaterThan(1000);
@@ -507,6 +507,7 @@ describe('fuzz: every mode and feature', () => {
     const reconciled = await b.engine.reconcileSynced();
     const alone = fuzzBursts(b.engine, pool, PACKETS / 4, rng, {
       afterBurst: () => b.ring.drain(events, SYNC_RING_EVENTS),
+      guePort: GUE_PORT,
     });
     console.log(
       `fuzz (modes, cluster) seed ${seed.toString(16)}: ${8 * chunk} packets over two nodes, ${totals.installed} installs, ${totals.deleted} deletes, ${totals.conflicts} conflicts; node 2 adopted ${adopted} and claimed ${reconciled.claimed}, then ${alone.sent} packets, ${alone.forwarded} forwarded, ${alone.generated} generated`,

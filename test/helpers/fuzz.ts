@@ -83,8 +83,8 @@ export function hexHead(p: Uint8Array): string {
 }
 
 /** What a forwarded or generated packet must be: as long as its IP header says, and (unless
- * a fragment) with right checksums, a tunnel's inner packet's too. */
-function checkSums(what: string, p: Uint8Array, problems: string[]): void {
+ * a fragment) with right checksums, a tunnel's inner packet's too (GUE's: UDP to `guePort`). */
+function checkSums(what: string, p: Uint8Array, problems: string[], guePort = 0): void {
   const v4 = p[0]! >> 4 === 4;
   const said = p.length < (v4 ? 20 : 40) ? -1 : v4 ? (p[2]! << 8) | p[3]! : 40 + ((p[4]! << 8) | p[5]!);
   if (said !== p.length) {
@@ -104,12 +104,18 @@ function checkSums(what: string, p: Uint8Array, problems: string[]): void {
     problems.push(`${what}: unreadable (${(e as Error).message}): ${hexHead(p)}`);
     return;
   }
-  if (!ok.ip || !ok.l4) problems.push(`${what}: bad checksum: ${hexHead(p)}`);
+  if (!ok.ip || !ok.l4) {
+    problems.push(`${what}: bad checksum: ${hexHead(p)}`);
+    return;
+  }
+  const { at, proto } = upperLayer(p);
+  if (guePort > 0 && proto === 17 && ((p[at + 2]! << 8) | p[at + 3]!) === guePort)
+    checkSums(`${what} (inside GUE)`, p.subarray(at + 8 + 4), problems);
 }
 
 /** What the engine generated (RSTs, SYN-ACKs, ICMP, fragments, a tunnel's segments): checked,
  * then forgotten as the forwarder does once written. */
-function checkGenerated(engine: Engine, headroom: number, t: FuzzTally): void {
+function checkGenerated(engine: Engine, headroom: number, t: FuzzTally, guePort: number): void {
   const e = engine.emit;
   for (let g = 0; g < engine.emitCount && t.problems.length <= 5; g++) {
     t.generated++;
@@ -120,6 +126,7 @@ function checkGenerated(engine: Engine, headroom: number, t: FuzzTally): void {
         'generated',
         received(e.bytes, g * e.slotSize, len, headroom, e.verdicts[g] === VERDICT_LINK),
         t.problems,
+        guePort,
       );
   }
   engine.clearEmitted();
@@ -140,7 +147,14 @@ export function fuzzBursts(
     headroom = 0,
     slotBytes = SLOT_SIZE_BYTES,
     afterBurst,
-  }: { headroom?: number; slotBytes?: number; afterBurst?: (problems: string[]) => void } = {},
+    guePort = 0,
+  }: {
+    headroom?: number;
+    slotBytes?: number;
+    afterBurst?: (problems: string[]) => void;
+    /** GUE's UDP port: what goes there is checked inside too. */
+    guePort?: number;
+  } = {},
 ): FuzzTally {
   const HALF = 64;
   const ring = new PacketRing(HALF * 2, slotBytes, undefined, headroom);
@@ -195,7 +209,7 @@ export function fuzzBursts(
     engine.processBurst(ring, HALF * 2, nowMs);
     // (processBurst moves the timers first: expiry's RSTs, SYN proxy retries, fragments
     // timed out.)
-    checkGenerated(engine, headroom, t);
+    checkGenerated(engine, headroom, t, guePort);
     engine.handedOver(); // no other worker here to take them
     afterBurst?.(problems);
     for (let k = 0; k < HALF; k++) {
@@ -207,7 +221,7 @@ export function fuzzBursts(
         const len = ring.lens[i]!;
         if (len > slot) problems.push(`forwarded length ${len} beyond the slot`);
         else if (wellFormed[k] === 1)
-          checkSums('forwarded', received(ring.bytes, i * slot, len, headroom, v === VERDICT_LINK), problems);
+          checkSums('forwarded', received(ring.bytes, i * slot, len, headroom, v === VERDICT_LINK), problems, guePort);
       } else if (v === VERDICT_DROP) {
         const why = ring.aux[i]!;
         // 0: held, not dropped (a fragment waiting for the rest of its datagram).
