@@ -16,7 +16,8 @@
  */
 
 import { describe, expect, it } from 'vitest';
-import { GSO_SLOT_SIZE_BYTES, SLOT_SIZE_BYTES, VNET_HDR_LEN } from '../../src/constants.js';
+import { GSO_SLOT_SIZE_BYTES, SLOT_SIZE_BYTES, TIMER_TICK_MS, VNET_HDR_LEN } from '../../src/constants.js';
+import { C_SESSIONS_CREATED } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_FORWARD, VERDICT_LINK } from '../../src/nat/verdict.js';
@@ -30,9 +31,9 @@ import {
   type ServiceSpec,
 } from '../../src/service/service.js';
 import { parseAddress } from '../../src/service/addr.js';
-import { V4, V6 } from '../helpers/engine.js';
+import { shareSecrets, V4, V6 } from '../helpers/engine.js';
 import { promote } from '../helpers/ha.js';
-import { FUZZ_TIMEOUTS_SEC, fuzzBursts, isFragment, received } from '../helpers/fuzz.js';
+import { FUZZ_TIMEOUTS_SEC, fuzzBursts, hexHead, isFragment, received } from '../helpers/fuzz.js';
 import {
   ACK,
   FIN,
@@ -354,6 +355,69 @@ function templates(engine: Engine, rng: Rng, headroom: number): Uint8Array[] {
   return m.pool;
 }
 
+/** A packet's flow, the same both ways: its addresses and ports (none: its bytes). */
+function flowOf(p: Uint8Array): string {
+  try {
+    const x = parse(p);
+    if (x.proto !== 6 && x.proto !== 17) return Buffer.from(p).toString('hex');
+    return [`${x.src}|${x.sport}`, `${x.dst}|${x.dport}`].sort().join(' ');
+  } catch {
+    return Buffer.from(p).toString('hex');
+  }
+}
+
+/**
+ * Every template through two engines at `nowMs`, one slot at a time: where both forward it on
+ * a session they had, their output and what they generated must be the same bytes. A flow one
+ * of them makes a session for here (the other's was never published, or has ended; a new SYN
+ * on a closed one) is not compared from then on: each schedules it by its own state.
+ */
+function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number) {
+  const problems: string[] = [];
+  let compared = 0;
+  const rings = [a, b].map(() => new PacketRing(1));
+  a.advanceTimers(nowMs);
+  b.advanceTimers(nowMs);
+  a.clearEmitted();
+  b.clearEmitted();
+  const fresh = new Set<string>();
+  for (const p of pool) {
+    const flow = flowOf(p);
+    const out = [a, b].map((e, k) => {
+      const r = rings[k]!;
+      const before = e.counters[C_SESSIONS_CREATED]!;
+      r.bytes.set(p, 0);
+      r.lens[0] = p.length;
+      e.processBurst(r, 1, nowMs);
+      const emitted = Array.from({ length: e.emitCount }, (_, g) => e.emit.get(g).slice());
+      e.clearEmitted();
+      e.handedOver();
+      const v = r.verdicts[0]!;
+      const forwarded = v === VERDICT_FORWARD || v === VERDICT_LINK;
+      return {
+        v,
+        made: e.counters[C_SESSIONS_CREATED] !== before,
+        bytes: forwarded ? r.get(0).slice() : undefined,
+        emitted,
+      };
+    });
+    const [x, y] = out as [(typeof out)[0], (typeof out)[0]];
+    if (x.made || y.made) fresh.add(flow);
+    if (!x.bytes || !y.bytes || fresh.has(flow)) continue;
+    compared++;
+    const same =
+      x.v === y.v &&
+      Buffer.from(x.bytes).equals(Buffer.from(y.bytes)) &&
+      x.emitted.length === y.emitted.length &&
+      x.emitted.every((g, i) => Buffer.from(g).equals(Buffer.from(y.emitted[i]!)));
+    if (!same && problems.length < 5)
+      problems.push(
+        `in ${hexHead(p)}: master ${x.v} ${hexHead(x.bytes)} (+${x.emitted.length}), standby ${y.v} ${hexHead(y.bytes)} (+${y.emitted.length})`,
+      );
+  }
+  return { problems, compared, nowMs };
+}
+
 describe('fuzz: every mode and feature', () => {
   it.each([
     ['plain', 0, PACKETS, 1, 0],
@@ -423,10 +487,13 @@ describe('fuzz: every mode and feature', () => {
     };
     const a = node(1, true);
     const b = node(2, false);
+    shareSecrets(a.engine, b.engine); // as a pair's nodes share theirs (control/isn_secret.ts)
     const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
     const totals = { installed: 0, deleted: 0, failed: 0, conflicts: 0 };
-    // The events of a burst, installed on the standby as the follower does (ha/follower.ts).
-    const follow = (problems: string[]) => {
+    // The events of a burst, installed on the standby as the follower does (ha/follower.ts),
+    // its clock (and its copies' timers) with the master's.
+    const follow = (problems: string[], nowMs: number) => {
+      b.engine.advanceTimers(nowMs);
       const n = a.ring.drain(events, SYNC_RING_EVENTS);
       if (n === 0) return;
       const r = b.engine.installSynced(events, n);
@@ -441,11 +508,17 @@ describe('fuzz: every mode and feature', () => {
     expect(t.problems, `seed ${seed.toString(16)} (master)`).toEqual([]);
     expect(totals.installed).toBeGreaterThan(1000);
     expect(totals.deleted).toBeGreaterThan(100);
-    // The standby takes over (its installed sessions become its own) and gets the traffic.
+    // The standby takes over (its installed sessions become its own).
     await promote(b);
-    const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { guePort: GUE_PORT });
+    // Each flow both had goes on on the standby as on the master: byte for byte, what they
+    // forward and generate for every template that finds a session on both.
+    const twin = twins(a.engine, b.engine, pool, t.endMs + TIMER_TICK_MS);
+    expect(twin.problems, `seed ${seed.toString(16)} (the standby as its master)`).toEqual([]);
+    expect(twin.compared).toBeGreaterThan(100);
+    // And it gets the traffic.
+    const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { guePort: GUE_PORT, startMs: twin.nowMs });
     console.log(
-      `fuzz (modes, HA) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${after.sent} after the takeover, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
+      `fuzz (modes, HA) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${twin.compared} templates forwarded alike by both after the takeover; ${after.sent} packets after it, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
     );
     expect(after.problems, `seed ${seed.toString(16)} (after the takeover)`).toEqual([]);
     expect(after.forwarded).toBeGreaterThan(PACKETS / 100);
@@ -477,12 +550,14 @@ describe('fuzz: every mode and feature', () => {
     b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 1));
     const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
     const totals = { installed: 0, deleted: 0, conflicts: 0 };
-    // Each node's events installed on the other, every burst (the followers of both).
-    const exchange = (problems: string[]) => {
+    // Each node's events installed on the other, every burst (the followers of both), both
+    // clocks (and timers) at the same time.
+    const exchange = (problems: string[], nowMs: number) => {
       for (const [from, to] of [
         [a, b],
         [b, a],
       ] as const) {
+        to.engine.advanceTimers(nowMs);
         const n = from.ring.drain(events, SYNC_RING_EVENTS);
         if (n === 0) continue;
         const r = to.engine.installSynced(events, n);
@@ -495,10 +570,12 @@ describe('fuzz: every mode and feature', () => {
     const pool = templates(a.engine, rng, 0);
     const chunk = Math.ceil(PACKETS / 16);
     // The routers move the flows between the nodes (ECMP rehashes), back and forth.
+    let clock = 0;
     for (let round = 0; round < 4; round++)
       for (const n of [a, b]) {
-        const t = fuzzBursts(n.engine, pool, chunk, rng, { afterBurst: exchange, guePort: GUE_PORT });
+        const t = fuzzBursts(n.engine, pool, chunk, rng, { afterBurst: exchange, guePort: GUE_PORT, startMs: clock });
         expect(t.problems, `seed ${seed.toString(16)} round ${round}`).toEqual([]);
+        clock = t.endMs;
       }
     expect(totals.installed).toBeGreaterThan(1000);
     // Node 1 dies: node 2, its first live backup, holds its addresses and adopts its sessions.
@@ -508,6 +585,7 @@ describe('fuzz: every mode and feature', () => {
     const alone = fuzzBursts(b.engine, pool, PACKETS / 4, rng, {
       afterBurst: () => b.ring.drain(events, SYNC_RING_EVENTS),
       guePort: GUE_PORT,
+      startMs: clock,
     });
     console.log(
       `fuzz (modes, cluster) seed ${seed.toString(16)}: ${8 * chunk} packets over two nodes, ${totals.installed} installs, ${totals.deleted} deletes, ${totals.conflicts} conflicts; node 2 adopted ${adopted} and claimed ${reconciled.claimed}, then ${alone.sent} packets, ${alone.forwarded} forwarded, ${alone.generated} generated`,

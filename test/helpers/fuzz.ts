@@ -46,6 +46,8 @@ export interface FuzzTally {
   redirected: number;
   generated: number;
   problems: string[];
+  /** The engine's clock after the last burst. */
+  endMs: number;
 }
 
 /** Whether the IP packet `p` is a fragment (its upper layer's checksum covers more than it). */
@@ -148,10 +150,14 @@ export function fuzzBursts(
     slotBytes = SLOT_SIZE_BYTES,
     afterBurst,
     guePort = 0,
+    startMs = 0,
   }: {
     headroom?: number;
     slotBytes?: number;
-    afterBurst?: (problems: string[]) => void;
+    /** Called after each burst with the problems so far and the engine's clock. */
+    afterBurst?: (problems: string[], nowMs: number) => void;
+    /** The engine's clock before the first burst (a later run on an engine that ran before). */
+    startMs?: number;
     /** GUE's UDP port: what goes there is checked inside too. */
     guePort?: number;
   } = {},
@@ -171,9 +177,10 @@ export function fuzzBursts(
     redirected: 0,
     generated: 0,
     problems: [],
+    endMs: startMs,
   };
   const problems = t.problems;
-  let nowMs = 0;
+  let nowMs = startMs;
   while (t.sent < count) {
     for (let k = 0; k < HALF; k++) {
       const i = 2 * k;
@@ -211,7 +218,7 @@ export function fuzzBursts(
     // timed out.)
     checkGenerated(engine, headroom, t, guePort);
     engine.handedOver(); // no other worker here to take them
-    afterBurst?.(problems);
+    afterBurst?.(problems, nowMs);
     for (let k = 0; k < HALF; k++) {
       const i = 2 * k;
       const v = ring.verdicts[i]!;
@@ -238,5 +245,6 @@ export function fuzzBursts(
     if (problems.length > 5) break;
     t.sent += HALF;
   }
+  t.endMs = nowMs;
   return t;
 }
