@@ -372,24 +372,26 @@ function flowOf(p: Uint8Array): string {
  * of them makes a session for here (the other's was never published, or has ended; a new SYN
  * on a closed one) is not compared from then on: each schedules it by its own state.
  */
-function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number) {
+function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number, headroom: number) {
   const problems: string[] = [];
   let compared = 0;
-  const rings = [a, b].map(() => new PacketRing(1));
+  const rings = [a, b].map(() => new PacketRing(1, slotBytes(headroom), undefined, headroom));
   a.advanceTimers(nowMs);
   b.advanceTimers(nowMs);
   a.clearEmitted();
   b.clearEmitted();
   const fresh = new Set<string>();
   for (const p of pool) {
-    const flow = flowOf(p);
+    const flow = flowOf(p.subarray(headroom));
     const out = [a, b].map((e, k) => {
       const r = rings[k]!;
       const before = e.counters[C_SESSIONS_CREATED]!;
       r.bytes.set(p, 0);
       r.lens[0] = p.length;
       e.processBurst(r, 1, nowMs);
-      const emitted = Array.from({ length: e.emitCount }, (_, g) => e.emit.get(g).slice());
+      const emitted = Array.from({ length: e.emitCount }, (_, g) =>
+        e.emit.bytes.slice(g * e.emit.slotSize, g * e.emit.slotSize + e.emit.lens[g]!),
+      );
       e.clearEmitted();
       e.handedOver();
       const v = r.verdicts[0]!;
@@ -397,7 +399,7 @@ function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number)
       return {
         v,
         made: e.counters[C_SESSIONS_CREATED] !== before,
-        bytes: forwarded ? r.get(0).slice() : undefined,
+        bytes: forwarded ? r.bytes.slice(0, r.lens[0]) : undefined,
         emitted,
       };
     });
@@ -471,58 +473,65 @@ describe('fuzz: every mode and feature', () => {
     expect(reloads).toBeGreaterThan(10);
   });
 
-  it('HA: the master publishes every change, a standby installs them, then takes over and forwards', async () => {
-    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x4a;
-    const rng = new Rng(seed);
-    const node = (nodeId: number, master: boolean) => {
-      const control = new HaControl();
-      control.set(master, master);
-      const ring = new SyncRing(SYNC_RING_EVENTS);
-      const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
-      const engine = new Engine(
-        { capacity: 8192, seed: 79, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
-        services(),
+  it.each([
+    ['plain', 0],
+    ['with TUN offloads', VNET_HDR_LEN],
+  ])(
+    'HA, %s: the master publishes every change, a standby installs them, then takes over and forwards',
+    async (_what, headroom) => {
+      const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x4a + headroom;
+      const rng = new Rng(seed);
+      const node = (nodeId: number, master: boolean) => {
+        const control = new HaControl();
+        control.set(master, master);
+        const ring = new SyncRing(SYNC_RING_EVENTS);
+        const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
+        const engine = new Engine(
+          { capacity: 8192, seed: 79, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha, headroom },
+          services(),
+        );
+        return { engine, ring, control };
+      };
+      const a = node(1, true);
+      const b = node(2, false);
+      shareSecrets(a.engine, b.engine); // as a pair's nodes share theirs (control/isn_secret.ts)
+      const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
+      const totals = { installed: 0, deleted: 0, failed: 0, conflicts: 0 };
+      // The events of a burst, installed on the standby as the follower does (ha/follower.ts),
+      // its clock (and its copies' timers) with the master's.
+      const follow = (problems: string[], nowMs: number) => {
+        b.engine.advanceTimers(nowMs);
+        const n = a.ring.drain(events, SYNC_RING_EVENTS);
+        if (n === 0) return;
+        const r = b.engine.installSynced(events, n);
+        totals.installed += r.installed + r.updated;
+        totals.deleted += r.deleted;
+        totals.failed += r.failed;
+        totals.conflicts += r.conflicts;
+        if (r.failed > 0 || r.conflicts > 0) problems.push(`install: ${JSON.stringify(r)}`);
+      };
+      const pool = templates(a.engine, rng, headroom);
+      const io = { headroom, slotBytes: slotBytes(headroom), guePort: GUE_PORT };
+      const t = fuzzBursts(a.engine, pool, PACKETS / 2, rng, { ...io, afterBurst: follow });
+      expect(t.problems, `seed ${seed.toString(16)} (master)`).toEqual([]);
+      expect(totals.installed).toBeGreaterThan(1000);
+      expect(totals.deleted).toBeGreaterThan(100);
+      // The standby takes over (its installed sessions become its own).
+      await promote(b);
+      // Each flow both had goes on on the standby as on the master: byte for byte, what they
+      // forward and generate for every template that finds a session on both.
+      const twin = twins(a.engine, b.engine, pool, t.endMs + TIMER_TICK_MS, headroom);
+      expect(twin.problems, `seed ${seed.toString(16)} (the standby as its master)`).toEqual([]);
+      expect(twin.compared).toBeGreaterThan(100);
+      // And it gets the traffic.
+      const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { ...io, startMs: twin.nowMs });
+      console.log(
+        `fuzz (modes, HA, ${_what}) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${twin.compared} templates forwarded alike by both after the takeover; ${after.sent} packets after it, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
       );
-      return { engine, ring, control };
-    };
-    const a = node(1, true);
-    const b = node(2, false);
-    shareSecrets(a.engine, b.engine); // as a pair's nodes share theirs (control/isn_secret.ts)
-    const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
-    const totals = { installed: 0, deleted: 0, failed: 0, conflicts: 0 };
-    // The events of a burst, installed on the standby as the follower does (ha/follower.ts),
-    // its clock (and its copies' timers) with the master's.
-    const follow = (problems: string[], nowMs: number) => {
-      b.engine.advanceTimers(nowMs);
-      const n = a.ring.drain(events, SYNC_RING_EVENTS);
-      if (n === 0) return;
-      const r = b.engine.installSynced(events, n);
-      totals.installed += r.installed + r.updated;
-      totals.deleted += r.deleted;
-      totals.failed += r.failed;
-      totals.conflicts += r.conflicts;
-      if (r.failed > 0 || r.conflicts > 0) problems.push(`install: ${JSON.stringify(r)}`);
-    };
-    const pool = templates(a.engine, rng, 0);
-    const t = fuzzBursts(a.engine, pool, PACKETS / 2, rng, { afterBurst: follow, guePort: GUE_PORT });
-    expect(t.problems, `seed ${seed.toString(16)} (master)`).toEqual([]);
-    expect(totals.installed).toBeGreaterThan(1000);
-    expect(totals.deleted).toBeGreaterThan(100);
-    // The standby takes over (its installed sessions become its own).
-    await promote(b);
-    // Each flow both had goes on on the standby as on the master: byte for byte, what they
-    // forward and generate for every template that finds a session on both.
-    const twin = twins(a.engine, b.engine, pool, t.endMs + TIMER_TICK_MS);
-    expect(twin.problems, `seed ${seed.toString(16)} (the standby as its master)`).toEqual([]);
-    expect(twin.compared).toBeGreaterThan(100);
-    // And it gets the traffic.
-    const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { guePort: GUE_PORT, startMs: twin.nowMs });
-    console.log(
-      `fuzz (modes, HA) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${twin.compared} templates forwarded alike by both after the takeover; ${after.sent} packets after it, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
-    );
-    expect(after.problems, `seed ${seed.toString(16)} (after the takeover)`).toEqual([]);
-    expect(after.forwarded).toBeGreaterThan(PACKETS / 100);
-  });
+      expect(after.problems, `seed ${seed.toString(16)} (after the takeover)`).toEqual([]);
+      expect(after.forwarded).toBeGreaterThan(PACKETS / 100);
+    },
+  );
 
   it('cluster: two nodes forward the same flows on the copies of each other; one dies, the other adopts and goes on', async () => {
     const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x43;
