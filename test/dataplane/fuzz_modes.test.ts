@@ -20,7 +20,7 @@ import { GSO_SLOT_SIZE_BYTES, SLOT_SIZE_BYTES, TIMER_TICK_MS, VNET_HDR_LEN } fro
 import { C_SESSIONS_CREATED } from '../../src/dataplane/counters.js';
 import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
-import { VERDICT_FORWARD, VERDICT_LINK } from '../../src/nat/verdict.js';
+import { VERDICT_DROP, VERDICT_FORWARD, VERDICT_LINK } from '../../src/nat/verdict.js';
 import { HaControl } from '../../src/ha/role.js';
 import { EVENT_WORDS, SyncRing } from '../../src/ha/session_sync.js';
 import {
@@ -471,6 +471,67 @@ describe('fuzz: every mode and feature', () => {
     );
     expect(t.problems, `seed ${seed.toString(16)}`).toEqual([]);
     expect(reloads).toBeGreaterThan(10);
+  });
+
+  it('TUN offloads change nothing but how checksums travel: two engines, one with them, forward alike', () => {
+    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x4f;
+    const rng = new Rng(seed);
+    // The conversations, made once on an engine of their own; then sent in random order to
+    // a plain engine and its twin with offloads (each packet there with a partial checksum or
+    // a header of zeros), which must forward and generate the same bytes once the partial
+    // checksums are completed.
+    const pool = templates(new Engine({ capacity: 8192, seed: 82, timeouts: FUZZ_TIMEOUTS_SEC }, services()), rng, 0);
+    const opts = { capacity: 8192, seed: 83, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC };
+    const plain = new Engine(opts, services());
+    const offload = new Engine({ ...opts, headroom: VNET_HDR_LEN }, services());
+    shareSecrets(plain, offload);
+    offload.ctx.fragmentId = plain.ctx.fragmentId; // the identification of fragments they cut
+    const rings = [new PacketRing(1), new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN)];
+    const problems: string[] = [];
+    let compared = 0;
+    const count = PACKETS / 4;
+    for (let n = 0; n < count && problems.length < 5; n++) {
+      const p = pool[rng.below(pool.length)]!;
+      const { proto } = upperLayer(p);
+      const partial = !isFragment(p) && (proto === 6 || proto === 17) && rng.below(2) === 0;
+      const nowMs = 5 * n;
+      const out = [plain, offload].map((e, k) => {
+        const r = rings[k]!;
+        const h = r.headroom;
+        r.bytes.fill(0, 0, h);
+        if (h > 0 && partial) {
+          r.bytes.set(vnetHeader(p, 0, 0), 0);
+          r.bytes.set(makePartial(p), h);
+        } else r.bytes.set(p, h);
+        r.lens[0] = h + p.length;
+        e.processBurst(r, 1, nowMs);
+        const v = r.verdicts[0]!;
+        const link = v === VERDICT_LINK;
+        const bytes = v === VERDICT_FORWARD || link ? received(r.bytes, 0, r.lens[0], h, link) : undefined;
+        const em = e.emit;
+        const emitted = Array.from({ length: e.emitCount }, (_, g) =>
+          received(em.bytes, g * em.slotSize, em.lens[g]!, h, em.verdicts[g] === VERDICT_LINK),
+        );
+        e.clearEmitted();
+        e.handedOver();
+        return { v, why: r.aux[0]!, bytes, emitted };
+      });
+      const [x, y] = out as [(typeof out)[0], (typeof out)[0]];
+      compared++;
+      const same =
+        x.v === y.v &&
+        (x.v !== VERDICT_DROP || x.why === y.why) &&
+        (x.bytes === undefined) === (y.bytes === undefined) &&
+        (x.bytes === undefined || Buffer.from(x.bytes).equals(Buffer.from(y.bytes!))) &&
+        x.emitted.length === y.emitted.length &&
+        x.emitted.every((g, i) => Buffer.from(g).equals(Buffer.from(y.emitted[i]!)));
+      if (!same)
+        problems.push(
+          `packet ${n}, ${partial ? 'partial' : 'whole'} checksum, in ${hexHead(p)}: plain ${x.v}/${x.why} ${x.bytes ? hexHead(x.bytes) : '-'} (+${x.emitted.length}), offloads ${y.v}/${y.why} ${y.bytes ? hexHead(y.bytes) : '-'} (+${y.emitted.length})`,
+        );
+    }
+    console.log(`fuzz (modes, offload twins) seed ${seed.toString(16)}: ${compared} packets alike`);
+    expect(problems, `seed ${seed.toString(16)}`).toEqual([]);
   });
 
   it.each([
