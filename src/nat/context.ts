@@ -133,8 +133,9 @@ export class NatContext {
   /** The packet in hand is a datagram made whole from fragments (dataplane/reassembly.ts):
    * its sender let it be fragmented, and it leaves as fragments when too big (fragment.ts). */
   pReassembled = false;
-  /** Identification of the last datagram fragment.ts cut (IPv4: its low 16 bits). */
-  fragmentId = (Math.random() * 0x100000000) >>> 0;
+  /** How many datagrams fragment.ts has cut, from a random start: their identifications
+   * (nextFragmentId) come from it. */
+  fragmentSeq = (Math.random() * 0x100000000) >>> 0;
   /** Hash of `okey` left by a two-way mode's create (modes/mode.ts). */
   outHash = 0;
   /** Persistence templates, shared by every worker (conn/templates.ts), its lookup key, and
@@ -228,6 +229,21 @@ export class NatContext {
     const off = this.emitCount * e.slotSize;
     e.bytes.fill(0, off, off + e.headroom);
     return off;
+  }
+
+  /**
+   * The identification of the next datagram fragment.ts cuts: IPv4's 16 bits or IPv6's 32.
+   * Each worker gives only its own residue modulo the worker count, so two workers never give
+   * one to datagrams in flight between the same two addresses at once (FULLNAT's local address
+   * carries every worker's datagrams to a server, which would mix up their fragments); within
+   * a worker the sequence wraps after 65536 / workers (IPv4) datagrams, as Linux's per
+   * destination counters do after 65536.
+   */
+  nextFragmentId(v6: boolean): number {
+    const { worker, workers } = this.opts;
+    const k = (this.fragmentSeq = (this.fragmentSeq + 1) >>> 0);
+    if (v6) return (((k % Math.floor(0x100000000 / workers)) * workers) >>> 0) + worker;
+    return (k % Math.floor(0x10000 / workers)) * workers + worker;
   }
 
   /** The packet written at emitSlot()'s offset is `len` bytes (headroom excluded). */

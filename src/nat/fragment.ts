@@ -2,7 +2,8 @@
  * A reassembled datagram (dataplane/reassembly.ts), once its mode has rewritten it, leaves
  * through the emit ring: whole when it fits the MTU, else cut into fragments as a router
  * would, each with the same new identification (the source may have changed: FULLNAT's
- * local address carries many clients' datagrams, whose own IDs could meet at the server).
+ * local address carries many clients' datagrams, whose own IDs could meet at the server;
+ * NatContext.nextFragmentId keeps the workers' apart).
  *
  *   emitDatagram   [frame, end) of `buf`: the IP packet at `ip` (DR: an Ethernet header in
  *                  front, which every fragment gets; its slots are LINK)
@@ -65,7 +66,7 @@ export function emitDatagram(
   if (e.slots - c.emitCount < n) return -DROP_FRAGMENT_NO_ROOM;
   const b = e.bytes;
   const dv = e.view;
-  const id = whole ? 0 : (c.fragmentId = (c.fragmentId + 1) >>> 0);
+  const id = whole ? 0 : c.nextFragmentId(v6);
   let bytes = 0;
   for (let k = 0; k < n; k++) {
     const at = c.emitSlot() + e.headroom;
@@ -87,7 +88,7 @@ export function emitDatagram(
     } else {
       out = header;
       dv.setUint16(p + IPV4_TOTAL_LEN, header + len);
-      dv.setUint16(p + IPV4_ID, id & 0xffff);
+      dv.setUint16(p + IPV4_ID, id);
       dv.setUint16(p + IPV4_FRAG, (offset >>> 3) | (more ? IPV4_FRAG_MF : 0));
       if (k > 0 && header > IPV4_HEADER_MIN) uncopiedOptions(b, p + IPV4_HEADER_MIN, p + header);
       dv.setUint16(p + IPV4_CSUM, 0);

@@ -485,7 +485,7 @@ describe('fuzz: every mode and feature', () => {
     const plain = new Engine(opts, services());
     const offload = new Engine({ ...opts, headroom: VNET_HDR_LEN }, services());
     shareSecrets(plain, offload);
-    offload.ctx.fragmentId = plain.ctx.fragmentId; // the identification of fragments they cut
+    offload.ctx.fragmentSeq = plain.ctx.fragmentSeq; // the identification of fragments they cut
     const rings = [new PacketRing(1), new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN)];
     const problems: string[] = [];
     let compared = 0;

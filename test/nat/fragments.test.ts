@@ -211,6 +211,37 @@ describe.each([
     expect(parse(reassembled(out))).toMatchObject({ dport: 5353, payload: bytes(2500) });
     expect(engines[1]!.handovers).toEqual([]);
   });
+
+  it("the datagrams the workers cut never share an identification: each worker's are its own residue mod the worker count", () => {
+    // FULLNAT's local address carries every worker's datagrams to a server: two workers giving
+    // one identification to datagrams in flight at once would have the server mix them up.
+    const services = resolveServices(labServices(), new IdRegistry());
+    const workers = 3;
+    const seen = new Map<number, number>();
+    for (let w = 0; w < workers; w++) {
+      const engine = new Engine({ worker: w, workers, capacity: 4096, seed: 1 }, services);
+      let sent = 0;
+      for (let cport = 1024; sent < 400; cport++) {
+        const frags = fragmentsOf(
+          udp({ src: fam.client, dst: fam.vip, sport: cport, dport: 53, payload: bytes(2500) }),
+          1448,
+          cport,
+        );
+        const out = frags.flatMap((f) => send(engine, f).out);
+        if (engine.handovers.length > 0) {
+          engine.handedOver(); // another worker's: it cuts that one
+          continue;
+        }
+        expect(out.length).toBe(2);
+        const id = fragmentInfo(out[0]!).id;
+        expect(id % workers, `worker ${w}'s identification ${id}`).toBe(w);
+        expect(seen.has(id), `identification ${id} given twice`).toBe(false);
+        seen.set(id, w);
+        sent++;
+      }
+    }
+    expect(seen.size).toBe(1200);
+  });
 });
 
 describe('IPv6 fragments behind options headers', () => {
