@@ -420,6 +420,72 @@ function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number,
   return { problems, compared, nowMs };
 }
 
+/**
+ * `count` templates in random order through engine `x` and its twin `y` (made alike: the same
+ * services, hash seed, secrets), one slot at a time, 5 ms apart: what they forward and generate
+ * must be the same bytes. A twin with TUN offloads gets each TCP or UDP packet with a partial
+ * checksum half the time (else a header of zeros), and its partial checksums are completed
+ * before the comparison. `between(n, nowMs)` runs before packet n (a reload, say).
+ */
+function twinRun(
+  x: Engine,
+  y: Engine,
+  pool: readonly Uint8Array[],
+  count: number,
+  rng: Rng,
+  between?: (n: number, nowMs: number) => void,
+): { problems: string[]; compared: number } {
+  shareSecrets(x, y);
+  y.ctx.fragmentSeq = x.ctx.fragmentSeq; // the identification of the datagrams they cut
+  const rings = [x, y].map((e) =>
+    e.emit.headroom > 0 ? new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, e.emit.headroom) : new PacketRing(1),
+  );
+  const problems: string[] = [];
+  let compared = 0;
+  for (let n = 0; n < count && problems.length < 5; n++) {
+    const p = pool[rng.below(pool.length)]!;
+    const { proto } = upperLayer(p);
+    const partial = !isFragment(p) && (proto === 6 || proto === 17) && rng.below(2) === 0;
+    const nowMs = 5 * n;
+    between?.(n, nowMs);
+    const out = [x, y].map((e, k) => {
+      const r = rings[k]!;
+      const h = r.headroom;
+      r.bytes.fill(0, 0, h);
+      if (h > 0 && partial) {
+        r.bytes.set(vnetHeader(p, 0, 0), 0);
+        r.bytes.set(makePartial(p), h);
+      } else r.bytes.set(p, h);
+      r.lens[0] = h + p.length;
+      e.processBurst(r, 1, nowMs);
+      const v = r.verdicts[0]!;
+      const link = v === VERDICT_LINK;
+      const bytes = v === VERDICT_FORWARD || link ? received(r.bytes, 0, r.lens[0], h, link) : undefined;
+      const em = e.emit;
+      const emitted = Array.from({ length: e.emitCount }, (_, g) =>
+        received(em.bytes, g * em.slotSize, em.lens[g]!, h, em.verdicts[g] === VERDICT_LINK),
+      );
+      e.clearEmitted();
+      e.handedOver();
+      return { v, why: r.aux[0]!, bytes, emitted };
+    });
+    const [a, b] = out as [(typeof out)[0], (typeof out)[0]];
+    compared++;
+    const same =
+      a.v === b.v &&
+      (a.v !== VERDICT_DROP || a.why === b.why) &&
+      (a.bytes === undefined) === (b.bytes === undefined) &&
+      (a.bytes === undefined || Buffer.from(a.bytes).equals(Buffer.from(b.bytes!))) &&
+      a.emitted.length === b.emitted.length &&
+      a.emitted.every((g, i) => Buffer.from(g).equals(Buffer.from(b.emitted[i]!)));
+    if (!same)
+      problems.push(
+        `packet ${n}, ${partial ? 'partial' : 'whole'} checksum, in ${hexHead(p)}: one ${a.v}/${a.why} ${a.bytes ? hexHead(a.bytes) : '-'} (+${a.emitted.length}), its twin ${b.v}/${b.why} ${b.bytes ? hexHead(b.bytes) : '-'} (+${b.emitted.length})`,
+      );
+  }
+  return { problems, compared };
+}
+
 describe('fuzz: every mode and feature', () => {
   it.each([
     ['plain', 0, PACKETS, 1, 0],
@@ -476,62 +542,33 @@ describe('fuzz: every mode and feature', () => {
   it('TUN offloads change nothing but how checksums travel: two engines, one with them, forward alike', () => {
     const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x4f;
     const rng = new Rng(seed);
-    // The conversations, made once on an engine of their own; then sent in random order to
-    // a plain engine and its twin with offloads (each packet there with a partial checksum or
-    // a header of zeros), which must forward and generate the same bytes once the partial
-    // checksums are completed.
     const pool = templates(new Engine({ capacity: 8192, seed: 82, timeouts: FUZZ_TIMEOUTS_SEC }, services()), rng, 0);
     const opts = { capacity: 8192, seed: 83, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC };
     const plain = new Engine(opts, services());
     const offload = new Engine({ ...opts, headroom: VNET_HDR_LEN }, services());
-    shareSecrets(plain, offload);
-    offload.ctx.fragmentSeq = plain.ctx.fragmentSeq; // the identification of fragments they cut
-    const rings = [new PacketRing(1), new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, VNET_HDR_LEN)];
-    const problems: string[] = [];
-    let compared = 0;
-    const count = PACKETS / 4;
-    for (let n = 0; n < count && problems.length < 5; n++) {
-      const p = pool[rng.below(pool.length)]!;
-      const { proto } = upperLayer(p);
-      const partial = !isFragment(p) && (proto === 6 || proto === 17) && rng.below(2) === 0;
-      const nowMs = 5 * n;
-      const out = [plain, offload].map((e, k) => {
-        const r = rings[k]!;
-        const h = r.headroom;
-        r.bytes.fill(0, 0, h);
-        if (h > 0 && partial) {
-          r.bytes.set(vnetHeader(p, 0, 0), 0);
-          r.bytes.set(makePartial(p), h);
-        } else r.bytes.set(p, h);
-        r.lens[0] = h + p.length;
-        e.processBurst(r, 1, nowMs);
-        const v = r.verdicts[0]!;
-        const link = v === VERDICT_LINK;
-        const bytes = v === VERDICT_FORWARD || link ? received(r.bytes, 0, r.lens[0], h, link) : undefined;
-        const em = e.emit;
-        const emitted = Array.from({ length: e.emitCount }, (_, g) =>
-          received(em.bytes, g * em.slotSize, em.lens[g]!, h, em.verdicts[g] === VERDICT_LINK),
-        );
-        e.clearEmitted();
-        e.handedOver();
-        return { v, why: r.aux[0]!, bytes, emitted };
-      });
-      const [x, y] = out as [(typeof out)[0], (typeof out)[0]];
-      compared++;
-      const same =
-        x.v === y.v &&
-        (x.v !== VERDICT_DROP || x.why === y.why) &&
-        (x.bytes === undefined) === (y.bytes === undefined) &&
-        (x.bytes === undefined || Buffer.from(x.bytes).equals(Buffer.from(y.bytes!))) &&
-        x.emitted.length === y.emitted.length &&
-        x.emitted.every((g, i) => Buffer.from(g).equals(Buffer.from(y.emitted[i]!)));
-      if (!same)
-        problems.push(
-          `packet ${n}, ${partial ? 'partial' : 'whole'} checksum, in ${hexHead(p)}: plain ${x.v}/${x.why} ${x.bytes ? hexHead(x.bytes) : '-'} (+${x.emitted.length}), offloads ${y.v}/${y.why} ${y.bytes ? hexHead(y.bytes) : '-'} (+${y.emitted.length})`,
-        );
-    }
-    console.log(`fuzz (modes, offload twins) seed ${seed.toString(16)}: ${compared} packets alike`);
-    expect(problems, `seed ${seed.toString(16)}`).toEqual([]);
+    const r = twinRun(plain, offload, pool, PACKETS / 4, rng);
+    console.log(`fuzz (modes, offload twins) seed ${seed.toString(16)}: ${r.compared} packets alike`);
+    expect(r.problems, `seed ${seed.toString(16)}`).toEqual([]);
+  });
+
+  it('a reload that changes nothing changes nothing: an engine reloaded every second forwards as its twin', () => {
+    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x55;
+    const rng = new Rng(seed);
+    const pool = templates(new Engine({ capacity: 8192, seed: 84, timeouts: FUZZ_TIMEOUTS_SEC }, services()), rng, 0);
+    const opts = { capacity: 8192, seed: 85, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC };
+    const ids = new IdRegistry();
+    const still = new Engine(opts, services(serviceSpecs(), ids));
+    const reloaded = new Engine(opts, services(serviceSpecs(), ids));
+    let reloads = 0;
+    const r = twinRun(still, reloaded, pool, PACKETS / 4, rng, (n) => {
+      if (n % 200 !== 0) return;
+      reloads++;
+      reloaded.applyServices(services(serviceSpecs(), ids));
+    });
+    console.log(
+      `fuzz (modes, reload twins) seed ${seed.toString(16)}: ${r.compared} packets alike over ${reloads} reloads`,
+    );
+    expect(r.problems, `seed ${seed.toString(16)}`).toEqual([]);
   });
 
   it.each([
