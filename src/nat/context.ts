@@ -128,14 +128,11 @@ export class NatContext {
   readonly okey = new Int32Array(10);
   /** DR (modes/dr.ts): the packet in hand became a frame for the real servers' link. */
   toLink = false;
-  /** IPv4 ID of the last outer header TUNNEL wrote (modes/tunnel.ts). */
-  outerIpId = 0;
   /** The packet in hand is a datagram made whole from fragments (dataplane/reassembly.ts):
    * its sender let it be fragmented, and it leaves as fragments when too big (fragment.ts). */
   pReassembled = false;
-  /** How many datagrams fragment.ts has cut, from a random start: their identifications
-   * (nextFragmentId) come from it. */
-  fragmentSeq = (Math.random() * 0x100000000) >>> 0;
+  /** How many identifications nextIpId has given, from a random start. */
+  ipIdSeq = (Math.random() * 0x100000000) >>> 0;
   /** Hash of `okey` left by a two-way mode's create (modes/mode.ts). */
   outHash = 0;
   /** Persistence templates, shared by every worker (conn/templates.ts), its lookup key, and
@@ -232,16 +229,18 @@ export class NatContext {
   }
 
   /**
-   * The identification of the next datagram fragment.ts cuts: IPv4's 16 bits or IPv6's 32.
-   * Each worker gives only its own residue modulo the worker count, so two workers never give
-   * one to datagrams in flight between the same two addresses at once (FULLNAT's local address
-   * carries every worker's datagrams to a server, which would mix up their fragments); within
-   * a worker the sequence wraps after 65536 / workers (IPv4) datagrams, as Linux's per
-   * destination counters do after 65536.
+   * The identification of a datagram the LB writes that may travel in fragments: one
+   * fragment.ts cuts (IPv4's 16 bits or IPv6's 32), or a TUNNEL outer IPv4 packet without DF
+   * (the kernel fragments it on the way). Each worker gives only its own residue modulo the
+   * worker count, so two workers never give one to datagrams in flight between the same two
+   * addresses at once (FULLNAT's local address and a tunnel's source carry every worker's
+   * datagrams to a server, which would mix up their fragments); within a worker the sequence
+   * wraps after 65536 / workers (IPv4) datagrams, as Linux's per destination counters do after
+   * 65536.
    */
-  nextFragmentId(v6: boolean): number {
+  nextIpId(v6: boolean): number {
     const { worker, workers } = this.opts;
-    const k = (this.fragmentSeq = (this.fragmentSeq + 1) >>> 0);
+    const k = (this.ipIdSeq = (this.ipIdSeq + 1) >>> 0);
     if (v6) return (((k % Math.floor(0x100000000 / workers)) * workers) >>> 0) + worker;
     return (k % Math.floor(0x10000 / workers)) * workers + worker;
   }

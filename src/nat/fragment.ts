@@ -3,7 +3,7 @@
  * through the emit ring: whole when it fits the MTU, else cut into fragments as a router
  * would, each with the same new identification (the source may have changed: FULLNAT's
  * local address carries many clients' datagrams, whose own IDs could meet at the server;
- * NatContext.nextFragmentId keeps the workers' apart).
+ * NatContext.nextIpId keeps the workers' apart).
  *
  *   emitDatagram   [frame, end) of `buf`: the IP packet at `ip` (DR: an Ethernet header in
  *                  front, which every fragment gets; its slots are LINK)
@@ -66,7 +66,7 @@ export function emitDatagram(
   if (e.slots - c.emitCount < n) return -DROP_FRAGMENT_NO_ROOM;
   const b = e.bytes;
   const dv = e.view;
-  const id = whole ? 0 : c.nextFragmentId(v6);
+  const id = whole ? 0 : c.nextIpId(v6);
   let bytes = 0;
   for (let k = 0; k < n; k++) {
     const at = c.emitSlot() + e.headroom;

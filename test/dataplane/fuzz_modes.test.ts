@@ -436,7 +436,7 @@ function twinRun(
   between?: (n: number, nowMs: number) => void,
 ): { problems: string[]; compared: number } {
   shareSecrets(x, y);
-  y.ctx.fragmentSeq = x.ctx.fragmentSeq; // the identification of the datagrams they cut
+  y.ctx.ipIdSeq = x.ctx.ipIdSeq; // the identifications of the datagrams they cut
   const rings = [x, y].map((e) =>
     e.emit.headroom > 0 ? new PacketRing(1, GSO_SLOT_SIZE_BYTES, undefined, e.emit.headroom) : new PacketRing(1),
   );

@@ -195,8 +195,8 @@ function writeOuter(
   const proto = extra === 0 ? (c.pAf === AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6) : gue !== 0 ? IPPROTO_UDP : IPPROTO_GRE;
   if (c.pAf === AF_INET) {
     // An atomic datagram's ID means nothing (RFC 6864): 0; one the kernel may fragment
-    // needs its own, per source and destination.
-    const id = df ? 0 : (c.outerIpId = (c.outerIpId + 1) & 0xffff);
+    // needs its own, per source and destination, apart from the other workers'.
+    const id = df ? 0 : c.nextIpId(false);
     const tos = buf[at + outer + 1]!;
     writeIpv4Header(dv, at, tos, len + outer, id, df ? IPV4_DF : 0, proto, s[src]!, rec[base + R_RIP0]!);
   } else {
