@@ -1,18 +1,25 @@
 /**
  * Fuzz, every forwarding mode and the features beside FULLNAT's default path: NAT, TUNNEL
  * (IP-in-IP, GRE with its checksum, GUE with and without the UDP checksum), DR, the SYN proxy
- * with timestamps translated, persistence groups across modes, sloppy TCP, one-packet UDP,
- * all-ports services, UDP fragments (reassembled, and fragmented again on the way out) and
- * routers' "too big" errors about tunnelled packets. Templates are whole conversations made
- * through the engine (a client's SYN, whatever the engine sends, the answer the other side
- * would give, data both ways, ICMP errors), so the fuzz reaches the established paths of
- * each mode; the loop (test/helpers/fuzz.ts) sends them as made, mutated and cut short among
- * random bytes, once plain and once with TUN offloads (partial checksums and GSO
- * super-packets behind a virtio_net_hdr); with reloads that take services away, drain, cut
- * and change them under their sessions; on an HA master whose every event a standby installs
- * before it takes over; and on two cluster nodes that forward the same flows on each other's
- * copies until one dies and the other adopts its sessions (installs must not fail). Seeded:
- * TUNVS_FUZZ_PACKETS and TUNVS_FUZZ_SEED run it longer or elsewhere by hand.
+ * with timestamps translated, persistence groups across modes and families, sloppy TCP,
+ * one-packet UDP, all-ports services, UDP fragments (reassembled, and fragmented again on the
+ * way out) and routers' "too big" errors about tunnelled packets. Templates are whole
+ * conversations made through the engine (a client's SYN, whatever the engine sends, the
+ * answer the other side would give, data both ways, ICMP errors), so the fuzz reaches the
+ * established paths of each mode. The loop (test/helpers/fuzz.ts) sends them as made, mutated
+ * and cut short among random bytes:
+ *
+ *   plain, with TUN offloads (partial checksums, GSO super-packets), one worker of two
+ *   reloads         services taken away, drained, cut and changed under their sessions
+ *   HA              a master whose every event a standby installs; once promoted, the standby
+ *                   forwards every flow it had as the master does, byte for byte
+ *   cluster         two nodes forwarding the same flows on each other's copies until one dies
+ *                   and the other adopts its sessions (installs must not fail)
+ *
+ * and twins (twinRun), two engines that must forward and generate the same bytes: one with
+ * TUN offloads against one without, one reloaded every second with the services it has
+ * against one not reloaded. Seeded: TUNVS_FUZZ_PACKETS and TUNVS_FUZZ_SEED run it longer or
+ * elsewhere by hand.
  */
 
 import { describe, expect, it } from 'vitest';
@@ -65,7 +72,7 @@ const slotBytes = (headroom: number) => (headroom > 0 ? GSO_SLOT_SIZE_BYTES : SL
 
 type Family = typeof V4;
 
-/** The services of one family: [protocol, port, spec] for the templates to reach. */
+/** The services of one family, a port each (the templates reach them by port). */
 function familyServices(fam: Family): ServiceSpec[] {
   const servers = (port: number) => [
     { address: fam.rs1, port, weight: 1 },
