@@ -14,7 +14,8 @@
  *   HA              a master whose every event a standby installs; once promoted, the standby
  *                   forwards every flow it had as the master does, byte for byte
  *   cluster         two nodes forwarding the same flows on each other's copies until one dies
- *                   and the other adopts its sessions (installs must not fail)
+ *                   and the other adopts its sessions (installs must not fail); and one node's
+ *                   flows, which the node that adopts them must forward as it did
  *
  * and twins (twinRun), two engines that must forward and generate the same bytes: one with
  * TUN offloads against one without, one reloaded every second with the services it has
@@ -373,13 +374,32 @@ function flowOf(p: Uint8Array): string {
   }
 }
 
+/** What a tunnel's real server makes of a packet a node sent: the outer destination and the
+ * inner packet (a node's own tunnel source differs from its peer's; nothing reads it). */
+function asServerSees(p: Uint8Array): Uint8Array {
+  const v = p[0]! >> 4;
+  if (v !== 4 && v !== 6) return p; // a DR frame
+  const x = parse(p);
+  const body = inner(p);
+  if (body === p) return p;
+  return Buffer.concat([Buffer.from(x.dst), Buffer.from([x.proto]), body]);
+}
+
 /**
  * Every template through two engines at `nowMs`, one slot at a time: where both forward it on
- * a session they had, their output and what they generated must be the same bytes. A flow one
- * of them makes a session for here (the other's was never published, or has ended; a new SYN
- * on a closed one) is not compared from then on: each schedules it by its own state.
+ * a session they had, their output and what they generated must be the same bytes (as `seen`
+ * reads them). A flow one of them makes a session for here (the other's was never published,
+ * or has ended; a new SYN on a closed one) is not compared from then on: each schedules it by
+ * its own state.
  */
-function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number, headroom: number) {
+function twins(
+  a: Engine,
+  b: Engine,
+  pool: readonly Uint8Array[],
+  nowMs: number,
+  headroom: number,
+  seen: (p: Uint8Array) => Uint8Array = (p) => p,
+) {
   const problems: string[] = [];
   let compared = 0;
   const rings = [a, b].map(() => new PacketRing(1, slotBytes(headroom), undefined, headroom));
@@ -414,14 +434,17 @@ function twins(a: Engine, b: Engine, pool: readonly Uint8Array[], nowMs: number,
     if (x.made || y.made) fresh.add(flow);
     if (!x.bytes || !y.bytes || fresh.has(flow)) continue;
     compared++;
+    const alike = (m: Uint8Array, n: Uint8Array) =>
+      Buffer.from(seen(m.subarray(headroom))).equals(Buffer.from(seen(n.subarray(headroom)))) &&
+      Buffer.from(m.subarray(0, headroom)).equals(Buffer.from(n.subarray(0, headroom)));
     const same =
       x.v === y.v &&
-      Buffer.from(x.bytes).equals(Buffer.from(y.bytes)) &&
+      alike(x.bytes, y.bytes) &&
       x.emitted.length === y.emitted.length &&
-      x.emitted.every((g, i) => Buffer.from(g).equals(Buffer.from(y.emitted[i]!)));
+      x.emitted.every((g, i) => alike(g, y.emitted[i]!));
     if (!same && problems.length < 5)
       problems.push(
-        `in ${hexHead(p)}: master ${x.v} ${hexHead(x.bytes)} (+${x.emitted.length}), standby ${y.v} ${hexHead(y.bytes)} (+${y.emitted.length})`,
+        `in ${hexHead(p)}: one ${x.v} ${hexHead(x.bytes)} (+${x.emitted.length}), its twin ${y.v} ${hexHead(y.bytes)} (+${y.emitted.length})`,
       );
   }
   return { problems, compared, nowMs };
@@ -491,6 +514,62 @@ function twinRun(
       );
   }
   return { problems, compared };
+}
+
+/** Node 2's local addresses in a cluster pair (node 1 has the lab's). */
+const LIPS_B = { 4: '198.18.2.9', 6: 'fd00:18:2::9' } as const;
+
+/** Local addresses as cluster peers (PeerLocalAddress): each held by `holder`. */
+function peerLips(lips: readonly string[], holder: number) {
+  return lips.map((x) => ({ ...parseAddress(x)!, holder }));
+}
+
+/**
+ * Two cluster nodes (1 with the lab's local addresses, 2 with LIPS_B), both forwarding and
+ * publishing, each knowing the other's addresses, sessions published at once; `exchange`
+ * (an afterBurst) installs each node's events on the other, both clocks moved to the
+ * burst's, as their followers do. Failed installs are problems; the rest is counted.
+ */
+function clusterPair() {
+  const node = (nodeId: number, specs: ServiceSpec[]) => {
+    const control = new HaControl();
+    control.set(true, true);
+    const ring = new SyncRing(SYNC_RING_EVENTS);
+    const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
+    const engine = new Engine(
+      { capacity: 8192, seed: 81, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
+      services(specs),
+    );
+    return { engine, ring };
+  };
+  const a = node(1, serviceSpecs());
+  const b = node(
+    2,
+    serviceSpecs().map((x) =>
+      x.localAddresses.length === 0 ? x : { ...x, localAddresses: [x.vip.includes(':') ? LIPS_B[6] : LIPS_B[4]] },
+    ),
+  );
+  shareSecrets(a.engine, b.engine); // one ISN key for the cluster (control/isn_secret.ts)
+  a.engine.setPeerLocalAddresses(peerLips([LIPS_B[4], LIPS_B[6]], 2));
+  b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 1));
+  const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
+  const totals = { installed: 0, deleted: 0, conflicts: 0 };
+  const exchange = (problems: string[], nowMs: number) => {
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      to.engine.advanceTimers(nowMs);
+      const n = from.ring.drain(events, SYNC_RING_EVENTS);
+      if (n === 0) continue;
+      const r = to.engine.installSynced(events, n);
+      totals.installed += r.installed + r.updated;
+      totals.deleted += r.deleted;
+      totals.conflicts += r.conflicts;
+      if (r.failed > 0) problems.push(`install: ${JSON.stringify(r)}`);
+    }
+  };
+  return { a, b, events, totals, exchange };
 }
 
 describe('fuzz: every mode and feature', () => {
@@ -641,46 +720,7 @@ describe('fuzz: every mode and feature', () => {
   it('cluster: two nodes forward the same flows on the copies of each other; one dies, the other adopts and goes on', async () => {
     const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x43;
     const rng = new Rng(seed);
-    const LIPS_B = { 4: '198.18.2.9', 6: 'fd00:18:2::9' } as const;
-    const withLips = (specs: ServiceSpec[]) =>
-      specs.map((x) =>
-        x.localAddresses.length === 0 ? x : { ...x, localAddresses: [x.vip.includes(':') ? LIPS_B[6] : LIPS_B[4]] },
-      );
-    const node = (nodeId: number, specs: ServiceSpec[]) => {
-      const control = new HaControl();
-      control.set(true, true);
-      const ring = new SyncRing(SYNC_RING_EVENTS);
-      const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
-      const engine = new Engine(
-        { capacity: 8192, seed: 81, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
-        services(specs),
-      );
-      return { engine, ring };
-    };
-    const a = node(1, serviceSpecs());
-    const b = node(2, withLips(serviceSpecs()));
-    const peerLips = (lips: readonly string[], holder: number) => lips.map((x) => ({ ...parseAddress(x)!, holder }));
-    a.engine.setPeerLocalAddresses(peerLips([LIPS_B[4], LIPS_B[6]], 2));
-    b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 1));
-    const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
-    const totals = { installed: 0, deleted: 0, conflicts: 0 };
-    // Each node's events installed on the other, every burst (the followers of both), both
-    // clocks (and timers) at the same time.
-    const exchange = (problems: string[], nowMs: number) => {
-      for (const [from, to] of [
-        [a, b],
-        [b, a],
-      ] as const) {
-        to.engine.advanceTimers(nowMs);
-        const n = from.ring.drain(events, SYNC_RING_EVENTS);
-        if (n === 0) continue;
-        const r = to.engine.installSynced(events, n);
-        totals.installed += r.installed + r.updated;
-        totals.deleted += r.deleted;
-        totals.conflicts += r.conflicts;
-        if (r.failed > 0) problems.push(`install: ${JSON.stringify(r)}`);
-      }
-    };
+    const { a, b, events, totals, exchange } = clusterPair();
     const pool = templates(a.engine, rng, 0);
     const chunk = Math.ceil(PACKETS / 16);
     // The routers move the flows between the nodes (ECMP rehashes), back and forth.
@@ -692,10 +732,7 @@ describe('fuzz: every mode and feature', () => {
         clock = t.endMs;
       }
     expect(totals.installed).toBeGreaterThan(1000);
-    // Node 1 dies: node 2, its first live backup, holds its addresses and adopts its sessions.
-    b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 2));
-    const adopted = await b.engine.adoptSynced(1);
-    const reconciled = await b.engine.reconcileSynced();
+    const { adopted, reconciled } = await nodeOneDies(b);
     const alone = fuzzBursts(b.engine, pool, PACKETS / 4, rng, {
       afterBurst: () => b.ring.drain(events, SYNC_RING_EVENTS),
       guePort: GUE_PORT,
@@ -707,4 +744,34 @@ describe('fuzz: every mode and feature', () => {
     expect(alone.problems, `seed ${seed.toString(16)} (after the death)`).toEqual([]);
     expect(alone.forwarded).toBeGreaterThan(PACKETS / 100);
   });
+
+  it('cluster: the node that adopts a dead peer forwards every flow it had from the peer as the peer did', async () => {
+    const seed = Number(process.env.TUNVS_FUZZ_SEED ?? 0x6d6f_6465) + 0x54;
+    const rng = new Rng(seed);
+    const { a, b, totals, exchange } = clusterPair();
+    // The routers send every flow to node 1; node 2 follows it.
+    const pool = templates(a.engine, rng, 0);
+    const t = fuzzBursts(a.engine, pool, PACKETS / 2, rng, { afterBurst: exchange, guePort: GUE_PORT });
+    expect(t.problems, `seed ${seed.toString(16)}`).toEqual([]);
+    expect(totals.installed).toBeGreaterThan(1000);
+    const { adopted } = await nodeOneDies(b);
+    // Its FULLNAT copies go on from node 1's local addresses (node 2 holds them now), the other
+    // modes' from the client's: byte for byte what node 1 would have sent (a tunnel's outer
+    // source is each node's own).
+    const twin = twins(a.engine, b.engine, pool, t.endMs + TIMER_TICK_MS, 0, asServerSees);
+    console.log(
+      `fuzz (modes, cluster takeover) seed ${seed.toString(16)}: ${t.sent} packets on node 1, ${totals.installed} installs on node 2, which adopted ${adopted}; ${twin.compared} templates forwarded alike after the death`,
+    );
+    expect(twin.problems, `seed ${seed.toString(16)} (node 2 for node 1)`).toEqual([]);
+    expect(twin.compared).toBeGreaterThan(100);
+  });
 });
+
+/** Node 2 of a cluster pair (clusterPair) after node 1 died: as its first live backup it holds
+ * node 1's local addresses and adopts its sessions, as ha/node.ts does. */
+async function nodeOneDies(b: { engine: Engine }) {
+  b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 2));
+  const adopted = await b.engine.adoptSynced(1);
+  const reconciled = await b.engine.reconcileSynced();
+  return { adopted, reconciled };
+}
