@@ -30,7 +30,7 @@ import { Engine } from '../../src/dataplane/engine.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_DROP, VERDICT_FORWARD, VERDICT_LINK } from '../../src/nat/verdict.js';
 import { HaControl } from '../../src/ha/role.js';
-import { EVENT_WORDS, SyncRing } from '../../src/ha/session_sync.js';
+import { EVENT_WORDS, SyncRing, type InstallResult } from '../../src/ha/session_sync.js';
 import {
   IdRegistry,
   resolveServices,
@@ -516,6 +516,28 @@ function twinRun(
   return { problems, compared };
 }
 
+const newTotals = () => ({ installed: 0, deleted: 0, conflicts: 0 });
+
+/** One burst's sync from node `from` to node `to`, as `to`'s follower makes it
+ * (ha/follower.ts): `to`'s clock (and its copies' timers) moved to `nowMs`, then what `from`
+ * published installed there and counted in `totals`; undefined when there was nothing. */
+function syncStep(
+  from: { ring: SyncRing },
+  to: { engine: Engine },
+  events: Int32Array,
+  totals: ReturnType<typeof newTotals>,
+  nowMs: number,
+): InstallResult | undefined {
+  to.engine.advanceTimers(nowMs);
+  const n = from.ring.drain(events, SYNC_RING_EVENTS);
+  if (n === 0) return undefined;
+  const r = to.engine.installSynced(events, n);
+  totals.installed += r.installed + r.updated;
+  totals.deleted += r.deleted;
+  totals.conflicts += r.conflicts;
+  return r;
+}
+
 /** Node 2's local addresses in a cluster pair (node 1 has the lab's). */
 const LIPS_B = { 4: '198.18.2.9', 6: 'fd00:18:2::9' } as const;
 
@@ -553,20 +575,14 @@ function clusterPair() {
   a.engine.setPeerLocalAddresses(peerLips([LIPS_B[4], LIPS_B[6]], 2));
   b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 1));
   const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
-  const totals = { installed: 0, deleted: 0, conflicts: 0 };
+  const totals = newTotals();
   const exchange = (problems: string[], nowMs: number) => {
     for (const [from, to] of [
       [a, b],
       [b, a],
     ] as const) {
-      to.engine.advanceTimers(nowMs);
-      const n = from.ring.drain(events, SYNC_RING_EVENTS);
-      if (n === 0) continue;
-      const r = to.engine.installSynced(events, n);
-      totals.installed += r.installed + r.updated;
-      totals.deleted += r.deleted;
-      totals.conflicts += r.conflicts;
-      if (r.failed > 0) problems.push(`install: ${JSON.stringify(r)}`);
+      const r = syncStep(from, to, events, totals, nowMs);
+      if (r && r.failed > 0) problems.push(`install: ${JSON.stringify(r)}`);
     }
   };
   return { a, b, events, totals, exchange };
@@ -680,19 +696,11 @@ describe('fuzz: every mode and feature', () => {
       const b = node(2, false);
       shareSecrets(a.engine, b.engine); // as a pair's nodes share theirs (control/isn_secret.ts)
       const events = new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS);
-      const totals = { installed: 0, deleted: 0, failed: 0, conflicts: 0 };
-      // The events of a burst, installed on the standby as the follower does (ha/follower.ts),
-      // its clock (and its copies' timers) with the master's.
+      const totals = newTotals();
+      // The events of a burst, installed on the standby as the follower does.
       const follow = (problems: string[], nowMs: number) => {
-        b.engine.advanceTimers(nowMs);
-        const n = a.ring.drain(events, SYNC_RING_EVENTS);
-        if (n === 0) return;
-        const r = b.engine.installSynced(events, n);
-        totals.installed += r.installed + r.updated;
-        totals.deleted += r.deleted;
-        totals.failed += r.failed;
-        totals.conflicts += r.conflicts;
-        if (r.failed > 0 || r.conflicts > 0) problems.push(`install: ${JSON.stringify(r)}`);
+        const r = syncStep(a, b, events, totals, nowMs);
+        if (r && (r.failed > 0 || r.conflicts > 0)) problems.push(`install: ${JSON.stringify(r)}`);
       };
       const pool = templates(a.engine, rng, headroom);
       const io = { headroom, slotBytes: slotBytes(headroom), guePort: GUE_PORT };
