@@ -11,8 +11,9 @@
  *
  *   plain, with TUN offloads (partial checksums, GSO super-packets), one worker of two
  *   reloads         services taken away, drained, cut and changed under their sessions
- *   HA              a master whose every event a standby installs; once promoted, the standby
- *                   forwards every flow it had as the master does, byte for byte
+ *   HA              a master whose every event a standby installs and whose full resync a
+ *                   third node loads; once promoted, both forward every flow they had as the
+ *                   master does, byte for byte
  *   cluster         two nodes forwarding the same flows on each other's copies until one dies
  *                   and the other adopts its sessions (installs must not fail); and one node's
  *                   flows, which the node that adopts them must forward as it did
@@ -40,7 +41,7 @@ import {
 } from '../../src/service/service.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { shareSecrets, V4, V6 } from '../helpers/engine.js';
-import { promote } from '../helpers/ha.js';
+import { promote, snapshotEvents } from '../helpers/ha.js';
 import { FUZZ_TIMEOUTS_SEC, fuzzBursts, hexHead, isFragment, received } from '../helpers/fuzz.js';
 import {
   ACK,
@@ -386,15 +387,15 @@ function asServerSees(p: Uint8Array): Uint8Array {
 }
 
 /**
- * Every template through two engines at `nowMs`, one slot at a time: where both forward it on
- * a session they had, their output and what they generated must be the same bytes (as `seen`
- * reads them). A flow one of them makes a session for here (the other's was never published,
- * or has ended; a new SYN on a closed one) is not compared from then on: each schedules it by
- * its own state.
+ * Every template through engine `a` and its followers `others` at `nowMs`, one slot at a time:
+ * where all forward it on a session they had, each follower's output and what it generated
+ * must be the same bytes as `a`'s (as `seen` reads them). A flow one of them makes a session
+ * for here (the other's was never published, or has ended; a new SYN on a closed one) is not
+ * compared from then on: each schedules it by its own state.
  */
 function twins(
   a: Engine,
-  b: Engine,
+  others: readonly Engine[],
   pool: readonly Uint8Array[],
   nowMs: number,
   headroom: number,
@@ -402,15 +403,19 @@ function twins(
 ) {
   const problems: string[] = [];
   let compared = 0;
-  const rings = [a, b].map(() => new PacketRing(1, slotBytes(headroom), undefined, headroom));
-  a.advanceTimers(nowMs);
-  b.advanceTimers(nowMs);
-  a.clearEmitted();
-  b.clearEmitted();
+  const engines = [a, ...others];
+  const rings = engines.map(() => new PacketRing(1, slotBytes(headroom), undefined, headroom));
+  for (const e of engines) {
+    e.advanceTimers(nowMs);
+    e.clearEmitted();
+  }
+  const alike = (m: Uint8Array, n: Uint8Array) =>
+    Buffer.from(seen(m.subarray(headroom))).equals(Buffer.from(seen(n.subarray(headroom)))) &&
+    Buffer.from(m.subarray(0, headroom)).equals(Buffer.from(n.subarray(0, headroom)));
   const fresh = new Set<string>();
   for (const p of pool) {
     const flow = flowOf(p.subarray(headroom));
-    const out = [a, b].map((e, k) => {
+    const out = engines.map((e, k) => {
       const r = rings[k]!;
       const before = e.counters[C_SESSIONS_CREATED]!;
       r.bytes.set(p, 0);
@@ -430,22 +435,21 @@ function twins(
         emitted,
       };
     });
-    const [x, y] = out as [(typeof out)[0], (typeof out)[0]];
-    if (x.made || y.made) fresh.add(flow);
-    if (!x.bytes || !y.bytes || fresh.has(flow)) continue;
+    if (out.some((o) => o.made)) fresh.add(flow);
+    if (out.some((o) => !o.bytes) || fresh.has(flow)) continue;
     compared++;
-    const alike = (m: Uint8Array, n: Uint8Array) =>
-      Buffer.from(seen(m.subarray(headroom))).equals(Buffer.from(seen(n.subarray(headroom)))) &&
-      Buffer.from(m.subarray(0, headroom)).equals(Buffer.from(n.subarray(0, headroom)));
-    const same =
-      x.v === y.v &&
-      alike(x.bytes, y.bytes) &&
-      x.emitted.length === y.emitted.length &&
-      x.emitted.every((g, i) => alike(g, y.emitted[i]!));
-    if (!same && problems.length < 5)
-      problems.push(
-        `in ${hexHead(p)}: one ${x.v} ${hexHead(x.bytes)} (+${x.emitted.length}), its twin ${y.v} ${hexHead(y.bytes)} (+${y.emitted.length})`,
-      );
+    const x = out[0]!;
+    out.slice(1).forEach((y, k) => {
+      const same =
+        x.v === y.v &&
+        alike(x.bytes!, y.bytes!) &&
+        x.emitted.length === y.emitted.length &&
+        x.emitted.every((g, i) => alike(g, y.emitted[i]!));
+      if (!same && problems.length < 5)
+        problems.push(
+          `in ${hexHead(p)}: ${x.v} ${hexHead(x.bytes!)} (+${x.emitted.length}), follower ${k + 1} ${y.v} ${hexHead(y.bytes!)} (+${y.emitted.length})`,
+        );
+    });
   }
   return { problems, compared, nowMs };
 }
@@ -708,12 +712,19 @@ describe('fuzz: every mode and feature', () => {
       expect(t.problems, `seed ${seed.toString(16)} (master)`).toEqual([]);
       expect(totals.installed).toBeGreaterThan(1000);
       expect(totals.deleted).toBeGreaterThan(100);
-      // The standby takes over (its installed sessions become its own).
+      // A third node loads the master's hash as a joining standby does: a full resync.
+      const c = node(3, false);
+      shareSecrets(a.engine, c.engine);
+      c.engine.advanceTimers(t.endMs);
+      const snap = await snapshotEvents(a.engine);
+      expect(c.engine.installSynced(snap.events, snap.n)).toMatchObject({ failed: 0, conflicts: 0 });
+      // The standbys take over (their installed sessions become their own).
       await promote(b);
-      // Each flow both had goes on on the standby as on the master: byte for byte, what they
-      // forward and generate for every template that finds a session on both.
-      const twin = twins(a.engine, b.engine, pool, t.endMs + TIMER_TICK_MS, headroom);
-      expect(twin.problems, `seed ${seed.toString(16)} (the standby as its master)`).toEqual([]);
+      await promote(c);
+      // Each flow they had goes on on both as on the master: byte for byte, what they forward
+      // and generate for every template that finds a session on all three.
+      const twin = twins(a.engine, [b.engine, c.engine], pool, t.endMs + TIMER_TICK_MS, headroom);
+      expect(twin.problems, `seed ${seed.toString(16)} (the standbys as their master)`).toEqual([]);
       expect(twin.compared).toBeGreaterThan(100);
       // And it gets the traffic.
       const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { ...io, startMs: twin.nowMs });
@@ -766,7 +777,7 @@ describe('fuzz: every mode and feature', () => {
     // Its FULLNAT copies go on from node 1's local addresses (node 2 holds them now), the other
     // modes' from the client's: byte for byte what node 1 would have sent (a tunnel's outer
     // source is each node's own).
-    const twin = twins(a.engine, b.engine, pool, t.endMs + TIMER_TICK_MS, 0, asServerSees);
+    const twin = twins(a.engine, [b.engine], pool, t.endMs + TIMER_TICK_MS, 0, asServerSees);
     console.log(
       `fuzz (modes, cluster takeover) seed ${seed.toString(16)}: ${t.sent} packets on node 1, ${totals.installed} installs on node 2, which adopted ${adopted}; ${twin.compared} templates forwarded alike after the death`,
     );

@@ -16,7 +16,6 @@ import {
   OP_UPSERT,
   SYNC_FORMAT,
   SYNC_NODE_WORD,
-  SYNC_WORDS,
   SyncRing,
   syncIsTemplate,
   syncKey,
@@ -28,7 +27,7 @@ import { shardPortCount, shardPortFirst } from '../../src/service/laddr.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { BACKUP, drain, haEngine, MASTER, promote } from '../helpers/ha.js';
+import { BACKUP, drain, haEngine, MASTER, promote, snapshotEvents } from '../helpers/ha.js';
 import { IdRegistry, resolveServices, serviceWithDefaults, templateNamesMoved } from '../../src/service/service.js';
 
 /** The four address words of `text` (IPv4: word 0 only). */
@@ -39,21 +38,6 @@ function clientWords(text: string): [number, number, number, number] {
 
 const d = (drv: Driver) => drv.session();
 import { ACK, opt, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
-
-/** What a full resync of `engine` writes (its workers' snapshots), as upsert events a peer
- * installs. */
-async function snapshotEvents(engine: Engine): Promise<{ events: Int32Array; n: number }> {
-  const snap = await engine.syncSnapshot();
-  const records = new Int32Array(snap.records.reduce((k, r) => k + r.length, 0));
-  snap.records.reduce((at, r) => (records.set(r, at), at + r.length), 0);
-  const n = records.length / SYNC_WORDS;
-  const events = new Int32Array(n * EVENT_WORDS);
-  for (let i = 0; i < n; i++) {
-    events[i * EVENT_WORDS] = OP_UPSERT;
-    events.set(records.subarray(i * SYNC_WORDS, (i + 1) * SYNC_WORDS), i * EVENT_WORDS + 1);
-  }
-  return { events, n };
-}
 
 /** A session from client port `sport` established on master `a` (syncAfterMs 0),
  * published, and its events drained from the ring. */

@@ -2,7 +2,7 @@
 
 import type { Engine } from '../../src/dataplane/engine.js';
 import { HaControl } from '../../src/ha/role.js';
-import { EVENT_WORDS, SyncRing } from '../../src/ha/session_sync.js';
+import { EVENT_WORDS, OP_UPSERT, SYNC_WORDS, SyncRing } from '../../src/ha/session_sync.js';
 import { labServices, makeEngine } from './engine.js';
 
 export const MASTER = true;
@@ -36,4 +36,19 @@ export async function promote(n: { engine: Engine; control: HaControl }): Promis
 export function drain(ring: SyncRing): { events: Int32Array; n: number } {
   const events = new Int32Array(1024 * EVENT_WORDS);
   return { events, n: ring.drain(events, 1024) };
+}
+
+/** What a full resync of `engine` writes (its workers' snapshots), as the upsert events a node
+ * loading it installs. */
+export async function snapshotEvents(engine: Engine): Promise<{ events: Int32Array; n: number }> {
+  const snap = await engine.syncSnapshot();
+  const records = new Int32Array(snap.records.reduce((k, r) => k + r.length, 0));
+  snap.records.reduce((at, r) => (records.set(r, at), at + r.length), 0);
+  const n = records.length / SYNC_WORDS;
+  const events = new Int32Array(n * EVENT_WORDS);
+  for (let i = 0; i < n; i++) {
+    events[i * EVENT_WORDS] = OP_UPSERT;
+    events.set(records.subarray(i * SYNC_WORDS, (i + 1) * SYNC_WORDS), i * EVENT_WORDS + 1);
+  }
+  return { events, n };
 }
