@@ -16,7 +16,8 @@
  *                   master does, byte for byte
  *   cluster         two nodes forwarding the same flows on each other's copies until one dies
  *                   and the other adopts its sessions (installs must not fail); and one node's
- *                   flows, which the node that adopts them must forward as it did
+ *                   flows, which the node that adopts them must forward as it did, and it again
+ *                   once it is back and has them handed over
  *
  * and twins (twinRun), two engines that must forward and generate the same bytes: one with
  * TUN offloads against one without, one reloaded every second with the services it has
@@ -556,20 +557,22 @@ function peerLips(lips: readonly string[], holder: number) {
  * (an afterBurst) installs each node's events on the other, both clocks moved to the
  * burst's, as their followers do. Failed installs are problems; the rest is counted.
  */
+/** A cluster node forwarding and publishing (its sessions published at once). */
+function clusterNode(nodeId: number, specs: ServiceSpec[]) {
+  const control = new HaControl();
+  control.set(true, true);
+  const ring = new SyncRing(SYNC_RING_EVENTS);
+  const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
+  const engine = new Engine(
+    { capacity: 8192, seed: 81, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
+    services(specs),
+  );
+  return { engine, ring };
+}
+
 function clusterPair() {
-  const node = (nodeId: number, specs: ServiceSpec[]) => {
-    const control = new HaControl();
-    control.set(true, true);
-    const ring = new SyncRing(SYNC_RING_EVENTS);
-    const ha = { nodeId, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 1 };
-    const engine = new Engine(
-      { capacity: 8192, seed: 81, rstOnExpire: true, timeouts: FUZZ_TIMEOUTS_SEC, ha },
-      services(specs),
-    );
-    return { engine, ring };
-  };
-  const a = node(1, serviceSpecs());
-  const b = node(
+  const a = clusterNode(1, serviceSpecs());
+  const b = clusterNode(
     2,
     serviceSpecs().map((x) =>
       x.localAddresses.length === 0 ? x : { ...x, localAddresses: [x.vip.includes(':') ? LIPS_B[6] : LIPS_B[4]] },
@@ -729,7 +732,7 @@ describe('fuzz: every mode and feature', () => {
       // And it gets the traffic.
       const after = fuzzBursts(b.engine, pool, PACKETS / 4, rng, { ...io, startMs: twin.nowMs });
       console.log(
-        `fuzz (modes, HA, ${_what}) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${twin.compared} templates forwarded alike by both after the takeover; ${after.sent} packets after it, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
+        `fuzz (modes, HA, ${_what}) seed ${seed.toString(16)}: ${t.sent} packets on the master, ${totals.installed} installs and ${totals.deleted} deletes on the standby; ${twin.compared} templates forwarded alike by the master and both standbys after the takeover; ${after.sent} packets after it, ${after.forwarded} forwarded, ${after.linked} linked, ${after.generated} generated`,
       );
       expect(after.problems, `seed ${seed.toString(16)} (after the takeover)`).toEqual([]);
       expect(after.forwarded).toBeGreaterThan(PACKETS / 100);
@@ -783,6 +786,32 @@ describe('fuzz: every mode and feature', () => {
     );
     expect(twin.problems, `seed ${seed.toString(16)} (node 2 for node 1)`).toEqual([]);
     expect(twin.compared).toBeGreaterThan(100);
+    // Node 1 comes back (a new process): it loads node 2's hash and claims the sessions on its
+    // own addresses; node 2, told it lives, hands them over. Each flow then goes on on node 1
+    // as on node 2.
+    const back = clusterNode(1, serviceSpecs());
+    shareSecrets(b.engine, back.engine);
+    back.engine.setPeerLocalAddresses(peerLips([LIPS_B[4], LIPS_B[6]], 2));
+    const nowMs = twin.nowMs + TIMER_TICK_MS;
+    back.engine.advanceTimers(nowMs);
+    b.engine.advanceTimers(nowMs);
+    b.ring.drain(new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS), SYNC_RING_EVENTS); // its own hash's
+    const loaded = await snapshotEvents(b.engine);
+    expect(back.engine.installSynced(loaded.events, loaded.n)).toMatchObject({ failed: 0 });
+    const claimed = await back.engine.reconcileSynced();
+    b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 1));
+    const handed = await b.engine.reconcileSynced();
+    const handover = newTotals();
+    expect(syncStep(b, back, new Int32Array(SYNC_RING_EVENTS * EVENT_WORDS), handover, nowMs)).toMatchObject({
+      failed: 0,
+      conflicts: 0,
+    });
+    const again = twins(b.engine, [back.engine], pool, nowMs, 0, asServerSees);
+    console.log(
+      `fuzz (modes, cluster return) seed ${seed.toString(16)}: node 1 back claimed ${claimed.claimed}, node 2 handed over ${handed.handedOver}; ${again.compared} templates forwarded alike`,
+    );
+    expect(again.problems, `seed ${seed.toString(16)} (node 1 back)`).toEqual([]);
+    expect(again.compared).toBeGreaterThan(50);
   });
 });
 
