@@ -179,6 +179,9 @@ function inner(p: Uint8Array): Uint8Array {
 
 class Maker {
   readonly pool: Uint8Array[] = [];
+  /** What the last packet sent brought out, as it left the LB (outer headers and all), in the
+   * order of what add() returned. */
+  lastRaw: Uint8Array[] = [];
   private readonly ring: PacketRing;
   get offloads(): boolean {
     return this.headroom > 0;
@@ -228,14 +231,16 @@ class Maker {
     r.lens[0] = slot.length;
     this.engine.processBurst(r, 1, 0);
     const out: Parsed[] = [];
+    this.lastRaw = [];
     const v = r.verdicts[0];
     if (v === VERDICT_FORWARD || v === VERDICT_LINK)
-      out.push(parse(inner(received(r.bytes, 0, r.lens[0], this.headroom, v === VERDICT_LINK))));
+      this.lastRaw.push(received(r.bytes, 0, r.lens[0], this.headroom, v === VERDICT_LINK));
     const e = this.engine.emit;
     for (let g = 0; g < this.engine.emitCount; g++) {
       const p = received(e.bytes, g * e.slotSize, e.lens[g]!, this.headroom, e.verdicts[g] === VERDICT_LINK);
-      if (!isFragment(p)) out.push(parse(inner(p)));
+      if (!isFragment(p)) this.lastRaw.push(p);
     }
+    for (const p of this.lastRaw) out.push(parse(inner(p)));
     this.engine.clearEmitted();
     this.engine.handedOver();
     return out;
@@ -258,16 +263,22 @@ function tcpFlow(m: Maker, rng: Rng, fam: Family, vip: string, port: number, spo
   const client = { src: fam.client, dst: vip, sport, dport: port };
   const isn = rng.next();
   const first = m.add(tcp({ ...client, seq: isn, flags: SYN, options: rng.pick(SYN_OPTIONS) }));
-  let toServer = first.find((p) => p.proto === 6 && p.dst !== fam.client);
+  const towardServer = (out: Parsed[]) => out.findIndex((p) => p.proto === 6 && p.dst !== fam.client);
+  let at = towardServer(first);
+  let toServer = first[at];
+  // What left the LB toward the server (a tunnel's outer packet for TUNNEL).
+  let leftLb = m.lastRaw[at];
   let clientAck: number | undefined;
   const proxyAnswer = first.find((p) => p.proto === 6 && p.dst === fam.client && p.flags === (SYN | ACK));
   if (proxyAnswer) {
     // The SYN proxy answered with a cookie: the client's ACK makes it open the server's side.
     clientAck = proxyAnswer.seq + 1;
     const next = m.add(tcp({ ...client, seq: isn + 1, ack: clientAck, flags: ACK, options: rng.pick(DATA_OPTIONS) }));
-    toServer = next.find((p) => p.proto === 6 && p.dst !== fam.client);
+    at = towardServer(next);
+    toServer = next[at];
+    leftLb = m.lastRaw[at];
   }
-  if (!toServer) return;
+  if (!toServer || !leftLb) return;
   const server = { src: toServer.dst, dst: toServer.src, sport: toServer.dport, dport: toServer.sport };
   const rsIsn = rng.next();
   const synAck = m.add(
@@ -284,7 +295,7 @@ function tcpFlow(m: Maker, rng: Rng, fam: Family, vip: string, port: number, spo
   m.addGso(tcp({ ...client, seq: isn + 1, ack: clientAck, flags: ACK, options, payload: big }), 500 + rng.below(900));
   m.addGso(tcp({ ...server, seq: rsIsn + 1, ack: toServer.seq + 1, flags: ACK, payload: big }), 1000);
   // An error from the server's side about what the LB sent it, and a router's "too big"
-  // about the packet as it left the LB (a tunnel's outer packet for TUNNEL).
+  // about the packet as it left the LB (a tunnel's outer packet for TUNNEL), to its source.
   const quoted = tcp({
     ...server,
     src: toServer.src,
@@ -305,7 +316,17 @@ function tcpFlow(m: Maker, rng: Rng, fam: Family, vip: string, port: number, spo
     ),
   );
   const router = fam === V4 ? ROUTER[4] : ROUTER[6];
-  m.add(icmp(router, vip, fam === V4 ? 3 : 2, fam === V4 ? 4 : 0, 1300, quoted));
+  const outerV4 = leftLb[0]! >> 4 === 4;
+  m.add(
+    icmp(
+      router,
+      parse(leftLb).src,
+      outerV4 ? 3 : 2,
+      outerV4 ? 4 : 0,
+      1300,
+      leftLb.subarray(0, Math.min(leftLb.length, outerV4 ? 548 : 1232)),
+    ),
+  );
   m.add(tcp({ ...client, seq: isn + 1 + payload.length, ack: clientAck, flags: FIN | ACK }), rng.below(4) === 0);
   m.add(tcp({ ...server, seq: rsIsn + 1, flags: RST }), false);
 }
