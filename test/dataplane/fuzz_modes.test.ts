@@ -177,6 +177,39 @@ function inner(p: Uint8Array): Uint8Array {
   return p;
 }
 
+/** A packet as an engine left it in its slot: the slot's bytes (its virtio_net_hdr first with
+ * offloads), and whether it is a frame for the servers' link (DR). */
+interface SlotOut {
+  bytes: Uint8Array;
+  link: boolean;
+}
+
+/** `slot` (a packet behind `ring.headroom` bytes of header) through `e` alone at `nowMs`: its
+ * verdict and drop reason, whether it made a session, what it forwarded and what it
+ * generated; the generated packets are forgotten then, as the forwarder does once written. */
+function throughOne(e: Engine, ring: PacketRing, slot: Uint8Array, nowMs: number) {
+  const before = e.counters[C_SESSIONS_CREATED]!;
+  ring.bytes.set(slot, 0);
+  ring.lens[0] = slot.length;
+  e.processBurst(ring, 1, nowMs);
+  const v = ring.verdicts[0]!;
+  const em = e.emit;
+  const emitted: SlotOut[] = Array.from({ length: e.emitCount }, (_, g) => ({
+    bytes: em.bytes.slice(g * em.slotSize, g * em.slotSize + em.lens[g]!),
+    link: em.verdicts[g] === VERDICT_LINK,
+  }));
+  e.clearEmitted();
+  e.handedOver();
+  const forwarded: SlotOut | undefined =
+    v === VERDICT_FORWARD || v === VERDICT_LINK
+      ? { bytes: ring.bytes.slice(0, ring.lens[0]), link: v === VERDICT_LINK }
+      : undefined;
+  return { v, why: ring.aux[0]!, made: e.counters[C_SESSIONS_CREATED] !== before, forwarded, emitted };
+}
+
+/** A slot's packet as its receiver reads it (received). */
+const asReceived = (o: SlotOut, headroom: number): Uint8Array => received(o.bytes, 0, o.bytes.length, headroom, o.link);
+
 class Maker {
   readonly pool: Uint8Array[] = [];
   /** What the last packet sent brought out, as it left the LB (outer headers and all), in the
@@ -226,24 +259,10 @@ class Maker {
   }
 
   private send(slot: Uint8Array): Parsed[] {
-    const r = this.ring;
-    r.bytes.set(slot, 0);
-    r.lens[0] = slot.length;
-    this.engine.processBurst(r, 1, 0);
-    const out: Parsed[] = [];
-    this.lastRaw = [];
-    const v = r.verdicts[0];
-    if (v === VERDICT_FORWARD || v === VERDICT_LINK)
-      this.lastRaw.push(received(r.bytes, 0, r.lens[0], this.headroom, v === VERDICT_LINK));
-    const e = this.engine.emit;
-    for (let g = 0; g < this.engine.emitCount; g++) {
-      const p = received(e.bytes, g * e.slotSize, e.lens[g]!, this.headroom, e.verdicts[g] === VERDICT_LINK);
-      if (!isFragment(p)) this.lastRaw.push(p);
-    }
-    for (const p of this.lastRaw) out.push(parse(inner(p)));
-    this.engine.clearEmitted();
-    this.engine.handedOver();
-    return out;
+    const r = throughOne(this.engine, this.ring, slot, 0);
+    const generated = r.emitted.map((o) => asReceived(o, this.headroom)).filter((p) => !isFragment(p));
+    this.lastRaw = r.forwarded ? [asReceived(r.forwarded, this.headroom), ...generated] : generated;
+    return this.lastRaw.map((p) => parse(inner(p)));
   }
 }
 
@@ -437,39 +456,20 @@ function twins(
   const fresh = new Set<string>();
   for (const p of pool) {
     const flow = flowOf(p.subarray(headroom));
-    const out = engines.map((e, k) => {
-      const r = rings[k]!;
-      const before = e.counters[C_SESSIONS_CREATED]!;
-      r.bytes.set(p, 0);
-      r.lens[0] = p.length;
-      e.processBurst(r, 1, nowMs);
-      const emitted = Array.from({ length: e.emitCount }, (_, g) =>
-        e.emit.bytes.slice(g * e.emit.slotSize, g * e.emit.slotSize + e.emit.lens[g]!),
-      );
-      e.clearEmitted();
-      e.handedOver();
-      const v = r.verdicts[0]!;
-      const forwarded = v === VERDICT_FORWARD || v === VERDICT_LINK;
-      return {
-        v,
-        made: e.counters[C_SESSIONS_CREATED] !== before,
-        bytes: forwarded ? r.bytes.slice(0, r.lens[0]) : undefined,
-        emitted,
-      };
-    });
+    const out = engines.map((e, k) => throughOne(e, rings[k]!, p, nowMs));
     if (out.some((o) => o.made)) fresh.add(flow);
-    if (out.some((o) => !o.bytes) || fresh.has(flow)) continue;
+    if (out.some((o) => !o.forwarded) || fresh.has(flow)) continue;
     compared++;
     const x = out[0]!;
     out.slice(1).forEach((y, k) => {
       const same =
         x.v === y.v &&
-        alike(x.bytes!, y.bytes!) &&
+        alike(x.forwarded!.bytes, y.forwarded!.bytes) &&
         x.emitted.length === y.emitted.length &&
-        x.emitted.every((g, i) => alike(g, y.emitted[i]!));
+        x.emitted.every((g, i) => alike(g.bytes, y.emitted[i]!.bytes));
       if (!same && problems.length < 5)
         problems.push(
-          `in ${hexHead(p)}: ${x.v} ${hexHead(x.bytes!)} (+${x.emitted.length}), follower ${k + 1} ${y.v} ${hexHead(y.bytes!)} (+${y.emitted.length})`,
+          `in ${hexHead(p)}: ${x.v} ${hexHead(x.forwarded!.bytes)} (+${x.emitted.length}), follower ${k + 1} ${y.v} ${hexHead(y.forwarded!.bytes)} (+${y.emitted.length})`,
         );
     });
   }
@@ -505,25 +505,19 @@ function twinRun(
     const nowMs = 5 * n;
     between?.(n, nowMs);
     const out = [x, y].map((e, k) => {
-      const r = rings[k]!;
-      const h = r.headroom;
-      r.bytes.fill(0, 0, h);
+      const h = rings[k]!.headroom;
+      const slot = new Uint8Array(h + p.length);
       if (h > 0 && partial) {
-        r.bytes.set(vnetHeader(p, 0, 0), 0);
-        r.bytes.set(makePartial(p), h);
-      } else r.bytes.set(p, h);
-      r.lens[0] = h + p.length;
-      e.processBurst(r, 1, nowMs);
-      const v = r.verdicts[0]!;
-      const link = v === VERDICT_LINK;
-      const bytes = v === VERDICT_FORWARD || link ? received(r.bytes, 0, r.lens[0], h, link) : undefined;
-      const em = e.emit;
-      const emitted = Array.from({ length: e.emitCount }, (_, g) =>
-        received(em.bytes, g * em.slotSize, em.lens[g]!, h, em.verdicts[g] === VERDICT_LINK),
-      );
-      e.clearEmitted();
-      e.handedOver();
-      return { v, why: r.aux[0]!, bytes, emitted };
+        slot.set(vnetHeader(p, 0, 0));
+        slot.set(makePartial(p), h);
+      } else slot.set(p, h);
+      const r = throughOne(e, rings[k]!, slot, nowMs);
+      return {
+        v: r.v,
+        why: r.why,
+        bytes: r.forwarded && asReceived(r.forwarded, h),
+        emitted: r.emitted.map((o) => asReceived(o, h)),
+      };
     });
     const [a, b] = out as [(typeof out)[0], (typeof out)[0]];
     compared++;
