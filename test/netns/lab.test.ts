@@ -89,29 +89,40 @@ async function streamsInBackground(connections: number, seconds: number, port: n
   return (await runInNs(nsName(prefix, 'client'), [process.execPath, ...args])).out;
 }
 
+/** A copy of the lab service `base` (withServiceCopies): named `name`, on `port`, to
+ * `servers` (addresses, listening on `port`), changed further by `edit`. */
+interface ServiceCopy {
+  base: string;
+  name: string;
+  port: number;
+  servers: readonly string[];
+  edit?: (line: string) => string;
+}
+
 /**
- * Run `body` with a copy of the lab service `base` in lb-a's config (reloaded): named `name`,
- * on `port`, to `servers` (addresses, listening on `port`), changed further by `edit`. The
- * config is put back (and reloaded) afterwards.
+ * Run `body` with `copies` of lab services in lb-a's config (one reload). The config is put
+ * back (and reloaded) afterwards.
  */
-async function withServiceCopy<T>(
-  o: { base: string; name: string; port: number; servers: readonly string[]; edit?: (line: string) => string },
-  body: () => Promise<T>,
-): Promise<T> {
+async function withServiceCopies<T>(copies: readonly ServiceCopy[], body: () => Promise<T>): Promise<T> {
   const file = join(state.dir, 'lb-a.yaml');
   const before = readFileSync(file, 'utf8');
   try {
-    const rss = o.servers.map((a) => `{ address: "${a}", port: ${o.port} }`).join(', ');
     await reloadWith((y) =>
-      y.replace(new RegExp(`(  - \\{ name: ${o.base}, .*\n)`), (line) => {
-        const copy = line
-          .replace(`name: ${o.base}`, `name: ${o.name}`)
-          .replace(/ port: \d+,/, ` port: ${o.port},`)
-          .replace(/realServers: \[.*\]/, `realServers: [${rss}]`);
-        return (o.edit ? o.edit(copy) : copy) + line;
-      }),
+      copies.reduce(
+        (text, o) =>
+          text.replace(new RegExp(`(  - \\{ name: ${o.base}, .*\n)`), (line) => {
+            const rss = o.servers.map((a) => `{ address: "${a}", port: ${o.port} }`).join(', ');
+            const copy = line
+              .replace(`name: ${o.base}`, `name: ${o.name}`)
+              .replace(/ port: \d+,/, ` port: ${o.port},`)
+              .replace(/realServers: \[.*\]/, `realServers: [${rss}]`);
+            return (o.edit ? o.edit(copy) : copy) + line;
+          }),
+        y,
+      ),
     );
-    expect(readFileSync(file, 'utf8')).toContain(o.name);
+    const now = readFileSync(file, 'utf8');
+    for (const o of copies) expect(now).toContain(o.name);
     return await body();
   } finally {
     writeFileSync(file, before);
@@ -120,67 +131,102 @@ async function withServiceCopy<T>(
   }
 }
 
-/**
- * A transfer through a service on port 9001 (a copy of the lab service `base`, in `mode`) to
- * a server on rs1 that reads the client's request to its FIN, then runs `onEnd` (`s`: its
- * socket). The switch applies `hold` (an nft verdict, after "the server's segments of more
- * than 200 bytes") for 15 s from the start. Returns what the client received by its own FIN
- * (or the error, or a timeout after 60 s), and the no_session drops meanwhile.
- */
-async function heldTransfer(o: {
+/** How long the switch holds the server's segments back in the held transfers. */
+const HOLD_MS = 15_000;
+
+/** Hold back, in the switch and in an nft table of its own (`table`), the server's TCP
+ * segments of more than 200 bytes from `port` (`verdict`: an nft statement ending in drop);
+ * returns the release, which may be called more than once. */
+function holdInSwitch(table: string, port: number, verdict: string): () => void {
+  const sw = nsName(prefix, 'sw');
+  inNs(sw, [
+    'nft',
+    `add table bridge ${table}; add chain bridge ${table} hold { type filter hook forward priority 0; }; ` +
+      `add rule bridge ${table} hold tcp sport ${port} ip length > 200 ${verdict}`,
+  ]);
+  return () => void spawnSync('ip', ['netns', 'exec', sw, 'nft', `delete table bridge ${table}`], { stdio: 'ignore' });
+}
+
+/** A transfer through a copy of the lab service `base` (in `mode`) on `port`, to a server on
+ * rs1 that reads the client's request to its FIN, then runs `onEnd` (`s`: its socket); the
+ * switch applies `hold` to the server's segments (holdInSwitch) for HOLD_MS from the start. */
+interface HeldTransfer {
   base: string;
   mode?: string;
   vip: string;
+  port: number;
   onEnd: string;
   hold: string;
-}): Promise<{ n: number; seconds?: number; error?: string; noSession: number }> {
-  const port = 9001;
-  const sw = nsName(prefix, 'sw');
-  const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
-  const server = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      nsName(prefix, 'rs1'),
-      process.execPath,
-      '-e',
-      `require('net').createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => { ${o.onEnd}; }); }).listen(${port}, '0.0.0.0');`,
-    ],
-    { stdio: 'ignore' },
-  );
-  const copy = {
-    base: o.base,
-    name: `held-${o.base}`,
-    port,
-    servers: [LAB.realServers[0].v4],
-    ...(o.mode !== undefined ? { edit: (line: string) => line.replace(/mode: \w+/, `mode: ${o.mode}`) } : {}),
-  };
-  try {
-    return await withServiceCopy(copy, async () => {
-      inNs(sw, [
-        'nft',
-        'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
-          `add rule bridge tvhold hold tcp sport ${port} ip length > 200 ${o.hold}`,
-      ]);
-      const b0 = await stats();
-      const transfer = runInNs(nsName(prefix, 'client'), [
+}
+
+/** What each held transfer's client received (by its FIN, or the error), what ran alongside
+ * gave, and tunvs's no_session drops over the whole. */
+interface HeldOutcome<T> {
+  results: { n: number; seconds?: number; error?: string }[];
+  other: T;
+  noSession: number;
+}
+
+/**
+ * The `transfers` at once (one reload for their services, a hold each) and `alongside`,
+ * started after the holds are in place. Returns what each client received by its own FIN (or
+ * the error, or a timeout after 60 s), what `alongside` gave, and tunvs's no_session drops
+ * over the whole.
+ */
+async function heldTransfers<T>(
+  transfers: readonly HeldTransfer[],
+  alongside: () => Promise<T>,
+): Promise<HeldOutcome<T>> {
+  const servers = transfers.map((o) =>
+    spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        nsName(prefix, 'rs1'),
         process.execPath,
         '-e',
-        `const s = require('net').connect(${port}, '${o.vip}', () => s.end('x')); let n = 0; const t0 = Date.now();
+        `require('net').createServer({ allowHalfOpen: true }, (s) => { s.resume(); s.on('end', () => { ${o.onEnd}; }); }).listen(${o.port}, '0.0.0.0');`,
+      ],
+      { stdio: 'ignore' },
+    ),
+  );
+  const copies = transfers.map((o) => ({
+    base: o.base,
+    name: `held-${o.base}`,
+    port: o.port,
+    servers: [LAB.realServers[0].v4],
+    ...(o.mode !== undefined ? { edit: (line: string) => line.replace(/mode: \w+/, `mode: ${o.mode}`) } : {}),
+  }));
+  const releases: (() => void)[] = [];
+  try {
+    return await withServiceCopies(copies, async () => {
+      for (const [i, o] of transfers.entries()) releases.push(holdInSwitch(`tvhold${i}`, o.port, o.hold));
+      const b0 = await stats();
+      const running = transfers.map((o) =>
+        runInNs(nsName(prefix, 'client'), [
+          process.execPath,
+          '-e',
+          `const s = require('net').connect(${o.port}, '${o.vip}', () => s.end('x')); let n = 0; const t0 = Date.now();
          s.on('data', (d) => { n += d.length; }); s.on('error', (e) => { console.log(JSON.stringify({ n, error: e.message })); process.exit(0); });
          s.on('end', () => { console.log(JSON.stringify({ n, seconds: (Date.now() - t0) / 1000 })); process.exit(0); });
          setTimeout(() => { console.log(JSON.stringify({ n, error: 'timeout' })); process.exit(0); }, 60000);`,
-      ]);
-      await new Promise((done) => setTimeout(done, 15_000));
-      release();
-      const r = JSON.parse((await transfer).out) as { n: number; seconds?: number; error?: string };
+        ]),
+      );
+      const all = Promise.all([Promise.all(running), alongside()]);
+      await new Promise((done) => setTimeout(done, HOLD_MS));
+      for (const release of releases) release();
+      const [outs, other] = await all;
       const b1 = await stats();
-      return { ...r, noSession: (b1.drops!.no_session ?? 0) - (b0.drops!.no_session ?? 0) };
+      return {
+        results: outs.map((r) => JSON.parse(r.out) as HeldOutcome<T>['results'][number]),
+        other,
+        noSession: (b1.drops!.no_session ?? 0) - (b0.drops!.no_session ?? 0),
+      };
     });
   } finally {
-    release();
-    server.kill();
+    for (const release of releases) release();
+    for (const server of servers) server.kill();
   }
 }
 
@@ -585,81 +631,96 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(peer).toMatch(/^tcp-segmentation-offload: on/m);
   }, 60_000);
 
-  it("a half-closed connection whose server's data is held back past FIN_WAIT's 7 s still completes", async () => {
-    // The echo client sends 64 KiB and its FIN at once. The real servers' data segments are
-    // dropped in the switch, between them and the LB, for 15 s (their ACKs pass): the first
-    // retransmission of the echo that gets through reaches the LB ~20 s after the client's FIN
-    // (backoff, at most 10 s in the lab). Its session must still be there
-    // (nat/session.ts restartTimeout).
-    const sw = nsName(prefix, 'sw');
-    const release = (): void => void spawnSync('ip', ['netns', 'exec', sw, 'nft', 'delete table bridge tvhold']);
-    const before = await stats();
-    try {
-      inNs(sw, [
-        'nft',
-        'add table bridge tvhold; add chain bridge tvhold hold { type filter hook forward priority 0; }; ' +
-          `add rule bridge tvhold hold tcp sport ${LAB.echoPort} ip length > 200 drop`,
-      ]);
-      const echo = runInNs(nsName(prefix, 'client'), [
-        process.execPath,
-        join(distSrc(), 'lab', 'echo_check.js'),
-        LAB.vip4,
-        String(LAB.echoPort),
-        '1',
-        String(64 << 10),
-        '60',
-      ]);
-      await new Promise((done) => setTimeout(done, 15_000));
-      release();
-      const r = JSON.parse((await echo).out) as { ok: number; corrupted: number; seconds: number; errors: string[] };
+  describe('held back past the FIN timeouts (three at once: each waits out its hold)', () => {
+    // Each case has the switch hold a server's segments back for HOLD_MS, in a table and on a
+    // port of its own, so the three share that wait; no_session is counted over all three.
+    const size = { dr: 1 << 20, fullnat: 8 << 10 };
+    let held: HeldOutcome<{ ok: number; corrupted: number; seconds: number; errors: string[] }>;
+    beforeAll(async () => {
+      held = await heldTransfers(
+        [
+          // DR: only the client's packets pass the LB, so after its FIN the LB sees the
+          // server's data in the client's acks alone (nat/modes/client_side.ts
+          // clientOnlyState). The server sends 1 MiB once the client has half-closed; the
+          // switch lets about 100 kB of it through, then drops the server's data segments.
+          // After that its retransmission (cwnd 1: it needs the client's acks to go on) must
+          // find the session, 8 s past FIN_WAIT's 7 s.
+          {
+            base: 'dr-v4',
+            vip: LAB.drVip4,
+            port: 9001,
+            onEnd: `s.end(Buffer.alloc(${size.dr}, 7))`,
+            hold: 'quota over 100 kbytes drop',
+          },
+          // FULLNAT: the client sends its request and FIN; the server answers 8 kB, then its
+          // FIN 100 ms later, as a segment of its own. The switch drops the server's data but
+          // lets the bare FIN through: the LB sees both FINs while the data is still to come,
+          // and the client's duplicate ACK (its ack cannot cover the FIN yet). LAST_ACK must
+          // keep the session until each FIN is acknowledged (nat/session.ts finsAcked), not
+          // turn to TIME_WAIT's 7 s on that ACK.
+          {
+            base: 'tunnel-v4',
+            mode: 'fullnat',
+            vip: LAB.vip4,
+            port: 9002,
+            onEnd: `s.write(Buffer.alloc(${size.fullnat}, 7)); setTimeout(() => s.end(), 100)`,
+            hold: 'drop',
+          },
+        ],
+        // The half-closed echo: the echo client sends 64 KiB and its FIN at once; the real
+        // servers' data segments are dropped in the switch, between them and the LB (their
+        // ACKs pass): the first retransmission of the echo that gets through reaches the LB
+        // ~20 s after the client's FIN (backoff, at most 10 s in the lab). Its session must
+        // still be there (nat/session.ts restartTimeout).
+        async () => {
+          const release = holdInSwitch('tvhold-echo', LAB.echoPort, 'drop');
+          try {
+            const echo = runInNs(nsName(prefix, 'client'), [
+              process.execPath,
+              join(distSrc(), 'lab', 'echo_check.js'),
+              LAB.vip4,
+              String(LAB.echoPort),
+              '1',
+              String(64 << 10),
+              '60',
+            ]);
+            await new Promise((done) => setTimeout(done, HOLD_MS));
+            release();
+            return JSON.parse((await echo).out) as { ok: number; corrupted: number; seconds: number; errors: string[] };
+          } finally {
+            release();
+          }
+        },
+      );
+    }, 220_000);
+
+    it("a half-closed connection whose server's data is held back past FIN_WAIT's 7 s still completes", () => {
+      const r = held.other;
       console.log(`half-closed echo held back 15 s: ${r.ok}/1 ok after ${r.seconds.toFixed(1)} s`);
       expect(r.errors).toEqual([]);
       expect(r.ok).toBe(1);
       expect(r.corrupted).toBe(0);
-    } finally {
-      release();
-    }
-    const after = await stats();
-    expect(after.drops!.no_session! - before.drops!.no_session!).toBe(0);
-  }, 220_000);
-
-  it("DR: a download after the client's shutdown(SHUT_WR) that stalls for 15 s still completes", async () => {
-    // Only the client's packets pass the LB in DR, so after its FIN the LB sees the server's
-    // data in the client's acks alone (nat/modes/client_side.ts clientOnlyState). The server
-    // sends 1 MiB once the client has half-closed; the switch lets about 100 kB of it through,
-    // then drops the server's data segments for 15 s. After that its retransmission (cwnd 1:
-    // it needs the client's acks to go on) must find the session, 8 s past FIN_WAIT's 7 s.
-    const size = 1 << 20;
-    const r = await heldTransfer({
-      base: 'dr-v4',
-      vip: LAB.drVip4,
-      onEnd: `s.end(Buffer.alloc(${size}, 7))`,
-      hold: 'quota over 100 kbytes drop',
+      expect(held.noSession).toBe(0);
     });
-    console.log(`DR download held back 15 s after 100 kB: ${r.n} of ${size} bytes, ${r.error ?? `${r.seconds} s`}`);
-    expect(r).toMatchObject({ n: size, noSession: 0 });
-  }, 120_000);
 
-  it("FULLNAT: both FINs seen, the server's data lost for 15 s: the session waits in LAST_ACK", async () => {
-    // The client sends its request and FIN; the server answers 8 kB, then its FIN 100 ms
-    // later, as a segment of its own. The switch drops the server's data for 15 s but lets
-    // the bare FIN through: the LB sees both FINs while the data is still to come, and the
-    // client's duplicate ACK (its ack cannot cover the FIN yet). LAST_ACK must keep the
-    // session until each FIN is acknowledged (nat/session.ts finsAcked), not turn to
-    // TIME_WAIT's 7 s on that ACK.
-    const size = 8 << 10;
-    const r = await heldTransfer({
-      base: 'tunnel-v4',
-      mode: 'fullnat',
-      vip: LAB.vip4,
-      onEnd: `s.write(Buffer.alloc(${size}, 7)); setTimeout(() => s.end(), 100)`,
-      hold: 'drop',
+    it("DR: a download after the client's shutdown(SHUT_WR) that stalls for 15 s still completes", () => {
+      const r = held.results[0]!;
+      console.log(
+        `DR download held back 15 s after 100 kB: ${r.n} of ${size.dr} bytes, ${r.error ?? `${r.seconds} s`}`,
+      );
+      expect(r).toMatchObject({ n: size.dr });
+      expect(held.noSession).toBe(0);
     });
-    console.log(
-      `FULLNAT answer held back 15 s behind its FIN: ${r.n} of ${size} bytes, ${r.error ?? `${r.seconds} s`}`,
-    );
-    expect(r).toMatchObject({ n: size, noSession: 0 });
-  }, 120_000);
+
+    it("FULLNAT: both FINs seen, the server's data lost for 15 s: the session waits in LAST_ACK", () => {
+      const r = held.results[1]!;
+      console.log(
+        `FULLNAT answer held back 15 s behind its FIN: ${r.n} of ${size.fullnat} bytes, ${r.error ?? `${r.seconds} s`}`,
+      );
+      expect(r).toMatchObject({ n: size.fullnat });
+      expect(held.noSession).toBe(0);
+    });
+  });
 
   it('health checks (HTTP with a body match, TCP) take a stopped real server out and back in', async () => {
     await reloadWith((y) =>
@@ -2208,7 +2269,7 @@ ${['198.18.20.21', '198.18.20.22']
       edit: (line: string) => line.replace(/scheduler: \w+/, 'scheduler: mh, sloppy: true'),
     };
     try {
-      await withServiceCopy(copy, async () => {
+      await withServiceCopies([copy], async () => {
         expect(readFileSync(file, 'utf8')).toContain(
           `name: sloppy-dr-v4, vip: "${LAB.drVip4}", port: ${port}, mode: dr, scheduler: mh, sloppy: true`,
         );
