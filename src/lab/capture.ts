@@ -46,7 +46,7 @@ export interface TcpSeen {
   dport: number;
   syn: boolean;
   ack: boolean;
-  /** tshark's verdicts: true = checksum verified good. */
+  /** tshark's verdicts: true = checksum verified good (TCP: tcpChecksumGood). */
   ipChecksumGood: boolean;
   tcpChecksumGood: boolean;
   /** The TOA found in the options (kind 254/253/200, length 8 or 20), if any. */
@@ -86,12 +86,31 @@ function tsharkRows(file: string, checks: string[], filter: string, fields: stri
     .map((l) => l.split('\t'));
 }
 
+/** The tshark fields tcpChecksumGood reads, in its order (with the TCP check on). */
+export const TCP_CHECKSUM_FIELDS = ['tcp.checksum.status', 'tcp.checksum', 'tcp.checksum_calculated'] as const;
+
+/**
+ * tshark's verdict on a TCP checksum (TCP_CHECKSUM_FIELDS' values), corrected in one case: a
+ * field of 0xffff where the checksum comes to 0x0000 is good. Both are zero in ones'
+ * complement and every stack takes either (RFC 1624 §3); Linux writes 0xffff when it completes
+ * a partial checksum that comes to zero (skb_checksum_help's CSUM_MANGLED_0, as on the lab's
+ * interfaces with TX checksumming off), and tshark calls that bad ("0xffff instead of 0x0000"):
+ * one segment in 65,536 of those the kernel completes. tunvs itself never writes 0xffff.
+ */
+export function tcpChecksumGood(
+  status: string | undefined,
+  field: string | undefined,
+  calculated: string | undefined,
+): boolean {
+  return status === '1' || (Number(field) === 0xffff && calculated !== undefined && Number(calculated) === 0);
+}
+
 /** TCP packets of a capture file, as tshark decodes and verifies them. */
 export function readCapture(file: string): TcpSeen[] {
   const fields = ['ip.src', 'ipv6.src', 'ip.dst', 'ipv6.dst', 'tcp.srcport', 'tcp.dstport', 'tcp.flags.syn'];
-  fields.push('tcp.flags.ack', 'tcp.options', 'ip.checksum.status', 'tcp.checksum.status');
+  fields.push('tcp.flags.ack', 'tcp.options', 'ip.checksum.status', ...TCP_CHECKSUM_FIELDS);
   return tsharkRows(file, ['ip', 'tcp'], 'tcp', fields).map(
-    ([s4, s6, d4, d6, sport, dport, syn, ack, opts, ipSum, tcpSum]) => {
+    ([s4, s6, d4, d6, sport, dport, syn, ack, opts, ipSum, tcpSum, tcpField, tcpCalculated]) => {
       const toa = decodeToa(opts ?? '');
       return {
         src: s4 || s6 || '',
@@ -102,7 +121,7 @@ export function readCapture(file: string): TcpSeen[] {
         ack: ack === '1' || ack === 'True',
         // IPv6 has no header checksum: "not present" counts as good.
         ipChecksumGood: s4 ? ipSum === '1' : true,
-        tcpChecksumGood: tcpSum === '1',
+        tcpChecksumGood: tcpChecksumGood(tcpSum, tcpField, tcpCalculated),
         ...(toa ? { toa } : {}),
       };
     },

@@ -14,7 +14,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
-import { startCapture, stopCapture, type Capture } from '../../src/lab/capture.js';
+import {
+  startCapture,
+  stopCapture,
+  tcpChecksumGood,
+  TCP_CHECKSUM_FIELDS,
+  type Capture,
+} from '../../src/lab/capture.js';
 import { LAB, labSpawn, nsName, type LabState } from '../../src/lab/lab.js';
 import { inNs, stopPid } from '../../src/lab/netns.js';
 import { distSrc } from '../../src/paths.js';
@@ -34,10 +40,11 @@ interface Seen {
   line: string;
 }
 
-/** TCP packets of a capture: source, the IPv6 header's next header, tshark's checksum verdict. */
+/** TCP packets of a capture: source, the IPv6 header's next header, tshark's checksum verdict
+ * (tcpChecksumGood). */
 function readSeen(file: string): Seen[] {
-  const extra = ['frame.number', 'frame.len', 'frame.cap_len', 'tcp.len', 'tcp.flags.str', 'tcp.checksum'];
-  const fields = ['ipv6.src', 'ipv6.nxt', 'tcp.checksum.status', ...extra].flatMap((f) => ['-e', f]);
+  const extra = ['frame.number', 'frame.len', 'frame.cap_len', 'tcp.len', 'tcp.flags.str'];
+  const fields = ['ipv6.src', 'ipv6.nxt', ...TCP_CHECKSUM_FIELDS, ...extra].flatMap((f) => ['-e', f]);
   return execFileSync('tshark', ['-r', file, '-o', 'tcp.check_checksum:TRUE', '-Y', 'tcp', '-T', 'fields', ...fields], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'ignore'],
@@ -45,7 +52,7 @@ function readSeen(file: string): Seen[] {
     .trim()
     .split('\n')
     .map((l) => l.split('\t'))
-    .map((f) => ({ src: f[0]!, next: Number(f[1]), good: f[2] === '1', line: f.join(' ') }));
+    .map((f) => ({ src: f[0]!, next: Number(f[1]), good: tcpChecksumGood(f[2], f[3], f[4]), line: f.join(' ') }));
 }
 
 /** Packets dropped as ipv6_ext_header, and packets handed over between workers, so far. */
@@ -138,7 +145,7 @@ export async function expectExtHeadersThroughVip(prefix: string, state: LabState
     .map(({ at, p }) => `${at}: ${p.line}`);
   expect(
     bad,
-    'packets tshark finds a bad checksum in (file: src next status frame len caplen tcplen flags csum)',
+    'packets tshark finds a bad checksum in (file: src next status csum calculated frame len caplen tcplen flags)',
   ).toEqual([]);
   // The queries' fragments as the LB cut them for rs1 (the scheduler gives it some of the
   // 10, each at least 3 fragments): the Hop-by-Hop header in front of each fragment header.
