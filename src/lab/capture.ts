@@ -102,7 +102,7 @@ export function tcpChecksumGood(
   field: string | undefined,
   calculated: string | undefined,
 ): boolean {
-  return status === '1' || (Number(field) === 0xffff && calculated !== undefined && Number(calculated) === 0);
+  return status === '1' || (Number(field) === 0xffff && /^0x0{4}$/.test(calculated ?? ''));
 }
 
 /** TCP packets of a capture file, as tshark decodes and verifies them. */

@@ -66,6 +66,7 @@ describe('the lab’s TCP checksum verdict', () => {
     expect(tcpChecksumGood('0', '0xffff', '0x8a3c')).toBe(false);
     expect(tcpChecksumGood('0', '0x1234', '0x0000')).toBe(false);
     expect(tcpChecksumGood('1', '0x1234', '0x1234')).toBe(true);
+    expect(tcpChecksumGood('2', '0xffff', '')).toBe(false); // not verified: nothing calculated
     expect(tcpChecksumGood(undefined, undefined, undefined)).toBe(false);
   });
 });
