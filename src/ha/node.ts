@@ -170,6 +170,8 @@ export class HaNode {
   private role: NodeRole;
   private roleChanges = 0;
   private busy = false;
+  /** Registry beats under way (beat): stop() lets them finish before it closes the connection. */
+  private beats = 0;
   private stopped = false;
   private stopFifo: (() => void) | undefined;
   private readonly startedAt = Date.now();
@@ -292,14 +294,15 @@ export class HaNode {
     });
   }
 
-  /** Stop syncing: the last batch in flight is given up to a second to reach Redis. */
+  /** Stop syncing: the last batch and registry beat in flight are given up to a second to
+   * finish, so that nothing is sent after the alive key is deleted and the connection closed. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.stopFifo?.();
     const deadline = Date.now() + 1000;
-    while (this.busy && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while ((this.busy || this.beats > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.reader?.disconnect(); // ends a blocked XREAD at once
     await this.follower.stop();
     // Gone now, not in NODE_ALIVE_MS: a cluster node's backup takes its sessions over at once
@@ -692,7 +695,16 @@ export class HaNode {
       if (r?.status === 'end') r.connect().catch((e: Error) => this.fail(`reconnecting to Redis: ${e.message}`));
     }
     if (!this.up) return;
-    const r = this.redis!;
+    this.beats++;
+    try {
+      await this.register(this.redis!);
+    } finally {
+      this.beats--;
+    }
+  }
+
+  /** beat's work on the connection `r`: this node's entry and alive key, then the peers. */
+  private async register(r: Redis): Promise<void> {
     const me: RegistryEntry = {
       id: this.cfg.nodeId,
       name: this.cfg.name,
@@ -747,7 +759,8 @@ export class HaNode {
       if (this.cfg.mode === 'cluster') this.takeOver();
       else await this.pairStreams(r);
     } catch (e) {
-      this.fail(`registry: ${(e as Error).message}`);
+      // A beat stop() gave up waiting for: not a failure of a running node.
+      if (!this.stopped) this.fail(`registry: ${(e as Error).message}`);
     }
   }
 

@@ -510,6 +510,26 @@ describe('HA nodes through Redis', () => {
     await until('another node drops it at its next heartbeat', () => y.node.status().peers.every((p) => p.id !== 3));
   });
 
+  it('stop() lets a registry beat under way finish: no error after it, the alive key gone', async () => {
+    const y = startNode(2, 'beat', where(), 'cluster');
+    nodes.push(y);
+    for (let round = 0; round < 3; round++) {
+      const x = startNode(1, 'beat', where(), 'cluster');
+      await until('both ready', () => x.node.status().ready && y.node.status().ready);
+      // Redis busy for 300 ms (a script that spins), then a heartbeat: its MULTI waits behind
+      // the script, and it has the peers' alive keys to read after (a second round trip).
+      const spin = redis.eval(
+        "local t = redis.call('TIME') while (redis.call('TIME')[1] - t[1]) * 1e6 + redis.call('TIME')[2] - t[2] < 300000 do end return 1",
+        0,
+      );
+      void (x.node as unknown as { beat(): Promise<void> }).beat();
+      await x.node.stop();
+      await spin;
+      expect(x.node.status().lastError, `round ${round}`).toBeUndefined();
+      expect(await redis.exists(nodeKeys('beat', 1).alive), `round ${round}`).toBe(0);
+    }
+  });
+
   it('a cluster node restarted before its peers take it over restores its own sessions first', async () => {
     const [x, y] = [startNode(1, 'r', where(), 'cluster'), startNode(2, 'r', where(), 'cluster')];
     nodes.push(x, y);
