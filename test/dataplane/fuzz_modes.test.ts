@@ -566,12 +566,6 @@ function peerLips(lips: readonly string[], holder: number) {
   return lips.map((x) => ({ ...parseAddress(x)!, holder }));
 }
 
-/**
- * Two cluster nodes (1 with the lab's local addresses, 2 with LIPS_B), both forwarding and
- * publishing, each knowing the other's addresses, sessions published at once; `exchange`
- * (an afterBurst) installs each node's events on the other, both clocks moved to the
- * burst's, as their followers do. Failed installs are problems; the rest is counted.
- */
 /** A cluster node forwarding and publishing (its sessions published at once). */
 function clusterNode(nodeId: number, specs: ServiceSpec[]) {
   const control = new HaControl();
@@ -585,6 +579,12 @@ function clusterNode(nodeId: number, specs: ServiceSpec[]) {
   return { engine, ring };
 }
 
+/**
+ * Two cluster nodes (1 with the lab's local addresses, 2 with LIPS_B), both forwarding and
+ * publishing, each knowing the other's addresses, sessions published at once; `exchange`
+ * (an afterBurst) installs each node's events on the other, both clocks moved to the
+ * burst's, as their followers do. Failed installs are problems; the rest is counted.
+ */
 function clusterPair() {
   const a = clusterNode(1, serviceSpecs());
   const b = clusterNode(
@@ -608,6 +608,15 @@ function clusterPair() {
     }
   };
   return { a, b, events, totals, exchange };
+}
+
+/** Node 2 of a cluster pair (clusterPair) after node 1 died: as its first live backup it holds
+ * node 1's local addresses and adopts its sessions, as ha/node.ts does. */
+async function nodeOneDies(b: { engine: Engine }) {
+  b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 2));
+  const adopted = await b.engine.adoptSynced(1);
+  const reconciled = await b.engine.reconcileSynced();
+  return { adopted, reconciled };
 }
 
 describe('fuzz: every mode and feature', () => {
@@ -829,12 +838,3 @@ describe('fuzz: every mode and feature', () => {
     expect(again.compared).toBeGreaterThan(50);
   });
 });
-
-/** Node 2 of a cluster pair (clusterPair) after node 1 died: as its first live backup it holds
- * node 1's local addresses and adopts its sessions, as ha/node.ts does. */
-async function nodeOneDies(b: { engine: Engine }) {
-  b.engine.setPeerLocalAddresses(peerLips([V4.lip, V6.lip], 2));
-  const adopted = await b.engine.adoptSynced(1);
-  const reconciled = await b.engine.reconcileSynced();
-  return { adopted, reconciled };
-}
