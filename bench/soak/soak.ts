@@ -17,7 +17,8 @@
  *             (table_full, lport_exhausted, ...); every other drop that grew is printed
  *   roles     (the pair) no failover: keepalived's roles held on both nodes (a failover
  *             under a load far below the limit is a finding, and explains any loss); or,
- *             with SOAK_FAILOVERS, exactly the failovers and failbacks it made
+ *             with SOAK_FAILOVERS, exactly the failovers and failbacks it made (the cluster:
+ *             exactly the node deaths and returns it made)
  *
  * SOAK_FAILOVERS=N (the pair): N times, evenly spaced in the load, the master's keepalived
  * is stopped (an orderly stop: priority-0 adverts, lb-b takes the next hops at once), lb-b
@@ -32,6 +33,15 @@
  * there: at most what such a load makes in syncAfterMs, per switch. Those
  * connections' sessions stay on the node that made them (its own, never published, of no use
  * on a standby) until they idle out: timeouts.established (90 s), within the drain.
+ *
+ * SOAK_FAILOVERS=N with SOAK_CLUSTER: N times, at the same moments, tunvs on lb-b is killed
+ * (kill -9: a node dies), its peers carry its flows (the router drops it from ECMP by BFD, its
+ * local addresses are routed to its backup, its sessions adopted once its alive key expires);
+ * after SOAK_FAILOVER_HOLD_SECONDS it starts again from its config file, loads the sessions and
+ * announces, and the flows ECMP hashes back to it go on there. The same bounds: nothing may
+ * accumulate across deaths and returns (the other nodes adopt and hand back each time); the
+ * keep-alive requests must all be answered. lb-b's own memory verdicts count from its last
+ * return, its counters are summed over its processes.
  *
  * The load, from the client namespace, paced well below the machine's limit (a soak is
  * about time, not peak), in bounded chunks of at most SOAK_CHUNK_SECONDS:
@@ -65,7 +75,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -74,7 +84,9 @@ import { adminRequest } from '../../src/control/admin.js';
 import { labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { inNs, stopPid } from '../../src/lab/netns.js';
 import { MODE_PORTS, modeVip } from '../../src/lab/modes.js';
-import { adminOf, labPid, recordingStarter, startKeepalived, waitRole } from '../../src/lab/pair.js';
+import { vipNextHops } from '../../src/lab/cluster.js';
+import { adminOf, labPid, recordingStarter, restartTunvs, startKeepalived, waitRole } from '../../src/lab/pair.js';
+import { waitFor } from '../../src/lab/state.js';
 import { CLUSTER, clusterNode, LAB } from '../../src/lab/topology.js';
 import { distSrc, packageRoot } from '../../src/paths.js';
 import { machineStalls, processCpu, type MachineStalls } from '../lib/cpu.js';
@@ -101,7 +113,6 @@ const FAILOVER_HOLD_SECONDS = num('SOAK_FAILOVER_HOLD_SECONDS', 10);
 const PREFIX = process.env.SOAK_PREFIX ?? 'ts-';
 if (CLUSTER_NODES !== 0 && !(CLUSTER_NODES >= 2 && CLUSTER_NODES <= CLUSTER.nodes.length))
   throw new Error(`SOAK_CLUSTER: 0 (the pair) or 2..${CLUSTER.nodes.length}, got ${CLUSTER_NODES}`);
-if (FAILOVERS > 0 && CLUSTER_NODES > 0) throw new Error('SOAK_FAILOVERS: the pair only (not with SOAK_CLUSTER)');
 /** When each failover starts (seconds into the load): evenly spaced, each with room for its
  * hold and its failback before the next, and before the load ends. */
 const FAILOVER_PLAN = Array.from({ length: FAILOVERS }, (_, i) => Math.round((SECONDS * (i + 1)) / (FAILOVERS + 1)));
@@ -115,9 +126,13 @@ const SYNC_AFTER_SEC = HA_DEFAULTS.syncAfterMs / 1000;
  * connections at its start, and they must be on the other node (older than syncAfterMs,
  * published) when the next hops move; and only with this much of the chunk left, so that its
  * failback comes before they close and the next chunk opens new ones: the hold, keepalived's
- * stop (~1 s), lb-a's first check pass (~3.5 s) and some slack. */
+ * stop (~1 s), lb-a's first check pass (~3.5 s) and some slack; a cluster node's return: tunvs
+ * starting, loading the sessions and announcing (3–3.5 s in the lab) and some slack. */
 const SWITCH_SETTLE_SEC = SYNC_AFTER_SEC + 3;
-const FAILOVER_ROOM_SEC = FAILOVER_HOLD_SECONDS + 8;
+const FAILOVER_ROOM_SEC = FAILOVER_HOLD_SECONDS + (CLUSTER_NODES > 0 ? 10 : 8);
+/** The cluster node that dies and returns (SOAK_FAILOVERS with SOAK_CLUSTER), as in
+ * `tunvs lab cluster`; the others run throughout and carry its flows each time. */
+const VICTIM = 'lb-b';
 if (FAILOVERS > 0 && CHUNK_SECONDS < SWITCH_SETTLE_SEC + FAILOVER_ROOM_SEC)
   throw new Error(
     `SOAK_FAILOVERS: a chunk of load (SOAK_CHUNK_SECONDS, ${CHUNK_SECONDS}) must hold a failover and its failback after its keep-alive connections are synced: at least ${SWITCH_SETTLE_SEC + FAILOVER_ROOM_SEC} s with SOAK_FAILOVER_HOLD_SECONDS=${FAILOVER_HOLD_SECONDS}`,
@@ -129,8 +144,9 @@ const WARMUP_SECONDS = Math.min(60, SECONDS / 4);
 /** Where the live-memory verdicts start. With failovers, after the first failback: at a
  * standby's first mastership its forwarders' live heaps step up once by 3–4 MiB and then stay
  * flat across further switches (a 10-minute run, five failovers: most likely the packet path a
- * standby never ran, compiled); what accumulates across switches shows from there on. */
-const BASE_AT = FAILOVERS > 0 ? 'the first failback' : 'the warm-up';
+ * standby never ran, compiled); what accumulates across switches shows from there on. The
+ * cluster's: after the first return (the node that died and returned: its last return). */
+const BASE_AT = FAILOVERS === 0 ? 'the warm-up' : CLUSTER_NODES > 0 ? 'the first return' : 'the first failback';
 const UDP_PORT = LAB.echoPort;
 /** The soak's persistent service and its SYN-proxy service (to the servers' HTTP port). */
 const PERSISTENT_PORT = 8090;
@@ -158,7 +174,6 @@ const EXHAUSTION = [
 
 const NODES: string[] = CLUSTER_NODES > 0 ? CLUSTER.nodes.slice(0, CLUSTER_NODES) : ['lb-a', 'lb-b'];
 const ns = (node: string): string => nsName(PREFIX, node);
-const CLI = join(distSrc(), 'cli', 'main.js');
 const CLIENT = join(packageRoot(), 'dist', 'bench', 'lab', 'client.js');
 
 /** A process in a lab namespace, bounded by `timeoutSec`; its stdout. */
@@ -175,6 +190,8 @@ function runIn(node: string, args: string[], timeoutSec: number): Promise<string
 }
 
 interface NodeSample {
+  /** The node's tunvs (a cluster node that died and returned runs under another). */
+  pid: number;
   rssMiB: number;
   /** The V8 heaps (tunvs stats's memory): the main thread's, and the forwarders' summed. */
   mainHeapMiB: number;
@@ -234,6 +251,8 @@ interface NodeStats {
   syncLagMs: number | null;
   /** A pair node's role changes since its start (keepalived's: a failover and back is two). */
   roleChanges: number;
+  /** A cluster node's adoptions of a dead peer's sessions (since its start). */
+  adopted: number;
 }
 
 async function nodeStats(state: LabState, node: string, gc = false): Promise<NodeStats> {
@@ -256,6 +275,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     queueErrors: r.queues.reduce((a, q) => a + (q ? q.readErrors + q.writeErrors + q.writeDropped : 0), 0),
     syncLagMs: r.ha?.syncLagMs ?? null,
     roleChanges: r.ha?.roleChanges ?? 0,
+    adopted: r.counters.sync_adopted ?? 0,
   };
 }
 
@@ -272,16 +292,17 @@ function redisFigures(): { mib: number; records: number } {
  * thread (`tunvs stats --gc`). */
 type Live = Record<string, { rssMiB: number; heapMiB: number }>;
 
-async function liveMemory(state: LabState): Promise<Live> {
+async function liveMemory(state: LabState, nodes = NODES): Promise<Live> {
   const out: Live = {};
-  for (const node of NODES) {
+  for (const node of nodes) {
     const st = await nodeStats(state, node, true);
     out[node] = { rssMiB: st.rssMiB, heapMiB: st.mainHeapMiB + st.forwarderHeapMiB };
   }
   return out;
 }
 
-async function sample(state: LabState, t0: number, phase: Sample['phase']): Promise<Sample> {
+async function sample(t0: number, phase: Sample['phase']): Promise<Sample> {
+  const state = readState(PREFIX)!; // a node that returned was recorded there since
   const nodes: Record<string, NodeSample | null> = {};
   for (const node of NODES) {
     const pid = labPid(state, `tunvs-${node}`);
@@ -292,6 +313,7 @@ async function sample(state: LabState, t0: number, phase: Sample['phase']): Prom
     const st = await nodeStats(state, node).catch(() => null);
     const c = processCpu(pid);
     nodes[node] = {
+      pid,
       rssMiB: rssMiB(pid),
       mainHeapMiB: st?.mainHeapMiB ?? NaN,
       forwarderHeapMiB: st?.forwarderHeapMiB ?? NaN,
@@ -314,32 +336,29 @@ async function sample(state: LabState, t0: number, phase: Sample['phase']): Prom
 
 /** The soak's own services on every node (the same on each, with the node's own local
  * addresses): UDP (idle timeout 10 s), a persistent TCP service (templates of 10 s) and one
- * with the SYN proxy on, an ACL and a rate cap. */
-function addServices(state: LabState): void {
+ * with the SYN proxy on, an ACL and a rate cap. Written into each node's config file and
+ * reloaded, so that a cluster node that dies and starts again has them too. */
+async function addServices(state: LabState): Promise<void> {
   for (const node of NODES) {
-    const laddrs = (CLUSTER_NODES > 0 ? clusterNode(node).laddrs4 : LAB.laddrs4).flatMap((a) => ['--laddr', a]);
-    const add = (name: string, port: number, rsPort: number, options: string[]): void =>
-      void inNs(ns(node), [
-        process.execPath,
-        CLI,
-        'service',
-        'add',
-        name,
-        '--vip',
-        LAB.vip4,
-        '--port',
-        String(port),
-        ...options,
-        ...laddrs,
-        ...LAB.realServers.flatMap((r) => ['--server', `${r.v4}:${rsPort}`]),
-        '--admin',
-        adminOf(state, node),
-      ]);
-    add('soak-udp', UDP_PORT, UDP_PORT, ['--protocol', 'udp', '--idle-timeout', '10']);
-    add('soak-persistent', PERSISTENT_PORT, LAB.rsPort, ['--persistent', '10']);
-    // Its clients' prefix allowed, a rate cap far above the load: both checked on every SYN.
-    const guard = ['--allow', '198.18.0.0/15', '--max-new-per-sec', '100000'];
-    add('soak-synproxy', SYNPROXY_PORT, LAB.rsPort, ['--syn-proxy', 'on', ...guard]);
+    const laddrs = (CLUSTER_NODES > 0 ? clusterNode(node).laddrs4 : LAB.laddrs4).join(', ');
+    const servers = (port: number): string =>
+      LAB.realServers.map((r) => `{ address: "${r.v4}", port: ${port} }`).join(', ');
+    const service = (name: string, port: number, rsPort: number, options: string): string =>
+      `  - { name: ${name}, vip: ${LAB.vip4}, port: ${port}, ${options}, localAddresses: [${laddrs}], realServers: [${servers(rsPort)}] }\n`;
+    appendFileSync(
+      join(state.dir, `${node}.yaml`),
+      "  # the soak's own (bench/soak/soak.ts)\n" +
+        service('soak-udp', UDP_PORT, UDP_PORT, 'protocol: udp, idleTimeout: 10') +
+        service('soak-persistent', PERSISTENT_PORT, LAB.rsPort, 'persistence: { timeoutSec: 10 }') +
+        // Its clients' prefix allowed, a rate cap far above the load: both checked on every SYN.
+        service(
+          'soak-synproxy',
+          SYNPROXY_PORT,
+          LAB.rsPort,
+          'synProxy: on, acl: { allow: [198.18.0.0/15] }, maxNewPerSec: 100000',
+        ),
+    );
+    await adminRequest(adminOf(state, node), { cmd: 'reload' }, 30_000);
   }
 }
 
@@ -472,23 +491,28 @@ const chunk = { start: 0, end: 0 };
 interface Failover {
   /** Seconds into the load. */
   at: number;
-  /** From keepalived's stop on lb-a to tunvs on lb-b master; from its start again to lb-a
-   * master and lb-b backup (ms). */
+  /** The pair: from keepalived's stop on lb-a to tunvs on lb-b master; from its start again to
+   * lb-a master and lb-b backup. The cluster: from the kill to the router's dropping the node
+   * from the VIPs' next hops; from the restart to the node's being among them again (ms). */
   takeoverMs: number;
   failbackMs: number;
+  /** The cluster: from the kill to a peer's adopting the node's sessions (its alive key
+   * expired), or null when that did not come within the hold. */
+  adoptedMs?: number | null;
 }
 
 /**
  * SOAK_FAILOVERS: at each planned time (seconds into the load), or once the chunk of load
- * under way fits it (SWITCH_SETTLE_SEC), a failover and a failback (see the header); what
- * each took, or the error that stopped them (the rest are not made).
+ * under way fits it (SWITCH_SETTLE_SEC), `make` one: a failover and a failback of the pair, or
+ * a cluster node's death and return (see the header); what each took, or the error that
+ * stopped them (the rest are not made).
  */
 async function failovers(
-  state: LabState,
   t0: number,
   plan: number[],
   out: Failover[],
   errors: string[],
+  make: () => Promise<Omit<Failover, 'at'>>,
 ): Promise<void> {
   for (const planned of plan) {
     await new Promise((r) => setTimeout(r, Math.max(0, t0 + planned * 1000 - Date.now())));
@@ -499,24 +523,74 @@ async function failovers(
     const at = Math.round((Date.now() - t0) / 1000);
     try {
       if (!fits()) throw new Error('no chunk of the load left with room for it');
-      const pid = labPid(state, 'keepalived-lb-a');
-      if (pid === undefined) throw new Error("lb-a's keepalived is not running");
-      const t1 = Date.now();
-      await stopPid(pid); // SIGTERM: keepalived's orderly stop (priority-0 adverts)
-      await waitRole(state, 'lb-b', 'master', 15_000);
-      const takeoverMs = Date.now() - t1;
-      await new Promise((r) => setTimeout(r, FAILOVER_HOLD_SECONDS * 1000));
-      const t2 = Date.now();
-      startKeepalived(state, 'lb-a', recordingStarter(state)); // recorded: lab down stops it
-      await waitRole(state, 'lb-a', 'master', 30_000);
-      await waitRole(state, 'lb-b', 'backup', 10_000);
-      out.push({ at, takeoverMs, failbackMs: Date.now() - t2 });
-      console.log(`failover at ${at} s: lb-b master after ${takeoverMs} ms; lb-a back after ${Date.now() - t2} ms`);
+      console.log(`failover at ${at} s`);
+      out.push({ at, ...(await make()) });
     } catch (e) {
       errors.push(`failover at ${at} s: ${(e as Error).message.split('\n')[0]}`);
       return;
     }
   }
+}
+
+/** The pair: lb-a's keepalived stopped (lb-b takes over), started again after the hold (lb-a
+ * takes back). */
+async function pairFailover(state: LabState): Promise<Omit<Failover, 'at'>> {
+  const pid = labPid(state, 'keepalived-lb-a');
+  if (pid === undefined) throw new Error("lb-a's keepalived is not running");
+  const t1 = Date.now();
+  await stopPid(pid); // SIGTERM: keepalived's orderly stop (priority-0 adverts)
+  await waitRole(state, 'lb-b', 'master', 15_000);
+  const takeoverMs = Date.now() - t1;
+  await new Promise((r) => setTimeout(r, FAILOVER_HOLD_SECONDS * 1000));
+  const t2 = Date.now();
+  startKeepalived(state, 'lb-a', recordingStarter(state)); // recorded: lab down stops it
+  await waitRole(state, 'lb-a', 'master', 30_000);
+  await waitRole(state, 'lb-b', 'backup', 10_000);
+  const failbackMs = Date.now() - t2;
+  console.log(`  lb-b master after ${takeoverMs} ms; lb-a back after ${failbackMs} ms`);
+  return { takeoverMs, failbackMs };
+}
+
+/** The cluster: tunvs on VICTIM killed (its counters read first: `retire`), out of the
+ * router's ECMP, its sessions adopted by a peer; after the hold started again from its config
+ * file, back among the router's next hops for both VIPs (it announces once it has loaded the
+ * sessions); then `returned`. */
+async function nodeDeath(retire: () => Promise<void>, returned: () => void): Promise<Omit<Failover, 'at'>> {
+  const state = readState(PREFIX)!;
+  const pid = labPid(state, `tunvs-${VICTIM}`);
+  if (pid === undefined) throw new Error(`tunvs on ${VICTIM} is not running`);
+  const peers = NODES.filter((n) => n !== VICTIM);
+  const adopted = async (): Promise<number> => {
+    let sum = 0;
+    for (const n of peers) sum += (await nodeStats(state, n)).adopted;
+    return sum;
+  };
+  const adoptedBefore = await adopted();
+  await retire();
+  const up = clusterNode(VICTIM).up4;
+  const t1 = Date.now();
+  process.kill(pid, 'SIGKILL');
+  await waitFor(`the router to drop ${VICTIM}`, () => !vipNextHops(state, 4).includes(up), 15_000);
+  const takeoverMs = Date.now() - t1;
+  let adoptedMs: number | null = null;
+  const holdEnd = t1 + FAILOVER_HOLD_SECONDS * 1000;
+  while (Date.now() < holdEnd) {
+    if (adoptedMs === null && (await adopted()) > adoptedBefore) adoptedMs = Date.now() - t1;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const t2 = Date.now();
+  await restartTunvs(PREFIX, VICTIM); // recorded in the lab's state: lab down stops it
+  await waitFor(
+    `${VICTIM} back among the router's next hops`,
+    () => vipNextHops(state, 4).includes(up) && vipNextHops(state, 6).length === NODES.length,
+    30_000,
+  );
+  const failbackMs = Date.now() - t2;
+  returned();
+  console.log(
+    `  ${VICTIM} killed: out of ECMP after ${takeoverMs} ms, its sessions adopted ${adoptedMs === null ? 'not within the hold' : `after ${adoptedMs} ms`}; back after ${failbackMs} ms`,
+  );
+  return { takeoverMs, failbackMs, adoptedMs };
 }
 
 /** What keepalived said on a pair node about its state (transitions, its check, adverts,
@@ -583,6 +657,12 @@ async function main(): Promise<void> {
   /** keepalived's state lines per pair node (printed when a role changed unplanned). */
   const roleEvents: Record<string, string[]> = {};
   const failoverErrors: string[] = [];
+  /** What the dying cluster node counted before each death (drops that grew, reassembled
+   * datagrams, SYN-proxy accepts, queue errors): its next process counts from zero. */
+  const retired = { drops: {} as Record<string, number>, reassembled: 0, synProxied: 0, queueErrors: 0 };
+  /** When the cluster node that died last returned (ms; 0: its live base is measured): its live
+   * base is taken a warm-up after, as everyone's is after the load's start. */
+  let returnedAt = 0;
   try {
     await labUp({
       prefix: PREFIX,
@@ -593,7 +673,7 @@ async function main(): Promise<void> {
       log: (l) => console.log(l),
     });
     const state = readState(PREFIX)!;
-    addServices(state);
+    await addServices(state);
     for (const node of NODES) {
       const st = await nodeStats(state, node);
       dropsBefore[node] = st.drops;
@@ -614,17 +694,42 @@ async function main(): Promise<void> {
     };
     // Sample while the load runs in chunks; a chunk never outlasts the soak's end.
     let loading = true;
+    /** The returned node's live base, a warm-up after its return (kept pending while it is
+     * down again). */
+    const victimBase = async (): Promise<void> => {
+      if (!liveBase || returnedAt === 0) return;
+      const v = await liveMemory(state, [VICTIM]).catch(() => undefined);
+      if (!v) return;
+      Object.assign(liveBase, v);
+      returnedAt = 0;
+    };
     const sampler = (async () => {
       while (loading) {
-        const s = await sample(state, t0, 'load');
+        const s = await sample(t0, 'load');
         samples.push(s);
         print(s);
         if (!liveBase && s.t >= WARMUP_SECONDS && failoversDone.length >= Math.min(1, FAILOVERS))
           liveBase = await liveMemory(state);
+        if (Date.now() - returnedAt >= WARMUP_SECONDS * 1000) await victimBase();
         await new Promise((r) => setTimeout(r, SAMPLE_SECONDS * 1000));
       }
     })();
-    const planned = failovers(state, t0, FAILOVER_PLAN, failoversDone, failoverErrors);
+    const retire = async (): Promise<void> => {
+      const st = await nodeStats(state, VICTIM);
+      for (const [k, v] of Object.entries(st.drops))
+        retired.drops[k] = (retired.drops[k] ?? 0) + v - (dropsBefore[VICTIM]?.[k] ?? 0);
+      dropsBefore[VICTIM] = {};
+      retired.reassembled += st.reassembled;
+      retired.synProxied += st.synProxied;
+      retired.queueErrors += st.queueErrors;
+    };
+    const planned = failovers(
+      t0,
+      FAILOVER_PLAN,
+      failoversDone,
+      failoverErrors,
+      CLUSTER_NODES > 0 ? () => nodeDeath(retire, () => (returnedAt = Date.now())) : () => pairFailover(state),
+    );
     while ((Date.now() - t0) / 1000 < SECONDS - 1) {
       const left = SECONDS - (Date.now() - t0) / 1000;
       const seconds = Math.max(1, Math.min(CHUNK_SECONDS, Math.floor(left)));
@@ -636,11 +741,12 @@ async function main(): Promise<void> {
     loading = false;
     await sampler;
     liveBase ??= await liveMemory(state); // no failback made (that verdict says why): the load's end
+    await victimBase(); // returned less than a warm-up before the end: from the load's end
     // The drain: every client has closed; the tables and hashes must empty.
     const tEnd = Date.now();
     while ((Date.now() - tEnd) / 1000 < DRAIN_SECONDS) {
       await new Promise((r) => setTimeout(r, Math.min(SAMPLE_SECONDS, 5) * 1000));
-      const s = await sample(state, t0, 'drain');
+      const s = await sample(t0, 'drain');
       samples.push(s);
       print(s);
       if (s.redisRecords === 0 && NODES.every((n) => s.nodes[n]?.sessions === 0 && s.nodes[n]?.templates === 0)) {
@@ -658,6 +764,9 @@ async function main(): Promise<void> {
       tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
     }
+    tot.udpReassembled += retired.reassembled;
+    tot.synProxied += retired.synProxied;
+    queueErrors += retired.queueErrors;
     liveEnd = await liveMemory(state);
   } finally {
     await labDown(PREFIX, () => undefined);
@@ -672,16 +781,26 @@ async function main(): Promise<void> {
     const b = base.nodes[n]?.rssMiB ?? NaN;
     const e = last.nodes[n]?.rssMiB ?? NaN;
     const peak = Math.max(...samples.map((s) => s.nodes[n]?.rssMiB ?? 0));
+    // Over less than five minutes a slope is V8's sawtooth, not a trend: none. A node that died
+    // and returned: only where one process ran through the second half.
     const pts = half.filter((s) => s.nodes[n]);
-    // Over less than five minutes a slope is V8's sawtooth, not a trend: none.
     const perHour =
-      SECONDS >= SLOPE_MIN_SECONDS
+      SECONDS >= SLOPE_MIN_SECONDS && new Set(pts.map((s) => s.nodes[n]!.pid)).size === 1
         ? slope(
             pts.map((s) => s.t / 3600),
             pts.map((s) => s.nodes[n]!.rssMiB),
           )
         : null;
-    const cpu = (last.nodes[n]?.cpuSec ?? NaN) - (samples[0]!.nodes[n]?.cpuSec ?? NaN);
+    // Summed over the node's processes (one, unless it died and returned).
+    const first = new Map<number, number>();
+    const end = new Map<number, number>();
+    for (const s of samples) {
+      const x = s.nodes[n];
+      if (!x) continue;
+      if (!first.has(x.pid)) first.set(x.pid, x.cpuSec);
+      end.set(x.pid, x.cpuSec);
+    }
+    const cpu = [...end].reduce((a, [pid, cpuEnd]) => a + cpuEnd - first.get(pid)!, 0);
     const lb = liveBase?.[n];
     const le = liveEnd?.[n];
     return {
@@ -697,12 +816,11 @@ async function main(): Promise<void> {
       cpuSec: cpu,
     };
   });
-  const grew = (n: string): Record<string, number> =>
-    Object.fromEntries(
-      Object.entries(dropsAfter[n] ?? {})
-        .map(([k, v]) => [k, v - (dropsBefore[n]?.[k] ?? 0)] as const)
-        .filter(([, d]) => d > 0),
-    );
+  const grew = (n: string): Record<string, number> => {
+    const d: Record<string, number> = n === VICTIM ? { ...retired.drops } : {};
+    for (const [k, v] of Object.entries(dropsAfter[n] ?? {})) d[k] = (d[k] ?? 0) + v - (dropsBefore[n]?.[k] ?? 0);
+    return Object.fromEntries(Object.entries(d).filter(([, x]) => x > 0));
+  };
   const drops = Object.fromEntries(NODES.map((n) => [n, grew(n)]));
   const exhausted = NODES.flatMap((n) => EXHAUSTION.filter((k) => (drops[n]![k] ?? 0) > 0).map((k) => `${n} ${k}`));
   const lags = load
@@ -723,7 +841,15 @@ async function main(): Promise<void> {
     // failed) would explain the losses below; it is itself a finding. With SOAK_FAILOVERS:
     // exactly the ones made (each moves lb-b's role twice; lb-a's as keepalived tells it).
     ...(CLUSTER_NODES > 0
-      ? []
+      ? FAILOVERS === 0
+        ? []
+        : [
+            {
+              name: `${FAILOVERS} deaths (kill -9) and returns of ${VICTIM} made`,
+              ok: failoverErrors.length === 0 && failoversDone.length === FAILOVERS,
+              detail: `${failoversDone.map((f) => `at ${f.at} s: out of ECMP after ${f.takeoverMs} ms, sessions adopted ${f.adoptedMs === null ? 'not within the hold' : `after ${f.adoptedMs} ms`}, back after ${f.failbackMs} ms`).join('; ')}${failoverErrors.length ? `; ${failoverErrors.join('; ')}` : ''}`,
+            },
+          ]
       : [
           FAILOVERS === 0
             ? {

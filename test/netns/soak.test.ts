@@ -4,7 +4,9 @@
  * drain. Every verdict must hold: nothing lost, no resource ran out, both nodes' tables and
  * the Redis hashes empty after the load, RSS back near where the warm-up left it. Then the
  * same through a failover and its failback (SOAK_FAILOVERS=1): nothing accumulates across
- * them either. Root only.
+ * them either; and the cluster of three through a node's death by kill -9 and its return
+ * (SOAK_CLUSTER=3, SOAK_FAILOVERS=1): its peers adopt its sessions and hand them back, and
+ * every table and hash still empties. Root only.
  */
 
 import { spawnSync } from 'node:child_process';
@@ -31,7 +33,7 @@ interface SoakResult {
   memory: { node: string; liveHeapGrowthMiB: number; liveRssGrowthMiB: number }[];
   drainedAfterSec: number | null;
   verdicts: { name: string; ok: boolean; detail: string }[];
-  failovers: { at: number; takeoverMs: number; failbackMs: number }[];
+  failovers: { at: number; takeoverMs: number; failbackMs: number; adoptedMs?: number | null }[];
   samples: { phase: string; nodes: Record<string, { rssMiB: number; sessions: number } | null> }[];
 }
 
@@ -65,7 +67,7 @@ async function soak(env: Record<string, string>): Promise<SoakResult> {
   }
 }
 
-describe.skipIf(!root)('soak (npm run soak, 40 s)', () => {
+describe.skipIf(!root)('soak (npm run soak, 40–60 s)', () => {
   it('the pair under mixed load: nothing lost, tables and Redis hashes empty after, memory steady', async () => {
     const out = await soak({});
     expect(out.topology).toBe('pair');
@@ -97,5 +99,26 @@ describe.skipIf(!root)('soak (npm run soak, 40 s)', () => {
     expect(out.failovers).toHaveLength(1);
     expect(out.totals.requests).toBeGreaterThan(10_000);
     expect(out.drainedAfterSec).not.toBeNull();
+  }, 420_000);
+
+  it("the cluster of three through a node's death (kill -9) and return: the keep-alive requests all answered, nothing left after", async () => {
+    // A chunk holds the death, the hold and the return (tunvs starting, loading, announcing).
+    const out = await soak({
+      SOAK_CLUSTER: '3',
+      SOAK_SECONDS: '60',
+      SOAK_CHUNK_SECONDS: '30',
+      SOAK_FAILOVERS: '1',
+      // Longer than the alive key's 3 s and a heartbeat: its sessions adopted meanwhile.
+      SOAK_FAILOVER_HOLD_SECONDS: '6',
+      SOAK_DRAIN_SECONDS: '120',
+    });
+    expect(out.topology).toBe('cluster-3');
+    expect(out.failovers).toHaveLength(1);
+    // Its peers took its sessions over while it was gone (its alive key expired).
+    expect(out.failovers[0]!.adoptedMs).not.toBeNull();
+    expect(out.totals.requests).toBeGreaterThan(10_000);
+    expect(out.totals.connectionsBy.tunnel).toBeGreaterThan(100);
+    expect(out.drainedAfterSec).not.toBeNull();
+    expect(out.memory.map((m) => m.node)).toEqual(['lb-a', 'lb-b', 'lb-c']);
   }, 420_000);
 });
