@@ -216,6 +216,10 @@ export class Runtime {
             `xdp: fewer receive queues than forwarders on ${few.join(', ')}: the forwarders without a queue there send through the kernel (slower)`,
           );
       }
+      // The HA words before the first packet, as the HaNode (made once the workers run) sets
+      // them: a cluster node forwards from the start (nothing is routed to it before it is
+      // ready and announces), a pair's node as its initial role says.
+      if (config.ha) this.haControl.apply(config.ha.mode, config.ha.initialRole);
       await this.startWorkers();
       // The sockets are in the maps now: attach the programs.
       try {

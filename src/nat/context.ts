@@ -37,6 +37,7 @@ import {
   DROP_IPV4_FRAGMENT,
   DROP_IPV6_EXT_HEADER,
   DROP_IPV6_FRAGMENT,
+  DROP_IPV6_LINK_MULTICAST,
   DROP_TRUNCATED,
   DROP_UNSUPPORTED_PROTOCOL,
   VERDICT_FORWARD,
@@ -298,6 +299,8 @@ export class NatContext {
       if (len < 40) return DROP_TRUNCATED;
       end = off + 40 + dv.getUint16(off + 4);
       if (end > off + len) return DROP_TRUNCATED;
+      // Scope (the low nibble of ffXs::) interface or link: the kernel's own MLD report.
+      if (b[off + 24] === 0xff && (b[off + 25]! & 15) <= 2) return DROP_IPV6_LINK_MULTICAST;
       proto = b[off + 6]!;
       l4 = off + 40;
       if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP && proto !== IPPROTO_ICMPV6) {

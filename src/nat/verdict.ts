@@ -120,7 +120,12 @@ export const DROP_FRAGMENT_TABLE_FULL = 36;
 /** A reassembled datagram larger than the MTU whose fragments did not fit the emit ring. */
 export const DROP_FRAGMENT_NO_ROOM = 37;
 
-export const DROP_REASON_COUNT = 38;
+/** IPv6 to an interface- or link-scope multicast group (ff01::/16, ff02::/16): never for a VIP.
+ * What arrives so is the kernel's own, on the TUN device: with IPv6 forwarding on it joins the
+ * all-routers group (ff02::2) on the device and reports that (MLDv2) when the link comes up. */
+export const DROP_IPV6_LINK_MULTICAST = 38;
+
+export const DROP_REASON_COUNT = 39;
 
 /** Names for counters, logs and `tunvs stats`, indexed by reason. */
 export const DROP_REASON_NAMES: readonly string[] = [
@@ -162,6 +167,7 @@ export const DROP_REASON_NAMES: readonly string[] = [
   'fragment_timeout',
   'fragment_table_full',
   'fragment_no_room',
+  'ipv6_link_multicast',
 ];
 
 if (DROP_REASON_NAMES.length !== DROP_REASON_COUNT) throw new Error('DROP_REASON_NAMES out of step');

@@ -4,10 +4,18 @@ import { describe, expect, it } from 'vitest';
 import { DROPS_BASE } from '../../src/dataplane/counters.js';
 import * as V from '../../src/nat/verdict.js';
 import { Driver, makeEngine, V4, V6 } from '../helpers/engine.js';
-import { ACK, FIN, RST, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
+import { ACK, addrBytes, FIN, HOP_BY_HOP, icmp, RST, SYN, tcp, udp, withExtHeaders } from '../helpers/packets.js';
 
 const syn4 = () => tcp({ src: V4.client, dst: V4.vip, sport: 4000, dport: 80, seq: 1, flags: SYN });
 const syn6 = () => tcp({ src: V6.client, dst: V6.vip, sport: 4000, dport: 80, seq: 1, flags: SYN });
+
+/** An MLDv2 multicast address record: "changed to exclude" `group`, no sources. */
+function mldRecord(group: string): Uint8Array {
+  const r = new Uint8Array(20);
+  r[0] = 4;
+  r.set(addrBytes(group), 4);
+  return r;
+}
 
 function mutate(p: Uint8Array, f: (b: Uint8Array, dv: DataView) => void): Uint8Array {
   const b = p.slice();
@@ -48,6 +56,23 @@ describe('drops', () => {
       V.DROP_BAD_IPV6_HEADER,
     ],
     ['IPv6 routing header', () => mutate(syn6(), (b) => (b[6] = 43)), V.DROP_IPV6_EXT_HEADER],
+    // What the kernel writes into the TUN device at link-up with IPv6 forwarding on: an MLDv2
+    // report (ICMPv6 143, behind a Hop-by-Hop header) of its joining the all-routers group.
+    [
+      "the kernel's MLDv2 report to ff02::16",
+      () => withExtHeaders(icmp('::', 'ff02::16', 143, 0, 1, mldRecord('ff02::2')), HOP_BY_HOP),
+      V.DROP_IPV6_LINK_MULTICAST,
+    ],
+    [
+      'IPv6 UDP to an interface-local group',
+      () => udp({ src: V6.client, dst: 'ff01::1', sport: 1, dport: 53 }),
+      V.DROP_IPV6_LINK_MULTICAST,
+    ],
+    [
+      'IPv6 to a site-local group',
+      () => udp({ src: V6.client, dst: 'ff05::2', sport: 1, dport: 53 }),
+      V.DROP_NOT_LOCAL,
+    ],
     ['TCP data offset 4', () => mutate(syn4(), (b) => (b[32] = 0x40)), V.DROP_BAD_TCP_HEADER],
     ['TCP data offset past the end', () => mutate(syn4(), (b) => (b[32] = 0xf0)), V.DROP_BAD_TCP_HEADER],
     ['TCP shorter than 20 bytes', () => mutate(syn4().slice(0, 30), (_b, dv) => dv.setUint16(2, 30)), V.DROP_TRUNCATED],
