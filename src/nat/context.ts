@@ -299,7 +299,8 @@ export class NatContext {
       if (len < 40) return DROP_TRUNCATED;
       end = off + 40 + dv.getUint16(off + 4);
       if (end > off + len) return DROP_TRUNCATED;
-      // Scope (the low nibble of ffXs::) interface or link: the kernel's own MLD report.
+      // To ff01::/16 or ff02::/16 (scope interface or link): never a VIP's; in practice the
+      // kernel's own MLD report into the device (verdict.ts).
       if (b[off + 24] === 0xff && (b[off + 25]! & 15) <= 2) return DROP_IPV6_LINK_MULTICAST;
       proto = b[off + 6]!;
       l4 = off + 40;
