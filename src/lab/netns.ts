@@ -5,7 +5,7 @@
  */
 
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 
 export function sh(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input });
@@ -75,12 +75,23 @@ export function spawnInNs(
   return child.pid;
 }
 
+/**
+ * Whether `pid` still runs. A zombie (exited, not yet reaped) counts as gone: a lab started
+ * by one command and stopped by another leaves its processes to PID 1, and where that is not
+ * an init that reaps (a container's shell, some sandboxes) they stay zombies, so `lab down`
+ * waited out every process's grace period and the failover demo timed a dead tunvs late.
+ */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch {
     return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false; // reaped meanwhile
   }
 }
 
