@@ -8,6 +8,7 @@
 
 import { adminRequest } from '../control/admin.js';
 import { clusterStatusOf, nextHops, vipNextHops } from './cluster.js';
+import { frrDir } from './frr.js';
 import { autocannonInClient, timeline } from './failover.js';
 import { labCurl, labDown, labUp } from './lab.js';
 import { isAlive, listNamespaces } from './netns.js';
@@ -106,7 +107,7 @@ export async function labCluster(
     { what: `the router spreads over ${VICTIM} again`, check: () => vipNextHops(state!, 4).includes(up(VICTIM)) },
   ]);
   log(
-    `\nThe cluster stays up: tunvs lab status, tunvs cluster status --admin ${state.adminSocket}; remove it with: tunvs lab down`,
+    `\nThe cluster stays up: tunvs lab status, tunvs cluster status --admin ${state.adminSocket} --vtysh-socket ${frrDir(state.dir, 'lb-a')}; remove it with: tunvs lab down`,
   );
   return s.ok >= s.connections * 0.99 && s.corruptedBytes === 0 ? 0 : 1;
 }

@@ -11,7 +11,17 @@ import { dirname, join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
-import { nsName, procStart, readState, stateDir, waitFor, writeState, type LabState, type Proc } from './state.js';
+import {
+  nsName,
+  procStart,
+  readState,
+  recordProc,
+  stateDir,
+  waitFor,
+  writeState,
+  type LabState,
+  type Proc,
+} from './state.js';
 import { CLUSTER, LAB, labNodes } from './topology.js';
 import { startPair, startTunvs, type Starter } from './pair.js';
 import { MODE_PORTS, modeVip, setupModeServers, type LabMode } from './modes.js';
@@ -158,9 +168,11 @@ async function build(state: LabState, o: LabOptions): Promise<void> {
   /** Start a Node script (or, with `program`, another program) in `ns`, recorded by PID. */
   const start: Starter = (name, ns, args, program = process.execPath, underReader = false) => {
     const logFile = join(state.dir, `${name}.log`);
-    const pid = spawnInNs(ns, [program, ...args], logFile, process.env, underReader ? readerWrapper(state) : []);
-    state.procs.push({ name, pid, start: procStart(pid) });
-    writeState(state);
+    recordProc(
+      state,
+      name,
+      spawnInNs(ns, [program, ...args], logFile, process.env, underReader ? readerWrapper(state) : []),
+    );
   };
   for (const rs of LAB.realServers) {
     start(
@@ -280,8 +292,9 @@ export async function labStatus(prefix: string): Promise<string> {
   const state = readState(prefix);
   if (!state) return `no lab with prefix ${prefix} (start one with: tunvs lab up)`;
   const lines = [`lab ${prefix}: namespaces ${state.namespaces.join(' ')}`];
+  const width = Math.max(...state.procs.map((p) => p.name.length));
   for (const p of state.procs)
-    lines.push(`  ${p.name.padEnd(12)} pid ${p.pid} ${isAlive(p.pid) ? 'running' : 'NOT RUNNING'}`);
+    lines.push(`  ${p.name.padEnd(width)}  pid ${p.pid} ${isAlive(p.pid) ? 'running' : 'NOT RUNNING'}`);
   if (state.cgroup) {
     try {
       const dir = resolveCgroup(state.cgroup);
@@ -461,8 +474,7 @@ export function labSpawn(prefix: string, name: string, node: string, args: strin
   if (underReader && !state.cgroup) throw new Error(`lab ${prefix} runs without the TOA reader`);
   const wrapper = underReader ? readerWrapper(state) : [];
   const pid = spawnInNs(nsName(prefix, node), args, join(state.dir, `${name}.log`), process.env, wrapper);
-  state.procs.push({ name, pid, start: procStart(pid) });
-  writeState(state);
+  recordProc(state, name, pid);
   return pid;
 }
 

@@ -10,7 +10,7 @@ import { adminRequest } from '../control/admin.js';
 import type { HaStatus } from '../ha/node.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { inNs, isAlive, spawnInNs, stopPid } from './netns.js';
-import { nsName, procStart, readState, waitFor, writeState, type LabState } from './state.js';
+import { nsName, readState, recordProc, waitFor, writeState, type LabState } from './state.js';
 import { keepalivedConfig, LAB, labConfig, type LabHa, type LabLbOptions } from './topology.js';
 
 const DIST = distSrc();
@@ -78,8 +78,9 @@ export async function startTunvs(
 /** Start tunvs on a node with its config file (written before) and wait for its admin socket. */
 export async function runTunvs(state: LabState, node: string, admin: string, start: Starter): Promise<number> {
   const configFile = join(state.dir, `${node}.yaml`);
-  start(`tunvs-${node}`, nsName(state.prefix, node), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
-  const tunvs = state.procs[state.procs.length - 1]!;
+  const name = `tunvs-${node}`;
+  start(name, nsName(state.prefix, node), [join(DIST, 'cli', 'main.js'), 'run', '--config', configFile]);
+  const tunvs = [...state.procs].reverse().find((p) => p.name === name)!;
   const log = join(state.dir, `tunvs-${node}.log`);
   await waitFor(
     `tunvs on ${node} to answer on its admin socket`,
@@ -111,9 +112,7 @@ export async function restartTunvs(prefix: string, node: string): Promise<number
 /** A Starter for processes started after labUp (restarts): recorded in the state by PID. */
 export function recordingStarter(state: LabState): Starter {
   return (name, ns, args, program = process.execPath) => {
-    const pid = spawnInNs(ns, [program, ...args], join(state.dir, `${name}.log`));
-    state.procs.push({ name, pid, start: procStart(pid) });
-    writeState(state);
+    recordProc(state, name, spawnInNs(ns, [program, ...args], join(state.dir, `${name}.log`)));
   };
 }
 

@@ -3,6 +3,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isAlive } from './netns.js';
 
 export interface Proc {
   name: string;
@@ -46,6 +47,20 @@ export function readState(prefix: string): LabState | undefined {
 
 export function writeState(s: LabState): void {
   writeFileSync(join(s.dir, 'state.json'), JSON.stringify(s, null, 2));
+}
+
+/**
+ * Record a process the lab started (by PID and start time, so that only it is ever stopped)
+ * and save the state. A restart takes the place of its exited predecessor of the same name:
+ * `lab status` shows what runs, and `lab down` stops it where the first one stood in the
+ * order (a node's watchdog before its tunvs).
+ */
+export function recordProc(state: LabState, name: string, pid: number): void {
+  const proc = { name, pid, start: procStart(pid) };
+  const gone = state.procs.findIndex((p) => p.name === name && !isAlive(p.pid));
+  if (gone >= 0) state.procs[gone] = proc;
+  else state.procs.push(proc);
+  writeState(state);
 }
 
 export function nsName(prefix: string, node: string): string {
