@@ -149,9 +149,11 @@ export async function expectExtHeadersThroughVip(prefix: string, state: LabState
   ).toEqual([]);
   // The queries' fragments as the LB cut them for rs1 (the scheduler gives it some of the
   // 10, each at least 3 fragments): the Hop-by-Hop header in front of each fragment header.
+  // The fragment services have both local addresses; rs1's queries may come from either.
+  const fromLb = LAB.laddrs6.map((a) => `ipv6.src == ${a}`).join(' || ');
   const fragmented = execFileSync(
     'tshark',
-    ['-r', caps[1]!.file, '-Y', `ipv6.src == ${LAB.laddrs6[0]} && ipv6.hopopts && ipv6.fraghdr`],
+    ['-r', caps[1]!.file, '-Y', `(${fromLb}) && ipv6.hopopts && ipv6.fraghdr`],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
   ).trim();
   expect(
