@@ -106,14 +106,18 @@ static napi_value Open(napi_env env, napi_callback_info info) {
     }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0);
+    /* The first queue creates the device and only that (IFF_TUN_EXCL: EBUSY if the name
+     * exists): attaching to a device another process has open would split its traffic
+     * between two session tables. The others attach to what it made. */
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | (vnet ? IFF_VNET_HDR : 0) | (q == 0 ? IFF_TUN_EXCL : 0);
     snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
     if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
       int err = errno;
       close(fd);
       for (int k = 0; k < q; k++) close(opened[k]);
       return throw_errno(env, "TUNVS_ERR_TUN_OPEN", "TUNSETIFF", err,
-                         err == EINVAL ? "A device of that name exists with other flags (not a multi-queue TUN): remove it or pick another name"
+                         err == EBUSY ? "A link of that name exists in this network namespace: another tunvs (or another program) has that TUN device open, or it is persistent (ip tuntap del) or another kind of link; stop what has it first, or set tun.name"
+                         : err == EINVAL ? "A device of that name exists with other flags (not a multi-queue TUN): remove it or pick another name"
                          : err == EPERM ? "Run tunvs as root or with CAP_NET_ADMIN"
                                         : NULL);
     }

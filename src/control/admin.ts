@@ -54,6 +54,25 @@ function sameToken(given: unknown, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** Whether a process listens on the unix socket `path` (a live tunvs; a file nobody accepts
+ * on is a stale socket of a dead instance, which serveAdmin replaces). */
+export function socketAnswers(path: string, timeoutMs = 1000): Promise<boolean> {
+  if (!existsSync(path)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const sock = createConnection(path);
+    const done = (answers: boolean): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(answers);
+    };
+    // A listener whose process is stopped (SIGSTOP) still accepts: the kernel queues the
+    // connection. Not answering within the time is taken as a live one too.
+    const timer = setTimeout(() => done(true), timeoutMs);
+    sock.on('connect', () => done(true));
+    sock.on('error', () => done(false));
+  });
+}
+
 export function serveAdmin(path: string, handle: AdminHandler): Server {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   if (existsSync(path)) unlinkSync(path); // a stale socket of a dead instance

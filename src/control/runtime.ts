@@ -41,7 +41,7 @@ import {
   type ResolvedService,
   type ServiceSpec,
 } from '../service/service.js';
-import { serveAdmin, serveAdminTcp } from './admin.js';
+import { serveAdmin, serveAdminTcp, socketAnswers } from './admin.js';
 import { askWorker } from './ask.js';
 import type { ConnFilter, ForwarderInit, ForwarderStats, FromForwarder, ToForwarder } from './forwarder_protocol.js';
 import { fullGc, heapBytes } from './memory.js';
@@ -182,6 +182,13 @@ export class Runtime {
     this.config = config;
     this.isnKey = isnKey(config.isn, (msg) => this.log('warn', msg));
     for (const w of configWarnings(config)) this.log('warn', w);
+    // Before anything is touched: a second instance would take the first one's admin socket,
+    // routes and rules (and its exit remove them). Its TUN device is the other guard (the
+    // native open refuses a name that exists).
+    if (await socketAnswers(config.adminSocket))
+      throw new Error(
+        `another tunvs runs here: its admin socket ${config.adminSocket} answers (stop it first, or give this one its own adminSocket and tun.name)`,
+      );
     const native = nativeAddon();
     try {
       const tun = native.open(config.tun.name, config.workers, config.tun.offload);

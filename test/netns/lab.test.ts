@@ -514,6 +514,51 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(labCurl(prefix, 6, 2)).toMatch(/saw client fd18:18:100::10:/);
   });
 
+  it('a second tunvs on the node is refused before it touches anything; the first forwards on', async () => {
+    const pid = tunvsPid();
+    const file = join(state.dir, 'lb-a.yaml');
+    const second = (config: string) =>
+      spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          nsName(prefix, 'lb-a'),
+          process.execPath,
+          join(distSrc(), 'cli', 'main.js'),
+          'run',
+          '--config',
+          config,
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 30_000,
+        },
+      );
+    // The same config: its admin socket answers.
+    const same = second(file);
+    expect(same.status, same.stderr).toBe(1);
+    expect(same.stderr).toMatch(/another tunvs runs here: its admin socket .* answers/);
+    // Its own admin socket, the same TUN device name: the device exists (IFF_TUN_EXCL).
+    const other = join(state.dir, 'second.yaml');
+    writeFileSync(
+      other,
+      readFileSync(file, 'utf8').replace(/^admin: .*$/m, `admin: { socket: "${join(state.dir, 'second.sock')}" }`),
+    );
+    try {
+      const tun = second(other);
+      expect(tun.status, tun.stderr).toBe(1);
+      expect(tun.stderr).toMatch(/TUNSETIFF: Device or resource busy\. A link of that name exists/);
+    } finally {
+      rmSync(other);
+    }
+    // The first runs on, on its admin socket, with its routes and rules.
+    expect(tunvsPid()).toBe(pid);
+    expect(await adminRequest(state.adminSocket, { cmd: 'stats' })).toHaveProperty('counters');
+    expect(labCurl(prefix, 4, 3).trim().split('\n')).toHaveLength(3);
+    expect(labCurl(prefix, 6, 3)).toMatch(/saw client fd18:18:100::10:/);
+  });
+
   it.each([4, 6] as const)(
     'IPv%i: the TOA the real servers receive carries the client address and port; tshark finds every checksum good',
     async (family) => {
