@@ -18,7 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ALL_PORTS } from '../constants.js';
 import type { TimeoutsSec } from '../conn/state.js';
 import type { ModeName } from '../nat/modes/mode.js';
-import { parseAddress, parseCidr } from '../service/addr.js';
+import { formatAddress, parseAddress, parseCidr } from '../service/addr.js';
 import { DNS_QUERY_TYPES, type TunnelSpec } from '../service/service.js';
 import {
   buildConfig,
@@ -150,6 +150,20 @@ function parseBlocks(src: KeepalivedSource, file: string, text: string, depth = 
   return expandIncludes(src, file, root, depth);
 }
 
+/** The addresses a vrrp_instance puts on its interfaces when master (its virtual_ipaddress
+ * and virtual_ipaddress_excluded lines: the first word, without a prefix length), canonical. */
+function vrrpAddresses(instance: Stmt): string[] {
+  return (instance.block ?? [])
+    .filter((b) => b.words[0] === 'virtual_ipaddress' || b.words[0] === 'virtual_ipaddress_excluded')
+    .flatMap((b) => (b.block ?? []).map((line) => canonical(line.words[0]!.split('/')[0]!)));
+}
+
+/** An address in its one text form (IPv6 compressed, lower case); other text as it is. */
+function canonical(text: string): string {
+  const a = parseAddress(text);
+  return a ? formatAddress(a.af, a.words) : text;
+}
+
 function expandIncludes(src: KeepalivedSource, file: string, stmts: Stmt[], depth: number): Stmt[] {
   const out: Stmt[] = [];
   for (const s of stmts) {
@@ -189,6 +203,8 @@ export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): 
   const named: NamedGroups = { vs: new Map(), laddr: new Map(), allow: new Map(), deny: new Map() };
   const servers: Stmt[] = [];
   const left = new Set<string>();
+  /** The addresses the VRRP instances put on the node, canonical, with the instance. */
+  const vrrp = new Map<string, string>();
   const fail = (s: Stmt, message: string): never => {
     throw new ImportError(s.line, message, s.file === src.file ? undefined : s.file);
   };
@@ -213,6 +229,7 @@ export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): 
       servers.push(s);
     } else if (NOT_LVS.has(k)) {
       left.add(k);
+      if (k === 'vrrp_instance') for (const a of vrrpAddresses(s)) vrrp.set(a, s.words[1] ?? '');
     } else {
       fail(s, `unknown keyword ${k} (not one keepalived's checker knows either)`);
     }
@@ -234,6 +251,13 @@ export function importKeepalived(src: KeepalivedSource, o: ImportOptions = {}): 
       services.push(s);
     }
   }
+  // A VIP that a VRRP instance puts on the node: with tunvs it must not be an address there.
+  const vips = new Set(services.flatMap((s) => (s.vip === '' ? [] : [canonical(s.vip)])));
+  for (const [address, instance] of vrrp)
+    if (vips.has(address))
+      notes.push(
+        `${address} is a VIP and an address of vrrp_instance ${instance}: take it out of the instance's addresses, since an address of the LB never reaches tunvs (the kernel keeps its packets); let VRRP float the routers' next hop instead (docs/ha.md)`,
+      );
   // One note per virtual server, however many of its servers gave cause.
   return buildConfig(services, timeouts, [...new Set(notes)], o);
 }

@@ -176,7 +176,35 @@ describe('tunvs import keepalived', () => {
     ]);
     const notes = r.notes.join('\n');
     expect(notes).toContain('left to keepalived (not LVS services): vrrp_instance');
+    // LVS has the VIP on the node; tunvs must not (its packets would never reach it).
+    expect(notes).toContain('198.18.0.100 is a VIP and an address of vrrp_instance VI_1: take it out');
     expect(parseConfig(r.config).services).toHaveLength(3);
+  });
+
+  it("a VRRP address that is a VIP is named, however written (prefix, IPv6 form, excluded); the routers' next hop is not", () => {
+    const r = importKeepalived(
+      source(`vrrp_instance up {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        198.18.10.10/24 dev eth0
+    }
+    virtual_ipaddress_excluded {
+        FD18:18:0::0100/64 dev eth0
+    }
+}
+virtual_server fd18:18::100 80 {
+    protocol TCP
+    real_server fd18:18:20::21 80 { }
+}
+virtual_server 198.18.0.101 80 {
+    protocol TCP
+    real_server 198.18.20.21 80 { }
+}
+`),
+    );
+    const vrrp = r.notes.filter((n) => n.includes('vrrp_instance up'));
+    expect(vrrp).toEqual([expect.stringMatching(/^fd18:18::100 is a VIP and an address of vrrp_instance up: /)]);
   });
 
   it('a virtual_server_group makes a service per member (ranges too); includes are read, * included', () => {
