@@ -60,8 +60,11 @@ import { deviceStats, formatList, globalStats, listServices, RateEstimator, type
 const ANNOUNCE_CHECK_MS = 200;
 /** Sampling interval of the per-server rates (`tunvs list --rate`). */
 const RATE_SAMPLE_MS = 2000;
+/** How often the host's own addresses are compared with the VIPs and local addresses (an
+ * `ip route show table local` per family): a VRRP address can appear at any role change. */
+const SHADOW_CHECK_MS = 10_000;
 import type { QueueStats } from '../dataplane/tun_device.js';
-import { hostPrefix, localAddressPrefixes, servicePrefixes, SystemChanges } from './system.js';
+import { hostPrefix, localAddressPrefixes, servicePrefixes, shadowedAddresses, SystemChanges } from './system.js';
 import { planRoutes, withdrawnVips } from '../ha/announce.js';
 import type { IsnKey } from '../nat/seq.js';
 import { isnKey } from './isn_secret.js';
@@ -100,6 +103,9 @@ export class Runtime {
     (dev) => nativeAddon().neighbours(dev),
   );
   private linkTimer: NodeJS.Timeout | undefined;
+  private shadowTimer: NodeJS.Timeout | undefined;
+  /** The VIPs and local addresses last found among the host's own (checkShadowed). */
+  private shadowed = new Set<string>();
   /** Persistence templates, shared with every forwarder (conn/templates.ts). */
   private readonly templates = new TemplateTable();
   /** TUNNEL's learned path MTUs, shared with every forwarder (nat/tunnel_pmtu.ts). */
@@ -238,6 +244,9 @@ export class Runtime {
         if (this.link.refresh(this.services)) this.pushServices();
       }, LINK_REFRESH_MS);
       this.linkTimer.unref();
+      this.checkShadowed();
+      this.shadowTimer = setInterval(() => this.checkShadowed(), SHADOW_CHECK_MS);
+      this.shadowTimer.unref();
       if (config.ha) {
         this.ha = new HaNode(
           config.ha,
@@ -774,6 +783,31 @@ export class Runtime {
     }
   }
 
+  /** Warn of a VIP or local address that is (now) an address of this host: the kernel
+   * answers its packets itself, tunvs never sees them (system.ts shadowedAddresses). Each
+   * once as it appears, and when it is gone again. */
+  private checkShadowed(): void {
+    let found: Map<string, string[]>;
+    try {
+      found = shadowedAddresses(this.services);
+    } catch {
+      return; // no `ip`: nothing to compare with
+    }
+    for (const [prefix, names] of found)
+      if (!this.shadowed.has(prefix))
+        this.log(
+          'warn',
+          `${prefix} (${names.join(', ')}) is an address of this host: the kernel delivers its packets to the host's own sockets, not into ${this.config.tun.name}, so the services cannot be reached there. Remove it from the interface (a VRRP address kept from LVS? with tunvs the routers' next hop floats: docs/ha.md)`,
+          { address: prefix, services: names },
+        );
+    for (const prefix of this.shadowed)
+      if (!found.has(prefix))
+        this.log('info', `${prefix} is no longer both a service's address and an address of this host`, {
+          address: prefix,
+        });
+    this.shadowed = new Set(found.keys());
+  }
+
   /** Log the VIPs route health withdraws and announces again, as they change. */
   private noteWithdrawn(withdrawn: Map<string, string[]>): void {
     const key = JSON.stringify([...withdrawn]);
@@ -800,6 +834,7 @@ export class Runtime {
     this.steer(services);
     const renamed = templateNamesMoved(this.services, services);
     this.services = services;
+    this.checkShadowed();
     this.health.sync(services);
     this.pushServices();
     this.config.services = specs;
@@ -840,6 +875,7 @@ export class Runtime {
 
   private teardown(): void {
     if (this.linkTimer) clearInterval(this.linkTimer);
+    if (this.shadowTimer) clearInterval(this.shadowTimer);
     this.xdp?.close();
     this.link.close();
     this.admin?.close();

@@ -363,6 +363,27 @@ export function listRoutes(
   return found;
 }
 
+/**
+ * The VIPs and local addresses of `services` that are also addresses of this host (its local
+ * routing table, which the kernel consults before any other): their packets are delivered to
+ * the host's own sockets and never reach the TUN device. The usual cause is a VRRP address
+ * kept from an LVS setup (keepalived's `virtual_ipaddress` with the VIP; with tunvs the
+ * routers' next hop floats instead: docs/ha.md). By prefix, with the services that use it.
+ */
+export function shadowedAddresses(services: readonly ResolvedService[], netns?: string): Map<string, string[]> {
+  const local = new Set(listRoutes(['table', 'local', 'type', 'local'], netns).map((r) => r.prefix));
+  const out = new Map<string, string[]>();
+  for (const s of services)
+    for (const a of [s.vip, ...s.laddrs]) {
+      const prefix = hostPrefix(s.af, a);
+      if (!local.has(prefix)) continue;
+      const names = out.get(prefix) ?? [];
+      if (!names.includes(s.name)) names.push(s.name);
+      out.set(prefix, names);
+    }
+  return out;
+}
+
 /** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the
  * named one (`ip -n`). */
 export function listFallbacks(netns?: string): { family: '-4' | '-6'; prefix: string }[] {

@@ -514,6 +514,42 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(labCurl(prefix, 6, 2)).toMatch(/saw client fd18:18:100::10:/);
   });
 
+  it('a VIP that is also an address of the host is named in the log: the kernel keeps its packets', async () => {
+    // As a VRRP address kept from an LVS setup would be: the host's local table wins over the
+    // route into the TUN device.
+    const lbA = nsName(prefix, 'lb-a');
+    const vip = '198.18.0.199';
+    const log = join(state.dir, 'tunvs-lb-a.log');
+    /** Whether the log has `text` (within a second: the logger writes asynchronously). */
+    const logged = async (text: string): Promise<boolean> => {
+      for (let i = 0; i < 20 && !readFileSync(log, 'utf8').includes(text); i++)
+        await new Promise((r) => setTimeout(r, 50));
+      return readFileSync(log, 'utf8').includes(text);
+    };
+    ipBatch([`addr add ${vip}/32 dev lo`], lbA);
+    try {
+      const add = tunvsCli([
+        'service',
+        'add',
+        'shadowed',
+        '--vip',
+        vip,
+        '--port',
+        '80',
+        '--laddr',
+        LAB.laddrs4[0],
+        '--server',
+        `${LAB.realServers[0].v4}:${LAB.rsPort}`,
+      ]);
+      expect(add.code, add.err).toBe(0);
+      expect(await logged(`${vip}/32 (shadowed) is an address of this host`)).toBe(true);
+    } finally {
+      ipBatch([`addr del ${vip}/32 dev lo`], lbA);
+      tunvsCli(['service', 'delete', 'shadowed']);
+    }
+    expect(await logged(`${vip}/32 is no longer both a service's address and an address of this host`)).toBe(true);
+  });
+
   it('a second tunvs on the node is refused before it touches anything; the first forwards on', async () => {
     const pid = tunvsPid();
     const file = join(state.dir, 'lb-a.yaml');
