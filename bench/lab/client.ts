@@ -20,13 +20,32 @@ import { connect, isIPv6 } from 'node:net';
 const [mode, ...rest] = process.argv.slice(2);
 
 async function http(url: string, connections: number, seconds: number, rate?: number): Promise<void> {
-  const r = await autocannon({ url, connections, duration: seconds, ...(rate ? { overallRate: rate } : {}) });
+  /** The failed requests by what failed them (an error code, "request timed out", "HTTP 502"). */
+  const why: Record<string, number> = {};
+  /** When the first of them failed (ms since the epoch, to line up with other clocks). */
+  const errorsAt: number[] = [];
+  const count = (k: string): void => {
+    why[k] = (why[k] ?? 0) + 1;
+    if (errorsAt.length < 20) errorsAt.push(Date.now());
+  };
+  const r = await new Promise<autocannon.Result>((resolve, reject) => {
+    const job = autocannon({ url, connections, duration: seconds, ...(rate ? { overallRate: rate } : {}) }, (e, res) =>
+      e ? reject(e as Error) : resolve(res),
+    );
+    job.on('reqError', (e: NodeJS.ErrnoException) => count(e.code ?? e.message));
+    job.on('response', (_client, status: number) => {
+      if (status < 200 || status > 299) count(`HTTP ${status}`);
+    });
+  });
   console.log(
     JSON.stringify({
       reqPerSec: r.requests.average,
       p50Ms: r.latency.p50,
       p99Ms: r.latency.p99,
-      errors: r.errors + r.timeouts + r.non2xx,
+      // autocannon counts a timeout among its errors too.
+      errors: r.errors + r.non2xx,
+      why,
+      errorsAt,
       total: r.requests.total,
     }),
   );

@@ -122,6 +122,10 @@ if (FAILOVERS > 0 && SECONDS / (FAILOVERS + 1) < FAILOVER_HOLD_SECONDS + 20)
   );
 /** The lab pair's syncAfterMs (the config's default): younger connections are not on the peer. */
 const SYNC_AFTER_SEC = HA_DEFAULTS.syncAfterMs / 1000;
+/** A node killed with -9 takes along what it counted after its counters were last read, just
+ * before the kill (the admin reply, then the kill: tens of ms): SYN-proxy acceptances of that
+ * window are missing from the sum, at most this long's worth at their rate per death. */
+const UNCOUNTED_AT_DEATH_SEC = 0.1;
 /** A failover comes at least this far into a chunk of load: a chunk opens its keep-alive
  * connections at its start, and they must be on the other node (older than syncAfterMs,
  * published) when the next hops move; and only with this much of the chunk left, so that its
@@ -389,6 +393,10 @@ async function leftoverSessions(state: LabState, node: string): Promise<string[]
 interface LoadTotals {
   requests: number;
   httpErrors: number;
+  /** The failed keep-alive requests by what failed them (bench/lab/client.ts `why`). */
+  httpWhy: Record<string, number>;
+  /** When the first of them failed (ms since the epoch). */
+  httpErrorsAt: number[];
   connections: number;
   connErrors: number;
   /** By kind (CONNECTIONS). */
@@ -465,6 +473,9 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
     if (!h) continue;
     tot.requests += h.total!;
     tot.httpErrors += h.errors!;
+    const { why = {}, errorsAt = [] } = h as unknown as { why?: Record<string, number>; errorsAt?: number[] };
+    for (const [k, n] of Object.entries(why)) tot.httpWhy[k] = (tot.httpWhy[k] ?? 0) + n;
+    tot.httpErrorsAt.push(...errorsAt);
   }
   CONNECTIONS.forEach((c, i) => {
     const r = done[2 + i];
@@ -630,6 +641,8 @@ async function main(): Promise<void> {
   const tot: LoadTotals = {
     requests: 0,
     httpErrors: 0,
+    httpWhy: {},
+    httpErrorsAt: [],
     connections: 0,
     connErrors: 0,
     connectionsBy: {},
@@ -663,6 +676,8 @@ async function main(): Promise<void> {
   /** When the cluster node that died last returned (ms; 0: its live base is measured): its live
    * base is taken a warm-up after, as everyone's is after the load's start. */
   let returnedAt = 0;
+  /** When the load began (failovers and errors are timed from it). */
+  let loadStart = 0;
   try {
     await labUp({
       prefix: PREFIX,
@@ -681,6 +696,7 @@ async function main(): Promise<void> {
     }
     machineSince(); // the machine's figures count from the load's start
     const t0 = Date.now();
+    loadStart = t0;
     const print = (s: Sample): void => {
       const per = NODES.map((n) => {
         const x = s.nodes[n];
@@ -834,6 +850,8 @@ async function main(): Promise<void> {
   const youngConns = Math.ceil(switches * connRate * SYNC_AFTER_SEC);
   const youngEchoes = switches * 20; // one round of 20 connections may be under way at a switch
   const youngDatagrams = Math.ceil(switches * UDP_RATE * SYNC_AFTER_SEC);
+  const synRate = CONNECTIONS.find((c) => c.kind === 'synproxy')!.rate;
+  const uncounted = CLUSTER_NODES > 0 ? failoversDone.length * Math.ceil(synRate * UNCOUNTED_AT_DEATH_SEC) : 0;
   const atSwitches = (bound: number): string =>
     switches > 0 ? `; at ${switches} switches at most ${bound} may be lost (younger than syncAfterMs)` : '';
   const verdicts = [
@@ -869,8 +887,15 @@ async function main(): Promise<void> {
         tot.httpErrors === 0 &&
         tot.connErrors <= youngConns &&
         tot.chunkErrors.length === 0 &&
-        tot.synProxied >= (tot.connectionsBy.synproxy ?? 0) - tot.connErrors,
-      detail: `${tot.requests} keep-alive requests (${tot.httpErrors} errors), ${tot.connections} new connections (${tot.connErrors} errors; ${tot.synProxied} accepted by the SYN proxy's cookies)${atSwitches(youngConns)}${tot.chunkErrors.length ? `; ${tot.chunkErrors.join('; ')}` : ''}`,
+        tot.synProxied >= (tot.connectionsBy.synproxy ?? 0) - tot.connErrors - uncounted,
+      detail: `${tot.requests} keep-alive requests (${tot.httpErrors} errors${
+        tot.httpErrors > 0
+          ? `: ${JSON.stringify(tot.httpWhy)}, the first at ${[...tot.httpErrorsAt]
+              .sort((a, b) => a - b)
+              .map((ms) => ((ms - loadStart) / 1000).toFixed(1))
+              .join(', ')} s`
+          : ''
+      }), ${tot.connections} new connections (${tot.connErrors} errors; ${tot.synProxied} accepted by the SYN proxy's cookies${uncounted > 0 ? `, of which a killed node's last ${uncounted} may be uncounted` : ''})${atSwitches(youngConns)}${tot.chunkErrors.length ? `; ${tot.chunkErrors.join('; ')}` : ''}`,
     },
     {
       name: 'every echo byte intact',
