@@ -87,11 +87,19 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+  const state = procStatFields(pid)?.[0];
+  return state !== undefined && state !== 'Z'; // undefined: reaped meanwhile
+}
+
+/** The fields of /proc/PID/stat after the command name (its field 3, the state, first), or
+ * undefined when there is no such process. The name may hold spaces and parentheses: it ends
+ * at the last ")". */
+export function procStatFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false; // reaped meanwhile
+    return undefined;
   }
 }
 

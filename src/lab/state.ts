@@ -3,7 +3,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isAlive } from './netns.js';
+import { isAlive, procStatFields } from './netns.js';
 
 export interface Proc {
   name: string;
@@ -32,12 +32,7 @@ export function stateDir(prefix: string): string {
 }
 
 export function procStart(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
-  } catch {
-    return '';
-  }
+  return procStatFields(pid)?.[19] ?? '';
 }
 
 export function readState(prefix: string): LabState | undefined {
