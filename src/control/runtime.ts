@@ -64,7 +64,14 @@ const RATE_SAMPLE_MS = 2000;
  * `ip route show table local` per family): a VRRP address can appear at any role change. */
 const SHADOW_CHECK_MS = 10_000;
 import type { QueueStats } from '../dataplane/tun_device.js';
-import { hostPrefix, localAddressPrefixes, servicePrefixes, shadowedAddresses, SystemChanges } from './system.js';
+import {
+  hostPrefix,
+  localAddressPrefixes,
+  routesElsewhere,
+  servicePrefixes,
+  shadowedAddresses,
+  SystemChanges,
+} from './system.js';
 import { planRoutes, withdrawnVips } from '../ha/announce.js';
 import type { IsnKey } from '../nat/seq.js';
 import { isnKey } from './isn_secret.js';
@@ -195,6 +202,7 @@ export class Runtime {
       throw new Error(
         `another tunvs runs here: its admin socket ${config.adminSocket} answers (stop it first, or give this one its own adminSocket and tun.name)`,
       );
+    this.checkRoutedElsewhere(this.services);
     const native = nativeAddon();
     try {
       const tun = native.open(config.tun.name, config.workers, config.tun.offload);
@@ -808,6 +816,35 @@ export class Runtime {
     this.shadowed = new Set(found.keys());
   }
 
+  /**
+   * Before `services` are routed: the VIPs and local addresses not routed into the TUN device
+   * yet that another route leads elsewhere (system.ts routesElsewhere). Into another TUN
+   * device: most likely a second tunvs with its own device and admin socket serving the same
+   * addresses; taking them over would cut that one off (and its exit would remove the routes
+   * again), so this throws. Any other route is named in a warning: of two routes to a prefix
+   * the lower metric takes the packets, and tunvs's replaces one of its own metric.
+   */
+  private checkRoutedElsewhere(services: readonly ResolvedService[]): void {
+    const dev = this.config.tun.name;
+    const ours = new Set(this.system.routesOf(dev).map((r) => r.prefix));
+    const fresh = servicePrefixes(services)
+      .map((r) => r.prefix)
+      .filter((p) => !ours.has(p));
+    if (fresh.length === 0) return;
+    const found = routesElsewhere(fresh, dev);
+    const taken = found.filter((r) => r.tun);
+    if (taken.length > 0)
+      throw new Error(
+        `${taken.map((r) => `${r.prefix} is routed ${r.to}`).join(', ')}: another tunvs (or another program's TUN device) serves ${taken.length === 1 ? 'it' : 'them'} here; stop it, or keep each VIP and local address in one tunvs's config`,
+      );
+    for (const r of found)
+      this.log(
+        'warn',
+        `${r.prefix} is also routed ${r.to} (metric ${r.metric}): of two routes to one prefix the lower metric takes the packets, and tunvs's route into ${dev} replaces one of the same metric (that one is gone for good then)`,
+        { address: r.prefix, route: r.to, metric: r.metric },
+      );
+  }
+
   /** Log the VIPs route health withdraws and announces again, as they change. */
   private noteWithdrawn(withdrawn: Map<string, string[]>): void {
     const key = JSON.stringify([...withdrawn]);
@@ -827,6 +864,7 @@ export class Runtime {
   /** Validate and apply a service set: routes, steering, health checks, forwarders. */
   private applyServices(specs: ServiceSpec[], path = 'services'): void {
     const services = resolveServices(specs, this.ids, path);
+    this.checkRoutedElsewhere(services);
     const linkDev = this.link.plan(services, path);
     this.applyLink(linkDev, services);
     this.applyRoutes(services);

@@ -15,7 +15,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { isIP } from 'node:net';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { NAT_ROUTE_TABLE, NAT_RULE_PRIORITY } from '../constants.js';
 import { IpBatch } from './ip_batch.js';
 import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
@@ -383,6 +383,64 @@ export function shadowedAddresses(services: readonly ResolvedService[]): Map<str
       out.set(prefix, names);
     }
   return out;
+}
+
+/** A route of the main table to a host prefix that leads elsewhere than into tunvs's device. */
+export interface RouteElsewhere {
+  prefix: string;
+  /** Where: `into DEV`, `via GATEWAY`, or the route's type (unreachable, prohibit, ...). */
+  to: string;
+  metric: number;
+  /** Into a TUN device: most likely another tunvs's (or another user-space forwarder's). */
+  tun: boolean;
+}
+
+/**
+ * The routes of the main table to exactly these host prefixes that lead anywhere but into
+ * `dev`: into another device, via a gateway, or of another type, but not the fallback
+ * blackholes (any tunvs's: they only catch what no route takes). tunvs's own route replaces
+ * one of the same metric, and one of a lower metric keeps the packets from it. One `ip`
+ * process per family (`-batch`: one JSON list per prefix, in order).
+ */
+export function routesElsewhere(prefixes: readonly string[], dev: string): RouteElsewhere[] {
+  const found: RouteElsewhere[] = [];
+  for (const family of ['-4', '-6'] as const) {
+    const mine = prefixes.filter((p) => p.includes(':') === (family === '-6'));
+    if (mine.length === 0) continue;
+    let lists: string[];
+    try {
+      const input = mine.map((p) => `route show table main exact ${p}\n`).join('');
+      const out = execFileSync('ip', ['-j', family, '-batch', '-'], { input, encoding: 'utf8', stdio: 'pipe' });
+      lists = out.split('\n').filter((line) => line.trim() !== '');
+    } catch {
+      continue; // no IPv6 here: nothing routed
+    }
+    if (lists.length !== mine.length) continue; // not ip's answer as known: nothing to say
+    mine.forEach((prefix, i) => {
+      const routes = JSON.parse(lists[i]!) as { type?: string; dev?: string; gateway?: string; metric?: number }[];
+      for (const r of routes) {
+        if (r.type === 'blackhole' && r.metric === FALLBACK_METRIC) continue;
+        if ((r.type ?? 'unicast') === 'unicast' && r.gateway === undefined && r.dev === dev) continue;
+        const type = r.type ?? 'unicast';
+        const to =
+          type !== 'unicast'
+            ? type
+            : r.gateway !== undefined
+              ? `via ${r.gateway}`
+              : r.dev !== undefined
+                ? `into ${r.dev}`
+                : 'over several next hops';
+        const tun = type === 'unicast' && r.gateway === undefined && r.dev !== undefined && isTunDevice(r.dev);
+        found.push({ prefix, to, metric: r.metric ?? kernelMetric(family), tun });
+      }
+    });
+  }
+  return found;
+}
+
+/** Whether the link named `dev` is a TUN or TAP device (it has tun_flags in sysfs). */
+function isTunDevice(dev: string): boolean {
+  return existsSync(`/sys/class/net/${dev}/tun_flags`);
 }
 
 /** The fallback blackholes (routes of FALLBACK_METRIC) in this network namespace, or in the

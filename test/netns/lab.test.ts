@@ -249,6 +249,30 @@ function tunvsCli(args: string[]): { code: number; err: string } {
   return { code: r.status ?? 1, err: r.stderr };
 }
 
+/** `tunvs service add NAME --vip VIP` on lb-a: port 80, lb-a's first local address, rs1. */
+function addService(name: string, vip: string): { code: number; err: string } {
+  return tunvsCli([
+    'service',
+    'add',
+    name,
+    '--vip',
+    vip,
+    '--port',
+    '80',
+    '--laddr',
+    LAB.laddrs4[0],
+    '--server',
+    `${LAB.realServers[0].v4}:${LAB.rsPort}`,
+  ]);
+}
+
+/** Whether lb-a's tunvs log has `text` (within a second: the logger writes asynchronously). */
+async function logged(text: string): Promise<boolean> {
+  const log = join(state.dir, 'tunvs-lb-a.log');
+  for (let i = 0; i < 20 && !readFileSync(log, 'utf8').includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+  return readFileSync(log, 'utf8').includes(text);
+}
+
 function tunvsPid(): number {
   return labPid(readState(prefix)!, 'tunvs-lb-a')!;
 }
@@ -519,28 +543,9 @@ describe.skipIf(!root)('netns lab (root)', () => {
     // route into the TUN device.
     const lbA = nsName(prefix, 'lb-a');
     const vip = '198.18.0.199';
-    const log = join(state.dir, 'tunvs-lb-a.log');
-    /** Whether the log has `text` (within a second: the logger writes asynchronously). */
-    const logged = async (text: string): Promise<boolean> => {
-      for (let i = 0; i < 20 && !readFileSync(log, 'utf8').includes(text); i++)
-        await new Promise((r) => setTimeout(r, 50));
-      return readFileSync(log, 'utf8').includes(text);
-    };
     ipBatch([`addr add ${vip}/32 dev lo`], lbA);
     try {
-      const add = tunvsCli([
-        'service',
-        'add',
-        'shadowed',
-        '--vip',
-        vip,
-        '--port',
-        '80',
-        '--laddr',
-        LAB.laddrs4[0],
-        '--server',
-        `${LAB.realServers[0].v4}:${LAB.rsPort}`,
-      ]);
+      const add = addService('shadowed', vip);
       expect(add.code, add.err).toBe(0);
       expect(await logged(`${vip}/32 (shadowed) is an address of this host`)).toBe(true);
     } finally {
@@ -548,6 +553,38 @@ describe.skipIf(!root)('netns lab (root)', () => {
       tunvsCli(['service', 'delete', 'shadowed']);
     }
     expect(await logged(`${vip}/32 is no longer both a service's address and an address of this host`)).toBe(true);
+  });
+
+  it('a runtime edit whose VIP another TUN device is routed for is refused; another route to it is named', async () => {
+    // Another tunvs with its own device and admin socket, serving the VIP: taking its route
+    // would cut it off. A route of another kind (here a null route) tunvs's own replaces.
+    const lbA = nsName(prefix, 'lb-a');
+    const [taken, nulled] = ['198.18.0.198', '198.18.0.197'];
+    ipBatch(
+      [
+        'tuntap add mode tun name tq9',
+        'link set tq9 up',
+        `route add ${taken}/32 dev tq9`,
+        `route add unreachable ${nulled}/32`,
+      ],
+      lbA,
+    );
+    try {
+      const refused = addService('taken', taken);
+      expect(refused.code).toBe(1);
+      expect(refused.err).toContain(
+        `${taken}/32 is routed into tq9: another tunvs (or another program's TUN device) serves it here`,
+      );
+      expect(await list()).not.toContain(taken);
+      const routes = execFileSync('ip', ['-n', lbA, 'route', 'show', 'exact', `${taken}/32`], { encoding: 'utf8' });
+      expect(routes.trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^${taken} dev tq9 scope link`))]);
+      const warned = addService('nulled', nulled);
+      expect(warned.code, warned.err).toBe(0);
+      expect(await logged(`${nulled}/32 is also routed unreachable (metric 0)`)).toBe(true);
+    } finally {
+      tunvsCli(['service', 'delete', 'nulled']);
+      ipBatch(['tuntap del mode tun name tq9'], lbA);
+    }
   });
 
   it('a second tunvs on the node is refused before it touches anything; the first forwards on', async () => {
@@ -577,16 +614,26 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(same.stderr).toMatch(/another tunvs runs here: its admin socket .* answers/);
     // Its own admin socket, the same TUN device name: the device exists (IFF_TUN_EXCL).
     const other = join(state.dir, 'second.yaml');
-    writeFileSync(
-      other,
-      readFileSync(file, 'utf8').replace(/^admin: .*$/m, `admin: { socket: "${join(state.dir, 'second.sock')}" }`),
+    const ownSocket = readFileSync(file, 'utf8').replace(
+      /^admin: .*$/m,
+      `admin: { socket: "${join(state.dir, 'second.sock')}" }`,
     );
     try {
+      writeFileSync(other, ownSocket);
       const tun = second(other);
       expect(tun.status, tun.stderr).toBe(1);
       expect(tun.stderr).toMatch(/TUNSETIFF: Device or resource busy\. A link of that name exists/);
+      // Its own admin socket and TUN device, the same VIPs: they are routed into the first's.
+      writeFileSync(other, ownSocket.replace('tun: { name: tunvs0,', 'tun: { name: tunvs9,'));
+      const vips = second(other);
+      expect(vips.status, vips.stderr).toBe(1);
+      expect(vips.stderr).toContain(`${LAB.vip4}/32 is routed into tunvs0`);
+      expect(vips.stderr).toMatch(/another tunvs \(or another program's TUN device\) serves them here/);
+      expect(execFileSync('ip', ['-n', nsName(prefix, 'lb-a'), 'link', 'show'], { encoding: 'utf8' })).not.toContain(
+        'tunvs9',
+      );
     } finally {
-      rmSync(other);
+      rmSync(other, { force: true });
     }
     // The first runs on, on its admin socket, with its routes and rules.
     expect(tunvsPid()).toBe(pid);
