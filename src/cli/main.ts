@@ -141,7 +141,8 @@ Usage:
   tunvs lab cluster [--nodes N] [--workers N]
                                           the cluster (default 3 nodes): spread over the nodes, kill
                                           tunvs on lb-b under load (timeline, outcome), its return
-  tunvs lab status                        what the lab runs
+  tunvs lab status                        what the lab runs; with the pair or the cluster each LB
+                                          node's role, readiness, sync lag and sessions
   tunvs lab down                          remove the lab (namespaces, processes)
   tunvs import ipvsadm|keepalived [FILE] [--laddr A]... [--map-scheduler X=Y]...
                [--fwmark MARK=PROTO/VIP:PORT,...]...

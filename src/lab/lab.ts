@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
+import type { HaStatus } from '../ha/node.js';
 import { distSrc, packageRoot } from '../paths.js';
 import { readCapture, startCapture, stopCapture, type TcpSeen } from './capture.js';
 import {
@@ -303,13 +304,40 @@ export async function labStatus(prefix: string): Promise<string> {
       lines.push(`TOA reader: ${(e as Error).message}`);
     }
   }
+  lines.push(...(await nodeLines(state)));
   try {
     const reply = await adminRequest(state.adminSocket, { cmd: 'list' });
-    lines.push('', String(reply.text));
+    lines.push('', `tunvs list (lb-a):`, String(reply.text));
   } catch (e) {
     lines.push(`tunvs: ${(e as Error).message}`);
   }
   return lines.join('\n');
+}
+
+/** The pair's or the cluster's LB nodes, a line each, from their own admin sockets (`tunvs
+ * stats`): role, forwarding, ready, Redis, sync lag, sessions (its own and its peers' copies). */
+async function nodeLines(state: LabState): Promise<string[]> {
+  const sockets =
+    state.admins ?? (state.adminSocketB ? { 'lb-a': state.adminSocket, 'lb-b': state.adminSocketB } : undefined);
+  if (!sockets) return [];
+  const lines = ['', 'LB nodes (more: tunvs ha status --admin SOCKET):'];
+  for (const [node, socket] of Object.entries(sockets)) {
+    try {
+      const r = (await adminRequest(socket, { cmd: 'stats' })) as {
+        tables: { sessions: number }[];
+        ha?: HaStatus;
+      };
+      const sessions = r.tables.reduce((n, t) => n + t.sessions, 0);
+      const h = r.ha;
+      const ha = h
+        ? `${h.role}, ${h.forwarding ? 'forwarding' : 'not forwarding'}, ${h.ready ? 'ready' : 'not ready'}, redis ${h.redis}, sync lag ${h.syncLagMs === null ? '-' : `${h.syncLagMs} ms`}`
+        : 'no ha';
+      lines.push(`  ${node}  ${ha}, sessions ${sessions}  (${socket})`);
+    } catch (e) {
+      lines.push(`  ${node}  tunvs: ${(e as Error).message}  (${socket})`);
+    }
+  }
+  return lines;
 }
 
 /** GET the VIP from the client namespace `count` times (the service of forwarding mode

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, sentinelViews, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
-import { LAB, labCurl, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
+import { LAB, labCurl, labDown, labStatus, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { ipBatch, isAlive, runInNs } from '../../src/lab/netns.js';
 import { sloppyTunnelEcho } from '../../src/lab/modes.js';
 import { adminOf, labPid, recordingStarter, restartTunvs } from '../../src/lab/pair.js';
@@ -292,6 +292,10 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     console.log(`lb-b restarted: in ECMP again ${announcedAfter} ms after the start; ready then: ${st?.ready}`);
     expect(st?.ready).toBe(true);
     expect(st?.peers.filter((p) => p.alive).every((p) => p.loaded)).toBe(true);
+    // `tunvs lab status` shows every node from its own admin socket.
+    const status = await labStatus(prefix);
+    for (const node of ['lb-a', 'lb-b', 'lb-c'])
+      expect(status).toMatch(new RegExp(`^  ${node}  \\w+, forwarding, ready, redis up`, 'm'));
     const r = await done;
     await report('streams across lb-b’s return', r);
     expectSurvived(r);

@@ -18,7 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest } from '../../src/control/admin.js';
-import { LAB, labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
+import { LAB, labDown, labStatus, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { inNs, ipBatch, runInNs, stopPid } from '../../src/lab/netns.js';
 import { waitFor } from '../../src/lab/state.js';
 import { setupDirectServers, sloppyTunnelEcho } from '../../src/lab/modes.js';
@@ -357,6 +357,10 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     await restartTunvs(prefix, 'lb-b');
     await waitRole(fresh(), 'lb-b', 'backup', 15_000);
     expect(blackholes()).toEqual(before);
+    // `tunvs lab status` shows both nodes from their own admin sockets.
+    const status = await labStatus(prefix);
+    expect(status).toMatch(/^ {2}lb-a {2}master, forwarding, ready, redis up/m);
+    expect(status).toMatch(/^ {2}lb-b {2}backup, not forwarding, ready, redis up/m);
   }, 60_000);
 
   it('TUNNEL with sloppy TCP (mh): connections younger than syncAfterMs survive kill -9 of the master', async () => {
