@@ -2,8 +2,11 @@
  * Load generators for the lab benchmark, run inside the client namespace by lab_bench.ts.
  * Each prints one JSON line. Every run is bounded by its duration.
  *
- *   node client.js http URL CONNECTIONS SECONDS [RATE]    autocannon, keep-alive: req/s, p50,
- *                                                         p99 (RATE: at most that many req/s)
+ *   node client.js http URL CONNECTIONS SECONDS [RATE] [READY_FILE]
+ *                                                         autocannon, keep-alive: req/s, p50,
+ *                                                         p99 (RATE: at most that many req/s;
+ *                                                         READY_FILE: created at the first
+ *                                                         answer, when its connections are up)
  *   node client.js conns HOST PORT PARALLEL SECONDS [RATE]  a new TCP connection per request
  *                                                         (HTTP/1.0 GET, close): connections/s
  *                                                         (RATE: started at that pace)
@@ -15,11 +18,12 @@
 
 import autocannon from 'autocannon';
 import { createSocket } from 'node:dgram';
+import { existsSync, writeFileSync } from 'node:fs';
 import { connect, isIPv6 } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
 
-async function http(url: string, connections: number, seconds: number, rate?: number): Promise<void> {
+async function http(url: string, connections: number, seconds: number, rate?: number, ready?: string): Promise<void> {
   /** The failed requests by what failed them (an error code, "request timed out", "HTTP 502"). */
   const why: Record<string, number> = {};
   /** When the first of them failed (ms since the epoch, to line up with other clocks). */
@@ -34,6 +38,7 @@ async function http(url: string, connections: number, seconds: number, rate?: nu
     );
     job.on('reqError', (e: NodeJS.ErrnoException) => count(e.code ?? e.message));
     job.on('response', (_client, status: number) => {
+      if (ready !== undefined && !existsSync(ready)) writeFileSync(ready, '');
       if (status < 200 || status > 299) count(`HTTP ${status}`);
     });
   });
@@ -145,7 +150,7 @@ async function udp(
 }
 
 const rate = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s));
-if (mode === 'http') await http(rest[0]!, Number(rest[1]), Number(rest[2]), rate(rest[3]));
+if (mode === 'http') await http(rest[0]!, Number(rest[1]), Number(rest[2]), rate(rest[3]), rest[4]);
 else if (mode === 'conns') await conns(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), rate(rest[4]));
 else if (mode === 'udp')
   await udp(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4]), Number(rest[5] ?? 0));

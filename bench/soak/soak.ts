@@ -24,7 +24,9 @@
  * is stopped (an orderly stop: priority-0 adverts, lb-b takes the next hops at once), lb-b
  * serves SOAK_FAILOVER_HOLD_SECONDS, then keepalived starts again on lb-a, which takes them
  * back once its check passes: a failover and a failback, both tunvs processes running on, as
- * in a maintenance; each comes at least syncAfterMs + 3 s into a chunk of load, with room for
+ * in a maintenance; each comes at least syncAfterMs + 3 s after a chunk of load has its
+ * keep-alive connections up (their clients' first answers, not the chunk's start: the clients
+ * take seconds to start on a loaded 2-core machine), with room for
  * its failback before the chunk ends (a chunk opens new keep-alive connections). Nothing may
  * accumulate across them (the tables, Redis and memory verdicts are unchanged); the
  * keep-alive requests (old connections: synced) must all be answered; a connection younger
@@ -75,7 +77,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -126,9 +128,9 @@ const SYNC_AFTER_SEC = HA_DEFAULTS.syncAfterMs / 1000;
  * before the kill (the admin reply, then the kill: tens of ms): SYN-proxy acceptances of that
  * window are missing from the sum, at most this long's worth at their rate per death. */
 const UNCOUNTED_AT_DEATH_SEC = 0.1;
-/** A failover comes at least this far into a chunk of load: a chunk opens its keep-alive
- * connections at its start, and they must be on the other node (older than syncAfterMs,
- * published) when the next hops move; and only with this much of the chunk left, so that its
+/** A failover comes at least this long after a chunk's keep-alive connections are up (its
+ * clients' first answers: chunkConnected), as they must be on the other node (older than
+ * syncAfterMs, published) when the next hops move; and only with this much of the chunk left, so that its
  * failback comes before they close and the next chunk opens new ones: the hold, keepalived's
  * stop (~1 s), lb-a's first check pass (~3.5 s) and some slack; a cluster node's return: tunvs
  * starting, loading the sessions and announcing (3–3.5 s in the lab) and some slack. */
@@ -428,13 +430,26 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
   const node = process.execPath;
   const jobs = [
     json(
-      runIn('client', [node, CLIENT, 'http', `http://${LAB.vip4}/`, '20', String(seconds), String(HTTP_RATE)], bound),
+      runIn(
+        'client',
+        [node, CLIENT, 'http', `http://${LAB.vip4}/`, '20', String(seconds), String(HTTP_RATE), READY_FILES[0]],
+        bound,
+      ),
       'http v4',
     ),
     json(
       runIn(
         'client',
-        [node, CLIENT, 'http', `http://[${LAB.vip6}]/`, '5', String(seconds), String(Math.ceil(HTTP_RATE / 4))],
+        [
+          node,
+          CLIENT,
+          'http',
+          `http://[${LAB.vip6}]/`,
+          '5',
+          String(seconds),
+          String(Math.ceil(HTTP_RATE / 4)),
+          READY_FILES[1],
+        ],
         bound,
       ),
       'http v6',
@@ -496,8 +511,24 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
   }
 }
 
-/** The chunk of load under way: when it began and when its keep-alive load ends (ms). */
-const chunk = { start: 0, end: 0 };
+/** The chunk of load under way: when it began and when its keep-alive load ends (ms), and
+ * when both keep-alive clients had their first answer (0: not yet): their connections are
+ * up then. On a loaded 2-core machine the clients take seconds to start, so a failover timed
+ * from the chunk's start could catch connections younger than syncAfterMs (not on the peer
+ * yet, by design) and count their loss against tunvs: it is timed from this instead. */
+const chunk = { start: 0, end: 0, connected: 0 };
+
+/** Created by the v4 and v6 keep-alive clients at their first answer (bench/lab/client.ts). */
+const READY_FILES = [
+  join('/tmp', `tunvs-soak-${process.pid}-http-v4.ready`),
+  join('/tmp', `tunvs-soak-${process.pid}-http-v6.ready`),
+] as const;
+
+/** Since when the chunk's keep-alive connections are up (ms), or 0. */
+function chunkConnected(): number {
+  if (chunk.connected === 0 && READY_FILES.every((f) => existsSync(f))) chunk.connected = Date.now();
+  return chunk.connected;
+}
 
 interface Failover {
   /** Seconds into the load. */
@@ -529,7 +560,9 @@ async function failovers(
     await new Promise((r) => setTimeout(r, Math.max(0, t0 + planned * 1000 - Date.now())));
     // Into a chunk, with room for the failback before it ends (SWITCH_SETTLE_SEC).
     const fits = (): boolean =>
-      Date.now() - chunk.start >= SWITCH_SETTLE_SEC * 1000 && chunk.end - Date.now() >= FAILOVER_ROOM_SEC * 1000;
+      chunkConnected() > 0 &&
+      Date.now() - chunkConnected() >= SWITCH_SETTLE_SEC * 1000 &&
+      chunk.end - Date.now() >= FAILOVER_ROOM_SEC * 1000;
     while (!fits() && Date.now() < t0 + SECONDS * 1000) await new Promise((r) => setTimeout(r, 200));
     const at = Math.round((Date.now() - t0) / 1000);
     try {
@@ -749,11 +782,14 @@ async function main(): Promise<void> {
     while ((Date.now() - t0) / 1000 < SECONDS - 1) {
       const left = SECONDS - (Date.now() - t0) / 1000;
       const seconds = Math.max(1, Math.min(CHUNK_SECONDS, Math.floor(left)));
+      for (const f of READY_FILES) rmSync(f, { force: true });
+      chunk.connected = 0;
       chunk.start = Date.now();
       chunk.end = chunk.start + seconds * 1000;
       await loadChunk(seconds, tot);
     }
     await planned;
+    for (const f of READY_FILES) rmSync(f, { force: true });
     loading = false;
     await sampler;
     liveBase ??= await liveMemory(state); // no failback made (that verdict says why): the load's end
