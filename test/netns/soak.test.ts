@@ -93,7 +93,10 @@ describe.skipIf(!root)('soak (npm run soak, 40–60 s)', () => {
     // The drain as the soak's default: the connections lost at the failback idle out on lb-b
     // at timeouts.established (90 s).
     const out = await soak({
-      SOAK_SECONDS: '50',
+      // 30 s chunks: the failover comes syncAfterMs + 3 s after the chunk's keep-alive clients
+      // have connected (seconds after its start on 2 loaded cores), its failback before the end.
+      SOAK_SECONDS: '60',
+      SOAK_CHUNK_SECONDS: '30',
       SOAK_FAILOVERS: '1',
       SOAK_FAILOVER_HOLD_SECONDS: '5',
       SOAK_DRAIN_SECONDS: '120',
@@ -107,8 +110,8 @@ describe.skipIf(!root)('soak (npm run soak, 40–60 s)', () => {
     // A chunk holds the death, the hold and the return (tunvs starting, loading, announcing).
     const out = await soak({
       SOAK_CLUSTER: '3',
-      SOAK_SECONDS: '60',
-      SOAK_CHUNK_SECONDS: '30',
+      SOAK_SECONDS: '80',
+      SOAK_CHUNK_SECONDS: '40',
       SOAK_FAILOVERS: '1',
       // Longer than the alive key's 3 s and a heartbeat: its sessions adopted meanwhile.
       SOAK_FAILOVER_HOLD_SECONDS: '6',
