@@ -69,7 +69,7 @@ async function soak(env: Record<string, string>): Promise<SoakResult> {
   }
 }
 
-describe.skipIf(!root)('soak (npm run soak, 40–60 s)', () => {
+describe.skipIf(!root)('soak (npm run soak, 40–80 s)', () => {
   it('the pair under mixed load: nothing lost, tables and Redis hashes empty after, memory steady', async () => {
     const out = await soak({});
     expect(out.topology).toBe('pair');
