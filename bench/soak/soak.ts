@@ -511,12 +511,12 @@ async function loadChunk(seconds: number, tot: LoadTotals): Promise<void> {
   }
 }
 
-/** The chunk of load under way: when it began and when its keep-alive load ends (ms), and
+/** The chunk of load under way: when its keep-alive load ends (ms), and
  * when both keep-alive clients had their first answer (0: not yet): their connections are
  * up then. On a loaded 2-core machine the clients take seconds to start, so a failover timed
  * from the chunk's start could catch connections younger than syncAfterMs (not on the peer
  * yet, by design) and count their loss against tunvs: it is timed from this instead. */
-const chunk = { start: 0, end: 0, connected: 0 };
+const chunk = { end: 0, connected: 0 };
 
 /** Created by the v4 and v6 keep-alive clients at their first answer (bench/lab/client.ts). */
 const READY_FILES = [
@@ -784,8 +784,7 @@ async function main(): Promise<void> {
       const seconds = Math.max(1, Math.min(CHUNK_SECONDS, Math.floor(left)));
       for (const f of READY_FILES) rmSync(f, { force: true });
       chunk.connected = 0;
-      chunk.start = Date.now();
-      chunk.end = chunk.start + seconds * 1000;
+      chunk.end = Date.now() + seconds * 1000;
       await loadChunk(seconds, tot);
     }
     await planned;

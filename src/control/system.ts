@@ -419,9 +419,9 @@ export function routesElsewhere(prefixes: readonly string[], dev: string): Route
     mine.forEach((prefix, i) => {
       const routes = JSON.parse(lists[i]!) as { type?: string; dev?: string; gateway?: string; metric?: number }[];
       for (const r of routes) {
-        if (r.type === 'blackhole' && r.metric === FALLBACK_METRIC) continue;
-        if ((r.type ?? 'unicast') === 'unicast' && r.gateway === undefined && r.dev === dev) continue;
         const type = r.type ?? 'unicast';
+        if (type === 'blackhole' && r.metric === FALLBACK_METRIC) continue;
+        if (type === 'unicast' && r.gateway === undefined && r.dev === dev) continue;
         const to =
           type !== 'unicast'
             ? type
