@@ -43,9 +43,10 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/native/build/Release/tunvs_native.node ./native/build/Release/
+COPY --from=build /src/native/build/Release/tunvs_native.node /src/native/build/Release/tunvs-ha-check ./native/build/Release/
 COPY --from=build /src/native/rs/build/Release/tunvs_rs.node ./native/rs/build/Release/
 COPY --from=build /src/native/rs/build/toa_reader.bpf.o /src/native/rs/build/ipip_decap.bpf.o ./native/rs/build/
 RUN ln -s /opt/tunvs/bin/tunvs /usr/local/bin/tunvs \
+ && ln -s /opt/tunvs/native/build/Release/tunvs-ha-check /usr/local/bin/tunvs-ha-check \
  && ln -s /opt/tunvs/node_modules/.bin/autocannon /usr/local/bin/autocannon
 ENTRYPOINT ["node", "/opt/tunvs/dist/src/lab/compose_node.js"]

@@ -11,6 +11,11 @@ export function packageRoot(): string {
   return dir;
 }
 
+/** keepalived's track script for a pair (native/ha_check.c, built with the TUN addon). */
+export function haCheckBinary(): string {
+  return join(packageRoot(), 'native', 'build', 'Release', 'tunvs-ha-check');
+}
+
 /** The compiled tree (dist/src), which the lab runs in its namespaces. */
 export function distSrc(): string {
   return join(packageRoot(), 'dist', 'src');

@@ -106,7 +106,9 @@ Usage:
   tunvs ha status [--json]                HA pair or cluster: role, Redis, events published/applied,
                                           sync lag, peers
   tunvs ha check                          exit 0 when tunvs answers and is ready to be master
-                                          (keepalived's track_script; a cluster node: to announce)
+                                          (a cluster node: to announce). keepalived's track_script
+                                          is its C twin, tunvs-ha-check (native/build/Release/):
+                                          a millisecond per check instead of a Node start
   tunvs cluster watchdog [--dev D] [--interval-ms N] [--fall N] [--rise N]
                                           cluster node: beside tunvs, withdraws its announcements
                                           when it is hung (fails --fall checks), restores them

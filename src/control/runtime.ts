@@ -93,7 +93,7 @@ interface WorkerHandle {
 }
 
 /** The admin socket's commands (handleAdmin), named in the answer to any other. */
-const ADMIN_COMMANDS = ['list', 'stats', 'conns', 'role', 'ha', 'edit', 'reload', 'cluster-forget'] as const;
+const ADMIN_COMMANDS = ['list', 'stats', 'conns', 'role', 'ha', 'ready', 'edit', 'reload', 'cluster-forget'] as const;
 
 /** What a reload of the file came to (`tunvs reload` prints it). */
 export type ReloadResult =
@@ -670,6 +670,11 @@ export class Runtime {
           routeHealth: this.routeHealth(),
           withdrawn: Object.fromEntries(this.withdrawn()),
         };
+      case 'ready':
+        // keepalived's track script asks it every second (native/ha_check.c, `tunvs ha check`):
+        // the one answer it needs, without `ha`'s route listing.
+        if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
+        return { ready: this.ha.ready };
       case 'reload': {
         const r = this.reload();
         if (!r.ok) throw new Error(r.error);

@@ -18,7 +18,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
-import { distSrc, packageRoot } from '../paths.js';
+import { distSrc, haCheckBinary } from '../paths.js';
 import { detachReader, resolveCgroup } from '../rs/reader.js';
 import { keepalivedConfig, LAB, labConfig } from './topology.js';
 
@@ -98,7 +98,7 @@ async function lb(node: 'lb-a' | 'lb-b'): Promise<void> {
     keepalivedConfig({
       node,
       priority: node === 'lb-a' ? 250 : 249,
-      tunvs: [process.execPath, join(packageRoot(), 'bin', 'tunvs')], // its ha check: the fast path
+      check: haCheckBinary(),
       adminSocket: admin,
       routerId: `compose-${node}`,
       fifo,

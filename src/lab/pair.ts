@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
 import type { HaStatus } from '../ha/node.js';
-import { distSrc, packageRoot } from '../paths.js';
+import { distSrc, haCheckBinary } from '../paths.js';
 import { inNs, isAlive, spawnInNs, stopPid } from './netns.js';
 import { nsName, readState, recordProc, waitFor, writeState, type LabState } from './state.js';
 import { keepalivedConfig, LAB, labConfig, type LabHa, type LabLbOptions } from './topology.js';
@@ -161,7 +161,7 @@ export async function startPair(state: LabState, o: PairOptions, start: Starter)
       keepalivedConfig({
         node,
         priority: node === 'lb-a' ? 250 : 249,
-        tunvs: [process.execPath, join(packageRoot(), 'bin', 'tunvs')], // its ha check: the fast path
+        check: haCheckBinary(),
         adminSocket: node === 'lb-a' ? state.adminSocket : state.adminSocketB,
         routerId: `${cluster}${node}`,
         fifo: join(state.dir, `${node}.fifo`),

@@ -329,7 +329,7 @@ ${rs('v6')}
  * side) in one sync group, so both next hops move together; IPv6 next hops ride along as
  * excluded addresses (VRRP adverts carry one family). tunvs is tracked twice: its TUN device
  * (the kernel deletes it the moment tunvs dies, and keepalived hears it over netlink: no
- * polling delay) and a script asking its admin socket (`tunvs ha check`: fails when tunvs is
+ * polling delay) and a script asking its admin socket (tunvs-ha-check: fails when tunvs is
  * hung or not ready: two checks in a row, so one slow answer does not move the next hops; and
  * failed until its first pass, so a keepalived starting beside a tunvs that is not ready
  * cannot take them). Either way the node goes to FAULT and sends a priority-0 advert, and
@@ -339,7 +339,8 @@ ${rs('v6')}
 export function keepalivedConfig(o: {
   node: 'lb-a' | 'lb-b';
   priority: number;
-  tunvs: string[];
+  /** The track script's executable (haCheckBinary()). */
+  check: string;
   adminSocket: string;
   routerId: string;
   fifo: string;
@@ -349,7 +350,6 @@ export function keepalivedConfig(o: {
   /** Also float the IPv6 next hops (default true). */
   v6?: boolean;
 }): string {
-  const cmd = (args: string): string => `"${[...o.tunvs, ...args.split(' '), '--admin', o.adminSocket].join(' ')}"`;
   const instance = (name: string, dev: string, vrid: number, v4: string, v6: string): string => `
 vrrp_instance ${name} {
     state BACKUP
@@ -384,7 +384,7 @@ global_defs {
 }
 
 vrrp_script chk_tunvs {
-    script ${cmd('ha check')}
+    script "${o.check} --admin ${o.adminSocket}"
     interval 1
     timeout 2
     fall 2
