@@ -1889,7 +1889,7 @@ ${['198.18.20.21', '198.18.20.22']
 
   it('the admin socket names every command it has when asked for another', async () => {
     await expect(adminRequest(state.adminSocket, { cmd: 'bogus' })).rejects.toThrow(
-      'unknown command "bogus": use list, stats, conns, role, ha, edit, reload, cluster-forget',
+      'unknown command "bogus": use list, stats, conns, role, ha, ready, edit, reload, cluster-forget',
     );
   });
 
