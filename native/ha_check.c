@@ -10,10 +10,10 @@
  *   read        one line back: {"ok":true,"ready":true} passes; "unknown command" (a tunvs of
  *               the version before `ready`, its package upgraded under it) asks `ha` instead
  *
- * Why C: keepalived starts the check every second on each node. A Node start costs ~0.2 s of
- * CPU (a fifth of a core per node, spent on the machine that forwards), and on a starved
+ * Why C: keepalived starts the check every second on each node. A Node start costs ~0.16 s of
+ * CPU (a sixth of a core per node, spent on the machine that forwards), and on a starved
  * machine it ran past keepalived's 2 s script timeout: the pair failed over with both tunvs
- * healthy (the soak's pair under load, CI). This one costs a millisecond.
+ * healthy (the soak's pair under load, CI). This one costs ~4 ms, its process start included.
  */
 
 #define _GNU_SOURCE

@@ -108,7 +108,7 @@ Usage:
   tunvs ha check                          exit 0 when tunvs answers and is ready to be master
                                           (a cluster node: to announce). keepalived's track_script
                                           is its C twin, tunvs-ha-check (native/build/Release/):
-                                          a millisecond per check instead of a Node start
+                                          ~4 ms of CPU per check, not a Node start's 0.16 s
   tunvs cluster watchdog [--dev D] [--interval-ms N] [--fall N] [--rise N]
                                           cluster node: beside tunvs, withdraws its announcements
                                           when it is hung (fails --fall checks), restores them
