@@ -18,7 +18,7 @@
 
 import autocannon from 'autocannon';
 import { createSocket } from 'node:dgram';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect, isIPv6 } from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
@@ -32,13 +32,18 @@ async function http(url: string, connections: number, seconds: number, rate?: nu
     why[k] = (why[k] ?? 0) + 1;
     if (errorsAt.length < 20) errorsAt.push(Date.now());
   };
+  /** READY_FILE written (once: the response handler runs per request). */
+  let announced = false;
   const r = await new Promise<autocannon.Result>((resolve, reject) => {
     const job = autocannon({ url, connections, duration: seconds, ...(rate ? { overallRate: rate } : {}) }, (e, res) =>
       e ? reject(e as Error) : resolve(res),
     );
     job.on('reqError', (e: NodeJS.ErrnoException) => count(e.code ?? e.message));
     job.on('response', (_client, status: number) => {
-      if (ready !== undefined && !existsSync(ready)) writeFileSync(ready, '');
+      if (ready !== undefined && !announced) {
+        writeFileSync(ready, '');
+        announced = true;
+      }
       if (status < 200 || status > 299) count(`HTTP ${status}`);
     });
   });

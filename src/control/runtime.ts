@@ -606,6 +606,13 @@ export class Runtime {
     };
   }
 
+  /** The HA node, for the admin commands that need one; without `ha:` in the config they fail
+   * saying so (`without`: what the LB is then). */
+  private haNode(without = 'no pair, always forwarding'): HaNode {
+    if (!this.ha) throw new Error(`this LB runs without ha: in its config (${without})`);
+    return this.ha;
+  }
+
   /** Answer one admin request: its `cmd` is one of ADMIN_COMMANDS. */
   private async handleAdmin(req: Record<string, unknown>): Promise<unknown> {
     const counters = this.workers.map((w) => w.counters);
@@ -629,12 +636,12 @@ export class Runtime {
           ...(this.ha ? { ha: this.ha.status() } : {}),
         };
       case 'role': {
-        if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
+        const ha = this.haNode();
         const role = String(req.role).toLowerCase();
         if (role !== 'master' && role !== 'backup' && role !== 'fault')
           throw new Error(`role must be master, backup or fault, got ${JSON.stringify(req.role)}`);
-        this.ha.setRole(role);
-        return { ha: this.ha.status() };
+        ha.setRole(role);
+        return { ha: ha.status() };
       }
       case 'edit':
         return this.edit(req);
@@ -663,9 +670,8 @@ export class Runtime {
         return { sessions, more, text: formatConns(sessions) };
       }
       case 'ha':
-        if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
         return {
-          ha: this.ha.status(),
+          ha: this.haNode().status(),
           routes: this.system.routesOf(this.config.tun.name),
           routeHealth: this.routeHealth(),
           withdrawn: Object.fromEntries(this.withdrawn()),
@@ -673,20 +679,19 @@ export class Runtime {
       case 'ready':
         // keepalived's track script asks it every second (native/ha_check.c, `tunvs ha check`):
         // the one answer it needs, without `ha`'s route listing.
-        if (!this.ha) throw new Error('this LB runs without ha: in its config (no pair, always forwarding)');
-        return { ready: this.ha.ready };
+        return { ready: this.haNode().ready };
       case 'reload': {
         const r = this.reload();
         if (!r.ok) throw new Error(r.error);
         return r;
       }
       case 'cluster-forget': {
-        if (!this.ha) throw new Error('this LB runs without ha: in its config (no cluster)');
+        const ha = this.haNode('no cluster');
         const id = Number(req.id);
         if (!Number.isInteger(id) || id < 1 || id > NODE_ID_MAX)
           throw new Error(`node id must be 1..${NODE_ID_MAX}, got ${JSON.stringify(req.id)}`);
-        await this.ha.forget(id);
-        return { ha: this.ha.status() };
+        await ha.forget(id);
+        return { ha: ha.status() };
       }
       default:
         throw new Error(`unknown command ${JSON.stringify(req.cmd)}: use ${ADMIN_COMMANDS.join(', ')}`);
