@@ -312,6 +312,12 @@ export const SYNC_RING_WAIT_MS = 2000;
  * one XADD: ha/publisher.ts), not a Redis round trip per event; well inside syncAfterMs (2 s),
  * so a session's copy is at its peers long before a failover would need it. */
 export const HA_TICK_MS = 100;
+/** HA pair: the longest a master standing down publishes on to get its sessions younger than
+ * syncAfterMs out (ha/node.ts standDown). The publisher writes ~200k sessions a second, so a
+ * second covers a busy node's young sessions (syncAfterMs' worth of new connections); the
+ * peer forwards meanwhile, and a packet of such a connection that reaches it first is
+ * dropped and retransmitted (TCP's first retransmission after ≥ 200 ms). */
+export const HA_STAND_DOWN_MS = 2000;
 /** HA: events one worker's ring holds between two ticks (8 MiB at 124 bytes each): 650,000 a
  * second at HA_TICK_MS, more than a forwarder makes (a new session is two events); it fills
  * only while the main thread stalls, and what it cannot take is counted lost and resynced. */

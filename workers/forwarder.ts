@@ -144,6 +144,10 @@ port.on('message', (m: ToForwarder) => {
     answer(m.id, engine.reconcileSynced(m.othersTo), (r) =>
       port.postMessage({ type: 'sync-reconciled', id: m.id, ...r }),
     );
+  } else if (m.type === 'sync-publish-young') {
+    answer(m.id, engine.publishYoungSynced(), (published) =>
+      port.postMessage({ type: 'sync-published-young', id: m.id, published }),
+    );
   } else if (m.type === 'reset-server') {
     answer(m.id, forwarder.resetServer(m.serverId), (ended) =>
       port.postMessage({ type: 'server-reset', id: m.id, ended }),

@@ -29,12 +29,14 @@
  * take seconds to start on a loaded 2-core machine), with room for
  * its failback before the chunk ends (a chunk opens new keep-alive connections). Nothing may
  * accumulate across them (the tables, Redis and memory verdicts are unchanged); the
- * keep-alive requests (old connections: synced) must all be answered; a connection younger
- * than syncAfterMs (2 s) at a switch is not on the other node (by design, docs/ha.md), so
- * the one-request connections, the echoes and the datagrams may lose what was in flight
- * there: at most what such a load makes in syncAfterMs, per switch. Those
- * connections' sessions stay on the node that made them (its own, never published, of no use
- * on a standby) until they idle out: timeouts.established (90 s), within the drain.
+ * keep-alive requests (old connections: synced) must all be answered. Each switch is planned
+ * (keepalived stopped or preempting, both tunvs running), so the node standing down publishes
+ * its connections younger than syncAfterMs too (docs/ha.md, "A planned switch"); a handshake
+ * in flight at the switch may still fail, so the one-request connections, the echoes and the
+ * datagrams may lose what was in flight there: at most what such a load makes in
+ * syncAfterMs, per switch. A session such a loss leaves on the node that made it (its own,
+ * of no use on a standby) stays until it idles out: timeouts.established (90 s), within the
+ * drain.
  *
  * SOAK_FAILOVERS=N with SOAK_CLUSTER: N times, at the same moments, tunvs on lb-b is killed
  * (kill -9: a node dies), its peers carry its flows (the router drops it from ECMP by BFD, its

@@ -74,6 +74,9 @@ export type ToForwarder =
   /** HA cluster: sessions go to the node that holds their local address (and, othersTo > 0,
    * the other modes' to that node); reply what moved. */
   | { type: 'sync-reconcile'; id: number; othersTo: number }
+  /** HA pair, the master standing down: publish its sessions younger than syncAfter; reply
+   * how many. */
+  | { type: 'sync-publish-young'; id: number }
   /** Health check with resetOnDown: end the real server's sessions with RSTs; reply how many. */
   | { type: 'reset-server'; id: number; serverId: number }
   /** `tunvs conns`: up to `limit` sessions matching the filter. */
@@ -101,6 +104,7 @@ export type FromForwarder =
   | { type: 'sync-swept'; id: number; removed: number }
   | { type: 'sync-adopted'; id: number; adopted: number }
   | { type: 'sync-reconciled'; id: number; claimed: number; handedOver: number }
+  | { type: 'sync-published-young'; id: number; published: number }
   | { type: 'server-reset'; id: number; ended: number }
   | { type: 'conns'; id: number; sessions: SessionInfo[]; more: boolean }
   /** The asks (ids) the forwarder is still on, every ASK_PROGRESS_MS while there are any. */

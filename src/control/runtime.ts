@@ -563,6 +563,14 @@ export class Runtime {
         );
         return { claimed: m.claimed, handedOver: m.handedOver };
       },
+      publishYoung: async () => {
+        const m = await this.ask<Extract<FromForwarder, { type: 'sync-published-young' }>>(
+          w,
+          { type: 'sync-publish-young', id: 0 },
+          'sync-published-young',
+        );
+        return m.published;
+      },
       peerLocalAddresses: (laddrs) => w.thread.postMessage({ type: 'peer-laddrs', laddrs }),
       peerWorkers: (counts) => w.thread.postMessage({ type: 'peer-workers', counts }),
     };
@@ -948,7 +956,15 @@ export class Runtime {
       if (this.announceTimer) clearInterval(this.announceTimer);
       this.applyRoutes(this.services);
       this.log('info', `cluster: announcements withdrawn, draining for ${ha.drainMs} ms`);
-      await new Promise((r) => setTimeout(r, ha.drainMs));
+      // The connections younger than syncAfterMs too: the flows the routers move to the peers
+      // go on there, as the older ones do (docs/cluster.md, "Leaving in order").
+      const t0 = Date.now();
+      await this.ha.publishYoung('leaving the cluster');
+      await new Promise((r) => setTimeout(r, Math.max(0, ha.drainMs - (Date.now() - t0))));
+    } else if (code === 0 && this.ha) {
+      // A pair's master stopped in order (an upgrade): its standby installs the young
+      // connections now and adopts them when keepalived promotes it (docs/ha.md).
+      await this.ha.publishYoung('stopping');
     }
     await this.ha?.stop();
     this.health.stop();

@@ -100,7 +100,10 @@ export const C_LPORT_OTHER_OWNER = 47;
 /** ICMP "fragmentation needed" / "packet too big" errors about TUNNEL's outer packets that
  * lowered a real server's tunnel MTU (nat/tunnel_pmtu.ts). */
 export const C_TUNNEL_MTU_LEARNED = 48;
-export const GLOBAL_COUNT = 49;
+/** HA pair: sessions younger than syncAfterMs published as the master stood down, so its
+ * peer goes on with them (ha/session_sync.ts publishYoung). */
+export const C_SYNC_STAND_DOWN = 49;
+export const GLOBAL_COUNT = 50;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -152,6 +155,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'lport_other_shard',
   'lport_other_owner',
   'tunnel_mtu_learned',
+  'sync_stand_down',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

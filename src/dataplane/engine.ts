@@ -133,6 +133,7 @@ import {
   C_SYNC_INSTALL_FAILED,
   C_SYNC_HANDED_OVER,
   C_SYNC_CLAIMED,
+  C_SYNC_STAND_DOWN,
   C_TX_BYTES,
   C_TX_PACKETS,
   createCounters,
@@ -491,11 +492,7 @@ export class Engine {
     const sync = this.sync;
     if (!sync) return total;
     const ctr = this.counters;
-    // Once the ring stayed full that long (its drain is stuck: the main thread is busy), the
-    // rest goes without waiting; what the ring cannot take is counted lost.
-    let fullSince = 0;
-    let overflow = false;
-    for (let from = 0; from >= 0;) {
+    await this.ringSlices((from, overflow) => {
       const c = this.ctx;
       const r = sync.reconcile(
         this.services,
@@ -511,8 +508,40 @@ export class Engine {
       total.handedOver += r.handedOver;
       ctr[C_SYNC_CLAIMED] = ctr[C_SYNC_CLAIMED]! + r.claimed;
       ctr[C_SYNC_HANDED_OVER] = ctr[C_SYNC_HANDED_OVER]! + r.handedOver;
+      return r;
+    });
+    return total;
+  }
+
+  /** Pair, the master standing down: publish its sessions younger than syncAfter
+   * (SessionSync.publishYoung), in slices as reconcileSynced; how many it published. */
+  publishYoungSynced(): Promise<number> {
+    const sync = this.sync;
+    if (!sync) return Promise.resolve(0);
+    return this.serial(async () => {
+      let count = 0;
+      await this.ringSlices((from, overflow) => {
+        const r = sync.publishYoung(this.table.tick, from, RECONCILE_SLICE_RECORDS, overflow);
+        count += r.count;
+        return r;
+      });
+      this.counters[C_SYNC_STAND_DOWN] = this.counters[C_SYNC_STAND_DOWN]! + count;
+      return count;
+    });
+  }
+
+  /** Run `slice` from record 0 until it says it is done (next −1), the thread's other work
+   * (packets, the main thread's drain of the sync ring) between slices. A slice stopped by a
+   * full ring is tried again after a millisecond; once the ring has stayed full for
+   * SYNC_RING_WAIT_MS (its drain is stuck: the main thread is busy) the rest goes with
+   * `overflow`, without waiting: what the ring cannot take is counted lost (a resync repairs). */
+  private async ringSlices(slice: (from: number, overflow: boolean) => { next: number; ringFull: boolean }) {
+    let fullSince = 0;
+    let overflow = false;
+    for (let from = 0; ;) {
+      const r = slice(from, overflow);
       from = r.next;
-      if (from < 0) break;
+      if (from < 0) return;
       if (r.ringFull) {
         if (fullSince === 0) fullSince = Date.now();
         overflow = Date.now() - fullSince >= SYNC_RING_WAIT_MS;
@@ -522,7 +551,6 @@ export class Engine {
         await nextTurn();
       }
     }
-    return total;
   }
 
   /** Install a new service set (reload): existing sessions keep running. */

@@ -18,6 +18,7 @@ export function engineLink(e: Engine): HaWorkerLink {
     sweepStale: async (owner) => void (await e.sweepSynced(owner)),
     adopt: async (owner) => void (await e.adoptSynced(owner)),
     reconcile: (othersTo) => e.reconcileSynced(othersTo),
+    publishYoung: () => e.publishYoungSynced(),
     peerLocalAddresses: (addrs) => e.setPeerLocalAddresses(addrs),
     peerWorkers: (counts) => e.setPeerWorkers(counts),
   };

@@ -4,6 +4,9 @@
  *   role       what the node does (ha/role.ts): a pair follows keepalived (notify FIFO or
  *              `tunvs role`): the master forwards and publishes, the standby installs; a
  *              cluster node always forwards, publishes and installs.
+ *   stand down a pair's master losing its role stops forwarding at once and publishes on
+ *              until its sessions younger than syncAfterMs are out (publishYoung; also on
+ *              an orderly stop, runtime.ts), so a planned switch loses no connection.
  *   registry   every HEARTBEAT_MS: the node's entry in tunvs:<cluster>:nodes and its alive
  *              key; then the peers it finds there are the ones it follows (and its workers
  *              learn their worker counts: tellPeerWorkers). The node id is
@@ -44,7 +47,7 @@
  * without them beats not at all).
  */
 
-import { HA_TICK_MS, SESSION_SHARDS } from '../constants.js';
+import { HA_STAND_DOWN_MS, HA_TICK_MS, SESSION_SHARDS } from '../constants.js';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { HaConfig } from '../config/config.js';
@@ -203,6 +206,8 @@ export class HaNode {
   /** Pair: this node is not publishing and its hash may still hold what it published as
    * master: dropped once the peer has published since (dropSupersededHash). */
   private ownHashStale: boolean;
+  /** Role changes so far: a stand-down finishes only if no change came after it. */
+  private roleGen = 0;
   /** Has been ready (see `ready`). */
   private readyOnce = false;
   /** This process's mark in its alive key: another writer there means another node with
@@ -326,19 +331,79 @@ export class HaNode {
     const was = this.role;
     this.role = role;
     this.roleChanges++;
+    const gen = ++this.roleGen;
     if (role === 'master') {
       // Every session it installed is now this node's to publish, expire and reset (each
-      // worker's scans run in order: the resync's snapshot comes after the adopt).
+      // worker's scans run in order: the resync's snapshot comes after the adopt). What a
+      // peer publishes after the entries applied so far is installed after the adopt: it is
+      // adopted once that peer stands by (adoptStoodDown), e.g. the young sessions the old
+      // master publishes as it stands down.
       this.masterSince = undefined;
       this.resyncsAtPromotion = this.publisher.stats.resyncs;
+      for (const p of this.peers ?? []) {
+        const applied = this.follower.appliedThrough(p.entry.id);
+        if (applied !== undefined) this.adoptedUpTo.set(p.entry.id, applied);
+      }
       void this.adopt(0);
       this.publisher.needResync = true;
-    } else {
-      this.follower.reload();
-      this.ownHashStale = true;
     }
-    this.applyRole();
     this.logger.log('info', `HA: role ${was} -> ${role}`);
+    if (role === 'master') this.applyRole();
+    else if (was === 'master' && this.control.publishing) void this.standDown(gen);
+    else this.standBy();
+  }
+
+  /** Pair: stand by (backup or fault): load the peers afresh, the node's own hash to go once
+   * the peer has published since. */
+  private standBy(): void {
+    this.follower.reload();
+    this.ownHashStale = true;
+    this.applyRole();
+  }
+
+  /**
+   * Pair: the master stands down (keepalived gave the next hops to its peer: a planned switch,
+   * a failback, its check failing). It stops forwarding at once and publishes on until its
+   * sessions younger than syncAfterMs are out too (each worker's publishYoung, then the
+   * publisher's ticks until the rings are empty; HA_STAND_DOWN_MS at most); then it stands by.
+   * The peer, master by now or soon, installs them and adopts them once this node stands by
+   * (adoptStoodDown), or with the rest at its promotion: a planned switch loses no
+   * connection, not even one opened just before it. A failover by death cannot do this (the
+   * limit in docs/ha.md).
+   */
+  private async standDown(gen: number): Promise<void> {
+    this.control.set(false, true);
+    await this.publishYoung('standing down', () => gen === this.roleGen);
+    if (gen === this.roleGen && !this.stopped) this.standBy();
+  }
+
+  /**
+   * Publish the sessions younger than syncAfterMs now (each worker's publishYoung), and wait
+   * until the publisher has sent them (its ticks drain the rings), HA_STAND_DOWN_MS at most
+   * or while `still()` holds: a pair's master standing down, a cluster node leaving in order
+   * (runtime.ts stop: its peers then carry its young connections on too). How many went.
+   */
+  async publishYoung(why: string, still: () => boolean = () => true): Promise<number> {
+    if (!this.control.publishing) return 0;
+    const deadline = Date.now() + HA_STAND_DOWN_MS;
+    try {
+      const published = await untilDeadline(
+        Promise.all(this.workers.map((w) => w.publishYoung())),
+        deadline,
+        'the workers did not list their young sessions in time',
+      );
+      const sum = published.reduce((a, b) => a + b, 0);
+      while (still() && !this.stopped && (this.publisher.pending > 0 || this.busy) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, HA_TICK_MS / 4));
+      const left = this.publisher.pending;
+      this.logger.log('info', `HA: ${why}: ${sum} sessions younger than syncAfterMs published`, {
+        ...(left > 0 ? { notPublished: left } : {}),
+      });
+      return sum;
+    } catch (e) {
+      this.fail(`${why}: ${(e as Error).message}`);
+      return 0;
+    }
   }
 
   private applyRole(): void {
@@ -874,4 +939,13 @@ function streamIdAfter(a: string, b: string): boolean {
   const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
   const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
   return am > bm || (am === bm && as > bs);
+}
+
+/** `p`, or an error saying `why` once `deadline` (ms since the epoch) has passed. */
+function untilDeadline<T>(p: Promise<T>, deadline: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(why)), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

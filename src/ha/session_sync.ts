@@ -277,6 +277,9 @@ export interface HaWorkerLink {
   /** Cluster: hand over and take back sessions by who holds their local address, and
    * (othersTo > 0) those of the other modes to that node (SessionSync.reconcile). */
   reconcile(othersTo?: number): Promise<Reconciled>;
+  /** Pair, the master standing down: publish its sessions younger than syncAfter
+   * (SessionSync.publishYoung); resolves with how many, once they are in the ring. */
+  publishYoung(): Promise<number>;
   /** Cluster: the peers' local addresses, each with the node that holds it now (replacing
    * the last). */
   peerLocalAddresses(addrs: PeerLocalAddress[]): void;
@@ -486,6 +489,38 @@ export class SessionSync {
     if (!this.active || recOwner(rec, base) !== 0) return;
     // tick + 1: 0 means "never published", and tick 0 exists.
     if (this.ring.push(OP_UPSERT, rec, base, this.nodeId)) rec[base + R_SYNC] = tick + 1;
+  }
+
+  /**
+   * A pair's master standing down (ha/node.ts standDown): publish every session of its own
+   * that is still unpublished because it is younger than syncAfter, so its peer, which has
+   * the next hops now, goes on with those connections too (it adopts them once this node
+   * stands by). Only what the peer can carry on from its first packet: established and
+   * closing TCP sessions and UDP flows; a handshake under way (the SYN proxy's held request
+   * among them) starts again from the client's retransmitted SYN, a TIME_WAIT or CLOSE is
+   * over. One slice as reconcile(): records `from` on, at most `slice` of them, stopping
+   * (`ringFull`) at a full ring unless `overflow`; `count`: how many it published.
+   */
+  publishYoung(tick: number, from = 0, slice = Infinity, overflow = false): ScanSlice & { ringFull: boolean } {
+    const rec = this.table.rec;
+    const end = Math.min(this.table.used, from + slice);
+    const res = { count: 0, next: -1, ringFull: false };
+    for (let r = from; r < end; r++) {
+      const base = r * RECORD_WORDS;
+      if ((rec[base + R_META]! & 0xffff) === 0 || rec[base + R_SYNC] !== 0 || recOwner(rec, base) !== 0) continue;
+      const state = stateOf(rec, base);
+      if (!isActiveState(state) && !isClosing(state) && state !== S_UDP) continue;
+      if (!this.active) return res;
+      if (!overflow && this.ring.full) {
+        res.next = r;
+        res.ringFull = true;
+        return res;
+      }
+      this.publish(base, tick);
+      if (rec[base + R_SYNC] !== 0) res.count++;
+    }
+    if (end < this.table.used) res.next = end;
+    return res;
   }
 
   /**

@@ -20,7 +20,12 @@ import { connect as tcpConnect, createServer, type AddressInfo, type Socket } fr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HaConfig, HaRedis } from '../../src/config/config.js';
 import type { Logger } from '../../src/control/log.js';
-import { C_SYNC_ADOPTED, C_SYNC_HANDED_OVER, GLOBAL_COUNTER_NAMES } from '../../src/dataplane/counters.js';
+import {
+  C_SYNC_ADOPTED,
+  C_SYNC_HANDED_OVER,
+  C_SYNC_STAND_DOWN,
+  GLOBAL_COUNTER_NAMES,
+} from '../../src/dataplane/counters.js';
 import { clientShard } from '../../src/dataplane/shard.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { SESSION_SHARDS } from '../../src/constants.js';
@@ -69,6 +74,7 @@ function startNode(
   opts: HaNodeOptions = {},
   ringSlots = 4096,
   workers = 1,
+  syncAfterMs = 0,
 ): TestNode {
   const lip4 = `198.18.2.${id}`;
   const lip6 = `fd00:18:2:0:0:0:0:${id}`; // as the packet parser prints it
@@ -105,7 +111,7 @@ function startNode(
             nodeId: id,
             controlSab: control.sab,
             syncRingSab: new SyncRing(ringSlots).sab,
-            syncAfterMs: 0,
+            syncAfterMs,
             refreshSec: 600,
           },
         },
@@ -119,7 +125,7 @@ function startNode(
     name: `lb-${id}`,
     redis,
     cluster,
-    syncAfterMs: 0,
+    syncAfterMs,
     refreshSec: 600,
     drainMs: 0,
     routeHealth: 'off',
@@ -755,10 +761,12 @@ describe('HA nodes through Redis', () => {
     b.driver.forward(f.C(1011, 7001, ACK | 1));
     await until('a2 sees FIN_WAIT', () => a2.engine.describe([...a2.engine.sessionIds()][0]!).state !== 'ESTABLISHED');
 
-    // Failback: A master again (adopts, republishes), B standby: B's hash goes the same way,
-    // and B, following A, keeps the session.
-    a2.node.setRole('master');
+    // Failback: B standby, A master again (adopts, republishes): B's hash goes the same way,
+    // and B, following A, keeps the session. B stands by once its young sessions are out (its
+    // forwarders read the role words at their next tick: here, when the test says).
     b.node.setRole('backup');
+    await until('b stood by', () => !b.node.status().publishing);
+    a2.node.setRole('master');
     for (const n of [a2, b]) n.engine.advanceTimers(n.driver.nowMs); // the role words, as a forwarder's tick
     await until('a2 republished', async () => (await redis.hlen(nodeKeys('p', 1).sessions)) === 1);
     await until("B's hash dropped", async () => (await redis.exists(nodeKeys('p', 2).sessions)) === 0);
@@ -784,6 +792,7 @@ describe('HA nodes through Redis', () => {
 
     // A's keepalived is back with the higher priority: B stands down, A never moved.
     b.node.setRole('backup');
+    await until('b stood by', () => !b.node.status().publishing);
     b.engine.advanceTimers(b.driver.nowMs);
     await until("a adopted B's", () => owners(a).join() === '0,0');
     await until("a's hash carries both", async () => (await redis.hlen(nodeKeys('s', 1).sessions)) === 2);
@@ -801,6 +810,44 @@ describe('HA nodes through Redis', () => {
     expect(parse(a.driver.forward(f1.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f1.lport);
     expect(parse(a.driver.forward(f2.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f2.lport);
   });
+
+  // A planned switch: keepalived moves the next hops to the peer (the master's keepalived
+  // stopped, or the peer preempting it) with both tunvs running. The master publishes what it
+  // had not yet (sessions younger than syncAfterMs) as it stands down, in either order of the
+  // two notifies; the new master carries those connections on and owns them.
+  for (const order of ['the master stands down first', 'the peer is master first'] as const) {
+    it(`a planned switch (${order}): sessions younger than syncAfterMs go on through the new master, which owns them`, async () => {
+      const cluster = order === 'the master stands down first' ? 'y1' : 'y2';
+      const a = startNode(1, cluster, where(), 'pair', 'master', undefined, {}, 4096, 1, 60_000);
+      const b = startNode(2, cluster, where(), 'pair', 'backup', undefined, {}, 4096, 1, 60_000);
+      nodes.push(a, b);
+      await until('b ready', () => b.node.status().ready && b.node.status().peers.length === 1);
+      const f4 = connect(a, V4, 45200);
+      const f6 = connect(a, V6, 45201);
+      await new Promise((r) => setTimeout(r, 400)); // a few publisher ticks: nothing goes (too young)
+      expect(b.engine.sessionCount).toBe(0);
+
+      const promote = (): void => {
+        b.node.setRole('master');
+        b.engine.advanceTimers(b.driver.nowMs);
+      };
+      if (order === 'the peer is master first') promote();
+      a.node.setRole('backup');
+      expect(a.node.status()).toMatchObject({ forwarding: false }); // at once: the peer has the next hops
+      await until('a stood by', () => !a.node.status().publishing);
+      a.engine.advanceTimers(a.driver.nowMs);
+      expect(a.engine.counters[C_SYNC_STAND_DOWN]).toBe(2);
+      await until('b holds both', () => b.engine.sessionCount === 2);
+      if (order === 'the master stands down first') promote();
+      await until('b owns both (adopted)', () => owners(b).join() === '0,0');
+      await until("b's hash carries both", async () => (await redis.hlen(nodeKeys(cluster, 2).sessions)) === 2);
+      // The connections go on through B with the local ports A gave them.
+      expect(parse(b.driver.forward(f4.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f4.lport);
+      expect(parse(b.driver.forward(f6.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f6.lport);
+      // A, standing by, follows B: its own records become B's copies.
+      await until('a holds them as B’s', () => owners(a).join() === '2,2');
+    });
+  }
 });
 
 describe('HA nodes through Redis Sentinel', () => {

@@ -343,6 +343,46 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     }
   }, 90_000);
 
+  // 0.5 s old (syncAfterMs 2 s): never published while the master served them. Were the master
+  // killed, they would be lost (the limit in docs/ha.md).
+  for (const how of ['keepalived stopped on the master', 'tunvs stopped on the master (SIGTERM)'] as const) {
+    it(`a planned switch (${how}): connections younger than syncAfterMs go on through the backup`, async () => {
+      expect((await haStatusOf(fresh(), 'lb-a'))?.role).toBe('master');
+      const published = async (): Promise<number> =>
+        ((await adminRequest(adminOf(fresh(), 'lb-a'), { cmd: 'stats' }, 5000)) as { counters: Record<string, number> })
+          .counters.sync_stand_down!;
+      const before = how === 'keepalived stopped on the master' ? await published() : 0;
+      const s = streams(100, 6);
+      await s.ready;
+      await sleep(500);
+      const t0 = Date.now();
+      // keepalived's orderly stop: its STOP notify has lb-a's tunvs stand down (it publishes
+      // them), its priority-0 adverts give lb-b the next hops at once. tunvs's: it publishes
+      // them before it exits, lb-b installs them and adopts them when keepalived promotes it.
+      if (how === 'keepalived stopped on the master') await stopPid(labPid(fresh(), 'keepalived-lb-a')!);
+      else await stopPid(labPid(fresh(), 'tunvs-lb-a')!, 10_000);
+      try {
+        await waitRole(fresh(), 'lb-b', 'master', 15_000);
+        const took = Date.now() - t0;
+        const n = how === 'keepalived stopped on the master' ? (await published()) - before : undefined;
+        const r = await s.done;
+        console.log(
+          `planned switch, ${how}: lb-b master after ${took} ms` +
+            (n !== undefined ? `; lb-a published ${n} young sessions standing down` : '') +
+            `; ${r.ok}/${r.connections} streams intact, ${r.reset} reset, ${r.bytesLost} bytes lost; stall median ${r.stallMsMedian} ms, max ${r.stallMsMax} ms`,
+        );
+        expect(r.established).toBe(100);
+        if (n !== undefined) expect(n).toBeGreaterThanOrEqual(100);
+        expect(r.ok).toBeGreaterThanOrEqual(99);
+        expect(r.reset + r.corruptedBytes + r.bytesLost).toBe(0);
+      } finally {
+        if (how === 'keepalived stopped on the master') startKeepalived(fresh(), 'lb-a', recordingStarter(state));
+        else await restartTunvs(prefix, 'lb-a');
+        await waitRole(fresh(), 'lb-a', 'master', 30_000);
+      }
+    }, 90_000);
+  }
+
   it('an orderly stop of a node of the pair keeps its blackholes (the peer serves); the restart adopts them', async () => {
     const lbB = nsName(prefix, 'lb-b');
     const blackholes = (): string[] =>
