@@ -301,7 +301,8 @@ export const HASH_FALLBACK_TRIES = 8;
 export const V8_INLINE_BUDGET_BYTES = 3000;
 
 /** Records a forwarder scans per slice when a cluster's membership changes and it hands
- * sessions over (SessionSync.reconcile): 17–42 ms per million sessions in one go, so a slice
+ * sessions over (SessionSync.reconcile), or a node standing down publishes its young ones
+ * (SessionSync.publishYoung): 17–42 ms per million sessions in one go, so a slice
  * holds its packets ~1–3 ms. A handover waits for room in the sync ring (the publisher
  * drains it every tick) up to SYNC_RING_WAIT_MS, then goes on and counts what is lost (the
  * resync that follows repairs it). */
@@ -312,8 +313,8 @@ export const SYNC_RING_WAIT_MS = 2000;
  * one XADD: ha/publisher.ts), not a Redis round trip per event; well inside syncAfterMs (2 s),
  * so a session's copy is at its peers long before a failover would need it. */
 export const HA_TICK_MS = 100;
-/** HA pair: the longest a master standing down publishes on to get its sessions younger than
- * syncAfterMs out (ha/node.ts standDown). The publisher writes ~200k sessions a second, so a
+/** HA: the longest a pair's master standing down (or any node stopped in order) publishes on
+ * to get its sessions younger than syncAfterMs out (ha/node.ts publishYoung). The publisher writes ~200k sessions a second, so a
  * second covers a busy node's young sessions (syncAfterMs' worth of new connections); the
  * peer forwards meanwhile, and a packet of such a connection that reaches it first is
  * dropped and retransmitted (TCP's first retransmission after ≥ 200 ms). */

@@ -74,8 +74,8 @@ export type ToForwarder =
   /** HA cluster: sessions go to the node that holds their local address (and, othersTo > 0,
    * the other modes' to that node); reply what moved. */
   | { type: 'sync-reconcile'; id: number; othersTo: number }
-  /** HA pair, the master standing down: publish its sessions younger than syncAfter; reply
-   * how many. */
+  /** HA, a pair's master standing down or a node stopping in order: publish its sessions
+   * younger than syncAfter; reply how many. */
   | { type: 'sync-publish-young'; id: number }
   /** Health check with resetOnDown: end the real server's sessions with RSTs; reply how many. */
   | { type: 'reset-server'; id: number; serverId: number }

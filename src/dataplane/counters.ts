@@ -100,8 +100,8 @@ export const C_LPORT_OTHER_OWNER = 47;
 /** ICMP "fragmentation needed" / "packet too big" errors about TUNNEL's outer packets that
  * lowered a real server's tunnel MTU (nat/tunnel_pmtu.ts). */
 export const C_TUNNEL_MTU_LEARNED = 48;
-/** HA pair: sessions younger than syncAfterMs published as the master stood down, so its
- * peer goes on with them (ha/session_sync.ts publishYoung). */
+/** HA: sessions younger than syncAfterMs published as a pair's master stood down or a node
+ * stopped in order, so its peers go on with them (ha/session_sync.ts publishYoung). */
 export const C_SYNC_STAND_DOWN = 49;
 export const GLOBAL_COUNT = 50;
 

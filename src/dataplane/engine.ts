@@ -513,8 +513,8 @@ export class Engine {
     return total;
   }
 
-  /** Pair, the master standing down: publish its sessions younger than syncAfter
-   * (SessionSync.publishYoung), in slices as reconcileSynced; how many it published. */
+  /** A pair's master standing down, a node stopping in order: publish its sessions younger
+   * than syncAfter (SessionSync.publishYoung), in slices as reconcileSynced; how many. */
   publishYoungSynced(): Promise<number> {
     const sync = this.sync;
     if (!sync) return Promise.resolve(0);

@@ -277,8 +277,9 @@ export interface HaWorkerLink {
   /** Cluster: hand over and take back sessions by who holds their local address, and
    * (othersTo > 0) those of the other modes to that node (SessionSync.reconcile). */
   reconcile(othersTo?: number): Promise<Reconciled>;
-  /** Pair, the master standing down: publish its sessions younger than syncAfter
-   * (SessionSync.publishYoung); resolves with how many, once they are in the ring. */
+  /** A pair's master standing down, a node stopping in order: publish its sessions younger
+   * than syncAfter (SessionSync.publishYoung); resolves with how many, once they are in the
+   * ring. */
   publishYoung(): Promise<number>;
   /** Cluster: the peers' local addresses, each with the node that holds it now (replacing
    * the last). */
@@ -492,10 +493,10 @@ export class SessionSync {
   }
 
   /**
-   * A pair's master standing down (ha/node.ts standDown): publish every session of its own
-   * that is still unpublished because it is younger than syncAfter, so its peer, which has
-   * the next hops now, goes on with those connections too (it adopts them once this node
-   * stands by). Only what the peer can carry on from its first packet: established and
+   * A pair's master standing down, or a node stopping in order (ha/node.ts publishYoung):
+   * publish every session of its own that is still unpublished because it is younger than
+   * syncAfter, so its peers, which get its traffic now, go on with those connections too
+   * (they adopt them once this node stands by or is gone). Only what the peer can carry on from its first packet: established and
    * closing TCP sessions and UDP flows; a handshake under way (the SYN proxy's held request
    * among them) starts again from the client's retransmitted SYN, a TIME_WAIT or CLOSE is
    * over. One slice as reconcile(): records `from` on, at most `slice` of them, stopping
