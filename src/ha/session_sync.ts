@@ -83,7 +83,7 @@ import {
   RECORD_WORDS,
   recMode,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding } from '../conn/state.js';
+import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding, isHalfOpen } from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { HA_SYNC_RING_EVENTS, NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
@@ -496,10 +496,11 @@ export class SessionSync {
    * A pair's master standing down, or a node stopping in order (ha/node.ts publishYoung):
    * publish every session of its own that is still unpublished because it is younger than
    * syncAfter, so its peers, which get its traffic now, go on with those connections too
-   * (they adopt them once this node stands by or is gone). Only what the peer can carry on from its first packet: established and
-   * closing TCP sessions and UDP flows; a handshake under way (the SYN proxy's held request
-   * among them) starts again from the client's retransmitted SYN, a TIME_WAIT or CLOSE is
-   * over. One slice as reconcile(): records `from` on, at most `slice` of them, stopping
+   * (they adopt them once this node stands by or is gone): TCP sessions in their handshake,
+   * established or closing, and UDP flows. Not the SYN proxy's handshake with the server
+   * (SYN_SENT: the client's request it holds is this node's alone; the client sends it again
+   * and the peer's cookie check makes the session anew), nor a TIME_WAIT or CLOSE (over).
+   * One slice as reconcile(): records `from` on, at most `slice` of them, stopping
    * (`ringFull`) at a full ring unless `overflow`; `count`: how many it published.
    */
   publishYoung(tick: number, from = 0, slice = Infinity, overflow = false): ScanSlice & { ringFull: boolean } {
@@ -510,7 +511,7 @@ export class SessionSync {
       const base = r * RECORD_WORDS;
       if ((rec[base + R_META]! & 0xffff) === 0 || rec[base + R_SYNC] !== 0 || recOwner(rec, base) !== 0) continue;
       const state = stateOf(rec, base);
-      if (!isActiveState(state) && !isClosing(state) && state !== S_UDP) continue;
+      if (!isActiveState(state) && !isClosing(state) && !isHalfOpen(state) && state !== S_UDP) continue;
       if (!this.active) return res;
       if (!overflow && this.ring.full) {
         res.next = r;

@@ -824,6 +824,25 @@ describe('HA nodes through Redis', () => {
       await until('b ready', () => b.node.status().ready && b.node.status().peers.length === 1);
       const f4 = connect(a, V4, 45200);
       const f6 = connect(a, V6, 45201);
+      // Two handshakes under way: the client's SYN sent on (SYN_RECV), and the server's
+      // SYN-ACK passed back too (SYNACK).
+      const H = (sport: number, seq: number, ack: number, flags: number) =>
+        tcp({ src: V4.client, dst: V4.vip, sport, dport: 80, seq, ack, flags });
+      const synRecv = parse(a.driver.forward(H(45202, 1000, 0, SYN)));
+      const synAck = parse(a.driver.forward(H(45203, 1000, 0, SYN)));
+      const synAckOut = parse(
+        a.driver.forward(
+          tcp({
+            src: V4.rs1,
+            dst: a.lip4,
+            sport: 8080,
+            dport: synAck.sport,
+            seq: 7000,
+            ack: synAck.seq + 1,
+            flags: SYN | ACK,
+          }),
+        ),
+      );
       await new Promise((r) => setTimeout(r, 400)); // a few publisher ticks: nothing goes (too young)
       expect(b.engine.sessionCount).toBe(0);
 
@@ -836,16 +855,39 @@ describe('HA nodes through Redis', () => {
       expect(a.node.status()).toMatchObject({ forwarding: false }); // at once: the peer has the next hops
       await until('a stood by', () => !a.node.status().publishing);
       a.engine.advanceTimers(a.driver.nowMs);
-      expect(a.engine.counters[C_SYNC_STAND_DOWN]).toBe(2);
-      await until('b holds both', () => b.engine.sessionCount === 2);
+      expect(a.engine.counters[C_SYNC_STAND_DOWN]).toBe(4);
+      await until('b holds all four', () => b.engine.sessionCount === 4);
       if (order === 'the master stands down first') promote();
-      await until('b owns both (adopted)', () => owners(b).join() === '0,0');
-      await until("b's hash carries both", async () => (await redis.hlen(nodeKeys(cluster, 2).sessions)) === 2);
+      await until('b owns them (adopted)', () => owners(b).join() === '0,0,0,0');
+      await until("b's hash carries them", async () => (await redis.hlen(nodeKeys(cluster, 2).sessions)) === 4);
       // The connections go on through B with the local ports A gave them.
       expect(parse(b.driver.forward(f4.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f4.lport);
       expect(parse(b.driver.forward(f6.C(1001, 7001, ACK | PSH, new Uint8Array(10)))).sport).toBe(f6.lport);
+      // So do the handshakes: the server's SYN-ACK reaches the client as A would have passed
+      // it, the client's ACK (and its request) the server.
+      const viaB = parse(
+        b.driver.forward(
+          tcp({
+            src: V4.rs1,
+            dst: a.lip4,
+            sport: 8080,
+            dport: synRecv.sport,
+            seq: 7000,
+            ack: synRecv.seq + 1,
+            flags: SYN | ACK,
+          }),
+        ),
+      );
+      expect([viaB.src, viaB.dst, viaB.sport, viaB.dport, viaB.ack]).toEqual([V4.vip, V4.client, 80, 45202, 1001]);
+      for (const [sport, lport, serverIsn] of [
+        [45202, synRecv.sport, viaB.seq],
+        [45203, synAck.sport, synAckOut.seq],
+      ] as const) {
+        const req = parse(b.driver.forward(H(sport, 1001, serverIsn + 1, ACK | PSH)));
+        expect([req.dst, req.sport, req.dport]).toEqual([V4.rs1, lport, 8080]);
+      }
       // A, standing by, follows B: its own records become B's copies.
-      await until('a holds them as B’s', () => owners(a).join() === '2,2');
+      await until('a holds them as B’s', () => owners(a).join() === '2,2,2,2');
     });
   }
 });

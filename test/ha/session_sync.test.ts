@@ -561,10 +561,10 @@ describe.each([
     expect(a.ring.pending).toBe(0);
   });
 
-  it('standing down, the master publishes its young sessions: established and closing, not a handshake, a published one or a copy', async () => {
+  it('standing down, the master publishes its young sessions: in the handshake, established, closing; not a closed one, a published one or a copy', async () => {
     const a = haEngine(MASTER, 60_000);
     const da = new Driver(a.engine);
-    const open = (sport: number, fin = false): void => {
+    const open = (sport: number, end = 0): void => {
       const C = (seq: number, ack: number, flags: number) =>
         tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq, ack, flags });
       const synOut = parse(da.forward(C(1, 0, SYN)));
@@ -580,24 +580,25 @@ describe.each([
         }),
       );
       da.forward(C(2, 6, ACK));
-      if (fin) da.forward(C(2, 6, ACK | 1));
+      if (end !== 0) da.forward(C(2, 6, ACK | end));
     };
     open(50010); // ESTABLISHED
-    open(50011, true); // FIN_WAIT
-    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50012, dport: 80, seq: 1, flags: SYN })); // a handshake
+    open(50011, 1); // FIN_WAIT
+    open(50014, RST); // CLOSE: over
+    da.forward(tcp({ src: fam.client, dst: fam.vip, sport: 50012, dport: 80, seq: 1, flags: SYN })); // SYN_RECV
     a.engine.advanceTimers((da.nowMs = 1000));
     expect(a.ring.pending).toBe(0); // younger than syncAfter: nothing yet
     // A peer's copy (a session it published) is the peer's to publish.
     const b = haEngine(MASTER, 0, 2);
     const { events, n } = establishAndDrain(b, 50013, fam);
     a.engine.installSynced(events, n);
-    expect(a.engine.sessionCount).toBe(4);
+    expect(a.engine.sessionCount).toBe(5);
 
-    expect(await a.engine.publishYoungSynced()).toBe(2);
+    expect(await a.engine.publishYoungSynced()).toBe(3);
     const out = drain(a.ring);
-    expect(out.n).toBe(2);
+    expect(out.n).toBe(3);
     const ports = Array.from({ length: out.n }, (_, e) => out.events[e * EVENT_WORDS + 1 + R_IN_PORTS]! >>> 16).sort();
-    expect(ports).toEqual([50010, 50011]);
+    expect(ports).toEqual([50010, 50011, 50012]);
     // Published now: a second stand-down has nothing left, and the changes that follow go out.
     expect(await a.engine.publishYoungSynced()).toBe(0);
   });
