@@ -373,6 +373,10 @@ export class Engine {
   installSynced(events: Int32Array, count: number): InstallResult {
     const c = this.ctx;
     if (!this.sync) throw new Error('HA sync is not configured');
+    // Whether this node publishes decides what a peer's record does to a session of its own:
+    // read the role words now, not at the next tick (a node that has just stood by would
+    // keep its own records against the new master's for up to a tick, then for good).
+    this.readRole(c.nowMs);
     const res = this.sync.install(
       events,
       count,
@@ -853,18 +857,23 @@ export class Engine {
     return REDIRECT;
   }
 
+  /** HA: whether this node publishes, from the role words the main thread writes
+   * (ha/role.ts), read at every burst, tick and install. */
+  private readRole(nowMs: number): void {
+    const sync = this.sync;
+    if (!sync) return;
+    const publishing = this.control!.publishing;
+    // A pair's standby promoted: hand out local ports past those the old master used last
+    // (laddr.ts).
+    if (publishing && !sync.active) this.services.restartPorts(nowMs);
+    sync.active = publishing;
+  }
+
   /** Expire what is due at `nowMs` (bounded work per call). Returns sessions expired. */
   advanceTimers(nowMs: number): number {
     const c = this.ctx;
     c.nowMs = nowMs;
-    const sync = this.sync;
-    if (sync) {
-      const publishing = this.control!.publishing;
-      // A pair's standby promoted: hand out local ports past those the old master used last
-      // (laddr.ts).
-      if (publishing && !sync.active) this.services.restartPorts(nowMs);
-      sync.active = publishing;
-    }
+    this.readRole(nowMs);
     proxyAutoTick(c);
     const reassembly = this.fragments;
     if (reassembly) {
@@ -879,6 +888,7 @@ export class Engine {
     }
     const n = this.table.advance(tick, TIMER_BUDGET_PER_ADVANCE, this);
     c.tick = this.table.tick;
+    const sync = this.sync;
     if (sync) {
       sync.tick(c.tick);
       sync.sweepTemplates(this.services, this.templates, this.worker, this.workers, nowMs);

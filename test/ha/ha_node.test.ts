@@ -761,12 +761,12 @@ describe('HA nodes through Redis', () => {
     b.driver.forward(f.C(1011, 7001, ACK | 1));
     await until('a2 sees FIN_WAIT', () => a2.engine.describe([...a2.engine.sessionIds()][0]!).state !== 'ESTABLISHED');
 
-    // Failback: B standby, A master again (adopts, republishes): B's hash goes the same way,
-    // and B, following A, keeps the session. B stands by once its young sessions are out (its
-    // forwarders read the role words at their next tick: here, when the test says).
-    b.node.setRole('backup');
-    await until('b stood by', () => !b.node.status().publishing);
+    // Failback: A master again (adopts, republishes), B standby: B's hash goes the same way,
+    // and B, following A, keeps the session. B stands by once its young sessions are out,
+    // after the tick below: its engine reads the role words again at each install (else it
+    // kept its own record against A's).
     a2.node.setRole('master');
+    b.node.setRole('backup');
     for (const n of [a2, b]) n.engine.advanceTimers(n.driver.nowMs); // the role words, as a forwarder's tick
     await until('a2 republished', async () => (await redis.hlen(nodeKeys('p', 1).sessions)) === 1);
     await until("B's hash dropped", async () => (await redis.exists(nodeKeys('p', 2).sessions)) === 0);
@@ -792,7 +792,6 @@ describe('HA nodes through Redis', () => {
 
     // A's keepalived is back with the higher priority: B stands down, A never moved.
     b.node.setRole('backup');
-    await until('b stood by', () => !b.node.status().publishing);
     b.engine.advanceTimers(b.driver.nowMs);
     await until("a adopted B's", () => owners(a).join() === '0,0');
     await until("a's hash carries both", async () => (await redis.hlen(nodeKeys('s', 1).sessions)) === 2);
