@@ -138,8 +138,11 @@ Usage:
                                           application saw beside the TOA it received (tshark)
   tunvs lab load [-6] [--connections N] [--duration S]
                                           autocannon through the VIP (default 50, 10 s; max 600 s)
-  tunvs lab failover [--workers N]        the pair under load: kill tunvs on the master, show the
-                                          timeline and what the connections saw, then fail back
+  tunvs lab failover [--workers N] [--planned]
+                                          the pair under load: kill tunvs on the master, show the
+                                          timeline and what the connections saw, then fail back;
+                                          --planned: stop keepalived on it instead (a maintenance),
+                                          with streams younger than syncAfterMs that go on too
   tunvs lab cluster [--nodes N] [--workers N]
                                           the cluster (default 3 nodes): spread over the nodes, kill
                                           tunvs on lb-b under load (timeline, outcome), its return
@@ -577,8 +580,9 @@ async function main(argv: string[]): Promise<number> {
       }
       if (sub === 'failover') {
         const workers = workersOption(args) ?? Math.min(availableParallelism(), 4);
+        const planned = flag(args, '--planned');
         noneLeft(args);
-        return labFailover(prefix, workers, log);
+        return labFailover(prefix, workers, log, planned);
       }
       throw new UsageError(`lab needs one of: up, down, status, curl, toa, load, failover (got ${sub ?? 'nothing'})`);
     }

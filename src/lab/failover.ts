@@ -4,6 +4,12 @@
  * tunvs on the master by PID, prints a timeline (master lost, next hops released, backup
  * promoted, traffic flowing) and the outcome, then restarts tunvs on lb-a and prints the
  * failback the same way. Everything is bounded in time; the lab stays up afterwards.
+ *
+ * `--planned`: a maintenance instead of a death. keepalived on the master is stopped in order
+ * (its STOP notify has tunvs stand down, its priority-0 adverts give lb-b the next hops), with
+ * 100 more streams opened 0.5 s before, younger than syncAfterMs: the master publishes them as
+ * it stands down (docs/ha.md, "A planned switch"), so they go on too. The failback starts
+ * keepalived on lb-a again (it preempts; lb-b stands down the same way).
  */
 
 import { existsSync, rmSync } from 'node:fs';
@@ -12,7 +18,7 @@ import { adminRequest } from '../control/admin.js';
 import { packageRoot, distSrc } from '../paths.js';
 import { labDown, labUp } from './lab.js';
 import { inNs, isAlive, listNamespaces, runInNs } from './netns.js';
-import { haStatusOf, labPid, restartTunvs } from './pair.js';
+import { haStatusOf, labPid, recordingStarter, restartTunvs, startKeepalived } from './pair.js';
 import { nsName, readState, type LabState } from './state.js';
 import { LAB } from './topology.js';
 import { outcomeLines, type StreamResult } from './streams.js';
@@ -20,6 +26,10 @@ import { outcomeLines, type StreamResult } from './streams.js';
 const STREAMS = 200;
 const STREAM_SECONDS = 22;
 const LOAD_SECONDS = 18;
+/** --planned: streams opened just before the switch (younger than syncAfterMs), and for how long. */
+const YOUNG_STREAMS = 100;
+const YOUNG_SECONDS = 15;
+const YOUNG_AGE_MS = 500;
 
 /** A Node program in the client namespace, in the background; resolves with its stdout. */
 export async function background(prefix: string, args: string[]): Promise<string> {
@@ -77,7 +87,37 @@ export async function timeline(
   for (const m of left) log(`  (not seen within ${ms} ms: ${m.what})`);
 }
 
-export async function labFailover(prefix: string, workers: number, log: (l: string) => void): Promise<number> {
+/** `count` byte-checked streams of `seconds` from the client to the echo service, in the
+ * background, resolved once all are connected (or 10 s passed); `done` with the result. */
+async function startStreams(
+  state: LabState,
+  name: string,
+  count: number,
+  seconds: number,
+): Promise<{ done: Promise<StreamResult> }> {
+  const ready = join(state.dir, `${name}.ready`);
+  rmSync(ready, { force: true });
+  const out = background(state.prefix, [
+    join(distSrc(), 'lab', 'stream_check.js'),
+    LAB.vip4,
+    String(LAB.echoPort),
+    String(count),
+    String(seconds),
+    ready,
+  ]);
+  for (let i = 0; i < 200 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
+  return { done: out.then((o) => JSON.parse(o.trim().split('\n').pop() ?? '{}') as StreamResult) };
+}
+
+const intact = (s: StreamResult): boolean =>
+  s.ok >= s.connections * 0.99 && s.reset === 0 && s.bytesLost === 0 && s.corruptedBytes === 0;
+
+export async function labFailover(
+  prefix: string,
+  workers: number,
+  log: (l: string) => void,
+  planned = false,
+): Promise<number> {
   let state = readState(prefix);
   if (state && !state.adminSocketB) {
     throw new Error(`the lab ${prefix} runs without the pair: tunvs lab down, then tunvs lab failover`);
@@ -93,30 +133,43 @@ export async function labFailover(prefix: string, workers: number, log: (l: stri
   }
 
   log(`\n== ${STREAMS} long-lived streams (every byte checked) + autocannon -c 20 keep-alive through ${LAB.vip4}`);
-  const ready = join(state.dir, 'failover-streams.ready');
-  rmSync(ready, { force: true });
-  const streams = background(prefix, [
-    join(distSrc(), 'lab', 'stream_check.js'),
-    LAB.vip4,
-    String(LAB.echoPort),
-    String(STREAMS),
-    String(STREAM_SECONDS),
-    ready,
-  ]);
-  for (let i = 0; i < 200 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
+  const streams = await startStreams(state, 'failover-streams', STREAMS, STREAM_SECONDS);
   const cannon = autocannonInClient(prefix, 20, LOAD_SECONDS);
   await new Promise((r) => setTimeout(r, 3500));
   const synced = await haStatusOf(fresh(), 'lb-b');
   log(`lb-b (standby) has applied ${synced?.applied ?? '?'} session events; sync lag ${synced?.syncLagMs ?? '?'} ms`);
 
-  const pid = labPid(state, 'tunvs-lb-a')!;
-  log(`\n== kill -9 ${pid} (tunvs on the master, lb-a)`);
+  let young: { done: Promise<StreamResult> } | undefined;
+  if (planned) {
+    log(
+      `\n== ${YOUNG_STREAMS} more streams, ${YOUNG_AGE_MS} ms before the switch (younger than syncAfterMs: not on lb-b yet)`,
+    );
+    young = await startStreams(state, 'failover-young', YOUNG_STREAMS, YOUNG_SECONDS);
+    await new Promise((r) => setTimeout(r, YOUNG_AGE_MS));
+  }
+  const pid = labPid(state, planned ? 'keepalived-lb-a' : 'tunvs-lb-a')!;
+  log(
+    planned
+      ? `\n== kill -TERM ${pid} (keepalived on the master, lb-a: a maintenance, tunvs keeps running)`
+      : `\n== kill -9 ${pid} (tunvs on the master, lb-a)`,
+  );
   const t0 = Date.now();
-  process.kill(pid, 'SIGKILL');
+  process.kill(pid, planned ? 'SIGTERM' : 'SIGKILL');
   let rxB = await rxPackets(state, 'lb-b');
   await timeline(log, t0, 10_000, [
-    { what: 'tunvs on lb-a gone', check: () => !isAlive(pid) },
-    { what: 'lb-a released the next hops (keepalived: FAULT)', check: () => !holdsNextHops(state!, 'lb-a') },
+    planned
+      ? {
+          what: 'lb-a stood down (keepalived: STOP; tunvs published its young sessions, then stood by)',
+          check: async () => {
+            const a = await haStatusOf(state!, 'lb-a');
+            return a !== undefined && a.role !== 'master' && !a.publishing;
+          },
+        }
+      : { what: 'tunvs on lb-a gone', check: () => !isAlive(pid) },
+    {
+      what: `lb-a released the next hops (keepalived: ${planned ? 'stopped' : 'FAULT'})`,
+      check: () => !holdsNextHops(state!, 'lb-a'),
+    },
     { what: 'lb-b holds the next hops (keepalived: MASTER)', check: () => holdsNextHops(state!, 'lb-b') },
     {
       what: 'lb-b promoted (tunvs role master)',
@@ -133,15 +186,33 @@ export async function labFailover(prefix: string, workers: number, log: (l: stri
     },
   ]);
 
-  const s = JSON.parse((await streams).trim().split('\n').pop() ?? '{}') as StreamResult;
+  const s = await streams.done;
   log('\n== Outcome');
   for (const line of outcomeLines(s, await cannon)) log(line);
+  const y = young ? await young.done : undefined;
+  if (y)
+    log(
+      `young streams (${YOUNG_AGE_MS} ms old at the switch): ${y.ok}/${y.connections} intact, ${y.reset} reset, ` +
+        `${y.bytesLost} bytes lost, ${y.corruptedBytes} corrupted; stall per connection: median ${y.stallMsMedian} ms, max ${y.stallMsMax} ms`,
+    );
 
-  log('\n== Failback: tunvs starts again on lb-a (as standby: loads the sessions, then keepalived preempts)');
+  log(
+    planned
+      ? '\n== Failback: keepalived starts again on lb-a (it preempts: lb-b stands down the same way)'
+      : '\n== Failback: tunvs starts again on lb-a (as standby: loads the sessions, then keepalived preempts)',
+  );
   const t1 = Date.now();
-  const back = await restartTunvs(prefix, 'lb-a');
+  let first: { what: string; check: () => boolean };
+  if (planned) {
+    startKeepalived(fresh(), 'lb-a', recordingStarter(state));
+    const k = labPid(fresh(), 'keepalived-lb-a')!;
+    first = { what: `keepalived on lb-a running (pid ${k})`, check: () => isAlive(k) };
+  } else {
+    const back = await restartTunvs(prefix, 'lb-a');
+    first = { what: `tunvs on lb-a running (pid ${back})`, check: () => isAlive(back) };
+  }
   await timeline(log, t1, 20_000, [
-    { what: `tunvs on lb-a running (pid ${back})`, check: () => isAlive(back) },
+    first,
     { what: 'lb-a loaded the sessions (ready)', check: async () => (await haStatusOf(state!, 'lb-a'))?.ready === true },
     { what: 'lb-a master again', check: async () => (await haStatusOf(state!, 'lb-a'))?.role === 'master' },
     { what: 'lb-b back to backup', check: async () => (await haStatusOf(state!, 'lb-b'))?.role === 'backup' },
@@ -149,5 +220,5 @@ export async function labFailover(prefix: string, workers: number, log: (l: stri
   log(
     `\nThe pair stays up: tunvs lab status, tunvs ha status --admin ${state.adminSocket}; remove it with: tunvs lab down`,
   );
-  return s.ok >= s.connections * 0.99 && s.reset === 0 && s.bytesLost === 0 && s.corruptedBytes === 0 ? 0 : 1;
+  return intact(s) && (y === undefined || intact(y)) ? 0 : 1;
 }

@@ -9,7 +9,8 @@
  * master's keepalived stalls while the backup's takes over, and the connections made on the
  * backup meanwhile go on through the master after. Then Redis goes away for 10 s under load, and a
  * TUNNEL service with sloppy TCP keeps connections too young to be synced across the
- * master's death. Last, the pair on the AF_XDP path (io: xdp, docs/xdp.md): tunvs killed on
+ * master's death; a planned switch (keepalived or tunvs stopped in order on the master) keeps
+ * them on any service, and `tunvs lab failover --planned` shows it. Last, the pair on the AF_XDP path (io: xdp, docs/xdp.md): tunvs killed on
  * the master, the same.
  * Needs root; builds and removes its own labs.
  */
@@ -35,6 +36,7 @@ import {
 } from '../../src/lab/pair.js';
 import { distSrc } from '../../src/paths.js';
 import { runStreams } from '../../src/lab/streams.js';
+import { labFailover } from '../../src/lab/failover.js';
 
 const root = process.getuid?.() === 0;
 /** The lab of the describe block that runs (the AF_XDP pair has one of its own). */
@@ -403,6 +405,19 @@ describe.skipIf(!root)('HA pair: keepalived + Redis session sync (root)', () => 
     expect(status).toMatch(/^ {2}lb-a {2}master, forwarding, ready, redis up/m);
     expect(status).toMatch(/^ {2}lb-b {2}backup, not forwarding, (not )?ready, redis up/m);
   }, 60_000);
+
+  it('tunvs lab failover --planned: the demo runs on this pair, prints its timeline, and every stream comes through', async () => {
+    const lines: string[] = [];
+    const code = await labFailover(prefix, 2, (l) => lines.push(l), true);
+    const out = lines.join('\n');
+    console.log(out);
+    expect(code, out).toBe(0);
+    expect(out).toMatch(/lb-a stood down \(keepalived: STOP/);
+    expect(out).toMatch(/^streams: 200\/200 intact/m);
+    expect(out).toMatch(/^young streams \(500 ms old at the switch\): 100\/100 intact/m);
+    expect(out).toMatch(/lb-a master again/);
+    expect((await haStatusOf(fresh(), 'lb-a'))?.role).toBe('master');
+  }, 90_000);
 
   it('TUNNEL with sloppy TCP (mh): connections younger than syncAfterMs survive kill -9 of the master', async () => {
     // Never synced (0.5 s old, syncAfterMs 2 s), so the new master has no session for them;
