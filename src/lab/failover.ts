@@ -12,16 +12,15 @@
  * keepalived on lb-a again (it preempts; lb-b stands down the same way).
  */
 
-import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { adminRequest } from '../control/admin.js';
-import { packageRoot, distSrc } from '../paths.js';
+import { packageRoot } from '../paths.js';
 import { labDown, labUp } from './lab.js';
 import { inNs, isAlive, listNamespaces, runInNs } from './netns.js';
 import { haStatusOf, labPid, recordingStarter, restartTunvs, startKeepalived } from './pair.js';
 import { nsName, readState, type LabState } from './state.js';
 import { LAB } from './topology.js';
-import { outcomeLines, type StreamResult } from './streams.js';
+import { outcomeLines, runStreams, type StreamResult } from './streams.js';
 
 const STREAMS = 200;
 const STREAM_SECONDS = 22;
@@ -87,26 +86,12 @@ export async function timeline(
   for (const m of left) log(`  (not seen within ${ms} ms: ${m.what})`);
 }
 
-/** `count` byte-checked streams of `seconds` from the client to the echo service, in the
- * background, resolved once all are connected (or 10 s passed); `done` with the result. */
-async function startStreams(
-  state: LabState,
-  name: string,
-  count: number,
-  seconds: number,
-): Promise<{ done: Promise<StreamResult> }> {
-  const ready = join(state.dir, `${name}.ready`);
-  rmSync(ready, { force: true });
-  const out = background(state.prefix, [
-    join(distSrc(), 'lab', 'stream_check.js'),
-    LAB.vip4,
-    String(LAB.echoPort),
-    String(count),
-    String(seconds),
-    ready,
-  ]);
-  for (let i = 0; i < 200 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
-  return { done: out.then((o) => JSON.parse(o.trim().split('\n').pop() ?? '{}') as StreamResult) };
+/** `count` byte-checked streams of `seconds` to the echo service (streams.ts), once they are
+ * connected (or 10 s passed: the outcome then says how many did). */
+async function startStreams(state: LabState, count: number, seconds: number): Promise<{ done: Promise<StreamResult> }> {
+  const s = runStreams(state, count, seconds);
+  await s.ready.catch(() => undefined);
+  return s;
 }
 
 const intact = (s: StreamResult): boolean =>
@@ -133,7 +118,7 @@ export async function labFailover(
   }
 
   log(`\n== ${STREAMS} long-lived streams (every byte checked) + autocannon -c 20 keep-alive through ${LAB.vip4}`);
-  const streams = await startStreams(state, 'failover-streams', STREAMS, STREAM_SECONDS);
+  const streams = await startStreams(state, STREAMS, STREAM_SECONDS);
   const cannon = autocannonInClient(prefix, 20, LOAD_SECONDS);
   await new Promise((r) => setTimeout(r, 3500));
   const synced = await haStatusOf(fresh(), 'lb-b');
@@ -144,7 +129,7 @@ export async function labFailover(
     log(
       `\n== ${YOUNG_STREAMS} more streams, ${YOUNG_AGE_MS} ms before the switch (younger than syncAfterMs: not on lb-b yet)`,
     );
-    young = await startStreams(state, 'failover-young', YOUNG_STREAMS, YOUNG_SECONDS);
+    young = await startStreams(state, YOUNG_STREAMS, YOUNG_SECONDS);
     await new Promise((r) => setTimeout(r, YOUNG_AGE_MS));
   }
   const pid = labPid(state, planned ? 'keepalived-lb-a' : 'tunvs-lb-a')!;
