@@ -59,6 +59,8 @@
  *                          (conn/templates.ts slot + 1; 0: none) — its end releases it
  *   word 39  CLI_FIN_ACK   the real server's ack that covers the client's FIN (LB space;
  *                          0: no FIN seen). LAST_ACK ends only when both FINs are acked.
+ *                          TUNNEL, DR (the server's packets skip the LB): the ack the
+ *                          client's FIN carried (conn/state.ts quietSinceFin).
  *   word 40  SRV_FIN_ACK   the client's ack that covers the server's FIN (the server's
  *                          sequence as the client sees it; 0: no FIN seen). Words 39–40
  *                          travel in HA sync records from format 3 on.

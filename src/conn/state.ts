@@ -195,3 +195,15 @@ export function nextStateInputOnly(state: number, flags: number): number {
   if ((flags & ACK) !== 0 && state === S_SYN_RECV) return S_ESTABLISHED;
   return state;
 }
+
+/**
+ * A session that follows the client alone (TUNNEL, DR) in FIN_WAIT, whose client has
+ * acknowledged nothing of the server's since its own FIN but the server's FIN (`cliAck`: the
+ * client's latest ack, `finAck`: the ack its FIN carried): closed, or half-closed with the
+ * server silent so far, which its owner times with FIN_WAIT's short timeout
+ * (nat/modes/client_side.ts clientOnlyState) and a peer's copy too (ha/session_sync.ts).
+ * False when not known (`finAck` 0: no FIN ack recorded, as in a copy from a format-2 node).
+ */
+export function quietSinceFin(cliAck: number, finAck: number): boolean {
+  return finAck !== 0 && ((cliAck - finAck) | 0) <= 1;
+}

@@ -477,7 +477,14 @@ export class Engine {
     const sync = this.sync;
     if (!sync) return Promise.resolve(0);
     return this.inSlices((from) => {
-      const s = sync.adopt(owner, this.table.tick, from, SYNC_SCAN_SLICE_RECORDS);
+      const s = sync.adopt(
+        owner,
+        this.ctx.timeouts,
+        this.ctx.idleTicks,
+        this.table.tick,
+        from,
+        SYNC_SCAN_SLICE_RECORDS,
+      );
       this.counters[C_SYNC_ADOPTED] = this.counters[C_SYNC_ADOPTED]! + s.count;
       return s;
     });

@@ -55,6 +55,7 @@ import {
   R_HOLD,
   R_LINE2,
   R_LINE3,
+  R_CLI_ACK,
   R_CLI_FIN_ACK,
   R_META,
   R_OUT,
@@ -83,7 +84,17 @@ import {
   RECORD_WORDS,
   recMode,
 } from '../conn/layout.js';
-import { S_ESTABLISHED, S_NONE, S_UDP, isActiveState, isClosing, isEnding, isHalfOpen } from '../conn/state.js';
+import {
+  S_ESTABLISHED,
+  S_FIN_WAIT,
+  S_NONE,
+  S_UDP,
+  isActiveState,
+  isClosing,
+  isEnding,
+  isHalfOpen,
+  quietSinceFin,
+} from '../conn/state.js';
 import type { SessionTable } from '../conn/table.js';
 import { HA_SYNC_RING_EVENTS, NODE_ID_MAX, TEMPLATE_SWEEP_MS, TIMER_TICK_MS } from '../constants.js';
 import { AF_INET6, IPPROTO_TCP } from '../packet/headers.js';
@@ -616,13 +627,31 @@ export class SessionSync {
    * node now publishes them (they are marked published, so the next resync carries them and
    * their changes go out) and answers for their expiry. `count`: how many.
    */
-  adopt(owner: number, tick: number, from = 0, slice = Infinity): ScanSlice {
-    const rec = this.table.rec;
-    return this.eachFrom(owner, from, slice, (_r, base) => {
-      setRecOwner(rec, base, 0);
-      rec[base + R_SYNC] = tick + 1;
-      rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
-    });
+  adopt(
+    owner: number,
+    timeouts: Int32Array,
+    idleTicks: Int32Array,
+    tick: number,
+    from = 0,
+    slice = Infinity,
+  ): ScanSlice {
+    return this.eachFrom(owner, from, slice, (r) => this.takeOwn(r, timeouts, idleTicks, tick));
+  }
+
+  /** Copy `r` becomes this node's own session: published by it from now on (marked
+   * published: the next resync carries it), and timed as its own (ownTicks), since this node
+   * sees its packets from now on. */
+  private takeOwn(r: number, timeouts: Int32Array, idleTicks: Int32Array, tick: number): void {
+    const table = this.table;
+    const rec = table.rec;
+    const base = r * RECORD_WORDS;
+    setRecOwner(rec, base, 0);
+    rec[base + R_SYNC] = tick + 1;
+    rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
+    const state = stateOf(rec, base);
+    const quiet = quietClose(MODES[recMode(rec, base)]!.twoWay, state, rec, base, sameWord);
+    const own = tick + ownTicks(timeouts, idleTicks[recService(rec, base)]!, state, quiet);
+    if (own < table.expireOf(r)) table.setExpire(r, own);
   }
 
   /**
@@ -670,13 +699,15 @@ export class SessionSync {
         }
         setRecOwner(rec, base, holder);
         const state = stateOf(rec, base);
-        table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
+        const quiet = quietClose(MODES[recMode(rec, base)]!.twoWay, state, rec, base, sameWord);
+        table.setExpire(
+          r,
+          tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks, quiet),
+        );
         if (this.active) this.ring.push(OP_HANDOVER, rec, base, holder);
         res.handedOver++;
       } else if (owner !== 0 && holder === this.nodeId) {
-        setRecOwner(rec, base, 0);
-        rec[base + R_SYNC] = tick + 1;
-        rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
+        this.takeOwn(r, timeouts, idleTicks, tick);
         res.claimed++;
       }
     }
@@ -781,6 +812,7 @@ export class SessionSync {
         continue;
       }
       const state = (meta >>> META_STATE_SHIFT) & 0xff;
+      const quiet = quietClose(twoWay, state, events, s, syncWord);
       if (r >= 0 && !sameInKey(rec, r * RECORD_WORDS, events, s)) {
         // The local tuple now belongs to another client (the peer reused the port after
         // this copy went stale): replace the record, so both index entries are right.
@@ -821,7 +853,7 @@ export class SessionSync {
         setCounts(rec, base, state, counts);
         table.insert(r, DIR_IN, table.hashRecord(r, DIR_IN));
         if (twoWay) table.insert(r, DIR_OUT, table.hashRecord(r, DIR_OUT));
-        table.schedule(r, tick + copyTicks(timeouts, idleTicks[svc]!, state, this.refreshTicks));
+        table.schedule(r, tick + lifeTicks(timeouts, idleTicks[svc]!, state, this.refreshTicks, quiet, owner === 0));
         res.installed++;
         // Handed to this node, which had no copy (a race): its own, so into its hash too.
         if (handedOn && owner === 0 && this.active) this.ring.push(OP_UPSERT, rec, base, this.nodeId);
@@ -841,7 +873,8 @@ export class SessionSync {
           ((flagsOf(meta) | (keep & ~FLAG_COUNTED_ACTIVE & ~FLAG_STALE)) << META_FLAGS_SHIFT);
         rec[base + R_SYNC] = tick + 1;
         setCounts(rec, base, state, counts);
-        table.setExpire(r, tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks));
+        const idle = idleTicks[recService(rec, base)]!;
+        table.setExpire(r, tick + lifeTicks(timeouts, idle, state, this.refreshTicks, quiet, owner === 0));
         res.updated++;
         if (handOver) {
           res.handedOver++;
@@ -889,12 +922,53 @@ export class SessionSync {
  * died sooner (an idleTimeout or timeouts.established under refreshSec) would be gone from the
  * peers while the connection is alive. A closing one as long as an established one: its
  * publisher sees whether data still flows (which keeps it alive there, restartTimeout),
- * longer than FIN_WAIT's 7 s. An end comes as a delete, however long the copy would live. */
-function copyTicks(timeouts: Int32Array, idle: number, state: number, refresh: number): number {
-  const alive = Math.max(idle, 2 * refresh);
-  if (state === S_ESTABLISHED || state === S_UDP) return alive;
+ * longer than FIN_WAIT's 7 s. Except a TUNNEL or DR session closed as far as its publisher
+ * can tell (`quiet`: quietClose): FIN_WAIT's own, as there (its publisher publishes the
+ * server's first data after the FIN at once); else the DR and TUNNEL sessions closed just
+ * before a switch (published then: publishYoung) would stay on the peers for a minute and
+ * more. An end comes as a delete, however long the copy would live. */
+function copyTicks(timeouts: Int32Array, idle: number, state: number, refresh: number, quiet: boolean): number {
+  return ownTicks(timeouts, Math.max(idle, 2 * refresh), state, quiet);
+}
+
+/** How long a session in `state` that this node owns lives from now without a packet, as
+ * the engine times it: an idle one (ESTABLISHED, UDP, closing with data perhaps still
+ * flowing) its service's `idle` ticks, the others (a TUNNEL or DR session closed: `quiet`)
+ * their state's timeout. For a copy that becomes this node's (adopted, claimed, handed to
+ * it, restored from its own hash): a live connection's next packet comes within that, and
+ * its copy's longer life (copyTicks: refreshSec's floor) would keep an ended one, a UDP flow
+ * of a 10 s idleTimeout for a minute. */
+function ownTicks(timeouts: Int32Array, idle: number, state: number, quiet: boolean): number {
+  if (state === S_ESTABLISHED || state === S_UDP) return idle;
   const t = timeouts[state]!;
-  return isClosing(state) ? Math.max(t, alive) : t;
+  return isClosing(state) && !quiet ? Math.max(t, idle) : t;
+}
+
+/** An installed record's life: its own (`own`: it names this node) or a copy's. */
+function lifeTicks(
+  timeouts: Int32Array,
+  idle: number,
+  state: number,
+  refresh: number,
+  quiet: boolean,
+  own: boolean,
+): number {
+  return own ? ownTicks(timeouts, idle, state, quiet) : copyTicks(timeouts, idle, state, refresh, quiet);
+}
+
+/** Is the session of record words `w` at `base` (a session record, or a sync record through
+ * syncWord: `at`), in `state`, one that follows the client alone (not `twoWay`: TUNNEL, DR)
+ * and is closed as far as its owner can tell (conn/state.ts quietSinceFin)? Its owner
+ * publishes the server's first data after the FIN, so its copy lives FIN_WAIT's short
+ * timeout until then, as it does there. */
+function quietClose(
+  twoWay: boolean,
+  state: number,
+  w: Int32Array,
+  base: number,
+  at: (word: number) => number,
+): boolean {
+  return !twoWay && state === S_FIN_WAIT && quietSinceFin(w[base + at(R_CLI_ACK)]!, w[base + at(R_CLI_FIN_ACK)]!);
 }
 
 /** The node (`self` for this one) that holds the local address of a FULLNAT session: the

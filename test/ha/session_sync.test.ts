@@ -37,6 +37,23 @@ function clientWords(text: string): [number, number, number, number] {
 }
 
 const d = (drv: Driver) => drv.session();
+
+/** The one service of a test of NAT or TUNNEL: port 80 to rs1 (TUNNEL keeps the port; its
+ * local address is the tunnel's outer source). */
+function modeService(fam: typeof V4 | typeof V6, mode: 'nat' | 'tunnel') {
+  return resolveServices(
+    [
+      serviceWithDefaults({
+        vip: fam.vip,
+        port: 80,
+        mode,
+        realServers: [{ address: fam.rs1, port: mode === 'tunnel' ? 80 : 8080, weight: 1 }],
+        localAddresses: mode === 'tunnel' ? [fam.lip] : [],
+      }),
+    ],
+    new IdRegistry(),
+  );
+}
 import { ACK, opt, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
 
 /** A session from client port `sport` established on master `a` (syncAfterMs 0),
@@ -178,18 +195,7 @@ describe.each([
   it.each(['nat', 'tunnel'] as const)(
     'a %s session continues on the standby, in the worker its packets go to',
     async (mode) => {
-      const specs = resolveServices(
-        [
-          serviceWithDefaults({
-            vip: fam.vip,
-            port: 80,
-            mode,
-            realServers: [{ address: fam.rs1, port: mode === 'tunnel' ? 80 : 8080, weight: 1 }],
-            localAddresses: mode === 'tunnel' ? [fam.lip] : [],
-          }),
-        ],
-        new IdRegistry(),
-      );
+      const specs = modeService(fam, mode);
       const a = haEngine(MASTER, 0);
       const b = haEngine(BACKUP, 0);
       for (const e of [a.engine, b.engine]) e.applyServices(specs);
@@ -507,6 +513,51 @@ describe.each([
     // The master publishes a half-closed session every refreshSec (30 s) while its data flows,
     // and its end: 7 s would lose the copy between two refreshes.
     expect(new Driver(b.engine).session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 60_000 });
+  });
+
+  it("a TUNNEL session closed on its owner: its copy lives FIN_WAIT's 7 s, as there, not a minute; the server's first data after the client's FIN reaches the copy at once", () => {
+    // The same for DR: both follow the client alone (nat/modes/client_side.ts clientOnlyState).
+    const specs = modeService(fam, 'tunnel');
+    const a = haEngine(MASTER, 0);
+    const b = haEngine(BACKUP);
+    for (const e of [a.engine, b.engine]) e.applyServices(specs);
+    const da = new Driver(a.engine);
+    const copyOf = (sport: number) =>
+      [...b.engine.sessionIds()].map((r) => b.engine.describe(r)).find((x) => x.cport === sport);
+    const published = (): number => {
+      a.engine.advanceTimers(da.nowMs);
+      const { events, n } = drain(a.ring);
+      b.engine.installSynced(events, n);
+      return n;
+    };
+    const C = (sport: number, seq: number, ack: number, flags: number) =>
+      tcp({ src: fam.client, dst: fam.vip, sport, dport: 80, seq, ack, flags });
+    for (const sport of [51001, 51002]) {
+      da.forward(C(sport, 1000, 0, SYN));
+      da.forward(C(sport, 1001, 5001, ACK));
+    }
+    da.nowMs = 100;
+    expect(published()).toBe(2);
+    for (const sport of [51001, 51002]) da.forward(C(sport, 1001, 5001, ACK | 1)); // the client's FIN
+    expect(published()).toBe(2);
+    expect(copyOf(51001)).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 7_000 });
+    // 51001 closes: the client acknowledges the server's FIN alone. Nothing to publish: the
+    // copy dies when the session does.
+    da.forward(C(51001, 1002, 5002, ACK));
+    expect(published()).toBe(0);
+    // 51002 was half-closed: the server goes on sending, the client's acks move on. Its copy
+    // must outlive FIN_WAIT's 7 s as the session does there (timed as an established one).
+    da.forward(C(51002, 1002, 9001, ACK));
+    expect(published()).toBe(1);
+    expect(copyOf(51002)).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 60_000 });
+    da.forward(C(51002, 1002, 12001, ACK)); // more of it: the refresh's to publish
+    expect(published()).toBe(0);
+    // 7 s on, the closed one is gone from both; the other lives on in both.
+    da.nowMs += 7_100;
+    b.engine.advanceTimers(da.nowMs);
+    expect(published()).toBe(1); // the owner's delete
+    expect([...a.engine.sessionIds()].map((r) => a.engine.describe(r).cport)).toEqual([51002]);
+    expect([...b.engine.sessionIds()].map((r) => b.engine.describe(r).cport)).toEqual([51002]);
   });
 
   it.each([

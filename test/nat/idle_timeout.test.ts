@@ -119,7 +119,7 @@ describe('a service idleTimeout', () => {
       const engine = makeEngine(specs(idle), {
         ha: { nodeId: id, controlSab: control.sab, syncRingSab: ring.sab, syncAfterMs: 0, refreshSec: 30 },
       });
-      return { engine, ring };
+      return { engine, ring, control };
     };
     const a = node(1, true);
     const b = node(2, false);
@@ -152,6 +152,23 @@ describe('a service idleTimeout', () => {
     expect(a.engine.sessionCount).toBe(0);
     const { events, n } = drain();
     expect(b.engine.installSynced(events, n).deleted).toBe(1);
+    expect(b.engine.sessionCount).toBe(0);
+  });
+
+  it("a copy that becomes the node's own (a promotion adopts it) is timed as its own: idle from then on, not a copy's minute", async () => {
+    const { b } = pairWith(10);
+    const db = new Driver(b.engine);
+    db.nowMs = 5_000;
+    b.engine.advanceTimers(db.nowMs);
+    expect(db.session().expiresInMs).toBe(55_000); // a copy: two refresh intervals
+    // B is master: it sees the connection's packets now, so an idle connection of this
+    // service ends 10 s after its last one, here as on A (a live one's next packet comes
+    // within that, and restarts the timer).
+    b.control.set(true, true);
+    expect(await b.engine.adoptSynced(0)).toBe(1);
+    expect(db.session()).toMatchObject({ owner: 0, expiresInMs: 10_000 });
+    db.nowMs += 10_100;
+    b.engine.advanceTimers(db.nowMs);
     expect(b.engine.sessionCount).toBe(0);
   });
 

@@ -90,10 +90,10 @@ describe.skipIf(!root)('soak (npm run soak, 40–80 s)', () => {
   }, 420_000);
 
   it('the same through a failover and its failback: the keep-alive requests all answered, nothing left after', async () => {
-    // A longer drain than the soak's default: what the failback moved lives out a copy's
-    // lifetime from its last install (at least timeouts.established, 90 s: a closing session's
-    // copy as long as an established one's, docs/ha.md) before its owner's delete clears it,
-    // and the failback comes ~10 s before the load ends; the drains measured 76-112 s.
+    // A longer drain than the soak's default: a session that a handshake in flight at a
+    // switch leaves on the node that made it idles out (timeouts.established, 90 s), and the
+    // failback comes ~10 s before the load ends. The drains measured 20 s (76-112 s while
+    // the DR and TUNNEL sessions closed just before a switch lived out a copy's 90 s).
     const out = await soak({
       // 30 s chunks: the failover comes syncAfterMs + 3 s after the chunk's keep-alive clients
       // have connected (seconds after its start on 2 loaded cores), its failback before the end.

@@ -5,8 +5,8 @@
  * packets alone (clientOnlyState) and has no outbound path (noReply).
  */
 
-import { META_STATE_SHIFT, R_CLI_ACK, R_META, recService, RECORD_WORDS } from '../../conn/layout.js';
-import { nextStateInputOnly, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
+import { META_STATE_SHIFT, R_CLI_ACK, R_CLI_FIN_ACK, R_META, recService, RECORD_WORDS } from '../../conn/layout.js';
+import { nextStateInputOnly, quietSinceFin, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
 import { clientWorker } from '../../dataplane/shard.js';
 import { IPPROTO_TCP, TCP_ACK, TCP_ACKF } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
@@ -56,7 +56,9 @@ export function noReply(): number {
  * then timed as ESTABLISHED, and no packet shortens that timer, so a server that backs off
  * past FIN_WAIT's 7 s (its segments lost on the way) still finds the client's next ack
  * forwarded. A close with nothing after the client's FIN (the server's FIN alone) keeps the
- * short timeout: DR and TUNNEL sessions do not linger after a normal close.
+ * short timeout: DR and TUNNEL sessions do not linger after a normal close, on this node or,
+ * as copies, on its peers (the FIN's ack, R_CLI_FIN_ACK, travels in the sync record, and the
+ * server's first data after it is published at once: conn/state.ts quietSinceFin).
  */
 export function clientOnlyState(c: NatContext, r: number): void {
   const table = c.table;
@@ -67,17 +69,23 @@ export function clientOnlyState(c: NatContext, r: number): void {
   const ns = tcp ? nextStateInputOnly(st, c.pFlags) : S_UDP;
   if (ns !== st) setState(c, base, ns);
   let expire = c.tick + timeoutOf(c, base, ns);
+  let changed = ns !== st;
   // Only after the client's FIN: its FIN records the ack the next packets are measured by.
   if (ns === S_FIN_WAIT && (c.pFlags & TCP_ACKF) !== 0) {
     const ack = c.dv.getInt32(c.pL4 + TCP_ACK);
+    const last = rec[base + R_CLI_ACK]!;
     if (st === S_FIN_WAIT) {
-      if (((ack - rec[base + R_CLI_ACK]!) | 0) > 1) expire = c.tick + idleTicks(c, base);
+      if (((ack - last) | 0) > 1) expire = c.tick + idleTicks(c, base);
       expire = Math.max(expire, table.expireOf(r));
-    }
+      // The server's first data after the FIN: the peers' copies, timed short until now
+      // (HA: session_sync.ts copyTicks), hear of it at once.
+      const fin = rec[base + R_CLI_FIN_ACK]!;
+      if (quietSinceFin(last, fin) && !quietSinceFin(ack, fin)) changed = true;
+    } else rec[base + R_CLI_FIN_ACK] = ack;
     rec[base + R_CLI_ACK] = ack;
   }
   table.setExpire(r, expire);
   // A one-packet service's datagram session ends with this packet: not published.
   if (c.sync !== null && (tcp || c.services.onePacket[recService(rec, base)] === 0))
-    c.sync.onPacket(base, ns !== st, ns, c.tick);
+    c.sync.onPacket(base, changed, ns, c.tick);
 }
