@@ -961,6 +961,9 @@ export class Runtime {
       const t0 = Date.now();
       await this.ha.publishYoung('leaving the cluster');
       await new Promise((r) => setTimeout(r, Math.max(0, ha.drainMs - (Date.now() - t0))));
+      // And the connections the routers still brought it meanwhile (a withdrawal takes them
+      // a moment, or seconds): they go on at the peers too.
+      await this.ha.publishYoung('drained');
     } else if (code === 0 && this.ha) {
       // A pair's master stopped in order (an upgrade): its standby installs the young
       // connections now and adopts them when keepalived promotes it (docs/ha.md).

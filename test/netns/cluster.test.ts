@@ -393,6 +393,79 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     expect(ro.connections - ro.ok).toBeLessThanOrEqual(Math.ceil(ro.connections * 0.01));
   }, 90_000);
 
+  it('a node leaving in order while its router still brings it new flows: the connections made during its drain go on at its peers', async () => {
+    // A router slow to act on a withdrawal (BGP's MRAI, a route reflector on the way): here a
+    // rule on the lab's router keeps sending a TUNNEL service's flows to lb-b until its tunvs
+    // has exited, then ECMP takes them to the others. (TUNNEL: the servers answer the clients
+    // straight. A FULLNAT connection needs its server's answers at the node's local addresses,
+    // which its backup announces from the drain's start.) lb-b drains 3 s and publishes at 5 s,
+    // so the connections made during its drain are young when it exits: only its publish at
+    // the drain's end gets them to its peers (docs/cluster.md, "Leaving in order").
+    const vip = LAB.drVip4;
+    const service = (node: string) => ({
+      ...sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!),
+      name: 'tunnel-echo-strict',
+      sloppy: false,
+    });
+    const others = runningNodes().filter((n) => n !== 'lb-b');
+    const file = join(fresh().dir, 'lb-b.yaml');
+    const original = readFileSync(file, 'utf8');
+    const config = parseYaml(original) as { ha: Record<string, unknown>; services: unknown[] };
+    config.ha.drainMs = 3000;
+    config.ha.syncAfterMs = 5000;
+    config.services.push(service('lb-b'));
+    const router = nsName(prefix, 'router');
+    const via = clusterNode('lb-b').up4;
+    let steered = false;
+    const unsteer = (): void => {
+      if (steered) ipBatch(['rule del pref 100', 'route flush table 77'], router);
+      steered = false;
+    };
+    try {
+      writeFileSync(file, stringifyYaml(config));
+      await restartTunvs(prefix, 'lb-b');
+      for (const node of others)
+        await adminRequest(adminOf(fresh(), node), { cmd: 'edit', op: 'add-service', service: service(node) }, 5000);
+      await until('lb-b announced', () => nextHops(state, 4, vip).includes(via), 15_000);
+      ipBatch(
+        [
+          `route add ${vip}/32 via ${via} table 77`,
+          `rule add to ${vip}/32 ipproto tcp dport ${LAB.echoPort} lookup 77 pref 100`,
+        ],
+        router,
+      );
+      steered = true;
+      const pid = labPid(fresh(), 'tunvs-lb-b')!;
+      const made0 = await sessionsCreated('lb-b');
+      process.kill(pid, 'SIGTERM');
+      await sleep(300); // its first publish (of what it had) is done
+      const late = runStreams(fresh(), 100, 10, vip);
+      await late.ready;
+      const made = (await sessionsCreated('lb-b')) - made0;
+      await until('lb-b’s tunvs to exit', () => !isAlive(pid), 10_000);
+      unsteer();
+      const r = await late.done;
+      const log = readFileSync(join(fresh().dir, 'tunvs-lb-b.log'), 'utf8');
+      const drained = [...log.matchAll(/HA: drained: (\d+) sessions younger than syncAfterMs published/g)];
+      const published = Number(drained.at(-1)?.[1]);
+      await report(`connections made on lb-b during its drain (${made} of them; ${published} published at its end)`, r);
+      expect(made).toBeGreaterThanOrEqual(100);
+      expect(published).toBeGreaterThanOrEqual(100);
+      expectSurvived(r);
+    } finally {
+      unsteer();
+      for (const node of others)
+        await adminRequest(
+          adminOf(fresh(), node),
+          { cmd: 'edit', op: 'delete-service', service: 'tunnel-echo-strict' },
+          5000,
+        ).catch(() => undefined);
+      writeFileSync(file, original);
+      await restartTunvs(prefix, 'lb-b');
+      await until('lb-b announced again', () => vipNextHops(state, 4).includes(via), 15_000);
+    }
+  }, 90_000);
+
   it('a hung tunvs (SIGSTOP) is withdrawn by its watchdog and, held past its alive key, adopted; resumed, it takes its sessions back; flows go on', async () => {
     const { done } = await establishedStreams(200, 20);
     const pid = labPid(fresh(), 'tunvs-lb-d')!;
