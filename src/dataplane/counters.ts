@@ -77,7 +77,8 @@ export const C_SYNC_REPLACED = 38;
 /** Sloppy TCP: sessions made from a client packet in the middle of a connection. */
 export const C_SESSIONS_SLOPPY = 39;
 /** HA cluster: sessions of ours handed over to the node that holds their local address (it
- * is back after this node adopted them: ha/session_sync.ts reconcile). */
+ * is back after this node adopted them: ha/session_sync.ts reconcile), or (TUNNEL, DR) to
+ * the node that took them because their client's packets go there now (sync_taken there). */
 export const C_SYNC_HANDED_OVER = 40;
 /** HA cluster: copies on local addresses this node holds that it took as its own (back after
  * a restart or a lapse of its alive key). */
@@ -103,7 +104,10 @@ export const C_TUNNEL_MTU_LEARNED = 48;
 /** HA: sessions younger than syncAfterMs published as a pair's master stood down or a node
  * stopped in order, so its peers go on with them (ha/session_sync.ts publishYoung). */
 export const C_SYNC_STAND_DOWN = 49;
-export const GLOBAL_COUNT = 50;
+/** HA: copies of TUNNEL and DR sessions this node took over because their client's packets
+ * come here now (an ECMP rehash; ha/session_sync.ts takeByTraffic): their owner sees none. */
+export const C_SYNC_TAKEN = 50;
+export const GLOBAL_COUNT = 51;
 
 export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'rx_packets',
@@ -156,6 +160,7 @@ export const GLOBAL_COUNTER_NAMES: readonly string[] = [
   'lport_other_owner',
   'tunnel_mtu_learned',
   'sync_stand_down',
+  'sync_taken',
 ];
 
 /** Global slots that are levels, not counts (metrics export them as gauges). */

@@ -374,6 +374,25 @@ export class SessionSync {
   }
 
   /**
+   * A client packet was forwarded here with peer's copy `base` of a session whose server's
+   * packets skip the LBs (TUNNEL, DR): the client's packets come to this node now (ECMP moved
+   * the flow: a node joined, left, or died and another adopted it), and its owner sees none
+   * of them, so it would expire the session while the connection goes on here, and its delete
+   * would end this copy. This node takes it: its own from now (it times it, publishes it, ends
+   * it), and the old owner, hearing of it, makes its record this node's copy (install). A flow
+   * that ECMP moves back is taken back the same way. Only while publishing (a pair's standby
+   * forwards nothing; a master that holds copies adopts them). True when taken.
+   */
+  takeByTraffic(base: number, tick: number): boolean {
+    const rec = this.table.rec;
+    if (!this.active || recOwner(rec, base) === 0) return false;
+    setRecOwner(rec, base, 0);
+    rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
+    this.publish(base, tick);
+    return true;
+  }
+
+  /**
    * Publish persistence template `key` (conn/templates.ts) of service `svc` → real server
    * `rs`, kept `timeoutSec` after its last session: a sync record with FLAG_TEMPLATE, the
    * client prefix and port 0 for the client side, the VIP and the real server as a session's
@@ -793,9 +812,12 @@ export class SessionSync {
       if (r >= 0 && recOwner(rec, r * RECORD_WORDS) === 0 && this.active) {
         // Ours, and we publish it: a peer's word does not overwrite (nor delete) it, unless
         // that peer holds the session's local address (we adopted it while the peer was taken
-        // for dead; it is back). Our own record echoed (a peer handed it to us) changes nothing.
+        // for dead; it is back), or it took a TUNNEL or DR session whose client's packets go
+        // there now (takeByTraffic). Our own record echoed (a peer handed it to us) changes
+        // nothing.
         if (owner === 0) continue;
-        if (syncHolder(services, events, s, this.nodeId) !== peer) {
+        const taken = op === OP_UPSERT && !syncTwoWay(events, s);
+        if (!taken && syncHolder(services, events, s, this.nodeId) !== peer) {
           res.conflicts++;
           continue;
         }

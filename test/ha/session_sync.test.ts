@@ -26,6 +26,7 @@ import { clientShard, clientWorker } from '../../src/dataplane/shard.js';
 import { shardPortCount, shardPortFirst } from '../../src/service/laddr.js';
 import { parseAddress } from '../../src/service/addr.js';
 import { DROP_STANDBY, VERDICT_FORWARD } from '../../src/nat/verdict.js';
+import { C_SYNC_TAKEN } from '../../src/dataplane/counters.js';
 import { Driver, labServices, makeEngine, V4, V6 } from '../helpers/engine.js';
 import { BACKUP, drain, haEngine, MASTER, promote, snapshotEvents } from '../helpers/ha.js';
 import { IdRegistry, resolveServices, serviceWithDefaults, templateNamesMoved } from '../../src/service/service.js';
@@ -922,6 +923,65 @@ it("a peer's reload keeps its sessions in place until the snapshot is in, then d
   await b.engine.markSynced(1);
   b.engine.installSynced(first.events, first.n);
   expect(await b.engine.sweepSynced(1)).toBe(0);
+});
+
+it("cluster: a TUNNEL flow that ECMP moved to a peer goes on there past its owner's idle timeout: the peer takes it at the first packet, the owner keeps it as the peer's copy; moved back, taken back", () => {
+  // TUNNEL and DR: the owner sees none of the flow's packets once they go elsewhere. Before,
+  // it expired the session after the idle timeout (60 s here) and its delete ended the copy
+  // that was forwarding the connection.
+  const a = haEngine(MASTER, 0, 1);
+  const b = haEngine(MASTER, 0, 2);
+  for (const e of [a.engine, b.engine]) e.applyServices(modeService(V4, 'tunnel'));
+  const da = new Driver(a.engine);
+  const db = new Driver(b.engine);
+  const C = (seq: number, flags: number) =>
+    tcp({ src: V4.client, dst: V4.vip, sport: 50002, dport: 80, seq, ack: 9001, flags, payload: new Uint8Array(10) });
+  const owners = () => [a, b].map((n) => n.engine.describe([...n.engine.sessionIds()][0]!).owner);
+  const taken = (n: { engine: Engine }) => n.engine.counters[C_SYNC_TAKEN];
+  /** Time `t` on both, each node's events installed on the other; how many each sent. */
+  const at = (t: number): number[] => {
+    da.nowMs = db.nowMs = t;
+    const sent = [];
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      from.engine.advanceTimers(t);
+      const { events, n } = drain(from.ring);
+      to.engine.installSynced(events, n);
+      sent.push(n);
+    }
+    return sent;
+  };
+  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 50002, dport: 80, seq: 1000, flags: SYN }));
+  da.forward(tcp({ src: V4.client, dst: V4.vip, sport: 50002, dport: 80, seq: 1001, ack: 9001, flags: ACK }));
+  expect(at(100)).toEqual([1, 0]);
+  expect(owners()).toEqual([0, 1]);
+  // The flow moves to B: its first packet there makes the session B's, and A's record B's copy
+  // (a handover through A's stream: out of A's hash, B's upsert for the others).
+  let seq = 1001;
+  db.forward(C(seq, ACK | PSH));
+  expect(taken(b)).toBe(1);
+  expect(at(200)).toEqual([0, 1]);
+  expect(owners()).toEqual([2, 0]);
+  expect(at(300)).toEqual([1, 0]); // A's handover, echoed to B: nothing changes
+  expect(owners()).toEqual([2, 0]);
+  // Two minutes of traffic through B (the idle timeout is 60 s): the connection goes on.
+  for (let t = 10_000; t <= 120_000; t += 10_000) {
+    seq += 10;
+    db.forward(C(seq, ACK | PSH));
+    at(t);
+  }
+  expect(owners()).toEqual([2, 0]);
+  // ECMP moves it back to A: A takes it back.
+  seq += 10;
+  da.forward(C(seq, ACK | PSH));
+  expect(taken(a)).toBe(1);
+  at(121_000);
+  expect(owners()).toEqual([0, 1]);
+  // The connection goes quiet: its owner ends it after the idle timeout, and the copy with it.
+  at(182_000);
+  expect([a.engine.sessionCount, b.engine.sessionCount]).toEqual([0, 0]);
 });
 
 it('cluster: a session handed to a node that had no copy of it is its own and goes into its hash; one it restores does not', () => {

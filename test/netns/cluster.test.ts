@@ -466,6 +466,47 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     }
   }, 90_000);
 
+  it('TUNNEL flows that a node leaving moves to the others go on past their owner’s idle timeout: the node they go to takes them', async () => {
+    // The owner of a TUNNEL or DR session sees none of its packets once ECMP sends them to
+    // another node; it would expire the session after the idle timeout (4 s here) and end the
+    // copy that forwards the connection. The node the packets go to takes it instead
+    // (sync_taken; docs/cluster.md). A node leaves in order: its flows and, ECMP being
+    // hash-threshold, some of the others' move; the streams go on 10 s after.
+    const vip = LAB.drVip4;
+    const nodes = runningNodes();
+    const leaving = nodes.filter((n) => n !== 'lb-a').at(-1)!;
+    const service = (node: string) => ({
+      ...sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!),
+      name: 'tunnel-echo-idle',
+      sloppy: false,
+      idleTimeout: 4,
+    });
+    const edit = (node: string, body: Record<string, unknown>) =>
+      adminRequest(adminOf(fresh(), node), { cmd: 'edit', ...body }, 5000);
+    const stays = nodes.filter((n) => n !== leaving);
+    try {
+      for (const node of nodes) await edit(node, { op: 'add-service', service: service(node) });
+      const takenBefore = await Promise.all(stays.map((n) => counter(n, 'sync_taken')));
+      const load = runStreams(fresh(), 150, 14, vip);
+      await load.ready;
+      await sleep(2500); // published (syncAfterMs 2 s)
+      await stopPid(labPid(fresh(), `tunvs-${leaving}`)!, 10_000);
+      const r = await load.done;
+      const taken = (await Promise.all(stays.map((n) => counter(n, 'sync_taken')))).map((n, i) => n - takenBefore[i]!);
+      await report(
+        `TUNNEL streams across ${leaving} leaving (idle timeout 4 s); taken by ${stays.join(', ')}: ${taken.join(', ')}`,
+        r,
+      );
+      expect(taken.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+      expectSurvived(r);
+    } finally {
+      for (const node of stays)
+        await edit(node, { op: 'delete-service', service: 'tunnel-echo-idle' }).catch(() => undefined);
+      await restartTunvs(prefix, leaving);
+      await until(`${leaving} announced again`, () => vipNextHops(state, 4).includes(clusterNode(leaving).up4), 15_000);
+    }
+  }, 90_000);
+
   it('a hung tunvs (SIGSTOP) is withdrawn by its watchdog and, held past its alive key, adopted; resumed, it takes its sessions back; flows go on', async () => {
     const { done } = await establishedStreams(200, 20);
     const pid = labPid(fresh(), 'tunvs-lb-d')!;

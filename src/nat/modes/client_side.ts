@@ -7,6 +7,7 @@
 
 import { META_STATE_SHIFT, R_CLI_ACK, R_CLI_FIN_ACK, R_META, recService, RECORD_WORDS } from '../../conn/layout.js';
 import { nextStateInputOnly, quietSinceFin, S_FIN_WAIT, S_UDP } from '../../conn/state.js';
+import { C_SYNC_TAKEN } from '../../dataplane/counters.js';
 import { clientWorker } from '../../dataplane/shard.js';
 import { IPPROTO_TCP, TCP_ACK, TCP_ACKF } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
@@ -85,7 +86,10 @@ export function clientOnlyState(c: NatContext, r: number): void {
     rec[base + R_CLI_ACK] = ack;
   }
   table.setExpire(r, expire);
-  // A one-packet service's datagram session ends with this packet: not published.
-  if (c.sync !== null && (tcp || c.services.onePacket[recService(rec, base)] === 0))
-    c.sync.onPacket(base, changed, ns, c.tick);
+  // A one-packet service's datagram session ends with this packet: not published. A peer's
+  // copy the client's packets now come to is this node's from now on (HA: takeByTraffic).
+  if (c.sync !== null && (tcp || c.services.onePacket[recService(rec, base)] === 0)) {
+    if (c.sync.takeByTraffic(base, c.tick)) c.counters[C_SYNC_TAKEN] = c.counters[C_SYNC_TAKEN]! + 1;
+    else c.sync.onPacket(base, changed, ns, c.tick);
+  }
 }
