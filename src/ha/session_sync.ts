@@ -384,12 +384,17 @@ export class SessionSync {
    * forwards nothing; a master that holds copies adopts them). True when taken.
    */
   takeByTraffic(base: number, tick: number): boolean {
-    const rec = this.table.rec;
-    if (!this.active || recOwner(rec, base) === 0) return false;
-    setRecOwner(rec, base, 0);
-    rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
+    if (!this.active || recOwner(this.table.rec, base) === 0) return false;
+    this.markOwn(base);
     this.publish(base, tick);
     return true;
+  }
+
+  /** The record at `base` names this node as its owner, and is no reload's stale copy. */
+  private markOwn(base: number): void {
+    const rec = this.table.rec;
+    setRecOwner(rec, base, 0);
+    rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
   }
 
   /**
@@ -664,12 +669,10 @@ export class SessionSync {
     const table = this.table;
     const rec = table.rec;
     const base = r * RECORD_WORDS;
-    setRecOwner(rec, base, 0);
+    this.markOwn(base);
     rec[base + R_SYNC] = tick + 1;
-    rec[base + R_META] = rec[base + R_META]! & ~(FLAG_STALE << META_FLAGS_SHIFT);
     const state = stateOf(rec, base);
-    const quiet = quietClose(MODES[recMode(rec, base)]!.twoWay, state, rec, base, sameWord);
-    const own = tick + ownTicks(timeouts, idleTicks[recService(rec, base)]!, state, quiet);
+    const own = tick + ownTicks(timeouts, idleTicks[recService(rec, base)]!, state, recQuietClose(rec, base, state));
     if (own < table.expireOf(r)) table.setExpire(r, own);
   }
 
@@ -718,7 +721,7 @@ export class SessionSync {
         }
         setRecOwner(rec, base, holder);
         const state = stateOf(rec, base);
-        const quiet = quietClose(MODES[recMode(rec, base)]!.twoWay, state, rec, base, sameWord);
+        const quiet = recQuietClose(rec, base, state);
         table.setExpire(
           r,
           tick + copyTicks(timeouts, idleTicks[recService(rec, base)]!, state, this.refreshTicks, quiet),
@@ -991,6 +994,11 @@ function quietClose(
   at: (word: number) => number,
 ): boolean {
   return !twoWay && state === S_FIN_WAIT && quietSinceFin(w[base + at(R_CLI_ACK)]!, w[base + at(R_CLI_FIN_ACK)]!);
+}
+
+/** quietClose of session record `base`, in `state`. */
+function recQuietClose(rec: Int32Array, base: number, state: number): boolean {
+  return quietClose(MODES[recMode(rec, base)]!.twoWay, state, rec, base, sameWord);
 }
 
 /** The node (`self` for this one) that holds the local address of a FULLNAT session: the

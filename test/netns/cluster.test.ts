@@ -41,6 +41,16 @@ async function counter(node: string, name: string): Promise<number> {
 
 const sessionsCreated = (node: string): Promise<number> => counter(node, 'sessions_created');
 
+/** A runtime edit of `node`'s services (`tunvs service ...`). */
+const edit = (node: string, body: Record<string, unknown>): Promise<unknown> =>
+  adminRequest(adminOf(fresh(), node), { cmd: 'edit', ...body }, 5000);
+
+/** A TUNNEL service `name` to the servers' echo port on the DR VIP, without sloppy TCP: a
+ * node forwards a flow only with its session or a copy of it. */
+function strictTunnelEcho(node: string, name: string, more: Record<string, unknown> = {}) {
+  return { ...sloppyTunnelEcho(LAB.drVip4, clusterNode(node).laddrs4[0]!), name, sloppy: false, ...more };
+}
+
 /** For whoever reads a failure: the HA lines of `node`'s tunvs log. */
 function haLog(node: string): string {
   const lines = readFileSync(join(fresh().dir, `tunvs-${node}.log`), 'utf8').split('\n');
@@ -402,11 +412,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     // so the connections made during its drain are young when it exits: only its publish at
     // the drain's end gets them to its peers (docs/cluster.md, "Leaving in order").
     const vip = LAB.drVip4;
-    const service = (node: string) => ({
-      ...sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!),
-      name: 'tunnel-echo-strict',
-      sloppy: false,
-    });
+    const service = (node: string) => strictTunnelEcho(node, 'tunnel-echo-strict');
     const others = runningNodes().filter((n) => n !== 'lb-b');
     const file = join(fresh().dir, 'lb-b.yaml');
     const original = readFileSync(file, 'utf8');
@@ -424,8 +430,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     try {
       writeFileSync(file, stringifyYaml(config));
       await restartTunvs(prefix, 'lb-b');
-      for (const node of others)
-        await adminRequest(adminOf(fresh(), node), { cmd: 'edit', op: 'add-service', service: service(node) }, 5000);
+      for (const node of others) await edit(node, { op: 'add-service', service: service(node) });
       await until('lb-b announced', () => nextHops(state, 4, vip).includes(via), 15_000);
       ipBatch(
         [
@@ -455,11 +460,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     } finally {
       unsteer();
       for (const node of others)
-        await adminRequest(
-          adminOf(fresh(), node),
-          { cmd: 'edit', op: 'delete-service', service: 'tunnel-echo-strict' },
-          5000,
-        ).catch(() => undefined);
+        await edit(node, { op: 'delete-service', service: 'tunnel-echo-strict' }).catch(() => undefined);
       writeFileSync(file, original);
       await restartTunvs(prefix, 'lb-b');
       await until('lb-b announced again', () => vipNextHops(state, 4).includes(via), 15_000);
@@ -475,14 +476,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const vip = LAB.drVip4;
     const nodes = runningNodes();
     const leaving = nodes.filter((n) => n !== 'lb-a').at(-1)!;
-    const service = (node: string) => ({
-      ...sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!),
-      name: 'tunnel-echo-idle',
-      sloppy: false,
-      idleTimeout: 4,
-    });
-    const edit = (node: string, body: Record<string, unknown>) =>
-      adminRequest(adminOf(fresh(), node), { cmd: 'edit', ...body }, 5000);
+    const service = (node: string) => strictTunnelEcho(node, 'tunnel-echo-idle', { idleTimeout: 4 });
     const stays = nodes.filter((n) => n !== leaving);
     try {
       for (const node of nodes) await edit(node, { op: 'add-service', service: service(node) });
@@ -630,7 +624,7 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const nodes = runningNodes();
     for (const node of nodes) {
       const service = sloppyTunnelEcho(vip, clusterNode(node).laddrs4[0]!);
-      await adminRequest(adminOf(fresh(), node), { cmd: 'edit', op: 'add-service', service }, 5000);
+      await edit(node, { op: 'add-service', service });
     }
     await until(`every node announces ${vip}`, () => nextHops(state, 4, vip).length === nodes.length, 15_000);
     const sloppy = async (): Promise<number> => {
