@@ -20,6 +20,8 @@
  *                     verdict is LINK (an Ethernet frame the engine built) through it;
  *   neighbours()      DR mode: the interface's usable neighbour entries (an rtnetlink dump),
  *                     where the servers' MACs come from.
+ *   localRoutes()     the local table's `local` routes (an rtnetlink dump): the host's own
+ *                     addresses, which a VIP must not be;
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
  * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp) and the
@@ -477,6 +479,91 @@ static napi_value OpenLink(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* Each message of an rtnetlink dump's answer: 0 to go on, else stop (a JS exception is
+ * pending). */
+typedef int (*nl_each)(napi_env env, const struct nlmsghdr *h, void *ctx);
+
+/* One rtnetlink dump on a socket of its own: send `req` (NLM_F_REQUEST | NLM_F_DUMP), asking
+ * the kernel to filter by the request's fields (NETLINK_GET_STRICT_CHK, 4.20+; an older one
+ * dumps everything, so each() filters again), and hand every answer message to each().
+ * 0 when the dump is done, -1 when each() stopped it (its exception pending), else an errno
+ * for the caller to throw. */
+static int nl_dump(napi_env env, struct nlmsghdr *req, nl_each each, void *ctx) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return errno;
+  int one = 1;
+  (void)setsockopt(fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
+  int err = 0;
+  if (send(fd, req, req->nlmsg_len, 0) < 0) err = errno;
+  static uint8_t buf[32768];
+  for (int done = err != 0; !done;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    int left = (int)n;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = 1;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = NLMSG_DATA(h);
+        err = e->error < 0 ? -e->error : 0;
+        done = 1;
+        break;
+      }
+      if (each(env, h, ctx) != 0) {
+        close(fd);
+        return -1;
+      }
+    }
+  }
+  close(fd);
+  return err;
+}
+
+/* Append a string to a JS array; 0, or -1 with the exception pending. */
+static int push_string(napi_env env, napi_value array, uint32_t *count, const char *text) {
+  napi_value v;
+  if (napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_element(env, array, (*count)++, v) != napi_ok) {
+    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: push_string");
+    return -1;
+  }
+  return 0;
+}
+
+struct neigh_ctx {
+  int ifindex;
+  napi_value out;
+  uint32_t count;
+};
+
+static int each_neighbour(napi_env env, const struct nlmsghdr *h, void *ctx) {
+  struct neigh_ctx *c = ctx;
+  if (h->nlmsg_type != RTM_NEWNEIGH) return 0;
+  const struct ndmsg *nd = NLMSG_DATA(h);
+  if (nd->ndm_ifindex != c->ifindex || !(nd->ndm_state & (NUD_USABLE | NUD_NOARP))) return 0;
+  const uint8_t *dst = neigh_attr(h, NDA_DST, nd->ndm_family == AF_INET ? 4 : 16);
+  const uint8_t *ll = neigh_attr(h, NDA_LLADDR, 6);
+  if (!dst || !ll) return 0;
+  char addr[INET6_ADDRSTRLEN], mac[18];
+  if (!inet_ntop(nd->ndm_family, dst, addr, sizeof addr)) return 0;
+  snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", ll[0], ll[1], ll[2], ll[3], ll[4], ll[5]);
+  napi_value entry, v;
+  if (napi_create_object(env, &entry) != napi_ok || napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, entry, "dst", v) != napi_ok ||
+      napi_create_string_utf8(env, mac, NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, entry, "lladdr", v) != napi_ok || napi_set_element(env, c->out, c->count++, entry) != napi_ok) {
+    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: neighbours");
+    return -1;
+  }
+  return 0;
+}
+
 /* neighbours(ifname): the kernel's usable neighbour entries on the interface (REACHABLE,
  * STALE, DELAY, PROBE, PERMANENT, NOARP), both families, as [{dst, lladdr}] in the text
  * `ip -j neigh` prints. One rtnetlink dump: no process is forked (DR's refresh runs it every
@@ -490,10 +577,9 @@ static napi_value Neighbours(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "TUNVS_ERR_ARG", "neighbours(ifname)");
     return NULL;
   }
-  int idx = (int)if_nametoindex(name);
-  if (idx == 0) return throw_errno(env, "TUNVS_ERR_LINK", "if_nametoindex", errno, name);
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return throw_errno(env, "TUNVS_ERR_LINK", "socket(AF_NETLINK)", errno, NULL);
+  struct neigh_ctx c = {.ifindex = (int)if_nametoindex(name), .count = 0};
+  if (c.ifindex == 0) return throw_errno(env, "TUNVS_ERR_LINK", "if_nametoindex", errno, name);
+  CHECK(env, napi_create_array(env, &c.out));
   struct {
     struct nlmsghdr h;
     struct ndmsg nd;
@@ -504,49 +590,67 @@ static napi_value Neighbours(napi_env env, napi_callback_info info) {
   req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.h.nlmsg_seq = 1;
   req.nd.ndm_family = AF_UNSPEC;
-  if (send(fd, &req, req.h.nlmsg_len, 0) < 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH", err, NULL);
-  }
+  int err = nl_dump(env, &req.h, each_neighbour, &c);
+  if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH dump", err, NULL);
+  return err == 0 ? c.out : NULL;
+}
+
+struct local_ctx {
   napi_value out;
-  CHECK(env, napi_create_array(env, &out));
-  uint32_t count = 0;
-  static uint8_t buf[32768];
-  for (int done = 0; !done;) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH dump", err, NULL);
-    }
-    int left = (int)n;
-    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
-        done = 1;
-        break;
-      }
-      if (h->nlmsg_type != RTM_NEWNEIGH) continue;
-      struct ndmsg *nd = NLMSG_DATA(h);
-      if (nd->ndm_ifindex != idx || !(nd->ndm_state & (NUD_USABLE | NUD_NOARP))) continue;
-      const uint8_t *dst = neigh_attr(h, NDA_DST, nd->ndm_family == AF_INET ? 4 : 16);
-      const uint8_t *ll = neigh_attr(h, NDA_LLADDR, 6);
-      if (!dst || !ll) continue;
-      char addr[INET6_ADDRSTRLEN], mac[18];
-      if (!inet_ntop(nd->ndm_family, dst, addr, sizeof addr)) continue;
-      snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", ll[0], ll[1], ll[2], ll[3], ll[4], ll[5]);
-      napi_value entry, v;
-      CHECK(env, napi_create_object(env, &entry));
-      CHECK(env, napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &v));
-      CHECK(env, napi_set_named_property(env, entry, "dst", v));
-      CHECK(env, napi_create_string_utf8(env, mac, NAPI_AUTO_LENGTH, &v));
-      CHECK(env, napi_set_named_property(env, entry, "lladdr", v));
-      CHECK(env, napi_set_element(env, out, count++, entry));
-    }
+  uint32_t count;
+};
+
+static int each_local_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
+  struct local_ctx *c = ctx;
+  if (h->nlmsg_type != RTM_NEWROUTE) return 0;
+  const struct rtmsg *rt = NLMSG_DATA(h);
+  if (rt->rtm_type != RTN_LOCAL || (rt->rtm_family != AF_INET && rt->rtm_family != AF_INET6)) return 0;
+  uint32_t table = rt->rtm_table;
+  const uint8_t *dst = NULL;
+  size_t alen = rt->rtm_family == AF_INET ? 4 : 16;
+  int left = (int)RTM_PAYLOAD(h);
+  for (const struct rtattr *a = RTM_RTA(rt); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    if (a->rta_type == RTA_TABLE && RTA_PAYLOAD(a) == 4) memcpy(&table, RTA_DATA(a), 4);
+    if (a->rta_type == RTA_DST && RTA_PAYLOAD(a) == alen) dst = RTA_DATA(a);
   }
-  close(fd);
-  return out;
+  if (table != RT_TABLE_LOCAL || !dst) return 0;
+  char addr[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN + 5];
+  if (!inet_ntop(rt->rtm_family, dst, addr, sizeof addr)) return 0;
+  snprintf(text, sizeof text, "%s/%u", addr, rt->rtm_dst_len);
+  return push_string(env, c->out, &c->count, text);
+}
+
+/* localRoutes(): the `local` routes of the local routing table, both families, as
+ * "ADDRESS/LENGTH" (the kernel adds one per address of every interface, `ip route add local`
+ * more) — what `ip route show table local type local` lists. One rtnetlink dump per family:
+ * the host's own addresses are compared with the VIPs every SHADOW_CHECK_MS on the main
+ * thread, where forking `ip` twice blocked it 0.3-1 s on a loaded machine (keepalived's
+ * check of a healthy master timed out twice: the pair failed over). A family the host lacks
+ * lists nothing. */
+static napi_value LocalRoutes(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct local_ctx c = {.count = 0};
+  CHECK(env, napi_create_array(env, &c.out));
+  const unsigned char families[] = {AF_INET, AF_INET6};
+  for (size_t i = 0; i < sizeof families; i++) {
+    struct {
+      struct nlmsghdr h;
+      struct rtmsg rt;
+    } req;
+    memset(&req, 0, sizeof req);
+    req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.rt);
+    req.h.nlmsg_type = RTM_GETROUTE;
+    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.h.nlmsg_seq = 1;
+    req.rt.rtm_family = families[i];
+    req.rt.rtm_table = RT_TABLE_LOCAL;
+    req.rt.rtm_type = RTN_LOCAL;
+    int err = nl_dump(env, &req.h, each_local_route, &c);
+    if (err < 0) return NULL;
+    if (err == EAFNOSUPPORT && families[i] == AF_INET6) continue; /* IPv6 disabled at boot */
+    if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETROUTE dump", err, NULL);
+  }
+  return c.out;
 }
 
 static napi_value QueueStats(napi_env env, napi_callback_info info) {
@@ -598,6 +702,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "openLink", fn);
   napi_create_function(env, "neighbours", NAPI_AUTO_LENGTH, Neighbours, NULL, &fn);
   napi_set_named_property(env, exports, "neighbours", fn);
+  napi_create_function(env, "localRoutes", NAPI_AUTO_LENGTH, LocalRoutes, NULL, &fn);
+  napi_set_named_property(env, exports, "localRoutes", fn);
   register_sock(env, exports);
   register_xdp(env, exports);
   return exports;

@@ -60,8 +60,9 @@ import { deviceStats, formatList, globalStats, listServices, RateEstimator, type
 const ANNOUNCE_CHECK_MS = 200;
 /** Sampling interval of the per-server rates (`tunvs list --rate`). */
 const RATE_SAMPLE_MS = 2000;
-/** How often the host's own addresses are compared with the VIPs and local addresses (an
- * `ip route show table local` per family): a VRRP address can appear at any role change. */
+/** How often the host's own addresses are compared with the VIPs and local addresses (one
+ * rtnetlink dump per family, no process forked: native/tun.c localRoutes): a VRRP address can
+ * appear at any role change. */
 const SHADOW_CHECK_MS = 10_000;
 import type { QueueStats } from '../dataplane/tun_device.js';
 import {
@@ -815,9 +816,9 @@ export class Runtime {
   private checkShadowed(): void {
     let found: Map<string, string[]>;
     try {
-      found = shadowedAddresses(this.services);
+      found = shadowedAddresses(this.services, nativeAddon().localRoutes());
     } catch {
-      return; // no `ip`: nothing to compare with
+      return; // no rtnetlink here: nothing to compare with
     }
     for (const [prefix, names] of found)
       if (!this.shadowed.has(prefix))

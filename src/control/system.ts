@@ -364,15 +364,19 @@ export function listRoutes(
 }
 
 /**
- * The VIPs and local addresses of `services` that are also addresses of this host (its local
- * routing table, which the kernel consults before any other): their packets are delivered to
- * the host's own sockets and never reach the TUN device. The usual cause is a VRRP address
+ * The VIPs and local addresses of `services` that are also addresses of this host (`local`:
+ * the `local` routes of its local routing table, which the kernel consults before any other,
+ * as native/tun.c localRoutes lists them): their packets are delivered to the host's own
+ * sockets and never reach the TUN device. The usual cause is a VRRP address
  * kept from an LVS setup (keepalived's `virtual_ipaddress` with the VIP; with tunvs the
  * routers' next hop floats instead: docs/ha.md). By prefix, with the services that use it.
  * Exact addresses only: a VIP inside a prefix routed as local (AnyIP) is not found.
  */
-export function shadowedAddresses(services: readonly ResolvedService[]): Map<string, string[]> {
-  const local = new Set(listRoutes(['table', 'local', 'type', 'local']).map((r) => r.prefix));
+export function shadowedAddresses(
+  services: readonly ResolvedService[],
+  localRoutes: readonly string[],
+): Map<string, string[]> {
+  const local = new Set(localRoutes);
   const out = new Map<string, string[]>();
   for (const s of services)
     for (const a of [s.vip, ...s.laddrs]) {

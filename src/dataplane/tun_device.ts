@@ -93,6 +93,9 @@ export interface NativeAddon {
   openLink(name: string, vnetHdr: boolean): number;
   /** DR: the usable neighbour entries of interface `name` (native/tun.c neighbours). */
   neighbours(name: string): { dst: string; lladdr: string }[];
+  /** The local table's `local` routes, "ADDRESS/LENGTH", both families (native/tun.c
+   * localRoutes): the host's own addresses. */
+  localRoutes(): string[];
   Queue: new (
     fd: number,
     ringBytes: Uint8Array,
