@@ -22,6 +22,8 @@
  *                     where the servers' MACs come from.
  *   localRoutes()     the local table's `local` routes (an rtnetlink dump): the host's own
  *                     addresses, which a VIP must not be;
+ *   routeGet()        the kernel's route to one address (an rtnetlink request): DR's real
+ *                     servers must be on a directly connected network;
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
  * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp) and the
@@ -483,12 +485,13 @@ static napi_value OpenLink(napi_env env, napi_callback_info info) {
  * pending). */
 typedef int (*nl_each)(napi_env env, const struct nlmsghdr *h, void *ctx);
 
-/* One rtnetlink dump on a socket of its own: send `req` (NLM_F_REQUEST | NLM_F_DUMP), asking
- * the kernel to filter by the request's fields (NETLINK_GET_STRICT_CHK, 4.20+; an older one
- * dumps everything, so each() filters again), and hand every answer message to each().
- * 0 when the dump is done, -1 when each() stopped it (its exception pending), else an errno
- * for the caller to throw. */
-static int nl_dump(napi_env env, struct nlmsghdr *req, nl_each each, void *ctx) {
+/* One rtnetlink request on a socket of its own, and its answer: send `req` (a dump:
+ * NLM_F_REQUEST | NLM_F_DUMP; one object: NLM_F_REQUEST | NLM_F_ACK), asking the kernel to
+ * check it strictly and filter a dump by the request's fields (NETLINK_GET_STRICT_CHK, 4.20+;
+ * an older one dumps everything, so each() filters again), and hand every answer message to
+ * each() until the dump's end or the ack. 0 when done, -1 when each() stopped it (its
+ * exception pending), else an errno for the caller to throw. */
+static int nl_ask(napi_env env, struct nlmsghdr *req, nl_each each, void *ctx) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) return errno;
   int one = 1;
@@ -590,7 +593,7 @@ static napi_value Neighbours(napi_env env, napi_callback_info info) {
   req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   req.h.nlmsg_seq = 1;
   req.nd.ndm_family = AF_UNSPEC;
-  int err = nl_dump(env, &req.h, each_neighbour, &c);
+  int err = nl_ask(env, &req.h, each_neighbour, &c);
   if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH dump", err, NULL);
   return err == 0 ? c.out : NULL;
 }
@@ -645,11 +648,93 @@ static napi_value LocalRoutes(napi_env env, napi_callback_info info) {
     req.rt.rtm_family = families[i];
     req.rt.rtm_table = RT_TABLE_LOCAL;
     req.rt.rtm_type = RTN_LOCAL;
-    int err = nl_dump(env, &req.h, each_local_route, &c);
+    int err = nl_ask(env, &req.h, each_local_route, &c);
     if (err < 0) return NULL;
     if (err == EAFNOSUPPORT && families[i] == AF_INET6) continue; /* IPv6 disabled at boot */
     if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETROUTE dump", err, NULL);
   }
+  return c.out;
+}
+
+struct route_ctx {
+  napi_value out;
+};
+
+static int each_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
+  struct route_ctx *c = ctx;
+  if (h->nlmsg_type != RTM_NEWROUTE) return 0;
+  const struct rtmsg *rt = NLMSG_DATA(h);
+  char dev[IF_NAMESIZE] = "", gateway[INET6_ADDRSTRLEN] = "";
+  int left = (int)RTM_PAYLOAD(h);
+  for (const struct rtattr *a = RTM_RTA(rt); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == 4) {
+      uint32_t idx;
+      memcpy(&idx, RTA_DATA(a), 4);
+      if (!if_indextoname(idx, dev)) dev[0] = '\0';
+    }
+    if (a->rta_type == RTA_GATEWAY && (RTA_PAYLOAD(a) == 4 || RTA_PAYLOAD(a) == 16))
+      inet_ntop(RTA_PAYLOAD(a) == 4 ? AF_INET : AF_INET6, RTA_DATA(a), gateway, sizeof gateway);
+    if (a->rta_type == RTA_VIA && RTA_PAYLOAD(a) >= sizeof(struct rtvia)) {
+      /* An IPv4 route via an IPv6 next hop (RFC 5549). */
+      const struct rtvia *v = RTA_DATA(a);
+      size_t alen = RTA_PAYLOAD(a) - sizeof(struct rtvia);
+      if ((v->rtvia_family == AF_INET && alen == 4) || (v->rtvia_family == AF_INET6 && alen == 16))
+        inet_ntop(v->rtvia_family, v->rtvia_addr, gateway, sizeof gateway);
+    }
+  }
+  napi_value v;
+  if ((dev[0] && (napi_create_string_utf8(env, dev, NAPI_AUTO_LENGTH, &v) != napi_ok ||
+                  napi_set_named_property(env, c->out, "dev", v) != napi_ok)) ||
+      (gateway[0] && (napi_create_string_utf8(env, gateway, NAPI_AUTO_LENGTH, &v) != napi_ok ||
+                      napi_set_named_property(env, c->out, "gateway", v) != napi_ok))) {
+    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: routeGet");
+    return -1;
+  }
+  return 0;
+}
+
+/* routeGet(address): the kernel's route to one address, as `ip route get` finds it:
+ * {dev, gateway} (either absent when the route has none; {} when there is no route: the
+ * kernel's error). One rtnetlink request, no process forked: DR's plan asks it for every
+ * real server at each start, reload and edit, on the main thread. */
+static napi_value RouteGet(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char text[INET6_ADDRSTRLEN];
+  struct {
+    struct nlmsghdr h;
+    struct rtmsg rt;
+    char attrs[RTA_SPACE(16)];
+  } req;
+  memset(&req, 0, sizeof req);
+  unsigned char addr[16];
+  int family = 0;
+  if (argc >= 1 && get_string(env, argv[0], text, sizeof text) > 0) {
+    if (inet_pton(AF_INET, text, addr) == 1) family = AF_INET;
+    else if (inet_pton(AF_INET6, text, addr) == 1) family = AF_INET6;
+  }
+  if (family == 0) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "routeGet(address): an IPv4 or IPv6 address");
+    return NULL;
+  }
+  size_t alen = family == AF_INET ? 4 : 16;
+  req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.rt);
+  req.h.nlmsg_type = RTM_GETROUTE;
+  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.h.nlmsg_seq = 1;
+  req.rt.rtm_family = (unsigned char)family;
+  req.rt.rtm_dst_len = (unsigned char)(alen * 8);
+  struct rtattr *a = (struct rtattr *)((uint8_t *)&req.h + NLMSG_ALIGN(req.h.nlmsg_len));
+  a->rta_type = RTA_DST;
+  a->rta_len = RTA_LENGTH(alen);
+  memcpy(RTA_DATA(a), addr, alen);
+  req.h.nlmsg_len = NLMSG_ALIGN(req.h.nlmsg_len) + RTA_SPACE(alen);
+  struct route_ctx c;
+  CHECK(env, napi_create_object(env, &c.out));
+  int err = nl_ask(env, &req.h, each_route, &c);
+  if (err < 0) return NULL;
+  if (err > 0) CHECK(env, napi_create_object(env, &c.out)); /* no route: nothing of it */
   return c.out;
 }
 
@@ -704,6 +789,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "neighbours", fn);
   napi_create_function(env, "localRoutes", NAPI_AUTO_LENGTH, LocalRoutes, NULL, &fn);
   napi_set_named_property(env, exports, "localRoutes", fn);
+  napi_create_function(env, "routeGet", NAPI_AUTO_LENGTH, RouteGet, NULL, &fn);
+  napi_set_named_property(env, exports, "routeGet", fn);
   register_sock(env, exports);
   register_xdp(env, exports);
   return exports;

@@ -1,9 +1,10 @@
 /**
  * DR mode's way out (nat/modes/dr.ts): the LB's link to the real servers of its DR services.
  *
- *   plan      each DR real server must be on a directly connected network (`ip route get`
- *             names no gateway), all on one interface: else the config is refused, naming the
- *             server. Returns that interface.
+ *   plan      each DR real server must be on a directly connected network (the kernel's
+ *             route to it, as `ip route get` finds it, has no gateway: one rtnetlink request
+ *             each, native routeGet), all on one interface: else the config is refused,
+ *             naming the server. Returns that interface.
  *   open      a send-only packet socket on it (native openLink; PACKET_VNET_HDR with TUN
  *             offloads), shared by every forwarder thread, and the interface's MAC.
  *   refresh   the servers' MACs from the kernel's neighbour table (an rtnetlink dump), every
@@ -14,7 +15,6 @@
  *   annotate  the services as the forwarders get them: each DR server's MAC, the link's MAC.
  */
 
-import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config/errors.js';
@@ -44,6 +44,8 @@ export class DrLink {
     private readonly openLink: (dev: string) => number,
     private readonly closeFd: (fd: number) => void,
     private readonly neighbours: (dev: string) => { dst: string; lladdr: string }[],
+    /** The kernel's route to an address: its interface and gateway, {} when none. */
+    private readonly routeTo: (address: string) => { gateway?: string; dev?: string },
   ) {}
 
   /** The interface every DR real server of `services` is directly reachable on (undefined:
@@ -54,7 +56,7 @@ export class DrLink {
       if (s.mode !== 'dr') return;
       s.realServers.forEach((r, j) => {
         const where = `${path}[${i}].realServers[${j}].address`;
-        const route = routeTo(r.address);
+        const route = this.routeTo(r.address);
         if (route.gateway !== undefined || route.dev === undefined)
           throw new ConfigError(
             'TUNVS_ERR_CONFIG_MODE',
@@ -142,20 +144,6 @@ export class DrLink {
     this.fd = -1;
     this.dev = undefined;
     this.mac = undefined;
-  }
-}
-
-/** `ip route get ADDR`: its gateway (if any) and interface. */
-function routeTo(address: string): { gateway?: string; dev?: string } {
-  try {
-    const out = execFileSync('ip', ['-j', 'route', 'get', address], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const [r] = JSON.parse(out) as { gateway?: string; dev?: string }[];
-    return r ?? {};
-  } catch {
-    return {};
   }
 }
 

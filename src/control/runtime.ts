@@ -109,6 +109,7 @@ export class Runtime {
     (dev) => nativeAddon().openLink(dev, this.config.tun.offload),
     (fd) => nativeAddon().closeFd(fd),
     (dev) => nativeAddon().neighbours(dev),
+    (address) => nativeAddon().routeGet(address),
   );
   private linkTimer: NodeJS.Timeout | undefined;
   private shadowTimer: NodeJS.Timeout | undefined;

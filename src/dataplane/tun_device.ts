@@ -96,6 +96,9 @@ export interface NativeAddon {
   /** The local table's `local` routes, "ADDRESS/LENGTH", both families (native/tun.c
    * localRoutes): the host's own addresses. */
   localRoutes(): string[];
+  /** The kernel's route to one address: its interface and gateway, {} when there is none
+   * (native/tun.c routeGet). */
+  routeGet(address: string): { dev?: string; gateway?: string };
   Queue: new (
     fd: number,
     ringBytes: Uint8Array,

@@ -1,9 +1,11 @@
 /**
- * native/tun.c localRoutes: the host's own addresses (the local table's `local` routes) from
- * one rtnetlink dump per family, what the shadowed-VIP check compares the services with every
- * SHADOW_CHECK_MS on the main thread; before, two `ip` processes forked there blocked it for
- * up to a second on a loaded machine. Read in a network namespace of its own (root), against
- * what `ip route show table local type local` lists there.
+ * native/tun.c's rtnetlink reads, which replaced `ip` processes forked on the main thread
+ * (on the loaded soak machine two of them every 10 s blocked it for up to a second, and
+ * keepalived's check of a healthy pair node timed out): localRoutes, the host's own addresses
+ * (the local table's `local` routes) that the shadowed-VIP check compares the services with
+ * every SHADOW_CHECK_MS, and routeGet, the kernel's route to one address that DR's plan asks
+ * for every real server at each start, reload and edit. Read in a network namespace of their
+ * own (root), against what `ip` finds there.
  */
 
 import { execFileSync } from 'node:child_process';
@@ -12,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
 
 const root = process.getuid?.() === 0;
-const ns = `tlr${process.pid % 100000}`;
+const ns = `tnl${process.pid % 100000}`;
 
-describe.skipIf(!root)('localRoutes in a namespace (root)', () => {
+describe.skipIf(!root)('in a namespace (root)', () => {
   beforeAll(() => {
     const ip = (...args: string[]): void => void execFileSync('ip', ['-n', ns, ...args]);
     execFileSync('ip', ['netns', 'add', ns]);
@@ -28,14 +30,16 @@ describe.skipIf(!root)('localRoutes in a namespace (root)', () => {
     ip('route', 'add', 'local', '198.18.252.7/32', 'dev', 'lo', 'table', 'local');
     // Routes of the main table are not the host's addresses.
     ip('route', 'add', '198.18.253.0/24', 'dev', 'tl0');
+    ip('route', 'add', '198.18.254.0/24', 'via', '198.18.251.2');
+    ip('-6', 'route', 'add', 'fd18:18:254::/64', 'via', 'fd18:18:251::2');
   });
 
   afterAll(() => {
     execFileSync('ip', ['netns', 'del', ns]);
   });
 
-  /** localRoutes() as a process inside the namespace reads it. */
-  const read = (): string[] =>
+  /** What `call` (an expression of the addon `a`) returns in a process inside the namespace. */
+  const native = (call: string): unknown =>
     JSON.parse(
       execFileSync(
         'ip',
@@ -46,11 +50,13 @@ describe.skipIf(!root)('localRoutes in a namespace (root)', () => {
           process.execPath,
           '-e',
           `const a = require(${JSON.stringify(join(packageRoot(), 'native', 'build', 'Release', 'tunvs_native.node'))});
-           process.stdout.write(JSON.stringify(a.localRoutes()));`,
+           let r; try { r = ${call}; } catch (e) { r = { error: e.message }; }
+           process.stdout.write(JSON.stringify(r));`,
         ],
         { encoding: 'utf8' },
       ),
-    ) as string[];
+    );
+  const read = (): string[] => native('a.localRoutes()') as string[];
 
   it("lists the namespace's addresses and local routes, both families, as ip does", () => {
     const got = read();
@@ -76,5 +82,35 @@ describe.skipIf(!root)('localRoutes in a namespace (root)', () => {
     expect(read()).toContain('198.18.251.99/32');
     execFileSync('ip', ['-n', ns, 'addr', 'del', '198.18.251.99/24', 'dev', 'tl0']);
     expect(read()).not.toContain('198.18.251.99/32');
+  });
+
+  it("routeGet: the interface and gateway ip's route get finds, {} without a route", () => {
+    const cases: [string, object][] = [
+      ['198.18.251.7', { dev: 'tl0' }],
+      ['198.18.253.9', { dev: 'tl0' }],
+      ['198.18.254.9', { dev: 'tl0', gateway: '198.18.251.2' }],
+      ['fd18:18:251::7', { dev: 'tl0' }],
+      ['fd18:18:254::9', { dev: 'tl0', gateway: 'fd18:18:251::2' }],
+      ['198.18.251.1', { dev: 'lo' }],
+      // No default route in the namespace: the kernel has no route (ENETUNREACH).
+      ['198.18.99.1', {}],
+      ['fd18:18:99::1', {}],
+    ];
+    for (const [address, want] of cases) {
+      expect(native(`a.routeGet(${JSON.stringify(address)})`), address).toEqual(want);
+      let listed: { dev?: string; gateway?: string }[] = [];
+      try {
+        listed = JSON.parse(
+          execFileSync('ip', ['-j', '-n', ns, 'route', 'get', address], { encoding: 'utf8', stdio: 'pipe' }),
+        ) as typeof listed;
+      } catch {
+        // ip: no route
+      }
+      const [r] = listed;
+      const fromIp: object = r === undefined ? {} : { dev: r.dev, ...(r.gateway ? { gateway: r.gateway } : {}) };
+      expect(fromIp, address).toEqual(want);
+    }
+    const bad = native("a.routeGet('not an address')") as { error?: string };
+    expect(bad.error).toMatch(/an IPv4 or IPv6 address/);
   });
 });
