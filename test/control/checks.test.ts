@@ -233,6 +233,25 @@ describe('exec check', () => {
     expect(await probe({ type: 'exec', command: [who], user: 'nobody' }, 1)).toBeUndefined();
     expect(readFileSync(out, 'utf8').trim()).toBe(execId('nobody'));
   });
+
+  it('commands start from the command runner, not from tunvs; a runner that dies fails its commands and is started again', async () => {
+    const parent = join(dir, 'ppid');
+    const who = script('ppid.sh', `echo $PPID > ${parent}\nsleep 5`);
+    const slow = probe({ type: 'exec', command: [who], timeout: 10 }, 1);
+    const deadline = Date.now() + 3000;
+    while (!(existsSync(parent) && readFileSync(parent, 'utf8').endsWith('\n')) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    const runner = Number(readFileSync(parent, 'utf8'));
+    expect(runner).not.toBe(process.pid);
+    expect(readFileSync(`/proc/${runner}/cmdline`, 'utf8')).toContain('command_runner.js');
+    process.kill(runner, 'SIGKILL');
+    expect(await slow).toMatch(/^exec: the command runner exited \(SIGKILL\)$/);
+    rmSync(parent);
+    expect(await probe({ type: 'exec', command: [script('quick.sh', `echo $PPID > ${parent}`)] }, 1)).toBeUndefined();
+    const again = Number(readFileSync(parent, 'utf8'));
+    expect(again).not.toBe(runner);
+    expect(readFileSync(`/proc/${again}/cmdline`, 'utf8')).toContain('command_runner.js');
+  });
 });
 
 function execId(user: string): string {

@@ -1,28 +1,90 @@
 /**
  * Running an operator's command for the health checks: the exec check's (exec.ts) and the
- * notifications of a server going up or down (notifyUp, notifyDown). No shell: the program
- * and its arguments as given, `{address}` and `{port}` in them standing for the server's, and
- * TUNVS_CHECK_ADDRESS / _PORT / _SERVICE in the environment. It runs in a process group of
- * its own, as `user` when one is named; past its timeout the group gets SIGTERM, then SIGKILL
- * HEALTH_EXEC_KILL_GRACE_MS later (the leader's exit says nothing of the rest of its group).
+ * notifications of a server going up or down (notifyUp, notifyDown) or a service's quorum.
+ * No shell: the program and its arguments as given, `{address}` and `{port}` in them standing
+ * for the server's, and TUNVS_CHECK_ADDRESS / _PORT / _SERVICE in the environment. It runs in
+ * a process group of its own, as `user` when one is named; past its timeout the group gets
+ * SIGTERM, then SIGKILL HEALTH_EXEC_KILL_GRACE_MS later (the leader's exit says nothing of the
+ * rest of its group). The commands are started by a small process of their own
+ * (command_runner.ts: why), which this starts at the first command, and again if it dies.
  */
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { HEALTH_EXEC_KILL_GRACE_MS } from '../../constants.js';
 import { systemUser } from '../../config/system_user.js';
-import { errorText, type CheckTarget } from './check.js';
+import { distSrc } from '../../paths.js';
+import type { CheckTarget } from './check.js';
+import type { RunEnd, RunRequest } from './command_runner.js';
 
 /** How a command ended: its exit status, or why it has none. */
 export type CommandEnd = { status: number } | { error: string };
 
-/** Signal the process group `pid` leads; it may be gone already. */
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: every process of the group has exited.
+/** Past its timeout and the group's kill grace, a command's end is waited for this much
+ * longer before the runner counts as stuck (its answer would come first). */
+const RUNNER_SLACK_MS = 2000;
+
+/** The runner process and the commands it has not answered yet. */
+class Runner {
+  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly waiting = new Map<number, { done: (end: CommandEnd) => void; timer: NodeJS.Timeout }>();
+  private nextId = 1;
+  exited = false;
+
+  constructor() {
+    this.child = spawn(process.execPath, [join(distSrc(), 'control', 'checks', 'command_runner.js')], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    // Neither the process nor its pipes keep tunvs alive; a command waited for does (its timer).
+    this.child.unref();
+    (this.child.stdin as Writable & { unref?: () => void }).unref?.();
+    (this.child.stdout as Readable & { unref?: () => void }).unref?.();
+    this.child.stdin.on('error', () => undefined); // it died: 'exit' answers for it
+    createInterface({ input: this.child.stdout }).on('line', (line) => {
+      const end = JSON.parse(line) as RunEnd;
+      const w = this.waiting.get(end.id);
+      if (!w) return;
+      this.waiting.delete(end.id);
+      clearTimeout(w.timer);
+      w.done('status' in end ? { status: end.status } : { error: end.error });
+    });
+    this.child.once('exit', (code, signal) => {
+      this.exited = true;
+      this.failAll(`the command runner exited (${code !== null ? `status ${code}` : signal})`);
+    });
+    this.child.once('error', (e) => {
+      this.exited = true;
+      this.failAll(`the command runner did not start: ${e.message}`);
+    });
+  }
+
+  run(r: Omit<RunRequest, 'id'>): Promise<CommandEnd> {
+    return new Promise((done) => {
+      const id = this.nextId++;
+      const timer = setTimeout(
+        () => {
+          this.waiting.delete(id);
+          done({ error: `timed out after ${r.timeoutMs / 1000} s (the command runner did not answer)` });
+        },
+        r.timeoutMs + HEALTH_EXEC_KILL_GRACE_MS + RUNNER_SLACK_MS,
+      );
+      this.waiting.set(id, { done, timer });
+      this.child.stdin.write(`${JSON.stringify({ ...r, id })}\n`);
+    });
+  }
+
+  private failAll(why: string): void {
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.done({ error: why });
+    }
+    this.waiting.clear();
   }
 }
+
+let runner: Runner | undefined;
 
 export function runCommand(
   argv: readonly string[],
@@ -31,38 +93,21 @@ export function runCommand(
   userName: string | undefined,
   env: Record<string, string> = {},
 ): Promise<CommandEnd> {
-  return new Promise((resolve) => {
-    const [file, ...args] = argv.map((a) => a.replaceAll('{address}', t.address).replaceAll('{port}', String(t.port)));
-    if (file === undefined) return resolve({ error: 'no command' });
-    const user = userName !== undefined ? systemUser(userName) : undefined;
-    if (userName !== undefined && !user) return resolve({ error: `no user ${userName}` });
-    const child = spawn(file, args, {
-      stdio: 'ignore',
-      detached: true,
-      env: {
-        ...process.env,
-        TUNVS_CHECK_ADDRESS: t.address,
-        TUNVS_CHECK_PORT: String(t.port),
-        TUNVS_CHECK_SERVICE: t.service,
-        ...env,
-      },
-      ...(user ? { uid: user.uid, gid: user.gid } : {}),
-    });
-    let ended = false;
-    const finish = (r: CommandEnd): void => {
-      if (ended) return;
-      ended = true;
-      clearTimeout(timer);
-      resolve(r);
-    };
-    const timer = setTimeout(() => {
-      const pid = child.pid;
-      finish({ error: `timed out after ${timeoutSec} s` });
-      if (pid === undefined) return;
-      signalGroup(pid, 'SIGTERM');
-      setTimeout(() => signalGroup(pid, 'SIGKILL'), HEALTH_EXEC_KILL_GRACE_MS).unref();
-    }, timeoutSec * 1000);
-    child.once('error', (e) => finish({ error: errorText(e) }));
-    child.once('exit', (code, signal) => finish(code !== null ? { status: code } : { error: `killed by ${signal}` }));
+  const [file, ...args] = argv.map((a) => a.replaceAll('{address}', t.address).replaceAll('{port}', String(t.port)));
+  if (file === undefined) return Promise.resolve({ error: 'no command' });
+  const user = userName !== undefined ? systemUser(userName) : undefined;
+  if (userName !== undefined && !user) return Promise.resolve({ error: `no user ${userName}` });
+  if (!runner || runner.exited) runner = new Runner();
+  return runner.run({
+    file,
+    args,
+    env: {
+      TUNVS_CHECK_ADDRESS: t.address,
+      TUNVS_CHECK_PORT: String(t.port),
+      TUNVS_CHECK_SERVICE: t.service,
+      ...env,
+    },
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    timeoutMs: timeoutSec * 1000,
   });
 }
