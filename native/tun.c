@@ -539,6 +539,17 @@ static int push_string(napi_env env, napi_value array, uint32_t *count, const ch
   return 0;
 }
 
+/* Set a string property of a JS object; 0, or -1 with the exception pending. */
+static int set_string(napi_env env, napi_value object, const char *name, const char *text) {
+  napi_value v;
+  if (napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &v) != napi_ok ||
+      napi_set_named_property(env, object, name, v) != napi_ok) {
+    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: set_string");
+    return -1;
+  }
+  return 0;
+}
+
 struct neigh_ctx {
   int ifindex;
   napi_value out;
@@ -556,15 +567,12 @@ static int each_neighbour(napi_env env, const struct nlmsghdr *h, void *ctx) {
   char addr[INET6_ADDRSTRLEN], mac[18];
   if (!inet_ntop(nd->ndm_family, dst, addr, sizeof addr)) return 0;
   snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", ll[0], ll[1], ll[2], ll[3], ll[4], ll[5]);
-  napi_value entry, v;
-  if (napi_create_object(env, &entry) != napi_ok || napi_create_string_utf8(env, addr, NAPI_AUTO_LENGTH, &v) != napi_ok ||
-      napi_set_named_property(env, entry, "dst", v) != napi_ok ||
-      napi_create_string_utf8(env, mac, NAPI_AUTO_LENGTH, &v) != napi_ok ||
-      napi_set_named_property(env, entry, "lladdr", v) != napi_ok || napi_set_element(env, c->out, c->count++, entry) != napi_ok) {
+  napi_value entry;
+  if (napi_create_object(env, &entry) != napi_ok || napi_set_element(env, c->out, c->count++, entry) != napi_ok) {
     napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: neighbours");
     return -1;
   }
-  return 0;
+  return set_string(env, entry, "dst", addr) || set_string(env, entry, "lladdr", mac) ? -1 : 0;
 }
 
 /* neighbours(ifname): the kernel's usable neighbour entries on the interface (REACHABLE,
@@ -682,14 +690,8 @@ static int each_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
         inet_ntop(v->rtvia_family, v->rtvia_addr, gateway, sizeof gateway);
     }
   }
-  napi_value v;
-  if ((dev[0] && (napi_create_string_utf8(env, dev, NAPI_AUTO_LENGTH, &v) != napi_ok ||
-                  napi_set_named_property(env, c->out, "dev", v) != napi_ok)) ||
-      (gateway[0] && (napi_create_string_utf8(env, gateway, NAPI_AUTO_LENGTH, &v) != napi_ok ||
-                      napi_set_named_property(env, c->out, "gateway", v) != napi_ok))) {
-    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: routeGet");
-    return -1;
-  }
+  if (dev[0] && set_string(env, c->out, "dev", dev)) return -1;
+  if (gateway[0] && set_string(env, c->out, "gateway", gateway)) return -1;
   return 0;
 }
 
