@@ -528,6 +528,15 @@ static int nl_ask(napi_env env, struct nlmsghdr *req, nl_each each, void *ctx) {
   return err;
 }
 
+/* The header of a request whose body (the struct after it) is `body` bytes, zeroed. */
+static void nl_request(struct nlmsghdr *h, size_t body, uint16_t type, uint16_t flags) {
+  memset(h, 0, NLMSG_LENGTH(body));
+  h->nlmsg_len = NLMSG_LENGTH(body);
+  h->nlmsg_type = type;
+  h->nlmsg_flags = flags;
+  h->nlmsg_seq = 1;
+}
+
 /* Append a string to a JS array; 0, or -1 with the exception pending. */
 static int push_string(napi_env env, napi_value array, uint32_t *count, const char *text) {
   napi_value v;
@@ -595,11 +604,7 @@ static napi_value Neighbours(napi_env env, napi_callback_info info) {
     struct nlmsghdr h;
     struct ndmsg nd;
   } req;
-  memset(&req, 0, sizeof req);
-  req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.nd);
-  req.h.nlmsg_type = RTM_GETNEIGH;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  req.h.nlmsg_seq = 1;
+  nl_request(&req.h, sizeof req.nd, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP);
   req.nd.ndm_family = AF_UNSPEC;
   int err = nl_ask(env, &req.h, each_neighbour, &c);
   if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETNEIGH dump", err, NULL);
@@ -648,11 +653,7 @@ static napi_value LocalRoutes(napi_env env, napi_callback_info info) {
       struct nlmsghdr h;
       struct rtmsg rt;
     } req;
-    memset(&req, 0, sizeof req);
-    req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.rt);
-    req.h.nlmsg_type = RTM_GETROUTE;
-    req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.h.nlmsg_seq = 1;
+    nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
     req.rt.rtm_family = families[i];
     req.rt.rtm_table = RT_TABLE_LOCAL;
     req.rt.rtm_type = RTN_LOCAL;
@@ -721,10 +722,7 @@ static napi_value RouteGet(napi_env env, napi_callback_info info) {
     return NULL;
   }
   size_t alen = family == AF_INET ? 4 : 16;
-  req.h.nlmsg_len = NLMSG_LENGTH(sizeof req.rt);
-  req.h.nlmsg_type = RTM_GETROUTE;
-  req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  req.h.nlmsg_seq = 1;
+  nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_ACK);
   req.rt.rtm_family = (unsigned char)family;
   req.rt.rtm_dst_len = (unsigned char)(alen * 8);
   struct rtattr *a = (struct rtattr *)((uint8_t *)&req.h + NLMSG_ALIGN(req.h.nlmsg_len));
