@@ -252,6 +252,30 @@ describe('exec check', () => {
     expect(again).not.toBe(runner);
     expect(readFileSync(`/proc/${again}/cmdline`, 'utf8')).toContain('command_runner.js');
   });
+
+  it('a stuck runner (SIGSTOP): its command fails once the timeout, the kill grace and 2 s are past, and a new runner runs the next', async () => {
+    const parent = join(dir, 'ppid2');
+    const quick = script('quick2.sh', `echo $PPID > ${parent}`);
+    expect(await probe({ type: 'exec', command: [quick] }, 1)).toBeUndefined();
+    const stuck = Number(readFileSync(parent, 'utf8'));
+    process.kill(stuck, 'SIGSTOP');
+    try {
+      const t0 = Date.now();
+      expect(await probe({ type: 'exec', command: [quick], timeout: 1 }, 1)).toBe(
+        'exec: timed out after 1 s (the command runner did not answer)',
+      );
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(3900);
+      rmSync(parent);
+      expect(await probe({ type: 'exec', command: [quick] }, 1)).toBeUndefined();
+      expect(Number(readFileSync(parent, 'utf8'))).not.toBe(stuck);
+    } finally {
+      try {
+        process.kill(stuck, 'SIGKILL');
+      } catch {
+        // killed as stuck already
+      }
+    }
+  });
 });
 
 function execId(user: string): string {

@@ -23,7 +23,7 @@ import type { RunEnd, RunRequest } from './command_runner.js';
 export type CommandEnd = { status: number } | { error: string };
 
 /** Past its timeout and the group's kill grace, a command's end is waited for this much
- * longer before the runner counts as stuck (its answer would come first). */
+ * longer before the runner counts as stuck (its answer would come first) and is replaced. */
 const RUNNER_SLACK_MS = 2000;
 
 /** The runner process and the commands it has not answered yet. */
@@ -43,7 +43,12 @@ class Runner {
     (this.child.stdout as Readable & { unref?: () => void }).unref?.();
     this.child.stdin.on('error', () => undefined); // it died: 'exit' answers for it
     createInterface({ input: this.child.stdout }).on('line', (line) => {
-      const end = JSON.parse(line) as RunEnd;
+      let end: RunEnd;
+      try {
+        end = JSON.parse(line) as RunEnd;
+      } catch {
+        return; // not the runner's answer
+      }
       const w = this.waiting.get(end.id);
       if (!w) return;
       this.waiting.delete(end.id);
@@ -65,8 +70,12 @@ class Runner {
       const id = this.nextId++;
       const timer = setTimeout(
         () => {
+          // The runner answers a command's timeout itself: it is stuck. Its successor runs the
+          // next command.
           this.waiting.delete(id);
           done({ error: `timed out after ${r.timeoutMs / 1000} s (the command runner did not answer)` });
+          this.exited = true;
+          this.child.kill('SIGKILL');
         },
         r.timeoutMs + HEALTH_EXEC_KILL_GRACE_MS + RUNNER_SLACK_MS,
       );
