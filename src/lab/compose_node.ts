@@ -22,6 +22,12 @@ import { distSrc, haCheckBinary } from '../paths.js';
 import { detachReader, resolveCgroup } from '../rs/reader.js';
 import { keepalivedConfig, LAB, labConfig } from './topology.js';
 
+/** What a stop may take, its children's together: under docker-compose.yml's stop_grace_period
+ * (5 s), past which Docker kills the container. keepalived usually ends in milliseconds and
+ * leaves the rest to tunvs, whose orderly stop can take seconds (a master publishes its
+ * young sessions for up to HA_STAND_DOWN_MS, then its forwarders get 2 s to end). */
+const STOP_BUDGET_MS = 4500;
+
 const role = process.argv[2] ?? '';
 const RUN = '/run/tunvs';
 const CLI = join(distSrc(), 'cli', 'main.js');
@@ -167,14 +173,18 @@ function rs(name: string): void {
 async function stop(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
+  const deadline = Date.now() + STOP_BUDGET_MS;
   for (const c of [...children].reverse()) {
     if (c.pid !== undefined && c.exitCode === null) {
       c.kill('SIGTERM');
       await new Promise<void>((r) => {
-        const t = setTimeout(() => {
-          c.kill('SIGKILL');
-          r();
-        }, 1500);
+        const t = setTimeout(
+          () => {
+            c.kill('SIGKILL');
+            r();
+          },
+          Math.max(0, deadline - Date.now()),
+        );
         c.once('exit', () => {
           clearTimeout(t);
           r();
