@@ -309,6 +309,15 @@ export const V8_INLINE_BUDGET_BYTES = 3000;
 export const RECONCILE_SLICE_RECORDS = 65536;
 export const SYNC_RING_WAIT_MS = 2000;
 
+/** The main thread's stalls (control/loop_watch.ts): it answers keepalived's check (`ready`,
+ * 900 ms for its answer, twice in a row fails a node), the admin socket, health checks and HA
+ * sync. A timer every LOOP_WATCH_MS; one that runs LOOP_STALL_MS or more late counts as a
+ * stall (a third of the check's deadline: two checks still fit), logged at most once per
+ * LOOP_STALL_LOG_MS with the count of those in between. */
+export const LOOP_WATCH_MS = 100;
+export const LOOP_STALL_MS = 300;
+export const LOOP_STALL_LOG_MS = 10_000;
+
 /** HA: how often the publisher drains the workers' event rings into one MULTI (HSET/HDEL and
  * one XADD: ha/publisher.ts), not a Redis round trip per event; well inside syncAfterMs (2 s),
  * so a session's copy is at its peers long before a failover would need it. */

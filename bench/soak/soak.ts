@@ -261,6 +261,9 @@ interface NodeStats {
   roleChanges: number;
   /** A cluster node's adoptions of a dead peer's sessions (since its start). */
   adopted: number;
+  /** Its main thread's stalls since its start (tunvs stats mainThread: held ≥ 300 ms). */
+  stalls: number;
+  stallLongestMs: number;
 }
 
 async function nodeStats(state: LabState, node: string, gc = false): Promise<NodeStats> {
@@ -271,6 +274,7 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     queues: ({ readErrors: number; writeErrors: number; writeDropped: number } | null)[];
     ha?: { syncLagMs: number | null; roleChanges?: number };
     memory: { rssBytes: number; mainHeapBytes: number; forwarderHeapBytes: (number | null)[] };
+    mainThread?: { stalls: number; longestMs: number };
   };
   return {
     rssMiB: r.memory.rssBytes / 2 ** 20,
@@ -284,6 +288,8 @@ async function nodeStats(state: LabState, node: string, gc = false): Promise<Nod
     syncLagMs: r.ha?.syncLagMs ?? null,
     roleChanges: r.ha?.roleChanges ?? 0,
     adopted: r.counters.sync_adopted ?? 0,
+    stalls: r.mainThread?.stalls ?? 0,
+    stallLongestMs: r.mainThread?.longestMs ?? 0,
   };
 }
 
@@ -641,6 +647,18 @@ async function nodeDeath(retire: () => Promise<void>, returned: () => void): Pro
 
 /** What keepalived said on a pair node about its state (transitions, its check, adverts,
  * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
+/** What a node's tunvs logged of its main thread's stalls (loop_watch.ts). */
+function stallLines(state: LabState, node: string): string[] {
+  try {
+    return readFileSync(join(state.dir, `tunvs-${node}.log`), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('the main thread was held'))
+      .slice(-10);
+  } catch {
+    return [];
+  }
+}
+
 function keepalivedEvents(state: LabState, node: string): string[] {
   try {
     return readFileSync(join(state.dir, `keepalived-${node}.log`), 'utf8')
@@ -704,6 +722,7 @@ async function main(): Promise<void> {
   const leftover: Record<string, string[]> = {};
   /** keepalived's state lines per pair node (printed when a role changed unplanned). */
   const roleEvents: Record<string, string[]> = {};
+  const stalls: Record<string, { count: number; longestMs: number; lines: string[] }> = {};
   const failoverErrors: string[] = [];
   /** What the dying cluster node counted before each death (drops that grew, reassembled
    * datagrams, SYN-proxy accepts, queue errors): its next process counts from zero. */
@@ -813,6 +832,7 @@ async function main(): Promise<void> {
       dropsAfter[node] = st.drops;
       rolesAfter[node] = st.roleChanges;
       if (CLUSTER_NODES === 0) roleEvents[node] = keepalivedEvents(state, node);
+      stalls[node] = { count: st.stalls, longestMs: st.stallLongestMs, lines: stallLines(state, node) };
       tot.udpReassembled += st.reassembled;
       tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
@@ -994,6 +1014,9 @@ async function main(): Promise<void> {
     `the machine: steal ${sum('stealSec')} s, CPU pressure (some waiting) ${sum('cpuSomeSec')} s, IO pressure (all waiting) ${sum('ioFullSec')} s; this process's timers late by at most ${latest.machine.lateMs} ms (the sample interval ending at ${latest.t.toFixed(0)} s)`,
   );
   console.log(
+    `main-thread stalls (held ≥ 300 ms; keepalived's check gives 900 ms): ${NODES.map((n) => `${n} ${stalls[n]?.count ?? '?'}${stalls[n]?.count ? ` (longest ${stalls[n].longestMs} ms)` : ''}`).join(', ')}`,
+  );
+  console.log(
     `drops that grew: ${
       NODES.map((n) => {
         const d = Object.entries(drops[n]!);
@@ -1007,7 +1030,11 @@ async function main(): Promise<void> {
   for (const v of verdicts) console.log(`| ${v.name} | ${v.ok ? 'yes' : 'NO'} | ${v.detail} |`);
   // A role that moved unplanned: what keepalived saw (its check failing, adverts missed).
   if (CLUSTER_NODES === 0 && !verdicts[0]!.ok)
-    for (const n of NODES) console.log(`\nkeepalived on ${n}:\n${(roleEvents[n] ?? []).join('\n') || '(no log)'}`);
+    for (const n of NODES) {
+      console.log(`\nkeepalived on ${n}:\n${(roleEvents[n] ?? []).join('\n') || '(no log)'}`);
+      const lines = stalls[n]?.lines ?? [];
+      if (lines.length > 0) console.log(`tunvs on ${n}, its main thread's stalls:\n${lines.join('\n')}`);
+    }
 
   writeResults('soak', {
     topology: CLUSTER_NODES > 0 ? `cluster-${CLUSTER_NODES}` : 'pair',
@@ -1020,6 +1047,9 @@ async function main(): Promise<void> {
     drainedAfterSec: drained,
     failovers: failoversDone,
     keepalived: roleEvents,
+    mainThreadStalls: Object.fromEntries(
+      NODES.map((n) => [n, { count: stalls[n]?.count, longestMs: stalls[n]?.longestMs }]),
+    ),
     verdicts,
     samples,
   });

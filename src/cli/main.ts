@@ -58,7 +58,8 @@ Usage:
   tunvs stats [--json] [--gc]             counters, drops by reason, table load per worker, HA
                                           sync (role, lag), TUN device and queue counters,
                                           memory (RSS, each thread's heap; --gc: after a full
-                                          garbage collection of each, so what is live)
+                                          garbage collection of each, so what is live), the
+                                          main thread's stalls (held 300 ms or more)
   tunvs conns [--protocol tcp|udp] [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S]
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]
@@ -495,6 +496,7 @@ async function main(argv: string[]): Promise<number> {
               io: reply.io,
               queues: reply.queues,
               memory: reply.memory,
+              mainThread: reply.mainThread,
             },
             null,
             2,

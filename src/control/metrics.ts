@@ -29,6 +29,8 @@
  *   tunvs_queue_<figure>_total{worker}    each forwarder's queue (TUN or AF_XDP): packets and
  *                                         bytes by direction, write drops, errors by op, ...
  *   tunvs_device_<figure>_total{direction}   the TUN device's own counters (sysfs)
+ *   tunvs_main_thread_stalls_total,       the main thread held LOOP_STALL_MS or more (the
+ *   tunvs_main_thread_stall_longest_seconds   check's, the admin's, HA sync's thread)
  *   process_*, nodejs_*                   prom-client's defaults: the process's RSS, CPU and
  *                                         file descriptors, the main thread's heap and
  *                                         event-loop lag
@@ -41,6 +43,7 @@ import { GLOBAL_GAUGE_NAMES } from '../dataplane/counters.js';
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { HaStatus } from '../ha/node.js';
+import type { LoopStats } from './loop_watch.js';
 import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
 import type { ForwarderStats } from './forwarder_protocol.js';
@@ -65,6 +68,8 @@ export interface MetricsSource {
   forwarders?: () => Promise<(ForwarderStats | null)[]>;
   /** The TUN device's counters (sysfs names: rx_packets, tx_dropped, ...). */
   device?: () => Record<string, number>;
+  /** The main thread's stalls (loop_watch.ts). */
+  mainThread?: () => LoopStats;
 }
 
 /** One scrape reads every queue metric from one snapshot: a snapshot younger than this is
@@ -145,6 +150,19 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
     }
     readCounter(reg, `tunvs_${n}_total`, `tunvs stats counter ${n}, all workers`, [], (set) =>
       set({}, src.stats().counters[n] ?? 0),
+    );
+  }
+  const { mainThread } = src;
+  if (mainThread) {
+    readCounter(
+      reg,
+      'tunvs_main_thread_stalls_total',
+      "Times the main thread (keepalived's check, the admin socket, HA sync) was held for 300 ms or more",
+      [],
+      (set) => set({}, mainThread().stalls),
+    );
+    readGauge(reg, 'tunvs_main_thread_stall_longest_seconds', 'The longest main-thread stall since start', [], (set) =>
+      set({}, mainThread().longestMs / 1000),
     );
   }
   readCounter(reg, 'tunvs_drops_total', 'Packets dropped, by reason', ['reason'], (set) => {

@@ -30,6 +30,7 @@ import { XdpPrograms } from './xdp.js';
 import { TemplateTable } from '../conn/templates.js';
 import { TunnelMtuTable } from '../nat/tunnel_pmtu.js';
 import { NODE_ID_MAX } from '../constants.js';
+import { LoopWatch } from './loop_watch.js';
 import { DrLink, LINK_REFRESH_MS, LINK_RESOLVE_RECHECK_MS } from './link.js';
 import { nativeAddon, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN } from '../dataplane/tun_device.js';
 import {
@@ -113,6 +114,8 @@ export class Runtime {
   );
   private linkTimer: NodeJS.Timeout | undefined;
   private shadowTimer: NodeJS.Timeout | undefined;
+  /** The main thread's stalls (loop_watch.ts): `tunvs stats` mainThread, the metrics. */
+  private readonly loopWatch = new LoopWatch((msg) => this.log('warn', msg));
   /** The VIPs and local addresses last found among the host's own (checkShadowed). */
   private shadowed = new Set<string>();
   /** Persistence templates, shared with every forwarder (conn/templates.ts). */
@@ -287,6 +290,7 @@ export class Runtime {
       this.teardown();
       throw e;
     }
+    this.loopWatch.start();
     process.on('SIGHUP', () => this.reload());
     process.on('SIGTERM', () => void this.stop(0));
     process.on('SIGINT', () => void this.stop(0));
@@ -493,6 +497,7 @@ export class Runtime {
         tables: () => this.workers.map((w) => ({ live: w.table?.[H_LIVE] ?? 0, capacity: w.table?.[H_CAPACITY] ?? 0 })),
         ha: () => this.ha?.status(),
         routes: () => this.system.routesOf(this.config.tun.name),
+        mainThread: () => this.loopWatch.stats(),
         routeHealth: () => {
           if (this.routeHealth() === 'off') return [];
           const withdrawn = this.withdrawn();
@@ -641,6 +646,7 @@ export class Runtime {
             return { worker, sessions: live, capacity, load: capacity > 0 ? live / capacity : 0 };
           }),
           ...(await this.forwarderFigures(req.gc === true)),
+          mainThread: this.loopWatch.stats(),
           device: deviceStats(this.config.tun.name),
           io: { mode: this.ioNow(), ...(this.xdp ? { xdp: this.xdp.describe() } : {}) },
           ...(this.ha ? { ha: this.ha.status() } : {}),
@@ -934,6 +940,7 @@ export class Runtime {
   private teardown(): void {
     if (this.linkTimer) clearInterval(this.linkTimer);
     if (this.shadowTimer) clearInterval(this.shadowTimer);
+    this.loopWatch.stop();
     this.xdp?.close();
     this.link.close();
     this.admin?.close();

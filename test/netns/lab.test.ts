@@ -1324,6 +1324,25 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(m.tunvs_device_dropped_total!.type).toBe('COUNTER');
     // The AF_XDP figures read 0 on the TUN path (not prom-client's default increment of 1).
     for (const x of m.tunvs_queue_rx_dropped_total!.metrics) expect(x.value).toBe('0');
+    // The main thread held (here: the process stopped 600 ms, so waiting, not running):
+    // counted, logged (the first stall always is), exported.
+    type MainThread = { stalls: number; longestMs: number; last?: { ms: number; busyMs: number } };
+    const mainThread = async (): Promise<MainThread> =>
+      ((await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as { mainThread: MainThread }).mainThread;
+    const before = (await mainThread()).stalls;
+    process.kill(tunvsPid(), 'SIGSTOP');
+    await new Promise((r) => setTimeout(r, 600));
+    process.kill(tunvsPid(), 'SIGCONT');
+    await new Promise((r) => setTimeout(r, 300));
+    const held = await mainThread();
+    expect(held.stalls).toBeGreaterThan(before);
+    expect(held.longestMs).toBeGreaterThanOrEqual(500);
+    expect(held.last!.ms).toBeGreaterThanOrEqual(500);
+    expect(held.last!.busyMs).toBeLessThan(held.last!.ms / 2);
+    expect(await logged('the main thread was held')).toBe(true);
+    const after = scrape();
+    expect(Number(after.tunvs_main_thread_stalls_total!.metrics[0]!.value)).toBeGreaterThanOrEqual(held.stalls);
+    expect(Number(after.tunvs_main_thread_stall_longest_seconds!.metrics[0]!.value)).toBeGreaterThanOrEqual(0.5);
   });
 
   it('runtime edits: weights shift traffic, drain keeps existing connections, a new service serves, bad edits are refused', async () => {
