@@ -647,13 +647,14 @@ async function nodeDeath(retire: () => Promise<void>, returned: () => void): Pro
 
 /** What keepalived said on a pair node about its state (transitions, its check, adverts,
  * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
-/** What a node's tunvs logged of its main thread's stalls (loop_watch.ts). */
-function stallLines(state: LabState, node: string): string[] {
+/** A node's tunvs's last warnings and errors: its main thread's stalls (loop_watch.ts), HA's
+ * errors (a node id in conflict: not ready), beside keepalived's view of its check. */
+function warnLines(state: LabState, node: string): string[] {
   try {
     return readFileSync(join(state.dir, `tunvs-${node}.log`), 'utf8')
       .split('\n')
-      .filter((l) => l.includes('the main thread was held'))
-      .slice(-10);
+      .filter((l) => /"level":"(warn|error)"/.test(l))
+      .slice(-12);
   } catch {
     return [];
   }
@@ -722,7 +723,7 @@ async function main(): Promise<void> {
   const leftover: Record<string, string[]> = {};
   /** keepalived's state lines per pair node (printed when a role changed unplanned). */
   const roleEvents: Record<string, string[]> = {};
-  const stalls: Record<string, { count: number; longestMs: number; lines: string[] }> = {};
+  const stalls: Record<string, { count: number; longestMs: number; warnings: string[] }> = {};
   const failoverErrors: string[] = [];
   /** What the dying cluster node counted before each death (drops that grew, reassembled
    * datagrams, SYN-proxy accepts, queue errors): its next process counts from zero. */
@@ -832,7 +833,7 @@ async function main(): Promise<void> {
       dropsAfter[node] = st.drops;
       rolesAfter[node] = st.roleChanges;
       if (CLUSTER_NODES === 0) roleEvents[node] = keepalivedEvents(state, node);
-      stalls[node] = { count: st.stalls, longestMs: st.stallLongestMs, lines: stallLines(state, node) };
+      stalls[node] = { count: st.stalls, longestMs: st.stallLongestMs, warnings: warnLines(state, node) };
       tot.udpReassembled += st.reassembled;
       tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
@@ -1032,8 +1033,8 @@ async function main(): Promise<void> {
   if (CLUSTER_NODES === 0 && !verdicts[0]!.ok)
     for (const n of NODES) {
       console.log(`\nkeepalived on ${n}:\n${(roleEvents[n] ?? []).join('\n') || '(no log)'}`);
-      const lines = stalls[n]?.lines ?? [];
-      if (lines.length > 0) console.log(`tunvs on ${n}, its main thread's stalls:\n${lines.join('\n')}`);
+      const lines = stalls[n]?.warnings ?? [];
+      console.log(`tunvs on ${n}, its last warnings and errors:\n${lines.join('\n') || '(none)'}`);
     }
 
   writeResults('soak', {
