@@ -55,7 +55,7 @@ import type { NatContext } from './context.js';
 import { answerReset } from './rst.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace32, csumStart } from '../packet/checksum.js';
-import { finCoverAck, finsAcked, idleTicks, restartTimeout, setState } from './session.js';
+import { finCoverAck, finsAcked, idleTicks, laterAck, restartTimeout, setState } from './session.js';
 import { inboundOptions, scanPacketOptions, shiftSackClampMss } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 
@@ -73,12 +73,13 @@ export function tcpInbound(c: NatContext, r: number, n: number): number {
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
   if (st === S_CLOSE && rec[base + R_RESET] !== 0) return answerReset(c, rec, base, true);
   let ns = nextStateInbound(st, flags);
-  if (ns === S_TIME_WAIT && !finsAcked(rec, base, ack, rec[base + R_RS_ACK]!)) ns = st;
+  if (ns === S_TIME_WAIT && !finsAcked(rec, base, laterAck(ack, rec[base + R_CLI_ACK]!), rec[base + R_RS_ACK]!))
+    ns = st;
   if (ns !== st) setState(c, base, ns);
   restartTimeout(c, r, ns);
 
   const hasAck = (flags & TCP_ACKF) !== 0;
-  if (hasAck) rec[base + R_CLI_ACK] = ack;
+  if (hasAck) rec[base + R_CLI_ACK] = laterAck(ack, rec[base + R_CLI_ACK]!);
   const newSeq = (seq + rec[base + R_SEQ_DELTA]!) | 0;
   // What the server's ack must reach to cover this FIN.
   if ((flags & TCP_FIN) !== 0) rec[base + R_CLI_FIN_ACK] = finCoverAck(c, newSeq);

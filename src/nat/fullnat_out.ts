@@ -58,7 +58,7 @@ import type { NatContext } from './context.js';
 import { answerReset } from './rst.js';
 import { countPacket, rewriteAddresses, rewritePartial, rewritePorts, rewriteUdp, swapPorts } from './rewrite.js';
 import { csumFinish, csumReplace16, csumReplace32, csumStart } from '../packet/checksum.js';
-import { finCoverAck, finsAcked, idleTicks, restartTimeout, setState } from './session.js';
+import { finCoverAck, finsAcked, idleTicks, laterAck, restartTimeout, setState } from './session.js';
 import { scanPacketOptions, shiftSackClampMss, TOA_LEN_V4, TOA_LEN_V6 } from './toa.js';
 import { shiftTimestamp } from './timestamps.js';
 import { isWaiting, proxyServerSynAck, rescaledWindow } from './synproxy.js';
@@ -90,7 +90,8 @@ export function tcpOutbound(c: NatContext, r: number): number {
   const st = (meta >>> META_STATE_SHIFT) & 0xff;
   if (st === S_CLOSE && rec[base + R_RESET] !== 0) return answerReset(c, rec, base, false);
   let ns = nextStateOutbound(st, flags);
-  if (ns === S_TIME_WAIT && !finsAcked(rec, base, rec[base + R_CLI_ACK]!, ack)) ns = st;
+  if (ns === S_TIME_WAIT && !finsAcked(rec, base, rec[base + R_CLI_ACK]!, laterAck(ack, rec[base + R_RS_ACK]!)))
+    ns = st;
   if (ns !== st) setState(c, base, ns);
   restartTimeout(c, r, ns);
 
@@ -108,7 +109,7 @@ export function tcpOutbound(c: NatContext, r: number): number {
     if (!synAck && ((meta >>> META_FLAGS_SHIFT) & FLAG_TOA_OPEN) !== 0 && ack !== rec[base + R_RS_ACK]) {
       rec[base + R_META] = rec[base + R_META]! & ~(FLAG_TOA_OPEN << META_FLAGS_SHIFT);
     }
-    rec[base + R_RS_ACK] = ack;
+    rec[base + R_RS_ACK] = laterAck(ack, rec[base + R_RS_ACK]!);
   }
   const newAck = (ack - delta) | 0;
   const srvDelta = proxied ? rec[base + R_SRV_DELTA]! : 0;

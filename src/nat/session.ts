@@ -272,6 +272,18 @@ export function idleTicks(c: NatContext, base: number): number {
 }
 
 /**
+ * The later of two acks of one direction (sequence-number order, mod 2^32); `had` 0 is none
+ * recorded yet. A connection's recorded acks (R_CLI_ACK, R_RS_ACK) only move forward: a segment
+ * that arrives late (reordered on the way or in the LB) carries an older ack, and recorded, it
+ * would hold a closed connection in LAST_ACK (finsAcked no longer true when the last ACK comes:
+ * the session lived out the timer of its last data, 90 s, in the soak) and put its RSTs at
+ * expiry (nat/rst.ts) out of the window.
+ */
+export function laterAck(ack: number, had: number): number {
+  return had === 0 || ((ack - had) | 0) > 0 ? ack : had;
+}
+
+/**
  * Whether each side has acknowledged the other's FIN, given the client's latest ack (as the
  * client sent it) and the real server's (LB space): LAST_ACK becomes TIME_WAIT only then. An
  * ACK before that (a duplicate ACK asking for the last data, the ACK of one FIN while the

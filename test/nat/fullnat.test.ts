@@ -316,6 +316,34 @@ describe.each([
     expect(k.d.session().state).toBe('TIME_WAIT');
   });
 
+  it('a late ACK does not move the recorded ack back: the last ACK still ends LAST_ACK (client side)', () => {
+    // Seen in the soak: the handshake's ACK, handed between workers, came after the close; a
+    // session that recorded its ack lived out 90 s in LAST_ACK.
+    const k = connect(fam);
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK, payload: payload(38) }));
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 39, flags: FIN | ACK, payload: payload(133) }));
+    expect(k.d.session().state).toBe('CLOSE_WAIT');
+    k.d.forward(k.c({ seq: CLIENT_ISN + 39, ack: RS_ISN + 135, flags: FIN | ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: ACK })); // the late one
+    expect(k.d.session().state).toBe('LAST_ACK');
+    expect(k.d.session().clientAck).toBe((RS_ISN + 135) >>> 0);
+    k.d.forward(k.r({ seq: RS_ISN + 135, ack: k.lbIsn + 40, flags: ACK }));
+    expect(k.d.session().state).toBe('TIME_WAIT');
+  });
+
+  it('a late ACK does not move the recorded ack back: the last ACK still ends LAST_ACK (server side)', () => {
+    const k = connect(fam);
+    k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 2, flags: FIN | ACK }));
+    expect(k.d.session().state).toBe('LAST_ACK');
+    k.d.forward(k.r({ seq: RS_ISN + 1, ack: k.lbIsn + 1, flags: ACK })); // its SYN-ACK's ack, late
+    expect(k.d.session().state).toBe('LAST_ACK');
+    expect(k.d.session().rsAck).toBe((k.lbIsn + 2) >>> 0);
+    k.d.forward(k.c({ seq: CLIENT_ISN + 2, ack: RS_ISN + 2, flags: ACK }));
+    expect(k.d.session().state).toBe('TIME_WAIT');
+  });
+
   it('a half-closed connection that has gone quiet ends when the timer of its last packets runs out', () => {
     const k = connect(fam);
     k.d.forward(k.c({ seq: CLIENT_ISN + 1, ack: RS_ISN + 1, flags: FIN | ACK }));

@@ -254,6 +254,16 @@ describe.each([
     e.forward(c(fam, { seq: 1001, ack: 5001, flags: FIN | ACK }));
     e.forward(c(fam, { seq: 1002, ack: 5002, flags: ACK })); // the ack of the server's FIN
     expect(e.session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 7_000 });
+
+    // A segment from before the FIN that comes late (its ack older) does not move the recorded
+    // ack back: the ack of the server's FIN still reads as a close, not as the server's data.
+    const f = new Driver(makeEngine(services(fam, 'tunnel')));
+    f.forward(c(fam, { seq: 1000, flags: SYN, options: SYN_OPTS }));
+    f.forward(c(fam, { seq: 1001, ack: 4001, flags: ACK }));
+    f.forward(c(fam, { seq: 1001, ack: 5001, flags: FIN | ACK }));
+    f.forward(c(fam, { seq: 1001, ack: 4001, flags: ACK })); // the handshake's ACK, late
+    f.forward(c(fam, { seq: 1002, ack: 5002, flags: ACK }));
+    expect(f.session()).toMatchObject({ state: 'FIN_WAIT', expiresInMs: 7_000 });
   });
 
   it('UDP too', () => {

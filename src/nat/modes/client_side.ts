@@ -11,7 +11,7 @@ import { C_SYNC_TAKEN } from '../../dataplane/counters.js';
 import { clientWorker } from '../../dataplane/shard.js';
 import { IPPROTO_TCP, TCP_ACK, TCP_ACKF } from '../../packet/headers.js';
 import type { NatContext } from '../context.js';
-import { idleTicks, setState, timeoutOf } from '../session.js';
+import { idleTicks, laterAck, setState, timeoutOf } from '../session.js';
 import { DROP_NO_SESSION } from '../verdict.js';
 
 /** The IN key's client address and port (c.key) as the local half of OUT key `ok`. */
@@ -83,7 +83,7 @@ export function clientOnlyState(c: NatContext, r: number): void {
       const fin = rec[base + R_CLI_FIN_ACK]!;
       if (quietSinceFin(last, fin) && !quietSinceFin(ack, fin)) changed = true;
     } else rec[base + R_CLI_FIN_ACK] = ack;
-    rec[base + R_CLI_ACK] = ack;
+    rec[base + R_CLI_ACK] = laterAck(ack, last);
   }
   table.setExpire(r, expire);
   // A one-packet service's datagram session ends with this packet: not published. A peer's
