@@ -5,7 +5,7 @@
  *
  *   args        --admin PATH (a unix socket, or tcp://HOST:PORT, tcp://[V6]:PORT) and
  *               --token T (or TUNVS_ADMIN_TOKEN), as the CLI takes them
- *   connect     non-blocking, within the deadline
+ *   connect     non-blocking, within the deadline (a unix socket's queue full, EAGAIN: again)
  *   ask         {"cmd":"ready"} plus the token, one line of JSON
  *   read        one line back: {"ok":true,"ready":true} passes; "unknown command" (a tunvs of
  *               the version before `ready`, its package upgraded under it) asks `ha` instead
@@ -64,8 +64,22 @@ static int wait_fd(int fd, short events) {
   }
 }
 
+/* A pause between connects to a unix socket whose listener's queue is full. */
+#define UNIX_RETRY_NS (5 * 1000 * 1000)
+
 static int connect_within(int fd, const struct sockaddr *sa, socklen_t len) {
-  if (connect(fd, sa, len) == 0) return 0;
+  /* A unix socket answers EAGAIN when its listener's queue of unaccepted connections is full
+   * (tunvs's main thread held): nothing is in progress then, connect again until the deadline. */
+  for (;;) {
+    if (connect(fd, sa, len) == 0) return 0;
+    if (errno != EAGAIN || sa->sa_family != AF_UNIX) break;
+    if (deadline_ms - now_ms() <= 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = UNIX_RETRY_NS};
+    nanosleep(&pause, NULL);
+  }
   if (errno != EINPROGRESS && errno != EAGAIN) return -1;
   if (wait_fd(fd, POLLOUT) != 1) {
     errno = ETIMEDOUT;

@@ -94,8 +94,13 @@ export function serveAdminTcp(host: string, port: number, token: string, handle:
   return server;
 }
 
+/** A pause between connects to a unix socket whose listener's queue is full. */
+const ADMIN_CONNECT_RETRY_MS = 5;
+
 /** Send one request and return the reply; rejects with a message that says what to check.
- * `path` is the unix socket, or tcp://host:port with `token`. */
+ * `path` is the unix socket, or tcp://host:port with `token`. A unix socket whose listener's
+ * queue of unaccepted connections is full (tunvs's main thread held) refuses with EAGAIN, with
+ * nothing in progress: connected again until the time is up. */
 export function adminRequest(
   path: string,
   req: Record<string, unknown>,
@@ -104,37 +109,49 @@ export function adminRequest(
 ): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const tcp = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/]+)):(\d+)\/?$/.exec(path);
-    const sock = tcp ? createConnection({ host: tcp[1] ?? tcp[2], port: Number(tcp[3]) }) : createConnection(path);
     if (token !== undefined) req = { ...req, token };
-    let buf = '';
+    let sock: Socket | undefined;
+    let over = false;
     const timer = setTimeout(() => {
-      sock.destroy();
+      over = true;
+      sock?.destroy();
       reject(new Error(`no answer from ${path} within ${timeoutMs} ms`));
     }, timeoutMs);
-    sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(`${JSON.stringify(req)}\n`));
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
+    const attempt = (): void => {
+      if (over) return;
+      const s = tcp ? createConnection({ host: tcp[1] ?? tcp[2], port: Number(tcp[3]) }) : createConnection(path);
+      sock = s;
+      let buf = '';
+      s.setEncoding('utf8');
+      s.on('connect', () => s.write(`${JSON.stringify(req)}\n`));
+      s.on('data', (chunk: string) => {
+        buf += chunk;
+        const nl = buf.indexOf('\n');
+        if (nl >= 0) {
+          clearTimeout(timer);
+          s.end();
+          const reply = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+          if (reply.ok === true) resolve(reply);
+          else reject(new Error(String(reply.error)));
+        }
+      });
+      s.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EAGAIN' && !tcp) {
+          setTimeout(attempt, ADMIN_CONNECT_RETRY_MS);
+          return;
+        }
         clearTimeout(timer);
-        sock.end();
-        const reply = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-        if (reply.ok === true) resolve(reply);
-        else reject(new Error(String(reply.error)));
-      }
-    });
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(
-        new Error(
-          e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-            ? `tunvs is not running here (nothing answers at ${path}); start it with: tunvs run --config FILE`
-            : e.code === 'EACCES'
-              ? `permission denied on ${path}: the admin socket is root-only (mode 0600)`
-              : e.message,
-        ),
-      );
-    });
+        reject(
+          new Error(
+            e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+              ? `tunvs is not running here (nothing answers at ${path}); start it with: tunvs run --config FILE`
+              : e.code === 'EACCES'
+                ? `permission denied on ${path}: the admin socket is root-only (mode 0600)`
+                : e.message,
+          ),
+        );
+      });
+    };
+    attempt();
   });
 }

@@ -6,9 +6,9 @@
  * the `ready` command is asked `ha` instead.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -93,6 +93,50 @@ describe.each(Object.entries(CHECKS))('%s', (name, check) => {
       expect((await check(['--admin', url])).code).toBe(1);
     } finally {
       await closed(server);
+    }
+  });
+
+  it("a full queue (the listener's thread held): connected again, answered once the thread runs", async () => {
+    // A unix socket refuses a connect with EAGAIN when the listener's queue of unaccepted
+    // connections is full; nothing is in progress then. Here a listener with a queue of one
+    // holds its thread HOLD_MS right after listening, and two connections fill the queue.
+    const HOLD_MS = 500;
+    const path = join(dir, `full-${name.replace(/ /g, '+')}.sock`);
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const s = require('net').createServer((c) => { c.on('error', () => {}); c.on('data', () => c.end('{"ok":true,"ready":true}\\n')); });
+         s.listen({ path: ${JSON.stringify(path)}, backlog: 1 }, () => {
+           process.stdout.write('listening\\n');
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${HOLD_MS});
+         });`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const fillers: Socket[] = [];
+    try {
+      await new Promise<void>((r, j) => {
+        child.stdout.once('data', () => r());
+        child.once('exit', (code) => j(new Error(`the listener exited (${code}) before listening`)));
+      });
+      for (let i = 0; i < 2; i++) fillers.push(createConnection(path).on('error', () => undefined));
+      await new Promise((r) => setTimeout(r, 20));
+      // Full: a plain connect is refused at once.
+      const refused = await new Promise<string | undefined>((r) =>
+        createConnection(path)
+          .on('error', (e: NodeJS.ErrnoException) => r(e.code))
+          .on('connect', function (this: Socket) {
+            this.destroy();
+            r(undefined);
+          }),
+      );
+      expect(refused).toBe('EAGAIN');
+      const r = await check(['--admin', path]);
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      for (const f of fillers) f.destroy();
+      child.kill();
     }
   });
 
