@@ -84,6 +84,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { HA_DEFAULTS } from '../../src/config/config.js';
+import { LOOP_STALL_MS } from '../../src/constants.js';
 import { adminRequest } from '../../src/control/admin.js';
 import { labDown, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { inNs, stopPid } from '../../src/lab/netns.js';
@@ -261,7 +262,7 @@ interface NodeStats {
   roleChanges: number;
   /** A cluster node's adoptions of a dead peer's sessions (since its start). */
   adopted: number;
-  /** Its main thread's stalls since its start (tunvs stats mainThread: held ≥ 300 ms). */
+  /** Its main thread's stalls since its start (tunvs stats mainThread: held ≥ LOOP_STALL_MS). */
   stalls: number;
   stallLongestMs: number;
 }
@@ -645,8 +646,6 @@ async function nodeDeath(retire: () => Promise<void>, returned: () => void): Pro
   return { takeoverMs, failbackMs, adoptedMs };
 }
 
-/** What keepalived said on a pair node about its state (transitions, its check, adverts,
- * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
 /** A node's tunvs's last warnings and errors: its main thread's stalls (loop_watch.ts), HA's
  * errors (a node id in conflict: not ready), beside keepalived's view of its check. */
 function warnLines(state: LabState, node: string): string[] {
@@ -660,6 +659,8 @@ function warnLines(state: LabState, node: string): string[] {
   }
 }
 
+/** What keepalived said on a pair node about its state (transitions, its check, adverts,
+ * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
 function keepalivedEvents(state: LabState, node: string): string[] {
   try {
     return readFileSync(join(state.dir, `keepalived-${node}.log`), 'utf8')
@@ -1015,7 +1016,7 @@ async function main(): Promise<void> {
     `the machine: steal ${sum('stealSec')} s, CPU pressure (some waiting) ${sum('cpuSomeSec')} s, IO pressure (all waiting) ${sum('ioFullSec')} s; this process's timers late by at most ${latest.machine.lateMs} ms (the sample interval ending at ${latest.t.toFixed(0)} s)`,
   );
   console.log(
-    `main-thread stalls (held ≥ 300 ms; keepalived's check gives 900 ms): ${NODES.map((n) => `${n} ${stalls[n]?.count ?? '?'}${stalls[n]?.count ? ` (longest ${stalls[n].longestMs} ms)` : ''}`).join(', ')}`,
+    `main-thread stalls (held ≥ ${LOOP_STALL_MS} ms; keepalived's check gives 900 ms): ${NODES.map((n) => `${n} ${stalls[n]?.count ?? '?'}${stalls[n]?.count ? ` (longest ${stalls[n].longestMs} ms)` : ''}`).join(', ')}`,
   );
   console.log(
     `drops that grew: ${

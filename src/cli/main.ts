@@ -14,7 +14,7 @@ import { ImportError, importYaml, parseFwmarkOption, type FwmarkMember } from '.
 import { importIpvsadm } from '../config/import_ipvsadm.js';
 import { importKeepalived } from '../config/import_keepalived.js';
 import { DEFAULTS } from '../config/config.js';
-import { DECAP_GUE_PORTS_MAX, WORKERS_MAX } from '../constants.js';
+import { DECAP_GUE_PORTS_MAX, LOOP_STALL_MS, WORKERS_MAX } from '../constants.js';
 import { adminRequest } from '../control/admin.js';
 import { connFilterError } from '../control/conns.js';
 import { stderrLogger } from '../control/log.js';
@@ -59,7 +59,7 @@ Usage:
                                           sync (role, lag), TUN device and queue counters,
                                           memory (RSS, each thread's heap; --gc: after a full
                                           garbage collection of each, so what is live), the
-                                          main thread's stalls (held 300 ms or more)
+                                          main thread's stalls (held ${LOOP_STALL_MS} ms or more)
   tunvs conns [--protocol tcp|udp] [--vip A[:P]] [--client A[:P]] [--server A[:P]] [--state S]
               [--limit N] [--json]        sessions (like ipvsadm -Lnc), filtered
   tunvs service add NAME --vip V --port P [--laddr A]... [--protocol tcp|udp]

@@ -44,7 +44,7 @@ import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { HaStatus } from '../ha/node.js';
 import type { LoopStats } from './loop_watch.js';
-import { ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
+import { LOOP_STALL_MS, ROUTE_METRIC_ANNOUNCED, ROUTE_METRIC_BACKUP_BASE, ROUTE_METRIC_QUIET } from '../constants.js';
 import type { QueueStats } from '../dataplane/tun_device.js';
 import type { ForwarderStats } from './forwarder_protocol.js';
 import type { ServiceRow } from './stats.js';
@@ -157,7 +157,7 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
     readCounter(
       reg,
       'tunvs_main_thread_stalls_total',
-      "Times the main thread (keepalived's check, the admin socket, HA sync) was held for 300 ms or more",
+      `Times the main thread (keepalived's check, the admin socket, HA sync) was held for ${LOOP_STALL_MS} ms or more`,
       [],
       (set) => set({}, mainThread().stalls),
     );
