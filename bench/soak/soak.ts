@@ -659,6 +659,19 @@ function warnLines(state: LabState, node: string): string[] {
   }
 }
 
+/** A node's tunvs's log lines about its main thread held: the stalls, and the route changes
+ * (forked `ip`) long enough to be one. */
+function stallLines(state: LabState, node: string): string[] {
+  try {
+    return readFileSync(join(state.dir, `tunvs-${node}.log`), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('the main thread was held') || l.includes('(ip, on the main thread)'))
+      .slice(-8);
+  } catch {
+    return [];
+  }
+}
+
 /** What keepalived said on a pair node about its state (transitions, its check, adverts,
  * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
 function keepalivedEvents(state: LabState, node: string): string[] {
@@ -724,7 +737,7 @@ async function main(): Promise<void> {
   const leftover: Record<string, string[]> = {};
   /** keepalived's state lines per pair node (printed when a role changed unplanned). */
   const roleEvents: Record<string, string[]> = {};
-  const stalls: Record<string, { count: number; longestMs: number; warnings: string[] }> = {};
+  const stalls: Record<string, { count: number; longestMs: number; warnings: string[]; lines: string[] }> = {};
   const failoverErrors: string[] = [];
   /** What the dying cluster node counted before each death (drops that grew, reassembled
    * datagrams, SYN-proxy accepts, queue errors): its next process counts from zero. */
@@ -834,7 +847,12 @@ async function main(): Promise<void> {
       dropsAfter[node] = st.drops;
       rolesAfter[node] = st.roleChanges;
       if (CLUSTER_NODES === 0) roleEvents[node] = keepalivedEvents(state, node);
-      stalls[node] = { count: st.stalls, longestMs: st.stallLongestMs, warnings: warnLines(state, node) };
+      stalls[node] = {
+        count: st.stalls,
+        longestMs: st.stallLongestMs,
+        warnings: warnLines(state, node),
+        lines: stallLines(state, node),
+      };
       tot.udpReassembled += st.reassembled;
       tot.synProxied += st.synProxied;
       queueErrors += st.queueErrors;
@@ -1018,6 +1036,12 @@ async function main(): Promise<void> {
   console.log(
     `main-thread stalls (held ≥ ${LOOP_STALL_MS} ms; keepalived's check gives 900 ms): ${NODES.map((n) => `${n} ${stalls[n]?.count ?? '?'}${stalls[n]?.count ? ` (longest ${stalls[n].longestMs} ms)` : ''}`).join(', ')}`,
   );
+  // What held them (when the soak's clock says what happened then: a death, a return).
+  for (const n of NODES)
+    for (const l of stalls[n]?.lines ?? []) {
+      const { time, msg } = JSON.parse(l) as { time: string; msg: string };
+      console.log(`  ${n} ${time.slice(11, 23)} at ${((Date.parse(time) - loadStart) / 1000).toFixed(1)} s: ${msg}`);
+    }
   console.log(
     `drops that grew: ${
       NODES.map((n) => {

@@ -16,7 +16,7 @@
 import { execFileSync } from 'node:child_process';
 import { isIP } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { NAT_ROUTE_TABLE, NAT_RULE_PRIORITY } from '../constants.js';
+import { LOOP_STALL_MS, NAT_ROUTE_TABLE, NAT_RULE_PRIORITY } from '../constants.js';
 import { IpBatch } from './ip_batch.js';
 import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
 import { formatAddress } from '../service/addr.js';
@@ -113,11 +113,17 @@ export class SystemChanges {
     }
     const stale = [...this.routes.values()].filter((r) => r.dev === dev && !prefixes.has(r.prefix));
     const staleFallbacks = [...this.fallbacks.values()].filter((r) => !prefixes.has(r.prefix));
+    const t0 = performance.now();
+    const changes = put.size;
     put.run();
     const take = new IpBatch();
     for (const r of [...superseded, ...stale]) this.addWithdraw(take, r);
     for (const r of staleFallbacks) this.addWithdrawFallback(take, r);
+    const count = changes + take.size;
     take.run();
+    // `ip` forked on the main thread (the check's): say so when it held it like a stall would.
+    const ms = Math.round(performance.now() - t0);
+    if (ms >= LOOP_STALL_MS) this.log(`routes into ${dev}: ${count} changes took ${ms} ms (ip, on the main thread)`);
     if (errors.length > 0) throw new Error(`routes into ${dev}: ${errors.join('; ')}`);
   }
 
