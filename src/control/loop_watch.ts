@@ -6,7 +6,8 @@
  * metrics) and logged (the first at once, then at most one line per LOOP_STALL_LOG_MS with the
  * number of those in between). The event loop's utilisation over the stall says which kind:
  * busy (the thread ran: code, a synchronous call, a collection) or starved (it was ready to run
- * and waited for a CPU; its loop counts that time as idle).
+ * and waited for a CPU; its loop counts that time as idle). A wait that falls in the middle of a
+ * callback (preempted, or the process stopped) counts as running.
  *
  *   start   the timer (unref'd: it keeps nothing alive)
  *   tick    the lateness, the loop's active time since the last tick; a stall is noted

@@ -1324,8 +1324,9 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(m.tunvs_device_dropped_total!.type).toBe('COUNTER');
     // The AF_XDP figures read 0 on the TUN path (not prom-client's default increment of 1).
     for (const x of m.tunvs_queue_rx_dropped_total!.metrics) expect(x.value).toBe('0');
-    // The main thread held (here: the process stopped 600 ms, so waiting, not running):
-    // counted, logged (the first stall always is), exported.
+    // The main thread held (here: the process stopped 600 ms): counted, logged (the first stall
+    // always is), exported. How much of it counts as running depends on what the loop was doing
+    // when the stop came (a stop in the middle of a callback is all "running"): not asserted.
     type MainThread = { stalls: number; longestMs: number; last?: { ms: number; busyMs: number } };
     const mainThread = async (): Promise<MainThread> =>
       ((await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as { mainThread: MainThread }).mainThread;
@@ -1338,7 +1339,7 @@ describe.skipIf(!root)('netns lab (root)', () => {
     expect(held.stalls).toBeGreaterThan(before);
     expect(held.longestMs).toBeGreaterThanOrEqual(500);
     expect(held.last!.ms).toBeGreaterThanOrEqual(500);
-    expect(held.last!.busyMs).toBeLessThan(held.last!.ms / 2);
+    expect(held.last!.busyMs).toBeLessThanOrEqual(held.last!.ms);
     expect(await logged('the main thread was held')).toBe(true);
     const after = scrape();
     expect(Number(after.tunvs_main_thread_stalls_total!.metrics[0]!.value)).toBeGreaterThanOrEqual(held.stalls);
