@@ -652,43 +652,35 @@ async function nodeDeath(retire: () => Promise<void>, returned: () => void): Pro
   return { takeoverMs, failbackMs, adoptedMs, unreadMs };
 }
 
-/** A node's tunvs's last warnings and errors: its main thread's stalls (loop_watch.ts), HA's
- * errors (a node id in conflict: not ready), beside keepalived's view of its check. */
-function warnLines(state: LabState, node: string): string[] {
+/** The last `n` lines of a lab log (`file`, in the lab's directory) that `keep` takes; none
+ * when the log is not there. */
+function lastLines(state: LabState, file: string, keep: (line: string) => boolean, n: number): string[] {
   try {
-    return readFileSync(join(state.dir, `tunvs-${node}.log`), 'utf8')
-      .split('\n')
-      .filter((l) => /"level":"(warn|error)"/.test(l))
-      .slice(-12);
+    return readFileSync(join(state.dir, file), 'utf8').split('\n').filter(keep).slice(-n);
   } catch {
     return [];
   }
+}
+
+/** A node's tunvs's last warnings and errors: its main thread's stalls (loop_watch.ts), HA's
+ * errors (a node id in conflict: not ready), beside keepalived's view of its check. */
+function warnLines(state: LabState, node: string): string[] {
+  return lastLines(state, `tunvs-${node}.log`, (l) => /"level":"(warn|error)"/.test(l), 12);
 }
 
 /** A node's tunvs's log lines about its main thread held: the stalls, and the route changes
  * (forked `ip`) long enough to be one. */
 function stallLines(state: LabState, node: string): string[] {
-  try {
-    return readFileSync(join(state.dir, `tunvs-${node}.log`), 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('the main thread was held') || l.includes('(ip, on the main thread)'))
-      .slice(-8);
-  } catch {
-    return [];
-  }
+  const held = (l: string): boolean => l.includes('the main thread was held') || l.includes('(ip, on the main thread)');
+  return lastLines(state, `tunvs-${node}.log`, held, 8);
 }
 
 /** What keepalived said on a pair node about its state (transitions, its check, adverts,
  * the tracked device): why a role changed. The whole log is the lab's and goes with it. */
 function keepalivedEvents(state: LabState, node: string): string[] {
-  try {
-    return readFileSync(join(state.dir, `keepalived-${node}.log`), 'utf8')
-      .split('\n')
-      .filter((l) => /Entering|Script|timeout|fault|received|priority|tunvs0/i.test(l) && !/Sending/.test(l))
-      .slice(-40);
-  } catch {
-    return [];
-  }
+  const event = (l: string): boolean =>
+    /Entering|Script|timeout|fault|received|priority|tunvs0/i.test(l) && !/Sending/.test(l);
+  return lastLines(state, `keepalived-${node}.log`, event, 40);
 }
 
 /** Least-squares slope of y over x. */
