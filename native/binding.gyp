@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "tunvs_native",
-      "sources": ["tun.c", "sock.c", "xdp.c"],
+      "sources": ["tun.c", "sock.c", "stall.c", "xdp.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]
     },

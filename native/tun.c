@@ -56,6 +56,7 @@
 #include "nl_neigh.h"
 #include "ring_args.h"
 #include "sock.h"
+#include "stall.h"
 #include "xdp.h"
 
 #define VERDICT_FORWARD 0
@@ -792,6 +793,7 @@ NAPI_MODULE_INIT() {
   napi_create_function(env, "routeGet", NAPI_AUTO_LENGTH, RouteGet, NULL, &fn);
   napi_set_named_property(env, exports, "routeGet", fn);
   register_sock(env, exports);
+  register_stall(env, exports);
   register_xdp(env, exports);
   return exports;
 }

@@ -313,10 +313,13 @@ export const SYNC_RING_WAIT_MS = 2000;
  * 900 ms for its answer, twice in a row fails a node), the admin socket, health checks and HA
  * sync. A timer every LOOP_WATCH_MS; one that runs LOOP_STALL_MS or more late counts as a
  * stall (a third of the check's deadline: two checks still fit), logged at most once per
- * LOOP_STALL_LOG_MS with the count of those in between. */
+ * LOOP_STALL_LOG_MS with the count of those in between and what held it. */
 export const LOOP_WATCH_MS = 100;
 export const LOOP_STALL_MS = 300;
 export const LOOP_STALL_LOG_MS = 10_000;
+/** How often native/stall.c looks at the held main thread (a 1 s stall: ~18 looks, each a few
+ * small /proc reads on a thread of its own). */
+export const LOOP_STALL_SAMPLE_MS = 50;
 
 /** HA: how often the publisher drains the workers' event rings into one MULTI (HSET/HDEL and
  * one XADD: ha/publisher.ts), not a Redis round trip per event; well inside syncAfterMs (2 s),

@@ -4,27 +4,45 @@
  * for a second fails a healthy pair master over. A timer every LOOP_WATCH_MS measures how
  * late it runs; LOOP_STALL_MS or more is a stall, counted (`tunvs stats` mainThread, the
  * metrics) and logged (the first at once, then at most one line per LOOP_STALL_LOG_MS with the
- * number of those in between). The event loop's utilisation over the stall says which kind:
- * busy (the thread ran: code, a synchronous call, a collection) or starved (it was ready to run
- * and waited for a CPU; its loop counts that time as idle). A wait that falls in the middle of a
- * callback (preempted, or the process stopped) counts as running.
+ * number of those in between).
  *
- *   start   the timer (unref'd: it keeps nothing alive)
- *   tick    the lateness, the loop's active time since the last tick; a stall is noted
+ * The held thread cannot say what held it, so a probe (native/stall.c) says it for it: the
+ * thread's time on a CPU and waiting for one over the stall (the kernel's schedstat: the rest
+ * it was off both, asleep in the kernel or stopped), and a thread of its own that looks at it
+ * every LOOP_STALL_SAMPLE_MS while it is held: running (code, a collection), or asleep and
+ * where in the kernel (a lock, a write, a page fault; in do_epoll_wait: a synchronous child
+ * process, whose wait runs a loop of its own).
+ *
+ *   start   the timer (unref'd: it keeps nothing alive) and the probe
+ *   tick    the lateness and the probe's figures since the last tick; a stall is noted
  *   stats   count, longest, the last one
  *   stop
  */
 
-import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { LOOP_STALL_LOG_MS, LOOP_STALL_MS, LOOP_WATCH_MS } from '../constants.js';
+import { performance } from 'node:perf_hooks';
+import { LOOP_STALL_LOG_MS, LOOP_STALL_MS, LOOP_STALL_SAMPLE_MS, LOOP_WATCH_MS } from '../constants.js';
+
+/** native/stall.c, as the addon exports it. */
+export interface StallProbe {
+  /** From the thread to watch: sample it once its last beat is `lateMs` old. */
+  stallStart(lateMs: number, periodMs: number): void;
+  /** Its time on a CPU and waiting for one since the last beat (absent without schedstat),
+   * and what the samples since saw, each with its count. */
+  stallBeat(): { cpuMs?: number; waitMs?: number; samples?: [string, number][] };
+  stallStop(): void;
+}
 
 export interface LoopStall {
   /** When it ended (ISO time). */
   at: string;
   /** How long the thread did not get to its timers. */
   ms: number;
-  /** Of that, how long its loop was running something (the rest it waited for a CPU). */
-  busyMs: number;
+  /** Of that, on a CPU and waiting for one (the rest it was asleep or stopped); absent where
+   * the kernel keeps no schedstat. */
+  cpuMs?: number;
+  waitMs?: number;
+  /** What the samples saw, each with its count, most first. */
+  seen: [string, number][];
 }
 
 export interface LoopStats {
@@ -36,7 +54,6 @@ export interface LoopStats {
 export class LoopWatch {
   private timer: NodeJS.Timeout | undefined;
   private due = 0;
-  private elu: EventLoopUtilization | undefined;
   private stalls = 0;
   private longestMs = 0;
   private last: LoopStall | undefined;
@@ -44,11 +61,15 @@ export class LoopWatch {
   private unlogged = 0;
   private unloggedLongest = 0;
 
-  constructor(private readonly log: (msg: string) => void) {}
+  constructor(
+    private readonly log: (msg: string) => void,
+    private readonly probe: StallProbe,
+  ) {}
 
   start(): void {
+    // Sampled from one missed tick on: a stall's samples start before it counts as one.
+    this.probe.stallStart(2 * LOOP_WATCH_MS, LOOP_STALL_SAMPLE_MS);
     this.due = performance.now() + LOOP_WATCH_MS;
-    this.elu = performance.eventLoopUtilization();
     this.timer = setInterval(() => this.tick(), LOOP_WATCH_MS);
     this.timer.unref();
   }
@@ -57,11 +78,15 @@ export class LoopWatch {
     const now = performance.now();
     const late = now - this.due;
     this.due = now + LOOP_WATCH_MS;
-    const elu = performance.eventLoopUtilization();
-    const busy = elu.active - this.elu!.active;
-    this.elu = elu;
+    const b = this.probe.stallBeat();
     if (late < LOOP_STALL_MS) return;
-    this.note({ at: new Date().toISOString(), ms: Math.round(late), busyMs: Math.round(Math.min(busy, late)) });
+    const round = (x: number | undefined): number | undefined => (x === undefined ? undefined : Math.round(x));
+    this.note({
+      at: new Date().toISOString(),
+      ms: Math.round(late),
+      ...(b.cpuMs !== undefined ? { cpuMs: round(b.cpuMs), waitMs: round(b.waitMs) } : {}),
+      seen: (b.samples ?? []).sort((x, y) => y[1] - x[1]),
+    });
   }
 
   /** Count a stall; log it now or with the next line (exported for the tests). */
@@ -79,9 +104,7 @@ export class LoopWatch {
       this.unlogged > 0
         ? ` (and ${this.unlogged} more since the last line, the longest ${this.unloggedLongest} ms)`
         : '';
-    this.log(
-      `the main thread was held ${s.ms} ms, ${s.busyMs} ms of it running (the rest waiting for a CPU)${before}; keepalived's check gives it 900 ms`,
-    );
+    this.log(`${describeStall(s)}${before}; keepalived's check gives it 900 ms`);
     this.loggedAt = now;
     this.unlogged = 0;
     this.unloggedLongest = 0;
@@ -94,5 +117,20 @@ export class LoopWatch {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.probe.stallStop();
   }
+}
+
+/** "the main thread was held 2283 ms: 2200 on a CPU, 50 waiting for one, 33 asleep or
+ * stopped; seen every 50 ms: running 40, asleep in futex_wait_queue < … 3". */
+export function describeStall(s: LoopStall): string {
+  const split =
+    s.cpuMs !== undefined
+      ? `: ${s.cpuMs} on a CPU, ${s.waitMs ?? 0} waiting for one, ${Math.max(0, s.ms - s.cpuMs - (s.waitMs ?? 0))} asleep or stopped`
+      : '';
+  const seen =
+    s.seen.length > 0
+      ? `; seen every ${LOOP_STALL_SAMPLE_MS} ms: ${s.seen.map(([what, n]) => `${what} ${n}`).join(', ')}`
+      : '';
+  return `the main thread was held ${s.ms} ms${split}${seen}`;
 }

@@ -115,7 +115,7 @@ export class Runtime {
   private linkTimer: NodeJS.Timeout | undefined;
   private shadowTimer: NodeJS.Timeout | undefined;
   /** The main thread's stalls (loop_watch.ts): `tunvs stats` mainThread, the metrics. */
-  private readonly loopWatch = new LoopWatch((msg) => this.log('warn', msg));
+  private readonly loopWatch = new LoopWatch((msg) => this.log('warn', msg), nativeAddon());
   /** The VIPs and local addresses last found among the host's own (checkShadowed). */
   private shadowed = new Set<string>();
   /** Persistence templates, shared with every forwarder (conn/templates.ts). */

@@ -99,6 +99,10 @@ export interface NativeAddon {
   /** The kernel's route to one address: its interface and gateway, {} when there is none
    * (native/tun.c routeGet). */
   routeGet(address: string): { dev?: string; gateway?: string };
+  /** The main thread's stall probe (native/stall.c; control/loop_watch.ts). */
+  stallStart(lateMs: number, periodMs: number): void;
+  stallBeat(): { cpuMs?: number; waitMs?: number; samples?: [string, number][] };
+  stallStop(): void;
   Queue: new (
     fd: number,
     ringBytes: Uint8Array,
