@@ -117,7 +117,8 @@ export interface Config {
   tun: TunConfig;
   /** Forwarder threads, one per TUN queue. */
   workers: number;
-  /** Nice value of the forwarder threads: below 0 they run ahead of ordinary processes. */
+  /** Nice value of the forwarder threads and the main thread (keepalived's check, HA sync):
+   * below 0 they run ahead of ordinary processes. */
   workerNice: number;
   /** Session capacity of this LB, split over the workers. */
   sessions: number;

@@ -16,6 +16,7 @@
  */
 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { getPriority, setPriority } from 'node:os';
 import { HandoffRing, handoffRingBytes } from '../dataplane/handoff.js';
 import { AF_INET } from '../packet/headers.js';
 import type { Server } from 'node:net';
@@ -200,6 +201,7 @@ export class Runtime {
     this.config = config;
     this.isnKey = isnKey(config.isn, (msg) => this.log('warn', msg));
     for (const w of configWarnings(config)) this.log('warn', w);
+    this.raisePriority(config.workerNice);
     // Before anything is touched: a second instance would take the first one's admin socket,
     // routes and rules (and its exit remove them). Its TUN device is the other guard (the
     // native open refuses a name that exists).
@@ -373,6 +375,24 @@ export class Runtime {
       this.log('warn', 'steering program not attached: workers will hand packets to their owners (slower)', {
         error: (e as Error).message,
       });
+    }
+  }
+
+  /**
+   * The main thread at the forwarders' priority, not below: it answers keepalived's check and
+   * publishes the sessions, and under a full load forwarders at nice -10 would leave it a
+   * tenth of each CPU at 0 (CFS weights 9548 and 1024): its checks late, the sync behind.
+   * (setpriority on the calling thread: Linux's nice is per thread.)
+   */
+  private raisePriority(nice: number): void {
+    if (nice === 0) return;
+    try {
+      setPriority(nice);
+    } catch (e) {
+      this.log(
+        'warn',
+        `the main thread stays at nice ${getPriority()}, below the forwarders' ${nice}: ${(e as Error).message} (workerNice needs CAP_SYS_NICE)`,
+      );
     }
   }
 

@@ -6,7 +6,7 @@
 
 import { processCpu } from '../../bench/lib/cpu.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -1330,6 +1330,13 @@ describe.skipIf(!root)('netns lab (root)', () => {
     type MainThread = { stalls: number; longestMs: number; last?: { ms: number; cpuMs: number; waitMs: number } };
     const mainThread = async (): Promise<MainThread> =>
       ((await adminRequest(state.adminSocket, { cmd: 'stats' })) as unknown as { mainThread: MainThread }).mainThread;
+    // The main thread (its TID is the PID) runs at the forwarders' priority (workerNice -10):
+    // under a full load they would otherwise leave it a tenth of each CPU.
+    const niceOf = (tid: string): number =>
+      Number(readFileSync(`/proc/${tunvsPid()}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    expect(niceOf(String(tunvsPid()))).toBe(-10);
+    const tids = readdirSync(`/proc/${tunvsPid()}/task`);
+    expect(tids.filter((t) => niceOf(t) === -10).length).toBeGreaterThanOrEqual(3); // + 2 forwarders
     const before = (await mainThread()).stalls;
     process.kill(tunvsPid(), 'SIGSTOP');
     await new Promise((r) => setTimeout(r, 600));
