@@ -1,11 +1,10 @@
 /**
- * Many `ip` commands in one process (`ip -force -batch -`). Each execFileSync forks tunvs
- * whole, ~10 ms for a small process and ~20–30 ms at the size of a session table of a million
- * records (page tables copied under fork), with the main thread blocked meanwhile: a cluster
- * node's readiness change moves every VIP and local address route to another metric (a
- * replace and a delete each), so with a hundred prefixes one change took seconds, one command
- * after another, the BGP speaker seeing them one by one. Batched it is one fork per batch: two
- * per change, the new routes first and the old ones' removal once those are in place.
+ * Many `ip` commands in one process (`ip -force -batch -`), for the cluster watchdog
+ * (ha/watchdog.ts, a small process of its own). Each execFileSync forks the caller whole:
+ * ~10 ms for a small process, ~20–30 ms at the size of a session table of a million records
+ * (page tables copied under fork), the calling thread blocked meanwhile; batched it is one
+ * fork per batch. (tunvs itself changes its routes through rtnetlink, no fork:
+ * control/system.ts, native/tun.c routeChange.)
  *
  *   add()   a command (ip's arguments without the family option: the address says it) and
  *           what to do with its outcome (undefined: it succeeded; else the error ip printed)

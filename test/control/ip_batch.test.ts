@@ -1,7 +1,7 @@
 /**
  * IpBatch: many `ip` commands in one process, each command's outcome reported to it (the
- * route changes of control/system.ts and the cluster watchdog). Runs `ip` in a network
- * namespace of its own (root), and SystemChanges' route moves there (the built dist); the
+ * cluster watchdog's route changes). Runs `ip` in a network namespace of its own (root), and
+ * SystemChanges' route moves there (the built dist: rtnetlink, native/tun.c routeChange); the
  * report parser runs anywhere.
  */
 
@@ -81,6 +81,48 @@ describe.skipIf(!root)('in a namespace (root)', () => {
     expect(routes('-4')).not.toContain('198.18.250.9 0');
     expect(routes('-6')).toContain('fd18:18:250::9 100');
     expect(routes('-6')).not.toContain('fd18:18:250::9 1024');
+  });
+
+  it('SystemChanges: routes and blackholes as ip makes them, a bad prefix fails alone, restore removes them', () => {
+    // In the namespace: put, show (as ip -d sees them), a set with a prefix that is not a
+    // host's, show, restore, show.
+    const script = `import(${JSON.stringify(join(distSrc(), 'control', 'system.js'))}).then(({ SystemChanges }) => {
+      const { execFileSync } = require('node:child_process');
+      const show = () => ['-4', '-6'].flatMap((f) => JSON.parse(execFileSync('ip', ['-j', '-d', f, 'route', 'show', 'table', 'main'], { encoding: 'utf8' })))
+        .filter((r) => r.dst.startsWith('198.18.250.2') || r.dst.startsWith('fd18:18:250::2'))
+        .map((r) => [r.type, r.dst, r.dev ?? '-', r.protocol, r.scope, r.metric ?? 0].join(' ')).sort();
+      const s = new SystemChanges(() => {});
+      s.routeExactly([{ prefix: '198.18.250.20/32' }, { prefix: 'fd18:18:250::20/128', metric: 10 }], 'tb0');
+      const first = show();
+      let error = '';
+      try { s.routeExactly([{ prefix: '198.18.250.20/32' }, { prefix: '198.18.250.0/24' }], 'tb0'); } catch (e) { error = e.message; }
+      const second = show();
+      s.restore();
+      console.log(JSON.stringify({ first, error, second, after: show() }));
+    })`;
+    const out = JSON.parse(
+      execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { encoding: 'utf8' }),
+    ) as {
+      first: string[];
+      error: string;
+      second: string[];
+      after: string[];
+    };
+    expect(out.first).toEqual([
+      'blackhole 198.18.250.20 - boot global 4294967295',
+      'blackhole fd18:18:250::20 lo boot global 4294967295', // the kernel's, as for ip's
+      'unicast 198.18.250.20 tb0 boot link 0',
+      'unicast fd18:18:250::20 tb0 boot global 10',
+    ]);
+    // The /24 is refused (and its blackhole), the rest is done: the IPv6 route withdrawn.
+    expect(out.error).toMatch(
+      /^routes into tb0: blackhole 198\.18\.250\.0\/24: .*host prefix.*; 198\.18\.250\.0\/24 dev tb0: /,
+    );
+    expect(out.second).toEqual([
+      'blackhole 198.18.250.20 - boot global 4294967295',
+      'unicast 198.18.250.20 tb0 boot link 0',
+    ]);
+    expect(out.after).toEqual([]);
   });
 
   it('when ip itself cannot run, every command fails with why', () => {
