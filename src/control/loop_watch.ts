@@ -37,7 +37,8 @@ export interface LoopStall {
   at: string;
   /** How long the thread did not get to its timers. */
   ms: number;
-  /** Of that, on a CPU and waiting for one (the rest it was asleep or stopped); absent where
+  /** On a CPU and waiting for one from the tick before to the one that ended it (the stall
+   * and the LOOP_WATCH_MS before it); the rest of `ms` it was asleep or stopped. Absent where
    * the kernel keeps no schedstat. */
   cpuMs?: number;
   waitMs?: number;
