@@ -24,9 +24,12 @@
  *                     addresses, which a VIP must not be;
  *   routeGet()        the kernel's route to one address (an rtnetlink request): DR's real
  *                     servers must be on a directly connected network;
- *   routeChange()     add (replace) or delete one host route into a device, or a blackhole,
- *                     as `ip route replace|del` would (an rtnetlink request): the VIPs' and
- *                     local addresses' routes, on the main thread, no process forked;
+ *   routeChange()     add (replace) or delete one route into a device, or a blackhole, as
+ *                     `ip route replace|del` would (an rtnetlink request): the VIPs' and
+ *                     local addresses' routes, NAT's reply table, on the main thread, no
+ *                     process forked;
+ *   ruleChange()      add or delete one policy rule, as `ip rule add|del` would: NAT's reply
+ *                     rules;
  *
  * The ring layout (slots, then int32 lens, verdicts, aux) is src/dataplane/ring.ts's.
  * The same addon carries the socket helpers of native/sock.c (saved SYN, execvp) and the
@@ -41,6 +44,7 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/if_packet.h>
+#include <linux/fib_rules.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <node_api.h>
@@ -549,6 +553,15 @@ static void nl_request(struct nlmsghdr *h, size_t body, uint16_t type, uint16_t 
   h->nlmsg_seq = 1;
 }
 
+/* Append attribute `type` of `len` bytes to a request built in a buffer with room for it. */
+static void nl_attr(struct nlmsghdr *h, unsigned short type, const void *data, size_t len) {
+  struct rtattr *a = (struct rtattr *)((uint8_t *)h + NLMSG_ALIGN(h->nlmsg_len));
+  a->rta_type = type;
+  a->rta_len = (unsigned short)RTA_LENGTH(len);
+  memcpy(RTA_DATA(a), data, len);
+  h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_SPACE(len);
+}
+
 /* Append a string to a JS array; 0, or -1 with the exception pending. */
 static int push_string(napi_env env, napi_value array, uint32_t *count, const char *text) {
   napi_value v;
@@ -737,11 +750,7 @@ static napi_value RouteGet(napi_env env, napi_callback_info info) {
   nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_ACK);
   req.rt.rtm_family = (unsigned char)family;
   req.rt.rtm_dst_len = (unsigned char)(alen * 8);
-  struct rtattr *a = (struct rtattr *)((uint8_t *)&req.h + NLMSG_ALIGN(req.h.nlmsg_len));
-  a->rta_type = RTA_DST;
-  a->rta_len = RTA_LENGTH(alen);
-  memcpy(RTA_DATA(a), addr, alen);
-  req.h.nlmsg_len = NLMSG_ALIGN(req.h.nlmsg_len) + RTA_SPACE(alen);
+  nl_attr((struct nlmsghdr *)&req, RTA_DST, addr, alen);
   struct route_ctx c;
   CHECK(env, napi_create_object(env, &c.out));
   int err = nl_ask(env, &req.h, each_route, &c);
@@ -750,53 +759,74 @@ static napi_value RouteGet(napi_env env, napi_callback_info info) {
   return c.out;
 }
 
-/* routeChange(replace, prefix, dev, metric): `ip route replace PREFIX dev DEV [metric M]`
- * (replace true) or `ip route del PREFIX dev DEV [metric M]`; dev "" is `blackhole PREFIX`.
- * PREFIX is a host route (ADDRESS/32 or /128), metric -1 the kernel's default. The main table,
- * the message fields iproute2 fills for the same command (protocol boot, scope link for a
- * route into a device; a delete matches any scope). -> undefined when done, else the kernel's
- * reason (strerror: "No such process" for a route that is not there). One rtnetlink request
- * each: a cluster node's readiness change moves every route (a forked `ip -batch` held the
- * main thread 0.3 s for 32 of them on the loaded lab). */
+/* "ADDRESS/LENGTH" (or a bare address: its host prefix) -> family, address bytes, length;
+ * family 0 when it is neither. */
+static int parse_prefix(char *text, unsigned char addr[16], int *len) {
+  char *slash = strchr(text, '/');
+  if (slash != NULL) *slash = 0;
+  int family = inet_pton(AF_INET, text, addr) == 1 ? AF_INET : inet_pton(AF_INET6, text, addr) == 1 ? AF_INET6 : 0;
+  int max = family == AF_INET ? 32 : 128;
+  *len = max;
+  if (slash != NULL) {
+    char *end;
+    long n = strtol(slash + 1, &end, 10);
+    if (*end != 0 || slash[1] == 0 || n < 0 || n > max) family = 0;
+    *len = (int)n;
+    *slash = '/';
+  }
+  return family;
+}
+
+/* A change's outcome for JS: undefined when done, else the kernel's reason. */
+static napi_value change_outcome(napi_env env, int err) {
+  napi_value out;
+  if (err == 0) CHECK(env, napi_get_undefined(env, &out));
+  else CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+/* routeChange(replace, prefix, dev, metric, table): `ip route replace PREFIX dev DEV [metric M]
+ * [table T]` (replace true) or `ip route del ...`; dev "" is `blackhole PREFIX`; metric -1 the
+ * kernel's default, table 0 main. The message fields iproute2 fills for the same command
+ * (protocol boot, scope link for a route into a device; a delete matches any scope). ->
+ * undefined when done, else the kernel's reason (strerror: "No such process" for a route
+ * that is not there). One rtnetlink request each: a cluster node's readiness change moves
+ * every route (a forked `ip -batch` held the main thread 0.3 s for 32 of them on the loaded
+ * lab). */
 static napi_value RouteChange(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   bool replace = false;
   char prefix[INET6_ADDRSTRLEN + 8], dev[64];
-  int64_t metric = -1;
+  int64_t metric = -1, table = 0;
   unsigned char addr[16];
-  int family = 0;
-  char *slash = NULL;
-  int devlen = -1;
-  if (argc >= 4 && napi_get_value_bool(env, argv[0], &replace) == napi_ok &&
+  int family = 0, plen = 0, devlen = -1;
+  if (argc >= 5 && napi_get_value_bool(env, argv[0], &replace) == napi_ok &&
       get_string(env, argv[1], prefix, sizeof prefix) > 0 && (devlen = get_string(env, argv[2], dev, sizeof dev)) >= 0 &&
-      devlen < IF_NAMESIZE &&
-      napi_get_value_int64(env, argv[3], &metric) == napi_ok && metric >= -1 && metric <= UINT32_MAX &&
-      (slash = strchr(prefix, '/')) != NULL) {
-    *slash = 0;
-    if (inet_pton(AF_INET, prefix, addr) == 1 && strcmp(slash + 1, "32") == 0) family = AF_INET;
-    else if (inet_pton(AF_INET6, prefix, addr) == 1 && strcmp(slash + 1, "128") == 0) family = AF_INET6;
-    *slash = '/';
-  }
+      devlen < IF_NAMESIZE && napi_get_value_int64(env, argv[3], &metric) == napi_ok && metric >= -1 &&
+      metric <= UINT32_MAX && napi_get_value_int64(env, argv[4], &table) == napi_ok && table >= 0 &&
+      table <= UINT32_MAX)
+    family = parse_prefix(prefix, addr, &plen);
   if (family == 0) {
     napi_throw_type_error(env, "TUNVS_ERR_ARG",
-                          "routeChange(replace, prefix, dev, metric): a host prefix (/32, /128), a device name or "
-                          "\"\" (blackhole), a metric or -1");
+                          "routeChange(replace, prefix, dev, metric, table): ADDRESS/LENGTH, a device name or \"\" "
+                          "(blackhole), a metric or -1, a table or 0 (main)");
     return NULL;
   }
   struct {
     struct nlmsghdr h;
     struct rtmsg rt;
-    char attrs[RTA_SPACE(16) + 2 * RTA_SPACE(4)];
+    char attrs[RTA_SPACE(16) + 3 * RTA_SPACE(4)];
   } req;
   uint16_t flags = NLM_F_REQUEST | NLM_F_ACK | (replace ? NLM_F_CREATE | NLM_F_REPLACE : 0);
   nl_request(&req.h, sizeof req.rt, replace ? RTM_NEWROUTE : RTM_DELROUTE, flags);
   size_t alen = family == AF_INET ? 4 : 16;
   bool blackhole = dev[0] == 0;
   req.rt.rtm_family = (unsigned char)family;
-  req.rt.rtm_dst_len = (unsigned char)(alen * 8);
-  req.rt.rtm_table = RT_TABLE_MAIN;
+  req.rt.rtm_dst_len = (unsigned char)plen;
+  uint32_t tid = table == 0 ? RT_TABLE_MAIN : (uint32_t)table;
+  req.rt.rtm_table = tid < 256 ? (unsigned char)tid : RT_TABLE_UNSPEC;
   if (replace) {
     req.rt.rtm_protocol = RTPROT_BOOT;
     req.rt.rtm_type = blackhole ? RTN_BLACKHOLE : RTN_UNICAST;
@@ -811,29 +841,77 @@ static napi_value RouteChange(napi_env env, napi_callback_info info) {
     CHECK(env, napi_create_string_utf8(env, "Cannot find device", NAPI_AUTO_LENGTH, &why));
     return why;
   }
-  struct attr {
-    unsigned short type;
-    const void *data;
-    size_t len;
-  } attrs[3];
+  if (plen > 0) nl_attr((struct nlmsghdr *)&req, RTA_DST, addr, alen);
+  if (!blackhole) nl_attr((struct nlmsghdr *)&req, RTA_OIF, &oif, 4);
   uint32_t prio = (uint32_t)metric;
-  int n = 0;
-  attrs[n++] = (struct attr){RTA_DST, addr, alen};
-  if (!blackhole) attrs[n++] = (struct attr){RTA_OIF, &oif, 4};
-  if (metric >= 0) attrs[n++] = (struct attr){RTA_PRIORITY, &prio, 4};
-  for (int i = 0; i < n; i++) {
-    struct rtattr *a = (struct rtattr *)((uint8_t *)&req.h + NLMSG_ALIGN(req.h.nlmsg_len));
-    a->rta_type = attrs[i].type;
-    a->rta_len = (unsigned short)RTA_LENGTH(attrs[i].len);
-    memcpy(RTA_DATA(a), attrs[i].data, attrs[i].len);
-    req.h.nlmsg_len = NLMSG_ALIGN(req.h.nlmsg_len) + RTA_SPACE(attrs[i].len);
+  if (metric >= 0) nl_attr((struct nlmsghdr *)&req, RTA_PRIORITY, &prio, 4);
+  if (tid >= 256) nl_attr((struct nlmsghdr *)&req, RTA_TABLE, &tid, 4);
+  int err = nl_ask(env, &req.h, ignore_answer, NULL);
+  if (err < 0) return NULL;
+  return change_outcome(env, err);
+}
+
+/* ruleChange(add, family, priority, table, from, proto, sport): `ip -4|-6 rule add|del
+ * priority P [from ADDRESS] [ipproto PROTO] [sport PORT] [lookup TABLE]` (family 4 or 6;
+ * from "", proto 0, sport 0 and table 0 leave that out: a delete of "priority P" alone takes
+ * the first rule of that priority). -> undefined when done, else the kernel's reason. NAT's
+ * reply rules, one per real server: forked one `ip` each before. */
+static napi_value RuleChange(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool add = false;
+  int64_t fam = 0, prio = -1, table = -1, proto = -1, sport = -1;
+  char from[INET6_ADDRSTRLEN + 8];
+  unsigned char addr[16];
+  int family = 0, flen = 0, fromlen = -1;
+  bool ok = argc >= 7 && napi_get_value_bool(env, argv[0], &add) == napi_ok &&
+            napi_get_value_int64(env, argv[1], &fam) == napi_ok && (fam == 4 || fam == 6) &&
+            napi_get_value_int64(env, argv[2], &prio) == napi_ok && prio >= 0 && prio <= UINT32_MAX &&
+            napi_get_value_int64(env, argv[3], &table) == napi_ok && table >= 0 && table <= UINT32_MAX &&
+            (fromlen = get_string(env, argv[4], from, sizeof from)) >= 0 &&
+            napi_get_value_int64(env, argv[5], &proto) == napi_ok && proto >= 0 && proto <= 255 &&
+            napi_get_value_int64(env, argv[6], &sport) == napi_ok && sport >= 0 && sport <= 65535;
+  if (ok) {
+    family = fam == 4 ? AF_INET : AF_INET6;
+    if (fromlen > 0 && parse_prefix(from, addr, &flen) != family) ok = false;
+  }
+  if (!ok) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG",
+                          "ruleChange(add, family, priority, table, from, proto, sport): 4 or 6, numbers (0: "
+                          "none) and an address of that family or \"\"");
+    return NULL;
+  }
+  struct {
+    struct nlmsghdr h;
+    struct fib_rule_hdr frh;
+    char attrs[RTA_SPACE(16) + 3 * RTA_SPACE(4) + RTA_SPACE(1) + RTA_SPACE(sizeof(struct fib_rule_port_range))];
+  } req;
+  nl_request(&req.h, sizeof req.frh, add ? RTM_NEWRULE : RTM_DELRULE,
+             NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0));
+  req.frh.family = (unsigned char)family;
+  if (add) req.frh.action = FR_ACT_TO_TBL;
+  uint32_t p = (uint32_t)prio, t = (uint32_t)table;
+  nl_attr((struct nlmsghdr *)&req, FRA_PRIORITY, &p, 4);
+  if (fromlen > 0) {
+    req.frh.src_len = (unsigned char)flen;
+    nl_attr((struct nlmsghdr *)&req, FRA_SRC, addr, family == AF_INET ? 4 : 16);
+  }
+  if (proto > 0) {
+    uint8_t ip = (uint8_t)proto;
+    nl_attr((struct nlmsghdr *)&req, FRA_IP_PROTO, &ip, 1);
+  }
+  if (sport > 0) {
+    struct fib_rule_port_range r = {.start = (uint16_t)sport, .end = (uint16_t)sport};
+    nl_attr((struct nlmsghdr *)&req, FRA_SPORT_RANGE, &r, sizeof r);
+  }
+  if (table > 0) {
+    req.frh.table = t < 256 ? (unsigned char)t : RT_TABLE_UNSPEC;
+    nl_attr((struct nlmsghdr *)&req, FRA_TABLE, &t, 4);
   }
   int err = nl_ask(env, &req.h, ignore_answer, NULL);
   if (err < 0) return NULL;
-  napi_value out;
-  if (err == 0) CHECK(env, napi_get_undefined(env, &out));
-  else CHECK(env, napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &out));
-  return out;
+  return change_outcome(env, err);
 }
 
 static napi_value QueueStats(napi_env env, napi_callback_info info) {
@@ -891,6 +969,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "routeGet", fn);
   napi_create_function(env, "routeChange", NAPI_AUTO_LENGTH, RouteChange, NULL, &fn);
   napi_set_named_property(env, exports, "routeChange", fn);
+  napi_create_function(env, "ruleChange", NAPI_AUTO_LENGTH, RuleChange, NULL, &fn);
+  napi_set_named_property(env, exports, "ruleChange", fn);
   register_sock(env, exports);
   register_stall(env, exports);
   register_xdp(env, exports);

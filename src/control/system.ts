@@ -27,10 +27,12 @@ export const FALLBACK_METRIC = 4294967295;
 
 export class SystemChanges {
   private readonly undo: (() => void)[] = [];
-  /** NAT reply rules in place (`ip rule` argument lists, family first). */
-  private readonly natRuleArgs = new Map<string, string[]>();
+  /** NAT reply rules in place, by what they match. */
+  private readonly natRules = new Map<string, NatRule>();
   /** Families whose NAT reply table has its default route into the TUN. */
-  private readonly natTables = new Set<'-4' | '-6'>();
+  private readonly natTables = new Set<4 | 6>();
+  /** The device NAT's reply table routes into. */
+  private natDev = '';
   private readonly routes = new Map<string, Route>();
   /** Fallback blackholes by prefix (this run's and those a previous run left). */
   private readonly fallbacks = new Map<string, Route>();
@@ -183,105 +185,73 @@ export class SystemChanges {
    * address routed into the TUN. One policy rule per real server and protocol — from its
    * address and service port (`ip rule ... from RIP ipproto P sport RPORT`), nothing else
    * the server sends — looks up a table of its own whose default route is the TUN device.
-   * Exactly the rules `services` need; the others go.
+   * Exactly the rules `services` need; the others go. Through rtnetlink (native/tun.c
+   * ruleChange, routeChange): an `ip` forked per rule held the main thread 10–30 ms each.
    */
   natReplyRules(services: readonly ResolvedService[], dev: string): void {
-    const wanted = new Map<string, string[]>();
+    this.natDev = dev;
+    const wanted = new Map<string, NatRule>();
     for (const s of services) {
       if (s.mode !== 'nat') continue;
-      const family = s.af === AF_INET ? '-4' : '-6';
       for (const rs of s.realServers) {
-        const args = [
-          family,
-          'rule',
-          'add',
-          'priority',
-          String(NAT_RULE_PRIORITY),
-          'from',
-          hostPrefix(s.af, rs.addr),
-          'ipproto',
-          s.proto === IPPROTO_TCP ? 'tcp' : 'udp',
-          'sport',
-          String(rs.port),
-          'lookup',
-          String(NAT_ROUTE_TABLE),
-        ];
-        wanted.set(args.join(' '), args);
+        const rule: NatRule = {
+          family: s.af === AF_INET ? 4 : 6,
+          from: formatAddress(s.af, rs.addr),
+          proto: s.proto,
+          sport: rs.port,
+        };
+        wanted.set(`${rule.from} ${rule.proto} ${rule.sport}`, rule);
       }
     }
-    for (const family of ['-4', '-6'] as const) {
-      const need = [...wanted.values()].some((a) => a[0] === family);
+    for (const family of [4, 6] as const) {
+      const need = [...wanted.values()].some((r) => r.family === family);
       if (need && !this.natTables.has(family)) {
-        execFileSync('ip', [family, 'route', 'replace', 'default', 'dev', dev, 'table', String(NAT_ROUTE_TABLE)], {
-          stdio: 'pipe',
-        });
+        const err = routeChange(true, family === 4 ? '0.0.0.0/0' : '::/0', dev, undefined, NAT_ROUTE_TABLE);
+        if (err !== undefined) throw new Error(`NAT reply table ${NAT_ROUTE_TABLE} (default dev ${dev}): ${err}`);
         this.natTables.add(family);
       }
     }
-    for (const [key, args] of wanted) {
-      if (this.natRuleArgs.has(key)) continue;
-      execFileSync('ip', args, { stdio: 'pipe' });
-      this.natRuleArgs.set(key, args);
+    for (const [key, rule] of wanted) {
+      if (this.natRules.has(key)) continue;
+      const err = natRule(true, rule);
+      if (err !== undefined) throw new Error(`NAT reply rule ${describeNatRule(rule)}: ${err}`);
+      this.natRules.set(key, rule);
     }
-    for (const [key, args] of this.natRuleArgs) {
-      if (!wanted.has(key)) this.dropNatRule(key, args);
+    for (const [key, rule] of this.natRules) {
+      if (!wanted.has(key)) this.dropNatRule(key, rule);
     }
     for (const family of [...this.natTables]) {
-      if (![...wanted.values()].some((a) => a[0] === family)) this.dropNatTable(family);
+      if (![...wanted.values()].some((r) => r.family === family)) this.dropNatTable(family, dev);
     }
   }
 
   /** Rules of NAT_RULE_PRIORITY a previous run left (it was killed): gone, so that only this
    * run's are in place. */
   clearStaleNatRules(): void {
-    for (const family of ['-4', '-6'] as const) {
-      let rules: { priority?: number }[];
-      try {
-        const out = execFileSync('ip', ['-j', family, 'rule', 'show', 'priority', String(NAT_RULE_PRIORITY)], {
-          encoding: 'utf8',
-          stdio: ['ignore', 'pipe', 'pipe'],
-        }).trim();
-        rules = JSON.parse(out === '' ? '[]' : out) as { priority?: number }[];
-      } catch {
-        continue; // no IPv6 here
-      }
-      for (let i = 0; i < rules.length; i++) {
-        try {
-          execFileSync('ip', [family, 'rule', 'del', 'priority', String(NAT_RULE_PRIORITY)], { stdio: 'pipe' });
-        } catch {
-          break;
-        }
+    for (const family of [4, 6] as const) {
+      // Each delete of the priority alone takes one; until there is none (or no IPv6 here).
+      for (let n = 0; n < MAX_STALE_NAT_RULES; n++) {
+        if (nativeAddon().ruleChange(false, family, NAT_RULE_PRIORITY, 0, '', 0, 0) !== undefined) break;
       }
     }
   }
 
-  private dropNatRule(key: string, args: string[]): void {
-    try {
-      execFileSync(
-        'ip',
-        args.map((a, i) => (i === 2 ? 'del' : a)),
-        { stdio: 'pipe' },
-      );
-    } catch {
-      // Removed by hand already.
-    }
-    this.natRuleArgs.delete(key);
+  private dropNatRule(key: string, rule: NatRule): void {
+    natRule(false, rule); // an error: removed by hand already
+    this.natRules.delete(key);
   }
 
-  private dropNatTable(family: '-4' | '-6'): void {
-    try {
-      execFileSync('ip', [family, 'route', 'flush', 'table', String(NAT_ROUTE_TABLE)], { stdio: 'pipe' });
-    } catch {
-      // Gone with the device already.
-    }
+  private dropNatTable(family: 4 | 6, dev: string): void {
+    // Its one route; an error: gone with the device already.
+    routeChange(false, family === 4 ? '0.0.0.0/0' : '::/0', dev, undefined, NAT_ROUTE_TABLE);
     this.natTables.delete(family);
   }
 
   /** Undo everything: the routes (the fallback blackholes too unless `keepFallbacks`), the
    * NAT reply rules, then the rest newest first. Never throws. */
   restore(keepFallbacks = false): void {
-    for (const [key, args] of this.natRuleArgs) this.dropNatRule(key, args);
-    for (const family of [...this.natTables]) this.dropNatTable(family);
+    for (const [key, rule] of [...this.natRules]) this.dropNatRule(key, rule);
+    for (const family of [...this.natTables]) this.dropNatTable(family, this.natDev);
     try {
       for (const r of [...this.routes.values()]) this.withdraw(r);
       if (!keepFallbacks) for (const r of [...this.fallbacks.values()]) this.withdrawFallback(r);
@@ -314,16 +284,46 @@ export function kernelMetric(family: '-4' | '-6'): number {
   return family === '-4' ? 0 : 1024;
 }
 
-/** One host route into `dev` ('': a blackhole) put in place (`replace`) or deleted, through
- * rtnetlink in this thread's network namespace (native/tun.c routeChange): undefined when
- * done, else why not (the kernel's reason; a prefix that is not a host's, from a peer's
- * entry, fails alone). */
-function routeChange(replace: boolean, prefix: string, dev: string, metric: number | undefined): string | undefined {
+/** One route into `dev` ('': a blackhole) put in place (`replace`) or deleted, in `table`
+ * (0: main), through rtnetlink in this thread's network namespace (native/tun.c
+ * routeChange): undefined when done, else why not (the kernel's reason; a prefix that is no
+ * address, from a peer's entry, fails alone). */
+function routeChange(
+  replace: boolean,
+  prefix: string,
+  dev: string,
+  metric: number | undefined,
+  table = 0,
+): string | undefined {
   try {
-    return nativeAddon().routeChange(replace, prefix, dev, metric ?? -1) ?? undefined;
+    return nativeAddon().routeChange(replace, prefix, dev, metric ?? -1, table) ?? undefined;
   } catch (e) {
     return (e as Error).message;
   }
+}
+
+/** One NAT reply rule: from a real server's address and service port, its protocol. */
+interface NatRule {
+  family: 4 | 6;
+  from: string;
+  proto: number;
+  sport: number;
+}
+
+/** A stale run's rules cleared at most (a loop's bound: each delete takes one). */
+const MAX_STALE_NAT_RULES = 100_000;
+
+/** `ip rule add|del priority NAT_RULE_PRIORITY from RIP ipproto P sport RPORT lookup
+ * NAT_ROUTE_TABLE`, through rtnetlink (native/tun.c ruleChange): undefined when done, else
+ * why not. */
+function natRule(add: boolean, r: NatRule): string | undefined {
+  return (
+    nativeAddon().ruleChange(add, r.family, NAT_RULE_PRIORITY, NAT_ROUTE_TABLE, r.from, r.proto, r.sport) ?? undefined
+  );
+}
+
+function describeNatRule(r: NatRule): string {
+  return `from ${r.from} ipproto ${r.proto === IPPROTO_TCP ? 'tcp' : 'udp'} sport ${r.sport}`;
 }
 
 /** The host prefix (/32 or /128) of an address. */

@@ -99,10 +99,21 @@ export interface NativeAddon {
   /** The kernel's route to one address: its interface and gateway, {} when there is none
    * (native/tun.c routeGet). */
   routeGet(address: string): { dev?: string; gateway?: string };
-  /** One host route into a device ('': a blackhole) replaced or deleted (metric -1: the
-   * kernel's default): undefined when done, else the kernel's reason (native/tun.c
+  /** One route into a device ('': a blackhole) replaced or deleted (metric -1: the kernel's
+   * default; table 0: main): undefined when done, else the kernel's reason (native/tun.c
    * routeChange). */
-  routeChange(replace: boolean, prefix: string, dev: string, metric: number): string | undefined;
+  routeChange(replace: boolean, prefix: string, dev: string, metric: number, table: number): string | undefined;
+  /** One policy rule added or deleted (family 4 or 6; table, from, proto, sport 0 or '': not
+   * matched on): undefined when done, else the kernel's reason (native/tun.c ruleChange). */
+  ruleChange(
+    add: boolean,
+    family: 4 | 6,
+    priority: number,
+    table: number,
+    from: string,
+    proto: number,
+    sport: number,
+  ): string | undefined;
   /** The main thread's stall probe (native/stall.c; control/loop_watch.ts). */
   stallStart(lateMs: number, periodMs: number): void;
   stallBeat(): { cpuMs?: number; waitMs?: number; samples?: [string, number][] };

@@ -84,8 +84,8 @@ describe.skipIf(!root)('in a namespace (root)', () => {
   });
 
   it('SystemChanges: routes and blackholes as ip makes them, a bad prefix fails alone, restore removes them', () => {
-    // In the namespace: put, show (as ip -d sees them), a set with a prefix that is not a
-    // host's, show, restore, show.
+    // In the namespace: put, show (as ip -d sees them), a set with a prefix that is no
+    // address (a peer's entry gone wrong), show, restore, show.
     const script = `import(${JSON.stringify(join(distSrc(), 'control', 'system.js'))}).then(({ SystemChanges }) => {
       const { execFileSync } = require('node:child_process');
       const show = () => ['-4', '-6'].flatMap((f) => JSON.parse(execFileSync('ip', ['-j', '-d', f, 'route', 'show', 'table', 'main'], { encoding: 'utf8' })))
@@ -95,7 +95,7 @@ describe.skipIf(!root)('in a namespace (root)', () => {
       s.routeExactly([{ prefix: '198.18.250.20/32' }, { prefix: 'fd18:18:250::20/128', metric: 10 }], 'tb0');
       const first = show();
       let error = '';
-      try { s.routeExactly([{ prefix: '198.18.250.20/32' }, { prefix: '198.18.250.0/24' }], 'tb0'); } catch (e) { error = e.message; }
+      try { s.routeExactly([{ prefix: '198.18.250.20/32' }, { prefix: '198.18.250.256/32' }], 'tb0'); } catch (e) { error = e.message; }
       const second = show();
       s.restore();
       console.log(JSON.stringify({ first, error, second, after: show() }));
@@ -114,15 +114,34 @@ describe.skipIf(!root)('in a namespace (root)', () => {
       'unicast 198.18.250.20 tb0 boot link 0',
       'unicast fd18:18:250::20 tb0 boot global 10',
     ]);
-    // The /24 is refused (and its blackhole), the rest is done: the IPv6 route withdrawn.
+    // The bad one is refused (and its blackhole), the rest is done: the IPv6 route withdrawn.
     expect(out.error).toMatch(
-      /^routes into tb0: blackhole 198\.18\.250\.0\/24: .*host prefix.*; 198\.18\.250\.0\/24 dev tb0: /,
+      /^routes into tb0: blackhole 198\.18\.250\.256\/32: .*ADDRESS\/LENGTH.*; 198\.18\.250\.256\/32 dev tb0: /,
     );
     expect(out.second).toEqual([
       'blackhole 198.18.250.20 - boot global 4294967295',
       'unicast 198.18.250.20 tb0 boot link 0',
     ]);
     expect(out.after).toEqual([]);
+  });
+
+  it("SystemChanges: a killed run's NAT reply rules are cleared at start, both families, and no other rule", () => {
+    const rule = (family: '-4' | '-6', args: string[]): void => {
+      execFileSync('ip', ['-n', ns, family, 'rule', 'add', ...args]);
+    };
+    rule('-4', ['priority', '10789', 'from', '198.18.20.21', 'ipproto', 'tcp', 'sport', '8080', 'lookup', '4789']);
+    rule('-4', ['priority', '10789', 'from', '198.18.20.22', 'ipproto', 'udp', 'sport', '53', 'lookup', '4789']);
+    rule('-6', ['priority', '10789', 'from', 'fd18:18:20::21', 'ipproto', 'tcp', 'sport', '8080', 'lookup', '4789']);
+    rule('-4', ['priority', '10790', 'from', '198.18.20.21', 'lookup', '4789']); // not tunvs's
+    const script = `import(${JSON.stringify(join(distSrc(), 'control', 'system.js'))}).then(({ SystemChanges }) => {
+      new SystemChanges(() => {}).clearStaleNatRules();
+    })`;
+    execFileSync('ip', ['netns', 'exec', ns, process.execPath, '-e', script]);
+    const rules = (family: '-4' | '-6'): string =>
+      execFileSync('ip', ['-n', ns, family, 'rule', 'show'], { encoding: 'utf8' });
+    expect(rules('-4')).not.toMatch(/^10789:/m);
+    expect(rules('-6')).not.toMatch(/^10789:/m);
+    expect(rules('-4')).toMatch(/^10790:\s+from 198\.18\.20\.21 lookup 4789/m);
   });
 
   it('when ip itself cannot run, every command fails with why', () => {
