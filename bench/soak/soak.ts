@@ -669,7 +669,7 @@ function warnLines(state: LabState, node: string): string[] {
 }
 
 /** A node's tunvs's log lines about its main thread held: the stalls, and the route changes
- * (forked `ip`) long enough to be one. */
+ * (rtnetlink, on the main thread) long enough to be one. */
 function stallLines(state: LabState, node: string): string[] {
   const held = (l: string): boolean => l.includes('the main thread was held') || l.includes('(on the main thread)');
   return lastLines(state, `tunvs-${node}.log`, held, 8);

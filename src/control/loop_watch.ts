@@ -21,16 +21,12 @@
 
 import { performance } from 'node:perf_hooks';
 import { LOOP_STALL_LOG_MS, LOOP_STALL_MS, LOOP_STALL_SAMPLE_MS, LOOP_WATCH_MS } from '../constants.js';
+import type { NativeAddon } from '../dataplane/tun_device.js';
 
-/** native/stall.c, as the addon exports it. */
-export interface StallProbe {
-  /** From the thread to watch: sample it once its last beat is `lateMs` old. */
-  stallStart(lateMs: number, periodMs: number): void;
-  /** Its time on a CPU and waiting for one since the last beat (absent without schedstat),
-   * and what the samples since saw, each with its count. */
-  stallBeat(): { cpuMs?: number; waitMs?: number; samples?: [string, number][] };
-  stallStop(): void;
-}
+/** native/stall.c, as the addon exports it: start (from the thread to watch: sample it once
+ * its last beat is `lateMs` old), beat (its time on a CPU and waiting for one since the last
+ * beat, absent without schedstat, and what the samples since saw, each with its count), stop. */
+export type StallProbe = Pick<NativeAddon, 'stallStart' | 'stallBeat' | 'stallStop'>;
 
 export interface LoopStall {
   /** When it ended (ISO time). */

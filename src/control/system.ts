@@ -206,7 +206,7 @@ export class SystemChanges {
     for (const family of [4, 6] as const) {
       const need = [...wanted.values()].some((r) => r.family === family);
       if (need && !this.natTables.has(family)) {
-        const err = routeChange(true, family === 4 ? '0.0.0.0/0' : '::/0', dev, undefined, NAT_ROUTE_TABLE);
+        const err = routeChange(true, anyAddress(family), dev, undefined, NAT_ROUTE_TABLE);
         if (err !== undefined) throw new Error(`NAT reply table ${NAT_ROUTE_TABLE} (default dev ${dev}): ${err}`);
         this.natTables.add(family);
       }
@@ -221,7 +221,7 @@ export class SystemChanges {
       if (!wanted.has(key)) this.dropNatRule(key, rule);
     }
     for (const family of [...this.natTables]) {
-      if (![...wanted.values()].some((r) => r.family === family)) this.dropNatTable(family, dev);
+      if (![...wanted.values()].some((r) => r.family === family)) this.dropNatTable(family);
     }
   }
 
@@ -241,9 +241,9 @@ export class SystemChanges {
     this.natRules.delete(key);
   }
 
-  private dropNatTable(family: 4 | 6, dev: string): void {
+  private dropNatTable(family: 4 | 6): void {
     // Its one route; an error: gone with the device already.
-    routeChange(false, family === 4 ? '0.0.0.0/0' : '::/0', dev, undefined, NAT_ROUTE_TABLE);
+    routeChange(false, anyAddress(family), this.natDev, undefined, NAT_ROUTE_TABLE);
     this.natTables.delete(family);
   }
 
@@ -251,7 +251,7 @@ export class SystemChanges {
    * NAT reply rules, then the rest newest first. Never throws. */
   restore(keepFallbacks = false): void {
     for (const [key, rule] of [...this.natRules]) this.dropNatRule(key, rule);
-    for (const family of [...this.natTables]) this.dropNatTable(family, this.natDev);
+    for (const family of [...this.natTables]) this.dropNatTable(family);
     try {
       for (const r of [...this.routes.values()]) this.withdraw(r);
       if (!keepFallbacks) for (const r of [...this.fallbacks.values()]) this.withdrawFallback(r);
@@ -320,6 +320,11 @@ function natRule(add: boolean, r: NatRule): string | undefined {
   return (
     nativeAddon().ruleChange(add, r.family, NAT_RULE_PRIORITY, NAT_ROUTE_TABLE, r.from, r.proto, r.sport) ?? undefined
   );
+}
+
+/** The default route's prefix of a family (NAT's reply table has only that one). */
+function anyAddress(family: 4 | 6): string {
+  return family === 4 ? '0.0.0.0/0' : '::/0';
 }
 
 function describeNatRule(r: NatRule): string {
