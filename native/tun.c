@@ -24,6 +24,8 @@
  *                     addresses, which a VIP must not be;
  *   routeGet()        the kernel's route to one address (an rtnetlink request): DR's real
  *                     servers must be on a directly connected network;
+ *   hostRoutes()      a table's routes to host prefixes (an rtnetlink dump): other routes
+ *                     to a VIP or local address a reload or edit adds;
  *   routeChange()     add (replace) or delete one route into a device, or a blackhole, as
  *                     `ip route replace|del` would (an rtnetlink request): the VIPs' and
  *                     local addresses' routes, NAT's reply table, on the main thread, no
@@ -759,6 +761,123 @@ static napi_value RouteGet(napi_env env, napi_callback_info info) {
   return c.out;
 }
 
+struct host_ctx {
+  uint32_t table;
+  napi_value out;
+  uint32_t count;
+  uint32_t oif; /* the last interface named, and its name: if_indextoname asks the kernel */
+  char dev[IF_NAMESIZE];
+};
+
+/* Route types by number, as ip names them (rtnetlink.h RTN_*). */
+static const char *const route_types[] = {"unspec",    "unicast",     "local",    "broadcast",
+                                          "anycast",   "multicast",   "blackhole", "unreachable",
+                                          "prohibit",  "throw",       "nat",      "xresolve"};
+
+static int set_number(napi_env env, napi_value object, const char *name, double n) {
+  napi_value v;
+  if (napi_create_double(env, n, &v) != napi_ok || napi_set_named_property(env, object, name, v) != napi_ok) {
+    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: set_number");
+    return -1;
+  }
+  return 0;
+}
+
+static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
+  struct host_ctx *c = ctx;
+  if (h->nlmsg_type != RTM_NEWROUTE) return 0;
+  const struct rtmsg *rt = NLMSG_DATA(h);
+  size_t alen = rt->rtm_family == AF_INET ? 4 : rt->rtm_family == AF_INET6 ? 16 : 0;
+  if (alen == 0 || rt->rtm_dst_len != alen * 8) return 0;
+  uint32_t table = rt->rtm_table, oif = 0, metric = 0, nhid = 0;
+  const uint8_t *dst = NULL;
+  char gateway[INET6_ADDRSTRLEN] = "";
+  bool has_oif = false, has_metric = false;
+  uint32_t nexthops = 0;
+  int left = (int)RTM_PAYLOAD(h);
+  for (const struct rtattr *a = RTM_RTA(rt); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+    size_t n = RTA_PAYLOAD(a);
+    if (a->rta_type == RTA_TABLE && n == 4) memcpy(&table, RTA_DATA(a), 4);
+    else if (a->rta_type == RTA_DST && n == alen) dst = RTA_DATA(a);
+    else if (a->rta_type == RTA_OIF && n == 4) {
+      memcpy(&oif, RTA_DATA(a), 4);
+      has_oif = true;
+    } else if (a->rta_type == RTA_PRIORITY && n == 4) {
+      memcpy(&metric, RTA_DATA(a), 4);
+      has_metric = true;
+    }
+    else if (a->rta_type == RTA_GATEWAY && n == alen) inet_ntop(rt->rtm_family, RTA_DATA(a), gateway, sizeof gateway);
+    else if (a->rta_type == RTA_VIA && n >= sizeof(struct rtvia)) {
+      const struct rtvia *v = RTA_DATA(a);
+      size_t vlen = n - sizeof(struct rtvia);
+      if ((v->rtvia_family == AF_INET && vlen == 4) || (v->rtvia_family == AF_INET6 && vlen == 16))
+        inet_ntop(v->rtvia_family, v->rtvia_addr, gateway, sizeof gateway);
+    } else if (a->rta_type == RTA_MULTIPATH) {
+      int hops = (int)n;
+      for (const struct rtnexthop *nh = RTA_DATA(a); RTNH_OK(nh, hops); nh = RTNH_NEXT(nh)) {
+        nexthops++;
+        hops -= RTNH_ALIGN(nh->rtnh_len);
+      }
+    }
+    else if (a->rta_type == RTA_NH_ID && n == 4) memcpy(&nhid, RTA_DATA(a), 4);
+  }
+  if (table != c->table || !dst) return 0;
+  char addr[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN + 5];
+  if (!inet_ntop(rt->rtm_family, dst, addr, sizeof addr)) return 0;
+  snprintf(text, sizeof text, "%s/%u", addr, rt->rtm_dst_len);
+  napi_value entry;
+  if (napi_create_object(env, &entry) != napi_ok || napi_set_element(env, c->out, c->count++, entry) != napi_ok) {
+    napi_throw_error(env, "TUNVS_ERR_NAPI", "N-API call failed: hostRoutes");
+    return -1;
+  }
+  const char *type = rt->rtm_type < sizeof route_types / sizeof *route_types ? route_types[rt->rtm_type] : "unspec";
+  if (set_string(env, entry, "prefix", text) || set_string(env, entry, "type", type)) return -1;
+  if (has_oif && oif != c->oif) c->oif = if_indextoname(oif, c->dev) ? oif : 0;
+  if (has_oif && oif == c->oif && set_string(env, entry, "dev", c->dev)) return -1;
+  if (gateway[0] && set_string(env, entry, "gateway", gateway)) return -1;
+  if (has_metric && set_number(env, entry, "metric", metric)) return -1;
+  if (nexthops && set_number(env, entry, "nexthops", nexthops)) return -1;
+  if (nhid && set_number(env, entry, "nhid", nhid)) return -1;
+  return 0;
+}
+
+/* hostRoutes(table): the routes of a table (0: main) to host prefixes (/32, /128), both
+ * families, as [{prefix, type, dev?, gateway?, metric?, nexthops?, nhid?}]: what `ip route
+ * show table T` lists of them, fields as `ip -j` names them (nexthops: how many, when the route
+ * has several; nhid: a nexthop object's id). One rtnetlink dump per family, the kernel
+ * filtering by table (strict checking); `ip route show exact P` dumps the table once per
+ * prefix, in a process forked from tunvs on the main thread (a reload or edit that adds a VIP
+ * looks for other routes to it). A family the host lacks lists nothing. */
+static napi_value HostRoutes(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t table = -1;
+  if (argc < 1 || napi_get_value_int64(env, argv[0], &table) != napi_ok || table < 0 || table > UINT32_MAX) {
+    napi_throw_type_error(env, "TUNVS_ERR_ARG", "hostRoutes(table): a table number or 0 (main)");
+    return NULL;
+  }
+  struct host_ctx c = {.table = table == 0 ? RT_TABLE_MAIN : (uint32_t)table, .count = 0, .oif = 0};
+  CHECK(env, napi_create_array(env, &c.out));
+  const unsigned char families[] = {AF_INET, AF_INET6};
+  for (size_t i = 0; i < sizeof families; i++) {
+    struct {
+      struct nlmsghdr h;
+      struct rtmsg rt;
+      char attrs[RTA_SPACE(4)];
+    } req;
+    nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
+    req.rt.rtm_family = families[i];
+    req.rt.rtm_table = c.table < 256 ? (unsigned char)c.table : RT_TABLE_UNSPEC;
+    nl_attr((struct nlmsghdr *)&req, RTA_TABLE, &c.table, 4);
+    int err = nl_ask(env, &req.h, each_host_route, &c);
+    if (err < 0) return NULL;
+    if (err == EAFNOSUPPORT && families[i] == AF_INET6) continue; /* IPv6 disabled at boot */
+    if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETROUTE dump", err, NULL);
+  }
+  return c.out;
+}
+
 /* "ADDRESS/LENGTH" (or a bare address: its host prefix) -> family, address bytes, length;
  * family 0 when it is neither. */
 static int parse_prefix(char *text, unsigned char addr[16], int *len) {
@@ -955,6 +1074,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "configure", fn);
   napi_create_function(env, "closeFd", NAPI_AUTO_LENGTH, CloseFd, NULL, &fn);
   napi_set_named_property(env, exports, "closeFd", fn);
+  napi_create_function(env, "hostRoutes", NAPI_AUTO_LENGTH, HostRoutes, NULL, &fn);
+  napi_set_named_property(env, exports, "hostRoutes", fn);
   napi_create_function(env, "setOffload", NAPI_AUTO_LENGTH, SetOffload, NULL, &fn);
   napi_set_named_property(env, exports, "setOffload", fn);
   napi_create_function(env, "attachSteering", NAPI_AUTO_LENGTH, AttachSteering, NULL, &fn);

@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { isIP } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { LOOP_STALL_MS, NAT_ROUTE_TABLE, NAT_RULE_PRIORITY } from '../constants.js';
-import { nativeAddon } from '../dataplane/tun_device.js';
+import { nativeAddon, type HostRoute } from '../dataplane/tun_device.js';
 import { AF_INET, IPPROTO_TCP } from '../packet/headers.js';
 import { formatAddress } from '../service/addr.js';
 import type { ResolvedService } from '../service/service.js';
@@ -413,41 +413,37 @@ export interface RouteElsewhere {
  * The routes of the main table to exactly these host prefixes that lead anywhere but into
  * `dev`: into another device, via a gateway, or of another type, but not the fallback
  * blackholes (any tunvs's: they only catch what no route takes). tunvs's own route replaces
- * one of the same metric, and one of a lower metric keeps the packets from it. One `ip`
- * process per family (`-batch`: one JSON list per prefix, in order).
+ * one of the same metric, and one of a lower metric keeps the packets from it. `routes`: the
+ * main table's host routes (native/tun.c hostRoutes, one rtnetlink dump per family; it forked
+ * `ip -batch` on the main thread before).
  */
-export function routesElsewhere(prefixes: readonly string[], dev: string): RouteElsewhere[] {
+export function routesElsewhere(
+  prefixes: readonly string[],
+  dev: string,
+  routes: readonly HostRoute[] = nativeAddon().hostRoutes(0),
+): RouteElsewhere[] {
+  const wanted = new Set(prefixes);
   const found: RouteElsewhere[] = [];
-  for (const family of ['-4', '-6'] as const) {
-    const mine = prefixes.filter((p) => p.includes(':') === (family === '-6'));
-    if (mine.length === 0) continue;
-    let lists: string[];
-    try {
-      const input = mine.map((p) => `route show table main exact ${p}\n`).join('');
-      const out = execFileSync('ip', ['-j', family, '-batch', '-'], { input, encoding: 'utf8', stdio: 'pipe' });
-      lists = out.split('\n').filter((line) => line.trim() !== '');
-    } catch {
-      continue; // no IPv6 here: nothing routed
-    }
-    if (lists.length !== mine.length) continue; // not ip's answer as known: nothing to say
-    mine.forEach((prefix, i) => {
-      const routes = JSON.parse(lists[i]!) as { type?: string; dev?: string; gateway?: string; metric?: number }[];
-      for (const r of routes) {
-        const type = r.type ?? 'unicast';
-        if (type === 'blackhole' && r.metric === FALLBACK_METRIC) continue;
-        if (type === 'unicast' && r.gateway === undefined && r.dev === dev) continue;
-        const to =
-          type !== 'unicast'
-            ? type
-            : r.gateway !== undefined
-              ? `via ${r.gateway}`
-              : r.dev !== undefined
-                ? `into ${r.dev}`
-                : 'over several next hops';
-        const tun = type === 'unicast' && r.gateway === undefined && r.dev !== undefined && isTunDevice(r.dev);
-        found.push({ prefix, to, metric: r.metric ?? kernelMetric(family), tun });
-      }
-    });
+  for (const r of routes) {
+    if (!wanted.has(r.prefix)) continue;
+    const family = r.prefix.includes(':') ? '-6' : '-4';
+    const metric = r.metric ?? kernelMetric(family);
+    if (r.type === 'blackhole' && metric === FALLBACK_METRIC) continue;
+    const direct = r.type === 'unicast' && r.gateway === undefined && r.nexthops === undefined;
+    if (direct && r.dev === dev) continue;
+    const to =
+      r.type !== 'unicast'
+        ? r.type
+        : r.gateway !== undefined
+          ? `via ${r.gateway}`
+          : r.nexthops !== undefined
+            ? `over ${r.nexthops} next hops`
+            : r.dev !== undefined
+              ? `into ${r.dev}`
+              : r.nhid !== undefined
+                ? `by nexthop object ${r.nhid}`
+                : 'nowhere named';
+    found.push({ prefix: r.prefix, to, metric, tun: direct && r.dev !== undefined && isTunDevice(r.dev) });
   }
   return found;
 }

@@ -83,6 +83,21 @@ interface NativeQueue {
   setLink(fd: number): void;
 }
 
+/** A route to a host prefix as native/tun.c hostRoutes lists it (the fields `ip -j route`
+ * gives it; those the route lacks absent). */
+export interface HostRoute {
+  prefix: string;
+  /** unicast, blackhole, unreachable, prohibit, ... */
+  type: string;
+  dev?: string;
+  gateway?: string;
+  metric?: number;
+  /** How many next hops, when the route has several. */
+  nexthops?: number;
+  /** The nexthop object the route uses (`ip nexthop`). */
+  nhid?: number;
+}
+
 export interface NativeAddon {
   open(name: string, queues: number, vnetHdr: boolean): { name: string; fds: number[] };
   configure(name: string, mtu: number, txqueuelen: number): void;
@@ -99,6 +114,9 @@ export interface NativeAddon {
   /** The kernel's route to one address: its interface and gateway, {} when there is none
    * (native/tun.c routeGet). */
   routeGet(address: string): { dev?: string; gateway?: string };
+  /** A table's routes to host prefixes (/32, /128), both families (table 0: main;
+   * native/tun.c hostRoutes). */
+  hostRoutes(table: number): HostRoute[];
   /** One route into a device ('': a blackhole) replaced or deleted (metric -1: the kernel's
    * default; table 0: main): undefined when done, else the kernel's reason (native/tun.c
    * routeChange). */

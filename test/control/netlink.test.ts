@@ -4,14 +4,18 @@
  * keepalived's check of a healthy pair node timed out): localRoutes, the host's own addresses
  * (the local table's `local` routes) that the shadowed-VIP check compares the services with
  * every SHADOW_CHECK_MS, and routeGet, the kernel's route to one address that DR's plan asks
- * for every real server at each start, reload and edit. Read in a network namespace of their
- * own (root), against what `ip` finds there.
+ * for every real server at each start, reload and edit, and hostRoutes, the main table's
+ * routes to host prefixes that a reload or edit adding a VIP looks through for other routes to
+ * it (system.ts routesElsewhere). Read in a network namespace of their own (root), against
+ * what `ip` finds there.
  */
 
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
+import { FALLBACK_METRIC, routesElsewhere } from '../../src/control/system.js';
+import type { HostRoute } from '../../src/dataplane/tun_device.js';
 
 const root = process.getuid?.() === 0;
 const ns = `tnl${process.pid % 100000}`;
@@ -32,6 +36,29 @@ describe.skipIf(!root)('in a namespace (root)', () => {
     ip('route', 'add', '198.18.253.0/24', 'dev', 'tl0');
     ip('route', 'add', '198.18.254.0/24', 'via', '198.18.251.2');
     ip('-6', 'route', 'add', 'fd18:18:254::/64', 'via', 'fd18:18:251::2');
+    // Host routes of every kind routesElsewhere must tell apart.
+    ip('route', 'add', '198.18.9.1/32', 'via', '198.18.251.2', 'metric', '7');
+    ip('route', 'add', '198.18.9.2/32', 'dev', 'tl0');
+    ip('route', 'add', 'blackhole', '198.18.9.3/32');
+    ip('route', 'add', 'unreachable', '198.18.9.4/32', 'metric', '5');
+    ip('route', 'add', '198.18.9.5/32', 'nexthop', 'via', '198.18.251.2', 'nexthop', 'via', '198.18.251.3');
+    ip('nexthop', 'add', 'id', '5', 'via', '198.18.251.2', 'dev', 'tl0');
+    ip('route', 'add', '198.18.9.6/32', 'nhid', '5');
+    ip('route', 'add', '198.18.9.7/32', 'dev', 'tl0', 'table', '300');
+    ip('-6', 'route', 'add', 'blackhole', 'fd18:18:9::3/128', 'metric', '99');
+    ip('-6', 'route', 'add', 'fd18:18:9::2/128', 'dev', 'tl0');
+    ip(
+      '-6',
+      'route',
+      'add',
+      'fd18:18:9::5/128',
+      'nexthop',
+      'via',
+      'fd18:18:251::2',
+      'nexthop',
+      'via',
+      'fd18:18:251::3',
+    );
   });
 
   afterAll(() => {
@@ -112,5 +139,55 @@ describe.skipIf(!root)('in a namespace (root)', () => {
     }
     const bad = native("a.routeGet('not an address')") as { error?: string };
     expect(bad.error).toMatch(/an IPv4 or IPv6 address/);
+  });
+
+  it("hostRoutes: a table's routes to host prefixes, as ip -j lists them", () => {
+    const got = native('a.hostRoutes(0)') as HostRoute[];
+    const listed: HostRoute[] = [];
+    for (const family of ['-4', '-6'])
+      for (const r of JSON.parse(
+        execFileSync('ip', ['-j', '-n', ns, family, 'route', 'show', 'table', 'main'], { encoding: 'utf8' }),
+      ) as (HostRoute & { dst: string; nexthops?: unknown[] })[]) {
+        const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+        if (!prefix.endsWith(family === '-4' ? '/32' : '/128')) continue;
+        listed.push({
+          prefix,
+          type: r.type ?? 'unicast',
+          ...(r.dev === undefined ? {} : { dev: r.dev }),
+          ...(r.gateway === undefined ? {} : { gateway: r.gateway }),
+          ...(r.metric === undefined ? {} : { metric: r.metric }),
+          ...(r.nexthops === undefined ? {} : { nexthops: r.nexthops.length }),
+          ...(r.nhid === undefined ? {} : { nhid: r.nhid }),
+        });
+      }
+    expect(got).toEqual(listed);
+    expect(got.map((r) => r.prefix)).toEqual(
+      expect.arrayContaining(['198.18.9.1/32', '198.18.9.6/32', 'fd18:18:9::5/128']),
+    );
+    // Another table's routes are not the main table's, and the other way round.
+    expect(got.some((r) => r.prefix === '198.18.9.7/32')).toBe(false);
+    expect(native('a.hostRoutes(300)')).toEqual([{ prefix: '198.18.9.7/32', type: 'unicast', dev: 'tl0' }]);
+    expect((native("a.hostRoutes('main')") as { error?: string }).error).toMatch(/a table number/);
+  });
+
+  it('routesElsewhere reads them: where each route leads, fallbacks and our own left out', () => {
+    const routes = native('a.hostRoutes(0)') as HostRoute[];
+    const wanted = [2, 3, 5].map((n) => `fd18:18:9::${n}/128`);
+    for (let n = 1; n <= 7; n++) wanted.push(`198.18.9.${n}/32`);
+    // tl0 stands for tunvs's device: the direct routes into it are its own.
+    expect(routesElsewhere(wanted, 'tl0', routes)).toEqual([
+      { prefix: '198.18.9.1/32', to: 'via 198.18.251.2', metric: 7, tun: false },
+      { prefix: '198.18.9.3/32', to: 'blackhole', metric: 0, tun: false },
+      { prefix: '198.18.9.4/32', to: 'unreachable', metric: 5, tun: false },
+      { prefix: '198.18.9.5/32', to: 'over 2 next hops', metric: 0, tun: false },
+      { prefix: '198.18.9.6/32', to: 'via 198.18.251.2', metric: 0, tun: false },
+      { prefix: 'fd18:18:9::3/128', to: 'blackhole', metric: 99, tun: false },
+      { prefix: 'fd18:18:9::5/128', to: 'over 2 next hops', metric: 1024, tun: false },
+    ]);
+    // Into another device (not a TUN: this host has no tl0), and a fallback blackhole skipped.
+    const fallback = { prefix: '198.18.9.8/32', type: 'blackhole', metric: FALLBACK_METRIC };
+    expect(routesElsewhere(['198.18.9.2/32', '198.18.9.8/32'], 'tunvs0', [...routes, fallback])).toEqual([
+      { prefix: '198.18.9.2/32', to: 'into tl0', metric: 0, tun: false },
+    ]);
   });
 });
