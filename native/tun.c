@@ -638,6 +638,33 @@ static napi_value Neighbours(napi_env env, napi_callback_info info) {
   return err == 0 ? c.out : NULL;
 }
 
+/* Dump the routes of `table` (of `type`; RTN_UNSPEC: any) of both families to `each`, the
+ * kernel filtering by both (strict checking). 0, or -1 with an exception pending. A family the
+ * host lacks (IPv6 disabled at boot) dumps nothing. */
+static int dump_routes(napi_env env, uint32_t table, unsigned char type, nl_each each, void *ctx) {
+  const unsigned char families[] = {AF_INET, AF_INET6};
+  for (size_t i = 0; i < sizeof families; i++) {
+    struct {
+      struct nlmsghdr h;
+      struct rtmsg rt;
+      char attrs[RTA_SPACE(4)];
+    } req;
+    nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
+    req.rt.rtm_family = families[i];
+    req.rt.rtm_table = table < 256 ? (unsigned char)table : RT_TABLE_UNSPEC;
+    req.rt.rtm_type = type;
+    if (table >= 256) nl_attr((struct nlmsghdr *)&req, RTA_TABLE, &table, 4);
+    int err = nl_ask(env, &req.h, each, ctx);
+    if (err < 0) return -1;
+    if (err == EAFNOSUPPORT && families[i] == AF_INET6) continue;
+    if (err > 0) {
+      throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETROUTE dump", err, NULL);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 struct local_ctx {
   napi_value out;
   uint32_t count;
@@ -674,22 +701,7 @@ static napi_value LocalRoutes(napi_env env, napi_callback_info info) {
   (void)info;
   struct local_ctx c = {.count = 0};
   CHECK(env, napi_create_array(env, &c.out));
-  const unsigned char families[] = {AF_INET, AF_INET6};
-  for (size_t i = 0; i < sizeof families; i++) {
-    struct {
-      struct nlmsghdr h;
-      struct rtmsg rt;
-    } req;
-    nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
-    req.rt.rtm_family = families[i];
-    req.rt.rtm_table = RT_TABLE_LOCAL;
-    req.rt.rtm_type = RTN_LOCAL;
-    int err = nl_ask(env, &req.h, each_local_route, &c);
-    if (err < 0) return NULL;
-    if (err == EAFNOSUPPORT && families[i] == AF_INET6) continue; /* IPv6 disabled at boot */
-    if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETROUTE dump", err, NULL);
-  }
-  return c.out;
+  return dump_routes(env, RT_TABLE_LOCAL, RTN_LOCAL, each_local_route, &c) == 0 ? c.out : NULL;
 }
 
 struct route_ctx {
@@ -842,12 +854,12 @@ static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
 }
 
 /* hostRoutes(table): the routes of a table (0: main) to host prefixes (/32, /128), both
- * families, as [{prefix, type, dev?, gateway?, metric?, nexthops?, nhid?}]: what `ip route
+ * families (dump_routes), as [{prefix, type, dev?, gateway?, metric?, nexthops?, nhid?}]: what `ip route
  * show table T` lists of them, fields as `ip -j` names them (nexthops: how many, when the route
  * has several; nhid: a nexthop object's id). One rtnetlink dump per family, the kernel
  * filtering by table (strict checking); `ip route show exact P` dumps the table once per
  * prefix, in a process forked from tunvs on the main thread (a reload or edit that adds a VIP
- * looks for other routes to it). A family the host lacks lists nothing. */
+ * looks for other routes to it). */
 static napi_value HostRoutes(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -859,23 +871,7 @@ static napi_value HostRoutes(napi_env env, napi_callback_info info) {
   }
   struct host_ctx c = {.table = table == 0 ? RT_TABLE_MAIN : (uint32_t)table, .count = 0, .oif = 0};
   CHECK(env, napi_create_array(env, &c.out));
-  const unsigned char families[] = {AF_INET, AF_INET6};
-  for (size_t i = 0; i < sizeof families; i++) {
-    struct {
-      struct nlmsghdr h;
-      struct rtmsg rt;
-      char attrs[RTA_SPACE(4)];
-    } req;
-    nl_request(&req.h, sizeof req.rt, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
-    req.rt.rtm_family = families[i];
-    req.rt.rtm_table = c.table < 256 ? (unsigned char)c.table : RT_TABLE_UNSPEC;
-    nl_attr((struct nlmsghdr *)&req, RTA_TABLE, &c.table, 4);
-    int err = nl_ask(env, &req.h, each_host_route, &c);
-    if (err < 0) return NULL;
-    if (err == EAFNOSUPPORT && families[i] == AF_INET6) continue; /* IPv6 disabled at boot */
-    if (err > 0) return throw_errno(env, "TUNVS_ERR_LINK", "RTM_GETROUTE dump", err, NULL);
-  }
-  return c.out;
+  return dump_routes(env, c.table, RTN_UNSPEC, each_host_route, &c) == 0 ? c.out : NULL;
 }
 
 /* "ADDRESS/LENGTH" (or a bare address: its host prefix) -> family, address bytes, length;
