@@ -20,7 +20,9 @@ export function configWarnings(config: Config): string[] {
   const out: string[] = [];
   if (config.ha && 'secretFile' in config.isn && config.isn.secretFile === DEFAULTS.isnSecretFile)
     out.push(
-      "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second",
+      config.ha.mode === 'pair'
+        ? "ha: give both LBs of the pair the same isn.secret (or isn.secretFile): with keys of their own, new connections after a failover can collide with the real servers' TIME_WAIT entries of the old master and stall for a second, and handshakes the SYN proxy answered fail"
+        : "ha: give every node of the cluster the same isn.secret (or isn.secretFile): with keys of their own, a handshake the SYN proxy answered fails when ECMP moves it to another node, and new connections on a dead node's local addresses can collide with the real servers' TIME_WAIT entries and stall for a second",
     );
   const routeHealth = config.ha?.mode === 'cluster' && config.ha.routeHealth !== 'off';
   config.services.forEach((s, i) => {

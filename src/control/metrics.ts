@@ -24,6 +24,7 @@
  *   tunvs_ha_events_total{kind}           published / applied / lost
  *   tunvs_ha_peer_alive{peer}, tunvs_ha_peer_sync_lag_seconds{peer},
  *   tunvs_ha_peer_shards_agree{peer}      0: that peer's sessions cannot be installed here
+ *   tunvs_ha_peer_isn_key_agrees{peer}    0: that peer has another ISN key (isn.secret)
  *   tunvs_forwarder_up{worker}            1 when the forwarder answered the scrape (1 s)
  *   tunvs_forwarder_heap_bytes{worker}    the forwarder thread's V8 heap
  *   tunvs_queue_<figure>_total{worker}    each forwarder's queue (TUN or AF_XDP): packets and
@@ -325,6 +326,16 @@ export function metricsRegistry(src: MetricsSource, counterNames: readonly strin
       const h = src.ha();
       for (const p of h?.peers ?? [])
         if (p.workers > 0) set({ peer: String(p.id) }, shardsAgree(p.shards, h!.workers) ? 1 : 0);
+    },
+  );
+  readGauge(
+    reg,
+    'tunvs_ha_peer_isn_key_agrees',
+    "1 while a peer's ISN key (isn.secret) is this node's, 0 when it has another (its SYN proxy cookies and ISNs are not this node's)",
+    ['peer'],
+    (set) => {
+      for (const p of src.ha()?.peers ?? [])
+        if (p.sameIsnKey !== undefined) set({ peer: String(p.id) }, p.sameIsnKey ? 1 : 0);
     },
   );
   readGauge(

@@ -76,7 +76,7 @@ import {
   SystemChanges,
 } from './system.js';
 import { planRoutes, withdrawnVips } from '../ha/announce.js';
-import type { IsnKey } from '../nat/seq.js';
+import { isnKeyId, type IsnKey } from '../nat/seq.js';
 import { isnKey } from './isn_secret.js';
 
 export interface RunOptions {
@@ -268,7 +268,7 @@ export class Runtime {
           this.workers.map((w) => this.haLink(w)),
           this.opts.logger,
           this.haControl,
-          { laddrs: () => localAddressPrefixes(this.services) },
+          { laddrs: () => localAddressPrefixes(this.services), isnKeyId: isnKeyId(this.isnKey) },
         );
         this.ha.start();
         if (config.ha.mode === 'cluster') {

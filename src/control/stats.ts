@@ -347,9 +347,11 @@ export function formatHaStatus(h: HaStatus): string {
     p.workers === 0
       ? ''
       : `  workers ${p.workers}${shardsAgree(p.shards, h.workers) ? '' : ` (${p.shards} shards: its sessions cannot be installed here)`}`;
+  const key = (p: HaStatus['peers'][number]): string =>
+    p.sameIsnKey === false ? '  ANOTHER ISN KEY (isn.secret differs)' : '';
   for (const p of h.peers) {
     lines.push(
-      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}${workers(p)}${held(p)}`,
+      `  ${pad(`${p.id} (${p.name})`, 18)} ${p.alive ? 'alive' : 'gone '}  ${p.publishing ? 'publishing' : 'quiet     '}  ${p.loaded ? 'loaded' : 'loading'}  applied ${p.applied}  lag ${lag(p.syncLagMs)}  formats ${range(p.syncFormats)}${workers(p)}${held(p)}${key(p)}`,
     );
   }
   return lines.join('\n');

@@ -9,7 +9,8 @@
  *              an orderly stop, runtime.ts), so a planned switch loses no connection.
  *   registry   every HEARTBEAT_MS: the node's entry in tunvs:<cluster>:nodes and its alive
  *              key; then the peers it finds there are the ones it follows (and its workers
- *              learn their worker counts: tellPeerWorkers). The node id is
+ *              learn their worker counts: tellPeerWorkers; a peer with another ISN key is
+ *              named: checkIsnKeys). The node id is
  *              claimed first (claimId): nothing is published, restored or registered under
  *              it until the alive key shows no other live node with the same id.
  *   publisher  (ha/publisher.ts) every HA_TICK_MS while publishing: this node's sessions.
@@ -92,6 +93,8 @@ export interface HaPeer extends PeerStatus {
   /** Cluster: the node its local addresses (and their sessions) go to now: itself while it
    * is alive, else its first live backup; 0 for none. */
   holder?: number;
+  /** Whether its ISN key is this node's (absent: it or this node does not say). */
+  sameIsnKey?: boolean;
 }
 
 export interface HaStatus {
@@ -153,6 +156,8 @@ interface RegistryEntry {
   syncFormats?: FormatRange;
   /** The shards it cuts its sessions into (none: a version before shards, its workers). */
   shards?: number;
+  /** The name of its ISN key (nat/seq.ts isnKeyId; none: a version before it was registered). */
+  isnKeyId?: string;
 }
 
 export interface HaNodeOptions {
@@ -161,6 +166,10 @@ export interface HaNodeOptions {
   /** The sync formats this node reads and publishes (default: all this version has; tests
    * narrow it to play a node of an older version). */
   syncFormats?: FormatRange;
+  /** The name of this node's ISN key (nat/seq.ts isnKeyId), registered so that a peer with
+   * another key is named (the SYN proxy's cookies and the ISNs the real servers see need one
+   * key on every node: docs/ha.md). */
+  isnKeyId?: string;
 }
 
 export class HaNode {
@@ -184,6 +193,8 @@ export class HaNode {
   private readonly follower: Follower;
   /** Peers as last read from the registry (undefined: not read yet). */
   private peers: { entry: RegistryEntry; alive: boolean; publishing: boolean }[] | undefined;
+  /** Peers named for another ISN key (checkIsnKeys), until theirs agrees. */
+  private readonly otherIsnKey = new Set<number>();
 
   /** Cluster: dead peers whose sessions this node adopted (cleared when they return). */
   private readonly adopted = new Set<number>();
@@ -451,6 +462,9 @@ export class HaNode {
           workers: r?.entry.workers ?? 0,
           shards: r?.entry.shards ?? r?.entry.workers ?? 0,
           ...(this.holders.has(p.id) ? { holder: this.holders.get(p.id)! } : {}),
+          ...(this.opts.isnKeyId !== undefined && r?.entry.isnKeyId !== undefined
+            ? { sameIsnKey: r.entry.isnKeyId === this.opts.isnKeyId }
+            : {}),
         };
       }),
       ...(this.lastError ? { lastError: this.lastError } : {}),
@@ -779,6 +793,7 @@ export class HaNode {
       startedAt: this.startedAt,
       laddrs: this.opts.laddrs?.() ?? [],
       syncFormats: this.formats,
+      ...(this.opts.isnKeyId === undefined ? {} : { isnKeyId: this.opts.isnKeyId }),
     };
     const mark: AliveValue = {
       publishing: this.control.publishing,
@@ -817,6 +832,7 @@ export class HaNode {
           );
         return { entry, alive: a !== undefined, publishing: a?.publishing ?? false };
       });
+      this.checkIsnKeys();
       if (this.cfg.mode === 'cluster') this.tellAddresses();
       this.tellPeerWorkers();
       this.follower.setPeers(this.peers.map((p) => p.entry.id));
@@ -826,6 +842,36 @@ export class HaNode {
     } catch (e) {
       // A beat stop() gave up waiting for: not a failure of a running node.
       if (!this.stopped) this.fail(`registry: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Name each peer whose ISN key is not this node's, as it is found, and say when it agrees
+   * again (its restart with the right secret). A connection that moves to it (a failover, an
+   * ECMP change) in its SYN proxy handshake finds a cookie it cannot check, and the ISNs it
+   * gives the real servers are not ahead of this node's (their TIME_WAIT refuses reused ports'
+   * SYNs for a second): docs/ha.md. Forwarding goes on either way.
+   */
+  private checkIsnKeys(): void {
+    const mine = this.opts.isnKeyId;
+    if (mine === undefined) return;
+    for (const { entry } of this.peers ?? []) {
+      const differs = entry.isnKeyId !== undefined && entry.isnKeyId !== mine;
+      if (differs === this.otherIsnKey.has(entry.id)) continue;
+      if (differs) {
+        this.otherIsnKey.add(entry.id);
+        this.logger.log(
+          'error',
+          `HA: node ${entry.id} (${entry.name}) has another ISN key than this node: give every node of ${this.cfg.mode === 'pair' ? 'the pair' : `cluster ${this.cfg.cluster}`} the same isn.secret (or the same isn.secretFile's content); until then a handshake the SYN proxy answered fails when it moves between them, and new connections after a failover can stall on the real servers' TIME_WAIT`,
+          { peer: entry.id, peerName: entry.name },
+        );
+      } else {
+        this.otherIsnKey.delete(entry.id);
+        this.logger.log('info', `HA: node ${entry.id} (${entry.name}) has this node's ISN key now`, {
+          peer: entry.id,
+          peerName: entry.name,
+        });
+      }
     }
   }
 

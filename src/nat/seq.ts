@@ -34,6 +34,16 @@ export function deriveKey(key: IsnKey, label: number): IsnKey {
   return [lo[0]!, lo[1]!, b[0]!, b[1]!];
 }
 
+/** Label of isnKeyId's hash ("kyid"). */
+const KEY_ID_LABEL = 0x6b796964;
+
+/** A name of `key` that nodes can compare without showing it (16 hex digits of a keyed hash
+ * of a label): an HA node registers it, and names a peer whose key differs (ha/node.ts). */
+export function isnKeyId(key: IsnKey): string {
+  const h = sipHash24(key, [KEY_ID_LABEL, 0], 0, 2, new Uint32Array(2));
+  return [h[1]!, h[0]!].map((w) => (w >>> 0).toString(16).padStart(8, '0')).join('');
+}
+
 /**
  * The ISNs and the timestamp clock the real server sees. The clock follows the same idea as
  * the ISN (and as Linux's per-connection timestamp offsets): 1 kHz plus a keyed offset per

@@ -126,7 +126,7 @@ services:
     expect(cli('check').code).toBe(2);
   });
 
-  it("names the warnings tunvs run would log: a pair's node without a shared ISN key", () => {
+  it("names the warnings tunvs run would log: a pair's or a cluster's node without a shared ISN key", () => {
     const text = GOOD.replace(/^isn: .*\n/m, '').replace(
       'services:',
       'ha:\n  nodeId: 1\n  name: lb-a\n  redis: "redis://198.18.20.30:6379"\n  cluster: c1\nservices:',
@@ -134,6 +134,8 @@ services:
     const out = checkConfig(file(text));
     expect(out).toMatch(/ha pair "c1", node 1 \(lb-a\), Redis redis:\/\/198\.18\.20\.30:6379/);
     expect(out).toMatch(/^warning: ha: give both LBs of the pair the same isn\.secret/m);
+    const cluster = checkConfig(file(text.replace('  cluster: c1\n', '  cluster: c1\n  mode: cluster\n')));
+    expect(cluster).toMatch(/^warning: ha: give every node of the cluster the same isn\.secret/m);
   });
 
   it('warns of an exec check whose program is missing or not executable; names a sorry server', () => {

@@ -46,9 +46,13 @@ import { ACK, parse, PSH, RST, SYN, tcp } from '../helpers/packets.js';
 import { PacketRing } from '../../src/dataplane/ring.js';
 import { VERDICT_FORWARD, VERDICT_REDIRECT } from '../../src/nat/verdict.js';
 
+/** What the nodes logged, level and message (a test reads its own, after emptying it). */
+const logged: string[] = [];
 const quiet: Logger = {
-  log: (l, m, f) =>
-    process.env.HA_DEBUG ? console.log(Date.now() % 100000, l, m, JSON.stringify(f ?? {})) : undefined,
+  log: (l, m, f) => {
+    logged.push(`${l} ${m}`);
+    if (process.env.HA_DEBUG) console.log(Date.now() % 100000, l, m, JSON.stringify(f ?? {}));
+  },
 };
 
 interface TestNode {
@@ -727,6 +731,38 @@ describe('HA nodes through Redis', () => {
     await until('the second ready', () => second.node.status().ready, 10_000);
     expect(second.node.status().nodeIdConflict).toBeUndefined();
     expect(second.engine.sessionCount).toBe(1);
+  });
+
+  it('a peer with another ISN key is named (log, ha status) until it has the same again', async () => {
+    logged.length = 0;
+    const a = startNode(1, 'isn', where(), 'cluster', 'backup', undefined, { isnKeyId: 'aaaa' });
+    let b = startNode(2, 'isn', where(), 'cluster', 'backup', undefined, { isnKeyId: 'bbbb' });
+    const older = startNode(3, 'isn', where(), 'cluster'); // a version that registers no key
+    nodes.push(a, b, older);
+    const peer = (n: TestNode, id: number) => n.node.status().peers.find((p) => p.id === id);
+    await until('a sees both peers', () => peer(a, 2) !== undefined && peer(a, 3) !== undefined);
+    await until('a compares keys', () => peer(a, 2)?.sameIsnKey !== undefined);
+    expect(peer(a, 2)!.sameIsnKey).toBe(false);
+    expect(peer(b, 1)!.sameIsnKey).toBe(false);
+    expect(peer(a, 3)!.sameIsnKey).toBeUndefined(); // it does not say: nothing is claimed
+    expect(peer(older, 1)!.sameIsnKey).toBeUndefined(); // nor by it
+    const text = formatHaStatus(a.node.status());
+    expect(text).toMatch(/2 \(lb-2\).*ANOTHER ISN KEY \(isn\.secret differs\)/);
+    expect(text).not.toMatch(/3 \(lb-3\).*ANOTHER ISN KEY/);
+    await new Promise((r) => setTimeout(r, 2500)); // a few heartbeats: named once, not every beat
+    const named = logged.filter((l) => l.startsWith('error HA: node 2 (lb-2) has another ISN key than this node'));
+    expect(named).toHaveLength(1);
+    expect(named[0]).toContain('give every node of cluster isn the same isn.secret');
+    expect(logged.filter((l) => l.startsWith('error HA: node 1 (lb-1) has another ISN key'))).toHaveLength(1);
+    expect(logged.some((l) => l.includes('node 3 (lb-3) has another ISN key'))).toBe(false);
+    // Restarted with the right secret: said once, and the status agrees.
+    await b.node.stop();
+    nodes.splice(nodes.indexOf(b), 1);
+    b = startNode(2, 'isn', where(), 'cluster', 'backup', undefined, { isnKeyId: 'aaaa' });
+    nodes.push(b);
+    await until("a sees b's new key", () => peer(a, 2)?.sameIsnKey === true);
+    expect(logged.filter((l) => l === "info HA: node 2 (lb-2) has this node's ISN key now")).toHaveLength(1);
+    expect(formatHaStatus(a.node.status())).not.toContain('ANOTHER ISN KEY');
   });
 
   it('a pair is the same code with roles: promotion adopts and republishes under its own keys', async () => {

@@ -219,6 +219,7 @@ async function spreadOverThree(): Promise<void> {
   expect(metrics.out).toMatch(/tunvs_cluster_routes\{kind="backup"\} 8/);
   expect(metrics.out).toMatch(/tunvs_ha_peer_alive\{peer="2"\} 1/);
   expect(metrics.out).toMatch(/tunvs_ha_peer_shards_agree\{peer="2"\} 1/);
+  expect(metrics.out).toMatch(/tunvs_ha_peer_isn_key_agrees\{peer="2"\} 1/); // the lab's one secret
 }
 
 const MODES_TITLE =
