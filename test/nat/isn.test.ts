@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IsnGenerator, type IsnKey } from '../../src/nat/seq.js';
+import { IsnGenerator, isnKeyId, type IsnKey } from '../../src/nat/seq.js';
 import { sipHash24 } from '../../src/nat/siphash.js';
 import { SIPHASH_WASM } from '../../src/nat/siphash_wasm.js';
 import { execFileSync } from 'node:child_process';
@@ -46,6 +46,15 @@ describe('ISN', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     expect(() => sipHash24(counting(4), counting(17), 0, 17, new Uint32Array(2))).toThrow(RangeError);
+  });
+
+  it("a key's name (isnKeyId): the same for one key, another for another, not the key's words", () => {
+    const key: IsnKey = [0x01020304, 0x05060708, 0x090a0b0c, 0x0d0e0f10];
+    const id = isnKeyId(key);
+    expect(id).toMatch(/^[0-9a-f]{16}$/);
+    expect(isnKeyId([...key] as unknown as IsnKey)).toBe(id);
+    expect(isnKeyId([key[0], key[1], key[2], key[3] ^ 1])).not.toBe(id);
+    for (const w of key) expect(id).not.toContain(w.toString(16).padStart(8, '0'));
   });
 
   it('per tuple: steady under one key (advancing 250 per ms), unrelated under another', () => {
