@@ -6,8 +6,8 @@
  * return, a fourth node of another worker count joining, the Redis primary dying (then a node too), its tunvs hanging
  * past its alive key (adopted, then handed its sessions back), and a node's link to the router
  * being cut; young connections at a membership change are measured (FULLNAT,
- * and TUNNEL with sloppy TCP); on the AF_XDP path too, the spreads and the kill. Needs root;
- * builds and removes its own lab.
+ * and TUNNEL with sloppy TCP); `tunvs lab cluster`, the operator's demo, runs on it; on the
+ * AF_XDP path too, the spreads and the kill. Needs root; builds and removes its own lab.
  */
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { adminRequest } from '../../src/control/admin.js';
 import { clusterStatusOf, nextHops, sentinelViews, startClusterNode, vipNextHops } from '../../src/lab/cluster.js';
+import { labCluster } from '../../src/lab/cluster_demo.js';
 import { LAB, labCurl, labDown, labStatus, labUp, nsName, readState, type LabState } from '../../src/lab/lab.js';
 import { ipBatch, isAlive, runInNs, stopPid } from '../../src/lab/netns.js';
 import { sloppyTunnelEcho } from '../../src/lab/modes.js';
@@ -613,6 +614,33 @@ describe.skipIf(!root)('the cluster in the netns lab (root)', () => {
     const back = await until(`${node} back for the v4 VIP`, () => vipNextHops(state, 4).includes(up.up4), 10_000);
     console.log(`route health: ${node} announces the v4 VIP again ${back} ms after the reload`);
   }, 60_000);
+
+  it('tunvs lab cluster: the demo runs on this cluster, prints its timeline, every stream comes through, lb-b rejoins', async () => {
+    const lines: string[] = [];
+    const spread = new RegExp(
+      `^${runningNodes()
+        .map((n) => `${n} \\d+%`)
+        .join(', ')}$`,
+      'm',
+    ); // lb-d, not lb-c, by now
+    const code = await labCluster(prefix, 3, WORKERS, (l) => lines.push(l));
+    const out = lines.join('\n');
+    console.log(out);
+    expect(code, out).toBe(0);
+    expect(out).toMatch(spread);
+    for (const step of [
+      'tunvs on lb-b gone',
+      "the router dropped lb-b from the VIP's next hops",
+      "lb-b's local addresses routed to its backup",
+      "lb-b's sessions adopted by its backup",
+      "lb-b ready (its own and its peers' sessions loaded)",
+      'the router spreads over lb-b again',
+    ])
+      expect(out).toMatch(new RegExp(`^  \\+ +\\d+ ms  ${step.replace(/[()]/g, '\\$&')}`, 'm'));
+    expect(out).toMatch(/^streams: \d+\/200 intact, \d+ reset, \d+ bytes lost, 0 corrupted/m);
+    expect(out).toMatch(/^autocannon: \d+ requests \(\d+\/s\), 0 errors/m);
+    expect(runningNodes()).toContain('lb-b');
+  }, 120_000);
 
   it('TUNNEL with sloppy TCP (mh): connections younger than syncAfterMs survive a node leaving (measured)', async () => {
     // The FULLNAT measurement above loses the leaving node's young connections. A TUNNEL
