@@ -782,9 +782,9 @@ struct host_ctx {
 };
 
 /* Route types by number, as ip names them (rtnetlink.h RTN_*). */
-static const char *const route_types[] = {"unspec",    "unicast",     "local",    "broadcast",
-                                          "anycast",   "multicast",   "blackhole", "unreachable",
-                                          "prohibit",  "throw",       "nat",      "xresolve"};
+static const char *const route_types[] = {"unspec",    "unicast",   "local",       "broadcast",
+                                          "anycast",   "multicast", "blackhole",   "unreachable",
+                                          "prohibit",  "throw",     "nat",         "xresolve"};
 
 static int set_number(napi_env env, napi_value object, const char *name, double n) {
   napi_value v;
@@ -817,9 +817,9 @@ static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
     } else if (a->rta_type == RTA_PRIORITY && n == 4) {
       memcpy(&metric, RTA_DATA(a), 4);
       has_metric = true;
-    }
-    else if (a->rta_type == RTA_GATEWAY && n == alen) inet_ntop(rt->rtm_family, RTA_DATA(a), gateway, sizeof gateway);
-    else if (a->rta_type == RTA_VIA && n >= sizeof(struct rtvia)) {
+    } else if (a->rta_type == RTA_GATEWAY && n == alen) {
+      inet_ntop(rt->rtm_family, RTA_DATA(a), gateway, sizeof gateway);
+    } else if (a->rta_type == RTA_VIA && n >= sizeof(struct rtvia)) {
       const struct rtvia *v = RTA_DATA(a);
       size_t vlen = n - sizeof(struct rtvia);
       if ((v->rtvia_family == AF_INET && vlen == 4) || (v->rtvia_family == AF_INET6 && vlen == 16))
@@ -830,8 +830,9 @@ static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
         nexthops++;
         hops -= RTNH_ALIGN(nh->rtnh_len);
       }
+    } else if (a->rta_type == RTA_NH_ID && n == 4) {
+      memcpy(&nhid, RTA_DATA(a), 4);
     }
-    else if (a->rta_type == RTA_NH_ID && n == 4) memcpy(&nhid, RTA_DATA(a), 4);
   }
   if (table != c->table || !dst) return 0;
   char addr[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN + 5];
@@ -854,12 +855,11 @@ static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
 }
 
 /* hostRoutes(table): the routes of a table (0: main) to host prefixes (/32, /128), both
- * families (dump_routes), as [{prefix, type, dev?, gateway?, metric?, nexthops?, nhid?}]: what `ip route
- * show table T` lists of them, fields as `ip -j` names them (nexthops: how many, when the route
- * has several; nhid: a nexthop object's id). One rtnetlink dump per family, the kernel
- * filtering by table (strict checking); `ip route show exact P` dumps the table once per
- * prefix, in a process forked from tunvs on the main thread (a reload or edit that adds a VIP
- * looks for other routes to it). */
+ * families (dump_routes), as [{prefix, type, dev?, gateway?, metric?, nexthops?, nhid?}]:
+ * what `ip route show table T` lists of them, fields as `ip -j` names them (nexthops: how
+ * many, when the route has several; nhid: a nexthop object's id). A reload or edit that adds
+ * a VIP looks through them for other routes to it, on the main thread: one dump per family,
+ * where `ip route show exact P` (forked from tunvs before) dumped the table once per prefix. */
 static napi_value HostRoutes(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
