@@ -1009,14 +1009,18 @@ describe.skipIf(!root)('netns lab (root)', () => {
     // The VIPs' port 9053 (the servers' 9000): the UDP sessions this leaves until their
     // timeout are not among the TCP echo service's, which later tests count.
     const vport = 9053;
-    // 30 datagrams, each from a socket of its own (a UDP session each): who answered.
+    // 30 datagrams, each from a socket of its own (a UDP session each): who answered. Each
+    // call from 30 source ports of its own, below the ephemeral range: a port an earlier call
+    // used still has its session (to the server it went to, DOWN or not) until the UDP timeout.
+    let calls = 0;
     const ask = async (v6 = false): Promise<Map<string, number>> => {
+      const base = 21000 + 100 * calls++;
       const script = `const dgram = require('dgram'); const seen = []; let left = 30;
          for (let i = 0; i < 30; i++) {
            const s = dgram.createSocket('${v6 ? 'udp6' : 'udp4'}');
            const t = setTimeout(() => { seen.push('none'); s.close(); if (--left === 0) done(); }, 2000);
            s.on('message', (m) => { clearTimeout(t); const a = m.toString(); seen.push(a.endsWith(' q' + i) ? a.split(' ')[0] : 'bad'); s.close(); if (--left === 0) done(); });
-           s.send('q' + i, ${vport}, '${v6 ? LAB.vip6 : LAB.vip4}');
+           s.bind(${base} + i, () => s.send('q' + i, ${vport}, '${v6 ? LAB.vip6 : LAB.vip4}'));
          }
          function done() { console.log(seen.join('\\n')); }`;
       return counts((await runInNs(nsName(prefix, 'client'), [process.execPath, '-e', script])).out);
