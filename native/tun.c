@@ -708,6 +708,20 @@ struct route_ctx {
   napi_value out;
 };
 
+/* If `a` names a route's next hop (RTA_GATEWAY, or RTA_VIA: an IPv4 route via an IPv6 next
+ * hop, RFC 5549), its address as text in `out` (INET6_ADDRSTRLEN bytes); 1 if it did. */
+static int route_gateway(const struct rtattr *a, char *out) {
+  size_t n = RTA_PAYLOAD(a);
+  if (a->rta_type == RTA_GATEWAY && (n == 4 || n == 16))
+    return inet_ntop(n == 4 ? AF_INET : AF_INET6, RTA_DATA(a), out, INET6_ADDRSTRLEN) != NULL;
+  if (a->rta_type != RTA_VIA || n < sizeof(struct rtvia)) return 0;
+  const struct rtvia *v = RTA_DATA(a);
+  size_t alen = n - sizeof(struct rtvia);
+  if ((v->rtvia_family == AF_INET && alen == 4) || (v->rtvia_family == AF_INET6 && alen == 16))
+    return inet_ntop(v->rtvia_family, v->rtvia_addr, out, INET6_ADDRSTRLEN) != NULL;
+  return 0;
+}
+
 static int each_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
   struct route_ctx *c = ctx;
   if (h->nlmsg_type != RTM_NEWROUTE) return 0;
@@ -720,15 +734,7 @@ static int each_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
       memcpy(&idx, RTA_DATA(a), 4);
       if (!if_indextoname(idx, dev)) dev[0] = '\0';
     }
-    if (a->rta_type == RTA_GATEWAY && (RTA_PAYLOAD(a) == 4 || RTA_PAYLOAD(a) == 16))
-      inet_ntop(RTA_PAYLOAD(a) == 4 ? AF_INET : AF_INET6, RTA_DATA(a), gateway, sizeof gateway);
-    if (a->rta_type == RTA_VIA && RTA_PAYLOAD(a) >= sizeof(struct rtvia)) {
-      /* An IPv4 route via an IPv6 next hop (RFC 5549). */
-      const struct rtvia *v = RTA_DATA(a);
-      size_t alen = RTA_PAYLOAD(a) - sizeof(struct rtvia);
-      if ((v->rtvia_family == AF_INET && alen == 4) || (v->rtvia_family == AF_INET6 && alen == 16))
-        inet_ntop(v->rtvia_family, v->rtvia_addr, gateway, sizeof gateway);
-    }
+    route_gateway(a, gateway);
   }
   if (dev[0] && set_string(env, c->out, "dev", dev)) return -1;
   if (gateway[0] && set_string(env, c->out, "gateway", gateway)) return -1;
@@ -809,6 +815,7 @@ static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
   int left = (int)RTM_PAYLOAD(h);
   for (const struct rtattr *a = RTM_RTA(rt); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
     size_t n = RTA_PAYLOAD(a);
+    route_gateway(a, gateway);
     if (a->rta_type == RTA_TABLE && n == 4) memcpy(&table, RTA_DATA(a), 4);
     else if (a->rta_type == RTA_DST && n == alen) dst = RTA_DATA(a);
     else if (a->rta_type == RTA_OIF && n == 4) {
@@ -817,13 +824,6 @@ static int each_host_route(napi_env env, const struct nlmsghdr *h, void *ctx) {
     } else if (a->rta_type == RTA_PRIORITY && n == 4) {
       memcpy(&metric, RTA_DATA(a), 4);
       has_metric = true;
-    } else if (a->rta_type == RTA_GATEWAY && n == alen) {
-      inet_ntop(rt->rtm_family, RTA_DATA(a), gateway, sizeof gateway);
-    } else if (a->rta_type == RTA_VIA && n >= sizeof(struct rtvia)) {
-      const struct rtvia *v = RTA_DATA(a);
-      size_t vlen = n - sizeof(struct rtvia);
-      if ((v->rtvia_family == AF_INET && vlen == 4) || (v->rtvia_family == AF_INET6 && vlen == 16))
-        inet_ntop(v->rtvia_family, v->rtvia_addr, gateway, sizeof gateway);
     } else if (a->rta_type == RTA_MULTIPATH) {
       int hops = (int)n;
       for (const struct rtnexthop *nh = RTA_DATA(a); RTNH_OK(nh, hops); nh = RTNH_NEXT(nh)) {
