@@ -453,6 +453,7 @@ export class HaNode {
       shards: SESSION_SHARDS,
       peers: peers.map((p) => {
         const r = this.peers?.find((x) => x.entry.id === p.id);
+        const sameIsnKey = r && this.sameIsnKey(r.entry);
         return {
           ...p,
           name: r?.entry.name ?? '?',
@@ -462,9 +463,7 @@ export class HaNode {
           workers: r?.entry.workers ?? 0,
           shards: r?.entry.shards ?? r?.entry.workers ?? 0,
           ...(this.holders.has(p.id) ? { holder: this.holders.get(p.id)! } : {}),
-          ...(this.opts.isnKeyId !== undefined && r?.entry.isnKeyId !== undefined
-            ? { sameIsnKey: r.entry.isnKeyId === this.opts.isnKeyId }
-            : {}),
+          ...(sameIsnKey === undefined ? {} : { sameIsnKey }),
         };
       }),
       ...(this.lastError ? { lastError: this.lastError } : {}),
@@ -853,10 +852,8 @@ export class HaNode {
    * SYNs for a second): docs/ha.md. Forwarding goes on either way.
    */
   private checkIsnKeys(): void {
-    const mine = this.opts.isnKeyId;
-    if (mine === undefined) return;
     for (const { entry } of this.peers ?? []) {
-      const differs = entry.isnKeyId !== undefined && entry.isnKeyId !== mine;
+      const differs = this.sameIsnKey(entry) === false;
       if (differs === this.otherIsnKey.has(entry.id)) continue;
       if (differs) {
         this.otherIsnKey.add(entry.id);
@@ -873,6 +870,12 @@ export class HaNode {
         });
       }
     }
+  }
+
+  /** Whether a peer's ISN key is this node's; undefined when it or this node does not say. */
+  private sameIsnKey(entry: RegistryEntry): boolean | undefined {
+    const mine = this.opts.isnKeyId;
+    return mine === undefined || entry.isnKeyId === undefined ? undefined : entry.isnKeyId === mine;
   }
 
   /**
